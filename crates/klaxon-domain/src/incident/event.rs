@@ -1,0 +1,373 @@
+//! Incident events: past-tense facts, their stable persisted names and their
+//! log format.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use serde_json::{Map, Value};
+
+use crate::DecodeError;
+use crate::ids::{
+    ActorId, Audience, CustomerId, DedupKey, IncidentId, IncidentRole, ReportSource, ServiceName, Severity,
+};
+
+#[cfg(test)]
+mod tests;
+
+/// One fact about one incident: what changed, when and by whom.
+///
+/// The log stores it as a record of kind [`IncidentEvent::kind`] whose data is
+/// [`IncidentEvent::to_json`]: one flat JSON object holding `incident`, `at`
+/// (RFC 3339, UTC) and `by`, followed by the fields of the change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IncidentEvent {
+    /// The incident the fact is about.
+    pub incident: IncidentId,
+    /// When the decision was taken (the `now` given to `decide`).
+    pub at: DateTime<Utc>,
+    /// The principal whose command produced the fact.
+    pub by: ActorId,
+    /// What changed.
+    pub change: Change,
+}
+
+/// The names of the envelope fields, which no change may use.
+const ENVELOPE_FIELDS: [&str; 3] = ["incident", "at", "by"];
+
+impl IncidentEvent {
+    /// The stable persisted name of this event, with its schema version, such
+    /// as `incident.declared.v1`. One of [`KINDS`].
+    pub fn kind(&self) -> &'static str {
+        self.change.kind()
+    }
+
+    /// The event as the log stores it: one flat JSON object with `incident`,
+    /// `at` and `by` followed by the change's own fields.
+    ///
+    /// [`IncidentEvent::from_json`] reads it back to an equal event.
+    pub fn to_json(&self) -> Value {
+        let mut object = Map::new();
+        object.insert("incident".into(), Value::String(self.incident.to_string()));
+        object.insert("at".into(), serde_json::to_value(self.at).expect("timestamps serialize"));
+        object.insert("by".into(), Value::String(self.by.to_string()));
+        let Value::Object(fields) = self.change.fields() else {
+            unreachable!("every change is a struct and serializes to an object")
+        };
+        for (name, value) in fields {
+            debug_assert!(!ENVELOPE_FIELDS.contains(&name.as_str()), "field {name} shadows the envelope");
+            object.insert(name, value);
+        }
+        Value::Object(object)
+    }
+
+    /// Decodes a stored record of kind `kind` whose data is `data`, the text of
+    /// [`IncidentEvent::to_json`].
+    ///
+    /// Unknown kinds and data that does not fit the kind's schema (including
+    /// unknown fields: a schema change is a new kind version) are reported as
+    /// distinct [`DecodeError`]s naming the kind.
+    pub fn from_json(kind: &str, data: &str) -> Result<IncidentEvent, DecodeError> {
+        if !KINDS.contains(&kind) {
+            return Err(DecodeError::UnknownKind { kind: kind.to_owned() });
+        }
+        let malformed = |source| DecodeError::Malformed { kind: kind.to_owned(), source };
+        let mut object = match serde_json::from_str::<Value>(data).map_err(malformed)? {
+            Value::Object(object) => object,
+            _ => return Err(malformed(serde::de::Error::custom("expected a JSON object"))),
+        };
+        let incident = take(&mut object, "incident").map_err(malformed)?;
+        let at = take(&mut object, "at").map_err(malformed)?;
+        let by = take(&mut object, "by").map_err(malformed)?;
+        let change = Change::from_fields(kind, Value::Object(object)).map_err(malformed)?;
+        Ok(IncidentEvent { incident, at, by, change })
+    }
+}
+
+/// Removes and decodes the envelope field `name`.
+fn take<T: DeserializeOwned>(object: &mut Map<String, Value>, name: &'static str) -> Result<T, serde_json::Error> {
+    let value = object.remove(name).ok_or_else(|| <serde_json::Error as serde::de::Error>::missing_field(name))?;
+    serde_json::from_value(value)
+}
+
+/// Declares [`Change`] with one tuple variant per fact, its kind names,
+/// [`KINDS`], and the conversions to and from JSON fields, so that the four
+/// can never disagree.
+macro_rules! changes {
+    ($( $(#[$meta:meta])* $variant:ident => $kind:literal, )*) => {
+        /// What an [`IncidentEvent`] records: one variant per kind of fact,
+        /// each holding a struct of the same name.
+        #[derive(Debug, Clone, PartialEq, Eq)]
+        pub enum Change {
+            $( $(#[$meta])* $variant($variant), )*
+        }
+
+        /// Every incident event kind, in lifecycle order. A kind's name and
+        /// meaning never change; a new schema gets a new `.vN` name.
+        pub const KINDS: &[&str] = &[ $( $kind, )* ];
+
+        impl Change {
+            /// The stable persisted name of this change, one of [`KINDS`].
+            pub fn kind(&self) -> &'static str {
+                match self {
+                    $( Change::$variant(_) => $kind, )*
+                }
+            }
+
+            /// The change's own fields as a JSON object.
+            fn fields(&self) -> Value {
+                match self {
+                    $( Change::$variant(fields) => serde_json::to_value(fields), )*
+                }
+                .expect("event structs always serialize")
+            }
+
+            /// Decodes the fields of a change of kind `kind`, which must be
+            /// one of [`KINDS`].
+            fn from_fields(kind: &str, fields: Value) -> Result<Change, serde_json::Error> {
+                match kind {
+                    $( $kind => serde_json::from_value(fields).map(Change::$variant), )*
+                    _ => unreachable!("the kind was checked against KINDS"),
+                }
+            }
+        }
+    };
+}
+
+changes! {
+    /// An issue was reported and the incident created.
+    Reported => "incident.reported.v1",
+    /// A duplicate report was merged into the incident.
+    ReportMerged => "incident.report_merged.v1",
+    /// The issue was confirmed as an incident of some severity.
+    Declared => "incident.declared.v1",
+    /// A manager overrode the severity.
+    SeverityOverridden => "incident.severity_overridden.v1",
+    /// A commander was assigned by a manager.
+    CommanderAssigned => "incident.commander_assigned.v1",
+    /// The commander asked someone to take the incident over.
+    HandoffRequested => "incident.handoff_requested.v1",
+    /// The recipient took the incident over.
+    HandoffAccepted => "incident.handoff_accepted.v1",
+    /// The recipient declined the handoff.
+    HandoffDeclined => "incident.handoff_declined.v1",
+    /// A pending handoff was withdrawn before the recipient answered.
+    HandoffCancelled => "incident.handoff_cancelled.v1",
+    /// Someone was given a role on the incident team.
+    RoleAssigned => "incident.role_assigned.v1",
+    /// A status update was posted for an audience.
+    StatusUpdatePosted => "incident.status_update_posted.v1",
+    /// The customer impact was assessed.
+    CustomerImpactRecorded => "incident.customer_impact_recorded.v1",
+    /// The impact was stopped, though the cause may remain.
+    Mitigated => "incident.mitigated.v1",
+    /// The incident was resolved.
+    Resolved => "incident.resolved.v1",
+    /// A resolved or closed incident was reopened.
+    Reopened => "incident.reopened.v1",
+    /// The resolution was validated and the incident closed.
+    ResolutionValidated => "incident.resolution_validated.v1",
+    /// Someone joined the incident bridge.
+    ParticipantJoined => "incident.participant_joined.v1",
+    /// Someone left the incident bridge.
+    ParticipantLeft => "incident.participant_left.v1",
+}
+
+/// The fields of [`Change::Reported`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Reported {
+    /// The channel the report came in through.
+    pub source: ReportSource,
+    /// Who reported the issue (the event's `by` is who submitted it).
+    pub reporter: ActorId,
+    /// A one-line title, trimmed.
+    pub title: String,
+    /// A longer description, trimmed; may be empty.
+    pub description: String,
+    /// The affected service, when known.
+    pub service: Option<ServiceName>,
+    /// The customers known to be affected, sorted and without duplicates.
+    pub customers: BTreeSet<CustomerId>,
+    /// Free-form labels, such as an alert's labels.
+    pub labels: BTreeMap<String, String>,
+    /// The key duplicate reports will be merged under.
+    pub dedup_key: Option<DedupKey>,
+    /// When the problem itself started, if the report says (an alert's
+    /// `startsAt`); used to measure time to detect.
+    pub started_at: Option<DateTime<Utc>>,
+}
+
+/// The fields of [`Change::ReportMerged`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportMerged {
+    /// The incident's report count after the merge (the first report is 1).
+    pub count: u32,
+    /// The channel the duplicate came in through.
+    pub source: ReportSource,
+    /// Who reported the duplicate.
+    pub reporter: ActorId,
+    /// The duplicate's title, trimmed.
+    pub title: String,
+    /// The duplicate's dedup key, if it had one.
+    pub dedup_key: Option<DedupKey>,
+}
+
+/// The fields of [`Change::Declared`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Declared {
+    /// The severity declared.
+    pub severity: Severity,
+}
+
+/// The fields of [`Change::SeverityOverridden`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeverityOverridden {
+    /// The severity before, if there was one.
+    pub from: Option<Severity>,
+    /// The severity after.
+    pub to: Severity,
+    /// Why, for the audit trail.
+    pub reason: String,
+}
+
+/// The fields of [`Change::CommanderAssigned`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommanderAssigned {
+    /// The new commander.
+    pub commander: ActorId,
+    /// The commander replaced, if any.
+    pub previous: Option<ActorId>,
+}
+
+/// The fields of [`Change::HandoffRequested`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HandoffRequested {
+    /// The current commander, who keeps the incident until acceptance.
+    pub from: ActorId,
+    /// The intended next commander.
+    pub to: ActorId,
+}
+
+/// The fields of [`Change::HandoffAccepted`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HandoffAccepted {
+    /// The previous commander.
+    pub from: ActorId,
+    /// The new commander.
+    pub to: ActorId,
+}
+
+/// The fields of [`Change::HandoffDeclined`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HandoffDeclined {
+    /// The commander, who keeps the incident.
+    pub from: ActorId,
+    /// The recipient who declined.
+    pub to: ActorId,
+    /// Why.
+    pub reason: String,
+}
+
+/// The fields of [`Change::HandoffCancelled`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HandoffCancelled {
+    /// The commander, who keeps the incident.
+    pub from: ActorId,
+    /// The recipient who had not answered.
+    pub to: ActorId,
+    /// Why.
+    pub reason: String,
+}
+
+/// The fields of [`Change::RoleAssigned`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoleAssigned {
+    /// The role, never [`IncidentRole::Commander`].
+    pub role: IncidentRole,
+    /// Who holds it now, alongside anyone who already did.
+    pub person: ActorId,
+}
+
+/// The fields of [`Change::StatusUpdatePosted`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatusUpdatePosted {
+    /// Who the update is for.
+    pub audience: Audience,
+    /// The update, trimmed.
+    pub text: String,
+}
+
+/// The fields of [`Change::CustomerImpactRecorded`]. The assessment replaces
+/// any earlier one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CustomerImpactRecorded {
+    /// How many customers are affected, at least `customers.len()`.
+    pub customers_affected: u32,
+    /// The affected customers known by name, sorted and without duplicates.
+    pub customers: BTreeSet<CustomerId>,
+    /// Whether more than one customer is affected, which makes the incident
+    /// worth a company-wide post.
+    pub multi_customer: bool,
+    /// The impact in words, trimmed.
+    pub summary: String,
+}
+
+/// The fields of [`Change::Mitigated`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Mitigated {
+    /// What stopped the impact, trimmed.
+    pub summary: String,
+}
+
+/// The fields of [`Change::Resolved`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Resolved {
+    /// How it was resolved, trimmed.
+    pub summary: String,
+}
+
+/// The fields of [`Change::Reopened`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Reopened {
+    /// Why the resolution did not hold, trimmed.
+    pub reason: String,
+}
+
+/// The fields of [`Change::ResolutionValidated`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResolutionValidated {
+    /// How the resolution was checked, trimmed.
+    pub note: String,
+}
+
+/// The fields of [`Change::ParticipantJoined`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ParticipantJoined {
+    /// Who joined the bridge.
+    pub participant: ActorId,
+}
+
+/// The fields of [`Change::ParticipantLeft`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ParticipantLeft {
+    /// Who left the bridge.
+    pub participant: ActorId,
+}

@@ -1,0 +1,24 @@
+//! Klaxon's pure domain model: the vocabulary every service shares and the
+//! decisions about an incident's lifecycle.
+//!
+//! This crate must never do IO: no tokio, sled, gRPC, NATS, files or network,
+//! no clock reads (time is always passed in) and no randomness. Everything
+//! here is a function of its inputs, so it is tested without servers and the
+//! same code runs in every topology. Wire formats other than the persisted
+//! event JSON live at the edges, not here.
+//!
+//! Modules:
+//!
+//! - [`ids`]: validated newtypes for ids and levels (`IncidentId`, `Severity`,
+//!   `ActorId`, ...) and the deterministic UUIDv5 event-id helpers.
+//! - [`incident`]: the incident as a decider, with its commands, events,
+//!   limits, rules, `decide`, `evolve` and the persisted event format.
+//!
+//! Errors are [`Error`] for rejected input or commands and [`DecodeError`] for
+//! stored records that cannot be read back.
+
+mod error;
+pub mod ids;
+pub mod incident;
+
+pub use error::{DecodeError, Error};

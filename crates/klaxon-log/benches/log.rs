@@ -1,0 +1,235 @@
+//! The event log against raw sled, in one run, on the same 300-byte events.
+//!
+//! `cargo bench -p klaxon-log` prints a table: events/s and latency for the
+//! log with 1, 8 and 64 concurrent appenders beside raw sled insert + flush +
+//! fdatasync (per insert and per batch of 64), and replay (`read_all` + JSON
+//! decode) beside a raw sled scan + JSON decode, with the ratios. Sizes:
+//! `KLAXON_BENCH_REPLAY_EVENTS` (default 1,000,000), `KLAXON_BENCH_SECONDS`
+//! (time per append case, default 3).
+#![allow(missing_docs)]
+
+use std::fs::File;
+use std::time::{Duration, Instant};
+
+use klaxon_log::{EventData, EventKind, ExpectedVersion, Log, Metadata, NewEvent, Options, Position, StreamId};
+
+const EVENT_BYTES: usize = 300;
+
+fn payload(n: u64) -> String {
+    let head = format!(r#"{{"incident":"INC-{n}","kind":"status_update_posted","by":"alice","text":""#);
+    let pad = EVENT_BYTES - head.len() - 2;
+    let s = format!("{head}{}\"}}", "x".repeat(pad));
+    debug_assert_eq!(s.len(), EVENT_BYTES);
+    s
+}
+
+fn new_event(n: u64) -> NewEvent {
+    NewEvent {
+        id: uuid::Uuid::new_v4(),
+        kind: EventKind::new("incident.status_update_posted.v1").unwrap(),
+        data: EventData::from_json(payload(n)).unwrap(),
+        metadata: Metadata { actor: Some("alice".into()), ..Metadata::default() },
+    }
+}
+
+struct Row {
+    name: String,
+    events_per_s: f64,
+    p50_us: Option<f64>,
+    p99_us: Option<f64>,
+    ratio: Option<(f64, &'static str)>,
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i].as_secs_f64() * 1e6
+}
+
+fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// Raw sled: `batch` inserts, flush, fdatasync of the db file; repeated for
+/// `seconds`. Returns (events/s, per-commit latencies).
+fn sled_baseline(batch: usize, seconds: u64) -> (f64, Vec<Duration>) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = sled::Config::new().path(dir.path()).mode(sled::Mode::HighThroughput).open().unwrap();
+    let file = File::open(dir.path().join("db")).unwrap();
+    let mut latencies = Vec::new();
+    let mut n = 0u64;
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(seconds) {
+        let t = Instant::now();
+        let mut b = sled::Batch::default();
+        for _ in 0..batch {
+            n += 1;
+            b.insert(&n.to_be_bytes(), payload(n).as_bytes());
+        }
+        db.apply_batch(b).unwrap();
+        db.flush().unwrap();
+        file.sync_data().unwrap();
+        latencies.push(t.elapsed());
+    }
+    let rate = n as f64 / start.elapsed().as_secs_f64();
+    (rate, latencies)
+}
+
+/// The log with `appenders` concurrent tasks, each appending one event at a
+/// time to its own stream for `seconds`.
+async fn log_appenders(appenders: usize, seconds: u64) -> (f64, Vec<Duration>) {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path(), Options::default()).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..appenders)
+        .map(|a| {
+            let log = log.clone();
+            tokio::spawn(async move {
+                let stream = StreamId::new(format!("incident-INC-{a}")).unwrap();
+                let mut latencies = Vec::new();
+                let mut n = 0;
+                while Instant::now() < deadline {
+                    n += 1;
+                    let t = Instant::now();
+                    log.append(&stream, ExpectedVersion::Any, vec![new_event(n)]).await.unwrap();
+                    latencies.push(t.elapsed());
+                }
+                latencies
+            })
+        })
+        .collect();
+    let mut latencies = Vec::new();
+    for t in tasks {
+        latencies.extend(t.await.unwrap());
+    }
+    let rate = latencies.len() as f64 / start.elapsed().as_secs_f64();
+    log.close().await;
+    (rate, latencies)
+}
+
+/// Fills a log with `events` (large appends from a few tasks), then times a
+/// full `read_all` + decode of every event's data. Returns events/s.
+async fn log_replay(events: u64) -> f64 {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path(), Options::default()).unwrap();
+    let per_append = 1000;
+    let writers = 4;
+    let fill: Vec<_> = (0..writers)
+        .map(|w| {
+            let log = log.clone();
+            tokio::spawn(async move {
+                let stream = StreamId::new(format!("fill-{w}")).unwrap();
+                let mut n = w;
+                while n < events / per_append {
+                    let batch = (0..per_append).map(|i| new_event(n * per_append + i)).collect();
+                    log.append(&stream, ExpectedVersion::Any, batch).await.unwrap();
+                    n += writers;
+                }
+            })
+        })
+        .collect();
+    for f in fill {
+        f.await.unwrap();
+    }
+    assert_eq!(log.head().0, events / per_append * per_append);
+    let start = Instant::now();
+    let mut next = Position(1);
+    let mut count = 0u64;
+    loop {
+        let records = log.read_all(next, 4096).unwrap();
+        let Some(last) = records.last() else { break };
+        next = last.position.next();
+        for r in &records {
+            let v: serde_json::Value = r.data.parse().unwrap();
+            std::hint::black_box(v);
+            count += 1;
+        }
+    }
+    let rate = count as f64 / start.elapsed().as_secs_f64();
+    log.close().await;
+    rate
+}
+
+/// Raw sled: `events` JSON values, then a full scan + decode. Returns events/s.
+fn sled_replay(events: u64) -> f64 {
+    let dir = tempfile::tempdir().unwrap();
+    let db = sled::Config::new().path(dir.path()).mode(sled::Mode::HighThroughput).open().unwrap();
+    let mut n = 0;
+    while n < events {
+        let mut b = sled::Batch::default();
+        for _ in 0..1000 {
+            n += 1;
+            b.insert(&n.to_be_bytes(), payload(n).as_bytes());
+        }
+        db.apply_batch(b).unwrap();
+    }
+    db.flush().unwrap();
+    let start = Instant::now();
+    let mut count = 0u64;
+    for entry in db.iter() {
+        let (_, v) = entry.unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&v).unwrap();
+        std::hint::black_box(v);
+        count += 1;
+    }
+    count as f64 / start.elapsed().as_secs_f64()
+}
+
+fn row(name: &str, rate: f64, mut latencies: Vec<Duration>, ratio: Option<(f64, &'static str)>) -> Row {
+    latencies.sort();
+    let has = !latencies.is_empty();
+    Row {
+        name: name.to_string(),
+        events_per_s: rate,
+        p50_us: has.then(|| percentile(&latencies, 0.5)),
+        p99_us: has.then(|| percentile(&latencies, 0.99)),
+        ratio,
+    }
+}
+
+fn main() {
+    let seconds = env_or("KLAXON_BENCH_SECONDS", 3);
+    let replay_events = env_or("KLAXON_BENCH_REPLAY_EVENTS", 1_000_000);
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let mut rows = Vec::new();
+
+    eprintln!("sled baselines ({seconds} s each)...");
+    let (sled1, lat) = sled_baseline(1, seconds);
+    rows.push(row("sled insert + flush + fdatasync, per insert", sled1, lat, None));
+    let (sled64, lat) = sled_baseline(64, seconds);
+    rows.push(row("sled batch of 64 + flush + fdatasync", sled64, lat, None));
+
+    for appenders in [1, 8, 64] {
+        eprintln!("log, {appenders} appenders...");
+        let (rate, lat) = rt.block_on(log_appenders(appenders, seconds));
+        let ratio = match appenders {
+            1 => Some((rate / sled1, "vs sled per insert (target >= 0.9)")),
+            64 => Some((rate / sled64, "vs sled batch 64 (target >= 0.7)")),
+            _ => Some((rate / sled1, "vs sled per insert")),
+        };
+        rows.push(row(&format!("log append, {appenders} concurrent appenders"), rate, lat, ratio));
+    }
+
+    eprintln!("replay of {replay_events} events...");
+    let raw = sled_replay(replay_events);
+    rows.push(row(&format!("sled scan + JSON decode, {replay_events} events"), raw, vec![], None));
+    let replay = rt.block_on(log_replay(replay_events));
+    rows.push(row(
+        &format!("log read_all + JSON decode, {replay_events} events"),
+        replay,
+        vec![],
+        Some((replay / raw, "vs sled scan (target >= 0.5)")),
+    ));
+
+    println!();
+    println!("| case | events/s | p50 µs | p99 µs | ratio |");
+    println!("| --- | ---: | ---: | ---: | --- |");
+    for r in rows {
+        let f = |x: Option<f64>| x.map_or("".to_string(), |v| format!("{v:.0}"));
+        let ratio = r.ratio.map_or(String::new(), |(x, what)| format!("{x:.2}x {what}"));
+        println!("| {} | {:.0} | {} | {} | {} |", r.name, r.events_per_s, f(r.p50_us), f(r.p99_us), ratio);
+    }
+}

@@ -1,0 +1,366 @@
+//! The on-disk format: sled keys and the binary record encoding (format 1).
+//!
+//! Everything lives in one sled tree so that one group commit is one atomic
+//! `sled::Batch`. Keys start with a one-byte tag:
+//!
+//! | key | value |
+//! | --- | --- |
+//! | `r` position (u64 BE) | an encoded record |
+//! | `s` stream `\0` version (u64 BE) | position (u64 BE) |
+//! | `h` stream | the stream's version (u64 BE) |
+//! | `i` event id (16 bytes) | position, version (u64 BE each), stream |
+//! | `c` consumer name | checkpoint position (u64 BE) |
+//! | `m` `format` | [`FORMAT_MARKER`] |
+//!
+//! A record is `[format: u8 = 1][crc32: u32 LE of everything after it]`
+//! followed by position, version (u64 LE), event id (16 bytes), recorded_at
+//! (i64 LE microseconds since the Unix epoch), a flags byte saying which
+//! optional metadata follow, then stream, kind, actor, correlation id,
+//! causation id, traceparent and the data, strings as u16 LE length + bytes
+//! (the data as u32 LE length + bytes). Trailing bytes are corruption.
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use crate::{EventData, EventKind, Metadata, Position, Record, StreamId, StreamVersion};
+
+/// The value stored under the `m format` key of every log.
+pub(crate) const FORMAT_MARKER: &[u8] = b"klaxon-log/1";
+pub(crate) const FORMAT_KEY: &[u8] = b"mformat";
+const RECORD_FORMAT_V1: u8 = 1;
+const HEADER_LEN: usize = 5;
+
+const FLAG_ACTOR: u8 = 1;
+const FLAG_CORRELATION: u8 = 2;
+const FLAG_CAUSATION: u8 = 4;
+const FLAG_TRACEPARENT: u8 = 8;
+
+pub(crate) const TAG_RECORD: u8 = b'r';
+pub(crate) const TAG_STREAM: u8 = b's';
+pub(crate) const TAG_HEAD: u8 = b'h';
+pub(crate) const TAG_ID: u8 = b'i';
+pub(crate) const TAG_CHECKPOINT: u8 = b'c';
+
+pub(crate) fn record_key(position: Position) -> [u8; 9] {
+    let mut k = [0u8; 9];
+    k[0] = TAG_RECORD;
+    k[1..].copy_from_slice(&position.0.to_be_bytes());
+    k
+}
+
+pub(crate) fn position_from_record_key(key: &[u8]) -> Option<Position> {
+    match key {
+        [TAG_RECORD, rest @ ..] => Some(Position(u64::from_be_bytes(rest.try_into().ok()?))),
+        _ => None,
+    }
+}
+
+pub(crate) fn stream_prefix(stream: &StreamId) -> Vec<u8> {
+    let mut k = Vec::with_capacity(stream.as_str().len() + 2);
+    k.push(TAG_STREAM);
+    k.extend_from_slice(stream.as_str().as_bytes());
+    k.push(0);
+    k
+}
+
+pub(crate) fn stream_key(stream: &StreamId, version: StreamVersion) -> Vec<u8> {
+    let mut k = stream_prefix(stream);
+    k.extend_from_slice(&version.0.to_be_bytes());
+    k
+}
+
+pub(crate) fn head_key(stream: &StreamId) -> Vec<u8> {
+    let mut k = Vec::with_capacity(stream.as_str().len() + 1);
+    k.push(TAG_HEAD);
+    k.extend_from_slice(stream.as_str().as_bytes());
+    k
+}
+
+pub(crate) fn id_key(id: Uuid) -> [u8; 17] {
+    let mut k = [0u8; 17];
+    k[0] = TAG_ID;
+    k[1..].copy_from_slice(id.as_bytes());
+    k
+}
+
+pub(crate) fn checkpoint_key(name: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(name.len() + 1);
+    k.push(TAG_CHECKPOINT);
+    k.extend_from_slice(name.as_bytes());
+    k
+}
+
+pub(crate) fn u64_value(v: u64) -> [u8; 8] {
+    v.to_be_bytes()
+}
+
+pub(crate) fn read_u64_value(bytes: &[u8]) -> Option<u64> {
+    Some(u64::from_be_bytes(bytes.get(..8)?.try_into().ok()?))
+}
+
+/// Where the idempotency index says an event id lives.
+pub(crate) struct IdEntry {
+    pub position: Position,
+    pub version: StreamVersion,
+    pub stream: String,
+}
+
+pub(crate) fn id_value(position: Position, version: StreamVersion, stream: &StreamId) -> Vec<u8> {
+    let mut v = Vec::with_capacity(16 + stream.as_str().len());
+    v.extend_from_slice(&position.0.to_be_bytes());
+    v.extend_from_slice(&version.0.to_be_bytes());
+    v.extend_from_slice(stream.as_str().as_bytes());
+    v
+}
+
+pub(crate) fn read_id_value(bytes: &[u8]) -> Option<IdEntry> {
+    Some(IdEntry {
+        position: Position(read_u64_value(bytes)?),
+        version: StreamVersion(read_u64_value(bytes.get(8..)?)?),
+        stream: String::from_utf8(bytes.get(16..)?.to_vec()).ok()?,
+    })
+}
+
+/// The parts of a record that encoding needs, borrowed.
+pub(crate) struct RecordRef<'a> {
+    pub position: Position,
+    pub version: StreamVersion,
+    pub id: Uuid,
+    pub recorded_at_micros: i64,
+    pub stream: &'a str,
+    pub kind: &'a str,
+    pub metadata: &'a Metadata,
+    pub data: &'a str,
+}
+
+/// Bytes an encoded record takes, without encoding it.
+pub(crate) fn encoded_len(stream: &str, kind: &str, metadata: &Metadata, data: &str) -> usize {
+    HEADER_LEN
+        + 8
+        + 8
+        + 16
+        + 8
+        + 1
+        + 2
+        + stream.len()
+        + 2
+        + kind.len()
+        + metadata.actor.as_ref().map_or(0, |a| 2 + a.len())
+        + metadata.correlation_id.map_or(0, |_| 16)
+        + metadata.causation_id.map_or(0, |_| 16)
+        + metadata.traceparent.as_ref().map_or(0, |t| 2 + t.len())
+        + 4
+        + data.len()
+}
+
+/// Encodes a record. Field lengths were validated before (strings fit in u16,
+/// data in u32): a violation is a bug, so it panics.
+pub(crate) fn encode(r: &RecordRef<'_>) -> Vec<u8> {
+    let len = encoded_len(r.stream, r.kind, r.metadata, r.data);
+    let mut out = Vec::with_capacity(len);
+    out.push(RECORD_FORMAT_V1);
+    out.extend_from_slice(&[0; 4]);
+    out.extend_from_slice(&r.position.0.to_le_bytes());
+    out.extend_from_slice(&r.version.0.to_le_bytes());
+    out.extend_from_slice(r.id.as_bytes());
+    out.extend_from_slice(&r.recorded_at_micros.to_le_bytes());
+    let m = r.metadata;
+    let flags = (if m.actor.is_some() { FLAG_ACTOR } else { 0 })
+        | (if m.correlation_id.is_some() { FLAG_CORRELATION } else { 0 })
+        | (if m.causation_id.is_some() { FLAG_CAUSATION } else { 0 })
+        | (if m.traceparent.is_some() { FLAG_TRACEPARENT } else { 0 });
+    out.push(flags);
+    put_str16(&mut out, r.stream);
+    put_str16(&mut out, r.kind);
+    if let Some(a) = &m.actor {
+        put_str16(&mut out, a);
+    }
+    if let Some(c) = m.correlation_id {
+        out.extend_from_slice(c.as_bytes());
+    }
+    if let Some(c) = m.causation_id {
+        out.extend_from_slice(c.as_bytes());
+    }
+    if let Some(t) = &m.traceparent {
+        put_str16(&mut out, t);
+    }
+    let data_len = u32::try_from(r.data.len()).expect("data length checked against the event size limit");
+    out.extend_from_slice(&data_len.to_le_bytes());
+    out.extend_from_slice(r.data.as_bytes());
+    assert_eq!(out.len(), len, "encoded_len disagrees with encode");
+    let crc = crc32fast::hash(&out[HEADER_LEN..]);
+    out[1..HEADER_LEN].copy_from_slice(&crc.to_le_bytes());
+    out
+}
+
+fn put_str16(out: &mut Vec<u8>, s: &str) {
+    let len = u16::try_from(s.len()).expect("string length checked before encoding");
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(s.as_bytes());
+}
+
+/// Decodes and verifies a record read from key `position`. Any mismatch,
+/// including a record that names another position, is corruption.
+pub(crate) fn decode(position: Position, bytes: &[u8]) -> Result<Record, crate::Error> {
+    let corrupt = |reason: String| crate::Error::Corrupt { position, reason };
+    if bytes.len() < HEADER_LEN {
+        return Err(corrupt(format!("record is {} bytes, shorter than its header", bytes.len())));
+    }
+    if bytes[0] != RECORD_FORMAT_V1 {
+        return Err(corrupt(format!("unknown record format {}", bytes[0])));
+    }
+    let stored = u32::from_le_bytes(bytes[1..HEADER_LEN].try_into().expect("4 bytes"));
+    let actual = crc32fast::hash(&bytes[HEADER_LEN..]);
+    if stored != actual {
+        return Err(corrupt(format!("checksum mismatch: stored {stored:#010x}, computed {actual:#010x}")));
+    }
+    let mut r = Reader { bytes, at: HEADER_LEN };
+    let parsed = (|| {
+        let pos = r.u64()?;
+        let version = r.u64()?;
+        let id = Uuid::from_bytes(r.take(16)?.try_into().ok()?);
+        let micros = i64::from_le_bytes(r.take(8)?.try_into().ok()?);
+        let flags = r.take(1)?[0];
+        let stream = r.str16()?;
+        let kind = r.str16()?;
+        let actor = if flags & FLAG_ACTOR != 0 { Some(r.str16()?) } else { None };
+        let correlation_id =
+            if flags & FLAG_CORRELATION != 0 { Some(Uuid::from_bytes(r.take(16)?.try_into().ok()?)) } else { None };
+        let causation_id =
+            if flags & FLAG_CAUSATION != 0 { Some(Uuid::from_bytes(r.take(16)?.try_into().ok()?)) } else { None };
+        let traceparent = if flags & FLAG_TRACEPARENT != 0 { Some(r.str16()?) } else { None };
+        let data_len = u32::from_le_bytes(r.take(4)?.try_into().ok()?) as usize;
+        let data = String::from_utf8(r.take(data_len)?.to_vec()).ok()?;
+        Some((
+            pos,
+            version,
+            id,
+            micros,
+            stream,
+            kind,
+            Metadata { actor, correlation_id, causation_id, traceparent },
+            data,
+        ))
+    })();
+    let Some((pos, version, id, micros, stream, kind, metadata, data)) = parsed else {
+        return Err(corrupt("record is truncated or not UTF-8 where text is expected".into()));
+    };
+    if r.at != bytes.len() {
+        return Err(corrupt(format!("{} trailing bytes after the record", bytes.len() - r.at)));
+    }
+    if pos != position.0 {
+        return Err(corrupt(format!("record says position {pos}")));
+    }
+    if version == 0 {
+        return Err(corrupt("record has stream version 0".into()));
+    }
+    let recorded_at: DateTime<Utc> = DateTime::from_timestamp_micros(micros)
+        .ok_or_else(|| corrupt(format!("recorded_at {micros} is out of range")))?;
+    Ok(Record {
+        position,
+        stream: StreamId::new(stream).map_err(|e| corrupt(e.to_string()))?,
+        version: StreamVersion(version),
+        id,
+        kind: EventKind::new(kind).map_err(|e| corrupt(e.to_string()))?,
+        recorded_at,
+        data: EventData::from_trusted(data),
+        metadata,
+        checksum: stored,
+    })
+}
+
+struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let end = self.at.checked_add(n)?;
+        let s = self.bytes.get(self.at..end)?;
+        self.at = end;
+        Some(s)
+    }
+    fn u64(&mut self) -> Option<u64> {
+        Some(u64::from_le_bytes(self.take(8)?.try_into().ok()?))
+    }
+    fn str16(&mut self) -> Option<String> {
+        let len = u16::from_le_bytes(self.take(2)?.try_into().ok()?) as usize;
+        String::from_utf8(self.take(len)?.to_vec()).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn sample(data: &str, metadata: &Metadata) -> Vec<u8> {
+        encode(&RecordRef {
+            position: Position(7),
+            version: StreamVersion(3),
+            id: Uuid::from_u128(42),
+            recorded_at_micros: 1_764_000_000_000_000,
+            stream: "incident-INC-1",
+            kind: "incident.declared.v1",
+            metadata,
+            data,
+        })
+    }
+
+    #[test]
+    fn every_flipped_byte_is_detected() {
+        let m = Metadata { actor: Some("alice".into()), ..Metadata::default() };
+        let bytes = sample(r#"{"severity":"sev1"}"#, &m);
+        assert!(decode(Position(7), &bytes).is_ok());
+        for i in 0..bytes.len() {
+            let mut b = bytes.clone();
+            b[i] ^= 0x40;
+            let err = decode(Position(7), &b).unwrap_err();
+            assert!(matches!(err, crate::Error::Corrupt { position: Position(7), .. }), "byte {i}: {err}");
+        }
+    }
+
+    #[test]
+    fn truncation_and_wrong_position_are_detected() {
+        let bytes = sample("{}", &Metadata::default());
+        for len in 0..bytes.len() {
+            assert!(decode(Position(7), &bytes[..len]).is_err(), "truncated to {len}");
+        }
+        let err = decode(Position(8), &bytes).unwrap_err();
+        assert!(err.to_string().contains("record says position 7"), "{err}");
+    }
+
+    proptest! {
+        #[test]
+        fn round_trip(
+            actor in proptest::option::of("[a-z@.]{1,40}"),
+            corr in proptest::option::of(any::<u128>()),
+            caus in proptest::option::of(any::<u128>()),
+            text in ".{0,200}",
+            micros in 0i64..4_000_000_000_000_000,
+        ) {
+            let metadata = Metadata {
+                actor,
+                correlation_id: corr.map(Uuid::from_u128),
+                causation_id: caus.map(Uuid::from_u128),
+                traceparent: Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into()),
+            };
+            let data = serde_json::to_string(&text).unwrap();
+            let bytes = encode(&RecordRef {
+                position: Position(9), version: StreamVersion(1), id: Uuid::from_u128(5),
+                recorded_at_micros: micros, stream: "s-1", kind: "k.v1", metadata: &metadata, data: &data,
+            });
+            prop_assert_eq!(bytes.len(), encoded_len("s-1", "k.v1", &metadata, &data));
+            let r = decode(Position(9), &bytes).unwrap();
+            prop_assert_eq!(r.metadata, metadata);
+            prop_assert_eq!(r.data.as_str(), data.as_str());
+            prop_assert_eq!(r.recorded_at.timestamp_micros(), micros);
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let _ = decode(Position(1), &bytes);
+        }
+    }
+}

@@ -1,0 +1,74 @@
+//! Making a sled flush durable.
+//!
+//! sled 0.34.7's `flush()` writes its buffers with `pwrite` and, on Linux,
+//! ends in `sync_file_range` (sled's `pagecache/iobuf.rs`; sled issues #1351
+//! and #1452). That neither flushes the device's write cache nor syncs the
+//! file's metadata (its size), so a power loss can lose "flushed" data. sled
+//! also writes oversized pages to files under `blobs/` with plain writes.
+//! [`Syncer::sync`] therefore runs after every flush: `fdatasync` of the `db`
+//! file, and `fsync` of every blob file created since the last sync plus the
+//! `blobs` folder. Only then is an append acknowledged.
+
+use std::fs::File;
+use std::io;
+use std::path::{Path, PathBuf};
+
+pub(crate) struct Syncer {
+    db_file: File,
+    blobs_dir: PathBuf,
+    /// Blob files are named by a growing log sequence number: everything at
+    /// or below this one has been synced.
+    blobs_synced_through: u64,
+}
+
+impl Syncer {
+    /// Opens sled's files in `dir` and syncs the folder itself once, so that
+    /// the files created by `sled::open` have durable directory entries.
+    pub(crate) fn open(dir: &Path) -> io::Result<Syncer> {
+        let db_file = File::open(dir.join("db"))?;
+        let blobs_dir = dir.join("blobs");
+        db_file.sync_all()?;
+        File::open(dir)?.sync_all()?;
+        let mut syncer = Syncer { db_file, blobs_dir, blobs_synced_through: 0 };
+        syncer.sync_blobs(true)?;
+        Ok(syncer)
+    }
+
+    /// Makes everything sled has flushed so far durable.
+    pub(crate) fn sync(&mut self) -> io::Result<()> {
+        self.db_file.sync_data()?;
+        self.sync_blobs(false)
+    }
+
+    fn sync_blobs(&mut self, force_dir: bool) -> io::Result<()> {
+        let entries = match std::fs::read_dir(&self.blobs_dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let mut highest = self.blobs_synced_through;
+        let mut synced_any = false;
+        for entry in entries {
+            let entry = entry?;
+            let Some(lsn) = entry.file_name().to_str().and_then(|n| n.parse::<u64>().ok()) else {
+                continue;
+            };
+            if lsn <= self.blobs_synced_through {
+                continue;
+            }
+            match File::open(entry.path()) {
+                Ok(f) => f.sync_all()?,
+                // sled removes blobs it no longer needs; a vanished one needs no sync.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            }
+            highest = highest.max(lsn);
+            synced_any = true;
+        }
+        if synced_any || force_dir {
+            File::open(&self.blobs_dir)?.sync_all()?;
+        }
+        self.blobs_synced_through = highest;
+        Ok(())
+    }
+}

@@ -1,0 +1,351 @@
+//! The [`Log`] handle: open, append, read, subscribe, checkpoints, close.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::codec;
+use crate::durability::Syncer;
+use crate::subscription::Subscription;
+use crate::writer::{Request, Writer};
+use crate::{
+    Appended, CONSUMER_NAME_BYTES_MAX, Error, ExpectedVersion, NewEvent, Position, Record, StreamId, StreamVersion,
+};
+
+/// Limits and tuning of a log. Every field has a sensible default.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Options {
+    /// Largest encoded event (data, metadata, names), in bytes. Default 1 MiB.
+    pub event_bytes_max: usize,
+    /// Most events in one append. Default 1,000.
+    pub append_events_max: usize,
+    /// Appends that may wait for the writer; beyond this, `append` waits for
+    /// room (back-pressure) instead of taking more memory. Default 4,096.
+    pub queue_appends_max: usize,
+    /// Most appends committed by one flush + sync. Default 1,024.
+    pub group_appends_max: usize,
+    /// Bytes after which a group stops taking appends. Default 32 MiB.
+    pub group_bytes_max: usize,
+    /// sled's page cache, in bytes. Default 256 MiB.
+    pub cache_bytes: u64,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            event_bytes_max: 1024 * 1024,
+            append_events_max: 1000,
+            queue_appends_max: 4096,
+            group_appends_max: 1024,
+            group_bytes_max: 32 * 1024 * 1024,
+            cache_bytes: 256 * 1024 * 1024,
+        }
+    }
+}
+
+/// A handle to an open log. Cheap to clone; all clones share one writer.
+///
+/// Every append is durable (flushed and fsynced) before it returns; reads and
+/// subscriptions only ever see durable records.
+#[derive(Clone)]
+pub struct Log {
+    inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) db: sled::Db,
+    tx: mpsc::Sender<Request>,
+    pub(crate) durable: watch::Receiver<Position>,
+    options: Options,
+    path: PathBuf,
+    writer: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Log {
+    /// Opens (or creates) the log in `dir` and starts its writer thread.
+    ///
+    /// Opening after a crash recovers to what was durable: every
+    /// acknowledged append is there. A folder holding something other than a
+    /// Klaxon log is refused with [`Error::IncompatibleFormat`].
+    pub fn open(dir: impl AsRef<Path>, options: Options) -> Result<Log, Error> {
+        let dir = dir.as_ref();
+        std::fs::create_dir_all(dir)?;
+        let db = sled::Config::new()
+            .path(dir)
+            .cache_capacity(options.cache_bytes)
+            .mode(sled::Mode::HighThroughput)
+            .open()?;
+        let incompatible = |reason: String| Error::IncompatibleFormat { path: dir.display().to_string(), reason };
+        let mut syncer = Syncer::open(dir)?;
+        match db.get(codec::FORMAT_KEY)? {
+            Some(marker) if marker.as_ref() == codec::FORMAT_MARKER => {}
+            Some(marker) => {
+                return Err(incompatible(format!("format marker is {:?}", String::from_utf8_lossy(&marker))));
+            }
+            None if db.is_empty() => {
+                db.insert(codec::FORMAT_KEY, codec::FORMAT_MARKER)?;
+                db.flush()?;
+                syncer.sync()?;
+            }
+            None => return Err(incompatible("the sled database has no Klaxon format marker".into())),
+        }
+
+        let (head, last_micros) = match db.scan_prefix([codec::TAG_RECORD]).next_back() {
+            None => (Position::ZERO, 0),
+            Some(entry) => {
+                let (key, value) = entry?;
+                let position = codec::position_from_record_key(&key)
+                    .ok_or_else(|| incompatible(format!("malformed record key {key:?}")))?;
+                let record = codec::decode(position, &value)?;
+                (position, record.recorded_at.timestamp_micros())
+            }
+        };
+
+        let (durable_tx, durable_rx) = watch::channel(head);
+        let (tx, rx) = mpsc::channel(options.queue_appends_max.max(1));
+        let writer = Writer {
+            db: db.clone(),
+            syncer,
+            next_position: head.0 + 1,
+            last_micros,
+            durable: durable_tx,
+            group_appends_max: options.group_appends_max.max(1),
+            group_bytes_max: options.group_bytes_max.max(1),
+            failed: None,
+        };
+        let handle = std::thread::Builder::new().name("klaxon-log-writer".into()).spawn(move || writer.run(rx))?;
+        tracing::info!(path = %dir.display(), head = head.0, "event log open");
+        Ok(Log {
+            inner: Arc::new(Inner {
+                db,
+                tx,
+                durable: durable_rx,
+                options,
+                path: dir.to_path_buf(),
+                writer: Mutex::new(Some(handle)),
+            }),
+        })
+    }
+
+    /// The folder the log lives in.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// The options the log was opened with.
+    pub fn options(&self) -> &Options {
+        &self.inner.options
+    }
+
+    /// Appends `events` to `stream` if the stream is at the `expected`
+    /// version, atomically: all events or none. Returns once the records are
+    /// durable.
+    ///
+    /// If every event id is already in the log (a retry), nothing is written
+    /// and the original positions are returned with `deduplicated: true`. Any
+    /// error means nothing was written, except [`Error::Failed`] (see there).
+    pub async fn append(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<Appended, Error> {
+        let bytes = self.check_append(stream, &events)?;
+        let (reply, answer) = oneshot::channel();
+        let request = Request::Append { stream: stream.clone(), expected, events, bytes, reply };
+        self.inner.tx.send(request).await.map_err(|_| Error::Closed)?;
+        answer.await.map_err(|_| Error::Closed)?
+    }
+
+    /// Everything about an append that can be checked without the log's
+    /// state. Returns the encoded size of all events.
+    fn check_append(&self, stream: &StreamId, events: &[NewEvent]) -> Result<usize, Error> {
+        let options = &self.inner.options;
+        if events.is_empty() {
+            return Err(Error::EmptyAppend { stream: stream.clone() });
+        }
+        if events.len() > options.append_events_max {
+            return Err(Error::TooManyEvents { count: events.len(), max: options.append_events_max });
+        }
+        let mut ids = HashSet::with_capacity(events.len());
+        let mut total = 0;
+        for (index, event) in events.iter().enumerate() {
+            event.metadata.validate()?;
+            let size = codec::encoded_len(stream.as_str(), event.kind.as_str(), &event.metadata, event.data.as_str());
+            // u32::MAX bounds the encoding itself, whatever the option says.
+            let max = options.event_bytes_max.min(u32::MAX as usize);
+            if size > max {
+                return Err(Error::EventTooLarge { index, size, max });
+            }
+            if !ids.insert(event.id) {
+                return Err(Error::DuplicateIdInAppend { id: event.id });
+            }
+            total += size;
+        }
+        Ok(total)
+    }
+
+    /// The position of the last durable record (0 for an empty log).
+    pub fn head(&self) -> Position {
+        *self.inner.durable.borrow()
+    }
+
+    /// Up to `max` records from position `from` (inclusive; 0 reads from the
+    /// start), in position order, each verified against its checksum.
+    pub fn read_all(&self, from: Position, max: usize) -> Result<Vec<Record>, Error> {
+        let head = self.head();
+        let from = from.max(Position(1));
+        if from > head || max == 0 {
+            return Ok(Vec::new());
+        }
+        let mut out = Vec::with_capacity(max.min((head.0 - from.0 + 1) as usize).min(4096));
+        let mut expected = from;
+        for entry in self.inner.db.range(codec::record_key(from)..=codec::record_key(head)) {
+            let (key, value) = entry?;
+            let position = codec::position_from_record_key(&key).ok_or_else(|| Error::Corrupt {
+                position: expected,
+                reason: format!("malformed record key {key:?}"),
+            })?;
+            if position != expected {
+                return Err(Error::Corrupt {
+                    position: expected,
+                    reason: format!("record missing (next is {position})"),
+                });
+            }
+            out.push(codec::decode(position, &value)?);
+            expected = expected.next();
+            if out.len() == max {
+                break;
+            }
+        }
+        if out.len() < max && expected <= head {
+            return Err(Error::Corrupt { position: expected, reason: "record missing below the head".into() });
+        }
+        Ok(out)
+    }
+
+    /// Up to `max` records of `stream` from version `from` (inclusive; 0
+    /// reads from the start), in version order.
+    pub fn read_stream(&self, stream: &StreamId, from: StreamVersion, max: usize) -> Result<Vec<Record>, Error> {
+        let head = self.head();
+        let from = from.max(StreamVersion(1));
+        let mut out = Vec::new();
+        if max == 0 {
+            return Ok(out);
+        }
+        let start = codec::stream_key(stream, from);
+        let end = codec::stream_key(stream, StreamVersion(u64::MAX));
+        let mut expected = from;
+        for entry in self.inner.db.range(start..=end) {
+            let (_, value) = entry?;
+            let position = Position(codec::read_u64_value(&value).ok_or_else(|| Error::Corrupt {
+                position: Position::ZERO,
+                reason: format!("stream index entry for {stream} version {expected} does not decode"),
+            })?);
+            if position > head {
+                break; // not durable yet
+            }
+            let record = self.read_one(position)?;
+            if record.stream != *stream || record.version != expected {
+                return Err(Error::Corrupt {
+                    position,
+                    reason: format!(
+                        "stream index says {stream} version {expected}, record says {} version {}",
+                        record.stream, record.version
+                    ),
+                });
+            }
+            out.push(record);
+            expected = StreamVersion(expected.0 + 1);
+            if out.len() == max {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// The stream's current (durable) version; 0 when it does not exist.
+    pub fn stream_version(&self, stream: &StreamId) -> Result<StreamVersion, Error> {
+        let head = self.head();
+        let prefix = codec::stream_prefix(stream);
+        for entry in self.inner.db.scan_prefix(&prefix).rev() {
+            let (key, value) = entry?;
+            let position = codec::read_u64_value(&value).unwrap_or(u64::MAX);
+            if position <= head.0 {
+                return Ok(StreamVersion(codec::read_u64_value(&key[prefix.len()..]).unwrap_or(0)));
+            }
+        }
+        Ok(StreamVersion(0))
+    }
+
+    /// The record at `position`, verified.
+    pub fn read_one(&self, position: Position) -> Result<Record, Error> {
+        if position == Position::ZERO || position > self.head() {
+            return Err(Error::Corrupt { position, reason: "no such record".into() });
+        }
+        match self.inner.db.get(codec::record_key(position))? {
+            Some(bytes) => codec::decode(position, &bytes),
+            None => Err(Error::Corrupt { position, reason: "record missing below the head".into() }),
+        }
+    }
+
+    /// Every record from `from` (inclusive; 0 = from the start): first those
+    /// already in the log, then new ones as they become durable, in position
+    /// order, without gaps or duplicates. A slow subscriber holds no buffer
+    /// that grows: it simply reads further behind in the log.
+    pub fn subscribe(&self, from: Position) -> Subscription {
+        Subscription::new(self.clone(), from.max(Position(1)))
+    }
+
+    pub(crate) fn durable_watch(&self) -> watch::Receiver<Position> {
+        self.inner.durable.clone()
+    }
+
+    /// Durably records that consumer `name` has applied everything up to
+    /// `position`. Shares the flush with concurrent appends.
+    pub async fn save_checkpoint(&self, name: &str, position: Position) -> Result<(), Error> {
+        check_consumer_name(name)?;
+        let (reply, answer) = oneshot::channel();
+        let request = Request::SaveCheckpoint { key: codec::checkpoint_key(name), position, reply };
+        self.inner.tx.send(request).await.map_err(|_| Error::Closed)?;
+        answer.await.map_err(|_| Error::Closed)?
+    }
+
+    /// The last position saved for consumer `name`; 0 when none was saved.
+    pub fn load_checkpoint(&self, name: &str) -> Result<Position, Error> {
+        check_consumer_name(name)?;
+        Ok(Position(
+            self.inner.db.get(codec::checkpoint_key(name))?.and_then(|v| codec::read_u64_value(&v)).unwrap_or(0),
+        ))
+    }
+
+    /// Stops taking appends, commits and syncs everything already queued,
+    /// and stops the writer. Reads keep working on this handle; appends
+    /// return [`Error::Closed`]. Closing twice is harmless.
+    pub async fn close(&self) {
+        let (reply, answer) = oneshot::channel();
+        if self.inner.tx.send(Request::Close { reply }).await.is_ok() {
+            let _ = answer.await;
+        }
+        let handle = self.inner.writer.lock().expect("writer handle lock").take();
+        if let Some(handle) = handle {
+            let _ = tokio::task::spawn_blocking(move || handle.join()).await;
+        }
+    }
+
+    pub(crate) fn db(&self) -> &sled::Db {
+        &self.inner.db
+    }
+}
+
+fn check_consumer_name(name: &str) -> Result<(), Error> {
+    if StreamId::new(name).is_err() || name.len() > CONSUMER_NAME_BYTES_MAX {
+        return Err(Error::InvalidConsumerName { name: name.to_string() });
+    }
+    Ok(())
+}

@@ -1,0 +1,200 @@
+//! Appends, reads, idempotency, checkpoints, reopen, close and corruption.
+
+use klaxon_log::{Error, ExpectedVersion, Log, Options, Position, StreamVersion};
+
+use crate::support::{event, sid, temp_log};
+
+#[tokio::test]
+async fn appends_get_gapless_positions_and_versions() {
+    let (_dir, log) = temp_log(Options::default());
+    assert_eq!(log.head(), Position(0));
+    let a = log.append(&sid("a"), ExpectedVersion::NoStream, vec![event(1), event(2)]).await.unwrap();
+    assert_eq!((a.first, a.last, a.next_version, a.deduplicated), (Position(1), Position(2), StreamVersion(3), false));
+    let b = log.append(&sid("b"), ExpectedVersion::Any, vec![event(3)]).await.unwrap();
+    assert_eq!((b.first, b.last, b.next_version), (Position(3), Position(3), StreamVersion(2)));
+    let c = log.append(&sid("a"), ExpectedVersion::Exact(StreamVersion(2)), vec![event(4)]).await.unwrap();
+    assert_eq!((c.first, c.next_version), (Position(4), StreamVersion(4)));
+    assert_eq!(log.head(), Position(4));
+
+    let all = log.read_all(Position(0), 100).unwrap();
+    let summary: Vec<(u64, &str, u64, u64)> = all
+        .iter()
+        .map(|r| {
+            (
+                r.position.0,
+                r.stream.as_str(),
+                r.version.0,
+                r.data.parse::<serde_json::Value>().unwrap()["n"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(summary, vec![(1, "a", 1, 1), (2, "a", 2, 2), (3, "b", 1, 3), (4, "a", 3, 4)]);
+    assert!(all.windows(2).all(|w| w[0].recorded_at <= w[1].recorded_at));
+    assert_eq!(all[0].metadata.actor.as_deref(), Some("tester"));
+
+    let stream_a = log.read_stream(&sid("a"), StreamVersion(2), 10).unwrap();
+    assert_eq!(stream_a.iter().map(|r| r.position.0).collect::<Vec<_>>(), vec![2, 4]);
+    assert_eq!(log.read_stream(&sid("a"), StreamVersion(0), 1).unwrap().len(), 1);
+    assert_eq!(log.read_all(Position(3), 1).unwrap()[0].position, Position(3));
+    assert_eq!(log.stream_version(&sid("a")).unwrap(), StreamVersion(3));
+    assert_eq!(log.stream_version(&sid("zzz")).unwrap(), StreamVersion(0));
+    assert!(log.read_stream(&sid("zzz"), StreamVersion(1), 10).unwrap().is_empty());
+    log.close().await;
+}
+
+#[tokio::test]
+async fn a_retry_returns_the_original_positions_and_writes_nothing_even_after_reopen() {
+    let (dir, log) = temp_log(Options::default());
+    let events = vec![event(1), event(2)];
+    log.append(&sid("x"), ExpectedVersion::Any, vec![event(0)]).await.unwrap();
+    let first = log.append(&sid("s"), ExpectedVersion::NoStream, events.clone()).await.unwrap();
+    log.append(&sid("x"), ExpectedVersion::Any, vec![event(3)]).await.unwrap();
+    // The retry carries the original expectation, which no longer holds: the
+    // id check comes first, so it still succeeds as a no-op.
+    let retry = log.append(&sid("s"), ExpectedVersion::NoStream, events.clone()).await.unwrap();
+    assert_eq!((retry.first, retry.last, retry.next_version), (first.first, first.last, first.next_version));
+    assert!(retry.deduplicated);
+    assert_eq!(log.head(), Position(4));
+    log.close().await;
+    drop(log);
+
+    let log = Log::open(dir.path(), Options::default()).unwrap();
+    let again = log.append(&sid("s"), ExpectedVersion::Any, events).await.unwrap();
+    assert_eq!((again.first, again.deduplicated), (Position(2), true));
+    assert_eq!(log.head(), Position(4));
+    assert_eq!(log.verify().unwrap().records, 4);
+    log.close().await;
+}
+
+#[tokio::test]
+async fn concurrent_retries_of_one_append_write_it_once() {
+    let (_dir, log) = temp_log(Options::default());
+    let events = vec![event(1), event(2), event(3)];
+    let tasks: Vec<_> = (0..16)
+        .map(|_| {
+            let (log, events) = (log.clone(), events.clone());
+            tokio::spawn(async move { log.append(&sid("once"), ExpectedVersion::Any, events).await.unwrap() })
+        })
+        .collect();
+    let mut results = Vec::new();
+    for t in tasks {
+        results.push(t.await.unwrap());
+    }
+    assert_eq!(results.iter().filter(|a| !a.deduplicated).count(), 1);
+    assert!(results.iter().all(|a| (a.first, a.last) == (Position(1), Position(3))));
+    assert_eq!(log.head(), Position(3));
+    log.close().await;
+}
+
+#[tokio::test]
+async fn checkpoints_are_durable_and_per_consumer() {
+    let (dir, log) = temp_log(Options::default());
+    assert_eq!(log.load_checkpoint("paging").unwrap(), Position(0));
+    log.save_checkpoint("paging", Position(41)).await.unwrap();
+    log.save_checkpoint("paging", Position(42)).await.unwrap();
+    log.save_checkpoint("review", Position(7)).await.unwrap();
+    log.close().await;
+    drop(log);
+    let log = Log::open(dir.path(), Options::default()).unwrap();
+    assert_eq!(log.load_checkpoint("paging").unwrap(), Position(42));
+    assert_eq!(log.load_checkpoint("review").unwrap(), Position(7));
+    assert_eq!(log.head(), Position(0), "checkpoints are not records");
+    log.close().await;
+}
+
+#[tokio::test]
+async fn close_finishes_queued_appends_and_refuses_new_ones() {
+    let (dir, log) = temp_log(Options::default());
+    let tasks: Vec<_> = (0..200)
+        .map(|i| {
+            let log = log.clone();
+            tokio::spawn(
+                async move { log.append(&sid(&format!("s{}", i % 7)), ExpectedVersion::Any, vec![event(i)]).await },
+            )
+        })
+        .collect();
+    tokio::task::yield_now().await;
+    log.close().await;
+    let mut ok = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(_) => ok += 1,
+            Err(Error::Closed) => {}
+            Err(e) => panic!("unexpected error {e}"),
+        }
+    }
+    assert!(matches!(log.append(&sid("late"), ExpectedVersion::Any, vec![event(0)]).await, Err(Error::Closed)));
+    assert_eq!(log.head(), Position(ok));
+    drop(log);
+    let reopened = Log::open(dir.path(), Options::default()).unwrap();
+    assert_eq!(reopened.head(), Position(ok), "every acknowledged append survives close");
+    assert_eq!(reopened.verify().unwrap().records, ok);
+    let next = reopened.append(&sid("after"), ExpectedVersion::Any, vec![event(0)]).await.unwrap();
+    assert_eq!(next.first, Position(ok + 1));
+    reopened.close().await;
+}
+
+#[tokio::test]
+async fn a_damaged_record_is_reported_with_its_position() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path(), Options::default()).unwrap();
+    for i in 0..5 {
+        log.append(&sid("s"), ExpectedVersion::Any, vec![event(i)]).await.unwrap();
+    }
+    log.close().await;
+    drop(log);
+    {
+        // Flip one byte of record 3 through sled itself.
+        let db = sled::open(dir.path()).unwrap();
+        let key = [&b"r"[..], &3u64.to_be_bytes()].concat();
+        let mut value = db.get(&key).unwrap().unwrap().to_vec();
+        let last = value.len() - 2;
+        value[last] ^= 1;
+        db.insert(key, value).unwrap();
+        db.flush().unwrap();
+    }
+    let log = Log::open(dir.path(), Options::default()).unwrap();
+    assert_eq!(log.read_all(Position(1), 2).unwrap().len(), 2, "records before it read fine");
+    let err = log.read_all(Position(1), 10).unwrap_err();
+    assert!(matches!(err, Error::Corrupt { position: Position(3), .. }), "{err}");
+    assert!(err.to_string().contains("checksum mismatch"), "{err}");
+    assert!(matches!(log.verify(), Err(Error::Corrupt { position: Position(3), .. })));
+    let mut sub = log.subscribe(Position(0));
+    assert_eq!(sub.next().await.unwrap().unwrap().position, Position(1));
+    assert_eq!(sub.next().await.unwrap().unwrap().position, Position(2));
+    assert!(matches!(sub.next().await, Some(Err(Error::Corrupt { position: Position(3), .. }))));
+    assert!(matches!(
+        log.read_stream(&sid("s"), StreamVersion(1), 10),
+        Err(Error::Corrupt { position: Position(3), .. })
+    ));
+    log.close().await;
+}
+
+#[tokio::test]
+async fn a_folder_that_is_not_a_log_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let db = sled::open(dir.path()).unwrap();
+        db.insert("something", "else").unwrap();
+        db.flush().unwrap();
+    }
+    match Log::open(dir.path(), Options::default()) {
+        Err(Error::IncompatibleFormat { reason, .. }) => assert!(reason.contains("marker"), "{reason}"),
+        Err(e) => panic!("unexpected error {e}"),
+        Ok(_) => panic!("opened a foreign sled database"),
+    }
+}
+
+#[tokio::test]
+async fn large_events_up_to_the_limit_round_trip() {
+    let (dir, log) = temp_log(Options::default());
+    // Large enough for sled to store the page as a separate blob file.
+    let mut big = event(1);
+    big.data = klaxon_log::EventData::from_value(&"y".repeat(1024 * 1024 - 200)).unwrap();
+    log.append(&sid("big"), ExpectedVersion::Any, vec![big.clone()]).await.unwrap();
+    log.close().await;
+    drop(log);
+    let log = Log::open(dir.path(), Options::default()).unwrap();
+    assert_eq!(log.read_all(Position(1), 1).unwrap()[0].data, big.data);
+    log.close().await;
+}
