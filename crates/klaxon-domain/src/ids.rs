@@ -366,3 +366,53 @@ pub fn command_event_id(request_id: &str, index: u32) -> Uuid {
     name.extend_from_slice(&index.to_be_bytes());
     Uuid::new_v5(&KLAXON_NAMESPACE, &name)
 }
+
+macro_rules! snake_names {
+    ($ty:ident { $($variant:ident => $name:literal),* $(,)? }) => {
+        impl $ty {
+            /// Every value, in declaration order.
+            pub const ALL: &'static [$ty] = &[$($ty::$variant),*];
+
+            /// The snake_case name used in JSON and on the command line.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($ty::$variant => $name),*
+                }
+            }
+        }
+
+        impl fmt::Display for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl FromStr for $ty {
+            type Err = Error;
+
+            fn from_str(s: &str) -> Result<$ty, Error> {
+                let wanted = s.trim().to_ascii_lowercase().replace('-', "_");
+                $ty::ALL.iter().copied().find(|v| v.as_str() == wanted).ok_or_else(|| {
+                    let names: Vec<&str> = $ty::ALL.iter().map(|v| v.as_str()).collect();
+                    Error::invalid(stringify!($ty), format!("{s:?} is not one of {}", names.join(", ")))
+                })
+            }
+        }
+    };
+}
+
+snake_names!(IncidentRole {
+    Commander => "commander",
+    CommunicationsLead => "communications_lead",
+    Scribe => "scribe",
+    SubjectMatterExpert => "subject_matter_expert",
+});
+snake_names!(Audience { Internal => "internal", Executive => "executive", CompanyWide => "company_wide" });
+snake_names!(ReportSource {
+    Manual => "manual",
+    Api => "api",
+    Alertmanager => "alertmanager",
+    PagerDuty => "pager_duty",
+    HelpDesk => "help_desk",
+    Executive => "executive",
+});

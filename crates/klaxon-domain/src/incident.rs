@@ -706,7 +706,7 @@ fn decide_existing(s: &Incident, command: &Command, actor: &ActorId) -> Result<C
             })?;
             Change::ResolutionValidated(ResolutionValidated { note })
         }
-        Command::JoinBridge { participant } => {
+        Command::JoinBridge { participant, role } => {
             ensure(status != Status::Closed, "bridge.closed", &|| "the bridge of a closed incident is closed".into())?;
             ensure(!s.participants.contains(participant), "bridge.already_joined", &|| {
                 format!("{participant} is already on the bridge")
@@ -714,7 +714,7 @@ fn decide_existing(s: &Incident, command: &Command, actor: &ActorId) -> Result<C
             ensure(s.participants.len() < BRIDGE_PARTICIPANTS_MAX, "bridge.full", &|| {
                 format!("the bridge already has {BRIDGE_PARTICIPANTS_MAX} participants")
             })?;
-            Change::ParticipantJoined(ParticipantJoined { participant: participant.clone() })
+            Change::ParticipantJoined(ParticipantJoined { participant: participant.clone(), role: *role })
         }
         Command::LeaveBridge { participant } => {
             ensure(s.participants.contains(participant), "bridge.not_joined", &|| {

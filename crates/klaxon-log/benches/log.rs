@@ -193,6 +193,16 @@ fn row(name: &str, rate: f64, mut latencies: Vec<Duration>, ratio: Option<(f64, 
 fn main() {
     let seconds = env_or("KLAXON_BENCH_SECONDS", 3);
     let replay_events = env_or("KLAXON_BENCH_REPLAY_EVENTS", 1_000_000);
+    // `KLAXON_BENCH_ONLY=appenders:1` (or `replay`) runs a single case, for profiling.
+    if let Ok(only) = std::env::var("KLAXON_BENCH_ONLY") {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let rate = match only.split_once(':') {
+            Some(("appenders", n)) => rt.block_on(log_appenders(n.parse().unwrap(), seconds)).0,
+            _ => rt.block_on(log_replay(replay_events)),
+        };
+        println!("{only}: {rate:.0} events/s");
+        return;
+    }
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let mut rows = Vec::new();
 

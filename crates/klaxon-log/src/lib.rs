@@ -55,6 +55,6 @@ pub use log::{Log, Options};
 pub use subscription::Subscription;
 pub use types::{
     ACTOR_BYTES_MAX, Appended, CONSUMER_NAME_BYTES_MAX, EventData, EventKind, ExpectedVersion, KIND_BYTES_MAX,
-    Metadata, NewEvent, Position, Record, STREAM_ID_BYTES_MAX, StreamId, StreamVersion,
+    Metadata, NewEvent, Position, Record, STREAM_ID_BYTES_MAX, StreamId, StreamVersion, is_traceparent,
 };
 pub use verify::VerifyReport;

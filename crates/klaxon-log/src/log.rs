@@ -283,6 +283,24 @@ impl Log {
         Ok(StreamVersion(0))
     }
 
+    /// Where the event with this id is, if it is in the log (and durable):
+    /// its position, stream and version. This is how a caller recognises a
+    /// retry before deciding anything again.
+    pub fn locate(&self, id: uuid::Uuid) -> Result<Option<(Position, StreamId, StreamVersion)>, Error> {
+        let Some(value) = self.inner.db.get(codec::id_key(id))? else {
+            return Ok(None);
+        };
+        let corrupt = |reason: String| Error::Corrupt { position: Position::ZERO, reason };
+        let entry = codec::read_id_value(&value)
+            .ok_or_else(|| corrupt(format!("idempotency index entry for {id} does not decode")))?;
+        if entry.position > self.head() {
+            return Ok(None);
+        }
+        let stream =
+            StreamId::new(entry.stream).map_err(|e| corrupt(format!("idempotency index entry for {id}: {e}")))?;
+        Ok(Some((entry.position, stream, entry.version)))
+    }
+
     /// The record at `position`, verified.
     pub fn read_one(&self, position: Position) -> Result<Record, Error> {
         if position == Position::ZERO || position > self.head() {

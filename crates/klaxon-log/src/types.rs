@@ -292,7 +292,9 @@ impl Metadata {
     }
 }
 
-fn is_traceparent(s: &str) -> bool {
+/// Whether `s` is a W3C `traceparent` the log accepts in metadata:
+/// `00-<32 hex>-<16 hex>-<2 hex>`, lowercase, ids not all zero.
+pub fn is_traceparent(s: &str) -> bool {
     let parts: Vec<&str> = s.split('-').collect();
     let hex = |p: &str, n: usize| p.len() == n && p.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
     parts.len() == 4

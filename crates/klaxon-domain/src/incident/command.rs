@@ -131,6 +131,9 @@ pub enum Command {
     JoinBridge {
         /// Who joins.
         participant: ActorId,
+        /// The role they join in, if any (informational; roles are assigned
+        /// with `AssignRole`).
+        role: Option<IncidentRole>,
     },
     /// Leave the incident bridge.
     LeaveBridge {

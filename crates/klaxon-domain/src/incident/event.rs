@@ -362,6 +362,8 @@ pub struct ResolutionValidated {
 pub struct ParticipantJoined {
     /// Who joined the bridge.
     pub participant: ActorId,
+    /// The role they joined in, if any.
+    pub role: Option<IncidentRole>,
 }
 
 /// The fields of [`Change::ParticipantLeft`].
@@ -370,4 +372,54 @@ pub struct ParticipantJoined {
 pub struct ParticipantLeft {
     /// Who left the bridge.
     pub participant: ActorId,
+}
+
+impl IncidentEvent {
+    /// One readable sentence saying what happened, for timelines and the
+    /// bridge, such as `alice declared INC-7 SEV1`.
+    pub fn summary(&self) -> String {
+        let by = &self.by;
+        let id = self.incident;
+        match &self.change {
+            Change::Reported(r) => {
+                let service = r.service.as_ref().map(|s| format!(" on {s}")).unwrap_or_default();
+                format!("{} reported {id}{service} via {}: {}", r.reporter, r.source, r.title)
+            }
+            Change::ReportMerged(m) => {
+                format!("{} reported it again via {} (report {}): {}", m.reporter, m.source, m.count, m.title)
+            }
+            Change::Declared(d) => format!("{by} declared {id} {}", d.severity),
+            Change::SeverityOverridden(o) => match o.from {
+                Some(from) => format!("{by} changed the severity from {from} to {}: {}", o.to, o.reason),
+                None => format!("{by} set the severity to {}: {}", o.to, o.reason),
+            },
+            Change::CommanderAssigned(c) => match &c.previous {
+                Some(previous) => format!("{by} made {} incident commander (was {previous})", c.commander),
+                None => format!("{by} made {} incident commander", c.commander),
+            },
+            Change::HandoffRequested(h) => format!("{} asked {} to take over as commander", h.from, h.to),
+            Change::HandoffAccepted(h) => format!("{} accepted the handoff from {} and is now commander", h.to, h.from),
+            Change::HandoffDeclined(h) => format!("{} declined the handoff from {}: {}", h.to, h.from, h.reason),
+            Change::HandoffCancelled(h) => {
+                format!("{by} cancelled the handoff from {} to {}: {}", h.from, h.to, h.reason)
+            }
+            Change::RoleAssigned(r) => format!("{by} made {} {}", r.person, r.role.as_str().replace('_', " ")),
+            Change::StatusUpdatePosted(u) => {
+                format!("{by} posted a {} update: {}", u.audience.as_str().replace('_', "-"), u.text)
+            }
+            Change::CustomerImpactRecorded(c) => {
+                let multi = if c.multi_customer { ", multi-customer" } else { "" };
+                format!("{by} recorded impact on {} customers{multi}: {}", c.customers_affected, c.summary)
+            }
+            Change::Mitigated(m) => format!("{by} mitigated {id}: {}", m.summary),
+            Change::Resolved(r) => format!("{by} resolved {id}: {}", r.summary),
+            Change::Reopened(r) => format!("{by} reopened {id}: {}", r.reason),
+            Change::ResolutionValidated(v) => format!("{by} validated the resolution and closed {id}: {}", v.note),
+            Change::ParticipantJoined(p) => match p.role {
+                Some(role) => format!("{} joined the bridge as {}", p.participant, role.as_str().replace('_', " ")),
+                None => format!("{} joined the bridge", p.participant),
+            },
+            Change::ParticipantLeft(p) => format!("{} left the bridge", p.participant),
+        }
+    }
 }

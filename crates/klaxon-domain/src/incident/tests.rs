@@ -129,7 +129,7 @@ fn validate(note: &str) -> Command {
     Command::ValidateResolution { note: note.into() }
 }
 fn join(who: &str) -> Command {
-    Command::JoinBridge { participant: actor(who) }
+    Command::JoinBridge { participant: actor(who), role: None }
 }
 fn leave(who: &str) -> Command {
     Command::LeaveBridge { participant: actor(who) }

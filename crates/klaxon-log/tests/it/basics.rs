@@ -55,6 +55,8 @@ async fn a_retry_returns_the_original_positions_and_writes_nothing_even_after_re
     assert_eq!((retry.first, retry.last, retry.next_version), (first.first, first.last, first.next_version));
     assert!(retry.deduplicated);
     assert_eq!(log.head(), Position(4));
+    assert_eq!(log.locate(events[1].id).unwrap(), Some((Position(3), sid("s"), StreamVersion(2))));
+    assert_eq!(log.locate(uuid::Uuid::new_v4()).unwrap(), None);
     log.close().await;
     drop(log);
 

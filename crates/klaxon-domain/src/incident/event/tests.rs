@@ -284,16 +284,20 @@ fn goldens() -> Vec<(IncidentEvent, Expect)> {
             "#]],
         ),
         (
-            event(Change::ParticipantJoined(ParticipantJoined { participant: actor("erin") })),
+            event(Change::ParticipantJoined(ParticipantJoined {
+                participant: actor("erin"),
+                role: Some(IncidentRole::SubjectMatterExpert),
+            })),
             expect![[r#"
-            incident.participant_joined.v1
-            {
-              "at": "2026-03-01T12:34:56.789Z",
-              "by": "alice",
-              "incident": "INC-42",
-              "participant": "erin"
-            }
-        "#]],
+                incident.participant_joined.v1
+                {
+                  "at": "2026-03-01T12:34:56.789Z",
+                  "by": "alice",
+                  "incident": "INC-42",
+                  "participant": "erin",
+                  "role": "subject_matter_expert"
+                }
+            "#]],
         ),
         (
             event(Change::ParticipantLeft(ParticipantLeft { participant: actor("erin") })),

@@ -1,0 +1,62 @@
+use klaxon_domain::ids::IncidentId;
+use klaxon_log::Position;
+
+/// Everything intake can refuse or fail with. [`crate::status`] maps each
+/// kind to one gRPC status; nothing else does.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The domain refused the command (bad field, broken rule, unknown
+    /// incident). Nothing was written.
+    #[error(transparent)]
+    Domain(#[from] klaxon_domain::Error),
+    /// A request field outside the domain's (request id, page token, headers).
+    #[error("invalid {field}: {reason}")]
+    InvalidRequest {
+        /// The field or header.
+        field: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The command was based on another version of the incident than the
+    /// current one. Nothing was written.
+    #[error("{incident} is at version {current}, not {expected}; reload it and retry")]
+    Conflict {
+        /// The incident.
+        incident: IncidentId,
+        /// The version the command was based on.
+        expected: u64,
+        /// The incident's current version.
+        current: u64,
+    },
+    /// The incident's bridge has no room.
+    #[error("the bridge of {incident} is full ({max} participants)")]
+    BridgeFull {
+        /// The incident.
+        incident: IncidentId,
+        /// The configured limit.
+        max: usize,
+    },
+    /// Concurrent writers kept changing the incident; the command gave up.
+    #[error("{incident} changed {attempts} times while the command was applied; retry")]
+    Contended {
+        /// The incident.
+        incident: IncidentId,
+        /// Attempts made.
+        attempts: usize,
+    },
+    /// A stored incident event that does not decode: the log holds data this
+    /// version does not understand.
+    #[error("the event at position {position} does not decode: {reason}")]
+    UndecodableEvent {
+        /// Where.
+        position: Position,
+        /// Why.
+        reason: String,
+    },
+    /// The log refused or failed.
+    #[error(transparent)]
+    Log(#[from] klaxon_log::Error),
+    /// The service is stopping or its projection is not keeping up.
+    #[error("intake is unavailable: {0}")]
+    Unavailable(String),
+}

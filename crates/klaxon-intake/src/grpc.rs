@@ -1,0 +1,492 @@
+//! The gRPC surface of intake: `klaxon.v1.Incidents` and `klaxon.v1.Bridge`.
+//!
+//! Each RPC only parses its request into a domain command (naming any bad
+//! field), calls the [`Handle`], and renders the result; errors go through
+//! [`crate::status::to_status`].
+
+use std::time::Duration;
+
+use klaxon_domain::ids::{ActorId, Audience, IncidentId};
+use klaxon_domain::incident::{Change, Command};
+use klaxon_log::{Position, StreamVersion};
+use klaxon_proto::convert;
+use klaxon_proto::v1::{self, bridge_request, bridge_response};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::status::to_status;
+use crate::{CommandContext, Error, Handle, ListFilter, Outcome, projection};
+
+/// The request header naming the acting person until authentication is
+/// configured.
+pub const ACTOR_HEADER: &str = "klaxon-actor";
+/// Default page size of `ListIncidents`.
+pub const LIST_PAGE_SIZE_DEFAULT: usize = 50;
+/// How long a new bridge stream may take to send its `join`.
+const BRIDGE_JOIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// Responses buffered per bridge participant before the forwarder waits.
+const BRIDGE_BUFFER: usize = 64;
+
+/// The `klaxon.v1.Incidents` server.
+#[derive(Clone)]
+pub struct IncidentsService {
+    handle: Handle,
+}
+
+impl IncidentsService {
+    /// Serves commands and queries through `handle`.
+    pub fn new(handle: Handle) -> IncidentsService {
+        IncidentsService { handle }
+    }
+
+    /// The tonic server to add to a router.
+    pub fn into_server(self) -> v1::incidents_server::IncidentsServer<IncidentsService> {
+        v1::incidents_server::IncidentsServer::new(self)
+    }
+
+    async fn command<R: IncidentRequest>(
+        &self,
+        request: Request<R>,
+        build: impl FnOnce(&R) -> Result<Command, klaxon_domain::Error>,
+    ) -> Result<Response<v1::CommandResponse>, Status> {
+        let ctx = context(&request, request.get_ref().context()).map_err(to_status)?;
+        let message = request.get_ref();
+        let id = convert::incident_id("incident_id", message.incident_id()).map_err(|e| to_status(e.into()))?;
+        let command = build(message).map_err(|e| to_status(e.into()))?;
+        let outcome = self.handle.execute(id, command, &ctx).await.map_err(to_status)?;
+        Ok(Response::new(command_response(&outcome)))
+    }
+}
+
+fn command_response(outcome: &Outcome) -> v1::CommandResponse {
+    v1::CommandResponse {
+        incident: Some(convert::incident_to_wire(&outcome.incident)),
+        first_position: outcome.first.0,
+        last_position: outcome.last.0,
+        deduplicated: outcome.deduplicated,
+    }
+}
+
+/// Reads the actor header, the trace context and the command context.
+fn context<T>(request: &Request<T>, context: Option<&v1::CommandContext>) -> Result<CommandContext, Error> {
+    let actor = actor(request)?;
+    let traceparent = request.metadata().get("traceparent").and_then(|v| v.to_str().ok()).map(str::to_string);
+    Ok(CommandContext {
+        actor,
+        request_id: context.map(|c| c.request_id.clone()).filter(|r| !r.is_empty()),
+        expected_version: context.and_then(|c| c.expected_version),
+        // An invalid traceparent is dropped rather than refused: tracing must
+        // never make a command fail.
+        traceparent: traceparent.filter(|t| klaxon_log::is_traceparent(t)),
+    })
+}
+
+fn actor<T>(request: &Request<T>) -> Result<ActorId, Error> {
+    let invalid = |reason: String| Error::InvalidRequest { field: "klaxon-actor header", reason };
+    let value = request
+        .metadata()
+        .get(ACTOR_HEADER)
+        .ok_or_else(|| invalid("is required: it names who acts (authentication is not configured)".into()))?;
+    let value = value.to_str().map_err(|_| invalid("must be ASCII text".into()))?;
+    ActorId::new(value).map_err(|e| invalid(e.to_string()))
+}
+
+/// Requests that carry a command context and an incident id.
+trait IncidentRequest: Send + Sync + 'static {
+    fn context(&self) -> Option<&v1::CommandContext>;
+    fn incident_id(&self) -> &str;
+}
+
+macro_rules! incident_requests {
+    ($($t:ident),* $(,)?) => {$(
+        impl IncidentRequest for v1::$t {
+            fn context(&self) -> Option<&v1::CommandContext> {
+                self.context.as_ref()
+            }
+            fn incident_id(&self) -> &str {
+                &self.incident_id
+            }
+        }
+    )*};
+}
+
+incident_requests!(
+    DeclareRequest,
+    OverrideSeverityRequest,
+    AssignCommanderRequest,
+    RequestHandoffRequest,
+    AcceptHandoffRequest,
+    DeclineHandoffRequest,
+    CancelHandoffRequest,
+    AssignRoleRequest,
+    PostUpdateRequest,
+    RecordCustomerImpactRequest,
+    MitigateRequest,
+    ResolveRequest,
+    ReopenRequest,
+    ValidateResolutionRequest,
+);
+
+fn person(field: &'static str, value: &str) -> Result<ActorId, klaxon_domain::Error> {
+    convert::field(field, ActorId::new(value))
+}
+
+#[tonic::async_trait]
+impl v1::incidents_server::Incidents for IncidentsService {
+    async fn report(&self, request: Request<v1::ReportRequest>) -> Result<Response<v1::ReportResponse>, Status> {
+        let ctx = context(&request, request.get_ref().context.as_ref()).map_err(to_status)?;
+        let r = request.get_ref();
+        let command = (|| {
+            Ok::<_, klaxon_domain::Error>(Command::ReportIssue {
+                source: convert::source("source", r.source)?,
+                reporter: ctx.actor.clone(),
+                title: r.title.clone(),
+                description: r.description.clone(),
+                service: convert::parse_optional("service", &r.service)?,
+                customers: r.customers.iter().map(|c| convert::parse("customers", c)).collect::<Result<_, _>>()?,
+                labels: r.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+                dedup_key: convert::parse_optional("dedup_key", &r.dedup_key)?,
+                started_at: convert::from_timestamp("started_at", r.started_at.as_ref())?,
+            })
+        })()
+        .map_err(|e| to_status(e.into()))?;
+        let report = self.handle.report(command, &ctx).await.map_err(to_status)?;
+        Ok(Response::new(v1::ReportResponse {
+            incident_id: report.incident.to_string(),
+            merged: report.merged,
+            result: Some(command_response(&report.outcome)),
+        }))
+    }
+
+    async fn declare(&self, request: Request<v1::DeclareRequest>) -> Result<Response<v1::CommandResponse>, Status> {
+        self.command(request, |r| Ok(Command::DeclareIncident { severity: convert::severity("severity", r.severity)? }))
+            .await
+    }
+
+    async fn override_severity(
+        &self,
+        request: Request<v1::OverrideSeverityRequest>,
+    ) -> Result<Response<v1::CommandResponse>, Status> {
+        self.command(request, |r| {
+            Ok(Command::OverrideSeverity {
+                severity: convert::severity("severity", r.severity)?,
+                reason: r.reason.clone(),
+            })
+        })
+        .await
+    }
+
+    async fn assign_commander(
+        &self,
+        request: Request<v1::AssignCommanderRequest>,
+    ) -> Result<Response<v1::CommandResponse>, Status> {
+        self.command(request, |r| Ok(Command::AssignCommander { commander: person("commander", &r.commander)? })).await
+    }
+
+    async fn request_handoff(
+        &self,
+        request: Request<v1::RequestHandoffRequest>,
+    ) -> Result<Response<v1::CommandResponse>, Status> {
+        self.command(request, |r| Ok(Command::RequestHandoff { to: person("to", &r.to)? })).await
+    }
+
+    async fn accept_handoff(
+        &self,
+        request: Request<v1::AcceptHandoffRequest>,
+    ) -> Result<Response<v1::CommandResponse>, Status> {
+        self.command(request, |_| Ok(Command::AcceptHandoff)).await
+    }
+
+    async fn decline_handoff(
+        &self,
+        request: Request<v1::DeclineHandoffRequest>,
+    ) -> Result<Response<v1::CommandResponse>, Status> {
+        self.command(request, |r| Ok(Command::DeclineHandoff { reason: r.reason.clone() })).await
+    }
+
+    async fn cancel_handoff(
+        &self,
+        request: Request<v1::CancelHandoffRequest>,
+    ) -> Result<Response<v1::CommandResponse>, Status> {
+        self.command(request, |r| Ok(Command::CancelHandoff { reason: r.reason.clone() })).await
+    }
+
+    async fn assign_role(
+        &self,
+        request: Request<v1::AssignRoleRequest>,
+    ) -> Result<Response<v1::CommandResponse>, Status> {
+        self.command(request, |r| {
+            Ok(Command::AssignRole { role: convert::role("role", r.role)?, person: person("person", &r.person)? })
+        })
+        .await
+    }
+
+    async fn post_update(
+        &self,
+        request: Request<v1::PostUpdateRequest>,
+    ) -> Result<Response<v1::CommandResponse>, Status> {
+        self.command(request, |r| {
+            Ok(Command::PostUpdate { audience: convert::audience("audience", r.audience)?, text: r.text.clone() })
+        })
+        .await
+    }
+
+    async fn record_customer_impact(
+        &self,
+        request: Request<v1::RecordCustomerImpactRequest>,
+    ) -> Result<Response<v1::CommandResponse>, Status> {
+        self.command(request, |r| {
+            Ok(Command::RecordCustomerImpact {
+                customers_affected: r.customers_affected,
+                customers: r.customers.iter().map(|c| convert::parse("customers", c)).collect::<Result<_, _>>()?,
+                multi_customer: r.multi_customer,
+                summary: r.summary.clone(),
+            })
+        })
+        .await
+    }
+
+    async fn mitigate(&self, request: Request<v1::MitigateRequest>) -> Result<Response<v1::CommandResponse>, Status> {
+        self.command(request, |r| Ok(Command::Mitigate { summary: r.summary.clone() })).await
+    }
+
+    async fn resolve(&self, request: Request<v1::ResolveRequest>) -> Result<Response<v1::CommandResponse>, Status> {
+        self.command(request, |r| Ok(Command::Resolve { summary: r.summary.clone() })).await
+    }
+
+    async fn reopen(&self, request: Request<v1::ReopenRequest>) -> Result<Response<v1::CommandResponse>, Status> {
+        self.command(request, |r| Ok(Command::Reopen { reason: r.reason.clone() })).await
+    }
+
+    async fn validate_resolution(
+        &self,
+        request: Request<v1::ValidateResolutionRequest>,
+    ) -> Result<Response<v1::CommandResponse>, Status> {
+        self.command(request, |r| Ok(Command::ValidateResolution { note: r.note.clone() })).await
+    }
+
+    async fn get_incident(&self, request: Request<v1::GetIncidentRequest>) -> Result<Response<v1::Incident>, Status> {
+        let id =
+            convert::incident_id("incident_id", &request.get_ref().incident_id).map_err(|e| to_status(e.into()))?;
+        let incident = self.handle.get(id).await.map_err(to_status)?;
+        Ok(Response::new(convert::incident_to_wire(&incident)))
+    }
+
+    async fn list_incidents(
+        &self,
+        request: Request<v1::ListIncidentsRequest>,
+    ) -> Result<Response<v1::ListIncidentsResponse>, Status> {
+        let r = request.get_ref();
+        let filter = (|| {
+            Ok::<_, klaxon_domain::Error>(ListFilter {
+                statuses: r.statuses.iter().map(|s| convert::status("statuses", *s)).collect::<Result<_, _>>()?,
+                severities: r
+                    .severities
+                    .iter()
+                    .map(|s| convert::severity("severities", *s))
+                    .collect::<Result<_, _>>()?,
+                service: convert::parse_optional("service", &r.service)?,
+            })
+        })()
+        .map_err(|e| to_status(e.into()))?;
+        let below = match r.page_token.as_str() {
+            "" => None,
+            token => Some(token.parse::<u64>().map_err(|_| {
+                to_status(Error::InvalidRequest {
+                    field: "page_token",
+                    reason: "is not a token returned by ListIncidents".into(),
+                })
+            })?),
+        };
+        let page_size = if r.page_size == 0 { LIST_PAGE_SIZE_DEFAULT } else { r.page_size as usize };
+        let (incidents, next) = self.handle.list(&filter, page_size, below).await.map_err(to_status)?;
+        Ok(Response::new(v1::ListIncidentsResponse {
+            incidents: incidents.iter().map(convert::incident_to_wire).collect(),
+            next_page_token: next.map(|n| n.to_string()).unwrap_or_default(),
+        }))
+    }
+
+    async fn get_history(
+        &self,
+        request: Request<v1::GetHistoryRequest>,
+    ) -> Result<Response<v1::GetHistoryResponse>, Status> {
+        let id =
+            convert::incident_id("incident_id", &request.get_ref().incident_id).map_err(|e| to_status(e.into()))?;
+        let history = self.handle.history(id).await.map_err(to_status)?;
+        let entries = history
+            .iter()
+            .map(|(record, event)| {
+                convert::history_entry(record.position.0, record.version.0, event, record.data.as_str())
+            })
+            .collect();
+        Ok(Response::new(v1::GetHistoryResponse { entries }))
+    }
+}
+
+/// The `klaxon.v1.Bridge` server.
+#[derive(Clone)]
+pub struct BridgeService {
+    handle: Handle,
+    shutdown: CancellationToken,
+}
+
+impl BridgeService {
+    /// Serves bridges through `handle`; open bridges end when `shutdown` is
+    /// cancelled, so that a graceful stop does not wait for them.
+    pub fn new(handle: Handle, shutdown: CancellationToken) -> BridgeService {
+        BridgeService { handle, shutdown }
+    }
+
+    /// The tonic server to add to a router.
+    pub fn into_server(self) -> v1::bridge_server::BridgeServer<BridgeService> {
+        v1::bridge_server::BridgeServer::new(self)
+    }
+}
+
+#[tonic::async_trait]
+impl v1::bridge_server::Bridge for BridgeService {
+    type JoinStream = ReceiverStream<Result<v1::BridgeResponse, Status>>;
+
+    async fn join(&self, request: Request<Streaming<v1::BridgeRequest>>) -> Result<Response<Self::JoinStream>, Status> {
+        let traceparent = context(&request, None).ok().and_then(|c| c.traceparent);
+        let mut inbound = request.into_inner();
+        let invalid =
+            |field: &'static str, reason: &str| to_status(Error::InvalidRequest { field, reason: reason.into() });
+        let first = tokio::time::timeout(BRIDGE_JOIN_TIMEOUT, inbound.message())
+            .await
+            .map_err(|_| invalid("join", "was not sent within 10 s of opening the bridge"))??;
+        let Some(v1::BridgeRequest { message: Some(bridge_request::Message::Join(join)) }) = first else {
+            return Err(invalid("join", "must be the first message on the bridge"));
+        };
+        let domain = |e: klaxon_domain::Error| to_status(e.into());
+        let id = convert::incident_id("join.incident_id", &join.incident_id).map_err(domain)?;
+        let participant = person("join.participant", &join.participant).map_err(domain)?;
+        let role = convert::optional_role("join.role", join.role).map_err(domain)?;
+
+        let incident = self.handle.get(id).await.map_err(to_status)?;
+        let max = self.handle.options().bridge_participants_max;
+        if incident.participants().len() >= max && !incident.participants().contains(&participant) {
+            return Err(to_status(Error::BridgeFull { incident: id, max }));
+        }
+        let ctx = CommandContext { traceparent, ..CommandContext::by(participant.clone()) };
+        let joined = self
+            .handle
+            .execute(id, Command::JoinBridge { participant: participant.clone(), role }, &ctx)
+            .await
+            .map_err(to_status)?;
+        let join_version = self.handle.log().read_one(joined.last).map_err(|e| to_status(e.into()))?.version;
+        let snapshot = self
+            .handle
+            .incident_at(id, join_version)
+            .map_err(to_status)?
+            .ok_or_else(|| to_status(Error::Domain(klaxon_domain::Error::UnknownIncident(id))))?;
+
+        let (tx, rx) = mpsc::channel(BRIDGE_BUFFER);
+        let first = v1::BridgeResponse {
+            message: Some(bridge_response::Message::Snapshot(convert::incident_to_wire(&snapshot))),
+        };
+        tx.send(Ok(first)).await.map_err(|_| Status::cancelled("the client left"))?;
+        let session = Session { handle: self.handle.clone(), id, ctx, tx, join_version };
+        tokio::spawn(session.run(inbound, joined.last.next(), self.shutdown.clone()));
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}
+
+/// One participant's bridge: forwards the incident's events in log order and
+/// records the participant's notes and departure.
+struct Session {
+    handle: Handle,
+    id: IncidentId,
+    ctx: CommandContext,
+    tx: mpsc::Sender<Result<v1::BridgeResponse, Status>>,
+    join_version: StreamVersion,
+}
+
+impl Session {
+    async fn run(self, mut inbound: Streaming<v1::BridgeRequest>, from: Position, shutdown: CancellationToken) {
+        let stream = crate::stream_of(self.id);
+        let mut events = self.handle.log().subscribe(from);
+        let mut leaving = false;
+        let mut recorded_leave = false;
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = self.tx.closed() => break,
+                next = events.next() => {
+                    let record = match next {
+                        Some(Ok(record)) => record,
+                        Some(Err(e)) => {
+                            let _ = self.tx.send(Err(to_status(e.into()))).await;
+                            break;
+                        }
+                        None => break,
+                    };
+                    if record.stream != stream || record.version <= self.join_version {
+                        continue;
+                    }
+                    let event = match projection::decode(&record) {
+                        Ok(Some(event)) => event,
+                        Ok(None) => continue,
+                        Err(e) => {
+                            let _ = self.tx.send(Err(to_status(e))).await;
+                            break;
+                        }
+                    };
+                    let own_leave = matches!(&event.change, Change::ParticipantLeft(p) if p.participant == self.ctx.actor);
+                    let entry = convert::history_entry(record.position.0, record.version.0, &event, record.data.as_str());
+                    let message = v1::BridgeResponse { message: Some(bridge_response::Message::Event(entry)) };
+                    if self.tx.send(Ok(message)).await.is_err() {
+                        break;
+                    }
+                    if own_leave && leaving {
+                        // The participant saw their own departure: the session is over.
+                        return;
+                    }
+                }
+                message = inbound.message(), if !leaving => match message {
+                    Ok(Some(v1::BridgeRequest { message: Some(bridge_request::Message::Note(text)) })) => {
+                        let note = Command::PostUpdate { audience: Audience::Internal, text };
+                        if let Err(e) = self.handle.execute(self.id, note, &self.ctx).await {
+                            let _ = self.tx.send(Err(to_status(e))).await;
+                            break;
+                        }
+                    }
+                    Ok(Some(v1::BridgeRequest { message: Some(bridge_request::Message::Leave(_)) })) => {
+                        leaving = true;
+                        recorded_leave = self.leave().await;
+                        if !recorded_leave {
+                            break;
+                        }
+                    }
+                    Ok(Some(_)) => {
+                        let status = to_status(Error::InvalidRequest {
+                            field: "message",
+                            reason: "after join, only notes and leave are accepted".into(),
+                        });
+                        let _ = self.tx.send(Err(status)).await;
+                        break;
+                    }
+                    // The client closed its side or dropped.
+                    Ok(None) | Err(_) => break,
+                },
+            }
+        }
+        if !recorded_leave {
+            self.leave().await;
+        }
+    }
+
+    /// Records that the participant left; false when that failed.
+    async fn leave(&self) -> bool {
+        let command = Command::LeaveBridge { participant: self.ctx.actor.clone() };
+        match self.handle.execute(self.id, command, &self.ctx).await {
+            Ok(_) => true,
+            Err(e) => {
+                tracing::warn!(incident = %self.id, participant = %self.ctx.actor, error = %e, "recording a bridge departure failed");
+                false
+            }
+        }
+    }
+}

@@ -1,0 +1,35 @@
+//! Klaxon's intake service: incident commands and queries, the incident
+//! projection, and the incident bridge.
+//!
+//! Commands are decided by `klaxon-domain` against the incident's current
+//! state and appended to the log with an exact expected version, so two
+//! managers acting at once never lose an update: without an expected version
+//! the later command is decided again on the new state, with one it fails
+//! with a conflict naming the current version. Client request ids become
+//! deterministic event ids, so a retried command writes nothing twice and
+//! returns the first result. Every answer waits until the events are durable
+//! and folded into the projection.
+//!
+//! What it must never do: keep state that the log cannot rebuild, answer
+//! before the log acknowledged, or write to sled itself.
+//!
+//! Modules:
+//! - `service`: [`Intake`] (the component: `new`, `run`) and its [`Handle`]
+//!   (commands, queries), with [`Options`] and [`CommandContext`].
+//! - `projection`: [`Incidents`], the pure fold of incident events; it can be
+//!   rebuilt from position 1 at any time.
+//! - `grpc`: the `klaxon.v1.Incidents` and `klaxon.v1.Bridge` servers.
+//! - `status`: the single mapping from [`Error`] to gRPC statuses.
+
+mod error;
+pub mod grpc;
+pub mod projection;
+mod service;
+pub mod status;
+
+pub use error::Error;
+pub use projection::Incidents;
+pub use service::{
+    Clock, CommandContext, Handle, Intake, ListFilter, Options, Outcome, REQUEST_ID_BYTES_MAX, ReportOutcome,
+    stream_of, system_clock,
+};

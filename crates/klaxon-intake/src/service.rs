@@ -1,0 +1,460 @@
+//! The intake service: runs incident commands against the log and keeps the
+//! incident projection current.
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use klaxon_domain::ids::{ActorId, IncidentId, ServiceName, Severity, command_event_id};
+use klaxon_domain::incident::{Command, Incident, IncidentEvent, Status, decide};
+use klaxon_log::{
+    Appended, EventData, EventKind, ExpectedVersion, Log, Metadata, NewEvent, Position, Record, StreamId, StreamVersion,
+};
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::Error;
+use crate::projection::{self, Incidents};
+
+/// Where the current time comes from. Production passes [`system_clock`];
+/// tests pass a clock they move by hand.
+pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
+
+/// The wall clock.
+pub fn system_clock() -> Clock {
+    Arc::new(Utc::now)
+}
+
+/// Longest accepted client request id, in bytes.
+pub const REQUEST_ID_BYTES_MAX: usize = 128;
+
+/// Intake's settings (the `[intake]` table of the configuration file).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Options {
+    /// Most participants on one incident's bridge. Default 50.
+    pub bridge_participants_max: usize,
+    /// Most incidents in one page of `ListIncidents`. Default 500.
+    pub list_page_size_max: usize,
+    /// How often a command without an expected version is re-decided when
+    /// concurrent writers changed the incident first. Default 10.
+    pub command_attempts_max: usize,
+    /// How long a request waits for the projection to reach the log head.
+    /// Default 5,000 ms.
+    pub projection_wait_ms: u64,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            bridge_participants_max: 50,
+            list_page_size_max: 500,
+            command_attempts_max: 10,
+            projection_wait_ms: 5000,
+        }
+    }
+}
+
+/// Who runs a command, and how it should be applied.
+#[derive(Clone, Debug)]
+pub struct CommandContext {
+    /// The principal; recorded as `by` in events and `actor` in metadata.
+    pub actor: ActorId,
+    /// Client-chosen id; a retry with the same id writes nothing twice.
+    pub request_id: Option<String>,
+    /// The incident version the command was based on.
+    pub expected_version: Option<u64>,
+    /// W3C trace context of the request, stored in the events' metadata.
+    pub traceparent: Option<String>,
+}
+
+impl CommandContext {
+    /// A context with only an actor.
+    pub fn by(actor: ActorId) -> CommandContext {
+        CommandContext { actor, request_id: None, expected_version: None, traceparent: None }
+    }
+
+    /// The idempotency key: request ids are scoped to their actor.
+    fn request_key(&self) -> Result<Option<String>, Error> {
+        let Some(id) = &self.request_id else { return Ok(None) };
+        if id.is_empty() {
+            return Ok(None);
+        }
+        if id.len() > REQUEST_ID_BYTES_MAX || id.chars().any(char::is_control) {
+            return Err(Error::InvalidRequest {
+                field: "context.request_id",
+                reason: format!("must be at most {REQUEST_ID_BYTES_MAX} bytes without control characters"),
+            });
+        }
+        Ok(Some(format!("{}/{id}", self.actor)))
+    }
+}
+
+/// What a command did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Outcome {
+    /// The incident right after the command's events (or later).
+    pub incident: Incident,
+    /// Position of the first event written (for a retry: written first time).
+    pub first: Position,
+    /// Position of the last event written.
+    pub last: Position,
+    /// True when the command was a retry and wrote nothing.
+    pub deduplicated: bool,
+}
+
+/// What a report did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReportOutcome {
+    /// The incident the report opened or was merged into.
+    pub incident: IncidentId,
+    /// True when it was merged into an open incident with the same dedup key.
+    pub merged: bool,
+    /// The command's outcome.
+    pub outcome: Outcome,
+}
+
+/// Filters of [`Handle::list`]; empty means "any".
+#[derive(Clone, Debug, Default)]
+pub struct ListFilter {
+    /// Only these statuses.
+    pub statuses: Vec<Status>,
+    /// Only these severities.
+    pub severities: Vec<Severity>,
+    /// Only this service.
+    pub service: Option<ServiceName>,
+}
+
+/// The intake service. Build it with [`Intake::new`], take [`Handle`]s, then
+/// [`Intake::run`] it: it rebuilds the projection from position 1 and
+/// follows the log until shut down.
+pub struct Intake {
+    handle: Handle,
+}
+
+/// A cheap-to-clone handle for running commands and queries.
+#[derive(Clone)]
+pub struct Handle {
+    log: Log,
+    options: Arc<Options>,
+    clock: Clock,
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    incidents: RwLock<Incidents>,
+    applied: watch::Sender<Position>,
+    /// Reports are serialized so that dedup-key matching and incident number
+    /// allocation see each other.
+    report_lock: tokio::sync::Mutex<()>,
+    /// Commands on one incident are serialized within this process (striped
+    /// by incident number), so that concurrent writers here never starve each
+    /// other with version conflicts; the expected-version check still guards
+    /// against writers in other processes.
+    incident_locks: Vec<tokio::sync::Mutex<()>>,
+}
+
+/// Stripes of [`Shared::incident_locks`].
+const INCIDENT_LOCK_STRIPES: usize = 64;
+
+impl Intake {
+    /// A new intake over `log`.
+    pub fn new(log: Log, options: Options, clock: Clock) -> Intake {
+        let shared = Arc::new(Shared {
+            incidents: RwLock::new(Incidents::default()),
+            applied: watch::channel(Position::ZERO).0,
+            report_lock: tokio::sync::Mutex::new(()),
+            incident_locks: (0..INCIDENT_LOCK_STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
+        });
+        Intake { handle: Handle { log, options: Arc::new(options), clock, shared } }
+    }
+
+    /// A handle to this service.
+    pub fn handle(&self) -> Handle {
+        self.handle.clone()
+    }
+
+    /// Rebuilds the projection from the log's first record, then follows the
+    /// log until `shutdown` is cancelled or the log closes. A record that does
+    /// not decode stops the service with an error: the projection must not
+    /// silently skip history.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), Error> {
+        let shared = &self.handle.shared;
+        let mut subscription = self.handle.log.subscribe(Position(1));
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return Ok(()),
+                next = subscription.next() => match next {
+                    None => return Ok(()),
+                    Some(Err(e)) => return Err(e.into()),
+                    Some(Ok(record)) => {
+                        shared.incidents.write().expect("projection lock").apply(&record)?;
+                        shared.applied.send_replace(record.position);
+                    }
+                },
+            }
+        }
+    }
+}
+
+impl Handle {
+    /// The log this service writes to.
+    pub fn log(&self) -> &Log {
+        &self.log
+    }
+
+    /// The options it runs with.
+    pub fn options(&self) -> &Options {
+        &self.options
+    }
+
+    /// The current time of the injected clock.
+    pub fn now(&self) -> DateTime<Utc> {
+        (self.clock)()
+    }
+
+    /// A copy of the whole projection, caught up with the log head.
+    pub async fn projection(&self) -> Result<Incidents, Error> {
+        self.caught_up().await?;
+        Ok(self.shared.incidents.read().expect("projection lock").clone())
+    }
+
+    /// Waits until the projection has folded in `position`.
+    pub async fn wait_for(&self, position: Position) -> Result<(), Error> {
+        let mut applied = self.shared.applied.subscribe();
+        let wait = Duration::from_millis(self.options.projection_wait_ms);
+        match tokio::time::timeout(wait, applied.wait_for(|p| *p >= position)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(_)) => Err(Error::Unavailable("the projection stopped".into())),
+            Err(_) => Err(Error::Unavailable(format!("the projection did not reach position {position} in {wait:?}"))),
+        }
+    }
+
+    async fn caught_up(&self) -> Result<(), Error> {
+        self.wait_for(self.log.head()).await
+    }
+
+    fn current(&self, id: IncidentId) -> Option<Incident> {
+        self.shared.incidents.read().expect("projection lock").get(id).cloned()
+    }
+
+    /// One incident as currently known.
+    pub async fn get(&self, id: IncidentId) -> Result<Incident, Error> {
+        self.caught_up().await?;
+        self.current(id).ok_or(Error::Domain(klaxon_domain::Error::UnknownIncident(id)))
+    }
+
+    /// Incidents newest first, filtered; `below` continues a previous page
+    /// (the last number it returned). Returns the page and, when more
+    /// incidents match, the number to continue below.
+    pub async fn list(
+        &self,
+        filter: &ListFilter,
+        page_size: usize,
+        below: Option<u64>,
+    ) -> Result<(Vec<Incident>, Option<u64>), Error> {
+        self.caught_up().await?;
+        let page_size = page_size.clamp(1, self.options.list_page_size_max);
+        let incidents = self.shared.incidents.read().expect("projection lock");
+        let mut matching = incidents.newest_first(below).filter(|i| {
+            (filter.statuses.is_empty() || filter.statuses.contains(&i.status()))
+                && (filter.severities.is_empty() || i.severity().is_some_and(|s| filter.severities.contains(&s)))
+                && (filter.service.is_none() || i.service() == filter.service.as_ref())
+        });
+        let page: Vec<Incident> = matching.by_ref().take(page_size).cloned().collect();
+        let more = matching.next().is_some();
+        let next = if more { page.last().map(|i| i.id().number()) } else { None };
+        Ok((page, next))
+    }
+
+    /// Every event of an incident in log order, with its record.
+    pub async fn history(&self, id: IncidentId) -> Result<Vec<(Record, IncidentEvent)>, Error> {
+        let records = self.read_incident(id, StreamVersion(u64::MAX))?;
+        if records.is_empty() {
+            return Err(Error::Domain(klaxon_domain::Error::UnknownIncident(id)));
+        }
+        let mut out = Vec::with_capacity(records.len());
+        for record in records {
+            if let Some(event) = projection::decode(&record)? {
+                out.push((record, event));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The incident exactly as it was at `version` (folded from the log).
+    pub fn incident_at(&self, id: IncidentId, version: StreamVersion) -> Result<Option<Incident>, Error> {
+        projection::fold_stream(&self.read_incident(id, version)?)
+    }
+
+    fn read_incident(&self, id: IncidentId, through: StreamVersion) -> Result<Vec<Record>, Error> {
+        let stream = stream_of(id);
+        let mut records = Vec::new();
+        loop {
+            let from = StreamVersion(records.len() as u64 + 1);
+            if from > through {
+                break;
+            }
+            let left = (through.0 - from.0 + 1).min(1024) as usize;
+            let chunk = self.log.read_stream(&stream, from, left)?;
+            let done = chunk.len() < left;
+            records.extend(chunk);
+            if done {
+                break;
+            }
+        }
+        Ok(records)
+    }
+
+    /// Runs a command on an existing incident: decides it against the current
+    /// state and appends the events with an exact expected version. Without
+    /// an expected version from the client, a concurrent change makes it
+    /// decide again on the new state (up to `command_attempts_max` times);
+    /// with one, the stale command fails with [`Error::Conflict`].
+    pub async fn execute(&self, id: IncidentId, command: Command, ctx: &CommandContext) -> Result<Outcome, Error> {
+        let key = ctx.request_key()?;
+        if let Some(retried) = self.find_retry(key.as_deref()).await? {
+            return Ok(retried.1);
+        }
+        let stripe = (id.number() % INCIDENT_LOCK_STRIPES as u64) as usize;
+        let _serialized = self.shared.incident_locks[stripe].lock().await;
+        for _ in 0..self.options.command_attempts_max.max(1) {
+            self.caught_up().await?;
+            let state = self.current(id);
+            let version = state.as_ref().map_or(0, Incident::version);
+            if let Some(expected) = ctx.expected_version {
+                if expected != version {
+                    return Err(match state {
+                        None => Error::Domain(klaxon_domain::Error::UnknownIncident(id)),
+                        Some(_) => Error::Conflict { incident: id, expected, current: version },
+                    });
+                }
+            }
+            let events = decide(state.as_ref(), &command, &id, &ctx.actor, self.now())?;
+            let expected =
+                if version == 0 { ExpectedVersion::NoStream } else { ExpectedVersion::Exact(StreamVersion(version)) };
+            match self.append(id, expected, &events, key.as_deref(), ctx).await {
+                Ok(appended) => return self.outcome(id, appended).await,
+                Err(Error::Log(klaxon_log::Error::WrongExpectedVersion { actual, .. })) => {
+                    if let Some(expected) = ctx.expected_version {
+                        return Err(Error::Conflict { incident: id, expected, current: actual.0 });
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(Error::Contended { incident: id, attempts: self.options.command_attempts_max })
+    }
+
+    /// Reports an issue: merged into the open incident with the same dedup
+    /// key when there is one, otherwise a new incident with the next free
+    /// number (allocated by appending with "no stream" expected, so two
+    /// writers can never take the same number).
+    pub async fn report(&self, command: Command, ctx: &CommandContext) -> Result<ReportOutcome, Error> {
+        let Command::ReportIssue { source, reporter, title, dedup_key, .. } = &command else {
+            return Err(Error::InvalidRequest {
+                field: "command",
+                reason: "report takes a ReportIssue command".into(),
+            });
+        };
+        let key = ctx.request_key()?;
+        if let Some((event, outcome)) = self.find_retry(key.as_deref()).await? {
+            let merged = event.kind() == "incident.report_merged.v1";
+            return Ok(ReportOutcome { incident: event.incident, merged, outcome });
+        }
+        let _serialized = self.shared.report_lock.lock().await;
+        self.caught_up().await?;
+        let open = dedup_key.as_ref().and_then(|k| self.shared.incidents.read().expect("lock").open_with_dedup_key(k));
+        if let Some(open) = open {
+            let merge = Command::MergeReport {
+                source: *source,
+                reporter: reporter.clone(),
+                title: title.clone(),
+                dedup_key: dedup_key.clone(),
+            };
+            let ctx = CommandContext { expected_version: None, ..ctx.clone() };
+            let outcome = self.execute(open, merge, &ctx).await?;
+            return Ok(ReportOutcome { incident: open, merged: true, outcome });
+        }
+        let mut number = self.shared.incidents.read().expect("lock").highest_number() + 1;
+        for _ in 0..100 {
+            let id = IncidentId::from_number(number)?;
+            let events = decide(None, &command, &id, &ctx.actor, self.now())?;
+            match self.append(id, ExpectedVersion::NoStream, &events, key.as_deref(), ctx).await {
+                Ok(appended) => {
+                    let outcome = self.outcome(id, appended).await?;
+                    return Ok(ReportOutcome { incident: id, merged: false, outcome });
+                }
+                Err(Error::Log(klaxon_log::Error::WrongExpectedVersion { .. })) => number += 1,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(Error::Unavailable("no free incident number after 100 attempts".into()))
+    }
+
+    async fn outcome(&self, id: IncidentId, appended: Appended) -> Result<Outcome, Error> {
+        self.wait_for(appended.last).await?;
+        let incident = self.current(id).ok_or(Error::Domain(klaxon_domain::Error::UnknownIncident(id)))?;
+        Ok(Outcome { incident, first: appended.first, last: appended.last, deduplicated: appended.deduplicated })
+    }
+
+    /// When `key` was used before, the first event it wrote and the outcome.
+    async fn find_retry(&self, key: Option<&str>) -> Result<Option<(IncidentEvent, Outcome)>, Error> {
+        let Some(key) = key else { return Ok(None) };
+        let Some((first, _, _)) = self.log.locate(command_event_id(key, 0))? else { return Ok(None) };
+        let mut last = first;
+        for index in 1.. {
+            match self.log.locate(command_event_id(key, index))? {
+                Some((position, _, _)) => last = position,
+                None => break,
+            }
+        }
+        let record = self.log.read_one(first)?;
+        let event = projection::decode(&record)?.ok_or_else(|| Error::InvalidRequest {
+            field: "context.request_id",
+            reason: "was already used for something other than an incident command".into(),
+        })?;
+        let mut outcome = self
+            .outcome(event.incident, Appended { first, last, next_version: record.version, deduplicated: true })
+            .await?;
+        outcome.deduplicated = true;
+        Ok(Some((event, outcome)))
+    }
+
+    async fn append(
+        &self,
+        id: IncidentId,
+        expected: ExpectedVersion,
+        events: &[IncidentEvent],
+        key: Option<&str>,
+        ctx: &CommandContext,
+    ) -> Result<Appended, Error> {
+        let stream = stream_of(id);
+        let correlation_id = Uuid::new_v5(&klaxon_domain::ids::KLAXON_NAMESPACE, stream.as_str().as_bytes());
+        let mut new_events = Vec::with_capacity(events.len());
+        for (index, event) in events.iter().enumerate() {
+            new_events.push(NewEvent {
+                id: match key {
+                    Some(key) => command_event_id(key, index as u32),
+                    None => Uuid::new_v4(),
+                },
+                kind: EventKind::new(event.kind()).expect("domain kinds are valid log kinds"),
+                data: EventData::from_value(&event.to_json())?,
+                metadata: Metadata {
+                    actor: Some(ctx.actor.to_string()),
+                    correlation_id: Some(correlation_id),
+                    causation_id: None,
+                    traceparent: ctx.traceparent.clone(),
+                },
+            });
+        }
+        Ok(self.log.append(&stream, expected, new_events).await?)
+    }
+}
+
+/// The log stream of an incident.
+pub fn stream_of(id: IncidentId) -> StreamId {
+    StreamId::new(id.stream()).expect("incident stream names are valid stream ids")
+}

@@ -1,0 +1,9 @@
+//! Intake integration tests: a real log in a temp dir, the real gRPC server
+//! on 127.0.0.1:0, the generated tonic client. No mocks.
+#![allow(missing_docs)]
+
+mod bridge;
+mod commands;
+mod errors;
+mod rebuild;
+mod support;

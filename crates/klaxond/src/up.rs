@@ -1,0 +1,81 @@
+//! `klaxond up`: the embedded topology, everything in one process.
+
+use anyhow::Context;
+use klaxon_intake::grpc::{BridgeService, IncidentsService};
+use klaxon_intake::{Intake, system_clock};
+use klaxon_log::Log;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+
+/// Runs until SIGINT or SIGTERM, then stops in order: stop accepting and
+/// finish in-flight requests (bridges end and record their participants'
+/// departure), stop the services, then close the log, which commits and
+/// syncs every queued append. A second signal exits at once.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let data_dir = std::path::absolute(&config.data_dir).unwrap_or(config.data_dir.clone());
+    let log = Log::open(&data_dir, config.log.clone())
+        .with_context(|| format!("cannot open the event log in {}", data_dir.display()))?;
+    let listener =
+        TcpListener::bind(config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
+    let address = listener.local_addr()?;
+
+    let shutdown = CancellationToken::new();
+    let services = CancellationToken::new();
+    tokio::spawn(watch_signals(shutdown.clone()));
+
+    let intake = Intake::new(log.clone(), config.intake.clone(), system_clock());
+    let handle = intake.handle();
+    let intake_task = tokio::spawn(intake.run(services.clone()));
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_serving::<klaxon_proto::v1::incidents_server::IncidentsServer<IncidentsService>>().await;
+    health.set_serving::<klaxon_proto::v1::bridge_server::BridgeServer<BridgeService>>().await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(klaxon_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+
+    tracing::info!(%address, data_dir = %data_dir.display(), head = log.head().0, "klaxond up");
+    println!("klaxond listening on {address} (gRPC); data in {}", data_dir.display());
+
+    let server = tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(IncidentsService::new(handle.clone()).into_server())
+        .add_service(BridgeService::new(handle, shutdown.clone()).into_server())
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown.clone().cancelled_owned());
+
+    server.await.context("the gRPC server failed")?;
+    tracing::info!("stopped accepting; stopping services");
+    services.cancel();
+    match intake_task.await {
+        Ok(result) => result.context("the intake service failed")?,
+        Err(e) => anyhow::bail!("the intake service panicked: {e}"),
+    }
+    log.close().await;
+    tracing::info!(head = log.head().0, "event log closed; bye");
+    Ok(())
+}
+
+async fn watch_signals(shutdown: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        tracing::error!("cannot install signal handlers");
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    tracing::info!("signal received: stopping (a second signal exits at once)");
+    shutdown.cancel();
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    eprintln!("klaxond: second signal, exiting without a clean stop");
+    std::process::exit(130);
+}
