@@ -7,7 +7,6 @@
 //! | --- | --- |
 //! | `r` position (u64 BE) | an encoded record |
 //! | `s` stream `\0` version (u64 BE) | position (u64 BE) |
-//! | `h` stream | the stream's version (u64 BE) |
 //! | `i` event id (16 bytes) | position, version (u64 BE each), stream |
 //! | `c` consumer name | checkpoint position (u64 BE) |
 //! | `m` `format` | [`FORMAT_MARKER`] |
@@ -37,7 +36,6 @@ const FLAG_TRACEPARENT: u8 = 8;
 
 pub(crate) const TAG_RECORD: u8 = b'r';
 pub(crate) const TAG_STREAM: u8 = b's';
-pub(crate) const TAG_HEAD: u8 = b'h';
 pub(crate) const TAG_ID: u8 = b'i';
 pub(crate) const TAG_CHECKPOINT: u8 = b'c';
 
@@ -66,13 +64,6 @@ pub(crate) fn stream_prefix(stream: &StreamId) -> Vec<u8> {
 pub(crate) fn stream_key(stream: &StreamId, version: StreamVersion) -> Vec<u8> {
     let mut k = stream_prefix(stream);
     k.extend_from_slice(&version.0.to_be_bytes());
-    k
-}
-
-pub(crate) fn head_key(stream: &StreamId) -> Vec<u8> {
-    let mut k = Vec::with_capacity(stream.as_str().len() + 1);
-    k.push(TAG_HEAD);
-    k.extend_from_slice(stream.as_str().as_bytes());
     k
 }
 
@@ -131,6 +122,37 @@ pub(crate) struct RecordRef<'a> {
     pub kind: &'a str,
     pub metadata: &'a Metadata,
     pub data: &'a str,
+}
+
+/// Byte ranges of the fields that only the writer knows.
+const POSITION_AT: usize = HEADER_LEN;
+const VERSION_AT: usize = POSITION_AT + 8;
+const RECORDED_AT_AT: usize = VERSION_AT + 8 + 16;
+
+/// Encodes everything but the place in the log, which [`seal`] fills in:
+/// appenders encode on their own tasks, the single writer only patches
+/// three numbers and the checksum.
+pub(crate) fn encode_unsealed(id: Uuid, stream: &str, kind: &str, metadata: &Metadata, data: &str) -> Vec<u8> {
+    encode(&RecordRef {
+        position: Position::ZERO,
+        version: StreamVersion(0),
+        id,
+        recorded_at_micros: 0,
+        stream,
+        kind,
+        metadata,
+        data,
+    })
+}
+
+/// Writes the record's position, version and time into an encoding from
+/// [`encode_unsealed`] and computes its checksum.
+pub(crate) fn seal(bytes: &mut [u8], position: Position, version: StreamVersion, recorded_at_micros: i64) {
+    bytes[POSITION_AT..POSITION_AT + 8].copy_from_slice(&position.0.to_le_bytes());
+    bytes[VERSION_AT..VERSION_AT + 8].copy_from_slice(&version.0.to_le_bytes());
+    bytes[RECORDED_AT_AT..RECORDED_AT_AT + 8].copy_from_slice(&recorded_at_micros.to_le_bytes());
+    let crc = crc32fast::hash(&bytes[HEADER_LEN..]);
+    bytes[1..HEADER_LEN].copy_from_slice(&crc.to_le_bytes());
 }
 
 /// Bytes an encoded record takes, without encoding it.
@@ -319,6 +341,14 @@ mod tests {
             let err = decode(Position(7), &b).unwrap_err();
             assert!(matches!(err, crate::Error::Corrupt { position: Position(7), .. }), "byte {i}: {err}");
         }
+    }
+
+    #[test]
+    fn a_sealed_encoding_equals_a_direct_one() {
+        let m = Metadata { actor: Some("bob".into()), correlation_id: Some(Uuid::from_u128(3)), ..Metadata::default() };
+        let mut unsealed = encode_unsealed(Uuid::from_u128(42), "incident-INC-1", "incident.declared.v1", &m, "{}");
+        seal(&mut unsealed, Position(7), StreamVersion(3), 1_764_000_000_000_000);
+        assert_eq!(unsealed, sample("{}", &m));
     }
 
     #[test]

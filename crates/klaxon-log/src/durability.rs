@@ -12,6 +12,12 @@
 use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+/// How long after its last change a folder's mtime is trusted to reveal the
+/// next change: file system timestamps are coarse (one clock tick), so a
+/// change within the same tick as the last scan can leave the mtime equal.
+const MTIME_SETTLED: Duration = Duration::from_secs(1);
 
 pub(crate) struct Syncer {
     db_file: File,
@@ -19,6 +25,9 @@ pub(crate) struct Syncer {
     /// Blob files are named by a growing log sequence number: everything at
     /// or below this one has been synced.
     blobs_synced_through: u64,
+    /// The blobs folder's mtime at the last scan, and whether that mtime was
+    /// old enough at the time that an unchanged mtime proves no change.
+    scanned: Option<(SystemTime, bool)>,
 }
 
 impl Syncer {
@@ -29,7 +38,7 @@ impl Syncer {
         let blobs_dir = dir.join("blobs");
         db_file.sync_all()?;
         File::open(dir)?.sync_all()?;
-        let mut syncer = Syncer { db_file, blobs_dir, blobs_synced_through: 0 };
+        let mut syncer = Syncer { db_file, blobs_dir, blobs_synced_through: 0, scanned: None };
         syncer.sync_blobs(true)?;
         Ok(syncer)
     }
@@ -41,6 +50,17 @@ impl Syncer {
     }
 
     fn sync_blobs(&mut self, force_dir: bool) -> io::Result<()> {
+        // One stat instead of a folder scan per commit: sled creates blobs
+        // only for oversized pages, so the folder rarely changes.
+        let mtime = match std::fs::metadata(&self.blobs_dir) {
+            Ok(m) => m.modified()?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        if !force_dir && self.scanned == Some((mtime, true)) {
+            return Ok(());
+        }
+        let scan_started = SystemTime::now();
         let entries = match std::fs::read_dir(&self.blobs_dir) {
             Ok(entries) => entries,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
@@ -69,6 +89,8 @@ impl Syncer {
             File::open(&self.blobs_dir)?.sync_all()?;
         }
         self.blobs_synced_through = highest;
+        let settled = scan_started.duration_since(mtime).is_ok_and(|age| age > MTIME_SETTLED);
+        self.scanned = Some((mtime, settled));
         Ok(())
     }
 }

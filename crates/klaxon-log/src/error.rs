@@ -123,6 +123,12 @@ pub enum Error {
         /// What was found.
         reason: String,
     },
+    /// Another process (or another open `Log` in this one) holds the folder.
+    #[error("{path} is in use by another process (its lock is held)")]
+    Locked {
+        /// The folder.
+        path: String,
+    },
     /// sled reported an error.
     #[error("storage error: {0}")]
     Storage(#[from] sled::Error),
@@ -150,6 +156,7 @@ impl Error {
             self,
             Error::Corrupt { .. }
                 | Error::IncompatibleFormat { .. }
+                | Error::Locked { .. }
                 | Error::Storage(_)
                 | Error::Io(_)
                 | Error::Failed { .. }

@@ -11,7 +11,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::codec;
 use crate::durability::Syncer;
 use crate::subscription::Subscription;
-use crate::writer::{Request, Writer};
+use crate::writer::{Prepared, Request, Writer};
 use crate::{
     Appended, CONSUMER_NAME_BYTES_MAX, Error, ExpectedVersion, NewEvent, Position, Record, StreamId, StreamVersion,
 };
@@ -31,7 +31,7 @@ pub struct Options {
     pub group_appends_max: usize,
     /// Bytes after which a group stops taking appends. Default 32 MiB.
     pub group_bytes_max: usize,
-    /// sled's page cache, in bytes. Default 256 MiB.
+    /// sled page cache, in bytes. Default 1 GiB.
     pub cache_bytes: u64,
 }
 
@@ -43,7 +43,7 @@ impl Default for Options {
             queue_appends_max: 4096,
             group_appends_max: 1024,
             group_bytes_max: 32 * 1024 * 1024,
-            cache_bytes: 256 * 1024 * 1024,
+            cache_bytes: 1024 * 1024 * 1024,
         }
     }
 }
@@ -75,11 +75,7 @@ impl Log {
     pub fn open(dir: impl AsRef<Path>, options: Options) -> Result<Log, Error> {
         let dir = dir.as_ref();
         std::fs::create_dir_all(dir)?;
-        let db = sled::Config::new()
-            .path(dir)
-            .cache_capacity(options.cache_bytes)
-            .mode(sled::Mode::HighThroughput)
-            .open()?;
+        let db = open_sled(dir, &options)?;
         let incompatible = |reason: String| Error::IncompatibleFormat { path: dir.display().to_string(), reason };
         let mut syncer = Syncer::open(dir)?;
         match db.get(codec::FORMAT_KEY)? {
@@ -117,6 +113,7 @@ impl Log {
             group_appends_max: options.group_appends_max.max(1),
             group_bytes_max: options.group_bytes_max.max(1),
             failed: None,
+            heads: Default::default(),
         };
         let handle = std::thread::Builder::new().name("klaxon-log-writer".into()).spawn(move || writer.run(rx))?;
         tracing::info!(path = %dir.display(), head = head.0, "event log open");
@@ -155,16 +152,17 @@ impl Log {
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
     ) -> Result<Appended, Error> {
-        let bytes = self.check_append(stream, &events)?;
+        let (events, bytes) = self.prepare(stream, &events)?;
         let (reply, answer) = oneshot::channel();
         let request = Request::Append { stream: stream.clone(), expected, events, bytes, reply };
         self.inner.tx.send(request).await.map_err(|_| Error::Closed)?;
         answer.await.map_err(|_| Error::Closed)?
     }
 
-    /// Everything about an append that can be checked without the log's
-    /// state. Returns the encoded size of all events.
-    fn check_append(&self, stream: &StreamId, events: &[NewEvent]) -> Result<usize, Error> {
+    /// Checks everything about an append that does not need the log's state,
+    /// and encodes the events (the writer only seals them). Returns the
+    /// encodings and their total size.
+    fn prepare(&self, stream: &StreamId, events: &[NewEvent]) -> Result<(Vec<Prepared>, usize), Error> {
         let options = &self.inner.options;
         if events.is_empty() {
             return Err(Error::EmptyAppend { stream: stream.clone() });
@@ -187,7 +185,14 @@ impl Log {
             }
             total += size;
         }
-        Ok(total)
+        let prepared = events
+            .iter()
+            .map(|e| Prepared {
+                id: e.id,
+                bytes: codec::encode_unsealed(e.id, stream.as_str(), e.kind.as_str(), &e.metadata, e.data.as_str()),
+            })
+            .collect();
+        Ok((prepared, total))
     }
 
     /// The position of the last durable record (0 for an empty log).
@@ -358,6 +363,31 @@ impl Log {
 
     pub(crate) fn db(&self) -> &sled::Db {
         &self.inner.db
+    }
+}
+
+/// How long `open` waits for a folder whose sled lock is still held.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Opens sled, waiting briefly while its lock is held: after a `Log` in this
+/// process is closed and dropped, sled's I/O threads may hold the file lock
+/// for a few more milliseconds.
+fn open_sled(dir: &Path, options: &Options) -> Result<sled::Db, Error> {
+    let started = std::time::Instant::now();
+    loop {
+        let opened =
+            sled::Config::new().path(dir).cache_capacity(options.cache_bytes).mode(sled::Mode::HighThroughput).open();
+        match opened {
+            Ok(db) => return Ok(db),
+            // sled reports a held lock only as text (sled 0.34.7 config.rs).
+            Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") => {
+                if started.elapsed() > LOCK_WAIT {
+                    return Err(Error::Locked { path: dir.display().to_string() });
+                }
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(e) => return Err(e.into()),
+        }
     }
 }
 

@@ -15,15 +15,26 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::sync::{mpsc, oneshot, watch};
 use uuid::Uuid;
 
-use crate::codec::{self, RecordRef};
+use crate::codec;
 use crate::durability::Syncer;
-use crate::{Appended, Error, ExpectedVersion, NewEvent, Position, StreamId, StreamVersion};
+use crate::{Appended, Error, ExpectedVersion, Position, StreamId, StreamVersion};
+
+/// An event encoded by its appender, waiting for the writer to give it a
+/// place ([`codec::seal`]).
+pub(crate) struct Prepared {
+    pub id: Uuid,
+    pub bytes: Vec<u8>,
+}
+
+/// Streams whose version the writer remembers; beyond this the cache is
+/// emptied and refilled from the stream index on demand.
+const HEAD_CACHE_STREAMS_MAX: usize = 100_000;
 
 pub(crate) enum Request {
     Append {
         stream: StreamId,
         expected: ExpectedVersion,
-        events: Vec<NewEvent>,
+        events: Vec<Prepared>,
         /// Encoded size of all events, to bound a group's memory.
         bytes: usize,
         reply: oneshot::Sender<Result<Appended, Error>>,
@@ -47,6 +58,9 @@ pub(crate) struct Writer {
     pub group_appends_max: usize,
     pub group_bytes_max: usize,
     pub failed: Option<String>,
+    /// Current version of recently written streams (durable or in the group
+    /// being committed: a failed commit stops all writes).
+    pub heads: HashMap<StreamId, u64>,
 }
 
 /// What the group has written so far but not yet committed: later appends in
@@ -108,13 +122,13 @@ impl Writer {
         let mut writes = false;
         for request in group {
             match request {
-                Request::Append { stream, expected, events, reply, .. } => {
+                Request::Append { stream, expected, mut events, reply, .. } => {
                     let result = match &self.failed {
                         Some(reason) => Err(Error::Failed { reason: reason.clone() }),
                         None => self.plan_append(
                             &stream,
                             expected,
-                            &events,
+                            &mut events,
                             recorded_at_micros,
                             &mut next,
                             &mut pending,
@@ -136,6 +150,10 @@ impl Writer {
         match committed {
             Ok(()) => {
                 let head = next - 1;
+                if self.heads.len() + pending.heads.len() > HEAD_CACHE_STREAMS_MAX {
+                    self.heads.clear();
+                }
+                self.heads.extend(pending.heads);
                 if next != self.next_position {
                     self.next_position = next;
                     self.last_micros = recorded_at_micros;
@@ -189,7 +207,7 @@ impl Writer {
         &self,
         stream: &StreamId,
         expected: ExpectedVersion,
-        events: &[NewEvent],
+        events: &mut [Prepared],
         recorded_at_micros: i64,
         next: &mut u64,
         pending: &mut Pending,
@@ -197,7 +215,7 @@ impl Writer {
     ) -> Result<Appended, Error> {
         // Idempotency: a retry of an earlier append returns its places.
         let mut present = Vec::new();
-        for event in events {
+        for event in events.iter() {
             if let Some(found) = self.lookup_id(event.id, pending)? {
                 present.push((event.id, found));
             }
@@ -225,9 +243,9 @@ impl Writer {
             return Ok(Appended { first, last, next_version: StreamVersion(version + 1), deduplicated: true });
         }
 
-        let current = match pending.heads.get(stream) {
+        let current = match pending.heads.get(stream).or_else(|| self.heads.get(stream)) {
             Some(v) => *v,
-            None => self.db.get(codec::head_key(stream))?.and_then(|v| codec::read_u64_value(&v)).unwrap_or(0),
+            None => self.stored_version(stream)?,
         };
         if !expected.admits(StreamVersion(current)) {
             return Err(Error::WrongExpectedVersion {
@@ -239,28 +257,34 @@ impl Writer {
 
         let first = Position(*next);
         let mut version = current;
-        for event in events {
+        for event in events.iter_mut() {
             let position = Position(*next);
             version += 1;
-            let bytes = codec::encode(&RecordRef {
-                position,
-                version: StreamVersion(version),
-                id: event.id,
-                recorded_at_micros,
-                stream: stream.as_str(),
-                kind: event.kind.as_str(),
-                metadata: &event.metadata,
-                data: event.data.as_str(),
-            });
+            let mut bytes = std::mem::take(&mut event.bytes);
+            codec::seal(&mut bytes, position, StreamVersion(version), recorded_at_micros);
             batch.insert(&codec::record_key(position), bytes);
             batch.insert(codec::stream_key(stream, StreamVersion(version)), &codec::u64_value(position.0));
             batch.insert(&codec::id_key(event.id), codec::id_value(position, StreamVersion(version), stream));
             pending.ids.insert(event.id, (position, StreamVersion(version), stream.clone()));
             *next += 1;
         }
-        batch.insert(codec::head_key(stream), &codec::u64_value(version));
         pending.heads.insert(stream.clone(), version);
         Ok(Appended { first, last: Position(*next - 1), next_version: StreamVersion(version + 1), deduplicated: false })
+    }
+
+    /// The stream's version as stored: the last entry of its stream index.
+    fn stored_version(&self, stream: &StreamId) -> Result<u64, Error> {
+        let prefix = codec::stream_prefix(stream);
+        match self.db.scan_prefix(&prefix).next_back() {
+            None => Ok(0),
+            Some(entry) => {
+                let (key, _) = entry?;
+                codec::read_u64_value(&key[prefix.len()..]).ok_or_else(|| Error::Corrupt {
+                    position: Position::ZERO,
+                    reason: format!("stream index key of {stream} does not decode"),
+                })
+            }
+        }
     }
 
     fn lookup_id(&self, id: Uuid, pending: &Pending) -> Result<Option<(Position, StreamVersion, StreamId)>, Error> {

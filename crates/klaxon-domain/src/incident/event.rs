@@ -405,7 +405,12 @@ impl IncidentEvent {
             }
             Change::RoleAssigned(r) => format!("{by} made {} {}", r.person, r.role.as_str().replace('_', " ")),
             Change::StatusUpdatePosted(u) => {
-                format!("{by} posted a {} update: {}", u.audience.as_str().replace('_', "-"), u.text)
+                let audience = match u.audience {
+                    Audience::Internal => "an internal",
+                    Audience::Executive => "an executive",
+                    Audience::CompanyWide => "a company-wide",
+                };
+                format!("{by} posted {audience} update: {}", u.text)
             }
             Change::CustomerImpactRecorded(c) => {
                 let multi = if c.multi_customer { ", multi-customer" } else { "" };

@@ -200,3 +200,14 @@ async fn large_events_up_to_the_limit_round_trip() {
     assert_eq!(log.read_all(Position(1), 1).unwrap()[0].data, big.data);
     log.close().await;
 }
+
+#[tokio::test]
+async fn a_folder_in_use_is_refused_with_a_clear_error() {
+    let (dir, log) = temp_log(Options::default());
+    match Log::open(dir.path(), Options::default()) {
+        Err(Error::Locked { path }) => assert_eq!(path, dir.path().display().to_string()),
+        Err(e) => panic!("unexpected error {e}"),
+        Ok(_) => panic!("opened a log twice"),
+    }
+    log.close().await;
+}

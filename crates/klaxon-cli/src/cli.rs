@@ -1,0 +1,552 @@
+//! The command line as clap sees it, and one pure request-building function
+//! per subcommand.
+//!
+//! Values are checked here, before anything is sent: a malformed incident id,
+//! severity, role, audience, source, status, label or time is a usage error
+//! (exit 2) that names the flag. Everything else (empty titles, lifecycle
+//! rules, limits) is the server's to judge.
+
+use std::collections::HashMap;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use clap::{Args, Parser, Subcommand};
+use klaxon_domain::ids::{Audience, IncidentId, IncidentRole, ReportSource, Severity};
+use klaxon_domain::incident::Status;
+use klaxon_proto::convert;
+use klaxon_proto::v1;
+use tonic::metadata::{AsciiMetadataValue, MetadataValue};
+
+use crate::commands::{Action, Rpc};
+
+#[cfg(test)]
+mod tests;
+
+/// The exit codes, shown at the end of `klaxon --help`.
+pub const EXIT_CODES_HELP: &str = "\
+Exit codes:
+  0    success
+  1    the server refused the request (invalid argument, not found, failed
+       precondition, permission denied, unauthenticated, resource exhausted,
+       already exists)
+  2    usage error (unknown command, missing or malformed argument)
+  3    version conflict: --expect-version is stale (the current version is printed)
+  4    server unreachable or unavailable (connection refused, unavailable,
+       deadline exceeded); check --server / KLAXON_SERVER
+  5    any other error
+  130  `klaxon join` interrupted by Ctrl-C
+
+Times are shown in UTC.";
+
+/// `klaxon`: command an incident from the terminal.
+#[derive(Debug, Parser)]
+#[command(
+    name = "klaxon",
+    version,
+    about = "Klaxon incident command: report, declare, own, update and resolve Sev-1 incidents.",
+    after_help = EXIT_CODES_HELP
+)]
+pub struct Cli {
+    /// Flags accepted by every subcommand.
+    #[command(flatten)]
+    pub global: Global,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Flags accepted by every subcommand.
+#[derive(Debug, Args)]
+pub struct Global {
+    /// The address of klaxond's gRPC API.
+    #[arg(long, env = "KLAXON_SERVER", default_value = "http://127.0.0.1:7600", global = true, value_name = "URL", value_parser = parse_server)]
+    pub server: String,
+    /// Print one JSON object (per line, for `join`) instead of human text.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Who is acting, sent as the `klaxon-actor` header [default: $USER, else "unknown"].
+    #[arg(long = "as", env = "KLAXON_ACTOR", global = true, value_name = "NAME", value_parser = parse_actor)]
+    pub actor: Option<AsciiMetadataValue>,
+    /// The command's request id; a retry with the same id writes nothing twice [default: a fresh UUIDv4].
+    #[arg(long, global = true, value_name = "ID")]
+    pub request_id: Option<String>,
+    /// Refuse the command unless the incident is still at this version (exit 3 otherwise).
+    #[arg(long, global = true, value_name = "N")]
+    pub expect_version: Option<u64>,
+}
+
+impl Global {
+    /// The command context of this invocation: the given request id or a
+    /// fresh UUIDv4, and the expected version if any. Call it once per
+    /// invocation, so every RPC of it shares the id.
+    pub fn context(&self) -> v1::CommandContext {
+        v1::CommandContext {
+            request_id: self.request_id.clone().unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+            expected_version: self.expect_version,
+        }
+    }
+
+    /// The actor: `--as`, else `KLAXON_ACTOR` (both via clap), else `$USER`.
+    pub fn actor(&self) -> AsciiMetadataValue {
+        resolve_actor(self.actor.clone(), std::env::var("USER").ok())
+    }
+}
+
+/// The actor from the flag, else from `$USER` when it is a valid header
+/// value, else `unknown`.
+pub fn resolve_actor(flag: Option<AsciiMetadataValue>, user: Option<String>) -> AsciiMetadataValue {
+    flag.or_else(|| user.and_then(|u| parse_actor(&u).ok())).unwrap_or_else(|| MetadataValue::from_static("unknown"))
+}
+
+/// Every subcommand: one per RPC of `klaxon.v1`.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Report an issue; prints the incident id (a report with the dedup key of an open incident is merged into it).
+    Report(ReportArgs),
+    /// Declare a reported issue an incident with a severity.
+    Declare(DeclareArgs),
+    /// Override the severity.
+    #[command(subcommand)]
+    Severity(SeverityCommand),
+    /// Make someone the incident commander.
+    Assign(AssignArgs),
+    /// Hand the incident over to another manager, who must accept.
+    #[command(subcommand)]
+    Handoff(HandoffCommand),
+    /// Assign a role other than commander.
+    Role(RoleArgs),
+    /// Post a status update to an audience.
+    Update(UpdateArgs),
+    /// Record the customer impact as currently known.
+    Impact(ImpactArgs),
+    /// Mark the incident mitigated.
+    Mitigate(SummaryArgs),
+    /// Mark the incident resolved.
+    Resolve(SummaryArgs),
+    /// Reopen a resolved or closed incident.
+    Reopen(ReasonArgs),
+    /// Validate the resolution, closing the incident.
+    Validate(NoteArgs),
+    /// Show one incident.
+    Show(IncidentArg),
+    /// List incidents, newest first.
+    List(ListArgs),
+    /// Show every event of one incident, in log order.
+    History(IncidentArg),
+    /// Join the incident bridge: print the live stream, send each stdin line as a note; EOF leaves.
+    Join(JoinArgs),
+}
+
+/// `klaxon severity ...`.
+#[derive(Debug, Subcommand)]
+pub enum SeverityCommand {
+    /// Set the severity; the severity evaluator never changes it back.
+    Set(SeveritySetArgs),
+}
+
+/// `klaxon handoff ...`.
+#[derive(Debug, Subcommand)]
+pub enum HandoffCommand {
+    /// Ask another manager to take the incident over (you stay commander until they accept).
+    Request(HandoffRequestArgs),
+    /// Accept a handoff addressed to you; only now does the commander change.
+    Accept(IncidentArg),
+    /// Decline a handoff addressed to you; the commander keeps the incident.
+    Decline(ReasonArgs),
+    /// Withdraw a pending handoff.
+    Cancel(ReasonArgs),
+}
+
+/// Just an incident.
+#[derive(Debug, Args)]
+pub struct IncidentArg {
+    /// The incident, e.g. INC-42.
+    #[arg(value_parser = parse_incident_id)]
+    pub incident: String,
+}
+
+/// `klaxon report`.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// A one-line title.
+    #[arg(long)]
+    pub title: String,
+    /// What is going on, in more words.
+    #[arg(long)]
+    pub description: Option<String>,
+    /// The affected service.
+    #[arg(long)]
+    pub service: Option<String>,
+    /// An affected customer (repeatable).
+    #[arg(long = "customer", value_name = "CUSTOMER")]
+    pub customers: Vec<String>,
+    /// A label KEY=VALUE (repeatable).
+    #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
+    pub labels: Vec<(String, String)>,
+    /// Reports with the dedup key of an open incident are merged into it.
+    #[arg(long)]
+    pub dedup_key: Option<String>,
+    /// Where the report comes from: manual, api, alertmanager, pager_duty, help_desk or executive.
+    #[arg(long, default_value = "manual", value_parser = parse_source)]
+    pub source: v1::ReportSource,
+    /// When the problem itself started (RFC 3339, e.g. 2025-03-01T10:00:00Z).
+    #[arg(long, value_name = "RFC3339", value_parser = parse_time)]
+    pub started_at: Option<prost_types::Timestamp>,
+}
+
+/// `klaxon declare`.
+#[derive(Debug, Args)]
+pub struct DeclareArgs {
+    /// The incident, e.g. INC-42.
+    #[arg(value_parser = parse_incident_id)]
+    pub incident: String,
+    /// The severity: 1 to 4 (also sev1, SEV-1).
+    #[arg(long, value_parser = parse_severity)]
+    pub severity: v1::Severity,
+}
+
+/// `klaxon severity set`.
+#[derive(Debug, Args)]
+pub struct SeveritySetArgs {
+    /// The incident, e.g. INC-42.
+    #[arg(value_parser = parse_incident_id)]
+    pub incident: String,
+    /// The severity: 1 to 4 (also sev1, SEV-1).
+    #[arg(value_parser = parse_severity)]
+    pub severity: v1::Severity,
+    /// Why the severity is overridden (kept for the audit).
+    #[arg(long)]
+    pub reason: String,
+}
+
+/// `klaxon assign`.
+#[derive(Debug, Args)]
+pub struct AssignArgs {
+    /// The incident, e.g. INC-42.
+    #[arg(value_parser = parse_incident_id)]
+    pub incident: String,
+    /// The new incident commander.
+    pub commander: String,
+}
+
+/// `klaxon handoff request`.
+#[derive(Debug, Args)]
+pub struct HandoffRequestArgs {
+    /// The incident, e.g. INC-42.
+    #[arg(value_parser = parse_incident_id)]
+    pub incident: String,
+    /// The manager who should take the incident over.
+    #[arg(long)]
+    pub to: String,
+}
+
+/// `klaxon role`.
+#[derive(Debug, Args)]
+pub struct RoleArgs {
+    /// The incident, e.g. INC-42.
+    #[arg(value_parser = parse_incident_id)]
+    pub incident: String,
+    /// The role: communications_lead, scribe or subject_matter_expert (commander: use `assign`).
+    #[arg(value_parser = parse_role)]
+    pub role: v1::IncidentRole,
+    /// Who takes the role.
+    pub person: String,
+}
+
+/// `klaxon update`.
+#[derive(Debug, Args)]
+pub struct UpdateArgs {
+    /// The incident, e.g. INC-42.
+    #[arg(value_parser = parse_incident_id)]
+    pub incident: String,
+    /// The update's text.
+    pub text: String,
+    /// Who it is for: internal, executive or company_wide.
+    #[arg(long, default_value = "internal", value_parser = parse_audience)]
+    pub audience: v1::Audience,
+}
+
+/// `klaxon impact`.
+#[derive(Debug, Args)]
+pub struct ImpactArgs {
+    /// The incident, e.g. INC-42.
+    #[arg(value_parser = parse_incident_id)]
+    pub incident: String,
+    /// How many customers are affected.
+    #[arg(long, value_name = "N")]
+    pub customers_affected: u32,
+    /// An affected customer (repeatable).
+    #[arg(long = "customer", value_name = "CUSTOMER")]
+    pub customers: Vec<String>,
+    /// Several customers are affected: updates also go company-wide.
+    #[arg(long)]
+    pub multi_customer: bool,
+    /// The impact in one sentence.
+    #[arg(long)]
+    pub summary: String,
+}
+
+/// `klaxon mitigate` and `klaxon resolve`.
+#[derive(Debug, Args)]
+pub struct SummaryArgs {
+    /// The incident, e.g. INC-42.
+    #[arg(value_parser = parse_incident_id)]
+    pub incident: String,
+    /// What was done.
+    #[arg(long)]
+    pub summary: String,
+}
+
+/// `klaxon reopen`, `klaxon handoff decline` and `klaxon handoff cancel`.
+#[derive(Debug, Args)]
+pub struct ReasonArgs {
+    /// The incident, e.g. INC-42.
+    #[arg(value_parser = parse_incident_id)]
+    pub incident: String,
+    /// Why.
+    #[arg(long)]
+    pub reason: String,
+}
+
+/// `klaxon validate`.
+#[derive(Debug, Args)]
+pub struct NoteArgs {
+    /// The incident, e.g. INC-42.
+    #[arg(value_parser = parse_incident_id)]
+    pub incident: String,
+    /// How the resolution was validated.
+    #[arg(long)]
+    pub note: String,
+}
+
+/// `klaxon list`.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Only this status: reported, declared, mitigated, resolved or closed (repeatable).
+    #[arg(long = "status", value_name = "STATUS", value_parser = parse_status)]
+    pub statuses: Vec<v1::IncidentStatus>,
+    /// Only this severity, 1 to 4 (repeatable).
+    #[arg(long = "severity", value_name = "N", value_parser = parse_severity)]
+    pub severities: Vec<v1::Severity>,
+    /// Only this service.
+    #[arg(long)]
+    pub service: Option<String>,
+    /// At most this many per page (server default 50).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=500))]
+    pub limit: Option<u32>,
+    /// Fetch every page, not just the first.
+    #[arg(long)]
+    pub all_pages: bool,
+}
+
+/// `klaxon join`.
+#[derive(Debug, Args)]
+pub struct JoinArgs {
+    /// The incident, e.g. INC-42.
+    #[arg(value_parser = parse_incident_id)]
+    pub incident: String,
+    /// The role you join in: commander, communications_lead, scribe or subject_matter_expert.
+    #[arg(long, value_parser = parse_role)]
+    pub role: Option<v1::IncidentRole>,
+}
+
+impl Command {
+    /// What this invocation asks of the server: exactly one request, built by
+    /// the subcommand's own function below.
+    pub fn action(self, context: v1::CommandContext, actor: &str) -> Action {
+        let rpc = match self {
+            Command::Report(a) => Rpc::Report(report(a, context)),
+            Command::Declare(a) => Rpc::Declare(declare(a, context)),
+            Command::Severity(SeverityCommand::Set(a)) => Rpc::OverrideSeverity(override_severity(a, context)),
+            Command::Assign(a) => Rpc::AssignCommander(assign_commander(a, context)),
+            Command::Handoff(HandoffCommand::Request(a)) => Rpc::RequestHandoff(request_handoff(a, context)),
+            Command::Handoff(HandoffCommand::Accept(a)) => Rpc::AcceptHandoff(accept_handoff(a, context)),
+            Command::Handoff(HandoffCommand::Decline(a)) => Rpc::DeclineHandoff(decline_handoff(a, context)),
+            Command::Handoff(HandoffCommand::Cancel(a)) => Rpc::CancelHandoff(cancel_handoff(a, context)),
+            Command::Role(a) => Rpc::AssignRole(assign_role(a, context)),
+            Command::Update(a) => Rpc::PostUpdate(post_update(a, context)),
+            Command::Impact(a) => Rpc::RecordCustomerImpact(record_customer_impact(a, context)),
+            Command::Mitigate(a) => Rpc::Mitigate(mitigate(a, context)),
+            Command::Resolve(a) => Rpc::Resolve(resolve(a, context)),
+            Command::Reopen(a) => Rpc::Reopen(reopen(a, context)),
+            Command::Validate(a) => Rpc::ValidateResolution(validate_resolution(a, context)),
+            Command::Show(a) => Rpc::GetIncident(v1::GetIncidentRequest { incident_id: a.incident }),
+            Command::List(a) => Rpc::ListIncidents { all_pages: a.all_pages, request: list_incidents(a) },
+            Command::History(a) => Rpc::GetHistory(v1::GetHistoryRequest { incident_id: a.incident }),
+            Command::Join(a) => return Action::Join(join(a, actor)),
+        };
+        Action::Call(rpc)
+    }
+}
+
+fn report(a: ReportArgs, context: v1::CommandContext) -> v1::ReportRequest {
+    v1::ReportRequest {
+        context: Some(context),
+        source: a.source as i32,
+        title: a.title,
+        description: a.description.unwrap_or_default(),
+        service: a.service.unwrap_or_default(),
+        customers: a.customers,
+        labels: a.labels.into_iter().collect::<HashMap<_, _>>(),
+        dedup_key: a.dedup_key.unwrap_or_default(),
+        started_at: a.started_at,
+    }
+}
+
+fn declare(a: DeclareArgs, context: v1::CommandContext) -> v1::DeclareRequest {
+    v1::DeclareRequest { context: Some(context), incident_id: a.incident, severity: a.severity as i32 }
+}
+
+fn override_severity(a: SeveritySetArgs, context: v1::CommandContext) -> v1::OverrideSeverityRequest {
+    v1::OverrideSeverityRequest {
+        context: Some(context),
+        incident_id: a.incident,
+        severity: a.severity as i32,
+        reason: a.reason,
+    }
+}
+
+fn assign_commander(a: AssignArgs, context: v1::CommandContext) -> v1::AssignCommanderRequest {
+    v1::AssignCommanderRequest { context: Some(context), incident_id: a.incident, commander: a.commander }
+}
+
+fn request_handoff(a: HandoffRequestArgs, context: v1::CommandContext) -> v1::RequestHandoffRequest {
+    v1::RequestHandoffRequest { context: Some(context), incident_id: a.incident, to: a.to }
+}
+
+fn accept_handoff(a: IncidentArg, context: v1::CommandContext) -> v1::AcceptHandoffRequest {
+    v1::AcceptHandoffRequest { context: Some(context), incident_id: a.incident }
+}
+
+fn decline_handoff(a: ReasonArgs, context: v1::CommandContext) -> v1::DeclineHandoffRequest {
+    v1::DeclineHandoffRequest { context: Some(context), incident_id: a.incident, reason: a.reason }
+}
+
+fn cancel_handoff(a: ReasonArgs, context: v1::CommandContext) -> v1::CancelHandoffRequest {
+    v1::CancelHandoffRequest { context: Some(context), incident_id: a.incident, reason: a.reason }
+}
+
+fn assign_role(a: RoleArgs, context: v1::CommandContext) -> v1::AssignRoleRequest {
+    v1::AssignRoleRequest { context: Some(context), incident_id: a.incident, role: a.role as i32, person: a.person }
+}
+
+fn post_update(a: UpdateArgs, context: v1::CommandContext) -> v1::PostUpdateRequest {
+    v1::PostUpdateRequest { context: Some(context), incident_id: a.incident, audience: a.audience as i32, text: a.text }
+}
+
+fn record_customer_impact(a: ImpactArgs, context: v1::CommandContext) -> v1::RecordCustomerImpactRequest {
+    v1::RecordCustomerImpactRequest {
+        context: Some(context),
+        incident_id: a.incident,
+        customers_affected: a.customers_affected,
+        customers: a.customers,
+        multi_customer: a.multi_customer,
+        summary: a.summary,
+    }
+}
+
+fn mitigate(a: SummaryArgs, context: v1::CommandContext) -> v1::MitigateRequest {
+    v1::MitigateRequest { context: Some(context), incident_id: a.incident, summary: a.summary }
+}
+
+fn resolve(a: SummaryArgs, context: v1::CommandContext) -> v1::ResolveRequest {
+    v1::ResolveRequest { context: Some(context), incident_id: a.incident, summary: a.summary }
+}
+
+fn reopen(a: ReasonArgs, context: v1::CommandContext) -> v1::ReopenRequest {
+    v1::ReopenRequest { context: Some(context), incident_id: a.incident, reason: a.reason }
+}
+
+fn validate_resolution(a: NoteArgs, context: v1::CommandContext) -> v1::ValidateResolutionRequest {
+    v1::ValidateResolutionRequest { context: Some(context), incident_id: a.incident, note: a.note }
+}
+
+fn list_incidents(a: ListArgs) -> v1::ListIncidentsRequest {
+    v1::ListIncidentsRequest {
+        statuses: a.statuses.into_iter().map(|s| s as i32).collect(),
+        severities: a.severities.into_iter().map(|s| s as i32).collect(),
+        service: a.service.unwrap_or_default(),
+        page_size: a.limit.unwrap_or(0),
+        page_token: String::new(),
+    }
+}
+
+fn join(a: JoinArgs, actor: &str) -> v1::JoinBridge {
+    v1::JoinBridge {
+        incident_id: a.incident,
+        participant: actor.to_string(),
+        role: a.role.unwrap_or(v1::IncidentRole::Unspecified) as i32,
+    }
+}
+
+/// Parses with the domain's rules and keeps only the human reason of a
+/// rejection (clap already names the flag).
+fn domain<T: FromStr<Err = klaxon_domain::Error>>(s: &str) -> Result<T, String> {
+    s.parse().map_err(|e| match e {
+        klaxon_domain::Error::InvalidField { reason, .. } => reason,
+        other => other.to_string(),
+    })
+}
+
+/// An incident id in its canonical spelling (`inc-7` becomes `INC-7`).
+fn parse_incident_id(s: &str) -> Result<String, String> {
+    domain::<IncidentId>(s).map(|id| id.to_string())
+}
+
+fn parse_severity(s: &str) -> Result<v1::Severity, String> {
+    domain::<Severity>(s).map(convert::severity_to_wire)
+}
+
+fn parse_role(s: &str) -> Result<v1::IncidentRole, String> {
+    domain::<IncidentRole>(s).map(convert::role_to_wire)
+}
+
+fn parse_audience(s: &str) -> Result<v1::Audience, String> {
+    domain::<Audience>(s).map(convert::audience_to_wire)
+}
+
+fn parse_source(s: &str) -> Result<v1::ReportSource, String> {
+    domain::<ReportSource>(s).map(convert::source_to_wire)
+}
+
+fn parse_status(s: &str) -> Result<v1::IncidentStatus, String> {
+    const ALL: [Status; 5] = [Status::Reported, Status::Declared, Status::Mitigated, Status::Resolved, Status::Closed];
+    let wanted = s.trim().to_ascii_lowercase();
+    ALL.into_iter().find(|status| status.as_str() == wanted).map(convert::status_to_wire).ok_or_else(|| {
+        let names: Vec<&str> = ALL.iter().map(|status| status.as_str()).collect();
+        format!("{s:?} is not one of {}", names.join(", "))
+    })
+}
+
+fn parse_label(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_string(), value.to_string())),
+        _ => Err("expected KEY=VALUE with a non-empty KEY".into()),
+    }
+}
+
+fn parse_time(s: &str) -> Result<prost_types::Timestamp, String> {
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| convert::timestamp(t.with_timezone(&Utc)))
+        .map_err(|e| format!("expected an RFC 3339 time such as 2025-03-01T10:00:00Z ({e})"))
+}
+
+fn parse_server(s: &str) -> Result<String, String> {
+    let uri: tonic::transport::Uri = s.parse().map_err(|e| format!("not a URL: {e}"))?;
+    match (uri.scheme_str(), uri.authority()) {
+        (Some("http"), Some(_)) => Ok(s.trim_end_matches('/').to_string()),
+        (Some("https"), _) => Err("https is not supported yet; use http://HOST:PORT".into()),
+        _ => Err("expected http://HOST:PORT".into()),
+    }
+}
+
+fn parse_actor(s: &str) -> Result<AsciiMetadataValue, String> {
+    if s.trim().is_empty() {
+        return Err("must not be empty".into());
+    }
+    let printable = s.chars().all(|c| c == ' ' || c.is_ascii_graphic());
+    match s.parse() {
+        Ok(value) if printable => Ok(value),
+        _ => Err("must be printable ASCII (it travels as the klaxon-actor header)".into()),
+    }
+}

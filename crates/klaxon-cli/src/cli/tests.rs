@@ -1,0 +1,307 @@
+use std::collections::HashMap;
+
+use clap::Parser;
+use clap::error::ErrorKind;
+use klaxon_proto::v1;
+
+use super::{Cli, resolve_actor};
+use crate::commands::{Action, Rpc};
+
+/// The context every case is built with (`--request-id req-1`).
+fn ctx() -> Option<v1::CommandContext> {
+    Some(v1::CommandContext { request_id: "req-1".into(), expected_version: None })
+}
+
+/// Parses `klaxon --request-id req-1 --as tester <argv>` into its action.
+fn action(argv: &[&str]) -> Result<Action, clap::Error> {
+    let args = ["klaxon", "--request-id", "req-1", "--as", "tester"].iter().chain(argv);
+    let cli = Cli::try_parse_from(args)?;
+    let context = cli.global.context();
+    Ok(cli.command.action(context, cli.global.actor().to_str().unwrap()))
+}
+
+fn check(argv: &[&str], expected: Rpc) {
+    let got = action(argv).unwrap_or_else(|e| panic!("{argv:?} did not parse: {e}"));
+    assert_eq!(got, Action::Call(expected), "argv: {argv:?}");
+}
+
+#[test]
+fn every_subcommand_builds_its_request() {
+    use v1::*;
+    let id = || "INC-1".to_string();
+    let cases: Vec<(&[&str], Rpc)> = vec![
+        (
+            &["report", "--title", "Checkout down"],
+            Rpc::Report(ReportRequest {
+                context: ctx(),
+                source: ReportSource::Manual as i32,
+                title: "Checkout down".into(),
+                ..Default::default()
+            }),
+        ),
+        (
+            &[
+                "report",
+                "--title",
+                "T",
+                "--description",
+                "D",
+                "--service",
+                "checkout",
+                "--customer",
+                "acme",
+                "--customer",
+                "globex",
+                "--label",
+                "env=prod",
+                "--label",
+                "region=eu=west",
+                "--dedup-key",
+                "k1",
+                "--source",
+                "pager_duty",
+                "--started-at",
+                "2025-03-01T11:00:00+01:00",
+            ],
+            Rpc::Report(ReportRequest {
+                context: ctx(),
+                source: ReportSource::Pagerduty as i32,
+                title: "T".into(),
+                description: "D".into(),
+                service: "checkout".into(),
+                customers: vec!["acme".into(), "globex".into()],
+                labels: HashMap::from([("env".into(), "prod".into()), ("region".into(), "eu=west".into())]),
+                dedup_key: "k1".into(),
+                started_at: Some(prost_types::Timestamp { seconds: 1_740_823_200, nanos: 0 }),
+            }),
+        ),
+        (
+            &["declare", "INC-1", "--severity", "sev-1"],
+            Rpc::Declare(DeclareRequest { context: ctx(), incident_id: id(), severity: Severity::Sev1 as i32 }),
+        ),
+        (
+            &["declare", "inc-1", "--severity", "2"],
+            Rpc::Declare(DeclareRequest { context: ctx(), incident_id: id(), severity: Severity::Sev2 as i32 }),
+        ),
+        (
+            &["severity", "set", "INC-1", "SEV3", "--reason", "only EU"],
+            Rpc::OverrideSeverity(OverrideSeverityRequest {
+                context: ctx(),
+                incident_id: id(),
+                severity: Severity::Sev3 as i32,
+                reason: "only EU".into(),
+            }),
+        ),
+        (
+            &["assign", "INC-1", "alice"],
+            Rpc::AssignCommander(AssignCommanderRequest {
+                context: ctx(),
+                incident_id: id(),
+                commander: "alice".into(),
+            }),
+        ),
+        (
+            &["handoff", "request", "INC-1", "--to", "bob"],
+            Rpc::RequestHandoff(RequestHandoffRequest { context: ctx(), incident_id: id(), to: "bob".into() }),
+        ),
+        (
+            &["handoff", "accept", "INC-1"],
+            Rpc::AcceptHandoff(AcceptHandoffRequest { context: ctx(), incident_id: id() }),
+        ),
+        (
+            &["handoff", "decline", "INC-1", "--reason", "off shift"],
+            Rpc::DeclineHandoff(DeclineHandoffRequest {
+                context: ctx(),
+                incident_id: id(),
+                reason: "off shift".into(),
+            }),
+        ),
+        (
+            &["handoff", "cancel", "INC-1", "--reason", "stayed"],
+            Rpc::CancelHandoff(CancelHandoffRequest { context: ctx(), incident_id: id(), reason: "stayed".into() }),
+        ),
+        (
+            &["role", "INC-1", "communications-lead", "carol"],
+            Rpc::AssignRole(AssignRoleRequest {
+                context: ctx(),
+                incident_id: id(),
+                role: IncidentRole::CommunicationsLead as i32,
+                person: "carol".into(),
+            }),
+        ),
+        (
+            &["update", "INC-1", "Rolling back"],
+            Rpc::PostUpdate(PostUpdateRequest {
+                context: ctx(),
+                incident_id: id(),
+                audience: Audience::Internal as i32,
+                text: "Rolling back".into(),
+            }),
+        ),
+        (
+            &["update", "INC-1", "ETA 30 min", "--audience", "company_wide"],
+            Rpc::PostUpdate(PostUpdateRequest {
+                context: ctx(),
+                incident_id: id(),
+                audience: Audience::CompanyWide as i32,
+                text: "ETA 30 min".into(),
+            }),
+        ),
+        (
+            &[
+                "impact",
+                "INC-1",
+                "--customers-affected",
+                "1200",
+                "--customer",
+                "acme",
+                "--multi-customer",
+                "--summary",
+                "EU checkout",
+            ],
+            Rpc::RecordCustomerImpact(RecordCustomerImpactRequest {
+                context: ctx(),
+                incident_id: id(),
+                customers_affected: 1200,
+                customers: vec!["acme".into()],
+                multi_customer: true,
+                summary: "EU checkout".into(),
+            }),
+        ),
+        (
+            &["mitigate", "INC-1", "--summary", "rolled back"],
+            Rpc::Mitigate(MitigateRequest { context: ctx(), incident_id: id(), summary: "rolled back".into() }),
+        ),
+        (
+            &["resolve", "INC-1", "--summary", "fixed"],
+            Rpc::Resolve(ResolveRequest { context: ctx(), incident_id: id(), summary: "fixed".into() }),
+        ),
+        (
+            &["reopen", "INC-1", "--reason", "back again"],
+            Rpc::Reopen(ReopenRequest { context: ctx(), incident_id: id(), reason: "back again".into() }),
+        ),
+        (
+            &["validate", "INC-1", "--note", "error rate flat"],
+            Rpc::ValidateResolution(ValidateResolutionRequest {
+                context: ctx(),
+                incident_id: id(),
+                note: "error rate flat".into(),
+            }),
+        ),
+        (&["show", "INC-1"], Rpc::GetIncident(GetIncidentRequest { incident_id: id() })),
+        (&["history", "INC-1"], Rpc::GetHistory(GetHistoryRequest { incident_id: id() })),
+        (&["list"], Rpc::ListIncidents { request: ListIncidentsRequest::default(), all_pages: false }),
+        (
+            &[
+                "list",
+                "--status",
+                "declared",
+                "--status",
+                "Mitigated",
+                "--severity",
+                "1",
+                "--severity",
+                "sev2",
+                "--service",
+                "checkout",
+                "--limit",
+                "20",
+                "--all-pages",
+            ],
+            Rpc::ListIncidents {
+                request: ListIncidentsRequest {
+                    statuses: vec![IncidentStatus::Declared as i32, IncidentStatus::Mitigated as i32],
+                    severities: vec![Severity::Sev1 as i32, Severity::Sev2 as i32],
+                    service: "checkout".into(),
+                    page_size: 20,
+                    page_token: String::new(),
+                },
+                all_pages: true,
+            },
+        ),
+    ];
+    for (argv, expected) in cases {
+        check(argv, expected);
+    }
+}
+
+#[test]
+fn global_flags_fill_the_context_and_may_follow_the_subcommand() {
+    let cli = Cli::try_parse_from(["klaxon", "mitigate", "INC-9", "--summary", "s", "--expect-version", "7", "--json"])
+        .unwrap();
+    assert!(cli.global.json);
+    let context = cli.global.context();
+    assert_eq!(context.expected_version, Some(7));
+    let id = uuid::Uuid::parse_str(&context.request_id).expect("a fresh request id is a UUID");
+    assert_eq!(id.get_version_num(), 4);
+}
+
+#[test]
+fn join_sends_the_actor_as_participant() {
+    let expected = v1::JoinBridge {
+        incident_id: "INC-4".into(),
+        participant: "tester".into(),
+        role: v1::IncidentRole::Scribe as i32,
+    };
+    assert_eq!(action(&["join", "INC-4", "--role", "scribe"]).unwrap(), Action::Join(expected.clone()));
+    let without_role = v1::JoinBridge { role: v1::IncidentRole::Unspecified as i32, ..expected };
+    assert_eq!(action(&["join", "INC-4"]).unwrap(), Action::Join(without_role));
+}
+
+#[test]
+fn bad_values_are_usage_errors_naming_the_flag() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["declare", "INC-1", "--severity", "7"], "--severity"),
+        (&["declare", "INC-1"], "--severity"),
+        (&["declare", "INC-01", "--severity", "1"], "<INCIDENT>"),
+        (&["show", "42"], "<INCIDENT>"),
+        (&["severity", "set", "INC-1", "sev5", "--reason", "r"], "<SEVERITY>"),
+        (&["role", "INC-1", "chef", "carol"], "<ROLE>"),
+        (&["update", "INC-1", "t", "--audience", "everyone"], "--audience"),
+        (&["report", "--title", "t", "--source", "fax"], "--source"),
+        (&["report", "--title", "t", "--label", "=v"], "--label"),
+        (&["report", "--title", "t", "--started-at", "yesterday"], "--started-at"),
+        (&["report"], "--title"),
+        (&["list", "--status", "open"], "--status"),
+        (&["list", "--limit", "0"], "--limit"),
+        (&["list", "--limit", "501"], "--limit"),
+        (&["impact", "INC-1", "--customers-affected", "-3", "--summary", "s"], "--customers-affected"),
+        (&["--server", "127.0.0.1:7600", "list"], "--server"),
+        (&["--server", "https://klaxon.example", "list"], "--server"),
+        (&["--as", "", "list"], "--as"),
+        (&["--as", "zoë", "list"], "--as"),
+        (&["--expect-version", "x", "list"], "--expect-version"),
+        (&["frobnicate"], "frobnicate"),
+    ];
+    for (argv, flag) in cases {
+        let err = action(argv).expect_err(&format!("{argv:?} should be a usage error"));
+        assert_eq!(err.exit_code(), 2, "{argv:?}");
+        assert_ne!(err.kind(), ErrorKind::DisplayHelp, "{argv:?}");
+        let text = err.to_string();
+        assert!(text.contains(flag), "{argv:?}: {text:?} should name {flag}");
+    }
+}
+
+#[test]
+fn the_actor_falls_back_to_user_then_unknown() {
+    let name = |v: tonic::metadata::AsciiMetadataValue| v.to_str().unwrap().to_string();
+    assert_eq!(name(resolve_actor(Some("alice".parse().unwrap()), Some("bob".into()))), "alice");
+    assert_eq!(name(resolve_actor(None, Some("bob".into()))), "bob");
+    assert_eq!(name(resolve_actor(None, Some("zoë".into()))), "unknown");
+    assert_eq!(name(resolve_actor(None, None)), "unknown");
+}
+
+#[test]
+fn help_documents_the_exit_codes() {
+    let err = Cli::try_parse_from(["klaxon", "--help"]).unwrap_err();
+    let help = err.to_string();
+    for code in ["0 ", "1 ", "2 ", "3 ", "4 ", "5 "] {
+        assert!(help.contains(&format!("\n  {code}")), "exit code {code} missing from --help");
+    }
+}
+
+#[test]
+fn clap_definitions_are_consistent() {
+    use clap::CommandFactory;
+    Cli::command().debug_assert();
+}

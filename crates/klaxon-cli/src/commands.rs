@@ -1,0 +1,227 @@
+//! The RPC layer: connecting to klaxond, one generic path that sends any
+//! unary request and returns its reply, and the bridge session of `join`.
+
+use std::time::Duration;
+
+use klaxon_proto::v1;
+use klaxon_proto::v1::bridge_client::BridgeClient;
+use klaxon_proto::v1::incidents_client::IncidentsClient;
+use tokio::sync::mpsc;
+use tonic::metadata::AsciiMetadataValue;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::error::Error;
+
+/// How long establishing the connection may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long one unary request may take (not applied to `join`).
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long `join` waits for the server to end the stream after `leave`.
+pub const LEAVE_TIMEOUT: Duration = Duration::from_secs(5);
+/// The gRPC request header naming the acting person.
+pub const ACTOR_HEADER: &str = "klaxon-actor";
+/// The most stdin lines buffered before `join` stops reading.
+const NOTE_BUFFER_MAX: usize = 16;
+
+/// What one invocation asks of the server.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// One unary RPC (or, for `list --all-pages`, one per page).
+    Call(Rpc),
+    /// A bridge session.
+    Join(v1::JoinBridge),
+}
+
+/// A unary request of the `Incidents` service, ready to send.
+#[derive(Debug, Clone, PartialEq)]
+#[allow(missing_docs)] // Each variant is named after its RPC.
+pub enum Rpc {
+    Report(v1::ReportRequest),
+    Declare(v1::DeclareRequest),
+    OverrideSeverity(v1::OverrideSeverityRequest),
+    AssignCommander(v1::AssignCommanderRequest),
+    RequestHandoff(v1::RequestHandoffRequest),
+    AcceptHandoff(v1::AcceptHandoffRequest),
+    DeclineHandoff(v1::DeclineHandoffRequest),
+    CancelHandoff(v1::CancelHandoffRequest),
+    AssignRole(v1::AssignRoleRequest),
+    PostUpdate(v1::PostUpdateRequest),
+    RecordCustomerImpact(v1::RecordCustomerImpactRequest),
+    Mitigate(v1::MitigateRequest),
+    Resolve(v1::ResolveRequest),
+    Reopen(v1::ReopenRequest),
+    ValidateResolution(v1::ValidateResolutionRequest),
+    GetIncident(v1::GetIncidentRequest),
+    /// With `all_pages`, every page is fetched and the replies concatenated.
+    ListIncidents {
+        request: v1::ListIncidentsRequest,
+        all_pages: bool,
+    },
+    GetHistory(v1::GetHistoryRequest),
+}
+
+/// The answer to an [`Rpc`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reply {
+    /// From `Report`.
+    Report(v1::ReportResponse),
+    /// From every other command.
+    Command(v1::CommandResponse),
+    /// From `GetIncident`.
+    Incident(v1::Incident),
+    /// From `ListIncidents`.
+    List(v1::ListIncidentsResponse),
+    /// From `GetHistory`.
+    History(v1::GetHistoryResponse),
+}
+
+/// A connection to klaxond plus who is acting.
+pub struct Connection {
+    channel: Channel,
+    actor: AsciiMetadataValue,
+}
+
+impl Connection {
+    /// Connects to `server` within [`CONNECT_TIMEOUT`]. `request_timeout`
+    /// bounds every unary request; `None` for streams.
+    pub async fn open(
+        server: &str,
+        actor: AsciiMetadataValue,
+        request_timeout: Option<Duration>,
+    ) -> Result<Self, Error> {
+        let unreachable = |detail: String| Error::Unreachable { server: server.to_string(), detail };
+        let mut endpoint = Endpoint::from_shared(server.to_string())
+            .map_err(|e| unreachable(e.to_string()))?
+            .connect_timeout(CONNECT_TIMEOUT);
+        if let Some(t) = request_timeout {
+            endpoint = endpoint.timeout(t);
+        }
+        let channel = endpoint.connect().await.map_err(|e| unreachable(root_cause(&e)))?;
+        Ok(Connection { channel, actor })
+    }
+
+    /// Wraps a message with the actor header.
+    fn request<T>(&self, message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        request.metadata_mut().insert(ACTOR_HEADER, self.actor.clone());
+        request
+    }
+
+    /// Sends one unary request and returns the server's answer.
+    pub async fn call(&self, rpc: Rpc) -> Result<Reply, tonic::Status> {
+        let mut c = IncidentsClient::new(self.channel.clone());
+        Ok(match rpc {
+            Rpc::Report(m) => Reply::Report(c.report(self.request(m)).await?.into_inner()),
+            Rpc::Declare(m) => Reply::Command(c.declare(self.request(m)).await?.into_inner()),
+            Rpc::OverrideSeverity(m) => Reply::Command(c.override_severity(self.request(m)).await?.into_inner()),
+            Rpc::AssignCommander(m) => Reply::Command(c.assign_commander(self.request(m)).await?.into_inner()),
+            Rpc::RequestHandoff(m) => Reply::Command(c.request_handoff(self.request(m)).await?.into_inner()),
+            Rpc::AcceptHandoff(m) => Reply::Command(c.accept_handoff(self.request(m)).await?.into_inner()),
+            Rpc::DeclineHandoff(m) => Reply::Command(c.decline_handoff(self.request(m)).await?.into_inner()),
+            Rpc::CancelHandoff(m) => Reply::Command(c.cancel_handoff(self.request(m)).await?.into_inner()),
+            Rpc::AssignRole(m) => Reply::Command(c.assign_role(self.request(m)).await?.into_inner()),
+            Rpc::PostUpdate(m) => Reply::Command(c.post_update(self.request(m)).await?.into_inner()),
+            Rpc::RecordCustomerImpact(m) => {
+                Reply::Command(c.record_customer_impact(self.request(m)).await?.into_inner())
+            }
+            Rpc::Mitigate(m) => Reply::Command(c.mitigate(self.request(m)).await?.into_inner()),
+            Rpc::Resolve(m) => Reply::Command(c.resolve(self.request(m)).await?.into_inner()),
+            Rpc::Reopen(m) => Reply::Command(c.reopen(self.request(m)).await?.into_inner()),
+            Rpc::ValidateResolution(m) => Reply::Command(c.validate_resolution(self.request(m)).await?.into_inner()),
+            Rpc::GetIncident(m) => Reply::Incident(c.get_incident(self.request(m)).await?.into_inner()),
+            Rpc::GetHistory(m) => Reply::History(c.get_history(self.request(m)).await?.into_inner()),
+            Rpc::ListIncidents { mut request, all_pages } => {
+                let mut all = c.list_incidents(self.request(request.clone())).await?.into_inner();
+                while all_pages && !all.next_page_token.is_empty() {
+                    request.page_token = std::mem::take(&mut all.next_page_token);
+                    let page = c.list_incidents(self.request(request.clone())).await?.into_inner();
+                    all.incidents.extend(page.incidents);
+                    all.next_page_token = page.next_page_token;
+                }
+                Reply::List(all)
+            }
+        })
+    }
+
+    /// Runs a bridge session: sends `join`, hands every server message to
+    /// `on_message`, sends each non-empty stdin line as a note, and on stdin
+    /// EOF sends `leave` and waits at most [`LEAVE_TIMEOUT`] for the server to
+    /// end the stream. Returns [`Error::Interrupted`] on Ctrl-C.
+    pub async fn join(
+        &self,
+        join: v1::JoinBridge,
+        mut on_message: impl FnMut(v1::bridge_response::Message) -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        use v1::bridge_request::Message;
+        let status = |s: tonic::Status| Error::Status(Box::new(s));
+        let (outbound, rx) = mpsc::channel(NOTE_BUFFER_MAX);
+        let mut outbound = Some(outbound);
+        send(&outbound, Message::Join(join)).await;
+        let mut client = BridgeClient::new(self.channel.clone());
+        let mut inbound = client
+            .join(self.request(tokio_stream::wrappers::ReceiverStream::new(rx)))
+            .await
+            .map_err(status)?
+            .into_inner();
+        let mut lines = stdin_lines();
+        let ctrl_c = tokio::signal::ctrl_c();
+        tokio::pin!(ctrl_c);
+        let leave_deadline = tokio::time::sleep(Duration::MAX);
+        tokio::pin!(leave_deadline);
+        let mut leaving = false;
+        loop {
+            tokio::select! {
+                message = inbound.message() => match message.map_err(status)? {
+                    Some(v1::BridgeResponse { message: Some(m) }) => on_message(m)?,
+                    Some(v1::BridgeResponse { message: None }) => {}
+                    None => return Ok(()),
+                },
+                line = lines.recv(), if !leaving => match line {
+                    Some(text) if text.trim().is_empty() => {}
+                    Some(text) => send(&outbound, Message::Note(text)).await,
+                    None => {
+                        send(&outbound, Message::Leave(v1::LeaveBridge {})).await;
+                        outbound = None; // Half-closes the request stream.
+                        leaving = true;
+                        leave_deadline.as_mut().reset(tokio::time::Instant::now() + LEAVE_TIMEOUT);
+                    }
+                },
+                () = &mut leave_deadline, if leaving => return Ok(()),
+                _ = &mut ctrl_c => return Err(Error::Interrupted),
+            }
+        }
+    }
+}
+
+/// Queues one bridge message; if the stream is already gone, the next read
+/// of the server's side reports why.
+async fn send(outbound: &Option<mpsc::Sender<v1::BridgeRequest>>, message: v1::bridge_request::Message) {
+    if let Some(tx) = outbound {
+        let _ = tx.send(v1::BridgeRequest { message: Some(message) }).await;
+    }
+}
+
+/// Reads stdin lines on a plain thread (a blocked read must never keep the
+/// runtime from shutting down); the channel closes at EOF or on a read error.
+fn stdin_lines() -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel(NOTE_BUFFER_MAX);
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lines() {
+            let Ok(line) = line else { break };
+            if tx.blocking_send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// The innermost cause of an error, which names what actually failed
+/// (for example "Connection refused (os error 111)").
+pub fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = e;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    cause.to_string()
+}

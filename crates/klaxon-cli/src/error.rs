@@ -1,0 +1,153 @@
+//! Why an invocation failed, the one line printed for it, and its exit code.
+//!
+//! The mapping is by gRPC status code only, never by message text; the
+//! server's message is printed as is, since it already names the field or
+//! the rule.
+
+use std::fmt;
+
+#[cfg(test)]
+mod tests;
+
+/// The trailer in which the server puts the incident's current version when
+/// it answers ABORTED.
+pub const CURRENT_VERSION_TRAILER: &str = "klaxon-current-version";
+
+/// The process exit codes, as documented in `klaxon --help`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Exit {
+    /// The command did what was asked.
+    Success = 0,
+    /// The server refused the request: invalid argument, unknown incident,
+    /// a lifecycle rule, permissions, limits, a duplicate.
+    Refused = 1,
+    /// The command line was wrong (clap's own exit code).
+    Usage = 2,
+    /// `--expect-version` was stale.
+    Conflict = 3,
+    /// The server could not be reached or is unavailable.
+    Unreachable = 4,
+    /// Anything else: an internal server error, an unimplemented RPC, a
+    /// local output error.
+    Other = 5,
+    /// `klaxon join` was interrupted by Ctrl-C (the shell convention).
+    Interrupted = 130,
+}
+
+impl Exit {
+    /// The exit code for a gRPC status code.
+    pub fn from_code(code: tonic::Code) -> Exit {
+        use tonic::Code;
+        match code {
+            Code::Ok => Exit::Success,
+            Code::InvalidArgument
+            | Code::NotFound
+            | Code::FailedPrecondition
+            | Code::PermissionDenied
+            | Code::Unauthenticated
+            | Code::ResourceExhausted
+            | Code::AlreadyExists => Exit::Refused,
+            Code::Aborted => Exit::Conflict,
+            Code::Unavailable | Code::DeadlineExceeded => Exit::Unreachable,
+            Code::Cancelled
+            | Code::Unknown
+            | Code::OutOfRange
+            | Code::Unimplemented
+            | Code::Internal
+            | Code::DataLoss => Exit::Other,
+        }
+    }
+}
+
+impl From<Exit> for std::process::ExitCode {
+    fn from(e: Exit) -> std::process::ExitCode {
+        std::process::ExitCode::from(e as u8)
+    }
+}
+
+/// Why an invocation failed.
+#[derive(Debug)]
+pub enum Error {
+    /// The connection could not be established.
+    Unreachable {
+        /// The `--server` address.
+        server: String,
+        /// The innermost cause, such as "Connection refused (os error 111)".
+        detail: String,
+    },
+    /// The server answered with an error status.
+    Status(Box<tonic::Status>),
+    /// Ctrl-C during `join`.
+    Interrupted,
+    /// Writing the output failed.
+    Output(std::io::Error),
+}
+
+impl Error {
+    /// The exit code of this failure.
+    pub fn exit(&self) -> Exit {
+        match self {
+            Error::Unreachable { .. } => Exit::Unreachable,
+            Error::Status(s) => Exit::from_code(s.code()),
+            Error::Interrupted => Exit::Interrupted,
+            Error::Output(_) => Exit::Other,
+        }
+    }
+
+    /// The one line printed on stderr after `klaxon: `; `server` is the
+    /// `--server` address, named whenever the server could not be reached.
+    pub fn message(&self, server: &str) -> String {
+        const HINT: &str = "is klaxond running there? Set --server or KLAXON_SERVER to its address";
+        let line = match self {
+            Error::Unreachable { server, detail } => format!("cannot reach the server at {server}: {detail}; {HINT}"),
+            Error::Status(s) => {
+                let text =
+                    if s.message().is_empty() { s.code().description().to_string() } else { s.message().to_string() };
+                match s.code() {
+                    tonic::Code::Unavailable | tonic::Code::DeadlineExceeded => {
+                        format!("the server at {server} is unavailable: {text}; {HINT}")
+                    }
+                    tonic::Code::Aborted => match current_version(s) {
+                        Some(v) => {
+                            format!("{text} (current version: {v})")
+                        }
+                        None => text,
+                    },
+                    _ => text,
+                }
+            }
+            Error::Interrupted => "interrupted".to_string(),
+            Error::Output(e) => format!("cannot write the output: {e}"),
+        };
+        // One line, whatever the server put in its message.
+        line.replace(['\r', '\n'], " ")
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message("the server"))
+    }
+}
+
+impl From<tonic::Status> for Error {
+    fn from(s: tonic::Status) -> Error {
+        Error::Status(Box::new(s))
+    }
+}
+
+/// The incident's current version from a version conflict: the
+/// [`CURRENT_VERSION_TRAILER`], else the number after "current version" in
+/// the message.
+pub fn current_version(status: &tonic::Status) -> Option<u64> {
+    let from_trailer =
+        status.metadata().get(CURRENT_VERSION_TRAILER).and_then(|v| v.to_str().ok()?.trim().parse().ok());
+    from_trailer.or_else(|| {
+        let lower = status.message().to_ascii_lowercase();
+        let rest = &lower[lower.find("current version")? + "current version".len()..];
+        let digits: String =
+            rest.trim_start_matches([' ', ':', '=', 'i', 's']).chars().take_while(char::is_ascii_digit).collect();
+        digits.parse().ok()
+    })
+}

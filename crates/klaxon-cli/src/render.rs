@@ -1,0 +1,515 @@
+//! Output: human text by default, or JSON built from the wire types through
+//! serializable view structs (prost types do not implement `Serialize`).
+//!
+//! Every function here is pure: it returns the text to print. In JSON,
+//! timestamps are RFC 3339 strings in UTC, enums are lowercase names
+//! (`"sev1"`, `"declared"`, `"company_wide"`), and absent values are `null`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use klaxon_proto::convert;
+use klaxon_proto::v1;
+use serde::Serialize;
+
+use crate::commands::{Reply, Rpc};
+
+#[cfg(test)]
+mod tests;
+
+/// The text printed for the reply to `rpc`.
+pub fn reply(rpc: &Rpc, reply: &Reply, json: bool) -> String {
+    match reply {
+        Reply::Report(r) if json => to_json(&ReportView::new(r)),
+        Reply::Report(r) => report_line(r),
+        Reply::Command(r) if json => to_json(&CommandView::new(r)),
+        Reply::Command(r) => confirmation(rpc, r),
+        Reply::Incident(i) if json => to_json(&IncidentView::new(i)),
+        Reply::Incident(i) => show(i),
+        Reply::List(l) if json => to_json(&ListView::new(l)),
+        Reply::List(l) => list(l),
+        Reply::History(h) if json => to_json(&HistoryView { entries: h.entries.iter().map(EntryView::new).collect() }),
+        Reply::History(h) => history(h),
+    }
+}
+
+/// The line printed for one message of the bridge stream.
+pub fn bridge_message(message: &v1::bridge_response::Message, json: bool) -> String {
+    use v1::bridge_response::Message;
+    match message {
+        Message::Snapshot(i) if json => to_json(&BridgeView::Snapshot(Box::new(IncidentView::new(i)))),
+        Message::Snapshot(i) => snapshot(i),
+        Message::Event(e) if json => to_json(&BridgeView::Event(EntryView::new(e))),
+        Message::Event(e) => {
+            let at = time(e.at.as_ref()).map_or_else(|| "--:--:--".to_string(), |t| t.format("%H:%M:%S").to_string());
+            format!("{at}  {}", e.summary)
+        }
+    }
+}
+
+fn to_json(view: &impl Serialize) -> String {
+    // Views hold only strings, numbers, booleans, lists and string-keyed maps.
+    serde_json::to_string(view).expect("a view always serializes")
+}
+
+/// `sev1` for [`v1::Severity::Sev1`]; `None` when unspecified or unknown.
+pub fn severity_name(value: i32) -> Option<&'static str> {
+    match v1::Severity::try_from(value).ok()? {
+        v1::Severity::Unspecified => None,
+        v1::Severity::Sev1 => Some("sev1"),
+        v1::Severity::Sev2 => Some("sev2"),
+        v1::Severity::Sev3 => Some("sev3"),
+        v1::Severity::Sev4 => Some("sev4"),
+    }
+}
+
+/// `declared` for [`v1::IncidentStatus::Declared`]; `None` when unspecified or unknown.
+pub fn status_name(value: i32) -> Option<&'static str> {
+    convert::status("status", value).ok().map(|s| s.as_str())
+}
+
+/// `scribe` for [`v1::IncidentRole::Scribe`]; `None` when unspecified or unknown.
+pub fn role_name(value: i32) -> Option<&'static str> {
+    convert::role("role", value).ok().map(|r| r.as_str())
+}
+
+/// `company_wide` for [`v1::Audience::CompanyWide`]; `None` when unspecified or unknown.
+pub fn audience_name(value: i32) -> Option<&'static str> {
+    convert::audience("audience", value).ok().map(|a| a.as_str())
+}
+
+/// `pager_duty` for [`v1::ReportSource::Pagerduty`]; unspecified is `api`.
+pub fn source_name(value: i32) -> Option<&'static str> {
+    convert::source("source", value).ok().map(|s| s.as_str())
+}
+
+/// `SEV1`, or `-` when there is none.
+fn severity_label(value: i32) -> String {
+    severity_name(value).map_or_else(|| "-".to_string(), str::to_ascii_uppercase)
+}
+
+fn time(t: Option<&prost_types::Timestamp>) -> Option<DateTime<Utc>> {
+    convert::from_timestamp("time", t).ok().flatten()
+}
+
+/// RFC 3339 in UTC with all the precision the server gave, for JSON.
+fn rfc3339(t: Option<&prost_types::Timestamp>) -> Option<String> {
+    time(t).map(|t| t.to_rfc3339_opts(SecondsFormat::AutoSi, true))
+}
+
+/// RFC 3339 in UTC to the second, for people.
+fn human_time(t: Option<&prost_types::Timestamp>) -> Option<String> {
+    time(t).map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true))
+}
+
+fn non_empty(s: &str) -> Option<String> {
+    (!s.is_empty()).then(|| s.to_string())
+}
+
+fn or_dash(s: &str) -> &str {
+    if s.is_empty() { "-" } else { s }
+}
+
+/// An incident in JSON.
+#[derive(Debug, Serialize)]
+pub struct IncidentView {
+    id: String,
+    version: u64,
+    status: Option<&'static str>,
+    title: String,
+    description: String,
+    service: Option<String>,
+    severity: Option<&'static str>,
+    severity_overridden: bool,
+    commander: Option<String>,
+    pending_handoff: Option<HandoffView>,
+    roles: BTreeMap<String, Vec<String>>,
+    participants: Vec<String>,
+    customers_affected: u32,
+    customers: Vec<String>,
+    multi_customer: bool,
+    impact_summary: Option<String>,
+    dedup_key: Option<String>,
+    report_count: u32,
+    source: Option<&'static str>,
+    reporter: String,
+    labels: BTreeMap<String, String>,
+    latest_updates: Vec<UpdateView>,
+    first_reported_at: Option<String>,
+    last_seen_at: Option<String>,
+    started_at: Option<String>,
+    declared_at: Option<String>,
+    commander_assigned_at: Option<String>,
+    mitigated_at: Option<String>,
+    resolved_at: Option<String>,
+    closed_at: Option<String>,
+    mitigation_summary: Option<String>,
+    resolution_summary: Option<String>,
+    reopen_count: u32,
+}
+
+impl IncidentView {
+    /// The view of a wire incident.
+    pub fn new(i: &v1::Incident) -> IncidentView {
+        IncidentView {
+            id: i.id.clone(),
+            version: i.version,
+            status: status_name(i.status),
+            title: i.title.clone(),
+            description: i.description.clone(),
+            service: non_empty(&i.service),
+            severity: severity_name(i.severity),
+            severity_overridden: i.severity_overridden,
+            commander: non_empty(&i.commander),
+            pending_handoff: i.pending_handoff.as_ref().map(|h| HandoffView {
+                from: h.from.clone(),
+                to: h.to.clone(),
+                requested_at: rfc3339(h.requested_at.as_ref()),
+            }),
+            roles: i
+                .roles
+                .iter()
+                .map(|r| (role_name(r.role).unwrap_or("unknown").to_string(), r.people.clone()))
+                .collect(),
+            participants: i.participants.clone(),
+            customers_affected: i.customers_affected,
+            customers: i.customers.clone(),
+            multi_customer: i.multi_customer,
+            impact_summary: non_empty(&i.impact_summary),
+            dedup_key: non_empty(&i.dedup_key),
+            report_count: i.report_count,
+            source: source_name(i.source),
+            reporter: i.reporter.clone(),
+            labels: i.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            latest_updates: i
+                .latest_updates
+                .iter()
+                .map(|u| UpdateView {
+                    audience: audience_name(u.audience),
+                    text: u.text.clone(),
+                    by: u.by.clone(),
+                    at: rfc3339(u.at.as_ref()),
+                })
+                .collect(),
+            first_reported_at: rfc3339(i.first_reported_at.as_ref()),
+            last_seen_at: rfc3339(i.last_seen_at.as_ref()),
+            started_at: rfc3339(i.started_at.as_ref()),
+            declared_at: rfc3339(i.declared_at.as_ref()),
+            commander_assigned_at: rfc3339(i.commander_assigned_at.as_ref()),
+            mitigated_at: rfc3339(i.mitigated_at.as_ref()),
+            resolved_at: rfc3339(i.resolved_at.as_ref()),
+            closed_at: rfc3339(i.closed_at.as_ref()),
+            mitigation_summary: non_empty(&i.mitigation_summary),
+            resolution_summary: non_empty(&i.resolution_summary),
+            reopen_count: i.reopen_count,
+        }
+    }
+}
+
+/// A pending handoff in JSON.
+#[derive(Debug, Serialize)]
+struct HandoffView {
+    from: String,
+    to: String,
+    requested_at: Option<String>,
+}
+
+/// A status update in JSON.
+#[derive(Debug, Serialize)]
+struct UpdateView {
+    audience: Option<&'static str>,
+    text: String,
+    by: String,
+    at: Option<String>,
+}
+
+/// What a command answers, in JSON.
+#[derive(Debug, Serialize)]
+struct CommandView {
+    incident_id: String,
+    version: u64,
+    first_position: u64,
+    last_position: u64,
+    deduplicated: bool,
+    incident: Option<IncidentView>,
+}
+
+impl CommandView {
+    fn new(r: &v1::CommandResponse) -> CommandView {
+        CommandView {
+            incident_id: r.incident.as_ref().map(|i| i.id.clone()).unwrap_or_default(),
+            version: r.incident.as_ref().map_or(0, |i| i.version),
+            first_position: r.first_position,
+            last_position: r.last_position,
+            deduplicated: r.deduplicated,
+            incident: r.incident.as_ref().map(IncidentView::new),
+        }
+    }
+}
+
+/// What `report` answers, in JSON: the command view plus `merged`.
+#[derive(Debug, Serialize)]
+struct ReportView {
+    merged: bool,
+    #[serde(flatten)]
+    result: CommandView,
+}
+
+impl ReportView {
+    fn new(r: &v1::ReportResponse) -> ReportView {
+        let mut result = CommandView::new(&r.result.clone().unwrap_or_default());
+        result.incident_id = r.incident_id.clone();
+        ReportView { merged: r.merged, result }
+    }
+}
+
+/// A page (or all pages) of incidents, in JSON.
+#[derive(Debug, Serialize)]
+struct ListView {
+    incidents: Vec<IncidentView>,
+    next_page_token: Option<String>,
+}
+
+impl ListView {
+    fn new(l: &v1::ListIncidentsResponse) -> ListView {
+        ListView {
+            incidents: l.incidents.iter().map(IncidentView::new).collect(),
+            next_page_token: non_empty(&l.next_page_token),
+        }
+    }
+}
+
+/// An incident's history, in JSON.
+#[derive(Debug, Serialize)]
+struct HistoryView {
+    entries: Vec<EntryView>,
+}
+
+/// One history entry in JSON; `data` is the event's JSON itself (or the
+/// stored text, should it not parse; `null` when absent).
+#[derive(Debug, Serialize)]
+struct EntryView {
+    position: u64,
+    version: u64,
+    kind: String,
+    at: Option<String>,
+    by: String,
+    summary: String,
+    data: serde_json::Value,
+}
+
+impl EntryView {
+    fn new(e: &v1::HistoryEntry) -> EntryView {
+        EntryView {
+            position: e.position,
+            version: e.version,
+            kind: e.kind.clone(),
+            at: rfc3339(e.at.as_ref()),
+            by: e.by.clone(),
+            summary: e.summary.clone(),
+            data: match e.data_json.as_str() {
+                "" => serde_json::Value::Null,
+                text => serde_json::from_str(text).unwrap_or_else(|_| serde_json::Value::String(text.to_string())),
+            },
+        }
+    }
+}
+
+/// One line of `join --json`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "snake_case")]
+enum BridgeView {
+    Snapshot(Box<IncidentView>),
+    Event(EntryView),
+}
+
+/// `INC-3` for a new incident; the id stays the first word when merged, so
+/// scripts can cut it.
+fn report_line(r: &v1::ReportResponse) -> String {
+    let id = &r.incident_id;
+    if !r.merged {
+        return id.clone();
+    }
+    let reports = r.result.as_ref().and_then(|c| c.incident.as_ref()).map_or(0, |i| i.report_count);
+    format!("{id} (merged into {id}, {reports} reports)")
+}
+
+/// The confirmation of a command, such as `INC-3 declared SEV1 (version 2)`.
+fn confirmation(rpc: &Rpc, r: &v1::CommandResponse) -> String {
+    let i = r.incident.clone().unwrap_or_default();
+    let commander = or_dash(&i.commander);
+    let what = match rpc {
+        Rpc::Declare(_) => format!("declared {}", severity_label(i.severity)),
+        Rpc::OverrideSeverity(_) => format!("severity set to {}", severity_label(i.severity)),
+        Rpc::AssignCommander(_) => format!("commander is {commander}"),
+        Rpc::RequestHandoff(q) => format!("handoff to {} requested; {commander} stays commander until accepted", q.to),
+        Rpc::AcceptHandoff(_) => format!("handoff accepted; commander is {commander}"),
+        Rpc::DeclineHandoff(_) => format!("handoff declined; commander is still {commander}"),
+        Rpc::CancelHandoff(_) => "handoff cancelled".to_string(),
+        Rpc::AssignRole(q) => format!("{} is {}", q.person, role_name(q.role).unwrap_or("in a role")),
+        Rpc::PostUpdate(q) => format!("update posted to {}", audience_name(q.audience).unwrap_or("?")),
+        Rpc::RecordCustomerImpact(_) => format!(
+            "impact recorded: {} customers affected{}",
+            i.customers_affected,
+            if i.multi_customer { ", multi-customer" } else { "" }
+        ),
+        Rpc::Mitigate(_) => "mitigated".to_string(),
+        Rpc::Resolve(_) => "resolved".to_string(),
+        Rpc::Reopen(_) => "reopened".to_string(),
+        Rpc::ValidateResolution(_) => "resolution validated; closed".to_string(),
+        Rpc::Report(_) | Rpc::GetIncident(_) | Rpc::ListIncidents { .. } | Rpc::GetHistory(_) => "done".to_string(),
+    };
+    let retry = if r.deduplicated { "; a retry, nothing new written" } else { "" };
+    format!("{} {what} (version {}{retry})", i.id, i.version)
+}
+
+/// The short form of an incident, first line of `join`.
+fn snapshot(i: &v1::Incident) -> String {
+    format!(
+        "{} [{} {}] {}; commander {}; {} participant{} (version {})",
+        i.id,
+        severity_label(i.severity),
+        status_name(i.status).unwrap_or("?"),
+        i.title,
+        or_dash(&i.commander),
+        i.participants.len(),
+        if i.participants.len() == 1 { "" } else { "s" },
+        i.version
+    )
+}
+
+/// The multi-line view of `show`.
+fn show(i: &v1::Incident) -> String {
+    const LABEL_WIDTH: usize = 14;
+    let mut out = format!("{}  {}\n", i.id, i.title);
+    let mut field = |label: &str, value: Option<String>| {
+        if let Some(value) = value {
+            let _ = writeln!(out, "  {:<LABEL_WIDTH$}{value}", format!("{label}:"));
+        }
+    };
+    field("status", Some(format!("{} (version {})", status_name(i.status).unwrap_or("?"), i.version)));
+    let overridden = if i.severity_overridden { " (overridden)" } else { "" };
+    field("severity", Some(format!("{}{overridden}", severity_label(i.severity))));
+    field("service", Some(or_dash(&i.service).to_string()));
+    field("commander", Some(or_dash(&i.commander).to_string()));
+    field(
+        "handoff",
+        i.pending_handoff.as_ref().map(|h| {
+            let at = human_time(h.requested_at.as_ref()).map(|t| format!(", requested {t}")).unwrap_or_default();
+            format!("{} -> {} (pending{at})", h.from, h.to)
+        }),
+    );
+    let roles: Vec<String> =
+        i.roles.iter().map(|r| format!("{} {}", role_name(r.role).unwrap_or("unknown"), r.people.join(", "))).collect();
+    field("roles", (!roles.is_empty()).then(|| roles.join("; ")));
+    field("participants", Some(if i.participants.is_empty() { "-".to_string() } else { i.participants.join(", ") }));
+    let mut impact = format!("{} customers affected", i.customers_affected);
+    if i.multi_customer {
+        impact.push_str(", multi-customer");
+    }
+    if !i.customers.is_empty() {
+        let _ = write!(impact, " ({})", i.customers.join(", "));
+    }
+    if !i.impact_summary.is_empty() {
+        let _ = write!(impact, ": {}", i.impact_summary);
+    }
+    field("impact", Some(impact));
+    let mut reported = format!("by {} via {}", or_dash(&i.reporter), source_name(i.source).unwrap_or("?"));
+    let _ = write!(reported, ", {} report{}", i.report_count, if i.report_count == 1 { "" } else { "s" });
+    if !i.dedup_key.is_empty() {
+        let _ = write!(reported, ", dedup key {}", i.dedup_key);
+    }
+    field("reported", Some(reported));
+    let labels: BTreeMap<_, _> = i.labels.iter().collect();
+    let labels: Vec<String> = labels.into_iter().map(|(k, v)| format!("{k}={v}")).collect();
+    field("labels", (!labels.is_empty()).then(|| labels.join(", ")));
+    field("description", non_empty(&i.description));
+    field("mitigation", non_empty(&i.mitigation_summary));
+    field("resolution", non_empty(&i.resolution_summary));
+    field("reopened", (i.reopen_count > 0).then(|| format!("{} times", i.reopen_count)));
+    if !i.latest_updates.is_empty() {
+        out.push_str("  latest updates:\n");
+        for u in &i.latest_updates {
+            let at = human_time(u.at.as_ref()).unwrap_or_default();
+            let _ = writeln!(out, "    [{}] {at} {}: {}", audience_name(u.audience).unwrap_or("?"), u.by, u.text);
+        }
+    }
+    let times = [
+        ("started", &i.started_at),
+        ("first reported", &i.first_reported_at),
+        ("last seen", &i.last_seen_at),
+        ("declared", &i.declared_at),
+        ("commander set", &i.commander_assigned_at),
+        ("mitigated", &i.mitigated_at),
+        ("resolved", &i.resolved_at),
+        ("closed", &i.closed_at),
+    ];
+    out.push_str("  timestamps:\n");
+    for (label, t) in times {
+        if let Some(t) = human_time(t.as_ref()) {
+            let _ = writeln!(out, "    {label:<LABEL_WIDTH$} {t}");
+        }
+    }
+    out.pop(); // The caller prints the final newline.
+    out
+}
+
+/// The table of `list`.
+fn list(l: &v1::ListIncidentsResponse) -> String {
+    if l.incidents.is_empty() {
+        return "no incidents".to_string();
+    }
+    let header = ["ID", "SEV", "STATUS", "COMMANDER", "SERVICE", "TITLE"].map(String::from);
+    let rows: Vec<[String; 6]> = std::iter::once(header)
+        .chain(l.incidents.iter().map(|i| {
+            [
+                i.id.clone(),
+                severity_label(i.severity),
+                status_name(i.status).unwrap_or("?").to_string(),
+                or_dash(&i.commander).to_string(),
+                or_dash(&i.service).to_string(),
+                i.title.clone(),
+            ]
+        }))
+        .collect();
+    let mut widths = [0; 6];
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for row in &rows {
+        let mut line = String::new();
+        for (n, cell) in row.iter().enumerate() {
+            if n + 1 == row.len() {
+                line.push_str(cell);
+            } else {
+                let _ = write!(line, "{cell:<width$}  ", width = widths[n]);
+            }
+        }
+        let _ = writeln!(out, "{}", line.trim_end());
+    }
+    if !l.next_page_token.is_empty() {
+        out.push_str("(more incidents: use --all-pages)\n");
+    }
+    out.pop();
+    out
+}
+
+/// `history`: one line per entry, time, version, summary.
+fn history(h: &v1::GetHistoryResponse) -> String {
+    if h.entries.is_empty() {
+        return "no history".to_string();
+    }
+    let width = h.entries.iter().map(|e| e.version.to_string().len()).max().unwrap_or(1);
+    h.entries
+        .iter()
+        .map(|e| {
+            let at = human_time(e.at.as_ref()).unwrap_or_else(|| "-".to_string());
+            format!("{at}  v{:<width$}  {}", e.version, e.summary)
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
