@@ -81,3 +81,22 @@ pub enum DecodeError {
         source: serde_json::Error,
     },
 }
+
+/// A configuration value that cannot be used, named by its key path (for
+/// example `schedules[0].layers[1].handoff`). The binary that read the file
+/// adds the file name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{key}: {problem}")]
+pub struct ConfigError {
+    /// Dotted path of the offending key.
+    pub key: String,
+    /// What is wrong with it, in one sentence.
+    pub problem: String,
+}
+
+impl ConfigError {
+    /// A problem with the value at `key`.
+    pub fn new(key: impl Into<String>, problem: impl Into<String>) -> ConfigError {
+        ConfigError { key: key.into(), problem: problem.into() }
+    }
+}

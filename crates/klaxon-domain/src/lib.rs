@@ -13,6 +13,10 @@
 //!   `ActorId`, ...) and the deterministic UUIDv5 event-id helpers.
 //! - [`incident`]: the incident as a decider, with its commands, events,
 //!   limits, rules, `decide`, `evolve` and the persisted event format.
+//! - [`oncall`]: on-call schedules (layered rotations in an IANA time zone,
+//!   overrides): who is on call at an instant, across DST changes.
+//! - [`severity`]: ordered severity rules over an incident's facts, with an
+//!   explanation of which rule matched and why the others did not.
 //!
 //! Errors are [`Error`] for rejected input or commands and [`DecodeError`] for
 //! stored records that cannot be read back.
@@ -20,5 +24,7 @@
 mod error;
 pub mod ids;
 pub mod incident;
+pub mod oncall;
+pub mod severity;
 
-pub use error::{DecodeError, Error};
+pub use error::{ConfigError, DecodeError, Error};

@@ -146,9 +146,13 @@ pub struct Handle {
 struct Shared {
     incidents: RwLock<Incidents>,
     applied: watch::Sender<Position>,
-    /// Reports are serialized so that dedup-key matching and incident number
-    /// allocation see each other.
-    report_lock: tokio::sync::Mutex<()>,
+    /// Reports with the same dedup key (striped by its hash) are serialized,
+    /// so that the second sees the incident the first opened.
+    dedup_locks: Vec<tokio::sync::Mutex<()>>,
+    /// The next incident number to try; never below the projection's
+    /// highest + 1. A number taken by another process is detected by the
+    /// "no stream" append and skipped.
+    next_number: std::sync::atomic::AtomicU64,
     /// Commands on one incident are serialized within this process (striped
     /// by incident number), so that concurrent writers here never starve each
     /// other with version conflicts; the expected-version check still guards
@@ -165,7 +169,8 @@ impl Intake {
         let shared = Arc::new(Shared {
             incidents: RwLock::new(Incidents::default()),
             applied: watch::channel(Position::ZERO).0,
-            report_lock: tokio::sync::Mutex::new(()),
+            dedup_locks: (0..INCIDENT_LOCK_STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
+            next_number: std::sync::atomic::AtomicU64::new(1),
             incident_locks: (0..INCIDENT_LOCK_STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
         });
         Intake { handle: Handle { log, options: Arc::new(options), clock, shared } }
@@ -364,7 +369,10 @@ impl Handle {
             let merged = event.kind() == "incident.report_merged.v1";
             return Ok(ReportOutcome { incident: event.incident, merged, outcome });
         }
-        let _serialized = self.shared.report_lock.lock().await;
+        let _serialized = match dedup_key {
+            Some(key) => Some(self.shared.dedup_locks[stripe_of(key.as_str())].lock().await),
+            None => None,
+        };
         self.caught_up().await?;
         let open = dedup_key.as_ref().and_then(|k| self.shared.incidents.read().expect("lock").open_with_dedup_key(k));
         if let Some(open) = open {
@@ -378,20 +386,35 @@ impl Handle {
             let outcome = self.execute(open, merge, &ctx).await?;
             return Ok(ReportOutcome { incident: open, merged: true, outcome });
         }
-        let mut number = self.shared.incidents.read().expect("lock").highest_number() + 1;
+        // Refuse bad input before taking a number, so that numbers have no gaps.
+        decide(None, &command, &IncidentId::from_number(1)?, &ctx.actor, self.now())?;
         for _ in 0..100 {
-            let id = IncidentId::from_number(number)?;
+            let id = IncidentId::from_number(self.take_number())?;
             let events = decide(None, &command, &id, &ctx.actor, self.now())?;
             match self.append(id, ExpectedVersion::NoStream, &events, key.as_deref(), ctx).await {
                 Ok(appended) => {
                     let outcome = self.outcome(id, appended).await?;
                     return Ok(ReportOutcome { incident: id, merged: false, outcome });
                 }
-                Err(Error::Log(klaxon_log::Error::WrongExpectedVersion { .. })) => number += 1,
+                // Another process took this number: take the next.
+                Err(Error::Log(klaxon_log::Error::WrongExpectedVersion { .. })) => {}
                 Err(e) => return Err(e),
             }
         }
         Err(Error::Unavailable("no free incident number after 100 attempts".into()))
+    }
+
+    /// The next incident number: above every incident the projection knows
+    /// and every number this process handed out.
+    fn take_number(&self) -> u64 {
+        use std::sync::atomic::Ordering;
+        let floor = self.shared.incidents.read().expect("projection lock").highest_number() + 1;
+        let previous = self
+            .shared
+            .next_number
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| Some(n.max(floor) + 1))
+            .expect("the update always succeeds");
+        previous.max(floor)
     }
 
     async fn outcome(&self, id: IncidentId, appended: Appended) -> Result<Outcome, Error> {
@@ -452,6 +475,13 @@ impl Handle {
         }
         Ok(self.log.append(&stream, expected, new_events).await?)
     }
+}
+
+fn stripe_of(key: &str) -> usize {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    key.hash(&mut hasher);
+    (hasher.finish() % INCIDENT_LOCK_STRIPES as u64) as usize
 }
 
 /// The log stream of an incident.

@@ -112,7 +112,7 @@ impl Log {
             durable: durable_tx,
             group_appends_max: options.group_appends_max.max(1),
             group_bytes_max: options.group_bytes_max.max(1),
-            failed: None,
+            failed: Default::default(),
             heads: Default::default(),
         };
         let handle = std::thread::Builder::new().name("klaxon-log-writer".into()).spawn(move || writer.run(rx))?;

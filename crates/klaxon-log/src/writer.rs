@@ -1,15 +1,23 @@
-//! The single writer: group commit.
+//! The single writer: group commit, in two pipelined stages.
 //!
-//! One thread owns every write. It takes one request from the bounded queue,
-//! then whatever else is already waiting (up to a group limit), checks each
-//! append against the stream heads and the idempotency index (including the
-//! appends earlier in the same group), puts all accepted records into one
-//! `sled::Batch`, applies it, flushes sled, syncs the files (see
-//! `durability`), publishes the new durable head, and only then answers every
-//! request of the group. Concurrency raises throughput by making groups
-//! larger; no append is ever answered before its fsync.
-
+//! The **writer** thread owns every write. It takes one request from the
+//! bounded queue, then whatever else is already waiting (up to a group
+//! limit), checks each append against the stream heads and the idempotency
+//! index (including appends earlier in the same group, and groups applied but
+//! not yet synced: sled already sees them), puts all accepted records into one
+//! `sled::Batch` and applies it. Then it hands the group's answers to the
+//! **syncer** thread and goes on with the next group.
+//!
+//! The syncer takes every group handed over so far, flushes sled, syncs the
+//! files (see `durability`), publishes the new durable head, and only then
+//! answers every request of those groups. A flush covers everything applied
+//! before it started, so no append is ever answered before its fsync, and
+//! while one group is being synced the next is being applied: concurrency
+//! raises throughput through larger groups and overlapped work, never by
+//! skipping a sync. If a flush or sync fails, the log refuses all further
+//! writes (and answers every pending group with the failure) until reopened.
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use tokio::sync::{mpsc, oneshot, watch};
@@ -57,10 +65,23 @@ pub(crate) struct Writer {
     pub durable: watch::Sender<Position>,
     pub group_appends_max: usize,
     pub group_bytes_max: usize,
-    pub failed: Option<String>,
-    /// Current version of recently written streams (durable or in the group
-    /// being committed: a failed commit stops all writes).
+    /// Set by either stage on the first storage failure.
+    pub failed: Arc<Mutex<Option<String>>>,
+    /// Current version of recently written streams (applied; a failed sync
+    /// stops all writes, so applied is as good as durable here).
     pub heads: HashMap<StreamId, u64>,
+}
+
+/// Groups applied to sled and waiting for the syncer. Small: the writer is
+/// at most this many groups ahead of the disk.
+const GROUPS_IN_FLIGHT_MAX: usize = 4;
+
+/// What the writer hands to the syncer.
+enum Handoff {
+    /// A group applied to sled (or answered without writing).
+    Applied { answers: Vec<Answer>, head: Position },
+    /// Everything before this was handed over; reply once it is synced.
+    Close(Vec<oneshot::Sender<()>>),
 }
 
 /// What the group has written so far but not yet committed: later appends in
@@ -78,7 +99,28 @@ enum Answer {
 
 impl Writer {
     pub(crate) fn run(mut self, mut rx: mpsc::Receiver<Request>) {
-        let mut closers = Vec::new();
+        let (to_syncer, syncer_rx) = std::sync::mpsc::sync_channel(GROUPS_IN_FLIGHT_MAX);
+        let syncing = {
+            let stage = SyncStage {
+                db: self.db.clone(),
+                syncer: std::mem::replace(&mut self.syncer, Syncer::detached()),
+                durable: self.durable.clone(),
+                failed: self.failed.clone(),
+            };
+            std::thread::Builder::new().name("klaxon-log-sync".into()).spawn(move || stage.run(syncer_rx))
+        };
+        let syncing = match syncing {
+            Ok(handle) => handle,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot start the log's sync thread; refusing writes");
+                *self.failed.lock().expect("failed flag") = Some(format!("cannot start the sync thread: {e}"));
+                // Without a syncer nothing can become durable: answer everything with the failure.
+                while let Some(request) = rx.blocking_recv() {
+                    fail_request(request, &self.failed);
+                }
+                return;
+            }
+        };
         while let Some(first) = rx.blocking_recv() {
             let mut group = vec![first];
             let mut bytes = 0;
@@ -93,37 +135,38 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            let closing_before = closers.len();
-            self.commit_group(group, &mut closers);
-            if closers.len() > closing_before {
+            let (answers, closers) = self.apply_group(group);
+            let head = Position(self.next_position - 1);
+            if to_syncer.send(Handoff::Applied { answers, head }).is_err() {
+                break;
+            }
+            if !closers.is_empty() {
                 // Refuse new requests; the loop drains what is already queued.
                 rx.close();
+                let _ = to_syncer.send(Handoff::Close(closers));
             }
         }
-        // Everything queued has been committed group by group; a last flush
-        // and sync covers checkpoints of sled's own (it syncs nothing of ours
-        // that is not synced already).
-        if let Err(e) = self.db.flush().map_err(Error::from).and_then(|_| self.syncer.sync().map_err(Error::from)) {
-            tracing::error!(error = %e, "final flush of the log failed");
-        }
+        drop(to_syncer);
+        let _ = syncing.join();
         tracing::debug!(head = self.next_position - 1, "log writer stopped");
-        for reply in closers {
-            let _ = reply.send(());
-        }
     }
 
-    fn commit_group(&mut self, group: Vec<Request>, closers: &mut Vec<oneshot::Sender<()>>) {
+    /// Plans and applies one group; returns its answers (to be sent once
+    /// synced) and any close requests it held.
+    fn apply_group(&mut self, group: Vec<Request>) -> (Vec<Answer>, Vec<oneshot::Sender<()>>) {
         let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0);
         let recorded_at_micros = now.max(self.last_micros);
         let mut batch = sled::Batch::default();
         let mut pending = Pending::default();
         let mut next = self.next_position;
         let mut answers = Vec::with_capacity(group.len());
+        let mut closers = Vec::new();
         let mut writes = false;
+        let failed = self.failed.lock().expect("failed flag").clone();
         for request in group {
             match request {
                 Request::Append { stream, expected, mut events, reply, .. } => {
-                    let result = match &self.failed {
+                    let result = match &failed {
                         Some(reason) => Err(Error::Failed { reason: reason.clone() }),
                         None => self.plan_append(
                             &stream,
@@ -146,60 +189,24 @@ impl Writer {
                 Request::Close { reply } => closers.push(reply),
             }
         }
-        let committed = if writes && self.failed.is_none() { self.commit(batch) } else { Ok(()) };
-        match committed {
-            Ok(()) => {
-                let head = next - 1;
-                if self.heads.len() + pending.heads.len() > HEAD_CACHE_STREAMS_MAX {
-                    self.heads.clear();
-                }
-                self.heads.extend(pending.heads);
-                if next != self.next_position {
-                    self.next_position = next;
-                    self.last_micros = recorded_at_micros;
-                    self.durable.send_replace(Position(head));
-                }
-                for answer in answers {
-                    match answer {
-                        Answer::Append(reply, result) => {
-                            let _ = reply.send(result);
-                        }
-                        Answer::Checkpoint(reply) => {
-                            let _ = reply.send(match &self.failed {
-                                Some(reason) => Err(Error::Failed { reason: reason.clone() }),
-                                None => Ok(()),
-                            });
-                        }
-                    }
-                }
-            }
-            Err(e) => {
+        if writes && failed.is_none() {
+            if let Err(e) = self.db.apply_batch(batch) {
                 let reason = e.to_string();
-                tracing::error!(error = %reason, "log commit failed; refusing writes until reopened");
-                self.failed = Some(reason.clone());
-                for answer in answers {
-                    let failed = || Error::Failed { reason: reason.clone() };
-                    match answer {
-                        Answer::Append(reply, Ok(_)) => {
-                            let _ = reply.send(Err(failed()));
-                        }
-                        Answer::Append(reply, Err(e)) => {
-                            let _ = reply.send(Err(e));
-                        }
-                        Answer::Checkpoint(reply) => {
-                            let _ = reply.send(Err(failed()));
-                        }
-                    }
-                }
+                tracing::error!(error = %reason, "applying a group to sled failed; refusing writes until reopened");
+                *self.failed.lock().expect("failed flag") = Some(reason);
+                // The syncer answers these with the failure.
+                return (answers, closers);
             }
         }
-    }
-
-    fn commit(&mut self, batch: sled::Batch) -> Result<(), Error> {
-        self.db.apply_batch(batch)?;
-        self.db.flush()?;
-        self.syncer.sync()?;
-        Ok(())
+        if self.heads.len() + pending.heads.len() > HEAD_CACHE_STREAMS_MAX {
+            self.heads.clear();
+        }
+        self.heads.extend(pending.heads);
+        if next != self.next_position {
+            self.next_position = next;
+            self.last_micros = recorded_at_micros;
+        }
+        (answers, closers)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -303,5 +310,103 @@ impl Writer {
             reason: format!("idempotency index entry for {id}: {e}"),
         })?;
         Ok(Some((entry.position, entry.version, stream)))
+    }
+}
+
+/// The second stage: flush, sync, publish, answer.
+struct SyncStage {
+    db: sled::Db,
+    syncer: Syncer,
+    durable: watch::Sender<Position>,
+    failed: Arc<Mutex<Option<String>>>,
+}
+
+impl SyncStage {
+    fn run(mut self, rx: std::sync::mpsc::Receiver<Handoff>) {
+        let mut closers = Vec::new();
+        while let Ok(first) = rx.recv() {
+            let mut handoffs = vec![first];
+            handoffs.extend(rx.try_iter());
+            let mut answers = Vec::new();
+            let mut head = None;
+            for handoff in handoffs {
+                match handoff {
+                    Handoff::Applied { answers: a, head: h } => {
+                        answers.extend(a);
+                        head = Some(h);
+                    }
+                    Handoff::Close(c) => closers.extend(c),
+                }
+            }
+            let failed = self.failed.lock().expect("failed flag").clone();
+            let outcome = match failed {
+                Some(reason) => Err(reason),
+                None => self.sync().map_err(|e| {
+                    let reason = e.to_string();
+                    tracing::error!(error = %reason, "log flush or sync failed; refusing writes until reopened");
+                    *self.failed.lock().expect("failed flag") = Some(reason.clone());
+                    reason
+                }),
+            };
+            if let (Ok(()), Some(head)) = (&outcome, head) {
+                self.durable.send_if_modified(|durable| {
+                    let moved = head > *durable;
+                    *durable = (*durable).max(head);
+                    moved
+                });
+            }
+            for answer in answers {
+                answer.send(outcome.as_ref().map(|_| ()).map_err(|reason| Error::Failed { reason: reason.clone() }));
+            }
+        }
+        if let Err(e) = self.sync() {
+            tracing::error!(error = %e, "final flush of the log failed");
+        }
+        for reply in closers {
+            let _ = reply.send(());
+        }
+    }
+
+    fn sync(&mut self) -> Result<(), Error> {
+        self.db.flush()?;
+        self.syncer.sync()?;
+        Ok(())
+    }
+}
+
+impl Answer {
+    /// Answers the request: with its own result once its group is durable, or
+    /// with the storage failure that kept it from becoming durable.
+    fn send(self, synced: Result<(), Error>) {
+        match (self, synced) {
+            (Answer::Append(reply, Ok(appended)), Ok(())) => {
+                let _ = reply.send(Ok(appended));
+            }
+            (Answer::Append(reply, Err(e)), _) => {
+                let _ = reply.send(Err(e));
+            }
+            (Answer::Append(reply, Ok(_)), Err(e)) => {
+                let _ = reply.send(Err(e));
+            }
+            (Answer::Checkpoint(reply), synced) => {
+                let _ = reply.send(synced);
+            }
+        }
+    }
+}
+
+/// Answers a request that cannot be served because the log failed.
+fn fail_request(request: Request, failed: &Mutex<Option<String>>) {
+    let reason = failed.lock().expect("failed flag").clone().unwrap_or_default();
+    match request {
+        Request::Append { reply, .. } => {
+            let _ = reply.send(Err(Error::Failed { reason }));
+        }
+        Request::SaveCheckpoint { reply, .. } => {
+            let _ = reply.send(Err(Error::Failed { reason }));
+        }
+        Request::Close { reply } => {
+            let _ = reply.send(());
+        }
     }
 }

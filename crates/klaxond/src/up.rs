@@ -5,8 +5,8 @@ use klaxon_intake::grpc::{BridgeService, IncidentsService};
 use klaxon_intake::{Intake, system_clock};
 use klaxon_log::Log;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
+use tonic::transport::server::TcpIncoming;
 
 use crate::config::Config;
 
@@ -46,7 +46,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .add_service(reflection)
         .add_service(IncidentsService::new(handle.clone()).into_server())
         .add_service(BridgeService::new(handle, shutdown.clone()).into_server())
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown.clone().cancelled_owned());
+        .serve_with_incoming_shutdown(
+            TcpIncoming::from(listener).with_nodelay(Some(true)),
+            shutdown.clone().cancelled_owned(),
+        );
 
     server.await.context("the gRPC server failed")?;
     tracing::info!("stopped accepting; stopping services");

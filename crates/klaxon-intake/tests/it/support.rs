@@ -39,7 +39,7 @@ impl Server {
             .add_service(IncidentsService::new(handle.clone()).into_server())
             .add_service(BridgeService::new(handle.clone(), shutdown.clone()).into_server())
             .serve_with_incoming_shutdown(
-                tokio_stream::wrappers::TcpListenerStream::new(listener),
+                tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
                 shutdown.clone().cancelled_owned(),
             );
         tokio::spawn(server);

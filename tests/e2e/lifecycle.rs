@@ -1,0 +1,235 @@
+//! A Sev-1 driven through the CLI and a tonic client against real `klaxond`
+//! processes; restarts, SIGTERM and SIGKILL.
+
+use std::time::Duration;
+
+use klaxon_proto::v1::{self, incidents_client::IncidentsClient};
+use klaxon_tests::{Klaxond, klaxon, klaxon_json, klaxon_ok};
+use serde_json::Value;
+
+#[test]
+fn a_sev1_lifecycle_through_the_cli_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Klaxond::start(&dir.path().join("data"));
+    let url = server.url.clone();
+    let run = |actor: &str, args: &[&str]| klaxon_ok(&url, actor, args);
+
+    let id = run(
+        "monitor",
+        &[
+            "report",
+            "--title",
+            "Checkout fails in EU",
+            "--service",
+            "payments",
+            "--customer",
+            "acme",
+            "--customer",
+            "globex",
+        ],
+    );
+    let id = id.split_whitespace().next().unwrap().to_string();
+    assert_eq!(id, "INC-1");
+    run("maria", &["declare", &id, "--severity", "1"]);
+    run("maria", &["assign", &id, "maria"]);
+    run("maria", &["update", &id, "Rollback under way", "--audience", "executive"]);
+    run(
+        "maria",
+        &[
+            "impact",
+            &id,
+            "--customers-affected",
+            "40",
+            "--customer",
+            "acme",
+            "--customer",
+            "globex",
+            "--multi-customer",
+            "--summary",
+            "EU checkout down",
+        ],
+    );
+    run("maria", &["handoff", "request", &id, "--to", "omar"]);
+    // Only the receiving manager may accept.
+    let refused = klaxon(&url, "li", &["handoff", "accept", &id]);
+    assert_eq!(refused.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.starts_with("klaxon: ") && stderr.contains("handoff.accept_only_by_recipient"), "{stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "one clear line: {stderr}");
+    run("omar", &["handoff", "accept", &id]);
+    run("omar", &["mitigate", &id, "--summary", "rolled back"]);
+    run("omar", &["resolve", &id, "--summary", "bad config reverted"]);
+    run("victor", &["validate", &id, "--note", "error rate flat for an hour"]);
+
+    let shown = klaxon_json(&url, "maria", &["show", &id]);
+    let incident = if shown.get("incident").is_some() { shown["incident"].clone() } else { shown.clone() };
+    assert_eq!(incident["status"], "closed");
+    assert_eq!(incident["severity"], "sev1");
+    assert_eq!(incident["commander"], "omar");
+    assert_eq!(incident["customers_affected"], 40);
+    let history = run("maria", &["history", &id]);
+    assert!(history.contains("omar accepted the handoff from maria and is now commander"), "{history}");
+    assert_eq!(history.lines().count(), 10, "{history}");
+    // A stale expected version is a conflict: exit code 3.
+    let stale = klaxon(&url, "maria", &["--expect-version", "3", "reopen", &id, "--reason", "again"]);
+    assert_eq!(stale.status.code(), Some(3), "{}", String::from_utf8_lossy(&stale.stderr));
+
+    let status = server.stop();
+    assert!(status.success(), "SIGTERM is a clean stop: {status:?}");
+    let server = Klaxond::start(&dir.path().join("data"));
+    let again = klaxon_json(&server.url, "maria", &["show", &id]);
+    assert_eq!(again, shown, "the incident is back after a restart");
+    assert_eq!(klaxon_ok(&server.url, "maria", &["history", &id]), history);
+    let next = klaxon_ok(&server.url, "monitor", &["report", "--title", "Another one"]);
+    assert!(next.starts_with("INC-2"), "numbers continue after a restart: {next}");
+    assert!(server.stop().success());
+}
+
+#[test]
+fn an_unreachable_server_is_exit_code_4() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Klaxond::start(&dir.path().join("data"));
+    let url = server.url.clone();
+    server.kill();
+    let out = klaxon(&url, "maria", &["list"]);
+    assert_eq!(out.status.code(), Some(4));
+    assert!(String::from_utf8_lossy(&out.stderr).contains(url.trim_start_matches("http://")));
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+}
+
+fn by<T>(actor: &str, message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.metadata_mut().insert("klaxon-actor", actor.parse().unwrap());
+    request
+}
+
+#[test]
+fn a_tonic_client_drives_the_process_and_health_says_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Klaxond::start(&dir.path().join("data"));
+    runtime().block_on(async {
+        let channel = tonic::transport::Endpoint::from_shared(server.url.clone()).unwrap().connect().await.unwrap();
+        let mut health = tonic_health::pb::health_client::HealthClient::new(channel.clone());
+        let status = health
+            .check(tonic_health::pb::HealthCheckRequest { service: "klaxon.v1.Incidents".into() })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(status.status(), tonic_health::pb::health_check_response::ServingStatus::Serving);
+
+        let mut c = IncidentsClient::new(channel);
+        let id = c
+            .report(by("monitor", v1::ReportRequest { title: "db down".into(), ..Default::default() }))
+            .await
+            .unwrap()
+            .into_inner()
+            .incident_id;
+        c.declare(by(
+            "maria",
+            v1::DeclareRequest { incident_id: id.clone(), severity: v1::Severity::Sev1 as i32, context: None },
+        ))
+        .await
+        .unwrap();
+        c.assign_commander(by(
+            "maria",
+            v1::AssignCommanderRequest { incident_id: id.clone(), commander: "maria".into(), context: None },
+        ))
+        .await
+        .unwrap();
+        c.post_update(by(
+            "maria",
+            v1::PostUpdateRequest {
+                incident_id: id.clone(),
+                audience: v1::Audience::Executive as i32,
+                text: "failing over".into(),
+                context: None,
+            },
+        ))
+        .await
+        .unwrap();
+        let done = c
+            .resolve(by(
+                "maria",
+                v1::ResolveRequest { incident_id: id.clone(), summary: "failed over".into(), context: None },
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(done.incident.unwrap().status(), v1::IncidentStatus::Resolved);
+        let bad = c
+            .declare(by("maria", v1::DeclareRequest { incident_id: "INC-9".into(), severity: 1, context: None }))
+            .await
+            .unwrap_err();
+        assert_eq!(bad.code(), tonic::Code::NotFound);
+    });
+    assert!(server.stop().success());
+}
+
+#[test]
+fn every_acknowledged_report_survives_sigkill() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Klaxond::start(&dir.path().join("data"));
+    let acked = runtime().block_on(async {
+        let c = IncidentsClient::connect(server.url.clone()).await.unwrap();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        for w in 0..8 {
+            let (mut c, tx) = (c.clone(), tx.clone());
+            tokio::spawn(async move {
+                for n in 0.. {
+                    let request =
+                        by("monitor", v1::ReportRequest { title: format!("alert {w}-{n}"), ..Default::default() });
+                    match c.report(request).await {
+                        Ok(r) => {
+                            if tx.send((r.into_inner().incident_id, format!("alert {w}-{n}"))).is_err() {
+                                return;
+                            }
+                        }
+                        Err(_) => return,
+                    }
+                }
+            });
+        }
+        drop(tx);
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let pid = server.pid();
+        klaxon_tests::signal(pid, "KILL");
+        let mut acked = Vec::new();
+        while let Some(a) = rx.recv().await {
+            acked.push(a);
+        }
+        acked
+    });
+    drop(server);
+    assert!(acked.len() > 10, "the writers got going ({} acks)", acked.len());
+    let server = Klaxond::start(&dir.path().join("data"));
+    for (id, title) in &acked {
+        let shown: Value = klaxon_json(&server.url, "maria", &["show", id]);
+        let incident = if shown.get("incident").is_some() { &shown["incident"] } else { &shown };
+        assert_eq!(incident["title"], title.as_str(), "{id}");
+    }
+    assert!(server.stop().success());
+}
+
+#[test]
+fn the_example_configuration_starts_and_a_bad_one_is_refused_naming_file_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/klaxon.toml");
+    let server = Klaxond::start_with(&dir.path().join("data"), &["--config", example]);
+    assert!(server.stop().success());
+
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[intake]\nbridge_participants_max = \"many\"\n").unwrap();
+    let out = std::process::Command::new(klaxon_tests::binary("klaxond"))
+        .args(["up", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&bad)
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("bad.toml") && stderr.contains("bridge_participants_max"), "{stderr}");
+}

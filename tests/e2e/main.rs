@@ -1,0 +1,5 @@
+//! End-to-end tests: real `klaxond` processes, the real `klaxon` CLI, real
+//! gRPC over loopback.
+#![allow(missing_docs)]
+
+mod lifecycle;

@@ -1,0 +1,171 @@
+//! Helpers for Klaxon's end-to-end tests: find (or build once) the real
+//! binaries, start `klaxond` on a free loopback port with its own data
+//! folder, run the `klaxon` CLI against it, and stop everything the test
+//! started, also when the test fails.
+//!
+//! What it must never do: fake a Klaxon component. Every test here talks to
+//! real processes over real sockets.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::Once;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// The path of a workspace binary (`klaxond`, `klaxon`), built once with
+/// cargo if this test run has not built it yet.
+pub fn binary(name: &str) -> PathBuf {
+    static BUILD: Once = Once::new();
+    let dir = target_dir();
+    let path = dir.join(name);
+    if !path.exists() {
+        BUILD.call_once(|| {
+            let status = Command::new(env!("CARGO"))
+                .args(["build", "--bin", "klaxond", "--bin", "klaxon"])
+                .status()
+                .expect("run cargo build");
+            assert!(status.success(), "cargo build of the binaries failed");
+        });
+    }
+    assert!(path.exists(), "{} was not built", path.display());
+    path
+}
+
+/// `target/<profile>`, from this test executable's own path
+/// (`target/<profile>/deps/e2e-…`).
+fn target_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    exe.parent().and_then(Path::parent).expect("target/<profile>/deps").to_path_buf()
+}
+
+/// A running `klaxond up`, killed with SIGKILL when dropped unless stopped.
+pub struct Klaxond {
+    child: Option<Child>,
+    /// `http://127.0.0.1:<port>`.
+    pub url: String,
+    /// Its data folder.
+    pub data_dir: PathBuf,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Klaxond {
+    /// Starts `klaxond up` on a free loopback port with `data_dir`, and waits
+    /// (at most 60 s) until it says where it listens.
+    pub fn start(data_dir: &Path) -> Klaxond {
+        Self::start_with(data_dir, &[])
+    }
+
+    /// Like [`Klaxond::start`], with extra arguments to `up`.
+    pub fn start_with(data_dir: &Path, extra: &[&str]) -> Klaxond {
+        let mut child = Command::new(binary("klaxond"))
+            .args(["up", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .args(extra)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn klaxond");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut server = Klaxond { child: Some(child), url: String::new(), data_dir: data_dir.to_path_buf(), lines };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = server.lines.recv_timeout(left).expect("klaxond says where it listens within 60 s");
+            if let Some(rest) = line.strip_prefix("klaxond listening on ") {
+                let address = rest.split_whitespace().next().expect("an address");
+                server.url = format!("http://{address}");
+                return server;
+            }
+        }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// Sends SIGTERM and waits (at most 30 s) for the exit status.
+    pub fn stop(mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("running");
+        signal(child.id(), "TERM");
+        wait_with_timeout(&mut child, Duration::from_secs(30))
+    }
+
+    /// Kills it with SIGKILL and waits.
+    pub fn kill(mut self) {
+        let mut child = self.child.take().expect("running");
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+impl Drop for Klaxond {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Sends a signal by name (`TERM`, `INT`) with the system's `kill`.
+pub fn signal(pid: u32, name: &str) {
+    let status = Command::new("kill").arg(format!("-{name}")).arg(pid.to_string()).status().expect("run kill");
+    assert!(status.success(), "kill -{name} {pid} failed");
+}
+
+fn wait_with_timeout(child: &mut Child, limit: Duration) -> ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().expect("wait for child") {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("process {} did not exit within {limit:?}", child.id());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Runs the `klaxon` CLI against `server` as `actor`.
+pub fn klaxon(server: &str, actor: &str, args: &[&str]) -> Output {
+    Command::new(binary("klaxon"))
+        .args(["--server", server, "--as", actor])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run klaxon")
+}
+
+/// Runs the CLI and returns its stdout, failing the test with stderr when it
+/// does not exit 0.
+pub fn klaxon_ok(server: &str, actor: &str, args: &[&str]) -> String {
+    let out = klaxon(server, actor, args);
+    assert!(
+        out.status.success(),
+        "klaxon {args:?} exited {:?}: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8 output")
+}
+
+/// Runs the CLI with `--json` and parses its output.
+pub fn klaxon_json(server: &str, actor: &str, args: &[&str]) -> serde_json::Value {
+    let mut all = vec!["--json"];
+    all.extend_from_slice(args);
+    serde_json::from_str(&klaxon_ok(server, actor, &all)).expect("JSON output")
+}
