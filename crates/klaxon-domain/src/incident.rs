@@ -87,7 +87,7 @@ pub use command::Command;
 pub use event::{
     Change, CommanderAssigned, CustomerImpactRecorded, Declared, HandoffAccepted, HandoffCancelled, HandoffDeclined,
     HandoffRequested, IncidentEvent, KINDS, Mitigated, ParticipantJoined, ParticipantLeft, Reopened, ReportMerged,
-    Reported, ResolutionValidated, Resolved, RoleAssigned, SeverityOverridden, StatusUpdatePosted,
+    Reported, ResolutionValidated, Resolved, RoleAssigned, SeverityAssessed, SeverityOverridden, StatusUpdatePosted,
 };
 
 /// The longest title, in characters.
@@ -404,6 +404,11 @@ impl Incident {
             Change::SeverityOverridden(o) => {
                 self.severity = Some(o.to);
                 self.severity_overridden = true;
+            }
+            Change::SeverityAssessed(a) => {
+                if !self.severity_overridden {
+                    self.severity = Some(a.severity);
+                }
             }
             Change::CommanderAssigned(c) => {
                 self.commander = Some(c.commander.clone());

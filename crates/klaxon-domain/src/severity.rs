@@ -1001,16 +1001,28 @@ impl fmt::Display for Explanation {
 /// - the incident is Resolved or Closed: nothing is assessed after the fact
 ///   (a reopened incident is Declared again and is assessed);
 /// - the assessment gives the incident's current severity: the evaluator
-///   appends only when the result changes.
+///   appends only when the result changes;
+/// - a manager declared the incident and the assessment is *less* severe
+///   than its severity: after a declaration the evaluator may raise the
+///   severity on new facts, never lower a manager's choice.
 ///
-/// An incident that is Reported but not declared has no severity yet, so it
-/// always gets `Some` (its first assessment). The incident does not record
-/// earlier assessments, so a caller that assesses an undeclared incident
-/// repeatedly should compare with the last assessment it recorded.
+/// An incident's first assessment (Reported, no severity yet) is always
+/// `Some`. Assessments are recorded as `incident.severity_assessed.v1`,
+/// which sets the incident's severity, so comparing with the incident is
+/// comparing with the last assessment.
 pub fn reassess(incident: &Incident, rules: &Rules, catalog: &ServiceCatalog) -> Option<Assessment> {
     if incident.severity_overridden() || matches!(incident.status(), Status::Resolved | Status::Closed) {
         return None;
     }
     let assessment = rules.evaluate(&Facts::of(incident, catalog));
-    (incident.severity() != Some(assessment.severity)).then_some(assessment)
+    let current = incident.severity();
+    if current == Some(assessment.severity) {
+        return None;
+    }
+    if let (Some(current), Some(_)) = (current, incident.declared_at()) {
+        if !assessment.severity.is_at_least(current) {
+            return None;
+        }
+    }
+    Some(assessment)
 }

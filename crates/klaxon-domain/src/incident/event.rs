@@ -143,6 +143,8 @@ changes! {
     Declared => "incident.declared.v1",
     /// A manager overrode the severity.
     SeverityOverridden => "incident.severity_overridden.v1",
+    /// The severity evaluator assessed the severity from the incident's facts.
+    SeverityAssessed => "incident.severity_assessed.v1",
     /// A commander was assigned by a manager.
     CommanderAssigned => "incident.commander_assigned.v1",
     /// The commander asked someone to take the incident over.
@@ -232,6 +234,21 @@ pub struct SeverityOverridden {
     pub to: Severity,
     /// Why, for the audit trail.
     pub reason: String,
+}
+
+/// The fields of [`Change::SeverityAssessed`]: the evaluator's result. It
+/// sets the incident's severity unless a manager overrode it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeverityAssessed {
+    /// The assessed severity.
+    pub severity: Severity,
+    /// The id of the rule that matched; `None` when the default applied.
+    pub rule: Option<String>,
+    /// The rule's (or the default's) human reason.
+    pub reason: String,
+    /// Each condition that held, in words.
+    pub reasons: Vec<String>,
 }
 
 /// The fields of [`Change::CommanderAssigned`].
@@ -392,6 +409,10 @@ impl IncidentEvent {
             Change::SeverityOverridden(o) => match o.from {
                 Some(from) => format!("{by} changed the severity from {from} to {}: {}", o.to, o.reason),
                 None => format!("{by} set the severity to {}: {}", o.to, o.reason),
+            },
+            Change::SeverityAssessed(a) => match &a.rule {
+                Some(rule) => format!("{by} assessed {} (rule {rule}): {}", a.severity, a.reason),
+                None => format!("{by} assessed {} (default): {}", a.severity, a.reason),
             },
             Change::CommanderAssigned(c) => match &c.previous {
                 Some(previous) => format!("{by} made {} incident commander (was {previous})", c.commander),

@@ -578,7 +578,9 @@ fn reassess_appends_only_changes_and_never_overrides_a_manager() {
     check_reassess(&[report("payments", &[]), declare(Severity::Sev4), impact(3)], "tier1-multi-customer SEV1");
     check_reassess(&[report("search", &[]), declare(Severity::Sev4), impact(3)], "-");
     check_reassess(&[report("search", &[]), declare(Severity::Sev4), impact(10)], "many-customers SEV2");
-    check_reassess(&[report("search", &[]), declare(sev), impact(10)], "many-customers SEV2");
+    // After a declaration the evaluator raises the severity, never lowers it.
+    check_reassess(&[report("search", &[]), declare(sev), impact(10)], "-");
+    check_reassess(&[report("search", &[]), declare(Severity::Sev3), impact(10)], "many-customers SEV2");
     // Overridden by a manager -> None, whatever the facts.
     let overridden = C::OverrideSeverity { severity: Severity::Sev3, reason: "known flaky".into() };
     check_reassess(&[report("payments", &[]), declare(Severity::Sev4), overridden.clone(), impact(30)], "-");

@@ -109,6 +109,28 @@ fn goldens() -> Vec<(IncidentEvent, Expect)> {
             "#]],
         ),
         (
+            event(Change::SeverityAssessed(SeverityAssessed {
+                severity: Severity::Sev1,
+                rule: Some("tier1-multi-customer".into()),
+                reason: "Several customers hit on a tier-1 service".into(),
+                reasons: vec!["service payments is tier 1".into()],
+            })),
+            expect![[r#"
+                incident.severity_assessed.v1
+                {
+                  "at": "2026-03-01T12:34:56.789Z",
+                  "by": "alice",
+                  "incident": "INC-42",
+                  "reason": "Several customers hit on a tier-1 service",
+                  "reasons": [
+                    "service payments is tier 1"
+                  ],
+                  "rule": "tier1-multi-customer",
+                  "severity": "sev1"
+                }
+            "#]],
+        ),
+        (
             event(Change::CommanderAssigned(CommanderAssigned { commander: actor("bob"), previous: None })),
             expect![[r#"
                 incident.commander_assigned.v1
