@@ -1,0 +1,174 @@
+//! The evaluator component.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use klaxon_domain::ids::{ActorId, IncidentId, Severity, reaction_event_id};
+use klaxon_domain::incident::{Change, Incident, IncidentEvent, SeverityAssessed};
+use klaxon_domain::severity::{Explanation, Facts, Rules, ServiceCatalog, reassess};
+use klaxon_intake::{Incidents, projection};
+use klaxon_log::{EventData, EventKind, ExpectedVersion, Log, Metadata, NewEvent, Position, Record};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+/// The evaluator's checkpoint name in the log.
+pub const CONSUMER: &str = "severity";
+/// The actor recorded on assessments.
+pub const ACTOR: &str = "klaxon-severity";
+/// The reaction name that, with the cause's id, derives an assessment's id.
+const REACTION: &str = "severity.assessed";
+/// Records between two checkpoint saves.
+const CHECKPOINT_EVERY: u64 = 256;
+
+/// What can go wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The log failed.
+    #[error(transparent)]
+    Log(#[from] klaxon_log::Error),
+    /// A stored incident event does not decode.
+    #[error(transparent)]
+    Projection(#[from] klaxon_intake::Error),
+    /// No such incident.
+    #[error("unknown incident {0}")]
+    UnknownIncident(IncidentId),
+    /// The evaluator is not keeping up or stopped.
+    #[error("the severity evaluator is unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// The severity evaluator. Build it, take [`Handle`]s, then [`Evaluator::run`].
+pub struct Evaluator {
+    handle: Handle,
+}
+
+/// A cheap-to-clone handle for queries.
+#[derive(Clone)]
+pub struct Handle {
+    log: Log,
+    rules: Arc<Rules>,
+    catalog: Arc<ServiceCatalog>,
+    incidents: Arc<RwLock<Incidents>>,
+    applied: watch::Sender<Position>,
+}
+
+impl Evaluator {
+    /// An evaluator applying `rules` with the service `catalog`.
+    pub fn new(log: Log, rules: Arc<Rules>, catalog: Arc<ServiceCatalog>) -> Evaluator {
+        let handle = Handle {
+            log,
+            rules,
+            catalog,
+            incidents: Arc::new(RwLock::new(Incidents::default())),
+            applied: watch::channel(Position::ZERO).0,
+        };
+        Evaluator { handle }
+    }
+
+    /// A handle to it.
+    pub fn handle(&self) -> Handle {
+        self.handle.clone()
+    }
+
+    /// Folds the log from position 1 and reacts to every incident event
+    /// after its checkpoint, until `shutdown` or the log closes.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), Error> {
+        let h = &self.handle;
+        let checkpoint = h.log.load_checkpoint(CONSUMER)?;
+        let by = ActorId::new(ACTOR).expect("a valid actor id");
+        // Assessments appended but not yet seen coming back: later events of
+        // the same incident compare with them, not with the stale fold.
+        let mut pending: HashMap<IncidentId, Severity> = HashMap::new();
+        let mut saved = checkpoint;
+        let mut subscription = h.log.subscribe(Position(1));
+        loop {
+            let record = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                next = subscription.next() => match next {
+                    None => break,
+                    Some(record) => record?,
+                },
+            };
+            h.incidents.write().expect("projection lock").apply(&record)?;
+            if let Some(event) = projection::decode(&record)? {
+                if matches!(event.change, Change::SeverityAssessed(_)) {
+                    pending.remove(&event.incident);
+                } else if record.position > checkpoint {
+                    self.react(&record, &event, &by, &mut pending).await?;
+                }
+            }
+            h.applied.send_replace(record.position);
+            if record.position.0 >= saved.0 + CHECKPOINT_EVERY {
+                h.log.save_checkpoint(CONSUMER, record.position).await?;
+                saved = record.position;
+            }
+        }
+        let applied = *h.applied.borrow();
+        if applied > saved {
+            // Best effort: a closed log means the process is stopping anyway.
+            let _ = h.log.save_checkpoint(CONSUMER, applied).await;
+        }
+        Ok(())
+    }
+
+    async fn react(
+        &self,
+        cause: &Record,
+        event: &IncidentEvent,
+        by: &ActorId,
+        pending: &mut HashMap<IncidentId, Severity>,
+    ) -> Result<(), Error> {
+        let h = &self.handle;
+        let Some(incident) = h.incidents.read().expect("projection lock").get(event.incident).cloned() else {
+            return Ok(());
+        };
+        let Some(assessment) = reassess(&incident, &h.rules, &h.catalog) else { return Ok(()) };
+        if pending.get(&event.incident) == Some(&assessment.severity) {
+            return Ok(());
+        }
+        let assessed = IncidentEvent {
+            incident: event.incident,
+            at: event.at,
+            by: by.clone(),
+            change: Change::SeverityAssessed(SeverityAssessed {
+                severity: assessment.severity,
+                rule: assessment.rule_id.clone(),
+                reason: assessment.reason.clone(),
+                reasons: assessment.reasons.clone(),
+            }),
+        };
+        let new = NewEvent {
+            id: reaction_event_id(cause.id, REACTION, 0),
+            kind: EventKind::new(assessed.kind()).expect("domain kinds are valid"),
+            data: EventData::from_value(&assessed.to_json())?,
+            metadata: Metadata {
+                actor: Some(ACTOR.into()),
+                correlation_id: cause.metadata.correlation_id,
+                causation_id: Some(cause.id),
+                traceparent: cause.metadata.traceparent.clone(),
+            },
+        };
+        h.log.append(&klaxon_intake::stream_of(event.incident), ExpectedVersion::Any, vec![new]).await?;
+        tracing::info!(incident = %event.incident, severity = %assessment.severity, rule = ?assessment.rule_id, "severity assessed");
+        pending.insert(event.incident, assessment.severity);
+        Ok(())
+    }
+}
+
+impl Handle {
+    /// Why the incident has (or would get) its severity, from the rules as
+    /// configured, on the incident as currently known.
+    pub async fn explain(&self, id: IncidentId) -> Result<(Incident, Explanation), Error> {
+        let head = self.log.head();
+        let mut applied = self.applied.subscribe();
+        match tokio::time::timeout(Duration::from_secs(5), applied.wait_for(|p| *p >= head)).await {
+            Ok(Ok(_)) => {}
+            _ => return Err(Error::Unavailable(format!("not caught up with position {head}"))),
+        }
+        let incident =
+            self.incidents.read().expect("projection lock").get(id).cloned().ok_or(Error::UnknownIncident(id))?;
+        let explanation = self.rules.explain(&Facts::of(&incident, &self.catalog));
+        Ok((incident, explanation))
+    }
+}

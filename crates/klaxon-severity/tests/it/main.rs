@@ -1,0 +1,250 @@
+//! Severity evaluator tests: a real log in a temp dir, the real intake and
+//! evaluator components, the real gRPC server on loopback.
+#![allow(missing_docs)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use klaxon_domain::ids::{ActorId, IncidentId, ReportSource, Severity};
+use klaxon_domain::incident::Command;
+use klaxon_domain::severity::{Rules, ServiceCatalog, ServiceCatalogConfig, SeverityConfig};
+use klaxon_intake::{CommandContext, Intake};
+use klaxon_log::{Log, Position};
+use klaxon_severity::Evaluator;
+use tokio_util::sync::CancellationToken;
+
+const CONFIG: &str = r#"
+[[services]]
+name = "payments"
+team = "payments"
+tier = 1
+escalation_policy = "payments"
+
+[[services]]
+name = "search"
+team = "search"
+tier = 3
+escalation_policy = "search"
+
+[severity]
+default = "sev4"
+
+[[severity.rules]]
+id = "exec-escalation"
+severity = "sev1"
+reason = "An executive escalated it"
+when = { reported_via = ["executive"] }
+
+[[severity.rules]]
+id = "tier1-multi-customer"
+severity = "sev1"
+reason = "Several customers hit on a tier-1 service"
+when = { service_tier = [1], multi_customer = true }
+
+[[severity.rules]]
+id = "many-customers"
+severity = "sev2"
+reason = "At least 10 customers affected"
+when = { customers_affected_at_least = 10 }
+"#;
+
+#[derive(serde::Deserialize)]
+struct Config {
+    services: ServiceCatalogConfig,
+    severity: SeverityConfig,
+}
+
+fn config() -> (Arc<Rules>, Arc<ServiceCatalog>) {
+    let c: Config = toml::from_str(CONFIG).unwrap();
+    (Arc::new(c.severity.validate("severity").unwrap()), Arc::new(c.services.validate("services").unwrap()))
+}
+
+struct World {
+    log: Log,
+    intake: klaxon_intake::Handle,
+    evaluator: klaxon_severity::Handle,
+    stop: CancellationToken,
+    evaluator_task: tokio::task::JoinHandle<Result<(), klaxon_severity::Error>>,
+}
+
+fn start(log: &Log) -> World {
+    let (rules, catalog) = config();
+    let stop = CancellationToken::new();
+    let intake = Intake::new(log.clone(), Default::default(), klaxon_intake::system_clock());
+    let intake_handle = intake.handle();
+    tokio::spawn(intake.run(stop.clone()));
+    let evaluator = Evaluator::new(log.clone(), rules, catalog);
+    let evaluator_handle = evaluator.handle();
+    let evaluator_task = tokio::spawn(evaluator.run(stop.clone()));
+    World { log: log.clone(), intake: intake_handle, evaluator: evaluator_handle, stop, evaluator_task }
+}
+
+fn who(name: &str) -> CommandContext {
+    CommandContext::by(ActorId::new(name).unwrap())
+}
+
+async fn report(w: &World, service: &str, customers: &[&str], source: ReportSource) -> IncidentId {
+    let command = Command::ReportIssue {
+        source,
+        reporter: ActorId::new("monitor").unwrap(),
+        title: "checkout errors".into(),
+        description: String::new(),
+        service: Some(service.parse().unwrap()),
+        customers: customers.iter().map(|c| c.parse().unwrap()).collect(),
+        labels: Default::default(),
+        dedup_key: None,
+        started_at: None,
+    };
+    w.intake.report(command, &who("monitor")).await.unwrap().incident
+}
+
+/// Waits (bounded) until the incident's severity is `expected`.
+async fn severity_becomes(w: &World, id: IncidentId, expected: Option<Severity>) {
+    for _ in 0..200 {
+        if w.intake.get(id).await.unwrap().severity() == expected {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("{id} never reached {expected:?}; now {:?}", w.intake.get(id).await.unwrap().severity());
+}
+
+fn assessments(log: &Log) -> Vec<serde_json::Value> {
+    log.read_all(Position(1), 10_000)
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.kind.as_str() == "incident.severity_assessed.v1")
+        .map(|r| r.data.parse().unwrap())
+        .collect()
+}
+
+/// Lets the evaluator finish with what is in the log.
+async fn settle(w: &World) {
+    w.evaluator.explain(IncidentId::from_number(1).unwrap()).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_report_is_triaged_once_and_an_override_wins() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path(), Default::default()).unwrap();
+    let w = start(&log);
+    let a = report(&w, "payments", &["acme", "globex"], ReportSource::Alertmanager).await;
+    let b = report(&w, "search", &["acme"], ReportSource::HelpDesk).await;
+    let c = report(&w, "search", &[], ReportSource::Executive).await;
+    severity_becomes(&w, a, Some(Severity::Sev1)).await;
+    severity_becomes(&w, b, Some(Severity::Sev4)).await;
+    severity_becomes(&w, c, Some(Severity::Sev1)).await;
+    settle(&w).await;
+    let rules: Vec<_> = assessments(&log).iter().map(|a| (a["incident"].clone(), a["rule"].clone())).collect();
+    assert_eq!(
+        rules,
+        [
+            ("INC-1".into(), "tier1-multi-customer".into()),
+            ("INC-2".into(), serde_json::Value::Null),
+            ("INC-3".into(), "exec-escalation".into())
+        ]
+    );
+
+    // New facts raise the severity of an undeclared incident.
+    let impact = Command::RecordCustomerImpact {
+        customers_affected: 12,
+        customers: vec![],
+        multi_customer: false,
+        summary: "EU".into(),
+    };
+    w.intake.execute(b, impact.clone(), &who("maria")).await.unwrap();
+    severity_becomes(&w, b, Some(Severity::Sev2)).await;
+
+    // A manager's override wins over every later fact.
+    w.intake.execute(b, Command::DeclareIncident { severity: Severity::Sev2 }, &who("maria")).await.unwrap();
+    let lower = Command::OverrideSeverity { severity: Severity::Sev4, reason: "one internal customer".into() };
+    w.intake.execute(b, lower, &who("maria")).await.unwrap();
+    let more = Command::RecordCustomerImpact {
+        customers_affected: 50,
+        customers: vec![],
+        multi_customer: true,
+        summary: "all EU".into(),
+    };
+    w.intake.execute(b, more, &who("maria")).await.unwrap();
+    settle(&w).await;
+    assert_eq!(w.intake.get(b).await.unwrap().severity(), Some(Severity::Sev4));
+    assert_eq!(assessments(&log).len(), 4, "no assessment after the override");
+    w.stop.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_or_a_replay_from_scratch_writes_nothing_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path(), Default::default()).unwrap();
+    let w = start(&log);
+    for n in 0..20 {
+        let customers: &[&str] = if n % 2 == 0 { &["a", "b"] } else { &[] };
+        report(&w, "payments", customers, ReportSource::Api).await;
+    }
+    severity_becomes(&w, IncidentId::from_number(20).unwrap(), Some(Severity::Sev4)).await;
+    settle(&w).await;
+    w.stop.cancel();
+    w.evaluator_task.await.unwrap().unwrap();
+    let head = log.head();
+    let before = assessments(&log);
+    assert_eq!(before.len(), 20);
+
+    // Restart from the saved checkpoint: nothing new.
+    let w = start(&log);
+    settle(&w).await;
+    assert_eq!(log.head(), head);
+    w.stop.cancel();
+    w.evaluator_task.await.unwrap().unwrap();
+
+    // Forget the checkpoint: every reaction is decided again, with the same
+    // ids, and the log deduplicates them.
+    log.save_checkpoint(klaxon_severity::CONSUMER, Position(0)).await.unwrap();
+    let w = start(&log);
+    settle(&w).await;
+    assert_eq!(log.head(), head, "a replay from scratch wrote something");
+    assert_eq!(assessments(&log), before);
+    w.stop.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explain_says_which_rule_matched_and_why_the_others_did_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path(), Default::default()).unwrap();
+    let w = start(&log);
+    let id = report(&w, "payments", &["acme", "globex"], ReportSource::Api).await;
+    severity_becomes(&w, id, Some(Severity::Sev1)).await;
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(klaxon_severity::grpc::SeverityService::new(w.evaluator.clone()).into_server())
+            .serve_with_incoming_shutdown(
+                tokio_stream::wrappers::TcpListenerStream::new(listener),
+                w.stop.clone().cancelled_owned(),
+            ),
+    );
+    let mut client =
+        klaxon_proto::v1::severity_evaluator_client::SeverityEvaluatorClient::connect(format!("http://{address}"))
+            .await
+            .unwrap();
+    let e = client
+        .explain(klaxon_proto::v1::ExplainSeverityRequest { incident_id: id.to_string() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(e.rule_id, "tier1-multi-customer");
+    assert_eq!(e.assessed, klaxon_proto::v1::Severity::Sev1 as i32);
+    let exec = e.rules.iter().find(|r| r.id == "exec-escalation").unwrap();
+    assert!(!exec.matched && !exec.chosen);
+    assert!(exec.conditions.iter().any(|c| !c.held), "{exec:?}");
+    assert!(e.rules.iter().find(|r| r.id == "tier1-multi-customer").unwrap().chosen);
+    assert!(!e.lines.is_empty());
+    let missing =
+        client.explain(klaxon_proto::v1::ExplainSeverityRequest { incident_id: "INC-99".into() }).await.unwrap_err();
+    assert_eq!(missing.code(), tonic::Code::NotFound);
+    let bad =
+        client.explain(klaxon_proto::v1::ExplainSeverityRequest { incident_id: "nope".into() }).await.unwrap_err();
+    assert_eq!(bad.code(), tonic::Code::InvalidArgument);
+    w.stop.cancel();
+}
