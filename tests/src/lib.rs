@@ -21,8 +21,9 @@ pub fn binary(name: &str) -> PathBuf {
     let path = dir.join(name);
     if !path.exists() {
         BUILD.call_once(|| {
+            let workspace = concat!(env!("CARGO_MANIFEST_DIR"), "/../Cargo.toml");
             let status = Command::new(env!("CARGO"))
-                .args(["build", "--bin", "klaxond", "--bin", "klaxon"])
+                .args(["build", "--manifest-path", workspace, "-p", "klaxond", "-p", "klaxon-cli", "--bins"])
                 .status()
                 .expect("run cargo build");
             assert!(status.success(), "cargo build of the binaries failed");

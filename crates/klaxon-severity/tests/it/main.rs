@@ -60,7 +60,6 @@ fn config() -> (Arc<Rules>, Arc<ServiceCatalog>) {
 }
 
 struct World {
-    log: Log,
     intake: klaxon_intake::Handle,
     evaluator: klaxon_severity::Handle,
     stop: CancellationToken,
@@ -76,7 +75,7 @@ fn start(log: &Log) -> World {
     let evaluator = Evaluator::new(log.clone(), rules, catalog);
     let evaluator_handle = evaluator.handle();
     let evaluator_task = tokio::spawn(evaluator.run(stop.clone()));
-    World { log: log.clone(), intake: intake_handle, evaluator: evaluator_handle, stop, evaluator_task }
+    World { intake: intake_handle, evaluator: evaluator_handle, stop, evaluator_task }
 }
 
 fn who(name: &str) -> CommandContext {
