@@ -69,7 +69,9 @@ fn a_sev1_lifecycle_through_the_cli_survives_a_restart() {
     assert_eq!(incident["customers_affected"], 40);
     let history = run("maria", &["history", &id]);
     assert!(history.contains("omar accepted the handoff from maria and is now commander"), "{history}");
-    assert_eq!(history.lines().count(), 10, "{history}");
+    // Ten commands, plus the severity evaluator's assessment of the report.
+    assert_eq!(history.lines().filter(|l| !l.contains("klaxon-severity assessed")).count(), 10, "{history}");
+    assert!(history.contains("klaxon-severity assessed SEV4 (default)"), "{history}");
     // A stale expected version is a conflict: exit code 3.
     let stale = klaxon(&url, "maria", &["--expect-version", "3", "reopen", &id, "--reason", "again"]);
     assert_eq!(stale.status.code(), Some(3), "{}", String::from_utf8_lossy(&stale.stderr));

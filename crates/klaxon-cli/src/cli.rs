@@ -2,8 +2,8 @@
 //! per subcommand.
 //!
 //! Values are checked here, before anything is sent: a malformed incident id,
-//! severity, role, audience, source, status, label or time is a usage error
-//! (exit 2) that names the flag. Everything else (empty titles, lifecycle
+//! page id, severity, role, audience, source, status, label, schedule or time
+//! is a usage error (exit 2) that names the flag. Everything else (empty titles, lifecycle
 //! rules, limits) is the server's to judge.
 
 use std::collections::HashMap;
@@ -43,7 +43,8 @@ Times are shown in UTC.";
 #[command(
     name = "klaxon",
     version,
-    about = "Klaxon incident command: report, declare, own, update and resolve Sev-1 incidents.",
+    about = "Klaxon incident command: report, declare, own, update and resolve Sev-1 incidents; explain their \
+             severity, see who is on call, follow and acknowledge pages.",
     after_help = EXIT_CODES_HELP
 )]
 pub struct Cli {
@@ -98,14 +99,15 @@ pub fn resolve_actor(flag: Option<AsciiMetadataValue>, user: Option<String>) -> 
     flag.or_else(|| user.and_then(|u| parse_actor(&u).ok())).unwrap_or_else(|| MetadataValue::from_static("unknown"))
 }
 
-/// Every subcommand: one per RPC of `klaxon.v1`.
+/// Every subcommand: one per RPC of `klaxon.v1` (services `Incidents`,
+/// `Bridge`, `SeverityEvaluator` and `Paging`).
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Report an issue; prints the incident id (a report with the dedup key of an open incident is merged into it).
     Report(ReportArgs),
     /// Declare a reported issue an incident with a severity.
     Declare(DeclareArgs),
-    /// Override the severity.
+    /// Override the severity, or explain how the rules assess it.
     #[command(subcommand)]
     Severity(SeverityCommand),
     /// Make someone the incident commander.
@@ -135,6 +137,12 @@ pub enum Command {
     History(IncidentArg),
     /// Join the incident bridge: print the live stream, send each stdin line as a note; EOF leaves.
     Join(JoinArgs),
+    /// List the pages sent for one incident, oldest first.
+    Pages(IncidentArg),
+    /// Acknowledge a page (only the paged responder or a manager); stops its escalation.
+    Ack(PageArg),
+    /// Show who is on call, on one schedule or all of them, now or at a given time.
+    Oncall(OncallArgs),
 }
 
 /// `klaxon severity ...`.
@@ -142,6 +150,8 @@ pub enum Command {
 pub enum SeverityCommand {
     /// Set the severity; the severity evaluator never changes it back.
     Set(SeveritySetArgs),
+    /// Explain which rule gives the incident its assessed severity, and why the others do not match.
+    Explain(IncidentArg),
 }
 
 /// `klaxon handoff ...`.
@@ -163,6 +173,14 @@ pub struct IncidentArg {
     /// The incident, e.g. INC-42.
     #[arg(value_parser = parse_incident_id)]
     pub incident: String,
+}
+
+/// Just a page.
+#[derive(Debug, Args)]
+pub struct PageArg {
+    /// The page, e.g. INC-42-P1 (the first page of INC-42).
+    #[arg(value_parser = parse_page_id)]
+    pub page: String,
 }
 
 /// `klaxon report`.
@@ -350,6 +368,26 @@ pub struct JoinArgs {
     pub role: Option<v1::IncidentRole>,
 }
 
+/// `klaxon oncall`.
+#[derive(Debug, Args)]
+pub struct OncallArgs {
+    /// The schedule's name [default: every schedule].
+    #[arg(value_parser = parse_schedule)]
+    pub schedule: Option<String>,
+    /// The instant to ask about: an RFC 3339 time (e.g. 2025-03-01T10:00:00Z) or `now`.
+    #[arg(long, value_name = "TIME", default_value = "now", value_parser = parse_at)]
+    pub at: At,
+}
+
+/// The instant of `klaxon oncall --at`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum At {
+    /// The server's current time (sent as no timestamp at all).
+    Now,
+    /// A given instant.
+    Time(prost_types::Timestamp),
+}
+
 impl Command {
     /// What this invocation asks of the server: exactly one request, built by
     /// the subcommand's own function below.
@@ -358,6 +396,7 @@ impl Command {
             Command::Report(a) => Rpc::Report(report(a, context)),
             Command::Declare(a) => Rpc::Declare(declare(a, context)),
             Command::Severity(SeverityCommand::Set(a)) => Rpc::OverrideSeverity(override_severity(a, context)),
+            Command::Severity(SeverityCommand::Explain(a)) => Rpc::ExplainSeverity(explain_severity(a)),
             Command::Assign(a) => Rpc::AssignCommander(assign_commander(a, context)),
             Command::Handoff(HandoffCommand::Request(a)) => Rpc::RequestHandoff(request_handoff(a, context)),
             Command::Handoff(HandoffCommand::Accept(a)) => Rpc::AcceptHandoff(accept_handoff(a, context)),
@@ -374,6 +413,9 @@ impl Command {
             Command::List(a) => Rpc::ListIncidents { all_pages: a.all_pages, request: list_incidents(a) },
             Command::History(a) => Rpc::GetHistory(v1::GetHistoryRequest { incident_id: a.incident }),
             Command::Join(a) => return Action::Join(join(a, actor)),
+            Command::Pages(a) => Rpc::ListPages(list_pages(a)),
+            Command::Ack(a) => Rpc::Acknowledge(acknowledge(a)),
+            Command::Oncall(a) => Rpc::WhoIsOnCall(who_is_on_call(a)),
         };
         Action::Call(rpc)
     }
@@ -479,6 +521,29 @@ fn join(a: JoinArgs, actor: &str) -> v1::JoinBridge {
     }
 }
 
+fn explain_severity(a: IncidentArg) -> v1::ExplainSeverityRequest {
+    v1::ExplainSeverityRequest { incident_id: a.incident }
+}
+
+fn list_pages(a: IncidentArg) -> v1::ListPagesRequest {
+    v1::ListPagesRequest { incident_id: a.incident }
+}
+
+fn acknowledge(a: PageArg) -> v1::AcknowledgeRequest {
+    v1::AcknowledgeRequest { page_id: a.page }
+}
+
+/// `now` is sent as no timestamp, which the server reads as its own now.
+fn who_is_on_call(a: OncallArgs) -> v1::WhoIsOnCallRequest {
+    v1::WhoIsOnCallRequest {
+        schedule: a.schedule.unwrap_or_default(),
+        at: match a.at {
+            At::Now => None,
+            At::Time(t) => Some(t),
+        },
+    }
+}
+
 /// Parses with the domain's rules and keeps only the human reason of a
 /// rejection (clap already names the flag).
 fn domain<T: FromStr<Err = klaxon_domain::Error>>(s: &str) -> Result<T, String> {
@@ -491,6 +556,40 @@ fn domain<T: FromStr<Err = klaxon_domain::Error>>(s: &str) -> Result<T, String> 
 /// An incident id in its canonical spelling (`inc-7` becomes `INC-7`).
 fn parse_incident_id(s: &str) -> Result<String, String> {
     domain::<IncidentId>(s).map(|id| id.to_string())
+}
+
+/// A page id `INC-<n>-P<m>` in its canonical spelling (`inc-7-p1` becomes
+/// `INC-7-P1`); like incident ids, both numbers are at least 1 and have no
+/// leading zeros.
+fn parse_page_id(s: &str) -> Result<String, String> {
+    let expected = || format!("{s:?}: expected INC-<number>-P<number>, such as INC-7-P1");
+    let (incident, page) = s.rsplit_once('-').ok_or_else(expected)?;
+    let incident = parse_incident_id(incident).map_err(|_| expected())?;
+    let digits = page.strip_prefix(['P', 'p']).ok_or_else(expected)?;
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(expected());
+    }
+    if digits.starts_with('0') {
+        return Err(format!("{s:?}: the page number must be at least 1, without leading zeros"));
+    }
+    let n: u64 = digits.parse().map_err(|_| format!("{s:?}: the page number is too large"))?;
+    Ok(format!("{incident}-P{n}"))
+}
+
+fn parse_schedule(s: &str) -> Result<String, String> {
+    if s.trim().is_empty() {
+        return Err("must not be empty (leave it out for every schedule)".into());
+    }
+    Ok(s.to_string())
+}
+
+fn parse_at(s: &str) -> Result<At, String> {
+    if s.trim().eq_ignore_ascii_case("now") {
+        return Ok(At::Now);
+    }
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| At::Time(convert::timestamp(t.with_timezone(&Utc))))
+        .map_err(|e| format!("expected `now` or an RFC 3339 time such as 2025-03-01T10:00:00Z ({e})"))
 }
 
 fn parse_severity(s: &str) -> Result<v1::Severity, String> {

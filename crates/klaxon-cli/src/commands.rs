@@ -6,6 +6,8 @@ use std::time::Duration;
 use klaxon_proto::v1;
 use klaxon_proto::v1::bridge_client::BridgeClient;
 use klaxon_proto::v1::incidents_client::IncidentsClient;
+use klaxon_proto::v1::paging_client::PagingClient;
+use klaxon_proto::v1::severity_evaluator_client::SeverityEvaluatorClient;
 use tokio::sync::mpsc;
 use tonic::metadata::AsciiMetadataValue;
 use tonic::transport::{Channel, Endpoint};
@@ -32,7 +34,8 @@ pub enum Action {
     Join(v1::JoinBridge),
 }
 
-/// A unary request of the `Incidents` service, ready to send.
+/// A unary request of the `Incidents`, `SeverityEvaluator` or `Paging`
+/// service (all served at `--server`), ready to send.
 #[derive(Debug, Clone, PartialEq)]
 #[allow(missing_docs)] // Each variant is named after its RPC.
 pub enum Rpc {
@@ -58,6 +61,10 @@ pub enum Rpc {
         all_pages: bool,
     },
     GetHistory(v1::GetHistoryRequest),
+    ExplainSeverity(v1::ExplainSeverityRequest),
+    Acknowledge(v1::AcknowledgeRequest),
+    WhoIsOnCall(v1::WhoIsOnCallRequest),
+    ListPages(v1::ListPagesRequest),
 }
 
 /// The answer to an [`Rpc`].
@@ -73,6 +80,14 @@ pub enum Reply {
     List(v1::ListIncidentsResponse),
     /// From `GetHistory`.
     History(v1::GetHistoryResponse),
+    /// From `SeverityEvaluator.Explain`.
+    Explanation(v1::SeverityExplanation),
+    /// From `Paging.Acknowledge`.
+    Acknowledged(v1::AcknowledgeResponse),
+    /// From `Paging.WhoIsOnCall`.
+    OnCall(v1::WhoIsOnCallResponse),
+    /// From `Paging.ListPages`.
+    Pages(v1::ListPagesResponse),
 }
 
 /// A connection to klaxond plus who is acting.
@@ -105,6 +120,10 @@ impl Connection {
         let mut request = tonic::Request::new(message);
         request.metadata_mut().insert(ACTOR_HEADER, self.actor.clone());
         request
+    }
+
+    fn paging(&self) -> PagingClient<Channel> {
+        PagingClient::new(self.channel.clone())
     }
 
     /// Sends one unary request and returns the server's answer.
@@ -140,6 +159,13 @@ impl Connection {
                 }
                 Reply::List(all)
             }
+            Rpc::ExplainSeverity(m) => {
+                let mut c = SeverityEvaluatorClient::new(self.channel.clone());
+                Reply::Explanation(c.explain(self.request(m)).await?.into_inner())
+            }
+            Rpc::Acknowledge(m) => Reply::Acknowledged(self.paging().acknowledge(self.request(m)).await?.into_inner()),
+            Rpc::WhoIsOnCall(m) => Reply::OnCall(self.paging().who_is_on_call(self.request(m)).await?.into_inner()),
+            Rpc::ListPages(m) => Reply::Pages(self.paging().list_pages(self.request(m)).await?.into_inner()),
         })
     }
 

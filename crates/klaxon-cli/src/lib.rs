@@ -1,9 +1,11 @@
 //! The `klaxon` command line: every incident command and query of Klaxon's
-//! gRPC API (`proto/klaxon/v1/incidents.proto`), for incident managers and
-//! responders at a terminal and for scripts (`--json`).
+//! gRPC API (`proto/klaxon/v1/incidents.proto`), the severity explanation
+//! (`severity.proto`) and paging (`paging.proto`: `ack`, `oncall`, `pages`),
+//! for incident managers and responders at a terminal and for scripts
+//! (`--json`). All services are served at the one `--server` address.
 //!
 //! What it must never do: decide anything about an incident. It checks the
-//! shape of its arguments (ids, enums, times), sends exactly one request per
+//! shape of its arguments (incident and page ids, enums, times), sends exactly one request per
 //! command (one per page for `list --all-pages`), and prints the server's
 //! answer or its error message as is.
 //!

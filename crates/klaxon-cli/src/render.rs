@@ -31,6 +31,14 @@ pub fn reply(rpc: &Rpc, reply: &Reply, json: bool) -> String {
         Reply::List(l) => list(l),
         Reply::History(h) if json => to_json(&HistoryView { entries: h.entries.iter().map(EntryView::new).collect() }),
         Reply::History(h) => history(h),
+        Reply::Explanation(e) if json => to_json(&ExplanationView::new(e)),
+        Reply::Explanation(e) => explanation(e),
+        Reply::Acknowledged(a) if json => to_json(&AcknowledgedView::new(a)),
+        Reply::Acknowledged(a) => acknowledged(rpc, a),
+        Reply::OnCall(o) if json => to_json(&OnCallListView::new(o)),
+        Reply::OnCall(o) => on_call(o),
+        Reply::Pages(p) if json => to_json(&PagesView { pages: p.pages.iter().map(PageView::new).collect() }),
+        Reply::Pages(p) => pages(p),
     }
 }
 
@@ -316,6 +324,160 @@ impl EntryView {
     }
 }
 
+/// A severity explanation in JSON: the assessment, every rule with its
+/// conditions, and the readable lines.
+#[derive(Debug, Serialize)]
+struct ExplanationView {
+    incident_id: String,
+    assessed: Option<&'static str>,
+    rule_id: Option<String>,
+    reason: String,
+    reasons: Vec<String>,
+    current: Option<&'static str>,
+    overridden: bool,
+    rules: Vec<RuleView>,
+    lines: Vec<String>,
+}
+
+impl ExplanationView {
+    fn new(e: &v1::SeverityExplanation) -> ExplanationView {
+        ExplanationView {
+            incident_id: e.incident_id.clone(),
+            assessed: severity_name(e.assessed),
+            rule_id: non_empty(&e.rule_id),
+            reason: e.reason.clone(),
+            reasons: e.reasons.clone(),
+            current: severity_name(e.current),
+            overridden: e.overridden,
+            rules: e
+                .rules
+                .iter()
+                .map(|r| RuleView {
+                    id: r.id.clone(),
+                    severity: severity_name(r.severity),
+                    matched: r.matched,
+                    chosen: r.chosen,
+                    conditions: r
+                        .conditions
+                        .iter()
+                        .map(|c| ConditionView {
+                            condition: c.condition.clone(),
+                            held: c.held,
+                            detail: c.detail.clone(),
+                        })
+                        .collect(),
+                })
+                .collect(),
+            lines: e.lines.clone(),
+        }
+    }
+}
+
+/// One severity rule as checked against the incident, in JSON.
+#[derive(Debug, Serialize)]
+struct RuleView {
+    id: String,
+    severity: Option<&'static str>,
+    matched: bool,
+    chosen: bool,
+    conditions: Vec<ConditionView>,
+}
+
+/// One condition of a severity rule, in JSON.
+#[derive(Debug, Serialize)]
+struct ConditionView {
+    condition: String,
+    held: bool,
+    detail: String,
+}
+
+/// A page in JSON.
+#[derive(Debug, Serialize)]
+struct PageView {
+    page_id: String,
+    incident_id: String,
+    responder: String,
+    level: u32,
+    round: u32,
+    reason: String,
+    paged_at: Option<String>,
+    deadline: Option<String>,
+    acknowledged_at: Option<String>,
+    acknowledged_by: Option<String>,
+    delivery: Option<String>,
+}
+
+impl PageView {
+    fn new(p: &v1::Page) -> PageView {
+        PageView {
+            page_id: p.page_id.clone(),
+            incident_id: p.incident_id.clone(),
+            responder: p.responder.clone(),
+            level: p.level,
+            round: p.round,
+            reason: p.reason.clone(),
+            paged_at: rfc3339(p.paged_at.as_ref()),
+            deadline: rfc3339(p.deadline.as_ref()),
+            acknowledged_at: rfc3339(p.acknowledged_at.as_ref()),
+            acknowledged_by: non_empty(&p.acknowledged_by),
+            delivery: non_empty(&p.delivery),
+        }
+    }
+}
+
+/// The pages of an incident, in JSON.
+#[derive(Debug, Serialize)]
+struct PagesView {
+    pages: Vec<PageView>,
+}
+
+/// What `ack` answers, in JSON.
+#[derive(Debug, Serialize)]
+struct AcknowledgedView {
+    position: u64,
+    page: Option<PageView>,
+}
+
+impl AcknowledgedView {
+    fn new(a: &v1::AcknowledgeResponse) -> AcknowledgedView {
+        AcknowledgedView { position: a.position, page: a.page.as_ref().map(PageView::new) }
+    }
+}
+
+/// Who is on call, in JSON; `who` is `null` when nobody is.
+#[derive(Debug, Serialize)]
+struct OnCallListView {
+    on_call: Vec<OnCallView>,
+}
+
+/// One schedule's on-call person, in JSON.
+#[derive(Debug, Serialize)]
+struct OnCallView {
+    schedule: String,
+    who: Option<String>,
+    source: Option<String>,
+    from: Option<String>,
+    until: Option<String>,
+}
+
+impl OnCallListView {
+    fn new(o: &v1::WhoIsOnCallResponse) -> OnCallListView {
+        OnCallListView {
+            on_call: o
+                .on_call
+                .iter()
+                .map(|c| OnCallView {
+                    schedule: c.schedule.clone(),
+                    who: non_empty(&c.who),
+                    source: non_empty(&c.source),
+                    from: rfc3339(c.from.as_ref()),
+                    until: rfc3339(c.until.as_ref()),
+                })
+                .collect(),
+        }
+    }
+}
+
 /// One line of `join --json`.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -358,7 +520,14 @@ fn confirmation(rpc: &Rpc, r: &v1::CommandResponse) -> String {
         Rpc::Resolve(_) => "resolved".to_string(),
         Rpc::Reopen(_) => "reopened".to_string(),
         Rpc::ValidateResolution(_) => "resolution validated; closed".to_string(),
-        Rpc::Report(_) | Rpc::GetIncident(_) | Rpc::ListIncidents { .. } | Rpc::GetHistory(_) => "done".to_string(),
+        Rpc::Report(_)
+        | Rpc::GetIncident(_)
+        | Rpc::ListIncidents { .. }
+        | Rpc::GetHistory(_)
+        | Rpc::ExplainSeverity(_)
+        | Rpc::Acknowledge(_)
+        | Rpc::WhoIsOnCall(_)
+        | Rpc::ListPages(_) => "done".to_string(),
     };
     let retry = if r.deduplicated { "; a retry, nothing new written" } else { "" };
     format!("{} {what} (version {}{retry})", i.id, i.version)
@@ -460,9 +629,9 @@ fn list(l: &v1::ListIncidentsResponse) -> String {
     if l.incidents.is_empty() {
         return "no incidents".to_string();
     }
-    let header = ["ID", "SEV", "STATUS", "COMMANDER", "SERVICE", "TITLE"].map(String::from);
-    let rows: Vec<[String; 6]> = std::iter::once(header)
-        .chain(l.incidents.iter().map(|i| {
+    let mut out = table(
+        ["ID", "SEV", "STATUS", "COMMANDER", "SERVICE", "TITLE"],
+        l.incidents.iter().map(|i| {
             [
                 i.id.clone(),
                 severity_label(i.severity),
@@ -471,9 +640,19 @@ fn list(l: &v1::ListIncidentsResponse) -> String {
                 or_dash(&i.service).to_string(),
                 i.title.clone(),
             ]
-        }))
-        .collect();
-    let mut widths = [0; 6];
+        }),
+    );
+    if !l.next_page_token.is_empty() {
+        out.push_str("\n(more incidents: use --all-pages)");
+    }
+    out
+}
+
+/// A table with a header row: columns separated by two spaces and padded to
+/// their widest cell, except the last; no trailing whitespace or newline.
+fn table<const N: usize>(header: [&str; N], rows: impl Iterator<Item = [String; N]>) -> String {
+    let rows: Vec<[String; N]> = std::iter::once(header.map(String::from)).chain(rows).collect();
+    let mut widths = [0; N];
     for row in &rows {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
@@ -490,9 +669,6 @@ fn list(l: &v1::ListIncidentsResponse) -> String {
             }
         }
         let _ = writeln!(out, "{}", line.trim_end());
-    }
-    if !l.next_page_token.is_empty() {
-        out.push_str("(more incidents: use --all-pages)\n");
     }
     out.pop();
     out
@@ -512,4 +688,77 @@ fn history(h: &v1::GetHistoryResponse) -> String {
         })
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+/// `severity explain`: a header with the assessment and the current
+/// severity, a warning when a manager's override is in force, then the
+/// server's readable lines.
+fn explanation(e: &v1::SeverityExplanation) -> String {
+    let by = if e.rule_id.is_empty() { "by default".to_string() } else { format!("by rule {}", e.rule_id) };
+    let current = severity_label(e.current);
+    let mut out = vec![format!("{}: assessed {} {by} (current {current})", e.incident_id, severity_label(e.assessed))];
+    if e.overridden {
+        out.push(format!("A manager's override is in force: the severity stays {current} whatever the rules assess."));
+    }
+    out.extend(e.lines.iter().cloned());
+    out.join("\n")
+}
+
+/// `ack`: `INC-7-P1 acknowledged by ana`.
+fn acknowledged(rpc: &Rpc, a: &v1::AcknowledgeResponse) -> String {
+    let page = a.page.clone().unwrap_or_default();
+    let id = match (page.page_id.as_str(), rpc) {
+        ("", Rpc::Acknowledge(q)) => q.page_id.clone(),
+        (id, _) => id.to_string(),
+    };
+    format!("{} acknowledged by {}", or_dash(&id), or_dash(&page.acknowledged_by))
+}
+
+/// The table of `oncall`; UNTIL is `-` when nobody is on call or the shift
+/// has no end.
+fn on_call(o: &v1::WhoIsOnCallResponse) -> String {
+    if o.on_call.is_empty() {
+        return "no schedules".to_string();
+    }
+    table(
+        ["SCHEDULE", "ON CALL", "SOURCE", "UNTIL"],
+        o.on_call.iter().map(|c| {
+            let until = if c.who.is_empty() { None } else { human_time(c.until.as_ref()) };
+            [
+                c.schedule.clone(),
+                or_dash(&c.who).to_string(),
+                or_dash(&c.source).to_string(),
+                until.unwrap_or_else(|| "-".to_string()),
+            ]
+        }),
+    )
+}
+
+/// The table of `pages`, oldest first as the server sends them.
+fn pages(p: &v1::ListPagesResponse) -> String {
+    if p.pages.is_empty() {
+        return "no pages".to_string();
+    }
+    let dash = || "-".to_string();
+    table(
+        ["PAGE", "RESPONDER", "LEVEL", "ROUND", "REASON", "PAGED", "DEADLINE", "ACK", "DELIVERY"],
+        p.pages.iter().map(|page| {
+            let ack = match (page.acknowledged_by.as_str(), human_time(page.acknowledged_at.as_ref())) {
+                ("", None) => dash(),
+                (by, Some(at)) => format!("{} at {at}", or_dash(by)),
+                (by, None) => by.to_string(),
+            };
+            [
+                page.page_id.clone(),
+                or_dash(&page.responder).to_string(),
+                page.level.to_string(),
+                page.round.to_string(),
+                or_dash(&page.reason).to_string(),
+                human_time(page.paged_at.as_ref()).unwrap_or_else(dash),
+                human_time(page.deadline.as_ref()).unwrap_or_else(dash),
+                ack,
+                or_dash(&page.delivery).to_string(),
+            ]
+        }),
+    )
 }

@@ -17,6 +17,8 @@
 //!   overrides): who is on call at an instant, across DST changes.
 //! - [`severity`]: ordered severity rules over an incident's facts, with an
 //!   explanation of which rule matched and why the others did not.
+//! - [`paging`]: escalation policies, SLOs, page events, and the pure
+//!   decision of whom to page, when to escalate and which SLO is breached.
 //!
 //! Errors are [`Error`] for rejected input or commands and [`DecodeError`] for
 //! stored records that cannot be read back.
@@ -25,6 +27,7 @@ mod error;
 pub mod ids;
 pub mod incident;
 pub mod oncall;
+pub mod paging;
 pub mod severity;
 
 pub use error::{ConfigError, DecodeError, Error};

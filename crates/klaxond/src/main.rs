@@ -53,7 +53,7 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let result = match cli.command {
-        Commands::Up(args) => config::Config::load(args.config.as_deref()).and_then(|mut config| {
+        Commands::Up(args) => config::Config::load(args.config.as_deref()).and_then(|(mut config, validated)| {
             if let Some(listen) = args.listen {
                 config.listen = listen;
             }
@@ -61,7 +61,7 @@ fn main() -> ExitCode {
                 config.data_dir = dir;
             }
             let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-            runtime.block_on(up::run(config))
+            runtime.block_on(up::run(config, validated))
         }),
     };
     match result {

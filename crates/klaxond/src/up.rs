@@ -8,13 +8,13 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::server::TcpIncoming;
 
-use crate::config::Config;
+use crate::config::{Config, Validated};
 
 /// Runs until SIGINT or SIGTERM, then stops in order: stop accepting and
 /// finish in-flight requests (bridges end and record their participants'
 /// departure), stop the services, then close the log, which commits and
 /// syncs every queued append. A second signal exits at once.
-pub async fn run(config: Config) -> anyhow::Result<()> {
+pub async fn run(config: Config, validated: Validated) -> anyhow::Result<()> {
     let data_dir = std::path::absolute(&config.data_dir).unwrap_or(config.data_dir.clone());
     let log = Log::open(&data_dir, config.log.clone())
         .with_context(|| format!("cannot open the event log in {}", data_dir.display()))?;
@@ -29,16 +29,29 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let intake = Intake::new(log.clone(), config.intake.clone(), system_clock());
     let handle = intake.handle();
     let intake_task = tokio::spawn(intake.run(services.clone()));
+    let evaluator = klaxon_severity::Evaluator::new(log.clone(), validated.rules.clone(), validated.catalog.clone());
+    let evaluator_handle = evaluator.handle();
+    let evaluator_task = tokio::spawn(evaluator.run(services.clone()));
 
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<klaxon_proto::v1::incidents_server::IncidentsServer<IncidentsService>>().await;
     health.set_serving::<klaxon_proto::v1::bridge_server::BridgeServer<BridgeService>>().await;
+    health
+        .set_serving::<klaxon_proto::v1::severity_evaluator_server::SeverityEvaluatorServer<klaxon_severity::grpc::SeverityService>>()
+        .await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(klaxon_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()?;
 
-    tracing::info!(%address, data_dir = %data_dir.display(), head = log.head().0, "klaxond up");
+    tracing::info!(
+        %address,
+        data_dir = %data_dir.display(),
+        head = log.head().0,
+        services = validated.catalog.len(),
+        schedules = validated.schedules.len(),
+        "klaxond up"
+    );
     println!("klaxond listening on {address} (gRPC); data in {}", data_dir.display());
 
     let server = tonic::transport::Server::builder()
@@ -46,6 +59,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .add_service(reflection)
         .add_service(IncidentsService::new(handle.clone()).into_server())
         .add_service(BridgeService::new(handle, shutdown.clone()).into_server())
+        .add_service(klaxon_severity::grpc::SeverityService::new(evaluator_handle).into_server())
         .serve_with_incoming_shutdown(
             TcpIncoming::from(listener).with_nodelay(Some(true)),
             shutdown.clone().cancelled_owned(),
@@ -57,6 +71,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     match intake_task.await {
         Ok(result) => result.context("the intake service failed")?,
         Err(e) => anyhow::bail!("the intake service panicked: {e}"),
+    }
+    match evaluator_task.await {
+        Ok(result) => result.context("the severity evaluator failed")?,
+        Err(e) => anyhow::bail!("the severity evaluator panicked: {e}"),
     }
     log.close().await;
     tracing::info!(head = log.head().0, "event log closed; bye");

@@ -219,6 +219,30 @@ fn every_subcommand_builds_its_request() {
                 all_pages: true,
             },
         ),
+        (&["severity", "explain", "inc-1"], Rpc::ExplainSeverity(ExplainSeverityRequest { incident_id: id() })),
+        (&["pages", "INC-1"], Rpc::ListPages(ListPagesRequest { incident_id: id() })),
+        (&["ack", "INC-7-P1"], Rpc::Acknowledge(AcknowledgeRequest { page_id: "INC-7-P1".into() })),
+        (&["ack", "inc-12-p30"], Rpc::Acknowledge(AcknowledgeRequest { page_id: "INC-12-P30".into() })),
+        (&["oncall"], Rpc::WhoIsOnCall(WhoIsOnCallRequest { schedule: String::new(), at: None })),
+        (&["oncall", "--at", "now"], Rpc::WhoIsOnCall(WhoIsOnCallRequest { schedule: String::new(), at: None })),
+        (
+            &["oncall", "payments-primary", "--at", "NOW"],
+            Rpc::WhoIsOnCall(WhoIsOnCallRequest { schedule: "payments-primary".into(), at: None }),
+        ),
+        (
+            &["oncall", "--at", "2025-03-01T11:00:00+01:00", "checkout"],
+            Rpc::WhoIsOnCall(WhoIsOnCallRequest {
+                schedule: "checkout".into(),
+                at: Some(prost_types::Timestamp { seconds: 1_740_823_200, nanos: 0 }),
+            }),
+        ),
+        (
+            &["oncall", "checkout", "--at", "2025-03-01T10:00:00.5Z"],
+            Rpc::WhoIsOnCall(WhoIsOnCallRequest {
+                schedule: "checkout".into(),
+                at: Some(prost_types::Timestamp { seconds: 1_740_823_200, nanos: 500_000_000 }),
+            }),
+        ),
     ];
     for (argv, expected) in cases {
         check(argv, expected);
@@ -272,6 +296,26 @@ fn bad_values_are_usage_errors_naming_the_flag() {
         (&["--as", "zoë", "list"], "--as"),
         (&["--expect-version", "x", "list"], "--expect-version"),
         (&["frobnicate"], "frobnicate"),
+        (&["severity", "explain", "INC-x"], "<INCIDENT>"),
+        (&["severity", "explain"], "<INCIDENT>"),
+        (&["pages", "INC-0"], "<INCIDENT>"),
+        (&["pages"], "<INCIDENT>"),
+        (&["ack"], "<PAGE>"),
+        (&["ack", "INC-7"], "<PAGE>"),
+        (&["ack", "INC-7-P0"], "<PAGE>"),
+        (&["ack", "INC-7-P01"], "<PAGE>"),
+        (&["ack", "INC-07-P1"], "<PAGE>"),
+        (&["ack", "INC-7-P"], "<PAGE>"),
+        (&["ack", "INC-7-X1"], "<PAGE>"),
+        (&["ack", "INC-7-P1x"], "<PAGE>"),
+        (&["ack", "INC-7-P-1"], "<PAGE>"),
+        (&["ack", "7-P1"], "<PAGE>"),
+        (&["ack", "INC-7-P99999999999999999999"], "<PAGE>"),
+        (&["oncall", ""], "[SCHEDULE]"),
+        (&["oncall", "--at", "tomorrow"], "--at"),
+        (&["oncall", "--at", "2025-03-01 10:00"], "--at"),
+        (&["oncall", "--at"], "--at"),
+        (&["oncall", "a", "b"], "b"),
     ];
     for (argv, flag) in cases {
         let err = action(argv).expect_err(&format!("{argv:?} should be a usage error"));

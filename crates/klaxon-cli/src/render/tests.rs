@@ -265,3 +265,248 @@ fn bridge_lines() {
     .assert_eq(&bridge_message(&event, true));
     assert!(bridge_message(&snapshot, true).starts_with(r#"{"snapshot":{"id":"INC-7","#));
 }
+
+/// The explanation of INC-7: the second of three rules chose SEV1.
+fn explanation() -> v1::SeverityExplanation {
+    let condition = |condition: &str, held: bool, detail: &str| v1::ConditionCheck {
+        condition: condition.into(),
+        held,
+        detail: detail.into(),
+    };
+    v1::SeverityExplanation {
+        incident_id: "INC-7".into(),
+        assessed: v1::Severity::Sev1 as i32,
+        rule_id: "tier1-multi-customer".into(),
+        reason: "several customers of a tier-1 service".into(),
+        reasons: vec!["service checkout is tier 1".into(), "multi-customer impact".into()],
+        current: v1::Severity::Sev1 as i32,
+        overridden: false,
+        rules: vec![
+            v1::RuleCheck {
+                id: "executive-escalation".into(),
+                severity: v1::Severity::Sev1 as i32,
+                matched: false,
+                chosen: false,
+                conditions: vec![condition("source", false, "reported via pager_duty, not executive")],
+            },
+            v1::RuleCheck {
+                id: "tier1-multi-customer".into(),
+                severity: v1::Severity::Sev1 as i32,
+                matched: true,
+                chosen: true,
+                conditions: vec![
+                    condition("tier", true, "service checkout is tier 1"),
+                    condition("multi_customer", true, "multi-customer impact"),
+                ],
+            },
+            v1::RuleCheck {
+                id: "catch-all".into(),
+                severity: v1::Severity::Sev3 as i32,
+                matched: true,
+                chosen: false,
+                conditions: vec![],
+            },
+        ],
+        lines: vec![
+            "SEV1 by rule tier1-multi-customer: several customers of a tier-1 service".into(),
+            "  because service checkout is tier 1; multi-customer impact".into(),
+            "Rules, in order (the first that matches wins):".into(),
+            "  1. executive-escalation (SEV1): does not match".into(),
+            "       no  source: reported via pager_duty, not executive".into(),
+            "  2. tier1-multi-customer (SEV1): matches, chosen".into(),
+            "       yes tier: service checkout is tier 1".into(),
+            "       yes multi_customer: multi-customer impact".into(),
+            "  3. catch-all (SEV3): matches too, but an earlier rule won".into(),
+            "       (no conditions: matches everything)".into(),
+        ],
+    }
+}
+
+fn explain() -> Rpc {
+    Rpc::ExplainSeverity(v1::ExplainSeverityRequest { incident_id: "INC-7".into() })
+}
+
+#[test]
+fn severity_explanation() {
+    check(
+        explain(),
+        Reply::Explanation(explanation()),
+        false,
+        expect![[r#"
+            INC-7: assessed SEV1 by rule tier1-multi-customer (current SEV1)
+            SEV1 by rule tier1-multi-customer: several customers of a tier-1 service
+              because service checkout is tier 1; multi-customer impact
+            Rules, in order (the first that matches wins):
+              1. executive-escalation (SEV1): does not match
+                   no  source: reported via pager_duty, not executive
+              2. tier1-multi-customer (SEV1): matches, chosen
+                   yes tier: service checkout is tier 1
+                   yes multi_customer: multi-customer impact
+              3. catch-all (SEV3): matches too, but an earlier rule won
+                   (no conditions: matches everything)"#]],
+    );
+    let overridden = v1::SeverityExplanation {
+        assessed: v1::Severity::Sev3 as i32,
+        rule_id: String::new(),
+        reason: "no rule matched".into(),
+        reasons: vec![],
+        current: v1::Severity::Sev2 as i32,
+        overridden: true,
+        rules: vec![],
+        lines: vec!["SEV3 by default: no rule matched".into(), "No rules are configured.".into()],
+        ..explanation()
+    };
+    check(
+        explain(),
+        Reply::Explanation(overridden.clone()),
+        false,
+        expect![[r#"
+            INC-7: assessed SEV3 by default (current SEV2)
+            A manager's override is in force: the severity stays SEV2 whatever the rules assess.
+            SEV3 by default: no rule matched
+            No rules are configured."#]],
+    );
+    check(
+        explain(),
+        Reply::Explanation(overridden),
+        true,
+        expect![[
+            r#"{"incident_id":"INC-7","assessed":"sev3","rule_id":null,"reason":"no rule matched","reasons":[],"current":"sev2","overridden":true,"rules":[],"lines":["SEV3 by default: no rule matched","No rules are configured."]}"#
+        ]],
+    );
+    check(
+        explain(),
+        Reply::Explanation(explanation()),
+        true,
+        expect![[
+            r#"{"incident_id":"INC-7","assessed":"sev1","rule_id":"tier1-multi-customer","reason":"several customers of a tier-1 service","reasons":["service checkout is tier 1","multi-customer impact"],"current":"sev1","overridden":false,"rules":[{"id":"executive-escalation","severity":"sev1","matched":false,"chosen":false,"conditions":[{"condition":"source","held":false,"detail":"reported via pager_duty, not executive"}]},{"id":"tier1-multi-customer","severity":"sev1","matched":true,"chosen":true,"conditions":[{"condition":"tier","held":true,"detail":"service checkout is tier 1"},{"condition":"multi_customer","held":true,"detail":"multi-customer impact"}]},{"id":"catch-all","severity":"sev3","matched":true,"chosen":false,"conditions":[]}],"lines":["SEV1 by rule tier1-multi-customer: several customers of a tier-1 service","  because service checkout is tier 1; multi-customer impact","Rules, in order (the first that matches wins):","  1. executive-escalation (SEV1): does not match","       no  source: reported via pager_duty, not executive","  2. tier1-multi-customer (SEV1): matches, chosen","       yes tier: service checkout is tier 1","       yes multi_customer: multi-customer impact","  3. catch-all (SEV3): matches too, but an earlier rule won","       (no conditions: matches everything)"]}"#
+        ]],
+    );
+}
+
+/// Page `n` of INC-7, paged `minutes` after 10:00, with a 5-minute deadline.
+fn page(n: u32, responder: &str, minutes: i64) -> v1::Page {
+    v1::Page {
+        page_id: format!("INC-7-P{n}"),
+        incident_id: "INC-7".into(),
+        responder: responder.into(),
+        level: n,
+        round: 1,
+        reason: "SEV1 declared".into(),
+        paged_at: at(minutes),
+        deadline: at(minutes + 5),
+        delivery: "delivered".into(),
+        ..Default::default()
+    }
+}
+
+fn acked(p: v1::Page, by: &str, minutes: i64) -> v1::Page {
+    v1::Page { acknowledged_by: by.into(), acknowledged_at: at(minutes), ..p }
+}
+
+#[test]
+fn acknowledge_confirmation() {
+    let ack = Rpc::Acknowledge(v1::AcknowledgeRequest { page_id: "INC-7-P1".into() });
+    let response = v1::AcknowledgeResponse { page: Some(acked(page(1, "ana", 3), "ana", 4)), position: 57 };
+    check(ack.clone(), Reply::Acknowledged(response.clone()), false, expect!["INC-7-P1 acknowledged by ana"]);
+    let by_manager = v1::AcknowledgeResponse { page: Some(acked(page(1, "ana", 3), "alice", 4)), position: 58 };
+    check(ack.clone(), Reply::Acknowledged(by_manager), false, expect!["INC-7-P1 acknowledged by alice"]);
+    check(
+        ack.clone(),
+        Reply::Acknowledged(v1::AcknowledgeResponse { page: None, position: 59 }),
+        false,
+        expect!["INC-7-P1 acknowledged by -"],
+    );
+    check(
+        ack,
+        Reply::Acknowledged(response),
+        true,
+        expect![[
+            r#"{"position":57,"page":{"page_id":"INC-7-P1","incident_id":"INC-7","responder":"ana","level":1,"round":1,"reason":"SEV1 declared","paged_at":"2025-03-01T10:03:00Z","deadline":"2025-03-01T10:08:00Z","acknowledged_at":"2025-03-01T10:04:00Z","acknowledged_by":"ana","delivery":"delivered"}}"#
+        ]],
+    );
+}
+
+fn pages_of(incident: &str) -> Rpc {
+    Rpc::ListPages(v1::ListPagesRequest { incident_id: incident.into() })
+}
+
+#[test]
+fn pages_table() {
+    let failed = v1::Page { delivery: "failed".into(), ..page(2, "bob", 8) };
+    let escalated =
+        v1::Page { round: 2, reason: "INC-7-P2 not acknowledged in time".into(), ..page(3, "carol-manager", 13) };
+    let list = v1::ListPagesResponse {
+        pages: vec![
+            acked(page(1, "ana", 3), "ana", 4),
+            failed,
+            escalated,
+            v1::Page { delivery: String::new(), ..page(4, "dave", 18) },
+        ],
+    };
+    check(
+        pages_of("INC-7"),
+        Reply::Pages(list.clone()),
+        false,
+        expect![[r#"
+            PAGE      RESPONDER      LEVEL  ROUND  REASON                             PAGED                 DEADLINE              ACK                          DELIVERY
+            INC-7-P1  ana            1      1      SEV1 declared                      2025-03-01T10:03:00Z  2025-03-01T10:08:00Z  ana at 2025-03-01T10:04:00Z  delivered
+            INC-7-P2  bob            2      1      SEV1 declared                      2025-03-01T10:08:00Z  2025-03-01T10:13:00Z  -                            failed
+            INC-7-P3  carol-manager  3      2      INC-7-P2 not acknowledged in time  2025-03-01T10:13:00Z  2025-03-01T10:18:00Z  -                            delivered
+            INC-7-P4  dave           4      1      SEV1 declared                      2025-03-01T10:18:00Z  2025-03-01T10:23:00Z  -                            -"#]],
+    );
+    check(pages_of("INC-8"), Reply::Pages(v1::ListPagesResponse::default()), false, expect!["no pages"]);
+    check(
+        pages_of("INC-7"),
+        Reply::Pages(v1::ListPagesResponse { pages: list.pages[1..2].to_vec() }),
+        true,
+        expect![[
+            r#"{"pages":[{"page_id":"INC-7-P2","incident_id":"INC-7","responder":"bob","level":2,"round":1,"reason":"SEV1 declared","paged_at":"2025-03-01T10:08:00Z","deadline":"2025-03-01T10:13:00Z","acknowledged_at":null,"acknowledged_by":null,"delivery":"failed"}]}"#
+        ]],
+    );
+}
+
+#[test]
+fn on_call_table() {
+    let on_call = |schedule: &str, who: &str, source: &str, until: Option<prost_types::Timestamp>| v1::OnCall {
+        schedule: schedule.into(),
+        who: who.into(),
+        source: source.into(),
+        from: at(-120),
+        until,
+    };
+    let response = v1::WhoIsOnCallResponse {
+        on_call: vec![
+            on_call("checkout-primary", "ana", "weekdays", at(8 * 60)),
+            on_call(
+                "payments",
+                "bob",
+                "override",
+                Some(prost_types::Timestamp { seconds: 1_740_830_400, nanos: 750_000_000 }),
+            ),
+            on_call("search", "", "", None),
+            on_call("infra", "carol", "follow-the-sun", None),
+        ],
+    };
+    let rpc = Rpc::WhoIsOnCall(v1::WhoIsOnCallRequest::default());
+    check(
+        rpc.clone(),
+        Reply::OnCall(response.clone()),
+        false,
+        expect![[r#"
+            SCHEDULE          ON CALL  SOURCE          UNTIL
+            checkout-primary  ana      weekdays        2025-03-01T18:00:00Z
+            payments          bob      override        2025-03-01T12:00:00Z
+            search            -        -               -
+            infra             carol    follow-the-sun  -"#]],
+    );
+    check(rpc.clone(), Reply::OnCall(v1::WhoIsOnCallResponse::default()), false, expect!["no schedules"]);
+    check(
+        rpc,
+        Reply::OnCall(v1::WhoIsOnCallResponse { on_call: response.on_call[1..3].to_vec() }),
+        true,
+        expect![[
+            r#"{"on_call":[{"schedule":"payments","who":"bob","source":"override","from":"2025-03-01T08:00:00Z","until":"2025-03-01T12:00:00.750Z"},{"schedule":"search","who":null,"source":null,"from":"2025-03-01T08:00:00Z","until":null}]}"#
+        ]],
+    );
+}

@@ -38,6 +38,10 @@ fn an_unreachable_server_exits_4_with_one_line_naming_it() {
         &["--json", "declare", "INC-1", "--severity", "1"],
         &["list", "--all-pages"],
         &["join", "INC-1"],
+        &["severity", "explain", "INC-1"],
+        &["ack", "INC-1-P1"],
+        &["--json", "oncall", "--at", "2025-03-01T10:00:00Z"],
+        &["pages", "INC-1"],
     ];
     for args in cases {
         let argv: Vec<&str> = ["--server", server.as_str()].iter().chain(args.iter()).copied().collect();
@@ -69,6 +73,8 @@ fn usage_errors_exit_2() {
         (&["declare", "INC-1"], "--severity"),
         (&["declare", "INC-1", "--severity", "7"], "--severity"),
         (&["handoff", "request", "INC-1"], "--to"),
+        (&["ack", "INC-1"], "<PAGE>"),
+        (&["oncall", "--at", "soon"], "--at"),
         (&[], "Usage"),
     ];
     for (args, named) in cases {
@@ -100,6 +106,9 @@ fn help_lists_every_command_and_the_exit_codes() {
         "list",
         "history",
         "join",
+        "pages",
+        "ack",
+        "oncall",
         "Exit codes:",
     ] {
         assert!(help.contains(word), "--help lacks {word}");

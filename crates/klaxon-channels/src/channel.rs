@@ -1,0 +1,164 @@
+//! The validated set of channels and delivery through one of them.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use bytes::Bytes;
+
+use crate::config::{self, ChannelConfig, SpecKind};
+use crate::http::{self, HttpClient};
+use crate::{Error, Notification};
+
+/// How one delivery went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Delivery {
+    /// Attempts made, including the one that succeeded (at least 1).
+    pub attempts: u32,
+    /// The receiver's `2xx` status; `0` for the log channel, which makes no
+    /// HTTP request.
+    pub status: u16,
+}
+
+/// Which kind of channel this is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ChannelKind {
+    /// Signed generic HTTP webhook.
+    Webhook,
+    /// Slack-compatible incoming webhook.
+    Slack,
+    /// Development channel writing to `tracing`.
+    Log,
+}
+
+/// One configured channel; cheap to clone (clones share one connection pool).
+#[derive(Clone)]
+pub struct Channel {
+    name: String,
+    kind: SpecKind,
+    client: HttpClient,
+}
+
+impl fmt::Debug for Channel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Channel").field("name", &self.name).field("kind", &self.kind).finish_non_exhaustive()
+    }
+}
+
+impl Channel {
+    /// The channel's configured name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The channel's kind.
+    pub fn kind(&self) -> ChannelKind {
+        match self.kind {
+            SpecKind::Webhook { .. } => ChannelKind::Webhook,
+            SpecKind::Slack { .. } => ChannelKind::Slack,
+            SpecKind::Log => ChannelKind::Log,
+        }
+    }
+
+    /// Delivers `notification`, retrying within the channel's limits.
+    ///
+    /// Returns after at most `attempts_max` attempts of at most `timeout_ms`
+    /// each plus the backoff delays between them (each at most
+    /// `backoff_max_ms`). Every attempt carries the same `Idempotency-Key`,
+    /// so a receiver that deduplicates on it sees the notification once even
+    /// when a response was lost and the request repeated. Dropping the
+    /// returned future abandons the delivery (the receiver may or may not
+    /// have it). Needs a Tokio runtime with timers enabled.
+    pub async fn deliver(&self, notification: &Notification) -> Result<Delivery, Error> {
+        notification.validate()?;
+        let key = notification.idempotency_key.as_str();
+        match &self.kind {
+            SpecKind::Webhook { http, secret } => {
+                let body = Bytes::from(notification.webhook_body()?);
+                http::post(&self.client, &self.name, http, Some(secret), key, body).await
+            }
+            SpecKind::Slack { http } => {
+                let body = Bytes::from(notification.slack_body()?);
+                http::post(&self.client, &self.name, http, None, key, body).await
+            }
+            SpecKind::Log => {
+                let fields = serde_json::Value::Object(
+                    notification.fields.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+                );
+                tracing::info!(
+                    channel = %self.name,
+                    idempotency_key = %key,
+                    kind = %notification.kind,
+                    recipient = notification.recipient.as_deref().unwrap_or(""),
+                    title = %notification.title,
+                    text = %notification.text,
+                    %fields,
+                    "notification"
+                );
+                Ok(Delivery { attempts: 1, status: 0 })
+            }
+        }
+    }
+}
+
+/// The validated set of channels, by name.
+///
+/// Built once at start from configuration; all channels share one pooled
+/// HTTP client. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Channels {
+    by_name: BTreeMap<String, Channel>,
+}
+
+impl Channels {
+    /// Validates `configs` and builds the channels, reading each webhook's
+    /// secret through `env` (a lookup by variable name; tests pass a map).
+    ///
+    /// Fails with [`Error::Config`] naming the first offending key, e.g.
+    /// `channels[1].url: required for kind "slack"`. Does not connect anywhere.
+    pub fn new(configs: &[ChannelConfig], env: impl Fn(&str) -> Option<String>) -> Result<Self, Error> {
+        let specs = config::validate(configs, &env)?;
+        let client = http::client();
+        let by_name = specs
+            .into_iter()
+            .map(|spec| {
+                let channel = Channel { name: spec.name.clone(), kind: spec.kind, client: client.clone() };
+                (spec.name, channel)
+            })
+            .collect();
+        Ok(Channels { by_name })
+    }
+
+    /// [`Channels::new`] reading secrets from the process environment
+    /// (a variable that is not valid Unicode counts as unset).
+    pub fn from_env(configs: &[ChannelConfig]) -> Result<Self, Error> {
+        Channels::new(configs, |var| std::env::var(var).ok())
+    }
+
+    /// The channel called `name`, if configured.
+    pub fn get(&self, name: &str) -> Option<&Channel> {
+        self.by_name.get(name)
+    }
+
+    /// Delivers `notification` through the channel called `name`; see
+    /// [`Channel::deliver`].
+    pub async fn deliver(&self, name: &str, notification: &Notification) -> Result<Delivery, Error> {
+        let channel = self.get(name).ok_or_else(|| Error::UnknownChannel { name: name.to_string() })?;
+        channel.deliver(notification).await
+    }
+
+    /// All channels, ordered by name.
+    pub fn iter(&self) -> impl Iterator<Item = &Channel> {
+        self.by_name.values()
+    }
+
+    /// How many channels are configured.
+    pub fn len(&self) -> usize {
+        self.by_name.len()
+    }
+
+    /// Whether no channel is configured.
+    pub fn is_empty(&self) -> bool {
+        self.by_name.is_empty()
+    }
+}

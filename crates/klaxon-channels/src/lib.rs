@@ -1,0 +1,66 @@
+//! Klaxon's outbound notification channels: how a page reaches a responder
+//! and a status update reaches an executive.
+//!
+//! Paging and the executive notifier decide *what* to send and *when*; this
+//! crate only delivers one [`Notification`] through one named [`Channel`] and
+//! says how it went ([`Delivery`] or [`Error`]). It knows nothing about
+//! incidents, severities or schedules. Three kinds of channel exist:
+//!
+//! - **webhook**: a generic HTTP `POST` of the notification as JSON, signed
+//!   with HMAC-SHA256 (scheme in [`signature`]), carrying the notification's
+//!   idempotency key in an `Idempotency-Key` header that is the same on every
+//!   retry, so receivers can deduplicate.
+//! - **slack**: a Slack-compatible incoming webhook, `POST {"text": "..."}`.
+//!   Slack does not deduplicate, so a retry after a lost response may post
+//!   twice (delivery is at-least-once).
+//! - **log**: writes the notification to `tracing` at info level; for
+//!   development, always succeeds.
+//!
+//! Deliveries are bounded: `attempts_max` attempts, a timeout on each, an
+//! exponential backoff with ±20% jitter capped at `backoff_max_ms` (a
+//! server's `Retry-After` is honoured within the same cap), and at most
+//! [`RESPONSE_BODY_BYTES_MAX`] of a response body read. Connect errors,
+//! timeouts, `5xx` and `429` are retried; any other non-`2xx` status is a
+//! permanent failure and is not retried.
+//!
+//! Transport: plain `http://` only, through hyper-util's pooled client.
+//! `https://` URLs are refused at configuration time until a TLS connector is
+//! added (a `hyper-rustls` connector plugs into the same client).
+//!
+//! What it must never do: read secrets from configuration files (HMAC keys
+//! come from environment variables named in the config), log a secret, retry
+//! without bound, change the idempotency key between retries, or interpret a
+//! notification beyond rendering it.
+//!
+//! Modules:
+//! - `config`: the serde [`Config`] / [`ChannelConfig`] and their validation,
+//!   with errors naming the key path (`channels[1].url: ...`).
+//! - `notification`: the [`Notification`] value and its limits.
+//! - `channel`: [`Channels`] (the validated set, by name) and [`Channel::deliver`].
+//! - `http`: one HTTP attempt and the retry loop shared by webhook and slack.
+//! - `backoff`: the retry delay schedule (pure, deterministic jitter).
+//! - `signature`: the webhook signing scheme and [`verify_signature`] for receivers.
+//! - `error`: the crate's [`Error`] and [`AttemptFailure`].
+
+mod backoff;
+mod channel;
+mod config;
+mod error;
+mod http;
+mod notification;
+pub mod signature;
+
+#[cfg(test)]
+mod tests;
+
+pub use channel::{Channel, ChannelKind, Channels, Delivery};
+pub use config::{
+    ATTEMPTS_MAX_LIMIT, BACKOFF_MS_LIMIT, CHANNEL_NAME_BYTES_MAX, CHANNELS_MAX, ChannelConfig, Config,
+    SECRET_BYTES_MAX, SECRET_BYTES_MIN, TIMEOUT_MS_LIMIT,
+};
+pub use error::{AttemptFailure, Error};
+pub use http::{BODY_EXCERPT_BYTES_MAX, RESPONSE_BODY_BYTES_MAX};
+pub use notification::{
+    IDEMPOTENCY_KEY_BYTES_MAX, NOTIFICATION_BODY_BYTES_MAX, NOTIFICATION_KIND_BYTES_MAX, Notification,
+};
+pub use signature::{IDEMPOTENCY_KEY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, signature_header, verify_signature};

@@ -1,0 +1,148 @@
+//! Configuration validation: every error names its key path.
+
+use klaxon_channels::{ChannelKind, Channels, Config};
+
+const EXAMPLE: &str = r#"
+[[channels]]
+name = "ops-webhook"
+kind = "webhook"
+url = "http://127.0.0.1:9000/pages"
+secret_env = "KLAXON_OPS_WEBHOOK_SECRET"
+timeout_ms = 5000
+attempts_max = 5
+backoff_initial_ms = 200
+backoff_max_ms = 5000
+
+[[channels]]
+name = "slack-incidents"
+kind = "slack"
+url = "http://127.0.0.1:9001/services/T000/B000/XXXX"
+
+[[channels]]
+name = "dev-log"
+kind = "log"
+"#;
+
+fn env(var: &str) -> Option<String> {
+    match var {
+        "KLAXON_OPS_WEBHOOK_SECRET" => Some("0123456789abcdef0123456789abcdef".to_string()),
+        "KLAXON_SHORT_SECRET" => Some("short".to_string()),
+        _ => None,
+    }
+}
+
+/// Parses `toml`, builds channels, and returns the error text ("ok" if none).
+fn build(toml: &str) -> String {
+    let config: Config = match toml::from_str(toml) {
+        Ok(config) => config,
+        Err(e) => return format!("toml: {}", e.message()),
+    };
+    match Channels::new(&config.channels, env) {
+        Ok(_) => "ok".to_string(),
+        Err(e) => e.to_string(),
+    }
+}
+
+/// One webhook channel with `extra` lines (overriding nothing else).
+fn webhook(extra: &str) -> String {
+    format!("[[channels]]\nname = \"ops\"\nkind = \"webhook\"\nsecret_env = \"KLAXON_OPS_WEBHOOK_SECRET\"\n{extra}\n")
+}
+
+#[test]
+fn the_documented_example_is_valid() {
+    let config: Config = toml::from_str(EXAMPLE).unwrap();
+    let channels = Channels::new(&config.channels, env).unwrap();
+    let kinds: Vec<_> = channels.iter().map(|c| (c.name().to_string(), c.kind())).collect();
+    assert_eq!(
+        kinds,
+        [
+            ("dev-log".to_string(), ChannelKind::Log),
+            ("ops-webhook".to_string(), ChannelKind::Webhook),
+            ("slack-incidents".to_string(), ChannelKind::Slack),
+        ]
+    );
+    assert_eq!(channels.len(), 3);
+    // The secret never shows in debug output.
+    assert!(!format!("{channels:?}").contains("0123456789abcdef"));
+}
+
+#[test]
+fn an_empty_config_has_no_channels() {
+    let config: Config = toml::from_str("").unwrap();
+    assert!(Channels::new(&config.channels, env).unwrap().is_empty());
+}
+
+#[test]
+fn invalid_configs_are_rejected_with_the_key_path() {
+    let url = "url = \"http://127.0.0.1:9000/pages\"";
+    let log = "[[channels]]\nname = \"dev-log\"\nkind = \"log\"\n";
+    let cases: Vec<(String, &str)> = vec![
+        (webhook(url), "ok"),
+        (webhook("url = \"not a url\""), "channels[0].url: not a valid URL (invalid uri character)"),
+        (webhook("url = \"/pages\""), "channels[0].url: must be an absolute http:// URL"),
+        (
+            webhook("url = \"https://hooks.example.com/x\""),
+            "channels[0].url: https is not supported yet (no TLS connector); use an http:// URL",
+        ),
+        (
+            webhook("url = \"ftp://127.0.0.1/x\""),
+            "channels[0].url: scheme \"ftp\" is not supported; use an http:// URL",
+        ),
+        (
+            format!("[[channels]]\nname = \"ops\"\nkind = \"webhook\"\n{url}\n"),
+            "channels[0].secret_env: required for kind \"webhook\" (the environment variable holding the HMAC key)",
+        ),
+        (
+            format!("[[channels]]\nname = \"ops\"\nkind = \"webhook\"\n{url}\nsecret_env = \"KLAXON_MISSING\"\n"),
+            "channels[0].secret_env: environment variable KLAXON_MISSING is not set",
+        ),
+        (
+            format!("[[channels]]\nname = \"ops\"\nkind = \"webhook\"\n{url}\nsecret_env = \"KLAXON_SHORT_SECRET\"\n"),
+            "channels[0].secret_env: environment variable KLAXON_SHORT_SECRET must hold 16 to 1024 bytes, got 5",
+        ),
+        (webhook(""), "channels[0].url: required for kind \"webhook\""),
+        (webhook(&format!("{url}\nattempts_max = 0")), "channels[0].attempts_max: must be 1 to 20, got 0"),
+        (webhook(&format!("{url}\nattempts_max = 21")), "channels[0].attempts_max: must be 1 to 20, got 21"),
+        (webhook(&format!("{url}\ntimeout_ms = 0")), "channels[0].timeout_ms: must be 1 to 60000, got 0"),
+        (
+            webhook(&format!("{url}\nbackoff_initial_ms = 300001")),
+            "channels[0].backoff_initial_ms: must be 0 to 300000, got 300001",
+        ),
+        (
+            webhook(&format!("{url}\nbackoff_initial_ms = 500\nbackoff_max_ms = 100")),
+            "channels[0].backoff_max_ms: must be backoff_initial_ms (500) to 300000, got 100",
+        ),
+        (webhook(&format!("{url}\nbackoff_initial_ms = 9000")), "ok"),
+        (
+            format!("{log}[[channels]]\nname = \"slack\"\nkind = \"email\"\n"),
+            "channels[1].kind: unknown kind \"email\"; expected \"webhook\", \"slack\" or \"log\"",
+        ),
+        (format!("{log}{log}"), "channels[1].name: duplicate channel name \"dev-log\" (first used by channels[0])"),
+        ("[[channels]]\nname = \"\"\nkind = \"log\"\n".to_string(), "channels[0].name: must be 1 to 64 bytes, got 0"),
+        (
+            "[[channels]]\nname = \"dev log\"\nkind = \"log\"\n".to_string(),
+            "channels[0].name: \"dev log\" may contain only ASCII letters, digits, '-', '_' and '.'",
+        ),
+        (format!("{log}{url}\n"), "channels[0].url: not used by kind \"log\""),
+        ("[[channels]]\nname = \"s\"\nkind = \"slack\"\n".to_string(), "channels[0].url: required for kind \"slack\""),
+        (
+            format!(
+                "[[channels]]\nname = \"s\"\nkind = \"slack\"\n{url}\nsecret_env = \"KLAXON_OPS_WEBHOOK_SECRET\"\n"
+            ),
+            "channels[0].secret_env: not used by kind \"slack\"",
+        ),
+        (log.repeat(65), "channels: at most 64 channels, got 65"),
+        (
+            format!("{log}retries = 3\n"),
+            "toml: unknown field `retries`, expected one of `name`, `kind`, `url`, `secret_env`, `timeout_ms`, `attempts_max`, `backoff_initial_ms`, `backoff_max_ms`",
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (toml, expected) in &cases {
+        let actual = build(toml);
+        if actual != *expected {
+            failures.push(format!("config:\n{toml}\nexpected: {expected}\nactual:   {actual}\n"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

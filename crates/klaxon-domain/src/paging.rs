@@ -1,0 +1,819 @@
+//! Paging: escalation policies, SLOs, page events, and the pure decision of
+//! whom to page, when to escalate and which SLO is breached.
+//!
+//! The paging service keeps one [`IncidentPaging`] per incident, folded from
+//! the incident's events ([`IncidentPaging::apply_incident`]) and from its
+//! own page events ([`IncidentPaging::apply_page`], stream [`stream`] =
+//! `pages-INC-<n>`). Whenever something happens, and again at
+//! [`next_due`], it calls [`decide`] with the current time, appends what
+//! comes back (all of it in one append, ids derived deterministically) and
+//! folds it back in. Acknowledgements come from [`acknowledge`]; the pages to
+//! deliver from [`undelivered`]. Nothing here reads a clock.
+//!
+//! # Timers are derived from events
+//!
+//! Every deadline (escalation, acknowledgement timeout, SLOs) is a pure
+//! function of the folded events and the configuration. A service that
+//! crashed folds the log again and calls [`decide`] with the current time:
+//! everything overdue fires then, **once** (a chain overdue by several
+//! levels moves one level, and the new level gets its full timeout from
+//! now; every SLO breach is recorded once per episode). [`decide`] is
+//! idempotent: after its output is folded in, the same call returns nothing.
+//! Events must be folded in log order, incident and page events
+//! interleaved as the log recorded them.
+//!
+//! # Semantics
+//!
+//! - **Episode.** An incident *pages* while it is Reported or Declared (open
+//!   and not mitigated) and its severity is one of `[paging].severities`
+//!   (exactly those: the list is not a threshold). The instant it starts to
+//!   page begins an *episode* (the incident "reached" a paging severity);
+//!   mitigation, resolution, closure or a severity that stops paging ends
+//!   it, and a reopening (or a later paging severity) begins a new one. A
+//!   change between two paging severities (Sev2 to Sev1) keeps the episode;
+//!   the SLOs of the *current* severity apply. Outside an episode [`decide`]
+//!   returns nothing.
+//! - **Chain.** Each episode has one escalation chain through the policy of
+//!   the incident's service (`services[].escalation_policy`; the
+//!   `[paging].default_policy` when the service is missing, not catalogued,
+//!   or names no configured policy). It starts at level 0, round 0 (reason
+//!   `severity`): every responder resolved from the level's targets is paged
+//!   (a schedule resolves to whoever is on call at `now`, nobody in a gap;
+//!   duplicates are paged once), all with deadline `now + timeout`.
+//! - **Nobody on call.** A level that resolves to nobody is unanswered at
+//!   once: `page.escalated.v1` with `page: null` and the next level is paged
+//!   in the same decision.
+//! - **Escalation.** When no page of the chain is acknowledged by the
+//!   deadline (at the deadline exactly, not before), `page.escalated.v1`
+//!   names the first page of the level and the next level is paged (reason
+//!   `escalation`). After the last level, level 0 of the next round (reason
+//!   `repeat`) while `round < repeat`. When all rounds are exhausted:
+//!   `page.escalated.v1` with `to_level: null`, `slo.breached.v1{ack}` (if
+//!   the ack SLO was not breached yet in this episode) and a page to the
+//!   duty manager; the chain then stops.
+//! - **Duty manager.** Whoever is on call in `[paging].duty_manager_schedule`
+//!   at `now` (nobody in a gap: the breach is still recorded). Paged on every
+//!   SLO breach and when a chain is exhausted. Duty-manager pages have
+//!   `level: null` and `deadline: null`, reason `slo_breach`; they never
+//!   escalate and acknowledging them does not stop the chain (it counts for
+//!   the ack SLO).
+//! - **Acknowledgement.** Acknowledging any page of the current chain (any
+//!   level, any round, even after exhaustion) stops it. When the episode is
+//!   still going at `acknowledged_at + ack_timeout` (not mitigated,
+//!   resolved, ...), `page.ack_timed_out.v1` and the chain's current level
+//!   is paged again (reason `ack_timeout`) with a new deadline; from there
+//!   it escalates normally. Timeouts count from the chain's first
+//!   acknowledgement.
+//! - **Ack SLO.** When no page of the episode is acknowledged within
+//!   `ack_minutes` of its first chain page, `slo.breached.v1{ack}` (due at
+//!   first page + `ack_minutes`) and the duty manager is paged, once per
+//!   episode. An exhausted chain breaches it early (due at its last
+//!   deadline).
+//! - **Assign SLO.** When the incident has no commander `assign_minutes`
+//!   after the episode began, `slo.breached.v1{assign}` and the duty manager
+//!   is paged, once per episode. A commander assigned earlier, even before
+//!   the episode, satisfies it.
+//! - **Policy changes.** The policy is looked up at each decision; a chain
+//!   on a level past the end of a shortened policy continues as if on its
+//!   last level.
+//!
+//! Within one decision, chain events come before SLO events, and page
+//! numbers follow the order of the events.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{DateTime, Utc};
+
+use crate::ids::{ActorId, IncidentId, ServiceName, Severity};
+use crate::incident::{Change, IncidentEvent, Status};
+use crate::oncall::Schedules;
+use crate::severity::ServiceCatalog;
+
+mod config;
+mod event;
+#[cfg(test)]
+mod tests;
+
+pub use config::{
+    EscalationLevel, EscalationLevelConfig, EscalationPolicy, EscalationPolicyConfig, LEVELS_MAX, MANAGERS_MAX,
+    MINUTES_MAX, POLICIES_MAX, POLICY_NAME_CHARS_MAX, PagingConfig, PagingFileConfig, PagingSectionConfig, REPEAT_MAX,
+    Slo, SloConfig, TARGETS_MAX, Target, TargetConfig,
+};
+pub use event::{
+    AckTimedOut, CHANNEL_CHARS_MAX, DELIVERY_ERROR_CHARS_MAX, KINDS, PAGING_ACTOR, PageAcknowledged, PageChange,
+    PageDelivered, PageDeliveryFailed, PageEscalated, PageEvent, PageId, PageReason, ResponderPaged, SloBreached,
+    SloKind, paging_actor, stream,
+};
+
+/// The most steps one [`decide`] call takes; each step moves a chain or
+/// records a breach, so a few suffice. Reaching it is a bug.
+const STEPS_MAX: usize = 64;
+
+/// Whether and how a page reached its responder, as recorded by the shell.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Delivery {
+    /// Neither delivered nor failed yet: the shell must deliver it.
+    Pending,
+    /// Delivered through `channel`.
+    Delivered {
+        /// The channel that took the page.
+        channel: String,
+        /// How many attempts it took.
+        attempts: u32,
+        /// When the delivery was recorded.
+        at: DateTime<Utc>,
+    },
+    /// The shell gave up.
+    Failed {
+        /// The channel that failed.
+        channel: String,
+        /// How many attempts were made.
+        attempts: u32,
+        /// The last error.
+        error: String,
+        /// When the failure was recorded.
+        at: DateTime<Utc>,
+    },
+}
+
+/// One page: a notification to one responder, and what became of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page {
+    id: PageId,
+    responder: ActorId,
+    level: Option<u32>,
+    round: u32,
+    reason: PageReason,
+    paged_at: DateTime<Utc>,
+    deadline: Option<DateTime<Utc>>,
+    episode: u32,
+    delivery: Delivery,
+    acknowledged: Option<(ActorId, DateTime<Utc>)>,
+}
+
+impl Page {
+    /// The page's id, also the idempotency key of its delivery.
+    pub fn id(&self) -> PageId {
+        self.id
+    }
+    /// Who was paged.
+    pub fn responder(&self) -> &ActorId {
+        &self.responder
+    }
+    /// The policy level, or `None` for a duty-manager page.
+    pub fn level(&self) -> Option<u32> {
+        self.level
+    }
+    /// The policy round.
+    pub fn round(&self) -> u32 {
+        self.round
+    }
+    /// Why the page was sent.
+    pub fn reason(&self) -> PageReason {
+        self.reason
+    }
+    /// When the page was decided.
+    pub fn paged_at(&self) -> DateTime<Utc> {
+        self.paged_at
+    }
+    /// When its level escalates if unacknowledged; `None` for a
+    /// duty-manager page.
+    pub fn deadline(&self) -> Option<DateTime<Utc>> {
+        self.deadline
+    }
+    /// What the shell recorded about its delivery.
+    pub fn delivery(&self) -> &Delivery {
+        &self.delivery
+    }
+    /// Who acknowledged the page and when, if anyone did.
+    pub fn acknowledged(&self) -> Option<(&ActorId, DateTime<Utc>)> {
+        self.acknowledged.as_ref().map(|(by, at)| (by, *at))
+    }
+}
+
+/// The escalation chain of the current episode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Escalation {
+    level: u32,
+    round: u32,
+    deadline: Option<DateTime<Utc>>,
+    level_pages: Vec<PageId>,
+    acknowledged: Option<(PageId, DateTime<Utc>)>,
+    exhausted: bool,
+}
+
+impl Escalation {
+    fn new(level: u32, round: u32) -> Escalation {
+        Escalation { level, round, deadline: None, level_pages: Vec::new(), acknowledged: None, exhausted: false }
+    }
+    /// The level paged last.
+    pub fn level(&self) -> u32 {
+        self.level
+    }
+    /// The round of that level.
+    pub fn round(&self) -> u32 {
+        self.round
+    }
+    /// When the level escalates if nobody acknowledges.
+    pub fn deadline(&self) -> Option<DateTime<Utc>> {
+        self.deadline
+    }
+    /// The pages of the current level.
+    pub fn level_pages(&self) -> &[PageId] {
+        &self.level_pages
+    }
+    /// The page whose acknowledgement stopped the chain, and when.
+    pub fn acknowledged(&self) -> Option<(PageId, DateTime<Utc>)> {
+        self.acknowledged
+    }
+    /// Whether every level of every round went unanswered.
+    pub fn is_exhausted(&self) -> bool {
+        self.exhausted
+    }
+}
+
+/// An interval during which the incident pages; see the module docs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Episode {
+    number: u32,
+    reached_at: DateTime<Utc>,
+    first_paged_at: Option<DateTime<Utc>>,
+    first_ack_at: Option<DateTime<Utc>>,
+    breached: BTreeSet<SloKind>,
+    chain: Option<Escalation>,
+}
+
+/// Everything the paging service knows about one incident: the fold of the
+/// incident's events and of its page events, in log order.
+///
+/// Built with the paging severities of the configuration (whether an event
+/// begins an episode depends on them), so a service rebuilds it after a
+/// configuration change, as it does at every start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IncidentPaging {
+    incident: IncidentId,
+    paging_severities: BTreeSet<Severity>,
+    status: Option<Status>,
+    severity: Option<Severity>,
+    severity_overridden: bool,
+    service: Option<ServiceName>,
+    commander: Option<ActorId>,
+    episodes: u32,
+    episode: Option<Episode>,
+    pages: BTreeMap<PageId, Page>,
+    page_events: u64,
+}
+
+impl IncidentPaging {
+    /// The state of `incident` before any event.
+    pub fn new(incident: IncidentId, config: &PagingConfig) -> IncidentPaging {
+        IncidentPaging {
+            incident,
+            paging_severities: config.severities().clone(),
+            status: None,
+            severity: None,
+            severity_overridden: false,
+            service: None,
+            commander: None,
+            episodes: 0,
+            episode: None,
+            pages: BTreeMap::new(),
+            page_events: 0,
+        }
+    }
+
+    /// The incident.
+    pub fn incident(&self) -> IncidentId {
+        self.incident
+    }
+    /// The incident's status, `None` before its report.
+    pub fn status(&self) -> Option<Status> {
+        self.status
+    }
+    /// The current severity.
+    pub fn severity(&self) -> Option<Severity> {
+        self.severity
+    }
+    /// The affected service, if reported.
+    pub fn service(&self) -> Option<&ServiceName> {
+        self.service.as_ref()
+    }
+    /// The commander, if assigned.
+    pub fn commander(&self) -> Option<&ActorId> {
+        self.commander.as_ref()
+    }
+    /// Whether the incident pages now (an episode is going on).
+    pub fn is_paging(&self) -> bool {
+        self.episode.is_some()
+    }
+    /// When the current episode began: when the incident reached a paging
+    /// severity (again).
+    pub fn reached_at(&self) -> Option<DateTime<Utc>> {
+        self.episode.as_ref().map(|e| e.reached_at)
+    }
+    /// The escalation chain of the current episode, once started.
+    pub fn escalation(&self) -> Option<&Escalation> {
+        self.episode.as_ref().and_then(|e| e.chain.as_ref())
+    }
+    /// The SLOs breached in the current episode.
+    pub fn breached(&self) -> BTreeSet<SloKind> {
+        self.episode.as_ref().map(|e| e.breached.clone()).unwrap_or_default()
+    }
+    /// Every page of the incident, by id (the order they were decided).
+    pub fn pages(&self) -> impl Iterator<Item = &Page> {
+        self.pages.values()
+    }
+    /// The page `id`, if it exists.
+    pub fn page(&self, id: &PageId) -> Option<&Page> {
+        self.pages.get(id)
+    }
+    /// The number of page events folded, which is the version of the
+    /// incident's page stream: the expected version of the next append.
+    pub fn page_stream_version(&self) -> u64 {
+        self.page_events
+    }
+
+    /// Folds one event of the incident's own stream. Events that do not
+    /// matter to paging are ignored.
+    pub fn apply_incident(&mut self, event: &IncidentEvent) {
+        debug_assert_eq!(event.incident, self.incident, "event folded into another incident");
+        match &event.change {
+            Change::Reported(r) => {
+                self.status = Some(Status::Reported);
+                self.service = r.service.clone();
+            }
+            Change::Declared(d) => {
+                self.status = Some(Status::Declared);
+                self.severity = Some(d.severity);
+            }
+            Change::SeverityOverridden(o) => {
+                self.severity = Some(o.to);
+                self.severity_overridden = true;
+            }
+            Change::SeverityAssessed(a) => {
+                // A manager's override wins over later assessments, as in
+                // the incident itself.
+                if !self.severity_overridden {
+                    self.severity = Some(a.severity);
+                }
+            }
+            Change::CommanderAssigned(c) => self.commander = Some(c.commander.clone()),
+            Change::HandoffAccepted(h) => self.commander = Some(h.to.clone()),
+            Change::Mitigated(_) => self.status = Some(Status::Mitigated),
+            Change::Resolved(_) => self.status = Some(Status::Resolved),
+            Change::Reopened(_) => self.status = Some(Status::Declared),
+            Change::ResolutionValidated(_) => self.status = Some(Status::Closed),
+            Change::ReportMerged(_)
+            | Change::HandoffRequested(_)
+            | Change::HandoffDeclined(_)
+            | Change::HandoffCancelled(_)
+            | Change::RoleAssigned(_)
+            | Change::StatusUpdatePosted(_)
+            | Change::CustomerImpactRecorded(_)
+            | Change::ParticipantJoined(_)
+            | Change::ParticipantLeft(_) => {}
+        }
+        self.update_episode(event.at);
+    }
+
+    /// Sets the severity to `severity` as of `at`, for a severity source that
+    /// is not an incident event. (`incident.severity_assessed.v1` is folded
+    /// by [`IncidentPaging::apply_incident`], where a manager's override wins
+    /// over later assessments; this setter applies unconditionally.)
+    pub fn set_severity(&mut self, severity: Severity, at: DateTime<Utc>) {
+        self.severity = Some(severity);
+        self.update_episode(at);
+    }
+
+    /// Begins or ends the episode after a change at `at`.
+    fn update_episode(&mut self, at: DateTime<Utc>) {
+        let open = matches!(self.status, Some(Status::Reported | Status::Declared));
+        let pages = open && self.severity.is_some_and(|s| self.paging_severities.contains(&s));
+        match (pages, self.episode.is_some()) {
+            (true, false) => {
+                self.episodes += 1;
+                self.episode = Some(Episode {
+                    number: self.episodes,
+                    reached_at: at,
+                    first_paged_at: None,
+                    first_ack_at: None,
+                    breached: BTreeSet::new(),
+                    chain: None,
+                });
+            }
+            (false, true) => self.episode = None,
+            _ => {}
+        }
+    }
+
+    /// Folds one event of the incident's page stream.
+    pub fn apply_page(&mut self, event: &PageEvent) {
+        debug_assert_eq!(event.incident, self.incident, "page event folded into another incident");
+        self.page_events += 1;
+        let at = event.at;
+        let episode_number = self.episodes;
+        let episode = self.episode.as_mut();
+        match &event.change {
+            PageChange::ResponderPaged(p) => {
+                debug_assert!(!self.pages.contains_key(&p.page), "{} paged twice", p.page);
+                self.pages.insert(
+                    p.page,
+                    Page {
+                        id: p.page,
+                        responder: p.responder.clone(),
+                        level: p.level,
+                        round: p.round,
+                        reason: p.reason,
+                        paged_at: at,
+                        deadline: p.deadline,
+                        episode: episode_number,
+                        delivery: Delivery::Pending,
+                        acknowledged: None,
+                    },
+                );
+                if let (Some(episode), Some(level)) = (episode, p.level) {
+                    episode.first_paged_at.get_or_insert(at);
+                    let chain = episode.chain.get_or_insert_with(|| Escalation::new(level, p.round));
+                    if (chain.level, chain.round) != (level, p.round) {
+                        chain.level_pages.clear();
+                    }
+                    chain.level = level;
+                    chain.round = p.round;
+                    chain.deadline = p.deadline;
+                    chain.level_pages.push(p.page);
+                }
+            }
+            PageChange::PageDelivered(d) => {
+                if let Some(page) = self.pages.get_mut(&d.page) {
+                    page.delivery = Delivery::Delivered { channel: d.channel.clone(), attempts: d.attempts, at };
+                }
+            }
+            PageChange::PageDeliveryFailed(d) => {
+                if let Some(page) = self.pages.get_mut(&d.page) {
+                    page.delivery = Delivery::Failed {
+                        channel: d.channel.clone(),
+                        attempts: d.attempts,
+                        error: d.error.clone(),
+                        at,
+                    };
+                }
+            }
+            PageChange::PageAcknowledged(a) => {
+                let Some(page) = self.pages.get_mut(&a.page) else {
+                    debug_assert!(false, "acknowledged unknown page {}", a.page);
+                    return;
+                };
+                page.acknowledged.get_or_insert((event.by.clone(), at));
+                let Some(episode) = episode.filter(|e| e.number == page.episode) else { return };
+                episode.first_ack_at.get_or_insert(at);
+                if let (Some(chain), Some(_)) = (episode.chain.as_mut(), page.level) {
+                    chain.acknowledged.get_or_insert((a.page, at));
+                }
+            }
+            PageChange::PageEscalated(e) => {
+                let Some(episode) = episode else { return };
+                let chain = episode.chain.get_or_insert_with(|| Escalation::new(e.from_level, e.round));
+                chain.level_pages.clear();
+                chain.deadline = None;
+                match e.to_level {
+                    Some(level) => {
+                        chain.level = level;
+                        chain.round = e.round;
+                    }
+                    None => chain.exhausted = true,
+                }
+            }
+            PageChange::AckTimedOut(_) => {
+                if let Some(chain) = episode.and_then(|e| e.chain.as_mut()) {
+                    chain.acknowledged = None;
+                    chain.exhausted = false;
+                    chain.level_pages.clear();
+                    chain.deadline = None;
+                }
+            }
+            PageChange::SloBreached(b) => {
+                if let Some(episode) = episode {
+                    episode.breached.insert(b.slo);
+                }
+            }
+        }
+    }
+}
+
+/// The events due at `now` for the incident of `state`: pages to send,
+/// escalations, acknowledgement timeouts and SLO breaches, in order. See
+/// the [module documentation](self) for the rules.
+///
+/// The caller appends them all in one append to the incident's page stream
+/// and folds them back with [`IncidentPaging::apply_page`]; called again at
+/// the same `now`, `decide` then returns nothing. Page ids continue the
+/// incident's numbering, so the same state and time always give the same
+/// events.
+pub fn decide(
+    state: &IncidentPaging,
+    config: &PagingConfig,
+    catalog: &ServiceCatalog,
+    schedules: &Schedules,
+    now: DateTime<Utc>,
+) -> Vec<PageEvent> {
+    let mut scratch = state.clone();
+    let mut decided = Vec::new();
+    for _ in 0..STEPS_MAX {
+        let step = Step::new(&scratch, config, catalog, schedules, now).run();
+        if step.is_empty() {
+            return decided;
+        }
+        for event in &step {
+            scratch.apply_page(event);
+        }
+        decided.extend(step);
+    }
+    debug_assert!(false, "decide did not settle in {STEPS_MAX} steps");
+    decided
+}
+
+/// The earliest instant at which [`decide`] would return something, or
+/// `None` when nothing is pending (no episode, or every timer has fired and
+/// the chain is exhausted). The instant may be in the past (a chain to
+/// start): the caller then decides at once.
+pub fn next_due(state: &IncidentPaging, config: &PagingConfig) -> Option<DateTime<Utc>> {
+    let episode = state.episode.as_ref()?;
+    let slo = config.slo(state.severity?);
+    let mut due = Vec::new();
+    match &episode.chain {
+        None => due.push(episode.reached_at),
+        Some(chain) => match chain.acknowledged {
+            Some((_, at)) => due.push(at + slo.ack_timeout),
+            None if !chain.exhausted => due.push(chain.deadline.unwrap_or(episode.reached_at)),
+            None => {}
+        },
+    }
+    if episode.first_ack_at.is_none() && !episode.breached.contains(&SloKind::Ack) {
+        if let Some(first) = episode.first_paged_at {
+            due.push(first + slo.ack);
+        }
+    }
+    if state.commander.is_none() && !episode.breached.contains(&SloKind::Assign) {
+        due.push(episode.reached_at + slo.assign);
+    }
+    due.into_iter().min()
+}
+
+/// The pages with neither a delivery nor a delivery failure recorded, in
+/// the order they were decided. The shell delivers them, also after a
+/// restart, with the page id as idempotency key, and records the outcome
+/// with [`PageEvent::delivered`] or [`PageEvent::delivery_failed`].
+pub fn undelivered(state: &IncidentPaging) -> Vec<&Page> {
+    state.pages.values().filter(|page| page.delivery == Delivery::Pending).collect()
+}
+
+/// Why an acknowledgement was refused. Each variant has a stable
+/// [`AckError::rule`] id for the edge to map onto a status code.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AckError {
+    /// No page of the incident has this id (not found).
+    #[error("{page} is not a page of {incident}")]
+    UnknownPage {
+        /// The page asked for.
+        page: PageId,
+        /// The incident whose pages were searched.
+        incident: IncidentId,
+    },
+    /// Only the paged responder or a manager may acknowledge (permission
+    /// denied).
+    #[error("{page} was sent to {responder}; only they or a paging manager may acknowledge it, not {actor}")]
+    NotYours {
+        /// The page.
+        page: PageId,
+        /// Who it was sent to.
+        responder: ActorId,
+        /// Who tried.
+        actor: ActorId,
+    },
+    /// The page was acknowledged before (failed precondition).
+    #[error("{page} was already acknowledged by {by} at {}", at.to_rfc3339())]
+    AlreadyAcknowledged {
+        /// The page.
+        page: PageId,
+        /// Who acknowledged it.
+        by: ActorId,
+        /// When.
+        at: DateTime<Utc>,
+    },
+    /// The incident is resolved or closed: there is nothing to acknowledge
+    /// (failed precondition).
+    #[error("{incident} is {status}; its pages can no longer be acknowledged")]
+    IncidentClosed {
+        /// The incident.
+        incident: IncidentId,
+        /// Its status.
+        status: Status,
+    },
+}
+
+impl AckError {
+    /// A stable identifier of the rule, such as `ack.unknown_page`.
+    pub fn rule(&self) -> &'static str {
+        match self {
+            AckError::UnknownPage { .. } => "ack.unknown_page",
+            AckError::NotYours { .. } => "ack.not_yours",
+            AckError::AlreadyAcknowledged { .. } => "ack.already_acknowledged",
+            AckError::IncidentClosed { .. } => "ack.incident_closed",
+        }
+    }
+}
+
+/// Decides `actor` acknowledging `page` at `now`: a `page.acknowledged.v1`
+/// event by `actor`, or why not.
+///
+/// Checked in order: the page exists, `actor` is its responder or one of the
+/// configured managers, it was not acknowledged yet, and the incident is not
+/// resolved or closed (a mitigated incident's pages may still be
+/// acknowledged).
+pub fn acknowledge(
+    state: &IncidentPaging,
+    page: &PageId,
+    actor: &ActorId,
+    config: &PagingConfig,
+    now: DateTime<Utc>,
+) -> Result<PageEvent, AckError> {
+    let found = state.pages.get(page).ok_or(AckError::UnknownPage { page: *page, incident: state.incident })?;
+    if found.responder != *actor && !config.is_manager(actor) {
+        return Err(AckError::NotYours { page: *page, responder: found.responder.clone(), actor: actor.clone() });
+    }
+    if let Some((by, at)) = &found.acknowledged {
+        return Err(AckError::AlreadyAcknowledged { page: *page, by: by.clone(), at: *at });
+    }
+    if let Some(status @ (Status::Resolved | Status::Closed)) = state.status {
+        return Err(AckError::IncidentClosed { incident: state.incident, status });
+    }
+    Ok(PageEvent {
+        incident: state.incident,
+        at: now,
+        by: actor.clone(),
+        change: PageChange::PageAcknowledged(PageAcknowledged { page: *page }),
+    })
+}
+
+/// One step of [`decide`]: the first thing due, with everything it implies
+/// at once (a level that resolves to nobody escalates in the same step).
+struct Step<'a> {
+    state: &'a IncidentPaging,
+    config: &'a PagingConfig,
+    schedules: &'a Schedules,
+    policy: &'a EscalationPolicy,
+    now: DateTime<Utc>,
+    next_page: u32,
+    events: Vec<PageEvent>,
+}
+
+impl<'a> Step<'a> {
+    fn new(
+        state: &'a IncidentPaging,
+        config: &'a PagingConfig,
+        catalog: &'a ServiceCatalog,
+        schedules: &'a Schedules,
+        now: DateTime<Utc>,
+    ) -> Step<'a> {
+        let next_page = u32::try_from(state.pages.len()).map_or(u32::MAX, |n| n.saturating_add(1));
+        let policy = config.policy_for(state.service.as_ref(), catalog);
+        Step { state, config, schedules, policy, now, next_page, events: Vec::new() }
+    }
+
+    fn run(mut self) -> Vec<PageEvent> {
+        let (Some(episode), Some(severity)) = (&self.state.episode, self.state.severity) else {
+            return Vec::new();
+        };
+        let slo = self.config.slo(severity);
+        let now = self.now;
+        match &episode.chain {
+            None => self.page_level(0, 0, PageReason::Severity),
+            Some(chain) => match chain.acknowledged {
+                Some((page, at)) if now >= at + slo.ack_timeout => {
+                    self.emit(PageChange::AckTimedOut(AckTimedOut { page }));
+                    self.page_level(chain.level, chain.round, PageReason::AckTimeout);
+                }
+                Some(_) => {}
+                None if chain.exhausted => {}
+                None => match chain.deadline {
+                    None => self.page_level(chain.level, chain.round, PageReason::Escalation),
+                    Some(deadline) if now >= deadline => {
+                        self.escalate(chain.level, chain.round, chain.level_pages.first().copied(), deadline);
+                    }
+                    Some(_) => {}
+                },
+            },
+        }
+        if !self.events.is_empty() {
+            return self.events;
+        }
+        if episode.first_ack_at.is_none() && !episode.breached.contains(&SloKind::Ack) {
+            if let Some(first) = episode.first_paged_at {
+                let due_at = first + slo.ack;
+                if now >= due_at {
+                    self.breach(SloKind::Ack, due_at);
+                    return self.events;
+                }
+            }
+        }
+        if self.state.commander.is_none() && !episode.breached.contains(&SloKind::Assign) {
+            let due_at = episode.reached_at + slo.assign;
+            if now >= due_at {
+                self.breach(SloKind::Assign, due_at);
+            }
+        }
+        self.events
+    }
+
+    fn emit(&mut self, change: PageChange) {
+        self.events.push(PageEvent { incident: self.state.incident, at: self.now, by: paging_actor(), change });
+    }
+
+    fn next_id(&mut self) -> PageId {
+        let id = PageId::new(self.state.incident, self.next_page).expect("page numbers start at 1");
+        self.next_page = self.next_page.saturating_add(1);
+        id
+    }
+
+    /// Pages every responder of `level`, or escalates at once when the level
+    /// resolves to nobody.
+    fn page_level(&mut self, level: u32, round: u32, reason: PageReason) {
+        let config = self.policy.level(level);
+        let deadline = self.now + config.timeout();
+        let mut responders: Vec<ActorId> = Vec::new();
+        for target in config.targets() {
+            let who = match target {
+                Target::Person(person) => Some(person.clone()),
+                Target::Schedule(name) => {
+                    self.schedules.get(name).and_then(|s| s.on_call_at(self.now)).map(|on_call| on_call.who)
+                }
+            };
+            if let Some(who) = who.filter(|who| !responders.contains(who)) {
+                responders.push(who);
+            }
+        }
+        if responders.is_empty() {
+            self.escalate(level, round, None, self.now);
+            return;
+        }
+        for responder in responders {
+            let page = self.next_id();
+            self.emit(PageChange::ResponderPaged(ResponderPaged {
+                page,
+                responder,
+                level: Some(level),
+                round,
+                reason,
+                deadline: Some(deadline),
+            }));
+        }
+    }
+
+    /// Moves the chain on from `level` of `round`, left unanswered at
+    /// `missed_at` (its first page was `page`).
+    fn escalate(&mut self, level: u32, round: u32, page: Option<PageId>, missed_at: DateTime<Utc>) {
+        match self.policy.next(level, round) {
+            Some((to, next_round)) => {
+                self.emit(PageChange::PageEscalated(PageEscalated {
+                    page,
+                    from_level: level,
+                    to_level: Some(to),
+                    round: next_round,
+                }));
+                let reason = if next_round == round { PageReason::Escalation } else { PageReason::Repeat };
+                self.page_level(to, next_round, reason);
+            }
+            None => {
+                self.emit(PageChange::PageEscalated(PageEscalated { page, from_level: level, to_level: None, round }));
+                let episode = self.state.episode.as_ref().expect("only escalating during an episode");
+                let already = episode.breached.contains(&SloKind::Ack) || episode.first_ack_at.is_some();
+                if !already {
+                    let slo = self.config.slo(self.state.severity.expect("an episode has a severity"));
+                    let due_at = episode.first_paged_at.map_or(missed_at, |first| (first + slo.ack).min(missed_at));
+                    self.emit(PageChange::SloBreached(SloBreached { slo: SloKind::Ack, due_at }));
+                }
+                self.page_duty_manager(round);
+            }
+        }
+    }
+
+    fn breach(&mut self, slo: SloKind, due_at: DateTime<Utc>) {
+        self.emit(PageChange::SloBreached(SloBreached { slo, due_at }));
+        let round = self.state.escalation().map_or(0, Escalation::round);
+        self.page_duty_manager(round);
+    }
+
+    fn page_duty_manager(&mut self, round: u32) {
+        let schedule = self.schedules.get(self.config.duty_manager_schedule());
+        let Some(on_call) = schedule.and_then(|s| s.on_call_at(self.now)) else { return };
+        let page = self.next_id();
+        self.emit(PageChange::ResponderPaged(ResponderPaged {
+            page,
+            responder: on_call.who,
+            level: None,
+            round,
+            reason: PageReason::SloBreach,
+            deadline: None,
+        }));
+    }
+}

@@ -1,0 +1,316 @@
+//! The persisted page event format: golden JSON for every kind, round trips,
+//! decode errors, and page ids.
+
+use expect_test::{Expect, expect};
+
+use super::*;
+
+fn actor(name: &str) -> ActorId {
+    ActorId::new(name).unwrap()
+}
+
+fn page(n: u32) -> PageId {
+    PageId::new(IncidentId::from_number(7).unwrap(), n).unwrap()
+}
+
+fn event(by: &str, change: PageChange) -> PageEvent {
+    PageEvent {
+        incident: IncidentId::from_number(7).unwrap(),
+        at: "2026-03-02T09:15:00Z".parse().unwrap(),
+        by: actor(by),
+        change,
+    }
+}
+
+/// One event of every kind (two where a field may be null), with its
+/// pinned JSON.
+fn goldens() -> Vec<(PageEvent, Expect)> {
+    vec![
+        (
+            event(
+                PAGING_ACTOR,
+                PageChange::ResponderPaged(ResponderPaged {
+                    page: page(3),
+                    responder: actor("ana"),
+                    level: Some(1),
+                    round: 0,
+                    reason: PageReason::Escalation,
+                    deadline: Some("2026-03-02T09:25:00Z".parse().unwrap()),
+                }),
+            ),
+            expect![[r#"
+                page.responder_paged.v1
+                {
+                  "at": "2026-03-02T09:15:00Z",
+                  "by": "klaxon-paging",
+                  "deadline": "2026-03-02T09:25:00Z",
+                  "incident": "INC-7",
+                  "level": 1,
+                  "page": "INC-7-P3",
+                  "reason": "escalation",
+                  "responder": "ana",
+                  "round": 0
+                }
+                paged ana (INC-7-P3, level 1, round 0): escalation
+            "#]],
+        ),
+        (
+            event(
+                PAGING_ACTOR,
+                PageChange::ResponderPaged(ResponderPaged {
+                    page: page(4),
+                    responder: actor("dora"),
+                    level: None,
+                    round: 1,
+                    reason: PageReason::SloBreach,
+                    deadline: None,
+                }),
+            ),
+            expect![[r#"
+                page.responder_paged.v1
+                {
+                  "at": "2026-03-02T09:15:00Z",
+                  "by": "klaxon-paging",
+                  "deadline": null,
+                  "incident": "INC-7",
+                  "level": null,
+                  "page": "INC-7-P4",
+                  "reason": "slo_breach",
+                  "responder": "dora",
+                  "round": 1
+                }
+                paged dora (INC-7-P4, duty manager, round 1): slo_breach
+            "#]],
+        ),
+        (
+            event(
+                PAGING_ACTOR,
+                PageChange::PageDelivered(PageDelivered { page: page(3), channel: "slack".into(), attempts: 2 }),
+            ),
+            expect![[r#"
+                page.delivered.v1
+                {
+                  "at": "2026-03-02T09:15:00Z",
+                  "attempts": 2,
+                  "by": "klaxon-paging",
+                  "channel": "slack",
+                  "incident": "INC-7",
+                  "page": "INC-7-P3"
+                }
+                delivered INC-7-P3 via slack in 2 attempts
+            "#]],
+        ),
+        (
+            event(
+                PAGING_ACTOR,
+                PageChange::PageDeliveryFailed(PageDeliveryFailed {
+                    page: page(3),
+                    channel: "email".into(),
+                    attempts: 5,
+                    error: "SMTP 421: try again later".into(),
+                }),
+            ),
+            expect![[r#"
+                page.delivery_failed.v1
+                {
+                  "at": "2026-03-02T09:15:00Z",
+                  "attempts": 5,
+                  "by": "klaxon-paging",
+                  "channel": "email",
+                  "error": "SMTP 421: try again later",
+                  "incident": "INC-7",
+                  "page": "INC-7-P3"
+                }
+                could not deliver INC-7-P3 via email in 5 attempts: SMTP 421: try again later
+            "#]],
+        ),
+        (
+            event("ana", PageChange::PageAcknowledged(PageAcknowledged { page: page(3) })),
+            expect![[r#"
+            page.acknowledged.v1
+            {
+              "at": "2026-03-02T09:15:00Z",
+              "by": "ana",
+              "incident": "INC-7",
+              "page": "INC-7-P3"
+            }
+            ana acknowledged INC-7-P3
+        "#]],
+        ),
+        (
+            event(
+                PAGING_ACTOR,
+                PageChange::PageEscalated(PageEscalated {
+                    page: Some(page(1)),
+                    from_level: 0,
+                    to_level: Some(1),
+                    round: 0,
+                }),
+            ),
+            expect![[r#"
+                page.escalated.v1
+                {
+                  "at": "2026-03-02T09:15:00Z",
+                  "by": "klaxon-paging",
+                  "from_level": 0,
+                  "incident": "INC-7",
+                  "page": "INC-7-P1",
+                  "round": 0,
+                  "to_level": 1
+                }
+                escalated from level 0 to level 1, round 0 (INC-7-P1 unanswered)
+            "#]],
+        ),
+        (
+            event(
+                PAGING_ACTOR,
+                PageChange::PageEscalated(PageEscalated { page: None, from_level: 1, to_level: None, round: 1 }),
+            ),
+            expect![[r#"
+                page.escalated.v1
+                {
+                  "at": "2026-03-02T09:15:00Z",
+                  "by": "klaxon-paging",
+                  "from_level": 1,
+                  "incident": "INC-7",
+                  "page": null,
+                  "round": 1,
+                  "to_level": null
+                }
+                escalation exhausted after level 1, round 1 (nobody on call)
+            "#]],
+        ),
+        (
+            event(PAGING_ACTOR, PageChange::AckTimedOut(AckTimedOut { page: page(3) })),
+            expect![[r#"
+            page.ack_timed_out.v1
+            {
+              "at": "2026-03-02T09:15:00Z",
+              "by": "klaxon-paging",
+              "incident": "INC-7",
+              "page": "INC-7-P3"
+            }
+            the acknowledgement of INC-7-P3 timed out without mitigation
+        "#]],
+        ),
+        (
+            event(
+                PAGING_ACTOR,
+                PageChange::SloBreached(SloBreached {
+                    slo: SloKind::Assign,
+                    due_at: "2026-03-02T09:10:00Z".parse().unwrap(),
+                }),
+            ),
+            expect![[r#"
+                slo.breached.v1
+                {
+                  "at": "2026-03-02T09:15:00Z",
+                  "by": "klaxon-paging",
+                  "due_at": "2026-03-02T09:10:00Z",
+                  "incident": "INC-7",
+                  "slo": "assign"
+                }
+                breached the assign SLO due at 2026-03-02T09:10:00+00:00
+            "#]],
+        ),
+    ]
+}
+
+#[test]
+fn every_kind_has_a_golden() {
+    let mut kinds: Vec<&str> = goldens().iter().map(|(event, _)| event.kind()).collect();
+    kinds.dedup();
+    assert_eq!(kinds, KINDS);
+}
+
+#[test]
+fn golden_json() {
+    for (event, expected) in goldens() {
+        let json = serde_json::to_string_pretty(&event.to_json()).unwrap();
+        expected.assert_eq(&format!("{}\n{json}\n{}\n", event.kind(), event.summary()));
+    }
+}
+
+#[test]
+fn every_kind_round_trips() {
+    for (event, _) in goldens() {
+        let data = event.to_json().to_string();
+        let decoded = PageEvent::from_json(event.kind(), &data).unwrap();
+        assert_eq!(decoded, event);
+    }
+}
+
+#[test]
+fn decode_errors_name_the_kind() {
+    let ok = r#""incident":"INC-7","at":"2026-03-02T09:15:00Z","by":"ana""#;
+    let cases = [
+        ("page.exploded.v1", format!("{{{ok},\"page\":\"INC-7-P1\"}}")),
+        ("page.acknowledged.v2", format!("{{{ok},\"page\":\"INC-7-P1\"}}")),
+        ("page.acknowledged.v1", "not json".to_owned()),
+        ("page.acknowledged.v1", format!("{{{ok}}}")),
+        ("page.acknowledged.v1", format!("{{{ok},\"page\":\"INC-7-P0\"}}")),
+        ("page.acknowledged.v1", format!("{{{ok},\"page\":\"INC-7-P1\",\"extra\":1}}")),
+        ("slo.breached.v1", format!("{{{ok},\"slo\":\"lunch\",\"due_at\":\"2026-03-02T09:10:00Z\"}}")),
+        ("page.acknowledged.v1", r#"{"at":"2026-03-02T09:15:00Z","by":"ana","page":"INC-7-P1"}"#.to_owned()),
+    ];
+    let got: Vec<String> = cases
+        .iter()
+        .map(|(kind, data)| match PageEvent::from_json(kind, data) {
+            Ok(event) => format!("ok {event:?}"),
+            Err(error) => error.to_string(),
+        })
+        .collect();
+    expect![[r#"
+        [
+            "unknown event kind \"page.exploded.v1\"",
+            "unknown event kind \"page.acknowledged.v2\"",
+            "malformed page.acknowledged.v1 event: expected ident at line 1 column 2",
+            "malformed page.acknowledged.v1 event: missing field `page`",
+            "malformed page.acknowledged.v1 event: invalid page_id: \"INC-7-P0\": the page number must be at least 1, without leading zeros",
+            "malformed page.acknowledged.v1 event: unknown field `extra`, expected `page`",
+            "malformed slo.breached.v1 event: unknown variant `lunch`, expected one of `ack`, `assign`, `update_cadence`",
+            "malformed page.acknowledged.v1 event: missing field `incident`",
+        ]
+    "#]].assert_debug_eq(&got);
+}
+
+#[test]
+fn page_ids_parse_and_display_one_spelling() {
+    let cases =
+        ["INC-7-P3", "inc-7-p3", "INC-42-P10", "INC-7-P0", "INC-7-P03", "INC-7", "INC-7-3", "INC-7-P", "P3", ""];
+    let got: Vec<String> = cases
+        .iter()
+        .map(|s| match s.parse::<PageId>() {
+            Ok(id) => format!("{s:?} -> {id} (incident {}, page {})", id.incident(), id.number()),
+            Err(error) => format!("{s:?} -> {error}"),
+        })
+        .collect();
+    expect![[r#"
+        [
+            "\"INC-7-P3\" -> INC-7-P3 (incident INC-7, page 3)",
+            "\"inc-7-p3\" -> INC-7-P3 (incident INC-7, page 3)",
+            "\"INC-42-P10\" -> INC-42-P10 (incident INC-42, page 10)",
+            "\"INC-7-P0\" -> invalid page_id: \"INC-7-P0\": the page number must be at least 1, without leading zeros",
+            "\"INC-7-P03\" -> invalid page_id: \"INC-7-P03\": the page number must be at least 1, without leading zeros",
+            "\"INC-7\" -> invalid page_id: \"INC-7\": expected INC-<number>-P<number>",
+            "\"INC-7-3\" -> invalid page_id: \"INC-7-3\": expected INC-<number>-P<number>",
+            "\"INC-7-P\" -> invalid page_id: \"INC-7-P\": expected INC-<number>-P<number>",
+            "\"P3\" -> invalid page_id: \"P3\": expected INC-<number>-P<number>",
+            "\"\" -> invalid page_id: \"\": expected INC-<number>-P<number>",
+        ]
+    "#]].assert_debug_eq(&got);
+    let id: PageId = serde_json::from_str("\"INC-7-P3\"").unwrap();
+    assert_eq!(serde_json::to_string(&id).unwrap(), "\"INC-7-P3\"");
+    assert_eq!(stream(id.incident()), "pages-INC-7");
+}
+
+#[test]
+fn delivery_constructors_truncate() {
+    let long = "x".repeat(DELIVERY_ERROR_CHARS_MAX + 10);
+    let event = PageEvent::delivery_failed(page(1), "email", 3, &long, "2026-03-02T09:15:00Z".parse().unwrap());
+    let PageChange::PageDeliveryFailed(failed) = &event.change else { panic!("wrong kind") };
+    assert_eq!(failed.error.chars().count(), DELIVERY_ERROR_CHARS_MAX);
+    assert_eq!(event.by.as_str(), PAGING_ACTOR);
+    let event = PageEvent::delivered(page(1), "slack", 1, "2026-03-02T09:15:00Z".parse().unwrap());
+    assert_eq!(event.kind(), "page.delivered.v1");
+}
