@@ -6,6 +6,8 @@
 //! What it must never do: fake a Klaxon component. Every test here talks to
 //! real processes over real sockets.
 
+pub mod receiver;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
@@ -59,10 +61,16 @@ impl Klaxond {
 
     /// Like [`Klaxond::start`], with extra arguments to `up`.
     pub fn start_with(data_dir: &Path, extra: &[&str]) -> Klaxond {
+        Self::start_with_env(data_dir, extra, &[])
+    }
+
+    /// Like [`Klaxond::start_with`], with extra environment variables.
+    pub fn start_with_env(data_dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Klaxond {
         let mut child = Command::new(binary("klaxond"))
             .args(["up", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
             .args(extra)
+            .envs(env.iter().copied())
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

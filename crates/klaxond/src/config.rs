@@ -8,7 +8,10 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use klaxon_domain::ConfigError;
+use std::collections::BTreeMap;
+
 use klaxon_domain::oncall::{Schedules, SchedulesConfig};
+use klaxon_domain::paging::{EscalationPolicyConfig, PagingConfig, PagingFileConfig, PagingSectionConfig, SloConfig};
 use klaxon_domain::severity::{Rules, ServiceCatalog, ServiceCatalogConfig, SeverityConfig};
 use serde::Deserialize;
 
@@ -30,6 +33,15 @@ pub struct Config {
     pub severity: Option<SeverityConfig>,
     /// On-call schedules (`[[schedules]]`).
     pub schedules: SchedulesConfig,
+    /// Paging (`[paging]`); without it nobody is paged.
+    pub paging: Option<PagingSectionConfig>,
+    /// Service levels per severity (`[slo.sev1]`, …).
+    pub slo: BTreeMap<String, SloConfig>,
+    /// Escalation policies (`[[escalation_policies]]`).
+    pub escalation_policies: Vec<EscalationPolicyConfig>,
+    /// Outbound notification channels (`[[channels]]`); secrets come from
+    /// the environment variables they name.
+    pub channels: Vec<klaxon_channels::ChannelConfig>,
 }
 
 impl Default for Config {
@@ -42,6 +54,10 @@ impl Default for Config {
             services: ServiceCatalogConfig::default(),
             severity: None,
             schedules: SchedulesConfig::default(),
+            paging: None,
+            slo: BTreeMap::new(),
+            escalation_policies: Vec::new(),
+            channels: Vec::new(),
         }
     }
 }
@@ -54,6 +70,10 @@ pub struct Validated {
     pub rules: Arc<Rules>,
     /// The on-call schedules.
     pub schedules: Arc<Schedules>,
+    /// Paging, when configured.
+    pub paging: Option<Arc<PagingConfig>>,
+    /// The outbound channels.
+    pub channels: Arc<klaxon_channels::Channels>,
 }
 
 impl Config {
@@ -73,7 +93,40 @@ impl Config {
         Ok((config, validated))
     }
 
-    fn validate(&self) -> Result<Validated, ConfigError> {
+    fn validate(&self) -> Result<Validated, String> {
+        let core = self.validate_core().map_err(|e| e.to_string())?;
+        let channels = klaxon_channels::Channels::from_env(&self.channels).map_err(|e| e.to_string())?;
+        let paging = match &self.paging {
+            None if !self.escalation_policies.is_empty() || !self.slo.is_empty() => {
+                return Err("escalation_policies and slo need a [paging] table".into());
+            }
+            None => None,
+            Some(section) => {
+                let file = PagingFileConfig {
+                    paging: section.clone(),
+                    slo: self.slo.clone(),
+                    escalation_policies: self.escalation_policies.clone(),
+                };
+                let paging = file.validate("", &core.2).map_err(|e| e.to_string())?;
+                paging.check_catalog("", &core.0).map_err(|e| e.to_string())?;
+                for (i, channel) in paging.channels().iter().enumerate() {
+                    if channels.get(channel).is_none() {
+                        return Err(format!("paging.channels[{i}]: no channel named {channel:?} in [[channels]]"));
+                    }
+                }
+                Some(Arc::new(paging))
+            }
+        };
+        Ok(Validated {
+            catalog: Arc::new(core.0),
+            rules: Arc::new(core.1),
+            schedules: Arc::new(core.2),
+            paging,
+            channels: Arc::new(channels),
+        })
+    }
+
+    fn validate_core(&self) -> Result<(ServiceCatalog, Rules, Schedules), ConfigError> {
         let catalog = self.services.validate("services")?;
         let rules = match &self.severity {
             Some(severity) => severity.validate("severity")?,
@@ -82,6 +135,6 @@ impl Config {
         };
         rules.check_services(&catalog, "severity")?;
         let schedules = self.schedules.validate("schedules")?;
-        Ok(Validated { catalog: Arc::new(catalog), rules: Arc::new(rules), schedules: Arc::new(schedules) })
+        Ok((catalog, rules, schedules))
     }
 }

@@ -32,6 +32,17 @@ pub async fn run(config: Config, validated: Validated) -> anyhow::Result<()> {
     let evaluator = klaxon_severity::Evaluator::new(log.clone(), validated.rules.clone(), validated.catalog.clone());
     let evaluator_handle = evaluator.handle();
     let evaluator_task = tokio::spawn(evaluator.run(services.clone()));
+    let pager = validated.paging.clone().map(|paging| {
+        let config = klaxon_paging::PagerConfig {
+            paging,
+            catalog: validated.catalog.clone(),
+            schedules: validated.schedules.clone(),
+            channels: validated.channels.clone(),
+        };
+        let pager = klaxon_paging::Pager::new(log.clone(), config, std::sync::Arc::new(klaxon_paging::SystemClock));
+        let handle = pager.handle();
+        (handle, tokio::spawn(pager.run(services.clone())))
+    });
 
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<klaxon_proto::v1::incidents_server::IncidentsServer<IncidentsService>>().await;
@@ -39,6 +50,9 @@ pub async fn run(config: Config, validated: Validated) -> anyhow::Result<()> {
     health
         .set_serving::<klaxon_proto::v1::severity_evaluator_server::SeverityEvaluatorServer<klaxon_severity::grpc::SeverityService>>()
         .await;
+    if pager.is_some() {
+        health.set_serving::<klaxon_proto::v1::paging_server::PagingServer<klaxon_paging::grpc::PagingService>>().await;
+    }
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(klaxon_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -60,6 +74,9 @@ pub async fn run(config: Config, validated: Validated) -> anyhow::Result<()> {
         .add_service(IncidentsService::new(handle.clone()).into_server())
         .add_service(BridgeService::new(handle, shutdown.clone()).into_server())
         .add_service(klaxon_severity::grpc::SeverityService::new(evaluator_handle).into_server())
+        .add_optional_service(
+            pager.as_ref().map(|(h, _)| klaxon_paging::grpc::PagingService::new(h.clone()).into_server()),
+        )
         .serve_with_incoming_shutdown(
             TcpIncoming::from(listener).with_nodelay(Some(true)),
             shutdown.clone().cancelled_owned(),
@@ -75,6 +92,12 @@ pub async fn run(config: Config, validated: Validated) -> anyhow::Result<()> {
     match evaluator_task.await {
         Ok(result) => result.context("the severity evaluator failed")?,
         Err(e) => anyhow::bail!("the severity evaluator panicked: {e}"),
+    }
+    if let Some((_, task)) = pager {
+        match task.await {
+            Ok(result) => result.context("the paging service failed")?,
+            Err(e) => anyhow::bail!("the paging service panicked: {e}"),
+        }
     }
     log.close().await;
     tracing::info!(head = log.head().0, "event log closed; bye");

@@ -72,6 +72,11 @@ pub struct PagingSectionConfig {
     /// catalogued, or names a policy that does not exist; must be one of
     /// `escalation_policies`.
     pub default_policy: String,
+    /// The outbound channels every page is delivered through (names of
+    /// `[[channels]]`; checked by the binary that knows them). Empty: pages
+    /// are recorded but not delivered anywhere.
+    #[serde(default)]
+    pub channels: Vec<String>,
 }
 
 fn default_severities() -> Vec<String> {
@@ -118,8 +123,14 @@ pub struct EscalationPolicyConfig {
 #[serde(deny_unknown_fields)]
 pub struct EscalationLevelConfig {
     /// How long the level's pages may stay unacknowledged before the next
-    /// level is paged; at least 1.
-    pub timeout_minutes: u32,
+    /// level is paged; at least 1. Exactly one of `timeout_minutes` and
+    /// `timeout_seconds` is given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_minutes: Option<u32>,
+    /// The same in seconds, for sub-minute timeouts (drills and tests); at
+    /// least 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_seconds: Option<u32>,
     /// Who is paged at this level; at least one target.
     #[serde(default)]
     pub targets: Vec<TargetConfig>,
@@ -153,6 +164,7 @@ pub struct PagingConfig {
     default_policy: String,
     slos: BTreeMap<Severity, Slo>,
     policies: BTreeMap<String, EscalationPolicy>,
+    channels: Vec<String>,
 }
 
 /// The service levels of one severity.
@@ -229,6 +241,10 @@ impl PagingConfig {
     /// The managers, who may acknowledge any page.
     pub fn managers(&self) -> &BTreeSet<ActorId> {
         &self.managers
+    }
+    /// The outbound channels pages are delivered through, by name.
+    pub fn channels(&self) -> &[String] {
+        &self.channels
     }
     /// The policy named `name`, if configured.
     pub fn policy(&self, name: &str) -> Option<&EscalationPolicy> {
@@ -457,6 +473,7 @@ impl PagingFileConfig {
             default_policy: section.default_policy.clone(),
             slos,
             policies,
+            channels: section.channels.clone(),
         })
     }
 }
@@ -507,7 +524,26 @@ impl EscalationPolicyConfig {
 
 impl EscalationLevelConfig {
     fn validate(&self, key: &str, schedules: &Schedules) -> Result<EscalationLevel, ConfigError> {
-        let timeout = minutes(&format!("{key}.timeout_minutes"), self.timeout_minutes)?;
+        let timeout = match (self.timeout_minutes, self.timeout_seconds) {
+            (Some(m), None) => minutes(&format!("{key}.timeout_minutes"), m)?,
+            (None, Some(s)) => {
+                let key = format!("{key}.timeout_seconds");
+                if s == 0 {
+                    return Err(ConfigError::new(key, "must be at least 1 second"));
+                }
+                if s > MINUTES_MAX * 60 {
+                    return Err(ConfigError::new(
+                        key,
+                        format!("{s} is more than the limit of {} seconds", MINUTES_MAX * 60),
+                    ));
+                }
+                TimeDelta::seconds(i64::from(s))
+            }
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::new(key, "give timeout_minutes or timeout_seconds, not both"));
+            }
+            (None, None) => return Err(ConfigError::new(format!("{key}.timeout_minutes"), "is required")),
+        };
         let targets_key = format!("{key}.targets");
         if self.targets.is_empty() {
             return Err(ConfigError::new(targets_key, "must have at least one target"));

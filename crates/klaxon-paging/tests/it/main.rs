@@ -1,0 +1,402 @@
+//! Paging tests: a real log in a temp dir, the real intake and pager, real
+//! webhook deliveries to an HTTP receiver on loopback, real gRPC for
+//! acknowledgements. Time is a manual clock the test moves.
+#![allow(missing_docs)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use klaxon_domain::ids::{ActorId, IncidentId, ReportSource, Severity};
+use klaxon_domain::incident::Command;
+use klaxon_domain::oncall::SchedulesConfig;
+use klaxon_domain::paging::{PageId, PagingFileConfig};
+use klaxon_domain::severity::ServiceCatalogConfig;
+use klaxon_intake::{CommandContext, Intake};
+use klaxon_log::{Log, Position};
+use klaxon_paging::{ManualClock, Pager, PagerConfig};
+use klaxon_proto::v1;
+use klaxon_tests::receiver::Receiver;
+use tokio_util::sync::CancellationToken;
+
+const SECRET: &str = "test-secret-0123456789abcdef";
+
+fn config(receiver_url: &str) -> PagerConfig {
+    #[derive(serde::Deserialize)]
+    struct File {
+        services: ServiceCatalogConfig,
+        schedules: SchedulesConfig,
+        #[serde(flatten)]
+        paging: PagingFileConfig,
+        channels: Vec<klaxon_channels::ChannelConfig>,
+    }
+    let text = format!(
+        r#"
+[[services]]
+name = "payments"
+team = "payments"
+tier = 1
+escalation_policy = "payments"
+
+[[schedules]]
+name = "payments-primary"
+time_zone = "UTC"
+[[schedules.layers]]
+name = "weekly"
+participants = ["ana", "ben"]
+shift = "7d"
+handoff = "00:00"
+start = "2026-11-23"
+
+[[schedules]]
+name = "duty-managers"
+time_zone = "UTC"
+[[schedules.layers]]
+name = "always"
+participants = ["maria"]
+shift = "7d"
+handoff = "00:00"
+start = "2026-01-05"
+
+[paging]
+duty_manager_schedule = "duty-managers"
+managers = ["maria"]
+default_policy = "payments"
+channels = ["pager"]
+
+[[escalation_policies]]
+name = "payments"
+[[escalation_policies.levels]]
+timeout_minutes = 5
+targets = [{{ schedule = "payments-primary" }}]
+[[escalation_policies.levels]]
+timeout_minutes = 5
+targets = [{{ person = "carl" }}]
+
+[[channels]]
+name = "pager"
+kind = "webhook"
+url = "{receiver_url}"
+secret_env = "PAGER_SECRET"
+attempts_max = 5
+backoff_initial_ms = 10
+backoff_max_ms = 50
+timeout_ms = 2000
+"#
+    );
+    let file: File = toml::from_str(&text).unwrap();
+    let schedules = file.schedules.validate("schedules").unwrap();
+    let paging = file.paging.validate("", &schedules).unwrap();
+    let channels =
+        klaxon_channels::Channels::new(&file.channels, |v| (v == "PAGER_SECRET").then(|| SECRET.to_string())).unwrap();
+    PagerConfig {
+        paging: Arc::new(paging),
+        catalog: Arc::new(file.services.validate("services").unwrap()),
+        schedules: Arc::new(schedules),
+        channels: Arc::new(channels),
+    }
+}
+
+fn start_time() -> DateTime<Utc> {
+    "2026-11-25T10:00:00Z".parse().unwrap()
+}
+
+struct World {
+    log: Log,
+    clock: ManualClock,
+    intake: klaxon_intake::Handle,
+    pager: klaxon_paging::Handle,
+    stop: CancellationToken,
+    pager_stop: CancellationToken,
+    pager_task: Option<tokio::task::JoinHandle<Result<(), klaxon_paging::Error>>>,
+    config: PagerConfig,
+}
+
+fn start(log: &Log, clock: &ManualClock, config: &PagerConfig) -> World {
+    let stop = CancellationToken::new();
+    let intake = Intake::new(log.clone(), Default::default(), clock.reader());
+    let intake_handle = intake.handle();
+    tokio::spawn(intake.run(stop.clone()));
+    let pager_stop = stop.child_token();
+    let pager = Pager::new(log.clone(), config.clone(), Arc::new(clock.clone()));
+    let pager_handle = pager.handle();
+    let pager_task = tokio::spawn(pager.run(pager_stop.clone()));
+    World {
+        log: log.clone(),
+        clock: clock.clone(),
+        intake: intake_handle,
+        pager: pager_handle,
+        stop,
+        pager_stop,
+        pager_task: Some(pager_task),
+        config: config.clone(),
+    }
+}
+
+impl World {
+    /// Stops the pager as a crash would (nothing is flushed on its behalf:
+    /// it keeps no state) and starts a new one over the same log.
+    async fn stop_pager(&mut self) {
+        self.pager_stop.cancel();
+        if let Some(task) = self.pager_task.take() {
+            task.await.unwrap().unwrap();
+        }
+    }
+
+    async fn restart_pager(&mut self) {
+        self.stop_pager().await;
+        self.pager_stop = self.stop.child_token();
+        let pager = Pager::new(self.log.clone(), self.config.clone(), Arc::new(self.clock.clone()));
+        self.pager = pager.handle();
+        self.pager_task = Some(tokio::spawn(pager.run(self.pager_stop.clone())));
+    }
+
+    async fn sev1(&self, commander: Option<&str>) -> IncidentId {
+        let by = CommandContext::by(ActorId::new("maria").unwrap());
+        let report = Command::ReportIssue {
+            source: ReportSource::Alertmanager,
+            reporter: ActorId::new("monitor").unwrap(),
+            title: "Checkout fails".into(),
+            description: String::new(),
+            service: Some("payments".parse().unwrap()),
+            customers: vec![],
+            labels: Default::default(),
+            dedup_key: None,
+            started_at: None,
+        };
+        let id = self.intake.report(report, &by).await.unwrap().incident;
+        self.intake.execute(id, Command::DeclareIncident { severity: Severity::Sev1 }, &by).await.unwrap();
+        if let Some(c) = commander {
+            self.intake
+                .execute(id, Command::AssignCommander { commander: ActorId::new(c).unwrap() }, &by)
+                .await
+                .unwrap();
+        }
+        id
+    }
+
+    /// The page kinds, reasons and responders recorded so far, after giving
+    /// the pager a moment to act on the current time.
+    async fn pages(&self, id: IncidentId) -> Vec<String> {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        match self.pager.pages(id).await {
+            Ok(pages) => {
+                pages.iter().map(|p| format!("{} {} {}", p.id(), p.responder(), p.reason().as_str())).collect()
+            }
+            Err(_) => vec![],
+        }
+    }
+
+    /// Waits (bounded) until the incident has `n` pages.
+    async fn until_pages(&self, id: IncidentId, n: usize) -> Vec<String> {
+        for _ in 0..100 {
+            let pages = self.pages(id).await;
+            if pages.len() >= n {
+                return pages;
+            }
+        }
+        panic!("{id} never got {n} pages: {:?}", self.pages(id).await);
+    }
+
+    fn kinds(&self) -> Vec<String> {
+        self.log
+            .read_all(Position(1), 100_000)
+            .unwrap()
+            .into_iter()
+            .filter(|r| r.kind.as_str().starts_with("page.") || r.kind.as_str().starts_with("slo."))
+            .map(|r| r.kind.to_string())
+            .collect()
+    }
+}
+
+fn new_world(config: &PagerConfig) -> (tempfile::TempDir, World) {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path(), Default::default()).unwrap();
+    let clock = ManualClock::new(start_time());
+    let world = start(&log, &clock, config);
+    (dir, world)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sev1_pages_the_on_call_escalates_on_time_and_an_ack_stops_it() {
+    let receiver = Receiver::start(SECRET).await;
+    let config = config(&receiver.url);
+    let (_dir, w) = new_world(&config);
+    let id = w.sev1(Some("maria")).await;
+
+    assert_eq!(w.until_pages(id, 1).await, ["INC-1-P1 ana severity"]);
+    let delivered = receiver.wait_for_delivered(1, Duration::from_secs(10)).await;
+    assert_eq!(delivered.len(), 1);
+    assert_eq!(delivered[0].idempotency_key, "INC-1-P1");
+    assert!(delivered[0].signature_ok, "the HMAC signature verifies");
+    assert_eq!(delivered[0].body["recipient"], "ana");
+    assert_eq!(delivered[0].body["fields"]["severity"], "SEV1");
+
+    // One second before the deadline nothing happens; at the deadline it escalates.
+    w.clock.advance(TimeDelta::seconds(299));
+    assert_eq!(w.pages(id).await.len(), 1);
+    w.clock.advance(TimeDelta::seconds(1));
+    // Nobody acknowledged within the 5-minute ack SLO either: the duty
+    // manager is paged too.
+    assert_eq!(w.until_pages(id, 3).await[1..], ["INC-1-P2 carl escalation", "INC-1-P3 maria slo_breach"]);
+    receiver.wait_for_delivered(3, Duration::from_secs(10)).await;
+
+    // Someone else may not acknowledge; nothing is written.
+    let head = w.log.head();
+    let zed = w.pager.acknowledge(PageId::new(id, 2).unwrap(), &ActorId::new("zed").unwrap()).await.unwrap_err();
+    assert!(zed.to_string().contains("zed"), "{zed}");
+    assert_eq!(w.log.head(), head);
+    let (page, _) = w.pager.acknowledge(PageId::new(id, 2).unwrap(), &ActorId::new("carl").unwrap()).await.unwrap();
+    assert_eq!(page.acknowledged().unwrap().0.as_str(), "carl");
+
+    // The chain stops: no escalation, however long we wait...
+    w.clock.advance(TimeDelta::minutes(20));
+    assert_eq!(w.pages(id).await.len(), 3);
+    // ...until the acknowledgement times out without mitigation: paging resumes.
+    w.clock.advance(TimeDelta::minutes(11));
+    assert_eq!(w.until_pages(id, 4).await[3], "INC-1-P4 carl ack_timeout");
+    // Mitigation ends it.
+    let by = CommandContext::by(ActorId::new("maria").unwrap());
+    w.intake.execute(id, Command::Mitigate { summary: "rolled back".into() }, &by).await.unwrap();
+    w.clock.advance(TimeDelta::hours(2));
+    assert_eq!(w.pages(id).await.len(), 4);
+    assert_eq!(w.kinds().iter().filter(|k| *k == "slo.breached.v1").count(), 1, "{:?}", w.kinds());
+    w.stop.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_deliveries_are_retried_with_the_same_key_and_a_restart_delivers_nothing_again() {
+    let receiver = Receiver::start(SECRET).await;
+    receiver.fail_next(2);
+    let config = config(&receiver.url);
+    let (_dir, mut w) = new_world(&config);
+    let id = w.sev1(Some("maria")).await;
+    let delivered = receiver.wait_for_delivered(1, Duration::from_secs(10)).await;
+    assert_eq!(delivered.len(), 1);
+    let all = receiver.requests();
+    assert_eq!(all.len(), 3, "two 500s, then success");
+    assert!(all.iter().all(|r| r.idempotency_key == "INC-1-P1" && r.signature_ok));
+    for _ in 0..100 {
+        if w.kinds().contains(&"page.delivered.v1".to_string()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let delivered_record = w
+        .log
+        .read_all(Position(1), 1000)
+        .unwrap()
+        .into_iter()
+        .find(|r| r.kind.as_str() == "page.delivered.v1")
+        .unwrap();
+    assert_eq!(delivered_record.data.parse::<serde_json::Value>().unwrap()["attempts"], 3);
+
+    // A restart rebuilds everything from the log: no new page, no redelivery.
+    let head = w.log.head();
+    w.restart_pager().await;
+    assert_eq!(w.pages(id).await, ["INC-1-P1 ana severity"]);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(receiver.requests().len(), 3);
+    assert_eq!(w.log.head(), head);
+    w.stop.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_escalation_due_while_the_pager_was_down_fires_exactly_once() {
+    let receiver = Receiver::start(SECRET).await;
+    let config = config(&receiver.url);
+    let (_dir, mut w) = new_world(&config);
+    let id = w.sev1(Some("maria")).await;
+    w.until_pages(id, 1).await;
+    // The pager is down when the deadline passes.
+    w.stop_pager().await;
+    w.clock.advance(TimeDelta::minutes(7));
+    w.restart_pager().await;
+    let expected = ["INC-1-P1 ana severity", "INC-1-P2 carl escalation", "INC-1-P3 maria slo_breach"];
+    assert_eq!(w.until_pages(id, 3).await, expected);
+    // And again: still exactly one escalation and one breach.
+    w.restart_pager().await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(w.kinds().iter().filter(|k| *k == "page.escalated.v1").count(), 1);
+    assert_eq!(w.kinds().iter().filter(|k| *k == "slo.breached.v1").count(), 1);
+    assert_eq!(w.pages(id).await, expected);
+    w.stop.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sev1_without_a_commander_breaches_the_assign_slo_and_pages_the_duty_manager() {
+    let receiver = Receiver::start(SECRET).await;
+    let config = config(&receiver.url);
+    let (_dir, w) = new_world(&config);
+    let id = w.sev1(None).await;
+    w.until_pages(id, 1).await;
+    let (_, _) = w.pager.acknowledge(PageId::new(id, 1).unwrap(), &ActorId::new("ana").unwrap()).await.unwrap();
+    w.clock.advance(TimeDelta::minutes(10));
+    let pages = w.until_pages(id, 2).await;
+    assert_eq!(pages[1], "INC-1-P2 maria slo_breach");
+    let breaches = w.kinds().iter().filter(|k| *k == "slo.breached.v1").count();
+    assert_eq!(breaches, 1);
+    w.stop.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_acknowledge_on_call_and_pages_answer_precisely() {
+    let receiver = Receiver::start(SECRET).await;
+    let config = config(&receiver.url);
+    let (_dir, w) = new_world(&config);
+    let id = w.sev1(Some("maria")).await;
+    w.until_pages(id, 1).await;
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(klaxon_paging::grpc::PagingService::new(w.pager.clone()).into_server())
+            .serve_with_incoming_shutdown(
+                tokio_stream::wrappers::TcpListenerStream::new(listener),
+                w.stop.clone().cancelled_owned(),
+            ),
+    );
+    let mut c = v1::paging_client::PagingClient::connect(format!("http://{address}")).await.unwrap();
+    let as_ = |who: &str, page: &str| {
+        let mut r = tonic::Request::new(v1::AcknowledgeRequest { page_id: page.into() });
+        r.metadata_mut().insert("klaxon-actor", who.parse().unwrap());
+        r
+    };
+    let head = w.log.head();
+    for (who, page, code) in [
+        ("ana", "INC-1-P9", tonic::Code::NotFound),
+        ("ana", "INC-9-P1", tonic::Code::NotFound),
+        ("ana", "bogus", tonic::Code::InvalidArgument),
+        ("ben", "INC-1-P1", tonic::Code::PermissionDenied),
+    ] {
+        let status = c.acknowledge(as_(who, page)).await.unwrap_err();
+        assert_eq!(status.code(), code, "{who} acks {page}: {}", status.message());
+        assert_eq!(w.log.head(), head, "{who} acks {page} wrote something");
+    }
+    // A manager may acknowledge anyone's page; twice is refused.
+    let ok = c.acknowledge(as_("maria", "INC-1-P1")).await.unwrap().into_inner();
+    assert_eq!(ok.page.unwrap().acknowledged_by, "maria");
+    let twice = c.acknowledge(as_("ana", "INC-1-P1")).await.unwrap_err();
+    assert_eq!(twice.code(), tonic::Code::FailedPrecondition);
+
+    let on_call = c
+        .who_is_on_call(v1::WhoIsOnCallRequest { schedule: "payments-primary".into(), at: None })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(on_call.on_call[0].who, "ana");
+    let next_week = klaxon_proto::convert::timestamp(start_time() + TimeDelta::days(7));
+    let later = c
+        .who_is_on_call(v1::WhoIsOnCallRequest { schedule: "payments-primary".into(), at: Some(next_week) })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(later.on_call[0].who, "ben");
+    let unknown = c.who_is_on_call(v1::WhoIsOnCallRequest { schedule: "nope".into(), at: None }).await.unwrap_err();
+    assert_eq!(unknown.code(), tonic::Code::NotFound);
+    let pages = c.list_pages(v1::ListPagesRequest { incident_id: id.to_string() }).await.unwrap().into_inner().pages;
+    assert_eq!(pages.len(), 1);
+    assert_eq!(pages[0].delivery, "delivered");
+    w.stop.cancel();
+}

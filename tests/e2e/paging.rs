@@ -1,0 +1,129 @@
+//! Paging against a real `klaxond`: a page pending when the process is
+//! killed with SIGKILL still escalates after the restart, exactly once.
+
+use std::time::{Duration, Instant};
+
+use klaxon_tests::receiver::Receiver;
+use klaxon_tests::{Klaxond, klaxon_ok};
+
+fn config(receiver: &str) -> String {
+    format!(
+        r#"
+[[services]]
+name = "payments"
+team = "payments"
+tier = 1
+escalation_policy = "payments"
+
+[severity]
+default = "sev4"
+[[severity.rules]]
+id = "tier1-multi-customer"
+severity = "sev1"
+reason = "Several customers hit on a tier-1 service"
+when = {{ service_tier = [1], multi_customer = true }}
+
+[[schedules]]
+name = "payments-primary"
+time_zone = "Europe/Berlin"
+[[schedules.layers]]
+name = "daily"
+participants = ["ana"]
+shift = "1d"
+handoff = "09:00"
+start = "2026-01-01"
+
+[paging]
+duty_manager_schedule = "payments-primary"
+default_policy = "payments"
+channels = ["pager"]
+
+[slo.sev1]
+ack_minutes = 60
+assign_minutes = 60
+
+[[escalation_policies]]
+name = "payments"
+[[escalation_policies.levels]]
+timeout_seconds = 2
+targets = [{{ schedule = "payments-primary" }}]
+[[escalation_policies.levels]]
+timeout_seconds = 600
+targets = [{{ person = "carl" }}]
+
+[[channels]]
+name = "pager"
+kind = "webhook"
+url = "{receiver}"
+secret_env = "KLAXON_E2E_PAGER_SECRET"
+attempts_max = 3
+backoff_initial_ms = 20
+backoff_max_ms = 100
+"#
+    )
+}
+
+/// A fresh secret per run: no secret lives in the repository.
+fn secret() -> String {
+    format!("e2e-{:032x}", std::collections::hash_map::RandomState::new().hash_one(Instant::now()))
+}
+
+use std::hash::BuildHasher;
+
+#[test]
+fn a_pending_escalation_survives_sigkill_and_fires_once() {
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let secret = secret();
+    let receiver = runtime.block_on(Receiver::start(&secret));
+    let dir = tempfile::tempdir().unwrap();
+    let config_path = dir.path().join("klaxon.toml");
+    std::fs::write(&config_path, config(&receiver.url)).unwrap();
+    let data = dir.path().join("data");
+    let args = ["--config", config_path.to_str().unwrap()];
+    let env = [("KLAXON_E2E_PAGER_SECRET", secret.as_str())];
+
+    let server = Klaxond::start_with_env(&data, &args, &env);
+    let id = klaxon_ok(
+        &server.url,
+        "monitor",
+        &[
+            "report",
+            "--title",
+            "EU checkout down",
+            "--service",
+            "payments",
+            "--customer",
+            "acme",
+            "--customer",
+            "globex",
+        ],
+    );
+    assert!(id.starts_with("INC-1"), "{id}");
+    let first = runtime.block_on(receiver.wait_for_delivered(1, Duration::from_secs(20)));
+    assert_eq!(first.len(), 1, "the on-call person is paged");
+    assert_eq!(first[0].idempotency_key, "INC-1-P1");
+    assert_eq!(first[0].body["recipient"], "ana");
+    assert!(first[0].signature_ok);
+
+    // Killed while the page is pending; the 2 s deadline passes while down.
+    server.kill();
+    std::thread::sleep(Duration::from_secs(3));
+    let restarted = Instant::now();
+    let server = Klaxond::start_with_env(&data, &args, &env);
+    let escalated = runtime.block_on(receiver.wait_for_delivered(2, Duration::from_secs(20)));
+    assert_eq!(escalated.len(), 2, "the escalation fired after the restart");
+    assert_eq!(escalated[1].idempotency_key, "INC-1-P2");
+    assert_eq!(escalated[1].body["recipient"], "carl");
+    assert!(restarted.elapsed() < Duration::from_secs(15), "promptly: {:?}", restarted.elapsed());
+
+    // Another restart fires nothing again.
+    assert!(server.stop().success());
+    let server = Klaxond::start_with_env(&data, &args, &env);
+    std::thread::sleep(Duration::from_millis(500));
+    let pages = klaxon_ok(&server.url, "maria", &["pages", "INC-1"]);
+    assert_eq!(pages.lines().filter(|l| l.starts_with("INC-1-P")).count(), 2, "{pages}");
+    let keys: Vec<String> =
+        receiver.requests().iter().filter(|r| r.status < 300).map(|r| r.idempotency_key.clone()).collect();
+    assert_eq!(keys, ["INC-1-P1", "INC-1-P2"], "no page delivered twice");
+    assert!(server.stop().success());
+}
