@@ -5,8 +5,14 @@ use std::path::PathBuf;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("../../proto");
-    let protos =
-        ["klaxon/v1/incidents.proto", "klaxon/v1/severity.proto", "klaxon/v1/paging.proto"].map(|p| root.join(p));
+    let protos = [
+        "klaxon/v1/incidents.proto",
+        "klaxon/v1/severity.proto",
+        "klaxon/v1/paging.proto",
+        "klaxon/v1/feed.proto",
+        "klaxon/v1/review.proto",
+    ]
+    .map(|p| root.join(p));
     let out = PathBuf::from(std::env::var("OUT_DIR")?);
 
     let mut config = tonic_prost_build::Config::new();

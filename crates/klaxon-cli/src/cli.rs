@@ -2,14 +2,14 @@
 //! per subcommand.
 //!
 //! Values are checked here, before anything is sent: a malformed incident id,
-//! page id, severity, role, audience, source, status, label, schedule or time
-//! is a usage error (exit 2) that names the flag. Everything else (empty titles, lifecycle
+//! page id, action item id, severity, role, audience, source, status, label,
+//! schedule, date or time is a usage error (exit 2) that names the flag. Everything else (empty titles, lifecycle
 //! rules, limits) is the server's to judge.
 
 use std::collections::HashMap;
 use std::str::FromStr;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use clap::{Args, Parser, Subcommand};
 use klaxon_domain::ids::{Audience, IncidentId, IncidentRole, ReportSource, Severity};
 use klaxon_domain::incident::Status;
@@ -34,7 +34,7 @@ Exit codes:
   4    server unreachable or unavailable (connection refused, unavailable,
        deadline exceeded); check --server / KLAXON_SERVER
   5    any other error
-  130  `klaxon join` interrupted by Ctrl-C
+  130  `klaxon join` or `klaxon watch` interrupted by Ctrl-C
 
 Times are shown in UTC.";
 
@@ -44,7 +44,8 @@ Times are shown in UTC.";
     name = "klaxon",
     version,
     about = "Klaxon incident command: report, declare, own, update and resolve Sev-1 incidents; explain their \
-             severity, see who is on call, follow and acknowledge pages.",
+             severity, see who is on call, follow and acknowledge pages; watch the executive status feed; replay \
+             timelines, write post-incident reviews, track action items and report trends.",
     after_help = EXIT_CODES_HELP
 )]
 pub struct Cli {
@@ -62,7 +63,7 @@ pub struct Global {
     /// The address of klaxond's gRPC API.
     #[arg(long, env = "KLAXON_SERVER", default_value = "http://127.0.0.1:7600", global = true, value_name = "URL", value_parser = parse_server)]
     pub server: String,
-    /// Print one JSON object (per line, for `join`) instead of human text.
+    /// Print one JSON object (per line, for `join` and `watch`) instead of human text.
     #[arg(long, global = true)]
     pub json: bool,
     /// Who is acting, sent as the `klaxon-actor` header [default: $USER, else "unknown"].
@@ -100,7 +101,7 @@ pub fn resolve_actor(flag: Option<AsciiMetadataValue>, user: Option<String>) -> 
 }
 
 /// Every subcommand: one per RPC of `klaxon.v1` (services `Incidents`,
-/// `Bridge`, `SeverityEvaluator` and `Paging`).
+/// `Bridge`, `SeverityEvaluator`, `Paging`, `StatusFeed` and `Review`).
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Report an issue; prints the incident id (a report with the dedup key of an open incident is merged into it).
@@ -143,6 +144,54 @@ pub enum Command {
     Ack(PageArg),
     /// Show who is on call, on one schedule or all of them, now or at a given time.
     Oncall(OncallArgs),
+    /// Mark a report as noise: trend reports leave it out.
+    Noise(ReasonArgs),
+    /// Follow the executive status feed: the open incidents first (marked `*`), then every change, until Ctrl-C.
+    Watch(WatchArgs),
+    /// Replay every event of an incident (incident, page and review events), optionally only up to a past moment.
+    Timeline(TimelineArgs),
+    /// Show an incident's metrics: times to detect, acknowledge, assign, mitigate and resolve; escalations, pages.
+    Metrics(IncidentArg),
+    /// Show, write, publish or export the post-incident review.
+    #[command(subcommand)]
+    Review(ReviewCommand),
+    /// List the action items of every review.
+    Actions(ActionsArgs),
+    /// Report counts, percentiles and SLO compliance over a time range, as rendered by the server.
+    Trends(TrendsArgs),
+}
+
+/// `klaxon review ...`.
+#[derive(Debug, Subcommand)]
+pub enum ReviewCommand {
+    /// Show the review of an incident.
+    Show(IncidentArg),
+    /// Write (replace) the review's summary.
+    Summary(ReviewTextArgs),
+    /// Write (replace) the review's impact statement.
+    Impact(ReviewTextArgs),
+    /// Add a contributing factor.
+    Factor(ReviewTextArgs),
+    /// Add, assign, schedule or complete action items.
+    #[command(subcommand)]
+    Action(ActionCommand),
+    /// Publish the review.
+    Publish(IncidentArg),
+    /// Print the postmortem as Markdown, exactly as the server renders it (e.g. `> inc-7.md`).
+    Export(IncidentArg),
+}
+
+/// `klaxon review action ...`.
+#[derive(Debug, Subcommand)]
+pub enum ActionCommand {
+    /// Add an action item; prints its id (e.g. INC-7-A1).
+    Add(ActionAddArgs),
+    /// Give an action item an owner.
+    Assign(ActionAssignArgs),
+    /// Set an action item's due date.
+    Due(ActionDueArgs),
+    /// Mark an action item done.
+    Done(ActionItemArg),
 }
 
 /// `klaxon severity ...`.
@@ -181,6 +230,14 @@ pub struct PageArg {
     /// The page, e.g. INC-42-P1 (the first page of INC-42).
     #[arg(value_parser = parse_page_id)]
     pub page: String,
+}
+
+/// Just an action item.
+#[derive(Debug, Args)]
+pub struct ActionItemArg {
+    /// The action item, e.g. INC-42-A1 (the first action item of INC-42's review).
+    #[arg(value_parser = parse_action_item_id)]
+    pub item: String,
 }
 
 /// `klaxon report`.
@@ -379,6 +436,100 @@ pub struct OncallArgs {
     pub at: At,
 }
 
+/// `klaxon watch`.
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    /// Only incidents at least this severe, 1 to 4 [default: all, also those without a severity yet].
+    #[arg(long, value_name = "N", value_parser = parse_severity)]
+    pub min_severity: Option<v1::Severity>,
+    /// Only this service (repeatable).
+    #[arg(long = "service", value_name = "SERVICE")]
+    pub services: Vec<String>,
+    /// Only incidents listing this customer (repeatable).
+    #[arg(long = "customer", value_name = "CUSTOMER")]
+    pub customers: Vec<String>,
+    /// Also the company-wide posts of multi-customer incidents.
+    #[arg(long)]
+    pub company_wide: bool,
+}
+
+/// `klaxon timeline`.
+#[derive(Debug, Args)]
+pub struct TimelineArgs {
+    /// The incident, e.g. INC-42.
+    #[arg(value_parser = parse_incident_id)]
+    pub incident: String,
+    /// Only what was known at this time (RFC 3339, e.g. 2025-03-01T10:00:00Z), and the incident's state then.
+    #[arg(long, value_name = "TIME", value_parser = parse_time, conflicts_with = "as_of_position")]
+    pub as_of: Option<prost_types::Timestamp>,
+    /// Only the events up to this log position, and the incident's state then.
+    #[arg(long, value_name = "N")]
+    pub as_of_position: Option<u64>,
+}
+
+/// `klaxon review summary`, `impact` and `factor`.
+#[derive(Debug, Args)]
+pub struct ReviewTextArgs {
+    /// The incident, e.g. INC-42.
+    #[arg(value_parser = parse_incident_id)]
+    pub incident: String,
+    /// The text.
+    pub text: String,
+}
+
+/// `klaxon review action add`.
+#[derive(Debug, Args)]
+pub struct ActionAddArgs {
+    /// The incident, e.g. INC-42.
+    #[arg(value_parser = parse_incident_id)]
+    pub incident: String,
+    /// What is to be done.
+    pub title: String,
+}
+
+/// `klaxon review action assign`.
+#[derive(Debug, Args)]
+pub struct ActionAssignArgs {
+    /// The action item, e.g. INC-42-A1.
+    #[arg(value_parser = parse_action_item_id)]
+    pub item: String,
+    /// Who owns it.
+    pub owner: String,
+}
+
+/// `klaxon review action due`.
+#[derive(Debug, Args)]
+pub struct ActionDueArgs {
+    /// The action item, e.g. INC-42-A1.
+    #[arg(value_parser = parse_action_item_id)]
+    pub item: String,
+    /// The due date, YYYY-MM-DD.
+    #[arg(value_parser = parse_date)]
+    pub due: String,
+}
+
+/// `klaxon actions`.
+#[derive(Debug, Args)]
+pub struct ActionsArgs {
+    /// Only the items not done yet.
+    #[arg(long)]
+    pub open: bool,
+}
+
+/// `klaxon trends`.
+#[derive(Debug, Args)]
+pub struct TrendsArgs {
+    /// The start: YYYY-MM-DD (midnight UTC) or an RFC 3339 time.
+    #[arg(long, value_name = "TIME", value_parser = parse_day_or_time)]
+    pub from: prost_types::Timestamp,
+    /// The end: YYYY-MM-DD (midnight UTC) or an RFC 3339 time.
+    #[arg(long, value_name = "TIME", value_parser = parse_day_or_time)]
+    pub to: prost_types::Timestamp,
+    /// Print the report as CSV (the default is the table, --json prints JSON; --csv wins over --json).
+    #[arg(long)]
+    pub csv: bool,
+}
+
 /// The instant of `klaxon oncall --at`.
 #[derive(Debug, Clone, PartialEq)]
 pub enum At {
@@ -416,6 +567,13 @@ impl Command {
             Command::Pages(a) => Rpc::ListPages(list_pages(a)),
             Command::Ack(a) => Rpc::Acknowledge(acknowledge(a)),
             Command::Oncall(a) => Rpc::WhoIsOnCall(who_is_on_call(a)),
+            Command::Noise(a) => Rpc::MarkNoise(mark_noise(a, context)),
+            Command::Watch(a) => return Action::Watch(feed_filter(a)),
+            Command::Timeline(a) => Rpc::ReplayTimeline(replay_timeline(a)),
+            Command::Metrics(a) => Rpc::GetMetrics(v1::GetMetricsRequest { incident_id: a.incident }),
+            Command::Review(c) => review(c, context),
+            Command::Actions(a) => Rpc::ListActionItems(v1::ListActionItemsRequest { open_only: a.open }),
+            Command::Trends(a) => Rpc::Trends { csv: a.csv, request: trends(a) },
         };
         Action::Call(rpc)
     }
@@ -544,6 +702,61 @@ fn who_is_on_call(a: OncallArgs) -> v1::WhoIsOnCallRequest {
     }
 }
 
+fn mark_noise(a: ReasonArgs, context: v1::CommandContext) -> v1::MarkNoiseRequest {
+    v1::MarkNoiseRequest { context: Some(context), incident_id: a.incident, reason: a.reason }
+}
+
+fn feed_filter(a: WatchArgs) -> v1::FeedFilter {
+    v1::FeedFilter {
+        min_severity: a.min_severity.unwrap_or(v1::Severity::Unspecified) as i32,
+        services: a.services,
+        customers: a.customers,
+        include_company_wide: a.company_wide,
+    }
+}
+
+fn replay_timeline(a: TimelineArgs) -> v1::ReplayTimelineRequest {
+    use v1::replay_timeline_request::AsOf;
+    let as_of = match (a.as_of, a.as_of_position) {
+        (Some(t), _) => Some(AsOf::AsOfTime(t)),
+        (None, Some(p)) => Some(AsOf::AsOfPosition(p)),
+        (None, None) => None,
+    };
+    v1::ReplayTimelineRequest { incident_id: a.incident, as_of }
+}
+
+/// `review show` and `review export` read the review; every other `review`
+/// subcommand is one edit of it. Action items name their incident in their id.
+fn review(c: ReviewCommand, context: v1::CommandContext) -> Rpc {
+    use v1::edit_review_request::Edit;
+    let (incident_id, edit) = match c {
+        ReviewCommand::Show(a) => return Rpc::GetReview(v1::GetReviewRequest { incident_id: a.incident }),
+        ReviewCommand::Export(a) => return Rpc::ExportMarkdown(v1::ExportMarkdownRequest { incident_id: a.incident }),
+        ReviewCommand::Summary(a) => (a.incident, Edit::WriteSummary(a.text)),
+        ReviewCommand::Impact(a) => (a.incident, Edit::WriteImpact(a.text)),
+        ReviewCommand::Factor(a) => (a.incident, Edit::AddContributingFactor(a.text)),
+        ReviewCommand::Publish(a) => (a.incident, Edit::Publish(true)),
+        ReviewCommand::Action(ActionCommand::Add(a)) => (a.incident, Edit::AddActionItem(a.title)),
+        ReviewCommand::Action(ActionCommand::Assign(a)) => {
+            (incident_of(&a.item), Edit::AssignActionItem(v1::AssignActionItem { item_id: a.item, owner: a.owner }))
+        }
+        ReviewCommand::Action(ActionCommand::Due(a)) => {
+            (incident_of(&a.item), Edit::SetActionItemDue(v1::SetActionItemDue { item_id: a.item, due: a.due }))
+        }
+        ReviewCommand::Action(ActionCommand::Done(a)) => (incident_of(&a.item), Edit::CompleteActionItem(a.item)),
+    };
+    Rpc::EditReview(v1::EditReviewRequest { context: Some(context), incident_id, edit: Some(edit) })
+}
+
+/// `INC-7` of the (already checked) item id `INC-7-A1`.
+fn incident_of(item: &str) -> String {
+    item.rsplit_once('-').map_or(item, |(incident, _)| incident).to_string()
+}
+
+fn trends(a: TrendsArgs) -> v1::TrendsRequest {
+    v1::TrendsRequest { from: Some(a.from), to: Some(a.to) }
+}
+
 /// Parses with the domain's rules and keeps only the human reason of a
 /// rejection (clap already names the flag).
 fn domain<T: FromStr<Err = klaxon_domain::Error>>(s: &str) -> Result<T, String> {
@@ -562,18 +775,30 @@ fn parse_incident_id(s: &str) -> Result<String, String> {
 /// `INC-7-P1`); like incident ids, both numbers are at least 1 and have no
 /// leading zeros.
 fn parse_page_id(s: &str) -> Result<String, String> {
-    let expected = || format!("{s:?}: expected INC-<number>-P<number>, such as INC-7-P1");
-    let (incident, page) = s.rsplit_once('-').ok_or_else(expected)?;
+    parse_child_id::<u64>(s, 'P', "page")
+}
+
+/// An action item id `INC-<n>-A<m>` in its canonical spelling (`inc-7-a1`
+/// becomes `INC-7-A1`), with the rules of page ids.
+fn parse_action_item_id(s: &str) -> Result<String, String> {
+    parse_child_id::<u32>(s, 'A', "action item")
+}
+
+/// An id `INC-<n>-<letter><m>` of something belonging to incident `n`; `N`
+/// bounds `m`.
+fn parse_child_id<N: FromStr + std::fmt::Display>(s: &str, letter: char, what: &str) -> Result<String, String> {
+    let expected = || format!("{s:?}: expected INC-<number>-{letter}<number>, such as INC-7-{letter}1");
+    let (incident, child) = s.rsplit_once('-').ok_or_else(expected)?;
     let incident = parse_incident_id(incident).map_err(|_| expected())?;
-    let digits = page.strip_prefix(['P', 'p']).ok_or_else(expected)?;
+    let digits = child.strip_prefix([letter, letter.to_ascii_lowercase()]).ok_or_else(expected)?;
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return Err(expected());
     }
     if digits.starts_with('0') {
-        return Err(format!("{s:?}: the page number must be at least 1, without leading zeros"));
+        return Err(format!("{s:?}: the {what} number must be at least 1, without leading zeros"));
     }
-    let n: u64 = digits.parse().map_err(|_| format!("{s:?}: the page number is too large"))?;
-    Ok(format!("{incident}-P{n}"))
+    let n: N = digits.parse().map_err(|_| format!("{s:?}: the {what} number is too large"))?;
+    Ok(format!("{incident}-{letter}{n}"))
 }
 
 fn parse_schedule(s: &str) -> Result<String, String> {
@@ -628,6 +853,23 @@ fn parse_time(s: &str) -> Result<prost_types::Timestamp, String> {
     DateTime::parse_from_rfc3339(s)
         .map(|t| convert::timestamp(t.with_timezone(&Utc)))
         .map_err(|e| format!("expected an RFC 3339 time such as 2025-03-01T10:00:00Z ({e})"))
+}
+
+/// A calendar date, YYYY-MM-DD, in its canonical spelling.
+fn parse_date(s: &str) -> Result<String, String> {
+    NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d")
+        .map(|d| d.format("%Y-%m-%d").to_string())
+        .map_err(|e| format!("expected a date YYYY-MM-DD such as 2025-03-01 ({e})"))
+}
+
+/// A date YYYY-MM-DD (its midnight UTC) or an RFC 3339 time.
+fn parse_day_or_time(s: &str) -> Result<prost_types::Timestamp, String> {
+    if let Ok(day) = NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d") {
+        return Ok(convert::timestamp(day.and_time(chrono::NaiveTime::MIN).and_utc()));
+    }
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| convert::timestamp(t.with_timezone(&Utc)))
+        .map_err(|e| format!("expected a date YYYY-MM-DD or an RFC 3339 time such as 2025-03-01T10:00:00Z ({e})"))
 }
 
 fn parse_server(s: &str) -> Result<String, String> {

@@ -1,5 +1,7 @@
 //! The RPC layer: connecting to klaxond, one generic path that sends any
-//! unary request and returns its reply, and the bridge session of `join`.
+//! request and returns its reply (a finite stream, the timeline replay, is
+//! read to its end), the bridge session of `join` and the status feed of
+//! `watch`.
 
 use std::time::Duration;
 
@@ -7,7 +9,9 @@ use klaxon_proto::v1;
 use klaxon_proto::v1::bridge_client::BridgeClient;
 use klaxon_proto::v1::incidents_client::IncidentsClient;
 use klaxon_proto::v1::paging_client::PagingClient;
+use klaxon_proto::v1::review_client::ReviewClient;
 use klaxon_proto::v1::severity_evaluator_client::SeverityEvaluatorClient;
+use klaxon_proto::v1::status_feed_client::StatusFeedClient;
 use tokio::sync::mpsc;
 use tonic::metadata::AsciiMetadataValue;
 use tonic::transport::{Channel, Endpoint};
@@ -16,7 +20,7 @@ use crate::error::Error;
 
 /// How long establishing the connection may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long one unary request may take (not applied to `join`).
+/// How long one request may take (not applied to `join` and `watch`).
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long `join` waits for the server to end the stream after `leave`.
 pub const LEAVE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -32,9 +36,11 @@ pub enum Action {
     Call(Rpc),
     /// A bridge session.
     Join(v1::JoinBridge),
+    /// A subscription to the status feed, until it ends or Ctrl-C.
+    Watch(v1::FeedFilter),
 }
 
-/// A unary request of the `Incidents`, `SeverityEvaluator` or `Paging`
+/// A request of the `Incidents`, `SeverityEvaluator`, `Paging` or `Review`
 /// service (all served at `--server`), ready to send.
 #[derive(Debug, Clone, PartialEq)]
 #[allow(missing_docs)] // Each variant is named after its RPC.
@@ -65,6 +71,19 @@ pub enum Rpc {
     Acknowledge(v1::AcknowledgeRequest),
     WhoIsOnCall(v1::WhoIsOnCallRequest),
     ListPages(v1::ListPagesRequest),
+    MarkNoise(v1::MarkNoiseRequest),
+    /// Server streaming, read to its end.
+    ReplayTimeline(v1::ReplayTimelineRequest),
+    GetMetrics(v1::GetMetricsRequest),
+    GetReview(v1::GetReviewRequest),
+    EditReview(v1::EditReviewRequest),
+    ListActionItems(v1::ListActionItemsRequest),
+    ExportMarkdown(v1::ExportMarkdownRequest),
+    /// With `csv`, the CSV rendering of the report is printed.
+    Trends {
+        request: v1::TrendsRequest,
+        csv: bool,
+    },
 }
 
 /// The answer to an [`Rpc`].
@@ -88,6 +107,24 @@ pub enum Reply {
     OnCall(v1::WhoIsOnCallResponse),
     /// From `Paging.ListPages`.
     Pages(v1::ListPagesResponse),
+    /// From `Review.ReplayTimeline`: every entry in log order, and the
+    /// incident's state at the `as_of` moment when one was asked for.
+    Timeline {
+        /// The entries.
+        entries: Vec<v1::TimelineEntry>,
+        /// The incident as it was then.
+        state: Option<v1::Incident>,
+    },
+    /// From `Review.GetMetrics`.
+    Metrics(v1::IncidentMetrics),
+    /// From `Review.GetReview` and `Review.EditReview`.
+    Review(v1::ReviewView),
+    /// From `Review.ListActionItems`.
+    ActionItems(v1::ListActionItemsResponse),
+    /// From `Review.ExportMarkdown`.
+    Markdown(v1::ExportMarkdownResponse),
+    /// From `Review.Trends`.
+    Trends(v1::TrendsResponse),
 }
 
 /// A connection to klaxond plus who is acting.
@@ -126,7 +163,11 @@ impl Connection {
         PagingClient::new(self.channel.clone())
     }
 
-    /// Sends one unary request and returns the server's answer.
+    fn review(&self) -> ReviewClient<Channel> {
+        ReviewClient::new(self.channel.clone())
+    }
+
+    /// Sends one request and returns the server's answer.
     pub async fn call(&self, rpc: Rpc) -> Result<Reply, tonic::Status> {
         let mut c = IncidentsClient::new(self.channel.clone());
         Ok(match rpc {
@@ -166,6 +207,32 @@ impl Connection {
             Rpc::Acknowledge(m) => Reply::Acknowledged(self.paging().acknowledge(self.request(m)).await?.into_inner()),
             Rpc::WhoIsOnCall(m) => Reply::OnCall(self.paging().who_is_on_call(self.request(m)).await?.into_inner()),
             Rpc::ListPages(m) => Reply::Pages(self.paging().list_pages(self.request(m)).await?.into_inner()),
+            Rpc::MarkNoise(m) => Reply::Command(c.mark_noise(self.request(m)).await?.into_inner()),
+            Rpc::ReplayTimeline(m) => {
+                use v1::timeline_message::Message;
+                let mut stream = self.review().replay_timeline(self.request(m)).await?.into_inner();
+                let (mut entries, mut state) = (Vec::new(), None);
+                while let Some(v1::TimelineMessage { message }) = stream.message().await? {
+                    match message {
+                        Some(Message::Entry(e)) => entries.push(e),
+                        Some(Message::State(i)) => state = Some(i),
+                        None => {}
+                    }
+                }
+                Reply::Timeline { entries, state }
+            }
+            Rpc::GetMetrics(m) => Reply::Metrics(self.review().get_metrics(self.request(m)).await?.into_inner()),
+            Rpc::GetReview(m) => Reply::Review(self.review().get_review(self.request(m)).await?.into_inner()),
+            Rpc::EditReview(m) => Reply::Review(self.review().edit_review(self.request(m)).await?.into_inner()),
+            Rpc::ListActionItems(m) => {
+                Reply::ActionItems(self.review().list_action_items(self.request(m)).await?.into_inner())
+            }
+            Rpc::ExportMarkdown(m) => {
+                Reply::Markdown(self.review().export_markdown(self.request(m)).await?.into_inner())
+            }
+            Rpc::Trends { request, .. } => {
+                Reply::Trends(self.review().trends(self.request(request)).await?.into_inner())
+            }
         })
     }
 
@@ -213,6 +280,34 @@ impl Connection {
                     }
                 },
                 () = &mut leave_deadline, if leaving => return Ok(()),
+                _ = &mut ctrl_c => return Err(Error::Interrupted),
+            }
+        }
+    }
+
+    /// Subscribes to the status feed and hands every item to `on_item`
+    /// until the server ends the stream or `on_item` answers `false` (stdout
+    /// was closed). Returns [`Error::Interrupted`] on Ctrl-C.
+    pub async fn watch(
+        &self,
+        filter: v1::FeedFilter,
+        mut on_item: impl FnMut(v1::FeedItem) -> Result<bool, Error>,
+    ) -> Result<(), Error> {
+        let ctrl_c = tokio::signal::ctrl_c();
+        tokio::pin!(ctrl_c);
+        let mut client = StatusFeedClient::new(self.channel.clone());
+        let mut items = tokio::select! {
+            response = client.subscribe(self.request(filter)) => response?.into_inner(),
+            _ = &mut ctrl_c => return Err(Error::Interrupted),
+        };
+        loop {
+            tokio::select! {
+                item = items.message() => match item? {
+                    Some(item) => if !on_item(item)? {
+                        return Ok(());
+                    },
+                    None => return Ok(()),
+                },
                 _ = &mut ctrl_c => return Err(Error::Interrupted),
             }
         }

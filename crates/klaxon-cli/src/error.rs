@@ -31,7 +31,8 @@ pub enum Exit {
     /// Anything else: an internal server error, an unimplemented RPC, a
     /// local output error.
     Other = 5,
-    /// `klaxon join` was interrupted by Ctrl-C (the shell convention).
+    /// `klaxon join` or `klaxon watch` was interrupted by Ctrl-C (the shell
+    /// convention).
     Interrupted = 130,
 }
 
@@ -78,7 +79,7 @@ pub enum Error {
     },
     /// The server answered with an error status.
     Status(Box<tonic::Status>),
-    /// Ctrl-C during `join`.
+    /// Ctrl-C during `join` or `watch`.
     Interrupted,
     /// Writing the output failed.
     Output(std::io::Error),

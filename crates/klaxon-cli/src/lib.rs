@@ -1,33 +1,38 @@
 //! The `klaxon` command line: every incident command and query of Klaxon's
 //! gRPC API (`proto/klaxon/v1/incidents.proto`), the severity explanation
-//! (`severity.proto`) and paging (`paging.proto`: `ack`, `oncall`, `pages`),
-//! for incident managers and responders at a terminal and for scripts
-//! (`--json`). All services are served at the one `--server` address.
+//! (`severity.proto`), paging (`paging.proto`: `ack`, `oncall`, `pages`),
+//! the executive status feed (`feed.proto`: `watch`) and post-incident
+//! review (`review.proto`: `timeline`, `metrics`, `review ...`, `actions`,
+//! `trends`), for incident managers, responders and executives at a terminal
+//! and for scripts (`--json`). All services are served at the one `--server`
+//! address.
 //!
 //! What it must never do: decide anything about an incident. It checks the
-//! shape of its arguments (incident and page ids, enums, times), sends exactly one request per
-//! command (one per page for `list --all-pages`), and prints the server's
-//! answer or its error message as is.
+//! shape of its arguments (incident, page and action item ids, enums, dates,
+//! times), sends exactly one request per command (one per page for `list
+//! --all-pages`), and prints the server's answer or its error message as is.
+//! Documents the server renders (the Markdown postmortem, trend reports) are
+//! printed byte for byte (only given a final newline should they lack one).
 //!
 //! Every call carries the acting person in the `klaxon-actor` header
 //! (`--as`, `KLAXON_ACTOR`, else `$USER`) and, for commands, a
 //! `CommandContext` with `--request-id` (a fresh UUIDv4 by default) and
 //! `--expect-version`. Connecting times out after 5 s, each request after
-//! 30 s (`join` has no request timeout).
+//! 30 s (`join` and `watch` have no request timeout).
 //!
 //! Exit codes: 0 success; 1 the server refused the request (InvalidArgument,
 //! NotFound, FailedPrecondition, PermissionDenied, Unauthenticated,
 //! ResourceExhausted, AlreadyExists); 2 usage error; 3 version conflict
 //! (Aborted; the current version is printed); 4 server unreachable or
 //! unavailable (connection refused, Unavailable, DeadlineExceeded); 5
-//! anything else; 130 `join` interrupted by Ctrl-C. Errors are one line on
-//! stderr: `klaxon: <message>`.
+//! anything else; 130 `join` or `watch` interrupted by Ctrl-C. Errors are
+//! one line on stderr: `klaxon: <message>`.
 //!
 //! Modules:
 //! - [`cli`]: the clap definitions, value parsers, and one pure
 //!   request-building function per subcommand.
-//! - [`commands`]: connecting, the one generic "send this request" path, and
-//!   the bridge session of `join`.
+//! - [`commands`]: connecting, the one generic "send this request" path, the
+//!   bridge session of `join` and the feed subscription of `watch`.
 //! - [`render`]: human text and JSON views of the replies.
 //! - [`error`]: failures, their one-line messages, and exit codes.
 
@@ -76,7 +81,8 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
         Action::Call(rpc) => {
             let connection = Connection::open(&global.server, actor, Some(REQUEST_TIMEOUT)).await?;
             let reply = connection.call(rpc.clone()).await?;
-            print_line(&render::reply(&rpc, &reply, global.json))
+            let text = render::reply(&rpc, &reply, global.json);
+            if render::verbatim(&rpc, global.json) { print_verbatim(&text) } else { print_line(&text) }
         }
         Action::Join(join) => {
             let connection = Connection::open(&global.server, actor, None).await?;
@@ -91,15 +97,33 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
                 })
                 .await
         }
+        Action::Watch(filter) => {
+            let connection = Connection::open(&global.server, actor, None).await?;
+            connection.watch(filter, |item| write_stdout(&render::feed_item(&item, global.json), true)).await
+        }
     }
 }
 
 /// Prints one line (or block) on stdout and flushes it, so `join` output
 /// appears at once; a closed pipe (`klaxon list | head`) is not an error.
 fn print_line(text: &str) -> Result<(), Error> {
+    write_stdout(text, true).map(drop)
+}
+
+/// Prints a document the server rendered exactly as it is, only ending it
+/// with a newline should it lack one.
+fn print_verbatim(text: &str) -> Result<(), Error> {
+    write_stdout(text, !text.is_empty() && !text.ends_with('\n')).map(drop)
+}
+
+/// Writes `text` (and a newline) on stdout and flushes it; `false` when
+/// stdout is a closed pipe (`klaxon watch | head`), which is not an error.
+fn write_stdout(text: &str, newline: bool) -> Result<bool, Error> {
     let mut out = std::io::stdout().lock();
-    match writeln!(out, "{text}").and_then(|()| out.flush()) {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(Error::Output(e)),
-        _ => Ok(()),
+    let written = out.write_all(text.as_bytes()).and_then(|()| if newline { out.write_all(b"\n") } else { Ok(()) });
+    match written.and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(false),
+        Err(e) => Err(Error::Output(e)),
+        Ok(()) => Ok(true),
     }
 }

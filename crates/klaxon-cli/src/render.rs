@@ -1,7 +1,9 @@
 //! Output: human text by default, or JSON built from the wire types through
 //! serializable view structs (prost types do not implement `Serialize`).
 //!
-//! Every function here is pure: it returns the text to print. In JSON,
+//! Every function here is pure: it returns the text to print. Documents the
+//! server renders itself (the Markdown postmortem, trend reports) are passed
+//! through untouched; see [`verbatim`]. In JSON,
 //! timestamps are RFC 3339 strings in UTC, enums are lowercase names
 //! (`"sev1"`, `"declared"`, `"company_wide"`), and absent values are `null`.
 
@@ -39,7 +41,82 @@ pub fn reply(rpc: &Rpc, reply: &Reply, json: bool) -> String {
         Reply::OnCall(o) => on_call(o),
         Reply::Pages(p) if json => to_json(&PagesView { pages: p.pages.iter().map(PageView::new).collect() }),
         Reply::Pages(p) => pages(p),
+        Reply::Timeline { entries, state } if json => to_json(&TimelineView {
+            entries: entries.iter().map(TimelineEntryView::new).collect(),
+            state: state.as_ref().map(IncidentView::new),
+        }),
+        Reply::Timeline { entries, state } => timeline(rpc, entries, state.as_ref()),
+        Reply::Metrics(m) if json => to_json(&MetricsView::new(m)),
+        Reply::Metrics(m) => metrics(m),
+        Reply::Review(r) if json => to_json(&ReviewView::new(r)),
+        Reply::Review(r) => match rpc {
+            Rpc::EditReview(edit) => review_edited(edit, r),
+            _ => review(r),
+        },
+        Reply::ActionItems(l) if json => {
+            to_json(&ActionItemsView { items: l.items.iter().map(ActionItemView::new).collect() })
+        }
+        Reply::ActionItems(l) => action_items(rpc, l),
+        Reply::Markdown(m) if json => to_json(&MarkdownView {
+            incident_id: match rpc {
+                Rpc::ExportMarkdown(q) => q.incident_id.clone(),
+                _ => String::new(),
+            },
+            markdown: m.markdown.clone(),
+        }),
+        Reply::Markdown(m) => m.markdown.clone(),
+        Reply::Trends(t) => match rpc {
+            Rpc::Trends { csv: true, .. } => t.csv.clone(),
+            _ if json => t.json.clone(),
+            _ => t.table.clone(),
+        },
     }
+}
+
+/// Whether the text of [`reply`] is a document the server rendered (the
+/// Markdown postmortem, a trend report), to be printed byte for byte rather
+/// than as a line.
+pub fn verbatim(rpc: &Rpc, json: bool) -> bool {
+    match rpc {
+        Rpc::Trends { .. } => true,
+        Rpc::ExportMarkdown(_) => !json,
+        _ => false,
+    }
+}
+
+/// The line printed for one item of the status feed: `HH:MM:SS  INC-7 SEV1
+/// declared  commander=maria  customers=40 (multi)  "<latest executive
+/// update>"  next update due HH:MM`, led by `* ` for the items of the
+/// initial snapshot; times in UTC.
+pub fn feed_item(item: &v1::FeedItem, json: bool) -> String {
+    if json {
+        return to_json(&FeedItemView::new(item));
+    }
+    let mut line = String::from(if item.snapshot { "* " } else { "" });
+    let at = time(item.at.as_ref()).map_or_else(|| "--:--:--".to_string(), |t| t.format("%H:%M:%S").to_string());
+    let _ = write!(
+        line,
+        "{at}  {} {} {}  commander={}  customers={}",
+        item.incident_id,
+        severity_label(item.severity),
+        status_name(item.status).unwrap_or("?"),
+        or_dash(&item.commander),
+        item.customers_affected
+    );
+    if item.multi_customer {
+        line.push_str(" (multi)");
+    }
+    if let Some(u) = &item.latest_executive_update {
+        // Debug quoting keeps the line one line whatever the text holds.
+        let _ = write!(line, "  {:?}", u.text);
+    }
+    if let Some(due) = time(item.next_update_due.as_ref()) {
+        let _ = write!(line, "  next update due {}", due.format("%H:%M"));
+    }
+    if !item.company_wide_post.is_empty() {
+        let _ = write!(line, "  company-wide: {:?}", item.company_wide_post);
+    }
+    line
 }
 
 /// The line printed for one message of the bridge stream.
@@ -109,6 +186,19 @@ fn rfc3339(t: Option<&prost_types::Timestamp>) -> Option<String> {
 /// RFC 3339 in UTC to the second, for people.
 fn human_time(t: Option<&prost_types::Timestamp>) -> Option<String> {
     time(t).map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true))
+}
+
+/// A duration in seconds as `1h 2m 3s` (`2m 0s`, `5s`), or `-` when absent.
+fn duration(seconds: Option<i64>) -> String {
+    let Some(seconds) = seconds else { return "-".to_string() };
+    let sign = if seconds < 0 { "-" } else { "" };
+    let total = seconds.unsigned_abs();
+    let (h, m, s) = (total / 3600, total / 60 % 60, total % 60);
+    match (h, m) {
+        (0, 0) => format!("{sign}{s}s"),
+        (0, _) => format!("{sign}{m}m {s}s"),
+        _ => format!("{sign}{h}h {m}m {s}s"),
+    }
 }
 
 fn non_empty(s: &str) -> Option<String> {
@@ -190,16 +280,7 @@ impl IncidentView {
             source: source_name(i.source),
             reporter: i.reporter.clone(),
             labels: i.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
-            latest_updates: i
-                .latest_updates
-                .iter()
-                .map(|u| UpdateView {
-                    audience: audience_name(u.audience),
-                    text: u.text.clone(),
-                    by: u.by.clone(),
-                    at: rfc3339(u.at.as_ref()),
-                })
-                .collect(),
+            latest_updates: i.latest_updates.iter().map(UpdateView::new).collect(),
             first_reported_at: rfc3339(i.first_reported_at.as_ref()),
             last_seen_at: rfc3339(i.last_seen_at.as_ref()),
             started_at: rfc3339(i.started_at.as_ref()),
@@ -230,6 +311,17 @@ struct UpdateView {
     text: String,
     by: String,
     at: Option<String>,
+}
+
+impl UpdateView {
+    fn new(u: &v1::StatusUpdate) -> UpdateView {
+        UpdateView {
+            audience: audience_name(u.audience),
+            text: u.text.clone(),
+            by: u.by.clone(),
+            at: rfc3339(u.at.as_ref()),
+        }
+    }
 }
 
 /// What a command answers, in JSON.
@@ -478,6 +570,180 @@ impl OnCallListView {
     }
 }
 
+/// One line of `watch --json`.
+#[derive(Debug, Serialize)]
+struct FeedItemView {
+    incident_id: String,
+    snapshot: bool,
+    at: Option<String>,
+    title: String,
+    service: Option<String>,
+    severity: Option<&'static str>,
+    status: Option<&'static str>,
+    commander: Option<String>,
+    customers_affected: u32,
+    multi_customer: bool,
+    customers: Vec<String>,
+    impact_summary: Option<String>,
+    latest_executive_update: Option<UpdateView>,
+    next_update_due: Option<String>,
+    company_wide_post: Option<String>,
+}
+
+impl FeedItemView {
+    fn new(i: &v1::FeedItem) -> FeedItemView {
+        FeedItemView {
+            incident_id: i.incident_id.clone(),
+            snapshot: i.snapshot,
+            at: rfc3339(i.at.as_ref()),
+            title: i.title.clone(),
+            service: non_empty(&i.service),
+            severity: severity_name(i.severity),
+            status: status_name(i.status),
+            commander: non_empty(&i.commander),
+            customers_affected: i.customers_affected,
+            multi_customer: i.multi_customer,
+            customers: i.customers.clone(),
+            impact_summary: non_empty(&i.impact_summary),
+            latest_executive_update: i.latest_executive_update.as_ref().map(UpdateView::new),
+            next_update_due: rfc3339(i.next_update_due.as_ref()),
+            company_wide_post: non_empty(&i.company_wide_post),
+        }
+    }
+}
+
+/// A replayed timeline in JSON; `state` is the incident at the `as_of`
+/// moment (`null` without one).
+#[derive(Debug, Serialize)]
+struct TimelineView {
+    entries: Vec<TimelineEntryView>,
+    state: Option<IncidentView>,
+}
+
+/// One timeline entry in JSON.
+#[derive(Debug, Serialize)]
+struct TimelineEntryView {
+    position: u64,
+    at: Option<String>,
+    by: String,
+    source: String,
+    kind: String,
+    summary: String,
+}
+
+impl TimelineEntryView {
+    fn new(e: &v1::TimelineEntry) -> TimelineEntryView {
+        TimelineEntryView {
+            position: e.position,
+            at: rfc3339(e.at.as_ref()),
+            by: e.by.clone(),
+            source: e.source.clone(),
+            kind: e.kind.clone(),
+            summary: e.summary.clone(),
+        }
+    }
+}
+
+/// An incident's metrics in JSON; durations in seconds, `null` when not
+/// applicable.
+#[derive(Debug, Serialize)]
+struct MetricsView {
+    incident_id: String,
+    time_to_detect_seconds: Option<i64>,
+    time_to_acknowledge_seconds: Option<i64>,
+    time_to_assign_seconds: Option<i64>,
+    time_to_mitigate_seconds: Option<i64>,
+    time_to_resolve_seconds: Option<i64>,
+    pages: u32,
+    escalations: u32,
+    handoffs: u32,
+    slo_breaches: u32,
+    noise: bool,
+}
+
+impl MetricsView {
+    fn new(m: &v1::IncidentMetrics) -> MetricsView {
+        MetricsView {
+            incident_id: m.incident_id.clone(),
+            time_to_detect_seconds: m.time_to_detect_seconds,
+            time_to_acknowledge_seconds: m.time_to_acknowledge_seconds,
+            time_to_assign_seconds: m.time_to_assign_seconds,
+            time_to_mitigate_seconds: m.time_to_mitigate_seconds,
+            time_to_resolve_seconds: m.time_to_resolve_seconds,
+            pages: m.pages,
+            escalations: m.escalations,
+            handoffs: m.handoffs,
+            slo_breaches: m.slo_breaches,
+            noise: m.noise,
+        }
+    }
+}
+
+/// A post-incident review in JSON.
+#[derive(Debug, Serialize)]
+struct ReviewView {
+    incident_id: String,
+    version: u64,
+    opened: bool,
+    published: bool,
+    summary: Option<String>,
+    impact: Option<String>,
+    contributing_factors: Vec<String>,
+    action_items: Vec<ActionItemView>,
+}
+
+impl ReviewView {
+    fn new(r: &v1::ReviewView) -> ReviewView {
+        ReviewView {
+            incident_id: r.incident_id.clone(),
+            version: r.version,
+            opened: r.opened,
+            published: r.published,
+            summary: non_empty(&r.summary),
+            impact: non_empty(&r.impact),
+            contributing_factors: r.contributing_factors.clone(),
+            action_items: r.action_items.iter().map(ActionItemView::new).collect(),
+        }
+    }
+}
+
+/// An action item in JSON; `due` is YYYY-MM-DD or `null`.
+#[derive(Debug, Serialize)]
+struct ActionItemView {
+    item_id: String,
+    incident_id: String,
+    title: String,
+    owner: Option<String>,
+    due: Option<String>,
+    completed: bool,
+}
+
+impl ActionItemView {
+    fn new(a: &v1::ActionItem) -> ActionItemView {
+        ActionItemView {
+            item_id: a.item_id.clone(),
+            incident_id: a.incident_id.clone(),
+            title: a.title.clone(),
+            owner: non_empty(&a.owner),
+            due: non_empty(&a.due),
+            completed: a.completed,
+        }
+    }
+}
+
+/// What `actions` answers, in JSON.
+#[derive(Debug, Serialize)]
+struct ActionItemsView {
+    items: Vec<ActionItemView>,
+}
+
+/// What `review export --json` answers.
+#[derive(Debug, Serialize)]
+struct MarkdownView {
+    incident_id: String,
+    markdown: String,
+}
+
 /// One line of `join --json`.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -520,6 +786,7 @@ fn confirmation(rpc: &Rpc, r: &v1::CommandResponse) -> String {
         Rpc::Resolve(_) => "resolved".to_string(),
         Rpc::Reopen(_) => "reopened".to_string(),
         Rpc::ValidateResolution(_) => "resolution validated; closed".to_string(),
+        Rpc::MarkNoise(_) => "marked as noise; trend reports leave it out".to_string(),
         Rpc::Report(_)
         | Rpc::GetIncident(_)
         | Rpc::ListIncidents { .. }
@@ -527,7 +794,14 @@ fn confirmation(rpc: &Rpc, r: &v1::CommandResponse) -> String {
         | Rpc::ExplainSeverity(_)
         | Rpc::Acknowledge(_)
         | Rpc::WhoIsOnCall(_)
-        | Rpc::ListPages(_) => "done".to_string(),
+        | Rpc::ListPages(_)
+        | Rpc::ReplayTimeline(_)
+        | Rpc::GetMetrics(_)
+        | Rpc::GetReview(_)
+        | Rpc::EditReview(_)
+        | Rpc::ListActionItems(_)
+        | Rpc::ExportMarkdown(_)
+        | Rpc::Trends { .. } => "done".to_string(),
     };
     let retry = if r.deduplicated { "; a retry, nothing new written" } else { "" };
     format!("{} {what} (version {}{retry})", i.id, i.version)
@@ -758,6 +1032,173 @@ fn pages(p: &v1::ListPagesResponse) -> String {
                 human_time(page.deadline.as_ref()).unwrap_or_else(dash),
                 ack,
                 or_dash(&page.delivery).to_string(),
+            ]
+        }),
+    )
+}
+
+/// `timeline`: one line per entry (time, `#position`, source, summary) and,
+/// for an `as_of` replay, the incident's state then.
+fn timeline(rpc: &Rpc, entries: &[v1::TimelineEntry], state: Option<&v1::Incident>) -> String {
+    let mut out = if entries.is_empty() {
+        "no timeline entries".to_string()
+    } else {
+        let position = entries.iter().map(|e| e.position.to_string().len()).max().unwrap_or(1);
+        let source = entries.iter().map(|e| or_dash(&e.source).chars().count()).max().unwrap_or(1);
+        entries
+            .iter()
+            .map(|e| {
+                let at = human_time(e.at.as_ref()).unwrap_or_else(|| "-".to_string());
+                format!("{at}  #{:<position$}  {:<source$}  {}", e.position, or_dash(&e.source), e.summary)
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    if let Some(i) = state {
+        let when = match rpc {
+            Rpc::ReplayTimeline(v1::ReplayTimelineRequest { as_of: Some(as_of), .. }) => match as_of {
+                v1::replay_timeline_request::AsOf::AsOfPosition(p) => format!("as of position #{p}"),
+                v1::replay_timeline_request::AsOf::AsOfTime(t) => {
+                    format!("as of {}", human_time(Some(t)).unwrap_or_else(|| "-".to_string()))
+                }
+            },
+            _ => "then".to_string(),
+        };
+        let _ = write!(
+            out,
+            "\n\n{} {when}:\n  status:     {} (version {})\n  severity:   {}\n  commander:  {}",
+            i.id,
+            status_name(i.status).unwrap_or("?"),
+            i.version,
+            severity_label(i.severity),
+            or_dash(&i.commander)
+        );
+    }
+    out
+}
+
+/// `metrics`: one `key: value` line per metric, durations as `1h 2m 3s`.
+fn metrics(m: &v1::IncidentMetrics) -> String {
+    let lines = [
+        ("time to detect", duration(m.time_to_detect_seconds)),
+        ("time to acknowledge", duration(m.time_to_acknowledge_seconds)),
+        ("time to assign", duration(m.time_to_assign_seconds)),
+        ("time to mitigate", duration(m.time_to_mitigate_seconds)),
+        ("time to resolve", duration(m.time_to_resolve_seconds)),
+        ("pages", m.pages.to_string()),
+        ("escalations", m.escalations.to_string()),
+        ("handoffs", m.handoffs.to_string()),
+        ("SLO breaches", m.slo_breaches.to_string()),
+        ("noise", if m.noise { "yes" } else { "no" }.to_string()),
+    ];
+    let mut out = m.incident_id.clone();
+    for (label, value) in lines {
+        let _ = write!(out, "\n  {:<21}{value}", format!("{label}:"));
+    }
+    out
+}
+
+/// `draft`, `published`, or `not started` for a review nobody has opened.
+fn review_state(r: &v1::ReviewView) -> &'static str {
+    match (r.opened, r.published) {
+        (_, true) => "published",
+        (true, false) => "draft",
+        (false, false) => "not started",
+    }
+}
+
+/// `review show`: the whole review, action items as a table.
+fn review(r: &v1::ReviewView) -> String {
+    let mut out = format!("{} review: {} (version {})", r.incident_id, review_state(r), r.version);
+    // Continuation lines of a multi-line text line up under its first.
+    let text = |s: &str| if s.is_empty() { "-".to_string() } else { s.replace('\n', "\n            ") };
+    let _ = write!(out, "\n  summary:  {}\n  impact:   {}", text(&r.summary), text(&r.impact));
+    if r.contributing_factors.is_empty() {
+        out.push_str("\n  contributing factors: -");
+    } else {
+        out.push_str("\n  contributing factors:");
+        for factor in &r.contributing_factors {
+            let _ = write!(out, "\n    - {}", factor.replace('\n', "\n      "));
+        }
+    }
+    if r.action_items.is_empty() {
+        out.push_str("\n  action items: -");
+    } else {
+        out.push_str("\n  action items:");
+        let rows = table(
+            ["ITEM", "TITLE", "OWNER", "DUE", "STATUS"],
+            r.action_items.iter().map(|a| {
+                [
+                    a.item_id.clone(),
+                    a.title.clone(),
+                    or_dash(&a.owner).to_string(),
+                    or_dash(&a.due).to_string(),
+                    item_status(a),
+                ]
+            }),
+        );
+        for row in rows.lines() {
+            let _ = write!(out, "\n    {row}");
+        }
+    }
+    out
+}
+
+fn item_status(a: &v1::ActionItem) -> String {
+    if a.completed { "done" } else { "open" }.to_string()
+}
+
+/// What an edit of the review did, then the review in one line, such as
+/// `INC-7-A2 added: Alert on 5xx rate (version 6)`.
+fn review_edited(q: &v1::EditReviewRequest, r: &v1::ReviewView) -> String {
+    use v1::edit_review_request::Edit;
+    let id = &r.incident_id;
+    let what = match &q.edit {
+        Some(Edit::WriteSummary(_)) => format!("{id} review summary written"),
+        Some(Edit::WriteImpact(_)) => format!("{id} review impact written"),
+        Some(Edit::AddContributingFactor(_)) => format!("{id} contributing factor added"),
+        // The new item is the last one with the title (items are numbered in
+        // the order they are added).
+        Some(Edit::AddActionItem(title)) => match r.action_items.iter().rev().find(|a| &a.title == title) {
+            Some(a) => format!("{} added: {title}", a.item_id),
+            None => format!("{id} action item added: {title}"),
+        },
+        Some(Edit::AssignActionItem(a)) => format!("{} assigned to {}", a.item_id, a.owner),
+        Some(Edit::SetActionItemDue(d)) => format!("{} due {}", d.item_id, d.due),
+        Some(Edit::CompleteActionItem(item)) => format!("{item} done"),
+        Some(Edit::Publish(_)) => format!("{id} review published"),
+        None => format!("{id} review"),
+    };
+    let plural = |n: usize, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
+    let written = |s: &str| if s.is_empty() { "missing" } else { "written" };
+    let open = r.action_items.iter().filter(|a| !a.completed).count();
+    format!(
+        "{what} (version {})\n  {}: summary {}, impact {}, {}, {} ({open} open)",
+        r.version,
+        review_state(r),
+        written(&r.summary),
+        written(&r.impact),
+        plural(r.contributing_factors.len(), "contributing factor"),
+        plural(r.action_items.len(), "action item"),
+    )
+}
+
+/// The table of `actions`.
+fn action_items(rpc: &Rpc, l: &v1::ListActionItemsResponse) -> String {
+    if l.items.is_empty() {
+        let open = matches!(rpc, Rpc::ListActionItems(v1::ListActionItemsRequest { open_only: true }));
+        return if open { "no open action items" } else { "no action items" }.to_string();
+    }
+    table(
+        ["ITEM", "INCIDENT", "TITLE", "OWNER", "DUE", "STATUS"],
+        l.items.iter().map(|a| {
+            [
+                a.item_id.clone(),
+                a.incident_id.clone(),
+                a.title.clone(),
+                or_dash(&a.owner).to_string(),
+                or_dash(&a.due).to_string(),
+                item_status(a),
             ]
         }),
     )

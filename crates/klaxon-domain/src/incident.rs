@@ -55,6 +55,10 @@
 //!   (`bridge.already_joined`), while there is room (`bridge.full`,
 //!   [`BRIDGE_PARTICIPANTS_MAX`]); `LeaveBridge` only when joined
 //!   (`bridge.not_joined`).
+//! - `MarkNoise` in any status, including Closed (noise is often noticed
+//!   late), but only once (`noise.already_marked`). It changes nothing but
+//!   [`Incident::is_noise`]: the lifecycle goes on, and trend reports
+//!   exclude the incident. Reopening keeps the mark.
 //!
 //! Fields are checked before rules: free text is trimmed, must not be empty
 //! ([`Error::InvalidField`]) and must fit its limit ([`Error::TooLarge`]).
@@ -86,8 +90,9 @@ mod tests;
 pub use command::Command;
 pub use event::{
     Change, CommanderAssigned, CustomerImpactRecorded, Declared, HandoffAccepted, HandoffCancelled, HandoffDeclined,
-    HandoffRequested, IncidentEvent, KINDS, Mitigated, ParticipantJoined, ParticipantLeft, Reopened, ReportMerged,
-    Reported, ResolutionValidated, Resolved, RoleAssigned, SeverityAssessed, SeverityOverridden, StatusUpdatePosted,
+    HandoffRequested, IncidentEvent, KINDS, MarkedNoise, Mitigated, ParticipantJoined, ParticipantLeft, Reopened,
+    ReportMerged, Reported, ResolutionValidated, Resolved, RoleAssigned, SeverityAssessed, SeverityOverridden,
+    StatusUpdatePosted,
 };
 
 /// The longest title, in characters.
@@ -203,6 +208,7 @@ pub struct Incident {
     closed_at: Option<DateTime<Utc>>,
     reopen_count: u32,
     updates: BTreeMap<Audience, Update>,
+    noise_reason: Option<String>,
 }
 
 impl Incident {
@@ -347,6 +353,15 @@ impl Incident {
     pub fn latest_update(&self, audience: Audience) -> Option<&Update> {
         self.updates.get(&audience)
     }
+    /// Whether the incident was marked as noise, which excludes it from
+    /// trend reports.
+    pub fn is_noise(&self) -> bool {
+        self.noise_reason.is_some()
+    }
+    /// Why the incident was marked as noise, if it was.
+    pub fn noise_reason(&self) -> Option<&str> {
+        self.noise_reason.as_deref()
+    }
 
     /// The state right after the first report.
     fn reported(event: &IncidentEvent, r: &Reported) -> Incident {
@@ -384,6 +399,7 @@ impl Incident {
             closed_at: None,
             reopen_count: 0,
             updates: BTreeMap::new(),
+            noise_reason: None,
         }
     }
 
@@ -464,6 +480,7 @@ impl Incident {
             Change::ParticipantLeft(p) => {
                 self.participants.remove(&p.participant);
             }
+            Change::MarkedNoise(n) => self.noise_reason = Some(n.reason.clone()),
         }
     }
 }
@@ -727,6 +744,13 @@ fn decide_existing(s: &Incident, command: &Command, actor: &ActorId) -> Result<C
             })?;
             Change::ParticipantLeft(ParticipantLeft { participant: participant.clone() })
         }
+        Command::MarkNoise { reason } => {
+            let reason = text("reason", reason, NOTE_CHARS_MAX)?;
+            ensure(s.noise_reason.is_none(), "noise.already_marked", &|| {
+                format!("{} is already marked as noise", s.id)
+            })?;
+            Change::MarkedNoise(MarkedNoise { reason })
+        }
     })
 }
 
@@ -741,7 +765,7 @@ fn pending(s: &Incident) -> Result<&Handoff, Error> {
 
 /// Trims required free text and checks it is non-empty and within `max`
 /// characters.
-fn text(field: &'static str, value: &str, max: usize) -> Result<String, Error> {
+pub(crate) fn text(field: &'static str, value: &str, max: usize) -> Result<String, Error> {
     let value = value.trim();
     if value.is_empty() {
         return Err(Error::invalid(field, "must not be empty"));
@@ -751,7 +775,7 @@ fn text(field: &'static str, value: &str, max: usize) -> Result<String, Error> {
 }
 
 /// Checks a size against its limit.
-fn check_len(field: &'static str, len: usize, max: usize) -> Result<(), Error> {
+pub(crate) fn check_len(field: &'static str, len: usize, max: usize) -> Result<(), Error> {
     if len > max { Err(Error::TooLarge { field, len, max }) } else { Ok(()) }
 }
 

@@ -19,6 +19,8 @@
 //!   explanation of which rule matched and why the others did not.
 //! - [`paging`]: escalation policies, SLOs, page events, and the pure
 //!   decision of whom to page, when to escalate and which SLO is breached.
+//! - [`notifier`]: whom executives and the company-wide group are told about
+//!   and when, the executive update cadence, and filtered, coalesced feeds.
 //!
 //! Errors are [`Error`] for rejected input or commands and [`DecodeError`] for
 //! stored records that cannot be read back.
@@ -26,8 +28,10 @@
 mod error;
 pub mod ids;
 pub mod incident;
+pub mod notifier;
 pub mod oncall;
 pub mod paging;
+pub mod review;
 pub mod severity;
 
 pub use error::{ConfigError, DecodeError, Error};

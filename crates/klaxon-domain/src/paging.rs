@@ -371,7 +371,8 @@ impl IncidentPaging {
             | Change::StatusUpdatePosted(_)
             | Change::CustomerImpactRecorded(_)
             | Change::ParticipantJoined(_)
-            | Change::ParticipantLeft(_) => {}
+            | Change::ParticipantLeft(_)
+            | Change::MarkedNoise(_) => {}
         }
         self.update_episode(event.at);
     }

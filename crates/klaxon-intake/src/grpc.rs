@@ -127,6 +127,7 @@ incident_requests!(
     ResolveRequest,
     ReopenRequest,
     ValidateResolutionRequest,
+    MarkNoiseRequest,
 );
 
 fn person(field: &'static str, value: &str) -> Result<ActorId, klaxon_domain::Error> {
@@ -265,6 +266,13 @@ impl v1::incidents_server::Incidents for IncidentsService {
         request: Request<v1::ValidateResolutionRequest>,
     ) -> Result<Response<v1::CommandResponse>, Status> {
         self.command(request, |r| Ok(Command::ValidateResolution { note: r.note.clone() })).await
+    }
+
+    async fn mark_noise(
+        &self,
+        request: Request<v1::MarkNoiseRequest>,
+    ) -> Result<Response<v1::CommandResponse>, Status> {
+        self.command(request, |r| Ok(Command::MarkNoise { reason: r.reason.clone() })).await
     }
 
     async fn get_incident(&self, request: Request<v1::GetIncidentRequest>) -> Result<Response<v1::Incident>, Status> {

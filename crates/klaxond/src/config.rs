@@ -42,6 +42,9 @@ pub struct Config {
     /// Outbound notification channels (`[[channels]]`); secrets come from
     /// the environment variables they name.
     pub channels: Vec<klaxon_channels::ChannelConfig>,
+    /// The executive notifier (`[notifier]`); defaults notify nobody but
+    /// still serve status feeds.
+    pub notifier: Option<klaxon_domain::notifier::NotifierSectionConfig>,
 }
 
 impl Default for Config {
@@ -58,6 +61,7 @@ impl Default for Config {
             slo: BTreeMap::new(),
             escalation_policies: Vec::new(),
             channels: Vec::new(),
+            notifier: None,
         }
     }
 }
@@ -74,6 +78,8 @@ pub struct Validated {
     pub paging: Option<Arc<PagingConfig>>,
     /// The outbound channels.
     pub channels: Arc<klaxon_channels::Channels>,
+    /// The executive notifier.
+    pub notifier: Arc<klaxon_domain::notifier::NotifierConfig>,
 }
 
 impl Config {
@@ -117,7 +123,24 @@ impl Config {
                 Some(Arc::new(paging))
             }
         };
+        let notifier_section: klaxon_domain::notifier::NotifierSectionConfig = match &self.notifier {
+            Some(n) => n.clone(),
+            // An empty table: every key has its default.
+            None => toml::from_str("").map_err(|e| e.to_string())?,
+        };
+        let notifier = notifier_section.validate("notifier").map_err(|e| e.to_string())?;
+        for (key, names) in [
+            ("notifier.executive_channels", notifier.executive_channels()),
+            ("notifier.company_wide_channels", notifier.company_wide_channels()),
+        ] {
+            for (i, channel) in names.iter().enumerate() {
+                if channels.get(channel).is_none() {
+                    return Err(format!("{key}[{i}]: no channel named {channel:?} in [[channels]]"));
+                }
+            }
+        }
         Ok(Validated {
+            notifier: Arc::new(notifier),
             catalog: Arc::new(core.0),
             rules: Arc::new(core.1),
             schedules: Arc::new(core.2),

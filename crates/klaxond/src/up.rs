@@ -44,12 +44,32 @@ pub async fn run(config: Config, validated: Validated) -> anyhow::Result<()> {
         (handle, tokio::spawn(pager.run(services.clone())))
     });
 
+    let notifier = klaxon_notifier::Notifier::new(
+        log.clone(),
+        klaxon_notifier::NotifierOptions {
+            notifier: validated.notifier.clone(),
+            paging: validated.paging.clone(),
+            channels: validated.channels.clone(),
+        },
+        std::sync::Arc::new(klaxon_paging::SystemClock),
+    );
+    let notifier_handle = notifier.handle();
+    let notifier_task = tokio::spawn(notifier.run(services.clone()));
+
+    let reviews = klaxon_review::Reviews::new(log.clone(), std::sync::Arc::new(klaxon_paging::SystemClock));
+    let reviews_handle = reviews.handle();
+    let reviews_task = tokio::spawn(reviews.run(services.clone()));
+
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<klaxon_proto::v1::incidents_server::IncidentsServer<IncidentsService>>().await;
     health.set_serving::<klaxon_proto::v1::bridge_server::BridgeServer<BridgeService>>().await;
     health
         .set_serving::<klaxon_proto::v1::severity_evaluator_server::SeverityEvaluatorServer<klaxon_severity::grpc::SeverityService>>()
         .await;
+    health
+        .set_serving::<klaxon_proto::v1::status_feed_server::StatusFeedServer<klaxon_notifier::grpc::FeedService>>()
+        .await;
+    health.set_serving::<klaxon_proto::v1::review_server::ReviewServer<klaxon_review::grpc::ReviewService>>().await;
     if pager.is_some() {
         health.set_serving::<klaxon_proto::v1::paging_server::PagingServer<klaxon_paging::grpc::PagingService>>().await;
     }
@@ -74,6 +94,8 @@ pub async fn run(config: Config, validated: Validated) -> anyhow::Result<()> {
         .add_service(IncidentsService::new(handle.clone()).into_server())
         .add_service(BridgeService::new(handle, shutdown.clone()).into_server())
         .add_service(klaxon_severity::grpc::SeverityService::new(evaluator_handle).into_server())
+        .add_service(klaxon_notifier::grpc::FeedService::new(notifier_handle, shutdown.clone()).into_server())
+        .add_service(klaxon_review::grpc::ReviewService::new(reviews_handle).into_server())
         .add_optional_service(
             pager.as_ref().map(|(h, _)| klaxon_paging::grpc::PagingService::new(h.clone()).into_server()),
         )
@@ -88,6 +110,14 @@ pub async fn run(config: Config, validated: Validated) -> anyhow::Result<()> {
     match intake_task.await {
         Ok(result) => result.context("the intake service failed")?,
         Err(e) => anyhow::bail!("the intake service panicked: {e}"),
+    }
+    match reviews_task.await {
+        Ok(result) => result.context("the review service failed")?,
+        Err(e) => anyhow::bail!("the review service panicked: {e}"),
+    }
+    match notifier_task.await {
+        Ok(result) => result.context("the executive notifier failed")?,
+        Err(e) => anyhow::bail!("the executive notifier panicked: {e}"),
     }
     match evaluator_task.await {
         Ok(result) => result.context("the severity evaluator failed")?,

@@ -249,6 +249,135 @@ fn every_subcommand_builds_its_request() {
     }
 }
 
+/// 2026-11-25T00:00:00Z.
+const NOV_25: i64 = 1_795_564_800;
+
+fn ts(seconds: i64) -> Option<prost_types::Timestamp> {
+    Some(prost_types::Timestamp { seconds, nanos: 0 })
+}
+
+#[test]
+fn noise_and_review_subcommands_build_their_requests() {
+    use v1::edit_review_request::Edit;
+    use v1::replay_timeline_request::AsOf;
+    use v1::*;
+    let edit = |incident: &str, edit: Edit| {
+        Rpc::EditReview(EditReviewRequest { context: ctx(), incident_id: incident.into(), edit: Some(edit) })
+    };
+    let cases: Vec<(&[&str], Rpc)> = vec![
+        (
+            &["noise", "inc-7", "--reason", "flapping alert"],
+            Rpc::MarkNoise(MarkNoiseRequest {
+                context: ctx(),
+                incident_id: "INC-7".into(),
+                reason: "flapping alert".into(),
+            }),
+        ),
+        (
+            &["timeline", "INC-7"],
+            Rpc::ReplayTimeline(ReplayTimelineRequest { incident_id: "INC-7".into(), as_of: None }),
+        ),
+        (
+            &["timeline", "INC-7", "--as-of", "2026-11-25T11:00:00+01:00"],
+            Rpc::ReplayTimeline(ReplayTimelineRequest {
+                incident_id: "INC-7".into(),
+                as_of: Some(AsOf::AsOfTime(ts(NOV_25 + 36_000).unwrap())),
+            }),
+        ),
+        (
+            &["timeline", "--as-of-position", "57", "inc-7"],
+            Rpc::ReplayTimeline(ReplayTimelineRequest {
+                incident_id: "INC-7".into(),
+                as_of: Some(AsOf::AsOfPosition(57)),
+            }),
+        ),
+        (&["metrics", "INC-7"], Rpc::GetMetrics(GetMetricsRequest { incident_id: "INC-7".into() })),
+        (&["review", "show", "inc-7"], Rpc::GetReview(GetReviewRequest { incident_id: "INC-7".into() })),
+        (&["review", "summary", "INC-7", "A bad deploy"], edit("INC-7", Edit::WriteSummary("A bad deploy".into()))),
+        (
+            &["review", "impact", "INC-7", "EU checkout down"],
+            edit("INC-7", Edit::WriteImpact("EU checkout down".into())),
+        ),
+        (&["review", "factor", "INC-7", "No canary"], edit("INC-7", Edit::AddContributingFactor("No canary".into()))),
+        (
+            &["review", "action", "add", "INC-7", "Add a canary stage"],
+            edit("INC-7", Edit::AddActionItem("Add a canary stage".into())),
+        ),
+        (
+            &["review", "action", "assign", "inc-12-a3", "ana"],
+            edit(
+                "INC-12",
+                Edit::AssignActionItem(AssignActionItem { item_id: "INC-12-A3".into(), owner: "ana".into() }),
+            ),
+        ),
+        (
+            &["review", "action", "due", "INC-7-A1", "2026-12-01"],
+            edit(
+                "INC-7",
+                Edit::SetActionItemDue(SetActionItemDue { item_id: "INC-7-A1".into(), due: "2026-12-01".into() }),
+            ),
+        ),
+        (
+            &["review", "action", "due", "INC-7-A1", "2026-2-3"],
+            edit(
+                "INC-7",
+                Edit::SetActionItemDue(SetActionItemDue { item_id: "INC-7-A1".into(), due: "2026-02-03".into() }),
+            ),
+        ),
+        (&["review", "action", "done", "INC-7-A10"], edit("INC-7", Edit::CompleteActionItem("INC-7-A10".into()))),
+        (&["review", "publish", "INC-7"], edit("INC-7", Edit::Publish(true))),
+        (&["review", "export", "inc-7"], Rpc::ExportMarkdown(ExportMarkdownRequest { incident_id: "INC-7".into() })),
+        (&["actions"], Rpc::ListActionItems(ListActionItemsRequest { open_only: false })),
+        (&["actions", "--open"], Rpc::ListActionItems(ListActionItemsRequest { open_only: true })),
+        (
+            &["trends", "--from", "2026-11-25", "--to", "2026-12-01T00:00:00Z"],
+            Rpc::Trends { request: TrendsRequest { from: ts(NOV_25), to: ts(NOV_25 + 6 * 86_400) }, csv: false },
+        ),
+        (
+            &["trends", "--csv", "--to", "2026-11-25T12:30:00+02:00", "--from", "2026-11-25T00:00:00.25Z"],
+            Rpc::Trends {
+                request: TrendsRequest {
+                    from: Some(prost_types::Timestamp { seconds: NOV_25, nanos: 250_000_000 }),
+                    to: ts(NOV_25 + 37_800),
+                },
+                csv: true,
+            },
+        ),
+        (
+            &["--json", "trends", "--from", "2026-11-25", "--to", "2026-11-26", "--csv"],
+            Rpc::Trends { request: TrendsRequest { from: ts(NOV_25), to: ts(NOV_25 + 86_400) }, csv: true },
+        ),
+    ];
+    for (argv, expected) in cases {
+        check(argv, expected);
+    }
+}
+
+#[test]
+fn watch_subscribes_with_its_filter() {
+    let all = v1::FeedFilter::default();
+    assert_eq!(action(&["watch"]).unwrap(), Action::Watch(all));
+    let filtered = v1::FeedFilter {
+        min_severity: v1::Severity::Sev2 as i32,
+        services: vec!["checkout".into(), "search".into()],
+        customers: vec!["acme".into()],
+        include_company_wide: true,
+    };
+    let argv = [
+        "watch",
+        "--min-severity",
+        "sev2",
+        "--service",
+        "checkout",
+        "--customer",
+        "acme",
+        "--service",
+        "search",
+        "--company-wide",
+    ];
+    assert_eq!(action(&argv).unwrap(), Action::Watch(filtered));
+}
+
 #[test]
 fn global_flags_fill_the_context_and_may_follow_the_subcommand() {
     let cli = Cli::try_parse_from(["klaxon", "mitigate", "INC-9", "--summary", "s", "--expect-version", "7", "--json"])
@@ -316,6 +445,47 @@ fn bad_values_are_usage_errors_naming_the_flag() {
         (&["oncall", "--at", "2025-03-01 10:00"], "--at"),
         (&["oncall", "--at"], "--at"),
         (&["oncall", "a", "b"], "b"),
+        (&["noise", "INC-7"], "--reason"),
+        (&["noise", "7", "--reason", "r"], "<INCIDENT>"),
+        (&["watch", "--min-severity", "5"], "--min-severity"),
+        (&["watch", "--min-severity"], "--min-severity"),
+        (&["watch", "INC-7"], "INC-7"),
+        (&["timeline"], "<INCIDENT>"),
+        (&["timeline", "INC-7-A1"], "<INCIDENT>"),
+        (&["timeline", "INC-7", "--as-of", "2026-11-25"], "--as-of"),
+        (&["timeline", "INC-7", "--as-of", "yesterday"], "--as-of"),
+        (&["timeline", "INC-7", "--as-of-position", "x"], "--as-of-position"),
+        (&["timeline", "INC-7", "--as-of-position", "3", "--as-of", "2026-11-25T10:00:00Z"], "--as-of"),
+        (&["metrics", "INC-0"], "<INCIDENT>"),
+        (&["review"], "review"),
+        (&["review", "show", "INC-x"], "<INCIDENT>"),
+        (&["review", "summary", "INC-7"], "<TEXT>"),
+        (&["review", "impact", "incident-7", "t"], "<INCIDENT>"),
+        (&["review", "factor", "INC-7-A1", "t"], "<INCIDENT>"),
+        (&["review", "action", "add", "INC-7"], "<TITLE>"),
+        (&["review", "action", "add", "INC-7-A1", "t"], "<INCIDENT>"),
+        (&["review", "action", "assign", "INC-7", "ana"], "<ITEM>"),
+        (&["review", "action", "assign", "INC-7-A1"], "<OWNER>"),
+        (&["review", "action", "assign", "INC-7-P1", "ana"], "<ITEM>"),
+        (&["review", "action", "assign", "INC-7-A0", "ana"], "<ITEM>"),
+        (&["review", "action", "assign", "INC-7-A01", "ana"], "<ITEM>"),
+        (&["review", "action", "assign", "INC-07-A1", "ana"], "<ITEM>"),
+        (&["review", "action", "assign", "INC-7-A", "ana"], "<ITEM>"),
+        (&["review", "action", "done", "INC-7-A4294967296"], "<ITEM>"),
+        (&["review", "action", "done", "7-A1"], "<ITEM>"),
+        (&["review", "action", "due", "INC-7-A1", "2026-02-30"], "<DUE>"),
+        (&["review", "action", "due", "INC-7-A1", "2026-12-01T00:00:00Z"], "<DUE>"),
+        (&["review", "action", "due", "INC-7-A1", "next week"], "<DUE>"),
+        (&["review", "action", "due", "INC-7-A1"], "<DUE>"),
+        (&["review", "action", "frob", "INC-7-A1"], "frob"),
+        (&["review", "publish", "INC-7-A1"], "<INCIDENT>"),
+        (&["review", "export"], "<INCIDENT>"),
+        (&["actions", "--open", "yes"], "yes"),
+        (&["trends", "--to", "2026-12-01"], "--from"),
+        (&["trends", "--from", "2026-11-25"], "--to"),
+        (&["trends", "--from", "2026-13-01", "--to", "2026-12-01"], "--from"),
+        (&["trends", "--from", "2026-11-25", "--to", "December"], "--to"),
+        (&["trends", "--from", "2026-11-25", "--to", "2026-12-01 10:00"], "--to"),
     ];
     for (argv, flag) in cases {
         let err = action(argv).expect_err(&format!("{argv:?} should be a usage error"));

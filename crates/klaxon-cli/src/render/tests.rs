@@ -3,7 +3,7 @@ use std::collections::HashMap;
 use expect_test::{Expect, expect};
 use klaxon_proto::v1;
 
-use super::{bridge_message, reply};
+use super::{bridge_message, duration, feed_item, reply, verbatim};
 use crate::commands::{Reply, Rpc};
 
 /// 2025-03-01T10:00:00Z plus `minutes`.
@@ -508,5 +508,441 @@ fn on_call_table() {
         expect![[
             r#"{"on_call":[{"schedule":"payments","who":"bob","source":"override","from":"2025-03-01T08:00:00Z","until":"2025-03-01T12:00:00.750Z"},{"schedule":"search","who":null,"source":null,"from":"2025-03-01T08:00:00Z","until":null}]}"#
         ]],
+    );
+}
+
+/// An item of the status feed for INC-7 at 10:00 plus `minutes`.
+fn feed(minutes: i64) -> v1::FeedItem {
+    v1::FeedItem {
+        incident_id: "INC-7".into(),
+        title: "Checkout returns 500 for EU customers".into(),
+        severity: v1::Severity::Sev1 as i32,
+        status: v1::IncidentStatus::Declared as i32,
+        commander: "maria".into(),
+        customers_affected: 40,
+        multi_customer: true,
+        customers: vec!["acme".into(), "globex".into()],
+        impact_summary: "EU checkout failing".into(),
+        latest_executive_update: Some(v1::StatusUpdate {
+            audience: v1::Audience::Executive as i32,
+            text: "Rolling back; \"ETA\" 30 min".into(),
+            by: "carol".into(),
+            at: at(minutes - 2),
+        }),
+        next_update_due: at(minutes + 28),
+        at: at(minutes),
+        service: "checkout".into(),
+        snapshot: false,
+        company_wide_post: String::new(),
+    }
+}
+
+#[test]
+fn feed_lines() {
+    expect![[r#"11:05:00  INC-7 SEV1 declared  commander=maria  customers=40 (multi)  "Rolling back; \"ETA\" 30 min"  next update due 11:33"#]]
+        .assert_eq(&feed_item(&feed(65), false));
+    let snapshot = v1::FeedItem { snapshot: true, ..feed(0) };
+    expect![[r#"* 10:00:00  INC-7 SEV1 declared  commander=maria  customers=40 (multi)  "Rolling back; \"ETA\" 30 min"  next update due 10:28"#]]
+        .assert_eq(&feed_item(&snapshot, false));
+    let bare = v1::FeedItem {
+        incident_id: "INC-8".into(),
+        status: v1::IncidentStatus::Reported as i32,
+        snapshot: true,
+        at: at(50),
+        ..Default::default()
+    };
+    expect!["* 10:50:00  INC-8 - reported  commander=-  customers=0"].assert_eq(&feed_item(&bare, false));
+    let company_wide = v1::FeedItem {
+        latest_executive_update: None,
+        next_update_due: None,
+        company_wide_post: "Checkout is degraded in the EU.\nWe are on it.".into(),
+        ..feed(70)
+    };
+    expect![[r#"11:10:00  INC-7 SEV1 declared  commander=maria  customers=40 (multi)  company-wide: "Checkout is degraded in the EU.\nWe are on it.""#]]
+        .assert_eq(&feed_item(&company_wide, false));
+    expect![[r#"{"incident_id":"INC-7","snapshot":false,"at":"2025-03-01T11:05:00Z","title":"Checkout returns 500 for EU customers","service":"checkout","severity":"sev1","status":"declared","commander":"maria","customers_affected":40,"multi_customer":true,"customers":["acme","globex"],"impact_summary":"EU checkout failing","latest_executive_update":{"audience":"executive","text":"Rolling back; \"ETA\" 30 min","by":"carol","at":"2025-03-01T11:03:00Z"},"next_update_due":"2025-03-01T11:33:00Z","company_wide_post":null}"#]].assert_eq(&feed_item(&feed(65), true));
+    expect![[r#"{"incident_id":"INC-8","snapshot":true,"at":"2025-03-01T10:50:00Z","title":"","service":null,"severity":null,"status":"reported","commander":null,"customers_affected":0,"multi_customer":false,"customers":[],"impact_summary":null,"latest_executive_update":null,"next_update_due":null,"company_wide_post":null}"#]].assert_eq(&feed_item(&bare, true));
+}
+
+fn timeline_of(as_of: Option<v1::replay_timeline_request::AsOf>) -> Rpc {
+    Rpc::ReplayTimeline(v1::ReplayTimelineRequest { incident_id: "INC-7".into(), as_of })
+}
+
+fn timeline_entries() -> Vec<v1::TimelineEntry> {
+    let entry = |position: u64, minutes: i64, source: &str, by: &str, summary: &str| v1::TimelineEntry {
+        position,
+        at: at(minutes),
+        by: by.into(),
+        kind: format!("{source}.x.v1"),
+        summary: summary.into(),
+        source: source.into(),
+    };
+    vec![
+        entry(3, 0, "incident", "zed", "zed reported \"Checkout returns 500\""),
+        entry(9, 3, "incident", "maria", "maria declared SEV1"),
+        entry(12, 4, "page", "ana", "ana acknowledged INC-7-P1"),
+        entry(130, 90, "review", "maria", "maria added action item INC-7-A1"),
+    ]
+}
+
+#[test]
+fn timeline_lines() {
+    use v1::replay_timeline_request::AsOf;
+    let entries = timeline_entries();
+    check(
+        timeline_of(None),
+        Reply::Timeline { entries: entries.clone(), state: None },
+        false,
+        expect![[r#"
+        2025-03-01T10:00:00Z  #3    incident  zed reported "Checkout returns 500"
+        2025-03-01T10:03:00Z  #9    incident  maria declared SEV1
+        2025-03-01T10:04:00Z  #12   page      ana acknowledged INC-7-P1
+        2025-03-01T11:30:00Z  #130  review    maria added action item INC-7-A1"#]],
+    );
+    let then = v1::Incident { commander: "maria".into(), version: 2, severity_overridden: false, ..incident() };
+    check(
+        timeline_of(Some(AsOf::AsOfPosition(12))),
+        Reply::Timeline { entries: entries[..3].to_vec(), state: Some(then.clone()) },
+        false,
+        expect![[r#"
+            2025-03-01T10:00:00Z  #3   incident  zed reported "Checkout returns 500"
+            2025-03-01T10:03:00Z  #9   incident  maria declared SEV1
+            2025-03-01T10:04:00Z  #12  page      ana acknowledged INC-7-P1
+
+            INC-7 as of position #12:
+              status:     declared (version 2)
+              severity:   SEV1
+              commander:  maria"#]],
+    );
+    check(
+        timeline_of(Some(AsOf::AsOfTime(at(1).unwrap()))),
+        Reply::Timeline { entries: entries[..1].to_vec(), state: Some(bare()) },
+        false,
+        expect![[r#"
+            2025-03-01T10:00:00Z  #3  incident  zed reported "Checkout returns 500"
+
+            INC-8 as of 2025-03-01T10:01:00Z:
+              status:     reported (version 1)
+              severity:   -
+              commander:  -"#]],
+    );
+    check(
+        timeline_of(Some(AsOf::AsOfTime(at(-60).unwrap()))),
+        Reply::Timeline { entries: vec![], state: None },
+        false,
+        expect!["no timeline entries"],
+    );
+    check(
+        timeline_of(None),
+        Reply::Timeline { entries: entries[2..3].to_vec(), state: None },
+        true,
+        expect![[
+            r#"{"entries":[{"position":12,"at":"2025-03-01T10:04:00Z","by":"ana","source":"page","kind":"page.x.v1","summary":"ana acknowledged INC-7-P1"}],"state":null}"#
+        ]],
+    );
+    let json = reply(
+        &timeline_of(Some(AsOf::AsOfPosition(12))),
+        &Reply::Timeline { entries: vec![], state: Some(then) },
+        true,
+    );
+    let value: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!((value["state"]["id"].as_str(), value["state"]["version"].as_u64()), (Some("INC-7"), Some(2)));
+}
+
+#[test]
+fn durations() {
+    let cases = [
+        (None, "-"),
+        (Some(0), "0s"),
+        (Some(59), "59s"),
+        (Some(60), "1m 0s"),
+        (Some(3_599), "59m 59s"),
+        (Some(3_600), "1h 0m 0s"),
+        (Some(3_723), "1h 2m 3s"),
+        (Some(93_784), "26h 3m 4s"),
+        (Some(-75), "-1m 15s"),
+    ];
+    for (seconds, text) in cases {
+        assert_eq!(duration(seconds), text, "{seconds:?}");
+    }
+}
+
+#[test]
+fn metrics_lines() {
+    let metrics = v1::IncidentMetrics {
+        incident_id: "INC-7".into(),
+        time_to_detect_seconds: Some(300),
+        time_to_acknowledge_seconds: Some(45),
+        time_to_assign_seconds: Some(240),
+        time_to_mitigate_seconds: Some(3_723),
+        time_to_resolve_seconds: None,
+        escalations: 1,
+        handoffs: 2,
+        slo_breaches: 0,
+        pages: 3,
+        noise: false,
+    };
+    let rpc = Rpc::GetMetrics(v1::GetMetricsRequest { incident_id: "INC-7".into() });
+    check(
+        rpc.clone(),
+        Reply::Metrics(metrics.clone()),
+        false,
+        expect![[r#"
+        INC-7
+          time to detect:      5m 0s
+          time to acknowledge: 45s
+          time to assign:      4m 0s
+          time to mitigate:    1h 2m 3s
+          time to resolve:     -
+          pages:               3
+          escalations:         1
+          handoffs:            2
+          SLO breaches:        0
+          noise:               no"#]],
+    );
+    check(
+        rpc,
+        Reply::Metrics(metrics),
+        true,
+        expect![[
+            r#"{"incident_id":"INC-7","time_to_detect_seconds":300,"time_to_acknowledge_seconds":45,"time_to_assign_seconds":240,"time_to_mitigate_seconds":3723,"time_to_resolve_seconds":null,"pages":3,"escalations":1,"handoffs":2,"slo_breaches":0,"noise":false}"#
+        ]],
+    );
+}
+
+fn action_item(n: u32, title: &str, owner: &str, due: &str, completed: bool) -> v1::ActionItem {
+    v1::ActionItem {
+        item_id: format!("INC-7-A{n}"),
+        incident_id: "INC-7".into(),
+        title: title.into(),
+        owner: owner.into(),
+        due: due.into(),
+        completed,
+    }
+}
+
+fn written_review() -> v1::ReviewView {
+    v1::ReviewView {
+        incident_id: "INC-7".into(),
+        opened: true,
+        published: false,
+        summary: "A config push disabled the EU payment provider.\nRolled back after 62 minutes.".into(),
+        impact: "40 customers could not check out.".into(),
+        contributing_factors: vec!["No canary for config pushes".into(), "Alert only on total error rate".into()],
+        action_items: vec![
+            action_item(1, "Canary config pushes", "ana", "2026-12-01", true),
+            action_item(2, "Alert on EU 5xx rate", "", "", false),
+        ],
+        version: 6,
+    }
+}
+
+#[test]
+fn review_views() {
+    let show = Rpc::GetReview(v1::GetReviewRequest { incident_id: "INC-7".into() });
+    check(
+        show.clone(),
+        Reply::Review(written_review()),
+        false,
+        expect![[r#"
+        INC-7 review: draft (version 6)
+          summary:  A config push disabled the EU payment provider.
+                    Rolled back after 62 minutes.
+          impact:   40 customers could not check out.
+          contributing factors:
+            - No canary for config pushes
+            - Alert only on total error rate
+          action items:
+            ITEM      TITLE                 OWNER  DUE         STATUS
+            INC-7-A1  Canary config pushes  ana    2026-12-01  done
+            INC-7-A2  Alert on EU 5xx rate  -      -           open"#]],
+    );
+    let empty = v1::ReviewView { incident_id: "INC-8".into(), ..Default::default() };
+    check(
+        show.clone(),
+        Reply::Review(empty),
+        false,
+        expect![[r#"
+        INC-8 review: not started (version 0)
+          summary:  -
+          impact:   -
+          contributing factors: -
+          action items: -"#]],
+    );
+    let published = v1::ReviewView { published: true, action_items: vec![], ..written_review() };
+    check(
+        show,
+        Reply::Review(published),
+        true,
+        expect![[
+            r#"{"incident_id":"INC-7","version":6,"opened":true,"published":true,"summary":"A config push disabled the EU payment provider.\nRolled back after 62 minutes.","impact":"40 customers could not check out.","contributing_factors":["No canary for config pushes","Alert only on total error rate"],"action_items":[]}"#
+        ]],
+    );
+}
+
+#[test]
+fn review_edit_confirmations() {
+    use v1::edit_review_request::Edit;
+    let edit = |incident: &str, edit: Edit| {
+        Rpc::EditReview(v1::EditReviewRequest { context: None, incident_id: incident.into(), edit: Some(edit) })
+    };
+    let review = written_review();
+    let cases = [
+        (
+            edit("INC-7", Edit::WriteSummary("s".into())),
+            expect![[r#"
+            INC-7 review summary written (version 6)
+              draft: summary written, impact written, 2 contributing factors, 2 action items (1 open)"#]],
+        ),
+        (
+            edit("INC-7", Edit::WriteImpact("i".into())),
+            expect![[r#"
+            INC-7 review impact written (version 6)
+              draft: summary written, impact written, 2 contributing factors, 2 action items (1 open)"#]],
+        ),
+        (
+            edit("INC-7", Edit::AddContributingFactor("f".into())),
+            expect![[r#"
+            INC-7 contributing factor added (version 6)
+              draft: summary written, impact written, 2 contributing factors, 2 action items (1 open)"#]],
+        ),
+        (
+            edit("INC-7", Edit::AddActionItem("Alert on EU 5xx rate".into())),
+            expect![[r#"
+            INC-7-A2 added: Alert on EU 5xx rate (version 6)
+              draft: summary written, impact written, 2 contributing factors, 2 action items (1 open)"#]],
+        ),
+        (
+            edit("INC-7", Edit::AddActionItem("Not in the reply".into())),
+            expect![[r#"
+            INC-7 action item added: Not in the reply (version 6)
+              draft: summary written, impact written, 2 contributing factors, 2 action items (1 open)"#]],
+        ),
+        (
+            edit(
+                "INC-7",
+                Edit::AssignActionItem(v1::AssignActionItem { item_id: "INC-7-A2".into(), owner: "bob".into() }),
+            ),
+            expect![[r#"
+                INC-7-A2 assigned to bob (version 6)
+                  draft: summary written, impact written, 2 contributing factors, 2 action items (1 open)"#]],
+        ),
+        (
+            edit(
+                "INC-7",
+                Edit::SetActionItemDue(v1::SetActionItemDue { item_id: "INC-7-A2".into(), due: "2026-12-01".into() }),
+            ),
+            expect![[r#"
+                INC-7-A2 due 2026-12-01 (version 6)
+                  draft: summary written, impact written, 2 contributing factors, 2 action items (1 open)"#]],
+        ),
+        (
+            edit("INC-7", Edit::CompleteActionItem("INC-7-A1".into())),
+            expect![[r#"
+            INC-7-A1 done (version 6)
+              draft: summary written, impact written, 2 contributing factors, 2 action items (1 open)"#]],
+        ),
+        (
+            edit("INC-7", Edit::Publish(true)),
+            expect![[r#"
+            INC-7 review published (version 6)
+              draft: summary written, impact written, 2 contributing factors, 2 action items (1 open)"#]],
+        ),
+    ];
+    for (rpc, expected) in cases {
+        check(rpc, Reply::Review(review.clone()), false, expected);
+    }
+    let one = v1::ReviewView {
+        published: true,
+        contributing_factors: vec!["x".into()],
+        action_items: vec![],
+        summary: String::new(),
+        ..review
+    };
+    check(
+        edit("INC-7", Edit::Publish(true)),
+        Reply::Review(one),
+        false,
+        expect![[r#"
+        INC-7 review published (version 6)
+          published: summary missing, impact written, 1 contributing factor, 0 action items (0 open)"#]],
+    );
+}
+
+#[test]
+fn action_items_table() {
+    let all = Rpc::ListActionItems(v1::ListActionItemsRequest { open_only: false });
+    let open = Rpc::ListActionItems(v1::ListActionItemsRequest { open_only: true });
+    let items = v1::ListActionItemsResponse {
+        items: vec![
+            action_item(1, "Canary config pushes", "ana", "2026-12-01", true),
+            action_item(2, "Alert on EU 5xx rate", "", "", false),
+            v1::ActionItem {
+                item_id: "INC-12-A1".into(),
+                incident_id: "INC-12".into(),
+                ..action_item(1, "Runbook for search", "bob", "2027-01-15", false)
+            },
+        ],
+    };
+    check(
+        all.clone(),
+        Reply::ActionItems(items.clone()),
+        false,
+        expect![[r#"
+        ITEM       INCIDENT  TITLE                 OWNER  DUE         STATUS
+        INC-7-A1   INC-7     Canary config pushes  ana    2026-12-01  done
+        INC-7-A2   INC-7     Alert on EU 5xx rate  -      -           open
+        INC-12-A1  INC-12    Runbook for search    bob    2027-01-15  open"#]],
+    );
+    check(all.clone(), Reply::ActionItems(v1::ListActionItemsResponse::default()), false, expect!["no action items"]);
+    check(open, Reply::ActionItems(v1::ListActionItemsResponse::default()), false, expect!["no open action items"]);
+    check(
+        all,
+        Reply::ActionItems(v1::ListActionItemsResponse { items: items.items[1..2].to_vec() }),
+        true,
+        expect![[
+            r#"{"items":[{"item_id":"INC-7-A2","incident_id":"INC-7","title":"Alert on EU 5xx rate","owner":null,"due":null,"completed":false}]}"#
+        ]],
+    );
+}
+
+#[test]
+fn documents_are_printed_as_the_server_rendered_them() {
+    let export = Rpc::ExportMarkdown(v1::ExportMarkdownRequest { incident_id: "INC-7".into() });
+    let markdown = "# INC-7: Checkout returns 500\n\n## Summary\n\nA config push.\n";
+    let reply_md = Reply::Markdown(v1::ExportMarkdownResponse { markdown: markdown.into() });
+    assert_eq!(reply(&export, &reply_md, false), markdown);
+    assert!(verbatim(&export, false));
+    assert!(!verbatim(&export, true));
+    check(
+        export,
+        reply_md,
+        true,
+        expect![[
+            r##"{"incident_id":"INC-7","markdown":"# INC-7: Checkout returns 500\n\n## Summary\n\nA config push.\n"}"##
+        ]],
+    );
+    let trends =
+        v1::TrendsResponse { table: "TABLE\n".into(), json: "{\"json\":1}\n".into(), csv: "a,b\n1,2\n".into() };
+    let rpc = |csv: bool| Rpc::Trends { request: v1::TrendsRequest::default(), csv };
+    assert_eq!(reply(&rpc(false), &Reply::Trends(trends.clone()), false), "TABLE\n");
+    assert_eq!(reply(&rpc(false), &Reply::Trends(trends.clone()), true), "{\"json\":1}\n");
+    assert_eq!(reply(&rpc(true), &Reply::Trends(trends.clone()), false), "a,b\n1,2\n");
+    assert_eq!(reply(&rpc(true), &Reply::Trends(trends), true), "a,b\n1,2\n");
+    assert!(verbatim(&rpc(false), false) && verbatim(&rpc(true), true));
+    let show = Rpc::GetIncident(v1::GetIncidentRequest { incident_id: "INC-7".into() });
+    assert!(!verbatim(&show, false));
+}
+
+#[test]
+fn noise_confirmation() {
+    let noise =
+        Rpc::MarkNoise(v1::MarkNoiseRequest { context: None, incident_id: "INC-8".into(), reason: "flapping".into() });
+    let response = v1::CommandResponse { incident: Some(bare()), ..Default::default() };
+    check(
+        noise,
+        Reply::Command(response),
+        false,
+        expect!["INC-8 marked as noise; trend reports leave it out (version 1)"],
     );
 }

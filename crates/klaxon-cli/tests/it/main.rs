@@ -42,6 +42,15 @@ fn an_unreachable_server_exits_4_with_one_line_naming_it() {
         &["ack", "INC-1-P1"],
         &["--json", "oncall", "--at", "2025-03-01T10:00:00Z"],
         &["pages", "INC-1"],
+        &["noise", "INC-1", "--reason", "flapping"],
+        &["watch", "--min-severity", "2"],
+        &["--json", "timeline", "INC-1", "--as-of-position", "3"],
+        &["metrics", "INC-1"],
+        &["review", "show", "INC-1"],
+        &["review", "action", "done", "INC-1-A1"],
+        &["review", "export", "INC-1"],
+        &["actions", "--open"],
+        &["trends", "--from", "2026-11-01", "--to", "2026-12-01", "--csv"],
     ];
     for args in cases {
         let argv: Vec<&str> = ["--server", server.as_str()].iter().chain(args.iter()).copied().collect();
@@ -75,6 +84,12 @@ fn usage_errors_exit_2() {
         (&["handoff", "request", "INC-1"], "--to"),
         (&["ack", "INC-1"], "<PAGE>"),
         (&["oncall", "--at", "soon"], "--at"),
+        (&["noise", "INC-1"], "--reason"),
+        (&["watch", "--min-severity", "0"], "--min-severity"),
+        (&["timeline", "INC-1", "--as-of", "noon"], "--as-of"),
+        (&["review", "action", "assign", "INC-1", "ana"], "<ITEM>"),
+        (&["review", "action", "due", "INC-1-A1", "2026-02-30"], "<DUE>"),
+        (&["trends", "--from", "2026-11-01", "--to", "later"], "--to"),
         (&[], "Usage"),
     ];
     for (args, named) in cases {
@@ -109,6 +124,13 @@ fn help_lists_every_command_and_the_exit_codes() {
         "pages",
         "ack",
         "oncall",
+        "noise",
+        "watch",
+        "timeline",
+        "metrics",
+        "review",
+        "actions",
+        "trends",
         "Exit codes:",
     ] {
         assert!(help.contains(word), "--help lacks {word}");

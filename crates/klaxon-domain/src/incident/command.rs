@@ -140,4 +140,11 @@ pub enum Command {
         /// Who leaves.
         participant: ActorId,
     },
+    /// Mark the incident as noise (a false alarm, a test, a duplicate that
+    /// escaped deduplication), so trend reports can exclude it. Allowed in
+    /// any status, once.
+    MarkNoise {
+        /// Why it is noise; required.
+        reason: String,
+    },
 }

@@ -173,6 +173,8 @@ changes! {
     ParticipantJoined => "incident.participant_joined.v1",
     /// Someone left the incident bridge.
     ParticipantLeft => "incident.participant_left.v1",
+    /// The incident was marked as noise; trend reports exclude it.
+    MarkedNoise => "incident.marked_noise.v1",
 }
 
 /// The fields of [`Change::Reported`].
@@ -391,6 +393,14 @@ pub struct ParticipantLeft {
     pub participant: ActorId,
 }
 
+/// The fields of [`Change::MarkedNoise`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MarkedNoise {
+    /// Why the incident is noise, trimmed.
+    pub reason: String,
+}
+
 impl IncidentEvent {
     /// One readable sentence saying what happened, for timelines and the
     /// bridge, such as `alice declared INC-7 SEV1`.
@@ -446,6 +456,7 @@ impl IncidentEvent {
                 None => format!("{} joined the bridge", p.participant),
             },
             Change::ParticipantLeft(p) => format!("{} left the bridge", p.participant),
+            Change::MarkedNoise(n) => format!("{by} marked {id} as noise: {}", n.reason),
         }
     }
 }

@@ -134,6 +134,9 @@ fn join(who: &str) -> Command {
 fn leave(who: &str) -> Command {
     Command::LeaveBridge { participant: actor(who) }
 }
+fn noise() -> Command {
+    Command::MarkNoise { reason: "synthetic probe misfired".into() }
+}
 
 /// Builds a scenario from its steps.
 fn steps(list: &[(&'static str, Command)]) -> Vec<(&'static str, Command)> {
@@ -415,6 +418,30 @@ fn the_bridge() {
 }
 
 #[test]
+fn marking_noise() {
+    check(&reported(), ("alice", noise()), "incident.marked_noise.v1");
+    check(&declared(), ("alice", noise()), "incident.marked_noise.v1");
+    check(&mitigated(), ("alice", noise()), "incident.marked_noise.v1");
+    check(&resolved(), ("alice", noise()), "incident.marked_noise.v1");
+    check(&closed(), ("alice", noise()), "incident.marked_noise.v1");
+    check(&[], ("alice", noise()), "!unknown_incident");
+    check(&with(declared(), &[("alice", noise())]), ("bob", noise()), "!noise.already_marked");
+    check(&with(closed(), &[("alice", noise()), ("alice", reopen())]), ("alice", noise()), "!noise.already_marked");
+    check(&declared(), ("alice", Command::MarkNoise { reason: "  ".into() }), "!invalid:reason");
+    check(&declared(), ("alice", Command::MarkNoise { reason: "r".repeat(NOTE_CHARS_MAX + 1) }), "!too_large:reason");
+    let before = given(&declared()).unwrap();
+    assert_eq!((before.is_noise(), before.noise_reason()), (false, None));
+    let marked =
+        given(&with(declared(), &[("alice", Command::MarkNoise { reason: " test alert \n".into() })])).unwrap();
+    assert_eq!(
+        (marked.is_noise(), marked.noise_reason(), marked.status()),
+        (true, Some("test alert"), Status::Declared)
+    );
+    let reopened = given(&with(resolved(), &[("alice", noise()), ("alice", reopen())])).unwrap();
+    assert!(reopened.is_noise(), "reopening keeps the noise mark");
+}
+
+#[test]
 fn the_first_report_shapes_the_incident() {
     let state = given(&reported()).unwrap();
     assert_eq!((state.id(), state.version(), state.status()), (inc(), 1, Status::Reported));
@@ -472,6 +499,7 @@ fn any_step() -> impl proptest::strategy::Strategy<Value = (&'static str, Comman
         Just(validate("ok")),
         Just(join("bob")),
         Just(leave("bob")),
+        Just(noise()),
     ];
     (who, command)
 }

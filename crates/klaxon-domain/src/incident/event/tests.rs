@@ -333,6 +333,18 @@ fn goldens() -> Vec<(IncidentEvent, Expect)> {
             }
         "#]],
         ),
+        (
+            event(Change::MarkedNoise(MarkedNoise { reason: "Synthetic probe misfired".into() })),
+            expect![[r#"
+                incident.marked_noise.v1
+                {
+                  "at": "2026-03-01T12:34:56.789Z",
+                  "by": "alice",
+                  "incident": "INC-42",
+                  "reason": "Synthetic probe misfired"
+                }
+            "#]],
+        ),
     ]
 }
 
@@ -482,6 +494,7 @@ fn change() -> impl Strategy<Value = Change> {
         text().prop_map(|summary| Change::Resolved(Resolved { summary })),
         text().prop_map(|reason| Change::Reopened(Reopened { reason })),
         text().prop_map(|note| Change::ResolutionValidated(ResolutionValidated { note })),
+        text().prop_map(|reason| Change::MarkedNoise(MarkedNoise { reason })),
     ]
 }
 
@@ -497,4 +510,34 @@ proptest! {
         let data = event.to_json().to_string();
         prop_assert_eq!(IncidentEvent::from_json(event.kind(), &data).unwrap(), event);
     }
+}
+
+#[test]
+fn every_kind_has_a_summary() {
+    let summaries: Vec<String> = goldens().iter().map(|(event, _)| event.summary()).collect();
+    expect![[r#"
+        [
+            "svc:alertmanager reported INC-42 on payments-api via alertmanager: Checkout is slow",
+            "desk reported it again via help_desk (report 2): Customers cannot pay",
+            "alice declared INC-42 SEV1",
+            "alice changed the severity from SEV2 to SEV1: CEO escalation",
+            "alice assessed SEV1 (rule tier1-multi-customer): Several customers hit on a tier-1 service",
+            "alice made bob incident commander",
+            "bob asked carol to take over as commander",
+            "carol accepted the handoff from bob and is now commander",
+            "carol declined the handoff from bob: off shift",
+            "alice cancelled the handoff from bob to carol: no answer",
+            "alice made dave communications lead",
+            "alice posted a company-wide update: Payments degraded; next update 13:00 UTC.",
+            "alice recorded impact on 40 customers, multi-customer: Card payments fail",
+            "alice mitigated INC-42: Rolled back",
+            "alice resolved INC-42: Fixed the query",
+            "alice reopened INC-42: Errors are back",
+            "alice validated the resolution and closed INC-42: No errors for 24 h",
+            "erin joined the bridge as subject matter expert",
+            "erin left the bridge",
+            "alice marked INC-42 as noise: Synthetic probe misfired",
+        ]
+    "#]]
+    .assert_debug_eq(&summaries);
 }

@@ -1,0 +1,193 @@
+//! Per-incident metrics, computed from the incident's events and its page
+//! events.
+
+use chrono::{DateTime, TimeDelta, Utc};
+use serde::{Serialize, Serializer};
+
+use crate::incident::{Change, IncidentEvent};
+use crate::paging::{PageChange, PageEvent, SloKind};
+
+#[cfg(test)]
+mod tests;
+
+/// How many times each SLO was breached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct SloBreaches {
+    /// Breaches of the acknowledgement SLO.
+    pub ack: u32,
+    /// Breaches of the commander-assignment SLO.
+    pub assign: u32,
+    /// Breaches of the executive update cadence.
+    pub update_cadence: u32,
+}
+
+impl SloBreaches {
+    /// The breaches of `kind`.
+    pub fn get(&self, kind: SloKind) -> u32 {
+        match kind {
+            SloKind::Ack => self.ack,
+            SloKind::Assign => self.assign,
+            SloKind::UpdateCadence => self.update_cadence,
+        }
+    }
+
+    /// All breaches, of every kind.
+    pub fn total(&self) -> u32 {
+        self.ack.saturating_add(self.assign).saturating_add(self.update_cadence)
+    }
+
+    /// Counts one more breach of `kind`.
+    pub(crate) fn add(&mut self, kind: SloKind, n: u32) {
+        let count = match kind {
+            SloKind::Ack => &mut self.ack,
+            SloKind::Assign => &mut self.assign,
+            SloKind::UpdateCadence => &mut self.update_cadence,
+        };
+        *count = count.saturating_add(n);
+    }
+}
+
+/// What one incident measured, from its events alone.
+///
+/// Every duration is `None` when it does not apply (its start or end never
+/// happened) and is never negative: should clocks disagree and an end be
+/// stamped before its start, the duration is zero. "First" means the first
+/// such event in log order. In JSON, durations are whole seconds (truncated)
+/// in fields suffixed `_seconds`, `null` when not applicable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct IncidentMetrics {
+    /// From the moment the problem started according to the first report
+    /// (its `started_at`, such as an alert's `startsAt`) to that first
+    /// report. `None` when the first report did not say when it started.
+    #[serde(rename = "time_to_detect_seconds", serialize_with = "seconds")]
+    pub time_to_detect: Option<TimeDelta>,
+    /// From the first page (`page.responder_paged.v1`, any page) to the
+    /// first acknowledgement of any page. `None` when nobody was paged or
+    /// nobody acknowledged.
+    #[serde(rename = "time_to_acknowledge_seconds", serialize_with = "seconds")]
+    pub time_to_acknowledge: Option<TimeDelta>,
+    /// From the moment the incident needed an owner to the first time it had
+    /// a commander (`incident.commander_assigned.v1` or an accepted
+    /// handoff). The start is the earlier of the first declaration and the
+    /// moment it first reached a paging severity, which the events show as
+    /// the first page (the paging service pages at the instant an incident
+    /// starts to page). `None` when neither happened or no commander was
+    /// ever assigned.
+    #[serde(rename = "time_to_assign_seconds", serialize_with = "seconds")]
+    pub time_to_assign: Option<TimeDelta>,
+    /// From the first declaration to the first mitigation. An incident
+    /// resolved without a mitigation step counts its first resolution as its
+    /// mitigation (resolving stops the impact too). `None` when never
+    /// declared or neither mitigated nor resolved.
+    #[serde(rename = "time_to_mitigate_seconds", serialize_with = "seconds")]
+    pub time_to_mitigate: Option<TimeDelta>,
+    /// From the first declaration (or the first report, if never declared)
+    /// to the resolution that stands: the last `incident.resolved.v1` when
+    /// the incident is resolved or closed after all its events. `None` while
+    /// it is open, including after a reopening that was not resolved again.
+    #[serde(rename = "time_to_resolve_seconds", serialize_with = "seconds")]
+    pub time_to_resolve: Option<TimeDelta>,
+    /// How many times an escalation chain moved to a next level
+    /// (`page.escalated.v1` with a `to_level`); exhaustions do not count.
+    pub escalations: u32,
+    /// How many handoffs were accepted.
+    pub handoffs: u32,
+    /// How many times each SLO was breached (`slo.breached.v1`).
+    pub slo_breaches: SloBreaches,
+    /// How many pages were sent (`page.responder_paged.v1`), duty-manager
+    /// pages included.
+    pub pages: u32,
+    /// Whether the incident was marked as noise.
+    pub noise: bool,
+}
+
+impl IncidentMetrics {
+    /// Measures one incident from its incident events and its page events,
+    /// each in log order.
+    pub fn compute(incident_events: &[IncidentEvent], page_events: &[PageEvent]) -> IncidentMetrics {
+        let mut metrics = IncidentMetrics::default();
+        let mut reported: Option<(DateTime<Utc>, Option<DateTime<Utc>>)> = None;
+        let mut declared = None;
+        let mut commander = None;
+        let mut mitigated = None;
+        let mut first_resolved = None;
+        let mut standing_resolution = None;
+        for event in incident_events {
+            let at = event.at;
+            match &event.change {
+                Change::Reported(r) => {
+                    reported.get_or_insert((at, r.started_at));
+                }
+                Change::Declared(_) => {
+                    declared.get_or_insert(at);
+                }
+                Change::CommanderAssigned(_) => {
+                    commander.get_or_insert(at);
+                }
+                Change::HandoffAccepted(_) => {
+                    commander.get_or_insert(at);
+                    metrics.handoffs = metrics.handoffs.saturating_add(1);
+                }
+                Change::Mitigated(_) => {
+                    mitigated.get_or_insert(at);
+                }
+                Change::Resolved(_) => {
+                    first_resolved.get_or_insert(at);
+                    standing_resolution = Some(at);
+                }
+                Change::Reopened(_) => standing_resolution = None,
+                Change::MarkedNoise(_) => metrics.noise = true,
+                _ => {}
+            }
+        }
+        let mut first_page = None;
+        let mut first_ack = None;
+        for event in page_events {
+            match &event.change {
+                PageChange::ResponderPaged(_) => {
+                    first_page.get_or_insert(event.at);
+                    metrics.pages = metrics.pages.saturating_add(1);
+                }
+                PageChange::PageAcknowledged(_) => {
+                    first_ack.get_or_insert(event.at);
+                }
+                PageChange::PageEscalated(e) if e.to_level.is_some() => {
+                    metrics.escalations = metrics.escalations.saturating_add(1);
+                }
+                PageChange::SloBreached(b) => metrics.slo_breaches.add(b.slo, 1),
+                _ => {}
+            }
+        }
+        let needs_owner = match (declared, first_page) {
+            (Some(d), Some(p)) => Some(d.min(p)),
+            (d, p) => d.or(p),
+        };
+        metrics.time_to_detect = reported.and_then(|(at, started)| span(started, Some(at)));
+        metrics.time_to_acknowledge = span(first_page, first_ack);
+        metrics.time_to_assign = span(needs_owner, commander);
+        metrics.time_to_mitigate = span(declared, mitigated.or(first_resolved));
+        metrics.time_to_resolve = span(declared.or(reported.map(|(at, _)| at)), standing_resolution);
+        metrics
+    }
+
+    /// Whether any SLO applied to the incident: it was paged (the ack and
+    /// assign SLOs are armed when an incident starts to page) or it breached
+    /// some SLO anyway (such as the executive update cadence). Trend reports
+    /// compute SLO compliance over these incidents only.
+    pub fn slo_applicable(&self) -> bool {
+        self.pages > 0 || self.slo_breaches.total() > 0
+    }
+}
+
+/// The time from `start` to `end`, at least zero; `None` unless both exist.
+fn span(start: Option<DateTime<Utc>>, end: Option<DateTime<Utc>>) -> Option<TimeDelta> {
+    Some((end? - start?).max(TimeDelta::zero()))
+}
+
+/// Serializes an optional duration as whole seconds (truncated), or `null`.
+pub(crate) fn seconds<S: Serializer>(duration: &Option<TimeDelta>, serializer: S) -> Result<S::Ok, S::Error> {
+    match duration {
+        Some(duration) => serializer.serialize_some(&duration.num_seconds()),
+        None => serializer.serialize_none(),
+    }
+}

@@ -1,0 +1,116 @@
+//! Status feeds: one task per subscriber, fed by a broadcast of changed
+//! incidents, reading the latest state from the shared projection.
+//!
+//! Memory per subscriber is bounded: the broadcast has a fixed capacity and
+//! a subscriber that falls behind it is resynchronised with the latest state
+//! of every matching incident (it never sees every intermediate change, but
+//! always the latest state); the coalescer holds at most one pending item
+//! per incident; the gRPC response channel is bounded.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use chrono::TimeDelta;
+use klaxon_domain::ids::{IncidentId, Severity};
+use klaxon_domain::notifier::{Coalescer, FeedFilter, FeedItem, IncidentNotifications};
+use tokio::sync::{broadcast, mpsc};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// Changed incidents buffered for subscribers before a slow one lags.
+pub const CHANGES_BUFFER: usize = 4096;
+/// Items buffered per subscriber connection.
+pub const ITEMS_BUFFER: usize = 64;
+
+/// The update cadence of a severity.
+pub type CadenceOf = Arc<dyn Fn(Severity) -> TimeDelta + Send + Sync>;
+
+/// What every feed reads: the notifier's per-incident state and the change
+/// broadcast.
+#[derive(Clone)]
+pub struct Hub {
+    pub(crate) states: Arc<RwLock<HashMap<IncidentId, IncidentNotifications>>>,
+    pub(crate) changes: broadcast::Sender<IncidentId>,
+    pub(crate) cadence_of: CadenceOf,
+    pub(crate) interval: Duration,
+}
+
+/// One item for a subscriber, and whether it belongs to the initial snapshot.
+pub struct Sent {
+    /// The item.
+    pub item: FeedItem,
+    /// True for the items sent before any live change.
+    pub snapshot: bool,
+}
+
+impl Hub {
+    fn item(&self, id: IncidentId) -> Option<FeedItem> {
+        let states = self.states.read().expect("state lock");
+        states.get(&id)?.feed_item(|s| (self.cadence_of)(s))
+    }
+
+    fn matching_open(&self, filter: &FeedFilter) -> Vec<FeedItem> {
+        let states = self.states.read().expect("state lock");
+        let mut items: Vec<FeedItem> = states
+            .values()
+            .filter(|s| s.incident().is_some_and(|i| i.is_open()))
+            .filter_map(|s| s.feed_item(|sev| (self.cadence_of)(sev)))
+            .filter(|item| filter.matches(item))
+            .collect();
+        items.sort_by_key(|i| i.incident);
+        items
+    }
+
+    /// Runs one subscription until the client goes, the hub closes or
+    /// `shutdown`: the snapshot first, then coalesced live items.
+    pub async fn serve(self, filter: FeedFilter, tx: mpsc::Sender<Sent>, shutdown: CancellationToken) {
+        let mut changes = self.changes.subscribe();
+        for item in self.matching_open(&filter) {
+            if tx.send(Sent { item, snapshot: true }).await.is_err() {
+                return;
+            }
+        }
+        let mut coalescer: Coalescer<Instant> = Coalescer::new(self.interval);
+        // Incidents this subscriber has been shown: a change that makes one
+        // stop matching is still sent once, so the feed shows it leaving.
+        let mut shown: BTreeSet<IncidentId> = BTreeSet::new();
+        loop {
+            let wake = coalescer.next_due();
+            let sleep = async move {
+                match wake {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let ready: Vec<FeedItem> = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tx.closed() => return,
+                _ = sleep => coalescer.due(Instant::now()),
+                change = changes.recv() => {
+                    let ids = match change {
+                        Ok(id) => vec![id],
+                        // Fell behind the broadcast: take the latest state of everything.
+                        Err(broadcast::error::RecvError::Lagged(_)) => {
+                            self.states.read().expect("state lock").keys().copied().collect()
+                        }
+                        Err(broadcast::error::RecvError::Closed) => return,
+                    };
+                    let items: Vec<FeedItem> = ids.into_iter().filter_map(|id| self.item(id)).collect();
+                    let now = Instant::now();
+                    items
+                        .into_iter()
+                        .filter(|item| filter.matches(item) || shown.contains(&item.incident))
+                        .filter_map(|item| coalescer.offer(item, now))
+                        .collect()
+                }
+            };
+            for item in ready {
+                shown.insert(item.incident);
+                if tx.send(Sent { item, snapshot: false }).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,28 @@
+//! Klaxon's executive notifier: executives know about every Sev-1 without
+//! asking.
+//!
+//! It follows the log and folds every incident with its notification
+//! history (`klaxon_domain::notifier`). When an incident reaches a notifying
+//! severity, executives are told through the configured channels, and
+//! multi-customer incidents are also posted company-wide; each delivery is
+//! recorded as `notify.executives_notified.v1` in `notify-INC-n`, so the
+//! audit shows who was told what and when. When a Sev-1 goes without an
+//! executive-audience update for its cadence, `notify.update_overdue.v1` is
+//! recorded and the commander is reminded. `StatusFeed.Subscribe` streams a
+//! snapshot of the matching open incidents, then coalesced live items.
+//!
+//! What it must never do: decide before it has folded the whole log, hold
+//! unbounded memory for a slow feed subscriber, or keep state the log cannot
+//! rebuild.
+//!
+//! Modules:
+//! - `service`: [`Notifier`] (the component) and its [`Handle`].
+//! - `feed`: the per-subscriber feed task (snapshot, coalescing, lag).
+//! - `grpc`: the `klaxon.v1.StatusFeed` server.
+
+pub mod feed;
+pub mod grpc;
+mod service;
+
+pub use feed::Sent;
+pub use service::{Error, Handle, Notifier, NotifierOptions};

@@ -1,0 +1,311 @@
+//! Notifier tests: a real log, the real intake and notifier, real webhook
+//! deliveries to an HTTP receiver on loopback, real gRPC feeds.
+#![allow(missing_docs)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use klaxon_domain::ids::{ActorId, Audience, IncidentId, ReportSource, Severity};
+use klaxon_domain::incident::Command;
+use klaxon_domain::notifier::NotifierSectionConfig;
+use klaxon_intake::{CommandContext, Intake};
+use klaxon_log::{Log, Position};
+use klaxon_notifier::{Notifier, NotifierOptions};
+use klaxon_paging::ManualClock;
+use klaxon_proto::v1;
+use klaxon_tests::receiver::Receiver;
+use tokio_util::sync::CancellationToken;
+
+const SECRET: &str = "notifier-test-secret-0123456789";
+
+fn options(url: &str, interval_ms: u64) -> NotifierOptions {
+    #[derive(serde::Deserialize)]
+    struct File {
+        notifier: NotifierSectionConfig,
+        channels: Vec<klaxon_channels::ChannelConfig>,
+    }
+    let text = format!(
+        r#"
+[notifier]
+severities = ["sev1"]
+executive_channels = ["execs"]
+company_wide_channels = ["everyone"]
+feed_interval_ms = {interval_ms}
+cadence_severities = ["sev1"]
+
+[[channels]]
+name = "execs"
+kind = "webhook"
+url = "{url}"
+secret_env = "S"
+backoff_initial_ms = 10
+backoff_max_ms = 20
+
+[[channels]]
+name = "everyone"
+kind = "webhook"
+url = "{url}"
+secret_env = "S"
+backoff_initial_ms = 10
+backoff_max_ms = 20
+"#
+    );
+    let file: File = toml::from_str(&text).unwrap();
+    NotifierOptions {
+        notifier: Arc::new(file.notifier.validate("notifier").unwrap()),
+        paging: None,
+        channels: Arc::new(klaxon_channels::Channels::new(&file.channels, |_| Some(SECRET.into())).unwrap()),
+    }
+}
+
+struct World {
+    _dir: tempfile::TempDir,
+    log: Log,
+    clock: ManualClock,
+    intake: klaxon_intake::Handle,
+    notifier: klaxon_notifier::Handle,
+    stop: CancellationToken,
+}
+
+fn start(options: NotifierOptions) -> World {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path(), Default::default()).unwrap();
+    let clock = ManualClock::new("2026-11-25T10:00:00Z".parse::<DateTime<Utc>>().unwrap());
+    let stop = CancellationToken::new();
+    let intake = Intake::new(log.clone(), Default::default(), clock.reader());
+    let intake_handle = intake.handle();
+    tokio::spawn(intake.run(stop.clone()));
+    let notifier = Notifier::new(log.clone(), options, Arc::new(clock.clone()));
+    let handle = notifier.handle();
+    tokio::spawn(notifier.run(stop.clone()));
+    World { _dir: dir, log, clock, intake: intake_handle, notifier: handle, stop }
+}
+
+fn maria() -> CommandContext {
+    CommandContext::by(ActorId::new("maria").unwrap())
+}
+
+impl World {
+    async fn incident(&self, service: &str, customers: &[&str], severity: Option<Severity>) -> IncidentId {
+        let report = Command::ReportIssue {
+            source: ReportSource::Api,
+            reporter: ActorId::new("monitor").unwrap(),
+            title: format!("{service} is failing"),
+            description: String::new(),
+            service: Some(service.parse().unwrap()),
+            customers: customers.iter().map(|c| c.parse().unwrap()).collect(),
+            labels: Default::default(),
+            dedup_key: None,
+            started_at: None,
+        };
+        let id = self.intake.report(report, &maria()).await.unwrap().incident;
+        if let Some(severity) = severity {
+            self.intake.execute(id, Command::DeclareIncident { severity }, &maria()).await.unwrap();
+        }
+        id
+    }
+
+    fn notify_events(&self) -> Vec<serde_json::Value> {
+        self.log
+            .read_all(Position(1), 100_000)
+            .unwrap()
+            .into_iter()
+            .filter(|r| r.kind.as_str().starts_with("notify."))
+            .map(|r| {
+                let mut v: serde_json::Value = r.data.parse().unwrap();
+                v["kind"] = r.kind.as_str().into();
+                v
+            })
+            .collect()
+    }
+
+    async fn until_notify_events(&self, n: usize) -> Vec<serde_json::Value> {
+        for _ in 0..200 {
+            let events = self.notify_events();
+            if events.len() >= n {
+                return events;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("never {n} notify events: {:?}", self.notify_events());
+    }
+
+    async fn feed(&self, filter: v1::FeedFilter) -> tonic::Streaming<v1::FeedItem> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(
+                    klaxon_notifier::grpc::FeedService::new(self.notifier.clone(), self.stop.clone()).into_server(),
+                )
+                .serve_with_incoming_shutdown(
+                    tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+                    self.stop.clone().cancelled_owned(),
+                ),
+        );
+        let mut client = v1::status_feed_client::StatusFeedClient::connect(format!("http://{address}")).await.unwrap();
+        client.subscribe(filter).await.unwrap().into_inner()
+    }
+}
+
+async fn next(feed: &mut tonic::Streaming<v1::FeedItem>) -> v1::FeedItem {
+    tokio::time::timeout(Duration::from_secs(10), feed.message())
+        .await
+        .expect("an item within 10 s")
+        .unwrap()
+        .expect("open")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn executives_are_told_of_a_sev1_and_company_wide_of_a_multi_customer_one_once() {
+    let receiver = Receiver::start(SECRET).await;
+    let w = start(options(&receiver.url, 100));
+    w.incident("search", &["acme"], Some(Severity::Sev2)).await;
+    let id = w.incident("payments", &["acme", "globex"], Some(Severity::Sev1)).await;
+    let events = w.until_notify_events(2).await;
+    let audiences: Vec<(&str, &str, &str)> = events
+        .iter()
+        .map(|e| (e["incident"].as_str().unwrap(), e["channel"].as_str().unwrap(), e["audience"].as_str().unwrap()))
+        .collect();
+    assert_eq!(audiences, [("INC-2", "execs", "executive"), ("INC-2", "everyone", "company_wide")]);
+    let delivered = receiver.wait_for_delivered(2, Duration::from_secs(10)).await;
+    assert!(delivered.iter().all(|r| r.signature_ok && r.body["fields"]["incident"] == "INC-2"));
+    // A later change does not tell them again.
+    w.intake
+        .execute(id, Command::AssignCommander { commander: ActorId::new("maria").unwrap() }, &maria())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(w.notify_events().len(), 2);
+    assert_eq!(receiver.requests().len(), 2);
+    w.stop.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sev1_without_an_executive_update_within_the_cadence_is_overdue_once() {
+    let receiver = Receiver::start(SECRET).await;
+    let w = start(options(&receiver.url, 100));
+    let id = w.incident("payments", &["acme"], Some(Severity::Sev1)).await;
+    w.intake
+        .execute(id, Command::AssignCommander { commander: ActorId::new("maria").unwrap() }, &maria())
+        .await
+        .unwrap();
+    w.until_notify_events(1).await;
+    // Default cadence 30 minutes: one second early nothing, then overdue once.
+    w.clock.advance(TimeDelta::minutes(30) - TimeDelta::seconds(1));
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert!(!w.notify_events().iter().any(|e| e["kind"] == "notify.update_overdue.v1"));
+    w.clock.advance(TimeDelta::seconds(1));
+    let events = w.until_notify_events(2).await;
+    let overdue: Vec<_> = events.iter().filter(|e| e["kind"] == "notify.update_overdue.v1").collect();
+    assert_eq!(overdue.len(), 1);
+    assert_eq!(overdue[0]["commander"], "maria");
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert_eq!(w.notify_events().len(), 2, "once per missed cadence");
+    // An executive update resets the cadence.
+    let update = Command::PostUpdate { audience: Audience::Executive, text: "failover done".into() };
+    w.intake.execute(id, update, &maria()).await.unwrap();
+    w.clock.advance(TimeDelta::minutes(29));
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert_eq!(w.notify_events().len(), 2);
+    w.stop.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_subscriber_gets_the_snapshot_then_live_items_and_filters_hold() {
+    let receiver = Receiver::start(SECRET).await;
+    let w = start(options(&receiver.url, 50));
+    let a = w.incident("payments", &["acme"], Some(Severity::Sev1)).await;
+    let _b = w.incident("search", &["globex"], Some(Severity::Sev3)).await;
+    let _c = w.incident("payments", &["initech"], None).await;
+    w.notifier.wait_for(w.log.head(), Duration::from_secs(5)).await;
+    let mut feed = w.feed(v1::FeedFilter { min_severity: v1::Severity::Sev2 as i32, ..Default::default() }).await;
+    let first = next(&mut feed).await;
+    assert!(first.snapshot);
+    assert_eq!((first.incident_id.as_str(), first.severity()), ("INC-1", v1::Severity::Sev1));
+    assert!(first.next_update_due.is_some(), "a Sev-1 shows when its next update is due");
+    // Live: a Sev-3 change is filtered out, the Sev-1 change comes through.
+    w.intake
+        .execute(_b, Command::PostUpdate { audience: Audience::Executive, text: "search slow".into() }, &maria())
+        .await
+        .unwrap();
+    w.intake
+        .execute(a, Command::PostUpdate { audience: Audience::Executive, text: "rolling back".into() }, &maria())
+        .await
+        .unwrap();
+    let live = next(&mut feed).await;
+    assert!(!live.snapshot);
+    assert_eq!(live.incident_id, "INC-1");
+    assert_eq!(live.latest_executive_update.unwrap().text, "rolling back");
+
+    // A service filter.
+    let mut search = w.feed(v1::FeedFilter { services: vec!["search".into()], ..Default::default() }).await;
+    let only = next(&mut search).await;
+    assert_eq!(only.incident_id, "INC-2");
+    w.stop.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_a_thousand_updates_is_coalesced_and_ends_with_the_final_state() {
+    let receiver = Receiver::start(SECRET).await;
+    let w = start(options(&receiver.url, 200));
+    let id = w.incident("payments", &["acme"], Some(Severity::Sev1)).await;
+    w.notifier.wait_for(w.log.head(), Duration::from_secs(5)).await;
+    let mut feed = w.feed(v1::FeedFilter::default()).await;
+    assert!(next(&mut feed).await.snapshot);
+    let started = std::time::Instant::now();
+    for n in 0..1000 {
+        let text = format!("update {n}");
+        w.intake.execute(id, Command::PostUpdate { audience: Audience::Executive, text }, &maria()).await.unwrap();
+    }
+    let burst = started.elapsed();
+    let mut received = Vec::new();
+    loop {
+        let item = next(&mut feed).await;
+        let text = item.latest_executive_update.clone().unwrap().text;
+        received.push(item);
+        if text == "update 999" {
+            break;
+        }
+    }
+    // At most one item per 200 ms interval (plus the first and the last).
+    let allowed = (burst.as_millis() / 200) as usize + 2;
+    assert!(received.len() <= allowed, "{} items for a {burst:?} burst", received.len());
+    assert!(received.len() < 1000);
+    w.stop.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_subscriber_gets_the_latest_state_not_every_change() {
+    let receiver = Receiver::start(SECRET).await;
+    let w = start(options(&receiver.url, 1));
+    let ids = [
+        w.incident("payments", &["acme"], Some(Severity::Sev1)).await,
+        w.incident("search", &["acme"], Some(Severity::Sev1)).await,
+    ];
+    w.notifier.wait_for(w.log.head(), Duration::from_secs(5)).await;
+    // Subscribe, read nothing while 3,000 changes happen (more than the feed
+    // buffers hold), then read.
+    let mut feed = w.feed(v1::FeedFilter::default()).await;
+    for n in 0..3000 {
+        let text = format!("update {n}");
+        w.intake
+            .execute(ids[n % 2], Command::PostUpdate { audience: Audience::Executive, text }, &maria())
+            .await
+            .unwrap();
+    }
+    let mut received = 0;
+    let mut last = std::collections::HashMap::new();
+    while last.get("INC-1").map(String::as_str) != Some("update 2998")
+        || last.get("INC-2").map(String::as_str) != Some("update 2999")
+    {
+        let item = next(&mut feed).await;
+        received += 1;
+        if let Some(u) = item.latest_executive_update {
+            last.insert(item.incident_id.clone(), u.text);
+        }
+    }
+    assert!(received < 3000, "the stalled subscriber got {received} items for 3,000 changes");
+    w.stop.cancel();
+}

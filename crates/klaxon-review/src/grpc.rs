@@ -1,0 +1,227 @@
+//! The `klaxon.v1.Review` server.
+
+use klaxon_domain::ids::ActorId;
+use klaxon_domain::review::{self, ActionItem, ActionItemId, IncidentAsOf, Review, ReviewCommand};
+use klaxon_proto::convert;
+use klaxon_proto::v1::{self, edit_review_request, replay_timeline_request, review_server, timeline_message};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use crate::{Error, Handle};
+
+/// The request header naming who acts until authentication is configured.
+const ACTOR_HEADER: &str = "klaxon-actor";
+
+/// The gRPC server of the review service.
+#[derive(Clone)]
+pub struct ReviewService {
+    handle: Handle,
+}
+
+impl ReviewService {
+    /// Serves reviews through `handle`.
+    pub fn new(handle: Handle) -> ReviewService {
+        ReviewService { handle }
+    }
+
+    /// The tonic server to add to a router.
+    pub fn into_server(self) -> review_server::ReviewServer<ReviewService> {
+        review_server::ReviewServer::new(self)
+    }
+}
+
+/// The one mapping from review errors to gRPC statuses.
+pub fn to_status(error: Error) -> Status {
+    use klaxon_domain::Error as D;
+    let message = error.to_string();
+    match error {
+        Error::Domain(D::InvalidField { .. } | D::TooLarge { .. }) => Status::invalid_argument(message),
+        Error::Domain(D::Rule { .. }) => Status::failed_precondition(message),
+        Error::Domain(D::UnknownIncident(_)) => Status::not_found(message),
+        Error::Domain(D::AlreadyExists(_)) => Status::already_exists(message),
+        Error::Conflict(_) => Status::aborted(message),
+        Error::Unavailable(_) => Status::unavailable(message),
+        Error::Log(_) | Error::Undecodable { .. } => Status::internal(message),
+    }
+}
+
+fn invalid(e: impl std::fmt::Display) -> Status {
+    Status::invalid_argument(e.to_string())
+}
+
+fn incident(value: &str) -> Result<klaxon_domain::ids::IncidentId, Status> {
+    convert::incident_id("incident_id", value).map_err(invalid)
+}
+
+fn item_to_wire(item: &ActionItem) -> v1::ActionItem {
+    v1::ActionItem {
+        item_id: item.id().to_string(),
+        incident_id: item.id().incident().to_string(),
+        title: item.title().to_string(),
+        owner: item.owner().map(|o| o.to_string()).unwrap_or_default(),
+        due: item.due().map(|d| d.to_string()).unwrap_or_default(),
+        completed: item.is_completed(),
+    }
+}
+
+fn review_to_wire(id: klaxon_domain::ids::IncidentId, review: Option<&Review>) -> v1::ReviewView {
+    match review {
+        None => v1::ReviewView { incident_id: id.to_string(), ..Default::default() },
+        Some(r) => v1::ReviewView {
+            incident_id: id.to_string(),
+            opened: true,
+            published: r.is_published(),
+            summary: r.summary().unwrap_or_default().to_string(),
+            impact: r.impact().unwrap_or_default().to_string(),
+            contributing_factors: r.contributing_factors().to_vec(),
+            action_items: r.action_items().map(item_to_wire).collect(),
+            version: r.version(),
+        },
+    }
+}
+
+fn item_id(value: &str) -> Result<ActionItemId, Status> {
+    value.parse().map_err(|e| Status::invalid_argument(format!("invalid item_id: {e}")))
+}
+
+fn command(edit: &edit_review_request::Edit) -> Result<ReviewCommand, Status> {
+    use edit_review_request::Edit;
+    Ok(match edit {
+        Edit::WriteSummary(s) => ReviewCommand::WriteSummary { summary: s.clone() },
+        Edit::WriteImpact(s) => ReviewCommand::WriteImpact { impact: s.clone() },
+        Edit::AddContributingFactor(s) => ReviewCommand::AddContributingFactor { factor: s.clone() },
+        Edit::AddActionItem(s) => ReviewCommand::AddActionItem { title: s.clone() },
+        Edit::AssignActionItem(a) => ReviewCommand::AssignActionItem {
+            item: item_id(&a.item_id)?,
+            owner: ActorId::new(a.owner.as_str()).map_err(|e| invalid(format!("invalid owner: {e}")))?,
+        },
+        Edit::SetActionItemDue(d) => ReviewCommand::SetActionItemDue {
+            item: item_id(&d.item_id)?,
+            due: d.due.parse().map_err(|e| invalid(format!("invalid due: {e}; expected YYYY-MM-DD")))?,
+        },
+        Edit::CompleteActionItem(i) => ReviewCommand::CompleteActionItem { item: item_id(i)? },
+        Edit::Publish(_) => ReviewCommand::Publish,
+    })
+}
+
+#[tonic::async_trait]
+impl review_server::Review for ReviewService {
+    type ReplayTimelineStream = ReceiverStream<Result<v1::TimelineMessage, Status>>;
+
+    async fn replay_timeline(
+        &self,
+        request: Request<v1::ReplayTimelineRequest>,
+    ) -> Result<Response<Self::ReplayTimelineStream>, Status> {
+        let r = request.get_ref();
+        let id = incident(&r.incident_id)?;
+        let as_of = match &r.as_of {
+            None => None,
+            Some(replay_timeline_request::AsOf::AsOfPosition(p)) => Some(IncidentAsOf::Position(*p)),
+            Some(replay_timeline_request::AsOf::AsOfTime(t)) => Some(IncidentAsOf::Time(
+                convert::from_timestamp("as_of_time", Some(t)).map_err(invalid)?.expect("a timestamp was given"),
+            )),
+        };
+        let (entries, state) = self.handle.timeline(id, as_of).await.map_err(to_status)?;
+        let (tx, rx) = tokio::sync::mpsc::channel(64);
+        tokio::spawn(async move {
+            for e in entries {
+                let entry = v1::TimelineEntry {
+                    position: e.position,
+                    at: Some(convert::timestamp(e.at)),
+                    by: e.by.to_string(),
+                    kind: e.kind.to_string(),
+                    summary: e.summary,
+                    source: e.source.as_str().to_string(),
+                };
+                let message = v1::TimelineMessage { message: Some(timeline_message::Message::Entry(entry)) };
+                if tx.send(Ok(message)).await.is_err() {
+                    return;
+                }
+            }
+            if let Some(state) = state {
+                let message = v1::TimelineMessage {
+                    message: Some(timeline_message::Message::State(convert::incident_to_wire(&state))),
+                };
+                let _ = tx.send(Ok(message)).await;
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    async fn get_metrics(
+        &self,
+        request: Request<v1::GetMetricsRequest>,
+    ) -> Result<Response<v1::IncidentMetrics>, Status> {
+        let id = incident(&request.get_ref().incident_id)?;
+        let m = self.handle.metrics(id).await.map_err(to_status)?;
+        let seconds = |d: Option<chrono::TimeDelta>| d.map(|d| d.num_seconds());
+        Ok(Response::new(v1::IncidentMetrics {
+            incident_id: id.to_string(),
+            time_to_detect_seconds: seconds(m.time_to_detect),
+            time_to_acknowledge_seconds: seconds(m.time_to_acknowledge),
+            time_to_assign_seconds: seconds(m.time_to_assign),
+            time_to_mitigate_seconds: seconds(m.time_to_mitigate),
+            time_to_resolve_seconds: seconds(m.time_to_resolve),
+            escalations: m.escalations,
+            handoffs: m.handoffs,
+            slo_breaches: m.slo_breaches.total(),
+            pages: m.pages,
+            noise: m.noise,
+        }))
+    }
+
+    async fn get_review(&self, request: Request<v1::GetReviewRequest>) -> Result<Response<v1::ReviewView>, Status> {
+        let id = incident(&request.get_ref().incident_id)?;
+        let review = self.handle.review(id).await.map_err(to_status)?;
+        Ok(Response::new(review_to_wire(id, review.as_ref())))
+    }
+
+    async fn edit_review(&self, request: Request<v1::EditReviewRequest>) -> Result<Response<v1::ReviewView>, Status> {
+        let actor = request
+            .metadata()
+            .get(ACTOR_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| Status::invalid_argument("invalid klaxon-actor header: is required"))
+            .and_then(|a| ActorId::new(a).map_err(|e| invalid(format!("invalid klaxon-actor header: {e}"))))?;
+        let r = request.get_ref();
+        let id = incident(&r.incident_id)?;
+        let edit = r.edit.as_ref().ok_or_else(|| Status::invalid_argument("invalid edit: is required"))?;
+        let review = self.handle.edit(id, command(edit)?, &actor).await.map_err(to_status)?;
+        Ok(Response::new(review_to_wire(id, Some(&review))))
+    }
+
+    async fn list_action_items(
+        &self,
+        request: Request<v1::ListActionItemsRequest>,
+    ) -> Result<Response<v1::ListActionItemsResponse>, Status> {
+        let items = self.handle.action_items(request.get_ref().open_only).await.map_err(to_status)?;
+        Ok(Response::new(v1::ListActionItemsResponse { items: items.iter().map(item_to_wire).collect() }))
+    }
+
+    async fn export_markdown(
+        &self,
+        request: Request<v1::ExportMarkdownRequest>,
+    ) -> Result<Response<v1::ExportMarkdownResponse>, Status> {
+        let id = incident(&request.get_ref().incident_id)?;
+        let markdown = self.handle.markdown(id).await.map_err(to_status)?;
+        Ok(Response::new(v1::ExportMarkdownResponse { markdown }))
+    }
+
+    async fn trends(&self, request: Request<v1::TrendsRequest>) -> Result<Response<v1::TrendsResponse>, Status> {
+        let r = request.get_ref();
+        let from = convert::from_timestamp("from", r.from.as_ref()).map_err(invalid)?;
+        let to = convert::from_timestamp("to", r.to.as_ref()).map_err(invalid)?;
+        let (Some(from), Some(to)) = (from, to) else {
+            return Err(Status::invalid_argument("invalid from/to: both are required"));
+        };
+        if to <= from {
+            return Err(Status::invalid_argument("invalid to: must be after from"));
+        }
+        let report = self.handle.trends(from, to).await.map_err(to_status)?;
+        Ok(Response::new(v1::TrendsResponse {
+            table: review::render_table(&report),
+            json: serde_json::to_string_pretty(&report).map_err(|e| Status::internal(e.to_string()))?,
+            csv: review::to_csv(&report),
+        }))
+    }
+}
