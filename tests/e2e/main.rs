@@ -4,3 +4,4 @@
 
 mod lifecycle;
 mod paging;
+mod review;

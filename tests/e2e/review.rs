@@ -1,0 +1,86 @@
+//! The executive feed and the post-incident review through the real CLI
+//! against a real `klaxond`.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use klaxon_tests::{Klaxond, binary, klaxon, klaxon_json, klaxon_ok};
+
+#[test]
+fn an_executive_watches_a_sev1_and_a_reviewer_publishes_its_postmortem() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/klaxon.toml");
+    let server = Klaxond::start_with(&dir.path().join("data"), &["--config", config]);
+    let url = server.url.clone();
+    let run = |actor: &str, args: &[&str]| klaxon_ok(&url, actor, args);
+
+    run(
+        "monitor",
+        &["report", "--title", "Checkout fails", "--service", "payments", "--customer", "acme", "--customer", "globex"],
+    );
+    run("maria", &["declare", "INC-1", "--severity", "1"]);
+
+    // An executive's live feed: the snapshot first, then the update.
+    let mut watch = Command::new(binary("klaxon"))
+        .args(["--server", &url, "--as", "ceo", "--json", "watch", "--min-severity", "1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = watch.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let first: serde_json::Value = serde_json::from_str(&rx.recv_timeout(Duration::from_secs(20)).unwrap()).unwrap();
+    assert_eq!(first["incident_id"], "INC-1", "{first}");
+    run("maria", &["update", "INC-1", "Rolled back; watching error rates", "--audience", "executive"]);
+    let live = loop {
+        let line: serde_json::Value = serde_json::from_str(&rx.recv_timeout(Duration::from_secs(20)).unwrap()).unwrap();
+        if line.to_string().contains("Rolled back") {
+            break line;
+        }
+    };
+    assert_eq!(live["incident_id"], "INC-1");
+    let _ = watch.kill();
+    let _ = watch.wait();
+
+    run("maria", &["assign", "INC-1", "maria"]);
+    run("maria", &["mitigate", "INC-1", "--summary", "rolled back"]);
+    run("maria", &["resolve", "INC-1", "--summary", "bad config reverted"]);
+    // The review opens by itself once a Sev-1 is resolved.
+    let mut opened = false;
+    for _ in 0..100 {
+        if klaxon(&url, "rita", &["review", "summary", "INC-1", "A config push broke checkout."]).status.success() {
+            opened = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(opened, "the review was opened");
+    run("rita", &["review", "factor", "INC-1", "No canary for config pushes"]);
+    run("rita", &["review", "action", "add", "INC-1", "Canary config pushes"]);
+    run("rita", &["review", "action", "assign", "INC-1-A1", "ana"]);
+    run("rita", &["review", "publish", "INC-1"]);
+    let markdown = run("rita", &["review", "export", "INC-1"]);
+    for part in ["INC-1", "A config push broke checkout.", "No canary for config pushes", "Canary config pushes"] {
+        assert!(markdown.contains(part), "{part:?} missing from:\n{markdown}");
+    }
+    let actions = run("rita", &["actions", "--open"]);
+    assert!(actions.contains("INC-1-A1") && actions.contains("ana"), "{actions}");
+
+    // The timeline has the pages, the notifications' effects and the review.
+    let timeline = run("rita", &["timeline", "INC-1"]);
+    assert!(timeline.contains("declared INC-1 SEV1"), "{timeline}");
+    assert!(timeline.contains("review"), "{timeline}");
+    let metrics = klaxon_json(&url, "rita", &["metrics", "INC-1"]);
+    assert!(metrics.to_string().contains("time_to_resolve"), "{metrics}");
+    let trends = klaxon_json(&url, "rita", &["trends", "--from", "2020-01-01", "--to", "2100-01-01"]);
+    assert_eq!(trends["incidents"], 1, "{trends}");
+    assert!(server.stop().success());
+}
