@@ -44,6 +44,7 @@ async fn run(subscribers: usize, updates: usize) -> (Vec<Duration>, Vec<Duration
         notifier: Arc::new(section.validate("notifier").unwrap()),
         paging: None,
         channels: Arc::new(klaxon_channels::Channels::new(&[], |_| None).unwrap()),
+        feed_lag_max: klaxon_notifier::feed::CHANGES_BUFFER,
     };
     let notifier = Notifier::new(log.clone(), options, Arc::new(klaxon_paging::SystemClock));
     let notifier_handle = notifier.handle();

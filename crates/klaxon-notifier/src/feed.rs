@@ -18,7 +18,7 @@ use tokio::sync::{broadcast, mpsc};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-/// Changed incidents buffered for subscribers before a slow one lags.
+/// The default of `NotifierOptions::feed_lag_max`.
 pub const CHANGES_BUFFER: usize = 4096;
 /// Items buffered per subscriber connection.
 pub const ITEMS_BUFFER: usize = 64;

@@ -18,7 +18,7 @@ use tokio::sync::{broadcast, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::feed::{CHANGES_BUFFER, CadenceOf, Hub, ITEMS_BUFFER, Sent};
+use crate::feed::{CadenceOf, Hub, ITEMS_BUFFER, Sent};
 
 /// What can go wrong.
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +48,9 @@ pub struct NotifierOptions {
     pub paging: Option<Arc<PagingConfig>>,
     /// Outbound channels.
     pub channels: Arc<Channels>,
+    /// Changes a feed subscriber may fall behind before it is resynchronised
+    /// with the latest state of every incident (the broadcast's capacity).
+    pub feed_lag_max: usize,
 }
 
 /// The executive notifier. Build it, take [`Handle`]s, then [`Notifier::run`].
@@ -75,7 +78,7 @@ impl Notifier {
         });
         let hub = Hub {
             states: Arc::new(RwLock::new(HashMap::new())),
-            changes: broadcast::channel(CHANGES_BUFFER).0,
+            changes: broadcast::channel(options.feed_lag_max.max(1)).0,
             cadence_of,
             interval: options.notifier.feed_interval(),
         };

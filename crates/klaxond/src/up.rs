@@ -50,6 +50,7 @@ pub async fn run(config: Config, validated: Validated) -> anyhow::Result<()> {
             notifier: validated.notifier.clone(),
             paging: validated.paging.clone(),
             channels: validated.channels.clone(),
+            feed_lag_max: klaxon_notifier::feed::CHANGES_BUFFER,
         },
         std::sync::Arc::new(klaxon_paging::SystemClock),
     );
