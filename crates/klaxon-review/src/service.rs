@@ -126,6 +126,24 @@ impl Handle {
                 PageEvent::from_json(kind, record.data.as_str()).map_err(|e| undecodable(record.position, e))?;
             state.entry(event.incident).or_default().page_events.push(event);
             Ok(None)
+        } else if kind == "notify.update_overdue.v1" {
+            // The notifier's update-cadence breach counts as an SLO breach in
+            // the metrics, like paging's ack and assign breaches.
+            let event = klaxon_domain::notifier::NotifyEvent::from_json(kind, record.data.as_str())
+                .map_err(|e| undecodable(record.position, e))?;
+            if let klaxon_domain::notifier::NotifyChange::UpdateOverdue(o) = &event.change {
+                let breach = PageEvent {
+                    incident: event.incident,
+                    at: event.at,
+                    by: event.by.clone(),
+                    change: paging::PageChange::SloBreached(paging::SloBreached {
+                        slo: paging::SloKind::UpdateCadence,
+                        due_at: o.due_at,
+                    }),
+                };
+                state.entry(event.incident).or_default().page_events.push(breach);
+            }
+            Ok(None)
         } else if review::KINDS.contains(&kind) {
             let event =
                 ReviewEvent::from_json(kind, record.data.as_str()).map_err(|e| undecodable(record.position, e))?;

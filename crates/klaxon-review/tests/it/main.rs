@@ -187,6 +187,22 @@ async fn metrics_and_trends_of_scripted_incidents_match_hand_computed_values() {
     assert_eq!(m.time_to_mitigate, Some(TimeDelta::minutes(9)));
     assert_eq!(m.time_to_resolve, Some(TimeDelta::minutes(19)));
     assert_eq!(m.time_to_acknowledge, None, "nobody was paged");
+    assert_eq!(m.slo_breaches.total(), 0);
+
+    // The notifier records a missed update cadence: it counts as a breach.
+    let overdue =
+        klaxon_domain::notifier::Reminder { incident: a, commander: None, due_at: t0() + TimeDelta::minutes(31) }
+            .overdue(t0() + TimeDelta::minutes(31));
+    let new = klaxon_log::NewEvent {
+        id: uuid::Uuid::new_v4(),
+        kind: klaxon_log::EventKind::new(overdue.kind()).unwrap(),
+        data: klaxon_log::EventData::from_value(&overdue.to_json()).unwrap(),
+        metadata: Default::default(),
+    };
+    let stream = klaxon_log::StreamId::new(klaxon_domain::notifier::stream(a)).unwrap();
+    w.log.append(&stream, klaxon_log::ExpectedVersion::Any, vec![new]).await.unwrap();
+    let m = w.reviews.metrics(a).await.unwrap();
+    assert_eq!(m.slo_breaches.update_cadence, 1);
 
     let mut client = w.grpc().await;
     let trends = client
