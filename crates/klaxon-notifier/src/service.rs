@@ -102,6 +102,7 @@ impl Notifier {
         // their record will have (None while delivering).
         let mut in_flight: HashMap<IncidentId, Option<Position>> = HashMap::new();
         let mut dirty: HashSet<IncidentId> = HashSet::new();
+        let mut tasks = tokio::task::JoinSet::new();
         loop {
             let wake = if caught_up { h.next_wake(&in_flight) } else { None };
             let sleep = match wake {
@@ -155,7 +156,7 @@ impl Notifier {
                 }
                 in_flight.insert(id, None);
                 let (h2, done) = (h.clone(), done_tx.clone());
-                tokio::spawn(async move {
+                tasks.spawn(async move {
                     let position = match h2.carry_out(id, decided).await {
                         Ok(p) => p,
                         Err(e) => {
@@ -166,6 +167,16 @@ impl Notifier {
                     let _ = done.send((id, position)).await;
                 });
             }
+            while tasks.try_join_next().is_some() {}
+        }
+        // A clean stop lets notifications under way finish and be recorded,
+        // so that a restart does not send them again.
+        drop(done_rx);
+        if tokio::time::timeout(Duration::from_secs(30), async { while tasks.join_next().await.is_some() {} })
+            .await
+            .is_err()
+        {
+            tracing::warn!("notifications still being delivered at shutdown; they will be retried after the restart");
         }
         Ok(())
     }

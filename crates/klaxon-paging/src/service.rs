@@ -22,6 +22,8 @@ use uuid::Uuid;
 const DELIVERIES_MAX: usize = 16;
 /// How long a request waits for the service to catch up with the log.
 const CATCH_UP_WAIT: Duration = Duration::from_secs(5);
+/// How long a clean stop waits for deliveries under way.
+const DRAIN_WAIT: Duration = Duration::from_secs(30);
 /// Attempts of an acknowledgement that races with the service's own appends.
 const ACK_ATTEMPTS_MAX: usize = 5;
 
@@ -118,6 +120,7 @@ impl Pager {
         let mut caught_up = start_head == Position::ZERO;
         let mut subscription = h.log.subscribe(Position(1));
         let deliveries = Arc::new(Semaphore::new(DELIVERIES_MAX));
+        let mut delivering = tokio::task::JoinSet::new();
         let mut dirty: HashSet<IncidentId> = HashSet::new();
         loop {
             let wake = if caught_up { h.next_wake() } else { None };
@@ -154,8 +157,16 @@ impl Pager {
             }
             for id in std::mem::take(&mut dirty) {
                 h.decide_and_append(id).await?;
-                h.start_deliveries(id, &deliveries);
+                h.start_deliveries(id, &deliveries, &mut delivering);
             }
+            // Reap finished deliveries so the set stays small.
+            while delivering.try_join_next().is_some() {}
+        }
+        // A clean stop lets deliveries under way finish and record their
+        // outcome (they are bounded by the channels' attempts and timeouts),
+        // so that a restart does not deliver them again.
+        if tokio::time::timeout(DRAIN_WAIT, async { while delivering.join_next().await.is_some() {} }).await.is_err() {
+            tracing::warn!("page deliveries still running at shutdown; they will be retried after the restart");
         }
         Ok(())
     }
@@ -183,6 +194,12 @@ impl Handle {
             event.incident
         } else if paging::KINDS.contains(&kind) {
             let event = PageEvent::from_json(kind, record.data.as_str()).map_err(|e| undecodable(&e))?;
+            if let paging::PageChange::PageDelivered(d) = &event.change {
+                state.delivering.remove(&d.page);
+            }
+            if let paging::PageChange::PageDeliveryFailed(d) = &event.change {
+                state.delivering.remove(&d.page);
+            }
             let config = &self.config.paging;
             state
                 .incidents
@@ -274,7 +291,7 @@ impl Handle {
     }
 
     /// Starts delivering the incident's new pages, at most once at a time per page.
-    fn start_deliveries(&self, id: IncidentId, limit: &Arc<Semaphore>) {
+    fn start_deliveries(&self, id: IncidentId, limit: &Arc<Semaphore>, tasks: &mut tokio::task::JoinSet<()>) {
         if self.config.paging.channels().is_empty() {
             return;
         }
@@ -298,12 +315,15 @@ impl Handle {
         for (page, title) in pages {
             let handle = self.clone();
             let limit = limit.clone();
-            tokio::spawn(async move {
+            tasks.spawn(async move {
                 let _permit = limit.acquire_owned().await;
+                // On success the page stays in `delivering` until its record is
+                // folded; otherwise a decision in between would see it still
+                // undelivered and deliver it again.
                 if let Err(e) = handle.deliver(&page, &title).await {
                     tracing::error!(page = %page.id(), error = %e, "recording a page delivery failed");
+                    handle.state.lock().expect("state").delivering.remove(&page.id());
                 }
-                handle.state.lock().expect("state").delivering.remove(&page.id());
             });
         }
     }
