@@ -11,6 +11,8 @@
 //!
 //! - [`ids`]: validated newtypes for ids and levels (`IncidentId`, `Severity`,
 //!   `ActorId`, ...) and the deterministic UUIDv5 event-id helpers.
+//! - [`envelope`]: the envelope all persisted events share (`incident`, `at`,
+//!   `by` around a family's change) and its JSON log format.
 //! - [`incident`]: the incident as a decider, with its commands, events,
 //!   limits, rules, `decide`, `evolve` and the persisted event format.
 //! - [`oncall`]: on-call schedules (layered rotations in an IANA time zone,
@@ -25,6 +27,7 @@
 //! Errors are [`Error`] for rejected input or commands and [`DecodeError`] for
 //! stored records that cannot be read back.
 
+pub mod envelope;
 mod error;
 pub mod ids;
 pub mod incident;

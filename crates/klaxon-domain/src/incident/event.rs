@@ -4,137 +4,30 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize, de::DeserializeOwned};
-use serde_json::{Map, Value};
+use serde::{Deserialize, Serialize};
 
-use crate::DecodeError;
-use crate::ids::{
-    ActorId, Audience, CustomerId, DedupKey, IncidentId, IncidentRole, ReportSource, ServiceName, Severity,
-};
+use crate::envelope::{Event, changes};
+use crate::ids::{ActorId, Audience, CustomerId, DedupKey, IncidentRole, ReportSource, ServiceName, Severity};
 
 #[cfg(test)]
 mod tests;
 
-/// One fact about one incident: what changed, when and by whom.
+/// One fact about one incident: what changed, when and by whom (the `at`
+/// is the `now` given to `decide`, the `by` the principal whose command
+/// produced the fact).
 ///
 /// The log stores it as a record of kind [`IncidentEvent::kind`] whose data is
 /// [`IncidentEvent::to_json`]: one flat JSON object holding `incident`, `at`
 /// (RFC 3339, UTC) and `by`, followed by the fields of the change.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IncidentEvent {
-    /// The incident the fact is about.
-    pub incident: IncidentId,
-    /// When the decision was taken (the `now` given to `decide`).
-    pub at: DateTime<Utc>,
-    /// The principal whose command produced the fact.
-    pub by: ActorId,
-    /// What changed.
-    pub change: Change,
-}
-
-/// The names of the envelope fields, which no change may use.
-const ENVELOPE_FIELDS: [&str; 3] = ["incident", "at", "by"];
-
-impl IncidentEvent {
-    /// The stable persisted name of this event, with its schema version, such
-    /// as `incident.declared.v1`. One of [`KINDS`].
-    pub fn kind(&self) -> &'static str {
-        self.change.kind()
-    }
-
-    /// The event as the log stores it: one flat JSON object with `incident`,
-    /// `at` and `by` followed by the change's own fields.
-    ///
-    /// [`IncidentEvent::from_json`] reads it back to an equal event.
-    pub fn to_json(&self) -> Value {
-        let mut object = Map::new();
-        object.insert("incident".into(), Value::String(self.incident.to_string()));
-        object.insert("at".into(), serde_json::to_value(self.at).expect("timestamps serialize"));
-        object.insert("by".into(), Value::String(self.by.to_string()));
-        let Value::Object(fields) = self.change.fields() else {
-            unreachable!("every change is a struct and serializes to an object")
-        };
-        for (name, value) in fields {
-            debug_assert!(!ENVELOPE_FIELDS.contains(&name.as_str()), "field {name} shadows the envelope");
-            object.insert(name, value);
-        }
-        Value::Object(object)
-    }
-
-    /// Decodes a stored record of kind `kind` whose data is `data`, the text of
-    /// [`IncidentEvent::to_json`].
-    ///
-    /// Unknown kinds and data that does not fit the kind's schema (including
-    /// unknown fields: a schema change is a new kind version) are reported as
-    /// distinct [`DecodeError`]s naming the kind.
-    pub fn from_json(kind: &str, data: &str) -> Result<IncidentEvent, DecodeError> {
-        if !KINDS.contains(&kind) {
-            return Err(DecodeError::UnknownKind { kind: kind.to_owned() });
-        }
-        let malformed = |source| DecodeError::Malformed { kind: kind.to_owned(), source };
-        let mut object = match serde_json::from_str::<Value>(data).map_err(malformed)? {
-            Value::Object(object) => object,
-            _ => return Err(malformed(serde::de::Error::custom("expected a JSON object"))),
-        };
-        let incident = take(&mut object, "incident").map_err(malformed)?;
-        let at = take(&mut object, "at").map_err(malformed)?;
-        let by = take(&mut object, "by").map_err(malformed)?;
-        let change = Change::from_fields(kind, Value::Object(object)).map_err(malformed)?;
-        Ok(IncidentEvent { incident, at, by, change })
-    }
-}
-
-/// Removes and decodes the envelope field `name`.
-fn take<T: DeserializeOwned>(object: &mut Map<String, Value>, name: &'static str) -> Result<T, serde_json::Error> {
-    let value = object.remove(name).ok_or_else(|| <serde_json::Error as serde::de::Error>::missing_field(name))?;
-    serde_json::from_value(value)
-}
-
-/// Declares [`Change`] with one tuple variant per fact, its kind names,
-/// [`KINDS`], and the conversions to and from JSON fields, so that the four
-/// can never disagree.
-macro_rules! changes {
-    ($( $(#[$meta:meta])* $variant:ident => $kind:literal, )*) => {
-        /// What an [`IncidentEvent`] records: one variant per kind of fact,
-        /// each holding a struct of the same name.
-        #[derive(Debug, Clone, PartialEq, Eq)]
-        pub enum Change {
-            $( $(#[$meta])* $variant($variant), )*
-        }
-
-        /// Every incident event kind, in lifecycle order. A kind's name and
-        /// meaning never change; a new schema gets a new `.vN` name.
-        pub const KINDS: &[&str] = &[ $( $kind, )* ];
-
-        impl Change {
-            /// The stable persisted name of this change, one of [`KINDS`].
-            pub fn kind(&self) -> &'static str {
-                match self {
-                    $( Change::$variant(_) => $kind, )*
-                }
-            }
-
-            /// The change's own fields as a JSON object.
-            fn fields(&self) -> Value {
-                match self {
-                    $( Change::$variant(fields) => serde_json::to_value(fields), )*
-                }
-                .expect("event structs always serialize")
-            }
-
-            /// Decodes the fields of a change of kind `kind`, which must be
-            /// one of [`KINDS`].
-            fn from_fields(kind: &str, fields: Value) -> Result<Change, serde_json::Error> {
-                match kind {
-                    $( $kind => serde_json::from_value(fields).map(Change::$variant), )*
-                    _ => unreachable!("the kind was checked against KINDS"),
-                }
-            }
-        }
-    };
-}
+pub type IncidentEvent = Event<Change>;
 
 changes! {
+    /// What an [`IncidentEvent`] records: one variant per kind of fact, each
+    /// holding a struct of the same name.
+    pub enum Change for IncidentEvent;
+    /// Every incident event kind, in lifecycle order. A kind's name and
+    /// meaning never change; a new schema gets a new `.vN` name.
+    pub const KINDS;
     /// An issue was reported and the incident created.
     Reported => "incident.reported.v1",
     /// A duplicate report was merged into the incident.

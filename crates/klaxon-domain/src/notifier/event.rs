@@ -5,10 +5,9 @@
 use std::fmt;
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize, de::DeserializeOwned};
-use serde_json::{Map, Value};
+use serde::{Deserialize, Serialize};
 
-use crate::DecodeError;
+use crate::envelope::{Event, changes};
 use crate::ids::{ActorId, Audience, IncidentId, Severity};
 
 #[cfg(test)]
@@ -81,70 +80,13 @@ impl From<PostAudience> for Audience {
 /// The log stores it as a record of kind [`NotifyEvent::kind`] whose data is
 /// [`NotifyEvent::to_json`]: one flat JSON object holding `incident`, `at`
 /// (RFC 3339, UTC) and `by`, followed by the fields of the change.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NotifyEvent {
-    /// The incident the fact is about.
-    pub incident: IncidentId,
-    /// When it happened: when the delivery ended, or the `now` of the
-    /// decision that found the update overdue.
-    pub at: DateTime<Utc>,
-    /// [`NOTIFIER_ACTOR`], always.
-    pub by: ActorId,
-    /// What happened.
-    pub change: NotifyChange,
-}
-
-/// The names of the envelope fields, which no change may use.
-const ENVELOPE_FIELDS: [&str; 3] = ["incident", "at", "by"];
+///
+/// The `at` is when it happened: when the delivery ended, or the `now` of
+/// the decision that found the update overdue; the `by` is
+/// [`NOTIFIER_ACTOR`], always.
+pub type NotifyEvent = Event<NotifyChange>;
 
 impl NotifyEvent {
-    /// The stable persisted name of this event, with its schema version, such
-    /// as `notify.executives_notified.v1`. One of [`KINDS`].
-    pub fn kind(&self) -> &'static str {
-        self.change.kind()
-    }
-
-    /// The event as the log stores it: one flat JSON object with `incident`,
-    /// `at` and `by` followed by the change's own fields.
-    ///
-    /// [`NotifyEvent::from_json`] reads it back to an equal event.
-    pub fn to_json(&self) -> Value {
-        let mut object = Map::new();
-        object.insert("incident".into(), Value::String(self.incident.to_string()));
-        object.insert("at".into(), serde_json::to_value(self.at).expect("timestamps serialize"));
-        object.insert("by".into(), Value::String(self.by.to_string()));
-        let Value::Object(fields) = self.change.fields() else {
-            unreachable!("every change is a struct and serializes to an object")
-        };
-        for (name, value) in fields {
-            debug_assert!(!ENVELOPE_FIELDS.contains(&name.as_str()), "field {name} shadows the envelope");
-            object.insert(name, value);
-        }
-        Value::Object(object)
-    }
-
-    /// Decodes a stored record of kind `kind` whose data is `data`, the text
-    /// of [`NotifyEvent::to_json`].
-    ///
-    /// Unknown kinds and data that does not fit the kind's schema (including
-    /// unknown fields: a schema change is a new kind version) are reported as
-    /// distinct [`DecodeError`]s naming the kind.
-    pub fn from_json(kind: &str, data: &str) -> Result<NotifyEvent, DecodeError> {
-        if !KINDS.contains(&kind) {
-            return Err(DecodeError::UnknownKind { kind: kind.to_owned() });
-        }
-        let malformed = |source| DecodeError::Malformed { kind: kind.to_owned(), source };
-        let mut object = match serde_json::from_str::<Value>(data).map_err(malformed)? {
-            Value::Object(object) => object,
-            _ => return Err(malformed(serde::de::Error::custom("expected a JSON object"))),
-        };
-        let incident = take(&mut object, "incident").map_err(malformed)?;
-        let at = take(&mut object, "at").map_err(malformed)?;
-        let by = take(&mut object, "by").map_err(malformed)?;
-        let change = NotifyChange::from_fields(kind, Value::Object(object)).map_err(malformed)?;
-        Ok(NotifyEvent { incident, at, by, change })
-    }
-
     /// One readable sentence saying what happened, for timelines and
     /// audits, such as `notified executives via exec-slack (SEV1): ...`.
     pub fn summary(&self) -> String {
@@ -179,57 +121,13 @@ pub(super) fn truncate(text: &str, max: usize) -> String {
     text.chars().take(max).collect()
 }
 
-/// Removes and decodes the envelope field `name`.
-fn take<T: DeserializeOwned>(object: &mut Map<String, Value>, name: &'static str) -> Result<T, serde_json::Error> {
-    let value = object.remove(name).ok_or_else(|| <serde_json::Error as serde::de::Error>::missing_field(name))?;
-    serde_json::from_value(value)
-}
-
-/// Declares [`NotifyChange`] with one tuple variant per fact, its kind
-/// names, [`KINDS`], and the conversions to and from JSON fields, so that
-/// the four can never disagree.
-macro_rules! changes {
-    ($( $(#[$meta:meta])* $variant:ident => $kind:literal, )*) => {
-        /// What a [`NotifyEvent`] records: one variant per kind of fact, each
-        /// holding a struct of the same name.
-        #[derive(Debug, Clone, PartialEq, Eq)]
-        pub enum NotifyChange {
-            $( $(#[$meta])* $variant($variant), )*
-        }
-
-        /// Every notify event kind. A kind's name and meaning never change;
-        /// a new schema gets a new `.vN` name.
-        pub const KINDS: &[&str] = &[ $( $kind, )* ];
-
-        impl NotifyChange {
-            /// The stable persisted name of this change, one of [`KINDS`].
-            pub fn kind(&self) -> &'static str {
-                match self {
-                    $( NotifyChange::$variant(_) => $kind, )*
-                }
-            }
-
-            /// The change's own fields as a JSON object.
-            fn fields(&self) -> Value {
-                match self {
-                    $( NotifyChange::$variant(fields) => serde_json::to_value(fields), )*
-                }
-                .expect("event structs always serialize")
-            }
-
-            /// Decodes the fields of a change of kind `kind`, which must be
-            /// one of [`KINDS`].
-            fn from_fields(kind: &str, fields: Value) -> Result<NotifyChange, serde_json::Error> {
-                match kind {
-                    $( $kind => serde_json::from_value(fields).map(NotifyChange::$variant), )*
-                    _ => unreachable!("the kind was checked against KINDS"),
-                }
-            }
-        }
-    };
-}
-
 changes! {
+    /// What a [`NotifyEvent`] records: one variant per kind of fact, each
+    /// holding a struct of the same name.
+    pub enum NotifyChange for NotifyEvent;
+    /// Every notify event kind. A kind's name and meaning never change;
+    /// a new schema gets a new `.vN` name.
+    pub const KINDS;
     /// A post reached one channel of the executive-facing or company-wide
     /// group: one event per channel, so the audit shows who was told what,
     /// and when.

@@ -7,11 +7,11 @@ use std::num::NonZeroU32;
 use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize, de::DeserializeOwned};
-use serde_json::{Map, Value};
+use serde::{Deserialize, Serialize};
 
+use crate::Error;
+use crate::envelope::{Event, changes};
 use crate::ids::{ActorId, IncidentId};
-use crate::{DecodeError, Error};
 
 #[cfg(test)]
 mod tests;
@@ -184,70 +184,13 @@ impl fmt::Display for SloKind {
 /// The log stores it as a record of kind [`PageEvent::kind`] whose data is
 /// [`PageEvent::to_json`]: one flat JSON object holding `incident`, `at`
 /// (RFC 3339, UTC) and `by`, followed by the fields of the change.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PageEvent {
-    /// The incident the fact is about.
-    pub incident: IncidentId,
-    /// When it was decided (the `now` given to the decision).
-    pub at: DateTime<Utc>,
-    /// [`PAGING_ACTOR`] for the service's own decisions and deliveries; the
-    /// acknowledging person for `page.acknowledged.v1`.
-    pub by: ActorId,
-    /// What happened.
-    pub change: PageChange,
-}
-
-/// The names of the envelope fields, which no change may use.
-const ENVELOPE_FIELDS: [&str; 3] = ["incident", "at", "by"];
+///
+/// The `at` is when it was decided (the `now` given to the decision); the
+/// `by` is [`PAGING_ACTOR`] for the service's own decisions and deliveries,
+/// and the acknowledging person for `page.acknowledged.v1`.
+pub type PageEvent = Event<PageChange>;
 
 impl PageEvent {
-    /// The stable persisted name of this event, with its schema version, such
-    /// as `page.responder_paged.v1`. One of [`KINDS`].
-    pub fn kind(&self) -> &'static str {
-        self.change.kind()
-    }
-
-    /// The event as the log stores it: one flat JSON object with `incident`,
-    /// `at` and `by` followed by the change's own fields.
-    ///
-    /// [`PageEvent::from_json`] reads it back to an equal event.
-    pub fn to_json(&self) -> Value {
-        let mut object = Map::new();
-        object.insert("incident".into(), Value::String(self.incident.to_string()));
-        object.insert("at".into(), serde_json::to_value(self.at).expect("timestamps serialize"));
-        object.insert("by".into(), Value::String(self.by.to_string()));
-        let Value::Object(fields) = self.change.fields() else {
-            unreachable!("every change is a struct and serializes to an object")
-        };
-        for (name, value) in fields {
-            debug_assert!(!ENVELOPE_FIELDS.contains(&name.as_str()), "field {name} shadows the envelope");
-            object.insert(name, value);
-        }
-        Value::Object(object)
-    }
-
-    /// Decodes a stored record of kind `kind` whose data is `data`, the text
-    /// of [`PageEvent::to_json`].
-    ///
-    /// Unknown kinds and data that does not fit the kind's schema (including
-    /// unknown fields: a schema change is a new kind version) are reported as
-    /// distinct [`DecodeError`]s naming the kind.
-    pub fn from_json(kind: &str, data: &str) -> Result<PageEvent, DecodeError> {
-        if !KINDS.contains(&kind) {
-            return Err(DecodeError::UnknownKind { kind: kind.to_owned() });
-        }
-        let malformed = |source| DecodeError::Malformed { kind: kind.to_owned(), source };
-        let mut object = match serde_json::from_str::<Value>(data).map_err(malformed)? {
-            Value::Object(object) => object,
-            _ => return Err(malformed(serde::de::Error::custom("expected a JSON object"))),
-        };
-        let incident = take(&mut object, "incident").map_err(malformed)?;
-        let at = take(&mut object, "at").map_err(malformed)?;
-        let by = take(&mut object, "by").map_err(malformed)?;
-        let change = PageChange::from_fields(kind, Value::Object(object)).map_err(malformed)?;
-        Ok(PageEvent { incident, at, by, change })
-    }
-
     /// A `page.delivered.v1` event by the paging service, for the shell that
     /// delivered `page` through `channel` in `attempts` attempts.
     pub fn delivered(page: PageId, channel: &str, attempts: u32, at: DateTime<Utc>) -> PageEvent {
@@ -315,57 +258,13 @@ fn truncate(text: &str, max: usize) -> String {
     text.chars().take(max).collect()
 }
 
-/// Removes and decodes the envelope field `name`.
-fn take<T: DeserializeOwned>(object: &mut Map<String, Value>, name: &'static str) -> Result<T, serde_json::Error> {
-    let value = object.remove(name).ok_or_else(|| <serde_json::Error as serde::de::Error>::missing_field(name))?;
-    serde_json::from_value(value)
-}
-
-/// Declares [`PageChange`] with one tuple variant per fact, its kind names,
-/// [`KINDS`], and the conversions to and from JSON fields, so that the four
-/// can never disagree.
-macro_rules! changes {
-    ($( $(#[$meta:meta])* $variant:ident => $kind:literal, )*) => {
-        /// What a [`PageEvent`] records: one variant per kind of fact, each
-        /// holding a struct of the same name.
-        #[derive(Debug, Clone, PartialEq, Eq)]
-        pub enum PageChange {
-            $( $(#[$meta])* $variant($variant), )*
-        }
-
-        /// Every page event kind. A kind's name and meaning never change; a
-        /// new schema gets a new `.vN` name.
-        pub const KINDS: &[&str] = &[ $( $kind, )* ];
-
-        impl PageChange {
-            /// The stable persisted name of this change, one of [`KINDS`].
-            pub fn kind(&self) -> &'static str {
-                match self {
-                    $( PageChange::$variant(_) => $kind, )*
-                }
-            }
-
-            /// The change's own fields as a JSON object.
-            fn fields(&self) -> Value {
-                match self {
-                    $( PageChange::$variant(fields) => serde_json::to_value(fields), )*
-                }
-                .expect("event structs always serialize")
-            }
-
-            /// Decodes the fields of a change of kind `kind`, which must be
-            /// one of [`KINDS`].
-            fn from_fields(kind: &str, fields: Value) -> Result<PageChange, serde_json::Error> {
-                match kind {
-                    $( $kind => serde_json::from_value(fields).map(PageChange::$variant), )*
-                    _ => unreachable!("the kind was checked against KINDS"),
-                }
-            }
-        }
-    };
-}
-
 changes! {
+    /// What a [`PageEvent`] records: one variant per kind of fact, each
+    /// holding a struct of the same name.
+    pub enum PageChange for PageEvent;
+    /// Every page event kind. A kind's name and meaning never change; a
+    /// new schema gets a new `.vN` name.
+    pub const KINDS;
     /// A responder was paged.
     ResponderPaged => "page.responder_paged.v1",
     /// A page reached its channel.

@@ -6,12 +6,12 @@ use std::fmt;
 use std::num::NonZeroU32;
 use std::str::FromStr;
 
-use chrono::{DateTime, NaiveDate, Utc};
-use serde::{Deserialize, Serialize, de::DeserializeOwned};
-use serde_json::{Map, Value};
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
 
+use crate::Error;
+use crate::envelope::{Event, changes};
 use crate::ids::{ActorId, IncidentId};
-use crate::{DecodeError, Error};
 
 #[cfg(test)]
 mod tests;
@@ -112,71 +112,14 @@ impl From<ActionItemId> for String {
 /// The log stores it as a record of kind [`ReviewEvent::kind`] whose data is
 /// [`ReviewEvent::to_json`]: one flat JSON object holding `incident`, `at`
 /// (RFC 3339, UTC) and `by`, followed by the fields of the change.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ReviewEvent {
-    /// The incident under review.
-    pub incident: IncidentId,
-    /// When it was decided (the `now` given to the decision, or the time of
-    /// the resolution that opened the review).
-    pub at: DateTime<Utc>,
-    /// The reviewer whose command produced the fact; [`REVIEW_ACTOR`] for
-    /// `review.opened.v1`.
-    pub by: ActorId,
-    /// What changed.
-    pub change: ReviewChange,
-}
-
-/// The names of the envelope fields, which no change may use.
-const ENVELOPE_FIELDS: [&str; 3] = ["incident", "at", "by"];
+///
+/// The `at` is when it was decided (the `now` given to the decision, or the
+/// time of the resolution that opened the review); the `by` is the reviewer
+/// whose command produced the fact, or [`REVIEW_ACTOR`] for
+/// `review.opened.v1`.
+pub type ReviewEvent = Event<ReviewChange>;
 
 impl ReviewEvent {
-    /// The stable persisted name of this event, with its schema version, such
-    /// as `review.published.v1`. One of [`KINDS`].
-    pub fn kind(&self) -> &'static str {
-        self.change.kind()
-    }
-
-    /// The event as the log stores it: one flat JSON object with `incident`,
-    /// `at` and `by` followed by the change's own fields.
-    ///
-    /// [`ReviewEvent::from_json`] reads it back to an equal event.
-    pub fn to_json(&self) -> Value {
-        let mut object = Map::new();
-        object.insert("incident".into(), Value::String(self.incident.to_string()));
-        object.insert("at".into(), serde_json::to_value(self.at).expect("timestamps serialize"));
-        object.insert("by".into(), Value::String(self.by.to_string()));
-        let Value::Object(fields) = self.change.fields() else {
-            unreachable!("every change is a struct with braces and serializes to an object")
-        };
-        for (name, value) in fields {
-            debug_assert!(!ENVELOPE_FIELDS.contains(&name.as_str()), "field {name} shadows the envelope");
-            object.insert(name, value);
-        }
-        Value::Object(object)
-    }
-
-    /// Decodes a stored record of kind `kind` whose data is `data`, the text
-    /// of [`ReviewEvent::to_json`].
-    ///
-    /// Unknown kinds and data that does not fit the kind's schema (including
-    /// unknown fields: a schema change is a new kind version) are reported as
-    /// distinct [`DecodeError`]s naming the kind.
-    pub fn from_json(kind: &str, data: &str) -> Result<ReviewEvent, DecodeError> {
-        if !KINDS.contains(&kind) {
-            return Err(DecodeError::UnknownKind { kind: kind.to_owned() });
-        }
-        let malformed = |source| DecodeError::Malformed { kind: kind.to_owned(), source };
-        let mut object = match serde_json::from_str::<Value>(data).map_err(malformed)? {
-            Value::Object(object) => object,
-            _ => return Err(malformed(serde::de::Error::custom("expected a JSON object"))),
-        };
-        let incident = take(&mut object, "incident").map_err(malformed)?;
-        let at = take(&mut object, "at").map_err(malformed)?;
-        let by = take(&mut object, "by").map_err(malformed)?;
-        let change = ReviewChange::from_fields(kind, Value::Object(object)).map_err(malformed)?;
-        Ok(ReviewEvent { incident, at, by, change })
-    }
-
     /// One readable sentence saying what happened, on one line, for
     /// timelines, such as `carol added action item INC-7-A1: Add an index`.
     /// Long free text (summary, impact) is cut to its first line and
@@ -215,58 +158,14 @@ fn excerpt(text: &str) -> String {
     cut
 }
 
-/// Removes and decodes the envelope field `name`.
-fn take<T: DeserializeOwned>(object: &mut Map<String, Value>, name: &'static str) -> Result<T, serde_json::Error> {
-    let value = object.remove(name).ok_or_else(|| <serde_json::Error as serde::de::Error>::missing_field(name))?;
-    serde_json::from_value(value)
-}
-
-/// Declares [`ReviewChange`] with one tuple variant per fact, its kind
-/// names, [`KINDS`], and the conversions to and from JSON fields, so that the
-/// four can never disagree.
-macro_rules! changes {
-    ($( $(#[$meta:meta])* $variant:ident => $kind:literal, )*) => {
-        /// What a [`ReviewEvent`] records: one variant per kind of fact, each
-        /// holding a struct of the same name.
-        #[derive(Debug, Clone, PartialEq, Eq)]
-        pub enum ReviewChange {
-            $( $(#[$meta])* $variant($variant), )*
-        }
-
-        /// Every review event kind, in the order a review usually goes. A
-        /// kind's name and meaning never change; a new schema gets a new
-        /// `.vN` name.
-        pub const KINDS: &[&str] = &[ $( $kind, )* ];
-
-        impl ReviewChange {
-            /// The stable persisted name of this change, one of [`KINDS`].
-            pub fn kind(&self) -> &'static str {
-                match self {
-                    $( ReviewChange::$variant(_) => $kind, )*
-                }
-            }
-
-            /// The change's own fields as a JSON object.
-            fn fields(&self) -> Value {
-                match self {
-                    $( ReviewChange::$variant(fields) => serde_json::to_value(fields), )*
-                }
-                .expect("event structs always serialize")
-            }
-
-            /// Decodes the fields of a change of kind `kind`, which must be
-            /// one of [`KINDS`].
-            fn from_fields(kind: &str, fields: Value) -> Result<ReviewChange, serde_json::Error> {
-                match kind {
-                    $( $kind => serde_json::from_value(fields).map(ReviewChange::$variant), )*
-                    _ => unreachable!("the kind was checked against KINDS"),
-                }
-            }
-        }
-    };
-}
-
 changes! {
+    /// What a [`ReviewEvent`] records: one variant per kind of fact, each
+    /// holding a struct of the same name.
+    pub enum ReviewChange for ReviewEvent;
+    /// Every review event kind, in the order a review usually goes. A
+    /// kind's name and meaning never change; a new schema gets a new
+    /// `.vN` name.
+    pub const KINDS;
     /// The review was opened, when a Sev-1 or Sev-2 incident was resolved.
     ReviewOpened => "review.opened.v1",
     /// The summary was written, replacing any earlier one.

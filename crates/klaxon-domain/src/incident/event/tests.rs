@@ -5,6 +5,9 @@ use expect_test::{Expect, expect};
 use proptest::prelude::*;
 
 use super::*;
+use crate::DecodeError;
+use crate::envelope::testkit::{assert_every_kind, assert_goldens, assert_round_trips, round_trip};
+use crate::ids::IncidentId;
 
 fn actor(name: &str) -> ActorId {
     ActorId::new(name).unwrap()
@@ -350,25 +353,17 @@ fn goldens() -> Vec<(IncidentEvent, Expect)> {
 
 #[test]
 fn every_kind_has_a_golden_in_order() {
-    let kinds: Vec<&str> = goldens().iter().map(|(event, _)| event.kind()).collect();
-    assert_eq!(kinds, KINDS);
+    assert_every_kind(&goldens());
 }
 
 #[test]
 fn golden_json() {
-    for (event, expected) in goldens() {
-        let json = serde_json::to_string_pretty(&event.to_json()).unwrap();
-        expected.assert_eq(&format!("{}\n{json}\n", event.kind()));
-    }
+    assert_goldens(&goldens(), None);
 }
 
 #[test]
 fn every_kind_round_trips() {
-    for (event, _) in goldens() {
-        let data = event.to_json().to_string();
-        let decoded = IncidentEvent::from_json(event.kind(), &data).unwrap();
-        assert_eq!(decoded, event);
-    }
+    assert_round_trips(&goldens());
 }
 
 #[test]
@@ -507,8 +502,7 @@ proptest! {
         change in change(),
     ) {
         let event = IncidentEvent { incident: IncidentId::from_number(number).unwrap(), at, by, change };
-        let data = event.to_json().to_string();
-        prop_assert_eq!(IncidentEvent::from_json(event.kind(), &data).unwrap(), event);
+        prop_assert_eq!(round_trip(&event), event);
     }
 }
 
@@ -540,4 +534,17 @@ fn every_kind_has_a_summary() {
         ]
     "#]]
     .assert_debug_eq(&summaries);
+}
+
+#[test]
+fn debug_names_the_family() {
+    let declared = event(Change::Declared(Declared { severity: Severity::Sev1 }));
+    assert!(format!("{declared:?}").starts_with("IncidentEvent { incident: "), "{declared:?}");
+    let page = crate::paging::PageEvent::delivered(
+        crate::paging::PageId::new(declared.incident, 1).unwrap(),
+        "slack",
+        1,
+        declared.at,
+    );
+    assert!(format!("{page:?}").starts_with("PageEvent { incident: "), "{page:?}");
 }

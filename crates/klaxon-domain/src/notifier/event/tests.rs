@@ -4,6 +4,7 @@
 use expect_test::{Expect, expect};
 
 use super::*;
+use crate::envelope::testkit::{assert_every_kind, assert_goldens, assert_round_trips};
 
 fn event(change: NotifyChange) -> NotifyEvent {
     NotifyEvent {
@@ -120,26 +121,17 @@ fn goldens() -> Vec<(NotifyEvent, Expect)> {
 
 #[test]
 fn every_kind_has_a_golden() {
-    let mut kinds: Vec<&str> = goldens().iter().map(|(event, _)| event.kind()).collect();
-    kinds.dedup();
-    assert_eq!(kinds, KINDS);
+    assert_every_kind(&goldens());
 }
 
 #[test]
 fn golden_json() {
-    for (event, expected) in goldens() {
-        let json = serde_json::to_string_pretty(&event.to_json()).unwrap();
-        expected.assert_eq(&format!("{}\n{json}\n{}\n", event.kind(), event.summary()));
-    }
+    assert_goldens(&goldens(), Some(NotifyEvent::summary));
 }
 
 #[test]
 fn every_kind_round_trips() {
-    for (event, _) in goldens() {
-        let data = event.to_json().to_string();
-        let decoded = NotifyEvent::from_json(event.kind(), &data).unwrap();
-        assert_eq!(decoded, event);
-    }
+    assert_round_trips(&goldens());
 }
 
 #[test]

@@ -5,6 +5,8 @@ use expect_test::{Expect, expect};
 use proptest::prelude::*;
 
 use super::*;
+use crate::envelope::testkit::{assert_every_kind, assert_goldens, assert_round_trips, round_trip};
+use chrono::{DateTime, Utc};
 
 fn actor(name: &str) -> ActorId {
     ActorId::new(name).unwrap()
@@ -176,24 +178,17 @@ fn goldens() -> Vec<(ReviewEvent, Expect)> {
 
 #[test]
 fn every_kind_has_a_golden_in_order() {
-    let kinds: Vec<&str> = goldens().iter().map(|(event, _)| event.kind()).collect();
-    assert_eq!(kinds, KINDS);
+    assert_every_kind(&goldens());
 }
 
 #[test]
 fn golden_json_and_summary() {
-    for (event, expected) in goldens() {
-        let json = serde_json::to_string_pretty(&event.to_json()).unwrap();
-        expected.assert_eq(&format!("{}\n{json}\n{}\n", event.kind(), event.summary()));
-    }
+    assert_goldens(&goldens(), Some(ReviewEvent::summary));
 }
 
 #[test]
 fn every_kind_round_trips() {
-    for (event, _) in goldens() {
-        let data = event.to_json().to_string();
-        assert_eq!(ReviewEvent::from_json(event.kind(), &data).unwrap(), event);
-    }
+    assert_round_trips(&goldens());
 }
 
 #[test]
@@ -310,7 +305,6 @@ proptest! {
     #[test]
     fn arbitrary_events_round_trip(number in 1u64.., at in timestamp(), change in change()) {
         let event = ReviewEvent { incident: IncidentId::from_number(number).unwrap(), at, by: actor("carol"), change };
-        let data = event.to_json().to_string();
-        prop_assert_eq!(ReviewEvent::from_json(event.kind(), &data).unwrap(), event);
+        prop_assert_eq!(round_trip(&event), event);
     }
 }

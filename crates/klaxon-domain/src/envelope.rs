@@ -1,0 +1,228 @@
+//! The envelope every persisted event family shares, and its log format.
+//!
+//! Incident, page, notify and review events are all an [`Event`]: the
+//! incident, the time and the actor, around a family-specific change enum
+//! that implements [`Changes`]. The log stores an event as a record of kind
+//! [`Event::kind`] whose data is [`Event::to_json`]: one flat JSON object
+//! holding `incident`, `at` (RFC 3339, UTC) and `by`, followed by the fields
+//! of the change. Each family names its event with a type alias, such as
+//! [`crate::incident::IncidentEvent`].
+
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+
+use crate::DecodeError;
+use crate::ids::{ActorId, IncidentId};
+
+/// One fact about one incident: what changed, when and by whom.
+///
+/// `C` is the family's change enum; see the module docs for the stored form.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Event<C> {
+    /// The incident the fact is about.
+    pub incident: IncidentId,
+    /// When the fact was decided (the `now` given to the decision).
+    pub at: DateTime<Utc>,
+    /// The principal (or service actor) whose decision produced the fact.
+    pub by: ActorId,
+    /// What changed.
+    pub change: C,
+}
+
+/// The change enum of an event family: one variant per kind of fact, each
+/// holding a struct that serializes to a JSON object. Implemented through
+/// the crate's `changes!` macro, so the kinds and the conversions can never
+/// disagree.
+pub trait Changes: Sized {
+    /// Every kind of the family. A kind's name and meaning never change; a
+    /// new schema gets a new `.vN` name.
+    const KINDS: &'static [&'static str];
+
+    /// The name of the family's event type, such as `IncidentEvent`, which
+    /// `Debug` shows.
+    const EVENT_NAME: &'static str;
+
+    /// The stable persisted name of this change, one of [`Changes::KINDS`].
+    fn kind(&self) -> &'static str;
+
+    /// The change's own fields as a JSON object.
+    fn fields(&self) -> Value;
+
+    /// Decodes the fields of a change of kind `kind`, which must be one of
+    /// [`Changes::KINDS`].
+    fn from_fields(kind: &str, fields: Value) -> Result<Self, serde_json::Error>;
+}
+
+/// The names of the envelope fields, which no change may use.
+const ENVELOPE_FIELDS: [&str; 3] = ["incident", "at", "by"];
+
+impl<C: Changes> Event<C> {
+    /// The stable persisted name of this event, with its schema version, such
+    /// as `incident.declared.v1`. One of the family's [`Changes::KINDS`].
+    pub fn kind(&self) -> &'static str {
+        self.change.kind()
+    }
+
+    /// The event as the log stores it: one flat JSON object with `incident`,
+    /// `at` and `by` followed by the change's own fields.
+    ///
+    /// [`Event::from_json`] reads it back to an equal event.
+    pub fn to_json(&self) -> Value {
+        let mut object = Map::new();
+        object.insert("incident".into(), Value::String(self.incident.to_string()));
+        object.insert("at".into(), serde_json::to_value(self.at).expect("timestamps serialize"));
+        object.insert("by".into(), Value::String(self.by.to_string()));
+        let Value::Object(fields) = self.change.fields() else {
+            unreachable!("every change is a struct with braces and serializes to an object")
+        };
+        for (name, value) in fields {
+            debug_assert!(!ENVELOPE_FIELDS.contains(&name.as_str()), "field {name} shadows the envelope");
+            object.insert(name, value);
+        }
+        Value::Object(object)
+    }
+
+    /// Decodes a stored record of kind `kind` whose data is `data`, the text
+    /// of [`Event::to_json`].
+    ///
+    /// Unknown kinds and data that does not fit the kind's schema (including
+    /// unknown fields: a schema change is a new kind version) are reported as
+    /// distinct [`DecodeError`]s naming the kind.
+    pub fn from_json(kind: &str, data: &str) -> Result<Event<C>, DecodeError> {
+        if !C::KINDS.contains(&kind) {
+            return Err(DecodeError::UnknownKind { kind: kind.to_owned() });
+        }
+        let malformed = |source| DecodeError::Malformed { kind: kind.to_owned(), source };
+        let mut object = match serde_json::from_str::<Value>(data).map_err(malformed)? {
+            Value::Object(object) => object,
+            _ => return Err(malformed(serde::de::Error::custom("expected a JSON object"))),
+        };
+        let incident = take(&mut object, "incident").map_err(malformed)?;
+        let at = take(&mut object, "at").map_err(malformed)?;
+        let by = take(&mut object, "by").map_err(malformed)?;
+        let change = C::from_fields(kind, Value::Object(object)).map_err(malformed)?;
+        Ok(Event { incident, at, by, change })
+    }
+}
+
+/// Shows the family's event name (`IncidentEvent { incident: .. }`), as the
+/// per-family structs this type replaced did.
+impl<C: Changes + fmt::Debug> fmt::Debug for Event<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct(C::EVENT_NAME)
+            .field("incident", &self.incident)
+            .field("at", &self.at)
+            .field("by", &self.by)
+            .field("change", &self.change)
+            .finish()
+    }
+}
+
+/// Removes and decodes the envelope field `name`.
+fn take<T: DeserializeOwned>(object: &mut Map<String, Value>, name: &'static str) -> Result<T, serde_json::Error> {
+    let value = object.remove(name).ok_or_else(|| <serde_json::Error as serde::de::Error>::missing_field(name))?;
+    serde_json::from_value(value)
+}
+
+/// Declares a family's change enum with one tuple variant per fact, its kind
+/// names, the module's `KINDS` const, an inherent `kind()` and the
+/// [`Changes`] impl, so that they can never disagree.
+macro_rules! changes {
+    (
+        $(#[$enum_meta:meta])*
+        pub enum $change:ident for $event:ident;
+        $(#[$kinds_meta:meta])*
+        pub const KINDS;
+        $( $(#[$meta:meta])* $variant:ident => $kind:literal, )*
+    ) => {
+        $(#[$enum_meta])*
+        #[derive(Debug, Clone, PartialEq, Eq)]
+        pub enum $change {
+            $( $(#[$meta])* $variant($variant), )*
+        }
+
+        $(#[$kinds_meta])*
+        pub const KINDS: &[&str] = &[ $( $kind, )* ];
+
+        impl $change {
+            /// The stable persisted name of this change, one of [`KINDS`].
+            pub fn kind(&self) -> &'static str {
+                match self {
+                    $( $change::$variant(_) => $kind, )*
+                }
+            }
+        }
+
+        impl $crate::envelope::Changes for $change {
+            const KINDS: &'static [&'static str] = KINDS;
+            const EVENT_NAME: &'static str = stringify!($event);
+
+            fn kind(&self) -> &'static str {
+                $change::kind(self)
+            }
+
+            fn fields(&self) -> ::serde_json::Value {
+                match self {
+                    $( $change::$variant(fields) => ::serde_json::to_value(fields), )*
+                }
+                .expect("event structs always serialize")
+            }
+
+            fn from_fields(kind: &str, fields: ::serde_json::Value) -> Result<$change, ::serde_json::Error> {
+                match kind {
+                    $( $kind => ::serde_json::from_value(fields).map($change::$variant), )*
+                    _ => unreachable!("the kind was checked against KINDS"),
+                }
+            }
+        }
+    };
+}
+
+pub(crate) use changes;
+
+/// Checks shared by the event families' format tests: golden JSON, kind
+/// coverage and round trips.
+#[cfg(test)]
+pub(crate) mod testkit {
+    use expect_test::Expect;
+
+    use super::{Changes, Event};
+
+    /// Asserts that the goldens cover every kind of the family, in the order
+    /// of its `KINDS` (repeated kinds must be adjacent).
+    pub(crate) fn assert_every_kind<C: Changes>(goldens: &[(Event<C>, Expect)]) {
+        let mut kinds: Vec<&str> = goldens.iter().map(|(event, _)| event.kind()).collect();
+        kinds.dedup();
+        assert_eq!(kinds, C::KINDS);
+    }
+
+    /// Asserts each golden's pinned text: the kind, the pretty JSON and,
+    /// when `summary` is given, the summary line.
+    pub(crate) fn assert_goldens<C: Changes>(goldens: &[(Event<C>, Expect)], summary: Option<fn(&Event<C>) -> String>) {
+        for (event, expected) in goldens {
+            let json = serde_json::to_string_pretty(&event.to_json()).unwrap();
+            let mut text = format!("{}\n{json}\n", event.kind());
+            if let Some(summary) = summary {
+                text.push_str(&summary(event));
+                text.push('\n');
+            }
+            expected.assert_eq(&text);
+        }
+    }
+
+    /// `event` written and read back.
+    pub(crate) fn round_trip<C: Changes>(event: &Event<C>) -> Event<C> {
+        let data = event.to_json().to_string();
+        Event::from_json(event.kind(), &data).unwrap()
+    }
+
+    /// Asserts that every golden reads back to an equal event.
+    pub(crate) fn assert_round_trips<C: Changes + PartialEq + std::fmt::Debug>(goldens: &[(Event<C>, Expect)]) {
+        for (event, _) in goldens {
+            assert_eq!(&round_trip(event), event);
+        }
+    }
+}
