@@ -19,9 +19,8 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::status::to_status;
 use crate::{CommandContext, Error, Handle, ListFilter, Outcome, projection};
 
-/// The request header naming the acting person until authentication is
-/// configured.
-pub const ACTOR_HEADER: &str = "klaxon-actor";
+/// The request header naming the acting person (see [`convert::actor`]).
+pub use klaxon_proto::convert::ACTOR_HEADER;
 /// Default page size of `ListIncidents`.
 pub const LIST_PAGE_SIZE_DEFAULT: usize = 50;
 /// How long a new bridge stream may take to send its `join`.
@@ -84,13 +83,7 @@ fn context<T>(request: &Request<T>, context: Option<&v1::CommandContext>) -> Res
 }
 
 fn actor<T>(request: &Request<T>) -> Result<ActorId, Error> {
-    let invalid = |reason: String| Error::InvalidRequest { field: "klaxon-actor header", reason };
-    let value = request
-        .metadata()
-        .get(ACTOR_HEADER)
-        .ok_or_else(|| invalid("is required: it names who acts (authentication is not configured)".into()))?;
-    let value = value.to_str().map_err(|_| invalid("must be ASCII text".into()))?;
-    ActorId::new(value).map_err(|e| invalid(e.to_string()))
+    Ok(convert::actor(request.metadata())?)
 }
 
 /// Requests that carry a command context and an incident id.

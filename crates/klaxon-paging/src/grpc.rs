@@ -1,15 +1,11 @@
 //! The `klaxon.v1.Paging` server.
 
-use klaxon_domain::ids::ActorId;
 use klaxon_domain::paging::{AckError, Page, PageId};
 use klaxon_proto::convert;
 use klaxon_proto::v1::{self, paging_server};
 use tonic::{Request, Response, Status};
 
 use crate::{Error, Handle};
-
-/// The request header naming who acts until authentication is configured.
-const ACTOR_HEADER: &str = "klaxon-actor";
 
 /// The gRPC server of the paging service.
 #[derive(Clone)]
@@ -69,14 +65,7 @@ impl paging_server::Paging for PagingService {
         &self,
         request: Request<v1::AcknowledgeRequest>,
     ) -> Result<Response<v1::AcknowledgeResponse>, Status> {
-        let actor = request
-            .metadata()
-            .get(ACTOR_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| Status::invalid_argument("invalid klaxon-actor header: is required"))
-            .and_then(|a| {
-                ActorId::new(a).map_err(|e| Status::invalid_argument(format!("invalid klaxon-actor header: {e}")))
-            })?;
+        let actor = convert::actor(request.metadata()).map_err(|e| Status::invalid_argument(e.to_string()))?;
         let page: PageId =
             request.get_ref().page_id.parse().map_err(|e| Status::invalid_argument(format!("invalid page_id: {e}")))?;
         let (page, position) = self.handle.acknowledge(page, &actor).await.map_err(to_status)?;

@@ -5,10 +5,25 @@ use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
 use klaxon_domain::Error;
-use klaxon_domain::ids::{Audience, IncidentId, IncidentRole, ReportSource, Severity};
+use klaxon_domain::ids::{ActorId, Audience, IncidentId, IncidentRole, ReportSource, Severity};
 use klaxon_domain::incident::{Incident, IncidentEvent, Status};
 
 use crate::v1;
+
+/// The request header naming the acting person until authentication is
+/// configured.
+pub const ACTOR_HEADER: &str = "klaxon-actor";
+
+/// The acting person named by the [`ACTOR_HEADER`] of a request. A missing
+/// or malformed header is an `InvalidField` naming the header.
+pub fn actor(metadata: &tonic::metadata::MetadataMap) -> Result<ActorId, Error> {
+    let invalid = |reason: String| Error::InvalidField { field: "klaxon-actor header", reason };
+    let value = metadata
+        .get(ACTOR_HEADER)
+        .ok_or_else(|| invalid("is required: it names who acts (authentication is not configured)".into()))?;
+    let value = value.to_str().map_err(|_| invalid("must be ASCII text".into()))?;
+    ActorId::new(value).map_err(|e| invalid(e.to_string()))
+}
 
 /// Re-labels a domain parse error with the request field it came from.
 pub fn field<T>(name: &'static str, result: Result<T, Error>) -> Result<T, Error> {

@@ -9,9 +9,6 @@ use tonic::{Request, Response, Status};
 
 use crate::{Error, Handle};
 
-/// The request header naming who acts until authentication is configured.
-const ACTOR_HEADER: &str = "klaxon-actor";
-
 /// The gRPC server of the review service.
 #[derive(Clone)]
 pub struct ReviewService {
@@ -177,12 +174,7 @@ impl review_server::Review for ReviewService {
     }
 
     async fn edit_review(&self, request: Request<v1::EditReviewRequest>) -> Result<Response<v1::ReviewView>, Status> {
-        let actor = request
-            .metadata()
-            .get(ACTOR_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| Status::invalid_argument("invalid klaxon-actor header: is required"))
-            .and_then(|a| ActorId::new(a).map_err(|e| invalid(format!("invalid klaxon-actor header: {e}"))))?;
+        let actor = convert::actor(request.metadata()).map_err(invalid)?;
         let r = request.get_ref();
         let id = incident(&r.incident_id)?;
         let edit = r.edit.as_ref().ok_or_else(|| Status::invalid_argument("invalid edit: is required"))?;
