@@ -86,6 +86,12 @@ impl Reviews {
     /// opening reviews as incidents are resolved.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), Error> {
         let h = self.handle;
+        let start_head = h.log.head();
+        // While replaying what was there at start, reviews to open are only
+        // collected: most were opened long ago, which the replay shows a
+        // little later. Only those still owed at the end are appended.
+        let mut replaying = start_head > Position::ZERO;
+        let mut owed: HashMap<IncidentId, (Uuid, ReviewEvent)> = HashMap::new();
         let mut subscription = h.log.subscribe(Position(1));
         loop {
             let record = tokio::select! {
@@ -95,10 +101,26 @@ impl Reviews {
                     Some(record) => record?,
                 },
             };
-            if let Some(open) = h.fold(&record)? {
-                h.open(&record, open).await?;
+            let open = h.fold(&record)?;
+            if replaying {
+                if let Some(open) = open {
+                    owed.insert(open.incident, (record.id, open));
+                }
+                if record.kind.as_str() == "review.opened.v1" {
+                    if let Some(id) = record.stream.as_str().strip_prefix("review-").and_then(|n| n.parse().ok()) {
+                        owed.remove(&id);
+                    }
+                }
+            } else if let Some(open) = open {
+                h.open(record.id, open).await?;
             }
             h.applied.send_replace(record.position);
+            if replaying && record.position >= start_head {
+                replaying = false;
+                for (_, (cause, open)) in owed.drain() {
+                    h.open(cause, open).await?;
+                }
+            }
         }
         Ok(())
     }
@@ -157,8 +179,8 @@ impl Handle {
 
     /// Appends `review.opened.v1` for the resolution `cause`; its id comes
     /// from the cause, so a replay writes nothing twice.
-    async fn open(&self, cause: &Record, event: ReviewEvent) -> Result<(), Error> {
-        let new = self.new_event(&event, reaction_event_id(cause.id, OPEN_REACTION, 0))?;
+    async fn open(&self, cause: Uuid, event: ReviewEvent) -> Result<(), Error> {
+        let new = self.new_event(&event, reaction_event_id(cause, OPEN_REACTION, 0))?;
         let stream = StreamId::new(review::stream(event.incident)).expect("review streams are valid stream ids");
         match self.log.append(&stream, ExpectedVersion::Any, vec![new]).await {
             Ok(_) => Ok(()),

@@ -131,6 +131,44 @@ async fn resolving_a_sev1_opens_one_review_and_a_sev3_none() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sev1_resolved_while_reviews_were_down_gets_its_review_at_the_next_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path(), Default::default()).unwrap();
+    let clock = ManualClock::new(t0());
+    let stop = CancellationToken::new();
+    let intake = Intake::new(log.clone(), Default::default(), clock.reader());
+    let handle = intake.handle();
+    tokio::spawn(intake.run(stop.clone()));
+    // No review service is running while the incident is resolved.
+    let maria = by("maria");
+    let report = Command::ReportIssue {
+        source: ReportSource::Api,
+        reporter: ActorId::new("monitor").unwrap(),
+        title: "db down".into(),
+        description: String::new(),
+        service: None,
+        customers: vec![],
+        labels: Default::default(),
+        dedup_key: None,
+        started_at: None,
+    };
+    let id = handle.report(report, &maria).await.unwrap().incident;
+    handle.execute(id, Command::DeclareIncident { severity: Severity::Sev1 }, &maria).await.unwrap();
+    handle.execute(id, Command::Resolve { summary: "failed over".into() }, &maria).await.unwrap();
+    let reviews = Reviews::new(log.clone(), Arc::new(clock.clone()));
+    let reviews_handle = reviews.handle();
+    tokio::spawn(reviews.run(stop.clone()));
+    for _ in 0..200 {
+        if reviews_handle.review(id).await.unwrap().is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(reviews_handle.review(id).await.unwrap().is_some(), "the owed review was opened after the replay");
+    stop.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_state_as_of_each_position_is_what_was_live_then() {
     let w = start_at(t0());
     let id = w.report("payments").await;
