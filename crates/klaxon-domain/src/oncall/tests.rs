@@ -788,22 +788,28 @@ proptest! {
             let local = handoff.with_timezone(&tz).naive_local();
             let before = (handoff - Duration::seconds(1)).with_timezone(&tz);
             let jumped = before.offset().fix() != handoff.with_timezone(&tz).offset().fix();
-            let k = if jumped {
-                // The first instant after a gap: the grid point is in the gap.
+            // The grid points this handoff stands for: one, or at the end of
+            // a gap every grid point in the gap (all mapped to its end) up to
+            // the last one, whose shift is the one that runs. The shifts of
+            // the others are empty: a gap at least as long as a shift.
+            let (first, k) = if jumped {
                 let skipped_from = before.naive_local() + Duration::seconds(1);
-                let k = (skipped_from - epoch).num_seconds().div_euclid(step.num_seconds())
+                let first = (skipped_from - epoch).num_seconds().div_euclid(step.num_seconds())
                     + i64::from((skipped_from - epoch).num_seconds().rem_euclid(step.num_seconds()) != 0);
-                let grid = epoch + step * i32::try_from(k).unwrap();
+                let last = (local - epoch).num_seconds().div_euclid(step.num_seconds());
+                let grid = epoch + step * i32::try_from(first).unwrap();
                 prop_assert!(skipped_from <= grid && grid <= local, "handoff at {} after {}: grid {}", handoff, before, grid);
-                k
+                prop_assert!(first <= last, "handoff at {}: grid points {}..={}", handoff, first, last);
+                (first, last)
             } else {
                 let elapsed = (local - epoch).num_seconds();
                 prop_assert_eq!(elapsed.rem_euclid(step.num_seconds()), 0, "handoff at {} ({}) is off the grid", handoff, local);
                 prop_assert_eq!(tz.from_local_datetime(&local).earliest().unwrap().to_utc(), handoff, "not the earlier instant");
-                elapsed / step.num_seconds()
+                let k = elapsed / step.num_seconds();
+                (k, k)
             };
             if let Some(previous) = previous {
-                prop_assert_eq!(k, previous + 1, "handoff at {} skipped a shift", handoff);
+                prop_assert_eq!(first, previous + 1, "handoff at {} skipped a shift", handoff);
             }
             previous = Some(k);
             let len = i64::try_from(layer.participants().len()).unwrap();
