@@ -325,29 +325,55 @@ impl Handle {
         }
         let stripe = (id.number() % INCIDENT_LOCK_STRIPES as u64) as usize;
         let _serialized = self.shared.incident_locks[stripe].lock().await;
+        // Decide on the projection as it is: a success is safe whatever its
+        // lag, because the append expects exactly the version decided on. A
+        // refusal, though, might come from a projection behind the log, so
+        // every refusal is confirmed on a caught-up projection first.
+        let mut caught_up = false;
         for _ in 0..self.options.command_attempts_max.max(1) {
-            self.caught_up().await?;
             let state = self.current(id);
             let version = state.as_ref().map_or(0, Incident::version);
-            if let Some(expected) = ctx.expected_version {
-                if expected != version {
-                    return Err(match state {
-                        None => Error::Domain(klaxon_domain::Error::UnknownIncident(id)),
-                        Some(_) => Error::Conflict { incident: id, expected, current: version },
-                    });
-                }
-            }
-            let events = decide(state.as_ref(), &command, &id, &ctx.actor, self.now())?;
-            let expected =
-                if version == 0 { ExpectedVersion::NoStream } else { ExpectedVersion::Exact(StreamVersion(version)) };
-            match self.append(id, expected, &events, key.as_deref(), ctx).await {
-                Ok(appended) => return self.outcome(id, appended).await,
-                Err(Error::Log(klaxon_log::Error::WrongExpectedVersion { actual, .. })) => {
-                    if let Some(expected) = ctx.expected_version {
-                        return Err(Error::Conflict { incident: id, expected, current: actual.0 });
+            let refusal = if let Some(expected) = ctx.expected_version.filter(|e| *e != version) {
+                Some(match state {
+                    None => Error::Domain(klaxon_domain::Error::UnknownIncident(id)),
+                    Some(_) => Error::Conflict { incident: id, expected, current: version },
+                })
+            } else {
+                match decide(state.as_ref(), &command, &id, &ctx.actor, self.now()) {
+                    Ok(events) => {
+                        let expected = if version == 0 {
+                            ExpectedVersion::NoStream
+                        } else {
+                            ExpectedVersion::Exact(StreamVersion(version))
+                        };
+                        match self.append(id, expected, &events, key.as_deref(), ctx).await {
+                            Ok(appended) => return self.outcome(id, appended).await,
+                            Err(Error::Log(klaxon_log::Error::WrongExpectedVersion { actual, .. })) => {
+                                match ctx.expected_version {
+                                    Some(expected) if caught_up => {
+                                        Some(Error::Conflict { incident: id, expected, current: actual.0 })
+                                    }
+                                    _ => None,
+                                }
+                            }
+                            Err(e) => return Err(e),
+                        }
                     }
+                    // Bad fields do not depend on the state.
+                    Err(e @ (klaxon_domain::Error::InvalidField { .. } | klaxon_domain::Error::TooLarge { .. })) => {
+                        return Err(e.into());
+                    }
+                    Err(e) => Some(e.into()),
                 }
-                Err(e) => return Err(e),
+            };
+            match refusal {
+                Some(refusal) if caught_up => return Err(refusal),
+                _ => {
+                    // Behind the log, or another writer was first: catch up
+                    // and decide again.
+                    self.caught_up().await?;
+                    caught_up = true;
+                }
             }
         }
         Err(Error::Contended { incident: id, attempts: self.options.command_attempts_max })
@@ -373,7 +399,11 @@ impl Handle {
             Some(key) => Some(self.shared.dedup_locks[stripe_of(key.as_str())].lock().await),
             None => None,
         };
-        self.caught_up().await?;
+        // Only a dedup key needs the projection to be current: numbers are
+        // checked by the "no stream" append whatever the projection knows.
+        if dedup_key.is_some() {
+            self.caught_up().await?;
+        }
         let open = dedup_key.as_ref().and_then(|k| self.shared.incidents.read().expect("lock").open_with_dedup_key(k));
         if let Some(open) = open {
             let merge = Command::MergeReport {
