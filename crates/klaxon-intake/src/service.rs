@@ -295,22 +295,8 @@ impl Handle {
     }
 
     fn read_incident(&self, id: IncidentId, through: StreamVersion) -> Result<Vec<Record>, Error> {
-        let stream = stream_of(id);
-        let mut records = Vec::new();
-        loop {
-            let from = StreamVersion(records.len() as u64 + 1);
-            if from > through {
-                break;
-            }
-            let left = (through.0 - from.0 + 1).min(1024) as usize;
-            let chunk = self.log.read_stream(&stream, from, left)?;
-            let done = chunk.len() < left;
-            records.extend(chunk);
-            if done {
-                break;
-            }
-        }
-        Ok(records)
+        let max = usize::try_from(through.0).unwrap_or(usize::MAX);
+        Ok(self.log.read_stream(&stream_of(id), StreamVersion(1), max)?)
     }
 
     /// Runs a command on an existing incident: decides it against the current

@@ -249,15 +249,7 @@ impl Handle {
         let mut records = Vec::new();
         for stream in [id.stream(), paging::stream(id), review::stream(id)] {
             let stream = StreamId::new(stream).expect("valid stream ids");
-            loop {
-                let from = StreamVersion(records.iter().filter(|r: &&Record| r.stream == stream).count() as u64 + 1);
-                let chunk = self.log.read_stream(&stream, from, 1024)?;
-                let done = chunk.len() < 1024;
-                records.extend(chunk);
-                if done {
-                    break;
-                }
-            }
+            records.extend(self.log.read_stream(&stream, StreamVersion(1), usize::MAX)?);
         }
         records.sort_by_key(|r| r.position);
         Ok(records)
