@@ -377,10 +377,11 @@ impl v1::bridge_server::Bridge for BridgeService {
             .execute(id, Command::JoinBridge { participant: participant.clone(), role }, &ctx)
             .await
             .map_err(to_status)?;
-        let join_version = self.handle.log().read_one(joined.last).map_err(|e| to_status(e.into()))?.version;
+        let join_version = self.handle.log().read_one(joined.last).await.map_err(|e| to_status(e.into()))?.version;
         let snapshot = self
             .handle
             .incident_at(id, join_version)
+            .await
             .map_err(to_status)?
             .ok_or_else(|| to_status(Error::Domain(klaxon_domain::Error::UnknownIncident(id))))?;
 

@@ -5,10 +5,11 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use klaxon_bus::Bus;
 use klaxon_domain::ids::{ActorId, IncidentId, ServiceName, Severity, command_event_id};
 use klaxon_domain::incident::{Command, Incident, IncidentEvent, Status, decide};
 use klaxon_log::{
-    Appended, EventData, EventKind, ExpectedVersion, Log, Metadata, NewEvent, Position, Record, StreamId, StreamVersion,
+    Appended, EventData, EventKind, ExpectedVersion, Metadata, NewEvent, Position, Record, StreamId, StreamVersion,
 };
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
@@ -137,7 +138,7 @@ pub struct Intake {
 /// A cheap-to-clone handle for running commands and queries.
 #[derive(Clone)]
 pub struct Handle {
-    log: Log,
+    log: Bus,
     options: Arc<Options>,
     clock: Clock,
     shared: Arc<Shared>,
@@ -164,8 +165,10 @@ struct Shared {
 const INCIDENT_LOCK_STRIPES: usize = 64;
 
 impl Intake {
-    /// A new intake over `log`.
-    pub fn new(log: Log, options: Options, clock: Clock) -> Intake {
+    /// A new intake over `log` (a [`klaxon_log::Log`] in the embedded
+    /// topology).
+    pub fn new(log: impl Into<Bus>, options: Options, clock: Clock) -> Intake {
+        let log = log.into();
         let shared = Arc::new(Shared {
             incidents: RwLock::new(Incidents::default()),
             applied: watch::channel(Position::ZERO).0,
@@ -206,7 +209,7 @@ impl Intake {
 
 impl Handle {
     /// The log this service writes to.
-    pub fn log(&self) -> &Log {
+    pub fn log(&self) -> &Bus {
         &self.log
     }
 
@@ -238,7 +241,7 @@ impl Handle {
     }
 
     async fn caught_up(&self) -> Result<(), Error> {
-        self.wait_for(self.log.head()).await
+        self.wait_for(self.log.head().await?).await
     }
 
     fn current(&self, id: IncidentId) -> Option<Incident> {
@@ -276,7 +279,7 @@ impl Handle {
 
     /// Every event of an incident in log order, with its record.
     pub async fn history(&self, id: IncidentId) -> Result<Vec<(Record, IncidentEvent)>, Error> {
-        let records = self.read_incident(id, StreamVersion(u64::MAX))?;
+        let records = self.read_incident(id, StreamVersion(u64::MAX)).await?;
         if records.is_empty() {
             return Err(Error::Domain(klaxon_domain::Error::UnknownIncident(id)));
         }
@@ -290,13 +293,13 @@ impl Handle {
     }
 
     /// The incident exactly as it was at `version` (folded from the log).
-    pub fn incident_at(&self, id: IncidentId, version: StreamVersion) -> Result<Option<Incident>, Error> {
-        projection::fold_stream(&self.read_incident(id, version)?)
+    pub async fn incident_at(&self, id: IncidentId, version: StreamVersion) -> Result<Option<Incident>, Error> {
+        projection::fold_stream(&self.read_incident(id, version).await?)
     }
 
-    fn read_incident(&self, id: IncidentId, through: StreamVersion) -> Result<Vec<Record>, Error> {
+    async fn read_incident(&self, id: IncidentId, through: StreamVersion) -> Result<Vec<Record>, Error> {
         let max = usize::try_from(through.0).unwrap_or(usize::MAX);
-        Ok(self.log.read_stream(&stream_of(id), StreamVersion(1), max)?)
+        Ok(self.log.read_stream(&stream_of(id), StreamVersion(1), max).await?)
     }
 
     /// Runs a command on an existing incident: decides it against the current
@@ -442,15 +445,15 @@ impl Handle {
     /// When `key` was used before, the first event it wrote and the outcome.
     async fn find_retry(&self, key: Option<&str>) -> Result<Option<(IncidentEvent, Outcome)>, Error> {
         let Some(key) = key else { return Ok(None) };
-        let Some((first, _, _)) = self.log.locate(command_event_id(key, 0))? else { return Ok(None) };
+        let Some((first, _, _)) = self.log.locate(command_event_id(key, 0)).await? else { return Ok(None) };
         let mut last = first;
         for index in 1.. {
-            match self.log.locate(command_event_id(key, index))? {
+            match self.log.locate(command_event_id(key, index)).await? {
                 Some((position, _, _)) => last = position,
                 None => break,
             }
         }
-        let record = self.log.read_one(first)?;
+        let record = self.log.read_one(first).await?;
         let event = projection::decode(&record)?.ok_or_else(|| Error::InvalidRequest {
             field: "context.request_id",
             reason: "was already used for something other than an incident command".into(),

@@ -383,9 +383,13 @@ mod tests {
             });
             prop_assert_eq!(bytes.len(), encoded_len("s-1", "k.v1", &metadata, &data));
             let r = decode(Position(9), &bytes).unwrap();
-            prop_assert_eq!(r.metadata, metadata);
+            prop_assert_eq!(&r.metadata, &metadata);
             prop_assert_eq!(r.data.as_str(), data.as_str());
             prop_assert_eq!(r.recorded_at.timestamp_micros(), micros);
+            // The wire form is the stored form, byte for byte.
+            prop_assert_eq!(r.to_bytes(), bytes.clone());
+            prop_assert_eq!(crate::Record::from_bytes(Position(9), &r.to_bytes()).unwrap(), r);
+            prop_assert!(crate::Record::from_bytes(Position(10), &bytes).is_err(), "another position is refused");
         }
 
         #[test]

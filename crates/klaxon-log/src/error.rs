@@ -146,6 +146,21 @@ pub enum Error {
     /// The log was closed.
     #[error("the log is closed")]
     Closed,
+    /// A remote log (the log server) refused the request for a reason that
+    /// has no variant of its own here; nothing was written.
+    #[error("the log server refused the request: {message}")]
+    Rejected {
+        /// The server's message.
+        message: String,
+    },
+    /// A remote log could not be reached or failed. An append that got this
+    /// may or may not have been written: retry it with the same event ids,
+    /// which the log deduplicates.
+    #[error("the log server is unavailable: {reason}")]
+    Unavailable {
+        /// What the transport or the server said.
+        reason: String,
+    },
 }
 
 impl Error {
@@ -161,6 +176,7 @@ impl Error {
                 | Error::Io(_)
                 | Error::Failed { .. }
                 | Error::Closed
+                | Error::Unavailable { .. }
         )
     }
 }

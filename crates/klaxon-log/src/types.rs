@@ -345,6 +345,31 @@ pub struct Record {
     pub checksum: u32,
 }
 
+impl Record {
+    /// The record in the log's stored encoding, checksum included: what the
+    /// log server sends and the relay publishes, so a record is verified by
+    /// the same checksum from the disk to every consumer.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        crate::codec::encode(&crate::codec::RecordRef {
+            position: self.position,
+            version: self.version,
+            id: self.id,
+            recorded_at_micros: self.recorded_at.timestamp_micros(),
+            stream: self.stream.as_str(),
+            kind: self.kind.as_str(),
+            metadata: &self.metadata,
+            data: self.data.as_str(),
+        })
+    }
+
+    /// Decodes and verifies bytes from [`Record::to_bytes`] that claim to be
+    /// the record at `position`. A bad checksum, a truncation or another
+    /// position is [`crate::Error::Corrupt`].
+    pub fn from_bytes(position: Position, bytes: &[u8]) -> Result<Record, crate::Error> {
+        crate::codec::decode(position, bytes)
+    }
+}
+
 /// What an append did: where its events are, and the stream's next version.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct Appended {

@@ -5,6 +5,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
+use klaxon_bus::Bus;
 use klaxon_channels::Channels;
 use klaxon_domain::ids::{IncidentId, KLAXON_NAMESPACE, Severity, reaction_event_id};
 use klaxon_domain::incident::IncidentEvent;
@@ -12,7 +13,7 @@ use klaxon_domain::notifier::{
     self, FeedFilter, IncidentNotifications, Notification, NotifierConfig, NotifyEvent, decide, next_due,
 };
 use klaxon_domain::paging::{PagingConfig, Slo};
-use klaxon_log::{EventData, EventKind, ExpectedVersion, Log, Metadata, NewEvent, Position, Record, StreamId};
+use klaxon_log::{EventData, EventKind, ExpectedVersion, Metadata, NewEvent, Position, Record, StreamId};
 use klaxon_paging::Clock;
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio_util::sync::CancellationToken;
@@ -61,7 +62,7 @@ pub struct Notifier {
 /// A cheap-to-clone handle: feed subscriptions.
 #[derive(Clone)]
 pub struct Handle {
-    log: Log,
+    log: Bus,
     options: NotifierOptions,
     clock: Arc<dyn Clock>,
     hub: Hub,
@@ -70,7 +71,7 @@ pub struct Handle {
 
 impl Notifier {
     /// A notifier over `log`.
-    pub fn new(log: Log, options: NotifierOptions, clock: Arc<dyn Clock>) -> Notifier {
+    pub fn new(log: impl Into<Bus>, options: NotifierOptions, clock: Arc<dyn Clock>) -> Notifier {
         let paging = options.paging.clone();
         let cadence_of: CadenceOf = Arc::new(move |s: Severity| match &paging {
             Some(p) => p.slo(s).update_cadence,
@@ -82,7 +83,7 @@ impl Notifier {
             cadence_of,
             interval: options.notifier.feed_interval(),
         };
-        Notifier { handle: Handle { log, options, clock, hub, applied: watch::channel(Position::ZERO).0 } }
+        Notifier { handle: Handle { log: log.into(), options, clock, hub, applied: watch::channel(Position::ZERO).0 } }
     }
 
     /// A handle to it.
@@ -94,7 +95,7 @@ impl Notifier {
     /// on follows the log and the clock until `shutdown`.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), Error> {
         let h = self.handle;
-        let start_head = h.log.head();
+        let start_head = h.log.head().await?;
         let mut caught_up = start_head == Position::ZERO;
         let mut subscription = h.log.subscribe(Position(1));
         let (done_tx, mut done_rx) = mpsc::channel::<(IncidentId, Option<Position>)>(256);

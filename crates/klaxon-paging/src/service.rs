@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use klaxon_bus::Bus;
 use klaxon_channels::{Channels, Notification};
 use klaxon_domain::ids::{ActorId, IncidentId, KLAXON_NAMESPACE, reaction_event_id};
 use klaxon_domain::incident::{Change, Status};
@@ -13,7 +14,7 @@ use klaxon_domain::paging::{
     self, AckError, Delivery, IncidentPaging, Page, PageEvent, PageId, PagingConfig, decide, next_due,
 };
 use klaxon_domain::severity::ServiceCatalog;
-use klaxon_log::{EventData, EventKind, ExpectedVersion, Log, Metadata, NewEvent, Position, Record, StreamId};
+use klaxon_log::{EventData, EventKind, ExpectedVersion, Metadata, NewEvent, Position, Record, StreamId};
 use tokio::sync::{Semaphore, watch};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -76,7 +77,7 @@ pub struct Pager {
 /// A cheap-to-clone handle: acknowledgements and queries.
 #[derive(Clone)]
 pub struct Handle {
-    log: Log,
+    log: Bus,
     config: PagerConfig,
     clock: Arc<dyn crate::Clock>,
     state: Arc<Mutex<State>>,
@@ -96,9 +97,9 @@ struct State {
 
 impl Pager {
     /// A pager over `log` with its configuration and clock.
-    pub fn new(log: Log, config: PagerConfig, clock: Arc<dyn crate::Clock>) -> Pager {
+    pub fn new(log: impl Into<Bus>, config: PagerConfig, clock: Arc<dyn crate::Clock>) -> Pager {
         let handle = Handle {
-            log,
+            log: log.into(),
             config,
             clock,
             state: Arc::new(Mutex::new(State::default())),
@@ -116,7 +117,7 @@ impl Pager {
     /// on follows the log and the clock until `shutdown`.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), Error> {
         let h = self.handle;
-        let start_head = h.log.head();
+        let start_head = h.log.head().await?;
         let mut caught_up = start_head == Position::ZERO;
         let mut subscription = h.log.subscribe(Position(1));
         let deliveries = Arc::new(Semaphore::new(DELIVERIES_MAX));
@@ -370,7 +371,7 @@ impl Handle {
     }
 
     async fn caught_up(&self) -> Result<(), Error> {
-        let head = self.log.head();
+        let head = self.log.head().await?;
         let mut applied = self.applied.subscribe();
         match tokio::time::timeout(CATCH_UP_WAIT, applied.wait_for(|p| *p >= head)).await {
             Ok(Ok(_)) => Ok(()),

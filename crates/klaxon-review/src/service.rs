@@ -5,6 +5,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use klaxon_bus::Bus;
 use klaxon_domain::ids::{ActorId, IncidentId, reaction_event_id};
 use klaxon_domain::incident::{Incident, IncidentEvent, evolve};
 use klaxon_domain::paging::{self, PageEvent};
@@ -13,7 +14,7 @@ use klaxon_domain::review::{
     TimelineEntry, TrendReport, decide_review, evolve_review, open_review,
 };
 use klaxon_log::{
-    EventData, EventKind, ExpectedVersion, Log, Metadata, NewEvent, Position, Record, StreamId, StreamVersion,
+    EventData, EventKind, ExpectedVersion, Metadata, NewEvent, Position, Record, StreamId, StreamVersion,
 };
 use klaxon_paging::Clock;
 use tokio::sync::watch;
@@ -65,7 +66,7 @@ pub struct Reviews {
 /// A cheap-to-clone handle: commands and queries.
 #[derive(Clone)]
 pub struct Handle {
-    log: Log,
+    log: Bus,
     clock: Arc<dyn Clock>,
     state: Arc<RwLock<HashMap<IncidentId, Folded>>>,
     applied: watch::Sender<Position>,
@@ -73,8 +74,15 @@ pub struct Handle {
 
 impl Reviews {
     /// A review service over `log`.
-    pub fn new(log: Log, clock: Arc<dyn Clock>) -> Reviews {
-        Reviews { handle: Handle { log, clock, state: Default::default(), applied: watch::channel(Position::ZERO).0 } }
+    pub fn new(log: impl Into<Bus>, clock: Arc<dyn Clock>) -> Reviews {
+        Reviews {
+            handle: Handle {
+                log: log.into(),
+                clock,
+                state: Default::default(),
+                applied: watch::channel(Position::ZERO).0,
+            },
+        }
     }
 
     /// A handle to it.
@@ -86,7 +94,7 @@ impl Reviews {
     /// opening reviews as incidents are resolved.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), Error> {
         let h = self.handle;
-        let start_head = h.log.head();
+        let start_head = h.log.head().await?;
         // While replaying what was there at start, reviews to open are only
         // collected: most were opened long ago, which the replay shows a
         // little later. Only those still owed at the end are appended.
@@ -198,7 +206,7 @@ impl Handle {
     }
 
     async fn caught_up(&self) -> Result<(), Error> {
-        self.wait_for(self.log.head()).await
+        self.wait_for(self.log.head().await?).await
     }
 
     async fn wait_for(&self, position: Position) -> Result<(), Error> {
@@ -245,11 +253,11 @@ impl Handle {
     }
 
     /// The records of the incident's three streams, in log order.
-    fn records(&self, id: IncidentId) -> Result<Vec<Record>, Error> {
+    async fn records(&self, id: IncidentId) -> Result<Vec<Record>, Error> {
         let mut records = Vec::new();
         for stream in [id.stream(), paging::stream(id), review::stream(id)] {
             let stream = StreamId::new(stream).expect("valid stream ids");
-            records.extend(self.log.read_stream(&stream, StreamVersion(1), usize::MAX)?);
+            records.extend(self.log.read_stream(&stream, StreamVersion(1), usize::MAX).await?);
         }
         records.sort_by_key(|r| r.position);
         Ok(records)
@@ -263,7 +271,7 @@ impl Handle {
         as_of: Option<IncidentAsOf>,
     ) -> Result<(Vec<TimelineEntry>, Option<Incident>), Error> {
         self.caught_up().await?;
-        let records = self.records(id)?;
+        let records = self.records(id).await?;
         if records.is_empty() {
             return Err(Self::unknown(id));
         }

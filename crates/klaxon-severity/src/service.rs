@@ -4,11 +4,12 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use klaxon_bus::Bus;
 use klaxon_domain::ids::{ActorId, IncidentId, Severity, reaction_event_id};
 use klaxon_domain::incident::{Change, Incident, IncidentEvent, SeverityAssessed};
 use klaxon_domain::severity::{Explanation, Facts, Rules, ServiceCatalog, reassess};
 use klaxon_intake::{Incidents, projection};
-use klaxon_log::{EventData, EventKind, ExpectedVersion, Log, Metadata, NewEvent, Position, Record};
+use klaxon_log::{EventData, EventKind, ExpectedVersion, Metadata, NewEvent, Position, Record};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -46,7 +47,7 @@ pub struct Evaluator {
 /// A cheap-to-clone handle for queries.
 #[derive(Clone)]
 pub struct Handle {
-    log: Log,
+    log: Bus,
     rules: Arc<Rules>,
     catalog: Arc<ServiceCatalog>,
     incidents: Arc<RwLock<Incidents>>,
@@ -55,9 +56,9 @@ pub struct Handle {
 
 impl Evaluator {
     /// An evaluator applying `rules` with the service `catalog`.
-    pub fn new(log: Log, rules: Arc<Rules>, catalog: Arc<ServiceCatalog>) -> Evaluator {
+    pub fn new(log: impl Into<Bus>, rules: Arc<Rules>, catalog: Arc<ServiceCatalog>) -> Evaluator {
         let handle = Handle {
-            log,
+            log: log.into(),
             rules,
             catalog,
             incidents: Arc::new(RwLock::new(Incidents::default())),
@@ -75,7 +76,7 @@ impl Evaluator {
     /// after its checkpoint, until `shutdown` or the log closes.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), Error> {
         let h = &self.handle;
-        let checkpoint = h.log.load_checkpoint(CONSUMER)?;
+        let checkpoint = h.log.load_checkpoint(CONSUMER).await?;
         let by = ActorId::new(ACTOR).expect("a valid actor id");
         // Assessments appended but not yet seen coming back: later events of
         // the same incident compare with them, not with the stale fold.
@@ -160,7 +161,7 @@ impl Handle {
     /// Why the incident has (or would get) its severity, from the rules as
     /// configured, on the incident as currently known.
     pub async fn explain(&self, id: IncidentId) -> Result<(Incident, Explanation), Error> {
-        let head = self.log.head();
+        let head = self.log.head().await?;
         let mut applied = self.applied.subscribe();
         match tokio::time::timeout(Duration::from_secs(5), applied.wait_for(|p| *p >= head)).await {
             Ok(Ok(_)) => {}

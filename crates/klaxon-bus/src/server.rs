@@ -1,0 +1,203 @@
+//! The log server: the event log served over gRPC (`klaxond serve log`).
+
+use std::pin::Pin;
+
+use futures_util::FutureExt;
+use klaxon_log::{Log, Position, StreamId, StreamVersion};
+use klaxon_proto::v1::event_log_server::{EventLog as EventLogRpc, EventLogServer};
+use klaxon_proto::v1::{
+    LogAppendRequest, LogAppendResponse, LogCheckpoint, LogHeadRequest, LogHeadResponse, LogLoadCheckpointRequest,
+    LogLocateRequest, LogLocateResponse, LogReadAllRequest, LogReadOneRequest, LogReadStreamRequest, LogRecord,
+    LogRecords, LogSaveCheckpointRequest, LogStreamVersionRequest, LogStreamVersionResponse, LogSubscribeRequest,
+};
+use tokio_stream::Stream;
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status};
+
+use crate::wire;
+
+/// Records per response at most, whatever the request asks.
+pub const RECORDS_PER_RESPONSE_MAX: usize = 1024;
+/// Record bytes per response at most (gRPC's default message limit is 4 MiB).
+pub const BYTES_PER_RESPONSE_MAX: usize = 2 * 1024 * 1024;
+
+/// The gRPC service over one open [`Log`].
+#[derive(Clone)]
+pub struct LogServer {
+    log: Log,
+    shutdown: CancellationToken,
+}
+
+impl LogServer {
+    /// Serves `log`; subscriptions end when `shutdown` is cancelled.
+    pub fn new(log: Log, shutdown: CancellationToken) -> LogServer {
+        LogServer { log, shutdown }
+    }
+
+    /// The tonic service.
+    pub fn into_server(self) -> EventLogServer<LogServer> {
+        EventLogServer::new(self)
+    }
+}
+
+fn status(e: klaxon_log::Error) -> Status {
+    wire::to_status(&e)
+}
+
+fn stream_id(s: String) -> Result<StreamId, Status> {
+    StreamId::new(s).map_err(status)
+}
+
+fn limit(max: u32) -> usize {
+    if max == 0 { RECORDS_PER_RESPONSE_MAX } else { (max as usize).min(RECORDS_PER_RESPONSE_MAX) }
+}
+
+/// Records as a response: cut at the byte limit (never below one record),
+/// `more` when cut or when the count limit, not the request, ended it.
+fn batch(records: Vec<klaxon_log::Record>, asked: u32) -> LogRecords {
+    let mut out = Vec::with_capacity(records.len());
+    let mut bytes = 0;
+    let read = records.len();
+    for record in &records {
+        let wire = wire::record_to_wire(record);
+        bytes += wire.bytes.len();
+        if !out.is_empty() && bytes > BYTES_PER_RESPONSE_MAX {
+            break;
+        }
+        out.push(wire);
+    }
+    let asked = if asked == 0 { usize::MAX } else { asked as usize };
+    let more = out.len() < read || (read == RECORDS_PER_RESPONSE_MAX && asked > read);
+    LogRecords { records: out, more }
+}
+
+type RecordStream = Pin<Box<dyn Stream<Item = Result<LogRecords, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl EventLogRpc for LogServer {
+    async fn append(&self, request: Request<LogAppendRequest>) -> Result<Response<LogAppendResponse>, Status> {
+        let r = request.into_inner();
+        let stream = stream_id(r.stream)?;
+        let expected = wire::expected_from_wire(&r.expected, r.expected_version).map_err(status)?;
+        let events = r.events.into_iter().map(wire::event_from_wire).collect::<Result<Vec<_>, _>>().map_err(status)?;
+        let appended = self.log.append(&stream, expected, events).await.map_err(status)?;
+        Ok(Response::new(LogAppendResponse {
+            first: appended.first.0,
+            last: appended.last.0,
+            next_version: appended.next_version.0,
+            deduplicated: appended.deduplicated,
+        }))
+    }
+
+    async fn read_all(&self, request: Request<LogReadAllRequest>) -> Result<Response<LogRecords>, Status> {
+        let r = request.into_inner();
+        let records = self.log.read_all(Position(r.from), limit(r.max)).map_err(status)?;
+        Ok(Response::new(batch(records, r.max)))
+    }
+
+    async fn read_stream(&self, request: Request<LogReadStreamRequest>) -> Result<Response<LogRecords>, Status> {
+        let r = request.into_inner();
+        let stream = stream_id(r.stream)?;
+        let records = self.log.read_stream(&stream, StreamVersion(r.from), limit(r.max)).map_err(status)?;
+        Ok(Response::new(batch(records, r.max)))
+    }
+
+    async fn read_one(&self, request: Request<LogReadOneRequest>) -> Result<Response<LogRecord>, Status> {
+        let record = self.log.read_one(Position(request.into_inner().position)).map_err(status)?;
+        Ok(Response::new(wire::record_to_wire(&record)))
+    }
+
+    async fn locate(&self, request: Request<LogLocateRequest>) -> Result<Response<LogLocateResponse>, Status> {
+        let id = request.into_inner().id;
+        let id = uuid::Uuid::parse_str(&id)
+            .map_err(|e| status(klaxon_log::Error::Rejected { message: format!("event id {id:?}: {e}") }))?;
+        let found = self.log.locate(id).map_err(status)?;
+        Ok(Response::new(match found {
+            Some((position, stream, version)) => {
+                LogLocateResponse { found: true, position: position.0, stream: stream.to_string(), version: version.0 }
+            }
+            None => LogLocateResponse::default(),
+        }))
+    }
+
+    async fn stream_version(
+        &self,
+        request: Request<LogStreamVersionRequest>,
+    ) -> Result<Response<LogStreamVersionResponse>, Status> {
+        let stream = stream_id(request.into_inner().stream)?;
+        let version = self.log.stream_version(&stream).map_err(status)?;
+        Ok(Response::new(LogStreamVersionResponse { version: version.0 }))
+    }
+
+    async fn head(&self, _: Request<LogHeadRequest>) -> Result<Response<LogHeadResponse>, Status> {
+        Ok(Response::new(LogHeadResponse { head: self.log.head().0 }))
+    }
+
+    type SubscribeStream = RecordStream;
+
+    async fn subscribe(&self, request: Request<LogSubscribeRequest>) -> Result<Response<RecordStream>, Status> {
+        let mut subscription = self.log.subscribe(Position(request.into_inner().from));
+        let shutdown = self.shutdown.clone();
+        let stream = async_stream(move |tx| async move {
+            loop {
+                let first = tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    next = subscription.next() => next,
+                };
+                let Some(first) = first else { return };
+                let mut records = Vec::new();
+                let mut failed = None;
+                match first {
+                    Ok(r) => records.push(r),
+                    Err(e) => failed = Some(e),
+                }
+                // Whatever else is durable already goes in the same message.
+                while failed.is_none() && records.len() < RECORDS_PER_RESPONSE_MAX {
+                    match subscription.next().now_or_never() {
+                        Some(Some(Ok(r))) => records.push(r),
+                        Some(Some(Err(e))) => failed = Some(e),
+                        _ => break,
+                    }
+                }
+                if !records.is_empty() && tx.send(Ok(batch(records, 0))).await.is_err() {
+                    return;
+                }
+                if let Some(e) = failed {
+                    let _ = tx.send(Err(status(e))).await;
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(stream))
+    }
+
+    async fn load_checkpoint(
+        &self,
+        request: Request<LogLoadCheckpointRequest>,
+    ) -> Result<Response<LogCheckpoint>, Status> {
+        let name = request.into_inner().name;
+        let position = self.log.load_checkpoint(&name).map_err(status)?;
+        Ok(Response::new(LogCheckpoint { name, position: position.0 }))
+    }
+
+    async fn save_checkpoint(
+        &self,
+        request: Request<LogSaveCheckpointRequest>,
+    ) -> Result<Response<LogCheckpoint>, Status> {
+        let r = request.into_inner();
+        self.log.save_checkpoint(&r.name, Position(r.position)).await.map_err(status)?;
+        Ok(Response::new(LogCheckpoint { name: r.name, position: r.position }))
+    }
+}
+
+/// A response stream fed by a task through a small channel: the task stops
+/// when the client goes away (the send fails).
+fn async_stream<F, Fut>(body: F) -> RecordStream
+where
+    F: FnOnce(tokio::sync::mpsc::Sender<Result<LogRecords, Status>>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tokio::spawn(body(tx));
+    Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))
+}

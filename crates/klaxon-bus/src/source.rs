@@ -1,0 +1,126 @@
+//! The two roles a log plays for a service, and their embedded implementation.
+
+use futures_util::StreamExt;
+use futures_util::future::BoxFuture;
+use futures_util::stream::BoxStream;
+use klaxon_log::{Appended, Error, ExpectedVersion, Log, NewEvent, Position, Record, StreamId, StreamVersion};
+
+/// Reading and writing the log. Implemented by [`Log`] (in process) and by
+/// [`crate::RemoteLog`] (the log server over gRPC), with the same errors.
+pub trait EventLog: Send + Sync + 'static {
+    /// See [`Log::append`].
+    fn append<'a>(
+        &'a self,
+        stream: &'a StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> BoxFuture<'a, Result<Appended, Error>>;
+    /// See [`Log::head`].
+    fn head(&self) -> BoxFuture<'_, Result<Position, Error>>;
+    /// See [`Log::read_all`].
+    fn read_all(&self, from: Position, max: usize) -> BoxFuture<'_, Result<Vec<Record>, Error>>;
+    /// See [`Log::read_stream`].
+    fn read_stream<'a>(
+        &'a self,
+        stream: &'a StreamId,
+        from: StreamVersion,
+        max: usize,
+    ) -> BoxFuture<'a, Result<Vec<Record>, Error>>;
+    /// See [`Log::read_one`].
+    fn read_one(&self, position: Position) -> BoxFuture<'_, Result<Record, Error>>;
+    /// See [`Log::locate`].
+    fn locate(&self, id: uuid::Uuid) -> BoxFuture<'_, Result<Option<(Position, StreamId, StreamVersion)>, Error>>;
+    /// See [`Log::stream_version`].
+    fn stream_version<'a>(&'a self, stream: &'a StreamId) -> BoxFuture<'a, Result<StreamVersion, Error>>;
+    /// See [`Log::load_checkpoint`].
+    fn load_checkpoint<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Position, Error>>;
+    /// See [`Log::save_checkpoint`].
+    fn save_checkpoint<'a>(&'a self, name: &'a str, position: Position) -> BoxFuture<'a, Result<(), Error>>;
+}
+
+/// Following the log: every record from a position, in position order.
+///
+/// The guarantees, the same for every implementation: records come in
+/// strictly increasing position order without gaps from `from`; none is
+/// yielded twice by one subscription; a new subscription from a checkpoint
+/// resumes right after it (at least once across restarts). An error is
+/// returned, never skipped.
+pub trait EventSource: Send + Sync + 'static {
+    /// A subscription from position `from` (0 or 1 = from the start).
+    fn subscribe(&self, from: Position) -> Subscription;
+}
+
+/// An ordered feed of records; see [`EventSource`].
+pub struct Subscription {
+    records: BoxStream<'static, Result<Record, Error>>,
+}
+
+impl Subscription {
+    /// A subscription yielding what `records` yields. Implementations make
+    /// sure it keeps the [`EventSource`] guarantees.
+    pub fn from_stream(records: BoxStream<'static, Result<Record, Error>>) -> Subscription {
+        Subscription { records }
+    }
+
+    /// The next record; `None` when the source has ended (its log closed).
+    pub async fn next(&mut self) -> Option<Result<Record, Error>> {
+        self.records.next().await
+    }
+}
+
+impl EventLog for Log {
+    fn append<'a>(
+        &'a self,
+        stream: &'a StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> BoxFuture<'a, Result<Appended, Error>> {
+        Box::pin(Log::append(self, stream, expected, events))
+    }
+
+    fn head(&self) -> BoxFuture<'_, Result<Position, Error>> {
+        Box::pin(std::future::ready(Ok(Log::head(self))))
+    }
+
+    fn read_all(&self, from: Position, max: usize) -> BoxFuture<'_, Result<Vec<Record>, Error>> {
+        Box::pin(std::future::ready(Log::read_all(self, from, max)))
+    }
+
+    fn read_stream<'a>(
+        &'a self,
+        stream: &'a StreamId,
+        from: StreamVersion,
+        max: usize,
+    ) -> BoxFuture<'a, Result<Vec<Record>, Error>> {
+        Box::pin(std::future::ready(Log::read_stream(self, stream, from, max)))
+    }
+
+    fn read_one(&self, position: Position) -> BoxFuture<'_, Result<Record, Error>> {
+        Box::pin(std::future::ready(Log::read_one(self, position)))
+    }
+
+    fn locate(&self, id: uuid::Uuid) -> BoxFuture<'_, Result<Option<(Position, StreamId, StreamVersion)>, Error>> {
+        Box::pin(std::future::ready(Log::locate(self, id)))
+    }
+
+    fn stream_version<'a>(&'a self, stream: &'a StreamId) -> BoxFuture<'a, Result<StreamVersion, Error>> {
+        Box::pin(std::future::ready(Log::stream_version(self, stream)))
+    }
+
+    fn load_checkpoint<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Position, Error>> {
+        Box::pin(std::future::ready(Log::load_checkpoint(self, name)))
+    }
+
+    fn save_checkpoint<'a>(&'a self, name: &'a str, position: Position) -> BoxFuture<'a, Result<(), Error>> {
+        Box::pin(Log::save_checkpoint(self, name, position))
+    }
+}
+
+impl EventSource for Log {
+    fn subscribe(&self, from: Position) -> Subscription {
+        let subscription = Log::subscribe(self, from);
+        Subscription::from_stream(Box::pin(futures_util::stream::unfold(subscription, |mut s| async move {
+            s.next().await.map(|item| (item, s))
+        })))
+    }
+}
