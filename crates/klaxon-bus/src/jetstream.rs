@@ -112,7 +112,7 @@ struct Follower {
 }
 
 enum Step {
-    Message(Option<Result<async_nats::jetstream::Message, String>>),
+    Message(Option<Result<Box<async_nats::jetstream::Message>, String>>),
     Notice(Option<async_nats::Message>),
     Tick,
     Closed,
@@ -175,9 +175,9 @@ async fn follow(source: JetStreamSource, from: Position, tx: mpsc::Sender<Result
     }
 }
 
-async fn next_message(messages: &mut Option<Messages>) -> Option<Result<async_nats::jetstream::Message, String>> {
+async fn next_message(messages: &mut Option<Messages>) -> Option<Result<Box<async_nats::jetstream::Message>, String>> {
     match messages {
-        Some(m) => m.next().await.map(|r| r.map_err(|e| e.to_string())),
+        Some(m) => m.next().await.map(|r| r.map(Box::new).map_err(|e| e.to_string())),
         None => std::future::pending().await,
     }
 }

@@ -207,7 +207,7 @@ impl EventLog for RemoteLog {
         })
     }
 
-    fn locate(&self, id: uuid::Uuid) -> BoxFuture<'_, Result<Option<(Position, StreamId, StreamVersion)>, Error>> {
+    fn locate(&self, id: uuid::Uuid) -> BoxFuture<'_, Result<crate::source::Located, Error>> {
         Box::pin(async move {
             let found = self
                 .retrying("locate", |mut c| async move {

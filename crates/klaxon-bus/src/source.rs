@@ -5,6 +5,9 @@ use futures_util::future::BoxFuture;
 use futures_util::stream::BoxStream;
 use klaxon_log::{Appended, Error, ExpectedVersion, Log, NewEvent, Position, Record, StreamId, StreamVersion};
 
+/// Where an event id is stored: position, stream and version.
+pub type Located = Option<(Position, StreamId, StreamVersion)>;
+
 /// Reading and writing the log. Implemented by [`Log`] (in process) and by
 /// [`crate::RemoteLog`] (the log server over gRPC), with the same errors.
 pub trait EventLog: Send + Sync + 'static {
@@ -29,7 +32,7 @@ pub trait EventLog: Send + Sync + 'static {
     /// See [`Log::read_one`].
     fn read_one(&self, position: Position) -> BoxFuture<'_, Result<Record, Error>>;
     /// See [`Log::locate`].
-    fn locate(&self, id: uuid::Uuid) -> BoxFuture<'_, Result<Option<(Position, StreamId, StreamVersion)>, Error>>;
+    fn locate(&self, id: uuid::Uuid) -> BoxFuture<'_, Result<Located, Error>>;
     /// See [`Log::stream_version`].
     fn stream_version<'a>(&'a self, stream: &'a StreamId) -> BoxFuture<'a, Result<StreamVersion, Error>>;
     /// See [`Log::load_checkpoint`].
@@ -99,7 +102,7 @@ impl EventLog for Log {
         Box::pin(std::future::ready(Log::read_one(self, position)))
     }
 
-    fn locate(&self, id: uuid::Uuid) -> BoxFuture<'_, Result<Option<(Position, StreamId, StreamVersion)>, Error>> {
+    fn locate(&self, id: uuid::Uuid) -> BoxFuture<'_, Result<Located, Error>> {
         Box::pin(std::future::ready(Log::locate(self, id)))
     }
 
