@@ -6,6 +6,7 @@
 //! What it must never do: fake a Klaxon component. Every test here talks to
 //! real processes over real sockets.
 
+pub mod nats;
 pub mod receiver;
 
 use std::io::{BufRead, BufReader};
@@ -47,6 +48,8 @@ pub struct Klaxond {
     child: Option<Child>,
     /// `http://127.0.0.1:<port>`.
     pub url: String,
+    /// `127.0.0.1:<port>`.
+    pub address: String,
     /// Its data folder.
     pub data_dir: PathBuf,
     lines: mpsc::Receiver<String>,
@@ -66,12 +69,38 @@ impl Klaxond {
 
     /// Like [`Klaxond::start_with`], with extra environment variables.
     pub fn start_with_env(data_dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Klaxond {
+        let mut args: Vec<std::ffi::OsString> = vec!["up".into(), "--listen".into(), "127.0.0.1:0".into()];
+        args.push("--data-dir".into());
+        args.push(data_dir.into());
+        args.extend(extra.iter().map(Into::into));
+        Self::launch(&args, env, data_dir)
+    }
+
+    /// `klaxond serve <role>` on a free loopback port with extra arguments
+    /// (`--nats`, `--log-server`, `--route`, `--data-dir`, `--config`).
+    pub fn serve(role: &str, extra: &[&str], env: &[(&str, &str)]) -> Klaxond {
+        let mut args: Vec<std::ffi::OsString> =
+            vec!["serve".into(), role.into(), "--listen".into(), "127.0.0.1:0".into()];
+        args.extend(extra.iter().map(Into::into));
+        let data_dir = extra.iter().position(|a| *a == "--data-dir").map(|i| PathBuf::from(extra[i + 1]));
+        Self::launch(&args, env, &data_dir.unwrap_or_default())
+    }
+
+    /// `klaxond serve <role>` again on a given address (after a kill).
+    pub fn serve_on(role: &str, address: &str, extra: &[&str], env: &[(&str, &str)]) -> Klaxond {
+        let mut args: Vec<std::ffi::OsString> = vec!["serve".into(), role.into(), "--listen".into(), address.into()];
+        args.extend(extra.iter().map(Into::into));
+        let data_dir = extra.iter().position(|a| *a == "--data-dir").map(|i| PathBuf::from(extra[i + 1]));
+        Self::launch(&args, env, &data_dir.unwrap_or_default())
+    }
+
+    /// Runs `klaxond` with `args` and waits (at most 60 s) until it says
+    /// where it listens.
+    fn launch(args: &[std::ffi::OsString], env: &[(&str, &str)], data_dir: &Path) -> Klaxond {
         let mut child = Command::new(binary("klaxond"))
-            .args(["up", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir)
-            .args(extra)
+            .args(args)
             .envs(env.iter().copied())
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", std::env::var("KLAXON_TEST_LOG").unwrap_or_else(|_| "warn".into()))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -87,7 +116,13 @@ impl Klaxond {
                 }
             }
         });
-        let mut server = Klaxond { child: Some(child), url: String::new(), data_dir: data_dir.to_path_buf(), lines };
+        let mut server = Klaxond {
+            child: Some(child),
+            url: String::new(),
+            address: String::new(),
+            data_dir: data_dir.to_path_buf(),
+            lines,
+        };
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -95,6 +130,7 @@ impl Klaxond {
             if let Some(rest) = line.strip_prefix("klaxond listening on ") {
                 let address = rest.split_whitespace().next().expect("an address");
                 server.url = format!("http://{address}");
+                server.address = address.to_owned();
                 return server;
             }
         }
@@ -117,6 +153,11 @@ impl Klaxond {
         let mut child = self.child.take().expect("running");
         let _ = child.kill();
         let _ = child.wait();
+    }
+
+    /// Whether it is still running (it did not exit on its own).
+    pub fn is_running(&mut self) -> bool {
+        self.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 }
 

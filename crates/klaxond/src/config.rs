@@ -45,6 +45,49 @@ pub struct Config {
     /// The executive notifier (`[notifier]`); defaults notify nobody but
     /// still serve status feeds.
     pub notifier: Option<klaxon_domain::notifier::NotifierSectionConfig>,
+    /// The distributed topology (`[cluster]`): NATS and where each
+    /// `klaxond serve` process listens. `klaxond up` ignores it.
+    pub cluster: ClusterConfig,
+}
+
+/// `[cluster]`: how the processes of the distributed topology find each
+/// other. Each address is where that process listens and where the others
+/// (and the gateway) reach it.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// The NATS server (JetStream enabled).
+    pub nats_url: String,
+    /// Names in NATS: stream `KLAXON`, subjects `klaxon.log` and
+    /// `klaxon.head` for the default `klaxon`.
+    pub prefix: String,
+    /// `klaxond serve log`.
+    pub log: String,
+    /// `klaxond serve intake`.
+    pub intake: String,
+    /// `klaxond serve severity`.
+    pub severity: String,
+    /// `klaxond serve paging`.
+    pub paging: String,
+    /// `klaxond serve notifier`.
+    pub notifier: String,
+    /// `klaxond serve review`.
+    pub review: String,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            nats_url: "nats://127.0.0.1:4222".into(),
+            prefix: "klaxon".into(),
+            log: "127.0.0.1:7601".into(),
+            intake: "127.0.0.1:7611".into(),
+            severity: "127.0.0.1:7612".into(),
+            paging: "127.0.0.1:7613".into(),
+            notifier: "127.0.0.1:7614".into(),
+            review: "127.0.0.1:7615".into(),
+        }
+    }
 }
 
 impl Default for Config {
@@ -62,6 +105,7 @@ impl Default for Config {
             escalation_policies: Vec::new(),
             channels: Vec::new(),
             notifier: None,
+            cluster: ClusterConfig::default(),
         }
     }
 }
@@ -100,6 +144,23 @@ impl Config {
     }
 
     fn validate(&self) -> Result<Validated, String> {
+        let c = &self.cluster;
+        if c.prefix.is_empty() || !c.prefix.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == '-') {
+            return Err(format!("cluster.prefix: {:?} must be letters, digits, '-' or '_'", c.prefix));
+        }
+        for (key, address) in [
+            ("log", &c.log),
+            ("intake", &c.intake),
+            ("severity", &c.severity),
+            ("paging", &c.paging),
+            ("notifier", &c.notifier),
+            ("review", &c.review),
+        ] {
+            let port = address.rsplit_once(':').and_then(|(host, port)| (!host.is_empty()).then_some(port));
+            if port.and_then(|p| p.parse::<u16>().ok()).is_none() {
+                return Err(format!("cluster.{key}: {address:?} is not host:port"));
+            }
+        }
         let core = self.validate_core().map_err(|e| e.to_string())?;
         let channels = klaxon_channels::Channels::from_env(&self.channels).map_err(|e| e.to_string())?;
         let paging = match &self.paging {

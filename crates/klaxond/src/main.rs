@@ -2,14 +2,18 @@
 //!
 //! `klaxond up` runs the event log and the services in one process (the
 //! embedded topology): gRPC on 127.0.0.1:7600, data in `./klaxon-data`,
-//! unless the flags, the environment or a TOML file say otherwise. The binary
-//! only parses flags and configuration and wires components; the work is in
-//! the library crates.
+//! unless the flags, the environment or a TOML file say otherwise.
+//! `klaxond serve <role>` runs one process of the distributed topology (the
+//! log server, one service, or the gateway), talking over gRPC and NATS
+//! JetStream. The binary only parses flags and configuration and wires
+//! components; the work is in the library crates.
 //!
 //! Exit codes: 0 after a clean stop (SIGINT/SIGTERM), 1 when it cannot start
 //! or fails, 2 for usage errors, 130 when a second signal cut the stop short.
 
 mod config;
+mod gateway;
+mod serve;
 mod up;
 
 use std::path::PathBuf;
@@ -28,6 +32,42 @@ struct Cli {
 enum Commands {
     /// Run the log and every service in this process (the embedded topology).
     Up(UpArgs),
+    /// Run one process of the distributed topology.
+    Serve(ServeArgs),
+}
+
+/// Flags of `klaxond serve`; each overrides the configuration file.
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Which process: log, intake, severity, paging, notifier, review, gateway.
+    #[arg(value_enum)]
+    role: serve::Role,
+    /// A TOML configuration file (see deploy/klaxon.toml, `[cluster]`).
+    #[arg(long, env = "KLAXON_CONFIG")]
+    config: Option<PathBuf>,
+    /// Address for gRPC (default: the role's `[cluster]` address; the
+    /// gateway's is `listen`, 127.0.0.1:7600).
+    #[arg(long, env = "KLAXON_LISTEN")]
+    listen: Option<std::net::SocketAddr>,
+    /// Folder of the event log (`log` only; default ./klaxon-data).
+    #[arg(long, env = "KLAXON_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// The NATS server (default nats://127.0.0.1:4222).
+    #[arg(long, env = "KLAXON_NATS_URL")]
+    nats: Option<String>,
+    /// The log server's address (default 127.0.0.1:7601).
+    #[arg(long, env = "KLAXON_LOG_SERVER")]
+    log_server: Option<String>,
+    /// Where a service runs, as `service=host:port` (repeatable; for the
+    /// gateway).
+    #[arg(long = "route", value_parser = parse_route)]
+    routes: Vec<(String, String)>,
+}
+
+fn parse_route(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| format!("{s:?} is not service=host:port"))
 }
 
 /// Flags of `klaxond up`; each overrides the configuration file.
@@ -62,6 +102,17 @@ fn main() -> ExitCode {
             }
             let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
             runtime.block_on(up::run(config, validated))
+        }),
+        Commands::Serve(args) => config::Config::load(args.config.as_deref()).and_then(|(config, validated)| {
+            let overrides = serve::Overrides {
+                listen: args.listen,
+                data_dir: args.data_dir,
+                nats: args.nats,
+                log_server: args.log_server,
+                routes: args.routes,
+            };
+            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            runtime.block_on(serve::run(args.role, config, validated, overrides))
         }),
     };
     match result {
