@@ -2,6 +2,7 @@
 //! gRPC over loopback.
 #![allow(missing_docs)]
 
+mod distributed;
 mod lifecycle;
 mod paging;
 mod review;

@@ -6,6 +6,7 @@
 //! What it must never do: fake a Klaxon component. Every test here talks to
 //! real processes over real sockets.
 
+pub mod cluster;
 pub mod nats;
 pub mod receiver;
 

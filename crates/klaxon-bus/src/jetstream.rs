@@ -13,10 +13,17 @@ use crate::source::{EventLog, EventSource, Subscription};
 
 /// The header carrying a record's log position on every relayed message.
 pub const POSITION_HEADER: &str = "Klaxon-Position";
+/// The header marking a record too large for NATS's `max_payload`: the
+/// message has no payload and subscribers read the record from the log.
+pub const TOO_LARGE_HEADER: &str = "Klaxon-Too-Large";
 /// How long a subscription waits for NATS to bring a record it knows
 /// exists (from the relay's position notices) before reading it from the
 /// log server.
 pub const GAP_WAIT: Duration = Duration::from_millis(200);
+/// How often a subscription asks the log server for its head even while
+/// NATS is connected: NATS may be up and still not get the relay's
+/// publishes (a full store, say), and then no notice comes either.
+pub const HEAD_POLL_EVERY: Duration = Duration::from_secs(1);
 /// Records read from the log server per request when repairing a gap.
 const FILL_CHUNK: usize = 512;
 /// Records a subscription holds ready for its service.
@@ -123,6 +130,7 @@ async fn follow(source: JetStreamSource, from: Position, tx: mpsc::Sender<Result
     let mut notices = f.source.client.subscribe(f.source.names.head_subject.clone()).await.ok();
     let mut messages: Option<Messages> = None;
     let mut last_attempt: Option<Instant> = None;
+    let mut last_poll = Instant::now();
     let mut tick = tokio::time::interval(GAP_WAIT);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     if let Ok(head) = f.source.log.head().await {
@@ -164,8 +172,11 @@ async fn follow(source: JetStreamSource, from: Position, tx: mpsc::Sender<Result
             }
             Step::Notice(None) => notices = None,
             Step::Tick => {
-                if f.source.client.connection_state() != async_nats::connection::State::Connected {
-                    // No notices without NATS: ask the log server directly.
+                // Without NATS no notices come: ask the log server at every
+                // tick. With NATS, still now and then.
+                let connected = f.source.client.connection_state() == async_nats::connection::State::Connected;
+                if !connected || last_poll.elapsed() >= HEAD_POLL_EVERY {
+                    last_poll = Instant::now();
                     if let Ok(head) = f.source.log.head().await {
                         f.learn(head);
                     }
@@ -229,9 +240,16 @@ impl Follower {
         if position < self.next {
             return true; // seen already
         }
-        if position > self.next {
-            // NATS lost or reordered something: the log server has it.
-            return self.fill(Position(position.0 - 1)).await && self.fill_or_take(position, &message.payload).await;
+        let placeholder = message.headers.as_ref().is_some_and(|h| h.get(TOO_LARGE_HEADER).is_some());
+        if position > self.next || placeholder {
+            // NATS lost or reordered something, or the record did not fit
+            // in a message: the log server has it.
+            if !self.fill(Position(position.0 - 1)).await {
+                return false;
+            }
+            if placeholder {
+                return self.fill(position).await;
+            }
         }
         self.fill_or_take(position, &message.payload).await
     }

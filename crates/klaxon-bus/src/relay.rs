@@ -11,7 +11,7 @@ use futures_util::FutureExt;
 use klaxon_log::{Log, Position, Record};
 use tokio_util::sync::CancellationToken;
 
-use crate::jetstream::{Names, POSITION_HEADER};
+use crate::jetstream::{Names, POSITION_HEADER, TOO_LARGE_HEADER};
 
 /// The relay's checkpoint name in the log.
 pub const CHECKPOINT: &str = "relay";
@@ -19,6 +19,8 @@ pub const CHECKPOINT: &str = "relay";
 const IN_FLIGHT_MAX: usize = 256;
 /// How often the relay announces the position it has reached.
 pub const NOTICE_EVERY: Duration = Duration::from_secs(1);
+/// How long the relay waits for NATS to acknowledge a publish.
+const ACK_WAIT: Duration = Duration::from_secs(2);
 /// Acknowledged records between two checkpoint saves.
 const CHECKPOINT_EVERY: u64 = 1024;
 
@@ -108,7 +110,9 @@ impl Relay {
 
     /// Resynchronises with the stream, then publishes until a failure.
     async fn round(&self) -> Result<(), RoundError> {
-        let js = async_nats::jetstream::new(self.client.clone());
+        // A short timeout: an ack that does not come within it means NATS is
+        // away, and the relay should resynchronise rather than wait.
+        let js = async_nats::jetstream::ContextBuilder::new().timeout(ACK_WAIT).build(self.client.clone());
         let config = StreamConfig {
             name: self.names.stream.clone(),
             subjects: vec![self.names.subject.clone()],
@@ -149,8 +153,9 @@ impl Relay {
                     // dedup window may still remember it, and expected-last-
                     // sequence already rules out a double.
                     let with_id = record.position > checkpoint;
+                    let max_payload = self.client.server_info().max_payload;
                     let ack = js
-                        .send_publish(self.names.subject.clone(), message(&record, with_id))
+                        .send_publish(self.names.subject.clone(), message(&record, with_id, max_payload))
                         .await
                         .map_err(RoundError::retry)?;
                     in_flight.push_back((record.position, ack));
@@ -184,16 +189,31 @@ impl Relay {
     }
 }
 
-fn message(record: &Record, with_id: bool) -> PublishMessage {
+/// Header room kept below NATS's `max_payload` for our headers.
+const HEADER_ROOM: usize = 1024;
+
+/// The message for `record`. One larger than the server takes goes as a
+/// placeholder without payload: it still holds the record's sequence, and
+/// subscribers read the record from the log server.
+fn message(record: &Record, with_id: bool, max_payload: usize) -> PublishMessage {
     let mut headers = HeaderMap::new();
     headers.insert(POSITION_HEADER, record.position.0.to_string().as_str());
     if let Some(traceparent) = &record.metadata.traceparent {
         headers.insert("traceparent", traceparent.as_str());
     }
-    let message = PublishMessage::build()
-        .payload(record.to_bytes().into())
-        .headers(headers)
-        .expected_last_sequence(record.position.0 - 1);
+    let mut payload = record.to_bytes();
+    if payload.len() + HEADER_ROOM > max_payload {
+        tracing::warn!(
+            position = %record.position,
+            bytes = payload.len(),
+            max_payload,
+            "record too large for NATS; publishing a placeholder (subscribers read it from the log)"
+        );
+        headers.insert(TOO_LARGE_HEADER, payload.len().to_string().as_str());
+        payload.clear();
+    }
+    let message =
+        PublishMessage::build().payload(payload.into()).headers(headers).expected_last_sequence(record.position.0 - 1);
     if with_id { message.message_id(record.id.to_string()) } else { message }
 }
 

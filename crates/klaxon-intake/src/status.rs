@@ -31,7 +31,7 @@ pub fn to_status(error: Error) -> Status {
         Error::Log(e) => match e {
             L::EventTooLarge { .. } | L::TooManyEvents { .. } => Status::resource_exhausted(message),
             L::WrongExpectedVersion { .. } => Status::aborted(message),
-            L::Closed => Status::unavailable(message),
+            L::Closed | L::Unavailable { .. } => Status::unavailable(message),
             e if e.is_request_error() => Status::invalid_argument(message),
             _ => Status::internal(message),
         },

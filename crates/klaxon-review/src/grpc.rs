@@ -38,6 +38,8 @@ pub fn to_status(error: Error) -> Status {
         Error::Domain(D::AlreadyExists(_)) => Status::already_exists(message),
         Error::Conflict(_) => Status::aborted(message),
         Error::Unavailable(_) => Status::unavailable(message),
+        // The log server is away (distributed topology): worth a retry.
+        Error::Log(klaxon_log::Error::Unavailable { .. }) => Status::unavailable(message),
         Error::Log(_) | Error::Undecodable { .. } => Status::internal(message),
     }
 }

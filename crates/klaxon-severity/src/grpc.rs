@@ -30,6 +30,8 @@ pub fn to_status(error: Error) -> Status {
     match error {
         Error::UnknownIncident(_) => Status::not_found(message),
         Error::Unavailable(_) => Status::unavailable(message),
+        // The log server is away (distributed topology): worth a retry.
+        Error::Log(klaxon_log::Error::Unavailable { .. }) => Status::unavailable(message),
         Error::Log(_) | Error::Projection(_) => Status::internal(message),
     }
 }

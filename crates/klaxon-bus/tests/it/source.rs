@@ -113,3 +113,59 @@ async fn without_nats_the_source_follows_the_log_server() {
     writer.await.unwrap();
     assert_gapless(&all, 1);
 }
+
+#[tokio::test]
+async fn with_nats_up_but_nothing_relayed_the_source_still_follows_the_log_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let nats = NatsServer::start(&dir.path().join("nats"));
+    let log = open(&dir.path().join("log"));
+    let served = Served::start(&log).await;
+    let source = source(&nats.url, &served).await;
+    let mut subscription = source.subscribe(Position(1));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // No relay: NATS is connected and silent, no notice ever comes.
+    fill(&log, 1, 12).await;
+    let all = take(&mut subscription, 12, Duration::from_secs(20)).await;
+    assert_gapless(&all, 1);
+}
+
+#[tokio::test]
+async fn a_record_too_large_for_nats_goes_as_a_placeholder_and_arrives_whole() {
+    use klaxon_log::{EventData, EventKind, ExpectedVersion, Metadata, NewEvent, StreamId};
+    let dir = tempfile::tempdir().unwrap();
+    let nats = NatsServer::start(&dir.path().join("nats"));
+    let log = open(&dir.path().join("log"));
+    let served = Served::start(&log).await;
+    fill(&log, 1, 2).await;
+    // Just under the log's 1 MiB event limit, just over NATS's 1 MB payload.
+    let big = NewEvent {
+        id: uuid::Uuid::from_u128(0xb16),
+        kind: EventKind::new("test.big.v1").unwrap(),
+        data: EventData::from_json(format!("\"{}\"", "y".repeat(1_047_700))).unwrap(),
+        metadata: Metadata::default(),
+    };
+    log.append(&StreamId::new("big").unwrap(), ExpectedVersion::Any, vec![big]).await.unwrap();
+    fill(&log, 4, 5).await;
+
+    let stop = CancellationToken::new();
+    let client = klaxon_bus::jetstream::connect(&nats.url, "relay").await.unwrap();
+    let relay = Relay::new(log.clone(), client, Names::default());
+    let mut acked = relay.acknowledged();
+    let task = tokio::spawn(relay.run(stop.clone()));
+    let source = source(&nats.url, &served).await;
+    // Subscribe before anything is relayed... the catch-up would read it all
+    // from the log server anyway; what matters is the stream's sequence.
+    let reached = tokio::time::timeout(Duration::from_secs(20), acked.wait_for(|p| *p >= Position(5))).await;
+    assert!(reached.is_ok(), "the relay gets past the large record");
+    let mut subscription = source.subscribe(Position(1));
+    let all = take(&mut subscription, 5, Duration::from_secs(20)).await;
+    assert_eq!(all, log.read_all(Position(1), 10).unwrap(), "the large record arrives whole");
+    let js = async_nats::jetstream::new(async_nats::connect(&nats.url).await.unwrap());
+    let mut stream = js.get_stream("KLAXON").await.unwrap();
+    let placeholder = stream.get_raw_message(3).await.unwrap();
+    assert!(placeholder.payload.is_empty());
+    assert!(placeholder.headers.get(klaxon_bus::jetstream::TOO_LARGE_HEADER).is_some());
+    assert_eq!(stream.info().await.unwrap().state.last_sequence, 5, "sequence = position past it");
+    stop.cancel();
+    task.await.unwrap().unwrap();
+}

@@ -1,0 +1,531 @@
+//! The distributed topology as real processes: `nats-server`, `klaxond
+//! serve log|intake|severity|paging|notifier|review|gateway`, the real CLI
+//! through the gateway, a real webhook receiver for pages.
+//!
+//! What holds: the same scenario gives the same state as the embedded
+//! topology; every projection equals a from-scratch rebuild of the log
+//! (`klaxond up` on a copy of the log server's folder) after NATS, a
+//! service or the log server was killed; no page is lost or sent twice as
+//! a new page; no acknowledged append is lost.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::hash::BuildHasher;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use klaxon_tests::cluster::Cluster;
+use klaxon_tests::receiver::Receiver;
+use klaxon_tests::{Klaxond, binary, klaxon, klaxon_json, klaxon_ok};
+use serde_json::Value;
+
+const SECRET_ENV: &str = "KLAXON_E2E_PAGER_SECRET";
+
+/// Level 1 pages the on-call schedule and escalates to carl after
+/// `escalate_after` seconds.
+fn config(receiver: &str, escalate_after: u64) -> String {
+    format!(
+        r#"
+[[services]]
+name = "payments"
+team = "payments"
+tier = 1
+escalation_policy = "payments"
+
+[severity]
+default = "sev4"
+[[severity.rules]]
+id = "tier1-multi-customer"
+severity = "sev1"
+reason = "Several customers hit on a tier-1 service"
+when = {{ service_tier = [1], multi_customer = true }}
+
+[[schedules]]
+name = "payments-primary"
+time_zone = "Europe/Berlin"
+[[schedules.layers]]
+name = "daily"
+participants = ["ana"]
+shift = "1d"
+handoff = "09:00"
+start = "2026-01-01"
+
+[paging]
+duty_manager_schedule = "payments-primary"
+default_policy = "payments"
+channels = ["pager"]
+
+[slo.sev1]
+ack_minutes = 60
+assign_minutes = 60
+
+[[escalation_policies]]
+name = "payments"
+[[escalation_policies.levels]]
+timeout_seconds = {escalate_after}
+targets = [{{ schedule = "payments-primary" }}]
+[[escalation_policies.levels]]
+timeout_seconds = 600
+targets = [{{ person = "carl" }}]
+
+[[channels]]
+name = "pager"
+kind = "webhook"
+url = "{receiver}"
+secret_env = "{SECRET_ENV}"
+attempts_max = 5
+backoff_initial_ms = 20
+backoff_max_ms = 200
+"#
+    )
+}
+
+/// A fresh secret per run: no secret lives in the repository.
+fn secret() -> String {
+    format!("e2e-{:032x}", std::collections::hash_map::RandomState::new().hash_one(Instant::now()))
+}
+
+struct Setup {
+    /// Runs the receiver.
+    _runtime: tokio::runtime::Runtime,
+    receiver: Receiver,
+    secret: String,
+    dir: tempfile::TempDir,
+    config: std::path::PathBuf,
+}
+
+fn setup(escalate_after: u64) -> Setup {
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let secret = secret();
+    let receiver = runtime.block_on(Receiver::start(&secret));
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("klaxon.toml");
+    std::fs::write(&config, config_text(&receiver, escalate_after)).unwrap();
+    Setup { _runtime: runtime, receiver, secret, dir, config }
+}
+
+fn config_text(receiver: &Receiver, escalate_after: u64) -> String {
+    config(&receiver.url, escalate_after)
+}
+
+impl Setup {
+    fn cluster(&self) -> Cluster {
+        Cluster::start(self.dir.path(), &self.config, &[(SECRET_ENV, &self.secret)])
+    }
+
+    fn config_arg(&self) -> String {
+        self.config.display().to_string()
+    }
+
+    /// Pages the receiver got, by idempotency key: one key per page.
+    fn pages_received(&self) -> BTreeMap<String, usize> {
+        let mut keys = BTreeMap::new();
+        for r in self.receiver.requests().into_iter().filter(|r| r.status < 300) {
+            assert!(r.signature_ok, "every delivery is signed");
+            *keys.entry(r.idempotency_key).or_insert(0) += 1;
+        }
+        keys
+    }
+
+    /// Waits (at most `limit`) until the receiver has accepted `count`
+    /// distinct pages.
+    fn wait_pages(&self, count: usize, limit: Duration) {
+        wait(limit, &format!("{count} pages delivered"), || self.pages_received().len() >= count);
+    }
+}
+
+fn wait(limit: Duration, what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !done() {
+        assert!(Instant::now() < deadline, "not within {limit:?}: {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Reports a Sev-1 on payments; returns its id.
+fn report(url: &str, title: &str) -> String {
+    let out = klaxon_ok(
+        url,
+        "monitor",
+        &["report", "--title", title, "--service", "payments", "--customer", "acme", "--customer", "globex"],
+    );
+    out.trim().to_owned()
+}
+
+/// Runs the CLI until it succeeds (at most `limit`): a service that was just
+/// restarted may still be catching up.
+fn eventually_ok(url: &str, actor: &str, args: &[&str], limit: Duration) -> String {
+    eventually(url, actor, args, limit, |_| true)
+}
+
+/// Runs the CLI until it succeeds with an output that `accept`s (at most
+/// `limit`).
+fn eventually(url: &str, actor: &str, args: &[&str], limit: Duration, accept: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + limit;
+    loop {
+        let out = klaxon(url, actor, args);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        if out.status.success() && accept(&text) {
+            return text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "klaxon {args:?} still fails after {limit:?}: {}{text}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The full Sev-1: report -> severity -> page -> ack -> executive feed ->
+/// resolve -> review. Returns the incident id.
+fn full_sev1(setup: &Setup, url: &str) -> String {
+    let id = report(url, "Checkout fails");
+    setup.wait_pages(1, Duration::from_secs(30));
+    let page = format!("{id}-P1");
+    eventually_ok(url, "ana", &["ack", &page], Duration::from_secs(20));
+
+    // An executive's feed: the open incident first, then a live update.
+    let mut watch = Command::new(binary("klaxon"))
+        .args(["--server", url, "--as", "ceo", "--json", "watch", "--min-severity", "1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = watch.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let first: Value = serde_json::from_str(&rx.recv_timeout(Duration::from_secs(20)).unwrap()).unwrap();
+    assert_eq!(first["incident_id"], id.as_str(), "{first}");
+    klaxon_ok(url, "maria", &["declare", &id, "--severity", "1"]);
+    klaxon_ok(url, "maria", &["update", &id, "Rolled back; watching error rates", "--audience", "executive"]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = rx.recv_timeout(left).expect("the update reaches the executive feed");
+        if line.contains("Rolled back") {
+            break;
+        }
+    }
+    let _ = watch.kill();
+    let _ = watch.wait();
+
+    klaxon_ok(url, "maria", &["assign", &id, "maria"]);
+    klaxon_ok(url, "maria", &["mitigate", &id, "--summary", "rolled back"]);
+    klaxon_ok(url, "maria", &["resolve", &id, "--summary", "bad config reverted"]);
+    eventually_ok(url, "rita", &["review", "summary", &id, "A config push broke checkout."], Duration::from_secs(20));
+    klaxon_ok(url, "rita", &["review", "action", "add", &id, "Canary config pushes"]);
+    klaxon_ok(url, "rita", &["review", "publish", &id]);
+    id
+}
+
+/// What every service's projection says, through the public API: intake
+/// (list, show), severity (explain), paging (pages), notifier (the feed's
+/// snapshot), review (timeline, metrics, review, trends).
+fn snapshot(url: &str, ids: &[String]) -> BTreeMap<String, Value> {
+    let mut out = BTreeMap::new();
+    out.insert("list".into(), klaxon_json(url, "rita", &["list"]));
+    for id in ids {
+        out.insert(format!("show {id}"), klaxon_json(url, "rita", &["show", id]));
+        out.insert(format!("explain {id}"), klaxon_json(url, "rita", &["severity", "explain", id]));
+        out.insert(format!("pages {id}"), klaxon_json(url, "rita", &["pages", id]));
+        out.insert(format!("timeline {id}"), klaxon_json(url, "rita", &["timeline", id]));
+        out.insert(format!("metrics {id}"), klaxon_json(url, "rita", &["metrics", id]));
+        let review = klaxon(url, "rita", &["--json", "review", "show", id]);
+        if review.status.success() {
+            out.insert(format!("review {id}"), serde_json::from_slice(&review.stdout).unwrap());
+        }
+    }
+    out.insert("trends".into(), klaxon_json(url, "rita", &["trends", "--from", "2020-01-01", "--to", "2100-01-01"]));
+    out.insert("feed".into(), feed_snapshot(url));
+    out
+}
+
+/// The executive feed's opening snapshot (the open incidents).
+fn feed_snapshot(url: &str) -> Value {
+    let mut watch = Command::new(binary("klaxon"))
+        .args(["--server", url, "--as", "ceo", "--json", "watch"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = watch.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    // Snapshot lines come at once; a quiet 500 ms ends them.
+    let mut lines = Vec::new();
+    while let Ok(line) = rx.recv_timeout(Duration::from_millis(500)) {
+        lines.push(serde_json::from_str::<Value>(&line).unwrap());
+        assert!(lines.len() < 1000, "a bounded snapshot");
+    }
+    let _ = watch.kill();
+    let _ = watch.wait();
+    Value::Array(lines)
+}
+
+/// Replaces what differs between two runs of the same scenario (times,
+/// durations, random request ids) so the rest can be compared.
+fn normalize(value: &Value) -> Value {
+    match value {
+        Value::String(s) if chrono_like(s) => Value::String("<time>".into()),
+        Value::String(s) if uuid_like(s) => Value::String("<uuid>".into()),
+        Value::Array(items) => Value::Array(items.iter().map(normalize).collect()),
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| {
+                    let timing = k.contains("time_to") || k.ends_with("_seconds") || k.ends_with("_ms") || k == "at";
+                    let v = if timing && (v.is_number() || v.is_string()) {
+                        Value::String("<t>".into())
+                    } else {
+                        normalize(v)
+                    };
+                    (k.clone(), v)
+                })
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+fn chrono_like(s: &str) -> bool {
+    s.len() >= 20 && s.as_bytes().get(4) == Some(&b'-') && s.as_bytes().get(10) == Some(&b'T')
+}
+
+fn uuid_like(s: &str) -> bool {
+    s.len() == 36 && s.chars().filter(|c| *c == '-').count() == 4
+}
+
+/// A `klaxond up` on a copy of the log server's folder: every projection
+/// rebuilt from scratch from the same log.
+fn rebuilt_snapshot(setup: &Setup, data_dir: &Path, ids: &[String]) -> BTreeMap<String, Value> {
+    let copy = setup.dir.path().join(format!("rebuild-{}", ids.len()));
+    copy_dir(data_dir, &copy);
+    let config = setup.config_arg();
+    let embedded =
+        Klaxond::start_with_env(&copy, &["--config", config.as_str()], &[(SECRET_ENV, setup.secret.as_str())]);
+    let snapshot = snapshot(&embedded.url, ids);
+    assert!(embedded.stop().success());
+    snapshot
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+fn assert_same(left: &BTreeMap<String, Value>, right: &BTreeMap<String, Value>, what: &str) {
+    assert_eq!(left.keys().collect::<Vec<_>>(), right.keys().collect::<Vec<_>>(), "{what}: the same queries answered");
+    for (key, value) in left {
+        assert_eq!(value, &right[key], "{what}: `{key}` differs");
+    }
+}
+
+/// Every page in the log was delivered, and nothing else: a delivery's
+/// idempotency key is its page id, so a page decided twice would show up
+/// as an extra page here or in the log.
+fn assert_pages_delivered_once(setup: &Setup, snapshot: &BTreeMap<String, Value>) {
+    let mut in_log = BTreeSet::new();
+    for (key, pages) in snapshot.iter().filter(|(k, _)| k.starts_with("pages ")) {
+        for page in pages["pages"].as_array().unwrap_or_else(|| panic!("{key}: {pages}")) {
+            in_log.insert(page["page_id"].as_str().unwrap().to_owned());
+        }
+    }
+    let received: BTreeSet<String> = setup.pages_received().into_keys().collect();
+    assert_eq!(received, in_log, "the pages delivered are the pages in the log");
+}
+
+#[test]
+fn the_full_sev1_gives_the_same_state_in_both_topologies_and_a_rebuild() {
+    let embedded_setup = setup(600);
+    let embedded = Klaxond::start_with_env(
+        &embedded_setup.dir.path().join("data"),
+        &["--config", embedded_setup.config_arg().as_str()],
+        &[(SECRET_ENV, embedded_setup.secret.as_str())],
+    );
+    let id = full_sev1(&embedded_setup, &embedded.url);
+    let embedded_state = snapshot(&embedded.url, std::slice::from_ref(&id));
+    assert!(embedded.stop().success());
+
+    let setup = setup(600);
+    let mut cluster = setup.cluster();
+    let distributed_id = full_sev1(&setup, &cluster.url);
+    assert_eq!(distributed_id, id);
+    let distributed_state = snapshot(&cluster.url, std::slice::from_ref(&id));
+    assert!(cluster.all_running().is_empty(), "no process died: {:?}", cluster.all_running());
+
+    let norm = |s: &BTreeMap<String, Value>| s.iter().map(|(k, v)| (k.clone(), normalize(v))).collect();
+    assert_same(&norm(&embedded_state), &norm(&distributed_state), "embedded vs distributed");
+    assert!(
+        distributed_state[&format!("timeline {id}")].to_string().contains("review"),
+        "the review is on the timeline"
+    );
+    assert_pages_delivered_once(&setup, &distributed_state);
+
+    let data_dir = cluster.data_dir.clone();
+    cluster.stop();
+    assert_same(&distributed_state, &rebuilt_snapshot(&setup, &data_dir, &[id]), "distributed vs rebuild");
+}
+
+#[test]
+fn killing_nats_three_times_mid_scenario_loses_and_repeats_no_page() {
+    // Round 1 and 3: NATS killed and restarted with its store; round 2: with
+    // its store deleted. Between kill and restart the scenario goes on.
+    let setup = setup(600);
+    let mut cluster = setup.cluster();
+    let mut ids = Vec::new();
+    for round in 1..=3 {
+        let id = report(&cluster.url, &format!("Outage {round}"));
+        // NATS dies right after the report, before or while the page goes out.
+        cluster.nats.kill();
+        klaxon_ok(&cluster.url, "maria", &["update", &id, &format!("Round {round}: investigating")]);
+        if let Some(previous) = ids.last() {
+            eventually_ok(&cluster.url, "ana", &["ack", &format!("{previous}-P1")], Duration::from_secs(20));
+        }
+        let more = report(&cluster.url, &format!("Outage {round} b"));
+        std::thread::sleep(Duration::from_millis(300));
+        if round == 2 {
+            // This time NATS comes back without its data, as after a machine
+            // crash within its 60 s sync interval.
+            std::fs::remove_dir_all(setup.dir.path().join("nats")).unwrap();
+        }
+        cluster.nats.start_again();
+        ids.push(id);
+        ids.push(more);
+    }
+    // Every incident pages exactly once, through the outages.
+    setup.wait_pages(ids.len(), Duration::from_secs(60));
+    for id in &ids {
+        let page = format!("{id}-P1");
+        eventually(&cluster.url, "rita", &["--json", "pages", id], Duration::from_secs(20), |out| out.contains(&page));
+    }
+    let state = converged(&cluster, &ids);
+    assert!(cluster.all_running().is_empty(), "no process died: {:?}", cluster.all_running());
+    assert_pages_delivered_once(&setup, &state);
+    let data_dir = cluster.data_dir.clone();
+    cluster.stop();
+    assert_same(&state, &rebuilt_snapshot(&setup, &data_dir, &ids), "after NATS outages vs rebuild");
+}
+
+/// The snapshot once two in a row agree (services catch up asynchronously).
+fn converged(cluster: &Cluster, ids: &[String]) -> BTreeMap<String, Value> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut last = snapshot(&cluster.url, ids);
+    loop {
+        std::thread::sleep(Duration::from_millis(300));
+        let next = snapshot(&cluster.url, ids);
+        if next == last {
+            return next;
+        }
+        assert!(Instant::now() < deadline, "the projections did not settle within 30 s");
+        last = next;
+    }
+}
+
+#[test]
+fn services_killed_with_sigkill_resume_from_their_checkpoints_applying_nothing_twice() {
+    // Level 1 escalates after 3 s: the escalation falls due while paging is dead.
+    let setup = setup(3);
+    let mut cluster = setup.cluster();
+    let first = report(&cluster.url, "Before the kills");
+    setup.wait_pages(1, Duration::from_secs(30));
+
+    // The evaluator dies; reports made meanwhile are assessed once it is back.
+    cluster.kill("severity");
+    cluster.kill("paging");
+    let during = report(&cluster.url, "While severity is down");
+    std::thread::sleep(Duration::from_secs(4)); // INC-1's escalation is now due
+    cluster.restart("severity");
+    cluster.restart("paging");
+
+    // INC-1 escalated to carl once; INC-2 was assessed and paged once.
+    setup.wait_pages(3, Duration::from_secs(30));
+    let ids = vec![first.clone(), during.clone()];
+    let state = converged(&cluster, &ids);
+    for id in &ids {
+        let timeline = &state[&format!("timeline {id}")];
+        let assessments = timeline.to_string().matches("assessed SEV1").count();
+        assert_eq!(assessments, 1, "{id} assessed exactly once: {timeline}");
+    }
+    let pages = |id: &str| state[&format!("pages {id}")]["pages"].as_array().unwrap().len();
+    assert_eq!(pages(&first), 2, "INC-1: the page and one escalation: {}", state[&format!("pages {first}")]);
+    assert!(pages(&during) >= 1);
+    assert_pages_delivered_once(&setup, &state);
+    // The evaluator's checkpoint moved past everything it applied.
+    let data_dir = cluster.data_dir.clone();
+    cluster.stop();
+    assert_same(&state, &rebuilt_snapshot(&setup, &data_dir, &ids), "after SIGKILLs vs rebuild");
+}
+
+#[test]
+fn the_log_server_killed_under_load_keeps_every_acknowledged_report() {
+    let setup = setup(600);
+    let mut cluster = setup.cluster();
+    let url = cluster.url.clone();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = {
+        let stop = stop.clone();
+        let url = url.clone();
+        std::thread::spawn(move || {
+            // (incident id, when it was acknowledged)
+            let mut acknowledged = Vec::new();
+            let mut n = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && n < 1000 {
+                n += 1;
+                let title = format!("load {n}");
+                let out = klaxon(&url, "monitor", &["report", "--title", &title, "--dedup-key", &format!("load-{n}")]);
+                if out.status.success() {
+                    acknowledged.push((String::from_utf8(out.stdout).unwrap().trim().to_owned(), Instant::now()));
+                }
+            }
+            acknowledged
+        })
+    };
+    std::thread::sleep(Duration::from_millis(1500));
+    cluster.kill("log");
+    let killed = Instant::now();
+    std::thread::sleep(Duration::from_millis(500));
+    cluster.restart("log");
+    let restarted = Instant::now();
+    std::thread::sleep(Duration::from_millis(2000));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let acknowledged = load.join().unwrap();
+    assert!(acknowledged.iter().any(|(_, at)| *at < killed), "reports were acknowledged before the kill");
+    assert!(acknowledged.iter().any(|(_, at)| *at > restarted), "and after the restart");
+    let acknowledged: Vec<String> = acknowledged.into_iter().map(|(id, _)| id).collect();
+
+    // Every acknowledged report is an incident, through the restarted log server.
+    let listed = eventually_ok(&url, "rita", &["--json", "list", "--all-pages"], Duration::from_secs(30));
+    let listed: Value = serde_json::from_str(&listed).unwrap();
+    let known: BTreeSet<&str> =
+        listed["incidents"].as_array().unwrap().iter().map(|i| i["id"].as_str().unwrap()).collect();
+    for id in &acknowledged {
+        assert!(known.contains(id.as_str()), "acknowledged {id} is missing");
+    }
+    // The services resumed: a new Sev-1 is assessed and paged.
+    let after = report(&url, "After the restart");
+    let page = format!("{after}-P1");
+    eventually(&url, "rita", &["--json", "pages", &after], Duration::from_secs(30), |out| out.contains(&page));
+    assert!(cluster.all_running().is_empty(), "no process died: {:?}", cluster.all_running());
+    cluster.stop();
+}

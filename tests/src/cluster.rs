@@ -1,0 +1,158 @@
+//! The whole distributed topology as real processes: a `nats-server`, the
+//! log server, one process per service and the gateway, every one a real
+//! `klaxond serve`. Each can be killed and started again on its address.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitStatus;
+
+use crate::Klaxond;
+use crate::nats::NatsServer;
+
+/// The service roles, in start order.
+pub const SERVICES: [&str; 5] = ["intake", "severity", "paging", "notifier", "review"];
+
+/// A running distributed topology; everything is killed when dropped.
+pub struct Cluster {
+    /// The NATS server.
+    pub nats: NatsServer,
+    log: Option<Klaxond>,
+    log_address: String,
+    services: Vec<(&'static str, String, Option<Klaxond>)>,
+    gateway: Option<Klaxond>,
+    /// The gateway's URL: the one address clients use.
+    pub url: String,
+    /// The log server's data folder.
+    pub data_dir: PathBuf,
+    config: PathBuf,
+    env: Vec<(String, String)>,
+}
+
+impl Cluster {
+    /// Starts NATS (store in `dir/nats`), the log server (data in
+    /// `dir/log`), the five services and the gateway, all with `config`
+    /// and the extra environment `env`.
+    pub fn start(dir: &Path, config: &Path, env: &[(&str, &str)]) -> Cluster {
+        let nats = NatsServer::start(&dir.join("nats"));
+        let mut cluster = Cluster {
+            nats,
+            log: None,
+            log_address: String::new(),
+            services: Vec::new(),
+            gateway: None,
+            url: String::new(),
+            data_dir: dir.join("log"),
+            config: config.to_path_buf(),
+            env: env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+        };
+        let log = cluster.spawn_log("127.0.0.1:0");
+        cluster.log_address = log.address.clone();
+        cluster.log = Some(log);
+        for role in SERVICES {
+            let process = cluster.spawn_service(role, "127.0.0.1:0");
+            cluster.services.push((role, process.address.clone(), Some(process)));
+        }
+        let mut args = vec!["--config".to_owned(), cluster.config.display().to_string()];
+        for (role, address, _) in &cluster.services {
+            args.push("--route".into());
+            args.push(format!("{role}={address}"));
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let gateway = Klaxond::serve("gateway", &args, &cluster.env_refs());
+        cluster.url = gateway.url.clone();
+        cluster.gateway = Some(gateway);
+        cluster
+    }
+
+    fn env_refs(&self) -> Vec<(&str, &str)> {
+        self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
+    }
+
+    fn spawn_log(&self, address: &str) -> Klaxond {
+        let data = self.data_dir.display().to_string();
+        let config = self.config.display().to_string();
+        let args = ["--config", config.as_str(), "--data-dir", data.as_str(), "--nats", self.nats.url.as_str()];
+        Klaxond::serve_on("log", address, &args, &self.env_refs())
+    }
+
+    fn spawn_service(&self, role: &str, address: &str) -> Klaxond {
+        let config = self.config.display().to_string();
+        let args =
+            ["--config", config.as_str(), "--log-server", self.log_address.as_str(), "--nats", self.nats.url.as_str()];
+        Klaxond::serve_on(role, address, &args, &self.env_refs())
+    }
+
+    /// Kills `role` (`log`, a service or `gateway`) with SIGKILL.
+    pub fn kill(&mut self, role: &str) {
+        self.take(role).kill();
+    }
+
+    /// Stops `role` with SIGTERM and returns how it exited.
+    pub fn stop_one(&mut self, role: &str) -> ExitStatus {
+        self.take(role).stop()
+    }
+
+    fn take(&mut self, role: &str) -> Klaxond {
+        let slot = match role {
+            "log" => &mut self.log,
+            "gateway" => &mut self.gateway,
+            _ => &mut self.services.iter_mut().find(|(r, _, _)| *r == role).expect("a known role").2,
+        };
+        slot.take().unwrap_or_else(|| panic!("{role} is not running"))
+    }
+
+    /// Starts `role` again on the address it had.
+    pub fn restart(&mut self, role: &str) {
+        match role {
+            "log" => {
+                let address = self.log_address.clone();
+                assert!(self.log.is_none(), "the log server is running");
+                self.log = Some(self.spawn_log(&address));
+            }
+            "gateway" => panic!("the gateway is not restarted by tests"),
+            _ => {
+                let index = self.services.iter().position(|(r, _, _)| *r == role).expect("a known role");
+                assert!(self.services[index].2.is_none(), "{role} is running");
+                let address = self.services[index].1.clone();
+                let process = self.spawn_service(role, &address);
+                self.services[index].2 = Some(process);
+            }
+        }
+    }
+
+    /// Whether every process is still running (none exited by itself).
+    pub fn all_running(&mut self) -> Vec<&'static str> {
+        let mut dead = Vec::new();
+        if self.log.as_mut().is_some_and(|p| !p.is_running()) {
+            dead.push("log");
+        }
+        for (role, _, process) in &mut self.services {
+            if process.as_mut().is_some_and(|p| !p.is_running()) {
+                dead.push(*role);
+            }
+        }
+        if self.gateway.as_mut().is_some_and(|p| !p.is_running()) {
+            dead.push("gateway");
+        }
+        dead
+    }
+
+    /// Stops everything with SIGTERM, gateway first and the log server
+    /// last, and asserts that every process stopped cleanly.
+    pub fn stop(mut self) {
+        let mut statuses = Vec::new();
+        if let Some(gateway) = self.gateway.take() {
+            statuses.push(("gateway", gateway.stop()));
+        }
+        for (role, _, process) in self.services.iter_mut().rev() {
+            if let Some(p) = process.take() {
+                statuses.push((*role, p.stop()));
+            }
+        }
+        if let Some(log) = self.log.take() {
+            statuses.push(("log", log.stop()));
+        }
+        for (role, status) in statuses {
+            assert!(status.success(), "{role} did not stop cleanly: {status}");
+        }
+    }
+}
