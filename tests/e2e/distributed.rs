@@ -69,6 +69,10 @@ targets = [{{ schedule = "payments-primary" }}]
 timeout_seconds = 600
 targets = [{{ person = "carl" }}]
 
+[notifier]
+severities = ["sev1"]
+executive_channels = ["pager"]
+
 [[channels]]
 name = "pager"
 kind = "webhook"
@@ -110,6 +114,10 @@ fn config_text(receiver: &Receiver, escalate_after: u64) -> String {
 }
 
 impl Setup {
+    fn runtime(&self) -> &tokio::runtime::Runtime {
+        &self._runtime
+    }
+
     fn cluster(&self) -> Cluster {
         Cluster::start(self.dir.path(), &self.config, &[(SECRET_ENV, &self.secret)])
     }
@@ -121,7 +129,8 @@ impl Setup {
     /// Pages the receiver got, by idempotency key: one key per page.
     fn pages_received(&self) -> BTreeMap<String, usize> {
         let mut keys = BTreeMap::new();
-        for r in self.receiver.requests().into_iter().filter(|r| r.status < 300) {
+        let pages = self.receiver.requests().into_iter().filter(|r| r.status < 300 && r.body["kind"] == "page");
+        for r in pages {
             assert!(r.signature_ok, "every delivery is signed");
             *keys.entry(r.idempotency_key).or_insert(0) += 1;
         }
@@ -277,16 +286,28 @@ fn feed_snapshot(url: &str) -> Value {
 }
 
 /// Replaces what differs between two runs of the same scenario (times,
-/// durations, random request ids) so the rest can be compared.
+/// durations, random request ids, and global positions: services write
+/// concurrently, so their events interleave differently from run to run)
+/// so the rest can be compared. Lists of events are compared as sets; the
+/// exact order is checked against the rebuild of the same log.
 fn normalize(value: &Value) -> Value {
     match value {
         Value::String(s) if chrono_like(s) => Value::String("<time>".into()),
         Value::String(s) if uuid_like(s) => Value::String("<uuid>".into()),
+        Value::Array(items) if items.iter().all(|i| i.get("kind").is_some()) && !items.is_empty() => {
+            let mut items: Vec<Value> = items.iter().map(normalize).collect();
+            items.sort_by_key(|i| i.to_string());
+            Value::Array(items)
+        }
         Value::Array(items) => Value::Array(items.iter().map(normalize).collect()),
         Value::Object(map) => Value::Object(
             map.iter()
                 .map(|(k, v)| {
-                    let timing = k.contains("time_to") || k.ends_with("_seconds") || k.ends_with("_ms") || k == "at";
+                    let timing = k.contains("time_to")
+                        || k.ends_with("_seconds")
+                        || k.ends_with("_ms")
+                        || k == "at"
+                        || k == "position";
                     let v = if timing && (v.is_number() || v.is_string()) {
                         Value::String("<t>".into())
                     } else {
@@ -528,4 +549,65 @@ fn the_log_server_killed_under_load_keeps_every_acknowledged_report() {
     eventually(&url, "rita", &["--json", "pages", &after], Duration::from_secs(30), |out| out.contains(&page));
     assert!(cluster.all_running().is_empty(), "no process died: {:?}", cluster.all_running());
     cluster.stop();
+}
+
+#[test]
+fn a_trace_context_travels_from_the_report_through_every_service_and_nats() {
+    const TRACE: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    let setup = setup(600);
+    let cluster = setup.cluster();
+    // A report with W3C trace context in its gRPC metadata, through the gateway.
+    setup.runtime().block_on(async {
+        let mut client =
+            klaxon_proto::v1::incidents_client::IncidentsClient::connect(cluster.url.clone()).await.unwrap();
+        let mut request = tonic::Request::new(klaxon_proto::v1::ReportRequest {
+            title: "Traced outage".into(),
+            service: "payments".into(),
+            customers: vec!["acme".into(), "globex".into()],
+            ..Default::default()
+        });
+        request.metadata_mut().insert("traceparent", TRACE.parse().unwrap());
+        request.metadata_mut().insert("klaxon-actor", "monitor".parse().unwrap());
+        client.report(request).await.unwrap();
+    });
+    setup.wait_pages(1, Duration::from_secs(30));
+    // Executives are told of the Sev-1 (a notifier event), by webhook.
+    wait(Duration::from_secs(20), "executives notified", || {
+        setup.receiver.requests().iter().any(|r| r.status < 300 && r.body["kind"] != "page")
+    });
+    let nats_url = cluster.nats.url.clone();
+    let data_dir = cluster.data_dir.clone();
+    // NATS headers carry the trace of every record of the incident.
+    let traced_in_nats = setup.runtime().block_on(async {
+        let js = async_nats::jetstream::new(async_nats::connect(&nats_url).await.unwrap());
+        let mut stream = js.get_stream("KLAXON").await.unwrap();
+        let last = stream.info().await.unwrap().state.last_sequence;
+        let mut traced = 0;
+        for seq in 1..=last {
+            let message = stream.get_raw_message(seq).await.unwrap();
+            if message.headers.get("traceparent").map(|v| v.as_str()) == Some(TRACE) {
+                traced += 1;
+            }
+        }
+        traced
+    });
+    cluster.stop();
+
+    // Event metadata: the report, the assessment, the page's events and the
+    // notifier's all carry the report's trace.
+    let log = klaxon_log::Log::open(&data_dir, Default::default()).unwrap();
+    let records = log.read_all(klaxon_log::Position(1), 10_000).unwrap();
+    let mut kinds = BTreeSet::new();
+    for record in &records {
+        if record.metadata.traceparent.as_deref() == Some(TRACE) {
+            kinds.insert(record.kind.as_str().split('.').next().unwrap().to_owned());
+        }
+    }
+    for family in ["incident", "page", "notify"] {
+        assert!(kinds.contains(family), "{family} events carry the trace; traced: {kinds:?}");
+    }
+    let assessed = records.iter().find(|r| r.kind.as_str() == "incident.severity_assessed.v1").expect("an assessment");
+    assert_eq!(assessed.metadata.traceparent.as_deref(), Some(TRACE), "the evaluator's reaction joins the trace");
+    let traced_in_log = records.iter().filter(|r| r.metadata.traceparent.as_deref() == Some(TRACE)).count();
+    assert_eq!(traced_in_nats, traced_in_log, "NATS headers carry the trace of every traced record");
 }

@@ -120,10 +120,15 @@ impl EventLog for RemoteLog {
             expected_version: version,
             events: events.iter().map(wire::event_to_wire).collect(),
         };
+        // The trace travels in gRPC metadata too, as W3C trace context.
+        let traceparent = events.iter().find_map(|e| e.metadata.traceparent.clone());
         Box::pin(async move {
             let a = self
                 .retrying("append", |mut c| {
-                    let request = request.clone();
+                    let mut request = tonic::Request::new(request.clone());
+                    if let Some(value) = traceparent.as_deref().and_then(|t| t.parse().ok()) {
+                        request.metadata_mut().insert("traceparent", value);
+                    }
                     async move { c.append(request).await.map(tonic::Response::into_inner) }
                 })
                 .await?;

@@ -67,6 +67,9 @@ pub struct Handle {
     clock: Arc<dyn Clock>,
     hub: Hub,
     applied: watch::Sender<Position>,
+    /// The trace of each incident: the W3C traceparent of its first event
+    /// that carried one (its report). The notifier's events join it.
+    traces: Arc<std::sync::Mutex<HashMap<IncidentId, String>>>,
 }
 
 impl Notifier {
@@ -83,7 +86,16 @@ impl Notifier {
             cadence_of,
             interval: options.notifier.feed_interval(),
         };
-        Notifier { handle: Handle { log: log.into(), options, clock, hub, applied: watch::channel(Position::ZERO).0 } }
+        Notifier {
+            handle: Handle {
+                log: log.into(),
+                options,
+                clock,
+                hub,
+                applied: watch::channel(Position::ZERO).0,
+                traces: Arc::default(),
+            },
+        }
     }
 
     /// A handle to it.
@@ -202,6 +214,9 @@ impl Handle {
         let mut states = self.hub.states.write().expect("state lock");
         if kind.starts_with("incident.") {
             let event = IncidentEvent::from_json(kind, record.data.as_str()).map_err(|e| undecodable(&e))?;
+            if let Some(traceparent) = &record.metadata.traceparent {
+                self.traces.lock().expect("traces lock").entry(event.incident).or_insert_with(|| traceparent.clone());
+            }
             states
                 .entry(event.incident)
                 .or_insert_with(|| IncidentNotifications::new(event.incident, config))
@@ -278,6 +293,7 @@ impl Handle {
     async fn append(&self, id: IncidentId, basis: u64, events: &[NotifyEvent]) -> Result<Position, Error> {
         let stream = StreamId::new(notifier::stream(id)).expect("notify streams are valid stream ids");
         let cause = Uuid::new_v5(&KLAXON_NAMESPACE, format!("{stream}@{basis}").as_bytes());
+        let traceparent = self.traces.lock().expect("traces lock").get(&id).cloned();
         let new = events
             .iter()
             .enumerate()
@@ -286,7 +302,11 @@ impl Handle {
                     id: reaction_event_id(cause, "notify.decide", i as u32),
                     kind: EventKind::new(e.kind()).expect("domain kinds are valid"),
                     data: EventData::from_value(&e.to_json())?,
-                    metadata: Metadata { actor: Some(e.by.to_string()), ..Metadata::default() },
+                    metadata: Metadata {
+                        actor: Some(e.by.to_string()),
+                        traceparent: traceparent.clone(),
+                        ..Metadata::default()
+                    },
                 })
             })
             .collect::<Result<Vec<_>, klaxon_log::Error>>()?;

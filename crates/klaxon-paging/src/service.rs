@@ -88,6 +88,9 @@ pub struct Handle {
 struct State {
     incidents: HashMap<IncidentId, IncidentPaging>,
     titles: HashMap<IncidentId, String>,
+    /// The trace of each incident: the W3C traceparent of its first event
+    /// that carried one (its report). Paging's events join that trace.
+    traces: HashMap<IncidentId, String>,
     /// Incidents whose latest decision is appended but not yet folded back:
     /// no new decision until the fold has passed this position.
     in_flight: HashMap<IncidentId, Position>,
@@ -186,6 +189,9 @@ impl Handle {
             if let Change::Reported(r) = &event.change {
                 state.titles.insert(event.incident, r.title.clone());
             }
+            if let Some(traceparent) = &record.metadata.traceparent {
+                state.traces.entry(event.incident).or_insert_with(|| traceparent.clone());
+            }
             let config = &self.config.paging;
             state
                 .incidents
@@ -269,6 +275,7 @@ impl Handle {
     ) -> Result<Position, Error> {
         let stream = StreamId::new(paging::stream(id)).expect("page streams are valid stream ids");
         let cause = Uuid::new_v5(&KLAXON_NAMESPACE, format!("{stream}@{basis}").as_bytes());
+        let traceparent = self.state.lock().expect("state").traces.get(&id).cloned();
         let new = events
             .iter()
             .enumerate()
@@ -283,6 +290,7 @@ impl Handle {
                             &KLAXON_NAMESPACE,
                             klaxon_intake::stream_of(id).as_str().as_bytes(),
                         )),
+                        traceparent: traceparent.clone(),
                         ..Metadata::default()
                     },
                 })
