@@ -611,3 +611,52 @@ fn a_trace_context_travels_from_the_report_through_every_service_and_nats() {
     let traced_in_log = records.iter().filter(|r| r.metadata.traceparent.as_deref() == Some(TRACE)).count();
     assert_eq!(traced_in_nats, traced_in_log, "NATS headers carry the trace of every traced record");
 }
+
+#[test]
+fn every_process_reports_its_health_and_the_gateway_mirrors_its_services() {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    let setup = setup(600);
+    let mut cluster = setup.cluster();
+    let check = |url: String, service: &'static str| -> Option<i32> {
+        setup.runtime().block_on(async move {
+            let channel = tonic::transport::Endpoint::from_shared(url).ok()?.connect().await.ok()?;
+            let mut client = tonic_health::pb::health_client::HealthClient::new(channel);
+            let request = tonic_health::pb::HealthCheckRequest { service: service.into() };
+            client.check(request).await.ok().map(|r| r.into_inner().status)
+        })
+    };
+    let serving = Some(ServingStatus::Serving as i32);
+    let owned = [
+        ("log", "klaxon.v1.EventLog"),
+        ("intake", "klaxon.v1.Incidents"),
+        ("intake", "klaxon.v1.Bridge"),
+        ("severity", "klaxon.v1.SeverityEvaluator"),
+        ("paging", "klaxon.v1.Paging"),
+        ("notifier", "klaxon.v1.StatusFeed"),
+        ("review", "klaxon.v1.Review"),
+    ];
+    for (role, service) in owned {
+        assert_eq!(check(format!("http://{}", cluster.address(role)), service), serving, "{role} serves {service}");
+    }
+    for (_, service) in &owned[1..] {
+        let mut status = None;
+        wait(Duration::from_secs(10), &format!("the gateway reports {service} serving"), || {
+            status = check(cluster.url.clone(), service);
+            status == serving
+        });
+    }
+    // Paging dies: the gateway says so within seconds; the others stay up.
+    cluster.kill("paging");
+    wait(Duration::from_secs(10), "the gateway reports paging not serving", || {
+        check(cluster.url.clone(), "klaxon.v1.Paging") == Some(ServingStatus::NotServing as i32)
+    });
+    assert_eq!(check(cluster.url.clone(), "klaxon.v1.Incidents"), serving);
+    let refused = klaxon(&cluster.url, "ana", &["ack", "INC-1-P1"]);
+    assert_eq!(refused.status.code(), Some(4), "unavailable through the gateway: {refused:?}");
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("paging"), "{refused:?}");
+    cluster.restart("paging");
+    wait(Duration::from_secs(10), "the gateway reports paging serving again", || {
+        check(cluster.url.clone(), "klaxon.v1.Paging") == serving
+    });
+    cluster.stop();
+}

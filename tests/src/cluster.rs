@@ -81,6 +81,14 @@ impl Cluster {
         Klaxond::serve_on(role, address, &args, &self.env_refs())
     }
 
+    /// Where `role` (`log` or a service) listens.
+    pub fn address(&self, role: &str) -> String {
+        if role == "log" {
+            return self.log_address.clone();
+        }
+        self.services.iter().find(|(r, _, _)| *r == role).expect("a known role").1.clone()
+    }
+
     /// Kills `role` (`log`, a service or `gateway`) with SIGKILL.
     pub fn kill(&mut self, role: &str) {
         self.take(role).kill();
