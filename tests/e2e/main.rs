@@ -2,6 +2,7 @@
 //! gRPC over loopback.
 #![allow(missing_docs)]
 
+mod alertmanager;
 mod distributed;
 mod lifecycle;
 mod paging;

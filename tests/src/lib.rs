@@ -6,6 +6,7 @@
 //! What it must never do: fake a Klaxon component. Every test here talks to
 //! real processes over real sockets.
 
+pub mod alertmanager;
 pub mod cluster;
 pub mod nats;
 pub mod receiver;
@@ -53,6 +54,10 @@ pub struct Klaxond {
     pub address: String,
     /// Its data folder.
     pub data_dir: PathBuf,
+    /// `127.0.0.1:<port>` of the HTTP intake (Alertmanager, PagerDuty), for
+    /// `up` and `serve intake`, which get `--http-listen 127.0.0.1:0` unless
+    /// the caller passes `--http-listen`.
+    pub http_address: Option<String>,
     lines: mpsc::Receiver<String>,
 }
 
@@ -96,10 +101,17 @@ impl Klaxond {
     }
 
     /// Runs `klaxond` with `args` and waits (at most 60 s) until it says
-    /// where it listens.
+    /// where it listens (gRPC, and HTTP for the processes that serve it).
     fn launch(args: &[std::ffi::OsString], env: &[(&str, &str)], data_dir: &Path) -> Klaxond {
+        let serves_http = args.first().is_some_and(|a| a == "up")
+            || (args.first().is_some_and(|a| a == "serve") && args.get(1).is_some_and(|a| a == "intake"));
+        let mut args = args.to_vec();
+        // A free port, so that parallel tests never fight over the default.
+        if serves_http && !args.iter().any(|a| a == "--http-listen") {
+            args.extend(["--http-listen".into(), "127.0.0.1:0".into()]);
+        }
         let mut child = Command::new(binary("klaxond"))
-            .args(args)
+            .args(&args)
             .envs(env.iter().copied())
             .env("RUST_LOG", std::env::var("KLAXON_TEST_LOG").unwrap_or_else(|_| "warn".into()))
             .stdin(Stdio::null())
@@ -122,6 +134,7 @@ impl Klaxond {
             url: String::new(),
             address: String::new(),
             data_dir: data_dir.to_path_buf(),
+            http_address: None,
             lines,
         };
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -132,6 +145,11 @@ impl Klaxond {
                 let address = rest.split_whitespace().next().expect("an address");
                 server.url = format!("http://{address}");
                 server.address = address.to_owned();
+                if !serves_http {
+                    return server;
+                }
+            } else if let Some(rest) = line.strip_prefix("klaxond http on ") {
+                server.http_address = Some(rest.split_whitespace().next().expect("an address").to_owned());
                 return server;
             }
         }

@@ -19,10 +19,14 @@
 //! - `projection`: [`Incidents`], the pure fold of incident events; it can be
 //!   rebuilt from position 1 at any time.
 //! - `grpc`: the `klaxon.v1.Incidents` and `klaxon.v1.Bridge` servers.
-//! - `status`: the single mapping from [`Error`] to gRPC statuses.
+//! - `http`: the HTTP intake of existing monitoring: the Alertmanager
+//!   webhook receiver and a PagerDuty Events API v2 compatible endpoint.
+//! - `status`: the single mapping from [`Error`] to gRPC statuses and HTTP
+//!   status codes.
 
 mod error;
 pub mod grpc;
+pub mod http;
 pub mod projection;
 mod service;
 pub mod status;

@@ -1,6 +1,7 @@
 //! The incident projection: a pure fold of the log's incident events into
 //! every incident's current state, plus the indexes intake needs (open
-//! incidents by dedup key, the highest incident number).
+//! incidents by dedup key, the last closed one of each dedup key, the
+//! highest incident number).
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -19,6 +20,8 @@ const INCIDENT_KIND_PREFIX: &str = "incident.";
 pub struct Incidents {
     by_number: BTreeMap<u64, Incident>,
     open_by_dedup_key: HashMap<DedupKey, IncidentId>,
+    /// The last incident of each dedup key that stopped being open.
+    closed_by_dedup_key: HashMap<DedupKey, IncidentId>,
     position: Position,
 }
 
@@ -36,6 +39,12 @@ impl Incidents {
     /// The open incident holding this dedup key, if any.
     pub fn open_with_dedup_key(&self, key: &DedupKey) -> Option<IncidentId> {
         self.open_by_dedup_key.get(key).copied()
+    }
+
+    /// The last incident holding this dedup key that was resolved or closed
+    /// (it may have been reopened since), if any.
+    pub fn last_closed_with_dedup_key(&self, key: &DedupKey) -> Option<IncidentId> {
+        self.closed_by_dedup_key.get(key).copied()
     }
 
     /// The highest incident number in use (0 when there is none).
@@ -73,6 +82,9 @@ impl Incidents {
         };
         if let Some(key) = old_key {
             self.open_by_dedup_key.remove(&key);
+            if !after.is_open() {
+                self.closed_by_dedup_key.insert(key, after.id());
+            }
         }
         if let (true, Some(key)) = (after.is_open(), after.dedup_key()) {
             self.open_by_dedup_key.insert(key.clone(), after.id());

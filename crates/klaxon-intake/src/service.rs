@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use klaxon_bus::Bus;
-use klaxon_domain::ids::{ActorId, IncidentId, ServiceName, Severity, command_event_id};
+use klaxon_domain::ids::{ActorId, DedupKey, IncidentId, ServiceName, Severity, command_event_id};
 use klaxon_domain::incident::{Command, Incident, IncidentEvent, Status, decide};
 use klaxon_log::{
     Appended, EventData, EventKind, ExpectedVersion, Metadata, NewEvent, Position, Record, StreamId, StreamVersion,
@@ -252,6 +252,21 @@ impl Handle {
     pub async fn get(&self, id: IncidentId) -> Result<Incident, Error> {
         self.caught_up().await?;
         self.current(id).ok_or(Error::Domain(klaxon_domain::Error::UnknownIncident(id)))
+    }
+
+    /// The open incident holding the dedup key `key`, if any, as currently
+    /// known (caught up with the log head).
+    pub async fn open_with_dedup_key(&self, key: &DedupKey) -> Result<Option<Incident>, Error> {
+        self.caught_up().await?;
+        let incidents = self.shared.incidents.read().expect("projection lock");
+        Ok(incidents.open_with_dedup_key(key).and_then(|id| incidents.get(id).cloned()))
+    }
+
+    /// The last incident holding the dedup key `key` that was resolved or
+    /// closed (caught up with the log head), if any.
+    pub async fn last_closed_with_dedup_key(&self, key: &DedupKey) -> Result<Option<IncidentId>, Error> {
+        self.caught_up().await?;
+        Ok(self.shared.incidents.read().expect("projection lock").last_closed_with_dedup_key(key))
     }
 
     /// Incidents newest first, filtered; `below` continues a previous page

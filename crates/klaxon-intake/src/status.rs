@@ -1,4 +1,5 @@
-//! The one place where intake errors become gRPC statuses, by kind.
+//! The one place where intake errors become gRPC statuses and HTTP status
+//! codes, by kind.
 
 use tonic::{Code, Status};
 
@@ -37,5 +38,31 @@ pub fn to_status(error: Error) -> Status {
         },
         Error::UndecodableEvent { .. } => Status::internal(message),
         Error::Unavailable(_) => Status::new(Code::Unavailable, message),
+    }
+}
+
+/// Maps an error to the HTTP status of the webhook endpoints, by the same
+/// kinds as [`to_status`]: the caller's mistakes are 4xx (not retried by
+/// Alertmanager or PagerDuty clients), everything that may pass is 5xx
+/// (retried).
+pub fn to_http_status(error: &Error) -> axum::http::StatusCode {
+    use axum::http::StatusCode as S;
+    use klaxon_domain::Error as D;
+    use klaxon_log::Error as L;
+    match error {
+        Error::Domain(D::InvalidField { .. }) | Error::Domain(D::TooLarge { .. }) | Error::InvalidRequest { .. } => {
+            S::BAD_REQUEST
+        }
+        Error::Domain(D::Rule { .. }) | Error::Domain(D::AlreadyExists(_)) | Error::Conflict { .. } => S::CONFLICT,
+        Error::Domain(D::UnknownIncident(_)) => S::NOT_FOUND,
+        Error::Contended { .. } | Error::BridgeFull { .. } | Error::Unavailable(_) => S::SERVICE_UNAVAILABLE,
+        Error::Log(e) => match e {
+            L::EventTooLarge { .. } | L::TooManyEvents { .. } => S::PAYLOAD_TOO_LARGE,
+            L::WrongExpectedVersion { .. } => S::CONFLICT,
+            L::Closed | L::Unavailable { .. } => S::SERVICE_UNAVAILABLE,
+            e if e.is_request_error() => S::BAD_REQUEST,
+            _ => S::INTERNAL_SERVER_ERROR,
+        },
+        Error::UndecodableEvent { .. } => S::INTERNAL_SERVER_ERROR,
     }
 }

@@ -21,12 +21,17 @@ use serde::Deserialize;
 pub struct Config {
     /// Where gRPC listens.
     pub listen: SocketAddr,
+    /// Where the HTTP intake (Alertmanager webhook, PagerDuty Events API v2)
+    /// listens: `klaxond up` and `klaxond serve intake`.
+    pub http_listen: SocketAddr,
     /// The event log's folder.
     pub data_dir: PathBuf,
     /// Limits and tuning of the event log.
     pub log: klaxon_log::Options,
     /// The intake service.
     pub intake: klaxon_intake::Options,
+    /// The HTTP intake's limits and throttle (`[http]`).
+    pub http: klaxon_intake::http::HttpOptions,
     /// The service catalog (`[[services]]`).
     pub services: ServiceCatalogConfig,
     /// Severity rules (`[severity]`); without it every report is SEV4.
@@ -94,9 +99,11 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 7600)),
+            http_listen: SocketAddr::from(([127, 0, 0, 1], 7680)),
             data_dir: PathBuf::from("klaxon-data"),
             log: klaxon_log::Options::default(),
             intake: klaxon_intake::Options::default(),
+            http: klaxon_intake::http::HttpOptions::default(),
             services: ServiceCatalogConfig::default(),
             severity: None,
             schedules: SchedulesConfig::default(),
@@ -161,6 +168,7 @@ impl Config {
                 return Err(format!("cluster.{key}: {address:?} is not host:port"));
             }
         }
+        self.http.validate()?;
         let core = self.validate_core().map_err(|e| e.to_string())?;
         let channels = klaxon_channels::Channels::from_env(&self.channels).map_err(|e| e.to_string())?;
         let paging = match &self.paging {

@@ -1,7 +1,8 @@
 //! `klaxond`, the Klaxon server.
 //!
 //! `klaxond up` runs the event log and the services in one process (the
-//! embedded topology): gRPC on 127.0.0.1:7600, data in `./klaxon-data`,
+//! embedded topology): gRPC on 127.0.0.1:7600, the HTTP intake
+//! (Alertmanager, PagerDuty) on 127.0.0.1:7680, data in `./klaxon-data`,
 //! unless the flags, the environment or a TOML file say otherwise.
 //! `klaxond serve <role>` runs one process of the distributed topology (the
 //! log server, one service, or the gateway), talking over gRPC and NATS
@@ -52,6 +53,10 @@ struct ServeArgs {
     /// Folder of the event log (`log` only; default ./klaxon-data).
     #[arg(long, env = "KLAXON_DATA_DIR")]
     data_dir: Option<PathBuf>,
+    /// Address for the HTTP intake, Alertmanager and PagerDuty (`intake`
+    /// only; default `http_listen`, 127.0.0.1:7680).
+    #[arg(long, env = "KLAXON_HTTP_LISTEN")]
+    http_listen: Option<std::net::SocketAddr>,
     /// The NATS server (default nats://127.0.0.1:4222).
     #[arg(long, env = "KLAXON_NATS_URL")]
     nats: Option<String>,
@@ -82,6 +87,10 @@ struct UpArgs {
     /// Folder of the event log (default ./klaxon-data).
     #[arg(long, env = "KLAXON_DATA_DIR")]
     data_dir: Option<PathBuf>,
+    /// Address for the HTTP intake: Alertmanager webhook and PagerDuty
+    /// Events API v2 (default 127.0.0.1:7680; port 0 picks a free one).
+    #[arg(long, env = "KLAXON_HTTP_LISTEN")]
+    http_listen: Option<std::net::SocketAddr>,
 }
 
 fn main() -> ExitCode {
@@ -100,10 +109,16 @@ fn main() -> ExitCode {
             if let Some(dir) = args.data_dir {
                 config.data_dir = dir;
             }
+            if let Some(http_listen) = args.http_listen {
+                config.http_listen = http_listen;
+            }
             let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
             runtime.block_on(up::run(config, validated))
         }),
-        Commands::Serve(args) => config::Config::load(args.config.as_deref()).and_then(|(config, validated)| {
+        Commands::Serve(args) => config::Config::load(args.config.as_deref()).and_then(|(mut config, validated)| {
+            if let Some(http_listen) = args.http_listen {
+                config.http_listen = http_listen;
+            }
             let overrides = serve::Overrides {
                 listen: args.listen,
                 data_dir: args.data_dir,

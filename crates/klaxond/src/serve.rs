@@ -4,7 +4,8 @@
 //!   committed record to NATS JetStream.
 //! - `intake`, `severity`, `paging`, `notifier`, `review` each run one
 //!   service on a [`Bus`] made of the log server (gRPC) and JetStream, and
-//!   serve that service's client-facing gRPC.
+//!   serve that service's client-facing gRPC (`intake` also the HTTP
+//!   intake on `http_listen`).
 //! - `gateway` is the one address clients need: it routes each call by its
 //!   gRPC service name to the process that owns it (see [`crate::gateway`]).
 //!
@@ -148,6 +149,7 @@ async fn base_routes() -> anyhow::Result<(RoutesBuilder, HealthReporter)> {
 
 /// Serves `routes` until `shutdown`, or until `task` ends (its failure
 /// stops the process: a service that stopped must not keep answering).
+/// The `http` server (intake's) stops after gRPC and before the service.
 async fn serve_until(
     routes: RoutesBuilder,
     listener: TcpListener,
@@ -155,6 +157,7 @@ async fn serve_until(
     what: &str,
     mut task: JoinHandle<anyhow::Result<()>>,
     services: CancellationToken,
+    http: Option<JoinHandle<std::io::Result<()>>>,
 ) -> anyhow::Result<()> {
     let server = tonic::transport::Server::builder().add_routes(routes.routes()).serve_with_incoming_shutdown(
         TcpIncoming::from(listener).with_nodelay(Some(true)),
@@ -170,9 +173,15 @@ async fn serve_until(
             // The service stopped by itself: stop serving too.
             shutdown.cancel();
             let _ = server.await;
+            if let Some(http) = http {
+                let _ = crate::up::stop_http(http).await;
+            }
             ended
         }
         None => {
+            if let Some(http) = http {
+                crate::up::stop_http(http).await?;
+            }
             tracing::info!("stopped accepting; stopping {what}");
             services.cancel();
             task.await
@@ -209,7 +218,7 @@ async fn serve_log(
     routes.add_service(klaxon_bus::server::LogServer::new(log.clone(), shutdown.clone()).into_server());
     tracing::info!(%address, data_dir = %data_dir.display(), head = log.head().0, nats = %config.cluster.nats_url, "klaxond serve log");
     println!("klaxond listening on {address} (gRPC: log server); data in {}", data_dir.display());
-    let served = serve_until(routes, listener, shutdown, "the relay", relay_task, services).await;
+    let served = serve_until(routes, listener, shutdown, "the relay", relay_task, services, None).await;
     log.close().await;
     tracing::info!(head = log.head().0, "event log closed; bye");
     served
@@ -233,10 +242,14 @@ async fn serve_service(
     let (mut routes, health) = base_routes().await?;
     let services = CancellationToken::new();
     let clock = Arc::new(klaxon_paging::SystemClock);
+    let mut http = None;
     let task: JoinHandle<anyhow::Result<()>> = match role {
         Role::Intake => {
             let intake = klaxon_intake::Intake::new(bus, config.intake.clone(), klaxon_intake::system_clock());
             let handle = intake.handle();
+            let (http_listener, http_address) = crate::up::bind_http(config.http_listen).await?;
+            http =
+                Some((http_listener, http_address, klaxon_intake::http::router(handle.clone(), config.http.clone())));
             use klaxon_intake::grpc::{BridgeService, IncidentsService};
             health.set_serving::<klaxon_proto::v1::incidents_server::IncidentsServer<IncidentsService>>().await;
             health.set_serving::<klaxon_proto::v1::bridge_server::BridgeServer<BridgeService>>().await;
@@ -304,5 +317,7 @@ async fn serve_service(
     let name = role.name();
     tracing::info!(%address, log_server = %cluster.log, nats = %cluster.nats_url, "klaxond serve {name}");
     println!("klaxond listening on {address} (gRPC: {name})");
-    serve_until(routes, listener, shutdown, name, task, services).await
+    let http =
+        http.map(|(listener, address, router)| crate::up::serve_http(listener, address, router, shutdown.clone()));
+    serve_until(routes, listener, shutdown, name, task, services, http).await
 }

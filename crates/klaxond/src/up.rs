@@ -11,9 +11,9 @@ use tonic::transport::server::TcpIncoming;
 use crate::config::{Config, Validated};
 
 /// Runs until SIGINT or SIGTERM, then stops in order: stop accepting and
-/// finish in-flight requests (bridges end and record their participants'
-/// departure), stop the services, then close the log, which commits and
-/// syncs every queued append. A second signal exits at once.
+/// finish in-flight requests, gRPC then HTTP (bridges end and record their
+/// participants' departure), stop the services, then close the log, which
+/// commits and syncs every queued append. A second signal exits at once.
 pub async fn run(config: Config, validated: Validated) -> anyhow::Result<()> {
     let data_dir = std::path::absolute(&config.data_dir).unwrap_or(config.data_dir.clone());
     let log = Log::open(&data_dir, config.log.clone())
@@ -21,6 +21,7 @@ pub async fn run(config: Config, validated: Validated) -> anyhow::Result<()> {
     let listener =
         TcpListener::bind(config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
     let address = listener.local_addr()?;
+    let (http_listener, http_address) = bind_http(config.http_listen).await?;
 
     let shutdown = CancellationToken::new();
     let services = CancellationToken::new();
@@ -88,6 +89,8 @@ pub async fn run(config: Config, validated: Validated) -> anyhow::Result<()> {
         "klaxond up"
     );
     println!("klaxond listening on {address} (gRPC); data in {}", data_dir.display());
+    let http_router = klaxon_intake::http::router(handle.clone(), config.http.clone());
+    let http_task = serve_http(http_listener, http_address, http_router, shutdown.clone());
 
     let server = tonic::transport::Server::builder()
         .add_service(health_service)
@@ -106,6 +109,7 @@ pub async fn run(config: Config, validated: Validated) -> anyhow::Result<()> {
         );
 
     server.await.context("the gRPC server failed")?;
+    stop_http(http_task).await?;
     tracing::info!("stopped accepting; stopping services");
     services.cancel();
     match intake_task.await {
@@ -134,6 +138,46 @@ pub async fn run(config: Config, validated: Validated) -> anyhow::Result<()> {
     tracing::info!(head = log.head().0, "event log closed; bye");
     Ok(())
 }
+
+/// Binds the HTTP intake's address (`http_listen`).
+pub(crate) async fn bind_http(listen: std::net::SocketAddr) -> anyhow::Result<(TcpListener, std::net::SocketAddr)> {
+    let listener =
+        TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen} (http_listen)"))?;
+    let address = listener.local_addr()?;
+    Ok((listener, address))
+}
+
+/// Serves the HTTP intake until `shutdown`, then lets in-flight requests
+/// finish. Prints where it listens (after the gRPC line, which tests parse
+/// first).
+pub(crate) fn serve_http(
+    listener: TcpListener,
+    address: std::net::SocketAddr,
+    router: axum::Router,
+    shutdown: CancellationToken,
+) -> tokio::task::JoinHandle<std::io::Result<()>> {
+    use klaxon_intake::http::{ALERTMANAGER_PATH, PAGERDUTY_PATH};
+    tracing::info!(%address, "HTTP intake up");
+    println!("klaxond http on {address} (Alertmanager: {ALERTMANAGER_PATH}, PagerDuty: {PAGERDUTY_PATH})");
+    tokio::spawn(async move { axum::serve(listener, router).with_graceful_shutdown(shutdown.cancelled_owned()).await })
+}
+
+/// Waits (at most [`HTTP_DRAIN`]) for the HTTP intake to finish its
+/// in-flight requests after `shutdown`; later ones fail as unavailable and
+/// the senders retry.
+pub(crate) async fn stop_http(task: tokio::task::JoinHandle<std::io::Result<()>>) -> anyhow::Result<()> {
+    match tokio::time::timeout(HTTP_DRAIN, task).await {
+        Ok(Ok(result)) => result.context("the HTTP intake failed"),
+        Ok(Err(e)) => anyhow::bail!("the HTTP intake panicked: {e}"),
+        Err(_) => {
+            tracing::warn!("HTTP requests still in flight after {HTTP_DRAIN:?}; stopping anyway");
+            Ok(())
+        }
+    }
+}
+
+/// How long a stop waits for in-flight HTTP intake requests.
+const HTTP_DRAIN: std::time::Duration = std::time::Duration::from_secs(10);
 
 pub(crate) async fn watch_signals(shutdown: CancellationToken) {
     use tokio::signal::unix::{SignalKind, signal};

@@ -5,5 +5,6 @@
 mod bridge;
 mod commands;
 mod errors;
+mod http;
 mod rebuild;
 mod support;

@@ -1,0 +1,123 @@
+use super::*;
+
+#[test]
+fn request_ids_are_deterministic_fit_the_limit_and_do_not_mix_parts() {
+    let a = request_id("am", &[b"group", b"fp"]);
+    assert_eq!(a, request_id("am", &[b"group", b"fp"]));
+    assert_ne!(a, request_id("am", &[b"grou", b"pfp"]), "parts are length-prefixed");
+    assert_ne!(a, request_id("pd", &[b"group", b"fp"]));
+    assert!(a.starts_with("am-") && a.len() == 3 + 32, "{a}");
+    assert!(a.len() <= crate::REQUEST_ID_BYTES_MAX);
+}
+
+#[test]
+fn dedup_keys_are_namespaced_and_long_keys_are_hashed() {
+    assert_eq!(dedup_key("alertmanager", "{}:{alertname=\"X\"}").as_str(), "alertmanager/{}:{alertname=\"X\"}");
+    let long = "k".repeat(300);
+    let hashed = dedup_key("pagerduty", &long);
+    assert!(hashed.as_str().starts_with("pagerduty/sha256:"), "{hashed}");
+    assert_eq!(hashed, dedup_key("pagerduty", &long));
+    assert!(dedup_key("pagerduty", "a\nb").as_str().starts_with("pagerduty/sha256:"));
+}
+
+#[test]
+fn clip_cuts_on_characters_and_cleans_control_characters() {
+    assert_eq!(clip("short", 10), "short");
+    assert_eq!(clip("ééééé", 3), "éé…");
+    assert_eq!(clip("a\tb\nc", 10), "a b\nc");
+    assert_eq!(one_line("  two\nlines ", 20), "two lines");
+}
+
+#[test]
+fn labels_are_fitted_to_the_domain_limits() {
+    let long_value = "v".repeat(LABEL_CHARS_MAX + 10);
+    let many: Vec<(String, String)> = (0..LABELS_MAX + 5).map(|i| (format!("l{i:03}"), "x".to_owned())).collect();
+    let fitted = fit_labels(many.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    assert_eq!(fitted.len(), LABELS_MAX);
+    let fitted = fit_labels([("", "dropped"), ("bad\u{7}", "dropped"), ("long", long_value.as_str())]);
+    assert_eq!(fitted.len(), 1);
+    assert_eq!(fitted["long"].chars().count(), LABEL_CHARS_MAX);
+}
+
+#[test]
+fn options_are_checked_naming_the_key() {
+    assert_eq!(HttpOptions::default().validate(), Ok(()));
+    let small = HttpOptions { pagerduty_body_bytes_max: 10, ..HttpOptions::default() };
+    assert!(small.validate().unwrap_err().starts_with("http.pagerduty_body_bytes_max:"));
+    let no_burst = HttpOptions { pagerduty_burst: 0, ..HttpOptions::default() };
+    assert!(no_burst.validate().unwrap_err().starts_with("http.pagerduty_burst:"));
+    let off = HttpOptions { pagerduty_burst: 0, pagerduty_events_per_minute: 0, ..HttpOptions::default() };
+    assert_eq!(off.validate(), Ok(()));
+    let parsed: HttpOptions = serde_json::from_str(r#"{"pagerduty_burst": 5}"#).unwrap();
+    assert_eq!(parsed, HttpOptions { pagerduty_burst: 5, ..HttpOptions::default() });
+    assert!(serde_json::from_str::<HttpOptions>(r#"{"burst": 5}"#).is_err(), "unknown keys are refused");
+}
+
+mod properties {
+    use chrono::{TimeZone, Utc};
+    use klaxon_domain::ids::IncidentId;
+    use klaxon_domain::incident::decide;
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    use super::super::{alertmanager, pagerduty, parse_alertmanager, parse_pagerduty};
+
+    fn any_text() -> impl Strategy<Value = String> {
+        prop_oneof![".{0,40}", "[\\x00-\\x1f a-z]{0,20}", ".{200,400}"]
+    }
+
+    /// Whatever the strings in a valid delivery, the commands it maps to are
+    /// accepted by the domain: a monitoring tool is never refused for a long
+    /// label or an odd character.
+    fn accepted(command: &klaxon_domain::incident::Command, actor: &klaxon_domain::ids::ActorId) {
+        let now = Utc.with_ymd_and_hms(2026, 11, 25, 10, 0, 0).unwrap();
+        let id = IncidentId::from_number(1).unwrap();
+        if let Err(e) = decide(None, command, &id, actor, now) {
+            panic!("{e}: {command:?}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn parsers_never_panic_on_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+            let _ = parse_alertmanager(&bytes);
+            let _ = parse_pagerduty(&bytes);
+        }
+
+        #[test]
+        fn alertmanager_reports_always_fit_the_domain(
+            labels in proptest::collection::btree_map(any_text(), any_text(), 0..80),
+            summary in any_text(),
+            group_key in ".{1,300}",
+        ) {
+            let body = json!({
+                "version": "4", "groupKey": group_key, "status": "firing",
+                "commonAnnotations": {"summary": summary},
+                "alerts": [{"status": "firing", "labels": labels, "annotations": {"summary": summary},
+                            "startsAt": "2026-11-25T10:00:00Z", "fingerprint": "f"}],
+            });
+            let Ok(n) = parse_alertmanager(&serde_json::to_vec(&body).unwrap()) else { return Ok(()) };
+            for step in n.plan() {
+                if let alertmanager::Step::Report { command, .. } = step {
+                    accepted(&command, &alertmanager::actor());
+                }
+            }
+        }
+
+        #[test]
+        fn pagerduty_reports_always_fit_the_domain(
+            summary in any_text(),
+            source in any_text(),
+            details in proptest::collection::btree_map(any_text(), any_text(), 0..80),
+            dedup_key in ".{0,255}",
+        ) {
+            let body = json!({
+                "routing_key": "r", "event_action": "trigger", "dedup_key": dedup_key,
+                "payload": {"summary": summary, "source": source, "severity": "info", "component": source,
+                            "custom_details": details},
+            });
+            let Ok(event) = parse_pagerduty(&serde_json::to_vec(&body).unwrap()) else { return Ok(()) };
+            accepted(&event.report_command().unwrap(), &pagerduty::actor());
+        }
+    }
+}
