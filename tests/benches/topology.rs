@@ -19,7 +19,6 @@
 //! reports per topology.
 #![allow(missing_docs)]
 
-use std::hash::BuildHasher;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant, SystemTime};
@@ -28,6 +27,7 @@ use klaxon_log::{Log, StreamId, StreamVersion};
 use klaxon_proto::convert::ACTOR_HEADER;
 use klaxon_proto::v1::{self, incidents_client::IncidentsClient};
 use klaxon_tests::Klaxond;
+use klaxon_tests::config::{PagingConfig, secret};
 use klaxon_tests::nats::NatsServer;
 use klaxon_tests::receiver::Receiver;
 use tokio::runtime::Runtime;
@@ -38,63 +38,10 @@ const SECRET_ENV: &str = "KLAXON_BENCH_PAGER_SECRET";
 const POLL: Duration = Duration::from_micros(200);
 const PAGE_LIMIT: Duration = Duration::from_secs(10);
 
-/// The configuration both topologies run: one tier-1 service, a rule
-/// making a multi-customer report on it a Sev-1, a schedule, a policy, and
-/// a signed webhook to the receiver.
+/// The configuration both topologies run (see [`PagingConfig`]); nothing
+/// escalates within a run.
 fn config(receiver: &str) -> String {
-    format!(
-        r#"
-[[services]]
-name = "payments"
-team = "payments"
-tier = 1
-escalation_policy = "payments"
-
-[severity]
-default = "sev4"
-[[severity.rules]]
-id = "tier1-multi-customer"
-severity = "sev1"
-reason = "Several customers hit on a tier-1 service"
-when = {{ service_tier = [1], multi_customer = true }}
-
-[[schedules]]
-name = "primary"
-time_zone = "Europe/Berlin"
-[[schedules.layers]]
-name = "weekly"
-participants = ["ana", "ben"]
-shift = "7d"
-handoff = "09:00"
-start = "2026-01-05"
-
-[paging]
-duty_manager_schedule = "primary"
-default_policy = "payments"
-channels = ["pager"]
-
-[slo.sev1]
-ack_minutes = 60
-assign_minutes = 60
-
-[[escalation_policies]]
-name = "payments"
-[[escalation_policies.levels]]
-timeout_minutes = 30
-targets = [{{ schedule = "primary" }}]
-
-[[channels]]
-name = "pager"
-kind = "webhook"
-url = "{receiver}"
-secret_env = "{SECRET_ENV}"
-"#
-    )
-}
-
-/// A fresh secret per run: no secret lives in the repository.
-fn secret() -> String {
-    format!("bench-{:032x}", std::collections::hash_map::RandomState::new().hash_one(Instant::now()))
+    PagingConfig { receiver, secret_env: SECRET_ENV, escalate_after_seconds: 1800, notify_executives: false }.toml()
 }
 
 /// Builds the `klaxond` this benchmark runs, in this executable's profile:

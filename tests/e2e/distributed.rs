@@ -9,86 +9,16 @@
 //! a new page; no acknowledged append is lost.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::hash::BuildHasher;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use klaxon_tests::cluster::Cluster;
+use klaxon_tests::config::{PagingConfig, secret};
 use klaxon_tests::receiver::Receiver;
-use klaxon_tests::{Klaxond, binary, klaxon, klaxon_json, klaxon_ok};
+use klaxon_tests::{Klaxond, Lines, klaxon, klaxon_json, klaxon_ok};
 use serde_json::Value;
 
 const SECRET_ENV: &str = "KLAXON_E2E_PAGER_SECRET";
-
-/// Level 1 pages the on-call schedule and escalates to carl after
-/// `escalate_after` seconds.
-fn config(receiver: &str, escalate_after: u64) -> String {
-    format!(
-        r#"
-[[services]]
-name = "payments"
-team = "payments"
-tier = 1
-escalation_policy = "payments"
-
-[severity]
-default = "sev4"
-[[severity.rules]]
-id = "tier1-multi-customer"
-severity = "sev1"
-reason = "Several customers hit on a tier-1 service"
-when = {{ service_tier = [1], multi_customer = true }}
-
-[[schedules]]
-name = "payments-primary"
-time_zone = "Europe/Berlin"
-[[schedules.layers]]
-name = "daily"
-participants = ["ana"]
-shift = "1d"
-handoff = "09:00"
-start = "2026-01-01"
-
-[paging]
-duty_manager_schedule = "payments-primary"
-default_policy = "payments"
-channels = ["pager"]
-
-[slo.sev1]
-ack_minutes = 60
-assign_minutes = 60
-
-[[escalation_policies]]
-name = "payments"
-[[escalation_policies.levels]]
-timeout_seconds = {escalate_after}
-targets = [{{ schedule = "payments-primary" }}]
-[[escalation_policies.levels]]
-timeout_seconds = 600
-targets = [{{ person = "carl" }}]
-
-[notifier]
-severities = ["sev1"]
-executive_channels = ["pager"]
-
-[[channels]]
-name = "pager"
-kind = "webhook"
-url = "{receiver}"
-secret_env = "{SECRET_ENV}"
-attempts_max = 5
-backoff_initial_ms = 20
-backoff_max_ms = 200
-"#
-    )
-}
-
-/// A fresh secret per run: no secret lives in the repository.
-fn secret() -> String {
-    format!("e2e-{:032x}", std::collections::hash_map::RandomState::new().hash_one(Instant::now()))
-}
 
 struct Setup {
     /// Runs the receiver.
@@ -109,8 +39,16 @@ fn setup(escalate_after: u64) -> Setup {
     Setup { _runtime: runtime, receiver, secret, dir, config }
 }
 
+/// Level 1 pages the on-call schedule (ana) and escalates to carl after
+/// `escalate_after` seconds; executives are told through the same webhook.
 fn config_text(receiver: &Receiver, escalate_after: u64) -> String {
-    config(&receiver.url, escalate_after)
+    PagingConfig {
+        receiver: &receiver.url,
+        secret_env: SECRET_ENV,
+        escalate_after_seconds: escalate_after,
+        notify_executives: true,
+    }
+    .toml()
 }
 
 impl Setup {
@@ -196,35 +134,14 @@ fn full_sev1(setup: &Setup, url: &str) -> String {
     eventually_ok(url, "ana", &["ack", &page], Duration::from_secs(20));
 
     // An executive's feed: the open incident first, then a live update.
-    let mut watch = Command::new(binary("klaxon"))
-        .args(["--server", url, "--as", "ceo", "--json", "watch", "--min-severity", "1"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let stdout = watch.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let first: Value = serde_json::from_str(&rx.recv_timeout(Duration::from_secs(20)).unwrap()).unwrap();
+    let watch = Lines::start(url, "ceo", &["watch", "--min-severity", "1"]);
+    let first = watch.next(Duration::from_secs(20)).expect("the feed's snapshot");
     assert_eq!(first["incident_id"], id.as_str(), "{first}");
     klaxon_ok(url, "maria", &["declare", &id, "--severity", "1"]);
     klaxon_ok(url, "maria", &["update", &id, "Rolled back; watching error rates", "--audience", "executive"]);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let line = rx.recv_timeout(left).expect("the update reaches the executive feed");
-        if line.contains("Rolled back") {
-            break;
-        }
-    }
-    let _ = watch.kill();
-    let _ = watch.wait();
+    let live = watch.find(Duration::from_secs(20), |line| line.to_string().contains("Rolled back"));
+    assert!(live.is_some(), "the update reaches the executive feed");
+    drop(watch);
 
     klaxon_ok(url, "maria", &["assign", &id, "maria"]);
     klaxon_ok(url, "maria", &["mitigate", &id, "--summary", "rolled back"]);
@@ -257,31 +174,15 @@ fn snapshot(url: &str, ids: &[String]) -> BTreeMap<String, Value> {
     out
 }
 
-/// The executive feed's opening snapshot (the open incidents).
+/// The executive feed's opening snapshot (the open incidents): the lines
+/// that come at once, ended by a quiet 500 ms.
 fn feed_snapshot(url: &str) -> Value {
-    let mut watch = Command::new(binary("klaxon"))
-        .args(["--server", url, "--as", "ceo", "--json", "watch"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = watch.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    // Snapshot lines come at once; a quiet 500 ms ends them.
+    let watch = Lines::start(url, "ceo", &["watch"]);
     let mut lines = Vec::new();
-    while let Ok(line) = rx.recv_timeout(Duration::from_millis(500)) {
-        lines.push(serde_json::from_str::<Value>(&line).unwrap());
+    while let Some(line) = watch.next(Duration::from_millis(500)) {
+        lines.push(line);
         assert!(lines.len() < 1000, "a bounded snapshot");
     }
-    let _ = watch.kill();
-    let _ = watch.wait();
     Value::Array(lines)
 }
 

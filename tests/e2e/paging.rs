@@ -3,72 +3,9 @@
 
 use std::time::{Duration, Instant};
 
+use klaxon_tests::config::{PagingConfig, secret};
 use klaxon_tests::receiver::Receiver;
 use klaxon_tests::{Klaxond, klaxon_ok};
-
-fn config(receiver: &str) -> String {
-    format!(
-        r#"
-[[services]]
-name = "payments"
-team = "payments"
-tier = 1
-escalation_policy = "payments"
-
-[severity]
-default = "sev4"
-[[severity.rules]]
-id = "tier1-multi-customer"
-severity = "sev1"
-reason = "Several customers hit on a tier-1 service"
-when = {{ service_tier = [1], multi_customer = true }}
-
-[[schedules]]
-name = "payments-primary"
-time_zone = "Europe/Berlin"
-[[schedules.layers]]
-name = "daily"
-participants = ["ana"]
-shift = "1d"
-handoff = "09:00"
-start = "2026-01-01"
-
-[paging]
-duty_manager_schedule = "payments-primary"
-default_policy = "payments"
-channels = ["pager"]
-
-[slo.sev1]
-ack_minutes = 60
-assign_minutes = 60
-
-[[escalation_policies]]
-name = "payments"
-[[escalation_policies.levels]]
-timeout_seconds = 2
-targets = [{{ schedule = "payments-primary" }}]
-[[escalation_policies.levels]]
-timeout_seconds = 600
-targets = [{{ person = "carl" }}]
-
-[[channels]]
-name = "pager"
-kind = "webhook"
-url = "{receiver}"
-secret_env = "KLAXON_E2E_PAGER_SECRET"
-attempts_max = 3
-backoff_initial_ms = 20
-backoff_max_ms = 100
-"#
-    )
-}
-
-/// A fresh secret per run: no secret lives in the repository.
-fn secret() -> String {
-    format!("e2e-{:032x}", std::collections::hash_map::RandomState::new().hash_one(Instant::now()))
-}
-
-use std::hash::BuildHasher;
 
 #[test]
 fn a_pending_escalation_survives_sigkill_and_fires_once() {
@@ -77,7 +14,13 @@ fn a_pending_escalation_survives_sigkill_and_fires_once() {
     let receiver = runtime.block_on(Receiver::start(&secret));
     let dir = tempfile::tempdir().unwrap();
     let config_path = dir.path().join("klaxon.toml");
-    std::fs::write(&config_path, config(&receiver.url)).unwrap();
+    let config = PagingConfig {
+        receiver: &receiver.url,
+        secret_env: "KLAXON_E2E_PAGER_SECRET",
+        escalate_after_seconds: 2,
+        notify_executives: false,
+    };
+    std::fs::write(&config_path, config.toml()).unwrap();
     let data = dir.path().join("data");
     let args = ["--config", config_path.to_str().unwrap()];
     let env = [("KLAXON_E2E_PAGER_SECRET", secret.as_str())];

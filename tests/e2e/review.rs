@@ -1,11 +1,9 @@
 //! The executive feed and the post-incident review through the real CLI
 //! against a real `klaxond`.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use klaxon_tests::{Klaxond, binary, klaxon, klaxon_json, klaxon_ok};
+use klaxon_tests::{Klaxond, Lines, klaxon, klaxon_json, klaxon_ok};
 
 #[test]
 fn an_executive_watches_a_sev1_and_a_reviewer_publishes_its_postmortem() {
@@ -22,33 +20,15 @@ fn an_executive_watches_a_sev1_and_a_reviewer_publishes_its_postmortem() {
     run("maria", &["declare", "INC-1", "--severity", "1"]);
 
     // An executive's live feed: the snapshot first, then the update.
-    let mut watch = Command::new(binary("klaxon"))
-        .args(["--server", &url, "--as", "ceo", "--json", "watch", "--min-severity", "1"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let stdout = watch.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let first: serde_json::Value = serde_json::from_str(&rx.recv_timeout(Duration::from_secs(20)).unwrap()).unwrap();
+    let watch = Lines::start(&url, "ceo", &["watch", "--min-severity", "1"]);
+    let first = watch.next(Duration::from_secs(20)).expect("the feed's snapshot");
     assert_eq!(first["incident_id"], "INC-1", "{first}");
     run("maria", &["update", "INC-1", "Rolled back; watching error rates", "--audience", "executive"]);
-    let live = loop {
-        let line: serde_json::Value = serde_json::from_str(&rx.recv_timeout(Duration::from_secs(20)).unwrap()).unwrap();
-        if line.to_string().contains("Rolled back") {
-            break line;
-        }
-    };
+    let live = watch
+        .find(Duration::from_secs(20), |line| line.to_string().contains("Rolled back"))
+        .expect("the update reaches the feed");
     assert_eq!(live["incident_id"], "INC-1");
-    let _ = watch.kill();
-    let _ = watch.wait();
+    drop(watch);
 
     run("maria", &["assign", "INC-1", "maria"]);
     run("maria", &["mitigate", "INC-1", "--summary", "rolled back"]);

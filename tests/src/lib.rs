@@ -8,6 +8,7 @@
 
 pub mod alertmanager;
 pub mod cluster;
+pub mod config;
 pub mod nats;
 pub mod receiver;
 
@@ -237,4 +238,59 @@ pub fn klaxon_json(server: &str, actor: &str, args: &[&str]) -> serde_json::Valu
     let mut all = vec!["--json"];
     all.extend_from_slice(args);
     serde_json::from_str(&klaxon_ok(server, actor, &all)).expect("JSON output")
+}
+
+/// A running `klaxon --json <args>` that prints lines (`watch`, `join`),
+/// read on a thread; killed when dropped.
+pub struct Lines {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Lines {
+    /// Starts `klaxon --server <server> --as <actor> --json <args>`.
+    pub fn start(server: &str, actor: &str, args: &[&str]) -> Lines {
+        let mut child = Command::new(binary("klaxon"))
+            .args(["--server", server, "--as", actor, "--json"])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn klaxon");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Lines { child, lines }
+    }
+
+    /// The next line as JSON, waiting at most `limit`; `None` when none came.
+    pub fn next(&self, limit: Duration) -> Option<serde_json::Value> {
+        let line = self.lines.recv_timeout(limit).ok()?;
+        Some(serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}")))
+    }
+
+    /// The first line for which `accept` holds, waiting at most `limit` in all.
+    pub fn find(&self, limit: Duration, accept: impl Fn(&serde_json::Value) -> bool) -> Option<serde_json::Value> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let line = self.next(deadline.saturating_duration_since(Instant::now()))?;
+            if accept(&line) {
+                return Some(line);
+            }
+        }
+    }
+}
+
+impl Drop for Lines {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

@@ -1,0 +1,91 @@
+//! The configuration the paging tests and benchmarks run: one tier-1
+//! service, a rule making a multi-customer report on it a Sev-1, a
+//! schedule with `ana` on call, an escalation policy and a signed webhook
+//! to a test receiver, whose secret is read from an environment variable.
+
+use std::hash::BuildHasher;
+use std::time::Instant;
+
+/// What varies between the tests.
+pub struct PagingConfig<'a> {
+    /// The webhook receiver's URL.
+    pub receiver: &'a str,
+    /// The environment variable holding the webhook secret.
+    pub secret_env: &'a str,
+    /// Seconds before level 1 (the schedule) escalates to level 2 (`carl`).
+    pub escalate_after_seconds: u64,
+    /// Whether executives are told of Sev-1s through the same webhook.
+    pub notify_executives: bool,
+}
+
+impl PagingConfig<'_> {
+    /// The TOML text.
+    pub fn toml(&self) -> String {
+        let PagingConfig { receiver, secret_env, escalate_after_seconds, notify_executives } = self;
+        let notifier = if *notify_executives {
+            "[notifier]\nseverities = [\"sev1\"]\nexecutive_channels = [\"pager\"]\n"
+        } else {
+            ""
+        };
+        format!(
+            r#"
+[[services]]
+name = "payments"
+team = "payments"
+tier = 1
+escalation_policy = "payments"
+
+[severity]
+default = "sev4"
+[[severity.rules]]
+id = "tier1-multi-customer"
+severity = "sev1"
+reason = "Several customers hit on a tier-1 service"
+when = {{ service_tier = [1], multi_customer = true }}
+
+[[schedules]]
+name = "payments-primary"
+time_zone = "Europe/Berlin"
+[[schedules.layers]]
+name = "daily"
+participants = ["ana"]
+shift = "1d"
+handoff = "09:00"
+start = "2026-01-01"
+
+[paging]
+duty_manager_schedule = "payments-primary"
+default_policy = "payments"
+channels = ["pager"]
+
+[slo.sev1]
+ack_minutes = 60
+assign_minutes = 60
+
+[[escalation_policies]]
+name = "payments"
+[[escalation_policies.levels]]
+timeout_seconds = {escalate_after_seconds}
+targets = [{{ schedule = "payments-primary" }}]
+[[escalation_policies.levels]]
+timeout_seconds = 600
+targets = [{{ person = "carl" }}]
+
+{notifier}
+[[channels]]
+name = "pager"
+kind = "webhook"
+url = "{receiver}"
+secret_env = "{secret_env}"
+attempts_max = 5
+backoff_initial_ms = 20
+backoff_max_ms = 200
+"#
+        )
+    }
+}
+
+/// A fresh secret per run: no secret lives in the repository.
+pub fn secret() -> String {
+    format!("test-{:032x}", std::collections::hash_map::RandomState::new().hash_one(Instant::now()))
+}
