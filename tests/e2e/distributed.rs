@@ -303,6 +303,19 @@ fn the_full_sev1_gives_the_same_state_in_both_topologies_and_a_rebuild() {
         "the review is on the timeline"
     );
     assert_pages_delivered_once(&setup, &distributed_state);
+    // Each process exposes what it runs: paging its counts, the log server
+    // its appends, every service its lag (0 once settled).
+    let paging = klaxon_tests::metrics::scrape(&cluster.metrics_address("paging"));
+    assert_eq!(paging["klaxon_pages_delivered_total"], 1.0, "{paging:?}");
+    assert_eq!(paging["klaxon_pages_acknowledged_total"], 1.0, "{paging:?}");
+    let log = klaxon_tests::metrics::scrape(&cluster.metrics_address("log"));
+    assert!(log["klaxon_log_append_duration_seconds_count"] >= log["klaxon_log_head"], "{log:?}");
+    for service in ["intake", "severity", "paging", "notifier", "review"] {
+        let key = format!("klaxon_consumer_lag_records{{service=\"{service}\"}}");
+        wait(Duration::from_secs(10), &format!("{service} has folded the whole log"), || {
+            klaxon_tests::metrics::scrape(&cluster.metrics_address(service)).get(&key) == Some(&0.0)
+        });
+    }
 
     let data_dir = cluster.data_dir.clone();
     cluster.stop();

@@ -5,5 +5,6 @@
 mod alertmanager;
 mod distributed;
 mod lifecycle;
+mod metrics;
 mod paging;
 mod review;

@@ -70,14 +70,31 @@ impl Cluster {
     fn spawn_log(&self, address: &str) -> Klaxond {
         let data = self.data_dir.display().to_string();
         let config = self.config.display().to_string();
-        let args = ["--config", config.as_str(), "--data-dir", data.as_str(), "--nats", self.nats.url.as_str()];
+        let args = [
+            "--config",
+            config.as_str(),
+            "--data-dir",
+            data.as_str(),
+            "--nats",
+            self.nats.url.as_str(),
+            "--metrics-listen",
+            "127.0.0.1:0",
+        ];
         Klaxond::serve_on("log", address, &args, &self.env_refs())
     }
 
     fn spawn_service(&self, role: &str, address: &str) -> Klaxond {
         let config = self.config.display().to_string();
-        let args =
-            ["--config", config.as_str(), "--log-server", self.log_address.as_str(), "--nats", self.nats.url.as_str()];
+        let args = [
+            "--config",
+            config.as_str(),
+            "--log-server",
+            self.log_address.as_str(),
+            "--nats",
+            self.nats.url.as_str(),
+            "--metrics-listen",
+            "127.0.0.1:0",
+        ];
         Klaxond::serve_on(role, address, &args, &self.env_refs())
     }
 
@@ -87,6 +104,16 @@ impl Cluster {
             return self.log_address.clone();
         }
         self.services.iter().find(|(r, _, _)| *r == role).expect("a known role").1.clone()
+    }
+
+    /// Where `role` (`log` or a service) serves `GET /metrics` (intake: its
+    /// HTTP intake address).
+    pub fn metrics_address(&self, role: &str) -> String {
+        let process = match role {
+            "log" => self.log.as_ref(),
+            _ => self.services.iter().find(|(r, _, _)| *r == role).and_then(|(_, _, p)| p.as_ref()),
+        };
+        process.and_then(|p| p.http_address.clone()).unwrap_or_else(|| panic!("{role} runs and serves metrics"))
     }
 
     /// Kills `role` (`log`, a service or `gateway`) with SIGKILL.

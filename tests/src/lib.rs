@@ -9,6 +9,7 @@
 pub mod alertmanager;
 pub mod cluster;
 pub mod config;
+pub mod metrics;
 pub mod nats;
 pub mod receiver;
 
@@ -106,6 +107,8 @@ impl Klaxond {
     fn launch(args: &[std::ffi::OsString], env: &[(&str, &str)], data_dir: &Path) -> Klaxond {
         let serves_http = args.first().is_some_and(|a| a == "up")
             || (args.first().is_some_and(|a| a == "serve") && args.get(1).is_some_and(|a| a == "intake"));
+        // Other roles serve HTTP (metrics only) when asked to.
+        let serves_metrics = !serves_http && args.iter().any(|a| a == "--metrics-listen");
         let mut args = args.to_vec();
         // A free port, so that parallel tests never fight over the default.
         if serves_http && !args.iter().any(|a| a == "--http-listen") {
@@ -146,10 +149,12 @@ impl Klaxond {
                 let address = rest.split_whitespace().next().expect("an address");
                 server.url = format!("http://{address}");
                 server.address = address.to_owned();
-                if !serves_http {
+                if !serves_http && !serves_metrics {
                     return server;
                 }
-            } else if let Some(rest) = line.strip_prefix("klaxond http on ") {
+            } else if let Some(rest) =
+                line.strip_prefix("klaxond http on ").or_else(|| line.strip_prefix("klaxond metrics on "))
+            {
                 server.http_address = Some(rest.split_whitespace().next().expect("an address").to_owned());
                 return server;
             }

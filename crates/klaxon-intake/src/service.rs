@@ -208,6 +208,12 @@ impl Intake {
 }
 
 impl Handle {
+    /// The last log position folded into this service's projection (for
+    /// the consumer-lag metric).
+    pub fn applied(&self) -> Position {
+        *self.shared.applied.borrow()
+    }
+
     /// The log this service writes to.
     pub fn log(&self) -> &Bus {
         &self.log

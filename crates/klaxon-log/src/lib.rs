@@ -40,11 +40,13 @@
 //! - `codec`: the key layout and the versioned, checksummed record encoding.
 //! - `subscription`: catch-up-then-live [`Subscription`]s.
 //! - `verify`: a full consistency check ([`Log::verify`]).
+//! - `stats`: append latency and group-commit sizes ([`Log::stats`]).
 
 mod codec;
 mod durability;
 mod error;
 mod log;
+mod stats;
 mod subscription;
 mod types;
 mod verify;
@@ -52,6 +54,7 @@ mod writer;
 
 pub use error::Error;
 pub use log::{Log, Options};
+pub use stats::{Histogram, HistogramSnapshot, LogStats};
 pub use subscription::Subscription;
 pub use types::{
     ACTOR_BYTES_MAX, Appended, CONSUMER_NAME_BYTES_MAX, EventData, EventKind, ExpectedVersion, KIND_BYTES_MAX,

@@ -64,6 +64,7 @@ pub(crate) struct Inner {
     options: Options,
     path: PathBuf,
     writer: Mutex<Option<JoinHandle<()>>>,
+    stats: Arc<crate::LogStats>,
 }
 
 impl Log {
@@ -104,7 +105,9 @@ impl Log {
 
         let (durable_tx, durable_rx) = watch::channel(head);
         let (tx, rx) = mpsc::channel(options.queue_appends_max.max(1));
+        let stats = Arc::new(crate::LogStats::default());
         let writer = Writer {
+            stats: stats.clone(),
             db: db.clone(),
             syncer,
             next_position: head.0 + 1,
@@ -125,6 +128,7 @@ impl Log {
                 options,
                 path: dir.to_path_buf(),
                 writer: Mutex::new(Some(handle)),
+                stats,
             }),
         })
     }
@@ -152,11 +156,19 @@ impl Log {
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
     ) -> Result<Appended, Error> {
+        let started = std::time::Instant::now();
         let (events, bytes) = self.prepare(stream, &events)?;
         let (reply, answer) = oneshot::channel();
         let request = Request::Append { stream: stream.clone(), expected, events, bytes, reply };
         self.inner.tx.send(request).await.map_err(|_| Error::Closed)?;
-        answer.await.map_err(|_| Error::Closed)?
+        let answered = answer.await.map_err(|_| Error::Closed)?;
+        self.inner.stats.append_took(started.elapsed());
+        answered
+    }
+
+    /// Append latency and group-commit sizes so far (for metrics).
+    pub fn stats(&self) -> &crate::LogStats {
+        &self.inner.stats
     }
 
     /// Checks everything about an append that does not need the log's state,

@@ -70,6 +70,8 @@ pub(crate) struct Writer {
     /// Current version of recently written streams (applied; a failed sync
     /// stops all writes, so applied is as good as durable here).
     pub heads: HashMap<StreamId, u64>,
+    /// Where group sizes are counted.
+    pub stats: Arc<crate::LogStats>,
 }
 
 /// Groups applied to sled and waiting for the syncer. Small: the writer is
@@ -163,6 +165,7 @@ impl Writer {
         let mut closers = Vec::new();
         let mut writes = false;
         let failed = self.failed.lock().expect("failed flag").clone();
+        self.stats.group_committed(group.iter().filter(|r| matches!(r, Request::Append { .. })).count());
         for request in group {
             match request {
                 Request::Append { stream, expected, mut events, reply, .. } => {

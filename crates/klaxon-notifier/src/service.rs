@@ -196,6 +196,12 @@ impl Notifier {
 }
 
 impl Handle {
+    /// The last log position folded into this service's projection (for
+    /// the consumer-lag metric).
+    pub fn applied(&self) -> Position {
+        *self.applied.borrow()
+    }
+
     fn due(&self, state: &IncidentNotifications) -> Option<DateTime<Utc>> {
         next_due(state, &self.options.notifier, |s| (self.hub.cadence_of)(s))
     }
@@ -312,6 +318,11 @@ impl Handle {
             .collect::<Result<Vec<_>, klaxon_log::Error>>()?;
         // Any: only this service writes the stream, one decision at a time per incident.
         Ok(self.log.append(&stream, ExpectedVersion::Any, new).await?.last)
+    }
+
+    /// Status feeds open right now.
+    pub fn feed_subscribers(&self) -> usize {
+        self.hub.changes.receiver_count()
     }
 
     /// Opens a feed for `filter`: the receiver yields the snapshot, then

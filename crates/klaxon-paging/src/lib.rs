@@ -25,4 +25,4 @@ pub mod grpc;
 mod service;
 
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use service::{Error, Handle, Pager, PagerConfig};
+pub use service::{Counts, Error, Handle, Pager, PagerConfig};

@@ -96,6 +96,25 @@ struct State {
     in_flight: HashMap<IncidentId, Position>,
     /// Pages being delivered right now.
     delivering: HashSet<PageId>,
+    /// Paging events folded so far, by what they record (for metrics).
+    counts: Counts,
+}
+
+/// How many pages were delivered, acknowledged and escalated, and how many
+/// SLO breaches were recorded, counted from the log (so they are the same
+/// after a restart).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// `page.delivered.v1`.
+    pub delivered: u64,
+    /// `page.delivery_failed.v1`.
+    pub delivery_failed: u64,
+    /// `page.acknowledged.v1`.
+    pub acknowledged: u64,
+    /// `page.escalated.v1`.
+    pub escalated: u64,
+    /// `slo.breached.v1`.
+    pub slo_breaches: u64,
 }
 
 impl Pager {
@@ -177,6 +196,17 @@ impl Pager {
 }
 
 impl Handle {
+    /// Paging events folded so far, by kind (for metrics).
+    pub fn counts(&self) -> Counts {
+        self.state.lock().expect("state").counts
+    }
+
+    /// The last log position folded into this service's projection (for
+    /// the consumer-lag metric).
+    pub fn applied(&self) -> Position {
+        *self.applied.borrow()
+    }
+
     /// Folds one record; returns the incident it concerns, if any.
     fn fold(&self, record: &Record) -> Result<Option<IncidentId>, Error> {
         let kind = record.kind.as_str();
@@ -201,6 +231,15 @@ impl Handle {
             event.incident
         } else if paging::KINDS.contains(&kind) {
             let event = PageEvent::from_json(kind, record.data.as_str()).map_err(|e| undecodable(&e))?;
+            let counts = &mut state.counts;
+            match &event.change {
+                paging::PageChange::PageDelivered(_) => counts.delivered += 1,
+                paging::PageChange::PageDeliveryFailed(_) => counts.delivery_failed += 1,
+                paging::PageChange::PageAcknowledged(_) => counts.acknowledged += 1,
+                paging::PageChange::PageEscalated(_) => counts.escalated += 1,
+                paging::PageChange::SloBreached(_) => counts.slo_breaches += 1,
+                _ => {}
+            }
             if let paging::PageChange::PageDelivered(d) = &event.change {
                 state.delivering.remove(&d.page);
             }

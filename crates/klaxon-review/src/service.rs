@@ -139,6 +139,12 @@ fn undecodable(position: Position, e: impl std::fmt::Display) -> Error {
 }
 
 impl Handle {
+    /// The last log position folded into this service's projection (for
+    /// the consumer-lag metric).
+    pub fn applied(&self) -> Position {
+        *self.applied.borrow()
+    }
+
     /// Folds one record; returns a review to open, if this record calls for one.
     fn fold(&self, record: &Record) -> Result<Option<ReviewEvent>, Error> {
         let kind = record.kind.as_str();

@@ -158,6 +158,12 @@ impl Evaluator {
 }
 
 impl Handle {
+    /// The last log position folded into this service's projection (for
+    /// the consumer-lag metric).
+    pub fn applied(&self) -> Position {
+        *self.applied.borrow()
+    }
+
     /// Why the incident has (or would get) its severity, from the rules as
     /// configured, on the incident as currently known.
     pub async fn explain(&self, id: IncidentId) -> Result<(Incident, Explanation), Error> {

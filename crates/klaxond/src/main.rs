@@ -14,6 +14,7 @@
 
 mod config;
 mod gateway;
+mod metrics;
 mod serve;
 mod up;
 
@@ -57,6 +58,10 @@ struct ServeArgs {
     /// only; default `http_listen`, 127.0.0.1:7680).
     #[arg(long, env = "KLAXON_HTTP_LISTEN")]
     http_listen: Option<std::net::SocketAddr>,
+    /// Serve Prometheus metrics on this address (`GET /metrics`); `intake`
+    /// serves them on its HTTP address anyway.
+    #[arg(long, env = "KLAXON_METRICS_LISTEN")]
+    metrics_listen: Option<std::net::SocketAddr>,
     /// The NATS server (default nats://127.0.0.1:4222).
     #[arg(long, env = "KLAXON_NATS_URL")]
     nats: Option<String>,
@@ -124,6 +129,7 @@ fn main() -> ExitCode {
                 data_dir: args.data_dir,
                 nats: args.nats,
                 log_server: args.log_server,
+                metrics_listen: args.metrics_listen,
                 routes: args.routes,
             };
             let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;

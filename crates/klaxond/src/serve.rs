@@ -27,6 +27,7 @@ use tonic::transport::server::TcpIncoming;
 use tonic_health::server::HealthReporter;
 
 use crate::config::{Config, Validated};
+use crate::metrics::Metrics;
 
 /// A process of the distributed topology.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -72,6 +73,8 @@ pub struct Overrides {
     pub nats: Option<String>,
     /// The log server.
     pub log_server: Option<String>,
+    /// Where to serve `GET /metrics` (intake serves it on its HTTP address).
+    pub metrics_listen: Option<SocketAddr>,
     /// `service=address` routes (`gateway` only).
     pub routes: Vec<(String, String)>,
 }
@@ -108,10 +111,10 @@ pub async fn run(role: Role, mut config: Config, validated: Validated, o: Overri
     match role {
         Role::Log => {
             let data_dir = o.data_dir.unwrap_or_else(|| config.data_dir.clone());
-            serve_log(config, data_dir, listen, shutdown).await
+            serve_log(config, data_dir, listen, o.metrics_listen, shutdown).await
         }
         Role::Gateway => crate::gateway::run(&config.cluster, listen, shutdown).await,
-        role => serve_service(role, config, validated, listen, shutdown).await,
+        role => serve_service(role, config, validated, listen, o.metrics_listen, shutdown).await,
     }
 }
 
@@ -198,6 +201,7 @@ async fn serve_log(
     config: Config,
     data_dir: PathBuf,
     listen: SocketAddr,
+    metrics_listen: Option<SocketAddr>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let data_dir = std::path::absolute(&data_dir).unwrap_or(data_dir);
@@ -218,7 +222,11 @@ async fn serve_log(
     routes.add_service(klaxon_bus::server::LogServer::new(log.clone(), shutdown.clone()).into_server());
     tracing::info!(%address, data_dir = %data_dir.display(), head = log.head().0, nats = %config.cluster.nats_url, "klaxond serve log");
     println!("klaxond listening on {address} (gRPC: log server); data in {}", data_dir.display());
-    let served = serve_until(routes, listener, shutdown, "the relay", relay_task, services, None).await;
+    let metrics = match metrics_listen {
+        Some(at) => Some(crate::metrics::serve(at, Metrics::default().with_log(log.clone()), shutdown.clone()).await?),
+        None => None,
+    };
+    let served = serve_until(routes, listener, shutdown, "the relay", relay_task, services, metrics).await;
     log.close().await;
     tracing::info!(head = log.head().0, "event log closed; bye");
     served
@@ -229,6 +237,7 @@ async fn serve_service(
     config: Config,
     validated: Validated,
     listen: SocketAddr,
+    metrics_listen: Option<SocketAddr>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let cluster = &config.cluster;
@@ -243,13 +252,16 @@ async fn serve_service(
     let services = CancellationToken::new();
     let clock = Arc::new(klaxon_paging::SystemClock);
     let mut http = None;
+    let mut metrics = Metrics::default().with_bus(bus.clone());
     let task: JoinHandle<anyhow::Result<()>> = match role {
         Role::Intake => {
             let intake = klaxon_intake::Intake::new(bus, config.intake.clone(), klaxon_intake::system_clock());
             let handle = intake.handle();
+            let h = handle.clone();
+            metrics = metrics.with_consumer("intake", move || h.applied());
             let (http_listener, http_address) = crate::up::bind_http(config.http_listen).await?;
-            http =
-                Some((http_listener, http_address, klaxon_intake::http::router(handle.clone(), config.http.clone())));
+            let router = klaxon_intake::http::router(handle.clone(), config.http.clone());
+            http = Some((http_listener, http_address, router));
             use klaxon_intake::grpc::{BridgeService, IncidentsService};
             health.set_serving::<klaxon_proto::v1::incidents_server::IncidentsServer<IncidentsService>>().await;
             health.set_serving::<klaxon_proto::v1::bridge_server::BridgeServer<BridgeService>>().await;
@@ -260,6 +272,8 @@ async fn serve_service(
         }
         Role::Severity => {
             let evaluator = klaxon_severity::Evaluator::new(bus, validated.rules.clone(), validated.catalog.clone());
+            let h = evaluator.handle();
+            metrics = metrics.with_consumer("severity", move || h.applied());
             use klaxon_severity::grpc::SeverityService;
             health
                 .set_serving::<klaxon_proto::v1::severity_evaluator_server::SeverityEvaluatorServer<SeverityService>>()
@@ -281,6 +295,8 @@ async fn serve_service(
                 },
                 clock,
             );
+            let h = pager.handle();
+            metrics = metrics.with_consumer("paging", move || h.applied()).with_paging(pager.handle());
             use klaxon_paging::grpc::PagingService;
             health.set_serving::<klaxon_proto::v1::paging_server::PagingServer<PagingService>>().await;
             routes.add_service(PagingService::new(pager.handle()).into_server());
@@ -298,6 +314,8 @@ async fn serve_service(
                 },
                 clock,
             );
+            let h = notifier.handle();
+            metrics = metrics.with_consumer("notifier", move || h.applied()).with_notifier(notifier.handle());
             use klaxon_notifier::grpc::FeedService;
             health.set_serving::<klaxon_proto::v1::status_feed_server::StatusFeedServer<FeedService>>().await;
             routes.add_service(FeedService::new(notifier.handle(), shutdown.clone()).into_server());
@@ -306,6 +324,8 @@ async fn serve_service(
         }
         Role::Review => {
             let reviews = klaxon_review::Reviews::new(bus, clock);
+            let h = reviews.handle();
+            metrics = metrics.with_consumer("review", move || h.applied());
             use klaxon_review::grpc::ReviewService;
             health.set_serving::<klaxon_proto::v1::review_server::ReviewServer<ReviewService>>().await;
             routes.add_service(ReviewService::new(reviews.handle()).into_server());
@@ -317,7 +337,14 @@ async fn serve_service(
     let name = role.name();
     tracing::info!(%address, log_server = %cluster.log, nats = %cluster.nats_url, "klaxond serve {name}");
     println!("klaxond listening on {address} (gRPC: {name})");
-    let http =
-        http.map(|(listener, address, router)| crate::up::serve_http(listener, address, router, shutdown.clone()));
+    // Intake serves the metrics on its HTTP address; the others on
+    // --metrics-listen when given.
+    let http = match (http, metrics_listen) {
+        (Some((listener, address, router)), _) => {
+            Some(crate::up::serve_http(listener, address, router.merge(metrics.router()), shutdown.clone()))
+        }
+        (None, Some(at)) => Some(crate::metrics::serve(at, metrics, shutdown.clone()).await?),
+        (None, None) => None,
+    };
     serve_until(routes, listener, shutdown, name, task, services, http).await
 }

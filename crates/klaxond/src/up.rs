@@ -89,7 +89,30 @@ pub async fn run(config: Config, validated: Validated) -> anyhow::Result<()> {
         "klaxond up"
     );
     println!("klaxond listening on {address} (gRPC); data in {}", data_dir.display());
-    let http_router = klaxon_intake::http::router(handle.clone(), config.http.clone());
+    let mut metrics = crate::metrics::Metrics::default()
+        .with_log(log.clone())
+        .with_consumer("intake", {
+            let h = handle.clone();
+            move || h.applied()
+        })
+        .with_consumer("severity", {
+            let h = evaluator_handle.clone();
+            move || h.applied()
+        })
+        .with_consumer("notifier", {
+            let h = notifier_handle.clone();
+            move || h.applied()
+        })
+        .with_consumer("review", {
+            let h = reviews_handle.clone();
+            move || h.applied()
+        })
+        .with_notifier(notifier_handle.clone());
+    if let Some((pager, _)) = &pager {
+        let h = pager.clone();
+        metrics = metrics.with_consumer("paging", move || h.applied()).with_paging(pager.clone());
+    }
+    let http_router = klaxon_intake::http::router(handle.clone(), config.http.clone()).merge(metrics.router());
     let http_task = serve_http(http_listener, http_address, http_router, shutdown.clone());
 
     let server = tonic::transport::Server::builder()
@@ -158,7 +181,10 @@ pub(crate) fn serve_http(
 ) -> tokio::task::JoinHandle<std::io::Result<()>> {
     use klaxon_intake::http::{ALERTMANAGER_PATH, PAGERDUTY_PATH};
     tracing::info!(%address, "HTTP intake up");
-    println!("klaxond http on {address} (Alertmanager: {ALERTMANAGER_PATH}, PagerDuty: {PAGERDUTY_PATH})");
+    println!(
+        "klaxond http on {address} (Alertmanager: {ALERTMANAGER_PATH}, PagerDuty: {PAGERDUTY_PATH}, metrics: {})",
+        crate::metrics::PATH
+    );
     tokio::spawn(async move { axum::serve(listener, router).with_graceful_shutdown(shutdown.cancelled_owned()).await })
 }
 

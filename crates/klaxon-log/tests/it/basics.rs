@@ -211,3 +211,27 @@ async fn a_folder_in_use_is_refused_with_a_clear_error() {
     }
     log.close().await;
 }
+
+#[tokio::test]
+async fn stats_count_every_append_and_group_commits_add_up() {
+    let (_dir, log) = temp_log(Options::default());
+    let mut tasks = Vec::new();
+    for n in 0..40u64 {
+        let log = log.clone();
+        tasks.push(tokio::spawn(async move {
+            log.append(&sid(&format!("s-{}", n % 4)), ExpectedVersion::Any, vec![event(n)]).await.unwrap();
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    // A refused append is answered too, and observed as such.
+    let refused = log.append(&sid("s-0"), ExpectedVersion::NoStream, vec![event(99)]).await;
+    assert!(refused.is_err());
+    let appends = log.stats().append_micros.snapshot();
+    assert_eq!(appends.count, 41);
+    assert_eq!(*appends.cumulative.last().unwrap(), 41);
+    let groups = log.stats().group_appends.snapshot();
+    assert_eq!(groups.sum, 41, "every append went through exactly one group commit");
+    assert!(groups.count >= 1 && groups.count <= 41);
+}

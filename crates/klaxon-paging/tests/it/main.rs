@@ -198,6 +198,20 @@ impl World {
         panic!("{id} never got {n} pages: {:?}", self.pages(id).await);
     }
 
+    /// Waits until the pager has folded everything in the log: moving the
+    /// clock before that would let it decide on a state without the last
+    /// events (a mitigation, say).
+    async fn pager_caught_up(&self) {
+        let head = self.log.head();
+        for _ in 0..500 {
+            if self.pager.applied() >= head {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("the pager did not fold position {head} within 5 s");
+    }
+
     fn kinds(&self) -> Vec<String> {
         self.log
             .read_all(Position(1), 100_000)
@@ -258,6 +272,7 @@ async fn a_sev1_pages_the_on_call_escalates_on_time_and_an_ack_stops_it() {
     // Mitigation ends it.
     let by = CommandContext::by(ActorId::new("maria").unwrap());
     w.intake.execute(id, Command::Mitigate { summary: "rolled back".into() }, &by).await.unwrap();
+    w.pager_caught_up().await;
     w.clock.advance(TimeDelta::hours(2));
     assert_eq!(w.pages(id).await.len(), 4);
     assert_eq!(w.kinds().iter().filter(|k| *k == "slo.breached.v1").count(), 1, "{:?}", w.kinds());

@@ -1,0 +1,113 @@
+//! What the log measures about itself, for the metrics endpoint: append
+//! latency (from the call to the durable answer) and group-commit sizes.
+//! Lock-free counters; reading them never blocks an append.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// A fixed-bucket histogram of non-negative integers.
+#[derive(Debug)]
+pub struct Histogram {
+    bounds: &'static [u64],
+    /// `buckets[i]` counts values `<= bounds[i]`; the last one the rest.
+    buckets: Vec<AtomicU64>,
+    sum: AtomicU64,
+    count: AtomicU64,
+}
+
+/// A histogram as read at one moment, in Prometheus' cumulative form.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HistogramSnapshot {
+    /// Upper bounds of the buckets (`+Inf` is implicit).
+    pub bounds: Vec<u64>,
+    /// Values at or below each bound, cumulative; one more entry for `+Inf`.
+    pub cumulative: Vec<u64>,
+    /// Sum of all values.
+    pub sum: u64,
+    /// Number of values.
+    pub count: u64,
+}
+
+impl Histogram {
+    fn new(bounds: &'static [u64]) -> Histogram {
+        Histogram {
+            bounds,
+            buckets: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
+            sum: AtomicU64::new(0),
+            count: AtomicU64::new(0),
+        }
+    }
+
+    fn observe(&self, value: u64) {
+        let index = self.bounds.iter().position(|b| value <= *b).unwrap_or(self.bounds.len());
+        self.buckets[index].fetch_add(1, Ordering::Relaxed);
+        self.sum.fetch_add(value, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The current values.
+    pub fn snapshot(&self) -> HistogramSnapshot {
+        let mut running = 0;
+        let cumulative = self
+            .buckets
+            .iter()
+            .map(|b| {
+                running += b.load(Ordering::Relaxed);
+                running
+            })
+            .collect();
+        HistogramSnapshot {
+            bounds: self.bounds.to_vec(),
+            cumulative,
+            sum: self.sum.load(Ordering::Relaxed),
+            count: self.count.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// The log's own measurements.
+#[derive(Debug)]
+pub struct LogStats {
+    /// Append latency in microseconds, from the call until it is answered
+    /// (durable, or refused).
+    pub append_micros: Histogram,
+    /// Appends committed together by one group commit (one fsync).
+    pub group_appends: Histogram,
+}
+
+impl Default for LogStats {
+    fn default() -> LogStats {
+        LogStats {
+            append_micros: Histogram::new(&[250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 1_000_000]),
+            group_appends: Histogram::new(&[1, 2, 4, 8, 16, 32, 64, 128, 256, 512]),
+        }
+    }
+}
+
+impl LogStats {
+    pub(crate) fn append_took(&self, took: Duration) {
+        self.append_micros.observe(u64::try_from(took.as_micros()).unwrap_or(u64::MAX));
+    }
+
+    pub(crate) fn group_committed(&self, appends: usize) {
+        if appends > 0 {
+            self.group_appends.observe(appends as u64);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_are_cumulative_and_the_rest_goes_to_inf() {
+        let h = Histogram::new(&[1, 10]);
+        for v in [0, 1, 5, 10, 11, 1000] {
+            h.observe(v);
+        }
+        let s = h.snapshot();
+        assert_eq!(s.cumulative, vec![2, 4, 6]);
+        assert_eq!((s.sum, s.count), (1027, 6));
+    }
+}

@@ -1,0 +1,178 @@
+//! `GET /metrics`: Prometheus text exposition (format 0.0.4) of what this
+//! process runs. Every value is read at scrape time from the components
+//! themselves: the log's own counters, each service's folded position, and
+//! counts that paging folds from the log (so they survive restarts and are
+//! the same in every topology).
+//!
+//! - `klaxon_log_append_duration_seconds` (histogram), `klaxon_log_group_commit_appends`
+//!   (histogram), `klaxon_log_head` — where the log is in this process.
+//! - `klaxon_consumer_lag_records{service}` — log head minus the service's
+//!   folded position.
+//! - `klaxon_pages_delivered_total`, `klaxon_pages_delivery_failed_total`,
+//!   `klaxon_pages_acknowledged_total`, `klaxon_pages_escalated_total`,
+//!   `klaxon_slo_breaches_total` — where paging runs.
+//! - `klaxon_feed_subscribers` — where the notifier runs.
+
+use std::fmt::Write;
+use std::sync::Arc;
+
+use klaxon_bus::Bus;
+use klaxon_log::{HistogramSnapshot, Log, Position};
+
+/// A service's folded position, read at scrape time.
+type Applied = Arc<dyn Fn() -> Position + Send + Sync>;
+
+/// What one process exposes.
+#[derive(Clone, Default)]
+pub struct Metrics {
+    log: Option<Log>,
+    bus: Option<Bus>,
+    consumers: Vec<(&'static str, Applied)>,
+    paging: Option<klaxon_paging::Handle>,
+    notifier: Option<klaxon_notifier::Handle>,
+}
+
+impl Metrics {
+    /// The log of this process (embedded, or the log server).
+    pub fn with_log(mut self, log: Log) -> Metrics {
+        self.log = Some(log);
+        self
+    }
+
+    /// The bus the services use: where the head comes from without a local log.
+    pub fn with_bus(mut self, bus: Bus) -> Metrics {
+        self.bus = Some(bus);
+        self
+    }
+
+    /// A service consuming the log, by name.
+    pub fn with_consumer(
+        mut self,
+        name: &'static str,
+        applied: impl Fn() -> Position + Send + Sync + 'static,
+    ) -> Metrics {
+        self.consumers.push((name, Arc::new(applied)));
+        self
+    }
+
+    /// Paging's counts.
+    pub fn with_paging(mut self, paging: klaxon_paging::Handle) -> Metrics {
+        self.paging = Some(paging);
+        self
+    }
+
+    /// The notifier's feed subscribers.
+    pub fn with_notifier(mut self, notifier: klaxon_notifier::Handle) -> Metrics {
+        self.notifier = Some(notifier);
+        self
+    }
+
+    /// The exposition text.
+    pub async fn render(&self) -> String {
+        let mut out = String::new();
+        let head = match (&self.log, &self.bus) {
+            (Some(log), _) => Some(log.head()),
+            (None, Some(bus)) => bus.head().await.ok(),
+            (None, None) => None,
+        };
+        if let Some(log) = &self.log {
+            let stats = log.stats();
+            histogram(
+                &mut out,
+                "klaxon_log_append_duration_seconds",
+                "Time from an append call to its answer (durable or refused).",
+                &stats.append_micros.snapshot(),
+                1e-6,
+            );
+            histogram(
+                &mut out,
+                "klaxon_log_group_commit_appends",
+                "Appends committed by one group commit (one fsync).",
+                &stats.group_appends.snapshot(),
+                1.0,
+            );
+            gauge(&mut out, "klaxon_log_head", "Position of the last durable record.", log.head().0);
+        }
+        if !self.consumers.is_empty() {
+            header(&mut out, "klaxon_consumer_lag_records", "Records in the log not yet folded by a service.", "gauge");
+            if let Some(head) = head {
+                for (service, applied) in &self.consumers {
+                    let lag = head.0.saturating_sub(applied().0);
+                    let _ = writeln!(out, "klaxon_consumer_lag_records{{service=\"{service}\"}} {lag}");
+                }
+            }
+        }
+        if let Some(paging) = &self.paging {
+            let c = paging.counts();
+            counter(&mut out, "klaxon_pages_delivered_total", "Pages delivered to a channel.", c.delivered);
+            counter(&mut out, "klaxon_pages_delivery_failed_total", "Pages whose delivery failed.", c.delivery_failed);
+            counter(&mut out, "klaxon_pages_acknowledged_total", "Pages acknowledged.", c.acknowledged);
+            counter(&mut out, "klaxon_pages_escalated_total", "Escalations to the next level.", c.escalated);
+            counter(&mut out, "klaxon_slo_breaches_total", "Service level objectives missed.", c.slo_breaches);
+        }
+        if let Some(notifier) = &self.notifier {
+            gauge(&mut out, "klaxon_feed_subscribers", "Status feeds open now.", notifier.feed_subscribers() as u64);
+        }
+        out
+    }
+
+    /// An HTTP router serving `GET /metrics`.
+    pub fn router(self) -> axum::Router {
+        let metrics = Arc::new(self);
+        axum::Router::new().route(
+            PATH,
+            axum::routing::get(move || {
+                let metrics = metrics.clone();
+                async move { ([(http::header::CONTENT_TYPE, CONTENT_TYPE)], metrics.render().await) }
+            }),
+        )
+    }
+}
+
+/// Where the metrics are served.
+pub const PATH: &str = "/metrics";
+/// Prometheus' text format.
+const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+fn header(out: &mut String, name: &str, help: &str, kind: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+fn gauge(out: &mut String, name: &str, help: &str, value: u64) {
+    header(out, name, help, "gauge");
+    let _ = writeln!(out, "{name} {value}");
+}
+
+fn counter(out: &mut String, name: &str, help: &str, value: u64) {
+    header(out, name, help, "counter");
+    let _ = writeln!(out, "{name} {value}");
+}
+
+/// A histogram whose raw values are multiplied by `unit` (µs -> s).
+fn histogram(out: &mut String, name: &str, help: &str, h: &HistogramSnapshot, unit: f64) {
+    header(out, name, help, "histogram");
+    for (bound, count) in h.bounds.iter().zip(&h.cumulative) {
+        let _ = writeln!(out, "{name}_bucket{{le=\"{}\"}} {count}", *bound as f64 * unit);
+    }
+    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {}", h.cumulative.last().copied().unwrap_or(0));
+    let _ = writeln!(out, "{name}_sum {}", h.sum as f64 * unit);
+    let _ = writeln!(out, "{name}_count {}", h.count);
+}
+
+/// Serves only `GET /metrics` on `listen` until `shutdown`; prints where.
+pub async fn serve(
+    listen: std::net::SocketAddr,
+    metrics: Metrics,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> anyhow::Result<tokio::task::JoinHandle<std::io::Result<()>>> {
+    use anyhow::Context;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen} (--metrics-listen)"))?;
+    let address = listener.local_addr()?;
+    println!("klaxond metrics on {address} ({PATH})");
+    let router = metrics.router();
+    Ok(tokio::spawn(
+        async move { axum::serve(listener, router).with_graceful_shutdown(shutdown.cancelled_owned()).await },
+    ))
+}
