@@ -143,7 +143,10 @@ async fn follow(source: JetStreamSource, from: Position, tx: mpsc::Sender<Result
         if f.known >= f.next && stalled && !f.fill(f.known).await {
             return;
         }
-        if messages.is_none() && last_attempt.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+        // A consumer needs NATS: while it is away, asking would only hold
+        // up the polling of the log server.
+        let connected = f.source.client.connection_state() == async_nats::connection::State::Connected;
+        if messages.is_none() && connected && last_attempt.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
             last_attempt = Some(Instant::now());
             messages = f.consumer().await;
         }
