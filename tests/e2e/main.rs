@@ -8,3 +8,4 @@ mod lifecycle;
 mod metrics;
 mod paging;
 mod review;
+mod tls;

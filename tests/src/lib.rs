@@ -12,6 +12,7 @@ pub mod config;
 pub mod metrics;
 pub mod nats;
 pub mod receiver;
+pub mod tls;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

@@ -9,7 +9,7 @@ use klaxon_proto::v1::{
     LogAppendRequest, LogHeadRequest, LogLoadCheckpointRequest, LogLocateRequest, LogReadAllRequest, LogReadOneRequest,
     LogReadStreamRequest, LogRecords, LogSaveCheckpointRequest, LogStreamVersionRequest, LogSubscribeRequest,
 };
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 use tonic::{Code, Status};
 
 use crate::source::EventLog;
@@ -35,13 +35,25 @@ impl RemoteLog {
     /// A client of the log server at `address` (`host:port` or a URL). It
     /// connects on first use and reconnects by itself.
     pub fn connect_lazy(address: &str) -> Result<RemoteLog, Error> {
-        let url = if address.contains("://") { address.to_owned() } else { format!("http://{address}") };
-        let endpoint = Endpoint::from_shared(url.clone())
-            .map_err(|e| Error::Rejected { message: format!("log server address {address:?}: {e}") })?
+        Self::connect_lazy_tls(address, None)
+    }
+
+    /// Like [`RemoteLog::connect_lazy`], over TLS when `tls` is given
+    /// (`host:port` then means `https://host:port`).
+    pub fn connect_lazy_tls(address: &str, tls: Option<ClientTlsConfig>) -> Result<RemoteLog, Error> {
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let url = if address.contains("://") { address.to_owned() } else { format!("{scheme}://{address}") };
+        let invalid =
+            |e: &dyn std::fmt::Display| Error::Rejected { message: format!("log server address {address:?}: {e}") };
+        let mut endpoint = Endpoint::from_shared(url.clone())
+            .map_err(|e| invalid(&e))?
             .connect_timeout(Duration::from_secs(2))
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(5))
             .keep_alive_timeout(Duration::from_secs(5));
+        if let Some(tls) = tls {
+            endpoint = endpoint.tls_config(tls).map_err(|e| invalid(&e))?;
+        }
         let client = EventLogClient::new(endpoint.connect_lazy())
             .max_decoding_message_size(16 * 1024 * 1024)
             .max_encoding_message_size(16 * 1024 * 1024);

@@ -75,6 +75,10 @@ pub struct Global {
     /// Refuse the command unless the incident is still at this version (exit 3 otherwise).
     #[arg(long, global = true, value_name = "N")]
     pub expect_version: Option<u64>,
+    /// A PEM file of the certificate authority to trust for an `https://` server
+    /// [default: the system's roots are not used; https needs this].
+    #[arg(long, env = "KLAXON_CA_CERT", global = true, value_name = "FILE")]
+    pub ca_cert: Option<std::path::PathBuf>,
 }
 
 impl Global {
@@ -875,9 +879,8 @@ fn parse_day_or_time(s: &str) -> Result<prost_types::Timestamp, String> {
 fn parse_server(s: &str) -> Result<String, String> {
     let uri: tonic::transport::Uri = s.parse().map_err(|e| format!("not a URL: {e}"))?;
     match (uri.scheme_str(), uri.authority()) {
-        (Some("http"), Some(_)) => Ok(s.trim_end_matches('/').to_string()),
-        (Some("https"), _) => Err("https is not supported yet; use http://HOST:PORT".into()),
-        _ => Err("expected http://HOST:PORT".into()),
+        (Some("http" | "https"), Some(_)) => Ok(s.trim_end_matches('/').to_string()),
+        _ => Err("expected http://HOST:PORT or https://HOST:PORT".into()),
     }
 }
 

@@ -138,6 +138,7 @@ impl Connection {
     /// bounds every unary request; `None` for streams.
     pub async fn open(
         server: &str,
+        ca_cert: Option<&std::path::Path>,
         actor: AsciiMetadataValue,
         request_timeout: Option<Duration>,
     ) -> Result<Self, Error> {
@@ -145,6 +146,15 @@ impl Connection {
         let mut endpoint = Endpoint::from_shared(server.to_string())
             .map_err(|e| unreachable(e.to_string()))?
             .connect_timeout(CONNECT_TIMEOUT);
+        if server.starts_with("https://") {
+            let Some(path) = ca_cert else {
+                return Err(unreachable("an https server needs --ca-cert (or KLAXON_CA_CERT)".into()));
+            };
+            let pem = std::fs::read(path).map_err(|e| unreachable(format!("cannot read {}: {e}", path.display())))?;
+            let tls =
+                tonic::transport::ClientTlsConfig::new().ca_certificate(tonic::transport::Certificate::from_pem(pem));
+            endpoint = endpoint.tls_config(tls).map_err(|e| unreachable(root_cause(&e)))?;
+        }
         if let Some(t) = request_timeout {
             endpoint = endpoint.timeout(t);
         }

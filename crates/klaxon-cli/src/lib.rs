@@ -79,13 +79,14 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
     let participant = actor.to_str().unwrap_or("unknown").to_string();
     match command.action(global.context(), &participant) {
         Action::Call(rpc) => {
-            let connection = Connection::open(&global.server, actor, Some(REQUEST_TIMEOUT)).await?;
+            let connection =
+                Connection::open(&global.server, global.ca_cert.as_deref(), actor, Some(REQUEST_TIMEOUT)).await?;
             let reply = connection.call(rpc.clone()).await?;
             let text = render::reply(&rpc, &reply, global.json);
             if render::verbatim(&rpc, global.json) { print_verbatim(&text) } else { print_line(&text) }
         }
         Action::Join(join) => {
-            let connection = Connection::open(&global.server, actor, None).await?;
+            let connection = Connection::open(&global.server, global.ca_cert.as_deref(), actor, None).await?;
             let hint = !global.json && std::io::stdin().is_terminal();
             connection
                 .join(join, |message| {
@@ -98,7 +99,7 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
                 .await
         }
         Action::Watch(filter) => {
-            let connection = Connection::open(&global.server, actor, None).await?;
+            let connection = Connection::open(&global.server, global.ca_cert.as_deref(), actor, None).await?;
             connection.watch(filter, |item| write_stdout(&render::feed_item(&item, global.json), true)).await
         }
     }

@@ -53,6 +53,8 @@ pub struct Config {
     /// The distributed topology (`[cluster]`): NATS and where each
     /// `klaxond serve` process listens. `klaxond up` ignores it.
     pub cluster: ClusterConfig,
+    /// TLS for gRPC (`[tls]`).
+    pub tls: TlsConfig,
 }
 
 /// `[cluster]`: how the processes of the distributed topology find each
@@ -113,6 +115,7 @@ impl Default for Config {
             channels: Vec::new(),
             notifier: None,
             cluster: ClusterConfig::default(),
+            tls: TlsConfig::default(),
         }
     }
 }
@@ -151,6 +154,8 @@ impl Config {
     }
 
     fn validate(&self) -> Result<Validated, String> {
+        self.tls.server().map_err(|e| format!("{e:#}"))?;
+        self.tls.client().map_err(|e| format!("{e:#}"))?;
         let c = &self.cluster;
         if c.prefix.is_empty() || !c.prefix.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == '-') {
             return Err(format!("cluster.prefix: {:?} must be letters, digits, '-' or '_'", c.prefix));
@@ -229,4 +234,45 @@ impl Config {
         let schedules = self.schedules.validate("schedules")?;
         Ok((catalog, rules, schedules))
     }
+}
+
+/// `[tls]`: serve gRPC over TLS (rustls) with this certificate, and trust
+/// `ca_file` when this process calls another (the log server, a service
+/// behind the gateway). Without the table everything is plaintext on
+/// loopback.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain of this process.
+    pub cert_file: Option<PathBuf>,
+    /// PEM private key of `cert_file`.
+    pub key_file: Option<PathBuf>,
+    /// PEM certificate authority that signed the other processes'
+    /// certificates (the distributed topology's internal calls).
+    pub ca_file: Option<PathBuf>,
+}
+
+impl TlsConfig {
+    /// The server side, when a certificate is configured.
+    pub fn server(&self) -> anyhow::Result<Option<tonic::transport::ServerTlsConfig>> {
+        let (cert, key) = match (&self.cert_file, &self.key_file) {
+            (None, None) => return Ok(None),
+            (Some(cert), Some(key)) => (read(cert, "tls.cert_file")?, read(key, "tls.key_file")?),
+            _ => anyhow::bail!("tls: cert_file and key_file go together"),
+        };
+        let identity = tonic::transport::Identity::from_pem(cert, key);
+        Ok(Some(tonic::transport::ServerTlsConfig::new().identity(identity)))
+    }
+
+    /// The client side for calls to other Klaxon processes, when a CA is
+    /// configured.
+    pub fn client(&self) -> anyhow::Result<Option<tonic::transport::ClientTlsConfig>> {
+        let Some(ca) = &self.ca_file else { return Ok(None) };
+        let ca = tonic::transport::Certificate::from_pem(read(ca, "tls.ca_file")?);
+        Ok(Some(tonic::transport::ClientTlsConfig::new().ca_certificate(ca)))
+    }
+}
+
+fn read(path: &Path, key: &str) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("{key}: cannot read {}", path.display()))
 }

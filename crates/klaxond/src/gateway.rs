@@ -23,7 +23,7 @@ use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
 use tower::ServiceExt;
 
-use crate::config::ClusterConfig;
+use crate::config::{ClusterConfig, TlsConfig};
 
 /// An upstream process and the gRPC services it owns.
 struct Upstream {
@@ -34,7 +34,13 @@ struct Upstream {
 }
 
 /// Runs the gateway until `shutdown`.
-pub async fn run(cluster: &ClusterConfig, listen: SocketAddr, shutdown: CancellationToken) -> anyhow::Result<()> {
+pub async fn run(
+    cluster: &ClusterConfig,
+    tls: &TlsConfig,
+    listen: SocketAddr,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let client_tls = tls.client()?;
     let table: [(&'static str, &String, &'static [&'static str]); 5] = [
         ("intake", &cluster.intake, &["klaxon.v1.Incidents", "klaxon.v1.Bridge"]),
         ("severity", &cluster.severity, &["klaxon.v1.SeverityEvaluator"]),
@@ -44,13 +50,17 @@ pub async fn run(cluster: &ClusterConfig, listen: SocketAddr, shutdown: Cancella
     ];
     let mut upstreams = Vec::new();
     for (role, address, services) in table {
-        let url = if address.contains("://") { address.clone() } else { format!("http://{address}") };
-        let channel = Endpoint::from_shared(url)
+        let scheme = if client_tls.is_some() { "https" } else { "http" };
+        let url = if address.contains("://") { address.clone() } else { format!("{scheme}://{address}") };
+        let mut endpoint = Endpoint::from_shared(url)
             .with_context(|| format!("cluster.{role}: {address:?} is not an address"))?
             .connect_timeout(Duration::from_secs(2))
             .tcp_nodelay(true)
-            .http2_keep_alive_interval(Duration::from_secs(10))
-            .connect_lazy();
+            .http2_keep_alive_interval(Duration::from_secs(10));
+        if let Some(tls) = &client_tls {
+            endpoint = endpoint.tls_config(tls.clone()).context("tls.ca_file is not usable")?;
+        }
+        let channel = endpoint.connect_lazy();
         upstreams.push(Arc::new(Upstream { role, address: address.clone(), channel, services }));
     }
     let routes: Arc<HashMap<&'static str, Arc<Upstream>>> =
@@ -79,7 +89,11 @@ pub async fn run(cluster: &ClusterConfig, listen: SocketAddr, shutdown: Cancella
     let address = listener.local_addr()?;
     tracing::info!(%address, "klaxond serve gateway");
     println!("klaxond listening on {address} (gRPC: gateway)");
-    tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = tls.server()? {
+        builder = builder.tls_config(tls).context("tls: the certificate or key is not usable")?;
+    }
+    builder
         .add_routes(tonic::service::Routes::from(router))
         .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), shutdown.cancelled_owned())
         .await

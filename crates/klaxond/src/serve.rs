@@ -113,7 +113,7 @@ pub async fn run(role: Role, mut config: Config, validated: Validated, o: Overri
             let data_dir = o.data_dir.unwrap_or_else(|| config.data_dir.clone());
             serve_log(config, data_dir, listen, o.metrics_listen, shutdown).await
         }
-        Role::Gateway => crate::gateway::run(&config.cluster, listen, shutdown).await,
+        Role::Gateway => crate::gateway::run(&config.cluster, &config.tls, listen, shutdown).await,
         role => serve_service(role, config, validated, listen, o.metrics_listen, shutdown).await,
     }
 }
@@ -150,19 +150,30 @@ async fn base_routes() -> anyhow::Result<(RoutesBuilder, HealthReporter)> {
     Ok((routes, health))
 }
 
+/// A gRPC server to run: its services, its socket, and TLS if configured.
+struct Grpc {
+    routes: RoutesBuilder,
+    listener: TcpListener,
+    tls: Option<tonic::transport::ServerTlsConfig>,
+}
+
 /// Serves `routes` until `shutdown`, or until `task` ends (its failure
 /// stops the process: a service that stopped must not keep answering).
 /// The `http` server (intake's) stops after gRPC and before the service.
 async fn serve_until(
-    routes: RoutesBuilder,
-    listener: TcpListener,
+    grpc: Grpc,
     shutdown: CancellationToken,
     what: &str,
     mut task: JoinHandle<anyhow::Result<()>>,
     services: CancellationToken,
     http: Option<JoinHandle<std::io::Result<()>>>,
 ) -> anyhow::Result<()> {
-    let server = tonic::transport::Server::builder().add_routes(routes.routes()).serve_with_incoming_shutdown(
+    let Grpc { routes, listener, tls } = grpc;
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = tls {
+        builder = builder.tls_config(tls).context("tls: the certificate or key is not usable")?;
+    }
+    let server = builder.add_routes(routes.routes()).serve_with_incoming_shutdown(
         TcpIncoming::from(listener).with_nodelay(Some(true)),
         shutdown.clone().cancelled_owned(),
     );
@@ -226,7 +237,8 @@ async fn serve_log(
         Some(at) => Some(crate::metrics::serve(at, Metrics::default().with_log(log.clone()), shutdown.clone()).await?),
         None => None,
     };
-    let served = serve_until(routes, listener, shutdown, "the relay", relay_task, services, metrics).await;
+    let grpc = Grpc { routes, listener, tls: config.tls.server()? };
+    let served = serve_until(grpc, shutdown, "the relay", relay_task, services, metrics).await;
     log.close().await;
     tracing::info!(head = log.head().0, "event log closed; bye");
     served
@@ -241,7 +253,8 @@ async fn serve_service(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let cluster = &config.cluster;
-    let remote = RemoteLog::connect_lazy(&cluster.log).with_context(|| format!("cluster.log {:?}", cluster.log))?;
+    let remote = RemoteLog::connect_lazy_tls(&cluster.log, config.tls.client()?)
+        .with_context(|| format!("cluster.log {:?}", cluster.log))?;
     let client = jetstream::connect(&cluster.nats_url, &format!("klaxon-{}", role.name()))
         .await
         .with_context(|| format!("cannot connect to NATS at {}", cluster.nats_url))?;
@@ -346,5 +359,6 @@ async fn serve_service(
         (None, Some(at)) => Some(crate::metrics::serve(at, metrics, shutdown.clone()).await?),
         (None, None) => None,
     };
-    serve_until(routes, listener, shutdown, name, task, services, http).await
+    let grpc = Grpc { routes, listener, tls: config.tls.server()? };
+    serve_until(grpc, shutdown, name, task, services, http).await
 }

@@ -115,7 +115,11 @@ pub async fn run(config: Config, validated: Validated) -> anyhow::Result<()> {
     let http_router = klaxon_intake::http::router(handle.clone(), config.http.clone()).merge(metrics.router());
     let http_task = serve_http(http_listener, http_address, http_router, shutdown.clone());
 
-    let server = tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = config.tls.server()? {
+        builder = builder.tls_config(tls).context("tls: the certificate or key is not usable")?;
+    }
+    let server = builder
         .add_service(health_service)
         .add_service(reflection)
         .add_service(IncidentsService::new(handle.clone()).into_server())

@@ -420,7 +420,7 @@ fn bad_values_are_usage_errors_naming_the_flag() {
         (&["list", "--limit", "501"], "--limit"),
         (&["impact", "INC-1", "--customers-affected", "-3", "--summary", "s"], "--customers-affected"),
         (&["--server", "127.0.0.1:7600", "list"], "--server"),
-        (&["--server", "https://klaxon.example", "list"], "--server"),
+        (&["--server", "ftp://klaxon.example", "list"], "--server"),
         (&["--as", "", "list"], "--as"),
         (&["--as", "zoë", "list"], "--as"),
         (&["--expect-version", "x", "list"], "--expect-version"),
