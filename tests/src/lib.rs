@@ -88,11 +88,7 @@ impl Klaxond {
     /// `klaxond serve <role>` on a free loopback port with extra arguments
     /// (`--nats`, `--log-server`, `--route`, `--data-dir`, `--config`).
     pub fn serve(role: &str, extra: &[&str], env: &[(&str, &str)]) -> Klaxond {
-        let mut args: Vec<std::ffi::OsString> =
-            vec!["serve".into(), role.into(), "--listen".into(), "127.0.0.1:0".into()];
-        args.extend(extra.iter().map(Into::into));
-        let data_dir = extra.iter().position(|a| *a == "--data-dir").map(|i| PathBuf::from(extra[i + 1]));
-        Self::launch(&args, env, &data_dir.unwrap_or_default())
+        Self::serve_on(role, "127.0.0.1:0", extra, env)
     }
 
     /// `klaxond serve <role>` again on a given address (after a kill).

@@ -264,6 +264,16 @@ impl TlsConfig {
         Ok(Some(tonic::transport::ServerTlsConfig::new().identity(identity)))
     }
 
+    /// A gRPC server builder, serving TLS when a certificate is configured:
+    /// what every server of a process starts from.
+    pub fn grpc_server(&self) -> anyhow::Result<tonic::transport::Server> {
+        let builder = tonic::transport::Server::builder();
+        match self.server()? {
+            Some(tls) => builder.tls_config(tls).context("tls: the certificate or key is not usable"),
+            None => Ok(builder),
+        }
+    }
+
     /// The client side for calls to other Klaxon processes, when a CA is
     /// configured.
     pub fn client(&self) -> anyhow::Result<Option<tonic::transport::ClientTlsConfig>> {

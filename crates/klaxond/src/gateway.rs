@@ -66,19 +66,13 @@ pub async fn run(
     let routes: Arc<HashMap<&'static str, Arc<Upstream>>> =
         Arc::new(upstreams.iter().flat_map(|u| u.services.iter().map(move |s| (*s, u.clone()))).collect());
 
-    let (health, health_service) = tonic_health::server::health_reporter();
+    let (local, health) = crate::serve::base_routes()?;
     for upstream in &upstreams {
         for service in upstream.services {
             health.set_service_status(*service, ServingStatus::NotServing).await;
         }
     }
     tokio::spawn(watch_health(upstreams.clone(), health, shutdown.clone()));
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(klaxon_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()?;
-    let mut local = tonic::service::RoutesBuilder::default();
-    local.add_service(health_service).add_service(reflection);
     let proxy = tower::service_fn(move |request: http::Request<axum::body::Body>| {
         let routes = routes.clone();
         async move { Ok::<_, Infallible>(forward(&routes, request).await) }
@@ -89,11 +83,7 @@ pub async fn run(
     let address = listener.local_addr()?;
     tracing::info!(%address, "klaxond serve gateway");
     println!("klaxond listening on {address} (gRPC: gateway)");
-    let mut builder = tonic::transport::Server::builder();
-    if let Some(tls) = tls.server()? {
-        builder = builder.tls_config(tls).context("tls: the certificate or key is not usable")?;
-    }
-    builder
+    tls.grpc_server()?
         .add_routes(tonic::service::Routes::from(router))
         .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), shutdown.cancelled_owned())
         .await

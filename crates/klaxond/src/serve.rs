@@ -139,7 +139,7 @@ async fn bind(listen: SocketAddr) -> anyhow::Result<(TcpListener, SocketAddr)> {
 }
 
 /// Health and reflection, which every server of ours carries.
-async fn base_routes() -> anyhow::Result<(RoutesBuilder, HealthReporter)> {
+pub(crate) fn base_routes() -> anyhow::Result<(RoutesBuilder, HealthReporter)> {
     let (health, health_service) = tonic_health::server::health_reporter();
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(klaxon_proto::FILE_DESCRIPTOR_SET)
@@ -150,11 +150,12 @@ async fn base_routes() -> anyhow::Result<(RoutesBuilder, HealthReporter)> {
     Ok((routes, health))
 }
 
-/// A gRPC server to run: its services, its socket, and TLS if configured.
+/// A gRPC server to run: its services, its socket, and the server itself.
 struct Grpc {
     routes: RoutesBuilder,
     listener: TcpListener,
-    tls: Option<tonic::transport::ServerTlsConfig>,
+    /// The server to run them on (TLS or not, see [`crate::config::TlsConfig`]).
+    server: tonic::transport::Server,
 }
 
 /// Serves `routes` until `shutdown`, or until `task` ends (its failure
@@ -168,12 +169,8 @@ async fn serve_until(
     services: CancellationToken,
     http: Option<JoinHandle<std::io::Result<()>>>,
 ) -> anyhow::Result<()> {
-    let Grpc { routes, listener, tls } = grpc;
-    let mut builder = tonic::transport::Server::builder();
-    if let Some(tls) = tls {
-        builder = builder.tls_config(tls).context("tls: the certificate or key is not usable")?;
-    }
-    let server = builder.add_routes(routes.routes()).serve_with_incoming_shutdown(
+    let Grpc { routes, listener, mut server } = grpc;
+    let server = server.add_routes(routes.routes()).serve_with_incoming_shutdown(
         TcpIncoming::from(listener).with_nodelay(Some(true)),
         shutdown.clone().cancelled_owned(),
     );
@@ -228,7 +225,7 @@ async fn serve_log(
         let services = services.clone();
         async move { relay.run(services).await.map_err(anyhow::Error::from) }
     });
-    let (mut routes, health) = base_routes().await?;
+    let (mut routes, health) = base_routes()?;
     health.set_serving::<klaxon_proto::v1::event_log_server::EventLogServer<klaxon_bus::server::LogServer>>().await;
     routes.add_service(klaxon_bus::server::LogServer::new(log.clone(), shutdown.clone()).into_server());
     tracing::info!(%address, data_dir = %data_dir.display(), head = log.head().0, nats = %config.cluster.nats_url, "klaxond serve log");
@@ -237,7 +234,7 @@ async fn serve_log(
         Some(at) => Some(crate::metrics::serve(at, Metrics::default().with_log(log.clone()), shutdown.clone()).await?),
         None => None,
     };
-    let grpc = Grpc { routes, listener, tls: config.tls.server()? };
+    let grpc = Grpc { routes, listener, server: config.tls.grpc_server()? };
     let served = serve_until(grpc, shutdown, "the relay", relay_task, services, metrics).await;
     log.close().await;
     tracing::info!(head = log.head().0, "event log closed; bye");
@@ -261,7 +258,7 @@ async fn serve_service(
     let bus =
         Bus::distributed(remote.clone(), JetStreamSource::new(client, remote, Names::with_prefix(&cluster.prefix)));
     let (listener, address) = bind(listen).await?;
-    let (mut routes, health) = base_routes().await?;
+    let (mut routes, health) = base_routes()?;
     let services = CancellationToken::new();
     let clock = Arc::new(klaxon_paging::SystemClock);
     let mut http = None;
@@ -359,6 +356,6 @@ async fn serve_service(
         (None, Some(at)) => Some(crate::metrics::serve(at, metrics, shutdown.clone()).await?),
         (None, None) => None,
     };
-    let grpc = Grpc { routes, listener, tls: config.tls.server()? };
+    let grpc = Grpc { routes, listener, server: config.tls.grpc_server()? };
     serve_until(grpc, shutdown, name, task, services, http).await
 }

@@ -62,7 +62,7 @@ pub async fn run(config: Config, validated: Validated) -> anyhow::Result<()> {
     let reviews_handle = reviews.handle();
     let reviews_task = tokio::spawn(reviews.run(services.clone()));
 
-    let (health, health_service) = tonic_health::server::health_reporter();
+    let (mut routes, health) = crate::serve::base_routes()?;
     health.set_serving::<klaxon_proto::v1::incidents_server::IncidentsServer<IncidentsService>>().await;
     health.set_serving::<klaxon_proto::v1::bridge_server::BridgeServer<BridgeService>>().await;
     health
@@ -75,10 +75,6 @@ pub async fn run(config: Config, validated: Validated) -> anyhow::Result<()> {
     if pager.is_some() {
         health.set_serving::<klaxon_proto::v1::paging_server::PagingServer<klaxon_paging::grpc::PagingService>>().await;
     }
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(klaxon_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()?;
 
     tracing::info!(
         %address,
@@ -115,25 +111,19 @@ pub async fn run(config: Config, validated: Validated) -> anyhow::Result<()> {
     let http_router = klaxon_intake::http::router(handle.clone(), config.http.clone()).merge(metrics.router());
     let http_task = serve_http(http_listener, http_address, http_router, shutdown.clone());
 
-    let mut builder = tonic::transport::Server::builder();
-    if let Some(tls) = config.tls.server()? {
-        builder = builder.tls_config(tls).context("tls: the certificate or key is not usable")?;
-    }
-    let server = builder
-        .add_service(health_service)
-        .add_service(reflection)
+    routes
         .add_service(IncidentsService::new(handle.clone()).into_server())
         .add_service(BridgeService::new(handle, shutdown.clone()).into_server())
         .add_service(klaxon_severity::grpc::SeverityService::new(evaluator_handle).into_server())
         .add_service(klaxon_notifier::grpc::FeedService::new(notifier_handle, shutdown.clone()).into_server())
-        .add_service(klaxon_review::grpc::ReviewService::new(reviews_handle).into_server())
-        .add_optional_service(
-            pager.as_ref().map(|(h, _)| klaxon_paging::grpc::PagingService::new(h.clone()).into_server()),
-        )
-        .serve_with_incoming_shutdown(
-            TcpIncoming::from(listener).with_nodelay(Some(true)),
-            shutdown.clone().cancelled_owned(),
-        );
+        .add_service(klaxon_review::grpc::ReviewService::new(reviews_handle).into_server());
+    if let Some((pager, _)) = &pager {
+        routes.add_service(klaxon_paging::grpc::PagingService::new(pager.clone()).into_server());
+    }
+    let server = config.tls.grpc_server()?.add_routes(routes.routes()).serve_with_incoming_shutdown(
+        TcpIncoming::from(listener).with_nodelay(Some(true)),
+        shutdown.clone().cancelled_owned(),
+    );
 
     server.await.context("the gRPC server failed")?;
     stop_http(http_task).await?;
