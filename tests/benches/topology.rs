@@ -24,7 +24,6 @@ use std::process::Command;
 use std::time::{Duration, Instant, SystemTime};
 
 use klaxon_log::{Log, StreamId, StreamVersion};
-use klaxon_proto::convert::ACTOR_HEADER;
 use klaxon_proto::v1::{self, incidents_client::IncidentsClient};
 use klaxon_tests::Klaxond;
 use klaxon_tests::config::{PagingConfig, secret};
@@ -96,6 +95,10 @@ impl Topology {
 
     fn distributed(dir: &Path, config: &str, env: &[(&str, &str)]) -> Topology {
         let nats = NatsServer::start(&dir.join("nats"));
+        let mut env: Vec<(String, String)> = env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        env.extend(klaxon_tests::auth::cluster_env(dir));
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let env = env.as_slice();
         let data = dir.join("log").display().to_string();
         let log = Klaxond::serve("log", &["--config", config, "--data-dir", &data, "--nats", &nats.url], env);
         let mut processes = Vec::new();
@@ -201,7 +204,7 @@ async fn report(client: &mut IncidentsClient<Channel>, topology: &str, i: usize)
         dedup_key: format!("bench-{topology}-{i}"),
         ..Default::default()
     });
-    request.metadata_mut().insert(ACTOR_HEADER, "monitor".parse().unwrap());
+    request.metadata_mut().insert("authorization", klaxon_tests::auth::bearer("monitor"));
     request.set_timeout(PAGE_LIMIT);
     Ok(client.report(request).await?.into_inner().incident_id)
 }

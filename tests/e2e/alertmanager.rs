@@ -87,11 +87,12 @@ fn an_alertmanager_group_becomes_one_incident_and_its_resolution_a_mitigation_no
     let history = klaxon_json(&url, "maria", &["history", "INC-1"]);
     let summaries: Vec<&str> =
         history["entries"].as_array().unwrap().iter().map(|e| e["summary"].as_str().unwrap()).collect();
+    // Everything Alertmanager wrote is by the principal of its token.
     for expected in [
-        "svc:alertmanager reported INC-1 on payments via alertmanager: Checkout errors on eu-1",
-        "svc:alertmanager reported it again via alertmanager (report 2): Checkout errors on eu-2",
+        "alertmanager reported INC-1 on payments via alertmanager: Checkout errors on eu-1",
+        "alertmanager reported it again via alertmanager (report 2): Checkout errors on eu-2",
         "maria declared INC-1 SEV2",
-        "svc:alertmanager mitigated INC-1: all 2 alerts of the Alertmanager group resolved",
+        "alertmanager mitigated INC-1: all 2 alerts of the Alertmanager group resolved",
     ] {
         assert!(summaries.contains(&expected), "{expected:?} in {summaries:#?}");
     }

@@ -481,7 +481,7 @@ fn a_trace_context_travels_from_the_report_through_every_service_and_nats() {
             ..Default::default()
         });
         request.metadata_mut().insert("traceparent", TRACE.parse().unwrap());
-        request.metadata_mut().insert("klaxon-actor", "monitor".parse().unwrap());
+        request.metadata_mut().insert("authorization", klaxon_tests::auth::bearer("monitor"));
         client.report(request).await.unwrap();
     });
     setup.wait_pages(1, Duration::from_secs(30));

@@ -104,7 +104,7 @@ fn runtime() -> tokio::runtime::Runtime {
 
 fn by<T>(actor: &str, message: T) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
-    request.metadata_mut().insert("klaxon-actor", actor.parse().unwrap());
+    request.metadata_mut().insert("authorization", klaxon_tests::auth::bearer(actor));
     request
 }
 

@@ -41,8 +41,9 @@ pub struct Alertmanager {
 
 impl Alertmanager {
     /// Starts one in `dir` (configuration, storage, log) that routes every
-    /// alert, grouped by `alertname`, to `webhook` with `send_resolved`, with
-    /// 1 s group wait and interval; waits (at most 30 s) until it is ready.
+    /// alert, grouped by `alertname`, to `webhook` with `send_resolved` and
+    /// the `alertmanager` test principal's bearer token, with 1 s group wait
+    /// and interval; waits (at most 30 s) until it is ready.
     pub fn start(dir: &Path, webhook: &str) -> Alertmanager {
         std::fs::create_dir_all(dir.join("storage")).expect("create the storage folder");
         let config = dir.join("alertmanager.yml");
@@ -51,7 +52,8 @@ impl Alertmanager {
             format!(
                 "route:\n  receiver: klaxon\n  group_by: [alertname]\n  group_wait: 1s\n  group_interval: 1s\n  \
                  repeat_interval: 1h\nreceivers:\n  - name: klaxon\n    webhook_configs:\n      - url: {webhook}\n        \
-                 send_resolved: true\n"
+                 send_resolved: true\n        http_config:\n          authorization:\n            credentials: {token}\n",
+                token = crate::auth::token("alertmanager"),
             ),
         )
         .expect("write the configuration");
@@ -111,13 +113,25 @@ impl Drop for Alertmanager {
 /// empty); returns the status and the body. Bounded: 10 s to connect, read
 /// or write.
 pub fn http(address: &str, method: &str, path: &str, body: &[u8]) -> std::io::Result<(u16, String)> {
+    http_as(address, None, method, path, body)
+}
+
+/// Like [`http`], with `authorization: Bearer <token>` when given.
+pub fn http_as(
+    address: &str,
+    token: Option<&str>,
+    method: &str,
+    path: &str,
+    body: &[u8],
+) -> std::io::Result<(u16, String)> {
     let socket = address.parse().map_err(std::io::Error::other)?;
     let mut stream = TcpStream::connect_timeout(&socket, Duration::from_secs(10))?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
     stream.set_write_timeout(Some(Duration::from_secs(10)))?;
+    let authorization = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
     let head = format!(
         "{method} {path} HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
-         Connection: close\r\n\r\n",
+         {authorization}Connection: close\r\n\r\n",
         body.len()
     );
     stream.write_all(head.as_bytes())?;

@@ -33,6 +33,10 @@ impl Cluster {
     /// and the extra environment `env`.
     pub fn start(dir: &Path, config: &Path, env: &[(&str, &str)]) -> Cluster {
         let nats = NatsServer::start(&dir.join("nats"));
+        // Every process reads one token file; the services present their
+        // own token to the log server.
+        let mut env: Vec<(String, String)> = env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        env.extend(crate::auth::cluster_env(dir));
         let mut cluster = Cluster {
             nats,
             log: None,
@@ -42,7 +46,7 @@ impl Cluster {
             url: String::new(),
             data_dir: dir.join("log"),
             config: config.to_path_buf(),
-            env: env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+            env,
         };
         let log = cluster.spawn_log("127.0.0.1:0");
         cluster.log_address = log.address.clone();

@@ -7,6 +7,7 @@
 //! real processes over real sockets.
 
 pub mod alertmanager;
+pub mod auth;
 pub mod cluster;
 pub mod config;
 pub mod metrics;
@@ -107,6 +108,14 @@ impl Klaxond {
         // Other roles serve HTTP (metrics only) when asked to.
         let serves_metrics = !serves_http && args.iter().any(|a| a == "--metrics-listen");
         let mut args = args.to_vec();
+        // Every test person's token, unless the test brings its own file: in
+        // the data folder, where `up` and `serve log` look by default.
+        let own_tokens =
+            args.iter().any(|a| a == "--tokens-file") || env.iter().any(|(k, _)| *k == "KLAXON_TOKENS_FILE");
+        if !own_tokens && !data_dir.as_os_str().is_empty() {
+            std::fs::create_dir_all(data_dir).expect("create the data folder");
+            auth::write_tokens(&data_dir.join("tokens.toml"));
+        }
         // A free port, so that parallel tests never fight over the default.
         if serves_http && !args.iter().any(|a| a == "--http-listen") {
             args.extend(["--http-listen".into(), "127.0.0.1:0".into()]);
@@ -212,14 +221,20 @@ fn wait_with_timeout(child: &mut Child, limit: Duration) -> ExitStatus {
     }
 }
 
+/// The `klaxon` CLI acting as `actor` (with their token) against `server`.
+pub fn klaxon_command(server: &str, actor: &str) -> Command {
+    let mut command = Command::new(binary("klaxon"));
+    command
+        .args(["--server", server])
+        .env("KLAXON_TOKEN", auth::token(actor))
+        .env_remove("KLAXON_TOKEN_FILE")
+        .stdin(Stdio::null());
+    command
+}
+
 /// Runs the `klaxon` CLI against `server` as `actor`.
 pub fn klaxon(server: &str, actor: &str, args: &[&str]) -> Output {
-    Command::new(binary("klaxon"))
-        .args(["--server", server, "--as", actor])
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run klaxon")
+    klaxon_command(server, actor).args(args).output().expect("run klaxon")
 }
 
 /// Runs the CLI and returns its stdout, failing the test with stderr when it
@@ -250,12 +265,11 @@ pub struct Lines {
 }
 
 impl Lines {
-    /// Starts `klaxon --server <server> --as <actor> --json <args>`.
+    /// Starts `klaxon --server <server> --json <args>` as `actor`.
     pub fn start(server: &str, actor: &str, args: &[&str]) -> Lines {
-        let mut child = Command::new(binary("klaxon"))
-            .args(["--server", server, "--as", actor, "--json"])
+        let mut child = klaxon_command(server, actor)
+            .arg("--json")
             .args(args)
-            .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()

@@ -2,11 +2,13 @@
 
 use std::collections::BTreeMap;
 
-use crate::alertmanager::http;
+use crate::alertmanager::http_as;
 
-/// `GET /metrics` at `address`, as `name{labels} -> value` (comments left out).
+/// `GET /metrics` at `address` with the services' token, as
+/// `name{labels} -> value` (comments left out).
 pub fn scrape(address: &str) -> BTreeMap<String, f64> {
-    let (status, body) = http(address, "GET", "/metrics", b"").expect("GET /metrics");
+    let token = crate::auth::token(crate::auth::SERVICE);
+    let (status, body) = http_as(address, Some(token), "GET", "/metrics", b"").expect("GET /metrics");
     assert_eq!(status, 200, "{body}");
     body.lines()
         .filter(|l| !l.starts_with('#') && !l.is_empty())

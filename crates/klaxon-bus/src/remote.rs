@@ -9,6 +9,9 @@ use klaxon_proto::v1::{
     LogAppendRequest, LogHeadRequest, LogLoadCheckpointRequest, LogLocateRequest, LogReadAllRequest, LogReadOneRequest,
     LogReadStreamRequest, LogRecords, LogSaveCheckpointRequest, LogStreamVersionRequest, LogSubscribeRequest,
 };
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 use tonic::{Code, Status};
 
@@ -27,20 +30,41 @@ pub const RETRY_FOR_DEFAULT: Duration = Duration::from_secs(30);
 /// event ids and answers a retry with the original positions.
 #[derive(Clone)]
 pub struct RemoteLog {
-    client: EventLogClient<Channel>,
+    client: Client,
     retry_for: Duration,
+}
+
+type Client = EventLogClient<InterceptedService<Channel, Credentials>>;
+
+/// The bearer token this process presents to the log server (a token of
+/// role `service`), on every call.
+#[derive(Clone, Default)]
+struct Credentials(Option<MetadataValue<Ascii>>);
+
+impl Interceptor for Credentials {
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, Status> {
+        if let Some(value) = &self.0 {
+            request.metadata_mut().insert("authorization", value.clone());
+        }
+        Ok(request)
+    }
 }
 
 impl RemoteLog {
     /// A client of the log server at `address` (`host:port` or a URL). It
     /// connects on first use and reconnects by itself.
     pub fn connect_lazy(address: &str) -> Result<RemoteLog, Error> {
-        Self::connect_lazy_tls(address, None)
+        Self::connect_lazy_tls(address, None, None)
     }
 
     /// Like [`RemoteLog::connect_lazy`], over TLS when `tls` is given
-    /// (`host:port` then means `https://host:port`).
-    pub fn connect_lazy_tls(address: &str, tls: Option<ClientTlsConfig>) -> Result<RemoteLog, Error> {
+    /// (`host:port` then means `https://host:port`), presenting `token` (of
+    /// role `service`) when the log server requires one.
+    pub fn connect_lazy_tls(
+        address: &str,
+        tls: Option<ClientTlsConfig>,
+        token: Option<&str>,
+    ) -> Result<RemoteLog, Error> {
         let scheme = if tls.is_some() { "https" } else { "http" };
         let url = if address.contains("://") { address.to_owned() } else { format!("{scheme}://{address}") };
         let invalid =
@@ -54,7 +78,15 @@ impl RemoteLog {
         if let Some(tls) = tls {
             endpoint = endpoint.tls_config(tls).map_err(|e| invalid(&e))?;
         }
-        let client = EventLogClient::new(endpoint.connect_lazy())
+        let credentials = match token {
+            Some(token) => Some(
+                format!("Bearer {token}")
+                    .parse()
+                    .map_err(|_| Error::Rejected { message: "the service token is not valid header text".into() })?,
+            ),
+            None => None,
+        };
+        let client = EventLogClient::with_interceptor(endpoint.connect_lazy(), Credentials(credentials))
             .max_decoding_message_size(16 * 1024 * 1024)
             .max_encoding_message_size(16 * 1024 * 1024);
         Ok(RemoteLog { client, retry_for: RETRY_FOR_DEFAULT })
@@ -91,7 +123,7 @@ impl RemoteLog {
     /// unreachable server, or `retry_for` has passed.
     async fn retrying<T, F, Fut>(&self, what: &str, mut call: F) -> Result<T, Error>
     where
-        F: FnMut(EventLogClient<Channel>) -> Fut,
+        F: FnMut(Client) -> Fut,
         Fut: std::future::Future<Output = Result<T, Status>>,
     {
         let deadline = tokio::time::Instant::now() + self.retry_for;

@@ -114,6 +114,9 @@ pub fn to_status(error: &Error) -> Status {
 /// The log error a status stands for. A status without our details (a
 /// transport failure, a proxy, a timeout) is [`Error::Unavailable`].
 pub fn from_status(status: &Status) -> Error {
+    if matches!(status.code(), tonic::Code::Unauthenticated | tonic::Code::PermissionDenied) {
+        return Error::Rejected { message: format!("the log server refused this process: {}", status.message()) };
+    }
     let Ok(wire) = serde_json::from_slice::<WireError>(status.details()) else {
         return Error::Unavailable { reason: format!("{:?}: {}", status.code(), status.message()) };
     };

@@ -15,7 +15,7 @@ use klaxon_domain::ids::{Audience, IncidentId, IncidentRole, ReportSource, Sever
 use klaxon_domain::incident::Status;
 use klaxon_proto::convert;
 use klaxon_proto::v1;
-use tonic::metadata::{AsciiMetadataValue, MetadataValue};
+use tonic::metadata::AsciiMetadataValue;
 
 use crate::commands::{Action, Rpc};
 
@@ -66,9 +66,13 @@ pub struct Global {
     /// Print one JSON object (per line, for `join` and `watch`) instead of human text.
     #[arg(long, global = true)]
     pub json: bool,
-    /// Who is acting, sent as the `klaxon-actor` header [default: $USER, else "unknown"].
-    #[arg(long = "as", env = "KLAXON_ACTOR", global = true, value_name = "NAME", value_parser = parse_actor)]
-    pub actor: Option<AsciiMetadataValue>,
+    /// The API token (from `klaxond token create`); the server records its
+    /// principal as the actor. Prefer the variable: flags show in `ps`.
+    #[arg(long, env = "KLAXON_TOKEN", hide_env_values = true, global = true, value_name = "TOKEN", value_parser = parse_token)]
+    pub token: Option<AsciiMetadataValue>,
+    /// A file holding the API token (used when --token and KLAXON_TOKEN are not set).
+    #[arg(long, env = "KLAXON_TOKEN_FILE", global = true, value_name = "FILE", value_parser = read_token_file)]
+    pub token_file: Option<AsciiMetadataValue>,
     /// The command's request id; a retry with the same id writes nothing twice [default: a fresh UUIDv4].
     #[arg(long, global = true, value_name = "ID")]
     pub request_id: Option<String>,
@@ -92,16 +96,11 @@ impl Global {
         }
     }
 
-    /// The actor: `--as`, else `KLAXON_ACTOR` (both via clap), else `$USER`.
-    pub fn actor(&self) -> AsciiMetadataValue {
-        resolve_actor(self.actor.clone(), std::env::var("USER").ok())
+    /// The `authorization` header: `--token` or `KLAXON_TOKEN`, else the
+    /// token file; none makes the server answer `UNAUTHENTICATED`.
+    pub fn credentials(&self) -> Option<AsciiMetadataValue> {
+        self.token.clone().or_else(|| self.token_file.clone())
     }
-}
-
-/// The actor from the flag, else from `$USER` when it is a valid header
-/// value, else `unknown`.
-pub fn resolve_actor(flag: Option<AsciiMetadataValue>, user: Option<String>) -> AsciiMetadataValue {
-    flag.or_else(|| user.and_then(|u| parse_actor(&u).ok())).unwrap_or_else(|| MetadataValue::from_static("unknown"))
 }
 
 /// Every subcommand: one per RPC of `klaxon.v1` (services `Incidents`,
@@ -546,7 +545,7 @@ pub enum At {
 impl Command {
     /// What this invocation asks of the server: exactly one request, built by
     /// the subcommand's own function below.
-    pub fn action(self, context: v1::CommandContext, actor: &str) -> Action {
+    pub fn action(self, context: v1::CommandContext) -> Action {
         let rpc = match self {
             Command::Report(a) => Rpc::Report(report(a, context)),
             Command::Declare(a) => Rpc::Declare(declare(a, context)),
@@ -567,7 +566,7 @@ impl Command {
             Command::Show(a) => Rpc::GetIncident(v1::GetIncidentRequest { incident_id: a.incident }),
             Command::List(a) => Rpc::ListIncidents { all_pages: a.all_pages, request: list_incidents(a) },
             Command::History(a) => Rpc::GetHistory(v1::GetHistoryRequest { incident_id: a.incident }),
-            Command::Join(a) => return Action::Join(join(a, actor)),
+            Command::Join(a) => return Action::Join(join(a)),
             Command::Pages(a) => Rpc::ListPages(list_pages(a)),
             Command::Ack(a) => Rpc::Acknowledge(acknowledge(a)),
             Command::Oncall(a) => Rpc::WhoIsOnCall(who_is_on_call(a)),
@@ -675,10 +674,12 @@ fn list_incidents(a: ListArgs) -> v1::ListIncidentsRequest {
     }
 }
 
-fn join(a: JoinArgs, actor: &str) -> v1::JoinBridge {
+/// The participant is left empty: the server puts in whoever the token
+/// authenticates.
+fn join(a: JoinArgs) -> v1::JoinBridge {
     v1::JoinBridge {
         incident_id: a.incident,
-        participant: actor.to_string(),
+        participant: String::new(),
         role: a.role.unwrap_or(v1::IncidentRole::Unspecified) as i32,
     }
 }
@@ -884,13 +885,17 @@ fn parse_server(s: &str) -> Result<String, String> {
     }
 }
 
-fn parse_actor(s: &str) -> Result<AsciiMetadataValue, String> {
-    if s.trim().is_empty() {
-        return Err("must not be empty".into());
+/// A token as the `authorization: Bearer …` header value.
+fn parse_token(s: &str) -> Result<AsciiMetadataValue, String> {
+    let token = s.trim();
+    if token.is_empty() || !token.chars().all(|c| c.is_ascii_graphic()) {
+        return Err("must be the token `klaxond token create` printed (printable ASCII, no spaces)".into());
     }
-    let printable = s.chars().all(|c| c == ' ' || c.is_ascii_graphic());
-    match s.parse() {
-        Ok(value) if printable => Ok(value),
-        _ => Err("must be printable ASCII (it travels as the klaxon-actor header)".into()),
-    }
+    format!("Bearer {token}").parse().map_err(|_| "is not valid header text".to_string())
+}
+
+/// The token in a file (surrounding whitespace ignored).
+fn read_token_file(path: &str) -> Result<AsciiMetadataValue, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
+    parse_token(&text).map_err(|e| format!("{path}: the token {e}"))
 }

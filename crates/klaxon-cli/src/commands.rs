@@ -24,8 +24,6 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long `join` waits for the server to end the stream after `leave`.
 pub const LEAVE_TIMEOUT: Duration = Duration::from_secs(5);
-/// The gRPC request header naming the acting person.
-pub const ACTOR_HEADER: &str = "klaxon-actor";
 /// The most stdin lines buffered before `join` stops reading.
 const NOTE_BUFFER_MAX: usize = 16;
 
@@ -127,10 +125,10 @@ pub enum Reply {
     Trends(v1::TrendsResponse),
 }
 
-/// A connection to klaxond plus who is acting.
+/// A connection to klaxond plus the caller's credentials.
 pub struct Connection {
     channel: Channel,
-    actor: AsciiMetadataValue,
+    credentials: Option<AsciiMetadataValue>,
 }
 
 impl Connection {
@@ -139,7 +137,7 @@ impl Connection {
     pub async fn open(
         server: &str,
         ca_cert: Option<&std::path::Path>,
-        actor: AsciiMetadataValue,
+        credentials: Option<AsciiMetadataValue>,
         request_timeout: Option<Duration>,
     ) -> Result<Self, Error> {
         let unreachable = |detail: String| Error::Unreachable { server: server.to_string(), detail };
@@ -159,13 +157,15 @@ impl Connection {
             endpoint = endpoint.timeout(t);
         }
         let channel = endpoint.connect().await.map_err(|e| unreachable(root_cause(&e)))?;
-        Ok(Connection { channel, actor })
+        Ok(Connection { channel, credentials })
     }
 
-    /// Wraps a message with the actor header.
+    /// Wraps a message with the credentials.
     fn request<T>(&self, message: T) -> tonic::Request<T> {
         let mut request = tonic::Request::new(message);
-        request.metadata_mut().insert(ACTOR_HEADER, self.actor.clone());
+        if let Some(credentials) = &self.credentials {
+            request.metadata_mut().insert("authorization", credentials.clone());
+        }
         request
     }
 

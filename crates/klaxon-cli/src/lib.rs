@@ -14,8 +14,9 @@
 //! Documents the server renders (the Markdown postmortem, trend reports) are
 //! printed byte for byte (only given a final newline should they lack one).
 //!
-//! Every call carries the acting person in the `klaxon-actor` header
-//! (`--as`, `KLAXON_ACTOR`, else `$USER`) and, for commands, a
+//! Every call carries the API token as `authorization: Bearer …`
+//! (`KLAXON_TOKEN`, `--token`, else `--token-file`/`KLAXON_TOKEN_FILE`); the
+//! server records the token's principal as the actor. Commands carry a
 //! `CommandContext` with `--request-id` (a fresh UUIDv4 by default) and
 //! `--expect-version`. Connecting times out after 5 s, each request after
 //! 30 s (`join` and `watch` have no request timeout).
@@ -75,31 +76,30 @@ pub fn main_with_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> Exi
 /// Runs one parsed command line against the server.
 pub async fn run(cli: Cli) -> Result<(), Error> {
     let Cli { global, command } = cli;
-    let actor = global.actor();
-    let participant = actor.to_str().unwrap_or("unknown").to_string();
-    match command.action(global.context(), &participant) {
+    let credentials = global.credentials();
+    match command.action(global.context()) {
         Action::Call(rpc) => {
             let connection =
-                Connection::open(&global.server, global.ca_cert.as_deref(), actor, Some(REQUEST_TIMEOUT)).await?;
+                Connection::open(&global.server, global.ca_cert.as_deref(), credentials, Some(REQUEST_TIMEOUT)).await?;
             let reply = connection.call(rpc.clone()).await?;
             let text = render::reply(&rpc, &reply, global.json);
             if render::verbatim(&rpc, global.json) { print_verbatim(&text) } else { print_line(&text) }
         }
         Action::Join(join) => {
-            let connection = Connection::open(&global.server, global.ca_cert.as_deref(), actor, None).await?;
+            let connection = Connection::open(&global.server, global.ca_cert.as_deref(), credentials, None).await?;
             let hint = !global.json && std::io::stdin().is_terminal();
             connection
                 .join(join, |message| {
                     print_line(&render::bridge_message(&message, global.json))?;
                     if hint && matches!(message, v1::bridge_response::Message::Snapshot(_)) {
-                        eprintln!("(joined as {participant}: each line you type is posted as a note; Ctrl-D leaves)");
+                        eprintln!("(joined: each line you type is posted as a note; Ctrl-D leaves)");
                     }
                     Ok(())
                 })
                 .await
         }
         Action::Watch(filter) => {
-            let connection = Connection::open(&global.server, global.ca_cert.as_deref(), actor, None).await?;
+            let connection = Connection::open(&global.server, global.ca_cert.as_deref(), credentials, None).await?;
             connection.watch(filter, |item| write_stdout(&render::feed_item(&item, global.json), true)).await
         }
     }

@@ -28,6 +28,10 @@ pub enum Error {
         /// The incident's current version.
         current: u64,
     },
+    /// The principal's team scope does not cover the incident's service.
+    /// Nothing was written.
+    #[error(transparent)]
+    OutOfScope(#[from] klaxon_auth::OutOfScope),
     /// The incident's bridge has no room.
     #[error("the bridge of {incident} is full ({max} participants)")]
     BridgeFull {

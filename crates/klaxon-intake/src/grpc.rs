@@ -6,6 +6,7 @@
 
 use std::time::Duration;
 
+use klaxon_auth::Grant;
 use klaxon_domain::ids::{ActorId, Audience, IncidentId};
 use klaxon_domain::incident::{Change, Command};
 use klaxon_log::{Position, StreamVersion};
@@ -54,9 +55,25 @@ impl IncidentsService {
         let message = request.get_ref();
         let id = convert::incident_id("incident_id", message.incident_id()).map_err(|e| to_status(e.into()))?;
         let command = build(message).map_err(|e| to_status(e.into()))?;
+        self.check_scope(&request, id).await?;
         let outcome = self.handle.execute(id, command, &ctx).await.map_err(to_status)?;
         Ok(Response::new(command_response(&outcome)))
     }
+
+    /// Refuses a principal scoped to teams other than the incident's
+    /// service's (see [`check_scope`]).
+    async fn check_scope<R>(&self, request: &Request<R>, id: IncidentId) -> Result<(), Status> {
+        check_scope(&self.handle, request, id).await
+    }
+}
+
+/// Refuses, with `PERMISSION_DENIED`, a principal whose team scope does not
+/// cover the incident's service. Servers without authentication attach no
+/// grant and skip the check.
+async fn check_scope<R>(handle: &Handle, request: &Request<R>, id: IncidentId) -> Result<(), Status> {
+    let Some(grant) = request.extensions().get::<Grant>() else { return Ok(()) };
+    let incident = handle.get(id).await.map_err(to_status)?;
+    grant.check_service(incident.service().map(|s| s.as_str())).map_err(|e| to_status(e.into()))
 }
 
 fn command_response(outcome: &Outcome) -> v1::CommandResponse {
@@ -146,6 +163,7 @@ impl v1::incidents_server::Incidents for IncidentsService {
             })
         })()
         .map_err(|e| to_status(e.into()))?;
+        Grant::check_request(&request, (!r.service.is_empty()).then_some(r.service.as_str()))?;
         let report = self.handle.report(command, &ctx).await.map_err(to_status)?;
         Ok(Response::new(v1::ReportResponse {
             incident_id: report.incident.to_string(),
@@ -351,7 +369,8 @@ impl v1::bridge_server::Bridge for BridgeService {
     type JoinStream = ReceiverStream<Result<v1::BridgeResponse, Status>>;
 
     async fn join(&self, request: Request<Streaming<v1::BridgeRequest>>) -> Result<Response<Self::JoinStream>, Status> {
-        let traceparent = context(&request, None).ok().and_then(|c| c.traceparent);
+        let caller = context(&request, None).map_err(to_status)?;
+        let extensions = request.extensions().clone();
         let mut inbound = request.into_inner();
         let invalid =
             |field: &'static str, reason: &str| to_status(Error::InvalidRequest { field, reason: reason.into() });
@@ -363,15 +382,26 @@ impl v1::bridge_server::Bridge for BridgeService {
         };
         let domain = |e: klaxon_domain::Error| to_status(e.into());
         let id = convert::incident_id("join.incident_id", &join.incident_id).map_err(domain)?;
-        let participant = person("join.participant", &join.participant).map_err(domain)?;
+        // The participant is whoever authenticated; a name in the message
+        // may only repeat it.
+        let participant = caller.actor.clone();
+        if !join.participant.is_empty() && join.participant != participant.as_str() {
+            return Err(Status::permission_denied(format!(
+                "join.participant {:?}: this call is authenticated as {participant}, who joins as themselves",
+                join.participant
+            )));
+        }
         let role = convert::optional_role("join.role", join.role).map_err(domain)?;
 
         let incident = self.handle.get(id).await.map_err(to_status)?;
+        if let Some(grant) = extensions.get::<Grant>() {
+            grant.check_service(incident.service().map(|s| s.as_str())).map_err(|e| to_status(e.into()))?;
+        }
         let max = self.handle.options().bridge_participants_max;
         if incident.participants().len() >= max && !incident.participants().contains(&participant) {
             return Err(to_status(Error::BridgeFull { incident: id, max }));
         }
-        let ctx = CommandContext { traceparent, ..CommandContext::by(participant.clone()) };
+        let ctx = CommandContext { traceparent: caller.traceparent, ..CommandContext::by(participant.clone()) };
         let joined = self
             .handle
             .execute(id, Command::JoinBridge { participant: participant.clone(), role }, &ctx)

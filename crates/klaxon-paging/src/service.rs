@@ -7,7 +7,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use klaxon_bus::Bus;
 use klaxon_channels::{Channels, Notification};
-use klaxon_domain::ids::{ActorId, IncidentId, KLAXON_NAMESPACE, reaction_event_id};
+use klaxon_domain::ids::{ActorId, IncidentId, KLAXON_NAMESPACE, ServiceName, reaction_event_id};
 use klaxon_domain::incident::{Change, Status};
 use klaxon_domain::oncall::Schedules;
 use klaxon_domain::paging::{
@@ -424,6 +424,15 @@ impl Handle {
             Ok(Ok(_)) => Ok(()),
             _ => Err(Error::Unavailable(format!("not caught up with position {head}"))),
         }
+    }
+
+    /// The service of the page's incident, for team-scope checks.
+    pub async fn page_service(&self, page: PageId) -> Result<Option<ServiceName>, Error> {
+        self.caught_up().await?;
+        let state = self.state.lock().expect("state");
+        let paging =
+            state.incidents.get(&page.incident()).ok_or(AckError::UnknownPage { page, incident: page.incident() })?;
+        Ok(paging.service().cloned())
     }
 
     /// Acknowledges a page as `actor`: only the paged responder or a

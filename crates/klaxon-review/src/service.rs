@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use klaxon_bus::Bus;
-use klaxon_domain::ids::{ActorId, IncidentId, reaction_event_id};
+use klaxon_domain::ids::{ActorId, IncidentId, ServiceName, reaction_event_id};
 use klaxon_domain::incident::{Incident, IncidentEvent, evolve};
 use klaxon_domain::paging::{self, PageEvent};
 use klaxon_domain::review::{
@@ -299,6 +299,14 @@ impl Handle {
         let state = self.state.read().expect("state lock");
         let folded = state.get(&id).filter(|f| f.incident.is_some()).ok_or_else(|| Self::unknown(id))?;
         Ok(IncidentMetrics::compute(&folded.incident_events, &folded.page_events))
+    }
+
+    /// The service of the incident, for team-scope checks.
+    pub async fn incident_service(&self, id: IncidentId) -> Result<Option<ServiceName>, Error> {
+        self.caught_up().await?;
+        let state = self.state.read().expect("state lock");
+        let incident = state.get(&id).and_then(|f| f.incident.as_ref()).ok_or_else(|| Self::unknown(id))?;
+        Ok(incident.service().cloned())
     }
 
     /// Every action item (only open ones with `open_only`), by incident.

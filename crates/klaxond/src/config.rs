@@ -55,6 +55,54 @@ pub struct Config {
     pub cluster: ClusterConfig,
     /// TLS for gRPC (`[tls]`).
     pub tls: TlsConfig,
+    /// Authentication (`[auth]`).
+    pub auth: AuthConfig,
+}
+
+/// `[auth]`: where the tokens are. Every gRPC call (but health checking
+/// and reflection) and every HTTP endpoint needs a bearer token; see
+/// `klaxond token`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// The token file (SHA-256 hashes only), reread when it changes.
+    /// Default: `tokens.toml` in `data_dir`. In the distributed topology
+    /// every process must read the same file (or a copy).
+    pub tokens_file: Option<PathBuf>,
+    /// A file holding this process's own token, of role `service`, which
+    /// the services of the distributed topology present to the log server.
+    pub service_token_file: Option<PathBuf>,
+}
+
+impl Config {
+    /// The token file in use.
+    pub fn tokens_file(&self) -> PathBuf {
+        self.auth.tokens_file.clone().unwrap_or_else(|| self.data_dir.join("tokens.toml"))
+    }
+
+    /// What the gRPC servers (and the HTTP endpoints) authenticate with.
+    pub fn auth(&self, validated: &Validated) -> anyhow::Result<klaxon_auth::Auth> {
+        let path = self.tokens_file();
+        let tokens = klaxon_auth::TokenStore::open(&path).context("auth.tokens_file")?;
+        if tokens.is_empty() {
+            tracing::warn!(
+                path = %path.display(),
+                "no API tokens yet: every call will be refused until `klaxond token create` makes one"
+            );
+        }
+        let teams = validated.catalog.services().map(|s| (s.name().to_string(), s.team().to_owned())).collect();
+        Ok(klaxon_auth::Auth { tokens: Arc::new(tokens), teams: Arc::new(teams) })
+    }
+
+    /// This process's own token for the log server, when configured.
+    pub fn service_token(&self) -> anyhow::Result<Option<String>> {
+        let Some(path) = &self.auth.service_token_file else { return Ok(None) };
+        let token = std::fs::read_to_string(path)
+            .with_context(|| format!("auth.service_token_file: cannot read {}", path.display()))?;
+        let token = token.trim();
+        anyhow::ensure!(!token.is_empty(), "auth.service_token_file: {} is empty", path.display());
+        Ok(Some(token.to_owned()))
+    }
 }
 
 /// `[cluster]`: how the processes of the distributed topology find each
@@ -116,6 +164,7 @@ impl Default for Config {
             notifier: None,
             cluster: ClusterConfig::default(),
             tls: TlsConfig::default(),
+            auth: AuthConfig::default(),
         }
     }
 }

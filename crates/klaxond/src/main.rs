@@ -36,6 +36,98 @@ enum Commands {
     Up(UpArgs),
     /// Run one process of the distributed topology.
     Serve(ServeArgs),
+    /// Create, revoke or list API tokens (the token file holds hashes only).
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+/// `klaxond token …`.
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Add a principal and print its new token, once: it is stored nowhere.
+    Create {
+        /// The principal's name, recorded as the actor of what it does.
+        #[arg(long)]
+        name: String,
+        /// manager, engineer, executive, reviewer or service.
+        #[arg(long, value_parser = parse_role)]
+        role: klaxon_auth::Role,
+        /// Limit it to this team's services (repeatable; default: every team).
+        #[arg(long = "team")]
+        teams: Vec<String>,
+        #[command(flatten)]
+        file: TokenFileArgs,
+    },
+    /// Remove a principal's token; running servers refuse it on the next call.
+    Revoke {
+        /// The principal's name.
+        name: String,
+        #[command(flatten)]
+        file: TokenFileArgs,
+    },
+    /// List the principals (names, roles, teams; never tokens).
+    List {
+        #[command(flatten)]
+        file: TokenFileArgs,
+    },
+}
+
+/// Which token file `klaxond token` works on: `--tokens-file`, else the
+/// configuration's `[auth] tokens_file`, else `tokens.toml` in the data
+/// folder.
+#[derive(clap::Args)]
+struct TokenFileArgs {
+    /// The token file.
+    #[arg(long, env = "KLAXON_TOKENS_FILE")]
+    tokens_file: Option<PathBuf>,
+    /// A TOML configuration file.
+    #[arg(long, env = "KLAXON_CONFIG")]
+    config: Option<PathBuf>,
+    /// The data folder (default ./klaxon-data).
+    #[arg(long, env = "KLAXON_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+}
+
+impl TokenFileArgs {
+    fn path(self) -> anyhow::Result<PathBuf> {
+        if let Some(path) = self.tokens_file {
+            return Ok(path);
+        }
+        let (mut config, _) = config::Config::load(self.config.as_deref())?;
+        if let Some(dir) = self.data_dir {
+            config.data_dir = dir;
+        }
+        Ok(config.tokens_file())
+    }
+}
+
+fn parse_role(s: &str) -> Result<klaxon_auth::Role, String> {
+    s.parse()
+}
+
+fn token(command: TokenCommand) -> anyhow::Result<()> {
+    use klaxon_auth::tokens;
+    match command {
+        TokenCommand::Create { name, role, teams, file } => {
+            let path = file.path()?;
+            let token = tokens::create(&path, &name, role, &teams)?;
+            eprintln!("klaxond: created {role} token for {name} in {}; it is shown only now:", path.display());
+            println!("{token}");
+        }
+        TokenCommand::Revoke { name, file } => {
+            let path = file.path()?;
+            tokens::revoke(&path, &name)?;
+            eprintln!("klaxond: revoked {name}'s token in {}", path.display());
+        }
+        TokenCommand::List { file } => {
+            let path = file.path()?;
+            for entry in tokens::TokenFile::read(&path)?.entries {
+                let teams = if entry.teams.is_empty() { "every team".to_owned() } else { entry.teams.join(",") };
+                println!("{}\t{}\t{teams}\t{}", entry.name, entry.role, entry.created_at);
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Flags of `klaxond serve`; each overrides the configuration file.
@@ -72,6 +164,14 @@ struct ServeArgs {
     /// gateway).
     #[arg(long = "route", value_parser = parse_route)]
     routes: Vec<(String, String)>,
+    /// The token file (default `[auth] tokens_file`, else tokens.toml in
+    /// the data folder); every process but the gateway reads it.
+    #[arg(long, env = "KLAXON_TOKENS_FILE")]
+    tokens_file: Option<PathBuf>,
+    /// A file holding this process's token of role `service`, presented to
+    /// the log server (default `[auth] service_token_file`).
+    #[arg(long, env = "KLAXON_SERVICE_TOKEN_FILE")]
+    service_token_file: Option<PathBuf>,
 }
 
 fn parse_route(s: &str) -> Result<(String, String), String> {
@@ -96,6 +196,10 @@ struct UpArgs {
     /// Events API v2 (default 127.0.0.1:7680; port 0 picks a free one).
     #[arg(long, env = "KLAXON_HTTP_LISTEN")]
     http_listen: Option<std::net::SocketAddr>,
+    /// The token file (default `[auth] tokens_file`, else tokens.toml in
+    /// the data folder).
+    #[arg(long, env = "KLAXON_TOKENS_FILE")]
+    tokens_file: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -117,12 +221,21 @@ fn main() -> ExitCode {
             if let Some(http_listen) = args.http_listen {
                 config.http_listen = http_listen;
             }
+            if let Some(path) = args.tokens_file {
+                config.auth.tokens_file = Some(path);
+            }
             let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
             runtime.block_on(up::run(config, validated))
         }),
         Commands::Serve(args) => config::Config::load(args.config.as_deref()).and_then(|(mut config, validated)| {
             if let Some(http_listen) = args.http_listen {
                 config.http_listen = http_listen;
+            }
+            if let Some(path) = args.tokens_file {
+                config.auth.tokens_file = Some(path);
+            }
+            if let Some(path) = args.service_token_file {
+                config.auth.service_token_file = Some(path);
             }
             let overrides = serve::Overrides {
                 listen: args.listen,
@@ -135,6 +248,7 @@ fn main() -> ExitCode {
             let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
             runtime.block_on(serve::run(args.role, config, validated, overrides))
         }),
+        Commands::Token(command) => token(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -116,14 +116,30 @@ impl Metrics {
         out
     }
 
-    /// An HTTP router serving `GET /metrics`.
-    pub fn router(self) -> axum::Router {
+    /// An HTTP router serving `GET /metrics` to bearers of a token whose
+    /// role may scrape (see [`klaxon_auth::policy::METRICS_READERS`]).
+    pub fn router(self, auth: klaxon_auth::Auth) -> axum::Router {
+        use axum::response::IntoResponse;
         let metrics = Arc::new(self);
         axum::Router::new().route(
             PATH,
-            axum::routing::get(move || {
+            axum::routing::get(move |headers: http::HeaderMap| {
                 let metrics = metrics.clone();
-                async move { ([(http::header::CONTENT_TYPE, CONTENT_TYPE)], metrics.render().await) }
+                let auth = auth.clone();
+                async move {
+                    let principal = match auth.tokens.authenticate_header(headers.get(http::header::AUTHORIZATION)) {
+                        Ok(principal) => principal,
+                        Err(e) => {
+                            let challenge = (http::header::WWW_AUTHENTICATE, "Bearer");
+                            return (http::StatusCode::UNAUTHORIZED, [challenge], e.to_string()).into_response();
+                        }
+                    };
+                    if !klaxon_auth::policy::METRICS_READERS.contains(&principal.role) {
+                        let refusal = format!("{principal} may not read metrics; they are for managers and services");
+                        return (http::StatusCode::FORBIDDEN, refusal).into_response();
+                    }
+                    ([(http::header::CONTENT_TYPE, CONTENT_TYPE)], metrics.render().await).into_response()
+                }
             }),
         )
     }
@@ -163,6 +179,7 @@ fn histogram(out: &mut String, name: &str, help: &str, h: &HistogramSnapshot, un
 pub async fn serve(
     listen: std::net::SocketAddr,
     metrics: Metrics,
+    auth: klaxon_auth::Auth,
     shutdown: tokio_util::sync::CancellationToken,
 ) -> anyhow::Result<tokio::task::JoinHandle<std::io::Result<()>>> {
     use anyhow::Context;
@@ -171,7 +188,7 @@ pub async fn serve(
         .with_context(|| format!("cannot listen on {listen} (--metrics-listen)"))?;
     let address = listener.local_addr()?;
     println!("klaxond metrics on {address} ({PATH})");
-    let router = metrics.router();
+    let router = metrics.router(auth);
     Ok(tokio::spawn(
         async move { axum::serve(listener, router).with_graceful_shutdown(shutdown.cancelled_owned()).await },
     ))

@@ -108,13 +108,21 @@ pub async fn run(role: Role, mut config: Config, validated: Validated, o: Overri
     };
     let shutdown = CancellationToken::new();
     tokio::spawn(crate::up::watch_signals(shutdown.clone()));
+    if let Some(data_dir) = o.data_dir {
+        config.data_dir = data_dir;
+    }
     match role {
-        Role::Log => {
-            let data_dir = o.data_dir.unwrap_or_else(|| config.data_dir.clone());
-            serve_log(config, data_dir, listen, o.metrics_listen, shutdown).await
-        }
+        // The gateway forwards each call with its token to the process that
+        // owns it, which authenticates it.
         Role::Gateway => crate::gateway::run(&config.cluster, &config.tls, listen, shutdown).await,
-        role => serve_service(role, config, validated, listen, o.metrics_listen, shutdown).await,
+        Role::Log => {
+            let auth = config.auth(&validated)?;
+            serve_log(config, auth, listen, o.metrics_listen, shutdown).await
+        }
+        role => {
+            let auth = config.auth(&validated)?;
+            serve_service(role, config, validated, auth, listen, o.metrics_listen, shutdown).await
+        }
     }
 }
 
@@ -156,6 +164,8 @@ struct Grpc {
     listener: TcpListener,
     /// The server to run them on (TLS or not, see [`crate::config::TlsConfig`]).
     server: tonic::transport::Server,
+    /// Who may call what.
+    auth: klaxon_auth::Auth,
 }
 
 /// Serves `routes` until `shutdown`, or until `task` ends (its failure
@@ -169,11 +179,12 @@ async fn serve_until(
     services: CancellationToken,
     http: Option<JoinHandle<std::io::Result<()>>>,
 ) -> anyhow::Result<()> {
-    let Grpc { routes, listener, mut server } = grpc;
-    let server = server.add_routes(routes.routes()).serve_with_incoming_shutdown(
-        TcpIncoming::from(listener).with_nodelay(Some(true)),
-        shutdown.clone().cancelled_owned(),
-    );
+    let Grpc { routes, listener, server, auth } = grpc;
+    let server =
+        server.layer(klaxon_auth::AuthLayer::new(auth)).add_routes(routes.routes()).serve_with_incoming_shutdown(
+            TcpIncoming::from(listener).with_nodelay(Some(true)),
+            shutdown.clone().cancelled_owned(),
+        );
     tokio::pin!(server);
     let early = tokio::select! {
         served = &mut server => { served.context("the gRPC server failed")?; None }
@@ -207,12 +218,12 @@ async fn serve_until(
 
 async fn serve_log(
     config: Config,
-    data_dir: PathBuf,
+    auth: klaxon_auth::Auth,
     listen: SocketAddr,
     metrics_listen: Option<SocketAddr>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let data_dir = std::path::absolute(&data_dir).unwrap_or(data_dir);
+    let data_dir = std::path::absolute(&config.data_dir).unwrap_or(config.data_dir.clone());
     let log = Log::open(&data_dir, config.log.clone())
         .with_context(|| format!("cannot open the event log in {}", data_dir.display()))?;
     let (listener, address) = bind(listen).await?;
@@ -231,10 +242,12 @@ async fn serve_log(
     tracing::info!(%address, data_dir = %data_dir.display(), head = log.head().0, nats = %config.cluster.nats_url, "klaxond serve log");
     println!("klaxond listening on {address} (gRPC: log server); data in {}", data_dir.display());
     let metrics = match metrics_listen {
-        Some(at) => Some(crate::metrics::serve(at, Metrics::default().with_log(log.clone()), shutdown.clone()).await?),
+        Some(at) => Some(
+            crate::metrics::serve(at, Metrics::default().with_log(log.clone()), auth.clone(), shutdown.clone()).await?,
+        ),
         None => None,
     };
-    let grpc = Grpc { routes, listener, server: config.tls.grpc_server()? };
+    let grpc = Grpc { routes, listener, server: config.tls.grpc_server()?, auth };
     let served = serve_until(grpc, shutdown, "the relay", relay_task, services, metrics).await;
     log.close().await;
     tracing::info!(head = log.head().0, "event log closed; bye");
@@ -245,12 +258,13 @@ async fn serve_service(
     role: Role,
     config: Config,
     validated: Validated,
+    auth: klaxon_auth::Auth,
     listen: SocketAddr,
     metrics_listen: Option<SocketAddr>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let cluster = &config.cluster;
-    let remote = RemoteLog::connect_lazy_tls(&cluster.log, config.tls.client()?)
+    let remote = RemoteLog::connect_lazy_tls(&cluster.log, config.tls.client()?, config.service_token()?.as_deref())
         .with_context(|| format!("cluster.log {:?}", cluster.log))?;
     let client = jetstream::connect(&cluster.nats_url, &format!("klaxon-{}", role.name()))
         .await
@@ -270,7 +284,7 @@ async fn serve_service(
             let h = handle.clone();
             metrics = metrics.with_consumer("intake", move || h.applied());
             let (http_listener, http_address) = crate::up::bind_http(config.http_listen).await?;
-            let router = klaxon_intake::http::router(handle.clone(), config.http.clone());
+            let router = klaxon_intake::http::router(handle.clone(), config.http.clone(), Some(auth.clone()));
             http = Some((http_listener, http_address, router));
             use klaxon_intake::grpc::{BridgeService, IncidentsService};
             health.set_serving::<klaxon_proto::v1::incidents_server::IncidentsServer<IncidentsService>>().await;
@@ -351,11 +365,11 @@ async fn serve_service(
     // --metrics-listen when given.
     let http = match (http, metrics_listen) {
         (Some((listener, address, router)), _) => {
-            Some(crate::up::serve_http(listener, address, router.merge(metrics.router()), shutdown.clone()))
+            Some(crate::up::serve_http(listener, address, router.merge(metrics.router(auth.clone())), shutdown.clone()))
         }
-        (None, Some(at)) => Some(crate::metrics::serve(at, metrics, shutdown.clone()).await?),
+        (None, Some(at)) => Some(crate::metrics::serve(at, metrics, auth.clone(), shutdown.clone()).await?),
         (None, None) => None,
     };
-    let grpc = Grpc { routes, listener, server: config.tls.grpc_server()? };
+    let grpc = Grpc { routes, listener, server: config.tls.grpc_server()?, auth };
     serve_until(grpc, shutdown, name, task, services, http).await
 }

@@ -15,6 +15,7 @@ use crate::config::{Config, Validated};
 /// participants' departure), stop the services, then close the log, which
 /// commits and syncs every queued append. A second signal exits at once.
 pub async fn run(config: Config, validated: Validated) -> anyhow::Result<()> {
+    let auth = config.auth(&validated)?;
     let data_dir = std::path::absolute(&config.data_dir).unwrap_or(config.data_dir.clone());
     let log = Log::open(&data_dir, config.log.clone())
         .with_context(|| format!("cannot open the event log in {}", data_dir.display()))?;
@@ -108,7 +109,8 @@ pub async fn run(config: Config, validated: Validated) -> anyhow::Result<()> {
         let h = pager.clone();
         metrics = metrics.with_consumer("paging", move || h.applied()).with_paging(pager.clone());
     }
-    let http_router = klaxon_intake::http::router(handle.clone(), config.http.clone()).merge(metrics.router());
+    let http_router = klaxon_intake::http::router(handle.clone(), config.http.clone(), Some(auth.clone()))
+        .merge(metrics.router(auth.clone()));
     let http_task = serve_http(http_listener, http_address, http_router, shutdown.clone());
 
     routes
@@ -120,10 +122,15 @@ pub async fn run(config: Config, validated: Validated) -> anyhow::Result<()> {
     if let Some((pager, _)) = &pager {
         routes.add_service(klaxon_paging::grpc::PagingService::new(pager.clone()).into_server());
     }
-    let server = config.tls.grpc_server()?.add_routes(routes.routes()).serve_with_incoming_shutdown(
-        TcpIncoming::from(listener).with_nodelay(Some(true)),
-        shutdown.clone().cancelled_owned(),
-    );
+    let server = config
+        .tls
+        .grpc_server()?
+        .layer(klaxon_auth::AuthLayer::new(auth))
+        .add_routes(routes.routes())
+        .serve_with_incoming_shutdown(
+            TcpIncoming::from(listener).with_nodelay(Some(true)),
+            shutdown.clone().cancelled_owned(),
+        );
 
     server.await.context("the gRPC server failed")?;
     stop_http(http_task).await?;

@@ -4,7 +4,7 @@ use clap::Parser;
 use clap::error::ErrorKind;
 use klaxon_proto::v1;
 
-use super::{Cli, resolve_actor};
+use super::Cli;
 use crate::commands::{Action, Rpc};
 
 /// The context every case is built with (`--request-id req-1`).
@@ -12,12 +12,12 @@ fn ctx() -> Option<v1::CommandContext> {
     Some(v1::CommandContext { request_id: "req-1".into(), expected_version: None })
 }
 
-/// Parses `klaxon --request-id req-1 --as tester <argv>` into its action.
+/// Parses `klaxon --request-id req-1 <argv>` into its action.
 fn action(argv: &[&str]) -> Result<Action, clap::Error> {
-    let args = ["klaxon", "--request-id", "req-1", "--as", "tester"].iter().chain(argv);
+    let args = ["klaxon", "--request-id", "req-1"].iter().chain(argv);
     let cli = Cli::try_parse_from(args)?;
     let context = cli.global.context();
-    Ok(cli.command.action(context, cli.global.actor().to_str().unwrap()))
+    Ok(cli.command.action(context))
 }
 
 fn check(argv: &[&str], expected: Rpc) {
@@ -390,10 +390,10 @@ fn global_flags_fill_the_context_and_may_follow_the_subcommand() {
 }
 
 #[test]
-fn join_sends_the_actor_as_participant() {
+fn join_leaves_the_participant_to_the_server() {
     let expected = v1::JoinBridge {
         incident_id: "INC-4".into(),
-        participant: "tester".into(),
+        participant: String::new(),
         role: v1::IncidentRole::Scribe as i32,
     };
     assert_eq!(action(&["join", "INC-4", "--role", "scribe"]).unwrap(), Action::Join(expected.clone()));
@@ -497,12 +497,21 @@ fn bad_values_are_usage_errors_naming_the_flag() {
 }
 
 #[test]
-fn the_actor_falls_back_to_user_then_unknown() {
-    let name = |v: tonic::metadata::AsciiMetadataValue| v.to_str().unwrap().to_string();
-    assert_eq!(name(resolve_actor(Some("alice".parse().unwrap()), Some("bob".into()))), "alice");
-    assert_eq!(name(resolve_actor(None, Some("bob".into()))), "bob");
-    assert_eq!(name(resolve_actor(None, Some("zoë".into()))), "unknown");
-    assert_eq!(name(resolve_actor(None, None)), "unknown");
+fn the_token_becomes_a_bearer_header_from_the_flag_or_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("token");
+    std::fs::write(&file, "klx_fromfile\n").unwrap();
+    let file = file.to_str().unwrap();
+    let parse = |argv: &[&str]| Cli::try_parse_from(["klaxon"].iter().chain(argv));
+    let header = |cli: Cli| cli.global.credentials().map(|v| v.to_str().unwrap().to_owned());
+    assert_eq!(header(parse(&["--token", "klx_flag", "list"]).unwrap()).as_deref(), Some("Bearer klx_flag"));
+    assert_eq!(header(parse(&["--token-file", file, "list"]).unwrap()).as_deref(), Some("Bearer klx_fromfile"));
+    let both = parse(&["--token", "klx_flag", "--token-file", file, "list"]).unwrap();
+    assert_eq!(header(both).as_deref(), Some("Bearer klx_flag"), "the token itself wins over the file");
+    for bad in [&["--token", "has space", "list"][..], &["--token-file", "/nonexistent/token", "list"]] {
+        let err = parse(bad).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::ValueValidation, "{bad:?}");
+    }
 }
 
 #[test]

@@ -34,7 +34,7 @@ use klaxon_domain::incident::{Command, DESCRIPTION_CHARS_MAX, NOTE_CHARS_MAX, TI
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{Answer, BodyError, Shared};
+use super::{Answer, BodyError, Caller, Shared};
 use crate::{Error, Handle};
 
 #[cfg(test)]
@@ -442,8 +442,13 @@ pub struct Applied {
 
 /// Runs a notification's steps through `handle`, in order. Returns after
 /// every event written is durable.
-pub async fn apply(handle: &Handle, notification: &Notification, headers: &HeaderMap) -> Result<Applied, Error> {
-    let actor = actor();
+pub async fn apply(
+    handle: &Handle,
+    notification: &Notification,
+    headers: &HeaderMap,
+    caller: &Caller,
+) -> Result<Applied, Error> {
+    let actor = &caller.actor;
     let key = notification.dedup_key();
     let mut applied = Applied::default();
     let count = |applied: &mut Applied, incident: IncidentId, deduplicated: bool| {
@@ -457,8 +462,8 @@ pub async fn apply(handle: &Handle, notification: &Notification, headers: &Heade
     for step in notification.plan() {
         match step {
             Step::Report { request_id, command } => {
-                let ctx = super::context(&actor, headers, request_id);
-                let report = handle.report(command, &ctx).await?;
+                let ctx = super::context(actor, headers, request_id);
+                let report = handle.report(caller.report(command)?, &ctx).await?;
                 count(&mut applied, report.incident, report.outcome.deduplicated);
             }
             Step::AlertResolved { request_id, text } => {
@@ -466,7 +471,8 @@ pub async fn apply(handle: &Handle, notification: &Notification, headers: &Heade
                     applied.skipped += 1;
                     continue;
                 };
-                let ctx = super::context(&actor, headers, request_id);
+                caller.check(incident.service())?;
+                let ctx = super::context(actor, headers, request_id);
                 let update = Command::PostUpdate { audience: Audience::Internal, text };
                 let outcome = handle.execute(incident.id(), update, &ctx).await?;
                 count(&mut applied, incident.id(), outcome.deduplicated);
@@ -476,7 +482,8 @@ pub async fn apply(handle: &Handle, notification: &Notification, headers: &Heade
                     applied.skipped += 1;
                     continue;
                 };
-                let ctx = super::context(&actor, headers, request_id);
+                caller.check(incident.service())?;
+                let ctx = super::context(actor, headers, request_id);
                 let outcome = super::mitigation_note(handle, &incident, &summary, &ctx).await?;
                 count(&mut applied, incident.id(), outcome.deduplicated);
             }
@@ -490,6 +497,10 @@ pub async fn apply(handle: &Handle, notification: &Notification, headers: &Heade
 /// it), `413` over the limit, `5xx` when intake cannot answer now
 /// (Alertmanager retries, and the retry writes nothing twice).
 pub(super) async fn receive(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Body) -> Response {
+    let caller = match shared.caller(&headers, None, actor()) {
+        Ok(caller) => caller,
+        Err(refused) => return refused.into_response("error", "not authorized"),
+    };
     let bytes = match super::read_body(&headers, body, shared.options.alertmanager_body_bytes_max).await {
         Ok(bytes) => bytes,
         Err(e) => {
@@ -504,7 +515,7 @@ pub(super) async fn receive(State(shared): State<Arc<Shared>>, headers: HeaderMa
         Ok(n) => n,
         Err(errors) => return refusal(StatusCode::BAD_REQUEST, errors),
     };
-    match apply(&shared.handle, &notification, &headers).await {
+    match apply(&shared.handle, &notification, &headers, &caller).await {
         Ok(applied) => super::json_response(StatusCode::OK, &Stored { status: "success", applied }),
         Err(e) => {
             let status = crate::status::to_http_status(&e);

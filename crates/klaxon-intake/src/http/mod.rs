@@ -29,7 +29,8 @@ use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
 use axum::routing::post;
-use klaxon_domain::ids::{ActorId, Audience, DedupKey};
+use klaxon_auth::{Auth, Grant};
+use klaxon_domain::ids::{ActorId, Audience, DedupKey, ServiceName};
 use klaxon_domain::incident::{Command, Incident, LABEL_CHARS_MAX, LABELS_MAX, Status};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -105,17 +106,95 @@ struct Shared {
     handle: Handle,
     options: HttpOptions,
     throttle: Mutex<throttle::Throttle>,
+    auth: Option<Auth>,
 }
 
 /// The HTTP intake routes, served by `klaxond` on its own address
-/// (`http_listen`).
-pub fn router(handle: Handle, options: HttpOptions) -> Router {
+/// (`http_listen`). With `auth`, every delivery needs a bearer token of a
+/// role that may report (see [`klaxon_auth::policy::HTTP_REPORTERS`]);
+/// the PagerDuty endpoint also takes the token as the event's
+/// `routing_key`, so that PagerDuty senders work unchanged. Without it
+/// (in-process tests), deliveries act as the integration's own actor.
+pub fn router(handle: Handle, options: HttpOptions, auth: Option<Auth>) -> Router {
     let throttle = throttle::Throttle::new(options.pagerduty_events_per_minute, options.pagerduty_burst);
-    let shared = Arc::new(Shared { handle, options, throttle: Mutex::new(throttle) });
+    let shared = Arc::new(Shared { handle, options, throttle: Mutex::new(throttle), auth });
     Router::new()
         .route(ALERTMANAGER_PATH, post(alertmanager::receive))
         .route(PAGERDUTY_PATH, post(pagerduty::enqueue))
         .with_state(shared)
+}
+
+/// Who a delivery acts as: the principal of its token, or the
+/// integration's own actor on a server without authentication.
+pub struct Caller {
+    /// Recorded as the reporter and the events' actor.
+    pub actor: ActorId,
+    grant: Option<Grant>,
+}
+
+impl Caller {
+    /// The integration itself, unauthenticated.
+    pub fn integration(actor: ActorId) -> Caller {
+        Caller { actor, grant: None }
+    }
+
+    /// Refuses a principal scoped to teams that do not own `service`.
+    fn check(&self, service: Option<&ServiceName>) -> Result<(), Error> {
+        match &self.grant {
+            Some(grant) => Ok(grant.check_service(service.map(ServiceName::as_str))?),
+            None => Ok(()),
+        }
+    }
+
+    /// A report command made by this caller, once its scope is checked.
+    fn report(&self, mut command: Command) -> Result<Command, Error> {
+        if let Command::ReportIssue { reporter, service, .. } = &mut command {
+            self.check(service.as_ref())?;
+            *reporter = self.actor.clone();
+        }
+        Ok(command)
+    }
+}
+
+/// A refused credential: `401` (with `WWW-Authenticate: Bearer`) or `403`.
+struct Refused {
+    status: StatusCode,
+    reason: String,
+}
+
+impl Shared {
+    /// Authenticates a delivery by its `authorization: Bearer` header, else
+    /// by `fallback` (PagerDuty's routing key), for a role that may report.
+    fn caller(&self, headers: &HeaderMap, fallback: Option<&str>, integration: ActorId) -> Result<Caller, Refused> {
+        let Some(auth) = &self.auth else { return Ok(Caller::integration(integration)) };
+        let header = headers.get(axum::http::header::AUTHORIZATION);
+        let principal = match (header, fallback) {
+            (None, Some(token)) => auth.tokens.authenticate(token),
+            (header, _) => auth.tokens.authenticate_header(header),
+        }
+        .map_err(|e| Refused { status: StatusCode::UNAUTHORIZED, reason: e.to_string() })?;
+        if !klaxon_auth::policy::HTTP_REPORTERS.contains(&principal.role) {
+            return Err(Refused {
+                status: StatusCode::FORBIDDEN,
+                reason: format!("{principal} may not report; the HTTP intake is for managers, engineers and services"),
+            });
+        }
+        let actor = ActorId::new(&principal.name)
+            .map_err(|e| Refused { status: StatusCode::FORBIDDEN, reason: format!("principal name: {e}") })?;
+        Ok(Caller { actor, grant: Some(Grant { principal, teams: auth.teams.clone() }) })
+    }
+}
+
+impl Refused {
+    /// The answer, in the endpoint's error shape.
+    fn into_response(self, status_text: &str, message: &str) -> Response {
+        let errors = [self.reason];
+        let mut response = json_response(self.status, &Answer::errors(status_text, message, &errors));
+        if self.status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(axum::http::header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
 }
 
 /// Why a request body could not be read.

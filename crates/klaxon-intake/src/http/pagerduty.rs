@@ -39,7 +39,7 @@ use klaxon_domain::incident::{Command, DESCRIPTION_CHARS_MAX, NOTE_CHARS_MAX, TI
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-use super::{Answer, BodyError, Shared};
+use super::{Answer, BodyError, Caller, Shared};
 use crate::{Error, Handle};
 
 #[cfg(test)]
@@ -465,8 +465,13 @@ impl Event {
 
 /// Applies an event through `handle`; returns the incident it touched, if
 /// any. Returns after every event written is durable.
-pub async fn apply(handle: &Handle, event: &Event, headers: &HeaderMap) -> Result<Option<IncidentId>, Error> {
-    let actor = actor();
+pub async fn apply(
+    handle: &Handle,
+    event: &Event,
+    headers: &HeaderMap,
+    caller: &Caller,
+) -> Result<Option<IncidentId>, Error> {
+    let actor = &caller.actor;
     let key = event.incident_dedup_key();
     if event.action == Action::Trigger {
         // Scoped by the last incident of this key that was closed: the same
@@ -474,13 +479,14 @@ pub async fn apply(handle: &Handle, event: &Event, headers: &HeaderMap) -> Resul
         // is open, and opens a new one once that one is closed.
         let closed = handle.last_closed_with_dedup_key(&key).await?;
         let scope = format!("after {}", closed.map_or("none".to_owned(), |i| i.to_string()));
-        let command = event.report_command().expect("a trigger has a payload");
-        let ctx = super::context(&actor, headers, event.request_id(&scope));
+        let command = caller.report(event.report_command().expect("a trigger has a payload"))?;
+        let ctx = super::context(actor, headers, event.request_id(&scope));
         return Ok(Some(handle.report(command, &ctx).await?.incident));
     }
     // Acknowledge and resolve apply to the open incident of the key, once.
     let Some(incident) = handle.open_with_dedup_key(&key).await? else { return Ok(None) };
-    let ctx = super::context(&actor, headers, event.request_id(&incident.id().to_string()));
+    caller.check(incident.service())?;
+    let ctx = super::context(actor, headers, event.request_id(&incident.id().to_string()));
     if event.action == Action::Acknowledge {
         let update = Command::PostUpdate { audience: Audience::Internal, text: event.acknowledge_text() };
         handle.execute(incident.id(), update, &ctx).await?;
@@ -501,6 +507,10 @@ pub(super) async fn enqueue(State(shared): State<Arc<Shared>>, headers: HeaderMa
         Ok(event) => event,
         Err(errors) => return invalid(StatusCode::BAD_REQUEST, errors),
     };
+    let caller = match shared.caller(&headers, Some(&event.routing_key), actor()) {
+        Ok(caller) => caller,
+        Err(refused) => return refused.into_response("invalid event", "Not authorized"),
+    };
     let throttled = shared.throttle.lock().expect("throttle lock").take(&event.routing_key, Instant::now());
     if let Err(wait) = throttled {
         let errors = [format!(
@@ -514,7 +524,7 @@ pub(super) async fn enqueue(State(shared): State<Arc<Shared>>, headers: HeaderMa
         response.headers_mut().insert(RETRY_AFTER, HeaderValue::from(seconds.max(1)));
         return response;
     }
-    match apply(&shared.handle, &event, &headers).await {
+    match apply(&shared.handle, &event, &headers, &caller).await {
         Ok(_) => super::json_response(
             StatusCode::ACCEPTED,
             &Answer { status: "success", message: "Event processed", dedup_key: Some(&event.dedup_key), errors: None },

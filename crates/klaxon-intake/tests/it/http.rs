@@ -40,7 +40,7 @@ impl HttpServer {
         tokio::spawn(intake.run(shutdown.clone()));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
-        let app = router(handle.clone(), options);
+        let app = router(handle.clone(), options, None);
         let stop = shutdown.clone();
         tokio::spawn(async move {
             axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned()).await.unwrap();

@@ -1,0 +1,24 @@
+//! Who may do what.
+//!
+//! - [`tokens`]: bearer tokens (`klx_…`, 256 random bits), stored only as
+//!   SHA-256 hashes in a TOML file that `klaxond token` manages and a
+//!   running server rereads on change.
+//! - [`Principal`] and [`Role`]: an authenticated name with one role of
+//!   DESIGN.md's table (manager, engineer, executive, reviewer, service),
+//!   optionally scoped to teams.
+//! - [`policy`]: the one table of which role may call which gRPC method.
+//! - [`AuthLayer`]: the tower layer in front of every gRPC server. It
+//!   answers `UNAUTHENTICATED` without a valid token and
+//!   `PERMISSION_DENIED` for a role the table does not allow, before any
+//!   handler runs (so a refused call writes nothing); otherwise it leaves a
+//!   [`Grant`] for the handlers, which check team scopes where a command
+//!   touches a service's incident, and sets the actor to the principal.
+
+pub mod layer;
+pub mod policy;
+mod principal;
+pub mod tokens;
+
+pub use layer::{ACTOR_HEADER, Auth, AuthLayer};
+pub use principal::{Grant, OutOfScope, Principal, Role, Teams};
+pub use tokens::TokenStore;

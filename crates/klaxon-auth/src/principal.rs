@@ -1,0 +1,189 @@
+//! Who is calling: a named principal with one role, optionally scoped to
+//! teams.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+/// What a principal may do, as in DESIGN.md's security table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Everything on incidents: declare, override severity, assign, hand
+    /// off, resolve; also what engineers and reviewers may do.
+    Manager,
+    /// Report, acknowledge their own pages, join bridges, post updates.
+    Engineer,
+    /// Read status feeds and incident summaries; write nothing.
+    Executive,
+    /// Read timelines, write reviews and action items.
+    Reviewer,
+    /// Klaxon's own processes: the log server's API, and reports from
+    /// monitoring integrations.
+    Service,
+}
+
+impl Role {
+    /// Every role, in the order of the security table.
+    pub const ALL: [Role; 5] = [Role::Manager, Role::Engineer, Role::Executive, Role::Reviewer, Role::Service];
+
+    /// Its name in token files and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Manager => "manager",
+            Role::Engineer => "engineer",
+            Role::Executive => "executive",
+            Role::Reviewer => "reviewer",
+            Role::Service => "service",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Role {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Role, String> {
+        Role::ALL
+            .into_iter()
+            .find(|r| r.name() == s)
+            .ok_or_else(|| format!("{s:?} is not a role (manager, engineer, executive, reviewer, service)"))
+    }
+}
+
+/// An authenticated caller.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Principal {
+    /// The name events record as their actor.
+    pub name: String,
+    /// What it may do.
+    pub role: Role,
+    /// The teams it is limited to; empty means every team.
+    pub teams: Vec<String>,
+}
+
+impl Principal {
+    /// Whether it may act on something owned by `team` (`None`: owned by
+    /// no known team, which only unscoped principals may touch).
+    pub fn in_scope(&self, team: Option<&str>) -> bool {
+        self.teams.is_empty() || team.is_some_and(|t| self.teams.iter().any(|mine| mine == t))
+    }
+}
+
+impl fmt::Display for Principal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({}", self.name, self.role)?;
+        if !self.teams.is_empty() {
+            write!(f, " of team {}", self.teams.join(", "))?;
+        }
+        f.write_str(")")
+    }
+}
+
+/// Which team owns each service: the service catalog's `team` keys.
+pub type Teams = BTreeMap<String, String>;
+
+/// What the authentication layer leaves in a request's extensions for the
+/// handlers: the principal, and the team of each service, so that a
+/// handler that knows which service a command touches can check the
+/// principal's scope ([`Grant::check_service`]).
+#[derive(Clone, Debug)]
+pub struct Grant {
+    /// Who is calling.
+    pub principal: Principal,
+    /// The service catalog's teams.
+    pub teams: Arc<Teams>,
+}
+
+/// A principal acting outside its teams.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{principal} may not act on {what}: {why}")]
+pub struct OutOfScope {
+    /// The principal, as displayed.
+    pub principal: String,
+    /// What was touched.
+    pub what: String,
+    /// Whose it is.
+    pub why: String,
+}
+
+impl Grant {
+    /// Checks that the principal may act on something of `service`
+    /// (`None`: an incident without a service).
+    pub fn check_service(&self, service: Option<&str>) -> Result<(), OutOfScope> {
+        let team = service.and_then(|s| self.teams.get(s)).map(String::as_str);
+        if self.principal.in_scope(team) {
+            return Ok(());
+        }
+        let (what, why) = match (service, team) {
+            (None, _) => ("an incident of no service".to_owned(), "only unscoped principals may".to_owned()),
+            (Some(s), None) => (format!("service {s}"), "it is in no team's catalog entry".to_owned()),
+            (Some(s), Some(t)) => (format!("service {s}"), format!("it belongs to team {t}")),
+        };
+        Err(OutOfScope { principal: self.principal.to_string(), what, why })
+    }
+
+    /// [`Grant::check_service`] for a request: allowed when no grant is
+    /// attached (a server without authentication, such as the in-process
+    /// tests of a service).
+    pub fn check_request<T>(request: &tonic::Request<T>, service: Option<&str>) -> Result<(), tonic::Status> {
+        match request.extensions().get::<Grant>() {
+            Some(grant) => grant.check_service(service).map_err(|e| tonic::Status::permission_denied(e.to_string())),
+            None => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn grant(teams: &[&str]) -> Grant {
+        Grant {
+            principal: Principal {
+                name: "pat".into(),
+                role: Role::Engineer,
+                teams: teams.iter().map(|t| t.to_string()).collect(),
+            },
+            teams: Arc::new(Teams::from([("checkout".into(), "payments".into()), ("web".into(), "frontend".into())])),
+        }
+    }
+
+    #[test]
+    fn unscoped_principals_act_on_everything() {
+        let g = grant(&[]);
+        for service in [Some("checkout"), Some("web"), Some("unlisted"), None] {
+            assert_eq!(g.check_service(service), Ok(()), "{service:?}");
+        }
+    }
+
+    #[test]
+    fn scoped_principals_act_only_on_their_teams_services() {
+        let g = grant(&["payments"]);
+        assert_eq!(g.check_service(Some("checkout")), Ok(()));
+        let e = g.check_service(Some("web")).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "pat (engineer of team payments) may not act on service web: it belongs to team frontend"
+        );
+        assert!(g.check_service(Some("unlisted")).unwrap_err().to_string().contains("in no team's catalog entry"));
+        assert!(g.check_service(None).unwrap_err().to_string().contains("an incident of no service"));
+    }
+
+    #[test]
+    fn roles_parse_from_their_names_only() {
+        for role in Role::ALL {
+            assert_eq!(role.name().parse::<Role>(), Ok(role));
+        }
+        assert!("admin".parse::<Role>().unwrap_err().contains("not a role"));
+        assert!("Manager".parse::<Role>().is_err());
+    }
+}
