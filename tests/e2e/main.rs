@@ -3,6 +3,7 @@
 #![allow(missing_docs)]
 
 mod alertmanager;
+mod auth;
 mod distributed;
 mod lifecycle;
 mod metrics;

@@ -54,8 +54,9 @@ impl IncidentsService {
         let ctx = context(&request, request.get_ref().context()).map_err(to_status)?;
         let message = request.get_ref();
         let id = convert::incident_id("incident_id", message.incident_id()).map_err(|e| to_status(e.into()))?;
-        let command = build(message).map_err(|e| to_status(e.into()))?;
+        // Who may act on it comes before what is wrong with the command.
         self.check_scope(&request, id).await?;
+        let command = build(message).map_err(|e| to_status(e.into()))?;
         let outcome = self.handle.execute(id, command, &ctx).await.map_err(to_status)?;
         Ok(Response::new(command_response(&outcome)))
     }
@@ -149,6 +150,7 @@ impl v1::incidents_server::Incidents for IncidentsService {
     async fn report(&self, request: Request<v1::ReportRequest>) -> Result<Response<v1::ReportResponse>, Status> {
         let ctx = context(&request, request.get_ref().context.as_ref()).map_err(to_status)?;
         let r = request.get_ref();
+        Grant::check_request(&request, (!r.service.is_empty()).then_some(r.service.as_str()))?;
         let command = (|| {
             Ok::<_, klaxon_domain::Error>(Command::ReportIssue {
                 source: convert::source("source", r.source)?,
@@ -163,7 +165,6 @@ impl v1::incidents_server::Incidents for IncidentsService {
             })
         })()
         .map_err(|e| to_status(e.into()))?;
-        Grant::check_request(&request, (!r.service.is_empty()).then_some(r.service.as_str()))?;
         let report = self.handle.report(command, &ctx).await.map_err(to_status)?;
         Ok(Response::new(v1::ReportResponse {
             incident_id: report.incident.to_string(),

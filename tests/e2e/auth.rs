@@ -1,0 +1,645 @@
+//! Authentication and authorization against real processes: the full
+//! RPC × role × scope matrix, tokens made and revoked with `klaxond token`,
+//! the actor taken from the token, and the HTTP endpoints.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use klaxon_auth::Role;
+use klaxon_auth::policy::{RULES, Rule};
+use klaxon_proto::v1;
+use klaxon_tests::alertmanager::http_as;
+use klaxon_tests::auth::{SERVICE, token};
+use klaxon_tests::nats::NatsServer;
+use klaxon_tests::{Klaxond, binary, klaxon, klaxon_json, klaxon_ok};
+use prost::Message;
+use tonic::Code;
+use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic::transport::Channel;
+
+/// Two teams' services, a Sev-1 rule, `ana` on call, paging through the log
+/// channel, and maria a paging manager.
+const CONFIG: &str = r#"
+[[services]]
+name = "payments"
+team = "payments"
+tier = 1
+escalation_policy = "payments"
+
+[[services]]
+name = "search"
+team = "search"
+tier = 2
+escalation_policy = "payments"
+
+[severity]
+default = "sev4"
+[[severity.rules]]
+id = "tier1-multi-customer"
+severity = "sev1"
+reason = "Several customers hit on a tier-1 service"
+when = { service_tier = [1], multi_customer = true }
+
+[[schedules]]
+name = "payments-primary"
+time_zone = "UTC"
+[[schedules.layers]]
+name = "daily"
+participants = ["ana"]
+shift = "1d"
+handoff = "09:00"
+start = "2026-01-01"
+
+[paging]
+duty_manager_schedule = "payments-primary"
+default_policy = "payments"
+channels = ["log"]
+managers = ["maria"]
+
+[[escalation_policies]]
+name = "payments"
+[[escalation_policies.levels]]
+timeout_seconds = 600
+targets = [{ schedule = "payments-primary" }]
+
+[[channels]]
+name = "log"
+kind = "log"
+"#;
+
+/// Passes messages through as bytes, so that one client calls any method.
+#[derive(Clone, Copy, Default)]
+struct Raw;
+
+impl Codec for Raw {
+    type Encode = Vec<u8>;
+    type Decode = Vec<u8>;
+    type Encoder = Raw;
+    type Decoder = Raw;
+    fn encoder(&mut self) -> Raw {
+        Raw
+    }
+    fn decoder(&mut self) -> Raw {
+        Raw
+    }
+}
+
+impl Encoder for Raw {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+    fn encode(&mut self, item: Vec<u8>, dst: &mut EncodeBuf<'_>) -> Result<(), tonic::Status> {
+        use bytes::BufMut;
+        dst.put_slice(&item);
+        Ok(())
+    }
+}
+
+impl Decoder for Raw {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Vec<u8>>, tonic::Status> {
+        use bytes::Buf;
+        Ok(Some(src.copy_to_bytes(src.remaining()).to_vec()))
+    }
+}
+
+/// How a method is called.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Shape {
+    Unary,
+    ServerStream,
+    Bidi,
+}
+
+/// What the matrix targets: an incident of team payments and its page.
+struct Target {
+    incident: String,
+    page: String,
+}
+
+/// A request for `method`, touching the target where the method takes one.
+fn request(method: &str, t: &Target) -> (Shape, Vec<u8>) {
+    let id = t.incident.clone();
+    let ctx = || Some(v1::CommandContext { request_id: String::new(), expected_version: None });
+    let name = method.rsplit('/').next().expect("a method name");
+    let service = method.trim_start_matches('/').split('/').next().expect("a service");
+    let unary = |m: &dyn Fn() -> Vec<u8>| (Shape::Unary, m());
+    match (service, name) {
+        ("klaxon.v1.Incidents", "Report") => unary(&|| {
+            v1::ReportRequest { title: "matrix".into(), service: "payments".into(), ..Default::default() }
+                .encode_to_vec()
+        }),
+        ("klaxon.v1.Incidents", "Declare") => unary(&|| {
+            v1::DeclareRequest { incident_id: id.clone(), severity: v1::Severity::Sev2 as i32, context: ctx() }
+                .encode_to_vec()
+        }),
+        ("klaxon.v1.Incidents", "OverrideSeverity") => unary(&|| {
+            v1::OverrideSeverityRequest {
+                incident_id: id.clone(),
+                severity: v1::Severity::Sev1 as i32,
+                reason: "matrix".into(),
+                context: ctx(),
+            }
+            .encode_to_vec()
+        }),
+        ("klaxon.v1.Incidents", "AssignCommander") => unary(&|| {
+            v1::AssignCommanderRequest { incident_id: id.clone(), commander: "maria".into(), context: ctx() }
+                .encode_to_vec()
+        }),
+        ("klaxon.v1.Incidents", "RequestHandoff") => unary(&|| {
+            v1::RequestHandoffRequest { incident_id: id.clone(), to: "omar".into(), context: ctx() }.encode_to_vec()
+        }),
+        ("klaxon.v1.Incidents", "AcceptHandoff") => {
+            unary(&|| v1::AcceptHandoffRequest { incident_id: id.clone(), context: ctx() }.encode_to_vec())
+        }
+        ("klaxon.v1.Incidents", "DeclineHandoff") => unary(&|| {
+            v1::DeclineHandoffRequest { incident_id: id.clone(), reason: "busy".into(), context: ctx() }.encode_to_vec()
+        }),
+        ("klaxon.v1.Incidents", "CancelHandoff") => unary(&|| {
+            v1::CancelHandoffRequest { incident_id: id.clone(), reason: "stay".into(), context: ctx() }.encode_to_vec()
+        }),
+        ("klaxon.v1.Incidents", "AssignRole") => unary(&|| {
+            v1::AssignRoleRequest {
+                incident_id: id.clone(),
+                role: v1::IncidentRole::Scribe as i32,
+                person: "li".into(),
+                context: ctx(),
+            }
+            .encode_to_vec()
+        }),
+        ("klaxon.v1.Incidents", "PostUpdate") => unary(&|| {
+            v1::PostUpdateRequest {
+                incident_id: id.clone(),
+                audience: v1::Audience::Internal as i32,
+                text: "matrix".into(),
+                context: ctx(),
+            }
+            .encode_to_vec()
+        }),
+        ("klaxon.v1.Incidents", "RecordCustomerImpact") => unary(&|| {
+            v1::RecordCustomerImpactRequest {
+                incident_id: id.clone(),
+                customers_affected: 3,
+                summary: "matrix".into(),
+                context: ctx(),
+                ..Default::default()
+            }
+            .encode_to_vec()
+        }),
+        ("klaxon.v1.Incidents", "Mitigate") => unary(&|| {
+            v1::MitigateRequest { incident_id: id.clone(), summary: "matrix".into(), context: ctx() }.encode_to_vec()
+        }),
+        ("klaxon.v1.Incidents", "Resolve") => unary(&|| {
+            v1::ResolveRequest { incident_id: id.clone(), summary: "matrix".into(), context: ctx() }.encode_to_vec()
+        }),
+        ("klaxon.v1.Incidents", "Reopen") => unary(&|| {
+            v1::ReopenRequest { incident_id: id.clone(), reason: "matrix".into(), context: ctx() }.encode_to_vec()
+        }),
+        ("klaxon.v1.Incidents", "ValidateResolution") => unary(&|| {
+            v1::ValidateResolutionRequest { incident_id: id.clone(), note: "matrix".into(), context: ctx() }
+                .encode_to_vec()
+        }),
+        ("klaxon.v1.Incidents", "MarkNoise") => unary(&|| {
+            v1::MarkNoiseRequest { incident_id: id.clone(), reason: "matrix".into(), context: ctx() }.encode_to_vec()
+        }),
+        ("klaxon.v1.Incidents", "GetIncident") => {
+            unary(&|| v1::GetIncidentRequest { incident_id: id.clone() }.encode_to_vec())
+        }
+        ("klaxon.v1.Incidents", "ListIncidents") => unary(&|| v1::ListIncidentsRequest::default().encode_to_vec()),
+        ("klaxon.v1.Incidents", "GetHistory") => {
+            unary(&|| v1::GetHistoryRequest { incident_id: id.clone() }.encode_to_vec())
+        }
+        ("klaxon.v1.Bridge", "Join") => {
+            let join = v1::JoinBridge { incident_id: id.clone(), participant: String::new(), role: 0 };
+            let message = v1::BridgeRequest { message: Some(v1::bridge_request::Message::Join(join)) };
+            (Shape::Bidi, message.encode_to_vec())
+        }
+        ("klaxon.v1.SeverityEvaluator", "Explain") => {
+            unary(&|| v1::ExplainSeverityRequest { incident_id: id.clone() }.encode_to_vec())
+        }
+        ("klaxon.v1.Paging", "Acknowledge") => {
+            unary(&|| v1::AcknowledgeRequest { page_id: t.page.clone() }.encode_to_vec())
+        }
+        ("klaxon.v1.Paging", "WhoIsOnCall") => unary(&|| v1::WhoIsOnCallRequest::default().encode_to_vec()),
+        ("klaxon.v1.Paging", "ListPages") => {
+            unary(&|| v1::ListPagesRequest { incident_id: id.clone() }.encode_to_vec())
+        }
+        ("klaxon.v1.StatusFeed", "Subscribe") => (Shape::ServerStream, v1::FeedFilter::default().encode_to_vec()),
+        ("klaxon.v1.Review", "ReplayTimeline") => {
+            (Shape::ServerStream, v1::ReplayTimelineRequest { incident_id: id.clone(), as_of: None }.encode_to_vec())
+        }
+        ("klaxon.v1.Review", "GetMetrics") => {
+            unary(&|| v1::GetMetricsRequest { incident_id: id.clone() }.encode_to_vec())
+        }
+        ("klaxon.v1.Review", "GetReview") => {
+            unary(&|| v1::GetReviewRequest { incident_id: id.clone() }.encode_to_vec())
+        }
+        ("klaxon.v1.Review", "EditReview") => unary(&|| {
+            v1::EditReviewRequest {
+                context: ctx(),
+                incident_id: id.clone(),
+                edit: Some(v1::edit_review_request::Edit::WriteSummary("matrix".into())),
+            }
+            .encode_to_vec()
+        }),
+        ("klaxon.v1.Review", "ListActionItems") => unary(&|| v1::ListActionItemsRequest::default().encode_to_vec()),
+        ("klaxon.v1.Review", "ExportMarkdown") => {
+            unary(&|| v1::ExportMarkdownRequest { incident_id: id.clone() }.encode_to_vec())
+        }
+        ("klaxon.v1.Review", "Trends") => unary(&|| v1::TrendsRequest::default().encode_to_vec()),
+        ("klaxon.v1.EventLog", "Subscribe") => {
+            (Shape::ServerStream, v1::LogSubscribeRequest { from: 1 }.encode_to_vec())
+        }
+        // The log server's other methods: an empty request is a valid call
+        // (or a precise InvalidArgument), which is all the matrix needs.
+        ("klaxon.v1.EventLog", _) => unary(&Vec::new),
+        other => panic!("no request for {other:?}: add one so the matrix covers it"),
+    }
+}
+
+/// What came of one call.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Outcome {
+    /// The authentication layer refused it: no or an unknown token.
+    Unauthenticated,
+    /// The policy refused it: the role, or the team scope.
+    Denied,
+    /// It reached the service (whatever the service then answered).
+    Reached(Code),
+}
+
+/// The principal for a role in or out of the target's team (payments).
+fn principal(role: Role, in_scope: bool) -> String {
+    format!("{}-{}", role.name(), if in_scope { "payments" } else { "search" })
+}
+
+/// Calls `method` with `authorization` (none, or a header value).
+async fn call(channel: Channel, method: &str, shape: Shape, body: Vec<u8>, authorization: Option<&str>) -> Outcome {
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.expect("the channel is ready");
+    let path: http::uri::PathAndQuery = method.parse().expect("a method path");
+    let authorize = |metadata: &mut tonic::metadata::MetadataMap| {
+        if let Some(value) = authorization {
+            metadata.insert("authorization", value.parse().expect("header text"));
+        }
+    };
+    let answer = match shape {
+        Shape::Unary => {
+            let mut request = tonic::Request::new(body);
+            authorize(request.metadata_mut());
+            grpc.unary(request, path, Raw).await.map(|_| ())
+        }
+        Shape::ServerStream => {
+            let mut request = tonic::Request::new(body);
+            authorize(request.metadata_mut());
+            grpc.server_streaming(request, path, Raw).await.map(|_| ())
+        }
+        Shape::Bidi => {
+            // The stream stays open until the answer came.
+            let (tx, rx) = tokio::sync::mpsc::channel(1);
+            tx.send(body).await.expect("queue the join");
+            let mut request = tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(rx));
+            authorize(request.metadata_mut());
+            let answer = grpc.streaming(request, path, Raw).await;
+            let answer = match answer {
+                Ok(mut stream) => stream.get_mut().message().await.map(|_| ()),
+                Err(status) => Err(status),
+            };
+            drop(tx);
+            answer
+        }
+    };
+    match answer {
+        Ok(()) => Outcome::Reached(Code::Ok),
+        Err(s) if s.code() == Code::Unauthenticated => Outcome::Unauthenticated,
+        // The policy's refusals name the principal and the rule; a service's
+        // own PermissionDenied (paging: "only they or a paging manager") is
+        // a call that got through.
+        Err(s)
+            if s.code() == Code::PermissionDenied
+                && (s.message().contains(" may not call ") || s.message().contains(" may not act on ")) =>
+        {
+            Outcome::Denied
+        }
+        Err(s) => Outcome::Reached(s.code()),
+    }
+}
+
+/// What the table says a cell must be.
+fn expected(rule: &Rule, role: Role, in_scope: bool) -> Outcome {
+    if !rule.roles.contains(&role) || (rule.scoped && !in_scope) { Outcome::Denied } else { Outcome::Reached(Code::Ok) }
+}
+
+/// Every method of `klaxon.v1` in the protocol files, as `/pkg.Service/Method`.
+fn proto_methods() -> BTreeSet<String> {
+    let set = prost_types::FileDescriptorSet::decode(klaxon_proto::FILE_DESCRIPTOR_SET).expect("the descriptor set");
+    let mut methods = BTreeSet::new();
+    for file in set.file {
+        for service in &file.service {
+            for method in &service.method {
+                methods.insert(format!("/{}.{}/{}", file.package(), service.name(), method.name()));
+            }
+        }
+    }
+    methods
+}
+
+fn head(metrics_address: &str) -> f64 {
+    klaxon_tests::metrics::scrape(metrics_address)["klaxon_log_head"]
+}
+
+/// Waits until the log head has not moved for half a second (at most 30 s):
+/// the services' reactions to the setup have landed.
+fn settle(metrics_address: &str) -> f64 {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut last = head(metrics_address);
+    loop {
+        std::thread::sleep(Duration::from_millis(500));
+        let now = head(metrics_address);
+        if now == last {
+            return now;
+        }
+        assert!(Instant::now() < deadline, "the log kept moving");
+        last = now;
+    }
+}
+
+#[test]
+fn every_rpc_role_and_scope_gets_what_the_table_says_and_refusals_write_nothing() {
+    // Every method in the protocol files has exactly one row.
+    let table: BTreeSet<String> = RULES.iter().map(|r| r.method.to_owned()).collect();
+    assert_eq!(proto_methods(), table, "the policy table and the protocol files list different methods");
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("klaxon.toml");
+    std::fs::write(&config, CONFIG).unwrap();
+    let config = config.display().to_string();
+    let up = Klaxond::start_with(&dir.path().join("data"), &["--config", &config]);
+    let metrics = up.http_address.clone().expect("up serves metrics on its HTTP address");
+    // The log server, for klaxon.v1.EventLog (not served by `up`).
+    let nats = NatsServer::start(&dir.path().join("nats"));
+    let log_data = dir.path().join("log").display().to_string();
+    let log = Klaxond::serve(
+        "log",
+        &["--config", &config, "--data-dir", &log_data, "--nats", &nats.url, "--metrics-listen", "127.0.0.1:0"],
+        &[],
+    );
+    let log_metrics = log.http_address.clone().expect("the log server serves metrics");
+
+    // The target: a payments Sev-1 with a page to ana.
+    let out = klaxon_ok(
+        &up.url,
+        "monitor",
+        &["report", "--title", "checkout down", "--service", "payments", "--customer", "acme", "--customer", "globex"],
+    );
+    let incident = out.split_whitespace().next().expect("the incident id").to_owned();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let page = loop {
+        let pages = klaxon_json(&up.url, "maria", &["pages", &incident]);
+        if let Some(id) = pages["pages"][0]["page_id"].as_str() {
+            break id.to_owned();
+        }
+        assert!(Instant::now() < deadline, "no page for {incident}: {pages}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let target = Target { incident, page };
+
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let channel = |url: &str| {
+        let url = url.to_owned();
+        runtime.block_on(async move { tonic::transport::Endpoint::from_shared(url).unwrap().connect().await.unwrap() })
+    };
+    let (up_channel, log_channel) = (channel(&up.url), channel(&log.url));
+    let where_ = |method: &str| {
+        if method.starts_with("/klaxon.v1.EventLog/") {
+            (log_channel.clone(), log_metrics.as_str())
+        } else {
+            (up_channel.clone(), metrics.as_str())
+        }
+    };
+
+    // Each cell: (method, caller, expected). Callers: each role in and out
+    // of the target's team, no token, and a token nobody issued.
+    let bad = format!("Bearer {}", klaxon_auth::tokens::generate());
+    let mut cells = Vec::new();
+    for rule in RULES {
+        for role in Role::ALL {
+            for in_scope in [true, false] {
+                let caller = format!("Bearer {}", token(&principal(role, in_scope)));
+                cells.push((
+                    rule,
+                    format!("{} ({})", principal(role, in_scope), role),
+                    Some(caller),
+                    expected(rule, role, in_scope),
+                ));
+            }
+        }
+        cells.push((rule, "no token".into(), None, Outcome::Unauthenticated));
+        cells.push((rule, "an unknown token".into(), Some(bad.clone()), Outcome::Unauthenticated));
+    }
+    let total = cells.len();
+    assert_eq!(total, RULES.len() * 12);
+
+    // Refusals first, while nothing else writes: each must leave both logs
+    // where they were.
+    settle(&metrics);
+    let (mut refused, mut reached) = (0, 0);
+    let (mut failures, mut allowed) = (Vec::new(), Vec::new());
+    let heads = (head(&metrics), head(&log_metrics));
+    for (rule, who, authorization, want) in &cells {
+        if matches!(want, Outcome::Reached(_)) {
+            allowed.push((rule, who, authorization));
+            continue;
+        }
+        let (channel, _) = where_(rule.method);
+        let (shape, body) = request(rule.method, &target);
+        let got = runtime.block_on(call(channel, rule.method, shape, body, authorization.as_deref()));
+        if &got != want {
+            failures.push(format!("{} as {who}: expected {want:?}, got {got:?}", rule.method));
+        }
+        refused += 1;
+    }
+    assert_eq!((head(&metrics), head(&log_metrics)), heads, "a refused call wrote to the log");
+
+    // Then the allowed cells: each must get through to the service.
+    for (rule, who, authorization) in allowed {
+        let (channel, _) = where_(rule.method);
+        let (shape, body) = request(rule.method, &target);
+        match runtime.block_on(call(channel, rule.method, shape, body, authorization.as_deref())) {
+            Outcome::Reached(_) => reached += 1,
+            got => failures.push(format!("{} as {who}: expected to reach the service, got {got:?}", rule.method)),
+        }
+    }
+    assert!(failures.is_empty(), "{} of {total} cells wrong:\n{}", failures.len(), failures.join("\n"));
+    assert_eq!(refused + reached, total);
+    eprintln!(
+        "authorization matrix: {total} cells ({} methods × 12 callers), {refused} refused, {reached} allowed",
+        RULES.len()
+    );
+    // Open connections would hold up a graceful stop.
+    drop((up_channel, log_channel));
+    drop(runtime);
+    drop(log);
+    drop(nats);
+    assert!(up.stop().success());
+}
+
+/// A token file of its own, so that the test controls every token.
+fn klaxond_token(tokens: &std::path::Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(binary("klaxond"))
+        .arg("token")
+        .args(args)
+        .arg("--tokens-file")
+        .arg(tokens)
+        .output()
+        .expect("run klaxond token")
+}
+
+#[test]
+fn tokens_made_and_revoked_with_klaxond_token_take_effect_without_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = dir.path().join("tokens.toml");
+    let tokens_arg = tokens.display().to_string();
+    let created = klaxond_token(&tokens, &["create", "--name", "zoe", "--role", "engineer", "--team", "payments"]);
+    assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
+    let zoe = String::from_utf8(created.stdout).unwrap().trim().to_owned();
+    assert!(zoe.starts_with("klx_"), "{zoe:?}");
+    let file = std::fs::read_to_string(&tokens).unwrap();
+    assert!(!file.contains(&zoe[4..]), "the token file holds hashes only:\n{file}");
+    let again = klaxond_token(&tokens, &["create", "--name", "zoe", "--role", "manager"]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("zoe already has a token"));
+    let bad_role = klaxond_token(&tokens, &["create", "--name", "x", "--role", "admin"]);
+    assert_eq!(bad_role.status.code(), Some(2), "a usage error");
+    let listed = String::from_utf8(klaxond_token(&tokens, &["list"]).stdout).unwrap();
+    assert!(listed.starts_with("zoe\tengineer\tpayments\t"), "{listed:?}");
+
+    let config = dir.path().join("klaxon.toml");
+    std::fs::write(&config, CONFIG).unwrap();
+    let config = config.display().to_string();
+    let server = Klaxond::start_with(&dir.path().join("data"), &["--config", &config, "--tokens-file", &tokens_arg]);
+    let as_zoe = |args: &[&str]| {
+        std::process::Command::new(binary("klaxon"))
+            .args(["--server", &server.url])
+            .args(args)
+            .env("KLAXON_TOKEN", &zoe)
+            .env_remove("KLAXON_TOKEN_FILE")
+            .output()
+            .unwrap()
+    };
+    let out = as_zoe(&["report", "--title", "card declines", "--service", "payments"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = as_zoe(&["--json", "show", "INC-1"]);
+    let shown: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let incident = shown.get("incident").unwrap_or(&shown);
+    assert_eq!(incident["reporter"], "zoe", "the actor is the token's principal: {shown:#}");
+
+    // Scoped to payments: a search report is refused and writes nothing.
+    let out = as_zoe(&["report", "--title", "slow search", "--service", "search"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("zoe (engineer of team payments) may not act on service search"), "{stderr}");
+    let out = as_zoe(&["--json", "list"]);
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(list["incidents"].as_array().unwrap().len(), 1, "{list:#}");
+
+    // Revoked: refused on the next call, with no restart.
+    let revoked = klaxond_token(&tokens, &["revoke", "zoe"]);
+    assert!(revoked.status.success(), "{}", String::from_utf8_lossy(&revoked.stderr));
+    let out = as_zoe(&["list"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not valid here (revoked"), "{out:?}");
+    assert!(String::from_utf8(klaxond_token(&tokens, &["list"]).stdout).unwrap().is_empty());
+
+    // Without any token: refused, naming what to do.
+    let out = std::process::Command::new(binary("klaxon"))
+        .args(["--server", &server.url, "list"])
+        .env_remove("KLAXON_TOKEN")
+        .env_remove("KLAXON_TOKEN_FILE")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("klaxond token create"), "{out:?}");
+    assert!(server.stop().success());
+}
+
+#[test]
+fn the_actor_is_the_token_principal_never_a_name_the_client_sends() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Klaxond::start(&dir.path().join("data"));
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let channel = tonic::transport::Endpoint::from_shared(server.url.clone()).unwrap().connect().await.unwrap();
+        let mut incidents = v1::incidents_client::IncidentsClient::new(channel.clone());
+        let mut request = tonic::Request::new(v1::ReportRequest { title: "spoofed".into(), ..Default::default() });
+        request.metadata_mut().insert("authorization", klaxon_tests::auth::bearer("ana"));
+        request.metadata_mut().insert("klaxon-actor", "maria".parse().unwrap());
+        let id = incidents.report(request).await.unwrap().into_inner().incident_id;
+
+        // The bridge: joining under another name is refused.
+        let mut bridge = v1::bridge_client::BridgeClient::new(channel);
+        let join = v1::JoinBridge { incident_id: id.clone(), participant: "maria".into(), role: 0 };
+        let first = v1::BridgeRequest { message: Some(v1::bridge_request::Message::Join(join)) };
+        let mut request = tonic::Request::new(tokio_stream::iter([first]));
+        request.metadata_mut().insert("authorization", klaxon_tests::auth::bearer("ana"));
+        let refused = bridge.join(request).await.unwrap_err();
+        assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+        assert!(refused.message().contains("authenticated as ana"), "{refused:?}");
+    });
+    // Its connections would hold up a graceful stop.
+    drop(runtime);
+    let history = klaxon_json(&server.url, "maria", &["history", "INC-1"]);
+    let entries = history["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 2, "the report and its assessment; the refused join wrote nothing: {history:#}");
+    assert!(entries[0]["summary"].as_str().unwrap().starts_with("ana reported INC-1"), "{history:#}");
+    assert!(server.stop().success());
+}
+
+#[test]
+fn the_http_endpoints_need_a_token_of_a_role_that_may_use_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Klaxond::start(&dir.path().join("data"));
+    let http = server.http_address.clone().unwrap();
+    let event = |routing_key: &str| {
+        serde_json::json!({
+            "routing_key": routing_key,
+            "event_action": "trigger",
+            "payload": { "summary": "disk full", "source": "db-1", "severity": "critical" }
+        })
+        .to_string()
+    };
+    let post = |token: Option<&str>, path: &str, body: &str| {
+        http_as(&http, token, "POST", path, body.as_bytes()).expect("reach the HTTP intake")
+    };
+    let head = || klaxon_tests::metrics::scrape(&http)["klaxon_log_head"];
+    let before = head();
+
+    // PagerDuty: an unknown routing key, an executive's token, no token.
+    let (status, body) = post(None, "/v2/enqueue", &event("R0UT1NGKEY"));
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("\"status\":\"invalid event\"") && body.contains("not valid here"), "{body}");
+    let (status, body) = post(None, "/v2/enqueue", &event(token("ceo")));
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("ceo (executive) may not report"), "{body}");
+    let (status, body) = post(None, "/v1/alertmanager", "{}");
+    assert_eq!(status, 401, "{body}");
+    // Metrics: no token, then an engineer's.
+    let (status, _) = http_as(&http, None, "GET", "/metrics", b"").unwrap();
+    assert_eq!(status, 401);
+    let (status, body) = http_as(&http, Some(token("ana")), "GET", "/metrics", b"").unwrap();
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(head(), before, "refused deliveries write nothing");
+
+    // The routing key as the token (what PagerDuty senders send), and the
+    // header: both report, as the token's principal.
+    let (status, body) = post(None, "/v2/enqueue", &event(token("pagerduty")));
+    assert_eq!(status, 202, "{body}");
+    let (status, body) = post(Some(token(SERVICE)), "/v2/enqueue", &event("any-routing-key"));
+    assert_eq!(status, 202, "{body}");
+    let history = klaxon_json(&server.url, "maria", &["history", "INC-1"]);
+    assert!(history["entries"][0]["summary"].as_str().unwrap().starts_with("pagerduty reported"), "{history:#}");
+    let out = klaxon(&server.url, "maria", &["--json", "list"]);
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(list["incidents"].as_array().unwrap().len(), 2, "{list:#}");
+    assert!(server.stop().success());
+}
