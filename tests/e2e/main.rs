@@ -6,6 +6,7 @@ mod alertmanager;
 mod distributed;
 mod lifecycle;
 mod metrics;
+mod otlp;
 mod paging;
 mod review;
 mod tls;

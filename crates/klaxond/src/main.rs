@@ -100,12 +100,27 @@ struct UpArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,h2=warn,tower=warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("klaxond: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let service_name = match &cli.command {
+        Commands::Up(_) => "klaxond".to_owned(),
+        Commands::Serve(args) => format!("klaxon-{}", args.role.name()),
+    };
+    // The trace exporter's connection lives on the runtime: set it up inside,
+    // and drop the guard (which exports the last spans) before the runtime.
+    let telemetry = {
+        let _entered = runtime.enter();
+        klaxon_telemetry::init(&service_name)?
+    };
     let result = match cli.command {
         Commands::Up(args) => config::Config::load(args.config.as_deref()).and_then(|(mut config, validated)| {
             if let Some(listen) = args.listen {
@@ -117,7 +132,6 @@ fn main() -> ExitCode {
             if let Some(http_listen) = args.http_listen {
                 config.http_listen = http_listen;
             }
-            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
             runtime.block_on(up::run(config, validated))
         }),
         Commands::Serve(args) => config::Config::load(args.config.as_deref()).and_then(|(mut config, validated)| {
@@ -132,15 +146,9 @@ fn main() -> ExitCode {
                 metrics_listen: args.metrics_listen,
                 routes: args.routes,
             };
-            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
             runtime.block_on(serve::run(args.role, config, validated, overrides))
         }),
     };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("klaxond: {e:#}");
-            ExitCode::from(1)
-        }
-    }
+    drop(telemetry);
+    result
 }

@@ -33,6 +33,7 @@ use klaxon_domain::ids::{ActorId, Audience, DedupKey, IncidentId, ReportSource, 
 use klaxon_domain::incident::{Command, DESCRIPTION_CHARS_MAX, NOTE_CHARS_MAX, TITLE_CHARS_MAX};
 use serde::Serialize;
 use serde_json::Value;
+use tracing::Instrument;
 
 use super::{Answer, BodyError, Shared};
 use crate::{Error, Handle};
@@ -440,9 +441,10 @@ pub struct Applied {
     pub skipped: usize,
 }
 
-/// Runs a notification's steps through `handle`, in order. Returns after
-/// every event written is durable.
-pub async fn apply(handle: &Handle, notification: &Notification, headers: &HeaderMap) -> Result<Applied, Error> {
+/// Runs a notification's steps through `handle`, in order, with the trace
+/// context `traceparent` on every event. Returns after every event written
+/// is durable.
+pub async fn apply(handle: &Handle, notification: &Notification, traceparent: Option<&str>) -> Result<Applied, Error> {
     let actor = actor();
     let key = notification.dedup_key();
     let mut applied = Applied::default();
@@ -457,7 +459,7 @@ pub async fn apply(handle: &Handle, notification: &Notification, headers: &Heade
     for step in notification.plan() {
         match step {
             Step::Report { request_id, command } => {
-                let ctx = super::context(&actor, headers, request_id);
+                let ctx = super::context(&actor, traceparent, request_id);
                 let report = handle.report(command, &ctx).await?;
                 count(&mut applied, report.incident, report.outcome.deduplicated);
             }
@@ -466,7 +468,7 @@ pub async fn apply(handle: &Handle, notification: &Notification, headers: &Heade
                     applied.skipped += 1;
                     continue;
                 };
-                let ctx = super::context(&actor, headers, request_id);
+                let ctx = super::context(&actor, traceparent, request_id);
                 let update = Command::PostUpdate { audience: Audience::Internal, text };
                 let outcome = handle.execute(incident.id(), update, &ctx).await?;
                 count(&mut applied, incident.id(), outcome.deduplicated);
@@ -476,7 +478,7 @@ pub async fn apply(handle: &Handle, notification: &Notification, headers: &Heade
                     applied.skipped += 1;
                     continue;
                 };
-                let ctx = super::context(&actor, headers, request_id);
+                let ctx = super::context(&actor, traceparent, request_id);
                 let outcome = super::mitigation_note(handle, &incident, &summary, &ctx).await?;
                 count(&mut applied, incident.id(), outcome.deduplicated);
             }
@@ -504,7 +506,9 @@ pub(super) async fn receive(State(shared): State<Arc<Shared>>, headers: HeaderMa
         Ok(n) => n,
         Err(errors) => return refusal(StatusCode::BAD_REQUEST, errors),
     };
-    match apply(&shared.handle, &notification, &headers).await {
+    let span = tracing::info_span!(parent: None, "intake.alertmanager", group_key = %notification.group_key);
+    let traced = super::traced(&headers, span);
+    match apply(&shared.handle, &notification, traced.traceparent()).instrument(traced.span().clone()).await {
         Ok(applied) => super::json_response(StatusCode::OK, &Stored { status: "success", applied }),
         Err(e) => {
             let status = crate::status::to_http_status(&e);
