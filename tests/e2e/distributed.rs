@@ -508,7 +508,9 @@ fn a_trace_context_travels_from_the_report_through_every_service_and_nats() {
     cluster.stop();
 
     // Event metadata: the report, the assessment, the page's events and the
-    // notifier's all carry the report's trace.
+    // notifier's all carry the report's trace. No process exports spans
+    // here, so each passes the client's traceparent on unchanged (with an
+    // OTLP endpoint each hop carries its own span instead: see otlp.rs).
     let log = klaxon_log::Log::open(&data_dir, Default::default()).unwrap();
     let records = log.read_all(klaxon_log::Position(1), 10_000).unwrap();
     let mut kinds = BTreeSet::new();

@@ -7,6 +7,7 @@ mod auth;
 mod distributed;
 mod lifecycle;
 mod metrics;
+mod otlp;
 mod paging;
 mod review;
 mod tls;

@@ -12,6 +12,7 @@ pub mod cluster;
 pub mod config;
 pub mod metrics;
 pub mod nats;
+pub mod otlp;
 pub mod receiver;
 pub mod tls;
 

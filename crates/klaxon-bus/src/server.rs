@@ -13,6 +13,7 @@ use klaxon_proto::v1::{
 use tokio_stream::Stream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
+use tracing::Instrument;
 
 use crate::wire;
 
@@ -73,14 +74,30 @@ fn batch(records: Vec<klaxon_log::Record>, asked: u32) -> LogRecords {
 
 type RecordStream = Pin<Box<dyn Stream<Item = Result<LogRecords, Status>> + Send>>;
 
+/// A `log.append` span below the caller's, when the request carries a
+/// `traceparent` (an append outside any trace, such as a checkpoint, gets
+/// none rather than a trace of its own).
+fn append_span(request: &Request<LogAppendRequest>) -> tracing::Span {
+    let traceparent = request.metadata().get("traceparent").and_then(|v| v.to_str().ok());
+    match traceparent.filter(|t| klaxon_log::is_traceparent(t)) {
+        Some(traceparent) => {
+            let r = request.get_ref();
+            let span = tracing::info_span!(parent: None, "log.append", stream = %r.stream, events = r.events.len());
+            klaxon_telemetry::Traced::new(span, Some(traceparent)).span().clone()
+        }
+        None => tracing::Span::none(),
+    }
+}
+
 #[tonic::async_trait]
 impl EventLogRpc for LogServer {
     async fn append(&self, request: Request<LogAppendRequest>) -> Result<Response<LogAppendResponse>, Status> {
+        let span = append_span(&request);
         let r = request.into_inner();
         let stream = stream_id(r.stream)?;
         let expected = wire::expected_from_wire(&r.expected, r.expected_version).map_err(status)?;
         let events = r.events.into_iter().map(wire::event_from_wire).collect::<Result<Vec<_>, _>>().map_err(status)?;
-        let appended = self.log.append(&stream, expected, events).await.map_err(status)?;
+        let appended = self.log.append(&stream, expected, events).instrument(span).await.map_err(status)?;
         Ok(Response::new(LogAppendResponse {
             first: appended.first.0,
             last: appended.last.0,

@@ -16,6 +16,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
+use tracing::Instrument;
 
 use crate::status::to_status;
 use crate::{CommandContext, Error, Handle, ListFilter, Outcome, projection};
@@ -57,7 +58,9 @@ impl IncidentsService {
         // Who may act on it comes before what is wrong with the command.
         self.check_scope(&request, id).await?;
         let command = build(message).map_err(|e| to_status(e.into()))?;
-        let outcome = self.handle.execute(id, command, &ctx).await.map_err(to_status)?;
+        let span = tracing::info_span!(parent: None, "intake.command", command = R::COMMAND, incident = %id);
+        let (ctx, span) = ctx.traced(span);
+        let outcome = self.handle.execute(id, command, &ctx).instrument(span).await.map_err(to_status)?;
         Ok(Response::new(command_response(&outcome)))
     }
 
@@ -106,13 +109,16 @@ fn actor<T>(request: &Request<T>) -> Result<ActorId, Error> {
 
 /// Requests that carry a command context and an incident id.
 trait IncidentRequest: Send + Sync + 'static {
+    /// The command's name on its `intake.command` span.
+    const COMMAND: &'static str;
     fn context(&self) -> Option<&v1::CommandContext>;
     fn incident_id(&self) -> &str;
 }
 
 macro_rules! incident_requests {
-    ($($t:ident),* $(,)?) => {$(
+    ($($t:ident => $command:literal),* $(,)?) => {$(
         impl IncidentRequest for v1::$t {
+            const COMMAND: &'static str = $command;
             fn context(&self) -> Option<&v1::CommandContext> {
                 self.context.as_ref()
             }
@@ -124,21 +130,21 @@ macro_rules! incident_requests {
 }
 
 incident_requests!(
-    DeclareRequest,
-    OverrideSeverityRequest,
-    AssignCommanderRequest,
-    RequestHandoffRequest,
-    AcceptHandoffRequest,
-    DeclineHandoffRequest,
-    CancelHandoffRequest,
-    AssignRoleRequest,
-    PostUpdateRequest,
-    RecordCustomerImpactRequest,
-    MitigateRequest,
-    ResolveRequest,
-    ReopenRequest,
-    ValidateResolutionRequest,
-    MarkNoiseRequest,
+    DeclareRequest => "declare",
+    OverrideSeverityRequest => "override_severity",
+    AssignCommanderRequest => "assign_commander",
+    RequestHandoffRequest => "request_handoff",
+    AcceptHandoffRequest => "accept_handoff",
+    DeclineHandoffRequest => "decline_handoff",
+    CancelHandoffRequest => "cancel_handoff",
+    AssignRoleRequest => "assign_role",
+    PostUpdateRequest => "post_update",
+    RecordCustomerImpactRequest => "record_customer_impact",
+    MitigateRequest => "mitigate",
+    ResolveRequest => "resolve",
+    ReopenRequest => "reopen",
+    ValidateResolutionRequest => "validate_resolution",
+    MarkNoiseRequest => "mark_noise",
 );
 
 fn person(field: &'static str, value: &str) -> Result<ActorId, klaxon_domain::Error> {
@@ -165,7 +171,10 @@ impl v1::incidents_server::Incidents for IncidentsService {
             })
         })()
         .map_err(|e| to_status(e.into()))?;
-        let report = self.handle.report(command, &ctx).await.map_err(to_status)?;
+        let span = tracing::info_span!(parent: None, "intake.report", incident = tracing::field::Empty);
+        let (ctx, span) = ctx.traced(span);
+        let report = self.handle.report(command, &ctx).instrument(span.clone()).await.map_err(to_status)?;
+        span.record("incident", tracing::field::display(report.incident));
         Ok(Response::new(v1::ReportResponse {
             incident_id: report.incident.to_string(),
             merged: report.merged,
@@ -403,9 +412,11 @@ impl v1::bridge_server::Bridge for BridgeService {
             return Err(to_status(Error::BridgeFull { incident: id, max }));
         }
         let ctx = CommandContext { traceparent: caller.traceparent, ..CommandContext::by(participant.clone()) };
+        let (ctx, span) = ctx.traced(tracing::info_span!(parent: None, "intake.bridge.join", incident = %id));
         let joined = self
             .handle
             .execute(id, Command::JoinBridge { participant: participant.clone(), role }, &ctx)
+            .instrument(span)
             .await
             .map_err(to_status)?;
         let join_version = self.handle.log().read_one(joined.last).await.map_err(|e| to_status(e.into()))?.version;

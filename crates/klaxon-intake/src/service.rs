@@ -67,7 +67,9 @@ pub struct CommandContext {
     pub request_id: Option<String>,
     /// The incident version the command was based on.
     pub expected_version: Option<u64>,
-    /// W3C trace context of the request, stored in the events' metadata.
+    /// W3C trace context stored in the events' metadata: the caller's, or
+    /// (after [`CommandContext::traced`]) that of the span running the
+    /// command.
     pub traceparent: Option<String>,
 }
 
@@ -75,6 +77,17 @@ impl CommandContext {
     /// A context with only an actor.
     pub fn by(actor: ActorId) -> CommandContext {
         CommandContext { actor, request_id: None, expected_version: None, traceparent: None }
+    }
+
+    /// Joins `span` (made with `parent: None`) to the caller's trace (this
+    /// context's `traceparent`, or a new trace) and returns the context the
+    /// command runs with: its `traceparent` is the span's, so the events
+    /// the command appends, and what services do about them, descend from
+    /// it. Run the command in the returned span.
+    pub fn traced(self, span: tracing::Span) -> (CommandContext, tracing::Span) {
+        let traced = klaxon_telemetry::Traced::new(span, self.traceparent.as_deref());
+        let traceparent = traced.traceparent().map(str::to_owned);
+        (CommandContext { traceparent, ..self }, traced.span().clone())
     }
 
     /// The idempotency key: request ids are scoped to their actor.

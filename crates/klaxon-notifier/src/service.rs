@@ -15,8 +15,10 @@ use klaxon_domain::notifier::{
 use klaxon_domain::paging::{PagingConfig, Slo};
 use klaxon_log::{EventData, EventKind, ExpectedVersion, Metadata, NewEvent, Position, Record, StreamId};
 use klaxon_paging::Clock;
+use klaxon_telemetry::Traced;
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::feed::{CadenceOf, Hub, ITEMS_BUFFER, Sent};
@@ -67,8 +69,9 @@ pub struct Handle {
     clock: Arc<dyn Clock>,
     hub: Hub,
     applied: watch::Sender<Position>,
-    /// The trace of each incident: the W3C traceparent of its first event
-    /// that carried one (its report). The notifier's events join it.
+    /// The trace context of each incident: the W3C traceparent of its
+    /// latest incident event that carried one (for a new Sev-1, the severity
+    /// assessment). A decision's `notifier.notify` span is its child.
     traces: Arc<std::sync::Mutex<HashMap<IncidentId, String>>>,
 }
 
@@ -169,8 +172,13 @@ impl Notifier {
                 }
                 in_flight.insert(id, None);
                 let (h2, done) = (h.clone(), done_tx.clone());
+                let trace = h.traces.lock().expect("traces lock").get(&id).cloned();
+                let span =
+                    tracing::info_span!(parent: None, "notifier.notify", incident = %id, notifications = decided.len());
+                let traced = Traced::new(span, trace.as_deref());
+                let span = traced.span().clone();
                 tasks.spawn(async move {
-                    let position = match h2.carry_out(id, decided).await {
+                    let position = match h2.carry_out(id, decided, traced.traceparent()).await {
                         Ok(p) => p,
                         Err(e) => {
                             tracing::error!(incident = %id, error = %e, "recording an executive notification failed");
@@ -178,7 +186,7 @@ impl Notifier {
                         }
                     };
                     let _ = done.send((id, position)).await;
-                });
+                }.instrument(span));
             }
             while tasks.try_join_next().is_some() {}
         }
@@ -221,7 +229,7 @@ impl Handle {
         if kind.starts_with("incident.") {
             let event = IncidentEvent::from_json(kind, record.data.as_str()).map_err(|e| undecodable(&e))?;
             if let Some(traceparent) = &record.metadata.traceparent {
-                self.traces.lock().expect("traces lock").entry(event.incident).or_insert_with(|| traceparent.clone());
+                self.traces.lock().expect("traces lock").insert(event.incident, traceparent.clone());
             }
             states
                 .entry(event.incident)
@@ -240,9 +248,15 @@ impl Handle {
         }
     }
 
-    /// Delivers the decided notifications and records them; returns the
-    /// position of the last record written.
-    async fn carry_out(&self, id: IncidentId, decided: Vec<Notification>) -> Result<Option<Position>, Error> {
+    /// Delivers the decided notifications and records them with the trace
+    /// context `traceparent`; returns the position of the last record
+    /// written.
+    async fn carry_out(
+        &self,
+        id: IncidentId,
+        decided: Vec<Notification>,
+        traceparent: Option<&str>,
+    ) -> Result<Option<Position>, Error> {
         let mut events = Vec::new();
         let title = {
             let states = self.hub.states.read().expect("state lock");
@@ -293,13 +307,18 @@ impl Handle {
             return Ok(None);
         }
         let version = self.hub.states.read().expect("state lock").get(&id).map_or(0, |s| s.notify_stream_version());
-        Ok(Some(self.append(id, version, &events).await?))
+        Ok(Some(self.append(id, version, &events, traceparent).await?))
     }
 
-    async fn append(&self, id: IncidentId, basis: u64, events: &[NotifyEvent]) -> Result<Position, Error> {
+    async fn append(
+        &self,
+        id: IncidentId,
+        basis: u64,
+        events: &[NotifyEvent],
+        traceparent: Option<&str>,
+    ) -> Result<Position, Error> {
         let stream = StreamId::new(notifier::stream(id)).expect("notify streams are valid stream ids");
         let cause = Uuid::new_v5(&KLAXON_NAMESPACE, format!("{stream}@{basis}").as_bytes());
-        let traceparent = self.traces.lock().expect("traces lock").get(&id).cloned();
         let new = events
             .iter()
             .enumerate()
@@ -310,7 +329,7 @@ impl Handle {
                     data: EventData::from_value(&e.to_json())?,
                     metadata: Metadata {
                         actor: Some(e.by.to_string()),
-                        traceparent: traceparent.clone(),
+                        traceparent: traceparent.map(str::to_owned),
                         ..Metadata::default()
                     },
                 })

@@ -15,8 +15,10 @@ use klaxon_domain::paging::{
 };
 use klaxon_domain::severity::ServiceCatalog;
 use klaxon_log::{EventData, EventKind, ExpectedVersion, Metadata, NewEvent, Position, Record, StreamId};
+use klaxon_telemetry::Traced;
 use tokio::sync::{Semaphore, watch};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 use uuid::Uuid;
 
 /// Deliveries running at once.
@@ -88,9 +90,13 @@ pub struct Handle {
 struct State {
     incidents: HashMap<IncidentId, IncidentPaging>,
     titles: HashMap<IncidentId, String>,
-    /// The trace of each incident: the W3C traceparent of its first event
-    /// that carried one (its report). Paging's events join that trace.
+    /// The trace context of each incident: the W3C traceparent of its
+    /// latest incident event that carried one (for a new Sev-1, the severity
+    /// assessment). A decision's `paging.page` span is its child.
     traces: HashMap<IncidentId, String>,
+    /// The trace context each page was decided in (its `page.responder_paged`
+    /// record's): the parent of its delivery's `paging.deliver` span.
+    page_traces: HashMap<PageId, String>,
     /// Incidents whose latest decision is appended but not yet folded back:
     /// no new decision until the fold has passed this position.
     in_flight: HashMap<IncidentId, Position>,
@@ -220,7 +226,7 @@ impl Handle {
                 state.titles.insert(event.incident, r.title.clone());
             }
             if let Some(traceparent) = &record.metadata.traceparent {
-                state.traces.entry(event.incident).or_insert_with(|| traceparent.clone());
+                state.traces.insert(event.incident, traceparent.clone());
             }
             let config = &self.config.paging;
             state
@@ -239,6 +245,11 @@ impl Handle {
                 paging::PageChange::PageEscalated(_) => counts.escalated += 1,
                 paging::PageChange::SloBreached(_) => counts.slo_breaches += 1,
                 _ => {}
+            }
+            if let (paging::PageChange::ResponderPaged(p), Some(traceparent)) =
+                (&event.change, &record.metadata.traceparent)
+            {
+                state.page_traces.insert(p.page, traceparent.clone());
             }
             if let paging::PageChange::PageDelivered(d) = &event.change {
                 state.delivering.remove(&d.page);
@@ -273,25 +284,36 @@ impl Handle {
             .min()
     }
 
-    /// Decides for one incident at the clock's time and appends the result.
+    /// Decides for one incident at the clock's time and appends the result,
+    /// in a `paging.page` span below the incident's latest trace context.
     async fn decide_and_append(&self, id: IncidentId) -> Result<(), Error> {
-        let (events, version) = {
+        let (events, version, trace) = {
             let state = self.state.lock().expect("state");
             if state.in_flight.contains_key(&id) {
                 return Ok(());
             }
             let Some(paging) = state.incidents.get(&id) else { return Ok(()) };
             let c = &self.config;
-            (decide(paging, &c.paging, &c.catalog, &c.schedules, self.clock.now()), paging.page_stream_version())
+            let events = decide(paging, &c.paging, &c.catalog, &c.schedules, self.clock.now());
+            (events, paging.page_stream_version(), state.traces.get(&id).cloned())
         };
         if events.is_empty() {
             return Ok(());
         }
-        match self.append(id, ExpectedVersion::exact_or_new(version), &events, "paging.decide", version).await {
+        let span = tracing::info_span!(parent: None, "paging.page", incident = %id, events = events.len());
+        let traced = Traced::new(span, trace.as_deref());
+        let expected = ExpectedVersion::exact_or_new(version);
+        let appended = self
+            .append(id, expected, &events, "paging.decide", version, traced.traceparent())
+            .instrument(traced.span().clone())
+            .await;
+        match appended {
             Ok(last) => {
-                for e in &events {
-                    tracing::info!(incident = %id, "{}", e.summary());
-                }
+                traced.span().in_scope(|| {
+                    for e in &events {
+                        tracing::info!(incident = %id, "{}", e.summary());
+                    }
+                });
                 self.state.lock().expect("state").in_flight.insert(id, last);
                 Ok(())
             }
@@ -303,7 +325,8 @@ impl Handle {
     }
 
     /// Appends page events with ids derived from the stream version they
-    /// were decided at, so the same decision is never written twice.
+    /// were decided at, so the same decision is never written twice, and
+    /// with the trace context they were decided in.
     async fn append(
         &self,
         id: IncidentId,
@@ -311,10 +334,10 @@ impl Handle {
         events: &[PageEvent],
         reaction: &str,
         basis: u64,
+        traceparent: Option<&str>,
     ) -> Result<Position, Error> {
         let stream = StreamId::new(paging::stream(id)).expect("page streams are valid stream ids");
         let cause = Uuid::new_v5(&KLAXON_NAMESPACE, format!("{stream}@{basis}").as_bytes());
-        let traceparent = self.state.lock().expect("state").traces.get(&id).cloned();
         let new = events
             .iter()
             .enumerate()
@@ -329,7 +352,7 @@ impl Handle {
                             &KLAXON_NAMESPACE,
                             klaxon_intake::stream_of(id).as_str().as_bytes(),
                         )),
-                        traceparent: traceparent.clone(),
+                        traceparent: traceparent.map(str::to_owned),
                         ..Metadata::default()
                     },
                 })
@@ -343,9 +366,10 @@ impl Handle {
         if self.config.paging.channels().is_empty() {
             return;
         }
-        let pages: Vec<(Page, String)> = {
+        let pages: Vec<(Page, String, Option<String>)> = {
             let mut state = self.state.lock().expect("state");
             let title = state.titles.get(&id).cloned().unwrap_or_default();
+            let state = &mut *state;
             let Some(paging) = state.incidents.get(&id) else { return };
             if paging.status().is_none_or(|s| matches!(s, Status::Resolved | Status::Closed)) {
                 return;
@@ -358,26 +382,39 @@ impl Handle {
             for p in &due {
                 state.delivering.insert(p.id());
             }
-            due.into_iter().map(|p| (p, title.clone())).collect()
+            let trace = |p: &Page| state.page_traces.get(&p.id()).or(state.traces.get(&id)).cloned();
+            due.into_iter()
+                .map(|p| {
+                    let trace = trace(&p);
+                    (p, title.clone(), trace)
+                })
+                .collect()
         };
-        for (page, title) in pages {
+        for (page, title, trace) in pages {
             let handle = self.clone();
             let limit = limit.clone();
-            tasks.spawn(async move {
-                let _permit = limit.acquire_owned().await;
-                // On success the page stays in `delivering` until its record is
-                // folded; otherwise a decision in between would see it still
-                // undelivered and deliver it again.
-                if let Err(e) = handle.deliver(&page, &title).await {
-                    tracing::error!(page = %page.id(), error = %e, "recording a page delivery failed");
-                    handle.state.lock().expect("state").delivering.remove(&page.id());
+            let span = tracing::info_span!(parent: None, "paging.deliver", page = %page.id());
+            let traced = Traced::new(span, trace.as_deref());
+            let span = traced.span().clone();
+            tasks.spawn(
+                async move {
+                    let _permit = limit.acquire_owned().await;
+                    // On success the page stays in `delivering` until its record is
+                    // folded; otherwise a decision in between would see it still
+                    // undelivered and deliver it again.
+                    if let Err(e) = handle.deliver(&page, &title, traced.traceparent()).await {
+                        tracing::error!(page = %page.id(), error = %e, "recording a page delivery failed");
+                        handle.state.lock().expect("state").delivering.remove(&page.id());
+                    }
                 }
-            });
+                .instrument(span),
+            );
         }
     }
 
-    /// Delivers one page through every paging channel and records each outcome.
-    async fn deliver(&self, page: &Page, title: &str) -> Result<(), Error> {
+    /// Delivers one page through every paging channel and records each
+    /// outcome, with the trace context `traceparent`.
+    async fn deliver(&self, page: &Page, title: &str, traceparent: Option<&str>) -> Result<(), Error> {
         let id = page.id();
         let incident = id.incident();
         let severity = self.state.lock().expect("state").incidents.get(&incident).and_then(|s| s.severity());
@@ -413,7 +450,7 @@ impl Handle {
             });
         }
         let basis = Uuid::new_v5(&KLAXON_NAMESPACE, id.to_string().as_bytes()).as_u128() as u64;
-        self.append(incident, ExpectedVersion::Any, &events, "paging.delivery", basis).await?;
+        self.append(incident, ExpectedVersion::Any, &events, "paging.delivery", basis, traceparent).await?;
         Ok(())
     }
 
@@ -441,7 +478,7 @@ impl Handle {
     pub async fn acknowledge(&self, page: PageId, actor: &ActorId) -> Result<(Page, Position), Error> {
         for _ in 0..ACK_ATTEMPTS_MAX {
             self.caught_up().await?;
-            let (event, version) = {
+            let (event, version, trace) = {
                 let state = self.state.lock().expect("state");
                 let Some(paging) = state.incidents.get(&page.incident()) else {
                     return Err(AckError::UnknownPage { page, incident: page.incident() }.into());
@@ -449,10 +486,12 @@ impl Handle {
                 (
                     paging::acknowledge(paging, &page, actor, &self.config.paging, self.clock.now())?,
                     paging.page_stream_version(),
+                    state.page_traces.get(&page).cloned(),
                 )
             };
             let expected = ExpectedVersion::exact_or_new(version);
-            match self.append(page.incident(), expected, std::slice::from_ref(&event), "paging.ack", version).await {
+            let acks = std::slice::from_ref(&event);
+            match self.append(page.incident(), expected, acks, "paging.ack", version, trace.as_deref()).await {
                 Ok(position) => {
                     let mut applied = self.applied.subscribe();
                     let _ = tokio::time::timeout(CATCH_UP_WAIT, applied.wait_for(|p| *p >= position)).await;

@@ -10,8 +10,10 @@ use klaxon_domain::incident::{Change, Incident, IncidentEvent, SeverityAssessed}
 use klaxon_domain::severity::{Explanation, Facts, Rules, ServiceCatalog, reassess};
 use klaxon_intake::{Incidents, projection};
 use klaxon_log::{EventData, EventKind, ExpectedVersion, Metadata, NewEvent, Position, Record};
+use klaxon_telemetry::Traced;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 /// The evaluator's checkpoint name in the log.
 pub const CONSUMER: &str = "severity";
@@ -128,6 +130,13 @@ impl Evaluator {
         if pending.get(&event.incident) == Some(&assessment.severity) {
             return Ok(());
         }
+        // The assessment continues the cause's trace; its event carries the
+        // assessment's own span, so that paging and the notifier descend
+        // from it.
+        let span = tracing::info_span!(
+            parent: None, "severity.assess", incident = %event.incident, severity = %assessment.severity
+        );
+        let traced = Traced::new(span, cause.metadata.traceparent.as_deref());
         let assessed = IncidentEvent {
             incident: event.incident,
             at: event.at,
@@ -147,11 +156,14 @@ impl Evaluator {
                 actor: Some(ACTOR.into()),
                 correlation_id: cause.metadata.correlation_id,
                 causation_id: Some(cause.id),
-                traceparent: cause.metadata.traceparent.clone(),
+                traceparent: traced.traceparent().map(str::to_owned),
             },
         };
-        h.log.append(&klaxon_intake::stream_of(event.incident), ExpectedVersion::Any, vec![new]).await?;
-        tracing::info!(incident = %event.incident, severity = %assessment.severity, rule = ?assessment.rule_id, "severity assessed");
+        let stream = klaxon_intake::stream_of(event.incident);
+        h.log.append(&stream, ExpectedVersion::Any, vec![new]).instrument(traced.span().clone()).await?;
+        traced.span().in_scope(|| {
+            tracing::info!(incident = %event.incident, severity = %assessment.severity, rule = ?assessment.rule_id, "severity assessed");
+        });
         pending.insert(event.incident, assessment.severity);
         Ok(())
     }

@@ -204,13 +204,34 @@ struct UpArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,h2=warn,tower=warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    let result = match cli.command {
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("klaxond: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let command = match cli.command {
+        // Managing tokens runs no server: no runtime, no traces.
+        Commands::Token(command) => return token(command),
+        server => server,
+    };
+    let service_name = match &command {
+        Commands::Up(_) => "klaxond".to_owned(),
+        Commands::Serve(args) => format!("klaxon-{}", args.role.name()),
+        Commands::Token(_) => unreachable!("handled above"),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    // The trace exporter's connection lives on the runtime: set it up inside,
+    // and drop the guard (which exports the last spans) before the runtime.
+    let telemetry = {
+        let _entered = runtime.enter();
+        klaxon_telemetry::init(&service_name)?
+    };
+    let result = match command {
         Commands::Up(args) => config::Config::load(args.config.as_deref()).and_then(|(mut config, validated)| {
             if let Some(listen) = args.listen {
                 config.listen = listen;
@@ -224,7 +245,6 @@ fn main() -> ExitCode {
             if let Some(path) = args.tokens_file {
                 config.auth.tokens_file = Some(path);
             }
-            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
             runtime.block_on(up::run(config, validated))
         }),
         Commands::Serve(args) => config::Config::load(args.config.as_deref()).and_then(|(mut config, validated)| {
@@ -245,16 +265,10 @@ fn main() -> ExitCode {
                 metrics_listen: args.metrics_listen,
                 routes: args.routes,
             };
-            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
             runtime.block_on(serve::run(args.role, config, validated, overrides))
         }),
-        Commands::Token(command) => token(command),
+        Commands::Token(_) => unreachable!("handled above"),
     };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("klaxond: {e:#}");
-            ExitCode::from(1)
-        }
-    }
+    drop(telemetry);
+    result
 }

@@ -33,6 +33,7 @@ use klaxon_domain::ids::{ActorId, Audience, DedupKey, IncidentId, ReportSource, 
 use klaxon_domain::incident::{Command, DESCRIPTION_CHARS_MAX, NOTE_CHARS_MAX, TITLE_CHARS_MAX};
 use serde::Serialize;
 use serde_json::Value;
+use tracing::Instrument;
 
 use super::{Answer, BodyError, Caller, Shared};
 use crate::{Error, Handle};
@@ -440,12 +441,13 @@ pub struct Applied {
     pub skipped: usize,
 }
 
-/// Runs a notification's steps through `handle`, in order. Returns after
-/// every event written is durable.
+/// Runs a notification's steps through `handle`, in order, as `caller`,
+/// with the trace context `traceparent` on every event. Returns after every
+/// event written is durable.
 pub async fn apply(
     handle: &Handle,
     notification: &Notification,
-    headers: &HeaderMap,
+    traceparent: Option<&str>,
     caller: &Caller,
 ) -> Result<Applied, Error> {
     let actor = &caller.actor;
@@ -462,7 +464,7 @@ pub async fn apply(
     for step in notification.plan() {
         match step {
             Step::Report { request_id, command } => {
-                let ctx = super::context(actor, headers, request_id);
+                let ctx = super::context(actor, traceparent, request_id);
                 let report = handle.report(caller.report(command)?, &ctx).await?;
                 count(&mut applied, report.incident, report.outcome.deduplicated);
             }
@@ -472,7 +474,7 @@ pub async fn apply(
                     continue;
                 };
                 caller.check(incident.service())?;
-                let ctx = super::context(actor, headers, request_id);
+                let ctx = super::context(actor, traceparent, request_id);
                 let update = Command::PostUpdate { audience: Audience::Internal, text };
                 let outcome = handle.execute(incident.id(), update, &ctx).await?;
                 count(&mut applied, incident.id(), outcome.deduplicated);
@@ -483,7 +485,7 @@ pub async fn apply(
                     continue;
                 };
                 caller.check(incident.service())?;
-                let ctx = super::context(actor, headers, request_id);
+                let ctx = super::context(actor, traceparent, request_id);
                 let outcome = super::mitigation_note(handle, &incident, &summary, &ctx).await?;
                 count(&mut applied, incident.id(), outcome.deduplicated);
             }
@@ -515,7 +517,9 @@ pub(super) async fn receive(State(shared): State<Arc<Shared>>, headers: HeaderMa
         Ok(n) => n,
         Err(errors) => return refusal(StatusCode::BAD_REQUEST, errors),
     };
-    match apply(&shared.handle, &notification, &headers, &caller).await {
+    let span = tracing::info_span!(parent: None, "intake.alertmanager", group_key = %notification.group_key);
+    let traced = super::traced(&headers, span);
+    match apply(&shared.handle, &notification, traced.traceparent(), &caller).instrument(traced.span().clone()).await {
         Ok(applied) => super::json_response(StatusCode::OK, &Stored { status: "success", applied }),
         Err(e) => {
             let status = crate::status::to_http_status(&e);

@@ -36,6 +36,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
+use klaxon_telemetry::Traced;
+
 use crate::{CommandContext, Error, Handle, Outcome};
 
 pub mod alertmanager;
@@ -267,17 +269,23 @@ impl<'a> Answer<'a> {
 }
 
 /// The command context of a webhook delivery: the integration's actor, a
-/// request id derived from the content, and the caller's trace context.
-fn context(actor: &ActorId, headers: &HeaderMap, request_id: String) -> CommandContext {
-    let traceparent = headers.get("traceparent").and_then(|v| v.to_str().ok()).map(str::to_string);
+/// request id derived from the content, and the trace context of the span
+/// handling the delivery.
+fn context(actor: &ActorId, traceparent: Option<&str>, request_id: String) -> CommandContext {
     CommandContext {
         actor: actor.clone(),
         request_id: Some(request_id),
         expected_version: None,
-        // An invalid traceparent is dropped rather than refused: tracing must
-        // never make a delivery fail.
-        traceparent: traceparent.filter(|t| klaxon_log::is_traceparent(t)),
+        traceparent: traceparent.map(str::to_owned),
     }
+}
+
+/// Joins `span` (made with `parent: None`) to the caller's trace: the
+/// request's `traceparent` header, or a new trace. An invalid header is
+/// ignored rather than refused: tracing must never make a delivery fail.
+fn traced(headers: &HeaderMap, span: tracing::Span) -> Traced {
+    let incoming = headers.get("traceparent").and_then(|v| v.to_str().ok()).filter(|t| klaxon_log::is_traceparent(t));
+    Traced::new(span, incoming)
 }
 
 /// Records that the monitoring side says the problem is over, without ever

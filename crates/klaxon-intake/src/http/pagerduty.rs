@@ -38,6 +38,7 @@ use klaxon_domain::ids::{ActorId, Audience, DedupKey, IncidentId, ReportSource, 
 use klaxon_domain::incident::{Command, DESCRIPTION_CHARS_MAX, NOTE_CHARS_MAX, TITLE_CHARS_MAX};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
+use tracing::Instrument;
 
 use super::{Answer, BodyError, Caller, Shared};
 use crate::{Error, Handle};
@@ -463,12 +464,13 @@ impl Event {
     }
 }
 
-/// Applies an event through `handle`; returns the incident it touched, if
-/// any. Returns after every event written is durable.
+/// Applies an event through `handle` as `caller`, with the trace context
+/// `traceparent` on every event; returns the incident it touched, if any.
+/// Returns after every event written is durable.
 pub async fn apply(
     handle: &Handle,
     event: &Event,
-    headers: &HeaderMap,
+    traceparent: Option<&str>,
     caller: &Caller,
 ) -> Result<Option<IncidentId>, Error> {
     let actor = &caller.actor;
@@ -480,13 +482,13 @@ pub async fn apply(
         let closed = handle.last_closed_with_dedup_key(&key).await?;
         let scope = format!("after {}", closed.map_or("none".to_owned(), |i| i.to_string()));
         let command = caller.report(event.report_command().expect("a trigger has a payload"))?;
-        let ctx = super::context(actor, headers, event.request_id(&scope));
+        let ctx = super::context(actor, traceparent, event.request_id(&scope));
         return Ok(Some(handle.report(command, &ctx).await?.incident));
     }
     // Acknowledge and resolve apply to the open incident of the key, once.
     let Some(incident) = handle.open_with_dedup_key(&key).await? else { return Ok(None) };
     caller.check(incident.service())?;
-    let ctx = super::context(actor, headers, event.request_id(&incident.id().to_string()));
+    let ctx = super::context(actor, traceparent, event.request_id(&incident.id().to_string()));
     if event.action == Action::Acknowledge {
         let update = Command::PostUpdate { audience: Audience::Internal, text: event.acknowledge_text() };
         handle.execute(incident.id(), update, &ctx).await?;
@@ -524,7 +526,9 @@ pub(super) async fn enqueue(State(shared): State<Arc<Shared>>, headers: HeaderMa
         response.headers_mut().insert(RETRY_AFTER, HeaderValue::from(seconds.max(1)));
         return response;
     }
-    match apply(&shared.handle, &event, &headers, &caller).await {
+    let span = tracing::info_span!(parent: None, "intake.pagerduty", action = event.action.as_str());
+    let traced = super::traced(&headers, span);
+    match apply(&shared.handle, &event, traced.traceparent(), &caller).instrument(traced.span().clone()).await {
         Ok(_) => super::json_response(
             StatusCode::ACCEPTED,
             &Answer { status: "success", message: "Event processed", dedup_key: Some(&event.dedup_key), errors: None },
