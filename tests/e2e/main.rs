@@ -6,6 +6,7 @@ mod alertmanager;
 mod auth;
 mod distributed;
 mod lifecycle;
+mod limits;
 mod metrics;
 mod otlp;
 mod paging;

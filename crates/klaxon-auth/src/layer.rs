@@ -4,6 +4,7 @@
 //! the principal's name, so that events record who authenticated and never
 //! a name the client chose.
 
+use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -12,7 +13,7 @@ use tonic::Status;
 use tower::{Layer, Service};
 
 use crate::policy::{Verdict, decide};
-use crate::principal::{Grant, Teams};
+use crate::principal::{Grant, Principal, Teams};
 use crate::tokens::{Rejected, TokenStore};
 
 /// The metadata key that names the acting principal to the handlers.
@@ -25,6 +26,49 @@ pub struct Auth {
     pub tokens: Arc<TokenStore>,
     /// The service catalog's teams, for scope checks.
     pub teams: Arc<Teams>,
+    /// Requests per second each principal may make; `None`: unlimited.
+    pub rate: Option<Arc<RateLimit>>,
+}
+
+/// A request rate per principal: a token bucket per name (governor's keyed
+/// GCRA limiter), so one noisy client cannot starve the others. Klaxon's
+/// own processes (role `service`) are not limited: the log server's
+/// callers are the services themselves.
+pub struct RateLimit {
+    limiter: governor::DefaultKeyedRateLimiter<String>,
+    per_second: NonZeroU32,
+    burst: NonZeroU32,
+}
+
+impl std::fmt::Debug for RateLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RateLimit").field("per_second", &self.per_second).field("burst", &self.burst).finish()
+    }
+}
+
+impl RateLimit {
+    /// `per_second` sustained, `burst` at once.
+    pub fn new(per_second: NonZeroU32, burst: NonZeroU32) -> RateLimit {
+        let quota = governor::Quota::per_second(per_second).allow_burst(burst);
+        RateLimit { limiter: governor::RateLimiter::keyed(quota), per_second, burst }
+    }
+
+    /// Counts one request of `principal`, or says when to retry.
+    fn check(&self, principal: &Principal) -> Result<(), Status> {
+        if principal.role == crate::Role::Service {
+            return Ok(());
+        }
+        self.limiter.check_key(&principal.name).map_err(|not_until| {
+            use governor::clock::Clock;
+            let wait = not_until.wait_time_from(governor::clock::DefaultClock::default().now());
+            Status::resource_exhausted(format!(
+                "{principal} is over its request rate ({} per second, bursts of {}); retry in {} ms",
+                self.per_second,
+                self.burst,
+                wait.as_millis().max(1)
+            ))
+        })
+    }
 }
 
 /// Why a call is refused before it reaches a handler.
@@ -50,6 +94,9 @@ pub fn check<B>(auth: &Auth, request: &mut Request<B>) -> Result<(), Status> {
                 roles.join(", ")
             )));
         }
+    }
+    if let Some(rate) = &auth.rate {
+        rate.check(&principal)?;
     }
     let actor = HeaderValue::from_str(&principal.name).expect("principal names are valid header values");
     request.headers_mut().insert(ACTOR_HEADER, actor);
@@ -108,6 +155,32 @@ where
                 tracing::info!(method = request.uri().path(), code = ?status.code(), reason = status.message(), "call refused");
                 futures_util::future::Either::Left(futures_util::future::ready(Ok(status.into_http())))
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Role;
+
+    fn principal(name: &str, role: Role) -> Principal {
+        Principal { name: name.into(), role, teams: vec![] }
+    }
+
+    #[test]
+    fn each_principal_has_its_own_rate_and_services_none() {
+        let one = NonZeroU32::new(1).unwrap();
+        let rate = RateLimit::new(one, NonZeroU32::new(2).unwrap());
+        let (ana, rita, relay) =
+            (principal("ana", Role::Engineer), principal("rita", Role::Reviewer), principal("svc", Role::Service));
+        assert!(rate.check(&ana).is_ok() && rate.check(&ana).is_ok(), "a burst of two");
+        let refused = rate.check(&ana).unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::ResourceExhausted);
+        assert!(refused.message().starts_with("ana (engineer) is over its request rate (1 per second, bursts of 2)"));
+        assert!(rate.check(&rita).is_ok(), "another principal is not held back");
+        for _ in 0..100 {
+            assert!(rate.check(&relay).is_ok());
         }
     }
 }

@@ -12,13 +12,15 @@
 //!   `PERMISSION_DENIED` for a role the table does not allow, before any
 //!   handler runs (so a refused call writes nothing); otherwise it leaves a
 //!   [`Grant`] for the handlers, which check team scopes where a command
-//!   touches a service's incident, and sets the actor to the principal.
+//!   touches a service's incident, and sets the actor to the principal. It
+//!   also holds each principal to a request rate ([`RateLimit`]),
+//!   answering `RESOURCE_EXHAUSTED` over it.
 
 pub mod layer;
 pub mod policy;
 mod principal;
 pub mod tokens;
 
-pub use layer::{ACTOR_HEADER, Auth, AuthLayer};
+pub use layer::{ACTOR_HEADER, Auth, AuthLayer, RateLimit};
 pub use principal::{Grant, OutOfScope, Principal, Role, Teams};
 pub use tokens::TokenStore;

@@ -1,5 +1,8 @@
 //! The `klaxon.v1.StatusFeed` server.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
 use klaxon_domain::notifier::{FeedFilter, FeedItem};
 use klaxon_proto::convert;
 use klaxon_proto::v1::{self, status_feed_server};
@@ -14,17 +17,62 @@ use crate::{Handle, Sent};
 pub struct FeedService {
     handle: Handle,
     shutdown: CancellationToken,
+    /// Feeds each authenticated principal has open, and the most it may.
+    open: Arc<Mutex<HashMap<String, usize>>>,
+    per_principal_max: usize,
 }
+
+/// Default of [`FeedService::with_per_principal_max`].
+pub const FEEDS_PER_PRINCIPAL_DEFAULT: usize = 4;
 
 impl FeedService {
     /// Serves feeds through `handle`; open feeds end on `shutdown`.
     pub fn new(handle: Handle, shutdown: CancellationToken) -> FeedService {
-        FeedService { handle, shutdown }
+        FeedService { handle, shutdown, open: Arc::default(), per_principal_max: FEEDS_PER_PRINCIPAL_DEFAULT }
+    }
+
+    /// How many feeds one authenticated principal may have open at once;
+    /// one more is refused with `RESOURCE_EXHAUSTED`. Unauthenticated
+    /// servers (in-process tests) count nothing.
+    pub fn with_per_principal_max(mut self, max: usize) -> FeedService {
+        self.per_principal_max = max;
+        self
     }
 
     /// The tonic server to add to a router.
     pub fn into_server(self) -> status_feed_server::StatusFeedServer<FeedService> {
         status_feed_server::StatusFeedServer::new(self)
+    }
+
+    /// Counts a new feed of `principal`, or refuses it.
+    fn open_feed(&self, principal: &str) -> Result<OpenFeed, Status> {
+        let mut open = self.open.lock().expect("open feeds lock");
+        let count = open.entry(principal.to_owned()).or_default();
+        if *count >= self.per_principal_max {
+            return Err(Status::resource_exhausted(format!(
+                "{principal} has {count} status feeds open, the most one principal may; close one first"
+            )));
+        }
+        *count += 1;
+        Ok(OpenFeed { open: self.open.clone(), principal: principal.to_owned() })
+    }
+}
+
+/// One counted feed; dropping it (when the feed ends) uncounts it.
+struct OpenFeed {
+    open: Arc<Mutex<HashMap<String, usize>>>,
+    principal: String,
+}
+
+impl Drop for OpenFeed {
+    fn drop(&mut self) {
+        let mut open = self.open.lock().expect("open feeds lock");
+        if let Some(count) = open.get_mut(&self.principal) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.principal);
+            }
+        }
     }
 }
 
@@ -69,13 +117,24 @@ impl status_feed_server::StatusFeed for FeedService {
 
     async fn subscribe(&self, request: Request<v1::FeedFilter>) -> Result<Response<Self::SubscribeStream>, Status> {
         let filter = filter_from_wire(request.get_ref()).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let counted = match request.extensions().get::<klaxon_auth::Grant>() {
+            Some(grant) => Some(self.open_feed(&grant.principal.name)?),
+            None => None,
+        };
         let mut items = self
             .handle
             .subscribe(filter, self.shutdown.clone())
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
         let (tx, rx) = tokio::sync::mpsc::channel(crate::feed::ITEMS_BUFFER);
         tokio::spawn(async move {
-            while let Some(Sent { item, snapshot }) = items.recv().await {
+            // Counted until the feed ends or the client leaves.
+            let _counted = counted;
+            loop {
+                let sent = tokio::select! {
+                    sent = items.recv() => sent,
+                    () = tx.closed() => return,
+                };
+                let Some(Sent { item, snapshot }) = sent else { return };
                 if tx.send(Ok(item_to_wire(&item, snapshot))).await.is_err() {
                     return;
                 }

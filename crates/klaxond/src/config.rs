@@ -57,6 +57,60 @@ pub struct Config {
     pub tls: TlsConfig,
     /// Authentication (`[auth]`).
     pub auth: AuthConfig,
+    /// What one caller may send and hold (`[limits]`).
+    pub limits: LimitsConfig,
+}
+
+/// `[limits]`: what one caller may send and hold. Each limit hit is a
+/// precise status that writes nothing: `OUT_OF_RANGE` (tonic's) naming both
+/// sizes for a message, `RESOURCE_EXHAUSTED` for the rate and feeds. (Field
+/// lengths are the domain's; bridge participants are `[intake]
+/// bridge_participants_max`.)
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Largest gRPC request message a client may send, in bytes.
+    pub message_bytes_max: usize,
+    /// Requests per second each principal may sustain (role `service`
+    /// excepted); 0 turns the limit off.
+    pub requests_per_second: u32,
+    /// Requests a principal may make at once above that rate.
+    pub request_burst: u32,
+    /// Status feeds one principal may have open at once.
+    pub feeds_per_principal: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            message_bytes_max: 4 * 1024 * 1024,
+            requests_per_second: 50,
+            request_burst: 100,
+            feeds_per_principal: klaxon_notifier::grpc::FEEDS_PER_PRINCIPAL_DEFAULT,
+        }
+    }
+}
+
+impl LimitsConfig {
+    fn validate(&self) -> Result<(), String> {
+        if !(1024..=64 * 1024 * 1024).contains(&self.message_bytes_max) {
+            return Err(format!("limits.message_bytes_max: {} must be from 1024 to 67108864", self.message_bytes_max));
+        }
+        if self.requests_per_second > 0 && self.request_burst == 0 {
+            return Err("limits.request_burst: must be at least 1 while requests_per_second is set".into());
+        }
+        if self.feeds_per_principal == 0 {
+            return Err("limits.feeds_per_principal: must be at least 1".into());
+        }
+        Ok(())
+    }
+
+    /// The request rate, when limited.
+    fn rate(&self) -> Option<Arc<klaxon_auth::RateLimit>> {
+        let per_second = std::num::NonZeroU32::new(self.requests_per_second)?;
+        let burst = std::num::NonZeroU32::new(self.request_burst)?;
+        Some(Arc::new(klaxon_auth::RateLimit::new(per_second, burst)))
+    }
 }
 
 /// `[auth]`: where the tokens are. Every gRPC call (but health checking
@@ -91,7 +145,7 @@ impl Config {
             );
         }
         let teams = validated.catalog.services().map(|s| (s.name().to_string(), s.team().to_owned())).collect();
-        Ok(klaxon_auth::Auth { tokens: Arc::new(tokens), teams: Arc::new(teams) })
+        Ok(klaxon_auth::Auth { tokens: Arc::new(tokens), teams: Arc::new(teams), rate: self.limits.rate() })
     }
 
     /// This process's own token for the log server, when configured.
@@ -165,6 +219,7 @@ impl Default for Config {
             cluster: ClusterConfig::default(),
             tls: TlsConfig::default(),
             auth: AuthConfig::default(),
+            limits: LimitsConfig::default(),
         }
     }
 }
@@ -223,6 +278,7 @@ impl Config {
             }
         }
         self.http.validate()?;
+        self.limits.validate()?;
         let core = self.validate_core().map_err(|e| e.to_string())?;
         let channels = klaxon_channels::Channels::from_env(&self.channels).map_err(|e| e.to_string())?;
         let paging = match &self.paging {

@@ -264,6 +264,7 @@ async fn serve_service(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let cluster = &config.cluster;
+    let message_bytes_max = config.limits.message_bytes_max;
     let remote = RemoteLog::connect_lazy_tls(&cluster.log, config.tls.client()?, config.service_token()?.as_deref())
         .with_context(|| format!("cluster.log {:?}", cluster.log))?;
     let client = jetstream::connect(&cluster.nats_url, &format!("klaxon-{}", role.name()))
@@ -289,8 +290,12 @@ async fn serve_service(
             use klaxon_intake::grpc::{BridgeService, IncidentsService};
             health.set_serving::<klaxon_proto::v1::incidents_server::IncidentsServer<IncidentsService>>().await;
             health.set_serving::<klaxon_proto::v1::bridge_server::BridgeServer<BridgeService>>().await;
-            routes.add_service(IncidentsService::new(handle.clone()).into_server());
-            routes.add_service(BridgeService::new(handle, shutdown.clone()).into_server());
+            routes.add_service(
+                IncidentsService::new(handle.clone()).into_server().max_decoding_message_size(message_bytes_max),
+            );
+            routes.add_service(
+                BridgeService::new(handle, shutdown.clone()).into_server().max_decoding_message_size(message_bytes_max),
+            );
             let services = services.clone();
             tokio::spawn(async move { intake.run(services).await.map_err(anyhow::Error::from) })
         }
@@ -302,7 +307,9 @@ async fn serve_service(
             health
                 .set_serving::<klaxon_proto::v1::severity_evaluator_server::SeverityEvaluatorServer<SeverityService>>()
                 .await;
-            routes.add_service(SeverityService::new(evaluator.handle()).into_server());
+            routes.add_service(
+                SeverityService::new(evaluator.handle()).into_server().max_decoding_message_size(message_bytes_max),
+            );
             let services = services.clone();
             tokio::spawn(async move { evaluator.run(services).await.map_err(anyhow::Error::from) })
         }
@@ -323,7 +330,9 @@ async fn serve_service(
             metrics = metrics.with_consumer("paging", move || h.applied()).with_paging(pager.handle());
             use klaxon_paging::grpc::PagingService;
             health.set_serving::<klaxon_proto::v1::paging_server::PagingServer<PagingService>>().await;
-            routes.add_service(PagingService::new(pager.handle()).into_server());
+            routes.add_service(
+                PagingService::new(pager.handle()).into_server().max_decoding_message_size(message_bytes_max),
+            );
             let services = services.clone();
             tokio::spawn(async move { pager.run(services).await.map_err(anyhow::Error::from) })
         }
@@ -342,7 +351,12 @@ async fn serve_service(
             metrics = metrics.with_consumer("notifier", move || h.applied()).with_notifier(notifier.handle());
             use klaxon_notifier::grpc::FeedService;
             health.set_serving::<klaxon_proto::v1::status_feed_server::StatusFeedServer<FeedService>>().await;
-            routes.add_service(FeedService::new(notifier.handle(), shutdown.clone()).into_server());
+            routes.add_service(
+                FeedService::new(notifier.handle(), shutdown.clone())
+                    .with_per_principal_max(config.limits.feeds_per_principal)
+                    .into_server()
+                    .max_decoding_message_size(message_bytes_max),
+            );
             let services = services.clone();
             tokio::spawn(async move { notifier.run(services).await.map_err(anyhow::Error::from) })
         }
@@ -352,7 +366,9 @@ async fn serve_service(
             metrics = metrics.with_consumer("review", move || h.applied());
             use klaxon_review::grpc::ReviewService;
             health.set_serving::<klaxon_proto::v1::review_server::ReviewServer<ReviewService>>().await;
-            routes.add_service(ReviewService::new(reviews.handle()).into_server());
+            routes.add_service(
+                ReviewService::new(reviews.handle()).into_server().max_decoding_message_size(message_bytes_max),
+            );
             let services = services.clone();
             tokio::spawn(async move { reviews.run(services).await.map_err(anyhow::Error::from) })
         }

@@ -16,6 +16,7 @@ use crate::config::{Config, Validated};
 /// commits and syncs every queued append. A second signal exits at once.
 pub async fn run(config: Config, validated: Validated) -> anyhow::Result<()> {
     let auth = config.auth(&validated)?;
+    let message_bytes_max = config.limits.message_bytes_max;
     let data_dir = std::path::absolute(&config.data_dir).unwrap_or(config.data_dir.clone());
     let log = Log::open(&data_dir, config.log.clone())
         .with_context(|| format!("cannot open the event log in {}", data_dir.display()))?;
@@ -114,13 +115,32 @@ pub async fn run(config: Config, validated: Validated) -> anyhow::Result<()> {
     let http_task = serve_http(http_listener, http_address, http_router, shutdown.clone());
 
     routes
-        .add_service(IncidentsService::new(handle.clone()).into_server())
-        .add_service(BridgeService::new(handle, shutdown.clone()).into_server())
-        .add_service(klaxon_severity::grpc::SeverityService::new(evaluator_handle).into_server())
-        .add_service(klaxon_notifier::grpc::FeedService::new(notifier_handle, shutdown.clone()).into_server())
-        .add_service(klaxon_review::grpc::ReviewService::new(reviews_handle).into_server());
+        .add_service(IncidentsService::new(handle.clone()).into_server().max_decoding_message_size(message_bytes_max))
+        .add_service(
+            BridgeService::new(handle, shutdown.clone()).into_server().max_decoding_message_size(message_bytes_max),
+        )
+        .add_service(
+            klaxon_severity::grpc::SeverityService::new(evaluator_handle)
+                .into_server()
+                .max_decoding_message_size(message_bytes_max),
+        )
+        .add_service(
+            klaxon_notifier::grpc::FeedService::new(notifier_handle, shutdown.clone())
+                .with_per_principal_max(config.limits.feeds_per_principal)
+                .into_server()
+                .max_decoding_message_size(message_bytes_max),
+        )
+        .add_service(
+            klaxon_review::grpc::ReviewService::new(reviews_handle)
+                .into_server()
+                .max_decoding_message_size(message_bytes_max),
+        );
     if let Some((pager, _)) = &pager {
-        routes.add_service(klaxon_paging::grpc::PagingService::new(pager.clone()).into_server());
+        routes.add_service(
+            klaxon_paging::grpc::PagingService::new(pager.clone())
+                .into_server()
+                .max_decoding_message_size(message_bytes_max),
+        );
     }
     let server = config
         .tls
