@@ -12,9 +12,9 @@ use http::{HeaderValue, Request, Response};
 use tonic::Status;
 use tower::{Layer, Service};
 
-use crate::policy::{Verdict, decide};
+use crate::policy::{Verdict, decide, is_public};
 use crate::principal::{Grant, Principal, Teams};
-use crate::tokens::{Rejected, TokenStore};
+use crate::tokens::TokenStore;
 
 /// The metadata key that names the acting principal to the handlers.
 pub const ACTOR_HEADER: &str = "klaxon-actor";
@@ -54,7 +54,7 @@ impl RateLimit {
     }
 
     /// Counts one request of `principal`, or says when to retry.
-    fn check(&self, principal: &Principal) -> Result<(), Status> {
+    pub fn check(&self, principal: &Principal) -> Result<(), Status> {
         if principal.role == crate::Role::Service {
             return Ok(());
         }
@@ -71,17 +71,17 @@ impl RateLimit {
     }
 }
 
-/// Why a call is refused before it reaches a handler.
+/// Authenticates and authorizes one call: `Err` is the refusal to send
+/// back; `Ok` leaves the [`Grant`] and the actor header for the handlers.
 pub fn check<B>(auth: &Auth, request: &mut Request<B>) -> Result<(), Status> {
     let method = request.uri().path().to_owned();
-    request.extensions_mut().remove::<Grant>();
-    if matches!(decide(&method, crate::Role::Service), Verdict::Public) {
+    if is_public(&method) {
         return Ok(());
     }
-    let principal =
-        auth.tokens.authenticate_header(request.headers().get(http::header::AUTHORIZATION)).map_err(|e| match e {
-            Rejected::Missing | Rejected::Unknown => Status::unauthenticated(e.to_string()),
-        })?;
+    let principal = auth
+        .tokens
+        .authenticate_header(request.headers().get(http::header::AUTHORIZATION))
+        .map_err(|e| Status::unauthenticated(e.to_string()))?;
     match decide(&method, principal.role) {
         Verdict::Public | Verdict::Allowed(_) => {}
         Verdict::Denied(None) => {
@@ -104,8 +104,8 @@ pub fn check<B>(auth: &Auth, request: &mut Request<B>) -> Result<(), Status> {
     Ok(())
 }
 
-/// The layer; `None` leaves the server open (only tests of single
-/// services in-process do that).
+/// The layer. A server without it is open: only the in-process tests of
+/// single services run one.
 #[derive(Clone, Debug)]
 pub struct AuthLayer {
     auth: Auth,
