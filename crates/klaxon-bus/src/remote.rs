@@ -58,8 +58,10 @@ impl RemoteLog {
     }
 
     /// Like [`RemoteLog::connect_lazy`], over TLS when `tls` is given
-    /// (`host:port` then means `https://host:port`), presenting `token` (of
-    /// role `service`) when the log server requires one.
+    /// (`host:port` then means `https://host:port`; an identity in `tls` is
+    /// the client certificate for a log server that requires one),
+    /// presenting `token` (of role `service`) when the log server requires
+    /// one.
     pub fn connect_lazy_tls(
         address: &str,
         tls: Option<ClientTlsConfig>,

@@ -17,7 +17,7 @@ use klaxon_proto::convert;
 use klaxon_proto::v1;
 use tonic::metadata::AsciiMetadataValue;
 
-use crate::commands::{Action, Rpc};
+use crate::commands::{Action, Rpc, Tls};
 
 #[cfg(test)]
 mod tests;
@@ -31,7 +31,8 @@ Exit codes:
        already exists)
   2    usage error (unknown command, missing or malformed argument)
   3    version conflict: --expect-version is stale (the current version is printed)
-  4    server unreachable or unavailable (connection refused, unavailable,
+  4    server unreachable or unavailable (connection refused or closed, as
+       when a server requiring client certificates refuses ours; unavailable,
        deadline exceeded); check --server / KLAXON_SERVER
   5    any other error
   130  `klaxon join` or `klaxon watch` interrupted by Ctrl-C
@@ -83,6 +84,26 @@ pub struct Global {
     /// [default: the system's roots are not used; https needs this].
     #[arg(long, env = "KLAXON_CA_CERT", global = true, value_name = "FILE")]
     pub ca_cert: Option<std::path::PathBuf>,
+    /// A PEM file of the client certificate to present to an `https://` server
+    /// that requires one (mutual TLS); needs --client-key.
+    #[arg(long, env = "KLAXON_CLIENT_CERT", global = true, value_name = "FILE", requires = "client_key", value_parser = read_certificate)]
+    pub client_cert: Option<Pem>,
+    /// A PEM file of the private key of --client-cert.
+    #[arg(long, env = "KLAXON_CLIENT_KEY", global = true, value_name = "FILE", requires = "client_cert", value_parser = read_private_key)]
+    pub client_key: Option<Pem>,
+}
+
+/// The contents of a PEM file, read and checked while the command line is
+/// parsed, so that an unreadable or malformed file is a usage error (exit 2)
+/// naming its flag.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Pem(pub Vec<u8>);
+
+impl std::fmt::Debug for Pem {
+    /// Never the contents: one of these files is a private key.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Pem({} bytes)", self.0.len())
+    }
 }
 
 impl Global {
@@ -94,6 +115,17 @@ impl Global {
             request_id: self.request_id.clone().unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
             expected_version: self.expect_version,
         }
+    }
+
+    /// How to reach an `https://` server: the CA to trust and, when given,
+    /// the client certificate to present.
+    pub fn tls(&self) -> Tls {
+        let identity = match (&self.client_cert, &self.client_key) {
+            (Some(cert), Some(key)) => Some(tonic::transport::Identity::from_pem(&cert.0, &key.0)),
+            // clap requires both or neither.
+            _ => None,
+        };
+        Tls { ca_cert: self.ca_cert.clone(), identity }
     }
 
     /// The `authorization` header: `--token` or `KLAXON_TOKEN`, else the
@@ -892,6 +924,27 @@ fn parse_token(s: &str) -> Result<AsciiMetadataValue, String> {
         return Err("must be the token `klaxond token create` printed (printable ASCII, no spaces)".into());
     }
     format!("Bearer {token}").parse().map_err(|_| "is not valid header text".to_string())
+}
+
+/// A PEM file holding at least one certificate, for `--client-cert`.
+fn read_certificate(path: &str) -> Result<Pem, String> {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+    let pem = std::fs::read(path).map_err(|e| format!("cannot read {path}: {e}"))?;
+    match CertificateDer::pem_slice_iter(&pem).next() {
+        Some(Ok(_)) => Ok(Pem(pem)),
+        Some(Err(e)) => Err(format!("{path} is not valid PEM: {e}")),
+        None => Err(format!("{path} holds no PEM certificate")),
+    }
+}
+
+/// A PEM file holding a private key, for `--client-key`.
+fn read_private_key(path: &str) -> Result<Pem, String> {
+    use rustls_pki_types::PrivateKeyDer;
+    use rustls_pki_types::pem::PemObject;
+    let pem = std::fs::read(path).map_err(|e| format!("cannot read {path}: {e}"))?;
+    PrivateKeyDer::from_pem_slice(&pem).map_err(|e| format!("{path} holds no PEM private key: {e}"))?;
+    Ok(Pem(pem))
 }
 
 /// The token in a file (surrounding whitespace ignored).

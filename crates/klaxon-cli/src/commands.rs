@@ -125,6 +125,17 @@ pub enum Reply {
     Trends(v1::TrendsResponse),
 }
 
+/// How to reach an `https://` server (ignored for `http://`). Not `Debug`:
+/// it holds a private key.
+#[derive(Clone, Default)]
+pub struct Tls {
+    /// The CA to trust (`--ca-cert`); https needs it.
+    pub ca_cert: Option<std::path::PathBuf>,
+    /// The client certificate and key (`--client-cert`, `--client-key`),
+    /// for servers that require one.
+    pub identity: Option<tonic::transport::Identity>,
+}
+
 /// A connection to klaxond plus the caller's credentials.
 pub struct Connection {
     channel: Channel,
@@ -136,7 +147,7 @@ impl Connection {
     /// bounds every unary request; `None` for streams.
     pub async fn open(
         server: &str,
-        ca_cert: Option<&std::path::Path>,
+        tls: &Tls,
         credentials: Option<AsciiMetadataValue>,
         request_timeout: Option<Duration>,
     ) -> Result<Self, Error> {
@@ -145,13 +156,16 @@ impl Connection {
             .map_err(|e| unreachable(e.to_string()))?
             .connect_timeout(CONNECT_TIMEOUT);
         if server.starts_with("https://") {
-            let Some(path) = ca_cert else {
+            let Some(path) = &tls.ca_cert else {
                 return Err(unreachable("an https server needs --ca-cert (or KLAXON_CA_CERT)".into()));
             };
             let pem = std::fs::read(path).map_err(|e| unreachable(format!("cannot read {}: {e}", path.display())))?;
-            let tls =
+            let mut config =
                 tonic::transport::ClientTlsConfig::new().ca_certificate(tonic::transport::Certificate::from_pem(pem));
-            endpoint = endpoint.tls_config(tls).map_err(|e| unreachable(root_cause(&e)))?;
+            if let Some(identity) = &tls.identity {
+                config = config.identity(identity.clone());
+            }
+            endpoint = endpoint.tls_config(config).map_err(|e| unreachable(root_cause(&e)))?;
         }
         if let Some(t) = request_timeout {
             endpoint = endpoint.timeout(t);
@@ -256,7 +270,7 @@ impl Connection {
         mut on_message: impl FnMut(v1::bridge_response::Message) -> Result<(), Error>,
     ) -> Result<(), Error> {
         use v1::bridge_request::Message;
-        let status = |s: tonic::Status| Error::Status(Box::new(s));
+        let status = Error::from;
         let (outbound, rx) = mpsc::channel(NOTE_BUFFER_MAX);
         let mut outbound = Some(outbound);
         send(&outbound, Message::Join(join)).await;

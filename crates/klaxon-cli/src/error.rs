@@ -77,6 +77,13 @@ pub enum Error {
         /// The innermost cause, such as "Connection refused (os error 111)".
         detail: String,
     },
+    /// The connection failed after it was opened, before an answer came:
+    /// the server closed it (a server requiring client certificates does so
+    /// when the TLS handshake ends without an acceptable one) or went away.
+    ConnectionLost {
+        /// The innermost cause, such as "connection closed".
+        detail: String,
+    },
     /// The server answered with an error status.
     Status(Box<tonic::Status>),
     /// Ctrl-C during `join` or `watch`.
@@ -89,7 +96,7 @@ impl Error {
     /// The exit code of this failure.
     pub fn exit(&self) -> Exit {
         match self {
-            Error::Unreachable { .. } => Exit::Unreachable,
+            Error::Unreachable { .. } | Error::ConnectionLost { .. } => Exit::Unreachable,
             Error::Status(s) => Exit::from_code(s.code()),
             Error::Interrupted => Exit::Interrupted,
             Error::Output(_) => Exit::Other,
@@ -102,6 +109,11 @@ impl Error {
         const HINT: &str = "is klaxond running there? Set --server or KLAXON_SERVER to its address";
         let line = match self {
             Error::Unreachable { server, detail } => format!("cannot reach the server at {server}: {detail}; {HINT}"),
+            Error::ConnectionLost { detail } if server.starts_with("https://") => format!(
+                "the connection to the server at {server} failed: {detail}; a server that requires client \
+                 certificates closes it when --client-cert is missing or not signed by a CA it trusts"
+            ),
+            Error::ConnectionLost { detail } => format!("the connection to the server at {server} failed: {detail}"),
             Error::Status(s) => {
                 let text =
                     if s.message().is_empty() { s.code().description().to_string() } else { s.message().to_string() };
@@ -133,8 +145,15 @@ impl fmt::Display for Error {
 }
 
 impl From<tonic::Status> for Error {
+    /// A status tonic made itself from a failed connection (its source is
+    /// the transport error; a server's answer never has one) is a lost
+    /// connection, not the server's verdict.
     fn from(s: tonic::Status) -> Error {
-        Error::Status(Box::new(s))
+        let transport = std::error::Error::source(&s).and_then(|e| e.downcast_ref::<tonic::transport::Error>());
+        match transport {
+            Some(e) => Error::ConnectionLost { detail: crate::commands::root_cause(e) },
+            None => Error::Status(Box::new(s)),
+        }
     }
 }
 

@@ -77,16 +77,16 @@ pub fn main_with_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> Exi
 pub async fn run(cli: Cli) -> Result<(), Error> {
     let Cli { global, command } = cli;
     let credentials = global.credentials();
+    let tls = global.tls();
     match command.action(global.context()) {
         Action::Call(rpc) => {
-            let connection =
-                Connection::open(&global.server, global.ca_cert.as_deref(), credentials, Some(REQUEST_TIMEOUT)).await?;
+            let connection = Connection::open(&global.server, &tls, credentials, Some(REQUEST_TIMEOUT)).await?;
             let reply = connection.call(rpc.clone()).await?;
             let text = render::reply(&rpc, &reply, global.json);
             if render::verbatim(&rpc, global.json) { print_verbatim(&text) } else { print_line(&text) }
         }
         Action::Join(join) => {
-            let connection = Connection::open(&global.server, global.ca_cert.as_deref(), credentials, None).await?;
+            let connection = Connection::open(&global.server, &tls, credentials, None).await?;
             let hint = !global.json && std::io::stdin().is_terminal();
             connection
                 .join(join, |message| {
@@ -99,7 +99,7 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
                 .await
         }
         Action::Watch(filter) => {
-            let connection = Connection::open(&global.server, global.ca_cert.as_deref(), credentials, None).await?;
+            let connection = Connection::open(&global.server, &tls, credentials, None).await?;
             connection.watch(filter, |item| write_stdout(&render::feed_item(&item, global.json), true)).await
         }
     }

@@ -15,6 +15,9 @@ use klaxon_domain::paging::{EscalationPolicyConfig, PagingConfig, PagingFileConf
 use klaxon_domain::severity::{Rules, ServiceCatalog, ServiceCatalogConfig, SeverityConfig};
 use serde::Deserialize;
 
+#[cfg(test)]
+mod tests;
+
 /// Everything `klaxond` can be configured with, as written in the file.
 #[derive(Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -341,32 +344,53 @@ impl Config {
     }
 }
 
-/// `[tls]`: serve gRPC over TLS (rustls) with this certificate, and trust
+/// `[tls]`: serve gRPC over TLS (rustls) with this certificate, trust
 /// `ca_file` when this process calls another (the log server, a service
-/// behind the gateway). Without the table everything is plaintext on
+/// behind the gateway), and, with `client_ca_file`, require a client
+/// certificate (mutual TLS). Without the table everything is plaintext on
 /// loopback.
+///
+/// One certificate is this process's identity both ways: it serves with
+/// it, and presents it as its client certificate when it calls another
+/// process. So with one CA, one certificate per process (usable for both
+/// `serverAuth` and `clientAuth`) and `ca_file` = `client_ca_file` = that
+/// CA, every internal call of the distributed topology is mutual TLS.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TlsConfig {
-    /// PEM certificate chain of this process.
+    /// PEM certificate chain of this process: its server certificate, and
+    /// its client certificate when it calls another process.
     pub cert_file: Option<PathBuf>,
     /// PEM private key of `cert_file`.
     pub key_file: Option<PathBuf>,
     /// PEM certificate authority that signed the other processes'
     /// certificates (the distributed topology's internal calls).
     pub ca_file: Option<PathBuf>,
+    /// PEM certificate authority that must have signed the certificate of
+    /// every client of this process's gRPC servers; a client without one is
+    /// refused during the TLS handshake, before any token is looked at.
+    /// Needs `cert_file` and `key_file`.
+    pub client_ca_file: Option<PathBuf>,
 }
 
 impl TlsConfig {
-    /// The server side, when a certificate is configured.
+    /// The server side, when a certificate is configured; it requires
+    /// client certificates signed by `client_ca_file` when that is set.
     pub fn server(&self) -> anyhow::Result<Option<tonic::transport::ServerTlsConfig>> {
-        let (cert, key) = match (&self.cert_file, &self.key_file) {
-            (None, None) => return Ok(None),
-            (Some(cert), Some(key)) => (read(cert, "tls.cert_file")?, read(key, "tls.key_file")?),
-            _ => anyhow::bail!("tls: cert_file and key_file go together"),
+        let Some(identity) = self.identity()? else {
+            anyhow::ensure!(
+                self.client_ca_file.is_none(),
+                "tls.client_ca_file: client certificates are only checked over TLS; set tls.cert_file and tls.key_file"
+            );
+            return Ok(None);
         };
-        let identity = tonic::transport::Identity::from_pem(cert, key);
-        Ok(Some(tonic::transport::ServerTlsConfig::new().identity(identity)))
+        let mut tls = tonic::transport::ServerTlsConfig::new().identity(identity);
+        if let Some(path) = &self.client_ca_file {
+            // Required, not optional: false is tonic's default, said here
+            // so that it never changes unnoticed.
+            tls = tls.client_ca_root(certificate_authority(path, "tls.client_ca_file")?).client_auth_optional(false);
+        }
+        Ok(Some(tls))
     }
 
     /// A gRPC server builder, serving TLS when a certificate is configured:
@@ -380,12 +404,56 @@ impl TlsConfig {
     }
 
     /// The client side for calls to other Klaxon processes, when a CA is
-    /// configured.
+    /// configured: it trusts `ca_file` and presents this process's
+    /// certificate, when it has one, to servers that ask for it.
     pub fn client(&self) -> anyhow::Result<Option<tonic::transport::ClientTlsConfig>> {
         let Some(ca) = &self.ca_file else { return Ok(None) };
-        let ca = tonic::transport::Certificate::from_pem(read(ca, "tls.ca_file")?);
-        Ok(Some(tonic::transport::ClientTlsConfig::new().ca_certificate(ca)))
+        let mut tls =
+            tonic::transport::ClientTlsConfig::new().ca_certificate(certificate_authority(ca, "tls.ca_file")?);
+        if let Some(identity) = self.identity()? {
+            tls = tls.identity(identity);
+        }
+        Ok(Some(tls))
     }
+
+    /// This process's certificate and key, checked to be PEM.
+    fn identity(&self) -> anyhow::Result<Option<tonic::transport::Identity>> {
+        use rustls_pki_types::PrivateKeyDer;
+        use rustls_pki_types::pem::PemObject;
+        let (cert_path, key_path) = match (&self.cert_file, &self.key_file) {
+            (None, None) => return Ok(None),
+            (Some(cert), Some(key)) => (cert, key),
+            _ => anyhow::bail!("tls: cert_file and key_file go together"),
+        };
+        let cert = read(cert_path, "tls.cert_file")?;
+        certificates(&cert, cert_path, "tls.cert_file")?;
+        let key = read(key_path, "tls.key_file")?;
+        PrivateKeyDer::from_pem_slice(&key)
+            .map_err(|e| anyhow::anyhow!("tls.key_file: {} holds no PEM private key ({e})", key_path.display()))?;
+        // Whether the key matches the certificate is rustls's to check, when
+        // the server or a client is built.
+        Ok(Some(tonic::transport::Identity::from_pem(cert, key)))
+    }
+}
+
+/// A CA file as tonic takes it, checked to hold PEM certificates.
+fn certificate_authority(path: &Path, key: &str) -> anyhow::Result<tonic::transport::Certificate> {
+    let pem = read(path, key)?;
+    certificates(&pem, path, key)?;
+    Ok(tonic::transport::Certificate::from_pem(pem))
+}
+
+/// Checks that `pem` holds at least one certificate and nothing malformed.
+fn certificates(pem: &[u8], path: &Path, key: &str) -> anyhow::Result<()> {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+    let mut count = 0;
+    for certificate in CertificateDer::pem_slice_iter(pem) {
+        certificate.map_err(|e| anyhow::anyhow!("{key}: {} is not valid PEM ({e})", path.display()))?;
+        count += 1;
+    }
+    anyhow::ensure!(count > 0, "{key}: {} holds no PEM certificate", path.display());
+    Ok(())
 }
 
 fn read(path: &Path, key: &str) -> anyhow::Result<Vec<u8>> {

@@ -58,7 +58,7 @@ pub async fn run(
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(10));
         if let Some(tls) = &client_tls {
-            endpoint = endpoint.tls_config(tls.clone()).context("tls.ca_file is not usable")?;
+            endpoint = endpoint.tls_config(tls.clone()).context("tls: ca_file, cert_file or key_file is not usable")?;
         }
         let channel = endpoint.connect_lazy();
         upstreams.push(Arc::new(Upstream { role, address: address.clone(), channel, services }));

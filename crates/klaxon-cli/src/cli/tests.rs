@@ -515,6 +515,43 @@ fn the_token_becomes_a_bearer_header_from_the_flag_or_a_file() {
 }
 
 #[test]
+fn client_certificate_files_are_read_and_checked_while_parsing() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.to_str().unwrap().to_owned()
+    };
+    // PEM sections (the DER inside is rustls's to judge, at the handshake).
+    let cert = write("client.pem", "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n");
+    let key = write("client.key", "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n");
+    let junk = write("junk.pem", "not PEM at all\n");
+    let parse = |argv: &[&str]| Cli::try_parse_from(["klaxon"].iter().chain(argv));
+
+    let cli = parse(&["list", "--client-cert", &cert, "--client-key", &key]).unwrap();
+    assert!(cli.global.tls().identity.is_some());
+    assert!(parse(&["list"]).unwrap().global.tls().identity.is_none());
+
+    let missing = "/nonexistent/client.pem";
+    let cases: &[(&[&str], ErrorKind, &str)] = &[
+        (&["--client-cert", missing, "--client-key", &key, "list"], ErrorKind::ValueValidation, "--client-cert"),
+        (&["--client-cert", &cert, "--client-key", missing, "list"], ErrorKind::ValueValidation, "--client-key"),
+        (&["--client-cert", &junk, "--client-key", &key, "list"], ErrorKind::ValueValidation, "--client-cert"),
+        (&["--client-cert", &cert, "--client-key", &junk, "list"], ErrorKind::ValueValidation, "--client-key"),
+        // A certificate is not a key.
+        (&["--client-cert", &cert, "--client-key", &cert, "list"], ErrorKind::ValueValidation, "--client-key"),
+        (&["--client-cert", &cert, "list"], ErrorKind::MissingRequiredArgument, "--client-key"),
+        (&["list", "--client-key", &key], ErrorKind::MissingRequiredArgument, "--client-cert"),
+    ];
+    for (argv, kind, flag) in cases {
+        let err = parse(argv).expect_err(&format!("{argv:?} should be a usage error"));
+        assert_eq!((err.kind(), err.exit_code()), (*kind, 2), "{argv:?}: {err}");
+        let text = err.to_string();
+        assert!(text.contains(flag), "{argv:?}: {text:?} should name {flag}");
+    }
+}
+
+#[test]
 fn help_documents_the_exit_codes() {
     let err = Cli::try_parse_from(["klaxon", "--help"]).unwrap_err();
     let help = err.to_string();

@@ -61,6 +61,15 @@ fn unreachable_and_unavailable_name_the_server() {
             .message("ignored")
             .starts_with("cannot reach the server at http://127.0.0.1:9: Connection refused;")
     );
+    let lost = Error::ConnectionLost { detail: "connection closed".into() };
+    assert_eq!(lost.exit(), Exit::Unreachable);
+    let text = lost.message("https://127.0.0.1:7600");
+    assert!(text.starts_with("the connection to the server at https://127.0.0.1:7600 failed: connection closed;"));
+    assert!(text.contains("--client-cert"), "{text}");
+    let plain = lost.message("http://127.0.0.1:7600");
+    assert_eq!(plain, "the connection to the server at http://127.0.0.1:7600 failed: connection closed");
+    // A server's own answer is its verdict, whatever its code.
+    assert!(matches!(Error::from(tonic::Status::cancelled("stop")), Error::Status(_)));
     let unavailable = message(tonic::Status::unavailable("shutting down"));
     assert!(
         unavailable.starts_with("the server at http://127.0.0.1:7600 is unavailable: shutting down;"),

@@ -1,0 +1,61 @@
+use std::path::{Path, PathBuf};
+
+use super::{Config, TlsConfig};
+
+/// A CA and a certificate it signed (both usages), as PEM files in `dir`:
+/// (ca, cert, key).
+fn certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    use rcgen::{BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
+    let cert = params.signed_by(&key, &Issuer::from_params(&ca_params, &ca_key)).unwrap();
+    let paths = (dir.join("ca.pem"), dir.join("cert.pem"), dir.join("cert.key"));
+    std::fs::write(&paths.0, ca.pem()).unwrap();
+    std::fs::write(&paths.1, cert.pem()).unwrap();
+    std::fs::write(&paths.2, key.serialize_pem()).unwrap();
+    paths
+}
+
+fn check(tls: TlsConfig) -> Result<(), String> {
+    Config { tls, ..Config::default() }.validate().map(drop)
+}
+
+#[test]
+fn mutual_tls_is_checked_at_start_and_errors_name_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = certificates(dir.path());
+    let junk = dir.path().join("junk.pem");
+    std::fs::write(&junk, "not PEM\n").unwrap();
+    let missing = dir.path().join("missing.pem");
+    let full = TlsConfig {
+        cert_file: Some(cert.clone()),
+        key_file: Some(key.clone()),
+        ca_file: Some(ca.clone()),
+        client_ca_file: Some(ca.clone()),
+    };
+
+    check(full.clone()).expect("one CA, one certificate: mutual TLS");
+    let server = full.server().unwrap().expect("a server configuration");
+    tonic::transport::Server::builder().tls_config(server).expect("rustls takes it, client CA included");
+    assert!(full.grpc_server().is_ok());
+    assert!(full.client().unwrap().is_some(), "the internal clients call over TLS");
+
+    let cases = [
+        (TlsConfig { client_ca_file: Some(ca.clone()), ..TlsConfig::default() }, "tls.client_ca_file"),
+        (TlsConfig { cert_file: None, ..full.clone() }, "cert_file and key_file go together"),
+        (TlsConfig { client_ca_file: Some(junk.clone()), ..full.clone() }, "tls.client_ca_file"),
+        (TlsConfig { client_ca_file: Some(missing.clone()), ..full.clone() }, "tls.client_ca_file: cannot read"),
+        (TlsConfig { ca_file: Some(junk.clone()), ..full.clone() }, "tls.ca_file"),
+        (TlsConfig { cert_file: Some(key.clone()), ..full.clone() }, "tls.cert_file"),
+        (TlsConfig { key_file: Some(cert.clone()), ..full.clone() }, "tls.key_file"),
+    ];
+    for (tls, expected) in cases {
+        let error = check(tls.clone()).expect_err(&format!("{tls:?} should be refused"));
+        assert!(error.contains(expected), "{tls:?}: {error:?} should name {expected:?}");
+    }
+}
