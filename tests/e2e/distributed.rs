@@ -13,12 +13,10 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use klaxon_tests::cluster::Cluster;
-use klaxon_tests::config::{PagingConfig, secret};
+use klaxon_tests::config::{Paged, SECRET_ENV};
 use klaxon_tests::receiver::Receiver;
 use klaxon_tests::{Klaxond, Lines, klaxon, klaxon_json, klaxon_ok};
 use serde_json::Value;
-
-const SECRET_ENV: &str = "KLAXON_E2E_PAGER_SECRET";
 
 struct Setup {
     /// Runs the receiver.
@@ -29,26 +27,11 @@ struct Setup {
     config: std::path::PathBuf,
 }
 
-fn setup(escalate_after: u64) -> Setup {
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let secret = secret();
-    let receiver = runtime.block_on(Receiver::start(&secret));
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("klaxon.toml");
-    std::fs::write(&config, config_text(&receiver, escalate_after)).unwrap();
-    Setup { _runtime: runtime, receiver, secret, dir, config }
-}
-
 /// Level 1 pages the on-call schedule (ana) and escalates to carl after
 /// `escalate_after` seconds; executives are told through the same webhook.
-fn config_text(receiver: &Receiver, escalate_after: u64) -> String {
-    PagingConfig {
-        receiver: &receiver.url,
-        secret_env: SECRET_ENV,
-        escalate_after_seconds: escalate_after,
-        notify_executives: true,
-    }
-    .toml()
+fn setup(escalate_after: u64) -> Setup {
+    let Paged { runtime, receiver, secret, dir, config } = Paged::start(escalate_after, true, "");
+    Setup { _runtime: runtime, receiver, secret, dir, config }
 }
 
 impl Setup {

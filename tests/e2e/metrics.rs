@@ -3,31 +3,14 @@
 
 use std::time::{Duration, Instant};
 
-use klaxon_tests::config::{PagingConfig, secret};
+use klaxon_tests::config::Paged;
 use klaxon_tests::metrics::scrape;
-use klaxon_tests::receiver::Receiver;
 use klaxon_tests::{Klaxond, Lines, klaxon_ok};
 
 #[test]
 fn metrics_count_appends_pages_acknowledgements_feeds_and_consumer_lag() {
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let secret = secret();
-    let receiver = runtime.block_on(Receiver::start(&secret));
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("klaxon.toml");
-    let text = PagingConfig {
-        receiver: &receiver.url,
-        secret_env: "KLAXON_E2E_PAGER_SECRET",
-        escalate_after_seconds: 600,
-        notify_executives: false,
-    }
-    .toml();
-    std::fs::write(&config, text).unwrap();
-    let server = Klaxond::start_with_env(
-        &dir.path().join("data"),
-        &["--config", config.to_str().unwrap()],
-        &[("KLAXON_E2E_PAGER_SECRET", secret.as_str())],
-    );
+    let paged = Paged::start(600, false, "");
+    let server = Klaxond::start_with_env(&paged.dir.path().join("data"), &paged.config_args(), &paged.env());
     let address = server.http_address.clone().expect("the HTTP address");
     let before = scrape(&address);
     assert_eq!(before["klaxon_pages_delivered_total"], 0.0);
@@ -39,7 +22,7 @@ fn metrics_count_appends_pages_acknowledgements_feeds_and_consumer_lag() {
         &["report", "--title", "Checkout down", "--service", "payments", "--customer", "a", "--customer", "b"],
     );
     let id = id.trim();
-    runtime.block_on(receiver.wait_for_delivered(1, Duration::from_secs(20)));
+    paged.runtime.block_on(paged.receiver.wait_for_delivered(1, Duration::from_secs(20)));
     let deadline = Instant::now() + Duration::from_secs(20);
     while klaxon_ok(&server.url, "ana", &["--json", "pages", id]).contains("\"delivery\":null") {
         assert!(Instant::now() < deadline, "the delivery is recorded");

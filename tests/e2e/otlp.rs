@@ -15,12 +15,11 @@
 use std::time::{Duration, Instant};
 
 use klaxon_tests::cluster::Cluster;
-use klaxon_tests::config::{PagingConfig, secret};
+use klaxon_tests::config::{Paged, SECRET_ENV};
 use klaxon_tests::otlp::{Collector, Span};
 use klaxon_tests::receiver::Receiver;
 use klaxon_tests::{Klaxond, klaxon_ok};
 
-const SECRET_ENV: &str = "KLAXON_E2E_PAGER_SECRET";
 /// The spans of one Sev-1, one of each at least.
 const SEV1_SPANS: [&str; 5] = ["intake.report", "severity.assess", "paging.page", "paging.deliver", "notifier.notify"];
 /// How long the exporter may take to deliver spans.
@@ -38,20 +37,8 @@ struct Setup {
 /// A collector, a webhook receiver for pages and executive posts, and the
 /// paging configuration (ana on call; executives told of Sev-1s).
 fn setup() -> Setup {
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let Paged { runtime, receiver, secret, dir, config } = Paged::start(600, true, "");
     let collector = runtime.block_on(Collector::start());
-    let secret = secret();
-    let receiver = runtime.block_on(Receiver::start(&secret));
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("klaxon.toml");
-    let text = PagingConfig {
-        receiver: &receiver.url,
-        secret_env: SECRET_ENV,
-        escalate_after_seconds: 600,
-        notify_executives: true,
-    }
-    .toml();
-    std::fs::write(&config, text).unwrap();
     Setup { runtime, collector, receiver, secret, dir, config }
 }
 

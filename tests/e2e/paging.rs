@@ -3,27 +3,15 @@
 
 use std::time::{Duration, Instant};
 
-use klaxon_tests::config::{PagingConfig, secret};
-use klaxon_tests::receiver::Receiver;
+use klaxon_tests::config::Paged;
 use klaxon_tests::{Klaxond, klaxon_ok};
 
 #[test]
 fn a_pending_escalation_survives_sigkill_and_fires_once() {
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let secret = secret();
-    let receiver = runtime.block_on(Receiver::start(&secret));
-    let dir = tempfile::tempdir().unwrap();
-    let config_path = dir.path().join("klaxon.toml");
-    let config = PagingConfig {
-        receiver: &receiver.url,
-        secret_env: "KLAXON_E2E_PAGER_SECRET",
-        escalate_after_seconds: 2,
-        notify_executives: false,
-    };
-    std::fs::write(&config_path, config.toml()).unwrap();
-    let data = dir.path().join("data");
-    let args = ["--config", config_path.to_str().unwrap()];
-    let env = [("KLAXON_E2E_PAGER_SECRET", secret.as_str())];
+    let paged = Paged::start(2, false, "");
+    let (runtime, receiver) = (&paged.runtime, &paged.receiver);
+    let data = paged.dir.path().join("data");
+    let (args, env) = (paged.config_args(), paged.env());
 
     let server = Klaxond::start_with_env(&data, &args, &env);
     let id = klaxon_ok(

@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 use klaxon_proto::v1::event_log_client::EventLogClient;
 use klaxon_proto::v1::{LogAppendRequest, LogHeadRequest, LogNewEvent};
 use klaxon_tests::cluster::Cluster;
+use klaxon_tests::config::Paged;
 use klaxon_tests::nats::NatsServer;
-use klaxon_tests::receiver::Receiver;
 use klaxon_tests::tls::Certificates;
 use klaxon_tests::{Klaxond, klaxon, klaxon_command, klaxon_ok};
 
@@ -104,22 +104,13 @@ fn the_distributed_topology_runs_over_tls() {
 
 #[test]
 fn the_distributed_topology_runs_over_mutual_tls() {
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
-    let secret = klaxon_tests::config::secret();
-    let receiver = runtime.block_on(Receiver::start(&secret));
-    let dir = tempfile::tempdir().unwrap();
-    let certs = klaxon_tests::tls::generate(dir.path());
-    let config = dir.path().join("klaxon.toml");
-    let paging = klaxon_tests::config::PagingConfig {
-        receiver: &receiver.url,
-        secret_env: "KLAXON_E2E_PAGER_SECRET",
-        escalate_after_seconds: 600,
-        notify_executives: false,
-    };
+    let certs_dir = tempfile::tempdir().unwrap();
+    let certs = klaxon_tests::tls::generate(certs_dir.path());
     // Every process: its certificate (both usages), the CA it trusts, and
     // the CA its clients' certificates must come from.
-    std::fs::write(&config, format!("{}\n{}", paging.toml(), mtls_config(&certs))).unwrap();
-    let mut cluster = Cluster::start(dir.path(), &config, &[("KLAXON_E2E_PAGER_SECRET", secret.as_str())]);
+    let paged = Paged::start(600, false, &mtls_config(&certs));
+    let receiver = &paged.receiver;
+    let mut cluster = Cluster::start(paged.dir.path(), &paged.config, &paged.env());
     let https = cluster.url.replace("http://", "https://");
     let ca = path(&certs.ca);
     let mtls = ["--ca-cert", ca, "--client-cert", path(&certs.client_cert), "--client-key", path(&certs.client_key)];

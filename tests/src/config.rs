@@ -89,3 +89,47 @@ backoff_max_ms = 200
 pub fn secret() -> String {
     format!("test-{:032x}", std::collections::hash_map::RandomState::new().hash_one(Instant::now()))
 }
+
+/// The environment variable that carries the webhook secret in [`Paged`].
+pub const SECRET_ENV: &str = "KLAXON_E2E_PAGER_SECRET";
+
+/// What the paging tests start from: a signed-webhook receiver on its own
+/// runtime, a fresh secret, a temporary folder, and `klaxon.toml` in it
+/// paging that receiver ([`PagingConfig`]) plus any `extra` TOML.
+pub struct Paged {
+    /// Runs the receiver (and whatever async the test needs).
+    pub runtime: tokio::runtime::Runtime,
+    /// Where pages and executive posts arrive.
+    pub receiver: crate::receiver::Receiver,
+    /// The webhook secret, in [`SECRET_ENV`] for the servers.
+    pub secret: String,
+    /// The test's folder.
+    pub dir: tempfile::TempDir,
+    /// `klaxon.toml` in `dir`.
+    pub config: std::path::PathBuf,
+}
+
+impl Paged {
+    /// Starts the receiver and writes the configuration.
+    pub fn start(escalate_after_seconds: u64, notify_executives: bool, extra: &str) -> Paged {
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let secret = secret();
+        let receiver = runtime.block_on(crate::receiver::Receiver::start(&secret));
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("klaxon.toml");
+        let paging =
+            PagingConfig { receiver: &receiver.url, secret_env: SECRET_ENV, escalate_after_seconds, notify_executives };
+        std::fs::write(&config, format!("{}\n{extra}", paging.toml())).expect("write klaxon.toml");
+        Paged { runtime, receiver, secret, dir, config }
+    }
+
+    /// `--config <klaxon.toml>`.
+    pub fn config_args(&self) -> [&str; 2] {
+        ["--config", self.config.to_str().expect("a UTF-8 path")]
+    }
+
+    /// The environment the servers need: the webhook secret.
+    pub fn env(&self) -> [(&str, &str); 1] {
+        [(SECRET_ENV, self.secret.as_str())]
+    }
+}
