@@ -10,6 +10,7 @@ use klaxon_auth::policy::{RULES, Rule};
 use klaxon_proto::v1;
 use klaxon_tests::alertmanager::http_as;
 use klaxon_tests::auth::{SERVICE, token};
+use klaxon_tests::config::Paged;
 use klaxon_tests::nats::NatsServer;
 use klaxon_tests::{Klaxond, binary, klaxon, klaxon_json, klaxon_ok};
 use prost::Message;
@@ -17,54 +18,14 @@ use tonic::Code;
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::transport::Channel;
 
-/// Two teams' services, a Sev-1 rule, `ana` on call, paging through the log
-/// channel, and maria a paging manager.
-const CONFIG: &str = r#"
-[[services]]
-name = "payments"
-team = "payments"
-tier = 1
-escalation_policy = "payments"
-
+/// A second team's service next to the paging fixture's payments (team
+/// payments, tier 1, ana on call, a Sev-1 rule and a webhook for pages).
+const SEARCH: &str = r#"
 [[services]]
 name = "search"
 team = "search"
 tier = 2
 escalation_policy = "payments"
-
-[severity]
-default = "sev4"
-[[severity.rules]]
-id = "tier1-multi-customer"
-severity = "sev1"
-reason = "Several customers hit on a tier-1 service"
-when = { service_tier = [1], multi_customer = true }
-
-[[schedules]]
-name = "payments-primary"
-time_zone = "UTC"
-[[schedules.layers]]
-name = "daily"
-participants = ["ana"]
-shift = "1d"
-handoff = "09:00"
-start = "2026-01-01"
-
-[paging]
-duty_manager_schedule = "payments-primary"
-default_policy = "payments"
-channels = ["log"]
-managers = ["maria"]
-
-[[escalation_policies]]
-name = "payments"
-[[escalation_policies.levels]]
-timeout_seconds = 600
-targets = [{ schedule = "payments-primary" }]
-
-[[channels]]
-name = "log"
-kind = "log"
 "#;
 
 /// Passes messages through as bytes, so that one client calls any method.
@@ -370,19 +331,18 @@ fn every_rpc_role_and_scope_gets_what_the_table_says_and_refusals_write_nothing(
     let table: BTreeSet<String> = RULES.iter().map(|r| r.method.to_owned()).collect();
     assert_eq!(proto_methods(), table, "the policy table and the protocol files list different methods");
 
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("klaxon.toml");
-    std::fs::write(&config, CONFIG).unwrap();
-    let config = config.display().to_string();
-    let up = Klaxond::start_with(&dir.path().join("data"), &["--config", &config]);
+    let paged = Paged::start(600, false, SEARCH);
+    let dir = paged.dir.path();
+    let up = Klaxond::start_with_env(&dir.join("data"), &paged.config_args(), &paged.env());
     let metrics = up.http_address.clone().expect("up serves metrics on its HTTP address");
     // The log server, for klaxon.v1.EventLog (not served by `up`).
-    let nats = NatsServer::start(&dir.path().join("nats"));
-    let log_data = dir.path().join("log").display().to_string();
+    let nats = NatsServer::start(&dir.join("nats"));
+    let log_data = dir.join("log").display().to_string();
+    let [config_flag, config] = paged.config_args();
     let log = Klaxond::serve(
         "log",
-        &["--config", &config, "--data-dir", &log_data, "--nats", &nats.url, "--metrics-listen", "127.0.0.1:0"],
-        &[],
+        &[config_flag, config, "--data-dir", &log_data, "--nats", &nats.url, "--metrics-listen", "127.0.0.1:0"],
+        &paged.env(),
     );
     let log_metrics = log.http_address.clone().expect("the log server serves metrics");
 
@@ -404,7 +364,7 @@ fn every_rpc_role_and_scope_gets_what_the_table_says_and_refusals_write_nothing(
     };
     let target = Target { incident, page };
 
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let runtime = &paged.runtime;
     let channel = |url: &str| {
         let url = url.to_owned();
         runtime.block_on(async move { tonic::transport::Endpoint::from_shared(url).unwrap().connect().await.unwrap() })
@@ -478,7 +438,6 @@ fn every_rpc_role_and_scope_gets_what_the_table_says_and_refusals_write_nothing(
     );
     // Open connections would hold up a graceful stop.
     drop((up_channel, log_channel));
-    drop(runtime);
     drop(log);
     drop(nats);
     assert!(up.stop().success());
@@ -514,10 +473,13 @@ fn tokens_made_and_revoked_with_klaxond_token_take_effect_without_a_restart() {
     let listed = String::from_utf8(klaxond_token(&tokens, &["list"]).stdout).unwrap();
     assert!(listed.starts_with("zoe\tengineer\tpayments\t"), "{listed:?}");
 
-    let config = dir.path().join("klaxon.toml");
-    std::fs::write(&config, CONFIG).unwrap();
-    let config = config.display().to_string();
-    let server = Klaxond::start_with(&dir.path().join("data"), &["--config", &config, "--tokens-file", &tokens_arg]);
+    let paged = Paged::start(600, false, SEARCH);
+    let [config_flag, config] = paged.config_args();
+    let server = Klaxond::start_with_env(
+        &dir.path().join("data"),
+        &[config_flag, config, "--tokens-file", &tokens_arg],
+        &paged.env(),
+    );
     let as_zoe = |args: &[&str]| {
         std::process::Command::new(binary("klaxon"))
             .args(["--server", &server.url])
