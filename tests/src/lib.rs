@@ -24,12 +24,14 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 /// The path of a workspace binary (`klaxond`, `klaxon`), built once with
-/// cargo if this test run has not built it yet.
+/// cargo when it is missing or older than a source file of the workspace's
+/// crates (so `cargo nextest run -p klaxon-tests` after an edit never tests
+/// a stale server).
 pub fn binary(name: &str) -> PathBuf {
     static BUILD: Once = Once::new();
     let dir = target_dir();
     let path = dir.join(name);
-    if !path.exists() {
+    if is_stale(&path) {
         BUILD.call_once(|| {
             let workspace = concat!(env!("CARGO_MANIFEST_DIR"), "/../Cargo.toml");
             let status = Command::new(env!("CARGO"))
@@ -41,6 +43,34 @@ pub fn binary(name: &str) -> PathBuf {
     }
     assert!(path.exists(), "{} was not built", path.display());
     path
+}
+
+/// Whether `binary` is missing or older than the newest `.rs`, `.proto` or
+/// `Cargo.toml` below `crates/` and `proto/`.
+fn is_stale(binary: &Path) -> bool {
+    fn newest(dir: &Path, latest: &mut std::time::SystemTime) {
+        let Ok(entries) = std::fs::read_dir(dir) else { return };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let Ok(meta) = entry.metadata() else { continue };
+            if meta.is_dir() {
+                if path.file_name().is_none_or(|n| n != "target") {
+                    newest(&path, latest);
+                }
+            } else if path.extension().is_some_and(|e| e == "rs" || e == "proto")
+                || path.file_name().is_some_and(|n| n == "Cargo.toml")
+            {
+                *latest = meta.modified().map_or(*latest, |m| m.max(*latest));
+            }
+        }
+    }
+    let Ok(built) = std::fs::metadata(binary).and_then(|m| m.modified()) else { return true };
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut sources = std::time::SystemTime::UNIX_EPOCH;
+    for dir in ["crates", "proto"] {
+        newest(&root.join(dir), &mut sources);
+    }
+    sources > built
 }
 
 /// `target/<profile>`, from this test executable's own path
