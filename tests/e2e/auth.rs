@@ -436,7 +436,7 @@ fn every_rpc_role_and_scope_gets_what_the_table_says_and_refusals_write_nothing(
         "authorization matrix: {total} cells ({} methods × 12 callers), {refused} refused, {reached} allowed",
         RULES.len()
     );
-    // Open connections would hold up a graceful stop.
+    // Open connections would make the stop wait out its 10 s drain.
     drop((up_channel, log_channel));
     drop(log);
     drop(nats);
@@ -548,7 +548,7 @@ fn the_actor_is_the_token_principal_never_a_name_the_client_sends() {
         assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
         assert!(refused.message().contains("authenticated as ana"), "{refused:?}");
     });
-    // Its connections would hold up a graceful stop.
+    // Its connections would make the stop wait out its 10 s drain.
     drop(runtime);
     let history = klaxon_json(&server.url, "maria", &["history", "INC-1"]);
     let entries = history["entries"].as_array().unwrap();

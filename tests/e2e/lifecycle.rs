@@ -242,3 +242,21 @@ fn the_example_configuration_starts_and_a_bad_one_is_refused_naming_file_and_key
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("bad.toml") && stderr.contains("bridge_participants_max"), "{stderr}");
 }
+
+#[test]
+fn a_client_that_never_lets_go_of_its_connection_does_not_hold_up_the_stop() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Klaxond::start(&dir.path().join("data"));
+    // A client that makes a call and then stops running: its connection stays
+    // open and never answers the server's goodbye.
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let channel = runtime.block_on(async {
+        tonic::transport::Endpoint::from_shared(server.url.clone()).unwrap().connect().await.unwrap()
+    });
+    let mut client = IncidentsClient::new(channel);
+    runtime.block_on(client.list_incidents(by("maria", v1::ListIncidentsRequest::default()))).unwrap();
+    // `stop` fails the test unless klaxond exits within 30 s; it gives such
+    // connections 10 s.
+    assert!(server.stop().success());
+    drop((client, runtime));
+}

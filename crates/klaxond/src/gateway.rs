@@ -83,11 +83,11 @@ pub async fn run(
     let address = listener.local_addr()?;
     tracing::info!(%address, "klaxond serve gateway");
     println!("klaxond listening on {address} (gRPC: gateway)");
-    tls.grpc_server()?
-        .add_routes(tonic::service::Routes::from(router))
-        .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), shutdown.cancelled_owned())
-        .await
-        .context("the gateway failed")
+    let server = tls.grpc_server()?.add_routes(tonic::service::Routes::from(router)).serve_with_incoming_shutdown(
+        TcpIncoming::from(listener).with_nodelay(Some(true)),
+        shutdown.clone().cancelled_owned(),
+    );
+    crate::up::drain(server, &shutdown).await.context("the gateway failed")
 }
 
 /// Sends the call to the process owning its service.

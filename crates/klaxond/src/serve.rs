@@ -185,6 +185,7 @@ async fn serve_until(
             TcpIncoming::from(listener).with_nodelay(Some(true)),
             shutdown.clone().cancelled_owned(),
         );
+    let server = crate::up::drain(server, &shutdown);
     tokio::pin!(server);
     let early = tokio::select! {
         served = &mut server => { served.context("the gRPC server failed")?; None }

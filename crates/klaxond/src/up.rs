@@ -11,9 +11,10 @@ use tonic::transport::server::TcpIncoming;
 use crate::config::{Config, Validated};
 
 /// Runs until SIGINT or SIGTERM, then stops in order: stop accepting and
-/// finish in-flight requests, gRPC then HTTP (bridges end and record their
-/// participants' departure), stop the services, then close the log, which
-/// commits and syncs every queued append. A second signal exits at once.
+/// finish in-flight requests, gRPC then HTTP, each within 10 s (bridges end
+/// and record their participants' departure), stop the services, then close
+/// the log, which commits and syncs every queued append. A second signal
+/// exits at once.
 pub async fn run(config: Config, validated: Validated) -> anyhow::Result<()> {
     let auth = config.auth(&validated)?;
     let message_bytes_max = config.limits.message_bytes_max;
@@ -152,7 +153,7 @@ pub async fn run(config: Config, validated: Validated) -> anyhow::Result<()> {
             shutdown.clone().cancelled_owned(),
         );
 
-    server.await.context("the gRPC server failed")?;
+    drain(server, &shutdown).await.context("the gRPC server failed")?;
     stop_http(http_task).await?;
     tracing::info!("stopped accepting; stopping services");
     services.cancel();
@@ -225,6 +226,32 @@ pub(crate) async fn stop_http(task: tokio::task::JoinHandle<std::io::Result<()>>
 
 /// How long a stop waits for in-flight HTTP intake requests.
 const HTTP_DRAIN: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// How long a stop waits for gRPC calls to finish and clients to close
+/// their connections.
+const GRPC_DRAIN: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Runs a gRPC `server` to its end. Once `shutdown` is cancelled it has
+/// [`GRPC_DRAIN`] to finish in-flight calls and see its connections closed;
+/// after that the stop goes on without it, so that a client holding an idle
+/// connection open (or not answering at all) cannot hold the stop up. A
+/// call cut short then was not answered, so nothing acknowledged is lost.
+pub(crate) async fn drain<E>(
+    server: impl std::future::Future<Output = Result<(), E>>,
+    shutdown: &CancellationToken,
+) -> Result<(), E> {
+    let deadline = async {
+        shutdown.cancelled().await;
+        tokio::time::sleep(GRPC_DRAIN).await;
+    };
+    tokio::select! {
+        served = server => served,
+        () = deadline => {
+            tracing::warn!("gRPC connections still open {GRPC_DRAIN:?} after the stop began; stopping anyway");
+            Ok(())
+        }
+    }
+}
 
 pub(crate) async fn watch_signals(shutdown: CancellationToken) {
     use tokio::signal::unix::{SignalKind, signal};
