@@ -131,14 +131,24 @@ impl Grant {
         Err(OutOfScope { principal: self.principal.to_string(), what, why })
     }
 
-    /// [`Grant::check_service`] for a request: allowed when no grant is
-    /// attached (a server without authentication, such as the in-process
-    /// tests of a service).
+    /// [`Grant::check_service`] as a gRPC status.
+    pub fn permit(&self, service: Option<&str>) -> Result<(), tonic::Status> {
+        self.check_service(service).map_err(|e| tonic::Status::permission_denied(e.to_string()))
+    }
+
+    /// [`Grant::permit`] for a request: allowed when no grant is attached
+    /// (a server without authentication, such as the in-process tests of a
+    /// service).
     pub fn check_request<T>(request: &tonic::Request<T>, service: Option<&str>) -> Result<(), tonic::Status> {
-        match request.extensions().get::<Grant>() {
-            Some(grant) => grant.check_service(service).map_err(|e| tonic::Status::permission_denied(e.to_string())),
-            None => Ok(()),
-        }
+        request.extensions().get::<Grant>().map_or(Ok(()), |grant| grant.permit(service))
+    }
+
+    /// The grant of a request whose principal is limited to teams: the only
+    /// callers for whom a handler needs to look up which service a command
+    /// touches. `None` without authentication, and for an unscoped
+    /// principal, who may act on every service.
+    pub fn scoped<T>(request: &tonic::Request<T>) -> Option<&Grant> {
+        request.extensions().get::<Grant>().filter(|grant| !grant.principal.teams.is_empty())
     }
 }
 
@@ -176,6 +186,23 @@ mod tests {
         );
         assert!(g.check_service(Some("unlisted")).unwrap_err().to_string().contains("in no team's catalog entry"));
         assert!(g.check_service(None).unwrap_err().to_string().contains("an incident of no service"));
+    }
+
+    #[test]
+    fn only_scoped_principals_need_a_service_looked_up() {
+        let request = |grant: Option<Grant>| {
+            let mut request = tonic::Request::new(());
+            if let Some(grant) = grant {
+                request.extensions_mut().insert(grant);
+            }
+            request
+        };
+        assert!(Grant::scoped(&request(None)).is_none());
+        assert!(Grant::scoped(&request(Some(grant(&[])))).is_none());
+        let scoped = request(Some(grant(&["payments"])));
+        let denied = Grant::scoped(&scoped).expect("scoped").permit(Some("web")).unwrap_err();
+        assert_eq!(denied.code(), tonic::Code::PermissionDenied);
+        assert!(Grant::check_request(&request(None), Some("web")).is_ok());
     }
 
     #[test]

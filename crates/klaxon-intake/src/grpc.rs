@@ -72,10 +72,10 @@ impl IncidentsService {
 }
 
 /// Refuses, with `PERMISSION_DENIED`, a principal whose team scope does not
-/// cover the incident's service. Servers without authentication attach no
-/// grant and skip the check.
+/// cover the incident's service. Only scoped principals cost a lookup of
+/// the incident (see [`Grant::scoped`]).
 async fn check_scope<R>(handle: &Handle, request: &Request<R>, id: IncidentId) -> Result<(), Status> {
-    let Some(grant) = request.extensions().get::<Grant>() else { return Ok(()) };
+    let Some(grant) = Grant::scoped(request) else { return Ok(()) };
     let incident = handle.get(id).await.map_err(to_status)?;
     grant.check_service(incident.service().map(|s| s.as_str())).map_err(|e| to_status(e.into()))
 }

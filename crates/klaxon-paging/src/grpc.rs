@@ -70,9 +70,9 @@ impl paging_server::Paging for PagingService {
         let actor = convert::actor(request.metadata()).map_err(|e| Status::invalid_argument(e.to_string()))?;
         let page: PageId =
             request.get_ref().page_id.parse().map_err(|e| Status::invalid_argument(format!("invalid page_id: {e}")))?;
-        if request.extensions().get::<klaxon_auth::Grant>().is_some() {
+        if let Some(grant) = klaxon_auth::Grant::scoped(&request) {
             let service = self.handle.page_service(page).await.map_err(to_status)?;
-            klaxon_auth::Grant::check_request(&request, service.as_ref().map(|s| s.as_str()))?;
+            grant.permit(service.as_ref().map(|s| s.as_str()))?;
         }
         let (page, position) = self.handle.acknowledge(page, &actor).await.map_err(to_status)?;
         Ok(Response::new(v1::AcknowledgeResponse { page: Some(page_to_wire(&page)), position: position.0 }))

@@ -179,9 +179,9 @@ impl review_server::Review for ReviewService {
         let actor = convert::actor(request.metadata()).map_err(invalid)?;
         let r = request.get_ref();
         let id = incident(&r.incident_id)?;
-        if request.extensions().get::<klaxon_auth::Grant>().is_some() {
+        if let Some(grant) = klaxon_auth::Grant::scoped(&request) {
             let service = self.handle.incident_service(id).await.map_err(to_status)?;
-            klaxon_auth::Grant::check_request(&request, service.as_ref().map(|s| s.as_str()))?;
+            grant.permit(service.as_ref().map(|s| s.as_str()))?;
         }
         let edit = r.edit.as_ref().ok_or_else(|| Status::invalid_argument("invalid edit: is required"))?;
         let review = self.handle.edit(id, command(edit)?, &actor).await.map_err(to_status)?;
