@@ -280,11 +280,6 @@ impl TokenStore {
         Ok(store)
     }
 
-    /// The file it reads.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// How many principals it knows now.
     pub fn len(&self) -> usize {
         self.refresh();
