@@ -164,6 +164,21 @@ free_text! {
     MarkNoiseRequest: reason;
 }
 
+macro_rules! no_free_text {
+    ($($message:ident),* $(,)?) => {$(
+        impl FreeText for v1::$message {
+            const MESSAGE: &'static str = concat!("klaxon.v1.", stringify!($message));
+            fn free_text(&self) -> Vec<(&'static str, &str)> {
+                Vec::new()
+            }
+        }
+    )*};
+}
+
+// Commands without free text, so that every incident command can go
+// through the same check.
+no_free_text!(DeclareRequest, AssignCommanderRequest, RequestHandoffRequest, AcceptHandoffRequest, AssignRoleRequest);
+
 impl FreeText for v1::ReportRequest {
     const MESSAGE: &'static str = "klaxon.v1.ReportRequest";
     fn free_text(&self) -> Vec<(&'static str, &str)> {

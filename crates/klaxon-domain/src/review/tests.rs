@@ -327,8 +327,11 @@ proptest::proptest! {
     }
 }
 
-/// Every free-text field of a review command, its name and its kind.
-fn review_text_fields() -> Vec<(fn(String) -> ReviewCommand, &'static str, crate::text::Kind)> {
+/// A review command with text in one field, the field's name and its kind.
+type ReviewTextField = (fn(String) -> ReviewCommand, &'static str, crate::text::Kind);
+
+/// Every free-text field of a review command.
+fn review_text_fields() -> Vec<ReviewTextField> {
     use crate::text::{ACTION_ITEM_TITLE, FACTOR, REVIEW_TEXT};
     vec![
         (|summary| ReviewCommand::WriteSummary { summary }, "summary", REVIEW_TEXT),
