@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use klaxon_auth::Grant;
-use klaxon_domain::ids::{ActorId, Audience, IncidentId, ReportSource};
+use klaxon_domain::ids::{ActorId, Audience, IncidentId, ReportSource, RequestKey, RequestScope};
 use klaxon_domain::incident::{Change, Command};
 use klaxon_log::{Position, StreamVersion};
 use klaxon_proto::convert;
@@ -544,6 +544,7 @@ impl Session {
     /// where it was recorded.
     async fn note(&self, request: &v1::BridgeRequest) -> Result<(), Error> {
         let Some(bridge_request::Message::Note(text)) = &request.message else { return Ok(()) };
+        RequestKey::new(RequestScope::Incident, &self.ctx.actor, "request_id", &request.request_id)?;
         check_text(request)?;
         let ctx = CommandContext {
             request_id: Some(request.request_id.clone()).filter(|r| !r.is_empty()),
