@@ -368,9 +368,21 @@ async fn a_retried_edit_writes_once_and_a_stale_expected_version_is_aborted() {
         .into_inner();
     assert_eq!(written.version, first.version + 1);
 
+    // A retry whose decision would now be refused (publishing twice) still
+    // gets the first answer: the first write is found by its request id.
+    let published = c.edit_review(edit(Edit::Publish(true), "r-4", None)).await.unwrap().into_inner();
+    assert!(published.published);
+    let head = w.log.head();
+    let again = c.edit_review(edit(Edit::Publish(true), "r-4", None)).await.unwrap().into_inner();
+    assert_eq!(again, published);
+    assert_eq!(w.log.head(), head);
+    let other = c.edit_review(edit(Edit::Publish(true), "r-5", None)).await.unwrap_err();
+    assert_eq!(other.code(), tonic::Code::FailedPrecondition, "a new request is decided anew: {other:?}");
+
     // The text rule, naming the API's field.
     let head = w.log.head();
     let bad = c.edit_review(edit(Edit::AddActionItem("\u{0}\u{1}".into()), "r-3", None)).await.unwrap_err();
+    // (Text is checked before the rules: the review is published by now.)
     assert_eq!(bad.code(), tonic::Code::InvalidArgument);
     assert!(bad.message().starts_with("invalid add_action_item: must be one line"), "{bad:?}");
     assert_eq!(w.log.head(), head);
