@@ -642,7 +642,7 @@ fn every_write_retried_with_its_request_id_answers_the_same_and_writes_nothing_a
                 failures.push(format!("{method} {when}: the log head moved from {before:?} to {after:?}"));
             }
         }
-        assert!(failures.is_empty(), "{} of {writes} writes failed:\n{}", failures.len(), failures.join("\n"));
+        assert!(failures.is_empty(), "{} failures over {writes} writes:\n{}", failures.len(), failures.join("\n"));
     };
 
     settle(&env);
