@@ -163,7 +163,7 @@ fn the_report_source_is_earned_from_the_token_not_claimed() {
     let desk = report(&runtime, &channel, "desk", claim(v1::ReportSource::HelpDesk)).unwrap().incident_id;
     let person = report(&runtime, &channel, "ana", claim(v1::ReportSource::Unspecified)).unwrap().incident_id;
     let service = report(&runtime, &channel, "monitor", claim(v1::ReportSource::Unspecified)).unwrap().incident_id;
-    let mut incidents = v1::incidents_client::IncidentsClient::with_interceptor(channel.clone(), as_person("maria"));
+    let incidents = v1::incidents_client::IncidentsClient::with_interceptor(channel.clone(), as_person("maria"));
     let source_of = |id: &str| {
         let incident =
             runtime.block_on(incidents.clone().get_incident(v1::GetIncidentRequest { incident_id: id.into() }));
