@@ -174,6 +174,14 @@ impl v1::incidents_server::Incidents for IncidentsService {
         let r = request.get_ref();
         Grant::check_request(&request, (!r.service.is_empty()).then_some(r.service.as_str()))?;
         let source = earned_source(&request).map_err(to_status)?;
+        if ctx.expected_version.is_some() {
+            // Refused rather than ignored: a report opens an incident or
+            // merges into one the client cannot name in advance.
+            return Err(to_status(Error::InvalidRequest {
+                field: "context.expected_version",
+                reason: "a report has no incident version to expect; leave it unset".into(),
+            }));
+        }
         check_text(r).map_err(|e| to_status(e.into()))?;
         let command = (|| {
             Ok::<_, klaxon_domain::Error>(Command::ReportIssue {

@@ -51,6 +51,21 @@ async fn every_rpc_refuses_bad_input_precisely_and_writes_nothing() {
             },
         },
         Case {
+            name: "report with an expected version",
+            code: Code::InvalidArgument,
+            says: "invalid context.expected_version: a report has no incident version to expect",
+            call: |mut c, _, _| {
+                m(async move {
+                    c.report(maria(v1::ReportRequest {
+                        title: "t".into(),
+                        context: ctx("", Some(1)),
+                        ..Default::default()
+                    }))
+                    .await
+                })
+            },
+        },
+        Case {
             name: "report with a label value on two lines",
             code: Code::InvalidArgument,
             says: "invalid labels",
