@@ -27,8 +27,9 @@ mod tests;
 pub const INTERNAL_SERVICES: &[&str] = &["klaxon.v1.EventLog"];
 
 /// Every free-text field of a request: the message's full name, the field's
-/// path in it (`labels.key` for a map's keys, `edit.x` is just `x`: oneof
-/// members are fields of the message), and its kind.
+/// path in it (its name; `labels.key` and `labels.value` for a map's keys
+/// and values; a oneof's members are fields of their message), and its
+/// kind.
 pub const TEXT_FIELDS: &[(&str, &str, Kind)] = &[
     ("klaxon.v1.ReportRequest", "title", TITLE),
     ("klaxon.v1.ReportRequest", "description", DESCRIPTION),
