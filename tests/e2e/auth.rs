@@ -172,14 +172,15 @@ fn request(method: &str, t: &Target) -> (Shape, Vec<u8>) {
         }
         ("klaxon.v1.Bridge", "Join") => {
             let join = v1::JoinBridge { incident_id: id.clone(), participant: String::new(), role: 0 };
-            let message = v1::BridgeRequest { message: Some(v1::bridge_request::Message::Join(join)) };
+            let message =
+                v1::BridgeRequest { message: Some(v1::bridge_request::Message::Join(join)), request_id: String::new() };
             (Shape::Bidi, message.encode_to_vec())
         }
         ("klaxon.v1.SeverityEvaluator", "Explain") => {
             unary(&|| v1::ExplainSeverityRequest { incident_id: id.clone() }.encode_to_vec())
         }
         ("klaxon.v1.Paging", "Acknowledge") => {
-            unary(&|| v1::AcknowledgeRequest { page_id: t.page.clone() }.encode_to_vec())
+            unary(&|| v1::AcknowledgeRequest { page_id: t.page.clone(), request_id: String::new() }.encode_to_vec())
         }
         ("klaxon.v1.Paging", "WhoIsOnCall") => unary(&|| v1::WhoIsOnCallRequest::default().encode_to_vec()),
         ("klaxon.v1.Paging", "ListPages") => {
@@ -541,7 +542,8 @@ fn the_actor_is_the_token_principal_never_a_name_the_client_sends() {
         // The bridge: joining under another name is refused.
         let mut bridge = v1::bridge_client::BridgeClient::new(channel);
         let join = v1::JoinBridge { incident_id: id.clone(), participant: "maria".into(), role: 0 };
-        let first = v1::BridgeRequest { message: Some(v1::bridge_request::Message::Join(join)) };
+        let first =
+            v1::BridgeRequest { message: Some(v1::bridge_request::Message::Join(join)), request_id: String::new() };
         let mut request = tonic::Request::new(tokio_stream::iter([first]));
         request.metadata_mut().insert("authorization", klaxon_tests::auth::bearer("ana"));
         let refused = bridge.join(request).await.unwrap_err();

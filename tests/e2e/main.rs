@@ -10,5 +10,7 @@ mod limits;
 mod metrics;
 mod otlp;
 mod paging;
+mod retries;
 mod review;
+mod seams;
 mod tls;

@@ -30,6 +30,9 @@ pub const PEOPLE: &[(&str, Role, &[&str])] = &[
     // Reviewers and executives.
     ("rita", Role::Reviewer, &[]),
     ("ceo", Role::Executive, &[]),
+    // A help desk's tool, which servers may list in `[auth]
+    // help_desk_reporters`.
+    ("desk", Role::Engineer, &[]),
     // Monitoring integrations, which report as fast as they need: role
     // service has no request rate.
     ("monitor", Role::Service, &[]),

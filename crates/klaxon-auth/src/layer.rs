@@ -14,6 +14,7 @@ use tower::{Layer, Service};
 
 use crate::policy::{Verdict, decide, is_public};
 use crate::principal::{Grant, Principal, Teams};
+use crate::sources::HelpDesk;
 use crate::tokens::TokenStore;
 
 /// The metadata key that names the acting principal to the handlers.
@@ -28,6 +29,15 @@ pub struct Auth {
     pub teams: Arc<Teams>,
     /// Requests per second each principal may make; `None`: unlimited.
     pub rate: Option<Arc<RateLimit>>,
+    /// The principals that may report as the help desk.
+    pub help_desk: Arc<HelpDesk>,
+}
+
+impl Auth {
+    /// What a handler of `principal`'s call may check against.
+    pub fn grant(&self, principal: Principal) -> Grant {
+        Grant { principal, teams: self.teams.clone(), help_desk: self.help_desk.clone() }
+    }
 }
 
 /// A request rate per principal: a token bucket per name (governor's keyed
@@ -100,7 +110,7 @@ pub fn check<B>(auth: &Auth, request: &mut Request<B>) -> Result<(), Status> {
     }
     let actor = HeaderValue::from_str(&principal.name).expect("principal names are valid header values");
     request.headers_mut().insert(ACTOR_HEADER, actor);
-    request.extensions_mut().insert(Grant { principal, teams: auth.teams.clone() });
+    request.extensions_mut().insert(auth.grant(principal));
     Ok(())
 }
 

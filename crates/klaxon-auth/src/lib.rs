@@ -15,12 +15,17 @@
 //!   touches a service's incident, and sets the actor to the principal. It
 //!   also holds each principal to a request rate ([`RateLimit`]),
 //!   answering `RESOURCE_EXHAUSTED` over it.
+//! - [`sources`]: which report source a principal has earned (executives
+//!   report escalations, the listed help-desk principals report as the help
+//!   desk), so that severity rules keyed on the source can trust it.
 
 pub mod layer;
 pub mod policy;
 mod principal;
+pub mod sources;
 pub mod tokens;
 
 pub use layer::{ACTOR_HEADER, Auth, AuthLayer, RateLimit};
 pub use principal::{Grant, OutOfScope, Principal, Role, Teams};
+pub use sources::{HelpDesk, SourceNotEarned};
 pub use tokens::TokenStore;

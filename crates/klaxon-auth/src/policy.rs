@@ -30,7 +30,12 @@ use Role::{Engineer as E, Executive as X, Manager as M, Reviewer as R, Service a
 
 const MANAGERS: &[Role] = &[M];
 const RESPONDERS: &[Role] = &[M, E];
-const REPORTERS: &[Role] = &[M, E, S];
+/// Who reports over gRPC: executives too, whose reports are escalations
+/// (their source is `executive`, see [`crate::sources`]).
+const REPORTERS: &[Role] = &[M, E, X, S];
+/// Who reports through the HTTP intake: monitoring integrations and the
+/// people who run them; not executives, who escalate over gRPC.
+const WEBHOOK_REPORTERS: &[Role] = &[M, E, S];
 const REVIEWERS: &[Role] = &[M, R];
 /// Everyone who reads incidents in detail: history, timelines, pages.
 const READERS: &[Role] = &[M, E, R];
@@ -102,7 +107,7 @@ pub const RULES: &[Rule] = &[
 ];
 
 /// The HTTP intake (Alertmanager, PagerDuty): who may report through it.
-pub const HTTP_REPORTERS: &[Role] = REPORTERS;
+pub const HTTP_REPORTERS: &[Role] = WEBHOOK_REPORTERS;
 /// `GET /metrics`: who may scrape it.
 pub const METRICS_READERS: &[Role] = &[M, S];
 
@@ -145,11 +150,11 @@ pub fn decide(method: &str, role: Role) -> Verdict {
 mod tests {
     use super::*;
 
-    /// DESIGN.md: executives read status feeds and summaries, nothing
-    /// else; the log is reachable by services only.
+    /// DESIGN.md: executives read status feeds and summaries and report
+    /// escalations, nothing else; the log is reachable by services only.
     #[test]
-    fn executives_write_nothing_and_only_services_reach_the_log() {
-        let reads = ["/Get", "/List", "/Subscribe", "/Trends", "/ExportMarkdown", "/WhoIsOnCall"];
+    fn executives_only_read_and_escalate_and_only_services_reach_the_log() {
+        let reads = ["/Get", "/List", "/Subscribe", "/Trends", "/ExportMarkdown", "/WhoIsOnCall", ".Incidents/Report"];
         for rule in RULES.iter().filter(|r| r.roles.contains(&X)) {
             assert!(reads.iter().any(|r| rule.method.contains(r)), "{} is open to executives", rule.method);
         }

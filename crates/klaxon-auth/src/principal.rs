@@ -6,7 +6,10 @@ use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
 
+use klaxon_domain::ids::ReportSource;
 use serde::{Deserialize, Serialize};
+
+use crate::sources::{HelpDesk, SourceNotEarned};
 
 /// What a principal may do, as in DESIGN.md's security table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -17,7 +20,8 @@ pub enum Role {
     Manager,
     /// Report, acknowledge their own pages, join bridges, post updates.
     Engineer,
-    /// Read status feeds and incident summaries; write nothing.
+    /// Read status feeds and incident summaries; report escalations
+    /// (source `executive`); write nothing else.
     Executive,
     /// Read timelines, write reviews and action items.
     Reviewer,
@@ -92,15 +96,18 @@ impl fmt::Display for Principal {
 pub type Teams = BTreeMap<String, String>;
 
 /// What the authentication layer leaves in a request's extensions for the
-/// handlers: the principal, and the team of each service, so that a
-/// handler that knows which service a command touches can check the
-/// principal's scope ([`Grant::check_service`]).
+/// handlers: the principal, the team of each service, so that a handler
+/// that knows which service a command touches can check the principal's
+/// scope ([`Grant::check_service`]), and who may report as the help desk
+/// ([`Grant::report_source`]).
 #[derive(Clone, Debug)]
 pub struct Grant {
     /// Who is calling.
     pub principal: Principal,
     /// The service catalog's teams.
     pub teams: Arc<Teams>,
+    /// The principals that may report as the help desk.
+    pub help_desk: Arc<HelpDesk>,
 }
 
 /// A principal acting outside its teams.
@@ -129,6 +136,13 @@ impl Grant {
             (Some(s), Some(t)) => (format!("service {s}"), format!("it belongs to team {t}")),
         };
         Err(OutOfScope { principal: self.principal.to_string(), what, why })
+    }
+
+    /// The source a report of this principal carries when it claims
+    /// `claimed` (`None`: unspecified), or why it may not (see
+    /// [`crate::sources`]).
+    pub fn report_source(&self, claimed: Option<ReportSource>) -> Result<ReportSource, SourceNotEarned> {
+        crate::sources::report_source(&self.principal, &self.help_desk, claimed)
     }
 
     /// [`Grant::check_service`] as a gRPC status.
@@ -164,6 +178,7 @@ mod tests {
                 teams: teams.iter().map(|t| t.to_string()).collect(),
             },
             teams: Arc::new(Teams::from([("checkout".into(), "payments".into()), ("web".into(), "frontend".into())])),
+            help_desk: Arc::default(),
         }
     }
 

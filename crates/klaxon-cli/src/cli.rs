@@ -74,7 +74,8 @@ pub struct Global {
     /// A file holding the API token (used when --token and KLAXON_TOKEN are not set).
     #[arg(long, env = "KLAXON_TOKEN_FILE", global = true, value_name = "FILE", value_parser = read_token_file)]
     pub token_file: Option<AsciiMetadataValue>,
-    /// The command's request id; a retry with the same id writes nothing twice [default: a fresh UUIDv4].
+    /// The command's request id (also of `ack`, and the base of `join`'s note ids: ID.1, ID.2, …);
+    /// a retry with the same id writes nothing twice [default: a fresh UUIDv4].
     #[arg(long, global = true, value_name = "ID")]
     pub request_id: Option<String>,
     /// Refuse the command unless the incident is still at this version (exit 3 otherwise).
@@ -296,9 +297,11 @@ pub struct ReportArgs {
     /// Reports with the dedup key of an open incident are merged into it.
     #[arg(long)]
     pub dedup_key: Option<String>,
-    /// Where the report comes from: manual, api, alertmanager, pager_duty, help_desk or executive.
-    #[arg(long, default_value = "manual", value_parser = parse_source)]
-    pub source: v1::ReportSource,
+    /// Where the report comes from: manual, api, help_desk (principals the server lists) or executive
+    /// (executives) [default: the one your token earns: executive for an executive, manual for a person,
+    /// api for a service].
+    #[arg(long, value_parser = parse_source)]
+    pub source: Option<v1::ReportSource>,
     /// When the problem itself started (RFC 3339, e.g. 2025-03-01T10:00:00Z).
     #[arg(long, value_name = "RFC3339", value_parser = parse_time)]
     pub started_at: Option<prost_types::Timestamp>,
@@ -598,9 +601,9 @@ impl Command {
             Command::Show(a) => Rpc::GetIncident(v1::GetIncidentRequest { incident_id: a.incident }),
             Command::List(a) => Rpc::ListIncidents { all_pages: a.all_pages, request: list_incidents(a) },
             Command::History(a) => Rpc::GetHistory(v1::GetHistoryRequest { incident_id: a.incident }),
-            Command::Join(a) => return Action::Join(join(a)),
+            Command::Join(a) => return Action::Join { join: join(a), note_ids: context.request_id },
             Command::Pages(a) => Rpc::ListPages(list_pages(a)),
-            Command::Ack(a) => Rpc::Acknowledge(acknowledge(a)),
+            Command::Ack(a) => Rpc::Acknowledge(acknowledge(a, context)),
             Command::Oncall(a) => Rpc::WhoIsOnCall(who_is_on_call(a)),
             Command::Noise(a) => Rpc::MarkNoise(mark_noise(a, context)),
             Command::Watch(a) => return Action::Watch(feed_filter(a)),
@@ -617,7 +620,7 @@ impl Command {
 fn report(a: ReportArgs, context: v1::CommandContext) -> v1::ReportRequest {
     v1::ReportRequest {
         context: Some(context),
-        source: a.source as i32,
+        source: a.source.unwrap_or(v1::ReportSource::Unspecified) as i32,
         title: a.title,
         description: a.description.unwrap_or_default(),
         service: a.service.unwrap_or_default(),
@@ -724,8 +727,10 @@ fn list_pages(a: IncidentArg) -> v1::ListPagesRequest {
     v1::ListPagesRequest { incident_id: a.incident }
 }
 
-fn acknowledge(a: PageArg) -> v1::AcknowledgeRequest {
-    v1::AcknowledgeRequest { page_id: a.page }
+/// The acknowledgement carries the invocation's request id, so that a
+/// retried `klaxon ack --request-id ID` writes nothing twice.
+fn acknowledge(a: PageArg, context: v1::CommandContext) -> v1::AcknowledgeRequest {
+    v1::AcknowledgeRequest { page_id: a.page, request_id: context.request_id }
 }
 
 /// `now` is sent as no timestamp, which the server reads as its own now.

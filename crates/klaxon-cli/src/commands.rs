@@ -32,8 +32,16 @@ const NOTE_BUFFER_MAX: usize = 16;
 pub enum Action {
     /// One unary RPC (or, for `list --all-pages`, one per page).
     Call(Rpc),
-    /// A bridge session.
-    Join(v1::JoinBridge),
+    /// A bridge session. Its notes get the request ids `note_ids.1`,
+    /// `note_ids.2`, … in the order they are typed, so that the same
+    /// invocation run again (with the same `--request-id`) writes no note
+    /// twice.
+    Join {
+        /// The join message.
+        join: v1::JoinBridge,
+        /// The base of the notes' request ids.
+        note_ids: String,
+    },
     /// A subscription to the status feed, until it ends or Ctrl-C.
     Watch(v1::FeedFilter),
 }
@@ -82,6 +90,47 @@ pub enum Rpc {
         request: v1::TrendsRequest,
         csv: bool,
     },
+}
+
+impl Rpc {
+    /// Checks the request's free text by the server's own rule
+    /// ([`klaxon_proto::text::check_text`]), so that a bad title or note is
+    /// refused here, in the server's words, before anything is sent.
+    pub fn check_text(&self) -> Result<(), klaxon_domain::Error> {
+        use klaxon_proto::text::check_text;
+        match self {
+            Rpc::Report(m) => check_text(m),
+            Rpc::OverrideSeverity(m) => check_text(m),
+            Rpc::DeclineHandoff(m) => check_text(m),
+            Rpc::CancelHandoff(m) => check_text(m),
+            Rpc::PostUpdate(m) => check_text(m),
+            Rpc::RecordCustomerImpact(m) => check_text(m),
+            Rpc::Mitigate(m) => check_text(m),
+            Rpc::Resolve(m) => check_text(m),
+            Rpc::Reopen(m) => check_text(m),
+            Rpc::ValidateResolution(m) => check_text(m),
+            Rpc::MarkNoise(m) => check_text(m),
+            Rpc::EditReview(m) => check_text(m),
+            Rpc::Declare(_)
+            | Rpc::AssignCommander(_)
+            | Rpc::RequestHandoff(_)
+            | Rpc::AcceptHandoff(_)
+            | Rpc::AssignRole(_)
+            | Rpc::GetIncident(_)
+            | Rpc::ListIncidents { .. }
+            | Rpc::GetHistory(_)
+            | Rpc::ExplainSeverity(_)
+            | Rpc::Acknowledge(_)
+            | Rpc::WhoIsOnCall(_)
+            | Rpc::ListPages(_)
+            | Rpc::ReplayTimeline(_)
+            | Rpc::GetMetrics(_)
+            | Rpc::GetReview(_)
+            | Rpc::ListActionItems(_)
+            | Rpc::ExportMarkdown(_)
+            | Rpc::Trends { .. } => Ok(()),
+        }
+    }
 }
 
 /// The answer to an [`Rpc`].
@@ -261,19 +310,24 @@ impl Connection {
     }
 
     /// Runs a bridge session: sends `join`, hands every server message to
-    /// `on_message`, sends each non-empty stdin line as a note, and on stdin
-    /// EOF sends `leave` and waits at most [`LEAVE_TIMEOUT`] for the server to
-    /// end the stream. Returns [`Error::Interrupted`] on Ctrl-C.
+    /// `on_message`, sends each non-empty stdin line as a note (request id
+    /// `note_ids.N` for the N-th), and on stdin EOF sends `leave` and waits
+    /// at most [`LEAVE_TIMEOUT`] for the server to end the stream. A note
+    /// the text rule refuses ends the session with [`Error::Refused`], as
+    /// the server would, before it is sent. Returns [`Error::Interrupted`]
+    /// on Ctrl-C.
     pub async fn join(
         &self,
         join: v1::JoinBridge,
+        note_ids: &str,
         mut on_message: impl FnMut(v1::bridge_response::Message) -> Result<(), Error>,
     ) -> Result<(), Error> {
         use v1::bridge_request::Message;
         let status = Error::from;
         let (outbound, rx) = mpsc::channel(NOTE_BUFFER_MAX);
         let mut outbound = Some(outbound);
-        send(&outbound, Message::Join(join)).await;
+        let mut notes = 0u64;
+        send(&outbound, Message::Join(join), String::new()).await;
         let mut client = BridgeClient::new(self.channel.clone());
         let mut inbound = client
             .join(self.request(tokio_stream::wrappers::ReceiverStream::new(rx)))
@@ -295,9 +349,17 @@ impl Connection {
                 },
                 line = lines.recv(), if !leaving => match line {
                     Some(text) if text.trim().is_empty() => {}
-                    Some(text) => send(&outbound, Message::Note(text)).await,
+                    Some(text) => {
+                        notes += 1;
+                        let note = v1::BridgeRequest {
+                            message: Some(Message::Note(text)),
+                            request_id: format!("{note_ids}.{notes}"),
+                        };
+                        klaxon_proto::text::check_text(&note).map_err(Error::Refused)?;
+                        send(&outbound, note.message.expect("a note"), note.request_id).await;
+                    }
                     None => {
-                        send(&outbound, Message::Leave(v1::LeaveBridge {})).await;
+                        send(&outbound, Message::Leave(v1::LeaveBridge {}), String::new()).await;
                         outbound = None; // Half-closes the request stream.
                         leaving = true;
                         leave_deadline.as_mut().reset(tokio::time::Instant::now() + LEAVE_TIMEOUT);
@@ -340,9 +402,13 @@ impl Connection {
 
 /// Queues one bridge message; if the stream is already gone, the next read
 /// of the server's side reports why.
-async fn send(outbound: &Option<mpsc::Sender<v1::BridgeRequest>>, message: v1::bridge_request::Message) {
+async fn send(
+    outbound: &Option<mpsc::Sender<v1::BridgeRequest>>,
+    message: v1::bridge_request::Message,
+    request_id: String,
+) {
     if let Some(tx) = outbound {
-        let _ = tx.send(v1::BridgeRequest { message: Some(message) }).await;
+        let _ = tx.send(v1::BridgeRequest { message: Some(message), request_id }).await;
     }
 }
 

@@ -86,6 +86,10 @@ pub enum Error {
     },
     /// The server answered with an error status.
     Status(Box<tonic::Status>),
+    /// The request was refused before it was sent, by the rule the server
+    /// applies too (free text): the same words, the same exit code as the
+    /// server's `INVALID_ARGUMENT`.
+    Refused(klaxon_domain::Error),
     /// Ctrl-C during `join` or `watch`.
     Interrupted,
     /// Writing the output failed.
@@ -98,6 +102,7 @@ impl Error {
         match self {
             Error::Unreachable { .. } | Error::ConnectionLost { .. } => Exit::Unreachable,
             Error::Status(s) => Exit::from_code(s.code()),
+            Error::Refused(_) => Exit::Refused,
             Error::Interrupted => Exit::Interrupted,
             Error::Output(_) => Exit::Other,
         }
@@ -130,6 +135,7 @@ impl Error {
                     _ => text,
                 }
             }
+            Error::Refused(e) => e.to_string(),
             Error::Interrupted => "interrupted".to_string(),
             Error::Output(e) => format!("cannot write the output: {e}"),
         };

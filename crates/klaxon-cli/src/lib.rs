@@ -9,7 +9,8 @@
 //!
 //! What it must never do: decide anything about an incident. It checks the
 //! shape of its arguments (incident, page and action item ids, enums, dates,
-//! times), sends exactly one request per command (one per page for `list
+//! times) and, by the server's own rule, the free text of the request
+//! (refusing in the server's words, exit 1), sends exactly one request per command (one per page for `list
 //! --all-pages`), and prints the server's answer or its error message as is.
 //! Documents the server renders (the Markdown postmortem, trend reports) are
 //! printed byte for byte (only given a final newline should they lack one).
@@ -18,7 +19,9 @@
 //! (`KLAXON_TOKEN`, `--token`, else `--token-file`/`KLAXON_TOKEN_FILE`); the
 //! server records the token's principal as the actor. Commands carry a
 //! `CommandContext` with `--request-id` (a fresh UUIDv4 by default) and
-//! `--expect-version`. Connecting times out after 5 s, each request after
+//! `--expect-version`; `ack` carries the request id too, and `join` numbers
+//! its notes' ids from it, so that any invocation run again with the same
+//! `--request-id` writes nothing twice. Connecting times out after 5 s, each request after
 //! 30 s (`join` and `watch` have no request timeout).
 //!
 //! Exit codes: 0 success; 1 the server refused the request (InvalidArgument,
@@ -80,17 +83,20 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
     let tls = global.tls();
     match command.action(global.context()) {
         Action::Call(rpc) => {
+            rpc.check_text().map_err(Error::Refused)?;
             let connection = Connection::open(&global.server, &tls, credentials, Some(REQUEST_TIMEOUT)).await?;
             let reply = connection.call(rpc.clone()).await?;
             let text = render::reply(&rpc, &reply, global.json);
             if render::verbatim(&rpc, global.json) { print_verbatim(&text) } else { print_line(&text) }
         }
-        Action::Join(join) => {
+        Action::Join { join, note_ids } => {
             let connection = Connection::open(&global.server, &tls, credentials, None).await?;
             let hint = !global.json && std::io::stdin().is_terminal();
             connection
-                .join(join, |message| {
-                    print_line(&render::bridge_message(&message, global.json))?;
+                .join(join, &note_ids, |message| {
+                    if let Some(line) = render::bridge_message(&message, global.json) {
+                        print_line(&line)?;
+                    }
                     if hint && matches!(message, v1::bridge_response::Message::Snapshot(_)) {
                         eprintln!("(joined: each line you type is posted as a note; Ctrl-D leaves)");
                     }

@@ -119,10 +119,11 @@ pub fn feed_item(item: &v1::FeedItem, json: bool) -> String {
     line
 }
 
-/// The line printed for one message of the bridge stream.
-pub fn bridge_message(message: &v1::bridge_response::Message, json: bool) -> String {
+/// The line printed for one message of the bridge stream; none for the
+/// answer to a note in human output (the note's own event shows it).
+pub fn bridge_message(message: &v1::bridge_response::Message, json: bool) -> Option<String> {
     use v1::bridge_response::Message;
-    match message {
+    Some(match message {
         Message::Snapshot(i) if json => to_json(&BridgeView::Snapshot(Box::new(IncidentView::new(i)))),
         Message::Snapshot(i) => snapshot(i),
         Message::Event(e) if json => to_json(&BridgeView::Event(EntryView::new(e))),
@@ -130,7 +131,13 @@ pub fn bridge_message(message: &v1::bridge_response::Message, json: bool) -> Str
             let at = time(e.at.as_ref()).map_or_else(|| "--:--:--".to_string(), |t| t.format("%H:%M:%S").to_string());
             format!("{at}  {}", e.summary)
         }
-    }
+        Message::NoteRecorded(r) if json => to_json(&BridgeView::NoteRecorded(NoteRecordedView {
+            request_id: r.request_id.clone(),
+            position: r.position,
+            deduplicated: r.deduplicated,
+        })),
+        Message::NoteRecorded(_) => return None,
+    })
 }
 
 fn to_json(view: &impl Serialize) -> String {
@@ -750,6 +757,15 @@ struct MarkdownView {
 enum BridgeView {
     Snapshot(Box<IncidentView>),
     Event(EntryView),
+    NoteRecorded(NoteRecordedView),
+}
+
+/// Where a note of `join` was recorded (`--json` only).
+#[derive(Debug, Serialize)]
+struct NoteRecordedView {
+    request_id: String,
+    position: u64,
+    deduplicated: bool,
 }
 
 /// `INC-3` for a new incident; the id stays the first word when merged, so

@@ -367,6 +367,76 @@ pub fn command_event_id(request_id: &str, index: u32) -> Uuid {
     Uuid::new_v5(&KLAXON_NAMESPACE, &name)
 }
 
+/// The longest client request id, in bytes.
+pub const REQUEST_ID_BYTES_MAX: usize = 128;
+
+/// The family of writes a client's request id belongs to. Each family has
+/// its own key space, so that one id sent to two of them (the CLI sends a
+/// fresh one per invocation, but a client may reuse one) never makes their
+/// events share ids.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RequestScope {
+    /// Incident commands, reports and bridge notes.
+    Incident,
+    /// Page acknowledgements.
+    Acknowledgement,
+    /// Review edits.
+    Review,
+}
+
+/// The idempotency key of a client's write: its request id, scoped to the
+/// actor who sent it (two people's ids never collide) and to the family of
+/// the write. The write's events get the ids [`RequestKey::event_id`], so a
+/// retry finds the first write in the log (also after a restart) and the
+/// log itself refuses to store it twice.
+///
+/// Incident keys are `actor/request_id`, as they have always been, so that
+/// retries of commands written by earlier versions still match. Other
+/// families put `family#` first: `#` is never part of an actor id, and the
+/// part of an incident key before its first `/` is always one, so the key
+/// spaces cannot meet.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RequestKey(String);
+
+impl RequestKey {
+    /// The key of `request_id` sent by `actor` for a write of `scope`;
+    /// `None` when the id is empty (every such write is new). An id over
+    /// [`REQUEST_ID_BYTES_MAX`] bytes or with control characters is refused
+    /// naming `field`.
+    pub fn new(
+        scope: RequestScope,
+        actor: &ActorId,
+        field: &'static str,
+        request_id: &str,
+    ) -> Result<Option<RequestKey>, Error> {
+        if request_id.is_empty() {
+            return Ok(None);
+        }
+        if request_id.len() > REQUEST_ID_BYTES_MAX || request_id.chars().any(char::is_control) {
+            return Err(Error::invalid(
+                field,
+                format!("must be at most {REQUEST_ID_BYTES_MAX} bytes without control characters"),
+            ));
+        }
+        Ok(Some(RequestKey(match scope {
+            RequestScope::Incident => format!("{actor}/{request_id}"),
+            RequestScope::Acknowledgement => format!("ack#{actor}/{request_id}"),
+            RequestScope::Review => format!("review#{actor}/{request_id}"),
+        })))
+    }
+
+    /// The id of the `index`-th event the write appends
+    /// ([`command_event_id`] of the key).
+    pub fn event_id(&self, index: u32) -> Uuid {
+        command_event_id(&self.0, index)
+    }
+
+    /// The key as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 macro_rules! snake_names {
     ($ty:ident { $($variant:ident => $name:literal),* $(,)? }) => {
         impl $ty {

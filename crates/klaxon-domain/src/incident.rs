@@ -60,8 +60,10 @@
 //!   [`Incident::is_noise`]: the lifecycle goes on, and trend reports
 //!   exclude the incident. Reopening keeps the mark.
 //!
-//! Fields are checked before rules: free text is trimmed, must not be empty
-//! ([`Error::InvalidField`]) and must fit its limit ([`Error::TooLarge`]).
+//! Fields are checked before rules: free text follows the one rule of
+//! [`crate::text`] (trimmed, no control characters but newline and tab in
+//! long text, not blank, bounded), refusing with [`Error::InvalidField`] or
+//! [`Error::TooLarge`] named after the field.
 //!
 //! # History on reopening
 //!
@@ -77,10 +79,10 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::Error;
 use crate::ids::{
     ActorId, Audience, CustomerId, DedupKey, IncidentId, IncidentRole, ReportSource, ServiceName, Severity,
 };
+use crate::{Error, text};
 
 mod command;
 mod event;
@@ -551,11 +553,10 @@ fn report(command: &Command) -> Result<Change, Error> {
     else {
         unreachable!("only called for ReportIssue")
     };
-    let title = text("title", title, TITLE_CHARS_MAX)?;
-    let description = description.trim().to_owned();
-    check_len("description", description.chars().count(), DESCRIPTION_CHARS_MAX)?;
+    let title = text::TITLE.check("title", title)?;
+    let description = text::DESCRIPTION.check("description", description)?;
     check_len("customers", customers.len(), CUSTOMERS_MAX)?;
-    check_labels(labels)?;
+    let labels = check_labels(labels)?;
     Ok(Change::Reported(Reported {
         source: *source,
         reporter: reporter.clone(),
@@ -563,7 +564,7 @@ fn report(command: &Command) -> Result<Change, Error> {
         description,
         service: service.clone(),
         customers: customers.iter().cloned().collect(),
-        labels: labels.clone(),
+        labels,
         dedup_key: dedup_key.clone(),
         started_at: *started_at,
     }))
@@ -579,7 +580,7 @@ fn decide_existing(s: &Incident, command: &Command, actor: &ActorId) -> Result<C
     Ok(match command {
         Command::ReportIssue { .. } => return Err(Error::AlreadyExists(s.id)),
         Command::MergeReport { source, reporter, title, dedup_key } => {
-            let title = text("title", title, TITLE_CHARS_MAX)?;
+            let title = text::TITLE.check("title", title)?;
             ensure(s.is_open(), "merge.not_open", &|| format!("{} is {status}; report a new issue instead", s.id))?;
             let count = s.report_count.checked_add(1).ok_or(Error::TooLarge {
                 field: "report_count",
@@ -601,7 +602,7 @@ fn decide_existing(s: &Incident, command: &Command, actor: &ActorId) -> Result<C
             Change::Declared(Declared { severity: *severity })
         }
         Command::OverrideSeverity { severity, reason } => {
-            let reason = text("reason", reason, NOTE_CHARS_MAX)?;
+            let reason = text::NOTE.check("reason", reason)?;
             ensure(declared_or_mitigated, "override.requires_declared_or_mitigated", &|| {
                 "the severity can be overridden only on a declared or mitigated incident; declare it first".into()
             })?;
@@ -646,7 +647,7 @@ fn decide_existing(s: &Incident, command: &Command, actor: &ActorId) -> Result<C
             Change::HandoffAccepted(HandoffAccepted { from: handoff.from.clone(), to: handoff.to.clone() })
         }
         Command::DeclineHandoff { reason } => {
-            let reason = text("reason", reason, NOTE_CHARS_MAX)?;
+            let reason = text::NOTE.check("reason", reason)?;
             let handoff = pending(s)?;
             ensure(*actor == handoff.to, "handoff.decline_only_by_recipient", &|| {
                 format!("the handoff is addressed to {}, not {actor}", handoff.to)
@@ -654,7 +655,7 @@ fn decide_existing(s: &Incident, command: &Command, actor: &ActorId) -> Result<C
             Change::HandoffDeclined(HandoffDeclined { from: handoff.from.clone(), to: handoff.to.clone(), reason })
         }
         Command::CancelHandoff { reason } => {
-            let reason = text("reason", reason, NOTE_CHARS_MAX)?;
+            let reason = text::NOTE.check("reason", reason)?;
             let handoff = pending(s)?;
             Change::HandoffCancelled(HandoffCancelled { from: handoff.from.clone(), to: handoff.to.clone(), reason })
         }
@@ -673,14 +674,14 @@ fn decide_existing(s: &Incident, command: &Command, actor: &ActorId) -> Result<C
             Change::RoleAssigned(RoleAssigned { role: *role, person: person.clone() })
         }
         Command::PostUpdate { audience, text: body } => {
-            let body = text("text", body, NOTE_CHARS_MAX)?;
+            let body = text::NOTE.check("text", body)?;
             ensure(status != Status::Closed, "update.closed", &|| {
                 "a closed incident takes no updates; reopen it".into()
             })?;
             Change::StatusUpdatePosted(StatusUpdatePosted { audience: *audience, text: body })
         }
         Command::RecordCustomerImpact { customers_affected, customers, multi_customer, summary } => {
-            let summary = text("summary", summary, NOTE_CHARS_MAX)?;
+            let summary = text::NOTE.check("summary", summary)?;
             check_len("customers", customers.len(), CUSTOMERS_MAX)?;
             let customers: BTreeSet<CustomerId> = customers.iter().cloned().collect();
             if (*customers_affected as usize) < customers.len() {
@@ -698,14 +699,14 @@ fn decide_existing(s: &Incident, command: &Command, actor: &ActorId) -> Result<C
             })
         }
         Command::Mitigate { summary } => {
-            let summary = text("summary", summary, NOTE_CHARS_MAX)?;
+            let summary = text::NOTE.check("summary", summary)?;
             ensure(status == Status::Declared, "mitigate.only_declared", &|| {
                 format!("only a declared incident can be mitigated; {} is {status}", s.id)
             })?;
             Change::Mitigated(Mitigated { summary })
         }
         Command::Resolve { summary } => {
-            let summary = text("summary", summary, NOTE_CHARS_MAX)?;
+            let summary = text::NOTE.check("summary", summary)?;
             ensure(!matches!(status, Status::Resolved | Status::Closed), "resolve.already_resolved", &|| {
                 format!("{} is already {status}", s.id)
             })?;
@@ -715,14 +716,14 @@ fn decide_existing(s: &Incident, command: &Command, actor: &ActorId) -> Result<C
             Change::Resolved(Resolved { summary })
         }
         Command::Reopen { reason } => {
-            let reason = text("reason", reason, NOTE_CHARS_MAX)?;
+            let reason = text::NOTE.check("reason", reason)?;
             ensure(matches!(status, Status::Resolved | Status::Closed), "reopen.only_resolved_or_closed", &|| {
                 format!("only a resolved or closed incident can be reopened; {} is {status}", s.id)
             })?;
             Change::Reopened(Reopened { reason })
         }
         Command::ValidateResolution { note } => {
-            let note = text("note", note, NOTE_CHARS_MAX)?;
+            let note = text::NOTE.check("note", note)?;
             ensure(status == Status::Resolved, "validate.only_resolved", &|| {
                 format!("only a resolved incident can be validated; {} is {status}", s.id)
             })?;
@@ -745,7 +746,7 @@ fn decide_existing(s: &Incident, command: &Command, actor: &ActorId) -> Result<C
             Change::ParticipantLeft(ParticipantLeft { participant: participant.clone() })
         }
         Command::MarkNoise { reason } => {
-            let reason = text("reason", reason, NOTE_CHARS_MAX)?;
+            let reason = text::NOTE.check("reason", reason)?;
             ensure(s.noise_reason.is_none(), "noise.already_marked", &|| {
                 format!("{} is already marked as noise", s.id)
             })?;
@@ -763,31 +764,23 @@ fn pending(s: &Incident) -> Result<&Handoff, Error> {
     })
 }
 
-/// Trims required free text and checks it is non-empty and within `max`
-/// characters.
-pub(crate) fn text(field: &'static str, value: &str, max: usize) -> Result<String, Error> {
-    let value = value.trim();
-    if value.is_empty() {
-        return Err(Error::invalid(field, "must not be empty"));
-    }
-    check_len(field, value.chars().count(), max)?;
-    Ok(value.to_owned())
-}
-
 /// Checks a size against its limit.
 pub(crate) fn check_len(field: &'static str, len: usize, max: usize) -> Result<(), Error> {
     if len > max { Err(Error::TooLarge { field, len, max }) } else { Ok(()) }
 }
 
-/// Checks a report's labels: at most [`LABELS_MAX`], names non-empty without
-/// control characters, names and values at most [`LABEL_CHARS_MAX`].
-fn check_labels(labels: &BTreeMap<String, String>) -> Result<(), Error> {
+/// Checks a report's labels: at most [`LABELS_MAX`], names and values by
+/// the text rule ([`text::LABEL_NAME`], [`text::LABEL_VALUE`]). Values are
+/// kept trimmed; a name with spaces at its ends is refused rather than
+/// trimmed, since the trimmed name could be another label's.
+fn check_labels(labels: &BTreeMap<String, String>) -> Result<BTreeMap<String, String>, Error> {
     check_len("labels", labels.len(), LABELS_MAX)?;
+    let mut checked = BTreeMap::new();
     for (name, value) in labels {
-        if name.is_empty() || name.chars().any(char::is_control) {
-            return Err(Error::invalid("labels", format!("label name {name:?} is empty or has control characters")));
+        if text::LABEL_NAME.check("labels", name)? != *name {
+            return Err(Error::invalid("labels", format!("label name {name:?} has spaces at its ends")));
         }
-        check_len("label", name.chars().count().max(value.chars().count()), LABEL_CHARS_MAX)?;
+        checked.insert(name.clone(), text::LABEL_VALUE.check("labels", value)?);
     }
-    Ok(())
+    Ok(checked)
 }

@@ -23,6 +23,9 @@
 //!   decision of whom to page, when to escalate and which SLO is breached.
 //! - [`notifier`]: whom executives and the company-wide group are told about
 //!   and when, the executive update cadence, and filtered, coalesced feeds.
+//! - [`review`]: post-incident reviews, timelines, metrics, trend reports.
+//! - [`text`]: the one rule for free text (titles, notes, summaries, …) on
+//!   every path, and its lenient form for monitoring webhooks.
 //!
 //! Errors are [`Error`] for rejected input or commands and [`DecodeError`] for
 //! stored records that cannot be read back.
@@ -36,5 +39,6 @@ pub mod oncall;
 pub mod paging;
 pub mod review;
 pub mod severity;
+pub mod text;
 
 pub use error::{ConfigError, DecodeError, Error};

@@ -19,9 +19,8 @@
 //!
 //! [`decide_review`] turns a [`ReviewCommand`] into [`ReviewEvent`]s or an
 //! [`Error`]; [`evolve_review`] folds events into the [`Review`]. Fields are
-//! checked before rules: free text is trimmed, must not be empty
-//! ([`Error::InvalidField`]) and must fit its limit ([`Error::TooLarge`]);
-//! lists are bounded ([`FACTORS_MAX`], [`ACTION_ITEMS_MAX`]). The rules,
+//! checked before rules: free text follows the rule of [`crate::text`]
+//! ([`Error::InvalidField`], [`Error::TooLarge`]); lists are bounded ([`FACTORS_MAX`], [`ACTION_ITEMS_MAX`]). The rules,
 //! each with the stable id carried by [`Error::Rule`] (whose `state` is the
 //! incident's status, since a review has no lifecycle of its own beyond
 //! published or not):
@@ -64,7 +63,8 @@ use serde::Serialize;
 
 use crate::Error;
 use crate::ids::{ActorId, IncidentId, Severity};
-use crate::incident::{Change, Incident, IncidentEvent, check_len, text};
+use crate::incident::{Change, Incident, IncidentEvent, check_len};
+use crate::text;
 
 mod command;
 mod event;
@@ -333,10 +333,10 @@ pub fn decide_review(
     let id = incident.id();
     // Fields first, as in the incident decider.
     let field = match command {
-        ReviewCommand::WriteSummary { summary } => Some(text("summary", summary, REVIEW_TEXT_CHARS_MAX)?),
-        ReviewCommand::WriteImpact { impact } => Some(text("impact", impact, REVIEW_TEXT_CHARS_MAX)?),
-        ReviewCommand::AddContributingFactor { factor } => Some(text("factor", factor, FACTOR_CHARS_MAX)?),
-        ReviewCommand::AddActionItem { title } => Some(text("title", title, ACTION_ITEM_TITLE_CHARS_MAX)?),
+        ReviewCommand::WriteSummary { summary } => Some(text::REVIEW_TEXT.check("summary", summary)?),
+        ReviewCommand::WriteImpact { impact } => Some(text::REVIEW_TEXT.check("impact", impact)?),
+        ReviewCommand::AddContributingFactor { factor } => Some(text::FACTOR.check("factor", factor)?),
+        ReviewCommand::AddActionItem { title } => Some(text::ACTION_ITEM_TITLE.check("title", title)?),
         _ => None,
     }
     .unwrap_or_default();

@@ -32,6 +32,10 @@ pub enum Error {
     /// Nothing was written.
     #[error(transparent)]
     OutOfScope(#[from] klaxon_auth::OutOfScope),
+    /// The principal claimed a report source it has not earned. Nothing
+    /// was written.
+    #[error(transparent)]
+    SourceNotEarned(#[from] klaxon_auth::SourceNotEarned),
     /// The incident's bridge has no room.
     #[error("the bridge of {incident} is full ({max} participants)")]
     BridgeFull {

@@ -7,10 +7,11 @@
 use std::time::Duration;
 
 use klaxon_auth::Grant;
-use klaxon_domain::ids::{ActorId, Audience, IncidentId};
+use klaxon_domain::ids::{ActorId, Audience, IncidentId, ReportSource, RequestKey, RequestScope};
 use klaxon_domain::incident::{Change, Command};
 use klaxon_log::{Position, StreamVersion};
 use klaxon_proto::convert;
+use klaxon_proto::text::{FreeText, check_text};
 use klaxon_proto::v1::{self, bridge_request, bridge_response};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -47,7 +48,7 @@ impl IncidentsService {
         v1::incidents_server::IncidentsServer::new(self)
     }
 
-    async fn command<R: IncidentRequest>(
+    async fn command<R: IncidentRequest + FreeText>(
         &self,
         request: Request<R>,
         build: impl FnOnce(&R) -> Result<Command, klaxon_domain::Error>,
@@ -57,6 +58,7 @@ impl IncidentsService {
         let id = convert::incident_id("incident_id", message.incident_id()).map_err(|e| to_status(e.into()))?;
         // Who may act on it comes before what is wrong with the command.
         self.check_scope(&request, id).await?;
+        check_text(message).map_err(|e| to_status(e.into()))?;
         let command = build(message).map_err(|e| to_status(e.into()))?;
         let span = tracing::info_span!(parent: None, "intake.command", command = R::COMMAND, incident = %id);
         let (ctx, span) = ctx.traced(span);
@@ -101,6 +103,20 @@ fn context<T>(request: &Request<T>, context: Option<&v1::CommandContext>) -> Res
         // never make a command fail.
         traceparent: traceparent.filter(|t| klaxon_log::is_traceparent(t)),
     })
+}
+
+/// The source of a report: the one the caller's principal has earned
+/// ([`Grant::report_source`]); refused with `PERMISSION_DENIED` when it
+/// claims another. Without authentication (the in-process tests of this
+/// crate) the claim stands, unspecified meaning `api`.
+fn earned_source(request: &Request<v1::ReportRequest>) -> Result<ReportSource, Error> {
+    let wire = request.get_ref().source;
+    let claimed =
+        if wire == v1::ReportSource::Unspecified as i32 { None } else { Some(convert::source("source", wire)?) };
+    match request.extensions().get::<Grant>() {
+        Some(grant) => Ok(grant.report_source(claimed)?),
+        None => Ok(claimed.unwrap_or(ReportSource::Api)),
+    }
 }
 
 fn actor<T>(request: &Request<T>) -> Result<ActorId, Error> {
@@ -157,9 +173,19 @@ impl v1::incidents_server::Incidents for IncidentsService {
         let ctx = context(&request, request.get_ref().context.as_ref()).map_err(to_status)?;
         let r = request.get_ref();
         Grant::check_request(&request, (!r.service.is_empty()).then_some(r.service.as_str()))?;
+        let source = earned_source(&request).map_err(to_status)?;
+        if ctx.expected_version.is_some() {
+            // Refused rather than ignored: a report opens an incident or
+            // merges into one the client cannot name in advance.
+            return Err(to_status(Error::InvalidRequest {
+                field: "context.expected_version",
+                reason: "a report has no incident version to expect; leave it unset".into(),
+            }));
+        }
+        check_text(r).map_err(|e| to_status(e.into()))?;
         let command = (|| {
             Ok::<_, klaxon_domain::Error>(Command::ReportIssue {
-                source: convert::source("source", r.source)?,
+                source,
                 reporter: ctx.actor.clone(),
                 title: r.title.clone(),
                 description: r.description.clone(),
@@ -387,7 +413,7 @@ impl v1::bridge_server::Bridge for BridgeService {
         let first = tokio::time::timeout(BRIDGE_JOIN_TIMEOUT, inbound.message())
             .await
             .map_err(|_| invalid("join", "was not sent within 10 s of opening the bridge"))??;
-        let Some(v1::BridgeRequest { message: Some(bridge_request::Message::Join(join)) }) = first else {
+        let Some(v1::BridgeRequest { message: Some(bridge_request::Message::Join(join)), .. }) = first else {
             return Err(invalid("join", "must be the first message on the bridge"));
         };
         let domain = |e: klaxon_domain::Error| to_status(e.into());
@@ -490,14 +516,13 @@ impl Session {
                     }
                 }
                 message = inbound.message(), if !leaving => match message {
-                    Ok(Some(v1::BridgeRequest { message: Some(bridge_request::Message::Note(text)) })) => {
-                        let note = Command::PostUpdate { audience: Audience::Internal, text };
-                        if let Err(e) = self.handle.execute(self.id, note, &self.ctx).await {
+                    Ok(Some(request @ v1::BridgeRequest { message: Some(bridge_request::Message::Note(_)), .. })) => {
+                        if let Err(e) = self.note(&request).await {
                             let _ = self.tx.send(Err(to_status(e))).await;
                             break;
                         }
                     }
-                    Ok(Some(v1::BridgeRequest { message: Some(bridge_request::Message::Leave(_)) })) => {
+                    Ok(Some(v1::BridgeRequest { message: Some(bridge_request::Message::Leave(_)), .. })) => {
                         leaving = true;
                         recorded_leave = self.leave().await;
                         if !recorded_leave {
@@ -520,6 +545,30 @@ impl Session {
         if !recorded_leave {
             self.leave().await;
         }
+    }
+
+    /// Records a note as an internal update, under its request id when it
+    /// has one (so that a note sent again writes nothing), and answers with
+    /// where it was recorded.
+    async fn note(&self, request: &v1::BridgeRequest) -> Result<(), Error> {
+        let Some(bridge_request::Message::Note(text)) = &request.message else { return Ok(()) };
+        RequestKey::new(RequestScope::Incident, &self.ctx.actor, "request_id", &request.request_id)?;
+        check_text(request)?;
+        let ctx = CommandContext {
+            request_id: Some(request.request_id.clone()).filter(|r| !r.is_empty()),
+            ..self.ctx.clone()
+        };
+        let note = Command::PostUpdate { audience: Audience::Internal, text: text.clone() };
+        let outcome = self.handle.execute(self.id, note, &ctx).await?;
+        let recorded = v1::NoteRecorded {
+            request_id: request.request_id.clone(),
+            position: outcome.last.0,
+            deduplicated: outcome.deduplicated,
+        };
+        let message = v1::BridgeResponse { message: Some(bridge_response::Message::NoteRecorded(recorded)) };
+        // A client that left no longer needs the answer.
+        let _ = self.tx.send(Ok(message)).await;
+        Ok(())
     }
 
     /// Records that the participant left; false when that failed.

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use klaxon_bus::Bus;
-use klaxon_domain::ids::{ActorId, DedupKey, IncidentId, ServiceName, Severity, command_event_id};
+use klaxon_domain::ids::{ActorId, DedupKey, IncidentId, RequestKey, RequestScope, ServiceName, Severity};
 use klaxon_domain::incident::{Command, Incident, IncidentEvent, Status, decide};
 use klaxon_log::{
     Appended, EventData, EventKind, ExpectedVersion, Metadata, NewEvent, Position, Record, StreamId, StreamVersion,
@@ -29,7 +29,7 @@ pub fn system_clock() -> Clock {
 }
 
 /// Longest accepted client request id, in bytes.
-pub const REQUEST_ID_BYTES_MAX: usize = 128;
+pub use klaxon_domain::ids::REQUEST_ID_BYTES_MAX;
 
 /// Intake's settings (the `[intake]` table of the configuration file).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -90,19 +90,11 @@ impl CommandContext {
         (CommandContext { traceparent, ..self }, traced.span().clone())
     }
 
-    /// The idempotency key: request ids are scoped to their actor.
-    fn request_key(&self) -> Result<Option<String>, Error> {
-        let Some(id) = &self.request_id else { return Ok(None) };
-        if id.is_empty() {
-            return Ok(None);
-        }
-        if id.len() > REQUEST_ID_BYTES_MAX || id.chars().any(char::is_control) {
-            return Err(Error::InvalidRequest {
-                field: "context.request_id",
-                reason: format!("must be at most {REQUEST_ID_BYTES_MAX} bytes without control characters"),
-            });
-        }
-        Ok(Some(format!("{}/{id}", self.actor)))
+    /// The idempotency key: request ids are scoped to their actor (see
+    /// [`RequestKey`]).
+    fn request_key(&self) -> Result<Option<RequestKey>, Error> {
+        let id = self.request_id.as_deref().unwrap_or_default();
+        Ok(RequestKey::new(RequestScope::Incident, &self.actor, "context.request_id", id)?)
     }
 }
 
@@ -343,7 +335,7 @@ impl Handle {
     /// with one, the stale command fails with [`Error::Conflict`].
     pub async fn execute(&self, id: IncidentId, command: Command, ctx: &CommandContext) -> Result<Outcome, Error> {
         let key = ctx.request_key()?;
-        if let Some(retried) = self.find_retry(key.as_deref()).await? {
+        if let Some(retried) = self.find_retry(key.as_ref()).await? {
             return Ok(retried.1);
         }
         let stripe = (id.number() % INCIDENT_LOCK_STRIPES as u64) as usize;
@@ -369,7 +361,7 @@ impl Handle {
                         } else {
                             ExpectedVersion::Exact(StreamVersion(version))
                         };
-                        match self.append(id, expected, &events, key.as_deref(), ctx).await {
+                        match self.append(id, expected, &events, key.as_ref(), ctx).await {
                             Ok(appended) => return self.outcome(id, appended).await,
                             Err(Error::Log(klaxon_log::Error::WrongExpectedVersion { actual, .. })) => {
                                 match ctx.expected_version {
@@ -414,7 +406,7 @@ impl Handle {
             });
         };
         let key = ctx.request_key()?;
-        if let Some((event, outcome)) = self.find_retry(key.as_deref()).await? {
+        if let Some((event, outcome)) = self.find_retry(key.as_ref()).await? {
             let merged = event.kind() == "incident.report_merged.v1";
             return Ok(ReportOutcome { incident: event.incident, merged, outcome });
         }
@@ -444,7 +436,7 @@ impl Handle {
         for _ in 0..100 {
             let id = IncidentId::from_number(self.take_number())?;
             let events = decide(None, &command, &id, &ctx.actor, self.now())?;
-            match self.append(id, ExpectedVersion::NoStream, &events, key.as_deref(), ctx).await {
+            match self.append(id, ExpectedVersion::NoStream, &events, key.as_ref(), ctx).await {
                 Ok(appended) => {
                     let outcome = self.outcome(id, appended).await?;
                     return Ok(ReportOutcome { incident: id, merged: false, outcome });
@@ -477,12 +469,12 @@ impl Handle {
     }
 
     /// When `key` was used before, the first event it wrote and the outcome.
-    async fn find_retry(&self, key: Option<&str>) -> Result<Option<(IncidentEvent, Outcome)>, Error> {
+    async fn find_retry(&self, key: Option<&RequestKey>) -> Result<Option<(IncidentEvent, Outcome)>, Error> {
         let Some(key) = key else { return Ok(None) };
-        let Some((first, _, _)) = self.log.locate(command_event_id(key, 0)).await? else { return Ok(None) };
+        let Some((first, _, _)) = self.log.locate(key.event_id(0)).await? else { return Ok(None) };
         let mut last = first;
         for index in 1.. {
-            match self.log.locate(command_event_id(key, index)).await? {
+            match self.log.locate(key.event_id(index)).await? {
                 Some((position, _, _)) => last = position,
                 None => break,
             }
@@ -504,7 +496,7 @@ impl Handle {
         id: IncidentId,
         expected: ExpectedVersion,
         events: &[IncidentEvent],
-        key: Option<&str>,
+        key: Option<&RequestKey>,
         ctx: &CommandContext,
     ) -> Result<Appended, Error> {
         let stream = stream_of(id);
@@ -513,7 +505,7 @@ impl Handle {
         for (index, event) in events.iter().enumerate() {
             new_events.push(NewEvent {
                 id: match key {
-                    Some(key) => command_event_id(key, index as u32),
+                    Some(key) => key.event_id(index as u32),
                     None => Uuid::new_v4(),
                 },
                 kind: EventKind::new(event.kind()).expect("domain kinds are valid log kinds"),

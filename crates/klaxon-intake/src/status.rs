@@ -29,7 +29,7 @@ pub fn to_status(error: Error) -> Status {
         }
         Error::Contended { .. } => Status::aborted(message),
         Error::BridgeFull { .. } => Status::resource_exhausted(message),
-        Error::OutOfScope(_) => Status::permission_denied(message),
+        Error::OutOfScope(_) | Error::SourceNotEarned(_) => Status::permission_denied(message),
         Error::Log(e) => match e {
             L::EventTooLarge { .. } | L::TooManyEvents { .. } => Status::resource_exhausted(message),
             L::WrongExpectedVersion { .. } => Status::aborted(message),
@@ -56,7 +56,7 @@ pub fn to_http_status(error: &Error) -> axum::http::StatusCode {
         }
         Error::Domain(D::Rule { .. }) | Error::Domain(D::AlreadyExists(_)) | Error::Conflict { .. } => S::CONFLICT,
         Error::Domain(D::UnknownIncident(_)) => S::NOT_FOUND,
-        Error::OutOfScope(_) => S::FORBIDDEN,
+        Error::OutOfScope(_) | Error::SourceNotEarned(_) => S::FORBIDDEN,
         Error::Contended { .. } | Error::BridgeFull { .. } | Error::Unavailable(_) => S::SERVICE_UNAVAILABLE,
         Error::Log(e) => match e {
             L::EventTooLarge { .. } | L::TooManyEvents { .. } => S::PAYLOAD_TOO_LARGE,

@@ -1,5 +1,6 @@
 //! The `klaxon.v1.Paging` server.
 
+use klaxon_domain::ids::{RequestKey, RequestScope};
 use klaxon_domain::paging::{AckError, Page, PageId};
 use klaxon_proto::convert;
 use klaxon_proto::v1::{self, paging_server};
@@ -34,6 +35,7 @@ pub fn to_status(error: Error) -> Status {
         }
         Error::Ack(AckError::NotYours { .. }) => Status::permission_denied(message),
         Error::Ack(_) => Status::failed_precondition(message),
+        Error::Request(_) => Status::invalid_argument(message),
         Error::Unavailable(_) => Status::unavailable(message),
         // The log server is away (distributed topology): worth a retry.
         Error::Log(klaxon_log::Error::Unavailable { .. }) => Status::unavailable(message),
@@ -74,7 +76,9 @@ impl paging_server::Paging for PagingService {
             let service = self.handle.page_service(page).await.map_err(to_status)?;
             grant.permit(service.as_ref().map(|s| s.as_str()))?;
         }
-        let (page, position) = self.handle.acknowledge(page, &actor).await.map_err(to_status)?;
+        let key = RequestKey::new(RequestScope::Acknowledgement, &actor, "request_id", &request.get_ref().request_id)
+            .map_err(|e| to_status(e.into()))?;
+        let (page, position) = self.handle.acknowledge(page, &actor, key.as_ref()).await.map_err(to_status)?;
         Ok(Response::new(v1::AcknowledgeResponse { page: Some(page_to_wire(&page)), position: position.0 }))
     }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use klaxon_bus::Bus;
 use klaxon_channels::{Channels, Notification};
-use klaxon_domain::ids::{ActorId, IncidentId, KLAXON_NAMESPACE, ServiceName, reaction_event_id};
+use klaxon_domain::ids::{ActorId, IncidentId, KLAXON_NAMESPACE, RequestKey, ServiceName, reaction_event_id};
 use klaxon_domain::incident::{Change, Status};
 use klaxon_domain::oncall::Schedules;
 use klaxon_domain::paging::{
@@ -56,6 +56,9 @@ pub enum Error {
     /// The service is stopping or not keeping up.
     #[error("paging is unavailable: {0}")]
     Unavailable(String),
+    /// A request field is malformed (the request id). Nothing was written.
+    #[error(transparent)]
+    Request(#[from] klaxon_domain::Error),
 }
 
 /// Everything paging decides with, validated by the binary.
@@ -336,6 +339,22 @@ impl Handle {
         basis: u64,
         traceparent: Option<&str>,
     ) -> Result<Position, Error> {
+        self.append_with(id, expected, events, None, reaction, basis, traceparent).await
+    }
+
+    /// Appends `events` to the incident's page stream with the given ids, or
+    /// (`None`) ids derived from `reaction` and `basis`.
+    #[allow(clippy::too_many_arguments)]
+    async fn append_with(
+        &self,
+        id: IncidentId,
+        expected: ExpectedVersion,
+        events: &[PageEvent],
+        ids: Option<Vec<Uuid>>,
+        reaction: &str,
+        basis: u64,
+        traceparent: Option<&str>,
+    ) -> Result<Position, Error> {
         let stream = StreamId::new(paging::stream(id)).expect("page streams are valid stream ids");
         let cause = Uuid::new_v5(&KLAXON_NAMESPACE, format!("{stream}@{basis}").as_bytes());
         let new = events
@@ -343,7 +362,10 @@ impl Handle {
             .enumerate()
             .map(|(i, e)| {
                 Ok(NewEvent {
-                    id: reaction_event_id(cause, reaction, i as u32),
+                    id: match &ids {
+                        Some(ids) => ids[i],
+                        None => reaction_event_id(cause, reaction, i as u32),
+                    },
                     kind: EventKind::new(e.kind()).expect("domain kinds are valid"),
                     data: EventData::from_value(&e.to_json())?,
                     metadata: Metadata {
@@ -475,7 +497,20 @@ impl Handle {
     /// Acknowledges a page as `actor`: only the paged responder or a
     /// configured manager. Returns the page afterwards and the position of
     /// the acknowledgement. A refused acknowledgement writes nothing.
-    pub async fn acknowledge(&self, page: PageId, actor: &ActorId) -> Result<(Page, Position), Error> {
+    ///
+    /// With a request `key`, the acknowledgement's event id comes from it:
+    /// sent again (also after a restart), the first acknowledgement is found
+    /// in the log and answered again (the page as it is now, the first
+    /// position), and nothing is written.
+    pub async fn acknowledge(
+        &self,
+        page: PageId,
+        actor: &ActorId,
+        key: Option<&RequestKey>,
+    ) -> Result<(Page, Position), Error> {
+        if let Some(first) = self.first_ack(page, key).await? {
+            return Ok(first);
+        }
         for _ in 0..ACK_ATTEMPTS_MAX {
             self.caught_up().await?;
             let (event, version, trace) = {
@@ -491,21 +526,50 @@ impl Handle {
             };
             let expected = ExpectedVersion::exact_or_new(version);
             let acks = std::slice::from_ref(&event);
-            match self.append(page.incident(), expected, acks, "paging.ack", version, trace.as_deref()).await {
-                Ok(position) => {
-                    let mut applied = self.applied.subscribe();
-                    let _ = tokio::time::timeout(CATCH_UP_WAIT, applied.wait_for(|p| *p >= position)).await;
-                    let state = self.state.lock().expect("state");
-                    let found = state.incidents.get(&page.incident()).and_then(|s| s.page(&page)).cloned();
-                    return found
-                        .map(|p| (p, position))
-                        .ok_or(Error::Unavailable("the acknowledgement was not folded".into()));
+            let ids = key.map(|k| vec![k.event_id(0)]);
+            match self.append_with(page.incident(), expected, acks, ids, "paging.ack", version, trace.as_deref()).await
+            {
+                Ok(position) => return self.page_at(page, position).await,
+                Err(Error::Log(klaxon_log::Error::WrongExpectedVersion { .. })) => {
+                    // The same request, sent twice at once, may have won.
+                    if let Some(first) = self.first_ack(page, key).await? {
+                        return Ok(first);
+                    }
                 }
-                Err(Error::Log(klaxon_log::Error::WrongExpectedVersion { .. })) => continue,
                 Err(e) => return Err(e),
             }
         }
         Err(Error::Unavailable("the page kept changing; retry".into()))
+    }
+
+    /// The acknowledgement written earlier under `key`, if any: the page as
+    /// it is now and the acknowledgement's position. A key used for another
+    /// page is refused.
+    async fn first_ack(&self, page: PageId, key: Option<&RequestKey>) -> Result<Option<(Page, Position)>, Error> {
+        let Some(key) = key else { return Ok(None) };
+        let Some((position, _, _)) = self.log.locate(key.event_id(0)).await? else { return Ok(None) };
+        let record = self.log.read_one(position).await?;
+        let event = PageEvent::from_json(record.kind.as_str(), record.data.as_str())
+            .map_err(|e| Error::Undecodable { position, reason: e.to_string() })?;
+        match event.change {
+            paging::PageChange::PageAcknowledged(ack) if ack.page == page => {
+                Ok(Some(self.page_at(page, position).await?))
+            }
+            _ => Err(klaxon_domain::Error::InvalidField {
+                field: "request_id",
+                reason: format!("was already used for something other than acknowledging {page}"),
+            }
+            .into()),
+        }
+    }
+
+    /// The page once the service has folded `position`, and `position`.
+    async fn page_at(&self, page: PageId, position: Position) -> Result<(Page, Position), Error> {
+        let mut applied = self.applied.subscribe();
+        let _ = tokio::time::timeout(CATCH_UP_WAIT, applied.wait_for(|p| *p >= position)).await;
+        let state = self.state.lock().expect("state");
+        let found = state.incidents.get(&page.incident()).and_then(|s| s.page(&page)).cloned();
+        found.map(|p| (p, position)).ok_or(Error::Unavailable("the acknowledgement was not folded".into()))
     }
 
     /// Who is on call on `schedule` (or every schedule) at `at` (or now).

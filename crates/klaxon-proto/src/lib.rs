@@ -13,8 +13,11 @@
 //! - [`v1`]: the generated messages, clients and servers of `klaxon.v1`.
 //! - [`convert`]: domain <-> wire conversions for ids, enums, timestamps,
 //!   incidents and history entries.
+//! - [`text`]: which request fields are free text, of which kind, and the
+//!   one check of them ([`text::check_text`]) that servers and the CLI run.
 
 pub mod convert;
+pub mod text;
 
 /// The generated code of package `klaxon.v1`.
 #[allow(missing_docs, clippy::all, clippy::pedantic)]

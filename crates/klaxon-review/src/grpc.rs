@@ -1,8 +1,9 @@
 //! The `klaxon.v1.Review` server.
 
-use klaxon_domain::ids::ActorId;
+use klaxon_domain::ids::{ActorId, RequestKey, RequestScope};
 use klaxon_domain::review::{self, ActionItem, ActionItemId, IncidentAsOf, Review, ReviewCommand};
 use klaxon_proto::convert;
+use klaxon_proto::text::check_text;
 use klaxon_proto::v1::{self, edit_review_request, replay_timeline_request, review_server, timeline_message};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
@@ -27,6 +28,10 @@ impl ReviewService {
     }
 }
 
+/// The trailer that carries the review's current version on `ABORTED`, as
+/// intake's does the incident's.
+pub const CURRENT_VERSION_TRAILER: &str = "klaxon-current-version";
+
 /// The one mapping from review errors to gRPC statuses.
 pub fn to_status(error: Error) -> Status {
     use klaxon_domain::Error as D;
@@ -36,7 +41,11 @@ pub fn to_status(error: Error) -> Status {
         Error::Domain(D::Rule { .. }) => Status::failed_precondition(message),
         Error::Domain(D::UnknownIncident(_)) => Status::not_found(message),
         Error::Domain(D::AlreadyExists(_)) => Status::already_exists(message),
-        Error::Conflict(_) => Status::aborted(message),
+        Error::Conflict { current, .. } => {
+            let mut status = Status::aborted(message);
+            status.metadata_mut().insert(CURRENT_VERSION_TRAILER, current.into());
+            status
+        }
         Error::Unavailable(_) => Status::unavailable(message),
         // The log server is away (distributed topology): worth a retry.
         Error::Log(klaxon_log::Error::Unavailable { .. }) => Status::unavailable(message),
@@ -184,7 +193,12 @@ impl review_server::Review for ReviewService {
             grant.permit(service.as_ref().map(|s| s.as_str()))?;
         }
         let edit = r.edit.as_ref().ok_or_else(|| Status::invalid_argument("invalid edit: is required"))?;
-        let review = self.handle.edit(id, command(edit)?, &actor).await.map_err(to_status)?;
+        check_text(r).map_err(invalid)?;
+        let request_id = r.context.as_ref().map_or("", |c| c.request_id.as_str());
+        let key = RequestKey::new(RequestScope::Review, &actor, "context.request_id", request_id).map_err(invalid)?;
+        let expected_version = r.context.as_ref().and_then(|c| c.expected_version);
+        let review =
+            self.handle.edit(id, command(edit)?, &actor, key.as_ref(), expected_version).await.map_err(to_status)?;
         Ok(Response::new(review_to_wire(id, Some(&review))))
     }
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use klaxon_bus::Bus;
-use klaxon_domain::ids::{ActorId, IncidentId, ServiceName, reaction_event_id};
+use klaxon_domain::ids::{ActorId, IncidentId, RequestKey, ServiceName, reaction_event_id};
 use klaxon_domain::incident::{Incident, IncidentEvent, evolve};
 use klaxon_domain::paging::{self, PageEvent};
 use klaxon_domain::review::{
@@ -30,9 +30,18 @@ pub enum Error {
     /// The domain refused (bad field, broken rule, unknown incident).
     #[error(transparent)]
     Domain(#[from] klaxon_domain::Error),
-    /// The review changed since the command was decided; retry.
-    #[error("the review of {0} changed meanwhile; retry")]
-    Conflict(IncidentId),
+    /// The review is not at the version the edit was based on (the
+    /// client's expected version, or the one decided on when another edit
+    /// came first). Nothing was written.
+    #[error("the review of {incident} is at version {current}, not {expected}; reload it and retry")]
+    Conflict {
+        /// The incident.
+        incident: IncidentId,
+        /// The version the edit was based on.
+        expected: u64,
+        /// The review's current version.
+        current: u64,
+    },
     /// The log failed.
     #[error(transparent)]
     Log(#[from] klaxon_log::Error),
@@ -228,26 +237,71 @@ impl Handle {
     }
 
     /// Applies a review command as `actor`; returns the review afterwards.
-    pub async fn edit(&self, id: IncidentId, command: ReviewCommand, actor: &ActorId) -> Result<Review, Error> {
+    ///
+    /// With a request `key`, the edit's event ids come from it: sent again
+    /// (also after a restart), the first edit is found in the log, nothing
+    /// is written, and the review is returned as it is. With an
+    /// `expected_version` (the review's version the edit was based on), a
+    /// review at another version is [`Error::Conflict`].
+    pub async fn edit(
+        &self,
+        id: IncidentId,
+        command: ReviewCommand,
+        actor: &ActorId,
+        key: Option<&RequestKey>,
+        expected_version: Option<u64>,
+    ) -> Result<Review, Error> {
         self.caught_up().await?;
+        if let Some(first) = self.first_edit(id, key).await? {
+            return Ok(first);
+        }
         let (events, version) = {
             let state = self.state.read().expect("state lock");
             let folded = state.get(&id).ok_or_else(|| Self::unknown(id))?;
             let incident = folded.incident.as_ref().ok_or_else(|| Self::unknown(id))?;
-            let events = decide_review(folded.review.as_ref(), &command, incident, actor, self.clock.now())?;
-            (events, folded.review.as_ref().map_or(0, Review::version))
+            let version = folded.review.as_ref().map_or(0, Review::version);
+            if let Some(expected) = expected_version.filter(|e| *e != version) {
+                return Err(Error::Conflict { incident: id, expected, current: version });
+            }
+            (decide_review(folded.review.as_ref(), &command, incident, actor, self.clock.now())?, version)
         };
-        let new = events.iter().map(|e| self.new_event(e, Uuid::new_v4())).collect::<Result<Vec<_>, _>>()?;
+        let new = events
+            .iter()
+            .enumerate()
+            .map(|(i, e)| self.new_event(e, key.map_or_else(Uuid::new_v4, |k| k.event_id(i as u32))))
+            .collect::<Result<Vec<_>, _>>()?;
         let stream = StreamId::new(review::stream(id)).expect("review streams are valid stream ids");
         let expected =
             if version == 0 { ExpectedVersion::NoStream } else { ExpectedVersion::Exact(StreamVersion(version)) };
         let appended = match self.log.append(&stream, expected, new).await {
             Ok(a) => a,
-            Err(klaxon_log::Error::WrongExpectedVersion { .. }) => return Err(Error::Conflict(id)),
+            Err(klaxon_log::Error::WrongExpectedVersion { actual, .. }) => {
+                // The same request, sent twice at once, may have won.
+                if let Some(first) = self.first_edit(id, key).await? {
+                    return Ok(first);
+                }
+                return Err(Error::Conflict { incident: id, expected: version, current: actual.0 });
+            }
             Err(e) => return Err(e.into()),
         };
         self.wait_for(appended.last).await?;
         self.review(id).await?.ok_or_else(|| Error::Unavailable("the review was not folded".into()))
+    }
+
+    /// The review as it is, when an edit was written earlier under `key`;
+    /// a key used for another incident's review is refused.
+    async fn first_edit(&self, id: IncidentId, key: Option<&RequestKey>) -> Result<Option<Review>, Error> {
+        let Some(key) = key else { return Ok(None) };
+        let Some((position, stream, _)) = self.log.locate(key.event_id(0)).await? else { return Ok(None) };
+        if stream.as_str() != review::stream(id) {
+            return Err(klaxon_domain::Error::InvalidField {
+                field: "context.request_id",
+                reason: format!("was already used for an edit of another review than {id}'s"),
+            }
+            .into());
+        }
+        self.wait_for(position).await?;
+        self.review(id).await
     }
 
     /// The incident's review, if one was opened.

@@ -129,6 +129,10 @@ pub struct AuthConfig {
     /// A file holding this process's own token, of role `service`, which
     /// the services of the distributed topology present to the log server.
     pub service_token_file: Option<PathBuf>,
+    /// The principals whose reports may carry the source `help_desk` (for
+    /// severity rules keyed on it); any other principal claiming it is
+    /// refused. Default: none.
+    pub help_desk_reporters: Vec<String>,
 }
 
 impl Config {
@@ -148,7 +152,12 @@ impl Config {
             );
         }
         let teams = validated.catalog.services().map(|s| (s.name().to_string(), s.team().to_owned())).collect();
-        Ok(klaxon_auth::Auth { tokens: Arc::new(tokens), teams: Arc::new(teams), rate: self.limits.rate() })
+        Ok(klaxon_auth::Auth {
+            tokens: Arc::new(tokens),
+            teams: Arc::new(teams),
+            rate: self.limits.rate(),
+            help_desk: Arc::new(self.auth.help_desk_reporters.iter().cloned().collect()),
+        })
     }
 
     /// This process's own token for the log server, when configured.

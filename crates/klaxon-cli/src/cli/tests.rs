@@ -34,7 +34,7 @@ fn every_subcommand_builds_its_request() {
             &["report", "--title", "Checkout down"],
             Rpc::Report(ReportRequest {
                 context: ctx(),
-                source: ReportSource::Manual as i32,
+                source: ReportSource::Unspecified as i32,
                 title: "Checkout down".into(),
                 ..Default::default()
             }),
@@ -221,8 +221,14 @@ fn every_subcommand_builds_its_request() {
         ),
         (&["severity", "explain", "inc-1"], Rpc::ExplainSeverity(ExplainSeverityRequest { incident_id: id() })),
         (&["pages", "INC-1"], Rpc::ListPages(ListPagesRequest { incident_id: id() })),
-        (&["ack", "INC-7-P1"], Rpc::Acknowledge(AcknowledgeRequest { page_id: "INC-7-P1".into() })),
-        (&["ack", "inc-12-p30"], Rpc::Acknowledge(AcknowledgeRequest { page_id: "INC-12-P30".into() })),
+        (
+            &["ack", "INC-7-P1"],
+            Rpc::Acknowledge(AcknowledgeRequest { page_id: "INC-7-P1".into(), request_id: "req-1".into() }),
+        ),
+        (
+            &["ack", "inc-12-p30"],
+            Rpc::Acknowledge(AcknowledgeRequest { page_id: "INC-12-P30".into(), request_id: "req-1".into() }),
+        ),
         (&["oncall"], Rpc::WhoIsOnCall(WhoIsOnCallRequest { schedule: String::new(), at: None })),
         (&["oncall", "--at", "now"], Rpc::WhoIsOnCall(WhoIsOnCallRequest { schedule: String::new(), at: None })),
         (
@@ -396,9 +402,10 @@ fn join_leaves_the_participant_to_the_server() {
         participant: String::new(),
         role: v1::IncidentRole::Scribe as i32,
     };
-    assert_eq!(action(&["join", "INC-4", "--role", "scribe"]).unwrap(), Action::Join(expected.clone()));
+    let join = |join| Action::Join { join, note_ids: "req-1".into() };
+    assert_eq!(action(&["join", "INC-4", "--role", "scribe"]).unwrap(), join(expected.clone()));
     let without_role = v1::JoinBridge { role: v1::IncidentRole::Unspecified as i32, ..expected };
-    assert_eq!(action(&["join", "INC-4"]).unwrap(), Action::Join(without_role));
+    assert_eq!(action(&["join", "INC-4"]).unwrap(), join(without_role));
 }
 
 #[test]
@@ -564,4 +571,35 @@ fn help_documents_the_exit_codes() {
 fn clap_definitions_are_consistent() {
     use clap::CommandFactory;
     Cli::command().debug_assert();
+}
+
+/// Free text is refused before sending, by the server's rule and in its
+/// words; everything else about a request is the server's to judge.
+#[test]
+fn free_text_is_checked_by_the_servers_rule_before_sending() {
+    let refused = |argv: &[&str]| match action(argv).unwrap() {
+        Action::Call(rpc) => rpc.check_text().err().map(|e| e.to_string()),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(
+        refused(&["report", "--title", "\u{0}\u{1}\u{2}"]).as_deref(),
+        Some("invalid title: must be one line of text without control characters; character 1 is U+0000")
+    );
+    assert_eq!(refused(&["report", "--title", "   "]).as_deref(), Some("invalid title: must not be blank"));
+    assert_eq!(
+        refused(&["update", "INC-1", "bell\u{7}"]).as_deref(),
+        Some("invalid text: must be text without control characters other than newline and tab; character 5 is U+0007")
+    );
+    assert_eq!(
+        refused(&["review", "action", "add", "INC-1", "two\nlines"]).as_deref(),
+        Some("invalid add_action_item: must be one line of text without control characters; character 4 is U+000A")
+    );
+    let long = "x".repeat(4001);
+    assert_eq!(
+        refused(&["resolve", "INC-1", "--summary", &long]).as_deref(),
+        Some("summary is too large: 4001 > 4000")
+    );
+    assert_eq!(refused(&["update", "INC-1", "line one\n\tline two"]), None);
+    assert_eq!(refused(&["declare", "INC-1", "--severity", "1"]), None);
+    assert_eq!(refused(&["report", "--title", "  Checkout down  "]), None, "trimming is the server's");
 }

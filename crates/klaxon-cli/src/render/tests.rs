@@ -251,19 +251,19 @@ fn bridge_lines() {
     expect![
         "INC-7 [SEV1 declared] Checkout returns 500 for EU customers; commander alice; 3 participants (version 12)"
     ]
-    .assert_eq(&bridge_message(&snapshot, false));
+    .assert_eq(&bridge_message(&snapshot, false).unwrap());
     let event = Message::Event(v1::HistoryEntry {
         version: 13,
         at: at(61),
         summary: "dave: checking the load balancer".into(),
         ..Default::default()
     });
-    expect!["11:01:00  dave: checking the load balancer"].assert_eq(&bridge_message(&event, false));
+    expect!["11:01:00  dave: checking the load balancer"].assert_eq(&bridge_message(&event, false).unwrap());
     expect![[
         r#"{"event":{"position":0,"version":13,"kind":"","at":"2025-03-01T11:01:00Z","by":"","summary":"dave: checking the load balancer","data":null}}"#
     ]]
-    .assert_eq(&bridge_message(&event, true));
-    assert!(bridge_message(&snapshot, true).starts_with(r#"{"snapshot":{"id":"INC-7","#));
+    .assert_eq(&bridge_message(&event, true).unwrap());
+    assert!(bridge_message(&snapshot, true).unwrap().starts_with(r#"{"snapshot":{"id":"INC-7","#));
 }
 
 /// The explanation of INC-7: the second of three rules chose SEV1.
@@ -406,7 +406,7 @@ fn acked(p: v1::Page, by: &str, minutes: i64) -> v1::Page {
 
 #[test]
 fn acknowledge_confirmation() {
-    let ack = Rpc::Acknowledge(v1::AcknowledgeRequest { page_id: "INC-7-P1".into() });
+    let ack = Rpc::Acknowledge(v1::AcknowledgeRequest { page_id: "INC-7-P1".into(), request_id: String::new() });
     let response = v1::AcknowledgeResponse { page: Some(acked(page(1, "ana", 3), "ana", 4)), position: 57 };
     check(ack.clone(), Reply::Acknowledged(response.clone()), false, expect!["INC-7-P1 acknowledged by ana"]);
     let by_manager = v1::AcknowledgeResponse { page: Some(acked(page(1, "ana", 3), "alice", 4)), position: 58 };

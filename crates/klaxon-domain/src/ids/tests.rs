@@ -174,3 +174,27 @@ fn derived_event_ids_are_stable_and_distinct() {
     "#]]
     .assert_debug_eq(&(id.to_string(), command.to_string()));
 }
+
+#[test]
+fn request_keys_are_scoped_to_the_actor_and_the_family_of_writes() {
+    let ana = ActorId::new("ana").unwrap();
+    let key = |scope, actor: &ActorId, id: &str| RequestKey::new(scope, actor, "request_id", id).unwrap().unwrap();
+    let incident = key(RequestScope::Incident, &ana, "r-1");
+    // Pinned: incident keys are what intake always derived event ids from.
+    assert_eq!(incident.as_str(), "ana/r-1");
+    assert_eq!(incident.event_id(0), command_event_id("ana/r-1", 0));
+    let ack = key(RequestScope::Acknowledgement, &ana, "r-1");
+    let review = key(RequestScope::Review, &ana, "r-1");
+    assert_ne!(ack.event_id(0), incident.event_id(0));
+    assert_ne!(review.event_id(0), ack.event_id(0));
+    // An actor named like a family, sending an id with a slash, still gets
+    // an incident key of its own.
+    let named_ack = ActorId::new("ack").unwrap();
+    assert_ne!(key(RequestScope::Incident, &named_ack, "ana/r-1"), ack);
+    assert_ne!(key(RequestScope::Incident, &ActorId::new("bob").unwrap(), "r-1"), incident);
+    assert_eq!(RequestKey::new(RequestScope::Review, &ana, "request_id", ""), Ok(None));
+    for bad in ["x".repeat(REQUEST_ID_BYTES_MAX + 1), "a\u{0}b".to_owned()] {
+        let refused = RequestKey::new(RequestScope::Incident, &ana, "context.request_id", &bad).unwrap_err();
+        assert!(refused.to_string().starts_with("invalid context.request_id: must be at most 128 bytes"), "{refused}");
+    }
+}

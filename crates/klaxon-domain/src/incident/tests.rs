@@ -214,8 +214,31 @@ fn report_limits() {
     check(&[], ("alice", long_description), "!too_large:description");
     check(&[], ("alice", many_customers), "!too_large:customers");
     check(&[], ("alice", many_labels), "!too_large:labels");
-    check(&[], ("alice", long_label), "!too_large:label");
+    check(&[], ("alice", long_label), "!too_large:labels");
     check(&[], ("alice", empty_label), "!invalid:labels");
+    let labelled = |name: &str, value: &str| {
+        let (name, value) = (name.to_owned(), value.to_owned());
+        with_report(&move |c| {
+            if let Command::ReportIssue { labels, .. } = c {
+                *labels = BTreeMap::from([(name.clone(), value.clone())]);
+            }
+        })
+    };
+    check(&[], ("alice", labelled("k", "a\nb")), "!invalid:labels");
+    check(&[], ("alice", labelled(" k", "v")), "!invalid:labels");
+    check(&[], ("alice", labelled("k", "")), "incident.reported.v1");
+    let events = decide(None, &labelled("k", " v "), &inc(), &actor("alice"), t(0)).unwrap();
+    let Change::Reported(reported) = &events[0].change else { panic!("{events:?}") };
+    assert_eq!(reported.labels["k"], "v", "label values are kept trimmed");
+}
+
+/// The issue's defect: a title of control characters was accepted.
+#[test]
+fn control_characters_are_refused_in_every_text() {
+    check(&[], ("alice", report_titled("\u{0}\u{1}\u{2}")), "!invalid:title");
+    check(&[], ("alice", report_titled("Checkout\nis slow")), "!invalid:title");
+    check(&declared(), ("alice", update("line one\n\tline two")), "incident.status_update_posted.v1");
+    check(&declared(), ("alice", update("bell\u{7}")), "!invalid:text");
 }
 
 #[test]
@@ -504,7 +527,79 @@ fn any_step() -> impl proptest::strategy::Strategy<Value = (&'static str, Comman
     (who, command)
 }
 
+/// Every free-text field of every command: the state it is decided on, the
+/// command with the text in the field, the field's name and its kind.
+type TextField = (Vec<(&'static str, Command)>, fn(String) -> Command, &'static str, crate::text::Kind);
+
+fn text_fields() -> Vec<TextField> {
+    use crate::text::{DESCRIPTION, NOTE, TITLE};
+    let report_with_description = |description: String| match report() {
+        Command::ReportIssue { source, reporter, title, service, customers, labels, dedup_key, started_at, .. } => {
+            Command::ReportIssue {
+                source,
+                reporter,
+                title,
+                description,
+                service,
+                customers,
+                labels,
+                dedup_key,
+                started_at,
+            }
+        }
+        _ => unreachable!(),
+    };
+    let merge_titled = |title: String| Command::MergeReport {
+        source: ReportSource::HelpDesk,
+        reporter: actor("desk"),
+        title,
+        dedup_key: None,
+    };
+    vec![
+        (vec![], |t| report_titled(&t), "title", TITLE),
+        (vec![], report_with_description, "description", DESCRIPTION),
+        (reported(), merge_titled, "title", TITLE),
+        (declared(), |reason| Command::OverrideSeverity { severity: Severity::Sev1, reason }, "reason", NOTE),
+        (handing_off(), |reason| Command::DeclineHandoff { reason }, "reason", NOTE),
+        (handing_off(), |reason| Command::CancelHandoff { reason }, "reason", NOTE),
+        (declared(), |text| Command::PostUpdate { audience: Audience::Internal, text }, "text", NOTE),
+        (
+            declared(),
+            |summary| Command::RecordCustomerImpact {
+                customers_affected: 1,
+                customers: vec![],
+                multi_customer: false,
+                summary,
+            },
+            "summary",
+            NOTE,
+        ),
+        (declared(), |summary| Command::Mitigate { summary }, "summary", NOTE),
+        (declared(), |summary| Command::Resolve { summary }, "summary", NOTE),
+        (resolved(), |reason| Command::Reopen { reason }, "reason", NOTE),
+        (resolved(), |note| Command::ValidateResolution { note }, "note", NOTE),
+        (declared(), |reason| Command::MarkNoise { reason }, "reason", NOTE),
+    ]
+}
+
 proptest::proptest! {
+    /// The decider applies the one text rule to every free-text field:
+    /// whatever string is sent, it refuses exactly what the rule refuses,
+    /// with the rule's error, and accepts the rest.
+    #[test]
+    fn every_text_field_follows_the_text_rule(
+        field in proptest::sample::select((0..text_fields().len()).collect::<Vec<_>>()),
+        value in crate::text::tests::text(),
+    ) {
+        let (steps, command, name, kind) = text_fields().swap_remove(field);
+        let state = given(&steps);
+        let decided = decide(state.as_ref(), &command(value.clone()), &inc(), &actor("bob"), t(steps.len()));
+        match kind.check(name, &value) {
+            Ok(_) => proptest::prop_assert!(decided.is_ok(), "{name} {value:?}: {decided:?}"),
+            Err(e) => proptest::prop_assert_eq!(decided, Err(e)),
+        }
+    }
+
     /// Whatever is sent, accepted events survive the log format, and
     /// rebuilding from the decoded log equals the live state.
     #[test]

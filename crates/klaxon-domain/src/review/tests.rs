@@ -326,3 +326,36 @@ proptest::proptest! {
         proptest::prop_assert_eq!(rebuilt, live);
     }
 }
+
+/// A review command with text in one field, the field's name and its kind.
+type ReviewTextField = (fn(String) -> ReviewCommand, &'static str, crate::text::Kind);
+
+/// Every free-text field of a review command.
+fn review_text_fields() -> Vec<ReviewTextField> {
+    use crate::text::{ACTION_ITEM_TITLE, FACTOR, REVIEW_TEXT};
+    vec![
+        (|summary| ReviewCommand::WriteSummary { summary }, "summary", REVIEW_TEXT),
+        (|impact| ReviewCommand::WriteImpact { impact }, "impact", REVIEW_TEXT),
+        (|factor| ReviewCommand::AddContributingFactor { factor }, "factor", FACTOR),
+        (|title| ReviewCommand::AddActionItem { title }, "title", ACTION_ITEM_TITLE),
+    ]
+}
+
+proptest::proptest! {
+    /// The review decider applies the one text rule: it refuses exactly
+    /// what the rule refuses, with the rule's error.
+    #[test]
+    fn every_review_text_follows_the_text_rule(
+        field in proptest::sample::select(vec![0usize, 1, 2, 3]),
+        value in crate::text::tests::text(),
+    ) {
+        let (command, name, kind) = review_text_fields().swap_remove(field);
+        let script = resolved(Severity::Sev1);
+        let decided =
+            decide_review(script.review.as_ref(), &command(value.clone()), script.incident(), &actor("rita"), testkit::at(100));
+        match kind.check(name, &value) {
+            Ok(_) => proptest::prop_assert!(decided.is_ok(), "{name} {value:?}: {decided:?}"),
+            Err(e) => proptest::prop_assert_eq!(decided, Err(e)),
+        }
+    }
+}

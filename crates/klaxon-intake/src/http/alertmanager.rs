@@ -30,7 +30,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use chrono::{DateTime, SecondsFormat, Utc};
 use klaxon_domain::ids::{ActorId, Audience, DedupKey, IncidentId, ReportSource, ServiceName};
-use klaxon_domain::incident::{Command, DESCRIPTION_CHARS_MAX, NOTE_CHARS_MAX, TITLE_CHARS_MAX};
+use klaxon_domain::incident::Command;
+use klaxon_domain::text;
 use serde::Serialize;
 use serde_json::Value;
 use tracing::Instrument;
@@ -360,7 +361,7 @@ impl Notification {
         ]
         .into_iter()
         .flatten()
-        .map(|t| super::one_line(t, TITLE_CHARS_MAX))
+        .map(|t| text::TITLE.clean(t))
         .find(|t| !t.is_empty())
         .unwrap_or_else(|| "Alertmanager alert".to_owned());
         let service = [alert.labels.get("service"), self.common_labels.get("service")]
@@ -371,7 +372,7 @@ impl Notification {
             source: ReportSource::Alertmanager,
             reporter: actor(),
             title,
-            description: super::clip(&self.description(alert), DESCRIPTION_CHARS_MAX),
+            description: text::DESCRIPTION.clean(&self.description(alert)),
             service,
             customers: Vec::new(),
             labels: super::fit_labels(alert.labels.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
@@ -409,15 +410,12 @@ impl Notification {
 /// The internal update for a resolved alert.
 fn resolved_text(alert: &Alert) -> String {
     let name = alert.labels.get("alertname").map(|n| format!("{n} ")).unwrap_or_default();
-    super::clip(
-        &format!(
-            "Alert {name}({}) resolved: firing from {} to {}",
-            alert.fingerprint,
-            rfc3339(Some(alert.starts_at)),
-            rfc3339(alert.ends_at)
-        ),
-        NOTE_CHARS_MAX,
-    )
+    text::NOTE.clean(&format!(
+        "Alert {name}({}) resolved: firing from {} to {}",
+        alert.fingerprint,
+        rfc3339(Some(alert.starts_at)),
+        rfc3339(alert.ends_at)
+    ))
 }
 
 fn pairs(map: &BTreeMap<String, String>) -> String {

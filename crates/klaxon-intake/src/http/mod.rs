@@ -13,6 +13,14 @@
 //! axum handlers only read the body, call them, run the resulting commands
 //! through the intake [`Handle`] and render the answer.
 //!
+//! Text from monitoring is made to fit rather than refused: a title,
+//! description, note or label with a stray control character or over its
+//! bound still pages. Each goes through [`Kind::clean`] of its kind, the
+//! lenient form of the one text rule ([`klaxon_domain::text`]), so what is
+//! written is what the rule accepts; only a required field with nothing
+//! left (blank) refuses the delivery, naming the field. People and clients
+//! of the gRPC API, who chose their text, are refused instead.
+//!
 //! What it must never do: answer 2xx before the events are durable (every
 //! [`Handle`] method returns after the append is), write anything for
 //! invalid input, write twice for a retried delivery (request ids are
@@ -31,7 +39,8 @@ use axum::response::Response;
 use axum::routing::post;
 use klaxon_auth::{Auth, Grant};
 use klaxon_domain::ids::{ActorId, Audience, DedupKey, ServiceName};
-use klaxon_domain::incident::{Command, Incident, LABEL_CHARS_MAX, LABELS_MAX, Status};
+use klaxon_domain::incident::{Command, Incident, LABELS_MAX, Status};
+use klaxon_domain::text::{self, Kind};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
@@ -183,7 +192,7 @@ impl Shared {
         }
         let actor = ActorId::new(&principal.name)
             .map_err(|e| Refused { status: StatusCode::FORBIDDEN, reason: format!("principal name: {e}") })?;
-        Ok(Caller { actor, grant: Some(Grant { principal, teams: auth.teams.clone() }) })
+        Ok(Caller { actor, grant: Some(auth.grant(principal)) })
     }
 }
 
@@ -310,12 +319,9 @@ pub async fn mitigation_note(
             Err(e) => return Err(e),
         }
     }
-    let text = clip(&format!("{summary}; not mitigated automatically because {id} is {status}"), NOTE_CHARS);
+    let text = text::NOTE.clean(&format!("{summary}; not mitigated automatically because {id} is {status}"));
     handle.execute(id, Command::PostUpdate { audience: Audience::Internal, text }, ctx).await
 }
-
-/// Longest note or update text we write (the domain's limit).
-const NOTE_CHARS: usize = klaxon_domain::incident::NOTE_CHARS_MAX;
 
 /// A request id derived from `parts` (length-prefixed, so no two lists of
 /// parts give the same bytes): `prefix-` and 32 hex digits of SHA-256.
@@ -346,45 +352,19 @@ fn dedup_key(namespace: &str, key: &str) -> DedupKey {
     })
 }
 
-/// `text` cut to at most `max` characters (the last one an ellipsis when
-/// cut), with control characters other than newlines replaced by spaces.
-fn clip(text: &str, max: usize) -> String {
-    let cleaned: String = text.chars().map(|c| if c.is_control() && c != '\n' { ' ' } else { c }).collect();
-    if cleaned.chars().count() <= max {
-        return cleaned;
-    }
-    let mut cut: String = cleaned.chars().take(max.saturating_sub(1)).collect();
-    cut.push('…');
-    cut
-}
-
-/// A one-line title: control characters (newlines too) become spaces, the
-/// ends are trimmed, then [`clip`].
-fn one_line(text: &str, max: usize) -> String {
-    let cleaned: String = text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
-    clip(cleaned.trim(), max)
-}
-
-/// Whether `text` has nothing but whitespace and control characters.
-fn blank(text: &str) -> bool {
-    text.chars().all(|c| c.is_whitespace() || c.is_control())
-}
-
-/// Labels that fit the domain's limits: at most [`LABELS_MAX`], names
-/// without control characters, names and values cut to
-/// [`LABEL_CHARS_MAX`]. Later entries win over earlier ones with the same
-/// name; what does not fit is dropped (it stays in the description).
+/// Labels that fit the domain's limits: at most [`LABELS_MAX`], names and
+/// values made to fit the text rule ([`text::LABEL_NAME`],
+/// [`text::LABEL_VALUE`], [`Kind::clean`]); a name with nothing left is
+/// dropped. Later entries win over earlier ones with the same name; what
+/// does not fit is dropped (it stays in the description).
 fn fit_labels<'a>(entries: impl IntoIterator<Item = (&'a str, &'a str)>) -> BTreeMap<String, String> {
     let mut labels = BTreeMap::new();
     for (name, value) in entries {
-        if name.is_empty() || name.chars().any(char::is_control) {
+        let name = text::LABEL_NAME.clean(name);
+        if name.is_empty() || (labels.len() >= LABELS_MAX && !labels.contains_key(&name)) {
             continue;
         }
-        let name = clip(name, LABEL_CHARS_MAX);
-        if labels.len() >= LABELS_MAX && !labels.contains_key(&name) {
-            continue;
-        }
-        labels.insert(name, clip(value, LABEL_CHARS_MAX));
+        labels.insert(name, text::LABEL_VALUE.clean(value));
     }
     labels
 }
@@ -408,7 +388,7 @@ fn required_str<'a>(
     errors: &mut Vec<String>,
 ) -> Option<&'a str> {
     match object.get(key) {
-        Some(Value::String(s)) if !blank(s) => Some(s),
+        Some(Value::String(s)) if !Kind::is_blank(s) => Some(s),
         None | Some(Value::Null) | Some(Value::String(_)) => {
             errors.push(format!("'{}' is missing or blank", name(path, key)));
             None
@@ -429,7 +409,7 @@ fn optional_str<'a>(
 ) -> Option<&'a str> {
     match object.get(key) {
         None | Some(Value::Null) => None,
-        Some(Value::String(s)) if blank(s) => None,
+        Some(Value::String(s)) if Kind::is_blank(s) => None,
         Some(Value::String(s)) => Some(s),
         Some(_) => {
             errors.push(format!("'{}' must be a string", name(path, key)));

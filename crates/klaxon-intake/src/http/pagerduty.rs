@@ -35,7 +35,8 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
 use chrono::{DateTime, Utc};
 use klaxon_domain::ids::{ActorId, Audience, DedupKey, IncidentId, ReportSource, ServiceName};
-use klaxon_domain::incident::{Command, DESCRIPTION_CHARS_MAX, NOTE_CHARS_MAX, TITLE_CHARS_MAX};
+use klaxon_domain::incident::Command;
+use klaxon_domain::text;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use tracing::Instrument;
@@ -395,8 +396,8 @@ impl Event {
         Some(Command::ReportIssue {
             source: ReportSource::PagerDuty,
             reporter: actor(),
-            title: super::one_line(&p.summary, TITLE_CHARS_MAX),
-            description: super::clip(&self.description(p), DESCRIPTION_CHARS_MAX),
+            title: text::TITLE.clean(&p.summary),
+            description: text::DESCRIPTION.clean(&self.description(p)),
             service,
             customers: Vec::new(),
             labels: super::fit_labels(labels.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
@@ -448,19 +449,14 @@ impl Event {
     /// The internal update an acknowledge posts.
     pub fn acknowledge_text(&self) -> String {
         let note = self.note.as_deref().map(|n| format!(": {n}")).unwrap_or_default();
-        super::clip(
-            &format!("Acknowledged through the PagerDuty Events API (dedup_key {:?}){note}", self.dedup_key),
-            NOTE_CHARS_MAX,
-        )
+        text::NOTE
+            .clean(&format!("Acknowledged through the PagerDuty Events API (dedup_key {:?}){note}", self.dedup_key))
     }
 
     /// The mitigation summary a resolve leaves.
     pub fn resolve_summary(&self) -> String {
         let note = self.note.as_deref().map(|n| format!(": {n}")).unwrap_or_default();
-        super::clip(
-            &format!("resolved by its PagerDuty Events API sender (dedup_key {:?}){note}", self.dedup_key),
-            NOTE_CHARS_MAX,
-        )
+        text::NOTE.clean(&format!("resolved by its PagerDuty Events API sender (dedup_key {:?}){note}", self.dedup_key))
     }
 }
 

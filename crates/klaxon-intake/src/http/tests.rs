@@ -21,21 +21,22 @@ fn dedup_keys_are_namespaced_and_long_keys_are_hashed() {
 }
 
 #[test]
-fn clip_cuts_on_characters_and_cleans_control_characters() {
-    assert_eq!(clip("short", 10), "short");
-    assert_eq!(clip("ééééé", 3), "éé…");
-    assert_eq!(clip("a\tb\nc", 10), "a b\nc");
-    assert_eq!(one_line("  two\nlines ", 20), "two lines");
-}
-
-#[test]
 fn labels_are_fitted_to_the_domain_limits() {
+    use klaxon_domain::incident::LABEL_CHARS_MAX;
     let long_value = "v".repeat(LABEL_CHARS_MAX + 10);
     let many: Vec<(String, String)> = (0..LABELS_MAX + 5).map(|i| (format!("l{i:03}"), "x".to_owned())).collect();
     let fitted = fit_labels(many.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     assert_eq!(fitted.len(), LABELS_MAX);
-    let fitted = fit_labels([("", "dropped"), ("bad\u{7}", "dropped"), ("long", long_value.as_str())]);
-    assert_eq!(fitted.len(), 1);
+    let fitted = fit_labels([
+        ("", "dropped"),
+        ("\u{7}", "dropped"),
+        ("bell\u{7}", "a\nb"),
+        (" padded ", "v"),
+        ("long", long_value.as_str()),
+    ]);
+    assert_eq!(fitted.len(), 3, "{fitted:?}");
+    assert_eq!(fitted["bell"], "a b");
+    assert_eq!(fitted["padded"], "v");
     assert_eq!(fitted["long"].chars().count(), LABEL_CHARS_MAX);
 }
 
@@ -77,7 +78,71 @@ mod properties {
         }
     }
 
+    /// Any string, rich in control characters and whitespace, sometimes
+    /// longer than a title may be.
+    fn monitor_text() -> impl Strategy<Value = String> {
+        prop_oneof![".{0,40}", "[\\x00-\\x1f\\x7f \\t\\na-z]{0,20}", "[a-z\\x00]{190,210}"]
+    }
+
     proptest! {
+        /// The HTTP path of the one text rule: a monitor's summary becomes
+        /// the title by the rule's lenient form (so a stray control
+        /// character still pages, and the rule accepts what is written),
+        /// and a summary with nothing left is refused naming the field.
+        #[test]
+        fn a_pagerduty_summary_becomes_the_title_the_rule_accepts(summary in monitor_text()) {
+            let body = json!({
+                "routing_key": "r", "event_action": "trigger", "dedup_key": "k",
+                "payload": {"summary": summary, "source": "db-1", "severity": "info"},
+            });
+            match parse_pagerduty(&serde_json::to_vec(&body).unwrap()) {
+                Ok(event) => {
+                    prop_assert!(!klaxon_domain::text::Kind::is_blank(&summary), "accepted a blank summary");
+                    let Some(klaxon_domain::incident::Command::ReportIssue { title, .. }) = event.report_command()
+                    else {
+                        panic!("a trigger reports");
+                    };
+                    prop_assert_eq!(&title, &klaxon_domain::text::TITLE.clean(&summary));
+                    prop_assert_eq!(klaxon_domain::text::TITLE.check("title", &title), Ok(title.clone()));
+                    accepted(&event.report_command().unwrap(), &pagerduty::actor());
+                }
+                Err(refused) => {
+                    prop_assert!(klaxon_domain::text::Kind::is_blank(&summary), "refused {summary:?}: {refused:?}");
+                    prop_assert!(format!("{refused:?}").contains("payload.summary"), "{refused:?}");
+                }
+            }
+        }
+
+        /// The same for Alertmanager: a summary annotation with something
+        /// left is the title, cleaned; a blank one falls back to the
+        /// alertname.
+        #[test]
+        fn an_alertmanager_summary_becomes_the_title_the_rule_accepts(summary in monitor_text()) {
+            let body = json!({
+                "version": "4", "groupKey": "g", "status": "firing",
+                "alerts": [{"status": "firing", "labels": {"alertname": "DiskFull"}, "annotations": {"summary": summary},
+                            "startsAt": "2026-11-25T10:00:00Z", "fingerprint": "f"}],
+            });
+            let notification = parse_alertmanager(&serde_json::to_vec(&body).unwrap()).expect("a valid notification");
+            let reports: Vec<_> = notification
+                .plan()
+                .into_iter()
+                .filter_map(|step| match step {
+                    alertmanager::Step::Report { command, .. } => Some(command),
+                    _ => None,
+                })
+                .collect();
+            prop_assert_eq!(reports.len(), 1);
+            let klaxon_domain::incident::Command::ReportIssue { title, .. } = &reports[0] else { panic!("a report") };
+            let expected = if klaxon_domain::text::Kind::is_blank(&summary) {
+                "DiskFull".to_owned()
+            } else {
+                klaxon_domain::text::TITLE.clean(&summary)
+            };
+            prop_assert_eq!(title, &expected);
+            accepted(&reports[0], &alertmanager::actor());
+        }
+
         #[test]
         fn parsers_never_panic_on_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
             let _ = parse_alertmanager(&bytes);

@@ -41,6 +41,62 @@ async fn every_rpc_refuses_bad_input_precisely_and_writes_nothing() {
             },
         },
         Case {
+            name: "report with a title of control characters",
+            code: Code::InvalidArgument,
+            says: "invalid title: must be one line of text without control characters; character 1 is U+0000",
+            call: |mut c, _, _| {
+                m(async move {
+                    c.report(maria(v1::ReportRequest { title: "\u{0}\u{1}\u{2}".into(), ..Default::default() })).await
+                })
+            },
+        },
+        Case {
+            name: "report with an expected version",
+            code: Code::InvalidArgument,
+            says: "invalid context.expected_version: a report has no incident version to expect",
+            call: |mut c, _, _| {
+                m(async move {
+                    c.report(maria(v1::ReportRequest {
+                        title: "t".into(),
+                        context: ctx("", Some(1)),
+                        ..Default::default()
+                    }))
+                    .await
+                })
+            },
+        },
+        Case {
+            name: "report with a label value on two lines",
+            code: Code::InvalidArgument,
+            says: "invalid labels",
+            call: |mut c, _, _| {
+                m(async move {
+                    c.report(maria(v1::ReportRequest {
+                        title: "t".into(),
+                        labels: [("k".to_owned(), "a\nb".to_owned())].into(),
+                        ..Default::default()
+                    }))
+                    .await
+                })
+            },
+        },
+        Case {
+            name: "an update with an escape sequence",
+            code: Code::InvalidArgument,
+            says: "invalid text: must be text without control characters other than newline and tab; character 1 is U+001B",
+            call: |mut c, open, _| {
+                m(async move {
+                    c.post_update(maria(v1::PostUpdateRequest {
+                        incident_id: open,
+                        audience: v1::Audience::Internal as i32,
+                        text: "\u{1b}[31mred".into(),
+                        context: None,
+                    }))
+                    .await
+                })
+            },
+        },
+        Case {
             name: "report with a bad service",
             code: Code::InvalidArgument,
             says: "invalid service",

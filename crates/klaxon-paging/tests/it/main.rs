@@ -257,10 +257,11 @@ async fn a_sev1_pages_the_on_call_escalates_on_time_and_an_ack_stops_it() {
 
     // Someone else may not acknowledge; nothing is written.
     let head = w.log.head();
-    let zed = w.pager.acknowledge(PageId::new(id, 2).unwrap(), &ActorId::new("zed").unwrap()).await.unwrap_err();
+    let zed = w.pager.acknowledge(PageId::new(id, 2).unwrap(), &ActorId::new("zed").unwrap(), None).await.unwrap_err();
     assert!(zed.to_string().contains("zed"), "{zed}");
     assert_eq!(w.log.head(), head);
-    let (page, _) = w.pager.acknowledge(PageId::new(id, 2).unwrap(), &ActorId::new("carl").unwrap()).await.unwrap();
+    let (page, _) =
+        w.pager.acknowledge(PageId::new(id, 2).unwrap(), &ActorId::new("carl").unwrap(), None).await.unwrap();
     assert_eq!(page.acknowledged().unwrap().0.as_str(), "carl");
 
     // The chain stops: no escalation, however long we wait...
@@ -345,7 +346,7 @@ async fn a_sev1_without_a_commander_breaches_the_assign_slo_and_pages_the_duty_m
     let (_dir, w) = new_world(&config);
     let id = w.sev1(None).await;
     w.until_pages(id, 1).await;
-    let (_, _) = w.pager.acknowledge(PageId::new(id, 1).unwrap(), &ActorId::new("ana").unwrap()).await.unwrap();
+    let (_, _) = w.pager.acknowledge(PageId::new(id, 1).unwrap(), &ActorId::new("ana").unwrap(), None).await.unwrap();
     w.clock.advance(TimeDelta::minutes(10));
     let pages = w.until_pages(id, 2).await;
     assert_eq!(pages[1], "INC-1-P2 maria slo_breach");
@@ -373,27 +374,38 @@ async fn grpc_acknowledge_on_call_and_pages_answer_precisely() {
             ),
     );
     let mut c = v1::paging_client::PagingClient::connect(format!("http://{address}")).await.unwrap();
-    let as_ = |who: &str, page: &str| {
-        let mut r = tonic::Request::new(v1::AcknowledgeRequest { page_id: page.into() });
+    let as_with = |who: &str, page: &str, request_id: &str| {
+        let mut r = tonic::Request::new(v1::AcknowledgeRequest { page_id: page.into(), request_id: request_id.into() });
         r.metadata_mut().insert("klaxon-actor", who.parse().unwrap());
         r
     };
+    let as_ = |who: &str, page: &str| as_with(who, page, "");
     let head = w.log.head();
     for (who, page, code) in [
         ("ana", "INC-1-P9", tonic::Code::NotFound),
         ("ana", "INC-9-P1", tonic::Code::NotFound),
         ("ana", "bogus", tonic::Code::InvalidArgument),
         ("ben", "INC-1-P1", tonic::Code::PermissionDenied),
+        ("ana", "INC-1-P1\u{0}", tonic::Code::InvalidArgument),
     ] {
-        let status = c.acknowledge(as_(who, page)).await.unwrap_err();
+        let (page, request_id) = page.split_once('\u{0}').map_or((page, ""), |(p, _)| (p, "bad\u{7}id"));
+        let status = c.acknowledge(as_with(who, page, request_id)).await.unwrap_err();
         assert_eq!(status.code(), code, "{who} acks {page}: {}", status.message());
         assert_eq!(w.log.head(), head, "{who} acks {page} wrote something");
     }
-    // A manager may acknowledge anyone's page; twice is refused.
-    let ok = c.acknowledge(as_("maria", "INC-1-P1")).await.unwrap().into_inner();
-    assert_eq!(ok.page.unwrap().acknowledged_by, "maria");
+    // A manager may acknowledge anyone's page; sent again with its request
+    // id it is the same answer and writes nothing; anyone else's second
+    // acknowledgement is refused.
+    let ok = c.acknowledge(as_with("maria", "INC-1-P1", "ack-1")).await.unwrap().into_inner();
+    assert_eq!(ok.page.as_ref().unwrap().acknowledged_by, "maria");
+    let head = w.log.head();
+    let again = c.acknowledge(as_with("maria", "INC-1-P1", "ack-1")).await.unwrap().into_inner();
+    assert_eq!(again, ok, "the first answer");
+    assert_eq!(w.log.head(), head, "the retry wrote nothing");
     let twice = c.acknowledge(as_("ana", "INC-1-P1")).await.unwrap_err();
     assert_eq!(twice.code(), tonic::Code::FailedPrecondition);
+    let reused = c.acknowledge(as_with("ana", "INC-1-P1", "ack-1")).await.unwrap_err();
+    assert_eq!(reused.code(), tonic::Code::FailedPrecondition, "request ids are the actor's own");
 
     let on_call = c
         .who_is_on_call(v1::WhoIsOnCallRequest { schedule: "payments-primary".into(), at: None })

@@ -327,3 +327,64 @@ async fn reviewers_write_the_review_track_action_items_and_export_markdown() {
     assert_eq!(missing.code(), tonic::Code::NotFound);
     w.stop.cancel();
 }
+
+/// The defect: `EditReview` ignored its command context, so a retry
+/// wrote a second action item.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_edit_writes_once_and_a_stale_expected_version_is_aborted() {
+    let w = start_at(t0());
+    let id = w.scripted_sev("payments", Severity::Sev1).await;
+    w.until_reviewed(id).await;
+    let mut c = w.grpc().await;
+    let edit = |edit: Edit, request_id: &str, expected_version: Option<u64>| {
+        let context = Some(v1::CommandContext { request_id: request_id.into(), expected_version });
+        let mut r =
+            tonic::Request::new(v1::EditReviewRequest { context, incident_id: id.to_string(), edit: Some(edit) });
+        r.metadata_mut().insert("klaxon-actor", "rita".parse().unwrap());
+        r
+    };
+    let first = c.edit_review(edit(Edit::AddActionItem("Canary config pushes".into()), "r-1", None)).await.unwrap();
+    let first = first.into_inner();
+    let head = w.log.head();
+    let again = c.edit_review(edit(Edit::AddActionItem("Canary config pushes".into()), "r-1", None)).await.unwrap();
+    assert_eq!(again.into_inner(), first, "the first answer");
+    assert_eq!(w.log.head(), head, "the retry wrote nothing");
+    assert_eq!(w.kinds("review.action_item_added.v1"), 1);
+
+    // The expected version is honoured: stale is ABORTED with the current
+    // one in the trailer, and nothing is written; current goes through.
+    let stale = c
+        .edit_review(edit(Edit::WriteSummary("A config push.".into()), "r-2", Some(first.version - 1)))
+        .await
+        .unwrap_err();
+    assert_eq!(stale.code(), tonic::Code::Aborted, "{stale:?}");
+    assert!(stale.message().contains(&format!("is at version {}, not {}", first.version, first.version - 1)));
+    assert_eq!(stale.metadata().get("klaxon-current-version").unwrap(), first.version.to_string().as_str());
+    assert_eq!(w.log.head(), head);
+    let written = c
+        .edit_review(edit(Edit::WriteSummary("A config push.".into()), "r-2", Some(first.version)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(written.version, first.version + 1);
+
+    // A retry whose decision would now be refused (publishing twice) still
+    // gets the first answer: the first write is found by its request id.
+    let published = c.edit_review(edit(Edit::Publish(true), "r-4", None)).await.unwrap().into_inner();
+    assert!(published.published);
+    let head = w.log.head();
+    let again = c.edit_review(edit(Edit::Publish(true), "r-4", None)).await.unwrap().into_inner();
+    assert_eq!(again, published);
+    assert_eq!(w.log.head(), head);
+    let other = c.edit_review(edit(Edit::Publish(true), "r-5", None)).await.unwrap_err();
+    assert_eq!(other.code(), tonic::Code::FailedPrecondition, "a new request is decided anew: {other:?}");
+
+    // The text rule, naming the API's field.
+    let head = w.log.head();
+    let bad = c.edit_review(edit(Edit::AddActionItem("\u{0}\u{1}".into()), "r-3", None)).await.unwrap_err();
+    // (Text is checked before the rules: the review is published by now.)
+    assert_eq!(bad.code(), tonic::Code::InvalidArgument);
+    assert!(bad.message().starts_with("invalid add_action_item: must be one line"), "{bad:?}");
+    assert_eq!(w.log.head(), head);
+    w.stop.cancel();
+}

@@ -102,7 +102,7 @@ fn a_long_summary_is_the_description_and_a_cut_title() {
     let mut v = trigger();
     v["payload"]["summary"] = json!("x".repeat(SUMMARY_CHARS_MAX));
     let Some(Command::ReportIssue { title, description, .. }) = parse(&v).unwrap().report_command() else { panic!() };
-    assert_eq!(title.chars().count(), TITLE_CHARS_MAX);
+    assert_eq!(title.chars().count(), klaxon_domain::incident::TITLE_CHARS_MAX);
     assert!(title.ends_with('…'));
     assert!(description.starts_with(&"x".repeat(SUMMARY_CHARS_MAX)));
 }
