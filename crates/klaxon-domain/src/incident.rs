@@ -84,6 +84,7 @@ use crate::ids::{
 
 mod command;
 mod event;
+mod projection;
 #[cfg(test)]
 mod tests;
 
@@ -94,6 +95,7 @@ pub use event::{
     ReportMerged, Reported, ResolutionValidated, Resolved, RoleAssigned, SeverityAssessed, SeverityOverridden,
     StatusUpdatePosted,
 };
+pub use projection::Incidents;
 
 /// The longest title, in characters.
 pub const TITLE_CHARS_MAX: usize = 200;

@@ -14,7 +14,7 @@ use klaxon_domain::notifier::{
 };
 use klaxon_domain::paging::{PagingConfig, Slo};
 use klaxon_log::{EventData, EventKind, ExpectedVersion, Metadata, NewEvent, Position, Record, StreamId};
-use klaxon_paging::Clock;
+use klaxon_reactor::Clock;
 use klaxon_telemetry::Traced;
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio_util::sync::CancellationToken;

@@ -4,7 +4,7 @@
 //!
 //! Every decision comes from `klaxon_domain::paging` (pure) over state folded
 //! from the log; this crate is the shell around it. It follows the log,
-//! decides at the current time of an injected [`Clock`], appends the page
+//! decides at the current time of an injected `klaxon_reactor::Clock`, appends the page
 //! events to the incident's `pages-INC-n` stream with an exact expected
 //! version, delivers new pages through the configured channels (the page id
 //! is the idempotency key) and records each delivery as an event. Timers are
@@ -16,13 +16,10 @@
 //! new page twice, or keep state the log cannot rebuild.
 //!
 //! Modules:
-//! - `clock`: [`Clock`], [`SystemClock`], [`ManualClock`].
 //! - `service`: [`Pager`] (the component) and its [`Handle`] (ack, queries).
 //! - `grpc`: the `klaxon.v1.Paging` server and its error mapping.
 
-mod clock;
 pub mod grpc;
 mod service;
 
-pub use clock::{Clock, ManualClock, SystemClock};
 pub use service::{Counts, Error, Handle, Pager, PagerConfig};

@@ -15,6 +15,7 @@ use klaxon_domain::paging::{
 };
 use klaxon_domain::severity::ServiceCatalog;
 use klaxon_log::{EventData, EventKind, ExpectedVersion, Metadata, NewEvent, Position, Record, StreamId};
+use klaxon_reactor::Clock;
 use klaxon_telemetry::Traced;
 use tokio::sync::{Semaphore, watch};
 use tokio_util::sync::CancellationToken;
@@ -81,7 +82,7 @@ pub struct Pager {
 pub struct Handle {
     log: Bus,
     config: PagerConfig,
-    clock: Arc<dyn crate::Clock>,
+    clock: Arc<dyn Clock>,
     state: Arc<Mutex<State>>,
     applied: watch::Sender<Position>,
 }
@@ -125,7 +126,7 @@ pub struct Counts {
 
 impl Pager {
     /// A pager over `log` with its configuration and clock.
-    pub fn new(log: impl Into<Bus>, config: PagerConfig, clock: Arc<dyn crate::Clock>) -> Pager {
+    pub fn new(log: impl Into<Bus>, config: PagerConfig, clock: Arc<dyn Clock>) -> Pager {
         let handle = Handle {
             log: log.into(),
             config,
@@ -348,10 +349,7 @@ impl Handle {
                     data: EventData::from_value(&e.to_json())?,
                     metadata: Metadata {
                         actor: Some(e.by.to_string()),
-                        correlation_id: Some(Uuid::new_v5(
-                            &KLAXON_NAMESPACE,
-                            klaxon_intake::stream_of(id).as_str().as_bytes(),
-                        )),
+                        correlation_id: Some(klaxon_reactor::streams::correlation_id(id)),
                         traceparent: traceparent.map(str::to_owned),
                         ..Metadata::default()
                     },

@@ -16,7 +16,7 @@ use klaxon_domain::review::{
 use klaxon_log::{
     EventData, EventKind, ExpectedVersion, Metadata, NewEvent, Position, Record, StreamId, StreamVersion,
 };
-use klaxon_paging::Clock;
+use klaxon_reactor::Clock;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;

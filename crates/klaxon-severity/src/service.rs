@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use klaxon_bus::Bus;
 use klaxon_domain::ids::{ActorId, IncidentId, Severity, reaction_event_id};
-use klaxon_domain::incident::{Change, Incident, IncidentEvent, SeverityAssessed};
+use klaxon_domain::incident::{Change, Incident, IncidentEvent, Incidents, SeverityAssessed};
 use klaxon_domain::severity::{Explanation, Facts, Rules, ServiceCatalog, reassess};
-use klaxon_intake::{Incidents, projection};
 use klaxon_log::{EventData, EventKind, ExpectedVersion, Metadata, NewEvent, Position, Record};
+use klaxon_reactor::{decode, streams};
 use klaxon_telemetry::Traced;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -32,7 +32,7 @@ pub enum Error {
     Log(#[from] klaxon_log::Error),
     /// A stored incident event does not decode.
     #[error(transparent)]
-    Projection(#[from] klaxon_intake::Error),
+    Projection(#[from] klaxon_reactor::Error),
     /// No such incident.
     #[error("unknown incident {0}")]
     UnknownIncident(IncidentId),
@@ -93,8 +93,11 @@ impl Evaluator {
                     Some(record) => record?,
                 },
             };
-            h.incidents.write().expect("projection lock").apply(&record)?;
-            if let Some(event) = projection::decode(&record)? {
+            let decoded = decode::incident(&record)?;
+            if let Some(event) = &decoded {
+                h.incidents.write().expect("projection lock").apply(event);
+            }
+            if let Some(event) = decoded {
                 if matches!(event.change, Change::SeverityAssessed(_)) {
                     pending.remove(&event.incident);
                 } else if record.position > checkpoint {
@@ -159,7 +162,7 @@ impl Evaluator {
                 traceparent: traced.traceparent().map(str::to_owned),
             },
         };
-        let stream = klaxon_intake::stream_of(event.incident);
+        let stream = streams::incident(event.incident);
         h.log.append(&stream, ExpectedVersion::Any, vec![new]).instrument(traced.span().clone()).await?;
         traced.span().in_scope(|| {
             tracing::info!(incident = %event.incident, severity = %assessment.severity, rule = ?assessment.rule_id, "severity assessed");

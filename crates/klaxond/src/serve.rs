@@ -276,12 +276,12 @@ async fn serve_service(
     let (listener, address) = bind(listen).await?;
     let (mut routes, health) = base_routes()?;
     let services = CancellationToken::new();
-    let clock = Arc::new(klaxon_paging::SystemClock);
+    let clock = Arc::new(klaxon_reactor::SystemClock);
     let mut http = None;
     let mut metrics = Metrics::default().with_bus(bus.clone());
     let task: JoinHandle<anyhow::Result<()>> = match role {
         Role::Intake => {
-            let intake = klaxon_intake::Intake::new(bus, config.intake.clone(), klaxon_intake::system_clock());
+            let intake = klaxon_intake::Intake::new(bus, config.intake.clone(), klaxon_reactor::system_clock());
             let handle = intake.handle();
             let h = handle.clone();
             metrics = metrics.with_consumer("intake", move || h.applied());

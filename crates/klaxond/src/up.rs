@@ -1,9 +1,10 @@
 //! `klaxond up`: the embedded topology, everything in one process.
 
 use anyhow::Context;
+use klaxon_intake::Intake;
 use klaxon_intake::grpc::{BridgeService, IncidentsService};
-use klaxon_intake::{Intake, system_clock};
 use klaxon_log::Log;
+use klaxon_reactor::system_clock;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::server::TcpIncoming;
@@ -43,7 +44,7 @@ pub async fn run(config: Config, validated: Validated) -> anyhow::Result<()> {
             schedules: validated.schedules.clone(),
             channels: validated.channels.clone(),
         };
-        let pager = klaxon_paging::Pager::new(log.clone(), config, std::sync::Arc::new(klaxon_paging::SystemClock));
+        let pager = klaxon_paging::Pager::new(log.clone(), config, std::sync::Arc::new(klaxon_reactor::SystemClock));
         let handle = pager.handle();
         (handle, tokio::spawn(pager.run(services.clone())))
     });
@@ -56,12 +57,12 @@ pub async fn run(config: Config, validated: Validated) -> anyhow::Result<()> {
             channels: validated.channels.clone(),
             feed_lag_max: klaxon_notifier::feed::CHANGES_BUFFER,
         },
-        std::sync::Arc::new(klaxon_paging::SystemClock),
+        std::sync::Arc::new(klaxon_reactor::SystemClock),
     );
     let notifier_handle = notifier.handle();
     let notifier_task = tokio::spawn(notifier.run(services.clone()));
 
-    let reviews = klaxon_review::Reviews::new(log.clone(), std::sync::Arc::new(klaxon_paging::SystemClock));
+    let reviews = klaxon_review::Reviews::new(log.clone(), std::sync::Arc::new(klaxon_reactor::SystemClock));
     let reviews_handle = reviews.handle();
     let reviews_task = tokio::spawn(reviews.run(services.clone()));
 

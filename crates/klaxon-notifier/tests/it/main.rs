@@ -12,8 +12,8 @@ use klaxon_domain::notifier::NotifierSectionConfig;
 use klaxon_intake::{CommandContext, Intake};
 use klaxon_log::{Log, Position};
 use klaxon_notifier::{Notifier, NotifierOptions};
-use klaxon_paging::ManualClock;
 use klaxon_proto::v1;
+use klaxon_reactor::ManualClock;
 use klaxon_tests::receiver::Receiver;
 use tokio_util::sync::CancellationToken;
 
@@ -75,7 +75,7 @@ fn start(options: NotifierOptions) -> World {
     let log = Log::open(dir.path(), Default::default()).unwrap();
     let clock = ManualClock::new("2026-11-25T10:00:00Z".parse::<DateTime<Utc>>().unwrap());
     let stop = CancellationToken::new();
-    let intake = Intake::new(log.clone(), Default::default(), clock.reader());
+    let intake = Intake::new(log.clone(), Default::default(), clock.shared());
     let intake_handle = intake.handle();
     tokio::spawn(intake.run(stop.clone()));
     let notifier = Notifier::new(log.clone(), options, Arc::new(clock.clone()));

@@ -14,8 +14,9 @@ use klaxon_domain::paging::{PageId, PagingFileConfig};
 use klaxon_domain::severity::ServiceCatalogConfig;
 use klaxon_intake::{CommandContext, Intake};
 use klaxon_log::{Log, Position};
-use klaxon_paging::{ManualClock, Pager, PagerConfig};
+use klaxon_paging::{Pager, PagerConfig};
 use klaxon_proto::v1;
+use klaxon_reactor::ManualClock;
 use klaxon_tests::receiver::Receiver;
 use tokio_util::sync::CancellationToken;
 
@@ -114,7 +115,7 @@ struct World {
 
 fn start(log: &Log, clock: &ManualClock, config: &PagerConfig) -> World {
     let stop = CancellationToken::new();
-    let intake = Intake::new(log.clone(), Default::default(), clock.reader());
+    let intake = Intake::new(log.clone(), Default::default(), clock.shared());
     let intake_handle = intake.handle();
     tokio::spawn(intake.run(stop.clone()));
     let pager_stop = stop.child_token();

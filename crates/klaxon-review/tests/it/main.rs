@@ -11,8 +11,8 @@ use klaxon_domain::incident::{Command, Incident};
 use klaxon_domain::review::IncidentAsOf;
 use klaxon_intake::{CommandContext, Intake};
 use klaxon_log::{Log, Position};
-use klaxon_paging::ManualClock;
 use klaxon_proto::v1::{self, edit_review_request::Edit};
+use klaxon_reactor::{Clock, ManualClock};
 use klaxon_review::Reviews;
 use tokio_util::sync::CancellationToken;
 
@@ -30,7 +30,7 @@ fn start_at(start: DateTime<Utc>) -> World {
     let log = Log::open(dir.path(), Default::default()).unwrap();
     let clock = ManualClock::new(start);
     let stop = CancellationToken::new();
-    let intake = Intake::new(log.clone(), Default::default(), clock.reader());
+    let intake = Intake::new(log.clone(), Default::default(), clock.shared());
     let intake_handle = intake.handle();
     tokio::spawn(intake.run(stop.clone()));
     let reviews = Reviews::new(log.clone(), Arc::new(clock.clone()));
@@ -58,7 +58,7 @@ impl World {
             customers: vec!["acme".parse().unwrap()],
             labels: Default::default(),
             dedup_key: None,
-            started_at: Some(self.clock.reader()() - TimeDelta::minutes(4)),
+            started_at: Some(self.clock.now() - TimeDelta::minutes(4)),
         };
         self.intake.report(report, &by("monitor")).await.unwrap().incident
     }
@@ -136,7 +136,7 @@ async fn a_sev1_resolved_while_reviews_were_down_gets_its_review_at_the_next_sta
     let log = Log::open(dir.path(), Default::default()).unwrap();
     let clock = ManualClock::new(t0());
     let stop = CancellationToken::new();
-    let intake = Intake::new(log.clone(), Default::default(), clock.reader());
+    let intake = Intake::new(log.clone(), Default::default(), clock.shared());
     let handle = intake.handle();
     tokio::spawn(intake.run(stop.clone()));
     // No review service is running while the incident is resolved.

@@ -69,7 +69,7 @@ struct World {
 fn start(log: &Log) -> World {
     let (rules, catalog) = config();
     let stop = CancellationToken::new();
-    let intake = Intake::new(log.clone(), Default::default(), klaxon_intake::system_clock());
+    let intake = Intake::new(log.clone(), Default::default(), klaxon_reactor::system_clock());
     let intake_handle = intake.handle();
     tokio::spawn(intake.run(stop.clone()));
     let evaluator = Evaluator::new(log.clone(), rules, catalog);
