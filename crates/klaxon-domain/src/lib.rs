@@ -21,6 +21,8 @@
 //!   explanation of which rule matched and why the others did not.
 //! - [`paging`]: escalation policies, SLOs, page events, and the pure
 //!   decision of whom to page, when to escalate and which SLO is breached.
+//! - [`outbox`]: messages to people outside (pure data), their outcome, and
+//!   the [`outbox::Outbox`] port the service kit delivers them through.
 //! - [`notifier`]: whom executives and the company-wide group are told about
 //!   and when, the executive update cadence, and filtered, coalesced feeds.
 //!
@@ -33,6 +35,7 @@ pub mod ids;
 pub mod incident;
 pub mod notifier;
 pub mod oncall;
+pub mod outbox;
 pub mod paging;
 pub mod review;
 pub mod severity;

@@ -65,8 +65,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::ConfigError;
 use crate::Error;
-use crate::ids::{ReportSource, ServiceName, Severity};
-use crate::incident::{Incident, Status};
+use crate::ids::{ActorId, ReportSource, ServiceName, Severity};
+use crate::incident::{Change, Incident, IncidentEvent, SeverityAssessed, Status};
+use chrono::{DateTime, Utc};
 
 #[cfg(test)]
 mod tests;
@@ -1025,4 +1026,37 @@ pub fn reassess(incident: &Incident, rules: &Rules, catalog: &ServiceCatalog) ->
         }
     }
     Some(assessment)
+}
+
+/// The actor id of the severity evaluator, the `by` of every assessment.
+pub const SEVERITY_ACTOR: &str = "klaxon-severity";
+
+/// The severity evaluator as an actor: `klaxon-severity`.
+pub fn severity_actor() -> ActorId {
+    ActorId::new(SEVERITY_ACTOR).expect("a valid actor id")
+}
+
+/// The evaluator's reaction to what it knows of `incident`: the
+/// `incident.severity_assessed.v1` to record, when [`reassess`] says the
+/// severity should change. It is stamped `at` (the time of the event that
+/// made the evaluator look) and by [`SEVERITY_ACTOR`], so looking again at
+/// the same facts yields the same event.
+pub fn assess(
+    incident: &Incident,
+    rules: &Rules,
+    catalog: &ServiceCatalog,
+    at: DateTime<Utc>,
+) -> Option<IncidentEvent> {
+    let assessment = reassess(incident, rules, catalog)?;
+    Some(IncidentEvent {
+        incident: incident.id(),
+        at,
+        by: severity_actor(),
+        change: Change::SeverityAssessed(SeverityAssessed {
+            severity: assessment.severity,
+            rule: assessment.rule_id,
+            reason: assessment.reason,
+            reasons: assessment.reasons,
+        }),
+    })
 }

@@ -151,7 +151,8 @@ async fn report_to_page(n: usize) -> Vec<Duration> {
     let intake = klaxon_intake::Intake::new(log.clone(), Default::default(), klaxon_reactor::system_clock());
     let handle = intake.handle();
     tokio::spawn(intake.run(stop.clone()));
-    let evaluator = klaxon_severity::Evaluator::new(log.clone(), rules, config.catalog.clone());
+    let evaluator =
+        klaxon_severity::Evaluator::new(log.clone(), rules, config.catalog.clone(), klaxon_reactor::system_clock());
     tokio::spawn(evaluator.run(stop.clone()));
     let pager = Pager::new(log.clone(), config, Arc::new(SystemClock));
     tokio::spawn(pager.run(stop.clone()));

@@ -22,3 +22,11 @@ pub enum Error {
         reason: String,
     },
 }
+
+impl Error {
+    /// Whether a retry may succeed: the service is catching up or stopping,
+    /// or the log server is away (distributed topology).
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, Error::Unavailable { .. } | Error::Log(klaxon_log::Error::Unavailable { .. }))
+    }
+}

@@ -13,7 +13,6 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use anyhow::Context;
 use klaxon_bus::jetstream::{self, Names};
@@ -276,7 +275,7 @@ async fn serve_service(
     let (listener, address) = bind(listen).await?;
     let (mut routes, health) = base_routes()?;
     let services = CancellationToken::new();
-    let clock = Arc::new(klaxon_reactor::SystemClock);
+    let clock = klaxon_reactor::system_clock();
     let mut http = None;
     let mut metrics = Metrics::default().with_bus(bus.clone());
     let task: JoinHandle<anyhow::Result<()>> = match role {
@@ -301,9 +300,10 @@ async fn serve_service(
             tokio::spawn(async move { intake.run(services).await.map_err(anyhow::Error::from) })
         }
         Role::Severity => {
-            let evaluator = klaxon_severity::Evaluator::new(bus, validated.rules.clone(), validated.catalog.clone());
+            let evaluator =
+                klaxon_severity::Evaluator::new(bus, validated.rules.clone(), validated.catalog.clone(), clock.clone());
             let h = evaluator.handle();
-            metrics = metrics.with_consumer("severity", move || h.applied());
+            metrics = metrics.with_consumer("severity", move || h.reactor().applied());
             use klaxon_severity::grpc::SeverityService;
             health
                 .set_serving::<klaxon_proto::v1::severity_evaluator_server::SeverityEvaluatorServer<SeverityService>>()
@@ -328,7 +328,7 @@ async fn serve_service(
                 clock,
             );
             let h = pager.handle();
-            metrics = metrics.with_consumer("paging", move || h.applied()).with_paging(pager.handle());
+            metrics = metrics.with_consumer("paging", move || h.reactor().applied()).with_paging(pager.handle());
             use klaxon_paging::grpc::PagingService;
             health.set_serving::<klaxon_proto::v1::paging_server::PagingServer<PagingService>>().await;
             routes.add_service(
@@ -349,7 +349,7 @@ async fn serve_service(
                 clock,
             );
             let h = notifier.handle();
-            metrics = metrics.with_consumer("notifier", move || h.applied()).with_notifier(notifier.handle());
+            metrics = metrics.with_consumer("notifier", move || h.reactor().applied()).with_notifier(notifier.handle());
             use klaxon_notifier::grpc::FeedService;
             health.set_serving::<klaxon_proto::v1::status_feed_server::StatusFeedServer<FeedService>>().await;
             routes.add_service(
@@ -364,7 +364,7 @@ async fn serve_service(
         Role::Review => {
             let reviews = klaxon_review::Reviews::new(bus, clock);
             let h = reviews.handle();
-            metrics = metrics.with_consumer("review", move || h.applied());
+            metrics = metrics.with_consumer("review", move || h.reactor().applied());
             use klaxon_review::grpc::ReviewService;
             health.set_serving::<klaxon_proto::v1::review_server::ReviewServer<ReviewService>>().await;
             routes.add_service(

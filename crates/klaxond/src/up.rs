@@ -34,7 +34,12 @@ pub async fn run(config: Config, validated: Validated) -> anyhow::Result<()> {
     let intake = Intake::new(log.clone(), config.intake.clone(), system_clock());
     let handle = intake.handle();
     let intake_task = tokio::spawn(intake.run(services.clone()));
-    let evaluator = klaxon_severity::Evaluator::new(log.clone(), validated.rules.clone(), validated.catalog.clone());
+    let evaluator = klaxon_severity::Evaluator::new(
+        log.clone(),
+        validated.rules.clone(),
+        validated.catalog.clone(),
+        system_clock(),
+    );
     let evaluator_handle = evaluator.handle();
     let evaluator_task = tokio::spawn(evaluator.run(services.clone()));
     let pager = validated.paging.clone().map(|paging| {
@@ -97,20 +102,20 @@ pub async fn run(config: Config, validated: Validated) -> anyhow::Result<()> {
         })
         .with_consumer("severity", {
             let h = evaluator_handle.clone();
-            move || h.applied()
+            move || h.reactor().applied()
         })
         .with_consumer("notifier", {
             let h = notifier_handle.clone();
-            move || h.applied()
+            move || h.reactor().applied()
         })
         .with_consumer("review", {
             let h = reviews_handle.clone();
-            move || h.applied()
+            move || h.reactor().applied()
         })
         .with_notifier(notifier_handle.clone());
     if let Some((pager, _)) = &pager {
         let h = pager.clone();
-        metrics = metrics.with_consumer("paging", move || h.applied()).with_paging(pager.clone());
+        metrics = metrics.with_consumer("paging", move || h.reactor().applied()).with_paging(pager.clone());
     }
     let http_router = klaxon_intake::http::router(handle.clone(), config.http.clone(), Some(auth.clone()))
         .merge(metrics.router(auth.clone()));
