@@ -8,11 +8,11 @@ use chrono::{DateTime, TimeDelta, Utc};
 use klaxon_bus::Bus;
 use klaxon_channels::Channels;
 use klaxon_domain::ids::{IncidentId, Severity};
-use klaxon_domain::notifier::{self, FeedFilter, IncidentNotifications, Notification, NotifierConfig};
+use klaxon_domain::notifier::{self, FeedFilter, IncidentNotifications, Notification, NotifierConfig, NotifyChange};
 use klaxon_domain::outbox::Receipt;
 use klaxon_domain::paging::{PagingConfig, Slo};
 use klaxon_log::{ExpectedVersion, Record};
-use klaxon_reactor::{Append, Cause, Clock, Decoded, Deliver, Effect, Ids, Reactor, Trace, streams};
+use klaxon_reactor::{Append, Cause, Clock, Deliver, Effect, Ids, Reactor, Trace, decode, streams};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -100,21 +100,19 @@ impl klaxon_reactor::Service for Notifying {
 
     fn fold(&self, state: &mut State, record: &Record) -> Result<Option<IncidentId>, klaxon_reactor::Error> {
         let config = &self.options.notifier;
-        let id = match Decoded::of(record)? {
-            Decoded::Incident(event) => {
-                if let Some(traceparent) = &record.metadata.traceparent {
-                    state.traces.insert(event.incident, traceparent.clone());
-                }
-                let incident = state.incidents.entry(event.incident);
-                incident.or_insert_with(|| IncidentNotifications::new(event.incident, config)).apply_incident(&event);
-                event.incident
+        let id = if let Some(event) = decode::incident(record)? {
+            if let Some(traceparent) = &record.metadata.traceparent {
+                state.traces.insert(event.incident, traceparent.clone());
             }
-            Decoded::Notify(event) => {
-                let incident = state.incidents.entry(event.incident);
-                incident.or_insert_with(|| IncidentNotifications::new(event.incident, config)).apply_notify(&event);
-                event.incident
-            }
-            Decoded::Page(_) | Decoded::Review(_) | Decoded::Other => return Ok(None),
+            let incident = state.incidents.entry(event.incident);
+            incident.or_insert_with(|| IncidentNotifications::new(event.incident, config)).apply_incident(&event);
+            event.incident
+        } else if let Some(event) = decode::event::<NotifyChange>(record)? {
+            let incident = state.incidents.entry(event.incident);
+            incident.or_insert_with(|| IncidentNotifications::new(event.incident, config)).apply_notify(&event);
+            event.incident
+        } else {
+            return Ok(None);
         };
         Ok(Some(id))
     }

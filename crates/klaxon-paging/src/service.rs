@@ -15,7 +15,7 @@ use klaxon_domain::paging::{
 };
 use klaxon_domain::severity::ServiceCatalog;
 use klaxon_log::{ExpectedVersion, Position, Record, StreamVersion};
-use klaxon_reactor::{Append, Cause, Clock, Decoded, Deliver, Effect, Ids, Reactor, Trace, streams};
+use klaxon_reactor::{Append, Cause, Clock, Deliver, Effect, Ids, Reactor, Trace, decode, streams};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -114,36 +114,32 @@ impl klaxon_reactor::Service for Paging {
 
     fn fold(&self, state: &mut State, record: &Record) -> Result<Option<IncidentId>, klaxon_reactor::Error> {
         let config = &self.config.paging;
-        match Decoded::of(record)? {
-            Decoded::Incident(event) => {
-                if let Some(traceparent) = &record.metadata.traceparent {
-                    state.traces.insert(event.incident, traceparent.clone());
-                }
-                let paging = state.incidents.entry(event.incident);
-                paging.or_insert_with(|| IncidentPaging::new(event.incident, config)).apply_incident(&event);
-                Ok(Some(event.incident))
+        if let Some(event) = decode::incident(record)? {
+            if let Some(traceparent) = &record.metadata.traceparent {
+                state.traces.insert(event.incident, traceparent.clone());
             }
-            Decoded::Page(event) => {
-                let counts = &mut state.counts;
-                match &event.change {
-                    PageChange::PageDelivered(_) => counts.delivered += 1,
-                    PageChange::PageDeliveryFailed(_) => counts.delivery_failed += 1,
-                    PageChange::PageAcknowledged(_) => counts.acknowledged += 1,
-                    PageChange::PageEscalated(_) => counts.escalated += 1,
-                    PageChange::SloBreached(_) => counts.slo_breaches += 1,
-                    PageChange::ResponderPaged(p) => {
-                        if let Some(traceparent) = &record.metadata.traceparent {
-                            state.page_traces.insert(p.page, traceparent.clone());
-                        }
-                    }
-                    PageChange::AckTimedOut(_) => {}
-                }
-                let paging = state.incidents.entry(event.incident);
-                paging.or_insert_with(|| IncidentPaging::new(event.incident, config)).apply_page(&event);
-                Ok(Some(event.incident))
-            }
-            Decoded::Notify(_) | Decoded::Review(_) | Decoded::Other => Ok(None),
+            let paging = state.incidents.entry(event.incident);
+            paging.or_insert_with(|| IncidentPaging::new(event.incident, config)).apply_incident(&event);
+            return Ok(Some(event.incident));
         }
+        let Some(event) = decode::event::<PageChange>(record)? else { return Ok(None) };
+        let counts = &mut state.counts;
+        match &event.change {
+            PageChange::PageDelivered(_) => counts.delivered += 1,
+            PageChange::PageDeliveryFailed(_) => counts.delivery_failed += 1,
+            PageChange::PageAcknowledged(_) => counts.acknowledged += 1,
+            PageChange::PageEscalated(_) => counts.escalated += 1,
+            PageChange::SloBreached(_) => counts.slo_breaches += 1,
+            PageChange::ResponderPaged(p) => {
+                if let Some(traceparent) = &record.metadata.traceparent {
+                    state.page_traces.insert(p.page, traceparent.clone());
+                }
+            }
+            PageChange::AckTimedOut(_) => {}
+        }
+        let paging = state.incidents.entry(event.incident);
+        paging.or_insert_with(|| IncidentPaging::new(event.incident, config)).apply_page(&event);
+        Ok(Some(event.incident))
     }
 
     /// What the domain decides at `now` (appended to `pages-INC-n` at the
