@@ -11,6 +11,8 @@
 //!
 //! - [`ids`]: validated newtypes for ids and levels (`IncidentId`, `Severity`,
 //!   `ActorId`, ...) and the deterministic UUIDv5 event-id helpers.
+//! - [`catalog`]: the service catalog (team, tier, runbook and escalation
+//!   policy of each service), read by severity rules, paging and auth.
 //! - [`envelope`]: the envelope all persisted events share (`incident`, `at`,
 //!   `by` around a family's change) and its JSON log format.
 //! - [`incident`]: the incident as a decider, with its commands, events,
@@ -29,6 +31,7 @@
 //! Errors are [`Error`] for rejected input or commands and [`DecodeError`] for
 //! stored records that cannot be read back.
 
+pub mod catalog;
 pub mod envelope;
 mod error;
 pub mod ids;

@@ -84,11 +84,11 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
 
+use crate::catalog::ServiceCatalog;
 use crate::ids::{ActorId, IncidentId, ServiceName, Severity};
 use crate::incident::{Change, IncidentEvent, Status};
 use crate::oncall::Schedules;
 use crate::outbox::{Message, Outcome, Outgoing, Receipt};
-use crate::severity::ServiceCatalog;
 
 mod config;
 mod event;

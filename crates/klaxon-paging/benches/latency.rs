@@ -13,9 +13,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use klaxon_domain::catalog::ServiceCatalogConfig;
 use klaxon_domain::oncall::SchedulesConfig;
 use klaxon_domain::paging::PagingFileConfig;
-use klaxon_domain::severity::{ServiceCatalogConfig, SeverityConfig};
+use klaxon_domain::severity::SeverityConfig;
 use klaxon_intake::grpc::{ACTOR_HEADER, IncidentsService};
 use klaxon_log::{EventData, EventKind, ExpectedVersion, Log, Metadata, NewEvent, StreamId};
 use klaxon_paging::{Pager, PagerConfig};

@@ -7,13 +7,13 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use klaxon_bus::Bus;
 use klaxon_channels::Channels;
+use klaxon_domain::catalog::ServiceCatalog;
 use klaxon_domain::ids::{ActorId, IncidentId, KLAXON_NAMESPACE, ServiceName};
 use klaxon_domain::oncall::Schedules;
 use klaxon_domain::outbox::Receipt;
 use klaxon_domain::paging::{
     self, AckError, Delivery, IncidentPaging, Page, PageChange, PageDelivery, PageId, PagingConfig,
 };
-use klaxon_domain::severity::ServiceCatalog;
 use klaxon_log::{ExpectedVersion, Position, Record, StreamVersion};
 use klaxon_reactor::{Append, Cause, Clock, Deliver, Effect, Ids, Reactor, Trace, decode, streams};
 use tokio_util::sync::CancellationToken;

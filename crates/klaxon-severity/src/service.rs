@@ -5,9 +5,10 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use klaxon_bus::Bus;
+use klaxon_domain::catalog::ServiceCatalog;
 use klaxon_domain::ids::IncidentId;
 use klaxon_domain::incident::{Incident, Incidents};
-use klaxon_domain::severity::{Explanation, Facts, Rules, ServiceCatalog, assess};
+use klaxon_domain::severity::{Explanation, Facts, Rules, assess};
 use klaxon_log::{ExpectedVersion, Record};
 use klaxon_reactor::{Append, Cause, Clock, Effect, Ids, Reactor, Trace, decode, streams};
 use tokio_util::sync::CancellationToken;

@@ -10,9 +10,10 @@ use anyhow::Context;
 use klaxon_domain::ConfigError;
 use std::collections::BTreeMap;
 
+use klaxon_domain::catalog::{ServiceCatalog, ServiceCatalogConfig};
 use klaxon_domain::oncall::{Schedules, SchedulesConfig};
 use klaxon_domain::paging::{EscalationPolicyConfig, PagingConfig, PagingFileConfig, PagingSectionConfig, SloConfig};
-use klaxon_domain::severity::{Rules, ServiceCatalog, ServiceCatalogConfig, SeverityConfig};
+use klaxon_domain::severity::{Rules, SeverityConfig};
 use serde::Deserialize;
 
 #[cfg(test)]

@@ -16,12 +16,12 @@ use proptest::prelude::*;
 use serde_json::{Value, json};
 
 use super::*;
+use crate::catalog::ServiceCatalogConfig;
 use crate::incident::{
     CommanderAssigned, Declared, HandoffAccepted, Mitigated, Reopened, Reported, ResolutionValidated, Resolved,
     SeverityAssessed, SeverityOverridden,
 };
 use crate::oncall::SchedulesConfig;
-use crate::severity::ServiceCatalogConfig;
 
 // ----- fixtures ------------------------------------------------------------
 

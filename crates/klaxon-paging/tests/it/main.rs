@@ -7,11 +7,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
+use klaxon_domain::catalog::ServiceCatalogConfig;
 use klaxon_domain::ids::{ActorId, IncidentId, ReportSource, Severity};
 use klaxon_domain::incident::Command;
 use klaxon_domain::oncall::SchedulesConfig;
 use klaxon_domain::paging::{PageId, PagingFileConfig};
-use klaxon_domain::severity::ServiceCatalogConfig;
 use klaxon_intake::{CommandContext, Intake};
 use klaxon_log::{Log, Position};
 use klaxon_paging::{Pager, PagerConfig};

@@ -5,9 +5,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use klaxon_domain::catalog::{ServiceCatalog, ServiceCatalogConfig};
 use klaxon_domain::ids::{ActorId, IncidentId, ReportSource, Severity};
 use klaxon_domain::incident::Command;
-use klaxon_domain::severity::{Rules, ServiceCatalog, ServiceCatalogConfig, SeverityConfig};
+use klaxon_domain::severity::{Rules, SeverityConfig};
 use klaxon_intake::{CommandContext, Intake};
 use klaxon_log::{Log, Position};
 use klaxon_severity::Evaluator;
