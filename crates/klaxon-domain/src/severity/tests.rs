@@ -689,3 +689,16 @@ proptest! {
         prop_assert_eq!(lines.len(), 2 + usize::from(!assessment.reasons.is_empty()) + per_rule);
     }
 }
+
+#[test]
+fn assess_builds_the_assessment_event_of_the_evaluator() {
+    let at: DateTime<Utc> = "2026-03-01T12:30:00Z".parse().unwrap();
+    let incident = incident(&[report("payments", &["acme", "globex"])]);
+    let event = assess(&incident, &example(), &catalog(), at).expect("a first assessment");
+    assert_eq!((event.incident, event.at, event.by.as_str()), (incident.id(), at, SEVERITY_ACTOR));
+    let Change::SeverityAssessed(assessed) = &event.change else { panic!("{event:?}") };
+    assert_eq!((assessed.severity, assessed.rule.as_deref()), (Severity::Sev1, Some("tier1-multi-customer")));
+    // Once folded, the same facts call for nothing.
+    let assessed = evolve(Some(incident), &event).unwrap();
+    assert_eq!(assess(&assessed, &example(), &catalog(), at), None);
+}

@@ -89,7 +89,8 @@ impl klaxon_reactor::Service for Marking {
 
 /// Mark number `n + 1` of `id`, claimed at the stream's version `n`.
 fn mark(id: IncidentId, n: u64, at: DateTime<Utc>) -> Append {
-    let event = ReviewEvent { incident: id, at, by: review_actor(), change: ReviewChange::ReviewOpened(ReviewOpened {}) };
+    let event =
+        ReviewEvent { incident: id, at, by: review_actor(), change: ReviewChange::ReviewOpened(ReviewOpened {}) };
     let stream = streams::review(id);
     let expected = if n == 0 { ExpectedVersion::NoStream } else { ExpectedVersion::Exact(StreamVersion(n)) };
     Append::new(stream.clone(), expected, &[event], Ids::at_version(&stream, n, "test.mark"))
