@@ -310,20 +310,10 @@ fn head(metrics_address: &str) -> f64 {
     klaxon_tests::metrics::scrape(metrics_address)["klaxon_log_head"]
 }
 
-/// Waits until the log head has not moved for half a second (at most 30 s):
-/// the services' reactions to the setup have landed.
+/// The barrier: waits until every service has processed the log (the
+/// services' reactions to the setup have landed).
 fn settle(metrics_address: &str) -> f64 {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut last = head(metrics_address);
-    loop {
-        std::thread::sleep(Duration::from_millis(500));
-        let now = head(metrics_address);
-        if now == last {
-            return now;
-        }
-        assert!(Instant::now() < deadline, "the log kept moving");
-        last = now;
-    }
+    klaxon_tests::metrics::settle(metrics_address, &[metrics_address]) as f64
 }
 
 #[test]
@@ -552,6 +542,8 @@ fn the_actor_is_the_token_principal_never_a_name_the_client_sends() {
     });
     // Its connections would make the stop wait out its 10 s drain.
     drop(runtime);
+    // The barrier: the evaluator's assessment has landed, and nothing else.
+    settle(server.http_address.as_deref().expect("up serves metrics"));
     let history = klaxon_json(&server.url, "maria", &["history", "INC-1"]);
     let entries = history["entries"].as_array().unwrap();
     assert_eq!(entries.len(), 2, "the report and its assessment; the refused join wrote nothing: {history:#}");

@@ -345,19 +345,14 @@ fn killing_nats_three_times_mid_scenario_loses_and_repeats_no_page() {
     assert_same(&state, &rebuilt_snapshot(&setup, &data_dir, &ids), "after NATS outages vs rebuild");
 }
 
-/// The snapshot once two in a row agree (services catch up asynchronously).
+/// The snapshot once every service has processed the whole log (the
+/// barrier: services catch up asynchronously).
 fn converged(cluster: &Cluster, ids: &[String]) -> BTreeMap<String, Value> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut last = snapshot(&cluster.url, ids);
-    loop {
-        std::thread::sleep(Duration::from_millis(300));
-        let next = snapshot(&cluster.url, ids);
-        if next == last {
-            return next;
-        }
-        assert!(Instant::now() < deadline, "the projections did not settle within 30 s");
-        last = next;
-    }
+    let services: Vec<String> =
+        ["intake", "severity", "paging", "notifier", "review"].iter().map(|r| cluster.metrics_address(r)).collect();
+    let services: Vec<&str> = services.iter().map(String::as_str).collect();
+    klaxon_tests::metrics::settle(&cluster.metrics_address("log"), &services);
+    snapshot(&cluster.url, ids)
 }
 
 #[test]

@@ -260,3 +260,49 @@ fn a_client_that_never_lets_go_of_its_connection_does_not_hold_up_the_stop() {
     assert!(server.stop().success());
     drop((client, runtime));
 }
+
+/// Under `up`, a service task that dies stops the process at once, non-zero,
+/// with a line naming the service: here the review service, which cannot
+/// fold a review record that does not decode (written into the log before
+/// the start, as a newer or broken writer would leave it; only the review
+/// service reads review records).
+#[test]
+fn a_service_that_dies_under_up_stops_the_process_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let runtime = runtime();
+    let log = klaxon_log::Log::open(&data, Default::default()).unwrap();
+    let broken = klaxon_log::NewEvent {
+        id: uuid::Uuid::new_v4(),
+        kind: klaxon_log::EventKind::new("review.opened.v1").unwrap(),
+        data: klaxon_log::EventData::from_value(&serde_json::json!({"incident": "INC-1"})).unwrap(),
+        metadata: Default::default(),
+    };
+    let stream = klaxon_log::StreamId::new("review-INC-1").unwrap();
+    runtime.block_on(log.append(&stream, klaxon_log::ExpectedVersion::Any, vec![broken])).unwrap();
+    runtime.block_on(log.close());
+    drop(log);
+
+    let mut child = std::process::Command::new(klaxon_tests::binary("klaxond"))
+        .args(["up", "--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&data)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("klaxond kept running with a dead review service");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("klaxond: the review service failed: the event at position 1 does not decode"), "{stderr}");
+}

@@ -55,6 +55,8 @@ fn metrics_count_appends_pages_acknowledgements_feeds_and_consumer_lag() {
     assert!(after["klaxon_log_group_commit_appends_count"] >= 1.0);
     for service in ["intake", "severity", "paging", "notifier", "review"] {
         assert!(after.contains_key(&format!("klaxon_consumer_lag_records{{service=\"{service}\"}}")), "{service}");
+        let processed = after[&format!("klaxon_processed_position{{service=\"{service}\"}}")];
+        assert!(processed <= head, "{service} processed {processed} of {head}");
     }
     drop(feed);
     assert!(server.stop().success());

@@ -59,7 +59,10 @@ fn a_pending_escalation_survives_sigkill_and_fires_once() {
     // Another restart fires nothing again.
     assert!(server.stop().success());
     let server = Klaxond::start_with_env(&data, &args, &env);
-    std::thread::sleep(Duration::from_millis(500));
+    // The barrier: paging (and every other service) has replayed the log and
+    // done whatever that called for.
+    let metrics = server.http_address.clone().expect("up serves metrics");
+    klaxon_tests::metrics::settle(&metrics, &[&metrics]);
     let pages = klaxon_ok(&server.url, "maria", &["pages", "INC-1"]);
     assert_eq!(pages.lines().filter(|l| l.starts_with("INC-1-P")).count(), 2, "{pages}");
     let mut keys: Vec<String> =

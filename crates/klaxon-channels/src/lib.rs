@@ -41,6 +41,8 @@
 //! - `backoff`: the retry delay schedule (pure, deterministic jitter).
 //! - `signature`: the webhook signing scheme and [`verify_signature`] for receivers.
 //! - `error`: the crate's [`Error`] and [`AttemptFailure`].
+//! - `outbox`: [`Channels`] as the domain's `Outbox`, the port through which
+//!   the service kit delivers the messages paging and the notifier decide.
 
 mod backoff;
 mod channel;
@@ -48,6 +50,7 @@ mod config;
 mod error;
 mod http;
 mod notification;
+mod outbox;
 pub mod signature;
 
 #[cfg(test)]

@@ -86,6 +86,7 @@ use crate::{Error, text};
 
 mod command;
 mod event;
+mod projection;
 #[cfg(test)]
 mod tests;
 
@@ -96,6 +97,7 @@ pub use event::{
     ReportMerged, Reported, ResolutionValidated, Resolved, RoleAssigned, SeverityAssessed, SeverityOverridden,
     StatusUpdatePosted,
 };
+pub use projection::Incidents;
 
 /// The longest title, in characters.
 pub const TITLE_CHARS_MAX: usize = 200;

@@ -11,6 +11,8 @@
 //!
 //! - [`ids`]: validated newtypes for ids and levels (`IncidentId`, `Severity`,
 //!   `ActorId`, ...) and the deterministic UUIDv5 event-id helpers.
+//! - [`catalog`]: the service catalog (team, tier, runbook and escalation
+//!   policy of each service), read by severity rules, paging and auth.
 //! - [`envelope`]: the envelope all persisted events share (`incident`, `at`,
 //!   `by` around a family's change) and its JSON log format.
 //! - [`incident`]: the incident as a decider, with its commands, events,
@@ -21,6 +23,8 @@
 //!   explanation of which rule matched and why the others did not.
 //! - [`paging`]: escalation policies, SLOs, page events, and the pure
 //!   decision of whom to page, when to escalate and which SLO is breached.
+//! - [`outbox`]: messages to people outside (pure data), their outcome, and
+//!   the [`outbox::Outbox`] port the service kit delivers them through.
 //! - [`notifier`]: whom executives and the company-wide group are told about
 //!   and when, the executive update cadence, and filtered, coalesced feeds.
 //! - [`review`]: post-incident reviews, timelines, metrics, trend reports.
@@ -30,12 +34,14 @@
 //! Errors are [`Error`] for rejected input or commands and [`DecodeError`] for
 //! stored records that cannot be read back.
 
+pub mod catalog;
 pub mod envelope;
 mod error;
 pub mod ids;
 pub mod incident;
 pub mod notifier;
 pub mod oncall;
+pub mod outbox;
 pub mod paging;
 pub mod review;
 pub mod severity;

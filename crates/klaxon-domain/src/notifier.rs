@@ -62,6 +62,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 
 use crate::ids::{ActorId, IncidentId, Severity};
 use crate::incident::{Incident, IncidentEvent, evolve};
+use crate::outbox::{Message, Outcome, Outgoing, Receipt};
 
 mod config;
 mod event;
@@ -259,6 +260,68 @@ pub enum Notification {
     CompanyWide(Post),
     /// Remind the commander that an executive update is overdue.
     CadenceReminder(Reminder),
+}
+
+impl Notification {
+    /// What carrying it out sends, channel by channel: a post goes to each
+    /// of its channels; a reminder to every executive channel, addressed to
+    /// the commander. `state` is the incident's, for its title.
+    pub fn outgoing(&self, state: &IncidentNotifications, config: &NotifierConfig) -> Vec<Outgoing> {
+        let id = state.id;
+        match self {
+            Notification::Executive(post) | Notification::CompanyWide(post) => {
+                let title = state.incident.as_ref().map_or("", |i| i.title());
+                post.channels
+                    .iter()
+                    .map(|channel| Outgoing {
+                        channel: channel.clone(),
+                        message: Message {
+                            idempotency_key: post.idempotency_key(channel),
+                            kind: format!("{}_post", post.audience.as_str()),
+                            title: format!("{} {id}: {title}", post.severity),
+                            text: post.summary.clone(),
+                            fields: BTreeMap::from([
+                                ("incident".into(), id.to_string().into()),
+                                ("severity".into(), post.severity.to_string().into()),
+                            ]),
+                            recipient: None,
+                        },
+                    })
+                    .collect()
+            }
+            Notification::CadenceReminder(reminder) => {
+                let message = Message {
+                    idempotency_key: format!("{id}/update-due/{}", reminder.due_at.timestamp()),
+                    kind: "update_reminder".into(),
+                    title: format!("{id}: an executive update is overdue"),
+                    text: reminder.text(),
+                    fields: BTreeMap::from([("incident".into(), id.to_string().into())]),
+                    recipient: reminder.commander.as_ref().map(|c| c.to_string()),
+                };
+                let channels = config.executive_channels().iter();
+                channels.map(|channel| Outgoing { channel: channel.clone(), message: message.clone() }).collect()
+            }
+        }
+    }
+
+    /// The events recording it, given the receipts of its
+    /// [`Notification::outgoing`] (in that order) and the time `at` it was
+    /// decided: one `notify.executives_notified.v1` or
+    /// `notify.delivery_failed.v1` per channel of a post; one
+    /// `notify.update_overdue.v1` for a reminder, however its deliveries went
+    /// (the breach happened either way).
+    pub fn recorded(&self, receipts: &[Receipt], at: DateTime<Utc>) -> Vec<NotifyEvent> {
+        match self {
+            Notification::Executive(post) | Notification::CompanyWide(post) => receipts
+                .iter()
+                .map(|r| match &r.outcome {
+                    Outcome::Delivered { .. } => post.delivered(&r.channel, r.at),
+                    Outcome::Failed { error, .. } => post.failed(&r.channel, error, r.at),
+                })
+                .collect(),
+            Notification::CadenceReminder(reminder) => vec![reminder.overdue(at)],
+        }
+    }
 }
 
 /// A post to deliver to some channels of one audience.

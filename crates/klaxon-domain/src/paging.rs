@@ -84,10 +84,11 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
 
+use crate::catalog::ServiceCatalog;
 use crate::ids::{ActorId, IncidentId, ServiceName, Severity};
 use crate::incident::{Change, IncidentEvent, Status};
 use crate::oncall::Schedules;
-use crate::severity::ServiceCatalog;
+use crate::outbox::{Message, Outcome, Outgoing, Receipt};
 
 mod config;
 mod event;
@@ -253,6 +254,7 @@ struct Episode {
 pub struct IncidentPaging {
     incident: IncidentId,
     paging_severities: BTreeSet<Severity>,
+    title: String,
     status: Option<Status>,
     severity: Option<Severity>,
     severity_overridden: bool,
@@ -270,6 +272,7 @@ impl IncidentPaging {
         IncidentPaging {
             incident,
             paging_severities: config.severities().clone(),
+            title: String::new(),
             status: None,
             severity: None,
             severity_overridden: false,
@@ -285,6 +288,10 @@ impl IncidentPaging {
     /// The incident.
     pub fn incident(&self) -> IncidentId {
         self.incident
+    }
+    /// The incident's title as reported (empty before its report).
+    pub fn title(&self) -> &str {
+        &self.title
     }
     /// The incident's status, `None` before its report.
     pub fn status(&self) -> Option<Status> {
@@ -341,6 +348,7 @@ impl IncidentPaging {
             Change::Reported(r) => {
                 self.status = Some(Status::Reported);
                 self.service = r.service.clone();
+                self.title = r.title.clone();
             }
             Change::Declared(d) => {
                 self.status = Some(Status::Declared);
@@ -561,11 +569,89 @@ pub fn next_due(state: &IncidentPaging, config: &PagingConfig) -> Option<DateTim
 }
 
 /// The pages with neither a delivery nor a delivery failure recorded, in
-/// the order they were decided. The shell delivers them, also after a
-/// restart, with the page id as idempotency key, and records the outcome
-/// with [`PageEvent::delivered`] or [`PageEvent::delivery_failed`].
+/// the order they were decided.
 pub fn undelivered(state: &IncidentPaging) -> Vec<&Page> {
     state.pages.values().filter(|page| page.delivery == Delivery::Pending).collect()
+}
+
+/// The pages to deliver now, with their message, through every paging
+/// channel (`[paging].channels`): the [`undelivered`] pages nobody
+/// acknowledged yet, while the incident is neither resolved nor closed (a
+/// page decided for an incident resolved since is never sent). Nothing
+/// without a paging channel.
+///
+/// The page id is the message's idempotency key, so a page delivered again
+/// after a crash (before its outcome was recorded) is recognisable as the
+/// same page; [`PageDelivery::recorded`] gives the events that record the
+/// outcome, after which the page is no longer undelivered.
+pub fn deliveries(state: &IncidentPaging, config: &PagingConfig) -> Vec<PageDelivery> {
+    if config.channels().is_empty() || state.status.is_none_or(|s| matches!(s, Status::Resolved | Status::Closed)) {
+        return Vec::new();
+    }
+    undelivered(state)
+        .into_iter()
+        .filter(|page| page.acknowledged.is_none())
+        .map(|page| {
+            let message = page_message(state, page);
+            let sends = config.channels().iter().map(|c| Outgoing { channel: c.clone(), message: message.clone() });
+            PageDelivery { page: page.id, sends: sends.collect() }
+        })
+        .collect()
+}
+
+/// The message of a page: `SEV1 INC-7: <title>`, what to do about it, and
+/// the page's facts as fields.
+fn page_message(state: &IncidentPaging, page: &Page) -> Message {
+    let id = page.id;
+    let incident = id.incident();
+    let severity = state.severity.map_or("-".to_string(), |s| s.to_string());
+    let mut fields = BTreeMap::new();
+    fields.insert("incident".into(), incident.to_string().into());
+    fields.insert("page".into(), id.to_string().into());
+    fields.insert("severity".into(), severity.clone().into());
+    fields.insert("reason".into(), page.reason.as_str().into());
+    if let Some(deadline) = page.deadline {
+        fields.insert("acknowledge_by".into(), deadline.to_rfc3339().into());
+    }
+    Message {
+        idempotency_key: id.to_string(),
+        kind: "page".into(),
+        title: format!("{severity} {incident}: {}", state.title),
+        text: format!("You are paged for {incident} ({}). Acknowledge with: klaxon ack {id}", page.reason.as_str()),
+        fields,
+        recipient: Some(page.responder.to_string()),
+    }
+}
+
+/// One page to deliver: the same message through each paging channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageDelivery {
+    page: PageId,
+    sends: Vec<Outgoing>,
+}
+
+impl PageDelivery {
+    /// The page.
+    pub fn page(&self) -> PageId {
+        self.page
+    }
+    /// What to send, channel by channel, in the configured order.
+    pub fn sends(&self) -> &[Outgoing] {
+        &self.sends
+    }
+    /// The events recording what became of each send: `page.delivered.v1`
+    /// or `page.delivery_failed.v1`, one per receipt, in order.
+    pub fn recorded(&self, receipts: &[Receipt]) -> Vec<PageEvent> {
+        receipts
+            .iter()
+            .map(|r| match &r.outcome {
+                Outcome::Delivered { attempts } => PageEvent::delivered(self.page, &r.channel, *attempts, r.at),
+                Outcome::Failed { attempts, error } => {
+                    PageEvent::delivery_failed(self.page, &r.channel, *attempts, error, r.at)
+                }
+            })
+            .collect()
+    }
 }
 
 /// Why an acknowledgement was refused. Each variant has a stable

@@ -67,6 +67,7 @@ use crate::incident::{Change, Incident, IncidentEvent, check_len};
 use crate::text;
 
 mod command;
+mod dossier;
 mod event;
 mod markdown;
 mod metrics;
@@ -78,6 +79,7 @@ mod timeline;
 mod trends;
 
 pub use command::ReviewCommand;
+pub use dossier::Dossier;
 pub use event::{
     ActionItemAdded, ActionItemAssigned, ActionItemCompleted, ActionItemDueSet, ActionItemId, ContributingFactorAdded,
     EXCERPT_CHARS_MAX, ImpactWritten, KINDS, REVIEW_ACTOR, ReviewChange, ReviewEvent, ReviewOpened, ReviewPublished,

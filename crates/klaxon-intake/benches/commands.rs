@@ -10,10 +10,11 @@
 
 use std::time::{Duration, Instant};
 
+use klaxon_intake::Intake;
 use klaxon_intake::grpc::{ACTOR_HEADER, IncidentsService};
-use klaxon_intake::{Intake, system_clock};
 use klaxon_log::{EventData, EventKind, ExpectedVersion, Log, Metadata, NewEvent, StreamId};
 use klaxon_proto::v1::{self, incidents_client::IncidentsClient};
+use klaxon_reactor::system_clock;
 use tokio_util::sync::CancellationToken;
 
 fn by<T>(message: T) -> tonic::Request<T> {

@@ -68,3 +68,13 @@ pub enum Error {
     #[error("intake is unavailable: {0}")]
     Unavailable(String),
 }
+
+impl From<klaxon_reactor::Error> for Error {
+    fn from(error: klaxon_reactor::Error) -> Error {
+        match error {
+            klaxon_reactor::Error::Log(e) => Error::Log(e),
+            klaxon_reactor::Error::Undecodable { position, reason } => Error::UndecodableEvent { position, reason },
+            e @ klaxon_reactor::Error::Unavailable { .. } => Error::Unavailable(e.to_string()),
+        }
+    }
+}

@@ -20,7 +20,7 @@ use tonic::{Request, Response, Status, Streaming};
 use tracing::Instrument;
 
 use crate::status::to_status;
-use crate::{CommandContext, Error, Handle, ListFilter, Outcome, projection};
+use crate::{CommandContext, Error, Handle, ListFilter, Outcome};
 
 /// The request header naming the acting person (see [`convert::actor`]).
 pub use klaxon_proto::convert::ACTOR_HEADER;
@@ -476,7 +476,7 @@ struct Session {
 
 impl Session {
     async fn run(self, mut inbound: Streaming<v1::BridgeRequest>, from: Position, shutdown: CancellationToken) {
-        let stream = crate::stream_of(self.id);
+        let stream = klaxon_reactor::streams::incident(self.id);
         let mut events = self.handle.log().subscribe(from);
         let mut leaving = false;
         let mut recorded_leave = false;
@@ -496,7 +496,7 @@ impl Session {
                     if record.stream != stream || record.version <= self.join_version {
                         continue;
                     }
-                    let event = match projection::decode(&record) {
+                    let event = match klaxon_reactor::decode::incident(&record).map_err(Error::from) {
                         Ok(Some(event)) => event,
                         Ok(None) => continue,
                         Err(e) => {

@@ -16,8 +16,6 @@
 //! Modules:
 //! - `service`: [`Intake`] (the component: `new`, `run`) and its [`Handle`]
 //!   (commands, queries), with [`Options`] and [`CommandContext`].
-//! - `projection`: [`Incidents`], the pure fold of incident events; it can be
-//!   rebuilt from position 1 at any time.
 //! - `grpc`: the `klaxon.v1.Incidents` and `klaxon.v1.Bridge` servers.
 //! - `http`: the HTTP intake of existing monitoring: the Alertmanager
 //!   webhook receiver and a PagerDuty Events API v2 compatible endpoint.
@@ -27,13 +25,8 @@
 mod error;
 pub mod grpc;
 pub mod http;
-pub mod projection;
 mod service;
 pub mod status;
 
 pub use error::Error;
-pub use projection::Incidents;
-pub use service::{
-    Clock, CommandContext, Handle, Intake, ListFilter, Options, Outcome, REQUEST_ID_BYTES_MAX, ReportOutcome,
-    stream_of, system_clock,
-};
+pub use service::{CommandContext, Handle, Intake, ListFilter, Options, Outcome, REQUEST_ID_BYTES_MAX, ReportOutcome};

@@ -7,26 +7,17 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use klaxon_bus::Bus;
 use klaxon_domain::ids::{ActorId, DedupKey, IncidentId, RequestKey, RequestScope, ServiceName, Severity};
-use klaxon_domain::incident::{Command, Incident, IncidentEvent, Status, decide};
+use klaxon_domain::incident::{Command, Incident, IncidentEvent, Incidents, Status, decide};
 use klaxon_log::{
-    Appended, EventData, EventKind, ExpectedVersion, Metadata, NewEvent, Position, Record, StreamId, StreamVersion,
+    Appended, EventData, EventKind, ExpectedVersion, Metadata, NewEvent, Position, Record, StreamVersion,
 };
+use klaxon_reactor::{Clock, decode, streams};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::Error;
-use crate::projection::{self, Incidents};
-
-/// Where the current time comes from. Production passes [`system_clock`];
-/// tests pass a clock they move by hand.
-pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
-
-/// The wall clock.
-pub fn system_clock() -> Clock {
-    Arc::new(Utc::now)
-}
 
 /// Longest accepted client request id, in bytes.
 pub use klaxon_domain::ids::REQUEST_ID_BYTES_MAX;
@@ -145,7 +136,7 @@ pub struct Intake {
 pub struct Handle {
     log: Bus,
     options: Arc<Options>,
-    clock: Clock,
+    clock: Arc<dyn Clock>,
     shared: Arc<Shared>,
 }
 
@@ -172,7 +163,7 @@ const INCIDENT_LOCK_STRIPES: usize = 64;
 impl Intake {
     /// A new intake over `log` (a [`klaxon_log::Log`] in the embedded
     /// topology).
-    pub fn new(log: impl Into<Bus>, options: Options, clock: Clock) -> Intake {
+    pub fn new(log: impl Into<Bus>, options: Options, clock: Arc<dyn Clock>) -> Intake {
         let log = log.into();
         let shared = Arc::new(Shared {
             incidents: RwLock::new(Incidents::default()),
@@ -203,7 +194,14 @@ impl Intake {
                     None => return Ok(()),
                     Some(Err(e)) => return Err(e.into()),
                     Some(Ok(record)) => {
-                        shared.incidents.write().expect("projection lock").apply(&record)?;
+                        assert_eq!(
+                            record.position,
+                            shared.applied.borrow().next(),
+                            "the projection must see every position once, in order"
+                        );
+                        if let Some(event) = decode::incident(&record)? {
+                            shared.incidents.write().expect("projection lock").apply(&event);
+                        }
                         shared.applied.send_replace(record.position);
                     }
                 },
@@ -231,7 +229,7 @@ impl Handle {
 
     /// The current time of the injected clock.
     pub fn now(&self) -> DateTime<Utc> {
-        (self.clock)()
+        self.clock.now()
     }
 
     /// A copy of the whole projection, caught up with the log head.
@@ -311,7 +309,7 @@ impl Handle {
         }
         let mut out = Vec::with_capacity(records.len());
         for record in records {
-            if let Some(event) = projection::decode(&record)? {
+            if let Some(event) = decode::incident(&record)? {
                 out.push((record, event));
             }
         }
@@ -320,12 +318,12 @@ impl Handle {
 
     /// The incident exactly as it was at `version` (folded from the log).
     pub async fn incident_at(&self, id: IncidentId, version: StreamVersion) -> Result<Option<Incident>, Error> {
-        projection::fold_stream(&self.read_incident(id, version).await?)
+        Ok(decode::fold_incident(&self.read_incident(id, version).await?)?)
     }
 
     async fn read_incident(&self, id: IncidentId, through: StreamVersion) -> Result<Vec<Record>, Error> {
         let max = usize::try_from(through.0).unwrap_or(usize::MAX);
-        Ok(self.log.read_stream(&stream_of(id), StreamVersion(1), max).await?)
+        Ok(self.log.read_stream(&streams::incident(id), StreamVersion(1), max).await?)
     }
 
     /// Runs a command on an existing incident: decides it against the current
@@ -480,7 +478,7 @@ impl Handle {
             }
         }
         let record = self.log.read_one(first).await?;
-        let event = projection::decode(&record)?.ok_or_else(|| Error::InvalidRequest {
+        let event = decode::incident(&record)?.ok_or_else(|| Error::InvalidRequest {
             field: "context.request_id",
             reason: "was already used for something other than an incident command".into(),
         })?;
@@ -499,8 +497,8 @@ impl Handle {
         key: Option<&RequestKey>,
         ctx: &CommandContext,
     ) -> Result<Appended, Error> {
-        let stream = stream_of(id);
-        let correlation_id = Uuid::new_v5(&klaxon_domain::ids::KLAXON_NAMESPACE, stream.as_str().as_bytes());
+        let stream = streams::incident(id);
+        let correlation_id = streams::correlation_id(id);
         let mut new_events = Vec::with_capacity(events.len());
         for (index, event) in events.iter().enumerate() {
             new_events.push(NewEvent {
@@ -527,9 +525,4 @@ fn stripe_of(key: &str) -> usize {
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     key.hash(&mut hasher);
     (hasher.finish() % INCIDENT_LOCK_STRIPES as u64) as usize
-}
-
-/// The log stream of an incident.
-pub fn stream_of(id: IncidentId) -> StreamId {
-    StreamId::new(id.stream()).expect("incident stream names are valid stream ids")
 }

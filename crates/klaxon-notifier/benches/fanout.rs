@@ -36,7 +36,7 @@ async fn run(subscribers: usize, updates: usize) -> (Vec<Duration>, Vec<Duration
     let dir = tempfile::tempdir().unwrap();
     let log = Log::open(dir.path(), Default::default()).unwrap();
     let stop = CancellationToken::new();
-    let intake = Intake::new(log.clone(), Default::default(), klaxon_intake::system_clock());
+    let intake = Intake::new(log.clone(), Default::default(), klaxon_reactor::system_clock());
     let handle = intake.handle();
     tokio::spawn(intake.run(stop.clone()));
     let section: NotifierSectionConfig = toml::from_str("feed_interval_ms = 1").unwrap();
@@ -46,7 +46,7 @@ async fn run(subscribers: usize, updates: usize) -> (Vec<Duration>, Vec<Duration
         channels: Arc::new(klaxon_channels::Channels::new(&[], |_| None).unwrap()),
         feed_lag_max: klaxon_notifier::feed::CHANGES_BUFFER,
     };
-    let notifier = Notifier::new(log.clone(), options, Arc::new(klaxon_paging::SystemClock));
+    let notifier = Notifier::new(log.clone(), options, Arc::new(klaxon_reactor::SystemClock));
     let notifier_handle = notifier.handle();
     tokio::spawn(notifier.run(stop.clone()));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -7,13 +7,11 @@
 //! always the latest state); the coalescer holds at most one pending item
 //! per incident; the gRPC response channel is bounded.
 
-use std::collections::{BTreeSet, HashMap};
-use std::sync::{Arc, RwLock};
+use std::collections::BTreeSet;
 use std::time::Duration;
 
-use chrono::TimeDelta;
-use klaxon_domain::ids::{IncidentId, Severity};
-use klaxon_domain::notifier::{Coalescer, FeedFilter, FeedItem, IncidentNotifications};
+use klaxon_domain::ids::IncidentId;
+use klaxon_domain::notifier::{Coalescer, FeedFilter, FeedItem};
 use tokio::sync::{broadcast, mpsc};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -23,16 +21,11 @@ pub const CHANGES_BUFFER: usize = 4096;
 /// Items buffered per subscriber connection.
 pub const ITEMS_BUFFER: usize = 64;
 
-/// The update cadence of a severity.
-pub type CadenceOf = Arc<dyn Fn(Severity) -> TimeDelta + Send + Sync>;
-
-/// What every feed reads: the notifier's per-incident state and the change
-/// broadcast.
+/// What every feed reads: the notifier's state, owned by the reactor
+/// shell, and the shell's broadcast of changed incidents.
 #[derive(Clone)]
 pub struct Hub {
-    pub(crate) states: Arc<RwLock<HashMap<IncidentId, IncidentNotifications>>>,
-    pub(crate) changes: broadcast::Sender<IncidentId>,
-    pub(crate) cadence_of: CadenceOf,
+    pub(crate) reactor: klaxon_reactor::Handle<crate::service::Notifying>,
     pub(crate) interval: Duration,
 }
 
@@ -46,18 +39,21 @@ pub struct Sent {
 
 impl Hub {
     fn item(&self, id: IncidentId) -> Option<FeedItem> {
-        let states = self.states.read().expect("state lock");
-        states.get(&id)?.feed_item(|s| (self.cadence_of)(s))
+        let notifying = self.reactor.service();
+        self.reactor.read(|state| state.incidents.get(&id)?.feed_item(|s| notifying.cadence(s)))
     }
 
     fn matching_open(&self, filter: &FeedFilter) -> Vec<FeedItem> {
-        let states = self.states.read().expect("state lock");
-        let mut items: Vec<FeedItem> = states
-            .values()
-            .filter(|s| s.incident().is_some_and(|i| i.is_open()))
-            .filter_map(|s| s.feed_item(|sev| (self.cadence_of)(sev)))
-            .filter(|item| filter.matches(item))
-            .collect();
+        let notifying = self.reactor.service();
+        let mut items: Vec<FeedItem> = self.reactor.read(|state| {
+            state
+                .incidents
+                .values()
+                .filter(|s| s.incident().is_some_and(|i| i.is_open()))
+                .filter_map(|s| s.feed_item(|sev| notifying.cadence(sev)))
+                .filter(|item| filter.matches(item))
+                .collect()
+        });
         items.sort_by_key(|i| i.incident);
         items
     }
@@ -65,7 +61,7 @@ impl Hub {
     /// Runs one subscription until the client goes, the hub closes or
     /// `shutdown`: the snapshot first, then coalesced live items.
     pub async fn serve(self, filter: FeedFilter, tx: mpsc::Sender<Sent>, shutdown: CancellationToken) {
-        let mut changes = self.changes.subscribe();
+        let Some(mut changes) = self.reactor.changes() else { return };
         for item in self.matching_open(&filter) {
             if tx.send(Sent { item, snapshot: true }).await.is_err() {
                 return;
@@ -92,7 +88,7 @@ impl Hub {
                         Ok(id) => vec![id],
                         // Fell behind the broadcast: take the latest state of everything.
                         Err(broadcast::error::RecvError::Lagged(_)) => {
-                            self.states.read().expect("state lock").keys().copied().collect()
+                            self.reactor.read(|state| state.incidents.keys().copied().collect())
                         }
                         Err(broadcast::error::RecvError::Closed) => return,
                     };

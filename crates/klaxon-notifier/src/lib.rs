@@ -1,8 +1,9 @@
 //! Klaxon's executive notifier: executives know about every Sev-1 without
 //! asking.
 //!
-//! It follows the log and folds every incident with its notification
-//! history (`klaxon_domain::notifier`). When an incident reaches a notifying
+//! It runs on the reactor shell (`klaxon_reactor`), folding every incident
+//! with its notification history (`klaxon_domain::notifier`), which also
+//! decides what is told and writes the messages. When an incident reaches a notifying
 //! severity, executives are told through the configured channels, and
 //! multi-customer incidents are also posted company-wide; each delivery is
 //! recorded as `notify.executives_notified.v1` in `notify-INC-n`, so the
@@ -16,7 +17,8 @@
 //! rebuild.
 //!
 //! Modules:
-//! - `service`: [`Notifier`] (the component) and its [`Handle`].
+//! - `service`: [`Notifier`] (the component: [`Notifying`], its fold and
+//!   decision, on the reactor shell) and its [`Handle`].
 //! - `feed`: the per-subscriber feed task (snapshot, coalescing, lag).
 //! - `grpc`: the `klaxon.v1.StatusFeed` server.
 
@@ -25,4 +27,4 @@ pub mod grpc;
 mod service;
 
 pub use feed::Sent;
-pub use service::{Error, Handle, Notifier, NotifierOptions};
+pub use service::{Error, Handle, Notifier, NotifierOptions, Notifying, Recording, State};

@@ -13,13 +13,15 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use klaxon_domain::catalog::ServiceCatalogConfig;
 use klaxon_domain::oncall::SchedulesConfig;
 use klaxon_domain::paging::PagingFileConfig;
-use klaxon_domain::severity::{ServiceCatalogConfig, SeverityConfig};
+use klaxon_domain::severity::SeverityConfig;
 use klaxon_intake::grpc::{ACTOR_HEADER, IncidentsService};
 use klaxon_log::{EventData, EventKind, ExpectedVersion, Log, Metadata, NewEvent, StreamId};
-use klaxon_paging::{Pager, PagerConfig, SystemClock};
+use klaxon_paging::{Pager, PagerConfig};
 use klaxon_proto::v1::{self, incidents_client::IncidentsClient};
+use klaxon_reactor::SystemClock;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -147,10 +149,11 @@ async fn report_to_page(n: usize) -> Vec<Duration> {
     let dir = tempfile::tempdir().unwrap();
     let log = Log::open(dir.path(), klaxon_log::Options::default()).unwrap();
     let stop = CancellationToken::new();
-    let intake = klaxon_intake::Intake::new(log.clone(), Default::default(), klaxon_intake::system_clock());
+    let intake = klaxon_intake::Intake::new(log.clone(), Default::default(), klaxon_reactor::system_clock());
     let handle = intake.handle();
     tokio::spawn(intake.run(stop.clone()));
-    let evaluator = klaxon_severity::Evaluator::new(log.clone(), rules, config.catalog.clone());
+    let evaluator =
+        klaxon_severity::Evaluator::new(log.clone(), rules, config.catalog.clone(), klaxon_reactor::system_clock());
     tokio::spawn(evaluator.run(stop.clone()));
     let pager = Pager::new(log.clone(), config, Arc::new(SystemClock));
     tokio::spawn(pager.run(stop.clone()));

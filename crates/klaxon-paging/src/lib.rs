@@ -3,26 +3,26 @@
 //! paging escalates until someone acknowledges.
 //!
 //! Every decision comes from `klaxon_domain::paging` (pure) over state folded
-//! from the log; this crate is the shell around it. It follows the log,
-//! decides at the current time of an injected [`Clock`], appends the page
-//! events to the incident's `pages-INC-n` stream with an exact expected
-//! version, delivers new pages through the configured channels (the page id
-//! is the idempotency key) and records each delivery as an event. Timers are
-//! never kept anywhere else: after a restart the state is rebuilt from the
-//! log and everything overdue fires, exactly once.
+//! from the log: whom to page and when to escalate (`decide`, `next_due`),
+//! which pages to deliver and their message (`deliveries`). This crate
+//! supplies the fold and hands the decisions to the reactor shell
+//! (`klaxon_reactor`), which runs them at the time of its injected clock,
+//! appends the page events to the incident's `pages-INC-n` stream with an
+//! exact expected version, delivers new pages through the configured
+//! channels (the page id is the idempotency key) and records each delivery
+//! as an event. Timers are never kept anywhere else: after a restart the
+//! state is rebuilt from the log and everything overdue fires, exactly once.
 //!
 //! What it must never do: decide before it has folded the whole log (that
 //! would page for incidents resolved later in the log), deliver a page as a
 //! new page twice, or keep state the log cannot rebuild.
 //!
 //! Modules:
-//! - `clock`: [`Clock`], [`SystemClock`], [`ManualClock`].
-//! - `service`: [`Pager`] (the component) and its [`Handle`] (ack, queries).
+//! - `service`: [`Pager`] (the component: [`Paging`], its fold and decision,
+//!   on the shell) and its [`Handle`] (ack, queries).
 //! - `grpc`: the `klaxon.v1.Paging` server and its error mapping.
 
-mod clock;
 pub mod grpc;
 mod service;
 
-pub use clock::{Clock, ManualClock, SystemClock};
-pub use service::{Counts, Error, Handle, Pager, PagerConfig};
+pub use service::{Counts, Error, Handle, Pager, PagerConfig, Paging, State};

@@ -1,32 +1,24 @@
-//! The paging component: fold, decide, append, deliver.
+//! The paging component: its fold and decision, run by the reactor shell,
+//! and the acknowledgements and queries of its handle.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use klaxon_bus::Bus;
-use klaxon_channels::{Channels, Notification};
-use klaxon_domain::ids::{ActorId, IncidentId, KLAXON_NAMESPACE, RequestKey, ServiceName, reaction_event_id};
-use klaxon_domain::incident::{Change, Status};
+use klaxon_channels::Channels;
+use klaxon_domain::catalog::ServiceCatalog;
+use klaxon_domain::ids::{ActorId, IncidentId, KLAXON_NAMESPACE, RequestKey, ServiceName};
 use klaxon_domain::oncall::Schedules;
+use klaxon_domain::outbox::Receipt;
 use klaxon_domain::paging::{
-    self, AckError, Delivery, IncidentPaging, Page, PageEvent, PageId, PagingConfig, decide, next_due,
+    self, AckError, Delivery, IncidentPaging, Page, PageChange, PageDelivery, PageId, PagingConfig,
 };
-use klaxon_domain::severity::ServiceCatalog;
-use klaxon_log::{EventData, EventKind, ExpectedVersion, Metadata, NewEvent, Position, Record, StreamId};
-use klaxon_telemetry::Traced;
-use tokio::sync::{Semaphore, watch};
+use klaxon_log::{ExpectedVersion, Position, Record, StreamVersion};
+use klaxon_reactor::{Append, Cause, Clock, Deliver, Effect, Ids, Reactor, Trace, decode, streams};
 use tokio_util::sync::CancellationToken;
-use tracing::Instrument;
 use uuid::Uuid;
 
-/// Deliveries running at once.
-const DELIVERIES_MAX: usize = 16;
-/// How long a request waits for the service to catch up with the log.
-const CATCH_UP_WAIT: Duration = Duration::from_secs(5);
-/// How long a clean stop waits for deliveries under way.
-const DRAIN_WAIT: Duration = Duration::from_secs(30);
 /// Attempts of an acknowledgement that races with the service's own appends.
 const ACK_ATTEMPTS_MAX: usize = 5;
 
@@ -42,20 +34,10 @@ pub enum Error {
     /// No such incident (it has no pages).
     #[error("{0} has no pages")]
     NoPages(IncidentId),
-    /// The log failed.
+    /// The log failed, a stored event does not decode, or the service is
+    /// stopping or not keeping up.
     #[error(transparent)]
-    Log(#[from] klaxon_log::Error),
-    /// A stored event does not decode.
-    #[error("the event at position {position} does not decode: {reason}")]
-    Undecodable {
-        /// Where.
-        position: Position,
-        /// Why.
-        reason: String,
-    },
-    /// The service is stopping or not keeping up.
-    #[error("paging is unavailable: {0}")]
-    Unavailable(String),
+    Reactor(#[from] klaxon_reactor::Error),
     /// A request field is malformed (the request id). Nothing was written.
     #[error(transparent)]
     Request(#[from] klaxon_domain::Error),
@@ -76,23 +58,24 @@ pub struct PagerConfig {
 
 /// The paging service. Build it, take [`Handle`]s, then [`Pager::run`] it.
 pub struct Pager {
-    handle: Handle,
+    reactor: Reactor<Paging>,
 }
 
 /// A cheap-to-clone handle: acknowledgements and queries.
 #[derive(Clone)]
 pub struct Handle {
-    log: Bus,
-    config: PagerConfig,
-    clock: Arc<dyn crate::Clock>,
-    state: Arc<Mutex<State>>,
-    applied: watch::Sender<Position>,
+    reactor: klaxon_reactor::Handle<Paging>,
 }
 
+/// Paging as the shell runs it.
+pub struct Paging {
+    config: PagerConfig,
+}
+
+/// What paging folds from the log.
 #[derive(Default)]
-struct State {
+pub struct State {
     incidents: HashMap<IncidentId, IncidentPaging>,
-    titles: HashMap<IncidentId, String>,
     /// The trace context of each incident: the W3C traceparent of its
     /// latest incident event that carried one (for a new Sev-1, the severity
     /// assessment). A decision's `paging.page` span is its child.
@@ -100,11 +83,6 @@ struct State {
     /// The trace context each page was decided in (its `page.responder_paged`
     /// record's): the parent of its delivery's `paging.deliver` span.
     page_traces: HashMap<PageId, String>,
-    /// Incidents whose latest decision is appended but not yet folded back:
-    /// no new decision until the fold has passed this position.
-    in_flight: HashMap<IncidentId, Position>,
-    /// Pages being delivered right now.
-    delivering: HashSet<PageId>,
     /// Paging events folded so far, by what they record (for metrics).
     counts: Counts,
 }
@@ -126,372 +104,130 @@ pub struct Counts {
     pub slo_breaches: u64,
 }
 
+/// `Exact(n)` for an existing stream, `NoStream` for a new one.
+fn exact_or_new(version: u64) -> ExpectedVersion {
+    if version == 0 { ExpectedVersion::NoStream } else { ExpectedVersion::Exact(StreamVersion(version)) }
+}
+
+impl klaxon_reactor::Service for Paging {
+    type State = State;
+    type Then = PageDelivery;
+    const NAME: &'static str = "paging";
+    const TIMERS: bool = true;
+
+    fn fold(&self, state: &mut State, record: &Record) -> Result<Option<IncidentId>, klaxon_reactor::Error> {
+        let config = &self.config.paging;
+        if let Some(event) = decode::incident(record)? {
+            if let Some(traceparent) = &record.metadata.traceparent {
+                state.traces.insert(event.incident, traceparent.clone());
+            }
+            let paging = state.incidents.entry(event.incident);
+            paging.or_insert_with(|| IncidentPaging::new(event.incident, config)).apply_incident(&event);
+            return Ok(Some(event.incident));
+        }
+        let Some(event) = decode::event::<PageChange>(record)? else { return Ok(None) };
+        let counts = &mut state.counts;
+        match &event.change {
+            PageChange::PageDelivered(_) => counts.delivered += 1,
+            PageChange::PageDeliveryFailed(_) => counts.delivery_failed += 1,
+            PageChange::PageAcknowledged(_) => counts.acknowledged += 1,
+            PageChange::PageEscalated(_) => counts.escalated += 1,
+            PageChange::SloBreached(_) => counts.slo_breaches += 1,
+            PageChange::ResponderPaged(p) => {
+                if let Some(traceparent) = &record.metadata.traceparent {
+                    state.page_traces.insert(p.page, traceparent.clone());
+                }
+            }
+            PageChange::AckTimedOut(_) => {}
+        }
+        let paging = state.incidents.entry(event.incident);
+        paging.or_insert_with(|| IncidentPaging::new(event.incident, config)).apply_page(&event);
+        Ok(Some(event.incident))
+    }
+
+    /// What the domain decides at `now` (appended to `pages-INC-n` at the
+    /// version decided on, ids derived from it, in a `paging.page` span),
+    /// and the pages to deliver (each in a `paging.deliver` span below the
+    /// page's decision).
+    fn decide(&self, state: &State, id: IncidentId, _cause: &Cause, now: DateTime<Utc>) -> Vec<Effect<PageDelivery>> {
+        let Some(paging) = state.incidents.get(&id) else { return Vec::new() };
+        let c = &self.config;
+        let mut effects = Vec::new();
+        let events = paging::decide(paging, &c.paging, &c.catalog, &c.schedules, now);
+        if !events.is_empty() {
+            let version = paging.page_stream_version();
+            let stream = streams::pages(id);
+            let ids = Ids::at_version(&stream, version, "paging.decide");
+            let span = tracing::info_span!(parent: None, "paging.page", incident = %id, events = events.len());
+            let trace = Trace::new(span, state.traces.get(&id).cloned());
+            effects.push(Effect::Append(Append::new(stream, exact_or_new(version), &events, ids).traced(trace)));
+        }
+        for delivery in paging::deliveries(paging, &c.paging) {
+            let page = delivery.page();
+            let span = tracing::info_span!(parent: None, "paging.deliver", page = %page);
+            let parent = state.page_traces.get(&page).or(state.traces.get(&id)).cloned();
+            let sends = delivery.sends().to_vec();
+            effects.push(Effect::Deliver(Deliver { sends, then: delivery, trace: Some(Trace::new(span, parent)) }));
+        }
+        effects
+    }
+
+    fn next_due(&self, state: &State, id: IncidentId) -> Option<DateTime<Utc>> {
+        paging::next_due(state.incidents.get(&id)?, &self.config.paging)
+    }
+
+    /// The outcome of a page's delivery, with ids derived from the page, so
+    /// that recording it twice writes it once.
+    fn recorded(&self, delivery: PageDelivery, receipts: Vec<Receipt>) -> Option<Append> {
+        let page = delivery.page();
+        let events = delivery.recorded(&receipts);
+        let stream = streams::pages(page.incident());
+        let basis = Uuid::new_v5(&KLAXON_NAMESPACE, page.to_string().as_bytes()).as_u128() as u64;
+        let ids = Ids::at_version(&stream, basis, "paging.delivery");
+        Some(Append::new(stream, ExpectedVersion::Any, &events, ids))
+    }
+}
+
 impl Pager {
-    /// A pager over `log` with its configuration and clock.
-    pub fn new(log: impl Into<Bus>, config: PagerConfig, clock: Arc<dyn crate::Clock>) -> Pager {
-        let handle = Handle {
-            log: log.into(),
-            config,
-            clock,
-            state: Arc::new(Mutex::new(State::default())),
-            applied: watch::channel(Position::ZERO).0,
-        };
-        Pager { handle }
+    /// A pager over `log` with its configuration and clock; pages go out
+    /// through `config.channels`.
+    pub fn new(log: impl Into<Bus>, config: PagerConfig, clock: Arc<dyn Clock>) -> Pager {
+        let channels = config.channels.clone();
+        Pager { reactor: Reactor::new(log, Paging { config }, clock).with_outbox(channels) }
     }
 
     /// A handle to it.
     pub fn handle(&self) -> Handle {
-        self.handle.clone()
+        Handle { reactor: self.reactor.handle() }
     }
 
     /// Folds the whole log, then decides for every incident, and from then
     /// on follows the log and the clock until `shutdown`.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), Error> {
-        let h = self.handle;
-        let start_head = h.log.head().await?;
-        let mut caught_up = start_head == Position::ZERO;
-        let mut subscription = h.log.subscribe(Position(1));
-        let deliveries = Arc::new(Semaphore::new(DELIVERIES_MAX));
-        let mut delivering = tokio::task::JoinSet::new();
-        let mut dirty: HashSet<IncidentId> = HashSet::new();
-        loop {
-            let wake = if caught_up { h.next_wake() } else { None };
-            let sleep = match wake {
-                Some(at) => h.clock.sleep_until(at),
-                None => Box::pin(std::future::pending()),
-            };
-            tokio::select! {
-                _ = shutdown.cancelled() => break,
-                next = subscription.next() => {
-                    let Some(record) = next else { break };
-                    let record = record?;
-                    if let Some(id) = h.fold(&record)? {
-                        dirty.insert(id);
-                    }
-                    h.applied.send_replace(record.position);
-                    if !caught_up && record.position >= start_head {
-                        caught_up = true;
-                        dirty.extend(h.state.lock().expect("state").incidents.keys().copied());
-                    }
-                }
-                _ = sleep => {
-                    let now = h.clock.now();
-                    let state = h.state.lock().expect("state");
-                    dirty.extend(
-                        state.incidents.iter()
-                            .filter(|(_, s)| next_due(s, &h.config.paging).is_some_and(|due| due <= now))
-                            .map(|(id, _)| *id),
-                    );
-                }
-            }
-            if !caught_up {
-                continue;
-            }
-            for id in std::mem::take(&mut dirty) {
-                h.decide_and_append(id).await?;
-                h.start_deliveries(id, &deliveries, &mut delivering);
-            }
-            // Reap finished deliveries so the set stays small.
-            while delivering.try_join_next().is_some() {}
-        }
-        // A clean stop lets deliveries under way finish and record their
-        // outcome (they are bounded by the channels' attempts and timeouts),
-        // so that a restart does not deliver them again.
-        if tokio::time::timeout(DRAIN_WAIT, async { while delivering.join_next().await.is_some() {} }).await.is_err() {
-            tracing::warn!("page deliveries still running at shutdown; they will be retried after the restart");
-        }
-        Ok(())
+        Ok(self.reactor.run(shutdown).await?)
     }
 }
 
 impl Handle {
     /// Paging events folded so far, by kind (for metrics).
     pub fn counts(&self) -> Counts {
-        self.state.lock().expect("state").counts
+        self.reactor.read(|s| s.counts)
     }
 
-    /// The last log position folded into this service's projection (for
-    /// the consumer-lag metric).
-    pub fn applied(&self) -> Position {
-        *self.applied.borrow()
+    /// Where paging is in the log (for metrics and the barrier).
+    pub fn reactor(&self) -> &klaxon_reactor::Handle<Paging> {
+        &self.reactor
     }
 
-    /// Folds one record; returns the incident it concerns, if any.
-    fn fold(&self, record: &Record) -> Result<Option<IncidentId>, Error> {
-        let kind = record.kind.as_str();
-        let undecodable =
-            |e: &dyn std::fmt::Display| Error::Undecodable { position: record.position, reason: e.to_string() };
-        let mut state = self.state.lock().expect("state");
-        let id = if kind.starts_with("incident.") {
-            let event = klaxon_domain::incident::IncidentEvent::from_json(kind, record.data.as_str())
-                .map_err(|e| undecodable(&e))?;
-            if let Change::Reported(r) = &event.change {
-                state.titles.insert(event.incident, r.title.clone());
-            }
-            if let Some(traceparent) = &record.metadata.traceparent {
-                state.traces.insert(event.incident, traceparent.clone());
-            }
-            let config = &self.config.paging;
-            state
-                .incidents
-                .entry(event.incident)
-                .or_insert_with(|| IncidentPaging::new(event.incident, config))
-                .apply_incident(&event);
-            event.incident
-        } else if paging::KINDS.contains(&kind) {
-            let event = PageEvent::from_json(kind, record.data.as_str()).map_err(|e| undecodable(&e))?;
-            let counts = &mut state.counts;
-            match &event.change {
-                paging::PageChange::PageDelivered(_) => counts.delivered += 1,
-                paging::PageChange::PageDeliveryFailed(_) => counts.delivery_failed += 1,
-                paging::PageChange::PageAcknowledged(_) => counts.acknowledged += 1,
-                paging::PageChange::PageEscalated(_) => counts.escalated += 1,
-                paging::PageChange::SloBreached(_) => counts.slo_breaches += 1,
-                _ => {}
-            }
-            if let (paging::PageChange::ResponderPaged(p), Some(traceparent)) =
-                (&event.change, &record.metadata.traceparent)
-            {
-                state.page_traces.insert(p.page, traceparent.clone());
-            }
-            if let paging::PageChange::PageDelivered(d) = &event.change {
-                state.delivering.remove(&d.page);
-            }
-            if let paging::PageChange::PageDeliveryFailed(d) = &event.change {
-                state.delivering.remove(&d.page);
-            }
-            let config = &self.config.paging;
-            state
-                .incidents
-                .entry(event.incident)
-                .or_insert_with(|| IncidentPaging::new(event.incident, config))
-                .apply_page(&event);
-            event.incident
-        } else {
-            return Ok(None);
-        };
-        if state.in_flight.get(&id).is_some_and(|p| record.position >= *p) {
-            state.in_flight.remove(&id);
-        }
-        Ok(Some(id))
-    }
-
-    /// The earliest instant some incident's decision is due.
-    fn next_wake(&self) -> Option<DateTime<Utc>> {
-        let state = self.state.lock().expect("state");
-        state
-            .incidents
-            .iter()
-            .filter(|(id, _)| !state.in_flight.contains_key(*id))
-            .filter_map(|(_, s)| next_due(s, &self.config.paging))
-            .min()
-    }
-
-    /// Decides for one incident at the clock's time and appends the result,
-    /// in a `paging.page` span below the incident's latest trace context.
-    async fn decide_and_append(&self, id: IncidentId) -> Result<(), Error> {
-        let (events, version, trace) = {
-            let state = self.state.lock().expect("state");
-            if state.in_flight.contains_key(&id) {
-                return Ok(());
-            }
-            let Some(paging) = state.incidents.get(&id) else { return Ok(()) };
-            let c = &self.config;
-            let events = decide(paging, &c.paging, &c.catalog, &c.schedules, self.clock.now());
-            (events, paging.page_stream_version(), state.traces.get(&id).cloned())
-        };
-        if events.is_empty() {
-            return Ok(());
-        }
-        let span = tracing::info_span!(parent: None, "paging.page", incident = %id, events = events.len());
-        let traced = Traced::new(span, trace.as_deref());
-        let expected = ExpectedVersion::exact_or_new(version);
-        let appended = self
-            .append(id, expected, &events, "paging.decide", version, traced.traceparent())
-            .instrument(traced.span().clone())
-            .await;
-        match appended {
-            Ok(last) => {
-                traced.span().in_scope(|| {
-                    for e in &events {
-                        tracing::info!(incident = %id, "{}", e.summary());
-                    }
-                });
-                self.state.lock().expect("state").in_flight.insert(id, last);
-                Ok(())
-            }
-            // Someone else (an acknowledgement, a delivery) wrote first: the
-            // fold will catch up and decide again.
-            Err(Error::Log(klaxon_log::Error::WrongExpectedVersion { .. })) => Ok(()),
-            Err(e) => Err(e),
-        }
-    }
-
-    /// Appends page events with ids derived from the stream version they
-    /// were decided at, so the same decision is never written twice, and
-    /// with the trace context they were decided in.
-    async fn append(
-        &self,
-        id: IncidentId,
-        expected: ExpectedVersion,
-        events: &[PageEvent],
-        reaction: &str,
-        basis: u64,
-        traceparent: Option<&str>,
-    ) -> Result<Position, Error> {
-        self.append_with(id, expected, events, None, reaction, basis, traceparent).await
-    }
-
-    /// Appends `events` to the incident's page stream with the given ids, or
-    /// (`None`) ids derived from `reaction` and `basis`.
-    #[allow(clippy::too_many_arguments)]
-    async fn append_with(
-        &self,
-        id: IncidentId,
-        expected: ExpectedVersion,
-        events: &[PageEvent],
-        ids: Option<Vec<Uuid>>,
-        reaction: &str,
-        basis: u64,
-        traceparent: Option<&str>,
-    ) -> Result<Position, Error> {
-        let stream = StreamId::new(paging::stream(id)).expect("page streams are valid stream ids");
-        let cause = Uuid::new_v5(&KLAXON_NAMESPACE, format!("{stream}@{basis}").as_bytes());
-        let new = events
-            .iter()
-            .enumerate()
-            .map(|(i, e)| {
-                Ok(NewEvent {
-                    id: match &ids {
-                        Some(ids) => ids[i],
-                        None => reaction_event_id(cause, reaction, i as u32),
-                    },
-                    kind: EventKind::new(e.kind()).expect("domain kinds are valid"),
-                    data: EventData::from_value(&e.to_json())?,
-                    metadata: Metadata {
-                        actor: Some(e.by.to_string()),
-                        correlation_id: Some(Uuid::new_v5(
-                            &KLAXON_NAMESPACE,
-                            klaxon_intake::stream_of(id).as_str().as_bytes(),
-                        )),
-                        traceparent: traceparent.map(str::to_owned),
-                        ..Metadata::default()
-                    },
-                })
-            })
-            .collect::<Result<Vec<_>, klaxon_log::Error>>()?;
-        Ok(self.log.append(&stream, expected, new).await?.last)
-    }
-
-    /// Starts delivering the incident's new pages, at most once at a time per page.
-    fn start_deliveries(&self, id: IncidentId, limit: &Arc<Semaphore>, tasks: &mut tokio::task::JoinSet<()>) {
-        if self.config.paging.channels().is_empty() {
-            return;
-        }
-        let pages: Vec<(Page, String, Option<String>)> = {
-            let mut state = self.state.lock().expect("state");
-            let title = state.titles.get(&id).cloned().unwrap_or_default();
-            let state = &mut *state;
-            let Some(paging) = state.incidents.get(&id) else { return };
-            if paging.status().is_none_or(|s| matches!(s, Status::Resolved | Status::Closed)) {
-                return;
-            }
-            let due: Vec<Page> = paging::undelivered(paging)
-                .into_iter()
-                .filter(|p| p.acknowledged().is_none() && !state.delivering.contains(&p.id()))
-                .cloned()
-                .collect();
-            for p in &due {
-                state.delivering.insert(p.id());
-            }
-            let trace = |p: &Page| state.page_traces.get(&p.id()).or(state.traces.get(&id)).cloned();
-            due.into_iter()
-                .map(|p| {
-                    let trace = trace(&p);
-                    (p, title.clone(), trace)
-                })
-                .collect()
-        };
-        for (page, title, trace) in pages {
-            let handle = self.clone();
-            let limit = limit.clone();
-            let span = tracing::info_span!(parent: None, "paging.deliver", page = %page.id());
-            let traced = Traced::new(span, trace.as_deref());
-            let span = traced.span().clone();
-            tasks.spawn(
-                async move {
-                    let _permit = limit.acquire_owned().await;
-                    // On success the page stays in `delivering` until its record is
-                    // folded; otherwise a decision in between would see it still
-                    // undelivered and deliver it again.
-                    if let Err(e) = handle.deliver(&page, &title, traced.traceparent()).await {
-                        tracing::error!(page = %page.id(), error = %e, "recording a page delivery failed");
-                        handle.state.lock().expect("state").delivering.remove(&page.id());
-                    }
-                }
-                .instrument(span),
-            );
-        }
-    }
-
-    /// Delivers one page through every paging channel and records each
-    /// outcome, with the trace context `traceparent`.
-    async fn deliver(&self, page: &Page, title: &str, traceparent: Option<&str>) -> Result<(), Error> {
-        let id = page.id();
-        let incident = id.incident();
-        let severity = self.state.lock().expect("state").incidents.get(&incident).and_then(|s| s.severity());
-        let severity_text = severity.map_or("-".to_string(), |s| s.to_string());
-        let mut fields = BTreeMap::new();
-        fields.insert("incident".into(), incident.to_string().into());
-        fields.insert("page".into(), id.to_string().into());
-        fields.insert("severity".into(), severity_text.clone().into());
-        fields.insert("reason".into(), page.reason().as_str().into());
-        if let Some(deadline) = page.deadline() {
-            fields.insert("acknowledge_by".into(), deadline.to_rfc3339().into());
-        }
-        let notification = Notification {
-            idempotency_key: id.to_string(),
-            kind: "page".into(),
-            title: format!("{severity_text} {incident}: {title}"),
-            text: format!(
-                "You are paged for {incident} ({}). Acknowledge with: klaxon ack {id}",
-                page.reason().as_str()
-            ),
-            fields,
-            recipient: Some(page.responder().to_string()),
-        };
-        let mut events = Vec::new();
-        for channel in self.config.paging.channels() {
-            let now = self.clock.now();
-            events.push(match self.config.channels.deliver(channel, &notification).await {
-                Ok(d) => PageEvent::delivered(id, channel, d.attempts, now),
-                Err(e) => {
-                    tracing::warn!(page = %id, %channel, error = %e, "page delivery failed");
-                    PageEvent::delivery_failed(id, channel, attempts_of(&e), &e.to_string(), now)
-                }
-            });
-        }
-        let basis = Uuid::new_v5(&KLAXON_NAMESPACE, id.to_string().as_bytes()).as_u128() as u64;
-        self.append(incident, ExpectedVersion::Any, &events, "paging.delivery", basis, traceparent).await?;
-        Ok(())
-    }
-
-    async fn caught_up(&self) -> Result<(), Error> {
-        let head = self.log.head().await?;
-        let mut applied = self.applied.subscribe();
-        match tokio::time::timeout(CATCH_UP_WAIT, applied.wait_for(|p| *p >= head)).await {
-            Ok(Ok(_)) => Ok(()),
-            _ => Err(Error::Unavailable(format!("not caught up with position {head}"))),
-        }
+    fn config(&self) -> &PagerConfig {
+        &self.reactor.service().config
     }
 
     /// The service of the page's incident, for team-scope checks.
     pub async fn page_service(&self, page: PageId) -> Result<Option<ServiceName>, Error> {
-        self.caught_up().await?;
-        let state = self.state.lock().expect("state");
-        let paging =
-            state.incidents.get(&page.incident()).ok_or(AckError::UnknownPage { page, incident: page.incident() })?;
-        Ok(paging.service().cloned())
+        self.reactor.caught_up().await?;
+        let service = self.reactor.read(|s| s.incidents.get(&page.incident()).map(|p| p.service().cloned()));
+        Ok(service.ok_or(AckError::UnknownPage { page, incident: page.incident() })?)
     }
 
     /// Acknowledges a page as `actor`: only the paged responder or a
@@ -511,35 +247,36 @@ impl Handle {
         if let Some(first) = self.first_ack(page, key).await? {
             return Ok(first);
         }
+        let incident = page.incident();
         for _ in 0..ACK_ATTEMPTS_MAX {
-            self.caught_up().await?;
-            let (event, version, trace) = {
-                let state = self.state.lock().expect("state");
-                let Some(paging) = state.incidents.get(&page.incident()) else {
-                    return Err(AckError::UnknownPage { page, incident: page.incident() }.into());
+            self.reactor.caught_up().await?;
+            let now = self.reactor.now();
+            let (event, version, trace) = self.reactor.read(|state| {
+                let Some(paging) = state.incidents.get(&incident) else {
+                    return Err(AckError::UnknownPage { page, incident });
                 };
-                (
-                    paging::acknowledge(paging, &page, actor, &self.config.paging, self.clock.now())?,
-                    paging.page_stream_version(),
-                    state.page_traces.get(&page).cloned(),
-                )
+                let event = paging::acknowledge(paging, &page, actor, &self.config().paging, now)?;
+                Ok((event, paging.page_stream_version(), state.page_traces.get(&page).cloned()))
+            })?;
+            let stream = streams::pages(incident);
+            let ids = match key {
+                Some(key) => Ids::requested(key.clone()),
+                None => Ids::at_version(&stream, version, "paging.ack"),
             };
-            let expected = ExpectedVersion::exact_or_new(version);
-            let acks = std::slice::from_ref(&event);
-            let ids = key.map(|k| vec![k.event_id(0)]);
-            match self.append_with(page.incident(), expected, acks, ids, "paging.ack", version, trace.as_deref()).await
-            {
-                Ok(position) => return self.page_at(page, position).await,
-                Err(Error::Log(klaxon_log::Error::WrongExpectedVersion { .. })) => {
+            let append = Append::new(stream, exact_or_new(version), &[event], ids).traced(Trace::continuing(trace));
+            match self.reactor.append(append).await {
+                Ok(appended) => return self.page_at(page, appended.last).await,
+                Err(klaxon_reactor::Error::Log(klaxon_log::Error::WrongExpectedVersion { .. })) => {
                     // The same request, sent twice at once, may have won.
                     if let Some(first) = self.first_ack(page, key).await? {
                         return Ok(first);
                     }
                 }
-                Err(e) => return Err(e),
+                Err(e) => return Err(e.into()),
             }
         }
-        Err(Error::Unavailable("the page kept changing; retry".into()))
+        Err(klaxon_reactor::Error::Unavailable { service: "paging", reason: "the page kept changing; retry".into() }
+            .into())
     }
 
     /// The acknowledgement written earlier under `key`, if any: the page as
@@ -547,12 +284,13 @@ impl Handle {
     /// page is refused.
     async fn first_ack(&self, page: PageId, key: Option<&RequestKey>) -> Result<Option<(Page, Position)>, Error> {
         let Some(key) = key else { return Ok(None) };
-        let Some((position, _, _)) = self.log.locate(key.event_id(0)).await? else { return Ok(None) };
-        let record = self.log.read_one(position).await?;
-        let event = PageEvent::from_json(record.kind.as_str(), record.data.as_str())
-            .map_err(|e| Error::Undecodable { position, reason: e.to_string() })?;
-        match event.change {
-            paging::PageChange::PageAcknowledged(ack) if ack.page == page => {
+        let bus = self.reactor.bus();
+        let Some((position, _, _)) = bus.locate(key.event_id(0)).await.map_err(klaxon_reactor::Error::from)? else {
+            return Ok(None);
+        };
+        let record = bus.read_one(position).await.map_err(klaxon_reactor::Error::from)?;
+        match klaxon_reactor::decode::event::<PageChange>(&record)?.map(|e| e.change) {
+            Some(PageChange::PageAcknowledged(ack)) if ack.page == page => {
                 Ok(Some(self.page_at(page, position).await?))
             }
             _ => Err(klaxon_domain::Error::InvalidField {
@@ -565,11 +303,15 @@ impl Handle {
 
     /// The page once the service has folded `position`, and `position`.
     async fn page_at(&self, page: PageId, position: Position) -> Result<(Page, Position), Error> {
-        let mut applied = self.applied.subscribe();
-        let _ = tokio::time::timeout(CATCH_UP_WAIT, applied.wait_for(|p| *p >= position)).await;
-        let state = self.state.lock().expect("state");
-        let found = state.incidents.get(&page.incident()).and_then(|s| s.page(&page)).cloned();
-        found.map(|p| (p, position)).ok_or(Error::Unavailable("the acknowledgement was not folded".into()))
+        // Best effort: the acknowledgement is written either way.
+        let _ = self.reactor.wait_applied(position).await;
+        let incident = page.incident();
+        let found = self.reactor.read(|s| s.incidents.get(&incident).and_then(|p| p.page(&page)).cloned());
+        let unfolded = || klaxon_reactor::Error::Unavailable {
+            service: "paging",
+            reason: "the acknowledgement was not folded".into(),
+        };
+        Ok((found.ok_or_else(unfolded)?, position))
     }
 
     /// Who is on call on `schedule` (or every schedule) at `at` (or now).
@@ -578,8 +320,8 @@ impl Handle {
         schedule: Option<&str>,
         at: Option<DateTime<Utc>>,
     ) -> Result<Vec<(String, Option<klaxon_domain::oncall::OnCall>)>, Error> {
-        let at = at.unwrap_or_else(|| self.clock.now());
-        let schedules = &self.config.schedules;
+        let at = at.unwrap_or_else(|| self.reactor.now());
+        let schedules = &self.config().schedules;
         match schedule {
             Some(name) => {
                 let s = schedules.get(name).ok_or_else(|| Error::UnknownSchedule(name.to_string()))?;
@@ -591,10 +333,9 @@ impl Handle {
 
     /// The incident's pages, oldest first.
     pub async fn pages(&self, incident: IncidentId) -> Result<Vec<Page>, Error> {
-        self.caught_up().await?;
-        let state = self.state.lock().expect("state");
-        let paging = state.incidents.get(&incident).ok_or(Error::NoPages(incident))?;
-        let mut pages: Vec<Page> = paging.pages().cloned().collect();
+        self.reactor.caught_up().await?;
+        let pages = self.reactor.read(|s| s.incidents.get(&incident).map(|p| p.pages().cloned().collect::<Vec<_>>()));
+        let mut pages = pages.ok_or(Error::NoPages(incident))?;
         pages.sort_by_key(|p| p.id().number());
         Ok(pages)
     }
@@ -605,28 +346,6 @@ impl Handle {
             Delivery::Pending => "pending",
             Delivery::Delivered { .. } => "delivered",
             Delivery::Failed { .. } => "failed",
-        }
-    }
-}
-
-fn attempts_of(e: &klaxon_channels::Error) -> u32 {
-    match e {
-        klaxon_channels::Error::Exhausted { attempts, .. } => *attempts,
-        _ => 1,
-    }
-}
-
-/// `Exact(n)` for an existing stream, `NoStream` for a new one.
-trait ExactOrNew {
-    fn exact_or_new(version: u64) -> ExpectedVersion;
-}
-
-impl ExactOrNew for ExpectedVersion {
-    fn exact_or_new(version: u64) -> ExpectedVersion {
-        if version == 0 {
-            ExpectedVersion::NoStream
-        } else {
-            ExpectedVersion::Exact(klaxon_log::StreamVersion(version))
         }
     }
 }

@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use chrono::{TimeDelta, Utc};
 use klaxon_domain::ids::{ActorId, Audience, IncidentId, ReportSource, Severity};
-use klaxon_domain::incident::{Command, Incident, IncidentEvent, decide, evolve};
+use klaxon_domain::incident::{Command, Incident, IncidentEvent, Incidents, decide, evolve};
 use klaxon_domain::notifier::{IncidentNotifications, NotifierSectionConfig};
 use klaxon_domain::oncall::SchedulesConfig;
 use klaxon_domain::paging::{IncidentPaging, PageEvent, PagingConfig, PagingFileConfig};
@@ -167,8 +167,8 @@ fn main() {
             std::hint::black_box(r);
         }),
     ));
-    let mut incidents = klaxon_intake::Incidents::default();
-    rows.push(("intake projection (incidents)".into(), pass(&log, |r| incidents.apply(r).unwrap())));
+    let mut incidents = Incidents::default();
+    rows.push(("intake projection (incidents)".into(), pass(&log, |r| incidents.apply(&decode(r)))));
     let mut pagers: HashMap<IncidentId, IncidentPaging> = HashMap::new();
     rows.push((
         "paging fold".into(),
@@ -203,14 +203,14 @@ fn main() {
         reviews.values().map(|(_, events)| IncidentMetrics::compute(events, &[] as &[PageEvent])).collect();
     let metrics_rate = (events as f64) / start.elapsed().as_secs_f64();
     rows.push((format!("review metrics of all {} incidents (events/s)", metrics.len()), metrics_rate));
-    let mut all_incidents = klaxon_intake::Incidents::default();
+    let mut all_incidents = Incidents::default();
     let mut all_pagers: HashMap<IncidentId, IncidentPaging> = HashMap::new();
     let mut all_notifications: HashMap<IncidentId, IncidentNotifications> = HashMap::new();
     rows.push((
         "every projection in one pass".into(),
         pass(&log, |r| {
-            all_incidents.apply(r).unwrap();
             let e = decode(r);
+            all_incidents.apply(&e);
             all_pagers.entry(e.incident).or_insert_with(|| IncidentPaging::new(e.incident, &paging)).apply_incident(&e);
             all_notifications
                 .entry(e.incident)

@@ -46,10 +46,9 @@ pub fn to_status(error: Error) -> Status {
             status.metadata_mut().insert(CURRENT_VERSION_TRAILER, current.into());
             status
         }
-        Error::Unavailable(_) => Status::unavailable(message),
-        // The log server is away (distributed topology): worth a retry.
-        Error::Log(klaxon_log::Error::Unavailable { .. }) => Status::unavailable(message),
-        Error::Log(_) | Error::Undecodable { .. } => Status::internal(message),
+        // Catching up, stopping, or the log server is away: worth a retry.
+        Error::Reactor(e) if e.is_unavailable() => Status::unavailable(message),
+        Error::Reactor(_) => Status::internal(message),
     }
 }
 

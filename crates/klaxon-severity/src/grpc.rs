@@ -29,10 +29,8 @@ pub fn to_status(error: Error) -> Status {
     let message = error.to_string();
     match error {
         Error::UnknownIncident(_) => Status::not_found(message),
-        Error::Unavailable(_) => Status::unavailable(message),
-        // The log server is away (distributed topology): worth a retry.
-        Error::Log(klaxon_log::Error::Unavailable { .. }) => Status::unavailable(message),
-        Error::Log(_) | Error::Projection(_) => Status::internal(message),
+        Error::Reactor(e) if e.is_unavailable() => Status::unavailable(message),
+        Error::Reactor(_) => Status::internal(message),
     }
 }
 

@@ -1,193 +1,135 @@
-//! The evaluator component.
+//! The evaluator: its fold and decision, run by the reactor shell.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
 use klaxon_bus::Bus;
-use klaxon_domain::ids::{ActorId, IncidentId, Severity, reaction_event_id};
-use klaxon_domain::incident::{Change, Incident, IncidentEvent, SeverityAssessed};
-use klaxon_domain::severity::{Explanation, Facts, Rules, ServiceCatalog, reassess};
-use klaxon_intake::{Incidents, projection};
-use klaxon_log::{EventData, EventKind, ExpectedVersion, Metadata, NewEvent, Position, Record};
-use klaxon_telemetry::Traced;
-use tokio::sync::watch;
+use klaxon_domain::catalog::ServiceCatalog;
+use klaxon_domain::ids::IncidentId;
+use klaxon_domain::incident::{Incident, Incidents};
+use klaxon_domain::severity::{Explanation, Facts, Rules, assess};
+use klaxon_log::{ExpectedVersion, Record};
+use klaxon_reactor::{Append, Cause, Clock, Effect, Ids, Reactor, Trace, decode, streams};
 use tokio_util::sync::CancellationToken;
-use tracing::Instrument;
 
 /// The evaluator's checkpoint name in the log.
 pub const CONSUMER: &str = "severity";
 /// The actor recorded on assessments.
-pub const ACTOR: &str = "klaxon-severity";
+pub const ACTOR: &str = klaxon_domain::severity::SEVERITY_ACTOR;
 /// The reaction name that, with the cause's id, derives an assessment's id.
 const REACTION: &str = "severity.assessed";
-/// Records between two checkpoint saves.
-const CHECKPOINT_EVERY: u64 = 256;
 
 /// What can go wrong.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The log failed.
+    /// The log failed, a stored event does not decode, or the evaluator is
+    /// not keeping up.
     #[error(transparent)]
-    Log(#[from] klaxon_log::Error),
-    /// A stored incident event does not decode.
-    #[error(transparent)]
-    Projection(#[from] klaxon_intake::Error),
+    Reactor(#[from] klaxon_reactor::Error),
     /// No such incident.
     #[error("unknown incident {0}")]
     UnknownIncident(IncidentId),
-    /// The evaluator is not keeping up or stopped.
-    #[error("the severity evaluator is unavailable: {0}")]
-    Unavailable(String),
 }
 
 /// The severity evaluator. Build it, take [`Handle`]s, then [`Evaluator::run`].
 pub struct Evaluator {
-    handle: Handle,
+    reactor: Reactor<Assessing>,
 }
 
 /// A cheap-to-clone handle for queries.
 #[derive(Clone)]
 pub struct Handle {
-    log: Bus,
+    reactor: klaxon_reactor::Handle<Assessing>,
+}
+
+/// The evaluator as the shell runs it: the rules and the catalog.
+pub struct Assessing {
     rules: Arc<Rules>,
     catalog: Arc<ServiceCatalog>,
-    incidents: Arc<RwLock<Incidents>>,
-    applied: watch::Sender<Position>,
+}
+
+/// What the evaluator folds: every incident, and when its latest event
+/// happened (the time its assessment is stamped with).
+#[derive(Default)]
+pub struct State {
+    incidents: Incidents,
+    latest: HashMap<IncidentId, DateTime<Utc>>,
+}
+
+impl klaxon_reactor::Service for Assessing {
+    type State = State;
+    type Then = ();
+    const NAME: &'static str = "the severity evaluator";
+    const CHECKPOINT: Option<&'static str> = Some(CONSUMER);
+
+    fn fold(&self, state: &mut State, record: &Record) -> Result<Option<IncidentId>, klaxon_reactor::Error> {
+        let Some(event) = decode::incident(record)? else { return Ok(None) };
+        state.incidents.apply(&event);
+        state.latest.insert(event.incident, event.at);
+        Ok(Some(event.incident))
+    }
+
+    /// The assessment the incident's facts call for, appended to its own
+    /// stream with an id derived from its latest record, in a
+    /// `severity.assess` span below that record's trace, so that paging and
+    /// the notifier descend from it.
+    fn decide(&self, state: &State, id: IncidentId, cause: &Cause, _now: DateTime<Utc>) -> Vec<Effect<()>> {
+        let (Some(incident), Some(at)) = (state.incidents.get(id), state.latest.get(&id)) else { return Vec::new() };
+        let Some(assessed) = assess(incident, &self.rules, &self.catalog, *at) else { return Vec::new() };
+        let span = tracing::info_span!(parent: None, "severity.assess", incident = %id, severity = %assessed_severity(&assessed));
+        let append =
+            Append::new(streams::incident(id), ExpectedVersion::Any, &[assessed], Ids::caused_by(cause.id, REACTION))
+                .caused_by(cause.id)
+                .traced(Trace::new(span, cause.traceparent.clone()));
+        vec![Effect::Append(append)]
+    }
+}
+
+fn assessed_severity(event: &klaxon_domain::incident::IncidentEvent) -> String {
+    match &event.change {
+        klaxon_domain::incident::Change::SeverityAssessed(a) => a.severity.to_string(),
+        _ => String::new(),
+    }
 }
 
 impl Evaluator {
     /// An evaluator applying `rules` with the service `catalog`.
-    pub fn new(log: impl Into<Bus>, rules: Arc<Rules>, catalog: Arc<ServiceCatalog>) -> Evaluator {
-        let handle = Handle {
-            log: log.into(),
-            rules,
-            catalog,
-            incidents: Arc::new(RwLock::new(Incidents::default())),
-            applied: watch::channel(Position::ZERO).0,
-        };
-        Evaluator { handle }
+    pub fn new(
+        log: impl Into<Bus>,
+        rules: Arc<Rules>,
+        catalog: Arc<ServiceCatalog>,
+        clock: Arc<dyn Clock>,
+    ) -> Evaluator {
+        Evaluator { reactor: Reactor::new(log, Assessing { rules, catalog }, clock) }
     }
 
     /// A handle to it.
     pub fn handle(&self) -> Handle {
-        self.handle.clone()
+        Handle { reactor: self.reactor.handle() }
     }
 
-    /// Folds the log from position 1 and reacts to every incident event
-    /// after its checkpoint, until `shutdown` or the log closes.
+    /// Folds the log from position 1 and assesses every incident that
+    /// changed after its checkpoint, then every change, until `shutdown` or
+    /// the log closes.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), Error> {
-        let h = &self.handle;
-        let checkpoint = h.log.load_checkpoint(CONSUMER).await?;
-        let by = ActorId::new(ACTOR).expect("a valid actor id");
-        // Assessments appended but not yet seen coming back: later events of
-        // the same incident compare with them, not with the stale fold.
-        let mut pending: HashMap<IncidentId, Severity> = HashMap::new();
-        let mut saved = checkpoint;
-        let mut subscription = h.log.subscribe(Position(1));
-        loop {
-            let record = tokio::select! {
-                _ = shutdown.cancelled() => break,
-                next = subscription.next() => match next {
-                    None => break,
-                    Some(record) => record?,
-                },
-            };
-            h.incidents.write().expect("projection lock").apply(&record)?;
-            if let Some(event) = projection::decode(&record)? {
-                if matches!(event.change, Change::SeverityAssessed(_)) {
-                    pending.remove(&event.incident);
-                } else if record.position > checkpoint {
-                    self.react(&record, &event, &by, &mut pending).await?;
-                }
-            }
-            h.applied.send_replace(record.position);
-            if record.position.0 >= saved.0 + CHECKPOINT_EVERY {
-                h.log.save_checkpoint(CONSUMER, record.position).await?;
-                saved = record.position;
-            }
-        }
-        let applied = *h.applied.borrow();
-        if applied > saved {
-            // Best effort: a closed log means the process is stopping anyway.
-            let _ = h.log.save_checkpoint(CONSUMER, applied).await;
-        }
-        Ok(())
-    }
-
-    async fn react(
-        &self,
-        cause: &Record,
-        event: &IncidentEvent,
-        by: &ActorId,
-        pending: &mut HashMap<IncidentId, Severity>,
-    ) -> Result<(), Error> {
-        let h = &self.handle;
-        let Some(incident) = h.incidents.read().expect("projection lock").get(event.incident).cloned() else {
-            return Ok(());
-        };
-        let Some(assessment) = reassess(&incident, &h.rules, &h.catalog) else { return Ok(()) };
-        if pending.get(&event.incident) == Some(&assessment.severity) {
-            return Ok(());
-        }
-        // The assessment continues the cause's trace; its event carries the
-        // assessment's own span, so that paging and the notifier descend
-        // from it.
-        let span = tracing::info_span!(
-            parent: None, "severity.assess", incident = %event.incident, severity = %assessment.severity
-        );
-        let traced = Traced::new(span, cause.metadata.traceparent.as_deref());
-        let assessed = IncidentEvent {
-            incident: event.incident,
-            at: event.at,
-            by: by.clone(),
-            change: Change::SeverityAssessed(SeverityAssessed {
-                severity: assessment.severity,
-                rule: assessment.rule_id.clone(),
-                reason: assessment.reason.clone(),
-                reasons: assessment.reasons.clone(),
-            }),
-        };
-        let new = NewEvent {
-            id: reaction_event_id(cause.id, REACTION, 0),
-            kind: EventKind::new(assessed.kind()).expect("domain kinds are valid"),
-            data: EventData::from_value(&assessed.to_json())?,
-            metadata: Metadata {
-                actor: Some(ACTOR.into()),
-                correlation_id: cause.metadata.correlation_id,
-                causation_id: Some(cause.id),
-                traceparent: traced.traceparent().map(str::to_owned),
-            },
-        };
-        let stream = klaxon_intake::stream_of(event.incident);
-        h.log.append(&stream, ExpectedVersion::Any, vec![new]).instrument(traced.span().clone()).await?;
-        traced.span().in_scope(|| {
-            tracing::info!(incident = %event.incident, severity = %assessment.severity, rule = ?assessment.rule_id, "severity assessed");
-        });
-        pending.insert(event.incident, assessment.severity);
-        Ok(())
+        Ok(self.reactor.run(shutdown).await?)
     }
 }
 
 impl Handle {
-    /// The last log position folded into this service's projection (for
-    /// the consumer-lag metric).
-    pub fn applied(&self) -> Position {
-        *self.applied.borrow()
+    /// Where the evaluator is in the log (for metrics and the barrier).
+    pub fn reactor(&self) -> &klaxon_reactor::Handle<Assessing> {
+        &self.reactor
     }
 
     /// Why the incident has (or would get) its severity, from the rules as
     /// configured, on the incident as currently known.
     pub async fn explain(&self, id: IncidentId) -> Result<(Incident, Explanation), Error> {
-        let head = self.log.head().await?;
-        let mut applied = self.applied.subscribe();
-        match tokio::time::timeout(Duration::from_secs(5), applied.wait_for(|p| *p >= head)).await {
-            Ok(Ok(_)) => {}
-            _ => return Err(Error::Unavailable(format!("not caught up with position {head}"))),
-        }
-        let incident =
-            self.incidents.read().expect("projection lock").get(id).cloned().ok_or(Error::UnknownIncident(id))?;
-        let explanation = self.rules.explain(&Facts::of(&incident, &self.catalog));
+        self.reactor.caught_up().await?;
+        let service = self.reactor.service();
+        let incident = self.reactor.read(|s| s.incidents.get(id).cloned()).ok_or(Error::UnknownIncident(id))?;
+        let explanation = service.rules.explain(&Facts::of(&incident, &service.catalog));
         Ok((incident, explanation))
     }
 }

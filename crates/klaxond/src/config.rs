@@ -10,9 +10,10 @@ use anyhow::Context;
 use klaxon_domain::ConfigError;
 use std::collections::BTreeMap;
 
+use klaxon_domain::catalog::{ServiceCatalog, ServiceCatalogConfig};
 use klaxon_domain::oncall::{Schedules, SchedulesConfig};
 use klaxon_domain::paging::{EscalationPolicyConfig, PagingConfig, PagingFileConfig, PagingSectionConfig, SloConfig};
-use klaxon_domain::severity::{Rules, ServiceCatalog, ServiceCatalogConfig, SeverityConfig};
+use klaxon_domain::severity::{Rules, SeverityConfig};
 use serde::Deserialize;
 
 #[cfg(test)]
@@ -25,8 +26,12 @@ pub struct Config {
     /// Where gRPC listens.
     pub listen: SocketAddr,
     /// Where the HTTP intake (Alertmanager webhook, PagerDuty Events API v2)
-    /// listens: `klaxond up` and `klaxond serve intake`.
+    /// listens: `klaxond up` and `klaxond serve intake`, which also serve
+    /// `GET /metrics` there.
     pub http_listen: SocketAddr,
+    /// Where the other `klaxond serve` roles serve `GET /metrics`; none by
+    /// default.
+    pub metrics_listen: Option<SocketAddr>,
     /// The event log's folder.
     pub data_dir: PathBuf,
     /// Limits and tuning of the event log.
@@ -171,6 +176,70 @@ impl Config {
     }
 }
 
+/// What the command line (or its environment variables) says beyond the
+/// configuration file. [`Overrides::apply`] is the one place a flag
+/// overrides the file.
+#[derive(Debug, Default)]
+pub struct Overrides {
+    /// Where gRPC listens: `listen` for `up` and the gateway, the role's own
+    /// `[cluster]` address for the other `serve` roles.
+    pub listen: Option<SocketAddr>,
+    /// `data_dir`.
+    pub data_dir: Option<PathBuf>,
+    /// `http_listen`.
+    pub http_listen: Option<SocketAddr>,
+    /// `metrics_listen`.
+    pub metrics_listen: Option<SocketAddr>,
+    /// `[auth] tokens_file`.
+    pub tokens_file: Option<PathBuf>,
+    /// `[auth] service_token_file`.
+    pub service_token_file: Option<PathBuf>,
+    /// `[cluster] nats_url`.
+    pub nats: Option<String>,
+    /// `[cluster] log`.
+    pub log_server: Option<String>,
+    /// `service=address` pairs: `[cluster] <service>`.
+    pub routes: Vec<(String, String)>,
+}
+
+impl Overrides {
+    /// Applies them to `config`. `role` is the `serve` role running (none
+    /// for `up`): its `--listen` is its own `[cluster]` address.
+    pub fn apply(self, config: &mut Config, role: Option<&str>) -> anyhow::Result<()> {
+        if let Some(listen) = self.listen {
+            match role.filter(|r| *r != "gateway") {
+                None => config.listen = listen,
+                Some(role) => *config.cluster.address_mut(role)? = listen.to_string(),
+            }
+        }
+        if let Some(dir) = self.data_dir {
+            config.data_dir = dir;
+        }
+        if let Some(address) = self.http_listen {
+            config.http_listen = address;
+        }
+        if let Some(address) = self.metrics_listen {
+            config.metrics_listen = Some(address);
+        }
+        if let Some(path) = self.tokens_file {
+            config.auth.tokens_file = Some(path);
+        }
+        if let Some(path) = self.service_token_file {
+            config.auth.service_token_file = Some(path);
+        }
+        if let Some(nats) = self.nats {
+            config.cluster.nats_url = nats;
+        }
+        if let Some(log) = self.log_server {
+            config.cluster.log = log;
+        }
+        for (service, address) in self.routes {
+            *config.cluster.address_mut(&service).map_err(|e| anyhow::anyhow!("--route {service}=…: {e}"))? = address;
+        }
+        Ok(())
+    }
+}
+
 /// `[cluster]`: how the processes of the distributed topology find each
 /// other. Each address is where that process listens and where the others
 /// (and the gateway) reach it.
@@ -196,6 +265,25 @@ pub struct ClusterConfig {
     pub review: String,
 }
 
+impl ClusterConfig {
+    /// Where the process of `role` listens (and the others reach it).
+    pub fn address(&self, role: &str) -> anyhow::Result<String> {
+        self.clone().address_mut(role).map(|a| a.clone())
+    }
+
+    fn address_mut(&mut self, role: &str) -> anyhow::Result<&mut String> {
+        Ok(match role {
+            "log" => &mut self.log,
+            "intake" => &mut self.intake,
+            "severity" => &mut self.severity,
+            "paging" => &mut self.paging,
+            "notifier" => &mut self.notifier,
+            "review" => &mut self.review,
+            other => anyhow::bail!("no such service {other:?} (log, intake, severity, paging, notifier, review)"),
+        })
+    }
+}
+
 impl Default for ClusterConfig {
     fn default() -> Self {
         ClusterConfig {
@@ -216,6 +304,7 @@ impl Default for Config {
         Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 7600)),
             http_listen: SocketAddr::from(([127, 0, 0, 1], 7680)),
+            metrics_listen: None,
             data_dir: PathBuf::from("klaxon-data"),
             log: klaxon_log::Options::default(),
             intake: klaxon_intake::Options::default(),

@@ -16,7 +16,6 @@ use std::time::Duration;
 
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Channel, Endpoint};
 use tonic_health::ServingStatus;
 use tonic_health::pb::HealthCheckRequest;
@@ -24,6 +23,7 @@ use tonic_health::pb::health_client::HealthClient;
 use tower::ServiceExt;
 
 use crate::config::{ClusterConfig, TlsConfig};
+use crate::process::{Process, Task};
 
 /// An upstream process and the gRPC services it owns.
 struct Upstream {
@@ -38,7 +38,7 @@ pub async fn run(
     cluster: &ClusterConfig,
     tls: &TlsConfig,
     listen: SocketAddr,
-    shutdown: CancellationToken,
+    process: &Process,
 ) -> anyhow::Result<()> {
     let client_tls = tls.client()?;
     let table: [(&'static str, &String, &'static [&'static str]); 5] = [
@@ -66,28 +66,24 @@ pub async fn run(
     let routes: Arc<HashMap<&'static str, Arc<Upstream>>> =
         Arc::new(upstreams.iter().flat_map(|u| u.services.iter().map(move |s| (*s, u.clone()))).collect());
 
-    let (local, health) = crate::serve::base_routes()?;
+    let (local, health) = crate::process::base_routes()?;
     for upstream in &upstreams {
         for service in upstream.services {
             health.set_service_status(*service, ServingStatus::NotServing).await;
         }
     }
-    tokio::spawn(watch_health(upstreams.clone(), health, shutdown.clone()));
+    let watching = Task::new("the health watch", watch_health(upstreams.clone(), health, process.services.clone()));
     let proxy = tower::service_fn(move |request: http::Request<axum::body::Body>| {
         let routes = routes.clone();
         async move { Ok::<_, Infallible>(forward(&routes, request).await) }
     });
     let router = local.routes().into_axum_router().fallback_service(proxy);
 
-    let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
-    let address = listener.local_addr()?;
+    let (listener, address) = crate::process::bind(listen, "").await?;
     tracing::info!(%address, "klaxond serve gateway");
     println!("klaxond listening on {address} (gRPC: gateway)");
-    let server = tls.grpc_server()?.add_routes(tonic::service::Routes::from(router)).serve_with_incoming_shutdown(
-        TcpIncoming::from(listener).with_nodelay(Some(true)),
-        shutdown.clone().cancelled_owned(),
-    );
-    crate::up::drain(server, &shutdown).await.context("the gateway failed")
+    let routes = tonic::service::Routes::from(router);
+    process.run(tls.grpc_server()?, None, routes, listener, None, vec![watching]).await.context("the gateway failed")
 }
 
 /// Sends the call to the process owning its service.
@@ -115,12 +111,12 @@ async fn forward(
 async fn watch_health(
     upstreams: Vec<Arc<Upstream>>,
     health: tonic_health::server::HealthReporter,
-    shutdown: CancellationToken,
-) {
+    stop: CancellationToken,
+) -> anyhow::Result<()> {
     let mut every = tokio::time::interval(Duration::from_secs(1));
     loop {
         tokio::select! {
-            _ = shutdown.cancelled() => return,
+            _ = stop.cancelled() => return Ok(()),
             _ = every.tick() => {}
         }
         for upstream in &upstreams {

@@ -15,6 +15,8 @@
 mod config;
 mod gateway;
 mod metrics;
+mod process;
+mod roles;
 mod serve;
 mod up;
 
@@ -94,9 +96,7 @@ impl TokenFileArgs {
             return Ok(path);
         }
         let (mut config, _) = config::Config::load(self.config.as_deref())?;
-        if let Some(dir) = self.data_dir {
-            config.data_dir = dir;
-        }
+        config::Overrides { data_dir: self.data_dir, ..Default::default() }.apply(&mut config, None)?;
         Ok(config.tokens_file())
     }
 }
@@ -150,8 +150,8 @@ struct ServeArgs {
     /// only; default `http_listen`, 127.0.0.1:7680).
     #[arg(long, env = "KLAXON_HTTP_LISTEN")]
     http_listen: Option<std::net::SocketAddr>,
-    /// Serve Prometheus metrics on this address (`GET /metrics`); `intake`
-    /// serves them on its HTTP address anyway.
+    /// Serve Prometheus metrics on this address (`GET /metrics`; default
+    /// `metrics_listen`); `intake` serves them on its HTTP address anyway.
     #[arg(long, env = "KLAXON_METRICS_LISTEN")]
     metrics_listen: Option<std::net::SocketAddr>,
     /// The NATS server (default nats://127.0.0.1:4222).
@@ -233,39 +233,30 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     };
     let result = match command {
         Commands::Up(args) => config::Config::load(args.config.as_deref()).and_then(|(mut config, validated)| {
-            if let Some(listen) = args.listen {
-                config.listen = listen;
-            }
-            if let Some(dir) = args.data_dir {
-                config.data_dir = dir;
-            }
-            if let Some(http_listen) = args.http_listen {
-                config.http_listen = http_listen;
-            }
-            if let Some(path) = args.tokens_file {
-                config.auth.tokens_file = Some(path);
-            }
+            let overrides = config::Overrides {
+                listen: args.listen,
+                data_dir: args.data_dir,
+                http_listen: args.http_listen,
+                tokens_file: args.tokens_file,
+                ..Default::default()
+            };
+            overrides.apply(&mut config, None)?;
             runtime.block_on(up::run(config, validated))
         }),
         Commands::Serve(args) => config::Config::load(args.config.as_deref()).and_then(|(mut config, validated)| {
-            if let Some(http_listen) = args.http_listen {
-                config.http_listen = http_listen;
-            }
-            if let Some(path) = args.tokens_file {
-                config.auth.tokens_file = Some(path);
-            }
-            if let Some(path) = args.service_token_file {
-                config.auth.service_token_file = Some(path);
-            }
-            let overrides = serve::Overrides {
+            let overrides = config::Overrides {
                 listen: args.listen,
                 data_dir: args.data_dir,
+                http_listen: args.http_listen,
+                metrics_listen: args.metrics_listen,
+                tokens_file: args.tokens_file,
+                service_token_file: args.service_token_file,
                 nats: args.nats,
                 log_server: args.log_server,
-                metrics_listen: args.metrics_listen,
                 routes: args.routes,
             };
-            runtime.block_on(serve::run(args.role, config, validated, overrides))
+            overrides.apply(&mut config, Some(args.role.name()))?;
+            runtime.block_on(serve::run(args.role, config, validated))
         }),
         Commands::Token(_) => unreachable!("handled above"),
     };

@@ -8,6 +8,9 @@
 //!   (histogram), `klaxon_log_head` — where the log is in this process.
 //! - `klaxon_consumer_lag_records{service}` — log head minus the service's
 //!   folded position.
+//! - `klaxon_processed_position{service}` — the last position the service
+//!   has fully processed: folded, decided, carried out and folded back (the
+//!   barrier end-to-end tests wait on before asserting nothing else happened).
 //! - `klaxon_pages_delivered_total`, `klaxon_pages_delivery_failed_total`,
 //!   `klaxon_pages_acknowledged_total`, `klaxon_pages_escalated_total`,
 //!   `klaxon_slo_breaches_total` — where paging runs.
@@ -19,15 +22,15 @@ use std::sync::Arc;
 use klaxon_bus::Bus;
 use klaxon_log::{HistogramSnapshot, Log, Position};
 
-/// A service's folded position, read at scrape time.
-type Applied = Arc<dyn Fn() -> Position + Send + Sync>;
+/// A service's folded and processed positions, read at scrape time.
+type Positions = Arc<dyn Fn() -> (Position, Position) + Send + Sync>;
 
 /// What one process exposes.
 #[derive(Clone, Default)]
 pub struct Metrics {
     log: Option<Log>,
     bus: Option<Bus>,
-    consumers: Vec<(&'static str, Applied)>,
+    consumers: Vec<(&'static str, Positions)>,
     paging: Option<klaxon_paging::Handle>,
     notifier: Option<klaxon_notifier::Handle>,
 }
@@ -45,14 +48,27 @@ impl Metrics {
         self
     }
 
-    /// A service consuming the log, by name.
+    /// A service consuming the log, by name: its folded and processed
+    /// positions.
     pub fn with_consumer(
         mut self,
         name: &'static str,
-        applied: impl Fn() -> Position + Send + Sync + 'static,
+        positions: impl Fn() -> (Position, Position) + Send + Sync + 'static,
     ) -> Metrics {
-        self.consumers.push((name, Arc::new(applied)));
+        self.consumers.push((name, Arc::new(positions)));
         self
+    }
+
+    /// A service running on the reactor shell, by name.
+    pub fn with_reactor<S: klaxon_reactor::Service>(
+        self,
+        name: &'static str,
+        reactor: klaxon_reactor::Handle<S>,
+    ) -> Metrics {
+        self.with_consumer(name, move || {
+            let progress = reactor.progress();
+            (progress.applied, progress.processed)
+        })
     }
 
     /// Paging's counts.
@@ -96,10 +112,19 @@ impl Metrics {
         if !self.consumers.is_empty() {
             header(&mut out, "klaxon_consumer_lag_records", "Records in the log not yet folded by a service.", "gauge");
             if let Some(head) = head {
-                for (service, applied) in &self.consumers {
-                    let lag = head.0.saturating_sub(applied().0);
+                for (service, positions) in &self.consumers {
+                    let lag = head.0.saturating_sub(positions().0.0);
                     let _ = writeln!(out, "klaxon_consumer_lag_records{{service=\"{service}\"}} {lag}");
                 }
+            }
+            header(
+                &mut out,
+                "klaxon_processed_position",
+                "The last log position a service has folded, decided on, carried out and folded back.",
+                "gauge",
+            );
+            for (service, positions) in &self.consumers {
+                let _ = writeln!(out, "klaxon_processed_position{{service=\"{service}\"}} {}", positions().1.0);
             }
         }
         if let Some(paging) = &self.paging {
@@ -182,14 +207,7 @@ pub async fn serve(
     auth: klaxon_auth::Auth,
     shutdown: tokio_util::sync::CancellationToken,
 ) -> anyhow::Result<tokio::task::JoinHandle<std::io::Result<()>>> {
-    use anyhow::Context;
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("cannot listen on {listen} (--metrics-listen)"))?;
-    let address = listener.local_addr()?;
+    let (listener, address) = crate::process::bind(listen, " (metrics_listen)").await?;
     println!("klaxond metrics on {address} ({PATH})");
-    let router = metrics.router(auth);
-    Ok(tokio::spawn(
-        async move { axum::serve(listener, router).with_graceful_shutdown(shutdown.cancelled_owned()).await },
-    ))
+    Ok(crate::process::serve_http(listener, metrics.router(auth), shutdown))
 }

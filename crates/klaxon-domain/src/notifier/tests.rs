@@ -18,6 +18,7 @@ use serde_json::json;
 use super::*;
 use crate::ids::{Audience, ReportSource, ServiceName};
 use crate::incident::{Change, Command, SeverityAssessed};
+use crate::outbox::{Outcome, Receipt};
 
 // ----- fixtures ------------------------------------------------------------
 
@@ -135,23 +136,24 @@ impl World {
             }
             None => assert_eq!(self.decide(now + TimeDelta::days(30)), [], "next_due says nothing is pending"),
         }
+        // Carried out as the service does: each notification's messages
+        // (`outgoing`), then the record of their receipts (`recorded`).
         let mut recorded = Vec::new();
         for notification in &decided {
-            match notification {
-                Notification::Executive(post) | Notification::CompanyWide(post) => {
-                    for channel in post.channels() {
-                        if skip.contains(&channel.as_str()) {
-                            continue;
-                        }
-                        recorded.push(if fail.contains(&channel.as_str()) {
-                            post.failed(channel, "HTTP 503", now)
-                        } else {
-                            post.delivered(channel, now)
-                        });
-                    }
-                }
-                Notification::CadenceReminder(reminder) => recorded.push(reminder.overdue(now)),
-            }
+            let receipts: Vec<Receipt> = notification
+                .outgoing(&self.state, &self.config)
+                .into_iter()
+                .filter(|send| !skip.contains(&send.channel.as_str()))
+                .map(|send| {
+                    let outcome = if fail.contains(&send.channel.as_str()) {
+                        Outcome::Failed { attempts: 3, error: "HTTP 503".into() }
+                    } else {
+                        Outcome::Delivered { attempts: 1 }
+                    };
+                    Receipt { channel: send.channel, at: now, outcome }
+                })
+                .collect();
+            recorded.extend(notification.recorded(&receipts, now));
         }
         for event in &recorded {
             self.record(Logged::Notify(event.clone()));
@@ -738,6 +740,35 @@ fn posts_carry_idempotency_keys_and_cut_long_errors() {
     assert_eq!(
         reminder.text(),
         "INC-1: an executive update was due at 2026-03-02T00:30:00+00:00; please post one for the executive audience"
+    );
+    // The messages: the post per channel, the reminder to every executive
+    // channel, addressed to the commander.
+    let messages: Vec<String> = decided[0]
+        .outgoing(&world.state, &world.config)
+        .iter()
+        .map(|s| {
+            format!(
+                "{} {} {} | {} | {}",
+                s.channel, s.message.kind, s.message.idempotency_key, s.message.title, s.message.text
+            )
+        })
+        .collect();
+    expect![[r#"
+        [
+            "exec-slack executive_post INC-1/executive/sev1/exec-slack | SEV1 INC-1: Checkout is down | INC-1 is SEV1 (declared): Checkout is down. Service: payments. No commander yet.",
+            "exec-email executive_post INC-1/executive/sev1/exec-email | SEV1 INC-1: Checkout is down | INC-1 is SEV1 (declared): Checkout is down. Service: payments. No commander yet.",
+        ]
+    "#]].assert_debug_eq(&messages);
+    let reminder = Notification::CadenceReminder(Reminder { commander: Some(actor("omar")), ..reminder });
+    let sends = reminder.outgoing(&world.state, &world.config);
+    let to: Vec<(&str, Option<&str>, &str)> =
+        sends.iter().map(|s| (s.channel.as_str(), s.message.recipient.as_deref(), s.message.title.as_str())).collect();
+    assert_eq!(
+        to,
+        [
+            ("exec-slack", Some("omar"), "INC-1: an executive update is overdue"),
+            ("exec-email", Some("omar"), "INC-1: an executive update is overdue")
+        ]
     );
     let item = world.state.feed_item(cadence).unwrap();
     assert_eq!(

@@ -10,9 +10,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::ConfigError;
 use crate::Error;
+use crate::catalog::ServiceCatalog;
 use crate::ids::{ActorId, ServiceName, Severity};
 use crate::oncall::Schedules;
-use crate::severity::ServiceCatalog;
 
 #[cfg(test)]
 mod tests;

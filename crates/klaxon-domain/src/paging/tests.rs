@@ -16,12 +16,12 @@ use proptest::prelude::*;
 use serde_json::{Value, json};
 
 use super::*;
+use crate::catalog::ServiceCatalogConfig;
 use crate::incident::{
     CommanderAssigned, Declared, HandoffAccepted, Mitigated, Reopened, Reported, ResolutionValidated, Resolved,
     SeverityAssessed, SeverityOverridden,
 };
 use crate::oncall::SchedulesConfig;
-use crate::severity::ServiceCatalogConfig;
 
 // ----- fixtures ------------------------------------------------------------
 
@@ -310,6 +310,31 @@ fn check(script: &str, expected: Expect) {
             "due" => {
                 let due = next_due(&world.state, &world.config);
                 writeln!(out, "  {}", due.map_or("nothing pending".to_owned(), clock)).unwrap();
+            }
+            "deliveries" => {
+                let mut with_channels = example_config();
+                with_channels["paging"]["channels"] = json!(["slack", "sms"]);
+                let config: PagingConfig = serde_json::from_value::<PagingFileConfig>(with_channels)
+                    .unwrap()
+                    .validate("", &schedules())
+                    .unwrap();
+                for delivery in deliveries(&world.state, &config) {
+                    let message = &delivery.sends()[0].message;
+                    let channels: Vec<&str> = delivery.sends().iter().map(|s| s.channel.as_str()).collect();
+                    assert!(delivery.sends().iter().all(|s| s.message == *message), "one message on every channel");
+                    writeln!(
+                        out,
+                        "  P{} via {channels:?} to {:?} key {}: {:?} / {:?} / {:?}",
+                        delivery.page().number(),
+                        message.recipient,
+                        message.idempotency_key,
+                        message.title,
+                        message.text,
+                        message.fields
+                    )
+                    .unwrap();
+                }
+                assert!(deliveries(&world.state, &world.config).is_empty(), "no paging channel, no delivery");
             }
             "undelivered" => {
                 let pages: Vec<String> =
@@ -987,6 +1012,72 @@ fn undelivered_pages_are_those_without_an_outcome() {
               [P3]
         "#]],
     );
+}
+
+#[test]
+fn deliveries_are_the_unacknowledged_undelivered_pages_of_an_open_incident_with_their_text() {
+    check(
+        "
+        00:00 report payments
+        00:00 declare sev1
+        00:00 commander maria
+        00:00 decide
+        00:05 decide
+        00:05 deliveries
+        00:06 deliver P1
+        00:06 ack P3 erin
+        00:06 deliveries
+        00:07 resolve
+        00:07 deliveries
+        ",
+        expect![[r#"
+            00:00 report payments
+            00:00 declare sev1
+            00:00 commander maria
+            00:00 decide
+              page P1 ana L0 R0 severity until 00:05
+            00:05 decide
+              escalate P1 L0 -> L1 R0
+              page P2 carl L1 R0 escalation until 00:15
+              page P3 erin L1 R0 escalation until 00:15
+            00:05 deliveries
+              P1 via ["slack", "sms"] to Some("ana") key INC-1-P1: "SEV1 INC-1: Checkout is down" / "You are paged for INC-1 (severity). Acknowledge with: klaxon ack INC-1-P1" / {"acknowledge_by": String("2026-03-02T00:05:00+00:00"), "incident": String("INC-1"), "page": String("INC-1-P1"), "reason": String("severity"), "severity": String("SEV1")}
+              P2 via ["slack", "sms"] to Some("carl") key INC-1-P2: "SEV1 INC-1: Checkout is down" / "You are paged for INC-1 (escalation). Acknowledge with: klaxon ack INC-1-P2" / {"acknowledge_by": String("2026-03-02T00:15:00+00:00"), "incident": String("INC-1"), "page": String("INC-1-P2"), "reason": String("escalation"), "severity": String("SEV1")}
+              P3 via ["slack", "sms"] to Some("erin") key INC-1-P3: "SEV1 INC-1: Checkout is down" / "You are paged for INC-1 (escalation). Acknowledge with: klaxon ack INC-1-P3" / {"acknowledge_by": String("2026-03-02T00:15:00+00:00"), "incident": String("INC-1"), "page": String("INC-1-P3"), "reason": String("escalation"), "severity": String("SEV1")}
+            00:06 deliver P1
+            00:06 ack P3 erin
+              acknowledged P3 by erin
+            00:06 deliveries
+              P2 via ["slack", "sms"] to Some("carl") key INC-1-P2: "SEV1 INC-1: Checkout is down" / "You are paged for INC-1 (escalation). Acknowledge with: klaxon ack INC-1-P2" / {"acknowledge_by": String("2026-03-02T00:15:00+00:00"), "incident": String("INC-1"), "page": String("INC-1-P2"), "reason": String("escalation"), "severity": String("SEV1")}
+            00:07 resolve
+            00:07 deliveries
+        "#]],
+    );
+}
+
+#[test]
+fn a_delivery_is_recorded_channel_by_channel() {
+    use crate::outbox::{Message, Outcome, Outgoing, Receipt};
+    let message = Message {
+        idempotency_key: "INC-1-P1".into(),
+        kind: "page".into(),
+        title: String::new(),
+        text: String::new(),
+        fields: Default::default(),
+        recipient: None,
+    };
+    let sends = ["slack", "sms"].map(|c| Outgoing { channel: c.into(), message: message.clone() }).to_vec();
+    let delivery = PageDelivery { page: page_id("P1"), sends };
+    let receipts = [
+        Receipt { channel: "slack".into(), at: time("00:01"), outcome: Outcome::Delivered { attempts: 2 } },
+        Receipt {
+            channel: "sms".into(),
+            at: time("00:02"),
+            outcome: Outcome::Failed { attempts: 3, error: "HTTP 503".into() },
+        },
+    ];
+    let recorded: Vec<String> = delivery.recorded(&receipts).iter().map(show).collect();
+    assert_eq!(recorded, ["delivered P1 via slack", "failed P1 via sms: HTTP 503"]);
 }
 
 // ----- properties -------------------------------------------------------------

@@ -359,3 +359,43 @@ proptest::proptest! {
         }
     }
 }
+
+#[test]
+fn a_dossier_owes_the_opening_of_the_resolution_until_the_review_is_folded() {
+    let by = actor("alice");
+    let fold = |commands: &[Command]| {
+        let mut dossier = Dossier::default();
+        let mut state = None;
+        let mut ids = Vec::new();
+        for (n, command) in commands.iter().enumerate() {
+            for event in decide(state.as_ref(), command, &inc(7), &by, super::testkit::at(n as i64)).unwrap() {
+                state = evolve(state, &event);
+                let record = uuid::Uuid::from_u128(ids.len() as u128 + 1);
+                ids.push(record);
+                dossier.apply_incident(record, &event);
+            }
+        }
+        (dossier, ids)
+    };
+    let sev1 = [report("Checkout is slow", None, None), declare(Severity::Sev1), resolve()];
+    let (mut dossier, ids) = fold(&sev1);
+    let (cause, opening) = dossier.to_open().expect("a resolved Sev-1 owes its review");
+    assert_eq!(cause, ids[2], "the resolution's record is the cause");
+    assert_eq!((opening.kind(), opening.at), ("review.opened.v1", super::testkit::at(2)));
+    let opening = opening.clone();
+    dossier.apply_review(&opening);
+    assert!(dossier.to_open().is_none(), "opened: nothing owed");
+    // Reopened and resolved again: the review stays, nothing new is owed.
+    dossier.apply_incident(
+        uuid::Uuid::from_u128(9),
+        &decide(dossier.incident(), &reopen(), &inc(7), &by, super::testkit::at(3)).unwrap()[0],
+    );
+    dossier.apply_incident(
+        uuid::Uuid::from_u128(10),
+        &decide(dossier.incident(), &resolve(), &inc(7), &by, super::testkit::at(4)).unwrap()[0],
+    );
+    assert!(dossier.to_open().is_none());
+    // A Sev-3 owes nothing.
+    let (sev3, _) = fold(&[report("Checkout is slow", None, None), declare(Severity::Sev3), resolve()]);
+    assert!(sev3.to_open().is_none());
+}

@@ -6,7 +6,11 @@ use expect_test::{Expect, expect};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
+use std::collections::BTreeMap;
+
 use super::*;
+use crate::ConfigError;
+use crate::catalog::{ServiceCatalog, ServiceCatalogConfig};
 use crate::ids::{ActorId, CustomerId, IncidentId};
 use crate::incident::{Command, decide, evolve};
 
@@ -455,63 +459,6 @@ fn service_conditions_are_checked_against_the_catalog() {
     assert_eq!(rules.evaluate(&f().service("docs").0).rule_id, None);
 }
 
-/// Validating the catalog `services` fails with exactly `expected`.
-#[track_caller]
-fn bad_catalog(services: Value, expected: &str) {
-    let config: ServiceCatalogConfig = serde_json::from_value(services).unwrap();
-    assert_eq!(config.validate("services").unwrap_err().to_string(), expected);
-}
-
-#[test]
-fn bad_catalogs_name_the_key() {
-    let svc = |name: &str, tier: i64| json!({ "name": name, "team": "t", "tier": tier, "escalation_policy": "p" });
-    bad_catalog(json!([svc("payments", 1), svc("search", 4)]), "services[1].tier: 4 is not a tier; expected 1, 2 or 3");
-    bad_catalog(json!([svc("payments", 0)]), "services[0].tier: 0 is not a tier; expected 1, 2 or 3");
-    bad_catalog(
-        json!([svc("payments", 1), svc("payments", 2)]),
-        "services[1].name: service payments is already defined at services[0]",
-    );
-    bad_catalog(json!([svc("", 1)]), r#"services[0].name: "" must not be empty"#);
-    bad_catalog(
-        json!([svc("pay ments", 1)]),
-        r#"services[0].name: "pay ments": character ' ' is not allowed (use a-z 0-9 _ -)"#,
-    );
-    bad_catalog(
-        json!([{ "name": "a", "team": "", "tier": 1, "escalation_policy": "p" }]),
-        "services[0].team: must not be empty",
-    );
-    bad_catalog(
-        json!([{ "name": "a", "team": "t", "tier": 1, "escalation_policy": "on call" }]),
-        r#"services[0].escalation_policy: "on call" must not contain whitespace or control characters"#,
-    );
-    bad_catalog(
-        json!([{ "name": "a", "team": "t", "tier": 1, "escalation_policy": "p", "runbook": "wiki/payments" }]),
-        r#"services[0].runbook: "wiki/payments" is not an http:// or https:// URL"#,
-    );
-    let e = serde_json::from_value::<ServiceCatalogConfig>(json!([{ "name": "a", "team": "t", "tier": 1,
-        "escalation_policy": "p", "owner": "x" }]))
-    .unwrap_err();
-    assert!(e.to_string().contains("unknown field `owner`"), "{e}");
-}
-
-#[test]
-fn catalog_lookups() {
-    let catalog = catalog();
-    let payments = ServiceName::new("payments").unwrap();
-    let ghost = ServiceName::new("ghost").unwrap();
-    assert_eq!(catalog.tier(&payments), Tier::new(1));
-    assert_eq!(catalog.team(&payments), Some("payments"));
-    assert_eq!(catalog.runbook(&payments), Some("https://runbooks.example/payments"));
-    assert_eq!(catalog.escalation_policy(&payments), Some("payments"));
-    assert_eq!(catalog.runbook(&ServiceName::new("search").unwrap()), None);
-    assert_eq!((catalog.tier(&ghost), catalog.team(&ghost)), (None, None));
-    assert_eq!(catalog.len(), 3);
-    assert_eq!(
-        serde_json::from_value::<Tier>(json!(4)).unwrap_err().to_string(),
-        "4 is not a tier; expected 1, 2 or 3"
-    );
-}
-
 // ----- reassess ------------------------------------------------------------
 
 fn actor(name: &str) -> ActorId {
@@ -741,4 +688,17 @@ proptest! {
         let per_rule: usize = explanation.rules.iter().map(|r| 1 + r.conditions.len().max(1)).sum();
         prop_assert_eq!(lines.len(), 2 + usize::from(!assessment.reasons.is_empty()) + per_rule);
     }
+}
+
+#[test]
+fn assess_builds_the_assessment_event_of_the_evaluator() {
+    let at: DateTime<Utc> = "2026-03-01T12:30:00Z".parse().unwrap();
+    let incident = incident(&[report("payments", &["acme", "globex"])]);
+    let event = assess(&incident, &example(), &catalog(), at).expect("a first assessment");
+    assert_eq!((event.incident, event.at, event.by.as_str()), (incident.id(), at, SEVERITY_ACTOR));
+    let Change::SeverityAssessed(assessed) = &event.change else { panic!("{event:?}") };
+    assert_eq!((assessed.severity, assessed.rule.as_deref()), (Severity::Sev1, Some("tier1-multi-customer")));
+    // Once folded, the same facts call for nothing.
+    let assessed = evolve(Some(incident), &event).unwrap();
+    assert_eq!(assess(&assessed, &example(), &catalog(), at), None);
 }

@@ -26,7 +26,6 @@
 //! opens a new one.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use axum::body::Body;
 use axum::extract::State;
@@ -509,7 +508,7 @@ pub(super) async fn enqueue(State(shared): State<Arc<Shared>>, headers: HeaderMa
         Ok(caller) => caller,
         Err(refused) => return refused.into_response("invalid event", "Not authorized"),
     };
-    let throttled = shared.throttle.lock().expect("throttle lock").take(&event.routing_key, Instant::now());
+    let throttled = shared.throttle.lock().expect("throttle lock").take(&event.routing_key);
     if let Err(wait) = throttled {
         let errors = [format!(
             "more than {} events a minute (burst {}) for this routing key",

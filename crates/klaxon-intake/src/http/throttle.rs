@@ -1,133 +1,133 @@
 //! A token bucket per key (the PagerDuty routing key): `burst` events at
 //! once, refilled at `per_minute` events a minute.
 //!
-//! Hand-written rather than a rate-limiting crate: it is a few lines, adds
-//! no dependency, takes the time as an argument (so tests move it without
-//! sleeping), and bounds its own memory (at most [`BUCKETS_MAX`] keys).
+//! The buckets are governor's keyed rate limiter, the same crate the gRPC
+//! servers limit principals with (`klaxon_auth::RateLimit`). The clock is a
+//! parameter, so tests move time without sleeping. Memory is bounded: at
+//! most [`BUCKETS_MAX`] keys are tracked; when full, keys whose bucket
+//! refilled completely (idle keys) are forgotten first, then all of them.
 //! Throttling is per process and forgotten on restart, which is all a
 //! throttle needs to be.
 
-use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::num::NonZeroU32;
+use std::time::Duration;
 
-/// Most keys tracked at once; when full, buckets that refilled completely
-/// (idle keys) are forgotten first.
+use governor::clock::{Clock, DefaultClock};
+use governor::middleware::NoOpMiddleware;
+use governor::state::keyed::DefaultKeyedStateStore;
+use governor::{Quota, RateLimiter};
+
+/// Most keys tracked at once.
 pub(crate) const BUCKETS_MAX: usize = 10_000;
 
+type Limiter<C> = RateLimiter<String, DefaultKeyedStateStore<String>, C, NoOpMiddleware<<C as Clock>::Instant>>;
+
 /// The buckets.
-#[derive(Debug)]
-pub(crate) struct Throttle {
-    per_minute: u32,
-    burst: u32,
-    buckets: HashMap<String, Bucket>,
+pub(crate) struct Throttle<C: Clock = DefaultClock> {
+    /// `None` when throttling is off.
+    quota: Option<Quota>,
+    limiter: Limiter<C>,
+    clock: C,
 }
 
-#[derive(Clone, Copy, Debug)]
-struct Bucket {
-    tokens: f64,
-    at: Instant,
+impl std::fmt::Debug for Throttle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Throttle").field("quota", &self.quota).field("keys", &self.limiter.len()).finish()
+    }
 }
 
 impl Throttle {
     /// `per_minute == 0` turns throttling off.
     pub(crate) fn new(per_minute: u32, burst: u32) -> Throttle {
-        Throttle { per_minute, burst, buckets: HashMap::new() }
+        Throttle::with_clock(per_minute, burst, DefaultClock::default())
+    }
+}
+
+impl<C: Clock + Clone> Throttle<C> {
+    /// A throttle reading time from `clock`.
+    pub(crate) fn with_clock(per_minute: u32, burst: u32, clock: C) -> Throttle<C> {
+        let quota = NonZeroU32::new(per_minute)
+            .map(|rate| Quota::per_minute(rate).allow_burst(NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN)));
+        let limiter = Self::limiter(quota, &clock);
+        Throttle { quota, limiter, clock }
     }
 
-    fn rate_per_second(&self) -> f64 {
-        f64::from(self.per_minute) / 60.0
+    fn limiter(quota: Option<Quota>, clock: &C) -> Limiter<C> {
+        // Off: a quota that is never reached, and no key is ever kept.
+        let quota = quota.unwrap_or_else(|| Quota::per_second(NonZeroU32::MAX));
+        RateLimiter::new(quota, DefaultKeyedStateStore::default(), clock.clone())
     }
 
-    fn refilled(&self, bucket: Bucket, now: Instant) -> f64 {
-        let elapsed = now.saturating_duration_since(bucket.at).as_secs_f64();
-        (bucket.tokens + elapsed * self.rate_per_second()).min(f64::from(self.burst))
-    }
-
-    /// Takes one token for `key` at `now`, or says how long until one is
-    /// there.
-    pub(crate) fn take(&mut self, key: &str, now: Instant) -> Result<(), Duration> {
-        if self.per_minute == 0 {
+    /// Takes one token for `key`, or says how long until one is there.
+    pub(crate) fn take(&mut self, key: &str) -> Result<(), Duration> {
+        if self.quota.is_none() {
             return Ok(());
         }
-        let full = Bucket { tokens: f64::from(self.burst), at: now };
-        let tokens = match self.buckets.get(key) {
-            Some(bucket) => self.refilled(*bucket, now),
-            None => {
-                self.make_room(now);
-                full.tokens
-            }
-        };
-        if tokens >= 1.0 {
-            self.buckets.insert(key.to_owned(), Bucket { tokens: tokens - 1.0, at: now });
-            Ok(())
-        } else {
-            self.buckets.insert(key.to_owned(), Bucket { tokens, at: now });
-            Err(Duration::from_secs_f64((1.0 - tokens) / self.rate_per_second()))
-        }
+        self.make_room();
+        self.limiter.check_key(&key.to_owned()).map_err(|not_until| not_until.wait_time_from(self.clock.now()))
     }
 
-    /// Keeps the map under [`BUCKETS_MAX`]: forgets full buckets, then any.
-    fn make_room(&mut self, now: Instant) {
-        if self.buckets.len() < BUCKETS_MAX {
+    /// Keeps the limiter under [`BUCKETS_MAX`] keys.
+    fn make_room(&mut self) {
+        if self.limiter.len() < BUCKETS_MAX {
             return;
         }
-        let burst = f64::from(self.burst);
-        let rate = self.rate_per_second();
-        self.buckets.retain(|_, b| b.tokens + now.saturating_duration_since(b.at).as_secs_f64() * rate < burst);
-        while self.buckets.len() >= BUCKETS_MAX {
-            let Some(key) = self.buckets.keys().next().cloned() else { break };
-            self.buckets.remove(&key);
+        self.limiter.retain_recent();
+        self.limiter.shrink_to_fit();
+        if self.limiter.len() >= BUCKETS_MAX {
+            self.limiter = Self::limiter(self.quota, &self.clock);
         }
     }
 
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
-        self.buckets.len()
+        self.limiter.len()
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use governor::clock::FakeRelativeClock;
+
     use super::*;
 
     #[test]
     fn a_burst_passes_then_the_rate_refills() {
-        let mut t = Throttle::new(60, 3);
-        let t0 = Instant::now();
+        let clock = FakeRelativeClock::default();
+        let mut t = Throttle::with_clock(60, 3, clock.clone());
         for _ in 0..3 {
-            assert_eq!(t.take("k", t0), Ok(()));
+            assert_eq!(t.take("k"), Ok(()));
         }
-        let wait = t.take("k", t0).unwrap_err();
+        let wait = t.take("k").unwrap_err();
         assert!(wait > Duration::from_millis(990) && wait <= Duration::from_secs(1), "{wait:?}");
         // Another key has its own bucket.
-        assert_eq!(t.take("other", t0), Ok(()));
+        assert_eq!(t.take("other"), Ok(()));
         // One second later, one event (60 a minute).
-        assert_eq!(t.take("k", t0 + Duration::from_secs(1)), Ok(()));
-        assert!(t.take("k", t0 + Duration::from_secs(1)).is_err());
+        clock.advance(Duration::from_secs(1));
+        assert_eq!(t.take("k"), Ok(()));
+        assert!(t.take("k").is_err());
         // Never more than the burst, however long it was idle.
-        let later = t0 + Duration::from_secs(3600);
+        clock.advance(Duration::from_secs(3600));
         for _ in 0..3 {
-            assert_eq!(t.take("k", later), Ok(()));
+            assert_eq!(t.take("k"), Ok(()));
         }
-        assert!(t.take("k", later).is_err());
+        assert!(t.take("k").is_err());
     }
 
     #[test]
     fn zero_per_minute_turns_it_off() {
-        let mut t = Throttle::new(0, 0);
-        let now = Instant::now();
+        let mut t = Throttle::with_clock(0, 0, FakeRelativeClock::default());
         for _ in 0..1000 {
-            assert_eq!(t.take("k", now), Ok(()));
+            assert_eq!(t.take("k"), Ok(()));
         }
         assert_eq!(t.len(), 0);
     }
 
     #[test]
     fn the_map_stays_bounded() {
-        let mut t = Throttle::new(60, 1);
-        let now = Instant::now();
+        let mut t = Throttle::with_clock(60, 1, FakeRelativeClock::default());
         for i in 0..BUCKETS_MAX + 10 {
-            assert_eq!(t.take(&format!("key-{i}"), now), Ok(()));
+            assert_eq!(t.take(&format!("key-{i}")), Ok(()));
         }
         assert!(t.len() <= BUCKETS_MAX);
     }

@@ -34,7 +34,7 @@ impl HttpServer {
     async fn start(options: HttpOptions) -> HttpServer {
         let dir = Arc::new(tempfile::tempdir().unwrap());
         let log = Log::open(dir.path(), klaxon_log::Options::default()).unwrap();
-        let intake = Intake::new(log.clone(), Default::default(), klaxon_intake::system_clock());
+        let intake = Intake::new(log.clone(), Default::default(), klaxon_reactor::system_clock());
         let handle = intake.handle();
         let shutdown = CancellationToken::new();
         tokio::spawn(intake.run(shutdown.clone()));

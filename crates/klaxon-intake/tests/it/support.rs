@@ -29,7 +29,7 @@ impl Server {
     pub async fn start(options: Options) -> Server {
         let dir = Arc::new(tempfile::tempdir().unwrap());
         let log = Log::open(dir.path(), klaxon_log::Options::default()).unwrap();
-        let intake = Intake::new(log.clone(), options, klaxon_intake::system_clock());
+        let intake = Intake::new(log.clone(), options, klaxon_reactor::system_clock());
         let handle = intake.handle();
         let shutdown = CancellationToken::new();
         tokio::spawn(intake.run(shutdown.clone()));

@@ -12,8 +12,8 @@ use klaxon_domain::notifier::NotifierSectionConfig;
 use klaxon_intake::{CommandContext, Intake};
 use klaxon_log::{Log, Position};
 use klaxon_notifier::{Notifier, NotifierOptions};
-use klaxon_paging::ManualClock;
 use klaxon_proto::v1;
+use klaxon_reactor::ManualClock;
 use klaxon_tests::receiver::Receiver;
 use tokio_util::sync::CancellationToken;
 
@@ -75,7 +75,7 @@ fn start(options: NotifierOptions) -> World {
     let log = Log::open(dir.path(), Default::default()).unwrap();
     let clock = ManualClock::new("2026-11-25T10:00:00Z".parse::<DateTime<Utc>>().unwrap());
     let stop = CancellationToken::new();
-    let intake = Intake::new(log.clone(), Default::default(), clock.reader());
+    let intake = Intake::new(log.clone(), Default::default(), clock.shared());
     let intake_handle = intake.handle();
     tokio::spawn(intake.run(stop.clone()));
     let notifier = Notifier::new(log.clone(), options, Arc::new(clock.clone()));
@@ -122,15 +122,19 @@ impl World {
             .collect()
     }
 
+    /// The notify events, which must be `n` once the notifier has settled.
     async fn until_notify_events(&self, n: usize) -> Vec<serde_json::Value> {
-        for _ in 0..200 {
-            let events = self.notify_events();
-            if events.len() >= n {
-                return events;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        panic!("never {n} notify events: {:?}", self.notify_events());
+        self.settled().await;
+        let events = self.notify_events();
+        assert_eq!(events.len(), n, "not {n} notify events: {events:?}");
+        events
+    }
+
+    /// The barrier: waits until the notifier has processed everything in
+    /// the log (folded it, delivered and recorded what it decided) and
+    /// nothing is due at the clock's time.
+    async fn settled(&self) {
+        self.notifier.reactor().wait_processed(self.log.head()).await.unwrap();
     }
 
     async fn feed(&self, filter: v1::FeedFilter) -> tonic::Streaming<v1::FeedItem> {
@@ -178,7 +182,7 @@ async fn executives_are_told_of_a_sev1_and_company_wide_of_a_multi_customer_one_
         .execute(id, Command::AssignCommander { commander: ActorId::new("maria").unwrap() }, &maria())
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    w.settled().await;
     assert_eq!(w.notify_events().len(), 2);
     assert_eq!(receiver.requests().len(), 2);
     w.stop.cancel();
@@ -196,20 +200,20 @@ async fn a_sev1_without_an_executive_update_within_the_cadence_is_overdue_once()
     w.until_notify_events(1).await;
     // Default cadence 30 minutes: one second early nothing, then overdue once.
     w.clock.advance(TimeDelta::minutes(30) - TimeDelta::seconds(1));
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    w.settled().await;
     assert!(!w.notify_events().iter().any(|e| e["kind"] == "notify.update_overdue.v1"));
     w.clock.advance(TimeDelta::seconds(1));
     let events = w.until_notify_events(2).await;
     let overdue: Vec<_> = events.iter().filter(|e| e["kind"] == "notify.update_overdue.v1").collect();
     assert_eq!(overdue.len(), 1);
     assert_eq!(overdue[0]["commander"], "maria");
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    w.settled().await;
     assert_eq!(w.notify_events().len(), 2, "once per missed cadence");
     // An executive update resets the cadence.
     let update = Command::PostUpdate { audience: Audience::Executive, text: "failover done".into() };
     w.intake.execute(id, update, &maria()).await.unwrap();
     w.clock.advance(TimeDelta::minutes(29));
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    w.settled().await;
     assert_eq!(w.notify_events().len(), 2);
     w.stop.cancel();
 }
@@ -221,7 +225,7 @@ async fn a_late_subscriber_gets_the_snapshot_then_live_items_and_filters_hold() 
     let a = w.incident("payments", &["acme"], Some(Severity::Sev1)).await;
     let _b = w.incident("search", &["globex"], Some(Severity::Sev3)).await;
     let _c = w.incident("payments", &["initech"], None).await;
-    w.notifier.wait_for(w.log.head(), Duration::from_secs(5)).await;
+    w.settled().await;
     let mut feed = w.feed(v1::FeedFilter { min_severity: v1::Severity::Sev2 as i32, ..Default::default() }).await;
     let first = next(&mut feed).await;
     assert!(first.snapshot);
@@ -260,7 +264,7 @@ async fn a_burst_of_a_thousand_updates_is_coalesced_and_ends_with_the_final_stat
     let receiver = Receiver::start(SECRET).await;
     let w = start(options(&receiver.url, 200));
     let id = w.incident("payments", &["acme"], Some(Severity::Sev1)).await;
-    w.notifier.wait_for(w.log.head(), Duration::from_secs(5)).await;
+    w.settled().await;
     let mut feed = w.feed(v1::FeedFilter::default()).await;
     assert!(next(&mut feed).await.snapshot);
     let started = std::time::Instant::now();
@@ -297,7 +301,7 @@ async fn a_stalled_subscriber_gets_the_latest_state_not_every_change() {
         w.incident("payments", &["acme"], Some(Severity::Sev1)).await,
         w.incident("search", &["acme"], Some(Severity::Sev1)).await,
     ];
-    w.notifier.wait_for(w.log.head(), Duration::from_secs(5)).await;
+    w.settled().await;
     let mut feed = w.notifier.subscribe(Default::default(), w.stop.clone()).unwrap();
     // Read nothing while 3,000 changes happen: more than the feed's buffer
     // (64 items) and its lag limit (256 changes) together.

@@ -7,15 +7,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
+use klaxon_domain::catalog::ServiceCatalogConfig;
 use klaxon_domain::ids::{ActorId, IncidentId, ReportSource, Severity};
 use klaxon_domain::incident::Command;
 use klaxon_domain::oncall::SchedulesConfig;
 use klaxon_domain::paging::{PageId, PagingFileConfig};
-use klaxon_domain::severity::ServiceCatalogConfig;
 use klaxon_intake::{CommandContext, Intake};
 use klaxon_log::{Log, Position};
-use klaxon_paging::{ManualClock, Pager, PagerConfig};
+use klaxon_paging::{Pager, PagerConfig};
 use klaxon_proto::v1;
+use klaxon_reactor::ManualClock;
 use klaxon_tests::receiver::Receiver;
 use tokio_util::sync::CancellationToken;
 
@@ -114,7 +115,7 @@ struct World {
 
 fn start(log: &Log, clock: &ManualClock, config: &PagerConfig) -> World {
     let stop = CancellationToken::new();
-    let intake = Intake::new(log.clone(), Default::default(), clock.reader());
+    let intake = Intake::new(log.clone(), Default::default(), clock.shared());
     let intake_handle = intake.handle();
     tokio::spawn(intake.run(stop.clone()));
     let pager_stop = stop.child_token();
@@ -175,10 +176,10 @@ impl World {
         id
     }
 
-    /// The page kinds, reasons and responders recorded so far, after giving
-    /// the pager a moment to act on the current time.
+    /// The page kinds, reasons and responders recorded once the pager has
+    /// processed the whole log at the current time (the barrier).
     async fn pages(&self, id: IncidentId) -> Vec<String> {
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        self.settled().await;
         match self.pager.pages(id).await {
             Ok(pages) => {
                 pages.iter().map(|p| format!("{} {} {}", p.id(), p.responder(), p.reason().as_str())).collect()
@@ -187,29 +188,20 @@ impl World {
         }
     }
 
-    /// Waits (bounded) until the incident has `n` pages.
+    /// The incident's pages, which must be `n` once the pager has settled.
     async fn until_pages(&self, id: IncidentId, n: usize) -> Vec<String> {
-        for _ in 0..100 {
-            let pages = self.pages(id).await;
-            if pages.len() >= n {
-                return pages;
-            }
-        }
-        panic!("{id} never got {n} pages: {:?}", self.pages(id).await);
+        let pages = self.pages(id).await;
+        assert_eq!(pages.len(), n, "{id} has not {n} pages: {pages:?}");
+        pages
     }
 
-    /// Waits until the pager has folded everything in the log: moving the
-    /// clock before that would let it decide on a state without the last
-    /// events (a mitigation, say).
-    async fn pager_caught_up(&self) {
-        let head = self.log.head();
-        for _ in 0..500 {
-            if self.pager.applied() >= head {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        panic!("the pager did not fold position {head} within 5 s");
+    /// The barrier: waits until the pager has processed everything in the
+    /// log (folded it, carried out what it decided, folded that back) and
+    /// nothing is due at the clock's time. Moving the clock before that
+    /// would let it decide on a state without the last events (a
+    /// mitigation, say); asserting before it could miss what is under way.
+    async fn settled(&self) {
+        self.pager.reactor().wait_processed(self.log.head()).await.unwrap();
     }
 
     fn kinds(&self) -> Vec<String> {
@@ -273,7 +265,7 @@ async fn a_sev1_pages_the_on_call_escalates_on_time_and_an_ack_stops_it() {
     // Mitigation ends it.
     let by = CommandContext::by(ActorId::new("maria").unwrap());
     w.intake.execute(id, Command::Mitigate { summary: "rolled back".into() }, &by).await.unwrap();
-    w.pager_caught_up().await;
+    w.settled().await;
     w.clock.advance(TimeDelta::hours(2));
     assert_eq!(w.pages(id).await.len(), 4);
     assert_eq!(w.kinds().iter().filter(|k| *k == "slo.breached.v1").count(), 1, "{:?}", w.kinds());
@@ -292,12 +284,7 @@ async fn failed_deliveries_are_retried_with_the_same_key_and_a_restart_delivers_
     let all = receiver.requests();
     assert_eq!(all.len(), 3, "two 500s, then success");
     assert!(all.iter().all(|r| r.idempotency_key == "INC-1-P1" && r.signature_ok));
-    for _ in 0..100 {
-        if w.kinds().contains(&"page.delivered.v1".to_string()) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    w.settled().await;
     let delivered_record = w
         .log
         .read_all(Position(1), 1000)
@@ -311,7 +298,6 @@ async fn failed_deliveries_are_retried_with_the_same_key_and_a_restart_delivers_
     let head = w.log.head();
     w.restart_pager().await;
     assert_eq!(w.pages(id).await, ["INC-1-P1 ana severity"]);
-    tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(receiver.requests().len(), 3);
     assert_eq!(w.log.head(), head);
     w.stop.cancel();
@@ -332,7 +318,7 @@ async fn an_escalation_due_while_the_pager_was_down_fires_exactly_once() {
     assert_eq!(w.until_pages(id, 3).await, expected);
     // And again: still exactly one escalation and one breach.
     w.restart_pager().await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    w.settled().await;
     assert_eq!(w.kinds().iter().filter(|k| *k == "page.escalated.v1").count(), 1);
     assert_eq!(w.kinds().iter().filter(|k| *k == "slo.breached.v1").count(), 1);
     assert_eq!(w.pages(id).await, expected);

@@ -3,7 +3,6 @@
 #![allow(missing_docs)]
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use klaxon_domain::ids::{ActorId, Audience, IncidentId, IncidentRole, ReportSource, Severity};
@@ -11,8 +10,8 @@ use klaxon_domain::incident::{Command, Incident};
 use klaxon_domain::review::IncidentAsOf;
 use klaxon_intake::{CommandContext, Intake};
 use klaxon_log::{Log, Position};
-use klaxon_paging::ManualClock;
 use klaxon_proto::v1::{self, edit_review_request::Edit};
+use klaxon_reactor::{Clock, ManualClock};
 use klaxon_review::Reviews;
 use tokio_util::sync::CancellationToken;
 
@@ -30,7 +29,7 @@ fn start_at(start: DateTime<Utc>) -> World {
     let log = Log::open(dir.path(), Default::default()).unwrap();
     let clock = ManualClock::new(start);
     let stop = CancellationToken::new();
-    let intake = Intake::new(log.clone(), Default::default(), clock.reader());
+    let intake = Intake::new(log.clone(), Default::default(), clock.shared());
     let intake_handle = intake.handle();
     tokio::spawn(intake.run(stop.clone()));
     let reviews = Reviews::new(log.clone(), Arc::new(clock.clone()));
@@ -58,7 +57,7 @@ impl World {
             customers: vec!["acme".parse().unwrap()],
             labels: Default::default(),
             dedup_key: None,
-            started_at: Some(self.clock.reader()() - TimeDelta::minutes(4)),
+            started_at: Some(self.clock.now() - TimeDelta::minutes(4)),
         };
         self.intake.report(report, &by("monitor")).await.unwrap().incident
     }
@@ -99,13 +98,14 @@ impl World {
     }
 
     async fn until_reviewed(&self, id: IncidentId) {
-        for _ in 0..200 {
-            if self.reviews.review(id).await.unwrap().is_some() {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        panic!("{id} was never reviewed");
+        self.settled().await;
+        assert!(self.reviews.review(id).await.unwrap().is_some(), "{id} was never reviewed");
+    }
+
+    /// The barrier: waits until the review service has processed everything
+    /// in the log, including the reviews it opens.
+    async fn settled(&self) {
+        self.reviews.reactor().wait_processed(self.log.head()).await.unwrap();
     }
 }
 
@@ -119,13 +119,13 @@ async fn resolving_a_sev1_opens_one_review_and_a_sev3_none() {
     // Reopen and resolve again: still one review.
     w.run(sev1, Command::Reopen { reason: "back".into() }).await;
     w.run(sev1, Command::Resolve { summary: "really fixed".into() }).await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    w.settled().await;
     assert_eq!(w.kinds("review.opened.v1"), 1);
     // A second service over the same log (a restart) opens nothing again.
     let again = Reviews::new(w.log.clone(), Arc::new(w.clock.clone()));
     let handle = again.handle();
     tokio::spawn(again.run(w.stop.clone()));
-    handle.review(sev1).await.unwrap();
+    handle.reactor().wait_processed(w.log.head()).await.unwrap();
     assert_eq!(w.kinds("review.opened.v1"), 1);
     w.stop.cancel();
 }
@@ -136,7 +136,7 @@ async fn a_sev1_resolved_while_reviews_were_down_gets_its_review_at_the_next_sta
     let log = Log::open(dir.path(), Default::default()).unwrap();
     let clock = ManualClock::new(t0());
     let stop = CancellationToken::new();
-    let intake = Intake::new(log.clone(), Default::default(), clock.reader());
+    let intake = Intake::new(log.clone(), Default::default(), clock.shared());
     let handle = intake.handle();
     tokio::spawn(intake.run(stop.clone()));
     // No review service is running while the incident is resolved.
@@ -158,12 +158,7 @@ async fn a_sev1_resolved_while_reviews_were_down_gets_its_review_at_the_next_sta
     let reviews = Reviews::new(log.clone(), Arc::new(clock.clone()));
     let reviews_handle = reviews.handle();
     tokio::spawn(reviews.run(stop.clone()));
-    for _ in 0..200 {
-        if reviews_handle.review(id).await.unwrap().is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    reviews_handle.reactor().wait_processed(log.head()).await.unwrap();
     assert!(reviews_handle.review(id).await.unwrap().is_some(), "the owed review was opened after the replay");
     stop.cancel();
 }

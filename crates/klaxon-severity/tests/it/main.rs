@@ -5,9 +5,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use klaxon_domain::catalog::{ServiceCatalog, ServiceCatalogConfig};
 use klaxon_domain::ids::{ActorId, IncidentId, ReportSource, Severity};
 use klaxon_domain::incident::Command;
-use klaxon_domain::severity::{Rules, ServiceCatalog, ServiceCatalogConfig, SeverityConfig};
+use klaxon_domain::severity::{Rules, SeverityConfig};
 use klaxon_intake::{CommandContext, Intake};
 use klaxon_log::{Log, Position};
 use klaxon_severity::Evaluator;
@@ -69,10 +70,10 @@ struct World {
 fn start(log: &Log) -> World {
     let (rules, catalog) = config();
     let stop = CancellationToken::new();
-    let intake = Intake::new(log.clone(), Default::default(), klaxon_intake::system_clock());
+    let intake = Intake::new(log.clone(), Default::default(), klaxon_reactor::system_clock());
     let intake_handle = intake.handle();
     tokio::spawn(intake.run(stop.clone()));
-    let evaluator = Evaluator::new(log.clone(), rules, catalog);
+    let evaluator = Evaluator::new(log.clone(), rules, catalog, klaxon_reactor::system_clock());
     let evaluator_handle = evaluator.handle();
     let evaluator_task = tokio::spawn(evaluator.run(stop.clone()));
     World { intake: intake_handle, evaluator: evaluator_handle, stop, evaluator_task }
@@ -117,9 +118,11 @@ fn assessments(log: &Log) -> Vec<serde_json::Value> {
         .collect()
 }
 
-/// Lets the evaluator finish with what is in the log.
-async fn settle(w: &World) {
-    w.evaluator.explain(IncidentId::from_number(1).unwrap()).await.unwrap();
+/// The barrier: waits until the evaluator has processed everything in the
+/// log (and what that led to), so that a test may assert nothing else
+/// happened.
+async fn settle(w: &World, log: &Log) {
+    w.evaluator.reactor().wait_processed(log.head()).await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -133,7 +136,7 @@ async fn every_report_is_triaged_once_and_an_override_wins() {
     severity_becomes(&w, a, Some(Severity::Sev1)).await;
     severity_becomes(&w, b, Some(Severity::Sev4)).await;
     severity_becomes(&w, c, Some(Severity::Sev1)).await;
-    settle(&w).await;
+    settle(&w, &log).await;
     let rules: Vec<_> = assessments(&log).iter().map(|a| (a["incident"].clone(), a["rule"].clone())).collect();
     assert_eq!(
         rules,
@@ -165,7 +168,7 @@ async fn every_report_is_triaged_once_and_an_override_wins() {
         summary: "all EU".into(),
     };
     w.intake.execute(b, more, &who("maria")).await.unwrap();
-    settle(&w).await;
+    settle(&w, &log).await;
     assert_eq!(w.intake.get(b).await.unwrap().severity(), Some(Severity::Sev4));
     assert_eq!(assessments(&log).len(), 4, "no assessment after the override");
     w.stop.cancel();
@@ -181,7 +184,7 @@ async fn a_restart_or_a_replay_from_scratch_writes_nothing_twice() {
         report(&w, "payments", customers, ReportSource::Api).await;
     }
     severity_becomes(&w, IncidentId::from_number(20).unwrap(), Some(Severity::Sev4)).await;
-    settle(&w).await;
+    settle(&w, &log).await;
     w.stop.cancel();
     w.evaluator_task.await.unwrap().unwrap();
     let head = log.head();
@@ -190,7 +193,7 @@ async fn a_restart_or_a_replay_from_scratch_writes_nothing_twice() {
 
     // Restart from the saved checkpoint: nothing new.
     let w = start(&log);
-    settle(&w).await;
+    settle(&w, &log).await;
     assert_eq!(log.head(), head);
     w.stop.cancel();
     w.evaluator_task.await.unwrap().unwrap();
@@ -199,7 +202,7 @@ async fn a_restart_or_a_replay_from_scratch_writes_nothing_twice() {
     // ids, and the log deduplicates them.
     log.save_checkpoint(klaxon_severity::CONSUMER, Position(0)).await.unwrap();
     let w = start(&log);
-    settle(&w).await;
+    settle(&w, &log).await;
     assert_eq!(log.head(), head, "a replay from scratch wrote something");
     assert_eq!(assessments(&log), before);
     w.stop.cancel();

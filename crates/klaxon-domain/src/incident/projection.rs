@@ -1,36 +1,24 @@
-//! The incident projection: a pure fold of the log's incident events into
-//! every incident's current state, plus the indexes intake needs (open
+//! Every incident at once: the pure fold of the log's incident events into
+//! each incident's current state, plus the indexes intake needs (open
 //! incidents by dedup key, the last closed one of each dedup key, the
-//! highest incident number).
+//! highest incident number). Intake, severity and the tests fold it.
 
 use std::collections::{BTreeMap, HashMap};
 
-use klaxon_domain::ids::{DedupKey, IncidentId};
-use klaxon_domain::incident::{Incident, IncidentEvent, evolve};
-use klaxon_log::{Position, Record};
+use crate::ids::{DedupKey, IncidentId};
+use crate::incident::{Incident, IncidentEvent, evolve};
 
-use crate::Error;
-
-/// The prefix of every incident event kind.
-const INCIDENT_KIND_PREFIX: &str = "incident.";
-
-/// Every incident as the log says it is, up to [`Incidents::position`].
-/// Deleting it and folding the log again from position 1 gives an equal value.
+/// Every incident as its events say it is. Deleting it and folding the same
+/// events again, in log order, gives an equal value.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Incidents {
     by_number: BTreeMap<u64, Incident>,
     open_by_dedup_key: HashMap<DedupKey, IncidentId>,
     /// The last incident of each dedup key that stopped being open.
     closed_by_dedup_key: HashMap<DedupKey, IncidentId>,
-    position: Position,
 }
 
 impl Incidents {
-    /// The last log position folded in.
-    pub fn position(&self) -> Position {
-        self.position
-    }
-
     /// One incident.
     pub fn get(&self, id: IncidentId) -> Option<&Incident> {
         self.by_number.get(&id.number())
@@ -68,17 +56,13 @@ impl Incidents {
         self.by_number.is_empty()
     }
 
-    /// Folds one record in. Records must come in position order without gaps;
-    /// records of other kinds only advance the position.
-    pub fn apply(&mut self, record: &Record) -> Result<(), Error> {
-        assert_eq!(record.position, self.position.next(), "the projection must see every position once, in order");
-        self.position = record.position;
-        let Some(event) = decode(record)? else { return Ok(()) };
+    /// Folds one incident event in. Events must come in log order.
+    pub fn apply(&mut self, event: &IncidentEvent) {
         let number = event.incident.number();
         let before = self.by_number.remove(&number);
         let old_key = before.as_ref().filter(|i| i.is_open()).and_then(|i| i.dedup_key().cloned());
-        let Some(after) = evolve(before, &event) else {
-            return Ok(());
+        let Some(after) = evolve(before, event) else {
+            return;
         };
         if let Some(key) = old_key {
             self.open_by_dedup_key.remove(&key);
@@ -90,27 +74,5 @@ impl Incidents {
             self.open_by_dedup_key.insert(key.clone(), after.id());
         }
         self.by_number.insert(number, after);
-        Ok(())
     }
-}
-
-/// The incident event in a record, or `None` for records of other kinds.
-pub fn decode(record: &Record) -> Result<Option<IncidentEvent>, Error> {
-    if !record.kind.as_str().starts_with(INCIDENT_KIND_PREFIX) {
-        return Ok(None);
-    }
-    IncidentEvent::from_json(record.kind.as_str(), record.data.as_str())
-        .map(Some)
-        .map_err(|e| Error::UndecodableEvent { position: record.position, reason: e.to_string() })
-}
-
-/// Folds an incident's own records (from `read_stream`) into its state.
-pub fn fold_stream(records: &[Record]) -> Result<Option<Incident>, Error> {
-    let mut state = None;
-    for record in records {
-        if let Some(event) = decode(record)? {
-            state = evolve(state, &event);
-        }
-    }
-    Ok(state)
 }

@@ -1,5 +1,6 @@
-//! Time for the paging service: the wall clock in production, a clock the
-//! test moves by hand. Every timer is derived from events and this clock.
+//! Time for the services: the wall clock in production, a clock the test
+//! moves by hand. Every timer is derived from events and this clock; the
+//! shell never reads the time any other way.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -31,6 +32,11 @@ impl Clock for SystemClock {
     }
 }
 
+/// The wall clock, shared: what production passes to every service.
+pub fn system_clock() -> Arc<dyn Clock> {
+    Arc::new(SystemClock)
+}
+
 /// A clock that only moves when told to: tests move time without sleeping.
 #[derive(Clone, Debug)]
 pub struct ManualClock {
@@ -48,10 +54,9 @@ impl ManualClock {
         self.now.send_modify(|now| *now += by);
     }
 
-    /// The clock as a plain function, for components that only read it.
-    pub fn reader(&self) -> Arc<dyn Fn() -> DateTime<Utc> + Send + Sync> {
-        let now = self.now.clone();
-        Arc::new(move || *now.borrow())
+    /// This clock as the services take it.
+    pub fn shared(&self) -> Arc<dyn Clock> {
+        Arc::new(self.clone())
     }
 }
 

@@ -1,0 +1,34 @@
+//! Klaxon's service kit: what every service needs between the log and its
+//! pure domain, written once.
+//!
+//! What it must never do: decide anything (decisions are the domain's),
+//! read the time except through the injected [`Clock`], spawn a task that
+//! nothing tracks, or keep state the log cannot rebuild.
+//!
+//! Every reacting service (severity, paging, the notifier, review) is a
+//! [`Service`] (a pure fold and a pure decision returning [`Effect`]s) run
+//! by a [`Reactor`], the one shell: replay then live, dirty incidents,
+//! timers, work in flight, bounded deliveries, the drain, the processed
+//! position and the barrier tests wait on.
+//!
+//! Modules:
+//! - [`shell`]: [`Service`], [`Reactor`], its [`Handle`] and [`Progress`].
+//! - [`effect`]: what a decision asks for: [`Append`], [`Deliver`], with
+//!   derived [`Ids`] and a [`Trace`].
+//! - [`clock`]: [`Clock`], [`SystemClock`] and the [`ManualClock`] tests
+//!   move by hand.
+//! - [`streams`]: the log streams of an incident and its correlation id.
+//! - [`decode`]: records back into domain events ([`Decoded`]), loudly.
+
+pub mod clock;
+pub mod decode;
+pub mod effect;
+mod error;
+pub mod shell;
+pub mod streams;
+
+pub use clock::{Clock, ManualClock, SystemClock, system_clock};
+pub use decode::Decoded;
+pub use effect::{Append, Cause, Deliver, Effect, Ids, Trace};
+pub use error::Error;
+pub use shell::{Handle, Progress, Reactor, Service};

@@ -1,0 +1,584 @@
+//! The reactor shell: the one run loop every reacting service runs on.
+//!
+//! A service supplies a [`Service`]: a pure fold of records into one state
+//! value, and a pure decision per incident that returns [`Effect`]s. The
+//! shell owns everything around them:
+//!
+//! - **Replay, then live.** It folds the log from position 1 and decides
+//!   nothing until it has folded the head it saw at start (a decision on a
+//!   partial fold would page for an incident resolved later in the log).
+//!   Records up to the service's checkpoint (if it keeps one) are folded
+//!   without making anything due; every later record makes its incident
+//!   *dirty*.
+//! - **Dirty incidents, timers.** Once caught up, each dirty incident is
+//!   decided after every record; the next wake-up is the earliest
+//!   [`Service::next_due`] (pure), read from the injected [`Clock`], and
+//!   incidents due then are decided.
+//! - **Work in flight.** An incident whose decision is being carried out is
+//!   not decided again until every record its effects appended has been
+//!   folded back; what happens meanwhile keeps it dirty.
+//! - **Bounded deliveries.** At most [`DELIVERIES_MAX`] deliveries run at
+//!   once, each bounded by its channel's own retries and timeouts.
+//! - **Drain.** On stop it folds no more, lets the work under way finish
+//!   (at most [`DRAIN_WAIT`]) so that a delivery's outcome is recorded, and
+//!   saves its checkpoint.
+//! - **Progress and the barrier.** [`Progress`] says which position is
+//!   folded and which is *processed*: folded, decided, carried out and
+//!   folded back. [`Handle::wait_processed`] is the barrier tests wait on
+//!   before asserting that nothing else happened.
+//!
+//! Every task it starts is owned by a `JoinSet` that the loop drains or
+//! drops; time comes only from the [`Clock`].
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use klaxon_bus::Bus;
+use klaxon_domain::ids::IncidentId;
+use klaxon_domain::outbox::{Outbox, Receipt};
+use klaxon_log::{Appended, Position, Record};
+use klaxon_telemetry::Traced;
+use tokio::sync::{Semaphore, broadcast, watch};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::effect::{Append, Cause, Deliver, Effect};
+use crate::{Clock, Error};
+
+/// Deliveries running at once, across all incidents of one service.
+pub const DELIVERIES_MAX: usize = 16;
+/// How long a clean stop waits for the work under way.
+pub const DRAIN_WAIT: Duration = Duration::from_secs(30);
+/// How long a query waits for the service to fold the log's head.
+pub const CATCH_UP_WAIT: Duration = Duration::from_secs(5);
+/// How long [`Handle::wait_processed`] waits.
+pub const PROCESSED_WAIT: Duration = Duration::from_secs(10);
+/// Records folded between two checkpoint saves (services with a checkpoint).
+pub const CHECKPOINT_EVERY: u64 = 256;
+
+/// What a reacting service supplies: a pure fold and a pure decision.
+pub trait Service: Send + Sync + 'static {
+    /// The projection: one value, owned by the shell, rebuilt from the log.
+    type State: Default + Send + Sync + 'static;
+    /// What a [`Deliver`] effect records its outcome with.
+    type Then: Send + 'static;
+
+    /// The service's name, in logs and errors.
+    const NAME: &'static str;
+    /// The checkpoint it keeps, if any: records up to it were reacted to
+    /// before, so they are folded without making their incident dirty.
+    const CHECKPOINT: Option<&'static str> = None;
+    /// Whether it has timers ([`Service::next_due`] can return something).
+    const TIMERS: bool = false;
+
+    /// Folds one record; returns the incident it concerns, which is then
+    /// decided again. Records come in position order, each once.
+    fn fold(&self, state: &mut Self::State, record: &Record) -> Result<Option<IncidentId>, Error>;
+
+    /// What to do now about `incident`, whose latest record is `cause`.
+    fn decide(
+        &self,
+        state: &Self::State,
+        incident: IncidentId,
+        cause: &Cause,
+        now: DateTime<Utc>,
+    ) -> Vec<Effect<Self::Then>>;
+
+    /// When `incident` must be decided next, if ever (a past instant means
+    /// now).
+    fn next_due(&self, _state: &Self::State, _incident: IncidentId) -> Option<DateTime<Utc>> {
+        None
+    }
+
+    /// The append that records what came of a delivery.
+    fn recorded(&self, _then: Self::Then, _receipts: Vec<Receipt>) -> Option<Append> {
+        None
+    }
+}
+
+/// Where a service is in the log.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Progress {
+    /// The last position folded into the state.
+    pub applied: Position,
+    /// The last position whose record is folded *and* whose consequences
+    /// are: every decision it led to was carried out and its records folded
+    /// back. Before the service has caught up with the log it found at
+    /// start, this is its checkpoint (or zero).
+    pub processed: Position,
+    /// When the next timer fires, as of `processed` (none while not caught up).
+    pub due: Option<DateTime<Utc>>,
+}
+
+/// The shell of one service. Build it, take [`Handle`]s, then
+/// [`Reactor::run`] it.
+pub struct Reactor<S: Service> {
+    handle: Handle<S>,
+}
+
+/// A cheap-to-clone handle: the state for queries, progress, appends.
+pub struct Handle<S: Service> {
+    inner: Arc<Inner<S>>,
+}
+
+impl<S: Service> Clone for Handle<S> {
+    fn clone(&self) -> Self {
+        Handle { inner: self.inner.clone() }
+    }
+}
+
+struct Inner<S: Service> {
+    service: S,
+    bus: Bus,
+    clock: Arc<dyn Clock>,
+    outbox: Option<Arc<dyn Outbox>>,
+    state: RwLock<S::State>,
+    progress: watch::Sender<Progress>,
+    changes: Option<broadcast::Sender<IncidentId>>,
+}
+
+impl<S: Service> Reactor<S> {
+    /// The shell of `service` over `bus`, reading time from `clock`.
+    pub fn new(bus: impl Into<Bus>, service: S, clock: Arc<dyn Clock>) -> Reactor<S> {
+        let inner = Inner {
+            service,
+            bus: bus.into(),
+            clock,
+            outbox: None,
+            state: RwLock::new(S::State::default()),
+            progress: watch::channel(Progress::default()).0,
+            changes: None,
+        };
+        Reactor { handle: Handle { inner: Arc::new(inner) } }
+    }
+
+    fn configure(&mut self) -> &mut Inner<S> {
+        Arc::get_mut(&mut self.handle.inner).expect("configured before any handle is taken")
+    }
+
+    /// Delivers [`Deliver`] effects through `outbox`. A service whose
+    /// decisions deliver needs one.
+    pub fn with_outbox(mut self, outbox: Arc<dyn Outbox>) -> Reactor<S> {
+        self.configure().outbox = Some(outbox);
+        self
+    }
+
+    /// Announces each incident a record changes on a broadcast of
+    /// `capacity` ([`Handle::changes`]); a receiver that falls further
+    /// behind is told it lagged.
+    pub fn with_changes(mut self, capacity: usize) -> Reactor<S> {
+        self.configure().changes = Some(broadcast::channel(capacity.max(1)).0);
+        self
+    }
+
+    /// A handle to it.
+    pub fn handle(&self) -> Handle<S> {
+        self.handle.clone()
+    }
+
+    /// Folds the log from position 1, decides once caught up with the head
+    /// found at start, then follows the log and the clock until `shutdown`
+    /// or the log's end. A record that does not decode, a failed append or
+    /// a broken log stops it with the error.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), Error> {
+        let inner = self.handle.inner;
+        let checkpoint = match S::CHECKPOINT {
+            Some(name) => inner.bus.load_checkpoint(name).await?,
+            None => Position::ZERO,
+        };
+        let start_head = inner.bus.head().await?;
+        let mut run = Run::new(checkpoint, start_head);
+        let mut subscription = inner.bus.subscribe(Position(1));
+        let deliveries = Arc::new(Semaphore::new(DELIVERIES_MAX));
+        let mut jobs: JoinSet<(IncidentId, Result<Option<Position>, Error>)> = JoinSet::new();
+        let outcome = loop {
+            run.publish(&inner);
+            let sleep = match run.wake {
+                Some(at) => inner.clock.sleep_until(at),
+                None => Box::pin(std::future::pending()),
+            };
+            tokio::select! {
+                _ = shutdown.cancelled() => break Ok(()),
+                next = subscription.next() => match next {
+                    None => break Ok(()),
+                    Some(Err(e)) => break Err(e.into()),
+                    Some(Ok(record)) => {
+                        if let Err(e) = run.fold(&inner, &record) {
+                            break Err(e);
+                        }
+                        if let Err(e) = run.save_checkpoint(&inner, false).await {
+                            break Err(e);
+                        }
+                    }
+                },
+                Some(finished) = jobs.join_next() => {
+                    let (incident, result) = finished.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+                    match result {
+                        Ok(last) => run.finished(incident, last),
+                        Err(e) => break Err(e),
+                    }
+                }
+                _ = sleep => run.due(&inner),
+            }
+            if run.caught_up {
+                run.decide(&inner, &mut jobs, &deliveries);
+            }
+        };
+        // An error stops the service; what is under way is abandoned
+        // (dropping the set aborts it) and redone after the restart.
+        outcome?;
+        if !jobs.is_empty() {
+            let drained = tokio::time::timeout(DRAIN_WAIT, async {
+                while let Some(finished) = jobs.join_next().await {
+                    let (incident, result) = finished.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+                    if let Err(e) = result {
+                        tracing::error!(service = S::NAME, %incident, error = %e, "work under way at the stop failed");
+                    }
+                }
+            });
+            if drained.await.is_err() {
+                tracing::warn!(service = S::NAME, "work still under way at the stop; it is redone after the restart");
+            }
+        }
+        // Best effort: a closed log means the process is stopping anyway.
+        let _ = run.save_checkpoint(&inner, true).await;
+        Ok(())
+    }
+}
+
+/// What the loop keeps besides the service's state: all of it follows from
+/// the log and the work under way, none of it is persisted.
+struct Run {
+    checkpoint: Position,
+    start_head: Position,
+    caught_up: bool,
+    applied: Position,
+    saved: Position,
+    /// Incidents to decide.
+    dirty: BTreeSet<IncidentId>,
+    /// The latest record of each incident.
+    causes: HashMap<IncidentId, Cause>,
+    /// Incidents whose decision is being carried out: the last position its
+    /// effects appended, once they are all done.
+    in_flight: HashMap<IncidentId, Option<Position>>,
+    /// For each incident whose consequences are still unfolding (a decision
+    /// under way, its records to fold back, the decision they lead to...),
+    /// the position folded when the first decision of the chain was made.
+    origins: HashMap<IncidentId, Position>,
+    /// The earliest `next_due` of the incidents not in flight.
+    wake: Option<DateTime<Utc>>,
+}
+
+impl Run {
+    fn new(checkpoint: Position, start_head: Position) -> Run {
+        Run {
+            checkpoint,
+            start_head,
+            caught_up: start_head == Position::ZERO,
+            applied: Position::ZERO,
+            saved: checkpoint,
+            dirty: BTreeSet::new(),
+            causes: HashMap::new(),
+            in_flight: HashMap::new(),
+            origins: HashMap::new(),
+            wake: None,
+        }
+    }
+
+    fn fold<S: Service>(&mut self, inner: &Inner<S>, record: &Record) -> Result<(), Error> {
+        let touched = inner.service.fold(&mut inner.state.write().expect("state lock"), record)?;
+        self.applied = record.position;
+        if let Some(incident) = touched {
+            self.causes.insert(incident, Cause::of(record));
+            if record.position > self.checkpoint {
+                self.dirty.insert(incident);
+            }
+            if let Some(changes) = &inner.changes {
+                let _ = changes.send(incident);
+            }
+        }
+        let position = record.position;
+        let folded_back: Vec<IncidentId> =
+            self.in_flight.iter().filter(|(_, until)| until.is_some_and(|u| u <= position)).map(|(i, _)| *i).collect();
+        for incident in folded_back {
+            self.landed(incident);
+        }
+        if !self.caught_up && record.position >= self.start_head {
+            self.caught_up = true;
+        }
+        Ok(())
+    }
+
+    /// A decision's effects are all carried out; `last` is the last
+    /// position they appended.
+    fn finished(&mut self, incident: IncidentId, last: Option<Position>) {
+        match last {
+            Some(last) if last > self.applied => {
+                self.in_flight.insert(incident, Some(last));
+            }
+            // Folded back already, or nothing written (a conflict: the
+            // other write is folded, or will be, and makes it dirty again).
+            _ => self.landed(incident),
+        }
+    }
+
+    /// The incident's effects are done and folded back: it may be decided
+    /// again. When nothing made it dirty meanwhile, its chain ends here.
+    fn landed(&mut self, incident: IncidentId) {
+        self.in_flight.remove(&incident);
+        if !self.dirty.contains(&incident) {
+            self.origins.remove(&incident);
+        }
+    }
+
+    /// The clock reached the wake-up: the incidents due are dirty.
+    fn due<S: Service>(&mut self, inner: &Inner<S>) {
+        let now = inner.clock.now();
+        let state = inner.state.read().expect("state lock");
+        for incident in self.causes.keys() {
+            if !self.in_flight.contains_key(incident)
+                && inner.service.next_due(&state, *incident).is_some_and(|due| due <= now)
+            {
+                self.dirty.insert(*incident);
+            }
+        }
+    }
+
+    /// Decides every dirty incident not in flight and starts its effects.
+    fn decide<S: Service>(
+        &mut self,
+        inner: &Arc<Inner<S>>,
+        jobs: &mut JoinSet<(IncidentId, Result<Option<Position>, Error>)>,
+        deliveries: &Arc<Semaphore>,
+    ) {
+        let ready: Vec<IncidentId> = self.dirty.iter().filter(|i| !self.in_flight.contains_key(i)).copied().collect();
+        if !ready.is_empty() {
+            let now = inner.clock.now();
+            let state = inner.state.read().expect("state lock");
+            for incident in ready {
+                self.dirty.remove(&incident);
+                let Some(cause) = self.causes.get(&incident) else { continue };
+                let effects = inner.service.decide(&state, incident, cause, now);
+                if effects.is_empty() {
+                    self.origins.remove(&incident);
+                    continue;
+                }
+                self.origins.entry(incident).or_insert(self.applied);
+                self.in_flight.insert(incident, None);
+                let (inner, deliveries) = (inner.clone(), deliveries.clone());
+                jobs.spawn(async move { (incident, carry_out(inner, effects, deliveries).await) });
+            }
+        }
+        self.wake = if S::TIMERS {
+            let state = inner.state.read().expect("state lock");
+            let pending = self.causes.keys().filter(|i| !self.in_flight.contains_key(*i));
+            pending.filter_map(|i| inner.service.next_due(&state, *i)).min()
+        } else {
+            None
+        };
+    }
+
+    fn progress(&self) -> Progress {
+        if !self.caught_up {
+            return Progress { applied: self.applied, processed: self.applied.min(self.checkpoint), due: None };
+        }
+        let processed = match self.origins.values().min() {
+            Some(origin) => self.applied.min(Position(origin.0.saturating_sub(1))),
+            None => self.applied,
+        };
+        Progress { applied: self.applied, processed, due: self.wake }
+    }
+
+    fn publish<S: Service>(&self, inner: &Inner<S>) {
+        let progress = self.progress();
+        inner.progress.send_if_modified(|p| std::mem::replace(p, progress) != progress);
+    }
+
+    /// Saves the checkpoint (the processed position) every
+    /// [`CHECKPOINT_EVERY`] records, or now with `force`.
+    async fn save_checkpoint<S: Service>(&mut self, inner: &Inner<S>, force: bool) -> Result<(), Error> {
+        let Some(name) = S::CHECKPOINT else { return Ok(()) };
+        let processed = self.progress().processed;
+        if processed > self.saved && (force || processed.0 >= self.saved.0 + CHECKPOINT_EVERY) {
+            inner.bus.save_checkpoint(name, processed).await?;
+            self.saved = processed;
+        }
+        Ok(())
+    }
+}
+
+/// Carries out one decision: its appends in order, then its deliveries
+/// (at most [`DELIVERIES_MAX`] at once across the service). Returns the
+/// last position written.
+async fn carry_out<S: Service>(
+    inner: Arc<Inner<S>>,
+    effects: Vec<Effect<S::Then>>,
+    deliveries: Arc<Semaphore>,
+) -> Result<Option<Position>, Error> {
+    let mut last = None;
+    let mut sending = JoinSet::new();
+    for effect in effects {
+        match effect {
+            Effect::Append(append) => last = last.max(inner.append_reaction(append, None).await?),
+            Effect::Deliver(deliver) => {
+                let (inner, deliveries) = (inner.clone(), deliveries.clone());
+                sending.spawn(async move {
+                    let _permit = deliveries.acquire_owned().await.expect("the semaphore is never closed");
+                    inner.deliver(deliver).await
+                });
+            }
+        }
+    }
+    while let Some(delivered) = sending.join_next().await {
+        let delivered = delivered.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+        last = last.max(delivered?);
+    }
+    Ok(last)
+}
+
+impl<S: Service> Inner<S> {
+    /// Appends a reaction in its span (or `enclosing`'s); a conflict with
+    /// another writer writes nothing and is not an error.
+    async fn append_reaction(&self, append: Append, enclosing: Option<&Traced>) -> Result<Option<Position>, Error> {
+        let traced = match (&append.trace, enclosing) {
+            (Some(trace), _) => Some(Traced::new(trace.span.clone(), trace.parent.as_deref())),
+            (None, Some(traced)) => Some(traced.clone()),
+            (None, None) => None,
+        };
+        let span = traced.as_ref().map_or_else(tracing::Span::none, |t| t.span().clone());
+        let events = append.to_new_events(traced.as_ref().and_then(Traced::traceparent))?;
+        let kinds: Vec<&str> = append.events.iter().map(|e| e.kind).collect();
+        match self.bus.append(&append.stream, append.expected, events).instrument(span.clone()).await {
+            Ok(appended) => {
+                span.in_scope(|| {
+                    tracing::info!(service = S::NAME, stream = %append.stream, last = %appended.last, ?kinds, "appended");
+                });
+                Ok(Some(appended.last))
+            }
+            Err(klaxon_log::Error::WrongExpectedVersion { .. }) => {
+                tracing::debug!(service = S::NAME, stream = %append.stream, "another writer was first; deciding again");
+                Ok(None)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Sends a delivery's messages in order, then appends its record.
+    async fn deliver(&self, deliver: Deliver<S::Then>) -> Result<Option<Position>, Error> {
+        let outbox = self.outbox.as_ref().expect("a service that delivers is built with an outbox");
+        let traced = deliver.trace.as_ref().map(|t| Traced::new(t.span.clone(), t.parent.as_deref()));
+        let span = traced.as_ref().map_or_else(tracing::Span::none, |t| t.span().clone());
+        let mut receipts = Vec::with_capacity(deliver.sends.len());
+        for send in &deliver.sends {
+            let at = self.clock.now();
+            let outcome = outbox.deliver(&send.channel, &send.message).instrument(span.clone()).await;
+            if let klaxon_domain::outbox::Outcome::Failed { error, .. } = &outcome {
+                span.in_scope(|| {
+                    let key = &send.message.idempotency_key;
+                    tracing::warn!(service = S::NAME, channel = %send.channel, %key, %error, "delivery failed");
+                });
+            }
+            receipts.push(Receipt { channel: send.channel.clone(), at, outcome });
+        }
+        match self.service.recorded(deliver.then, receipts) {
+            Some(append) => self.append_reaction(append, traced.as_ref()).await,
+            None => Ok(None),
+        }
+    }
+}
+
+impl<S: Service> Handle<S> {
+    /// The service.
+    pub fn service(&self) -> &S {
+        &self.inner.service
+    }
+
+    /// The log it reads and writes.
+    pub fn bus(&self) -> &Bus {
+        &self.inner.bus
+    }
+
+    /// The current time of its clock.
+    pub fn now(&self) -> DateTime<Utc> {
+        self.inner.clock.now()
+    }
+
+    /// Reads the state as folded so far.
+    pub fn read<T>(&self, f: impl FnOnce(&S::State) -> T) -> T {
+        f(&self.inner.state.read().expect("state lock"))
+    }
+
+    /// Where it is in the log.
+    pub fn progress(&self) -> Progress {
+        *self.inner.progress.borrow()
+    }
+
+    /// The last position folded (for the consumer-lag metric).
+    pub fn applied(&self) -> Position {
+        self.progress().applied
+    }
+
+    /// The last position fully processed (see [`Progress::processed`]).
+    pub fn processed(&self) -> Position {
+        self.progress().processed
+    }
+
+    /// A receiver of the incidents records change, when built
+    /// [`Reactor::with_changes`].
+    pub fn changes(&self) -> Option<broadcast::Receiver<IncidentId>> {
+        self.inner.changes.as_ref().map(broadcast::Sender::subscribe)
+    }
+
+    /// Receivers of [`Handle::changes`] open now.
+    pub fn change_receivers(&self) -> usize {
+        self.inner.changes.as_ref().map_or(0, broadcast::Sender::receiver_count)
+    }
+
+    /// Waits (at most [`CATCH_UP_WAIT`]) until `position` is folded.
+    pub async fn wait_applied(&self, position: Position) -> Result<(), Error> {
+        let mut progress = self.inner.progress.subscribe();
+        match tokio::time::timeout(CATCH_UP_WAIT, progress.wait_for(|p| p.applied >= position)).await {
+            Ok(Ok(_)) => Ok(()),
+            _ => {
+                Err(Error::Unavailable { service: S::NAME, reason: format!("not caught up with position {position}") })
+            }
+        }
+    }
+
+    /// Waits until the log's current head is folded: what a query answers
+    /// from is then at least as new as the caller's last write.
+    pub async fn caught_up(&self) -> Result<(), Error> {
+        self.wait_applied(self.inner.bus.head().await?).await
+    }
+
+    /// The barrier: waits (at most [`PROCESSED_WAIT`]) until `position` is
+    /// processed (folded, its decisions carried out and folded back) and no
+    /// timer is due at the clock's current time. After it, whatever the
+    /// records up to `position` and the time lead to has happened: a test
+    /// may assert that nothing else did.
+    pub async fn wait_processed(&self, position: Position) -> Result<Progress, Error> {
+        let mut progress = self.inner.progress.subscribe();
+        let clock = self.inner.clock.clone();
+        let settled = |p: &Progress| p.processed >= position && p.due.is_none_or(|due| due > clock.now());
+        match tokio::time::timeout(PROCESSED_WAIT, progress.wait_for(settled)).await {
+            Ok(Ok(p)) => Ok(*p),
+            _ => Err(Error::Unavailable {
+                service: S::NAME,
+                reason: format!("did not process position {position} in {PROCESSED_WAIT:?}: {:?}", self.progress()),
+            }),
+        }
+    }
+
+    /// Appends on behalf of a command (an acknowledgement, a review edit):
+    /// the caller decides, the shell builds the events. Conflicts are the
+    /// caller's to handle.
+    pub async fn append(&self, append: Append) -> Result<Appended, Error> {
+        let traced = append.trace.as_ref().map(|t| Traced::new(t.span.clone(), t.parent.as_deref()));
+        let events = append.to_new_events(traced.as_ref().and_then(Traced::traceparent))?;
+        let span = traced.as_ref().map_or_else(tracing::Span::none, |t| t.span().clone());
+        Ok(self.inner.bus.append(&append.stream, append.expected, events).instrument(span).await?)
+    }
+}

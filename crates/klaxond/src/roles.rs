@@ -1,0 +1,216 @@
+//! Each role wired once, from its configuration and a [`Bus`]: the
+//! component, its gRPC services (marked serving in health checks), what it
+//! shows in `/metrics`, and its task. `klaxond up` wires every service role
+//! over the embedded log; `klaxond serve ROLE` wires one over the
+//! distributed bus (or the log server itself, [`Wiring::log`]).
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use klaxon_bus::Bus;
+use klaxon_log::Log;
+use klaxon_reactor::Clock;
+use tonic::server::NamedService;
+use tonic::service::RoutesBuilder;
+use tonic_health::server::HealthReporter;
+
+use crate::config::{Config, Validated};
+use crate::metrics::Metrics;
+use crate::process::{Process, Task};
+
+/// A service role: what `klaxond serve` runs besides the log and the gateway.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Service {
+    /// Incident commands, queries, the bridge and the HTTP intake.
+    Intake,
+    /// The severity evaluator.
+    Severity,
+    /// Paging and escalation.
+    Paging,
+    /// The executive notifier and status feeds.
+    Notifier,
+    /// Post-incident reviews.
+    Review,
+}
+
+impl Service {
+    /// Every service, in the order `up` starts them.
+    pub const ALL: [Service; 5] =
+        [Service::Intake, Service::Severity, Service::Paging, Service::Notifier, Service::Review];
+
+    /// Its name on the command line, in metrics and in logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Service::Intake => "intake",
+            Service::Severity => "severity",
+            Service::Paging => "paging",
+            Service::Notifier => "notifier",
+            Service::Review => "review",
+        }
+    }
+}
+
+/// Everything the roles of one process add up to.
+pub struct Wiring {
+    /// The gRPC services.
+    pub routes: RoutesBuilder,
+    /// Their health.
+    pub health: HealthReporter,
+    /// What `/metrics` shows.
+    pub metrics: Metrics,
+    /// The background tasks, supervised by the process.
+    pub tasks: Vec<Task>,
+    /// The HTTP intake (Alertmanager, PagerDuty), when intake runs here.
+    pub http: Option<axum::Router>,
+    message_bytes_max: usize,
+    feeds_per_principal: usize,
+    clock: Arc<dyn Clock>,
+}
+
+impl Wiring {
+    /// Nothing wired yet, with health and reflection.
+    pub fn new(config: &Config) -> anyhow::Result<Wiring> {
+        let (routes, health) = crate::process::base_routes()?;
+        Ok(Wiring {
+            routes,
+            health,
+            metrics: Metrics::default(),
+            tasks: Vec::new(),
+            http: None,
+            message_bytes_max: config.limits.message_bytes_max,
+            feeds_per_principal: config.limits.feeds_per_principal,
+            clock: klaxon_reactor::system_clock(),
+        })
+    }
+
+    /// Adds a gRPC service and marks it serving.
+    async fn serve<S>(&mut self, service: S)
+    where
+        S: tower::Service<http::Request<tonic::body::Body>, Error = Infallible>
+            + NamedService
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Response: axum::response::IntoResponse,
+        S::Future: Send + 'static,
+    {
+        self.health.set_serving::<S>().await;
+        self.routes.add_service(service);
+    }
+
+    /// Wires `service` over `bus`. Its bridges and feeds end at the
+    /// process's stop; its task at the services' stop.
+    pub async fn service(
+        &mut self,
+        service: Service,
+        config: &Config,
+        validated: &Validated,
+        bus: Bus,
+        auth: &klaxon_auth::Auth,
+        process: &Process,
+    ) -> anyhow::Result<()> {
+        let (max, name) = (self.message_bytes_max, service.name());
+        let stop = process.services.clone();
+        match service {
+            Service::Intake => {
+                use klaxon_intake::grpc::{BridgeService, IncidentsService};
+                let intake = klaxon_intake::Intake::new(bus, config.intake.clone(), self.clock.clone());
+                let handle = intake.handle();
+                let h = handle.clone();
+                self.metrics =
+                    std::mem::take(&mut self.metrics).with_consumer(name, move || (h.applied(), h.applied()));
+                self.http = Some(klaxon_intake::http::router(handle.clone(), config.http.clone(), Some(auth.clone())));
+                self.serve(IncidentsService::new(handle.clone()).into_server().max_decoding_message_size(max)).await;
+                let bridge = BridgeService::new(handle, process.shutdown.clone());
+                self.serve(bridge.into_server().max_decoding_message_size(max)).await;
+                self.tasks.push(Task::new("the intake service", intake.run(stop)));
+            }
+            Service::Severity => {
+                use klaxon_severity::grpc::SeverityService;
+                let (rules, catalog) = (validated.rules.clone(), validated.catalog.clone());
+                let evaluator = klaxon_severity::Evaluator::new(bus, rules, catalog, self.clock.clone());
+                let h = evaluator.handle();
+                self.metrics = std::mem::take(&mut self.metrics).with_reactor(name, h.reactor().clone());
+                self.serve(SeverityService::new(h).into_server().max_decoding_message_size(max)).await;
+                self.tasks.push(Task::new("the severity evaluator", evaluator.run(stop)));
+            }
+            Service::Paging => {
+                use klaxon_paging::grpc::PagingService;
+                let Some(paging) = validated.paging.clone() else {
+                    anyhow::bail!("paging needs a [paging] table in the configuration");
+                };
+                let pager_config = klaxon_paging::PagerConfig {
+                    paging,
+                    catalog: validated.catalog.clone(),
+                    schedules: validated.schedules.clone(),
+                    channels: validated.channels.clone(),
+                };
+                let pager = klaxon_paging::Pager::new(bus, pager_config, self.clock.clone());
+                let h = pager.handle();
+                let metrics = std::mem::take(&mut self.metrics).with_reactor(name, h.reactor().clone());
+                self.metrics = metrics.with_paging(h.clone());
+                self.serve(PagingService::new(h).into_server().max_decoding_message_size(max)).await;
+                self.tasks.push(Task::new("the paging service", pager.run(stop)));
+            }
+            Service::Notifier => {
+                use klaxon_notifier::grpc::FeedService;
+                let options = klaxon_notifier::NotifierOptions {
+                    notifier: validated.notifier.clone(),
+                    paging: validated.paging.clone(),
+                    channels: validated.channels.clone(),
+                    feed_lag_max: klaxon_notifier::feed::CHANGES_BUFFER,
+                };
+                let notifier = klaxon_notifier::Notifier::new(bus, options, self.clock.clone());
+                let h = notifier.handle();
+                let metrics = std::mem::take(&mut self.metrics).with_reactor(name, h.reactor().clone());
+                self.metrics = metrics.with_notifier(h.clone());
+                let feeds =
+                    FeedService::new(h, process.shutdown.clone()).with_per_principal_max(self.feeds_per_principal);
+                self.serve(feeds.into_server().max_decoding_message_size(max)).await;
+                self.tasks.push(Task::new("the executive notifier", notifier.run(stop)));
+            }
+            Service::Review => {
+                use klaxon_review::grpc::ReviewService;
+                let reviews = klaxon_review::Reviews::new(bus, self.clock.clone());
+                let h = reviews.handle();
+                self.metrics = std::mem::take(&mut self.metrics).with_reactor(name, h.reactor().clone());
+                self.serve(ReviewService::new(h).into_server().max_decoding_message_size(max)).await;
+                self.tasks.push(Task::new("the review service", reviews.run(stop)));
+            }
+        }
+        Ok(())
+    }
+
+    /// Wires the log server: the `klaxon.v1.EventLog` service over `log`
+    /// and, when given a NATS client, the relay to JetStream.
+    pub async fn log(
+        &mut self,
+        log: &Log,
+        relay: Option<klaxon_bus::relay::Relay>,
+        process: &Process,
+    ) -> anyhow::Result<()> {
+        self.serve(klaxon_bus::server::LogServer::new(log.clone(), process.shutdown.clone()).into_server()).await;
+        if let Some(relay) = relay {
+            self.tasks.push(Task::new("the relay", relay.run(process.services.clone())));
+        }
+        Ok(())
+    }
+}
+
+/// Serves the HTTP intake (with the metrics) and prints where, after the
+/// gRPC line, which tests parse first.
+pub fn serve_intake_http(
+    process: &Process,
+    listener: tokio::net::TcpListener,
+    address: std::net::SocketAddr,
+    router: axum::Router,
+) -> tokio::task::JoinHandle<std::io::Result<()>> {
+    use klaxon_intake::http::{ALERTMANAGER_PATH, PAGERDUTY_PATH};
+    tracing::info!(%address, "HTTP intake up");
+    println!(
+        "klaxond http on {address} (Alertmanager: {ALERTMANAGER_PATH}, PagerDuty: {PAGERDUTY_PATH}, metrics: {})",
+        crate::metrics::PATH
+    );
+    crate::process::serve_http(listener, router, process.shutdown.clone())
+}
