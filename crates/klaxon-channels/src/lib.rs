@@ -45,6 +45,7 @@
 mod backoff;
 mod channel;
 mod config;
+mod email;
 mod error;
 mod http;
 mod notification;
@@ -56,11 +57,13 @@ mod tests;
 pub use channel::{Channel, ChannelKind, Channels, Delivery};
 pub use config::{
     ATTEMPTS_MAX_LIMIT, BACKOFF_MS_LIMIT, CHANNEL_NAME_BYTES_MAX, CHANNELS_MAX, ChannelConfig, Config,
-    SECRET_BYTES_MAX, SECRET_BYTES_MIN, TIMEOUT_MS_LIMIT,
+    EMAIL_PEOPLE_MAX, EMAIL_RECIPIENTS_MAX, SECRET_BYTES_MAX, SECRET_BYTES_MIN, TIMEOUT_MS_LIMIT,
 };
-pub use error::{AttemptFailure, Error};
+pub use email::message_id;
+pub use error::{AttemptFailure, Error, RefusedRecipient};
 pub use http::{BODY_EXCERPT_BYTES_MAX, RESPONSE_BODY_BYTES_MAX};
 pub use notification::{
     IDEMPOTENCY_KEY_BYTES_MAX, NOTIFICATION_BODY_BYTES_MAX, NOTIFICATION_KIND_BYTES_MAX, Notification,
+    TEAMS_BODY_BYTES_MAX, TEAMS_CARD_CONTENT_TYPE, THREAD_BYTES_MAX,
 };
 pub use signature::{IDEMPOTENCY_KEY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, signature_header, verify_signature};

@@ -16,6 +16,7 @@ fn slack(url: &str) -> Channels {
         attempts_max: Some(3),
         backoff_initial_ms: Some(1),
         backoff_max_ms: Some(5),
+        ..ChannelConfig::default()
     };
     Channels::new(&[config], |_| None).unwrap()
 }
@@ -27,7 +28,7 @@ async fn posts_a_text_message() {
 
     let delivery = channels.deliver("slack-incidents", &notification()).await.unwrap();
 
-    assert_eq!(delivery, Delivery { attempts: 1, status: 200 });
+    assert_eq!(delivery, Delivery { attempts: 1, status: 200, thread: None });
     let received = receiver.received();
     assert_eq!(received.len(), 1);
     assert_eq!(received[0].header("content-type"), Some("application/json"));
@@ -47,7 +48,7 @@ async fn rate_limits_are_retried() {
 
     let delivery = channels.deliver("slack-incidents", &notification()).await.unwrap();
 
-    assert_eq!(delivery, Delivery { attempts: 2, status: 200 });
+    assert_eq!(delivery, Delivery { attempts: 2, status: 200, thread: None });
     let received = receiver.received();
     assert_eq!(received[0].body, received[1].body);
     receiver.stop().await;
