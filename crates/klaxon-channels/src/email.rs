@@ -273,7 +273,26 @@ async fn session(spec: &SmtpSpec, to: &[Address], message: &[u8]) -> Result<Sent
         AsyncSmtpConnection::connect_tokio1((spec.host.as_str(), spec.port), socket_timeout, &hello, implicit, None)
             .await
             .map_err(|e| classify(&e))?;
-    let result = transaction(&mut connection, spec, &hello, to, message).await;
+    if spec.tls == SmtpTls::StartTls {
+        if !connection.can_starttls() {
+            connection.abort().await;
+            return Err(Failure::Permanent(format!(
+                "{} does not offer STARTTLS, which the channel requires",
+                spec.host
+            )));
+        }
+        let parameters = match tls_parameters(spec) {
+            Ok(parameters) => parameters,
+            Err(failure) => {
+                connection.abort().await;
+                return Err(failure);
+            }
+        };
+        // A failed upgrade leaves no usable stream (not even for QUIT):
+        // dropping the connection closes the socket.
+        connection.starttls(parameters, &hello).await.map_err(|e| classify(&e))?;
+    }
+    let result = transaction(&mut connection, spec, to, message).await;
     match &result {
         Ok(_) => {
             let _ = connection.quit().await;
@@ -286,19 +305,9 @@ async fn session(spec: &SmtpSpec, to: &[Address], message: &[u8]) -> Result<Sent
 async fn transaction(
     connection: &mut AsyncSmtpConnection,
     spec: &SmtpSpec,
-    hello: &ClientId,
     to: &[Address],
     message: &[u8],
 ) -> Result<Sent, Failure> {
-    if spec.tls == SmtpTls::StartTls {
-        if !connection.can_starttls() {
-            return Err(Failure::Permanent(format!(
-                "{} does not offer STARTTLS, which the channel requires",
-                spec.host
-            )));
-        }
-        connection.starttls(tls_parameters(spec)?, hello).await.map_err(|e| classify(&e))?;
-    }
     if let Some((user, password)) = &spec.credentials {
         let credentials = Credentials::new(user.clone(), password.text().to_owned());
         connection.auth(&[Mechanism::Plain, Mechanism::Login], &credentials).await.map_err(|e| classify(&e))?;

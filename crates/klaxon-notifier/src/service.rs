@@ -276,6 +276,7 @@ impl Handle {
                                 ("severity".into(), post.severity().to_string().into()),
                             ]),
                             recipient: None,
+                            thread: None,
                         };
                         let now = self.clock.now();
                         events.push(match self.options.channels.deliver(channel, &message).await {
@@ -293,6 +294,7 @@ impl Handle {
                         text: format!("No executive update for {id} since the cadence ran out at {}.", reminder.due_at),
                         fields: BTreeMap::from([("incident".into(), id.to_string().into())]),
                         recipient: reminder.commander.as_ref().map(|c| c.to_string()),
+                        thread: None,
                     };
                     for channel in self.options.notifier.executive_channels() {
                         if let Err(e) = self.options.channels.deliver(channel, &message).await {

@@ -459,6 +459,7 @@ impl Handle {
             ),
             fields,
             recipient: Some(page.responder().to_string()),
+            thread: None,
         };
         let mut events = Vec::new();
         for channel in self.config.paging.channels() {
