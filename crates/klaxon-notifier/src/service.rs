@@ -355,6 +355,21 @@ impl Handle {
         Ok(rx)
     }
 
+    /// Opens a feed for `filter` whose snapshot is returned at once (the
+    /// open incidents it matches) and whose receiver yields only the live
+    /// items after it: what a page that renders the snapshot itself needs.
+    pub fn feed(
+        &self,
+        filter: FeedFilter,
+        shutdown: CancellationToken,
+    ) -> Result<(Vec<notifier::FeedItem>, mpsc::Receiver<Sent>), Error> {
+        filter.check()?;
+        let (snapshot, changes) = self.hub.open(&filter);
+        let (tx, rx) = mpsc::channel(ITEMS_BUFFER);
+        tokio::spawn(self.hub.clone().serve_live(filter, changes, tx, shutdown));
+        Ok((snapshot, rx))
+    }
+
     /// Waits (at most `limit`) until the notifier has folded `position`.
     pub async fn wait_for(&self, position: Position, limit: Duration) -> bool {
         let mut applied = self.applied.subscribe();
