@@ -100,7 +100,8 @@ impl Channel {
             SpecKind::Slack { http, api: Some(api) } => {
                 let body = Bytes::from(notification.slack_body(Some(&api.channel))?);
                 let credentials = Credentials::Bearer(&api.token);
-                let delivery = http::post(&self.client, &self.name, http, credentials, Expect::SlackApi, key, body).await?;
+                let delivery =
+                    http::post(&self.client, &self.name, http, credentials, Expect::SlackApi, key, body).await?;
                 // A reply's `ts` is its own; the thread stays the first post's.
                 Ok(Delivery { thread: notification.thread.clone().or(delivery.thread.clone()), ..delivery })
             }

@@ -229,7 +229,10 @@ pub(crate) fn validate(
                 let api = match (&config.token_env, &config.slack_channel) {
                     (None, None) => None,
                     (Some(_), None) => {
-                        return Err(Error::config(at("slack_channel"), "required with token_env (the conversation id)"));
+                        return Err(Error::config(
+                            at("slack_channel"),
+                            "required with token_env (the conversation id)",
+                        ));
                     }
                     (None, Some(_)) => {
                         return Err(Error::config(at("token_env"), "required with slack_channel (the bot token)"));
@@ -283,9 +286,7 @@ pub(crate) fn validate(
             other => {
                 return Err(Error::config(
                     at("kind"),
-                    format!(
-                        "unknown kind {other:?}; expected \"webhook\", \"slack\", \"teams\", \"email\" or \"log\""
-                    ),
+                    format!("unknown kind {other:?}; expected \"webhook\", \"slack\", \"teams\", \"email\" or \"log\""),
                 ));
             }
         };
@@ -419,12 +420,7 @@ fn secret(
 
 /// The value of the environment variable `var` (named by the setting at
 /// `path`), `bytes_min` to [`SECRET_BYTES_MAX`] bytes long.
-fn env_secret(
-    var: &str,
-    path: &str,
-    env: &dyn Fn(&str) -> Option<String>,
-    bytes_min: usize,
-) -> Result<Secret, Error> {
+fn env_secret(var: &str, path: &str, env: &dyn Fn(&str) -> Option<String>, bytes_min: usize) -> Result<Secret, Error> {
     if var.is_empty() {
         return Err(Error::config(path, "must name an environment variable"));
     }

@@ -57,7 +57,13 @@ pub(crate) async fn deliver(channel: &str, spec: &SmtpSpec, notification: &Notif
             }
             Ok(Sent { refused, .. }) => {
                 let delivered_to = addresses.len() - refused.len();
-                tracing::warn!(channel, idempotency_key = key, refused = refused.len(), delivered_to, "recipients refused");
+                tracing::warn!(
+                    channel,
+                    idempotency_key = key,
+                    refused = refused.len(),
+                    delivered_to,
+                    "recipients refused"
+                );
                 return Err(Error::RecipientsRefused { channel: channel.to_owned(), refused, delivered_to });
             }
             Err(Failure::Permanent(reply)) => {

@@ -260,9 +260,7 @@ impl ServiceCatalogConfig {
             };
             let public_name = match &service.public_name {
                 None => None,
-                Some(text) => {
-                    Some(public_name(text).map_err(|p| ConfigError::new(format!("{key}.public_name"), p))?)
-                }
+                Some(text) => Some(public_name(text).map_err(|p| ConfigError::new(format!("{key}.public_name"), p))?),
             };
             let escalation_policy = plain_name(&service.escalation_policy)
                 .map_err(|p| ConfigError::new(format!("{key}.escalation_policy"), p))?;

@@ -350,6 +350,15 @@ async fn serve_service(
             );
             let h = notifier.handle();
             metrics = metrics.with_consumer("notifier", move || h.applied()).with_notifier(notifier.handle());
+            // The status page is served with the metrics, on --metrics-listen.
+            if let Some(at) = metrics_listen {
+                let (listener, address) = crate::up::bind_http(at).await?;
+                http = Some((
+                    listener,
+                    address,
+                    config.status_page(notifier.handle(), &auth, &validated, shutdown.clone()),
+                ));
+            }
             use klaxon_notifier::grpc::FeedService;
             health.set_serving::<klaxon_proto::v1::status_feed_server::StatusFeedServer<FeedService>>().await;
             routes.add_service(

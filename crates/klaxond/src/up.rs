@@ -112,7 +112,8 @@ pub async fn run(config: Config, validated: Validated) -> anyhow::Result<()> {
         metrics = metrics.with_consumer("paging", move || h.applied()).with_paging(pager.clone());
     }
     let http_router = klaxon_intake::http::router(handle.clone(), config.http.clone(), Some(auth.clone()))
-        .merge(metrics.router(auth.clone()));
+        .merge(metrics.router(auth.clone()))
+        .merge(config.status_page(notifier_handle.clone(), &auth, &validated, shutdown.clone()));
     let http_task = serve_http(http_listener, http_address, http_router, shutdown.clone());
 
     routes

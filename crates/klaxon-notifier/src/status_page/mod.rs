@@ -104,7 +104,11 @@ impl StatusPageOptions {
     /// Checks the limits; the error names the key.
     pub fn check(&self) -> Result<(), String> {
         let within = |key: &str, value: u64, max: u64| {
-            if (1..=max).contains(&value) { Ok(()) } else { Err(format!("status_page.{key}: {value} must be 1 to {max}")) }
+            if (1..=max).contains(&value) {
+                Ok(())
+            } else {
+                Err(format!("status_page.{key}: {value} must be 1 to {max}"))
+            }
         };
         within("session_minutes", self.session_minutes, 7 * 24 * 60)?;
         within("sessions_max", self.sessions_max as u64, 100_000)?;
@@ -338,8 +342,11 @@ async fn sign_in(
     let principal = match shared.page.tokens.authenticate(token) {
         Ok(principal) => principal,
         Err(_) => {
-            return refuse(StatusCode::UNAUTHORIZED, "That token is not valid here (revoked, mistyped or from another server).")
-                .into_response();
+            return refuse(
+                StatusCode::UNAUTHORIZED,
+                "That token is not valid here (revoked, mistyped or from another server).",
+            )
+            .into_response();
         }
     };
     if !klaxon_auth::policy::STATUS_PAGE_READERS.contains(&principal.role) {
@@ -522,8 +529,7 @@ async fn public_stream(
     let catalog = shared.page.catalog.clone();
     let html = render::public_list(&snapshot, &catalog, Utc::now());
     // Incidents this page shows: only their leaving is announced.
-    let mut shown: HashSet<String> =
-        snapshot.iter().filter(|i| render::is_public(i)).map(render::public_id).collect();
+    let mut shown: HashSet<String> = snapshot.iter().filter(|i| render::is_public(i)).map(render::public_id).collect();
     if tx.send(event("snapshot", &serde_json::json!({ "html": html }))).await.is_err() {
         return;
     }
