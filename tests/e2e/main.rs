@@ -13,4 +13,5 @@ mod paging;
 mod retries;
 mod review;
 mod seams;
+mod status_page;
 mod tls;

@@ -214,7 +214,8 @@ async fn security_headers(mut response: Response) -> Response {
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    // Not `no-referrer`: under it browsers send `Origin: null` with forms.
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     headers.entry(header::CACHE_CONTROL).or_insert(HeaderValue::from_static("no-store"));
     response
@@ -245,13 +246,15 @@ fn cookie(headers: &HeaderMap) -> Option<String> {
 }
 
 /// Why a state-changing request is refused as cross-site, if it is: its
-/// `Sec-Fetch-Site` is not same-origin, or its `Origin` is not this host.
-/// Requests with neither header (not from a browser) pass.
+/// `Sec-Fetch-Site` (set by the browser, which pages cannot forge) is not
+/// same-origin; or, from a browser too old to send it, its `Origin` is not
+/// this host. Requests with neither header (not from a browser) pass.
 fn cross_site(headers: &HeaderMap) -> Option<String> {
     if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
         if !matches!(site, "same-origin" | "none") {
             return Some(format!("cross-site request refused (Sec-Fetch-Site: {site})"));
         }
+        return None;
     }
     if let Some(origin) = headers.get(header::ORIGIN) {
         let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or_default();

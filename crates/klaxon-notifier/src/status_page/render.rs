@@ -215,7 +215,7 @@ pub fn page(title: &str, kind: &str, header_right: &str, body: &str) -> String {
     format!(
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <meta name=\"referrer\" content=\"no-referrer\">\
+         <meta name=\"referrer\" content=\"same-origin\">\
          <title>{title}</title><link rel=\"stylesheet\" href=\"/status/assets/status.css\">\
          <script src=\"/status/assets/status.js\" defer></script></head>\
          <body class=\"{kind}\"><header class=\"bar\"><div class=\"brand\"><span class=\"dot\"></span>{title}</div>\
