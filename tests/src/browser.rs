@@ -11,6 +11,7 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -31,8 +32,9 @@ pub const CHROMIUM_FLAGS: &[&str] = &[
 ];
 
 /// A running `chromedriver` and one browser session. [`Browser::close`]
-/// ends both; dropping it without (a failed test) stops the driver, which
-/// ends its Chromium when the session's pipe closes.
+/// ends the session; dropping it (also when a test fails) kills the
+/// process group the driver was started in, which holds the Chromium it
+/// launched and nothing else.
 pub struct Browser {
     /// The WebDriver session.
     pub client: Client,
@@ -41,6 +43,8 @@ pub struct Browser {
 
 impl Drop for Browser {
     fn drop(&mut self) {
+        // The group's id is the driver's pid (`process_group(0)`).
+        let _ = Command::new("kill").args(["-KILL", "--", &format!("-{}", self.driver.id())]).status();
         let _ = self.driver.kill();
         let _ = self.driver.wait();
     }
@@ -58,6 +62,9 @@ impl Browser {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let mut driver = Command::new(program("CHROMEDRIVER", "chromedriver"))
             .arg(format!("--port={port}"))
+            // Its own process group, so that the Chromium it starts can be
+            // stopped with it and only with it.
+            .process_group(0)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
