@@ -168,6 +168,12 @@ async fn an_executive_signs_in_once_and_sees_updates_live_while_customers_see_on
     let bold = client.find_all(Locator::Css(&format!("#{id} blockquote b"))).await.unwrap();
     assert!(bold.is_empty(), "no element from the update's text");
     setup.screenshot(&browser, "status-executive.png").await;
+    if setup.shots.is_some() {
+        // The same page on a phone.
+        client.set_window_size(400, 860).await.unwrap();
+        setup.screenshot(&browser, "status-executive-phone.png").await;
+        client.set_window_size(1200, 900).await.unwrap();
+    }
 
     // The public page: only customer updates of incidents that affect customers.
     setup.run("maria", &["update", &id, "Some card payments fail. We are working on a fix.", "--audience", "customer"]);

@@ -266,7 +266,7 @@ pub fn sign_in_page(title: &str, problem: Option<&str>) -> String {
          spellcheck=\"false\" placeholder=\"klx_…\">\
          <button type=\"submit\">Sign in</button></form></section>"
     );
-    page(title, "signin", "", &body)
+    page(title, "signin-page", "", &body)
 }
 
 #[cfg(test)]
