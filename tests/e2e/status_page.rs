@@ -178,7 +178,8 @@ async fn an_executive_signs_in_once_and_sees_updates_live_while_customers_see_on
     // The public page: only customer updates of incidents that affect customers.
     setup.run("maria", &["update", &id, "Some card payments fail. We are working on a fix.", "--audience", "customer"]);
     client.goto(&format!("{status}/public")).await.unwrap();
-    let text = browser.wait_for_text(LIVE, |t| t.contains("Live") && t.contains("Some card payments fail")).await.unwrap();
+    let text =
+        browser.wait_for_text(LIVE, |t| t.contains("Live") && t.contains("Some card payments fail")).await.unwrap();
     assert!(text.contains("Checkout") && text.contains("Major outage") && text.contains("Investigating"), "{text}");
     for internal in INTERNAL {
         assert!(!text.contains(internal), "{internal:?} on the public page: {text}");
@@ -276,7 +277,8 @@ fn cross_site_requests_are_refused_and_streams_are_bounded_per_principal() {
     }
 
     // Signing out from another site is refused; from the page it ends the session.
-    let forged_out = request(http, "POST", "/status/sign-out", &[with_cookie[0], ("Origin", "http://evil.example")], "");
+    let forged_out =
+        request(http, "POST", "/status/sign-out", &[with_cookie[0], ("Origin", "http://evil.example")], "");
     assert_eq!(forged_out.status, 403);
     assert_eq!(request(http, "GET", "/status/session", &with_cookie, "").status, 204);
     let out = request(http, "POST", "/status/sign-out", &[with_cookie[0], ("Origin", &origin)], "");
