@@ -560,3 +560,41 @@ async fn public_stream(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_are_checked_by_key() {
+        assert_eq!(StatusPageOptions::default().check(), Ok(()));
+        let check = |edit: fn(&mut StatusPageOptions)| {
+            let mut options = StatusPageOptions::default();
+            edit(&mut options);
+            options.check().unwrap_err()
+        };
+        assert_eq!(check(|o| o.session_minutes = 0), "status_page.session_minutes: 0 must be 1 to 10080");
+        assert_eq!(check(|o| o.sessions_max = 100_001), "status_page.sessions_max: 100001 must be 1 to 100000");
+        assert_eq!(
+            check(|o| o.public_title = " ".into()),
+            "status_page.public_title: must be 1 to 100 characters without control characters"
+        );
+    }
+
+    #[test]
+    fn cross_site_requests_are_told_apart() {
+        let headers = |pairs: &[(&'static str, &'static str)]| {
+            let mut map = HeaderMap::new();
+            for (k, v) in pairs {
+                map.insert(*k, HeaderValue::from_static(v));
+            }
+            map
+        };
+        assert_eq!(cross_site(&headers(&[])), None, "not a browser");
+        assert_eq!(cross_site(&headers(&[("sec-fetch-site", "same-origin"), ("origin", "null")])), None);
+        assert!(cross_site(&headers(&[("sec-fetch-site", "same-site")])).is_some());
+        assert_eq!(cross_site(&headers(&[("host", "127.0.0.1:7680"), ("origin", "http://127.0.0.1:7680")])), None);
+        assert!(cross_site(&headers(&[("host", "127.0.0.1:7680"), ("origin", "http://evil.example")])).is_some());
+        assert!(cross_site(&headers(&[("origin", "http://127.0.0.1:7680")])).is_some(), "no host to match");
+    }
+}
