@@ -95,7 +95,7 @@ pub fn executive_incident(item: &FeedItem, now: DateTime<Utc>) -> String {
         title = escape(&item.title),
     );
     let commander = match &item.commander {
-        Some(c) => escape(&c.to_string()),
+        Some(c) => escape(c.as_ref()),
         None => "<span class=\"warn\">none yet</span>".to_owned(),
     };
     fact(&mut out, "Commander", &commander);
@@ -109,7 +109,7 @@ pub fn executive_incident(item: &FeedItem, now: DateTime<Utc>) -> String {
     }
     fact(&mut out, "Customers affected", &customers);
     if let Some(service) = &item.service {
-        fact(&mut out, "Service", &escape(&service.to_string()));
+        fact(&mut out, "Service", &escape(service.as_ref()));
     }
     match item.declared_at {
         Some(at) => fact(&mut out, "Declared", &time(at, now)),
@@ -126,7 +126,7 @@ pub fn executive_incident(item: &FeedItem, now: DateTime<Utc>) -> String {
                 out,
                 "<blockquote class=\"update\"><p>{}</p><footer>{} · {}</footer></blockquote>",
                 escape(&update.text),
-                escape(&update.by.to_string()),
+                escape(update.by.as_ref()),
                 time(update.at, now)
             );
         }
