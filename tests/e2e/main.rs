@@ -14,4 +14,5 @@ mod paging;
 mod retries;
 mod review;
 mod seams;
+mod status_page;
 mod tls;

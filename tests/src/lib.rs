@@ -8,6 +8,7 @@
 
 pub mod alertmanager;
 pub mod auth;
+pub mod browser;
 pub mod cluster;
 pub mod config;
 pub mod metrics;

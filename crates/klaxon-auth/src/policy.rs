@@ -108,6 +108,9 @@ pub const RULES: &[Rule] = &[
 
 /// The HTTP intake (Alertmanager, PagerDuty): who may report through it.
 pub const HTTP_REPORTERS: &[Role] = WEBHOOK_REPORTERS;
+/// The executives' status page (`/status`): who may sign in to it, the
+/// readers of the status feed.
+pub const STATUS_PAGE_READERS: &[Role] = EVERYONE;
 /// `GET /metrics`: who may scrape it.
 pub const METRICS_READERS: &[Role] = &[M, S];
 

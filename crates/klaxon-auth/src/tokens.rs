@@ -323,6 +323,14 @@ impl TokenStore {
         self.state.lock().expect("token store").by_hash.get(&hash(token)).cloned().ok_or(Rejected::Unknown)
     }
 
+    /// Who the token whose SHA-256 hash (as [`hash`] writes it) is
+    /// `sha256` belongs to now: how something made from a token (a status
+    /// page session) notices its revocation without keeping the token.
+    pub fn authenticate_hash(&self, sha256: &str) -> Result<Principal, Rejected> {
+        self.refresh();
+        self.state.lock().expect("token store").by_hash.get(sha256).cloned().ok_or(Rejected::Unknown)
+    }
+
     /// Who the `authorization: Bearer …` header belongs to.
     pub fn authenticate_header(&self, value: Option<&http::HeaderValue>) -> Result<Principal, Rejected> {
         let value = value.ok_or(Rejected::Missing)?;
@@ -367,8 +375,10 @@ mod tests {
         let alice = create(&path, "alice", Role::Engineer, &[]).unwrap();
         assert_eq!(store.authenticate(&alice).unwrap().name, "alice");
         let bob = create(&path, "bob", Role::Executive, &[]).unwrap();
+        assert_eq!(store.authenticate_hash(&hash(&alice)).unwrap().name, "alice");
         revoke(&path, "alice").unwrap();
         assert_eq!(store.authenticate(&alice), Err(Rejected::Unknown));
+        assert_eq!(store.authenticate_hash(&hash(&alice)), Err(Rejected::Unknown), "a revoked token's hash too");
         assert_eq!(store.authenticate(&bob).unwrap().role, Role::Executive);
         assert!(matches!(revoke(&path, "alice"), Err(Error::NotFound { .. })));
     }

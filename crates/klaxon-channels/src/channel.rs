@@ -6,17 +6,25 @@ use std::fmt;
 use bytes::Bytes;
 
 use crate::config::{self, ChannelConfig, SpecKind};
-use crate::http::{self, HttpClient};
+use crate::http::{self, Credentials, Expect, HttpClient};
 use crate::{Error, Notification};
 
 /// How one delivery went.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Delivery {
     /// Attempts made, including the one that succeeded (at least 1).
     pub attempts: u32,
-    /// The receiver's `2xx` status; `0` for the log channel, which makes no
-    /// HTTP request.
+    /// The receiver's `2xx` status, or the SMTP server's reply code to the
+    /// message (`250`); `0` for the log channel, which sends nothing.
     pub status: u16,
+    /// The thread the notification is in, for the caller to keep and pass
+    /// as [`Notification::thread`] with follow-ups through the same
+    /// channel: the `Message-ID` of the first e-mail, the `ts` of the first
+    /// message of a Slack Web API channel. For a follow-up it is the thread
+    /// it was given. `None` where the channel cannot thread (webhook, Teams,
+    /// log, and a plain Slack incoming webhook, whose answer is `ok` and
+    /// no message id).
+    pub thread: Option<String>,
 }
 
 /// Which kind of channel this is.
@@ -25,8 +33,12 @@ pub struct Delivery {
 pub enum ChannelKind {
     /// Signed generic HTTP webhook.
     Webhook,
-    /// Slack-compatible incoming webhook.
+    /// Slack-compatible incoming webhook, or Slack's `chat.postMessage`.
     Slack,
+    /// Microsoft Teams Workflows webhook posting Adaptive Cards.
+    Teams,
+    /// E-mail over SMTP.
+    Email,
     /// Development channel writing to `tracing`.
     Log,
 }
@@ -56,6 +68,8 @@ impl Channel {
         match self.kind {
             SpecKind::Webhook { .. } => ChannelKind::Webhook,
             SpecKind::Slack { .. } => ChannelKind::Slack,
+            SpecKind::Teams { .. } => ChannelKind::Teams,
+            SpecKind::Email { .. } => ChannelKind::Email,
             SpecKind::Log => ChannelKind::Log,
         }
     }
@@ -75,12 +89,27 @@ impl Channel {
         match &self.kind {
             SpecKind::Webhook { http, secret } => {
                 let body = Bytes::from(notification.webhook_body()?);
-                http::post(&self.client, &self.name, http, Some(secret), key, body).await
+                http::post(&self.client, &self.name, http, Credentials::Sign(secret), Expect::Any, key, body).await
             }
-            SpecKind::Slack { http } => {
-                let body = Bytes::from(notification.slack_body()?);
-                http::post(&self.client, &self.name, http, None, key, body).await
+            SpecKind::Slack { http, api: None } => {
+                let body = Bytes::from(notification.slack_body(None)?);
+                let delivery =
+                    http::post(&self.client, &self.name, http, Credentials::None, Expect::Any, key, body).await?;
+                Ok(Delivery { thread: notification.thread.clone(), ..delivery })
             }
+            SpecKind::Slack { http, api: Some(api) } => {
+                let body = Bytes::from(notification.slack_body(Some(&api.channel))?);
+                let credentials = Credentials::Bearer(&api.token);
+                let delivery =
+                    http::post(&self.client, &self.name, http, credentials, Expect::SlackApi, key, body).await?;
+                // A reply's `ts` is its own; the thread stays the first post's.
+                Ok(Delivery { thread: notification.thread.clone().or(delivery.thread.clone()), ..delivery })
+            }
+            SpecKind::Teams { http } => {
+                let body = Bytes::from(notification.teams_body()?);
+                http::post(&self.client, &self.name, http, Credentials::None, Expect::Any, key, body).await
+            }
+            SpecKind::Email { smtp } => crate::email::deliver(&self.name, smtp, notification).await,
             SpecKind::Log => {
                 let fields = serde_json::Value::Object(
                     notification.fields.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
@@ -90,12 +119,13 @@ impl Channel {
                     idempotency_key = %key,
                     kind = %notification.kind,
                     recipient = notification.recipient.as_deref().unwrap_or(""),
+                    thread = notification.thread.as_deref().unwrap_or(""),
                     title = %notification.title,
                     text = %notification.text,
                     %fields,
                     "notification"
                 );
-                Ok(Delivery { attempts: 1, status: 0 })
+                Ok(Delivery { attempts: 1, status: 0, thread: None })
             }
         }
     }

@@ -2,9 +2,10 @@
 
 /// Everything that can go wrong configuring a channel or delivering through it.
 ///
-/// Callers decide by variant: [`Error::Permanent`] and
-/// [`Error::InvalidNotification`] will fail again if repeated unchanged;
-/// [`Error::Exhausted`] may succeed later (the receiver was down or slow).
+/// Callers decide by variant: [`Error::Permanent`], [`Error::Refused`],
+/// [`Error::RecipientsRefused`] and [`Error::InvalidNotification`] will
+/// fail again if repeated unchanged; [`Error::Exhausted`] may succeed later
+/// (the receiver was down or slow).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -39,6 +40,27 @@ pub enum Error {
         status: u16,
         /// The start of the response body (at most [`crate::BODY_EXCERPT_BYTES_MAX`] bytes, lossy UTF-8).
         body_excerpt: String,
+    },
+    /// The SMTP server refused the message for good (a `5xx` reply to the
+    /// login, the sender or the content), or cannot do what the channel
+    /// requires (STARTTLS, a login mechanism): one attempt, no retry.
+    #[error("channel {channel:?}: refused: {reply}")]
+    Refused {
+        /// Channel name.
+        channel: String,
+        /// The server's reply, or what it lacks.
+        reply: String,
+    },
+    /// The SMTP server refused some recipients for good (`5xx` to `RCPT
+    /// TO`); the others, if any, got the message. Not retried.
+    #[error("channel {channel:?}: {}; delivered to {delivered_to} other recipient(s)", describe(refused))]
+    RecipientsRefused {
+        /// Channel name.
+        channel: String,
+        /// Each refused recipient and the server's reply.
+        refused: Vec<RefusedRecipient>,
+        /// How many recipients were accepted and got the message.
+        delivered_to: usize,
     },
     /// Every allowed attempt failed with a retryable failure.
     #[error("channel {channel:?}: gave up after {attempts} attempts; last: {last}")]
@@ -82,6 +104,27 @@ pub enum AttemptFailure {
         /// The transport's error chain.
         message: String,
     },
+    /// An SMTP session failed for now: network, TLS, or a `4xx` reply.
+    #[error("SMTP: {message}")]
+    Smtp {
+        /// The SMTP client's error chain, with the server's reply if any.
+        message: String,
+    },
+}
+
+/// A recipient an SMTP server refused for good.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefusedRecipient {
+    /// The address as sent in `RCPT TO`.
+    pub address: String,
+    /// The server's reply, e.g. `permanent error (550): 5.1.1 mailbox unavailable`.
+    pub reply: String,
+}
+
+/// `recipient a@x refused: <reply>, recipient b@y refused: <reply>`.
+fn describe(refused: &[RefusedRecipient]) -> String {
+    let each: Vec<String> = refused.iter().map(|r| format!("recipient {} refused: {}", r.address, r.reply)).collect();
+    each.join(", ")
 }
 
 impl Error {

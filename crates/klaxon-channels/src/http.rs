@@ -38,45 +38,73 @@ pub(crate) fn client() -> HttpClient {
         .build(connector)
 }
 
+/// How a request proves itself to the receiver.
+#[derive(Clone, Copy)]
+pub(crate) enum Credentials<'a> {
+    /// Nothing (the URL is the credential: incoming webhooks).
+    None,
+    /// The signature headers of [`crate::signature`].
+    Sign(&'a Secret),
+    /// `Authorization: Bearer <token>` (Slack's Web API).
+    Bearer(&'a Secret),
+}
+
+/// What a `2xx` answer must say to count as delivered.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Expect {
+    /// Any `2xx` is a delivery.
+    Any,
+    /// Slack's Web API answers `200` with `{"ok": false, "error": …}` on
+    /// failure: `ok` must be true, and `ts` is the message's thread id.
+    SlackApi,
+}
+
+/// Slack Web API errors worth retrying (the others will not change).
+const SLACK_RETRYABLE_ERRORS: &[&str] =
+    &["ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout"];
+
 /// How one attempt ended.
 enum Outcome {
-    Delivered { status: u16 },
+    Delivered { status: u16, thread: Option<String> },
     Permanent { status: u16, body_excerpt: String },
     Retryable { failure: AttemptFailure, retry_after: Option<Duration> },
 }
 
-/// Posts `body` up to `spec.attempts_max` times, signing each attempt when a
-/// secret is given. The idempotency key and body are the same on every
-/// attempt; the timestamp (and so the signature) is fresh for each.
+/// Posts `body` up to `spec.attempts_max` times, signing each attempt when
+/// asked to. The idempotency key and body are the same on every attempt;
+/// the timestamp (and so the signature) is fresh for each. The delivery's
+/// `thread` is the `ts` of a Slack Web API answer, else `None`.
 pub(crate) async fn post(
     client: &HttpClient,
     channel: &str,
     spec: &HttpSpec,
-    secret: Option<&Secret>,
+    credentials: Credentials<'_>,
+    expect: Expect,
     idempotency_key: &str,
     body: Bytes,
 ) -> Result<Delivery, Error> {
     let seed = seed_from(idempotency_key.as_bytes());
+    let limits = &spec.limits;
     let mut attempts = 0;
     loop {
         attempts += 1;
-        match attempt(client, spec, secret, idempotency_key, body.clone()).await {
-            Outcome::Delivered { status } => {
+        match attempt(client, spec, credentials, expect, idempotency_key, body.clone()).await {
+            Outcome::Delivered { status, thread } => {
                 tracing::debug!(channel, idempotency_key, attempts, status, "notification delivered");
-                return Ok(Delivery { attempts, status });
+                return Ok(Delivery { attempts, status, thread });
             }
             Outcome::Permanent { status, body_excerpt } => {
                 tracing::warn!(channel, idempotency_key, attempts, status, "notification refused, not retrying");
                 return Err(Error::Permanent { channel: channel.to_string(), status, body_excerpt });
             }
             Outcome::Retryable { failure, retry_after } => {
-                if attempts >= spec.attempts_max {
+                if attempts >= limits.attempts_max {
                     tracing::warn!(channel, idempotency_key, attempts, %failure, "notification undelivered, giving up");
                     return Err(Error::Exhausted { channel: channel.to_string(), attempts, last: failure });
                 }
                 let delay = match retry_after {
-                    Some(requested) => spec.backoff.bounded(requested),
-                    None => spec.backoff.delay(attempts - 1, seed),
+                    Some(requested) => limits.backoff.bounded(requested),
+                    None => limits.backoff.delay(attempts - 1, seed),
                 };
                 tracing::info!(
                     channel,
@@ -95,25 +123,36 @@ pub(crate) async fn post(
 async fn attempt(
     client: &HttpClient,
     spec: &HttpSpec,
-    secret: Option<&Secret>,
+    credentials: Credentials<'_>,
+    expect: Expect,
     idempotency_key: &str,
     body: Bytes,
 ) -> Outcome {
+    let content_type = match expect {
+        Expect::Any => "application/json",
+        Expect::SlackApi => "application/json; charset=utf-8",
+    };
     let mut request = Request::post(spec.uri.clone())
-        .header(CONTENT_TYPE, "application/json")
+        .header(CONTENT_TYPE, content_type)
         .header(USER_AGENT, USER_AGENT_VALUE)
         .header(IDEMPOTENCY_KEY_HEADER, idempotency_key);
-    if let Some(secret) = secret {
-        let timestamp = unix_seconds().to_string();
-        let signature = signature_header(secret.bytes(), &timestamp, &body);
-        request = request.header(TIMESTAMP_HEADER, timestamp).header(SIGNATURE_HEADER, signature);
+    match credentials {
+        Credentials::None => {}
+        Credentials::Sign(secret) => {
+            let timestamp = unix_seconds().to_string();
+            let signature = signature_header(secret.bytes(), &timestamp, &body);
+            request = request.header(TIMESTAMP_HEADER, timestamp).header(SIGNATURE_HEADER, signature);
+        }
+        Credentials::Bearer(token) => {
+            request = request.header(http::header::AUTHORIZATION, format!("Bearer {}", token.text()));
+        }
     }
-    // The URI was validated at configuration and the key is checked to be
-    // visible ASCII before any attempt, so building cannot fail.
+    // The URI and token were validated at configuration and the key is
+    // checked to be visible ASCII before any attempt, so building cannot fail.
     let request = request.body(Full::new(body)).expect("validated URI and header values");
 
-    let deadline = Instant::now() + spec.timeout;
-    let timeout_ms = spec.timeout.as_millis() as u64;
+    let deadline = Instant::now() + spec.limits.timeout;
+    let timeout_ms = spec.limits.timeout.as_millis() as u64;
     let response = match timeout_at(deadline, client.request(request)).await {
         Err(_elapsed) => {
             return Outcome::Retryable { failure: AttemptFailure::Timeout { timeout_ms }, retry_after: None };
@@ -139,8 +178,10 @@ async fn attempt(
         .await
         .unwrap_or_else(|_elapsed| b"<response body timed out>".to_vec());
 
-    if status.is_success() {
-        Outcome::Delivered { status: status.as_u16() }
+    if status.is_success() && expect == Expect::SlackApi {
+        slack_answer(status.as_u16(), &body)
+    } else if status.is_success() {
+        Outcome::Delivered { status: status.as_u16(), thread: None }
     } else if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
         Outcome::Retryable {
             failure: AttemptFailure::Status { status: status.as_u16(), body_excerpt: excerpt(&body) },
@@ -148,6 +189,27 @@ async fn attempt(
         }
     } else {
         Outcome::Permanent { status: status.as_u16(), body_excerpt: excerpt(&body) }
+    }
+}
+
+/// Judges a `2xx` answer of Slack's Web API: `{"ok": true, "ts": "…"}` is
+/// a delivery in thread `ts`; `{"ok": false, "error": "…"}` a failure,
+/// retried only for Slack's transient errors.
+fn slack_answer(status: u16, body: &[u8]) -> Outcome {
+    #[derive(serde::Deserialize)]
+    struct Answer {
+        ok: bool,
+        ts: Option<String>,
+        error: Option<String>,
+    }
+    let body_excerpt = excerpt(body);
+    match serde_json::from_slice::<Answer>(body) {
+        Ok(Answer { ok: true, ts, .. }) => Outcome::Delivered { status, thread: ts },
+        Ok(Answer { error: Some(error), .. }) if SLACK_RETRYABLE_ERRORS.contains(&error.as_str()) => {
+            Outcome::Retryable { failure: AttemptFailure::Status { status, body_excerpt }, retry_after: None }
+        }
+        // `ok: false`, or not Slack's answer at all: the URL is wrong.
+        _ => Outcome::Permanent { status, body_excerpt },
     }
 }
 

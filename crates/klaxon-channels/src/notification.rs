@@ -10,6 +10,12 @@ use crate::Error;
 pub const IDEMPOTENCY_KEY_BYTES_MAX: usize = 200;
 /// Longest notification kind accepted, in bytes.
 pub const NOTIFICATION_KIND_BYTES_MAX: usize = 64;
+/// Longest thread reference accepted, in bytes (an e-mail `Message-ID` is
+/// at most 998 bytes by RFC 5322's line limit; Slack's `ts` is 17).
+pub const THREAD_BYTES_MAX: usize = 998;
+/// Largest Adaptive Card payload Teams takes, in bytes (Teams refuses
+/// messages over about 28 KB).
+pub const TEAMS_BODY_BYTES_MAX: usize = 28 * 1024;
 /// Largest request body a notification may render to, in bytes.
 pub const NOTIFICATION_BODY_BYTES_MAX: usize = 256 * 1024;
 
@@ -17,8 +23,8 @@ pub const NOTIFICATION_BODY_BYTES_MAX: usize = 256 * 1024;
 ///
 /// The webhook body is this value as JSON, in the order
 /// `{"idempotency_key", "kind", "title", "text", "recipient", "fields"}`
-/// (`recipient` is `null` when absent); receivers may deserialize it back
-/// into this type.
+/// (`recipient` is `null` when absent), then `"thread"` when there is one;
+/// receivers may deserialize it back into this type.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Notification {
     /// Identifies this notification across retries and redeliveries; sent as
@@ -37,6 +43,13 @@ pub struct Notification {
     /// Who it is for (a responder or a distribution list), if the channel
     /// serves many.
     pub recipient: Option<String>,
+    /// The thread this notification follows up, on channels that thread:
+    /// the [`crate::Delivery::thread`] of the first post through the same
+    /// channel (a Slack `ts`, an e-mail `Message-ID`), which the caller
+    /// keeps. `None` for a first post. Absent from the webhook body when
+    /// `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thread: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -47,6 +60,8 @@ struct WireBody<'a> {
     text: &'a str,
     recipient: Option<&'a str>,
     fields: &'a BTreeMap<String, serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    thread: Option<&'a str>,
 }
 
 impl Notification {
@@ -61,6 +76,13 @@ impl Notification {
         }
         if !key.bytes().all(|b| b.is_ascii_graphic()) {
             return Err(invalid("idempotency_key must be visible ASCII without spaces".to_string()));
+        }
+        if let Some(thread) = &self.thread {
+            if thread.is_empty() || thread.len() > THREAD_BYTES_MAX || !thread.bytes().all(|b| b.is_ascii_graphic()) {
+                return Err(invalid(format!(
+                    "thread must be 1 to {THREAD_BYTES_MAX} visible ASCII characters without spaces"
+                )));
+            }
         }
         if self.kind.is_empty() || self.kind.len() > NOTIFICATION_KIND_BYTES_MAX {
             return Err(invalid(format!(
@@ -80,14 +102,30 @@ impl Notification {
             text: &self.text,
             recipient: self.recipient.as_deref(),
             fields: &self.fields,
+            thread: self.thread.as_deref(),
         };
         let bytes = serde_json::to_vec(&body).expect("a map of JSON values always serializes");
         check_size(bytes)
     }
 
-    /// The Slack incoming-webhook body: `{"text": "*<title>*\n<text>\n*<field>*: <value>..."}`
-    /// with Slack's `&`, `<`, `>` escaping applied to our text.
-    pub(crate) fn slack_body(&self) -> Result<Vec<u8>, Error> {
+    /// The Slack body: `{"text": "*<title>*\n<text>\n*<field>*: <value>..."}`
+    /// with Slack's `&`, `<`, `>` escaping applied to our text, plus
+    /// `"thread_ts"` when following up a thread and `"channel"` for a
+    /// `chat.postMessage`-style API.
+    pub(crate) fn slack_body(&self, channel: Option<&str>) -> Result<Vec<u8>, Error> {
+        let mut body = serde_json::Map::new();
+        if let Some(channel) = channel {
+            body.insert("channel".into(), channel.into());
+        }
+        body.insert("text".into(), self.slack_text().into());
+        if let Some(thread) = &self.thread {
+            body.insert("thread_ts".into(), thread.as_str().into());
+        }
+        let bytes = serde_json::to_vec(&body).expect("strings always serialize");
+        check_size(bytes)
+    }
+
+    fn slack_text(&self) -> String {
         let mut text = String::new();
         if !self.title.is_empty() {
             text.push('*');
@@ -100,11 +138,7 @@ impl Notification {
             }
             text.push_str(&slack_escape(&self.text));
         }
-        for (name, value) in &self.fields {
-            let value = match value {
-                serde_json::Value::String(s) => s.clone(),
-                other => other.to_string(),
-            };
+        for (name, value) in self.field_texts() {
             if !text.is_empty() {
                 text.push('\n');
             }
@@ -113,10 +147,71 @@ impl Notification {
             text.push_str("*: ");
             text.push_str(&slack_escape(&value));
         }
-        let bytes = serde_json::to_vec(&serde_json::json!({ "text": text })).expect("a string always serializes");
-        check_size(bytes)
+        text
+    }
+
+    /// The fields as text: strings as they are, other values as JSON.
+    pub(crate) fn field_texts(&self) -> impl Iterator<Item = (&str, String)> {
+        self.fields.iter().map(|(name, value)| {
+            let value = match value {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            (name.as_str(), value)
+        })
+    }
+
+    /// The Teams Workflows body: a `message` with one Adaptive Card (1.4)
+    /// attachment: the title as a heading, "Follow-up" when the
+    /// notification follows up a thread, the text, and the fields as a
+    /// fact set. Adaptive Cards render text, never HTML.
+    pub(crate) fn teams_body(&self) -> Result<Vec<u8>, Error> {
+        use serde_json::json;
+        let mut body = vec![json!({
+            "type": "TextBlock",
+            "text": self.title,
+            "weight": "Bolder",
+            "size": "Medium",
+            "style": "heading",
+            "wrap": true,
+        })];
+        if self.thread.is_some() {
+            body.push(json!({"type": "TextBlock", "text": "Follow-up", "isSubtle": true, "spacing": "None"}));
+        }
+        if !self.text.is_empty() {
+            body.push(json!({"type": "TextBlock", "text": self.text, "wrap": true}));
+        }
+        let facts: Vec<_> = self.field_texts().map(|(title, value)| json!({"title": title, "value": value})).collect();
+        if !facts.is_empty() {
+            body.push(json!({"type": "FactSet", "facts": facts}));
+        }
+        let message = json!({
+            "type": "message",
+            "attachments": [{
+                "contentType": TEAMS_CARD_CONTENT_TYPE,
+                "contentUrl": null,
+                "content": {
+                    "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+                    "type": "AdaptiveCard",
+                    "version": "1.4",
+                    "msteams": {"width": "Full"},
+                    "body": body,
+                },
+            }],
+        });
+        let bytes = serde_json::to_vec(&message).expect("JSON values always serialize");
+        if bytes.len() > TEAMS_BODY_BYTES_MAX {
+            return Err(invalid(format!(
+                "rendered Teams card is {} bytes, more than the {TEAMS_BODY_BYTES_MAX} Teams takes",
+                bytes.len()
+            )));
+        }
+        Ok(bytes)
     }
 }
+
+/// The content type of an Adaptive Card attachment.
+pub const TEAMS_CARD_CONTENT_TYPE: &str = "application/vnd.microsoft.card.adaptive";
 
 fn check_size(bytes: Vec<u8>) -> Result<Vec<u8>, Error> {
     if bytes.len() > NOTIFICATION_BODY_BYTES_MAX {

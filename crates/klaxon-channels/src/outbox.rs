@@ -22,6 +22,9 @@ impl Outbox for Channels {
                 text: message.text.clone(),
                 fields: message.fields.clone(),
                 recipient: message.recipient.clone(),
+                // Threading follow-ups (issue 15, second part) comes with
+                // the notifier recording each channel's thread reference.
+                thread: None,
             };
             match Channels::deliver(self, channel, &notification).await {
                 Ok(delivery) => Outcome::Delivered { attempts: delivery.attempts },

@@ -82,6 +82,7 @@ fn notification() -> Notification {
             ("customers".to_string(), serde_json::json!(12)),
         ]),
         recipient: Some("alice".to_string()),
+        thread: None,
     }
 }
 
@@ -96,7 +97,7 @@ fn webhook_body_has_the_documented_field_order() {
 
 #[test]
 fn slack_body_escapes_control_characters() {
-    let body: serde_json::Value = serde_json::from_slice(&notification().slack_body().unwrap()).unwrap();
+    let body: serde_json::Value = serde_json::from_slice(&notification().slack_body(None).unwrap()).unwrap();
     assert_eq!(
         body,
         serde_json::json!({"text": "*Checkout &lt;down&gt; &amp; out*\np99 &gt; 5s\n*customers*: 12\n*severity*: sev1"})

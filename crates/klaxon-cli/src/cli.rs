@@ -374,7 +374,8 @@ pub struct UpdateArgs {
     pub incident: String,
     /// The update's text.
     pub text: String,
-    /// Who it is for: internal, executive or company_wide.
+    /// Who it is for: internal, executive, company_wide or customer (shown
+    /// on the public status page).
     #[arg(long, default_value = "internal", value_parser = parse_audience)]
     pub audience: v1::Audience,
 }

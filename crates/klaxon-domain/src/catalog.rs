@@ -24,6 +24,8 @@ pub const SERVICES_MAX: usize = 10_000;
 pub const NAME_CHARS_MAX: usize = 64;
 /// The longest runbook URL, in characters.
 pub const RUNBOOK_CHARS_MAX: usize = 2_048;
+/// The longest public name of a service, in characters.
+pub const PUBLIC_NAME_CHARS_MAX: usize = 80;
 
 /// How critical a service is, from tier 1 (the most critical) to tier 3.
 ///
@@ -91,6 +93,11 @@ pub struct ServiceConfig {
     /// Where responders find the runbook: an `http://` or `https://` URL.
     #[serde(default)]
     pub runbook: Option<String>,
+    /// What customers call the service, e.g. "Checkout": the only name of
+    /// it the public status page shows. Without one, the public page names
+    /// no service for its incidents.
+    #[serde(default)]
+    pub public_name: Option<String>,
     /// The name of the escalation policy that pages for this service. Only
     /// its form is checked here; the paging configuration checks it exists.
     pub escalation_policy: String,
@@ -109,6 +116,7 @@ pub struct CatalogEntry {
     team: String,
     tier: Tier,
     runbook: Option<String>,
+    public_name: Option<String>,
     escalation_policy: String,
 }
 
@@ -128,6 +136,10 @@ impl CatalogEntry {
     /// The runbook URL, when configured.
     pub fn runbook(&self) -> Option<&str> {
         self.runbook.as_deref()
+    }
+    /// What customers call the service, when configured.
+    pub fn public_name(&self) -> Option<&str> {
+        self.public_name.as_deref()
     }
     /// The name of the escalation policy that pages for the service.
     pub fn escalation_policy(&self) -> &str {
@@ -176,9 +188,13 @@ impl ServiceCatalogConfig {
                 None => None,
                 Some(url) => Some(runbook(url).map_err(|p| ConfigError::new(format!("{key}.runbook"), p))?),
             };
+            let public_name = match &service.public_name {
+                None => None,
+                Some(text) => Some(public_name(text).map_err(|p| ConfigError::new(format!("{key}.public_name"), p))?),
+            };
             let escalation_policy = plain_name(&service.escalation_policy)
                 .map_err(|p| ConfigError::new(format!("{key}.escalation_policy"), p))?;
-            services.insert(name.clone(), CatalogEntry { name, team, tier, runbook, escalation_policy });
+            services.insert(name.clone(), CatalogEntry { name, team, tier, runbook, public_name, escalation_policy });
         }
         Ok(ServiceCatalog { services })
     }
@@ -200,6 +216,10 @@ impl ServiceCatalog {
     /// The runbook of `service`, if catalogued with one.
     pub fn runbook(&self, service: &ServiceName) -> Option<&str> {
         self.get(service).and_then(CatalogEntry::runbook)
+    }
+    /// What customers call `service`, if catalogued with a public name.
+    pub fn public_name(&self, service: &ServiceName) -> Option<&str> {
+        self.get(service).and_then(CatalogEntry::public_name)
     }
     /// The escalation policy name of `service`, if catalogued.
     pub fn escalation_policy(&self, service: &ServiceName) -> Option<&str> {
@@ -242,6 +262,22 @@ fn plain_name(value: &str) -> Result<String, String> {
         return Err(format!("{value:?} is longer than {NAME_CHARS_MAX} characters"));
     }
     Ok(value.to_owned())
+}
+
+/// A public name: trimmed, not empty, no control characters, at most
+/// [`PUBLIC_NAME_CHARS_MAX`] characters.
+fn public_name(value: &str) -> Result<String, String> {
+    let trimmed = value.trim();
+    if trimmed.is_empty() {
+        return Err("must not be empty".into());
+    }
+    if trimmed.chars().any(char::is_control) {
+        return Err(format!("{value:?} must not contain control characters"));
+    }
+    if trimmed.chars().count() > PUBLIC_NAME_CHARS_MAX {
+        return Err(format!("{value:?} is longer than {PUBLIC_NAME_CHARS_MAX} characters"));
+    }
+    Ok(trimmed.to_owned())
 }
 
 /// A runbook URL: `http://` or `https://` followed by something, without

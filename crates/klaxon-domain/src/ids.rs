@@ -312,6 +312,9 @@ pub enum Audience {
     Executive,
     /// Every customer-facing team, for multi-customer incidents.
     CompanyWide,
+    /// The affected customers themselves: shown on the public status page,
+    /// so written without internal names.
+    Customer,
 }
 
 /// The channel through which a report came in.
@@ -477,7 +480,12 @@ snake_names!(IncidentRole {
     Scribe => "scribe",
     SubjectMatterExpert => "subject_matter_expert",
 });
-snake_names!(Audience { Internal => "internal", Executive => "executive", CompanyWide => "company_wide" });
+snake_names!(Audience {
+    Internal => "internal",
+    Executive => "executive",
+    CompanyWide => "company_wide",
+    Customer => "customer",
+});
 snake_names!(ReportSource {
     Manual => "manual",
     Api => "api",

@@ -58,15 +58,37 @@ impl Hub {
         items
     }
 
+    /// Subscribes to changes, then takes the snapshot of the open incidents
+    /// `filter` matches: a change after the snapshot is in the receiver, so
+    /// following it from there misses nothing. `None` when the shell keeps
+    /// no change broadcast.
+    pub(crate) fn open(&self, filter: &FeedFilter) -> Option<(Vec<FeedItem>, broadcast::Receiver<IncidentId>)> {
+        let changes = self.reactor.changes()?;
+        Some((self.matching_open(filter), changes))
+    }
+
     /// Runs one subscription until the client goes, the hub closes or
     /// `shutdown`: the snapshot first, then coalesced live items.
     pub async fn serve(self, filter: FeedFilter, tx: mpsc::Sender<Sent>, shutdown: CancellationToken) {
-        let Some(mut changes) = self.reactor.changes() else { return };
-        for item in self.matching_open(&filter) {
+        let Some((snapshot, changes)) = self.open(&filter) else { return };
+        for item in snapshot {
             if tx.send(Sent { item, snapshot: true }).await.is_err() {
                 return;
             }
         }
+        self.serve_live(filter, changes, tx, shutdown).await;
+    }
+
+    /// The live part of [`Hub::serve`]: coalesced items of the changes
+    /// received on `changes`, until the client goes, the hub closes or
+    /// `shutdown`.
+    pub(crate) async fn serve_live(
+        self,
+        filter: FeedFilter,
+        mut changes: broadcast::Receiver<IncidentId>,
+        tx: mpsc::Sender<Sent>,
+        shutdown: CancellationToken,
+    ) {
         let mut coalescer: Coalescer<Instant> = Coalescer::new(self.interval);
         // Incidents this subscriber has been shown: a change that makes one
         // stop matching is still sent once, so the feed shows it leaving.

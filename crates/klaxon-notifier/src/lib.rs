@@ -21,10 +21,13 @@
 //!   decision, on the reactor shell) and its [`Handle`].
 //! - `feed`: the per-subscriber feed task (snapshot, coalescing, lag).
 //! - `grpc`: the `klaxon.v1.StatusFeed` server.
+//! - `status_page`: `/status` (executives, signed in with their token) and
+//!   `/status/public` (customers), live through Server-Sent Events.
 
 pub mod feed;
 pub mod grpc;
 mod service;
+pub mod status_page;
 
 pub use feed::Sent;
 pub use service::{Error, Handle, Notifier, NotifierOptions, Notifying, Recording, State};

@@ -8,7 +8,9 @@ use chrono::{DateTime, TimeDelta, Utc};
 use klaxon_bus::Bus;
 use klaxon_channels::Channels;
 use klaxon_domain::ids::{IncidentId, Severity};
-use klaxon_domain::notifier::{self, FeedFilter, IncidentNotifications, Notification, NotifierConfig, NotifyChange};
+use klaxon_domain::notifier::{
+    self, FeedFilter, FeedItem, IncidentNotifications, Notification, NotifierConfig, NotifyChange,
+};
 use klaxon_domain::outbox::Receipt;
 use klaxon_domain::paging::{PagingConfig, Slo};
 use klaxon_log::{ExpectedVersion, Record};
@@ -205,6 +207,21 @@ impl Handle {
         let (tx, rx) = mpsc::channel(ITEMS_BUFFER);
         tokio::spawn(self.hub.clone().serve(filter, tx, shutdown));
         Ok(rx)
+    }
+
+    /// Opens a feed for `filter` whose snapshot is returned at once (the
+    /// open incidents it matches) and whose receiver yields only the live
+    /// items after it: what a page that renders the snapshot itself needs.
+    pub fn feed(
+        &self,
+        filter: FeedFilter,
+        shutdown: CancellationToken,
+    ) -> Result<(Vec<FeedItem>, mpsc::Receiver<Sent>), Error> {
+        filter.check()?;
+        let (tx, rx) = mpsc::channel(ITEMS_BUFFER);
+        let Some((snapshot, changes)) = self.hub.open(&filter) else { return Ok((Vec::new(), rx)) };
+        tokio::spawn(self.hub.clone().serve_live(filter, changes, tx, shutdown));
+        Ok((snapshot, rx))
     }
 
     /// The update cadence of a severity.

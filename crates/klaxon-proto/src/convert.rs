@@ -116,6 +116,7 @@ pub fn audience(name: &'static str, value: i32) -> Result<Audience, Error> {
         Ok(v1::Audience::Internal) => Ok(Audience::Internal),
         Ok(v1::Audience::Executive) => Ok(Audience::Executive),
         Ok(v1::Audience::CompanyWide) => Ok(Audience::CompanyWide),
+        Ok(v1::Audience::Customer) => Ok(Audience::Customer),
         Err(_) => Err(unknown(name, value)),
     }
 }
@@ -126,6 +127,7 @@ pub fn audience_to_wire(a: Audience) -> v1::Audience {
         Audience::Internal => v1::Audience::Internal,
         Audience::Executive => v1::Audience::Executive,
         Audience::CompanyWide => v1::Audience::CompanyWide,
+        Audience::Customer => v1::Audience::Customer,
     }
 }
 

@@ -67,6 +67,9 @@ pub struct Config {
     pub auth: AuthConfig,
     /// What one caller may send and hold (`[limits]`).
     pub limits: LimitsConfig,
+    /// The live status page (`[status_page]`), served on the HTTP address
+    /// where the notifier runs.
+    pub status_page: klaxon_notifier::status_page::StatusPageOptions,
 }
 
 /// `[limits]`: what one caller may send and hold. Each limit hit is a
@@ -163,6 +166,28 @@ impl Config {
             rate: self.limits.rate(),
             help_desk: Arc::new(self.auth.help_desk_reporters.iter().cloned().collect()),
         })
+    }
+
+    /// The status pages of `notifier` (`[status_page]`, `[limits]
+    /// feeds_per_principal`), to merge into the HTTP router; open event
+    /// streams end on `shutdown`.
+    pub fn status_page(
+        &self,
+        notifier: klaxon_notifier::Handle,
+        auth: &klaxon_auth::Auth,
+        validated: &Validated,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) -> axum::Router {
+        let options = self.status_page.clone();
+        klaxon_notifier::status_page::StatusPage::new(
+            notifier,
+            auth.tokens.clone(),
+            validated.catalog.clone(),
+            options,
+            shutdown,
+        )
+        .with_feeds_per_principal(self.limits.feeds_per_principal)
+        .router()
     }
 
     /// This process's own token for the log server, when configured.
@@ -321,6 +346,7 @@ impl Default for Config {
             tls: TlsConfig::default(),
             auth: AuthConfig::default(),
             limits: LimitsConfig::default(),
+            status_page: klaxon_notifier::status_page::StatusPageOptions::default(),
         }
     }
 }
@@ -380,6 +406,7 @@ impl Config {
         }
         self.http.validate()?;
         self.limits.validate()?;
+        self.status_page.check()?;
         let core = self.validate_core().map_err(|e| e.to_string())?;
         let channels = klaxon_channels::Channels::from_env(&self.channels).map_err(|e| e.to_string())?;
         let paging = match &self.paging {

@@ -200,14 +200,22 @@ fn histogram(out: &mut String, name: &str, help: &str, h: &HistogramSnapshot, un
     let _ = writeln!(out, "{name}_count {}", h.count);
 }
 
-/// Serves only `GET /metrics` on `listen` until `shutdown`; prints where.
+/// Serves `GET /metrics` on `listen` until `shutdown`, beside `other` (what
+/// the roles of the process serve over HTTP, such as the status page);
+/// prints where.
 pub async fn serve(
     listen: std::net::SocketAddr,
+    other: Option<axum::Router>,
     metrics: Metrics,
     auth: klaxon_auth::Auth,
     shutdown: tokio_util::sync::CancellationToken,
 ) -> anyhow::Result<tokio::task::JoinHandle<std::io::Result<()>>> {
     let (listener, address) = crate::process::bind(listen, " (metrics_listen)").await?;
     println!("klaxond metrics on {address} ({PATH})");
-    Ok(crate::process::serve_http(listener, metrics.router(auth), shutdown))
+    let router = metrics.router(auth);
+    let router = match other {
+        Some(other) => other.merge(router),
+        None => router,
+    };
+    Ok(crate::process::serve_http(listener, router, shutdown))
 }

@@ -60,7 +60,9 @@ pub struct Wiring {
     pub metrics: Metrics,
     /// The background tasks, supervised by the process.
     pub tasks: Vec<Task>,
-    /// The HTTP intake (Alertmanager, PagerDuty), when intake runs here.
+    /// What the roles serve over HTTP: the HTTP intake (Alertmanager,
+    /// PagerDuty) when intake runs here, the status page when the notifier
+    /// does.
     pub http: Option<axum::Router>,
     message_bytes_max: usize,
     feeds_per_principal: usize,
@@ -99,6 +101,14 @@ impl Wiring {
         self.routes.add_service(service);
     }
 
+    /// Adds `router` to what this process serves over HTTP.
+    fn add_http(&mut self, router: axum::Router) {
+        self.http = Some(match self.http.take() {
+            Some(http) => http.merge(router),
+            None => router,
+        });
+    }
+
     /// Wires `service` over `bus`. Its bridges and feeds end at the
     /// process's stop; its task at the services' stop.
     pub async fn service(
@@ -120,7 +130,7 @@ impl Wiring {
                 let h = handle.clone();
                 self.metrics =
                     std::mem::take(&mut self.metrics).with_consumer(name, move || (h.applied(), h.applied()));
-                self.http = Some(klaxon_intake::http::router(handle.clone(), config.http.clone(), Some(auth.clone())));
+                self.add_http(klaxon_intake::http::router(handle.clone(), config.http.clone(), Some(auth.clone())));
                 self.serve(IncidentsService::new(handle.clone()).into_server().max_decoding_message_size(max)).await;
                 let bridge = BridgeService::new(handle, process.shutdown.clone());
                 self.serve(bridge.into_server().max_decoding_message_size(max)).await;
@@ -165,6 +175,7 @@ impl Wiring {
                 let h = notifier.handle();
                 let metrics = std::mem::take(&mut self.metrics).with_reactor(name, h.reactor().clone());
                 self.metrics = metrics.with_notifier(h.clone());
+                self.add_http(config.status_page(h.clone(), auth, validated, process.shutdown.clone()));
                 let feeds =
                     FeedService::new(h, process.shutdown.clone()).with_per_principal_max(self.feeds_per_principal);
                 self.serve(feeds.into_server().max_decoding_message_size(max)).await;

@@ -103,8 +103,14 @@ async fn serve_log(config: Config, validated: Validated, listen: SocketAddr, pro
     println!("klaxond listening on {address} (gRPC: log server); data in {}", data_dir.display());
     let metrics = match config.metrics_listen {
         Some(at) => Some(
-            crate::metrics::serve(at, Metrics::default().with_log(log.clone()), auth.clone(), process.shutdown.clone())
-                .await?,
+            crate::metrics::serve(
+                at,
+                None,
+                Metrics::default().with_log(log.clone()),
+                auth.clone(),
+                process.shutdown.clone(),
+            )
+            .await?,
         ),
         None => None,
     };
@@ -146,7 +152,8 @@ async fn serve_service(
     let Wiring { routes, metrics, tasks, http, .. } = wiring;
     let metrics = metrics.with_bus(bus);
     // Intake serves the metrics on its HTTP address; the others on
-    // metrics_listen when set.
+    // metrics_listen when set, with what they serve over HTTP (the
+    // notifier's status page).
     let http = match (http_listener, http, config.metrics_listen) {
         (Some((listener, address)), Some(router), _) => Some(crate::roles::serve_intake_http(
             process,
@@ -154,7 +161,9 @@ async fn serve_service(
             address,
             router.merge(metrics.router(auth.clone())),
         )),
-        (_, _, Some(at)) => Some(crate::metrics::serve(at, metrics, auth.clone(), process.shutdown.clone()).await?),
+        (_, http, Some(at)) => {
+            Some(crate::metrics::serve(at, http, metrics, auth.clone(), process.shutdown.clone()).await?)
+        }
         _ => None,
     };
     process.run(config.tls.grpc_server()?, Some(auth), routes.routes(), listener, http, tasks).await

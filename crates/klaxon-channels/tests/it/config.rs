@@ -19,6 +19,29 @@ kind = "slack"
 url = "http://127.0.0.1:9001/services/T000/B000/XXXX"
 
 [[channels]]
+name = "slack-api"
+kind = "slack"
+url = "http://127.0.0.1:9001/api/chat.postMessage"
+token_env = "KLAXON_SLACK_TOKEN"
+slack_channel = "C0123456789"
+
+[[channels]]
+name = "exec-teams"
+kind = "teams"
+url = "http://127.0.0.1:9002/workflows/abc"
+
+[[channels]]
+name = "exec-mail"
+kind = "email"
+smtp_host = "smtp.example.com"
+tls = "starttls"
+username = "klaxon"
+password_env = "KLAXON_SMTP_PASSWORD"
+from = "Klaxon <klaxon@example.com>"
+to = ["execs@example.com", "CTO <cto@example.com>"]
+people = { ana = "ana@example.com" }
+
+[[channels]]
 name = "dev-log"
 kind = "log"
 "#;
@@ -27,6 +50,9 @@ fn env(var: &str) -> Option<String> {
     match var {
         "KLAXON_OPS_WEBHOOK_SECRET" => Some("0123456789abcdef0123456789abcdef".to_string()),
         "KLAXON_SHORT_SECRET" => Some("short".to_string()),
+        "KLAXON_SMTP_PASSWORD" => Some("smtp-password".to_string()),
+        "KLAXON_SLACK_TOKEN" => Some("xoxb-0123-abcdef".to_string()),
+        "KLAXON_SPACED_TOKEN" => Some("xoxb 0123".to_string()),
         _ => None,
     }
 }
@@ -43,6 +69,13 @@ fn build(toml: &str) -> String {
     }
 }
 
+/// One e-mail channel with `extra` lines.
+fn email(extra: &str) -> String {
+    format!(
+        "[[channels]]\nname = \"mail\"\nkind = \"email\"\nsmtp_host = \"smtp.example.com\"\nfrom = \"Klaxon <klaxon@example.com>\"\nto = [\"execs@example.com\"]\n{extra}\n"
+    )
+}
+
 /// One webhook channel with `extra` lines (overriding nothing else).
 fn webhook(extra: &str) -> String {
     format!("[[channels]]\nname = \"ops\"\nkind = \"webhook\"\nsecret_env = \"KLAXON_OPS_WEBHOOK_SECRET\"\n{extra}\n")
@@ -57,13 +90,19 @@ fn the_documented_example_is_valid() {
         kinds,
         [
             ("dev-log".to_string(), ChannelKind::Log),
+            ("exec-mail".to_string(), ChannelKind::Email),
+            ("exec-teams".to_string(), ChannelKind::Teams),
             ("ops-webhook".to_string(), ChannelKind::Webhook),
+            ("slack-api".to_string(), ChannelKind::Slack),
             ("slack-incidents".to_string(), ChannelKind::Slack),
         ]
     );
-    assert_eq!(channels.len(), 3);
-    // The secret never shows in debug output.
-    assert!(!format!("{channels:?}").contains("0123456789abcdef"));
+    assert_eq!(channels.len(), 6);
+    // No secret shows in debug output.
+    let debug = format!("{channels:?}");
+    for secret in ["0123456789abcdef", "smtp-password", "xoxb-0123"] {
+        assert!(!debug.contains(secret), "{secret} in {debug}");
+    }
 }
 
 #[test]
@@ -114,8 +153,8 @@ fn invalid_configs_are_rejected_with_the_key_path() {
         ),
         (webhook(&format!("{url}\nbackoff_initial_ms = 9000")), "ok"),
         (
-            format!("{log}[[channels]]\nname = \"slack\"\nkind = \"email\"\n"),
-            "channels[1].kind: unknown kind \"email\"; expected \"webhook\", \"slack\" or \"log\"",
+            format!("{log}[[channels]]\nname = \"sms\"\nkind = \"sms\"\n"),
+            "channels[1].kind: unknown kind \"sms\"; expected \"webhook\", \"slack\", \"teams\", \"email\" or \"log\"",
         ),
         (format!("{log}{log}"), "channels[1].name: duplicate channel name \"dev-log\" (first used by channels[0])"),
         ("[[channels]]\nname = \"\"\nkind = \"log\"\n".to_string(), "channels[0].name: must be 1 to 64 bytes, got 0"),
@@ -134,8 +173,77 @@ fn invalid_configs_are_rejected_with_the_key_path() {
         (log.repeat(65), "channels: at most 64 channels, got 65"),
         (
             format!("{log}retries = 3\n"),
-            "toml: unknown field `retries`, expected one of `name`, `kind`, `url`, `secret_env`, `timeout_ms`, `attempts_max`, `backoff_initial_ms`, `backoff_max_ms`",
+            "toml: unknown field `retries`, expected one of `name`, `kind`, `url`, `secret_env`, `timeout_ms`, `attempts_max`, `backoff_initial_ms`, `backoff_max_ms`, `token_env`, `slack_channel`, `smtp_host`, `smtp_port`, `tls`, `ca_file`, `username`, `password_env`, `from`, `to`, `people`",
         ),
+        // Teams.
+        (format!("[[channels]]\nname = \"t\"\nkind = \"teams\"\n{url}\n"), "ok"),
+        ("[[channels]]\nname = \"t\"\nkind = \"teams\"\n".to_string(), "channels[0].url: required for kind \"teams\""),
+        (
+            format!("[[channels]]\nname = \"t\"\nkind = \"teams\"\n{url}\nsecret_env = \"KLAXON_OPS_WEBHOOK_SECRET\"\n"),
+            "channels[0].secret_env: not used by kind \"teams\"",
+        ),
+        // Slack's Web API.
+        (
+            format!("[[channels]]\nname = \"s\"\nkind = \"slack\"\n{url}\ntoken_env = \"KLAXON_SLACK_TOKEN\"\n"),
+            "channels[0].slack_channel: required with token_env (the conversation id)",
+        ),
+        (
+            format!("[[channels]]\nname = \"s\"\nkind = \"slack\"\n{url}\nslack_channel = \"C1\"\n"),
+            "channels[0].token_env: required with slack_channel (the bot token)",
+        ),
+        (
+            format!("[[channels]]\nname = \"s\"\nkind = \"slack\"\n{url}\nslack_channel = \"C1\"\ntoken_env = \"KLAXON_NOPE\"\n"),
+            "channels[0].token_env: environment variable KLAXON_NOPE is not set",
+        ),
+        (
+            format!("[[channels]]\nname = \"s\"\nkind = \"slack\"\n{url}\nslack_channel = \"C1\"\ntoken_env = \"KLAXON_SPACED_TOKEN\"\n"),
+            "channels[0].token_env: environment variable KLAXON_SPACED_TOKEN must hold visible ASCII (a token)",
+        ),
+        // E-mail.
+        (email(""), "ok"),
+        (email("smtp_port = 2525\ntls = \"implicit\""), "ok"),
+        (
+            "[[channels]]\nname = \"m\"\nkind = \"email\"\nfrom = \"k@example.com\"\nto = [\"a@example.com\"]\n".to_string(),
+            "channels[0].smtp_host: required for kind \"email\"",
+        ),
+        (
+            "[[channels]]\nname = \"m\"\nkind = \"email\"\nsmtp_host = \"h\"\nto = [\"a@example.com\"]\n".to_string(),
+            "channels[0].from: required for kind \"email\" (the sender's address)",
+        ),
+        (
+            "[[channels]]\nname = \"m\"\nkind = \"email\"\nsmtp_host = \"h\"\nfrom = \"k@example.com\"\n".to_string(),
+            "channels[0].to: required for kind \"email\" unless people maps recipients",
+        ),
+        (email("tls = \"ssl\""), "channels[0].tls: unknown mode \"ssl\"; expected \"starttls\", \"implicit\" or \"none\""),
+        (email("smtp_port = 0"), "channels[0].smtp_port: must be 1 to 65535"),
+        (email("username = \"k\""), "channels[0].password_env: required with username"),
+        (email("password_env = \"KLAXON_SMTP_PASSWORD\""), "channels[0].username: required with password_env"),
+        (
+            email("tls = \"none\"\nusername = \"k\"\npassword_env = \"KLAXON_SMTP_PASSWORD\""),
+            "channels[0].username: authentication needs TLS: the password would cross the network in clear with tls = \"none\"",
+        ),
+        (
+            email("username = \"k\"\npassword_env = \"KLAXON_NOPE\""),
+            "channels[0].password_env: environment variable KLAXON_NOPE is not set",
+        ),
+        (
+            email("ca_file = \"/nonexistent/ca.pem\""),
+            "channels[0].ca_file: cannot read /nonexistent/ca.pem: No such file or directory (os error 2)",
+        ),
+        (email("url = \"http://127.0.0.1/x\""), "channels[0].url: not used by kind \"email\""),
+        (
+            "[[channels]]\nname = \"m\"\nkind = \"email\"\nsmtp_host = \"h\"\nfrom = \"not an address\"\nto = [\"a@example.com\"]\n".to_string(),
+            "channels[0].from: \"not an address\" is not an email address (expected a@b.c or Name <a@b.c>)",
+        ),
+        (
+            "[[channels]]\nname = \"m\"\nkind = \"email\"\nsmtp_host = \"h\"\nfrom = \"k@example.com\"\nto = [\"a@example.com\", \"b@\"]\n".to_string(),
+            "channels[0].to[1]: \"b@\" is not an email address (expected a@b.c or Name <a@b.c>)",
+        ),
+        (
+            "[[channels]]\nname = \"m\"\nkind = \"email\"\nsmtp_host = \"h\"\nfrom = \"k@example.com\"\npeople = { ana = \"ana\" }\n".to_string(),
+            "channels[0].people.ana: \"ana\" is not an email address (expected a@b.c or Name <a@b.c>)",
+        ),
+        (format!("{log}smtp_host = \"h\"\n"), "channels[0].smtp_host: not used by kind \"log\""),
     ];
     let mut failures = Vec::new();
     for (toml, expected) in &cases {

@@ -13,6 +13,6 @@ async fn log_channel_always_succeeds_without_network() {
 
     for _ in 0..3 {
         let delivery = channel.deliver(&notification()).await.unwrap();
-        assert_eq!(delivery, Delivery { attempts: 1, status: 0 });
+        assert_eq!(delivery, Delivery { attempts: 1, status: 0, thread: None });
     }
 }

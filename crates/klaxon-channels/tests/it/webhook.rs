@@ -17,6 +17,7 @@ pub fn notification() -> Notification {
         text: "Error rate 87% on checkout-api.".to_string(),
         fields: BTreeMap::from([("incident_id".to_string(), json!("incident-7")), ("severity".to_string(), json!(1))]),
         recipient: Some("alice".to_string()),
+        thread: None,
     }
 }
 
@@ -37,6 +38,7 @@ pub fn webhook(
         attempts_max: Some(attempts_max),
         backoff_initial_ms: Some(backoff_initial_ms),
         backoff_max_ms: Some(backoff_max_ms),
+        ..ChannelConfig::default()
     };
     Channels::new(&[config], |var| (var == SECRET_ENV).then(|| SECRET.to_string())).unwrap()
 }
@@ -48,7 +50,7 @@ async fn first_try_success_sends_signed_json_with_idempotency_key() {
 
     let delivery = channels.deliver("hook", &notification()).await.unwrap();
 
-    assert_eq!(delivery, Delivery { attempts: 1, status: 200 });
+    assert_eq!(delivery, Delivery { attempts: 1, status: 200, thread: None });
     let received = receiver.received();
     assert_eq!(received.len(), 1);
     let request = &received[0];
@@ -75,7 +77,7 @@ async fn server_errors_are_retried_with_the_same_idempotency_key_and_body() {
 
     let delivery = channels.deliver("hook", &notification()).await.unwrap();
 
-    assert_eq!(delivery, Delivery { attempts: 3, status: 200 });
+    assert_eq!(delivery, Delivery { attempts: 3, status: 200, thread: None });
     let received = receiver.received();
     assert_eq!(received.len(), 3);
     for request in &received {
@@ -98,7 +100,7 @@ async fn timeouts_are_retried() {
 
     let delivery = channels.deliver("hook", &notification()).await.unwrap();
 
-    assert_eq!(delivery, Delivery { attempts: 2, status: 200 });
+    assert_eq!(delivery, Delivery { attempts: 2, status: 200, thread: None });
     assert!(started.elapsed() < Duration::from_secs(2), "took {:?}", started.elapsed());
     let received = receiver.received();
     assert_eq!(received.len(), 2);
@@ -176,7 +178,7 @@ async fn too_many_requests_honours_retry_after() {
 
     let delivery = channels.deliver("hook", &notification()).await.unwrap();
 
-    assert_eq!(delivery, Delivery { attempts: 2, status: 200 });
+    assert_eq!(delivery, Delivery { attempts: 2, status: 200, thread: None });
     let received = receiver.received();
     let gap = received[1].at - received[0].at;
     assert!(gap >= Duration::from_millis(950), "retried after {gap:?}, Retry-After was 1 s");
@@ -190,7 +192,7 @@ async fn retry_after_is_capped_by_backoff_max() {
 
     let delivery = channels.deliver("hook", &notification()).await.unwrap();
 
-    assert_eq!(delivery, Delivery { attempts: 2, status: 200 });
+    assert_eq!(delivery, Delivery { attempts: 2, status: 200, thread: None });
     let received = receiver.received();
     let gap = received[1].at - received[0].at;
     assert!(gap >= Duration::from_millis(190) && gap < Duration::from_secs(2), "retried after {gap:?}");

@@ -48,10 +48,35 @@ fn bad_catalogs_name_the_key() {
         json!([{ "name": "a", "team": "t", "tier": 1, "escalation_policy": "p", "runbook": "wiki/payments" }]),
         r#"services[0].runbook: "wiki/payments" is not an http:// or https:// URL"#,
     );
+    bad_catalog(
+        json!([{ "name": "a", "team": "t", "tier": 1, "escalation_policy": "p", "public_name": "  " }]),
+        "services[0].public_name: must not be empty",
+    );
+    bad_catalog(
+        json!([{ "name": "a", "team": "t", "tier": 1, "escalation_policy": "p", "public_name": "x".repeat(81) }]),
+        &format!("services[0].public_name: {:?} is longer than 80 characters", "x".repeat(81)),
+    );
+    bad_catalog(
+        json!([{ "name": "a", "team": "t", "tier": 1, "escalation_policy": "p", "public_name": "Check\nout" }]),
+        r#"services[0].public_name: "Check\nout" must not contain control characters"#,
+    );
     let e = serde_json::from_value::<ServiceCatalogConfig>(json!([{ "name": "a", "team": "t", "tier": 1,
         "escalation_policy": "p", "owner": "x" }]))
     .unwrap_err();
     assert!(e.to_string().contains("unknown field `owner`"), "{e}");
+}
+
+#[test]
+fn a_public_name_is_kept_trimmed_and_is_optional() {
+    let config: ServiceCatalogConfig = serde_json::from_value(json!([
+        { "name": "checkout-api", "team": "t", "tier": 1, "escalation_policy": "p", "public_name": " Checkout " },
+        { "name": "ledger", "team": "t", "tier": 2, "escalation_policy": "p" },
+    ]))
+    .unwrap();
+    let catalog = config.validate("services").unwrap();
+    assert_eq!(catalog.public_name(&ServiceName::new("checkout-api").unwrap()), Some("Checkout"));
+    assert_eq!(catalog.public_name(&ServiceName::new("ledger").unwrap()), None);
+    assert_eq!(catalog.public_name(&ServiceName::new("unknown").unwrap()), None);
 }
 
 #[test]

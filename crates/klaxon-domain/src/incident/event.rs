@@ -333,6 +333,7 @@ impl IncidentEvent {
                     Audience::Internal => "an internal",
                     Audience::Executive => "an executive",
                     Audience::CompanyWide => "a company-wide",
+                    Audience::Customer => "a customer",
                 };
                 format!("{by} posted {audience} update: {}", u.text)
             }

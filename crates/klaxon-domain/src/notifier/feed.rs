@@ -58,6 +58,18 @@ pub struct FeedItem {
     pub at: DateTime<Utc>,
     /// The text of the latest company-wide update, if any.
     pub company_wide_post: Option<String>,
+    /// The latest update written for customers (audience `customer`):
+    /// the only text of the incident the public status page shows.
+    #[serde(default)]
+    pub latest_customer_update: Option<Update>,
+    /// When the incident was first reported.
+    pub reported_at: DateTime<Utc>,
+    /// When it was declared, if it was.
+    #[serde(default)]
+    pub declared_at: Option<DateTime<Utc>>,
+    /// When it was last resolved, if it was.
+    #[serde(default)]
+    pub resolved_at: Option<DateTime<Utc>>,
 }
 
 impl FeedItem {
@@ -84,6 +96,10 @@ impl FeedItem {
             service: incident.service().cloned(),
             at,
             company_wide_post: incident.latest_update(Audience::CompanyWide).map(|u| u.text.clone()),
+            latest_customer_update: incident.latest_update(Audience::Customer).cloned(),
+            reported_at: incident.first_reported_at(),
+            declared_at: incident.declared_at(),
+            resolved_at: incident.resolved_at(),
         }
     }
 }

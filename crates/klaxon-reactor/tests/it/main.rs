@@ -147,16 +147,7 @@ impl World {
     }
 
     fn start(&self, marking: Marking) -> klaxon_reactor::Handle<Marking> {
-        let channel = ChannelConfig {
-            name: "log".into(),
-            kind: "log".into(),
-            url: None,
-            secret_env: None,
-            timeout_ms: None,
-            attempts_max: None,
-            backoff_initial_ms: None,
-            backoff_max_ms: None,
-        };
+        let channel = ChannelConfig { name: "log".into(), kind: "log".into(), ..ChannelConfig::default() };
         let channels = Arc::new(Channels::new(&[channel], |_| None).unwrap());
         let reactor = Reactor::new(self.log.clone(), marking, self.clock.shared()).with_outbox(channels);
         let handle = reactor.handle();

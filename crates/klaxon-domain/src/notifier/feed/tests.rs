@@ -95,9 +95,10 @@ fn a_feed_item_shows_what_executives_may_read() {
         event(3, "ana", update(Audience::Internal, "rolling back build 4711")),
         event(4, "ana", update(Audience::Executive, "Card payments fail in the EU; rollback under way.")),
         event(5, "ana", update(Audience::CompanyWide, "Checkout is degraded for EU customers.")),
+        event(6, "ana", update(Audience::Customer, "Some card payments fail; we are working on it.")),
     ];
     let state = events.iter().fold(None, evolve).unwrap();
-    let item = FeedItem::of(&state, at(5), Some(at(34)));
+    let item = FeedItem::of(&state, at(6), Some(at(34)));
     expect![[r#"
         {
           "incident": "INC-7",
@@ -118,8 +119,16 @@ fn a_feed_item_shows_what_executives_may_read() {
           },
           "next_update_due": "2026-03-02T09:34:00Z",
           "service": "payments",
-          "at": "2026-03-02T09:05:00Z",
-          "company_wide_post": "Checkout is degraded for EU customers."
+          "at": "2026-03-02T09:06:00Z",
+          "company_wide_post": "Checkout is degraded for EU customers.",
+          "latest_customer_update": {
+            "text": "Some card payments fail; we are working on it.",
+            "by": "ana",
+            "at": "2026-03-02T09:06:00Z"
+          },
+          "reported_at": "2026-03-02T09:00:00Z",
+          "declared_at": "2026-03-02T09:01:00Z",
+          "resolved_at": null
         }"#]]
     .assert_eq(&serde_json::to_string_pretty(&item).unwrap());
 }
