@@ -1,0 +1,428 @@
+//! One node of a log group: openraft wired to Klaxon's storage, state
+//! machine and network, and what the log server and the operator ask of it.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use futures_util::future::BoxFuture;
+use klaxon_bus::server::{WriteError, Writes};
+use klaxon_log::{Appended, ExpectedVersion, Log, NewEvent, Position, StreamId};
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::{ChangeMembers, ServerState, SnapshotPolicy};
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use crate::Error;
+use crate::log_store::LogStore;
+use crate::network::Network;
+use crate::state_machine::{Installed, StateMachine};
+use crate::types::{Command, Node, NodeId, Raft, Reply};
+
+/// `[log_group]`: this node, the group it starts with, and its timing.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Options {
+    /// This node's id (not 0).
+    pub node_id: NodeId,
+    /// The group it starts with. A node listed here whose Raft state is
+    /// empty initializes the group with this list (the same everywhere);
+    /// a node not listed waits to be added (`klaxond log-group add`).
+    pub nodes: Vec<NodeOptions>,
+    /// How often the leader sends heartbeats.
+    pub heartbeat_interval_ms: u64,
+    /// A follower that hears nothing from a leader for a random time in
+    /// [min, max] starts an election.
+    pub election_timeout_min_ms: u64,
+    /// See `election_timeout_min_ms`.
+    pub election_timeout_max_ms: u64,
+    /// How long the leader waits for an append to be committed and applied
+    /// before answering `UNAVAILABLE` (the client then retries; ids make
+    /// that safe).
+    pub append_timeout_ms: u64,
+    /// A snapshot is taken after this many applied entries.
+    pub snapshot_every_entries: u64,
+    /// Entries kept in Raft's log behind a snapshot, for followers only a
+    /// little behind.
+    pub purge_keep_entries: u64,
+}
+
+/// One node of the group as the configuration names it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeOptions {
+    /// Its id (not 0).
+    pub id: NodeId,
+    /// Where clients and the other nodes reach it (`host:port`).
+    pub address: String,
+    /// Where *this* node sends it Raft messages, when that differs from
+    /// `address` (a proxy, another interface); local to this node.
+    #[serde(default)]
+    pub raft_address: Option<String>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            node_id: 0,
+            nodes: Vec::new(),
+            heartbeat_interval_ms: 150,
+            election_timeout_min_ms: 750,
+            election_timeout_max_ms: 1500,
+            append_timeout_ms: 5000,
+            snapshot_every_entries: 20_000,
+            purge_keep_entries: 1000,
+        }
+    }
+}
+
+impl Options {
+    /// Checks the options; the error names the key.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.node_id == 0 {
+            return Err("log_group.node_id: must be set, and not 0".into());
+        }
+        let mut ids = BTreeSet::new();
+        for (i, node) in self.nodes.iter().enumerate() {
+            if node.id == 0 || !ids.insert(node.id) {
+                return Err(format!("log_group.nodes[{i}].id: {} is 0 or listed twice", node.id));
+            }
+            for (key, address) in [("address", Some(&node.address)), ("raft_address", node.raft_address.as_ref())] {
+                let Some(address) = address else { continue };
+                let port = address.rsplit_once(':').and_then(|(host, port)| (!host.is_empty()).then_some(port));
+                if port.and_then(|p| p.parse::<u16>().ok()).is_none() {
+                    return Err(format!("log_group.nodes[{i}].{key}: {address:?} is not host:port"));
+                }
+            }
+        }
+        if !(self.heartbeat_interval_ms > 0
+            && self.heartbeat_interval_ms < self.election_timeout_min_ms
+            && self.election_timeout_min_ms < self.election_timeout_max_ms)
+        {
+            return Err(format!(
+                "log_group: need 0 < heartbeat_interval_ms ({}) < election_timeout_min_ms ({}) < election_timeout_max_ms ({})",
+                self.heartbeat_interval_ms, self.election_timeout_min_ms, self.election_timeout_max_ms
+            ));
+        }
+        if self.append_timeout_ms == 0 || self.snapshot_every_entries == 0 {
+            return Err("log_group: append_timeout_ms and snapshot_every_entries must be at least 1".into());
+        }
+        Ok(())
+    }
+
+    /// This node's address, when listed.
+    pub fn own_address(&self) -> Option<&str> {
+        self.nodes.iter().find(|n| n.id == self.node_id).map(|n| n.address.as_str())
+    }
+
+    /// Where this node sends Raft messages when not to a member's address.
+    pub fn raft_addresses(&self) -> HashMap<NodeId, String> {
+        self.nodes.iter().filter_map(|n| Some((n.id, n.raft_address.clone()?))).collect()
+    }
+
+    fn raft_config(&self) -> Result<openraft::Config, Error> {
+        let config = openraft::Config {
+            cluster_name: "klaxon-log".into(),
+            heartbeat_interval: self.heartbeat_interval_ms,
+            election_timeout_min: self.election_timeout_min_ms,
+            election_timeout_max: self.election_timeout_max_ms,
+            // A snapshot's last chunk includes installing it (importing the
+            // records), which takes time on a large log.
+            install_snapshot_timeout: 120_000,
+            snapshot_max_chunk_size: 4 * 1024 * 1024,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(self.snapshot_every_entries),
+            max_in_snapshot_log_to_keep: self.purge_keep_entries,
+            replication_lag_threshold: self.snapshot_every_entries.saturating_mul(2),
+            ..Default::default()
+        };
+        config.validate().map_err(|e| Error::Config(format!("log_group: {e}")))
+    }
+}
+
+/// How long `add_node` waits for the new node to catch up.
+const CATCH_UP_FOR: Duration = Duration::from_secs(600);
+
+/// One node of the log group. Cheap to clone.
+#[derive(Clone)]
+pub struct Group {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    raft: Raft,
+    log: Log,
+    options: Options,
+    network: Network,
+    ready: watch::Receiver<bool>,
+    installed: watch::Receiver<Installed>,
+}
+
+impl Group {
+    /// Starts this node over `log` (its state machine), with Raft's log,
+    /// vote and snapshots in `raft_dir`, and initializes the group from
+    /// `options.nodes` when this node is listed and has no Raft state yet.
+    pub async fn start(options: Options, log: Log, raft_dir: &Path, network: Network) -> Result<Group, Error> {
+        options.validate().map_err(Error::Config)?;
+        let config = Arc::new(options.raft_config()?);
+        let log_store = LogStore::open(raft_dir)?;
+        let machine = StateMachine::open(log.clone(), raft_dir.join("snapshots")).await?;
+        let installed = machine.installed();
+        let raft = Raft::new(options.node_id, config, network.clone(), log_store, machine)
+            .await
+            .map_err(|e| Error::Raft(e.to_string()))?;
+        let listed = options.nodes.iter().any(|n| n.id == options.node_id);
+        if listed && !raft.is_initialized().await.map_err(|e| Error::Raft(e.to_string()))? {
+            let members: BTreeMap<NodeId, Node> =
+                options.nodes.iter().map(|n| (n.id, Node { addr: n.address.clone() })).collect();
+            match raft.initialize(members).await {
+                Ok(()) => tracing::info!(nodes = options.nodes.len(), "log group initialized from the configuration"),
+                Err(RaftError::APIError(e)) => tracing::info!(reason = %e, "log group already initialized"),
+                Err(e) => return Err(Error::Raft(e.to_string())),
+            }
+        }
+        let (ready_tx, ready) = watch::channel(false);
+        tokio::spawn(track_readiness(raft.metrics(), ready_tx));
+        Ok(Group { inner: Arc::new(Inner { raft, log, options, network, ready, installed }) })
+    }
+
+    /// The openraft node (metrics, tests).
+    pub fn raft(&self) -> &Raft {
+        &self.inner.raft
+    }
+
+    /// The event log this node applies to.
+    pub fn log(&self) -> &Log {
+        &self.inner.log
+    }
+
+    /// This node's id.
+    pub fn node_id(&self) -> NodeId {
+        self.inner.options.node_id
+    }
+
+    /// True while this node is the leader **and** has applied an entry of
+    /// its own term, so that its log holds everything committed before it:
+    /// when the relay may run.
+    pub fn leading(&self) -> watch::Receiver<bool> {
+        self.inner.ready.clone()
+    }
+
+    /// Snapshots installed from the leader since start.
+    pub fn installed(&self) -> watch::Receiver<Installed> {
+        self.inner.installed.clone()
+    }
+
+    /// The network this node uses (for clients of other nodes).
+    pub fn network(&self) -> &Network {
+        &self.inner.network
+    }
+
+    /// Proposes `command` and waits for its reply, at most
+    /// `append_timeout_ms`.
+    async fn propose(&self, command: Command) -> Result<Reply, WriteError> {
+        let timeout = Duration::from_millis(self.inner.options.append_timeout_ms);
+        match tokio::time::timeout(timeout, self.inner.raft.client_write(command)).await {
+            Ok(Ok(response)) => Ok(response.data),
+            Ok(Err(e)) => Err(write_error(e)),
+            Err(_) => Err(WriteError::Log(klaxon_log::Error::Unavailable {
+                reason: format!(
+                    "the log group did not commit the write within {} ms (this node may have lost its majority); retry",
+                    timeout.as_millis()
+                ),
+            })),
+        }
+    }
+
+    /// Adds node `id` at `address`: as a learner until it has caught up,
+    /// then as a voter. Only the leader does it.
+    pub async fn add_node(&self, id: NodeId, address: String) -> Result<(), WriteError> {
+        if id == 0 {
+            return Err(rejected("node id 0 is not allowed"));
+        }
+        let raft = &self.inner.raft;
+        let learner = tokio::time::timeout(CATCH_UP_FOR, raft.add_learner(id, Node { addr: address }, true));
+        match learner.await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(write_error(e)),
+            Err(_) => return Err(rejected(format!("node {id} did not catch up within {CATCH_UP_FOR:?}"))),
+        }
+        raft.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
+            .await
+            .map_err(write_error)?;
+        Ok(())
+    }
+
+    /// Removes node `id` (a voter or a learner). Only the leader does it.
+    pub async fn remove_node(&self, id: NodeId) -> Result<(), WriteError> {
+        let metrics = self.inner.raft.metrics().borrow().clone();
+        let membership = metrics.membership_config.membership();
+        let change = if membership.voter_ids().any(|v| v == id) {
+            ChangeMembers::RemoveVoters(BTreeSet::from([id]))
+        } else if membership.learner_ids().any(|l| l == id) {
+            ChangeMembers::RemoveNodes(BTreeSet::from([id]))
+        } else {
+            return Err(rejected(format!("node {id} is not in the group")));
+        };
+        self.inner.raft.change_membership(change, false).await.map_err(write_error)?;
+        Ok(())
+    }
+
+    /// This node's view of the group.
+    pub fn status(&self) -> Status {
+        let m = self.inner.raft.metrics().borrow().clone();
+        let membership = m.membership_config.membership();
+        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+        let members = membership
+            .nodes()
+            .map(|(id, node)| Member {
+                id: *id,
+                address: node.addr.clone(),
+                voter: voters.contains(id),
+                matched_index: m
+                    .replication
+                    .as_ref()
+                    .and_then(|r| r.get(id).cloned())
+                    .flatten()
+                    .map(|l| l.index),
+            })
+            .collect();
+        let leader_address = m.current_leader.and_then(|l| membership.get_node(&l)).map(|n| n.addr.clone());
+        Status {
+            node_id: m.id,
+            state: match m.state {
+                ServerState::Leader => "leader",
+                ServerState::Follower => "follower",
+                ServerState::Candidate => "candidate",
+                ServerState::Learner => "learner",
+                ServerState::Shutdown => "shutdown",
+            },
+            term: m.current_term,
+            leader_id: m.current_leader,
+            leader_address,
+            last_log_index: m.last_log_index.unwrap_or(0),
+            applied_index: m.last_applied.map_or(0, |l| l.index),
+            snapshot_index: m.snapshot.map_or(0, |l| l.index),
+            purged_index: m.purged.map_or(0, |l| l.index),
+            head: self.inner.log.head().0,
+            members,
+        }
+    }
+
+    /// Stops this node's Raft (the log stays open).
+    pub async fn shutdown(&self) {
+        if let Err(e) = self.inner.raft.shutdown().await {
+            tracing::warn!(error = %e, "raft did not stop cleanly");
+        }
+    }
+}
+
+/// A node's view of the group ([`Group::status`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Status {
+    /// This node.
+    pub node_id: NodeId,
+    /// leader, follower, candidate, learner or shutdown.
+    pub state: &'static str,
+    /// The current term.
+    pub term: u64,
+    /// The leader, when known.
+    pub leader_id: Option<NodeId>,
+    /// Its address.
+    pub leader_address: Option<String>,
+    /// The last index in this node's Raft log.
+    pub last_log_index: u64,
+    /// The last applied index.
+    pub applied_index: u64,
+    /// The last index in this node's snapshot.
+    pub snapshot_index: u64,
+    /// The last purged index.
+    pub purged_index: u64,
+    /// The event log's head on this node.
+    pub head: u64,
+    /// Every member.
+    pub members: Vec<Member>,
+}
+
+/// A member of the group.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Member {
+    /// Its id.
+    pub id: NodeId,
+    /// Its address.
+    pub address: String,
+    /// A voter (or a learner).
+    pub voter: bool,
+    /// On the leader: the last index known on that node.
+    pub matched_index: Option<u64>,
+}
+
+/// Sends `true` while the node leads and has applied an entry of its term.
+async fn track_readiness(
+    mut metrics: watch::Receiver<openraft::RaftMetrics<NodeId, Node>>,
+    ready: watch::Sender<bool>,
+) {
+    loop {
+        let now = {
+            let m = metrics.borrow_and_update();
+            m.state == ServerState::Leader
+                && m.current_leader == Some(m.id)
+                && m.last_applied.is_some_and(|l| l.leader_id.term == m.current_term)
+        };
+        ready.send_if_modified(|r| std::mem::replace(r, now) != now);
+        if metrics.changed().await.is_err() {
+            ready.send_replace(false);
+            return;
+        }
+    }
+}
+
+fn rejected(message: impl Into<String>) -> WriteError {
+    WriteError::Log(klaxon_log::Error::Rejected { message: message.into() })
+}
+
+/// A write's failure: a follower's refusal with the leader's address, or
+/// the group being unable to take it now.
+fn write_error(e: RaftError<NodeId, ClientWriteError<NodeId, Node>>) -> WriteError {
+    match e {
+        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => {
+            WriteError::NotLeader { leader: f.leader_node.map(|n| n.addr) }
+        }
+        RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => rejected(e.to_string()),
+        RaftError::Fatal(e) => WriteError::Log(klaxon_log::Error::Unavailable {
+            reason: format!("this log group node has stopped: {e}"),
+        }),
+    }
+}
+
+impl Writes for Group {
+    fn append<'a>(
+        &'a self,
+        stream: &'a StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> BoxFuture<'a, Result<Appended, WriteError>> {
+        Box::pin(async move {
+            // Bad input is refused here, with this node's limits, and never
+            // enters the group's log.
+            self.inner.log.check(stream, &events)?;
+            let reply = self.propose(Command::append(stream, expected, &events, Utc::now())).await?;
+            Ok(reply.into_appended()?)
+        })
+    }
+
+    fn save_checkpoint<'a>(&'a self, name: &'a str, position: Position) -> BoxFuture<'a, Result<(), WriteError>> {
+        Box::pin(async move {
+            // The name is checked here too (loading validates it).
+            self.inner.log.load_checkpoint(name)?;
+            match self.propose(Command::SaveCheckpoint { name: name.to_owned(), position: position.0 }).await? {
+                Reply::CheckpointSaved => Ok(()),
+                Reply::Refused(e) => Err(WriteError::Log(klaxon_bus::wire::from_wire(e))),
+                other => Err(WriteError::Log(klaxon_log::Error::Unavailable {
+                    reason: format!("a checkpoint was answered with {other:?}"),
+                })),
+            }
+        })
+    }
+}
