@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::Utc;
@@ -157,6 +157,21 @@ struct Inner {
     network: Network,
     ready: watch::Receiver<bool>,
     installed: watch::Receiver<Installed>,
+    rejoin: Mutex<Rejoin>,
+}
+
+/// Whether this node may vote. A node that started with empty Raft state
+/// in a group that already exists (a wiped or replaced node) has forgotten
+/// what it acknowledged and voted; it votes again only once its log holds
+/// everything the group had committed when it came back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Rejoin {
+    /// It votes (it kept its state, or has caught up).
+    Done,
+    /// It has not yet heard from a leader.
+    Waiting,
+    /// It votes once its last log index reaches this commit index.
+    Until(u64),
 }
 
 impl Group {
@@ -166,25 +181,77 @@ impl Group {
     pub async fn start(options: Options, log: Log, raft_dir: &Path, network: Network) -> Result<Group, Error> {
         options.validate().map_err(Error::Config)?;
         let config = Arc::new(options.raft_config()?);
-        let log_store = LogStore::open(raft_dir)?;
-        let machine = StateMachine::open(log.clone(), raft_dir.join("snapshots")).await?;
+        let mut log_store = LogStore::open(raft_dir)?;
+        let mut machine = StateMachine::open(log.clone(), raft_dir.join("snapshots")).await?;
+        let pristine = {
+            use openraft::storage::{RaftLogStorage, RaftStateMachine};
+            let storage = |e: openraft::StorageError<NodeId>| Error::Raft(e.to_string());
+            log_store.read_vote().await.map_err(storage)?.is_none()
+                && log_store.get_log_state().await.map_err(storage)?.last_log_id.is_none()
+                && machine.applied_state().await.map_err(storage)?.0.is_none()
+        };
         let installed = machine.installed();
         let raft = Raft::new(options.node_id, config, network.clone(), log_store, machine)
             .await
             .map_err(|e| Error::Raft(e.to_string()))?;
         let listed = options.nodes.iter().any(|n| n.id == options.node_id);
-        if listed && !raft.is_initialized().await.map_err(|e| Error::Raft(e.to_string()))? {
-            let members: BTreeMap<NodeId, Node> =
-                options.nodes.iter().map(|n| (n.id, Node { addr: n.address.clone() })).collect();
-            match raft.initialize(members).await {
-                Ok(()) => tracing::info!(nodes = options.nodes.len(), "log group initialized from the configuration"),
-                Err(RaftError::APIError(e)) => tracing::info!(reason = %e, "log group already initialized"),
-                Err(e) => return Err(Error::Raft(e.to_string())),
+        let mut rejoin = Rejoin::Done;
+        if pristine {
+            let peer = if listed { initialized_peer(&options, &network).await } else { None };
+            match (listed, peer) {
+                (true, None) => {
+                    let members: BTreeMap<NodeId, Node> =
+                        options.nodes.iter().map(|n| (n.id, Node { addr: n.address.clone() })).collect();
+                    match raft.initialize(members).await {
+                        Ok(()) => {
+                            tracing::info!(nodes = options.nodes.len(), "log group initialized from the configuration")
+                        }
+                        Err(RaftError::APIError(e)) => tracing::info!(reason = %e, "log group already initialized"),
+                        Err(e) => return Err(Error::Raft(e.to_string())),
+                    }
+                }
+                (_, peer) => {
+                    tracing::warn!(
+                        ?peer,
+                        "this node has no Raft state but the group exists: it catches up from the leader and \
+                         votes only once it holds everything the group had committed"
+                    );
+                    rejoin = Rejoin::Waiting;
+                }
             }
         }
         let (ready_tx, ready) = watch::channel(false);
         tokio::spawn(track_readiness(raft.metrics(), ready_tx));
-        Ok(Group { inner: Arc::new(Inner { raft, log, options, network, ready, installed }) })
+        let rejoin = Mutex::new(rejoin);
+        Ok(Group { inner: Arc::new(Inner { raft, log, options, network, ready, installed, rejoin }) })
+    }
+
+    /// Notes the leader's commit index from a replication message, while
+    /// rejoining.
+    pub(crate) fn heard_from_leader(&self, leader_commit: Option<u64>) {
+        let mut rejoin = self.inner.rejoin.lock().expect("rejoin lock");
+        if *rejoin == Rejoin::Waiting {
+            *rejoin = Rejoin::Until(leader_commit.unwrap_or(0));
+        }
+    }
+
+    /// Whether this node may grant votes (see [`Rejoin`]).
+    pub(crate) fn may_vote(&self) -> bool {
+        let mut rejoin = self.inner.rejoin.lock().expect("rejoin lock");
+        match *rejoin {
+            Rejoin::Done => true,
+            Rejoin::Waiting => false,
+            Rejoin::Until(target) => {
+                let last = self.inner.raft.metrics().borrow().last_log_index;
+                if last.is_some_and(|l| l >= target) {
+                    tracing::info!(caught_up_to = target, "this node has caught up with the group; it votes again");
+                    *rejoin = Rejoin::Done;
+                    true
+                } else {
+                    false
+                }
+            }
+        }
     }
 
     /// The openraft node (metrics, tests).
@@ -248,9 +315,7 @@ impl Group {
             Ok(Err(e)) => return Err(write_error(e)),
             Err(_) => return Err(rejected(format!("node {id} did not catch up within {CATCH_UP_FOR:?}"))),
         }
-        raft.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
-            .await
-            .map_err(write_error)?;
+        raft.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false).await.map_err(write_error)?;
         Ok(())
     }
 
@@ -280,12 +345,7 @@ impl Group {
                 id: *id,
                 address: node.addr.clone(),
                 voter: voters.contains(id),
-                matched_index: m
-                    .replication
-                    .as_ref()
-                    .and_then(|r| r.get(id).cloned())
-                    .flatten()
-                    .map(|l| l.index),
+                matched_index: m.replication.as_ref().and_then(|r| r.get(id).cloned()).flatten().map(|l| l.index),
             })
             .collect();
         let leader_address = m.current_leader.and_then(|l| membership.get_node(&l)).map(|n| n.addr.clone());
@@ -358,6 +418,24 @@ pub struct Member {
     pub matched_index: Option<u64>,
 }
 
+/// The first listed peer that reports a group that has committed entries
+/// (past its initial membership), if any answers within a second. A group
+/// only just initialized by its first nodes has committed nothing a
+/// returning node could have acknowledged: joining it is bootstrapping.
+async fn initialized_peer(options: &Options, network: &Network) -> Option<NodeId> {
+    let overrides = options.raft_addresses();
+    let probes = options.nodes.iter().filter(|n| n.id != options.node_id).map(|n| {
+        let address = overrides.get(&n.id).cloned().unwrap_or_else(|| n.address.clone());
+        async move {
+            let mut client = network.client(&address).ok()?;
+            let probe = client.status(klaxon_proto::v1::LogGroupStatusRequest {});
+            let status = tokio::time::timeout(Duration::from_secs(1), probe).await.ok()?.ok()?.into_inner();
+            (status.applied_index > 0).then_some(n.id)
+        }
+    });
+    futures_util::future::join_all(probes).await.into_iter().flatten().next()
+}
+
 /// Sends `true` while the node leads and has applied an entry of its term.
 async fn track_readiness(
     mut metrics: watch::Receiver<openraft::RaftMetrics<NodeId, Node>>,
@@ -390,9 +468,9 @@ fn write_error(e: RaftError<NodeId, ClientWriteError<NodeId, Node>>) -> WriteErr
             WriteError::NotLeader { leader: f.leader_node.map(|n| n.addr) }
         }
         RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => rejected(e.to_string()),
-        RaftError::Fatal(e) => WriteError::Log(klaxon_log::Error::Unavailable {
-            reason: format!("this log group node has stopped: {e}"),
-        }),
+        RaftError::Fatal(e) => {
+            WriteError::Log(klaxon_log::Error::Unavailable { reason: format!("this log group node has stopped: {e}") })
+        }
     }
 }
 

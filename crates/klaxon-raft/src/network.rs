@@ -2,6 +2,10 @@
 //! side. Messages are openraft's serde types as JSON; a snapshot chunk's
 //! bytes travel beside its JSON header.
 
+// openraft's `RPCError` is what its `RaftNetwork` methods return; it is
+// large, and boxing it here would only unbox it again.
+#![allow(clippy::result_large_err)]
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;

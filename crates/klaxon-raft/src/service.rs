@@ -7,14 +7,15 @@ use klaxon_proto::v1::{
     LogGroupAddNodeRequest, LogGroupMember, LogGroupRemoveNodeRequest, LogGroupStatus, LogGroupStatusRequest,
     RaftMessage, RaftSnapshotChunk,
 };
-use openraft::raft::InstallSnapshotRequest;
+use openraft::error::RaftError;
+use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest, VoteResponse};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tonic::{Request, Response, Status};
 
 use crate::group::Group;
 use crate::network::MESSAGE_BYTES_MAX;
-use crate::types::TypeConfig;
+use crate::types::{NodeId, TypeConfig};
 
 /// The `LogGroup` gRPC service of one node.
 #[derive(Clone)]
@@ -30,7 +31,9 @@ impl GroupService {
 
     /// The tonic service, taking messages as large as the nodes send.
     pub fn into_server(self) -> LogGroupServer<GroupService> {
-        LogGroupServer::new(self).max_decoding_message_size(MESSAGE_BYTES_MAX).max_encoding_message_size(MESSAGE_BYTES_MAX)
+        LogGroupServer::new(self)
+            .max_decoding_message_size(MESSAGE_BYTES_MAX)
+            .max_encoding_message_size(MESSAGE_BYTES_MAX)
     }
 }
 
@@ -58,7 +61,12 @@ impl From<crate::group::Status> for LogGroupStatus {
             members: s
                 .members
                 .into_iter()
-                .map(|m| LogGroupMember { id: m.id, address: m.address, voter: m.voter, matched_index: m.matched_index })
+                .map(|m| LogGroupMember {
+                    id: m.id,
+                    address: m.address,
+                    voter: m.voter,
+                    matched_index: m.matched_index,
+                })
                 .collect(),
         }
     }
@@ -67,12 +75,21 @@ impl From<crate::group::Status> for LogGroupStatus {
 #[tonic::async_trait]
 impl LogGroup for GroupService {
     async fn append_entries(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
-        let rpc = decode(&request.into_inner().json)?;
+        let rpc: AppendEntriesRequest<TypeConfig> = decode(&request.into_inner().json)?;
+        self.group.heard_from_leader(rpc.leader_commit.map(|l| l.index));
         answer(&self.group.raft().append_entries(rpc).await)
     }
 
     async fn vote(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
-        let rpc = decode(&request.into_inner().json)?;
+        let rpc: VoteRequest<NodeId> = decode(&request.into_inner().json)?;
+        if !self.group.may_vote() {
+            // A node that lost its state declines every vote until it has
+            // caught up (see `Group`): answered as a refusal at its vote.
+            let vote = self.group.raft().metrics().borrow().vote;
+            tracing::info!(candidate = %rpc.vote, "declining a vote while catching up after losing Raft state");
+            let declined: Result<VoteResponse<NodeId>, RaftError<NodeId>> = Ok(VoteResponse::new(vote, None, false));
+            return answer(&declined);
+        }
         answer(&self.group.raft().vote(rpc).await)
     }
 

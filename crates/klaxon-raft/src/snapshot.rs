@@ -140,8 +140,7 @@ impl SnapshotDir {
         for entry in std::fs::read_dir(&self.dir)? {
             let entry = entry?;
             let name = entry.file_name().to_string_lossy().into_owned();
-            let Some(index) = name.strip_suffix(".snap").and_then(|n| n.split('-').next()?.parse::<u64>().ok())
-            else {
+            let Some(index) = name.strip_suffix(".snap").and_then(|n| n.split('-').next()?.parse::<u64>().ok()) else {
                 continue;
             };
             if best.as_ref().is_none_or(|(b, _)| index > *b) {
@@ -296,7 +295,10 @@ impl SnapshotReader {
             let position = u64::from_le_bytes(head[..8].try_into().expect("8 bytes"));
             let len = u32::from_le_bytes(head[8..].try_into().expect("4 bytes")) as usize;
             if position != self.next || len > RECORD_BYTES_MAX {
-                return Err(invalid(&self.path, format!("expected record {}, found {position} ({len} bytes)", self.next)));
+                return Err(invalid(
+                    &self.path,
+                    format!("expected record {}, found {position} ({len} bytes)", self.next),
+                ));
             }
             let mut bytes = vec![0u8; len];
             self.input.read_exact(&mut bytes)?;

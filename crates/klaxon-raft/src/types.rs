@@ -1,7 +1,6 @@
 //! What the group agrees on: the commands in Raft's log, what applying one
 //! answers, and openraft's type configuration.
 
-
 use chrono::{DateTime, Utc};
 use klaxon_bus::wire::{self, WireError};
 use klaxon_log::{Appended, EventData, EventKind, ExpectedVersion, Metadata, NewEvent, Position, StreamId, Write};
@@ -174,7 +173,6 @@ impl Reply {
         }
     }
 }
-
 
 /// Any error as openraft's storage error.
 pub(crate) fn storage_error(
