@@ -147,3 +147,35 @@ async fn a_wiped_node_votes_for_nobody_until_it_has_caught_up() {
     assert!(logs.iter().all(|l| bytes(l) == bytes(&logs[0])));
     cluster.stop().await;
 }
+
+/// `RemoteLog` with every node's address: writes find the leader through a
+/// follower's hint, survive the leader stopping, and a retry of an append
+/// whose answer was lost returns its original places.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_remote_log_follows_the_leader_and_fails_over() {
+    use klaxon_bus::{EventLog, RemoteLog};
+    let mut cluster = Cluster::start(3, |_| {}).await;
+    let leader = cluster.leader().await;
+    let addresses: Vec<String> = cluster.options[0].nodes.iter().map(|n| n.address.clone()).collect();
+    let address = |i: usize| addresses[i].clone();
+    // The follower first: the client learns the leader from its refusal.
+    let follower = (leader + 1) % 3;
+    let all = [follower, leader, (leader + 2) % 3].map(address).join(",");
+    let remote = RemoteLog::connect_lazy(&all).unwrap();
+    let stream = crate::support::sid("s");
+    let first = remote.append(&stream, ExpectedVersion::NoStream, vec![event(1)]).await.unwrap();
+    assert_eq!(first.first, Position(1));
+    assert_eq!(remote.current_address(), address(leader));
+
+    let retried = vec![event(2)];
+    let original = remote.append(&stream, ExpectedVersion::Any, retried.clone()).await.unwrap();
+    cluster.stop_node(leader).await;
+    let again = remote.append(&stream, ExpectedVersion::Exact(StreamVersion(1)), retried).await.unwrap();
+    assert_eq!((again.first, again.deduplicated), (original.first, true));
+    let next = remote.append(&stream, ExpectedVersion::Exact(StreamVersion(2)), vec![event(3)]).await.unwrap();
+    assert_eq!(next.first, Position(3));
+    assert_ne!(remote.current_address(), address(leader));
+    // Reads come from the node that took the write.
+    assert_eq!(remote.read_all(Position(0), 10).await.unwrap().len(), 3);
+    cluster.stop().await;
+}
