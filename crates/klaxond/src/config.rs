@@ -62,6 +62,10 @@ pub struct Config {
     pub auth: AuthConfig,
     /// What one caller may send and hold (`[limits]`).
     pub limits: LimitsConfig,
+    /// This log server as one node of a replicated log (`[log_group]`,
+    /// see `docs/replication.md`); without it `serve log` is a single log
+    /// server. `klaxond up` ignores it.
+    pub log_group: Option<klaxon_raft::Options>,
 }
 
 /// `[limits]`: what one caller may send and hold. Each limit hit is a
@@ -182,7 +186,8 @@ pub struct ClusterConfig {
     /// Names in NATS: stream `KLAXON`, subjects `klaxon.log` and
     /// `klaxon.head` for the default `klaxon`.
     pub prefix: String,
-    /// `klaxond serve log`.
+    /// `klaxond serve log`; for a log group, every node's address,
+    /// separated by commas (clients follow the leader).
     pub log: String,
     /// `klaxond serve intake`.
     pub intake: String,
@@ -232,6 +237,7 @@ impl Default for Config {
             tls: TlsConfig::default(),
             auth: AuthConfig::default(),
             limits: LimitsConfig::default(),
+            log_group: None,
         }
     }
 }
@@ -276,8 +282,16 @@ impl Config {
         if c.prefix.is_empty() || !c.prefix.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == '-') {
             return Err(format!("cluster.prefix: {:?} must be letters, digits, '-' or '_'", c.prefix));
         }
+        for (i, address) in c.log.split(',').map(str::trim).enumerate() {
+            let port = address.rsplit_once(':').and_then(|(host, port)| (!host.is_empty()).then_some(port));
+            if port.and_then(|p| p.parse::<u16>().ok()).is_none() {
+                return Err(format!("cluster.log: address {} ({address:?}) is not host:port", i + 1));
+            }
+        }
+        if let Some(group) = &self.log_group {
+            group.validate()?;
+        }
         for (key, address) in [
-            ("log", &c.log),
             ("intake", &c.intake),
             ("severity", &c.severity),
             ("paging", &c.paging),

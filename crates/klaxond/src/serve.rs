@@ -1,7 +1,8 @@
 //! `klaxond serve <role>`: the distributed topology, one process per role.
 //!
 //! - `log` owns the sled folder, serves it over gRPC and relays every
-//!   committed record to NATS JetStream.
+//!   committed record to NATS JetStream; with `[log_group]` it is one node
+//!   of a replicated log (see [`crate::log_group`]).
 //! - `intake`, `severity`, `paging`, `notifier`, `review` each run one
 //!   service on a [`Bus`] made of the log server (gRPC) and JetStream, and
 //!   serve that service's client-facing gRPC (`intake` also the HTTP
@@ -101,12 +102,21 @@ pub async fn run(role: Role, mut config: Config, validated: Validated, o: Overri
         };
         *slot = address;
     }
+    let shutdown = CancellationToken::new();
+    if role == Role::Log && config.log_group.is_some() {
+        // One node of a replicated log (`log_group.rs`).
+        tokio::spawn(crate::up::watch_signals(shutdown.clone()));
+        if let Some(data_dir) = o.data_dir {
+            config.data_dir = data_dir;
+        }
+        let auth = config.auth(&validated)?;
+        return crate::log_group::serve(config, auth, o.listen, o.metrics_listen, shutdown).await;
+    }
     let listen = match (o.listen, role) {
         (Some(listen), _) => listen,
         (None, Role::Gateway) => config.listen,
         (None, role) => own_address(&config, role)?,
     };
-    let shutdown = CancellationToken::new();
     tokio::spawn(crate::up::watch_signals(shutdown.clone()));
     if let Some(data_dir) = o.data_dir {
         config.data_dir = data_dir;
@@ -140,7 +150,7 @@ fn own_address(config: &Config, role: Role) -> anyhow::Result<SocketAddr> {
     address.parse().with_context(|| format!("cluster.{}: {address:?} is not an IP address and port", role.name()))
 }
 
-async fn bind(listen: SocketAddr) -> anyhow::Result<(TcpListener, SocketAddr)> {
+pub(crate) async fn bind(listen: SocketAddr) -> anyhow::Result<(TcpListener, SocketAddr)> {
     let listener = TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
     let address = listener.local_addr()?;
     Ok((listener, address))
@@ -159,19 +169,19 @@ pub(crate) fn base_routes() -> anyhow::Result<(RoutesBuilder, HealthReporter)> {
 }
 
 /// A gRPC server to run: its services, its socket, and the server itself.
-struct Grpc {
-    routes: RoutesBuilder,
-    listener: TcpListener,
+pub(crate) struct Grpc {
+    pub(crate) routes: RoutesBuilder,
+    pub(crate) listener: TcpListener,
     /// The server to run them on (TLS or not, see [`crate::config::TlsConfig`]).
-    server: tonic::transport::Server,
+    pub(crate) server: tonic::transport::Server,
     /// Who may call what.
-    auth: klaxon_auth::Auth,
+    pub(crate) auth: klaxon_auth::Auth,
 }
 
 /// Serves `routes` until `shutdown`, or until `task` ends (its failure
 /// stops the process: a service that stopped must not keep answering).
 /// The `http` server (intake's) stops after gRPC and before the service.
-async fn serve_until(
+pub(crate) async fn serve_until(
     grpc: Grpc,
     shutdown: CancellationToken,
     what: &str,
