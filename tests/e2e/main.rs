@@ -7,6 +7,7 @@ mod auth;
 mod distributed;
 mod lifecycle;
 mod limits;
+mod log_group;
 mod metrics;
 mod otlp;
 mod paging;

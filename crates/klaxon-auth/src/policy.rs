@@ -168,7 +168,8 @@ mod tests {
             assert!(reads.iter().any(|r| rule.method.contains(r)), "{} is open to executives", rule.method);
         }
         for rule in RULES {
-            let log = rule.method.starts_with("/klaxon.v1.EventLog/") || rule.method.starts_with("/klaxon.v1.LogGroup/");
+            let log =
+                rule.method.starts_with("/klaxon.v1.EventLog/") || rule.method.starts_with("/klaxon.v1.LogGroup/");
             assert_eq!(rule.roles == SERVICES, log, "{}", rule.method);
         }
     }

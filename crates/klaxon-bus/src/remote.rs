@@ -33,6 +33,8 @@ pub const RETRY_FOR_DEFAULT: Duration = Duration::from_secs(30);
 /// Above a group leader's append timeout (5 s), so that a leader that lost
 /// its majority answers first.
 pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(8);
+/// The longest pause between two rounds over a group's nodes.
+const GROUP_PAUSE_MAX: Duration = Duration::from_millis(200);
 /// Log servers a client knows at most (the configured ones and hinted ones).
 const NODES_MAX: usize = 16;
 
@@ -258,7 +260,10 @@ impl RemoteLog {
             }
             tracing::debug!(%what, %error, ?pause, "no log server can serve this now; retrying");
             tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(Duration::from_secs(1));
+            // A group elects a new leader within a second or two: look for it
+            // often. A single server comes back when it is restarted.
+            let cap = if self.nodes.len() > 1 { GROUP_PAUSE_MAX } else { Duration::from_secs(1) };
+            pause = (pause * 2).min(cap);
             tried = 0;
         }
     }

@@ -33,8 +33,9 @@ pub struct Options {
     pub nodes: Vec<NodeOptions>,
     /// How often the leader sends heartbeats.
     pub heartbeat_interval_ms: u64,
-    /// A follower that hears nothing from a leader for a random time in
-    /// [min, max] starts an election.
+    /// A follower that hears nothing from its leader for
+    /// `election_timeout_max_ms` (openraft's leader lease) plus a random time
+    /// in [min, max] starts an election: 0.9 to 1.2 s with the defaults.
     pub election_timeout_min_ms: u64,
     /// See `election_timeout_min_ms`.
     pub election_timeout_max_ms: u64,
@@ -68,9 +69,9 @@ impl Default for Options {
         Options {
             node_id: 0,
             nodes: Vec::new(),
-            heartbeat_interval_ms: 150,
-            election_timeout_min_ms: 750,
-            election_timeout_max_ms: 1500,
+            heartbeat_interval_ms: 100,
+            election_timeout_min_ms: 300,
+            election_timeout_max_ms: 600,
             append_timeout_ms: 5000,
             snapshot_every_entries: 20_000,
             purge_keep_entries: 1000,
@@ -367,6 +368,7 @@ impl Group {
             purged_index: m.purged.map_or(0, |l| l.index),
             head: self.inner.log.head().0,
             members,
+            snapshots_installed: self.inner.installed.borrow().count,
         }
     }
 
@@ -403,6 +405,8 @@ pub struct Status {
     pub head: u64,
     /// Every member.
     pub members: Vec<Member>,
+    /// Snapshots installed from a leader since start.
+    pub snapshots_installed: u64,
 }
 
 /// A member of the group.

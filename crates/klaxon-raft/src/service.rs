@@ -58,6 +58,7 @@ impl From<crate::group::Status> for LogGroupStatus {
             snapshot_index: s.snapshot_index,
             purged_index: s.purged_index,
             head: s.head,
+            snapshots_installed: s.snapshots_installed,
             members: s
                 .members
                 .into_iter()
