@@ -351,3 +351,57 @@ fn a_follower_killed_wiped_and_restarted_catches_up_from_a_snapshot() {
     relayed(&runtime, &nats, log.len() as u64);
     group.stop();
 }
+
+/// `klaxond log-group` as an operator uses it.
+fn log_group_cli(env: &[(String, String)], server: &str, args: &[&str]) -> serde_json::Value {
+    let out = std::process::Command::new(klaxon_tests::binary("klaxond"))
+        .args(["log-group", "--json", "--server", server])
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .output()
+        .expect("run klaxond log-group");
+    assert!(out.status.success(), "klaxond log-group {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("JSON")
+}
+
+#[test]
+fn a_dead_node_is_replaced_with_log_group_remove_and_add() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = GroupOptions::default();
+    let nats = NatsServer::start(&dir.path().join("nats"));
+    let env = klaxon_tests::auth::cluster_env(dir.path());
+    let mut group = LogGroup::start(&dir.path().join("group"), "", &nats.url, &env, &options);
+    let runtime = runtime();
+    let leader = group.leader(Duration::from_secs(30));
+    let dead = (leader + 1) % 3;
+    let other = (leader + 2) % 3;
+    let status = log_group_cli(&env, &group.nodes[other].address, &["status"]);
+    let nodes = status["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), 3, "{status}");
+    assert_eq!(nodes.iter().filter(|n| n["state"] == "leader").count(), 1, "{status}");
+
+    // The node dies with its disk; it is removed (asked of a follower, which
+    // points the command at the leader), and the group goes on with two.
+    group.kill(dead);
+    group.wipe(dead);
+    let changed = log_group_cli(&env, &group.nodes[other].address, &["remove", &(dead + 1).to_string()]);
+    assert_eq!(changed["members"].as_array().unwrap().len(), 2, "{changed}");
+    let storm = Storm::start(&runtime, &group.addresses(), 4);
+    storm.next_ack_after(Instant::now(), Duration::from_secs(20));
+
+    // A new, empty node with the same id and address is added back.
+    group.restart(dead);
+    let address = group.nodes[dead].address.clone();
+    let changed = log_group_cli(&env, &group.nodes[other].address, &["add", &(dead + 1).to_string(), &address]);
+    let members = changed["members"].as_array().unwrap();
+    assert_eq!(members.len(), 3, "{changed}");
+    assert!(members.iter().all(|m| !m.as_str().unwrap().contains("learner")), "{changed}");
+    let acks = storm.stop(&runtime);
+    let log = check_log(&runtime, &group, &acks);
+    let status = log_group_cli(&env, &address, &["status"]);
+    let back = status["nodes"].as_array().unwrap().iter().find(|n| n["id"] == dead as u64 + 1).unwrap().clone();
+    assert_eq!(back["head"], log.len() as u64, "{status}");
+    assert_eq!(back["voter"], true, "{status}");
+    relayed(&runtime, &nats, log.len() as u64);
+    group.stop();
+}

@@ -25,7 +25,8 @@ use crate::types::{Command, Node, NodeId, Raft, Reply};
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Options {
-    /// This node's id (not 0).
+    /// This node's id (not 0); `klaxond serve log --node-id` overrides it,
+    /// so that one file can serve every node.
     pub node_id: NodeId,
     /// The group it starts with. A node listed here whose Raft state is
     /// empty initializes the group with this list (the same everywhere);
@@ -83,8 +84,14 @@ impl Options {
     /// Checks the options; the error names the key.
     pub fn validate(&self) -> Result<(), String> {
         if self.node_id == 0 {
-            return Err("log_group.node_id: must be set, and not 0".into());
+            return Err("log_group.node_id: must be set (or --node-id given), and not 0".into());
         }
+        self.validate_shared()
+    }
+
+    /// Checks everything but `node_id`: what a configuration file shared by
+    /// every node (each given its id on the command line) must get right.
+    pub fn validate_shared(&self) -> Result<(), String> {
         let mut ids = BTreeSet::new();
         for (i, node) in self.nodes.iter().enumerate() {
             if node.id == 0 || !ids.insert(node.id) {

@@ -289,7 +289,8 @@ impl Config {
             }
         }
         if let Some(group) = &self.log_group {
-            group.validate()?;
+            // node_id may come from `serve log --node-id`; the node checks it.
+            group.validate_shared()?;
         }
         for (key, address) in [
             ("intake", &c.intake),

@@ -215,6 +215,10 @@ struct ServeArgs {
     /// the log server (default `[auth] service_token_file`).
     #[arg(long, env = "KLAXON_SERVICE_TOKEN_FILE")]
     service_token_file: Option<PathBuf>,
+    /// This node's id in `[log_group]` (`log` only; overrides
+    /// `log_group.node_id`, so that every node can share one file).
+    #[arg(long, env = "KLAXON_LOG_GROUP_NODE_ID")]
+    node_id: Option<u64>,
 }
 
 fn parse_route(s: &str) -> Result<(String, String), String> {
@@ -300,6 +304,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             if let Some(path) = args.service_token_file {
                 config.auth.service_token_file = Some(path);
+            }
+            if let Some(id) = args.node_id {
+                let group = config.log_group.as_mut().ok_or_else(|| {
+                    anyhow::anyhow!("--node-id is for `serve log` with a [log_group] table in the configuration")
+                })?;
+                group.node_id = id;
             }
             let overrides = serve::Overrides {
                 listen: args.listen,

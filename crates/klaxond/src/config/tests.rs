@@ -101,3 +101,13 @@ fn log_group_and_cluster_log_lists_are_checked_and_errors_name_the_key() {
     let error = bad_list.validate().map(drop).unwrap_err();
     assert!(error.contains("cluster.log: address 2"), "{error}");
 }
+
+#[test]
+fn the_compose_log_group_configuration_is_valid() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/compose/klaxon-log-group.toml");
+    let (config, _) = Config::load(Some(&path)).expect("deploy/compose/klaxon-log-group.toml loads");
+    let group = config.log_group.expect("a [log_group] table");
+    assert_eq!(group.nodes.len(), 3);
+    assert_eq!(group.node_id, 0, "each node gets --node-id");
+    assert_eq!(config.cluster.log.split(',').count(), 3);
+}
