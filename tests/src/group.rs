@@ -69,9 +69,9 @@ impl LogGroup {
         let mut links = Vec::new();
         if let Some(proxies) = &proxies {
             for from in 0..options.nodes {
-                for to in 0..options.nodes {
+                for (to, address) in addresses.iter().enumerate() {
                     if from != to {
-                        links.push((from, to, proxies.start(&addresses[to])));
+                        links.push((from, to, proxies.start(address)));
                     }
                 }
             }
