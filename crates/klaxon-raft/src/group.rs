@@ -279,7 +279,8 @@ impl Group {
 
     /// True while this node is the leader **and** has applied an entry of
     /// its own term, so that its log holds everything committed before it:
-    /// when the relay may run.
+    /// when the relay may run. The channel closes when this node's Raft
+    /// stops (a fatal storage error, or [`Group::shutdown`]).
     pub fn leading(&self) -> watch::Receiver<bool> {
         self.inner.ready.clone()
     }
@@ -448,17 +449,25 @@ async fn initialized_peer(options: &Options, network: &Network) -> Option<NodeId
 }
 
 /// Sends `true` while the node leads and has applied an entry of its term.
+/// Ends (closing the channel) when openraft stops, normally or on a fatal
+/// error such as a failed disk: whoever watches it must stop the process.
 async fn track_readiness(
     mut metrics: watch::Receiver<openraft::RaftMetrics<NodeId, Node>>,
     ready: watch::Sender<bool>,
 ) {
     loop {
-        let now = {
+        let (now, stopped) = {
             let m = metrics.borrow_and_update();
-            m.state == ServerState::Leader
+            let now = m.state == ServerState::Leader
                 && m.current_leader == Some(m.id)
-                && m.last_applied.is_some_and(|l| l.leader_id.term == m.current_term)
+                && m.last_applied.is_some_and(|l| l.leader_id.term == m.current_term);
+            (now, m.running_state.is_err() || m.state == ServerState::Shutdown)
         };
+        if stopped {
+            tracing::error!("this log group node's Raft stopped");
+            ready.send_replace(false);
+            return;
+        }
         ready.send_if_modified(|r| std::mem::replace(r, now) != now);
         if metrics.changed().await.is_err() {
             ready.send_replace(false);
