@@ -13,7 +13,7 @@ use klaxon_log::{Appended, ExpectedVersion, Log, NewEvent, Position, StreamId};
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::{ChangeMembers, ServerState, SnapshotPolicy};
 use serde::{Deserialize, Serialize};
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 
 use crate::Error;
 use crate::log_store::LogStore;
@@ -140,12 +140,130 @@ impl Options {
             // records), which takes time on a large log.
             install_snapshot_timeout: 120_000,
             snapshot_max_chunk_size: 4 * 1024 * 1024,
+            // An entry is a batch of up to BATCH_BYTES_MAX (or one append
+            // of up to the log server's message limit): keep one
+            // AppendEntries well under network::MESSAGE_BYTES_MAX.
+            max_payload_entries: 8,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(self.snapshot_every_entries),
             max_in_snapshot_log_to_keep: self.purge_keep_entries,
             replication_lag_threshold: self.snapshot_every_entries.saturating_mul(2),
             ..Default::default()
         };
         config.validate().map_err(|e| Error::Config(format!("log_group: {e}")))
+    }
+}
+
+/// Writes waiting to be proposed; beyond this, writers wait
+/// (back-pressure).
+const PROPOSALS_QUEUED_MAX: usize = 4096;
+/// Batches proposed and not yet applied, at most: while they are made
+/// durable, replicated and applied, the next batch gathers. This is the
+/// group's group commit: openraft 0.9 makes its log durable once per
+/// proposal, so one proposal per write would cost one `fdatasync` each.
+const BATCHES_IN_FLIGHT_MAX: usize = 4;
+/// Writes in one batch at most.
+const BATCH_WRITES_MAX: usize = 1024;
+/// Bytes of events in one batch at most (a larger write goes alone).
+const BATCH_BYTES_MAX: usize = 4 * 1024 * 1024;
+
+/// A write waiting to be proposed, and who waits for its reply.
+struct Proposal {
+    command: Command,
+    size: usize,
+    reply: oneshot::Sender<Result<Reply, WriteError>>,
+}
+
+/// Proposes waiting writes in batches, [`BATCHES_IN_FLIGHT_MAX`] at a time,
+/// and hands each write its own reply. Ends when every [`Group`] is gone.
+async fn propose(raft: Raft, mut queue: mpsc::Receiver<Proposal>, timeout: Duration) {
+    let in_flight = Arc::new(Semaphore::new(BATCHES_IN_FLIGHT_MAX));
+    let mut carried: Option<Proposal> = None;
+    loop {
+        let permit = in_flight.clone().acquire_owned().await.expect("the semaphore is never closed");
+        let first = match carried.take() {
+            Some(p) => p,
+            None => match queue.recv().await {
+                Some(p) => p,
+                None => return,
+            },
+        };
+        let mut bytes = first.size;
+        let mut batch = vec![first];
+        while batch.len() < BATCH_WRITES_MAX {
+            match queue.try_recv() {
+                Ok(p) if bytes + p.size > BATCH_BYTES_MAX => {
+                    carried = Some(p);
+                    break;
+                }
+                Ok(p) => {
+                    bytes += p.size;
+                    batch.push(p);
+                }
+                Err(_) => break,
+            }
+        }
+        let single = batch.len() == 1;
+        let (command, replies): (Command, Vec<_>) = if single {
+            let p = batch.pop().expect("one");
+            (p.command, vec![p.reply])
+        } else {
+            let (commands, replies) = batch.into_iter().map(|p| (p.command, p.reply)).unzip();
+            (Command::Batch(commands), replies)
+        };
+        let receiver = match raft.client_write_ff(command).await {
+            Ok(receiver) => receiver,
+            Err(e) => {
+                let reason = format!("this log group node has stopped: {e}");
+                for reply in replies {
+                    let _ = reply.send(Err(WriteError::Log(klaxon_log::Error::Unavailable { reason: reason.clone() })));
+                }
+                continue;
+            }
+        };
+        tokio::spawn(async move {
+            let result = tokio::time::timeout(timeout, receiver).await;
+            drop(permit);
+            let failure = |e: &WriteError| match e {
+                WriteError::NotLeader { leader } => WriteError::NotLeader { leader: leader.clone() },
+                WriteError::Log(e) => WriteError::Log(klaxon_log::Error::Unavailable { reason: e.to_string() }),
+            };
+            let outcome = match result {
+                Ok(Ok(Ok(response))) => Ok(response.data),
+                Ok(Ok(Err(e))) => Err(client_write_error(e)),
+                Ok(Err(_)) => Err(WriteError::Log(klaxon_log::Error::Unavailable {
+                    reason: "this log group node stopped before the write was applied; retry".into(),
+                })),
+                Err(_) => Err(WriteError::Log(klaxon_log::Error::Unavailable {
+                    reason: format!(
+                        "the log group did not commit the write within {} ms (this node may have lost its majority); retry",
+                        timeout.as_millis()
+                    ),
+                })),
+            };
+            match outcome {
+                Ok(Reply::Batch(each)) if !single && each.len() == replies.len() => {
+                    for (reply, answer) in replies.into_iter().zip(each) {
+                        let _ = reply.send(Ok(answer));
+                    }
+                }
+                Ok(answer) if single => {
+                    let _ = replies.into_iter().next().expect("one").send(Ok(answer));
+                }
+                Ok(other) => {
+                    tracing::error!(?other, writes = replies.len(), "a batch was answered with the wrong reply");
+                    for reply in replies {
+                        let _ = reply.send(Err(WriteError::Log(klaxon_log::Error::Unavailable {
+                            reason: "a batch was answered with the wrong reply".into(),
+                        })));
+                    }
+                }
+                Err(e) => {
+                    for reply in replies {
+                        let _ = reply.send(Err(failure(&e)));
+                    }
+                }
+            }
+        });
     }
 }
 
@@ -163,6 +281,7 @@ struct Inner {
     log: Log,
     options: Options,
     network: Network,
+    proposals: mpsc::Sender<Proposal>,
     ready: watch::Receiver<bool>,
     installed: watch::Receiver<Installed>,
     rejoin: Mutex<Rejoin>,
@@ -231,7 +350,9 @@ impl Group {
         let (ready_tx, ready) = watch::channel(false);
         tokio::spawn(track_readiness(raft.metrics(), ready_tx));
         let rejoin = Mutex::new(rejoin);
-        Ok(Group { inner: Arc::new(Inner { raft, log, options, network, ready, installed, rejoin }) })
+        let (proposals, queue) = mpsc::channel(PROPOSALS_QUEUED_MAX);
+        tokio::spawn(propose(raft.clone(), queue, Duration::from_millis(options.append_timeout_ms)));
+        Ok(Group { inner: Arc::new(Inner { raft, log, options, network, proposals, ready, installed, rejoin }) })
     }
 
     /// Notes the leader's commit index from a replication message, while
@@ -295,20 +416,15 @@ impl Group {
         &self.inner.network
     }
 
-    /// Proposes `command` and waits for its reply, at most
-    /// `append_timeout_ms`.
+    /// Proposes `command` (in a batch with whatever else is waiting) and
+    /// waits for its reply, at most `append_timeout_ms` once proposed.
     async fn propose(&self, command: Command) -> Result<Reply, WriteError> {
-        let timeout = Duration::from_millis(self.inner.options.append_timeout_ms);
-        match tokio::time::timeout(timeout, self.inner.raft.client_write(command)).await {
-            Ok(Ok(response)) => Ok(response.data),
-            Ok(Err(e)) => Err(write_error(e)),
-            Err(_) => Err(WriteError::Log(klaxon_log::Error::Unavailable {
-                reason: format!(
-                    "the log group did not commit the write within {} ms (this node may have lost its majority); retry",
-                    timeout.as_millis()
-                ),
-            })),
-        }
+        let (reply, answer) = oneshot::channel();
+        let size = command.size();
+        let stopped =
+            || WriteError::Log(klaxon_log::Error::Unavailable { reason: "this log group node has stopped".into() });
+        self.inner.proposals.send(Proposal { command, size, reply }).await.map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
     }
 
     /// Adds node `id` at `address`: as a learner until it has caught up,
@@ -484,13 +600,17 @@ fn rejected(message: impl Into<String>) -> WriteError {
 /// the group being unable to take it now.
 fn write_error(e: RaftError<NodeId, ClientWriteError<NodeId, Node>>) -> WriteError {
     match e {
-        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => {
-            WriteError::NotLeader { leader: f.leader_node.map(|n| n.addr) }
-        }
-        RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => rejected(e.to_string()),
+        RaftError::APIError(e) => client_write_error(e),
         RaftError::Fatal(e) => {
             WriteError::Log(klaxon_log::Error::Unavailable { reason: format!("this log group node has stopped: {e}") })
         }
+    }
+}
+
+fn client_write_error(e: ClientWriteError<NodeId, Node>) -> WriteError {
+    match e {
+        ClientWriteError::ForwardToLeader(f) => WriteError::NotLeader { leader: f.leader_node.map(|n| n.addr) },
+        ClientWriteError::ChangeMembershipError(e) => rejected(e.to_string()),
     }
 }
 

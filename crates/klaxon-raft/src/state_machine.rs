@@ -179,23 +179,31 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     {
         let mut applied = self.applied.clone();
         let mut writes = Vec::new();
-        // Per entry: the index of its write, or its reply when it has none.
-        let mut slots: Vec<Result<usize, Reply>> = Vec::new();
+        // Per entry: whether it was a batch, and per write of it the index
+        // of its write, or its reply when it has none.
+        let mut slots: Vec<(bool, Vec<Result<usize, Reply>>)> = Vec::new();
         for entry in entries {
             applied.last = Some(entry.log_id);
             match entry.payload {
-                EntryPayload::Blank => slots.push(Err(Reply::Nothing)),
+                EntryPayload::Blank => slots.push((false, vec![Err(Reply::Nothing)])),
                 EntryPayload::Membership(membership) => {
                     applied.membership = StoredMembership::new(Some(entry.log_id), membership);
-                    slots.push(Err(Reply::Nothing));
+                    slots.push((false, vec![Err(Reply::Nothing)]));
                 }
-                EntryPayload::Normal(command) => match command.into_write() {
-                    Ok(write) => {
-                        slots.push(Ok(writes.len()));
-                        writes.push(write);
+                EntryPayload::Normal(command) => {
+                    let batch = matches!(command, crate::types::Command::Batch(_));
+                    let mut slot = Vec::new();
+                    for write in command.into_writes() {
+                        match write {
+                            Ok(write) => {
+                                slot.push(Ok(writes.len()));
+                                writes.push(write);
+                            }
+                            Err(e) => slot.push(Err(Reply::from_outcome(klaxon_log::Outcome::Refused(e)))),
+                        }
                     }
-                    Err(e) => slots.push(Err(Reply::from_outcome(klaxon_log::Outcome::Refused(e)))),
-                },
+                    slots.push((batch, slot));
+                }
             }
         }
         let error = |e: &dyn std::fmt::Display| {
@@ -205,11 +213,18 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let outcomes = self.log.apply(writes, Some(mark)).await.map_err(|e| error(&e))?;
         let mut outcomes: Vec<Option<Reply>> = outcomes.into_iter().map(|o| Some(Reply::from_outcome(o))).collect();
         self.applied = applied;
+        let mut reply = |slot: Result<usize, Reply>| match slot {
+            Ok(i) => outcomes[i].take().expect("one outcome per write"),
+            Err(reply) => reply,
+        };
         Ok(slots
             .into_iter()
-            .map(|slot| match slot {
-                Ok(i) => outcomes[i].take().expect("one outcome per write"),
-                Err(reply) => reply,
+            .map(|(batch, slot)| {
+                if batch {
+                    Reply::Batch(slot.into_iter().map(&mut reply).collect())
+                } else {
+                    slot.into_iter().map(&mut reply).next().unwrap_or(Reply::Nothing)
+                }
             })
             .collect())
     }

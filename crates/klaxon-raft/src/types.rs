@@ -61,6 +61,9 @@ pub enum Command {
         /// Its position.
         position: u64,
     },
+    /// Writes proposed together (the leader's group commit): applied in
+    /// order, exactly as if each were an entry of its own. Never nested.
+    Batch(Vec<Command>),
 }
 
 /// An event inside a [`Command`]; its data is kept as the JSON text it is.
@@ -95,10 +98,42 @@ impl Command {
         }
     }
 
-    /// The log write this command stands for; a command that does not make
-    /// a valid write (which a leader never proposes) is refused the same
-    /// way on every node.
-    pub fn into_write(self) -> Result<Write, klaxon_log::Error> {
+    /// The log writes this command stands for, in order; a command that does
+    /// not make a valid write (which a leader never proposes) is refused the
+    /// same way on every node.
+    pub fn into_writes(self) -> Vec<Result<Write, klaxon_log::Error>> {
+        match self {
+            Command::Batch(commands) => commands
+                .into_iter()
+                .map(|c| match c {
+                    Command::Batch(_) => Err(klaxon_log::Error::Rejected { message: "a batch inside a batch".into() }),
+                    c => c.into_write(),
+                })
+                .collect(),
+            c => vec![c.into_write()],
+        }
+    }
+
+    /// Roughly how many bytes the command carries (to bound a batch).
+    pub fn size(&self) -> usize {
+        match self {
+            Command::Append { stream, events, .. } => {
+                stream.len()
+                    + events
+                        .iter()
+                        .map(|e| {
+                            64 + e.kind.len()
+                                + e.data.get().len()
+                                + e.metadata.traceparent.as_ref().map_or(0, String::len)
+                        })
+                        .sum::<usize>()
+            }
+            Command::SaveCheckpoint { name, .. } => 16 + name.len(),
+            Command::Batch(commands) => commands.iter().map(Command::size).sum(),
+        }
+    }
+
+    fn into_write(self) -> Result<Write, klaxon_log::Error> {
         match self {
             Command::Append { stream, expected, events, recorded_at_micros } => {
                 let events = events
@@ -118,6 +153,7 @@ impl Command {
                 Ok(Write::Append { stream: StreamId::new(stream)?, expected, events, recorded_at })
             }
             Command::SaveCheckpoint { name, position } => Ok(Write::Checkpoint { name, position: Position(position) }),
+            Command::Batch(_) => Err(klaxon_log::Error::Rejected { message: "a batch inside a batch".into() }),
         }
     }
 }
@@ -142,6 +178,8 @@ pub enum Reply {
     Refused(WireError),
     /// An entry of openraft's own (blank, membership).
     Nothing,
+    /// The replies of a [`Command::Batch`], in order.
+    Batch(Vec<Reply>),
 }
 
 impl Reply {

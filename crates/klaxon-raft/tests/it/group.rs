@@ -179,3 +179,40 @@ async fn a_remote_log_follows_the_leader_and_fails_over() {
     assert_eq!(remote.read_all(Position(0), 10).await.unwrap().len(), 3);
     cluster.stop().await;
 }
+
+/// Concurrent appends share Raft entries (the leader's group commit), and
+/// each still gets its own answer: here 64 appends race for 8 new streams.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_appends_are_proposed_together_and_each_gets_its_own_answer() {
+    let cluster = Cluster::start(3, |_| {}).await;
+    let leader = cluster.leader().await;
+    let before = cluster.node(leader).group.status().last_log_index;
+    let group = cluster.node(leader).group.clone();
+    let tasks: Vec<_> = (0..64u64)
+        .map(|n| {
+            let group = group.clone();
+            tokio::spawn(async move {
+                let stream = crate::support::sid(&format!("s{}", n % 8));
+                let e = event(n);
+                let id = e.id;
+                (id, klaxon_bus::server::Writes::append(&group, &stream, ExpectedVersion::NoStream, vec![e]).await)
+            })
+        })
+        .collect();
+    let mut won = Vec::new();
+    for task in tasks {
+        match task.await.unwrap() {
+            (id, Ok(a)) => won.push((a.first, id)),
+            (_, Err(WriteError::Log(Error::WrongExpectedVersion { actual: StreamVersion(1), .. }))) => {}
+            (_, other) => panic!("unexpected answer {other:?}"),
+        }
+    }
+    assert_eq!(won.len(), 8, "one append per stream wins");
+    let logs = cluster.converged(Position(8)).await;
+    for (position, id) in &won {
+        assert_eq!(logs[0][position.0 as usize - 1].id, *id, "each winner is told its own place");
+    }
+    let entries = cluster.node(leader).group.status().last_log_index - before;
+    assert!(entries < 64, "64 appends took {entries} Raft entries: not batched");
+    cluster.stop().await;
+}
