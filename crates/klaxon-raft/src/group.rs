@@ -160,7 +160,7 @@ const PROPOSALS_QUEUED_MAX: usize = 4096;
 /// durable, replicated and applied, the next batch gathers. This is the
 /// group's group commit: openraft 0.9 makes its log durable once per
 /// proposal, so one proposal per write would cost one `fdatasync` each.
-const BATCHES_IN_FLIGHT_MAX: usize = 4;
+const BATCHES_IN_FLIGHT_MAX: usize = 2;
 /// Writes in one batch at most.
 const BATCH_WRITES_MAX: usize = 1024;
 /// Bytes of events in one batch at most (a larger write goes alone).
