@@ -348,7 +348,8 @@ impl Group {
             }
         }
         let (ready_tx, ready) = watch::channel(false);
-        tokio::spawn(track_readiness(raft.metrics(), ready_tx));
+        let lease = Duration::from_millis(options.election_timeout_max_ms);
+        tokio::spawn(track_readiness(raft.metrics(), ready_tx, lease));
         let rejoin = Mutex::new(rejoin);
         let (proposals, queue) = mpsc::channel(PROPOSALS_QUEUED_MAX);
         tokio::spawn(propose(raft.clone(), queue, Duration::from_millis(options.append_timeout_ms)));
@@ -398,9 +399,10 @@ impl Group {
         self.inner.options.node_id
     }
 
-    /// True while this node is the leader **and** has applied an entry of
-    /// its own term, so that its log holds everything committed before it:
-    /// when the relay may run. The channel closes when this node's Raft
+    /// True while this node is the leader, has applied an entry of its own
+    /// term (so its log holds everything committed before it) and has heard
+    /// from a majority within the last `election_timeout_max_ms`: when the
+    /// relay may run. The channel closes when this node's Raft
     /// stops (a fatal storage error, or [`Group::shutdown`]).
     pub fn leading(&self) -> watch::Receiver<bool> {
         self.inner.ready.clone()
@@ -564,19 +566,25 @@ async fn initialized_peer(options: &Options, network: &Network) -> Option<NodeId
     futures_util::future::join_all(probes).await.into_iter().flatten().next()
 }
 
-/// Sends `true` while the node leads and has applied an entry of its term.
-/// Ends (closing the channel) when openraft stops, normally or on a fatal
-/// error such as a failed disk: whoever watches it must stop the process.
+/// Sends `true` while the node leads, has applied an entry of its term,
+/// and a majority acknowledged its leadership within `lease` (the last
+/// excludes a leader that lost its majority, and one that openraft restored
+/// as leader at restart before anyone confirmed it: its term may be long
+/// over). Ends (closing the channel) when openraft stops, normally or on a
+/// fatal error such as a failed disk: whoever watches it must stop the
+/// process.
 async fn track_readiness(
     mut metrics: watch::Receiver<openraft::RaftMetrics<NodeId, Node>>,
     ready: watch::Sender<bool>,
+    lease: Duration,
 ) {
     loop {
         let (now, stopped) = {
             let m = metrics.borrow_and_update();
             let now = m.state == ServerState::Leader
                 && m.current_leader == Some(m.id)
-                && m.last_applied.is_some_and(|l| l.leader_id.term == m.current_term);
+                && m.last_applied.is_some_and(|l| l.leader_id.term == m.current_term)
+                && m.millis_since_quorum_ack.is_some_and(|ms| u128::from(ms) <= lease.as_millis());
             (now, m.running_state.is_err() || m.state == ServerState::Shutdown)
         };
         if stopped {
@@ -585,9 +593,16 @@ async fn track_readiness(
             return;
         }
         ready.send_if_modified(|r| std::mem::replace(r, now) != now);
-        if metrics.changed().await.is_err() {
-            ready.send_replace(false);
-            return;
+        // Metrics change with every heartbeat; the timer re-checks a leader
+        // that stopped hearing from its followers.
+        tokio::select! {
+            changed = metrics.changed() => {
+                if changed.is_err() {
+                    ready.send_replace(false);
+                    return;
+                }
+            }
+            _ = tokio::time::sleep(lease / 4) => {}
         }
     }
 }

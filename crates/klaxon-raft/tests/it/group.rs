@@ -216,3 +216,42 @@ async fn concurrent_appends_are_proposed_together_and_each_gets_its_own_answer()
     assert!(entries < 64, "64 appends took {entries} Raft entries: not batched");
     cluster.stop().await;
 }
+
+/// openraft restores a node that was leading when it stopped as leader at
+/// once when it restarts. Such a node must not count as leading (and run
+/// the relay) before a majority confirms it: here another node leads a
+/// newer term by then, and the restarted one only steps down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_leader_restarted_after_losing_its_term_never_counts_as_leading() {
+    let mut cluster = Cluster::start(3, |_| {}).await;
+    let old = cluster.leader().await;
+    cluster.append(old, "s", ExpectedVersion::Any, vec![event(1)]).await.unwrap();
+    cluster.converged(Position(1)).await;
+    cluster.stop_node(old).await;
+    let new = cluster.leader().await;
+    cluster.append(new, "s", ExpectedVersion::Any, vec![event(2)]).await.unwrap();
+    cluster.start_node(old).await;
+    let mut leading = cluster.node(old).group.leading();
+    let ever = leading.borrow_and_update().to_owned();
+    let watcher = tokio::spawn(async move {
+        let mut ever = ever;
+        while leading.changed().await.is_ok() {
+            ever |= *leading.borrow_and_update();
+        }
+        ever
+    });
+    // Barrier: the restarted node follows the new leader.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let status = cluster.node(old).group.status();
+        if status.state == "follower" && status.leader_id == Some(new as u64 + 1) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{status:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    cluster.converged(Position(2)).await;
+    cluster.stop_node(old).await;
+    assert!(!watcher.await.unwrap(), "the restarted node counted as leading in a term that was over");
+    cluster.stop().await;
+}
