@@ -390,6 +390,9 @@ fn a_dead_node_is_replaced_with_log_group_remove_and_add() {
     group.wipe(dead);
     let changed = log_group_cli(&env, &group.nodes[other].address, &["remove", &(dead + 1).to_string()]);
     assert_eq!(changed["members"].as_array().unwrap().len(), 2, "{changed}");
+    // Repeating it changes nothing.
+    let again = log_group_cli(&env, &group.nodes[other].address, &["remove", &(dead + 1).to_string()]);
+    assert_eq!(again["members"], changed["members"], "{again}");
     let storm = Storm::start(&runtime, &group.addresses(), 4);
     storm.next_ack_after(Instant::now(), Duration::from_secs(20));
 
@@ -400,6 +403,8 @@ fn a_dead_node_is_replaced_with_log_group_remove_and_add() {
     let members = changed["members"].as_array().unwrap();
     assert_eq!(members.len(), 3, "{changed}");
     assert!(members.iter().all(|m| !m.as_str().unwrap().contains("learner")), "{changed}");
+    let again = log_group_cli(&env, &group.nodes[other].address, &["add", &(dead + 1).to_string(), &address]);
+    assert_eq!(again["members"], changed["members"], "adding a member again changes nothing: {again}");
     let acks = storm.stop(&runtime);
     let log = check_log(&runtime, &group, &acks);
     let status = log_group_cli(&env, &address, &["status"]);

@@ -447,15 +447,21 @@ impl Group {
     }
 
     /// Removes node `id` (a voter or a learner). Only the leader does it.
+    /// Removing a node that is not in the group changes nothing (a retry of
+    /// a removal that was done answers as the first one).
     pub async fn remove_node(&self, id: NodeId) -> Result<(), WriteError> {
         let metrics = self.inner.raft.metrics().borrow().clone();
+        if metrics.current_leader != Some(metrics.id) {
+            let leader = metrics.current_leader.and_then(|l| metrics.membership_config.membership().get_node(&l));
+            return Err(WriteError::NotLeader { leader: leader.map(|n| n.addr.clone()) });
+        }
         let membership = metrics.membership_config.membership();
         let change = if membership.voter_ids().any(|v| v == id) {
             ChangeMembers::RemoveVoters(BTreeSet::from([id]))
         } else if membership.learner_ids().any(|l| l == id) {
             ChangeMembers::RemoveNodes(BTreeSet::from([id]))
         } else {
-            return Err(rejected(format!("node {id} is not in the group")));
+            return Ok(());
         };
         self.inner.raft.change_membership(change, false).await.map_err(write_error)?;
         Ok(())
