@@ -12,6 +12,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "klaxon/v1/feed.proto",
         "klaxon/v1/review.proto",
         "klaxon/v1/log.proto",
+        "klaxon/v1/log_group.proto",
     ]
     .map(|p| root.join(p));
     let out = PathBuf::from(std::env::var("OUT_DIR")?);

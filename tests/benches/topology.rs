@@ -20,7 +20,6 @@
 #![allow(missing_docs)]
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant, SystemTime};
 
 use klaxon_log::{Log, StreamId, StreamVersion};
@@ -41,39 +40,6 @@ const PAGE_LIMIT: Duration = Duration::from_secs(10);
 /// escalates within a run.
 fn config(receiver: &str) -> String {
     PagingConfig { receiver, secret_env: SECRET_ENV, escalate_after_seconds: 1800, notify_executives: false }.toml()
-}
-
-/// Builds the `klaxond` this benchmark runs, in this executable's profile:
-/// the helpers only build it when it is missing, and a stale one would be
-/// measured silently.
-fn build_klaxond() {
-    let exe = std::env::current_exe().unwrap();
-    let profile = exe.parent().and_then(Path::parent).and_then(Path::file_name).unwrap().to_string_lossy().into_owned();
-    let workspace = concat!(env!("CARGO_MANIFEST_DIR"), "/../Cargo.toml");
-    let mut cargo = Command::new(env!("CARGO"));
-    cargo.args(["build", "--manifest-path", workspace, "-p", "klaxond", "--bin", "klaxond"]);
-    // What cargo set for this executable (its package's name, folder, …)
-    // would look changed to build scripts that watch those variables
-    // (ring's), and rebuild them on every run.
-    for (key, _) in std::env::vars_os() {
-        let key = key.to_string_lossy();
-        let package = ["CARGO_PKG_", "CARGO_MANIFEST_", "CARGO_CRATE_", "CARGO_BIN_", "CARGO_PRIMARY_PACKAGE"];
-        if package.iter().any(|p| key.starts_with(p)) || key == "CARGO_TARGET_TMPDIR" || key == "OUT_DIR" {
-            cargo.env_remove(key.as_ref());
-        }
-    }
-    // `cargo bench` builds into `release` with the `bench` profile; building
-    // klaxond with the same profile shares its dependencies' artifacts.
-    match profile.as_str() {
-        "debug" => {}
-        "release" => {
-            cargo.args(["--profile", "bench"]);
-        }
-        other => {
-            cargo.args(["--profile", other]);
-        }
-    }
-    assert!(cargo.status().expect("run cargo build").success(), "cargo build -p klaxond failed");
 }
 
 /// The processes of one topology; dropping it kills what is still running.
@@ -289,7 +255,7 @@ fn percentiles(mut v: Vec<Duration>) -> (f64, f64) {
 
 fn main() {
     let n: usize = std::env::var("KLAXON_BENCH_REPORTS").ok().and_then(|v| v.parse().ok()).unwrap_or(200);
-    build_klaxond();
+    klaxon_tests::build_klaxond_for_bench();
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let mut rows = Vec::new();
     let mut split = Vec::new();

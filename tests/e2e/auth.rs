@@ -215,6 +215,9 @@ fn request(method: &str, t: &Target) -> (Shape, Vec<u8>) {
         // The log server's other methods: an empty request is a valid call
         // (or a precise InvalidArgument), which is all the matrix needs.
         ("klaxon.v1.EventLog", _) => unary(&Vec::new),
+        // The log group's: an empty Raft message does not decode, node 0
+        // cannot be added or removed; Status answers. Nothing changes.
+        ("klaxon.v1.LogGroup", _) => unary(&Vec::new),
         other => panic!("no request for {other:?}: add one so the matrix covers it"),
     }
 }
@@ -336,6 +339,22 @@ fn every_rpc_role_and_scope_gets_what_the_table_says_and_refusals_write_nothing(
         &paged.env(),
     );
     let log_metrics = log.http_address.clone().expect("the log server serves metrics");
+    // A log group of one, for klaxon.v1.LogGroup.
+    let group_address = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string();
+    let group_config = dir.join("group.toml");
+    std::fs::write(
+        &group_config,
+        format!("[log_group]\nnode_id = 1\nnodes = [{{ id = 1, address = \"{group_address}\" }}]\n"),
+    )
+    .unwrap();
+    let (group_config, group_data) = (group_config.display().to_string(), dir.join("group").display().to_string());
+    let group = Klaxond::serve_on(
+        "log",
+        &group_address,
+        &["--config", &group_config, "--data-dir", &group_data, "--nats", &nats.url, "--metrics-listen", "127.0.0.1:0"],
+        &[],
+    );
+    let group_metrics = group.http_address.clone().expect("the group node serves metrics");
 
     // The target: a payments Sev-1 with a page to ana.
     let out = klaxon_ok(
@@ -360,9 +379,11 @@ fn every_rpc_role_and_scope_gets_what_the_table_says_and_refusals_write_nothing(
         let url = url.to_owned();
         runtime.block_on(async move { tonic::transport::Endpoint::from_shared(url).unwrap().connect().await.unwrap() })
     };
-    let (up_channel, log_channel) = (channel(&up.url), channel(&log.url));
+    let (up_channel, log_channel, group_channel) = (channel(&up.url), channel(&log.url), channel(&group.url));
     let where_ = |method: &str| {
-        if method.starts_with("/klaxon.v1.EventLog/") {
+        if method.starts_with("/klaxon.v1.LogGroup/") {
+            (group_channel.clone(), group_metrics.as_str())
+        } else if method.starts_with("/klaxon.v1.EventLog/") {
             (log_channel.clone(), log_metrics.as_str())
         } else {
             (up_channel.clone(), metrics.as_str())
@@ -396,7 +417,7 @@ fn every_rpc_role_and_scope_gets_what_the_table_says_and_refusals_write_nothing(
     settle(&metrics);
     let (mut refused, mut reached) = (0, 0);
     let (mut failures, mut allowed) = (Vec::new(), Vec::new());
-    let heads = (head(&metrics), head(&log_metrics));
+    let heads = (head(&metrics), head(&log_metrics), head(&group_metrics));
     for (rule, who, authorization, want) in &cells {
         if matches!(want, Outcome::Reached(_)) {
             allowed.push((rule, who, authorization));
@@ -410,7 +431,7 @@ fn every_rpc_role_and_scope_gets_what_the_table_says_and_refusals_write_nothing(
         }
         refused += 1;
     }
-    assert_eq!((head(&metrics), head(&log_metrics)), heads, "a refused call wrote to the log");
+    assert_eq!((head(&metrics), head(&log_metrics), head(&group_metrics)), heads, "a refused call wrote to the log");
 
     // Then the allowed cells: each must get through to the service.
     for (rule, who, authorization) in allowed {
@@ -428,8 +449,9 @@ fn every_rpc_role_and_scope_gets_what_the_table_says_and_refusals_write_nothing(
         RULES.len()
     );
     // Open connections would make the stop wait out its 10 s drain.
-    drop((up_channel, log_channel));
+    drop((up_channel, log_channel, group_channel));
     drop(log);
+    drop(group);
     drop(nats);
     assert!(up.stop().success());
 }

@@ -111,10 +111,30 @@ fn eventually(url: &str, actor: &str, args: &[&str], limit: Duration, accept: im
 /// The full Sev-1: report -> severity -> page -> ack -> executive feed ->
 /// resolve -> review. Returns the incident id.
 fn full_sev1(setup: &Setup, url: &str) -> String {
+    full_sev1_with(setup, url, &mut |_| {})
+}
+
+/// Where [`full_sev1_with`] lets a test break something.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Step {
+    /// The page was delivered.
+    Paged,
+    /// The page was acknowledged.
+    Acknowledged,
+    /// The executive update went out.
+    Updated,
+    /// The incident was resolved.
+    Resolved,
+}
+
+/// [`full_sev1`], calling `faults` after each [`Step`].
+fn full_sev1_with(setup: &Setup, url: &str, faults: &mut dyn FnMut(Step)) -> String {
     let id = report(url, "Checkout fails");
     setup.wait_pages(1, Duration::from_secs(30));
+    faults(Step::Paged);
     let page = format!("{id}-P1");
     eventually_ok(url, "ana", &["ack", &page], Duration::from_secs(20));
+    faults(Step::Acknowledged);
 
     // An executive's feed: the open incident first, then a live update.
     let watch = Lines::start(url, "ceo", &["watch", "--min-severity", "1"]);
@@ -125,10 +145,12 @@ fn full_sev1(setup: &Setup, url: &str) -> String {
     let live = watch.find(Duration::from_secs(20), |line| line.to_string().contains("Rolled back"));
     assert!(live.is_some(), "the update reaches the executive feed");
     drop(watch);
+    faults(Step::Updated);
 
     klaxon_ok(url, "maria", &["assign", &id, "maria"]);
     klaxon_ok(url, "maria", &["mitigate", &id, "--summary", "rolled back"]);
     klaxon_ok(url, "maria", &["resolve", &id, "--summary", "bad config reverted"]);
+    faults(Step::Resolved);
     eventually_ok(url, "rita", &["review", "summary", &id, "A config push broke checkout."], Duration::from_secs(20));
     klaxon_ok(url, "rita", &["review", "action", "add", &id, "Canary config pushes"]);
     klaxon_ok(url, "rita", &["review", "publish", &id]);
@@ -559,4 +581,55 @@ fn every_process_reports_its_health_and_the_gateway_mirrors_its_services() {
         check(cluster.url.clone(), "klaxon.v1.Paging") == serving
     });
     cluster.stop();
+}
+
+/// The full Sev-1 through the gateway on a three-node log group, with the
+/// log leader killed (SIGKILL) once the page is out and NATS killed once
+/// the page is acknowledged: the same state as the embedded topology
+/// without faults, every page delivered once, every projection equal to a
+/// rebuild of the log.
+#[test]
+fn the_full_sev1_on_a_log_group_with_its_leader_and_nats_killed_ends_as_without_faults() {
+    let embedded_setup = setup(600);
+    let embedded = Klaxond::start_with_env(
+        &embedded_setup.dir.path().join("data"),
+        &["--config", embedded_setup.config_arg().as_str()],
+        &[(SECRET_ENV, embedded_setup.secret.as_str())],
+    );
+    let id = full_sev1(&embedded_setup, &embedded.url);
+    let embedded_state = snapshot(&embedded.url, std::slice::from_ref(&id));
+    assert!(embedded.stop().success());
+
+    let setup = setup(600);
+    let options = klaxon_tests::group::GroupOptions::default();
+    let mut cluster =
+        Cluster::start_with_group(setup.dir.path(), &setup.config, &[(SECRET_ENV, &setup.secret)], &options);
+    let url = cluster.url.clone();
+    let mut killed = None;
+    let distributed_id = full_sev1_with(&setup, &url, &mut |step| match step {
+        Step::Paged => {
+            let group = cluster.group();
+            let leader = group.leader(Duration::from_secs(30));
+            group.kill(leader);
+            killed = Some(leader);
+        }
+        Step::Acknowledged => cluster.nats.kill(),
+        Step::Updated => cluster.nats.start_again(),
+        Step::Resolved => cluster.group().restart(killed.expect("the leader was killed")),
+    });
+    assert_eq!(distributed_id, id);
+    let state = converged(&cluster, std::slice::from_ref(&id));
+    assert!(cluster.all_running().is_empty(), "no process died: {:?}", cluster.all_running());
+    let norm = |s: &BTreeMap<String, Value>| s.iter().map(|(k, v)| (k.clone(), normalize(v))).collect();
+    assert_same(&norm(&embedded_state), &norm(&state), "embedded without faults vs a log group with faults");
+    assert_pages_delivered_once(&setup, &state);
+
+    // Every node holds the whole log; a rebuild from node 1's copy agrees.
+    let group = cluster.group();
+    let leader = group.leader(Duration::from_secs(30));
+    let head = group.status(leader).expect("the leader answers").head;
+    group.converged(head, Duration::from_secs(30));
+    let data_dir = cluster.data_dir.clone();
+    cluster.stop();
+    assert_same(&state, &rebuilt_snapshot(&setup, &data_dir, &[id]), "a log group with faults vs rebuild");
 }

@@ -21,6 +21,8 @@ const LAYERS: &[(&str, u8)] = &[
     ("klaxon-proto", 1),
     ("klaxon-telemetry", 1),
     ("klaxon-bus", 1),
+    // The replicated log: Raft over the log, served beside the log server.
+    ("klaxon-raft", 1),
     ("klaxon-channels", 1),
     ("klaxon-auth", 1),
     // The service kit.

@@ -8,6 +8,7 @@ mod distributed;
 mod layers;
 mod lifecycle;
 mod limits;
+mod log_group;
 mod metrics;
 mod otlp;
 mod paging;

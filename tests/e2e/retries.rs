@@ -261,6 +261,18 @@ fn row(method: &str) -> Row {
         | "/klaxon.v1.EventLog/Head"
         | "/klaxon.v1.EventLog/Subscribe"
         | "/klaxon.v1.EventLog/LoadCheckpoint" => Row::Read,
+        // The log group (klaxon-raft) writes no event itself: Raft's own
+        // messages are made harmless to repeat by the protocol (terms and
+        // log indexes), Status reads, and a membership change names its
+        // effect, so repeating it changes nothing (adding a member again,
+        // removing one that is gone: tests/e2e/log_group.rs). Appends reach
+        // a group through EventLog/Append, the row above.
+        "/klaxon.v1.LogGroup/AppendEntries"
+        | "/klaxon.v1.LogGroup/Vote"
+        | "/klaxon.v1.LogGroup/InstallSnapshot"
+        | "/klaxon.v1.LogGroup/Status"
+        | "/klaxon.v1.LogGroup/AddNode"
+        | "/klaxon.v1.LogGroup/RemoveNode" => Row::Read,
         "/klaxon.v1.Bridge/Join" => Row::Session { setup: declared, send: bridge_note },
         "/klaxon.v1.Paging/Acknowledge" => write(Up, paged, |e, t, id, _| {
             let request = v1::AcknowledgeRequest { page_id: t.into(), request_id: id.into() };

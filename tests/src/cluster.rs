@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
 
 use crate::Klaxond;
+use crate::group::{GroupOptions, LogGroup};
 use crate::nats::NatsServer;
 
 /// The service roles, in start order.
@@ -16,6 +17,9 @@ pub struct Cluster {
     /// The NATS server.
     pub nats: NatsServer,
     log: Option<Klaxond>,
+    /// The replicated log, when the cluster runs one instead of a single
+    /// log server ([`Cluster::start_with_group`]).
+    group: Option<LogGroup>,
     log_address: String,
     services: Vec<(&'static str, String, Option<Klaxond>)>,
     gateway: Option<Klaxond>,
@@ -32,6 +36,17 @@ impl Cluster {
     /// `dir/log`), the five services and the gateway, all with `config`
     /// and the extra environment `env`.
     pub fn start(dir: &Path, config: &Path, env: &[(&str, &str)]) -> Cluster {
+        Self::start_inner(dir, config, env, None)
+    }
+
+    /// Like [`Cluster::start`], with a log group of `options.nodes` log
+    /// servers (data in `dir/group/node-<id>`) instead of one; the services
+    /// are given every node's address.
+    pub fn start_with_group(dir: &Path, config: &Path, env: &[(&str, &str)], options: &GroupOptions) -> Cluster {
+        Self::start_inner(dir, config, env, Some(options))
+    }
+
+    fn start_inner(dir: &Path, config: &Path, env: &[(&str, &str)], group: Option<&GroupOptions>) -> Cluster {
         let nats = NatsServer::start(&dir.join("nats"));
         // Every process reads one token file; the services present their
         // own token to the log server.
@@ -40,6 +55,7 @@ impl Cluster {
         let mut cluster = Cluster {
             nats,
             log: None,
+            group: None,
             log_address: String::new(),
             services: Vec::new(),
             gateway: None,
@@ -48,9 +64,21 @@ impl Cluster {
             config: config.to_path_buf(),
             env,
         };
-        let log = cluster.spawn_log("127.0.0.1:0");
-        cluster.log_address = log.address.clone();
-        cluster.log = Some(log);
+        match group {
+            None => {
+                let log = cluster.spawn_log("127.0.0.1:0");
+                cluster.log_address = log.address.clone();
+                cluster.log = Some(log);
+            }
+            Some(options) => {
+                let base = std::fs::read_to_string(config).expect("read the configuration");
+                let group_dir = dir.join("group");
+                let group = LogGroup::start(&group_dir, &base, &cluster.nats.url, &cluster.env, options);
+                cluster.log_address = group.addresses();
+                cluster.data_dir = group.nodes[0].data_dir.clone();
+                cluster.group = Some(group);
+            }
+        }
         for role in SERVICES {
             let process = cluster.spawn_service(role, "127.0.0.1:0");
             cluster.services.push((role, process.address.clone(), Some(process)));
@@ -110,9 +138,17 @@ impl Cluster {
         self.services.iter().find(|(r, _, _)| *r == role).expect("a known role").1.clone()
     }
 
+    /// The log group, when the cluster runs one.
+    pub fn group(&mut self) -> &mut LogGroup {
+        self.group.as_mut().expect("a cluster started with a log group")
+    }
+
     /// Where `role` (`log` or a service) serves `GET /metrics` (intake: its
-    /// HTTP intake address).
+    /// HTTP intake address; `log` in a group: node 1).
     pub fn metrics_address(&self, role: &str) -> String {
+        if let (Some(group), "log") = (&self.group, role) {
+            return group.metrics_address(0);
+        }
         let process = match role {
             "log" => self.log.as_ref(),
             _ => self.services.iter().find(|(r, _, _)| *r == role).and_then(|(_, _, p)| p.as_ref()),
@@ -161,7 +197,9 @@ impl Cluster {
     /// Whether every process is still running (none exited by itself).
     pub fn all_running(&mut self) -> Vec<&'static str> {
         let mut dead = Vec::new();
-        if self.log.as_mut().is_some_and(|p| !p.is_running()) {
+        if self.log.as_mut().is_some_and(|p| !p.is_running())
+            || self.group.as_mut().is_some_and(|g| !g.exited().is_empty())
+        {
             dead.push("log");
         }
         for (role, _, process) in &mut self.services {
@@ -192,6 +230,9 @@ impl Cluster {
         }
         for (role, status) in statuses {
             assert!(status.success(), "{role} did not stop cleanly: {status}");
+        }
+        if let Some(group) = self.group.take() {
+            group.stop();
         }
     }
 }

@@ -11,9 +11,11 @@ pub mod auth;
 pub mod browser;
 pub mod cluster;
 pub mod config;
+pub mod group;
 pub mod metrics;
 pub mod nats;
 pub mod otlp;
+pub mod proxy;
 pub mod receiver;
 pub mod tls;
 
@@ -72,6 +74,39 @@ fn is_stale(binary: &Path) -> bool {
         newest(&root.join(dir), &mut sources);
     }
     sources > built
+}
+
+/// Builds the `klaxond` a benchmark runs, in that executable's profile:
+/// the helpers only build it when it is missing, and a stale one would be
+/// measured silently.
+pub fn build_klaxond_for_bench() {
+    let exe = std::env::current_exe().unwrap();
+    let profile = exe.parent().and_then(Path::parent).and_then(Path::file_name).unwrap().to_string_lossy().into_owned();
+    let workspace = concat!(env!("CARGO_MANIFEST_DIR"), "/../Cargo.toml");
+    let mut cargo = Command::new(env!("CARGO"));
+    cargo.args(["build", "--manifest-path", workspace, "-p", "klaxond", "--bin", "klaxond"]);
+    // What cargo set for this executable (its package's name, folder, …)
+    // would look changed to build scripts that watch those variables
+    // (ring's), and rebuild them on every run.
+    for (key, _) in std::env::vars_os() {
+        let key = key.to_string_lossy();
+        let package = ["CARGO_PKG_", "CARGO_MANIFEST_", "CARGO_CRATE_", "CARGO_BIN_", "CARGO_PRIMARY_PACKAGE"];
+        if package.iter().any(|p| key.starts_with(p)) || key == "CARGO_TARGET_TMPDIR" || key == "OUT_DIR" {
+            cargo.env_remove(key.as_ref());
+        }
+    }
+    // `cargo bench` builds into `release` with the `bench` profile; building
+    // klaxond with the same profile shares its dependencies' artifacts.
+    match profile.as_str() {
+        "debug" => {}
+        "release" => {
+            cargo.args(["--profile", "bench"]);
+        }
+        other => {
+            cargo.args(["--profile", other]);
+        }
+    }
+    assert!(cargo.status().expect("run cargo build").success(), "cargo build -p klaxond failed");
 }
 
 /// `target/<profile>`, from this test executable's own path

@@ -104,6 +104,14 @@ pub const RULES: &[Rule] = &[
     rule("/klaxon.v1.EventLog/Subscribe", SERVICES, ANY_TEAM),
     rule("/klaxon.v1.EventLog/LoadCheckpoint", SERVICES, ANY_TEAM),
     rule("/klaxon.v1.EventLog/SaveCheckpoint", SERVICES, ANY_TEAM),
+    // The log group's Raft messages and membership: the log servers and
+    // `klaxond log-group`, with a service token.
+    rule("/klaxon.v1.LogGroup/AppendEntries", SERVICES, ANY_TEAM),
+    rule("/klaxon.v1.LogGroup/Vote", SERVICES, ANY_TEAM),
+    rule("/klaxon.v1.LogGroup/InstallSnapshot", SERVICES, ANY_TEAM),
+    rule("/klaxon.v1.LogGroup/Status", SERVICES, ANY_TEAM),
+    rule("/klaxon.v1.LogGroup/AddNode", SERVICES, ANY_TEAM),
+    rule("/klaxon.v1.LogGroup/RemoveNode", SERVICES, ANY_TEAM),
 ];
 
 /// The HTTP intake (Alertmanager, PagerDuty): who may report through it.
@@ -154,7 +162,8 @@ mod tests {
     use super::*;
 
     /// DESIGN.md: executives read status feeds and summaries and report
-    /// escalations, nothing else; the log is reachable by services only.
+    /// escalations, nothing else; the log (and its group) is reachable by
+    /// services only.
     #[test]
     fn executives_only_read_and_escalate_and_only_services_reach_the_log() {
         let reads = ["/Get", "/List", "/Subscribe", "/Trends", "/ExportMarkdown", "/WhoIsOnCall", ".Incidents/Report"];
@@ -162,7 +171,8 @@ mod tests {
             assert!(reads.iter().any(|r| rule.method.contains(r)), "{} is open to executives", rule.method);
         }
         for rule in RULES {
-            let log = rule.method.starts_with("/klaxon.v1.EventLog/");
+            let log =
+                rule.method.starts_with("/klaxon.v1.EventLog/") || rule.method.starts_with("/klaxon.v1.LogGroup/");
             assert_eq!(rule.roles == SERVICES, log, "{}", rule.method);
         }
     }

@@ -1,5 +1,13 @@
 //! The log server's gRPC client: an [`EventLog`] for the distributed topology.
+//!
+//! It knows every log server of a group (one address for a single log
+//! server). Writes go to the node it believes leads; a follower's refusal
+//! names the leader (`klaxon-leader`), which it follows at once; a node that
+//! is down or does not answer in time makes it try the next. Reads go to
+//! the same node while it answers, so a client reads its own writes.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
@@ -18,20 +26,101 @@ use tonic::{Code, Status};
 use crate::source::EventLog;
 use crate::wire;
 
-/// How long a call keeps retrying while the log server is unreachable,
+/// How long a call keeps retrying while no log server can serve it,
 /// unless configured otherwise.
 pub const RETRY_FOR_DEFAULT: Duration = Duration::from_secs(30);
+/// How long one attempt of a call may take before the next node is tried.
+/// Above a group leader's append timeout (5 s), so that a leader that lost
+/// its majority answers first.
+pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(8);
+/// The longest pause between two rounds over a group's nodes.
+const GROUP_PAUSE_MAX: Duration = Duration::from_millis(200);
+/// Log servers a client knows at most (the configured ones and hinted ones).
+const NODES_MAX: usize = 16;
 
-/// The log server, over gRPC. Cheap to clone; clones share one connection.
+/// The log server (or every node of a log group), over gRPC. Cheap to
+/// clone; clones share connections and the belief of who leads.
 ///
-/// While the server is unreachable (restarting, say), every call retries
-/// with backoff for up to `retry_for`, then fails with
+/// While no server can serve a call (restarting, electing a leader), every
+/// call retries with backoff for up to `retry_for`, then fails with
 /// [`Error::Unavailable`]. Retrying an append is safe: the log deduplicates
-/// event ids and answers a retry with the original positions.
+/// event ids and answers a retry with the original positions, also when
+/// the first attempt was committed by a leader that died before answering.
 #[derive(Clone)]
 pub struct RemoteLog {
-    client: Client,
+    nodes: Arc<Nodes>,
     retry_for: Duration,
+}
+
+struct Nodes {
+    known: RwLock<Vec<(String, Client)>>,
+    /// The node calls go to.
+    current: AtomicUsize,
+    connect: Connect,
+}
+
+/// How to make a client for an address.
+struct Connect {
+    tls: Option<ClientTlsConfig>,
+    credentials: Credentials,
+}
+
+impl Connect {
+    fn client(&self, address: &str) -> Result<Client, Error> {
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        let url = if address.contains("://") { address.to_owned() } else { format!("{scheme}://{address}") };
+        let invalid =
+            |e: &dyn std::fmt::Display| Error::Rejected { message: format!("log server address {address:?}: {e}") };
+        let mut endpoint = Endpoint::from_shared(url.clone())
+            .map_err(|e| invalid(&e))?
+            .connect_timeout(Duration::from_secs(2))
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(2))
+            .keep_alive_timeout(Duration::from_secs(3));
+        if let Some(tls) = &self.tls {
+            endpoint = endpoint.tls_config(tls.clone()).map_err(|e| invalid(&e))?;
+        }
+        Ok(EventLogClient::with_interceptor(endpoint.connect_lazy(), self.credentials.clone())
+            .max_decoding_message_size(16 * 1024 * 1024)
+            .max_encoding_message_size(16 * 1024 * 1024))
+    }
+}
+
+impl Nodes {
+    fn pick(&self) -> (usize, Client) {
+        let known = self.known.read().expect("nodes lock");
+        let i = self.current.load(Ordering::Relaxed) % known.len();
+        (i, known[i].1.clone())
+    }
+
+    fn len(&self) -> usize {
+        self.known.read().expect("nodes lock").len()
+    }
+
+    /// Moves on from node `from` (unless another call already did).
+    fn advance(&self, from: usize) {
+        let len = self.len();
+        let _ = self.current.compare_exchange(from, (from + 1) % len, Ordering::Relaxed, Ordering::Relaxed);
+    }
+
+    /// Makes the node at `address` current, learning it if it is new.
+    /// Returns false when it was already current.
+    fn follow(&self, address: &str, from: usize) -> bool {
+        let mut known = self.known.write().expect("nodes lock");
+        let index = match known.iter().position(|(a, _)| a == address) {
+            Some(i) => i,
+            None if known.len() < NODES_MAX => match self.connect.client(address) {
+                Ok(client) => {
+                    known.push((address.to_owned(), client));
+                    known.len() - 1
+                }
+                Err(_) => return false,
+            },
+            None => return false,
+        };
+        self.current.store(index, Ordering::Relaxed);
+        index != from
+    }
 }
 
 type Client = EventLogClient<InterceptedService<Channel, Credentials>>;
@@ -51,8 +140,9 @@ impl Interceptor for Credentials {
 }
 
 impl RemoteLog {
-    /// A client of the log server at `address` (`host:port` or a URL). It
-    /// connects on first use and reconnects by itself.
+    /// A client of the log server at `address` (`host:port` or a URL; for a
+    /// log group, every node's, separated by commas). It connects on first
+    /// use and reconnects by itself.
     pub fn connect_lazy(address: &str) -> Result<RemoteLog, Error> {
         Self::connect_lazy_tls(address, None, None)
     }
@@ -67,19 +157,6 @@ impl RemoteLog {
         tls: Option<ClientTlsConfig>,
         token: Option<&str>,
     ) -> Result<RemoteLog, Error> {
-        let scheme = if tls.is_some() { "https" } else { "http" };
-        let url = if address.contains("://") { address.to_owned() } else { format!("{scheme}://{address}") };
-        let invalid =
-            |e: &dyn std::fmt::Display| Error::Rejected { message: format!("log server address {address:?}: {e}") };
-        let mut endpoint = Endpoint::from_shared(url.clone())
-            .map_err(|e| invalid(&e))?
-            .connect_timeout(Duration::from_secs(2))
-            .tcp_nodelay(true)
-            .http2_keep_alive_interval(Duration::from_secs(5))
-            .keep_alive_timeout(Duration::from_secs(5));
-        if let Some(tls) = tls {
-            endpoint = endpoint.tls_config(tls).map_err(|e| invalid(&e))?;
-        }
         let credentials = match token {
             Some(token) => Some(
                 format!("Bearer {token}")
@@ -88,16 +165,30 @@ impl RemoteLog {
             ),
             None => None,
         };
-        let client = EventLogClient::with_interceptor(endpoint.connect_lazy(), Credentials(credentials))
-            .max_decoding_message_size(16 * 1024 * 1024)
-            .max_encoding_message_size(16 * 1024 * 1024);
-        Ok(RemoteLog { client, retry_for: RETRY_FOR_DEFAULT })
+        let connect = Connect { tls, credentials: Credentials(credentials) };
+        let addresses: Vec<&str> = address.split(',').map(str::trim).filter(|a| !a.is_empty()).collect();
+        if addresses.is_empty() || addresses.len() > NODES_MAX {
+            return Err(Error::Rejected {
+                message: format!("log server address {address:?}: name 1 to {NODES_MAX} addresses"),
+            });
+        }
+        let known =
+            addresses.iter().map(|a| Ok(((*a).to_owned(), connect.client(a)?))).collect::<Result<Vec<_>, Error>>()?;
+        let nodes = Nodes { known: RwLock::new(known), current: AtomicUsize::new(0), connect };
+        Ok(RemoteLog { nodes: Arc::new(nodes), retry_for: RETRY_FOR_DEFAULT })
     }
 
     /// Retry unreachable-server failures for `retry_for` (0 = never).
     pub fn with_retry_for(mut self, retry_for: Duration) -> RemoteLog {
         self.retry_for = retry_for;
         self
+    }
+
+    /// The address calls go to now (the leader, as far as this client
+    /// knows).
+    pub fn current_address(&self) -> String {
+        let known = self.nodes.known.read().expect("nodes lock");
+        known[self.nodes.current.load(Ordering::Relaxed) % known.len()].0.clone()
     }
 
     /// The server's Subscribe stream from `from`, as raw batches. The
@@ -108,9 +199,8 @@ impl RemoteLog {
         from: Position,
     ) -> Result<impl futures_util::Stream<Item = Result<Vec<Record>, Error>> + use<>, Error> {
         use futures_util::StreamExt;
-        let stream = self
-            .client
-            .clone()
+        let (_, mut client) = self.nodes.pick();
+        let stream = client
             .subscribe(LogSubscribeRequest { from: from.0 })
             .await
             .map_err(|s| wire::from_status(&s))?
@@ -122,7 +212,9 @@ impl RemoteLog {
     }
 
     /// Calls `call` until it succeeds, fails for a reason other than an
-    /// unreachable server, or `retry_for` has passed.
+    /// unavailable server, or `retry_for` has passed: follows a follower's
+    /// leader hint at once, and tries the next node when one is down or
+    /// slow, pausing once every node has been tried.
     async fn retrying<T, F, Fut>(&self, what: &str, mut call: F) -> Result<T, Error>
     where
         F: FnMut(Client) -> Fut,
@@ -130,20 +222,49 @@ impl RemoteLog {
     {
         let deadline = tokio::time::Instant::now() + self.retry_for;
         let mut pause = Duration::from_millis(25);
+        let mut tried = 0;
         loop {
-            let status = match call(self.client.clone()).await {
-                Ok(answer) => return Ok(answer),
-                Err(status) => status,
+            let (node, client) = self.nodes.pick();
+            let status = match tokio::time::timeout(ATTEMPT_TIMEOUT, call(client)).await {
+                Ok(Ok(answer)) => return Ok(answer),
+                Ok(Err(status)) => status,
+                Err(_) => Status::unavailable(format!("no answer within {ATTEMPT_TIMEOUT:?}")),
             };
             let error = wire::from_status(&status);
             let transient = matches!(error, Error::Unavailable { .. })
-                && matches!(status.code(), Code::Unavailable | Code::Unknown | Code::Cancelled);
-            if !transient || tokio::time::Instant::now() + pause > deadline {
+                && matches!(
+                    status.code(),
+                    Code::Unavailable | Code::Unknown | Code::Cancelled | Code::DeadlineExceeded
+                );
+            if !transient || tokio::time::Instant::now() > deadline {
                 return Err(error);
             }
-            tracing::debug!(%what, %error, ?pause, "log server unreachable; retrying");
+            tried += 1;
+            let moved = match wire::leader_hint(&status) {
+                Some(Some(leader)) => self.nodes.follow(&leader, node),
+                _ => {
+                    self.nodes.advance(node);
+                    false
+                }
+            };
+            if moved && tried <= self.nodes.len() {
+                tracing::debug!(%what, %error, "following the log group's leader");
+                continue;
+            }
+            if tried < self.nodes.len() {
+                tracing::debug!(%what, %error, "log server unavailable; trying the next one");
+                continue;
+            }
+            if tokio::time::Instant::now() + pause > deadline {
+                return Err(error);
+            }
+            tracing::debug!(%what, %error, ?pause, "no log server can serve this now; retrying");
             tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(Duration::from_secs(1));
+            // A group elects a new leader within a second or two: look for it
+            // often. A single server comes back when it is restarted.
+            let cap = if self.nodes.len() > 1 { GROUP_PAUSE_MAX } else { Duration::from_secs(1) };
+            pause = (pause * 2).min(cap);
+            tried = 0;
         }
     }
 }

@@ -1,9 +1,17 @@
 //! The log server: the event log served over gRPC (`klaxond serve log`).
+//!
+//! Reads and subscriptions are served from the [`Log`] in this process.
+//! Writes (appends and checkpoints) go through a [`Writes`]: the same log
+//! for a single log server, or a replicated group (`klaxon-raft`), which
+//! refuses them on a node that is not the leader
+//! ([`WriteError::NotLeader`]).
 
 use std::pin::Pin;
+use std::sync::Arc;
 
 use futures_util::FutureExt;
-use klaxon_log::{Log, Position, StreamId, StreamVersion};
+use futures_util::future::BoxFuture;
+use klaxon_log::{Appended, ExpectedVersion, Log, NewEvent, Position, StreamId, StreamVersion};
 use klaxon_proto::v1::event_log_server::{EventLog as EventLogRpc, EventLogServer};
 use klaxon_proto::v1::{
     LogAppendRequest, LogAppendResponse, LogCheckpoint, LogHeadRequest, LogHeadResponse, LogLoadCheckpointRequest,
@@ -22,17 +30,74 @@ pub const RECORDS_PER_RESPONSE_MAX: usize = 1024;
 /// Record bytes per response at most (gRPC's default message limit is 4 MiB).
 pub const BYTES_PER_RESPONSE_MAX: usize = 2 * 1024 * 1024;
 
+/// Why a write was not done.
+#[derive(Debug)]
+pub enum WriteError {
+    /// The log refused it or failed (as [`Log::append`]).
+    Log(klaxon_log::Error),
+    /// This node of a group is not its leader; `leader` is the leader's
+    /// address when known. Nothing was written: retry there.
+    NotLeader {
+        /// The leader's address.
+        leader: Option<String>,
+    },
+}
+
+impl From<klaxon_log::Error> for WriteError {
+    fn from(e: klaxon_log::Error) -> WriteError {
+        WriteError::Log(e)
+    }
+}
+
+/// Where the log server's writes go. Implemented by [`Log`] (a single log
+/// server) and by `klaxon-raft`'s group (a replicated log).
+pub trait Writes: Send + Sync + 'static {
+    /// Appends as [`Log::append`] does, answered once durable (and, in a
+    /// group, committed).
+    fn append<'a>(
+        &'a self,
+        stream: &'a StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> BoxFuture<'a, Result<Appended, WriteError>>;
+    /// Saves a consumer checkpoint as [`Log::save_checkpoint`] does.
+    fn save_checkpoint<'a>(&'a self, name: &'a str, position: Position) -> BoxFuture<'a, Result<(), WriteError>>;
+}
+
+impl Writes for Log {
+    fn append<'a>(
+        &'a self,
+        stream: &'a StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> BoxFuture<'a, Result<Appended, WriteError>> {
+        Box::pin(async move { Ok(Log::append(self, stream, expected, events).await?) })
+    }
+
+    fn save_checkpoint<'a>(&'a self, name: &'a str, position: Position) -> BoxFuture<'a, Result<(), WriteError>> {
+        Box::pin(async move { Ok(Log::save_checkpoint(self, name, position).await?) })
+    }
+}
+
 /// The gRPC service over one open [`Log`].
 #[derive(Clone)]
 pub struct LogServer {
     log: Log,
+    writes: Arc<dyn Writes>,
     shutdown: CancellationToken,
 }
 
 impl LogServer {
-    /// Serves `log`; subscriptions end when `shutdown` is cancelled.
+    /// Serves `log`, reads and writes; subscriptions end when `shutdown` is
+    /// cancelled.
     pub fn new(log: Log, shutdown: CancellationToken) -> LogServer {
-        LogServer { log, shutdown }
+        LogServer { writes: Arc::new(log.clone()), log, shutdown }
+    }
+
+    /// Serves reads from `log` and sends writes to `writes` (a group whose
+    /// state machine is `log`).
+    pub fn with_writes(log: Log, writes: Arc<dyn Writes>, shutdown: CancellationToken) -> LogServer {
+        LogServer { log, writes, shutdown }
     }
 
     /// The tonic service.
@@ -97,7 +162,12 @@ impl EventLogRpc for LogServer {
         let stream = stream_id(r.stream)?;
         let expected = wire::expected_from_wire(&r.expected, r.expected_version).map_err(status)?;
         let events = r.events.into_iter().map(wire::event_from_wire).collect::<Result<Vec<_>, _>>().map_err(status)?;
-        let appended = self.log.append(&stream, expected, events).instrument(span).await.map_err(status)?;
+        let appended = self
+            .writes
+            .append(&stream, expected, events)
+            .instrument(span)
+            .await
+            .map_err(|e| wire::write_error_to_status(&e))?;
         Ok(Response::new(LogAppendResponse {
             first: appended.first.0,
             last: appended.last.0,
@@ -202,7 +272,10 @@ impl EventLogRpc for LogServer {
         request: Request<LogSaveCheckpointRequest>,
     ) -> Result<Response<LogCheckpoint>, Status> {
         let r = request.into_inner();
-        self.log.save_checkpoint(&r.name, Position(r.position)).await.map_err(status)?;
+        self.writes
+            .save_checkpoint(&r.name, Position(r.position))
+            .await
+            .map_err(|e| wire::write_error_to_status(&e))?;
         Ok(Response::new(LogCheckpoint { name: r.name, position: r.position }))
     }
 }

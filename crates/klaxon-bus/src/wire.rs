@@ -15,7 +15,7 @@ use tonic::{Code, Status};
 use uuid::Uuid;
 
 /// A log error as the status details carry it.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "error", rename_all = "snake_case")]
 pub enum WireError {
     /// [`Error::WrongExpectedVersion`].
@@ -78,12 +78,59 @@ pub enum WireError {
         /// The server's message.
         reason: String,
     },
+    /// A write sent to a log server of a group that is not its leader:
+    /// [`Error::Unavailable`] on the client, which follows `leader`.
+    NotLeader {
+        /// The leader's address, when the node knows one.
+        leader: Option<String>,
+    },
 }
+
+/// The gRPC metadata key of a follower's leader hint (the leader's address).
+pub const LEADER_HINT_HEADER: &str = "klaxon-leader";
 
 /// The status a log error is sent as.
 pub fn to_status(error: &Error) -> Status {
+    let (code, wire) = to_wire(error);
+    let details = serde_json::to_vec(&wire).expect("wire errors serialize");
+    Status::with_details(code, error.to_string(), details.into())
+}
+
+/// The status a refused write is sent as: a log error as [`to_status`], or a
+/// follower's refusal (`UNAVAILABLE`, with the leader's address in the
+/// [`LEADER_HINT_HEADER`] metadata and the details).
+pub fn write_error_to_status(error: &crate::server::WriteError) -> Status {
+    match error {
+        crate::server::WriteError::Log(e) => to_status(e),
+        crate::server::WriteError::NotLeader { leader } => {
+            let message = match leader {
+                Some(leader) => format!("this log server is not the leader; the leader is {leader}"),
+                None => "this log server is not the leader, and no leader is known yet".to_owned(),
+            };
+            let wire = WireError::NotLeader { leader: leader.clone() };
+            let details = serde_json::to_vec(&wire).expect("wire errors serialize");
+            let mut status = Status::with_details(Code::Unavailable, message, details.into());
+            if let Some(value) = leader.as_deref().and_then(|l| l.parse().ok()) {
+                status.metadata_mut().insert(LEADER_HINT_HEADER, value);
+            }
+            status
+        }
+    }
+}
+
+/// The leader hint of a follower's refusal, if `status` is one: `Some(None)`
+/// when the follower knows no leader, `None` when it is not such a refusal.
+pub fn leader_hint(status: &Status) -> Option<Option<String>> {
+    match serde_json::from_slice::<WireError>(status.details()) {
+        Ok(WireError::NotLeader { leader }) => Some(leader),
+        _ => None,
+    }
+}
+
+/// A log error as its status code and wire form.
+pub fn to_wire(error: &Error) -> (Code, WireError) {
     let message = error.to_string();
-    let (code, wire) = match error {
+    match error {
         Error::WrongExpectedVersion { stream, expected, actual } => (
             Code::Aborted,
             WireError::WrongExpectedVersion { stream: stream.to_string(), expected: *expected, actual: actual.0 },
@@ -104,11 +151,9 @@ pub fn to_status(error: &Error) -> Status {
         Error::Corrupt { position, reason } => {
             (Code::DataLoss, WireError::Corrupt { position: position.0, reason: reason.clone() })
         }
-        e if e.is_request_error() => (Code::InvalidArgument, WireError::Rejected { message: message.clone() }),
-        _ => (Code::Unavailable, WireError::Unavailable { reason: message.clone() }),
-    };
-    let details = serde_json::to_vec(&wire).expect("wire errors serialize");
-    Status::with_details(code, message, details.into())
+        e if e.is_request_error() => (Code::InvalidArgument, WireError::Rejected { message }),
+        _ => (Code::Unavailable, WireError::Unavailable { reason: message }),
+    }
 }
 
 /// The log error a status stands for. A status without our details (a
@@ -120,6 +165,11 @@ pub fn from_status(status: &Status) -> Error {
     let Ok(wire) = serde_json::from_slice::<WireError>(status.details()) else {
         return Error::Unavailable { reason: format!("{:?}: {}", status.code(), status.message()) };
     };
+    from_wire(wire)
+}
+
+/// The log error a wire error stands for.
+pub fn from_wire(wire: WireError) -> Error {
     let stream = |s: String| StreamId::new(s).map_err(|e| Error::Rejected { message: e.to_string() });
     match wire {
         WireError::WrongExpectedVersion { stream: s, expected, actual } => match stream(s) {
@@ -136,6 +186,12 @@ pub fn from_status(status: &Status) -> Error {
         WireError::Corrupt { position, reason } => Error::Corrupt { position: Position(position), reason },
         WireError::Rejected { message } => Error::Rejected { message },
         WireError::Unavailable { reason } => Error::Unavailable { reason },
+        WireError::NotLeader { leader } => Error::Unavailable {
+            reason: match leader {
+                Some(leader) => format!("the log server is not the leader; the leader is {leader}"),
+                None => "the log server is not the leader, and no leader is known yet".to_owned(),
+            },
+        },
     }
 }
 

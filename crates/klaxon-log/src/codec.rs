@@ -10,6 +10,7 @@
 //! | `i` event id (16 bytes) | position, version (u64 BE each), stream |
 //! | `c` consumer name | checkpoint position (u64 BE) |
 //! | `m` `format` | [`FORMAT_MARKER`] |
+//! | `m` `mark:` name | a caller's opaque bytes (`Log::apply`'s mark) |
 //!
 //! A record is `[format: u8 = 1][crc32: u32 LE of everything after it]`
 //! followed by position, version (u64 LE), event id (16 bytes), recorded_at
@@ -77,6 +78,13 @@ pub(crate) fn id_key(id: Uuid) -> [u8; 17] {
 pub(crate) fn checkpoint_key(name: &str) -> Vec<u8> {
     let mut k = Vec::with_capacity(name.len() + 1);
     k.push(TAG_CHECKPOINT);
+    k.extend_from_slice(name.as_bytes());
+    k
+}
+
+pub(crate) fn mark_key(name: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(name.len() + 6);
+    k.extend_from_slice(b"mmark:");
     k.extend_from_slice(name.as_bytes());
     k
 }

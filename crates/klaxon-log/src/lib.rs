@@ -38,6 +38,9 @@
 //! - `writer`: the single writer thread doing group commit.
 //! - `durability`: the fdatasync/fsync that makes a sled flush durable.
 //! - `codec`: the key layout and the versioned, checksummed record encoding.
+//! - `replicated`: the log as a replicated state machine: [`Log::apply`]
+//!   (ordered batches with their proposer's time and a mark, atomically),
+//!   [`Log::import`] (another replica's records, verbatim), [`Log::check`].
 //! - `subscription`: catch-up-then-live [`Subscription`]s.
 //! - `verify`: a full consistency check ([`Log::verify`]).
 //! - `stats`: append latency and group-commit sizes ([`Log::stats`]).
@@ -46,6 +49,7 @@ mod codec;
 mod durability;
 mod error;
 mod log;
+mod replicated;
 mod stats;
 mod subscription;
 mod types;
@@ -54,6 +58,7 @@ mod writer;
 
 pub use error::Error;
 pub use log::{Log, Options};
+pub use replicated::{Mark, Outcome, Write};
 pub use stats::{Histogram, HistogramSnapshot, LogStats};
 pub use subscription::Subscription;
 pub use types::{

@@ -157,7 +157,7 @@ impl Log {
         events: Vec<NewEvent>,
     ) -> Result<Appended, Error> {
         let started = std::time::Instant::now();
-        let (events, bytes) = self.prepare(stream, &events)?;
+        let (events, bytes) = self.prepare(stream, &events, Limits::Configured)?;
         let (reply, answer) = oneshot::channel();
         let request = Request::Append { stream: stream.clone(), expected, events, bytes, reply };
         self.inner.tx.send(request).await.map_err(|_| Error::Closed)?;
@@ -173,14 +173,25 @@ impl Log {
 
     /// Checks everything about an append that does not need the log's state,
     /// and encodes the events (the writer only seals them). Returns the
-    /// encodings and their total size.
-    fn prepare(&self, stream: &StreamId, events: &[NewEvent]) -> Result<(Vec<Prepared>, usize), Error> {
+    /// encodings and their total size. With [`Limits::Structural`] the
+    /// configured size and count limits are not applied (see
+    /// [`Log::apply`]).
+    pub(crate) fn prepare(
+        &self,
+        stream: &StreamId,
+        events: &[NewEvent],
+        limits: Limits,
+    ) -> Result<(Vec<Prepared>, usize), Error> {
         let options = &self.inner.options;
+        let (events_max, bytes_max) = match limits {
+            Limits::Configured => (options.append_events_max, options.event_bytes_max),
+            Limits::Structural => (usize::MAX, usize::MAX),
+        };
         if events.is_empty() {
             return Err(Error::EmptyAppend { stream: stream.clone() });
         }
-        if events.len() > options.append_events_max {
-            return Err(Error::TooManyEvents { count: events.len(), max: options.append_events_max });
+        if events.len() > events_max {
+            return Err(Error::TooManyEvents { count: events.len(), max: events_max });
         }
         let mut ids = HashSet::with_capacity(events.len());
         let mut total = 0;
@@ -188,7 +199,7 @@ impl Log {
             event.metadata.validate()?;
             let size = codec::encoded_len(stream.as_str(), event.kind.as_str(), &event.metadata, event.data.as_str());
             // u32::MAX bounds the encoding itself, whatever the option says.
-            let max = options.event_bytes_max.min(u32::MAX as usize);
+            let max = bytes_max.min(u32::MAX as usize);
             if size > max {
                 return Err(Error::EventTooLarge { index, size, max });
             }
@@ -376,6 +387,19 @@ impl Log {
     pub(crate) fn db(&self) -> &sled::Db {
         &self.inner.db
     }
+
+    pub(crate) fn sender(&self) -> &mpsc::Sender<Request> {
+        &self.inner.tx
+    }
+}
+
+/// Which limits [`Log::prepare`] applies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Limits {
+    /// The configured [`Options`] and the encoding's own bounds.
+    Configured,
+    /// Only what is the same for every log: the encoding's bounds.
+    Structural,
 }
 
 /// How long `open` waits for a folder whose sled lock is still held.
@@ -403,7 +427,7 @@ fn open_sled(dir: &Path, options: &Options) -> Result<sled::Db, Error> {
     }
 }
 
-fn check_consumer_name(name: &str) -> Result<(), Error> {
+pub(crate) fn check_consumer_name(name: &str) -> Result<(), Error> {
     if StreamId::new(name).is_err() || name.len() > CONSUMER_NAME_BYTES_MAX {
         return Err(Error::InvalidConsumerName { name: name.to_string() });
     }

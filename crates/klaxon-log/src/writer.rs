@@ -25,7 +25,8 @@ use uuid::Uuid;
 
 use crate::codec;
 use crate::durability::Syncer;
-use crate::{Appended, Error, ExpectedVersion, Position, StreamId, StreamVersion};
+use crate::replicated::Outcome;
+use crate::{Appended, Error, ExpectedVersion, Position, Record, StreamId, StreamVersion};
 
 /// An event encoded by its appender, waiting for the writer to give it a
 /// place ([`codec::seal`]).
@@ -33,6 +34,26 @@ pub(crate) struct Prepared {
     pub id: Uuid,
     pub bytes: Vec<u8>,
 }
+
+/// One write of a replicated batch, checked and encoded by its caller
+/// ([`crate::Log::apply`]).
+pub(crate) enum PreparedWrite {
+    Append {
+        stream: StreamId,
+        expected: ExpectedVersion,
+        events: Vec<Prepared>,
+        recorded_at_micros: i64,
+    },
+    Checkpoint {
+        key: Vec<u8>,
+        position: Position,
+    },
+    /// Refused before reaching the writer; answered as is, in its place.
+    Refused(Error),
+}
+
+/// A mark: its key and bytes.
+pub(crate) type MarkEntry = (Vec<u8>, Vec<u8>);
 
 /// Streams whose version the writer remembers; beyond this the cache is
 /// emptied and refilled from the stream index on demand.
@@ -50,6 +71,22 @@ pub(crate) enum Request {
     SaveCheckpoint {
         key: Vec<u8>,
         position: Position,
+        reply: oneshot::Sender<Result<(), Error>>,
+    },
+    /// A replicated batch: every write and the mark go into the same sled
+    /// batch (one request is never split across groups).
+    Apply {
+        writes: Vec<PreparedWrite>,
+        mark: Option<MarkEntry>,
+        /// Encoded size of all events, to bound a group's memory.
+        bytes: usize,
+        reply: oneshot::Sender<Result<Vec<Outcome>, Error>>,
+    },
+    /// Records of another replica, written verbatim.
+    Import {
+        records: Vec<Record>,
+        checkpoints: Vec<(Vec<u8>, Position)>,
+        mark: Option<MarkEntry>,
         reply: oneshot::Sender<Result<(), Error>>,
     },
     Close {
@@ -97,6 +134,8 @@ struct Pending {
 enum Answer {
     Append(oneshot::Sender<Result<Appended, Error>>, Result<Appended, Error>),
     Checkpoint(oneshot::Sender<Result<(), Error>>),
+    Apply(oneshot::Sender<Result<Vec<Outcome>, Error>>, Vec<Outcome>),
+    Import(oneshot::Sender<Result<(), Error>>, Result<(), Error>),
 }
 
 impl Writer {
@@ -129,7 +168,7 @@ impl Writer {
             while group.len() < self.group_appends_max && bytes < self.group_bytes_max {
                 match rx.try_recv() {
                     Ok(request) => {
-                        if let Request::Append { bytes: b, .. } = &request {
+                        if let Request::Append { bytes: b, .. } | Request::Apply { bytes: b, .. } = &request {
                             bytes += b;
                         }
                         group.push(request);
@@ -157,7 +196,8 @@ impl Writer {
     /// synced) and any close requests it held.
     fn apply_group(&mut self, group: Vec<Request>) -> (Vec<Answer>, Vec<oneshot::Sender<()>>) {
         let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0);
-        let recorded_at_micros = now.max(self.last_micros);
+        // The time of the last record planned so far: times never go back.
+        let mut last_micros = self.last_micros;
         let mut batch = sled::Batch::default();
         let mut pending = Pending::default();
         let mut next = self.next_position;
@@ -165,21 +205,31 @@ impl Writer {
         let mut closers = Vec::new();
         let mut writes = false;
         let failed = self.failed.lock().expect("failed flag").clone();
-        self.stats.group_committed(group.iter().filter(|r| matches!(r, Request::Append { .. })).count());
+        let failure = || Error::Failed { reason: failed.clone().unwrap_or_default() };
+        self.stats.group_committed(
+            group.iter().filter(|r| matches!(r, Request::Append { .. } | Request::Apply { .. })).count(),
+        );
         for request in group {
             match request {
                 Request::Append { stream, expected, mut events, reply, .. } => {
                     let result = match &failed {
-                        Some(reason) => Err(Error::Failed { reason: reason.clone() }),
-                        None => self.plan_append(
-                            &stream,
-                            expected,
-                            &mut events,
-                            recorded_at_micros,
-                            &mut next,
-                            &mut pending,
-                            &mut batch,
-                        ),
+                        Some(_) => Err(failure()),
+                        None => {
+                            let at = now.max(last_micros);
+                            let planned = self.plan_append(
+                                &stream,
+                                expected,
+                                &mut events,
+                                at,
+                                &mut next,
+                                &mut pending,
+                                &mut batch,
+                            );
+                            if matches!(&planned, Ok(a) if !a.deduplicated) {
+                                last_micros = at;
+                            }
+                            planned
+                        }
                     };
                     writes |= matches!(&result, Ok(a) if !a.deduplicated);
                     answers.push(Answer::Append(reply, result));
@@ -188,6 +238,65 @@ impl Writer {
                     batch.insert(key, &codec::u64_value(position.0));
                     writes = true;
                     answers.push(Answer::Checkpoint(reply));
+                }
+                Request::Apply { writes: items, mark, reply, .. } => {
+                    if failed.is_some() {
+                        let _ = reply.send(Err(failure()));
+                        continue;
+                    }
+                    let mut outcomes = Vec::with_capacity(items.len());
+                    for item in items {
+                        outcomes.push(match item {
+                            PreparedWrite::Append { stream, expected, mut events, recorded_at_micros } => {
+                                let at = recorded_at_micros.max(last_micros);
+                                match self.plan_append(
+                                    &stream,
+                                    expected,
+                                    &mut events,
+                                    at,
+                                    &mut next,
+                                    &mut pending,
+                                    &mut batch,
+                                ) {
+                                    Ok(appended) => {
+                                        if !appended.deduplicated {
+                                            last_micros = at;
+                                            writes = true;
+                                        }
+                                        Outcome::Appended(appended)
+                                    }
+                                    Err(e) => Outcome::Refused(e),
+                                }
+                            }
+                            PreparedWrite::Checkpoint { key, position } => {
+                                batch.insert(key, &codec::u64_value(position.0));
+                                writes = true;
+                                Outcome::CheckpointSaved
+                            }
+                            PreparedWrite::Refused(e) => Outcome::Refused(e),
+                        });
+                    }
+                    if let Some((key, value)) = mark {
+                        batch.insert(key, value);
+                        writes = true;
+                    }
+                    answers.push(Answer::Apply(reply, outcomes));
+                }
+                Request::Import { records, checkpoints, mark, reply } => {
+                    let result = match &failed {
+                        Some(_) => Err(failure()),
+                        None => self.plan_import(&records, &mut next, &mut pending, &mut batch, &mut last_micros),
+                    };
+                    if result.is_ok() {
+                        for (key, position) in checkpoints {
+                            batch.insert(key, &codec::u64_value(position.0));
+                        }
+                        if let Some((key, value)) = mark {
+                            batch.insert(key, value);
+                        }
+                        writes = true;
+                    }
+                    answers.push(Answer::Import(reply, result));
                 }
                 Request::Close { reply } => closers.push(reply),
             }
@@ -205,11 +314,86 @@ impl Writer {
             self.heads.clear();
         }
         self.heads.extend(pending.heads);
-        if next != self.next_position {
-            self.next_position = next;
-            self.last_micros = recorded_at_micros;
-        }
+        self.next_position = next;
+        self.last_micros = last_micros;
         (answers, closers)
+    }
+
+    /// Checks records of another replica and, when every one passes, puts
+    /// the new ones into `batch` at their positions.
+    fn plan_import(
+        &self,
+        records: &[Record],
+        next: &mut u64,
+        pending: &mut Pending,
+        batch: &mut sled::Batch,
+        last_micros: &mut i64,
+    ) -> Result<(), Error> {
+        let mut planned = *next;
+        let mut heads: HashMap<StreamId, u64> = HashMap::new();
+        let mut fresh = Vec::new();
+        for (index, record) in records.iter().enumerate() {
+            let position = record.position;
+            let bytes = record.to_bytes();
+            if codec::decode(position, &bytes)?.checksum != record.checksum {
+                return Err(Error::Corrupt { position, reason: "imported record does not match its checksum".into() });
+            }
+            if position.0 < planned {
+                // Already here: it must be the very same record.
+                let stored = self.db.get(codec::record_key(position))?.ok_or_else(|| Error::Rejected {
+                    message: format!("import of position {position} overlaps writes not yet committed"),
+                })?;
+                if stored.as_ref() != bytes.as_slice() {
+                    return Err(Error::Corrupt {
+                        position,
+                        reason: "the stored record differs from the imported one: the replicas diverged".into(),
+                    });
+                }
+                continue;
+            }
+            if position.0 != planned {
+                return Err(Error::Rejected {
+                    message: format!("imported records jump from position {} to {position}", planned - 1),
+                });
+            }
+            let current = match heads.get(&record.stream).or_else(|| pending.heads.get(&record.stream)) {
+                Some(v) => *v,
+                None => match self.heads.get(&record.stream) {
+                    Some(v) => *v,
+                    None => self.stored_version(&record.stream)?,
+                },
+            };
+            if record.version.0 != current + 1 {
+                return Err(Error::Corrupt {
+                    position,
+                    reason: format!(
+                        "imported record is version {} of {}, which is at version {current}",
+                        record.version, record.stream
+                    ),
+                });
+            }
+            if let Some((found, _, _)) = self.lookup_id(record.id, pending)? {
+                return Err(Error::Corrupt {
+                    position,
+                    reason: format!("imported event id {} is already at position {found}", record.id),
+                });
+            }
+            heads.insert(record.stream.clone(), record.version.0);
+            fresh.push((index, bytes));
+            planned += 1;
+        }
+        for (index, bytes) in fresh {
+            let record = &records[index];
+            let position = record.position;
+            batch.insert(&codec::record_key(position), bytes);
+            batch.insert(codec::stream_key(&record.stream, record.version), &codec::u64_value(position.0));
+            batch.insert(&codec::id_key(record.id), codec::id_value(position, record.version, &record.stream));
+            pending.ids.insert(record.id, (position, record.version, record.stream.clone()));
+            pending.heads.insert(record.stream.clone(), record.version.0);
+            *last_micros = (*last_micros).max(record.recorded_at.timestamp_micros());
+        }
+        *next = planned;
+        Ok(())
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -394,6 +578,15 @@ impl Answer {
             (Answer::Checkpoint(reply), synced) => {
                 let _ = reply.send(synced);
             }
+            (Answer::Apply(reply, outcomes), Ok(())) => {
+                let _ = reply.send(Ok(outcomes));
+            }
+            (Answer::Apply(reply, _), Err(e)) => {
+                let _ = reply.send(Err(e));
+            }
+            (Answer::Import(reply, result), synced) => {
+                let _ = reply.send(result.and(synced));
+            }
         }
     }
 }
@@ -406,6 +599,12 @@ fn fail_request(request: Request, failed: &Mutex<Option<String>>) {
             let _ = reply.send(Err(Error::Failed { reason }));
         }
         Request::SaveCheckpoint { reply, .. } => {
+            let _ = reply.send(Err(Error::Failed { reason }));
+        }
+        Request::Apply { reply, .. } => {
+            let _ = reply.send(Err(Error::Failed { reason }));
+        }
+        Request::Import { reply, .. } => {
             let _ = reply.send(Err(Error::Failed { reason }));
         }
         Request::Close { reply } => {

@@ -24,7 +24,7 @@ mod tests;
 /// Services whose requests come only from Klaxon's own processes (events
 /// already decided and checked by a service): their fields are not free
 /// text from a client.
-pub const INTERNAL_SERVICES: &[&str] = &["klaxon.v1.EventLog"];
+pub const INTERNAL_SERVICES: &[&str] = &["klaxon.v1.EventLog", "klaxon.v1.LogGroup"];
 
 /// Every free-text field of a request: the message's full name, the field's
 /// path in it (its name; `labels.key` and `labels.value` for a map's keys

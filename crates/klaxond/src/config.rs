@@ -70,6 +70,10 @@ pub struct Config {
     /// The live status page (`[status_page]`), served on the HTTP address
     /// where the notifier runs.
     pub status_page: klaxon_notifier::status_page::StatusPageOptions,
+    /// This log server as one node of a replicated log (`[log_group]`,
+    /// see `docs/replication.md`); without it `serve log` is a single log
+    /// server. `klaxond up` ignores it.
+    pub log_group: Option<klaxon_raft::Options>,
 }
 
 /// `[limits]`: what one caller may send and hold. Each limit hit is a
@@ -225,6 +229,9 @@ pub struct Overrides {
     pub log_server: Option<String>,
     /// `service=address` pairs: `[cluster] <service>`.
     pub routes: Vec<(String, String)>,
+    /// `[log_group] node_id` (`serve log`), so that every node of a group
+    /// can share one file.
+    pub node_id: Option<u64>,
 }
 
 impl Overrides {
@@ -261,6 +268,12 @@ impl Overrides {
         for (service, address) in self.routes {
             *config.cluster.address_mut(&service).map_err(|e| anyhow::anyhow!("--route {service}=…: {e}"))? = address;
         }
+        if let Some(id) = self.node_id {
+            let group = config.log_group.as_mut().ok_or_else(|| {
+                anyhow::anyhow!("--node-id is for `serve log` with a [log_group] table in the configuration")
+            })?;
+            group.node_id = id;
+        }
         Ok(())
     }
 }
@@ -276,7 +289,8 @@ pub struct ClusterConfig {
     /// Names in NATS: stream `KLAXON`, subjects `klaxon.log` and
     /// `klaxon.head` for the default `klaxon`.
     pub prefix: String,
-    /// `klaxond serve log`.
+    /// `klaxond serve log`; for a log group, every node's address,
+    /// separated by commas (clients follow the leader).
     pub log: String,
     /// `klaxond serve intake`.
     pub intake: String,
@@ -347,6 +361,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             limits: LimitsConfig::default(),
             status_page: klaxon_notifier::status_page::StatusPageOptions::default(),
+            log_group: None,
         }
     }
 }
@@ -391,8 +406,17 @@ impl Config {
         if c.prefix.is_empty() || !c.prefix.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == '-') {
             return Err(format!("cluster.prefix: {:?} must be letters, digits, '-' or '_'", c.prefix));
         }
+        for (i, address) in c.log.split(',').map(str::trim).enumerate() {
+            let port = address.rsplit_once(':').and_then(|(host, port)| (!host.is_empty()).then_some(port));
+            if port.and_then(|p| p.parse::<u16>().ok()).is_none() {
+                return Err(format!("cluster.log: address {} ({address:?}) is not host:port", i + 1));
+            }
+        }
+        if let Some(group) = &self.log_group {
+            // node_id may come from `serve log --node-id`; the node checks it.
+            group.validate_shared()?;
+        }
         for (key, address) in [
-            ("log", &c.log),
             ("intake", &c.intake),
             ("severity", &c.severity),
             ("paging", &c.paging),

@@ -6,7 +6,8 @@
 //! unless the flags, the environment or a TOML file say otherwise.
 //! `klaxond serve <role>` runs one process of the distributed topology (the
 //! log server, one service, or the gateway), talking over gRPC and NATS
-//! JetStream. The binary only parses flags and configuration and wires
+//! JetStream; `klaxond serve log` with `[log_group]` is one node of a
+//! replicated log, which `klaxond log-group` inspects and changes. The binary only parses flags and configuration and wires
 //! components; the work is in the library crates.
 //!
 //! Exit codes: 0 after a clean stop (SIGINT/SIGTERM), 1 when it cannot start
@@ -14,6 +15,7 @@
 
 mod config;
 mod gateway;
+mod log_group;
 mod metrics;
 mod process;
 mod roles;
@@ -41,6 +43,47 @@ enum Commands {
     /// Create, revoke or list API tokens (the token file holds hashes only).
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Ask a replicated log's nodes how they are, or change its membership.
+    LogGroup(LogGroupArgs),
+}
+
+/// `klaxond log-group …`.
+#[derive(clap::Args)]
+struct LogGroupArgs {
+    #[command(subcommand)]
+    command: LogGroupCommand,
+    /// A node of the group (default: this node's `[log_group]` address,
+    /// else the first `[cluster] log` address).
+    #[arg(long, global = true, env = "KLAXON_LOG_SERVER")]
+    server: Option<String>,
+    /// A TOML configuration file (for `[tls]` and `[auth]`).
+    #[arg(long, global = true, env = "KLAXON_CONFIG")]
+    config: Option<PathBuf>,
+    /// A file holding a token of role `service` (default `[auth]
+    /// service_token_file`).
+    #[arg(long, global = true, env = "KLAXON_SERVICE_TOKEN_FILE")]
+    service_token_file: Option<PathBuf>,
+    /// Print JSON.
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+#[derive(Subcommand)]
+enum LogGroupCommand {
+    /// Every member: role, state, term, head, applied and snapshot index, leader.
+    Status,
+    /// Add node ID at ADDRESS: it catches up as a learner, then becomes a voter.
+    Add {
+        /// The new node's id (its `[log_group] node_id`).
+        id: u64,
+        /// Where it listens (`host:port`).
+        address: String,
+    },
+    /// Remove node ID from the group.
+    Remove {
+        /// The node's id.
+        id: u64,
+    },
 }
 
 /// `klaxond token …`.
@@ -172,6 +215,10 @@ struct ServeArgs {
     /// the log server (default `[auth] service_token_file`).
     #[arg(long, env = "KLAXON_SERVICE_TOKEN_FILE")]
     service_token_file: Option<PathBuf>,
+    /// This node's id in `[log_group]` (`log` only; overrides
+    /// `log_group.node_id`, so that every node can share one file).
+    #[arg(long, env = "KLAXON_LOG_GROUP_NODE_ID")]
+    node_id: Option<u64>,
 }
 
 fn parse_route(s: &str) -> Result<(String, String), String> {
@@ -222,6 +269,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let service_name = match &command {
         Commands::Up(_) => "klaxond".to_owned(),
         Commands::Serve(args) => format!("klaxon-{}", args.role.name()),
+        Commands::LogGroup(_) => "klaxond".to_owned(),
         Commands::Token(_) => unreachable!("handled above"),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
@@ -254,9 +302,19 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 nats: args.nats,
                 log_server: args.log_server,
                 routes: args.routes,
+                node_id: args.node_id,
             };
             overrides.apply(&mut config, Some(args.role.name()))?;
             runtime.block_on(serve::run(args.role, config, validated))
+        }),
+        Commands::LogGroup(args) => config::Config::load(args.config.as_deref()).and_then(|(mut config, _)| {
+            log_group::token_file_override(&mut config, args.service_token_file);
+            let command = match args.command {
+                LogGroupCommand::Status => log_group::Command::Status,
+                LogGroupCommand::Add { id, address } => log_group::Command::Add { id, address },
+                LogGroupCommand::Remove { id } => log_group::Command::Remove { id },
+            };
+            runtime.block_on(log_group::run(&config, args.server, command, args.json))
         }),
         Commands::Token(_) => unreachable!("handled above"),
     };

@@ -209,6 +209,26 @@ impl Wiring {
     }
 }
 
+impl Wiring {
+    /// Wires one node of a log group over `log`: the log server, whose
+    /// writes go through `group` (a follower refuses them with the leader's
+    /// address), the group's own service, and `relay` (the relay while
+    /// this node leads).
+    pub async fn log_group_node(
+        &mut self,
+        log: &Log,
+        group: &klaxon_raft::Group,
+        relay: impl Future<Output = anyhow::Result<()>> + Send + 'static,
+        process: &Process,
+    ) {
+        let writes: Arc<dyn klaxon_bus::server::Writes> = Arc::new(group.clone());
+        let server = klaxon_bus::server::LogServer::with_writes(log.clone(), writes, process.shutdown.clone());
+        self.serve(server.into_server()).await;
+        self.serve(klaxon_raft::GroupService::new(group.clone()).into_server()).await;
+        self.tasks.push(Task::new("the relay (while leading)", relay));
+    }
+}
+
 /// Serves the HTTP intake (with the metrics) and prints where, after the
 /// gRPC line, which tests parse first.
 pub fn serve_intake_http(

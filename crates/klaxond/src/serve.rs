@@ -1,7 +1,8 @@
 //! `klaxond serve <role>`: the distributed topology, one process per role.
 //!
 //! - `log` owns the sled folder, serves it over gRPC and relays every
-//!   committed record to NATS JetStream.
+//!   committed record to NATS JetStream; with `[log_group]` it is one node
+//!   of a replicated log (see [`crate::log_group`]).
 //! - `intake`, `severity`, `paging`, `notifier`, `review` each run one
 //!   service on a [`Bus`] made of the log server (gRPC) and JetStream, and
 //!   serve that service's client-facing gRPC (`intake` also the HTTP
@@ -68,6 +69,13 @@ impl Role {
 
 /// Runs `role` until SIGINT or SIGTERM (or until its service stops).
 pub async fn run(role: Role, config: Config, validated: Validated) -> anyhow::Result<()> {
+    if role == Role::Log && config.log_group.is_some() {
+        // One node of a replicated log. `cluster.log` lists every node for
+        // the clients; a single address there is this node's `--listen`,
+        // otherwise it listens on its own address in `[log_group] nodes`.
+        let listen = config.cluster.address("log")?.parse().ok();
+        return crate::log_group::serve(config, validated, listen, &Process::new()).await;
+    }
     let listen = match role {
         Role::Gateway => config.listen,
         role => {

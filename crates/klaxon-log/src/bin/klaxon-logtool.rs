@@ -6,6 +6,9 @@
 //! klaxon-logtool append-loop DIR WRITERS append forever from WRITERS tasks,
 //!                                        printing "ack <position> <stream> <version> <id>"
 //!                                        after each durable append (crash tests kill it)
+//! klaxon-logtool apply-loop DIR          apply batches of appends forever, each with a mark
+//!                                        "<batch> <head after it>", printing "applied <batch>"
+//!                                        once durable (the crash tests check mark = head)
 //! ```
 //! Exit codes: 0 success, 1 the log is damaged or an operation failed, 2 usage.
 
@@ -35,6 +38,7 @@ fn main() -> ExitCode {
             Ok(n) if n > 0 => runtime.block_on(append_loop(dir, n)),
             _ => usage(),
         },
+        ["apply-loop", dir] => runtime.block_on(apply_loop(dir)),
         _ => usage(),
     };
     match result {
@@ -47,7 +51,7 @@ fn main() -> ExitCode {
 }
 
 fn usage() -> Result<ExitCode, klaxon_log::Error> {
-    eprintln!("usage: klaxon-logtool verify DIR | dump DIR [FROM [MAX]] | append-loop DIR WRITERS");
+    eprintln!("usage: klaxon-logtool verify DIR | dump DIR [FROM [MAX]] | append-loop DIR WRITERS | apply-loop DIR");
     Ok(ExitCode::from(2))
 }
 
@@ -125,4 +129,60 @@ async fn append_loop(dir: &str, writers: usize) -> Result<ExitCode, klaxon_log::
         let _ = out.flush();
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The mark `apply-loop` writes with every batch.
+const LOOP_MARK: &str = "apply-loop";
+
+/// Applies batches of 1 to 8 appends (1 to 3 events each, to a few streams)
+/// until killed, each batch with the mark "<batch> <head after it>", while
+/// another task saves checkpoints so that groups mix requests. After a
+/// crash the mark must name exactly the head that the records reach.
+async fn apply_loop(dir: &str) -> Result<ExitCode, klaxon_log::Error> {
+    let log = Log::open(dir, Options::default())?;
+    let (mut batch, mut head) = match log.load_mark(LOOP_MARK)? {
+        Some(mark) => {
+            let text = String::from_utf8_lossy(&mark).into_owned();
+            let mut parts = text.split(' ').map(|p| p.parse::<u64>().unwrap_or(0));
+            (parts.next().unwrap_or(0), parts.next().unwrap_or(0))
+        }
+        None => (0, 0),
+    };
+    {
+        let log = log.clone();
+        tokio::spawn(async move {
+            let mut n = 0;
+            while log.save_checkpoint("noise", Position(n)).await.is_ok() {
+                n += 1;
+            }
+        });
+    }
+    let stdout = std::io::stdout();
+    loop {
+        batch += 1;
+        let mut writes = Vec::new();
+        for w in 0..(batch % 8 + 1) {
+            let events: Vec<NewEvent> = (0..(batch + w) % 3 + 1)
+                .map(|e| NewEvent {
+                    id: uuid::Uuid::new_v4(),
+                    kind: EventKind::new("test.applied.v1").expect("valid kind"),
+                    data: EventData::from_value(&serde_json::json!({ "batch": batch, "write": w, "event": e }))
+                        .expect("valid json"),
+                    metadata: Metadata::default(),
+                })
+                .collect();
+            head += events.len() as u64;
+            writes.push(klaxon_log::Write::Append {
+                stream: StreamId::new(format!("s{}", (batch + w) % 5)).expect("valid stream id"),
+                expected: ExpectedVersion::Any,
+                events,
+                recorded_at: chrono::Utc::now(),
+            });
+        }
+        let mark = klaxon_log::Mark { name: LOOP_MARK.into(), value: format!("{batch} {head}").into_bytes() };
+        log.apply(writes, Some(mark)).await?;
+        let mut out = stdout.lock();
+        let _ = writeln!(out, "applied {batch}");
+        let _ = out.flush();
+    }
 }

@@ -6,5 +6,6 @@ mod basics;
 mod crash;
 mod errors;
 mod model;
+mod replicated;
 mod subscribe;
 mod support;

@@ -59,3 +59,55 @@ fn mutual_tls_is_checked_at_start_and_errors_name_the_key() {
         assert!(error.contains(expected), "{tls:?}: {error:?} should name {expected:?}");
     }
 }
+
+#[test]
+fn log_group_and_cluster_log_lists_are_checked_and_errors_name_the_key() {
+    let group = |extra: &str| -> Result<(), String> {
+        let text = format!(
+            "[cluster]\nlog = \"127.0.0.1:7601, 127.0.0.1:7602,127.0.0.1:7603\"\n\n[log_group]\nnode_id = 1\n\
+             nodes = [{{ id = 1, address = \"127.0.0.1:7601\" }}, {{ id = 2, address = \"127.0.0.1:7602\", \
+             raft_address = \"127.0.0.1:9002\" }}]\n{extra}"
+        );
+        let config: Config = toml::from_str(&text).map_err(|e| e.to_string())?;
+        config.validate().map(drop)
+    };
+    group("").expect("a valid group");
+    let cases = [
+        ("append_timeout_ms = 0", "append_timeout_ms"),
+        ("heartbeat_interval_ms = 2000", "heartbeat_interval_ms"),
+        ("election_timeout_max_ms = 10", "election_timeout_max_ms"),
+        ("snapshot_every_entries = 0", "snapshot_every_entries"),
+        ("quorum = 2", "unknown field"),
+    ];
+    for (extra, expected) in cases {
+        let error = group(extra).expect_err(&format!("{extra:?} should be refused"));
+        assert!(error.contains(expected), "{extra}: {error:?} should name {expected:?}");
+    }
+    let bad_node = Config {
+        log_group: Some(klaxon_raft::Options {
+            node_id: 1,
+            nodes: vec![
+                klaxon_raft::NodeOptions { id: 1, address: "127.0.0.1:7601".into(), raft_address: None },
+                klaxon_raft::NodeOptions { id: 1, address: "127.0.0.1:7602".into(), raft_address: None },
+            ],
+            ..klaxon_raft::Options::default()
+        }),
+        ..Config::default()
+    };
+    let error = bad_node.validate().map(drop).unwrap_err();
+    assert!(error.contains("log_group.nodes[1].id"), "{error}");
+    let mut bad_list = Config::default();
+    bad_list.cluster.log = "127.0.0.1:7601,nowhere".into();
+    let error = bad_list.validate().map(drop).unwrap_err();
+    assert!(error.contains("cluster.log: address 2"), "{error}");
+}
+
+#[test]
+fn the_compose_log_group_configuration_is_valid() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/compose/klaxon-log-group.toml");
+    let (config, _) = Config::load(Some(&path)).expect("deploy/compose/klaxon-log-group.toml loads");
+    let group = config.log_group.expect("a [log_group] table");
+    assert_eq!(group.nodes.len(), 3);
+    assert_eq!(group.node_id, 0, "each node gets --node-id");
+    assert_eq!(config.cluster.log.split(',').count(), 3);
+}
