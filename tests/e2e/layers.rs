@@ -152,3 +152,48 @@ fn a_service_on_a_service_or_io_in_the_domain_is_named() {
         ]
     );
 }
+
+/// What `cargo tree -p <root>` shows: the root's dependencies of every kind
+/// (its tests' too), then everything they reach through normal and build
+/// dependencies.
+fn tree(metadata: &Value, root: &str) -> BTreeSet<String> {
+    let packages = metadata["packages"].as_array().unwrap();
+    let name_of: BTreeMap<&str, &str> =
+        packages.iter().map(|p| (p["id"].as_str().unwrap(), p["name"].as_str().unwrap())).collect();
+    let nodes = metadata["resolve"]["nodes"].as_array().unwrap();
+    let deps_of = |id: &str, dev: bool| -> Vec<String> {
+        let node = nodes.iter().find(|n| n["id"] == id).unwrap();
+        node["deps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|d| dev || d["dep_kinds"].as_array().unwrap().iter().any(|k| k["kind"].as_str() != Some("dev")))
+            .map(|d| d["pkg"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let root = name_of.iter().find(|(_, n)| **n == root).map(|(id, _)| *id).expect("the root is a package");
+    let mut seen = BTreeSet::new();
+    let mut todo = deps_of(root, true);
+    while let Some(id) = todo.pop() {
+        if seen.insert(id.clone()) {
+            todo.extend(deps_of(&id, false));
+        }
+    }
+    seen.iter().map(|id| name_of[id.as_str()].to_owned()).collect()
+}
+
+/// The review service is a fold over the log and a gRPC API: neither it nor
+/// its tests pull in intake, paging or the outbound channels (and with them
+/// HTTP clients and HMAC code). Its tests that need the real intake live in
+/// `review_service.rs` here.
+#[test]
+fn the_review_crate_reaches_no_intake_paging_or_channels_not_even_in_its_tests() {
+    let tree = tree(&metadata(), "klaxon-review");
+    assert!(tree.contains("klaxon-log"), "the walk sees the review crate's dependencies: {tree:?}");
+    let unwanted: Vec<&str> =
+        ["klaxon-intake", "klaxon-paging", "klaxon-channels", "klaxon-notifier", "klaxon-severity"]
+            .into_iter()
+            .filter(|c| tree.contains(*c))
+            .collect();
+    assert_eq!(unwanted, Vec::<&str>::new(), "cargo tree -p klaxon-review shows them");
+}

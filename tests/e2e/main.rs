@@ -14,6 +14,7 @@ mod otlp;
 mod paging;
 mod retries;
 mod review;
+mod review_service;
 mod seams;
 mod status_page;
 mod tls;

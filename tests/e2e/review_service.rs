@@ -1,6 +1,7 @@
-//! Review tests: a real log, the real intake and review service, a manual
-//! clock, real gRPC for the review API.
-#![allow(missing_docs)]
+//! The review service in process: a real log, the real intake and review
+//! service, a manual clock, real gRPC for the review API. (Here rather than
+//! in klaxon-review so that the review crate does not depend on intake, not
+//! even for its tests.)
 
 use std::sync::Arc;
 
