@@ -59,8 +59,11 @@ fn swaks_expect(smtp: &str, args: &[&str], reply: &str) -> String {
     out
 }
 
-fn head(server: &Klaxond) -> f64 {
-    klaxon_tests::metrics::scrape(server.http_address.as_deref().expect("an HTTP address"))["klaxon_log_head"]
+/// The log head once every service has processed it (the end-to-end
+/// barrier), so that a later equal head means nothing was written since.
+fn head(server: &Klaxond) -> u64 {
+    let http = server.http_address.as_deref().expect("an HTTP address");
+    klaxon_tests::metrics::settle(http, &[http])
 }
 
 fn show(server: &Klaxond, id: &str) -> Value {
