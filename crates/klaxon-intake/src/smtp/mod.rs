@@ -516,7 +516,7 @@ impl Shared {
 
     /// Turns a received message into a report or a note, and answers.
     async fn deliver(&self, envelope: &Envelope<Sender>, bytes: &[u8], long_line: bool) -> Reply {
-        let reply = match self.write(envelope, bytes, long_line).await {
+        match self.write(envelope, bytes, long_line).await {
             Ok((outcome, reply)) => {
                 self.counts.add(outcome);
                 reply
@@ -525,8 +525,7 @@ impl Shared {
                 self.counts.add(MessageOutcome::of_refusal(&reply));
                 reply
             }
-        };
-        reply
+        }
     }
 
     async fn write(
