@@ -1,6 +1,7 @@
 //! The e-mail intake of a real `klaxond up`, driven by real SMTP clients:
 //! Debian's `swaks` (a process) and `lettre`. Messages become reports and
-//! replies become notes, read back over gRPC with the `klaxon` CLI; every
+//! replies become notes (a reply to the very page e-mail Klaxon sent to a
+//! real SMTP server, aiosmtpd), read back over gRPC with the `klaxon` CLI; every
 //! refusal carries the SMTP code that says why and writes nothing; the
 //! same message twice writes once, also after a `kill -9`.
 
@@ -8,7 +9,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use klaxon_tests::config::Paged;
+use klaxon_tests::config::PagingConfig;
 use klaxon_tests::{Klaxond, klaxon_json, klaxon_ok};
 use serde_json::Value;
 
@@ -76,13 +77,99 @@ fn email_count(server: &Klaxond, outcome: &str) -> f64 {
     metrics.get(&format!("klaxon_email_messages_total{{outcome=\"{outcome}\"}}")).copied().unwrap_or(-1.0)
 }
 
+/// A real SMTP server (Debian's aiosmtpd, with the e-mail channel tests'
+/// script) that saves what Klaxon's e-mail channel sends; killed when
+/// dropped.
+struct MailSink {
+    child: std::process::Child,
+    port: u16,
+    folder: std::path::PathBuf,
+}
+
+impl Drop for MailSink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl MailSink {
+    fn start(dir: &Path) -> MailSink {
+        use std::io::BufRead;
+        let folder = dir.join("sent");
+        std::fs::create_dir_all(&folder).unwrap();
+        let config = dir.join("sink.json");
+        std::fs::write(&config, serde_json::json!({ "folder": folder, "tls": "none" }).to_string()).unwrap();
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../crates/klaxon-channels/tests/it/smtp_server.py");
+        let python = std::env::var("KLAXON_PYTHON").unwrap_or_else(|_| "/usr/bin/python3".into());
+        let mut child = Command::new(python)
+            .arg(script)
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start aiosmtpd (Debian package python3-aiosmtpd)");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let port = line.trim().parse().unwrap_or_else(|_| panic!("the SMTP sink did not start: {line:?}"));
+        MailSink { child, port, folder }
+    }
+
+    /// The first message saved, waiting for it (at most 20 s).
+    fn first_message(&self) -> String {
+        let path = self.folder.join("message-1.eml");
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(raw) = std::fs::read_to_string(&path) {
+                return raw;
+            }
+            assert!(std::time::Instant::now() < deadline, "Klaxon sent no e-mail to the sink");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// The value of header `name` in a raw message (unfolded).
+fn header(raw: &str, name: &str) -> Option<String> {
+    let head = raw.split("\r\n\r\n").next()?;
+    let mut value: Option<String> = None;
+    for line in head.split("\r\n") {
+        match (&mut value, line.starts_with([' ', '\t'])) {
+            (Some(v), true) => v.push_str(line),
+            (Some(_), false) => break,
+            (None, _) => {
+                if let Some((n, v)) = line.split_once(':')
+                    && n.eq_ignore_ascii_case(name)
+                {
+                    value = Some(v.trim().to_owned());
+                }
+            }
+        }
+    }
+    value
+}
+
 #[test]
 fn help_desk_mail_becomes_reports_and_replies_become_internal_notes() {
-    let paged = Paged::start(600, false, EMAIL);
-    let dir = paged.dir.path();
-    let mut args = paged.config_args().to_vec();
-    args.extend(["--smtp-listen", "127.0.0.1:0"]);
-    let server = Klaxond::start_with_env(&dir.join("data"), &args, &paged.env());
+    let dir = tempfile::tempdir().unwrap();
+    let sink = MailSink::start(dir.path());
+    // The paging tests' configuration, paging ana by e-mail to the sink.
+    let paging = PagingConfig {
+        receiver: "unused",
+        secret_env: "UNUSED",
+        escalate_after_seconds: 600,
+        notify_executives: false,
+    };
+    let webhook = "kind = \"webhook\"\nurl = \"unused\"\nsecret_env = \"UNUSED\"\n";
+    let email = format!(
+        "kind = \"email\"\nsmtp_host = \"127.0.0.1\"\nsmtp_port = {}\ntls = \"none\"\n\
+         from = \"Klaxon <klaxon@klaxon.example.com>\"\npeople = {{ ana = \"ana@example.com\" }}\n",
+        sink.port
+    );
+    let toml = paging.toml();
+    assert!(toml.contains(webhook), "the paging configuration still has its webhook channel");
+    let server = start(dir.path(), &format!("{}\n{EMAIL}", toml.replace(webhook, &email)));
     let smtp = server.smtp_address.clone().expect("the e-mail intake listens");
 
     // The help desk reports: subject → title, text → description, source
@@ -137,26 +224,27 @@ fn help_desk_mail_becomes_reports_and_replies_become_internal_notes() {
     assert_eq!(update["by"], "desk");
     assert_eq!(update["audience"], "internal");
 
-    // A paged incident: Klaxon's page has a Message-ID derived from its
-    // idempotency key (the e-mail channel's rule); a reply naming it in
-    // In-Reply-To is a note on that incident, whatever the subject says.
+    // A paged incident: Klaxon e-mails the page to ana; the reply to that
+    // very message (In-Reply-To its Message-ID) is a note on the incident,
+    // whatever its subject says.
     let out = klaxon_ok(
         &server.url,
         "monitor",
         &["report", "--title", "checkout down", "--service", "payments", "--customer", "acme", "--customer", "globex"],
     );
     assert!(out.starts_with("INC-3"), "{out}");
-    let pages = paged.runtime.block_on(paged.receiver.wait_for_delivered(1, Duration::from_secs(20)));
-    let key = &pages[0].idempotency_key;
-    assert_eq!(key, "INC-3-P1");
-    let page_message_id = klaxon_channels::message_id(key, "klaxon.example.com");
+    let page = sink.first_message();
+    let page_message_id = header(&page, "Message-ID").expect("the page has a Message-ID");
+    assert_eq!(page_message_id, klaxon_channels::message_id("INC-3-P1", "klaxon.example.com"));
+    let page_subject = header(&page, "Subject").expect("the page has a subject");
+    assert!(page_subject.contains("INC-3"), "{page_subject}");
     swaks_expect(
         &smtp,
         &[
             "--from",
             "desk@example.com",
             "--header",
-            "Subject: Re: SEV1 INC-3: checkout down",
+            &format!("Subject: Re: {page_subject}"),
             "--header",
             &format!("In-Reply-To: {page_message_id}"),
             "--header",
