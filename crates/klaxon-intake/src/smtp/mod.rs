@@ -85,7 +85,8 @@ pub struct EmailOptions {
     pub recipients_max: usize,
     /// Most connections at once; more are answered `421`. Default 32.
     pub connections_max: usize,
-    /// How long a connection may stay silent, in ms. Default 60,000.
+    /// How long a connection may wait between commands, and how long a
+    /// message may take to arrive after `DATA`, in ms. Default 60,000.
     pub idle_timeout_ms: u64,
     /// The name the server greets with. Default `klaxon`.
     pub hostname: String,
@@ -376,7 +377,7 @@ async fn session(shared: Arc<Shared>, stream: TcpStream, shutdown: CancellationT
                 }
                 match tokio::time::timeout(idle, read_data(&mut reader, options.message_bytes_max)).await {
                     Err(_) => {
-                        let reply = Reply::new(421, "4.4.2", format!("no data for {idle:?}; closing"));
+                        let reply = Reply::new(421, "4.4.2", format!("the message did not arrive within {idle:?}; closing"));
                         let _ = write.write_all(&reply.to_wire()).await;
                         return;
                     }
