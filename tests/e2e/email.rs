@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use klaxon_tests::config::PagingConfig;
+use klaxon_tests::config::{Paged, PagingConfig};
 use klaxon_tests::{Klaxond, klaxon_json, klaxon_ok};
 use serde_json::Value;
 
@@ -396,4 +396,23 @@ fn the_same_message_twice_writes_once_also_after_a_kill_and_a_restart() {
     let incident = show(&server, "INC-1");
     assert_eq!(incident["title"], "Payments API answers 500");
     assert_eq!(incident["report_count"], 1);
+}
+
+#[test]
+fn serve_intake_runs_the_email_intake_in_the_distributed_topology() {
+    // `serve paging` needs a [paging] table: the paging tests' one.
+    let paged = Paged::start(600, false, &format!("[intake]\nsmtp_listen = \"127.0.0.1:0\"\n{EMAIL}"));
+    let cluster = klaxon_tests::cluster::Cluster::start(paged.dir.path(), &paged.config, &paged.env());
+    let smtp = cluster.smtp_address();
+    swaks_expect(
+        &smtp,
+        &["--from", "desk@example.com", "--header", "Subject: VPN down in Lisbon", "--body", "Since 08:00."],
+        "250 2.0.0 reported as INC-1",
+    );
+    // Acknowledged by intake means durable on the log server: the gateway
+    // (another process) reads it back.
+    let incident = klaxon_json(&cluster.url, "maria", &["show", "INC-1"]);
+    let incident = if incident.get("incident").is_some() { incident["incident"].clone() } else { incident };
+    assert_eq!(incident["title"], "VPN down in Lisbon");
+    assert_eq!(incident["source"], "help_desk");
 }
