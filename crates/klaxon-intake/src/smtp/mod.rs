@@ -377,7 +377,8 @@ async fn session(shared: Arc<Shared>, stream: TcpStream, shutdown: CancellationT
                 }
                 match tokio::time::timeout(idle, read_data(&mut reader, options.message_bytes_max)).await {
                     Err(_) => {
-                        let reply = Reply::new(421, "4.4.2", format!("the message did not arrive within {idle:?}; closing"));
+                        let reply =
+                            Reply::new(421, "4.4.2", format!("the message did not arrive within {idle:?}; closing"));
                         let _ = write.write_all(&reply.to_wire()).await;
                         return;
                     }
