@@ -354,7 +354,7 @@ async fn session(shared: Arc<Shared>, stream: TcpStream, shutdown: CancellationT
                     let text = text.trim_end_matches(['\r', '\n']);
                     conversation.command(text, |address| shared.sender(address))
                 }
-                Err(_) => Step::Reply(Reply::new(500, "5.5.2", "a command must be ASCII")),
+                Err(_) => Step::Reply(Reply::new(500, "5.5.2", "a command must be UTF-8 text")),
             },
         };
         let reply = match step {
