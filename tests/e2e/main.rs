@@ -5,6 +5,7 @@
 mod alertmanager;
 mod auth;
 mod distributed;
+mod email;
 mod layers;
 mod lifecycle;
 mod limits;

@@ -156,6 +156,13 @@ impl Cluster {
         process.and_then(|p| p.http_address.clone()).unwrap_or_else(|| panic!("{role} runs and serves metrics"))
     }
 
+    /// Where `serve intake` runs the e-mail intake (with `[intake]
+    /// smtp_listen` in the configuration).
+    pub fn smtp_address(&self) -> String {
+        let intake = self.services.iter().find(|(r, _, _)| *r == "intake").and_then(|(_, _, p)| p.as_ref());
+        intake.and_then(|p| p.smtp_address.clone()).expect("serve intake runs the e-mail intake")
+    }
+
     /// Kills `role` (`log`, a service or `gateway`) with SIGKILL.
     pub fn kill(&mut self, role: &str) {
         self.take(role).kill();

@@ -129,6 +129,9 @@ pub struct Klaxond {
     /// `up` and `serve intake`, which get `--http-listen 127.0.0.1:0` unless
     /// the caller passes `--http-listen`.
     pub http_address: Option<String>,
+    /// `127.0.0.1:<port>` of the e-mail intake (SMTP), when the process
+    /// runs it (`--smtp-listen` or `[intake] smtp_listen`).
+    pub smtp_address: Option<String>,
     lines: mpsc::Receiver<String>,
 }
 
@@ -212,13 +215,16 @@ impl Klaxond {
             address: String::new(),
             data_dir: data_dir.to_path_buf(),
             http_address: None,
+            smtp_address: None,
             lines,
         };
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             let line = server.lines.recv_timeout(left).expect("klaxond says where it listens within 60 s");
-            if let Some(rest) = line.strip_prefix("klaxond listening on ") {
+            if let Some(rest) = line.strip_prefix("klaxond smtp on ") {
+                server.smtp_address = Some(rest.split_whitespace().next().expect("an address").to_owned());
+            } else if let Some(rest) = line.strip_prefix("klaxond listening on ") {
                 let address = rest.split_whitespace().next().expect("an address");
                 server.url = format!("http://{address}");
                 server.address = address.to_owned();

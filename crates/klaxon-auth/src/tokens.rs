@@ -317,6 +317,15 @@ impl TokenStore {
         }
     }
 
+    /// The principal named `name` now (from any of its tokens), for a
+    /// caller identified otherwise than by a token: the e-mail intake maps
+    /// a sender's address to a principal by name, and a revoked principal
+    /// stops being one.
+    pub fn principal_named(&self, name: &str) -> Option<Principal> {
+        self.refresh();
+        self.state.lock().expect("token store").by_hash.values().find(|p| p.name == name).cloned()
+    }
+
     /// Who `token` belongs to.
     pub fn authenticate(&self, token: &str) -> Result<Principal, Rejected> {
         self.refresh();

@@ -19,13 +19,16 @@
 //! - `grpc`: the `klaxon.v1.Incidents` and `klaxon.v1.Bridge` servers.
 //! - `http`: the HTTP intake of existing monitoring: the Alertmanager
 //!   webhook receiver and a PagerDuty Events API v2 compatible endpoint.
-//! - `status`: the single mapping from [`Error`] to gRPC statuses and HTTP
-//!   status codes.
+//! - `smtp`: the e-mail intake for help desks: an SMTP listener whose
+//!   messages become reports, and replies to an incident's mail notes.
+//! - `status`: the single mapping from [`Error`] to gRPC statuses, HTTP
+//!   status codes and SMTP replies.
 
 mod error;
 pub mod grpc;
 pub mod http;
 mod service;
+pub mod smtp;
 pub mod status;
 
 pub use error::Error;

@@ -36,6 +36,11 @@ pub struct Options {
     /// How long a request waits for the projection to reach the log head.
     /// Default 5,000 ms.
     pub projection_wait_ms: u64,
+    /// Where the e-mail intake (SMTP) listens; off when unset. Plain SMTP:
+    /// keep it on loopback behind the site's MTA.
+    pub smtp_listen: Option<std::net::SocketAddr>,
+    /// The e-mail intake's senders and limits (`[intake.email]`).
+    pub email: crate::smtp::EmailOptions,
 }
 
 impl Default for Options {
@@ -45,6 +50,8 @@ impl Default for Options {
             list_page_size_max: 500,
             command_attempts_max: 10,
             projection_wait_ms: 5000,
+            smtp_listen: None,
+            email: crate::smtp::EmailOptions::default(),
         }
     }
 }
@@ -155,6 +162,9 @@ struct Shared {
     /// other with version conflicts; the expected-version check still guards
     /// against writers in other processes.
     incident_locks: Vec<tokio::sync::Mutex<()>>,
+    /// The incident of each message Klaxon sent by e-mail, by its
+    /// `Message-ID` (for replies to the e-mail intake).
+    threads: RwLock<crate::smtp::threads::Threads>,
 }
 
 /// Stripes of [`Shared::incident_locks`].
@@ -171,6 +181,7 @@ impl Intake {
             dedup_locks: (0..INCIDENT_LOCK_STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
             next_number: std::sync::atomic::AtomicU64::new(1),
             incident_locks: (0..INCIDENT_LOCK_STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
+            threads: RwLock::default(),
         });
         Intake { handle: Handle { log, options: Arc::new(options), clock, shared } }
     }
@@ -202,6 +213,7 @@ impl Intake {
                         if let Some(event) = decode::incident(&record)? {
                             shared.incidents.write().expect("projection lock").apply(&event);
                         }
+                        shared.threads.write().expect("threads lock").fold(&record)?;
                         shared.applied.send_replace(record.position);
                     }
                 },
@@ -299,6 +311,14 @@ impl Handle {
         let more = matching.next().is_some();
         let next = if more { page.last().map(|i| i.id().number()) } else { None };
         Ok((page, next))
+    }
+
+    /// The incident of the first of `message_ids` that Klaxon sent by
+    /// e-mail for an incident (caught up with the log head), if any.
+    pub(crate) async fn thread_incident(&self, message_ids: &[&String]) -> Result<Option<IncidentId>, Error> {
+        self.caught_up().await?;
+        let threads = self.shared.threads.read().expect("threads lock");
+        Ok(message_ids.iter().find_map(|id| threads.incident(id)))
     }
 
     /// Every event of an incident in log order, with its record.

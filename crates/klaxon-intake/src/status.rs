@@ -1,5 +1,5 @@
-//! The one place where intake errors become gRPC statuses and HTTP status
-//! codes, by kind.
+//! The one place where intake errors become gRPC statuses, HTTP status
+//! codes and SMTP replies, by kind.
 
 use tonic::{Code, Status};
 
@@ -66,5 +66,33 @@ pub fn to_http_status(error: &Error) -> axum::http::StatusCode {
             _ => S::INTERNAL_SERVER_ERROR,
         },
         Error::UndecodableEvent { .. } => S::INTERNAL_SERVER_ERROR,
+    }
+}
+
+/// Maps an error to the SMTP reply after `DATA`, by the same kinds: the
+/// sender's mistakes are permanent (`5xx`, not retried by the MTA), what
+/// may pass is `451 4.3.0` (retried).
+pub fn to_smtp_reply(error: &Error) -> crate::smtp::protocol::Reply {
+    use crate::smtp::protocol::Reply;
+    use klaxon_domain::Error as D;
+    use klaxon_log::Error as L;
+    let message = error.to_string();
+    match error {
+        Error::Domain(D::InvalidField { .. }) | Error::Domain(D::TooLarge { .. }) | Error::InvalidRequest { .. } => {
+            Reply::new(550, "5.6.0", message)
+        }
+        Error::Domain(D::UnknownIncident(_)) => Reply::new(550, "5.1.1", message),
+        Error::Domain(D::Rule { .. }) | Error::Domain(D::AlreadyExists(_)) | Error::Conflict { .. } => {
+            Reply::new(550, "5.7.0", message)
+        }
+        Error::OutOfScope(_) | Error::SourceNotEarned(_) => Reply::new(550, "5.7.1", message),
+        Error::Contended { .. } | Error::BridgeFull { .. } | Error::Unavailable(_) => Reply::new(451, "4.3.0", message),
+        Error::Log(e) => match e {
+            L::EventTooLarge { .. } | L::TooManyEvents { .. } => Reply::new(552, "5.3.4", message),
+            L::WrongExpectedVersion { .. } | L::Closed | L::Unavailable { .. } => Reply::new(451, "4.3.0", message),
+            e if e.is_request_error() => Reply::new(550, "5.6.0", message),
+            _ => Reply::new(451, "4.3.0", message),
+        },
+        Error::UndecodableEvent { .. } => Reply::new(451, "4.3.0", message),
     }
 }

@@ -217,6 +217,8 @@ pub struct Overrides {
     pub data_dir: Option<PathBuf>,
     /// `http_listen`.
     pub http_listen: Option<SocketAddr>,
+    /// `[intake] smtp_listen`: turns the e-mail intake on.
+    pub smtp_listen: Option<SocketAddr>,
     /// `metrics_listen`.
     pub metrics_listen: Option<SocketAddr>,
     /// `[auth] tokens_file`.
@@ -249,6 +251,9 @@ impl Overrides {
         }
         if let Some(address) = self.http_listen {
             config.http_listen = address;
+        }
+        if let Some(address) = self.smtp_listen {
+            config.intake.smtp_listen = Some(address);
         }
         if let Some(address) = self.metrics_listen {
             config.metrics_listen = Some(address);
@@ -429,6 +434,10 @@ impl Config {
             }
         }
         self.http.validate()?;
+        self.intake.email.validate()?;
+        if self.intake.smtp_listen.is_some() && self.intake.email.senders.is_empty() {
+            return Err("intake.email.senders: the e-mail intake (intake.smtp_listen) needs at least one sender".into());
+        }
         self.limits.validate()?;
         self.status_page.check()?;
         let core = self.validate_core().map_err(|e| e.to_string())?;

@@ -193,6 +193,10 @@ struct ServeArgs {
     /// only; default `http_listen`, 127.0.0.1:7680).
     #[arg(long, env = "KLAXON_HTTP_LISTEN")]
     http_listen: Option<std::net::SocketAddr>,
+    /// Address for the e-mail intake, plain SMTP (`intake` only; default
+    /// `[intake] smtp_listen`, off when unset; keep it behind the MTA).
+    #[arg(long, env = "KLAXON_SMTP_LISTEN")]
+    smtp_listen: Option<std::net::SocketAddr>,
     /// Serve Prometheus metrics on this address (`GET /metrics`; default
     /// `metrics_listen`); `intake` serves them on its HTTP address anyway.
     #[arg(long, env = "KLAXON_METRICS_LISTEN")]
@@ -243,6 +247,10 @@ struct UpArgs {
     /// Events API v2 (default 127.0.0.1:7680; port 0 picks a free one).
     #[arg(long, env = "KLAXON_HTTP_LISTEN")]
     http_listen: Option<std::net::SocketAddr>,
+    /// Address for the e-mail intake, plain SMTP (default `[intake]
+    /// smtp_listen`, off when unset; port 0 picks a free one).
+    #[arg(long, env = "KLAXON_SMTP_LISTEN")]
+    smtp_listen: Option<std::net::SocketAddr>,
     /// The token file (default `[auth] tokens_file`, else tokens.toml in
     /// the data folder).
     #[arg(long, env = "KLAXON_TOKENS_FILE")]
@@ -285,6 +293,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 listen: args.listen,
                 data_dir: args.data_dir,
                 http_listen: args.http_listen,
+                smtp_listen: args.smtp_listen,
                 tokens_file: args.tokens_file,
                 ..Default::default()
             };
@@ -296,6 +305,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 listen: args.listen,
                 data_dir: args.data_dir,
                 http_listen: args.http_listen,
+                smtp_listen: args.smtp_listen,
                 metrics_listen: args.metrics_listen,
                 tokens_file: args.tokens_file,
                 service_token_file: args.service_token_file,

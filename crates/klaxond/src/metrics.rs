@@ -15,6 +15,9 @@
 //!   `klaxon_pages_acknowledged_total`, `klaxon_pages_escalated_total`,
 //!   `klaxon_slo_breaches_total` — where paging runs.
 //! - `klaxon_feed_subscribers` — where the notifier runs.
+//! - `klaxon_email_messages_total{outcome}` — messages the e-mail intake
+//!   answered (and senders it refused at `MAIL FROM`), by outcome, since
+//!   the process started; where the e-mail intake runs.
 
 use std::fmt::Write;
 use std::sync::Arc;
@@ -33,6 +36,7 @@ pub struct Metrics {
     consumers: Vec<(&'static str, Positions)>,
     paging: Option<klaxon_paging::Handle>,
     notifier: Option<klaxon_notifier::Handle>,
+    email: Option<Arc<klaxon_intake::smtp::EmailCounts>>,
 }
 
 impl Metrics {
@@ -80,6 +84,12 @@ impl Metrics {
     /// The notifier's feed subscribers.
     pub fn with_notifier(mut self, notifier: klaxon_notifier::Handle) -> Metrics {
         self.notifier = Some(notifier);
+        self
+    }
+
+    /// The e-mail intake's counts.
+    pub fn with_email(mut self, counts: Arc<klaxon_intake::smtp::EmailCounts>) -> Metrics {
+        self.email = Some(counts);
         self
     }
 
@@ -137,6 +147,13 @@ impl Metrics {
         }
         if let Some(notifier) = &self.notifier {
             gauge(&mut out, "klaxon_feed_subscribers", "Status feeds open now.", notifier.feed_subscribers() as u64);
+        }
+        if let Some(email) = &self.email {
+            let name = "klaxon_email_messages_total";
+            header(&mut out, name, "Messages the e-mail intake answered, by outcome.", "counter");
+            for (outcome, count) in email.snapshot() {
+                let _ = writeln!(out, "{name}{{outcome=\"{}\"}} {count}", outcome.as_str());
+            }
         }
         out
     }

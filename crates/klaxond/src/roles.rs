@@ -131,6 +131,9 @@ impl Wiring {
                 self.metrics =
                     std::mem::take(&mut self.metrics).with_consumer(name, move || (h.applied(), h.applied()));
                 self.add_http(klaxon_intake::http::router(handle.clone(), config.http.clone(), Some(auth.clone())));
+                if let Some(listen) = config.intake.smtp_listen {
+                    self.smtp(listen, handle.clone(), config, auth, process).await?;
+                }
                 self.serve(IncidentsService::new(handle.clone()).into_server().max_decoding_message_size(max)).await;
                 let bridge = BridgeService::new(handle, process.shutdown.clone());
                 self.serve(bridge.into_server().max_decoding_message_size(max)).await;
@@ -190,6 +193,31 @@ impl Wiring {
                 self.tasks.push(Task::new("the review service", reviews.run(stop)));
             }
         }
+        Ok(())
+    }
+
+    /// Wires the e-mail intake on `listen` (bound now, so that a taken
+    /// port fails the start) and says where it listens. It stops accepting
+    /// at the process's stop and ends with the services.
+    async fn smtp(
+        &mut self,
+        listen: std::net::SocketAddr,
+        handle: klaxon_intake::Handle,
+        config: &Config,
+        auth: &klaxon_auth::Auth,
+        process: &Process,
+    ) -> anyhow::Result<()> {
+        let (listener, address) = crate::process::bind(listen, " (intake.smtp_listen)").await?;
+        let smtp = klaxon_intake::smtp::SmtpIntake::new(handle, config.intake.email.clone(), Some(auth.clone()));
+        self.metrics = std::mem::take(&mut self.metrics).with_email(smtp.counts());
+        let (shutdown, services) = (process.shutdown.clone(), process.services.clone());
+        self.tasks.push(Task::new("the e-mail intake", async move {
+            smtp.run(listener, shutdown).await?;
+            services.cancelled().await;
+            Ok::<_, std::io::Error>(())
+        }));
+        tracing::info!(%address, senders = config.intake.email.senders.len(), "e-mail intake up");
+        println!("klaxond smtp on {address} (e-mail intake)");
         Ok(())
     }
 

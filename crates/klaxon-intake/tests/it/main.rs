@@ -4,6 +4,7 @@
 
 mod bridge;
 mod commands;
+mod email;
 mod errors;
 mod http;
 mod rebuild;

@@ -111,3 +111,30 @@ fn the_compose_log_group_configuration_is_valid() {
     assert_eq!(group.node_id, 0, "each node gets --node-id");
     assert_eq!(config.cluster.log.split(',').count(), 3);
 }
+
+#[test]
+fn the_email_intake_is_configured_under_intake_and_errors_name_the_key() {
+    let load = |text: &str| -> Result<Config, String> {
+        let config: Config = toml::from_str(text).map_err(|e| e.to_string())?;
+        config.validate().map(drop)?;
+        Ok(config)
+    };
+    let config = load(
+        "[intake]\nsmtp_listen = \"127.0.0.1:2525\"\n[intake.email]\nmessage_bytes_max = 65536\n\
+         [intake.email.senders]\n\"Desk@Example.com\" = \"desk\"\n",
+    )
+    .expect("a valid e-mail intake");
+    assert_eq!(config.intake.smtp_listen, Some("127.0.0.1:2525".parse().unwrap()));
+    assert_eq!(config.intake.email.senders["Desk@Example.com"], "desk");
+    assert_eq!(Config::default().intake.smtp_listen, None, "off by default");
+    let cases = [
+        ("[intake]\nsmtp_listen = \"127.0.0.1:2525\"\n", "intake.email.senders: the e-mail intake"),
+        ("[intake.email.senders]\n\"nobody\" = \"desk\"\n", "intake.email.senders: \"nobody\""),
+        ("[intake.email]\nmessage_bytes_max = 10\n", "intake.email.message_bytes_max"),
+        ("[intake.email]\ntls = true\n", "unknown field `tls`"),
+    ];
+    for (text, expected) in cases {
+        let error = load(text).map(drop).expect_err(&format!("{text:?} should be refused"));
+        assert!(error.contains(expected), "{text}: {error:?} should name {expected:?}");
+    }
+}
