@@ -20,10 +20,13 @@
 //! - `service`: [`Notifier`] (the component: [`Notifying`], its fold and
 //!   decision, on the reactor shell) and its [`Handle`].
 //! - `feed`: the per-subscriber feed task (snapshot, coalescing, lag).
+//! - `budget`: [`budget::FeedBudget`], the one count of live feeds per
+//!   principal that gRPC feeds and status page streams share.
 //! - `grpc`: the `klaxon.v1.StatusFeed` server.
 //! - `status_page`: `/status` (executives, signed in with their token) and
 //!   `/status/public` (customers), live through Server-Sent Events.
 
+pub mod budget;
 pub mod feed;
 pub mod grpc;
 mod service;
