@@ -351,3 +351,30 @@ async fn grpc_status_feeds_and_status_page_streams_share_one_budget_per_principa
     drop((two, other));
     assert!(setup.server.stop().success());
 }
+
+#[test]
+fn a_resolved_incident_stays_on_the_public_page_as_resolved_with_its_last_customer_update() {
+    let setup = start();
+    let http = setup.http.as_str();
+    let id = setup.incident("Checkout fails: ledger-db-7 failover", "checkout-api", "1");
+    setup.run("maria", &["update", &id, "Some card payments fail.", "--audience", "customer"]);
+    setup.run("maria", &["update", &id, "Card payments work again.", "--audience", "customer"]);
+    setup.run("maria", &["resolve", &id, "--summary", "Rollback of build 4711"]);
+    // The notifier folds the resolution shortly after it is acknowledged.
+    let deadline = std::time::Instant::now() + LIVE;
+    let page = loop {
+        let page = request(http, "GET", "/status/public", &[], "");
+        assert_eq!(page.status, 200);
+        if page.body.contains(">Resolved<") {
+            break page.body;
+        }
+        assert!(std::time::Instant::now() < deadline, "never shown as resolved: {}", page.body);
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(page.contains("Checkout") && page.contains("Card payments work again."), "{page}");
+    assert!(!page.contains("Investigating") && !page.contains("Some card payments fail."), "{page}");
+    for internal in INTERNAL {
+        assert!(!page.contains(internal), "{internal:?} on the public page: {page}");
+    }
+    assert!(setup.server.stop().success());
+}
