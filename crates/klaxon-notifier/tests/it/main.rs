@@ -17,6 +17,11 @@ use klaxon_reactor::ManualClock;
 use klaxon_tests::receiver::Receiver;
 use tokio_util::sync::CancellationToken;
 
+/// The real SMTP server process (aiosmtpd) of the channels' tests.
+#[path = "../../../klaxon-channels/tests/it/smtp.rs"]
+#[allow(dead_code)]
+mod smtp;
+
 const SECRET: &str = "notifier-test-secret-0123456789";
 
 fn options(url: &str, interval_ms: u64) -> NotifierOptions {
@@ -574,5 +579,74 @@ async fn the_public_page_shows_a_resolved_incident_as_resolved_for_the_configure
     w.settled().await;
     let (_, reopened) = get(address, "/status/public").await;
     assert!(reopened.contains("Card payments") && reopened.contains("Investigating"), "{reopened}");
+    w.stop.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e_mail_posts_thread_follow_ups_and_a_refused_recipient_is_a_failed_delivery_naming_it() {
+    use smtp::{Options, SmtpServer, Tls};
+    let dir = tempfile::tempdir().unwrap();
+    let refused = "gone@example.com";
+    let server = SmtpServer::start(
+        dir.path(),
+        Options { tls: Tls::Starttls, password: None, refuse: vec![refused.into()], defer_data: 0 },
+    );
+    let mail = |name: &str, to: &[&str]| klaxon_channels::ChannelConfig {
+        name: name.into(),
+        kind: "email".into(),
+        smtp_host: Some("127.0.0.1".into()),
+        smtp_port: Some(server.port),
+        tls: Some("starttls".into()),
+        ca_file: Some(server.ca_file.display().to_string()),
+        from: Some("Klaxon <klaxon@example.com>".into()),
+        to: Some(to.iter().map(|s| s.to_string()).collect()),
+        attempts_max: Some(3),
+        backoff_initial_ms: Some(1),
+        backoff_max_ms: Some(10),
+        ..Default::default()
+    };
+    let channels = [mail("exec-mail", &["execs@example.com"]), mail("board-mail", &["board@example.com", refused])];
+    let section: NotifierSectionConfig = serde_json::from_value(serde_json::json!({
+        "executive_channels": ["exec-mail", "board-mail"],
+    }))
+    .unwrap();
+    let options = NotifierOptions {
+        notifier: Arc::new(section.validate("notifier").unwrap()),
+        paging: None,
+        channels: Arc::new(klaxon_channels::Channels::new(&channels, |_| None).unwrap()),
+        feed_lag_max: 256,
+    };
+    let w = start(options);
+    let id = w.incident("payments", &["acme"], Some(Severity::Sev1)).await;
+    let events = w.until_notify_events(3).await;
+    let kinds: Vec<(&str, &str)> =
+        events.iter().map(|e| (e["kind"].as_str().unwrap(), e["channel"].as_str().unwrap())).collect();
+    assert_eq!(
+        kinds,
+        [
+            ("notify.executives_notified.v1", "exec-mail"),
+            ("notify.thread_started.v1", "exec-mail"),
+            ("notify.delivery_failed.v1", "board-mail"),
+        ]
+    );
+    // The refusal names the recipient; the others got the message, once.
+    let error = events[2]["error"].as_str().unwrap();
+    assert!(error.contains("recipient gone@example.com refused"), "{error}");
+    let messages = server.messages();
+    assert_eq!(messages.len(), 2, "one message per channel, the refused one not retried");
+    let first_id = messages[0].header("Message-ID").unwrap();
+    assert_eq!(events[1]["thread"], first_id.as_str());
+    assert_eq!(messages[1].meta["rcpt_tos"], serde_json::json!(["board@example.com"]));
+
+    // A follow-up replies in the thread of the first e-mail.
+    w.intake.execute(id, Command::AssignCommander { commander: ActorId::new("maria").unwrap() }, &maria()).await.unwrap();
+    w.clock.advance(TimeDelta::seconds(60));
+    w.until_notify_events(5).await;
+    let messages = server.messages();
+    assert_eq!(messages.len(), 4);
+    let follow_up = messages.iter().skip(2).find(|m| m.meta["rcpt_tos"] == serde_json::json!(["execs@example.com"]));
+    let follow_up = follow_up.expect("the follow-up to exec-mail");
+    assert_eq!(follow_up.header("In-Reply-To"), Some(first_id.clone()));
+    assert_eq!(follow_up.header("References"), Some(first_id));
     w.stop.cancel();
 }
