@@ -329,7 +329,8 @@ fn executives_follow_every_change_coalesced_per_interval_until_closed() {
         00:30 close
         00:30 due
         00:31 decide
-        00:40 decide
+        00:40 reopen
+        00:41 decide
         ",
         expect![[r#"
             00:00 report payments
@@ -359,8 +360,9 @@ fn executives_follow_every_change_coalesced_per_interval_until_closed() {
               next 00:30; update due no cadence
             00:31 decide
               executive SEV2 -> exec-slack, exec-email: INC-1 update: SEV2, closed: Checkout is down. Service: payments. Commander: ana. Latest update: rolling back.
-            00:40 decide
-              nothing
+            00:40 reopen
+            00:41 decide
+              executive SEV2 -> exec-slack, exec-email: INC-1 update: SEV2, declared: Checkout is down. Service: payments. Commander: ana. Latest update: rolling back. Next update due 2026-03-02 01:40 UTC.
         "#]],
     );
 }
