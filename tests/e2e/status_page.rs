@@ -323,7 +323,8 @@ async fn grpc_status_feeds_and_status_page_streams_share_one_budget_per_principa
     let one = feeds.subscribe(FeedFilter::default()).await.expect("first feed").into_inner();
     let two = feeds.subscribe(FeedFilter::default()).await.expect("second feed").into_inner();
     let (h, c) = (http.clone(), cookie.clone());
-    let refused = in_thread(Box::new(move || request(&h, "GET", "/status/events", &[("Cookie", &c)], ""))).await.unwrap();
+    let refused =
+        in_thread(Box::new(move || request(&h, "GET", "/status/events", &[("Cookie", &c)], ""))).await.unwrap();
     assert_eq!(refused.status, 429, "{}", refused.body);
     assert!(refused.body.contains("ceo has 2 live feeds open"), "{}", refused.body);
     // Another executive has a budget of its own.

@@ -82,7 +82,9 @@ mod feed;
 #[cfg(test)]
 mod tests;
 
-pub use config::{CHANNELS_MAX, FEED_INTERVAL_MS_MAX, FOLLOW_UP_INTERVAL_MS_MAX, NotifierConfig, NotifierSectionConfig};
+pub use config::{
+    CHANNELS_MAX, FEED_INTERVAL_MS_MAX, FOLLOW_UP_INTERVAL_MS_MAX, NotifierConfig, NotifierSectionConfig,
+};
 pub use event::{
     CHANNEL_CHARS_MAX, DELIVERY_ERROR_CHARS_MAX, DeliveryFailed, ExecutivesNotified, KINDS, NOTIFIER_ACTOR,
     NotifyChange, NotifyEvent, PostAudience, SUMMARY_CHARS_MAX, THREAD_CHARS_MAX, ThreadStarted, UpdateOverdue,
@@ -427,7 +429,8 @@ impl Notification {
                 .iter()
                 .flat_map(|r| match &r.outcome {
                     Outcome::Delivered { thread, .. } => {
-                        let started = thread.as_deref().and_then(|thread| post.thread_started(&r.channel, thread, r.at));
+                        let started =
+                            thread.as_deref().and_then(|thread| post.thread_started(&r.channel, thread, r.at));
                         std::iter::once(post.delivered(&r.channel, r.at)).chain(started).collect::<Vec<_>>()
                     }
                     Outcome::Failed { error, .. } => vec![post.failed(&r.channel, error, r.at)],
@@ -709,20 +712,29 @@ fn owed(
         if !first.is_empty() {
             let told = first.iter().filter_map(|c| state.post(PostAudience::Executive, c)).map(|r| r.severity).max();
             let summary = executive_summary(incident, severity, told, update_due);
-            posts.push((Notification::Executive(post(state, PostAudience::Executive, severity, summary, &first, false)), DateTime::<Utc>::MIN_UTC));
+            posts.push((
+                Notification::Executive(post(state, PostAudience::Executive, severity, summary, &first, false)),
+                DateTime::<Utc>::MIN_UTC,
+            ));
         }
     }
     // Then the follow-ups of every channel told before.
-    if let Some((channels, due)) = follow_ups(state, config, PostAudience::Executive, config.executive_channels(), &first, now) {
+    if let Some((channels, due)) =
+        follow_ups(state, config, PostAudience::Executive, config.executive_channels(), &first, now)
+    {
         let severity = follow_up_severity(state, PostAudience::Executive, &channels);
         let summary = executive_follow_up(incident, severity, update_due);
-        posts.push((Notification::Executive(post(state, PostAudience::Executive, severity, summary, &channels, true)), due));
+        posts.push((
+            Notification::Executive(post(state, PostAudience::Executive, severity, summary, &channels, true)),
+            due,
+        ));
     }
 
     // Company-wide: the first post of a multi-customer incident at a
     // company-wide severity, then its life cycle.
     let mut first: Vec<String> = Vec::new();
-    let company = incident.severity().filter(|s| incident.is_open() && incident.multi_customer() && config.company_wide(*s));
+    let company =
+        incident.severity().filter(|s| incident.is_open() && incident.multi_customer() && config.company_wide(*s));
     if let Some(severity) = company {
         first = config
             .company_wide_channels()
@@ -732,13 +744,21 @@ fn owed(
             .collect();
         if !first.is_empty() {
             let summary = company_wide_summary(incident, severity);
-            posts.push((Notification::CompanyWide(post(state, PostAudience::CompanyWide, severity, summary, &first, false)), DateTime::<Utc>::MIN_UTC));
+            posts.push((
+                Notification::CompanyWide(post(state, PostAudience::CompanyWide, severity, summary, &first, false)),
+                DateTime::<Utc>::MIN_UTC,
+            ));
         }
     }
-    if let Some((channels, due)) = follow_ups(state, config, PostAudience::CompanyWide, config.company_wide_channels(), &first, now) {
+    if let Some((channels, due)) =
+        follow_ups(state, config, PostAudience::CompanyWide, config.company_wide_channels(), &first, now)
+    {
         let severity = follow_up_severity(state, PostAudience::CompanyWide, &channels);
         let summary = company_wide_follow_up(incident, severity);
-        posts.push((Notification::CompanyWide(post(state, PostAudience::CompanyWide, severity, summary, &channels, true)), due));
+        posts.push((
+            Notification::CompanyWide(post(state, PostAudience::CompanyWide, severity, summary, &channels, true)),
+            due,
+        ));
     }
     posts.retain(|(_, due)| now.is_none_or(|now| *due <= now));
     posts
@@ -802,10 +822,7 @@ fn follow_up_severity(state: &IncidentNotifications, audience: PostAudience, cha
 
 /// The incident's threads on `channels` of `audience`, by channel.
 fn threads(state: &IncidentNotifications, audience: PostAudience, channels: &[String]) -> BTreeMap<String, String> {
-    channels
-        .iter()
-        .filter_map(|channel| Some((channel.clone(), state.thread(audience, channel)?.to_owned())))
-        .collect()
+    channels.iter().filter_map(|channel| Some((channel.clone(), state.thread(audience, channel)?.to_owned()))).collect()
 }
 
 /// The executive post: `INC-7 is SEV1 (declared): <title>.` or, when the
@@ -831,7 +848,8 @@ fn executive_summary(
 /// The executive follow-up: `INC-7 update: SEV1, mitigated: <title>.`, the
 /// details, the latest executive update and when the next one is due.
 fn executive_follow_up(incident: &Incident, severity: Severity, update_due: Option<DateTime<Utc>>) -> String {
-    let mut text = format!("{} update: {severity}, {}: {}.", incident.id(), incident.status(), sentence(incident.title()));
+    let mut text =
+        format!("{} update: {severity}, {}: {}.", incident.id(), incident.status(), sentence(incident.title()));
     text.push_str(&details(incident));
     if let Some(update) = incident.latest_update(Audience::Executive) {
         text.push_str(&format!(" Latest update: {}.", sentence(&update.text)));

@@ -37,7 +37,6 @@ impl FeedService {
     pub fn into_server(self) -> status_feed_server::StatusFeedServer<FeedService> {
         status_feed_server::StatusFeedServer::new(self)
     }
-
 }
 
 fn filter_from_wire(f: &v1::FeedFilter) -> Result<FeedFilter, klaxon_domain::Error> {

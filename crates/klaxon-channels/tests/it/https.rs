@@ -150,7 +150,8 @@ async fn a_slack_api_over_https_names_the_thread_and_follow_ups_reply_in_it() {
     const TOKEN_ENV: &str = "KLAXON_TEST_HTTPS_SLACK_TOKEN";
     let dir = tempfile::tempdir().unwrap();
     let (ca, cert, key) = crate::smtp::certificates(dir.path());
-    let receiver = HttpsReceiver::start(&cert, &key, r#"{"ok":true,"channel":"C0EXEC","ts":"1764000000.000100"}"#).await;
+    let receiver =
+        HttpsReceiver::start(&cert, &key, r#"{"ok":true,"channel":"C0EXEC","ts":"1764000000.000100"}"#).await;
     let config = ChannelConfig {
         token_env: Some(TOKEN_ENV.to_string()),
         slack_channel: Some("C0EXEC".to_string()),

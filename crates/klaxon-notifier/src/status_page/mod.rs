@@ -162,14 +162,7 @@ impl StatusPage {
         options: StatusPageOptions,
         shutdown: CancellationToken,
     ) -> StatusPage {
-        StatusPage {
-            handle,
-            tokens,
-            catalog,
-            options,
-            session_check: Duration::from_secs(15),
-            shutdown,
-        }
+        StatusPage { handle, tokens, catalog, options, session_check: Duration::from_secs(15), shutdown }
     }
 
     /// Live feeds one principal may hold open, event streams here and

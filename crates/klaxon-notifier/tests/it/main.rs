@@ -441,8 +441,10 @@ slack_channel = "C0EXEC"
         notifier: Arc::new(file.notifier.validate("notifier").unwrap()),
         paging: None,
         channels: Arc::new(
-            klaxon_channels::Channels::new(&file.channels, move |var| (var == "SLACK_TOKEN").then(|| env_token.clone()))
-                .unwrap(),
+            klaxon_channels::Channels::new(&file.channels, move |var| {
+                (var == "SLACK_TOKEN").then(|| env_token.clone())
+            })
+            .unwrap(),
         ),
         feed_lag_max: 256,
     };
@@ -639,7 +641,10 @@ async fn e_mail_posts_thread_follow_ups_and_a_refused_recipient_is_a_failed_deli
     assert_eq!(messages[1].meta["rcpt_tos"], serde_json::json!(["board@example.com"]));
 
     // A follow-up replies in the thread of the first e-mail.
-    w.intake.execute(id, Command::AssignCommander { commander: ActorId::new("maria").unwrap() }, &maria()).await.unwrap();
+    w.intake
+        .execute(id, Command::AssignCommander { commander: ActorId::new("maria").unwrap() }, &maria())
+        .await
+        .unwrap();
     w.clock.advance(TimeDelta::seconds(60));
     w.until_notify_events(5).await;
     let messages = server.messages();
