@@ -169,7 +169,7 @@ async fn next(feed: &mut tonic::Streaming<v1::FeedItem>) -> v1::FeedItem {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn executives_are_told_of_a_sev1_and_company_wide_of_a_multi_customer_one_once() {
+async fn executives_are_told_of_a_sev1_once_then_follow_it_and_the_company_gets_the_all_clear() {
     let receiver = Receiver::start(SECRET).await;
     let w = start(options(&receiver.url, 100));
     w.incident("search", &["acme"], Some(Severity::Sev2)).await;
