@@ -11,6 +11,7 @@ mod lifecycle;
 mod limits;
 mod log_group;
 mod metrics;
+mod notifier;
 mod otlp;
 mod paging;
 mod retries;

@@ -259,7 +259,7 @@ fn cross_site_requests_are_refused_and_streams_are_bounded_per_principal() {
     assert_eq!((one.status, two.status), (200, 200));
     let three = request(http, "GET", "/status/events", &with_cookie, "");
     assert_eq!(three.status, 429, "{}", three.body);
-    assert!(three.body.contains("ceo has 2 status streams open"), "{}", three.body);
+    assert!(three.body.contains("ceo has 2 live feeds open"), "{}", three.body);
     // Without a session there is no stream at all, and another site gets none.
     assert_eq!(request(http, "GET", "/status/events", &[], "").status, 401);
     let forged = [("Cookie", cookie.as_str()), ("Sec-Fetch-Site", "cross-site")];
@@ -284,5 +284,98 @@ fn cross_site_requests_are_refused_and_streams_are_bounded_per_principal() {
     let out = request(http, "POST", "/status/sign-out", &[with_cookie[0], ("Origin", &origin)], "");
     assert_eq!(out.status, 303);
     assert_eq!(request(http, "GET", "/status/session", &with_cookie, "").status, 401);
+    assert!(setup.server.stop().success());
+}
+
+/// Signs `who` in to the status page; returns the `Cookie` header value.
+fn sign_in(http: &str, who: &str) -> String {
+    let form_type = ("Content-Type", "application/x-www-form-urlencoded");
+    let signed = request(http, "POST", "/status/sign-in", &[form_type], &format!("token={}", auth::token(who)));
+    assert_eq!(signed.status, 303, "{}", signed.body);
+    signed.header("set-cookie").expect("a session cookie").split(';').next().unwrap().to_owned()
+}
+
+/// Opens `/status/events` until it is answered `want` (a closed feed frees
+/// its place a moment after the client leaves), within 10 s.
+fn events_until(http: &str, cookie: &str, want: u16) -> klaxon_tests::browser::Raw {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let answer = request(http, "GET", "/status/events", &[("Cookie", cookie)], "");
+        if answer.status == want {
+            return answer;
+        }
+        assert!(std::time::Instant::now() < deadline, "still {} instead of {want}: {}", answer.status, answer.body);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_status_feeds_and_status_page_streams_share_one_budget_per_principal() {
+    use klaxon_proto::v1::{FeedFilter, status_feed_client::StatusFeedClient};
+    let setup = start();
+    let http = setup.http.clone();
+    let channel = tonic::transport::Endpoint::from_shared(setup.server.url.clone()).unwrap().connect().await.unwrap();
+    let mut feeds = StatusFeedClient::with_interceptor(channel, auth::as_person("ceo"));
+    let cookie = sign_in(&http, "ceo");
+    let in_thread = |f: Box<dyn FnOnce() -> klaxon_tests::browser::Raw + Send>| tokio::task::spawn_blocking(f);
+
+    // feeds_per_principal = 2: two gRPC feeds leave no room for a page's stream.
+    let one = feeds.subscribe(FeedFilter::default()).await.expect("first feed").into_inner();
+    let two = feeds.subscribe(FeedFilter::default()).await.expect("second feed").into_inner();
+    let (h, c) = (http.clone(), cookie.clone());
+    let refused =
+        in_thread(Box::new(move || request(&h, "GET", "/status/events", &[("Cookie", &c)], ""))).await.unwrap();
+    assert_eq!(refused.status, 429, "{}", refused.body);
+    assert!(refused.body.contains("ceo has 2 live feeds open"), "{}", refused.body);
+    // Another executive has a budget of its own.
+    let (h, other) = (http.clone(), sign_in(&http, "executive-payments"));
+    let other = in_thread(Box::new(move || events_until(&h, &other, 200))).await.unwrap();
+
+    // Closing a gRPC feed makes room for the stream ...
+    drop(one);
+    let (h, c) = (http.clone(), cookie.clone());
+    let stream = in_thread(Box::new(move || events_until(&h, &c, 200))).await.unwrap();
+    // ... and then a gRPC feed is what is refused, and vice versa.
+    let refused = feeds.subscribe(FeedFilter::default()).await.expect_err("a third live feed");
+    assert_eq!(refused.code(), tonic::Code::ResourceExhausted, "{refused:?}");
+    assert!(refused.message().contains("ceo has 2 live feeds open"), "{}", refused.message());
+    drop(stream);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let _three = loop {
+        match feeds.subscribe(FeedFilter::default()).await {
+            Ok(feed) => break feed,
+            Err(status) => assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}"),
+        }
+        assert!(std::time::Instant::now() < deadline, "the closed stream's place was never freed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    drop((two, other));
+    assert!(setup.server.stop().success());
+}
+
+#[test]
+fn a_resolved_incident_stays_on_the_public_page_as_resolved_with_its_last_customer_update() {
+    let setup = start();
+    let http = setup.http.as_str();
+    let id = setup.incident("Checkout fails: ledger-db-7 failover", "checkout-api", "1");
+    setup.run("maria", &["update", &id, "Some card payments fail.", "--audience", "customer"]);
+    setup.run("maria", &["update", &id, "Card payments work again.", "--audience", "customer"]);
+    setup.run("maria", &["resolve", &id, "--summary", "Rollback of build 4711"]);
+    // The notifier folds the resolution shortly after it is acknowledged.
+    let deadline = std::time::Instant::now() + LIVE;
+    let page = loop {
+        let page = request(http, "GET", "/status/public", &[], "");
+        assert_eq!(page.status, 200);
+        if page.body.contains(">Resolved<") {
+            break page.body;
+        }
+        assert!(std::time::Instant::now() < deadline, "never shown as resolved: {}", page.body);
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(page.contains("Checkout") && page.contains("Card payments work again."), "{page}");
+    assert!(!page.contains("Investigating") && !page.contains("Some card payments fail."), "{page}");
+    for internal in INTERNAL {
+        assert!(!page.contains(internal), "{internal:?} on the public page: {page}");
+    }
     assert!(setup.server.stop().success());
 }

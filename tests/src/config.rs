@@ -23,7 +23,9 @@ impl PagingConfig<'_> {
     pub fn toml(&self) -> String {
         let PagingConfig { receiver, secret_env, escalate_after_seconds, notify_executives } = self;
         let notifier = if *notify_executives {
-            "[notifier]\nseverities = [\"sev1\"]\nexecutive_channels = [\"pager\"]\n"
+            // Follow-ups an hour apart: none lands while a test runs, so a
+            // scenario's notify events do not depend on how long it took.
+            "[notifier]\nseverities = [\"sev1\"]\nexecutive_channels = [\"pager\"]\nfollow_up_interval_ms = 3600000\n"
         } else {
             ""
         };

@@ -3,6 +3,7 @@
 //! and can be told to fail the first requests.
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -60,6 +61,55 @@ impl Receiver {
             let _ = axum::serve(listener, app).with_graceful_shutdown(until.cancelled_owned()).await;
         });
         Receiver { url: format!("http://{address}/hook"), shared, stop }
+    }
+
+    /// [`Receiver::start`] over TLS: `https://127.0.0.1:<port>/hook`,
+    /// serving the certificate chain in `cert` (PEM) with the key in `key`,
+    /// for clients that trust its CA.
+    pub async fn start_tls(secret: &str, cert: &Path, key: &Path) -> Receiver {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let chain: Vec<CertificateDer<'static>> =
+            CertificateDer::pem_file_iter(cert).expect("a PEM file").collect::<Result<_, _>>().expect("certificates");
+        let key = PrivateKeyDer::from_pem_file(key).expect("a PEM key");
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("TLS versions")
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .expect("a certificate and its key");
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let shared = Arc::new(Shared { secret: secret.as_bytes().to_vec(), ..Shared::default() });
+        let app = axum::Router::new().route("/hook", axum::routing::post(receive)).with_state(shared.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind the receiver");
+        let address: SocketAddr = listener.local_addr().expect("an address");
+        let stop = CancellationToken::new();
+        let until = stop.clone();
+        tokio::spawn(async move {
+            loop {
+                let (tcp, _) = tokio::select! {
+                    () = until.cancelled() => return,
+                    accepted = listener.accept() => match accepted {
+                        Ok(accepted) => accepted,
+                        Err(_) => return,
+                    },
+                };
+                let (acceptor, app, until) = (acceptor.clone(), app.clone(), until.clone());
+                tokio::spawn(async move {
+                    // A client that refuses the certificate ends here.
+                    let Ok(tls) = acceptor.accept(tcp).await else { return };
+                    let service = hyper_util::service::TowerToHyperService::new(app);
+                    let connection = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(tls), service);
+                    tokio::select! {
+                        () = until.cancelled() => {}
+                        _ = connection => {}
+                    }
+                });
+            }
+        });
+        Receiver { url: format!("https://127.0.0.1:{}/hook", address.port()), shared, stop }
     }
 
     /// Answers 500 to the next `n` requests.

@@ -6,6 +6,7 @@ use std::fmt;
 use bytes::Bytes;
 
 use crate::config::{self, ChannelConfig, SpecKind};
+use crate::connect;
 use crate::http::{self, Credentials, Expect, HttpClient};
 use crate::{Error, Notification};
 
@@ -43,7 +44,7 @@ pub enum ChannelKind {
     Log,
 }
 
-/// One configured channel; cheap to clone (clones share one connection pool).
+/// One configured channel; cheap to clone (clones share its connection pool).
 #[derive(Clone)]
 pub struct Channel {
     name: String,
@@ -148,14 +149,28 @@ impl Channels {
     /// `channels[1].url: required for kind "slack"`. Does not connect anywhere.
     pub fn new(configs: &[ChannelConfig], env: impl Fn(&str) -> Option<String>) -> Result<Self, Error> {
         let specs = config::validate(configs, &env)?;
-        let client = http::client();
-        let by_name = specs
-            .into_iter()
-            .map(|spec| {
-                let channel = Channel { name: spec.name.clone(), kind: spec.kind, client: client.clone() };
-                (spec.name, channel)
-            })
-            .collect();
+        // The system's roots are read once, and only when a channel needs them.
+        let https = specs.iter().any(|spec| spec.kind.http().is_some_and(|h| h.is_https() && h.ca_pem.is_none()));
+        let tls = if https {
+            Some(connect::tls_config(None).map_err(|message| Error::config("channels", message))?)
+        } else {
+            None
+        };
+        let shared = http::client(tls);
+        let mut by_name = BTreeMap::new();
+        for (index, spec) in specs.into_iter().enumerate() {
+            let client = match spec.kind.http().and_then(|h| h.ca_pem.as_deref()) {
+                // A private CA: a client (and pool) of the channel's own.
+                Some(pem) => {
+                    let tls = connect::tls_config(Some(pem))
+                        .map_err(|message| Error::config(format!("channels[{index}].ca_file"), message))?;
+                    http::client(Some(tls))
+                }
+                None => shared.clone(),
+            };
+            let channel = Channel { name: spec.name.clone(), kind: spec.kind, client };
+            by_name.insert(spec.name, channel);
+        }
         Ok(Channels { by_name })
     }
 

@@ -58,7 +58,9 @@ pub struct ChannelConfig {
     pub name: String,
     /// `"webhook"`, `"slack"`, `"teams"`, `"email"` or `"log"`.
     pub kind: String,
-    /// Where to `POST` (webhook, slack and teams; required there). `http://` only.
+    /// Where to `POST` (webhook, slack and teams; required there):
+    /// `https://` (TLS, the server's certificate checked against the
+    /// system's roots and `ca_file`) or `http://`.
     pub url: Option<String>,
     /// Name of the environment variable holding the webhook's HMAC key
     /// (webhook only; required there). Read once, when the channels are built.
@@ -94,8 +96,9 @@ pub struct ChannelConfig {
     /// (TLS from the first byte, "SMTPS") or `"none"` (plain text, no
     /// authentication allowed).
     pub tls: Option<String>,
-    /// Email: extra trusted root certificates (PEM file), added to the
-    /// system's; for a server with a private CA.
+    /// Extra trusted root certificates (PEM file), added to the system's,
+    /// for a server with a private CA: the SMTP server's (email), or the
+    /// receiver of an `https://` URL (webhook, slack, teams).
     pub ca_file: Option<String>,
     /// Email: the login name; requires `password_env` and TLS.
     pub username: Option<String>,
@@ -130,6 +133,16 @@ pub(crate) enum SpecKind {
     Log,
 }
 
+impl SpecKind {
+    /// The HTTP settings of a kind that posts over HTTP.
+    pub(crate) fn http(&self) -> Option<&HttpSpec> {
+        match self {
+            SpecKind::Webhook { http, .. } | SpecKind::Slack { http, .. } | SpecKind::Teams { http } => Some(http),
+            SpecKind::Email { .. } | SpecKind::Log => None,
+        }
+    }
+}
+
 /// A `chat.postMessage`-style Slack API: bot token and conversation.
 #[derive(Debug, Clone)]
 pub(crate) struct SlackApi {
@@ -150,6 +163,15 @@ pub(crate) struct Limits {
 pub(crate) struct HttpSpec {
     pub(crate) uri: Uri,
     pub(crate) limits: Limits,
+    /// Extra trusted roots of an `https` URL, PEM, checked to parse.
+    pub(crate) ca_pem: Option<Vec<u8>>,
+}
+
+impl HttpSpec {
+    /// Whether the URL is `https`.
+    pub(crate) fn is_https(&self) -> bool {
+        self.uri.scheme_str() == Some("https")
+    }
 }
 
 /// How an email channel secures its SMTP connection.
@@ -218,13 +240,13 @@ pub(crate) fn validate(
         }
         let kind = match config.kind.as_str() {
             "webhook" => {
-                only(config, &at, &["url", "secret_env", LIMITS])?;
+                only(config, &at, &["url", "secret_env", "ca_file", LIMITS])?;
                 let http = http_spec(config, &at)?;
                 let secret = secret(config, &at, env)?;
                 SpecKind::Webhook { http, secret }
             }
             "slack" => {
-                only(config, &at, &["url", "token_env", "slack_channel", LIMITS])?;
+                only(config, &at, &["url", "token_env", "slack_channel", "ca_file", LIMITS])?;
                 let http = http_spec(config, &at)?;
                 let api = match (&config.token_env, &config.slack_channel) {
                     (None, None) => None,
@@ -257,7 +279,7 @@ pub(crate) fn validate(
                 SpecKind::Slack { http, api }
             }
             "teams" => {
-                only(config, &at, &["url", LIMITS])?;
+                only(config, &at, &["url", "ca_file", LIMITS])?;
                 SpecKind::Teams { http: http_spec(config, &at)? }
             }
             "email" => {
@@ -383,7 +405,14 @@ fn http_spec(config: &ChannelConfig, at: &dyn Fn(&str) -> String) -> Result<Http
         return Err(Error::config(at("url"), format!("required for kind {kind:?}")));
     };
     let uri = parse_url(url).map_err(|message| Error::config(at("url"), message))?;
-    Ok(HttpSpec { uri, limits: limits(config, at, DEFAULT_TIMEOUT_MS)? })
+    let ca_pem = match &config.ca_file {
+        None => None,
+        Some(_) if uri.scheme_str() != Some("https") => {
+            return Err(Error::config(at("ca_file"), "used only with an https:// URL"));
+        }
+        Some(path) => Some(read_ca(path).map_err(|message| Error::config(at("ca_file"), message))?),
+    };
+    Ok(HttpSpec { uri, limits: limits(config, at, DEFAULT_TIMEOUT_MS)?, ca_pem })
 }
 
 fn parse_url(url: &str) -> Result<Uri, String> {
@@ -393,10 +422,9 @@ fn parse_url(url: &str) -> Result<Uri, String> {
     // The URL may embed a token (Slack's do), so messages never echo it.
     let uri: Uri = url.parse().map_err(|e| format!("not a valid URL ({e})"))?;
     match uri.scheme_str() {
-        Some("http") => {}
-        Some("https") => return Err("https is not supported yet (no TLS connector); use an http:// URL".to_string()),
-        Some(other) => return Err(format!("scheme {other:?} is not supported; use an http:// URL")),
-        None => return Err("must be an absolute http:// URL".to_string()),
+        Some("http" | "https") => {}
+        Some(other) => return Err(format!("scheme {other:?} is not supported; use an https:// or http:// URL")),
+        None => return Err("must be an absolute https:// or http:// URL".to_string()),
     }
     if uri.host().is_none_or(str::is_empty) {
         return Err("must name a host".to_string());

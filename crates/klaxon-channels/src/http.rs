@@ -7,12 +7,12 @@ use http::header::{CONTENT_TYPE, RETRY_AFTER, USER_AGENT};
 use http::{HeaderMap, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::time::{Instant, timeout_at};
 
 use crate::backoff::seed_from;
 use crate::config::{HttpSpec, Secret};
+use crate::connect::Connector;
 use crate::signature::{IDEMPOTENCY_KEY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, signature_header};
 use crate::{AttemptFailure, Delivery, Error};
 
@@ -25,12 +25,14 @@ const IDLE_CONNECTIONS_PER_HOST_MAX: usize = 8;
 const IDLE_CONNECTION_TIMEOUT: Duration = Duration::from_secs(30);
 const USER_AGENT_VALUE: &str = concat!("klaxon-channels/", env!("CARGO_PKG_VERSION"));
 
-/// The pooled HTTP/1 client shared by every channel of one [`crate::Channels`].
-pub(crate) type HttpClient = Client<HttpConnector, Full<Bytes>>;
+/// A pooled HTTP/1 client: one shared by the channels of one
+/// [`crate::Channels`] that trust the system's roots only, one more for
+/// each channel with a `ca_file` of its own.
+pub(crate) type HttpClient = Client<Connector, Full<Bytes>>;
 
-pub(crate) fn client() -> HttpClient {
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
+/// A client speaking `http`, and `https` when given TLS settings.
+pub(crate) fn client(tls: Option<std::sync::Arc<rustls::ClientConfig>>) -> HttpClient {
+    let connector = Connector::new(tls);
     Client::builder(TokioExecutor::new())
         .pool_max_idle_per_host(IDLE_CONNECTIONS_PER_HOST_MAX)
         .pool_idle_timeout(IDLE_CONNECTION_TIMEOUT)

@@ -41,10 +41,10 @@
 //! permanent failure and is not retried. For e-mail, network and TLS
 //! failures and `4xx` replies are retried, `5xx` replies are not.
 //!
-//! Transport: plain `http://` only, through hyper-util's pooled client.
-//! `https://` URLs are refused at configuration time until a TLS connector is
-//! added (a `hyper-rustls` connector plugs into the same client); until
-//! then Slack and Teams are reached through an HTTPS-terminating proxy.
+//! Transport: `https://` (rustls on ring, TLS 1.2 and 1.3, the server's
+//! certificate checked against the system's roots plus the channel's
+//! `ca_file`, ALPN `http/1.1`) or plain `http://`, through hyper-util's
+//! pooled HTTP/1 client; channels with a `ca_file` get a pool of their own.
 //! SMTP uses rustls with the system's roots (plus `ca_file`).
 //!
 //! What it must never do: read secrets from configuration files (HMAC keys,
@@ -59,6 +59,7 @@
 //! - `notification`: the [`Notification`] value and its limits.
 //! - `channel`: [`Channels`] (the validated set, by name) and [`Channel::deliver`].
 //! - `http`: one HTTP attempt and the retry loop shared by webhook, slack and teams.
+//! - `connect`: the connector under them: TCP, and TLS for `https`.
 //! - `email`: the MIME message and one SMTP session per attempt.
 //! - `backoff`: the retry delay schedule (pure, deterministic jitter).
 //! - `signature`: the webhook signing scheme and [`verify_signature`] for receivers.
@@ -69,6 +70,7 @@
 mod backoff;
 mod channel;
 mod config;
+mod connect;
 mod email;
 mod error;
 mod http;

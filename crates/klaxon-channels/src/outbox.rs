@@ -1,5 +1,8 @@
 //! The channels as the domain's [`Outbox`]: what the service kit delivers
-//! paging's and the notifier's messages through.
+//! paging's and the notifier's messages through. A message's thread goes
+//! to the channel as [`Notification::thread`], and the thread the channel
+//! answers with (a first Slack `ts`, a first e-mail's `Message-ID`) comes
+//! back in [`Outcome::Delivered`], for the caller to record.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -22,12 +25,10 @@ impl Outbox for Channels {
                 text: message.text.clone(),
                 fields: message.fields.clone(),
                 recipient: message.recipient.clone(),
-                // Threading follow-ups (issue 15, second part) comes with
-                // the notifier recording each channel's thread reference.
-                thread: None,
+                thread: message.thread.clone(),
             };
             match Channels::deliver(self, channel, &notification).await {
-                Ok(delivery) => Outcome::Delivered { attempts: delivery.attempts },
+                Ok(delivery) => Outcome::Delivered { attempts: delivery.attempts, thread: delivery.thread },
                 Err(e) => {
                     let attempts = match &e {
                         Error::Exhausted { attempts, .. } => *attempts,

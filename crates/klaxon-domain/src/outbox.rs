@@ -30,6 +30,11 @@ pub struct Message {
     pub fields: BTreeMap<String, serde_json::Value>,
     /// Who it is for, when the channel serves many.
     pub recipient: Option<String>,
+    /// The thread this message follows up on its channel: what the channel
+    /// answered for the first message about the same subject (a Slack
+    /// `ts`, an e-mail `Message-ID`), as the decision found it recorded.
+    /// `None` for a first message, and on channels that do not thread.
+    pub thread: Option<String>,
 }
 
 /// A message and the channel to send it through.
@@ -48,6 +53,9 @@ pub enum Outcome {
     Delivered {
         /// Attempts it took.
         attempts: u32,
+        /// The thread the message is in, on a channel that threads (for a
+        /// first message, the id follow-ups must reply under).
+        thread: Option<String>,
     },
     /// The outbox gave up (after its own bounded retries).
     Failed {

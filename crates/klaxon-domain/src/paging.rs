@@ -620,6 +620,7 @@ fn page_message(state: &IncidentPaging, page: &Page) -> Message {
         text: format!("You are paged for {incident} ({}). Acknowledge with: klaxon ack {id}", page.reason.as_str()),
         fields,
         recipient: Some(page.responder.to_string()),
+        thread: None,
     }
 }
 
@@ -645,7 +646,7 @@ impl PageDelivery {
         receipts
             .iter()
             .map(|r| match &r.outcome {
-                Outcome::Delivered { attempts } => PageEvent::delivered(self.page, &r.channel, *attempts, r.at),
+                Outcome::Delivered { attempts, .. } => PageEvent::delivered(self.page, &r.channel, *attempts, r.at),
                 Outcome::Failed { attempts, error } => {
                     PageEvent::delivery_failed(self.page, &r.channel, *attempts, error, r.at)
                 }

@@ -58,6 +58,24 @@ impl Hub {
         items
     }
 
+    /// The incidents resolved after `since` and not reopened (closed
+    /// ones included), oldest first: what the public page keeps showing as
+    /// resolved for a while.
+    pub(crate) fn resolved_since(&self, since: chrono::DateTime<chrono::Utc>) -> Vec<FeedItem> {
+        let notifying = self.reactor.service();
+        let mut items: Vec<FeedItem> = self.reactor.read(|state| {
+            state
+                .incidents
+                .values()
+                .filter(|s| s.incident().is_some_and(|i| !i.is_open()))
+                .filter_map(|s| s.feed_item(|sev| notifying.cadence(sev)))
+                .filter(|item| item.resolved_at.is_some_and(|at| at > since))
+                .collect()
+        });
+        items.sort_by_key(|i| i.incident);
+        items
+    }
+
     /// Subscribes to changes, then takes the snapshot of the open incidents
     /// `filter` matches: a change after the snapshot is in the receiver, so
     /// following it from there misses nothing. `None` when the shell keeps

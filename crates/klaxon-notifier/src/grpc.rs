@@ -1,8 +1,5 @@
 //! The `klaxon.v1.StatusFeed` server.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-
 use klaxon_domain::notifier::{FeedFilter, FeedItem};
 use klaxon_proto::convert;
 use klaxon_proto::v1::{self, status_feed_server};
@@ -10,6 +7,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
+pub use crate::budget::FEEDS_PER_PRINCIPAL_DEFAULT;
 use crate::{Handle, Sent};
 
 /// The gRPC server of the status feed.
@@ -17,62 +15,27 @@ use crate::{Handle, Sent};
 pub struct FeedService {
     handle: Handle,
     shutdown: CancellationToken,
-    /// Feeds each authenticated principal has open, and the most it may.
-    open: Arc<Mutex<HashMap<String, usize>>>,
-    per_principal_max: usize,
 }
-
-/// Default of [`FeedService::with_per_principal_max`].
-pub const FEEDS_PER_PRINCIPAL_DEFAULT: usize = 4;
 
 impl FeedService {
     /// Serves feeds through `handle`; open feeds end on `shutdown`.
     pub fn new(handle: Handle, shutdown: CancellationToken) -> FeedService {
-        FeedService { handle, shutdown, open: Arc::default(), per_principal_max: FEEDS_PER_PRINCIPAL_DEFAULT }
+        FeedService { handle, shutdown }
     }
 
-    /// How many feeds one authenticated principal may have open at once;
-    /// one more is refused with `RESOURCE_EXHAUSTED`. Unauthenticated
-    /// servers (in-process tests) count nothing.
-    pub fn with_per_principal_max(mut self, max: usize) -> FeedService {
-        self.per_principal_max = max;
+    /// How many live feeds one authenticated principal may have open at
+    /// once, gRPC feeds and status page streams together (it sets the
+    /// handle's [`crate::budget::FeedBudget`]); one more is refused with
+    /// `RESOURCE_EXHAUSTED`. Unauthenticated servers (in-process tests)
+    /// count nothing.
+    pub fn with_per_principal_max(self, max: usize) -> FeedService {
+        self.handle.feed_budget().set_max(max);
         self
     }
 
     /// The tonic server to add to a router.
     pub fn into_server(self) -> status_feed_server::StatusFeedServer<FeedService> {
         status_feed_server::StatusFeedServer::new(self)
-    }
-
-    /// Counts a new feed of `principal`, or refuses it.
-    fn open_feed(&self, principal: &str) -> Result<OpenFeed, Status> {
-        let mut open = self.open.lock().expect("open feeds lock");
-        let count = open.entry(principal.to_owned()).or_default();
-        if *count >= self.per_principal_max {
-            return Err(Status::resource_exhausted(format!(
-                "{principal} has {count} status feeds open, the most one principal may; close one first"
-            )));
-        }
-        *count += 1;
-        Ok(OpenFeed { open: self.open.clone(), principal: principal.to_owned() })
-    }
-}
-
-/// One counted feed; dropping it (when the feed ends) uncounts it.
-struct OpenFeed {
-    open: Arc<Mutex<HashMap<String, usize>>>,
-    principal: String,
-}
-
-impl Drop for OpenFeed {
-    fn drop(&mut self) {
-        let mut open = self.open.lock().expect("open feeds lock");
-        if let Some(count) = open.get_mut(&self.principal) {
-            *count -= 1;
-            if *count == 0 {
-                open.remove(&self.principal);
-            }
-        }
     }
 }
 
@@ -118,7 +81,12 @@ impl status_feed_server::StatusFeed for FeedService {
     async fn subscribe(&self, request: Request<v1::FeedFilter>) -> Result<Response<Self::SubscribeStream>, Status> {
         let filter = filter_from_wire(request.get_ref()).map_err(|e| Status::invalid_argument(e.to_string()))?;
         let counted = match request.extensions().get::<klaxon_auth::Grant>() {
-            Some(grant) => Some(self.open_feed(&grant.principal.name)?),
+            Some(grant) => Some(
+                self.handle
+                    .feed_budget()
+                    .take(&grant.principal.name)
+                    .map_err(|e| Status::resource_exhausted(e.to_string()))?,
+            ),
             None => None,
         };
         let mut items = self

@@ -18,6 +18,7 @@ use klaxon_reactor::{Append, Cause, Clock, Deliver, Effect, Ids, Reactor, Trace,
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::budget::{FEEDS_PER_PRINCIPAL_DEFAULT, FeedBudget};
 use crate::feed::{Hub, ITEMS_BUFFER, Sent};
 
 /// What can go wrong.
@@ -49,12 +50,14 @@ pub struct NotifierOptions {
 /// The executive notifier. Build it, take [`Handle`]s, then [`Notifier::run`].
 pub struct Notifier {
     reactor: Reactor<Notifying>,
+    budget: FeedBudget,
 }
 
 /// A cheap-to-clone handle: feed subscriptions.
 #[derive(Clone)]
 pub struct Handle {
     hub: Hub,
+    budget: FeedBudget,
 }
 
 /// The notifier as the shell runs it.
@@ -172,14 +175,14 @@ impl Notifier {
     pub fn new(log: impl Into<Bus>, options: NotifierOptions, clock: Arc<dyn Clock>) -> Notifier {
         let (channels, lag_max) = (options.channels.clone(), options.feed_lag_max);
         let reactor = Reactor::new(log, Notifying { options }, clock).with_outbox(channels).with_changes(lag_max);
-        Notifier { reactor }
+        Notifier { reactor, budget: FeedBudget::new(FEEDS_PER_PRINCIPAL_DEFAULT) }
     }
 
     /// A handle to it.
     pub fn handle(&self) -> Handle {
         let reactor = self.reactor.handle();
         let interval = reactor.service().options.notifier.feed_interval();
-        Handle { hub: Hub { reactor, interval } }
+        Handle { hub: Hub { reactor, interval }, budget: self.budget.clone() }
     }
 
     /// Folds the whole log, then decides for every incident, and from then
@@ -193,6 +196,13 @@ impl Handle {
     /// Where the notifier is in the log (for metrics and the barrier).
     pub fn reactor(&self) -> &klaxon_reactor::Handle<Notifying> {
         &self.hub.reactor
+    }
+
+    /// The one budget of live feeds per principal that every feed of this
+    /// notifier counts against: gRPC status feeds and status page streams
+    /// alike (`[limits] feeds_per_principal`).
+    pub fn feed_budget(&self) -> &FeedBudget {
+        &self.budget
     }
 
     /// Status feeds open right now.
@@ -222,6 +232,18 @@ impl Handle {
         let Some((snapshot, changes)) = self.hub.open(&filter) else { return Ok((Vec::new(), rx)) };
         tokio::spawn(self.hub.clone().serve_live(filter, changes, tx, shutdown));
         Ok((snapshot, rx))
+    }
+
+    /// The incidents resolved after `since` that stayed resolved
+    /// (or were closed since): the public status page shows them as
+    /// resolved for `[status_page] public_resolved_hours`.
+    pub fn resolved_since(&self, since: DateTime<Utc>) -> Vec<FeedItem> {
+        self.hub.resolved_since(since)
+    }
+
+    /// The time of the notifier's clock (injected; tests move it).
+    pub fn now(&self) -> DateTime<Utc> {
+        self.hub.reactor.now()
     }
 
     /// The update cadence of a severity.

@@ -118,14 +118,19 @@ fn invalid_configs_are_rejected_with_the_key_path() {
     let cases: Vec<(String, &str)> = vec![
         (webhook(url), "ok"),
         (webhook("url = \"not a url\""), "channels[0].url: not a valid URL (invalid uri character)"),
-        (webhook("url = \"/pages\""), "channels[0].url: must be an absolute http:// URL"),
+        (webhook("url = \"/pages\""), "channels[0].url: must be an absolute https:// or http:// URL"),
+        (webhook("url = \"https://hooks.example.com/x\""), "ok"),
         (
-            webhook("url = \"https://hooks.example.com/x\""),
-            "channels[0].url: https is not supported yet (no TLS connector); use an http:// URL",
+            webhook(&format!("{url}\nca_file = \"/etc/hostname\"")),
+            "channels[0].ca_file: used only with an https:// URL",
+        ),
+        (
+            webhook("url = \"https://hooks.example.com/x\"\nca_file = \"/nonexistent/ca.pem\""),
+            "channels[0].ca_file: cannot read /nonexistent/ca.pem: No such file or directory (os error 2)",
         ),
         (
             webhook("url = \"ftp://127.0.0.1/x\""),
-            "channels[0].url: scheme \"ftp\" is not supported; use an http:// URL",
+            "channels[0].url: scheme \"ftp\" is not supported; use an https:// or http:// URL",
         ),
         (
             format!("[[channels]]\nname = \"ops\"\nkind = \"webhook\"\n{url}\n"),

@@ -5,6 +5,7 @@
 
 mod config;
 mod email;
+mod https;
 mod log;
 mod receiver;
 mod slack;

@@ -21,6 +21,9 @@ pub const CHANNELS_MAX: usize = 16;
 /// The longest coalescing interval of status feeds, in milliseconds (one
 /// minute): a feed slower than that is no longer live.
 pub const FEED_INTERVAL_MS_MAX: u64 = 60_000;
+/// The longest pause between two follow-ups of one incident through one
+/// channel, in milliseconds (one hour).
+pub const FOLLOW_UP_INTERVAL_MS_MAX: u64 = 3_600_000;
 
 /// The `[notifier]` table, before validation. Every key is optional.
 ///
@@ -29,6 +32,8 @@ pub const FEED_INTERVAL_MS_MAX: u64 = 60_000;
 /// severities = ["sev1"]
 /// executive_channels = ["exec-slack"]
 /// company_wide_channels = ["all-hands"]
+/// company_wide_severities = ["sev1", "sev2"]
+/// follow_up_interval_ms = 60000
 /// feed_interval_ms = 1000
 /// cadence_severities = ["sev1"]
 /// ```
@@ -50,6 +55,17 @@ pub struct NotifierSectionConfig {
     /// default): no company-wide posts.
     #[serde(default)]
     pub company_wide_channels: Vec<String>,
+    /// The severities at which a multi-customer incident is posted
+    /// company-wide (then followed there until its all-clear), such as
+    /// `["sev1", "sev2"]` (the default). Exactly these: not a threshold.
+    #[serde(default = "default_company_wide_severities")]
+    pub company_wide_severities: Vec<String>,
+    /// The least time between two posts about one incident through one
+    /// channel: changes in between are coalesced into one follow-up
+    /// carrying the latest state. 0 to [`FOLLOW_UP_INTERVAL_MS_MAX`];
+    /// default 60000 (a minute).
+    #[serde(default = "default_follow_up_interval_ms")]
+    pub follow_up_interval_ms: u64,
     /// The coalescing interval of status feeds: a subscriber gets at most one
     /// item per incident per interval. 1 to [`FEED_INTERVAL_MS_MAX`];
     /// default 1000.
@@ -70,6 +86,14 @@ fn default_feed_interval_ms() -> u64 {
     1_000
 }
 
+fn default_company_wide_severities() -> Vec<String> {
+    vec!["sev1".into(), "sev2".into()]
+}
+
+fn default_follow_up_interval_ms() -> u64 {
+    60_000
+}
+
 impl Default for NotifierSectionConfig {
     /// The configuration of a file without a `[notifier]` table.
     fn default() -> NotifierSectionConfig {
@@ -77,6 +101,8 @@ impl Default for NotifierSectionConfig {
             severities: default_severities(),
             executive_channels: Vec::new(),
             company_wide_channels: Vec::new(),
+            company_wide_severities: default_company_wide_severities(),
+            follow_up_interval_ms: default_follow_up_interval_ms(),
             feed_interval_ms: default_feed_interval_ms(),
             cadence_severities: default_severities(),
         }
@@ -94,6 +120,8 @@ pub struct NotifierConfig {
     severities: BTreeSet<Severity>,
     executive_channels: Vec<String>,
     company_wide_channels: Vec<String>,
+    company_wide_severities: BTreeSet<Severity>,
+    follow_up_interval: chrono::TimeDelta,
     feed_interval: Duration,
     cadence_severities: BTreeSet<Severity>,
 }
@@ -114,6 +142,20 @@ impl NotifierConfig {
     /// The company-wide channels, in the order configured.
     pub fn company_wide_channels(&self) -> &[String] {
         &self.company_wide_channels
+    }
+    /// Whether a multi-customer incident of `severity` is posted
+    /// company-wide.
+    pub fn company_wide(&self, severity: Severity) -> bool {
+        self.company_wide_severities.contains(&severity)
+    }
+    /// The severities posted company-wide when multi-customer.
+    pub fn company_wide_severities(&self) -> &BTreeSet<Severity> {
+        &self.company_wide_severities
+    }
+    /// The least time between two posts about one incident through one
+    /// channel.
+    pub fn follow_up_interval(&self) -> chrono::TimeDelta {
+        self.follow_up_interval
     }
     /// The coalescing interval of status feeds, per incident per subscriber.
     pub fn feed_interval(&self) -> Duration {
@@ -146,6 +188,19 @@ impl NotifierSectionConfig {
             return Err(ConfigError::new(key("severities"), "must list at least one severity"));
         }
         let cadence_severities = severities_of(&key("cadence_severities"), &self.cadence_severities)?;
+        let company_wide_severities = severities_of(&key("company_wide_severities"), &self.company_wide_severities)?;
+        if self.follow_up_interval_ms > FOLLOW_UP_INTERVAL_MS_MAX {
+            return Err(ConfigError::new(
+                key("follow_up_interval_ms"),
+                format!(
+                    "{} is more than the limit of {FOLLOW_UP_INTERVAL_MS_MAX} milliseconds",
+                    self.follow_up_interval_ms
+                ),
+            ));
+        }
+        let follow_up_interval = chrono::TimeDelta::milliseconds(
+            i64::try_from(self.follow_up_interval_ms).expect("bounded by FOLLOW_UP_INTERVAL_MS_MAX"),
+        );
         let executive_channels = channels(&key("executive_channels"), &self.executive_channels)?;
         let company_wide_channels = channels(&key("company_wide_channels"), &self.company_wide_channels)?;
 
@@ -164,6 +219,8 @@ impl NotifierSectionConfig {
             severities,
             executive_channels,
             company_wide_channels,
+            company_wide_severities,
+            follow_up_interval,
             feed_interval: Duration::from_millis(self.feed_interval_ms),
             cadence_severities,
         })

@@ -22,6 +22,10 @@ pub const SUMMARY_CHARS_MAX: usize = 2_000;
 /// in characters; longer ones are cut.
 pub const DELIVERY_ERROR_CHARS_MAX: usize = 1_000;
 
+/// The longest thread id kept in a `notify.thread_started.v1` event, in
+/// characters (an e-mail `Message-ID` line is at most 998).
+pub const THREAD_CHARS_MAX: usize = 998;
+
 /// The actor id of the executive notifier, the `by` of every event it
 /// records.
 pub const NOTIFIER_ACTOR: &str = "klaxon-notifier";
@@ -104,6 +108,9 @@ impl NotifyEvent {
             NotifyChange::DeliveryFailed(f) => {
                 format!("could not notify {} via {} ({}): {}", group(f.audience), f.channel, f.severity, f.error)
             }
+            NotifyChange::ThreadStarted(t) => {
+                format!("started the thread of {} via {}: {}", group(t.audience), t.channel, t.thread)
+            }
         }
     }
 }
@@ -137,6 +144,11 @@ changes! {
     UpdateOverdue => "notify.update_overdue.v1",
     /// A post could not be delivered to one channel; the shell gave up.
     DeliveryFailed => "notify.delivery_failed.v1",
+    /// The first post through a channel that threads (Slack's
+    /// `chat.postMessage`, e-mail) started the incident's thread there:
+    /// follow-ups through that channel reply under it, also after a
+    /// restart.
+    ThreadStarted => "notify.thread_started.v1",
 }
 
 /// The fields of [`NotifyChange::ExecutivesNotified`].
@@ -151,6 +163,12 @@ pub struct ExecutivesNotified {
     pub severity: Severity,
     /// The text posted, at most [`SUMMARY_CHARS_MAX`] characters.
     pub summary: String,
+    /// How many changes of the incident, as this audience sees it, the
+    /// post covers (the notifier's count, from its fold); a later change
+    /// is owed a follow-up. Absent in records written before follow-ups
+    /// existed, which cover everything folded before them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub through: Option<u64>,
 }
 
 /// The fields of [`NotifyChange::UpdateOverdue`].
@@ -177,4 +195,21 @@ pub struct DeliveryFailed {
     pub severity: Severity,
     /// The last error, at most [`DELIVERY_ERROR_CHARS_MAX`] characters.
     pub error: String,
+    /// The changes the failed post covered (see
+    /// [`ExecutivesNotified::through`]): the failure settles them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub through: Option<u64>,
+}
+
+/// The fields of [`NotifyChange::ThreadStarted`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ThreadStarted {
+    /// The channel whose answer named the thread, such as `exec-slack`.
+    pub channel: String,
+    /// Which group the channel belongs to.
+    pub audience: PostAudience,
+    /// The thread as the channel named it (a Slack `ts`, an e-mail
+    /// `Message-ID`), at most [`THREAD_CHARS_MAX`] characters.
+    pub thread: String,
 }

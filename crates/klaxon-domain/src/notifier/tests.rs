@@ -148,7 +148,12 @@ impl World {
                     let outcome = if fail.contains(&send.channel.as_str()) {
                         Outcome::Failed { attempts: 3, error: "HTTP 503".into() }
                     } else {
-                        Outcome::Delivered { attempts: 1 }
+                        // The Slack-like channels thread: a first post
+                        // starts a thread, a follow-up stays in its own.
+                        let threads = ["exec-slack", "all-hands"].contains(&send.channel.as_str());
+                        let started = || format!("ts-{}-{}", send.channel, clock(now));
+                        let thread = threads.then(|| send.message.thread.clone().unwrap_or_else(started));
+                        Outcome::Delivered { attempts: 1, thread }
                     };
                     Receipt { channel: send.channel, at: now, outcome }
                 })
@@ -303,6 +308,192 @@ fn check(script: &str, expected: Expect) {
 // ----- cases ------------------------------------------------------------------
 
 #[test]
+fn executives_follow_every_change_coalesced_per_interval_until_closed() {
+    check(
+        "
+        00:00 report payments
+        00:00 declare sev1
+        00:00 decide
+        00:00 commander ana
+        00:00 decide
+        00:00 update exec
+        00:00 override sev2
+        00:00 due
+        00:01 decide
+        00:01 decide
+        00:10 update internal
+        00:10 decide
+        00:20 mitigate
+        00:20 resolve
+        00:20 decide
+        00:30 close
+        00:30 due
+        00:31 decide
+        00:40 reopen
+        00:41 decide
+        ",
+        expect![[r#"
+            00:00 report payments
+            00:00 declare sev1
+            00:00 decide
+              executive SEV1 -> exec-slack, exec-email: INC-1 is SEV1 (declared): Checkout is down. Service: payments. No commander yet. Next update due 2026-03-02 00:30 UTC.
+            00:00 commander ana
+            00:00 decide
+              nothing
+            00:00 update exec
+            00:00 override sev2
+            00:00 due
+              next 00:01; update due 01:00
+            00:01 decide
+              executive SEV2 -> exec-slack, exec-email: INC-1 update: SEV2, declared: Checkout is down. Service: payments. Commander: ana. Latest update: rolling back. Next update due 2026-03-02 01:00 UTC.
+            00:01 decide
+              nothing
+            00:10 update internal
+            00:10 decide
+              nothing
+            00:20 mitigate
+            00:20 resolve
+            00:20 decide
+              executive SEV2 -> exec-slack, exec-email: INC-1 update: SEV2, resolved: Checkout is down. Service: payments. Commander: ana. Latest update: rolling back.
+            00:30 close
+            00:30 due
+              next 00:30; update due no cadence
+            00:31 decide
+              executive SEV2 -> exec-slack, exec-email: INC-1 update: SEV2, closed: Checkout is down. Service: payments. Commander: ana. Latest update: rolling back.
+            00:40 reopen
+            00:41 decide
+              executive SEV2 -> exec-slack, exec-email: INC-1 update: SEV2, declared: Checkout is down. Service: payments. Commander: ana. Latest update: rolling back. Next update due 2026-03-02 01:40 UTC.
+        "#]],
+    );
+}
+
+#[test]
+fn the_company_wide_group_gets_updates_the_mitigation_and_the_all_clear() {
+    check(
+        "
+        00:00 report payments
+        00:00 declare sev2
+        00:00 impact 12
+        00:00 decide
+        00:05 update company
+        00:05 update exec
+        00:05 decide
+        00:10 mitigate
+        00:10 decide
+        00:11 close
+        00:20 resolve
+        00:20 decide
+        00:30 close
+        00:30 decide
+        ",
+        expect![[r#"
+            00:00 report payments
+            00:00 declare sev2
+            00:00 impact 12
+            00:00 decide
+              executive SEV2 -> exec-slack, exec-email: INC-1 is SEV2 (declared): Checkout is down. Service: payments. No commander yet. Impact: 12 customers: Card payments fail in the EU. Next update due 2026-03-02 01:00 UTC.
+              company_wide SEV2 -> all-hands: INC-1 (SEV2) affects several customers: Checkout is down. Service: payments. No commander yet. Impact: 12 customers: Card payments fail in the EU.
+            00:05 update company
+            00:05 update exec
+            00:05 decide
+              executive SEV2 -> exec-slack, exec-email: INC-1 update: SEV2, declared: Checkout is down. Service: payments. No commander yet. Impact: 12 customers: Card payments fail in the EU. Latest update: rolling back. Next update due 2026-03-02 01:05 UTC.
+              company_wide SEV2 -> all-hands: INC-1 (SEV2) update: Checkout is down. rolling back.
+            00:10 mitigate
+            00:10 decide
+              executive SEV2 -> exec-slack, exec-email: INC-1 update: SEV2, mitigated: Checkout is down. Service: payments. No commander yet. Impact: 12 customers: Card payments fail in the EU. Latest update: rolling back. Next update due 2026-03-02 01:05 UTC.
+              company_wide SEV2 -> all-hands: INC-1 (SEV2) is mitigated: Checkout is down. rolling back.
+            00:11 close
+              error rule validate.only_resolved forbids this while the incident is mitigated: only a resolved incident can be validated; INC-1 is mitigated
+            00:20 resolve
+            00:20 decide
+              executive SEV2 -> exec-slack, exec-email: INC-1 update: SEV2, resolved: Checkout is down. Service: payments. No commander yet. Impact: 12 customers: Card payments fail in the EU. Latest update: rolling back.
+              company_wide SEV2 -> all-hands: All clear: INC-1 (SEV2) is resolved: Checkout is down. rolling back.
+            00:30 close
+            00:30 decide
+              executive SEV2 -> exec-slack, exec-email: INC-1 update: SEV2, closed: Checkout is down. Service: payments. No commander yet. Impact: 12 customers: Card payments fail in the EU. Latest update: rolling back.
+        "#]],
+    );
+}
+
+#[test]
+fn a_change_while_a_post_is_on_its_way_gets_a_follow_up() {
+    let mut world = World::new();
+    world.command(report(Some("payments")), "maria", time("00:00")).unwrap();
+    world.command(Command::DeclareIncident { severity: Severity::Sev1 }, "maria", time("00:00")).unwrap();
+    // Decided at 00:00; the commander is assigned before its receipts are recorded.
+    let decided = world.decide(time("00:00"));
+    assert_eq!(decided.len(), 1);
+    world.command(Command::AssignCommander { commander: actor("ana") }, "maria", time("00:00")).unwrap();
+    for notification in &decided {
+        let receipts: Vec<Receipt> = notification
+            .outgoing(&world.state, &world.config)
+            .into_iter()
+            .map(|send| Receipt {
+                channel: send.channel,
+                at: time("00:00"),
+                outcome: Outcome::Delivered { attempts: 1, thread: None },
+            })
+            .collect();
+        for event in notification.recorded(&receipts, time("00:00")) {
+            world.record(Logged::Notify(event));
+        }
+    }
+    assert_eq!(world.decide(time("00:00")), [], "coalesced: not before the interval");
+    let follow_up = world.decide(time("00:01"));
+    let [Notification::Executive(post)] = follow_up.as_slice() else { panic!("{follow_up:?}") };
+    assert!(post.is_follow_up() && post.summary().contains("Commander: ana."), "{post:?}");
+    assert_eq!(post.idempotency_key("exec-slack"), format!("INC-1/executive/update-{}/exec-slack", post.through()));
+}
+
+#[test]
+fn follow_ups_go_into_the_thread_the_first_post_started_also_after_a_crash() {
+    let mut world = World::new();
+    let threads_started = |recorded: &[NotifyEvent]| -> Vec<String> {
+        recorded.iter().filter(|e| matches!(e.change, NotifyChange::ThreadStarted(_))).map(|e| e.summary()).collect()
+    };
+    let threads_sent = |world: &World, decided: &[Notification]| -> Vec<(String, Option<String>)> {
+        let sends = decided.iter().flat_map(|n| n.outgoing(&world.state, &world.config));
+        sends.map(|s| (s.channel, s.message.thread)).collect()
+    };
+    world.command(report(Some("payments")), "maria", time("00:00")).unwrap();
+    world.command(impact(3), "maria", time("00:00")).unwrap();
+    world.command(Command::DeclareIncident { severity: Severity::Sev2 }, "maria", time("00:01")).unwrap();
+    let decided = world.decide(time("00:01"));
+    assert_eq!(
+        threads_sent(&world, &decided),
+        [("exec-slack".into(), None), ("exec-email".into(), None), ("all-hands".into(), None)]
+    );
+    let (_, recorded) = world.tick(time("00:01"), &[], &[]);
+    assert_eq!(
+        threads_started(&recorded),
+        [
+            "started the thread of executives via exec-slack: ts-exec-slack-00:01",
+            "started the thread of the company-wide group via all-hands: ts-all-hands-00:01",
+        ]
+    );
+    // A crash: the threads come back from the log.
+    world.state = world.rebuild();
+    assert_eq!(world.state.thread(PostAudience::Executive, "exec-slack"), Some("ts-exec-slack-00:01"));
+    assert_eq!(world.state.thread(PostAudience::CompanyWide, "exec-slack"), None, "threads are per audience");
+    let raise = Command::OverrideSeverity { severity: Severity::Sev1, reason: "worse".into() };
+    world.command(raise, "maria", time("00:05")).unwrap();
+    let decided = world.decide(time("00:05"));
+    assert_eq!(
+        threads_sent(&world, &decided),
+        [("exec-slack".into(), Some("ts-exec-slack-00:01".into())), ("exec-email".into(), None)]
+    );
+    let (_, recorded) = world.tick(time("00:05"), &[], &[]);
+    assert_eq!(threads_started(&recorded), Vec::<String>::new(), "a follow-up starts no thread");
+    // The overdue-update reminder goes into the executives' thread too.
+    let decided = world.decide(time("00:35"));
+    assert!(matches!(decided.as_slice(), [Notification::CadenceReminder(_)]), "{decided:?}");
+    assert_eq!(
+        threads_sent(&world, &decided),
+        [("exec-slack".into(), Some("ts-exec-slack-00:01".into())), ("exec-email".into(), None)]
+    );
+}
+
+#[test]
 fn a_declared_sev1_tells_every_executive_channel_once() {
     check(
         "
@@ -325,7 +516,7 @@ fn a_declared_sev1_tells_every_executive_channel_once() {
             00:01 due
               next 00:01; update due 00:31
             00:01 decide
-              executive SEV1 -> exec-slack, exec-email: INC-1 is SEV1 (declared): Checkout is down. Service: payments. No commander yet.
+              executive SEV1 -> exec-slack, exec-email: INC-1 is SEV1 (declared): Checkout is down. Service: payments. No commander yet. Next update due 2026-03-02 00:31 UTC.
             00:02 decide
               nothing
             00:02 due
@@ -355,13 +546,13 @@ fn an_assessment_notifies_and_a_raise_notifies_again() {
               executive SEV2 -> exec-slack, exec-email: INC-1 is SEV2 (reported): Checkout is down. No commander yet.
             00:05 declare sev1
             00:05 decide
-              executive SEV1 -> exec-slack, exec-email: INC-1 was raised from SEV2 to SEV1 (declared): Checkout is down. No commander yet.
+              executive SEV1 -> exec-slack, exec-email: INC-1 was raised from SEV2 to SEV1 (declared): Checkout is down. No commander yet. Next update due 2026-03-02 00:35 UTC.
             00:10 override sev2
             00:10 decide
-              nothing
+              executive SEV2 -> exec-slack, exec-email: INC-1 update: SEV2, declared: Checkout is down. No commander yet. Next update due 2026-03-02 01:05 UTC.
             00:15 override sev1
             00:15 decide
-              nothing
+              executive SEV1 -> exec-slack, exec-email: INC-1 update: SEV1, declared: Checkout is down. No commander yet. Next update due 2026-03-02 00:35 UTC.
         "#]],
     );
 }
@@ -389,7 +580,7 @@ fn other_severities_tell_nobody_until_raised() {
             01:00 due
               next 01:00; update due 01:30
             01:00 decide
-              executive SEV1 -> exec-slack, exec-email: INC-1 is SEV1 (declared): Checkout is down. No commander yet.
+              executive SEV1 -> exec-slack, exec-email: INC-1 is SEV1 (declared): Checkout is down. No commander yet. Next update due 2026-03-02 01:30 UTC.
         "#]],
     );
 }
@@ -414,7 +605,7 @@ fn multi_customer_incidents_are_posted_company_wide_once() {
             00:00 declare sev2
             00:00 impact 1
             00:00 decide
-              executive SEV2 -> exec-slack, exec-email: INC-1 is SEV2 (declared): Checkout is down. Service: payments. No commander yet. Impact: 1 customer: Card payments fail in the EU.
+              executive SEV2 -> exec-slack, exec-email: INC-1 is SEV2 (declared): Checkout is down. Service: payments. No commander yet. Impact: 1 customer: Card payments fail in the EU. Next update due 2026-03-02 01:00 UTC.
             00:10 impact 12
             00:10 decide
               company_wide SEV2 -> all-hands: INC-1 (SEV2) affects several customers: Checkout is down. Service: payments. No commander yet. Impact: 12 customers: Card payments fail in the EU.
@@ -422,7 +613,7 @@ fn multi_customer_incidents_are_posted_company_wide_once() {
             00:20 impact 40
             00:20 override sev1
             00:20 decide
-              executive SEV1 -> exec-slack, exec-email: INC-1 was raised from SEV2 to SEV1 (declared): Checkout is down. Service: payments. No commander yet. Impact: 40 customers: Card payments fail in the EU.
+              executive SEV1 -> exec-slack, exec-email: INC-1 was raised from SEV2 to SEV1 (declared): Checkout is down. Service: payments. No commander yet. Impact: 40 customers: Card payments fail in the EU. Next update due 2026-03-02 00:30 UTC.
         "#]],
     );
 }
@@ -464,16 +655,16 @@ fn failures_settle_a_post_and_a_crash_resumes_with_the_missing_channels() {
             00:00 report
             00:00 declare sev2
             00:00 decide fail:exec-email
-              executive SEV2 -> exec-slack, exec-email: INC-1 is SEV2 (declared): Checkout is down. No commander yet.
+              executive SEV2 -> exec-slack, exec-email: INC-1 is SEV2 (declared): Checkout is down. No commander yet. Next update due 2026-03-02 01:00 UTC.
               recorded: could not notify executives via exec-email (SEV2): HTTP 503
             00:01 decide
               nothing
             00:02 override sev1
             00:02 decide skip:exec-email
-              executive SEV1 -> exec-slack, exec-email: INC-1 was raised from SEV2 to SEV1 (declared): Checkout is down. No commander yet.
+              executive SEV1 -> exec-slack, exec-email: INC-1 was raised from SEV2 to SEV1 (declared): Checkout is down. No commander yet. Next update due 2026-03-02 00:30 UTC.
             00:02 crash
             00:03 decide
-              executive SEV1 -> exec-email: INC-1 was raised from SEV2 to SEV1 (declared): Checkout is down. No commander yet.
+              executive SEV1 -> exec-email: INC-1 was raised from SEV2 to SEV1 (declared): Checkout is down. No commander yet. Next update due 2026-03-02 00:30 UTC.
             00:04 decide
               nothing
         "#]],
@@ -527,7 +718,7 @@ fn reminders_repeat_every_cadence_from_the_last_executive_update() {
             00:00 declare sev1
             00:00 commander ana
             00:00 decide
-              executive SEV1 -> exec-slack, exec-email: INC-1 is SEV1 (declared): Checkout is down. Commander: ana.
+              executive SEV1 -> exec-slack, exec-email: INC-1 is SEV1 (declared): Checkout is down. Commander: ana. Next update due 2026-03-02 00:30 UTC.
             00:29 decide
               nothing
             00:30 decide
@@ -542,9 +733,9 @@ fn reminders_repeat_every_cadence_from_the_last_executive_update() {
               remind ana: update due 01:00
             01:10 update exec
             01:10 due
-              next 01:40; update due 01:40
+              next 01:10; update due 01:40
             01:39 decide
-              nothing
+              executive SEV1 -> exec-slack, exec-email: INC-1 update: SEV1, declared: Checkout is down. Commander: ana. Latest update: rolling back. Next update due 2026-03-02 01:40 UTC.
             01:40 decide
               remind ana: update due 01:40
         "#]],
@@ -567,7 +758,7 @@ fn after_a_restart_missed_reminders_collapse_into_one() {
             00:00 report
             00:00 declare sev1
             00:00 decide
-              executive SEV1 -> exec-slack, exec-email: INC-1 is SEV1 (declared): Checkout is down. No commander yet.
+              executive SEV1 -> exec-slack, exec-email: INC-1 is SEV1 (declared): Checkout is down. No commander yet. Next update due 2026-03-02 00:30 UTC.
             00:00 crash
             02:10 decide
               remind nobody: update due 02:00
@@ -608,26 +799,27 @@ fn the_cadence_starts_when_the_incident_enters_it_and_stops_on_resolution() {
               next nothing pending; update due no cadence
             01:00 override sev1
             01:00 decide
-              executive SEV1 -> exec-slack, exec-email: INC-1 is SEV1 (declared): Checkout is down. No commander yet.
+              executive SEV1 -> exec-slack, exec-email: INC-1 is SEV1 (declared): Checkout is down. No commander yet. Next update due 2026-03-02 01:30 UTC.
             01:00 due
               next 01:30; update due 01:30
             01:20 mitigate
             01:30 decide
+              executive SEV1 -> exec-slack, exec-email: INC-1 update: SEV1, mitigated: Checkout is down. No commander yet. Next update due 2026-03-02 01:30 UTC.
               remind nobody: update due 01:30
             01:40 resolve
             01:40 due
-              next nothing pending; update due no cadence
+              next 01:40; update due no cadence
             03:00 reopen
             03:00 due
-              next 03:30; update due 03:30
+              next 03:00; update due 03:30
             03:00 decide
-              nothing
+              executive SEV1 -> exec-slack, exec-email: INC-1 update: SEV1, declared: Checkout is down. No commander yet. Next update due 2026-03-02 03:30 UTC.
             03:30 decide
               remind nobody: update due 03:30
             04:00 resolve
             04:00 close
             04:00 due
-              next nothing pending; update due no cadence
+              next 04:00; update due no cadence
         "#]],
     );
 }
@@ -651,19 +843,19 @@ fn the_cadence_of_the_current_severity_applies() {
             00:00 report
             00:00 declare sev2
             00:00 decide
-              executive SEV2 -> exec-slack, exec-email: INC-1 is SEV2 (declared): Checkout is down. No commander yet.
+              executive SEV2 -> exec-slack, exec-email: INC-1 is SEV2 (declared): Checkout is down. No commander yet. Next update due 2026-03-02 01:00 UTC.
             00:00 due
               next 01:00; update due 01:00
             00:20 override sev1
             00:20 due
               next 00:20; update due 00:30
             00:20 decide
-              executive SEV1 -> exec-slack, exec-email: INC-1 was raised from SEV2 to SEV1 (declared): Checkout is down. No commander yet.
+              executive SEV1 -> exec-slack, exec-email: INC-1 was raised from SEV2 to SEV1 (declared): Checkout is down. No commander yet. Next update due 2026-03-02 00:30 UTC.
             00:30 decide
               remind nobody: update due 00:30
             00:40 override sev3
             00:40 due
-              next nothing pending; update due no cadence
+              next 00:40; update due no cadence
         "#]],
     );
 }
@@ -689,9 +881,9 @@ fn an_undeclared_incident_has_no_cadence_yet() {
               next nothing pending; update due no cadence
             02:00 declare sev1
             02:00 due
-              next 02:30; update due 02:30
+              next 02:00; update due 02:30
             02:00 decide
-              nothing
+              executive SEV1 -> exec-slack, exec-email: INC-1 update: SEV1, declared: Checkout is down. No commander yet. Next update due 2026-03-02 02:30 UTC.
         "#]],
     );
 }
@@ -713,14 +905,14 @@ fn a_channel_added_later_is_told_about_open_incidents() {
             00:00 report
             00:00 declare sev1
             00:00 decide
-              executive SEV1 -> exec-slack, exec-email: INC-1 is SEV1 (declared): Checkout is down. No commander yet.
+              executive SEV1 -> exec-slack, exec-email: INC-1 is SEV1 (declared): Checkout is down. No commander yet. Next update due 2026-03-02 00:30 UTC.
             00:10 channels exec-slack,exec-email,exec-pager
             00:10 decide
-              executive SEV1 -> exec-pager: INC-1 is SEV1 (declared): Checkout is down. No commander yet.
+              executive SEV1 -> exec-pager: INC-1 is SEV1 (declared): Checkout is down. No commander yet. Next update due 2026-03-02 00:30 UTC.
             00:11 channels exec-slack
             00:11 override sev2
             00:11 decide
-              nothing
+              executive SEV2 -> exec-slack: INC-1 update: SEV2, declared: Checkout is down. No commander yet. Next update due 2026-03-02 01:00 UTC.
         "#]],
     );
 }
@@ -755,8 +947,8 @@ fn posts_carry_idempotency_keys_and_cut_long_errors() {
         .collect();
     expect![[r#"
         [
-            "exec-slack executive_post INC-1/executive/sev1/exec-slack | SEV1 INC-1: Checkout is down | INC-1 is SEV1 (declared): Checkout is down. Service: payments. No commander yet.",
-            "exec-email executive_post INC-1/executive/sev1/exec-email | SEV1 INC-1: Checkout is down | INC-1 is SEV1 (declared): Checkout is down. Service: payments. No commander yet.",
+            "exec-slack executive_post INC-1/executive/sev1/exec-slack | SEV1 INC-1: Checkout is down | INC-1 is SEV1 (declared): Checkout is down. Service: payments. No commander yet. Next update due 2026-03-02 00:30 UTC.",
+            "exec-email executive_post INC-1/executive/sev1/exec-email | SEV1 INC-1: Checkout is down | INC-1 is SEV1 (declared): Checkout is down. Service: payments. No commander yet. Next update due 2026-03-02 00:30 UTC.",
         ]
     "#]].assert_debug_eq(&messages);
     let reminder = Notification::CadenceReminder(Reminder { commander: Some(actor("omar")), ..reminder });
@@ -813,14 +1005,18 @@ fn op() -> impl Strategy<Value = Op> {
 proptest! {
     /// Whatever happens and whenever the service decides, the built-in
     /// checks of `tick` hold (idempotence, exact `next_due`, rebuild equals
-    /// live); every channel is told at most once per severity, in rising
-    /// severity; and reminders are never closer together than the cadence.
+    /// live); every channel gets first posts and raises at most once per
+    /// severity, in rising severity, and follow-ups never closer together
+    /// than the coalescing interval; reminders are never closer together
+    /// than the cadence; and in the end every channel told covers every
+    /// change.
     #[test]
     fn deciding_at_any_time_after_any_history_is_consistent(ops in prop::collection::vec(op(), 1..60)) {
         let mut world = World::new();
         let mut now = base();
         world.command(report(Some("payments")), "maria", now).unwrap();
         let mut told: Vec<(PostAudience, String, Severity)> = Vec::new();
+        let mut last_post: std::collections::HashMap<(PostAudience, String), DateTime<Utc>> = Default::default();
         let mut reminders: Vec<DateTime<Utc>> = Vec::new();
         for op in ops {
             match op {
@@ -839,28 +1035,42 @@ proptest! {
                 Op::Decide { fail, skip } => {
                     let fail: &[&str] = if fail { &["exec-email"] } else { &[] };
                     let skip: &[&str] = if skip { &["exec-slack"] } else { &[] };
-                    let (_, recorded) = world.tick(now, fail, skip);
+                    let (decided, recorded) = world.tick(now, fail, skip);
+                    for notification in &decided {
+                        let (Notification::Executive(post) | Notification::CompanyWide(post)) = notification else { continue };
+                        for channel in post.channels().iter().filter(|c| !skip.contains(&c.as_str())) {
+                            let key = (post.audience(), channel.clone());
+                            if post.is_follow_up() {
+                                // Coalesced: never closer than the interval to the channel's last post.
+                                let last = last_post.get(&key).copied();
+                                prop_assert!(last.is_some_and(|last| now - last >= world.config.follow_up_interval()), "{channel} followed up at {now} after {last:?}");
+                            } else {
+                                let before = told.iter().filter(|(a, c, _)| *a == key.0 && *c == key.1).map(|t| t.2).max();
+                                prop_assert!(before.is_none_or(|b| post.severity() > b), "{channel} told {} after {before:?}", post.severity());
+                                prop_assert!(key.0 == PostAudience::Executive || before.is_none(), "{channel} posted twice");
+                                told.push((key.0, key.1.clone(), post.severity()));
+                            }
+                            last_post.insert(key, now);
+                        }
+                    }
                     for event in recorded {
-                        match event.change {
-                            NotifyChange::ExecutivesNotified(ExecutivesNotified { channel, audience, severity, .. })
-                            | NotifyChange::DeliveryFailed(DeliveryFailed { channel, audience, severity, .. }) => {
-                                let before = told.iter().filter(|(a, c, _)| *a == audience && *c == channel).map(|t| t.2).max();
-                                prop_assert!(before.is_none_or(|b| severity > b), "{channel} told {severity} after {before:?}");
-                                prop_assert!(audience == PostAudience::Executive || before.is_none(), "{channel} posted twice");
-                                told.push((audience, channel, severity));
+                        if let NotifyChange::UpdateOverdue(o) = event.change {
+                            if let Some(last) = reminders.last() {
+                                prop_assert!(o.due_at >= *last + TimeDelta::minutes(30), "reminders due {last} and {}", o.due_at);
                             }
-                            NotifyChange::UpdateOverdue(o) => {
-                                if let Some(last) = reminders.last() {
-                                    prop_assert!(o.due_at >= *last + TimeDelta::minutes(30), "reminders due {last} and {}", o.due_at);
-                                }
-                                prop_assert!(o.due_at <= now);
-                                reminders.push(o.due_at);
-                            }
+                            prop_assert!(o.due_at <= now);
+                            reminders.push(o.due_at);
                         }
                     }
                 }
                 Op::Crash => world.state = world.rebuild(),
             }
+        }
+        // The last state is never dropped: once the service decides after
+        // the coalescing interval, every channel told covers every change.
+        world.tick(now + TimeDelta::days(1), &[], &[]);
+        for (audience, channel, record) in world.state.posts() {
+            prop_assert_eq!(record.through(), world.state.changes(audience), "{} of {} missed a change", channel, audience);
         }
     }
 }

@@ -1065,11 +1065,16 @@ fn a_delivery_is_recorded_channel_by_channel() {
         text: String::new(),
         fields: Default::default(),
         recipient: None,
+        thread: None,
     };
     let sends = ["slack", "sms"].map(|c| Outgoing { channel: c.into(), message: message.clone() }).to_vec();
     let delivery = PageDelivery { page: page_id("P1"), sends };
     let receipts = [
-        Receipt { channel: "slack".into(), at: time("00:01"), outcome: Outcome::Delivered { attempts: 2 } },
+        Receipt {
+            channel: "slack".into(),
+            at: time("00:01"),
+            outcome: Outcome::Delivered { attempts: 2, thread: None },
+        },
         Receipt {
             channel: "sms".into(),
             at: time("00:02"),

@@ -49,7 +49,11 @@ impl Threads {
                 }
                 // The reminder's key in `Notification::outgoing`.
                 NotifyChange::UpdateOverdue(o) => Some((id, format!("{id}/update-due/{}", o.due_at.timestamp()))),
-                NotifyChange::DeliveryFailed(_) => None,
+                // A follow-up's own key names the changes it covers, which its
+                // event does not keep; replies to it still carry the first
+                // post's id in `References` (the e-mail channel threads
+                // follow-ups under it), which the arm above indexes.
+                NotifyChange::DeliveryFailed(_) | NotifyChange::ThreadStarted(_) => None,
             }
         } else {
             None

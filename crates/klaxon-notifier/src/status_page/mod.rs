@@ -9,19 +9,24 @@
 //!   memory only, and end when the token is revoked (every request and
 //!   every open stream checks the token file again). Who may sign in is
 //!   [`klaxon_auth::policy::STATUS_PAGE_READERS`], the readers of the
-//!   status feed. Each principal may hold `feeds_per_principal` event
-//!   streams (`[limits]`), counted apart from its gRPC feeds.
+//!   status feed. Each principal may hold `feeds_per_principal` live
+//!   feeds (`[limits]`): event streams here and gRPC status feeds count
+//!   against one budget ([`crate::budget::FeedBudget`]); one more is
+//!   answered `429`.
 //! - **Customers** need nothing: the public page shows only incidents
 //!   that affect customers and have an update for audience `customer`, and
 //!   of them only that update, the service's public name from the catalog,
-//!   the impact and the phase in public words. Public event streams are
-//!   bounded in all (`public_streams_max`).
+//!   the impact and the phase in public words. A resolved incident stays
+//!   there, as resolved with its last customer update, for
+//!   `public_resolved_hours` after its resolution (by the notifier's
+//!   clock), then leaves. Public event streams are bounded in all
+//!   (`public_streams_max`).
 //! - State-changing requests (sign-in, sign-out) from another site are
 //!   refused (`Sec-Fetch-Site`, `Origin`); every text shown is escaped
 //!   (`render`); pages carry a strict Content-Security-Policy (scripts and
 //!   styles from this origin only, no inline script).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -59,6 +64,9 @@ const SIGN_IN_BYTES_MAX: usize = 4 * 1024;
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; \
                    form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
+/// The longest `public_resolved_hours` (30 days).
+pub const PUBLIC_RESOLVED_HOURS_MAX: u64 = 720;
+
 /// `[status_page]`: the pages' titles and limits.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -80,6 +88,10 @@ pub struct StatusPageOptions {
     /// Public event streams open at once, in all (1 to 100000); one more
     /// is answered 503 and the page stays as loaded.
     pub public_streams_max: usize,
+    /// How long the public page keeps showing a resolved incident (as
+    /// resolved, with its last customer update), in hours from its
+    /// resolution (0 to 720; 0: it leaves at once). Default 24.
+    pub public_resolved_hours: u64,
     /// Whether the cookie is marked `Secure` (set it when the pages are
     /// served over HTTPS, by a proxy in front of Klaxon).
     pub secure_cookie: bool,
@@ -95,6 +107,7 @@ impl Default for StatusPageOptions {
             sessions_max: 1_000,
             sessions_per_principal_max: 8,
             public_streams_max: 1_000,
+            public_resolved_hours: 24,
             secure_cookie: false,
         }
     }
@@ -114,6 +127,12 @@ impl StatusPageOptions {
         within("sessions_max", self.sessions_max as u64, 100_000)?;
         within("sessions_per_principal_max", self.sessions_per_principal_max as u64, 100)?;
         within("public_streams_max", self.public_streams_max as u64, 100_000)?;
+        if self.public_resolved_hours > PUBLIC_RESOLVED_HOURS_MAX {
+            return Err(format!(
+                "status_page.public_resolved_hours: {} must be 0 to {PUBLIC_RESOLVED_HOURS_MAX}",
+                self.public_resolved_hours
+            ));
+        }
         for (key, title) in [("title", &self.title), ("public_title", &self.public_title)] {
             if title.trim().is_empty() || title.chars().count() > 100 || title.chars().any(char::is_control) {
                 return Err(format!("status_page.{key}: must be 1 to 100 characters without control characters"));
@@ -129,7 +148,6 @@ pub struct StatusPage {
     tokens: Arc<TokenStore>,
     catalog: Arc<ServiceCatalog>,
     options: StatusPageOptions,
-    feeds_per_principal: usize,
     session_check: Duration,
     shutdown: CancellationToken,
 }
@@ -144,21 +162,14 @@ impl StatusPage {
         options: StatusPageOptions,
         shutdown: CancellationToken,
     ) -> StatusPage {
-        StatusPage {
-            handle,
-            tokens,
-            catalog,
-            options,
-            feeds_per_principal: crate::grpc::FEEDS_PER_PRINCIPAL_DEFAULT,
-            session_check: Duration::from_secs(15),
-            shutdown,
-        }
+        StatusPage { handle, tokens, catalog, options, session_check: Duration::from_secs(15), shutdown }
     }
 
-    /// Event streams one principal may hold open (`[limits]
-    /// feeds_per_principal`).
-    pub fn with_feeds_per_principal(mut self, max: usize) -> StatusPage {
-        self.feeds_per_principal = max.max(1);
+    /// Live feeds one principal may hold open, event streams here and
+    /// gRPC status feeds together (`[limits] feeds_per_principal`; it sets
+    /// the handle's [`crate::budget::FeedBudget`]).
+    pub fn with_feeds_per_principal(self, max: usize) -> StatusPage {
+        self.handle.feed_budget().set_max(max);
         self
     }
 
@@ -181,7 +192,6 @@ impl StatusPage {
                 self.options.sessions_per_principal_max,
                 lifetime,
             )),
-            streams: Mutex::new(HashMap::new()),
             public_streams: Arc::new(AtomicUsize::new(0)),
             page: self,
         });
@@ -203,8 +213,6 @@ impl StatusPage {
 struct Shared {
     page: StatusPage,
     sessions: Mutex<Sessions>,
-    /// Executive streams open, by principal.
-    streams: Mutex<HashMap<String, usize>>,
     public_streams: Arc<AtomicUsize>,
 }
 
@@ -299,6 +307,17 @@ impl Shared {
         }
     }
 
+    /// What the public page starts from: the open incidents and those
+    /// resolved within `public_resolved_hours` of `now` (the notifier's
+    /// clock); the renderer keeps the public ones.
+    fn public_snapshot(&self, mut open: Vec<FeedItem>, now: chrono::DateTime<Utc>) -> Vec<FeedItem> {
+        let hours = i64::try_from(self.page.options.public_resolved_hours).unwrap_or(i64::MAX);
+        if hours > 0 {
+            open.extend(self.page.handle.resolved_since(now - chrono::TimeDelta::hours(hours)));
+        }
+        open
+    }
+
     fn cookie_header(&self, value: &str, max_age_seconds: u64) -> String {
         let secure = if self.page.options.secure_cookie { "; Secure" } else { "" };
         format!("{COOKIE}={value}; Path=/status; HttpOnly; SameSite=Strict; Max-Age={max_age_seconds}{secure}")
@@ -317,9 +336,10 @@ async fn executive_page(State(shared): AppState, headers: HeaderMap) -> Response
 }
 
 async fn public_page(State(shared): AppState) -> Response {
-    let items = shared.snapshot();
+    let now = shared.page.handle.now();
+    let items = shared.public_snapshot(shared.snapshot(), now);
     let options = &shared.page.options;
-    Html(render::public_page(&options.public_title, &items, &shared.page.catalog, Utc::now())).into_response()
+    Html(render::public_page(&options.public_title, &items, &shared.page.catalog, now)).into_response()
 }
 
 /// The sign-in form's one field.
@@ -412,30 +432,11 @@ async fn executive_events(State(shared): AppState, headers: HeaderMap) -> Respon
     let Some((cookie, session)) = shared.signed_in(&headers) else {
         return (StatusCode::UNAUTHORIZED, "sign in at /status first").into_response();
     };
-    let principal = session.principal.clone();
-    let counted = {
-        let mut streams = shared.streams.lock().expect("streams");
-        let count = streams.entry(principal.clone()).or_default();
-        if *count >= shared.page.feeds_per_principal {
-            let problem = format!(
-                "{principal} has {count} status streams open, the most one principal may; close a status page first"
-            );
-            return (StatusCode::TOO_MANY_REQUESTS, problem).into_response();
-        }
-        *count += 1;
-        let (shared, principal) = (shared.clone(), principal.clone());
-        Counted {
-            release: Box::new(move || {
-                let mut streams = shared.streams.lock().expect("streams");
-                if let Some(count) = streams.get_mut(&principal) {
-                    *count -= 1;
-                    if *count == 0 {
-                        streams.remove(&principal);
-                    }
-                }
-            }),
-        }
+    let permit = match shared.page.handle.feed_budget().take(&session.principal) {
+        Ok(permit) => permit,
+        Err(exhausted) => return (StatusCode::TOO_MANY_REQUESTS, exhausted.to_string()).into_response(),
     };
+    let counted = Counted { release: Box::new(move || drop(permit)) };
     let (snapshot, live) = match shared.page.handle.feed(FeedFilter::default(), shared.page.shutdown.clone()) {
         Ok(feed) => feed,
         Err(e) => return (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
@@ -517,6 +518,7 @@ async fn public_events(State(shared): AppState, headers: HeaderMap) -> Response 
         Ok(feed) => feed,
         Err(e) => return (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
     };
+    let snapshot = shared.public_snapshot(snapshot, shared.page.handle.now());
     let (tx, rx) = mpsc::channel(EVENTS_BUFFER);
     tokio::spawn(public_stream(shared, counted, snapshot, live, tx));
     sse(rx)
@@ -530,7 +532,7 @@ async fn public_stream(
     tx: mpsc::Sender<Result<Event, Infallible>>,
 ) {
     let catalog = shared.page.catalog.clone();
-    let html = render::public_list(&snapshot, &catalog, Utc::now());
+    let html = render::public_list(&snapshot, &catalog, shared.page.handle.now());
     // Incidents this page shows: only their leaving is announced.
     let mut shown: HashSet<String> = snapshot.iter().filter(|i| render::is_public(i)).map(render::public_id).collect();
     if tx.send(event("snapshot", &serde_json::json!({ "html": html }))).await.is_err() {
@@ -549,7 +551,7 @@ async fn public_stream(
         let id = render::public_id(&item);
         let html = if render::is_public(&item) {
             shown.insert(id.clone());
-            render::public_incident(&item, &catalog, Utc::now())
+            render::public_incident(&item, &catalog, shared.page.handle.now())
         } else if shown.remove(&id) {
             String::new()
         } else {

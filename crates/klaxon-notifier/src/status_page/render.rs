@@ -198,7 +198,19 @@ pub fn public_incident(item: &FeedItem, catalog: &ServiceCatalog, now: DateTime<
             time(update.at, now)
         );
     }
-    let _ = write!(out, "<p class=\"muted\">Began {}</p></article>", time(began, now));
+    match item.resolved_at.filter(|_| matches!(item.status, Status::Resolved | Status::Closed)) {
+        Some(resolved) => {
+            let _ = write!(
+                out,
+                "<p class=\"muted\">Began {}, resolved {}</p></article>",
+                time(began, now),
+                time(resolved, now)
+            );
+        }
+        None => {
+            let _ = write!(out, "<p class=\"muted\">Began {}</p></article>", time(began, now));
+        }
+    }
     out
 }
 

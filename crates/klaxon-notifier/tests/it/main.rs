@@ -17,6 +17,11 @@ use klaxon_reactor::ManualClock;
 use klaxon_tests::receiver::Receiver;
 use tokio_util::sync::CancellationToken;
 
+/// The real SMTP server process (aiosmtpd) of the channels' tests.
+#[path = "../../../klaxon-channels/tests/it/smtp.rs"]
+#[allow(dead_code)]
+mod smtp;
+
 const SECRET: &str = "notifier-test-secret-0123456789";
 
 fn options(url: &str, interval_ms: u64) -> NotifierOptions {
@@ -164,7 +169,7 @@ async fn next(feed: &mut tonic::Streaming<v1::FeedItem>) -> v1::FeedItem {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn executives_are_told_of_a_sev1_and_company_wide_of_a_multi_customer_one_once() {
+async fn executives_are_told_of_a_sev1_once_then_follow_it_and_the_company_gets_the_all_clear() {
     let receiver = Receiver::start(SECRET).await;
     let w = start(options(&receiver.url, 100));
     w.incident("search", &["acme"], Some(Severity::Sev2)).await;
@@ -177,14 +182,37 @@ async fn executives_are_told_of_a_sev1_and_company_wide_of_a_multi_customer_one_
     assert_eq!(audiences, [("INC-2", "execs", "executive"), ("INC-2", "everyone", "company_wide")]);
     let delivered = receiver.wait_for_delivered(2, Duration::from_secs(10)).await;
     assert!(delivered.iter().all(|r| r.signature_ok && r.body["fields"]["incident"] == "INC-2"));
-    // A later change does not tell them again.
+    // Later changes are followed up, coalesced: a burst within the
+    // interval (a minute by default) becomes one post with the latest state.
     w.intake
         .execute(id, Command::AssignCommander { commander: ActorId::new("maria").unwrap() }, &maria())
         .await
         .unwrap();
+    let update = Command::PostUpdate { audience: Audience::Executive, text: "Failing over to eu-west".into() };
+    w.intake.execute(id, update, &maria()).await.unwrap();
     w.settled().await;
-    assert_eq!(w.notify_events().len(), 2);
-    assert_eq!(receiver.requests().len(), 2);
+    assert_eq!(w.notify_events().len(), 2, "not before the interval");
+    w.clock.advance(TimeDelta::seconds(60));
+    let events = w.until_notify_events(3).await;
+    assert_eq!((&events[2]["channel"], &events[2]["audience"]), (&"execs".into(), &"executive".into()));
+    let delivered = receiver.wait_for_delivered(3, Duration::from_secs(10)).await;
+    let follow_up = &delivered[2].body;
+    assert_eq!(follow_up["kind"], "executive_update");
+    let text = follow_up["text"].as_str().unwrap();
+    assert!(text.contains("Commander: maria.") && text.contains("Latest update: Failing over to eu-west."), "{text}");
+    assert!(text.contains("Next update due 2026-11-25 10:30 UTC."), "{text}");
+    // The resolution: executives hear of it, and the company gets its all-clear.
+    w.intake.execute(id, Command::Resolve { summary: "failed over".into() }, &maria()).await.unwrap();
+    w.clock.advance(TimeDelta::seconds(60));
+    let events = w.until_notify_events(5).await;
+    let mut last: Vec<(&str, &str)> =
+        events[3..].iter().map(|e| (e["audience"].as_str().unwrap(), e["summary"].as_str().unwrap())).collect();
+    last.sort();
+    assert_eq!(last[0].0, "company_wide");
+    assert!(last[0].1.starts_with("All clear: INC-2 (SEV1) is resolved"), "{events:?}");
+    assert_eq!(last[1].0, "executive");
+    assert!(last[1].1.starts_with("INC-2 update: SEV1, resolved"), "{events:?}");
+    assert_eq!(receiver.wait_for_delivered(5, Duration::from_secs(10)).await.len(), 5);
     w.stop.cancel();
 }
 
@@ -198,23 +226,26 @@ async fn a_sev1_without_an_executive_update_within_the_cadence_is_overdue_once()
         .await
         .unwrap();
     w.until_notify_events(1).await;
+    let overdue = |w: &World| -> Vec<serde_json::Value> {
+        w.notify_events().into_iter().filter(|e| e["kind"] == "notify.update_overdue.v1").collect()
+    };
     // Default cadence 30 minutes: one second early nothing, then overdue once.
     w.clock.advance(TimeDelta::minutes(30) - TimeDelta::seconds(1));
     w.settled().await;
-    assert!(!w.notify_events().iter().any(|e| e["kind"] == "notify.update_overdue.v1"));
+    assert_eq!(overdue(&w), Vec::<serde_json::Value>::new());
     w.clock.advance(TimeDelta::seconds(1));
-    let events = w.until_notify_events(2).await;
-    let overdue: Vec<_> = events.iter().filter(|e| e["kind"] == "notify.update_overdue.v1").collect();
-    assert_eq!(overdue.len(), 1);
-    assert_eq!(overdue[0]["commander"], "maria");
     w.settled().await;
-    assert_eq!(w.notify_events().len(), 2, "once per missed cadence");
+    let missed = overdue(&w);
+    assert_eq!(missed.len(), 1);
+    assert_eq!(missed[0]["commander"], "maria");
+    w.settled().await;
+    assert_eq!(overdue(&w).len(), 1, "once per missed cadence");
     // An executive update resets the cadence.
     let update = Command::PostUpdate { audience: Audience::Executive, text: "failover done".into() };
     w.intake.execute(id, update, &maria()).await.unwrap();
     w.clock.advance(TimeDelta::minutes(29));
     w.settled().await;
-    assert_eq!(w.notify_events().len(), 2);
+    assert_eq!(overdue(&w).len(), 1);
     w.stop.cancel();
 }
 
@@ -329,5 +360,298 @@ async fn a_stalled_subscriber_gets_the_latest_state_not_every_change() {
     // 64 buffered + up to 256 changes behind + one resync of both incidents,
     // plus whatever came after reading resumed.
     assert!(received < 400, "the stalled subscriber got {received} items for 3,000 changes");
+    w.stop.cancel();
+}
+
+/// A receiver answering like Slack's `chat.postMessage`: `{"ok": true,
+/// "ts": …}` with a new `ts` for every message; it keeps what it got.
+struct SlackApi {
+    url: String,
+    got: Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
+    stop: CancellationToken,
+}
+
+impl SlackApi {
+    async fn start() -> SlackApi {
+        use axum::routing::post;
+        let got: Arc<std::sync::Mutex<Vec<serde_json::Value>>> = Arc::default();
+        let kept = got.clone();
+        let app = axum::Router::new().route(
+            "/api/chat.postMessage",
+            post(move |headers: axum::http::HeaderMap, body: String| {
+                let kept = kept.clone();
+                async move {
+                    let mut message: serde_json::Value = serde_json::from_str(&body).unwrap();
+                    message["authorization"] =
+                        headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or_default().into();
+                    let mut kept = kept.lock().unwrap();
+                    kept.push(message);
+                    let ts = format!("1764000{:03}.000100", kept.len());
+                    let answer = serde_json::json!({"ok": true, "channel": "C0EXEC", "ts": ts});
+                    ([(axum::http::header::CONTENT_TYPE, "application/json")], answer.to_string())
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/api/chat.postMessage", listener.local_addr().unwrap());
+        let stop = CancellationToken::new();
+        let server = axum::serve(listener, app).with_graceful_shutdown(stop.clone().cancelled_owned());
+        tokio::spawn(std::future::IntoFuture::into_future(server));
+        SlackApi { url, got, stop }
+    }
+
+    fn got(&self) -> Vec<serde_json::Value> {
+        self.got.lock().unwrap().clone()
+    }
+}
+
+impl Drop for SlackApi {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slack_follow_up_after_a_restart_replies_in_the_thread_the_first_post_started() {
+    let slack = SlackApi::start().await;
+    let token = format!("xoxb-{}", uuid::Uuid::new_v4().simple());
+    let text = format!(
+        r#"
+[notifier]
+severities = ["sev1", "sev2"]
+executive_channels = ["exec-slack"]
+
+[[channels]]
+name = "exec-slack"
+kind = "slack"
+url = "{}"
+token_env = "SLACK_TOKEN"
+slack_channel = "C0EXEC"
+"#,
+        slack.url
+    );
+    #[derive(serde::Deserialize)]
+    struct File {
+        notifier: NotifierSectionConfig,
+        channels: Vec<klaxon_channels::ChannelConfig>,
+    }
+    let file: File = toml::from_str(&text).unwrap();
+    let env_token = token.clone();
+    let options = NotifierOptions {
+        notifier: Arc::new(file.notifier.validate("notifier").unwrap()),
+        paging: None,
+        channels: Arc::new(
+            klaxon_channels::Channels::new(&file.channels, move |var| {
+                (var == "SLACK_TOKEN").then(|| env_token.clone())
+            })
+            .unwrap(),
+        ),
+        feed_lag_max: 256,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path(), Default::default()).unwrap();
+    let clock = ManualClock::new("2026-11-25T10:00:00Z".parse::<DateTime<Utc>>().unwrap());
+    let stop = CancellationToken::new();
+    let intake = Intake::new(log.clone(), Default::default(), clock.shared());
+    let intake_handle = intake.handle();
+    tokio::spawn(intake.run(stop.clone()));
+    let run = |stop: CancellationToken| {
+        let notifier = Notifier::new(log.clone(), options.clone(), Arc::new(clock.clone()));
+        let handle = notifier.handle();
+        (handle, tokio::spawn(notifier.run(stop)))
+    };
+
+    // The first post, as a Sev-2: Slack names its thread.
+    let first_stop = CancellationToken::new();
+    let (first, task) = run(first_stop.clone());
+    let w = World { _dir: dir, log: log.clone(), clock: clock.clone(), intake: intake_handle, notifier: first, stop };
+    let id = w.incident("payments", &["acme"], Some(Severity::Sev2)).await;
+    let events = w.until_notify_events(2).await;
+    assert_eq!(events[0]["kind"], "notify.executives_notified.v1");
+    assert_eq!(events[1]["kind"], "notify.thread_started.v1");
+    assert_eq!((&events[1]["channel"], &events[1]["thread"]), (&"exec-slack".into(), &"1764000001.000100".into()));
+    let got = slack.got();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0]["channel"], "C0EXEC");
+    assert_eq!(got[0]["authorization"], format!("Bearer {token}").as_str());
+    assert!(got[0].get("thread_ts").is_none(), "a first post starts a thread: {:?}", got[0]);
+
+    // The notifier restarts; the raise to Sev-1 replies in that thread.
+    first_stop.cancel();
+    task.await.unwrap().unwrap();
+    let (second, task) = run(w.stop.clone());
+    let w = World { notifier: second, ..w };
+    w.settled().await;
+    assert_eq!(slack.got().len(), 1, "the restart posts nothing again");
+    let raise = Command::OverrideSeverity { severity: Severity::Sev1, reason: "checkout down everywhere".into() };
+    w.intake.execute(id, raise, &maria()).await.unwrap();
+    let events = w.until_notify_events(3).await;
+    assert_eq!((&events[2]["kind"], &events[2]["severity"]), (&"notify.executives_notified.v1".into(), &"sev1".into()));
+    let got = slack.got();
+    assert_eq!(got.len(), 2);
+    assert_eq!(got[1]["thread_ts"], "1764000001.000100", "the follow-up is in the first post's thread: {:?}", got[1]);
+    assert!(got[1]["text"].as_str().unwrap().contains("raised from SEV2 to SEV1"), "{:?}", got[1]);
+
+    // So is the overdue-update reminder (Sev-1 cadence: 30 minutes).
+    w.clock.advance(TimeDelta::minutes(30));
+    w.until_notify_events(4).await;
+    let got = slack.got();
+    assert_eq!(got.len(), 3);
+    assert_eq!(got[2]["thread_ts"], "1764000001.000100", "{:?}", got[2]);
+    w.stop.cancel();
+    task.await.unwrap().unwrap();
+}
+
+/// GETs `path` from `address` over HTTP/1.1; the status and the body.
+async fn get(address: std::net::SocketAddr, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer)).await.unwrap().unwrap();
+    let answer = String::from_utf8(answer).unwrap();
+    let status = answer.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let body = answer.split_once("\r\n\r\n").map(|(_, body)| body.to_owned()).unwrap_or_default();
+    (status, body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_public_page_shows_a_resolved_incident_as_resolved_for_the_configured_hours_then_drops_it() {
+    use klaxon_notifier::status_page::{StatusPage, StatusPageOptions};
+    let receiver = Receiver::start(SECRET).await;
+    let w = start(options(&receiver.url, 50));
+    let catalog: klaxon_domain::catalog::ServiceCatalogConfig = serde_json::from_value(serde_json::json!([
+        { "name": "payments", "team": "payments", "tier": 1, "escalation_policy": "p", "public_name": "Card payments" },
+    ]))
+    .unwrap();
+    let tokens = w._dir.path().join("tokens.toml");
+    let page = StatusPage::new(
+        w.notifier.clone(),
+        Arc::new(klaxon_auth::TokenStore::open(&tokens).unwrap()),
+        Arc::new(catalog.validate("services").unwrap()),
+        StatusPageOptions { public_resolved_hours: 2, ..StatusPageOptions::default() },
+        w.stop.clone(),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let server = axum::serve(listener, page.router()).with_graceful_shutdown(w.stop.clone().cancelled_owned());
+    tokio::spawn(std::future::IntoFuture::into_future(server));
+
+    let id = w.incident("payments", &["acme", "globex"], Some(Severity::Sev1)).await;
+    let impact = Command::RecordCustomerImpact {
+        customers_affected: 2,
+        customers: vec!["acme".parse().unwrap(), "globex".parse().unwrap()],
+        multi_customer: true,
+        summary: "EU card processing down".into(),
+    };
+    w.intake.execute(id, impact, &maria()).await.unwrap();
+    let customer = |text: &str| Command::PostUpdate { audience: Audience::Customer, text: text.into() };
+    w.intake.execute(id, customer("Some card payments fail."), &maria()).await.unwrap();
+    w.settled().await;
+    let (status, open) = get(address, "/status/public").await;
+    assert_eq!(status, 200);
+    assert!(open.contains("Card payments") && open.contains("Investigating"), "{open}");
+    assert!(open.contains("Some card payments fail."), "{open}");
+
+    // Resolved, with a last word for customers: after a reload it is still
+    // there, as resolved, with that update.
+    w.intake.execute(id, customer("Card payments work again."), &maria()).await.unwrap();
+    w.intake.execute(id, Command::Resolve { summary: "failed over".into() }, &maria()).await.unwrap();
+    w.settled().await;
+    let (_, resolved) = get(address, "/status/public").await;
+    assert!(resolved.contains("Card payments") && resolved.contains(">Resolved<"), "{resolved}");
+    assert!(resolved.contains("Card payments work again.") && resolved.contains("resolved <time"), "{resolved}");
+    assert!(!resolved.contains("Investigating") && !resolved.contains(&id.to_string()), "{resolved}");
+
+    // Closing it changes nothing for customers; the window counts from the
+    // resolution, by the notifier's clock.
+    w.clock.advance(TimeDelta::hours(2) - TimeDelta::seconds(1));
+    let close = Command::ValidateResolution { note: "quiet for two hours".into() };
+    w.intake.execute(id, close, &maria()).await.unwrap();
+    w.settled().await;
+    let (_, still) = get(address, "/status/public").await;
+    assert!(still.contains("Card payments work again.") && still.contains(">Resolved<"), "{still}");
+    w.clock.advance(TimeDelta::seconds(1));
+    let (_, later) = get(address, "/status/public").await;
+    assert!(!later.contains("Card payments") && !later.contains("<article"), "{later}");
+
+    // A reopened incident is open again, whatever its old resolution.
+    w.intake.execute(id, Command::Reopen { reason: "errors are back".into() }, &maria()).await.unwrap();
+    w.settled().await;
+    let (_, reopened) = get(address, "/status/public").await;
+    assert!(reopened.contains("Card payments") && reopened.contains("Investigating"), "{reopened}");
+    w.stop.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e_mail_posts_thread_follow_ups_and_a_refused_recipient_is_a_failed_delivery_naming_it() {
+    use smtp::{Options, SmtpServer, Tls};
+    let dir = tempfile::tempdir().unwrap();
+    let refused = "gone@example.com";
+    let server = SmtpServer::start(
+        dir.path(),
+        Options { tls: Tls::Starttls, password: None, refuse: vec![refused.into()], defer_data: 0 },
+    );
+    let mail = |name: &str, to: &[&str]| klaxon_channels::ChannelConfig {
+        name: name.into(),
+        kind: "email".into(),
+        smtp_host: Some("127.0.0.1".into()),
+        smtp_port: Some(server.port),
+        tls: Some("starttls".into()),
+        ca_file: Some(server.ca_file.display().to_string()),
+        from: Some("Klaxon <klaxon@example.com>".into()),
+        to: Some(to.iter().map(|s| s.to_string()).collect()),
+        attempts_max: Some(3),
+        backoff_initial_ms: Some(1),
+        backoff_max_ms: Some(10),
+        ..Default::default()
+    };
+    let channels = [mail("exec-mail", &["execs@example.com"]), mail("board-mail", &["board@example.com", refused])];
+    let section: NotifierSectionConfig = serde_json::from_value(serde_json::json!({
+        "executive_channels": ["exec-mail", "board-mail"],
+    }))
+    .unwrap();
+    let options = NotifierOptions {
+        notifier: Arc::new(section.validate("notifier").unwrap()),
+        paging: None,
+        channels: Arc::new(klaxon_channels::Channels::new(&channels, |_| None).unwrap()),
+        feed_lag_max: 256,
+    };
+    let w = start(options);
+    let id = w.incident("payments", &["acme"], Some(Severity::Sev1)).await;
+    let events = w.until_notify_events(3).await;
+    let kinds: Vec<(&str, &str)> =
+        events.iter().map(|e| (e["kind"].as_str().unwrap(), e["channel"].as_str().unwrap())).collect();
+    assert_eq!(
+        kinds,
+        [
+            ("notify.executives_notified.v1", "exec-mail"),
+            ("notify.thread_started.v1", "exec-mail"),
+            ("notify.delivery_failed.v1", "board-mail"),
+        ]
+    );
+    // The refusal names the recipient; the others got the message, once.
+    let error = events[2]["error"].as_str().unwrap();
+    assert!(error.contains("recipient gone@example.com refused"), "{error}");
+    let messages = server.messages();
+    assert_eq!(messages.len(), 2, "one message per channel, the refused one not retried");
+    let first_id = messages[0].header("Message-ID").unwrap();
+    assert_eq!(events[1]["thread"], first_id.as_str());
+    assert_eq!(messages[1].meta["rcpt_tos"], serde_json::json!(["board@example.com"]));
+
+    // A follow-up replies in the thread of the first e-mail.
+    w.intake
+        .execute(id, Command::AssignCommander { commander: ActorId::new("maria").unwrap() }, &maria())
+        .await
+        .unwrap();
+    w.clock.advance(TimeDelta::seconds(60));
+    w.until_notify_events(5).await;
+    let messages = server.messages();
+    assert_eq!(messages.len(), 4);
+    let follow_up = messages.iter().skip(2).find(|m| m.meta["rcpt_tos"] == serde_json::json!(["execs@example.com"]));
+    let follow_up = follow_up.expect("the follow-up to exec-mail");
+    assert_eq!(follow_up.header("In-Reply-To"), Some(first_id.clone()));
+    assert_eq!(follow_up.header("References"), Some(first_id));
     w.stop.cancel();
 }

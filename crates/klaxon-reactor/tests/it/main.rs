@@ -71,6 +71,7 @@ impl klaxon_reactor::Service for Marking {
             text: "late".into(),
             fields: Default::default(),
             recipient: None,
+            thread: None,
         };
         let sends = vec![Outgoing { channel: "log".into(), message }];
         vec![Effect::Deliver(Deliver { sends, then: id, trace: None })]

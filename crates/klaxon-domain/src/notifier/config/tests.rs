@@ -40,6 +40,14 @@ fn every_key_has_a_default() {
     assert_eq!(empty.cadence_severities().iter().copied().collect::<Vec<_>>(), [Severity::Sev1]);
     assert!(empty.executive_channels().is_empty() && empty.company_wide_channels().is_empty());
     assert_eq!(empty.feed_interval(), Duration::from_secs(1));
+    // Company-wide posts for multi-customer Sev-1s and Sev-2s; follow-ups a minute apart.
+    assert_eq!(empty.company_wide_severities(), &[Severity::Sev1, Severity::Sev2].into());
+    assert!(empty.company_wide(Severity::Sev2) && !empty.company_wide(Severity::Sev3));
+    assert_eq!(empty.follow_up_interval(), chrono::TimeDelta::minutes(1));
+    let problem = validate(with("follow_up_interval_ms", json!(3_600_001))).unwrap_err().to_string();
+    assert_eq!(problem, "notifier.follow_up_interval_ms: 3600001 is more than the limit of 3600000 milliseconds");
+    let problem = validate(with("company_wide_severities", json!(["sev5"]))).unwrap_err().to_string();
+    assert!(problem.starts_with("notifier.company_wide_severities[0]: \"sev5\" is not a severity"), "{problem}");
     let no_cadence = validate(with("cadence_severities", json!([]))).unwrap();
     assert!(no_cadence.cadence_severities().is_empty());
 }

@@ -25,6 +25,7 @@ fn goldens() -> Vec<(NotifyEvent, Expect)> {
                 audience: PostAudience::Executive,
                 severity: Severity::Sev1,
                 summary: "INC-7 is SEV1 (declared): Checkout is down.".into(),
+                through: None,
             })),
             expect![[r#"
                 notify.executives_notified.v1
@@ -46,6 +47,7 @@ fn goldens() -> Vec<(NotifyEvent, Expect)> {
                 audience: PostAudience::CompanyWide,
                 severity: Severity::Sev2,
                 summary: "INC-7 (SEV2) affects several customers: Checkout is down.".into(),
+                through: Some(4),
             })),
             expect![[r#"
                 notify.executives_notified.v1
@@ -56,7 +58,8 @@ fn goldens() -> Vec<(NotifyEvent, Expect)> {
                   "channel": "all-hands",
                   "incident": "INC-7",
                   "severity": "sev2",
-                  "summary": "INC-7 (SEV2) affects several customers: Checkout is down."
+                  "summary": "INC-7 (SEV2) affects several customers: Checkout is down.",
+                  "through": 4
                 }
                 notified the company-wide group via all-hands (SEV2): INC-7 (SEV2) affects several customers: Checkout is down.
             "#]],
@@ -101,6 +104,7 @@ fn goldens() -> Vec<(NotifyEvent, Expect)> {
                 audience: PostAudience::Executive,
                 severity: Severity::Sev1,
                 error: "SMTP 421: try again later".into(),
+                through: Some(3),
             })),
             expect![[r#"
                 notify.delivery_failed.v1
@@ -111,9 +115,29 @@ fn goldens() -> Vec<(NotifyEvent, Expect)> {
                   "channel": "exec-email",
                   "error": "SMTP 421: try again later",
                   "incident": "INC-7",
-                  "severity": "sev1"
+                  "severity": "sev1",
+                  "through": 3
                 }
                 could not notify executives via exec-email (SEV1): SMTP 421: try again later
+            "#]],
+        ),
+        (
+            event(NotifyChange::ThreadStarted(ThreadStarted {
+                channel: "exec-slack".into(),
+                audience: PostAudience::Executive,
+                thread: "1764000000.000100".into(),
+            })),
+            expect![[r#"
+                notify.thread_started.v1
+                {
+                  "at": "2026-03-02T09:15:00Z",
+                  "audience": "executive",
+                  "by": "klaxon-notifier",
+                  "channel": "exec-slack",
+                  "incident": "INC-7",
+                  "thread": "1764000000.000100"
+                }
+                started the thread of executives via exec-slack: 1764000000.000100
             "#]],
         ),
     ]
@@ -167,7 +191,7 @@ fn decode_errors_name_the_kind() {
             "malformed notify.update_overdue.v1 event: missing field `due_at`",
             "malformed notify.update_overdue.v1 event: invalid actor_id: \"a b\": character ' ' is not allowed (use A-Z a-z 0-9 _ . @ : -)",
             "malformed notify.executives_notified.v1 event: unknown variant `internal`, expected `executive` or `company_wide`",
-            "malformed notify.executives_notified.v1 event: unknown field `extra`, expected one of `channel`, `audience`, `severity`, `summary`",
+            "malformed notify.executives_notified.v1 event: unknown field `extra`, expected one of `channel`, `audience`, `severity`, `summary`, `through`",
             "malformed notify.delivery_failed.v1 event: missing field `severity`",
             "malformed notify.update_overdue.v1 event: missing field `incident`",
         ]
