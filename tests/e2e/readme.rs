@@ -17,7 +17,7 @@
 //!   command's output must contain X, the first word after the arrow or a
 //!   `` `backquoted text` ``. Reads (`klaxon list|show|history|pages|severity|
 //!   oncall|timeline|metrics|actions|trends`, `curl` without data) are
-//!   retried for up to 20 s while they fail or lack X: the services react to
+//!   retried for up to 30 s while they fail or lack X: the services react to
 //!   a report asynchronously, as they do for a person typing.
 //! - Servers (`klaxond up`, `klaxond serve ROLE`, `nats-server`) start in the
 //!   background, each as if in its own terminal: with a fresh terminal's
@@ -62,7 +62,7 @@ use klaxon_tests::{Klaxond, auth, binary};
 const DEFAULT_PORTS: [u16; 9] = [7600, 7680, 7601, 7611, 7612, 7613, 7614, 7615, 4222];
 
 /// How long a read is retried, and a server may take to listen.
-const READ_RETRY: Duration = Duration::from_secs(20);
+const READ_RETRY: Duration = Duration::from_secs(30);
 const SERVER_START: Duration = Duration::from_secs(60);
 /// How long one block may run.
 const BLOCK_LIMIT: Duration = Duration::from_secs(300);
@@ -621,6 +621,20 @@ fn the_readme_works_when_followed_top_to_bottom() {
     for block in &blocks {
         reader.run(block);
     }
+    // A server that died on the way is a trip too, even if no later
+    // command noticed.
+    let mut exited = String::new();
+    for server in &mut reader.servers {
+        if let Ok(Some(status)) = server.child.try_wait() {
+            exited.push_str(&format!(
+                "README.md line {}: `{}` exited ({status}) before the end:\n{}\n",
+                server.line,
+                server.text,
+                server.tail()
+            ));
+        }
+    }
+    assert!(exited.is_empty(), "{exited}");
 }
 
 #[test]
