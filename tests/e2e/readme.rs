@@ -674,7 +674,8 @@ fn the_readme_blocks_are_read_as_documented() {
 
 /// A service without its token is refused by the log server, and what it
 /// is told names what a service reads (its service token file), not the
-/// CLI's `KLAXON_TOKEN`.
+/// CLI's `KLAXON_TOKEN`: in its own log at start, and in the answer to a
+/// call it cannot carry out.
 #[test]
 fn a_service_refused_by_the_log_server_is_told_what_a_service_reads() {
     let dir = tempfile::tempdir().unwrap();
@@ -682,19 +683,42 @@ fn a_service_refused_by_the_log_server_is_told_what_a_service_reads() {
     let data = dir.path().join("log");
     let log = Klaxond::serve("log", &["--data-dir", data.to_str().unwrap(), "--nats", &nats.url], &[]);
     let tokens = data.join("tokens.toml");
-    // Intake with the token file but no service token of its own.
-    let intake = Klaxond::serve(
-        "intake",
-        &["--nats", &nats.url, "--log-server", &log.address, "--http-listen", "127.0.0.1:0"],
-        &[("KLAXON_TOKENS_FILE", tokens.to_str().unwrap())],
-    );
-    let out =
-        klaxon_tests::klaxon(&intake.url, "maria", &["report", "--title", "Checkout fails", "--service", "payments"]);
+    // Intake with the token file but no service token of its own, its
+    // output kept as an operator would see it.
+    let said = dir.path().join("intake.log");
+    let file = std::fs::File::create(&said).unwrap();
+    let child = Command::new(binary("klaxond"))
+        .args(["serve", "intake", "--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"])
+        .args(["--nats", &nats.url, "--log-server", &log.address])
+        .env("KLAXON_TOKENS_FILE", &tokens)
+        .env("RUST_LOG", "warn")
+        .env_remove("KLAXON_SERVICE_TOKEN_FILE")
+        .stdin(Stdio::null())
+        .stdout(file.try_clone().unwrap())
+        .stderr(file)
+        .process_group(0)
+        .spawn()
+        .expect("start klaxond serve intake");
+    let intake = Running { child, line: 0, text: "klaxond serve intake".into(), log: said.clone() };
+    let deadline = Instant::now() + SERVER_START;
+    let address = loop {
+        let text = std::fs::read_to_string(&said).unwrap_or_default();
+        if let Some(rest) = text.split("klaxond listening on ").nth(1) {
+            break rest.split_whitespace().next().unwrap().to_owned();
+        }
+        assert!(Instant::now() < deadline, "intake did not listen:\n{}", intake.tail());
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let url = format!("http://{address}");
+    let out = klaxon_tests::klaxon(&url, "maria", &["report", "--title", "Checkout fails", "--service", "payments"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "a report through a refused intake fails: {stderr}");
-    assert!(stderr.contains("the log server refused this process"), "{stderr}");
-    assert!(stderr.contains("KLAXON_SERVICE_TOKEN_FILE") && stderr.contains("--service-token-file"), "{stderr}");
-    assert!(!stderr.contains("as KLAXON_TOKEN"), "a service is not told to set the CLI's variable: {stderr}");
+    for told in [stderr.to_string(), intake.tail()] {
+        assert!(told.contains("the log server refused this process"), "{told}");
+        assert!(told.contains("KLAXON_SERVICE_TOKEN_FILE") && told.contains("--service-token-file"), "{told}");
+        assert!(!told.contains("as KLAXON_TOKEN"), "a service is not told to set the CLI's variable: {told}");
+    }
+    assert!(intake.tail().contains("the log server refuses this process"), "{}", intake.tail());
     // With its token it works: the refusal was the token, nothing else.
     drop(intake);
     let service_token = dir.path().join("service.token");
