@@ -738,3 +738,52 @@ fn a_service_refused_by_the_log_server_is_told_what_a_service_reads() {
     );
     assert_eq!(id.trim(), "INC-1");
 }
+
+/// `docs/operations.md`'s Prometheus scrape configuration lists exactly the
+/// metrics addresses the systemd units serve: every `klaxond serve` role
+/// but the gateway (which has no metrics) has one, intake on its HTTP
+/// address and the others on `--metrics-listen`.
+#[test]
+fn the_scrape_config_lists_the_metrics_address_of_every_unit() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut served = std::collections::BTreeSet::new();
+    let mut roles = std::collections::BTreeSet::new();
+    for entry in std::fs::read_dir(root.join("deploy/systemd")).unwrap() {
+        let unit = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+        let Some(exec) = unit.lines().find_map(|l| l.strip_prefix("ExecStart=/usr/local/bin/klaxond serve ")) else {
+            continue;
+        };
+        let words: Vec<&str> = exec.split_whitespace().collect();
+        let role = words[0];
+        roles.insert(role.to_owned());
+        let metrics = words.iter().position(|w| *w == "--metrics-listen").map(|i| words[i + 1].to_owned());
+        match role {
+            "gateway" => assert!(metrics.is_none(), "the gateway has no metrics to serve: {exec}"),
+            // Intake serves them on http_listen (deploy/klaxon.toml).
+            "intake" => {
+                served.insert("127.0.0.1:7680".to_owned());
+            }
+            _ => {
+                served.insert(metrics.unwrap_or_else(|| panic!("{role}'s unit passes no --metrics-listen: {exec}")));
+            }
+        }
+    }
+    let expected: std::collections::BTreeSet<String> =
+        ["log", "intake", "severity", "paging", "notifier", "review", "gateway"]
+            .iter()
+            .map(|r| (*r).to_owned())
+            .collect();
+    assert_eq!(roles, expected, "a unit for every role");
+    let operations = std::fs::read_to_string(root.join("docs/operations.md")).unwrap();
+    let scrape = operations.split("scrape_configs:").nth(1).expect("a scrape config").split("```").next().unwrap();
+    let scraped: std::collections::BTreeSet<String> = scrape
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("- targets: [\""))
+        .map(|t| t.trim_end_matches("\"]").to_owned())
+        .collect();
+    assert_eq!(scraped, served, "docs/operations.md scrapes what the units serve");
+    assert!(
+        operations.contains("apt-get install -y nats-server") && operations.contains("target/release/klaxon "),
+        "the systemd steps install nats-server and the klaxon CLI"
+    );
+}
