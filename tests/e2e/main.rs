@@ -14,6 +14,7 @@ mod metrics;
 mod notifier;
 mod otlp;
 mod paging;
+mod readme;
 mod retries;
 mod review;
 mod review_service;

@@ -133,8 +133,12 @@ async fn follow(source: JetStreamSource, from: Position, tx: mpsc::Sender<Result
     let mut last_poll = Instant::now();
     let mut tick = tokio::time::interval(GAP_WAIT);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    if let Ok(head) = f.source.log.head().await {
-        f.known = head;
+    match f.source.log.head().await {
+        Ok(head) => f.known = head,
+        // Said once, where the operator looks: the process's own log. Until
+        // it has a valid token it can follow NATS but not write.
+        Err(e @ Error::Rejected { .. }) => tracing::warn!(error = %e, "the log server refuses this process"),
+        Err(_) => {}
     }
     loop {
         // Known records NATS has not brought: from the log server. At the

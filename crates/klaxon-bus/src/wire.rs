@@ -160,12 +160,24 @@ pub fn to_wire(error: &Error) -> (Code, WireError) {
 /// transport failure, a proxy, a timeout) is [`Error::Unavailable`].
 pub fn from_status(status: &Status) -> Error {
     if matches!(status.code(), tonic::Code::Unauthenticated | tonic::Code::PermissionDenied) {
-        return Error::Rejected { message: format!("the log server refused this process: {}", status.message()) };
+        return Error::Rejected { message: refused_process(status.message()) };
     }
     let Ok(wire) = serde_json::from_slice::<WireError>(status.details()) else {
         return Error::Unavailable { reason: format!("{:?}: {}", status.code(), status.message()) };
     };
     from_wire(wire)
+}
+
+/// What a process the log server refused is told: the server's reason
+/// without its advice to people (`KLAXON_TOKEN` is what the CLI reads), and
+/// what a process reads instead: its service token file.
+fn refused_process(reason: &str) -> String {
+    let reason = reason.split_once("; create one").map_or(reason, |(reason, _)| reason);
+    format!(
+        "the log server refused this process: {reason}; a Klaxon process presents the token (role service) \
+         in the file named by --service-token-file, KLAXON_SERVICE_TOKEN_FILE or [auth] service_token_file \
+         (`klaxond token create --name klaxon-services --role service > FILE` makes one)"
+    )
 }
 
 /// The log error a wire error stands for.
