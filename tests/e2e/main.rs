@@ -13,6 +13,7 @@ mod log_group;
 mod metrics;
 mod otlp;
 mod paging;
+mod replicas;
 mod retries;
 mod review;
 mod review_service;

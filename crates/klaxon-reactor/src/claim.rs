@@ -125,7 +125,10 @@ impl EffectClaimed {
     /// The claim in `record`, which must be of [`CLAIM_KIND`].
     pub fn of(record: &Record) -> Result<EffectClaimed, Error> {
         if record.kind.as_str() != CLAIM_KIND {
-            return Err(Error::Undecodable { position: record.position, reason: format!("{} is no claim", record.kind) });
+            return Err(Error::Undecodable {
+                position: record.position,
+                reason: format!("{} is no claim", record.kind),
+            });
         }
         serde_json::from_str(record.data.as_str())
             .map_err(|e| Error::Undecodable { position: record.position, reason: e.to_string() })
@@ -196,7 +199,8 @@ pub async fn claim(
                 return Ok(Claim::Lost { holder: held.replica, until });
             }
         }
-        let expected = if version == 0 { ExpectedVersion::NoStream } else { ExpectedVersion::Exact(StreamVersion(version)) };
+        let expected =
+            if version == 0 { ExpectedVersion::NoStream } else { ExpectedVersion::Exact(StreamVersion(version)) };
         let claimed = EffectClaimed {
             service: service.to_owned(),
             replica: claims.replica.to_string(),

@@ -419,12 +419,7 @@ impl Run {
     }
 
     /// Decides every dirty incident not in flight and starts its effects.
-    fn decide<S: Service>(
-        &mut self,
-        inner: &Arc<Inner<S>>,
-        jobs: &mut JoinSet<Job>,
-        deliveries: &Arc<Semaphore>,
-    ) {
+    fn decide<S: Service>(&mut self, inner: &Arc<Inner<S>>, jobs: &mut JoinSet<Job>, deliveries: &Arc<Semaphore>) {
         let ready: Vec<IncidentId> = self.dirty.iter().filter(|i| !self.in_flight.contains_key(i)).copied().collect();
         if !ready.is_empty() {
             let now = inner.clock.now();
@@ -568,7 +563,10 @@ impl<S: Service> Inner<S> {
         if let Some(claims) = self.claims.as_ref().filter(|_| !deliver.sends.is_empty()) {
             let correlation = Some(crate::streams::correlation_id(incident));
             let now = self.clock.now();
-            match claim::claim(&self.bus, claims, S::NAME, &deliver.sends, correlation, now).instrument(span.clone()).await? {
+            match claim::claim(&self.bus, claims, S::NAME, &deliver.sends, correlation, now)
+                .instrument(span.clone())
+                .await?
+            {
                 Claim::Won { version } => {
                     self.claim_counts.won.fetch_add(1, Ordering::Relaxed);
                     span.in_scope(|| tracing::debug!(service = S::NAME, %incident, version, "delivery claimed"));

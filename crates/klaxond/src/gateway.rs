@@ -149,7 +149,8 @@ async fn forward(
     let body = match axum::body::to_bytes(body, message_bytes_max.saturating_add(5)).await {
         Ok(body) => body,
         Err(e) => {
-            let status = tonic::Status::out_of_range(format!("the request is larger than {message_bytes_max} bytes: {e}"));
+            let status =
+                tonic::Status::out_of_range(format!("the request is larger than {message_bytes_max} bytes: {e}"));
             return status.into_http::<axum::body::Body>();
         }
     };
@@ -169,12 +170,17 @@ async fn forward(
             }
         }
     }
-    let status = tonic::Status::unavailable(format!("every {} replica is unreachable: {}", upstream.role, failures.join(", ")));
+    let status =
+        tonic::Status::unavailable(format!("every {} replica is unreachable: {}", upstream.role, failures.join(", ")));
     status.into_http::<axum::body::Body>()
 }
 
 /// `UNAVAILABLE` naming the role and the replica; it is marked unhealthy.
-fn unreachable(upstream: &Upstream, replica: &Replica, error: &dyn std::fmt::Display) -> http::Response<axum::body::Body> {
+fn unreachable(
+    upstream: &Upstream,
+    replica: &Replica,
+    error: &dyn std::fmt::Display,
+) -> http::Response<axum::body::Body> {
     replica.healthy.store(false, Ordering::Relaxed);
     let status = tonic::Status::unavailable(format!("{} ({}) is unreachable: {error}", upstream.role, replica.address));
     status.into_http::<axum::body::Body>()

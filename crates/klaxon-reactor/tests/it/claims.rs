@@ -78,9 +78,8 @@ fn replica(w: &World, receiver: &Receiver, replica: &str, stop: &CancellationTok
     };
     let channels = Arc::new(Channels::new(&[channel], |_| None).unwrap());
     let marking = Marking { chain: 0, late: Some(chrono::TimeDelta::zero()), channel: "hook" };
-    let reactor = Reactor::new(w.log.clone(), marking, w.clock.shared())
-        .with_outbox(channels)
-        .with_claims(claims(replica, 5));
+    let reactor =
+        Reactor::new(w.log.clone(), marking, w.clock.shared()).with_outbox(channels).with_claims(claims(replica, 5));
     let handle = reactor.handle();
     tokio::spawn(reactor.run(stop.clone()));
     handle
