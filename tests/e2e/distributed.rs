@@ -18,19 +18,24 @@ use klaxon_tests::receiver::Receiver;
 use klaxon_tests::{Klaxond, Lines, klaxon, klaxon_json, klaxon_ok};
 use serde_json::Value;
 
-struct Setup {
+pub(crate) struct Setup {
     /// Runs the receiver.
     _runtime: tokio::runtime::Runtime,
-    receiver: Receiver,
-    secret: String,
-    dir: tempfile::TempDir,
-    config: std::path::PathBuf,
+    pub(crate) receiver: Receiver,
+    pub(crate) secret: String,
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) config: std::path::PathBuf,
 }
 
 /// Level 1 pages the on-call schedule (ana) and escalates to carl after
 /// `escalate_after` seconds; executives are told through the same webhook.
 fn setup(escalate_after: u64) -> Setup {
-    let Paged { runtime, receiver, secret, dir, config } = Paged::start(escalate_after, true, "");
+    setup_with(escalate_after, "")
+}
+
+/// [`setup`] with `extra` TOML in the configuration.
+pub(crate) fn setup_with(escalate_after: u64, extra: &str) -> Setup {
+    let Paged { runtime, receiver, secret, dir, config } = Paged::start(escalate_after, true, extra);
     Setup { _runtime: runtime, receiver, secret, dir, config }
 }
 
@@ -48,7 +53,7 @@ impl Setup {
     }
 
     /// Pages the receiver got, by idempotency key: one key per page.
-    fn pages_received(&self) -> BTreeMap<String, usize> {
+    pub(crate) fn pages_received(&self) -> BTreeMap<String, usize> {
         let mut keys = BTreeMap::new();
         let pages = self.receiver.requests().into_iter().filter(|r| r.status < 300 && r.body["kind"] == "page");
         for r in pages {
@@ -65,7 +70,7 @@ impl Setup {
     }
 }
 
-fn wait(limit: Duration, what: &str, mut done: impl FnMut() -> bool) {
+pub(crate) fn wait(limit: Duration, what: &str, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + limit;
     while !done() {
         assert!(Instant::now() < deadline, "not within {limit:?}: {what}");
@@ -74,7 +79,7 @@ fn wait(limit: Duration, what: &str, mut done: impl FnMut() -> bool) {
 }
 
 /// Reports a Sev-1 on payments; returns its id.
-fn report(url: &str, title: &str) -> String {
+pub(crate) fn report(url: &str, title: &str) -> String {
     let out = klaxon_ok(
         url,
         "monitor",
@@ -85,13 +90,19 @@ fn report(url: &str, title: &str) -> String {
 
 /// Runs the CLI until it succeeds (at most `limit`): a service that was just
 /// restarted may still be catching up.
-fn eventually_ok(url: &str, actor: &str, args: &[&str], limit: Duration) -> String {
+pub(crate) fn eventually_ok(url: &str, actor: &str, args: &[&str], limit: Duration) -> String {
     eventually(url, actor, args, limit, |_| true)
 }
 
 /// Runs the CLI until it succeeds with an output that `accept`s (at most
 /// `limit`).
-fn eventually(url: &str, actor: &str, args: &[&str], limit: Duration, accept: impl Fn(&str) -> bool) -> String {
+pub(crate) fn eventually(
+    url: &str,
+    actor: &str,
+    args: &[&str],
+    limit: Duration,
+    accept: impl Fn(&str) -> bool,
+) -> String {
     let deadline = Instant::now() + limit;
     loop {
         let out = klaxon(url, actor, args);
@@ -160,7 +171,7 @@ fn full_sev1_with(setup: &Setup, url: &str, faults: &mut dyn FnMut(Step)) -> Str
 /// What every service's projection says, through the public API: intake
 /// (list, show), severity (explain), paging (pages), notifier (the feed's
 /// snapshot), review (timeline, metrics, review, trends).
-fn snapshot(url: &str, ids: &[String]) -> BTreeMap<String, Value> {
+pub(crate) fn snapshot(url: &str, ids: &[String]) -> BTreeMap<String, Value> {
     let mut out = BTreeMap::new();
     out.insert("list".into(), klaxon_json(url, "rita", &["list"]));
     for id in ids {
@@ -237,7 +248,7 @@ fn uuid_like(s: &str) -> bool {
 
 /// A `klaxond up` on a copy of the log server's folder: every projection
 /// rebuilt from scratch from the same log.
-fn rebuilt_snapshot(setup: &Setup, data_dir: &Path, ids: &[String]) -> BTreeMap<String, Value> {
+pub(crate) fn rebuilt_snapshot(setup: &Setup, data_dir: &Path, ids: &[String]) -> BTreeMap<String, Value> {
     let copy = setup.dir.path().join(format!("rebuild-{}", ids.len()));
     copy_dir(data_dir, &copy);
     let config = setup.config_arg();
@@ -261,7 +272,7 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-fn assert_same(left: &BTreeMap<String, Value>, right: &BTreeMap<String, Value>, what: &str) {
+pub(crate) fn assert_same(left: &BTreeMap<String, Value>, right: &BTreeMap<String, Value>, what: &str) {
     assert_eq!(left.keys().collect::<Vec<_>>(), right.keys().collect::<Vec<_>>(), "{what}: the same queries answered");
     for (key, value) in left {
         assert_eq!(value, &right[key], "{what}: `{key}` differs");

@@ -15,6 +15,7 @@ mod notifier;
 mod otlp;
 mod paging;
 mod readme;
+mod replicas;
 mod retries;
 mod review;
 mod review_service;

@@ -159,7 +159,7 @@ fn the_distributed_topology_runs_over_mutual_tls() {
     assert_eq!((&shown["severity"], &shown["status"]), (&"sev1".into(), &"resolved".into()), "{shown}");
     let pages: serde_json::Value = serde_json::from_str(&cli_ok("rita", &["--json", "pages", id])).unwrap();
     assert_eq!(pages["pages"][0]["acknowledged_by"], "ana", "{pages}");
-    assert_eq!(cluster.all_running(), Vec::<&str>::new(), "no process exited");
+    assert_eq!(cluster.all_running(), Vec::<String>::new(), "no process exited");
     cluster.stop();
 }
 

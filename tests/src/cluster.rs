@@ -1,5 +1,6 @@
 //! The whole distributed topology as real processes: a `nats-server`, the
-//! log server, one process per service and the gateway, every one a real
+//! log server, one process per service (or several replicas of each,
+//! [`Cluster::start_replicated`]) and the gateway, every one a real
 //! `klaxond serve`. Each can be killed and started again on its address.
 
 use std::path::{Path, PathBuf};
@@ -21,7 +22,9 @@ pub struct Cluster {
     /// log server ([`Cluster::start_with_group`]).
     group: Option<LogGroup>,
     log_address: String,
-    services: Vec<(&'static str, String, Option<Klaxond>)>,
+    /// Each service process: its label (the role, then `<role>-2`, … for
+    /// more replicas; also its replica id), role, address and process.
+    services: Vec<(String, &'static str, String, Option<Klaxond>)>,
     gateway: Option<Klaxond>,
     /// The gateway's URL: the one address clients use.
     pub url: String,
@@ -36,17 +39,30 @@ impl Cluster {
     /// `dir/log`), the five services and the gateway, all with `config`
     /// and the extra environment `env`.
     pub fn start(dir: &Path, config: &Path, env: &[(&str, &str)]) -> Cluster {
-        Self::start_inner(dir, config, env, None)
+        Self::start_inner(dir, config, env, None, 1)
+    }
+
+    /// Like [`Cluster::start`], with `replicas` processes of every service
+    /// role, labelled `<role>` and `<role>-2`, … (their `--replica-id`);
+    /// the gateway is given every replica's address.
+    pub fn start_replicated(dir: &Path, config: &Path, env: &[(&str, &str)], replicas: usize) -> Cluster {
+        Self::start_inner(dir, config, env, None, replicas)
     }
 
     /// Like [`Cluster::start`], with a log group of `options.nodes` log
     /// servers (data in `dir/group/node-<id>`) instead of one; the services
     /// are given every node's address.
     pub fn start_with_group(dir: &Path, config: &Path, env: &[(&str, &str)], options: &GroupOptions) -> Cluster {
-        Self::start_inner(dir, config, env, Some(options))
+        Self::start_inner(dir, config, env, Some(options), 1)
     }
 
-    fn start_inner(dir: &Path, config: &Path, env: &[(&str, &str)], group: Option<&GroupOptions>) -> Cluster {
+    fn start_inner(
+        dir: &Path,
+        config: &Path,
+        env: &[(&str, &str)],
+        group: Option<&GroupOptions>,
+        replicas: usize,
+    ) -> Cluster {
         let nats = NatsServer::start(&dir.join("nats"));
         // Every process reads one token file; the services present their
         // own token to the log server.
@@ -80,13 +96,18 @@ impl Cluster {
             }
         }
         for role in SERVICES {
-            let process = cluster.spawn_service(role, "127.0.0.1:0");
-            cluster.services.push((role, process.address.clone(), Some(process)));
+            for n in 1..=replicas.max(1) {
+                let label = if n == 1 { role.to_owned() } else { format!("{role}-{n}") };
+                let process = cluster.spawn_service(role, &label, "127.0.0.1:0");
+                cluster.services.push((label, role, process.address.clone(), Some(process)));
+            }
         }
         let mut args = vec!["--config".to_owned(), cluster.config.display().to_string()];
-        for (role, address, _) in &cluster.services {
+        for role in SERVICES {
+            let addresses: Vec<&str> =
+                cluster.services.iter().filter(|(_, r, _, _)| *r == role).map(|(_, _, a, _)| a.as_str()).collect();
             args.push("--route".into());
-            args.push(format!("{role}={address}"));
+            args.push(format!("{role}={}", addresses.join(",")));
         }
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let gateway = Klaxond::serve("gateway", &args, &cluster.env_refs());
@@ -115,7 +136,7 @@ impl Cluster {
         Klaxond::serve_on("log", address, &args, &self.env_refs())
     }
 
-    fn spawn_service(&self, role: &str, address: &str) -> Klaxond {
+    fn spawn_service(&self, role: &str, label: &str, address: &str) -> Klaxond {
         let config = self.config.display().to_string();
         let args = [
             "--config",
@@ -126,16 +147,23 @@ impl Cluster {
             self.nats.url.as_str(),
             "--metrics-listen",
             "127.0.0.1:0",
+            "--replica-id",
+            label,
         ];
         Klaxond::serve_on(role, address, &args, &self.env_refs())
     }
 
-    /// Where `role` (`log` or a service) listens.
+    /// Where `role` (`log` or a service, by label) listens.
     pub fn address(&self, role: &str) -> String {
         if role == "log" {
             return self.log_address.clone();
         }
-        self.services.iter().find(|(r, _, _)| *r == role).expect("a known role").1.clone()
+        self.services.iter().find(|(l, _, _, _)| l == role).expect("a known role").2.clone()
+    }
+
+    /// The labels of the service processes (`paging`, `paging-2`, …).
+    pub fn labels(&self) -> Vec<String> {
+        self.services.iter().map(|(l, _, _, _)| l.clone()).collect()
     }
 
     /// The log group, when the cluster runs one.
@@ -151,7 +179,7 @@ impl Cluster {
         }
         let process = match role {
             "log" => self.log.as_ref(),
-            _ => self.services.iter().find(|(r, _, _)| *r == role).and_then(|(_, _, p)| p.as_ref()),
+            _ => self.services.iter().find(|(l, _, _, _)| l == role).and_then(|(_, _, _, p)| p.as_ref()),
         };
         process.and_then(|p| p.http_address.clone()).unwrap_or_else(|| panic!("{role} runs and serves metrics"))
     }
@@ -159,7 +187,7 @@ impl Cluster {
     /// Where `serve intake` runs the e-mail intake (with `[intake]
     /// smtp_listen` in the configuration).
     pub fn smtp_address(&self) -> String {
-        let intake = self.services.iter().find(|(r, _, _)| *r == "intake").and_then(|(_, _, p)| p.as_ref());
+        let intake = self.services.iter().find(|(l, _, _, _)| l == "intake").and_then(|(_, _, _, p)| p.as_ref());
         intake.and_then(|p| p.smtp_address.clone()).expect("serve intake runs the e-mail intake")
     }
 
@@ -177,7 +205,7 @@ impl Cluster {
         let slot = match role {
             "log" => &mut self.log,
             "gateway" => &mut self.gateway,
-            _ => &mut self.services.iter_mut().find(|(r, _, _)| *r == role).expect("a known role").2,
+            _ => &mut self.services.iter_mut().find(|(l, _, _, _)| l == role).expect("a known role").3,
         };
         slot.take().unwrap_or_else(|| panic!("{role} is not running"))
     }
@@ -192,30 +220,30 @@ impl Cluster {
             }
             "gateway" => panic!("the gateway is not restarted by tests"),
             _ => {
-                let index = self.services.iter().position(|(r, _, _)| *r == role).expect("a known role");
-                assert!(self.services[index].2.is_none(), "{role} is running");
-                let address = self.services[index].1.clone();
-                let process = self.spawn_service(role, &address);
-                self.services[index].2 = Some(process);
+                let index = self.services.iter().position(|(l, _, _, _)| l == role).expect("a known role");
+                assert!(self.services[index].3.is_none(), "{role} is running");
+                let (kind, address) = (self.services[index].1, self.services[index].2.clone());
+                let process = self.spawn_service(kind, role, &address);
+                self.services[index].3 = Some(process);
             }
         }
     }
 
     /// Whether every process is still running (none exited by itself).
-    pub fn all_running(&mut self) -> Vec<&'static str> {
+    pub fn all_running(&mut self) -> Vec<String> {
         let mut dead = Vec::new();
         if self.log.as_mut().is_some_and(|p| !p.is_running())
             || self.group.as_mut().is_some_and(|g| !g.exited().is_empty())
         {
-            dead.push("log");
+            dead.push("log".to_owned());
         }
-        for (role, _, process) in &mut self.services {
+        for (label, _, _, process) in &mut self.services {
             if process.as_mut().is_some_and(|p| !p.is_running()) {
-                dead.push(*role);
+                dead.push(label.clone());
             }
         }
         if self.gateway.as_mut().is_some_and(|p| !p.is_running()) {
-            dead.push("gateway");
+            dead.push("gateway".to_owned());
         }
         dead
     }
@@ -225,15 +253,15 @@ impl Cluster {
     pub fn stop(mut self) {
         let mut statuses = Vec::new();
         if let Some(gateway) = self.gateway.take() {
-            statuses.push(("gateway", gateway.stop()));
+            statuses.push(("gateway".to_owned(), gateway.stop()));
         }
-        for (role, _, process) in self.services.iter_mut().rev() {
+        for (label, _, _, process) in self.services.iter_mut().rev() {
             if let Some(p) = process.take() {
-                statuses.push((*role, p.stop()));
+                statuses.push((label.clone(), p.stop()));
             }
         }
         if let Some(log) = self.log.take() {
-            statuses.push(("log", log.stop()));
+            statuses.push(("log".to_owned(), log.stop()));
         }
         for (role, status) in statuses {
             assert!(status.success(), "{role} did not stop cleanly: {status}");

@@ -61,7 +61,8 @@ pub struct Cli {
 /// Flags accepted by every subcommand.
 #[derive(Debug, Args)]
 pub struct Global {
-    /// The address of klaxond's gRPC API.
+    /// The address of klaxond's gRPC API; several (gateway or intake
+    /// replicas) separated by commas are tried in order until one answers.
     #[arg(long, env = "KLAXON_SERVER", default_value = "http://127.0.0.1:7600", global = true, value_name = "URL", value_parser = parse_server)]
     pub server: String,
     /// Print one JSON object (per line, for `join` and `watch`) instead of human text.
@@ -915,12 +916,17 @@ fn parse_day_or_time(s: &str) -> Result<prost_types::Timestamp, String> {
         .map_err(|e| format!("expected a date YYYY-MM-DD or an RFC 3339 time such as 2025-03-01T10:00:00Z ({e})"))
 }
 
+/// One URL, or several separated by commas (replicas, tried in order).
 fn parse_server(s: &str) -> Result<String, String> {
-    let uri: tonic::transport::Uri = s.parse().map_err(|e| format!("not a URL: {e}"))?;
-    match (uri.scheme_str(), uri.authority()) {
-        (Some("http" | "https"), Some(_)) => Ok(s.trim_end_matches('/').to_string()),
-        _ => Err("expected http://HOST:PORT or https://HOST:PORT".into()),
+    let mut servers = Vec::new();
+    for server in s.split(',').map(str::trim) {
+        let uri: tonic::transport::Uri = server.parse().map_err(|e| format!("{server:?} is not a URL: {e}"))?;
+        match (uri.scheme_str(), uri.authority()) {
+            (Some("http" | "https"), Some(_)) => servers.push(server.trim_end_matches('/').to_string()),
+            _ => return Err("expected http://HOST:PORT or https://HOST:PORT (several: comma-separated)".into()),
+        }
     }
+    Ok(servers.join(","))
 }
 
 /// A token as the `authorization: Bearer …` header value.

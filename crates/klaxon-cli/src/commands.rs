@@ -192,9 +192,37 @@ pub struct Connection {
 }
 
 impl Connection {
-    /// Connects to `server` within [`CONNECT_TIMEOUT`]. `request_timeout`
-    /// bounds every unary request; `None` for streams.
+    /// Connects to `server`, or to the first of a comma-separated list of
+    /// servers (gateway or intake replicas) that answers, each within
+    /// [`CONNECT_TIMEOUT`]. `request_timeout` bounds every unary request;
+    /// `None` for streams.
     pub async fn open(
+        servers: &str,
+        tls: &Tls,
+        credentials: Option<AsciiMetadataValue>,
+        request_timeout: Option<Duration>,
+    ) -> Result<Self, Error> {
+        let mut failures = Vec::new();
+        for server in servers.split(',').map(str::trim) {
+            match Connection::open_one(server, tls, credentials.clone(), request_timeout).await {
+                Ok(connection) => return Ok(connection),
+                Err(Error::Unreachable { server, detail }) => failures.push((server, detail)),
+                Err(e) => return Err(e),
+            }
+        }
+        match failures.len() {
+            1 => {
+                let (server, detail) = failures.remove(0);
+                Err(Error::Unreachable { server, detail })
+            }
+            _ => {
+                let detail = failures.iter().map(|(s, d)| format!("{s}: {d}")).collect::<Vec<_>>().join("; ");
+                Err(Error::Unreachable { server: servers.to_string(), detail })
+            }
+        }
+    }
+
+    async fn open_one(
         server: &str,
         tls: &Tls,
         credentials: Option<AsciiMetadataValue>,

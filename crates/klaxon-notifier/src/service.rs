@@ -178,6 +178,13 @@ impl Notifier {
         Notifier { reactor, budget: FeedBudget::new(FEEDS_PER_PRINCIPAL_DEFAULT) }
     }
 
+    /// Claims each delivery through the log before making it, so that
+    /// replicas side by side deliver it once (see `klaxon_reactor::claim`).
+    /// Call before taking a handle.
+    pub fn with_claims(self, claims: klaxon_reactor::Claims) -> Notifier {
+        Notifier { reactor: self.reactor.with_claims(claims), budget: self.budget }
+    }
+
     /// A handle to it.
     pub fn handle(&self) -> Handle {
         let reactor = self.reactor.handle();

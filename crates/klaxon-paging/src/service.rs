@@ -196,6 +196,13 @@ impl Pager {
         Pager { reactor: Reactor::new(log, Paging { config }, clock).with_outbox(channels) }
     }
 
+    /// Claims each delivery through the log before making it, so that
+    /// replicas side by side deliver it once (see `klaxon_reactor::claim`).
+    /// Call before taking a handle.
+    pub fn with_claims(self, claims: klaxon_reactor::Claims) -> Pager {
+        Pager { reactor: self.reactor.with_claims(claims) }
+    }
+
     /// A handle to it.
     pub fn handle(&self) -> Handle {
         Handle { reactor: self.reactor.handle() }

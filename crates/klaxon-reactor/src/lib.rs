@@ -15,11 +15,14 @@
 //! - [`shell`]: [`Service`], [`Reactor`], its [`Handle`] and [`Progress`].
 //! - [`effect`]: what a decision asks for: [`Append`], [`Deliver`], with
 //!   derived [`Ids`] and a [`Trace`].
+//! - [`claim`]: how replicas share deliveries: a claim through the log
+//!   that only one replica wins, held for a lease ([`Claims`]).
 //! - [`clock`]: [`Clock`], [`SystemClock`] and the [`ManualClock`] tests
 //!   move by hand.
 //! - [`streams`]: the log streams of an incident and its correlation id.
 //! - [`decode`]: records back into domain events ([`Decoded`]), loudly.
 
+pub mod claim;
 pub mod clock;
 pub mod decode;
 pub mod effect;
@@ -27,8 +30,9 @@ mod error;
 pub mod shell;
 pub mod streams;
 
+pub use claim::{Claim, Claims, ReplicaId};
 pub use clock::{Clock, ManualClock, SystemClock, system_clock};
 pub use decode::Decoded;
 pub use effect::{Append, Cause, Deliver, Effect, Ids, Trace};
 pub use error::Error;
-pub use shell::{Handle, Progress, Reactor, Service};
+pub use shell::{ClaimCounts, Handle, Progress, Reactor, Service};

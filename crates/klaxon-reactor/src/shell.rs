@@ -31,6 +31,7 @@
 //! drops; time comes only from the [`Clock`].
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -45,6 +46,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use crate::claim::{self, Claim, Claims};
 use crate::effect::{Append, Cause, Deliver, Effect};
 use crate::{Clock, Error};
 
@@ -138,7 +140,46 @@ struct Inner<S: Service> {
     state: RwLock<S::State>,
     progress: watch::Sender<Progress>,
     changes: Option<broadcast::Sender<IncidentId>>,
+    claims: Option<Claims>,
+    claim_counts: ClaimCounters,
 }
+
+#[derive(Default)]
+struct ClaimCounters {
+    won: AtomicU64,
+    lost: AtomicU64,
+}
+
+/// How many deliveries this replica claimed and won, and how many it found
+/// claimed by another replica (each decision counts once).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ClaimCounts {
+    /// Claims won: this replica delivered.
+    pub won: u64,
+    /// Claims lost: another replica held the delivery.
+    pub lost: u64,
+}
+
+/// What carrying out one decision came to.
+#[derive(Clone, Copy, Debug, Default)]
+struct Done {
+    /// The last position its effects appended.
+    last: Option<Position>,
+    /// When a delivery another replica holds may be claimed again.
+    retry_at: Option<DateTime<Utc>>,
+}
+
+/// An incident with a delivery another replica holds.
+#[derive(Clone, Copy, Debug)]
+struct ClaimWait {
+    /// When the decision that found it claimed was made: timers due by then
+    /// were that decision's, and wait with it.
+    decided: DateTime<Utc>,
+    /// When the claim expires: the incident is decided again then.
+    until: DateTime<Utc>,
+}
+
+type Job = (IncidentId, Result<Done, Error>);
 
 impl<S: Service> Reactor<S> {
     /// The shell of `service` over `bus`, reading time from `clock`.
@@ -151,6 +192,8 @@ impl<S: Service> Reactor<S> {
             state: RwLock::new(S::State::default()),
             progress: watch::channel(Progress::default()).0,
             changes: None,
+            claims: None,
+            claim_counts: ClaimCounters::default(),
         };
         Reactor { handle: Handle { inner: Arc::new(inner) } }
     }
@@ -174,6 +217,15 @@ impl<S: Service> Reactor<S> {
         self
     }
 
+    /// Claims every delivery through the log before sending it (see
+    /// [`crate::claim`]), so that replicas of the service running side by
+    /// side deliver each one once. Without claims, the shell delivers what
+    /// it decides: right for a single replica (`klaxond up`).
+    pub fn with_claims(mut self, claims: Claims) -> Reactor<S> {
+        self.configure().claims = Some(claims);
+        self
+    }
+
     /// A handle to it.
     pub fn handle(&self) -> Handle<S> {
         self.handle.clone()
@@ -193,7 +245,7 @@ impl<S: Service> Reactor<S> {
         let mut run = Run::new(checkpoint, start_head);
         let mut subscription = inner.bus.subscribe(Position(1));
         let deliveries = Arc::new(Semaphore::new(DELIVERIES_MAX));
-        let mut jobs: JoinSet<(IncidentId, Result<Option<Position>, Error>)> = JoinSet::new();
+        let mut jobs: JoinSet<Job> = JoinSet::new();
         let outcome = loop {
             run.publish(&inner);
             let sleep = match run.wake {
@@ -217,7 +269,7 @@ impl<S: Service> Reactor<S> {
                 Some(finished) = jobs.join_next() => {
                     let (incident, result) = finished.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
                     match result {
-                        Ok(last) => run.finished(incident, last),
+                        Ok(done) => run.finished(incident, done),
                         Err(e) => break Err(e),
                     }
                 }
@@ -268,7 +320,13 @@ struct Run {
     /// under way, its records to fold back, the decision they lead to...),
     /// the position folded when the first decision of the chain was made.
     origins: HashMap<IncidentId, Position>,
-    /// The earliest `next_due` of the incidents not in flight.
+    /// Incidents with a delivery another replica claimed (decided again
+    /// when the claim expires, or when a record or a later timer says so).
+    claim_waits: HashMap<IncidentId, ClaimWait>,
+    /// When each incident in flight was decided.
+    decided: HashMap<IncidentId, DateTime<Utc>>,
+    /// The earliest `next_due` of the incidents not in flight, or claim
+    /// expiry.
     wake: Option<DateTime<Utc>>,
 }
 
@@ -284,6 +342,8 @@ impl Run {
             causes: HashMap::new(),
             in_flight: HashMap::new(),
             origins: HashMap::new(),
+            claim_waits: HashMap::new(),
+            decided: HashMap::new(),
             wake: None,
         }
     }
@@ -313,8 +373,13 @@ impl Run {
     }
 
     /// A decision's effects are all carried out; `last` is the last
-    /// position they appended.
-    fn finished(&mut self, incident: IncidentId, last: Option<Position>) {
+    /// position they appended; a delivery another replica holds is decided
+    /// again at `retry_at`.
+    fn finished(&mut self, incident: IncidentId, Done { last, retry_at }: Done) {
+        let decided = self.decided.remove(&incident);
+        if let (Some(until), Some(decided)) = (retry_at, decided) {
+            self.claim_waits.insert(incident, ClaimWait { decided, until });
+        }
         match last {
             Some(last) if last > self.applied => {
                 self.in_flight.insert(incident, Some(last));
@@ -337,10 +402,16 @@ impl Run {
     /// The clock reached the wake-up: the incidents due are dirty.
     fn due<S: Service>(&mut self, inner: &Inner<S>) {
         let now = inner.clock.now();
+        let expired: Vec<IncidentId> =
+            self.claim_waits.iter().filter(|(_, w)| w.until <= now).map(|(incident, _)| *incident).collect();
+        for incident in expired {
+            self.claim_waits.remove(&incident);
+            self.dirty.insert(incident);
+        }
         let state = inner.state.read().expect("state lock");
         for incident in self.causes.keys() {
             if !self.in_flight.contains_key(incident)
-                && inner.service.next_due(&state, *incident).is_some_and(|due| due <= now)
+                && self.timer(&inner.service, &state, *incident).is_some_and(|due| due <= now)
             {
                 self.dirty.insert(*incident);
             }
@@ -348,18 +419,15 @@ impl Run {
     }
 
     /// Decides every dirty incident not in flight and starts its effects.
-    fn decide<S: Service>(
-        &mut self,
-        inner: &Arc<Inner<S>>,
-        jobs: &mut JoinSet<(IncidentId, Result<Option<Position>, Error>)>,
-        deliveries: &Arc<Semaphore>,
-    ) {
+    fn decide<S: Service>(&mut self, inner: &Arc<Inner<S>>, jobs: &mut JoinSet<Job>, deliveries: &Arc<Semaphore>) {
         let ready: Vec<IncidentId> = self.dirty.iter().filter(|i| !self.in_flight.contains_key(i)).copied().collect();
         if !ready.is_empty() {
             let now = inner.clock.now();
             let state = inner.state.read().expect("state lock");
             for incident in ready {
                 self.dirty.remove(&incident);
+                // Deciding again now covers what a claim wait was for.
+                self.claim_waits.remove(&incident);
                 let Some(cause) = self.causes.get(&incident) else { continue };
                 let effects = inner.service.decide(&state, incident, cause, now);
                 if effects.is_empty() {
@@ -368,17 +436,30 @@ impl Run {
                 }
                 self.origins.entry(incident).or_insert(self.applied);
                 self.in_flight.insert(incident, None);
+                self.decided.insert(incident, now);
                 let (inner, deliveries) = (inner.clone(), deliveries.clone());
-                jobs.spawn(async move { (incident, carry_out(inner, effects, deliveries).await) });
+                jobs.spawn(async move { (incident, carry_out(inner, incident, effects, deliveries).await) });
             }
         }
-        self.wake = if S::TIMERS {
+        let timers = if S::TIMERS {
             let state = inner.state.read().expect("state lock");
             let pending = self.causes.keys().filter(|i| !self.in_flight.contains_key(*i));
-            pending.filter_map(|i| inner.service.next_due(&state, *i)).min()
+            pending.filter_map(|i| self.timer(&inner.service, &state, *i)).min()
         } else {
             None
         };
+        let claims = self.claim_waits.values().map(|w| w.until).min();
+        self.wake = timers.into_iter().chain(claims).min();
+    }
+
+    /// The incident's next timer, but for one due when its delivery was
+    /// found claimed by another replica: that one waits for the claim.
+    fn timer<S: Service>(&self, service: &S, state: &S::State, incident: IncidentId) -> Option<DateTime<Utc>> {
+        let due = service.next_due(state, incident)?;
+        match self.claim_waits.get(&incident) {
+            Some(wait) if due <= wait.decided => None,
+            _ => Some(due),
+        }
     }
 
     fn progress(&self) -> Progress {
@@ -410,33 +491,39 @@ impl Run {
     }
 }
 
-/// Carries out one decision: its appends in order, then its deliveries
-/// (at most [`DELIVERIES_MAX`] at once across the service). Returns the
-/// last position written.
+/// Carries out one decision about `incident`: its appends in order, then
+/// its deliveries (at most [`DELIVERIES_MAX`] at once across the service).
+/// Returns the last position written, and when to decide again for the
+/// deliveries another replica holds.
 async fn carry_out<S: Service>(
     inner: Arc<Inner<S>>,
+    incident: IncidentId,
     effects: Vec<Effect<S::Then>>,
     deliveries: Arc<Semaphore>,
-) -> Result<Option<Position>, Error> {
-    let mut last = None;
+) -> Result<Done, Error> {
+    let mut done = Done::default();
     let mut sending = JoinSet::new();
     for effect in effects {
         match effect {
-            Effect::Append(append) => last = last.max(inner.append_reaction(append, None).await?),
+            Effect::Append(append) => done.last = done.last.max(inner.append_reaction(append, None).await?),
             Effect::Deliver(deliver) => {
                 let (inner, deliveries) = (inner.clone(), deliveries.clone());
                 sending.spawn(async move {
                     let _permit = deliveries.acquire_owned().await.expect("the semaphore is never closed");
-                    inner.deliver(deliver).await
+                    inner.deliver(incident, deliver).await
                 });
             }
         }
     }
     while let Some(delivered) = sending.join_next().await {
-        let delivered = delivered.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
-        last = last.max(delivered?);
+        let delivered = delivered.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?;
+        done.last = done.last.max(delivered.last);
+        done.retry_at = match (done.retry_at, delivered.retry_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
     }
-    Ok(last)
+    Ok(done)
 }
 
 impl<S: Service> Inner<S> {
@@ -466,11 +553,33 @@ impl<S: Service> Inner<S> {
         }
     }
 
-    /// Sends a delivery's messages in order, then appends its record.
-    async fn deliver(&self, deliver: Deliver<S::Then>) -> Result<Option<Position>, Error> {
+    /// Claims a delivery (with claims), sends its messages in order, then
+    /// appends its record. A delivery another replica holds is skipped, to
+    /// be decided again when that claim expires.
+    async fn deliver(&self, incident: IncidentId, deliver: Deliver<S::Then>) -> Result<Done, Error> {
         let outbox = self.outbox.as_ref().expect("a service that delivers is built with an outbox");
         let traced = deliver.trace.as_ref().map(|t| Traced::new(t.span.clone(), t.parent.as_deref()));
         let span = traced.as_ref().map_or_else(tracing::Span::none, |t| t.span().clone());
+        if let Some(claims) = self.claims.as_ref().filter(|_| !deliver.sends.is_empty()) {
+            let correlation = Some(crate::streams::correlation_id(incident));
+            let now = self.clock.now();
+            match claim::claim(&self.bus, claims, S::NAME, &deliver.sends, correlation, now)
+                .instrument(span.clone())
+                .await?
+            {
+                Claim::Won { version } => {
+                    self.claim_counts.won.fetch_add(1, Ordering::Relaxed);
+                    span.in_scope(|| tracing::debug!(service = S::NAME, %incident, version, "delivery claimed"));
+                }
+                Claim::Lost { holder, until } => {
+                    self.claim_counts.lost.fetch_add(1, Ordering::Relaxed);
+                    span.in_scope(|| {
+                        tracing::debug!(service = S::NAME, %incident, %holder, %until, "another replica holds the delivery");
+                    });
+                    return Ok(Done { last: None, retry_at: Some(until) });
+                }
+            }
+        }
         let mut receipts = Vec::with_capacity(deliver.sends.len());
         for send in &deliver.sends {
             let at = self.clock.now();
@@ -483,10 +592,11 @@ impl<S: Service> Inner<S> {
             }
             receipts.push(Receipt { channel: send.channel.clone(), at, outcome });
         }
-        match self.service.recorded(deliver.then, receipts) {
-            Some(append) => self.append_reaction(append, traced.as_ref()).await,
-            None => Ok(None),
-        }
+        let last = match self.service.recorded(deliver.then, receipts) {
+            Some(append) => self.append_reaction(append, traced.as_ref()).await?,
+            None => None,
+        };
+        Ok(Done { last, retry_at: None })
     }
 }
 
@@ -509,6 +619,17 @@ impl<S: Service> Handle<S> {
     /// Reads the state as folded so far.
     pub fn read<T>(&self, f: impl FnOnce(&S::State) -> T) -> T {
         f(&self.inner.state.read().expect("state lock"))
+    }
+
+    /// The claims this replica won and lost (both zero without claims).
+    pub fn claim_counts(&self) -> ClaimCounts {
+        let counts = &self.inner.claim_counts;
+        ClaimCounts { won: counts.won.load(Ordering::Relaxed), lost: counts.lost.load(Ordering::Relaxed) }
+    }
+
+    /// The replica this shell claims deliveries as, when it claims.
+    pub fn replica(&self) -> Option<&claim::ReplicaId> {
+        self.inner.claims.as_ref().map(|c| &c.replica)
     }
 
     /// Where it is in the log.

@@ -74,6 +74,68 @@ pub struct Config {
     /// see `docs/replication.md`); without it `serve log` is a single log
     /// server. `klaxond up` ignores it.
     pub log_group: Option<klaxon_raft::Options>,
+    /// This process as one replica of its role (`[replica]`): its id in
+    /// the claims of paging and the notifier, and how long a claim holds.
+    pub replica: ReplicaConfig,
+}
+
+/// `[replica]`: how replicas of paging and the notifier share deliveries.
+/// Each delivery is claimed through the log first (see
+/// `docs/ARCHITECTURE.md`, "Claims and leases"); a claim holds for
+/// `claim_lease_ms`, after which another replica may take it over.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReplicaConfig {
+    /// This replica's id in its claims (ASCII letters, digits and
+    /// `-_.:@`); default `<hostname>-<pid>`. Give each replica its own.
+    pub id: Option<String>,
+    /// How long a claim holds, in milliseconds (1000 to 3600000): longer
+    /// than a channel's bounded retries take, or a slow but live replica
+    /// is taken over and the message sent twice (same idempotency key).
+    pub claim_lease_ms: u64,
+}
+
+/// Shortest claim lease.
+pub const CLAIM_LEASE_MS_MIN: u64 = 1_000;
+/// Longest claim lease.
+pub const CLAIM_LEASE_MS_MAX: u64 = 3_600_000;
+
+impl Default for ReplicaConfig {
+    fn default() -> Self {
+        ReplicaConfig { id: None, claim_lease_ms: klaxon_reactor::claim::LEASE_DEFAULT_MS }
+    }
+}
+
+impl ReplicaConfig {
+    fn validate(&self) -> Result<(), String> {
+        if let Some(id) = &self.id {
+            klaxon_reactor::ReplicaId::new(id.as_str()).map_err(|e| format!("replica.id: {e}"))?;
+        }
+        if !(CLAIM_LEASE_MS_MIN..=CLAIM_LEASE_MS_MAX).contains(&self.claim_lease_ms) {
+            return Err(format!(
+                "replica.claim_lease_ms: {} must be from {CLAIM_LEASE_MS_MIN} to {CLAIM_LEASE_MS_MAX}",
+                self.claim_lease_ms
+            ));
+        }
+        Ok(())
+    }
+
+    /// The claims of this process: its id (or `<hostname>-<pid>`) and lease.
+    pub fn claims(&self) -> anyhow::Result<klaxon_reactor::Claims> {
+        let replica = match &self.id {
+            Some(id) => klaxon_reactor::ReplicaId::new(id.as_str()).map_err(|e| anyhow::anyhow!("replica.id: {e}"))?,
+            None => klaxon_reactor::ReplicaId::from_host_and_pid(&hostname(), std::process::id()),
+        };
+        Ok(klaxon_reactor::Claims::new(replica, self.claim_lease_ms))
+    }
+}
+
+/// The machine's name, as the kernel has it (empty when unknown).
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .unwrap_or_default()
 }
 
 /// `[limits]`: what one caller may send and hold. Each limit hit is a
@@ -234,6 +296,8 @@ pub struct Overrides {
     /// `[log_group] node_id` (`serve log`), so that every node of a group
     /// can share one file.
     pub node_id: Option<u64>,
+    /// `[replica] id`.
+    pub replica_id: Option<String>,
 }
 
 impl Overrides {
@@ -279,6 +343,10 @@ impl Overrides {
             })?;
             group.node_id = id;
         }
+        if let Some(id) = self.replica_id {
+            klaxon_reactor::ReplicaId::new(id.as_str()).map_err(|e| anyhow::anyhow!("--replica-id: {e}"))?;
+            config.replica.id = Some(id);
+        }
         Ok(())
     }
 }
@@ -286,6 +354,8 @@ impl Overrides {
 /// `[cluster]`: how the processes of the distributed topology find each
 /// other. Each address is where that process listens and where the others
 /// (and the gateway) reach it.
+/// A role run as several replicas lists each one's address, separated by
+/// commas; each replica then gets its own with `--listen`.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ClusterConfig {
@@ -367,6 +437,7 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             status_page: klaxon_notifier::status_page::StatusPageOptions::default(),
             log_group: None,
+            replica: ReplicaConfig::default(),
         }
     }
 }
@@ -428,9 +499,12 @@ impl Config {
             ("notifier", &c.notifier),
             ("review", &c.review),
         ] {
-            let port = address.rsplit_once(':').and_then(|(host, port)| (!host.is_empty()).then_some(port));
-            if port.and_then(|p| p.parse::<u16>().ok()).is_none() {
-                return Err(format!("cluster.{key}: {address:?} is not host:port"));
+            // Several replicas of a role are listed with commas.
+            for address in address.split(',').map(str::trim) {
+                let port = address.rsplit_once(':').and_then(|(host, port)| (!host.is_empty()).then_some(port));
+                if port.and_then(|p| p.parse::<u16>().ok()).is_none() {
+                    return Err(format!("cluster.{key}: {address:?} is not host:port"));
+                }
             }
         }
         self.http.validate()?;
@@ -439,6 +513,7 @@ impl Config {
             return Err("intake.email.senders: the e-mail intake (intake.smtp_listen) needs at least one sender".into());
         }
         self.limits.validate()?;
+        self.replica.validate()?;
         self.status_page.check()?;
         let core = self.validate_core().map_err(|e| e.to_string())?;
         let channels = klaxon_channels::Channels::from_env(&self.channels).map_err(|e| e.to_string())?;

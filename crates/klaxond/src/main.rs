@@ -223,6 +223,11 @@ struct ServeArgs {
     /// `log_group.node_id`, so that every node can share one file).
     #[arg(long, env = "KLAXON_LOG_GROUP_NODE_ID")]
     node_id: Option<u64>,
+    /// This replica's id in the claims of `paging` and `notifier`
+    /// (overrides `[replica] id`; default `<hostname>-<pid>`). Give every
+    /// replica of a role its own.
+    #[arg(long, env = "KLAXON_REPLICA_ID")]
+    replica_id: Option<String>,
 }
 
 fn parse_route(s: &str) -> Result<(String, String), String> {
@@ -313,6 +318,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 log_server: args.log_server,
                 routes: args.routes,
                 node_id: args.node_id,
+                replica_id: args.replica_id,
             };
             overrides.apply(&mut config, Some(args.role.name()))?;
             runtime.block_on(serve::run(args.role, config, validated))

@@ -18,6 +18,9 @@
 //! - `klaxon_email_messages_total{outcome}` — messages the e-mail intake
 //!   answered (and senders it refused at `MAIL FROM`), by outcome, since
 //!   the process started; where the e-mail intake runs.
+//! - `klaxon_claims_won_total{service,replica}`, `klaxon_claims_lost_total{service,replica}`
+//!   — deliveries this replica claimed and made, and those it found claimed
+//!   by another replica (`klaxond serve paging|notifier`).
 
 use std::fmt::Write;
 use std::sync::Arc;
@@ -27,6 +30,8 @@ use klaxon_log::{HistogramSnapshot, Log, Position};
 
 /// A service's folded and processed positions, read at scrape time.
 type Positions = Arc<dyn Fn() -> (Position, Position) + Send + Sync>;
+/// A service's claim counts, read at scrape time.
+type ClaimCounts = Arc<dyn Fn() -> klaxon_reactor::ClaimCounts + Send + Sync>;
 
 /// What one process exposes.
 #[derive(Clone, Default)]
@@ -34,6 +39,7 @@ pub struct Metrics {
     log: Option<Log>,
     bus: Option<Bus>,
     consumers: Vec<(&'static str, Positions)>,
+    claims: Vec<(&'static str, String, ClaimCounts)>,
     paging: Option<klaxon_paging::Handle>,
     notifier: Option<klaxon_notifier::Handle>,
     email: Option<Arc<klaxon_intake::smtp::EmailCounts>>,
@@ -69,7 +75,12 @@ impl Metrics {
         name: &'static str,
         reactor: klaxon_reactor::Handle<S>,
     ) -> Metrics {
-        self.with_consumer(name, move || {
+        let mut metrics = self;
+        if let Some(replica) = reactor.replica() {
+            let (replica, counts) = (replica.to_string(), reactor.clone());
+            metrics.claims.push((name, replica, Arc::new(move || counts.claim_counts())));
+        }
+        metrics.with_consumer(name, move || {
             let progress = reactor.progress();
             (progress.applied, progress.processed)
         })
@@ -135,6 +146,20 @@ impl Metrics {
             );
             for (service, positions) in &self.consumers {
                 let _ = writeln!(out, "klaxon_processed_position{{service=\"{service}\"}} {}", positions().1.0);
+            }
+        }
+        if !self.claims.is_empty() {
+            let families = [
+                ("klaxon_claims_won_total", "Deliveries this replica claimed through the log and made."),
+                ("klaxon_claims_lost_total", "Deliveries this replica found claimed by another replica."),
+            ];
+            for (i, (name, help)) in families.into_iter().enumerate() {
+                header(&mut out, name, help, "counter");
+                for (service, replica, counts) in &self.claims {
+                    let c = counts();
+                    let value = if i == 0 { c.won } else { c.lost };
+                    let _ = writeln!(out, "{name}{{service=\"{service}\",replica=\"{replica}\"}} {value}");
+                }
             }
         }
         if let Some(paging) = &self.paging {

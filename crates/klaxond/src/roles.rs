@@ -67,6 +67,7 @@ pub struct Wiring {
     message_bytes_max: usize,
     feeds_per_principal: usize,
     clock: Arc<dyn Clock>,
+    claims: Option<klaxon_reactor::Claims>,
 }
 
 impl Wiring {
@@ -82,7 +83,16 @@ impl Wiring {
             message_bytes_max: config.limits.message_bytes_max,
             feeds_per_principal: config.limits.feeds_per_principal,
             clock: klaxon_reactor::system_clock(),
+            claims: None,
         })
+    }
+
+    /// Claims deliveries through the log (paging and the notifier), so that
+    /// replicas of a role side by side deliver each message once. `klaxond
+    /// serve` always does; `klaxond up` runs one of each and does not.
+    pub fn with_claims(mut self, claims: klaxon_reactor::Claims) -> Wiring {
+        self.claims = Some(claims);
+        self
     }
 
     /// Adds a gRPC service and marks it serving.
@@ -159,7 +169,10 @@ impl Wiring {
                     schedules: validated.schedules.clone(),
                     channels: validated.channels.clone(),
                 };
-                let pager = klaxon_paging::Pager::new(bus, pager_config, self.clock.clone());
+                let mut pager = klaxon_paging::Pager::new(bus, pager_config, self.clock.clone());
+                if let Some(claims) = &self.claims {
+                    pager = pager.with_claims(claims.clone());
+                }
                 let h = pager.handle();
                 let metrics = std::mem::take(&mut self.metrics).with_reactor(name, h.reactor().clone());
                 self.metrics = metrics.with_paging(h.clone());
@@ -174,7 +187,10 @@ impl Wiring {
                     channels: validated.channels.clone(),
                     feed_lag_max: klaxon_notifier::feed::CHANGES_BUFFER,
                 };
-                let notifier = klaxon_notifier::Notifier::new(bus, options, self.clock.clone());
+                let mut notifier = klaxon_notifier::Notifier::new(bus, options, self.clock.clone());
+                if let Some(claims) = &self.claims {
+                    notifier = notifier.with_claims(claims.clone());
+                }
                 let h = notifier.handle();
                 let metrics = std::mem::take(&mut self.metrics).with_reactor(name, h.reactor().clone());
                 self.metrics = metrics.with_notifier(h.clone());

@@ -80,6 +80,12 @@ pub async fn run(role: Role, config: Config, validated: Validated) -> anyhow::Re
         Role::Gateway => config.listen,
         role => {
             let address = config.cluster.address(role.name())?;
+            if address.contains(',') {
+                anyhow::bail!(
+                    "cluster.{} lists several replicas ({address:?}); give this one its address with --listen",
+                    role.name()
+                );
+            }
             address
                 .parse()
                 .with_context(|| format!("cluster.{}: {address:?} is not an IP address and port", role.name()))?
@@ -89,7 +95,10 @@ pub async fn run(role: Role, config: Config, validated: Validated) -> anyhow::Re
     match role.service() {
         // The gateway forwards each call with its token to the process that
         // owns it, which authenticates it.
-        None if role == Role::Gateway => crate::gateway::run(&config.cluster, &config.tls, listen, &process).await,
+        None if role == Role::Gateway => {
+            let max = config.limits.message_bytes_max;
+            crate::gateway::run(&config.cluster, &config.tls, listen, max, &process).await
+        }
         None => serve_log(config, validated, listen, &process).await,
         Some(service) => serve_service(service, config, validated, listen, &process).await,
     }
@@ -153,7 +162,9 @@ async fn serve_service(
         Service::Intake => Some(process::bind(config.http_listen, " (http_listen)").await?),
         _ => None,
     };
-    let mut wiring = Wiring::new(&config)?;
+    let claims = config.replica.claims()?;
+    tracing::info!(replica = %claims.replica, lease_ms = config.replica.claim_lease_ms, "claiming deliveries as this replica");
+    let mut wiring = Wiring::new(&config)?.with_claims(claims);
     wiring.service(service, &config, &validated, bus.clone(), &auth, process).await?;
     tracing::info!(%address, log_server = %cluster.log, nats = %cluster.nats_url, "klaxond serve {name}");
     println!("klaxond listening on {address} (gRPC: {name})");

@@ -19,11 +19,14 @@ use klaxon_log::{ExpectedVersion, Log, Position, Record, StreamVersion};
 use klaxon_reactor::{Append, Cause, Deliver, Effect, Ids, ManualClock, Reactor, decode, streams};
 use tokio_util::sync::CancellationToken;
 
+mod claims;
+
 /// Marks each open incident `chain` times, then once more `late` after it
-/// was reported (delivering a message first), when given.
+/// was reported (delivering a message through `channel` first), when given.
 struct Marking {
     chain: u64,
     late: Option<TimeDelta>,
+    channel: &'static str,
 }
 
 #[derive(Default)]
@@ -64,17 +67,7 @@ impl klaxon_reactor::Service for Marking {
         if due.is_none() {
             return Vec::new();
         }
-        let message = Message {
-            idempotency_key: format!("{id}/late"),
-            kind: "test".into(),
-            title: format!("{id} is late"),
-            text: "late".into(),
-            fields: Default::default(),
-            recipient: None,
-            thread: None,
-        };
-        let sends = vec![Outgoing { channel: "log".into(), message }];
-        vec![Effect::Deliver(Deliver { sends, then: id, trace: None })]
+        vec![Effect::Deliver(Deliver { sends: late(id, self.channel), then: id, trace: None })]
     }
 
     fn next_due(&self, state: &State, id: IncidentId) -> Option<DateTime<Utc>> {
@@ -86,6 +79,20 @@ impl klaxon_reactor::Service for Marking {
         assert!(receipts.iter().all(|r| matches!(r.outcome, Outcome::Delivered { .. })), "{receipts:?}");
         Some(mark(id, self.chain, receipts[0].at))
     }
+}
+
+/// The message an incident that is late sends through `channel`.
+fn late(id: IncidentId, channel: &str) -> Vec<Outgoing> {
+    let message = Message {
+        idempotency_key: format!("{id}/late"),
+        kind: "test".into(),
+        title: format!("{id} is late"),
+        text: "late".into(),
+        fields: Default::default(),
+        recipient: None,
+        thread: None,
+    };
+    vec![Outgoing { channel: channel.into(), message }]
 }
 
 /// Mark number `n + 1` of `id`, claimed at the stream's version `n`.
@@ -187,7 +194,7 @@ async fn nothing_is_decided_before_the_head_found_at_start_is_folded() {
     w.report(1).await;
     w.report(2).await;
     w.resolve(1).await;
-    let marking = w.start(Marking { chain: 1, late: None });
+    let marking = w.start(Marking { chain: 1, late: None, channel: "log" });
     marking.wait_processed(w.log.head()).await.unwrap();
     assert_eq!(w.marks(), [(2, 1)], "a decision on a partial fold would have marked INC-1");
     w.stop.cancel();
@@ -196,7 +203,7 @@ async fn nothing_is_decided_before_the_head_found_at_start_is_folded() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_barrier_waits_for_the_whole_chain_of_consequences() {
     let w = World::new();
-    let marking = w.start(Marking { chain: 3, late: None });
+    let marking = w.start(Marking { chain: 3, late: None, channel: "log" });
     for n in 1..=5 {
         w.report(n).await;
         // Each mark is decided only after the previous one is folded back:
@@ -211,7 +218,7 @@ async fn the_barrier_waits_for_the_whole_chain_of_consequences() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_timer_fires_at_its_instant_delivers_and_records_once() {
     let w = World::new();
-    let marking = w.start(Marking { chain: 1, late: Some(TimeDelta::minutes(10)) });
+    let marking = w.start(Marking { chain: 1, late: Some(TimeDelta::minutes(10)), channel: "log" });
     w.report(1).await;
     marking.wait_processed(w.log.head()).await.unwrap();
     assert_eq!(w.marks(), [(1, 1)]);
@@ -236,7 +243,7 @@ async fn a_restart_from_the_checkpoint_decides_only_what_changed_after_it() {
     let w = World::new();
     w.report(1).await;
     let stop = CancellationToken::new();
-    let first = Reactor::new(w.log.clone(), Marking { chain: 1, late: None }, w.clock.shared());
+    let first = Reactor::new(w.log.clone(), Marking { chain: 1, late: None, channel: "log" }, w.clock.shared());
     let handle = first.handle();
     let running = tokio::spawn(first.run(stop.clone()));
     handle.wait_processed(w.log.head()).await.unwrap();
@@ -247,7 +254,7 @@ async fn a_restart_from_the_checkpoint_decides_only_what_changed_after_it() {
     // With a longer chain, a restart would mark INC-1 again if it decided
     // on records before its checkpoint; INC-2 comes after it.
     w.report(2).await;
-    let marking = w.start(Marking { chain: 2, late: None });
+    let marking = w.start(Marking { chain: 2, late: None, channel: "log" });
     marking.wait_processed(w.log.head()).await.unwrap();
     assert_eq!(w.marks(), [(1, 1), (2, 2)]);
     w.stop.cancel();
