@@ -15,6 +15,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use klaxon_domain::class::Class;
+use klaxon_proto::status;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::{Channel, Endpoint};
 use tonic_health::ServingStatus;
@@ -93,15 +95,17 @@ async fn forward(
 ) -> http::Response<axum::body::Body> {
     let service = request.uri().path().trim_start_matches('/').split('/').next().unwrap_or_default().to_owned();
     let Some(upstream) = routes.get(service.as_str()) else {
-        let status = tonic::Status::unimplemented(format!("no service {service:?} behind this gateway"));
+        let status = status::refuse(Class::Unimplemented, format!("no service {service:?} behind this gateway"));
         return status.into_http::<axum::body::Body>();
     };
     let request = request.map(tonic::body::Body::new);
     match upstream.channel.clone().oneshot(request).await {
         Ok(response) => response.map(axum::body::Body::new),
         Err(e) => {
-            let status =
-                tonic::Status::unavailable(format!("{} ({}) is unreachable: {e}", upstream.role, upstream.address));
+            let status = status::refuse(
+                Class::Unavailable,
+                format!("{} ({}) is unreachable: {e}", upstream.role, upstream.address),
+            );
             status.into_http::<axum::body::Body>()
         }
     }
