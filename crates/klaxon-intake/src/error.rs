@@ -108,3 +108,6 @@ impl Classify for Error {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
