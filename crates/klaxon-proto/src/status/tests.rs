@@ -15,7 +15,7 @@ use klaxon_domain::{ConfigError, DecodeError};
 use klaxon_log::{ExpectedVersion, Position, StreamId, StreamVersion};
 use tonic::Code;
 
-use super::{CURRENT_VERSION_TRAILER, LEADER_HINT_HEADER, code, http_status, to_http, to_status};
+use super::{CURRENT_VERSION_TRAILER, LEADER_HINT_HEADER, code, http_status, smtp_reply, to_http, to_status};
 
 /// One row per variant of the log's error: (row number, gRPC, HTTP).
 fn log_row(e: &klaxon_log::Error) -> (usize, Code, H) {
@@ -164,33 +164,34 @@ fn every_domain_error_has_one_row() {
     assert_eq!(to_status(&config).code(), Code::InvalidArgument);
 }
 
-/// Each class's code and HTTP status, once; the 4xx/5xx split is what
-/// webhook clients retry by.
+/// Each class's gRPC code, HTTP status and SMTP reply, once; the 4xx/5xx
+/// split is what webhook clients retry by.
 #[test]
 fn every_class_has_one_code_and_http_status() {
-    let rows: Vec<(Class, Code, H)> = Class::ALL
+    let rows: Vec<(Class, Code, H, (u16, &str))> = Class::ALL
         .iter()
         .map(|&class| {
-            let row = match class {
-                Class::InvalidArgument => (Code::InvalidArgument, H::BAD_REQUEST),
-                Class::TooLarge => (Code::ResourceExhausted, H::PAYLOAD_TOO_LARGE),
-                Class::NotFound => (Code::NotFound, H::NOT_FOUND),
-                Class::AlreadyExists => (Code::AlreadyExists, H::CONFLICT),
-                Class::FailedPrecondition => (Code::FailedPrecondition, H::CONFLICT),
-                Class::Conflict => (Code::Aborted, H::CONFLICT),
-                Class::PermissionDenied => (Code::PermissionDenied, H::FORBIDDEN),
-                Class::Unauthenticated => (Code::Unauthenticated, H::UNAUTHORIZED),
-                Class::ResourceExhausted => (Code::ResourceExhausted, H::TOO_MANY_REQUESTS),
-                Class::Unavailable => (Code::Unavailable, H::SERVICE_UNAVAILABLE),
-                Class::Unimplemented => (Code::Unimplemented, H::NOT_IMPLEMENTED),
-                Class::Internal => (Code::Internal, H::INTERNAL_SERVER_ERROR),
+            let (grpc, http, smtp) = match class {
+                Class::InvalidArgument => (Code::InvalidArgument, H::BAD_REQUEST, (550, "5.6.0")),
+                Class::TooLarge => (Code::ResourceExhausted, H::PAYLOAD_TOO_LARGE, (552, "5.3.4")),
+                Class::NotFound => (Code::NotFound, H::NOT_FOUND, (550, "5.1.1")),
+                Class::AlreadyExists => (Code::AlreadyExists, H::CONFLICT, (550, "5.7.0")),
+                Class::FailedPrecondition => (Code::FailedPrecondition, H::CONFLICT, (550, "5.7.0")),
+                Class::Conflict => (Code::Aborted, H::CONFLICT, (451, "4.3.0")),
+                Class::PermissionDenied => (Code::PermissionDenied, H::FORBIDDEN, (550, "5.7.1")),
+                Class::Unauthenticated => (Code::Unauthenticated, H::UNAUTHORIZED, (530, "5.7.0")),
+                Class::ResourceExhausted => (Code::ResourceExhausted, H::TOO_MANY_REQUESTS, (451, "4.3.0")),
+                Class::Unavailable => (Code::Unavailable, H::SERVICE_UNAVAILABLE, (451, "4.3.0")),
+                Class::Unimplemented => (Code::Unimplemented, H::NOT_IMPLEMENTED, (502, "5.5.1")),
+                Class::Internal => (Code::Internal, H::INTERNAL_SERVER_ERROR, (451, "4.3.0")),
             };
-            (class, row.0, row.1)
+            (class, grpc, http, smtp)
         })
         .collect();
-    for (class, grpc, http) in rows {
+    for (class, grpc, http, smtp) in rows {
         assert_eq!(code(class), grpc, "{class}");
         assert_eq!(http_status(class), http, "{class}");
+        assert_eq!(smtp_reply(class), smtp, "{class}");
         // An unknown route is the caller's, though gRPC's 501 is a 5xx; the
         // gateway serves it, never a webhook.
         if class != Class::Unimplemented {
