@@ -33,7 +33,7 @@ fn offences(path: &str, text: &str) -> Vec<String> {
     let lines: Vec<&str> = text.lines().collect();
     let inline_tests = lines.windows(2).position(|pair| {
         let next = pair[1].trim();
-        pair[0].trim() == "#[cfg(test)]" && next.starts_with("mod ") && next.ends_with('{')
+        pair[0].trim() == "#[cfg(test)]" && next.starts_with("mod ") && next.contains('{')
     });
     lines[..inline_tests.unwrap_or(lines.len())]
         .iter()
