@@ -82,12 +82,7 @@ impl status_feed_server::StatusFeed for FeedService {
     async fn subscribe(&self, request: Request<v1::FeedFilter>) -> Result<Response<Self::SubscribeStream>, Status> {
         let filter = filter_from_wire(request.get_ref()).map_err(to_status)?;
         let counted = match request.extensions().get::<klaxon_auth::Grant>() {
-            Some(grant) => Some(
-                self.handle
-                    .feed_budget()
-                    .take(&grant.principal.name)
-                    .map_err(to_status)?,
-            ),
+            Some(grant) => Some(self.handle.feed_budget().take(&grant.principal.name).map_err(to_status)?),
             None => None,
         };
         let mut items = self.handle.subscribe(filter, self.shutdown.clone()).map_err(to_status)?;
