@@ -217,9 +217,9 @@ fn rejoined(group: &LogGroup, i: usize, limit: Duration) {
 #[test]
 fn the_leader_killed_twenty_times_under_a_storm_of_appends_loses_and_duplicates_nothing() {
     let cycles = if std::env::var("KLAXON_SLOW_TESTS").as_deref() == Ok("1") { 50 } else { 20 };
-    let seed: u64 =
-        std::env::var("KLAXON_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| rand::rng().random());
-    println!("log group kill test seed {seed} (replay with KLAXON_SEED={seed})");
+    let seed = klaxon_tests::seed::seed(
+        "the_leader_killed_twenty_times_under_a_storm_of_appends_loses_and_duplicates_nothing",
+    );
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let dir = tempfile::tempdir().unwrap();
     let (nats, mut group) = setup(dir.path(), &GroupOptions::default());

@@ -17,6 +17,7 @@ pub mod nats;
 pub mod otlp;
 pub mod proxy;
 pub mod receiver;
+pub mod seed;
 pub mod tls;
 
 use std::io::{BufRead, BufReader};

@@ -9,6 +9,8 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::{HeaderValue, Request, Response};
+use klaxon_domain::class::Class;
+use klaxon_proto::status;
 use tonic::Status;
 use tower::{Layer, Service};
 
@@ -71,12 +73,15 @@ impl RateLimit {
         self.limiter.check_key(&principal.name).map_err(|not_until| {
             use governor::clock::Clock;
             let wait = not_until.wait_time_from(governor::clock::DefaultClock::default().now());
-            Status::resource_exhausted(format!(
-                "{principal} is over its request rate ({} per second, bursts of {}); retry in {} ms",
-                self.per_second,
-                self.burst,
-                wait.as_millis().max(1)
-            ))
+            status::refuse(
+                Class::ResourceExhausted,
+                format!(
+                    "{principal} is over its request rate ({} per second, bursts of {}); retry in {} ms",
+                    self.per_second,
+                    self.burst,
+                    wait.as_millis().max(1)
+                ),
+            )
         })
     }
 }
@@ -91,18 +96,18 @@ pub fn check<B>(auth: &Auth, request: &mut Request<B>) -> Result<(), Status> {
     let principal = auth
         .tokens
         .authenticate_header(request.headers().get(http::header::AUTHORIZATION))
-        .map_err(|e| Status::unauthenticated(e.to_string()))?;
+        .map_err(|e| status::to_status(&e))?;
     match decide(&method, principal.role) {
         Verdict::Public | Verdict::Allowed(_) => {}
         Verdict::Denied(None) => {
-            return Err(Status::permission_denied(format!("{method} is not open to any role")));
+            return Err(status::refuse(Class::PermissionDenied, format!("{method} is not open to any role")));
         }
         Verdict::Denied(Some(rule)) => {
             let roles: Vec<_> = rule.roles.iter().map(|r| r.name()).collect();
-            return Err(Status::permission_denied(format!(
-                "{principal} may not call {method}: it is for {}",
-                roles.join(", ")
-            )));
+            return Err(status::refuse(
+                Class::PermissionDenied,
+                format!("{principal} may not call {method}: it is for {}", roles.join(", ")),
+            ));
         }
     }
     if let Some(rate) = &auth.rate {

@@ -122,6 +122,12 @@ pub struct OutOfScope {
     pub why: String,
 }
 
+impl klaxon_domain::class::Classify for OutOfScope {
+    fn class(&self) -> klaxon_domain::class::Class {
+        klaxon_domain::class::Class::PermissionDenied
+    }
+}
+
 impl Grant {
     /// Checks that the principal may act on something of `service`
     /// (`None`: an incident without a service).
@@ -147,7 +153,7 @@ impl Grant {
 
     /// [`Grant::check_service`] as a gRPC status.
     pub fn permit(&self, service: Option<&str>) -> Result<(), tonic::Status> {
-        self.check_service(service).map_err(|e| tonic::Status::permission_denied(e.to_string()))
+        self.check_service(service).map_err(|e| klaxon_proto::status::to_status(&e))
     }
 
     /// [`Grant::permit`] for a request: allowed when no grant is attached

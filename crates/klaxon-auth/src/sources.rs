@@ -39,6 +39,12 @@ pub struct SourceNotEarned {
     pub why: &'static str,
 }
 
+impl klaxon_domain::class::Classify for SourceNotEarned {
+    fn class(&self) -> klaxon_domain::class::Class {
+        klaxon_domain::class::Class::PermissionDenied
+    }
+}
+
 /// The source of a report `principal` sends over gRPC claiming `claimed`
 /// (`None`: unspecified), or why it may not.
 pub fn report_source(

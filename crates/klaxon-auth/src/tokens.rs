@@ -227,6 +227,24 @@ pub fn revoke(path: &Path, name: &str) -> Result<(), Error> {
     file.write(path)
 }
 
+impl klaxon_domain::class::Classify for Error {
+    fn class(&self) -> klaxon_domain::class::Class {
+        use klaxon_domain::class::Class;
+        match self {
+            Error::Io { .. } => Class::Internal,
+            Error::Invalid { .. } | Error::BadInput(_) => Class::InvalidArgument,
+            Error::Exists { .. } => Class::AlreadyExists,
+            Error::NotFound { .. } => Class::NotFound,
+        }
+    }
+}
+
+impl klaxon_domain::class::Classify for Rejected {
+    fn class(&self) -> klaxon_domain::class::Class {
+        klaxon_domain::class::Class::Unauthenticated
+    }
+}
+
 /// Why a presented token was not accepted.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum Rejected {

@@ -228,13 +228,16 @@ impl RemoteLog {
             let status = match tokio::time::timeout(ATTEMPT_TIMEOUT, call(client)).await {
                 Ok(Ok(answer)) => return Ok(answer),
                 Ok(Err(status)) => status,
-                Err(_) => Status::unavailable(format!("no answer within {ATTEMPT_TIMEOUT:?}")),
+                Err(_) => klaxon_proto::status::refuse(
+                    klaxon_domain::class::Class::Unavailable,
+                    format!("no answer within {ATTEMPT_TIMEOUT:?}"),
+                ),
             };
             let error = wire::from_status(&status);
             let transient = matches!(error, Error::Unavailable { .. })
                 && matches!(
                     status.code(),
-                    Code::Unavailable | Code::Unknown | Code::Cancelled | Code::DeadlineExceeded
+                    Code::Unavailable | Code::Internal | Code::Unknown | Code::Cancelled | Code::DeadlineExceeded
                 );
             if !transient || tokio::time::Instant::now() > deadline {
                 return Err(error);

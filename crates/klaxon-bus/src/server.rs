@@ -43,6 +43,44 @@ pub enum WriteError {
     },
 }
 
+impl std::fmt::Display for WriteError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WriteError::Log(e) => e.fmt(f),
+            WriteError::NotLeader { leader: Some(leader) } => {
+                write!(f, "this log server is not the leader; the leader is {leader}")
+            }
+            WriteError::NotLeader { leader: None } => {
+                f.write_str("this log server is not the leader, and no leader is known yet")
+            }
+        }
+    }
+}
+
+impl klaxon_domain::class::Classify for WriteError {
+    fn class(&self) -> klaxon_domain::class::Class {
+        match self {
+            WriteError::Log(e) => e.class(),
+            WriteError::NotLeader { .. } => klaxon_domain::class::Class::Unavailable,
+        }
+    }
+
+    fn current_version(&self) -> Option<u64> {
+        match self {
+            WriteError::Log(e) => e.current_version(),
+            WriteError::NotLeader { .. } => None,
+        }
+    }
+
+    /// The leader's address, for a follower's refusal.
+    fn leader_hint(&self) -> Option<&str> {
+        match self {
+            WriteError::Log(_) => None,
+            WriteError::NotLeader { leader } => leader.as_deref(),
+        }
+    }
+}
+
 impl From<klaxon_log::Error> for WriteError {
     fn from(e: klaxon_log::Error) -> WriteError {
         WriteError::Log(e)

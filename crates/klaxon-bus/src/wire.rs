@@ -11,7 +11,7 @@ use klaxon_log::{
 };
 use klaxon_proto::v1::{LogMetadata, LogNewEvent, LogRecord};
 use serde::{Deserialize, Serialize};
-use tonic::{Code, Status};
+use tonic::Status;
 use uuid::Uuid;
 
 /// A log error as the status details carry it.
@@ -87,13 +87,13 @@ pub enum WireError {
 }
 
 /// The gRPC metadata key of a follower's leader hint (the leader's address).
-pub const LEADER_HINT_HEADER: &str = "klaxon-leader";
+pub use klaxon_proto::status::LEADER_HINT_HEADER;
 
-/// The status a log error is sent as.
+/// The status a log error is sent as: its class's code through the one
+/// mapping (`klaxon_proto::status`), with the typed wire error as details.
 pub fn to_status(error: &Error) -> Status {
-    let (code, wire) = to_wire(error);
-    let details = serde_json::to_vec(&wire).expect("wire errors serialize");
-    Status::with_details(code, error.to_string(), details.into())
+    let details = serde_json::to_vec(&to_wire(error)).expect("wire errors serialize");
+    klaxon_proto::status::to_status_with_details(error, details)
 }
 
 /// The status a refused write is sent as: a log error as [`to_status`], or a
@@ -103,17 +103,9 @@ pub fn write_error_to_status(error: &crate::server::WriteError) -> Status {
     match error {
         crate::server::WriteError::Log(e) => to_status(e),
         crate::server::WriteError::NotLeader { leader } => {
-            let message = match leader {
-                Some(leader) => format!("this log server is not the leader; the leader is {leader}"),
-                None => "this log server is not the leader, and no leader is known yet".to_owned(),
-            };
             let wire = WireError::NotLeader { leader: leader.clone() };
             let details = serde_json::to_vec(&wire).expect("wire errors serialize");
-            let mut status = Status::with_details(Code::Unavailable, message, details.into());
-            if let Some(value) = leader.as_deref().and_then(|l| l.parse().ok()) {
-                status.metadata_mut().insert(LEADER_HINT_HEADER, value);
-            }
-            status
+            klaxon_proto::status::to_status_with_details(error, details)
         }
     }
 }
@@ -127,32 +119,24 @@ pub fn leader_hint(status: &Status) -> Option<Option<String>> {
     }
 }
 
-/// A log error as its status code and wire form.
-pub fn to_wire(error: &Error) -> (Code, WireError) {
+/// A log error in its wire form.
+pub fn to_wire(error: &Error) -> WireError {
     let message = error.to_string();
     match error {
-        Error::WrongExpectedVersion { stream, expected, actual } => (
-            Code::Aborted,
-            WireError::WrongExpectedVersion { stream: stream.to_string(), expected: *expected, actual: actual.0 },
-        ),
-        Error::TooManyEvents { count, max } => {
-            (Code::ResourceExhausted, WireError::TooManyEvents { count: *count, max: *max })
+        Error::WrongExpectedVersion { stream, expected, actual } => {
+            WireError::WrongExpectedVersion { stream: stream.to_string(), expected: *expected, actual: actual.0 }
         }
-        Error::EventTooLarge { index, size, max } => {
-            (Code::ResourceExhausted, WireError::EventTooLarge { index: *index, size: *size, max: *max })
-        }
+        Error::TooManyEvents { count, max } => WireError::TooManyEvents { count: *count, max: *max },
+        Error::EventTooLarge { index, size, max } => WireError::EventTooLarge { index: *index, size: *size, max: *max },
         Error::PartialDuplicate { present, count, first } => {
-            (Code::AlreadyExists, WireError::PartialDuplicate { present: *present, count: *count, first: *first })
+            WireError::PartialDuplicate { present: *present, count: *count, first: *first }
         }
-        Error::IdInOtherStream { id, original, requested } => (
-            Code::AlreadyExists,
-            WireError::IdInOtherStream { id: *id, original: original.to_string(), requested: requested.to_string() },
-        ),
-        Error::Corrupt { position, reason } => {
-            (Code::DataLoss, WireError::Corrupt { position: position.0, reason: reason.clone() })
+        Error::IdInOtherStream { id, original, requested } => {
+            WireError::IdInOtherStream { id: *id, original: original.to_string(), requested: requested.to_string() }
         }
-        e if e.is_request_error() => (Code::InvalidArgument, WireError::Rejected { message }),
-        _ => (Code::Unavailable, WireError::Unavailable { reason: message }),
+        Error::Corrupt { position, reason } => WireError::Corrupt { position: position.0, reason: reason.clone() },
+        e if e.is_request_error() => WireError::Rejected { message },
+        _ => WireError::Unavailable { reason: message },
     }
 }
 

@@ -10,8 +10,8 @@ use std::fmt;
 mod tests;
 
 /// The trailer in which the server puts the incident's current version when
-/// it answers ABORTED.
-pub const CURRENT_VERSION_TRAILER: &str = "klaxon-current-version";
+/// it answers ABORTED (set by the servers' one mapping).
+pub use klaxon_proto::status::CURRENT_VERSION_TRAILER;
 
 /// The process exit codes, as documented in `klaxon --help`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

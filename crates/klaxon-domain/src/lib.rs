@@ -11,6 +11,8 @@
 //!
 //! - [`ids`]: validated newtypes for ids and levels (`IncidentId`, `Severity`,
 //!   `ActorId`, ...) and the deterministic UUIDv5 event-id helpers.
+//! - [`class`]: the one classification of every error ([`class::Class`],
+//!   [`class::Classify`]) that the edge maps to gRPC and HTTP status.
 //! - [`catalog`]: the service catalog (team, tier, runbook and escalation
 //!   policy of each service), read by severity rules, paging and auth.
 //! - [`envelope`]: the envelope all persisted events share (`incident`, `at`,
@@ -35,6 +37,7 @@
 //! stored records that cannot be read back.
 
 pub mod catalog;
+pub mod class;
 pub mod envelope;
 mod error;
 pub mod ids;

@@ -1,8 +1,10 @@
+use klaxon_domain::class::{Class, Classify};
 use klaxon_domain::ids::IncidentId;
 use klaxon_log::Position;
 
-/// Everything intake can refuse or fail with. [`crate::status`] maps each
-/// kind to one gRPC status; nothing else does.
+/// Everything intake can refuse or fail with. Its [`Classify`] class is
+/// what `klaxon_proto::status` maps to a gRPC or HTTP status; nothing else
+/// does.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The domain refused the command (bad field, broken rule, unknown
@@ -78,3 +80,34 @@ impl From<klaxon_reactor::Error> for Error {
         }
     }
 }
+
+impl Classify for Error {
+    fn class(&self) -> Class {
+        match self {
+            Error::Domain(e) => e.class(),
+            Error::InvalidRequest { .. } => Class::InvalidArgument,
+            Error::Conflict { .. } => Class::Conflict,
+            Error::OutOfScope(e) => e.class(),
+            Error::SourceNotEarned(e) => e.class(),
+            Error::BridgeFull { .. } => Class::ResourceExhausted,
+            // Nothing is wrong with the request: the same call may succeed
+            // when the other writers are done.
+            Error::Contended { .. } => Class::Unavailable,
+            Error::UndecodableEvent { .. } => Class::Internal,
+            Error::Log(e) => e.class(),
+            Error::Unavailable(_) => Class::Unavailable,
+        }
+    }
+
+    /// The incident's current version, for a conflict.
+    fn current_version(&self) -> Option<u64> {
+        match self {
+            Error::Conflict { current, .. } => Some(*current),
+            Error::Log(e) => e.current_version(),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -2,15 +2,17 @@
 //!
 //! Each RPC only parses its request into a domain command (naming any bad
 //! field), calls the [`Handle`], and renders the result; errors go through
-//! [`crate::status::to_status`].
+//! the one mapping, `klaxon_proto::status`.
 
 use std::time::Duration;
 
 use klaxon_auth::Grant;
+use klaxon_domain::class::Class;
 use klaxon_domain::ids::{ActorId, Audience, IncidentId, ReportSource, RequestKey, RequestScope};
 use klaxon_domain::incident::{Change, Command};
 use klaxon_log::{Position, StreamVersion};
 use klaxon_proto::convert;
+use klaxon_proto::status;
 use klaxon_proto::text::{FreeText, check_text};
 use klaxon_proto::v1::{self, bridge_request, bridge_response};
 use tokio::sync::mpsc;
@@ -19,11 +21,15 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::Instrument;
 
-use crate::status::to_status;
 use crate::{CommandContext, Error, Handle, ListFilter, Outcome};
 
 /// The request header naming the acting person (see [`convert::actor`]).
 pub use klaxon_proto::convert::ACTOR_HEADER;
+/// An intake error as its gRPC status (through the one mapping).
+fn to_status(error: Error) -> Status {
+    status::to_status(&error)
+}
+
 /// Default page size of `ListIncidents`.
 pub const LIST_PAGE_SIZE_DEFAULT: usize = 50;
 /// How long a new bridge stream may take to send its `join`.
@@ -422,10 +428,13 @@ impl v1::bridge_server::Bridge for BridgeService {
         // may only repeat it.
         let participant = caller.actor.clone();
         if !join.participant.is_empty() && join.participant != participant.as_str() {
-            return Err(Status::permission_denied(format!(
-                "join.participant {:?}: this call is authenticated as {participant}, who joins as themselves",
-                join.participant
-            )));
+            return Err(status::refuse(
+                Class::PermissionDenied,
+                format!(
+                    "join.participant {:?}: this call is authenticated as {participant}, who joins as themselves",
+                    join.participant
+                ),
+            ));
         }
         let role = convert::optional_role("join.role", join.role).map_err(domain)?;
 
@@ -457,7 +466,7 @@ impl v1::bridge_server::Bridge for BridgeService {
         let first = v1::BridgeResponse {
             message: Some(bridge_response::Message::Snapshot(convert::incident_to_wire(&snapshot))),
         };
-        tx.send(Ok(first)).await.map_err(|_| Status::cancelled("the client left"))?;
+        tx.send(Ok(first)).await.map_err(|_| status::refuse(Class::Unavailable, "the client left"))?;
         let session = Session { handle: self.handle.clone(), id, ctx, tx, join_version };
         tokio::spawn(session.run(inbound, joined.last.next(), self.shutdown.clone()));
         Ok(Response::new(ReceiverStream::new(rx)))

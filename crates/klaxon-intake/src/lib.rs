@@ -21,15 +21,16 @@
 //!   webhook receiver and a PagerDuty Events API v2 compatible endpoint.
 //! - `smtp`: the e-mail intake for help desks: an SMTP listener whose
 //!   messages become reports, and replies to an incident's mail notes.
-//! - `status`: the single mapping from [`Error`] to gRPC statuses, HTTP
-//!   status codes and SMTP replies.
+//!
+//! Errors are [`Error`]; their class (`klaxon_domain::class`) is mapped to
+//! gRPC status, HTTP status and SMTP replies by `klaxon_proto::status`, the
+//! one mapping.
 
 mod error;
 pub mod grpc;
 pub mod http;
 mod service;
 pub mod smtp;
-pub mod status;
 
 pub use error::Error;
 pub use service::{CommandContext, Handle, Intake, ListFilter, Options, Outcome, REQUEST_ID_BYTES_MAX, ReportOutcome};

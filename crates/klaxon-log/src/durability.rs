@@ -12,6 +12,8 @@
 use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 /// How long after its last change a folder's mtime is trusted to reveal the
@@ -19,7 +21,62 @@ use std::time::{Duration, SystemTime};
 /// change within the same tick as the last scan can leave the mtime equal.
 const MTIME_SETTLED: Duration = Duration::from_secs(1);
 
+/// A fault to inject into the log's syncs, for tests of what the log does
+/// when the disk fails: [`crate::Log::open_with_sync_fault`] opens a log
+/// whose syncs fail once this is armed. A log opened with
+/// [`crate::Log::open`] has none. Cheap to clone; all clones share one state.
+#[derive(Clone, Debug)]
+pub struct SyncFault {
+    /// Syncs still allowed to succeed; `u64::MAX`: never fail.
+    syncs_left: Arc<AtomicU64>,
+    /// Syncs that failed because of this fault.
+    failed: Arc<AtomicU64>,
+}
+
+impl SyncFault {
+    /// A fault that is not armed yet: every sync succeeds.
+    pub fn new() -> SyncFault {
+        SyncFault { syncs_left: Arc::new(AtomicU64::new(u64::MAX)), failed: Arc::default() }
+    }
+
+    /// Lets `n` more syncs succeed, then makes every later one fail with an
+    /// I/O error (as a failing `fdatasync` would).
+    pub fn fail_after(&self, n: u64) {
+        self.syncs_left.store(n, Ordering::SeqCst);
+    }
+
+    /// How many syncs have failed because of this fault.
+    pub fn failures(&self) -> u64 {
+        self.failed.load(Ordering::SeqCst)
+    }
+
+    /// Counts one sync: `Err` when it must fail.
+    fn check(&self) -> io::Result<()> {
+        let allowed = self
+            .syncs_left
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| match left {
+                u64::MAX => Some(u64::MAX),
+                0 => None,
+                n => Some(n - 1),
+            })
+            .is_ok();
+        if allowed {
+            return Ok(());
+        }
+        self.failed.fetch_add(1, Ordering::SeqCst);
+        Err(io::Error::other("injected sync fault (SyncFault)"))
+    }
+}
+
+impl Default for SyncFault {
+    fn default() -> SyncFault {
+        SyncFault::new()
+    }
+}
+
 pub(crate) struct Syncer {
+    /// Injected by tests; `None` in production.
+    fault: Option<SyncFault>,
     db_file: Option<File>,
     blobs_dir: PathBuf,
     /// Blob files are named by a growing log sequence number: everything at
@@ -33,12 +90,12 @@ pub(crate) struct Syncer {
 impl Syncer {
     /// Opens sled's files in `dir` and syncs the folder itself once, so that
     /// the files created by `sled::open` have durable directory entries.
-    pub(crate) fn open(dir: &Path) -> io::Result<Syncer> {
+    pub(crate) fn open(dir: &Path, fault: Option<SyncFault>) -> io::Result<Syncer> {
         let db_file = File::open(dir.join("db"))?;
         let blobs_dir = dir.join("blobs");
         db_file.sync_all()?;
         File::open(dir)?.sync_all()?;
-        let mut syncer = Syncer { db_file: Some(db_file), blobs_dir, blobs_synced_through: 0, scanned: None };
+        let mut syncer = Syncer { fault, db_file: Some(db_file), blobs_dir, blobs_synced_through: 0, scanned: None };
         syncer.sync_blobs(true)?;
         Ok(syncer)
     }
@@ -46,11 +103,14 @@ impl Syncer {
     /// A placeholder left behind when the real syncer moves to the sync
     /// thread; syncing it is a bug.
     pub(crate) fn detached() -> Syncer {
-        Syncer { db_file: None, blobs_dir: PathBuf::new(), blobs_synced_through: 0, scanned: None }
+        Syncer { fault: None, db_file: None, blobs_dir: PathBuf::new(), blobs_synced_through: 0, scanned: None }
     }
 
     /// Makes everything sled has flushed so far durable.
     pub(crate) fn sync(&mut self) -> io::Result<()> {
+        if let Some(fault) = &self.fault {
+            fault.check()?;
+        }
         self.db_file.as_ref().expect("a detached syncer is never used").sync_data()?;
         self.sync_blobs(false)
     }

@@ -180,3 +180,40 @@ impl Error {
         )
     }
 }
+
+impl klaxon_domain::class::Classify for Error {
+    /// Request errors are the caller's (invalid argument, too large, already
+    /// exists, conflict); a closed or unreachable log is unavailable (retry);
+    /// a damaged or failed disk is internal.
+    fn class(&self) -> klaxon_domain::class::Class {
+        use klaxon_domain::class::Class;
+        match self {
+            Error::WrongExpectedVersion { .. } => Class::Conflict,
+            Error::EmptyAppend { .. }
+            | Error::InvalidStreamId { .. }
+            | Error::InvalidKind { .. }
+            | Error::InvalidData { .. }
+            | Error::InvalidMetadata { .. }
+            | Error::InvalidConsumerName { .. }
+            | Error::DuplicateIdInAppend { .. }
+            | Error::Rejected { .. } => Class::InvalidArgument,
+            Error::TooManyEvents { .. } | Error::EventTooLarge { .. } => Class::TooLarge,
+            Error::PartialDuplicate { .. } | Error::IdInOtherStream { .. } => Class::AlreadyExists,
+            Error::Closed | Error::Unavailable { .. } => Class::Unavailable,
+            Error::Corrupt { .. }
+            | Error::IncompatibleFormat { .. }
+            | Error::Locked { .. }
+            | Error::Storage(_)
+            | Error::Io(_)
+            | Error::Failed { .. } => Class::Internal,
+        }
+    }
+
+    /// The stream's version, for a conflict.
+    fn current_version(&self) -> Option<u64> {
+        match self {
+            Error::WrongExpectedVersion { actual, .. } => Some(actual.0),
+            _ => None,
+        }
+    }
+}

@@ -56,6 +56,7 @@ mod types;
 mod verify;
 mod writer;
 
+pub use durability::SyncFault;
 pub use error::Error;
 pub use log::{Log, Options};
 pub use replicated::{Mark, Outcome, Write};

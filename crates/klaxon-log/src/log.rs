@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::codec;
-use crate::durability::Syncer;
+use crate::durability::{SyncFault, Syncer};
 use crate::subscription::Subscription;
 use crate::writer::{Prepared, Request, Writer};
 use crate::{
@@ -74,11 +74,21 @@ impl Log {
     /// acknowledged append is there. A folder holding something other than a
     /// Klaxon log is refused with [`Error::IncompatibleFormat`].
     pub fn open(dir: impl AsRef<Path>, options: Options) -> Result<Log, Error> {
-        let dir = dir.as_ref();
+        Log::open_inner(dir.as_ref(), options, None)
+    }
+
+    /// For tests only: [`Log::open`] with syncs that fail once `fault` is
+    /// armed ([`SyncFault::fail_after`]), to show what the log does when
+    /// the disk fails. Production code opens with [`Log::open`].
+    pub fn open_with_sync_fault(dir: impl AsRef<Path>, options: Options, fault: SyncFault) -> Result<Log, Error> {
+        Log::open_inner(dir.as_ref(), options, Some(fault))
+    }
+
+    fn open_inner(dir: &Path, options: Options, fault: Option<SyncFault>) -> Result<Log, Error> {
         std::fs::create_dir_all(dir)?;
         let db = open_sled(dir, &options)?;
         let incompatible = |reason: String| Error::IncompatibleFormat { path: dir.display().to_string(), reason };
-        let mut syncer = Syncer::open(dir)?;
+        let mut syncer = Syncer::open(dir, fault)?;
         match db.get(codec::FORMAT_KEY)? {
             Some(marker) if marker.as_ref() == codec::FORMAT_MARKER => {}
             Some(marker) => {

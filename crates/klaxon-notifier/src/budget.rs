@@ -36,6 +36,12 @@ pub struct FeedsExhausted {
     pub open: usize,
 }
 
+impl klaxon_domain::class::Classify for FeedsExhausted {
+    fn class(&self) -> klaxon_domain::class::Class {
+        klaxon_domain::class::Class::ResourceExhausted
+    }
+}
+
 impl FeedBudget {
     /// A budget of `max` feeds per principal (at least 1).
     pub fn new(max: usize) -> FeedBudget {

@@ -2,6 +2,7 @@
 
 use klaxon_domain::notifier::{FeedFilter, FeedItem};
 use klaxon_proto::convert;
+use klaxon_proto::status::from as to_status;
 use klaxon_proto::v1::{self, status_feed_server};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
@@ -79,20 +80,12 @@ impl status_feed_server::StatusFeed for FeedService {
     type SubscribeStream = ReceiverStream<Result<v1::FeedItem, Status>>;
 
     async fn subscribe(&self, request: Request<v1::FeedFilter>) -> Result<Response<Self::SubscribeStream>, Status> {
-        let filter = filter_from_wire(request.get_ref()).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let filter = filter_from_wire(request.get_ref()).map_err(to_status)?;
         let counted = match request.extensions().get::<klaxon_auth::Grant>() {
-            Some(grant) => Some(
-                self.handle
-                    .feed_budget()
-                    .take(&grant.principal.name)
-                    .map_err(|e| Status::resource_exhausted(e.to_string()))?,
-            ),
+            Some(grant) => Some(self.handle.feed_budget().take(&grant.principal.name).map_err(to_status)?),
             None => None,
         };
-        let mut items = self
-            .handle
-            .subscribe(filter, self.shutdown.clone())
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let mut items = self.handle.subscribe(filter, self.shutdown.clone()).map_err(to_status)?;
         let (tx, rx) = tokio::sync::mpsc::channel(crate::feed::ITEMS_BUFFER);
         tokio::spawn(async move {
             // Counted until the feed ends or the client leaves.

@@ -33,6 +33,15 @@ pub enum Error {
     Filter(#[from] klaxon_domain::Error),
 }
 
+impl klaxon_domain::class::Classify for Error {
+    fn class(&self) -> klaxon_domain::class::Class {
+        match self {
+            Error::Reactor(e) => e.class(),
+            Error::Filter(e) => e.class(),
+        }
+    }
+}
+
 /// Everything the notifier decides with, validated by the binary.
 #[derive(Clone)]
 pub struct NotifierOptions {

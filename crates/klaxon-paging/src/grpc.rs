@@ -1,12 +1,13 @@
 //! The `klaxon.v1.Paging` server.
 
 use klaxon_domain::ids::{RequestKey, RequestScope};
-use klaxon_domain::paging::{AckError, Page, PageId};
+use klaxon_domain::paging::{Page, PageId};
 use klaxon_proto::convert;
+use klaxon_proto::status::{self, from as to_status};
 use klaxon_proto::v1::{self, paging_server};
 use tonic::{Request, Response, Status};
 
-use crate::{Error, Handle};
+use crate::Handle;
 
 /// The gRPC server of the paging service.
 #[derive(Clone)]
@@ -23,22 +24,6 @@ impl PagingService {
     /// The tonic server to add to a router.
     pub fn into_server(self) -> paging_server::PagingServer<PagingService> {
         paging_server::PagingServer::new(self)
-    }
-}
-
-/// The one mapping from paging errors to gRPC statuses.
-pub fn to_status(error: Error) -> Status {
-    let message = error.to_string();
-    match error {
-        Error::Ack(AckError::UnknownPage { .. }) | Error::UnknownSchedule(_) | Error::NoPages(_) => {
-            Status::not_found(message)
-        }
-        Error::Ack(AckError::NotYours { .. }) => Status::permission_denied(message),
-        Error::Ack(_) => Status::failed_precondition(message),
-        Error::Request(_) => Status::invalid_argument(message),
-        // Catching up, stopping, or the log server is away: worth a retry.
-        Error::Reactor(e) if e.is_unavailable() => Status::unavailable(message),
-        Error::Reactor(_) => Status::internal(message),
     }
 }
 
@@ -68,15 +53,14 @@ impl paging_server::Paging for PagingService {
         &self,
         request: Request<v1::AcknowledgeRequest>,
     ) -> Result<Response<v1::AcknowledgeResponse>, Status> {
-        let actor = convert::actor(request.metadata()).map_err(|e| Status::invalid_argument(e.to_string()))?;
-        let page: PageId =
-            request.get_ref().page_id.parse().map_err(|e| Status::invalid_argument(format!("invalid page_id: {e}")))?;
+        let actor = convert::actor(request.metadata()).map_err(to_status)?;
+        let page: PageId = request.get_ref().page_id.parse().map_err(|e| status::invalid("page_id", e))?;
         if let Some(grant) = klaxon_auth::Grant::scoped(&request) {
             let service = self.handle.page_service(page).await.map_err(to_status)?;
             grant.permit(service.as_ref().map(|s| s.as_str()))?;
         }
         let key = RequestKey::new(RequestScope::Acknowledgement, &actor, "request_id", &request.get_ref().request_id)
-            .map_err(|e| to_status(e.into()))?;
+            .map_err(to_status)?;
         let (page, position) = self.handle.acknowledge(page, &actor, key.as_ref()).await.map_err(to_status)?;
         Ok(Response::new(v1::AcknowledgeResponse { page: Some(page_to_wire(&page)), position: position.0 }))
     }
@@ -86,7 +70,7 @@ impl paging_server::Paging for PagingService {
         request: Request<v1::WhoIsOnCallRequest>,
     ) -> Result<Response<v1::WhoIsOnCallResponse>, Status> {
         let r = request.get_ref();
-        let at = convert::from_timestamp("at", r.at.as_ref()).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let at = convert::from_timestamp("at", r.at.as_ref()).map_err(to_status)?;
         let schedule = (!r.schedule.is_empty()).then_some(r.schedule.as_str());
         let answers = self.handle.who_is_on_call(schedule, at).map_err(to_status)?;
         let on_call = answers
@@ -112,8 +96,7 @@ impl paging_server::Paging for PagingService {
         &self,
         request: Request<v1::ListPagesRequest>,
     ) -> Result<Response<v1::ListPagesResponse>, Status> {
-        let id = convert::incident_id("incident_id", &request.get_ref().incident_id)
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let id = convert::incident_id("incident_id", &request.get_ref().incident_id).map_err(to_status)?;
         let pages = self.handle.pages(id).await.map_err(to_status)?;
         Ok(Response::new(v1::ListPagesResponse { pages: pages.iter().map(page_to_wire).collect() }))
     }

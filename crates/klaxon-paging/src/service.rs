@@ -43,6 +43,18 @@ pub enum Error {
     Request(#[from] klaxon_domain::Error),
 }
 
+impl klaxon_domain::class::Classify for Error {
+    fn class(&self) -> klaxon_domain::class::Class {
+        use klaxon_domain::class::Class;
+        match self {
+            Error::Ack(e) => e.class(),
+            Error::UnknownSchedule(_) | Error::NoPages(_) => Class::NotFound,
+            Error::Reactor(e) => e.class(),
+            Error::Request(e) => e.class(),
+        }
+    }
+}
+
 /// Everything paging decides with, validated by the binary.
 #[derive(Clone)]
 pub struct PagerConfig {

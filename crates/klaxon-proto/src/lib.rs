@@ -13,10 +13,13 @@
 //! - [`v1`]: the generated messages, clients and servers of `klaxon.v1`.
 //! - [`convert`]: domain <-> wire conversions for ids, enums, timestamps,
 //!   incidents and history entries.
+//! - [`status`]: the one mapping of an error's class to a gRPC status
+//!   and an HTTP status, used by every server and the HTTP intake.
 //! - [`text`]: which request fields are free text, of which kind, and the
 //!   one check of them ([`text::check_text`]) that servers and the CLI run.
 
 pub mod convert;
+pub mod status;
 pub mod text;
 
 /// The generated code of package `klaxon.v1`.

@@ -62,3 +62,14 @@ pub enum Error {
     #[error("raft: {0}")]
     Raft(String),
 }
+
+impl klaxon_domain::class::Classify for Error {
+    fn class(&self) -> klaxon_domain::class::Class {
+        use klaxon_domain::class::Class;
+        match self {
+            Error::Config(_) => Class::InvalidArgument,
+            Error::Io(_) => Class::Internal,
+            Error::Raft(_) => Class::Unavailable,
+        }
+    }
+}

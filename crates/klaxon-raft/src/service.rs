@@ -38,7 +38,9 @@ impl GroupService {
 }
 
 fn decode<T: DeserializeOwned>(json: &[u8]) -> Result<T, Status> {
-    serde_json::from_slice(json).map_err(|e| Status::invalid_argument(format!("not a Raft message: {e}")))
+    serde_json::from_slice(json).map_err(|e| {
+        klaxon_proto::status::refuse(klaxon_domain::class::Class::InvalidArgument, format!("not a Raft message: {e}"))
+    })
 }
 
 fn answer(value: &impl Serialize) -> Result<Response<RaftMessage>, Status> {

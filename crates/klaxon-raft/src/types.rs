@@ -193,7 +193,7 @@ impl Reply {
                 deduplicated: a.deduplicated,
             },
             klaxon_log::Outcome::CheckpointSaved => Reply::CheckpointSaved,
-            klaxon_log::Outcome::Refused(e) => Reply::Refused(wire::to_wire(&e).1),
+            klaxon_log::Outcome::Refused(e) => Reply::Refused(wire::to_wire(&e)),
         }
     }
 

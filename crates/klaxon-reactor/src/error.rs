@@ -30,3 +30,21 @@ impl Error {
         matches!(self, Error::Unavailable { .. } | Error::Log(klaxon_log::Error::Unavailable { .. }))
     }
 }
+
+impl klaxon_domain::class::Classify for Error {
+    fn class(&self) -> klaxon_domain::class::Class {
+        use klaxon_domain::class::Class;
+        match self {
+            Error::Log(e) => e.class(),
+            Error::Undecodable { .. } => Class::Internal,
+            Error::Unavailable { .. } => Class::Unavailable,
+        }
+    }
+
+    fn current_version(&self) -> Option<u64> {
+        match self {
+            Error::Log(e) => klaxon_domain::class::Classify::current_version(e),
+            _ => None,
+        }
+    }
+}

@@ -1,14 +1,16 @@
 //! The `klaxon.v1.Review` server.
 
+use klaxon_domain::class::Class;
 use klaxon_domain::ids::{ActorId, RequestKey, RequestScope};
 use klaxon_domain::review::{self, ActionItem, ActionItemId, IncidentAsOf, Review, ReviewCommand};
 use klaxon_proto::convert;
+use klaxon_proto::status::{self, from as to_status};
 use klaxon_proto::text::check_text;
 use klaxon_proto::v1::{self, edit_review_request, replay_timeline_request, review_server, timeline_message};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use crate::{Error, Handle};
+use crate::Handle;
 
 /// The gRPC server of the review service.
 #[derive(Clone)]
@@ -28,32 +30,9 @@ impl ReviewService {
     }
 }
 
-/// The trailer that carries the review's current version on `ABORTED`, as
-/// intake's does the incident's.
-pub const CURRENT_VERSION_TRAILER: &str = "klaxon-current-version";
-
-/// The one mapping from review errors to gRPC statuses.
-pub fn to_status(error: Error) -> Status {
-    use klaxon_domain::Error as D;
-    let message = error.to_string();
-    match error {
-        Error::Domain(D::InvalidField { .. } | D::TooLarge { .. }) => Status::invalid_argument(message),
-        Error::Domain(D::Rule { .. }) => Status::failed_precondition(message),
-        Error::Domain(D::UnknownIncident(_)) => Status::not_found(message),
-        Error::Domain(D::AlreadyExists(_)) => Status::already_exists(message),
-        Error::Conflict { current, .. } => {
-            let mut status = Status::aborted(message);
-            status.metadata_mut().insert(CURRENT_VERSION_TRAILER, current.into());
-            status
-        }
-        // Catching up, stopping, or the log server is away: worth a retry.
-        Error::Reactor(e) if e.is_unavailable() => Status::unavailable(message),
-        Error::Reactor(_) => Status::internal(message),
-    }
-}
-
+/// A malformed request (its message names the field) as `INVALID_ARGUMENT`.
 fn invalid(e: impl std::fmt::Display) -> Status {
-    Status::invalid_argument(e.to_string())
+    status::refuse(Class::InvalidArgument, e.to_string())
 }
 
 fn incident(value: &str) -> Result<klaxon_domain::ids::IncidentId, Status> {
@@ -88,7 +67,7 @@ fn review_to_wire(id: klaxon_domain::ids::IncidentId, review: Option<&Review>) -
 }
 
 fn item_id(value: &str) -> Result<ActionItemId, Status> {
-    value.parse().map_err(|e| Status::invalid_argument(format!("invalid item_id: {e}")))
+    value.parse().map_err(|e| status::invalid("item_id", e))
 }
 
 fn command(edit: &edit_review_request::Edit) -> Result<ReviewCommand, Status> {
@@ -191,7 +170,7 @@ impl review_server::Review for ReviewService {
             let service = self.handle.incident_service(id).await.map_err(to_status)?;
             grant.permit(service.as_ref().map(|s| s.as_str()))?;
         }
-        let edit = r.edit.as_ref().ok_or_else(|| Status::invalid_argument("invalid edit: is required"))?;
+        let edit = r.edit.as_ref().ok_or_else(|| status::invalid("edit", "is required"))?;
         check_text(r).map_err(invalid)?;
         let request_id = r.context.as_ref().map_or("", |c| c.request_id.as_str());
         let key = RequestKey::new(RequestScope::Review, &actor, "context.request_id", request_id).map_err(invalid)?;
@@ -223,15 +202,15 @@ impl review_server::Review for ReviewService {
         let from = convert::from_timestamp("from", r.from.as_ref()).map_err(invalid)?;
         let to = convert::from_timestamp("to", r.to.as_ref()).map_err(invalid)?;
         let (Some(from), Some(to)) = (from, to) else {
-            return Err(Status::invalid_argument("invalid from/to: both are required"));
+            return Err(status::invalid("from/to", "both are required"));
         };
         if to <= from {
-            return Err(Status::invalid_argument("invalid to: must be after from"));
+            return Err(status::invalid("to", "must be after from"));
         }
         let report = self.handle.trends(from, to).await.map_err(to_status)?;
         Ok(Response::new(v1::TrendsResponse {
             table: review::render_table(&report),
-            json: serde_json::to_string_pretty(&report).map_err(|e| Status::internal(e.to_string()))?,
+            json: serde_json::to_string_pretty(&report).map_err(|e| status::refuse(Class::Internal, e.to_string()))?,
             csv: review::to_csv(&report),
         }))
     }

@@ -41,6 +41,26 @@ pub enum Error {
     Reactor(#[from] klaxon_reactor::Error),
 }
 
+impl klaxon_domain::class::Classify for Error {
+    fn class(&self) -> klaxon_domain::class::Class {
+        use klaxon_domain::class::Class;
+        match self {
+            Error::Domain(e) => e.class(),
+            Error::Conflict { .. } => Class::Conflict,
+            Error::Reactor(e) => e.class(),
+        }
+    }
+
+    /// The review's current version, for a conflict.
+    fn current_version(&self) -> Option<u64> {
+        match self {
+            Error::Conflict { current, .. } => Some(*current),
+            Error::Reactor(e) => klaxon_domain::class::Classify::current_version(e),
+            Error::Domain(_) => None,
+        }
+    }
+}
+
 impl From<klaxon_log::Error> for Error {
     fn from(e: klaxon_log::Error) -> Error {
         Error::Reactor(e.into())

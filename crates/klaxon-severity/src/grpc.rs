@@ -1,10 +1,11 @@
 //! The `klaxon.v1.SeverityEvaluator` server.
 
 use klaxon_proto::convert;
+use klaxon_proto::status::from as to_status;
 use klaxon_proto::v1::{self, severity_evaluator_server};
 use tonic::{Request, Response, Status};
 
-use crate::{Error, Handle};
+use crate::Handle;
 
 /// The gRPC server of the evaluator.
 #[derive(Clone)]
@@ -24,24 +25,13 @@ impl SeverityService {
     }
 }
 
-/// The one mapping from evaluator errors to gRPC statuses.
-pub fn to_status(error: Error) -> Status {
-    let message = error.to_string();
-    match error {
-        Error::UnknownIncident(_) => Status::not_found(message),
-        Error::Reactor(e) if e.is_unavailable() => Status::unavailable(message),
-        Error::Reactor(_) => Status::internal(message),
-    }
-}
-
 #[tonic::async_trait]
 impl severity_evaluator_server::SeverityEvaluator for SeverityService {
     async fn explain(
         &self,
         request: Request<v1::ExplainSeverityRequest>,
     ) -> Result<Response<v1::SeverityExplanation>, Status> {
-        let id = convert::incident_id("incident_id", &request.get_ref().incident_id)
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let id = convert::incident_id("incident_id", &request.get_ref().incident_id).map_err(to_status)?;
         let (incident, explanation) = self.handle.explain(id).await.map_err(to_status)?;
         let a = &explanation.assessment;
         let severity = |s| convert::severity_to_wire(s) as i32;

@@ -32,6 +32,16 @@ pub enum Error {
     UnknownIncident(IncidentId),
 }
 
+impl klaxon_domain::class::Classify for Error {
+    fn class(&self) -> klaxon_domain::class::Class {
+        use klaxon_domain::class::Class;
+        match self {
+            Error::Reactor(e) => e.class(),
+            Error::UnknownIncident(_) => Class::NotFound,
+        }
+    }
+}
+
 /// The severity evaluator. Build it, take [`Handle`]s, then [`Evaluator::run`].
 pub struct Evaluator {
     reactor: Reactor<Assessing>,

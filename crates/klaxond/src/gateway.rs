@@ -25,6 +25,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
+use klaxon_domain::class::Class;
+use klaxon_proto::status;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::{Channel, Endpoint};
 use tonic_health::ServingStatus;
@@ -133,7 +135,7 @@ async fn forward(
 ) -> http::Response<axum::body::Body> {
     let service = request.uri().path().trim_start_matches('/').split('/').next().unwrap_or_default().to_owned();
     let Some(upstream) = routes.get(service.as_str()) else {
-        let status = tonic::Status::unimplemented(format!("no service {service:?} behind this gateway"));
+        let status = status::refuse(Class::Unimplemented, format!("no service {service:?} behind this gateway"));
         return status.into_http::<axum::body::Body>();
     };
     if STREAMING_REQUESTS.contains(&service.as_str()) || upstream.replicas.len() == 1 {
@@ -150,7 +152,7 @@ async fn forward(
         Ok(body) => body,
         Err(e) => {
             let status =
-                tonic::Status::out_of_range(format!("the request is larger than {message_bytes_max} bytes: {e}"));
+                status::refuse(Class::TooLarge, format!("the request is larger than {message_bytes_max} bytes: {e}"));
             return status.into_http::<axum::body::Body>();
         }
     };
@@ -170,8 +172,10 @@ async fn forward(
             }
         }
     }
-    let status =
-        tonic::Status::unavailable(format!("every {} replica is unreachable: {}", upstream.role, failures.join(", ")));
+    let status = status::refuse(
+        Class::Unavailable,
+        format!("every {} replica is unreachable: {}", upstream.role, failures.join(", ")),
+    );
     status.into_http::<axum::body::Body>()
 }
 
@@ -182,7 +186,8 @@ fn unreachable(
     error: &dyn std::fmt::Display,
 ) -> http::Response<axum::body::Body> {
     replica.healthy.store(false, Ordering::Relaxed);
-    let status = tonic::Status::unavailable(format!("{} ({}) is unreachable: {error}", upstream.role, replica.address));
+    let status =
+        status::refuse(Class::Unavailable, format!("{} ({}) is unreachable: {error}", upstream.role, replica.address));
     status.into_http::<axum::body::Body>()
 }
 

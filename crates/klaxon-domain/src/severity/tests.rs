@@ -608,7 +608,12 @@ fn arb_when() -> impl Strategy<Value = Value> {
 
 fn arb_rules() -> impl Strategy<Value = Value> {
     let rule = (arb_when(), 1..=4_u8);
-    prop::collection::vec(rule, 0..6).prop_map(|rules| {
+    prop::collection::vec(rule, 0..6).prop_map(|mut rules| {
+        // Valid by construction: a rule after a catch-all (an empty `when`)
+        // could never match, which validation refuses; stop at the first.
+        if let Some(catch_all) = rules.iter().position(|(when, _)| when.as_object().is_some_and(|w| w.is_empty())) {
+            rules.truncate(catch_all + 1);
+        }
         let rules: Vec<Value> = rules
             .into_iter()
             .enumerate()
@@ -650,11 +655,7 @@ proptest! {
     fn the_first_rule_whose_conditions_all_hold_wins(config in arb_rules(), facts in arb_facts()) {
         let rules = match rules_of(config) {
             Ok(rules) => rules,
-            Err(e) => {
-                // The only invalid rule sets generated put a rule after a catch-all.
-                prop_assert!(e.problem.contains("can never match"), "{e}");
-                return Ok(());
-            }
+            Err(e) => panic!("a generated rule set is valid by construction: {e}"),
         };
         let assessment = rules.evaluate(&facts);
         let explanation = rules.explain(&facts);

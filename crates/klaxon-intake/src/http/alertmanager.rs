@@ -29,6 +29,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use chrono::{DateTime, SecondsFormat, Utc};
+use klaxon_domain::class::Class;
 use klaxon_domain::ids::{ActorId, Audience, DedupKey, IncidentId, ReportSource, ServiceName};
 use klaxon_domain::incident::Command;
 use klaxon_domain::text;
@@ -36,7 +37,7 @@ use serde::Serialize;
 use serde_json::Value;
 use tracing::Instrument;
 
-use super::{Answer, BodyError, Caller, Shared};
+use super::{Answer, Caller, Shared};
 use crate::{Error, Handle};
 
 #[cfg(test)]
@@ -503,24 +504,18 @@ pub(super) async fn receive(State(shared): State<Arc<Shared>>, headers: HeaderMa
     };
     let bytes = match super::read_body(&headers, body, shared.options.alertmanager_body_bytes_max).await {
         Ok(bytes) => bytes,
-        Err(e) => {
-            let status = match e {
-                BodyError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-                BodyError::Broken(_) => StatusCode::BAD_REQUEST,
-            };
-            return refusal(status, vec![e.message()]);
-        }
+        Err(e) => return refusal(klaxon_proto::status::to_http(&e), vec![e.message()]),
     };
     let notification = match parse_alertmanager(&bytes) {
         Ok(n) => n,
-        Err(errors) => return refusal(StatusCode::BAD_REQUEST, errors),
+        Err(errors) => return refusal(klaxon_proto::status::http_status(Class::InvalidArgument), errors),
     };
     let span = tracing::info_span!(parent: None, "intake.alertmanager", group_key = %notification.group_key);
     let traced = super::traced(&headers, span);
     match apply(&shared.handle, &notification, traced.traceparent(), &caller).instrument(traced.span().clone()).await {
         Ok(applied) => super::json_response(StatusCode::OK, &Stored { status: "success", applied }),
         Err(e) => {
-            let status = crate::status::to_http_status(&e);
+            let status = klaxon_proto::status::to_http(&e);
             tracing::warn!(group_key = %notification.group_key, %status, error = %e, "alertmanager notification failed");
             refusal(status, vec![e.to_string()])
         }

@@ -38,6 +38,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
 use axum::routing::post;
 use klaxon_auth::{Auth, Grant};
+use klaxon_domain::class::{Class, Classify};
 use klaxon_domain::ids::{ActorId, Audience, DedupKey, ServiceName};
 use klaxon_domain::incident::{Command, Incident, LABELS_MAX, Status};
 use klaxon_domain::text::{self, Kind};
@@ -183,15 +184,17 @@ impl Shared {
             (None, Some(token)) => auth.tokens.authenticate(token),
             (header, _) => auth.tokens.authenticate_header(header),
         }
-        .map_err(|e| Refused { status: StatusCode::UNAUTHORIZED, reason: e.to_string() })?;
+        .map_err(|e| Refused { status: klaxon_proto::status::to_http(&e), reason: e.to_string() })?;
         if !klaxon_auth::policy::HTTP_REPORTERS.contains(&principal.role) {
             return Err(Refused {
-                status: StatusCode::FORBIDDEN,
+                status: klaxon_proto::status::http_status(Class::PermissionDenied),
                 reason: format!("{principal} may not report; the HTTP intake is for managers, engineers and services"),
             });
         }
-        let actor = ActorId::new(&principal.name)
-            .map_err(|e| Refused { status: StatusCode::FORBIDDEN, reason: format!("principal name: {e}") })?;
+        let actor = ActorId::new(&principal.name).map_err(|e| Refused {
+            status: klaxon_proto::status::http_status(Class::PermissionDenied),
+            reason: format!("principal name: {e}"),
+        })?;
         Ok(Caller { actor, grant: Some(auth.grant(principal)) })
     }
 }
@@ -215,6 +218,21 @@ enum BodyError {
     TooLarge { limit: usize },
     /// The connection broke while reading it.
     Broken(String),
+}
+
+impl std::fmt::Display for BodyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message())
+    }
+}
+
+impl Classify for BodyError {
+    fn class(&self) -> Class {
+        match self {
+            BodyError::TooLarge { .. } => Class::TooLarge,
+            BodyError::Broken(_) => Class::InvalidArgument,
+        }
+    }
 }
 
 impl BodyError {

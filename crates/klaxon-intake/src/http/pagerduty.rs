@@ -33,6 +33,7 @@ use axum::http::header::RETRY_AFTER;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
 use chrono::{DateTime, Utc};
+use klaxon_domain::class::Class;
 use klaxon_domain::ids::{ActorId, Audience, DedupKey, IncidentId, ReportSource, ServiceName};
 use klaxon_domain::incident::Command;
 use klaxon_domain::text;
@@ -40,7 +41,7 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use tracing::Instrument;
 
-use super::{Answer, BodyError, Caller, Shared};
+use super::{Answer, Caller, Shared};
 use crate::{Error, Handle};
 
 #[cfg(test)]
@@ -497,12 +498,11 @@ pub async fn apply(
 pub(super) async fn enqueue(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Body) -> Response {
     let bytes = match super::read_body(&headers, body, shared.options.pagerduty_body_bytes_max).await {
         Ok(bytes) => bytes,
-        Err(e @ BodyError::TooLarge { .. }) => return invalid(StatusCode::PAYLOAD_TOO_LARGE, vec![e.message()]),
-        Err(e @ BodyError::Broken(_)) => return invalid(StatusCode::BAD_REQUEST, vec![e.message()]),
+        Err(e) => return invalid(klaxon_proto::status::to_http(&e), vec![e.message()]),
     };
     let event = match parse_pagerduty(&bytes) {
         Ok(event) => event,
-        Err(errors) => return invalid(StatusCode::BAD_REQUEST, errors),
+        Err(errors) => return invalid(klaxon_proto::status::http_status(Class::InvalidArgument), errors),
     };
     let caller = match shared.caller(&headers, Some(&event.routing_key), actor()) {
         Ok(caller) => caller,
@@ -515,8 +515,8 @@ pub(super) async fn enqueue(State(shared): State<Arc<Shared>>, headers: HeaderMa
             shared.options.pagerduty_events_per_minute, shared.options.pagerduty_burst
         )];
         let message = "Requests for this service are arriving too quickly. Please retry later.";
-        let mut response =
-            super::json_response(StatusCode::TOO_MANY_REQUESTS, &Answer::errors("throttle event", message, &errors));
+        let throttled = klaxon_proto::status::http_status(Class::ResourceExhausted);
+        let mut response = super::json_response(throttled, &Answer::errors("throttle event", message, &errors));
         let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
         response.headers_mut().insert(RETRY_AFTER, HeaderValue::from(seconds.max(1)));
         return response;
@@ -529,7 +529,7 @@ pub(super) async fn enqueue(State(shared): State<Arc<Shared>>, headers: HeaderMa
             &Answer { status: "success", message: "Event processed", dedup_key: Some(&event.dedup_key), errors: None },
         ),
         Err(e) => {
-            let status = crate::status::to_http_status(&e);
+            let status = klaxon_proto::status::to_http(&e);
             tracing::warn!(action = event.action.as_str(), %status, error = %e, "PagerDuty event failed");
             if status.is_client_error() {
                 invalid(status, vec![e.to_string()])

@@ -568,7 +568,7 @@ impl Shared {
                     if !allowed(POST_UPDATE, principal.role) {
                         return Err(Reply::new(550, "5.7.1", format!("{principal} may not post notes")));
                     }
-                    let incident = handle.get(id).await.map_err(|e| crate::status::to_smtp_reply(&e))?;
+                    let incident = handle.get(id).await.map_err(|e| smtp_reply(&e))?;
                     if let Some(auth) = &self.auth {
                         auth.grant(principal.clone())
                             .check_service(incident.service().map(|s| s.as_str()))
@@ -583,7 +583,7 @@ impl Shared {
                 span.record("incident", tracing::field::display(id));
                 let outcome = tracing::Instrument::instrument(handle.execute(id, note, &ctx), span)
                     .await
-                    .map_err(|e| crate::status::to_smtp_reply(&e))?;
+                    .map_err(|e| smtp_reply(&e))?;
                 let (kind, text) = if outcome.deduplicated {
                     (MessageOutcome::Duplicate, format!("already noted on {id} (position {})", outcome.last))
                 } else {
@@ -609,7 +609,7 @@ impl Shared {
                 };
                 let report = tracing::Instrument::instrument(handle.report(command, &ctx), span.clone())
                     .await
-                    .map_err(|e| crate::status::to_smtp_reply(&e))?;
+                    .map_err(|e| smtp_reply(&e))?;
                 span.record("incident", tracing::field::display(report.incident));
                 let id = report.incident;
                 let (kind, text) = if report.outcome.deduplicated {
@@ -628,7 +628,7 @@ impl Shared {
         let klaxon_ids: Vec<&String> =
             parsed.thread.iter().filter(|id| threads::klaxon_local_part(id).is_some()).collect();
         if !klaxon_ids.is_empty() {
-            let found = self.handle.thread_incident(&klaxon_ids).await.map_err(|e| crate::status::to_smtp_reply(&e))?;
+            let found = self.handle.thread_incident(&klaxon_ids).await.map_err(|e| smtp_reply(&e))?;
             return match found {
                 Some(id) => Ok(Target::Note(id)),
                 None => Err(Reply::new(
@@ -652,4 +652,12 @@ const POST_UPDATE: &str = "/klaxon.v1.Incidents/PostUpdate";
 
 fn allowed(method: &str, role: Role) -> bool {
     matches!(klaxon_auth::policy::decide(method, role), klaxon_auth::policy::Verdict::Allowed(_))
+}
+
+/// An intake error as the SMTP reply after `DATA`, through the one mapping
+/// (`klaxon_proto::status::smtp_reply`).
+fn smtp_reply(error: &crate::Error) -> protocol::Reply {
+    use klaxon_domain::class::Classify;
+    let (code, enhanced) = klaxon_proto::status::smtp_reply(error.class());
+    protocol::Reply::new(code, enhanced, error.to_string())
 }

@@ -8,4 +8,6 @@ mod email;
 mod errors;
 mod http;
 mod rebuild;
+#[path = "../../../../tests/src/seed.rs"]
+mod seed;
 mod support;

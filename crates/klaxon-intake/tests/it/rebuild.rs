@@ -59,9 +59,8 @@ fn random_command(rng: &mut StdRng, people: &[ActorId]) -> Command {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rebuilding_from_scratch_equals_the_live_projection() {
-    let seed: u64 = rand::random();
-    println!("seed {seed}");
-    let mut rng = StdRng::seed_from_u64(seed);
+    let seed = crate::seed::seed("rebuilding_from_scratch_equals_the_live_projection");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let dir = tempfile::tempdir().unwrap();
     let log = Log::open(dir.path(), klaxon_log::Options::default()).unwrap();
     let intake = Intake::new(log.clone(), Default::default(), klaxon_reactor::system_clock());

@@ -45,8 +45,7 @@ fn parse_ack(line: &str) -> Ack {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_acknowledged_append_survives_sigkill() {
     let cycles = if std::env::var("KLAXON_SLOW_TESTS").as_deref() == Ok("1") { 200 } else { 20 };
-    let seed: u64 = rand::rng().random();
-    println!("crash test seed {seed}");
+    let seed = crate::seed::seed("every_acknowledged_append_survives_sigkill");
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let dir = tempfile::tempdir().unwrap();
     let mut acked_total = 0usize;
@@ -107,8 +106,7 @@ async fn every_acknowledged_append_survives_sigkill() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_applied_mark_always_matches_the_records_after_sigkill() {
     let cycles = if std::env::var("KLAXON_SLOW_TESTS").as_deref() == Ok("1") { 100 } else { 10 };
-    let seed: u64 = rand::rng().random();
-    println!("apply crash test seed {seed}");
+    let seed = crate::seed::seed("an_applied_mark_always_matches_the_records_after_sigkill");
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let dir = tempfile::tempdir().unwrap();
     let mut last_acked = 0u64;

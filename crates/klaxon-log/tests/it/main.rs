@@ -5,7 +5,10 @@
 mod basics;
 mod crash;
 mod errors;
+mod fault;
 mod model;
 mod replicated;
+#[path = "../../../../tests/src/seed.rs"]
+mod seed;
 mod subscribe;
 mod support;
