@@ -18,6 +18,7 @@ mod readme;
 mod retries;
 mod review;
 mod review_service;
+mod room;
 mod seams;
 mod status_page;
 mod tls;

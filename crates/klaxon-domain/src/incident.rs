@@ -55,6 +55,13 @@
 //!   (`bridge.already_joined`), while there is room (`bridge.full`,
 //!   [`BRIDGE_PARTICIPANTS_MAX`]); `LeaveBridge` only when joined
 //!   (`bridge.not_joined`).
+//! - `RemoveRole` needs an open incident (`role.not_open`), a role other
+//!   than commander (`role.commander_reserved`) and someone who holds it
+//!   (`role.not_held`). `ReplaceRole` is a removal and an assignment in
+//!   one write, each checked by its own rules (the new holder must not hold
+//!   the role yet: `role.already_assigned`).
+//! - `PageResponder` needs an open incident (`page.not_open`) and a
+//!   reason; the paging service pages the target.
 //! - `MarkNoise` in any status, including Closed (noise is often noticed
 //!   late), but only once (`noise.already_marked`). It changes nothing but
 //!   [`Incident::is_noise`]: the lifecycle goes on, and trend reports
@@ -94,8 +101,8 @@ pub use command::Command;
 pub use event::{
     Change, CommanderAssigned, CustomerImpactRecorded, Declared, HandoffAccepted, HandoffCancelled, HandoffDeclined,
     HandoffRequested, IncidentEvent, KINDS, MarkedNoise, Mitigated, ParticipantJoined, ParticipantLeft, Reopened,
-    ReportMerged, Reported, ResolutionValidated, Resolved, RoleAssigned, SeverityAssessed, SeverityOverridden,
-    StatusUpdatePosted,
+    PageTarget, ReportMerged, Reported, ResolutionValidated, Resolved, ResponderRequested, RoleAssigned,
+    RoleRemoved, SeverityAssessed, SeverityOverridden, StatusUpdatePosted,
 };
 pub use projection::Incidents;
 
@@ -485,6 +492,15 @@ impl Incident {
                 self.participants.remove(&p.participant);
             }
             Change::MarkedNoise(n) => self.noise_reason = Some(n.reason.clone()),
+            Change::ResponderRequested(_) => {}
+            Change::RoleRemoved(r) => {
+                if let Some(holders) = self.roles.get_mut(&r.role) {
+                    holders.remove(&r.person);
+                    if holders.is_empty() {
+                        self.roles.remove(&r.role);
+                    }
+                }
+            }
         }
     }
 }
@@ -533,6 +549,14 @@ pub fn decide(
         },
         Some(state) => {
             debug_assert_eq!(state.id, *incident, "decide given another incident's state");
+            if let Command::ReplaceRole { role, from, to } = command {
+                let event = |change| IncidentEvent { incident: *incident, at: now, by: actor.clone(), change };
+                let removed = decide_existing(state, &Command::RemoveRole { role: *role, person: from.clone() }, actor)?;
+                let mut after = state.clone();
+                after.apply(&event(removed.clone()));
+                let assigned = decide_existing(&after, &Command::AssignRole { role: *role, person: to.clone() }, actor)?;
+                return Ok(vec![event(removed), event(assigned)]);
+            }
             decide_existing(state, command, actor)?
         }
     };
@@ -753,6 +777,27 @@ fn decide_existing(s: &Incident, command: &Command, actor: &ActorId) -> Result<C
                 format!("{} is already marked as noise", s.id)
             })?;
             Change::MarkedNoise(MarkedNoise { reason })
+        }
+        Command::RemoveRole { role, person } => {
+            ensure(s.is_open(), "role.not_open", &|| "roles are changed only on an open incident".into())?;
+            ensure(*role != IncidentRole::Commander, "role.commander_reserved", &|| {
+                "the commander changes with AssignCommander or a handoff".into()
+            })?;
+            ensure(s.roles.get(role).is_some_and(|h| h.contains(person)), "role.not_held", &|| {
+                format!("{person} does not hold the role {}", role.as_str())
+            })?;
+            Change::RoleRemoved(RoleRemoved { role: *role, person: person.clone() })
+        }
+        Command::ReplaceRole { .. } => unreachable!("decided by `decide` as a removal and an assignment"),
+        Command::PageResponder { target, reason } => {
+            let reason = text::NOTE.check("reason", reason)?;
+            if let PageTarget::Schedule(name) | PageTarget::Team(name) = target {
+                PageTarget::named("target", matches!(target, PageTarget::Team(_)), name)?;
+            }
+            ensure(s.is_open(), "page.not_open", &|| {
+                format!("{} is {status}; only an open incident pages anyone", s.id)
+            })?;
+            Change::ResponderRequested(ResponderRequested { target: target.clone(), reason })
         }
     })
 }

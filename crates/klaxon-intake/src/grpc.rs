@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use klaxon_auth::Grant;
 use klaxon_domain::ids::{ActorId, Audience, IncidentId, ReportSource, RequestKey, RequestScope};
-use klaxon_domain::incident::{Change, Command};
+use klaxon_domain::incident::{Change, Command, PageTarget};
 use klaxon_log::{Position, StreamVersion};
 use klaxon_proto::convert;
 use klaxon_proto::text::{FreeText, check_text};
@@ -154,6 +154,7 @@ incident_requests!(
     DeclineHandoffRequest => "decline_handoff",
     CancelHandoffRequest => "cancel_handoff",
     AssignRoleRequest => "assign_role",
+    RemoveRoleRequest => "remove_role",
     PostUpdateRequest => "post_update",
     RecordCustomerImpactRequest => "record_customer_impact",
     MitigateRequest => "mitigate",
@@ -161,6 +162,7 @@ incident_requests!(
     ReopenRequest => "reopen",
     ValidateResolutionRequest => "validate_resolution",
     MarkNoiseRequest => "mark_noise",
+    PageResponderRequest => "page_responder",
 );
 
 fn person(field: &'static str, value: &str) -> Result<ActorId, klaxon_domain::Error> {
@@ -266,7 +268,21 @@ impl v1::incidents_server::Incidents for IncidentsService {
         request: Request<v1::AssignRoleRequest>,
     ) -> Result<Response<v1::CommandResponse>, Status> {
         self.command(request, |r| {
-            Ok(Command::AssignRole { role: convert::role("role", r.role)?, person: person("person", &r.person)? })
+            let (role, to) = (convert::role("role", r.role)?, person("person", &r.person)?);
+            if r.replaces.is_empty() {
+                return Ok(Command::AssignRole { role, person: to });
+            }
+            Ok(Command::ReplaceRole { role, from: person("replaces", &r.replaces)?, to })
+        })
+        .await
+    }
+
+    async fn remove_role(
+        &self,
+        request: Request<v1::RemoveRoleRequest>,
+    ) -> Result<Response<v1::CommandResponse>, Status> {
+        self.command(request, |r| {
+            Ok(Command::RemoveRole { role: convert::role("role", r.role)?, person: person("person", &r.person)? })
         })
         .await
     }
@@ -322,11 +338,35 @@ impl v1::incidents_server::Incidents for IncidentsService {
         self.command(request, |r| Ok(Command::MarkNoise { reason: r.reason.clone() })).await
     }
 
+    async fn page_responder(
+        &self,
+        request: Request<v1::PageResponderRequest>,
+    ) -> Result<Response<v1::CommandResponse>, Status> {
+        use v1::page_responder_request::Target;
+        let directory = self.handle.directory().clone();
+        self.command(request, |r| {
+            let (field, target) = match &r.target {
+                Some(Target::Person(p)) => ("person", PageTarget::Person(person("person", p)?)),
+                Some(Target::Schedule(s)) => ("schedule", PageTarget::named("schedule", false, s)?),
+                Some(Target::Team(t)) => ("team", PageTarget::named("team", true, t)?),
+                None => {
+                    return Err(klaxon_domain::Error::InvalidField {
+                        field: "target",
+                        reason: "name a person, a schedule or a team".into(),
+                    });
+                }
+            };
+            directory.check(field, &target)?;
+            Ok(Command::PageResponder { target, reason: r.reason.clone() })
+        })
+        .await
+    }
+
     async fn get_incident(&self, request: Request<v1::GetIncidentRequest>) -> Result<Response<v1::Incident>, Status> {
         let id =
             convert::incident_id("incident_id", &request.get_ref().incident_id).map_err(|e| to_status(e.into()))?;
         let incident = self.handle.get(id).await.map_err(to_status)?;
-        Ok(Response::new(convert::incident_to_wire(&incident)))
+        Ok(Response::new(self.handle.with_runbook(convert::incident_to_wire(&incident))))
     }
 
     async fn list_incidents(
@@ -455,7 +495,9 @@ impl v1::bridge_server::Bridge for BridgeService {
 
         let (tx, rx) = mpsc::channel(BRIDGE_BUFFER);
         let first = v1::BridgeResponse {
-            message: Some(bridge_response::Message::Snapshot(convert::incident_to_wire(&snapshot))),
+            message: Some(bridge_response::Message::Snapshot(
+                self.handle.with_runbook(convert::incident_to_wire(&snapshot)),
+            )),
         };
         tx.send(Ok(first)).await.map_err(|_| Status::cancelled("the client left"))?;
         let session = Session { handle: self.handle.clone(), id, ctx, tx, join_version };

@@ -8,6 +8,8 @@ use chrono::{DateTime, Utc};
 use klaxon_bus::Bus;
 use klaxon_domain::ids::{ActorId, DedupKey, IncidentId, RequestKey, RequestScope, ServiceName, Severity};
 use klaxon_domain::incident::{Command, Incident, IncidentEvent, Incidents, Status, decide};
+use klaxon_domain::catalog::ServiceCatalog;
+use klaxon_domain::paging::Directory;
 use klaxon_log::{
     Appended, EventData, EventKind, ExpectedVersion, Metadata, NewEvent, Position, Record, StreamVersion,
 };
@@ -143,6 +145,8 @@ pub struct Intake {
 pub struct Handle {
     log: Bus,
     options: Arc<Options>,
+    directory: Arc<Directory>,
+    catalog: Arc<ServiceCatalog>,
     clock: Arc<dyn Clock>,
     shared: Arc<Shared>,
 }
@@ -183,7 +187,22 @@ impl Intake {
             incident_locks: (0..INCIDENT_LOCK_STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
             threads: RwLock::default(),
         });
-        Intake { handle: Handle { log, options: Arc::new(options), clock, shared } }
+        let (directory, catalog) = (Arc::new(Directory::default()), Arc::new(ServiceCatalog::default()));
+        Intake { handle: Handle { log, options: Arc::new(options), directory, catalog, clock, shared } }
+    }
+
+    /// The schedules and teams managers may pull in (`PageResponder`); an
+    /// intake without one refuses every schedule and team target.
+    pub fn with_directory(mut self, directory: Directory) -> Intake {
+        self.handle.directory = Arc::new(directory);
+        self
+    }
+
+    /// The service catalog, whose runbooks `GetIncident` and the bridge
+    /// show; without one, no runbook is shown.
+    pub fn with_catalog(mut self, catalog: Arc<ServiceCatalog>) -> Intake {
+        self.handle.catalog = catalog;
+        self
     }
 
     /// A handle to this service.
@@ -232,6 +251,19 @@ impl Handle {
     /// The log this service writes to.
     pub fn log(&self) -> &Bus {
         &self.log
+    }
+
+    /// The schedules and teams managers may pull in.
+    pub fn directory(&self) -> &Arc<Directory> {
+        &self.directory
+    }
+
+    /// `incident` with the catalog's runbook of its service filled in.
+    pub fn with_runbook(&self, mut incident: klaxon_proto::v1::Incident) -> klaxon_proto::v1::Incident {
+        let service = ServiceName::new(&incident.service).ok();
+        let runbook = service.and_then(|s| self.catalog.runbook(&s).map(str::to_owned));
+        incident.runbook = runbook.unwrap_or_default();
+        incident
     }
 
     /// The options it runs with.

@@ -127,6 +127,35 @@ fn every_subcommand_builds_its_request() {
                 incident_id: id(),
                 role: IncidentRole::CommunicationsLead as i32,
                 person: "carol".into(),
+                replaces: String::new(),
+            }),
+        ),
+        (
+            &["role", "INC-1", "scribe", "dan", "--replaces", "carol"],
+            Rpc::AssignRole(AssignRoleRequest {
+                context: ctx(),
+                incident_id: id(),
+                role: IncidentRole::Scribe as i32,
+                person: "dan".into(),
+                replaces: "carol".into(),
+            }),
+        ),
+        (
+            &["role", "INC-1", "scribe", "dan", "--remove"],
+            Rpc::RemoveRole(RemoveRoleRequest {
+                context: ctx(),
+                incident_id: id(),
+                role: IncidentRole::Scribe as i32,
+                person: "dan".into(),
+            }),
+        ),
+        (
+            &["page", "INC-1", "--team", "search", "--reason", "owners"],
+            Rpc::PageResponder(PageResponderRequest {
+                context: ctx(),
+                incident_id: id(),
+                target: Some(page_responder_request::Target::Team("search".into())),
+                reason: "owners".into(),
             }),
         ),
         (

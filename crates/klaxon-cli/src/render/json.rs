@@ -51,6 +51,8 @@ pub struct IncidentView {
     mitigation_summary: Option<String>,
     resolution_summary: Option<String>,
     reopen_count: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    runbook: Option<String>,
 }
 
 impl IncidentView {
@@ -98,6 +100,7 @@ impl IncidentView {
             mitigation_summary: non_empty(&i.mitigation_summary),
             resolution_summary: non_empty(&i.resolution_summary),
             reopen_count: i.reopen_count,
+            runbook: non_empty(&i.runbook),
         }
     }
 }
@@ -394,6 +397,15 @@ pub(super) struct FeedItemView {
     latest_executive_update: Option<UpdateView>,
     next_update_due: Option<String>,
     company_wide_post: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    roles: Vec<RoleView>,
+}
+
+/// The holders of one role, in JSON.
+#[derive(Debug, Serialize)]
+pub(super) struct RoleView {
+    role: Option<&'static str>,
+    people: Vec<String>,
 }
 
 impl FeedItemView {
@@ -414,6 +426,11 @@ impl FeedItemView {
             latest_executive_update: i.latest_executive_update.as_ref().map(UpdateView::new),
             next_update_due: rfc3339(i.next_update_due.as_ref()),
             company_wide_post: non_empty(&i.company_wide_post),
+            roles: i
+                .roles
+                .iter()
+                .map(|r| RoleView { role: super::role_name(r.role), people: r.people.clone() })
+                .collect(),
         }
     }
 }
@@ -461,6 +478,7 @@ pub(super) struct MetricsView {
     time_to_mitigate_seconds: Option<i64>,
     time_to_resolve_seconds: Option<i64>,
     pages: u32,
+    pulled_in_pages: u32,
     escalations: u32,
     handoffs: u32,
     slo_breaches: u32,
@@ -477,6 +495,7 @@ impl MetricsView {
             time_to_mitigate_seconds: m.time_to_mitigate_seconds,
             time_to_resolve_seconds: m.time_to_resolve_seconds,
             pages: m.pages,
+            pulled_in_pages: m.pulled_in_pages,
             escalations: m.escalations,
             handoffs: m.handoffs,
             slo_breaches: m.slo_breaches,

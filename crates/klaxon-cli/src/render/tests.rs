@@ -214,6 +214,7 @@ fn command_confirmations() {
         incident_id: "INC-7".into(),
         role: v1::IncidentRole::Scribe as i32,
         person: "erin".into(),
+        replaces: String::new(),
     });
     check(role, Reply::Command(response(incident())), false, expect!["INC-7 erin is scribe (version 12)"]);
     let mitigate =
@@ -534,6 +535,7 @@ fn feed(minutes: i64) -> v1::FeedItem {
         service: "checkout".into(),
         snapshot: false,
         company_wide_post: String::new(),
+        roles: Vec::new(),
     }
 }
 
@@ -681,6 +683,7 @@ fn metrics_lines() {
         slo_breaches: 0,
         pages: 3,
         noise: false,
+        pulled_in_pages: 1,
     };
     let rpc = Rpc::GetMetrics(v1::GetMetricsRequest { incident_id: "INC-7".into() });
     check(

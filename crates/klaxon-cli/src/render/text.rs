@@ -31,7 +31,11 @@ pub(super) fn confirmation(rpc: &Rpc, r: &v1::CommandResponse) -> String {
         Rpc::AcceptHandoff(_) => format!("handoff accepted; commander is {commander}"),
         Rpc::DeclineHandoff(_) => format!("handoff declined; commander is still {commander}"),
         Rpc::CancelHandoff(_) => "handoff cancelled".to_string(),
+        Rpc::AssignRole(q) if !q.replaces.is_empty() => {
+            format!("{} is {} in place of {}", q.person, role_name(q.role).unwrap_or("in a role"), q.replaces)
+        }
         Rpc::AssignRole(q) => format!("{} is {}", q.person, role_name(q.role).unwrap_or("in a role")),
+        Rpc::RemoveRole(q) => format!("{} is no longer {}", q.person, role_name(q.role).unwrap_or("in the role")),
         Rpc::PostUpdate(q) => format!("update posted to {}", audience_name(q.audience).unwrap_or("?")),
         Rpc::RecordCustomerImpact(_) => format!(
             "impact recorded: {} customers affected{}",
@@ -43,6 +47,16 @@ pub(super) fn confirmation(rpc: &Rpc, r: &v1::CommandResponse) -> String {
         Rpc::Reopen(_) => "reopened".to_string(),
         Rpc::ValidateResolution(_) => "resolution validated; closed".to_string(),
         Rpc::MarkNoise(_) => "marked as noise; trend reports leave it out".to_string(),
+        Rpc::PageResponder(q) => {
+            use v1::page_responder_request::Target;
+            let whom = match &q.target {
+                Some(Target::Person(p)) => p.clone(),
+                Some(Target::Schedule(s)) => format!("the on-call of {s}"),
+                Some(Target::Team(t)) => format!("team {t}"),
+                None => "?".to_string(),
+            };
+            format!("paging {whom}; see `klaxon pages {}`", q.incident_id)
+        }
         Rpc::Report(_)
         | Rpc::GetIncident(_)
         | Rpc::ListIncidents { .. }
@@ -91,6 +105,7 @@ pub(super) fn show(i: &v1::Incident) -> String {
     let overridden = if i.severity_overridden { " (overridden)" } else { "" };
     field("severity", Some(format!("{}{overridden}", severity_label(i.severity))));
     field("service", Some(or_dash(&i.service).to_string()));
+    field("runbook", (!i.runbook.is_empty()).then(|| i.runbook.clone()));
     field("commander", Some(or_dash(&i.commander).to_string()));
     field(
         "handoff",
@@ -342,6 +357,7 @@ pub(super) fn metrics(m: &v1::IncidentMetrics) -> String {
         ("time to mitigate", duration(m.time_to_mitigate_seconds)),
         ("time to resolve", duration(m.time_to_resolve_seconds)),
         ("pages", m.pages.to_string()),
+        ("pulled in", m.pulled_in_pages.to_string()),
         ("escalations", m.escalations.to_string()),
         ("handoffs", m.handoffs.to_string()),
         ("SLO breaches", m.slo_breaches.to_string()),

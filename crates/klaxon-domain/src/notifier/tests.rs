@@ -952,14 +952,24 @@ fn posts_carry_idempotency_keys_and_cut_long_errors() {
         ]
     "#]].assert_debug_eq(&messages);
     let reminder = Notification::CadenceReminder(Reminder { commander: Some(actor("omar")), ..reminder });
-    let sends = reminder.outgoing(&world.state, &world.config);
-    let to: Vec<(&str, Option<&str>, &str)> =
-        sends.iter().map(|s| (s.channel.as_str(), s.message.recipient.as_deref(), s.message.title.as_str())).collect();
+    // The reminder goes to the commander and the communications leads on
+    // the channels that reach a person, never to the executives.
+    assert_eq!(reminder.outgoing(&world.state, &world.config), [], "no channel reaches a person");
+    let lead = Command::AssignRole { role: crate::ids::IncidentRole::CommunicationsLead, person: actor("li") };
+    world.command(lead, "maria", time("00:00")).unwrap();
+    let people = world.config.clone().with_people_channels(vec!["pager".into(), "sms".into()]);
+    let sends = reminder.outgoing(&world.state, &people);
+    let to: Vec<(&str, Option<&str>, &str)> = sends
+        .iter()
+        .map(|s| (s.channel.as_str(), s.message.recipient.as_deref(), s.message.idempotency_key.as_str()))
+        .collect();
     assert_eq!(
         to,
         [
-            ("exec-slack", Some("omar"), "INC-1: an executive update is overdue"),
-            ("exec-email", Some("omar"), "INC-1: an executive update is overdue")
+            ("pager", Some("omar"), "INC-1/update-due/1772411400/omar"),
+            ("sms", Some("omar"), "INC-1/update-due/1772411400/omar"),
+            ("pager", Some("li"), "INC-1/update-due/1772411400/li"),
+            ("sms", Some("li"), "INC-1/update-due/1772411400/li"),
         ]
     );
     let item = world.state.feed_item(cadence).unwrap();

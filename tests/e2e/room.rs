@@ -1,0 +1,113 @@
+//! Incident managers run the room (issue 16) against a real `klaxond up`,
+//! the real `klaxon` CLI and a real signed-webhook receiver: pulling people
+//! in with `klaxon page`.
+
+use std::time::Duration;
+
+use klaxon_tests::config::Paged;
+use klaxon_tests::metrics::settle;
+use klaxon_tests::{Klaxond, klaxon, klaxon_json, klaxon_ok};
+
+/// A schedule and a team besides the fixture's payments: omar is on call
+/// for the database, team search pages mallory through its policy.
+const ROOM: &str = r#"
+[[schedules]]
+name = "db-primary"
+time_zone = "UTC"
+[[schedules.layers]]
+name = "weekly"
+participants = ["omar"]
+shift = "7d"
+handoff = "00:00"
+start = "2026-01-05"
+
+[[services]]
+name = "search"
+team = "search"
+tier = 2
+escalation_policy = "search"
+
+[[escalation_policies]]
+name = "search"
+[[escalation_policies.levels]]
+timeout_minutes = 10
+targets = [{ person = "mallory" }]
+"#;
+
+/// The deliveries the receiver answered 2xx, by idempotency key.
+fn delivered(paged: &Paged) -> Vec<(String, serde_json::Value)> {
+    let requests = paged.receiver.requests();
+    requests.into_iter().filter(|r| r.status < 300).map(|r| (r.idempotency_key, r.body)).collect()
+}
+
+#[test]
+fn a_manager_pulls_a_person_a_schedule_and_a_team_in_and_each_is_paged_once() {
+    let paged = Paged::start(600, false, ROOM);
+    let data = paged.dir.path().join("data");
+    let server = Klaxond::start_with_env(&data, &paged.config_args(), &paged.env());
+    let metrics = server.http_address.clone().expect("up serves metrics");
+    let url = &server.url;
+    // A Sev-4 (one customer): nothing pages on its own.
+    let id = klaxon_ok(url, "monitor", &["report", "--title", "Search is slow", "--service", "search"]);
+    let id = id.trim();
+    settle(&metrics, &[&metrics]);
+    assert_eq!(delivered(&paged), [], "a Sev-4 pages nobody");
+
+    // A person, directly; the same request id twice pages once.
+    let page = ["page", id, "--person", "carl", "--reason", "knows the index", "--request-id", "pull-carl"];
+    let first = klaxon_json(url, "maria", &page);
+    let again = klaxon_json(url, "maria", &page);
+    assert_eq!(again["first_position"], first["first_position"], "{again}");
+    assert_eq!(again["deduplicated"], true, "{again}");
+    // A schedule's on-call and a team through its policy.
+    klaxon_ok(url, "maria", &["page", id, "--schedule", "db-primary", "--reason", "slow queries"]);
+    klaxon_ok(url, "maria", &["page", id, "--team", "search", "--reason", "owners"]);
+    let head = settle(&metrics, &[&metrics]);
+
+    let mut got = delivered(&paged);
+    got.sort_by(|a, b| a.0.cmp(&b.0));
+    let keys: Vec<&str> = got.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(keys, [format!("{id}-P1"), format!("{id}-P2"), format!("{id}-P3")], "each paged once");
+    let recipients: Vec<&str> = got.iter().map(|(_, b)| b["recipient"].as_str().unwrap_or_default()).collect();
+    assert_eq!(recipients, ["carl", "omar", "mallory"]);
+    let carl = &got[0].1;
+    assert_eq!(carl["fields"]["reason"], "requested", "{carl}");
+    assert_eq!(carl["fields"]["requested_by"], "maria", "{carl}");
+    assert_eq!(carl["fields"]["request_reason"], "knows the index", "{carl}");
+    assert!(carl["text"].as_str().unwrap_or_default().contains("knows the index"), "{carl}");
+
+    // Listed with the incident's pages, acknowledged like any page.
+    let pages = klaxon_ok(url, "maria", &["pages", id]);
+    assert_eq!(pages.lines().filter(|l| l.contains("requested")).count(), 3, "{pages}");
+    klaxon_ok(url, "carl", &["ack", &format!("{id}-P1")]);
+    let head = settle(&metrics, &[&metrics]).max(head);
+
+    // Refusals write nothing.
+    let refused = |who: &str, args: &[&str], expect: &str| {
+        let out = klaxon(url, who, args);
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(!out.status.success(), "{args:?} was accepted");
+        assert!(stderr.contains(expect), "{args:?}: {stderr}");
+    };
+    refused("maria", &["page", id, "--schedule", "nope", "--reason", "x"], "no schedule is named \"nope\"");
+    refused("maria", &["page", id, "--team", "nope", "--reason", "x"], "no team is named \"nope\"");
+    refused("maria", &["page", id, "--person", "carl", "--reason", " "], "reason");
+    refused("ana", &["page", id, "--person", "carl", "--reason", "x"], "PermissionDenied");
+    refused("maria", &["page", id, "--reason", "x"], "--person");
+    assert_eq!(settle(&metrics, &[&metrics]), head, "a refused page wrote something");
+
+    // Counted in the review metrics.
+    let m = klaxon_json(url, "maria", &["metrics", id]);
+    assert_eq!(m["pulled_in_pages"], 3, "{m}");
+    assert_eq!(m["pages"], 3, "{m}");
+
+    // A resolved incident pages nobody.
+    klaxon_ok(url, "maria", &["declare", id, "--severity", "sev4"]);
+    klaxon_ok(url, "maria", &["resolve", id, "--summary", "reindexed"]);
+    refused("maria", &["page", id, "--person", "carl", "--reason", "late"], "page.not_open");
+    let deliveries = delivered(&paged).len();
+    std::thread::sleep(Duration::from_millis(200));
+    settle(&metrics, &[&metrics]);
+    assert_eq!(delivered(&paged).len(), deliveries, "nothing more was delivered");
+    assert!(server.stop().success());
+}
