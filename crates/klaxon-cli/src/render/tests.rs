@@ -691,25 +691,24 @@ fn metrics_lines() {
         Reply::Metrics(metrics.clone()),
         false,
         expect![[r#"
-        INC-7
-          time to detect:      5m 0s
-          time to acknowledge: 45s
-          time to assign:      4m 0s
-          time to mitigate:    1h 2m 3s
-          time to resolve:     -
-          pages:               3
-          escalations:         1
-          handoffs:            2
-          SLO breaches:        0
-          noise:               no"#]],
+            INC-7
+              time to detect:      5m 0s
+              time to acknowledge: 45s
+              time to assign:      4m 0s
+              time to mitigate:    1h 2m 3s
+              time to resolve:     -
+              pages:               3
+              pulled in:           1
+              escalations:         1
+              handoffs:            2
+              SLO breaches:        0
+              noise:               no"#]],
     );
     check(
         rpc,
         Reply::Metrics(metrics),
         true,
-        expect![[
-            r#"{"incident_id":"INC-7","time_to_detect_seconds":300,"time_to_acknowledge_seconds":45,"time_to_assign_seconds":240,"time_to_mitigate_seconds":3723,"time_to_resolve_seconds":null,"pages":3,"escalations":1,"handoffs":2,"slo_breaches":0,"noise":false}"#
-        ]],
+        expect![[r#"{"incident_id":"INC-7","time_to_detect_seconds":300,"time_to_acknowledge_seconds":45,"time_to_assign_seconds":240,"time_to_mitigate_seconds":3723,"time_to_resolve_seconds":null,"pages":3,"pulled_in_pages":1,"escalations":1,"handoffs":2,"slo_breaches":0,"noise":false}"#]],
     );
 }
 
