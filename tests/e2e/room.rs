@@ -26,6 +26,7 @@ name = "search"
 team = "search"
 tier = 2
 escalation_policy = "search"
+runbook = "https://runbooks.example/search"
 
 [[escalation_policies]]
 name = "search"
@@ -75,6 +76,11 @@ fn a_manager_pulls_a_person_a_schedule_and_a_team_in_and_each_is_paged_once() {
     assert_eq!(carl["fields"]["requested_by"], "maria", "{carl}");
     assert_eq!(carl["fields"]["request_reason"], "knows the index", "{carl}");
     assert!(carl["text"].as_str().unwrap_or_default().contains("knows the index"), "{carl}");
+    // The catalog's runbook travels with the page, and shows on the incident.
+    assert_eq!(carl["fields"]["runbook"], "https://runbooks.example/search", "{carl}");
+    assert!(carl["text"].as_str().unwrap_or_default().contains("Runbook: https://runbooks.example/search"));
+    let show = klaxon_ok(url, "ana", &["show", id]);
+    assert!(show.contains("runbook:      https://runbooks.example/search"), "{show}");
 
     // Listed with the incident's pages, acknowledged like any page.
     let pages = klaxon_ok(url, "maria", &["pages", id]);
@@ -100,6 +106,25 @@ fn a_manager_pulls_a_person_a_schedule_and_a_team_in_and_each_is_paged_once() {
     let m = klaxon_json(url, "maria", &["metrics", id]);
     assert_eq!(m["pulled_in_pages"], 3, "{m}");
     assert_eq!(m["pages"], 3, "{m}");
+
+    // Roles: the new holder is told once; replaced and removed holders
+    // leave the incident's roles.
+    klaxon_ok(url, "maria", &["role", id, "scribe", "li"]);
+    klaxon_ok(url, "maria", &["role", id, "scribe", "omar", "--replaces", "li"]);
+    let show = klaxon_ok(url, "ana", &["show", id]);
+    assert!(show.contains("roles:        scribe omar\n"), "{show}");
+    klaxon_ok(url, "maria", &["role", id, "scribe", "omar", "--remove"]);
+    let head = settle(&metrics, &[&metrics]);
+    refused("maria", &["role", id, "scribe", "omar", "--remove"], "role.not_held");
+    assert_eq!(settle(&metrics, &[&metrics]), head, "a refused removal wrote something");
+    let show = klaxon_ok(url, "ana", &["show", id]);
+    assert!(!show.contains("roles:"), "{show}");
+    let notices: Vec<(String, String)> = delivered(&paged)
+        .into_iter()
+        .filter(|(_, b)| b["fields"]["reason"] == "role_assigned")
+        .map(|(k, b)| (k, b["recipient"].as_str().unwrap_or_default().to_string()))
+        .collect();
+    assert_eq!(notices, [(format!("{id}-P4"), "li".to_string()), (format!("{id}-P5"), "omar".to_string())]);
 
     // A resolved incident pages nobody.
     klaxon_ok(url, "maria", &["declare", id, "--severity", "sev4"]);
