@@ -136,3 +136,51 @@ fn a_manager_pulls_a_person_a_schedule_and_a_team_in_and_each_is_paged_once() {
     assert_eq!(delivered(&paged).len(), deliveries, "nothing more was delivered");
     assert!(server.stop().success());
 }
+
+#[test]
+fn the_queue_lists_open_incidents_by_what_needs_attention_first() {
+    let paged = Paged::start(600, false, ROOM);
+    let data = paged.dir.path().join("data");
+    let server = Klaxond::start_with_env(&data, &paged.config_args(), &paged.env());
+    let metrics = server.http_address.clone().expect("up serves metrics");
+    let url = &server.url;
+    let report = |title: &str, extra: &[&str]| {
+        let args = [&["report", "--title", title, "--service", "payments"][..], extra].concat();
+        klaxon_ok(url, "monitor", &args).trim().to_string()
+    };
+    // A Sev-3 without a commander: assign due 10 minutes after declaring.
+    let sev3 = report("Slow exports", &[]);
+    klaxon_ok(url, "maria", &["declare", &sev3, "--severity", "3"]);
+    // An owned Sev-2: paged, acknowledge due 5 minutes after its page.
+    let sev2 = report("Refunds lag", &[]);
+    klaxon_ok(url, "maria", &["declare", &sev2, "--severity", "2"]);
+    klaxon_ok(url, "maria", &["assign", &sev2, "maria"]);
+    // An unowned Sev-1 (two customers on tier-1 payments), reported last.
+    let sev1 = report("Checkout down", &["--customer", "acme", "--customer", "globex"]);
+    // A resolved one is not in the queue.
+    let done = report("Blip", &[]);
+    klaxon_ok(url, "maria", &["declare", &done, "--severity", "4"]);
+    klaxon_ok(url, "maria", &["resolve", &done, "--summary", "gone"]);
+    settle(&metrics, &[&metrics]);
+
+    let queue = klaxon_json(url, "ceo", &["queue"]);
+    let rows = queue["queue"].as_array().expect("rows");
+    let order: Vec<(&str, bool, &str)> = rows
+        .iter()
+        .map(|r| {
+            let deadline = r["deadline"].as_str().unwrap_or("-");
+            (r["incident_id"].as_str().unwrap_or_default(), r["unowned_sev1"] == true, deadline)
+        })
+        .collect();
+    assert_eq!(
+        order,
+        [(sev1.as_str(), true, order[0].2), (sev2.as_str(), false, "acknowledge"), (sev3.as_str(), false, "assign")],
+        "{queue}"
+    );
+    let left = rows[1]["seconds_left"].as_i64().expect("time left");
+    assert!((200..=300).contains(&left), "about 5 minutes left: {left}");
+    let text = klaxon_ok(url, "maria", &["queue"]);
+    let first = text.lines().nth(1).unwrap_or_default();
+    assert!(first.starts_with(&sev1) && first.contains("unowned"), "{text}");
+    assert!(server.stop().success());
+}

@@ -170,6 +170,8 @@ pub enum Command {
     Show(IncidentArg),
     /// List incidents, newest first.
     List(ListArgs),
+    /// The open incidents by what needs attention first: unowned Sev-1s, the soonest SLO deadline, severity.
+    Queue(QueueArgs),
     /// Show every event of one incident, in log order.
     History(IncidentArg),
     /// Join the incident bridge: print the live stream, send each stdin line as a note; EOF leaves.
@@ -482,6 +484,17 @@ pub struct ListArgs {
     pub all_pages: bool,
 }
 
+/// `klaxon queue`.
+#[derive(Debug, Args)]
+pub struct QueueArgs {
+    /// Only this service.
+    #[arg(long)]
+    pub service: Option<String>,
+    /// At most this many (server default 50).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=500))]
+    pub limit: Option<u32>,
+}
+
 /// `klaxon join`.
 #[derive(Debug, Args)]
 pub struct JoinArgs {
@@ -631,6 +644,7 @@ impl Command {
             Command::Validate(a) => Rpc::ValidateResolution(validate_resolution(a, context)),
             Command::Show(a) => Rpc::GetIncident(v1::GetIncidentRequest { incident_id: a.incident }),
             Command::List(a) => Rpc::ListIncidents { all_pages: a.all_pages, request: list_incidents(a) },
+            Command::Queue(a) => Rpc::ListIncidents { all_pages: false, request: queue(a) },
             Command::History(a) => Rpc::GetHistory(v1::GetHistoryRequest { incident_id: a.incident }),
             Command::Join(a) => return Action::Join { join: join(a), note_ids: context.request_id },
             Command::Pages(a) => Rpc::ListPages(list_pages(a)),
@@ -748,6 +762,16 @@ fn list_incidents(a: ListArgs) -> v1::ListIncidentsRequest {
         service: a.service.unwrap_or_default(),
         page_size: a.limit.unwrap_or(0),
         page_token: String::new(),
+        order: v1::ListOrder::Newest as i32,
+    }
+}
+
+fn queue(a: QueueArgs) -> v1::ListIncidentsRequest {
+    v1::ListIncidentsRequest {
+        service: a.service.unwrap_or_default(),
+        page_size: a.limit.unwrap_or(0),
+        order: v1::ListOrder::Attention as i32,
+        ..Default::default()
     }
 }
 

@@ -396,10 +396,33 @@ impl v1::incidents_server::Incidents for IncidentsService {
             })?),
         };
         let page_size = if r.page_size == 0 { LIST_PAGE_SIZE_DEFAULT } else { r.page_size as usize };
+        if r.order == v1::ListOrder::Attention as i32 {
+            let rows = self.handle.queue(&filter, page_size).await.map_err(to_status)?;
+            let now = self.handle.now();
+            let queue = rows
+                .iter()
+                .map(|(i, row)| v1::QueueRow {
+                    incident_id: i.id().to_string(),
+                    unowned_sev1: row.unowned_sev1,
+                    deadline: row.next.map(|(d, _)| d.as_str().to_string()).unwrap_or_default(),
+                    due_at: row.next.map(|(_, at)| convert::timestamp(at)),
+                    seconds_left: row.left(now).map_or(0, |left| left.num_seconds()),
+                })
+                .collect();
+            return Ok(Response::new(v1::ListIncidentsResponse {
+                incidents: rows.iter().map(|(i, _)| convert::incident_to_wire(i)).collect(),
+                next_page_token: String::new(),
+                queue,
+            }));
+        }
+        if r.order != v1::ListOrder::Newest as i32 {
+            return Err(to_status(Error::InvalidRequest { field: "order", reason: format!("{} is not an order", r.order) }));
+        }
         let (incidents, next) = self.handle.list(&filter, page_size, below).await.map_err(to_status)?;
         Ok(Response::new(v1::ListIncidentsResponse {
             incidents: incidents.iter().map(convert::incident_to_wire).collect(),
             next_page_token: next.map(|n| n.to_string()).unwrap_or_default(),
+            queue: Vec::new(),
         }))
     }
 

@@ -1,6 +1,7 @@
 //! The intake service: runs incident commands against the log and keeps the
 //! incident projection current.
 
+use std::collections::BTreeSet;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -9,7 +10,16 @@ use klaxon_bus::Bus;
 use klaxon_domain::ids::{ActorId, DedupKey, IncidentId, RequestKey, RequestScope, ServiceName, Severity};
 use klaxon_domain::incident::{Command, Incident, IncidentEvent, Incidents, Status, decide};
 use klaxon_domain::catalog::ServiceCatalog;
-use klaxon_domain::paging::Directory;
+use klaxon_domain::ids::Audience;
+use klaxon_domain::paging::{Directory, PageChange, PagingConfig, Slo};
+use klaxon_domain::queue::{Facts, Row};
+
+/// What orders the queue: SLOs and the cadence severities.
+#[derive(Default)]
+struct QueuePolicy {
+    paging: Option<Arc<PagingConfig>>,
+    cadence: BTreeSet<Severity>,
+}
 use klaxon_log::{
     Appended, EventData, EventKind, ExpectedVersion, Metadata, NewEvent, Position, Record, StreamVersion,
 };
@@ -147,12 +157,16 @@ pub struct Handle {
     options: Arc<Options>,
     directory: Arc<Directory>,
     catalog: Arc<ServiceCatalog>,
+    queue: Arc<QueuePolicy>,
     clock: Arc<dyn Clock>,
     shared: Arc<Shared>,
 }
 
 struct Shared {
     incidents: RwLock<Incidents>,
+    /// Per incident, from its page events: when it was first paged and
+    /// whether any page was acknowledged (for the queue).
+    pages: RwLock<std::collections::HashMap<IncidentId, (Option<DateTime<Utc>>, bool)>>,
     applied: watch::Sender<Position>,
     /// Reports with the same dedup key (striped by its hash) are serialized,
     /// so that the second sees the incident the first opened.
@@ -181,6 +195,7 @@ impl Intake {
         let log = log.into();
         let shared = Arc::new(Shared {
             incidents: RwLock::new(Incidents::default()),
+            pages: RwLock::new(Default::default()),
             applied: watch::channel(Position::ZERO).0,
             dedup_locks: (0..INCIDENT_LOCK_STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
             next_number: std::sync::atomic::AtomicU64::new(1),
@@ -188,13 +203,22 @@ impl Intake {
             threads: RwLock::default(),
         });
         let (directory, catalog) = (Arc::new(Directory::default()), Arc::new(ServiceCatalog::default()));
-        Intake { handle: Handle { log, options: Arc::new(options), directory, catalog, clock, shared } }
+        let queue = Arc::new(QueuePolicy::default());
+        Intake { handle: Handle { log, options: Arc::new(options), directory, catalog, queue, clock, shared } }
     }
 
     /// The schedules and teams managers may pull in (`PageResponder`); an
     /// intake without one refuses every schedule and team target.
     pub fn with_directory(mut self, directory: Directory) -> Intake {
         self.handle.directory = Arc::new(directory);
+        self
+    }
+
+    /// The SLOs (the paging configuration's) and the severities on the
+    /// executive update cadence that order the queue
+    /// ([`Handle::queue`]); without them, the default SLOs and no cadence.
+    pub fn with_queue(mut self, paging: Option<Arc<PagingConfig>>, cadence: BTreeSet<Severity>) -> Intake {
+        self.handle.queue = Arc::new(QueuePolicy { paging, cadence });
         self
     }
 
@@ -231,6 +255,16 @@ impl Intake {
                         );
                         if let Some(event) = decode::incident(&record)? {
                             shared.incidents.write().expect("projection lock").apply(&event);
+                        } else if let Some(event) = decode::event::<PageChange>(&record)? {
+                            let mut pages = shared.pages.write().expect("pages lock");
+                            let entry = pages.entry(event.incident).or_default();
+                            match event.change {
+                                PageChange::ResponderPaged(_) => {
+                                    entry.0.get_or_insert(event.at);
+                                }
+                                PageChange::PageAcknowledged(_) => entry.1 = true,
+                                _ => {}
+                            }
                         }
                         shared.threads.write().expect("threads lock").fold(&record)?;
                         shared.applied.send_replace(record.position);
@@ -351,6 +385,48 @@ impl Handle {
         self.caught_up().await?;
         let threads = self.shared.threads.read().expect("threads lock");
         Ok(message_ids.iter().find_map(|id| threads.incident(id)))
+    }
+
+    /// The open incidents that pass `filter`, in the queue order of
+    /// [`klaxon_domain::queue`] at the clock's time (at most `page_size`),
+    /// each with its row. The SLOs are the paging configuration's (the
+    /// defaults without one); the executive update cadence applies to the
+    /// severities of [`Intake::with_queue`].
+    pub async fn queue(&self, filter: &ListFilter, page_size: usize) -> Result<Vec<(Incident, Row)>, Error> {
+        self.caught_up().await?;
+        let page_size = page_size.clamp(1, self.options.list_page_size_max);
+        let incidents = self.shared.incidents.read().expect("projection lock");
+        let pages = self.shared.pages.read().expect("pages lock");
+        let mut rows: Vec<(Incident, Row)> = incidents
+            .newest_first(None)
+            .filter(|i| {
+                i.is_open()
+                    && (filter.statuses.is_empty() || filter.statuses.contains(&i.status()))
+                    && (filter.severities.is_empty() || i.severity().is_some_and(|s| filter.severities.contains(&s)))
+                    && (filter.service.is_none() || i.service() == filter.service.as_ref())
+            })
+            .map(|i| {
+                let (first_paged_at, acknowledged) = pages.get(&i.id()).copied().unwrap_or((None, false));
+                let facts = Facts {
+                    incident: i.id(),
+                    severity: i.severity(),
+                    owned: i.commander().is_some(),
+                    declared_at: i.declared_at(),
+                    first_paged_at,
+                    acknowledged,
+                    last_executive_update_at: i.latest_update(Audience::Executive).map(|u| u.at),
+                    on_cadence: i.severity().is_some_and(|s| self.queue.cadence.contains(&s)),
+                };
+                let slo = match (&self.queue.paging, i.severity()) {
+                    (Some(paging), Some(severity)) => paging.slo(severity),
+                    _ => Slo::DEFAULT,
+                };
+                (i.clone(), Row::of(&facts, &slo))
+            })
+            .collect();
+        rows.sort_by(|a, b| klaxon_domain::queue::compare(&a.1, &b.1));
+        rows.truncate(page_size);
+        Ok(rows)
     }
 
     /// Every event of an incident in log order, with its record.

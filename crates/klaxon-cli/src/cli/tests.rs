@@ -244,8 +244,20 @@ fn every_subcommand_builds_its_request() {
                     service: "checkout".into(),
                     page_size: 20,
                     page_token: String::new(),
+                    order: ListOrder::Newest as i32,
                 },
                 all_pages: true,
+            },
+        ),
+        (
+            &["queue", "--service", "checkout"],
+            Rpc::ListIncidents {
+                request: ListIncidentsRequest {
+                    service: "checkout".into(),
+                    order: ListOrder::Attention as i32,
+                    ..Default::default()
+                },
+                all_pages: false,
             },
         ),
         (&["severity", "explain", "inc-1"], Rpc::ExplainSeverity(ExplainSeverityRequest { incident_id: id() })),

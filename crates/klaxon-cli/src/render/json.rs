@@ -178,6 +178,18 @@ impl ReportView {
 pub(super) struct ListView {
     incidents: Vec<IncidentView>,
     next_page_token: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    queue: Vec<QueueRowView>,
+}
+
+/// One row of `klaxon queue`, in JSON.
+#[derive(Debug, Serialize)]
+pub(super) struct QueueRowView {
+    incident_id: String,
+    unowned_sev1: bool,
+    deadline: Option<String>,
+    due_at: Option<String>,
+    seconds_left: Option<i64>,
 }
 
 impl ListView {
@@ -185,6 +197,17 @@ impl ListView {
         ListView {
             incidents: l.incidents.iter().map(IncidentView::new).collect(),
             next_page_token: non_empty(&l.next_page_token),
+            queue: l
+                .queue
+                .iter()
+                .map(|q| QueueRowView {
+                    incident_id: q.incident_id.clone(),
+                    unowned_sev1: q.unowned_sev1,
+                    deadline: non_empty(&q.deadline),
+                    due_at: rfc3339(q.due_at.as_ref()),
+                    seconds_left: (!q.deadline.is_empty()).then_some(q.seconds_left),
+                })
+                .collect(),
         }
     }
 }

@@ -134,7 +134,7 @@ fn show_bare_incident() {
 
 #[test]
 fn list_table() {
-    let page = v1::ListIncidentsResponse { incidents: vec![bare(), incident()], next_page_token: "p2".into() };
+    let page = v1::ListIncidentsResponse { incidents: vec![bare(), incident()], next_page_token: "p2".into(), queue: Vec::new() };
     check(
         list(),
         Reply::List(page),

@@ -174,6 +174,9 @@ pub(super) fn list(l: &v1::ListIncidentsResponse) -> String {
     if l.incidents.is_empty() {
         return "no incidents".to_string();
     }
+    if !l.queue.is_empty() {
+        return queue(l);
+    }
     let mut out = table(
         ["ID", "SEV", "STATUS", "COMMANDER", "SERVICE", "TITLE"],
         l.incidents.iter().map(|i| {
@@ -191,6 +194,36 @@ pub(super) fn list(l: &v1::ListIncidentsResponse) -> String {
         out.push_str("\n(more incidents: use --all-pages)");
     }
     out
+}
+
+/// `queue`: the incidents in the server's order, each with its soonest
+/// deadline and the time left (negative when overdue).
+fn queue(l: &v1::ListIncidentsResponse) -> String {
+    table(
+        ["ID", "SEV", "COMMANDER", "NEXT", "DUE", "LEFT", "TITLE"],
+        l.incidents.iter().zip(&l.queue).map(|(i, q)| {
+            let next = match (q.unowned_sev1, q.deadline.as_str()) {
+                (true, "") => "unowned".to_string(),
+                (true, d) => format!("unowned, {d}"),
+                (false, "") => "-".to_string(),
+                (false, d) => d.to_string(),
+            };
+            let due = time(q.due_at.as_ref()).map_or("-".to_string(), |t| t.format("%H:%M").to_string());
+            let left = if q.deadline.is_empty() { "-".to_string() } else { left(q.seconds_left) };
+            [i.id.clone(), severity_label(i.severity), or_dash(&i.commander).to_string(), next, due, left, i.title.clone()]
+        }),
+    )
+}
+
+/// Seconds left as `1h 5m`, `12m`, `45s`, or `overdue 3m`.
+fn left(seconds: i64) -> String {
+    let (prefix, s) = if seconds < 0 { ("overdue ", -seconds) } else { ("", seconds) };
+    let text = match s {
+        s if s >= 3600 => format!("{}h {}m", s / 3600, s % 3600 / 60),
+        s if s >= 60 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    };
+    format!("{prefix}{text}")
 }
 
 /// A table with a header row: columns separated by two spaces and padded to
