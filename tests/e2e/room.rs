@@ -184,3 +184,27 @@ fn the_queue_lists_open_incidents_by_what_needs_attention_first() {
     assert!(first.starts_with(&sev1) && first.contains("unowned"), "{text}");
     assert!(server.stop().success());
 }
+
+#[test]
+fn with_other_manager_validation_the_resolver_cannot_close_the_incident() {
+    let paged = Paged::start(600, false, &format!("{ROOM}\n[intake]\nvalidation = \"other_manager\"\n"));
+    let data = paged.dir.path().join("data");
+    let server = Klaxond::start_with_env(&data, &paged.config_args(), &paged.env());
+    let metrics = server.http_address.clone().expect("up serves metrics");
+    let url = &server.url;
+    let id = klaxon_ok(url, "monitor", &["report", "--title", "Search is slow", "--service", "search"]);
+    let id = id.trim();
+    klaxon_ok(url, "maria", &["declare", id, "--severity", "3"]);
+    klaxon_ok(url, "maria", &["resolve", id, "--summary", "reindexed"]);
+    let head = settle(&metrics, &[&metrics]);
+
+    let out = klaxon(url, "maria", &["validate", id, "--note", "looks fine to me"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "the resolver validated");
+    assert!(stderr.contains("validate.other_manager") && stderr.contains("maria resolved"), "{stderr}");
+    assert_eq!(settle(&metrics, &[&metrics]), head, "the refusal wrote something");
+
+    let closed = klaxon_ok(url, "omar", &["validate", id, "--note", "error rate flat for an hour"]);
+    assert!(closed.contains("closed"), "{closed}");
+    assert!(server.stop().success());
+}

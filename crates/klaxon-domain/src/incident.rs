@@ -215,6 +215,7 @@ pub struct Incident {
     mitigated_at: Option<DateTime<Utc>>,
     mitigation_summary: Option<String>,
     resolved_at: Option<DateTime<Utc>>,
+    resolved_by: Option<ActorId>,
     resolution_summary: Option<String>,
     closed_at: Option<DateTime<Utc>>,
     reopen_count: u32,
@@ -406,6 +407,7 @@ impl Incident {
             mitigated_at: None,
             mitigation_summary: None,
             resolved_at: None,
+            resolved_by: None,
             resolution_summary: None,
             closed_at: None,
             reopen_count: 0,
@@ -470,6 +472,7 @@ impl Incident {
             Change::Resolved(r) => {
                 self.status = Status::Resolved;
                 self.resolved_at = Some(at);
+                self.resolved_by = Some(event.by.clone());
                 self.resolution_summary = Some(r.summary.clone());
             }
             Change::Reopened(_) => {
@@ -477,6 +480,7 @@ impl Incident {
                 self.mitigated_at = None;
                 self.mitigation_summary = None;
                 self.resolved_at = None;
+                self.resolved_by = None;
                 self.resolution_summary = None;
                 self.closed_at = None;
                 self.reopen_count = self.reopen_count.saturating_add(1);
@@ -502,6 +506,24 @@ impl Incident {
                 }
             }
         }
+    }
+}
+
+/// The rule of `[intake] validation = "other_manager"`: whoever validates
+/// a resolution must not be who resolved it (`validate.other_manager`).
+/// Checked by intake before [`decide`] when the option is on; passes when
+/// the incident is not resolved (then `decide` says why not).
+pub fn check_other_validator(state: &Incident, validator: &ActorId) -> Result<(), Error> {
+    match &state.resolved_by {
+        Some(resolver) if state.status == Status::Resolved && resolver == validator => Err(Error::Rule {
+            rule: "validate.other_manager",
+            state: state.status,
+            message: format!(
+                "{validator} resolved {}; another manager must validate the resolution ([intake] validation = \"other_manager\")",
+                state.id
+            ),
+        }),
+        _ => Ok(()),
     }
 }
 

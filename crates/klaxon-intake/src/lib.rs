@@ -32,4 +32,6 @@ pub mod smtp;
 pub mod status;
 
 pub use error::Error;
-pub use service::{CommandContext, Handle, Intake, ListFilter, Options, Outcome, REQUEST_ID_BYTES_MAX, ReportOutcome};
+pub use service::{
+    CommandContext, Handle, Intake, ListFilter, Options, Outcome, REQUEST_ID_BYTES_MAX, ReportOutcome, Validation,
+};

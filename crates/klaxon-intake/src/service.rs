@@ -53,6 +53,21 @@ pub struct Options {
     pub smtp_listen: Option<std::net::SocketAddr>,
     /// The e-mail intake's senders and limits (`[intake.email]`).
     pub email: crate::smtp::EmailOptions,
+    /// Who may validate a resolution: `any` manager (the default), or
+    /// `other_manager`, anyone but who resolved it.
+    pub validation: Validation,
+}
+
+/// Who may validate a resolution (`[intake] validation`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Validation {
+    /// Any manager, the resolver included.
+    #[default]
+    Any,
+    /// A manager other than the one who resolved it
+    /// (`validate.other_manager`).
+    OtherManager,
 }
 
 impl Default for Options {
@@ -64,6 +79,7 @@ impl Default for Options {
             projection_wait_ms: 5000,
             smtp_listen: None,
             email: crate::smtp::EmailOptions::default(),
+            validation: Validation::Any,
         }
     }
 }
@@ -480,7 +496,13 @@ impl Handle {
                     Some(_) => Error::Conflict { incident: id, expected, current: version },
                 })
             } else {
-                match decide(state.as_ref(), &command, &id, &ctx.actor, self.now()) {
+                let checked = match (&command, self.options.validation, state.as_ref()) {
+                    (Command::ValidateResolution { .. }, Validation::OtherManager, Some(state)) => {
+                        klaxon_domain::incident::check_other_validator(state, &ctx.actor)
+                    }
+                    _ => Ok(()),
+                };
+                match checked.and_then(|()| decide(state.as_ref(), &command, &id, &ctx.actor, self.now())) {
                     Ok(events) => {
                         let expected = if version == 0 {
                             ExpectedVersion::NoStream
