@@ -100,9 +100,9 @@ mod tests;
 pub use command::Command;
 pub use event::{
     Change, CommanderAssigned, CustomerImpactRecorded, Declared, HandoffAccepted, HandoffCancelled, HandoffDeclined,
-    HandoffRequested, IncidentEvent, KINDS, MarkedNoise, Mitigated, ParticipantJoined, ParticipantLeft, Reopened,
-    PageTarget, ReportMerged, Reported, ResolutionValidated, Resolved, ResponderRequested, RoleAssigned,
-    RoleRemoved, SeverityAssessed, SeverityOverridden, StatusUpdatePosted,
+    HandoffRequested, IncidentEvent, KINDS, MarkedNoise, Mitigated, PageTarget, ParticipantJoined, ParticipantLeft,
+    Reopened, ReportMerged, Reported, ResolutionValidated, Resolved, ResponderRequested, RoleAssigned, RoleRemoved,
+    SeverityAssessed, SeverityOverridden, StatusUpdatePosted,
 };
 pub use projection::Incidents;
 
@@ -573,10 +573,12 @@ pub fn decide(
             debug_assert_eq!(state.id, *incident, "decide given another incident's state");
             if let Command::ReplaceRole { role, from, to } = command {
                 let event = |change| IncidentEvent { incident: *incident, at: now, by: actor.clone(), change };
-                let removed = decide_existing(state, &Command::RemoveRole { role: *role, person: from.clone() }, actor)?;
+                let removed =
+                    decide_existing(state, &Command::RemoveRole { role: *role, person: from.clone() }, actor)?;
                 let mut after = state.clone();
                 after.apply(&event(removed.clone()));
-                let assigned = decide_existing(&after, &Command::AssignRole { role: *role, person: to.clone() }, actor)?;
+                let assigned =
+                    decide_existing(&after, &Command::AssignRole { role: *role, person: to.clone() }, actor)?;
                 return Ok(vec![event(removed), event(assigned)]);
             }
             decide_existing(state, command, actor)?

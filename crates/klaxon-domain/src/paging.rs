@@ -652,7 +652,12 @@ impl Directory {
         let teams = config
             .policies()
             .map(|p| p.name().to_owned())
-            .chain(catalog.services().filter(|s| config.policy(s.escalation_policy()).is_some()).map(|s| s.team().to_owned()))
+            .chain(
+                catalog
+                    .services()
+                    .filter(|s| config.policy(s.escalation_policy()).is_some())
+                    .map(|s| s.team().to_owned()),
+            )
             .collect();
         Directory { schedules: schedules.iter().map(|s| s.name().to_owned()).collect(), teams }
     }

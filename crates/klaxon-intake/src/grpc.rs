@@ -416,7 +416,10 @@ impl v1::incidents_server::Incidents for IncidentsService {
             }));
         }
         if r.order != v1::ListOrder::Newest as i32 {
-            return Err(to_status(Error::InvalidRequest { field: "order", reason: format!("{} is not an order", r.order) }));
+            return Err(to_status(Error::InvalidRequest {
+                field: "order",
+                reason: format!("{} is not an order", r.order),
+            }));
         }
         let (incidents, next) = self.handle.list(&filter, page_size, below).await.map_err(to_status)?;
         Ok(Response::new(v1::ListIncidentsResponse {

@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use klaxon_bus::Bus;
-use klaxon_domain::ids::{ActorId, DedupKey, IncidentId, RequestKey, RequestScope, ServiceName, Severity};
-use klaxon_domain::incident::{Command, Incident, IncidentEvent, Incidents, Status, decide};
 use klaxon_domain::catalog::ServiceCatalog;
 use klaxon_domain::ids::Audience;
+use klaxon_domain::ids::{ActorId, DedupKey, IncidentId, RequestKey, RequestScope, ServiceName, Severity};
+use klaxon_domain::incident::{Command, Incident, IncidentEvent, Incidents, Status, decide};
 use klaxon_domain::paging::{Directory, PageChange, PagingConfig, Slo};
 use klaxon_domain::queue::{Facts, Row};
 

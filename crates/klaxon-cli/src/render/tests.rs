@@ -134,7 +134,11 @@ fn show_bare_incident() {
 
 #[test]
 fn list_table() {
-    let page = v1::ListIncidentsResponse { incidents: vec![bare(), incident()], next_page_token: "p2".into(), queue: Vec::new() };
+    let page = v1::ListIncidentsResponse {
+        incidents: vec![bare(), incident()],
+        next_page_token: "p2".into(),
+        queue: Vec::new(),
+    };
     check(
         list(),
         Reply::List(page),
@@ -708,7 +712,9 @@ fn metrics_lines() {
         rpc,
         Reply::Metrics(metrics),
         true,
-        expect![[r#"{"incident_id":"INC-7","time_to_detect_seconds":300,"time_to_acknowledge_seconds":45,"time_to_assign_seconds":240,"time_to_mitigate_seconds":3723,"time_to_resolve_seconds":null,"pages":3,"pulled_in_pages":1,"escalations":1,"handoffs":2,"slo_breaches":0,"noise":false}"#]],
+        expect![[
+            r#"{"incident_id":"INC-7","time_to_detect_seconds":300,"time_to_acknowledge_seconds":45,"time_to_assign_seconds":240,"time_to_mitigate_seconds":3723,"time_to_resolve_seconds":null,"pages":3,"pulled_in_pages":1,"escalations":1,"handoffs":2,"slo_breaches":0,"noise":false}"#
+        ]],
     );
 }
 

@@ -210,7 +210,15 @@ fn queue(l: &v1::ListIncidentsResponse) -> String {
             };
             let due = time(q.due_at.as_ref()).map_or("-".to_string(), |t| t.format("%H:%M").to_string());
             let left = if q.deadline.is_empty() { "-".to_string() } else { left(q.seconds_left) };
-            [i.id.clone(), severity_label(i.severity), or_dash(&i.commander).to_string(), next, due, left, i.title.clone()]
+            [
+                i.id.clone(),
+                severity_label(i.severity),
+                or_dash(&i.commander).to_string(),
+                next,
+                due,
+                left,
+                i.title.clone(),
+            ]
         }),
     )
 }

@@ -347,7 +347,10 @@ fn check(script: &str, expected: Expect) {
                     )
                     .unwrap();
                 }
-                assert!(deliveries(&world.state, &world.config, &world.catalog).is_empty(), "no paging channel, no delivery");
+                assert!(
+                    deliveries(&world.state, &world.config, &world.catalog).is_empty(),
+                    "no paging channel, no delivery"
+                );
             }
             "undelivered" => {
                 let pages: Vec<String> =
