@@ -8,11 +8,11 @@
 //!    driving it.
 //! 2. Then the **soonest deadline** among the incident's open service
 //!    levels ([`Deadline`]): acknowledge (paged, nobody acknowledged yet:
-//!    first page + `ack`), assign (declared without a commander:
-//!    declaration + `assign`), executive update (declared, on the update
-//!    cadence: the latest executive update, or the declaration,
-//!    + `update_cadence`) and resolve (declared, with a resolution SLA:
-//!    declaration + `resolve`). Overdue deadlines are the soonest.
+//!    `ack` after the first page), assign (declared without a commander:
+//!    `assign` after the declaration), executive update (declared, on the
+//!    update cadence: `update_cadence` after the latest executive update or
+//!    the declaration) and resolve (declared, with a resolution SLA:
+//!    `resolve` after the declaration). Overdue deadlines are the soonest.
 //! 3. Then **severity** (Sev-1 first; no severity last), then the incident
 //!    number (oldest first), so the order is total and stable.
 //!

@@ -14,6 +14,10 @@ use klaxon_domain::incident::{Command, Incident, IncidentEvent, Incidents, Statu
 use klaxon_domain::paging::{Directory, PageChange, PagingConfig, Slo};
 use klaxon_domain::queue::{Facts, Row};
 
+/// When an incident was first paged, and whether any page of it was
+/// acknowledged.
+type PageFacts = (Option<DateTime<Utc>>, bool);
+
 /// What orders the queue: SLOs and the cadence severities.
 #[derive(Default)]
 struct QueuePolicy {
@@ -182,7 +186,7 @@ struct Shared {
     incidents: RwLock<Incidents>,
     /// Per incident, from its page events: when it was first paged and
     /// whether any page was acknowledged (for the queue).
-    pages: RwLock<std::collections::HashMap<IncidentId, (Option<DateTime<Utc>>, bool)>>,
+    pages: RwLock<std::collections::HashMap<IncidentId, PageFacts>>,
     applied: watch::Sender<Position>,
     /// Reports with the same dedup key (striped by its hash) are serialized,
     /// so that the second sees the incident the first opened.
