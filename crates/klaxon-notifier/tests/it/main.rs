@@ -258,9 +258,7 @@ async fn a_sev1_without_an_executive_update_within_the_cadence_is_overdue_once()
         .filter(|r| r.status < 300 && r.body["kind"] == "update_reminder")
         .map(|r| (r.body["recipient"].as_str().unwrap_or_default().to_string(), r.idempotency_key.clone()))
         .collect();
-    let due = (missed[0]["due_at"].as_str().map(|d| d.parse::<DateTime<Utc>>().unwrap()))
-        .expect("due_at")
-        .timestamp();
+    let due = (missed[0]["due_at"].as_str().map(|d| d.parse::<DateTime<Utc>>().unwrap())).expect("due_at").timestamp();
     assert_eq!(
         reminders,
         [
