@@ -124,6 +124,16 @@ fn request(method: &str, t: &Target) -> (Shape, Vec<u8>) {
                 incident_id: id.clone(),
                 role: v1::IncidentRole::Scribe as i32,
                 person: "li".into(),
+                replaces: String::new(),
+                context: ctx(),
+            }
+            .encode_to_vec()
+        }),
+        ("klaxon.v1.Incidents", "RemoveRole") => unary(&|| {
+            v1::RemoveRoleRequest {
+                incident_id: id.clone(),
+                role: v1::IncidentRole::Scribe as i32,
+                person: "li".into(),
                 context: ctx(),
             }
             .encode_to_vec()
@@ -162,6 +172,15 @@ fn request(method: &str, t: &Target) -> (Shape, Vec<u8>) {
         }),
         ("klaxon.v1.Incidents", "MarkNoise") => unary(&|| {
             v1::MarkNoiseRequest { incident_id: id.clone(), reason: "matrix".into(), context: ctx() }.encode_to_vec()
+        }),
+        ("klaxon.v1.Incidents", "PageResponder") => unary(&|| {
+            v1::PageResponderRequest {
+                incident_id: id.clone(),
+                target: Some(v1::page_responder_request::Target::Person("li".into())),
+                reason: "matrix".into(),
+                context: ctx(),
+            }
+            .encode_to_vec()
         }),
         ("klaxon.v1.Incidents", "GetIncident") => {
             unary(&|| v1::GetIncidentRequest { incident_id: id.clone() }.encode_to_vec())

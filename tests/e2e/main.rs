@@ -20,6 +20,7 @@ mod replicas;
 mod retries;
 mod review;
 mod review_service;
+mod room;
 mod seams;
 mod status_page;
 mod tls;

@@ -180,14 +180,24 @@ fn row(method: &str) -> Row {
                 v1::CancelHandoffRequest { context: ctx(id), incident_id: t.into(), reason: "staying".into() };
             command(e.runtime.block_on(client!(e, "maria", incidents_client::IncidentsClient).cancel_handoff(request)))
         }),
-        "/klaxon.v1.Incidents/AssignRole" => write(Up, declared, |e, t, id, _| {
+        "/klaxon.v1.Incidents/AssignRole" => write(Up, declared_and_watched, |e, t, id, _| {
             let request = v1::AssignRoleRequest {
                 context: ctx(id),
                 incident_id: t.into(),
                 role: v1::IncidentRole::Scribe as i32,
                 person: "li".into(),
+                replaces: String::new(),
             };
             command(e.runtime.block_on(client!(e, "maria", incidents_client::IncidentsClient).assign_role(request)))
+        }),
+        "/klaxon.v1.Incidents/RemoveRole" => write(Up, with_scribe, |e, t, id, _| {
+            let request = v1::RemoveRoleRequest {
+                context: ctx(id),
+                incident_id: t.into(),
+                role: v1::IncidentRole::Scribe as i32,
+                person: "li".into(),
+            };
+            command(e.runtime.block_on(client!(e, "maria", incidents_client::IncidentsClient).remove_role(request)))
         }),
         "/klaxon.v1.Incidents/PostUpdate" => write(Up, reported, |e, t, id, _| {
             let request = v1::PostUpdateRequest {
@@ -239,6 +249,15 @@ fn row(method: &str) -> Row {
             let request =
                 v1::MarkNoiseRequest { context: ctx(id), incident_id: t.into(), reason: "flapping probe".into() };
             command(e.runtime.block_on(client!(e, "rita", incidents_client::IncidentsClient).mark_noise(request)))
+        }),
+        "/klaxon.v1.Incidents/PageResponder" => write(Up, declared_and_watched, |e, t, id, _| {
+            let request = v1::PageResponderRequest {
+                context: ctx(id),
+                incident_id: t.into(),
+                target: Some(v1::page_responder_request::Target::Person("li".into())),
+                reason: "needs a database expert".into(),
+            };
+            command(e.runtime.block_on(client!(e, "maria", incidents_client::IncidentsClient).page_responder(request)))
         }),
         "/klaxon.v1.Incidents/GetIncident"
         | "/klaxon.v1.Incidents/ListIncidents"
@@ -396,6 +415,28 @@ fn declared(e: &Env) -> String {
     let id = reported(e);
     let request = v1::DeclareRequest { context: None, incident_id: id.clone(), severity: v1::Severity::Sev3 as i32 };
     e.runtime.block_on(client!(e, "maria", incidents_client::IncidentsClient).declare(request)).expect("declared");
+    id
+}
+
+/// A declared Sev-3 whose pages the barrier waits for (someone is pulled
+/// into it).
+fn declared_and_watched(e: &Env) -> String {
+    let id = declared(e);
+    e.paging.borrow_mut().push(id.clone());
+    id
+}
+
+/// A declared incident whose scribe is li (who is told so).
+fn with_scribe(e: &Env) -> String {
+    let id = declared_and_watched(e);
+    let request = v1::AssignRoleRequest {
+        context: None,
+        incident_id: id.clone(),
+        role: v1::IncidentRole::Scribe as i32,
+        person: "li".into(),
+        replaces: String::new(),
+    };
+    e.runtime.block_on(client!(e, "maria", incidents_client::IncidentsClient).assign_role(request)).expect("assigned");
     id
 }
 

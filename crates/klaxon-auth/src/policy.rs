@@ -64,6 +64,7 @@ pub const RULES: &[Rule] = &[
     rule("/klaxon.v1.Incidents/DeclineHandoff", MANAGERS, SCOPED),
     rule("/klaxon.v1.Incidents/CancelHandoff", MANAGERS, SCOPED),
     rule("/klaxon.v1.Incidents/AssignRole", MANAGERS, SCOPED),
+    rule("/klaxon.v1.Incidents/RemoveRole", MANAGERS, SCOPED),
     rule("/klaxon.v1.Incidents/PostUpdate", RESPONDERS, SCOPED),
     rule("/klaxon.v1.Incidents/RecordCustomerImpact", MANAGERS, SCOPED),
     rule("/klaxon.v1.Incidents/Mitigate", MANAGERS, SCOPED),
@@ -71,6 +72,9 @@ pub const RULES: &[Rule] = &[
     rule("/klaxon.v1.Incidents/Reopen", MANAGERS, SCOPED),
     rule("/klaxon.v1.Incidents/ValidateResolution", MANAGERS, SCOPED),
     rule("/klaxon.v1.Incidents/MarkNoise", REVIEWERS, SCOPED),
+    // Pulling people in wakes them up: the incident manager's call, not an
+    // engineer's (an engineer asks the commander on the bridge).
+    rule("/klaxon.v1.Incidents/PageResponder", MANAGERS, SCOPED),
     // Incidents: queries.
     rule("/klaxon.v1.Incidents/GetIncident", EVERYONE, ANY_TEAM),
     rule("/klaxon.v1.Incidents/ListIncidents", EVERYONE, ANY_TEAM),

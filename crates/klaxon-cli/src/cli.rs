@@ -153,7 +153,7 @@ pub enum Command {
     /// Hand the incident over to another manager, who must accept.
     #[command(subcommand)]
     Handoff(HandoffCommand),
-    /// Assign a role other than commander.
+    /// Assign a role other than commander (`--replaces` a holder), or take it away (`--remove`).
     Role(RoleArgs),
     /// Post a status update to an audience.
     Update(UpdateArgs),
@@ -171,6 +171,8 @@ pub enum Command {
     Show(IncidentArg),
     /// List incidents, newest first.
     List(ListArgs),
+    /// The open incidents by what needs attention first: unowned Sev-1s, the soonest SLO deadline, severity.
+    Queue(QueueArgs),
     /// Show every event of one incident, in log order.
     History(IncidentArg),
     /// Join the incident bridge: print the live stream, send each stdin line as a note; EOF leaves.
@@ -183,6 +185,8 @@ pub enum Command {
     Oncall(OncallArgs),
     /// Mark a report as noise: trend reports leave it out.
     Noise(ReasonArgs),
+    /// Pull someone into an open incident: a person directly, a schedule's on-call, or a team through its policy.
+    Page(PageResponderArgs),
     /// Follow the executive status feed: the open incidents first (marked `*`), then every change, until Ctrl-C.
     Watch(WatchArgs),
     /// Replay every event of an incident (incident, page and review events), optionally only up to a past moment.
@@ -363,8 +367,35 @@ pub struct RoleArgs {
     /// The role: communications_lead, scribe or subject_matter_expert (commander: use `assign`).
     #[arg(value_parser = parse_role)]
     pub role: v1::IncidentRole,
-    /// Who takes the role.
+    /// Who takes the role (with `--remove`: who gives it up).
     pub person: String,
+    /// A holder of the role whom PERSON replaces.
+    #[arg(long, conflicts_with = "remove")]
+    pub replaces: Option<String>,
+    /// Take the role from PERSON instead of giving it.
+    #[arg(long)]
+    pub remove: bool,
+}
+
+/// `klaxon page`: exactly one of `--person`, `--schedule`, `--team`.
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("target").required(true).args(["person", "schedule", "team"])))]
+pub struct PageResponderArgs {
+    /// The incident, e.g. INC-42.
+    #[arg(value_parser = parse_incident_id)]
+    pub incident: String,
+    /// Page this person directly.
+    #[arg(long)]
+    pub person: Option<String>,
+    /// Page whoever is on call in this schedule.
+    #[arg(long)]
+    pub schedule: Option<String>,
+    /// Page this team through its escalation policy.
+    #[arg(long)]
+    pub team: Option<String>,
+    /// Why they are needed (sent with the page).
+    #[arg(long)]
+    pub reason: String,
 }
 
 /// `klaxon update`.
@@ -452,6 +483,17 @@ pub struct ListArgs {
     /// Fetch every page, not just the first.
     #[arg(long)]
     pub all_pages: bool,
+}
+
+/// `klaxon queue`.
+#[derive(Debug, Args)]
+pub struct QueueArgs {
+    /// Only this service.
+    #[arg(long)]
+    pub service: Option<String>,
+    /// At most this many (server default 50).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=500))]
+    pub limit: Option<u32>,
 }
 
 /// `klaxon join`.
@@ -593,6 +635,7 @@ impl Command {
             Command::Handoff(HandoffCommand::Accept(a)) => Rpc::AcceptHandoff(accept_handoff(a, context)),
             Command::Handoff(HandoffCommand::Decline(a)) => Rpc::DeclineHandoff(decline_handoff(a, context)),
             Command::Handoff(HandoffCommand::Cancel(a)) => Rpc::CancelHandoff(cancel_handoff(a, context)),
+            Command::Role(a) if a.remove => Rpc::RemoveRole(remove_role(a, context)),
             Command::Role(a) => Rpc::AssignRole(assign_role(a, context)),
             Command::Update(a) => Rpc::PostUpdate(post_update(a, context)),
             Command::Impact(a) => Rpc::RecordCustomerImpact(record_customer_impact(a, context)),
@@ -602,12 +645,14 @@ impl Command {
             Command::Validate(a) => Rpc::ValidateResolution(validate_resolution(a, context)),
             Command::Show(a) => Rpc::GetIncident(v1::GetIncidentRequest { incident_id: a.incident }),
             Command::List(a) => Rpc::ListIncidents { all_pages: a.all_pages, request: list_incidents(a) },
+            Command::Queue(a) => Rpc::ListIncidents { all_pages: false, request: queue(a) },
             Command::History(a) => Rpc::GetHistory(v1::GetHistoryRequest { incident_id: a.incident }),
             Command::Join(a) => return Action::Join { join: join(a), note_ids: context.request_id },
             Command::Pages(a) => Rpc::ListPages(list_pages(a)),
             Command::Ack(a) => Rpc::Acknowledge(acknowledge(a, context)),
             Command::Oncall(a) => Rpc::WhoIsOnCall(who_is_on_call(a)),
             Command::Noise(a) => Rpc::MarkNoise(mark_noise(a, context)),
+            Command::Page(a) => Rpc::PageResponder(page_responder(a, context)),
             Command::Watch(a) => return Action::Watch(feed_filter(a)),
             Command::Timeline(a) => Rpc::ReplayTimeline(replay_timeline(a)),
             Command::Metrics(a) => Rpc::GetMetrics(v1::GetMetricsRequest { incident_id: a.incident }),
@@ -666,8 +711,18 @@ fn cancel_handoff(a: ReasonArgs, context: v1::CommandContext) -> v1::CancelHando
     v1::CancelHandoffRequest { context: Some(context), incident_id: a.incident, reason: a.reason }
 }
 
+fn remove_role(a: RoleArgs, context: v1::CommandContext) -> v1::RemoveRoleRequest {
+    v1::RemoveRoleRequest { context: Some(context), incident_id: a.incident, role: a.role as i32, person: a.person }
+}
+
 fn assign_role(a: RoleArgs, context: v1::CommandContext) -> v1::AssignRoleRequest {
-    v1::AssignRoleRequest { context: Some(context), incident_id: a.incident, role: a.role as i32, person: a.person }
+    v1::AssignRoleRequest {
+        context: Some(context),
+        incident_id: a.incident,
+        role: a.role as i32,
+        person: a.person,
+        replaces: a.replaces.unwrap_or_default(),
+    }
 }
 
 fn post_update(a: UpdateArgs, context: v1::CommandContext) -> v1::PostUpdateRequest {
@@ -708,6 +763,16 @@ fn list_incidents(a: ListArgs) -> v1::ListIncidentsRequest {
         service: a.service.unwrap_or_default(),
         page_size: a.limit.unwrap_or(0),
         page_token: String::new(),
+        order: v1::ListOrder::Newest as i32,
+    }
+}
+
+fn queue(a: QueueArgs) -> v1::ListIncidentsRequest {
+    v1::ListIncidentsRequest {
+        service: a.service.unwrap_or_default(),
+        page_size: a.limit.unwrap_or(0),
+        order: v1::ListOrder::Attention as i32,
+        ..Default::default()
     }
 }
 
@@ -744,6 +809,17 @@ fn who_is_on_call(a: OncallArgs) -> v1::WhoIsOnCallRequest {
             At::Time(t) => Some(t),
         },
     }
+}
+
+fn page_responder(a: PageResponderArgs, context: v1::CommandContext) -> v1::PageResponderRequest {
+    use v1::page_responder_request::Target;
+    let target = match (a.person, a.schedule, a.team) {
+        (Some(person), _, _) => Target::Person(person),
+        (_, Some(schedule), _) => Target::Schedule(schedule),
+        // clap requires exactly one of the three.
+        (_, _, team) => Target::Team(team.unwrap_or_default()),
+    };
+    v1::PageResponderRequest { context: Some(context), incident_id: a.incident, target: Some(target), reason: a.reason }
 }
 
 fn mark_noise(a: ReasonArgs, context: v1::CommandContext) -> v1::MarkNoiseRequest {

@@ -60,6 +60,7 @@ pub enum Rpc {
     DeclineHandoff(v1::DeclineHandoffRequest),
     CancelHandoff(v1::CancelHandoffRequest),
     AssignRole(v1::AssignRoleRequest),
+    RemoveRole(v1::RemoveRoleRequest),
     PostUpdate(v1::PostUpdateRequest),
     RecordCustomerImpact(v1::RecordCustomerImpactRequest),
     Mitigate(v1::MitigateRequest),
@@ -78,6 +79,7 @@ pub enum Rpc {
     WhoIsOnCall(v1::WhoIsOnCallRequest),
     ListPages(v1::ListPagesRequest),
     MarkNoise(v1::MarkNoiseRequest),
+    PageResponder(v1::PageResponderRequest),
     /// Server streaming, read to its end.
     ReplayTimeline(v1::ReplayTimelineRequest),
     GetMetrics(v1::GetMetricsRequest),
@@ -110,12 +112,14 @@ impl Rpc {
             Rpc::Reopen(m) => check_text(m),
             Rpc::ValidateResolution(m) => check_text(m),
             Rpc::MarkNoise(m) => check_text(m),
+            Rpc::PageResponder(m) => check_text(m),
             Rpc::EditReview(m) => check_text(m),
             Rpc::Declare(_)
             | Rpc::AssignCommander(_)
             | Rpc::RequestHandoff(_)
             | Rpc::AcceptHandoff(_)
             | Rpc::AssignRole(_)
+            | Rpc::RemoveRole(_)
             | Rpc::GetIncident(_)
             | Rpc::ListIncidents { .. }
             | Rpc::GetHistory(_)
@@ -281,6 +285,7 @@ impl Connection {
             Rpc::DeclineHandoff(m) => Reply::Command(c.decline_handoff(self.request(m)).await?.into_inner()),
             Rpc::CancelHandoff(m) => Reply::Command(c.cancel_handoff(self.request(m)).await?.into_inner()),
             Rpc::AssignRole(m) => Reply::Command(c.assign_role(self.request(m)).await?.into_inner()),
+            Rpc::RemoveRole(m) => Reply::Command(c.remove_role(self.request(m)).await?.into_inner()),
             Rpc::PostUpdate(m) => Reply::Command(c.post_update(self.request(m)).await?.into_inner()),
             Rpc::RecordCustomerImpact(m) => {
                 Reply::Command(c.record_customer_impact(self.request(m)).await?.into_inner())
@@ -309,6 +314,7 @@ impl Connection {
             Rpc::WhoIsOnCall(m) => Reply::OnCall(self.paging().who_is_on_call(self.request(m)).await?.into_inner()),
             Rpc::ListPages(m) => Reply::Pages(self.paging().list_pages(self.request(m)).await?.into_inner()),
             Rpc::MarkNoise(m) => Reply::Command(c.mark_noise(self.request(m)).await?.into_inner()),
+            Rpc::PageResponder(m) => Reply::Command(c.page_responder(self.request(m)).await?.into_inner()),
             Rpc::ReplayTimeline(m) => {
                 use v1::timeline_message::Message;
                 let mut stream = self.review().replay_timeline(self.request(m)).await?.into_inner();

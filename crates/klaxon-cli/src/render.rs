@@ -121,6 +121,9 @@ pub fn feed_item(item: &v1::FeedItem, json: bool) -> String {
     if let Some(due) = time(item.next_update_due.as_ref()) {
         let _ = write!(line, "  next update due {}", due.format("%H:%M"));
     }
+    for holders in &item.roles {
+        let _ = write!(line, "  {}={}", role_name(holders.role).unwrap_or("role"), holders.people.join(","));
+    }
     if !item.company_wide_post.is_empty() {
         let _ = write!(line, "  company-wide: {:?}", item.company_wide_post);
     }

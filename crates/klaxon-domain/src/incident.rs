@@ -55,6 +55,13 @@
 //!   (`bridge.already_joined`), while there is room (`bridge.full`,
 //!   [`BRIDGE_PARTICIPANTS_MAX`]); `LeaveBridge` only when joined
 //!   (`bridge.not_joined`).
+//! - `RemoveRole` needs an open incident (`role.not_open`), a role other
+//!   than commander (`role.commander_reserved`) and someone who holds it
+//!   (`role.not_held`). `ReplaceRole` is a removal and an assignment in
+//!   one write, each checked by its own rules (the new holder must not hold
+//!   the role yet: `role.already_assigned`).
+//! - `PageResponder` needs an open incident (`page.not_open`) and a
+//!   reason; the paging service pages the target.
 //! - `MarkNoise` in any status, including Closed (noise is often noticed
 //!   late), but only once (`noise.already_marked`). It changes nothing but
 //!   [`Incident::is_noise`]: the lifecycle goes on, and trend reports
@@ -93,9 +100,9 @@ mod tests;
 pub use command::Command;
 pub use event::{
     Change, CommanderAssigned, CustomerImpactRecorded, Declared, HandoffAccepted, HandoffCancelled, HandoffDeclined,
-    HandoffRequested, IncidentEvent, KINDS, MarkedNoise, Mitigated, ParticipantJoined, ParticipantLeft, Reopened,
-    ReportMerged, Reported, ResolutionValidated, Resolved, RoleAssigned, SeverityAssessed, SeverityOverridden,
-    StatusUpdatePosted,
+    HandoffRequested, IncidentEvent, KINDS, MarkedNoise, Mitigated, PageTarget, ParticipantJoined, ParticipantLeft,
+    Reopened, ReportMerged, Reported, ResolutionValidated, Resolved, ResponderRequested, RoleAssigned, RoleRemoved,
+    SeverityAssessed, SeverityOverridden, StatusUpdatePosted,
 };
 pub use projection::Incidents;
 
@@ -208,6 +215,7 @@ pub struct Incident {
     mitigated_at: Option<DateTime<Utc>>,
     mitigation_summary: Option<String>,
     resolved_at: Option<DateTime<Utc>>,
+    resolved_by: Option<ActorId>,
     resolution_summary: Option<String>,
     closed_at: Option<DateTime<Utc>>,
     reopen_count: u32,
@@ -399,6 +407,7 @@ impl Incident {
             mitigated_at: None,
             mitigation_summary: None,
             resolved_at: None,
+            resolved_by: None,
             resolution_summary: None,
             closed_at: None,
             reopen_count: 0,
@@ -463,6 +472,7 @@ impl Incident {
             Change::Resolved(r) => {
                 self.status = Status::Resolved;
                 self.resolved_at = Some(at);
+                self.resolved_by = Some(event.by.clone());
                 self.resolution_summary = Some(r.summary.clone());
             }
             Change::Reopened(_) => {
@@ -470,6 +480,7 @@ impl Incident {
                 self.mitigated_at = None;
                 self.mitigation_summary = None;
                 self.resolved_at = None;
+                self.resolved_by = None;
                 self.resolution_summary = None;
                 self.closed_at = None;
                 self.reopen_count = self.reopen_count.saturating_add(1);
@@ -485,7 +496,34 @@ impl Incident {
                 self.participants.remove(&p.participant);
             }
             Change::MarkedNoise(n) => self.noise_reason = Some(n.reason.clone()),
+            Change::ResponderRequested(_) => {}
+            Change::RoleRemoved(r) => {
+                if let Some(holders) = self.roles.get_mut(&r.role) {
+                    holders.remove(&r.person);
+                    if holders.is_empty() {
+                        self.roles.remove(&r.role);
+                    }
+                }
+            }
         }
+    }
+}
+
+/// The rule of `[intake] validation = "other_manager"`: whoever validates
+/// a resolution must not be who resolved it (`validate.other_manager`).
+/// Checked by intake before [`decide`] when the option is on; passes when
+/// the incident is not resolved (then `decide` says why not).
+pub fn check_other_validator(state: &Incident, validator: &ActorId) -> Result<(), Error> {
+    match &state.resolved_by {
+        Some(resolver) if state.status == Status::Resolved && resolver == validator => Err(Error::Rule {
+            rule: "validate.other_manager",
+            state: state.status,
+            message: format!(
+                "{validator} resolved {}; another manager must validate the resolution ([intake] validation = \"other_manager\")",
+                state.id
+            ),
+        }),
+        _ => Ok(()),
     }
 }
 
@@ -533,6 +571,16 @@ pub fn decide(
         },
         Some(state) => {
             debug_assert_eq!(state.id, *incident, "decide given another incident's state");
+            if let Command::ReplaceRole { role, from, to } = command {
+                let event = |change| IncidentEvent { incident: *incident, at: now, by: actor.clone(), change };
+                let removed =
+                    decide_existing(state, &Command::RemoveRole { role: *role, person: from.clone() }, actor)?;
+                let mut after = state.clone();
+                after.apply(&event(removed.clone()));
+                let assigned =
+                    decide_existing(&after, &Command::AssignRole { role: *role, person: to.clone() }, actor)?;
+                return Ok(vec![event(removed), event(assigned)]);
+            }
             decide_existing(state, command, actor)?
         }
     };
@@ -753,6 +801,27 @@ fn decide_existing(s: &Incident, command: &Command, actor: &ActorId) -> Result<C
                 format!("{} is already marked as noise", s.id)
             })?;
             Change::MarkedNoise(MarkedNoise { reason })
+        }
+        Command::RemoveRole { role, person } => {
+            ensure(s.is_open(), "role.not_open", &|| "roles are changed only on an open incident".into())?;
+            ensure(*role != IncidentRole::Commander, "role.commander_reserved", &|| {
+                "the commander changes with AssignCommander or a handoff".into()
+            })?;
+            ensure(s.roles.get(role).is_some_and(|h| h.contains(person)), "role.not_held", &|| {
+                format!("{person} does not hold the role {}", role.as_str())
+            })?;
+            Change::RoleRemoved(RoleRemoved { role: *role, person: person.clone() })
+        }
+        Command::ReplaceRole { .. } => unreachable!("decided by `decide` as a removal and an assignment"),
+        Command::PageResponder { target, reason } => {
+            let reason = text::NOTE.check("reason", reason)?;
+            if let PageTarget::Schedule(name) | PageTarget::Team(name) = target {
+                PageTarget::named("target", matches!(target, PageTarget::Team(_)), name)?;
+            }
+            ensure(s.is_open(), "page.not_open", &|| {
+                format!("{} is {status}; only an open incident pages anyone", s.id)
+            })?;
+            Change::ResponderRequested(ResponderRequested { target: target.clone(), reason })
         }
     })
 }

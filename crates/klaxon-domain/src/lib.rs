@@ -25,6 +25,8 @@
 //!   explanation of which rule matched and why the others did not.
 //! - [`paging`]: escalation policies, SLOs, page events, and the pure
 //!   decision of whom to page, when to escalate and which SLO is breached.
+//! - [`queue`]: the open incidents ordered by what needs attention first
+//!   (unowned Sev-1s, the soonest SLO deadline, severity).
 //! - [`outbox`]: messages to people outside (pure data), their outcome, and
 //!   the [`outbox::Outbox`] port the service kit delivers them through.
 //! - [`notifier`]: whom executives and the company-wide group are told about
@@ -46,6 +48,7 @@ pub mod notifier;
 pub mod oncall;
 pub mod outbox;
 pub mod paging;
+pub mod queue;
 pub mod review;
 pub mod severity;
 pub mod text;

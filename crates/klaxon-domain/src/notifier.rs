@@ -10,7 +10,9 @@
 //! channels (with [`Post::idempotency_key`]) and recorded with
 //! [`Post::delivered`] or [`Post::failed`], one event per channel; each
 //! [`Reminder`] is recorded with [`Reminder::overdue`] and sent to the
-//! commander. Nothing here reads a clock or does IO.
+//! commander and the communications leads, on the channels that reach a
+//! person (never the executive channels). Nothing here reads a clock or
+//! does IO.
 //!
 //! # Semantics
 //!
@@ -72,7 +74,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, TimeDelta, Utc};
 
-use crate::ids::{ActorId, Audience, IncidentId, Severity};
+use crate::ids::{ActorId, Audience, IncidentId, IncidentRole, Severity};
 use crate::incident::{Incident, IncidentEvent, Status, Update, evolve};
 use crate::outbox::{Message, Outcome, Outgoing, Receipt};
 
@@ -362,8 +364,11 @@ pub enum Notification {
 
 impl Notification {
     /// What carrying it out sends, channel by channel: a post goes to each
-    /// of its channels; a reminder to every executive channel, addressed to
-    /// the commander. `state` is the incident's, for its title.
+    /// of its channels; a reminder to the commander and to each
+    /// communications lead (one message each, addressed to them) through
+    /// [`NotifierConfig::people_channels`], never to the executive
+    /// channels; nobody to remind sends nothing (the breach is still
+    /// recorded). `state` is the incident's, for its title and roles.
     pub fn outgoing(&self, state: &IncidentNotifications, config: &NotifierConfig) -> Vec<Outgoing> {
         let id = state.id;
         match self {
@@ -394,23 +399,27 @@ impl Notification {
                     .collect()
             }
             Notification::CadenceReminder(reminder) => {
-                let message = Message {
-                    idempotency_key: format!("{id}/update-due/{}", reminder.due_at.timestamp()),
-                    kind: "update_reminder".into(),
-                    title: format!("{id}: an executive update is overdue"),
-                    text: reminder.text(),
-                    fields: BTreeMap::from([("incident".into(), id.to_string().into())]),
-                    recipient: reminder.commander.as_ref().map(|c| c.to_string()),
-                    thread: None,
-                };
-                let channels = config.executive_channels().iter();
-                channels
-                    .map(|channel| {
-                        // In the incident's thread where there is one.
-                        let thread = state.thread(PostAudience::Executive, channel).map(str::to_owned);
-                        Outgoing { channel: channel.clone(), message: Message { thread, ..message.clone() } }
-                    })
-                    .collect()
+                // The commander and the communications leads write the
+                // executive update: they are reminded, each on the channels
+                // that reach a person; the executives are not.
+                let leads = state.incident.as_ref().and_then(|i| i.roles().get(&IncidentRole::CommunicationsLead));
+                let mut people: Vec<&ActorId> = reminder.commander.iter().collect();
+                people.extend(leads.into_iter().flatten().filter(|p| Some(*p) != reminder.commander.as_ref()));
+                let mut sends = Vec::new();
+                for person in people {
+                    let message = Message {
+                        idempotency_key: format!("{id}/update-due/{}/{person}", reminder.due_at.timestamp()),
+                        kind: "update_reminder".into(),
+                        title: format!("{id}: an executive update is overdue"),
+                        text: reminder.text(),
+                        fields: BTreeMap::from([("incident".into(), id.to_string().into())]),
+                        recipient: Some(person.to_string()),
+                        thread: None,
+                    };
+                    let channels = config.people_channels().iter();
+                    sends.extend(channels.map(|c| Outgoing { channel: c.clone(), message: message.clone() }));
+                }
+                sends
             }
         }
     }

@@ -73,6 +73,18 @@
 //!   after the episode began, `slo.breached.v1{assign}` and the duty manager
 //!   is paged, once per episode. A commander assigned earlier, even before
 //!   the episode, satisfies it.
+//! - **Pulled in by a manager.** Each `incident.responder_requested.v1`
+//!   (request `n`, counted from 1 in log order) gets a chain of its own,
+//!   outside any episode, while the incident is open (reported, declared or
+//!   mitigated; whatever its severity): a person or a schedule alone on one
+//!   level whose timeout is the ack SLO of the incident's severity (the
+//!   defaults without one), a team through
+//!   [`PagingConfig::policy_for_team`]. Its pages carry `request: n` and
+//!   reason `requested`; unanswered, it escalates through the team's levels
+//!   (`page.escalated.v1` with the `request`) and, when they run out, just
+//!   ends: no SLO breach, no duty manager. Acknowledging one of its pages
+//!   stops that chain only, and counts neither for the episode's chain nor
+//!   for its ack SLO. Requests are decided before the episode's chain.
 //! - **Policy changes.** The policy is looked up at each decision; a chain
 //!   on a level past the end of a shortened policy continues as if on its
 //!   last level.
@@ -85,8 +97,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::{DateTime, Utc};
 
 use crate::catalog::ServiceCatalog;
-use crate::ids::{ActorId, IncidentId, ServiceName, Severity};
-use crate::incident::{Change, IncidentEvent, Status};
+use crate::ids::{ActorId, IncidentId, IncidentRole, ServiceName, Severity};
+use crate::incident::{Change, IncidentEvent, PageTarget, Status};
 use crate::oncall::Schedules;
 use crate::outbox::{Message, Outcome, Outgoing, Receipt};
 
@@ -150,9 +162,15 @@ pub struct Page {
     episode: u32,
     delivery: Delivery,
     acknowledged: Option<(ActorId, DateTime<Utc>)>,
+    request: Option<u32>,
 }
 
 impl Page {
+    /// The manager's request the page carries out (its number, from 1), or
+    /// `None` for the incident's own chain and duty-manager pages.
+    pub fn request(&self) -> Option<u32> {
+        self.request
+    }
     /// The page's id, also the idempotency key of its delivery.
     pub fn id(&self) -> PageId {
         self.id
@@ -233,6 +251,72 @@ impl Escalation {
     }
 }
 
+/// A manager's request to page someone into the incident
+/// (`incident.responder_requested.v1`) and the chain that carries it out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PullRequest {
+    target: PageTarget,
+    reason: String,
+    by: ActorId,
+    at: DateTime<Utc>,
+    chain: Option<Escalation>,
+    notice: bool,
+}
+
+impl PullRequest {
+    /// Whom the manager asked for.
+    pub fn target(&self) -> &PageTarget {
+        &self.target
+    }
+    /// Why.
+    pub fn reason(&self) -> &str {
+        &self.reason
+    }
+    /// The manager who asked.
+    pub fn by(&self) -> &ActorId {
+        &self.by
+    }
+    /// When.
+    pub fn at(&self) -> DateTime<Utc> {
+        self.at
+    }
+    /// Its chain, once its first page was decided.
+    pub fn chain(&self) -> Option<&Escalation> {
+        self.chain.as_ref()
+    }
+    /// Whether it is the notice of a role assignment (one page, no
+    /// escalation) rather than a manager's request.
+    pub fn is_notice(&self) -> bool {
+        self.notice
+    }
+}
+
+/// Folds a page of a chain into it (creating the chain at its first page).
+fn chain_paged(chain: &mut Option<Escalation>, p: &ResponderPaged, level: u32) {
+    let chain = chain.get_or_insert_with(|| Escalation::new(level, p.round));
+    if (chain.level, chain.round) != (level, p.round) {
+        chain.level_pages.clear();
+    }
+    chain.level = level;
+    chain.round = p.round;
+    chain.deadline = p.deadline;
+    chain.level_pages.push(p.page);
+}
+
+/// Folds a `page.escalated.v1` into its chain.
+fn chain_escalated(chain: &mut Option<Escalation>, e: &PageEscalated) {
+    let chain = chain.get_or_insert_with(|| Escalation::new(e.from_level, e.round));
+    chain.level_pages.clear();
+    chain.deadline = None;
+    match e.to_level {
+        Some(level) => {
+            chain.level = level;
+            chain.round = e.round;
+        }
+        None => chain.exhausted = true,
+    }
+}
+
 /// An interval during which the incident pages; see the module docs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Episode {
@@ -264,6 +348,7 @@ pub struct IncidentPaging {
     episode: Option<Episode>,
     pages: BTreeMap<PageId, Page>,
     page_events: u64,
+    pulls: Vec<PullRequest>,
 }
 
 impl IncidentPaging {
@@ -282,6 +367,7 @@ impl IncidentPaging {
             episode: None,
             pages: BTreeMap::new(),
             page_events: 0,
+            pulls: Vec::new(),
         }
     }
 
@@ -330,6 +416,11 @@ impl IncidentPaging {
     pub fn pages(&self) -> impl Iterator<Item = &Page> {
         self.pages.values()
     }
+    /// The managers' requests to page someone in, in order (request `n` is
+    /// at index `n - 1`).
+    pub fn pull_requests(&self) -> &[PullRequest] {
+        &self.pulls
+    }
     /// The page `id`, if it exists.
     pub fn page(&self, id: &PageId) -> Option<&Page> {
         self.pages.get(id)
@@ -366,16 +457,25 @@ impl IncidentPaging {
                 }
             }
             Change::CommanderAssigned(c) => self.commander = Some(c.commander.clone()),
+            Change::RoleAssigned(r) => self.notice(event, r.person.clone(), r.role),
             Change::HandoffAccepted(h) => self.commander = Some(h.to.clone()),
             Change::Mitigated(_) => self.status = Some(Status::Mitigated),
             Change::Resolved(_) => self.status = Some(Status::Resolved),
             Change::Reopened(_) => self.status = Some(Status::Declared),
             Change::ResolutionValidated(_) => self.status = Some(Status::Closed),
+            Change::ResponderRequested(r) => self.pulls.push(PullRequest {
+                target: r.target.clone(),
+                reason: r.reason.clone(),
+                by: event.by.clone(),
+                at: event.at,
+                chain: None,
+                notice: false,
+            }),
             Change::ReportMerged(_)
             | Change::HandoffRequested(_)
             | Change::HandoffDeclined(_)
             | Change::HandoffCancelled(_)
-            | Change::RoleAssigned(_)
+            | Change::RoleRemoved(_)
             | Change::StatusUpdatePosted(_)
             | Change::CustomerImpactRecorded(_)
             | Change::ParticipantJoined(_)
@@ -383,6 +483,20 @@ impl IncidentPaging {
             | Change::MarkedNoise(_) => {}
         }
         self.update_episode(event.at);
+    }
+
+    /// Queues the notice telling `person` they hold `role` now, by the
+    /// event's author.
+    fn notice(&mut self, event: &IncidentEvent, person: ActorId, role: IncidentRole) {
+        let role = role.as_str().replace('_', " ");
+        self.pulls.push(PullRequest {
+            target: PageTarget::Person(person),
+            reason: format!("{} made you {role} of {}", event.by, event.incident),
+            by: event.by.clone(),
+            at: event.at,
+            chain: None,
+            notice: true,
+        });
     }
 
     /// Sets the severity to `severity` as of `at`, for a severity source that
@@ -435,21 +549,28 @@ impl IncidentPaging {
                         reason: p.reason,
                         paged_at: at,
                         deadline: p.deadline,
-                        episode: episode_number,
+                        // A pulled-in responder's page belongs to no
+                        // episode: it neither starts nor stops the chain.
+                        episode: if p.request.is_some() { 0 } else { episode_number },
                         delivery: Delivery::Pending,
                         acknowledged: None,
+                        request: p.request,
                     },
                 );
-                if let (Some(episode), Some(level)) = (episode, p.level) {
-                    episode.first_paged_at.get_or_insert(at);
-                    let chain = episode.chain.get_or_insert_with(|| Escalation::new(level, p.round));
-                    if (chain.level, chain.round) != (level, p.round) {
-                        chain.level_pages.clear();
+                if let Some(n) = p.request {
+                    match (pull_mut(&mut self.pulls, n), p.level) {
+                        (Some(pull), Some(level)) => chain_paged(&mut pull.chain, p, level),
+                        // A notice: sent once, nothing to escalate.
+                        (Some(pull), None) => {
+                            let mut done = Escalation::new(0, 0);
+                            done.exhausted = true;
+                            pull.chain = Some(done);
+                        }
+                        (None, _) => {}
                     }
-                    chain.level = level;
-                    chain.round = p.round;
-                    chain.deadline = p.deadline;
-                    chain.level_pages.push(p.page);
+                } else if let (Some(episode), Some(level)) = (episode, p.level) {
+                    episode.first_paged_at.get_or_insert(at);
+                    chain_paged(&mut episode.chain, p, level);
                 }
             }
             PageChange::PageDelivered(d) => {
@@ -473,25 +594,30 @@ impl IncidentPaging {
                     return;
                 };
                 page.acknowledged.get_or_insert((event.by.clone(), at));
+                if let Some(n) = page.request {
+                    if let Some(chain) = pull_mut(&mut self.pulls, n).and_then(|p| p.chain.as_mut()) {
+                        chain.acknowledged.get_or_insert((a.page, at));
+                    }
+                    return;
+                }
                 let Some(episode) = episode.filter(|e| e.number == page.episode) else { return };
                 episode.first_ack_at.get_or_insert(at);
                 if let (Some(chain), Some(_)) = (episode.chain.as_mut(), page.level) {
                     chain.acknowledged.get_or_insert((a.page, at));
                 }
             }
-            PageChange::PageEscalated(e) => {
-                let Some(episode) = episode else { return };
-                let chain = episode.chain.get_or_insert_with(|| Escalation::new(e.from_level, e.round));
-                chain.level_pages.clear();
-                chain.deadline = None;
-                match e.to_level {
-                    Some(level) => {
-                        chain.level = level;
-                        chain.round = e.round;
+            PageChange::PageEscalated(e) => match e.request {
+                Some(n) => {
+                    if let Some(pull) = pull_mut(&mut self.pulls, n) {
+                        chain_escalated(&mut pull.chain, e);
                     }
-                    None => chain.exhausted = true,
                 }
-            }
+                None => {
+                    if let Some(episode) = episode {
+                        chain_escalated(&mut episode.chain, e);
+                    }
+                }
+            },
             PageChange::AckTimedOut(_) => {
                 if let Some(chain) = episode.and_then(|e| e.chain.as_mut()) {
                     chain.acknowledged = None;
@@ -507,6 +633,57 @@ impl IncidentPaging {
             }
         }
     }
+}
+
+/// The schedules and teams a manager may pull in by name, so that intake
+/// refuses an unknown one before anything is written. Built from the
+/// configuration the paging service runs with.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Directory {
+    schedules: BTreeSet<String>,
+    teams: BTreeSet<String>,
+}
+
+impl Directory {
+    /// Every schedule of `schedules`, and every team that
+    /// [`PagingConfig::policy_for_team`] finds a policy for: a policy's own
+    /// name, and the teams of `catalog` whose services name a policy.
+    pub fn new(config: &PagingConfig, catalog: &ServiceCatalog, schedules: &Schedules) -> Directory {
+        let teams = config
+            .policies()
+            .map(|p| p.name().to_owned())
+            .chain(
+                catalog
+                    .services()
+                    .filter(|s| config.policy(s.escalation_policy()).is_some())
+                    .map(|s| s.team().to_owned()),
+            )
+            .collect();
+        Directory { schedules: schedules.iter().map(|s| s.name().to_owned()).collect(), teams }
+    }
+
+    /// `Ok` for a person, or a schedule or team the directory knows;
+    /// otherwise an [`crate::Error::InvalidField`] on `field` naming it.
+    pub fn check(&self, field: &'static str, target: &PageTarget) -> Result<(), crate::Error> {
+        match target {
+            PageTarget::Person(_) => Ok(()),
+            PageTarget::Schedule(name) if !self.schedules.contains(name) => {
+                Err(crate::Error::invalid(field, format!("no schedule is named {name:?}")))
+            }
+            PageTarget::Team(name) if !self.teams.contains(name) => Err(crate::Error::invalid(
+                field,
+                format!("no team is named {name:?} (a team is a catalogued service's team or a policy's name)"),
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Request `n` (from 1) of `pulls`.
+fn pull_mut(pulls: &mut [PullRequest], n: u32) -> Option<&mut PullRequest> {
+    let index = usize::try_from(n).ok()?.checked_sub(1)?;
+    debug_assert!(index < pulls.len(), "a page for request {n} that was never made");
+    pulls.get_mut(index)
 }
 
 /// The events due at `now` for the incident of `state`: pages to send,
@@ -546,9 +723,30 @@ pub fn decide(
 /// the chain is exhausted). The instant may be in the past (a chain to
 /// start): the caller then decides at once.
 pub fn next_due(state: &IncidentPaging, config: &PagingConfig) -> Option<DateTime<Utc>> {
+    let mut due = Vec::new();
+    if is_open(state) {
+        for pull in &state.pulls {
+            match &pull.chain {
+                None => due.push(pull.at),
+                Some(chain) if chain.acknowledged.is_some() || chain.exhausted => {}
+                Some(chain) => due.push(chain.deadline.unwrap_or(pull.at)),
+            }
+        }
+    }
+    episode_due(state, config, &mut due);
+    due.into_iter().min()
+}
+
+/// Whether the incident is open (reported, declared or mitigated): pulled-in
+/// responders are paged and escalated only then.
+fn is_open(state: &IncidentPaging) -> bool {
+    matches!(state.status, Some(Status::Reported | Status::Declared | Status::Mitigated))
+}
+
+/// The timers of the current episode, pushed onto `due`.
+fn episode_due(state: &IncidentPaging, config: &PagingConfig, due: &mut Vec<DateTime<Utc>>) -> Option<()> {
     let episode = state.episode.as_ref()?;
     let slo = config.slo(state.severity?);
-    let mut due = Vec::new();
     match &episode.chain {
         None => due.push(episode.reached_at),
         Some(chain) => match chain.acknowledged {
@@ -565,7 +763,7 @@ pub fn next_due(state: &IncidentPaging, config: &PagingConfig) -> Option<DateTim
     if state.commander.is_none() && !episode.breached.contains(&SloKind::Assign) {
         due.push(episode.reached_at + slo.assign);
     }
-    due.into_iter().min()
+    Some(())
 }
 
 /// The pages with neither a delivery nor a delivery failure recorded, in
@@ -584,7 +782,7 @@ pub fn undelivered(state: &IncidentPaging) -> Vec<&Page> {
 /// after a crash (before its outcome was recorded) is recognisable as the
 /// same page; [`PageDelivery::recorded`] gives the events that record the
 /// outcome, after which the page is no longer undelivered.
-pub fn deliveries(state: &IncidentPaging, config: &PagingConfig) -> Vec<PageDelivery> {
+pub fn deliveries(state: &IncidentPaging, config: &PagingConfig, catalog: &ServiceCatalog) -> Vec<PageDelivery> {
     if config.channels().is_empty() || state.status.is_none_or(|s| matches!(s, Status::Resolved | Status::Closed)) {
         return Vec::new();
     }
@@ -592,7 +790,8 @@ pub fn deliveries(state: &IncidentPaging, config: &PagingConfig) -> Vec<PageDeli
         .into_iter()
         .filter(|page| page.acknowledged.is_none())
         .map(|page| {
-            let message = page_message(state, page);
+            let runbook = state.service.as_ref().and_then(|s| catalog.runbook(s));
+            let message = page_message(state, page, runbook);
             let sends = config.channels().iter().map(|c| Outgoing { channel: c.clone(), message: message.clone() });
             PageDelivery { page: page.id, sends: sends.collect() }
         })
@@ -601,7 +800,7 @@ pub fn deliveries(state: &IncidentPaging, config: &PagingConfig) -> Vec<PageDeli
 
 /// The message of a page: `SEV1 INC-7: <title>`, what to do about it, and
 /// the page's facts as fields.
-fn page_message(state: &IncidentPaging, page: &Page) -> Message {
+fn page_message(state: &IncidentPaging, page: &Page, runbook: Option<&str>) -> Message {
     let id = page.id;
     let incident = id.incident();
     let severity = state.severity.map_or("-".to_string(), |s| s.to_string());
@@ -613,11 +812,28 @@ fn page_message(state: &IncidentPaging, page: &Page) -> Message {
     if let Some(deadline) = page.deadline {
         fields.insert("acknowledge_by".into(), deadline.to_rfc3339().into());
     }
+    let pull = page.request.and_then(|n| state.pulls.get(usize::try_from(n).ok()?.checked_sub(1)?));
+    let text = match pull {
+        Some(pull) if pull.notice => format!("{}. Join the bridge with: klaxon join {incident}", pull.reason),
+        Some(pull) => {
+            fields.insert("requested_by".into(), pull.by.to_string().into());
+            fields.insert("request_reason".into(), pull.reason.clone().into());
+            format!("{} pulls you into {incident}: {}. Acknowledge with: klaxon ack {id}", pull.by, pull.reason)
+        }
+        None => format!("You are paged for {incident} ({}). Acknowledge with: klaxon ack {id}", page.reason.as_str()),
+    };
+    let text = match runbook {
+        Some(runbook) => {
+            fields.insert("runbook".into(), runbook.into());
+            format!("{text}\nRunbook: {runbook}")
+        }
+        None => text,
+    };
     Message {
         idempotency_key: id.to_string(),
         kind: "page".into(),
         title: format!("{severity} {incident}: {}", state.title),
-        text: format!("You are paged for {incident} ({}). Acknowledge with: klaxon ack {id}", page.reason.as_str()),
+        text,
         fields,
         recipient: Some(page.responder.to_string()),
         thread: None,
@@ -748,6 +964,7 @@ pub fn acknowledge(
 struct Step<'a> {
     state: &'a IncidentPaging,
     config: &'a PagingConfig,
+    catalog: &'a ServiceCatalog,
     schedules: &'a Schedules,
     policy: &'a EscalationPolicy,
     now: DateTime<Utc>,
@@ -765,28 +982,101 @@ impl<'a> Step<'a> {
     ) -> Step<'a> {
         let next_page = u32::try_from(state.pages.len()).map_or(u32::MAX, |n| n.saturating_add(1));
         let policy = config.policy_for(state.service.as_ref(), catalog);
-        Step { state, config, schedules, policy, now, next_page, events: Vec::new() }
+        Step { state, config, catalog, schedules, policy, now, next_page, events: Vec::new() }
+    }
+
+    /// The policy that carries out a manager's request: a person or a
+    /// schedule alone on one level with the ack SLO of the incident's
+    /// severity as its timeout (the defaults without a severity), a team
+    /// its policy; `None` for a team that has none (any more).
+    fn pull_policy(&self, pull: &PullRequest) -> Option<EscalationPolicy> {
+        let timeout = self.state.severity.map_or(Slo::DEFAULT, |s| self.config.slo(s)).ack;
+        match &pull.target {
+            PageTarget::Person(p) => Some(EscalationPolicy::single("person", Target::Person(p.clone()), timeout)),
+            PageTarget::Schedule(s) => Some(EscalationPolicy::single("schedule", Target::Schedule(s.clone()), timeout)),
+            PageTarget::Team(team) => self.config.policy_for_team(team, self.catalog).cloned(),
+        }
+    }
+
+    /// The first manager's request with something due: its first page, or
+    /// an escalation of its chain. Nothing once the incident is resolved.
+    fn pull(&mut self) {
+        if !is_open(self.state) {
+            return;
+        }
+        let state = self.state;
+        let now = self.now;
+        for (index, pull) in state.pulls.iter().enumerate() {
+            let n = u32::try_from(index + 1).unwrap_or(u32::MAX);
+            if pull.notice {
+                if pull.chain.is_none() {
+                    let PageTarget::Person(person) = &pull.target else { unreachable!("notices go to a person") };
+                    let page = self.next_id();
+                    self.emit(PageChange::ResponderPaged(ResponderPaged {
+                        page,
+                        responder: person.clone(),
+                        level: None,
+                        round: 0,
+                        reason: PageReason::RoleAssigned,
+                        deadline: None,
+                        request: Some(n),
+                    }));
+                    return;
+                }
+                continue;
+            }
+            let policy = self.pull_policy(pull);
+            match (&pull.chain, policy) {
+                (None, None) => self.emit(PageChange::PageEscalated(PageEscalated {
+                    page: None,
+                    from_level: 0,
+                    to_level: None,
+                    round: 0,
+                    request: Some(n),
+                })),
+                (None, Some(policy)) => self.page_level(&policy, 0, 0, PageReason::Requested, Some(n)),
+                (Some(chain), _) if chain.acknowledged.is_some() || chain.exhausted => {}
+                (Some(_), None) => {}
+                (Some(chain), Some(policy)) => match chain.deadline {
+                    None => self.page_level(&policy, chain.level, chain.round, PageReason::Escalation, Some(n)),
+                    Some(deadline) if now >= deadline => {
+                        let first = chain.level_pages.first().copied();
+                        self.escalate(&policy, chain.level, chain.round, first, deadline, Some(n));
+                    }
+                    Some(_) => {}
+                },
+            }
+            if !self.events.is_empty() {
+                return;
+            }
+        }
     }
 
     fn run(mut self) -> Vec<PageEvent> {
+        self.pull();
+        if !self.events.is_empty() {
+            return self.events;
+        }
         let (Some(episode), Some(severity)) = (&self.state.episode, self.state.severity) else {
             return Vec::new();
         };
         let slo = self.config.slo(severity);
         let now = self.now;
+        let policy = self.policy;
         match &episode.chain {
-            None => self.page_level(0, 0, PageReason::Severity),
+            None => self.page_level(policy, 0, 0, PageReason::Severity, None),
             Some(chain) => match chain.acknowledged {
                 Some((page, at)) if now >= at + slo.ack_timeout => {
                     self.emit(PageChange::AckTimedOut(AckTimedOut { page }));
-                    self.page_level(chain.level, chain.round, PageReason::AckTimeout);
+                    self.page_level(policy, chain.level, chain.round, PageReason::AckTimeout, None);
                 }
                 Some(_) => {}
                 None if chain.exhausted => {}
                 None => match chain.deadline {
-                    None => self.page_level(chain.level, chain.round, PageReason::Escalation),
+                    None => self.page_level(policy, chain.level, chain.round, PageReason::Escalation, None),
                     Some(deadline) if now >= deadline => {
-                        self.escalate(chain.level, chain.round, chain.level_pages.first().copied(), deadline);
+                        let first = chain.level_pages.first().copied();
+                        self.escalate(policy, chain.level, chain.round, first, deadline, None);
                     }
                     Some(_) => {}
                 },
@@ -823,10 +1113,18 @@ impl<'a> Step<'a> {
         id
     }
 
-    /// Pages every responder of `level`, or escalates at once when the level
-    /// resolves to nobody.
-    fn page_level(&mut self, level: u32, round: u32, reason: PageReason) {
-        let config = self.policy.level(level);
+    /// Pages every responder of `level` of `policy` (for the manager's
+    /// `request`, or the incident's own chain), or escalates at once when
+    /// the level resolves to nobody.
+    fn page_level(
+        &mut self,
+        policy: &EscalationPolicy,
+        level: u32,
+        round: u32,
+        reason: PageReason,
+        request: Option<u32>,
+    ) {
+        let config = policy.level(level);
         let deadline = self.now + config.timeout();
         let mut responders: Vec<ActorId> = Vec::new();
         for target in config.targets() {
@@ -841,7 +1139,7 @@ impl<'a> Step<'a> {
             }
         }
         if responders.is_empty() {
-            self.escalate(level, round, None, self.now);
+            self.escalate(policy, level, round, None, self.now, request);
             return;
         }
         for responder in responders {
@@ -853,26 +1151,46 @@ impl<'a> Step<'a> {
                 round,
                 reason,
                 deadline: Some(deadline),
+                request,
             }));
         }
     }
 
     /// Moves the chain on from `level` of `round`, left unanswered at
-    /// `missed_at` (its first page was `page`).
-    fn escalate(&mut self, level: u32, round: u32, page: Option<PageId>, missed_at: DateTime<Utc>) {
-        match self.policy.next(level, round) {
+    /// `missed_at` (its first page was `page`). A manager's request whose
+    /// chain runs out just ends: it owes no SLO and pages no duty manager.
+    fn escalate(
+        &mut self,
+        policy: &EscalationPolicy,
+        level: u32,
+        round: u32,
+        page: Option<PageId>,
+        missed_at: DateTime<Utc>,
+        request: Option<u32>,
+    ) {
+        match policy.next(level, round) {
             Some((to, next_round)) => {
                 self.emit(PageChange::PageEscalated(PageEscalated {
                     page,
                     from_level: level,
                     to_level: Some(to),
                     round: next_round,
+                    request,
                 }));
                 let reason = if next_round == round { PageReason::Escalation } else { PageReason::Repeat };
-                self.page_level(to, next_round, reason);
+                self.page_level(policy, to, next_round, reason, request);
             }
             None => {
-                self.emit(PageChange::PageEscalated(PageEscalated { page, from_level: level, to_level: None, round }));
+                self.emit(PageChange::PageEscalated(PageEscalated {
+                    page,
+                    from_level: level,
+                    to_level: None,
+                    round,
+                    request,
+                }));
+                if request.is_some() {
+                    return;
+                }
                 let episode = self.state.episode.as_ref().expect("only escalating during an episode");
                 let already = episode.breached.contains(&SloKind::Ack) || episode.first_ack_at.is_some();
                 if !already {
@@ -902,6 +1220,7 @@ impl<'a> Step<'a> {
             round,
             reason: PageReason::SloBreach,
             deadline: None,
+            request: None,
         }));
     }
 }

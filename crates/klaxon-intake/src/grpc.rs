@@ -9,7 +9,7 @@ use std::time::Duration;
 use klaxon_auth::Grant;
 use klaxon_domain::class::Class;
 use klaxon_domain::ids::{ActorId, Audience, IncidentId, ReportSource, RequestKey, RequestScope};
-use klaxon_domain::incident::{Change, Command};
+use klaxon_domain::incident::{Change, Command, PageTarget};
 use klaxon_log::{Position, StreamVersion};
 use klaxon_proto::convert;
 use klaxon_proto::status;
@@ -160,6 +160,7 @@ incident_requests!(
     DeclineHandoffRequest => "decline_handoff",
     CancelHandoffRequest => "cancel_handoff",
     AssignRoleRequest => "assign_role",
+    RemoveRoleRequest => "remove_role",
     PostUpdateRequest => "post_update",
     RecordCustomerImpactRequest => "record_customer_impact",
     MitigateRequest => "mitigate",
@@ -167,6 +168,7 @@ incident_requests!(
     ReopenRequest => "reopen",
     ValidateResolutionRequest => "validate_resolution",
     MarkNoiseRequest => "mark_noise",
+    PageResponderRequest => "page_responder",
 );
 
 fn person(field: &'static str, value: &str) -> Result<ActorId, klaxon_domain::Error> {
@@ -272,7 +274,21 @@ impl v1::incidents_server::Incidents for IncidentsService {
         request: Request<v1::AssignRoleRequest>,
     ) -> Result<Response<v1::CommandResponse>, Status> {
         self.command(request, |r| {
-            Ok(Command::AssignRole { role: convert::role("role", r.role)?, person: person("person", &r.person)? })
+            let (role, to) = (convert::role("role", r.role)?, person("person", &r.person)?);
+            if r.replaces.is_empty() {
+                return Ok(Command::AssignRole { role, person: to });
+            }
+            Ok(Command::ReplaceRole { role, from: person("replaces", &r.replaces)?, to })
+        })
+        .await
+    }
+
+    async fn remove_role(
+        &self,
+        request: Request<v1::RemoveRoleRequest>,
+    ) -> Result<Response<v1::CommandResponse>, Status> {
+        self.command(request, |r| {
+            Ok(Command::RemoveRole { role: convert::role("role", r.role)?, person: person("person", &r.person)? })
         })
         .await
     }
@@ -328,11 +344,35 @@ impl v1::incidents_server::Incidents for IncidentsService {
         self.command(request, |r| Ok(Command::MarkNoise { reason: r.reason.clone() })).await
     }
 
+    async fn page_responder(
+        &self,
+        request: Request<v1::PageResponderRequest>,
+    ) -> Result<Response<v1::CommandResponse>, Status> {
+        use v1::page_responder_request::Target;
+        let directory = self.handle.directory().clone();
+        self.command(request, |r| {
+            let (field, target) = match &r.target {
+                Some(Target::Person(p)) => ("person", PageTarget::Person(person("person", p)?)),
+                Some(Target::Schedule(s)) => ("schedule", PageTarget::named("schedule", false, s)?),
+                Some(Target::Team(t)) => ("team", PageTarget::named("team", true, t)?),
+                None => {
+                    return Err(klaxon_domain::Error::InvalidField {
+                        field: "target",
+                        reason: "name a person, a schedule or a team".into(),
+                    });
+                }
+            };
+            directory.check(field, &target)?;
+            Ok(Command::PageResponder { target, reason: r.reason.clone() })
+        })
+        .await
+    }
+
     async fn get_incident(&self, request: Request<v1::GetIncidentRequest>) -> Result<Response<v1::Incident>, Status> {
         let id =
             convert::incident_id("incident_id", &request.get_ref().incident_id).map_err(|e| to_status(e.into()))?;
         let incident = self.handle.get(id).await.map_err(to_status)?;
-        Ok(Response::new(convert::incident_to_wire(&incident)))
+        Ok(Response::new(self.handle.with_runbook(convert::incident_to_wire(&incident))))
     }
 
     async fn list_incidents(
@@ -362,10 +402,36 @@ impl v1::incidents_server::Incidents for IncidentsService {
             })?),
         };
         let page_size = if r.page_size == 0 { LIST_PAGE_SIZE_DEFAULT } else { r.page_size as usize };
+        if r.order == v1::ListOrder::Attention as i32 {
+            let rows = self.handle.queue(&filter, page_size).await.map_err(to_status)?;
+            let now = self.handle.now();
+            let queue = rows
+                .iter()
+                .map(|(i, row)| v1::QueueRow {
+                    incident_id: i.id().to_string(),
+                    unowned_sev1: row.unowned_sev1,
+                    deadline: row.next.map(|(d, _)| d.as_str().to_string()).unwrap_or_default(),
+                    due_at: row.next.map(|(_, at)| convert::timestamp(at)),
+                    seconds_left: row.left(now).map_or(0, |left| left.num_seconds()),
+                })
+                .collect();
+            return Ok(Response::new(v1::ListIncidentsResponse {
+                incidents: rows.iter().map(|(i, _)| convert::incident_to_wire(i)).collect(),
+                next_page_token: String::new(),
+                queue,
+            }));
+        }
+        if r.order != v1::ListOrder::Newest as i32 {
+            return Err(to_status(Error::InvalidRequest {
+                field: "order",
+                reason: format!("{} is not an order", r.order),
+            }));
+        }
         let (incidents, next) = self.handle.list(&filter, page_size, below).await.map_err(to_status)?;
         Ok(Response::new(v1::ListIncidentsResponse {
             incidents: incidents.iter().map(convert::incident_to_wire).collect(),
             next_page_token: next.map(|n| n.to_string()).unwrap_or_default(),
+            queue: Vec::new(),
         }))
     }
 
@@ -464,7 +530,9 @@ impl v1::bridge_server::Bridge for BridgeService {
 
         let (tx, rx) = mpsc::channel(BRIDGE_BUFFER);
         let first = v1::BridgeResponse {
-            message: Some(bridge_response::Message::Snapshot(convert::incident_to_wire(&snapshot))),
+            message: Some(bridge_response::Message::Snapshot(
+                self.handle.with_runbook(convert::incident_to_wire(&snapshot)),
+            )),
         };
         tx.send(Ok(first)).await.map_err(|_| status::refuse(Class::Unavailable, "the client left"))?;
         let session = Session { handle: self.handle.clone(), id, ctx, tx, join_version };

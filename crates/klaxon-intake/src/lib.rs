@@ -33,4 +33,6 @@ mod service;
 pub mod smtp;
 
 pub use error::Error;
-pub use service::{CommandContext, Handle, Intake, ListFilter, Options, Outcome, REQUEST_ID_BYTES_MAX, ReportOutcome};
+pub use service::{
+    CommandContext, Handle, Intake, ListFilter, Options, Outcome, REQUEST_ID_BYTES_MAX, ReportOutcome, Validation,
+};

@@ -1,13 +1,29 @@
 //! The intake service: runs incident commands against the log and keeps the
 //! incident projection current.
 
+use std::collections::BTreeSet;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use klaxon_bus::Bus;
+use klaxon_domain::catalog::ServiceCatalog;
+use klaxon_domain::ids::Audience;
 use klaxon_domain::ids::{ActorId, DedupKey, IncidentId, RequestKey, RequestScope, ServiceName, Severity};
 use klaxon_domain::incident::{Command, Incident, IncidentEvent, Incidents, Status, decide};
+use klaxon_domain::paging::{Directory, PageChange, PagingConfig, Slo};
+use klaxon_domain::queue::{Facts, Row};
+
+/// When an incident was first paged, and whether any page of it was
+/// acknowledged.
+type PageFacts = (Option<DateTime<Utc>>, bool);
+
+/// What orders the queue: SLOs and the cadence severities.
+#[derive(Default)]
+struct QueuePolicy {
+    paging: Option<Arc<PagingConfig>>,
+    cadence: BTreeSet<Severity>,
+}
 use klaxon_log::{
     Appended, EventData, EventKind, ExpectedVersion, Metadata, NewEvent, Position, Record, StreamVersion,
 };
@@ -41,6 +57,21 @@ pub struct Options {
     pub smtp_listen: Option<std::net::SocketAddr>,
     /// The e-mail intake's senders and limits (`[intake.email]`).
     pub email: crate::smtp::EmailOptions,
+    /// Who may validate a resolution: `any` manager (the default), or
+    /// `other_manager`, anyone but who resolved it.
+    pub validation: Validation,
+}
+
+/// Who may validate a resolution (`[intake] validation`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Validation {
+    /// Any manager, the resolver included.
+    #[default]
+    Any,
+    /// A manager other than the one who resolved it
+    /// (`validate.other_manager`).
+    OtherManager,
 }
 
 impl Default for Options {
@@ -52,6 +83,7 @@ impl Default for Options {
             projection_wait_ms: 5000,
             smtp_listen: None,
             email: crate::smtp::EmailOptions::default(),
+            validation: Validation::Any,
         }
     }
 }
@@ -143,12 +175,18 @@ pub struct Intake {
 pub struct Handle {
     log: Bus,
     options: Arc<Options>,
+    directory: Arc<Directory>,
+    catalog: Arc<ServiceCatalog>,
+    queue: Arc<QueuePolicy>,
     clock: Arc<dyn Clock>,
     shared: Arc<Shared>,
 }
 
 struct Shared {
     incidents: RwLock<Incidents>,
+    /// Per incident, from its page events: when it was first paged and
+    /// whether any page was acknowledged (for the queue).
+    pages: RwLock<std::collections::HashMap<IncidentId, PageFacts>>,
     applied: watch::Sender<Position>,
     /// Reports with the same dedup key (striped by its hash) are serialized,
     /// so that the second sees the incident the first opened.
@@ -177,13 +215,38 @@ impl Intake {
         let log = log.into();
         let shared = Arc::new(Shared {
             incidents: RwLock::new(Incidents::default()),
+            pages: RwLock::new(Default::default()),
             applied: watch::channel(Position::ZERO).0,
             dedup_locks: (0..INCIDENT_LOCK_STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
             next_number: std::sync::atomic::AtomicU64::new(1),
             incident_locks: (0..INCIDENT_LOCK_STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
             threads: RwLock::default(),
         });
-        Intake { handle: Handle { log, options: Arc::new(options), clock, shared } }
+        let (directory, catalog) = (Arc::new(Directory::default()), Arc::new(ServiceCatalog::default()));
+        let queue = Arc::new(QueuePolicy::default());
+        Intake { handle: Handle { log, options: Arc::new(options), directory, catalog, queue, clock, shared } }
+    }
+
+    /// The schedules and teams managers may pull in (`PageResponder`); an
+    /// intake without one refuses every schedule and team target.
+    pub fn with_directory(mut self, directory: Directory) -> Intake {
+        self.handle.directory = Arc::new(directory);
+        self
+    }
+
+    /// The SLOs (the paging configuration's) and the severities on the
+    /// executive update cadence that order the queue
+    /// ([`Handle::queue`]); without them, the default SLOs and no cadence.
+    pub fn with_queue(mut self, paging: Option<Arc<PagingConfig>>, cadence: BTreeSet<Severity>) -> Intake {
+        self.handle.queue = Arc::new(QueuePolicy { paging, cadence });
+        self
+    }
+
+    /// The service catalog, whose runbooks `GetIncident` and the bridge
+    /// show; without one, no runbook is shown.
+    pub fn with_catalog(mut self, catalog: Arc<ServiceCatalog>) -> Intake {
+        self.handle.catalog = catalog;
+        self
     }
 
     /// A handle to this service.
@@ -212,6 +275,16 @@ impl Intake {
                         );
                         if let Some(event) = decode::incident(&record)? {
                             shared.incidents.write().expect("projection lock").apply(&event);
+                        } else if let Some(event) = decode::event::<PageChange>(&record)? {
+                            let mut pages = shared.pages.write().expect("pages lock");
+                            let entry = pages.entry(event.incident).or_default();
+                            match event.change {
+                                PageChange::ResponderPaged(_) => {
+                                    entry.0.get_or_insert(event.at);
+                                }
+                                PageChange::PageAcknowledged(_) => entry.1 = true,
+                                _ => {}
+                            }
                         }
                         shared.threads.write().expect("threads lock").fold(&record)?;
                         shared.applied.send_replace(record.position);
@@ -232,6 +305,19 @@ impl Handle {
     /// The log this service writes to.
     pub fn log(&self) -> &Bus {
         &self.log
+    }
+
+    /// The schedules and teams managers may pull in.
+    pub fn directory(&self) -> &Arc<Directory> {
+        &self.directory
+    }
+
+    /// `incident` with the catalog's runbook of its service filled in.
+    pub fn with_runbook(&self, mut incident: klaxon_proto::v1::Incident) -> klaxon_proto::v1::Incident {
+        let service = ServiceName::new(&incident.service).ok();
+        let runbook = service.and_then(|s| self.catalog.runbook(&s).map(str::to_owned));
+        incident.runbook = runbook.unwrap_or_default();
+        incident
     }
 
     /// The options it runs with.
@@ -321,6 +407,48 @@ impl Handle {
         Ok(message_ids.iter().find_map(|id| threads.incident(id)))
     }
 
+    /// The open incidents that pass `filter`, in the queue order of
+    /// [`klaxon_domain::queue`] at the clock's time (at most `page_size`),
+    /// each with its row. The SLOs are the paging configuration's (the
+    /// defaults without one); the executive update cadence applies to the
+    /// severities of [`Intake::with_queue`].
+    pub async fn queue(&self, filter: &ListFilter, page_size: usize) -> Result<Vec<(Incident, Row)>, Error> {
+        self.caught_up().await?;
+        let page_size = page_size.clamp(1, self.options.list_page_size_max);
+        let incidents = self.shared.incidents.read().expect("projection lock");
+        let pages = self.shared.pages.read().expect("pages lock");
+        let mut rows: Vec<(Incident, Row)> = incidents
+            .newest_first(None)
+            .filter(|i| {
+                i.is_open()
+                    && (filter.statuses.is_empty() || filter.statuses.contains(&i.status()))
+                    && (filter.severities.is_empty() || i.severity().is_some_and(|s| filter.severities.contains(&s)))
+                    && (filter.service.is_none() || i.service() == filter.service.as_ref())
+            })
+            .map(|i| {
+                let (first_paged_at, acknowledged) = pages.get(&i.id()).copied().unwrap_or((None, false));
+                let facts = Facts {
+                    incident: i.id(),
+                    severity: i.severity(),
+                    owned: i.commander().is_some(),
+                    declared_at: i.declared_at(),
+                    first_paged_at,
+                    acknowledged,
+                    last_executive_update_at: i.latest_update(Audience::Executive).map(|u| u.at),
+                    on_cadence: i.severity().is_some_and(|s| self.queue.cadence.contains(&s)),
+                };
+                let slo = match (&self.queue.paging, i.severity()) {
+                    (Some(paging), Some(severity)) => paging.slo(severity),
+                    _ => Slo::DEFAULT,
+                };
+                (i.clone(), Row::of(&facts, &slo))
+            })
+            .collect();
+        rows.sort_by(|a, b| klaxon_domain::queue::compare(&a.1, &b.1));
+        rows.truncate(page_size);
+        Ok(rows)
+    }
+
     /// Every event of an incident in log order, with its record.
     pub async fn history(&self, id: IncidentId) -> Result<Vec<(Record, IncidentEvent)>, Error> {
         let records = self.read_incident(id, StreamVersion(u64::MAX)).await?;
@@ -372,7 +500,13 @@ impl Handle {
                     Some(_) => Error::Conflict { incident: id, expected, current: version },
                 })
             } else {
-                match decide(state.as_ref(), &command, &id, &ctx.actor, self.now()) {
+                let checked = match (&command, self.options.validation, state.as_ref()) {
+                    (Command::ValidateResolution { .. }, Validation::OtherManager, Some(state)) => {
+                        klaxon_domain::incident::check_other_validator(state, &ctx.actor)
+                    }
+                    _ => Ok(()),
+                };
+                match checked.and_then(|()| decide(state.as_ref(), &command, &id, &ctx.actor, self.now())) {
                     Ok(events) => {
                         let expected = if version == 0 {
                             ExpectedVersion::NoStream

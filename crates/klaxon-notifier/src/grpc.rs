@@ -72,6 +72,14 @@ pub fn item_to_wire(item: &FeedItem, snapshot: bool) -> v1::FeedItem {
         service: item.service.as_ref().map(|s| s.to_string()).unwrap_or_default(),
         snapshot,
         company_wide_post: item.company_wide_post.clone().unwrap_or_default(),
+        roles: item
+            .roles
+            .iter()
+            .map(|(role, people)| v1::RoleHolders {
+                role: convert::role_to_wire(*role) as i32,
+                people: people.iter().map(|p| p.to_string()).collect(),
+            })
+            .collect(),
     }
 }
 

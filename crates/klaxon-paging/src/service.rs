@@ -174,7 +174,7 @@ impl klaxon_reactor::Service for Paging {
             let trace = Trace::new(span, state.traces.get(&id).cloned());
             effects.push(Effect::Append(Append::new(stream, exact_or_new(version), &events, ids).traced(trace)));
         }
-        for delivery in paging::deliveries(paging, &c.paging) {
+        for delivery in paging::deliveries(paging, &c.paging, &c.catalog) {
             let page = delivery.page();
             let span = tracing::info_span!(parent: None, "paging.deliver", page = %page);
             let parent = state.page_traces.get(&page).or(state.traces.get(&id)).cloned();

@@ -254,6 +254,7 @@ pub fn incident_to_wire(i: &Incident) -> v1::Incident {
         mitigation_summary: i.mitigation_summary().unwrap_or_default().to_string(),
         resolution_summary: i.resolution_summary().unwrap_or_default().to_string(),
         reopen_count: i.reopen_count(),
+        runbook: String::new(),
     }
 }
 

@@ -45,6 +45,7 @@ pub const TEXT_FIELDS: &[(&str, &str, Kind)] = &[
     ("klaxon.v1.ReopenRequest", "reason", NOTE),
     ("klaxon.v1.ValidateResolutionRequest", "note", NOTE),
     ("klaxon.v1.MarkNoiseRequest", "reason", NOTE),
+    ("klaxon.v1.PageResponderRequest", "reason", NOTE),
     ("klaxon.v1.BridgeRequest", "note", NOTE),
     ("klaxon.v1.EditReviewRequest", "write_summary", REVIEW_TEXT),
     ("klaxon.v1.EditReviewRequest", "write_impact", REVIEW_TEXT),
@@ -70,6 +71,9 @@ pub const PARSED_FIELDS: &[(&str, &str)] = &[
     ("klaxon.v1.CancelHandoffRequest", "incident_id"),
     ("klaxon.v1.AssignRoleRequest", "incident_id"),
     ("klaxon.v1.AssignRoleRequest", "person"),
+    ("klaxon.v1.AssignRoleRequest", "replaces"),
+    ("klaxon.v1.RemoveRoleRequest", "incident_id"),
+    ("klaxon.v1.RemoveRoleRequest", "person"),
     ("klaxon.v1.PostUpdateRequest", "incident_id"),
     ("klaxon.v1.RecordCustomerImpactRequest", "incident_id"),
     ("klaxon.v1.RecordCustomerImpactRequest", "customers"),
@@ -78,6 +82,10 @@ pub const PARSED_FIELDS: &[(&str, &str)] = &[
     ("klaxon.v1.ReopenRequest", "incident_id"),
     ("klaxon.v1.ValidateResolutionRequest", "incident_id"),
     ("klaxon.v1.MarkNoiseRequest", "incident_id"),
+    ("klaxon.v1.PageResponderRequest", "incident_id"),
+    ("klaxon.v1.PageResponderRequest", "person"),
+    ("klaxon.v1.PageResponderRequest", "schedule"),
+    ("klaxon.v1.PageResponderRequest", "team"),
     ("klaxon.v1.GetIncidentRequest", "incident_id"),
     ("klaxon.v1.ListIncidentsRequest", "service"),
     ("klaxon.v1.ListIncidentsRequest", "page_token"),
@@ -163,6 +171,7 @@ free_text! {
     ReopenRequest: reason;
     ValidateResolutionRequest: note;
     MarkNoiseRequest: reason;
+    PageResponderRequest: reason;
 }
 
 macro_rules! no_free_text {
@@ -178,7 +187,14 @@ macro_rules! no_free_text {
 
 // Commands without free text, so that every incident command can go
 // through the same check.
-no_free_text!(DeclareRequest, AssignCommanderRequest, RequestHandoffRequest, AcceptHandoffRequest, AssignRoleRequest);
+no_free_text!(
+    DeclareRequest,
+    AssignCommanderRequest,
+    RequestHandoffRequest,
+    AcceptHandoffRequest,
+    AssignRoleRequest,
+    RemoveRoleRequest,
+);
 
 impl FreeText for v1::ReportRequest {
     const MESSAGE: &'static str = "klaxon.v1.ReportRequest";

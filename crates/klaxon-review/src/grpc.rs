@@ -153,6 +153,7 @@ impl review_server::Review for ReviewService {
             slo_breaches: m.slo_breaches.total(),
             pages: m.pages,
             noise: m.noise,
+            pulled_in_pages: m.pulled_in_pages,
         }))
     }
 

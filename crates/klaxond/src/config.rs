@@ -554,6 +554,9 @@ impl Config {
                 }
             }
         }
+        // Reminders go to people, through the channels pages take.
+        let people = paging.as_ref().map(|p| p.channels().to_vec()).unwrap_or_default();
+        let notifier = notifier.with_people_channels(people);
         Ok(Validated {
             notifier: Arc::new(notifier),
             catalog: Arc::new(core.0),

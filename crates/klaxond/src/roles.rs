@@ -135,7 +135,13 @@ impl Wiring {
         match service {
             Service::Intake => {
                 use klaxon_intake::grpc::{BridgeService, IncidentsService};
-                let intake = klaxon_intake::Intake::new(bus, config.intake.clone(), self.clock.clone());
+                let mut intake = klaxon_intake::Intake::new(bus, config.intake.clone(), self.clock.clone())
+                    .with_catalog(validated.catalog.clone())
+                    .with_queue(validated.paging.clone(), validated.notifier.cadence_severities().clone());
+                if let Some(paging) = &validated.paging {
+                    let (catalog, schedules) = (&validated.catalog, &validated.schedules);
+                    intake = intake.with_directory(klaxon_domain::paging::Directory::new(paging, catalog, schedules));
+                }
                 let handle = intake.handle();
                 let h = handle.clone();
                 self.metrics =

@@ -127,6 +127,35 @@ fn every_subcommand_builds_its_request() {
                 incident_id: id(),
                 role: IncidentRole::CommunicationsLead as i32,
                 person: "carol".into(),
+                replaces: String::new(),
+            }),
+        ),
+        (
+            &["role", "INC-1", "scribe", "dan", "--replaces", "carol"],
+            Rpc::AssignRole(AssignRoleRequest {
+                context: ctx(),
+                incident_id: id(),
+                role: IncidentRole::Scribe as i32,
+                person: "dan".into(),
+                replaces: "carol".into(),
+            }),
+        ),
+        (
+            &["role", "INC-1", "scribe", "dan", "--remove"],
+            Rpc::RemoveRole(RemoveRoleRequest {
+                context: ctx(),
+                incident_id: id(),
+                role: IncidentRole::Scribe as i32,
+                person: "dan".into(),
+            }),
+        ),
+        (
+            &["page", "INC-1", "--team", "search", "--reason", "owners"],
+            Rpc::PageResponder(PageResponderRequest {
+                context: ctx(),
+                incident_id: id(),
+                target: Some(page_responder_request::Target::Team("search".into())),
+                reason: "owners".into(),
             }),
         ),
         (
@@ -215,8 +244,20 @@ fn every_subcommand_builds_its_request() {
                     service: "checkout".into(),
                     page_size: 20,
                     page_token: String::new(),
+                    order: ListOrder::Newest as i32,
                 },
                 all_pages: true,
+            },
+        ),
+        (
+            &["queue", "--service", "checkout"],
+            Rpc::ListIncidents {
+                request: ListIncidentsRequest {
+                    service: "checkout".into(),
+                    order: ListOrder::Attention as i32,
+                    ..Default::default()
+                },
+                all_pages: false,
             },
         ),
         (&["severity", "explain", "inc-1"], Rpc::ExplainSeverity(ExplainSeverityRequest { incident_id: id() })),

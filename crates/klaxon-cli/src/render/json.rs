@@ -51,6 +51,8 @@ pub struct IncidentView {
     mitigation_summary: Option<String>,
     resolution_summary: Option<String>,
     reopen_count: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    runbook: Option<String>,
 }
 
 impl IncidentView {
@@ -98,6 +100,7 @@ impl IncidentView {
             mitigation_summary: non_empty(&i.mitigation_summary),
             resolution_summary: non_empty(&i.resolution_summary),
             reopen_count: i.reopen_count,
+            runbook: non_empty(&i.runbook),
         }
     }
 }
@@ -175,6 +178,18 @@ impl ReportView {
 pub(super) struct ListView {
     incidents: Vec<IncidentView>,
     next_page_token: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    queue: Vec<QueueRowView>,
+}
+
+/// One row of `klaxon queue`, in JSON.
+#[derive(Debug, Serialize)]
+pub(super) struct QueueRowView {
+    incident_id: String,
+    unowned_sev1: bool,
+    deadline: Option<String>,
+    due_at: Option<String>,
+    seconds_left: Option<i64>,
 }
 
 impl ListView {
@@ -182,6 +197,17 @@ impl ListView {
         ListView {
             incidents: l.incidents.iter().map(IncidentView::new).collect(),
             next_page_token: non_empty(&l.next_page_token),
+            queue: l
+                .queue
+                .iter()
+                .map(|q| QueueRowView {
+                    incident_id: q.incident_id.clone(),
+                    unowned_sev1: q.unowned_sev1,
+                    deadline: non_empty(&q.deadline),
+                    due_at: rfc3339(q.due_at.as_ref()),
+                    seconds_left: (!q.deadline.is_empty()).then_some(q.seconds_left),
+                })
+                .collect(),
         }
     }
 }
@@ -394,6 +420,15 @@ pub(super) struct FeedItemView {
     latest_executive_update: Option<UpdateView>,
     next_update_due: Option<String>,
     company_wide_post: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    roles: Vec<RoleView>,
+}
+
+/// The holders of one role, in JSON.
+#[derive(Debug, Serialize)]
+pub(super) struct RoleView {
+    role: Option<&'static str>,
+    people: Vec<String>,
 }
 
 impl FeedItemView {
@@ -414,6 +449,11 @@ impl FeedItemView {
             latest_executive_update: i.latest_executive_update.as_ref().map(UpdateView::new),
             next_update_due: rfc3339(i.next_update_due.as_ref()),
             company_wide_post: non_empty(&i.company_wide_post),
+            roles: i
+                .roles
+                .iter()
+                .map(|r| RoleView { role: super::role_name(r.role), people: r.people.clone() })
+                .collect(),
         }
     }
 }
@@ -461,6 +501,7 @@ pub(super) struct MetricsView {
     time_to_mitigate_seconds: Option<i64>,
     time_to_resolve_seconds: Option<i64>,
     pages: u32,
+    pulled_in_pages: u32,
     escalations: u32,
     handoffs: u32,
     slo_breaches: u32,
@@ -477,6 +518,7 @@ impl MetricsView {
             time_to_mitigate_seconds: m.time_to_mitigate_seconds,
             time_to_resolve_seconds: m.time_to_resolve_seconds,
             pages: m.pages,
+            pulled_in_pages: m.pulled_in_pages,
             escalations: m.escalations,
             handoffs: m.handoffs,
             slo_breaches: m.slo_breaches,

@@ -134,7 +134,11 @@ fn show_bare_incident() {
 
 #[test]
 fn list_table() {
-    let page = v1::ListIncidentsResponse { incidents: vec![bare(), incident()], next_page_token: "p2".into() };
+    let page = v1::ListIncidentsResponse {
+        incidents: vec![bare(), incident()],
+        next_page_token: "p2".into(),
+        queue: Vec::new(),
+    };
     check(
         list(),
         Reply::List(page),
@@ -214,6 +218,7 @@ fn command_confirmations() {
         incident_id: "INC-7".into(),
         role: v1::IncidentRole::Scribe as i32,
         person: "erin".into(),
+        replaces: String::new(),
     });
     check(role, Reply::Command(response(incident())), false, expect!["INC-7 erin is scribe (version 12)"]);
     let mitigate =
@@ -534,6 +539,7 @@ fn feed(minutes: i64) -> v1::FeedItem {
         service: "checkout".into(),
         snapshot: false,
         company_wide_post: String::new(),
+        roles: Vec::new(),
     }
 }
 
@@ -681,6 +687,7 @@ fn metrics_lines() {
         slo_breaches: 0,
         pages: 3,
         noise: false,
+        pulled_in_pages: 1,
     };
     let rpc = Rpc::GetMetrics(v1::GetMetricsRequest { incident_id: "INC-7".into() });
     check(
@@ -688,24 +695,25 @@ fn metrics_lines() {
         Reply::Metrics(metrics.clone()),
         false,
         expect![[r#"
-        INC-7
-          time to detect:      5m 0s
-          time to acknowledge: 45s
-          time to assign:      4m 0s
-          time to mitigate:    1h 2m 3s
-          time to resolve:     -
-          pages:               3
-          escalations:         1
-          handoffs:            2
-          SLO breaches:        0
-          noise:               no"#]],
+            INC-7
+              time to detect:      5m 0s
+              time to acknowledge: 45s
+              time to assign:      4m 0s
+              time to mitigate:    1h 2m 3s
+              time to resolve:     -
+              pages:               3
+              pulled in:           1
+              escalations:         1
+              handoffs:            2
+              SLO breaches:        0
+              noise:               no"#]],
     );
     check(
         rpc,
         Reply::Metrics(metrics),
         true,
         expect![[
-            r#"{"incident_id":"INC-7","time_to_detect_seconds":300,"time_to_acknowledge_seconds":45,"time_to_assign_seconds":240,"time_to_mitigate_seconds":3723,"time_to_resolve_seconds":null,"pages":3,"escalations":1,"handoffs":2,"slo_breaches":0,"noise":false}"#
+            r#"{"incident_id":"INC-7","time_to_detect_seconds":300,"time_to_acknowledge_seconds":45,"time_to_assign_seconds":240,"time_to_mitigate_seconds":3723,"time_to_resolve_seconds":null,"pages":3,"pulled_in_pages":1,"escalations":1,"handoffs":2,"slo_breaches":0,"noise":false}"#
         ]],
     );
 }

@@ -31,7 +31,11 @@ pub(super) fn confirmation(rpc: &Rpc, r: &v1::CommandResponse) -> String {
         Rpc::AcceptHandoff(_) => format!("handoff accepted; commander is {commander}"),
         Rpc::DeclineHandoff(_) => format!("handoff declined; commander is still {commander}"),
         Rpc::CancelHandoff(_) => "handoff cancelled".to_string(),
+        Rpc::AssignRole(q) if !q.replaces.is_empty() => {
+            format!("{} is {} in place of {}", q.person, role_name(q.role).unwrap_or("in a role"), q.replaces)
+        }
         Rpc::AssignRole(q) => format!("{} is {}", q.person, role_name(q.role).unwrap_or("in a role")),
+        Rpc::RemoveRole(q) => format!("{} is no longer {}", q.person, role_name(q.role).unwrap_or("in the role")),
         Rpc::PostUpdate(q) => format!("update posted to {}", audience_name(q.audience).unwrap_or("?")),
         Rpc::RecordCustomerImpact(_) => format!(
             "impact recorded: {} customers affected{}",
@@ -43,6 +47,16 @@ pub(super) fn confirmation(rpc: &Rpc, r: &v1::CommandResponse) -> String {
         Rpc::Reopen(_) => "reopened".to_string(),
         Rpc::ValidateResolution(_) => "resolution validated; closed".to_string(),
         Rpc::MarkNoise(_) => "marked as noise; trend reports leave it out".to_string(),
+        Rpc::PageResponder(q) => {
+            use v1::page_responder_request::Target;
+            let whom = match &q.target {
+                Some(Target::Person(p)) => p.clone(),
+                Some(Target::Schedule(s)) => format!("the on-call of {s}"),
+                Some(Target::Team(t)) => format!("team {t}"),
+                None => "?".to_string(),
+            };
+            format!("paging {whom}; see `klaxon pages {}`", q.incident_id)
+        }
         Rpc::Report(_)
         | Rpc::GetIncident(_)
         | Rpc::ListIncidents { .. }
@@ -91,6 +105,7 @@ pub(super) fn show(i: &v1::Incident) -> String {
     let overridden = if i.severity_overridden { " (overridden)" } else { "" };
     field("severity", Some(format!("{}{overridden}", severity_label(i.severity))));
     field("service", Some(or_dash(&i.service).to_string()));
+    field("runbook", (!i.runbook.is_empty()).then(|| i.runbook.clone()));
     field("commander", Some(or_dash(&i.commander).to_string()));
     field(
         "handoff",
@@ -159,6 +174,9 @@ pub(super) fn list(l: &v1::ListIncidentsResponse) -> String {
     if l.incidents.is_empty() {
         return "no incidents".to_string();
     }
+    if !l.queue.is_empty() {
+        return queue(l);
+    }
     let mut out = table(
         ["ID", "SEV", "STATUS", "COMMANDER", "SERVICE", "TITLE"],
         l.incidents.iter().map(|i| {
@@ -176,6 +194,44 @@ pub(super) fn list(l: &v1::ListIncidentsResponse) -> String {
         out.push_str("\n(more incidents: use --all-pages)");
     }
     out
+}
+
+/// `queue`: the incidents in the server's order, each with its soonest
+/// deadline and the time left (negative when overdue).
+fn queue(l: &v1::ListIncidentsResponse) -> String {
+    table(
+        ["ID", "SEV", "COMMANDER", "NEXT", "DUE", "LEFT", "TITLE"],
+        l.incidents.iter().zip(&l.queue).map(|(i, q)| {
+            let next = match (q.unowned_sev1, q.deadline.as_str()) {
+                (true, "") => "unowned".to_string(),
+                (true, d) => format!("unowned, {d}"),
+                (false, "") => "-".to_string(),
+                (false, d) => d.to_string(),
+            };
+            let due = time(q.due_at.as_ref()).map_or("-".to_string(), |t| t.format("%H:%M").to_string());
+            let left = if q.deadline.is_empty() { "-".to_string() } else { left(q.seconds_left) };
+            [
+                i.id.clone(),
+                severity_label(i.severity),
+                or_dash(&i.commander).to_string(),
+                next,
+                due,
+                left,
+                i.title.clone(),
+            ]
+        }),
+    )
+}
+
+/// Seconds left as `1h 5m`, `12m`, `45s`, or `overdue 3m`.
+fn left(seconds: i64) -> String {
+    let (prefix, s) = if seconds < 0 { ("overdue ", -seconds) } else { ("", seconds) };
+    let text = match s {
+        s if s >= 3600 => format!("{}h {}m", s / 3600, s % 3600 / 60),
+        s if s >= 60 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    };
+    format!("{prefix}{text}")
 }
 
 /// A table with a header row: columns separated by two spaces and padded to
@@ -342,6 +398,7 @@ pub(super) fn metrics(m: &v1::IncidentMetrics) -> String {
         ("time to mitigate", duration(m.time_to_mitigate_seconds)),
         ("time to resolve", duration(m.time_to_resolve_seconds)),
         ("pages", m.pages.to_string()),
+        ("pulled in", m.pulled_in_pages.to_string()),
         ("escalations", m.escalations.to_string()),
         ("handoffs", m.handoffs.to_string()),
         ("SLO breaches", m.slo_breaches.to_string()),

@@ -147,4 +147,28 @@ pub enum Command {
         /// Why it is noise; required.
         reason: String,
     },
+    /// Take a role other than commander from someone who holds it.
+    RemoveRole {
+        /// The role; [`IncidentRole::Commander`] is rejected.
+        role: IncidentRole,
+        /// Who gives it up.
+        person: ActorId,
+    },
+    /// Give a role other than commander to `to` in place of `from`: the
+    /// removal and the assignment are written together.
+    ReplaceRole {
+        /// The role; [`IncidentRole::Commander`] is rejected.
+        role: IncidentRole,
+        /// Who holds it now.
+        from: ActorId,
+        /// Who takes it over; must not hold it yet.
+        to: ActorId,
+    },
+    /// Page someone into the incident, outside its escalation policy.
+    PageResponder {
+        /// Whom to page.
+        target: crate::incident::PageTarget,
+        /// Why they are needed; required.
+        reason: String,
+    },
 }

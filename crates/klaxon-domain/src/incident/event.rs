@@ -68,6 +68,80 @@ changes! {
     ParticipantLeft => "incident.participant_left.v1",
     /// The incident was marked as noise; trend reports exclude it.
     MarkedNoise => "incident.marked_noise.v1",
+    /// A manager asked for someone to be paged into the incident; the
+    /// paging service carries it out.
+    ResponderRequested => "incident.responder_requested.v1",
+    /// Someone no longer holds a role on the incident team.
+    RoleRemoved => "incident.role_removed.v1",
+}
+
+/// The fields of [`Change::RoleRemoved`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoleRemoved {
+    /// The role, never [`IncidentRole::Commander`].
+    pub role: IncidentRole,
+    /// Who held it and no longer does.
+    pub person: ActorId,
+}
+
+/// Whom a manager pulls into an incident: a person directly, whoever is on
+/// call in a schedule, or a team through its escalation policy. Stored as
+/// `{"person": "ana"}`, `{"schedule": "db-primary"}` or `{"team": "search"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum PageTarget {
+    /// This person, paged directly.
+    Person(ActorId),
+    /// Whoever is on call in the named schedule when the page is decided.
+    Schedule(String),
+    /// The team's escalation policy (see
+    /// [`crate::paging::PagingConfig::policy_for_team`]).
+    Team(String),
+}
+
+impl PageTarget {
+    /// The longest schedule or team name a target may carry, in characters.
+    pub const NAME_CHARS_MAX: usize = 64;
+
+    /// A schedule or team target whose name is well formed: not empty, no
+    /// whitespace or control characters, at most [`Self::NAME_CHARS_MAX`]
+    /// characters. `field` names the request field in the error.
+    pub fn named(field: &'static str, team: bool, name: &str) -> Result<PageTarget, crate::Error> {
+        if name.is_empty() {
+            return Err(crate::Error::invalid(field, "must not be empty"));
+        }
+        if name.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(crate::Error::invalid(field, format!("{name:?} must not contain whitespace")));
+        }
+        if name.chars().count() > Self::NAME_CHARS_MAX {
+            return Err(crate::Error::invalid(
+                field,
+                format!("{name:?} is longer than {} characters", Self::NAME_CHARS_MAX),
+            ));
+        }
+        Ok(if team { PageTarget::Team(name.to_owned()) } else { PageTarget::Schedule(name.to_owned()) })
+    }
+}
+
+impl std::fmt::Display for PageTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PageTarget::Person(p) => write!(f, "{p}"),
+            PageTarget::Schedule(s) => write!(f, "the on-call of {s}"),
+            PageTarget::Team(t) => write!(f, "team {t}"),
+        }
+    }
+}
+
+/// The fields of [`Change::ResponderRequested`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResponderRequested {
+    /// Whom to page.
+    pub target: PageTarget,
+    /// Why they are needed, trimmed; travels with the page.
+    pub reason: String,
 }
 
 /// The fields of [`Change::Reported`].
@@ -351,6 +425,10 @@ impl IncidentEvent {
             },
             Change::ParticipantLeft(p) => format!("{} left the bridge", p.participant),
             Change::MarkedNoise(n) => format!("{by} marked {id} as noise: {}", n.reason),
+            Change::ResponderRequested(r) => format!("{by} paged {}: {}", r.target, r.reason),
+            Change::RoleRemoved(r) => {
+                format!("{by} removed {} as {}", r.person, r.role.as_str().replace('_', " "))
+            }
         }
     }
 }

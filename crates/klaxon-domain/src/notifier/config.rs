@@ -124,9 +124,22 @@ pub struct NotifierConfig {
     follow_up_interval: chrono::TimeDelta,
     feed_interval: Duration,
     cadence_severities: BTreeSet<Severity>,
+    people_channels: Vec<String>,
 }
 
 impl NotifierConfig {
+    /// The same configuration reaching people (the commander, the
+    /// communications lead) through `channels`: the channels pages go
+    /// through (`[paging].channels`), set by the binary.
+    pub fn with_people_channels(mut self, channels: Vec<String>) -> NotifierConfig {
+        self.people_channels = channels;
+        self
+    }
+    /// The channels that reach one person (the recipient of the message):
+    /// update-cadence reminders go through them.
+    pub fn people_channels(&self) -> &[String] {
+        &self.people_channels
+    }
     /// Whether reaching `severity` announces an incident to executives.
     pub fn notifies(&self, severity: Severity) -> bool {
         self.severities.contains(&severity)
@@ -223,6 +236,7 @@ impl NotifierSectionConfig {
             follow_up_interval,
             feed_interval: Duration::from_millis(self.feed_interval_ms),
             cadence_severities,
+            people_channels: Vec::new(),
         })
     }
 }

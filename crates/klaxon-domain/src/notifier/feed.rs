@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::Error;
-use crate::ids::{ActorId, Audience, CustomerId, IncidentId, ServiceName, Severity};
+use crate::ids::{ActorId, Audience, CustomerId, IncidentId, IncidentRole, ServiceName, Severity};
 use crate::incident::{Incident, Status, Update};
 
 #[cfg(test)]
@@ -70,6 +70,10 @@ pub struct FeedItem {
     /// When it was last resolved, if it was.
     #[serde(default)]
     pub resolved_at: Option<DateTime<Utc>>,
+    /// Who holds each role other than commander (communications lead,
+    /// scribe, subject-matter experts).
+    #[serde(default)]
+    pub roles: BTreeMap<IncidentRole, BTreeSet<ActorId>>,
 }
 
 impl FeedItem {
@@ -100,6 +104,7 @@ impl FeedItem {
             reported_at: incident.first_reported_at(),
             declared_at: incident.declared_at(),
             resolved_at: incident.resolved_at(),
+            roles: incident.roles().clone(),
         }
     }
 }

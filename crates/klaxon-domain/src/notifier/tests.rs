@@ -484,13 +484,11 @@ fn follow_ups_go_into_the_thread_the_first_post_started_also_after_a_crash() {
     );
     let (_, recorded) = world.tick(time("00:05"), &[], &[]);
     assert_eq!(threads_started(&recorded), Vec::<String>::new(), "a follow-up starts no thread");
-    // The overdue-update reminder goes into the executives' thread too.
+    // The overdue-update reminder is for the commander and the
+    // communications lead, never the executives' channels (issue 16).
     let decided = world.decide(time("00:35"));
     assert!(matches!(decided.as_slice(), [Notification::CadenceReminder(_)]), "{decided:?}");
-    assert_eq!(
-        threads_sent(&world, &decided),
-        [("exec-slack".into(), Some("ts-exec-slack-00:01".into())), ("exec-email".into(), None)]
-    );
+    assert_eq!(threads_sent(&world, &decided), Vec::<(String, Option<String>)>::new());
 }
 
 #[test]
@@ -952,14 +950,24 @@ fn posts_carry_idempotency_keys_and_cut_long_errors() {
         ]
     "#]].assert_debug_eq(&messages);
     let reminder = Notification::CadenceReminder(Reminder { commander: Some(actor("omar")), ..reminder });
-    let sends = reminder.outgoing(&world.state, &world.config);
-    let to: Vec<(&str, Option<&str>, &str)> =
-        sends.iter().map(|s| (s.channel.as_str(), s.message.recipient.as_deref(), s.message.title.as_str())).collect();
+    // The reminder goes to the commander and the communications leads on
+    // the channels that reach a person, never to the executives.
+    assert_eq!(reminder.outgoing(&world.state, &world.config), [], "no channel reaches a person");
+    let lead = Command::AssignRole { role: crate::ids::IncidentRole::CommunicationsLead, person: actor("li") };
+    world.command(lead, "maria", time("00:00")).unwrap();
+    let people = world.config.clone().with_people_channels(vec!["pager".into(), "sms".into()]);
+    let sends = reminder.outgoing(&world.state, &people);
+    let to: Vec<(&str, Option<&str>, &str)> = sends
+        .iter()
+        .map(|s| (s.channel.as_str(), s.message.recipient.as_deref(), s.message.idempotency_key.as_str()))
+        .collect();
     assert_eq!(
         to,
         [
-            ("exec-slack", Some("omar"), "INC-1: an executive update is overdue"),
-            ("exec-email", Some("omar"), "INC-1: an executive update is overdue")
+            ("pager", Some("omar"), "INC-1/update-due/1772411400/omar"),
+            ("sms", Some("omar"), "INC-1/update-due/1772411400/omar"),
+            ("pager", Some("li"), "INC-1/update-due/1772411400/li"),
+            ("sms", Some("li"), "INC-1/update-due/1772411400/li"),
         ]
     );
     let item = world.state.feed_item(cadence).unwrap();

@@ -101,6 +101,10 @@ pub struct SloConfig {
     /// The cadence of executive status updates (used by the executive
     /// notifier; carried here). Default 30.
     pub update_cadence_minutes: Option<u32>,
+    /// Time to resolve, measured from the declaration. No default: without
+    /// it the severity has no resolution SLA.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolve_minutes: Option<u32>,
 }
 
 /// One `[[escalation_policies]]` table, before validation.
@@ -178,6 +182,8 @@ pub struct Slo {
     pub ack_timeout: TimeDelta,
     /// The cadence of executive status updates.
     pub update_cadence: TimeDelta,
+    /// Time to resolve, from the declaration; `None`: no resolution SLA.
+    pub resolve: Option<TimeDelta>,
 }
 
 impl Slo {
@@ -188,6 +194,7 @@ impl Slo {
         assign: TimeDelta::minutes(10),
         ack_timeout: TimeDelta::minutes(30),
         update_cadence: TimeDelta::minutes(30),
+        resolve: None,
     };
 }
 
@@ -269,6 +276,16 @@ impl PagingConfig {
             .unwrap_or_else(|| self.default_policy())
     }
 
+    /// The policy that pages for `team` when a manager pulls the team in:
+    /// the policy named like the team, else the policy of the team's first
+    /// catalogued service (in name order) when it exists; `None` when the
+    /// team has neither.
+    pub fn policy_for_team(&self, team: &str, catalog: &ServiceCatalog) -> Option<&EscalationPolicy> {
+        self.policy(team).or_else(|| {
+            catalog.services().filter(|s| s.team() == team).find_map(|s| self.policy(s.escalation_policy()))
+        })
+    }
+
     /// Checks that every service of `catalog` names a configured policy.
     /// At run time a missing policy falls back to the default one; this lets
     /// the binary refuse such a configuration at start instead. `key_prefix`
@@ -287,6 +304,16 @@ impl PagingConfig {
 }
 
 impl EscalationPolicy {
+    /// A policy of one level paging `target` with `timeout`, walked once:
+    /// how a person or a schedule pulled in by a manager is paged.
+    pub fn single(name: &str, target: Target, timeout: TimeDelta) -> EscalationPolicy {
+        EscalationPolicy {
+            name: name.to_owned(),
+            repeat: 0,
+            levels: vec![EscalationLevel { timeout, targets: vec![target] }],
+        }
+    }
+
     /// The policy's unique name.
     pub fn name(&self) -> &str {
         &self.name
@@ -489,6 +516,10 @@ impl SloConfig {
             assign: get("assign_minutes", self.assign_minutes, Slo::DEFAULT.assign)?,
             ack_timeout: get("ack_timeout_minutes", self.ack_timeout_minutes, Slo::DEFAULT.ack_timeout)?,
             update_cadence: get("update_cadence_minutes", self.update_cadence_minutes, Slo::DEFAULT.update_cadence)?,
+            resolve: match self.resolve_minutes {
+                None => None,
+                Some(value) => Some(minutes(&format!("{key}.resolve_minutes"), value)?),
+            },
         })
     }
 }

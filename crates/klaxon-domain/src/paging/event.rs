@@ -127,6 +127,12 @@ pub enum PageReason {
     /// The duty manager is paged because an SLO was breached or an
     /// escalation ran out of levels and rounds.
     SloBreach,
+    /// A manager pulled the responder in (`incident.responder_requested.v1`,
+    /// the first level of the request's own chain).
+    Requested,
+    /// The responder was given a role on the incident team other than
+    /// commander: a notice with no level and no deadline, never escalated.
+    RoleAssigned,
 }
 
 /// Which service level an incident missed.
@@ -151,6 +157,8 @@ impl PageReason {
             PageReason::Repeat => "repeat",
             PageReason::AckTimeout => "ack_timeout",
             PageReason::SloBreach => "slo_breach",
+            PageReason::Requested => "requested",
+            PageReason::RoleAssigned => "role_assigned",
         }
     }
 }
@@ -229,7 +237,8 @@ impl PageEvent {
         match &self.change {
             PageChange::ResponderPaged(p) => {
                 let level = p.level.map_or_else(|| "duty manager".to_owned(), |level| format!("level {level}"));
-                format!("paged {} ({}, {level}, round {}): {}", p.responder, p.page, p.round, p.reason)
+                let request = p.request.map(|n| format!("request {n}, ")).unwrap_or_default();
+                format!("paged {} ({}, {request}{level}, round {}): {}", p.responder, p.page, p.round, p.reason)
             }
             PageChange::PageDelivered(d) => {
                 format!("delivered {} via {} in {} attempts", d.page, d.channel, d.attempts)
@@ -301,6 +310,12 @@ pub struct ResponderPaged {
     /// When the level escalates if nobody acknowledges; `null` for a
     /// duty-manager page.
     pub deadline: Option<DateTime<Utc>>,
+    /// The manager's request this page carries out: the number (from 1) of
+    /// the incident's `incident.responder_requested.v1` events, in log
+    /// order. Absent for pages of the incident's own chain and duty-manager
+    /// pages (and in records written before requests existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<u32>,
 }
 
 /// The fields of [`PageChange::PageDelivered`].
@@ -351,6 +366,10 @@ pub struct PageEscalated {
     pub to_level: Option<u32>,
     /// The round of `to_level` (the round left when exhausted).
     pub round: u32,
+    /// The manager's request whose chain moved (see
+    /// [`ResponderPaged::request`]); absent for the incident's own chain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<u32>,
 }
 
 /// The fields of [`PageChange::AckTimedOut`].

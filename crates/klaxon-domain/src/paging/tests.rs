@@ -106,7 +106,8 @@ fn config() -> PagingConfig {
 /// a policy that does not exist (the default applies).
 pub(super) fn catalog() -> ServiceCatalog {
     let config: ServiceCatalogConfig = serde_json::from_value(json!([
-        { "name": "payments", "team": "payments", "tier": 1, "escalation_policy": "payments" },
+        { "name": "payments", "team": "payments", "tier": 1, "escalation_policy": "payments",
+          "runbook": "https://runbooks.example/payments" },
         { "name": "search", "team": "discovery", "tier": 2, "escalation_policy": "search" },
         { "name": "ghost", "team": "web", "tier": 3, "escalation_policy": "nobody" },
         { "name": "docs", "team": "web", "tier": 3, "escalation_policy": "missing" },
@@ -209,7 +210,8 @@ fn show(event: &PageEvent) -> String {
         PageChange::ResponderPaged(r) => {
             let level = r.level.map_or("duty".to_owned(), |l| format!("L{l}"));
             let deadline = r.deadline.map_or(String::new(), |d| format!(" until {}", clock(d)));
-            format!("page {} {} {level} R{} {}{deadline}", p(&r.page), r.responder, r.round, r.reason)
+            let request = r.request.map_or(String::new(), |n| format!(" #{n}"));
+            format!("page {} {} {level} R{} {}{request}{deadline}", p(&r.page), r.responder, r.round, r.reason)
         }
         PageChange::PageDelivered(d) => format!("delivered {} via {}", p(&d.page), d.channel),
         PageChange::PageDeliveryFailed(d) => format!("failed {} via {}: {}", p(&d.page), d.channel, d.error),
@@ -217,7 +219,8 @@ fn show(event: &PageEvent) -> String {
         PageChange::PageEscalated(e) => {
             let page = e.page.as_ref().map_or("-".to_owned(), p);
             let to = e.to_level.map_or("exhausted".to_owned(), |l| format!("L{l}"));
-            format!("escalate {page} L{} -> {to} R{}", e.from_level, e.round)
+            let request = e.request.map_or(String::new(), |n| format!(" #{n}"));
+            format!("escalate {page} L{} -> {to} R{}{request}", e.from_level, e.round)
         }
         PageChange::AckTimedOut(t) => format!("ack timed out {}", p(&t.page)),
         PageChange::SloBreached(b) => format!("breach {} due {}", b.slo, clock(b.due_at)),
@@ -229,7 +232,8 @@ fn show(event: &PageEvent) -> String {
 ///
 /// Commands: `report [service]`, `declare sevN`, `override sevN`,
 /// `assess sevN`, `commander who`, `handoff who`, `mitigate`, `resolve`,
-/// `close`, `reopen`, `evaluate sevN` (incident events); `decide`; `ack Pn who`;
+/// `close`, `reopen`, `evaluate sevN`, `pull person|schedule|team name`
+/// (incident events); `decide`; `ack Pn who`;
 /// `deliver Pn`, `fail Pn`; `crash` (drop the state and fold the log from
 /// scratch); `due` (print [`next_due`]).
 fn check(script: &str, expected: Expect) {
@@ -273,6 +277,15 @@ fn check(script: &str, expected: Expect) {
             "resolve" => Some(Change::Resolved(Resolved { summary: "fixed".into() })),
             "close" => Some(Change::ResolutionValidated(ResolutionValidated { note: "quiet".into() })),
             "reopen" => Some(Change::Reopened(Reopened { reason: "back".into() })),
+            "pull" => Some(Change::ResponderRequested(crate::incident::ResponderRequested {
+                target: match arg(0) {
+                    "person" => PageTarget::Person(actor(arg(1))),
+                    "schedule" => PageTarget::Schedule(arg(1).into()),
+                    "team" => PageTarget::Team(arg(1).into()),
+                    other => panic!("unknown target {other:?}"),
+                },
+                reason: "need a second pair of eyes".into(),
+            })),
             "evaluate" => Some(Change::SeverityAssessed(SeverityAssessed {
                 severity: sev(0),
                 rule: None,
@@ -318,7 +331,7 @@ fn check(script: &str, expected: Expect) {
                     .unwrap()
                     .validate("", &schedules())
                     .unwrap();
-                for delivery in deliveries(&world.state, &config) {
+                for delivery in deliveries(&world.state, &config, &world.catalog) {
                     let message = &delivery.sends()[0].message;
                     let channels: Vec<&str> = delivery.sends().iter().map(|s| s.channel.as_str()).collect();
                     assert!(delivery.sends().iter().all(|s| s.message == *message), "one message on every channel");
@@ -334,7 +347,10 @@ fn check(script: &str, expected: Expect) {
                     )
                     .unwrap();
                 }
-                assert!(deliveries(&world.state, &world.config).is_empty(), "no paging channel, no delivery");
+                assert!(
+                    deliveries(&world.state, &world.config, &world.catalog).is_empty(),
+                    "no paging channel, no delivery"
+                );
             }
             "undelivered" => {
                 let pages: Vec<String> =
@@ -1041,14 +1057,14 @@ fn deliveries_are_the_unacknowledged_undelivered_pages_of_an_open_incident_with_
               page P2 carl L1 R0 escalation until 00:15
               page P3 erin L1 R0 escalation until 00:15
             00:05 deliveries
-              P1 via ["slack", "sms"] to Some("ana") key INC-1-P1: "SEV1 INC-1: Checkout is down" / "You are paged for INC-1 (severity). Acknowledge with: klaxon ack INC-1-P1" / {"acknowledge_by": String("2026-03-02T00:05:00+00:00"), "incident": String("INC-1"), "page": String("INC-1-P1"), "reason": String("severity"), "severity": String("SEV1")}
-              P2 via ["slack", "sms"] to Some("carl") key INC-1-P2: "SEV1 INC-1: Checkout is down" / "You are paged for INC-1 (escalation). Acknowledge with: klaxon ack INC-1-P2" / {"acknowledge_by": String("2026-03-02T00:15:00+00:00"), "incident": String("INC-1"), "page": String("INC-1-P2"), "reason": String("escalation"), "severity": String("SEV1")}
-              P3 via ["slack", "sms"] to Some("erin") key INC-1-P3: "SEV1 INC-1: Checkout is down" / "You are paged for INC-1 (escalation). Acknowledge with: klaxon ack INC-1-P3" / {"acknowledge_by": String("2026-03-02T00:15:00+00:00"), "incident": String("INC-1"), "page": String("INC-1-P3"), "reason": String("escalation"), "severity": String("SEV1")}
+              P1 via ["slack", "sms"] to Some("ana") key INC-1-P1: "SEV1 INC-1: Checkout is down" / "You are paged for INC-1 (severity). Acknowledge with: klaxon ack INC-1-P1\nRunbook: https://runbooks.example/payments" / {"acknowledge_by": String("2026-03-02T00:05:00+00:00"), "incident": String("INC-1"), "page": String("INC-1-P1"), "reason": String("severity"), "runbook": String("https://runbooks.example/payments"), "severity": String("SEV1")}
+              P2 via ["slack", "sms"] to Some("carl") key INC-1-P2: "SEV1 INC-1: Checkout is down" / "You are paged for INC-1 (escalation). Acknowledge with: klaxon ack INC-1-P2\nRunbook: https://runbooks.example/payments" / {"acknowledge_by": String("2026-03-02T00:15:00+00:00"), "incident": String("INC-1"), "page": String("INC-1-P2"), "reason": String("escalation"), "runbook": String("https://runbooks.example/payments"), "severity": String("SEV1")}
+              P3 via ["slack", "sms"] to Some("erin") key INC-1-P3: "SEV1 INC-1: Checkout is down" / "You are paged for INC-1 (escalation). Acknowledge with: klaxon ack INC-1-P3\nRunbook: https://runbooks.example/payments" / {"acknowledge_by": String("2026-03-02T00:15:00+00:00"), "incident": String("INC-1"), "page": String("INC-1-P3"), "reason": String("escalation"), "runbook": String("https://runbooks.example/payments"), "severity": String("SEV1")}
             00:06 deliver P1
             00:06 ack P3 erin
               acknowledged P3 by erin
             00:06 deliveries
-              P2 via ["slack", "sms"] to Some("carl") key INC-1-P2: "SEV1 INC-1: Checkout is down" / "You are paged for INC-1 (escalation). Acknowledge with: klaxon ack INC-1-P2" / {"acknowledge_by": String("2026-03-02T00:15:00+00:00"), "incident": String("INC-1"), "page": String("INC-1-P2"), "reason": String("escalation"), "severity": String("SEV1")}
+              P2 via ["slack", "sms"] to Some("carl") key INC-1-P2: "SEV1 INC-1: Checkout is down" / "You are paged for INC-1 (escalation). Acknowledge with: klaxon ack INC-1-P2\nRunbook: https://runbooks.example/payments" / {"acknowledge_by": String("2026-03-02T00:15:00+00:00"), "incident": String("INC-1"), "page": String("INC-1-P2"), "reason": String("escalation"), "runbook": String("https://runbooks.example/payments"), "severity": String("SEV1")}
             00:07 resolve
             00:07 deliveries
         "#]],
@@ -1168,4 +1184,164 @@ proptest! {
             }
         }
     }
+}
+
+// ----- managers pull people in -------------------------------------------------
+
+#[test]
+fn a_pulled_in_person_is_paged_once_with_the_ack_slo_as_timeout_and_the_chain_goes_on() {
+    check(
+        "
+        00:00 report payments
+        00:00 declare sev1
+        00:00 commander maria
+        00:00 decide
+        00:01 pull person zoe
+        00:01 decide
+        00:01 deliveries
+        00:02 ack P2 zoe
+        00:05 decide
+        00:09 decide
+        ",
+        expect![[r#"
+            00:00 report payments
+            00:00 declare sev1
+            00:00 commander maria
+            00:00 decide
+              page P1 ana L0 R0 severity until 00:05
+            00:01 pull person zoe
+            00:01 decide
+              page P2 zoe L0 R0 requested #1 until 00:09
+            00:01 deliveries
+              P1 via ["slack", "sms"] to Some("ana") key INC-1-P1: "SEV1 INC-1: Checkout is down" / "You are paged for INC-1 (severity). Acknowledge with: klaxon ack INC-1-P1\nRunbook: https://runbooks.example/payments" / {"acknowledge_by": String("2026-03-02T00:05:00+00:00"), "incident": String("INC-1"), "page": String("INC-1-P1"), "reason": String("severity"), "runbook": String("https://runbooks.example/payments"), "severity": String("SEV1")}
+              P2 via ["slack", "sms"] to Some("zoe") key INC-1-P2: "SEV1 INC-1: Checkout is down" / "maria pulls you into INC-1: need a second pair of eyes. Acknowledge with: klaxon ack INC-1-P2\nRunbook: https://runbooks.example/payments" / {"acknowledge_by": String("2026-03-02T00:09:00+00:00"), "incident": String("INC-1"), "page": String("INC-1-P2"), "reason": String("requested"), "request_reason": String("need a second pair of eyes"), "requested_by": String("maria"), "runbook": String("https://runbooks.example/payments"), "severity": String("SEV1")}
+            00:02 ack P2 zoe
+              acknowledged P2 by zoe
+            00:05 decide
+              escalate P1 L0 -> L1 R0
+              page P3 carl L1 R0 escalation until 00:15
+              page P4 erin L1 R0 escalation until 00:15
+            00:09 decide
+              breach ack due 00:08
+              page P5 dora duty R0 slo_breach
+        "#]],
+    );
+}
+
+#[test]
+fn an_unanswered_pulled_person_ends_the_request_without_paging_the_duty_manager() {
+    check(
+        "
+        00:00 report docs
+        00:00 declare sev3
+        00:00 pull person zoe
+        00:00 decide
+        00:05 decide
+        00:05 due
+        ",
+        expect![[r#"
+            00:00 report docs
+            00:00 declare sev3
+            00:00 pull person zoe
+            00:00 decide
+              page P1 zoe L0 R0 requested #1 until 00:05
+            00:05 decide
+              escalate P1 L0 -> exhausted R0 #1
+            00:05 due
+              nothing pending
+        "#]],
+    );
+}
+
+#[test]
+fn a_schedule_pages_whoever_is_on_call_and_a_team_walks_its_policy() {
+    check(
+        "
+        00:00 report docs
+        00:00 declare sev3
+        00:00 pull schedule payments-secondary
+        00:00 pull team discovery
+        00:00 decide
+        00:05 decide
+        00:10 decide
+        00:10 due
+        ",
+        expect![[r#"
+            00:00 report docs
+            00:00 declare sev3
+            00:00 pull schedule payments-secondary
+            00:00 pull team discovery
+            00:00 decide
+              page P1 carl L0 R0 requested #1 until 00:05
+              escalate - L0 -> L1 R0 #2
+              page P2 fay L1 R0 escalation #2 until 00:05
+            00:05 decide
+              escalate P1 L0 -> exhausted R0 #1
+              escalate P2 L1 -> exhausted R0 #2
+            00:10 decide
+              nothing
+            00:10 due
+              nothing pending
+        "#]],
+    );
+}
+
+#[test]
+fn a_pulled_page_acknowledged_stops_its_own_chain_only_and_nothing_pages_once_resolved() {
+    check(
+        "
+        00:00 report docs
+        00:00 declare sev3
+        00:00 pull team payments
+        00:00 pull person zoe
+        00:00 decide
+        00:01 ack P1 ana
+        00:02 resolve
+        00:05 decide
+        00:05 due
+        ",
+        expect![[r#"
+            00:00 report docs
+            00:00 declare sev3
+            00:00 pull team payments
+            00:00 pull person zoe
+            00:00 decide
+              page P1 ana L0 R0 requested #1 until 00:05
+              page P2 zoe L0 R0 requested #2 until 00:05
+            00:01 ack P1 ana
+              acknowledged P1 by ana
+            00:02 resolve
+            00:05 decide
+              nothing
+            00:05 due
+              nothing pending
+        "#]],
+    );
+}
+
+#[test]
+fn a_team_without_any_policy_ends_at_once_and_a_crash_pages_nobody_twice() {
+    check(
+        "
+        00:00 report docs
+        00:00 pull team nobody-owns-this
+        00:00 decide
+        00:00 pull person zoe
+        00:00 decide
+        00:01 crash
+        00:01 decide
+        ",
+        expect![[r#"
+            00:00 report docs
+            00:00 pull team nobody-owns-this
+            00:00 decide
+              escalate - L0 -> exhausted R0 #1
+            00:00 pull person zoe
+            00:00 decide
+              page P1 zoe L0 R0 requested #2 until 00:05
+            00:01 crash
+            00:01 decide
+              nothing
+        "#]],
+    );
 }

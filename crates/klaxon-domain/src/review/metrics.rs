@@ -99,6 +99,9 @@ pub struct IncidentMetrics {
     pub pages: u32,
     /// Whether the incident was marked as noise.
     pub noise: bool,
+    /// How many of the pages carried out a manager's request to pull
+    /// someone in (`page.responder_paged.v1` with a `request`).
+    pub pulled_in_pages: u32,
 }
 
 impl IncidentMetrics {
@@ -144,9 +147,12 @@ impl IncidentMetrics {
         let mut first_ack = None;
         for event in page_events {
             match &event.change {
-                PageChange::ResponderPaged(_) => {
+                PageChange::ResponderPaged(p) => {
                     first_page.get_or_insert(event.at);
                     metrics.pages = metrics.pages.saturating_add(1);
+                    if p.reason == crate::paging::PageReason::Requested {
+                        metrics.pulled_in_pages = metrics.pulled_in_pages.saturating_add(1);
+                    }
                 }
                 PageChange::PageAcknowledged(_) => {
                     first_ack.get_or_insert(event.at);

@@ -324,6 +324,7 @@ async fn every_rpc_refuses_bad_input_precisely_and_writes_nothing() {
                         incident_id: open,
                         role: v1::IncidentRole::Commander as i32,
                         person: "omar".into(),
+                        replaces: String::new(),
                         context: None,
                     }))
                     .await

@@ -130,6 +130,7 @@ fn checker(message: &str) -> Option<Checker> {
         ReopenRequest,
         ValidateResolutionRequest,
         MarkNoiseRequest,
+        PageResponderRequest,
         BridgeRequest,
         EditReviewRequest,
     )

@@ -348,6 +348,37 @@ fn goldens() -> Vec<(IncidentEvent, Expect)> {
                 }
             "#]],
         ),
+        (
+            event(Change::ResponderRequested(ResponderRequested {
+                target: PageTarget::Schedule("db-primary".into()),
+                reason: "Replication is lagging".into(),
+            })),
+            expect![[r#"
+                incident.responder_requested.v1
+                {
+                  "at": "2026-03-01T12:34:56.789Z",
+                  "by": "alice",
+                  "incident": "INC-42",
+                  "reason": "Replication is lagging",
+                  "target": {
+                    "schedule": "db-primary"
+                  }
+                }
+            "#]],
+        ),
+        (
+            event(Change::RoleRemoved(RoleRemoved { role: IncidentRole::Scribe, person: actor("erin") })),
+            expect![[r#"
+                incident.role_removed.v1
+                {
+                  "at": "2026-03-01T12:34:56.789Z",
+                  "by": "alice",
+                  "incident": "INC-42",
+                  "person": "erin",
+                  "role": "scribe"
+                }
+            "#]],
+        ),
     ]
 }
 
@@ -490,6 +521,11 @@ fn change() -> impl Strategy<Value = Change> {
         text().prop_map(|reason| Change::Reopened(Reopened { reason })),
         text().prop_map(|note| Change::ResolutionValidated(ResolutionValidated { note })),
         text().prop_map(|reason| Change::MarkedNoise(MarkedNoise { reason })),
+        (actor_id(), text()).prop_map(|(person, reason)| Change::ResponderRequested(ResponderRequested {
+            target: PageTarget::Person(person),
+            reason
+        })),
+        actor_id().prop_map(|person| Change::RoleRemoved(RoleRemoved { role: IncidentRole::Scribe, person })),
     ]
 }
 
@@ -531,6 +567,8 @@ fn every_kind_has_a_summary() {
             "erin joined the bridge as subject matter expert",
             "erin left the bridge",
             "alice marked INC-42 as noise: Synthetic probe misfired",
+            "alice paged the on-call of db-primary: Replication is lagging",
+            "alice removed erin as scribe",
         ]
     "#]]
     .assert_debug_eq(&summaries);

@@ -128,7 +128,8 @@ fn a_feed_item_shows_what_executives_may_read() {
           },
           "reported_at": "2026-03-02T09:00:00Z",
           "declared_at": "2026-03-02T09:01:00Z",
-          "resolved_at": null
+          "resolved_at": null,
+          "roles": {}
         }"#]]
     .assert_eq(&serde_json::to_string_pretty(&item).unwrap());
 }

@@ -37,6 +37,7 @@ fn goldens() -> Vec<(PageEvent, Expect)> {
                     round: 0,
                     reason: PageReason::Escalation,
                     deadline: Some("2026-03-02T09:25:00Z".parse().unwrap()),
+                    request: None,
                 }),
             ),
             expect![[r#"
@@ -65,6 +66,7 @@ fn goldens() -> Vec<(PageEvent, Expect)> {
                     round: 1,
                     reason: PageReason::SloBreach,
                     deadline: None,
+                    request: None,
                 }),
             ),
             expect![[r#"
@@ -146,6 +148,7 @@ fn goldens() -> Vec<(PageEvent, Expect)> {
                     from_level: 0,
                     to_level: Some(1),
                     round: 0,
+                    request: None,
                 }),
             ),
             expect![[r#"
@@ -165,7 +168,13 @@ fn goldens() -> Vec<(PageEvent, Expect)> {
         (
             event(
                 PAGING_ACTOR,
-                PageChange::PageEscalated(PageEscalated { page: None, from_level: 1, to_level: None, round: 1 }),
+                PageChange::PageEscalated(PageEscalated {
+                    page: None,
+                    from_level: 1,
+                    to_level: None,
+                    round: 1,
+                    request: None,
+                }),
             ),
             expect![[r#"
                 page.escalated.v1

@@ -180,7 +180,8 @@ fn json_uses_whole_seconds() {
             "update_cadence": 0
           },
           "pages": 2,
-          "noise": false
+          "noise": false,
+          "pulled_in_pages": 0
         }"#]]
     .assert_eq(&serde_json::to_string_pretty(&metrics).unwrap());
 }

@@ -76,6 +76,7 @@ fn facts(
             slo_breaches: SloBreaches { ack: breaches.0, assign: breaches.1, update_cadence: breaches.2 },
             pages,
             noise,
+            pulled_in_pages: 0,
         },
         noise,
     }

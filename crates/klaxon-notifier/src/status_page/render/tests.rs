@@ -36,6 +36,7 @@ fn item(n: u64, severity: Option<Severity>) -> FeedItem {
         reported_at: now() - TimeDelta::minutes(40),
         declared_at: Some(now() - TimeDelta::minutes(35)),
         resolved_at: None,
+        roles: Default::default(),
     }
 }
 
