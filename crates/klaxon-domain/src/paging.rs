@@ -73,6 +73,12 @@
 //!   after the episode began, `slo.breached.v1{assign}` and the duty manager
 //!   is paged, once per episode. A commander assigned earlier, even before
 //!   the episode, satisfies it.
+//! - **Resolve SLO.** When the severity has a `resolve_minutes` and the
+//!   episode is still going `resolve_minutes` after it began,
+//!   `slo.breached.v1{resolve}` (due at the episode's start + the window)
+//!   and the duty manager is paged, once per episode. Resolving (or
+//!   mitigating: the episode ends) before the deadline owes nothing; a
+//!   reopening begins a new episode with a full window of its own.
 //! - **Pulled in by a manager.** Each `incident.responder_requested.v1`
 //!   (request `n`, counted from 1 in log order) gets a chain of its own,
 //!   outside any episode, while the incident is open (reported, declared or
@@ -763,6 +769,9 @@ fn episode_due(state: &IncidentPaging, config: &PagingConfig, due: &mut Vec<Date
     if state.commander.is_none() && !episode.breached.contains(&SloKind::Assign) {
         due.push(episode.reached_at + slo.assign);
     }
+    if let Some(resolve) = slo.resolve.filter(|_| !episode.breached.contains(&SloKind::Resolve)) {
+        due.push(episode.reached_at + resolve);
+    }
     Some(())
 }
 
@@ -1098,6 +1107,13 @@ impl<'a> Step<'a> {
             let due_at = episode.reached_at + slo.assign;
             if now >= due_at {
                 self.breach(SloKind::Assign, due_at);
+                return self.events;
+            }
+        }
+        if let Some(resolve) = slo.resolve.filter(|_| !episode.breached.contains(&SloKind::Resolve)) {
+            let due_at = episode.reached_at + resolve;
+            if now >= due_at {
+                self.breach(SloKind::Resolve, due_at);
             }
         }
         self.events
