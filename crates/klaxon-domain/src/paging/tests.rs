@@ -1438,3 +1438,62 @@ fn a_resolution_before_the_deadline_breaches_nothing() {
     assert!(world.tick(time("05:00")).is_empty());
     assert_eq!(next_due(&world.state, &world.config), None);
 }
+
+#[test]
+fn a_gold_customer_recorded_later_tightens_the_resolve_window() {
+    let mut world = World::new();
+    let mut raw = example_config();
+    raw["slo"]["sev1"]["resolve_minutes"] = json!(240);
+    raw["slo"]["tier"] = json!({ "gold": { "resolve_minutes": 60 } });
+    raw["customers"] = json!([ { "name": "acme", "tier": "gold" } ]);
+    world.config = serde_json::from_value::<PagingFileConfig>(raw).unwrap().validate("", &schedules()).unwrap();
+    let incident_event = |t: &str, change: Change| {
+        Logged::Incident(IncidentEvent { incident: incident(), at: time(t), by: actor("maria"), change })
+    };
+    world.record(incident_event(
+        "00:00",
+        Change::Reported(Reported {
+            source: crate::ids::ReportSource::Alertmanager,
+            reporter: actor("svc:alertmanager"),
+            title: "Checkout is down".into(),
+            description: String::new(),
+            service: Some(ServiceName::new("payments").unwrap()),
+            customers: Default::default(),
+            labels: Default::default(),
+            dedup_key: None,
+            started_at: None,
+        }),
+    ));
+    world.record(incident_event("00:00", Change::Declared(Declared { severity: Severity::Sev1 })));
+    world.record(incident_event(
+        "00:00",
+        Change::CommanderAssigned(CommanderAssigned { commander: actor("maria"), previous: None }),
+    ));
+    assert_eq!(world.tick(time("00:00")).len(), 1);
+    let ack = acknowledge(&world.state, &page_id("P1"), &actor("ana"), &world.config, time("00:01")).unwrap();
+    world.record(Logged::Page(ack));
+    world.record(incident_event("00:20", Change::Resolved(Resolved { summary: "fixed".into() })));
+    world.record(incident_event("00:25", Change::Reopened(Reopened { reason: "back".into() })));
+    assert_eq!(world.tick(time("00:25")).len(), 1);
+    let ack = acknowledge(&world.state, &page_id("P2"), &actor("ana"), &world.config, time("00:26")).unwrap();
+    world.record(Logged::Page(ack));
+    assert_eq!(next_due(&world.state, &world.config), Some(time("00:56")), "the ack timeout; resolve due 04:25");
+    world.record(incident_event(
+        "00:30",
+        Change::CustomerImpactRecorded(crate::incident::CustomerImpactRecorded {
+            customers_affected: 1,
+            customers: [crate::ids::CustomerId::new("acme").unwrap()].into(),
+            multi_customer: false,
+            summary: "acme cannot pay".into(),
+        }),
+    ));
+    assert!(world.tick(time("00:30")).is_empty());
+    assert_eq!(world.state.customers().len(), 1);
+    let shown: Vec<String> = world.tick(time("00:56")).iter().map(show).collect();
+    assert_eq!(shown, ["ack timed out P2", "page P3 ana L0 R0 ack_timeout until 01:01"]);
+    let ack = acknowledge(&world.state, &page_id("P3"), &actor("ana"), &world.config, time("00:57")).unwrap();
+    world.record(Logged::Page(ack));
+    assert_eq!(next_due(&world.state, &world.config), Some(time("01:25")), "gold: 60 minutes from the reopening");
+    let shown: Vec<String> = world.tick(time("01:25")).iter().map(show).collect();
+    assert_eq!(shown, ["breach resolve due 01:25", "page P4 dora duty R0 slo_breach"]);
+}
