@@ -442,3 +442,43 @@ fn facts_of_an_incident() {
     );
     assert_eq!((f.first_reported_at, f.noise, f.metrics.noise), (crate::review::testkit::at(0), true, true));
 }
+
+#[test]
+fn resolve_breaches_are_counted_and_cost_compliance() {
+    let mut late = facts(
+        1,
+        Some(Severity::Sev1),
+        Some("payments"),
+        "2026-03-03T10:00:00Z",
+        None,
+        Some(1),
+        Some(2),
+        Some(300),
+        1,
+        (0, 0, 0),
+        false,
+    );
+    late.metrics.slo_breaches.add(crate::paging::SloKind::Resolve, 1);
+    let on_time = facts(
+        2,
+        Some(Severity::Sev1),
+        Some("payments"),
+        "2026-03-04T10:00:00Z",
+        None,
+        Some(1),
+        Some(2),
+        Some(30),
+        1,
+        (0, 0, 0),
+        false,
+    );
+    let r = TrendReport::compute(
+        &[late, on_time],
+        "2026-03-02T00:00:00Z".parse().unwrap(),
+        "2026-03-16T00:00:00Z".parse().unwrap(),
+    );
+    assert_eq!(r.slo.breaches, SloBreaches { ack: 0, assign: 0, update_cadence: 0, resolve: 1 });
+    assert_eq!((r.slo.applicable, r.slo.compliant, r.slo.percent), (2, 1, Some(50.0)));
+    let csv = super::to_csv(&r);
+    assert!(csv.contains("update_cadence_breaches,resolve_breaches\n2,1,50.0,0,0,0,1\n"), "{csv}");
+}
