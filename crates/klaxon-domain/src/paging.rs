@@ -73,6 +73,15 @@
 //!   after the episode began, `slo.breached.v1{assign}` and the duty manager
 //!   is paged, once per episode. A commander assigned earlier, even before
 //!   the episode, satisfies it.
+//! - **Resolve SLO.** The resolution window is the tightest of the
+//!   severity's `resolve_minutes` and the `[slo.tier.<name>]` of the tier
+//!   of every affected customer (`[[customers]]`; from the report and the
+//!   impact records); none without either. When the episode is still
+//!   going a window after it began,
+//!   `slo.breached.v1{resolve}` (due at the episode's start + the window)
+//!   and the duty manager is paged, once per episode. Resolving (or
+//!   mitigating: the episode ends) before the deadline owes nothing; a
+//!   reopening begins a new episode with a full window of its own.
 //! - **Pulled in by a manager.** Each `incident.responder_requested.v1`
 //!   (request `n`, counted from 1 in log order) gets a chain of its own,
 //!   outside any episode, while the incident is open (reported, declared or
@@ -97,7 +106,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::{DateTime, Utc};
 
 use crate::catalog::ServiceCatalog;
-use crate::ids::{ActorId, IncidentId, IncidentRole, ServiceName, Severity};
+use crate::ids::{ActorId, CustomerId, IncidentId, IncidentRole, ServiceName, Severity};
 use crate::incident::{Change, IncidentEvent, PageTarget, Status};
 use crate::oncall::Schedules;
 use crate::outbox::{Message, Outcome, Outgoing, Receipt};
@@ -108,9 +117,9 @@ mod event;
 mod tests;
 
 pub use config::{
-    EscalationLevel, EscalationLevelConfig, EscalationPolicy, EscalationPolicyConfig, LEVELS_MAX, MANAGERS_MAX,
-    MINUTES_MAX, POLICIES_MAX, POLICY_NAME_CHARS_MAX, PagingConfig, PagingFileConfig, PagingSectionConfig, REPEAT_MAX,
-    Slo, SloConfig, TARGETS_MAX, Target, TargetConfig,
+    CustomerConfig, EscalationLevel, EscalationLevelConfig, EscalationPolicy, EscalationPolicyConfig, LEVELS_MAX,
+    MANAGERS_MAX, MINUTES_MAX, POLICIES_MAX, POLICY_NAME_CHARS_MAX, PagingConfig, PagingFileConfig,
+    PagingSectionConfig, REPEAT_MAX, Slo, SloConfig, SloTables, TARGETS_MAX, Target, TargetConfig, TierSloConfig,
 };
 pub use event::{
     AckTimedOut, CHANNEL_CHARS_MAX, DELIVERY_ERROR_CHARS_MAX, KINDS, PAGING_ACTOR, PageAcknowledged, PageChange,
@@ -344,6 +353,7 @@ pub struct IncidentPaging {
     severity_overridden: bool,
     service: Option<ServiceName>,
     commander: Option<ActorId>,
+    customers: BTreeSet<CustomerId>,
     episodes: u32,
     episode: Option<Episode>,
     pages: BTreeMap<PageId, Page>,
@@ -363,6 +373,7 @@ impl IncidentPaging {
             severity_overridden: false,
             service: None,
             commander: None,
+            customers: BTreeSet::new(),
             episodes: 0,
             episode: None,
             pages: BTreeMap::new(),
@@ -394,6 +405,11 @@ impl IncidentPaging {
     /// The commander, if assigned.
     pub fn commander(&self) -> Option<&ActorId> {
         self.commander.as_ref()
+    }
+    /// The customers known to be affected: those of the report and of every
+    /// impact record.
+    pub fn customers(&self) -> &BTreeSet<CustomerId> {
+        &self.customers
     }
     /// Whether the incident pages now (an episode is going on).
     pub fn is_paging(&self) -> bool {
@@ -440,6 +456,7 @@ impl IncidentPaging {
                 self.status = Some(Status::Reported);
                 self.service = r.service.clone();
                 self.title = r.title.clone();
+                self.customers.extend(r.customers.iter().cloned());
             }
             Change::Declared(d) => {
                 self.status = Some(Status::Declared);
@@ -471,13 +488,13 @@ impl IncidentPaging {
                 chain: None,
                 notice: false,
             }),
+            Change::CustomerImpactRecorded(c) => self.customers.extend(c.customers.iter().cloned()),
             Change::ReportMerged(_)
             | Change::HandoffRequested(_)
             | Change::HandoffDeclined(_)
             | Change::HandoffCancelled(_)
             | Change::RoleRemoved(_)
             | Change::StatusUpdatePosted(_)
-            | Change::CustomerImpactRecorded(_)
             | Change::ParticipantJoined(_)
             | Change::ParticipantLeft(_)
             | Change::MarkedNoise(_) => {}
@@ -762,6 +779,10 @@ fn episode_due(state: &IncidentPaging, config: &PagingConfig, due: &mut Vec<Date
     }
     if state.commander.is_none() && !episode.breached.contains(&SloKind::Assign) {
         due.push(episode.reached_at + slo.assign);
+    }
+    let resolve = config.resolve_window(state.severity?, &state.customers);
+    if let Some(resolve) = resolve.filter(|_| !episode.breached.contains(&SloKind::Resolve)) {
+        due.push(episode.reached_at + resolve);
     }
     Some(())
 }
@@ -1098,6 +1119,14 @@ impl<'a> Step<'a> {
             let due_at = episode.reached_at + slo.assign;
             if now >= due_at {
                 self.breach(SloKind::Assign, due_at);
+                return self.events;
+            }
+        }
+        let resolve = self.config.resolve_window(severity, &self.state.customers);
+        if let Some(resolve) = resolve.filter(|_| !episode.breached.contains(&SloKind::Resolve)) {
+            let due_at = episode.reached_at + resolve;
+            if now >= due_at {
+                self.breach(SloKind::Resolve, due_at);
             }
         }
         self.events

@@ -438,7 +438,10 @@ impl Handle {
                     on_cadence: i.severity().is_some_and(|s| self.queue.cadence.contains(&s)),
                 };
                 let slo = match (&self.queue.paging, i.severity()) {
-                    (Some(paging), Some(severity)) => paging.slo(severity),
+                    // Customer tiers tighten the resolution window.
+                    (Some(paging), Some(severity)) => {
+                        Slo { resolve: paging.resolve_window(severity, i.customers()), ..paging.slo(severity) }
+                    }
                     _ => Slo::DEFAULT,
                 };
                 (i.clone(), Row::of(&facts, &slo))

@@ -8,11 +8,12 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use klaxon_domain::ConfigError;
-use std::collections::BTreeMap;
 
 use klaxon_domain::catalog::{ServiceCatalog, ServiceCatalogConfig};
 use klaxon_domain::oncall::{Schedules, SchedulesConfig};
-use klaxon_domain::paging::{EscalationPolicyConfig, PagingConfig, PagingFileConfig, PagingSectionConfig, SloConfig};
+use klaxon_domain::paging::{
+    CustomerConfig, EscalationPolicyConfig, PagingConfig, PagingFileConfig, PagingSectionConfig, SloTables,
+};
 use klaxon_domain::severity::{Rules, SeverityConfig};
 use serde::Deserialize;
 
@@ -48,8 +49,11 @@ pub struct Config {
     pub schedules: SchedulesConfig,
     /// Paging (`[paging]`); without it nobody is paged.
     pub paging: Option<PagingSectionConfig>,
-    /// Service levels per severity (`[slo.sev1]`, …).
-    pub slo: BTreeMap<String, SloConfig>,
+    /// Service levels per severity (`[slo.sev1]`, …) and per customer tier
+    /// (`[slo.tier.gold]`).
+    pub slo: SloTables,
+    /// Customers and their tiers (`[[customers]]`).
+    pub customers: Vec<CustomerConfig>,
     /// Escalation policies (`[[escalation_policies]]`).
     pub escalation_policies: Vec<EscalationPolicyConfig>,
     /// Outbound notification channels (`[[channels]]`); secrets come from
@@ -427,7 +431,8 @@ impl Default for Config {
             severity: None,
             schedules: SchedulesConfig::default(),
             paging: None,
-            slo: BTreeMap::new(),
+            slo: SloTables::default(),
+            customers: Vec::new(),
             escalation_policies: Vec::new(),
             channels: Vec::new(),
             notifier: None,
@@ -518,8 +523,8 @@ impl Config {
         let core = self.validate_core().map_err(|e| e.to_string())?;
         let channels = klaxon_channels::Channels::from_env(&self.channels).map_err(|e| e.to_string())?;
         let paging = match &self.paging {
-            None if !self.escalation_policies.is_empty() || !self.slo.is_empty() => {
-                return Err("escalation_policies and slo need a [paging] table".into());
+            None if !self.escalation_policies.is_empty() || !self.slo.is_empty() || !self.customers.is_empty() => {
+                return Err("escalation_policies, slo and customers need a [paging] table".into());
             }
             None => None,
             Some(section) => {
@@ -527,6 +532,7 @@ impl Config {
                     paging: section.clone(),
                     slo: self.slo.clone(),
                     escalation_policies: self.escalation_policies.clone(),
+                    customers: self.customers.clone(),
                 };
                 let paging = file.validate("", &core.2).map_err(|e| e.to_string())?;
                 paging.check_catalog("", &core.0).map_err(|e| e.to_string())?;

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::ConfigError;
 use crate::Error;
 use crate::catalog::ServiceCatalog;
-use crate::ids::{ActorId, ServiceName, Severity};
+use crate::ids::{ActorId, CustomerId, ServiceName, Severity};
 use crate::oncall::Schedules;
 
 #[cfg(test)]
@@ -44,14 +44,56 @@ pub const POLICY_NAME_CHARS_MAX: usize = 64;
 pub struct PagingFileConfig {
     /// The `[paging]` table.
     pub paging: PagingSectionConfig,
-    /// The `[slo.<severity>]` tables, keyed by severity (`sev1` .. `sev4`).
-    /// Severities without a table, and keys a table omits, get the
-    /// defaults of [`SloConfig`].
+    /// The `[slo.<severity>]` and `[slo.tier.<name>]` tables.
     #[serde(default)]
-    pub slo: BTreeMap<String, SloConfig>,
+    pub slo: SloTables,
     /// The `[[escalation_policies]]` tables.
     #[serde(default)]
     pub escalation_policies: Vec<EscalationPolicyConfig>,
+    /// The `[[customers]]` tables: customers with a tier whose
+    /// `[slo.tier.<name>]` tightens the resolution SLA of their incidents.
+    #[serde(default)]
+    pub customers: Vec<CustomerConfig>,
+}
+
+/// The `[slo]` table: `[slo.<severity>]` tables keyed by severity (`sev1`
+/// .. `sev4`; severities without a table, and keys a table omits, get the
+/// defaults of [`SloConfig`]) and `[slo.tier.<name>]` tables.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct SloTables {
+    /// The `[slo.tier.<name>]` tables, keyed by tier name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tier: BTreeMap<String, TierSloConfig>,
+    /// The `[slo.<severity>]` tables, keyed by severity as written.
+    #[serde(flatten)]
+    pub severities: BTreeMap<String, SloConfig>,
+}
+
+impl SloTables {
+    /// Whether no table is given at all.
+    pub fn is_empty(&self) -> bool {
+        self.tier.is_empty() && self.severities.is_empty()
+    }
+}
+
+/// One `[slo.tier.<name>]` table: the service levels a customer tier
+/// tightens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TierSloConfig {
+    /// Time to resolve an incident affecting a customer of the tier; the
+    /// tightest of this and the severity's `resolve_minutes` applies.
+    pub resolve_minutes: u32,
+}
+
+/// One `[[customers]]` table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CustomerConfig {
+    /// The customer id, as reports and impact records name it.
+    pub name: String,
+    /// The customer's tier: the name of a `[slo.tier.<name>]` table.
+    pub tier: String,
 }
 
 /// The `[paging]` table, before validation.
@@ -169,6 +211,8 @@ pub struct PagingConfig {
     slos: BTreeMap<Severity, Slo>,
     policies: BTreeMap<String, EscalationPolicy>,
     channels: Vec<String>,
+    /// The resolution window of each customer, from its tier.
+    customer_resolve: BTreeMap<CustomerId, TimeDelta>,
 }
 
 /// The service levels of one severity.
@@ -236,6 +280,18 @@ impl PagingConfig {
     /// The SLOs of `severity` (the defaults when it has no table).
     pub fn slo(&self, severity: Severity) -> Slo {
         self.slos.get(&severity).copied().unwrap_or(Slo::DEFAULT)
+    }
+    /// The resolution window of an incident of `severity` affecting
+    /// `customers`: the tightest of the severity's `resolve_minutes` and
+    /// the `[slo.tier.<name>]` of each customer's tier; `None` when neither
+    /// gives one.
+    pub fn resolve_window<'a>(
+        &self,
+        severity: Severity,
+        customers: impl IntoIterator<Item = &'a CustomerId>,
+    ) -> Option<TimeDelta> {
+        let tiers = customers.into_iter().filter_map(|c| self.customer_resolve.get(c).copied());
+        self.slo(severity).resolve.into_iter().chain(tiers).min()
     }
     /// The name of the duty manager's schedule.
     pub fn duty_manager_schedule(&self) -> &str {
@@ -455,7 +511,7 @@ impl PagingFileConfig {
 
         let mut slos = BTreeMap::new();
         let mut slo_keys: BTreeMap<Severity, &str> = BTreeMap::new();
-        for (raw, config) in &self.slo {
+        for (raw, config) in &self.slo.severities {
             let key = join(key_prefix, &format!("slo.{raw}"));
             let level = severity(&key, raw)?;
             if let Some(first) = slo_keys.insert(level, raw) {
@@ -493,7 +549,29 @@ impl PagingFileConfig {
             ));
         }
 
+        let mut tiers = BTreeMap::new();
+        for (name, tier) in &self.slo.tier {
+            let key = join(key_prefix, &format!("slo.tier.{name}.resolve_minutes"));
+            tiers.insert(name.as_str(), minutes(&key, tier.resolve_minutes)?);
+        }
+        let mut customer_resolve = BTreeMap::new();
+        for (i, customer) in self.customers.iter().enumerate() {
+            let key = join(key_prefix, &format!("customers[{i}]"));
+            let id = CustomerId::new(customer.name.as_str())
+                .map_err(|e| ConfigError::new(format!("{key}.name"), id_problem(&customer.name, e)))?;
+            let Some(window) = tiers.get(customer.tier.as_str()) else {
+                return Err(ConfigError::new(
+                    format!("{key}.tier"),
+                    format!("{:?} is not a tier: no [slo.tier.{}] table", customer.tier, customer.tier),
+                ));
+            };
+            if customer_resolve.insert(id, *window).is_some() {
+                return Err(ConfigError::new(format!("{key}.name"), format!("{:?} is listed twice", customer.name)));
+            }
+        }
+
         Ok(PagingConfig {
+            customer_resolve,
             severities,
             duty_manager_schedule: section.duty_manager_schedule.clone(),
             managers,

@@ -146,6 +146,9 @@ pub enum SloKind {
     /// No executive update was posted in time (decided by the executive
     /// notifier, not by [`super::decide`]).
     UpdateCadence,
+    /// The incident was not resolved within `resolve_minutes` of reaching a
+    /// paging severity.
+    Resolve,
 }
 
 impl PageReason {
@@ -170,6 +173,7 @@ impl SloKind {
             SloKind::Ack => "ack",
             SloKind::Assign => "assign",
             SloKind::UpdateCadence => "update_cadence",
+            SloKind::Resolve => "resolve",
         }
     }
 }

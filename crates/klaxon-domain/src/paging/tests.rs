@@ -1345,3 +1345,155 @@ fn a_team_without_any_policy_ends_at_once_and_a_crash_pages_nobody_twice() {
         "#]],
     );
 }
+
+/// The example configuration with a 30-minute resolution SLA for sev1.
+fn with_resolve_sla() -> PagingConfig {
+    let mut raw = example_config();
+    raw["slo"]["sev1"]["resolve_minutes"] = json!(30);
+    serde_json::from_value::<PagingFileConfig>(raw).unwrap().validate("", &schedules()).unwrap()
+}
+
+#[test]
+fn an_unresolved_incident_breaches_the_resolve_slo_once_and_a_reopening_gets_a_new_window() {
+    let mut world = World::new();
+    world.config = with_resolve_sla();
+    let at = |t: &str| time(t);
+    let incident_event = |t: &str, change: Change| {
+        Logged::Incident(IncidentEvent { incident: incident(), at: at(t), by: actor("maria"), change })
+    };
+    world.record(incident_event(
+        "00:00",
+        Change::Reported(Reported {
+            source: crate::ids::ReportSource::Alertmanager,
+            reporter: actor("svc:alertmanager"),
+            title: "Checkout is down".into(),
+            description: String::new(),
+            service: Some(ServiceName::new("payments").unwrap()),
+            customers: Default::default(),
+            labels: Default::default(),
+            dedup_key: None,
+            started_at: None,
+        }),
+    ));
+    world.record(incident_event("00:00", Change::Declared(Declared { severity: Severity::Sev1 })));
+    world.record(incident_event(
+        "00:00",
+        Change::CommanderAssigned(CommanderAssigned { commander: actor("maria"), previous: None }),
+    ));
+    let shown = |events: Vec<PageEvent>| events.iter().map(show).collect::<Vec<_>>();
+    assert_eq!(shown(world.tick(at("00:00"))), ["page P1 ana L0 R0 severity until 00:05"]);
+    let ack = acknowledge(&world.state, &page_id("P1"), &actor("ana"), &world.config, at("00:01")).unwrap();
+    world.record(Logged::Page(ack));
+    // The acknowledgement times out at 00:31; the resolve SLO is due at 00:30.
+    assert_eq!(next_due(&world.state, &world.config), Some(at("00:30")));
+    assert!(world.tick(at("00:29")).is_empty(), "a minute before the deadline: nothing");
+    assert_eq!(shown(world.tick(at("00:30"))), ["breach resolve due 00:30", "page P2 dora duty R0 slo_breach"]);
+    assert!(world.tick(at("00:30")).is_empty(), "recorded once");
+    world.state = world.rebuild();
+    assert!(world.tick(at("00:30")).is_empty(), "a restart does not breach again");
+    assert_eq!(next_due(&world.state, &world.config), Some(at("00:31")), "only the ack timeout is left");
+
+    // Resolved and reopened: a new episode with a full window of its own.
+    world.record(incident_event("00:40", Change::Resolved(Resolved { summary: "fixed".into() })));
+    assert_eq!(next_due(&world.state, &world.config), None);
+    world.record(incident_event("01:00", Change::Reopened(Reopened { reason: "back".into() })));
+    assert_eq!(shown(world.tick(at("01:00"))), ["page P3 ana L0 R0 severity until 01:05"]);
+    let ack = acknowledge(&world.state, &page_id("P3"), &actor("ana"), &world.config, at("01:01")).unwrap();
+    world.record(Logged::Page(ack));
+    assert!(world.tick(at("01:29")).is_empty());
+    assert_eq!(shown(world.tick(at("01:30"))), ["breach resolve due 01:30", "page P4 dora duty R0 slo_breach"]);
+}
+
+#[test]
+fn a_resolution_before_the_deadline_breaches_nothing() {
+    let mut world = World::new();
+    world.config = with_resolve_sla();
+    let incident_event = |t: &str, change: Change| {
+        Logged::Incident(IncidentEvent { incident: incident(), at: time(t), by: actor("maria"), change })
+    };
+    world.record(incident_event(
+        "00:00",
+        Change::Reported(Reported {
+            source: crate::ids::ReportSource::Alertmanager,
+            reporter: actor("svc:alertmanager"),
+            title: "Checkout is down".into(),
+            description: String::new(),
+            service: Some(ServiceName::new("payments").unwrap()),
+            customers: Default::default(),
+            labels: Default::default(),
+            dedup_key: None,
+            started_at: None,
+        }),
+    ));
+    world.record(incident_event("00:00", Change::Declared(Declared { severity: Severity::Sev1 })));
+    world.record(incident_event(
+        "00:00",
+        Change::CommanderAssigned(CommanderAssigned { commander: actor("maria"), previous: None }),
+    ));
+    assert_eq!(world.tick(time("00:00")).len(), 1);
+    let ack = acknowledge(&world.state, &page_id("P1"), &actor("ana"), &world.config, time("00:01")).unwrap();
+    world.record(Logged::Page(ack));
+    world.record(incident_event("00:29", Change::Resolved(Resolved { summary: "fixed".into() })));
+    assert!(world.tick(time("00:30")).is_empty());
+    assert!(world.tick(time("05:00")).is_empty());
+    assert_eq!(next_due(&world.state, &world.config), None);
+}
+
+#[test]
+fn a_gold_customer_recorded_later_tightens_the_resolve_window() {
+    let mut world = World::new();
+    let mut raw = example_config();
+    raw["slo"]["sev1"]["resolve_minutes"] = json!(240);
+    raw["slo"]["tier"] = json!({ "gold": { "resolve_minutes": 60 } });
+    raw["customers"] = json!([ { "name": "acme", "tier": "gold" } ]);
+    world.config = serde_json::from_value::<PagingFileConfig>(raw).unwrap().validate("", &schedules()).unwrap();
+    let incident_event = |t: &str, change: Change| {
+        Logged::Incident(IncidentEvent { incident: incident(), at: time(t), by: actor("maria"), change })
+    };
+    world.record(incident_event(
+        "00:00",
+        Change::Reported(Reported {
+            source: crate::ids::ReportSource::Alertmanager,
+            reporter: actor("svc:alertmanager"),
+            title: "Checkout is down".into(),
+            description: String::new(),
+            service: Some(ServiceName::new("payments").unwrap()),
+            customers: Default::default(),
+            labels: Default::default(),
+            dedup_key: None,
+            started_at: None,
+        }),
+    ));
+    world.record(incident_event("00:00", Change::Declared(Declared { severity: Severity::Sev1 })));
+    world.record(incident_event(
+        "00:00",
+        Change::CommanderAssigned(CommanderAssigned { commander: actor("maria"), previous: None }),
+    ));
+    assert_eq!(world.tick(time("00:00")).len(), 1);
+    let ack = acknowledge(&world.state, &page_id("P1"), &actor("ana"), &world.config, time("00:01")).unwrap();
+    world.record(Logged::Page(ack));
+    world.record(incident_event("00:20", Change::Resolved(Resolved { summary: "fixed".into() })));
+    world.record(incident_event("00:25", Change::Reopened(Reopened { reason: "back".into() })));
+    assert_eq!(world.tick(time("00:25")).len(), 1);
+    let ack = acknowledge(&world.state, &page_id("P2"), &actor("ana"), &world.config, time("00:26")).unwrap();
+    world.record(Logged::Page(ack));
+    assert_eq!(next_due(&world.state, &world.config), Some(time("00:56")), "the ack timeout; resolve due 04:25");
+    world.record(incident_event(
+        "00:30",
+        Change::CustomerImpactRecorded(crate::incident::CustomerImpactRecorded {
+            customers_affected: 1,
+            customers: [crate::ids::CustomerId::new("acme").unwrap()].into(),
+            multi_customer: false,
+            summary: "acme cannot pay".into(),
+        }),
+    ));
+    assert!(world.tick(time("00:30")).is_empty());
+    assert_eq!(world.state.customers().len(), 1);
+    let shown: Vec<String> = world.tick(time("00:56")).iter().map(show).collect();
+    assert_eq!(shown, ["ack timed out P2", "page P3 ana L0 R0 ack_timeout until 01:01"]);
+    let ack = acknowledge(&world.state, &page_id("P3"), &actor("ana"), &world.config, time("00:57")).unwrap();
+    world.record(Logged::Page(ack));
+    assert_eq!(next_due(&world.state, &world.config), Some(time("01:25")), "gold: 60 minutes from the reopening");
+    let shown: Vec<String> = world.tick(time("01:25")).iter().map(show).collect();
+    assert_eq!(shown, ["breach resolve due 01:25", "page P4 dora duty R0 slo_breach"]);
+}

@@ -202,7 +202,10 @@ pub fn render_markdown(
         ("Pages", metrics.pages.to_string()),
         ("Escalations", metrics.escalations.to_string()),
         ("Accepted handoffs", metrics.handoffs.to_string()),
-        ("SLO breaches", format!("ack {}, assign {}, update cadence {}", b.ack, b.assign, b.update_cadence)),
+        (
+            "SLO breaches",
+            format!("ack {}, assign {}, update cadence {}, resolve {}", b.ack, b.assign, b.update_cadence, b.resolve),
+        ),
     ];
     for (metric, value) in rows {
         let _ = writeln!(out, "| {metric} | {value} |");

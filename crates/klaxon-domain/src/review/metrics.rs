@@ -19,6 +19,8 @@ pub struct SloBreaches {
     pub assign: u32,
     /// Breaches of the executive update cadence.
     pub update_cadence: u32,
+    /// Breaches of the resolution SLA.
+    pub resolve: u32,
 }
 
 impl SloBreaches {
@@ -28,12 +30,13 @@ impl SloBreaches {
             SloKind::Ack => self.ack,
             SloKind::Assign => self.assign,
             SloKind::UpdateCadence => self.update_cadence,
+            SloKind::Resolve => self.resolve,
         }
     }
 
     /// All breaches, of every kind.
     pub fn total(&self) -> u32 {
-        self.ack.saturating_add(self.assign).saturating_add(self.update_cadence)
+        self.ack.saturating_add(self.assign).saturating_add(self.update_cadence).saturating_add(self.resolve)
     }
 
     /// Counts one more breach of `kind`.
@@ -42,6 +45,7 @@ impl SloBreaches {
             SloKind::Ack => &mut self.ack,
             SloKind::Assign => &mut self.assign,
             SloKind::UpdateCadence => &mut self.update_cadence,
+            SloKind::Resolve => &mut self.resolve,
         };
         *count = count.saturating_add(n);
     }

@@ -168,7 +168,7 @@ impl TrendReport {
             let week = incident.first_reported_at.date_naive().iso_week();
             *weeks.entry((week.year(), week.week())).or_default() += 1;
             let breaches = incident.metrics.slo_breaches;
-            for kind in [SloKind::Ack, SloKind::Assign, SloKind::UpdateCadence] {
+            for kind in [SloKind::Ack, SloKind::Assign, SloKind::UpdateCadence, SloKind::Resolve] {
                 slo.breaches.add(kind, breaches.get(kind));
             }
             if incident.metrics.slo_applicable() {
@@ -318,7 +318,11 @@ pub fn render_table(report: &TrendReport) -> String {
         None => out.push_str("SLO compliance: - (no incident had an SLO)\n"),
     }
     let b = slo.breaches;
-    let _ = writeln!(out, "SLO breaches: ack {}, assign {}, update cadence {}", b.ack, b.assign, b.update_cadence);
+    let _ = writeln!(
+        out,
+        "SLO breaches: ack {}, assign {}, update cadence {}, resolve {}",
+        b.ack, b.assign, b.update_cadence, b.resolve
+    );
     out
 }
 
@@ -333,7 +337,7 @@ pub fn render_table(report: &TrendReport) -> String {
 /// - `# by_week`: `week,incidents`.
 /// - `# durations`: `metric,samples,p50_seconds,p90_seconds` (whole seconds,
 ///   empty when there is no sample).
-/// - `# slo`: `applicable,compliant,compliance_percent,ack_breaches,assign_breaches,update_cadence_breaches`
+/// - `# slo`: `applicable,compliant,compliance_percent,ack_breaches,assign_breaches,update_cadence_breaches,resolve_breaches`
 ///   (the percent with one decimal, empty when no SLO applied).
 ///
 /// No field needs quoting: keys are severities, service names
@@ -367,10 +371,14 @@ pub fn to_csv(report: &TrendReport) -> String {
     let slo = &report.slo;
     let _ = writeln!(
         out,
-        "\n# slo\napplicable,compliant,compliance_percent,ack_breaches,assign_breaches,update_cadence_breaches"
+        "\n# slo\napplicable,compliant,compliance_percent,ack_breaches,assign_breaches,update_cadence_breaches,resolve_breaches"
     );
     let percent = slo.percent.map(|p| format!("{p:.1}")).unwrap_or_default();
     let b = slo.breaches;
-    let _ = writeln!(out, "{},{},{percent},{},{},{}", slo.applicable, slo.compliant, b.ack, b.assign, b.update_cadence);
+    let _ = writeln!(
+        out,
+        "{},{},{percent},{},{},{},{}",
+        slo.applicable, slo.compliant, b.ack, b.assign, b.update_cadence, b.resolve
+    );
     out
 }

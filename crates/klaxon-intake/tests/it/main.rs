@@ -11,3 +11,4 @@ mod rebuild;
 #[path = "../../../../tests/src/seed.rs"]
 mod seed;
 mod support;
+mod tiers;

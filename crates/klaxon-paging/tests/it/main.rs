@@ -23,6 +23,11 @@ use tokio_util::sync::CancellationToken;
 const SECRET: &str = "test-secret-0123456789abcdef";
 
 fn config(receiver_url: &str) -> PagerConfig {
+    config_with(receiver_url, "")
+}
+
+/// The test configuration with `extra` TOML appended.
+fn config_with(receiver_url: &str, extra: &str) -> PagerConfig {
     #[derive(serde::Deserialize)]
     struct File {
         services: ServiceCatalogConfig,
@@ -83,6 +88,7 @@ attempts_max = 5
 backoff_initial_ms = 10
 backoff_max_ms = 50
 timeout_ms = 2000
+{extra}
 "#
     );
     let file: File = toml::from_str(&text).unwrap();
@@ -338,6 +344,79 @@ async fn a_sev1_without_a_commander_breaches_the_assign_slo_and_pages_the_duty_m
     assert_eq!(pages[1], "INC-1-P2 maria slo_breach");
     let breaches = w.kinds().iter().filter(|k| *k == "slo.breached.v1").count();
     assert_eq!(breaches, 1);
+    w.stop.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gold_customers_sev1_breaches_the_resolve_slo_at_the_tiers_window_and_pages_the_duty_manager_once() {
+    let receiver = Receiver::start(SECRET).await;
+    // Sev1 has 4 hours to resolve; acme is gold, which has 1 hour. The
+    // acknowledgement holds long enough not to page again meanwhile.
+    let extra = r#"
+[slo.sev1]
+resolve_minutes = 240
+ack_timeout_minutes = 180
+
+[slo.tier.gold]
+resolve_minutes = 60
+
+[[customers]]
+name = "acme"
+tier = "gold"
+"#;
+    let config = config_with(&receiver.url, extra);
+    let (_dir, mut w) = new_world(&config);
+    let by = CommandContext::by(ActorId::new("maria").unwrap());
+    let report = Command::ReportIssue {
+        source: ReportSource::Alertmanager,
+        reporter: ActorId::new("monitor").unwrap(),
+        title: "Checkout fails for acme".into(),
+        description: String::new(),
+        service: Some("payments".parse().unwrap()),
+        customers: vec!["acme".parse().unwrap()],
+        labels: Default::default(),
+        dedup_key: None,
+        started_at: None,
+    };
+    let id = w.intake.report(report, &by).await.unwrap().incident;
+    w.intake.execute(id, Command::DeclareIncident { severity: Severity::Sev1 }, &by).await.unwrap();
+    w.intake.execute(id, Command::AssignCommander { commander: ActorId::new("maria").unwrap() }, &by).await.unwrap();
+    w.until_pages(id, 1).await;
+    w.pager.acknowledge(PageId::new(id, 1).unwrap(), &ActorId::new("ana").unwrap(), None).await.unwrap();
+    receiver.wait_for_delivered(1, Duration::from_secs(10)).await;
+
+    // One second before the tier's window nothing; at it, the breach.
+    w.clock.advance(TimeDelta::minutes(60) - TimeDelta::seconds(1));
+    assert_eq!(w.pages(id).await.len(), 1);
+    assert!(w.kinds().iter().all(|k| k != "slo.breached.v1"), "{:?}", w.kinds());
+    w.clock.advance(TimeDelta::seconds(1));
+    assert_eq!(w.until_pages(id, 2).await[1], "INC-1-P2 maria slo_breach");
+    let delivered = receiver.wait_for_delivered(2, Duration::from_secs(10)).await;
+    assert_eq!(delivered.len(), 2);
+    assert_eq!(delivered[1].idempotency_key, "INC-1-P2");
+    assert_eq!(delivered[1].body["recipient"], "maria");
+    assert_eq!(delivered[1].body["fields"]["reason"], "slo_breach");
+    let breaches: Vec<serde_json::Value> = w
+        .log
+        .read_all(Position(1), 1000)
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.kind.as_str() == "slo.breached.v1")
+        .map(|r| r.data.parse().unwrap())
+        .collect();
+    assert_eq!(breaches.len(), 1, "{breaches:?}");
+    assert_eq!(breaches[0]["slo"], "resolve");
+    assert_eq!(breaches[0]["due_at"], "2026-11-25T11:00:00Z");
+
+    // A restart, later still: no second breach, no second page, nothing
+    // sent again.
+    let head = w.log.head();
+    let sent = receiver.requests().len();
+    w.restart_pager().await;
+    w.clock.advance(TimeDelta::minutes(30));
+    assert_eq!(w.pages(id).await.len(), 2);
+    assert_eq!(w.log.head(), head, "nothing written after the restart");
+    assert_eq!(receiver.requests().len(), sent);
     w.stop.cancel();
 }
 

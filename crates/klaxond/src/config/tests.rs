@@ -138,3 +138,20 @@ fn the_email_intake_is_configured_under_intake_and_errors_name_the_key() {
         assert!(error.contains(expected), "{text}: {error:?} should name {expected:?}");
     }
 }
+
+#[test]
+fn the_example_configuration_tightens_gold_customers_and_an_unknown_tier_names_its_key() {
+    use klaxon_domain::ids::{CustomerId, Severity};
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/klaxon.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let (_, validated) = Config::load(Some(&path)).expect("deploy/klaxon.toml loads");
+    let paging = validated.paging.expect("a [paging] table");
+    let acme = CustomerId::new("acme").unwrap();
+    assert_eq!(paging.resolve_window(Severity::Sev1, []).map(|w| w.num_minutes()), Some(240));
+    assert_eq!(paging.resolve_window(Severity::Sev1, [&acme]).map(|w| w.num_minutes()), Some(60));
+    let bad = text.replace("tier = \"gold\"", "tier = \"platinum\"");
+    assert_ne!(bad, text);
+    let config: Config = toml::from_str(&bad).unwrap();
+    let error = config.validate().map(drop).unwrap_err();
+    assert!(error.starts_with("customers[0].tier: \"platinum\" is not a tier"), "{error}");
+}

@@ -114,3 +114,50 @@ fn the_catalog_check_names_services_without_a_policy() {
     expect![[r#"services.docs.escalation_policy: "missing" is not the name of any escalation_policies entry"#]]
         .assert_eq(&error.to_string());
 }
+
+#[test]
+fn customer_tiers_tighten_the_resolution_window() {
+    let mut raw = example_config();
+    raw["slo"]["sev1"]["resolve_minutes"] = json!(240);
+    raw["slo"]["tier"] = json!({ "gold": { "resolve_minutes": 60 }, "silver": { "resolve_minutes": 480 } });
+    raw["customers"] = json!([ { "name": "acme", "tier": "gold" }, { "name": "initech", "tier": "silver" } ]);
+    let config = validate(raw.clone()).unwrap();
+    let c = |name: &str| CustomerId::new(name).unwrap();
+    assert_eq!(config.resolve_window(Severity::Sev1, &[]), Some(TimeDelta::minutes(240)));
+    assert_eq!(config.resolve_window(Severity::Sev1, &[c("acme")]), Some(TimeDelta::minutes(60)));
+    assert_eq!(
+        config.resolve_window(Severity::Sev1, &[c("initech")]),
+        Some(TimeDelta::minutes(240)),
+        "a looser tier does not loosen the severity's window"
+    );
+    assert_eq!(config.resolve_window(Severity::Sev1, &[c("initech"), c("acme")]), Some(TimeDelta::minutes(60)));
+    assert_eq!(config.resolve_window(Severity::Sev1, &[c("unknown")]), Some(TimeDelta::minutes(240)));
+    assert_eq!(config.resolve_window(Severity::Sev2, &[]), None, "no window without either");
+    assert_eq!(config.resolve_window(Severity::Sev2, &[c("initech")]), Some(TimeDelta::minutes(480)));
+
+    let problems: Vec<String> = [
+        ("/customers/1/tier", json!("platinum")),
+        ("/customers/1/name", json!("acme")),
+        ("/customers/0/name", json!("")),
+        ("/slo/tier/gold/resolve_minutes", json!(0)),
+    ]
+    .into_iter()
+    .map(|(pointer, value)| {
+        let mut bad = raw.clone();
+        *bad.pointer_mut(pointer).unwrap() = value;
+        validate(bad).unwrap_err().to_string()
+    })
+    .collect();
+    expect![[r#"
+        [
+            "customers[1].tier: \"platinum\" is not a tier: no [slo.tier.platinum] table",
+            "customers[1].name: \"acme\" is listed twice",
+            "customers[0].name: \"\" must not be empty",
+            "slo.tier.gold.resolve_minutes: must be at least 1 minute",
+        ]
+    "#]]
+    .assert_debug_eq(&problems);
+    let unknown_key =
+        serde_json::from_value::<PagingFileConfig>(with("/slo", json!({ "tier": { "gold": { "ack_minutes": 1 } } })));
+    assert!(unknown_key.unwrap_err().to_string().contains("ack_minutes"));
+}

@@ -269,7 +269,7 @@ fn decode_errors_name_the_kind() {
             "malformed page.acknowledged.v1 event: missing field `page`",
             "malformed page.acknowledged.v1 event: invalid page_id: \"INC-7-P0\": the page number must be at least 1, without leading zeros",
             "malformed page.acknowledged.v1 event: unknown field `extra`, expected `page`",
-            "malformed slo.breached.v1 event: unknown variant `lunch`, expected one of `ack`, `assign`, `update_cadence`",
+            "malformed slo.breached.v1 event: unknown variant `lunch`, expected one of `ack`, `assign`, `update_cadence`, `resolve`",
             "malformed page.acknowledged.v1 event: missing field `incident`",
         ]
     "#]].assert_debug_eq(&got);

@@ -149,7 +149,7 @@ fn the_postmortem_of_a_full_incident() {
         | Pages | 2 |
         | Escalations | 1 |
         | Accepted handoffs | 0 |
-        | SLO breaches | ack 0, assign 0, update cadence 0 |
+        | SLO breaches | ack 0, assign 0, update cadence 0, resolve 0 |
 
         ## Contributing factors
 
@@ -226,7 +226,7 @@ fn a_postmortem_without_review_or_pages() {
         | Pages | 0 |
         | Escalations | 0 |
         | Accepted handoffs | 0 |
-        | SLO breaches | ack 0, assign 0, update cadence 0 |
+        | SLO breaches | ack 0, assign 0, update cadence 0, resolve 0 |
 
         ## Contributing factors
 

@@ -177,7 +177,8 @@ fn json_uses_whole_seconds() {
           "slo_breaches": {
             "ack": 0,
             "assign": 0,
-            "update_cadence": 0
+            "update_cadence": 0,
+            "resolve": 0
           },
           "pages": 2,
           "noise": false,

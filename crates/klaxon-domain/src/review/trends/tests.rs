@@ -73,7 +73,7 @@ fn facts(
             time_to_resolve: resolve.map(minutes),
             escalations: 0,
             handoffs: 0,
-            slo_breaches: SloBreaches { ack: breaches.0, assign: breaches.1, update_cadence: breaches.2 },
+            slo_breaches: SloBreaches { ack: breaches.0, assign: breaches.1, update_cadence: breaches.2, resolve: 0 },
             pages,
             noise,
             pulled_in_pages: 0,
@@ -209,7 +209,7 @@ fn counts_percentiles_and_compliance_by_hand() {
     assert_eq!(stats("time_to_resolve"), (5, Some(60), Some(240)));
     // SLOs applied to 1, 2, 3, 4 (paged) and 10 (a cadence breach); 1 and 3 breached none.
     assert_eq!((r.slo.applicable, r.slo.compliant, r.slo.percent), (5, 2, Some(40.0)));
-    assert_eq!(r.slo.breaches, SloBreaches { ack: 1, assign: 1, update_cadence: 1 });
+    assert_eq!(r.slo.breaches, SloBreaches { ack: 1, assign: 1, update_cadence: 1, resolve: 0 });
 }
 
 #[test]
@@ -241,7 +241,7 @@ fn an_empty_window() {
         time to resolve            0    -    -
 
         SLO compliance: - (no incident had an SLO)
-        SLO breaches: ack 0, assign 0, update cadence 0
+        SLO breaches: ack 0, assign 0, update cadence 0, resolve 0
     "#]]
     .assert_eq(&render_table(&r));
 }
@@ -277,7 +277,7 @@ fn the_table() {
         time to resolve            5  1h 00m 00s  4h 00m 00s
 
         SLO compliance: 40.0% (2 of 5 incidents with an SLO breached none)
-        SLO breaches: ack 1, assign 1, update cadence 1
+        SLO breaches: ack 1, assign 1, update cadence 1, resolve 0
     "#]]
     .assert_eq(&render_table(&report()));
 }
@@ -318,8 +318,8 @@ fn the_csv() {
         time_to_resolve,5,3600,14400
 
         # slo
-        applicable,compliant,compliance_percent,ack_breaches,assign_breaches,update_cadence_breaches
-        5,2,40.0,1,1,1
+        applicable,compliant,compliance_percent,ack_breaches,assign_breaches,update_cadence_breaches,resolve_breaches
+        5,2,40.0,1,1,1,0
     "#]]
     .assert_eq(&to_csv(&report()));
 }
@@ -421,7 +421,8 @@ fn the_json() {
             "breaches": {
               "ack": 1,
               "assign": 1,
-              "update_cadence": 1
+              "update_cadence": 1,
+              "resolve": 0
             }
           }
         }"#]]
@@ -440,4 +441,44 @@ fn facts_of_an_incident() {
         (inc(3), Some(Severity::Sev2), Some("search"))
     );
     assert_eq!((f.first_reported_at, f.noise, f.metrics.noise), (crate::review::testkit::at(0), true, true));
+}
+
+#[test]
+fn resolve_breaches_are_counted_and_cost_compliance() {
+    let mut late = facts(
+        1,
+        Some(Severity::Sev1),
+        Some("payments"),
+        "2026-03-03T10:00:00Z",
+        None,
+        Some(1),
+        Some(2),
+        Some(300),
+        1,
+        (0, 0, 0),
+        false,
+    );
+    late.metrics.slo_breaches.add(crate::paging::SloKind::Resolve, 1);
+    let on_time = facts(
+        2,
+        Some(Severity::Sev1),
+        Some("payments"),
+        "2026-03-04T10:00:00Z",
+        None,
+        Some(1),
+        Some(2),
+        Some(30),
+        1,
+        (0, 0, 0),
+        false,
+    );
+    let r = TrendReport::compute(
+        &[late, on_time],
+        "2026-03-02T00:00:00Z".parse().unwrap(),
+        "2026-03-16T00:00:00Z".parse().unwrap(),
+    );
+    assert_eq!(r.slo.breaches, SloBreaches { ack: 0, assign: 0, update_cadence: 0, resolve: 1 });
+    assert_eq!((r.slo.applicable, r.slo.compliant, r.slo.percent), (2, 1, Some(50.0)));
+    let csv = super::to_csv(&r);
+    assert!(csv.contains("update_cadence_breaches,resolve_breaches\n2,1,50.0,0,0,0,1\n"), "{csv}");
 }
