@@ -80,8 +80,17 @@ fn two_replicas_of_every_role_deliver_every_page_and_post_once_with_one_of_each_
     let survivors: Vec<String> =
         cluster.labels().into_iter().filter(|l| l.ends_with("-2")).map(|l| cluster.metrics_address(&l)).collect();
     let survivors: Vec<&str> = survivors.iter().map(String::as_str).collect();
-    klaxon_tests::metrics::settle(&cluster.metrics_address("log"), &survivors);
-    let state = snapshot(&cluster.url, &ids);
+    // A page reaches the receiver before its delivery is recorded: settle
+    // and read again until every page's outcome is in the log.
+    let mut state = BTreeMap::new();
+    wait(Duration::from_secs(30), "every page's delivery recorded", || {
+        klaxon_tests::metrics::settle(&cluster.metrics_address("log"), &survivors);
+        state = snapshot(&cluster.url, &ids);
+        state
+            .iter()
+            .filter(|(k, _)| k.starts_with("pages "))
+            .all(|(_, v)| v["pages"].as_array().is_some_and(|pages| pages.iter().all(|p| p["delivery"] != "pending")))
+    });
     // What the survivors claimed and won (asserted at the end).
     let mut survivors_won = Vec::new();
     for (label, at_least) in [("paging-2", storm / 2), ("notifier-2", storm / 2)] {

@@ -75,6 +75,14 @@ fn a_retried_edit_review_writes_one_action_item() {
     .unwrap()
     .incident_id;
     let mut incidents = v1::incidents_client::IncidentsClient::with_interceptor(channel.clone(), as_person("maria"));
+    // The evaluator's assessment first: one landing after the declaration
+    // would set the severity to its own (a manager's override wins, a
+    // declaration does not), and a Sev-3 opens no review.
+    eventually("the severity assessment", || {
+        let get = v1::GetIncidentRequest { incident_id: id.clone() };
+        let incident = runtime.block_on(incidents.get_incident(get)).ok()?.into_inner();
+        (incident.severity != v1::Severity::Unspecified as i32).then_some(())
+    });
     let declare = v1::DeclareRequest { context: None, incident_id: id.clone(), severity: v1::Severity::Sev2 as i32 };
     runtime.block_on(incidents.declare(declare)).unwrap();
     let resolve = v1::ResolveRequest { context: None, incident_id: id.clone(), summary: "index rebuilt".into() };

@@ -76,12 +76,13 @@
 //! - **Resolve SLO.** The resolution window is the tightest of the
 //!   severity's `resolve_minutes` and the `[slo.tier.<name>]` of the tier
 //!   of every affected customer (`[[customers]]`; from the report and the
-//!   impact records); none without either. When the episode is still
-//!   going a window after it began,
-//!   `slo.breached.v1{resolve}` (due at the episode's start + the window)
-//!   and the duty manager is paged, once per episode. Resolving (or
-//!   mitigating: the episode ends) before the deadline owes nothing; a
-//!   reopening begins a new episode with a full window of its own.
+//!   impact records); none without either. The clock starts with the
+//!   first episode and runs until the incident is resolved or closed — a
+//!   mitigation ends the episode, not the clock. When it is still running a
+//!   window after it started, `slo.breached.v1{resolve}` (due at the start
+//!   + the window) and the duty manager is paged, once per clock.
+//!   Resolving before the deadline owes nothing; a reopening starts a new
+//!   clock with a full window of its own.
 //! - **Pulled in by a manager.** Each `incident.responder_requested.v1`
 //!   (request `n`, counted from 1 in log order) gets a chain of its own,
 //!   outside any episode, while the incident is open (reported, declared or
@@ -337,6 +338,16 @@ struct Episode {
     chain: Option<Escalation>,
 }
 
+/// The resolution clock: it starts with the first episode of an open
+/// incident and runs until the incident is resolved (or closed), through a
+/// mitigation, which ends the episode but not the customers' wait. A
+/// reopening starts a new one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ResolveClock {
+    started_at: DateTime<Utc>,
+    breached: bool,
+}
+
 /// Everything the paging service knows about one incident: the fold of the
 /// incident's events and of its page events, in log order.
 ///
@@ -356,6 +367,7 @@ pub struct IncidentPaging {
     customers: BTreeSet<CustomerId>,
     episodes: u32,
     episode: Option<Episode>,
+    resolve_clock: Option<ResolveClock>,
     pages: BTreeMap<PageId, Page>,
     page_events: u64,
     pulls: Vec<PullRequest>,
@@ -376,6 +388,7 @@ impl IncidentPaging {
             customers: BTreeSet::new(),
             episodes: 0,
             episode: None,
+            resolve_clock: None,
             pages: BTreeMap::new(),
             page_events: 0,
             pulls: Vec::new(),
@@ -544,6 +557,15 @@ impl IncidentPaging {
             (false, true) => self.episode = None,
             _ => {}
         }
+        match (&self.status, pages) {
+            (_, true) if self.resolve_clock.is_none() => {
+                self.resolve_clock = Some(ResolveClock { started_at: at, breached: false });
+            }
+            // Mitigated: the clock runs on until the resolution.
+            (Some(Status::Mitigated), _) | (_, true) => {}
+            // Resolved, closed, or no longer of a paging severity.
+            _ => self.resolve_clock = None,
+        }
     }
 
     /// Folds one event of the incident's page stream.
@@ -646,6 +668,9 @@ impl IncidentPaging {
             PageChange::SloBreached(b) => {
                 if let Some(episode) = episode {
                     episode.breached.insert(b.slo);
+                }
+                if let (SloKind::Resolve, Some(clock)) = (b.slo, self.resolve_clock.as_mut()) {
+                    clock.breached = true;
                 }
             }
         }
@@ -751,6 +776,7 @@ pub fn next_due(state: &IncidentPaging, config: &PagingConfig) -> Option<DateTim
         }
     }
     episode_due(state, config, &mut due);
+    due.extend(resolve_due(state, config));
     due.into_iter().min()
 }
 
@@ -780,11 +806,13 @@ fn episode_due(state: &IncidentPaging, config: &PagingConfig, due: &mut Vec<Date
     if state.commander.is_none() && !episode.breached.contains(&SloKind::Assign) {
         due.push(episode.reached_at + slo.assign);
     }
-    let resolve = config.resolve_window(state.severity?, &state.customers);
-    if let Some(resolve) = resolve.filter(|_| !episode.breached.contains(&SloKind::Resolve)) {
-        due.push(episode.reached_at + resolve);
-    }
     Some(())
+}
+
+/// When the resolution SLO falls due, unless it was breached already.
+fn resolve_due(state: &IncidentPaging, config: &PagingConfig) -> Option<DateTime<Utc>> {
+    let clock = state.resolve_clock.as_ref().filter(|clock| !clock.breached)?;
+    Some(clock.started_at + config.resolve_window(state.severity?, &state.customers)?)
 }
 
 /// The pages with neither a delivery nor a delivery failure recorded, in
@@ -1079,7 +1107,9 @@ impl<'a> Step<'a> {
             return self.events;
         }
         let (Some(episode), Some(severity)) = (&self.state.episode, self.state.severity) else {
-            return Vec::new();
+            // A mitigated incident: only the resolution clock still runs.
+            self.resolve_breach();
+            return self.events;
         };
         let slo = self.config.slo(severity);
         let now = self.now;
@@ -1122,13 +1152,7 @@ impl<'a> Step<'a> {
                 return self.events;
             }
         }
-        let resolve = self.config.resolve_window(severity, &self.state.customers);
-        if let Some(resolve) = resolve.filter(|_| !episode.breached.contains(&SloKind::Resolve)) {
-            let due_at = episode.reached_at + resolve;
-            if now >= due_at {
-                self.breach(SloKind::Resolve, due_at);
-            }
-        }
+        self.resolve_breach();
         self.events
     }
 
@@ -1229,6 +1253,13 @@ impl<'a> Step<'a> {
                 }
                 self.page_duty_manager(round);
             }
+        }
+    }
+
+    /// Records the resolution SLO's breach once it is due.
+    fn resolve_breach(&mut self) {
+        if let Some(due_at) = resolve_due(self.state, self.config).filter(|due| self.now >= *due) {
+            self.breach(SloKind::Resolve, due_at);
         }
     }
 

@@ -1405,6 +1405,46 @@ fn an_unresolved_incident_breaches_the_resolve_slo_once_and_a_reopening_gets_a_n
 }
 
 #[test]
+fn a_mitigation_stops_the_pages_but_not_the_resolution_clock() {
+    let mut world = World::new();
+    world.config = with_resolve_sla();
+    let incident_event = |t: &str, change: Change| {
+        Logged::Incident(IncidentEvent { incident: incident(), at: time(t), by: actor("maria"), change })
+    };
+    world.record(incident_event(
+        "00:00",
+        Change::Reported(Reported {
+            source: crate::ids::ReportSource::Alertmanager,
+            reporter: actor("svc:alertmanager"),
+            title: "Checkout is down".into(),
+            description: String::new(),
+            service: Some(ServiceName::new("payments").unwrap()),
+            customers: Default::default(),
+            labels: Default::default(),
+            dedup_key: None,
+            started_at: None,
+        }),
+    ));
+    world.record(incident_event("00:00", Change::Declared(Declared { severity: Severity::Sev1 })));
+    world.record(incident_event(
+        "00:00",
+        Change::CommanderAssigned(CommanderAssigned { commander: actor("maria"), previous: None }),
+    ));
+    let shown = |events: Vec<PageEvent>| events.iter().map(show).collect::<Vec<_>>();
+    assert_eq!(shown(world.tick(time("00:00"))), ["page P1 ana L0 R0 severity until 00:05"]);
+    let ack = acknowledge(&world.state, &page_id("P1"), &actor("ana"), &world.config, time("00:01")).unwrap();
+    world.record(Logged::Page(ack));
+    world.record(incident_event("00:10", Change::Mitigated(Mitigated { summary: "rolled back".into() })));
+    assert_eq!(next_due(&world.state, &world.config), Some(time("00:30")), "mitigated, still unresolved");
+    assert!(world.tick(time("00:29")).is_empty());
+    assert_eq!(shown(world.tick(time("00:30"))), ["breach resolve due 00:30", "page P2 dora duty R0 slo_breach"]);
+    assert!(world.tick(time("00:31")).is_empty(), "recorded once");
+    world.state = world.rebuild();
+    assert!(world.tick(time("01:00")).is_empty(), "a restart does not breach again");
+    assert_eq!(next_due(&world.state, &world.config), None);
+}
+
+#[test]
 fn a_resolution_before_the_deadline_breaches_nothing() {
     let mut world = World::new();
     world.config = with_resolve_sla();
