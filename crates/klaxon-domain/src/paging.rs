@@ -79,8 +79,8 @@
 //!   impact records); none without either. The clock starts with the
 //!   first episode and runs until the incident is resolved or closed — a
 //!   mitigation ends the episode, not the clock. When it is still running a
-//!   window after it started, `slo.breached.v1{resolve}` (due at the start
-//!   + the window) and the duty manager is paged, once per clock.
+//!   window after it started, `slo.breached.v1{resolve}` (due at the
+//!   start plus the window) and the duty manager is paged, once per clock.
 //!   Resolving before the deadline owes nothing; a reopening starts a new
 //!   clock with a full window of its own.
 //! - **Pulled in by a manager.** Each `incident.responder_requested.v1`
