@@ -1347,20 +1347,13 @@ fn a_team_without_any_policy_ends_at_once_and_a_crash_pages_nobody_twice() {
 }
 
 /// The example configuration with a 30-minute resolution SLA for sev1.
-fn with_resolve_sla() -> PagingConfig {
-    let mut raw = example_config();
-    raw["slo"]["sev1"]["resolve_minutes"] = json!(30);
-    serde_json::from_value::<PagingFileConfig>(raw).unwrap().validate("", &schedules()).unwrap()
+/// An event of the incident at `t`, by maria.
+fn incident_event(t: &str, change: Change) -> Logged {
+    Logged::Incident(IncidentEvent { incident: incident(), at: time(t), by: actor("maria"), change })
 }
 
-#[test]
-fn an_unresolved_incident_breaches_the_resolve_slo_once_and_a_reopening_gets_a_new_window() {
-    let mut world = World::new();
-    world.config = with_resolve_sla();
-    let at = |t: &str| time(t);
-    let incident_event = |t: &str, change: Change| {
-        Logged::Incident(IncidentEvent { incident: incident(), at: at(t), by: actor("maria"), change })
-    };
+/// A Sev-1 on payments, reported, declared and given a commander at 00:00.
+fn declare_sev1_at_midnight(world: &mut World) {
     world.record(incident_event(
         "00:00",
         Change::Reported(Reported {
@@ -1380,6 +1373,20 @@ fn an_unresolved_incident_breaches_the_resolve_slo_once_and_a_reopening_gets_a_n
         "00:00",
         Change::CommanderAssigned(CommanderAssigned { commander: actor("maria"), previous: None }),
     ));
+}
+
+fn with_resolve_sla() -> PagingConfig {
+    let mut raw = example_config();
+    raw["slo"]["sev1"]["resolve_minutes"] = json!(30);
+    serde_json::from_value::<PagingFileConfig>(raw).unwrap().validate("", &schedules()).unwrap()
+}
+
+#[test]
+fn an_unresolved_incident_breaches_the_resolve_slo_once_and_a_reopening_gets_a_new_window() {
+    let mut world = World::new();
+    world.config = with_resolve_sla();
+    let at = |t: &str| time(t);
+    declare_sev1_at_midnight(&mut world);
     let shown = |events: Vec<PageEvent>| events.iter().map(show).collect::<Vec<_>>();
     assert_eq!(shown(world.tick(at("00:00"))), ["page P1 ana L0 R0 severity until 00:05"]);
     let ack = acknowledge(&world.state, &page_id("P1"), &actor("ana"), &world.config, at("00:01")).unwrap();
@@ -1408,28 +1415,7 @@ fn an_unresolved_incident_breaches_the_resolve_slo_once_and_a_reopening_gets_a_n
 fn a_mitigation_stops_the_pages_but_not_the_resolution_clock() {
     let mut world = World::new();
     world.config = with_resolve_sla();
-    let incident_event = |t: &str, change: Change| {
-        Logged::Incident(IncidentEvent { incident: incident(), at: time(t), by: actor("maria"), change })
-    };
-    world.record(incident_event(
-        "00:00",
-        Change::Reported(Reported {
-            source: crate::ids::ReportSource::Alertmanager,
-            reporter: actor("svc:alertmanager"),
-            title: "Checkout is down".into(),
-            description: String::new(),
-            service: Some(ServiceName::new("payments").unwrap()),
-            customers: Default::default(),
-            labels: Default::default(),
-            dedup_key: None,
-            started_at: None,
-        }),
-    ));
-    world.record(incident_event("00:00", Change::Declared(Declared { severity: Severity::Sev1 })));
-    world.record(incident_event(
-        "00:00",
-        Change::CommanderAssigned(CommanderAssigned { commander: actor("maria"), previous: None }),
-    ));
+    declare_sev1_at_midnight(&mut world);
     let shown = |events: Vec<PageEvent>| events.iter().map(show).collect::<Vec<_>>();
     assert_eq!(shown(world.tick(time("00:00"))), ["page P1 ana L0 R0 severity until 00:05"]);
     let ack = acknowledge(&world.state, &page_id("P1"), &actor("ana"), &world.config, time("00:01")).unwrap();
@@ -1448,28 +1434,7 @@ fn a_mitigation_stops_the_pages_but_not_the_resolution_clock() {
 fn a_resolution_before_the_deadline_breaches_nothing() {
     let mut world = World::new();
     world.config = with_resolve_sla();
-    let incident_event = |t: &str, change: Change| {
-        Logged::Incident(IncidentEvent { incident: incident(), at: time(t), by: actor("maria"), change })
-    };
-    world.record(incident_event(
-        "00:00",
-        Change::Reported(Reported {
-            source: crate::ids::ReportSource::Alertmanager,
-            reporter: actor("svc:alertmanager"),
-            title: "Checkout is down".into(),
-            description: String::new(),
-            service: Some(ServiceName::new("payments").unwrap()),
-            customers: Default::default(),
-            labels: Default::default(),
-            dedup_key: None,
-            started_at: None,
-        }),
-    ));
-    world.record(incident_event("00:00", Change::Declared(Declared { severity: Severity::Sev1 })));
-    world.record(incident_event(
-        "00:00",
-        Change::CommanderAssigned(CommanderAssigned { commander: actor("maria"), previous: None }),
-    ));
+    declare_sev1_at_midnight(&mut world);
     assert_eq!(world.tick(time("00:00")).len(), 1);
     let ack = acknowledge(&world.state, &page_id("P1"), &actor("ana"), &world.config, time("00:01")).unwrap();
     world.record(Logged::Page(ack));
@@ -1487,28 +1452,7 @@ fn a_gold_customer_recorded_later_tightens_the_resolve_window() {
     raw["slo"]["tier"] = json!({ "gold": { "resolve_minutes": 60 } });
     raw["customers"] = json!([ { "name": "acme", "tier": "gold" } ]);
     world.config = serde_json::from_value::<PagingFileConfig>(raw).unwrap().validate("", &schedules()).unwrap();
-    let incident_event = |t: &str, change: Change| {
-        Logged::Incident(IncidentEvent { incident: incident(), at: time(t), by: actor("maria"), change })
-    };
-    world.record(incident_event(
-        "00:00",
-        Change::Reported(Reported {
-            source: crate::ids::ReportSource::Alertmanager,
-            reporter: actor("svc:alertmanager"),
-            title: "Checkout is down".into(),
-            description: String::new(),
-            service: Some(ServiceName::new("payments").unwrap()),
-            customers: Default::default(),
-            labels: Default::default(),
-            dedup_key: None,
-            started_at: None,
-        }),
-    ));
-    world.record(incident_event("00:00", Change::Declared(Declared { severity: Severity::Sev1 })));
-    world.record(incident_event(
-        "00:00",
-        Change::CommanderAssigned(CommanderAssigned { commander: actor("maria"), previous: None }),
-    ));
+    declare_sev1_at_midnight(&mut world);
     assert_eq!(world.tick(time("00:00")).len(), 1);
     let ack = acknowledge(&world.state, &page_id("P1"), &actor("ana"), &world.config, time("00:01")).unwrap();
     world.record(Logged::Page(ack));
