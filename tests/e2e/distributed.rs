@@ -259,7 +259,7 @@ pub(crate) fn rebuilt_snapshot(setup: &Setup, data_dir: &Path, ids: &[String]) -
     snapshot
 }
 
-fn copy_dir(from: &Path, to: &Path) {
+pub(crate) fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for entry in std::fs::read_dir(from).unwrap() {
         let entry = entry.unwrap();

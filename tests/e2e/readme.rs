@@ -389,7 +389,7 @@ impl Reader {
     /// this run's ports.
     fn checkout(&self) {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-        copy_dir(&root.join("deploy"), &self.dir.join("deploy"));
+        crate::distributed::copy_dir(&root.join("deploy"), &self.dir.join("deploy"));
         let config = self.dir.join("deploy/klaxon.toml");
         let mut text = std::fs::read_to_string(&config).unwrap();
         for (default, port) in &self.ports {
@@ -594,19 +594,6 @@ impl Reader {
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").expect("a free port").local_addr().unwrap().port()
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
 }
 
 fn readme() -> String {

@@ -206,8 +206,9 @@ pub(crate) fn html(n: &Notification) -> String {
     out
 }
 
-/// Escapes the five characters HTML treats specially.
-pub(crate) fn escape_html(text: &str) -> String {
+/// Escapes the five characters HTML treats specially, for text and
+/// attribute values alike (the e-mail's HTML part, the status page).
+pub fn escape_html(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {

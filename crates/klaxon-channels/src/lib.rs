@@ -86,7 +86,7 @@ pub use config::{
     ATTEMPTS_MAX_LIMIT, BACKOFF_MS_LIMIT, CHANNEL_NAME_BYTES_MAX, CHANNELS_MAX, ChannelConfig, Config,
     EMAIL_PEOPLE_MAX, EMAIL_RECIPIENTS_MAX, SECRET_BYTES_MAX, SECRET_BYTES_MIN, TIMEOUT_MS_LIMIT,
 };
-pub use email::message_id;
+pub use email::{escape_html, message_id};
 pub use error::{AttemptFailure, Error, RefusedRecipient};
 pub use http::{BODY_EXCERPT_BYTES_MAX, RESPONSE_BODY_BYTES_MAX};
 pub use notification::{

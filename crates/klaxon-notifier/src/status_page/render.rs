@@ -11,21 +11,8 @@ use klaxon_domain::notifier::FeedItem;
 use uuid::Uuid;
 
 /// Escapes the five characters HTML treats specially, for text and
-/// attribute values alike.
-pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 8);
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+/// attribute values alike: the e-mail channel's escaping, the same rule.
+pub use klaxon_channels::escape_html as escape;
 
 /// `12 min ago`, `in 3 h`, `just now`: the time from `now` to `at`, as the
 /// page's script also writes it.
