@@ -23,7 +23,7 @@ use tokio::time::timeout;
 
 use crate::backoff::seed_from;
 use crate::config::{SmtpSpec, SmtpTls};
-use crate::error::RefusedRecipient;
+use crate::error::{RefusedRecipient, error_chain};
 use crate::{AttemptFailure, Delivery, Error, Notification};
 
 /// The header carrying the notification's idempotency key.
@@ -245,17 +245,6 @@ fn classify(error: &lettre::transport::smtp::Error) -> Failure {
     } else {
         Failure::Retryable(AttemptFailure::Smtp { message: error_chain(error) })
     }
-}
-
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut message = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        message.push_str(": ");
-        message.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    message
 }
 
 fn tls_parameters(spec: &SmtpSpec) -> Result<TlsParameters, Failure> {

@@ -132,3 +132,16 @@ impl Error {
         Error::Config { path: path.into(), message: message.into() }
     }
 }
+
+/// An error and its sources, `outer: inner: innermost`, as the failure
+/// message of an attempt.
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    message
+}

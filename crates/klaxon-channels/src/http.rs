@@ -13,6 +13,7 @@ use tokio::time::{Instant, timeout_at};
 use crate::backoff::seed_from;
 use crate::config::{HttpSpec, Secret};
 use crate::connect::Connector;
+use crate::error::error_chain;
 use crate::signature::{IDEMPOTENCY_KEY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, signature_header};
 use crate::{AttemptFailure, Delivery, Error};
 
@@ -247,17 +248,6 @@ fn excerpt(body: &[u8]) -> String {
         end -= 1;
     }
     text[..end].trim().to_string()
-}
-
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut message = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        message.push_str(": ");
-        message.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    message
 }
 
 fn unix_seconds() -> u64 {

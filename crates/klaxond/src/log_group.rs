@@ -21,7 +21,6 @@ use klaxon_raft::{Group, Network};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, Validated};
-use crate::metrics::Metrics;
 use crate::process::{self, Process};
 use crate::roles::Wiring;
 
@@ -67,19 +66,7 @@ pub async fn serve(
         "klaxond listening on {address} (gRPC: log server, log group node {node_id}); data in {}",
         data_dir.display()
     );
-    let metrics = match config.metrics_listen {
-        Some(at) => Some(
-            crate::metrics::serve(
-                at,
-                None,
-                Metrics::default().with_log(log.clone()),
-                auth.clone(),
-                process.shutdown.clone(),
-            )
-            .await?,
-        ),
-        None => None,
-    };
+    let metrics = crate::metrics::serve_log(config.metrics_listen, &log, &auth, &process.shutdown).await?;
     let Wiring { routes, tasks, .. } = wiring;
     let served = process.run(config.tls.grpc_server()?, Some(auth), routes.routes(), listener, metrics, tasks).await;
     group.shutdown().await;

@@ -242,6 +242,19 @@ fn histogram(out: &mut String, name: &str, help: &str, h: &HistogramSnapshot, un
     let _ = writeln!(out, "{name}_count {}", h.count);
 }
 
+/// The log server's metrics (`serve log`, alone or as a log group node) on
+/// `at`, when `metrics_listen` is set.
+pub async fn serve_log(
+    at: Option<std::net::SocketAddr>,
+    log: &klaxon_log::Log,
+    auth: &klaxon_auth::Auth,
+    shutdown: &tokio_util::sync::CancellationToken,
+) -> anyhow::Result<Option<tokio::task::JoinHandle<std::io::Result<()>>>> {
+    let Some(at) = at else { return Ok(None) };
+    let metrics = Metrics::default().with_log(log.clone());
+    Ok(Some(serve(at, None, metrics, auth.clone(), shutdown.clone()).await?))
+}
+
 /// Serves `GET /metrics` on `listen` until `shutdown`, beside `other` (what
 /// the roles of the process serve over HTTP, such as the status page);
 /// prints where.

@@ -21,7 +21,6 @@ use klaxon_bus::{Bus, JetStreamSource, RemoteLog};
 use klaxon_log::Log;
 
 use crate::config::{Config, Validated};
-use crate::metrics::Metrics;
 use crate::process::{self, Process};
 use crate::roles::{Service, Wiring};
 
@@ -118,19 +117,7 @@ async fn serve_log(config: Config, validated: Validated, listen: SocketAddr, pro
     wiring.log(&log, Some(relay), process).await?;
     tracing::info!(%address, data_dir = %data_dir.display(), head = log.head().0, nats = %config.cluster.nats_url, "klaxond serve log");
     println!("klaxond listening on {address} (gRPC: log server); data in {}", data_dir.display());
-    let metrics = match config.metrics_listen {
-        Some(at) => Some(
-            crate::metrics::serve(
-                at,
-                None,
-                Metrics::default().with_log(log.clone()),
-                auth.clone(),
-                process.shutdown.clone(),
-            )
-            .await?,
-        ),
-        None => None,
-    };
+    let metrics = crate::metrics::serve_log(config.metrics_listen, &log, &auth, &process.shutdown).await?;
     let Wiring { routes, tasks, .. } = wiring;
     let served = process.run(config.tls.grpc_server()?, Some(auth), routes.routes(), listener, metrics, tasks).await;
     log.close().await;
