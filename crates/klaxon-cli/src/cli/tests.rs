@@ -260,7 +260,7 @@ fn every_subcommand_builds_its_request() {
                 all_pages: false,
             },
         ),
-        (&["severity", "explain", "inc-1"], Rpc::ExplainSeverity(ExplainSeverityRequest { incident_id: id() })),
+        (&["severity", "explain", "inc-1"], Rpc::ExplainSeverity(ExplainSeverityRequest { incident_id: id(), report: None })),
         (&["pages", "INC-1"], Rpc::ListPages(ListPagesRequest { incident_id: id() })),
         (
             &["ack", "INC-7-P1"],
