@@ -153,7 +153,7 @@ fn explain_rates_a_hypothetical_report_rule_by_rule_without_writing_it() {
     assert_eq!(explained["assessed"], "sev1", "{explained:#}");
     let text = klaxon_ok(&server.url, "rita", &["severity", "explain", "--report", &report]);
     assert!(text.starts_with("The report would be assessed SEV1 by rule tier1-multi-customer"), "{text}");
-    assert!(text.contains("outage-words (sev3): matches too, but an earlier rule won"), "{text}");
+    assert!(text.contains("5. outage-words (SEV3): matches too, but an earlier rule won"), "{text}");
 
     let bad = write(dir.path(), "bad.json", "{\"title\": \"\\u0007\"}");
     let out = klaxon(&server.url, "rita", &["severity", "explain", "--report", &bad]);
