@@ -94,14 +94,23 @@ fn policy_test_replays_live_incidents_under_a_candidate_in_every_format_and_writ
 
     let table = klaxon_ok(&server.url, "maria", &["policy", "test", "--config", &candidate]);
     assert!(table.starts_with("Replayed 2 incident(s)"), "{table}");
-    assert!(table.contains(&format!("{search} \"Search is slow\"\n  severity     sev4 -> sev2 (search-sev2)")), "{table}");
-    assert!(table.contains(&format!("{payments} \"Checkout is down\": unchanged, sev1 (tier1-multi-customer)")), "{table}");
+    assert!(
+        table.contains(&format!("{search} \"Search is slow\"\n  severity     sev4 -> sev2 (search-sev2)")),
+        "{table}"
+    );
+    assert!(
+        table.contains(&format!("{payments} \"Checkout is down\": unchanged, sev1 (tier1-multi-customer)")),
+        "{table}"
+    );
 
     let csv = klaxon_ok(&server.url, "maria", &["policy", "test", "--config", &candidate, "--format", "csv"]);
     let rows: Vec<&str> = csv.lines().collect();
     assert_eq!(rows.len(), 3, "{csv}");
     assert!(rows[0].starts_with("incident_id,title,severity_before,rule_before,severity_after,rule_after,"), "{csv}");
-    assert!(rows.iter().any(|r| r.starts_with(&format!("{search},Search is slow,sev4,,sev2,search-sev2,true,true"))), "{csv}");
+    assert!(
+        rows.iter().any(|r| r.starts_with(&format!("{search},Search is slow,sev4,,sev2,search-sev2,true,true"))),
+        "{csv}"
+    );
 
     // A window that ends before the incidents were reported holds none.
     let empty = klaxon_json(&server.url, "maria", &["policy", "test", "--config", &candidate, "--until", "2020-01-01"]);
@@ -119,12 +128,17 @@ fn a_broken_candidate_is_refused_naming_the_key_and_an_engineer_may_not_test() {
     two_incidents(&server);
     let before = quiet(&server);
 
-    let broken = write(dir.path(), "broken.toml", &candidate().replacen("severity = \"sev2\"", "severity = \"sev9\"", 1));
+    let broken =
+        write(dir.path(), "broken.toml", &candidate().replacen("severity = \"sev2\"", "severity = \"sev9\"", 1));
     let out = klaxon(&server.url, "maria", &["policy", "test", "--config", &broken]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(stderr(&out).contains("severity.rules[0].severity: \"sev9\" is not a severity"), "{}", stderr(&out));
 
-    let unknown = write(dir.path(), "unknown.toml", &EXAMPLE.replacen("default_policy = \"default\"", "default_policy = \"nope\"", 1));
+    let unknown = write(
+        dir.path(),
+        "unknown.toml",
+        &EXAMPLE.replacen("default_policy = \"default\"", "default_policy = \"nope\"", 1),
+    );
     let out = klaxon(&server.url, "maria", &["policy", "test", "--config", &unknown]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(stderr(&out).contains("paging.default_policy"), "{}", stderr(&out));

@@ -33,7 +33,7 @@ mod tests;
 
 pub use lint::{Finding, FindingKind, lint};
 pub use replay::{
-    Breach, Escalated, IncidentDiff, Outcome, PageSeen, Replay, Summary, Window, INCIDENTS_MAX, PAGE_TOLERANCE,
+    Breach, Escalated, INCIDENTS_MAX, IncidentDiff, Outcome, PAGE_TOLERANCE, PageSeen, Replay, Summary, Window,
 };
 
 /// The largest candidate configuration accepted, in bytes.

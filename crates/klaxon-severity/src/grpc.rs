@@ -117,7 +117,11 @@ fn explanation_to_wire(id: &str, incident: Option<&Incident>, explanation: &Expl
                 conditions: r
                     .conditions
                     .iter()
-                    .map(|c| v1::ConditionCheck { condition: c.condition.clone(), held: c.held, detail: c.detail.clone() })
+                    .map(|c| v1::ConditionCheck {
+                        condition: c.condition.clone(),
+                        held: c.held,
+                        detail: c.detail.clone(),
+                    })
                     .collect(),
             })
             .collect(),

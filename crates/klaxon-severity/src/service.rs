@@ -5,10 +5,10 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use klaxon_bus::Bus;
+use klaxon_domain::ConfigError;
 use klaxon_domain::catalog::ServiceCatalog;
 use klaxon_domain::ids::IncidentId;
 use klaxon_domain::incident::{Incident, Incidents};
-use klaxon_domain::ConfigError;
 use klaxon_domain::paging::PageChange;
 use klaxon_domain::policy::{self, Outcome, Replay, Window};
 use klaxon_domain::severity::{Explanation, Facts, Rules, assess};

@@ -136,8 +136,10 @@ fn report_json(r: &v1::PolicyTestReport) -> Value {
     let s = summary(r);
     let pages = |list: &[v1::ReplayedPage]| -> Vec<Value> {
         list.iter()
-            .map(|p| json!({"at": rfc3339(p.at.as_ref()), "responder": p.responder, "level": p.level,
-                            "round": p.round, "reason": p.reason}))
+            .map(|p| {
+                json!({"at": rfc3339(p.at.as_ref()), "responder": p.responder, "level": p.level,
+                            "round": p.round, "reason": p.reason})
+            })
             .collect()
     };
     let escalations = |list: &[v1::ReplayedEscalation]| -> Vec<Value> {

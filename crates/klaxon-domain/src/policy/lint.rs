@@ -90,12 +90,8 @@ pub fn lint(sections: &Sections, policy: &Policy, now: DateTime<Utc>, days: u32)
         });
     }
     if let Some(paging) = &policy.paging {
-        let used: BTreeSet<&str> = policy
-            .catalog
-            .services()
-            .map(|s| s.escalation_policy())
-            .chain([paging.default_policy().name()])
-            .collect();
+        let used: BTreeSet<&str> =
+            policy.catalog.services().map(|s| s.escalation_policy()).chain([paging.default_policy().name()]).collect();
         for (i, config) in sections.escalation_policies.iter().enumerate() {
             if used.contains(config.name.as_str()) {
                 continue;
@@ -143,8 +139,8 @@ pub fn lint(sections: &Sections, policy: &Policy, now: DateTime<Utc>, days: u32)
         .chain([("severity.default".to_owned(), "the default".to_owned(), policy.rules.default_severity())]);
     let mut told = BTreeSet::new();
     for (key, who, severity) in given {
-        let silent = !pages(severity)
-            && (severity == Severity::Sev1 || least_paging.is_some_and(|least| least < severity));
+        let silent =
+            !pages(severity) && (severity == Severity::Sev1 || least_paging.is_some_and(|least| least < severity));
         if silent && told.insert(severity) {
             let paging = match &policy.paging {
                 None => "there is no [paging] table".to_owned(),

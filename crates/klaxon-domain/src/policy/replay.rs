@@ -448,9 +448,8 @@ impl Track {
         };
         let open = |p: &&paging::Page| p.acknowledged().is_none() && p.paged_at() <= at;
         let to_responder = state.pages().filter(open).filter(|p| p.responder() == responder).last().map(|p| p.id());
-        let page = to_responder.or_else(|| {
-            config.is_manager(by).then(|| state.pages().filter(open).last().map(|p| p.id())).flatten()
-        });
+        let page = to_responder
+            .or_else(|| config.is_manager(by).then(|| state.pages().filter(open).last().map(|p| p.id())).flatten());
         let acknowledged = page.and_then(|page| paging::acknowledge(state, &page, by, config, at).ok());
         match acknowledged {
             Some(event) => state.apply_page(&event),

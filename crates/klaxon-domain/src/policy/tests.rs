@@ -264,23 +264,14 @@ fn the_current_policy_replayed_changes_nothing() {
 
 #[test]
 fn a_changed_rule_changes_the_severity_of_the_affected_incidents_with_the_right_rule_ids() {
-    let text = candidate(
-        "id = \"search-slow\"\nseverity = \"sev3\"",
-        "id = \"search-degraded\"\nseverity = \"sev2\"",
-    );
+    let text = candidate("id = \"search-slow\"\nseverity = \"sev3\"", "id = \"search-degraded\"\nseverity = \"sev2\"");
     let outcome = two_incidents().replay(&text, Window::default(), 60);
     assert_eq!(outcome.summary.incidents, 2);
     assert_eq!(outcome.summary.severity_changed, 1);
     assert_eq!(outcome.summary.rule_changed, 1);
     let search = diff_of(&outcome, 2);
-    assert_eq!(
-        (search.severity_before, search.rule_before.as_deref()),
-        (Some(Severity::Sev3), Some("search-slow"))
-    );
-    assert_eq!(
-        (search.severity_after, search.rule_after.as_deref()),
-        (Some(Severity::Sev2), Some("search-degraded"))
-    );
+    assert_eq!((search.severity_before, search.rule_before.as_deref()), (Some(Severity::Sev3), Some("search-slow")));
+    assert_eq!((search.severity_after, search.rule_after.as_deref()), (Some(Severity::Sev2), Some("search-degraded")));
     // Sev2 pages: sam would have been paged at once, and nobody answered.
     assert!(search.paging_differs);
     assert_eq!(pages(&search.pages_before), Vec::<String>::new());
