@@ -34,7 +34,7 @@ pub fn findings(findings: &[Finding], json: bool) -> String {
 }
 
 fn summary(r: &v1::PolicyTestReport) -> v1::PolicyTestSummary {
-    r.summary.clone().unwrap_or_default()
+    r.summary.unwrap_or_default()
 }
 
 fn severity_and_rule(severity: i32, rule: &str) -> String {

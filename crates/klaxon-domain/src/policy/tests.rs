@@ -248,7 +248,7 @@ fn pages(list: &[PageSeen]) -> Vec<String> {
         .collect()
 }
 
-fn diff_of<'a>(outcome: &'a Outcome, n: u64) -> &'a IncidentDiff {
+fn diff_of(outcome: &Outcome, n: u64) -> &IncidentDiff {
     outcome.incidents.iter().find(|i| i.incident == IncidentId::from_number(n).unwrap()).unwrap()
 }
 
