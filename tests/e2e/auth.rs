@@ -196,8 +196,10 @@ fn request(method: &str, t: &Target) -> (Shape, Vec<u8>) {
             (Shape::Bidi, message.encode_to_vec())
         }
         ("klaxon.v1.SeverityEvaluator", "Explain") => {
-            unary(&|| v1::ExplainSeverityRequest { incident_id: id.clone() }.encode_to_vec())
+            unary(&|| v1::ExplainSeverityRequest { incident_id: id.clone(), report: None }.encode_to_vec())
         }
+        // An empty candidate: INVALID_ARGUMENT once through, nothing read.
+        ("klaxon.v1.SeverityEvaluator", "TestPolicy") => unary(&|| v1::TestPolicyRequest::default().encode_to_vec()),
         ("klaxon.v1.Paging", "Acknowledge") => {
             unary(&|| v1::AcknowledgeRequest { page_id: t.page.clone(), request_id: String::new() }.encode_to_vec())
         }

@@ -15,6 +15,7 @@ mod notifier;
 mod one_mapping;
 mod otlp;
 mod paging;
+mod policy;
 mod readme;
 mod replicas;
 mod retries;

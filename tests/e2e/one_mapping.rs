@@ -153,7 +153,10 @@ fn the_same_condition_gets_the_same_status_from_every_service() {
                 ("Review/EditReview", review.edit_review(edit).await.unwrap_err()),
                 (
                     "SeverityEvaluator/Explain",
-                    severity.explain(v1::ExplainSeverityRequest { incident_id: id.clone() }).await.unwrap_err(),
+                    severity
+                        .explain(v1::ExplainSeverityRequest { incident_id: id.clone(), report: None })
+                        .await
+                        .unwrap_err(),
                 ),
             ]
         })

@@ -83,6 +83,9 @@ pub const RULES: &[Rule] = &[
     rule("/klaxon.v1.Bridge/Join", RESPONDERS, SCOPED),
     // Severity.
     rule("/klaxon.v1.SeverityEvaluator/Explain", READERS, ANY_TEAM),
+    // A dry run of a candidate configuration reads every incident of the
+    // window and the candidate's schedules: the incident manager's tool.
+    rule("/klaxon.v1.SeverityEvaluator/TestPolicy", MANAGERS, ANY_TEAM),
     // Paging.
     rule("/klaxon.v1.Paging/Acknowledge", RESPONDERS, SCOPED),
     rule("/klaxon.v1.Paging/WhoIsOnCall", EVERYONE, ANY_TEAM),

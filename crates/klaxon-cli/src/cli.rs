@@ -35,6 +35,7 @@ Exit codes:
        when a server requiring client certificates refuses ours; unavailable,
        deadline exceeded); check --server / KLAXON_SERVER
   5    any other error
+  6    `klaxon policy lint` found problems (any finding with --strict)
   130  `klaxon join` or `klaxon watch` interrupted by Ctrl-C
 
 Times are shown in UTC.";
@@ -200,6 +201,73 @@ pub enum Command {
     Actions(ActionsArgs),
     /// Report counts, percentiles and SLO compliance over a time range, as rendered by the server.
     Trends(TrendsArgs),
+    /// Dry-run a configuration change: replay history under it (`test`), or lint it (`lint`).
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+}
+
+/// `klaxon policy ...`.
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Replay the recorded reports and responses of a window under a candidate configuration and show what would
+    /// have been different (severities with rule ids, pages, escalations, SLO breaches); writes nothing. Managers only.
+    Test(PolicyTestArgs),
+    /// Lint a configuration file locally: shadowed rules, unreachable escalation levels, schedule coverage holes,
+    /// severities that page nobody, unused channels. Exit 6 on problems.
+    Lint(PolicyLintArgs),
+}
+
+/// A configuration file, read while the command line is parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigFile {
+    /// Where it was read from.
+    pub path: String,
+    /// Its text.
+    pub text: String,
+}
+
+/// How `klaxon policy test` prints its report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// A summary, then each incident (the default).
+    Table,
+    /// One JSON object: `summary`, then `incidents`.
+    Json,
+    /// One row per incident, with a header.
+    Csv,
+}
+
+/// `klaxon policy test`.
+#[derive(Debug, Args)]
+pub struct PolicyTestArgs {
+    /// The candidate configuration file (klaxond's TOML; its policy sections are used).
+    #[arg(long, value_name = "FILE", value_parser = read_config)]
+    pub config: ConfigFile,
+    /// Replay incidents first reported at or after this: YYYY-MM-DD (midnight UTC) or an RFC 3339 time
+    /// [default: the beginning].
+    #[arg(long, value_name = "TIME", value_parser = parse_day_or_time)]
+    pub from: Option<prost_types::Timestamp>,
+    /// ... and before this; later events are not replayed [default: now].
+    #[arg(long, value_name = "TIME", value_parser = parse_day_or_time)]
+    pub until: Option<prost_types::Timestamp>,
+    /// table, json or csv (--json means json).
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: Format,
+}
+
+/// `klaxon policy lint`.
+#[derive(Debug, Args)]
+pub struct PolicyLintArgs {
+    /// The configuration file to lint.
+    #[arg(long, value_name = "FILE", value_parser = read_config)]
+    pub config: ConfigFile,
+    /// How many days ahead to look for schedule coverage holes.
+    #[arg(long, value_name = "N", default_value_t = 14, value_parser = clap::value_parser!(u32).range(1..=366))]
+    pub days: u32,
+    /// Exit 6 on any finding; without it only shadowed rules and severities that page nobody (always mistakes)
+    /// fail, while coverage holes, unused policies and unused channels (sometimes intended) are printed.
+    #[arg(long)]
+    pub strict: bool,
 }
 
 /// `klaxon review ...`.
@@ -240,8 +308,21 @@ pub enum ActionCommand {
 pub enum SeverityCommand {
     /// Set the severity; the severity evaluator never changes it back.
     Set(SeveritySetArgs),
-    /// Explain which rule gives the incident its assessed severity, and why the others do not match.
-    Explain(IncidentArg),
+    /// Explain which rule gives the incident its assessed severity, and why the others do not match; or, with
+    /// --report, how a hypothetical report would be rated (nothing is written).
+    Explain(ExplainArgs),
+}
+
+/// `klaxon severity explain`.
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    /// The incident, e.g. INC-42.
+    #[arg(value_parser = parse_incident_id, required_unless_present = "report", conflicts_with = "report")]
+    pub incident: Option<String>,
+    /// A JSON file of a hypothetical report: {"title", "description", "service", "customers": [..],
+    /// "labels": {..}, "source": "alertmanager"}; only "title" is required.
+    #[arg(long, value_name = "FILE.json", value_parser = read_report)]
+    pub report: Option<v1::HypotheticalReport>,
 }
 
 /// `klaxon handoff ...`.
@@ -630,6 +711,10 @@ impl Command {
             Command::Declare(a) => Rpc::Declare(declare(a, context)),
             Command::Severity(SeverityCommand::Set(a)) => Rpc::OverrideSeverity(override_severity(a, context)),
             Command::Severity(SeverityCommand::Explain(a)) => Rpc::ExplainSeverity(explain_severity(a)),
+            Command::Policy(PolicyCommand::Test(a)) => Rpc::TestPolicy { format: a.format, request: test_policy(a) },
+            Command::Policy(PolicyCommand::Lint(a)) => {
+                return Action::Lint { config: a.config, days: a.days, strict: a.strict };
+            }
             Command::Assign(a) => Rpc::AssignCommander(assign_commander(a, context)),
             Command::Handoff(HandoffCommand::Request(a)) => Rpc::RequestHandoff(request_handoff(a, context)),
             Command::Handoff(HandoffCommand::Accept(a)) => Rpc::AcceptHandoff(accept_handoff(a, context)),
@@ -786,8 +871,56 @@ fn join(a: JoinArgs) -> v1::JoinBridge {
     }
 }
 
-fn explain_severity(a: IncidentArg) -> v1::ExplainSeverityRequest {
-    v1::ExplainSeverityRequest { incident_id: a.incident }
+fn explain_severity(a: ExplainArgs) -> v1::ExplainSeverityRequest {
+    v1::ExplainSeverityRequest { incident_id: a.incident.unwrap_or_default(), report: a.report }
+}
+
+fn test_policy(a: PolicyTestArgs) -> v1::TestPolicyRequest {
+    v1::TestPolicyRequest { config_toml: a.config.text, from: a.from, until: a.until }
+}
+
+/// Reads a configuration file (at most 1 MiB, the server's limit).
+fn read_config(path: &str) -> Result<ConfigFile, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
+    if text.len() > klaxon_domain::policy::CONFIG_BYTES_MAX {
+        return Err(format!("{path} is larger than {} bytes", klaxon_domain::policy::CONFIG_BYTES_MAX));
+    }
+    Ok(ConfigFile { path: path.to_owned(), text })
+}
+
+/// A hypothetical report as its JSON file spells it.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReportFile {
+    title: String,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    service: String,
+    #[serde(default)]
+    customers: Vec<String>,
+    #[serde(default)]
+    labels: HashMap<String, String>,
+    #[serde(default)]
+    source: Option<String>,
+}
+
+/// Reads the JSON file of `severity explain --report`.
+fn read_report(path: &str) -> Result<v1::HypotheticalReport, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
+    let file: ReportFile = serde_json::from_str(&text).map_err(|e| format!("{path}: {e}"))?;
+    let source = match &file.source {
+        None => v1::ReportSource::Unspecified,
+        Some(s) => convert::source_to_wire(domain::<ReportSource>(s).map_err(|e| format!("{path}: source: {e}"))?),
+    };
+    Ok(v1::HypotheticalReport {
+        source: source as i32,
+        title: file.title,
+        description: file.description,
+        service: file.service,
+        customers: file.customers,
+        labels: file.labels,
+    })
 }
 
 fn list_pages(a: IncidentArg) -> v1::ListPagesRequest {

@@ -44,6 +44,15 @@ pub enum Action {
     },
     /// A subscription to the status feed, until it ends or Ctrl-C.
     Watch(v1::FeedFilter),
+    /// `klaxon policy lint`: local, no server.
+    Lint {
+        /// The file to lint.
+        config: crate::cli::ConfigFile,
+        /// How many days ahead to look for coverage holes.
+        days: u32,
+        /// Whether every finding fails.
+        strict: bool,
+    },
 }
 
 /// A request of the `Incidents`, `SeverityEvaluator`, `Paging` or `Review`
@@ -92,6 +101,11 @@ pub enum Rpc {
         request: v1::TrendsRequest,
         csv: bool,
     },
+    /// `klaxon policy test`, printed in `format`.
+    TestPolicy {
+        request: v1::TestPolicyRequest,
+        format: crate::cli::Format,
+    },
 }
 
 impl Rpc {
@@ -114,6 +128,7 @@ impl Rpc {
             Rpc::MarkNoise(m) => check_text(m),
             Rpc::PageResponder(m) => check_text(m),
             Rpc::EditReview(m) => check_text(m),
+            Rpc::ExplainSeverity(v1::ExplainSeverityRequest { report: Some(report), .. }) => check_text(report),
             Rpc::Declare(_)
             | Rpc::AssignCommander(_)
             | Rpc::RequestHandoff(_)
@@ -132,7 +147,8 @@ impl Rpc {
             | Rpc::GetReview(_)
             | Rpc::ListActionItems(_)
             | Rpc::ExportMarkdown(_)
-            | Rpc::Trends { .. } => Ok(()),
+            | Rpc::Trends { .. }
+            | Rpc::TestPolicy { .. } => Ok(()),
         }
     }
 }
@@ -176,6 +192,8 @@ pub enum Reply {
     Markdown(v1::ExportMarkdownResponse),
     /// From `Review.Trends`.
     Trends(v1::TrendsResponse),
+    /// From `SeverityEvaluator.TestPolicy`.
+    PolicyTest(v1::PolicyTestReport),
 }
 
 /// How to reach an `https://` server (ignored for `http://`). Not `Debug`:
@@ -309,6 +327,10 @@ impl Connection {
             Rpc::ExplainSeverity(m) => {
                 let mut c = SeverityEvaluatorClient::new(self.channel.clone());
                 Reply::Explanation(c.explain(self.request(m)).await?.into_inner())
+            }
+            Rpc::TestPolicy { request, .. } => {
+                let mut c = SeverityEvaluatorClient::new(self.channel.clone());
+                Reply::PolicyTest(c.test_policy(self.request(request)).await?.into_inner())
             }
             Rpc::Acknowledge(m) => Reply::Acknowledged(self.paging().acknowledge(self.request(m)).await?.into_inner()),
             Rpc::WhoIsOnCall(m) => Reply::OnCall(self.paging().who_is_on_call(self.request(m)).await?.into_inner()),

@@ -31,6 +31,8 @@ pub enum Exit {
     /// Anything else: an internal server error, an unimplemented RPC, a
     /// local output error.
     Other = 5,
+    /// `klaxon policy lint` found problems (or the file does not validate).
+    Lint = 6,
     /// `klaxon join` or `klaxon watch` was interrupted by Ctrl-C (the shell
     /// convention).
     Interrupted = 130,
@@ -94,6 +96,14 @@ pub enum Error {
     Interrupted,
     /// Writing the output failed.
     Output(std::io::Error),
+    /// `klaxon policy lint` found problems in the file at `path` (each
+    /// `key: problem`), or the file does not validate (its one problem).
+    Lint {
+        /// The file linted.
+        path: String,
+        /// What fails the lint.
+        problems: Vec<String>,
+    },
 }
 
 impl Error {
@@ -105,6 +115,7 @@ impl Error {
             Error::Refused(_) => Exit::Refused,
             Error::Interrupted => Exit::Interrupted,
             Error::Output(_) => Exit::Other,
+            Error::Lint { .. } => Exit::Lint,
         }
     }
 
@@ -138,6 +149,10 @@ impl Error {
             Error::Refused(e) => e.to_string(),
             Error::Interrupted => "interrupted".to_string(),
             Error::Output(e) => format!("cannot write the output: {e}"),
+            Error::Lint { path, problems } => match problems.as_slice() {
+                [one] => format!("{path}: {one}"),
+                many => format!("{path}: {} problems, the first: {}", many.len(), many[0]),
+            },
         };
         // One line, whatever the server put in its message.
         line.replace(['\r', '\n'], " ")

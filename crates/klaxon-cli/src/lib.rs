@@ -108,7 +108,25 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
             let connection = Connection::open(&global.server, &tls, credentials, None).await?;
             connection.watch(filter, |item| write_stdout(&render::feed_item(&item, global.json), true)).await
         }
+        Action::Lint { config, days, strict } => lint(&config, days, strict, global.json),
     }
+}
+
+/// `klaxon policy lint`: parses and validates the file as the server would
+/// (a problem is named by its key), lints it from now on, prints every
+/// finding, and fails when one counts ([`render::findings`]).
+fn lint(config: &cli::ConfigFile, days: u32, strict: bool, json: bool) -> Result<(), Error> {
+    use klaxon_domain::policy::{self, FindingKind};
+    let (sections, policy) = policy::parse(&config.text)
+        .map_err(|error| Error::Lint { path: config.path.clone(), problems: vec![error.to_string()] })?;
+    let findings = policy::lint(&sections, &policy, chrono::Utc::now(), days);
+    print_line(&render::findings(&findings, json))?;
+    let failing: Vec<String> = findings
+        .iter()
+        .filter(|f| strict || matches!(f.kind, FindingKind::ShadowedRule | FindingKind::SeverityPagesNobody))
+        .map(|f| format!("{}: {}", f.key, f.message))
+        .collect();
+    if failing.is_empty() { Ok(()) } else { Err(Error::Lint { path: config.path.clone(), problems: failing }) }
 }
 
 /// Prints one line (or block) on stdout and flushes it, so `join` output

@@ -21,9 +21,12 @@ use klaxon_proto::v1;
 use crate::commands::{Reply, Rpc};
 
 mod json;
+mod policy;
 #[cfg(test)]
 mod tests;
 mod text;
+
+pub use policy::{findings, policy_report};
 
 use json::*;
 use text::*;
@@ -78,6 +81,10 @@ pub fn reply(rpc: &Rpc, reply: &Reply, json: bool) -> String {
             _ if json => t.json.clone(),
             _ => t.table.clone(),
         },
+        Reply::PolicyTest(r) => match rpc {
+            Rpc::TestPolicy { format, .. } if !json => policy_report(r, *format),
+            _ => policy_report(r, crate::cli::Format::Json),
+        },
     }
 }
 
@@ -87,6 +94,7 @@ pub fn reply(rpc: &Rpc, reply: &Reply, json: bool) -> String {
 pub fn verbatim(rpc: &Rpc, json: bool) -> bool {
     match rpc {
         Rpc::Trends { .. } => true,
+        Rpc::TestPolicy { format: crate::cli::Format::Csv, .. } => !json,
         Rpc::ExportMarkdown(_) => !json,
         _ => false,
     }

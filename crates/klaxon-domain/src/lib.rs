@@ -25,6 +25,8 @@
 //!   explanation of which rule matched and why the others did not.
 //! - [`paging`]: escalation policies, SLOs, page events, and the pure
 //!   decision of whom to page, when to escalate and which SLO is breached.
+//! - [`policy`]: the policy sections of a configuration as one unit: parsed
+//!   and validated once, linted, and replayed against recorded history.
 //! - [`queue`]: the open incidents ordered by what needs attention first
 //!   (unowned Sev-1s, the soonest SLO deadline, severity).
 //! - [`outbox`]: messages to people outside (pure data), their outcome, and
@@ -48,6 +50,7 @@ pub mod notifier;
 pub mod oncall;
 pub mod outbox;
 pub mod paging;
+pub mod policy;
 pub mod queue;
 pub mod review;
 pub mod severity;

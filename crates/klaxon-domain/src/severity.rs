@@ -63,6 +63,7 @@
 //! - `config`: the `[severity]` table as written and its validation into
 //!   [`Rules`].
 //! - `evaluate`: [`Facts`], [`Rules::evaluate`] and [`Rules::explain`].
+//! - `shadow`: [`Rules::shadowed`], the rules an earlier rule always beats.
 //! - here: the validated [`Rules`], and [`reassess`] / [`assess`], the
 //!   evaluator's decision.
 
@@ -91,9 +92,11 @@ pub const LABEL_CHARS_MAX: usize = crate::incident::LABEL_CHARS_MAX;
 
 mod config;
 mod evaluate;
+mod shadow;
 
 pub use config::{ConditionsConfig, RuleConfig, SeverityConfig};
 pub use evaluate::{Assessment, ConditionCheck, Explanation, Facts, RuleExplanation};
+pub use shadow::Shadowed;
 
 /// A configured word or phrase, with its lowercase word sequence.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -35,6 +35,10 @@ pub const TEXT_FIELDS: &[(&str, &str, Kind)] = &[
     ("klaxon.v1.ReportRequest", "description", DESCRIPTION),
     ("klaxon.v1.ReportRequest", "labels.key", LABEL_NAME),
     ("klaxon.v1.ReportRequest", "labels.value", LABEL_VALUE),
+    ("klaxon.v1.HypotheticalReport", "title", TITLE),
+    ("klaxon.v1.HypotheticalReport", "description", DESCRIPTION),
+    ("klaxon.v1.HypotheticalReport", "labels.key", LABEL_NAME),
+    ("klaxon.v1.HypotheticalReport", "labels.value", LABEL_VALUE),
     ("klaxon.v1.OverrideSeverityRequest", "reason", NOTE),
     ("klaxon.v1.DeclineHandoffRequest", "reason", NOTE),
     ("klaxon.v1.CancelHandoffRequest", "reason", NOTE),
@@ -94,6 +98,11 @@ pub const PARSED_FIELDS: &[(&str, &str)] = &[
     ("klaxon.v1.JoinBridge", "incident_id"),
     ("klaxon.v1.JoinBridge", "participant"),
     ("klaxon.v1.ExplainSeverityRequest", "incident_id"),
+    ("klaxon.v1.HypotheticalReport", "service"),
+    ("klaxon.v1.HypotheticalReport", "customers"),
+    // A whole configuration file, parsed and validated by the domain
+    // (`klaxon_domain::policy::parse`), which names the bad key.
+    ("klaxon.v1.TestPolicyRequest", "config_toml"),
     ("klaxon.v1.AcknowledgeRequest", "page_id"),
     ("klaxon.v1.AcknowledgeRequest", "request_id"),
     ("klaxon.v1.WhoIsOnCallRequest", "schedule"),
@@ -199,17 +208,33 @@ no_free_text!(
 impl FreeText for v1::ReportRequest {
     const MESSAGE: &'static str = "klaxon.v1.ReportRequest";
     fn free_text(&self) -> Vec<(&'static str, &str)> {
-        let mut fields = vec![("title", self.title.as_str()), ("description", self.description.as_str())];
-        // In name order, so that the first refusal does not depend on the
-        // map's iteration order.
-        let mut labels: Vec<(&String, &String)> = self.labels.iter().collect();
-        labels.sort();
-        for (name, value) in labels {
-            fields.push(("labels.key", name.as_str()));
-            fields.push(("labels.value", value.as_str()));
-        }
-        fields
+        report_text(&self.title, &self.description, &self.labels)
     }
+}
+
+impl FreeText for v1::HypotheticalReport {
+    const MESSAGE: &'static str = "klaxon.v1.HypotheticalReport";
+    fn free_text(&self) -> Vec<(&'static str, &str)> {
+        report_text(&self.title, &self.description, &self.labels)
+    }
+}
+
+/// The free text of a report: title, description, then the labels.
+fn report_text<'a>(
+    title: &'a str,
+    description: &'a str,
+    labels: &'a std::collections::HashMap<String, String>,
+) -> Vec<(&'static str, &'a str)> {
+    let mut fields = vec![("title", title), ("description", description)];
+    // In name order, so that the first refusal does not depend on the
+    // map's iteration order.
+    let mut labels: Vec<(&String, &String)> = labels.iter().collect();
+    labels.sort();
+    for (name, value) in labels {
+        fields.push(("labels.key", name.as_str()));
+        fields.push(("labels.value", value.as_str()));
+    }
+    fields
 }
 
 impl FreeText for v1::BridgeRequest {

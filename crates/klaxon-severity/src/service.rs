@@ -5,11 +5,14 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use klaxon_bus::Bus;
+use klaxon_domain::ConfigError;
 use klaxon_domain::catalog::ServiceCatalog;
 use klaxon_domain::ids::IncidentId;
 use klaxon_domain::incident::{Incident, Incidents};
+use klaxon_domain::paging::PageChange;
+use klaxon_domain::policy::{self, Outcome, Replay, Window};
 use klaxon_domain::severity::{Explanation, Facts, Rules, assess};
-use klaxon_log::{ExpectedVersion, Record};
+use klaxon_log::{ExpectedVersion, Position, Record};
 use klaxon_reactor::{Append, Cause, Clock, Effect, Ids, Reactor, Trace, decode, streams};
 use tokio_util::sync::CancellationToken;
 
@@ -19,6 +22,8 @@ pub const CONSUMER: &str = "severity";
 pub const ACTOR: &str = klaxon_domain::severity::SEVERITY_ACTOR;
 /// The reaction name that, with the cause's id, derives an assessment's id.
 const REACTION: &str = "severity.assessed";
+/// How many records a policy test reads from the log at a time.
+pub const REPLAY_PAGE: usize = 512;
 
 /// What can go wrong.
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +35,10 @@ pub enum Error {
     /// No such incident.
     #[error("unknown incident {0}")]
     UnknownIncident(IncidentId),
+    /// A candidate configuration that does not parse or validate, named by
+    /// its key path.
+    #[error("candidate configuration: {0}")]
+    Candidate(#[from] ConfigError),
 }
 
 impl klaxon_domain::class::Classify for Error {
@@ -38,6 +47,7 @@ impl klaxon_domain::class::Classify for Error {
         match self {
             Error::Reactor(e) => e.class(),
             Error::UnknownIncident(_) => Class::NotFound,
+            Error::Candidate(_) => Class::InvalidArgument,
         }
     }
 }
@@ -141,5 +151,49 @@ impl Handle {
         let incident = self.reactor.read(|s| s.incidents.get(id).cloned()).ok_or(Error::UnknownIncident(id))?;
         let explanation = service.rules.explain(&Facts::of(&incident, &service.catalog));
         Ok((incident, explanation))
+    }
+
+    /// How hypothetical `facts` would be rated by the rules as configured
+    /// (their service's tier is looked up in the catalog here). Nothing is
+    /// written.
+    pub fn explain_facts(&self, mut facts: Facts) -> Explanation {
+        let service = self.reactor.service();
+        facts.tier = facts.service.as_ref().and_then(|s| service.catalog.tier(s));
+        service.rules.explain(&facts)
+    }
+
+    /// A dry run of the candidate configuration `config_toml` over
+    /// `window`: parses and validates it (a problem is
+    /// [`Error::Candidate`], naming the key), then reads the log from
+    /// position 1 up to the head found at the start, [`REPLAY_PAGE`]
+    /// records at a time, feeding incident and page events to a
+    /// [`Replay`], and finishes at the window's end or the clock's now,
+    /// whichever is earlier. Writes nothing.
+    pub async fn test_policy(&self, config_toml: &str, window: Window) -> Result<Outcome, Error> {
+        let (_, candidate) = policy::parse(config_toml)?;
+        if let (Some(from), Some(until)) = (window.from, window.until) {
+            if until <= from {
+                return Err(ConfigError::new("until", "must be after from").into());
+            }
+        }
+        let bus = self.reactor.bus();
+        let head = bus.head().await.map_err(klaxon_reactor::Error::from)?;
+        let mut replay = Replay::new(&candidate, window);
+        let mut next = Position(1);
+        while next <= head {
+            let records = bus.read_all(next, REPLAY_PAGE).await.map_err(klaxon_reactor::Error::from)?;
+            let Some(last) = records.last() else { break };
+            next = Position(last.position.0 + 1);
+            for record in records.iter().filter(|r| r.position <= head) {
+                if let Some(event) = decode::incident(record)? {
+                    replay.incident(&event)?;
+                } else if let Some(event) = decode::event::<PageChange>(record)? {
+                    replay.page(&event);
+                }
+            }
+        }
+        let now = self.reactor.now();
+        let end = window.until.map_or(now, |until| until.min(now));
+        Ok(replay.finish(end))
     }
 }

@@ -7,13 +7,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
-use klaxon_domain::ConfigError;
 
 use klaxon_domain::catalog::{ServiceCatalog, ServiceCatalogConfig};
 use klaxon_domain::oncall::{Schedules, SchedulesConfig};
-use klaxon_domain::paging::{
-    CustomerConfig, EscalationPolicyConfig, PagingConfig, PagingFileConfig, PagingSectionConfig, SloTables,
-};
+use klaxon_domain::paging::{CustomerConfig, EscalationPolicyConfig, PagingConfig, PagingSectionConfig, SloTables};
+use klaxon_domain::policy::{ChannelName, Sections};
 use klaxon_domain::severity::{Rules, SeverityConfig};
 use serde::Deserialize;
 
@@ -520,69 +518,46 @@ impl Config {
         self.limits.validate()?;
         self.replica.validate()?;
         self.status_page.check()?;
-        let core = self.validate_core().map_err(|e| e.to_string())?;
+        // The policy sections are validated by the domain, the same way a
+        // candidate of `klaxon policy test` and `klaxon policy lint` is.
+        let sections = self.policy_sections();
+        let policy = sections.validate().map_err(|e| e.to_string())?;
         let channels = klaxon_channels::Channels::from_env(&self.channels).map_err(|e| e.to_string())?;
-        let paging = match &self.paging {
-            None if !self.escalation_policies.is_empty() || !self.slo.is_empty() || !self.customers.is_empty() => {
-                return Err("escalation_policies, slo and customers need a [paging] table".into());
-            }
-            None => None,
-            Some(section) => {
-                let file = PagingFileConfig {
-                    paging: section.clone(),
-                    slo: self.slo.clone(),
-                    escalation_policies: self.escalation_policies.clone(),
-                    customers: self.customers.clone(),
-                };
-                let paging = file.validate("", &core.2).map_err(|e| e.to_string())?;
-                paging.check_catalog("", &core.0).map_err(|e| e.to_string())?;
-                for (i, channel) in paging.channels().iter().enumerate() {
-                    if channels.get(channel).is_none() {
-                        return Err(format!("paging.channels[{i}]: no channel named {channel:?} in [[channels]]"));
-                    }
-                }
-                Some(Arc::new(paging))
-            }
-        };
+        sections.check_channels().map_err(|e| e.to_string())?;
+        let paging = policy.paging.map(Arc::new);
         let notifier_section: klaxon_domain::notifier::NotifierSectionConfig = match &self.notifier {
             Some(n) => n.clone(),
             // An empty table: every key has its default.
             None => toml::from_str("").map_err(|e| e.to_string())?,
         };
         let notifier = notifier_section.validate("notifier").map_err(|e| e.to_string())?;
-        for (key, names) in [
-            ("notifier.executive_channels", notifier.executive_channels()),
-            ("notifier.company_wide_channels", notifier.company_wide_channels()),
-        ] {
-            for (i, channel) in names.iter().enumerate() {
-                if channels.get(channel).is_none() {
-                    return Err(format!("{key}[{i}]: no channel named {channel:?} in [[channels]]"));
-                }
-            }
-        }
         // Reminders go to people, through the channels pages take.
         let people = paging.as_ref().map(|p| p.channels().to_vec()).unwrap_or_default();
         let notifier = notifier.with_people_channels(people);
         Ok(Validated {
             notifier: Arc::new(notifier),
-            catalog: Arc::new(core.0),
-            rules: Arc::new(core.1),
-            schedules: Arc::new(core.2),
+            catalog: Arc::new(policy.catalog),
+            rules: Arc::new(policy.rules),
+            schedules: Arc::new(policy.schedules),
             paging,
             channels: Arc::new(channels),
         })
     }
 
-    fn validate_core(&self) -> Result<(ServiceCatalog, Rules, Schedules), ConfigError> {
-        let catalog = self.services.validate("services")?;
-        let rules = match &self.severity {
-            Some(severity) => severity.validate("severity")?,
-            None => SeverityConfig { default: "sev4".into(), default_reason: "No rule matched".into(), rules: vec![] }
-                .validate("severity")?,
-        };
-        rules.check_services(&catalog, "severity")?;
-        let schedules = self.schedules.validate("schedules")?;
-        Ok((catalog, rules, schedules))
+    /// The policy sections of the file (`klaxon_domain::policy::Sections`),
+    /// which the domain validates.
+    pub fn policy_sections(&self) -> Sections {
+        Sections {
+            services: self.services.clone(),
+            severity: self.severity.clone(),
+            schedules: self.schedules.clone(),
+            paging: self.paging.clone(),
+            slo: self.slo.clone(),
+            customers: self.customers.clone(),
+            escalation_policies: self.escalation_policies.clone(),
+            channels: self.channels.iter().map(|c| ChannelName { name: c.name.clone() }).collect(),
+            notifier: self.notifier.clone(),
+        }
     }
 }
 

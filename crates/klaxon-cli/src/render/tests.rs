@@ -328,7 +328,7 @@ fn explanation() -> v1::SeverityExplanation {
 }
 
 fn explain() -> Rpc {
-    Rpc::ExplainSeverity(v1::ExplainSeverityRequest { incident_id: "INC-7".into() })
+    Rpc::ExplainSeverity(v1::ExplainSeverityRequest { incident_id: "INC-7".into(), report: None })
 }
 
 #[test]

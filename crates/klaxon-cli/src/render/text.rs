@@ -71,7 +71,8 @@ pub(super) fn confirmation(rpc: &Rpc, r: &v1::CommandResponse) -> String {
         | Rpc::EditReview(_)
         | Rpc::ListActionItems(_)
         | Rpc::ExportMarkdown(_)
-        | Rpc::Trends { .. } => "done".to_string(),
+        | Rpc::Trends { .. }
+        | Rpc::TestPolicy { .. } => "done".to_string(),
     };
     let retry = if r.deduplicated { "; a retry, nothing new written" } else { "" };
     format!("{} {what} (version {}{retry})", i.id, i.version)
@@ -282,7 +283,12 @@ pub(super) fn history(h: &v1::GetHistoryResponse) -> String {
 pub(super) fn explanation(e: &v1::SeverityExplanation) -> String {
     let by = if e.rule_id.is_empty() { "by default".to_string() } else { format!("by rule {}", e.rule_id) };
     let current = severity_label(e.current);
-    let mut out = vec![format!("{}: assessed {} {by} (current {current})", e.incident_id, severity_label(e.assessed))];
+    let mut out = vec![if e.incident_id.is_empty() {
+        // A hypothetical report: nothing current, nothing written.
+        format!("The report would be assessed {} {by} (hypothetical: nothing was written)", severity_label(e.assessed))
+    } else {
+        format!("{}: assessed {} {by} (current {current})", e.incident_id, severity_label(e.assessed))
+    }];
     if e.overridden {
         out.push(format!("A manager's override is in force: the severity stays {current} whatever the rules assess."));
     }

@@ -120,6 +120,7 @@ fn checker(message: &str) -> Option<Checker> {
     }
     checkers!(
         ReportRequest,
+        HypotheticalReport,
         OverrideSeverityRequest,
         DeclineHandoffRequest,
         CancelHandoffRequest,

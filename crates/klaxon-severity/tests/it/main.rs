@@ -234,7 +234,7 @@ async fn explain_says_which_rule_matched_and_why_the_others_did_not() {
             .await
             .unwrap();
     let e = client
-        .explain(klaxon_proto::v1::ExplainSeverityRequest { incident_id: id.to_string() })
+        .explain(klaxon_proto::v1::ExplainSeverityRequest { incident_id: id.to_string(), report: None })
         .await
         .unwrap()
         .into_inner();
@@ -245,11 +245,15 @@ async fn explain_says_which_rule_matched_and_why_the_others_did_not() {
     assert!(exec.conditions.iter().any(|c| !c.held), "{exec:?}");
     assert!(e.rules.iter().find(|r| r.id == "tier1-multi-customer").unwrap().chosen);
     assert!(!e.lines.is_empty());
-    let missing =
-        client.explain(klaxon_proto::v1::ExplainSeverityRequest { incident_id: "INC-99".into() }).await.unwrap_err();
+    let missing = client
+        .explain(klaxon_proto::v1::ExplainSeverityRequest { incident_id: "INC-99".into(), report: None })
+        .await
+        .unwrap_err();
     assert_eq!(missing.code(), tonic::Code::NotFound);
-    let bad =
-        client.explain(klaxon_proto::v1::ExplainSeverityRequest { incident_id: "nope".into() }).await.unwrap_err();
+    let bad = client
+        .explain(klaxon_proto::v1::ExplainSeverityRequest { incident_id: "nope".into(), report: None })
+        .await
+        .unwrap_err();
     assert_eq!(bad.code(), tonic::Code::InvalidArgument);
     w.stop.cancel();
 }
