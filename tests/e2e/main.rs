@@ -24,3 +24,4 @@ mod room;
 mod seams;
 mod status_page;
 mod tls;
+mod trends;

@@ -6,11 +6,12 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use klaxon_bus::Bus;
+use klaxon_domain::catalog::ServiceCatalog;
 use klaxon_domain::ids::{ActorId, IncidentId, RequestKey, ServiceName};
 use klaxon_domain::incident::Incident;
 use klaxon_domain::review::{
     self, ActionItem, Dossier, IncidentAsOf, IncidentFacts, IncidentMetrics, OPEN_REACTION, Review, ReviewCommand,
-    ReviewEvent, TimelineEntry, TrendReport, decide_review,
+    ReviewEvent, TimelineEntry, TrendFilter, TrendReport, decide_review,
 };
 use klaxon_log::{EventData, EventKind, ExpectedVersion, Metadata, NewEvent, Record, StreamVersion};
 use klaxon_reactor::{Append, Cause, Clock, Decoded, Effect, Ids, Reactor, streams};
@@ -78,8 +79,11 @@ pub struct Handle {
     reactor: klaxon_reactor::Handle<Reviewing>,
 }
 
-/// The review service as the shell runs it.
-pub struct Reviewing;
+/// The review service as the shell runs it, with the service catalog that
+/// gives trend reports each service's team.
+pub struct Reviewing {
+    catalog: Arc<ServiceCatalog>,
+}
 
 /// What the review service folds: every incident's [`Dossier`].
 #[derive(Default)]
@@ -126,9 +130,10 @@ impl klaxon_reactor::Service for Reviewing {
 }
 
 impl Reviews {
-    /// A review service over `log`.
-    pub fn new(log: impl Into<Bus>, clock: Arc<dyn Clock>) -> Reviews {
-        Reviews { reactor: Reactor::new(log, Reviewing, clock) }
+    /// A review service over `log`; trend reports take each service's team
+    /// from `catalog`.
+    pub fn new(log: impl Into<Bus>, catalog: Arc<ServiceCatalog>, clock: Arc<dyn Clock>) -> Reviews {
+        Reviews { reactor: Reactor::new(log, Reviewing { catalog }, clock) }
     }
 
     /// A handle to it.
@@ -324,8 +329,23 @@ impl Handle {
         .await
     }
 
-    /// The trend report of incidents first reported in `[from, to)`.
-    pub async fn trends(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<TrendReport, Error> {
+    /// The trend report of incidents first reported in `[from, to)` that
+    /// pass `filter`. A team the catalog does not know is refused (field
+    /// `team`): it would only ever report zero.
+    pub async fn trends(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        filter: &TrendFilter,
+    ) -> Result<TrendReport, Error> {
+        let catalog = &self.reactor.service().catalog;
+        if let Some(team) = filter.team.as_ref().filter(|t| !catalog.services().any(|s| s.team() == t.as_str())) {
+            return Err(klaxon_domain::Error::InvalidField {
+                field: "team",
+                reason: format!("{team:?} is no team of any service in the catalog"),
+            }
+            .into());
+        }
         self.reactor.caught_up().await?;
         let facts: Vec<IncidentFacts> = self.reactor.read(|state| {
             state
@@ -333,10 +353,10 @@ impl Handle {
                 .values()
                 .filter_map(|d| {
                     let metrics = IncidentMetrics::compute(d.incident_events(), d.page_events());
-                    Some(IncidentFacts::new(d.incident()?, metrics))
+                    Some(IncidentFacts::new(d.incident()?, metrics, catalog))
                 })
                 .collect()
         });
-        Ok(TrendReport::compute(&facts, from, to))
+        Ok(TrendReport::compute(&facts, from, to, filter))
     }
 }

@@ -62,6 +62,9 @@ pub struct Config {
     /// The executive notifier (`[notifier]`); defaults notify nobody but
     /// still serve status feeds.
     pub notifier: Option<klaxon_domain::notifier::NotifierSectionConfig>,
+    /// Cadenced trend reports (`[[reports]]`), posted by the review
+    /// service to channels once per period.
+    pub reports: Vec<klaxon_domain::review::reports::ReportConfig>,
     /// The distributed topology (`[cluster]`): NATS and where each
     /// `klaxond serve` process listens. `klaxond up` ignores it.
     pub cluster: ClusterConfig,
@@ -435,6 +438,7 @@ impl Default for Config {
             customers: Vec::new(),
             escalation_policies: Vec::new(),
             channels: Vec::new(),
+            reports: Vec::new(),
             notifier: None,
             cluster: ClusterConfig::default(),
             tls: TlsConfig::default(),
@@ -461,6 +465,8 @@ pub struct Validated {
     pub channels: Arc<klaxon_channels::Channels>,
     /// The executive notifier.
     pub notifier: Arc<klaxon_domain::notifier::NotifierConfig>,
+    /// The cadenced trend reports.
+    pub reports: Vec<klaxon_domain::review::reports::Report>,
 }
 
 impl Config {
@@ -560,6 +566,10 @@ impl Config {
                 }
             }
         }
+        let reports = klaxon_domain::review::reports::validate_reports(&self.reports, "reports", &core.0, &|c| {
+            channels.get(c).is_some()
+        })
+        .map_err(|e| e.to_string())?;
         // Reminders go to people, through the channels pages take.
         let people = paging.as_ref().map(|p| p.channels().to_vec()).unwrap_or_default();
         let notifier = notifier.with_people_channels(people);
@@ -570,6 +580,7 @@ impl Config {
             schedules: Arc::new(core.2),
             paging,
             channels: Arc::new(channels),
+            reports,
         })
     }
 
