@@ -291,17 +291,10 @@ async fn metrics_and_trends_of_scripted_incidents_match_hand_computed_values() {
     assert_eq!(m.slo_breaches.update_cadence, 1);
 
     let mut client = w.grpc().await;
-    let trends = client
-        .trends(v1::TrendsRequest {
-            from: Some(klaxon_proto::convert::timestamp(t0())),
-            to: Some(klaxon_proto::convert::timestamp(t0() + TimeDelta::days(30))),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let trends = client.trends(trends_request(t0(), t0() + TimeDelta::days(30))).await.unwrap().into_inner();
     let report: serde_json::Value = serde_json::from_str(&trends.json).unwrap();
     assert_eq!(report["noise_excluded"], 1, "{report}");
-    assert!(trends.csv.contains("# by_week"), "{}", trends.csv);
+    assert!(trends.csv.contains("\nweek,2026-W45,1,0\n"), "{}", trends.csv);
     assert!(trends.table.contains("2026-W45") && trends.table.contains("2026-W46"), "{}", trends.table);
     assert_eq!(report["incidents"], 2, "{report}");
     w.stop.cancel();

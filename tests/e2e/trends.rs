@@ -133,7 +133,7 @@ fn the_cli_filters_trends_and_prints_table_json_and_csv() {
     run("maria", &["declare", "INC-2", "--severity", "3"]);
     run("maria", &["resolve", "INC-2", "--summary", "cache warmed"]);
     let window = ["trends", "--from", "2020-01-01", "--until", "2100-01-01"];
-    let with = |extra: &[&str]| [&window[..], extra].concat();
+    let with = |extra: &[&'static str]| -> Vec<&'static str> { [&window[..], extra].concat() };
 
     let all = klaxon_json(&url, "rita", &window);
     assert_eq!((all["incidents"].as_u64(), all["open"].as_u64()), (Some(2), Some(1)), "{all}");
