@@ -93,7 +93,9 @@ fn at(s: &str) -> DateTime<Utc> {
 }
 
 /// `(now, periods posted) -> (the period due: id, from, to; next due)`.
-fn check(report: &str, cases: &[(&str, &[&str], Option<(&str, &str, &str)>, &str)]) {
+type Case<'a> = (&'a str, &'a [&'a str], Option<(&'a str, &'a str, &'a str)>, &'a str);
+
+fn check(report: &str, cases: &[Case<'_>]) {
     let report = &validate(&format!("reports = [{{ {report} }}]")).unwrap()[0];
     for (now, posted, due, next) in cases {
         let posted: BTreeSet<&str> = posted.iter().copied().collect();

@@ -60,6 +60,7 @@ fn team_of(service: &str) -> Option<String> {
 /// One incident's facts: durations in minutes (detect, ack, assign,
 /// mitigate, resolve; a resolve of `None` is an open incident), breaches
 /// (ack, assign, update cadence, resolve).
+#[allow(clippy::too_many_arguments)]
 fn facts(
     n: u64,
     severity: Option<Severity>,
