@@ -11,7 +11,7 @@ use klaxon_domain::ids::{ActorId, IncidentId, RequestKey, ServiceName};
 use klaxon_domain::incident::Incident;
 use klaxon_domain::review::{
     self, ActionItem, Dossier, IncidentAsOf, IncidentFacts, IncidentMetrics, OPEN_REACTION, Review, ReviewCommand,
-    ReviewEvent, TimelineEntry, TrendFilter, TrendReport, decide_review,
+    ReviewEvent, TimelineEntry, TrendFilter, TrendReport, TrendSummary, decide_review,
 };
 use klaxon_log::{EventData, EventKind, ExpectedVersion, Metadata, NewEvent, Record, StreamVersion};
 use klaxon_reactor::{Append, Cause, Clock, Decoded, Effect, Ids, Reactor, streams};
@@ -85,10 +85,13 @@ pub struct Reviewing {
     catalog: Arc<ServiceCatalog>,
 }
 
-/// What the review service folds: every incident's [`Dossier`].
+/// What the review service folds: every incident's [`Dossier`], and the
+/// small [`TrendSummary`] trends are computed from (so a dossier may be
+/// dropped from memory without losing the incident's trends).
 #[derive(Default)]
 pub struct State {
     dossiers: HashMap<IncidentId, Dossier>,
+    summaries: HashMap<IncidentId, TrendSummary>,
 }
 
 impl klaxon_reactor::Service for Reviewing {
@@ -99,15 +102,23 @@ impl klaxon_reactor::Service for Reviewing {
     fn fold(&self, state: &mut State, record: &Record) -> Result<Option<IncidentId>, klaxon_reactor::Error> {
         let id = match Decoded::of(record)? {
             Decoded::Incident(event) => {
-                state.dossiers.entry(event.incident).or_default().apply_incident(record.id, &event);
+                let dossier = state.dossiers.entry(event.incident).or_default();
+                dossier.apply_incident(record.id, &event);
+                if let Some(incident) = dossier.incident() {
+                    state.summaries.entry(event.incident).or_default().incident(&event, incident);
+                }
                 event.incident
             }
             Decoded::Page(event) => {
                 state.dossiers.entry(event.incident).or_default().apply_page(&event);
+                state.summaries.entry(event.incident).or_default().page(&event);
                 event.incident
             }
             Decoded::Notify(event) => {
                 state.dossiers.entry(event.incident).or_default().apply_notify(&event);
+                if let Some(breach) = review::cadence_breach(&event) {
+                    state.summaries.entry(event.incident).or_default().page(&breach);
+                }
                 event.incident
             }
             Decoded::Review(event) => {
@@ -347,16 +358,9 @@ impl Handle {
             .into());
         }
         self.reactor.caught_up().await?;
-        let facts: Vec<IncidentFacts> = self.reactor.read(|state| {
-            state
-                .dossiers
-                .values()
-                .filter_map(|d| {
-                    let metrics = IncidentMetrics::compute(d.incident_events(), d.page_events());
-                    Some(IncidentFacts::new(d.incident()?, metrics, catalog))
-                })
-                .collect()
-        });
+        let facts: Vec<IncidentFacts> = self
+            .reactor
+            .read(|state| state.summaries.iter().filter_map(|(id, summary)| summary.facts(*id, catalog)).collect());
         Ok(TrendReport::compute(&facts, from, to, filter))
     }
 }

@@ -12,9 +12,9 @@ use serde::Serialize;
 
 use crate::catalog::ServiceCatalog;
 use crate::ids::{IncidentId, ServiceName, Severity};
-use crate::incident::Incident;
-use crate::paging::SloKind;
-use crate::review::metrics::{IncidentMetrics, SloBreaches, seconds};
+use crate::incident::{Incident, IncidentEvent};
+use crate::paging::{PageEvent, SloKind};
+use crate::review::metrics::{IncidentMetrics, MetricsFold, SloBreaches, seconds};
 
 #[cfg(test)]
 mod tests;
@@ -60,6 +60,50 @@ impl IncidentFacts {
     /// has no standing resolution (never resolved, or reopened since).
     pub fn is_open(&self) -> bool {
         self.metrics.time_to_resolve.is_none()
+    }
+}
+
+/// What trends need of one incident, folded event by event: a few instants
+/// and counts ([`MetricsFold`]) and the incident's current severity,
+/// service, first report and noise mark. The review service keeps one per
+/// incident, so trends never need an incident's events or dossier.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TrendSummary {
+    metrics: MetricsFold,
+    severity: Option<Severity>,
+    service: Option<ServiceName>,
+    first_reported_at: Option<DateTime<Utc>>,
+    noise: bool,
+}
+
+impl TrendSummary {
+    /// Folds one incident event; `incident` is the incident's state after
+    /// it.
+    pub fn incident(&mut self, event: &IncidentEvent, incident: &Incident) {
+        self.metrics.incident(event);
+        self.severity = incident.severity();
+        self.service = incident.service().cloned();
+        self.first_reported_at = Some(incident.first_reported_at());
+        self.noise = incident.is_noise();
+    }
+
+    /// Folds one page event (or an update-cadence breach as one).
+    pub fn page(&mut self, event: &PageEvent) {
+        self.metrics.page(event);
+    }
+
+    /// The facts of incident `id`, its team from `catalog`; `None` before
+    /// its first report.
+    pub fn facts(&self, id: IncidentId, catalog: &ServiceCatalog) -> Option<IncidentFacts> {
+        Some(IncidentFacts {
+            id,
+            severity: self.severity,
+            service: self.service.clone(),
+            team: self.service.as_ref().and_then(|s| catalog.team(s)).map(str::to_owned),
+            first_reported_at: self.first_reported_at?,
+            metrics: self.metrics.metrics(),
+            noise: self.noise,
+        })
     }
 }
 
