@@ -25,3 +25,4 @@ mod room;
 mod seams;
 mod status_page;
 mod tls;
+mod trends;

@@ -6,8 +6,10 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, TimeDelta, Utc};
+use klaxon_domain::catalog::{ServiceCatalog, ServiceCatalogConfig, ServiceConfig};
 use klaxon_domain::ids::{ActorId, Audience, IncidentId, IncidentRole, ReportSource, Severity};
 use klaxon_domain::incident::{Command, Incident};
+use klaxon_domain::paging::{PageChange, PageEvent, SloBreached, SloKind};
 use klaxon_domain::review::IncidentAsOf;
 use klaxon_intake::{CommandContext, Intake};
 use klaxon_log::{Log, Position};
@@ -26,6 +28,24 @@ struct World {
 }
 
 fn start_at(start: DateTime<Utc>) -> World {
+    start_with(start, Default::default())
+}
+
+/// Two catalogued services: payments of team money, search of team discovery.
+fn catalog() -> Arc<ServiceCatalog> {
+    let service = |name: &str, team: &str| ServiceConfig {
+        name: name.into(),
+        team: team.into(),
+        tier: 1,
+        runbook: None,
+        public_name: None,
+        escalation_policy: "p".into(),
+    };
+    let config = ServiceCatalogConfig(vec![service("payments", "money"), service("search", "discovery")]);
+    Arc::new(config.validate("services").unwrap())
+}
+
+fn start_with(start: DateTime<Utc>, catalog: Arc<ServiceCatalog>) -> World {
     let dir = tempfile::tempdir().unwrap();
     let log = Log::open(dir.path(), Default::default()).unwrap();
     let clock = ManualClock::new(start);
@@ -33,7 +53,7 @@ fn start_at(start: DateTime<Utc>) -> World {
     let intake = Intake::new(log.clone(), Default::default(), clock.shared());
     let intake_handle = intake.handle();
     tokio::spawn(intake.run(stop.clone()));
-    let reviews = Reviews::new(log.clone(), Arc::new(clock.clone()));
+    let reviews = Reviews::new(log.clone(), catalog, Arc::new(clock.clone()));
     let handle = reviews.handle();
     tokio::spawn(reviews.run(stop.clone()));
     World { _dir: dir, log, clock, intake: intake_handle, reviews: handle, stop }
@@ -80,6 +100,38 @@ impl World {
         id
     }
 
+    /// A report 4 minutes after its problem started, then each command
+    /// of `steps` (declare, assign, mitigate, resolve) after its gap in
+    /// minutes; the steps stop at the first `None`.
+    async fn timed(&self, service: &str, severity: Severity, gaps: [Option<i64>; 4]) -> IncidentId {
+        let id = self.report(service).await;
+        let maria = ActorId::new("maria").unwrap();
+        let steps = [
+            Command::DeclareIncident { severity },
+            Command::AssignCommander { commander: maria },
+            Command::Mitigate { summary: "rolled back".into() },
+            Command::Resolve { summary: "fixed".into() },
+        ];
+        for (gap, step) in gaps.into_iter().zip(steps) {
+            let Some(gap) = gap else { break };
+            self.clock.advance(TimeDelta::minutes(gap));
+            self.run(id, step).await;
+        }
+        id
+    }
+
+    /// Appends one event of the page, notify or other families directly.
+    async fn append_raw(&self, stream: String, kind: &str, data: serde_json::Value) {
+        let new = klaxon_log::NewEvent {
+            id: uuid::Uuid::new_v4(),
+            kind: klaxon_log::EventKind::new(kind).unwrap(),
+            data: klaxon_log::EventData::from_value(&data).unwrap(),
+            metadata: Default::default(),
+        };
+        let stream = klaxon_log::StreamId::new(stream).unwrap();
+        self.log.append(&stream, klaxon_log::ExpectedVersion::Any, vec![new]).await.unwrap();
+    }
+
     async fn grpc(&self) -> v1::review_client::ReviewClient<tonic::transport::Channel> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
@@ -123,7 +175,7 @@ async fn resolving_a_sev1_opens_one_review_and_a_sev3_none() {
     w.settled().await;
     assert_eq!(w.kinds("review.opened.v1"), 1);
     // A second service over the same log (a restart) opens nothing again.
-    let again = Reviews::new(w.log.clone(), Arc::new(w.clock.clone()));
+    let again = Reviews::new(w.log.clone(), Default::default(), Arc::new(w.clock.clone()));
     let handle = again.handle();
     tokio::spawn(again.run(w.stop.clone()));
     handle.reactor().wait_processed(w.log.head()).await.unwrap();
@@ -156,7 +208,7 @@ async fn a_sev1_resolved_while_reviews_were_down_gets_its_review_at_the_next_sta
     let id = handle.report(report, &maria).await.unwrap().incident;
     handle.execute(id, Command::DeclareIncident { severity: Severity::Sev1 }, &maria).await.unwrap();
     handle.execute(id, Command::Resolve { summary: "failed over".into() }, &maria).await.unwrap();
-    let reviews = Reviews::new(log.clone(), Arc::new(clock.clone()));
+    let reviews = Reviews::new(log.clone(), Default::default(), Arc::new(clock.clone()));
     let reviews_handle = reviews.handle();
     tokio::spawn(reviews.run(stop.clone()));
     reviews_handle.reactor().wait_processed(log.head()).await.unwrap();
@@ -239,17 +291,10 @@ async fn metrics_and_trends_of_scripted_incidents_match_hand_computed_values() {
     assert_eq!(m.slo_breaches.update_cadence, 1);
 
     let mut client = w.grpc().await;
-    let trends = client
-        .trends(v1::TrendsRequest {
-            from: Some(klaxon_proto::convert::timestamp(t0())),
-            to: Some(klaxon_proto::convert::timestamp(t0() + TimeDelta::days(30))),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let trends = client.trends(trends_request(t0(), t0() + TimeDelta::days(30))).await.unwrap().into_inner();
     let report: serde_json::Value = serde_json::from_str(&trends.json).unwrap();
     assert_eq!(report["noise_excluded"], 1, "{report}");
-    assert!(trends.csv.contains("# by_week"), "{}", trends.csv);
+    assert!(trends.csv.contains("\nweek,2026-W45,1,0\n"), "{}", trends.csv);
     assert!(trends.table.contains("2026-W45") && trends.table.contains("2026-W46"), "{}", trends.table);
     assert_eq!(report["incidents"], 2, "{report}");
     w.stop.cancel();
@@ -382,5 +427,164 @@ async fn a_retried_edit_writes_once_and_a_stale_expected_version_is_aborted() {
     assert_eq!(bad.code(), tonic::Code::InvalidArgument);
     assert!(bad.message().starts_with("invalid add_action_item: must be one line"), "{bad:?}");
     assert_eq!(w.log.head(), head);
+    w.stop.cancel();
+}
+
+fn trends_request(from: DateTime<Utc>, to: DateTime<Utc>) -> v1::TrendsRequest {
+    v1::TrendsRequest {
+        from: Some(klaxon_proto::convert::timestamp(from)),
+        to: Some(klaxon_proto::convert::timestamp(to)),
+        ..Default::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trends_of_known_timings_by_team_severity_and_filters() {
+    let w = start_with(t0(), catalog());
+    let some = Some;
+    // Gaps in minutes: declare, assign, mitigate, resolve.
+    let a = w.timed("payments", Severity::Sev1, [some(1), some(2), some(7), some(10)]).await; // assign 2, resolve 19
+    w.timed("payments", Severity::Sev2, [some(1), some(4), some(5), some(20)]).await; // assign 4, resolve 29
+    w.timed("search", Severity::Sev1, [some(1), some(6), some(10), None]).await; // assign 6, open
+    // An ack SLO breach recorded by paging for the first one.
+    let breach = PageEvent {
+        incident: a,
+        at: t0() + TimeDelta::minutes(30),
+        by: klaxon_domain::paging::paging_actor(),
+        change: PageChange::SloBreached(SloBreached { slo: SloKind::Ack, due_at: t0() + TimeDelta::minutes(30) }),
+    };
+    w.append_raw(klaxon_domain::paging::stream(a), breach.kind(), breach.to_json()).await;
+    w.settled().await;
+
+    let mut client = w.grpc().await;
+    let window = trends_request(t0(), t0() + TimeDelta::days(7));
+    let json = |r: v1::TrendsResponse| serde_json::from_str::<serde_json::Value>(&r.json).unwrap();
+    let all = json(client.trends(window.clone()).await.unwrap().into_inner());
+    assert_eq!((all["incidents"].as_u64(), all["open"].as_u64()), (Some(3), Some(1)), "{all}");
+    let stats = |group: &serde_json::Value, metric: usize| {
+        let d = &group["durations"][metric];
+        [&d["samples"], &d["p50_seconds"], &d["p90_seconds"], &d["mean_seconds"]].map(|v| v.as_i64().unwrap_or(-1))
+    };
+    assert_eq!(stats(&all, 0), [3, 240, 240, 240], "every report started 4 minutes before it");
+    assert_eq!(stats(&all, 2), [3, 240, 360, 240], "assign [2, 4, 6] min");
+    assert_eq!(stats(&all, 3), [3, 540, 960, 680], "mitigate [9, 9, 16] min");
+    assert_eq!(stats(&all, 4), [2, 1140, 1740, 1440], "resolve [19, 29] min; the open one is no sample");
+    let money = &all["by_team"][1];
+    assert_eq!(money["key"], "money", "{all}");
+    assert_eq!(stats(money, 2), [2, 120, 240, 180]);
+    assert_eq!(money["slo"]["by_slo"][0]["within"], 0, "the ack breach of {a} counts: {money}");
+    assert_eq!(money["slo"]["by_slo"][0]["applicable"], 1, "{money}");
+    assert_eq!(all["by_team"][0]["key"], "discovery", "{all}");
+    assert_eq!(all["by_team"][0]["open"], 1, "{all}");
+
+    let mut sev1 = window.clone();
+    sev1.severity = v1::Severity::Sev1.into();
+    let sev1 = json(client.trends(sev1).await.unwrap().into_inner());
+    assert_eq!(stats(&sev1, 2), [2, 120, 360, 240], "assign [2, 6] min: {sev1}");
+    let mut team = window.clone();
+    team.team = "money".into();
+    team.service = "payments".into();
+    let answer = client.trends(team).await.unwrap().into_inner();
+    assert!(answer.table.contains("Filters: service payments, team money"), "{}", answer.table);
+    assert!(answer.csv.contains("\nteam,money,time_to_resolve,2,1140,1740,1440\n"), "{}", answer.csv);
+    assert_eq!(json(answer)["incidents"], 2);
+
+    let head = w.log.head();
+    let mut unknown = window.clone();
+    unknown.team = "nobody".into();
+    let refused = client.trends(unknown).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+    assert!(refused.message().contains("team") && refused.message().contains("nobody"), "{refused:?}");
+    let mut bad = window;
+    bad.service = "Not A Service".into();
+    let refused = client.trends(bad).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+    assert!(refused.message().contains("service"), "{refused:?}");
+    assert_eq!(w.log.head(), head, "a refused request writes nothing");
+    w.stop.cancel();
+}
+
+/// Starts a reporter of one weekly report (Mondays 09:00 UTC, team money)
+/// posting to `receiver`; returns what it has checked.
+async fn reporter(
+    reviews: &klaxon_review::Handle,
+    clock: &ManualClock,
+    receiver: &klaxon_tests::receiver::Receiver,
+    secret: &str,
+    stop: CancellationToken,
+) -> tokio::sync::watch::Receiver<Option<DateTime<Utc>>> {
+    let channel: klaxon_channels::ChannelConfig = serde_json::from_value(serde_json::json!({
+        "name": "ops", "kind": "webhook", "url": receiver.url, "secret_env": "REPORT_SECRET",
+        "attempts_max": 3, "backoff_initial_ms": 10, "backoff_max_ms": 50,
+    }))
+    .unwrap();
+    let secret = secret.to_owned();
+    let channels = klaxon_channels::Channels::new(&[channel], move |_| Some(secret.clone())).unwrap();
+    let config: klaxon_domain::review::reports::ReportConfig = serde_json::from_value(serde_json::json!({
+        "name": "weekly-money", "period": "weekly", "weekday": "monday", "time": "09:00",
+        "time_zone": "UTC", "channels": ["ops"], "team": "money",
+    }))
+    .unwrap();
+    let reports =
+        klaxon_domain::review::reports::validate_reports(&[config], "reports", &catalog(), &|c| c == "ops").unwrap();
+    let reporter = klaxon_review::Reporter::new(reviews.clone(), reports, Arc::new(channels), clock.shared());
+    let checked = reporter.checked();
+    tokio::spawn(reporter.run(stop));
+    checked
+}
+
+/// Waits until the reporter has checked every report at the clock's time.
+async fn checked_now(checked: &mut tokio::sync::watch::Receiver<Option<DateTime<Utc>>>, now: DateTime<Utc>) {
+    checked.wait_for(|c| c.is_some_and(|c| c >= now)).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_weekly_report_is_posted_once_per_week_across_restarts() {
+    let secret = klaxon_tests::config::secret();
+    let receiver = klaxon_tests::receiver::Receiver::start(&secret).await;
+    // Monday 2026-11-02 10:00 UTC: week 45 starts; week 44's report was due at 09:00.
+    let w = start_with(t0(), catalog());
+    let first = CancellationToken::new();
+    let mut checked = reporter(&w.reviews, &w.clock, &receiver, &secret, first.clone()).await;
+    checked_now(&mut checked, w.clock.now()).await;
+    let keys = || receiver.requests().into_iter().map(|r| r.idempotency_key).collect::<Vec<_>>();
+    assert_eq!(keys(), ["report/weekly-money/2026-W44"], "the latest period due is posted at start");
+
+    let some = Some;
+    w.timed("payments", Severity::Sev1, [some(1), some(2), some(7), some(10)]).await;
+    w.timed("search", Severity::Sev1, [some(1), some(2), some(7), some(10)]).await; // team discovery
+    w.settled().await;
+    // Monday 2026-11-09 09:00: week 45's report.
+    w.clock.advance(t0() + TimeDelta::days(7) - TimeDelta::hours(1) - w.clock.now());
+    checked_now(&mut checked, w.clock.now()).await;
+    assert_eq!(keys(), ["report/weekly-money/2026-W44", "report/weekly-money/2026-W45"]);
+    let post = &receiver.requests()[1];
+    assert!(post.signature_ok);
+    let filter = klaxon_domain::review::TrendFilter { team: Some("money".into()), ..Default::default() };
+    let week45 =
+        w.reviews.trends(t0() - TimeDelta::hours(10), t0() + TimeDelta::days(7) - TimeDelta::hours(10), &filter);
+    let table = klaxon_domain::review::render_table(&week45.await.unwrap());
+    assert_eq!(post.body["text"], table, "the numbers of klaxon trends for the week");
+    assert!(table.contains("Filters: team money") && table.contains("1 incidents counted (0 still open)"), "{table}");
+
+    // A restart (the reporter stopped, a new review service and reporter
+    // over the same log) in the same week posts nothing again.
+    first.cancel();
+    let second = CancellationToken::new();
+    let again = Reviews::new(w.log.clone(), catalog(), Arc::new(w.clock.clone()));
+    let reviews = again.handle();
+    tokio::spawn(again.run(second.clone()));
+    let mut checked = reporter(&reviews, &w.clock, &receiver, &secret, second.clone()).await;
+    w.clock.advance(TimeDelta::hours(2));
+    checked_now(&mut checked, w.clock.now()).await;
+    assert_eq!(receiver.requests().len(), 2, "{:?}", keys());
+    assert_eq!(w.kinds("report.posted.v1"), 2);
+
+    // The next Monday, week 46.
+    w.clock.advance(TimeDelta::days(7));
+    checked_now(&mut checked, w.clock.now()).await;
+    assert_eq!(keys().last().unwrap(), "report/weekly-money/2026-W46");
+    assert_eq!(w.kinds("report.posted.v1"), 3);
+    second.cancel();
     w.stop.cancel();
 }

@@ -685,9 +685,18 @@ pub struct TrendsArgs {
     /// The start: YYYY-MM-DD (midnight UTC) or an RFC 3339 time.
     #[arg(long, value_name = "TIME", value_parser = parse_day_or_time)]
     pub from: prost_types::Timestamp,
-    /// The end: YYYY-MM-DD (midnight UTC) or an RFC 3339 time.
-    #[arg(long, value_name = "TIME", value_parser = parse_day_or_time)]
+    /// The end, excluded: YYYY-MM-DD (midnight UTC) or an RFC 3339 time.
+    #[arg(long, visible_alias = "until", value_name = "TIME", value_parser = parse_day_or_time)]
     pub to: prost_types::Timestamp,
+    /// Only incidents of this service.
+    #[arg(long)]
+    pub service: Option<String>,
+    /// Only incidents of the services the catalog gives to this team.
+    #[arg(long)]
+    pub team: Option<String>,
+    /// Only incidents of this current severity, 1 to 4 (also sev1, SEV-1).
+    #[arg(long, value_name = "N", value_parser = parse_severity)]
+    pub severity: Option<v1::Severity>,
     /// Print the report as CSV (the default is the table, --json prints JSON; --csv wins over --json).
     #[arg(long)]
     pub csv: bool,
@@ -1007,7 +1016,13 @@ fn incident_of(item: &str) -> String {
 }
 
 fn trends(a: TrendsArgs) -> v1::TrendsRequest {
-    v1::TrendsRequest { from: Some(a.from), to: Some(a.to) }
+    v1::TrendsRequest {
+        from: Some(a.from),
+        to: Some(a.to),
+        service: a.service.unwrap_or_default(),
+        team: a.team.unwrap_or_default(),
+        severity: a.severity.map_or(0, i32::from),
+    }
 }
 
 /// Parses with the domain's rules and keeps only the human reason of a

@@ -531,7 +531,7 @@ fn local(tz: Tz, at: DateTime<Utc>) -> NaiveDateTime {
 /// The instant at which the local clock of `tz` shows `local`: the instant
 /// itself when it exists once, the earlier one when it exists twice, and
 /// the first instant after the gap when it does not exist.
-fn resolve(tz: Tz, local: NaiveDateTime) -> DateTime<Utc> {
+pub(crate) fn resolve(tz: Tz, local: NaiveDateTime) -> DateTime<Utc> {
     match tz.from_local_datetime(&local) {
         LocalResult::Single(at) => at.to_utc(),
         LocalResult::Ambiguous(first, second) => min(first, second).to_utc(),

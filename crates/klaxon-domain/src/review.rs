@@ -71,6 +71,7 @@ mod dossier;
 mod event;
 mod markdown;
 mod metrics;
+pub mod reports;
 #[cfg(test)]
 mod testkit;
 #[cfg(test)]
@@ -79,18 +80,21 @@ mod timeline;
 mod trends;
 
 pub use command::ReviewCommand;
-pub use dossier::Dossier;
+pub use dossier::{Dossier, cadence_breach};
 pub use event::{
     ActionItemAdded, ActionItemAssigned, ActionItemCompleted, ActionItemDueSet, ActionItemId, ContributingFactorAdded,
     EXCERPT_CHARS_MAX, ImpactWritten, KINDS, REVIEW_ACTOR, ReviewChange, ReviewEvent, ReviewOpened, ReviewPublished,
     SummaryWritten, review_actor, stream,
 };
 pub use markdown::render_markdown;
-pub use metrics::{IncidentMetrics, SloBreaches};
+pub use metrics::{IncidentMetrics, MetricsFold, SloBreaches};
 pub use timeline::{
     AnyEvent, IncidentAsOf, Source, TimelineEntry, as_of, as_of_position, as_of_time, timeline, timeline_as_of,
 };
-pub use trends::{Count, DurationStats, IncidentFacts, NONE_KEY, SloCompliance, TrendReport, render_table, to_csv};
+pub use trends::{
+    COUNTING_RULES, DurationStats, Group, IncidentFacts, NONE_KEY, SloCompliance, SloWithin, TrendFilter, TrendReport,
+    TrendSummary, render_table, to_csv,
+};
 
 /// The longest summary or impact statement, in characters.
 pub const REVIEW_TEXT_CHARS_MAX: usize = 20_000;

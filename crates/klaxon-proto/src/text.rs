@@ -119,6 +119,8 @@ pub const PARSED_FIELDS: &[(&str, &str)] = &[
     ("klaxon.v1.SetActionItemDue", "item_id"),
     ("klaxon.v1.SetActionItemDue", "due"),
     ("klaxon.v1.ExportMarkdownRequest", "incident_id"),
+    ("klaxon.v1.TrendsRequest", "service"),
+    ("klaxon.v1.TrendsRequest", "team"),
 ];
 
 /// A request with free-text fields.

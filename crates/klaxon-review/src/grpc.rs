@@ -1,8 +1,8 @@
 //! The `klaxon.v1.Review` server.
 
 use klaxon_domain::class::Class;
-use klaxon_domain::ids::{ActorId, RequestKey, RequestScope};
-use klaxon_domain::review::{self, ActionItem, ActionItemId, IncidentAsOf, Review, ReviewCommand};
+use klaxon_domain::ids::{ActorId, RequestKey, RequestScope, ServiceName};
+use klaxon_domain::review::{self, ActionItem, ActionItemId, IncidentAsOf, Review, ReviewCommand, TrendFilter};
 use klaxon_proto::convert;
 use klaxon_proto::status::{self, from as to_status};
 use klaxon_proto::text::check_text;
@@ -208,7 +208,8 @@ impl review_server::Review for ReviewService {
         if to <= from {
             return Err(status::invalid("to", "must be after from"));
         }
-        let report = self.handle.trends(from, to).await.map_err(to_status)?;
+        let filter = trend_filter(r)?;
+        let report = self.handle.trends(from, to, &filter).await.map_err(to_status)?;
         Ok(Response::new(v1::TrendsResponse {
             table: review::render_table(&report),
             json: serde_json::to_string_pretty(&report).map_err(|e| status::refuse(Class::Internal, e.to_string()))?,
@@ -216,3 +217,26 @@ impl review_server::Review for ReviewService {
         }))
     }
 }
+
+/// The filters of a trends request; empty fields filter nothing.
+fn trend_filter(r: &v1::TrendsRequest) -> Result<TrendFilter, Status> {
+    let service = match r.service.as_str() {
+        "" => None,
+        s => Some(ServiceName::new(s).map_err(|e| status::invalid("service", e))?),
+    };
+    let team = match r.team.as_str() {
+        "" => None,
+        t if t.len() > TEAM_BYTES_MAX || t.chars().any(char::is_control) => {
+            return Err(status::invalid("team", format!("{t:?} is not a team name")));
+        }
+        t => Some(t.to_owned()),
+    };
+    let severity = match r.severity {
+        0 => None,
+        s => Some(convert::severity("severity", s).map_err(invalid)?),
+    };
+    Ok(TrendFilter { service, team, severity })
+}
+
+/// The longest team name a filter may carry.
+const TEAM_BYTES_MAX: usize = 128;

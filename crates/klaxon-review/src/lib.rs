@@ -6,7 +6,8 @@
 //! (`review.opened.v1`, id derived from the resolution, so a replay opens
 //! nothing twice), and serves timelines (also as of a log position or a
 //! time), per-incident metrics, review editing, action items across
-//! incidents, the Markdown postmortem and trend reports.
+//! incidents, the Markdown postmortem and trend reports, and posts cadenced
+//! trend reports to channels.
 //!
 //! What it must never do: keep state the log cannot rebuild, or show an
 //! "as of" state that was never true.
@@ -14,8 +15,12 @@
 //! Modules:
 //! - `service`: [`Reviews`] (the component) and its [`Handle`].
 //! - `grpc`: the `klaxon.v1.Review` server and its error mapping.
+//! - `reporter`: [`Reporter`], the cadenced trend reports (`[[reports]]`)
+//!   posted to channels once per period.
 
 pub mod grpc;
+mod reporter;
 mod service;
 
+pub use reporter::Reporter;
 pub use service::{Error, Handle, Reviews};

@@ -6,11 +6,12 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use klaxon_bus::Bus;
+use klaxon_domain::catalog::ServiceCatalog;
 use klaxon_domain::ids::{ActorId, IncidentId, RequestKey, ServiceName};
 use klaxon_domain::incident::Incident;
 use klaxon_domain::review::{
     self, ActionItem, Dossier, IncidentAsOf, IncidentFacts, IncidentMetrics, OPEN_REACTION, Review, ReviewCommand,
-    ReviewEvent, TimelineEntry, TrendReport, decide_review,
+    ReviewEvent, TimelineEntry, TrendFilter, TrendReport, TrendSummary, decide_review,
 };
 use klaxon_log::{EventData, EventKind, ExpectedVersion, Metadata, NewEvent, Record, StreamVersion};
 use klaxon_reactor::{Append, Cause, Clock, Decoded, Effect, Ids, Reactor, streams};
@@ -78,13 +79,19 @@ pub struct Handle {
     reactor: klaxon_reactor::Handle<Reviewing>,
 }
 
-/// The review service as the shell runs it.
-pub struct Reviewing;
+/// The review service as the shell runs it, with the service catalog that
+/// gives trend reports each service's team.
+pub struct Reviewing {
+    catalog: Arc<ServiceCatalog>,
+}
 
-/// What the review service folds: every incident's [`Dossier`].
+/// What the review service folds: every incident's [`Dossier`], and the
+/// small [`TrendSummary`] trends are computed from (so a dossier may be
+/// dropped from memory without losing the incident's trends).
 #[derive(Default)]
 pub struct State {
     dossiers: HashMap<IncidentId, Dossier>,
+    summaries: HashMap<IncidentId, TrendSummary>,
 }
 
 impl klaxon_reactor::Service for Reviewing {
@@ -95,15 +102,23 @@ impl klaxon_reactor::Service for Reviewing {
     fn fold(&self, state: &mut State, record: &Record) -> Result<Option<IncidentId>, klaxon_reactor::Error> {
         let id = match Decoded::of(record)? {
             Decoded::Incident(event) => {
-                state.dossiers.entry(event.incident).or_default().apply_incident(record.id, &event);
+                let dossier = state.dossiers.entry(event.incident).or_default();
+                dossier.apply_incident(record.id, &event);
+                if let Some(incident) = dossier.incident() {
+                    state.summaries.entry(event.incident).or_default().incident(&event, incident);
+                }
                 event.incident
             }
             Decoded::Page(event) => {
                 state.dossiers.entry(event.incident).or_default().apply_page(&event);
+                state.summaries.entry(event.incident).or_default().page(&event);
                 event.incident
             }
             Decoded::Notify(event) => {
                 state.dossiers.entry(event.incident).or_default().apply_notify(&event);
+                if let Some(breach) = review::cadence_breach(&event) {
+                    state.summaries.entry(event.incident).or_default().page(&breach);
+                }
                 event.incident
             }
             Decoded::Review(event) => {
@@ -126,9 +141,10 @@ impl klaxon_reactor::Service for Reviewing {
 }
 
 impl Reviews {
-    /// A review service over `log`.
-    pub fn new(log: impl Into<Bus>, clock: Arc<dyn Clock>) -> Reviews {
-        Reviews { reactor: Reactor::new(log, Reviewing, clock) }
+    /// A review service over `log`; trend reports take each service's team
+    /// from `catalog`.
+    pub fn new(log: impl Into<Bus>, catalog: Arc<ServiceCatalog>, clock: Arc<dyn Clock>) -> Reviews {
+        Reviews { reactor: Reactor::new(log, Reviewing { catalog }, clock) }
     }
 
     /// A handle to it.
@@ -324,19 +340,27 @@ impl Handle {
         .await
     }
 
-    /// The trend report of incidents first reported in `[from, to)`.
-    pub async fn trends(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<TrendReport, Error> {
+    /// The trend report of incidents first reported in `[from, to)` that
+    /// pass `filter`. A team the catalog does not know is refused (field
+    /// `team`): it would only ever report zero.
+    pub async fn trends(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        filter: &TrendFilter,
+    ) -> Result<TrendReport, Error> {
+        let catalog = &self.reactor.service().catalog;
+        if let Some(team) = filter.team.as_ref().filter(|t| !catalog.services().any(|s| s.team() == t.as_str())) {
+            return Err(klaxon_domain::Error::InvalidField {
+                field: "team",
+                reason: format!("{team:?} is no team of any service in the catalog"),
+            }
+            .into());
+        }
         self.reactor.caught_up().await?;
-        let facts: Vec<IncidentFacts> = self.reactor.read(|state| {
-            state
-                .dossiers
-                .values()
-                .filter_map(|d| {
-                    let metrics = IncidentMetrics::compute(d.incident_events(), d.page_events());
-                    Some(IncidentFacts::new(d.incident()?, metrics))
-                })
-                .collect()
-        });
-        Ok(TrendReport::compute(&facts, from, to))
+        let facts: Vec<IncidentFacts> = self
+            .reactor
+            .read(|state| state.summaries.iter().filter_map(|(id, summary)| summary.facts(*id, catalog)).collect());
+        Ok(TrendReport::compute(&facts, from, to, filter))
     }
 }

@@ -60,6 +60,9 @@ pub struct Config {
     /// The executive notifier (`[notifier]`); defaults notify nobody but
     /// still serve status feeds.
     pub notifier: Option<klaxon_domain::notifier::NotifierSectionConfig>,
+    /// Cadenced trend reports (`[[reports]]`), posted by the review
+    /// service to channels once per period.
+    pub reports: Vec<klaxon_domain::review::reports::ReportConfig>,
     /// The distributed topology (`[cluster]`): NATS and where each
     /// `klaxond serve` process listens. `klaxond up` ignores it.
     pub cluster: ClusterConfig,
@@ -433,6 +436,7 @@ impl Default for Config {
             customers: Vec::new(),
             escalation_policies: Vec::new(),
             channels: Vec::new(),
+            reports: Vec::new(),
             notifier: None,
             cluster: ClusterConfig::default(),
             tls: TlsConfig::default(),
@@ -459,6 +463,8 @@ pub struct Validated {
     pub channels: Arc<klaxon_channels::Channels>,
     /// The executive notifier.
     pub notifier: Arc<klaxon_domain::notifier::NotifierConfig>,
+    /// The cadenced trend reports.
+    pub reports: Vec<klaxon_domain::review::reports::Report>,
 }
 
 impl Config {
@@ -531,6 +537,10 @@ impl Config {
             None => toml::from_str("").map_err(|e| e.to_string())?,
         };
         let notifier = notifier_section.validate("notifier").map_err(|e| e.to_string())?;
+        let reports = klaxon_domain::review::reports::validate_reports(&self.reports, "reports", &policy.catalog, &|c| {
+            channels.get(c).is_some()
+        })
+        .map_err(|e| e.to_string())?;
         // Reminders go to people, through the channels pages take.
         let people = paging.as_ref().map(|p| p.channels().to_vec()).unwrap_or_default();
         let notifier = notifier.with_people_channels(people);
@@ -541,6 +551,7 @@ impl Config {
             schedules: Arc::new(policy.schedules),
             paging,
             channels: Arc::new(channels),
+            reports,
         })
     }
 

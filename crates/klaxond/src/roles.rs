@@ -208,9 +208,15 @@ impl Wiring {
             }
             Service::Review => {
                 use klaxon_review::grpc::ReviewService;
-                let reviews = klaxon_review::Reviews::new(bus, self.clock.clone());
+                let reviews = klaxon_review::Reviews::new(bus, validated.catalog.clone(), self.clock.clone());
                 let h = reviews.handle();
                 self.metrics = std::mem::take(&mut self.metrics).with_reactor(name, h.reactor().clone());
+                if !validated.reports.is_empty() {
+                    let outbox: Arc<dyn klaxon_domain::outbox::Outbox> = validated.channels.clone();
+                    let reporter =
+                        klaxon_review::Reporter::new(h.clone(), validated.reports.clone(), outbox, self.clock.clone());
+                    self.tasks.push(Task::new("the trend reports", reporter.run(stop.clone())));
+                }
                 self.serve(ReviewService::new(h).into_server().max_decoding_message_size(max)).await;
                 self.tasks.push(Task::new("the review service", reviews.run(stop)));
             }

@@ -381,7 +381,35 @@ fn noise_and_review_subcommands_build_their_requests() {
         (&["actions", "--open"], Rpc::ListActionItems(ListActionItemsRequest { open_only: true })),
         (
             &["trends", "--from", "2026-11-25", "--to", "2026-12-01T00:00:00Z"],
-            Rpc::Trends { request: TrendsRequest { from: ts(NOV_25), to: ts(NOV_25 + 6 * 86_400) }, csv: false },
+            Rpc::Trends {
+                request: TrendsRequest { from: ts(NOV_25), to: ts(NOV_25 + 6 * 86_400), ..Default::default() },
+                csv: false,
+            },
+        ),
+        (
+            &[
+                "trends",
+                "--from",
+                "2026-11-25",
+                "--until",
+                "2026-11-26",
+                "--service",
+                "payments",
+                "--team",
+                "money",
+                "--severity",
+                "sev2",
+            ],
+            Rpc::Trends {
+                request: TrendsRequest {
+                    from: ts(NOV_25),
+                    to: ts(NOV_25 + 86_400),
+                    service: "payments".into(),
+                    team: "money".into(),
+                    severity: v1::Severity::Sev2.into(),
+                },
+                csv: false,
+            },
         ),
         (
             &["trends", "--csv", "--to", "2026-11-25T12:30:00+02:00", "--from", "2026-11-25T00:00:00.25Z"],
@@ -389,13 +417,17 @@ fn noise_and_review_subcommands_build_their_requests() {
                 request: TrendsRequest {
                     from: Some(prost_types::Timestamp { seconds: NOV_25, nanos: 250_000_000 }),
                     to: ts(NOV_25 + 37_800),
+                    ..Default::default()
                 },
                 csv: true,
             },
         ),
         (
             &["--json", "trends", "--from", "2026-11-25", "--to", "2026-11-26", "--csv"],
-            Rpc::Trends { request: TrendsRequest { from: ts(NOV_25), to: ts(NOV_25 + 86_400) }, csv: true },
+            Rpc::Trends {
+                request: TrendsRequest { from: ts(NOV_25), to: ts(NOV_25 + 86_400), ..Default::default() },
+                csv: true,
+            },
         ),
     ];
     for (argv, expected) in cases {
@@ -543,6 +575,7 @@ fn bad_values_are_usage_errors_naming_the_flag() {
         (&["trends", "--from", "2026-11-25"], "--to"),
         (&["trends", "--from", "2026-13-01", "--to", "2026-12-01"], "--from"),
         (&["trends", "--from", "2026-11-25", "--to", "December"], "--to"),
+        (&["trends", "--from", "2026-11-25", "--to", "2026-12-01", "--severity", "5"], "--severity"),
         (&["trends", "--from", "2026-11-25", "--to", "2026-12-01 10:00"], "--to"),
     ];
     for (argv, flag) in cases {

@@ -68,13 +68,8 @@ impl Dossier {
     /// update-cadence SLO breach in the metrics, like paging's ack and
     /// assign breaches; the other notify events do not matter here.
     pub fn apply_notify(&mut self, event: &NotifyEvent) {
-        if let NotifyChange::UpdateOverdue(o) = &event.change {
-            self.page_events.push(PageEvent {
-                incident: event.incident,
-                at: event.at,
-                by: event.by.clone(),
-                change: PageChange::SloBreached(SloBreached { slo: SloKind::UpdateCadence, due_at: o.due_at }),
-            });
+        if let Some(breach) = cadence_breach(event) {
+            self.page_events.push(breach);
         }
     }
 
@@ -85,4 +80,16 @@ impl Dossier {
             self.owed = None;
         }
     }
+}
+
+/// An overdue executive update as the update-cadence SLO breach the
+/// metrics count; `None` for the other notify events.
+pub fn cadence_breach(event: &NotifyEvent) -> Option<PageEvent> {
+    let NotifyChange::UpdateOverdue(o) = &event.change else { return None };
+    Some(PageEvent {
+        incident: event.incident,
+        at: event.at,
+        by: event.by.clone(),
+        change: PageChange::SloBreached(SloBreached { slo: SloKind::UpdateCadence, due_at: o.due_at }),
+    })
 }

@@ -112,72 +112,14 @@ impl IncidentMetrics {
     /// Measures one incident from its incident events and its page events,
     /// each in log order.
     pub fn compute(incident_events: &[IncidentEvent], page_events: &[PageEvent]) -> IncidentMetrics {
-        let mut metrics = IncidentMetrics::default();
-        let mut reported: Option<(DateTime<Utc>, Option<DateTime<Utc>>)> = None;
-        let mut declared = None;
-        let mut commander = None;
-        let mut mitigated = None;
-        let mut first_resolved = None;
-        let mut standing_resolution = None;
+        let mut fold = MetricsFold::default();
         for event in incident_events {
-            let at = event.at;
-            match &event.change {
-                Change::Reported(r) => {
-                    reported.get_or_insert((at, r.started_at));
-                }
-                Change::Declared(_) => {
-                    declared.get_or_insert(at);
-                }
-                Change::CommanderAssigned(_) => {
-                    commander.get_or_insert(at);
-                }
-                Change::HandoffAccepted(_) => {
-                    commander.get_or_insert(at);
-                    metrics.handoffs = metrics.handoffs.saturating_add(1);
-                }
-                Change::Mitigated(_) => {
-                    mitigated.get_or_insert(at);
-                }
-                Change::Resolved(_) => {
-                    first_resolved.get_or_insert(at);
-                    standing_resolution = Some(at);
-                }
-                Change::Reopened(_) => standing_resolution = None,
-                Change::MarkedNoise(_) => metrics.noise = true,
-                _ => {}
-            }
+            fold.incident(event);
         }
-        let mut first_page = None;
-        let mut first_ack = None;
         for event in page_events {
-            match &event.change {
-                PageChange::ResponderPaged(p) => {
-                    first_page.get_or_insert(event.at);
-                    metrics.pages = metrics.pages.saturating_add(1);
-                    if p.reason == crate::paging::PageReason::Requested {
-                        metrics.pulled_in_pages = metrics.pulled_in_pages.saturating_add(1);
-                    }
-                }
-                PageChange::PageAcknowledged(_) => {
-                    first_ack.get_or_insert(event.at);
-                }
-                PageChange::PageEscalated(e) if e.to_level.is_some() => {
-                    metrics.escalations = metrics.escalations.saturating_add(1);
-                }
-                PageChange::SloBreached(b) => metrics.slo_breaches.add(b.slo, 1),
-                _ => {}
-            }
+            fold.page(event);
         }
-        let needs_owner = match (declared, first_page) {
-            (Some(d), Some(p)) => Some(d.min(p)),
-            (d, p) => d.or(p),
-        };
-        metrics.time_to_detect = reported.and_then(|(at, started)| span(started, Some(at)));
-        metrics.time_to_acknowledge = span(first_page, first_ack);
-        metrics.time_to_assign = span(needs_owner, commander);
-        metrics.time_to_mitigate = span(declared, mitigated.or(first_resolved));
-        metrics.time_to_resolve = span(declared.or(reported.map(|(at, _)| at)), standing_resolution);
-        metrics
+        fold.metrics()
     }
 
     /// Whether any SLO applied to the incident: it was paged (the ack and
@@ -186,6 +128,94 @@ impl IncidentMetrics {
     /// compute SLO compliance over these incidents only.
     pub fn slo_applicable(&self) -> bool {
         self.pages > 0 || self.slo_breaches.total() > 0
+    }
+}
+
+/// [`IncidentMetrics`] folded one event at a time: the few instants the
+/// metrics are measured between and the counts, never the events. A
+/// projection keeps one per incident to answer trends without keeping
+/// the incident's events. Each family's events must come in log order;
+/// the two families may interleave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct MetricsFold {
+    counts: IncidentMetrics,
+    reported: Option<(DateTime<Utc>, Option<DateTime<Utc>>)>,
+    declared: Option<DateTime<Utc>>,
+    commander: Option<DateTime<Utc>>,
+    mitigated: Option<DateTime<Utc>>,
+    first_resolved: Option<DateTime<Utc>>,
+    standing_resolution: Option<DateTime<Utc>>,
+    first_page: Option<DateTime<Utc>>,
+    first_ack: Option<DateTime<Utc>>,
+}
+
+impl MetricsFold {
+    /// Folds one incident event.
+    pub fn incident(&mut self, event: &IncidentEvent) {
+        let at = event.at;
+        let m = &mut self.counts;
+        match &event.change {
+            Change::Reported(r) => {
+                self.reported.get_or_insert((at, r.started_at));
+            }
+            Change::Declared(_) => {
+                self.declared.get_or_insert(at);
+            }
+            Change::CommanderAssigned(_) => {
+                self.commander.get_or_insert(at);
+            }
+            Change::HandoffAccepted(_) => {
+                self.commander.get_or_insert(at);
+                m.handoffs = m.handoffs.saturating_add(1);
+            }
+            Change::Mitigated(_) => {
+                self.mitigated.get_or_insert(at);
+            }
+            Change::Resolved(_) => {
+                self.first_resolved.get_or_insert(at);
+                self.standing_resolution = Some(at);
+            }
+            Change::Reopened(_) => self.standing_resolution = None,
+            Change::MarkedNoise(_) => m.noise = true,
+            _ => {}
+        }
+    }
+
+    /// Folds one page event (or an update-cadence breach as one).
+    pub fn page(&mut self, event: &PageEvent) {
+        let m = &mut self.counts;
+        match &event.change {
+            PageChange::ResponderPaged(p) => {
+                self.first_page.get_or_insert(event.at);
+                m.pages = m.pages.saturating_add(1);
+                if p.reason == crate::paging::PageReason::Requested {
+                    m.pulled_in_pages = m.pulled_in_pages.saturating_add(1);
+                }
+            }
+            PageChange::PageAcknowledged(_) => {
+                self.first_ack.get_or_insert(event.at);
+            }
+            PageChange::PageEscalated(e) if e.to_level.is_some() => {
+                m.escalations = m.escalations.saturating_add(1);
+            }
+            PageChange::SloBreached(b) => m.slo_breaches.add(b.slo, 1),
+            _ => {}
+        }
+    }
+
+    /// The metrics of what was folded.
+    pub fn metrics(&self) -> IncidentMetrics {
+        let mut metrics = self.counts;
+        let needs_owner = match (self.declared, self.first_page) {
+            (Some(d), Some(p)) => Some(d.min(p)),
+            (d, p) => d.or(p),
+        };
+        metrics.time_to_detect = self.reported.and_then(|(at, started)| span(started, Some(at)));
+        metrics.time_to_acknowledge = span(self.first_page, self.first_ack);
+        metrics.time_to_assign = span(needs_owner, self.commander);
+        metrics.time_to_mitigate = span(self.declared, self.mitigated.or(self.first_resolved));
+        metrics.time_to_resolve = span(self.declared.or(self.reported.map(|(at, _)| at)), self.standing_resolution);
+        metrics
     }
 }
 

@@ -152,6 +152,20 @@ fn scripted_incidents() {
         let s = script();
         let metrics = IncidentMetrics::compute(&s.incident_events, &s.page_events);
         assert_eq!(line(&metrics), expected, "{name}");
+        // The trend summary, folded one event at a time (the families in
+        // another order), keeps the same facts without the events.
+        let mut summary = crate::review::TrendSummary::default();
+        for event in &s.page_events {
+            summary.page(event);
+        }
+        let mut state = None;
+        for event in &s.incident_events {
+            state = crate::incident::evolve(state, event);
+            summary.incident(event, state.as_ref().expect("the incident exists after its report"));
+        }
+        let catalog = crate::catalog::ServiceCatalog::default();
+        let facts = crate::review::IncidentFacts::new(s.incident(), metrics, &catalog);
+        assert_eq!(summary.facts(s.incident, &catalog), Some(facts), "{name}");
     }
 }
 

@@ -1,0 +1,116 @@
+//! Cadenced trend reports (`[[reports]]`): posts each report's last full
+//! period to its channels, once per period, across restarts.
+//!
+//! The timer is derived, like paging's, from the clock and the log: a
+//! period is due once its posting time passed and no `report.posted.v1`
+//! with its id ([`Report::posted_id`]) is in the log. Posting is: compute
+//! the trends of the period (the review service's, as `klaxon trends`
+//! would), deliver the table to every channel through the outbox (the
+//! idempotency key `report/<name>/<period>`), then append
+//! `report.posted.v1` to `reports-<name>` with the derived id. A crash
+//! between delivery and record sends the period again after the restart,
+//! with the same idempotency key; never zero times.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use klaxon_domain::outbox::{Outbox, Outcome};
+use klaxon_domain::review::reports::{ChannelOutcome, POSTED_KIND, REPORTER_ACTOR, Report, ReportPosted, stream};
+use klaxon_log::{EventData, EventKind, ExpectedVersion, Metadata, NewEvent};
+use klaxon_reactor::{Clock, streams};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::{Error, Handle};
+
+/// Posts the configured reports. Build it, take [`Reporter::checked`],
+/// then [`Reporter::run`].
+pub struct Reporter {
+    reviews: Handle,
+    reports: Vec<Report>,
+    outbox: Arc<dyn Outbox>,
+    clock: Arc<dyn Clock>,
+    checked: watch::Sender<Option<DateTime<Utc>>>,
+}
+
+impl Reporter {
+    /// Posts `reports` with the trends of `reviews` through `outbox`, at
+    /// the times of `clock`.
+    pub fn new(reviews: Handle, reports: Vec<Report>, outbox: Arc<dyn Outbox>, clock: Arc<dyn Clock>) -> Reporter {
+        Reporter { reviews, reports, outbox, clock, checked: watch::channel(None).0 }
+    }
+
+    /// The clock's time up to which every due report was posted and
+    /// recorded (`None` before the first round): what tests wait on.
+    pub fn checked(&self) -> watch::Receiver<Option<DateTime<Utc>>> {
+        self.checked.subscribe()
+    }
+
+    /// Posts what is due, then sleeps until the next posting time, until
+    /// `shutdown`. A failing log stops it with the error (the process
+    /// restarts it; nothing is lost: the period is still due).
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), Error> {
+        if self.reports.is_empty() {
+            return Ok(());
+        }
+        loop {
+            let now = self.clock.now();
+            let mut next: Option<DateTime<Utc>> = None;
+            for report in &self.reports {
+                let due = tokio::select! {
+                    _ = shutdown.cancelled() => return Ok(()),
+                    due = self.post_due(report, now) => due?,
+                };
+                next = Some(next.map_or(due, |n| n.min(due)));
+            }
+            self.checked.send_replace(Some(now));
+            let Some(next) = next else { return Ok(()) };
+            // A posting time already reached (a post took long) is a new round at once.
+            if next > now {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return Ok(()),
+                    _ = self.clock.sleep_until(next) => {}
+                }
+            } else if shutdown.is_cancelled() {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Posts `report`'s period due at `now`, if it was not posted; returns
+    /// when the report is due next.
+    async fn post_due(&self, report: &Report, now: DateTime<Utc>) -> Result<DateTime<Utc>, Error> {
+        let Some(period) = report.due(now, &|_| false) else {
+            return Ok(report.next_due(now, &|_| true));
+        };
+        let bus = self.reviews.reactor().bus();
+        let id = report.posted_id(&period);
+        if bus.locate(id).await?.is_none() {
+            let trends = self.reviews.trends(period.from, period.to, report.filter()).await?;
+            let message = report.message(&period, &trends);
+            let mut channels = Vec::with_capacity(report.channels().len());
+            for channel in report.channels() {
+                let outcome = self.outbox.deliver(channel, &message).await;
+                let (delivered, error) = match outcome {
+                    Outcome::Delivered { .. } => (true, None),
+                    Outcome::Failed { error, .. } => {
+                        tracing::warn!(report = report.name(), period = %period.id, channel, %error, "a report was not delivered");
+                        (false, Some(error))
+                    }
+                };
+                channels.push(ChannelOutcome { channel: channel.clone(), delivered, error });
+            }
+            let posted = ReportPosted { report: report.name().to_owned(), period: period.clone(), at: now, channels };
+            let event = NewEvent {
+                id,
+                kind: EventKind::new(POSTED_KIND).expect("the kind is valid"),
+                data: EventData::from_value(&posted.to_json())?,
+                metadata: Metadata { actor: Some(REPORTER_ACTOR.to_owned()), ..Metadata::default() },
+            };
+            let stream = streams::stream_id(stream(report.name()));
+            bus.append(&stream, ExpectedVersion::Any, vec![event]).await?;
+            tracing::info!(report = report.name(), period = %period.id, "posted a trend report");
+        }
+        Ok(report.next_due(now, &|p| p == period.id))
+    }
+}
