@@ -254,7 +254,13 @@ impl<S: Service> Reactor<S> {
                 Some(at) => inner.clock.sleep_until(at),
                 None => Box::pin(std::future::pending()),
             };
+            // In this order, not tokio's random one: of what is ready at
+            // once, a stop first, then records (decisions see the freshest
+            // state), then finished work, then timers. The same inputs then
+            // give the same decisions in the same order, which is what lets
+            // the simulation (`klaxon-sim`) replay a seed exactly.
             tokio::select! {
+                biased;
                 _ = shutdown.cancelled() => break Ok(()),
                 next = subscription.next() => match next {
                     None => break Ok(()),

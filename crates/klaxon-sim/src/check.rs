@@ -25,30 +25,47 @@ use klaxon_log::{Position, Record};
 use klaxon_paging::{PagerConfig, Paging, State};
 use klaxon_reactor::{Clock, Service, decode};
 
-use crate::world::{World, records};
-use crate::{Command2, Operation, Variant, Violation, actor, declare, report, scribe};
+use crate::world::World;
+use crate::{Command2, Operation, Violation, actor, declare, report, scribe};
 
-/// The checker: what it has seen so far.
+/// The checker: what it has seen so far (it reads each record once).
 pub struct Checker {
     config: PagerConfig,
-    sent_checked: usize,
-    reports: usize,
-    /// The pager's fold of the log, kept up to date.
-    rebuilt: State,
-    folded: Position,
     service: Paging,
+    reports: usize,
+    /// Every record read so far.
+    records: Vec<Record>,
+    /// A fold of all of them by a fresh paging service.
+    rebuilt: State,
+    /// A fold up to the position the running pager has folded.
+    mirror: State,
+    mirrored: Position,
+    /// Acknowledged appends checked so far, and the reopenings seen.
+    acknowledged_checked: usize,
+    reopenings: u64,
+    sent_checked: usize,
+    acked: HashMap<PageId, Position>,
+    resolved: HashMap<IncidentId, Position>,
+    paged: BTreeMap<(IncidentId, Option<u32>, u32, u32, String), Position>,
 }
 
 impl Checker {
     /// A checker for a pager with `config`.
-    pub fn new(config: PagerConfig, _variant: Variant) -> Checker {
+    pub fn new(config: PagerConfig) -> Checker {
         Checker {
             service: Paging::new(config.clone()),
             config,
-            sent_checked: 0,
             reports: 0,
+            records: Vec::new(),
             rebuilt: State::default(),
-            folded: Position::ZERO,
+            mirror: State::default(),
+            mirrored: Position::ZERO,
+            acknowledged_checked: 0,
+            reopenings: 0,
+            sent_checked: 0,
+            acked: HashMap::new(),
+            resolved: HashMap::new(),
+            paged: BTreeMap::new(),
         }
     }
 
@@ -130,10 +147,16 @@ impl Checker {
     ) -> Result<(), Violation> {
         let fail = |invariant, detail| Err(Violation { step, invariant, detail });
         let log = world.log();
-        let all = records(&log);
 
-        // No acknowledged event missing.
-        for (id, position) in world.acknowledged.lock().expect("lock").iter() {
+        // No acknowledged event missing: the new ones, and all of them again
+        // after the log was reopened.
+        let reopenings = world.reopenings.load(std::sync::atomic::Ordering::SeqCst);
+        if reopenings != self.reopenings {
+            self.reopenings = reopenings;
+            self.acknowledged_checked = 0;
+        }
+        let acknowledged = world.acknowledged.lock().expect("lock").clone();
+        for (id, position) in &acknowledged[self.acknowledged_checked..] {
             match log.locate(*id) {
                 Ok(Some((found, _, _))) if found == *position => {}
                 found => {
@@ -144,57 +167,58 @@ impl Checker {
                 }
             }
         }
+        self.acknowledged_checked = acknowledged.len();
 
-        // The rebuild, and where acknowledgements and resolutions are.
-        let from = self.folded;
-        for record in all.iter().filter(|r| r.position > from) {
-            if let Err(e) = self.service.fold(&mut self.rebuilt, record) {
+        // The new records: the rebuild, acknowledgements, resolutions, pages.
+        let from = Position(self.records.len() as u64 + 1);
+        let new = match log.read_all(from, usize::MAX) {
+            Ok(new) => new,
+            Err(e) => return fail("log reads", e.to_string()),
+        };
+        for record in new {
+            if let Err(e) = self.service.fold(&mut self.rebuilt, &record) {
                 return fail("log decodes", e.to_string());
             }
-            self.folded = record.position;
-        }
-        let mut acked: HashMap<PageId, Position> = HashMap::new();
-        let mut resolved: HashMap<IncidentId, Position> = HashMap::new();
-        let mut paged: BTreeMap<(IncidentId, Option<u32>, u32, u32, String), Position> = BTreeMap::new();
-        for record in &all {
             if record.kind.as_str() == "incident.resolved.v1" {
-                if let Ok(Some(event)) = decode::incident(record) {
-                    resolved.entry(event.incident).or_insert(record.position);
+                if let Ok(Some(event)) = decode::incident(&record) {
+                    self.resolved.entry(event.incident).or_insert(record.position);
                 }
             }
-            let Ok(Some(event)) = decode::event::<PageChange>(record) else { continue };
-            match &event.change {
-                PageChange::PageAcknowledged(ack) => {
-                    acked.entry(ack.page).or_insert(record.position);
-                }
-                PageChange::ResponderPaged(p) => {
-                    if let Some(level) = p.level {
-                        let key = (event.incident, p.request, level, p.round, p.responder.to_string());
-                        if let Some(first) = paged.insert(key.clone(), record.position) {
-                            return fail(
-                                "one page per level and round",
-                                format!(
-                                    "{} paged at level {level} round {} at {first} and again at {}",
-                                    key.4, p.round, record.position
-                                ),
-                            );
+            if let Ok(Some(event)) = decode::event::<PageChange>(&record) {
+                match &event.change {
+                    PageChange::PageAcknowledged(ack) => {
+                        self.acked.entry(ack.page).or_insert(record.position);
+                    }
+                    PageChange::ResponderPaged(p) => {
+                        if let Some(level) = p.level {
+                            let key = (event.incident, p.request, level, p.round, p.responder.to_string());
+                            if let Some(first) = self.paged.insert(key, record.position) {
+                                return fail(
+                                    "one page per level and round",
+                                    format!(
+                                        "{} paged at level {level} round {} of {} at {first} and again at {}",
+                                        p.responder, p.round, event.incident, record.position
+                                    ),
+                                );
+                            }
                         }
                     }
+                    _ => {}
                 }
-                _ => {}
             }
+            self.records.push(record);
         }
 
         // No page after acknowledgement or resolution.
         let sent = world.sent.lock().expect("lock").clone();
         for s in &sent[self.sent_checked..] {
-            if let Some(at) = acked.get(&s.page).filter(|at| **at <= s.pager_folded) {
+            if let Some(at) = self.acked.get(&s.page).filter(|at| **at <= s.pager_folded) {
                 return fail(
                     "no page after acknowledgement",
                     format!("{} sent at step {} though its acknowledgement at {at} was folded", s.page, s.step),
                 );
             }
-            if let Some(at) = resolved.get(&s.page.incident()).filter(|at| **at <= s.pager_folded) {
+            if let Some(at) = self.resolved.get(&s.page.incident()).filter(|at| **at <= s.pager_folded) {
                 return fail(
                     "no page after resolution",
                     format!("{} sent at step {} though the resolution at {at} was folded", s.page, s.step),
@@ -205,15 +229,6 @@ impl Checker {
 
         // Escalations on time.
         let now = world.clock.now();
-        if std::env::var_os("KLAXON_SIM_DEBUG").is_some() {
-            for incident in self.incidents() {
-                if let Some(due) = klaxon_domain::paging::next_due(incident, &self.config.paging)
-                    .filter(|d| *d <= now + TimeDelta::seconds(1))
-                {
-                    eprintln!("  due {} at {due} (now {now}): {:?}", incident.incident(), incident);
-                }
-            }
-        }
         if timers {
             let grace = TimeDelta::seconds(crate::GRACE_STEPS as i64);
             for incident in self.incidents() {
@@ -229,30 +244,30 @@ impl Checker {
         }
 
         // The pager's projection equals a rebuild up to what it folded.
-        if let Some(pager) = pager {
-            let folded = pager.reactor().applied();
-            let (incidents, counts) = pager.reactor().read(|s| (s.incidents().clone(), s.counts()));
-            let mut rebuilt = State::default();
-            for record in all.iter().take_while(|r| r.position <= folded) {
-                let _ = self.service.fold(&mut rebuilt, record);
-            }
-            if rebuilt.counts() != counts {
-                return fail(
-                    "projection equals rebuild",
-                    format!("pager counts {counts:?}, rebuild {:?} (at {folded})", rebuilt.counts()),
-                );
-            }
-            let ids: BTreeSet<&IncidentId> = incidents.keys().chain(rebuilt.incidents().keys()).collect();
-            for id in ids {
-                if incidents.get(id) != rebuilt.incidents().get(id) {
-                    return fail(
-                        "projection equals rebuild",
-                        format!("pager's {id} differs from the rebuild at {folded}"),
-                    );
-                }
-            }
+        let Some(pager) = pager else { return Ok(()) };
+        let folded = pager.reactor().applied();
+        if folded < self.mirrored {
+            // A restarted pager folds from the start again.
+            self.mirror = State::default();
+            self.mirrored = Position::ZERO;
         }
-        let _: &[Record] = &all;
-        Ok(())
+        for record in self.records.iter().skip(self.mirrored.0 as usize).take_while(|r| r.position <= folded) {
+            let _ = self.service.fold(&mut self.mirror, record);
+            self.mirrored = record.position;
+        }
+        let mirror = &self.mirror;
+        let differs = pager.reactor().read(|state| {
+            if state.counts() != mirror.counts() {
+                return Some(format!("pager counts {:?}, rebuild {:?}", state.counts(), mirror.counts()));
+            }
+            let ids: BTreeSet<&IncidentId> = state.incidents().keys().chain(mirror.incidents().keys()).collect();
+            ids.into_iter()
+                .find(|id| state.incidents().get(id) != mirror.incidents().get(id))
+                .map(|id| format!("pager's {id} differs from the rebuild"))
+        });
+        match differs {
+            Some(detail) => fail("projection equals rebuild", format!("{detail} (both at {folded})")),
+            None => Ok(()),
+        }
     }
 }

@@ -335,7 +335,7 @@ pub fn run(seed: u64, options: &Options) -> Run {
     let mut down: Vec<Option<u64>> = vec![None; HOSTS.len()];
     let mut up_since = 0;
     let mut violation = None;
-    let mut checker = check::Checker::new(config.pager.clone(), options.variant);
+    let mut checker = check::Checker::new(config.pager.clone());
     let debug = std::env::var_os("KLAXON_SIM_DEBUG").is_some();
     for step in 1..=options.steps {
         if debug {
@@ -599,12 +599,7 @@ pub fn shrink(seed: u64, options: &Options, violation: Violation) -> Shrunk {
     let mut best = violation;
     let mut trace = run(seed, &options).trace;
     let planned = plan(seed, &options);
-    let mut runs = 0;
-    for index in (0..planned.len()).rev() {
-        if runs >= SHRINK_RUNS_MAX {
-            break;
-        }
-        runs += 1;
+    for index in (0..planned.len()).rev().take(SHRINK_RUNS_MAX) {
         let mut skip = options.skip.clone();
         skip.push(index);
         let candidate = Options { skip, ..options.clone() };

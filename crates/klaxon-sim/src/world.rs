@@ -74,6 +74,8 @@ pub struct World {
     sequence: AtomicU64,
     /// Every append answered `Ok`: the event id and its position.
     pub acknowledged: Mutex<Vec<(uuid::Uuid, Position)>>,
+    /// How often the log was reopened.
+    pub reopenings: AtomicU64,
     /// An append failed with a storage failure: the log must be reopened.
     pub log_failed: Mutex<bool>,
     /// Every page sent through the recording receiver.
@@ -117,6 +119,7 @@ impl World {
             notify: Arc::new(Notify::new()),
             sequence: AtomicU64::new(0),
             acknowledged: Mutex::new(Vec::new()),
+            reopenings: AtomicU64::new(0),
             log_failed: Mutex::new(false),
             sent: Mutex::new(Vec::new()),
             delivering: Mutex::new(HashMap::new()),
@@ -161,6 +164,7 @@ impl World {
         *log = Some(Log::open_with_sync_fault(&self.dir, Default::default(), fault.clone()).expect("reopen the log"));
         *self.sync_fault.lock().expect("fault lock") = fault;
         *self.log_failed.lock().expect("flag lock") = false;
+        self.reopenings.fetch_add(1, Ordering::SeqCst);
     }
 
     fn random<T>(&self, f: impl FnOnce(&mut StdRng) -> T) -> T {
