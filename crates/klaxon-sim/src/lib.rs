@@ -27,7 +27,7 @@ pub mod check;
 pub mod world;
 
 use std::collections::VecDeque;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -580,15 +580,36 @@ impl std::fmt::Display for Shrunk {
     }
 }
 
-/// Runs seeds `first..first + count` until one fails; shrinks that one.
+/// Runs seeds `first..first + count` on every core (each run is a world
+/// of its own) and shrinks the lowest failing seed. A worker skips the
+/// seeds above a failure found already; `seeds` counts the seeds up to and
+/// including the failing one (all of them when none fails).
 pub fn explore(first: u64, count: u64, options: &Options) -> Exploration {
-    for seed in first..first + count {
-        let run = run(seed, options);
-        if let Some(violation) = run.violation {
-            return Exploration { seeds: seed - first + 1, failure: Some(shrink(seed, options, violation)) };
+    let workers = std::thread::available_parallelism().map_or(1, usize::from).clamp(1, 8) as u64;
+    let lowest_failing = AtomicU64::new(u64::MAX);
+    let failures = Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for worker in 0..workers {
+            let (lowest_failing, failures) = (&lowest_failing, &failures);
+            scope.spawn(move || {
+                let mut seed = first + worker;
+                while seed < first + count && seed < lowest_failing.load(Ordering::SeqCst) {
+                    if let Some(violation) = run(seed, options).violation {
+                        lowest_failing.fetch_min(seed, Ordering::SeqCst);
+                        failures.lock().expect("lock").push((seed, violation));
+                    }
+                    seed += workers;
+                }
+            });
         }
+    });
+    let lowest = failures.into_inner().expect("lock").into_iter().min_by_key(|(seed, _)| *seed);
+    match lowest {
+        Some((seed, violation)) => {
+            Exploration { seeds: seed - first + 1, failure: Some(shrink(seed, options, violation)) }
+        }
+        None => Exploration { seeds: count, failure: None },
     }
-    Exploration { seeds: count, failure: None }
 }
 
 /// Shrinks a failing run: first to the steps it needs, then leaving out
