@@ -8,7 +8,8 @@
 //! - **no page after acknowledgement or resolution**: no page is sent
 //!   whose acknowledgement, or its incident's resolution, the pager had
 //!   folded by the end of the step before;
-//! - **escalations on time**: once the pager has run [`crate::GRACE_STEPS`]
+//! - **escalations on time**: no escalation before its page's deadline
+//!   (by the simulated clock); once the pager has run [`crate::GRACE_STEPS`]
 //!   steps without a restart, no incident's next timer
 //!   ([`klaxon_domain::paging::next_due`], rebuilt from the log) is more than
 //!   `GRACE_STEPS` steps past;
@@ -26,7 +27,7 @@ use klaxon_paging::{PagerConfig, Paging, State};
 use klaxon_reactor::{Clock, Service, decode};
 
 use crate::world::World;
-use crate::{Command2, Operation, Violation, actor, declare, report, scribe};
+use crate::{Operation, Request, Violation, actor, declare, report, scribe};
 
 /// The checker: what it has seen so far (it reads each record once).
 pub struct Checker {
@@ -76,7 +77,7 @@ impl Checker {
     }
 
     /// The commands of `operation`, its target picked from the log as of now.
-    pub fn commands(&mut self, _world: &World, operation: Operation) -> Vec<Command2> {
+    pub fn requests(&mut self, operation: Operation) -> Vec<Request> {
         let open: Vec<IncidentId> = self
             .incidents()
             .into_iter()
@@ -90,8 +91,8 @@ impl Checker {
                 self.reports += 1;
                 // The driver learns the incident's id from the report's answer.
                 vec![
-                    Command2::Intake(None, report(self.reports), actor("monitor")),
-                    Command2::Intake(None, declare(sev2), actor("maria")),
+                    Request::Intake(None, report(self.reports), actor("monitor")),
+                    Request::Intake(None, declare(sev2), actor("maria")),
                 ]
             }
             Operation::Acknowledge(n) => {
@@ -103,7 +104,7 @@ impl Checker {
                     .map(|p| (p.id(), p.responder().to_string()))
                     .collect();
                 match pages.get(pick(n, pages.len())) {
-                    Some((page, responder)) => vec![Command2::Ack(*page, actor(responder))],
+                    Some((page, responder)) => vec![Request::Ack(*page, actor(responder))],
                     None => vec![],
                 }
             }
@@ -114,7 +115,7 @@ impl Checker {
             | Operation::Resolve(n) => {
                 let Some(id) = open.get(pick(n, open.len())).copied() else { return vec![] };
                 let manager = managers[(n / 7 % 2) as usize];
-                let command = |c| Command2::Intake(Some(id), c, actor(manager));
+                let command = |c| Request::Intake(Some(id), c, actor(manager));
                 use klaxon_domain::incident::Command as C;
                 match operation {
                     Operation::Assign(_) => vec![command(C::AssignCommander { commander: actor(manager) })],
@@ -123,8 +124,8 @@ impl Checker {
                         let Some(from) = commander else { return vec![] };
                         let to = if from.as_str() == "maria" { "olga" } else { "maria" };
                         vec![
-                            Command2::Intake(Some(id), C::RequestHandoff { to: actor(to) }, from.clone()),
-                            Command2::Intake(Some(id), C::AcceptHandoff, actor(to)),
+                            Request::Intake(Some(id), C::RequestHandoff { to: actor(to) }, from.clone()),
+                            Request::Intake(Some(id), C::AcceptHandoff, actor(to)),
                         ]
                     }
                     Operation::AssignRole(_) => vec![command(scribe())],
@@ -188,6 +189,21 @@ impl Checker {
                 match &event.change {
                     PageChange::PageAcknowledged(ack) => {
                         self.acked.entry(ack.page).or_insert(record.position);
+                    }
+                    PageChange::PageEscalated(escalated) => {
+                        let incident = self.rebuilt.incidents().get(&event.incident);
+                        let page = escalated.page.and_then(|page| incident.and_then(|i| i.page(&page)));
+                        if let Some(deadline) = page.and_then(klaxon_domain::paging::Page::deadline) {
+                            if event.at < deadline {
+                                return fail(
+                                    "escalation on time",
+                                    format!(
+                                        "{} escalated at {} before its deadline {deadline} (at {})",
+                                        event.incident, event.at, record.position
+                                    ),
+                                );
+                            }
+                        }
                     }
                     PageChange::ResponderPaged(p) => {
                         if let Some(level) = p.level {

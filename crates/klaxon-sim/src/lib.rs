@@ -317,7 +317,7 @@ pub fn run(seed: u64, options: &Options) -> Run {
             }
         });
     }
-    let shared_queue = Arc::new(Mutex::new(VecDeque::<(usize, Operation, Vec<Command2>)>::new()));
+    let shared_queue = Arc::new(Mutex::new(VecDeque::<(usize, Operation, Vec<Request>)>::new()));
     {
         let (world, handles, queue) = (world.clone(), handles.clone(), shared_queue.clone());
         sim.client("driver", async move {
@@ -351,7 +351,7 @@ pub fn run(seed: u64, options: &Options) -> Run {
         {
             match *action {
                 Action::Operate(operation) => {
-                    let commands = checker.commands(&world, operation);
+                    let commands = checker.requests(operation);
                     shared_queue.lock().expect("lock").push_back((index, operation, commands));
                 }
                 Action::Crash { host, down: steps } => {
@@ -411,7 +411,7 @@ pub fn run(seed: u64, options: &Options) -> Run {
 
 /// A command the driver sends, and as whom.
 #[derive(Clone, Debug)]
-pub enum Command2 {
+pub enum Request {
     /// Through intake.
     Intake(Option<klaxon_domain::ids::IncidentId>, Command, ActorId),
     /// An acknowledgement through paging.
@@ -427,7 +427,7 @@ fn clear(handles: &Handles, host: &str) {
 }
 
 /// Carries out one operation's commands, in order, noting each outcome.
-async fn drive(world: &World, handles: &Handles, index: usize, operation: Operation, commands: Vec<Command2>) {
+async fn drive(world: &World, handles: &Handles, index: usize, operation: Operation, commands: Vec<Request>) {
     if commands.is_empty() {
         world.note(format!("op#{index} {operation:?}: nothing to do"));
     }
@@ -435,7 +435,7 @@ async fn drive(world: &World, handles: &Handles, index: usize, operation: Operat
     for (n, command) in commands.into_iter().enumerate() {
         let request_id = Some(format!("sim-{index}-{n}"));
         let outcome = match &command {
-            Command2::Intake(incident, c, actor) => {
+            Request::Intake(incident, c, actor) => {
                 let intake = handles.intake.lock().expect("lock").clone();
                 let Some(intake) = intake else {
                     world.note(format!("op#{index} {command:?}: intake is down"));
@@ -451,7 +451,7 @@ async fn drive(world: &World, handles: &Handles, index: usize, operation: Operat
                 }
                 .map_err(|e| e.to_string())
             }
-            Command2::Ack(page, actor) => {
+            Request::Ack(page, actor) => {
                 let pager = handles.pager.lock().expect("lock").clone();
                 let Some(pager) = pager else {
                     world.note(format!("op#{index} {command:?}: paging is down"));
@@ -482,11 +482,11 @@ async fn drive(world: &World, handles: &Handles, index: usize, operation: Operat
     }
 }
 
-fn describe(command: &Command2) -> String {
+fn describe(command: &Request) -> String {
     match command {
-        Command2::Intake(None, c, by) => format!("{} by {by}", command_name(c)),
-        Command2::Intake(Some(id), c, by) => format!("{} {id} by {by}", command_name(c)),
-        Command2::Ack(page, by) => format!("acknowledge {page} by {by}"),
+        Request::Intake(None, c, by) => format!("{} by {by}", command_name(c)),
+        Request::Intake(Some(id), c, by) => format!("{} {id} by {by}", command_name(c)),
+        Request::Ack(page, by) => format!("acknowledge {page} by {by}"),
     }
 }
 
