@@ -392,7 +392,9 @@ impl Run {
     /// again at `retry_at`.
     fn finished(&mut self, incident: IncidentId, Done { last, retry_at, conflicted }: Done) {
         let decided = self.decided.remove(&incident);
-        if conflicted {
+        // Unless a record about it was folded since the decision (the
+        // other write, maybe): then it is dirty and decided again anyway.
+        if conflicted && !self.dirty.contains(&incident) {
             self.stale.insert(incident);
         }
         if let (Some(until), Some(decided)) = (retry_at, decided) {
