@@ -567,7 +567,7 @@ impl std::fmt::Display for Shrunk {
         let skip: Vec<String> = self.skip.iter().map(ToString::to_string).collect();
         writeln!(
             f,
-            "replay: KLAXON_SIM_SEED={} KLAXON_SIM_STEPS={} KLAXON_SIM_SKIP={} cargo test -p klaxon-sim -- replay",
+            "replay: KLAXON_SIM_SEED={} KLAXON_SIM_STEPS={} KLAXON_SIM_SKIP={} cargo test -p klaxon-sim -- --exact replay --nocapture",
             self.seed,
             self.steps,
             skip.join(",")

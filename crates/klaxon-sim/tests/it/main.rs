@@ -50,7 +50,7 @@ fn same_trace(seed: u64) {
 }
 
 /// `KLAXON_SIM_SEED=… [KLAXON_SIM_STEPS=… KLAXON_SIM_SKIP=…] cargo test -p
-/// klaxon-sim -- replay` replays one run and prints its trace; without
+/// klaxon-sim -- --exact replay --nocapture` replays one run and prints its trace; without
 /// `KLAXON_SIM_SEED` it replays seed 1.
 #[test]
 fn replay() {
