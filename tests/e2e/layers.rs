@@ -36,6 +36,8 @@ const LAYERS: &[(&str, u8)] = &[
     // The binaries.
     ("klaxond", 4),
     ("klaxon-cli", 4),
+    // The whole-system simulation runs the services, as a binary wires them.
+    ("klaxon-sim", 4),
     // Test support: real processes, receivers and collectors.
     ("klaxon-tests", 5),
 ];

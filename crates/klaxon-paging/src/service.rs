@@ -116,6 +116,28 @@ pub struct Counts {
     pub slo_breaches: u64,
 }
 
+impl State {
+    /// Each incident's paging state as folded so far (the simulation
+    /// compares it with a rebuild from the log).
+    pub fn incidents(&self) -> &HashMap<IncidentId, IncidentPaging> {
+        &self.incidents
+    }
+
+    /// Paging events folded so far, by kind.
+    pub fn counts(&self) -> Counts {
+        self.counts
+    }
+}
+
+impl Paging {
+    /// Paging with `config`, as [`Pager`] runs it: for a shell built by
+    /// hand (the simulation, `klaxon-sim`) and for rebuilding the
+    /// projection from the log with [`klaxon_reactor::Service::fold`].
+    pub fn new(config: PagerConfig) -> Paging {
+        Paging { config }
+    }
+}
+
 /// `Exact(n)` for an existing stream, `NoStream` for a new one.
 fn exact_or_new(version: u64) -> ExpectedVersion {
     if version == 0 { ExpectedVersion::NoStream } else { ExpectedVersion::Exact(StreamVersion(version)) }
@@ -206,6 +228,12 @@ impl Pager {
     pub fn new(log: impl Into<Bus>, config: PagerConfig, clock: Arc<dyn Clock>) -> Pager {
         let channels = config.channels.clone();
         Pager { reactor: Reactor::new(log, Paging { config }, clock).with_outbox(channels) }
+    }
+
+    /// Delivers pages through `outbox` instead of `config.channels` (the
+    /// simulation's recording receiver). Call before taking a handle.
+    pub fn with_outbox(self, outbox: Arc<dyn klaxon_domain::outbox::Outbox>) -> Pager {
+        Pager { reactor: self.reactor.with_outbox(outbox) }
     }
 
     /// Claims each delivery through the log before making it, so that

@@ -167,6 +167,8 @@ struct Done {
     last: Option<Position>,
     /// When a delivery another replica holds may be claimed again.
     retry_at: Option<DateTime<Utc>>,
+    /// An append lost to another writer (a version conflict).
+    conflicted: bool,
 }
 
 /// An incident with a delivery another replica holds.
@@ -252,7 +254,13 @@ impl<S: Service> Reactor<S> {
                 Some(at) => inner.clock.sleep_until(at),
                 None => Box::pin(std::future::pending()),
             };
+            // In this order, not tokio's random one: of what is ready at
+            // once, a stop first, then records (decisions see the freshest
+            // state), then finished work, then timers. The same inputs then
+            // give the same decisions in the same order, which is what lets
+            // the simulation (`klaxon-sim`) replay a seed exactly.
             tokio::select! {
+                biased;
                 _ = shutdown.cancelled() => break Ok(()),
                 next = subscription.next() => match next {
                     None => break Ok(()),
@@ -325,6 +333,11 @@ struct Run {
     claim_waits: HashMap<IncidentId, ClaimWait>,
     /// When each incident in flight was decided.
     decided: HashMap<IncidentId, DateTime<Utc>>,
+    /// Incidents whose last decision lost a race with another writer: the
+    /// other write is in the log but not folded yet, so deciding again
+    /// (for a timer, say) would only conflict again, at once and forever
+    /// while the fold lags. They wait for their next record.
+    stale: BTreeSet<IncidentId>,
     /// The earliest `next_due` of the incidents not in flight, or claim
     /// expiry.
     wake: Option<DateTime<Utc>>,
@@ -344,6 +357,7 @@ impl Run {
             origins: HashMap::new(),
             claim_waits: HashMap::new(),
             decided: HashMap::new(),
+            stale: BTreeSet::new(),
             wake: None,
         }
     }
@@ -352,6 +366,7 @@ impl Run {
         let touched = inner.service.fold(&mut inner.state.write().expect("state lock"), record)?;
         self.applied = record.position;
         if let Some(incident) = touched {
+            self.stale.remove(&incident);
             self.causes.insert(incident, Cause::of(record));
             if record.position > self.checkpoint {
                 self.dirty.insert(incident);
@@ -375,8 +390,13 @@ impl Run {
     /// A decision's effects are all carried out; `last` is the last
     /// position they appended; a delivery another replica holds is decided
     /// again at `retry_at`.
-    fn finished(&mut self, incident: IncidentId, Done { last, retry_at }: Done) {
+    fn finished(&mut self, incident: IncidentId, Done { last, retry_at, conflicted }: Done) {
         let decided = self.decided.remove(&incident);
+        // Unless a record about it was folded since the decision (the
+        // other write, maybe): then it is dirty and decided again anyway.
+        if conflicted && !self.dirty.contains(&incident) {
+            self.stale.insert(incident);
+        }
         if let (Some(until), Some(decided)) = (retry_at, decided) {
             self.claim_waits.insert(incident, ClaimWait { decided, until });
         }
@@ -411,6 +431,7 @@ impl Run {
         let state = inner.state.read().expect("state lock");
         for incident in self.causes.keys() {
             if !self.in_flight.contains_key(incident)
+                && !self.stale.contains(incident)
                 && self.timer(&inner.service, &state, *incident).is_some_and(|due| due <= now)
             {
                 self.dirty.insert(*incident);
@@ -443,7 +464,7 @@ impl Run {
         }
         let timers = if S::TIMERS {
             let state = inner.state.read().expect("state lock");
-            let pending = self.causes.keys().filter(|i| !self.in_flight.contains_key(*i));
+            let pending = self.causes.keys().filter(|i| !self.in_flight.contains_key(*i) && !self.stale.contains(*i));
             pending.filter_map(|i| self.timer(&inner.service, &state, *i)).min()
         } else {
             None
@@ -505,7 +526,10 @@ async fn carry_out<S: Service>(
     let mut sending = JoinSet::new();
     for effect in effects {
         match effect {
-            Effect::Append(append) => done.last = done.last.max(inner.append_reaction(append, None).await?),
+            Effect::Append(append) => match inner.append_reaction(append, None).await? {
+                Some(last) => done.last = done.last.max(Some(last)),
+                None => done.conflicted = true,
+            },
             Effect::Deliver(deliver) => {
                 let (inner, deliveries) = (inner.clone(), deliveries.clone());
                 sending.spawn(async move {
@@ -576,7 +600,7 @@ impl<S: Service> Inner<S> {
                     span.in_scope(|| {
                         tracing::debug!(service = S::NAME, %incident, %holder, %until, "another replica holds the delivery");
                     });
-                    return Ok(Done { last: None, retry_at: Some(until) });
+                    return Ok(Done { retry_at: Some(until), ..Done::default() });
                 }
             }
         }
@@ -596,7 +620,7 @@ impl<S: Service> Inner<S> {
             Some(append) => self.append_reaction(append, traced.as_ref()).await?,
             None => None,
         };
-        Ok(Done { last, retry_at: None })
+        Ok(Done { last, ..Done::default() })
     }
 }
 
