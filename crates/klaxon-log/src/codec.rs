@@ -7,7 +7,7 @@
 //! | --- | --- |
 //! | `k` first position (u64 BE) | a chunk: consecutive encoded records |
 //! | `r` position (u64 BE) | one encoded record (format-1 folders only) |
-//! | `s` stream `\0` version (u64 BE) | position (u64 BE) |
+//! | `s` stream `\0` version (u64 BE) | positions (u64 BE each) of this and the next versions |
 //! | `i` event id (16 bytes) | position, version (u64 BE each), stream |
 //! | `c` consumer name | checkpoint position (u64 BE) |
 //! | `m` `format` | [`FORMAT_MARKER`] |
@@ -22,7 +22,10 @@
 //! sled's blob threshold (a quarter of its 512 KiB segment), as one record
 //! per key did. The stream (`s`) and id (`i`) indexes are written *behind*
 //! the records, in later batches together with the `m indexed` mark (see
-//! `index`); at open the records after the mark are indexed again.
+//! `index`); at open the records after the mark are indexed again. One
+//! index batch writes each stream's new versions as one run (up to
+//! [`STREAM_RUN_VERSIONS_MAX`] under one key); a format-1 entry is a run of
+//! one.
 //!
 //! A record is `[format: u8 = 1][crc32: u32 LE of everything after it]`
 //! followed by position, version (u64 LE), event id (16 bytes), recorded_at
@@ -177,6 +180,21 @@ pub(crate) fn stream_key(stream: &StreamId, version: StreamVersion) -> Vec<u8> {
     let mut k = stream_prefix(stream);
     k.extend_from_slice(&version.0.to_be_bytes());
     k
+}
+
+/// Most versions in one stream index entry.
+pub(crate) const STREAM_RUN_VERSIONS_MAX: usize = 512;
+
+pub(crate) fn stream_run_value(positions: &[Position]) -> Vec<u8> {
+    positions.iter().flat_map(|p| p.0.to_be_bytes()).collect()
+}
+
+/// The positions of a stream index entry's run; `None` if it does not decode.
+pub(crate) fn read_stream_run(bytes: &[u8]) -> Option<Vec<Position>> {
+    if bytes.is_empty() || bytes.len() % 8 != 0 {
+        return None;
+    }
+    Some(bytes.chunks_exact(8).map(|b| Position(u64::from_be_bytes(b.try_into().expect("8 bytes")))).collect())
 }
 
 pub(crate) fn id_key(id: Uuid) -> [u8; 17] {

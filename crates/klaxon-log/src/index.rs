@@ -116,9 +116,21 @@ impl Tail {
 /// the current mark) and moves the mark to `up_to`, in one atomic batch.
 pub(crate) fn write(db: &sled::Db, entries: &[IndexEntry], up_to: Position) -> Result<(), Error> {
     let mut batch = sled::Batch::default();
+    // Each stream's versions here are consecutive (every version above the
+    // mark is in `entries`): one run per stream, split at the run bound.
+    let mut runs: HashMap<&StreamId, Vec<(StreamVersion, Vec<Position>)>> = HashMap::new();
     for e in entries {
-        batch.insert(codec::stream_key(&e.stream, e.version), &codec::u64_value(e.position.0));
+        let stream_runs = runs.entry(&e.stream).or_default();
+        match stream_runs.last_mut() {
+            Some((_, positions)) if positions.len() < codec::STREAM_RUN_VERSIONS_MAX => positions.push(e.position),
+            _ => stream_runs.push((e.version, vec![e.position])),
+        }
         batch.insert(&codec::id_key(e.id), codec::id_value(e.position, e.version, &e.stream));
+    }
+    for (stream, stream_runs) in runs {
+        for (first, positions) in stream_runs {
+            batch.insert(codec::stream_key(stream, first), codec::stream_run_value(&positions));
+        }
     }
     batch.insert(codec::INDEXED_KEY, &codec::u64_value(up_to.0));
     db.apply_batch(batch)?;
@@ -169,4 +181,69 @@ pub(crate) fn stored_id(db: &sled::Db, id: Uuid) -> Result<Option<(Position, Str
         reason: format!("idempotency index entry for {id}: {e}"),
     })?;
     Ok(Some((entry.position, entry.version, stream)))
+}
+
+/// Up to `max` (version, position) places of `stream` from version `from`
+/// on, as sled's stream index holds them, in version order.
+pub(crate) fn stored_places(
+    db: &sled::Db,
+    stream: &StreamId,
+    from: StreamVersion,
+    max: usize,
+) -> Result<Vec<(StreamVersion, Position)>, Error> {
+    let mut out = Vec::new();
+    if max == 0 {
+        return Ok(out);
+    }
+    let prefix = codec::stream_prefix(stream);
+    // The run holding `from` starts at or before it.
+    let start = match db.range(codec::stream_key(stream, StreamVersion(0))..=codec::stream_key(stream, from)).next_back()
+    {
+        Some(entry) => entry?.0.to_vec(),
+        None => codec::stream_key(stream, from),
+    };
+    for entry in db.range(start..=codec::stream_key(stream, StreamVersion(u64::MAX))) {
+        let (key, value) = entry?;
+        let (first, positions) = decode_run(stream, &prefix, &key, &value)?;
+        for (i, position) in positions.into_iter().enumerate() {
+            let version = StreamVersion(first.0 + i as u64);
+            if version >= from {
+                out.push((version, position));
+                if out.len() == max {
+                    return Ok(out);
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The last (version, position) of `stream` in sled's stream index.
+pub(crate) fn stored_last(db: &sled::Db, stream: &StreamId) -> Result<Option<(StreamVersion, Position)>, Error> {
+    let prefix = codec::stream_prefix(stream);
+    match db.scan_prefix(&prefix).next_back() {
+        None => Ok(None),
+        Some(entry) => {
+            let (key, value) = entry?;
+            let (first, positions) = decode_run(stream, &prefix, &key, &value)?;
+            let last = *positions.last().expect("a run is not empty");
+            Ok(Some((StreamVersion(first.0 + positions.len() as u64 - 1), last)))
+        }
+    }
+}
+
+fn decode_run(
+    stream: &StreamId,
+    prefix: &[u8],
+    key: &[u8],
+    value: &[u8],
+) -> Result<(StreamVersion, Vec<Position>), Error> {
+    let first = key.get(prefix.len()..).and_then(codec::read_u64_value);
+    match (first, codec::read_stream_run(value)) {
+        (Some(first), Some(positions)) if first > 0 => Ok((StreamVersion(first), positions)),
+        _ => Err(Error::Corrupt {
+            position: Position::ZERO,
+            reason: format!("stream index entry {key:?} of {stream} does not decode"),
+        }),
+    }
 }

@@ -263,23 +263,7 @@ impl Log {
         // The tail first, sled second: an entry moves from the tail to sled
         // only after sled has it, so one of the two holds it.
         let tail = self.inner.tail.stream(stream);
-        let mut places = Vec::new();
-        let prefix = codec::stream_prefix(stream);
-        let start = codec::stream_key(stream, from);
-        let end = codec::stream_key(stream, StreamVersion(u64::MAX));
-        for entry in self.inner.db.range(start..=end) {
-            let (key, value) = entry?;
-            let corrupt = || Error::Corrupt {
-                position: Position::ZERO,
-                reason: format!("stream index entry for {stream} does not decode"),
-            };
-            let version = StreamVersion(codec::read_u64_value(&key[prefix.len()..]).ok_or_else(corrupt)?);
-            let position = Position(codec::read_u64_value(&value).ok_or_else(corrupt)?);
-            places.push((version, position));
-            if places.len() == max {
-                break;
-            }
-        }
+        let mut places = index::stored_places(&self.inner.db, stream, from, max)?;
         let indexed = places.last().map_or(StreamVersion(0), |(v, _)| *v);
         places.extend(tail.into_iter().filter(|(v, _)| *v >= from && *v > indexed));
         let mut expected = from;
@@ -312,15 +296,8 @@ impl Log {
         if let Some((version, _)) = self.inner.tail.stream(stream).into_iter().rev().find(|(_, p)| *p <= head) {
             return Ok(version);
         }
-        let prefix = codec::stream_prefix(stream);
-        for entry in self.inner.db.scan_prefix(&prefix).rev() {
-            let (key, value) = entry?;
-            let position = codec::read_u64_value(&value).unwrap_or(u64::MAX);
-            if position <= head.0 {
-                return Ok(StreamVersion(codec::read_u64_value(&key[prefix.len()..]).unwrap_or(0)));
-            }
-        }
-        Ok(StreamVersion(0))
+        // sled's index holds durable records only.
+        Ok(index::stored_last(&self.inner.db, stream)?.map_or(StreamVersion(0), |(version, _)| version))
     }
 
     /// Where the event with this id is, if it is in the log (and durable):
@@ -344,7 +321,8 @@ impl Log {
         if let Some((_, p)) = self.inner.tail.stream(stream).into_iter().find(|(v, _)| *v == version) {
             return Ok(Some(p));
         }
-        Ok(self.inner.db.get(codec::stream_key(stream, version))?.and_then(|v| codec::read_u64_value(&v)).map(Position))
+        let stored = index::stored_places(&self.inner.db, stream, version, 1)?;
+        Ok(stored.first().filter(|(v, _)| *v == version).map(|(_, p)| *p))
     }
 
     /// How many sled keys the log holds, by their tag byte (`k` chunks, `r`

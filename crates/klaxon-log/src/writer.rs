@@ -519,17 +519,7 @@ impl Writer {
         if let Some(version) = self.tail.last_version(stream) {
             return Ok(version.0);
         }
-        let prefix = codec::stream_prefix(stream);
-        match self.db.scan_prefix(&prefix).next_back() {
-            None => Ok(0),
-            Some(entry) => {
-                let (key, _) = entry?;
-                codec::read_u64_value(&key[prefix.len()..]).ok_or_else(|| Error::Corrupt {
-                    position: Position::ZERO,
-                    reason: format!("stream index key of {stream} does not decode"),
-                })
-            }
-        }
+        Ok(index::stored_last(&self.db, stream)?.map_or(0, |(version, _)| version.0))
     }
 
     fn lookup_id(&self, id: Uuid, pending: &Pending) -> Result<Option<(Position, StreamVersion, StreamId)>, Error> {
