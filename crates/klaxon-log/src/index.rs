@@ -197,11 +197,11 @@ pub(crate) fn stored_places(
     }
     let prefix = codec::stream_prefix(stream);
     // The run holding `from` starts at or before it.
-    let start = match db.range(codec::stream_key(stream, StreamVersion(0))..=codec::stream_key(stream, from)).next_back()
-    {
-        Some(entry) => entry?.0.to_vec(),
-        None => codec::stream_key(stream, from),
-    };
+    let start =
+        match db.range(codec::stream_key(stream, StreamVersion(0))..=codec::stream_key(stream, from)).next_back() {
+            Some(entry) => entry?.0.to_vec(),
+            None => codec::stream_key(stream, from),
+        };
     for entry in db.range(start..=codec::stream_key(stream, StreamVersion(u64::MAX))) {
         let (key, value) = entry?;
         let (first, positions) = decode_run(stream, &prefix, &key, &value)?;

@@ -41,10 +41,8 @@ pub(crate) fn read_range(
         let start = chunk_holding(db, expected)?.unwrap_or(expected);
         'chunks: for entry in db.range(codec::chunk_key(start)..=codec::chunk_key(head)) {
             let (key, value) = entry?;
-            let first = codec::position_from_chunk_key(&key).ok_or_else(|| Error::Corrupt {
-                position: expected,
-                reason: format!("malformed chunk key {key:?}"),
-            })?;
+            let first = codec::position_from_chunk_key(&key)
+                .ok_or_else(|| Error::Corrupt { position: expected, reason: format!("malformed chunk key {key:?}") })?;
             for (position, bytes) in codec::chunk_records(first, &value)? {
                 if position < expected {
                     continue;

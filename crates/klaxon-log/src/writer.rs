@@ -261,14 +261,7 @@ impl Writer {
                         Some(_) => Err(failure()),
                         None => {
                             let at = now.max(last_micros);
-                            let planned = self.plan_append(
-                                &stream,
-                                expected,
-                                &mut events,
-                                at,
-                                &mut next,
-                                &mut pending,
-                            );
+                            let planned = self.plan_append(&stream, expected, &mut events, at, &mut next, &mut pending);
                             if matches!(&planned, Ok(a) if !a.deduplicated) {
                                 last_micros = at;
                             }
@@ -293,14 +286,7 @@ impl Writer {
                         outcomes.push(match item {
                             PreparedWrite::Append { stream, expected, mut events, recorded_at_micros } => {
                                 let at = recorded_at_micros.max(last_micros);
-                                match self.plan_append(
-                                    &stream,
-                                    expected,
-                                    &mut events,
-                                    at,
-                                    &mut next,
-                                    &mut pending,
-                                ) {
+                                match self.plan_append(&stream, expected, &mut events, at, &mut next, &mut pending) {
                                     Ok(appended) => {
                                         if !appended.deduplicated {
                                             last_micros = at;
@@ -385,9 +371,10 @@ impl Writer {
             }
             if position.0 < planned {
                 // Already here: it must be the very same record.
-                let stored = crate::store::read_raw(&self.db, self.legacy_head, position)?.ok_or_else(|| {
-                    Error::Rejected { message: format!("import of position {position} overlaps writes not yet committed") }
-                })?;
+                let stored =
+                    crate::store::read_raw(&self.db, self.legacy_head, position)?.ok_or_else(|| Error::Rejected {
+                        message: format!("import of position {position} overlaps writes not yet committed"),
+                    })?;
                 if stored != bytes {
                     return Err(Error::Corrupt {
                         position,

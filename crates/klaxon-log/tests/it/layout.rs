@@ -9,9 +9,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use klaxon_log::{
-    EventData, EventKind, ExpectedVersion, Log, Metadata, Options, Position, Record, StreamVersion,
-};
+use klaxon_log::{EventData, EventKind, ExpectedVersion, Log, Metadata, Options, Position, Record, StreamVersion};
 use rand::{Rng, SeedableRng};
 use uuid::Uuid;
 
@@ -280,10 +278,8 @@ async fn a_format_1_folder_is_upgraded_in_place_and_every_record_stream_and_id_i
 
     // New appends go into chunks after the old records, streams continue.
     let stream = sid("incident-INC-1");
-    let next = log
-        .append(&stream, ExpectedVersion::Exact(StreamVersion(16)), vec![event(51), event(52)])
-        .await
-        .unwrap();
+    let next =
+        log.append(&stream, ExpectedVersion::Exact(StreamVersion(16)), vec![event(51), event(52)]).await.unwrap();
     assert_eq!((next.first, next.next_version), (Position(51), StreamVersion(19)));
     let across = log.read_all(Position(48), 10).unwrap();
     assert_eq!(across.iter().map(|r| r.position.0).collect::<Vec<_>>(), vec![48, 49, 50, 51, 52]);
