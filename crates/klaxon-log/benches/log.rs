@@ -2,8 +2,13 @@
 //!
 //! `cargo bench -p klaxon-log` prints a table: events/s and latency for the
 //! log with 1, 8 and 64 concurrent appenders beside raw sled insert + flush +
-//! fdatasync (per insert and per batch of 64), and replay (`read_all` + JSON
-//! decode) beside a raw sled scan + JSON decode, with the ratios. Sizes:
+//! fdatasync (per insert and per batch of 64) and NATS JetStream (a real
+//! `nats-server -js` started here, file storage with its default sync,
+//! 64 publishes in flight), and replay (`read_all` + JSON decode) beside a
+//! raw sled scan + JSON decode, with the ratios. The JetStream row is
+//! skipped with a note when `nats-server` is not installed (found like
+//! `tests/src/nats.rs` finds it: `NATS_SERVER_BIN`, `PATH`, `/usr/sbin`,
+//! `/usr/bin`). Sizes:
 //! `KLAXON_BENCH_REPLAY_EVENTS` (default 1,000,000), `KLAXON_BENCH_SECONDS`
 //! (time per append case, default 3).
 #![allow(missing_docs)]
@@ -178,6 +183,87 @@ fn sled_replay(events: u64) -> f64 {
     count as f64 / start.elapsed().as_secs_f64()
 }
 
+/// The `nats-server` binary, if installed.
+fn nats_server_bin() -> Option<std::path::PathBuf> {
+    if let Some(path) = std::env::var_os("NATS_SERVER_BIN") {
+        return Some(path.into());
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain([std::path::PathBuf::from("/usr/sbin"), std::path::PathBuf::from("/usr/bin")])
+        .map(|dir| dir.join("nats-server"))
+        .find(|p| p.exists())
+}
+
+/// Kills the server when dropped.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A real `nats-server -js` on a loopback port, storing in a temp folder:
+/// `in_flight` tasks each publish a 300-byte message to a file-storage
+/// stream and wait for its ack, for `seconds`. Returns (messages/s, ack
+/// latencies).
+async fn jetstream_publishers(bin: &std::path::Path, in_flight: usize, seconds: u64) -> (f64, Vec<Duration>) {
+    use async_nats::jetstream::{self, stream::StorageType};
+    let store = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let child = std::process::Command::new(bin)
+        .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+        .arg(store.path())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let _server = KillOnDrop(child);
+    let ready_by = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < ready_by, "nats-server did not listen within 10 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let client = async_nats::connect(format!("nats://127.0.0.1:{port}")).await.unwrap();
+    let js = jetstream::new(client);
+    js.get_or_create_stream(jetstream::stream::Config {
+        name: "BENCH".into(),
+        subjects: vec!["bench.events".into()],
+        storage: StorageType::File,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..in_flight)
+        .map(|_| {
+            let js = js.clone();
+            tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                let mut n = 0;
+                while Instant::now() < deadline {
+                    n += 1;
+                    let t = Instant::now();
+                    let ack = js.publish("bench.events", payload(n).into_bytes().into()).await.unwrap();
+                    ack.await.unwrap();
+                    latencies.push(t.elapsed());
+                }
+                latencies
+            })
+        })
+        .collect();
+    let mut latencies = Vec::new();
+    for t in tasks {
+        latencies.extend(t.await.unwrap());
+    }
+    let rate = latencies.len() as f64 / start.elapsed().as_secs_f64();
+    (rate, latencies)
+}
+
 fn row(name: &str, rate: f64, mut latencies: Vec<Duration>, ratio: Option<(f64, &'static str)>) -> Row {
     latencies.sort();
     let has = !latencies.is_empty();
@@ -221,6 +307,17 @@ fn main() {
             _ => Some((rate / sled1, "vs sled per insert")),
         };
         rows.push(row(&format!("log append, {appenders} concurrent appenders"), rate, lat, ratio));
+        if appenders == 64 {
+            let name = "NATS JetStream publish (file storage, default sync), 64 in flight";
+            match nats_server_bin() {
+                Some(bin) => {
+                    eprintln!("NATS JetStream, 64 in flight...");
+                    let (js_rate, lat) = rt.block_on(jetstream_publishers(&bin, 64, seconds));
+                    rows.push(row(name, js_rate, lat, Some((rate / js_rate, "log 64 appenders vs JetStream"))));
+                }
+                None => eprintln!("nats-server is not installed: skipping the row {name:?}"),
+            }
+        }
     }
 
     eprintln!("replay of {replay_events} events...");

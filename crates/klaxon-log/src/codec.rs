@@ -1,16 +1,31 @@
-//! The on-disk format: sled keys and the binary record encoding (format 1).
+//! The on-disk format: sled keys and the binary record encoding (format 2).
 //!
 //! Everything lives in one sled tree so that one group commit is one atomic
 //! `sled::Batch`. Keys start with a one-byte tag:
 //!
 //! | key | value |
 //! | --- | --- |
-//! | `r` position (u64 BE) | an encoded record |
-//! | `s` stream `\0` version (u64 BE) | position (u64 BE) |
+//! | `k` first position (u64 BE) | a chunk: consecutive encoded records |
+//! | `r` position (u64 BE) | one encoded record (format-1 folders only) |
+//! | `s` stream `\0` version (u64 BE) | positions (u64 BE each) of this and the next versions |
 //! | `i` event id (16 bytes) | position, version (u64 BE each), stream |
 //! | `c` consumer name | checkpoint position (u64 BE) |
 //! | `m` `format` | [`FORMAT_MARKER`] |
+//! | `m` `indexed` | position (u64 BE): `s` and `i` cover every record up to it |
 //! | `m` `mark:` name | a caller's opaque bytes (`Log::apply`'s mark) |
+//!
+//! One group commit writes its records as chunks of at most
+//! [`CHUNK_BYTES_MAX`] (a larger record gets a chunk of its own): a chunk
+//! is `[format: u8 = 2][count: u32 LE]` followed by `count` times
+//! `[length: u32 LE][record]`, the records at the consecutive positions from
+//! the key's on. The bound keeps a sled leaf (at most 16 entries) under
+//! sled's blob threshold (a quarter of its 512 KiB segment), as one record
+//! per key did. The stream (`s`) and id (`i`) indexes are written *behind*
+//! the records, in later batches together with the `m indexed` mark (see
+//! `index`); at open the records after the mark are indexed again. One
+//! index batch writes each stream's new versions as one run (up to
+//! [`STREAM_RUN_VERSIONS_MAX`] under one key); a format-1 entry is a run of
+//! one.
 //!
 //! A record is `[format: u8 = 1][crc32: u32 LE of everything after it]`
 //! followed by position, version (u64 LE), event id (16 bytes), recorded_at
@@ -18,6 +33,11 @@
 //! optional metadata follow, then stream, kind, actor, correlation id,
 //! causation id, traceparent and the data, strings as u16 LE length + bytes
 //! (the data as u32 LE length + bytes). Trailing bytes are corruption.
+//!
+//! Format 1 (`klaxon-log/1`) stored every record under its own `r` key and
+//! wrote both indexes in the record's batch. Such a folder is upgraded in
+//! place at open (see `Log::open`): its `r` records stay where they are and
+//! are read as they are, new records go into chunks after them.
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
@@ -25,8 +45,16 @@ use uuid::Uuid;
 use crate::{EventData, EventKind, Metadata, Position, Record, StreamId, StreamVersion};
 
 /// The value stored under the `m format` key of every log.
-pub(crate) const FORMAT_MARKER: &[u8] = b"klaxon-log/1";
+pub(crate) const FORMAT_MARKER: &[u8] = b"klaxon-log/2";
+/// The marker of format 1: one key per record, indexes in the same batch.
+pub(crate) const FORMAT_MARKER_V1: &[u8] = b"klaxon-log/1";
 pub(crate) const FORMAT_KEY: &[u8] = b"mformat";
+/// The key of the position up to which the stream and id indexes are written.
+pub(crate) const INDEXED_KEY: &[u8] = b"mindexed";
+const CHUNK_FORMAT: u8 = 2;
+const CHUNK_HEADER_LEN: usize = 5;
+/// Bytes after which a chunk takes no further record.
+pub(crate) const CHUNK_BYTES_MAX: usize = 6 * 1024;
 const RECORD_FORMAT_V1: u8 = 1;
 const HEADER_LEN: usize = 5;
 
@@ -36,6 +64,7 @@ const FLAG_CAUSATION: u8 = 4;
 const FLAG_TRACEPARENT: u8 = 8;
 
 pub(crate) const TAG_RECORD: u8 = b'r';
+pub(crate) const TAG_CHUNK: u8 = b'k';
 pub(crate) const TAG_STREAM: u8 = b's';
 pub(crate) const TAG_ID: u8 = b'i';
 pub(crate) const TAG_CHECKPOINT: u8 = b'c';
@@ -54,6 +83,91 @@ pub(crate) fn position_from_record_key(key: &[u8]) -> Option<Position> {
     }
 }
 
+pub(crate) fn chunk_key(first: Position) -> [u8; 9] {
+    let mut k = [0u8; 9];
+    k[0] = TAG_CHUNK;
+    k[1..].copy_from_slice(&first.0.to_be_bytes());
+    k
+}
+
+pub(crate) fn position_from_chunk_key(key: &[u8]) -> Option<Position> {
+    match key {
+        [TAG_CHUNK, rest @ ..] => Some(Position(u64::from_be_bytes(rest.try_into().ok()?))),
+        _ => None,
+    }
+}
+
+/// Packs consecutive sealed records into one chunk value.
+pub(crate) struct ChunkBuilder {
+    first: Position,
+    count: u32,
+    bytes: Vec<u8>,
+}
+
+impl ChunkBuilder {
+    pub(crate) fn new(first: Position) -> ChunkBuilder {
+        let mut bytes = Vec::with_capacity(CHUNK_BYTES_MAX + 512);
+        bytes.push(CHUNK_FORMAT);
+        bytes.extend_from_slice(&[0; 4]);
+        ChunkBuilder { first, count: 0, bytes }
+    }
+
+    /// The position the next record must have.
+    pub(crate) fn next(&self) -> Position {
+        Position(self.first.0 + u64::from(self.count))
+    }
+
+    /// Whether `record_len` more bytes still fit (an empty chunk takes any record).
+    pub(crate) fn fits(&self, record_len: usize) -> bool {
+        self.count == 0 || self.bytes.len() + 4 + record_len <= CHUNK_BYTES_MAX
+    }
+
+    pub(crate) fn push(&mut self, record: &[u8]) {
+        let len = u32::try_from(record.len()).expect("record length checked against the event size limit");
+        self.bytes.extend_from_slice(&len.to_le_bytes());
+        self.bytes.extend_from_slice(record);
+        self.count += 1;
+    }
+
+    /// The chunk's key and value.
+    pub(crate) fn finish(mut self) -> ([u8; 9], Vec<u8>) {
+        self.bytes[1..CHUNK_HEADER_LEN].copy_from_slice(&self.count.to_le_bytes());
+        (chunk_key(self.first), self.bytes)
+    }
+}
+
+/// The records of the chunk stored under `first`, each with its position,
+/// still encoded (each one is checked when decoded). A chunk whose framing
+/// does not add up is corruption.
+pub(crate) fn chunk_records(first: Position, bytes: &[u8]) -> Result<Vec<(Position, &[u8])>, crate::Error> {
+    let corrupt = |reason: String| crate::Error::Corrupt { position: first, reason };
+    if bytes.len() < CHUNK_HEADER_LEN {
+        return Err(corrupt(format!("chunk is {} bytes, shorter than its header", bytes.len())));
+    }
+    if bytes[0] != CHUNK_FORMAT {
+        return Err(corrupt(format!("unknown chunk format {}", bytes[0])));
+    }
+    let count = u32::from_le_bytes(bytes[1..CHUNK_HEADER_LEN].try_into().expect("4 bytes"));
+    if count == 0 {
+        return Err(corrupt("chunk holds no record".into()));
+    }
+    // Each record takes at least its 4-byte length: a damaged count allocates no more.
+    let mut out = Vec::with_capacity((count as usize).min(bytes.len() / 4));
+    let mut r = Reader { bytes, at: CHUNK_HEADER_LEN };
+    for i in 0..u64::from(count) {
+        let position = Position(first.0 + i);
+        let record = r
+            .take(4)
+            .and_then(|l| r.take(u32::from_le_bytes(l.try_into().ok()?) as usize))
+            .ok_or_else(|| crate::Error::Corrupt { position, reason: "chunk is truncated".into() })?;
+        out.push((position, record));
+    }
+    if r.at != bytes.len() {
+        return Err(corrupt(format!("{} trailing bytes after the chunk's {count} records", bytes.len() - r.at)));
+    }
+    Ok(out)
+}
+
 pub(crate) fn stream_prefix(stream: &StreamId) -> Vec<u8> {
     let mut k = Vec::with_capacity(stream.as_str().len() + 2);
     k.push(TAG_STREAM);
@@ -66,6 +180,21 @@ pub(crate) fn stream_key(stream: &StreamId, version: StreamVersion) -> Vec<u8> {
     let mut k = stream_prefix(stream);
     k.extend_from_slice(&version.0.to_be_bytes());
     k
+}
+
+/// Most versions in one stream index entry.
+pub(crate) const STREAM_RUN_VERSIONS_MAX: usize = 512;
+
+pub(crate) fn stream_run_value(positions: &[Position]) -> Vec<u8> {
+    positions.iter().flat_map(|p| p.0.to_be_bytes()).collect()
+}
+
+/// The positions of a stream index entry's run; `None` if it does not decode.
+pub(crate) fn read_stream_run(bytes: &[u8]) -> Option<Vec<Position>> {
+    if bytes.is_empty() || bytes.len() % 8 != 0 {
+        return None;
+    }
+    Some(bytes.chunks_exact(8).map(|b| Position(u64::from_be_bytes(b.try_into().expect("8 bytes")))).collect())
 }
 
 pub(crate) fn id_key(id: Uuid) -> [u8; 17] {
@@ -367,6 +496,50 @@ mod tests {
         }
         let err = decode(Position(8), &bytes).unwrap_err();
         assert!(err.to_string().contains("record says position 7"), "{err}");
+    }
+
+    /// Three records at positions 7, 8, 9 packed in one chunk.
+    fn sample_chunk() -> Vec<u8> {
+        let mut chunk = ChunkBuilder::new(Position(7));
+        for (i, data) in ["{}", r#"{"a":1}"#, r#"{"severity":"sev1"}"#].into_iter().enumerate() {
+            let mut bytes = encode_unsealed(Uuid::from_u128(i as u128), "s-1", "k.v1", &Metadata::default(), data);
+            seal(&mut bytes, Position(7 + i as u64), StreamVersion(1 + i as u64), 1_764_000_000_000_000);
+            assert!(chunk.fits(bytes.len()));
+            chunk.push(&bytes);
+        }
+        let (key, value) = chunk.finish();
+        assert_eq!(position_from_chunk_key(&key), Some(Position(7)));
+        value
+    }
+
+    fn decode_chunk(first: Position, bytes: &[u8]) -> Result<Vec<Record>, crate::Error> {
+        chunk_records(first, bytes)?.into_iter().map(|(p, b)| decode(p, b)).collect()
+    }
+
+    #[test]
+    fn a_chunk_holds_consecutive_records_and_every_flipped_byte_is_detected() {
+        let bytes = sample_chunk();
+        let records = decode_chunk(Position(7), &bytes).unwrap();
+        assert_eq!(records.iter().map(|r| (r.position.0, r.version.0)).collect::<Vec<_>>(), [(7, 1), (8, 2), (9, 3)]);
+        for i in 0..bytes.len() {
+            let mut b = bytes.clone();
+            b[i] ^= 0x40;
+            assert!(decode_chunk(Position(7), &b).is_err(), "byte {i} flipped went unnoticed");
+        }
+        for len in 0..bytes.len() {
+            assert!(decode_chunk(Position(7), &bytes[..len]).is_err(), "truncated to {len}");
+        }
+        // Under another key, every record names the wrong position.
+        assert!(decode_chunk(Position(6), &bytes).is_err());
+    }
+
+    #[test]
+    fn a_chunk_stops_taking_records_at_its_size_bound_but_takes_one_large_record() {
+        let mut chunk = ChunkBuilder::new(Position(1));
+        assert!(chunk.fits(CHUNK_BYTES_MAX * 4), "an empty chunk takes any record");
+        chunk.push(&[0; 100]);
+        assert!(chunk.fits(CHUNK_BYTES_MAX - 200));
+        assert!(!chunk.fits(CHUNK_BYTES_MAX));
     }
 
     proptest! {

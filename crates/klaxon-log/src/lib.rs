@@ -37,7 +37,11 @@
 //!   its [`Options`].
 //! - `writer`: the single writer thread doing group commit.
 //! - `durability`: the fdatasync/fsync that makes a sled flush durable.
-//! - `codec`: the key layout and the versioned, checksummed record encoding.
+//! - `codec`: the key layout and the versioned, checksummed record encoding,
+//!   records packed in chunks (a few sled keys per group commit).
+//! - `store`: finding records in chunks (and format-1 `r` keys).
+//! - `index`: the stream and id indexes, written behind the records from an
+//!   in-memory tail, completed at open from the records after their mark.
 //! - `replicated`: the log as a replicated state machine: [`Log::apply`]
 //!   (ordered batches with their proposer's time and a mark, atomically),
 //!   [`Log::import`] (another replica's records, verbatim), [`Log::check`].
@@ -48,9 +52,11 @@
 mod codec;
 mod durability;
 mod error;
+mod index;
 mod log;
 mod replicated;
 mod stats;
+mod store;
 mod subscription;
 mod types;
 mod verify;

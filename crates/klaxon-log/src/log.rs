@@ -10,6 +10,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::codec;
 use crate::durability::{SyncFault, Syncer};
+use crate::index::{self, Tail};
 use crate::subscription::Subscription;
 use crate::writer::{Prepared, Request, Writer};
 use crate::{
@@ -65,14 +66,22 @@ pub(crate) struct Inner {
     path: PathBuf,
     writer: Mutex<Option<JoinHandle<()>>>,
     stats: Arc<crate::LogStats>,
+    /// Index entries of records not yet indexed in sled.
+    pub(crate) tail: Arc<Tail>,
+    /// Positions up to this one are format-1 `r` records.
+    pub(crate) legacy_head: Position,
 }
 
 impl Log {
     /// Opens (or creates) the log in `dir` and starts its writer thread.
     ///
     /// Opening after a crash recovers to what was durable: every
-    /// acknowledged append is there. A folder holding something other than a
-    /// Klaxon log is refused with [`Error::IncompatibleFormat`].
+    /// acknowledged append is there, and the stream and id indexes are
+    /// completed for the records written after their last index batch
+    /// before any append is taken. A format-1 folder is upgraded in place
+    /// (its marker and index mark change; its records stay as they are). A
+    /// folder holding something other than a Klaxon log is refused with
+    /// [`Error::IncompatibleFormat`].
     pub fn open(dir: impl AsRef<Path>, options: Options) -> Result<Log, Error> {
         Log::open_inner(dir.as_ref(), options, None)
     }
@@ -89,10 +98,12 @@ impl Log {
         let db = open_sled(dir, &options)?;
         let incompatible = |reason: String| Error::IncompatibleFormat { path: dir.display().to_string(), reason };
         let mut syncer = Syncer::open(dir, fault)?;
-        match db.get(codec::FORMAT_KEY)? {
-            Some(marker) if marker.as_ref() == codec::FORMAT_MARKER => {}
+        let marker = db.get(codec::FORMAT_KEY)?;
+        match marker.as_deref() {
+            Some(codec::FORMAT_MARKER) => {}
+            Some(codec::FORMAT_MARKER_V1) => upgrade_from_v1(&db, &mut syncer, dir)?,
             Some(marker) => {
-                return Err(incompatible(format!("format marker is {:?}", String::from_utf8_lossy(&marker))));
+                return Err(incompatible(format!("format marker is {:?}", String::from_utf8_lossy(marker))));
             }
             None if db.is_empty() => {
                 db.insert(codec::FORMAT_KEY, codec::FORMAT_MARKER)?;
@@ -102,16 +113,13 @@ impl Log {
             None => return Err(incompatible("the sled database has no Klaxon format marker".into())),
         }
 
-        let (head, last_micros) = match db.scan_prefix([codec::TAG_RECORD]).next_back() {
-            None => (Position::ZERO, 0),
-            Some(entry) => {
-                let (key, value) = entry?;
-                let position = codec::position_from_record_key(&key)
-                    .ok_or_else(|| incompatible(format!("malformed record key {key:?}")))?;
-                let record = codec::decode(position, &value)?;
-                (position, record.recorded_at.timestamp_micros())
-            }
-        };
+        let (legacy_head, last) = crate::store::ends(&db)?;
+        let (head, last_micros) = last.map_or((Position::ZERO, 0), |r| (r.position, r.recorded_at.timestamp_micros()));
+        let reindexed = index::rebuild(&db, legacy_head, head)?;
+        if reindexed > 0 {
+            tracing::info!(path = %dir.display(), records = reindexed, "indexed the records written after the last index batch");
+        }
+        let tail = Arc::new(Tail::default());
 
         let (durable_tx, durable_rx) = watch::channel(head);
         let (tx, rx) = mpsc::channel(options.queue_appends_max.max(1));
@@ -127,6 +135,8 @@ impl Log {
             group_bytes_max: options.group_bytes_max.max(1),
             failed: Default::default(),
             heads: Default::default(),
+            tail: tail.clone(),
+            legacy_head,
         };
         let handle = std::thread::Builder::new().name("klaxon-log-writer".into()).spawn(move || writer.run(rx))?;
         tracing::info!(path = %dir.display(), head = head.0, "event log open");
@@ -139,6 +149,8 @@ impl Log {
                 path: dir.to_path_buf(),
                 writer: Mutex::new(Some(handle)),
                 stats,
+                tail,
+                legacy_head,
             }),
         })
     }
@@ -236,35 +248,7 @@ impl Log {
     /// Up to `max` records from position `from` (inclusive; 0 reads from the
     /// start), in position order, each verified against its checksum.
     pub fn read_all(&self, from: Position, max: usize) -> Result<Vec<Record>, Error> {
-        let head = self.head();
-        let from = from.max(Position(1));
-        if from > head || max == 0 {
-            return Ok(Vec::new());
-        }
-        let mut out = Vec::with_capacity(max.min((head.0 - from.0 + 1) as usize).min(4096));
-        let mut expected = from;
-        for entry in self.inner.db.range(codec::record_key(from)..=codec::record_key(head)) {
-            let (key, value) = entry?;
-            let position = codec::position_from_record_key(&key).ok_or_else(|| Error::Corrupt {
-                position: expected,
-                reason: format!("malformed record key {key:?}"),
-            })?;
-            if position != expected {
-                return Err(Error::Corrupt {
-                    position: expected,
-                    reason: format!("record missing (next is {position})"),
-                });
-            }
-            out.push(codec::decode(position, &value)?);
-            expected = expected.next();
-            if out.len() == max {
-                break;
-            }
-        }
-        if out.len() < max && expected <= head {
-            return Err(Error::Corrupt { position: expected, reason: "record missing below the head".into() });
-        }
-        Ok(out)
+        crate::store::read_range(&self.inner.db, self.inner.legacy_head, from, self.head(), max)
     }
 
     /// Up to `max` records of `stream` from version `from` (inclusive; 0
@@ -276,24 +260,23 @@ impl Log {
         if max == 0 {
             return Ok(out);
         }
-        let start = codec::stream_key(stream, from);
-        let end = codec::stream_key(stream, StreamVersion(u64::MAX));
+        // The tail first, sled second: an entry moves from the tail to sled
+        // only after sled has it, so one of the two holds it.
+        let tail = self.inner.tail.stream(stream);
+        let mut places = index::stored_places(&self.inner.db, stream, from, max)?;
+        let indexed = places.last().map_or(StreamVersion(0), |(v, _)| *v);
+        places.extend(tail.into_iter().filter(|(v, _)| *v >= from && *v > indexed));
         let mut expected = from;
-        for entry in self.inner.db.range(start..=end) {
-            let (_, value) = entry?;
-            let position = Position(codec::read_u64_value(&value).ok_or_else(|| Error::Corrupt {
-                position: Position::ZERO,
-                reason: format!("stream index entry for {stream} version {expected} does not decode"),
-            })?);
+        for (version, position) in places {
             if position > head {
                 break; // not durable yet
             }
             let record = self.read_one(position)?;
-            if record.stream != *stream || record.version != expected {
+            if version != expected || record.stream != *stream || record.version != expected {
                 return Err(Error::Corrupt {
                     position,
                     reason: format!(
-                        "stream index says {stream} version {expected}, record says {} version {}",
+                        "stream index says {stream} version {version} (expected {expected}), record says {} version {}",
                         record.stream, record.version
                     ),
                 });
@@ -310,33 +293,49 @@ impl Log {
     /// The stream's current (durable) version; 0 when it does not exist.
     pub fn stream_version(&self, stream: &StreamId) -> Result<StreamVersion, Error> {
         let head = self.head();
-        let prefix = codec::stream_prefix(stream);
-        for entry in self.inner.db.scan_prefix(&prefix).rev() {
-            let (key, value) = entry?;
-            let position = codec::read_u64_value(&value).unwrap_or(u64::MAX);
-            if position <= head.0 {
-                return Ok(StreamVersion(codec::read_u64_value(&key[prefix.len()..]).unwrap_or(0)));
-            }
+        if let Some((version, _)) = self.inner.tail.stream(stream).into_iter().rev().find(|(_, p)| *p <= head) {
+            return Ok(version);
         }
-        Ok(StreamVersion(0))
+        // sled's index holds durable records only.
+        Ok(index::stored_last(&self.inner.db, stream)?.map_or(StreamVersion(0), |(version, _)| version))
     }
 
     /// Where the event with this id is, if it is in the log (and durable):
     /// its position, stream and version. This is how a caller recognises a
     /// retry before deciding anything again.
     pub fn locate(&self, id: uuid::Uuid) -> Result<Option<(Position, StreamId, StreamVersion)>, Error> {
-        let Some(value) = self.inner.db.get(codec::id_key(id))? else {
-            return Ok(None);
-        };
-        let corrupt = |reason: String| Error::Corrupt { position: Position::ZERO, reason };
-        let entry = codec::read_id_value(&value)
-            .ok_or_else(|| corrupt(format!("idempotency index entry for {id} does not decode")))?;
-        if entry.position > self.head() {
-            return Ok(None);
+        let found = self.indexed_id(id)?;
+        Ok(found.filter(|(position, _, _)| *position <= self.head()).map(|(p, v, s)| (p, s, v)))
+    }
+
+    /// Where the indexes (tail first, then sled) put event `id`, durable or not.
+    pub(crate) fn indexed_id(&self, id: uuid::Uuid) -> Result<Option<(Position, StreamVersion, StreamId)>, Error> {
+        if let Some(found) = self.inner.tail.id(id) {
+            return Ok(Some(found));
         }
-        let stream =
-            StreamId::new(entry.stream).map_err(|e| corrupt(format!("idempotency index entry for {id}: {e}")))?;
-        Ok(Some((entry.position, stream, entry.version)))
+        index::stored_id(&self.inner.db, id)
+    }
+
+    /// Where the stream index (tail first, then sled) puts `version` of `stream`.
+    pub(crate) fn indexed_place(&self, stream: &StreamId, version: StreamVersion) -> Result<Option<Position>, Error> {
+        if let Some((_, p)) = self.inner.tail.stream(stream).into_iter().find(|(v, _)| *v == version) {
+            return Ok(Some(p));
+        }
+        let stored = index::stored_places(&self.inner.db, stream, version, 1)?;
+        Ok(stored.first().filter(|(v, _)| *v == version).map(|(_, p)| *p))
+    }
+
+    /// How many sled keys the log holds, by their tag byte (`k` chunks, `r`
+    /// format-1 records, `s` and `i` index entries, `c` checkpoints, `m`
+    /// marks). For tests and `klaxon-logtool`: it reads every key.
+    #[doc(hidden)]
+    pub fn keys_by_tag(&self) -> Result<std::collections::BTreeMap<char, u64>, Error> {
+        let mut counts = std::collections::BTreeMap::new();
+        for key in self.inner.db.iter().keys() {
+            let key = key?;
+            *counts.entry(key.first().map_or('?', |b| char::from(*b))).or_insert(0) += 1;
+        }
+        Ok(counts)
     }
 
     /// The record at `position`, verified.
@@ -344,10 +343,8 @@ impl Log {
         if position == Position::ZERO || position > self.head() {
             return Err(Error::Corrupt { position, reason: "no such record".into() });
         }
-        match self.inner.db.get(codec::record_key(position))? {
-            Some(bytes) => codec::decode(position, &bytes),
-            None => Err(Error::Corrupt { position, reason: "record missing below the head".into() }),
-        }
+        crate::store::read_one(&self.inner.db, self.inner.legacy_head, position)?
+            .ok_or_else(|| Error::Corrupt { position, reason: "record missing below the head".into() })
     }
 
     /// Every record from `from` (inclusive; 0 = from the start): first those
@@ -410,6 +407,22 @@ pub(crate) enum Limits {
     Configured,
     /// Only what is the same for every log: the encoding's bounds.
     Structural,
+}
+
+/// Upgrades a format-1 folder in place: its records stay under their `r`
+/// keys and its indexes were written with them (complete up to the head),
+/// so the marker and the index mark change, in one batch, durably.
+fn upgrade_from_v1(db: &sled::Db, syncer: &mut Syncer, dir: &Path) -> Result<(), Error> {
+    let (_, last) = crate::store::ends(db)?;
+    let head = last.map_or(Position::ZERO, |r| r.position);
+    let mut batch = sled::Batch::default();
+    batch.insert(codec::FORMAT_KEY, codec::FORMAT_MARKER);
+    batch.insert(codec::INDEXED_KEY, &codec::u64_value(head.0));
+    db.apply_batch(batch)?;
+    db.flush()?;
+    syncer.sync()?;
+    tracing::info!(path = %dir.display(), head = head.0, "upgraded the event log from format 1 to format 2");
+    Ok(())
 }
 
 /// How long `open` waits for a folder whose sled lock is still held.

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use serde::Serialize;
 
-use crate::{Error, Log, Position, StreamId, StreamVersion, codec};
+use crate::{Error, Log, Position, StreamId, StreamVersion};
 
 /// What [`Log::verify`] found in a healthy log.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -18,11 +18,11 @@ pub struct VerifyReport {
 impl Log {
     /// Reads the whole log and checks every invariant: positions gapless from
     /// 1 to the head, every checksum, versions gapless from 1 per stream, and
-    /// the stream and idempotency indexes agreeing with the records.
+    /// the stream and idempotency indexes (in sled or still in the tail)
+    /// agreeing with the records.
     /// The first violation is returned as [`Error::Corrupt`].
     pub fn verify(&self) -> Result<VerifyReport, Error> {
         let head = self.head();
-        let db = self.db();
         let mut versions: HashMap<StreamId, u64> = HashMap::new();
         let mut position = Position::ZERO;
         loop {
@@ -41,12 +41,12 @@ impl Log {
                         *version - 1
                     )));
                 }
-                match db.get(codec::stream_key(&record.stream, record.version))? {
-                    Some(v) if codec::read_u64_value(&v) == Some(record.position.0) => {}
+                match self.indexed_place(&record.stream, record.version)? {
+                    Some(p) if p == record.position => {}
                     other => return Err(corrupt(format!("stream index points elsewhere: {other:?}"))),
                 }
-                match db.get(codec::id_key(record.id))?.as_deref().and_then(codec::read_id_value) {
-                    Some(e) if e.position == record.position && e.version == record.version => {}
+                match self.indexed_id(record.id)? {
+                    Some((p, v, s)) if p == record.position && v == record.version && s == record.stream => {}
                     _ => return Err(corrupt(format!("idempotency index entry for {} is wrong", record.id))),
                 }
             }

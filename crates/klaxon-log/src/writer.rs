@@ -4,9 +4,12 @@
 //! bounded queue, then whatever else is already waiting (up to a group
 //! limit), checks each append against the stream heads and the idempotency
 //! index (including appends earlier in the same group, and groups applied but
-//! not yet synced: sled already sees them), puts all accepted records into one
-//! `sled::Batch` and applies it. Then it hands the group's answers to the
-//! **syncer** thread and goes on with the next group.
+//! not yet synced: sled and the index tail already see them), packs all
+//! accepted records into chunks (a few sled keys for the whole group, see
+//! `codec`), puts them into one `sled::Batch` and applies it. The records'
+//! index entries go to the in-memory index tail (see `index`). Then it hands
+//! the group's answers to the **syncer** thread and goes on with the next
+//! group.
 //!
 //! The syncer takes every group handed over so far, flushes sled, syncs the
 //! files (see `durability`), publishes the new durable head, and only then
@@ -16,6 +19,10 @@
 //! raises throughput through larger groups and overlapped work, never by
 //! skipping a sync. If a flush or sync fails, the log refuses all further
 //! writes (and answers every pending group with the failure) until reopened.
+//!
+//! After answering, the syncer writes the index entries of the durable
+//! records behind them once enough have gathered in the tail, and all of
+//! them when the log closes.
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -23,8 +30,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::sync::{mpsc, oneshot, watch};
 use uuid::Uuid;
 
-use crate::codec;
+use crate::codec::{self, ChunkBuilder};
 use crate::durability::Syncer;
+use crate::index::{self, IndexEntry, Tail};
 use crate::replicated::Outcome;
 use crate::{Appended, Error, ExpectedVersion, Position, Record, StreamId, StreamVersion};
 
@@ -109,6 +117,10 @@ pub(crate) struct Writer {
     pub heads: HashMap<StreamId, u64>,
     /// Where group sizes are counted.
     pub stats: Arc<crate::LogStats>,
+    /// Index entries of records not yet indexed in sled.
+    pub tail: Arc<Tail>,
+    /// Positions up to this one are format-1 `r` records.
+    pub legacy_head: Position,
 }
 
 /// Groups applied to sled and waiting for the syncer. Small: the writer is
@@ -129,6 +141,38 @@ enum Handoff {
 struct Pending {
     heads: HashMap<StreamId, u64>,
     ids: HashMap<Uuid, (Position, StreamVersion, StreamId)>,
+    /// The group's records, packed in chunks.
+    chunks: Chunks,
+    /// Their index entries, in position order.
+    index: Vec<IndexEntry>,
+}
+
+/// The chunks of one group: its records at consecutive positions.
+#[derive(Default)]
+struct Chunks {
+    done: Vec<([u8; 9], Vec<u8>)>,
+    open: Option<ChunkBuilder>,
+}
+
+impl Chunks {
+    fn push(&mut self, position: Position, record: &[u8]) {
+        if let Some(open) = &self.open {
+            assert_eq!(open.next(), position, "a group's records are at consecutive positions");
+            if !open.fits(record.len()) {
+                self.done.push(self.open.take().expect("checked").finish());
+            }
+        }
+        self.open.get_or_insert_with(|| ChunkBuilder::new(position)).push(record);
+    }
+
+    fn into_batch(mut self, batch: &mut sled::Batch) {
+        if let Some(open) = self.open.take() {
+            self.done.push(open.finish());
+        }
+        for (key, value) in self.done {
+            batch.insert(&key, value);
+        }
+    }
 }
 
 enum Answer {
@@ -147,6 +191,7 @@ impl Writer {
                 syncer: std::mem::replace(&mut self.syncer, Syncer::detached()),
                 durable: self.durable.clone(),
                 failed: self.failed.clone(),
+                tail: self.tail.clone(),
             };
             std::thread::Builder::new().name("klaxon-log-sync".into()).spawn(move || stage.run(syncer_rx))
         };
@@ -216,15 +261,7 @@ impl Writer {
                         Some(_) => Err(failure()),
                         None => {
                             let at = now.max(last_micros);
-                            let planned = self.plan_append(
-                                &stream,
-                                expected,
-                                &mut events,
-                                at,
-                                &mut next,
-                                &mut pending,
-                                &mut batch,
-                            );
+                            let planned = self.plan_append(&stream, expected, &mut events, at, &mut next, &mut pending);
                             if matches!(&planned, Ok(a) if !a.deduplicated) {
                                 last_micros = at;
                             }
@@ -249,15 +286,7 @@ impl Writer {
                         outcomes.push(match item {
                             PreparedWrite::Append { stream, expected, mut events, recorded_at_micros } => {
                                 let at = recorded_at_micros.max(last_micros);
-                                match self.plan_append(
-                                    &stream,
-                                    expected,
-                                    &mut events,
-                                    at,
-                                    &mut next,
-                                    &mut pending,
-                                    &mut batch,
-                                ) {
+                                match self.plan_append(&stream, expected, &mut events, at, &mut next, &mut pending) {
                                     Ok(appended) => {
                                         if !appended.deduplicated {
                                             last_micros = at;
@@ -285,7 +314,7 @@ impl Writer {
                 Request::Import { records, checkpoints, mark, reply } => {
                     let result = match &failed {
                         Some(_) => Err(failure()),
-                        None => self.plan_import(&records, &mut next, &mut pending, &mut batch, &mut last_micros),
+                        None => self.plan_import(&records, &mut next, &mut pending, &mut last_micros),
                     };
                     if result.is_ok() {
                         for (key, position) in checkpoints {
@@ -301,6 +330,8 @@ impl Writer {
                 Request::Close { reply } => closers.push(reply),
             }
         }
+        let Pending { heads, chunks, index, .. } = pending;
+        chunks.into_batch(&mut batch);
         if writes && failed.is_none() {
             if let Err(e) = self.db.apply_batch(batch) {
                 let reason = e.to_string();
@@ -310,10 +341,11 @@ impl Writer {
                 return (answers, closers);
             }
         }
-        if self.heads.len() + pending.heads.len() > HEAD_CACHE_STREAMS_MAX {
+        self.tail.add(index);
+        if self.heads.len() + heads.len() > HEAD_CACHE_STREAMS_MAX {
             self.heads.clear();
         }
-        self.heads.extend(pending.heads);
+        self.heads.extend(heads);
         self.next_position = next;
         self.last_micros = last_micros;
         (answers, closers)
@@ -326,7 +358,6 @@ impl Writer {
         records: &[Record],
         next: &mut u64,
         pending: &mut Pending,
-        batch: &mut sled::Batch,
         last_micros: &mut i64,
     ) -> Result<(), Error> {
         let mut planned = *next;
@@ -340,10 +371,11 @@ impl Writer {
             }
             if position.0 < planned {
                 // Already here: it must be the very same record.
-                let stored = self.db.get(codec::record_key(position))?.ok_or_else(|| Error::Rejected {
-                    message: format!("import of position {position} overlaps writes not yet committed"),
-                })?;
-                if stored.as_ref() != bytes.as_slice() {
+                let stored =
+                    crate::store::read_raw(&self.db, self.legacy_head, position)?.ok_or_else(|| Error::Rejected {
+                        message: format!("import of position {position} overlaps writes not yet committed"),
+                    })?;
+                if stored != bytes {
                     return Err(Error::Corrupt {
                         position,
                         reason: "the stored record differs from the imported one: the replicas diverged".into(),
@@ -385,9 +417,8 @@ impl Writer {
         for (index, bytes) in fresh {
             let record = &records[index];
             let position = record.position;
-            batch.insert(&codec::record_key(position), bytes);
-            batch.insert(codec::stream_key(&record.stream, record.version), &codec::u64_value(position.0));
-            batch.insert(&codec::id_key(record.id), codec::id_value(position, record.version, &record.stream));
+            pending.chunks.push(position, &bytes);
+            pending.index.push(IndexEntry::of(record));
             pending.ids.insert(record.id, (position, record.version, record.stream.clone()));
             pending.heads.insert(record.stream.clone(), record.version.0);
             *last_micros = (*last_micros).max(record.recorded_at.timestamp_micros());
@@ -405,7 +436,6 @@ impl Writer {
         recorded_at_micros: i64,
         next: &mut u64,
         pending: &mut Pending,
-        batch: &mut sled::Batch,
     ) -> Result<Appended, Error> {
         // Idempotency: a retry of an earlier append returns its places.
         let mut present = Vec::new();
@@ -456,9 +486,13 @@ impl Writer {
             version += 1;
             let mut bytes = std::mem::take(&mut event.bytes);
             codec::seal(&mut bytes, position, StreamVersion(version), recorded_at_micros);
-            batch.insert(&codec::record_key(position), bytes);
-            batch.insert(codec::stream_key(stream, StreamVersion(version)), &codec::u64_value(position.0));
-            batch.insert(&codec::id_key(event.id), codec::id_value(position, StreamVersion(version), stream));
+            pending.chunks.push(position, &bytes);
+            pending.index.push(IndexEntry {
+                position,
+                id: event.id,
+                stream: stream.clone(),
+                version: StreamVersion(version),
+            });
             pending.ids.insert(event.id, (position, StreamVersion(version), stream.clone()));
             *next += 1;
         }
@@ -466,37 +500,23 @@ impl Writer {
         Ok(Appended { first, last: Position(*next - 1), next_version: StreamVersion(version + 1), deduplicated: false })
     }
 
-    /// The stream's version as stored: the last entry of its stream index.
+    /// The stream's version as written: the last entry of its stream index
+    /// (the tail first, then sled).
     fn stored_version(&self, stream: &StreamId) -> Result<u64, Error> {
-        let prefix = codec::stream_prefix(stream);
-        match self.db.scan_prefix(&prefix).next_back() {
-            None => Ok(0),
-            Some(entry) => {
-                let (key, _) = entry?;
-                codec::read_u64_value(&key[prefix.len()..]).ok_or_else(|| Error::Corrupt {
-                    position: Position::ZERO,
-                    reason: format!("stream index key of {stream} does not decode"),
-                })
-            }
+        if let Some(version) = self.tail.last_version(stream) {
+            return Ok(version.0);
         }
+        Ok(index::stored_last(&self.db, stream)?.map_or(0, |(version, _)| version.0))
     }
 
     fn lookup_id(&self, id: Uuid, pending: &Pending) -> Result<Option<(Position, StreamVersion, StreamId)>, Error> {
         if let Some(found) = pending.ids.get(&id) {
             return Ok(Some(found.clone()));
         }
-        let Some(value) = self.db.get(codec::id_key(id))? else {
-            return Ok(None);
-        };
-        let entry = codec::read_id_value(&value).ok_or_else(|| Error::Corrupt {
-            position: Position::ZERO,
-            reason: format!("idempotency index entry for {id} does not decode"),
-        })?;
-        let stream = StreamId::new(entry.stream).map_err(|e| Error::Corrupt {
-            position: entry.position,
-            reason: format!("idempotency index entry for {id}: {e}"),
-        })?;
-        Ok(Some((entry.position, entry.version, stream)))
+        if let Some(found) = self.tail.id(id) {
+            return Ok(Some(found));
+        }
+        index::stored_id(&self.db, id)
     }
 }
 
@@ -506,6 +526,7 @@ struct SyncStage {
     syncer: Syncer,
     durable: watch::Sender<Position>,
     failed: Arc<Mutex<Option<String>>>,
+    tail: Arc<Tail>,
 }
 
 impl SyncStage {
@@ -545,12 +566,36 @@ impl SyncStage {
             for answer in answers {
                 answer.send(outcome.as_ref().map(|_| ()).map_err(|reason| Error::Failed { reason: reason.clone() }));
             }
+            if outcome.is_ok() && self.tail.len() >= index::INDEX_BEHIND_RECORDS {
+                self.index_behind();
+            }
+        }
+        if self.failed.lock().expect("failed flag").is_none() {
+            self.index_behind();
         }
         if let Err(e) = self.sync() {
             tracing::error!(error = %e, "final flush of the log failed");
         }
         for reply in closers {
             let _ = reply.send(());
+        }
+    }
+
+    /// Writes the index entries of every durable record in the tail to
+    /// sled with the mark, then drops them from the tail. No sync: the next
+    /// group's flush carries them; a crash before that only leaves the mark
+    /// behind (the records after it are indexed again at open).
+    fn index_behind(&mut self) {
+        let durable = *self.durable.borrow();
+        let entries = self.tail.up_to(durable);
+        let Some(last) = entries.last().map(|e| e.position) else { return };
+        match index::write(&self.db, &entries, last) {
+            Ok(()) => self.tail.forget_up_to(last),
+            Err(e) => {
+                let reason = e.to_string();
+                tracing::error!(error = %reason, "writing the log's index failed; refusing writes until reopened");
+                *self.failed.lock().expect("failed flag") = Some(reason);
+            }
         }
     }
 
