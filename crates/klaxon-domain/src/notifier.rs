@@ -102,7 +102,7 @@ use event::truncate;
 const CADENCE_MIN: TimeDelta = TimeDelta::seconds(1);
 
 /// What became of the latest post through one channel.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum PostOutcome {
     /// The channel took it.
     Delivered,
@@ -114,7 +114,7 @@ pub enum PostOutcome {
 }
 
 /// What one channel of one audience was told about the incident.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PostRecord {
     severity: Severity,
     at: DateTime<Utc>,
@@ -144,7 +144,7 @@ impl PostRecord {
 
 /// What the executive-facing group follows of an incident: a change of any
 /// of it is owed a follow-up.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 struct ExecutiveView {
     status: Status,
     commander: Option<ActorId>,
@@ -154,7 +154,7 @@ struct ExecutiveView {
 
 /// What the company-wide group follows: the phase (ongoing, mitigated,
 /// resolved: a closure is no news there) and the company-wide updates.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 struct CompanyView {
     phase: Status,
     update: Option<Update>,
@@ -184,7 +184,7 @@ fn company_view(incident: &Incident) -> CompanyView {
 /// Built with the cadence severities of the configuration (when the
 /// incident enters the cadence depends on them), so a service rebuilds it
 /// after a configuration change, as it does at every start.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct IncidentNotifications {
     id: IncidentId,
     cadence_severities: BTreeSet<Severity>,

@@ -82,7 +82,7 @@ pub struct Handle {
 pub struct Reviewing;
 
 /// What the review service folds: every incident's [`Dossier`].
-#[derive(Default)]
+#[derive(Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct State {
     dossiers: HashMap<IncidentId, Dossier>,
 }
@@ -129,6 +129,13 @@ impl Reviews {
     /// A review service over `log`.
     pub fn new(log: impl Into<Bus>, clock: Arc<dyn Clock>) -> Reviews {
         Reviews { reactor: Reactor::new(log, Reviewing, clock) }
+    }
+
+    /// Saves its state to `file` every `every` records and at a clean
+    /// stop, and resumes from it at start (see `klaxon_reactor::snapshot`).
+    /// Call before taking a handle.
+    pub fn with_snapshots(self, file: klaxon_reactor::SnapshotFile, every: std::num::NonZeroU64) -> Reviews {
+        Reviews { reactor: self.reactor.with_snapshots(file, every) }
     }
 
     /// A handle to it.

@@ -142,10 +142,14 @@ impl Wiring {
                     let (catalog, schedules) = (&validated.catalog, &validated.schedules);
                     intake = intake.with_directory(klaxon_domain::paging::Directory::new(paging, catalog, schedules));
                 }
+                if let Some((file, every)) = config.snapshot(name) {
+                    intake = intake.with_snapshots(file, every);
+                }
                 let handle = intake.handle();
                 let h = handle.clone();
-                self.metrics =
-                    std::mem::take(&mut self.metrics).with_consumer(name, move || (h.applied(), h.applied()));
+                let metrics = std::mem::take(&mut self.metrics).with_consumer(name, move || (h.applied(), h.applied()));
+                let h = handle.clone();
+                self.metrics = metrics.with_snapshots(name, move || (h.resumed(), h.snapshot()));
                 self.add_http(klaxon_intake::http::router(handle.clone(), config.http.clone(), Some(auth.clone())));
                 if let Some(listen) = config.intake.smtp_listen {
                     self.smtp(listen, handle.clone(), config, auth, process).await?;
@@ -158,7 +162,10 @@ impl Wiring {
             Service::Severity => {
                 use klaxon_severity::grpc::SeverityService;
                 let (rules, catalog) = (validated.rules.clone(), validated.catalog.clone());
-                let evaluator = klaxon_severity::Evaluator::new(bus, rules, catalog, self.clock.clone());
+                let mut evaluator = klaxon_severity::Evaluator::new(bus, rules, catalog, self.clock.clone());
+                if let Some((file, every)) = config.snapshot(name) {
+                    evaluator = evaluator.with_snapshots(file, every);
+                }
                 let h = evaluator.handle();
                 self.metrics = std::mem::take(&mut self.metrics).with_reactor(name, h.reactor().clone());
                 self.serve(SeverityService::new(h).into_server().max_decoding_message_size(max)).await;
@@ -179,6 +186,9 @@ impl Wiring {
                 if let Some(claims) = &self.claims {
                     pager = pager.with_claims(claims.clone());
                 }
+                if let Some((file, every)) = config.snapshot(name) {
+                    pager = pager.with_snapshots(file, every);
+                }
                 let h = pager.handle();
                 let metrics = std::mem::take(&mut self.metrics).with_reactor(name, h.reactor().clone());
                 self.metrics = metrics.with_paging(h.clone());
@@ -197,6 +207,9 @@ impl Wiring {
                 if let Some(claims) = &self.claims {
                     notifier = notifier.with_claims(claims.clone());
                 }
+                if let Some((file, every)) = config.snapshot(name) {
+                    notifier = notifier.with_snapshots(file, every);
+                }
                 let h = notifier.handle();
                 let metrics = std::mem::take(&mut self.metrics).with_reactor(name, h.reactor().clone());
                 self.metrics = metrics.with_notifier(h.clone());
@@ -208,7 +221,10 @@ impl Wiring {
             }
             Service::Review => {
                 use klaxon_review::grpc::ReviewService;
-                let reviews = klaxon_review::Reviews::new(bus, self.clock.clone());
+                let mut reviews = klaxon_review::Reviews::new(bus, self.clock.clone());
+                if let Some((file, every)) = config.snapshot(name) {
+                    reviews = reviews.with_snapshots(file, every);
+                }
                 let h = reviews.handle();
                 self.metrics = std::mem::take(&mut self.metrics).with_reactor(name, h.reactor().clone());
                 self.serve(ReviewService::new(h).into_server().max_decoding_message_size(max)).await;
