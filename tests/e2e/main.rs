@@ -22,5 +22,6 @@ mod review;
 mod review_service;
 mod room;
 mod seams;
+mod snapshots;
 mod status_page;
 mod tls;

@@ -191,7 +191,9 @@ pub struct IncidentNotifications {
     incident: Option<Incident>,
     updated_at: Option<DateTime<Utc>>,
     cadence_since: Option<DateTime<Utc>>,
+    #[serde(with = "pairs")]
     posts: BTreeMap<(PostAudience, String), PostRecord>,
+    #[serde(with = "pairs")]
     threads: BTreeMap<(PostAudience, String), String>,
     executive_view: Option<ExecutiveView>,
     executive_changes: u64,
@@ -925,4 +927,25 @@ fn details(incident: &Incident) -> String {
         (None, None) => {}
     }
     text
+}
+
+/// A map with keys JSON cannot name (tuples) as a list of pairs, in
+/// snapshots.
+mod pairs {
+    use std::collections::BTreeMap;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub(super) fn serialize<K: Serialize, V: Serialize, S: Serializer>(
+        map: &BTreeMap<K, V>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(map.iter())
+    }
+
+    pub(super) fn deserialize<'de, K: Deserialize<'de> + Ord, V: Deserialize<'de>, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<BTreeMap<K, V>, D::Error> {
+        Ok(Vec::<(K, V)>::deserialize(deserializer)?.into_iter().collect())
+    }
 }
