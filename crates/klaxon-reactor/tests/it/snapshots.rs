@@ -114,3 +114,29 @@ async fn a_snapshot_of_another_schema_damaged_or_of_another_log_is_ignored_and_t
     assert_eq!(w.marks(), [(1, 2), (2, 2), (3, 2)], "nothing owed was decided again");
     w.stop.cancel();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resume_decides_again_what_was_unfolding_when_the_snapshot_was_taken() {
+    let w = World::new();
+    let file = w.snapshot_file();
+    w.report(1).await;
+    w.report(2).await;
+    let once = Marking { chain: 1, late: None, channel: "log" };
+    let (state, _) = w.run_once(once, None).await;
+    assert_eq!(w.marks(), [(1, 1), (2, 1)]);
+    let head = w.log.read_one(w.log.head()).unwrap();
+    let cause = |n: u64| {
+        let id = IncidentId::from_number(n).unwrap();
+        let last = w.log.read_stream(&streams::review(id), StreamVersion(1), 10).unwrap().pop().unwrap();
+        serde_json::json!([id, Cause::of(&last)])
+    };
+    // A snapshot taken while INC-2 was still unfolding (say, a record of it
+    // folded but not yet decided on, just before a crash): its checkpoint
+    // is behind, but the snapshot names it, so the resume decides it again.
+    let saved = serde_json::json!({ "state": state, "causes": [cause(1), cause(2)], "pending": ["INC-2"] });
+    file.save(1, head.position, head.id, &saved).unwrap();
+    let (_, progress) = w.run_once(Marking { chain: 2, late: None, channel: "log" }, Some(&file)).await;
+    assert_eq!(progress.resumed, head.position);
+    assert_eq!(w.marks(), [(1, 1), (2, 2)], "INC-2 decided again, INC-1 (done, before the checkpoint) not");
+    w.stop.cancel();
+}
