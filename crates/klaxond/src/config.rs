@@ -90,7 +90,8 @@ pub struct Config {
 /// `[snapshots]`: each service (intake, severity, paging, the notifier,
 /// review) saves its projection every `every_records` records folded and
 /// at a clean stop, to `<dir>/<role>.snap` (`<role>-<replica id>.snap` with
-/// `[replica] id`), and resumes from it at start. A snapshot is a cache:
+/// `[replica] id`), and resumes from it at start. `klaxond up` keeps them
+/// in `data_dir` by default; `klaxond serve` only with `dir`. A snapshot is a cache:
 /// delete the folder (or set `enabled = false`) and the next start rebuilds
 /// every projection from the log.
 #[derive(Clone, Debug, Deserialize)]
@@ -98,7 +99,9 @@ pub struct Config {
 pub struct SnapshotsConfig {
     /// Whether services save and resume from snapshots. Default on.
     pub enabled: bool,
-    /// Where the snapshots are; default `snapshots` in `data_dir`.
+    /// Where the snapshots are. `klaxond up`: default `snapshots` in
+    /// `data_dir`. `klaxond serve ROLE`: none by default (every start
+    /// rebuilds); give each service process a folder of its own here.
     pub dir: Option<PathBuf>,
     /// Records folded between two snapshots (1 to 100000000). Default 10000.
     pub every_records: u64,
@@ -126,13 +129,18 @@ impl SnapshotsConfig {
 }
 
 impl Config {
-    /// Where service `role` keeps its snapshot, and every how many records
-    /// it saves one; none when snapshots are off.
-    pub fn snapshot(&self, role: &str) -> Option<(klaxon_reactor::SnapshotFile, std::num::NonZeroU64)> {
+    /// Where service `role` keeps its snapshot (`[snapshots] dir`, else
+    /// `default_dir`), and every how many records it saves one; none when
+    /// snapshots are off or there is no folder for them.
+    pub fn snapshot(
+        &self,
+        role: &str,
+        default_dir: Option<&std::path::Path>,
+    ) -> Option<(klaxon_reactor::SnapshotFile, std::num::NonZeroU64)> {
         if !self.snapshots.enabled {
             return None;
         }
-        let dir = self.snapshots.dir.clone().unwrap_or_else(|| self.data_dir.join("snapshots"));
+        let dir = self.snapshots.dir.clone().or_else(|| default_dir.map(std::path::Path::to_path_buf))?;
         let name = match &self.replica.id {
             Some(replica) => format!("{role}-{replica}.snap"),
             None => format!("{role}.snap"),

@@ -68,6 +68,8 @@ pub struct Wiring {
     feeds_per_principal: usize,
     clock: Arc<dyn Clock>,
     claims: Option<klaxon_reactor::Claims>,
+    /// Where snapshots go when `[snapshots] dir` does not say.
+    snapshot_dir: Option<std::path::PathBuf>,
 }
 
 impl Wiring {
@@ -84,6 +86,7 @@ impl Wiring {
             feeds_per_principal: config.limits.feeds_per_principal,
             clock: klaxon_reactor::system_clock(),
             claims: None,
+            snapshot_dir: None,
         })
     }
 
@@ -92,6 +95,15 @@ impl Wiring {
     /// serve` always does; `klaxond up` runs one of each and does not.
     pub fn with_claims(mut self, claims: klaxon_reactor::Claims) -> Wiring {
         self.claims = Some(claims);
+        self
+    }
+
+    /// Keeps the services' snapshots in `snapshots` under `data_dir` unless
+    /// `[snapshots] dir` says otherwise (`klaxond up`: beside its log).
+    /// Without it, only `[snapshots] dir` enables them: a `serve` process
+    /// has no data folder of its own to put them in.
+    pub fn with_snapshots_in(mut self, data_dir: &std::path::Path) -> Wiring {
+        self.snapshot_dir = Some(data_dir.join("snapshots"));
         self
     }
 
@@ -142,7 +154,7 @@ impl Wiring {
                     let (catalog, schedules) = (&validated.catalog, &validated.schedules);
                     intake = intake.with_directory(klaxon_domain::paging::Directory::new(paging, catalog, schedules));
                 }
-                if let Some((file, every)) = config.snapshot(name) {
+                if let Some((file, every)) = config.snapshot(name, self.snapshot_dir.as_deref()) {
                     intake = intake.with_snapshots(file, every);
                 }
                 let handle = intake.handle();
@@ -163,7 +175,7 @@ impl Wiring {
                 use klaxon_severity::grpc::SeverityService;
                 let (rules, catalog) = (validated.rules.clone(), validated.catalog.clone());
                 let mut evaluator = klaxon_severity::Evaluator::new(bus, rules, catalog, self.clock.clone());
-                if let Some((file, every)) = config.snapshot(name) {
+                if let Some((file, every)) = config.snapshot(name, self.snapshot_dir.as_deref()) {
                     evaluator = evaluator.with_snapshots(file, every);
                 }
                 let h = evaluator.handle();
@@ -186,7 +198,7 @@ impl Wiring {
                 if let Some(claims) = &self.claims {
                     pager = pager.with_claims(claims.clone());
                 }
-                if let Some((file, every)) = config.snapshot(name) {
+                if let Some((file, every)) = config.snapshot(name, self.snapshot_dir.as_deref()) {
                     pager = pager.with_snapshots(file, every);
                 }
                 let h = pager.handle();
@@ -207,7 +219,7 @@ impl Wiring {
                 if let Some(claims) = &self.claims {
                     notifier = notifier.with_claims(claims.clone());
                 }
-                if let Some((file, every)) = config.snapshot(name) {
+                if let Some((file, every)) = config.snapshot(name, self.snapshot_dir.as_deref()) {
                     notifier = notifier.with_snapshots(file, every);
                 }
                 let h = notifier.handle();
@@ -222,7 +234,7 @@ impl Wiring {
             Service::Review => {
                 use klaxon_review::grpc::ReviewService;
                 let mut reviews = klaxon_review::Reviews::new(bus, self.clock.clone());
-                if let Some((file, every)) = config.snapshot(name) {
+                if let Some((file, every)) = config.snapshot(name, self.snapshot_dir.as_deref()) {
                     reviews = reviews.with_snapshots(file, every);
                 }
                 let h = reviews.handle();
