@@ -23,6 +23,7 @@ mod review;
 mod review_service;
 mod room;
 mod seams;
+mod snapshots;
 mod status_page;
 mod tls;
 mod trends;

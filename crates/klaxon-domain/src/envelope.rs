@@ -32,6 +32,31 @@ pub struct Event<C> {
     pub change: C,
 }
 
+/// In a projection's snapshot an event is `{"kind": …, "data": …}`, the
+/// data in the log's own format ([`Event::to_json`]), so a snapshot holds
+/// events exactly as the log does.
+impl<C: Changes> serde::Serialize for Event<C> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut event = serializer.serialize_struct("Event", 2)?;
+        event.serialize_field("kind", self.kind())?;
+        event.serialize_field("data", &self.to_json().to_string())?;
+        event.end()
+    }
+}
+
+impl<'de, C: Changes> serde::Deserialize<'de> for Event<C> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(serde::Deserialize)]
+        struct Stored {
+            kind: String,
+            data: String,
+        }
+        let stored = Stored::deserialize(deserializer)?;
+        Event::from_json(&stored.kind, &stored.data).map_err(serde::de::Error::custom)
+    }
+}
+
 /// The change enum of an event family: one variant per kind of fact, each
 /// holding a struct that serializes to a JSON object. Implemented through
 /// the crate's `changes!` macro, so the kinds and the conversions can never

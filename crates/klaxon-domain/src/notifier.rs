@@ -102,7 +102,7 @@ use event::truncate;
 const CADENCE_MIN: TimeDelta = TimeDelta::seconds(1);
 
 /// What became of the latest post through one channel.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum PostOutcome {
     /// The channel took it.
     Delivered,
@@ -114,7 +114,7 @@ pub enum PostOutcome {
 }
 
 /// What one channel of one audience was told about the incident.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PostRecord {
     severity: Severity,
     at: DateTime<Utc>,
@@ -144,7 +144,7 @@ impl PostRecord {
 
 /// What the executive-facing group follows of an incident: a change of any
 /// of it is owed a follow-up.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 struct ExecutiveView {
     status: Status,
     commander: Option<ActorId>,
@@ -154,7 +154,7 @@ struct ExecutiveView {
 
 /// What the company-wide group follows: the phase (ongoing, mitigated,
 /// resolved: a closure is no news there) and the company-wide updates.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 struct CompanyView {
     phase: Status,
     update: Option<Update>,
@@ -184,14 +184,16 @@ fn company_view(incident: &Incident) -> CompanyView {
 /// Built with the cadence severities of the configuration (when the
 /// incident enters the cadence depends on them), so a service rebuilds it
 /// after a configuration change, as it does at every start.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct IncidentNotifications {
     id: IncidentId,
     cadence_severities: BTreeSet<Severity>,
     incident: Option<Incident>,
     updated_at: Option<DateTime<Utc>>,
     cadence_since: Option<DateTime<Utc>>,
+    #[serde(with = "pairs")]
     posts: BTreeMap<(PostAudience, String), PostRecord>,
+    #[serde(with = "pairs")]
     threads: BTreeMap<(PostAudience, String), String>,
     executive_view: Option<ExecutiveView>,
     executive_changes: u64,
@@ -925,4 +927,25 @@ fn details(incident: &Incident) -> String {
         (None, None) => {}
     }
     text
+}
+
+/// A map with keys JSON cannot name (tuples) as a list of pairs, in
+/// snapshots.
+mod pairs {
+    use std::collections::BTreeMap;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub(super) fn serialize<K: Serialize, V: Serialize, S: Serializer>(
+        map: &BTreeMap<K, V>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(map.iter())
+    }
+
+    pub(super) fn deserialize<'de, K: Deserialize<'de> + Ord, V: Deserialize<'de>, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<BTreeMap<K, V>, D::Error> {
+        Ok(Vec::<(K, V)>::deserialize(deserializer)?.into_iter().collect())
+    }
 }

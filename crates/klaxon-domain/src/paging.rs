@@ -133,7 +133,7 @@ pub use event::{
 const STEPS_MAX: usize = 64;
 
 /// Whether and how a page reached its responder, as recorded by the shell.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Delivery {
     /// Neither delivered nor failed yet: the shell must deliver it.
     Pending,
@@ -160,7 +160,7 @@ pub enum Delivery {
 }
 
 /// One page: a notification to one responder, and what became of it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Page {
     id: PageId,
     responder: ActorId,
@@ -221,7 +221,7 @@ impl Page {
 }
 
 /// The escalation chain of the current episode.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Escalation {
     level: u32,
     round: u32,
@@ -263,7 +263,7 @@ impl Escalation {
 
 /// A manager's request to page someone into the incident
 /// (`incident.responder_requested.v1`) and the chain that carries it out.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PullRequest {
     target: PageTarget,
     reason: String,
@@ -328,7 +328,7 @@ fn chain_escalated(chain: &mut Option<Escalation>, e: &PageEscalated) {
 }
 
 /// An interval during which the incident pages; see the module docs.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 struct Episode {
     number: u32,
     reached_at: DateTime<Utc>,
@@ -342,7 +342,7 @@ struct Episode {
 /// incident and runs until the incident is resolved (or closed), through a
 /// mitigation, which ends the episode but not the customers' wait. A
 /// reopening starts a new one.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 struct ResolveClock {
     started_at: DateTime<Utc>,
     breached: bool,
@@ -354,7 +354,7 @@ struct ResolveClock {
 /// Built with the paging severities of the configuration (whether an event
 /// begins an episode depends on them), so a service rebuilds it after a
 /// configuration change, as it does at every start.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct IncidentPaging {
     incident: IncidentId,
     paging_severities: BTreeSet<Severity>,

@@ -113,7 +113,7 @@ pub const OPEN_REACTION: &str = "review.open";
 pub const REVIEW_SEVERITY_MIN: Severity = Severity::Sev2;
 
 /// One action item of a review, and what became of it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct ActionItem {
     id: ActionItemId,
     title: String,
@@ -161,7 +161,7 @@ impl ActionItem {
 
 /// The state of one post-incident review: the fold of its events by
 /// [`evolve_review`]. Read-only, like [`Incident`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Review {
     incident: IncidentId,
     version: u64,

@@ -2,6 +2,7 @@
 //! incident projection current.
 
 use std::collections::BTreeSet;
+use std::num::NonZeroU64;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -27,6 +28,7 @@ struct QueuePolicy {
 use klaxon_log::{
     Appended, EventData, EventKind, ExpectedVersion, Metadata, NewEvent, Position, Record, StreamVersion,
 };
+use klaxon_reactor::snapshot::{self, SnapshotFile};
 use klaxon_reactor::{Clock, decode, streams};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
@@ -168,6 +170,20 @@ pub struct ListFilter {
 /// follows the log until shut down.
 pub struct Intake {
     handle: Handle,
+    snapshots: Option<(SnapshotFile, NonZeroU64)>,
+}
+
+/// The version of the shape of [`Folded`] in snapshots: bump it whenever
+/// what it serializes to, or what a fold makes of it, changes (an old
+/// snapshot is then ignored and the projection rebuilt).
+pub const SNAPSHOT_SCHEMA: u32 = 1;
+
+/// Everything intake folds, as one value for snapshots.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Folded {
+    incidents: Incidents,
+    pages: std::collections::HashMap<IncidentId, PageFacts>,
+    threads: crate::smtp::threads::Threads,
 }
 
 /// A cheap-to-clone handle for running commands and queries.
@@ -188,6 +204,10 @@ struct Shared {
     /// whether any page was acknowledged (for the queue).
     pages: RwLock<std::collections::HashMap<IncidentId, PageFacts>>,
     applied: watch::Sender<Position>,
+    /// The snapshot position the projection resumed from (zero: rebuilt).
+    resumed: watch::Sender<Position>,
+    /// The position of the last snapshot saved or resumed from.
+    snapshot: watch::Sender<Position>,
     /// Reports with the same dedup key (striped by its hash) are serialized,
     /// so that the second sees the incident the first opened.
     dedup_locks: Vec<tokio::sync::Mutex<()>>,
@@ -217,6 +237,8 @@ impl Intake {
             incidents: RwLock::new(Incidents::default()),
             pages: RwLock::new(Default::default()),
             applied: watch::channel(Position::ZERO).0,
+            resumed: watch::channel(Position::ZERO).0,
+            snapshot: watch::channel(Position::ZERO).0,
             dedup_locks: (0..INCIDENT_LOCK_STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
             next_number: std::sync::atomic::AtomicU64::new(1),
             incident_locks: (0..INCIDENT_LOCK_STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
@@ -224,7 +246,17 @@ impl Intake {
         });
         let (directory, catalog) = (Arc::new(Directory::default()), Arc::new(ServiceCatalog::default()));
         let queue = Arc::new(QueuePolicy::default());
-        Intake { handle: Handle { log, options: Arc::new(options), directory, catalog, queue, clock, shared } }
+        let handle = Handle { log, options: Arc::new(options), directory, catalog, queue, clock, shared };
+        Intake { handle, snapshots: None }
+    }
+
+    /// Saves the projection to `file` every `every` records folded and at a
+    /// clean stop, and resumes from it at start, folding only the log after
+    /// it (see `klaxon_reactor::snapshot`); a snapshot that does not check
+    /// out is ignored and the projection rebuilt from position 1.
+    pub fn with_snapshots(mut self, file: SnapshotFile, every: NonZeroU64) -> Intake {
+        self.snapshots = Some((file, every));
+        self
     }
 
     /// The schedules and teams managers may pull in (`PageResponder`); an
@@ -254,44 +286,106 @@ impl Intake {
         self.handle.clone()
     }
 
-    /// Rebuilds the projection from the log's first record, then follows the
-    /// log until `shutdown` is cancelled or the log closes. A record that does
-    /// not decode stops the service with an error: the projection must not
-    /// silently skip history.
+    /// Rebuilds the projection from the log's first record (or resumes it
+    /// from a snapshot that checks out, folding only the log after it),
+    /// then follows the log until `shutdown` is cancelled or the log
+    /// closes. A record that does not decode stops the service with an
+    /// error: the projection must not silently skip history.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), Error> {
         let shared = &self.handle.shared;
-        let mut subscription = self.handle.log.subscribe(Position(1));
-        loop {
+        let mut last_id = uuid::Uuid::nil();
+        let mut snapshot_at = Position::ZERO;
+        if let Some((file, _)) = &self.snapshots {
+            let head = self.handle.log.head().await?;
+            if let Some(loaded) =
+                snapshot::resume::<Folded>(file, SNAPSHOT_SCHEMA, &self.handle.log, head, "intake").await
+            {
+                *shared.incidents.write().expect("projection lock") = loaded.state.incidents;
+                *shared.pages.write().expect("pages lock") = loaded.state.pages;
+                *shared.threads.write().expect("threads lock") = loaded.state.threads;
+                (last_id, snapshot_at) = (loaded.id, loaded.position);
+                shared.resumed.send_replace(loaded.position);
+                shared.applied.send_replace(loaded.position);
+            }
+        }
+        let mut subscription = self.handle.log.subscribe(snapshot_at.next());
+        // The snapshot being written, if any (one at a time, off the loop).
+        let mut saving: Option<tokio::task::JoinHandle<()>> = None;
+        let outcome = loop {
             tokio::select! {
-                _ = shutdown.cancelled() => return Ok(()),
+                _ = shutdown.cancelled() => break Ok(()),
                 next = subscription.next() => match next {
-                    None => return Ok(()),
-                    Some(Err(e)) => return Err(e.into()),
+                    None => break Ok(()),
+                    Some(Err(e)) => break Err(e.into()),
                     Some(Ok(record)) => {
-                        assert_eq!(
-                            record.position,
-                            shared.applied.borrow().next(),
-                            "the projection must see every position once, in order"
-                        );
-                        if let Some(event) = decode::incident(&record)? {
-                            shared.incidents.write().expect("projection lock").apply(&event);
-                        } else if let Some(event) = decode::event::<PageChange>(&record)? {
-                            let mut pages = shared.pages.write().expect("pages lock");
-                            let entry = pages.entry(event.incident).or_default();
-                            match event.change {
-                                PageChange::ResponderPaged(_) => {
-                                    entry.0.get_or_insert(event.at);
-                                }
-                                PageChange::PageAcknowledged(_) => entry.1 = true,
-                                _ => {}
-                            }
+                        if let Err(e) = self.fold(&record) {
+                            break Err(e);
                         }
-                        shared.threads.write().expect("threads lock").fold(&record)?;
-                        shared.applied.send_replace(record.position);
+                        last_id = record.id;
+                        let due = self.snapshots.as_ref().is_some_and(|(_, every)| record.position.0 >= snapshot_at.0 + every.get());
+                        if due && saving.as_ref().is_none_or(tokio::task::JoinHandle::is_finished) {
+                            saving = self.snapshot(record.position, last_id);
+                            snapshot_at = record.position;
+                        }
                     }
                 },
             }
+        };
+        if let Some(saving) = saving.take() {
+            let _ = saving.await;
         }
+        let applied = *shared.applied.borrow();
+        if outcome.is_ok() && applied > snapshot_at {
+            if let Some(saving) = self.snapshot(applied, last_id) {
+                let _ = saving.await;
+            }
+        }
+        outcome
+    }
+
+    fn fold(&self, record: &Record) -> Result<(), Error> {
+        let shared = &self.handle.shared;
+        assert_eq!(
+            record.position,
+            shared.applied.borrow().next(),
+            "the projection must see every position once, in order"
+        );
+        if let Some(event) = decode::incident(record)? {
+            shared.incidents.write().expect("projection lock").apply(&event);
+        } else if let Some(event) = decode::event::<PageChange>(record)? {
+            let mut pages = shared.pages.write().expect("pages lock");
+            let entry = pages.entry(event.incident).or_default();
+            match event.change {
+                PageChange::ResponderPaged(_) => {
+                    entry.0.get_or_insert(event.at);
+                }
+                PageChange::PageAcknowledged(_) => entry.1 = true,
+                _ => {}
+            }
+        }
+        shared.threads.write().expect("threads lock").fold(record)?;
+        shared.applied.send_replace(record.position);
+        Ok(())
+    }
+
+    /// Starts saving the projection as folded through `position` (whose
+    /// record is event `id`): cloned under the read locks, written by a
+    /// blocking task. A failed save is logged; the previous snapshot stays.
+    fn snapshot(&self, position: Position, id: uuid::Uuid) -> Option<tokio::task::JoinHandle<()>> {
+        let (file, _) = self.snapshots.clone()?;
+        let shared = &self.handle.shared;
+        let folded = Folded {
+            incidents: shared.incidents.read().expect("projection lock").clone(),
+            pages: shared.pages.read().expect("pages lock").clone(),
+            threads: shared.threads.read().expect("threads lock").clone(),
+        };
+        shared.snapshot.send_replace(position);
+        Some(tokio::task::spawn_blocking(move || match file.save(SNAPSHOT_SCHEMA, position, id, &folded) {
+            Ok(()) => tracing::info!(service = "intake", %position, "snapshot saved"),
+            Err(e) => {
+                tracing::warn!(service = "intake", %position, error = %e, path = %file.path().display(), "snapshot not saved")
+            }
+        }))
     }
 }
 
@@ -300,6 +394,18 @@ impl Handle {
     /// the consumer-lag metric).
     pub fn applied(&self) -> Position {
         *self.shared.applied.borrow()
+    }
+
+    /// The snapshot position the projection resumed from at start (zero:
+    /// it was rebuilt from position 1); `applied - resumed` records were
+    /// folded since.
+    pub fn resumed(&self) -> Position {
+        *self.shared.resumed.borrow()
+    }
+
+    /// The position of the last snapshot saved (or resumed from).
+    pub fn snapshot(&self) -> Position {
+        *self.shared.snapshot.borrow()
     }
 
     /// The log this service writes to.

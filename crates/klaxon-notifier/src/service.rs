@@ -75,7 +75,7 @@ pub struct Notifying {
 }
 
 /// What the notifier folds from the log.
-#[derive(Default)]
+#[derive(Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct State {
     pub(crate) incidents: HashMap<IncidentId, IncidentNotifications>,
     /// The trace context of each incident: the W3C traceparent of its
@@ -192,6 +192,13 @@ impl Notifier {
     /// Call before taking a handle.
     pub fn with_claims(self, claims: klaxon_reactor::Claims) -> Notifier {
         Notifier { reactor: self.reactor.with_claims(claims), budget: self.budget }
+    }
+
+    /// Saves its state to `file` every `every` records and at a clean
+    /// stop, and resumes from it at start (see `klaxon_reactor::snapshot`).
+    /// Call before taking a handle.
+    pub fn with_snapshots(self, file: klaxon_reactor::SnapshotFile, every: std::num::NonZeroU64) -> Notifier {
+        Notifier { reactor: self.reactor.with_snapshots(file, every), budget: self.budget }
     }
 
     /// A handle to it.

@@ -85,7 +85,7 @@ pub struct Paging {
 }
 
 /// What paging folds from the log.
-#[derive(Default)]
+#[derive(Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct State {
     incidents: HashMap<IncidentId, IncidentPaging>,
     /// The trace context of each incident: the W3C traceparent of its
@@ -102,7 +102,7 @@ pub struct State {
 /// How many pages were delivered, acknowledged and escalated, and how many
 /// SLO breaches were recorded, counted from the log (so they are the same
 /// after a restart).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Counts {
     /// `page.delivered.v1`.
     pub delivered: u64,
@@ -241,6 +241,13 @@ impl Pager {
     /// Call before taking a handle.
     pub fn with_claims(self, claims: klaxon_reactor::Claims) -> Pager {
         Pager { reactor: self.reactor.with_claims(claims) }
+    }
+
+    /// Saves its state to `file` every `every` records and at a clean
+    /// stop, and resumes from it at start (see `klaxon_reactor::snapshot`).
+    /// Call before taking a handle.
+    pub fn with_snapshots(self, file: klaxon_reactor::SnapshotFile, every: std::num::NonZeroU64) -> Pager {
+        Pager { reactor: self.reactor.with_snapshots(file, every) }
     }
 
     /// A handle to it.

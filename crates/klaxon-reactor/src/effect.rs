@@ -27,7 +27,7 @@ pub enum Effect<T> {
 /// The record that makes an incident's decision due: the latest record
 /// folded that concerned the incident. Reactions derive their event ids
 /// and trace context from it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Cause {
     /// Its event id.
     pub id: Uuid,

@@ -15,6 +15,8 @@
 //! - [`shell`]: [`Service`], [`Reactor`], its [`Handle`] and [`Progress`].
 //! - [`effect`]: what a decision asks for: [`Append`], [`Deliver`], with
 //!   derived [`Ids`] and a [`Trace`].
+//! - [`snapshot`]: a service's state saved at a log position
+//!   ([`SnapshotFile`]), checked on reading, ignored when in doubt.
 //! - [`claim`]: how replicas share deliveries: a claim through the log
 //!   that only one replica wins, held for a lease ([`Claims`]).
 //! - [`clock`]: [`Clock`], [`SystemClock`] and the [`ManualClock`] tests
@@ -28,6 +30,7 @@ pub mod decode;
 pub mod effect;
 mod error;
 pub mod shell;
+pub mod snapshot;
 pub mod streams;
 
 pub use claim::{Claim, Claims, ReplicaId};
@@ -36,3 +39,4 @@ pub use decode::Decoded;
 pub use effect::{Append, Cause, Deliver, Effect, Ids, Trace};
 pub use error::Error;
 pub use shell::{ClaimCounts, Handle, Progress, Reactor, Service};
+pub use snapshot::SnapshotFile;

@@ -4,6 +4,12 @@
 //! value, and a pure decision per incident that returns [`Effect`]s. The
 //! shell owns everything around them:
 //!
+//! - **Snapshots.** With [`Reactor::with_snapshots`] it saves the state
+//!   (with the latest record of each incident and the incidents whose
+//!   consequences were still unfolding) every `every` records and at the
+//!   stop, cloned under the read lock and written by a blocking task, and
+//!   at start resumes from a snapshot that checks out, folding only the
+//!   log after it (see [`crate::snapshot`]); anything doubtful rebuilds.
 //! - **Replay, then live.** It folds the log from position 1 and decides
 //!   nothing until it has folded the head it saw at start (a decision on a
 //!   partial fold would page for an incident resolved later in the log).
@@ -31,6 +37,7 @@
 //! drops; time comes only from the [`Clock`].
 
 use std::collections::{BTreeSet, HashMap};
+use std::num::NonZeroU64;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -41,13 +48,16 @@ use klaxon_domain::ids::IncidentId;
 use klaxon_domain::outbox::{Outbox, Receipt};
 use klaxon_log::{Appended, Position, Record};
 use klaxon_telemetry::Traced;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use tokio::sync::{Semaphore, broadcast, watch};
-use tokio::task::JoinSet;
+use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::claim::{self, Claim, Claims};
 use crate::effect::{Append, Cause, Deliver, Effect};
+use crate::snapshot::{Loaded, SnapshotFile};
 use crate::{Clock, Error};
 
 /// Deliveries running at once, across all incidents of one service.
@@ -63,8 +73,9 @@ pub const CHECKPOINT_EVERY: u64 = 256;
 
 /// What a reacting service supplies: a pure fold and a pure decision.
 pub trait Service: Send + Sync + 'static {
-    /// The projection: one value, owned by the shell, rebuilt from the log.
-    type State: Default + Send + Sync + 'static;
+    /// The projection: one value, owned by the shell, rebuilt from the log
+    /// (or resumed from a snapshot of it: hence `Clone` and serde).
+    type State: Default + Clone + Serialize + DeserializeOwned + Send + Sync + 'static;
     /// What a [`Deliver`] effect records its outcome with.
     type Then: Send + 'static;
 
@@ -75,6 +86,10 @@ pub trait Service: Send + Sync + 'static {
     const CHECKPOINT: Option<&'static str> = None;
     /// Whether it has timers ([`Service::next_due`] can return something).
     const TIMERS: bool = false;
+    /// The version of `State`'s shape in snapshots. Bump it whenever what
+    /// `State` serializes to, or what a fold makes of it, changes: a
+    /// snapshot of another version is ignored and the state rebuilt.
+    const SCHEMA: u32 = 1;
 
     /// Folds one record; returns the incident it concerns, which is then
     /// decided again. Records come in position order, each once.
@@ -113,6 +128,12 @@ pub struct Progress {
     pub processed: Position,
     /// When the next timer fires, as of `processed` (none while not caught up).
     pub due: Option<DateTime<Utc>>,
+    /// The position of the snapshot this run resumed from (zero: it
+    /// rebuilt from scratch); `applied - resumed` records were folded since
+    /// the start.
+    pub resumed: Position,
+    /// The position of the last snapshot saved (or resumed from).
+    pub snapshot: Position,
 }
 
 /// The shell of one service. Build it, take [`Handle`]s, then
@@ -142,6 +163,20 @@ struct Inner<S: Service> {
     changes: Option<broadcast::Sender<IncidentId>>,
     claims: Option<Claims>,
     claim_counts: ClaimCounters,
+    snapshots: Option<(SnapshotFile, NonZeroU64)>,
+}
+
+/// What a snapshot holds besides the service's state: what the loop needs
+/// to carry on as if it had folded the log up to the snapshot itself.
+#[derive(Serialize, Deserialize)]
+struct Saved<St> {
+    state: St,
+    /// The latest record of each incident (decisions and timers need it).
+    causes: Vec<(IncidentId, Cause)>,
+    /// Incidents whose consequences were still unfolding (dirty, decided
+    /// and under way, or not folded back): decided again after a resume,
+    /// so a snapshot ahead of the processed position loses no reaction.
+    pending: Vec<IncidentId>,
 }
 
 #[derive(Default)]
@@ -196,6 +231,7 @@ impl<S: Service> Reactor<S> {
             changes: None,
             claims: None,
             claim_counts: ClaimCounters::default(),
+            snapshots: None,
         };
         Reactor { handle: Handle { inner: Arc::new(inner) } }
     }
@@ -228,6 +264,14 @@ impl<S: Service> Reactor<S> {
         self
     }
 
+    /// Saves the state to `file` every `every` records folded and at a
+    /// clean stop, and resumes from it at start (folding only the log after
+    /// it). Without it the shell rebuilds from position 1 at every start.
+    pub fn with_snapshots(mut self, file: SnapshotFile, every: NonZeroU64) -> Reactor<S> {
+        self.configure().snapshots = Some((file, every));
+        self
+    }
+
     /// A handle to it.
     pub fn handle(&self) -> Handle<S> {
         self.handle.clone()
@@ -245,9 +289,17 @@ impl<S: Service> Reactor<S> {
         };
         let start_head = inner.bus.head().await?;
         let mut run = Run::new(checkpoint, start_head);
-        let mut subscription = inner.bus.subscribe(Position(1));
+        if let Some(loaded) = inner.resume(start_head).await {
+            run.resume(&inner, loaded);
+        }
+        let mut subscription = inner.bus.subscribe(run.applied.next());
         let deliveries = Arc::new(Semaphore::new(DELIVERIES_MAX));
         let mut jobs: JoinSet<Job> = JoinSet::new();
+        // The snapshot being written, if any (one at a time).
+        let mut saving: Option<JoinHandle<()>> = None;
+        if run.caught_up {
+            run.decide(&inner, &mut jobs, &deliveries);
+        }
         let outcome = loop {
             run.publish(&inner);
             let sleep = match run.wake {
@@ -271,6 +323,9 @@ impl<S: Service> Reactor<S> {
                         }
                         if let Err(e) = run.save_checkpoint(&inner, false).await {
                             break Err(e);
+                        }
+                        if saving.as_ref().is_none_or(JoinHandle::is_finished) && run.snapshot_due(&inner) {
+                            saving = run.snapshot(&inner);
                         }
                     }
                 },
@@ -305,6 +360,14 @@ impl<S: Service> Reactor<S> {
         }
         // Best effort: a closed log means the process is stopping anyway.
         let _ = run.save_checkpoint(&inner, true).await;
+        if let Some(saving) = saving.take() {
+            let _ = saving.await;
+        }
+        if run.applied > run.snapshot_at {
+            if let Some(saving) = run.snapshot(&inner) {
+                let _ = saving.await;
+            }
+        }
         Ok(())
     }
 }
@@ -312,6 +375,12 @@ impl<S: Service> Reactor<S> {
 /// What the loop keeps besides the service's state: all of it follows from
 /// the log and the work under way, none of it is persisted.
 struct Run {
+    /// The snapshot the run resumed from (zero: none).
+    resumed: Position,
+    /// The position of the last snapshot saved or resumed from.
+    snapshot_at: Position,
+    /// The event id of the record at `applied`.
+    last_id: uuid::Uuid,
     checkpoint: Position,
     start_head: Position,
     caught_up: bool,
@@ -346,6 +415,9 @@ struct Run {
 impl Run {
     fn new(checkpoint: Position, start_head: Position) -> Run {
         Run {
+            resumed: Position::ZERO,
+            snapshot_at: Position::ZERO,
+            last_id: uuid::Uuid::nil(),
             checkpoint,
             start_head,
             caught_up: start_head == Position::ZERO,
@@ -365,6 +437,7 @@ impl Run {
     fn fold<S: Service>(&mut self, inner: &Inner<S>, record: &Record) -> Result<(), Error> {
         let touched = inner.service.fold(&mut inner.state.write().expect("state lock"), record)?;
         self.applied = record.position;
+        self.last_id = record.id;
         if let Some(incident) = touched {
             self.stale.remove(&incident);
             self.causes.insert(incident, Cause::of(record));
@@ -484,14 +557,65 @@ impl Run {
     }
 
     fn progress(&self) -> Progress {
+        let (resumed, snapshot) = (self.resumed, self.snapshot_at);
         if !self.caught_up {
-            return Progress { applied: self.applied, processed: self.applied.min(self.checkpoint), due: None };
+            let processed = self.applied.min(self.checkpoint);
+            return Progress { applied: self.applied, processed, due: None, resumed, snapshot };
         }
         let processed = match self.origins.values().min() {
             Some(origin) => self.applied.min(Position(origin.0.saturating_sub(1))),
             None => self.applied,
         };
-        Progress { applied: self.applied, processed, due: self.wake }
+        Progress { applied: self.applied, processed, due: self.wake, resumed, snapshot }
+    }
+
+    /// Takes over a snapshot: its state, each incident's latest record, and
+    /// as dirty what was still unfolding (for a service without a
+    /// checkpoint, every incident, as a rebuild from scratch would).
+    fn resume<S: Service>(&mut self, inner: &Inner<S>, loaded: Loaded<Saved<S::State>>) {
+        let Loaded { position, id, state: saved } = loaded;
+        *inner.state.write().expect("state lock") = saved.state;
+        self.causes = saved.causes.into_iter().collect();
+        self.dirty = saved.pending.into_iter().collect();
+        if S::CHECKPOINT.is_none() {
+            self.dirty.extend(self.causes.keys().copied());
+        }
+        self.applied = position;
+        self.last_id = id;
+        self.resumed = position;
+        self.snapshot_at = position;
+        self.caught_up = self.start_head <= position;
+    }
+
+    /// Whether `every` records were folded since the last snapshot.
+    fn snapshot_due<S: Service>(&self, inner: &Inner<S>) -> bool {
+        inner.snapshots.as_ref().is_some_and(|(_, every)| self.applied.0 >= self.snapshot_at.0 + every.get())
+    }
+
+    /// Starts saving a snapshot of the state as folded now: the state is
+    /// cloned under the read lock, serialized and written by a blocking
+    /// task (never on the loop). A failed save is logged; the previous
+    /// snapshot stays.
+    fn snapshot<S: Service>(&mut self, inner: &Inner<S>) -> Option<JoinHandle<()>> {
+        let (file, _) = inner.snapshots.clone()?;
+        if self.applied == Position::ZERO {
+            return None;
+        }
+        let mut pending: BTreeSet<IncidentId> = self.dirty.clone();
+        pending.extend(self.in_flight.keys().chain(self.origins.keys()).chain(self.claim_waits.keys()));
+        let saved = Saved {
+            state: inner.state.read().expect("state lock").clone(),
+            causes: self.causes.iter().map(|(i, c)| (*i, c.clone())).collect(),
+            pending: pending.into_iter().collect(),
+        };
+        let (position, id) = (self.applied, self.last_id);
+        self.snapshot_at = position;
+        Some(tokio::task::spawn_blocking(move || match file.save(S::SCHEMA, position, id, &saved) {
+            Ok(()) => tracing::info!(service = S::NAME, %position, "snapshot saved"),
+            Err(e) => {
+                tracing::warn!(service = S::NAME, %position, error = %e, path = %file.path().display(), "snapshot not saved")
+            }
+        }))
     }
 
     fn publish<S: Service>(&self, inner: &Inner<S>) {
@@ -551,6 +675,13 @@ async fn carry_out<S: Service>(
 }
 
 impl<S: Service> Inner<S> {
+    /// The snapshot to resume from, if one checks out (see
+    /// [`crate::snapshot::resume`]).
+    async fn resume(&self, head: Position) -> Option<Loaded<Saved<S::State>>> {
+        let (file, _) = self.snapshots.as_ref()?;
+        crate::snapshot::resume(file, S::SCHEMA, &self.bus, head, S::NAME).await
+    }
+
     /// Appends a reaction in its span (or `enclosing`'s); a conflict with
     /// another writer writes nothing and is not an error.
     async fn append_reaction(&self, append: Append, enclosing: Option<&Traced>) -> Result<Option<Position>, Error> {

@@ -88,7 +88,7 @@ pub struct Reviewing {
 /// What the review service folds: every incident's [`Dossier`], and the
 /// small [`TrendSummary`] trends are computed from (so a dossier may be
 /// dropped from memory without losing the incident's trends).
-#[derive(Default)]
+#[derive(Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct State {
     dossiers: HashMap<IncidentId, Dossier>,
     summaries: HashMap<IncidentId, TrendSummary>,
@@ -145,6 +145,13 @@ impl Reviews {
     /// from `catalog`.
     pub fn new(log: impl Into<Bus>, catalog: Arc<ServiceCatalog>, clock: Arc<dyn Clock>) -> Reviews {
         Reviews { reactor: Reactor::new(log, Reviewing { catalog }, clock) }
+    }
+
+    /// Saves its state to `file` every `every` records and at a clean
+    /// stop, and resumes from it at start (see `klaxon_reactor::snapshot`).
+    /// Call before taking a handle.
+    pub fn with_snapshots(self, file: klaxon_reactor::SnapshotFile, every: std::num::NonZeroU64) -> Reviews {
+        Reviews { reactor: self.reactor.with_snapshots(file, every) }
     }
 
     /// A handle to it.

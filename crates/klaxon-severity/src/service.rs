@@ -71,7 +71,7 @@ pub struct Assessing {
 
 /// What the evaluator folds: every incident, and when its latest event
 /// happened (the time its assessment is stamped with).
-#[derive(Default)]
+#[derive(Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct State {
     incidents: Incidents,
     latest: HashMap<IncidentId, DateTime<Utc>>,
@@ -122,6 +122,13 @@ impl Evaluator {
         clock: Arc<dyn Clock>,
     ) -> Evaluator {
         Evaluator { reactor: Reactor::new(log, Assessing { rules, catalog }, clock) }
+    }
+
+    /// Saves its state to `file` every `every` records and at a clean
+    /// stop, and resumes from it at start (see `klaxon_reactor::snapshot`).
+    /// Call before taking a handle.
+    pub fn with_snapshots(self, file: klaxon_reactor::SnapshotFile, every: std::num::NonZeroU64) -> Evaluator {
+        Evaluator { reactor: self.reactor.with_snapshots(file, every) }
     }
 
     /// A handle to it.

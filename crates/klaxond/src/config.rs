@@ -82,6 +82,73 @@ pub struct Config {
     /// This process as one replica of its role (`[replica]`): its id in
     /// the claims of paging and the notifier, and how long a claim holds.
     pub replica: ReplicaConfig,
+    /// Projection snapshots (`[snapshots]`): where each service saves its
+    /// folded state and how often, so that a restart folds only the log's
+    /// tail.
+    pub snapshots: SnapshotsConfig,
+}
+
+/// `[snapshots]`: each service (intake, severity, paging, the notifier,
+/// review) saves its projection every `every_records` records folded and
+/// at a clean stop, to `<dir>/<role>.snap` (`<role>-<replica id>.snap` with
+/// `[replica] id`), and resumes from it at start. `klaxond up` keeps them
+/// in `data_dir` by default; `klaxond serve` only with `dir`. A snapshot is a cache:
+/// delete the folder (or set `enabled = false`) and the next start rebuilds
+/// every projection from the log.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SnapshotsConfig {
+    /// Whether services save and resume from snapshots. Default on.
+    pub enabled: bool,
+    /// Where the snapshots are. `klaxond up`: default `snapshots` in
+    /// `data_dir`. `klaxond serve ROLE`: none by default (every start
+    /// rebuilds); give each service process a folder of its own here.
+    pub dir: Option<PathBuf>,
+    /// Records folded between two snapshots (1 to 100000000). Default 10000.
+    pub every_records: u64,
+}
+
+/// Most records between two snapshots.
+pub const SNAPSHOT_EVERY_RECORDS_MAX: u64 = 100_000_000;
+
+impl Default for SnapshotsConfig {
+    fn default() -> Self {
+        SnapshotsConfig { enabled: true, dir: None, every_records: 10_000 }
+    }
+}
+
+impl SnapshotsConfig {
+    fn validate(&self) -> Result<(), String> {
+        if !(1..=SNAPSHOT_EVERY_RECORDS_MAX).contains(&self.every_records) {
+            return Err(format!(
+                "snapshots.every_records: {} must be from 1 to {SNAPSHOT_EVERY_RECORDS_MAX}",
+                self.every_records
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Config {
+    /// Where service `role` keeps its snapshot (`[snapshots] dir`, else
+    /// `default_dir`), and every how many records it saves one; none when
+    /// snapshots are off or there is no folder for them.
+    pub fn snapshot(
+        &self,
+        role: &str,
+        default_dir: Option<&std::path::Path>,
+    ) -> Option<(klaxon_reactor::SnapshotFile, std::num::NonZeroU64)> {
+        if !self.snapshots.enabled {
+            return None;
+        }
+        let dir = self.snapshots.dir.clone().or_else(|| default_dir.map(std::path::Path::to_path_buf))?;
+        let name = match &self.replica.id {
+            Some(replica) => format!("{role}-{replica}.snap"),
+            None => format!("{role}.snap"),
+        };
+        let every = std::num::NonZeroU64::new(self.snapshots.every_records)?;
+        Some((klaxon_reactor::SnapshotFile::new(dir.join(name)), every))
+    }
 }
 
 /// `[replica]`: how replicas of paging and the notifier share deliveries.
@@ -445,6 +512,7 @@ impl Default for Config {
             status_page: klaxon_notifier::status_page::StatusPageOptions::default(),
             log_group: None,
             replica: ReplicaConfig::default(),
+            snapshots: SnapshotsConfig::default(),
         }
     }
 }
@@ -523,6 +591,7 @@ impl Config {
         }
         self.limits.validate()?;
         self.replica.validate()?;
+        self.snapshots.validate()?;
         self.status_page.check()?;
         // The policy sections are validated by the domain, the same way a
         // candidate of `klaxon policy test` and `klaxon policy lint` is.

@@ -11,6 +11,9 @@
 //! - `klaxon_processed_position{service}` — the last position the service
 //!   has fully processed: folded, decided, carried out and folded back (the
 //!   barrier end-to-end tests wait on before asserting nothing else happened).
+//! - `klaxon_snapshot_resumed_position{service}` — the snapshot position
+//!   the service resumed from at start (0: it rebuilt from position 1), and
+//!   `klaxon_snapshot_position{service}` — its last snapshot saved.
 //! - `klaxon_pages_delivered_total`, `klaxon_pages_delivery_failed_total`,
 //!   `klaxon_pages_acknowledged_total`, `klaxon_pages_escalated_total`,
 //!   `klaxon_slo_breaches_total` — where paging runs.
@@ -39,6 +42,7 @@ pub struct Metrics {
     log: Option<Log>,
     bus: Option<Bus>,
     consumers: Vec<(&'static str, Positions)>,
+    snapshots: Vec<(&'static str, Positions)>,
     claims: Vec<(&'static str, String, ClaimCounts)>,
     paging: Option<klaxon_paging::Handle>,
     notifier: Option<klaxon_notifier::Handle>,
@@ -69,6 +73,17 @@ impl Metrics {
         self
     }
 
+    /// A service's snapshot positions, by name: the one it resumed from at
+    /// start and the last one saved.
+    pub fn with_snapshots(
+        mut self,
+        name: &'static str,
+        positions: impl Fn() -> (Position, Position) + Send + Sync + 'static,
+    ) -> Metrics {
+        self.snapshots.push((name, Arc::new(positions)));
+        self
+    }
+
     /// A service running on the reactor shell, by name.
     pub fn with_reactor<S: klaxon_reactor::Service>(
         self,
@@ -80,10 +95,16 @@ impl Metrics {
             let (replica, counts) = (replica.to_string(), reactor.clone());
             metrics.claims.push((name, replica, Arc::new(move || counts.claim_counts())));
         }
-        metrics.with_consumer(name, move || {
-            let progress = reactor.progress();
-            (progress.applied, progress.processed)
-        })
+        let snapshots = reactor.clone();
+        metrics
+            .with_consumer(name, move || {
+                let progress = reactor.progress();
+                (progress.applied, progress.processed)
+            })
+            .with_snapshots(name, move || {
+                let progress = snapshots.progress();
+                (progress.resumed, progress.snapshot)
+            })
     }
 
     /// Paging's counts.
@@ -146,6 +167,23 @@ impl Metrics {
             );
             for (service, positions) in &self.consumers {
                 let _ = writeln!(out, "klaxon_processed_position{{service=\"{service}\"}} {}", positions().1.0);
+            }
+        }
+        if !self.snapshots.is_empty() {
+            let families = [
+                (
+                    "klaxon_snapshot_resumed_position",
+                    "The snapshot position a service resumed from at start (0: rebuilt).",
+                ),
+                ("klaxon_snapshot_position", "The position of a service's last snapshot saved."),
+            ];
+            for (i, (family, help)) in families.into_iter().enumerate() {
+                header(&mut out, family, help, "gauge");
+                for (service, positions) in &self.snapshots {
+                    let (resumed, saved) = positions();
+                    let value = if i == 0 { resumed.0 } else { saved.0 };
+                    let _ = writeln!(out, "{family}{{service=\"{service}\"}} {value}");
+                }
             }
         }
         if !self.claims.is_empty() {

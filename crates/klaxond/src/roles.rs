@@ -68,6 +68,8 @@ pub struct Wiring {
     feeds_per_principal: usize,
     clock: Arc<dyn Clock>,
     claims: Option<klaxon_reactor::Claims>,
+    /// Where snapshots go when `[snapshots] dir` does not say.
+    snapshot_dir: Option<std::path::PathBuf>,
 }
 
 impl Wiring {
@@ -84,6 +86,7 @@ impl Wiring {
             feeds_per_principal: config.limits.feeds_per_principal,
             clock: klaxon_reactor::system_clock(),
             claims: None,
+            snapshot_dir: None,
         })
     }
 
@@ -92,6 +95,15 @@ impl Wiring {
     /// serve` always does; `klaxond up` runs one of each and does not.
     pub fn with_claims(mut self, claims: klaxon_reactor::Claims) -> Wiring {
         self.claims = Some(claims);
+        self
+    }
+
+    /// Keeps the services' snapshots in `snapshots` under `data_dir` unless
+    /// `[snapshots] dir` says otherwise (`klaxond up`: beside its log).
+    /// Without it, only `[snapshots] dir` enables them: a `serve` process
+    /// has no data folder of its own to put them in.
+    pub fn with_snapshots_in(mut self, data_dir: &std::path::Path) -> Wiring {
+        self.snapshot_dir = Some(data_dir.join("snapshots"));
         self
     }
 
@@ -142,10 +154,14 @@ impl Wiring {
                     let (catalog, schedules) = (&validated.catalog, &validated.schedules);
                     intake = intake.with_directory(klaxon_domain::paging::Directory::new(paging, catalog, schedules));
                 }
+                if let Some((file, every)) = config.snapshot(name, self.snapshot_dir.as_deref()) {
+                    intake = intake.with_snapshots(file, every);
+                }
                 let handle = intake.handle();
                 let h = handle.clone();
-                self.metrics =
-                    std::mem::take(&mut self.metrics).with_consumer(name, move || (h.applied(), h.applied()));
+                let metrics = std::mem::take(&mut self.metrics).with_consumer(name, move || (h.applied(), h.applied()));
+                let h = handle.clone();
+                self.metrics = metrics.with_snapshots(name, move || (h.resumed(), h.snapshot()));
                 self.add_http(klaxon_intake::http::router(handle.clone(), config.http.clone(), Some(auth.clone())));
                 if let Some(listen) = config.intake.smtp_listen {
                     self.smtp(listen, handle.clone(), config, auth, process).await?;
@@ -158,7 +174,10 @@ impl Wiring {
             Service::Severity => {
                 use klaxon_severity::grpc::SeverityService;
                 let (rules, catalog) = (validated.rules.clone(), validated.catalog.clone());
-                let evaluator = klaxon_severity::Evaluator::new(bus, rules, catalog, self.clock.clone());
+                let mut evaluator = klaxon_severity::Evaluator::new(bus, rules, catalog, self.clock.clone());
+                if let Some((file, every)) = config.snapshot(name, self.snapshot_dir.as_deref()) {
+                    evaluator = evaluator.with_snapshots(file, every);
+                }
                 let h = evaluator.handle();
                 self.metrics = std::mem::take(&mut self.metrics).with_reactor(name, h.reactor().clone());
                 self.serve(SeverityService::new(h).into_server().max_decoding_message_size(max)).await;
@@ -179,6 +198,9 @@ impl Wiring {
                 if let Some(claims) = &self.claims {
                     pager = pager.with_claims(claims.clone());
                 }
+                if let Some((file, every)) = config.snapshot(name, self.snapshot_dir.as_deref()) {
+                    pager = pager.with_snapshots(file, every);
+                }
                 let h = pager.handle();
                 let metrics = std::mem::take(&mut self.metrics).with_reactor(name, h.reactor().clone());
                 self.metrics = metrics.with_paging(h.clone());
@@ -197,6 +219,9 @@ impl Wiring {
                 if let Some(claims) = &self.claims {
                     notifier = notifier.with_claims(claims.clone());
                 }
+                if let Some((file, every)) = config.snapshot(name, self.snapshot_dir.as_deref()) {
+                    notifier = notifier.with_snapshots(file, every);
+                }
                 let h = notifier.handle();
                 let metrics = std::mem::take(&mut self.metrics).with_reactor(name, h.reactor().clone());
                 self.metrics = metrics.with_notifier(h.clone());
@@ -208,7 +233,10 @@ impl Wiring {
             }
             Service::Review => {
                 use klaxon_review::grpc::ReviewService;
-                let reviews = klaxon_review::Reviews::new(bus, validated.catalog.clone(), self.clock.clone());
+                let mut reviews = klaxon_review::Reviews::new(bus, validated.catalog.clone(), self.clock.clone());
+                if let Some((file, every)) = config.snapshot(name, self.snapshot_dir.as_deref()) {
+                    reviews = reviews.with_snapshots(file, every);
+                }
                 let h = reviews.handle();
                 self.metrics = std::mem::take(&mut self.metrics).with_reactor(name, h.reactor().clone());
                 if !validated.reports.is_empty() {

@@ -23,7 +23,8 @@ pub async fn run(config: Config, validated: Validated) -> anyhow::Result<()> {
     let (listener, address) = process::bind(config.listen, "").await?;
     let (http_listener, http_address) = process::bind(config.http_listen, " (http_listen)").await?;
     let process = Process::new();
-    let mut wiring = Wiring::new(&config)?;
+    // The services keep their snapshots beside the log they fold.
+    let mut wiring = Wiring::new(&config)?.with_snapshots_in(&data_dir);
     for service in Service::ALL {
         if service == Service::Paging && validated.paging.is_none() {
             continue;

@@ -10,7 +10,7 @@ use crate::incident::{Incident, IncidentEvent, evolve};
 
 /// Every incident as its events say it is. Deleting it and folding the same
 /// events again, in log order, gives an equal value.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Incidents {
     by_number: BTreeMap<u64, Incident>,
     open_by_dedup_key: HashMap<DedupKey, IncidentId>,

@@ -11,7 +11,7 @@ use crate::review::{Review, ReviewEvent, evolve_review, open_review};
 /// One incident as the review service knows it: its state, its incident
 /// and page events (for metrics and the postmortem), its review, and the
 /// opening it owes, folded in log order.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Dossier {
     incident: Option<Incident>,
     incident_events: Vec<IncidentEvent>,

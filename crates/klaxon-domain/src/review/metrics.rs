@@ -2,7 +2,7 @@
 //! events.
 
 use chrono::{DateTime, TimeDelta, Utc};
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::incident::{Change, IncidentEvent};
 use crate::paging::{PageChange, PageEvent, SloKind};
@@ -11,7 +11,7 @@ use crate::paging::{PageChange, PageEvent, SloKind};
 mod tests;
 
 /// How many times each SLO was breached.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct SloBreaches {
     /// Breaches of the acknowledgement SLO.
     pub ack: u32,
@@ -58,17 +58,17 @@ impl SloBreaches {
 /// stamped before its start, the duration is zero. "First" means the first
 /// such event in log order. In JSON, durations are whole seconds (truncated)
 /// in fields suffixed `_seconds`, `null` when not applicable.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct IncidentMetrics {
     /// From the moment the problem started according to the first report
     /// (its `started_at`, such as an alert's `startsAt`) to that first
     /// report. `None` when the first report did not say when it started.
-    #[serde(rename = "time_to_detect_seconds", serialize_with = "seconds")]
+    #[serde(rename = "time_to_detect_seconds", serialize_with = "seconds", deserialize_with = "from_seconds")]
     pub time_to_detect: Option<TimeDelta>,
     /// From the first page (`page.responder_paged.v1`, any page) to the
     /// first acknowledgement of any page. `None` when nobody was paged or
     /// nobody acknowledged.
-    #[serde(rename = "time_to_acknowledge_seconds", serialize_with = "seconds")]
+    #[serde(rename = "time_to_acknowledge_seconds", serialize_with = "seconds", deserialize_with = "from_seconds")]
     pub time_to_acknowledge: Option<TimeDelta>,
     /// From the moment the incident needed an owner to the first time it had
     /// a commander (`incident.commander_assigned.v1` or an accepted
@@ -77,19 +77,19 @@ pub struct IncidentMetrics {
     /// the first page (the paging service pages at the instant an incident
     /// starts to page). `None` when neither happened or no commander was
     /// ever assigned.
-    #[serde(rename = "time_to_assign_seconds", serialize_with = "seconds")]
+    #[serde(rename = "time_to_assign_seconds", serialize_with = "seconds", deserialize_with = "from_seconds")]
     pub time_to_assign: Option<TimeDelta>,
     /// From the first declaration to the first mitigation. An incident
     /// resolved without a mitigation step counts its first resolution as its
     /// mitigation (resolving stops the impact too). `None` when never
     /// declared or neither mitigated nor resolved.
-    #[serde(rename = "time_to_mitigate_seconds", serialize_with = "seconds")]
+    #[serde(rename = "time_to_mitigate_seconds", serialize_with = "seconds", deserialize_with = "from_seconds")]
     pub time_to_mitigate: Option<TimeDelta>,
     /// From the first declaration (or the first report, if never declared)
     /// to the resolution that stands: the last `incident.resolved.v1` when
     /// the incident is resolved or closed after all its events. `None` while
     /// it is open, including after a reopening that was not resolved again.
-    #[serde(rename = "time_to_resolve_seconds", serialize_with = "seconds")]
+    #[serde(rename = "time_to_resolve_seconds", serialize_with = "seconds", deserialize_with = "from_seconds")]
     pub time_to_resolve: Option<TimeDelta>,
     /// How many times an escalation chain moved to a next level
     /// (`page.escalated.v1` with a `to_level`); exhaustions do not count.
@@ -136,7 +136,7 @@ impl IncidentMetrics {
 /// projection keeps one per incident to answer trends without keeping
 /// the incident's events. Each family's events must come in log order;
 /// the two families may interleave.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct MetricsFold {
     counts: IncidentMetrics,
     reported: Option<(DateTime<Utc>, Option<DateTime<Utc>>)>,
@@ -230,4 +230,10 @@ pub(crate) fn seconds<S: Serializer>(duration: &Option<TimeDelta>, serializer: S
         Some(duration) => serializer.serialize_some(&duration.num_seconds()),
         None => serializer.serialize_none(),
     }
+}
+
+/// Reads what [`seconds`] wrote (a fold's snapshot: its durations are
+/// always recomputed from the instants by [`MetricsFold::metrics`]).
+fn from_seconds<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<TimeDelta>, D::Error> {
+    Ok(Option::<i64>::deserialize(deserializer)?.map(TimeDelta::seconds))
 }

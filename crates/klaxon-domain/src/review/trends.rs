@@ -67,7 +67,7 @@ impl IncidentFacts {
 /// and counts ([`MetricsFold`]) and the incident's current severity,
 /// service, first report and noise mark. The review service keeps one per
 /// incident, so trends never need an incident's events or dossier.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TrendSummary {
     metrics: MetricsFold,
     severity: Option<Severity>,

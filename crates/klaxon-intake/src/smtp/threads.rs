@@ -24,7 +24,7 @@ const KINDS: [&str; 3] = ["page.responder_paged.v1", "notify.executives_notified
 
 /// The index: the local part of each message's id (`klaxon.<hex>`) → its
 /// incident.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Threads {
     by_local_part: HashMap<String, IncidentId>,
 }

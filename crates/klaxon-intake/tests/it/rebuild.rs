@@ -4,7 +4,10 @@
 use klaxon_domain::ids::{ActorId, Audience, IncidentId, IncidentRole, ReportSource, Severity};
 use klaxon_domain::incident::{Command, Incidents};
 use klaxon_intake::{CommandContext, Intake};
+use std::num::NonZeroU64;
+
 use klaxon_log::{Log, Position};
+use klaxon_reactor::SnapshotFile;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tokio_util::sync::CancellationToken;
@@ -57,24 +60,20 @@ fn random_command(rng: &mut StdRng, people: &[ActorId]) -> Command {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rebuilding_from_scratch_equals_the_live_projection() {
-    let seed = crate::seed::seed("rebuilding_from_scratch_equals_the_live_projection");
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let dir = tempfile::tempdir().unwrap();
-    let log = Log::open(dir.path(), klaxon_log::Options::default()).unwrap();
-    let intake = Intake::new(log.clone(), Default::default(), klaxon_reactor::system_clock());
-    let handle = intake.handle();
-    let stop = CancellationToken::new();
-    let running = tokio::spawn(intake.run(stop.clone()));
-    let people: Vec<ActorId> = ["maria", "omar", "li", "sam"].iter().map(|p| ActorId::new(*p).unwrap()).collect();
-
-    let mut incidents = 0u64;
+/// `steps` random commands and reports (reports open incidents up to
+/// `incidents`); returns how many commands were accepted.
+async fn scenario(
+    handle: &klaxon_intake::Handle,
+    rng: &mut StdRng,
+    people: &[ActorId],
+    steps: usize,
+    incidents: &mut u64,
+) -> usize {
     let mut accepted = 0;
-    for step in 0..600 {
+    for step in 0..steps {
         let actor = people[rng.random_range(0..people.len())].clone();
         let ctx = CommandContext::by(actor.clone());
-        if incidents == 0 || rng.random_range(0..10) == 0 {
+        if *incidents == 0 || rng.random_range(0..10) == 0 {
             let report = Command::ReportIssue {
                 source: ReportSource::Api,
                 reporter: actor,
@@ -91,14 +90,31 @@ async fn rebuilding_from_scratch_equals_the_live_projection() {
                 started_at: None,
             };
             let outcome = handle.report(report, &ctx).await.unwrap();
-            incidents = incidents.max(outcome.incident.number());
+            *incidents = (*incidents).max(outcome.incident.number());
             continue;
         }
-        let id = IncidentId::from_number(rng.random_range(1..=incidents)).unwrap();
-        if handle.execute(id, random_command(&mut rng, &people), &ctx).await.is_ok() {
+        let id = IncidentId::from_number(rng.random_range(1..=*incidents)).unwrap();
+        if handle.execute(id, random_command(rng, people), &ctx).await.is_ok() {
             accepted += 1;
         }
     }
+    accepted
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rebuilding_from_scratch_equals_the_live_projection() {
+    let seed = crate::seed::seed("rebuilding_from_scratch_equals_the_live_projection");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path(), klaxon_log::Options::default()).unwrap();
+    let intake = Intake::new(log.clone(), Default::default(), klaxon_reactor::system_clock());
+    let handle = intake.handle();
+    let stop = CancellationToken::new();
+    let running = tokio::spawn(intake.run(stop.clone()));
+    let people: Vec<ActorId> = ["maria", "omar", "li", "sam"].iter().map(|p| ActorId::new(*p).unwrap()).collect();
+
+    let mut incidents = 0u64;
+    let accepted = scenario(&handle, &mut rng, &people, 600, &mut incidents).await;
     assert!(accepted > 100, "the scenario should exercise many legal commands (seed {seed})");
     let live = handle.projection().await.unwrap();
     assert_eq!(handle.applied(), log.head());
@@ -116,4 +132,59 @@ async fn rebuilding_from_scratch_equals_the_live_projection() {
     tokio::spawn(intake.run(stop.clone()));
     assert_eq!(handle.projection().await.unwrap(), live, "seed {seed}");
     stop.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_from_a_snapshot_folds_only_the_tail_and_equals_a_rebuild() {
+    let seed = crate::seed::seed("a_restart_from_a_snapshot_folds_only_the_tail_and_equals_a_rebuild");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path().join("log"), klaxon_log::Options::default()).unwrap();
+    let file = SnapshotFile::new(dir.path().join("snapshots").join("intake.snap"));
+    let every = NonZeroU64::new(50).unwrap();
+    let start = |log: &Log| {
+        let intake = Intake::new(log.clone(), Default::default(), klaxon_reactor::system_clock())
+            .with_snapshots(file.clone(), every);
+        let (handle, stop) = (intake.handle(), CancellationToken::new());
+        (handle, stop.clone(), tokio::spawn(intake.run(stop)))
+    };
+    let people: Vec<ActorId> = ["maria", "omar", "li", "sam"].iter().map(|p| ActorId::new(*p).unwrap()).collect();
+    let mut incidents = 0u64;
+
+    let (handle, stop, running) = start(&log);
+    scenario(&handle, &mut rng, &people, 300, &mut incidents).await;
+    handle.projection().await.unwrap();
+    assert!(handle.snapshot() > Position::ZERO, "saved every {every} records while running");
+    stop.cancel();
+    running.await.unwrap().unwrap();
+    let stopped_at = log.head();
+    assert_eq!(handle.snapshot(), stopped_at, "saved at the stop");
+
+    // The restart resumes from the snapshot and folds only what came after.
+    let (handle, stop, running) = start(&log);
+    scenario(&handle, &mut rng, &people, 300, &mut incidents).await;
+    let live = handle.projection().await.unwrap();
+    assert_eq!(handle.resumed(), stopped_at, "seed {seed}");
+    assert_eq!(live, fold_from_scratch(&log), "a resumed projection equals a rebuild (seed {seed})");
+    stop.cancel();
+    running.await.unwrap().unwrap();
+
+    // A damaged snapshot is ignored: the projection is rebuilt, the same.
+    let mut bytes = std::fs::read(file.path()).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x01;
+    std::fs::write(file.path(), &bytes).unwrap();
+    let (handle, stop, running) = start(&log);
+    assert_eq!(handle.projection().await.unwrap(), live, "seed {seed}");
+    assert_eq!(handle.resumed(), Position::ZERO, "the damaged snapshot was not used");
+    stop.cancel();
+    running.await.unwrap().unwrap();
+
+    // So is a snapshot of another log (the event at its position differs).
+    let other = Log::open(dir.path().join("other"), klaxon_log::Options::default()).unwrap();
+    let (handle, stop, running) = start(&other);
+    assert_eq!(handle.projection().await.unwrap(), Incidents::default());
+    assert_eq!(handle.resumed(), Position::ZERO, "a snapshot beyond the other log's head was not used");
+    stop.cancel();
+    running.await.unwrap().unwrap();
 }

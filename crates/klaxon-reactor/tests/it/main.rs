@@ -20,6 +20,7 @@ use klaxon_reactor::{Append, Cause, Deliver, Effect, Ids, ManualClock, Reactor, 
 use tokio_util::sync::CancellationToken;
 
 mod claims;
+mod snapshots;
 
 /// Marks each open incident `chain` times, then once more `late` after it
 /// was reported (delivering a message through `channel` first), when given.
@@ -29,7 +30,7 @@ struct Marking {
     channel: &'static str,
 }
 
-#[derive(Default)]
+#[derive(Clone, Default, serde::Serialize, serde::Deserialize)]
 struct State {
     open: HashMap<IncidentId, DateTime<Utc>>,
     marks: HashMap<IncidentId, u64>,
