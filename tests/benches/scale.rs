@@ -96,7 +96,7 @@ impl Generated {
 /// whose alerts report most incidents.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Profile {
-    /// An alert, assessed, resolved by the alert's end (62%).
+    /// An alert, assessed, declared Sev-4 and resolved when it ends (62%).
     Alert,
     /// An alert a manager marks as noise (8%).
     Noise,
@@ -366,7 +366,10 @@ fn incident_history(
                 if profile == Profile::Noise {
                     b.later(20).run(manager, Command::MarkNoise { reason: "flapping alert".into() });
                 }
-                b.later(30).run("alertmanager", Command::Resolve { summary: "the alert resolved".into() });
+                // Only a declared incident resolves: the on-call manager
+                // declares the alert at the lowest severity and resolves it.
+                b.later(10).run(manager, Command::DeclareIncident { severity: Severity::Sev4 });
+                b.later(30).run(manager, Command::Resolve { summary: "the alert resolved".into() });
             }
         }
         Profile::Minor => {
@@ -445,7 +448,8 @@ fn incident_history(
 fn generate(dir: &Path, target: u64, runtime: &tokio::runtime::Runtime) -> Generated {
     let log = Log::open(dir, klaxon_log::Options::default()).expect("open the log");
     // The rules of a configuration without `[severity]`: every report SEV4.
-    let config: SeverityConfig = serde_json::from_value(serde_json::json!({})).expect("the default [severity]");
+    let config: SeverityConfig =
+        serde_json::from_value(serde_json::json!({ "default": "sev4" })).expect("the default [severity]");
     let rules = Arc::new(config.validate("severity").expect("the default rules"));
     let catalog = Arc::new(ServiceCatalog::default());
     // How many incidents make `target` events, from the mean of a sample.
@@ -604,7 +608,7 @@ async fn traffic(url: &str, reports: u64) -> u64 {
                     let key = format!("traffic/alert-{}", n % 400);
                     let reported = monitor
                         .report(v1::ReportRequest {
-                            source: v1::ReportSource::Alertmanager as i32,
+                            source: v1::ReportSource::Api as i32,
                             title: format!("alert {}", n % 400),
                             service: "payments".into(),
                             dedup_key: key,
