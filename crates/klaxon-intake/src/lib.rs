@@ -7,8 +7,13 @@
 //! the later command is decided again on the new state, with one it fails
 //! with a conflict naming the current version. Client request ids become
 //! deterministic event ids, so a retried command writes nothing twice and
-//! returns the first result. Every answer waits until the events are durable
-//! and folded into the projection.
+//! returns the first result. Every answer waits until the events are durable.
+//! A command answers with the incident as its own events leave it (the
+//! state it was decided on with them folded in, which the exact expected
+//! version makes the incident at the new version) without waiting for the
+//! projection to fold them, and the next command on that incident decides
+//! on it; queries wait for the projection to reach the log head, so a
+//! client always reads its own writes.
 //!
 //! What it must never do: keep state that the log cannot rebuild, answer
 //! before the log acknowledged, or write to sled itself.

@@ -11,7 +11,7 @@ use klaxon_bus::Bus;
 use klaxon_domain::catalog::ServiceCatalog;
 use klaxon_domain::ids::Audience;
 use klaxon_domain::ids::{ActorId, DedupKey, IncidentId, RequestKey, RequestScope, ServiceName, Severity};
-use klaxon_domain::incident::{Command, Incident, IncidentEvent, Incidents, Status, decide};
+use klaxon_domain::incident::{Command, Incident, IncidentEvent, Incidents, Status, decide, evolve};
 use klaxon_domain::paging::{Directory, PageChange, PagingConfig, Slo};
 use klaxon_domain::queue::{Facts, Row};
 
@@ -223,6 +223,37 @@ struct Shared {
     /// The incident of each message Klaxon sent by e-mail, by its
     /// `Message-ID` (for replies to the e-mail intake).
     threads: RwLock<crate::smtp::threads::Threads>,
+    /// Incidents this process wrote that the projection has not folded yet,
+    /// each as its command's own events left it (see [`Shared::remember`]).
+    /// A command answers with that state and the next command on the
+    /// incident decides on it, neither waiting for the fold; the fold drops
+    /// an entry once it reaches its version, so this holds only what is in
+    /// flight. Lock order: this, then `incidents`.
+    written: std::sync::Mutex<std::collections::HashMap<IncidentId, Incident>>,
+}
+
+impl Shared {
+    /// Keeps `incident`, the state an append of this process just made
+    /// durable, until the projection folds its version. It is exact: the
+    /// state a command was decided on, at version `v`, with the command's
+    /// events folded in, appended with "exactly version `v`" expected (or
+    /// "no stream" for a report), is the incident at the new version.
+    fn remember(&self, incident: Incident) {
+        let mut written = self.written.lock().expect("written lock");
+        let folded = self.incidents.read().expect("projection lock").get(incident.id()).map_or(0, Incident::version);
+        if incident.version() > folded {
+            written.insert(incident.id(), incident);
+        }
+    }
+
+    /// The projection folded `id` up to `version`: what this process wrote
+    /// up to there is in the projection now.
+    fn folded(&self, id: IncidentId, version: u64) {
+        let mut written = self.written.lock().expect("written lock");
+        if written.get(&id).is_some_and(|i| i.version() <= version) {
+            written.remove(&id);
+        }
+    }
 }
 
 /// Stripes of [`Shared::incident_locks`].
@@ -243,6 +274,7 @@ impl Intake {
             next_number: std::sync::atomic::AtomicU64::new(1),
             incident_locks: (0..INCIDENT_LOCK_STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
             threads: RwLock::default(),
+            written: Default::default(),
         });
         let (directory, catalog) = (Arc::new(Directory::default()), Arc::new(ServiceCatalog::default()));
         let queue = Arc::new(QueuePolicy::default());
@@ -351,7 +383,12 @@ impl Intake {
             "the projection must see every position once, in order"
         );
         if let Some(event) = decode::incident(record)? {
-            shared.incidents.write().expect("projection lock").apply(&event);
+            let version = {
+                let mut incidents = shared.incidents.write().expect("projection lock");
+                incidents.apply(&event);
+                incidents.get(event.incident).map_or(0, Incident::version)
+            };
+            shared.folded(event.incident, version);
         } else if let Some(event) = decode::event::<PageChange>(record)? {
             let mut pages = shared.pages.write().expect("pages lock");
             let entry = pages.entry(event.incident).or_default();
@@ -457,8 +494,15 @@ impl Handle {
         self.wait_for(self.log.head().await?).await
     }
 
+    /// The incident as this process knows it: the projection's, or what
+    /// this process wrote beyond it (not folded yet).
     fn current(&self, id: IncidentId) -> Option<Incident> {
-        self.shared.incidents.read().expect("projection lock").get(id).cloned()
+        let written = self.shared.written.lock().expect("written lock");
+        let incidents = self.shared.incidents.read().expect("projection lock");
+        match (written.get(&id), incidents.get(id)) {
+            (Some(mine), folded) if folded.is_none_or(|f| f.version() < mine.version()) => Some(mine.clone()),
+            (_, folded) => folded.cloned(),
+        }
     }
 
     /// One incident as currently known.
@@ -623,7 +667,7 @@ impl Handle {
                             ExpectedVersion::Exact(StreamVersion(version))
                         };
                         match self.append(id, expected, &events, key.as_ref(), ctx).await {
-                            Ok(appended) => return self.outcome(id, appended).await,
+                            Ok(appended) => return self.written(id, state, &events, appended).await,
                             Err(Error::Log(klaxon_log::Error::WrongExpectedVersion { actual, .. })) => {
                                 match ctx.expected_version {
                                     Some(expected) if caught_up => {
@@ -699,7 +743,7 @@ impl Handle {
             let events = decide(None, &command, &id, &ctx.actor, self.now())?;
             match self.append(id, ExpectedVersion::NoStream, &events, key.as_ref(), ctx).await {
                 Ok(appended) => {
-                    let outcome = self.outcome(id, appended).await?;
+                    let outcome = self.written(id, None, &events, appended).await?;
                     return Ok(ReportOutcome { incident: id, merged: false, outcome });
                 }
                 // Another process took this number: take the next.
@@ -721,6 +765,34 @@ impl Handle {
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| Some(n.max(floor) + 1))
             .expect("the update always succeeds");
         previous.max(floor)
+    }
+
+    /// The outcome of a command whose `events`, decided on `before`, the log
+    /// has just acknowledged (durable): the incident is `before` with them
+    /// folded in, answered without waiting for the projection (queries wait
+    /// for the log head, so the client still reads its own write). A retry
+    /// that wrote nothing waits for the projection instead.
+    async fn written(
+        &self,
+        id: IncidentId,
+        before: Option<Incident>,
+        events: &[IncidentEvent],
+        appended: Appended,
+    ) -> Result<Outcome, Error> {
+        if appended.deduplicated {
+            return self.outcome(id, appended).await;
+        }
+        let incident = events
+            .iter()
+            .fold(before, evolve)
+            .unwrap_or_else(|| panic!("{id}: a command that wrote events left no incident"));
+        assert_eq!(
+            incident.version() + 1,
+            appended.next_version.0,
+            "{id}: the state folded from the command's own events must be the stream's"
+        );
+        self.shared.remember(incident.clone());
+        Ok(Outcome { incident, first: appended.first, last: appended.last, deduplicated: false })
     }
 
     async fn outcome(&self, id: IncidentId, appended: Appended) -> Result<Outcome, Error> {

@@ -286,3 +286,79 @@ async fn list_filters_and_pages() {
         .into_inner();
     assert!(none.incidents.is_empty());
 }
+
+/// A command answers once its events are durable, with the incident as
+/// they leave it, without waiting for the projection to fold them; the
+/// next command on the incident decides on that state; and once the
+/// projection runs, a query answers exactly what the commands answered.
+/// Here the projection does not run at all until the end: a command that
+/// waited for it would fail with `Unavailable` after `projection_wait_ms`.
+#[tokio::test]
+async fn a_command_answers_once_durable_without_waiting_for_the_projection() {
+    use klaxon_domain::ids::{ActorId, Audience, ReportSource, Severity};
+    use klaxon_domain::incident::{Command, Status};
+    use klaxon_intake::{CommandContext, Intake, Options};
+    use klaxon_log::{Log, StreamVersion};
+    use tokio_util::sync::CancellationToken;
+
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path(), klaxon_log::Options::default()).unwrap();
+    let options = Options { projection_wait_ms: 100, ..Options::default() };
+    let intake = Intake::new(log.clone(), options, klaxon_reactor::system_clock());
+    let handle = intake.handle();
+    let maria = CommandContext::by(ActorId::new("maria").unwrap());
+    let reported = handle
+        .report(
+            Command::ReportIssue {
+                source: ReportSource::Api,
+                reporter: ActorId::new("monitor").unwrap(),
+                title: "Checkout fails".into(),
+                description: String::new(),
+                service: None,
+                customers: Vec::new(),
+                labels: Default::default(),
+                dedup_key: None,
+                started_at: None,
+            },
+            &maria,
+        )
+        .await
+        .unwrap();
+    let id = reported.incident;
+    let commands = [
+        Command::DeclareIncident { severity: Severity::Sev1 },
+        Command::AssignCommander { commander: ActorId::new("maria").unwrap() },
+        Command::PostUpdate { audience: Audience::Executive, text: "Rolling back.".into() },
+        Command::Mitigate { summary: "rolled back".into() },
+        Command::Resolve { summary: "fixed".into() },
+        Command::ValidateResolution { note: "checked".into() },
+    ];
+    let mut outcomes = vec![reported.outcome];
+    for command in commands {
+        outcomes.push(handle.execute(id, command, &maria).await.unwrap());
+    }
+    for outcome in &outcomes {
+        // Durable before answered: the log holds the last event written,
+        // and the incident's version is the stream's at that event.
+        let record = log.read_one(outcome.last).unwrap();
+        assert_eq!(record.version, StreamVersion(outcome.incident.version()));
+        assert!(!outcome.deduplicated);
+    }
+    let last = outcomes.last().unwrap().incident.clone();
+    assert_eq!(last.status(), Status::Closed);
+    assert_eq!(last.version(), 7);
+
+    // The projection starts now; a query waits for the log head, so it sees
+    // every write, folded from the log: the same incident the commands
+    // answered with.
+    let shutdown = CancellationToken::new();
+    let running = tokio::spawn(intake.run(shutdown.clone()));
+    assert_eq!(handle.get(id).await.unwrap(), last);
+    assert_eq!(handle.projection().await.unwrap().get(id), Some(&last));
+    for outcome in &outcomes {
+        let at = handle.incident_at(id, StreamVersion(outcome.incident.version())).await.unwrap();
+        assert_eq!(at.as_ref(), Some(&outcome.incident), "the answer at version {}", outcome.incident.version());
+    }
+    shutdown.cancel();
+    running.await.unwrap().unwrap();
+}
