@@ -228,6 +228,7 @@ fn request(method: &str, t: &Target) -> (Shape, Vec<u8>) {
             unary(&|| v1::ExportMarkdownRequest { incident_id: id.clone() }.encode_to_vec())
         }
         ("klaxon.v1.Review", "Trends") => unary(&|| v1::TrendsRequest::default().encode_to_vec()),
+        ("klaxon.v1.Review", "Audit") => unary(&|| v1::AuditRequest::default().encode_to_vec()),
         ("klaxon.v1.EventLog", "Subscribe") => {
             (Shape::ServerStream, v1::LogSubscribeRequest { from: 1 }.encode_to_vec())
         }

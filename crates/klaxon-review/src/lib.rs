@@ -18,4 +18,4 @@
 pub mod grpc;
 mod service;
 
-pub use service::{Error, Handle, Reviews};
+pub use service::{AUDIT_READ, AUDIT_SCAN_MAX, AuditEntry, Error, Handle, Reviews};

@@ -68,6 +68,7 @@ pub struct Wiring {
     feeds_per_principal: usize,
     clock: Arc<dyn Clock>,
     claims: Option<klaxon_reactor::Claims>,
+    live: Option<crate::reload::LiveConfig>,
 }
 
 impl Wiring {
@@ -84,6 +85,7 @@ impl Wiring {
             feeds_per_principal: config.limits.feeds_per_principal,
             clock: klaxon_reactor::system_clock(),
             claims: None,
+            live: None,
         })
     }
 
@@ -93,6 +95,12 @@ impl Wiring {
     pub fn with_claims(mut self, claims: klaxon_reactor::Claims) -> Wiring {
         self.claims = Some(claims);
         self
+    }
+
+    /// The live views of the configuration the wired services read, which
+    /// a reload replaces (made from the first service's `validated`).
+    pub fn live(&mut self, validated: &Validated) -> crate::reload::LiveConfig {
+        self.live.get_or_insert_with(|| crate::reload::LiveConfig::new(validated)).clone()
     }
 
     /// Adds a gRPC service and marks it serving.
@@ -157,7 +165,7 @@ impl Wiring {
             }
             Service::Severity => {
                 use klaxon_severity::grpc::SeverityService;
-                let (rules, catalog) = (validated.rules.clone(), validated.catalog.clone());
+                let (rules, catalog) = (self.live(validated).rules, validated.catalog.clone());
                 let evaluator = klaxon_severity::Evaluator::new(bus, rules, catalog, self.clock.clone());
                 let h = evaluator.handle();
                 self.metrics = std::mem::take(&mut self.metrics).with_reactor(name, h.reactor().clone());

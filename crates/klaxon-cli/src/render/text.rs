@@ -71,7 +71,8 @@ pub(super) fn confirmation(rpc: &Rpc, r: &v1::CommandResponse) -> String {
         | Rpc::EditReview(_)
         | Rpc::ListActionItems(_)
         | Rpc::ExportMarkdown(_)
-        | Rpc::Trends { .. } => "done".to_string(),
+        | Rpc::Trends { .. }
+        | Rpc::Audit { .. } => "done".to_string(),
     };
     let retry = if r.deduplicated { "; a retry, nothing new written" } else { "" };
     format!("{} {what} (version {}{retry})", i.id, i.version)
