@@ -39,7 +39,9 @@ fn config_check_summarises_a_good_file_and_names_file_key_and_problem_of_a_broke
     assert!(out.status.success(), "{stdout} {}", String::from_utf8_lossy(&out.stderr));
     let prefix = format!("{}: ok, sha256 ", file.display());
     assert!(stdout.starts_with(&prefix), "{stdout}");
-    assert!(stdout.trim_end().ends_with(": 0 services, 1 severity rules, 0 schedules, 0 escalation policies, 0 channels"));
+    assert!(
+        stdout.trim_end().ends_with(": 0 services, 1 severity rules, 0 schedules, 0 escalation policies, 0 channels")
+    );
     // The hash ignores comments and layout.
     std::fs::write(&file, format!("# a comment\n{}\n\n", rules("sev3"))).unwrap();
     assert_eq!(String::from_utf8_lossy(&check(&file).stdout), stdout);
@@ -49,7 +51,10 @@ fn config_check_summarises_a_good_file_and_names_file_key_and_problem_of_a_broke
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(
         String::from_utf8_lossy(&out.stderr).trim_end(),
-        format!("klaxond: {}: severity.rules[0].severity: \"sev9\" is not a severity; expected sev1 to sev4", file.display())
+        format!(
+            "klaxond: {}: severity.rules[0].severity: \"sev9\" is not a severity; expected sev1 to sev4",
+            file.display()
+        )
     );
     assert!(out.stdout.is_empty());
 
@@ -131,10 +136,7 @@ fn a_sighup_applies_a_good_file_once_and_keeps_the_running_configuration_for_a_b
     let entries = config_entries(&url);
     assert_eq!(entries.len(), 2, "{entries:?}");
     let summary = entries[1]["summary"].as_str().unwrap();
-    assert!(
-        summary.ends_with("applied at reload: 1 key (changed severity.rules[checkout].severity)"),
-        "{summary}"
-    );
+    assert!(summary.ends_with("applied at reload: 1 key (changed severity.rules[checkout].severity)"), "{summary}");
     assert_eq!(entries[1]["actor"], entries[0]["actor"], "the process's user applied both");
     assert!(!entries[1]["actor"].as_str().unwrap().is_empty());
 
@@ -210,7 +212,10 @@ fn the_audit_trail_filters_by_actor_time_and_kind_in_table_json_and_csv() {
     let rows: Vec<&str> = csv.lines().collect();
     assert_eq!(rows[0], "position,at,actor,kind,stream,summary");
     assert_eq!(rows.len(), 2, "{csv}");
-    assert!(rows[1].starts_with(&format!("{},{at},omar,incident.status_update_posted.v1,incident-INC-1,", updates[0]["position"])));
+    assert!(rows[1].starts_with(&format!(
+        "{},{at},omar,incident.status_update_posted.v1,incident-INC-1,",
+        updates[0]["position"]
+    )));
 
     // Managers only.
     let refused = klaxon(&url, "rita", &["audit"]);

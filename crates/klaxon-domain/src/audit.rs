@@ -106,10 +106,18 @@ pub fn diff(old: &Value, new: &Value) -> Vec<KeyChange> {
     let mut changes = Vec::new();
     for (key, from) in &before {
         match after.remove(key) {
-            None => changes.push(KeyChange { key: key.clone(), change: Change::Removed, from: Some(from.clone()), to: None }),
-            Some(to) if to != *from => {
-                changes.push(KeyChange { key: key.clone(), change: Change::Changed, from: Some(from.clone()), to: Some(to) })
-            }
+            None => changes.push(KeyChange {
+                key: key.clone(),
+                change: Change::Removed,
+                from: Some(from.clone()),
+                to: None,
+            }),
+            Some(to) if to != *from => changes.push(KeyChange {
+                key: key.clone(),
+                change: Change::Changed,
+                from: Some(from.clone()),
+                to: Some(to),
+            }),
             Some(_) => {}
         }
     }
@@ -328,7 +336,10 @@ mod tests {
         let token = serde_json::to_string(&TokenChanged { name: "ana".into(), role: "engineer".into(), teams: vec![] })
             .unwrap();
         assert_eq!(summary(TOKEN_REVOKED, TOKENS_STREAM, &token), "revoked the engineer token of ana");
-        assert_eq!(summary("schedule.override_added.v1", "schedule-x", "{}"), "schedule.override_added.v1 in schedule-x");
+        assert_eq!(
+            summary("schedule.override_added.v1", "schedule-x", "{}"),
+            "schedule.override_added.v1 in schedule-x"
+        );
         assert_eq!(actor_of(None, r#"{"by":"maria"}"#), "maria");
         assert_eq!(actor_of(Some("omar"), r#"{"by":"maria"}"#), "omar");
     }

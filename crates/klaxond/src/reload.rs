@@ -118,7 +118,8 @@ pub fn check(path: &Path) -> anyhow::Result<String> {
     ))
 }
 
-/// Who applies a configuration this process reads: its OS user.
+/// Who applies a configuration this process reads: its OS user (`$USER`,
+/// else the name `/etc/passwd` gives its uid, else `uid-N`).
 pub fn os_user() -> String {
     for var in ["USER", "LOGNAME"] {
         if let Ok(user) = std::env::var(var) {
@@ -127,10 +128,19 @@ pub fn os_user() -> String {
             }
         }
     }
-    let uid = std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("Uid:").map(|r| r.split_whitespace().next().unwrap_or("").to_owned())));
-    format!("uid-{}", uid.unwrap_or_else(|| "unknown".into()))
+    let uid = std::fs::read_to_string("/proc/self/status").ok().and_then(|s| {
+        s.lines().find_map(|l| l.strip_prefix("Uid:").and_then(|r| r.split_whitespace().next().map(str::to_owned)))
+    });
+    let Some(uid) = uid else { return "uid-unknown".to_owned() };
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    passwd
+        .lines()
+        .find_map(|l| {
+            let mut fields = l.split(':');
+            let name = fields.next()?;
+            (fields.nth(1)? == uid && !name.is_empty()).then(|| name.to_owned())
+        })
+        .unwrap_or_else(|| format!("uid-{uid}"))
 }
 
 /// Appends `config.applied.v1` for `canonical` unless it is the

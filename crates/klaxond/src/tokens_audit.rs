@@ -120,7 +120,11 @@ pub fn record_now(data_dir: &Path, options: klaxon_log::Options, file: &TokenFil
             Err(klaxon_log::Error::Locked { .. }) => {
                 return Ok(None);
             }
-            Err(e) => return Err(anyhow::Error::new(e).context(format!("cannot open the event log in {}", data_dir.display()))),
+            Err(e) => {
+                return Err(
+                    anyhow::Error::new(e).context(format!("cannot open the event log in {}", data_dir.display()))
+                );
+            }
         };
         let written = reconcile(&Bus::embedded(log.clone()), file, &crate::reload::os_user()).await;
         log.close().await;
