@@ -364,7 +364,11 @@ fn every_rpc_role_and_scope_gets_what_the_table_says_and_refusals_write_nothing(
     let group_config = dir.join("group.toml");
     std::fs::write(
         &group_config,
-        format!("[log_group]\nnode_id = 1\nnodes = [{{ id = 1, address = \"{group_address}\" }}]\n"),
+        // Its own NATS prefix: the log server above relays its records
+        // (the tokens it recorded at start) to the default one.
+        format!(
+            "[cluster]\nprefix = \"group\"\n\n[log_group]\nnode_id = 1\nnodes = [{{ id = 1, address = \"{group_address}\" }}]\n"
+        ),
     )
     .unwrap();
     let (group_config, group_data) = (group_config.display().to_string(), dir.join("group").display().to_string());
