@@ -271,3 +271,14 @@ fn tokens_created_and_revoked_are_in_the_audit_trail_without_their_secret() {
     assert!(!trail.contains(&secret) && !trail.contains(&klaxon_auth::tokens::hash(&secret)));
     assert!(server.stop().success());
 }
+
+#[test]
+fn a_process_with_nothing_to_reload_outlives_a_sighup() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Klaxond::start(&dir.path().join("data"));
+    signal(server.pid(), "HUP");
+    // Answered after the signal: the process is still there.
+    klaxon_ok(&server.url, "monitor", &["report", "--title", "Still here"]);
+    assert!(server.is_running());
+    assert!(server.stop().success());
+}

@@ -223,14 +223,19 @@ pub struct Reloader {
     live: LiveConfig,
     bus: Bus,
     counts: Arc<ReloadCounts>,
+    hangup: tokio::signal::unix::Signal,
 }
 
 impl Reloader {
     /// Reloads `path` (read at start as `text`) into `live`, recording in
     /// `bus`.
     pub fn new(path: &Path, live: LiveConfig, bus: Bus, counts: Arc<ReloadCounts>) -> anyhow::Result<Reloader> {
+        use tokio::signal::unix::{SignalKind, signal};
         let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-        Ok(Reloader { path: path.to_path_buf(), running: Canonical::of(path, &text)?, live, bus, counts })
+        // Listening from now on, before the process serves: a SIGHUP right
+        // after the start is a reload, not lost.
+        let hangup = signal(SignalKind::hangup()).context("cannot install the SIGHUP handler")?;
+        Ok(Reloader { path: path.to_path_buf(), running: Canonical::of(path, &text)?, live, bus, counts, hangup })
     }
 
     /// Records the configuration the process starts with (before it
@@ -246,13 +251,11 @@ impl Reloader {
 
     /// Reloads at every SIGHUP until `stop`.
     pub async fn run(mut self, stop: tokio_util::sync::CancellationToken) -> anyhow::Result<()> {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut hangup = signal(SignalKind::hangup()).context("cannot install the SIGHUP handler")?;
         let user = os_user();
         loop {
             tokio::select! {
                 () = stop.cancelled() => return Ok(()),
-                got = hangup.recv() => if got.is_none() { return Ok(()) },
+                got = self.hangup.recv() => if got.is_none() { return Ok(()) },
             }
             match self.reload(&user).await {
                 Ok(message) => {
