@@ -230,6 +230,7 @@ fn request(method: &str, t: &Target) -> (Shape, Vec<u8>) {
             unary(&|| v1::ExportMarkdownRequest { incident_id: id.clone() }.encode_to_vec())
         }
         ("klaxon.v1.Review", "Trends") => unary(&|| v1::TrendsRequest::default().encode_to_vec()),
+        ("klaxon.v1.Review", "Audit") => unary(&|| v1::AuditRequest::default().encode_to_vec()),
         ("klaxon.v1.EventLog", "Subscribe") => {
             (Shape::ServerStream, v1::LogSubscribeRequest { from: 1 }.encode_to_vec())
         }
@@ -365,7 +366,11 @@ fn every_rpc_role_and_scope_gets_what_the_table_says_and_refusals_write_nothing(
     let group_config = dir.join("group.toml");
     std::fs::write(
         &group_config,
-        format!("[log_group]\nnode_id = 1\nnodes = [{{ id = 1, address = \"{group_address}\" }}]\n"),
+        // Its own NATS prefix: the log server above relays its records
+        // (the tokens it recorded at start) to the default one.
+        format!(
+            "[cluster]\nprefix = \"group\"\n\n[log_group]\nnode_id = 1\nnodes = [{{ id = 1, address = \"{group_address}\" }}]\n"
+        ),
     )
     .unwrap();
     let (group_config, group_data) = (group_config.display().to_string(), dir.join("group").display().to_string());

@@ -3,6 +3,7 @@
 #![allow(missing_docs)]
 
 mod alertmanager;
+mod audit;
 mod auth;
 mod distributed;
 mod email;

@@ -16,7 +16,7 @@
 //! - `# -> X` as a command's comment (or alone on the line after it): the
 //!   command's output must contain X, the first word after the arrow or a
 //!   `` `backquoted text` ``. Reads (`klaxon list|show|history|pages|severity|
-//!   oncall|timeline|metrics|actions|trends`, `curl` without data) are
+//!   oncall|timeline|metrics|actions|trends|audit`, `curl` without data) are
 //!   retried for up to 30 s while they fail or lack X: the services react to
 //!   a report asynchronously, as they do for a person typing.
 //! - Servers (`klaxond up`, `klaxond serve ROLE`, `nats-server`) start in the
@@ -261,6 +261,7 @@ fn map(text: &str, ports: &BTreeMap<u16, u16>) -> (String, Action) {
                     | "metrics"
                     | "actions"
                     | "trends"
+                    | "audit"
             ),
         },
         "curl" => Action::Run { read: !words.iter().any(|w| *w == "-d" || w.starts_with("--data")) },

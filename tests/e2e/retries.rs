@@ -273,6 +273,7 @@ fn row(method: &str) -> Row {
         | "/klaxon.v1.Review/ListActionItems"
         | "/klaxon.v1.Review/ExportMarkdown"
         | "/klaxon.v1.Review/Trends"
+        | "/klaxon.v1.Review/Audit"
         | "/klaxon.v1.EventLog/ReadAll"
         | "/klaxon.v1.EventLog/ReadStream"
         | "/klaxon.v1.EventLog/ReadOne"

@@ -100,6 +100,8 @@ pub const RULES: &[Rule] = &[
     rule("/klaxon.v1.Review/ListActionItems", EVERYONE, ANY_TEAM),
     rule("/klaxon.v1.Review/ExportMarkdown", EVERYONE, ANY_TEAM),
     rule("/klaxon.v1.Review/Trends", EVERYONE, ANY_TEAM),
+    // The audit trail shows who did what anywhere: managers only.
+    rule("/klaxon.v1.Review/Audit", MANAGERS, ANY_TEAM),
     // The log server: Klaxon's own processes only.
     rule("/klaxon.v1.EventLog/Append", SERVICES, ANY_TEAM),
     rule("/klaxon.v1.EventLog/ReadAll", SERVICES, ANY_TEAM),

@@ -204,6 +204,8 @@ pub enum Command {
     /// Dry-run a configuration change: replay history under it (`test`), or lint it (`lint`).
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// The audit trail (managers): who did what, when, across every stream (incidents, pages, notifications, reviews, schedules, configuration, tokens).
+    Audit(AuditArgs),
 }
 
 /// `klaxon policy ...`.
@@ -702,6 +704,37 @@ pub struct TrendsArgs {
     pub csv: bool,
 }
 
+/// `klaxon audit`.
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// Only what this principal (or service actor) did.
+    #[arg(long, value_name = "NAME")]
+    pub actor: Option<String>,
+    /// From: YYYY-MM-DD (midnight UTC) or an RFC 3339 time (included).
+    #[arg(long, value_name = "TIME", value_parser = parse_day_or_time)]
+    pub from: Option<prost_types::Timestamp>,
+    /// Until: YYYY-MM-DD (midnight UTC) or an RFC 3339 time (excluded).
+    #[arg(long, value_name = "TIME", value_parser = parse_day_or_time)]
+    pub until: Option<prost_types::Timestamp>,
+    /// Only kinds starting with this, such as `incident.`, `config.` or `token.`.
+    #[arg(long, value_name = "PREFIX")]
+    pub kind: Option<String>,
+    /// table (the default), json (also --json) or csv.
+    #[arg(long, value_enum)]
+    pub format: Option<AuditFormat>,
+}
+
+/// How `klaxon audit` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AuditFormat {
+    /// Aligned columns: time, actor, kind, stream, summary.
+    Table,
+    /// One JSON array of entries.
+    Json,
+    /// CSV with a header row.
+    Csv,
+}
+
 /// The instant of `klaxon oncall --at`.
 #[derive(Debug, Clone, PartialEq)]
 pub enum At {
@@ -753,6 +786,7 @@ impl Command {
             Command::Review(c) => review(c, context),
             Command::Actions(a) => Rpc::ListActionItems(v1::ListActionItemsRequest { open_only: a.open }),
             Command::Trends(a) => Rpc::Trends { csv: a.csv, request: trends(a) },
+            Command::Audit(a) => Rpc::Audit { format: a.format, request: audit(a) },
         };
         Action::Call(rpc)
     }
@@ -1013,6 +1047,17 @@ fn review(c: ReviewCommand, context: v1::CommandContext) -> Rpc {
 /// `INC-7` of the (already checked) item id `INC-7-A1`.
 fn incident_of(item: &str) -> String {
     item.rsplit_once('-').map_or(item, |(incident, _)| incident).to_string()
+}
+
+fn audit(a: AuditArgs) -> v1::AuditRequest {
+    v1::AuditRequest {
+        actor: a.actor.unwrap_or_default(),
+        from: a.from,
+        until: a.until,
+        kind_prefix: a.kind.unwrap_or_default(),
+        after: 0,
+        limit: 0,
+    }
 }
 
 fn trends(a: TrendsArgs) -> v1::TrendsRequest {

@@ -106,6 +106,12 @@ pub enum Rpc {
         request: v1::TestPolicyRequest,
         format: crate::cli::Format,
     },
+    /// Every page of the audit trail, followed to the log's end; printed
+    /// as `format` (default: the table, or JSON with `--json`).
+    Audit {
+        request: v1::AuditRequest,
+        format: Option<crate::cli::AuditFormat>,
+    },
 }
 
 impl Rpc {
@@ -148,7 +154,8 @@ impl Rpc {
             | Rpc::ListActionItems(_)
             | Rpc::ExportMarkdown(_)
             | Rpc::Trends { .. }
-            | Rpc::TestPolicy { .. } => Ok(()),
+            | Rpc::TestPolicy { .. }
+            | Rpc::Audit { .. } => Ok(()),
         }
     }
 }
@@ -194,6 +201,8 @@ pub enum Reply {
     Trends(v1::TrendsResponse),
     /// From `SeverityEvaluator.TestPolicy`.
     PolicyTest(v1::PolicyTestReport),
+    /// From `Review.Audit`: the entries of every page.
+    Audit(Vec<v1::AuditEntry>),
 }
 
 /// How to reach an `https://` server (ignored for `http://`). Not `Debug`:
@@ -361,6 +370,20 @@ impl Connection {
             }
             Rpc::Trends { request, .. } => {
                 Reply::Trends(self.review().trends(self.request(request)).await?.into_inner())
+            }
+            Rpc::Audit { mut request, .. } => {
+                // Each page is bounded by the server; `next` only grows,
+                // so this ends at the log's end.
+                let mut entries = Vec::new();
+                loop {
+                    let page = self.review().audit(self.request(request.clone())).await?.into_inner();
+                    entries.extend(page.entries);
+                    if page.next == 0 || page.next <= request.after {
+                        break;
+                    }
+                    request.after = page.next;
+                }
+                Reply::Audit(entries)
             }
         })
     }

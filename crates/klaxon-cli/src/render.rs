@@ -18,6 +18,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use klaxon_proto::convert;
 use klaxon_proto::v1;
 
+use crate::cli::AuditFormat;
 use crate::commands::{Reply, Rpc};
 
 mod json;
@@ -85,7 +86,66 @@ pub fn reply(rpc: &Rpc, reply: &Reply, json: bool) -> String {
             Rpc::TestPolicy { format, .. } if !json => policy_report(r, *format),
             _ => policy_report(r, crate::cli::Format::Json),
         },
+        Reply::Audit(entries) => match audit_format(rpc, json) {
+            AuditFormat::Json => to_json(&entries.iter().map(AuditEntryView::new).collect::<Vec<_>>()),
+            AuditFormat::Csv => audit_csv(entries),
+            AuditFormat::Table => audit_table(entries),
+        },
     }
+}
+
+/// The format `klaxon audit` prints in: `--format`, else JSON with
+/// `--json`, else the table.
+fn audit_format(rpc: &Rpc, json: bool) -> AuditFormat {
+    match rpc {
+        Rpc::Audit { format: Some(format), .. } => *format,
+        _ if json => AuditFormat::Json,
+        _ => AuditFormat::Table,
+    }
+}
+
+/// The audit trail as aligned columns: time, actor, kind, stream, summary.
+fn audit_table(entries: &[v1::AuditEntry]) -> String {
+    let rows: Vec<[String; 5]> = entries
+        .iter()
+        .map(|e| {
+            let at = human_time(e.at.as_ref()).unwrap_or_else(|| "-".to_owned());
+            [at, or_dash(&e.actor).to_owned(), e.kind.clone(), e.stream.clone(), e.summary.replace(['\n', '\r'], " ")]
+        })
+        .collect();
+    let header = ["TIME", "ACTOR", "KIND", "STREAM", "SUMMARY"].map(str::to_owned);
+    let mut widths = header.clone().map(|h| h.chars().count());
+    for row in &rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for row in std::iter::once(&header).chain(&rows) {
+        let (last, rest) = row.split_last().expect("five columns");
+        for (cell, width) in rest.iter().zip(widths) {
+            let _ = write!(out, "{cell:<width$}  ");
+        }
+        let _ = writeln!(out, "{last}");
+    }
+    if rows.is_empty() {
+        out.push_str("(no entries)\n");
+    }
+    out
+}
+
+/// The audit trail as CSV (RFC 4180 quoting), with a header row.
+fn audit_csv(entries: &[v1::AuditEntry]) -> String {
+    fn field(s: &str) -> String {
+        if s.contains([',', '"', '\n', '\r']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.to_owned() }
+    }
+    let mut out = String::from("position,at,actor,kind,stream,summary\n");
+    for e in entries {
+        let at = rfc3339(e.at.as_ref()).unwrap_or_default();
+        let cells = [e.position.to_string(), at, e.actor.clone(), e.kind.clone(), e.stream.clone(), e.summary.clone()];
+        let _ = writeln!(out, "{}", cells.iter().map(|c| field(c)).collect::<Vec<_>>().join(","));
+    }
+    out
 }
 
 /// Whether the text of [`reply`] is a document the server rendered (the
@@ -95,6 +155,7 @@ pub fn verbatim(rpc: &Rpc, json: bool) -> bool {
     match rpc {
         Rpc::Trends { .. } => true,
         Rpc::TestPolicy { format: crate::cli::Format::Csv, .. } => !json,
+        Rpc::Audit { .. } => audit_format(rpc, json) != AuditFormat::Json,
         Rpc::ExportMarkdown(_) => !json,
         _ => false,
     }

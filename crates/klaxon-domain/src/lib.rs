@@ -13,6 +13,9 @@
 //!   `ActorId`, ...) and the deterministic UUIDv5 event-id helpers.
 //! - [`class`]: the one classification of every error ([`class::Class`],
 //!   [`class::Classify`]) that the edge maps to gRPC and HTTP status.
+//! - [`audit`]: the audit trail's pure parts: a configuration's diff by
+//!   section and key (`config.applied.v1`), token changes, the filter of
+//!   `klaxon audit` and a one-line summary of any record.
 //! - [`catalog`]: the service catalog (team, tier, runbook and escalation
 //!   policy of each service), read by severity rules, paging and auth.
 //! - [`envelope`]: the envelope all persisted events share (`incident`, `at`,
@@ -40,6 +43,7 @@
 //! Errors are [`Error`] for rejected input or commands and [`DecodeError`] for
 //! stored records that cannot be read back.
 
+pub mod audit;
 pub mod catalog;
 pub mod class;
 pub mod envelope;

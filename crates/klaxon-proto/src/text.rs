@@ -121,6 +121,8 @@ pub const PARSED_FIELDS: &[(&str, &str)] = &[
     ("klaxon.v1.ExportMarkdownRequest", "incident_id"),
     ("klaxon.v1.TrendsRequest", "service"),
     ("klaxon.v1.TrendsRequest", "team"),
+    ("klaxon.v1.AuditRequest", "actor"),
+    ("klaxon.v1.AuditRequest", "kind_prefix"),
 ];
 
 /// A request with free-text fields.

@@ -23,12 +23,15 @@
 //!   move by hand.
 //! - [`streams`]: the log streams of an incident and its correlation id.
 //! - [`decode`]: records back into domain events ([`Decoded`]), loudly.
+//! - [`live`]: [`Live`], a configuration the binary replaces at a reload
+//!   while services read it once per decision.
 
 pub mod claim;
 pub mod clock;
 pub mod decode;
 pub mod effect;
 mod error;
+pub mod live;
 pub mod shell;
 pub mod snapshot;
 pub mod streams;
@@ -38,5 +41,6 @@ pub use clock::{Clock, ManualClock, SystemClock, system_clock};
 pub use decode::Decoded;
 pub use effect::{Append, Cause, Deliver, Effect, Ids, Trace};
 pub use error::Error;
+pub use live::Live;
 pub use shell::{ClaimCounts, Handle, Progress, Reactor, Service};
 pub use snapshot::SnapshotFile;

@@ -216,6 +216,43 @@ impl review_server::Review for ReviewService {
             csv: review::to_csv(&report),
         }))
     }
+
+    async fn audit(&self, request: Request<v1::AuditRequest>) -> Result<Response<v1::AuditResponse>, Status> {
+        let r = request.get_ref();
+        let from = convert::from_timestamp("from", r.from.as_ref()).map_err(invalid)?;
+        let until = convert::from_timestamp("until", r.until.as_ref()).map_err(invalid)?;
+        if let (Some(from), Some(until)) = (from, until) {
+            if until <= from {
+                return Err(status::invalid("until", "must be after from"));
+            }
+        }
+        let limit = match r.limit {
+            0 => AUDIT_LIMIT_DEFAULT,
+            n if n as usize > AUDIT_LIMIT_MAX => {
+                return Err(status::invalid("limit", format!("must be at most {AUDIT_LIMIT_MAX}")));
+            }
+            n => n as usize,
+        };
+        let filter = klaxon_domain::audit::Filter {
+            actor: (!r.actor.is_empty()).then(|| r.actor.clone()),
+            from,
+            until,
+            kind_prefix: (!r.kind_prefix.is_empty()).then(|| r.kind_prefix.clone()),
+        };
+        let (entries, next) = self.handle.audit(&filter, r.after, limit).await.map_err(to_status)?;
+        let entries = entries
+            .into_iter()
+            .map(|e| v1::AuditEntry {
+                position: e.position,
+                at: Some(convert::timestamp(e.at)),
+                actor: e.actor,
+                kind: e.kind,
+                stream: e.stream,
+                summary: e.summary,
+            })
+            .collect();
+        Ok(Response::new(v1::AuditResponse { entries, next: next.unwrap_or(0) }))
+    }
 }
 
 /// The filters of a trends request; empty fields filter nothing.
@@ -240,3 +277,8 @@ fn trend_filter(r: &v1::TrendsRequest) -> Result<TrendFilter, Status> {
 
 /// The longest team name a filter may carry.
 const TEAM_BYTES_MAX: usize = 128;
+
+/// Entries of an audit page when the request names no limit.
+pub const AUDIT_LIMIT_DEFAULT: usize = 100;
+/// Entries of an audit page at most.
+pub const AUDIT_LIMIT_MAX: usize = 1000;

@@ -23,4 +23,4 @@ mod reporter;
 mod service;
 
 pub use reporter::Reporter;
-pub use service::{Error, Handle, Reviews};
+pub use service::{AUDIT_READ, AUDIT_SCAN_MAX, AuditEntry, Error, Handle, Reviews};

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use klaxon_bus::Bus;
 use klaxon_domain::catalog::ServiceCatalog;
+use klaxon_domain::audit;
 use klaxon_domain::ids::{ActorId, IncidentId, RequestKey, ServiceName};
 use klaxon_domain::incident::Incident;
 use klaxon_domain::review::{
@@ -370,4 +371,68 @@ impl Handle {
             .read(|state| state.summaries.iter().filter_map(|(id, summary)| summary.facts(*id, catalog)).collect());
         Ok(TrendReport::compute(&facts, from, to, filter))
     }
+
+    /// One page of the audit trail: the records after position `after`
+    /// that pass `filter`, at most `limit`, and the position to go on
+    /// after (none once the head is reached). It reads the log in pages of
+    /// [`AUDIT_READ`] records and looks at no more than [`AUDIT_SCAN_MAX`]
+    /// records per call, so a narrow filter over a long log answers in
+    /// bounded time and memory with an empty page and a `next`.
+    pub async fn audit(
+        &self,
+        filter: &audit::Filter,
+        after: u64,
+        limit: usize,
+    ) -> Result<(Vec<AuditEntry>, Option<u64>), Error> {
+        let bus = self.reactor.bus();
+        let head = bus.head().await?.0;
+        let (mut entries, mut last, mut scanned) = (Vec::new(), after, 0);
+        while last < head && entries.len() < limit && scanned < AUDIT_SCAN_MAX {
+            let records = bus.read_all(klaxon_log::Position(last + 1), AUDIT_READ).await?;
+            if records.is_empty() {
+                break;
+            }
+            for record in records {
+                if entries.len() == limit {
+                    break;
+                }
+                last = record.position.0;
+                scanned += 1;
+                let actor = audit::actor_of(record.metadata.actor.as_deref(), record.data.as_str());
+                if filter.admits(&actor, record.recorded_at, record.kind.as_str()) {
+                    entries.push(AuditEntry {
+                        position: record.position.0,
+                        at: record.recorded_at,
+                        summary: audit::summary(record.kind.as_str(), record.stream.as_str(), record.data.as_str()),
+                        actor,
+                        kind: record.kind.as_str().to_owned(),
+                        stream: record.stream.as_str().to_owned(),
+                    });
+                }
+            }
+        }
+        Ok((entries, (last < head).then_some(last)))
+    }
+}
+
+/// Records read from the log at once by [`Handle::audit`].
+pub const AUDIT_READ: usize = 256;
+/// Records [`Handle::audit`] looks at per call, at most.
+pub const AUDIT_SCAN_MAX: usize = 10_000;
+
+/// One line of the audit trail.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuditEntry {
+    /// The record's log position.
+    pub position: u64,
+    /// When the log wrote it.
+    pub at: DateTime<Utc>,
+    /// Who.
+    pub actor: String,
+    /// Its kind.
+    pub kind: String,
+    /// Its stream.
+    pub stream: String,
+    /// One readable line.
+    pub summary: String,
 }

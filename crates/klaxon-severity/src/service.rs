@@ -13,7 +13,7 @@ use klaxon_domain::paging::PageChange;
 use klaxon_domain::policy::{self, Outcome, Replay, Window};
 use klaxon_domain::severity::{Explanation, Facts, Rules, assess};
 use klaxon_log::{ExpectedVersion, Position, Record};
-use klaxon_reactor::{Append, Cause, Clock, Effect, Ids, Reactor, Trace, decode, streams};
+use klaxon_reactor::{Append, Cause, Clock, Effect, Ids, Live, Reactor, Trace, decode, streams};
 use tokio_util::sync::CancellationToken;
 
 /// The evaluator's checkpoint name in the log.
@@ -63,10 +63,12 @@ pub struct Handle {
     reactor: klaxon_reactor::Handle<Assessing>,
 }
 
-/// The evaluator as the shell runs it: the rules and the catalog.
+/// The evaluator as the shell runs it: the rules and the catalog, both
+/// replaceable while it runs (a configuration reload); each decision takes
+/// them once.
 pub struct Assessing {
-    rules: Arc<Rules>,
-    catalog: Arc<ServiceCatalog>,
+    rules: Live<Rules>,
+    catalog: Live<ServiceCatalog>,
 }
 
 /// What the evaluator folds: every incident, and when its latest event
@@ -96,7 +98,7 @@ impl klaxon_reactor::Service for Assessing {
     /// the notifier descend from it.
     fn decide(&self, state: &State, id: IncidentId, cause: &Cause, _now: DateTime<Utc>) -> Vec<Effect<()>> {
         let (Some(incident), Some(at)) = (state.incidents.get(id), state.latest.get(&id)) else { return Vec::new() };
-        let Some(assessed) = assess(incident, &self.rules, &self.catalog, *at) else { return Vec::new() };
+        let Some(assessed) = assess(incident, &self.rules.get(), &self.catalog.get(), *at) else { return Vec::new() };
         let span = tracing::info_span!(parent: None, "severity.assess", incident = %id, severity = %assessed_severity(&assessed));
         let append =
             Append::new(streams::incident(id), ExpectedVersion::Any, &[assessed], Ids::caused_by(cause.id, REACTION))
@@ -114,14 +116,17 @@ fn assessed_severity(event: &klaxon_domain::incident::IncidentEvent) -> String {
 }
 
 impl Evaluator {
-    /// An evaluator applying `rules` with the service `catalog`.
+    /// An evaluator applying `rules` with the service `catalog`; a
+    /// [`Live`] the caller keeps a clone of and sets changes what the next
+    /// decision applies (what was assessed stays).
     pub fn new(
         log: impl Into<Bus>,
-        rules: Arc<Rules>,
-        catalog: Arc<ServiceCatalog>,
+        rules: impl Into<Live<Rules>>,
+        catalog: impl Into<Live<ServiceCatalog>>,
         clock: Arc<dyn Clock>,
     ) -> Evaluator {
-        Evaluator { reactor: Reactor::new(log, Assessing { rules, catalog }, clock) }
+        let service = Assessing { rules: rules.into(), catalog: catalog.into() };
+        Evaluator { reactor: Reactor::new(log, service, clock) }
     }
 
     /// Saves its state to `file` every `every` records and at a clean
@@ -156,7 +161,7 @@ impl Handle {
         self.reactor.caught_up().await?;
         let service = self.reactor.service();
         let incident = self.reactor.read(|s| s.incidents.get(id).cloned()).ok_or(Error::UnknownIncident(id))?;
-        let explanation = service.rules.explain(&Facts::of(&incident, &service.catalog));
+        let explanation = service.rules.get().explain(&Facts::of(&incident, &service.catalog.get()));
         Ok((incident, explanation))
     }
 
@@ -165,8 +170,8 @@ impl Handle {
     /// written.
     pub fn explain_facts(&self, mut facts: Facts) -> Explanation {
         let service = self.reactor.service();
-        facts.tier = facts.service.as_ref().and_then(|s| service.catalog.tier(s));
-        service.rules.explain(&facts)
+        facts.tier = facts.service.as_ref().and_then(|s| service.catalog.get().tier(s));
+        service.rules.get().explain(&facts)
     }
 
     /// A dry run of the candidate configuration `config_toml` over

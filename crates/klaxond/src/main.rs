@@ -18,8 +18,10 @@ mod gateway;
 mod log_group;
 mod metrics;
 mod process;
+mod reload;
 mod roles;
 mod serve;
+mod tokens_audit;
 mod up;
 
 use std::path::PathBuf;
@@ -45,6 +47,21 @@ enum Commands {
     Token(TokenCommand),
     /// Ask a replicated log's nodes how they are, or change its membership.
     LogGroup(LogGroupArgs),
+    /// Check a configuration file without applying it.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+/// `klaxond config …`.
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Validate FILE as a start (or a SIGHUP reload) would, apply nothing:
+    /// exit 0 with a short summary and its hash, or 1 naming the file, the
+    /// key and the problem.
+    Check {
+        /// The TOML configuration file.
+        file: PathBuf,
+    },
 }
 
 /// `klaxond log-group …`.
@@ -134,14 +151,22 @@ struct TokenFileArgs {
 }
 
 impl TokenFileArgs {
-    fn path(self) -> anyhow::Result<PathBuf> {
-        if let Some(path) = self.tokens_file {
-            return Ok(path);
-        }
+    /// The token file, and the configuration (with `--data-dir`) whose
+    /// event log records the change.
+    fn resolve(self) -> anyhow::Result<(PathBuf, config::Config)> {
         let (mut config, _) = config::Config::load(self.config.as_deref())?;
         config::Overrides { data_dir: self.data_dir, ..Default::default() }.apply(&mut config, None)?;
-        Ok(config.tokens_file())
+        Ok((self.tokens_file.unwrap_or_else(|| config.tokens_file()), config))
     }
+}
+
+/// Records the token file's change in the event log of `config`'s data
+/// folder and says how on stderr.
+fn record_tokens(path: &std::path::Path, config: &config::Config) -> anyhow::Result<()> {
+    let file = klaxon_auth::tokens::TokenFile::read(path)?;
+    let data_dir = std::path::absolute(&config.data_dir).unwrap_or(config.data_dir.clone());
+    eprintln!("klaxond: {}", tokens_audit::record_now(&data_dir, config.log.clone(), &file));
+    Ok(())
 }
 
 fn parse_role(s: &str) -> Result<klaxon_auth::Role, String> {
@@ -152,18 +177,20 @@ fn token(command: TokenCommand) -> anyhow::Result<()> {
     use klaxon_auth::tokens;
     match command {
         TokenCommand::Create { name, role, teams, file } => {
-            let path = file.path()?;
+            let (path, config) = file.resolve()?;
             let token = tokens::create(&path, &name, role, &teams)?;
             eprintln!("klaxond: created {role} token for {name} in {}; it is shown only now:", path.display());
             println!("{token}");
+            record_tokens(&path, &config)?;
         }
         TokenCommand::Revoke { name, file } => {
-            let path = file.path()?;
+            let (path, config) = file.resolve()?;
             tokens::revoke(&path, &name)?;
             eprintln!("klaxond: revoked {name}'s token in {}", path.display());
+            record_tokens(&path, &config)?;
         }
         TokenCommand::List { file } => {
-            let path = file.path()?;
+            let (path, _) = file.resolve()?;
             for entry in tokens::TokenFile::read(&path)?.entries {
                 let teams = if entry.teams.is_empty() { "every team".to_owned() } else { entry.teams.join(",") };
                 println!("{}\t{}\t{teams}\t{}", entry.name, entry.role, entry.created_at);
@@ -277,13 +304,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let command = match cli.command {
         // Managing tokens runs no server: no runtime, no traces.
         Commands::Token(command) => return token(command),
+        Commands::Config(ConfigCommand::Check { file }) => {
+            println!("{}", reload::check(&file)?);
+            return Ok(());
+        }
         server => server,
     };
     let service_name = match &command {
         Commands::Up(_) => "klaxond".to_owned(),
         Commands::Serve(args) => format!("klaxon-{}", args.role.name()),
         Commands::LogGroup(_) => "klaxond".to_owned(),
-        Commands::Token(_) => unreachable!("handled above"),
+        Commands::Token(_) | Commands::Config(_) => unreachable!("handled above"),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     // The trace exporter's connection lives on the runtime: set it up inside,
@@ -303,7 +334,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 ..Default::default()
             };
             overrides.apply(&mut config, None)?;
-            runtime.block_on(up::run(config, validated))
+            runtime.block_on(up::run(config, validated, args.config.as_deref()))
         }),
         Commands::Serve(args) => config::Config::load(args.config.as_deref()).and_then(|(mut config, validated)| {
             let overrides = config::Overrides {
@@ -321,7 +352,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 replica_id: args.replica_id,
             };
             overrides.apply(&mut config, Some(args.role.name()))?;
-            runtime.block_on(serve::run(args.role, config, validated))
+            runtime.block_on(serve::run(args.role, config, validated, args.config.as_deref()))
         }),
         Commands::LogGroup(args) => config::Config::load(args.config.as_deref()).and_then(|(mut config, _)| {
             log_group::token_file_override(&mut config, args.service_token_file);
@@ -332,7 +363,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             };
             runtime.block_on(log_group::run(&config, args.server, command, args.json))
         }),
-        Commands::Token(_) => unreachable!("handled above"),
+        Commands::Token(_) | Commands::Config(_) => unreachable!("handled above"),
     };
     drop(telemetry);
     result

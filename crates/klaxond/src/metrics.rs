@@ -21,6 +21,9 @@
 //! - `klaxon_email_messages_total{outcome}` — messages the e-mail intake
 //!   answered (and senders it refused at `MAIL FROM`), by outcome, since
 //!   the process started; where the e-mail intake runs.
+//! - `klaxon_config_reloads_total{result}` — SIGHUP reloads since the
+//!   process started, `applied` or `refused` (`up` and the service roles
+//!   started with `--config`).
 //! - `klaxon_claims_won_total{service,replica}`, `klaxon_claims_lost_total{service,replica}`
 //!   — deliveries this replica claimed and made, and those it found claimed
 //!   by another replica (`klaxond serve paging|notifier`).
@@ -47,6 +50,7 @@ pub struct Metrics {
     paging: Option<klaxon_paging::Handle>,
     notifier: Option<klaxon_notifier::Handle>,
     email: Option<Arc<klaxon_intake::smtp::EmailCounts>>,
+    reloads: Option<Arc<crate::reload::ReloadCounts>>,
 }
 
 impl Metrics {
@@ -122,6 +126,12 @@ impl Metrics {
     /// The e-mail intake's counts.
     pub fn with_email(mut self, counts: Arc<klaxon_intake::smtp::EmailCounts>) -> Metrics {
         self.email = Some(counts);
+        self
+    }
+
+    /// The configuration reloads' counts.
+    pub fn with_reloads(mut self, counts: Arc<crate::reload::ReloadCounts>) -> Metrics {
+        self.reloads = Some(counts);
         self
     }
 
@@ -216,6 +226,14 @@ impl Metrics {
             header(&mut out, name, "Messages the e-mail intake answered, by outcome.", "counter");
             for (outcome, count) in email.snapshot() {
                 let _ = writeln!(out, "{name}{{outcome=\"{}\"}} {count}", outcome.as_str());
+            }
+        }
+        if let Some(reloads) = &self.reloads {
+            use std::sync::atomic::Ordering::Relaxed;
+            let name = "klaxon_config_reloads_total";
+            header(&mut out, name, "Configuration reloads (SIGHUP) since the start, by result.", "counter");
+            for (result, count) in [("applied", &reloads.applied), ("refused", &reloads.refused)] {
+                let _ = writeln!(out, "{name}{{result=\"{result}\"}} {}", count.load(Relaxed));
             }
         }
         out

@@ -124,6 +124,24 @@ pub async fn watch_signals(shutdown: CancellationToken) {
     std::process::exit(130);
 }
 
+/// Keeps SIGHUP from ending the process (its default action): processes
+/// with a configuration to reload (`crate::reload`) listen for it too;
+/// the others (the log server, the gateway) only say there is nothing.
+/// Installed at once, so that no SIGHUP after the start ends the process.
+fn hold_hangups() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::hangup()) {
+        Ok(mut hangup) => {
+            tokio::spawn(async move {
+                while hangup.recv().await.is_some() {
+                    tracing::debug!("SIGHUP received");
+                }
+            });
+        }
+        Err(e) => tracing::error!(error = %e, "cannot install the SIGHUP handler"),
+    }
+}
+
 /// What one process serves: its gRPC routes, its HTTP server (if any) and
 /// its background tasks, all stopped by one `shutdown` (the signals), the
 /// tasks by `services` after the servers.
@@ -139,6 +157,7 @@ impl Process {
     pub fn new() -> Process {
         let shutdown = CancellationToken::new();
         tokio::spawn(watch_signals(shutdown.clone()));
+        hold_hangups();
         Process { shutdown, services: CancellationToken::new() }
     }
 

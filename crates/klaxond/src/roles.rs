@@ -70,6 +70,7 @@ pub struct Wiring {
     claims: Option<klaxon_reactor::Claims>,
     /// Where snapshots go when `[snapshots] dir` does not say.
     snapshot_dir: Option<std::path::PathBuf>,
+    live: Option<crate::reload::LiveConfig>,
 }
 
 impl Wiring {
@@ -87,6 +88,7 @@ impl Wiring {
             clock: klaxon_reactor::system_clock(),
             claims: None,
             snapshot_dir: None,
+            live: None,
         })
     }
 
@@ -105,6 +107,12 @@ impl Wiring {
     pub fn with_snapshots_in(mut self, data_dir: &std::path::Path) -> Wiring {
         self.snapshot_dir = Some(data_dir.join("snapshots"));
         self
+    }
+
+    /// The live views of the configuration the wired services read, which
+    /// a reload replaces (made from the first service's `validated`).
+    pub fn live(&mut self, validated: &Validated) -> crate::reload::LiveConfig {
+        self.live.get_or_insert_with(|| crate::reload::LiveConfig::new(validated)).clone()
     }
 
     /// Adds a gRPC service and marks it serving.
@@ -173,7 +181,7 @@ impl Wiring {
             }
             Service::Severity => {
                 use klaxon_severity::grpc::SeverityService;
-                let (rules, catalog) = (validated.rules.clone(), validated.catalog.clone());
+                let (rules, catalog) = (self.live(validated).rules, validated.catalog.clone());
                 let mut evaluator = klaxon_severity::Evaluator::new(bus, rules, catalog, self.clock.clone());
                 if let Some((file, every)) = config.snapshot(name, self.snapshot_dir.as_deref()) {
                     evaluator = evaluator.with_snapshots(file, every);

@@ -14,6 +14,8 @@
 //! `klaxond up`; only the [`Bus`] differs.
 
 use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
 
 use anyhow::Context;
 use klaxon_bus::jetstream::{self, Names};
@@ -21,7 +23,8 @@ use klaxon_bus::{Bus, JetStreamSource, RemoteLog};
 use klaxon_log::Log;
 
 use crate::config::{Config, Validated};
-use crate::process::{self, Process};
+use crate::process::{self, Process, Task};
+use crate::reload::{ReloadCounts, Reloader};
 use crate::roles::{Service, Wiring};
 
 /// A process of the distributed topology.
@@ -67,7 +70,9 @@ impl Role {
 }
 
 /// Runs `role` until SIGINT or SIGTERM (or until its service stops).
-pub async fn run(role: Role, config: Config, validated: Validated) -> anyhow::Result<()> {
+/// A service role with a configuration `file` records the configuration
+/// it starts with and reloads the file at SIGHUP ([`crate::reload`]).
+pub async fn run(role: Role, config: Config, validated: Validated, file: Option<&Path>) -> anyhow::Result<()> {
     if role == Role::Log && config.log_group.is_some() {
         // One node of a replicated log. `cluster.log` lists every node for
         // the clients; a single address there is this node's `--listen`,
@@ -99,7 +104,7 @@ pub async fn run(role: Role, config: Config, validated: Validated) -> anyhow::Re
             crate::gateway::run(&config.cluster, &config.tls, listen, max, &process).await
         }
         None => serve_log(config, validated, listen, &process).await,
-        Some(service) => serve_service(service, config, validated, listen, &process).await,
+        Some(service) => serve_service(service, config, validated, listen, &process, file).await,
     }
 }
 
@@ -115,6 +120,8 @@ async fn serve_log(config: Config, validated: Validated, listen: SocketAddr, pro
     let relay = klaxon_bus::relay::Relay::new(log.clone(), client, Names::with_prefix(&config.cluster.prefix));
     let mut wiring = Wiring::new(&config)?;
     wiring.log(&log, Some(relay), process).await?;
+    let tokens = crate::tokens_audit::TokenAudit::start(Bus::embedded(log.clone()), config.tokens_file()).await;
+    wiring.tasks.push(Task::new("the token audit", tokens.run(process.services.clone())));
     tracing::info!(%address, data_dir = %data_dir.display(), head = log.head().0, nats = %config.cluster.nats_url, "klaxond serve log");
     println!("klaxond listening on {address} (gRPC: log server); data in {}", data_dir.display());
     let metrics = crate::metrics::serve_log(config.metrics_listen, &log, &auth, &process.shutdown).await?;
@@ -131,6 +138,7 @@ async fn serve_service(
     validated: Validated,
     listen: SocketAddr,
     process: &Process,
+    file: Option<&Path>,
 ) -> anyhow::Result<()> {
     let auth = config.auth(&validated)?;
     let cluster = &config.cluster;
@@ -153,10 +161,16 @@ async fn serve_service(
     tracing::info!(replica = %claims.replica, lease_ms = config.replica.claim_lease_ms, "claiming deliveries as this replica");
     let mut wiring = Wiring::new(&config)?.with_claims(claims);
     wiring.service(service, &config, &validated, bus.clone(), &auth, process).await?;
+    let reloads = Arc::new(ReloadCounts::default());
+    if let Some(file) = file {
+        let reloader = Reloader::new(file, wiring.live(&validated), bus.clone(), reloads.clone())?;
+        reloader.record_start().await;
+        wiring.tasks.push(Task::new("the configuration reloader", reloader.run(process.services.clone())));
+    }
     tracing::info!(%address, log_server = %cluster.log, nats = %cluster.nats_url, "klaxond serve {name}");
     println!("klaxond listening on {address} (gRPC: {name})");
     let Wiring { routes, metrics, tasks, http, .. } = wiring;
-    let metrics = metrics.with_bus(bus);
+    let metrics = metrics.with_bus(bus).with_reloads(reloads);
     // Intake serves the metrics on its HTTP address; the others on
     // metrics_listen when set, with what they serve over HTTP (the
     // notifier's status page).

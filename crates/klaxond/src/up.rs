@@ -6,7 +6,10 @@ use klaxon_bus::Bus;
 use klaxon_log::Log;
 
 use crate::config::{Config, Validated};
-use crate::process::{self, Process};
+use std::sync::Arc;
+
+use crate::process::{self, Process, Task};
+use crate::reload::{ReloadCounts, Reloader};
 use crate::roles::{Service, Wiring};
 
 /// Runs until SIGINT or SIGTERM, then stops in order: stop accepting and
@@ -15,7 +18,10 @@ use crate::roles::{Service, Wiring};
 /// the log, which commits and syncs every queued append. A second signal
 /// exits at once. A service that stops by itself stops the process, with
 /// an error naming it.
-pub async fn run(config: Config, validated: Validated) -> anyhow::Result<()> {
+///
+/// With a configuration `file`, it records the configuration it starts
+/// with and reloads the file at SIGHUP ([`crate::reload`]).
+pub async fn run(config: Config, validated: Validated, file: Option<&std::path::Path>) -> anyhow::Result<()> {
     let auth = config.auth(&validated)?;
     let data_dir = std::path::absolute(&config.data_dir).unwrap_or(config.data_dir.clone());
     let log = Log::open(&data_dir, config.log.clone())
@@ -25,11 +31,19 @@ pub async fn run(config: Config, validated: Validated) -> anyhow::Result<()> {
     let process = Process::new();
     // The services keep their snapshots beside the log they fold.
     let mut wiring = Wiring::new(&config)?.with_snapshots_in(&data_dir);
+    let reloads = Arc::new(ReloadCounts::default());
     for service in Service::ALL {
         if service == Service::Paging && validated.paging.is_none() {
             continue;
         }
         wiring.service(service, &config, &validated, Bus::embedded(log.clone()), &auth, &process).await?;
+    }
+    let tokens = crate::tokens_audit::TokenAudit::start(Bus::embedded(log.clone()), config.tokens_file()).await;
+    wiring.tasks.push(Task::new("the token audit", tokens.run(process.services.clone())));
+    if let Some(file) = file {
+        let reloader = Reloader::new(file, wiring.live(&validated), Bus::embedded(log.clone()), reloads.clone())?;
+        reloader.record_start().await;
+        wiring.tasks.push(Task::new("the configuration reloader", reloader.run(process.services.clone())));
     }
     tracing::info!(
         %address,
@@ -41,7 +55,7 @@ pub async fn run(config: Config, validated: Validated) -> anyhow::Result<()> {
     );
     println!("klaxond listening on {address} (gRPC); data in {}", data_dir.display());
     let Wiring { routes, metrics, tasks, http, .. } = wiring;
-    let metrics = metrics.with_log(log.clone()).router(auth.clone());
+    let metrics = metrics.with_log(log.clone()).with_reloads(reloads).router(auth.clone());
     let http_router = http.expect("intake serves the HTTP intake").merge(metrics);
     let http = crate::roles::serve_intake_http(&process, http_listener, http_address, http_router);
     let served = process.run(config.tls.grpc_server()?, Some(auth), routes.routes(), listener, Some(http), tasks).await;

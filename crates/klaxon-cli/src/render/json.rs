@@ -608,3 +608,27 @@ pub(super) struct NoteRecordedView {
     pub(super) position: u64,
     pub(super) deduplicated: bool,
 }
+
+/// One entry of the audit trail in JSON.
+#[derive(Debug, Serialize)]
+pub struct AuditEntryView {
+    position: u64,
+    at: Option<String>,
+    actor: String,
+    kind: String,
+    stream: String,
+    summary: String,
+}
+
+impl AuditEntryView {
+    pub(super) fn new(e: &v1::AuditEntry) -> AuditEntryView {
+        AuditEntryView {
+            position: e.position,
+            at: rfc3339(e.at.as_ref()),
+            actor: e.actor.clone(),
+            kind: e.kind.clone(),
+            stream: e.stream.clone(),
+            summary: e.summary.clone(),
+        }
+    }
+}

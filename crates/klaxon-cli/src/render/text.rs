@@ -72,7 +72,8 @@ pub(super) fn confirmation(rpc: &Rpc, r: &v1::CommandResponse) -> String {
         | Rpc::ListActionItems(_)
         | Rpc::ExportMarkdown(_)
         | Rpc::Trends { .. }
-        | Rpc::TestPolicy { .. } => "done".to_string(),
+        | Rpc::TestPolicy { .. }
+        | Rpc::Audit { .. } => "done".to_string(),
     };
     let retry = if r.deduplicated { "; a retry, nothing new written" } else { "" };
     format!("{} {what} (version {}{retry})", i.id, i.version)
