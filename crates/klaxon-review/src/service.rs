@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use klaxon_bus::Bus;
-use klaxon_domain::catalog::ServiceCatalog;
 use klaxon_domain::audit;
+use klaxon_domain::catalog::ServiceCatalog;
 use klaxon_domain::ids::{ActorId, IncidentId, RequestKey, ServiceName};
 use klaxon_domain::incident::Incident;
 use klaxon_domain::review::{

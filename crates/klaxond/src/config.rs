@@ -606,10 +606,11 @@ impl Config {
             None => toml::from_str("").map_err(|e| e.to_string())?,
         };
         let notifier = notifier_section.validate("notifier").map_err(|e| e.to_string())?;
-        let reports = klaxon_domain::review::reports::validate_reports(&self.reports, "reports", &policy.catalog, &|c| {
-            channels.get(c).is_some()
-        })
-        .map_err(|e| e.to_string())?;
+        let reports =
+            klaxon_domain::review::reports::validate_reports(&self.reports, "reports", &policy.catalog, &|c| {
+                channels.get(c).is_some()
+            })
+            .map_err(|e| e.to_string())?;
         // Reminders go to people, through the channels pages take.
         let people = paging.as_ref().map(|p| p.channels().to_vec()).unwrap_or_default();
         let notifier = notifier.with_people_channels(people);
