@@ -12,6 +12,7 @@ mod limits;
 mod log_group;
 mod metrics;
 mod notifier;
+mod oncall;
 mod one_mapping;
 mod otlp;
 mod paging;
