@@ -44,18 +44,42 @@ fn a_cli_override_is_on_call_and_paged_and_engineers_change_only_their_own_shift
     let refused = klaxon(
         &server.url,
         "mallory",
-        &["oncall", "override", "--schedule", "payments-primary", "--who", "mallory", "--from", &from, "--until", &until],
+        &[
+            "oncall",
+            "override",
+            "--schedule",
+            "payments-primary",
+            "--who",
+            "mallory",
+            "--from",
+            &from,
+            "--until",
+            &until,
+        ],
     );
     assert_eq!(refused.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(stderr.contains("engineer mallory may only change their own shifts: carl is on call during ["), "{stderr}");
-    let removal = klaxon(&server.url, "mallory", &["oncall", "override", "remove", "--schedule", "payments-primary", "O1"]);
+    let removal =
+        klaxon(&server.url, "mallory", &["oncall", "override", "remove", "--schedule", "payments-primary", "O1"]);
     assert_eq!(removal.status.code(), Some(1));
     let (later, later_until) = (rfc3339(now + TimeDelta::hours(3)), rfc3339(now + TimeDelta::hours(4)));
     let swap = klaxon(
         &server.url,
         "mallory",
-        &["oncall", "swap", "request", "--schedule", "payments-primary", "--for", "ana", "--from", &later, "--until", &later_until],
+        &[
+            "oncall",
+            "swap",
+            "request",
+            "--schedule",
+            "payments-primary",
+            "--for",
+            "ana",
+            "--from",
+            &later,
+            "--until",
+            &later_until,
+        ],
     );
     let stderr = String::from_utf8_lossy(&swap.stderr);
     assert_eq!(swap.status.code(), Some(1), "{stderr}");
@@ -66,7 +90,17 @@ fn a_cli_override_is_on_call_and_paged_and_engineers_change_only_their_own_shift
     klaxon_ok(
         &server.url,
         "monitor",
-        &["report", "--title", "EU checkout down", "--service", "payments", "--customer", "acme", "--customer", "globex"],
+        &[
+            "report",
+            "--title",
+            "EU checkout down",
+            "--service",
+            "payments",
+            "--customer",
+            "acme",
+            "--customer",
+            "globex",
+        ],
     );
     let pages = runtime.block_on(receiver.wait_for_delivered(1, Duration::from_secs(20)));
     assert_eq!(pages[0].body["recipient"], "carl", "{:?}", pages[0].body);

@@ -390,7 +390,9 @@ impl Handle {
         }
         if to - from > chrono::TimeDelta::days(roster::SPAN_DAYS_MAX) {
             let days = roster::SPAN_DAYS_MAX;
-            return Err(RosterError::Invalid { field: "to", reason: format!("at most {days} days after \"from\"") }.into());
+            return Err(
+                RosterError::Invalid { field: "to", reason: format!("at most {days} days after \"from\"") }.into()
+            );
         }
         self.reactor.caught_up().await?;
         let schedules = self.effective();
@@ -461,13 +463,20 @@ impl Handle {
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(klaxon_reactor::Error::Unavailable { service: "paging", reason: "the schedule kept changing; retry".into() }
-            .into())
+        Err(klaxon_reactor::Error::Unavailable {
+            service: "paging",
+            reason: "the schedule kept changing; retry".into(),
+        }
+        .into())
     }
 
     /// The schedule change written earlier under `key`, if any. A key used
     /// for something else is refused.
-    async fn first_change(&self, schedule: &str, key: Option<&RequestKey>) -> Result<Option<(RosterEvent, Position)>, Error> {
+    async fn first_change(
+        &self,
+        schedule: &str,
+        key: Option<&RequestKey>,
+    ) -> Result<Option<(RosterEvent, Position)>, Error> {
         let Some(key) = key else { return Ok(None) };
         let bus = self.reactor.bus();
         let Some((position, _, _)) = bus.locate(key.event_id(0)).await.map_err(klaxon_reactor::Error::from)? else {

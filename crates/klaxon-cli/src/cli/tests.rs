@@ -410,14 +410,26 @@ fn oncall_subcommands_change_schedules_and_list_holes() {
             change: Some(change),
         })
     };
-    let (from, until) = ("2026-11-25T00:00:00Z", "2026-11-25T08:00:00+01:00");
+    const FROM: &str = "2026-11-25T00:00:00Z";
+    const UNTIL: &str = "2026-11-25T08:00:00+01:00";
     let cases: Vec<(&[&str], Rpc)> = vec![
         (
             &["oncall", "who", "payments-primary"],
             Rpc::WhoIsOnCall(v1::WhoIsOnCallRequest { schedule: "payments-primary".into(), at: None }),
         ),
         (
-            &["oncall", "override", "--schedule", "payments-primary", "--who", "carl", "--from", from, "--until", until],
+            &[
+                "oncall",
+                "override",
+                "--schedule",
+                "payments-primary",
+                "--who",
+                "carl",
+                "--from",
+                FROM,
+                "--until",
+                UNTIL,
+            ],
             change(Change::AddOverride(v1::AddOverride {
                 who: "carl".into(),
                 from: ts(NOV_25),
@@ -426,7 +438,7 @@ fn oncall_subcommands_change_schedules_and_list_holes() {
         ),
         (&["oncall", "override", "remove", "--schedule", "payments-primary", "O3"], change(Change::RemoveOverride(3))),
         (
-            &["oncall", "swap", "request", "--schedule", "payments-primary", "--from", from, "--until", until],
+            &["oncall", "swap", "request", "--schedule", "payments-primary", "--from", FROM, "--until", UNTIL],
             change(Change::RequestSwap(v1::RequestSwap {
                 requester: String::new(),
                 from: ts(NOV_25),
@@ -434,7 +446,19 @@ fn oncall_subcommands_change_schedules_and_list_holes() {
             })),
         ),
         (
-            &["oncall", "swap", "request", "--schedule", "payments-primary", "--for", "ana", "--from", from, "--until", until],
+            &[
+                "oncall",
+                "swap",
+                "request",
+                "--schedule",
+                "payments-primary",
+                "--for",
+                "ana",
+                "--from",
+                FROM,
+                "--until",
+                UNTIL,
+            ],
             change(Change::RequestSwap(v1::RequestSwap {
                 requester: "ana".into(),
                 from: ts(NOV_25),
@@ -452,7 +476,7 @@ fn oncall_subcommands_change_schedules_and_list_holes() {
         (&["oncall", "swap", "cancel", "--schedule", "payments-primary", "s2"], change(Change::CancelSwap(2))),
         (&["oncall", "swap", "undo", "--schedule", "payments-primary", "S2"], change(Change::UndoSwap(2))),
         (
-            &["oncall", "coverage", "--from", from, "--to", until],
+            &["oncall", "coverage", "--from", FROM, "--to", UNTIL],
             Rpc::Coverage(v1::CoverageRequest { from: ts(NOV_25), to: ts(NOV_25 + 7 * 3600) }),
         ),
     ];
@@ -460,10 +484,10 @@ fn oncall_subcommands_change_schedules_and_list_holes() {
         check(argv, expected);
     }
     for (argv, flag) in [
-        (&["oncall", "override", "--schedule", "payments-primary", "--who", "carl", "--from", from][..], "--until"),
+        (&["oncall", "override", "--schedule", "payments-primary", "--who", "carl", "--from", FROM][..], "--until"),
         (&["oncall", "swap", "undo", "--schedule", "payments-primary", "X2"][..], "NUMBER"),
         (&["oncall", "swap", "undo", "--schedule", "payments-primary", "0"][..], "NUMBER"),
-        (&["oncall", "coverage", "--from", "yesterday", "--to", until][..], "--from"),
+        (&["oncall", "coverage", "--from", "yesterday", "--to", UNTIL][..], "--from"),
     ] {
         let err = action(argv).unwrap_err();
         assert!(err.to_string().contains(flag), "{argv:?}: {err}");

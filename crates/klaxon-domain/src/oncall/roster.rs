@@ -246,7 +246,11 @@ fn take<T: DeserializeOwned>(object: &mut Map<String, Value>, name: &'static str
 
 /// `[from, until)` in RFC 3339 UTC, as errors and notices show intervals.
 pub fn interval(from: DateTime<Utc>, until: DateTime<Utc>) -> String {
-    format!("[{}, {})", from.to_rfc3339_opts(SecondsFormat::Secs, true), until.to_rfc3339_opts(SecondsFormat::Secs, true))
+    format!(
+        "[{}, {})",
+        from.to_rfc3339_opts(SecondsFormat::Secs, true),
+        until.to_rfc3339_opts(SecondsFormat::Secs, true)
+    )
 }
 
 /// An override added by an event.
@@ -627,7 +631,9 @@ pub fn decide(
             check_room(name, roster)?;
             if !acting.manager {
                 let theirs = |w: &ActorId| *w == acting.actor;
-                if let Some(span) = effective.coverage(*from, *until).into_iter().find(|s| !s.who.as_ref().is_none_or(theirs)) {
+                if let Some(span) =
+                    effective.coverage(*from, *until).into_iter().find(|s| !s.who.as_ref().is_none_or(theirs))
+                {
                     return Err(not_theirs(acting, &span));
                 }
             }
@@ -666,7 +672,9 @@ pub fn decide(
                     why: format!("the swap would be of {requester}'s shift"),
                 });
             }
-            if let Some(span) = effective.coverage(*from, *until).into_iter().find(|s| s.who.as_ref() != Some(requester)) {
+            if let Some(span) =
+                effective.coverage(*from, *until).into_iter().find(|s| s.who.as_ref() != Some(requester))
+            {
                 return Err(RosterError::NotOnCall {
                     requester: requester.clone(),
                     from: *from,
@@ -676,7 +684,12 @@ pub fn decide(
                 });
             }
             let swap_id = next_number(roster.swaps.keys())?;
-            RosterChange::SwapRequested(SwapRequested { swap_id, requester: requester.clone(), from: *from, until: *until })
+            RosterChange::SwapRequested(SwapRequested {
+                swap_id,
+                requester: requester.clone(),
+                from: *from,
+                until: *until,
+            })
         }
         RosterCommand::TakeSwap { id, taker } => {
             let swap = open_swap(name, roster, *id)?;
@@ -726,7 +739,11 @@ pub fn decide(
                     ref state => format!("swap S{id} is already {state}"),
                 }));
             };
-            if !acting.manager && swap.requester != acting.actor && *taker != acting.actor && swap.requested_by != acting.actor {
+            if !acting.manager
+                && swap.requester != acting.actor
+                && *taker != acting.actor
+                && swap.requested_by != acting.actor
+            {
                 return Err(RosterError::NotTheirs {
                     actor: acting.actor.clone(),
                     why: format!("swap S{id} is between {} and {taker}", swap.requester),
@@ -747,7 +764,15 @@ pub fn decide(
     {
         let swap = &roster.swaps[swap_id];
         let verb = if matches!(event.change, RosterChange::SwapTaken(_)) { "taking" } else { "undoing" };
-        check_no_new_hole(configured, &effective, roster, &event, swap.from, swap.until, &format!("{verb} swap S{swap_id}"))?;
+        check_no_new_hole(
+            configured,
+            &effective,
+            roster,
+            &event,
+            swap.from,
+            swap.until,
+            &format!("{verb} swap S{swap_id}"),
+        )?;
     }
     Ok(event)
 }

@@ -118,7 +118,11 @@ fn added_overrides_win_over_layers_and_configured_overrides_until_removed() {
             until: at("2020-03-06T00:00:00Z"),
         }),
     });
-    let effective = rosters.effective(&SchedulesConfig(vec![config("America/New_York", vec![layer("l", "x", "1d", "09:00", "2020-01-01")], vec![])]).validate("schedules").unwrap());
+    let effective = rosters.effective(
+        &SchedulesConfig(vec![config("America/New_York", vec![layer("l", "x", "1d", "09:00", "2020-01-01")], vec![])])
+            .validate("schedules")
+            .unwrap(),
+    );
     assert_eq!(who(effective.get("payments-primary").unwrap(), "2020-03-05T12:00:00Z"), "zed (override O1)");
 }
 
@@ -165,10 +169,7 @@ fn a_swap_is_requested_taken_and_undone_before_its_shift() {
     let mut world = World::new(daily());
     let (from, until) = ("2020-03-01T14:00:00Z", "2020-03-02T14:00:00Z");
     let event = world.ok(&engineer("alice"), request("alice", from, until), NOW);
-    assert_eq!(
-        event.summary(),
-        "swap S1: alice asks someone to take [2020-03-01T14:00:00Z, 2020-03-02T14:00:00Z)"
-    );
+    assert_eq!(event.summary(), "swap S1: alice asks someone to take [2020-03-01T14:00:00Z, 2020-03-02T14:00:00Z)");
     assert_eq!(world.who("2020-03-01T20:00:00Z"), "alice (layer primary)");
     assert_eq!(
         world.refused(&engineer("alice"), take(1, "alice"), NOW),
@@ -178,10 +179,7 @@ fn a_swap_is_requested_taken_and_undone_before_its_shift() {
     assert_eq!(world.who("2020-03-01T14:00:00Z"), "carol (swap S1)");
     assert_eq!(world.who("2020-03-02T13:59:59Z"), "carol (swap S1)");
     assert_eq!(world.who("2020-03-02T14:00:00Z"), "bob (layer primary)");
-    assert_eq!(
-        world.refused(&engineer("bob"), take(1, "bob"), NOW),
-        "swap S1 is already taken by carol"
-    );
+    assert_eq!(world.refused(&engineer("bob"), take(1, "bob"), NOW), "swap S1 is already taken by carol");
     assert_eq!(
         world.refused(&engineer("alice"), RosterCommand::CancelSwap { id: 1 }, NOW),
         "swap S1 was already taken by carol: undo it instead (while its shift has not started)"
@@ -228,7 +226,11 @@ fn a_swap_request_must_be_the_requesters_and_in_the_future() {
          [2020-03-02T14:00:00Z, 2020-03-02T16:00:00Z)"
     );
     assert_eq!(
-        world.refused(&engineer("alice"), request("alice", "2020-03-01T15:00:00Z", "2020-03-01T16:00:00Z"), "2020-03-01T15:30:00Z"),
+        world.refused(
+            &engineer("alice"),
+            request("alice", "2020-03-01T15:00:00Z", "2020-03-01T16:00:00Z"),
+            "2020-03-01T15:30:00Z"
+        ),
         "invalid from: the shift to swap must not have started (2020-03-01T15:00:00Z is before now, 2020-03-01T15:30:00Z)"
     );
     assert_eq!(
@@ -250,7 +252,11 @@ fn a_swap_request_must_be_the_requesters_and_in_the_future() {
         vec![],
     ));
     assert_eq!(
-        windowed_world.refused(&engineer("alice"), request("alice", "2020-03-01T14:00:00Z", "2020-03-01T23:00:00Z"), NOW),
+        windowed_world.refused(
+            &engineer("alice"),
+            request("alice", "2020-03-01T14:00:00Z", "2020-03-01T23:00:00Z"),
+            NOW
+        ),
         "alice is not on call throughout [2020-03-01T14:00:00Z, 2020-03-01T23:00:00Z): nobody is on call during \
          [2020-03-01T22:00:00Z, 2020-03-01T23:00:00Z)"
     );
@@ -284,11 +290,8 @@ fn undoing_a_swap_that_would_leave_a_gap_is_refused_naming_it() {
 /// around it leaves no gap and undoing restores the rotation exactly.
 #[test]
 fn swaps_across_the_new_york_spring_forward_leave_no_gap() {
-    let configured = schedule(
-        "America/New_York",
-        vec![layer("hourly", "ann,ben,cat", "1h", "11:00", "2020-03-08")],
-        vec![],
-    );
+    let configured =
+        schedule("America/New_York", vec![layer("hourly", "ann,ben,cat", "1h", "11:00", "2020-03-08")], vec![]);
     let (from, to) = (at("2020-03-08T04:00:00Z"), at("2020-03-08T10:00:00Z"));
     let original = configured.coverage(from, to);
     assert!(configured.holes(from, to).is_empty());
