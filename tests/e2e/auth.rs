@@ -207,6 +207,20 @@ fn request(method: &str, t: &Target) -> (Shape, Vec<u8>) {
         ("klaxon.v1.Paging", "ListPages") => {
             unary(&|| v1::ListPagesRequest { incident_id: id.clone() }.encode_to_vec())
         }
+        // Cancelling a swap that does not exist: reaches paging, writes nothing.
+        ("klaxon.v1.Paging", "ChangeSchedule") => unary(&|| {
+            v1::ChangeScheduleRequest {
+                request_id: String::new(),
+                schedule: "payments-primary".into(),
+                change: Some(v1::change_schedule_request::Change::CancelSwap(1)),
+            }
+            .encode_to_vec()
+        }),
+        ("klaxon.v1.Paging", "Coverage") => unary(&|| {
+            let from = prost_types::Timestamp { seconds: 1_795_564_800, nanos: 0 };
+            let to = prost_types::Timestamp { seconds: 1_795_564_800 + 3600, nanos: 0 };
+            v1::CoverageRequest { from: Some(from), to: Some(to) }.encode_to_vec()
+        }),
         ("klaxon.v1.StatusFeed", "Subscribe") => (Shape::ServerStream, v1::FeedFilter::default().encode_to_vec()),
         ("klaxon.v1.Review", "ReplayTimeline") => {
             (Shape::ServerStream, v1::ReplayTimelineRequest { incident_id: id.clone(), as_of: None }.encode_to_vec())

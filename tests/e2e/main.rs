@@ -13,6 +13,7 @@ mod limits;
 mod log_group;
 mod metrics;
 mod notifier;
+mod oncall;
 mod one_mapping;
 mod otlp;
 mod paging;

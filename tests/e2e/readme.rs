@@ -16,7 +16,8 @@
 //! - `# -> X` as a command's comment (or alone on the line after it): the
 //!   command's output must contain X, the first word after the arrow or a
 //!   `` `backquoted text` ``. Reads (`klaxon list|show|history|pages|severity|
-//!   oncall|timeline|metrics|actions|trends|audit`, `curl` without data) are
+//!   oncall|timeline|metrics|actions|trends|audit`, except `klaxon oncall override`
+//!   and `klaxon oncall swap`, and `curl` without data) are
 //!   retried for up to 30 s while they fail or lack X: the services react to
 //!   a report asynchronously, as they do for a person typing.
 //! - Servers (`klaxond up`, `klaxond serve ROLE`, `nats-server`) start in the
@@ -247,6 +248,10 @@ fn map(text: &str, ports: &BTreeMap<u16, u16>) -> (String, Action) {
         "klaxond" if argument(1) == "up" => Action::Server(Server::Klaxond { http: true, up: true }),
         "klaxond" if argument(1) == "serve" => {
             Action::Server(Server::Klaxond { http: argument(2) == "intake", up: false })
+        }
+        // `klaxon oncall override|swap` write: never retried.
+        "klaxon" if argument(1) == "oncall" && matches!(argument(2), "override" | "swap") => {
+            Action::Run { read: false }
         }
         "klaxon" => Action::Run {
             read: matches!(

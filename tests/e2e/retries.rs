@@ -266,6 +266,7 @@ fn row(method: &str) -> Row {
         | "/klaxon.v1.SeverityEvaluator/TestPolicy"
         | "/klaxon.v1.Paging/WhoIsOnCall"
         | "/klaxon.v1.Paging/ListPages"
+        | "/klaxon.v1.Paging/Coverage"
         | "/klaxon.v1.StatusFeed/Subscribe"
         | "/klaxon.v1.Review/ReplayTimeline"
         | "/klaxon.v1.Review/GetMetrics"
@@ -300,6 +301,26 @@ fn row(method: &str) -> Row {
             let r = e.runtime.block_on(client!(e, "ana", paging_client::PagingClient).acknowledge(request));
             answered(r, |r| Answer { text: format!("{r:?}"), deduplicated: None })
         }),
+        // A schedule change's event id comes from its request id.
+        "/klaxon.v1.Paging/ChangeSchedule" => write(
+            Up,
+            |_| String::new(),
+            |e, _, id, _| {
+                // 2100-01-01, an hour: far from every other row's pages.
+                let from = chrono::DateTime::from_timestamp(4_102_444_800, 0).expect("a time");
+                let request = v1::ChangeScheduleRequest {
+                    request_id: id.into(),
+                    schedule: "payments-primary".into(),
+                    change: Some(v1::change_schedule_request::Change::AddOverride(v1::AddOverride {
+                        who: "carl".into(),
+                        from: Some(klaxon_proto::convert::timestamp(from)),
+                        until: Some(klaxon_proto::convert::timestamp(from + chrono::TimeDelta::hours(1))),
+                    })),
+                };
+                let r = e.runtime.block_on(client!(e, "maria", paging_client::PagingClient).change_schedule(request));
+                answered(r, |r| Answer { text: format!("{r:?}"), deduplicated: None })
+            },
+        ),
         "/klaxon.v1.Review/EditReview" => write(Up, reviewed, |e, t, id, _| {
             let request = v1::EditReviewRequest {
                 context: ctx(id),

@@ -90,6 +90,10 @@ pub const RULES: &[Rule] = &[
     rule("/klaxon.v1.Paging/Acknowledge", RESPONDERS, SCOPED),
     rule("/klaxon.v1.Paging/WhoIsOnCall", EVERYONE, ANY_TEAM),
     rule("/klaxon.v1.Paging/ListPages", READERS, ANY_TEAM),
+    // Schedules belong to no team: the decider lets an engineer change only
+    // their own shifts, a manager anyone's.
+    rule("/klaxon.v1.Paging/ChangeSchedule", RESPONDERS, ANY_TEAM),
+    rule("/klaxon.v1.Paging/Coverage", READERS, ANY_TEAM),
     // The executive notifier.
     rule("/klaxon.v1.StatusFeed/Subscribe", EVERYONE, ANY_TEAM),
     // Reviews.

@@ -182,7 +182,7 @@ pub enum Command {
     Pages(IncidentArg),
     /// Acknowledge a page (only the paged responder or a manager); stops its escalation.
     Ack(PageArg),
-    /// Show who is on call, on one schedule or all of them, now or at a given time.
+    /// Show who is on call (with overrides and swaps applied); change schedules: overrides, swaps; list holes.
     Oncall(OncallArgs),
     /// Mark a report as noise: trend reports leave it out.
     Noise(ReasonArgs),
@@ -592,13 +592,130 @@ pub struct JoinArgs {
 
 /// `klaxon oncall`.
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct OncallArgs {
+    /// Change a schedule or list its holes [default: show who is on call].
+    #[command(subcommand)]
+    pub command: Option<OncallCommand>,
+    /// Who is on call (without a subcommand).
+    #[command(flatten)]
+    pub who: WhoArgs,
+}
+
+/// `klaxon oncall who` (and `klaxon oncall` without a subcommand).
+#[derive(Debug, Args)]
+pub struct WhoArgs {
     /// The schedule's name [default: every schedule].
     #[arg(value_parser = parse_schedule)]
     pub schedule: Option<String>,
     /// The instant to ask about: an RFC 3339 time (e.g. 2025-03-01T10:00:00Z) or `now`.
     #[arg(long, value_name = "TIME", default_value = "now", value_parser = parse_at)]
     pub at: At,
+}
+
+/// The subcommands of `klaxon oncall`.
+#[derive(Debug, Subcommand)]
+pub enum OncallCommand {
+    /// Show who is on call, on one schedule or all of them, now or at a given time.
+    Who(WhoArgs),
+    /// Put someone on call during [--from, --until) (`override remove` takes one back).
+    #[command(subcommand_negates_reqs = true, args_conflicts_with_subcommands = true)]
+    Override(OverrideArgs),
+    /// Swap a shift: request it, take it, cancel the request, or undo a taken swap before it starts.
+    #[command(subcommand)]
+    Swap(SwapCommand),
+    /// List the holes (nobody on call) of every schedule in [--from, --to), changes applied.
+    Coverage(CoverageArgs),
+}
+
+/// `klaxon oncall override`.
+#[derive(Debug, Args)]
+pub struct OverrideArgs {
+    /// Remove an override instead.
+    #[command(subcommand)]
+    pub remove: Option<OverrideCommand>,
+    /// The schedule's name.
+    #[arg(long, required = true, value_parser = parse_schedule)]
+    pub schedule: Option<String>,
+    /// Who is on call during the override.
+    #[arg(long, required = true, value_name = "PERSON")]
+    pub who: Option<String>,
+    /// Its first instant, RFC 3339.
+    #[arg(long, required = true, value_name = "TIME", value_parser = parse_time)]
+    pub from: Option<prost_types::Timestamp>,
+    /// The first instant after it, RFC 3339.
+    #[arg(long, required = true, value_name = "TIME", value_parser = parse_time)]
+    pub until: Option<prost_types::Timestamp>,
+}
+
+/// `klaxon oncall override remove`.
+#[derive(Debug, Subcommand)]
+pub enum OverrideCommand {
+    /// Take an override back.
+    Remove(NumberArgs),
+}
+
+/// A schedule and the number of one of its overrides (`O3` or `3`) or swaps (`S2` or `2`).
+#[derive(Debug, Args)]
+pub struct NumberArgs {
+    /// The schedule's name.
+    #[arg(long, value_parser = parse_schedule)]
+    pub schedule: String,
+    /// The override's or swap's number, as shown when it was made.
+    #[arg(value_parser = parse_number)]
+    pub number: u32,
+}
+
+/// `klaxon oncall swap`.
+#[derive(Debug, Subcommand)]
+pub enum SwapCommand {
+    /// Ask someone to take your shift [--from, --until) (a manager may ask for --for someone).
+    Request(SwapRequestArgs),
+    /// Take a requested swap: you are on call for its shift (a manager may take it --for someone).
+    Take(SwapTakeArgs),
+    /// Cancel your swap request, until someone takes it.
+    Cancel(NumberArgs),
+    /// Undo a taken swap, while its shift has not started.
+    Undo(NumberArgs),
+}
+
+/// `klaxon oncall swap request`.
+#[derive(Debug, Args)]
+pub struct SwapRequestArgs {
+    /// The schedule's name.
+    #[arg(long, value_parser = parse_schedule)]
+    pub schedule: String,
+    /// The shift's first instant, RFC 3339.
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    pub from: prost_types::Timestamp,
+    /// The first instant after the shift, RFC 3339.
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    pub until: prost_types::Timestamp,
+    /// Whose shift it is [default: yours].
+    #[arg(long = "for", value_name = "PERSON")]
+    pub requester: Option<String>,
+}
+
+/// `klaxon oncall swap take`.
+#[derive(Debug, Args)]
+pub struct SwapTakeArgs {
+    /// The schedule and the swap's number.
+    #[command(flatten)]
+    pub swap: NumberArgs,
+    /// Who takes it [default: you].
+    #[arg(long = "for", value_name = "PERSON")]
+    pub taker: Option<String>,
+}
+
+/// `klaxon oncall coverage`.
+#[derive(Debug, Args)]
+pub struct CoverageArgs {
+    /// The first instant, RFC 3339.
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    pub from: prost_types::Timestamp,
+    /// The first instant after the range, RFC 3339 (at most 92 days after --from).
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    pub to: prost_types::Timestamp,
 }
 
 /// `klaxon watch`.
@@ -777,7 +894,7 @@ impl Command {
             Command::Join(a) => return Action::Join { join: join(a), note_ids: context.request_id },
             Command::Pages(a) => Rpc::ListPages(list_pages(a)),
             Command::Ack(a) => Rpc::Acknowledge(acknowledge(a, context)),
-            Command::Oncall(a) => Rpc::WhoIsOnCall(who_is_on_call(a)),
+            Command::Oncall(a) => oncall(a, context),
             Command::Noise(a) => Rpc::MarkNoise(mark_noise(a, context)),
             Command::Page(a) => Rpc::PageResponder(page_responder(a, context)),
             Command::Watch(a) => return Action::Watch(feed_filter(a)),
@@ -977,7 +1094,53 @@ fn acknowledge(a: PageArg, context: v1::CommandContext) -> v1::AcknowledgeReques
 }
 
 /// `now` is sent as no timestamp, which the server reads as its own now.
-fn who_is_on_call(a: OncallArgs) -> v1::WhoIsOnCallRequest {
+fn oncall(a: OncallArgs, context: v1::CommandContext) -> Rpc {
+    use v1::change_schedule_request::Change;
+    let change = |schedule: String, change: Change| {
+        Rpc::ChangeSchedule(v1::ChangeScheduleRequest {
+            request_id: context.request_id.clone(),
+            schedule,
+            change: Some(change),
+        })
+    };
+    match a.command {
+        None => Rpc::WhoIsOnCall(who_is_on_call(a.who)),
+        Some(OncallCommand::Who(w)) => Rpc::WhoIsOnCall(who_is_on_call(w)),
+        Some(OncallCommand::Override(OverrideArgs { remove: Some(OverrideCommand::Remove(n)), .. })) => {
+            change(n.schedule, Change::RemoveOverride(n.number))
+        }
+        Some(OncallCommand::Override(o)) => change(
+            o.schedule.unwrap_or_default(),
+            Change::AddOverride(v1::AddOverride { who: o.who.unwrap_or_default(), from: o.from, until: o.until }),
+        ),
+        Some(OncallCommand::Swap(SwapCommand::Request(r))) => change(
+            r.schedule,
+            Change::RequestSwap(v1::RequestSwap {
+                requester: r.requester.unwrap_or_default(),
+                from: Some(r.from),
+                until: Some(r.until),
+            }),
+        ),
+        Some(OncallCommand::Swap(SwapCommand::Take(t))) => change(
+            t.swap.schedule,
+            Change::TakeSwap(v1::TakeSwap { swap_id: t.swap.number, taker: t.taker.unwrap_or_default() }),
+        ),
+        Some(OncallCommand::Swap(SwapCommand::Cancel(n))) => change(n.schedule, Change::CancelSwap(n.number)),
+        Some(OncallCommand::Swap(SwapCommand::Undo(n))) => change(n.schedule, Change::UndoSwap(n.number)),
+        Some(OncallCommand::Coverage(c)) => Rpc::Coverage(v1::CoverageRequest { from: Some(c.from), to: Some(c.to) }),
+    }
+}
+
+/// An override's or swap's number: `3`, `O3` or `S3`.
+fn parse_number(s: &str) -> Result<u32, String> {
+    let digits = s.trim().trim_start_matches(['O', 'o', 'S', 's']);
+    match digits.parse::<u32>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err("expected a number such as 3, O3 (an override) or S3 (a swap)".into()),
+    }
+}
+
+fn who_is_on_call(a: WhoArgs) -> v1::WhoIsOnCallRequest {
     v1::WhoIsOnCallRequest {
         schedule: a.schedule.unwrap_or_default(),
         at: match a.at {

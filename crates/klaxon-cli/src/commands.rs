@@ -86,6 +86,8 @@ pub enum Rpc {
     ExplainSeverity(v1::ExplainSeverityRequest),
     Acknowledge(v1::AcknowledgeRequest),
     WhoIsOnCall(v1::WhoIsOnCallRequest),
+    ChangeSchedule(v1::ChangeScheduleRequest),
+    Coverage(v1::CoverageRequest),
     ListPages(v1::ListPagesRequest),
     MarkNoise(v1::MarkNoiseRequest),
     PageResponder(v1::PageResponderRequest),
@@ -147,6 +149,8 @@ impl Rpc {
             | Rpc::ExplainSeverity(_)
             | Rpc::Acknowledge(_)
             | Rpc::WhoIsOnCall(_)
+            | Rpc::ChangeSchedule(_)
+            | Rpc::Coverage(_)
             | Rpc::ListPages(_)
             | Rpc::ReplayTimeline(_)
             | Rpc::GetMetrics(_)
@@ -181,6 +185,10 @@ pub enum Reply {
     OnCall(v1::WhoIsOnCallResponse),
     /// From `Paging.ListPages`.
     Pages(v1::ListPagesResponse),
+    /// From `Paging.ChangeSchedule`.
+    ScheduleChanged(v1::ChangeScheduleResponse),
+    /// From `Paging.Coverage`.
+    Coverage(v1::CoverageResponse),
     /// From `Review.ReplayTimeline`: every entry in log order, and the
     /// incident's state at the `as_of` moment when one was asked for.
     Timeline {
@@ -344,6 +352,10 @@ impl Connection {
             Rpc::Acknowledge(m) => Reply::Acknowledged(self.paging().acknowledge(self.request(m)).await?.into_inner()),
             Rpc::WhoIsOnCall(m) => Reply::OnCall(self.paging().who_is_on_call(self.request(m)).await?.into_inner()),
             Rpc::ListPages(m) => Reply::Pages(self.paging().list_pages(self.request(m)).await?.into_inner()),
+            Rpc::ChangeSchedule(m) => {
+                Reply::ScheduleChanged(self.paging().change_schedule(self.request(m)).await?.into_inner())
+            }
+            Rpc::Coverage(m) => Reply::Coverage(self.paging().coverage(self.request(m)).await?.into_inner()),
             Rpc::MarkNoise(m) => Reply::Command(c.mark_noise(self.request(m)).await?.into_inner()),
             Rpc::PageResponder(m) => Reply::Command(c.page_responder(self.request(m)).await?.into_inner()),
             Rpc::ReplayTimeline(m) => {

@@ -53,6 +53,10 @@ pub fn reply(rpc: &Rpc, reply: &Reply, json: bool) -> String {
         Reply::OnCall(o) => on_call(o),
         Reply::Pages(p) if json => to_json(&PagesView { pages: p.pages.iter().map(PageView::new).collect() }),
         Reply::Pages(p) => pages(p),
+        Reply::ScheduleChanged(c) if json => to_json(&ScheduleChangedView::new(c)),
+        Reply::ScheduleChanged(c) => schedule_changed(c),
+        Reply::Coverage(c) if json => to_json(&CoverageView::new(c)),
+        Reply::Coverage(c) => coverage(c),
         Reply::Timeline { entries, state } if json => to_json(&TimelineView {
             entries: entries.iter().map(TimelineEntryView::new).collect(),
             state: state.as_ref().map(IncidentView::new),

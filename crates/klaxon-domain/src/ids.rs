@@ -385,6 +385,8 @@ pub enum RequestScope {
     Acknowledgement,
     /// Review edits.
     Review,
+    /// Schedule changes (overrides and swaps).
+    Schedule,
 }
 
 /// The idempotency key of a client's write: its request id, scoped to the
@@ -425,6 +427,7 @@ impl RequestKey {
             RequestScope::Incident => format!("{actor}/{request_id}"),
             RequestScope::Acknowledgement => format!("ack#{actor}/{request_id}"),
             RequestScope::Review => format!("review#{actor}/{request_id}"),
+            RequestScope::Schedule => format!("oncall#{actor}/{request_id}"),
         })))
     }
 

@@ -87,6 +87,7 @@ use chrono_tz::{GapInfo, Tz};
 use crate::ids::ActorId;
 
 mod config;
+pub mod roster;
 #[cfg(test)]
 mod tests;
 
@@ -246,6 +247,20 @@ pub struct Override {
     who: ActorId,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
+    origin: Origin,
+}
+
+/// Where an override comes from: the configuration file, or an event of the
+/// schedule's stream (see [`roster`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub enum Origin {
+    /// `[[schedules.overrides]]` in the configuration file.
+    Config,
+    /// `oncall.override_added.v1` with this number (`O<n>`).
+    Added(u32),
+    /// The taken swap with this number (`S<n>`): its taker covers the
+    /// requester's shift.
+    Swap(u32),
 }
 
 impl Override {
@@ -263,6 +278,11 @@ impl Override {
     pub fn to(&self) -> DateTime<Utc> {
         self.to
     }
+
+    /// Where the override comes from.
+    pub fn origin(&self) -> Origin {
+        self.origin
+    }
 }
 
 /// What decided who is on call.
@@ -271,6 +291,10 @@ pub enum Source {
     /// The override at this index of the schedule's overrides, counted from
     /// 0 in the order of the configuration.
     Override(usize),
+    /// The override `O<n>` added by an event of the schedule's stream.
+    Added(u32),
+    /// The taken swap `S<n>`: its taker covers the requester's shift.
+    Swap(u32),
     /// The layer with this name.
     Layer(String),
 }
@@ -279,6 +303,8 @@ impl fmt::Display for Source {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Source::Override(index) => write!(f, "overrides[{index}]"),
+            Source::Added(n) => write!(f, "override O{n}"),
+            Source::Swap(n) => write!(f, "swap S{n}"),
             Source::Layer(name) => write!(f, "layer {name}"),
         }
     }
@@ -373,6 +399,23 @@ impl Schedule {
         })
     }
 
+    /// The schedule with `extra` overrides after the configured ones (so
+    /// they win over them and over every layer; among themselves the later
+    /// one wins). This is how the events of a schedule's stream apply: see
+    /// [`roster::Roster::effective`].
+    pub fn with_overrides(&self, extra: impl IntoIterator<Item = Override>) -> Schedule {
+        let mut schedule = self.clone();
+        schedule.overrides.extend(extra);
+        schedule
+    }
+
+    /// The holes of `[from, to)`: the spans of [`Schedule::coverage`] in
+    /// which nobody is on call, in order. Empty when somebody is on call
+    /// throughout. Like `coverage`, callers bound the range.
+    pub fn holes(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<Span> {
+        self.coverage(from, to).into_iter().filter(|span| span.who.is_none()).collect()
+    }
+
     /// The flattened timeline of `[from, to)`: consecutive spans, the first
     /// starting at `from` and the last ending at `to`, each `until` equal to
     /// the next `from`, and two adjacent spans never with the same `who`.
@@ -412,7 +455,12 @@ impl Schedule {
             } else {
                 from = max(from, item.from);
                 until = min(until, item.to);
-                return Decision { who: Some((&item.who, Source::Override(index))), from, until };
+                let source = match item.origin {
+                    Origin::Config => Source::Override(index),
+                    Origin::Added(n) => Source::Added(n),
+                    Origin::Swap(n) => Source::Swap(n),
+                };
+                return Decision { who: Some((&item.who, source)), from, until };
             }
         }
         for layer in self.layers.iter().rev() {

@@ -9,7 +9,8 @@ use klaxon_bus::Bus;
 use klaxon_channels::Channels;
 use klaxon_domain::catalog::ServiceCatalog;
 use klaxon_domain::ids::{ActorId, IncidentId, KLAXON_NAMESPACE, RequestKey, ServiceName};
-use klaxon_domain::oncall::Schedules;
+use klaxon_domain::oncall::roster::{self, Acting, RosterCommand, RosterError, RosterEvent, Rosters};
+use klaxon_domain::oncall::{Schedules, Span};
 use klaxon_domain::outbox::Receipt;
 use klaxon_domain::paging::{
     self, AckError, Delivery, IncidentPaging, Page, PageChange, PageDelivery, PageId, PagingConfig,
@@ -41,6 +42,9 @@ pub enum Error {
     /// A request field is malformed (the request id). Nothing was written.
     #[error(transparent)]
     Request(#[from] klaxon_domain::Error),
+    /// A schedule change was refused. Nothing was written.
+    #[error(transparent)]
+    Roster(#[from] RosterError),
 }
 
 impl klaxon_domain::class::Classify for Error {
@@ -51,6 +55,7 @@ impl klaxon_domain::class::Classify for Error {
             Error::UnknownSchedule(_) | Error::NoPages(_) => Class::NotFound,
             Error::Reactor(e) => e.class(),
             Error::Request(e) => e.class(),
+            Error::Roster(e) => e.class(),
         }
     }
 }
@@ -97,6 +102,25 @@ pub struct State {
     page_traces: HashMap<PageId, String>,
     /// Paging events folded so far, by what they record (for metrics).
     counts: Counts,
+    /// The overrides and swaps of every schedule's stream.
+    rosters: Rosters,
+    /// The configured schedules with `rosters` applied, computed when
+    /// first asked for after a schedule event (until there is one the
+    /// configured ones apply). Not in snapshots: it is derived from
+    /// `rosters` and the configuration.
+    #[serde(skip)]
+    effective: std::sync::OnceLock<Arc<Schedules>>,
+}
+
+impl State {
+    /// The schedules in force: `configured` with the overrides and swaps
+    /// of the schedules' streams applied.
+    fn schedules(&self, configured: &Arc<Schedules>) -> Arc<Schedules> {
+        if self.rosters.is_empty() {
+            return configured.clone();
+        }
+        self.effective.get_or_init(|| Arc::new(self.rosters.effective(configured))).clone()
+    }
 }
 
 /// How many pages were delivered, acknowledged and escalated, and how many
@@ -151,6 +175,11 @@ impl klaxon_reactor::Service for Paging {
 
     fn fold(&self, state: &mut State, record: &Record) -> Result<Option<IncidentId>, klaxon_reactor::Error> {
         let config = &self.config.paging;
+        if let Some(event) = decode::roster(record)? {
+            state.rosters.evolve(&event);
+            state.effective = std::sync::OnceLock::new();
+            return Ok(None);
+        }
         if let Some(event) = decode::incident(record)? {
             if let Some(traceparent) = &record.metadata.traceparent {
                 state.traces.insert(event.incident, traceparent.clone());
@@ -187,7 +216,8 @@ impl klaxon_reactor::Service for Paging {
         let Some(paging) = state.incidents.get(&id) else { return Vec::new() };
         let c = &self.config;
         let mut effects = Vec::new();
-        let events = paging::decide(paging, &c.paging, &c.catalog, &c.schedules, now);
+        let schedules = state.schedules(&c.schedules);
+        let events = paging::decide(paging, &c.paging, &c.catalog, &schedules, now);
         if !events.is_empty() {
             let version = paging.page_stream_version();
             let stream = streams::pages(id);
@@ -275,6 +305,12 @@ impl Handle {
 
     fn config(&self) -> &PagerConfig {
         &self.reactor.service().config
+    }
+
+    /// Whether `actor` is a configured manager (who may change anyone's
+    /// shifts when the server runs without authentication).
+    pub fn is_manager(&self, actor: &ActorId) -> bool {
+        self.config().paging.is_manager(actor)
     }
 
     /// The service of the page's incident, for team-scope checks.
@@ -368,20 +404,142 @@ impl Handle {
         Ok((found.ok_or_else(unfolded)?, position))
     }
 
-    /// Who is on call on `schedule` (or every schedule) at `at` (or now).
-    pub fn who_is_on_call(
+    /// The schedules as they are now: the configured ones with the
+    /// overrides and swaps of their streams applied.
+    fn effective(&self) -> Arc<Schedules> {
+        let configured = self.config().schedules.clone();
+        self.reactor.read(|s| s.schedules(&configured))
+    }
+
+    /// Who is on call on `schedule` (or every schedule) at `at` (or now),
+    /// with the schedules' overrides and swaps applied.
+    pub async fn who_is_on_call(
         &self,
         schedule: Option<&str>,
         at: Option<DateTime<Utc>>,
     ) -> Result<Vec<(String, Option<klaxon_domain::oncall::OnCall>)>, Error> {
+        self.reactor.caught_up().await?;
         let at = at.unwrap_or_else(|| self.reactor.now());
-        let schedules = &self.config().schedules;
+        let schedules = self.effective();
         match schedule {
             Some(name) => {
                 let s = schedules.get(name).ok_or_else(|| Error::UnknownSchedule(name.to_string()))?;
                 Ok(vec![(name.to_string(), s.on_call_at(at))])
             }
             None => Ok(schedules.iter().map(|s| (s.name().to_string(), s.on_call_at(at))).collect()),
+        }
+    }
+
+    /// The holes (nobody on call) of every schedule in `[from, to)`, with
+    /// their overrides and swaps applied, schedule by schedule in the order
+    /// of the configuration. The range is at most
+    /// [`roster::SPAN_DAYS_MAX`] days.
+    pub async fn coverage(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Vec<(String, Span)>, Error> {
+        if to <= from {
+            return Err(RosterError::Invalid { field: "to", reason: "must be after \"from\"".into() }.into());
+        }
+        if to - from > chrono::TimeDelta::days(roster::SPAN_DAYS_MAX) {
+            let days = roster::SPAN_DAYS_MAX;
+            return Err(
+                RosterError::Invalid { field: "to", reason: format!("at most {days} days after \"from\"") }.into()
+            );
+        }
+        self.reactor.caught_up().await?;
+        let schedules = self.effective();
+        Ok(schedules
+            .iter()
+            .flat_map(|s| s.holes(from, to).into_iter().map(|hole| (s.name().to_string(), hole)))
+            .collect())
+    }
+
+    /// Changes `schedule` as `acting` asks: the one event of
+    /// `roster::decide` at the clock's time, appended to the schedule's
+    /// stream at the exact version it was decided at. Returns the event and
+    /// its position. A refused change writes nothing.
+    ///
+    /// With a request `key`, the event's id comes from it: sent again (also
+    /// after a restart), the first change is found in the log and answered
+    /// again, and nothing is written.
+    pub async fn change_schedule(
+        &self,
+        schedule: &str,
+        acting: &Acting,
+        command: &RosterCommand,
+        key: Option<&RequestKey>,
+    ) -> Result<(RosterEvent, Position), Error> {
+        if let Some(first) = self.first_change(schedule, key).await? {
+            return Ok(first);
+        }
+        let configured =
+            self.config().schedules.get(schedule).ok_or_else(|| Error::UnknownSchedule(schedule.to_string()))?.clone();
+        let stream = streams::schedule(schedule);
+        for _ in 0..ACK_ATTEMPTS_MAX {
+            self.reactor.caught_up().await?;
+            let now = self.reactor.now();
+            let (event, version) = self.reactor.read(|state| {
+                let empty = roster::Roster::default();
+                let current = state.rosters.get(schedule).unwrap_or(&empty);
+                roster::decide(&configured, current, acting, command, now).map(|event| (event, current.version()))
+            })?;
+            let ids = match key {
+                Some(key) => Ids::requested(key.clone()),
+                None => Ids::at_version(&stream, version, "oncall.change"),
+            };
+            let pending = klaxon_reactor::Pending {
+                kind: event.kind(),
+                data: event.to_json(),
+                actor: event.by.to_string(),
+                correlation_id: Uuid::new_v5(&KLAXON_NAMESPACE, stream.as_str().as_bytes()),
+            };
+            let append = Append {
+                stream: stream.clone(),
+                expected: exact_or_new(version),
+                events: vec![pending],
+                ids,
+                causation: None,
+                trace: None,
+            };
+            match self.reactor.append(append).await {
+                Ok(appended) => {
+                    // Best effort: the change is written either way.
+                    let _ = self.reactor.wait_applied(appended.last).await;
+                    return Ok((event, appended.last));
+                }
+                Err(klaxon_reactor::Error::Log(klaxon_log::Error::WrongExpectedVersion { .. })) => {
+                    if let Some(first) = self.first_change(schedule, key).await? {
+                        return Ok(first);
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(klaxon_reactor::Error::Unavailable {
+            service: "paging",
+            reason: "the schedule kept changing; retry".into(),
+        }
+        .into())
+    }
+
+    /// The schedule change written earlier under `key`, if any. A key used
+    /// for something else is refused.
+    async fn first_change(
+        &self,
+        schedule: &str,
+        key: Option<&RequestKey>,
+    ) -> Result<Option<(RosterEvent, Position)>, Error> {
+        let Some(key) = key else { return Ok(None) };
+        let bus = self.reactor.bus();
+        let Some((position, _, _)) = bus.locate(key.event_id(0)).await.map_err(klaxon_reactor::Error::from)? else {
+            return Ok(None);
+        };
+        let record = bus.read_one(position).await.map_err(klaxon_reactor::Error::from)?;
+        match decode::roster(&record)? {
+            Some(event) if event.schedule == schedule => Ok(Some((event, position))),
+            _ => Err(klaxon_domain::Error::InvalidField {
+                field: "request_id",
+                reason: format!("was already used for something other than a change of schedule {schedule}"),
+            }
+            .into()),
         }
     }
 

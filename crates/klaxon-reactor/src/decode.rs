@@ -51,6 +51,18 @@ impl Decoded {
     }
 }
 
+/// The schedule event (`oncall.*`, in a `schedule-<name>` stream) in a
+/// record, or `None` for records of other kinds.
+pub fn roster(record: &Record) -> Result<Option<klaxon_domain::oncall::roster::RosterEvent>, Error> {
+    use klaxon_domain::oncall::roster::{KINDS, RosterEvent};
+    if !KINDS.contains(&record.kind.as_str()) {
+        return Ok(None);
+    }
+    RosterEvent::from_json(record.kind.as_str(), record.data.as_str())
+        .map(Some)
+        .map_err(|e| Error::Undecodable { position: record.position, reason: e.to_string() })
+}
+
 /// The incident event in a record, or `None` for records of other kinds.
 pub fn incident(record: &Record) -> Result<Option<IncidentEvent>, Error> {
     if !record.kind.as_str().starts_with(INCIDENT_KIND_PREFIX) {

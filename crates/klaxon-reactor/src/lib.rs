@@ -39,7 +39,7 @@ pub mod streams;
 pub use claim::{Claim, Claims, ReplicaId};
 pub use clock::{Clock, ManualClock, SystemClock, system_clock};
 pub use decode::Decoded;
-pub use effect::{Append, Cause, Deliver, Effect, Ids, Trace};
+pub use effect::{Append, Cause, Deliver, Effect, Ids, Pending, Trace};
 pub use error::Error;
 pub use live::Live;
 pub use shell::{ClaimCounts, Handle, Progress, Reactor, Service};

@@ -33,6 +33,12 @@ pub fn review(id: IncidentId) -> StreamId {
     stream_id(klaxon_domain::review::stream(id))
 }
 
+/// A schedule's stream of overrides and swaps, such as
+/// `schedule-payments-primary`.
+pub fn schedule(name: &str) -> StreamId {
+    stream_id(klaxon_domain::oncall::roster::stream(name))
+}
+
 /// The correlation id of every record about the incident: UUIDv5 of its
 /// own stream's name, so that an audit can gather them.
 pub fn correlation_id(id: IncidentId) -> Uuid {

@@ -45,6 +45,8 @@ pub struct Config {
     pub severity: Option<SeverityConfig>,
     /// On-call schedules (`[[schedules]]`).
     pub schedules: SchedulesConfig,
+    /// On-call checks (`[oncall]`).
+    pub oncall: OncallConfig,
     /// Paging (`[paging]`); without it nobody is paged.
     pub paging: Option<PagingSectionConfig>,
     /// Service levels per severity (`[slo.sev1]`, …) and per customer tier
@@ -149,6 +151,58 @@ impl Config {
         let every = std::num::NonZeroU64::new(self.snapshots.every_records)?;
         Some((klaxon_reactor::SnapshotFile::new(dir.join(name)), every))
     }
+}
+
+/// `[oncall]`: what loading the configuration checks about schedules.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OncallConfig {
+    /// Loading the configuration warns (on stderr, without refusing it)
+    /// about every hole (nobody on call) of a configured schedule in the
+    /// next this many days; 0 turns the check off. At most 92.
+    pub coverage_warning_days: u32,
+}
+
+/// The longest look-ahead of `[oncall] coverage_warning_days`.
+pub const COVERAGE_WARNING_DAYS_MAX: u32 = 92;
+
+impl Default for OncallConfig {
+    fn default() -> Self {
+        OncallConfig { coverage_warning_days: 14 }
+    }
+}
+
+/// The most hole warnings printed per schedule (the rest are counted).
+const HOLE_WARNINGS_MAX: usize = 5;
+
+/// One warning line per hole of `schedules` in `[now, now + days)`, at most
+/// [`HOLE_WARNINGS_MAX`] per schedule plus a count of the rest. The
+/// configured schedules only: overrides and swaps made since live in the
+/// log (`klaxon oncall coverage` applies them).
+pub fn coverage_warnings(schedules: &Schedules, now: chrono::DateTime<chrono::Utc>, days: u32) -> Vec<String> {
+    if days == 0 {
+        return Vec::new();
+    }
+    let until = now + chrono::TimeDelta::days(i64::from(days.min(COVERAGE_WARNING_DAYS_MAX)));
+    let mut lines = Vec::new();
+    for schedule in schedules.iter() {
+        let holes = schedule.holes(now, until);
+        for hole in holes.iter().take(HOLE_WARNINGS_MAX) {
+            lines.push(format!(
+                "warning: schedules: {} has nobody on call during {}",
+                schedule.name(),
+                klaxon_domain::oncall::roster::interval(hole.from, hole.until)
+            ));
+        }
+        if holes.len() > HOLE_WARNINGS_MAX {
+            lines.push(format!(
+                "warning: schedules: {} has {} more holes in the next {days} days (`klaxon oncall coverage` lists them)",
+                schedule.name(),
+                holes.len() - HOLE_WARNINGS_MAX
+            ));
+        }
+    }
+    lines
 }
 
 /// `[replica]`: how replicas of paging and the notifier share deliveries.
@@ -498,6 +552,7 @@ impl Default for Config {
             services: ServiceCatalogConfig::default(),
             severity: None,
             schedules: SchedulesConfig::default(),
+            oncall: OncallConfig::default(),
             paging: None,
             slo: SloTables::default(),
             customers: Vec::new(),
@@ -549,6 +604,10 @@ impl Config {
             }
         };
         let validated = config.validate().map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+        let days = config.oncall.coverage_warning_days;
+        for line in coverage_warnings(&validated.schedules, chrono::Utc::now(), days) {
+            eprintln!("{name}: {line}");
+        }
         Ok((config, validated))
     }
 
@@ -592,6 +651,12 @@ impl Config {
         self.limits.validate()?;
         self.replica.validate()?;
         self.snapshots.validate()?;
+        if self.oncall.coverage_warning_days > COVERAGE_WARNING_DAYS_MAX {
+            return Err(format!(
+                "oncall.coverage_warning_days: {} must be at most {COVERAGE_WARNING_DAYS_MAX}",
+                self.oncall.coverage_warning_days
+            ));
+        }
         self.status_page.check()?;
         // The policy sections are validated by the domain, the same way a
         // candidate of `klaxon policy test` and `klaxon policy lint` is.

@@ -436,6 +436,100 @@ fn noise_and_review_subcommands_build_their_requests() {
 }
 
 #[test]
+fn oncall_subcommands_change_schedules_and_list_holes() {
+    use v1::change_schedule_request::Change;
+    let change = |change: Change| {
+        Rpc::ChangeSchedule(v1::ChangeScheduleRequest {
+            request_id: "req-1".into(),
+            schedule: "payments-primary".into(),
+            change: Some(change),
+        })
+    };
+    const FROM: &str = "2026-11-25T00:00:00Z";
+    const UNTIL: &str = "2026-11-25T08:00:00+01:00";
+    let cases: Vec<(&[&str], Rpc)> = vec![
+        (
+            &["oncall", "who", "payments-primary"],
+            Rpc::WhoIsOnCall(v1::WhoIsOnCallRequest { schedule: "payments-primary".into(), at: None }),
+        ),
+        (
+            &[
+                "oncall",
+                "override",
+                "--schedule",
+                "payments-primary",
+                "--who",
+                "carl",
+                "--from",
+                FROM,
+                "--until",
+                UNTIL,
+            ],
+            change(Change::AddOverride(v1::AddOverride {
+                who: "carl".into(),
+                from: ts(NOV_25),
+                until: ts(NOV_25 + 7 * 3600),
+            })),
+        ),
+        (&["oncall", "override", "remove", "--schedule", "payments-primary", "O3"], change(Change::RemoveOverride(3))),
+        (
+            &["oncall", "swap", "request", "--schedule", "payments-primary", "--from", FROM, "--until", UNTIL],
+            change(Change::RequestSwap(v1::RequestSwap {
+                requester: String::new(),
+                from: ts(NOV_25),
+                until: ts(NOV_25 + 7 * 3600),
+            })),
+        ),
+        (
+            &[
+                "oncall",
+                "swap",
+                "request",
+                "--schedule",
+                "payments-primary",
+                "--for",
+                "ana",
+                "--from",
+                FROM,
+                "--until",
+                UNTIL,
+            ],
+            change(Change::RequestSwap(v1::RequestSwap {
+                requester: "ana".into(),
+                from: ts(NOV_25),
+                until: ts(NOV_25 + 7 * 3600),
+            })),
+        ),
+        (
+            &["oncall", "swap", "take", "--schedule", "payments-primary", "S2"],
+            change(Change::TakeSwap(v1::TakeSwap { swap_id: 2, taker: String::new() })),
+        ),
+        (
+            &["oncall", "swap", "take", "--schedule", "payments-primary", "2", "--for", "carl"],
+            change(Change::TakeSwap(v1::TakeSwap { swap_id: 2, taker: "carl".into() })),
+        ),
+        (&["oncall", "swap", "cancel", "--schedule", "payments-primary", "s2"], change(Change::CancelSwap(2))),
+        (&["oncall", "swap", "undo", "--schedule", "payments-primary", "S2"], change(Change::UndoSwap(2))),
+        (
+            &["oncall", "coverage", "--from", FROM, "--to", UNTIL],
+            Rpc::Coverage(v1::CoverageRequest { from: ts(NOV_25), to: ts(NOV_25 + 7 * 3600) }),
+        ),
+    ];
+    for (argv, expected) in cases {
+        check(argv, expected);
+    }
+    for (argv, flag) in [
+        (&["oncall", "override", "--schedule", "payments-primary", "--who", "carl", "--from", FROM][..], "--until"),
+        (&["oncall", "swap", "undo", "--schedule", "payments-primary", "X2"][..], "NUMBER"),
+        (&["oncall", "swap", "undo", "--schedule", "payments-primary", "0"][..], "NUMBER"),
+        (&["oncall", "coverage", "--from", "yesterday", "--to", UNTIL][..], "--from"),
+    ] {
+        let err = action(argv).unwrap_err();
+        assert!(err.to_string().contains(flag), "{argv:?}: {err}");
+    }
+}
+
+#[test]
 fn watch_subscribes_with_its_filter() {
     let all = v1::FeedFilter::default();
     assert_eq!(action(&["watch"]).unwrap(), Action::Watch(all));

@@ -368,6 +368,51 @@ impl AcknowledgedView {
     }
 }
 
+/// What a schedule change did, in JSON.
+#[derive(Debug, Serialize)]
+pub(super) struct ScheduleChangedView {
+    kind: String,
+    summary: String,
+    number: u32,
+    position: u64,
+}
+
+impl ScheduleChangedView {
+    pub(super) fn new(c: &v1::ChangeScheduleResponse) -> ScheduleChangedView {
+        ScheduleChangedView { kind: c.kind.clone(), summary: c.summary.clone(), number: c.number, position: c.position }
+    }
+}
+
+/// The holes of `oncall coverage`, in JSON.
+#[derive(Debug, Serialize)]
+pub(super) struct CoverageView {
+    holes: Vec<HoleView>,
+}
+
+/// One hole: nobody is on call on `schedule` during `[from, until)`.
+#[derive(Debug, Serialize)]
+pub(super) struct HoleView {
+    schedule: String,
+    from: Option<String>,
+    until: Option<String>,
+}
+
+impl CoverageView {
+    pub(super) fn new(c: &v1::CoverageResponse) -> CoverageView {
+        CoverageView {
+            holes: c
+                .holes
+                .iter()
+                .map(|h| HoleView {
+                    schedule: h.schedule.clone(),
+                    from: rfc3339(h.from.as_ref()),
+                    until: rfc3339(h.until.as_ref()),
+                })
+                .collect(),
+        }
+    }
+}
+
 /// Who is on call, in JSON; `who` is `null` when nobody is.
 #[derive(Debug, Serialize)]
 pub(super) struct OnCallListView {

@@ -64,6 +64,8 @@ pub(super) fn confirmation(rpc: &Rpc, r: &v1::CommandResponse) -> String {
         | Rpc::ExplainSeverity(_)
         | Rpc::Acknowledge(_)
         | Rpc::WhoIsOnCall(_)
+        | Rpc::ChangeSchedule(_)
+        | Rpc::Coverage(_)
         | Rpc::ListPages(_)
         | Rpc::ReplayTimeline(_)
         | Rpc::GetMetrics(_)
@@ -322,6 +324,29 @@ pub(super) fn on_call(o: &v1::WhoIsOnCallResponse) -> String {
                 or_dash(&c.who).to_string(),
                 or_dash(&c.source).to_string(),
                 until.unwrap_or_else(|| "-".to_string()),
+            ]
+        }),
+    )
+}
+
+/// What a schedule change did, in one line.
+pub(super) fn schedule_changed(c: &v1::ChangeScheduleResponse) -> String {
+    format!("{} (position {})", c.summary, c.position)
+}
+
+/// The holes of `oncall coverage`, schedule by schedule.
+pub(super) fn coverage(c: &v1::CoverageResponse) -> String {
+    if c.holes.is_empty() {
+        return "no holes: somebody is on call on every schedule throughout".to_string();
+    }
+    let dash = || "-".to_string();
+    table(
+        ["SCHEDULE", "NOBODY FROM", "UNTIL"],
+        c.holes.iter().map(|h| {
+            [
+                h.schedule.clone(),
+                human_time(h.from.as_ref()).unwrap_or_else(dash),
+                human_time(h.until.as_ref()).unwrap_or_else(dash),
             ]
         }),
     )

@@ -5,7 +5,7 @@ use chrono::{DateTime, NaiveDate, NaiveTime, Weekday};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
-use super::{Layer, Override, Schedule, Schedules, Shift, Window};
+use super::{Layer, Origin, Override, Schedule, Schedules, Shift, Window};
 use crate::ConfigError;
 use crate::Error;
 use crate::ids::ActorId;
@@ -234,7 +234,7 @@ impl OverrideConfig {
         if to <= from {
             return Err(ConfigError::new(key, r#""to" must be after "from""#));
         }
-        Ok(Override { who, from, to })
+        Ok(Override { who, from, to, origin: Origin::Config })
     }
 }
 

@@ -6,6 +6,8 @@ use proptest::prelude::*;
 
 use super::*;
 
+mod roster;
+
 // ---------------------------------------------------------------------------
 // Helpers: building configurations and asking questions in one line.
 

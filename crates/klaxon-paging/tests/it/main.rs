@@ -492,3 +492,95 @@ async fn grpc_acknowledge_on_call_and_pages_answer_precisely() {
     assert_eq!(pages[0].delivery, "delivered");
     w.stop.cancel();
 }
+
+/// `payments-primary` in New York, daily shifts at 09:00 (ana, ben from
+/// 2027-03-01), for the tests of overrides and swaps around the spring
+/// change of 2027-03-14 (02:00 EST -> 03:00 EDT).
+fn new_york_config(receiver_url: &str) -> PagerConfig {
+    let config = config(receiver_url);
+    let schedules: SchedulesConfig = toml::from_str::<toml::Table>(
+        r#"
+[[schedules]]
+name = "payments-primary"
+time_zone = "America/New_York"
+[[schedules.layers]]
+name = "daily"
+participants = ["ana", "ben"]
+shift = "1d"
+handoff = "09:00"
+start = "2027-03-01"
+
+[[schedules]]
+name = "duty-managers"
+time_zone = "UTC"
+[[schedules.layers]]
+name = "always"
+participants = ["maria"]
+shift = "7d"
+handoff = "00:00"
+start = "2026-01-05"
+"#,
+    )
+    .unwrap()["schedules"]
+        .clone()
+        .try_into()
+        .unwrap();
+    PagerConfig { schedules: Arc::new(schedules.validate("schedules").unwrap()), ..config }
+}
+
+fn at(rfc3339: &str) -> DateTime<Utc> {
+    rfc3339.parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_follow_overrides_and_swaps_across_a_dst_change() {
+    use klaxon_domain::oncall::roster::{Acting, RosterCommand};
+    let receiver = Receiver::start(SECRET).await;
+    let config = new_york_config(&receiver.url);
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path(), Default::default()).unwrap();
+    // Saturday 2027-03-13, 07:00 EST: ben's shift (03-12 09:00 EST to
+    // 03-13 09:00 EST) is running; ana's next one runs 03-13 09:00 EST to
+    // 03-14 09:00 EDT, 23 hours across the change.
+    let clock = ManualClock::new(at("2027-03-13T12:00:00Z"));
+    let mut w = start(&log, &clock, &config);
+    let maria = Acting { actor: ActorId::new("maria").unwrap(), manager: true };
+    let person = |name: &str| ActorId::new(name).unwrap();
+
+    // An override for the next hour: the page goes to olga, not ben.
+    let add = RosterCommand::AddOverride {
+        who: person("olga"),
+        from: at("2027-03-13T12:00:00Z"),
+        until: at("2027-03-13T13:00:00Z"),
+    };
+    w.pager.change_schedule("payments-primary", &maria, &add, None).await.unwrap();
+    let first = w.sev1(Some("maria")).await;
+    assert_eq!(w.until_pages(first, 1).await, ["INC-1-P1 olga severity"]);
+
+    // ana swaps her 23-hour shift to dan, who takes it.
+    let ana = Acting { actor: person("ana"), manager: false };
+    let dan = Acting { actor: person("dan"), manager: false };
+    let request = RosterCommand::RequestSwap {
+        requester: person("ana"),
+        from: at("2027-03-13T14:00:00Z"),
+        until: at("2027-03-14T13:00:00Z"),
+    };
+    let (requested, _) = w.pager.change_schedule("payments-primary", &ana, &request, None).await.unwrap();
+    assert_eq!(requested.kind(), "oncall.swap_requested.v1");
+    let take = RosterCommand::TakeSwap { id: 1, taker: person("dan") };
+    w.pager.change_schedule("payments-primary", &dan, &take, None).await.unwrap();
+    let who = w.pager.who_is_on_call(Some("payments-primary"), Some(at("2027-03-14T07:30:00Z"))).await.unwrap();
+    assert_eq!(who[0].1.as_ref().unwrap().who, person("dan"));
+
+    // After the change (03:30 EDT; 02:30 local never happened) a new Sev-1
+    // pages dan; a restarted pager folds the swap from the log alike.
+    w.restart_pager().await;
+    clock.advance(at("2027-03-14T07:30:00Z") - at("2027-03-13T12:00:00Z"));
+    let second = w.sev1(Some("maria")).await;
+    assert_eq!(w.until_pages(second, 1).await, [format!("{second}-P1 dan severity")]);
+    // At 09:00 EDT (13:00Z, 23 hours after the shift began) ben is back.
+    clock.advance(at("2027-03-14T13:00:00Z") - at("2027-03-14T07:30:00Z"));
+    let third = w.sev1(Some("maria")).await;
+    assert_eq!(w.until_pages(third, 1).await, [format!("{third}-P1 ben severity")]);
+    w.stop.cancel();
+}

@@ -155,3 +155,38 @@ fn the_example_configuration_tightens_gold_customers_and_an_unknown_tier_names_i
     let error = config.validate().map(drop).unwrap_err();
     assert!(error.starts_with("customers[0].tier: \"platinum\" is not a tier"), "{error}");
 }
+
+#[test]
+fn loading_warns_about_holes_of_the_next_days_without_refusing() {
+    let text = r#"
+[oncall]
+coverage_warning_days = 4
+
+[[schedules]]
+name = "office-hours"
+time_zone = "Europe/Berlin"
+[[schedules.layers]]
+name = "day"
+participants = ["ana"]
+shift = "1d"
+handoff = "09:00"
+start = "2026-01-01"
+active = { from = "09:00", to = "17:00", days = ["mon", "tue", "wed", "thu", "fri"] }
+"#;
+    let config: Config = toml::from_str(text).unwrap();
+    let validated = config.validate().expect("holes are no reason to refuse a configuration");
+    // Friday 2026-12-04 12:00 UTC, four days: the weekend, Monday's night.
+    let now = "2026-12-04T12:00:00Z".parse().unwrap();
+    let lines = super::coverage_warnings(&validated.schedules, now, config.oncall.coverage_warning_days);
+    assert_eq!(
+        lines,
+        [
+            "warning: schedules: office-hours has nobody on call during [2026-12-04T16:00:00Z, 2026-12-07T08:00:00Z)",
+            "warning: schedules: office-hours has nobody on call during [2026-12-07T16:00:00Z, 2026-12-08T08:00:00Z)",
+        ]
+    );
+    assert!(super::coverage_warnings(&validated.schedules, now, 0).is_empty(), "0 turns the check off");
+    let too_far: Config = toml::from_str("[oncall]\ncoverage_warning_days = 93\n").unwrap();
+    let error = too_far.validate().map(drop).unwrap_err();
+    assert!(error.starts_with("oncall.coverage_warning_days: 93 must be at most 92"), "{error}");
+}

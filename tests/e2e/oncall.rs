@@ -1,0 +1,135 @@
+//! On-call changes through the real binaries: an override made with the
+//! `klaxon` CLI is what `WhoIsOnCall` answers and whom a Sev-1 pages; an
+//! engineer is refused someone else's shift with nothing written; a swap
+//! requested and taken through the CLI survives a restart of `klaxond`;
+//! `klaxon oncall coverage` lists holes.
+
+use std::time::Duration;
+
+use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
+use klaxon_tests::config::Paged;
+use klaxon_tests::{Klaxond, klaxon, klaxon_json, klaxon_ok};
+
+fn rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+#[test]
+fn a_cli_override_is_on_call_and_paged_and_engineers_change_only_their_own_shifts() {
+    let paged = Paged::start(600, false, "");
+    let (runtime, receiver) = (&paged.runtime, &paged.receiver);
+    let data = paged.dir.path().join("data");
+    let (args, env) = (paged.config_args(), paged.env());
+    let server = Klaxond::start_with_env(&data, &args, &env);
+    let metrics = server.http_address.clone().expect("up serves metrics");
+    let head = || klaxon_tests::metrics::scrape(&metrics)["klaxon_log_head"];
+
+    // ana is on call all the time (one-person daily layer); maria puts carl
+    // on call for the next two hours.
+    let now = Utc::now();
+    let (from, until) = (rfc3339(now - TimeDelta::minutes(1)), rfc3339(now + TimeDelta::hours(2)));
+    let added = klaxon_ok(
+        &server.url,
+        "maria",
+        &["oncall", "override", "--schedule", "payments-primary", "--who", "carl", "--from", &from, "--until", &until],
+    );
+    assert!(added.starts_with("override O1: carl is on call ["), "{added}");
+    let who = klaxon_json(&server.url, "ana", &["oncall", "payments-primary"]);
+    assert_eq!(who["on_call"][0]["who"], "carl", "{who}");
+    assert_eq!(who["on_call"][0]["source"], "override O1", "{who}");
+
+    // mallory (an engineer) may not put herself on call over carl's override,
+    // nor remove it: refused naming whose time it is, nothing written.
+    let before = head();
+    let refused = klaxon(
+        &server.url,
+        "mallory",
+        &[
+            "oncall",
+            "override",
+            "--schedule",
+            "payments-primary",
+            "--who",
+            "mallory",
+            "--from",
+            &from,
+            "--until",
+            &until,
+        ],
+    );
+    assert_eq!(refused.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("engineer mallory may only change their own shifts: carl is on call during ["), "{stderr}");
+    let removal =
+        klaxon(&server.url, "mallory", &["oncall", "override", "remove", "--schedule", "payments-primary", "O1"]);
+    assert_eq!(removal.status.code(), Some(1));
+    let (later, later_until) = (rfc3339(now + TimeDelta::hours(3)), rfc3339(now + TimeDelta::hours(4)));
+    let swap = klaxon(
+        &server.url,
+        "mallory",
+        &[
+            "oncall",
+            "swap",
+            "request",
+            "--schedule",
+            "payments-primary",
+            "--for",
+            "ana",
+            "--from",
+            &later,
+            "--until",
+            &later_until,
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&swap.stderr);
+    assert_eq!(swap.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("the swap would be of ana's shift"), "{stderr}");
+    assert_eq!(head(), before, "a refused change wrote something");
+
+    // A Sev-1 pages carl, the override's holder.
+    klaxon_ok(
+        &server.url,
+        "monitor",
+        &[
+            "report",
+            "--title",
+            "EU checkout down",
+            "--service",
+            "payments",
+            "--customer",
+            "acme",
+            "--customer",
+            "globex",
+        ],
+    );
+    let pages = runtime.block_on(receiver.wait_for_delivered(1, Duration::from_secs(20)));
+    assert_eq!(pages[0].body["recipient"], "carl", "{:?}", pages[0].body);
+
+    // ana swaps tomorrow's hour to carl; carl takes it; after a restart the
+    // swap still holds, and undoing it (before it starts) restores ana.
+    let tomorrow = now + TimeDelta::days(1);
+    let (swap_from, swap_until) = (rfc3339(tomorrow), rfc3339(tomorrow + TimeDelta::hours(1)));
+    let requested = klaxon_ok(
+        &server.url,
+        "ana",
+        &["oncall", "swap", "request", "--schedule", "payments-primary", "--from", &swap_from, "--until", &swap_until],
+    );
+    assert!(requested.starts_with("swap S1: ana asks someone to take ["), "{requested}");
+    let taken = klaxon_ok(&server.url, "carl", &["oncall", "swap", "take", "--schedule", "payments-primary", "S1"]);
+    assert!(taken.starts_with("swap S1 taken by carl"), "{taken}");
+    assert!(server.stop().success());
+    let server = Klaxond::start_with_env(&data, &args, &env);
+    let at = ["oncall", "payments-primary", "--at", swap_from.as_str()];
+    let who = klaxon_json(&server.url, "ana", &at);
+    assert_eq!((&who["on_call"][0]["who"], &who["on_call"][0]["source"]), (&"carl".into(), &"swap S1".into()), "{who}");
+    let cancel = klaxon(&server.url, "ana", &["oncall", "swap", "cancel", "--schedule", "payments-primary", "S1"]);
+    let stderr = String::from_utf8_lossy(&cancel.stderr);
+    assert!(stderr.contains("swap S1 was already taken by carl: undo it instead"), "{stderr}");
+    klaxon_ok(&server.url, "ana", &["oncall", "swap", "undo", "--schedule", "payments-primary", "S1"]);
+    assert_eq!(klaxon_json(&server.url, "ana", &at)["on_call"][0]["who"], "ana");
+
+    // ana's layer covers everything: no holes.
+    let coverage = klaxon_ok(&server.url, "ana", &["oncall", "coverage", "--from", &from, "--to", &swap_until]);
+    assert!(coverage.starts_with("no holes"), "{coverage}");
+    assert!(server.stop().success());
+}
