@@ -614,7 +614,19 @@ fn settle(e: &Env) -> f64 {
         for id in e.paging.borrow().iter() {
             let request = v1::ListPagesRequest { incident_id: id.clone() };
             let pages = e.runtime.block_on(client!(e, "victor", paging_client::PagingClient).list_pages(request));
-            pending += pages.map_or(1, |p| p.into_inner().pages.iter().filter(|p| p.delivery == "pending").count());
+            // A page acknowledged, or of an incident resolved, before it
+            // went out is never sent (no page after either): not waited for.
+            let owed = |p: &&v1::Page| p.delivery == "pending" && p.acknowledged_at.is_none();
+            let unsent = pages.map_or(1, |p| p.into_inner().pages.iter().filter(owed).count());
+            if unsent > 0 {
+                let request = v1::GetIncidentRequest { incident_id: id.clone() };
+                let incident =
+                    e.runtime.block_on(client!(e, "victor", incidents_client::IncidentsClient).get_incident(request));
+                let stopped = [v1::IncidentStatus::Resolved as i32, v1::IncidentStatus::Closed as i32];
+                if !incident.is_ok_and(|i| stopped.contains(&i.into_inner().status)) {
+                    pending += unsent;
+                }
+            }
         }
         let head = m["klaxon_log_head"];
         let settled = !lagging && pending == 0 && head == last;
