@@ -40,18 +40,27 @@ pub struct Mirror<S: Service> {
     service: S,
     state: S::State,
     at: Position,
+    /// The start of the running instance and its position last compared:
+    /// its state changes only by folding, so the same instance at the
+    /// same position needs no second comparison.
+    compared: Option<(u64, Position)>,
 }
 
 impl<S: Service> Mirror<S> {
     /// A rebuild by `service`, a fresh instance configured as the running one.
     pub fn new(service: S) -> Mirror<S> {
-        Mirror { service, state: S::State::default(), at: Position::ZERO }
+        Mirror { service, state: S::State::default(), at: Position::ZERO, compared: None }
     }
 
     /// Folds `records` (every record so far, from position 1) up to what
-    /// `live` has folded and compares: `None` when equal, else what differs.
-    fn differs(&mut self, records: &[Record], live: &klaxon_reactor::Handle<S>) -> Option<String> {
+    /// `live` (started as the `start`-th instance) has folded and
+    /// compares: `None` when equal, else what differs.
+    fn differs(&mut self, records: &[Record], (live, start): (&klaxon_reactor::Handle<S>, u64)) -> Option<String> {
         let folded = live.applied();
+        if self.compared == Some((start, folded)) {
+            return None;
+        }
+        self.compared = Some((start, folded));
         if folded < self.at {
             self.state = S::State::default();
             self.at = Position::ZERO;
@@ -105,10 +114,10 @@ fn first_difference(a: &serde_json::Value, b: &serde_json::Value) -> String {
 pub struct Running<'a> {
     /// The pager.
     pub pager: Option<&'a klaxon_paging::Handle>,
-    /// The severity evaluator.
-    pub severity: Option<&'a klaxon_reactor::Handle<klaxon_severity::Assessing>>,
-    /// The notifier.
-    pub notifier: Option<&'a klaxon_reactor::Handle<klaxon_notifier::Notifying>>,
+    /// The severity evaluator, and which start of it this is.
+    pub severity: Option<(&'a klaxon_reactor::Handle<klaxon_severity::Assessing>, u64)>,
+    /// The notifier, and which start of it this is.
+    pub notifier: Option<(&'a klaxon_reactor::Handle<klaxon_notifier::Notifying>, u64)>,
 }
 
 /// The checker: what it has seen so far (it reads each record once).

@@ -231,8 +231,10 @@ pub fn start_time() -> DateTime<Utc> {
 struct Handles {
     intake: Mutex<Option<klaxon_intake::Handle>>,
     pager: Mutex<Option<klaxon_paging::Handle>>,
-    severity: Mutex<Option<klaxon_reactor::Handle<klaxon_severity::Assessing>>>,
-    notifier: Mutex<Option<klaxon_reactor::Handle<klaxon_notifier::Notifying>>>,
+    /// Each with the number of the host's start it belongs to.
+    severity: Mutex<Option<(klaxon_reactor::Handle<klaxon_severity::Assessing>, u64)>>,
+    notifier: Mutex<Option<(klaxon_reactor::Handle<klaxon_notifier::Notifying>, u64)>>,
+    starts: AtomicU64,
 }
 
 /// Runs the simulation of `seed`.
@@ -273,7 +275,8 @@ pub fn run(seed: u64, options: &Options) -> Run {
                     config.pager.catalog.clone(),
                     HostClock::new("severity", world.clock.shared()),
                 );
-                *handles.severity.lock().expect("lock") = Some(evaluator.handle().reactor().clone());
+                *handles.severity.lock().expect("lock") =
+                    Some((evaluator.handle().reactor().clone(), handles.starts.fetch_add(1, Ordering::SeqCst)));
                 if let Err(e) = evaluator.run(CancellationToken::new()).await {
                     world.note(format!("severity stopped: {e}"));
                 }
@@ -309,7 +312,8 @@ pub fn run(seed: u64, options: &Options) -> Run {
                     config.notifier_options(),
                     HostClock::new("notifier", world.clock.shared()),
                 );
-                *handles.notifier.lock().expect("lock") = Some(notifier.handle().reactor().clone());
+                *handles.notifier.lock().expect("lock") =
+                    Some((notifier.handle().reactor().clone(), handles.starts.fetch_add(1, Ordering::SeqCst)));
                 if let Err(e) = notifier.run(CancellationToken::new()).await {
                     world.note(format!("notifier stopped: {e}"));
                 }
@@ -395,8 +399,11 @@ pub fn run(seed: u64, options: &Options) -> Run {
         let pager = handles.pager.lock().expect("lock").clone().filter(|_| down[2].is_none());
         let severity = handles.severity.lock().expect("lock").clone().filter(|_| down[1].is_none());
         let notifier = handles.notifier.lock().expect("lock").clone().filter(|_| down[3].is_none());
-        let running =
-            check::Running { pager: pager.as_ref(), severity: severity.as_ref(), notifier: notifier.as_ref() };
+        let running = check::Running {
+            pager: pager.as_ref(),
+            severity: severity.as_ref().map(|(h, n)| (h, *n)),
+            notifier: notifier.as_ref().map(|(h, n)| (h, *n)),
+        };
         if let Err(v) = checker.check(&world, step, &running, step >= up_since + GRACE_STEPS) {
             violation = Some(v);
             break;
