@@ -97,6 +97,13 @@ pub struct Recording {
 }
 
 impl Notifying {
+    /// The notifier as [`Notifier`] runs it: for rebuilding its state from
+    /// the log with [`klaxon_reactor::Service::fold`] (the simulation,
+    /// `klaxon-sim`, compares it with the running one's).
+    pub fn new(options: NotifierOptions) -> Notifying {
+        Notifying { options }
+    }
+
     /// The update cadence of a severity: the paging SLO's, or the default.
     pub(crate) fn cadence(&self, severity: Severity) -> TimeDelta {
         match &self.options.paging {

@@ -108,6 +108,15 @@ impl klaxon_reactor::Service for Assessing {
     }
 }
 
+impl Assessing {
+    /// The evaluator as [`Evaluator`] runs it: for rebuilding its state
+    /// from the log with [`klaxon_reactor::Service::fold`] (the
+    /// simulation, `klaxon-sim`, compares it with the running one's).
+    pub fn new(rules: impl Into<Live<Rules>>, catalog: impl Into<Live<ServiceCatalog>>) -> Assessing {
+        Assessing { rules: rules.into(), catalog: catalog.into() }
+    }
+}
+
 fn assessed_severity(event: &klaxon_domain::incident::IncidentEvent) -> String {
     match &event.change {
         klaxon_domain::incident::Change::SeverityAssessed(a) => a.severity.to_string(),
@@ -125,8 +134,7 @@ impl Evaluator {
         catalog: impl Into<Live<ServiceCatalog>>,
         clock: Arc<dyn Clock>,
     ) -> Evaluator {
-        let service = Assessing { rules: rules.into(), catalog: catalog.into() };
-        Evaluator { reactor: Reactor::new(log, service, clock) }
+        Evaluator { reactor: Reactor::new(log, Assessing::new(rules, catalog), clock) }
     }
 
     /// Saves its state to `file` every `every` records and at a clean

@@ -13,8 +13,10 @@
 //!   steps without a restart, no incident's next timer
 //!   ([`klaxon_domain::paging::next_due`], rebuilt from the log) is more than
 //!   `GRACE_STEPS` steps past;
-//! - **projection equals rebuild**: the pager's state equals a fold of the
-//!   log up to the position it has folded, by a fresh paging service.
+//! - **projection equals rebuild**: the pager's, the severity evaluator's
+//!   and the notifier's state each equal a fold of the log from position 1
+//!   up to the position that service has folded, by a fresh instance of
+//!   the same service ([`Mirror`]).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -29,6 +31,95 @@ use klaxon_reactor::{Clock, Service, decode};
 use crate::world::World;
 use crate::{Operation, Request, Violation, actor, declare, report, scribe};
 
+/// A rebuild of one reactor service's projection from the log, kept up
+/// to the position the running instance has folded: the records are
+/// folded once each, from position 1 again when the service restarted
+/// (its `applied` went back). The states are compared as JSON values,
+/// whose maps compare regardless of order (the states hold `HashMap`s).
+pub struct Mirror<S: Service> {
+    service: S,
+    state: S::State,
+    at: Position,
+    /// The start of the running instance and its position last compared:
+    /// its state changes only by folding, so the same instance at the
+    /// same position needs no second comparison.
+    compared: Option<(u64, Position)>,
+}
+
+impl<S: Service> Mirror<S> {
+    /// A rebuild by `service`, a fresh instance configured as the running one.
+    pub fn new(service: S) -> Mirror<S> {
+        Mirror { service, state: S::State::default(), at: Position::ZERO, compared: None }
+    }
+
+    /// Folds `records` (every record so far, from position 1) up to what
+    /// `live` (started as the `start`-th instance) has folded and
+    /// compares: `None` when equal, else what differs.
+    fn differs(&mut self, records: &[Record], (live, start): (&klaxon_reactor::Handle<S>, u64)) -> Option<String> {
+        let folded = live.applied();
+        if self.compared == Some((start, folded)) {
+            return None;
+        }
+        self.compared = Some((start, folded));
+        if folded < self.at {
+            self.state = S::State::default();
+            self.at = Position::ZERO;
+        }
+        for record in records.iter().skip(self.at.0 as usize).take_while(|r| r.position <= folded) {
+            if let Err(e) = self.service.fold(&mut self.state, record) {
+                return Some(format!("{} cannot fold {}: {e}", S::NAME, record.position));
+            }
+            self.at = record.position;
+        }
+        let json = |state: &S::State| serde_json::to_value(state).map_err(|e| e.to_string());
+        let (live_json, rebuilt) = (live.read(json), json(&self.state));
+        match (live_json, rebuilt) {
+            (Ok(a), Ok(b)) if a == b => None,
+            (Ok(a), Ok(b)) => {
+                Some(format!("{}'s state differs from the rebuild: {}", S::NAME, first_difference(&a, &b)))
+            }
+            (Err(e), _) | (_, Err(e)) => Some(format!("{}'s state does not serialize: {e}", S::NAME)),
+        }
+    }
+}
+
+/// Where two JSON values first differ, as a path and both sides.
+fn first_difference(a: &serde_json::Value, b: &serde_json::Value) -> String {
+    use serde_json::Value;
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            let keys: BTreeSet<&String> = x.keys().chain(y.keys()).collect();
+            for key in keys {
+                match (x.get(key), y.get(key)) {
+                    (Some(p), Some(q)) if p == q => {}
+                    (Some(p), Some(q)) => return format!("{key}.{}", first_difference(p, q)),
+                    (p, q) => return format!("{key}: running {p:?}, rebuilt {q:?}"),
+                }
+            }
+            String::new()
+        }
+        (Value::Array(x), Value::Array(y)) if x.len() == y.len() => {
+            match x.iter().zip(y).enumerate().find(|(_, (p, q))| p != q) {
+                Some((i, (p, q))) => format!("{i}.{}", first_difference(p, q)),
+                None => String::new(),
+            }
+        }
+        _ => format!(": running {a}, rebuilt {b}"),
+    }
+}
+
+/// The running reactor services whose projections are compared with a
+/// rebuild (each `None` while its host is down).
+#[derive(Default)]
+pub struct Running<'a> {
+    /// The pager.
+    pub pager: Option<&'a klaxon_paging::Handle>,
+    /// The severity evaluator, and which start of it this is.
+    pub severity: Option<(&'a klaxon_reactor::Handle<klaxon_severity::Assessing>, u64)>,
+    /// The notifier, and which start of it this is.
+    pub notifier: Option<(&'a klaxon_reactor::Handle<klaxon_notifier::Notifying>, u64)>,
+}
+
 /// The checker: what it has seen so far (it reads each record once).
 pub struct Checker {
     config: PagerConfig,
@@ -41,6 +132,8 @@ pub struct Checker {
     /// A fold up to the position the running pager has folded.
     mirror: State,
     mirrored: Position,
+    severity: Mirror<klaxon_severity::Assessing>,
+    notifier: Mirror<klaxon_notifier::Notifying>,
     /// Acknowledged appends checked so far, and the reopenings seen.
     acknowledged_checked: usize,
     reopenings: u64,
@@ -51,9 +144,14 @@ pub struct Checker {
 }
 
 impl Checker {
-    /// A checker for a pager with `config`.
-    pub fn new(config: PagerConfig) -> Checker {
+    /// A checker for services configured with `config`.
+    pub fn new(config: &crate::world::Config) -> Checker {
+        let severity = klaxon_severity::Assessing::new(config.rules.clone(), config.pager.catalog.clone());
+        let notifier = klaxon_notifier::Notifying::new(config.notifier_options());
+        let config = config.pager.clone();
         Checker {
+            severity: Mirror::new(severity),
+            notifier: Mirror::new(notifier),
             service: Paging::new(config.clone()),
             config,
             reports: 0,
@@ -136,16 +234,10 @@ impl Checker {
         }
     }
 
-    /// Checks every invariant after `step`. `pager` is the running pager,
-    /// if any; `timers` says whether it has run long enough for its timers
-    /// to be checked.
-    pub fn check(
-        &mut self,
-        world: &World,
-        step: u64,
-        pager: Option<&klaxon_paging::Handle>,
-        timers: bool,
-    ) -> Result<(), Violation> {
+    /// Checks every invariant after `step`. `live` are the running
+    /// services; `timers` says whether the pager has run long enough for
+    /// its timers to be checked.
+    pub fn check(&mut self, world: &World, step: u64, live: &Running<'_>, timers: bool) -> Result<(), Violation> {
         let fail = |invariant, detail| Err(Violation { step, invariant, detail });
         let log = world.log();
 
@@ -259,8 +351,18 @@ impl Checker {
             }
         }
 
+        // The severity evaluator's and the notifier's projections equal a
+        // rebuild up to what each folded.
+        let differs = live
+            .severity
+            .and_then(|s| self.severity.differs(&self.records, s))
+            .or_else(|| live.notifier.and_then(|n| self.notifier.differs(&self.records, n)));
+        if let Some(detail) = differs {
+            return fail("projection equals rebuild", detail);
+        }
+
         // The pager's projection equals a rebuild up to what it folded.
-        let Some(pager) = pager else { return Ok(()) };
+        let Some(pager) = live.pager else { return Ok(()) };
         let folded = pager.reactor().applied();
         if folded < self.mirrored {
             // A restarted pager folds from the start again.

@@ -51,6 +51,8 @@ pub enum Variant {
     Correct,
     /// The pager's feed passes a repeated message on: a record is folded twice.
     DuplicateApplied,
+    /// The notifier's feed passes a repeated message on: a record is folded twice.
+    NotifierDuplicateApplied,
     /// The pager loses an acknowledgement that arrives while a page is being delivered.
     AckIgnoredWhileDelivering,
     /// The pager's clock runs two minutes late: escalations fire late.
@@ -229,6 +231,10 @@ pub fn start_time() -> DateTime<Utc> {
 struct Handles {
     intake: Mutex<Option<klaxon_intake::Handle>>,
     pager: Mutex<Option<klaxon_paging::Handle>>,
+    /// Each with the number of the host's start it belongs to.
+    severity: Mutex<Option<(klaxon_reactor::Handle<klaxon_severity::Assessing>, u64)>>,
+    notifier: Mutex<Option<(klaxon_reactor::Handle<klaxon_notifier::Notifying>, u64)>>,
+    starts: AtomicU64,
 }
 
 /// Runs the simulation of `seed`.
@@ -259,9 +265,9 @@ pub fn run(seed: u64, options: &Options) -> Run {
                 Ok(())
             }
         });
-        let (world2, config2) = (world.clone(), config.clone());
+        let (world2, config2, handles2) = (world.clone(), config.clone(), handles.clone());
         sim.host("severity", move || {
-            let (world, config) = (world2.clone(), config2.clone());
+            let (world, config, handles) = (world2.clone(), config2.clone(), handles2.clone());
             async move {
                 let evaluator = klaxon_severity::Evaluator::new(
                     SimLog::new(world.clone(), "severity").bus(),
@@ -269,6 +275,8 @@ pub fn run(seed: u64, options: &Options) -> Run {
                     config.pager.catalog.clone(),
                     HostClock::new("severity", world.clock.shared()),
                 );
+                *handles.severity.lock().expect("lock") =
+                    Some((evaluator.handle().reactor().clone(), handles.starts.fetch_add(1, Ordering::SeqCst)));
                 if let Err(e) = evaluator.run(CancellationToken::new()).await {
                     world.note(format!("severity stopped: {e}"));
                 }
@@ -295,21 +303,17 @@ pub fn run(seed: u64, options: &Options) -> Run {
                 Ok(())
             }
         });
-        let (world4, config4) = (world.clone(), config.clone());
+        let (world4, config4, handles4) = (world.clone(), config.clone(), handles.clone());
         sim.host("notifier", move || {
-            let (world, config) = (world4.clone(), config4.clone());
+            let (world, config, handles) = (world4.clone(), config4.clone(), handles4.clone());
             async move {
-                let options = klaxon_notifier::NotifierOptions {
-                    notifier: config.notifier.clone(),
-                    paging: Some(config.pager.paging.clone()),
-                    channels: config.channels.clone(),
-                    feed_lag_max: 64,
-                };
                 let notifier = klaxon_notifier::Notifier::new(
                     SimLog::new(world.clone(), "notifier").bus(),
-                    options,
+                    config.notifier_options(),
                     HostClock::new("notifier", world.clock.shared()),
                 );
+                *handles.notifier.lock().expect("lock") =
+                    Some((notifier.handle().reactor().clone(), handles.starts.fetch_add(1, Ordering::SeqCst)));
                 if let Err(e) = notifier.run(CancellationToken::new()).await {
                     world.note(format!("notifier stopped: {e}"));
                 }
@@ -335,7 +339,7 @@ pub fn run(seed: u64, options: &Options) -> Run {
     let mut down: Vec<Option<u64>> = vec![None; HOSTS.len()];
     let mut up_since = 0;
     let mut violation = None;
-    let mut checker = check::Checker::new(config.pager.clone());
+    let mut checker = check::Checker::new(&config);
     let debug = std::env::var_os("KLAXON_SIM_DEBUG").is_some();
     for step in 1..=options.steps {
         if debug {
@@ -393,7 +397,14 @@ pub fn run(seed: u64, options: &Options) -> Run {
             up_since = step + 1;
         }
         let pager = handles.pager.lock().expect("lock").clone().filter(|_| down[2].is_none());
-        if let Err(v) = checker.check(&world, step, pager.as_ref(), step >= up_since + GRACE_STEPS) {
+        let severity = handles.severity.lock().expect("lock").clone().filter(|_| down[1].is_none());
+        let notifier = handles.notifier.lock().expect("lock").clone().filter(|_| down[3].is_none());
+        let running = check::Running {
+            pager: pager.as_ref(),
+            severity: severity.as_ref().map(|(h, n)| (h, *n)),
+            notifier: notifier.as_ref().map(|(h, n)| (h, *n)),
+        };
+        if let Err(v) = checker.check(&world, step, &running, step >= up_since + GRACE_STEPS) {
             violation = Some(v);
             break;
         }
@@ -422,6 +433,8 @@ fn clear(handles: &Handles, host: &str) {
     match host {
         "intake" => *handles.intake.lock().expect("lock") = None,
         "paging" => *handles.pager.lock().expect("lock") = None,
+        "severity" => *handles.severity.lock().expect("lock") = None,
+        "notifier" => *handles.notifier.lock().expect("lock") = None,
         _ => {}
     }
 }

@@ -227,10 +227,23 @@ impl World {
             let message = feed.transit.swap_remove(index);
             let p = message.position;
             if p < feed.next {
-                if self.variant == Variant::DuplicateApplied && feed.host == "paging" {
-                    // Broken: a repeated message is folded again.
-                    feed.last_progress = step;
-                    return Ok(Some(log.read_one(p)?));
+                match self.variant {
+                    Variant::DuplicateApplied if feed.host == "paging" => {
+                        // Broken: a repeated message is folded again.
+                        feed.last_progress = step;
+                        return Ok(Some(log.read_one(p)?));
+                    }
+                    Variant::NotifierDuplicateApplied if feed.host == "notifier" => {
+                        // Broken: a repeated message is folded again (but
+                        // for a report, which the domain refuses loudly:
+                        // the quiet corruption is the one to catch).
+                        let record = log.read_one(p)?;
+                        if record.kind.as_str() != "incident.reported.v1" {
+                            feed.last_progress = step;
+                            return Ok(Some(record));
+                        }
+                    }
+                    _ => {}
                 }
                 continue;
             }
@@ -639,6 +652,18 @@ impl Config {
             rules: Arc::new(file.severity.validate("severity").expect("valid rules")),
             notifier: Arc::new(file.notifier.validate("notifier").expect("valid notifier")),
             channels,
+        }
+    }
+}
+
+impl Config {
+    /// The notifier's options, as the simulation runs it.
+    pub fn notifier_options(&self) -> klaxon_notifier::NotifierOptions {
+        klaxon_notifier::NotifierOptions {
+            notifier: self.notifier.clone(),
+            paging: Some(self.pager.paging.clone()),
+            channels: self.channels.clone(),
+            feed_lag_max: 64,
         }
     }
 }

@@ -101,3 +101,9 @@ fn an_acknowledgement_ignored_during_a_delivery_is_caught() {
 fn a_late_escalation_timer_is_caught() {
     caught(Variant::LateTimer, &["escalation on time"]);
 }
+
+#[test]
+fn a_duplicate_message_folded_twice_by_the_notifier_is_caught() {
+    // Only the notifier's projection differs: the pager's check never sees it.
+    caught(Variant::NotifierDuplicateApplied, &["projection equals rebuild"]);
+}
