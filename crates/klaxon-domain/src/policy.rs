@@ -71,6 +71,10 @@ pub struct Sections {
     pub channels: Vec<ChannelName>,
     /// `[notifier]`, for the channels it posts to.
     pub notifier: Option<NotifierSectionConfig>,
+    /// `[[reports]]`, for the channels the cadenced trend reports post to
+    /// (validated by `klaxond` with its channels, see
+    /// [`validate_reports`](crate::review::reports::validate_reports)).
+    pub reports: Vec<crate::review::reports::ReportConfig>,
 }
 
 /// A validated policy: what the severity evaluator and the pager decide
@@ -167,5 +171,18 @@ impl Sections {
             }
         }
         uses
+    }
+
+    /// Every channel a `[[reports]]` table posts to, with its key path
+    /// (`reports[i].channels[j]`). Kept apart from [`Self::channel_uses`]:
+    /// `klaxond` checks these names when it validates the reports.
+    pub fn report_channel_uses(&self) -> Vec<(String, String)> {
+        self.reports
+            .iter()
+            .enumerate()
+            .flat_map(|(i, report)| {
+                report.channels.iter().enumerate().map(move |(j, c)| (format!("reports[{i}].channels[{j}]"), c.clone()))
+            })
+            .collect()
     }
 }

@@ -703,6 +703,7 @@ impl Config {
             escalation_policies: self.escalation_policies.clone(),
             channels: self.channels.iter().map(|c| ChannelName { name: c.name.clone() }).collect(),
             notifier: self.notifier.clone(),
+            reports: self.reports.clone(),
         }
     }
 }

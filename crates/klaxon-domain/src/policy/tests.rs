@@ -411,6 +411,20 @@ fn each_kind_of_finding_is_named_by_its_key() {
             format!("{CURRENT}\n[[channels]]\nname = \"spare\"\nkind = \"log\"\n"),
             vec![(FindingKind::UnusedChannel, "channels[1]")],
         ),
+        // A channel only a cadenced trend report posts to is used.
+        (
+            format!(
+                "{CURRENT}\n[[channels]]\nname = \"spare\"\nkind = \"log\"\n\n[[reports]]\nname = \"weekly\"\nperiod = \"weekly\"\nchannels = [\"spare\"]\n"
+            ),
+            vec![],
+        ),
+        // A report posting elsewhere does not make it used.
+        (
+            format!(
+                "{CURRENT}\n[[channels]]\nname = \"spare\"\nkind = \"log\"\n\n[[reports]]\nname = \"weekly\"\nperiod = \"weekly\"\nchannels = [\"pager\"]\n"
+            ),
+            vec![(FindingKind::UnusedChannel, "channels[1]")],
+        ),
     ];
     for (text, expected) in cases {
         let expected: Vec<(FindingKind, String)> = expected.into_iter().map(|(k, key)| (k, key.to_owned())).collect();
