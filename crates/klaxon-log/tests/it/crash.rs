@@ -23,14 +23,14 @@ impl Drop for KillOnDrop {
     }
 }
 
-struct Ack {
-    position: u64,
-    stream: String,
-    version: u64,
-    id: uuid::Uuid,
+pub(crate) struct Ack {
+    pub(crate) position: u64,
+    pub(crate) stream: String,
+    pub(crate) version: u64,
+    pub(crate) id: uuid::Uuid,
 }
 
-fn parse_ack(line: &str) -> Ack {
+pub(crate) fn parse_ack(line: &str) -> Ack {
     let parts: Vec<&str> = line.split(' ').collect();
     assert_eq!(parts.len(), 5, "bad ack line {line:?}");
     assert_eq!(parts[0], "ack");
@@ -42,6 +42,36 @@ fn parse_ack(line: &str) -> Ack {
     }
 }
 
+/// Runs `klaxon-logtool ARGS`, waits for its first output line (`first`
+/// says what that line means, for the failure message), lets it run
+/// `millis` more and SIGKILLs it; returns every line it printed.
+pub(crate) fn kill_after(args: &[&str], first: &str, millis: u64) -> Vec<String> {
+    let child = Command::new(env!("CARGO_BIN_EXE_klaxon-logtool"))
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn klaxon-logtool");
+    let mut child = KillOnDrop(child);
+    let stdout = child.0.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let first = rx.recv_timeout(Duration::from_secs(30)).unwrap_or_else(|e| panic!("{first}: {e}"));
+    std::thread::sleep(Duration::from_millis(millis));
+    child.0.kill().unwrap();
+    child.0.wait().unwrap();
+    drop(child);
+    reader.join().unwrap();
+    std::iter::once(first).chain(rx.try_iter()).collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_acknowledged_append_survives_sigkill() {
     let cycles = if std::env::var("KLAXON_SLOW_TESTS").as_deref() == Ok("1") { 200 } else { 20 };
@@ -50,31 +80,11 @@ async fn every_acknowledged_append_survives_sigkill() {
     let dir = tempfile::tempdir().unwrap();
     let mut acked_total = 0usize;
     for cycle in 0..cycles {
-        let child = Command::new(env!("CARGO_BIN_EXE_klaxon-logtool"))
-            .args(["append-loop", dir.path().to_str().unwrap(), "4"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn klaxon-logtool");
-        let mut child = KillOnDrop(child);
-        let stdout = child.0.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        let reader = std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
         // Wait for the first ack, then let it run a random while and kill it.
-        let first = rx.recv_timeout(Duration::from_secs(30)).expect("the child acknowledges an append");
-        std::thread::sleep(Duration::from_millis(rng.random_range(1..150)));
-        child.0.kill().unwrap();
-        child.0.wait().unwrap();
-        drop(child);
-        reader.join().unwrap();
-        let acks: Vec<Ack> = std::iter::once(first).chain(rx.try_iter()).map(|l| parse_ack(&l)).collect();
+        let dir_arg = dir.path().to_str().unwrap();
+        let lines =
+            kill_after(&["append-loop", dir_arg, "4"], "the child acknowledges an append", rng.random_range(1..150));
+        let acks: Vec<Ack> = lines.iter().map(|l| parse_ack(l)).collect();
         acked_total += acks.len();
 
         let log = Log::open(dir.path(), Options::default()).expect("reopen after SIGKILL");
@@ -111,30 +121,9 @@ async fn an_applied_mark_always_matches_the_records_after_sigkill() {
     let dir = tempfile::tempdir().unwrap();
     let mut last_acked = 0u64;
     for cycle in 0..cycles {
-        let child = Command::new(env!("CARGO_BIN_EXE_klaxon-logtool"))
-            .args(["apply-loop", dir.path().to_str().unwrap()])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn klaxon-logtool");
-        let mut child = KillOnDrop(child);
-        let stdout = child.0.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        let reader = std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let first = rx.recv_timeout(Duration::from_secs(30)).expect("the child applies a batch");
-        std::thread::sleep(Duration::from_millis(rng.random_range(1..150)));
-        child.0.kill().unwrap();
-        child.0.wait().unwrap();
-        drop(child);
-        reader.join().unwrap();
-        for line in std::iter::once(first).chain(rx.try_iter()) {
+        let dir_arg = dir.path().to_str().unwrap();
+        let lines = kill_after(&["apply-loop", dir_arg], "the child applies a batch", rng.random_range(1..150));
+        for line in lines {
             last_acked = line.strip_prefix("applied ").and_then(|n| n.parse().ok()).expect("an applied line");
         }
         let log = Log::open(dir.path(), Options::default()).expect("reopen after SIGKILL");

@@ -3,16 +3,13 @@
 //! open, and format-1 folders (one key per record) upgraded in place.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use klaxon_log::{EventData, EventKind, ExpectedVersion, Log, Metadata, Options, Position, Record, StreamVersion};
 use rand::{Rng, SeedableRng};
 use uuid::Uuid;
 
+use crate::crash::{Ack, kill_after, parse_ack};
 use crate::support::{event, event_with_id, sid, temp_log};
 
 /// Index entries wait in memory until this many records are durable (the
@@ -97,23 +94,6 @@ async fn past_the_threshold_the_index_is_written_while_open_and_reads_span_sled_
     log.close().await;
 }
 
-struct Ack {
-    position: u64,
-    stream: String,
-    version: u64,
-    id: Uuid,
-}
-
-/// Kills the child when dropped, also when the test fails.
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// The child acknowledges appends whose index entries are still in memory
 /// (fewer than the threshold); SIGKILL loses them. After reopening, every
 /// acknowledged id is found at its place, a retry of it is recognised, and
@@ -127,42 +107,10 @@ async fn ids_and_streams_are_found_after_sigkill_before_the_index_batch() {
     let dir = tempfile::tempdir().unwrap();
     let mut behind_cycles = 0;
     for cycle in 0..cycles {
-        let child = Command::new(env!("CARGO_BIN_EXE_klaxon-logtool"))
-            .args(["append-loop", dir.path().to_str().unwrap(), "4"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn klaxon-logtool");
-        let mut child = KillOnDrop(child);
-        let stdout = child.0.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        let reader = std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let first = rx.recv_timeout(Duration::from_secs(30)).expect("the child acknowledges an append");
-        std::thread::sleep(Duration::from_millis(rng.random_range(20..200)));
-        child.0.kill().unwrap();
-        child.0.wait().unwrap();
-        drop(child);
-        reader.join().unwrap();
-        let acks: Vec<Ack> = std::iter::once(first)
-            .chain(rx.try_iter())
-            .map(|line| {
-                let p: Vec<&str> = line.split(' ').collect();
-                assert_eq!((p.len(), p[0]), (5, "ack"), "bad ack line {line:?}");
-                Ack {
-                    position: p[1].parse().unwrap(),
-                    stream: p[2].to_string(),
-                    version: p[3].parse().unwrap(),
-                    id: p[4].parse().unwrap(),
-                }
-            })
-            .collect();
+        let dir_arg = dir.path().to_str().unwrap();
+        let lines =
+            kill_after(&["append-loop", dir_arg, "4"], "the child acknowledges an append", rng.random_range(20..200));
+        let acks: Vec<Ack> = lines.iter().map(|l| parse_ack(l)).collect();
 
         // What the crash left on disk: ids indexed in sled, before the log
         // completes them.
