@@ -370,8 +370,11 @@ struct ResolveClock {
 /// incident's events and of its page events, in log order.
 ///
 /// Built with the paging severities of the configuration (whether an event
-/// begins an episode depends on them), so a service rebuilds it after a
-/// configuration change, as it does at every start.
+/// begins an episode depends on them): a configuration reload that changes
+/// them applies to incidents built afterwards, and a restart rebuilds
+/// every incident with the severities it starts with. The escalation policy
+/// of an episode is not taken from the configuration once its chain has
+/// started: it is folded from the chain's first event.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct IncidentPaging {
     incident: IncidentId,

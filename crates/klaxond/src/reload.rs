@@ -7,8 +7,10 @@
 //! configuration stays; so is a file that changes a key that cannot
 //! change while running (anything outside [`RELOADABLE`]: addresses, the
 //! data folder, channels, …), naming those keys. Otherwise the new values
-//! are put into the [`Live`] views the services read once per decision,
-//! and the change is recorded: its diff against the configuration the log
+//! are put into the [`Live`] views the services read once per decision
+//! (a paging episode in flight keeps the escalation policy its first event
+//! recorded, so an edit never changes pages already under way), and the
+//! change is recorded: its diff against the configuration the log
 //! last recorded, its hash and who applied it (the process's OS user; the
 //! event says `via: reload`). The first start records the configuration
 //! too (`via: start`). Ids come from the previous and the new hash, so
