@@ -230,6 +230,7 @@ impl Builder {
                 reason: PageReason::Severity,
                 deadline: Some(self.at + TimeDelta::minutes(5)),
                 request: None,
+                policy: None,
             }),
         };
         let delivered = PageEvent {

@@ -74,3 +74,85 @@ fn a_pending_escalation_survives_sigkill_and_fires_once() {
     assert_eq!(keys, ["INC-1-P1", "INC-1-P2"], "no page delivered as a new page");
     assert!(server.stop().success());
 }
+
+/// `klaxon_config_reloads_total{result}` of the process serving `http`.
+fn reloads(http: &str, result: &str) -> f64 {
+    klaxon_tests::metrics::scrape(http)
+        .get(&format!("klaxon_config_reloads_total{{result=\"{result}\"}}"))
+        .copied()
+        .unwrap_or(0.0)
+}
+
+/// Waits (at most 30 s) until `probe` answers.
+fn eventually<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(found) = probe() {
+            return found;
+        }
+        assert!(Instant::now() < deadline, "{what} within 30 s");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn an_edited_policy_applies_at_sighup_to_new_sev1s_while_a_sev1_in_flight_keeps_its_own() {
+    // Level 0 (ana's schedule) escalates to carl after 12 s.
+    let paged = Paged::start(12, false, "");
+    let receiver = &paged.receiver;
+    let (args, env) = (paged.config_args(), paged.env());
+    let server = Klaxond::start_with_env(&paged.dir.path().join("data"), &args, &env);
+    let (url, http) = (server.url.clone(), server.http_address.clone().expect("up serves metrics"));
+    let sev1 = |title: &str| {
+        let args = ["report", "--title", title, "--service", "payments", "--customer", "acme", "--customer", "globex"];
+        klaxon_ok(&url, "monitor", &args)
+    };
+    // The delivered pages, in the order they arrived: (key, recipient).
+    let delivered = || -> Vec<(String, String)> {
+        receiver
+            .requests()
+            .into_iter()
+            .filter(|r| r.status < 300)
+            .map(|r| (r.idempotency_key.clone(), r.body["recipient"].as_str().unwrap_or_default().to_owned()))
+            .collect()
+    };
+    let recipient = |key: &str| {
+        eventually(&format!("{key} delivered"), || delivered().into_iter().find(|(k, _)| k == key).map(|(_, to)| to))
+    };
+    let original = std::fs::read_to_string(&paged.config).unwrap();
+    let level0 = r#"targets = [{ schedule = "payments-primary" }]"#;
+    assert!(original.contains(level0) && original.contains(r#"{ person = "carl" }"#), "{original}");
+
+    assert!(sev1("EU checkout down").starts_with("INC-1"));
+    assert_eq!(recipient("INC-1-P1"), "ana");
+
+    // A broken edit (a schedule that does not exist) is refused, and
+    // nothing changes: a new Sev-1 still pages ana.
+    std::fs::write(&paged.config, original.replace(level0, r#"targets = [{ schedule = "nobody-here" }]"#)).unwrap();
+    klaxon_tests::signal(server.pid(), "HUP");
+    eventually("the broken edit refused", || (reloads(&http, "refused") == 1.0).then_some(()));
+    assert!(sev1("US checkout down").starts_with("INC-2"));
+    assert_eq!(recipient("INC-2-P1"), "ana");
+
+    // The good edit: zed first, then yan.
+    let edited = original
+        .replace(level0, r#"targets = [{ person = "zed" }]"#)
+        .replace(r#"{ person = "carl" }"#, r#"{ person = "yan" }"#);
+    std::fs::write(&paged.config, edited).unwrap();
+    klaxon_tests::signal(server.pid(), "HUP");
+    eventually("the edit applied", || (reloads(&http, "applied") == 1.0).then_some(()));
+    assert_eq!(reloads(&http, "refused"), 1.0);
+    assert!(sev1("APAC checkout down").starts_with("INC-3"));
+    assert_eq!(recipient("INC-3-P1"), "zed", "a Sev-1 after the edit pages per the edited policy");
+
+    // INC-1, started before the edit, escalates per its own policy: carl,
+    // not yan, and after the edit was in force (INC-3's page came first).
+    assert_eq!(recipient("INC-1-P2"), "carl");
+    let order = delivered();
+    let at = |key: &str| order.iter().position(|(k, _)| k == key).unwrap();
+    assert!(
+        at("INC-3-P1") < at("INC-1-P2"),
+        "INC-1 escalated before the edit applied; the test proves nothing: {order:?}"
+    );
+    assert!(server.stop().success());
+}

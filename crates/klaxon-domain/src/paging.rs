@@ -95,9 +95,23 @@
 //!   ends: no SLO breach, no duty manager. Acknowledging one of its pages
 //!   stops that chain only, and counts neither for the episode's chain nor
 //!   for its ack SLO. Requests are decided before the episode's chain.
-//! - **Policy changes.** The policy is looked up at each decision; a chain
-//!   on a level past the end of a shortened policy continues as if on its
-//!   last level.
+//! - **An episode keeps its policy.** The first event of an episode's
+//!   chain (its first page, or the `page.escalated.v1` of a level 0 with
+//!   nobody on call) records the policy the chain starts under, name and
+//!   levels; every later decision of that chain (which level is next, each
+//!   level's targets and timeout, the rounds) follows the recorded policy,
+//!   so an edit of the configuration never changes pages in flight, also
+//!   after a restart (the policy is folded from the log, not taken from
+//!   memory). What is read at each decision instead: who is on call in a
+//!   target schedule (the schedules as they are at the page, with their
+//!   overrides; a schedule removed since has nobody on call), the SLOs of
+//!   the severity, the duty manager, and the policies of managers'
+//!   requests. A new episode (after a mitigation, resolution or reopening,
+//!   or a severity that stopped and started paging again) takes the policy
+//!   configured then. An episode whose first event recorded no policy
+//!   (logs written before episodes did) follows the configured policy at
+//!   each decision; a chain on a level past the end of a shortened policy
+//!   then continues as if on its last level.
 //!
 //! Within one decision, chain events come before SLO events, and page
 //! numbers follow the order of the events.
@@ -336,6 +350,10 @@ struct Episode {
     first_ack_at: Option<DateTime<Utc>>,
     breached: BTreeSet<SloKind>,
     chain: Option<Escalation>,
+    /// The policy recorded by the first event of the chain (`None` before
+    /// it, and for chains of logs that did not record it).
+    #[serde(default)]
+    policy: Option<EscalationPolicy>,
 }
 
 /// The resolution clock: it starts with the first episode of an open
@@ -352,8 +370,11 @@ struct ResolveClock {
 /// incident's events and of its page events, in log order.
 ///
 /// Built with the paging severities of the configuration (whether an event
-/// begins an episode depends on them), so a service rebuilds it after a
-/// configuration change, as it does at every start.
+/// begins an episode depends on them): a configuration reload that changes
+/// them applies to incidents built afterwards, and a restart rebuilds
+/// every incident with the severities it starts with. The escalation policy
+/// of an episode is not taken from the configuration once its chain has
+/// started: it is folded from the chain's first event.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct IncidentPaging {
     incident: IncidentId,
@@ -436,6 +457,12 @@ impl IncidentPaging {
     /// The escalation chain of the current episode, once started.
     pub fn escalation(&self) -> Option<&Escalation> {
         self.episode.as_ref().and_then(|e| e.chain.as_ref())
+    }
+    /// The escalation policy the current episode's chain runs under, as
+    /// its first event recorded it (`None` before the chain starts, and
+    /// when that event recorded none: the configured policy applies).
+    pub fn episode_policy(&self) -> Option<&EscalationPolicy> {
+        self.episode.as_ref().and_then(|e| e.policy.as_ref())
     }
     /// The SLOs breached in the current episode.
     pub fn breached(&self) -> BTreeSet<SloKind> {
@@ -552,6 +579,7 @@ impl IncidentPaging {
                     first_ack_at: None,
                     breached: BTreeSet::new(),
                     chain: None,
+                    policy: None,
                 });
             }
             (false, true) => self.episode = None,
@@ -609,6 +637,9 @@ impl IncidentPaging {
                     }
                 } else if let (Some(episode), Some(level)) = (episode, p.level) {
                     episode.first_paged_at.get_or_insert(at);
+                    if episode.chain.is_none() && episode.policy.is_none() {
+                        episode.policy.clone_from(&p.policy);
+                    }
                     chain_paged(&mut episode.chain, p, level);
                 }
             }
@@ -653,6 +684,9 @@ impl IncidentPaging {
                 }
                 None => {
                     if let Some(episode) = episode {
+                        if episode.chain.is_none() && episode.policy.is_none() {
+                            episode.policy.clone_from(&e.policy);
+                        }
                         chain_escalated(&mut episode.chain, e);
                     }
                 }
@@ -1019,6 +1053,9 @@ struct Step<'a> {
     now: DateTime<Utc>,
     next_page: u32,
     events: Vec<PageEvent>,
+    /// The policy to record on the next event of the episode's chain: set
+    /// when this step starts the chain.
+    pin: Option<EscalationPolicy>,
 }
 
 impl<'a> Step<'a> {
@@ -1030,8 +1067,8 @@ impl<'a> Step<'a> {
         now: DateTime<Utc>,
     ) -> Step<'a> {
         let next_page = u32::try_from(state.pages.len()).map_or(u32::MAX, |n| n.saturating_add(1));
-        let policy = config.policy_for(state.service.as_ref(), catalog);
-        Step { state, config, catalog, schedules, policy, now, next_page, events: Vec::new() }
+        let policy = state.episode_policy().unwrap_or_else(|| config.policy_for(state.service.as_ref(), catalog));
+        Step { state, config, catalog, schedules, policy, now, next_page, events: Vec::new(), pin: None }
     }
 
     /// The policy that carries out a manager's request: a person or a
@@ -1069,6 +1106,7 @@ impl<'a> Step<'a> {
                         reason: PageReason::RoleAssigned,
                         deadline: None,
                         request: Some(n),
+                        policy: None,
                     }));
                     return;
                 }
@@ -1082,6 +1120,7 @@ impl<'a> Step<'a> {
                     to_level: None,
                     round: 0,
                     request: Some(n),
+                    policy: None,
                 })),
                 (None, Some(policy)) => self.page_level(&policy, 0, 0, PageReason::Requested, Some(n)),
                 (Some(chain), _) if chain.acknowledged.is_some() || chain.exhausted => {}
@@ -1115,7 +1154,10 @@ impl<'a> Step<'a> {
         let now = self.now;
         let policy = self.policy;
         match &episode.chain {
-            None => self.page_level(policy, 0, 0, PageReason::Severity, None),
+            None => {
+                self.pin = Some(policy.clone());
+                self.page_level(policy, 0, 0, PageReason::Severity, None);
+            }
             Some(chain) => match chain.acknowledged {
                 Some((page, at)) if now >= at + slo.ack_timeout => {
                     self.emit(PageChange::AckTimedOut(AckTimedOut { page }));
@@ -1156,7 +1198,13 @@ impl<'a> Step<'a> {
         self.events
     }
 
-    fn emit(&mut self, change: PageChange) {
+    fn emit(&mut self, mut change: PageChange) {
+        // The chain's first event records its policy.
+        match &mut change {
+            PageChange::ResponderPaged(p) if p.request.is_none() && p.level.is_some() => p.policy = self.pin.take(),
+            PageChange::PageEscalated(e) if e.request.is_none() => e.policy = self.pin.take(),
+            _ => {}
+        }
         self.events.push(PageEvent { incident: self.state.incident, at: self.now, by: paging_actor(), change });
     }
 
@@ -1205,6 +1253,7 @@ impl<'a> Step<'a> {
                 reason,
                 deadline: Some(deadline),
                 request,
+                policy: None,
             }));
         }
     }
@@ -1229,6 +1278,7 @@ impl<'a> Step<'a> {
                     to_level: Some(to),
                     round: next_round,
                     request,
+                    policy: None,
                 }));
                 let reason = if next_round == round { PageReason::Escalation } else { PageReason::Repeat };
                 self.page_level(policy, to, next_round, reason, request);
@@ -1240,6 +1290,7 @@ impl<'a> Step<'a> {
                     to_level: None,
                     round,
                     request,
+                    policy: None,
                 }));
                 if request.is_some() {
                     return;
@@ -1281,6 +1332,7 @@ impl<'a> Step<'a> {
             reason: PageReason::SloBreach,
             deadline: None,
             request: None,
+            policy: None,
         }));
     }
 }

@@ -349,7 +349,7 @@ impl v1::incidents_server::Incidents for IncidentsService {
         request: Request<v1::PageResponderRequest>,
     ) -> Result<Response<v1::CommandResponse>, Status> {
         use v1::page_responder_request::Target;
-        let directory = self.handle.directory().clone();
+        let directory = self.handle.directory();
         self.command(request, |r| {
             let (field, target) = match &r.target {
                 Some(Target::Person(p)) => ("person", PageTarget::Person(person("person", p)?)),

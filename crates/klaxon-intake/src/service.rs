@@ -20,16 +20,22 @@ use klaxon_domain::queue::{Facts, Row};
 type PageFacts = (Option<DateTime<Utc>>, bool);
 
 /// What orders the queue: SLOs and the cadence severities.
-#[derive(Default)]
 struct QueuePolicy {
-    paging: Option<Arc<PagingConfig>>,
+    /// The paging configuration in force (a reload replaces it).
+    paging: Live<Option<Arc<PagingConfig>>>,
     cadence: BTreeSet<Severity>,
+}
+
+impl Default for QueuePolicy {
+    fn default() -> QueuePolicy {
+        QueuePolicy { paging: Live::new(Arc::new(None)), cadence: BTreeSet::new() }
+    }
 }
 use klaxon_log::{
     Appended, EventData, EventKind, ExpectedVersion, Metadata, NewEvent, Position, Record, StreamVersion,
 };
 use klaxon_reactor::snapshot::{self, SnapshotFile};
-use klaxon_reactor::{Clock, decode, streams};
+use klaxon_reactor::{Clock, Live, decode, streams};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -191,7 +197,7 @@ struct Folded {
 pub struct Handle {
     log: Bus,
     options: Arc<Options>,
-    directory: Arc<Directory>,
+    directory: Live<Directory>,
     catalog: Arc<ServiceCatalog>,
     queue: Arc<QueuePolicy>,
     clock: Arc<dyn Clock>,
@@ -276,7 +282,7 @@ impl Intake {
             threads: RwLock::default(),
             written: Default::default(),
         });
-        let (directory, catalog) = (Arc::new(Directory::default()), Arc::new(ServiceCatalog::default()));
+        let (directory, catalog) = (Live::new(Arc::new(Directory::default())), Arc::new(ServiceCatalog::default()));
         let queue = Arc::new(QueuePolicy::default());
         let handle = Handle { log, options: Arc::new(options), directory, catalog, queue, clock, shared };
         Intake { handle, snapshots: None }
@@ -293,15 +299,27 @@ impl Intake {
 
     /// The schedules and teams managers may pull in (`PageResponder`); an
     /// intake without one refuses every schedule and team target.
-    pub fn with_directory(mut self, directory: Directory) -> Intake {
-        self.handle.directory = Arc::new(directory);
+    pub fn with_directory(self, directory: Directory) -> Intake {
+        self.with_live_directory(Live::new(Arc::new(directory)))
+    }
+
+    /// [`Intake::with_directory`] through a [`Live`] view a configuration
+    /// reload replaces (read at each request).
+    pub fn with_live_directory(mut self, directory: Live<Directory>) -> Intake {
+        self.handle.directory = directory;
         self
     }
 
     /// The SLOs (the paging configuration's) and the severities on the
     /// executive update cadence that order the queue
     /// ([`Handle::queue`]); without them, the default SLOs and no cadence.
-    pub fn with_queue(mut self, paging: Option<Arc<PagingConfig>>, cadence: BTreeSet<Severity>) -> Intake {
+    pub fn with_queue(self, paging: Option<Arc<PagingConfig>>, cadence: BTreeSet<Severity>) -> Intake {
+        self.with_live_queue(Live::new(Arc::new(paging)), cadence)
+    }
+
+    /// [`Intake::with_queue`] with the paging configuration through a
+    /// [`Live`] view a configuration reload replaces (read at each query).
+    pub fn with_live_queue(mut self, paging: Live<Option<Arc<PagingConfig>>>, cadence: BTreeSet<Severity>) -> Intake {
         self.handle.queue = Arc::new(QueuePolicy { paging, cadence });
         self
     }
@@ -450,9 +468,9 @@ impl Handle {
         &self.log
     }
 
-    /// The schedules and teams managers may pull in.
-    pub fn directory(&self) -> &Arc<Directory> {
-        &self.directory
+    /// The schedules and teams managers may pull in, as they are now.
+    pub fn directory(&self) -> Arc<Directory> {
+        self.directory.get()
     }
 
     /// `incident` with the catalog's runbook of its service filled in.
@@ -567,6 +585,7 @@ impl Handle {
         let page_size = page_size.clamp(1, self.options.list_page_size_max);
         let incidents = self.shared.incidents.read().expect("projection lock");
         let pages = self.shared.pages.read().expect("pages lock");
+        let paging = self.queue.paging.get();
         let mut rows: Vec<(Incident, Row)> = incidents
             .newest_first(None)
             .filter(|i| {
@@ -587,7 +606,7 @@ impl Handle {
                     last_executive_update_at: i.latest_update(Audience::Executive).map(|u| u.at),
                     on_cadence: i.severity().is_some_and(|s| self.queue.cadence.contains(&s)),
                 };
-                let slo = match (&self.queue.paging, i.severity()) {
+                let slo = match (paging.as_ref(), i.severity()) {
                     // Customer tiers tighten the resolution window.
                     (Some(paging), Some(severity)) => {
                         Slo { resolve: paging.resolve_window(severity, i.customers()), ..paging.slo(severity) }

@@ -14,7 +14,7 @@ use klaxon_domain::notifier::{
 use klaxon_domain::outbox::Receipt;
 use klaxon_domain::paging::{PagingConfig, Slo};
 use klaxon_log::{ExpectedVersion, Record};
-use klaxon_reactor::{Append, Cause, Clock, Deliver, Effect, Ids, Reactor, Trace, decode, streams};
+use klaxon_reactor::{Append, Cause, Clock, Deliver, Effect, Ids, Live, Reactor, Trace, decode, streams};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -72,6 +72,9 @@ pub struct Handle {
 /// The notifier as the shell runs it.
 pub struct Notifying {
     options: NotifierOptions,
+    /// The paging configuration in force, for the update cadences (a
+    /// reload replaces it); `options.paging` at first.
+    paging: Live<Option<Arc<PagingConfig>>>,
 }
 
 /// What the notifier folds from the log.
@@ -101,12 +104,13 @@ impl Notifying {
     /// the log with [`klaxon_reactor::Service::fold`] (the simulation,
     /// `klaxon-sim`, compares it with the running one's).
     pub fn new(options: NotifierOptions) -> Notifying {
-        Notifying { options }
+        let paging = Live::new(Arc::new(options.paging.clone()));
+        Notifying { options, paging }
     }
 
     /// The update cadence of a severity: the paging SLO's, or the default.
     pub(crate) fn cadence(&self, severity: Severity) -> TimeDelta {
-        match &self.options.paging {
+        match self.paging.get().as_ref() {
             Some(p) => p.slo(severity).update_cadence,
             None => Slo::DEFAULT.update_cadence,
         }
@@ -189,8 +193,22 @@ impl klaxon_reactor::Service for Notifying {
 impl Notifier {
     /// A notifier over `log`; posts go out through `options.channels`.
     pub fn new(log: impl Into<Bus>, options: NotifierOptions, clock: Arc<dyn Clock>) -> Notifier {
+        let paging = Live::new(Arc::new(options.paging.clone()));
+        Notifier::with_live_paging(log, options, paging, clock)
+    }
+
+    /// [`Notifier::new`], with the paging configuration (the update
+    /// cadences) read through `paging`, which a configuration reload
+    /// replaces, instead of `options.paging`.
+    pub fn with_live_paging(
+        log: impl Into<Bus>,
+        options: NotifierOptions,
+        paging: Live<Option<Arc<PagingConfig>>>,
+        clock: Arc<dyn Clock>,
+    ) -> Notifier {
         let (channels, lag_max) = (options.channels.clone(), options.feed_lag_max);
-        let reactor = Reactor::new(log, Notifying { options }, clock).with_outbox(channels).with_changes(lag_max);
+        let notifying = Notifying { options, paging };
+        let reactor = Reactor::new(log, notifying, clock).with_outbox(channels).with_changes(lag_max);
         Notifier { reactor, budget: FeedBudget::new(FEEDS_PER_PRINCIPAL_DEFAULT) }
     }
 

@@ -12,6 +12,8 @@
 //! channels (the page id is the idempotency key) and records each delivery
 //! as an event. Timers are never kept anywhere else: after a restart the
 //! state is rebuilt from the log and everything overdue fires, exactly once.
+//! The configuration is read through a `Live` view a reload replaces; an
+//! episode keeps the escalation policy its first page recorded.
 //!
 //! What it must never do: decide before it has folded the whole log (that
 //! would page for incidents resolved later in the log), deliver a page as a

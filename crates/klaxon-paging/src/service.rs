@@ -16,7 +16,7 @@ use klaxon_domain::paging::{
     self, AckError, Delivery, IncidentPaging, Page, PageChange, PageDelivery, PageId, PagingConfig,
 };
 use klaxon_log::{ExpectedVersion, Position, Record, StreamVersion};
-use klaxon_reactor::{Append, Cause, Clock, Deliver, Effect, Ids, Reactor, Trace, decode, streams};
+use klaxon_reactor::{Append, Cause, Clock, Deliver, Effect, Ids, Live, Reactor, Trace, decode, streams};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -61,6 +61,15 @@ impl klaxon_domain::class::Classify for Error {
 }
 
 /// Everything paging decides with, validated by the binary.
+///
+/// The pager reads it through a [`Live`] view ([`Pager::new`] takes either),
+/// once per fold or decision, so a configuration reload applies to the
+/// next decision: the policies of new episodes (an episode in flight keeps
+/// the policy its first event recorded), the SLOs, the duty manager, the
+/// managers, the schedules, the catalog and the channels pages go through.
+/// The paging severities are taken when paging first folds an incident's
+/// event: a change applies to incidents paging has not seen yet (and to
+/// every incident once the process restarts and folds the log again).
 #[derive(Clone)]
 pub struct PagerConfig {
     /// Policies, SLOs, paging severities, duty manager, managers, channels.
@@ -86,7 +95,29 @@ pub struct Handle {
 
 /// Paging as the shell runs it.
 pub struct Paging {
-    config: PagerConfig,
+    config: Live<PagerConfig>,
+}
+
+impl From<PagerConfig> for Live<PagerConfig> {
+    fn from(config: PagerConfig) -> Live<PagerConfig> {
+        Live::new(Arc::new(config))
+    }
+}
+
+/// The channels of the configuration in force at each delivery, as the
+/// pager's outbox: a reload that changes `[[channels]]` applies to the next
+/// delivery.
+struct LiveChannels(Live<PagerConfig>);
+
+impl klaxon_domain::outbox::Outbox for LiveChannels {
+    fn deliver<'a>(
+        &'a self,
+        channel: &'a str,
+        message: &'a klaxon_domain::outbox::Message,
+    ) -> std::pin::Pin<Box<dyn Future<Output = klaxon_domain::outbox::Outcome> + Send + 'a>> {
+        let channels = self.0.get().channels.clone();
+        Box::pin(async move { klaxon_domain::outbox::Outbox::deliver(&*channels, channel, message).await })
+    }
 }
 
 /// What paging folds from the log.
@@ -106,10 +137,11 @@ pub struct State {
     rosters: Rosters,
     /// The configured schedules with `rosters` applied, computed when
     /// first asked for after a schedule event (until there is one the
-    /// configured ones apply). Not in snapshots: it is derived from
-    /// `rosters` and the configuration.
+    /// configured ones apply), beside the configured schedules it was
+    /// computed from. Not in snapshots: it is derived from `rosters` and
+    /// the configuration.
     #[serde(skip)]
-    effective: std::sync::OnceLock<Arc<Schedules>>,
+    effective: std::sync::OnceLock<(Arc<Schedules>, Arc<Schedules>)>,
 }
 
 impl State {
@@ -119,7 +151,14 @@ impl State {
         if self.rosters.is_empty() {
             return configured.clone();
         }
-        self.effective.get_or_init(|| Arc::new(self.rosters.effective(configured))).clone()
+        let (from, effective) =
+            self.effective.get_or_init(|| (configured.clone(), Arc::new(self.rosters.effective(configured))));
+        if Arc::ptr_eq(from, configured) {
+            return effective.clone();
+        }
+        // The schedules were reloaded since: computed afresh (cached again
+        // from the next schedule event on).
+        Arc::new(self.rosters.effective(configured))
     }
 }
 
@@ -154,11 +193,12 @@ impl State {
 }
 
 impl Paging {
-    /// Paging with `config`, as [`Pager`] runs it: for a shell built by
-    /// hand (the simulation, `klaxon-sim`) and for rebuilding the
-    /// projection from the log with [`klaxon_reactor::Service::fold`].
-    pub fn new(config: PagerConfig) -> Paging {
-        Paging { config }
+    /// Paging with `config` (fixed, or a [`Live`] view), as [`Pager`] runs
+    /// it: for a shell built by hand (the simulation, `klaxon-sim`) and for
+    /// rebuilding the projection from the log with
+    /// [`klaxon_reactor::Service::fold`].
+    pub fn new(config: impl Into<Live<PagerConfig>>) -> Paging {
+        Paging { config: config.into() }
     }
 }
 
@@ -172,9 +212,11 @@ impl klaxon_reactor::Service for Paging {
     type Then = PageDelivery;
     const NAME: &'static str = "paging";
     const TIMERS: bool = true;
+    /// 2: an episode holds the policy its chain's first event recorded.
+    const SCHEMA: u32 = 2;
 
     fn fold(&self, state: &mut State, record: &Record) -> Result<Option<IncidentId>, klaxon_reactor::Error> {
-        let config = &self.config.paging;
+        let config = &self.config.get().paging;
         if let Some(event) = decode::roster(record)? {
             state.rosters.evolve(&event);
             state.effective = std::sync::OnceLock::new();
@@ -214,7 +256,8 @@ impl klaxon_reactor::Service for Paging {
     /// page's decision).
     fn decide(&self, state: &State, id: IncidentId, _cause: &Cause, now: DateTime<Utc>) -> Vec<Effect<PageDelivery>> {
         let Some(paging) = state.incidents.get(&id) else { return Vec::new() };
-        let c = &self.config;
+        // One configuration for the whole decision, even if a reload lands.
+        let c = self.config.get();
         let mut effects = Vec::new();
         let schedules = state.schedules(&c.schedules);
         let events = paging::decide(paging, &c.paging, &c.catalog, &schedules, now);
@@ -237,7 +280,7 @@ impl klaxon_reactor::Service for Paging {
     }
 
     fn next_due(&self, state: &State, id: IncidentId) -> Option<DateTime<Utc>> {
-        paging::next_due(state.incidents.get(&id)?, &self.config.paging)
+        paging::next_due(state.incidents.get(&id)?, &self.config.get().paging)
     }
 
     /// The outcome of a page's delivery, with ids derived from the page, so
@@ -253,11 +296,13 @@ impl klaxon_reactor::Service for Paging {
 }
 
 impl Pager {
-    /// A pager over `log` with its configuration and clock; pages go out
-    /// through `config.channels`.
-    pub fn new(log: impl Into<Bus>, config: PagerConfig, clock: Arc<dyn Clock>) -> Pager {
-        let channels = config.channels.clone();
-        Pager { reactor: Reactor::new(log, Paging { config }, clock).with_outbox(channels) }
+    /// A pager over `log` with its configuration (fixed, or a [`Live`]
+    /// view a reload replaces) and clock; pages go out through the
+    /// `channels` of the configuration in force at each delivery.
+    pub fn new(log: impl Into<Bus>, config: impl Into<Live<PagerConfig>>, clock: Arc<dyn Clock>) -> Pager {
+        let config = config.into();
+        let outbox = Arc::new(LiveChannels(config.clone()));
+        Pager { reactor: Reactor::new(log, Paging { config }, clock).with_outbox(outbox) }
     }
 
     /// Delivers pages through `outbox` instead of `config.channels` (the
@@ -303,8 +348,9 @@ impl Handle {
         &self.reactor
     }
 
-    fn config(&self) -> &PagerConfig {
-        &self.reactor.service().config
+    /// The configuration in force now.
+    fn config(&self) -> Arc<PagerConfig> {
+        self.reactor.service().config.get()
     }
 
     /// Whether `actor` is a configured manager (who may change anyone's

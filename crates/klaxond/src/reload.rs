@@ -7,8 +7,10 @@
 //! configuration stays; so is a file that changes a key that cannot
 //! change while running (anything outside [`RELOADABLE`]: addresses, the
 //! data folder, channels, …), naming those keys. Otherwise the new values
-//! are put into the [`Live`] views the services read once per decision,
-//! and the change is recorded: its diff against the configuration the log
+//! are put into the [`Live`] views the services read once per decision
+//! (a paging episode in flight keeps the escalation policy its first event
+//! recorded, so an edit never changes pages already under way), and the
+//! change is recorded: its diff against the configuration the log
 //! last recorded, its hash and who applied it (the process's OS user; the
 //! event says `via: reload`). The first start records the configuration
 //! too (`via: start`). Ids come from the previous and the new hash, so
@@ -22,8 +24,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use anyhow::Context;
 use klaxon_bus::Bus;
 use klaxon_domain::audit::{self, ConfigApplied};
+use klaxon_domain::paging::{Directory, PagingConfig};
 use klaxon_domain::severity::Rules;
 use klaxon_log::{EventData, EventKind, ExpectedVersion, Metadata, NewEvent, Position, StreamId};
+use klaxon_paging::PagerConfig;
 use klaxon_reactor::Live;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -32,7 +36,22 @@ use crate::config::{Config, Validated};
 
 /// The top-level keys a reload may change; a change anywhere else is
 /// refused (restart to apply it).
-pub const RELOADABLE: &[&str] = &["severity"];
+///
+/// - `severity`: the rules, read by the severity evaluator per decision.
+/// - `paging`, `slo`, `escalation_policies`, `customers`, `schedules`: read
+///   by paging per decision (an episode in flight keeps the policy its
+///   first event recorded; new paging severities apply to incidents paging
+///   has not seen yet), by intake (the queue's SLOs, the schedules and
+///   teams a manager may pull in) and by the notifier (update cadences).
+///   Adding or removing the whole `[paging]` table is refused: whether
+///   paging runs at all is decided at start.
+///
+/// Everything else stays fixed while the process runs: listen addresses,
+/// the data folder, the log, Raft and NATS settings, authentication and
+/// tokens, the service catalog (`services`: the severity evaluator, intake
+/// and reviews hold it), `channels` (their clients and secrets are built at
+/// start), the notifier, reports, limits and snapshots.
+pub const RELOADABLE: &[&str] = &["severity", "paging", "slo", "escalation_policies", "customers", "schedules"];
 
 /// A configuration file as the audit sees it.
 #[derive(Clone, Debug)]
@@ -194,16 +213,52 @@ pub async fn record(bus: &Bus, canonical: &Canonical, via: &str, actor: &str) ->
 pub struct LiveConfig {
     /// The severity rules.
     pub rules: Live<Rules>,
+    /// Paging's configuration (policies, SLOs, schedules, …), when the
+    /// configuration has a `[paging]` table.
+    pub pager: Option<Live<PagerConfig>>,
+    /// The paging configuration alone, for intake's queue and the
+    /// notifier's update cadences.
+    pub paging: Live<Option<Arc<PagingConfig>>>,
+    /// The schedules and teams managers may pull in (intake).
+    pub directory: Live<Directory>,
 }
 
 impl LiveConfig {
     /// The views of `validated`.
     pub fn new(validated: &Validated) -> LiveConfig {
-        LiveConfig { rules: Live::new(validated.rules.clone()) }
+        LiveConfig {
+            rules: Live::new(validated.rules.clone()),
+            pager: pager_config(validated).map(|c| Live::new(Arc::new(c))),
+            paging: Live::new(Arc::new(validated.paging.clone())),
+            directory: Live::new(Arc::new(directory(validated))),
+        }
     }
 
     fn set(&self, validated: &Validated) {
         self.rules.set(validated.rules.clone());
+        if let (Some(live), Some(config)) = (&self.pager, pager_config(validated)) {
+            live.set(Arc::new(config));
+        }
+        self.paging.set(Arc::new(validated.paging.clone()));
+        self.directory.set(Arc::new(directory(validated)));
+    }
+}
+
+/// What paging runs with, when the configuration has a `[paging]` table.
+pub fn pager_config(validated: &Validated) -> Option<PagerConfig> {
+    Some(PagerConfig {
+        paging: validated.paging.clone()?,
+        catalog: validated.catalog.clone(),
+        schedules: validated.schedules.clone(),
+        channels: validated.channels.clone(),
+    })
+}
+
+/// The schedules and teams managers may pull in (none without paging).
+fn directory(validated: &Validated) -> Directory {
+    match &validated.paging {
+        Some(paging) => Directory::new(paging, &validated.catalog, &validated.schedules),
+        None => Directory::default(),
     }
 }
 
@@ -286,6 +341,14 @@ impl Reloader {
                 self.path.display(),
                 fixed.join(", "),
                 RELOADABLE.join(", ")
+            );
+        }
+        let had_paging = self.running.public.get("paging").is_some();
+        if had_paging != validated.paging.is_some() {
+            let change = if had_paging { "removed" } else { "added" };
+            anyhow::bail!(
+                "{}: paging cannot be {change} while klaxond runs (whether paging runs is decided at start); restart to apply",
+                self.path.display()
             );
         }
         self.live.set(&validated);

@@ -155,13 +155,11 @@ impl Wiring {
         match service {
             Service::Intake => {
                 use klaxon_intake::grpc::{BridgeService, IncidentsService};
+                let live = self.live(validated);
                 let mut intake = klaxon_intake::Intake::new(bus, config.intake.clone(), self.clock.clone())
                     .with_catalog(validated.catalog.clone())
-                    .with_queue(validated.paging.clone(), validated.notifier.cadence_severities().clone());
-                if let Some(paging) = &validated.paging {
-                    let (catalog, schedules) = (&validated.catalog, &validated.schedules);
-                    intake = intake.with_directory(klaxon_domain::paging::Directory::new(paging, catalog, schedules));
-                }
+                    .with_live_queue(live.paging, validated.notifier.cadence_severities().clone())
+                    .with_live_directory(live.directory);
                 if let Some((file, every)) = config.snapshot(name, self.snapshot_dir.as_deref()) {
                     intake = intake.with_snapshots(file, every);
                 }
@@ -193,14 +191,8 @@ impl Wiring {
             }
             Service::Paging => {
                 use klaxon_paging::grpc::PagingService;
-                let Some(paging) = validated.paging.clone() else {
+                let Some(pager_config) = self.live(validated).pager else {
                     anyhow::bail!("paging needs a [paging] table in the configuration");
-                };
-                let pager_config = klaxon_paging::PagerConfig {
-                    paging,
-                    catalog: validated.catalog.clone(),
-                    schedules: validated.schedules.clone(),
-                    channels: validated.channels.clone(),
                 };
                 let mut pager = klaxon_paging::Pager::new(bus, pager_config, self.clock.clone());
                 if let Some(claims) = &self.claims {
@@ -223,7 +215,9 @@ impl Wiring {
                     channels: validated.channels.clone(),
                     feed_lag_max: klaxon_notifier::feed::CHANGES_BUFFER,
                 };
-                let mut notifier = klaxon_notifier::Notifier::new(bus, options, self.clock.clone());
+                let paging = self.live(validated).paging;
+                let mut notifier =
+                    klaxon_notifier::Notifier::with_live_paging(bus, options, paging, self.clock.clone());
                 if let Some(claims) = &self.claims {
                     notifier = notifier.with_claims(claims.clone());
                 }

@@ -244,7 +244,16 @@ impl Slo {
 
 /// A validated escalation policy: levels paged one after the other, the
 /// whole walked `1 + repeat` times.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// It is also recorded in the log: the first event of an episode's chain
+/// carries the policy the episode runs under (`policy` of
+/// `page.responder_paged.v1` or `page.escalated.v1`), written in the shape
+/// of a `[[escalation_policies]]` table ([`EscalationPolicyConfig`]). Read
+/// back, it is checked for shape (levels, targets, timeouts and people as
+/// at validation) but not against the schedules: a schedule removed since
+/// simply has nobody on call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "EscalationPolicyConfig", try_from = "EscalationPolicyConfig")]
 pub struct EscalationPolicy {
     name: String,
     repeat: u32,
@@ -402,6 +411,42 @@ impl EscalationPolicy {
     }
 }
 
+impl From<EscalationPolicy> for EscalationPolicyConfig {
+    /// The policy as a `[[escalation_policies]]` table: timeouts in whole
+    /// minutes when they are, else in seconds.
+    fn from(policy: EscalationPolicy) -> EscalationPolicyConfig {
+        let levels = policy
+            .levels
+            .into_iter()
+            .map(|level| {
+                let seconds = u32::try_from(level.timeout.num_seconds()).unwrap_or(u32::MAX);
+                let (timeout_minutes, timeout_seconds) =
+                    if seconds % 60 == 0 { (Some(seconds / 60), None) } else { (None, Some(seconds)) };
+                let targets = level
+                    .targets
+                    .into_iter()
+                    .map(|target| match target {
+                        Target::Schedule(name) => TargetConfig::Schedule(name),
+                        Target::Person(person) => TargetConfig::Person(person.to_string()),
+                    })
+                    .collect();
+                EscalationLevelConfig { timeout_minutes, timeout_seconds, targets }
+            })
+            .collect();
+        EscalationPolicyConfig { name: policy.name, repeat: policy.repeat, levels }
+    }
+}
+
+impl TryFrom<EscalationPolicyConfig> for EscalationPolicy {
+    type Error = ConfigError;
+
+    /// A recorded policy read back: validated as in a configuration file,
+    /// except that the schedules it names need not exist (any more).
+    fn try_from(config: EscalationPolicyConfig) -> Result<EscalationPolicy, ConfigError> {
+        config.validate("policy", None)
+    }
+}
+
 impl EscalationLevel {
     /// How long the level's pages may stay unacknowledged.
     pub fn timeout(&self) -> TimeDelta {
@@ -531,7 +576,7 @@ impl PagingFileConfig {
         let mut first_index = BTreeMap::new();
         for (i, config) in self.escalation_policies.iter().enumerate() {
             let key = format!("{policies_key}[{i}]");
-            let policy = config.validate(&key, schedules)?;
+            let policy = config.validate(&key, Some(schedules))?;
             if let Some(first) = first_index.insert(policy.name.clone(), i) {
                 return Err(ConfigError::new(
                     format!("{key}.name"),
@@ -603,7 +648,9 @@ impl SloConfig {
 }
 
 impl EscalationPolicyConfig {
-    fn validate(&self, key: &str, schedules: &Schedules) -> Result<EscalationPolicy, ConfigError> {
+    /// Validates the policy; `schedules`, when given, must hold every
+    /// schedule a target names.
+    fn validate(&self, key: &str, schedules: Option<&Schedules>) -> Result<EscalationPolicy, ConfigError> {
         let name = policy_name(&format!("{key}.name"), &self.name)?;
         if self.repeat > REPEAT_MAX {
             return Err(ConfigError::new(
@@ -632,7 +679,7 @@ impl EscalationPolicyConfig {
 }
 
 impl EscalationLevelConfig {
-    fn validate(&self, key: &str, schedules: &Schedules) -> Result<EscalationLevel, ConfigError> {
+    fn validate(&self, key: &str, schedules: Option<&Schedules>) -> Result<EscalationLevel, ConfigError> {
         let timeout = match (self.timeout_minutes, self.timeout_seconds) {
             (Some(m), None) => minutes(&format!("{key}.timeout_minutes"), m)?,
             (None, Some(s)) => {
@@ -668,7 +715,7 @@ impl EscalationLevelConfig {
             let key = format!("{targets_key}[{i}]");
             let target = match target {
                 TargetConfig::Schedule(name) => {
-                    if schedules.get(name).is_none() {
+                    if schedules.is_some_and(|s| s.get(name).is_none()) {
                         return Err(ConfigError::new(
                             format!("{key}.schedule"),
                             format!("{name:?} is not the name of any configured schedule"),

@@ -320,6 +320,15 @@ pub struct ResponderPaged {
     /// pages (and in records written before requests existed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request: Option<u32>,
+    /// The escalation policy the episode runs under, on the first event of
+    /// an episode's chain only (that event is this page or, when level 0
+    /// had nobody on call, a `page.escalated.v1`): its name and its levels
+    /// as a `[[escalation_policies]]` table. Every later decision of the
+    /// episode's chain follows it, whatever the configuration says since.
+    /// Absent on every other event and in records written before episodes
+    /// recorded their policy (the configured policy applies then).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<super::EscalationPolicy>,
 }
 
 /// The fields of [`PageChange::PageDelivered`].
@@ -374,6 +383,15 @@ pub struct PageEscalated {
     /// [`ResponderPaged::request`]); absent for the incident's own chain.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request: Option<u32>,
+    /// The escalation policy the episode runs under, on the first event of
+    /// an episode's chain only (this event when level 0 had nobody on call,
+    /// otherwise the first `page.responder_paged.v1`): its name and its levels
+    /// as a `[[escalation_policies]]` table. Every later decision of the
+    /// episode's chain follows it, whatever the configuration says since.
+    /// Absent on every other event and in records written before episodes
+    /// recorded their policy (the configured policy applies then).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<super::EscalationPolicy>,
 }
 
 /// The fields of [`PageChange::AckTimedOut`].

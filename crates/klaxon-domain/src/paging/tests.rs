@@ -98,6 +98,16 @@ pub(super) fn example_config() -> Value {
     })
 }
 
+/// [`example_config`] after an edit: payments pages zed for 2 minutes,
+/// then yan for 3, without repeating.
+fn edited_config() -> PagingConfig {
+    let mut edited = example_config();
+    edited["escalation_policies"][0] = json!({ "name": "payments", "levels": [
+        { "timeout_minutes": 2, "targets": [ { "person": "zed" } ] },
+        { "timeout_minutes": 3, "targets": [ { "person": "yan" } ] } ] });
+    serde_json::from_value::<PagingFileConfig>(edited).unwrap().validate("", &schedules()).unwrap()
+}
+
 fn config() -> PagingConfig {
     serde_json::from_value::<PagingFileConfig>(example_config()).unwrap().validate("", &schedules()).unwrap()
 }
@@ -235,7 +245,8 @@ fn show(event: &PageEvent) -> String {
 /// `close`, `reopen`, `evaluate sevN`, `pull person|schedule|team name`
 /// (incident events); `decide`; `ack Pn who`;
 /// `deliver Pn`, `fail Pn`; `crash` (drop the state and fold the log from
-/// scratch); `due` (print [`next_due`]).
+/// scratch); `edit` (the configuration becomes [`edited_config`]); `due`
+/// (print [`next_due`]).
 fn check(script: &str, expected: Expect) {
     let mut world = World::new();
     let mut out = String::new();
@@ -320,6 +331,7 @@ fn check(script: &str, expected: Expect) {
             "deliver" => world.record(Logged::Page(PageEvent::delivered(page_id(arg(0)), "slack", 1, at))),
             "fail" => world.record(Logged::Page(PageEvent::delivery_failed(page_id(arg(0)), "sms", 3, "HTTP 503", at))),
             "crash" => world.state = world.rebuild(),
+            "edit" => world.config = edited_config(),
             "due" => {
                 let due = next_due(&world.state, &world.config);
                 writeln!(out, "  {}", due.map_or("nothing pending".to_owned(), clock)).unwrap();
@@ -544,6 +556,142 @@ fn an_exhausted_chain_without_an_earlier_breach_breaches_at_its_last_deadline() 
               page P2 dora duty R0 slo_breach
         "#]],
     );
+}
+
+#[test]
+fn an_episode_keeps_the_policy_it_started_with_and_a_new_one_takes_the_edited_policy() {
+    check(
+        "
+        00:00 report payments
+        00:00 declare sev1
+        00:00 commander maria
+        00:00 decide
+        00:01 edit
+        00:02 decide
+        00:05 decide
+        00:06 crash
+        00:15 decide
+        00:16 resolve
+        00:17 reopen
+        00:17 decide
+        00:19 decide
+        ",
+        expect![[r#"
+            00:00 report payments
+            00:00 declare sev1
+            00:00 commander maria
+            00:00 decide
+              page P1 ana L0 R0 severity until 00:05
+            00:01 edit
+            00:02 decide
+              nothing
+            00:05 decide
+              escalate P1 L0 -> L1 R0
+              page P2 carl L1 R0 escalation until 00:15
+              page P3 erin L1 R0 escalation until 00:15
+            00:06 crash
+            00:15 decide
+              escalate P2 L1 -> L0 R1
+              page P4 ana L0 R1 repeat until 00:20
+              breach ack due 00:08
+              page P5 dora duty R1 slo_breach
+            00:16 resolve
+            00:17 reopen
+            00:17 decide
+              page P6 zed L0 R0 severity until 00:19
+            00:19 decide
+              escalate P6 L0 -> L1 R0
+              page P7 yan L1 R0 escalation until 00:22
+        "#]],
+    );
+}
+
+#[test]
+fn the_first_event_of_a_chain_records_its_policy_even_when_nobody_is_paged() {
+    let mut world = World::new();
+    let by = actor("maria");
+    for change in [
+        Change::Reported(Reported {
+            source: crate::ids::ReportSource::Alertmanager,
+            reporter: by.clone(),
+            title: "Search is slow".into(),
+            description: String::new(),
+            service: Some(ServiceName::new("search").unwrap()),
+            customers: Default::default(),
+            labels: Default::default(),
+            dedup_key: None,
+            started_at: None,
+        }),
+        Change::Declared(Declared { severity: Severity::Sev1 }),
+    ] {
+        world.record(Logged::Incident(IncidentEvent {
+            incident: incident(),
+            at: time("00:00"),
+            by: by.clone(),
+            change,
+        }));
+    }
+    let events = world.tick(time("00:00"));
+    let search = world.config.policy("search").unwrap().clone();
+    // Level 0 (weekends) has nobody on call: the escalation is the chain's
+    // first event and records the policy; fay's page after it does not.
+    let recorded: Vec<(String, Option<&EscalationPolicy>)> = events
+        .iter()
+        .map(|e| match &e.change {
+            PageChange::ResponderPaged(p) => (show(e), p.policy.as_ref()),
+            PageChange::PageEscalated(p) => (show(e), p.policy.as_ref()),
+            _ => (show(e), None),
+        })
+        .collect();
+    assert_eq!(
+        recorded,
+        [
+            ("escalate - L0 -> L1 R0".to_owned(), Some(&search)),
+            ("page P1 fay L1 R0 escalation until 00:05".to_owned(), None)
+        ]
+    );
+    assert_eq!(world.state.episode_policy(), Some(&search));
+}
+
+#[test]
+fn an_episode_recorded_without_a_policy_follows_the_configured_one() {
+    // A log written before episodes recorded their policy: the first page
+    // has no `policy`; the chain then follows the configuration of each
+    // decision, here the edited one.
+    let mut world = World::new();
+    let by = actor("maria");
+    for change in [
+        Change::Reported(Reported {
+            source: crate::ids::ReportSource::Alertmanager,
+            reporter: by.clone(),
+            title: "Checkout is down".into(),
+            description: String::new(),
+            service: Some(ServiceName::new("payments").unwrap()),
+            customers: Default::default(),
+            labels: Default::default(),
+            dedup_key: None,
+            started_at: None,
+        }),
+        Change::Declared(Declared { severity: Severity::Sev1 }),
+        Change::CommanderAssigned(CommanderAssigned { commander: by.clone(), previous: None }),
+    ] {
+        world.record(Logged::Incident(IncidentEvent {
+            incident: incident(),
+            at: time("00:00"),
+            by: by.clone(),
+            change,
+        }));
+    }
+    let old = PageEvent::from_json(
+        "page.responder_paged.v1",
+        r#"{"incident":"INC-1","at":"2026-03-02T00:00:00Z","by":"klaxon-paging","page":"INC-1-P1","responder":"ana","level":0,"round":0,"reason":"severity","deadline":"2026-03-02T00:05:00Z"}"#,
+    )
+    .unwrap();
+    world.record(Logged::Page(old));
+    assert_eq!(world.state.episode_policy(), None);
+    world.config = edited_config();
+    let shown: Vec<String> = world.tick(time("00:05")).iter().map(show).collect();
+    assert_eq!(shown, ["escalate P1 L0 -> L1 R0", "page P2 yan L1 R0 escalation until 00:08"]);
 }
 
 #[test]

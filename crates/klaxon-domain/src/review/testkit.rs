@@ -166,6 +166,7 @@ impl Script {
             reason,
             deadline: level.map(|_| at(minute + 5)),
             request: None,
+            policy: None,
         });
         self.page_event(minute, paging_actor(), change)
     }
@@ -186,8 +187,14 @@ impl Script {
     /// The chain left `from` for `to` (`None`: exhausted) at `minute`.
     pub(crate) fn escalated(&mut self, minute: i64, from: u32, to: Option<u32>) -> &mut Script {
         let page = Some(self.page_id(self.pages.max(1)));
-        let change =
-            PageChange::PageEscalated(PageEscalated { page, from_level: from, to_level: to, round: 0, request: None });
+        let change = PageChange::PageEscalated(PageEscalated {
+            page,
+            from_level: from,
+            to_level: to,
+            round: 0,
+            request: None,
+            policy: None,
+        });
         self.page_event(minute, paging_actor(), change)
     }
 

@@ -16,7 +16,7 @@ use klaxon_intake::{CommandContext, Intake};
 use klaxon_log::{Log, Position};
 use klaxon_paging::{Pager, PagerConfig};
 use klaxon_proto::v1;
-use klaxon_reactor::ManualClock;
+use klaxon_reactor::{Live, ManualClock};
 use klaxon_tests::receiver::Receiver;
 use tokio_util::sync::CancellationToken;
 
@@ -26,8 +26,27 @@ fn config(receiver_url: &str) -> PagerConfig {
     config_with(receiver_url, "")
 }
 
+/// The payments policy of the test configuration: ana's schedule for 5
+/// minutes, then carl for 5.
+const PAYMENTS_POLICY: &str = r#"
+[[escalation_policies]]
+name = "payments"
+[[escalation_policies.levels]]
+timeout_minutes = 5
+targets = [{ schedule = "payments-primary" }]
+[[escalation_policies.levels]]
+timeout_minutes = 5
+targets = [{ person = "carl" }]
+"#;
+
 /// The test configuration with `extra` TOML appended.
 fn config_with(receiver_url: &str, extra: &str) -> PagerConfig {
+    config_of(receiver_url, PAYMENTS_POLICY, extra)
+}
+
+/// The test configuration with `policy` as its escalation policies and
+/// `extra` TOML appended.
+fn config_of(receiver_url: &str, policy: &str, extra: &str) -> PagerConfig {
     #[derive(serde::Deserialize)]
     struct File {
         services: ServiceCatalogConfig,
@@ -69,16 +88,7 @@ duty_manager_schedule = "duty-managers"
 managers = ["maria"]
 default_policy = "payments"
 channels = ["pager"]
-
-[[escalation_policies]]
-name = "payments"
-[[escalation_policies.levels]]
-timeout_minutes = 5
-targets = [{{ schedule = "payments-primary" }}]
-[[escalation_policies.levels]]
-timeout_minutes = 5
-targets = [{{ person = "carl" }}]
-
+{policy}
 [[channels]]
 name = "pager"
 kind = "webhook"
@@ -116,7 +126,9 @@ struct World {
     stop: CancellationToken,
     pager_stop: CancellationToken,
     pager_task: Option<tokio::task::JoinHandle<Result<(), klaxon_paging::Error>>>,
-    config: PagerConfig,
+    /// What the pager reads, as a reload would replace it; a restarted
+    /// pager reads it too.
+    config: Live<PagerConfig>,
 }
 
 fn start(log: &Log, clock: &ManualClock, config: &PagerConfig) -> World {
@@ -125,6 +137,7 @@ fn start(log: &Log, clock: &ManualClock, config: &PagerConfig) -> World {
     let intake_handle = intake.handle();
     tokio::spawn(intake.run(stop.clone()));
     let pager_stop = stop.child_token();
+    let config = Live::new(Arc::new(config.clone()));
     let pager = Pager::new(log.clone(), config.clone(), Arc::new(clock.clone()));
     let pager_handle = pager.handle();
     let pager_task = tokio::spawn(pager.run(pager_stop.clone()));
@@ -136,7 +149,7 @@ fn start(log: &Log, clock: &ManualClock, config: &PagerConfig) -> World {
         stop,
         pager_stop,
         pager_task: Some(pager_task),
-        config: config.clone(),
+        config,
     }
 }
 
@@ -582,5 +595,63 @@ async fn pages_follow_overrides_and_swaps_across_a_dst_change() {
     clock.advance(at("2027-03-14T13:00:00Z") - at("2027-03-14T07:30:00Z"));
     let third = w.sev1(Some("maria")).await;
     assert_eq!(w.until_pages(third, 1).await, [format!("{third}-P1 ben severity")]);
+    w.stop.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edited_policy_pages_new_incidents_while_an_episode_in_flight_keeps_its_own_across_a_restart() {
+    let receiver = Receiver::start(SECRET).await;
+    let config = config(&receiver.url);
+    let (_dir, mut w) = new_world(&config);
+    let first = w.sev1(Some("maria")).await;
+    assert_eq!(w.until_pages(first, 1).await, ["INC-1-P1 ana severity"]);
+
+    // The policy is edited, as a reload does: zed for 2 minutes, then yan.
+    let edited = r#"
+[[escalation_policies]]
+name = "payments"
+[[escalation_policies.levels]]
+timeout_minutes = 2
+targets = [{ person = "zed" }]
+[[escalation_policies.levels]]
+timeout_minutes = 2
+targets = [{ person = "yan" }]
+"#;
+    w.config.set(Arc::new(config_of(&receiver.url, edited, "")));
+    w.clock.advance(TimeDelta::minutes(2));
+    let second = w.sev1(Some("maria")).await;
+    assert_eq!(w.until_pages(second, 1).await, ["INC-2-P1 zed severity"]);
+    assert_eq!(w.pages(first).await.len(), 1, "the first episode's level still has 3 minutes");
+
+    // A new pager over the same log (reading the edited configuration)
+    // knows the first episode's policy from its first page.
+    w.restart_pager().await;
+    w.clock.advance(TimeDelta::minutes(3));
+    assert_eq!(
+        w.until_pages(first, 3).await,
+        ["INC-1-P1 ana severity", "INC-1-P2 carl escalation", "INC-1-P3 maria slo_breach"]
+    );
+    assert_eq!(w.until_pages(second, 2).await, ["INC-2-P1 zed severity", "INC-2-P2 yan escalation"]);
+
+    // What the log recorded: each episode's policy on its first page only.
+    let policies: Vec<(String, serde_json::Value)> = w
+        .log
+        .read_all(Position(1), 1000)
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.kind.as_str() == "page.responder_paged.v1")
+        .map(|r| {
+            let data: serde_json::Value = r.data.parse().unwrap();
+            (data["page"].as_str().unwrap().to_owned(), data["policy"].clone())
+        })
+        .collect();
+    let levels = |p: &serde_json::Value| -> Vec<String> {
+        p["levels"].as_array().unwrap().iter().map(|l| l["targets"].to_string()).collect()
+    };
+    let with_policy: Vec<&str> = policies.iter().filter(|(_, p)| !p.is_null()).map(|(id, _)| id.as_str()).collect();
+    assert_eq!(with_policy, ["INC-1-P1", "INC-2-P1"]);
+    assert_eq!(levels(&policies[0].1), [r#"[{"schedule":"payments-primary"}]"#, r#"[{"person":"carl"}]"#]);
+    let second_policy = &policies.iter().find(|(id, _)| id == "INC-2-P1").unwrap().1;
+    assert_eq!(levels(second_policy), [r#"[{"person":"zed"}]"#, r#"[{"person":"yan"}]"#]);
     w.stop.cancel();
 }

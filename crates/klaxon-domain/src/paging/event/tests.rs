@@ -26,7 +26,65 @@ fn event(by: &str, change: PageChange) -> PageEvent {
 /// One event of every kind (two where a field may be null), with its
 /// pinned JSON.
 fn goldens() -> Vec<(PageEvent, Expect)> {
+    let policy = serde_json::json!({ "name": "payments", "repeat": 1, "levels": [
+        { "timeout_minutes": 5, "targets": [ { "schedule": "payments-primary" }, { "person": "ana" } ] },
+        { "timeout_seconds": 90, "targets": [ { "person": "erin" } ] } ] });
     vec![
+        (
+            event(
+                PAGING_ACTOR,
+                PageChange::ResponderPaged(ResponderPaged {
+                    page: page(1),
+                    responder: actor("ana"),
+                    level: Some(0),
+                    round: 0,
+                    reason: PageReason::Severity,
+                    deadline: Some("2026-03-02T09:20:00Z".parse().unwrap()),
+                    request: None,
+                    policy: Some(serde_json::from_value(policy).unwrap()),
+                }),
+            ),
+            expect![[r#"
+                page.responder_paged.v1
+                {
+                  "at": "2026-03-02T09:15:00Z",
+                  "by": "klaxon-paging",
+                  "deadline": "2026-03-02T09:20:00Z",
+                  "incident": "INC-7",
+                  "level": 0,
+                  "page": "INC-7-P1",
+                  "policy": {
+                    "levels": [
+                      {
+                        "targets": [
+                          {
+                            "schedule": "payments-primary"
+                          },
+                          {
+                            "person": "ana"
+                          }
+                        ],
+                        "timeout_minutes": 5
+                      },
+                      {
+                        "targets": [
+                          {
+                            "person": "erin"
+                          }
+                        ],
+                        "timeout_seconds": 90
+                      }
+                    ],
+                    "name": "payments",
+                    "repeat": 1
+                  },
+                  "reason": "severity",
+                  "responder": "ana",
+                  "round": 0
+                }
+                paged ana (INC-7-P1, level 0, round 0): severity
+            "#]],
+        ),
         (
             event(
                 PAGING_ACTOR,
@@ -38,6 +96,7 @@ fn goldens() -> Vec<(PageEvent, Expect)> {
                     reason: PageReason::Escalation,
                     deadline: Some("2026-03-02T09:25:00Z".parse().unwrap()),
                     request: None,
+                    policy: None,
                 }),
             ),
             expect![[r#"
@@ -67,6 +126,7 @@ fn goldens() -> Vec<(PageEvent, Expect)> {
                     reason: PageReason::SloBreach,
                     deadline: None,
                     request: None,
+                    policy: None,
                 }),
             ),
             expect![[r#"
@@ -149,6 +209,7 @@ fn goldens() -> Vec<(PageEvent, Expect)> {
                     to_level: Some(1),
                     round: 0,
                     request: None,
+                    policy: None,
                 }),
             ),
             expect![[r#"
@@ -174,6 +235,7 @@ fn goldens() -> Vec<(PageEvent, Expect)> {
                     to_level: None,
                     round: 1,
                     request: None,
+                    policy: None,
                 }),
             ),
             expect![[r#"
@@ -253,6 +315,12 @@ fn decode_errors_name_the_kind() {
         ("page.acknowledged.v1", format!("{{{ok},\"page\":\"INC-7-P1\",\"extra\":1}}")),
         ("slo.breached.v1", format!("{{{ok},\"slo\":\"lunch\",\"due_at\":\"2026-03-02T09:10:00Z\"}}")),
         ("page.acknowledged.v1", r#"{"at":"2026-03-02T09:15:00Z","by":"ana","page":"INC-7-P1"}"#.to_owned()),
+        (
+            "page.responder_paged.v1",
+            format!(
+                r#"{{{ok},"page":"INC-7-P1","responder":"ana","level":0,"round":0,"reason":"severity","deadline":null,"policy":{{"name":"p","levels":[]}}}}"#
+            ),
+        ),
     ];
     let got: Vec<String> = cases
         .iter()
@@ -271,6 +339,7 @@ fn decode_errors_name_the_kind() {
             "malformed page.acknowledged.v1 event: unknown field `extra`, expected `page`",
             "malformed slo.breached.v1 event: unknown variant `lunch`, expected one of `ack`, `assign`, `update_cadence`, `resolve`",
             "malformed page.acknowledged.v1 event: missing field `incident`",
+            "malformed page.responder_paged.v1 event: policy.levels: must have at least one level",
         ]
     "#]].assert_debug_eq(&got);
 }
