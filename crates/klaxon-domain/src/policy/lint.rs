@@ -58,6 +58,27 @@ impl FindingKind {
             FindingKind::UnusedChannel => "unused_channel",
         }
     }
+
+    /// The kind [`Self::as_str`] writes as `name` (how a client reads the
+    /// kinds of a server's lint back).
+    pub fn parse(name: &str) -> Option<FindingKind> {
+        [
+            FindingKind::ShadowedRule,
+            FindingKind::UnreachableLevel,
+            FindingKind::CoverageHole,
+            FindingKind::SeverityPagesNobody,
+            FindingKind::UnusedChannel,
+        ]
+        .into_iter()
+        .find(|kind| kind.as_str() == name)
+    }
+
+    /// Whether a finding of this kind is always a mistake (shadowed rules,
+    /// severities that page nobody), which `klaxon policy lint` fails on
+    /// without `--strict`; the others are sometimes intended.
+    pub fn always_wrong(self) -> bool {
+        matches!(self, FindingKind::ShadowedRule | FindingKind::SeverityPagesNobody)
+    }
 }
 
 /// One problem, at one key.
