@@ -217,7 +217,8 @@ pub enum PolicyCommand {
     Test(PolicyTestArgs),
     /// Lint a configuration file locally (--config), or without --config the configuration the server runs, with
     /// the schedules' overrides and swaps applied (managers only): shadowed rules, unreachable escalation levels,
-    /// schedule coverage holes, severities that page nobody, unused channels. Exit 6 on problems.
+    /// schedule coverage holes, severities that page nobody, unused channels, settings that never apply. Exit 6 on
+    /// problems.
     Lint(PolicyLintArgs),
 }
 
@@ -270,7 +271,8 @@ pub struct PolicyLintArgs {
     #[arg(long, value_name = "N", default_value_t = 14, value_parser = clap::value_parser!(u32).range(1..=366))]
     pub days: u32,
     /// Exit 6 on any finding; without it only shadowed rules and severities that page nobody (always mistakes)
-    /// fail, while coverage holes, unused policies and unused channels (sometimes intended) are printed.
+    /// fail, while coverage holes, unused policies, unused channels and settings that never apply (sometimes
+    /// intended) are printed.
     #[arg(long)]
     pub strict: bool,
 }

@@ -13,7 +13,8 @@
 //!   simulated clock, and the differences from what happened ([`Outcome`]).
 //! - `lint`: [`lint`], what a valid configuration still gets wrong
 //!   (shadowed rules, unused policies, schedule holes, severities that page
-//!   nobody, unused channels), each [`Finding`] named by its key path.
+//!   nobody, unused channels, settings that never apply), each [`Finding`]
+//!   named by its key path.
 
 use serde::Deserialize;
 
