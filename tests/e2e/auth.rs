@@ -200,6 +200,8 @@ fn request(method: &str, t: &Target) -> (Shape, Vec<u8>) {
         }
         // An empty candidate: INVALID_ARGUMENT once through, nothing read.
         ("klaxon.v1.SeverityEvaluator", "TestPolicy") => unary(&|| v1::TestPolicyRequest::default().encode_to_vec()),
+        // Reads the running configuration and the schedules' streams; writes nothing.
+        ("klaxon.v1.SeverityEvaluator", "LintPolicy") => unary(&|| v1::LintPolicyRequest::default().encode_to_vec()),
         ("klaxon.v1.Paging", "Acknowledge") => {
             unary(&|| v1::AcknowledgeRequest { page_id: t.page.clone(), request_id: String::new() }.encode_to_vec())
         }

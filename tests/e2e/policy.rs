@@ -197,3 +197,76 @@ fn lint_needs_no_server_and_fails_on_a_shadowed_rule() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("severity.rules[4]  shadowed_rule  rule exec-outage can never match"), "{stdout}");
 }
+
+/// The example configuration with a schedule staffed only from 09:00 to
+/// 17:00 UTC: a coverage hole every night.
+fn with_a_day_shift() -> String {
+    format!(
+        "{EXAMPLE}\n[[schedules]]\nname = \"search-days\"\ntime_zone = \"UTC\"\n\n[[schedules.layers]]\n\
+         name = \"days\"\nparticipants = [\"ana\", \"ben\"]\nshift = \"7d\"\nhandoff = \"09:00\"\n\
+         start = \"2026-01-05\"\nactive = {{ from = \"09:00\", to = \"17:00\" }}\n"
+    )
+}
+
+/// The coverage finding of `schedules[2]` in a lint's JSON output, and the
+/// number of holes it counts (the first, and "N more").
+fn night_holes(lint: &serde_json::Value) -> (String, u64) {
+    let findings = lint["findings"].as_array().expect("findings");
+    let hole = findings.iter().find(|f| f["key"] == "schedules[2]").unwrap_or_else(|| panic!("a hole: {lint:#}"));
+    assert_eq!(hole["kind"], "coverage_hole", "{lint:#}");
+    let message = hole["message"].as_str().unwrap().to_owned();
+    let more = message
+        .split(" and ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse::<u64>().ok())
+        .unwrap_or_else(|| panic!("a count of more holes: {message}"));
+    (message, more + 1)
+}
+
+#[test]
+fn lint_without_config_lints_the_running_configuration_with_its_overrides_and_only_for_managers() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write(dir.path(), "klaxon.toml", &with_a_day_shift());
+    let server = Klaxond::start_with(&dir.path().join("data"), &["--config", &config]);
+    let before = quiet(&server);
+
+    // The running configuration's own finding, as the local lint finds it in
+    // the same file: a hole is printed, and fails only with --strict.
+    let out = klaxon(&server.url, "maria", &["policy", "lint"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(text.starts_with("schedules[2]  coverage_hole  nobody is on call in search-days from "), "{text}");
+    let out = klaxon(&server.url, "maria", &["policy", "lint", "--strict"]);
+    assert_eq!(out.status.code(), Some(6), "{}", stderr(&out));
+    assert!(stderr(&out).contains("schedules[2]: nobody is on call in search-days"), "{}", stderr(&out));
+    let served = klaxon_json(&server.url, "maria", &["policy", "lint"]);
+    let local = klaxon_json(&server.url, "maria", &["policy", "lint", "--config", &config]);
+    assert_eq!(served, local, "no override yet: the server's lint is the file's");
+
+    // An override in the middle of tomorrow night's hole splits it in two:
+    // one hole more in force, which the server's lint shows and the file's
+    // cannot.
+    let night = (chrono::Utc::now() + chrono::TimeDelta::days(1)).date_naive();
+    let at = |h: u32| night.and_hms_opt(h, 0, 0).unwrap().and_utc().to_rfc3339();
+    let added = klaxon_ok(
+        &server.url,
+        "maria",
+        &["oncall", "override", "--schedule", "search-days", "--who", "ben", "--from", &at(20), "--until", &at(22)],
+    );
+    assert!(added.starts_with("override O1: ben is on call ["), "{added}");
+    let written = quiet(&server);
+    let (_, holes_in_force) = night_holes(&klaxon_json(&server.url, "maria", &["policy", "lint"]));
+    let (_, holes_in_file) = night_holes(&klaxon_json(&server.url, "maria", &["policy", "lint", "--config", &config]));
+    assert_eq!(holes_in_force, holes_in_file + 1, "the override opened a hole only the server's lint sees");
+    let out = klaxon_ok(&server.url, "maria", &["policy", "lint", "--days", "3"]);
+    assert!(out.contains("(next 3 days)"), "{out}");
+
+    // An engineer may not lint the server's configuration; nothing is written
+    // by any lint.
+    let out = klaxon(&server.url, "ana", &["policy", "lint"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).to_lowercase().contains("permission") || stderr(&out).contains("may not"), "{}", stderr(&out));
+    assert_eq!(quiet(&server), written, "lints wrote nothing");
+    assert!(written > before, "the override was written");
+}

@@ -264,6 +264,7 @@ fn row(method: &str) -> Row {
         | "/klaxon.v1.Incidents/GetHistory"
         | "/klaxon.v1.SeverityEvaluator/Explain"
         | "/klaxon.v1.SeverityEvaluator/TestPolicy"
+        | "/klaxon.v1.SeverityEvaluator/LintPolicy"
         | "/klaxon.v1.Paging/WhoIsOnCall"
         | "/klaxon.v1.Paging/ListPages"
         | "/klaxon.v1.Paging/Coverage"

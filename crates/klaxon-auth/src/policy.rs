@@ -86,6 +86,9 @@ pub const RULES: &[Rule] = &[
     // A dry run of a candidate configuration reads every incident of the
     // window and the candidate's schedules: the incident manager's tool.
     rule("/klaxon.v1.SeverityEvaluator/TestPolicy", MANAGERS, ANY_TEAM),
+    // The running configuration's lint names schedules, people on call and
+    // channels: the same audience as the dry run.
+    rule("/klaxon.v1.SeverityEvaluator/LintPolicy", MANAGERS, ANY_TEAM),
     // Paging.
     rule("/klaxon.v1.Paging/Acknowledge", RESPONDERS, SCOPED),
     rule("/klaxon.v1.Paging/WhoIsOnCall", EVERYONE, ANY_TEAM),

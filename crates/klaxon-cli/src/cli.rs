@@ -35,7 +35,8 @@ Exit codes:
        when a server requiring client certificates refuses ours; unavailable,
        deadline exceeded); check --server / KLAXON_SERVER
   5    any other error
-  6    `klaxon policy lint` found problems (any finding with --strict)
+  6    `klaxon policy lint` found problems (any finding with --strict), in the
+       file or, without --config, in the server's running configuration
   130  `klaxon join` or `klaxon watch` interrupted by Ctrl-C
 
 Times are shown in UTC.";
@@ -214,8 +215,10 @@ pub enum PolicyCommand {
     /// Replay the recorded reports and responses of a window under a candidate configuration and show what would
     /// have been different (severities with rule ids, pages, escalations, SLO breaches); writes nothing. Managers only.
     Test(PolicyTestArgs),
-    /// Lint a configuration file locally: shadowed rules, unreachable escalation levels, schedule coverage holes,
-    /// severities that page nobody, unused channels. Exit 6 on problems.
+    /// Lint a configuration file locally (--config), or without --config the configuration the server runs, with
+    /// the schedules' overrides and swaps applied (managers only): shadowed rules, unreachable escalation levels,
+    /// schedule coverage holes, severities that page nobody, unused channels, settings that never apply. Exit 6 on
+    /// problems.
     Lint(PolicyLintArgs),
 }
 
@@ -260,14 +263,16 @@ pub struct PolicyTestArgs {
 /// `klaxon policy lint`.
 #[derive(Debug, Args)]
 pub struct PolicyLintArgs {
-    /// The configuration file to lint.
+    /// The configuration file to lint, locally. Without it the server's running configuration is linted (with
+    /// the overrides and swaps of its schedules in force), by `SeverityEvaluator.LintPolicy`.
     #[arg(long, value_name = "FILE", value_parser = read_config)]
-    pub config: ConfigFile,
-    /// How many days ahead to look for schedule coverage holes.
+    pub config: Option<ConfigFile>,
+    /// How many days ahead to look for schedule coverage holes (from now: the server's now without --config).
     #[arg(long, value_name = "N", default_value_t = 14, value_parser = clap::value_parser!(u32).range(1..=366))]
     pub days: u32,
     /// Exit 6 on any finding; without it only shadowed rules and severities that page nobody (always mistakes)
-    /// fail, while coverage holes, unused policies and unused channels (sometimes intended) are printed.
+    /// fail, while coverage holes, unused policies, unused channels and settings that never apply (sometimes
+    /// intended) are printed.
     #[arg(long)]
     pub strict: bool,
 }

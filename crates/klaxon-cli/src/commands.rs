@@ -44,10 +44,11 @@ pub enum Action {
     },
     /// A subscription to the status feed, until it ends or Ctrl-C.
     Watch(v1::FeedFilter),
-    /// `klaxon policy lint`: local, no server.
+    /// `klaxon policy lint`: of a file, locally (no server), or of the
+    /// server's running configuration (`SeverityEvaluator.LintPolicy`).
     Lint {
-        /// The file to lint.
-        config: crate::cli::ConfigFile,
+        /// The file to lint; `None`: the server's running configuration.
+        config: Option<crate::cli::ConfigFile>,
         /// How many days ahead to look for coverage holes.
         days: u32,
         /// Whether every finding fails.
@@ -288,6 +289,13 @@ impl Connection {
         }
         let channel = endpoint.connect().await.map_err(|e| unreachable(root_cause(&e)))?;
         Ok(Connection { channel, credentials })
+    }
+
+    /// `SeverityEvaluator.LintPolicy`: the lint of the configuration the
+    /// server runs.
+    pub async fn lint_policy(&self, request: v1::LintPolicyRequest) -> Result<v1::PolicyLintReport, tonic::Status> {
+        let mut c = SeverityEvaluatorClient::new(self.channel.clone());
+        Ok(c.lint_policy(self.request(request)).await?.into_inner())
     }
 
     /// Wraps a message with the credentials.

@@ -29,7 +29,9 @@
 //! ResourceExhausted, AlreadyExists); 2 usage error; 3 version conflict
 //! (Aborted; the current version is printed); 4 server unreachable or
 //! unavailable (connection refused, Unavailable, DeadlineExceeded); 5
-//! anything else; 130 `join` or `watch` interrupted by Ctrl-C. Errors are
+//! anything else; 6 `policy lint` found problems (in the file, or without
+//! `--config` in the server's running configuration); 130 `join` or `watch`
+//! interrupted by Ctrl-C. Errors are
 //! one line on stderr: `klaxon: <message>`.
 //!
 //! Modules:
@@ -108,25 +110,55 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
             let connection = Connection::open(&global.server, &tls, credentials, None).await?;
             connection.watch(filter, |item| write_stdout(&render::feed_item(&item, global.json), true)).await
         }
-        Action::Lint { config, days, strict } => lint(&config, days, strict, global.json),
+        Action::Lint { config: Some(config), days, strict } => lint(&config, days, strict, global.json),
+        Action::Lint { config: None, days, strict } => {
+            let connection = Connection::open(&global.server, &tls, credentials, Some(REQUEST_TIMEOUT)).await?;
+            let report = connection.lint_policy(v1::LintPolicyRequest { days }).await?;
+            let findings = report
+                .findings
+                .into_iter()
+                .map(|f| {
+                    let kind = klaxon_domain::policy::FindingKind::parse(&f.kind).ok_or_else(|| {
+                        Error::Refused(klaxon_domain::Error::InvalidField {
+                            field: "kind",
+                            reason: format!("the server sent a finding of an unknown kind {:?}", f.kind),
+                        })
+                    })?;
+                    Ok(klaxon_domain::policy::Finding { kind, key: f.key, message: f.message })
+                })
+                .collect::<Result<Vec<_>, Error>>()?;
+            print_findings(&findings, strict, global.json, &format!("the configuration of {}", global.server))
+        }
     }
 }
 
-/// `klaxon policy lint`: parses and validates the file as the server would
-/// (a problem is named by its key), lints it from now on, prints every
-/// finding, and fails when one counts ([`render::findings`]).
+/// `klaxon policy lint --config FILE`: parses and validates the file as
+/// the server would (a problem is named by its key), lints it from now on,
+/// prints every finding, and fails when one counts ([`print_findings`]).
 fn lint(config: &cli::ConfigFile, days: u32, strict: bool, json: bool) -> Result<(), Error> {
-    use klaxon_domain::policy::{self, FindingKind};
+    use klaxon_domain::policy;
     let (sections, policy) = policy::parse(&config.text)
         .map_err(|error| Error::Lint { path: config.path.clone(), problems: vec![error.to_string()] })?;
     let findings = policy::lint(&sections, &policy, chrono::Utc::now(), days);
-    print_line(&render::findings(&findings, json))?;
+    print_findings(&findings, strict, json, &config.path)
+}
+
+/// Prints the findings of a lint of `what` ([`render::findings`]) and
+/// fails (exit 6) when one counts: any with `strict`, else those always
+/// wrong (shadowed rules, severities that page nobody).
+fn print_findings(
+    findings: &[klaxon_domain::policy::Finding],
+    strict: bool,
+    json: bool,
+    what: &str,
+) -> Result<(), Error> {
+    print_line(&render::findings(findings, json))?;
     let failing: Vec<String> = findings
         .iter()
-        .filter(|f| strict || matches!(f.kind, FindingKind::ShadowedRule | FindingKind::SeverityPagesNobody))
+        .filter(|f| strict || f.kind.always_wrong())
         .map(|f| format!("{}: {}", f.key, f.message))
         .collect();
-    if failing.is_empty() { Ok(()) } else { Err(Error::Lint { path: config.path.clone(), problems: failing }) }
+    if failing.is_empty() { Ok(()) } else { Err(Error::Lint { path: what.to_owned(), problems: failing }) }
 }
 
 /// Prints one line (or block) on stdout and flushes it, so `join` output

@@ -13,7 +13,8 @@
 //!   simulated clock, and the differences from what happened ([`Outcome`]).
 //! - `lint`: [`lint`], what a valid configuration still gets wrong
 //!   (shadowed rules, unused policies, schedule holes, severities that page
-//!   nobody, unused channels), each [`Finding`] named by its key path.
+//!   nobody, unused channels, settings that never apply), each [`Finding`]
+//!   named by its key path.
 
 use serde::Deserialize;
 
@@ -31,7 +32,7 @@ mod replay;
 #[cfg(test)]
 mod tests;
 
-pub use lint::{Finding, FindingKind, lint};
+pub use lint::{DAYS_MAX, Finding, FindingKind, lint};
 pub use replay::{
     Breach, Escalated, INCIDENTS_MAX, IncidentDiff, Outcome, PAGE_TOLERANCE, PageSeen, Replay, Summary, Window,
 };

@@ -39,5 +39,6 @@ pub mod smtp;
 
 pub use error::Error;
 pub use service::{
-    CommandContext, Handle, Intake, ListFilter, Options, Outcome, REQUEST_ID_BYTES_MAX, ReportOutcome, Validation,
+    CommandContext, Handle, Intake, ListFilter, Options, Outcome, Projection, REQUEST_ID_BYTES_MAX, ReportOutcome,
+    Validation,
 };

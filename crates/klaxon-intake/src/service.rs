@@ -179,17 +179,62 @@ pub struct Intake {
     snapshots: Option<(SnapshotFile, NonZeroU64)>,
 }
 
-/// The version of the shape of [`Folded`] in snapshots: bump it whenever
+/// The version of the shape of [`Projection`] in snapshots: bump it whenever
 /// what it serializes to, or what a fold makes of it, changes (an old
 /// snapshot is then ignored and the projection rebuilt).
 pub const SNAPSHOT_SCHEMA: u32 = 1;
 
-/// Everything intake folds, as one value for snapshots.
-#[derive(serde::Serialize, serde::Deserialize)]
-struct Folded {
+/// Everything intake folds, as one value: what snapshots hold, what
+/// [`Handle::folded`] copies out, and what a rebuild from the log folds
+/// with [`Projection::fold`] (the simulation, `klaxon-sim`, compares the
+/// two as JSON values).
+#[derive(Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct Projection {
     incidents: Incidents,
     pages: std::collections::HashMap<IncidentId, PageFacts>,
     threads: crate::smtp::threads::Threads,
+}
+
+impl Projection {
+    /// Folds one record, the next position after the last one folded, as
+    /// the running intake does.
+    pub fn fold(&mut self, record: &Record) -> Result<(), Error> {
+        fold_into(&mut self.incidents, &mut self.pages, &mut self.threads, record).map(drop)
+    }
+
+    /// Every incident folded so far.
+    pub fn incidents(&self) -> &Incidents {
+        &self.incidents
+    }
+}
+
+/// The one fold of intake's projection, part by part (the running intake
+/// holds each part under its own lock): an incident event into the
+/// incidents, a page event into the incident's page facts, a mail record
+/// into the threads. Returns the incident an incident event changed, with
+/// its version afterwards.
+fn fold_into(
+    incidents: &mut Incidents,
+    pages: &mut std::collections::HashMap<IncidentId, PageFacts>,
+    threads: &mut crate::smtp::threads::Threads,
+    record: &Record,
+) -> Result<Option<(IncidentId, u64)>, Error> {
+    let mut changed = None;
+    if let Some(event) = decode::incident(record)? {
+        incidents.apply(&event);
+        changed = Some((event.incident, incidents.get(event.incident).map_or(0, Incident::version)));
+    } else if let Some(event) = decode::event::<PageChange>(record)? {
+        let entry = pages.entry(event.incident).or_default();
+        match event.change {
+            PageChange::ResponderPaged(_) => {
+                entry.0.get_or_insert(event.at);
+            }
+            PageChange::PageAcknowledged(_) => entry.1 = true,
+            _ => {}
+        }
+    }
+    threads.fold(record)?;
+    Ok(changed)
 }
 
 /// A cheap-to-clone handle for running commands and queries.
@@ -348,7 +393,7 @@ impl Intake {
         if let Some((file, _)) = &self.snapshots {
             let head = self.handle.log.head().await?;
             if let Some(loaded) =
-                snapshot::resume::<Folded>(file, SNAPSHOT_SCHEMA, &self.handle.log, head, "intake").await
+                snapshot::resume::<Projection>(file, SNAPSHOT_SCHEMA, &self.handle.log, head, "intake").await
             {
                 *shared.incidents.write().expect("projection lock") = loaded.state.incidents;
                 *shared.pages.write().expect("pages lock") = loaded.state.pages;
@@ -400,25 +445,17 @@ impl Intake {
             shared.applied.borrow().next(),
             "the projection must see every position once, in order"
         );
-        if let Some(event) = decode::incident(record)? {
-            let version = {
-                let mut incidents = shared.incidents.write().expect("projection lock");
-                incidents.apply(&event);
-                incidents.get(event.incident).map_or(0, Incident::version)
-            };
-            shared.folded(event.incident, version);
-        } else if let Some(event) = decode::event::<PageChange>(record)? {
+        // The parts' locks in the order the snapshot takes them; released
+        // before `folded` takes the lock of what this process wrote.
+        let changed = {
+            let mut incidents = shared.incidents.write().expect("projection lock");
             let mut pages = shared.pages.write().expect("pages lock");
-            let entry = pages.entry(event.incident).or_default();
-            match event.change {
-                PageChange::ResponderPaged(_) => {
-                    entry.0.get_or_insert(event.at);
-                }
-                PageChange::PageAcknowledged(_) => entry.1 = true,
-                _ => {}
-            }
+            let mut threads = shared.threads.write().expect("threads lock");
+            fold_into(&mut incidents, &mut pages, &mut threads, record)?
+        };
+        if let Some((incident, version)) = changed {
+            shared.folded(incident, version);
         }
-        shared.threads.write().expect("threads lock").fold(record)?;
         shared.applied.send_replace(record.position);
         Ok(())
     }
@@ -429,11 +466,7 @@ impl Intake {
     fn snapshot(&self, position: Position, id: uuid::Uuid) -> Option<tokio::task::JoinHandle<()>> {
         let (file, _) = self.snapshots.clone()?;
         let shared = &self.handle.shared;
-        let folded = Folded {
-            incidents: shared.incidents.read().expect("projection lock").clone(),
-            pages: shared.pages.read().expect("pages lock").clone(),
-            threads: shared.threads.read().expect("threads lock").clone(),
-        };
+        let folded = self.handle.folded().1;
         shared.snapshot.send_replace(position);
         Some(tokio::task::spawn_blocking(move || match file.save(SNAPSHOT_SCHEMA, position, id, &folded) {
             Ok(()) => tracing::info!(service = "intake", %position, "snapshot saved"),
@@ -445,6 +478,19 @@ impl Intake {
 }
 
 impl Handle {
+    /// A copy of the whole projection as folded so far, and the position it
+    /// is folded through (read under its locks, so the two agree). Unlike
+    /// [`Handle::projection`] it does not wait to catch up: the
+    /// simulation compares it with a rebuild up to that position.
+    pub fn folded(&self) -> (Position, Projection) {
+        let shared = &self.shared;
+        let incidents = shared.incidents.read().expect("projection lock");
+        let pages = shared.pages.read().expect("pages lock");
+        let threads = shared.threads.read().expect("threads lock");
+        let position = *shared.applied.borrow();
+        (position, Projection { incidents: incidents.clone(), pages: pages.clone(), threads: threads.clone() })
+    }
+
     /// The last log position folded into this service's projection (for
     /// the consumer-lag metric).
     pub fn applied(&self) -> Position {

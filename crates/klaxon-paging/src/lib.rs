@@ -23,7 +23,12 @@
 //! - `service`: [`Pager`] (the component: [`Paging`], its fold and decision,
 //!   on the shell) and its [`Handle`] (ack, queries).
 //! - `grpc`: the `klaxon.v1.Paging` server and its error mapping.
+//! - `broken` (feature `sim-variants` only, hidden): deliberately broken
+//!   folds the simulation runs to show its invariants catch them.
 
+#[cfg(feature = "sim-variants")]
+#[doc(hidden)]
+pub mod broken;
 pub mod grpc;
 mod service;
 

@@ -96,6 +96,9 @@ pub struct Handle {
 /// Paging as the shell runs it.
 pub struct Paging {
     config: Live<PagerConfig>,
+    /// A deliberately broken fold (the simulation's, see `crate::broken`).
+    #[cfg(feature = "sim-variants")]
+    broken: Option<crate::broken::Broken>,
 }
 
 impl From<PagerConfig> for Live<PagerConfig> {
@@ -198,24 +201,16 @@ impl Paging {
     /// rebuilding the projection from the log with
     /// [`klaxon_reactor::Service::fold`].
     pub fn new(config: impl Into<Live<PagerConfig>>) -> Paging {
-        Paging { config: config.into() }
+        Paging {
+            config: config.into(),
+            #[cfg(feature = "sim-variants")]
+            broken: None,
+        }
     }
-}
 
-/// `Exact(n)` for an existing stream, `NoStream` for a new one.
-fn exact_or_new(version: u64) -> ExpectedVersion {
-    if version == 0 { ExpectedVersion::NoStream } else { ExpectedVersion::Exact(StreamVersion(version)) }
-}
-
-impl klaxon_reactor::Service for Paging {
-    type State = State;
-    type Then = PageDelivery;
-    const NAME: &'static str = "paging";
-    const TIMERS: bool = true;
-    /// 2: an episode holds the policy its chain's first event recorded.
-    const SCHEMA: u32 = 2;
-
-    fn fold(&self, state: &mut State, record: &Record) -> Result<Option<IncidentId>, klaxon_reactor::Error> {
+    /// The fold: a schedule event into the rosters, an incident or page
+    /// event into its incident's paging state.
+    fn fold_once(&self, state: &mut State, record: &Record) -> Result<Option<IncidentId>, klaxon_reactor::Error> {
         let config = &self.config.get().paging;
         if let Some(event) = decode::roster(record)? {
             state.rosters.evolve(&event);
@@ -248,6 +243,73 @@ impl klaxon_reactor::Service for Paging {
         let paging = state.incidents.entry(event.incident);
         paging.or_insert_with(|| IncidentPaging::new(event.incident, config)).apply_page(&event);
         Ok(Some(event.incident))
+    }
+
+    /// Paging with a deliberately broken fold, for the simulation only
+    /// (see `crate::broken`).
+    #[cfg(feature = "sim-variants")]
+    #[doc(hidden)]
+    pub fn new_broken(config: impl Into<Live<PagerConfig>>, broken: crate::broken::Broken) -> Paging {
+        Paging { config: config.into(), broken: Some(broken) }
+    }
+
+    #[cfg(feature = "sim-variants")]
+    fn fold_broken(
+        &self,
+        broken: &crate::broken::Broken,
+        state: &mut State,
+        record: &Record,
+    ) -> Result<Option<IncidentId>, klaxon_reactor::Error> {
+        use crate::broken::Broken;
+        match broken {
+            Broken::AckIgnoredWhileDelivering => {
+                if let Some(event) = decode::event::<PageChange>(record)? {
+                    let delivering = state
+                        .incidents
+                        .get(&event.incident)
+                        .is_some_and(|paging| paging.pages().any(|page| matches!(page.delivery(), Delivery::Pending)));
+                    if delivering && matches!(event.change, PageChange::PageAcknowledged(_)) {
+                        // Broken: the acknowledgement is lost on this pager.
+                        return Ok(Some(event.incident));
+                    }
+                }
+                self.fold_once(state, record)
+            }
+            Broken::DuplicateApplied(repeated) => {
+                let touched = self.fold_once(state, record)?;
+                // Broken: the bus's second copy of a page event is folded
+                // too (but for a page decision, which the domain refuses
+                // loudly in debug builds, as it does an incident's request
+                // for a responder: the quiet corruption is the one to catch).
+                let kind = record.kind.as_str();
+                if repeated(record) && kind.starts_with("page.") && kind != "page.responder_paged.v1" {
+                    return self.fold_once(state, record);
+                }
+                Ok(touched)
+            }
+        }
+    }
+}
+
+/// `Exact(n)` for an existing stream, `NoStream` for a new one.
+fn exact_or_new(version: u64) -> ExpectedVersion {
+    if version == 0 { ExpectedVersion::NoStream } else { ExpectedVersion::Exact(StreamVersion(version)) }
+}
+
+impl klaxon_reactor::Service for Paging {
+    type State = State;
+    type Then = PageDelivery;
+    const NAME: &'static str = "paging";
+    const TIMERS: bool = true;
+    /// 2: an episode holds the policy its chain's first event recorded.
+    const SCHEMA: u32 = 2;
+
+    fn fold(&self, state: &mut State, record: &Record) -> Result<Option<IncidentId>, klaxon_reactor::Error> {
+        #[cfg(feature = "sim-variants")]
+        if let Some(broken) = &self.broken {
+            return self.fold_broken(broken, state, record);
+        }
+        self.fold_once(state, record)
     }
 
     /// What the domain decides at `now` (appended to `pages-INC-n` at the
@@ -302,7 +364,22 @@ impl Pager {
     pub fn new(log: impl Into<Bus>, config: impl Into<Live<PagerConfig>>, clock: Arc<dyn Clock>) -> Pager {
         let config = config.into();
         let outbox = Arc::new(LiveChannels(config.clone()));
-        Pager { reactor: Reactor::new(log, Paging { config }, clock).with_outbox(outbox) }
+        Pager { reactor: Reactor::new(log, Paging::new(config), clock).with_outbox(outbox) }
+    }
+
+    /// A pager whose fold is deliberately broken, for the simulation only
+    /// (see `crate::broken`).
+    #[cfg(feature = "sim-variants")]
+    #[doc(hidden)]
+    pub fn new_broken(
+        log: impl Into<Bus>,
+        config: impl Into<Live<PagerConfig>>,
+        clock: Arc<dyn Clock>,
+        broken: crate::broken::Broken,
+    ) -> Pager {
+        let config = config.into();
+        let outbox = Arc::new(LiveChannels(config.clone()));
+        Pager { reactor: Reactor::new(log, Paging::new_broken(config, broken), clock).with_outbox(outbox) }
     }
 
     /// Delivers pages through `outbox` instead of `config.channels` (the

@@ -71,6 +71,21 @@ impl severity_evaluator_server::SeverityEvaluator for SeverityService {
         let outcome = self.handle.test_policy(&request.config_toml, window).await.map_err(to_status)?;
         Ok(Response::new(outcome_to_wire(&outcome)))
     }
+
+    async fn lint_policy(
+        &self,
+        request: Request<v1::LintPolicyRequest>,
+    ) -> Result<Response<v1::PolicyLintReport>, Status> {
+        let (at, days, findings) = self.handle.lint_running(request.into_inner().days).await.map_err(to_status)?;
+        Ok(Response::new(v1::PolicyLintReport {
+            findings: findings
+                .into_iter()
+                .map(|f| v1::PolicyFinding { kind: f.kind.as_str().to_owned(), key: f.key, message: f.message })
+                .collect(),
+            at: Some(convert::timestamp(at)),
+            days,
+        }))
+    }
 }
 
 /// The facts of a hypothetical report, as intake would record them: its

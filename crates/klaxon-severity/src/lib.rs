@@ -15,10 +15,11 @@
 //!
 //! Modules:
 //! - `service`: [`Evaluator`] (the component: [`Assessing`], its fold and
-//!   decision, on the shell) and its [`Handle`] (explain).
+//!   decision, on the shell) and its [`Handle`] (explain, the policy dry
+//!   run, and the lint of the running configuration, [`RunningPolicy`]).
 //! - `grpc`: the `klaxon.v1.SeverityEvaluator` server and its error mapping.
 
 pub mod grpc;
 mod service;
 
-pub use service::{ACTOR, Assessing, CONSUMER, Error, Evaluator, Handle, State};
+pub use service::{ACTOR, Assessing, CONSUMER, Error, Evaluator, Handle, LINT_DAYS_DEFAULT, RunningPolicy, State};

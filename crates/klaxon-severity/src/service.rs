@@ -9,8 +9,9 @@ use klaxon_domain::ConfigError;
 use klaxon_domain::catalog::ServiceCatalog;
 use klaxon_domain::ids::IncidentId;
 use klaxon_domain::incident::{Incident, Incidents};
+use klaxon_domain::oncall::roster::Rosters;
 use klaxon_domain::paging::PageChange;
-use klaxon_domain::policy::{self, Outcome, Replay, Window};
+use klaxon_domain::policy::{self, Finding, Outcome, Policy, Replay, Sections, Window};
 use klaxon_domain::severity::{Explanation, Facts, Rules, assess};
 use klaxon_log::{ExpectedVersion, Position, Record};
 use klaxon_reactor::{Append, Cause, Clock, Effect, Ids, Live, Reactor, Trace, decode, streams};
@@ -24,6 +25,9 @@ pub const ACTOR: &str = klaxon_domain::severity::SEVERITY_ACTOR;
 const REACTION: &str = "severity.assessed";
 /// How many records a policy test reads from the log at a time.
 pub const REPLAY_PAGE: usize = 512;
+/// How many days ahead the lint of the running configuration looks for
+/// coverage holes when the request does not say.
+pub const LINT_DAYS_DEFAULT: u32 = 14;
 
 /// What can go wrong.
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +43,18 @@ pub enum Error {
     /// its key path.
     #[error("candidate configuration: {0}")]
     Candidate(#[from] ConfigError),
+    /// A request field is out of range, named.
+    #[error("{field}: {reason}")]
+    Invalid {
+        /// The field.
+        field: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The evaluator was built without the running configuration
+    /// ([`Evaluator::with_running`]), so it cannot lint it.
+    #[error("this severity evaluator was started without its configuration's policy; it cannot lint it")]
+    NoRunningPolicy,
 }
 
 impl klaxon_domain::class::Classify for Error {
@@ -47,7 +63,8 @@ impl klaxon_domain::class::Classify for Error {
         match self {
             Error::Reactor(e) => e.class(),
             Error::UnknownIncident(_) => Class::NotFound,
-            Error::Candidate(_) => Class::InvalidArgument,
+            Error::Candidate(_) | Error::Invalid { .. } => Class::InvalidArgument,
+            Error::NoRunningPolicy => Class::FailedPrecondition,
         }
     }
 }
@@ -55,12 +72,27 @@ impl klaxon_domain::class::Classify for Error {
 /// The severity evaluator. Build it, take [`Handle`]s, then [`Evaluator::run`].
 pub struct Evaluator {
     reactor: Reactor<Assessing>,
+    running: Option<Arc<RunningPolicy>>,
 }
 
 /// A cheap-to-clone handle for queries.
 #[derive(Clone)]
 pub struct Handle {
     reactor: klaxon_reactor::Handle<Assessing>,
+    running: Option<Arc<RunningPolicy>>,
+}
+
+/// The policy of the configuration the server started with, for
+/// [`Handle::lint_running`]: its sections as written and as validated.
+/// What can change while the server runs is not taken from here: the
+/// severity rules are the evaluator's live ones (a reload replaces them)
+/// and the schedules get the overrides and swaps recorded in the log.
+#[derive(Clone, Debug)]
+pub struct RunningPolicy {
+    /// The policy sections of the file.
+    pub sections: Sections,
+    /// The same, validated.
+    pub policy: Policy,
 }
 
 /// The evaluator as the shell runs it: the rules and the catalog, both
@@ -134,19 +166,26 @@ impl Evaluator {
         catalog: impl Into<Live<ServiceCatalog>>,
         clock: Arc<dyn Clock>,
     ) -> Evaluator {
-        Evaluator { reactor: Reactor::new(log, Assessing::new(rules, catalog), clock) }
+        Evaluator { reactor: Reactor::new(log, Assessing::new(rules, catalog), clock), running: None }
+    }
+
+    /// Gives the evaluator the policy of the configuration it runs, so
+    /// that [`Handle::lint_running`] can lint it. Call before taking a
+    /// handle.
+    pub fn with_running(self, running: RunningPolicy) -> Evaluator {
+        Evaluator { running: Some(Arc::new(running)), ..self }
     }
 
     /// Saves its state to `file` every `every` records and at a clean
     /// stop, and resumes from it at start (see `klaxon_reactor::snapshot`).
     /// Call before taking a handle.
     pub fn with_snapshots(self, file: klaxon_reactor::SnapshotFile, every: std::num::NonZeroU64) -> Evaluator {
-        Evaluator { reactor: self.reactor.with_snapshots(file, every) }
+        Evaluator { reactor: self.reactor.with_snapshots(file, every), ..self }
     }
 
     /// A handle to it.
     pub fn handle(&self) -> Handle {
-        Handle { reactor: self.reactor.handle() }
+        Handle { reactor: self.reactor.handle(), running: self.running.clone() }
     }
 
     /// Folds the log from position 1 and assesses every incident that
@@ -215,5 +254,51 @@ impl Handle {
         let now = self.reactor.now();
         let end = window.until.map_or(now, |until| until.min(now));
         Ok(replay.finish(end))
+    }
+
+    /// Lints the configuration the server runs, looking `days` ahead of
+    /// the clock's now (0: [`LINT_DAYS_DEFAULT`]; at most
+    /// [`policy::DAYS_MAX`]) with [`policy::lint`], the lint of `klaxon
+    /// policy lint --config`. The severity rules are the live ones; the
+    /// schedules are the configured ones with the overrides and swaps of
+    /// their `schedule-<name>` streams applied (read from the log now,
+    /// folded by [`Rosters`] as paging folds them), so a hole an override
+    /// opened shows. Writes nothing.
+    pub async fn lint_running(&self, days: u32) -> Result<(DateTime<Utc>, u32, Vec<Finding>), Error> {
+        let days = match days {
+            0 => LINT_DAYS_DEFAULT,
+            d if d > policy::DAYS_MAX => {
+                return Err(Error::Invalid { field: "days", reason: format!("at most {}", policy::DAYS_MAX) });
+            }
+            d => d,
+        };
+        let running = self.running.as_ref().ok_or(Error::NoRunningPolicy)?;
+        let bus = self.reactor.bus();
+        let mut rosters = Rosters::default();
+        for schedule in running.policy.schedules.iter() {
+            let stream = klaxon_reactor::streams::schedule(schedule.name());
+            let mut next = klaxon_log::StreamVersion(1);
+            loop {
+                let records = bus.read_stream(&stream, next, REPLAY_PAGE).await.map_err(klaxon_reactor::Error::from)?;
+                let Some(last) = records.last() else { break };
+                next = klaxon_log::StreamVersion(last.version.0 + 1);
+                for record in &records {
+                    if let Some(event) = decode::roster(record)? {
+                        rosters.evolve(&event);
+                    }
+                }
+                if records.len() < REPLAY_PAGE {
+                    break;
+                }
+            }
+        }
+        let service = self.reactor.service();
+        let policy = Policy {
+            rules: (*service.rules.get()).clone(),
+            schedules: rosters.effective(&running.policy.schedules),
+            ..running.policy.clone()
+        };
+        let now = self.reactor.now();
+        Ok((now, days, policy::lint(&running.sections, &policy, now, days)))
     }
 }

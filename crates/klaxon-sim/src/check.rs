@@ -13,10 +13,10 @@
 //!   steps without a restart, no incident's next timer
 //!   ([`klaxon_domain::paging::next_due`], rebuilt from the log) is more than
 //!   `GRACE_STEPS` steps past;
-//! - **projection equals rebuild**: the pager's, the severity evaluator's
-//!   and the notifier's state each equal a fold of the log from position 1
-//!   up to the position that service has folded, by a fresh instance of
-//!   the same service ([`Mirror`]).
+//! - **projection equals rebuild**: intake's projection, the pager's, the
+//!   severity evaluator's and the notifier's state each equal a fold of the
+//!   log from position 1 up to the position that service has folded, by a
+//!   fresh instance of the same service ([`Mirror`], [`IntakeMirror`]).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -83,6 +83,48 @@ impl<S: Service> Mirror<S> {
     }
 }
 
+/// A rebuild of intake's projection (`klaxon_intake::Projection`: the
+/// incidents, their page facts, the e-mail threads), kept up to the
+/// position the running intake has folded, as [`Mirror`] does for the
+/// reactor services. Intake is not on the reactor shell; its
+/// `Handle::folded` gives its projection and the position it is folded
+/// through, together.
+#[derive(Default)]
+pub struct IntakeMirror {
+    state: klaxon_intake::Projection,
+    at: Position,
+    compared: Option<(u64, Position)>,
+}
+
+impl IntakeMirror {
+    fn differs(&mut self, records: &[Record], (live, start): (&klaxon_intake::Handle, u64)) -> Option<String> {
+        let (folded, running) = live.folded();
+        if self.compared == Some((start, folded)) {
+            return None;
+        }
+        self.compared = Some((start, folded));
+        if folded < self.at {
+            self.state = klaxon_intake::Projection::default();
+            self.at = Position::ZERO;
+        }
+        for record in records.iter().skip(self.at.0 as usize).take_while(|r| r.position <= folded) {
+            if let Err(e) = self.state.fold(record) {
+                return Some(format!("intake cannot fold {}: {e}", record.position));
+            }
+            self.at = record.position;
+        }
+        let json = |state: &klaxon_intake::Projection| serde_json::to_value(state).map_err(|e| e.to_string());
+        match (json(&running), json(&self.state)) {
+            (Ok(a), Ok(b)) if a == b => None,
+            (Ok(a), Ok(b)) => Some(format!(
+                "intake's projection differs from the rebuild: {} (both at {folded})",
+                first_difference(&a, &b)
+            )),
+            (Err(e), _) | (_, Err(e)) => Some(format!("intake's projection does not serialize: {e}")),
+        }
+    }
+}
+
 /// Where two JSON values first differ, as a path and both sides.
 fn first_difference(a: &serde_json::Value, b: &serde_json::Value) -> String {
     use serde_json::Value;
@@ -112,6 +154,8 @@ fn first_difference(a: &serde_json::Value, b: &serde_json::Value) -> String {
 /// rebuild (each `None` while its host is down).
 #[derive(Default)]
 pub struct Running<'a> {
+    /// Intake, and which start of it this is.
+    pub intake: Option<(&'a klaxon_intake::Handle, u64)>,
     /// The pager.
     pub pager: Option<&'a klaxon_paging::Handle>,
     /// The severity evaluator, and which start of it this is.
@@ -134,6 +178,7 @@ pub struct Checker {
     mirrored: Position,
     severity: Mirror<klaxon_severity::Assessing>,
     notifier: Mirror<klaxon_notifier::Notifying>,
+    intake: IntakeMirror,
     /// Acknowledged appends checked so far, and the reopenings seen.
     acknowledged_checked: usize,
     reopenings: u64,
@@ -152,6 +197,7 @@ impl Checker {
         Checker {
             severity: Mirror::new(severity),
             notifier: Mirror::new(notifier),
+            intake: IntakeMirror::default(),
             service: Paging::new(config.clone()),
             config,
             reports: 0,
@@ -351,11 +397,12 @@ impl Checker {
             }
         }
 
-        // The severity evaluator's and the notifier's projections equal a
-        // rebuild up to what each folded.
+        // Intake's, the severity evaluator's and the notifier's projections
+        // equal a rebuild up to what each folded.
         let differs = live
-            .severity
-            .and_then(|s| self.severity.differs(&self.records, s))
+            .intake
+            .and_then(|i| self.intake.differs(&self.records, i))
+            .or_else(|| live.severity.and_then(|s| self.severity.differs(&self.records, s)))
             .or_else(|| live.notifier.and_then(|n| self.notifier.differs(&self.records, n)));
         if let Some(detail) = differs {
             return fail("projection equals rebuild", detail);

@@ -12,9 +12,11 @@
 //! random numbers. After every step it checks the invariants
 //! ([`check`]); a failing run is shrunk and printed with its seed.
 //!
-//! What it must never do: change how the services behave (the broken
-//! [`Variant`]s live here, in the feed and the clock it hands a service),
-//! or read the wall clock.
+//! What it must never do: change how the services behave, or read the
+//! wall clock. The broken [`Variant`]s are the pager's own broken folds
+//! (`klaxon_paging::broken`, compiled only with its `sim-variants`
+//! feature and selected only here) or live here, in the feed and the clock
+//! the simulation hands a service.
 //!
 //! Modules:
 //! - [`world`]: the log as the services reach it, the faulty feeds, the
@@ -36,6 +38,7 @@ use klaxon_domain::ids::{ActorId, IncidentRole, ReportSource, Severity};
 use klaxon_domain::incident::Command;
 use klaxon_intake::CommandContext;
 use klaxon_paging::Pager;
+use klaxon_paging::broken::Broken;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tokio_util::sync::CancellationToken;
@@ -43,17 +46,19 @@ use tokio_util::sync::CancellationToken;
 use crate::world::{Config, HostClock, LateClock, Recorder, SimLog, World};
 
 /// A deliberately broken variant, to show that the invariants catch it.
-/// Selected by the simulation only; the services' code is unchanged.
+/// Selected by the simulation only.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Variant {
     /// Everything as it is.
     #[default]
     Correct,
-    /// The pager's feed passes a repeated message on: a record is folded twice.
+    /// In the pager's code (`klaxon_paging::broken`): a record the bus sent
+    /// the pager twice is folded twice.
     DuplicateApplied,
     /// The notifier's feed passes a repeated message on: a record is folded twice.
     NotifierDuplicateApplied,
-    /// The pager loses an acknowledgement that arrives while a page is being delivered.
+    /// In the pager's code (`klaxon_paging::broken`): an acknowledgement
+    /// folded while a page of its incident is being delivered is dropped.
     AckIgnoredWhileDelivering,
     /// The pager's clock runs two minutes late: escalations fire late.
     LateTimer,
@@ -229,9 +234,10 @@ pub fn start_time() -> DateTime<Utc> {
 /// The handles the driver uses, set by the hosts as they (re)start.
 #[derive(Default)]
 struct Handles {
-    intake: Mutex<Option<klaxon_intake::Handle>>,
+    /// Each of these with the number of the host's start it belongs to
+    /// but the pager's.
+    intake: Mutex<Option<(klaxon_intake::Handle, u64)>>,
     pager: Mutex<Option<klaxon_paging::Handle>>,
-    /// Each with the number of the host's start it belongs to.
     severity: Mutex<Option<(klaxon_reactor::Handle<klaxon_severity::Assessing>, u64)>>,
     notifier: Mutex<Option<(klaxon_reactor::Handle<klaxon_notifier::Notifying>, u64)>>,
     starts: AtomicU64,
@@ -258,7 +264,8 @@ pub fn run(seed: u64, options: &Options) -> Run {
                     Default::default(),
                     HostClock::new("intake", world.clock.shared()),
                 );
-                *handles.intake.lock().expect("lock") = Some(intake.handle());
+                *handles.intake.lock().expect("lock") =
+                    Some((intake.handle(), handles.starts.fetch_add(1, Ordering::SeqCst)));
                 if let Err(e) = intake.run(CancellationToken::new()).await {
                     world.note(format!("intake stopped: {e}"));
                 }
@@ -294,8 +301,21 @@ pub fn run(seed: u64, options: &Options) -> Run {
                     _ => world.clock.shared(),
                 };
                 let clock = HostClock::new("paging", clock);
-                let pager = Pager::new(SimLog::new(world.clone(), "paging").bus(), config.pager.clone(), clock)
-                    .with_outbox(Recorder::new(world.clone(), TICK));
+                let bus = SimLog::new(world.clone(), "paging").bus();
+                let pager = match variant {
+                    Variant::AckIgnoredWhileDelivering => {
+                        Pager::new_broken(bus, config.pager.clone(), clock, Broken::AckIgnoredWhileDelivering)
+                    }
+                    Variant::DuplicateApplied => {
+                        let repeated = world.clone();
+                        let broken = Broken::DuplicateApplied(Arc::new(move |record: &klaxon_log::Record| {
+                            repeated.repeated_to_pager.lock().expect("lock").contains(&record.position.0)
+                        }));
+                        Pager::new_broken(bus, config.pager.clone(), clock, broken)
+                    }
+                    _ => Pager::new(bus, config.pager.clone(), clock),
+                }
+                .with_outbox(Recorder::new(world.clone(), TICK));
                 *handles.pager.lock().expect("lock") = Some(pager.handle());
                 if let Err(e) = pager.run(CancellationToken::new()).await {
                     world.note(format!("paging stopped: {e}"));
@@ -399,7 +419,9 @@ pub fn run(seed: u64, options: &Options) -> Run {
         let pager = handles.pager.lock().expect("lock").clone().filter(|_| down[2].is_none());
         let severity = handles.severity.lock().expect("lock").clone().filter(|_| down[1].is_none());
         let notifier = handles.notifier.lock().expect("lock").clone().filter(|_| down[3].is_none());
+        let intake = handles.intake.lock().expect("lock").clone().filter(|_| down[0].is_none());
         let running = check::Running {
+            intake: intake.as_ref().map(|(h, n)| (h, *n)),
             pager: pager.as_ref(),
             severity: severity.as_ref().map(|(h, n)| (h, *n)),
             notifier: notifier.as_ref().map(|(h, n)| (h, *n)),
@@ -449,7 +471,7 @@ async fn drive(world: &World, handles: &Handles, index: usize, operation: Operat
         let request_id = Some(format!("sim-{index}-{n}"));
         let outcome = match &command {
             Request::Intake(incident, c, actor) => {
-                let intake = handles.intake.lock().expect("lock").clone();
+                let intake = handles.intake.lock().expect("lock").clone().map(|(intake, _)| intake);
                 let Some(intake) = intake else {
                     world.note(format!("op#{index} {command:?}: intake is down"));
                     return;

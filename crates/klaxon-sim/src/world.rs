@@ -84,6 +84,9 @@ pub struct World {
     pub delivering: Mutex<HashMap<IncidentId, u32>>,
     /// The position the pager had folded at the end of the previous step.
     pub pager_folded: AtomicU64,
+    /// The positions the bus sent the pager twice (for the broken pager
+    /// of [`Variant::DuplicateApplied`], which folds those twice).
+    pub repeated_to_pager: Mutex<std::collections::BTreeSet<u64>>,
     /// What happened, in order (faults on the feeds are not listed: they
     /// follow from the seed and show in what the services do).
     pub trace: Mutex<Vec<String>>,
@@ -123,6 +126,7 @@ impl World {
             log_failed: Mutex::new(false),
             sent: Mutex::new(Vec::new()),
             delivering: Mutex::new(HashMap::new()),
+            repeated_to_pager: Mutex::new(std::collections::BTreeSet::new()),
             pager_folded: AtomicU64::new(0),
             trace: Mutex::new(Vec::new()),
         })
@@ -189,6 +193,9 @@ impl World {
                 if dropped {
                     continue;
                 }
+                if copies > 1 && feed.host == "paging" {
+                    self.repeated_to_pager.lock().expect("lock").insert(p);
+                }
                 for delay in delays.into_iter().take(copies) {
                     let sequence = self.sequence.fetch_add(1, Ordering::SeqCst);
                     feed.transit.push(InTransit { arrives: step + delay, sequence, position: Position(p) });
@@ -228,11 +235,6 @@ impl World {
             let p = message.position;
             if p < feed.next {
                 match self.variant {
-                    Variant::DuplicateApplied if feed.host == "paging" => {
-                        // Broken: a repeated message is folded again.
-                        feed.last_progress = step;
-                        return Ok(Some(log.read_one(p)?));
-                    }
                     Variant::NotifierDuplicateApplied if feed.host == "notifier" => {
                         // Broken: a repeated message is folded again (but
                         // for a report, which the domain refuses loudly:
@@ -256,21 +258,16 @@ impl World {
     fn repair(&self, feed: &mut Feed, records: Vec<Record>) {
         for record in records {
             feed.next = Position(record.position.0 + 1);
-            if self.variant == Variant::AckIgnoredWhileDelivering
-                && feed.host == "paging"
-                && record.kind.as_str() == "page.acknowledged.v1"
-                && self.delivering.lock().expect("lock").values().any(|n| *n > 0)
-            {
-                // Broken: an acknowledgement that arrives while a page is
-                // being delivered is lost on the pager.
-                continue;
-            }
             feed.repaired.push_back(record);
         }
     }
 
     /// A feed from `from` for the service on `host`.
     fn subscribe(self: &Arc<World>, host: &'static str, from: Position) -> Subscription {
+        if host == "paging" {
+            // A new pager's bus: nothing was sent to it twice yet.
+            self.repeated_to_pager.lock().expect("lock").clear();
+        }
         let feed = Arc::new(Mutex::new(Feed {
             host,
             next: from.max(Position(1)),

@@ -180,7 +180,20 @@ impl Wiring {
             Service::Severity => {
                 use klaxon_severity::grpc::SeverityService;
                 let (rules, catalog) = (self.live(validated).rules, validated.catalog.clone());
-                let mut evaluator = klaxon_severity::Evaluator::new(bus, rules, catalog, self.clock.clone());
+                // What `LintPolicy` lints: the file's policy as validated at
+                // start (the evaluator takes the rules live, the schedules'
+                // overrides from the log).
+                let running = klaxon_severity::RunningPolicy {
+                    sections: config.policy_sections(),
+                    policy: klaxon_domain::policy::Policy {
+                        catalog: (*validated.catalog).clone(),
+                        rules: (*validated.rules).clone(),
+                        schedules: (*validated.schedules).clone(),
+                        paging: validated.paging.as_deref().cloned(),
+                    },
+                };
+                let mut evaluator =
+                    klaxon_severity::Evaluator::new(bus, rules, catalog, self.clock.clone()).with_running(running);
                 if let Some((file, every)) = config.snapshot(name, self.snapshot_dir.as_deref()) {
                     evaluator = evaluator.with_snapshots(file, every);
                 }

@@ -19,6 +19,12 @@
 //! - **Unused channel** (`channels[i]`): neither `[paging] channels` nor
 //!   `[notifier] executive_channels` / `company_wide_channels` nor a
 //!   `[[reports]]` table's `channels` names it.
+//! - **Setting that never applies**: `slo.<sev>.ack_minutes` or
+//!   `slo.<sev>.ack_timeout_minutes` (the acknowledgement's SLO and its
+//!   retry: paging resumes when an acknowledged incident is not mitigated
+//!   in time) written for a severity that does not page, which never has a
+//!   page to acknowledge; and a `[slo.tier.<name>]` table (`slo.tier.<name>`)
+//!   whose tier no `[[customers]]` has, which never tightens anything.
 
 use std::collections::BTreeSet;
 
@@ -45,6 +51,8 @@ pub enum FindingKind {
     SeverityPagesNobody,
     /// A channel nothing delivers through.
     UnusedChannel,
+    /// A setting no incident can ever be subject to.
+    SettingNeverApplies,
 }
 
 impl FindingKind {
@@ -56,7 +64,30 @@ impl FindingKind {
             FindingKind::CoverageHole => "coverage_hole",
             FindingKind::SeverityPagesNobody => "severity_pages_nobody",
             FindingKind::UnusedChannel => "unused_channel",
+            FindingKind::SettingNeverApplies => "setting_never_applies",
         }
+    }
+
+    /// The kind [`Self::as_str`] writes as `name` (how a client reads the
+    /// kinds of a server's lint back).
+    pub fn parse(name: &str) -> Option<FindingKind> {
+        [
+            FindingKind::ShadowedRule,
+            FindingKind::UnreachableLevel,
+            FindingKind::CoverageHole,
+            FindingKind::SeverityPagesNobody,
+            FindingKind::UnusedChannel,
+            FindingKind::SettingNeverApplies,
+        ]
+        .into_iter()
+        .find(|kind| kind.as_str() == name)
+    }
+
+    /// Whether a finding of this kind is always a mistake (shadowed rules,
+    /// severities that page nobody), which `klaxon policy lint` fails on
+    /// without `--strict`; the others are sometimes intended.
+    pub fn always_wrong(self) -> bool {
+        matches!(self, FindingKind::ShadowedRule | FindingKind::SeverityPagesNobody)
     }
 }
 
@@ -169,6 +200,35 @@ pub fn lint(sections: &Sections, policy: &Policy, now: DateTime<Utc>, days: u32)
                      notifier.company_wide_channels, reports.channels)",
                     channel.name
                 ),
+            });
+        }
+    }
+    if let Some(paging) = &policy.paging {
+        for (name, slo) in &sections.slo.severities {
+            let Ok(severity) = name.parse::<Severity>() else { continue };
+            if paging.pages(severity) {
+                continue;
+            }
+            for (key, set) in [("ack_minutes", slo.ack_minutes), ("ack_timeout_minutes", slo.ack_timeout_minutes)] {
+                if set.is_some() {
+                    findings.push(Finding {
+                        kind: FindingKind::SettingNeverApplies,
+                        key: format!("slo.{name}.{key}"),
+                        message: format!(
+                            "{severity} does not page (paging.severities), so nothing at {severity} is ever \
+                             acknowledged: {key} never applies"
+                        ),
+                    });
+                }
+            }
+        }
+    }
+    for tier in sections.slo.tier.keys() {
+        if !sections.customers.iter().any(|c| &c.tier == tier) {
+            findings.push(Finding {
+                kind: FindingKind::SettingNeverApplies,
+                key: format!("slo.tier.{tier}"),
+                message: format!("no [[customers]] entry has tier {tier:?}: this table never tightens an SLO"),
             });
         }
     }

@@ -405,7 +405,11 @@ fn each_kind_of_finding_is_named_by_its_key() {
         ),
         (
             candidate("severities = [\"sev1\", \"sev2\"]", "severities = [\"sev2\"]"),
-            vec![(FindingKind::SeverityPagesNobody, "severity.rules[0].severity")],
+            // [slo.sev1] ack_minutes is left without a Sev-1 page to acknowledge.
+            vec![
+                (FindingKind::SeverityPagesNobody, "severity.rules[0].severity"),
+                (FindingKind::SettingNeverApplies, "slo.sev1.ack_minutes"),
+            ],
         ),
         (
             format!("{CURRENT}\n[[channels]]\nname = \"spare\"\nkind = \"log\"\n"),
@@ -417,6 +421,19 @@ fn each_kind_of_finding_is_named_by_its_key() {
                 "{CURRENT}\n[[channels]]\nname = \"spare\"\nkind = \"log\"\n\n[[reports]]\nname = \"weekly\"\nperiod = \"weekly\"\nchannels = [\"spare\"]\n"
             ),
             vec![],
+        ),
+        // Acknowledgement settings of a severity that does not page.
+        (
+            candidate("[slo.sev1]", "[slo.sev3]\nack_minutes = 4\nassign_minutes = 9\nack_timeout_minutes = 20\n\n[slo.sev1]"),
+            vec![
+                (FindingKind::SettingNeverApplies, "slo.sev3.ack_minutes"),
+                (FindingKind::SettingNeverApplies, "slo.sev3.ack_timeout_minutes"),
+            ],
+        ),
+        // A tier no customer has; a tier a customer has is used.
+        (
+            candidate("[slo.sev1]", "[slo.tier.gold]\nresolve_minutes = 60\n\n[slo.tier.silver]\nresolve_minutes = 90\n\n[[customers]]\nname = \"acme\"\ntier = \"gold\"\n\n[slo.sev1]"),
+            vec![(FindingKind::SettingNeverApplies, "slo.tier.silver")],
         ),
         // A report posting elsewhere does not make it used.
         (

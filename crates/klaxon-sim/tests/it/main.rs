@@ -88,12 +88,14 @@ fn caught(variant: Variant, invariants: &[&str]) {
 
 #[test]
 fn a_duplicate_message_folded_twice_is_caught() {
+    // A bug in the pager's own fold (klaxon_paging::broken, feature sim-variants).
     caught(Variant::DuplicateApplied, &["projection equals rebuild"]);
 }
 
 #[test]
 fn an_acknowledgement_ignored_during_a_delivery_is_caught() {
-    // The pager's projection lacks the acknowledgement (or it pages again).
+    // A bug in the pager's own fold (klaxon_paging::broken, feature
+    // sim-variants): its projection lacks the acknowledgement (or it pages again).
     caught(Variant::AckIgnoredWhileDelivering, &["projection equals rebuild", "no page after acknowledgement"]);
 }
 
