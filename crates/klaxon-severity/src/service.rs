@@ -8,7 +8,7 @@ use klaxon_bus::Bus;
 use klaxon_domain::ConfigError;
 use klaxon_domain::catalog::ServiceCatalog;
 use klaxon_domain::ids::IncidentId;
-use klaxon_domain::incident::{Incident, Incidents};
+use klaxon_domain::incident::{Incident, Incidents, Status};
 use klaxon_domain::paging::PageChange;
 use klaxon_domain::policy::{self, Outcome, Replay, Window};
 use klaxon_domain::severity::{Explanation, Facts, Rules, assess};
@@ -92,6 +92,26 @@ impl klaxon_reactor::Service for Assessing {
         Ok(Some(event.incident))
     }
 
+    /// A resolved or closed incident is finished since its latest event.
+    fn retired_since(&self, state: &State, id: IncidentId) -> Option<DateTime<Utc>> {
+        let incident = state.incidents.get(id)?;
+        matches!(incident.status(), Status::Resolved | Status::Closed).then(|| state.latest.get(&id).copied())?
+    }
+
+    fn evict(&self, state: &mut State, id: IncidentId) {
+        state.incidents.remove(id);
+        state.latest.remove(&id);
+    }
+
+    fn adopt(&self, state: &mut State, mut from: State, id: IncidentId) {
+        if let Some(incident) = from.incidents.remove(id) {
+            state.incidents.insert(incident);
+        }
+        if let Some(at) = from.latest.remove(&id) {
+            state.latest.insert(id, at);
+        }
+    }
+
     /// The assessment the incident's facts call for, appended to its own
     /// stream with an id derived from its latest record, in a
     /// `severity.assess` span below that record's trace, so that paging and
@@ -144,6 +164,14 @@ impl Evaluator {
         Evaluator { reactor: self.reactor.with_snapshots(file, every) }
     }
 
+    /// Evicts a resolved or closed incident from memory `after` its latest
+    /// event, and reads it back from the log when it is needed again (see
+    /// `klaxon_reactor::Reactor::with_eviction`). Call before taking a
+    /// handle.
+    pub fn with_eviction(self, after: std::time::Duration) -> Evaluator {
+        Evaluator { reactor: self.reactor.with_eviction(after) }
+    }
+
     /// A handle to it.
     pub fn handle(&self) -> Handle {
         Handle { reactor: self.reactor.handle() }
@@ -168,7 +196,11 @@ impl Handle {
     pub async fn explain(&self, id: IncidentId) -> Result<(Incident, Explanation), Error> {
         self.reactor.caught_up().await?;
         let service = self.reactor.service();
-        let incident = self.reactor.read(|s| s.incidents.get(id).cloned()).ok_or(Error::UnknownIncident(id))?;
+        let incident = self
+            .reactor
+            .read_incident(id, |s| s.incidents.get(id).cloned())
+            .await?
+            .ok_or(Error::UnknownIncident(id))?;
         let explanation = service.rules.get().explain(&Facts::of(&incident, &service.catalog.get()));
         Ok((incident, explanation))
     }

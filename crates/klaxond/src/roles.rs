@@ -183,6 +183,7 @@ impl Wiring {
                 use klaxon_severity::grpc::SeverityService;
                 let (rules, catalog) = (self.live(validated).rules, validated.catalog.clone());
                 let mut evaluator = klaxon_severity::Evaluator::new(bus, rules, catalog, self.clock.clone());
+                evaluator = evaluator.with_eviction(validated.evict_closed_after);
                 if let Some((file, every)) = config.snapshot(name, self.snapshot_dir.as_deref()) {
                     evaluator = evaluator.with_snapshots(file, every);
                 }
@@ -203,6 +204,7 @@ impl Wiring {
                     channels: validated.channels.clone(),
                 };
                 let mut pager = klaxon_paging::Pager::new(bus, pager_config, self.clock.clone());
+                pager = pager.with_eviction(validated.evict_closed_after);
                 if let Some(claims) = &self.claims {
                     pager = pager.with_claims(claims.clone());
                 }
@@ -224,6 +226,7 @@ impl Wiring {
                     feed_lag_max: klaxon_notifier::feed::CHANGES_BUFFER,
                 };
                 let mut notifier = klaxon_notifier::Notifier::new(bus, options, self.clock.clone());
+                notifier = notifier.with_eviction(validated.evict_closed_after);
                 if let Some(claims) = &self.claims {
                     notifier = notifier.with_claims(claims.clone());
                 }
@@ -242,6 +245,7 @@ impl Wiring {
             Service::Review => {
                 use klaxon_review::grpc::ReviewService;
                 let mut reviews = klaxon_review::Reviews::new(bus, validated.catalog.clone(), self.clock.clone());
+                reviews = reviews.with_eviction(validated.evict_closed_after);
                 if let Some((file, every)) = config.snapshot(name, self.snapshot_dir.as_deref()) {
                     reviews = reviews.with_snapshots(file, every);
                 }
