@@ -89,6 +89,14 @@ pub struct State {
     latest: HashMap<IncidentId, DateTime<Utc>>,
 }
 
+impl State {
+    /// Each incident's notifications as held in memory (finished incidents
+    /// leave it with eviction).
+    pub fn incidents(&self) -> &HashMap<IncidentId, IncidentNotifications> {
+        &self.incidents
+    }
+}
+
 /// What a decision records once its messages are sent.
 pub struct Recording {
     incident: IncidentId,

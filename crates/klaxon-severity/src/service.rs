@@ -79,6 +79,13 @@ pub struct State {
     latest: HashMap<IncidentId, DateTime<Utc>>,
 }
 
+impl State {
+    /// The incidents held in memory (finished ones leave it with eviction).
+    pub fn incidents(&self) -> &Incidents {
+        &self.incidents
+    }
+}
+
 impl klaxon_reactor::Service for Assessing {
     type State = State;
     type Then = ();

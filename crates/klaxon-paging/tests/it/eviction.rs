@@ -90,6 +90,7 @@ async fn reopened_after_two_hours(after: Option<Duration>) -> (Vec<(String, Stri
     let id = w.sev1(Some("maria")).await;
     assert_eq!(w.until_pages(id, 1).await, ["INC-1-P1 ana severity"]);
     w.pager.acknowledge(PageId::new(id, 1).unwrap(), &ActorId::new("ana").unwrap(), None).await.unwrap();
+    w.settled().await;
     clock.advance(TimeDelta::minutes(10));
     w.intake.execute(id, Command::Mitigate { summary: "rolled back".into() }, &maria()).await.unwrap();
     w.intake.execute(id, Command::Resolve { summary: "fixed".into() }, &maria()).await.unwrap();
