@@ -28,6 +28,12 @@
 //! - **Drain.** On stop it folds no more, lets the work under way finish
 //!   (at most [`DRAIN_WAIT`]) so that a delivery's outcome is recorded, and
 //!   saves its checkpoint.
+//! - **Eviction.** With [`Reactor::with_eviction`] an incident the service
+//!   calls finished ([`Service::retired_since`]) for the configured time,
+//!   with nothing under way, timed or to decide, leaves the state
+//!   ([`Service::evict`]); its id is kept (and snapshotted), and a record
+//!   about it first reads it back from the log into a fresh state that the
+//!   service adopts ([`Service::adopt`]). Memory is bounded by open work.
 //! - **Progress and the barrier.** [`Progress`] says which position is
 //!   folded and which is *processed*: folded, decided, carried out and
 //!   folded back. [`Handle::wait_processed`] is the barrier tests wait on
