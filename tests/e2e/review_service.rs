@@ -46,6 +46,11 @@ fn catalog() -> Arc<ServiceCatalog> {
 }
 
 fn start_with(start: DateTime<Utc>, catalog: Arc<ServiceCatalog>) -> World {
+    start_evicting(start, catalog, None)
+}
+
+/// A world whose review service evicts finished incidents `after` (or never).
+fn start_evicting(start: DateTime<Utc>, catalog: Arc<ServiceCatalog>, after: Option<std::time::Duration>) -> World {
     let dir = tempfile::tempdir().unwrap();
     let log = Log::open(dir.path(), Default::default()).unwrap();
     let clock = ManualClock::new(start);
@@ -53,7 +58,10 @@ fn start_with(start: DateTime<Utc>, catalog: Arc<ServiceCatalog>) -> World {
     let intake = Intake::new(log.clone(), Default::default(), clock.shared());
     let intake_handle = intake.handle();
     tokio::spawn(intake.run(stop.clone()));
-    let reviews = Reviews::new(log.clone(), catalog, Arc::new(clock.clone()));
+    let mut reviews = Reviews::new(log.clone(), catalog, Arc::new(clock.clone()));
+    if let Some(after) = after {
+        reviews = reviews.with_eviction(after);
+    }
     let handle = reviews.handle();
     tokio::spawn(reviews.run(stop.clone()));
     World { _dir: dir, log, clock, intake: intake_handle, reviews: handle, stop }
@@ -589,4 +597,58 @@ async fn a_weekly_report_is_posted_once_per_week_across_restarts() {
     assert_eq!(w.kinds("report.posted.v1"), 3);
     second.cancel();
     w.stop.cancel();
+}
+
+/// A Sev-1 resolved and reviewed; two hours later (past the hour after
+/// which the review service evicts, when it does) its postmortem is edited,
+/// then it is reopened and resolved again. Returns the records from the
+/// edit on (event ids left out: commands' are random, and the review's
+/// derive from them), the review and the trends.
+async fn edited_and_reopened_after_two_hours(
+    after: Option<std::time::Duration>,
+) -> (Vec<(String, String, String)>, String) {
+    use klaxon_domain::review::{ReviewCommand, TrendFilter};
+    let w = start_evicting(t0(), catalog(), after);
+    let id = w.scripted_sev("payments", Severity::Sev1).await;
+    w.until_reviewed(id).await;
+    assert_eq!(w.reviews.reactor().progress().held, 1);
+    w.clock.advance(TimeDelta::hours(2));
+    w.settled().await;
+    let progress = w.reviews.reactor().progress();
+    if after.is_some() {
+        assert_eq!((progress.held, progress.evicted), (0, 1), "{progress:?}");
+        // Queries read it back from the log.
+        assert!(w.reviews.review(id).await.unwrap().is_some());
+    } else {
+        assert_eq!((progress.held, progress.evicted), (1, 0), "{progress:?}");
+    }
+    let edit = Position(w.log.head().0 + 1);
+    let summary = ReviewCommand::WriteSummary { summary: "A bad config push.".into() };
+    let review = w.reviews.edit(id, summary, &ActorId::new("rita").unwrap(), None, None).await.unwrap();
+    w.settled().await;
+    assert_eq!(w.reviews.reactor().progress().held, 1);
+    w.run(id, Command::Reopen { reason: "back".into() }).await;
+    w.clock.advance(TimeDelta::minutes(5));
+    w.run(id, Command::Resolve { summary: "really fixed".into() }).await;
+    w.settled().await;
+    let trends = w.reviews.trends(t0(), t0() + TimeDelta::days(1), &TrendFilter::default()).await.unwrap();
+    let records = w
+        .log
+        .read_all(edit, 100_000)
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.stream.to_string(), r.kind.to_string(), r.data.as_str().to_owned()))
+        .collect();
+    w.stop.cancel();
+    (records, format!("{review:?} {:?} {trends:?}", w.reviews.review(id).await.ok()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_evicted_reviewed_incident_comes_back_for_an_edit_and_a_reopen_as_if_it_never_left() {
+    let (kept, kept_views) = edited_and_reopened_after_two_hours(None).await;
+    let (evicted, evicted_views) =
+        edited_and_reopened_after_two_hours(Some(std::time::Duration::from_secs(3600))).await;
+    assert!(kept.iter().any(|(_, kind, _)| kind.starts_with("review.")), "the edit is recorded: {kept:#?}");
+    assert_eq!(evicted, kept);
+    assert_eq!(evicted_views, kept_views);
 }

@@ -8,6 +8,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use klaxon_bus::Bus;
 use klaxon_channels::Channels;
 use klaxon_domain::ids::{IncidentId, Severity};
+use klaxon_domain::incident::Status;
 use klaxon_domain::notifier::{
     self, FeedFilter, FeedItem, IncidentNotifications, Notification, NotifierConfig, NotifyChange,
 };
@@ -85,6 +86,18 @@ pub struct State {
     /// latest incident event that carried one (for a new Sev-1, the severity
     /// assessment). A decision's `notifier.notify` span is its child.
     traces: HashMap<IncidentId, String>,
+    /// The time of each incident's latest event (when a finished one may
+    /// leave memory).
+    #[serde(default)]
+    latest: HashMap<IncidentId, DateTime<Utc>>,
+}
+
+impl State {
+    /// Each incident's notifications as held in memory (finished incidents
+    /// leave it with eviction).
+    pub fn incidents(&self) -> &HashMap<IncidentId, IncidentNotifications> {
+        &self.incidents
+    }
 }
 
 /// What a decision records once its messages are sent.
@@ -122,6 +135,8 @@ impl klaxon_reactor::Service for Notifying {
     type Then = Recording;
     const NAME: &'static str = "the executive notifier";
     const TIMERS: bool = true;
+    /// 2: each incident's latest event time (for eviction).
+    const SCHEMA: u32 = 2;
 
     fn fold(&self, state: &mut State, record: &Record) -> Result<Option<IncidentId>, klaxon_reactor::Error> {
         let config = &self.options.notifier;
@@ -131,10 +146,12 @@ impl klaxon_reactor::Service for Notifying {
             }
             let incident = state.incidents.entry(event.incident);
             incident.or_insert_with(|| IncidentNotifications::new(event.incident, config)).apply_incident(&event);
+            note_latest(&mut state.latest, event.incident, event.at);
             event.incident
         } else if let Some(event) = decode::event::<NotifyChange>(record)? {
             let incident = state.incidents.entry(event.incident);
             incident.or_insert_with(|| IncidentNotifications::new(event.incident, config)).apply_notify(&event);
+            note_latest(&mut state.latest, event.incident, event.at);
             event.incident
         } else {
             return Ok(None);
@@ -168,6 +185,25 @@ impl klaxon_reactor::Service for Notifying {
         vec![Effect::Deliver(Deliver { sends, then, trace: Some(trace) })]
     }
 
+    /// A resolved or closed incident is finished since its latest event.
+    fn retired_since(&self, state: &State, id: IncidentId) -> Option<DateTime<Utc>> {
+        let incident = state.incidents.get(&id)?.incident()?;
+        matches!(incident.status(), Status::Resolved | Status::Closed).then(|| state.latest.get(&id).copied())?
+    }
+
+    fn evict(&self, state: &mut State, id: IncidentId) {
+        state.incidents.remove(&id);
+        state.traces.remove(&id);
+        state.latest.remove(&id);
+    }
+
+    /// `from` holds only the incident: all of it moves in.
+    fn adopt(&self, state: &mut State, from: State, id: IncidentId) {
+        state.incidents.extend(from.incidents.into_iter().filter(|(i, _)| *i == id));
+        state.traces.extend(from.traces.into_iter().filter(|(i, _)| *i == id));
+        state.latest.extend(from.latest.into_iter().filter(|(i, _)| *i == id));
+    }
+
     fn next_due(&self, state: &State, id: IncidentId) -> Option<DateTime<Utc>> {
         notifier::next_due(state.incidents.get(&id)?, &self.options.notifier, |s| self.cadence(s))
     }
@@ -188,6 +224,12 @@ impl klaxon_reactor::Service for Notifying {
         // Any: only this service writes the stream, one decision at a time per incident.
         Some(Append::new(stream, ExpectedVersion::Any, &events, ids))
     }
+}
+
+/// Keeps the latest of an incident's event times.
+fn note_latest(latest: &mut HashMap<IncidentId, DateTime<Utc>>, id: IncidentId, at: DateTime<Utc>) {
+    let entry = latest.entry(id).or_insert(at);
+    *entry = (*entry).max(at);
 }
 
 impl Notifier {
@@ -224,6 +266,15 @@ impl Notifier {
     /// Call before taking a handle.
     pub fn with_snapshots(self, file: klaxon_reactor::SnapshotFile, every: std::num::NonZeroU64) -> Notifier {
         Notifier { reactor: self.reactor.with_snapshots(file, every), budget: self.budget }
+    }
+
+    /// Evicts a resolved or closed incident from memory `after` its latest
+    /// event, and reads it back from the log when it is needed again (see
+    /// `klaxon_reactor::Reactor::with_eviction`). The public status page
+    /// shows resolved incidents from memory: keep `after` at least its
+    /// `public_resolved_hours`. Call before taking a handle.
+    pub fn with_eviction(self, after: std::time::Duration) -> Notifier {
+        Notifier { reactor: self.reactor.with_eviction(after), budget: self.budget }
     }
 
     /// A handle to it.

@@ -9,6 +9,7 @@ use klaxon_bus::Bus;
 use klaxon_channels::Channels;
 use klaxon_domain::catalog::ServiceCatalog;
 use klaxon_domain::ids::{ActorId, IncidentId, KLAXON_NAMESPACE, RequestKey, ServiceName};
+use klaxon_domain::incident::Status;
 use klaxon_domain::oncall::roster::{self, Acting, RosterCommand, RosterError, RosterEvent, Rosters};
 use klaxon_domain::oncall::{Schedules, Span};
 use klaxon_domain::outbox::Receipt;
@@ -134,7 +135,12 @@ pub struct State {
     /// The trace context each page was decided in (its `page.responder_paged`
     /// record's): the parent of its delivery's `paging.deliver` span.
     page_traces: HashMap<PageId, String>,
+    /// The time of each incident's latest event (when a finished one may
+    /// leave memory).
+    latest: HashMap<IncidentId, DateTime<Utc>>,
     /// Paging events folded so far, by what they record (for metrics).
+    /// Kept when an incident is evicted, and not taken back when it is
+    /// read back from the log: each record is counted once.
     counts: Counts,
     /// The overrides and swaps of every schedule's stream.
     rosters: Rosters,
@@ -223,6 +229,7 @@ impl Paging {
             }
             let paging = state.incidents.entry(event.incident);
             paging.or_insert_with(|| IncidentPaging::new(event.incident, config)).apply_incident(&event);
+            note_latest(&mut state.latest, event.incident, event.at);
             return Ok(Some(event.incident));
         }
         let Some(event) = decode::event::<PageChange>(record)? else { return Ok(None) };
@@ -242,6 +249,7 @@ impl Paging {
         }
         let paging = state.incidents.entry(event.incident);
         paging.or_insert_with(|| IncidentPaging::new(event.incident, config)).apply_page(&event);
+        note_latest(&mut state.latest, event.incident, event.at);
         Ok(Some(event.incident))
     }
 
@@ -291,6 +299,12 @@ impl Paging {
     }
 }
 
+/// Keeps the latest of an incident's event times.
+fn note_latest(latest: &mut HashMap<IncidentId, DateTime<Utc>>, id: IncidentId, at: DateTime<Utc>) {
+    let entry = latest.entry(id).or_insert(at);
+    *entry = (*entry).max(at);
+}
+
 /// `Exact(n)` for an existing stream, `NoStream` for a new one.
 fn exact_or_new(version: u64) -> ExpectedVersion {
     if version == 0 { ExpectedVersion::NoStream } else { ExpectedVersion::Exact(StreamVersion(version)) }
@@ -301,8 +315,10 @@ impl klaxon_reactor::Service for Paging {
     type Then = PageDelivery;
     const NAME: &'static str = "paging";
     const TIMERS: bool = true;
-    /// 2: an episode holds the policy its chain's first event recorded.
-    const SCHEMA: u32 = 2;
+    /// 3: an episode holds the policy its chain's first event recorded (2
+    /// on the episode branch), and each incident's latest event time (for
+    /// eviction; 2 on the eviction branch).
+    const SCHEMA: u32 = 3;
 
     fn fold(&self, state: &mut State, record: &Record) -> Result<Option<IncidentId>, klaxon_reactor::Error> {
         #[cfg(feature = "sim-variants")]
@@ -310,6 +326,32 @@ impl klaxon_reactor::Service for Paging {
             return self.fold_broken(broken, state, record);
         }
         self.fold_once(state, record)
+    }
+
+    /// A resolved or closed incident is finished since its latest event.
+    fn retired_since(&self, state: &State, id: IncidentId) -> Option<DateTime<Utc>> {
+        let status = state.incidents.get(&id)?.status()?;
+        matches!(status, Status::Resolved | Status::Closed).then(|| state.latest.get(&id).copied())?
+    }
+
+    /// Its paging, trace contexts and latest time go; the counts stay.
+    fn evict(&self, state: &mut State, id: IncidentId) {
+        if let Some(paging) = state.incidents.remove(&id) {
+            for page in paging.pages() {
+                state.page_traces.remove(&page.id());
+            }
+        }
+        state.traces.remove(&id);
+        state.latest.remove(&id);
+    }
+
+    /// Everything `from` holds is the incident's, but for the counts and
+    /// rosters (counted and folded once already).
+    fn adopt(&self, state: &mut State, from: State, id: IncidentId) {
+        state.incidents.extend(from.incidents.into_iter().filter(|(i, _)| *i == id));
+        state.traces.extend(from.traces.into_iter().filter(|(i, _)| *i == id));
+        state.page_traces.extend(from.page_traces.into_iter().filter(|(page, _)| page.incident() == id));
+        state.latest.extend(from.latest.into_iter().filter(|(i, _)| *i == id));
     }
 
     /// What the domain decides at `now` (appended to `pages-INC-n` at the
@@ -402,6 +444,14 @@ impl Pager {
         Pager { reactor: self.reactor.with_snapshots(file, every) }
     }
 
+    /// Evicts a resolved or closed incident from memory `after` its latest
+    /// event, and reads it back from the log when it is needed again (see
+    /// `klaxon_reactor::Reactor::with_eviction`). Call before taking a
+    /// handle.
+    pub fn with_eviction(self, after: std::time::Duration) -> Pager {
+        Pager { reactor: self.reactor.with_eviction(after) }
+    }
+
     /// A handle to it.
     pub fn handle(&self) -> Handle {
         Handle { reactor: self.reactor.handle() }
@@ -439,7 +489,9 @@ impl Handle {
     /// The service of the page's incident, for team-scope checks.
     pub async fn page_service(&self, page: PageId) -> Result<Option<ServiceName>, Error> {
         self.reactor.caught_up().await?;
-        let service = self.reactor.read(|s| s.incidents.get(&page.incident()).map(|p| p.service().cloned()));
+        let incident = page.incident();
+        let service =
+            self.reactor.read_incident(incident, |s| s.incidents.get(&incident).map(|p| p.service().cloned())).await?;
         Ok(service.ok_or(AckError::UnknownPage { page, incident: page.incident() })?)
     }
 
@@ -464,13 +516,16 @@ impl Handle {
         for _ in 0..ACK_ATTEMPTS_MAX {
             self.reactor.caught_up().await?;
             let now = self.reactor.now();
-            let (event, version, trace) = self.reactor.read(|state| {
-                let Some(paging) = state.incidents.get(&incident) else {
-                    return Err(AckError::UnknownPage { page, incident });
-                };
-                let event = paging::acknowledge(paging, &page, actor, &self.config().paging, now)?;
-                Ok((event, paging.page_stream_version(), state.page_traces.get(&page).cloned()))
-            })?;
+            let (event, version, trace) = self
+                .reactor
+                .read_incident(incident, |state| {
+                    let Some(paging) = state.incidents.get(&incident) else {
+                        return Err(AckError::UnknownPage { page, incident });
+                    };
+                    let event = paging::acknowledge(paging, &page, actor, &self.config().paging, now)?;
+                    Ok((event, paging.page_stream_version(), state.page_traces.get(&page).cloned()))
+                })
+                .await??;
             let stream = streams::pages(incident);
             let ids = match key {
                 Some(key) => Ids::requested(key.clone()),
@@ -519,7 +574,10 @@ impl Handle {
         // Best effort: the acknowledgement is written either way.
         let _ = self.reactor.wait_applied(position).await;
         let incident = page.incident();
-        let found = self.reactor.read(|s| s.incidents.get(&incident).and_then(|p| p.page(&page)).cloned());
+        let found = self
+            .reactor
+            .read_incident(incident, |s| s.incidents.get(&incident).and_then(|p| p.page(&page)).cloned())
+            .await?;
         let unfolded = || klaxon_reactor::Error::Unavailable {
             service: "paging",
             reason: "the acknowledgement was not folded".into(),
@@ -669,7 +727,10 @@ impl Handle {
     /// The incident's pages, oldest first.
     pub async fn pages(&self, incident: IncidentId) -> Result<Vec<Page>, Error> {
         self.reactor.caught_up().await?;
-        let pages = self.reactor.read(|s| s.incidents.get(&incident).map(|p| p.pages().cloned().collect::<Vec<_>>()));
+        let pages = self
+            .reactor
+            .read_incident(incident, |s| s.incidents.get(&incident).map(|p| p.pages().cloned().collect::<Vec<_>>()))
+            .await?;
         let mut pages = pages.ok_or(Error::NoPages(incident))?;
         pages.sort_by_key(|p| p.id().number());
         Ok(pages)

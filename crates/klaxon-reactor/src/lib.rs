@@ -8,7 +8,8 @@
 //! Every reacting service (severity, paging, the notifier, review) is a
 //! [`Service`] (a pure fold and a pure decision returning [`Effect`]s) run
 //! by a [`Reactor`], the one shell: replay then live, dirty incidents,
-//! timers, work in flight, bounded deliveries, the drain, the processed
+//! timers, work in flight, bounded deliveries, the drain, eviction of
+//! finished incidents (read back from the log when needed), the processed
 //! position and the barrier tests wait on.
 //!
 //! Modules:

@@ -28,6 +28,12 @@
 //! - **Drain.** On stop it folds no more, lets the work under way finish
 //!   (at most [`DRAIN_WAIT`]) so that a delivery's outcome is recorded, and
 //!   saves its checkpoint.
+//! - **Eviction.** With [`Reactor::with_eviction`] an incident the service
+//!   calls finished ([`Service::retired_since`]) for the configured time,
+//!   with nothing under way, timed or to decide, leaves the state
+//!   ([`Service::evict`]); its id is kept (and snapshotted), and a record
+//!   about it first reads it back from the log into a fresh state that the
+//!   service adopts ([`Service::adopt`]). Memory is bounded by open work.
 //! - **Progress and the barrier.** [`Progress`] says which position is
 //!   folded and which is *processed*: folded, decided, carried out and
 //!   folded back. [`Handle::wait_processed`] is the barrier tests wait on
@@ -70,6 +76,17 @@ pub const CATCH_UP_WAIT: Duration = Duration::from_secs(5);
 pub const PROCESSED_WAIT: Duration = Duration::from_secs(10);
 /// Records folded between two checkpoint saves (services with a checkpoint).
 pub const CHECKPOINT_EVERY: u64 = 256;
+/// Records folded between two looks for incidents to evict.
+pub const EVICT_EVERY: u64 = 1024;
+/// Records of one stream read at a time when an incident is read back.
+const REHYDRATE_PAGE: usize = 1024;
+
+/// How often, on the clock, the shell looks for incidents to evict when
+/// they are evicted `after` being finished: as often as `after`, but at
+/// least once an hour and at most once a minute.
+pub fn sweep_interval(after: chrono::TimeDelta) -> chrono::TimeDelta {
+    after.clamp(chrono::TimeDelta::minutes(1), chrono::TimeDelta::hours(1))
+}
 
 /// What a reacting service supplies: a pure fold and a pure decision.
 pub trait Service: Send + Sync + 'static {
@@ -114,6 +131,29 @@ pub trait Service: Send + Sync + 'static {
     fn recorded(&self, _then: Self::Then, _receipts: Vec<Receipt>) -> Option<Append> {
         None
     }
+
+    /// Since when `incident` has been finished work for this service (it
+    /// is resolved or closed: the time of its latest event), or `None`
+    /// while it is not (or when the service keeps every incident, the
+    /// default). With [`Reactor::with_eviction`], an incident finished for
+    /// longer than the configured time, with nothing to decide and no
+    /// timer, leaves the state ([`Service::evict`]) and comes back from the
+    /// log ([`Service::adopt`]) when a record about it arrives.
+    fn retired_since(&self, _state: &Self::State, _incident: IncidentId) -> Option<DateTime<Utc>> {
+        None
+    }
+
+    /// Takes `incident` out of `state`: everything the service keeps for it
+    /// alone. Aggregates over history (counters, trend summaries) stay: a
+    /// record folded once is counted once.
+    fn evict(&self, _state: &mut Self::State, _incident: IncidentId) {}
+
+    /// Moves `incident` back into `state` from `from`: a fresh state into
+    /// which the shell folded only the records of the incident's streams
+    /// that `state` had folded before (so `from`'s aggregates count them a
+    /// second time and must not be merged). Afterwards `state` must hold
+    /// for the incident exactly what it would had it never been evicted.
+    fn adopt(&self, _state: &mut Self::State, _from: Self::State, _incident: IncidentId) {}
 }
 
 /// Where a service is in the log.
@@ -134,6 +174,15 @@ pub struct Progress {
     pub resumed: Position,
     /// The position of the last snapshot saved (or resumed from).
     pub snapshot: Position,
+    /// Incidents the shell holds in the state (its latest record known).
+    pub held: u64,
+    /// Incidents evicted from the state (see [`Reactor::with_eviction`]),
+    /// to be read back from the log when a record about one arrives.
+    pub evicted: u64,
+    /// When the shell next looks for incidents to evict (none without
+    /// eviction, or while not caught up). [`Handle::wait_processed`]
+    /// waits for a sweep that is due.
+    pub sweep: Option<DateTime<Utc>>,
 }
 
 /// The shell of one service. Build it, take [`Handle`]s, then
@@ -164,6 +213,13 @@ struct Inner<S: Service> {
     claims: Option<Claims>,
     claim_counts: ClaimCounters,
     snapshots: Option<(SnapshotFile, NonZeroU64)>,
+    /// How long an incident stays in the state once finished (eviction is
+    /// off without it).
+    evict_after: Option<chrono::TimeDelta>,
+    /// The incidents evicted from the state. Changed only under the state's
+    /// write lock (taken first), so that a reader holding the state's lock
+    /// sees the two agree.
+    evicted: RwLock<BTreeSet<IncidentId>>,
 }
 
 /// What a snapshot holds besides the service's state: what the loop needs
@@ -177,6 +233,10 @@ struct Saved<St> {
     /// and under way, or not folded back): decided again after a resume,
     /// so a snapshot ahead of the processed position loses no reaction.
     pending: Vec<IncidentId>,
+    /// The incidents evicted from the state (absent in snapshots of
+    /// builds without eviction: none).
+    #[serde(default)]
+    evicted: Vec<IncidentId>,
 }
 
 #[derive(Default)]
@@ -232,6 +292,8 @@ impl<S: Service> Reactor<S> {
             claims: None,
             claim_counts: ClaimCounters::default(),
             snapshots: None,
+            evict_after: None,
+            evicted: RwLock::new(BTreeSet::new()),
         };
         Reactor { handle: Handle { inner: Arc::new(inner) } }
     }
@@ -272,6 +334,20 @@ impl<S: Service> Reactor<S> {
         self
     }
 
+    /// Evicts an incident from the state once it has been finished (see
+    /// [`Service::retired_since`]) for `after`, when nothing about it is
+    /// dirty, under way or timed: memory then holds open work and recent
+    /// history, not all of it. The shell looks for such incidents every
+    /// [`EVICT_EVERY`] records folded, before each snapshot, and on the
+    /// clock every [`sweep_interval`]`(after)`. A record about an evicted
+    /// incident first reads it back from the log. Zero evicts at the first
+    /// look after the incident is finished.
+    pub fn with_eviction(mut self, after: Duration) -> Reactor<S> {
+        let after = chrono::TimeDelta::from_std(after).unwrap_or(chrono::TimeDelta::MAX);
+        self.configure().evict_after = Some(after);
+        self
+    }
+
     /// A handle to it.
     pub fn handle(&self) -> Handle<S> {
         self.handle.clone()
@@ -302,7 +378,7 @@ impl<S: Service> Reactor<S> {
         }
         let outcome = loop {
             run.publish(&inner);
-            let sleep = match run.wake {
+            let sleep = match run.wake.into_iter().chain(run.next_sweep).min() {
                 Some(at) => inner.clock.sleep_until(at),
                 None => Box::pin(std::future::pending()),
             };
@@ -318,6 +394,9 @@ impl<S: Service> Reactor<S> {
                     None => break Ok(()),
                     Some(Err(e)) => break Err(e.into()),
                     Some(Ok(record)) => {
+                        if let Err(e) = run.rehydrate(&inner, &record).await {
+                            break Err(e);
+                        }
                         if let Err(e) = run.fold(&inner, &record) {
                             break Err(e);
                         }
@@ -410,6 +489,13 @@ struct Run {
     /// The earliest `next_due` of the incidents not in flight, or claim
     /// expiry.
     wake: Option<DateTime<Utc>>,
+    /// When to look for incidents to evict next (with eviction, once
+    /// caught up).
+    next_sweep: Option<DateTime<Utc>>,
+    /// Records folded since the last look.
+    since_sweep: u64,
+    /// How many incidents are evicted (the size of `Inner::evicted`).
+    evicted: usize,
 }
 
 impl Run {
@@ -431,6 +517,9 @@ impl Run {
             decided: HashMap::new(),
             stale: BTreeSet::new(),
             wake: None,
+            next_sweep: None,
+            since_sweep: 0,
+            evicted: 0,
         }
     }
 
@@ -457,7 +546,76 @@ impl Run {
         if !self.caught_up && record.position >= self.start_head {
             self.caught_up = true;
         }
+        self.since_sweep += 1;
+        if self.since_sweep >= EVICT_EVERY {
+            self.sweep(inner);
+        }
         Ok(())
+    }
+
+    /// Before `record` is folded: when it concerns an evicted incident,
+    /// reads that incident back from the log (every record of its streams
+    /// before `record`), folds it into a fresh state and has the service
+    /// adopt it, so that `record` folds onto what a shell that never
+    /// evicted would hold. Nothing becomes dirty: the records read back
+    /// were reacted to before.
+    async fn rehydrate<S: Service>(&mut self, inner: &Inner<S>, record: &Record) -> Result<(), Error> {
+        if self.evicted == 0 {
+            return Ok(());
+        }
+        let Some(incident) = crate::streams::incident_of(&record.stream) else { return Ok(()) };
+        if !inner.evicted.read().expect("evicted lock").contains(&incident) {
+            return Ok(());
+        }
+        let (back, read) = inner.read_back(incident, Some(record.position)).await?;
+        let mut state = inner.state.write().expect("state lock");
+        inner.service.adopt(&mut state, back, incident);
+        let mut evicted = inner.evicted.write().expect("evicted lock");
+        evicted.remove(&incident);
+        self.evicted = evicted.len();
+        tracing::debug!(service = S::NAME, %incident, records = read, position = %record.position, "read back from the log");
+        Ok(())
+    }
+
+    /// Evicts every incident the service says is finished for longer than
+    /// the configured time, with nothing under way, waiting or stale, no
+    /// timer, and nothing to decide now (an incident dirty only because a
+    /// record arrived, whose decision would be empty, is as good as
+    /// decided). Its latest record is forgotten with it.
+    fn sweep<S: Service>(&mut self, inner: &Inner<S>) {
+        self.since_sweep = 0;
+        let Some(after) = inner.evict_after else { return };
+        let now = inner.clock.now();
+        if self.caught_up {
+            self.next_sweep = Some(now + sweep_interval(after));
+        }
+        let service = &inner.service;
+        let mut state = inner.state.write().expect("state lock");
+        let finished = |incident: &IncidentId, cause: &Cause| {
+            !self.in_flight.contains_key(incident)
+                && !self.origins.contains_key(incident)
+                && !self.claim_waits.contains_key(incident)
+                && !self.stale.contains(incident)
+                && service
+                    .retired_since(&state, *incident)
+                    .is_some_and(|since| since.checked_add_signed(after).is_some_and(|at| at <= now))
+                && service.next_due(&state, *incident).is_none()
+                && service.decide(&state, *incident, cause, now).is_empty()
+        };
+        let leaving: Vec<IncidentId> =
+            self.causes.iter().filter(|(incident, cause)| finished(incident, cause)).map(|(i, _)| *i).collect();
+        if leaving.is_empty() {
+            return;
+        }
+        let mut evicted = inner.evicted.write().expect("evicted lock");
+        for incident in &leaving {
+            service.evict(&mut state, *incident);
+            self.causes.remove(incident);
+            self.dirty.remove(incident);
+            evicted.insert(*incident);
+        }
+        self.evicted = evicted.len();
+        tracing::debug!(service = S::NAME, count = leaving.len(), evicted = self.evicted, "evicted finished incidents");
     }
 
     /// A decision's effects are all carried out; `last` is the last
@@ -500,6 +658,9 @@ impl Run {
         for incident in expired {
             self.claim_waits.remove(&incident);
             self.dirty.insert(incident);
+        }
+        if self.next_sweep.is_some_and(|at| at <= now) {
+            self.sweep(inner);
         }
         let state = inner.state.read().expect("state lock");
         for incident in self.causes.keys() {
@@ -544,6 +705,10 @@ impl Run {
         };
         let claims = self.claim_waits.values().map(|w| w.until).min();
         self.wake = timers.into_iter().chain(claims).min();
+        // Caught up: the first look for incidents to evict is now.
+        if inner.evict_after.is_some() && self.next_sweep.is_none() {
+            self.next_sweep = Some(inner.clock.now());
+        }
     }
 
     /// The incident's next timer, but for one due when its delivery was
@@ -558,15 +723,26 @@ impl Run {
 
     fn progress(&self) -> Progress {
         let (resumed, snapshot) = (self.resumed, self.snapshot_at);
+        let (held, evicted) = (self.causes.len() as u64, self.evicted as u64);
         if !self.caught_up {
             let processed = self.applied.min(self.checkpoint);
-            return Progress { applied: self.applied, processed, due: None, resumed, snapshot };
+            return Progress {
+                applied: self.applied,
+                processed,
+                due: None,
+                resumed,
+                snapshot,
+                held,
+                evicted,
+                sweep: None,
+            };
         }
         let processed = match self.origins.values().min() {
             Some(origin) => self.applied.min(Position(origin.0.saturating_sub(1))),
             None => self.applied,
         };
-        Progress { applied: self.applied, processed, due: self.wake, resumed, snapshot }
+        let sweep = self.next_sweep;
+        Progress { applied: self.applied, processed, due: self.wake, resumed, snapshot, held, evicted, sweep }
     }
 
     /// Takes over a snapshot: its state, each incident's latest record, and
@@ -577,6 +753,9 @@ impl Run {
         *inner.state.write().expect("state lock") = saved.state;
         self.causes = saved.causes.into_iter().collect();
         self.dirty = saved.pending.into_iter().collect();
+        let evicted: BTreeSet<IncidentId> = saved.evicted.into_iter().collect();
+        self.evicted = evicted.len();
+        *inner.evicted.write().expect("evicted lock") = evicted;
         if S::CHECKPOINT.is_none() {
             self.dirty.extend(self.causes.keys().copied());
         }
@@ -601,12 +780,15 @@ impl Run {
         if self.applied == Position::ZERO {
             return None;
         }
+        // What is finished leaves first, so that snapshots shrink too.
+        self.sweep(inner);
         let mut pending: BTreeSet<IncidentId> = self.dirty.clone();
         pending.extend(self.in_flight.keys().chain(self.origins.keys()).chain(self.claim_waits.keys()));
         let saved = Saved {
             state: inner.state.read().expect("state lock").clone(),
             causes: self.causes.iter().map(|(i, c)| (*i, c.clone())).collect(),
             pending: pending.into_iter().collect(),
+            evicted: inner.evicted.read().expect("evicted lock").iter().copied().collect(),
         };
         let (position, id) = (self.applied, self.last_id);
         self.snapshot_at = position;
@@ -675,6 +857,36 @@ async fn carry_out<S: Service>(
 }
 
 impl<S: Service> Inner<S> {
+    /// Reads `incident` back from the log: every record of its streams
+    /// (before position `before`, when given), folded in position order
+    /// into a fresh state. Returns it and how many records it folded.
+    async fn read_back(&self, incident: IncidentId, before: Option<Position>) -> Result<(S::State, usize), Error> {
+        let mut records = Vec::new();
+        for stream in crate::streams::of_incident(incident) {
+            let mut from = klaxon_log::StreamVersion(1);
+            'stream: loop {
+                let page = self.bus.read_stream(&stream, from, REHYDRATE_PAGE).await?;
+                let full = page.len() >= REHYDRATE_PAGE;
+                for record in page {
+                    if before.is_some_and(|before| record.position >= before) {
+                        break 'stream;
+                    }
+                    from = klaxon_log::StreamVersion(record.version.0 + 1);
+                    records.push(record);
+                }
+                if !full {
+                    break;
+                }
+            }
+        }
+        records.sort_by_key(|r| r.position);
+        let mut state = S::State::default();
+        for record in &records {
+            self.service.fold(&mut state, record)?;
+        }
+        Ok((state, records.len()))
+    }
+
     /// The snapshot to resume from, if one checks out (see
     /// [`crate::snapshot::resume`]).
     async fn resume(&self, head: Position) -> Option<Loaded<Saved<S::State>>> {
@@ -776,6 +988,31 @@ impl<S: Service> Handle<S> {
         f(&self.inner.state.read().expect("state lock"))
     }
 
+    /// Reads what the state holds for `incident`: the state itself while
+    /// the incident is held, or, once it was evicted, a temporary state
+    /// read back from the log (every record of its streams, through the
+    /// log's head). Either way `f` sees what a shell that never evicted
+    /// would hold for the incident.
+    pub async fn read_incident<T>(&self, incident: IncidentId, f: impl FnOnce(&S::State) -> T) -> Result<T, Error> {
+        let mut f = Some(f);
+        let held = {
+            let state = self.inner.state.read().expect("state lock");
+            let evicted = self.inner.evicted.read().expect("evicted lock").contains(&incident);
+            (!evicted).then(|| f.take().expect("f is taken once")(&state))
+        };
+        if let Some(held) = held {
+            return Ok(held);
+        }
+        let (back, _) = self.inner.read_back(incident, None).await?;
+        Ok(f.take().expect("f is taken once")(&back))
+    }
+
+    /// Whether `incident` is evicted from the state (see
+    /// [`Reactor::with_eviction`]).
+    pub fn is_evicted(&self, incident: IncidentId) -> bool {
+        self.inner.evicted.read().expect("evicted lock").contains(&incident)
+    }
+
     /// The claims this replica won and lost (both zero without claims).
     pub fn claim_counts(&self) -> ClaimCounts {
         let counts = &self.inner.claim_counts;
@@ -838,7 +1075,10 @@ impl<S: Service> Handle<S> {
     pub async fn wait_processed(&self, position: Position) -> Result<Progress, Error> {
         let mut progress = self.inner.progress.subscribe();
         let clock = self.inner.clock.clone();
-        let settled = |p: &Progress| p.processed >= position && p.due.is_none_or(|due| due > clock.now());
+        let settled = |p: &Progress| {
+            let now = clock.now();
+            p.processed >= position && p.due.is_none_or(|due| due > now) && p.sweep.is_none_or(|sweep| sweep > now)
+        };
         match tokio::time::timeout(PROCESSED_WAIT, progress.wait_for(settled)).await {
             Ok(Ok(p)) => Ok(*p),
             _ => Err(Error::Unavailable {

@@ -33,6 +33,30 @@ pub fn review(id: IncidentId) -> StreamId {
     stream_id(klaxon_domain::review::stream(id))
 }
 
+/// The incident whose stream `stream` is (its own, pages, notify or review
+/// stream), or `None` for any other stream. Only the canonical names the
+/// domain makes are recognised, so that `incident_of(&incident(id)) ==
+/// Some(id)` and nothing else maps to `id`.
+pub fn incident_of(stream: &StreamId) -> Option<IncidentId> {
+    let name = stream.as_str();
+    let (prefix, rest) = name.split_once('-')?;
+    let id: IncidentId = rest.parse().ok()?;
+    let canonical = match prefix {
+        "incident" => incident(id),
+        "pages" => pages(id),
+        "notify" => notify(id),
+        "review" => review(id),
+        _ => return None,
+    };
+    (&canonical == stream).then_some(id)
+}
+
+/// Every stream of the incident, in the order above: what it takes to read
+/// everything the log holds about it.
+pub fn of_incident(id: IncidentId) -> [StreamId; 4] {
+    [incident(id), pages(id), notify(id), review(id)]
+}
+
 /// A schedule's stream of overrides and swaps, such as
 /// `schedule-payments-primary`.
 pub fn schedule(name: &str) -> StreamId {

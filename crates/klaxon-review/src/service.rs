@@ -9,7 +9,7 @@ use klaxon_bus::Bus;
 use klaxon_domain::audit;
 use klaxon_domain::catalog::ServiceCatalog;
 use klaxon_domain::ids::{ActorId, IncidentId, RequestKey, ServiceName};
-use klaxon_domain::incident::Incident;
+use klaxon_domain::incident::{Incident, Status};
 use klaxon_domain::review::{
     self, ActionItem, Dossier, IncidentAsOf, IncidentFacts, IncidentMetrics, OPEN_REACTION, Review, ReviewCommand,
     ReviewEvent, TimelineEntry, TrendFilter, TrendReport, TrendSummary, decide_review,
@@ -93,42 +93,73 @@ pub struct Reviewing {
 pub struct State {
     dossiers: HashMap<IncidentId, Dossier>,
     summaries: HashMap<IncidentId, TrendSummary>,
+    /// The time of each incident's latest event (when a finished one's
+    /// dossier may leave memory).
+    #[serde(default)]
+    latest: HashMap<IncidentId, DateTime<Utc>>,
 }
 
 impl klaxon_reactor::Service for Reviewing {
     type State = State;
     type Then = ();
     const NAME: &'static str = "reviews";
+    /// 2: each incident's latest event time (for eviction).
+    const SCHEMA: u32 = 2;
 
     fn fold(&self, state: &mut State, record: &Record) -> Result<Option<IncidentId>, klaxon_reactor::Error> {
-        let id = match Decoded::of(record)? {
+        let (id, at) = match Decoded::of(record)? {
             Decoded::Incident(event) => {
                 let dossier = state.dossiers.entry(event.incident).or_default();
                 dossier.apply_incident(record.id, &event);
                 if let Some(incident) = dossier.incident() {
                     state.summaries.entry(event.incident).or_default().incident(&event, incident);
                 }
-                event.incident
+                (event.incident, event.at)
             }
             Decoded::Page(event) => {
                 state.dossiers.entry(event.incident).or_default().apply_page(&event);
                 state.summaries.entry(event.incident).or_default().page(&event);
-                event.incident
+                (event.incident, event.at)
             }
             Decoded::Notify(event) => {
                 state.dossiers.entry(event.incident).or_default().apply_notify(&event);
                 if let Some(breach) = review::cadence_breach(&event) {
                     state.summaries.entry(event.incident).or_default().page(&breach);
                 }
-                event.incident
+                (event.incident, event.at)
             }
             Decoded::Review(event) => {
                 state.dossiers.entry(event.incident).or_default().apply_review(&event);
-                event.incident
+                (event.incident, event.at)
             }
             Decoded::Other => return Ok(None),
         };
+        let latest = state.latest.entry(id).or_insert(at);
+        *latest = (*latest).max(at);
         Ok(Some(id))
+    }
+
+    /// A resolved or closed incident whose review has no open action item
+    /// (those are still work, listed by [`Handle::action_items`]) is
+    /// finished since its latest event.
+    fn retired_since(&self, state: &State, id: IncidentId) -> Option<DateTime<Utc>> {
+        let dossier = state.dossiers.get(&id)?;
+        let finished = matches!(dossier.incident()?.status(), Status::Resolved | Status::Closed)
+            && dossier.review().is_none_or(|r| r.action_items().all(ActionItem::is_completed));
+        finished.then(|| state.latest.get(&id).copied())?
+    }
+
+    /// Its dossier goes; its trend summary stays (trends count it).
+    fn evict(&self, state: &mut State, id: IncidentId) {
+        state.dossiers.remove(&id);
+        state.latest.remove(&id);
+    }
+
+    /// The dossier comes back; `from`'s summary is not taken (the state
+    /// kept its own, which counted every record once).
+    fn adopt(&self, state: &mut State, from: State, id: IncidentId) {
+        state.dossiers.extend(from.dossiers.into_iter().filter(|(i, _)| *i == id));
+        state.latest.extend(from.latest.into_iter().filter(|(i, _)| *i == id));
     }
 
     /// The review a resolution owes, appended with an id derived from the
@@ -153,6 +184,14 @@ impl Reviews {
     /// Call before taking a handle.
     pub fn with_snapshots(self, file: klaxon_reactor::SnapshotFile, every: std::num::NonZeroU64) -> Reviews {
         Reviews { reactor: self.reactor.with_snapshots(file, every) }
+    }
+
+    /// Evicts a finished incident's dossier from memory `after` its latest
+    /// event, and reads it back from the log when a record about it
+    /// arrives (see `klaxon_reactor::Reactor::with_eviction`). Call before
+    /// taking a handle.
+    pub fn with_eviction(self, after: std::time::Duration) -> Reviews {
+        Reviews { reactor: self.reactor.with_eviction(after) }
     }
 
     /// A handle to it.
@@ -190,11 +229,14 @@ impl Handle {
     /// says the incident is unknown.
     async fn with_dossier<T>(&self, id: IncidentId, f: impl FnOnce(&Dossier, &Incident) -> T) -> Result<T, Error> {
         self.reactor.caught_up().await?;
-        self.reactor.read(|state| {
-            let dossier = state.dossiers.get(&id).ok_or_else(|| Self::unknown(id))?;
-            let incident = dossier.incident().ok_or_else(|| Self::unknown(id))?;
-            Ok(f(dossier, incident))
-        })
+        // An evicted incident's dossier is read back from the log.
+        self.reactor
+            .read_incident(id, |state| {
+                let dossier = state.dossiers.get(&id).ok_or_else(|| Self::unknown(id))?;
+                let incident = dossier.incident().ok_or_else(|| Self::unknown(id))?;
+                Ok(f(dossier, incident))
+            })
+            .await?
     }
 
     /// Applies a review command as `actor`; returns the review afterwards.

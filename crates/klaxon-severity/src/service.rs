@@ -8,7 +8,7 @@ use klaxon_bus::Bus;
 use klaxon_domain::ConfigError;
 use klaxon_domain::catalog::ServiceCatalog;
 use klaxon_domain::ids::IncidentId;
-use klaxon_domain::incident::{Incident, Incidents};
+use klaxon_domain::incident::{Incident, Incidents, Status};
 use klaxon_domain::oncall::roster::Rosters;
 use klaxon_domain::paging::PageChange;
 use klaxon_domain::policy::{self, Finding, Outcome, Policy, Replay, Sections, Window};
@@ -111,6 +111,13 @@ pub struct State {
     latest: HashMap<IncidentId, DateTime<Utc>>,
 }
 
+impl State {
+    /// The incidents held in memory (finished ones leave it with eviction).
+    pub fn incidents(&self) -> &Incidents {
+        &self.incidents
+    }
+}
+
 impl klaxon_reactor::Service for Assessing {
     type State = State;
     type Then = ();
@@ -122,6 +129,26 @@ impl klaxon_reactor::Service for Assessing {
         state.incidents.apply(&event);
         state.latest.insert(event.incident, event.at);
         Ok(Some(event.incident))
+    }
+
+    /// A resolved or closed incident is finished since its latest event.
+    fn retired_since(&self, state: &State, id: IncidentId) -> Option<DateTime<Utc>> {
+        let incident = state.incidents.get(id)?;
+        matches!(incident.status(), Status::Resolved | Status::Closed).then(|| state.latest.get(&id).copied())?
+    }
+
+    fn evict(&self, state: &mut State, id: IncidentId) {
+        state.incidents.remove(id);
+        state.latest.remove(&id);
+    }
+
+    fn adopt(&self, state: &mut State, mut from: State, id: IncidentId) {
+        if let Some(incident) = from.incidents.remove(id) {
+            state.incidents.insert(incident);
+        }
+        if let Some(at) = from.latest.remove(&id) {
+            state.latest.insert(id, at);
+        }
     }
 
     /// The assessment the incident's facts call for, appended to its own
@@ -183,6 +210,14 @@ impl Evaluator {
         Evaluator { reactor: self.reactor.with_snapshots(file, every), ..self }
     }
 
+    /// Evicts a resolved or closed incident from memory `after` its latest
+    /// event, and reads it back from the log when it is needed again (see
+    /// `klaxon_reactor::Reactor::with_eviction`). Call before taking a
+    /// handle.
+    pub fn with_eviction(self, after: std::time::Duration) -> Evaluator {
+        Evaluator { reactor: self.reactor.with_eviction(after), ..self }
+    }
+
     /// A handle to it.
     pub fn handle(&self) -> Handle {
         Handle { reactor: self.reactor.handle(), running: self.running.clone() }
@@ -207,7 +242,11 @@ impl Handle {
     pub async fn explain(&self, id: IncidentId) -> Result<(Incident, Explanation), Error> {
         self.reactor.caught_up().await?;
         let service = self.reactor.service();
-        let incident = self.reactor.read(|s| s.incidents.get(id).cloned()).ok_or(Error::UnknownIncident(id))?;
+        let incident = self
+            .reactor
+            .read_incident(id, |s| s.incidents.get(id).cloned())
+            .await?
+            .ok_or(Error::UnknownIncident(id))?;
         let explanation = service.rules.get().explain(&Facts::of(&incident, &service.catalog.get()));
         Ok((incident, explanation))
     }

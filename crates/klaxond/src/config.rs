@@ -88,6 +88,71 @@ pub struct Config {
     /// folded state and how often, so that a restart folds only the log's
     /// tail.
     pub snapshots: SnapshotsConfig,
+    /// What the reacting services keep in memory (`[memory]`).
+    pub memory: MemoryConfig,
+}
+
+/// `[memory]`: the reacting services (severity, paging, the notifier,
+/// review) keep in memory only open work and recent history. An incident
+/// resolved or closed for `evict_closed_after` (since its latest event),
+/// with nothing left to do, leaves their memory; it is read back from the
+/// log when something about it happens again (a reopen, a late
+/// acknowledgement, a postmortem edit) or a query asks for it.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MemoryConfig {
+    /// How long a finished incident stays in memory: a whole number and a
+    /// unit (`s`, `m`, `h`, `d`), several added up (`"1h30m"`, `"1d 12h"`),
+    /// from `"0s"` (leaves at the next look, within a minute) to
+    /// [`EVICT_CLOSED_AFTER_MAX_DAYS`] days. At least
+    /// `[status_page] public_resolved_hours` while the status page is on
+    /// (it shows recently resolved incidents from memory). Default `"24h"`.
+    pub evict_closed_after: String,
+}
+
+/// The longest `[memory] evict_closed_after`, in days (ten years).
+pub const EVICT_CLOSED_AFTER_MAX_DAYS: u64 = 3650;
+
+impl Default for MemoryConfig {
+    fn default() -> Self {
+        MemoryConfig { evict_closed_after: "24h".to_owned() }
+    }
+}
+
+impl MemoryConfig {
+    /// `evict_closed_after` as a duration, or what is wrong with it.
+    pub fn evict_closed_after(&self) -> Result<std::time::Duration, String> {
+        let bad = |reason: &str| format!("memory.evict_closed_after: {:?} {reason}", self.evict_closed_after);
+        let text = self.evict_closed_after.trim();
+        if text.is_empty() {
+            return Err(bad("is empty; write a number and a unit (s, m, h, d), such as \"24h\""));
+        }
+        let mut seconds: u64 = 0;
+        let mut rest = text;
+        while !rest.is_empty() {
+            let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+            if digits == 0 {
+                return Err(bad("must be numbers each followed by a unit (s, m, h, d), such as \"24h\" or \"1h30m\""));
+            }
+            let n: u64 = rest[..digits].parse().map_err(|_| bad("has a number too large"))?;
+            rest = &rest[digits..];
+            let unit_len = rest.find(|c: char| !c.is_ascii_alphabetic()).unwrap_or(rest.len());
+            let unit = match &rest[..unit_len] {
+                "s" => 1,
+                "m" => 60,
+                "h" => 3600,
+                "d" => 86_400,
+                "" => return Err(bad("has a number without a unit (s, m, h, d)")),
+                other => return Err(bad(&format!("has an unknown unit {other:?}: use s, m, h or d"))),
+            };
+            rest = rest[unit_len..].trim_start();
+            seconds = n.checked_mul(unit).and_then(|s| seconds.checked_add(s)).ok_or_else(|| bad("is too long"))?;
+        }
+        if seconds > EVICT_CLOSED_AFTER_MAX_DAYS * 86_400 {
+            return Err(bad(&format!("is longer than {EVICT_CLOSED_AFTER_MAX_DAYS} days")));
+        }
+        Ok(std::time::Duration::from_secs(seconds))
+    }
 }
 
 /// `[snapshots]`: each service (intake, severity, paging, the notifier,
@@ -568,6 +633,7 @@ impl Default for Config {
             log_group: None,
             replica: ReplicaConfig::default(),
             snapshots: SnapshotsConfig::default(),
+            memory: MemoryConfig::default(),
         }
     }
 }
@@ -588,6 +654,9 @@ pub struct Validated {
     pub notifier: Arc<klaxon_domain::notifier::NotifierConfig>,
     /// The cadenced trend reports.
     pub reports: Vec<klaxon_domain::review::reports::Report>,
+    /// How long a finished incident stays in the reacting services' memory
+    /// (`[memory] evict_closed_after`).
+    pub evict_closed_after: std::time::Duration,
 }
 
 impl Config {
@@ -658,6 +727,15 @@ impl Config {
             ));
         }
         self.status_page.check()?;
+        let evict_closed_after = self.memory.evict_closed_after()?;
+        let shown = std::time::Duration::from_secs(self.status_page.public_resolved_hours.saturating_mul(3600));
+        if self.status_page.enabled && evict_closed_after < shown {
+            return Err(format!(
+                "memory.evict_closed_after: {:?} is shorter than status_page.public_resolved_hours ({} h), \
+                 for which the public status page shows a resolved incident from memory",
+                self.memory.evict_closed_after, self.status_page.public_resolved_hours
+            ));
+        }
         // The policy sections are validated by the domain, the same way a
         // candidate of `klaxon policy test` and `klaxon policy lint` is.
         let sections = self.policy_sections();
@@ -687,6 +765,7 @@ impl Config {
             paging,
             channels: Arc::new(channels),
             reports,
+            evict_closed_after,
         })
     }
 

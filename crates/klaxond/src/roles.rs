@@ -194,6 +194,7 @@ impl Wiring {
                 };
                 let mut evaluator =
                     klaxon_severity::Evaluator::new(bus, rules, catalog, self.clock.clone()).with_running(running);
+                evaluator = evaluator.with_eviction(validated.evict_closed_after);
                 if let Some((file, every)) = config.snapshot(name, self.snapshot_dir.as_deref()) {
                     evaluator = evaluator.with_snapshots(file, every);
                 }
@@ -208,6 +209,7 @@ impl Wiring {
                     anyhow::bail!("paging needs a [paging] table in the configuration");
                 };
                 let mut pager = klaxon_paging::Pager::new(bus, pager_config, self.clock.clone());
+                pager = pager.with_eviction(validated.evict_closed_after);
                 if let Some(claims) = &self.claims {
                     pager = pager.with_claims(claims.clone());
                 }
@@ -231,6 +233,7 @@ impl Wiring {
                 let paging = self.live(validated).paging;
                 let mut notifier =
                     klaxon_notifier::Notifier::with_live_paging(bus, options, paging, self.clock.clone());
+                notifier = notifier.with_eviction(validated.evict_closed_after);
                 if let Some(claims) = &self.claims {
                     notifier = notifier.with_claims(claims.clone());
                 }
@@ -249,6 +252,7 @@ impl Wiring {
             Service::Review => {
                 use klaxon_review::grpc::ReviewService;
                 let mut reviews = klaxon_review::Reviews::new(bus, validated.catalog.clone(), self.clock.clone());
+                reviews = reviews.with_eviction(validated.evict_closed_after);
                 if let Some((file, every)) = config.snapshot(name, self.snapshot_dir.as_deref()) {
                     reviews = reviews.with_snapshots(file, every);
                 }

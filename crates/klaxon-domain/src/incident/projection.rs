@@ -56,6 +56,30 @@ impl Incidents {
         self.by_number.is_empty()
     }
 
+    /// Takes the incident out (a service keeping only open work in memory
+    /// evicts a finished one) and returns it. An open incident's dedup key
+    /// is freed; the last-closed index keeps naming it (the incident is
+    /// still in the log).
+    pub fn remove(&mut self, id: IncidentId) -> Option<Incident> {
+        let removed = self.by_number.remove(&id.number())?;
+        if let (true, Some(key)) = (removed.is_open(), removed.dedup_key()) {
+            if self.open_by_dedup_key.get(key) == Some(&id) {
+                self.open_by_dedup_key.remove(key);
+            }
+        }
+        Some(removed)
+    }
+
+    /// Puts back an incident taken out with [`Incidents::remove`] (read
+    /// back from the log): afterwards the value is what folding every event
+    /// would have made it.
+    pub fn insert(&mut self, incident: Incident) {
+        if let (true, Some(key)) = (incident.is_open(), incident.dedup_key()) {
+            self.open_by_dedup_key.insert(key.clone(), incident.id());
+        }
+        self.by_number.insert(incident.id().number(), incident);
+    }
+
     /// Folds one incident event in. Events must come in log order.
     pub fn apply(&mut self, event: &IncidentEvent) {
         let number = event.incident.number();

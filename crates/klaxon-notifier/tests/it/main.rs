@@ -84,6 +84,11 @@ struct World {
 }
 
 fn start(options: NotifierOptions) -> World {
+    start_evicting(options, None)
+}
+
+/// A world whose notifier evicts finished incidents `after` (or never).
+fn start_evicting(options: NotifierOptions, after: Option<Duration>) -> World {
     let dir = tempfile::tempdir().unwrap();
     let log = Log::open(dir.path(), Default::default()).unwrap();
     let clock = ManualClock::new("2026-11-25T10:00:00Z".parse::<DateTime<Utc>>().unwrap());
@@ -91,7 +96,10 @@ fn start(options: NotifierOptions) -> World {
     let intake = Intake::new(log.clone(), Default::default(), clock.shared());
     let intake_handle = intake.handle();
     tokio::spawn(intake.run(stop.clone()));
-    let notifier = Notifier::new(log.clone(), options, Arc::new(clock.clone()));
+    let mut notifier = Notifier::new(log.clone(), options, Arc::new(clock.clone()));
+    if let Some(after) = after {
+        notifier = notifier.with_eviction(after);
+    }
     let handle = notifier.handle();
     tokio::spawn(notifier.run(stop.clone()));
     World { _dir: dir, log, clock, intake: intake_handle, notifier: handle, stop }
@@ -681,4 +689,53 @@ async fn e_mail_posts_thread_follow_ups_and_a_refused_recipient_is_a_failed_deli
     assert_eq!(follow_up.header("In-Reply-To"), Some(first_id.clone()));
     assert_eq!(follow_up.header("References"), Some(first_id));
     w.stop.cancel();
+}
+
+/// A Sev-1 for two customers, resolved; two hours later (past the hour
+/// after which the notifier evicts, when it does), reopened. Returns the
+/// records appended from the reopen on (command ids left out: they are
+/// random).
+async fn reopened_after_two_hours(after: Option<Duration>) -> Vec<(String, String, String, String)> {
+    let receiver = Receiver::start(SECRET).await;
+    let w = start_evicting(options(&receiver.url, 100), after);
+    let id = w.incident("payments", &["acme", "globex"], Some(Severity::Sev1)).await;
+    w.until_notify_events(2).await;
+    w.intake.execute(id, Command::Resolve { summary: "failed over".into() }, &maria()).await.unwrap();
+    w.clock.advance(TimeDelta::seconds(60));
+    w.until_notify_events(4).await;
+    assert_eq!(w.notifier.reactor().progress().held, 1);
+    w.clock.advance(TimeDelta::hours(2));
+    w.settled().await;
+    let progress = w.notifier.reactor().progress();
+    if after.is_some() {
+        assert_eq!((progress.held, progress.evicted), (0, 1), "{progress:?}");
+        assert!(w.notifier.reactor().read(|s| s.incidents().is_empty()));
+    } else {
+        assert_eq!((progress.held, progress.evicted), (1, 0), "{progress:?}");
+    }
+    let reopen = Position(w.log.head().0 + 1);
+    w.intake.execute(id, Command::Reopen { reason: "errors are back".into() }, &maria()).await.unwrap();
+    // Decided at the reopen's time, then at the end of the interval.
+    w.settled().await;
+    w.clock.advance(TimeDelta::seconds(60));
+    w.settled().await;
+    assert_eq!(w.notifier.reactor().progress().held, 1);
+    w.stop.cancel();
+    w.log
+        .read_all(reopen, 100_000)
+        .unwrap()
+        .into_iter()
+        .map(|r| {
+            let id = if r.stream.as_str().starts_with("incident-") { String::new() } else { r.id.to_string() };
+            (r.stream.to_string(), r.kind.to_string(), id, r.data.as_str().to_owned())
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resolved_incident_leaves_memory_and_its_reopen_notifies_as_if_it_never_had() {
+    let kept = reopened_after_two_hours(None).await;
+    let evicted = reopened_after_two_hours(Some(Duration::from_secs(3600))).await;
+    assert!(kept.iter().any(|(stream, _, _, _)| stream.starts_with("notify-")), "the reopen is posted: {kept:#?}");
+    assert_eq!(evicted, kept);
 }

@@ -114,6 +114,8 @@ timeout_ms = 2000
     }
 }
 
+mod eviction;
+
 fn start_time() -> DateTime<Utc> {
     "2026-11-25T10:00:00Z".parse().unwrap()
 }

@@ -257,3 +257,73 @@ async fn explain_says_which_rule_matched_and_why_the_others_did_not() {
     assert_eq!(bad.code(), tonic::Code::InvalidArgument);
     w.stop.cancel();
 }
+
+/// An incident on search, declared and resolved; two hours later (past the
+/// hour after which the evaluator evicts, when it does), reopened with ten
+/// more customers. Returns the records from the reopen on (event ids left
+/// out: intake's are random, and the assessments' derive from them).
+async fn reopened_after_two_hours(after: Option<Duration>) -> Vec<(String, String, String)> {
+    use chrono::TimeDelta;
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path(), Default::default()).unwrap();
+    let clock = klaxon_reactor::ManualClock::new("2026-11-25T10:00:00Z".parse().unwrap());
+    let (rules, catalog) = config();
+    let stop = CancellationToken::new();
+    let intake = Intake::new(log.clone(), Default::default(), clock.shared());
+    let intake_handle = intake.handle();
+    tokio::spawn(intake.run(stop.clone()));
+    let mut evaluator = Evaluator::new(log.clone(), rules, catalog, clock.shared());
+    if let Some(after) = after {
+        evaluator = evaluator.with_eviction(after);
+    }
+    let evaluator_handle = evaluator.handle();
+    let evaluator_task = tokio::spawn(evaluator.run(stop.clone()));
+    let w = World { intake: intake_handle, evaluator: evaluator_handle, stop, evaluator_task };
+    let id = report(&w, "search", &["acme"], ReportSource::Api).await;
+    w.intake.execute(id, Command::DeclareIncident { severity: Severity::Sev3 }, &who("maria")).await.unwrap();
+    w.intake.execute(id, Command::Resolve { summary: "reindexed".into() }, &who("maria")).await.unwrap();
+    settle(&w, &log).await;
+    assert_eq!(w.evaluator.reactor().progress().held, 1);
+    clock.advance(TimeDelta::hours(2));
+    settle(&w, &log).await;
+    let progress = w.evaluator.reactor().progress();
+    if after.is_some() {
+        assert_eq!((progress.held, progress.evicted), (0, 1), "{progress:?}");
+        assert!(w.evaluator.reactor().read(|s| s.incidents().is_empty()));
+        // Explaining it still works, from the log.
+        let (incident, _) = w.evaluator.explain(id).await.unwrap();
+        assert_eq!(incident.id(), id);
+    } else {
+        assert_eq!((progress.held, progress.evicted), (1, 0), "{progress:?}");
+    }
+    let reopen = Position(log.head().0 + 1);
+    w.intake.execute(id, Command::Reopen { reason: "slow again".into() }, &who("maria")).await.unwrap();
+    settle(&w, &log).await;
+    let impact = Command::RecordCustomerImpact {
+        customers_affected: 12,
+        customers: vec![],
+        multi_customer: true,
+        summary: "twelve shops".into(),
+    };
+    w.intake.execute(id, impact, &who("maria")).await.unwrap();
+    settle(&w, &log).await;
+    assert_eq!(w.evaluator.reactor().progress().held, 1);
+    w.stop.cancel();
+    w.evaluator_task.await.unwrap().unwrap();
+    log.read_all(reopen, 10_000)
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.stream.to_string(), r.kind.to_string(), r.data.as_str().to_owned()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resolved_incident_leaves_memory_and_is_assessed_after_its_reopen_as_if_it_never_had() {
+    let kept = reopened_after_two_hours(None).await;
+    let evicted = reopened_after_two_hours(Some(Duration::from_secs(3600))).await;
+    assert!(
+        kept.iter().any(|(_, kind, data)| kind == "incident.severity_assessed.v1" && data.contains("many-customers")),
+        "the new impact is assessed: {kept:#?}"
+    );
+    assert_eq!(evicted, kept);
+}

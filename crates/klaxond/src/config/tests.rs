@@ -190,3 +190,39 @@ active = { from = "09:00", to = "17:00", days = ["mon", "tue", "wed", "thu", "fr
     let error = too_far.validate().map(drop).unwrap_err();
     assert!(error.starts_with("oncall.coverage_warning_days: 93 must be at most 92"), "{error}");
 }
+
+#[test]
+fn memory_evict_closed_after_is_a_duration_with_units_and_errors_name_the_key() {
+    use std::time::Duration;
+    let load = |text: &str| -> Result<Duration, String> {
+        let config: Config = toml::from_str(text).map_err(|e| e.to_string())?;
+        Ok(config.validate()?.evict_closed_after)
+    };
+    assert_eq!(load("").unwrap(), Duration::from_secs(24 * 3600), "24h by default");
+    let good = [
+        ("[memory]\nevict_closed_after = \"48h\"\n", 48 * 3600),
+        ("[memory]\nevict_closed_after = \"1d 12h\"\n", 36 * 3600),
+        ("[memory]\nevict_closed_after = \"1h30m\"\n[status_page]\npublic_resolved_hours = 1\n", 5400),
+        ("[memory]\nevict_closed_after = \"0s\"\n[status_page]\nenabled = false\n", 0),
+        ("[memory]\nevict_closed_after = \"0s\"\n[status_page]\npublic_resolved_hours = 0\n", 0),
+    ];
+    for (text, seconds) in good {
+        assert_eq!(load(text), Ok(Duration::from_secs(seconds)), "{text}");
+    }
+    let bad = [
+        ("[memory]\nevict_closed_after = \"\"\n", "memory.evict_closed_after: \"\" is empty"),
+        ("[memory]\nevict_closed_after = \"24\"\n", "without a unit"),
+        ("[memory]\nevict_closed_after = \"3w\"\n", "unknown unit \"w\""),
+        ("[memory]\nevict_closed_after = \"h\"\n", "numbers each followed by a unit"),
+        ("[memory]\nevict_closed_after = \"-1h\"\n", "numbers each followed by a unit"),
+        ("[memory]\nevict_closed_after = \"3651d\"\n", "longer than 3650 days"),
+        ("[memory]\nevict_closed_after = \"99999999999999999999s\"\n", "too large"),
+        ("[memory]\nevict_closed_after = \"12h\"\n", "shorter than status_page.public_resolved_hours (24 h)"),
+        ("[memory]\nevict_closed_after = 3600\n", "invalid type"),
+        ("[memory]\nevict_after = \"1h\"\n", "unknown field `evict_after`"),
+    ];
+    for (text, expected) in bad {
+        let error = load(text).expect_err(&format!("{text:?} should be refused"));
+        assert!(error.contains(expected), "{text}: {error:?} should name {expected:?}");
+    }
+}
