@@ -88,6 +88,58 @@ pub struct Config {
     /// folded state and how often, so that a restart folds only the log's
     /// tail.
     pub snapshots: SnapshotsConfig,
+    /// What services keep in memory (`[memory]`): how long a Resolved or
+    /// Closed incident stays after its last event.
+    pub memory: MemoryConfig,
+}
+
+/// `[memory]`: an incident that is Resolved or Closed and whose last event
+/// is older than `evict_closed_after` leaves the services' memory; it is
+/// read from the log when asked for, and put back by its next event. So
+/// memory is bounded by open work, not by history.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MemoryConfig {
+    /// How long after its last event a Resolved or Closed incident stays in
+    /// memory: a number and a unit, `s`, `m`, `h` or `d` (`"90m"`,
+    /// `"24h"`, `"7d"`), at most 3650 days; `"0s"` lets it go at once.
+    /// Default `"24h"`.
+    #[serde(deserialize_with = "duration")]
+    pub evict_closed_after: std::time::Duration,
+}
+
+impl Default for MemoryConfig {
+    fn default() -> Self {
+        MemoryConfig { evict_closed_after: std::time::Duration::from_secs(24 * 3600) }
+    }
+}
+
+/// The longest `[memory] evict_closed_after`, in seconds (3650 days).
+pub const EVICT_CLOSED_AFTER_SECS_MAX: u64 = 3650 * 24 * 3600;
+
+/// Parses a duration written as a whole number and a unit (`s`, `m`, `h`,
+/// `d`), as `[memory] evict_closed_after` takes it.
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let unit_secs = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 24 * 3600,
+        _ => return Err(format!("{text:?} is not a number followed by s, m, h or d (such as \"24h\")")),
+    };
+    let number: u64 = number.parse().map_err(|_| format!("{text:?} does not start with a whole number"))?;
+    match number.checked_mul(unit_secs) {
+        Some(secs) if secs <= EVICT_CLOSED_AFTER_SECS_MAX => Ok(std::time::Duration::from_secs(secs)),
+        _ => Err(format!("{text:?} is longer than 3650 days")),
+    }
+}
+
+fn duration<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<std::time::Duration, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    parse_duration(&text).map_err(serde::de::Error::custom)
 }
 
 /// `[snapshots]`: each service (intake, severity, paging, the notifier,
@@ -568,6 +620,7 @@ impl Default for Config {
             log_group: None,
             replica: ReplicaConfig::default(),
             snapshots: SnapshotsConfig::default(),
+            memory: MemoryConfig::default(),
         }
     }
 }

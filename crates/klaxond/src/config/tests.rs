@@ -190,3 +190,32 @@ active = { from = "09:00", to = "17:00", days = ["mon", "tue", "wed", "thu", "fr
     let error = too_far.validate().map(drop).unwrap_err();
     assert!(error.starts_with("oncall.coverage_warning_days: 93 must be at most 92"), "{error}");
 }
+
+#[test]
+fn memory_eviction_time_is_a_duration_with_a_unit_and_errors_name_the_key() {
+    let load = |text: &str| -> Result<Config, String> {
+        let config: Config = toml::from_str(text).map_err(|e| e.to_string())?;
+        config.validate().map(drop)?;
+        Ok(config)
+    };
+    let hours = |h: u64| std::time::Duration::from_secs(h * 3600);
+    assert_eq!(Config::default().memory.evict_closed_after, hours(24), "24h by default");
+    for (text, expected) in
+        [("90m", hours(1) + hours(1) / 2), ("7d", hours(168)), ("0s", hours(0)), ("3650d", hours(87_600))]
+    {
+        let config = load(&format!("[memory]\nevict_closed_after = \"{text}\"\n")).expect(text);
+        assert_eq!(config.memory.evict_closed_after, expected, "{text}");
+    }
+    for (text, expected) in [
+        ("[memory]\nevict_closed_after = \"24\"\n", "not a number followed by s, m, h or d"),
+        ("[memory]\nevict_closed_after = \"h\"\n", "does not start with a whole number"),
+        ("[memory]\nevict_closed_after = \"-1h\"\n", "not a number followed by"),
+        ("[memory]\nevict_closed_after = \"3651d\"\n", "longer than 3650 days"),
+        ("[memory]\nevict_closed_after = 86400\n", "evict_closed_after"),
+        ("[memory]\nkeep = true\n", "unknown field `keep`"),
+    ] {
+        let error = load(text).map(drop).expect_err(&format!("{text:?} should be refused"));
+        assert!(error.contains(expected), "{text}: {error:?} should name {expected:?}");
+        assert!(error.contains("evict_closed_after") || error.contains("keep"), "{text}: {error:?} names the key");
+    }
+}
