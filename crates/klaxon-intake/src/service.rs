@@ -630,12 +630,12 @@ impl Handle {
         if !evicted {
             return Ok(None);
         }
-        self.from_log(id).await
+        self.read_evicted(id).await
     }
 
     /// Evicted incident `id` as its stream in the log folds it (a
     /// temporary: the projection puts it back only at its next event).
-    async fn from_log(&self, id: IncidentId) -> Result<Option<Incident>, Error> {
+    async fn read_evicted(&self, id: IncidentId) -> Result<Option<Incident>, Error> {
         Ok(decode::fold_incident(&self.read_incident(id, StreamVersion(u64::MAX)).await?)?)
     }
 
@@ -735,7 +735,7 @@ impl Handle {
                 Err(number) => {
                     let id = IncidentId::from_number(number)?;
                     page.push(
-                        self.from_log(id).await?.ok_or(Error::Domain(klaxon_domain::Error::UnknownIncident(id)))?,
+                        self.read_evicted(id).await?.ok_or(Error::Domain(klaxon_domain::Error::UnknownIncident(id)))?,
                     );
                 }
             }
