@@ -652,3 +652,45 @@ async fn an_evicted_reviewed_incident_comes_back_for_an_edit_and_a_reopen_as_if_
     assert_eq!(evicted, kept);
     assert_eq!(evicted_views, kept_views);
 }
+
+/// What the review queries read for an incident the service no longer holds
+/// in memory: its dossier folded from its streams in the log alone (the
+/// incident's, its pages', notify's and review's) equals the one the fold
+/// of the whole log holds, edits, action items and a notify record
+/// included; an incident never seen has an empty one (so: unknown).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dossier_read_from_the_log_equals_the_held_one() {
+    let w = start_at(t0());
+    let a = w.scripted_sev("payments", Severity::Sev1).await;
+    w.until_reviewed(a).await;
+    let mut c = w.grpc().await;
+    let edit = |edit: Edit| {
+        let mut r =
+            tonic::Request::new(v1::EditReviewRequest { context: None, incident_id: a.to_string(), edit: Some(edit) });
+        r.metadata_mut().insert("klaxon-actor", "rita".parse().unwrap());
+        r
+    };
+    c.edit_review(edit(Edit::WriteSummary("A bad config push broke EU checkout.".into()))).await.unwrap();
+    c.edit_review(edit(Edit::AddActionItem("Canary config pushes".into()))).await.unwrap();
+    c.edit_review(edit(Edit::AddActionItem("Alert on checkout 5xx".into()))).await.unwrap();
+    c.edit_review(edit(Edit::CompleteActionItem(format!("{a}-A2")))).await.unwrap();
+    let overdue =
+        klaxon_domain::notifier::Reminder { incident: a, commander: None, due_at: t0() + TimeDelta::minutes(31) }
+            .overdue(t0() + TimeDelta::minutes(31));
+    w.append_raw(klaxon_domain::notifier::stream(a), overdue.kind(), overdue.to_json()).await;
+    w.clock.advance(TimeDelta::hours(2));
+    let b = w.scripted_sev("search", Severity::Sev3).await;
+    w.run(b, Command::Reopen { reason: "came back".into() }).await;
+    let open = w.report("search").await;
+    w.settled().await;
+
+    for id in [a, b, open] {
+        let held = w.reviews.dossier(id).await.unwrap();
+        assert!(held.incident().is_some(), "{id} is held");
+        assert_eq!(w.reviews.dossier_from_log(id).await.unwrap(), held, "{id}");
+    }
+    assert_eq!(w.reviews.dossier(a).await.unwrap().review().unwrap().action_items().count(), 2);
+    let unknown = IncidentId::from_number(99).unwrap();
+    assert_eq!(w.reviews.dossier_from_log(unknown).await.unwrap(), Default::default());
+    w.stop.cancel();
+}

@@ -21,6 +21,8 @@
 //! Modules:
 //! - `service`: [`Intake`] (the component: `new`, `run`) and its [`Handle`]
 //!   (commands, queries), with [`Options`] and [`CommandContext`].
+//! - `memory`: what is kept of incidents evicted from memory (Resolved or
+//!   Closed for `evict_closed_after`), which are read from the log on demand.
 //! - `grpc`: the `klaxon.v1.Incidents` and `klaxon.v1.Bridge` servers.
 //! - `http`: the HTTP intake of existing monitoring: the Alertmanager
 //!   webhook receiver and a PagerDuty Events API v2 compatible endpoint.
@@ -34,6 +36,7 @@
 mod error;
 pub mod grpc;
 pub mod http;
+mod memory;
 mod service;
 pub mod smtp;
 

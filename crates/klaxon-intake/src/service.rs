@@ -12,7 +12,7 @@ use klaxon_domain::catalog::ServiceCatalog;
 use klaxon_domain::ids::Audience;
 use klaxon_domain::ids::{ActorId, DedupKey, IncidentId, RequestKey, RequestScope, ServiceName, Severity};
 use klaxon_domain::incident::{Command, Incident, IncidentEvent, Incidents, Status, decide, evolve};
-use klaxon_domain::paging::{Directory, PageChange, PagingConfig, Slo};
+use klaxon_domain::paging::{Directory, PageChange, PageEvent, PagingConfig, Slo};
 use klaxon_domain::queue::{Facts, Row};
 
 /// When an incident was first paged, and whether any page of it was
@@ -42,6 +42,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::Error;
+use crate::memory::Memory;
 
 /// Longest accepted client request id, in bytes.
 pub use klaxon_domain::ids::REQUEST_ID_BYTES_MAX;
@@ -177,12 +178,16 @@ pub struct ListFilter {
 pub struct Intake {
     handle: Handle,
     snapshots: Option<(SnapshotFile, NonZeroU64)>,
+    /// How long a Resolved or Closed incident stays in memory after its
+    /// last event (see [`Intake::with_evict_closed_after`]); `None` keeps
+    /// every incident.
+    evict_after: Option<chrono::TimeDelta>,
 }
 
 /// The version of the shape of [`Projection`] in snapshots: bump it whenever
 /// what it serializes to, or what a fold makes of it, changes (an old
 /// snapshot is then ignored and the projection rebuilt).
-pub const SNAPSHOT_SCHEMA: u32 = 1;
+pub const SNAPSHOT_SCHEMA: u32 = 2;
 
 /// Everything intake folds, as one value: what snapshots hold, what
 /// [`Handle::folded`] copies out, and what a rebuild from the log folds
@@ -193,13 +198,21 @@ pub struct Projection {
     incidents: Incidents,
     pages: std::collections::HashMap<IncidentId, PageFacts>,
     threads: crate::smtp::threads::Threads,
+    /// The evicted incidents' rows and the candidates for eviction (schema 2).
+    memory: Memory,
 }
 
 impl Projection {
     /// Folds one record, the next position after the last one folded, as
     /// the running intake does.
     pub fn fold(&mut self, record: &Record) -> Result<(), Error> {
-        fold_into(&mut self.incidents, &mut self.pages, &mut self.threads, record).map(drop)
+        let parts = Parts {
+            incidents: &mut self.incidents,
+            pages: &mut self.pages,
+            threads: &mut self.threads,
+            memory: &mut self.memory,
+        };
+        fold_into(parts, None, record).map(drop)
     }
 
     /// Every incident folded so far.
@@ -208,33 +221,42 @@ impl Projection {
     }
 }
 
+/// The parts of intake's projection, each under its own lock in the
+/// running intake.
+struct Parts<'a> {
+    incidents: &'a mut Incidents,
+    pages: &'a mut std::collections::HashMap<IncidentId, PageFacts>,
+    threads: &'a mut crate::smtp::threads::Threads,
+    memory: &'a mut Memory,
+}
+
 /// The one fold of intake's projection, part by part (the running intake
 /// holds each part under its own lock): an incident event into the
-/// incidents, a page event into the incident's page facts, a mail record
-/// into the threads. Returns the incident an incident event changed, with
-/// its version afterwards.
+/// incidents (an evicted incident is put back first, by the caller), a page
+/// event into the incident's page facts (but for an evicted incident's,
+/// which come back from its pages stream with it), a mail record into the
+/// threads. Returns the incident an incident event changed, with its
+/// version afterwards, and when it may be evicted (with `evict_after`), if
+/// it is now a candidate.
 fn fold_into(
-    incidents: &mut Incidents,
-    pages: &mut std::collections::HashMap<IncidentId, PageFacts>,
-    threads: &mut crate::smtp::threads::Threads,
+    parts: Parts<'_>,
+    evict_after: Option<chrono::TimeDelta>,
     record: &Record,
-) -> Result<Option<(IncidentId, u64)>, Error> {
-    let mut changed = None;
+) -> Result<(Option<(IncidentId, u64)>, Option<DateTime<Utc>>), Error> {
+    let (mut changed, mut due) = (None, None);
     if let Some(event) = decode::incident(record)? {
-        incidents.apply(&event);
-        changed = Some((event.incident, incidents.get(event.incident).map_or(0, Incident::version)));
+        parts.incidents.apply(&event);
+        if let Some(incident) = parts.incidents.get(event.incident) {
+            due = parts.memory.folded(incident, event.at, evict_after);
+        }
+        changed = Some((event.incident, parts.incidents.get(event.incident).map_or(0, Incident::version)));
     } else if let Some(event) = decode::event::<PageChange>(record)? {
-        let entry = pages.entry(event.incident).or_default();
-        match event.change {
-            PageChange::ResponderPaged(_) => {
-                entry.0.get_or_insert(event.at);
-            }
-            PageChange::PageAcknowledged(_) => entry.1 = true,
-            _ => {}
+        if !parts.memory.is_evicted(event.incident.number()) {
+            fold_page(parts.pages, &event);
         }
     }
-    threads.fold(record)?;
-    Ok(changed)
+    parts.threads.fold(record)?;
+    Ok((changed, due))
 }
 
 /// A cheap-to-clone handle for running commands and queries.
@@ -250,7 +272,14 @@ pub struct Handle {
 }
 
 struct Shared {
+    /// The incidents held in memory: every open one, and the Resolved or
+    /// Closed ones not evicted yet.
     incidents: RwLock<Incidents>,
+    /// What is kept of evicted incidents. Lock order: `incidents`, then
+    /// this, then `pages`.
+    memory: RwLock<Memory>,
+    /// How many incidents are evicted (for tests and metrics to wait on).
+    evicted: watch::Sender<usize>,
     /// Per incident, from its page events: when it was first paged and
     /// whether any page was acknowledged (for the queue).
     pages: RwLock<std::collections::HashMap<IncidentId, PageFacts>>,
@@ -317,6 +346,8 @@ impl Intake {
         let log = log.into();
         let shared = Arc::new(Shared {
             incidents: RwLock::new(Incidents::default()),
+            memory: RwLock::default(),
+            evicted: watch::channel(0).0,
             pages: RwLock::new(Default::default()),
             applied: watch::channel(Position::ZERO).0,
             resumed: watch::channel(Position::ZERO).0,
@@ -330,7 +361,18 @@ impl Intake {
         let (directory, catalog) = (Live::new(Arc::new(Directory::default())), Arc::new(ServiceCatalog::default()));
         let queue = Arc::new(QueuePolicy::default());
         let handle = Handle { log, options: Arc::new(options), directory, catalog, queue, clock, shared };
-        Intake { handle, snapshots: None }
+        Intake { handle, snapshots: None, evict_after: None }
+    }
+
+    /// Lets an incident that is Resolved or Closed leave memory once its
+    /// last event is `after` old by the clock (`[memory]
+    /// evict_closed_after`): only a small row of it stays (see
+    /// `crate::memory`), every query and command on it reads it from the
+    /// log, and its next event puts it back. Without it every incident
+    /// stays in memory.
+    pub fn with_evict_closed_after(mut self, after: Duration) -> Intake {
+        self.evict_after = Some(chrono::TimeDelta::from_std(after).unwrap_or(chrono::TimeDelta::MAX));
+        self
     }
 
     /// Saves the projection to `file` every `every` records folded and at a
@@ -398,6 +440,9 @@ impl Intake {
                 *shared.incidents.write().expect("projection lock") = loaded.state.incidents;
                 *shared.pages.write().expect("pages lock") = loaded.state.pages;
                 *shared.threads.write().expect("threads lock") = loaded.state.threads;
+                let memory = loaded.state.memory;
+                shared.evicted.send_replace(memory.evicted_count());
+                *shared.memory.write().expect("memory lock") = memory;
                 (last_id, snapshot_at) = (loaded.id, loaded.position);
                 shared.resumed.send_replace(loaded.position);
                 shared.applied.send_replace(loaded.position);
@@ -406,15 +451,28 @@ impl Intake {
         let mut subscription = self.handle.log.subscribe(snapshot_at.next());
         // The snapshot being written, if any (one at a time, off the loop).
         let mut saving: Option<tokio::task::JoinHandle<()>> = None;
+        // The next eviction due, and the clock's timer for it.
+        let mut wake = self.next_eviction();
+        let mut timer = self.timer(wake);
         let outcome = loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break Ok(()),
+                () = &mut timer, if wake.is_some() => {
+                    self.evict_due();
+                    wake = self.next_eviction();
+                    timer = self.timer(wake);
+                }
                 next = subscription.next() => match next {
                     None => break Ok(()),
                     Some(Err(e)) => break Err(e.into()),
                     Some(Ok(record)) => {
-                        if let Err(e) = self.fold(&record) {
-                            break Err(e);
+                        match self.fold(&record).await {
+                            Err(e) => break Err(e),
+                            Ok(Some(due)) if wake.is_none_or(|w| due < w) => {
+                                wake = Some(due);
+                                timer = self.timer(wake);
+                            }
+                            Ok(_) => {}
                         }
                         last_id = record.id;
                         let due = self.snapshots.as_ref().is_some_and(|(_, every)| record.position.0 >= snapshot_at.0 + every.get());
@@ -438,26 +496,106 @@ impl Intake {
         outcome
     }
 
-    fn fold(&self, record: &Record) -> Result<(), Error> {
+    /// Folds one record; returns when the incident it concerns may be
+    /// evicted, if it is now a candidate.
+    async fn fold(&self, record: &Record) -> Result<Option<DateTime<Utc>>, Error> {
         let shared = &self.handle.shared;
         assert_eq!(
             record.position,
             shared.applied.borrow().next(),
             "the projection must see every position once, in order"
         );
+        // An evicted incident is put back (read from the log) before its
+        // next event folds onto it.
+        if let Some(event) = decode::incident(record)? {
+            if shared.memory.read().expect("memory lock").is_evicted(event.incident.number()) {
+                self.restore(event.incident, record).await?;
+            }
+        }
         // The parts' locks in the order the snapshot takes them; released
         // before `folded` takes the lock of what this process wrote.
-        let changed = {
+        let (changed, due) = {
             let mut incidents = shared.incidents.write().expect("projection lock");
             let mut pages = shared.pages.write().expect("pages lock");
             let mut threads = shared.threads.write().expect("threads lock");
-            fold_into(&mut incidents, &mut pages, &mut threads, record)?
+            let mut memory = shared.memory.write().expect("memory lock");
+            let parts =
+                Parts { incidents: &mut incidents, pages: &mut pages, threads: &mut threads, memory: &mut memory };
+            fold_into(parts, self.evict_after, record)?
         };
         if let Some((incident, version)) = changed {
             shared.folded(incident, version);
         }
         shared.applied.send_replace(record.position);
+        Ok(due)
+    }
+
+    /// Puts evicted incident `id` back before its event `record` is
+    /// folded: its stream before the record and its page facts before the
+    /// record's position, read from the log and folded.
+    async fn restore(&self, id: IncidentId, record: &Record) -> Result<(), Error> {
+        let shared = &self.handle.shared;
+        let before = usize::try_from(record.version.0 - 1).unwrap_or(usize::MAX);
+        let records = self.handle.log.read_stream(&streams::incident(id), StreamVersion(1), before).await?;
+        let incident = decode::fold_incident(&records)?
+            .unwrap_or_else(|| panic!("{id}: an evicted incident has events before version {}", record.version));
+        assert_eq!(incident.version() + 1, record.version.0, "{id}: the stream must be gapless");
+        let mut facts: Option<PageFacts> = None;
+        for page in self.handle.log.read_stream(&streams::pages(id), StreamVersion(1), usize::MAX).await? {
+            if page.position >= record.position {
+                break;
+            }
+            if let Some(event) = decode::event::<PageChange>(&page)? {
+                fold_page_facts(facts.get_or_insert_default(), &event);
+            }
+        }
+        let mut incidents = shared.incidents.write().expect("projection lock");
+        let mut memory = shared.memory.write().expect("memory lock");
+        incidents.restore(incident);
+        memory.restored(id.number());
+        if let Some(facts) = facts {
+            shared.pages.write().expect("pages lock").insert(id, facts);
+        }
+        shared.evicted.send_replace(memory.evicted_count());
+        tracing::debug!(service = "intake", incident = %id, "evicted incident put back");
         Ok(())
+    }
+
+    /// The earliest time an incident may be evicted, if one may.
+    fn next_eviction(&self) -> Option<DateTime<Utc>> {
+        let after = self.evict_after?;
+        self.handle.shared.memory.read().expect("memory lock").next_due(after)
+    }
+
+    /// The clock's timer for `wake` (never, without one).
+    fn timer(&self, wake: Option<DateTime<Utc>>) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+        match wake {
+            Some(at) => self.handle.clock.sleep_until(at),
+            None => Box::pin(std::future::pending()),
+        }
+    }
+
+    /// Evicts every Resolved or Closed incident whose last event is
+    /// `evict_after` old by the clock, with its page facts.
+    fn evict_due(&self) {
+        let Some(after) = self.evict_after else { return };
+        let shared = &self.handle.shared;
+        let mut incidents = shared.incidents.write().expect("projection lock");
+        let mut memory = shared.memory.write().expect("memory lock");
+        let due = memory.due(self.handle.clock.now(), after);
+        if due.is_empty() {
+            return;
+        }
+        let mut pages = shared.pages.write().expect("pages lock");
+        for number in &due {
+            let id = IncidentId::from_number(*number).expect("a folded incident's number is valid");
+            let incident = incidents.remove(id).expect("a candidate for eviction is held");
+            debug_assert!(!incident.is_open(), "only Resolved or Closed incidents are evicted");
+            memory.evict(&incident);
+            pages.remove(&id);
+        }
+        shared.evicted.send_replace(memory.evicted_count());
+        tracing::debug!(service = "intake", evicted = due.len(), held = incidents.len(), "closed incidents evicted");
     }
 
     /// Starts saving the projection as folded through `position` (whose
@@ -487,8 +625,15 @@ impl Handle {
         let incidents = shared.incidents.read().expect("projection lock");
         let pages = shared.pages.read().expect("pages lock");
         let threads = shared.threads.read().expect("threads lock");
+        let memory = shared.memory.read().expect("memory lock");
         let position = *shared.applied.borrow();
-        (position, Projection { incidents: incidents.clone(), pages: pages.clone(), threads: threads.clone() })
+        let projection = Projection {
+            incidents: incidents.clone(),
+            pages: pages.clone(),
+            threads: threads.clone(),
+            memory: memory.clone(),
+        };
+        (position, projection)
     }
 
     /// The last log position folded into this service's projection (for
@@ -559,20 +704,62 @@ impl Handle {
     }
 
     /// The incident as this process knows it: the projection's, or what
-    /// this process wrote beyond it (not folded yet).
-    fn current(&self, id: IncidentId) -> Option<Incident> {
-        let written = self.shared.written.lock().expect("written lock");
-        let incidents = self.shared.incidents.read().expect("projection lock");
-        match (written.get(&id), incidents.get(id)) {
-            (Some(mine), folded) if folded.is_none_or(|f| f.version() < mine.version()) => Some(mine.clone()),
-            (_, folded) => folded.cloned(),
+    /// this process wrote beyond it (not folded yet), or, when it was
+    /// evicted, its fold of the log.
+    async fn current(&self, id: IncidentId) -> Result<Option<Incident>, Error> {
+        let evicted = {
+            let written = self.shared.written.lock().expect("written lock");
+            let incidents = self.shared.incidents.read().expect("projection lock");
+            match (written.get(&id), incidents.get(id)) {
+                (Some(mine), folded) if folded.is_none_or(|f| f.version() < mine.version()) => {
+                    return Ok(Some(mine.clone()));
+                }
+                (_, Some(folded)) => return Ok(Some(folded.clone())),
+                (_, None) => self.shared.memory.read().expect("memory lock").is_evicted(id.number()),
+            }
+        };
+        if !evicted {
+            return Ok(None);
         }
+        self.read_evicted(id).await
+    }
+
+    /// Evicted incident `id` as its stream in the log folds it (a
+    /// temporary: the projection puts it back only at its next event).
+    async fn read_evicted(&self, id: IncidentId) -> Result<Option<Incident>, Error> {
+        Ok(decode::fold_incident(&self.read_incident(id, StreamVersion(u64::MAX)).await?)?)
     }
 
     /// One incident as currently known.
     pub async fn get(&self, id: IncidentId) -> Result<Incident, Error> {
         self.caught_up().await?;
-        self.current(id).ok_or(Error::Domain(klaxon_domain::Error::UnknownIncident(id)))
+        self.current(id).await?.ok_or(Error::Domain(klaxon_domain::Error::UnknownIncident(id)))
+    }
+
+    /// How many incidents the projection holds in memory (every open one,
+    /// and the Resolved or Closed ones not evicted yet).
+    pub fn held(&self) -> usize {
+        self.shared.incidents.read().expect("projection lock").len()
+    }
+
+    /// How many incidents are evicted from memory (read from the log on
+    /// demand).
+    pub fn evicted(&self) -> usize {
+        *self.shared.evicted.borrow()
+    }
+
+    /// Waits until exactly `count` incidents are evicted, at most
+    /// `projection_wait_ms` (a barrier for tests and tools).
+    pub async fn wait_evicted(&self, count: usize) -> Result<(), Error> {
+        let mut evicted = self.shared.evicted.subscribe();
+        let wait = Duration::from_millis(self.options.projection_wait_ms);
+        match tokio::time::timeout(wait, evicted.wait_for(|n| *n == count)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(_)) => Err(Error::Unavailable("the projection stopped".into())),
+            Err(_) => {
+                Err(Error::Unavailable(format!("{} incidents evicted, not {count}, after {wait:?}", self.evicted())))
+            }
+        }
     }
 
     /// The open incident holding the dedup key `key`, if any, as currently
@@ -601,14 +788,49 @@ impl Handle {
     ) -> Result<(Vec<Incident>, Option<u64>), Error> {
         self.caught_up().await?;
         let page_size = page_size.clamp(1, self.options.list_page_size_max);
-        let incidents = self.shared.incidents.read().expect("projection lock");
-        let mut matching = incidents.newest_first(below).filter(|i| {
-            (filter.statuses.is_empty() || filter.statuses.contains(&i.status()))
-                && (filter.severities.is_empty() || i.severity().is_some_and(|s| filter.severities.contains(&s)))
-                && (filter.service.is_none() || i.service() == filter.service.as_ref())
-        });
-        let page: Vec<Incident> = matching.by_ref().take(page_size).cloned().collect();
-        let more = matching.next().is_some();
+        let admits = |status: Status, severity: Option<Severity>| {
+            (filter.statuses.is_empty() || filter.statuses.contains(&status))
+                && (filter.severities.is_empty() || severity.is_some_and(|s| filter.severities.contains(&s)))
+        };
+        // The held incidents and the evicted ones' rows, merged newest
+        // first; evicted ones are read from the log once the page is known.
+        let (rows, more) = {
+            let incidents = self.shared.incidents.read().expect("projection lock");
+            let memory = self.shared.memory.read().expect("memory lock");
+            let service = filter.service.as_ref().map(|s| memory.service(s));
+            let mut held = incidents
+                .newest_first(below)
+                .filter(|i| {
+                    admits(i.status(), i.severity())
+                        && (filter.service.is_none() || i.service() == filter.service.as_ref())
+                })
+                .peekable();
+            let mut evicted = memory
+                .newest_first(below)
+                .filter(|(_, e)| admits(e.status, e.severity) && service.is_none_or(|s| s.is_some() && e.service == s))
+                .map(|(n, _)| n)
+                .peekable();
+            let mut next = || match (held.peek(), evicted.peek()) {
+                (Some(h), Some(e)) if h.id().number() > *e => held.next().cloned().map(Ok),
+                (Some(_), None) => held.next().cloned().map(Ok),
+                (_, Some(_)) => evicted.next().map(Err),
+                (None, None) => None,
+            };
+            let rows: Vec<Result<Incident, u64>> = std::iter::from_fn(&mut next).take(page_size).collect();
+            (rows, next().is_some())
+        };
+        let mut page = Vec::with_capacity(rows.len());
+        for row in rows {
+            match row {
+                Ok(incident) => page.push(incident),
+                Err(number) => {
+                    let id = IncidentId::from_number(number)?;
+                    page.push(
+                        self.read_evicted(id).await?.ok_or(Error::Domain(klaxon_domain::Error::UnknownIncident(id)))?,
+                    );
+                }
+            }
+        }
         let next = if more { page.last().map(|i| i.id().number()) } else { None };
         Ok((page, next))
     }
@@ -710,7 +932,7 @@ impl Handle {
         // every refusal is confirmed on a caught-up projection first.
         let mut caught_up = false;
         for _ in 0..self.options.command_attempts_max.max(1) {
-            let state = self.current(id);
+            let state = self.current(id).await?;
             let version = state.as_ref().map_or(0, Incident::version);
             let refusal = if let Some(expected) = ctx.expected_version.filter(|e| *e != version) {
                 Some(match state {
@@ -823,7 +1045,9 @@ impl Handle {
     /// and every number this process handed out.
     fn take_number(&self) -> u64 {
         use std::sync::atomic::Ordering;
-        let floor = self.shared.incidents.read().expect("projection lock").highest_number() + 1;
+        // Evicted incidents keep their numbers: the highest ever folded counts.
+        let held = self.shared.incidents.read().expect("projection lock").highest_number();
+        let floor = held.max(self.shared.memory.read().expect("memory lock").highest()) + 1;
         let previous = self
             .shared
             .next_number
@@ -862,7 +1086,7 @@ impl Handle {
 
     async fn outcome(&self, id: IncidentId, appended: Appended) -> Result<Outcome, Error> {
         self.wait_for(appended.last).await?;
-        let incident = self.current(id).ok_or(Error::Domain(klaxon_domain::Error::UnknownIncident(id)))?;
+        let incident = self.current(id).await?.ok_or(Error::Domain(klaxon_domain::Error::UnknownIncident(id)))?;
         Ok(Outcome { incident, first: appended.first, last: appended.last, deduplicated: appended.deduplicated })
     }
 
@@ -917,6 +1141,22 @@ impl Handle {
             });
         }
         Ok(self.log.append(&stream, expected, new_events).await?)
+    }
+}
+
+/// Folds a page event into the page facts of its incident.
+fn fold_page(pages: &mut std::collections::HashMap<IncidentId, PageFacts>, event: &PageEvent) {
+    fold_page_facts(pages.entry(event.incident).or_default(), event);
+}
+
+/// Folds a page event into one incident's page facts.
+fn fold_page_facts(facts: &mut PageFacts, event: &PageEvent) {
+    match event.change {
+        PageChange::ResponderPaged(_) => {
+            facts.0.get_or_insert(event.at);
+        }
+        PageChange::PageAcknowledged(_) => facts.1 = true,
+        _ => {}
     }
 }
 

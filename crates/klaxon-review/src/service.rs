@@ -225,8 +225,10 @@ impl Handle {
         Error::Domain(klaxon_domain::Error::UnknownIncident(id))
     }
 
-    /// Reads the incident's dossier (caught up with the log's head), or
-    /// says the incident is unknown.
+    /// Reads the incident's dossier (caught up with the log's head): the
+    /// one the state holds, else (an incident evicted from memory, or one
+    /// never seen) the one its streams in the log fold to; or says the
+    /// incident is unknown.
     async fn with_dossier<T>(&self, id: IncidentId, f: impl FnOnce(&Dossier, &Incident) -> T) -> Result<T, Error> {
         self.reactor.caught_up().await?;
         // An evicted incident's dossier is read back from the log.
@@ -237,6 +239,36 @@ impl Handle {
                 Ok(f(dossier, incident))
             })
             .await?
+    }
+
+    /// The incident's dossier as the service holds it, or as its streams
+    /// in the log fold to when the state does not hold it (caught up with
+    /// the log's head); an unknown incident's is empty.
+    pub async fn dossier(&self, id: IncidentId) -> Result<Dossier, Error> {
+        self.reactor.caught_up().await?;
+        match self.reactor.read(|state| state.dossiers.get(&id).cloned()) {
+            Some(dossier) => Ok(dossier),
+            None => self.dossier_from_log(id).await,
+        }
+    }
+
+    /// The incident's dossier folded from the log alone: its incident,
+    /// pages, notify and review streams (one index lookup each), in log
+    /// order, through the service's own fold into a temporary state. What
+    /// queries read for an incident the state no longer holds; equal to
+    /// the held dossier of an incident it holds.
+    pub async fn dossier_from_log(&self, id: IncidentId) -> Result<Dossier, Error> {
+        let bus = self.reactor.bus();
+        let mut records = Vec::new();
+        for stream in [streams::incident(id), streams::pages(id), streams::notify(id), streams::review(id)] {
+            records.extend(bus.read_stream(&stream, StreamVersion(1), usize::MAX).await?);
+        }
+        records.sort_by_key(|r| r.position);
+        let mut state = State::default();
+        for record in &records {
+            klaxon_reactor::Service::fold(self.reactor.service(), &mut state, record)?;
+        }
+        Ok(state.dossiers.remove(&id).unwrap_or_default())
     }
 
     /// Applies a review command as `actor`; returns the review afterwards.
@@ -365,17 +397,38 @@ impl Handle {
     }
 
     /// Every action item (only open ones with `open_only`), by incident.
+    /// Reviews of incidents the state no longer holds (every incident has
+    /// a trend summary, held or not) are read from their review streams:
+    /// one index lookup per such incident, and a read of those that have a
+    /// review.
     pub async fn action_items(&self, open_only: bool) -> Result<Vec<ActionItem>, Error> {
         self.reactor.caught_up().await?;
-        let mut items: Vec<ActionItem> = self.reactor.read(|state| {
-            state
+        let (mut items, not_held): (Vec<ActionItem>, Vec<IncidentId>) = self.reactor.read(|state| {
+            let items = state
                 .dossiers
                 .values()
                 .filter_map(Dossier::review)
                 .flat_map(|r| r.action_items().cloned().collect::<Vec<_>>())
                 .filter(|i| !open_only || !i.is_completed())
-                .collect()
+                .collect();
+            let not_held = state.summaries.keys().filter(|id| !state.dossiers.contains_key(id)).copied().collect();
+            (items, not_held)
         });
+        let bus = self.reactor.bus();
+        for id in not_held {
+            let stream = streams::review(id);
+            if bus.stream_version(&stream).await? == StreamVersion(0) {
+                continue;
+            }
+            let mut dossier = Dossier::default();
+            for record in bus.read_stream(&stream, StreamVersion(1), usize::MAX).await? {
+                if let Decoded::Review(event) = Decoded::of(&record)? {
+                    dossier.apply_review(&event);
+                }
+            }
+            let review = dossier.review().into_iter();
+            items.extend(review.flat_map(Review::action_items).filter(|i| !open_only || !i.is_completed()).cloned());
+        }
         items.sort_by_key(|i| i.id());
         Ok(items)
     }

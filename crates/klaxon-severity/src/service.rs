@@ -144,7 +144,7 @@ impl klaxon_reactor::Service for Assessing {
 
     fn adopt(&self, state: &mut State, mut from: State, id: IncidentId) {
         if let Some(incident) = from.incidents.remove(id) {
-            state.incidents.insert(incident);
+            state.incidents.restore(incident);
         }
         if let Some(at) = from.latest.remove(&id) {
             state.latest.insert(id, at);

@@ -163,6 +163,7 @@ impl Wiring {
                 if let Some((file, every)) = config.snapshot(name, self.snapshot_dir.as_deref()) {
                     intake = intake.with_snapshots(file, every);
                 }
+                intake = intake.with_evict_closed_after(validated.evict_closed_after);
                 let handle = intake.handle();
                 let h = handle.clone();
                 let metrics = std::mem::take(&mut self.metrics).with_consumer(name, move || (h.applied(), h.applied()));

@@ -56,24 +56,28 @@ impl Incidents {
         self.by_number.is_empty()
     }
 
-    /// Takes the incident out (a service keeping only open work in memory
-    /// evicts a finished one) and returns it. An open incident's dedup key
-    /// is freed; the last-closed index keeps naming it (the incident is
-    /// still in the log).
+    /// Takes an incident out of the projection, to hold only open work in
+    /// memory: its state leaves, and so does its entry in the open-by-dedup-key
+    /// index if it was open. The last closed incident of each dedup key is
+    /// kept (an id), so [`Incidents::last_closed_with_dedup_key`] answers as
+    /// before; [`Incidents::highest_number`] no longer counts it. Folding a
+    /// later event of a removed incident needs [`Incidents::restore`] first.
     pub fn remove(&mut self, id: IncidentId) -> Option<Incident> {
-        let removed = self.by_number.remove(&id.number())?;
-        if let (true, Some(key)) = (removed.is_open(), removed.dedup_key()) {
+        let incident = self.by_number.remove(&id.number())?;
+        if let Some(key) = incident.dedup_key().filter(|_| incident.is_open()) {
             if self.open_by_dedup_key.get(key) == Some(&id) {
                 self.open_by_dedup_key.remove(key);
             }
         }
-        Some(removed)
+        Some(incident)
     }
 
-    /// Puts back an incident taken out with [`Incidents::remove`] (read
-    /// back from the log): afterwards the value is what folding every event
-    /// would have made it.
-    pub fn insert(&mut self, incident: Incident) {
+    /// Puts back an incident taken out by [`Incidents::remove`], as its
+    /// events fold it (read from the log), so that its next event folds
+    /// onto it. The dedup indexes are left as they are, except that an open
+    /// incident holds its key again: a removed incident kept its place in
+    /// the closed index.
+    pub fn restore(&mut self, incident: Incident) {
         if let (true, Some(key)) = (incident.is_open(), incident.dedup_key()) {
             self.open_by_dedup_key.insert(key.clone(), incident.id());
         }

@@ -6,6 +6,7 @@ mod bridge;
 mod commands;
 mod email;
 mod errors;
+mod evict;
 mod http;
 mod rebuild;
 #[path = "../../../../tests/src/seed.rs"]
