@@ -21,8 +21,11 @@
 //! - `service`: [`Pager`] (the component: [`Paging`], its fold and decision,
 //!   on the shell) and its [`Handle`] (ack, queries).
 //! - `grpc`: the `klaxon.v1.Paging` server and its error mapping.
+//! - `shifts`: [`shifts::ShiftNotifier`], the shift notices (`[shift_notices]`)
+//!   that run beside the pager: starts, ends, moved shifts, weekly summaries.
 
 pub mod grpc;
 mod service;
+pub mod shifts;
 
 pub use service::{Counts, Error, Handle, Pager, PagerConfig, Paging, State};

@@ -584,3 +584,4 @@ async fn pages_follow_overrides_and_swaps_across_a_dst_change() {
     assert_eq!(w.until_pages(third, 1).await, [format!("{third}-P1 ben severity")]);
     w.stop.cancel();
 }
+mod shifts;
