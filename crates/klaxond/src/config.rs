@@ -718,6 +718,7 @@ impl Config {
             channels: self.channels.iter().map(|c| ChannelName { name: c.name.clone() }).collect(),
             notifier: self.notifier.clone(),
             reports: self.reports.clone(),
+            shift_notices: self.shift_notices.clone(),
         }
     }
 }

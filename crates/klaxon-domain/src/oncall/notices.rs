@@ -694,3 +694,62 @@ pub fn moves(
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(toml: &str) -> Result<NoticesConfig, String> {
+        let section: NoticesSectionConfig = toml::from_str(toml).map_err(|e| e.to_string())?;
+        section
+            .validate("shift_notices", &["pager".to_owned()], &|c| c == "pager" || c == "oncall-room")
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn the_section_is_checked_key_by_key() {
+        let off = check("").unwrap();
+        assert!(!off.enabled());
+        assert_eq!(off.notice_before(), TimeDelta::minutes(15));
+        assert_eq!(off.channels(), ["pager"]);
+        let on = check("enabled = true\nnotice_before = \"2h\"").unwrap();
+        assert_eq!(on.notice_before(), TimeDelta::hours(2));
+        for (toml, error) in [
+            ("notice_before = \"15\"", "shift_notices.notice_before: \"15\": expected minutes or hours"),
+            ("notice_before = \"-5m\"", "shift_notices.notice_before: \"-5m\": expected minutes or hours"),
+            ("notice_before = \"169h\"", "shift_notices.notice_before: must be at most 7 days"),
+            ("channels = [\"sms\"]", "shift_notices.channels[0]: unknown channel \"sms\""),
+            ("enabled = true\nchannels = []", "shift_notices.channels: notices are enabled but reach nobody"),
+            ("[weekly]\nday = \"monday\"\nchannel = \"pager\"", "shift_notices.weekly.day: \"monday\": expected"),
+            ("[weekly]\ntime = \"9:00\"\nchannel = \"pager\"", "shift_notices.weekly.time: \"9:00\": expected"),
+            ("[weekly]\ntime_zone = \"Mars/Base\"\nchannel = \"pager\"", "shift_notices.weekly.time_zone: unknown"),
+            ("[weekly]\nchannel = \"room\"", "shift_notices.weekly.channel: unknown channel \"room\""),
+            ("[weekly]\nday = \"fri\"", "shift_notices.weekly: the weekly summary goes nowhere"),
+        ] {
+            let got = check(toml).unwrap_err();
+            assert!(got.starts_with(error), "{toml:?}: {got}");
+        }
+        assert!(check("enabled = true\nchannels = []\n[weekly]\nchannel = \"oncall-room\"").is_ok());
+    }
+
+    #[test]
+    fn the_weekly_summary_time_is_local_across_dst() {
+        let weekly = WeeklyConfig {
+            day: Some("sun".into()),
+            time: Some("02:30".into()),
+            time_zone: Some("Europe/Berlin".into()),
+            channel: Some("pager".into()),
+            to_people: false,
+        }
+        .validate("weekly", &|_| true)
+        .unwrap();
+        let at = |s: &str| s.parse::<DateTime<Utc>>().unwrap();
+        // 2027-03-28 02:30 does not exist in Berlin: the first instant after
+        // the gap, 03:00 CEST (01:00Z).
+        assert_eq!(weekly.last(at("2027-03-28T01:00:00Z")), Some(at("2027-03-28T01:00:00Z")));
+        assert_eq!(weekly.last(at("2027-03-28T00:59:59Z")), Some(at("2027-03-21T01:30:00Z")));
+        assert_eq!(weekly.next(at("2027-03-21T01:30:00Z")), at("2027-03-28T01:00:00Z"));
+        // 2027-10-31 02:30 exists twice: the earlier, 02:30 CEST (00:30Z).
+        assert_eq!(weekly.next(at("2027-10-30T12:00:00Z")), at("2027-10-31T00:30:00Z"));
+    }
+}
