@@ -133,3 +133,59 @@ fn a_cli_override_is_on_call_and_paged_and_engineers_change_only_their_own_shift
     assert!(coverage.starts_with("no holes"), "{coverage}");
     assert!(server.stop().success());
 }
+
+/// Shift notices through `klaxond up`: an override made with the CLI tells
+/// both people whose shifts it moved, once, on the webhook of `[paging]
+/// channels`; after a restart nothing is sent again (the next change's
+/// notices are the next ones the receiver gets).
+#[test]
+fn a_cli_override_sends_shift_notices_once_across_a_restart() {
+    let paged = Paged::start(600, false, "[shift_notices]\nenabled = true\n");
+    let (runtime, receiver) = (&paged.runtime, &paged.receiver);
+    let data = paged.dir.path().join("data");
+    let (args, env) = (paged.config_args(), paged.env());
+    let server = Klaxond::start_with_env(&data, &args, &env);
+    let notices = || -> Vec<(String, String)> {
+        let requests = receiver.requests();
+        let notices = requests.into_iter().filter(|r| r.body["kind"] == "shift_notice" && r.status < 300);
+        notices.map(|r| (r.idempotency_key, r.body["recipient"].as_str().unwrap_or_default().to_owned())).collect()
+    };
+    let wait = |n: usize| {
+        for _ in 0..400 {
+            if notices().len() >= n {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        notices()
+    };
+
+    // ana is on call all the time; carl takes an hour starting in an hour.
+    let now = Utc::now();
+    let (from, until) = (rfc3339(now + TimeDelta::hours(1)), rfc3339(now + TimeDelta::hours(2)));
+    let override_args =
+        ["oncall", "override", "--schedule", "payments-primary", "--who", "carl", "--from", &from, "--until", &until];
+    klaxon_ok(&server.url, "maria", &override_args);
+    let mut first = wait(2);
+    first.sort();
+    assert_eq!(first.len(), 2, "{first:?}");
+    assert_eq!((first[0].1.as_str(), first[1].1.as_str()), ("ana", "carl"), "{first:?}");
+    assert!(first.iter().all(|(key, _)| key.starts_with("shift/payments-primary/")), "{first:?}");
+    let carl = receiver.requests().into_iter().find(|r| r.body["recipient"] == "carl").unwrap();
+    assert!(carl.signature_ok);
+    assert!(carl.body["text"].as_str().unwrap().contains("Now on call: "), "{:?}", carl.body);
+
+    // Restarted, then the override is removed: the next two notices are the
+    // removal's; the first two were not sent again.
+    assert!(server.stop().success());
+    let server = Klaxond::start_with_env(&data, &args, &env);
+    klaxon_ok(&server.url, "maria", &["oncall", "override", "remove", "--schedule", "payments-primary", "O1"]);
+    let all = wait(4);
+    assert_eq!(all.len(), 4, "{all:?}");
+    let mut keys: Vec<&String> = all.iter().map(|(k, _)| k).collect();
+    keys.sort();
+    keys.dedup();
+    assert_eq!(keys.len(), 4, "a notice was sent twice: {all:?}");
+    let _ = runtime;
+    assert!(server.stop().success());
+}

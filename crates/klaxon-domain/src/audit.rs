@@ -216,7 +216,7 @@ pub fn actor_of(metadata_actor: Option<&str>, data: &str) -> String {
 }
 
 /// One readable line about a record of any stream: the family's own
-/// summary for incident, page, notify and review events, a short account
+/// summary for incident, page, notify, review and shift notice events, a short account
 /// of configuration and token changes, else the kind and the stream.
 pub fn summary(kind: &str, stream: &str, data: &str) -> String {
     let family = |kinds: &[&str]| kinds.contains(&kind);
@@ -228,6 +228,8 @@ pub fn summary(kind: &str, stream: &str, data: &str) -> String {
         crate::notifier::NotifyEvent::from_json(kind, data).ok().map(|e| e.summary())
     } else if family(crate::review::KINDS) {
         crate::review::ReviewEvent::from_json(kind, data).ok().map(|e| e.summary())
+    } else if family(crate::oncall::notices::KINDS) {
+        crate::oncall::notices::NoticeEvent::from_json(kind, data).ok().map(|e| e.summary())
     } else if kind == CONFIG_APPLIED {
         serde_json::from_str::<ConfigApplied>(data).ok().map(|c| config_summary(&c))
     } else if kind == TOKEN_CREATED || kind == TOKEN_REVOKED {

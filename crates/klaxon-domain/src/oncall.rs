@@ -87,6 +87,7 @@ use chrono_tz::{GapInfo, Tz};
 use crate::ids::ActorId;
 
 mod config;
+pub mod notices;
 pub mod roster;
 #[cfg(test)]
 mod tests;
@@ -329,7 +330,7 @@ pub struct OnCall {
 
 /// One piece of a flattened on-call timeline: `who` (nobody when `None`) is
 /// on call during `[from, until)`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Span {
     /// The person on call, or `None` when nobody is.
     pub who: Option<ActorId>,

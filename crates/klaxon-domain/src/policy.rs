@@ -76,6 +76,9 @@ pub struct Sections {
     /// (validated by `klaxond` with its channels, see
     /// [`validate_reports`](crate::review::reports::validate_reports)).
     pub reports: Vec<crate::review::reports::ReportConfig>,
+    /// `[shift_notices]`, for the channels shift notices go through
+    /// (validated by `klaxond` with its channels and `[paging] channels`).
+    pub shift_notices: crate::oncall::notices::NoticesSectionConfig,
 }
 
 /// A validated policy: what the severity evaluator and the pager decide
@@ -185,5 +188,18 @@ impl Sections {
                 report.channels.iter().enumerate().map(move |(j, c)| (format!("reports[{i}].channels[{j}]"), c.clone()))
             })
             .collect()
+    }
+
+    /// Every `(key, channel)` that `[shift_notices]` names itself (its
+    /// default, `[paging] channels`, is already a use).
+    pub fn shift_notice_channel_uses(&self) -> Vec<(String, String)> {
+        let n = &self.shift_notices;
+        let listed = n.channels.iter().flatten().enumerate();
+        let mut uses: Vec<(String, String)> =
+            listed.map(|(i, c)| (format!("shift_notices.channels[{i}]"), c.clone())).collect();
+        if let Some(channel) = n.weekly.as_ref().and_then(|w| w.channel.clone()) {
+            uses.push(("shift_notices.weekly.channel".to_owned(), channel));
+        }
+        uses
     }
 }

@@ -25,11 +25,14 @@
 //! - `grpc`: the `klaxon.v1.Paging` server and its error mapping.
 //! - `broken` (feature `sim-variants` only, hidden): deliberately broken
 //!   folds the simulation runs to show its invariants catch them.
+//! - `shifts`: [`shifts::ShiftNotifier`], the shift notices (`[shift_notices]`)
+//!   that run beside the pager: starts, ends, moved shifts, weekly summaries.
 
 #[cfg(feature = "sim-variants")]
 #[doc(hidden)]
 pub mod broken;
 pub mod grpc;
 mod service;
+pub mod shifts;
 
 pub use service::{Counts, Error, Handle, Pager, PagerConfig, Paging, State};

@@ -49,6 +49,9 @@ pub struct Config {
     pub oncall: OncallConfig,
     /// Paging (`[paging]`); without it nobody is paged.
     pub paging: Option<PagingSectionConfig>,
+    /// Shift notices (`[shift_notices]`), sent beside paging; off unless
+    /// `enabled = true`.
+    pub shift_notices: klaxon_domain::oncall::notices::NoticesSectionConfig,
     /// Service levels per severity (`[slo.sev1]`, …) and per customer tier
     /// (`[slo.tier.gold]`).
     pub slo: SloTables,
@@ -619,6 +622,7 @@ impl Default for Config {
             schedules: SchedulesConfig::default(),
             oncall: OncallConfig::default(),
             paging: None,
+            shift_notices: Default::default(),
             slo: SloTables::default(),
             customers: Vec::new(),
             escalation_policies: Vec::new(),
@@ -657,6 +661,8 @@ pub struct Validated {
     /// How long a finished incident stays in the reacting services' memory
     /// (`[memory] evict_closed_after`).
     pub evict_closed_after: std::time::Duration,
+    /// The shift notices (`[shift_notices]`).
+    pub shift_notices: Arc<klaxon_domain::oncall::notices::NoticesConfig>,
 }
 
 impl Config {
@@ -756,6 +762,13 @@ impl Config {
             .map_err(|e| e.to_string())?;
         // Reminders go to people, through the channels pages take.
         let people = paging.as_ref().map(|p| p.channels().to_vec()).unwrap_or_default();
+        let shift_notices = self
+            .shift_notices
+            .validate("shift_notices", &people, &|c| channels.get(c).is_some())
+            .map_err(|e| e.to_string())?;
+        if shift_notices.enabled() && paging.is_none() {
+            return Err("shift_notices: notices run beside paging, which needs a [paging] table".into());
+        }
         let notifier = notifier.with_people_channels(people);
         Ok(Validated {
             notifier: Arc::new(notifier),
@@ -766,6 +779,7 @@ impl Config {
             channels: Arc::new(channels),
             reports,
             evict_closed_after,
+            shift_notices: Arc::new(shift_notices),
         })
     }
 
@@ -783,6 +797,7 @@ impl Config {
             channels: self.channels.iter().map(|c| ChannelName { name: c.name.clone() }).collect(),
             notifier: self.notifier.clone(),
             reports: self.reports.clone(),
+            shift_notices: self.shift_notices.clone(),
         }
     }
 }

@@ -209,7 +209,7 @@ impl Wiring {
                 let Some(pager_config) = self.live(validated).pager else {
                     anyhow::bail!("paging needs a [paging] table in the configuration");
                 };
-                let mut pager = klaxon_paging::Pager::new(bus, pager_config, self.clock.clone());
+                let mut pager = klaxon_paging::Pager::new(bus.clone(), pager_config, self.clock.clone());
                 pager = pager.with_eviction(validated.evict_closed_after);
                 if let Some(claims) = &self.claims {
                     pager = pager.with_claims(claims.clone());
@@ -221,6 +221,23 @@ impl Wiring {
                 let metrics = std::mem::take(&mut self.metrics).with_reactor(name, h.reactor().clone());
                 self.metrics = metrics.with_paging(h.clone());
                 self.serve(PagingService::new(h).into_server().max_decoding_message_size(max)).await;
+                if validated.shift_notices.enabled() {
+                    let shifts_config = klaxon_paging::shifts::ShiftsConfig {
+                        notices: validated.shift_notices.clone(),
+                        schedules: validated.schedules.clone(),
+                    };
+                    let outbox: Arc<dyn klaxon_domain::outbox::Outbox> = validated.channels.clone();
+                    let mut shifts = klaxon_paging::shifts::ShiftNotifier::new(
+                        bus.clone(),
+                        shifts_config,
+                        outbox,
+                        self.clock.clone(),
+                    );
+                    if let Some(claims) = &self.claims {
+                        shifts = shifts.with_claims(claims.clone());
+                    }
+                    self.tasks.push(Task::new("the shift notices", shifts.run(stop.clone())));
+                }
                 self.tasks.push(Task::new("the paging service", pager.run(stop)));
             }
             Service::Notifier => {

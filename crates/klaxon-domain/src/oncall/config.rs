@@ -299,7 +299,7 @@ fn two_digits(bytes: &[u8]) -> Option<u32> {
     }
 }
 
-fn parse_time(key: &str, raw: &str) -> Result<NaiveTime, ConfigError> {
+pub(super) fn parse_time(key: &str, raw: &str) -> Result<NaiveTime, ConfigError> {
     let time = match raw.as_bytes() {
         [h @ .., b':', m0, m1] if h.len() == 2 => {
             two_digits(h).zip(two_digits(&[*m0, *m1])).and_then(|(h, m)| NaiveTime::from_hms_opt(h, m, 0))
@@ -333,7 +333,7 @@ fn parse_start(key: &str, raw: &str) -> Result<NaiveDate, ConfigError> {
     Ok(date)
 }
 
-fn parse_weekday(raw: &str) -> Option<Weekday> {
+pub(super) fn parse_weekday(raw: &str) -> Option<Weekday> {
     Some(match raw {
         "mon" => Weekday::Mon,
         "tue" => Weekday::Tue,

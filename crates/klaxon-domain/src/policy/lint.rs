@@ -18,7 +18,7 @@
 //!   Sev1, or a less severe one pages.
 //! - **Unused channel** (`channels[i]`): neither `[paging] channels` nor
 //!   `[notifier] executive_channels` / `company_wide_channels` nor a
-//!   `[[reports]]` table's `channels` names it.
+//!   `[[reports]]` table's `channels` nor `[shift_notices]` names it.
 //! - **Setting that never applies**: `slo.<sev>.ack_minutes` or
 //!   `slo.<sev>.ack_timeout_minutes` (the acknowledgement's SLO and its
 //!   retry: paging resumes when an acknowledged incident is not mitigated
@@ -188,8 +188,13 @@ pub fn lint(sections: &Sections, policy: &Policy, now: DateTime<Utc>, days: u32)
             });
         }
     }
-    let uses: BTreeSet<String> =
-        sections.channel_uses().into_iter().chain(sections.report_channel_uses()).map(|(_, name)| name).collect();
+    let uses: BTreeSet<String> = sections
+        .channel_uses()
+        .into_iter()
+        .chain(sections.report_channel_uses())
+        .chain(sections.shift_notice_channel_uses())
+        .map(|(_, name)| name)
+        .collect();
     for (i, channel) in sections.channels.iter().enumerate() {
         if !uses.contains(&channel.name) {
             findings.push(Finding {
@@ -197,7 +202,7 @@ pub fn lint(sections: &Sections, policy: &Policy, now: DateTime<Utc>, days: u32)
                 key: format!("channels[{i}]"),
                 message: format!(
                     "channel {:?} is used by nothing (paging.channels, notifier.executive_channels, \
-                     notifier.company_wide_channels, reports.channels)",
+                     notifier.company_wide_channels, reports.channels, shift_notices)",
                     channel.name
                 ),
             });

@@ -657,3 +657,4 @@ targets = [{ person = "yan" }]
     assert_eq!(levels(second_policy), [r#"[{"person":"zed"}]"#, r#"[{"person":"yan"}]"#]);
     w.stop.cancel();
 }
+mod shifts;

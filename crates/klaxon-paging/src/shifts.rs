@@ -1,0 +1,368 @@
+//! Shift notices (`[shift_notices]`): tells people when their shift starts
+//! and ends and when an override or swap moves one of their shifts, and
+//! posts each schedule's weekly summary of handoffs.
+//!
+//! A small component of its own beside the pager (the reactor shell is
+//! keyed by incident; these notices are keyed by schedule). It follows the
+//! same rules as paging:
+//!
+//! - **Fold.** It folds the whole log from position 1 before it decides
+//!   anything: every schedule stream (`oncall::roster::Rosters`, so the
+//!   schedules are the effective ones, and each schedule event's moved
+//!   notices, [`notices::moves`]) and every `shifts-<schedule>` stream
+//!   ([`notices::Notices`]).
+//! - **Decide by appending first.** What [`notices::due`] says is due at the
+//!   clock's time is appended as `shift.notice_decided.v1` with an id
+//!   derived from the notice's key (schedule, person, kind, instant), so
+//!   the log's idempotency makes it once across restarts and replicas.
+//! - **Deliver, record.** Every decided notice without a
+//!   `shift.notice_sent.v1` is delivered through the outbox (one message
+//!   per channel and recipient, the key as idempotency key) and its
+//!   outcome appended with an id derived from the key. A restart between
+//!   the two delivers it; a recorded delivery is never repeated. With
+//!   [`Claims`] (replicas) a delivery is claimed through the log first.
+//! - **Timers from events.** It sleeps on the injected [`Clock`] until
+//!   [`notices::next_due`], or until a record arrives.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use klaxon_bus::{Bus, Subscription};
+use klaxon_domain::oncall::Schedules;
+use klaxon_domain::oncall::notices::{
+    self, ACTOR, DECIDED_KIND, Notice, NoticeEvent, NoticeSent, Notices, NoticesConfig, SENT_KIND, SendOutcome,
+};
+use klaxon_domain::oncall::roster::Rosters;
+use klaxon_domain::outbox::{Message, Outbox, Outcome, Outgoing};
+use klaxon_log::{EventData, EventKind, ExpectedVersion, Metadata, NewEvent, Position, Record};
+use klaxon_reactor::{Claim, Claims, Clock, decode, streams};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::Error;
+
+/// How long [`ShiftHandle::settled`] waits.
+pub const SETTLED_WAIT: Duration = Duration::from_secs(10);
+
+/// What the shift notices decide with.
+#[derive(Clone)]
+pub struct ShiftsConfig {
+    /// `[shift_notices]`.
+    pub notices: Arc<NoticesConfig>,
+    /// The configured schedules (their streams' overrides and swaps are
+    /// applied from the log).
+    pub schedules: Arc<Schedules>,
+}
+
+/// Where the shift notices are.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ShiftProgress {
+    /// The last position folded, with everything it called for done.
+    pub folded: Position,
+    /// The clock's time of the last round: every notice due then was
+    /// decided, delivered and recorded.
+    pub checked: Option<DateTime<Utc>>,
+    /// When the next round is due (as of `checked`).
+    pub due: Option<DateTime<Utc>>,
+    /// Notices decided by this process.
+    pub decided: u64,
+    /// Notices delivered (and recorded) by this process.
+    pub sent: u64,
+}
+
+/// The shift notices. Build it, take [`ShiftNotifier::handle`], then
+/// [`ShiftNotifier::run`] it.
+pub struct ShiftNotifier {
+    bus: Bus,
+    config: ShiftsConfig,
+    outbox: Arc<dyn Outbox>,
+    clock: Arc<dyn Clock>,
+    claims: Option<Claims>,
+    progress: watch::Sender<ShiftProgress>,
+}
+
+/// A cheap-to-clone handle: progress, and the barrier tests wait on.
+#[derive(Clone)]
+pub struct ShiftHandle {
+    bus: Bus,
+    clock: Arc<dyn Clock>,
+    progress: watch::Receiver<ShiftProgress>,
+}
+
+/// What the notices fold from the log.
+struct State {
+    rosters: Rosters,
+    notices: Notices,
+    effective: Arc<Schedules>,
+    applied: Position,
+}
+
+impl ShiftNotifier {
+    /// Shift notices over `log`, delivered through `outbox` (the channels),
+    /// at the times of `clock`.
+    pub fn new(log: impl Into<Bus>, config: ShiftsConfig, outbox: Arc<dyn Outbox>, clock: Arc<dyn Clock>) -> Self {
+        ShiftNotifier {
+            bus: log.into(),
+            config,
+            outbox,
+            clock,
+            claims: None,
+            progress: watch::channel(ShiftProgress::default()).0,
+        }
+    }
+
+    /// Claims each delivery through the log first, so that replicas side
+    /// by side deliver it once (see `klaxon_reactor::claim`).
+    pub fn with_claims(mut self, claims: Claims) -> Self {
+        self.claims = Some(claims);
+        self
+    }
+
+    /// A handle to it.
+    pub fn handle(&self) -> ShiftHandle {
+        ShiftHandle { bus: self.bus.clone(), clock: self.clock.clone(), progress: self.progress.subscribe() }
+    }
+
+    /// Folds the whole log, then decides and delivers what is due, and
+    /// from then on follows the log and the clock until `shutdown`. A
+    /// failing log stops it with the error; nothing is lost (what was due
+    /// is still due at the next start).
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), Error> {
+        let mut state = State {
+            rosters: Rosters::default(),
+            notices: Notices::default(),
+            effective: self.config.schedules.clone(),
+            applied: Position(0),
+        };
+        let mut subscription = self.bus.subscribe(Position(1));
+        let head = self.bus.head().await.map_err(klaxon_reactor::Error::from)?;
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            caught_up = self.fold_until(&mut subscription, &mut state, head) => caught_up?,
+        }
+        let mut progress = ShiftProgress { folded: state.applied, ..ShiftProgress::default() };
+        let mut round = true;
+        loop {
+            if round {
+                let now = self.clock.now();
+                let wake = tokio::select! {
+                    _ = shutdown.cancelled() => return Ok(()),
+                    wake = self.round(&mut subscription, &mut state, now, &mut progress) => wake?,
+                };
+                progress.checked = Some(now);
+                progress.due = wake;
+            }
+            progress.folded = state.applied;
+            self.progress.send_replace(progress);
+            let wake = progress.due;
+            let sleep = async {
+                match wake {
+                    Some(at) => self.clock.sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = shutdown.cancelled() => return Ok(()),
+                _ = sleep => round = true,
+                record = subscription.next() => round = self.fold_next(record, &mut state)?,
+            }
+        }
+    }
+
+    /// Decides what is due at `now` (appending it first), then delivers
+    /// every decided notice not sent yet and records the outcome. Returns
+    /// when to look again.
+    async fn round(
+        &self,
+        subscription: &mut Subscription,
+        state: &mut State,
+        now: DateTime<Utc>,
+        progress: &mut ShiftProgress,
+    ) -> Result<Option<DateTime<Utc>>, Error> {
+        let config = &self.config.notices;
+        if !config.enabled() {
+            return Ok(None);
+        }
+        let schedules = state.effective.clone();
+        for schedule in schedules.iter() {
+            for notice in notices::due(config, schedule, &state.notices, now) {
+                let id = Notice::decided_id(&notice.key);
+                let last = self.append(&notice.schedule, id, DECIDED_KIND, notice.to_json()).await?;
+                self.fold_until(subscription, state, last).await?;
+                progress.decided += 1;
+                tracing::info!(notice = %notice.key, "decided a shift notice");
+            }
+        }
+        let mut wake = schedules.iter().filter_map(|s| notices::next_due(config, s, now)).min();
+        let undelivered: Vec<Notice> = state.notices.undelivered().cloned().collect();
+        for notice in undelivered {
+            if let Some(until) = self.claim(&notice, now).await? {
+                wake = Some(wake.map_or(until, |w| w.min(until)));
+                continue;
+            }
+            let mut outcomes = Vec::with_capacity(notice.sends.len());
+            for send in &notice.sends {
+                let message = message(&notice, send);
+                let (delivered, error) = match self.outbox.deliver(&send.channel, &message).await {
+                    Outcome::Delivered { .. } => (true, None),
+                    Outcome::Failed { error, .. } => {
+                        tracing::warn!(notice = %notice.key, channel = %send.channel, %error, "a shift notice was not delivered");
+                        (false, Some(error))
+                    }
+                };
+                outcomes.push(SendOutcome {
+                    channel: send.channel.clone(),
+                    recipient: send.recipient.clone(),
+                    delivered,
+                    error,
+                });
+            }
+            let sent = NoticeSent { key: notice.key.clone(), schedule: notice.schedule.clone(), at: now, outcomes };
+            let data = serde_json::to_value(&sent).expect("a notice outcome serializes");
+            let last = self.append(&notice.schedule, Notice::sent_id(&notice.key), SENT_KIND, data).await?;
+            self.fold_until(subscription, state, last).await?;
+            progress.sent += 1;
+        }
+        Ok(wake)
+    }
+
+    /// With claims: whether another replica holds the delivery of
+    /// `notice` (until when). Without: never.
+    async fn claim(&self, notice: &Notice, now: DateTime<Utc>) -> Result<Option<DateTime<Utc>>, Error> {
+        let Some(claims) = &self.claims else { return Ok(None) };
+        let sends: Vec<Outgoing> = notice
+            .sends
+            .iter()
+            .map(|send| Outgoing { channel: send.channel.clone(), message: message(notice, send) })
+            .collect();
+        match klaxon_reactor::claim::claim(&self.bus, claims, "shifts", &sends, None, now).await? {
+            Claim::Won { .. } => Ok(None),
+            Claim::Lost { until, .. } => Ok(Some(until)),
+        }
+    }
+
+    /// Appends one notice event to `shifts-<schedule>`; returns its
+    /// position (the first one's, when it was in the log already).
+    async fn append(
+        &self,
+        schedule: &str,
+        id: uuid::Uuid,
+        kind: &str,
+        data: serde_json::Value,
+    ) -> Result<Position, Error> {
+        let event = NewEvent {
+            id,
+            kind: EventKind::new(kind).expect("the kinds are valid"),
+            data: EventData::from_value(&data).map_err(klaxon_reactor::Error::from)?,
+            metadata: Metadata { actor: Some(ACTOR.to_owned()), ..Metadata::default() },
+        };
+        let stream = streams::stream_id(notices::stream(schedule));
+        let appended =
+            self.bus.append(&stream, ExpectedVersion::Any, vec![event]).await.map_err(klaxon_reactor::Error::from)?;
+        Ok(appended.last)
+    }
+
+    /// Folds records until `position` is folded.
+    async fn fold_until(
+        &self,
+        subscription: &mut Subscription,
+        state: &mut State,
+        position: Position,
+    ) -> Result<(), Error> {
+        while state.applied < position {
+            self.fold_next(subscription.next().await, state)?;
+        }
+        Ok(())
+    }
+
+    /// Folds the subscription's next record; returns whether it concerns
+    /// shifts (a schedule or notice event).
+    fn fold_next(&self, record: Option<Result<Record, klaxon_log::Error>>, state: &mut State) -> Result<bool, Error> {
+        let record = match record {
+            Some(record) => record.map_err(klaxon_reactor::Error::from)?,
+            None => {
+                return Err(klaxon_reactor::Error::Unavailable {
+                    service: "shifts",
+                    reason: "the log's subscription ended".into(),
+                }
+                .into());
+            }
+        };
+        state.applied = record.position;
+        self.fold(&record, state)
+    }
+
+    fn fold(&self, record: &Record, state: &mut State) -> Result<bool, Error> {
+        if let Some(event) = decode::roster(record)? {
+            let configured = self.config.schedules.get(&event.schedule);
+            let before = state.effective.get(&event.schedule).cloned();
+            state.rosters.evolve(&event);
+            state.effective = Arc::new(state.rosters.effective(&self.config.schedules));
+            if let (Some(_), Some(before), Some(after)) = (configured, before, state.effective.get(&event.schedule)) {
+                let moved = notices::moves(&self.config.notices, &before, after, record.id, event.at);
+                state.notices.moved(moved);
+            }
+            return Ok(true);
+        }
+        let kind = record.kind.as_str();
+        if notices::KINDS.contains(&kind) {
+            let event = NoticeEvent::from_json(kind, record.data.as_str())
+                .map_err(|e| klaxon_reactor::Error::Undecodable { position: record.position, reason: e.to_string() })?;
+            state.notices.evolve(&event);
+            return Ok(true);
+        }
+        Ok(false)
+    }
+}
+
+/// The message of one send of `notice`.
+fn message(notice: &Notice, send: &notices::Send) -> Message {
+    let mut fields = std::collections::BTreeMap::new();
+    fields.insert("schedule".to_owned(), serde_json::Value::from(notice.schedule.clone()));
+    fields.insert("notice".to_owned(), serde_json::Value::from(notice.kind.as_str()));
+    if let Some(person) = &notice.person {
+        fields.insert("person".to_owned(), serde_json::Value::from(person.to_string()));
+    }
+    if let Some(shift) = &notice.shift {
+        fields.insert("from".to_owned(), serde_json::Value::from(shift.from.to_rfc3339()));
+        fields.insert("until".to_owned(), serde_json::Value::from(shift.until.to_rfc3339()));
+    }
+    Message {
+        idempotency_key: send.idempotency_key(&notice.key),
+        kind: "shift_notice".to_owned(),
+        title: notice.title.clone(),
+        text: notice.text.clone(),
+        fields,
+        recipient: send.recipient.clone(),
+        thread: None,
+    }
+}
+
+impl ShiftHandle {
+    /// Where the notices are now.
+    pub fn progress(&self) -> ShiftProgress {
+        *self.progress.borrow()
+    }
+
+    /// Waits until the notices folded the log's current head and did
+    /// everything due at the clock's current time (or found nothing due
+    /// before their next wake-up): the barrier tests wait on before
+    /// asserting what was sent.
+    pub async fn settled(&self) -> Result<ShiftProgress, Error> {
+        let head = self.bus.head().await.map_err(klaxon_reactor::Error::from)?;
+        let now = self.clock.now();
+        let mut progress = self.progress.clone();
+        let done = |p: &ShiftProgress| {
+            p.folded >= head && p.checked.is_some_and(|c| c >= now || p.due.is_none_or(|d| d > now))
+        };
+        match tokio::time::timeout(SETTLED_WAIT, progress.wait_for(done)).await {
+            Ok(Ok(p)) => Ok(*p),
+            _ => Err(klaxon_reactor::Error::Unavailable {
+                service: "shifts",
+                reason: format!("not settled at {head} and {now} within {SETTLED_WAIT:?}"),
+            }
+            .into()),
+        }
+    }
+}
