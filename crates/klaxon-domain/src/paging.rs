@@ -480,9 +480,10 @@ impl IncidentPaging {
                 self.severity_overridden = true;
             }
             Change::SeverityAssessed(a) => {
-                // A manager's override wins over later assessments, as in
-                // the incident itself.
-                if !self.severity_overridden {
+                // As in the incident itself: an assessment sets the severity
+                // only until a person does (declaring it, then overriding
+                // it); one that lands after the declaration changes nothing.
+                if self.status == Some(Status::Reported) && !self.severity_overridden {
                     self.severity = Some(a.severity);
                 }
             }
@@ -531,8 +532,8 @@ impl IncidentPaging {
 
     /// Sets the severity to `severity` as of `at`, for a severity source that
     /// is not an incident event. (`incident.severity_assessed.v1` is folded
-    /// by [`IncidentPaging::apply_incident`], where a manager's override wins
-    /// over later assessments; this setter applies unconditionally.)
+    /// by [`IncidentPaging::apply_incident`], where it counts only before a
+    /// declaration; this setter applies unconditionally.)
     pub fn set_severity(&mut self, severity: Severity, at: DateTime<Utc>) {
         self.severity = Some(severity);
         self.update_episode(at);
