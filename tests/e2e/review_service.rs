@@ -653,17 +653,11 @@ async fn two_review_replicas_post_each_period_once_even_after_a_claimer_died() {
     checked_now(&mut b, w.clock.now()).await;
     assert_eq!(keys(), ["report/weekly-money/2026-W44"], "posted once by one of the two");
     assert_eq!(w.kinds("report.posted.v1"), 1);
-    // The loser's look after the winner's lease finds it recorded.
-    w.clock.advance(TimeDelta::milliseconds(LEASE_MS as i64));
-    checked_now(&mut a, w.clock.now()).await;
-    checked_now(&mut b, w.clock.now()).await;
-    assert_eq!(keys().len(), 1, "{:?}", keys());
-
     // Next Monday 09:00 both find week 45 due at the same instant: once.
     w.clock.advance(t0() + TimeDelta::days(7) - TimeDelta::hours(1) - w.clock.now());
-    checked_now(&mut a, w.clock.now()).await;
-    checked_now(&mut b, w.clock.now()).await;
-    w.clock.advance(TimeDelta::milliseconds(LEASE_MS as i64));
+    // (The loser of week 44 looked again at the winner's lease end, found
+    // the record and sleeps until this posting time too; a reporter
+    // reports `checked` only for the rounds it runs.)
     checked_now(&mut a, w.clock.now()).await;
     checked_now(&mut b, w.clock.now()).await;
     assert_eq!(keys(), ["report/weekly-money/2026-W44", "report/weekly-money/2026-W45"]);
