@@ -128,7 +128,7 @@ impl Reporter {
         if let Some(claims) = &self.claims {
             let sends: Vec<Outgoing> =
                 report.channels().iter().map(|c| Outgoing { channel: c.clone(), message: message.clone() }).collect();
-            match claim::claim(&bus, claims, CLAIM_SERVICE, &sends, None, now).await? {
+            match claim::claim(bus, claims, CLAIM_SERVICE, &sends, None, now).await? {
                 Claim::Won { .. } => {}
                 Claim::Lost { holder, until } => {
                     tracing::info!(report = report.name(), period = %period.id, %holder, %until, "another replica posts this trend report");
