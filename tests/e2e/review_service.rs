@@ -521,6 +521,18 @@ async fn reporter(
     secret: &str,
     stop: CancellationToken,
 ) -> tokio::sync::watch::Receiver<Option<DateTime<Utc>>> {
+    reporter_as(None, reviews, clock, receiver, secret, stop).await
+}
+
+/// [`reporter`], claiming its deliveries as `replica` when given one.
+async fn reporter_as(
+    replica: Option<&str>,
+    reviews: &klaxon_review::Handle,
+    clock: &ManualClock,
+    receiver: &klaxon_tests::receiver::Receiver,
+    secret: &str,
+    stop: CancellationToken,
+) -> tokio::sync::watch::Receiver<Option<DateTime<Utc>>> {
     let channel: klaxon_channels::ChannelConfig = serde_json::from_value(serde_json::json!({
         "name": "ops", "kind": "webhook", "url": receiver.url, "secret_env": "REPORT_SECRET",
         "attempts_max": 3, "backoff_initial_ms": 10, "backoff_max_ms": 50,
@@ -535,7 +547,11 @@ async fn reporter(
     .unwrap();
     let reports =
         klaxon_domain::review::reports::validate_reports(&[config], "reports", &catalog(), &|c| c == "ops").unwrap();
-    let reporter = klaxon_review::Reporter::new(reviews.clone(), reports, Arc::new(channels), clock.shared());
+    let mut reporter = klaxon_review::Reporter::new(reviews.clone(), reports, Arc::new(channels), clock.shared());
+    if let Some(replica) = replica {
+        let replica = klaxon_reactor::ReplicaId::new(replica).unwrap();
+        reporter = reporter.with_claims(klaxon_reactor::Claims::new(replica, LEASE_MS));
+    }
     let checked = reporter.checked();
     tokio::spawn(reporter.run(stop));
     checked
@@ -692,5 +708,63 @@ async fn a_dossier_read_from_the_log_equals_the_held_one() {
     assert_eq!(w.reviews.dossier(a).await.unwrap().review().unwrap().action_items().count(), 2);
     let unknown = IncidentId::from_number(99).unwrap();
     assert_eq!(w.reviews.dossier_from_log(unknown).await.unwrap(), Default::default());
+    w.stop.cancel();
+}
+
+/// The reporters' claim lease in the replica test.
+const LEASE_MS: u64 = 60_000;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_review_replicas_post_each_period_once_even_after_a_claimer_died() {
+    let secret = klaxon_tests::config::secret();
+    let receiver = klaxon_tests::receiver::Receiver::start(&secret).await;
+    let w = start_with(t0(), catalog());
+    let keys = || receiver.requests().into_iter().map(|r| r.idempotency_key).collect::<Vec<_>>();
+    // A replica claimed week 44's report (due at 09:00) at 10:00 and died
+    // before delivering it (a crash between decide and deliver): its claim
+    // holds for a lease, until 10:01.
+    let message = klaxon_domain::outbox::Message {
+        idempotency_key: "report/weekly-money/2026-W44".into(),
+        kind: "trend_report".into(),
+        title: String::new(),
+        text: String::new(),
+        fields: Default::default(),
+        recipient: None,
+        thread: None,
+    };
+    let sends = [klaxon_domain::outbox::Outgoing { channel: "ops".into(), message }];
+    let dead = klaxon_reactor::Claims::new(klaxon_reactor::ReplicaId::new("review-dead").unwrap(), LEASE_MS);
+    let bus = klaxon_bus::Bus::from(w.log.clone());
+    let claimed_at = t0();
+    let won = klaxon_reactor::claim::claim(&bus, &dead, klaxon_review::CLAIM_SERVICE, &sends, None, claimed_at);
+    assert_eq!(won.await.unwrap(), klaxon_reactor::Claim::Won { version: 1 });
+
+    // Two review replicas, each with its own review service and reporter,
+    // over the same log: both find week 44 due and claimed by the dead one.
+    let other = Reviews::new(w.log.clone(), catalog(), Arc::new(w.clock.clone()));
+    let other_handle = other.handle();
+    tokio::spawn(other.run(w.stop.clone()));
+    let mut a = reporter_as(Some("review-a"), &w.reviews, &w.clock, &receiver, &secret, w.stop.clone()).await;
+    let mut b = reporter_as(Some("review-b"), &other_handle, &w.clock, &receiver, &secret, w.stop.clone()).await;
+    checked_now(&mut a, w.clock.now()).await;
+    checked_now(&mut b, w.clock.now()).await;
+    assert_eq!(keys(), Vec::<String>::new(), "nobody posts while the dead replica's claim holds");
+    assert_eq!(w.kinds("report.posted.v1"), 0);
+
+    // Its lease runs out (10:01): both come back, one claims and posts.
+    w.clock.advance(claimed_at + TimeDelta::milliseconds(LEASE_MS as i64) - w.clock.now());
+    checked_now(&mut a, w.clock.now()).await;
+    checked_now(&mut b, w.clock.now()).await;
+    assert_eq!(keys(), ["report/weekly-money/2026-W44"], "posted once by one of the two");
+    assert_eq!(w.kinds("report.posted.v1"), 1);
+    // Next Monday 09:00 both find week 45 due at the same instant: once.
+    w.clock.advance(t0() + TimeDelta::days(7) - TimeDelta::hours(1) - w.clock.now());
+    // (The loser of week 44 looked again at the winner's lease end, found
+    // the record and sleeps until this posting time too; a reporter
+    // reports `checked` only for the rounds it runs.)
+    checked_now(&mut a, w.clock.now()).await;
+    checked_now(&mut b, w.clock.now()).await;
+    assert_eq!(keys(), ["report/weekly-money/2026-W44", "report/weekly-money/2026-W45"]);
+    assert_eq!(w.kinds("report.posted.v1"), 2);
     w.stop.cancel();
 }

@@ -257,7 +257,9 @@ impl Incident {
     pub fn severity(&self) -> Option<Severity> {
         self.severity
     }
-    /// Whether a manager overrode the declared severity.
+    /// Whether a manager overrode the declared severity. (The evaluator's
+    /// assessments set the severity only before a declaration; see
+    /// [`crate::severity::reassess`].)
     pub fn severity_overridden(&self) -> bool {
         self.severity_overridden
     }
@@ -435,7 +437,11 @@ impl Incident {
                 self.severity_overridden = true;
             }
             Change::SeverityAssessed(a) => {
-                if !self.severity_overridden {
+                // Only until a person sets the severity: declaring is the
+                // first time (an incident is never Reported again; an
+                // override needs a declaration), and an assessment decided
+                // on the report may land after it.
+                if self.status == Status::Reported && !self.severity_overridden {
                     self.severity = Some(a.severity);
                 }
             }

@@ -8,7 +8,9 @@
 //! [`next_due`], it calls [`decide`] with the current time, appends what
 //! comes back (all of it in one append, ids derived deterministically) and
 //! folds it back in. Acknowledgements come from [`acknowledge`]; the pages to
-//! deliver from [`undelivered`]. Nothing here reads a clock.
+//! deliver from [`deliveries`], and why an undelivered page is not
+//! delivered (acknowledged, incident resolved, no channel) from [`unsent`].
+//! Nothing here reads a clock.
 //!
 //! # Timers are derived from events
 //!
@@ -507,9 +509,10 @@ impl IncidentPaging {
                 self.severity_overridden = true;
             }
             Change::SeverityAssessed(a) => {
-                // A manager's override wins over later assessments, as in
-                // the incident itself.
-                if !self.severity_overridden {
+                // As in the incident itself: an assessment sets the severity
+                // only until a person does (declaring it, then overriding
+                // it); one that lands after the declaration changes nothing.
+                if self.status == Some(Status::Reported) && !self.severity_overridden {
                     self.severity = Some(a.severity);
                 }
             }
@@ -558,8 +561,8 @@ impl IncidentPaging {
 
     /// Sets the severity to `severity` as of `at`, for a severity source that
     /// is not an incident event. (`incident.severity_assessed.v1` is folded
-    /// by [`IncidentPaging::apply_incident`], where a manager's override wins
-    /// over later assessments; this setter applies unconditionally.)
+    /// by [`IncidentPaging::apply_incident`], where it counts only before a
+    /// declaration; this setter applies unconditionally.)
     pub fn set_severity(&mut self, severity: Severity, at: DateTime<Utc>) {
         self.severity = Some(severity);
         self.update_episode(at);
@@ -855,23 +858,81 @@ pub fn undelivered(state: &IncidentPaging) -> Vec<&Page> {
     state.pages.values().filter(|page| page.delivery == Delivery::Pending).collect()
 }
 
+/// Why an undelivered page is not being delivered (see [`unsent`]): what
+/// `ListPages` shows instead of "pending".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unsent {
+    /// Acknowledged before it went out: it is never sent.
+    Acknowledged {
+        /// Who acknowledged it.
+        by: ActorId,
+        /// When.
+        at: DateTime<Utc>,
+    },
+    /// Its incident was resolved (or closed) before it went out: it is not
+    /// sent while the incident stays resolved or closed.
+    IncidentEnded(Status),
+    /// No paging channel (`[paging].channels`) is configured: it goes out
+    /// once one is.
+    NoChannel,
+}
+
+impl Unsent {
+    /// Whether the page is never to be sent as things stand (`cancelled`
+    /// on the wire), rather than held until a channel is configured
+    /// (`held`).
+    pub fn is_cancelled(&self) -> bool {
+        !matches!(self, Unsent::NoChannel)
+    }
+
+    /// Why, in words, for the page `page`: `acknowledged by ana before it
+    /// was sent`, `INC-7 was resolved before it was sent`, `no paging
+    /// channel is configured`.
+    pub fn describe(&self, page: PageId) -> String {
+        match self {
+            Unsent::Acknowledged { by, .. } => format!("acknowledged by {by} before it was sent"),
+            Unsent::IncidentEnded(status) => format!("{} was {status} before it was sent", page.incident()),
+            Unsent::NoChannel => "no paging channel is configured".into(),
+        }
+    }
+}
+
+/// Why the shell does not deliver `page`, which has no delivery recorded,
+/// or `None` when it does (or the page's delivery was recorded). The one
+/// rule [`deliveries`] applies, so that what is listed as pending is what
+/// goes out. The first reason that holds, in this order: the page was
+/// acknowledged, its incident is resolved or closed, no paging channel is
+/// configured.
+pub fn unsent(state: &IncidentPaging, page: &Page, config: &PagingConfig) -> Option<Unsent> {
+    if page.delivery != Delivery::Pending {
+        return None;
+    }
+    if let Some((by, at)) = &page.acknowledged {
+        return Some(Unsent::Acknowledged { by: by.clone(), at: *at });
+    }
+    if let Some(status @ (Status::Resolved | Status::Closed)) = state.status {
+        return Some(Unsent::IncidentEnded(status));
+    }
+    config.channels().is_empty().then_some(Unsent::NoChannel)
+}
+
 /// The pages to deliver now, with their message, through every paging
-/// channel (`[paging].channels`): the [`undelivered`] pages nobody
-/// acknowledged yet, while the incident is neither resolved nor closed (a
-/// page decided for an incident resolved since is never sent). Nothing
-/// without a paging channel.
+/// channel (`[paging].channels`): the [`undelivered`] pages that are not
+/// [`unsent`] (nobody acknowledged them yet, the incident is neither
+/// resolved nor closed, a paging channel is configured), once the incident
+/// is known.
 ///
 /// The page id is the message's idempotency key, so a page delivered again
 /// after a crash (before its outcome was recorded) is recognisable as the
 /// same page; [`PageDelivery::recorded`] gives the events that record the
 /// outcome, after which the page is no longer undelivered.
 pub fn deliveries(state: &IncidentPaging, config: &PagingConfig, catalog: &ServiceCatalog) -> Vec<PageDelivery> {
-    if config.channels().is_empty() || state.status.is_none_or(|s| matches!(s, Status::Resolved | Status::Closed)) {
+    if state.status.is_none() {
         return Vec::new();
     }
     undelivered(state)
         .into_iter()
-        .filter(|page| page.acknowledged.is_none())
+        .filter(|page| unsent(state, page, config).is_none())
         .map(|page| {
             let runbook = state.service.as_ref().and_then(|s| catalog.runbook(s));
             let message = page_message(state, page, runbook);

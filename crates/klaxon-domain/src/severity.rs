@@ -161,35 +161,32 @@ pub struct Rules {
 /// Decides whether the evaluator should record a new assessment of
 /// `incident`, and which.
 ///
-/// Returns `None` when:
+/// The rule: **a severity set by a person is never changed by the
+/// evaluator.** Declaring an incident sets its first severity (a manager's
+/// choice), and an override changes it; from then on only people change it.
+/// So the evaluator assesses only Reported incidents, and returns `None`
+/// when:
 ///
-/// - a manager overrode the severity: the evaluator never changes an
-///   overridden severity, whatever the facts say later;
-/// - the incident is Resolved or Closed: nothing is assessed after the fact
-///   (a reopened incident is Declared again and is assessed);
+/// - the incident was declared (Declared, Mitigated, Resolved, Closed, or
+///   reopened, which is Declared again): the severity is a manager's, and a
+///   manager overrides it when new facts call for it (`klaxon severity
+///   explain` says what the rules would give);
 /// - the assessment gives the incident's current severity: the evaluator
-///   appends only when the result changes;
-/// - a manager declared the incident and the assessment is *less* severe
-///   than its severity: after a declaration the evaluator may raise the
-///   severity on new facts, never lower a manager's choice.
+///   appends only when the result changes.
 ///
 /// An incident's first assessment (Reported, no severity yet) is always
 /// `Some`. Assessments are recorded as `incident.severity_assessed.v1`,
-/// which sets the incident's severity, so comparing with the incident is
-/// comparing with the last assessment.
+/// which sets the severity of a Reported incident only: one decided on the
+/// report that lands after the declaration (the evaluator decides on what
+/// it has folded, and a manager may declare in between) stays in the log
+/// and changes nothing (see [`crate::incident::evolve`]).
 pub fn reassess(incident: &Incident, rules: &Rules, catalog: &ServiceCatalog) -> Option<Assessment> {
-    if incident.severity_overridden() || matches!(incident.status(), Status::Resolved | Status::Closed) {
+    if incident.status() != Status::Reported {
         return None;
     }
     let assessment = rules.evaluate(&Facts::of(incident, catalog));
-    let current = incident.severity();
-    if current == Some(assessment.severity) {
+    if incident.severity() == Some(assessment.severity) {
         return None;
-    }
-    if let (Some(current), Some(_)) = (current, incident.declared_at()) {
-        if !assessment.severity.is_at_least(current) {
-            return None;
-        }
     }
     Some(assessment)
 }

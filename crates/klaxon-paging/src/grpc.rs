@@ -9,7 +9,7 @@ use klaxon_proto::status::{self, from as to_status};
 use klaxon_proto::v1::{self, paging_server};
 use tonic::{Request, Response, Status};
 
-use crate::Handle;
+use crate::{DeliveryStatus, Handle};
 
 /// The gRPC server of the paging service.
 #[derive(Clone)]
@@ -29,7 +29,7 @@ impl PagingService {
     }
 }
 
-fn page_to_wire(page: &Page) -> v1::Page {
+fn page_to_wire((page, delivery): &(Page, DeliveryStatus)) -> v1::Page {
     let (acknowledged_by, acknowledged_at) = match page.acknowledged() {
         Some((by, at)) => (by.to_string(), Some(convert::timestamp(at))),
         None => (String::new(), None),
@@ -45,7 +45,11 @@ fn page_to_wire(page: &Page) -> v1::Page {
         deadline: page.deadline().map(convert::timestamp),
         acknowledged_at,
         acknowledged_by,
-        delivery: Handle::delivery_of(page).to_string(),
+        delivery: delivery.as_str().to_string(),
+        delivery_note: match delivery {
+            DeliveryStatus::Unsent(unsent) => unsent.describe(page.id()),
+            _ => String::new(),
+        },
     }
 }
 
@@ -64,7 +68,10 @@ impl paging_server::Paging for PagingService {
         let key = RequestKey::new(RequestScope::Acknowledgement, &actor, "request_id", &request.get_ref().request_id)
             .map_err(to_status)?;
         let (page, position) = self.handle.acknowledge(page, &actor, key.as_ref()).await.map_err(to_status)?;
-        Ok(Response::new(v1::AcknowledgeResponse { page: Some(page_to_wire(&page)), position: position.0 }))
+        Ok(Response::new(v1::AcknowledgeResponse {
+            page: Some(page_to_wire(&(page.clone(), self.handle.delivery_status(&page)))),
+            position: position.0,
+        }))
     }
 
     async fn who_is_on_call(
@@ -190,7 +197,7 @@ impl paging_server::Paging for PagingService {
         request: Request<v1::ListPagesRequest>,
     ) -> Result<Response<v1::ListPagesResponse>, Status> {
         let id = convert::incident_id("incident_id", &request.get_ref().incident_id).map_err(to_status)?;
-        let pages = self.handle.pages(id).await.map_err(to_status)?;
+        let pages = self.handle.pages_with_delivery(id).await.map_err(to_status)?;
         Ok(Response::new(v1::ListPagesResponse { pages: pages.iter().map(page_to_wire).collect() }))
     }
 }

@@ -35,4 +35,4 @@ pub mod grpc;
 mod service;
 pub mod shifts;
 
-pub use service::{Counts, Error, Handle, Pager, PagerConfig, Paging, State};
+pub use service::{Counts, DeliveryStatus, Error, Handle, Pager, PagerConfig, Paging, State};

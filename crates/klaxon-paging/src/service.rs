@@ -726,22 +726,74 @@ impl Handle {
 
     /// The incident's pages, oldest first.
     pub async fn pages(&self, incident: IncidentId) -> Result<Vec<Page>, Error> {
+        Ok(self.pages_with_delivery(incident).await?.into_iter().map(|(page, _)| page).collect())
+    }
+
+    /// The incident's pages, oldest first, each with what became of its
+    /// delivery: [`DeliveryStatus`]`::Pending` only for a page the pager is
+    /// delivering, [`DeliveryStatus`]`::Unsent` with the reason for one it
+    /// will not deliver (acknowledged, incident resolved or closed, no
+    /// paging channel: `paging::unsent`, the rule the pager applies).
+    pub async fn pages_with_delivery(&self, incident: IncidentId) -> Result<Vec<(Page, DeliveryStatus)>, Error> {
         self.reactor.caught_up().await?;
+        let config = self.config();
         let pages = self
             .reactor
-            .read_incident(incident, |s| s.incidents.get(&incident).map(|p| p.pages().cloned().collect::<Vec<_>>()))
+            .read_incident(incident, |s| {
+                let paging = s.incidents.get(&incident)?;
+                let status = |p: &Page| DeliveryStatus::of(paging, p, &config.paging);
+                Some(paging.pages().map(|p| (p.clone(), status(p))).collect::<Vec<_>>())
+            })
             .await?;
         let mut pages = pages.ok_or(Error::NoPages(incident))?;
-        pages.sort_by_key(|p| p.id().number());
+        pages.sort_by_key(|(p, _)| p.id().number());
         Ok(pages)
     }
 
-    /// How a page reached its responder, in words.
-    pub fn delivery_of(page: &Page) -> &'static str {
-        match page.delivery() {
-            Delivery::Pending => "pending",
-            Delivery::Delivered { .. } => "delivered",
-            Delivery::Failed { .. } => "failed",
+    /// What became of `page`'s delivery (a page as [`Handle::acknowledge`]
+    /// returns it), with its incident as the pager knows it now.
+    pub fn delivery_status(&self, page: &Page) -> DeliveryStatus {
+        let config = &self.config().paging;
+        self.reactor.read(|s| match s.incidents.get(&page.id().incident()) {
+            Some(paging) => DeliveryStatus::of(paging, page, config),
+            None => DeliveryStatus::Pending,
+        })
+    }
+}
+
+/// What became of a page's delivery, as `ListPages` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeliveryStatus {
+    /// The pager is delivering it.
+    Pending,
+    /// A channel took it.
+    Delivered,
+    /// Every channel failed.
+    Failed,
+    /// The pager does not deliver it, and why.
+    Unsent(paging::Unsent),
+}
+
+impl DeliveryStatus {
+    fn of(paging: &IncidentPaging, page: &Page, config: &PagingConfig) -> DeliveryStatus {
+        match (page.delivery(), paging::unsent(paging, page, config)) {
+            (_, Some(unsent)) => DeliveryStatus::Unsent(unsent),
+            (Delivery::Pending, None) => DeliveryStatus::Pending,
+            (Delivery::Delivered { .. }, None) => DeliveryStatus::Delivered,
+            (Delivery::Failed { .. }, None) => DeliveryStatus::Failed,
+        }
+    }
+
+    /// The wire word: `pending`, `delivered`, `failed`, `cancelled` (never
+    /// to be sent as things stand) or `held` (until a paging channel is
+    /// configured).
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            DeliveryStatus::Pending => "pending",
+            DeliveryStatus::Delivered => "delivered",
+            DeliveryStatus::Failed => "failed",
+            DeliveryStatus::Unsent(u) if u.is_cancelled() => "cancelled",
+            DeliveryStatus::Unsent(_) => "held",
         }
     }
 }

@@ -16,11 +16,11 @@
 //! - `service`: [`Reviews`] (the component) and its [`Handle`].
 //! - `grpc`: the `klaxon.v1.Review` server and its error mapping.
 //! - `reporter`: [`Reporter`], the cadenced trend reports (`[[reports]]`)
-//!   posted to channels once per period.
+//!   posted to channels once per period, by one replica (a claim).
 
 pub mod grpc;
 mod reporter;
 mod service;
 
-pub use reporter::Reporter;
+pub use reporter::{CLAIM_SERVICE, Reporter};
 pub use service::{AUDIT_READ, AUDIT_SCAN_MAX, AuditEntry, Error, Handle, Reviews};

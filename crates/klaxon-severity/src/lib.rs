@@ -6,10 +6,12 @@
 //! call for a new severity, and the shell appends that
 //! `incident.severity_assessed.v1` to the incident's stream. The event id
 //! is derived from the incident's latest record, so a replay after a crash
-//! or a restart writes nothing twice. A manager's override always wins, and
-//! after a declaration the evaluator only raises the severity.
+//! or a restart writes nothing twice. It assesses only Reported incidents: a
+//! severity set by a person (declared, then overridden) is never changed by
+//! the evaluator, and an assessment that lands after the declaration is kept
+//! in the log but changes nothing.
 //!
-//! What it must never do: change an overridden severity, react to the same
+//! What it must never do: change a declared or overridden severity, react to the same
 //! event twice with different ids, or keep state the log cannot rebuild
 //! (its only own state is a checkpoint).
 //!

@@ -92,7 +92,8 @@ impl Wiring {
         })
     }
 
-    /// Claims deliveries through the log (paging and the notifier), so that
+    /// Claims deliveries through the log (paging, the notifier and the
+    /// trend reports of review), so that
     /// replicas of a role side by side deliver each message once. `klaxond
     /// serve` always does; `klaxond up` runs one of each and does not.
     pub fn with_claims(mut self, claims: klaxon_reactor::Claims) -> Wiring {
@@ -278,8 +279,11 @@ impl Wiring {
                 self.metrics = std::mem::take(&mut self.metrics).with_reactor(name, h.reactor().clone());
                 if !validated.reports.is_empty() {
                     let outbox: Arc<dyn klaxon_domain::outbox::Outbox> = validated.channels.clone();
-                    let reporter =
+                    let mut reporter =
                         klaxon_review::Reporter::new(h.clone(), validated.reports.clone(), outbox, self.clock.clone());
+                    if let Some(claims) = &self.claims {
+                        reporter = reporter.with_claims(claims.clone());
+                    }
                     self.tasks.push(Task::new("the trend reports", reporter.run(stop.clone())));
                 }
                 self.serve(ReviewService::new(h).into_server().max_decoding_message_size(max)).await;

@@ -329,6 +329,7 @@ pub(super) struct PageView {
     acknowledged_at: Option<String>,
     acknowledged_by: Option<String>,
     delivery: Option<String>,
+    delivery_note: Option<String>,
 }
 
 impl PageView {
@@ -345,6 +346,7 @@ impl PageView {
             acknowledged_at: rfc3339(p.acknowledged_at.as_ref()),
             acknowledged_by: non_empty(&p.acknowledged_by),
             delivery: non_empty(&p.delivery),
+            delivery_note: non_empty(&p.delivery_note),
         }
     }
 }

@@ -427,7 +427,7 @@ fn acknowledge_confirmation() {
         Reply::Acknowledged(response),
         true,
         expect![[
-            r#"{"position":57,"page":{"page_id":"INC-7-P1","incident_id":"INC-7","responder":"ana","level":1,"round":1,"reason":"SEV1 declared","paged_at":"2025-03-01T10:03:00Z","deadline":"2025-03-01T10:08:00Z","acknowledged_at":"2025-03-01T10:04:00Z","acknowledged_by":"ana","delivery":"delivered"}}"#
+            r#"{"position":57,"page":{"page_id":"INC-7-P1","incident_id":"INC-7","responder":"ana","level":1,"round":1,"reason":"SEV1 declared","paged_at":"2025-03-01T10:03:00Z","deadline":"2025-03-01T10:08:00Z","acknowledged_at":"2025-03-01T10:04:00Z","acknowledged_by":"ana","delivery":"delivered","delivery_note":null}}"#
         ]],
     );
 }
@@ -447,6 +447,11 @@ fn pages_table() {
             failed,
             escalated,
             v1::Page { delivery: String::new(), ..page(4, "dave", 18) },
+            v1::Page {
+                delivery: "cancelled".into(),
+                delivery_note: "INC-7 was resolved before it was sent".into(),
+                ..page(5, "erin", 20)
+            },
         ],
     };
     check(
@@ -458,7 +463,8 @@ fn pages_table() {
             INC-7-P1  ana            1      1      SEV1 declared                      2025-03-01T10:03:00Z  2025-03-01T10:08:00Z  ana at 2025-03-01T10:04:00Z  delivered
             INC-7-P2  bob            2      1      SEV1 declared                      2025-03-01T10:08:00Z  2025-03-01T10:13:00Z  -                            failed
             INC-7-P3  carol-manager  3      2      INC-7-P2 not acknowledged in time  2025-03-01T10:13:00Z  2025-03-01T10:18:00Z  -                            delivered
-            INC-7-P4  dave           4      1      SEV1 declared                      2025-03-01T10:18:00Z  2025-03-01T10:23:00Z  -                            -"#]],
+            INC-7-P4  dave           4      1      SEV1 declared                      2025-03-01T10:18:00Z  2025-03-01T10:23:00Z  -                            -
+            INC-7-P5  erin           5      1      SEV1 declared                      2025-03-01T10:20:00Z  2025-03-01T10:25:00Z  -                            cancelled: INC-7 was resolved before it was sent"#]],
     );
     check(pages_of("INC-8"), Reply::Pages(v1::ListPagesResponse::default()), false, expect!["no pages"]);
     check(
@@ -466,7 +472,7 @@ fn pages_table() {
         Reply::Pages(v1::ListPagesResponse { pages: list.pages[1..2].to_vec() }),
         true,
         expect![[
-            r#"{"pages":[{"page_id":"INC-7-P2","incident_id":"INC-7","responder":"bob","level":2,"round":1,"reason":"SEV1 declared","paged_at":"2025-03-01T10:08:00Z","deadline":"2025-03-01T10:13:00Z","acknowledged_at":null,"acknowledged_by":null,"delivery":"failed"}]}"#
+            r#"{"pages":[{"page_id":"INC-7-P2","incident_id":"INC-7","responder":"bob","level":2,"round":1,"reason":"SEV1 declared","paged_at":"2025-03-01T10:08:00Z","deadline":"2025-03-01T10:13:00Z","acknowledged_at":null,"acknowledged_by":null,"delivery":"failed","delivery_note":null}]}"#
         ]],
     );
 }

@@ -375,7 +375,10 @@ pub(super) fn pages(p: &v1::ListPagesResponse) -> String {
                 human_time(page.paged_at.as_ref()).unwrap_or_else(dash),
                 human_time(page.deadline.as_ref()).unwrap_or_else(dash),
                 ack,
-                or_dash(&page.delivery).to_string(),
+                match page.delivery_note.as_str() {
+                    "" => or_dash(&page.delivery).to_string(),
+                    note => format!("{}: {note}", or_dash(&page.delivery)),
+                },
             ]
         }),
     )

@@ -206,7 +206,9 @@ pub struct SeverityOverridden {
 }
 
 /// The fields of [`Change::SeverityAssessed`]: the evaluator's result. It
-/// sets the incident's severity unless a manager overrode it.
+/// sets the incident's severity only while the incident is Reported: once a
+/// manager declared it (and so chose a severity), a late assessment is kept
+/// in the log but changes nothing.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SeverityAssessed {

@@ -268,6 +268,44 @@ fn declaring_and_severity() {
     assert_eq!((after.severity(), after.severity_overridden()), (Some(Severity::Sev1), true));
 }
 
+/// The evaluator's `incident.severity_assessed.v1` giving `severity`.
+fn assessed(severity: Severity, at: DateTime<Utc>) -> IncidentEvent {
+    IncidentEvent {
+        incident: inc(),
+        at,
+        by: actor("klaxon-severity"),
+        change: Change::SeverityAssessed(SeverityAssessed {
+            severity,
+            rule: None,
+            reason: "No rule matched".into(),
+            reasons: Vec::new(),
+        }),
+    }
+}
+
+#[test]
+fn an_assessment_sets_the_severity_only_until_a_person_sets_it() {
+    let severity_after = |steps: Vec<(&'static str, Command)>, assessment: Severity| {
+        let state = given(&steps);
+        let at = t(steps.len());
+        evolve(state, &assessed(assessment, at)).unwrap().severity()
+    };
+    // Before a declaration the evaluator's assessment is the severity.
+    assert_eq!(severity_after(reported(), Severity::Sev4), Some(Severity::Sev4));
+    // A declared severity is a person's: an assessment that lands after it
+    // (decided on the report, before the declaration) changes nothing,
+    // neither lower nor higher.
+    let sev1 = || with(reported(), &[("alice", declare(Severity::Sev1))]);
+    assert_eq!(severity_after(sev1(), Severity::Sev4), Some(Severity::Sev1));
+    assert_eq!(severity_after(declared(), Severity::Sev1), Some(Severity::Sev2));
+    // Nor after an override, a mitigation or a reopening.
+    let overridden = with(declared(), &[("alice", override_to(Severity::Sev1))]);
+    assert_eq!(severity_after(overridden, Severity::Sev3), Some(Severity::Sev1));
+    assert_eq!(severity_after(mitigated(), Severity::Sev1), Some(Severity::Sev2));
+    let reopen = Command::Reopen { reason: "back".into() };
+    assert_eq!(severity_after(with(resolved(), &[("alice", reopen)]), Severity::Sev4), Some(Severity::Sev2));
+}
+
 #[test]
 fn assigning_the_commander() {
     check(&declared(), ("alice", assign("bob")), "incident.commander_assigned.v1");

@@ -1013,6 +1013,27 @@ fn an_evaluated_severity_pages_unless_a_manager_overrode_it() {
 }
 
 #[test]
+fn a_late_assessment_does_not_lower_a_declared_sev1() {
+    // The evaluator decided on the report and its assessment landed after
+    // the manager's declaration: the declared severity stands and pages.
+    check(
+        "
+        00:00 report payments
+        00:00 declare sev1
+        00:00 evaluate sev4
+        00:00 decide
+        ",
+        expect![[r#"
+            00:00 report payments
+            00:00 declare sev1
+            00:00 evaluate sev4
+            00:00 decide
+              page P1 ana L0 R0 severity until 00:05
+        "#]],
+    );
+}
+
+#[test]
 fn a_late_ack_of_an_exhausted_chain_still_times_out() {
     // Acknowledged, then forgotten: even after the chain ran out, an
     // acknowledgement that is not followed by mitigation resumes paging.

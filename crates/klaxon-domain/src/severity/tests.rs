@@ -513,39 +513,29 @@ fn check_reassess(commands: &[Command], expected: &str) {
 }
 
 #[test]
-fn reassess_appends_only_changes_and_never_overrides_a_manager() {
+fn reassess_appends_only_changes_and_never_changes_a_severity_a_person_set() {
     use crate::incident::Command as C;
-    let sev = Severity::Sev1;
     let resolve = || C::Resolve { summary: "fixed".into() };
-    // Not declared yet: the first assessment.
+    // Not declared yet: the first assessment, then changes only.
     check_reassess(&[report("payments", &[])], "default SEV4");
     check_reassess(&[report("payments", &["acme", "globex"])], "tier1-multi-customer SEV1");
-    // Unchanged -> None; changed -> Some.
+    check_reassess(&[report("search", &[]), impact(10)], "many-customers SEV2");
+    // Declared: the severity is the manager's, whatever the facts say later,
+    // higher or lower.
     check_reassess(&[report("payments", &[]), declare(Severity::Sev4)], "-");
-    check_reassess(&[report("payments", &[]), declare(Severity::Sev4), impact(3)], "tier1-multi-customer SEV1");
-    check_reassess(&[report("search", &[]), declare(Severity::Sev4), impact(3)], "-");
-    check_reassess(&[report("search", &[]), declare(Severity::Sev4), impact(10)], "many-customers SEV2");
-    // After a declaration the evaluator raises the severity, never lowers it.
-    check_reassess(&[report("search", &[]), declare(sev), impact(10)], "-");
-    check_reassess(&[report("search", &[]), declare(Severity::Sev3), impact(10)], "many-customers SEV2");
-    // Overridden by a manager -> None, whatever the facts.
+    check_reassess(&[report("payments", &[]), declare(Severity::Sev4), impact(3)], "-");
+    check_reassess(&[report("search", &[]), declare(Severity::Sev1), impact(10)], "-");
+    check_reassess(&[report("search", &[]), declare(Severity::Sev3), impact(10)], "-");
     let overridden = C::OverrideSeverity { severity: Severity::Sev3, reason: "known flaky".into() };
-    check_reassess(&[report("payments", &[]), declare(Severity::Sev4), overridden.clone(), impact(30)], "-");
-    // Resolved or closed -> None; reopened -> assessed again.
+    check_reassess(&[report("payments", &[]), declare(Severity::Sev4), overridden, impact(30)], "-");
+    // Mitigated, resolved, closed or reopened: still a person's severity.
+    let mitigate = C::Mitigate { summary: "rolled back".into() };
+    check_reassess(&[report("payments", &[]), declare(Severity::Sev4), impact(30), mitigate], "-");
     check_reassess(&[report("payments", &[]), declare(Severity::Sev4), impact(30), resolve()], "-");
     let close = C::ValidateResolution { note: "verified".into() };
     check_reassess(&[report("payments", &[]), declare(Severity::Sev4), impact(30), resolve(), close], "-");
     let reopen = C::Reopen { reason: "back".into() };
-    check_reassess(
-        &[report("payments", &[]), declare(Severity::Sev4), impact(30), resolve(), reopen],
-        "tier1-multi-customer SEV1",
-    );
-    // Mitigated incidents are still open and assessed.
-    let mitigate = C::Mitigate { summary: "rolled back".into() };
-    check_reassess(
-        &[report("payments", &[]), declare(Severity::Sev4), impact(30), mitigate],
-        "tier1-multi-customer SEV1",
-    );
+    check_reassess(&[report("payments", &[]), declare(Severity::Sev4), impact(30), resolve(), reopen], "-");
 }
 
 #[test]

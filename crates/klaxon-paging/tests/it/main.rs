@@ -47,6 +47,19 @@ fn config_with(receiver_url: &str, extra: &str) -> PagerConfig {
 /// The test configuration with `policy` as its escalation policies and
 /// `extra` TOML appended.
 fn config_of(receiver_url: &str, policy: &str, extra: &str) -> PagerConfig {
+    config_from(&config_text(receiver_url, policy, extra))
+}
+
+/// The test configuration without a paging channel (the `pager` channel is
+/// configured, but pages do not go through it).
+fn config_without_paging_channel(receiver_url: &str) -> PagerConfig {
+    let text = config_text(receiver_url, PAYMENTS_POLICY, "");
+    let without = text.replace("channels = [\"pager\"]", "channels = []");
+    assert_ne!(without, text);
+    config_from(&without)
+}
+
+fn config_from(text: &str) -> PagerConfig {
     #[derive(serde::Deserialize)]
     struct File {
         services: ServiceCatalogConfig,
@@ -55,7 +68,21 @@ fn config_of(receiver_url: &str, policy: &str, extra: &str) -> PagerConfig {
         paging: PagingFileConfig,
         channels: Vec<klaxon_channels::ChannelConfig>,
     }
-    let text = format!(
+    let file: File = toml::from_str(text).unwrap();
+    let schedules = file.schedules.validate("schedules").unwrap();
+    let paging = file.paging.validate("", &schedules).unwrap();
+    let channels =
+        klaxon_channels::Channels::new(&file.channels, |v| (v == "PAGER_SECRET").then(|| SECRET.to_string())).unwrap();
+    PagerConfig {
+        paging: Arc::new(paging),
+        catalog: Arc::new(file.services.validate("services").unwrap()),
+        schedules: Arc::new(schedules),
+        channels: Arc::new(channels),
+    }
+}
+
+fn config_text(receiver_url: &str, policy: &str, extra: &str) -> String {
+    format!(
         r#"
 [[services]]
 name = "payments"
@@ -100,18 +127,7 @@ backoff_max_ms = 50
 timeout_ms = 2000
 {extra}
 "#
-    );
-    let file: File = toml::from_str(&text).unwrap();
-    let schedules = file.schedules.validate("schedules").unwrap();
-    let paging = file.paging.validate("", &schedules).unwrap();
-    let channels =
-        klaxon_channels::Channels::new(&file.channels, |v| (v == "PAGER_SECRET").then(|| SECRET.to_string())).unwrap();
-    PagerConfig {
-        paging: Arc::new(paging),
-        catalog: Arc::new(file.services.validate("services").unwrap()),
-        schedules: Arc::new(schedules),
-        channels: Arc::new(channels),
-    }
+    )
 }
 
 mod eviction;
@@ -505,6 +521,62 @@ async fn grpc_acknowledge_on_call_and_pages_answer_precisely() {
     let pages = c.list_pages(v1::ListPagesRequest { incident_id: id.to_string() }).await.unwrap().into_inner().pages;
     assert_eq!(pages.len(), 1);
     assert_eq!(pages[0].delivery, "delivered");
+    w.stop.cancel();
+}
+
+/// A gRPC paging server for `w`'s pager on loopback, and a client of it.
+async fn paging_client(w: &World) -> v1::paging_client::PagingClient<tonic::transport::Channel> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(klaxon_paging::grpc::PagingService::new(w.pager.clone()).into_server())
+            .serve_with_incoming_shutdown(
+                tokio_stream::wrappers::TcpListenerStream::new(listener),
+                w.pager_stop.clone().cancelled_owned(),
+            ),
+    );
+    v1::paging_client::PagingClient::connect(format!("http://{address}")).await.unwrap()
+}
+
+/// `ListPages` of `id` as `page delivery [note]` lines.
+async fn listed(c: &mut v1::paging_client::PagingClient<tonic::transport::Channel>, id: IncidentId) -> Vec<String> {
+    let pages = c.list_pages(v1::ListPagesRequest { incident_id: id.to_string() }).await.unwrap().into_inner().pages;
+    pages.iter().map(|p| format!("{} {} {}", p.page_id, p.delivery, p.delivery_note).trim_end().to_string()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_pages_says_which_pages_will_never_be_sent_and_why() {
+    // Pages are decided while no paging channel is configured, so none
+    // goes out; then one incident is resolved and one page acknowledged
+    // before a channel is added and the pager restarted with it.
+    let receiver = Receiver::start(SECRET).await;
+    let (_dir, mut w) = new_world(&config_without_paging_channel(&receiver.url));
+    let maria = CommandContext::by(ActorId::new("maria").unwrap());
+    let resolved = w.sev1(Some("maria")).await;
+    let acked = w.sev1(Some("maria")).await;
+    let open = w.sev1(Some("maria")).await;
+    for id in [resolved, acked, open] {
+        w.until_pages(id, 1).await;
+    }
+    let mut c = paging_client(&w).await;
+    assert_eq!(listed(&mut c, open).await, ["INC-3-P1 held no paging channel is configured"]);
+    w.intake.execute(resolved, Command::Resolve { summary: "rolled back".into() }, &maria).await.unwrap();
+    w.pager.acknowledge(PageId::new(acked, 1).unwrap(), &ActorId::new("ana").unwrap(), None).await.unwrap();
+    w.settled().await;
+    assert_eq!(listed(&mut c, resolved).await, ["INC-1-P1 cancelled INC-1 was resolved before it was sent"]);
+    assert_eq!(listed(&mut c, acked).await, ["INC-2-P1 cancelled acknowledged by ana before it was sent"]);
+
+    w.config = config(&receiver.url).into();
+    w.restart_pager().await;
+    let delivered = receiver.wait_for_delivered(1, Duration::from_secs(10)).await;
+    w.settled().await;
+    assert_eq!(delivered.iter().map(|r| r.idempotency_key.as_str()).collect::<Vec<_>>(), ["INC-3-P1"]);
+    assert_eq!(receiver.requests().len(), 1, "only the open incident's page went out");
+    let mut c = paging_client(&w).await;
+    assert_eq!(listed(&mut c, resolved).await, ["INC-1-P1 cancelled INC-1 was resolved before it was sent"]);
+    assert_eq!(listed(&mut c, acked).await, ["INC-2-P1 cancelled acknowledged by ana before it was sent"]);
+    assert_eq!(listed(&mut c, open).await, ["INC-3-P1 delivered"]);
     w.stop.cancel();
 }
 

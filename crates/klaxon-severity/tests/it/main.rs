@@ -327,3 +327,63 @@ async fn a_resolved_incident_leaves_memory_and_is_assessed_after_its_reopen_as_i
     );
     assert_eq!(evicted, kept);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_assessment_landing_after_a_declaration_does_not_lower_the_declared_sev1() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path(), Default::default()).unwrap();
+    let w = start(&log);
+    let id = report(&w, "search", &[], ReportSource::Api).await;
+    severity_becomes(&w, id, Some(Severity::Sev4)).await;
+    w.intake.execute(id, Command::DeclareIncident { severity: Severity::Sev1 }, &who("maria")).await.unwrap();
+    settle(&w, &log).await;
+    assert_eq!(assessments(&log).len(), 1, "a declared incident is not assessed again");
+
+    // The evaluator decides on what it has folded: an assessment decided on
+    // the report (the default, Sev-4) can land after the declaration, as it
+    // does when a manager declares while the evaluator is deciding (the
+    // simulation saw it). It is appended as the evaluator would.
+    let stream = klaxon_reactor::streams::incident(id);
+    let first = log.read_stream(&stream, klaxon_log::StreamVersion(1), 1).unwrap().remove(0);
+    let late = klaxon_domain::incident::IncidentEvent {
+        incident: id,
+        at: first.recorded_at,
+        by: klaxon_domain::severity::severity_actor(),
+        change: klaxon_domain::incident::Change::SeverityAssessed(klaxon_domain::incident::SeverityAssessed {
+            severity: Severity::Sev4,
+            rule: None,
+            reason: "No rule matched".into(),
+            reasons: Vec::new(),
+        }),
+    };
+    let append = klaxon_reactor::Append::new(
+        stream.clone(),
+        klaxon_log::ExpectedVersion::Any,
+        &[late],
+        klaxon_reactor::Ids::caused_by(first.id, "test.late-assessment"),
+    );
+    log.append(&stream, klaxon_log::ExpectedVersion::Any, append.to_new_events(None).unwrap()).await.unwrap();
+    let head = log.head();
+    settle(&w, &log).await;
+
+    // Recorded, but the manager's Sev-1 stands: in the intake's fold and in
+    // the evaluator's, which does not answer with an assessment of its own.
+    assert_eq!(assessments(&log).len(), 2);
+    assert_eq!(w.intake.get(id).await.unwrap().severity(), Some(Severity::Sev1));
+    let (incident, _) = w.evaluator.explain(id).await.unwrap();
+    assert_eq!(incident.severity(), Some(Severity::Sev1));
+    assert_eq!(log.head(), head, "the evaluator wrote nothing after the late assessment");
+
+    // New facts after the declaration do not change it either.
+    let impact = Command::RecordCustomerImpact {
+        customers_affected: 40,
+        customers: vec![],
+        multi_customer: true,
+        summary: "EU".into(),
+    };
+    w.intake.execute(id, impact, &who("maria")).await.unwrap();
+    settle(&w, &log).await;
+    assert_eq!(assessments(&log).len(), 2);
+    assert_eq!(w.intake.get(id).await.unwrap().severity(), Some(Severity::Sev1));
+    w.stop.cancel();
+}
