@@ -33,6 +33,16 @@
 //! 4. **Restart**: SIGTERM, then `klaxond up` on the same folder, timed to
 //!    ready as in 2.
 //!
+//! For both starts a second table says where the time went: `serving`
+//! (spawn until klaxond says where it listens: log open and index rebuild
+//! from the log's tail, configuration, wiring) and, for each service, when
+//! `/metrics` first showed it at the head (snapshot load and decode, then
+//! the fold of the rest).
+//!
+//! `[memory] evict_closed_after` (closed incidents leave memory) is passed
+//! as `24h` when klaxond's configuration has the setting (read from its
+//! source), or as `KLAXON_SCALE_EVICT_CLOSED_AFTER` says (`off`: not at all).
+//!
 //! `KLAXON_SCALE_EVENTS` chooses the sizes (default `100000,1000000`; add
 //! `10000000` for the 10M row, which takes long: about 2 GB of data and
 //! minutes of generation). `KLAXON_SCALE_TRAFFIC` sets the traffic's
@@ -445,6 +455,22 @@ fn incident_history(
     b.finish()
 }
 
+/// klaxond's configuration source: whether it knows `[memory]
+/// evict_closed_after` (bounded memory, issue 19) is read from it, so that
+/// the bench passes the setting exactly when the klaxond it builds takes it.
+const KLAXOND_CONFIG_SOURCE: &str = include_str!("../../crates/klaxond/src/config.rs");
+
+/// `[memory] evict_closed_after` for the starts: `KLAXON_SCALE_EVICT_CLOSED_AFTER`
+/// (a duration such as `24h`, or `off`), else `24h` when klaxond has the
+/// setting, else none.
+fn evict_closed_after() -> Option<String> {
+    match std::env::var("KLAXON_SCALE_EVICT_CLOSED_AFTER") {
+        Ok(v) if v == "off" || v.is_empty() => None,
+        Ok(v) => Some(v),
+        Err(_) => KLAXOND_CONFIG_SOURCE.contains("evict_closed_after").then(|| "24h".to_owned()),
+    }
+}
+
 /// Writes about `target` events into a new log at `dir`.
 fn generate(dir: &Path, target: u64, runtime: &tokio::runtime::Runtime) -> Generated {
     let log = Log::open(dir, klaxon_log::Options::default()).expect("open the log");
@@ -563,28 +589,54 @@ fn rss_mb(pid: u32) -> f64 {
     kb / 1024.0
 }
 
+/// When a start was ready: the log's head then, and when (seconds after
+/// the spawn) each service first reported it had processed the head.
+struct Ready {
+    head: u64,
+    services: Vec<(String, f64)>,
+}
+
 /// Polls `/metrics` until every service has processed the log's head and
-/// the head held still meanwhile; returns the head.
-fn wait_ready(up: &Klaxond) -> u64 {
+/// the head held still meanwhile; notes when each service first got there
+/// (seconds since `begun`).
+fn wait_ready(up: &Klaxond, begun: Instant) -> Ready {
     let address = up.http_address.as_deref().expect("up serves HTTP");
     let deadline = Instant::now() + READY_LIMIT;
+    let mut services: Vec<(String, f64)> = Vec::new();
     loop {
         let metrics = scrape(address);
         let head = metrics.get("klaxon_log_head").copied().unwrap_or(0.0) as u64;
-        let services: Vec<u64> = metrics
+        let positions: Vec<(&str, u64)> = metrics
             .iter()
-            .filter(|(name, _)| name.starts_with("klaxon_processed_position{"))
-            .map(|(_, v)| *v as u64)
+            .filter_map(|(name, v)| {
+                let service = name.strip_prefix("klaxon_processed_position{service=\"")?.strip_suffix("\"}")?;
+                Some((service, *v as u64))
+            })
             .collect();
-        if !services.is_empty() && services.iter().all(|p| *p >= head) {
+        for (service, position) in &positions {
+            if *position >= head && !services.iter().any(|(s, _)| s == service) {
+                services.push(((*service).to_owned(), begun.elapsed().as_secs_f64()));
+            }
+        }
+        if !positions.is_empty() && positions.iter().all(|(_, p)| *p >= head) {
             let again = scrape(address).get("klaxon_log_head").copied().unwrap_or(0.0) as u64;
             if again == head {
-                return head;
+                return Ready { head, services };
             }
         }
         assert!(Instant::now() < deadline, "not ready within {READY_LIMIT:?}");
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// One start's phases: `serving` (spawn until it listens: log open and
+/// index rebuild from its tail, configuration, wiring), then each service's
+/// time to the head (snapshot load and decode, folding the rest).
+fn phases(serving_s: f64, ready: &Ready) -> String {
+    let mut services = ready.services.clone();
+    services.sort_by(|a, b| a.0.cmp(&b.0));
+    let each: Vec<String> = services.iter().map(|(s, t)| format!("{s} {t:.2}")).collect();
+    format!("serving {serving_s:.2}; {}", each.join(", "))
 }
 
 /// An hour of a busy company, compressed; returns the calls made.
@@ -713,6 +765,8 @@ struct Row {
     rss_after_mb: f64,
     restart_s: f64,
     rss_restart_mb: f64,
+    first_phases: String,
+    restart_phases: String,
 }
 
 fn main() {
@@ -728,7 +782,12 @@ fn main() {
     let exe = std::env::current_exe().expect("the bench's path");
     let cache: PathBuf = exe.ancestors().nth(3).expect("target/").join("scale");
     std::fs::create_dir_all(&cache).expect("create target/scale");
-    let paged = Paged::start(1800, false, "[limits]\nrequests_per_second = 0\n");
+    let evict = evict_closed_after();
+    let mut extra = String::from("[limits]\nrequests_per_second = 0\n");
+    if let Some(after) = &evict {
+        extra.push_str(&format!("[memory]\nevict_closed_after = {after:?}\n"));
+    }
+    let paged = Paged::start(1800, false, &extra);
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let mut rows = Vec::new();
     for size in sizes {
@@ -754,23 +813,28 @@ fn main() {
         eprintln!("{size}: first start ...");
         let begun = Instant::now();
         let up = Klaxond::start_with_env(&run, &paged.config_args(), &paged.env());
-        let head = wait_ready(&up);
+        let serving_s = begun.elapsed().as_secs_f64();
+        let ready = wait_ready(&up, begun);
         let ready_s = begun.elapsed().as_secs_f64();
         let rss = rss_mb(up.pid());
-        eprintln!("  ready in {ready_s:.2} s, {rss:.0} MB; traffic ...");
+        let first_phases = phases(serving_s, &ready);
+        eprintln!("  ready in {ready_s:.2} s ({first_phases}), {rss:.0} MB; traffic ...");
         let begun = Instant::now();
         let traffic_calls = runtime.block_on(traffic(&up.url, reports));
         let traffic_s = begun.elapsed().as_secs_f64();
-        wait_ready(&up);
+        wait_ready(&up, begun);
         let rss_after = rss_mb(up.pid());
         assert!(up.stop().success(), "klaxond stopped cleanly");
 
         eprintln!("{size}: restart ...");
         let begun = Instant::now();
         let up = Klaxond::start_with_env(&run, &paged.config_args(), &paged.env());
-        wait_ready(&up);
+        let serving_s = begun.elapsed().as_secs_f64();
+        let restarted = wait_ready(&up, begun);
         let restart_s = begun.elapsed().as_secs_f64();
         let rss_restart = rss_mb(up.pid());
+        let restart_phases = phases(serving_s, &restarted);
+        eprintln!("  ready in {restart_s:.2} s ({restart_phases}), {rss_restart:.0} MB");
         assert!(up.stop().success(), "klaxond stopped cleanly");
         std::fs::remove_dir_all(&run).expect("remove the copy");
         if !keep {
@@ -780,7 +844,9 @@ fn main() {
             generated,
             folder_mb,
             ready_s,
-            appended_at_start: head - generated.events,
+            appended_at_start: ready.head - generated.events,
+            first_phases,
+            restart_phases,
             rss_mb: rss,
             traffic_calls,
             traffic_s,
@@ -812,5 +878,17 @@ fn main() {
         );
     }
     println!();
+    println!("Where the time goes (seconds after the spawn: serving = listening, then each service at the head):");
+    println!();
+    println!("| events | first start | restart |");
+    println!("| ---: | --- | --- |");
+    for r in &rows {
+        println!("| {} | {} | {} |", r.generated.events, r.first_phases, r.restart_phases);
+    }
+    println!();
+    match &evict {
+        Some(after) => println!("[memory] evict_closed_after = {after:?}"),
+        None => println!("No [memory] evict_closed_after (this klaxond has no such setting, or it was turned off)."),
+    }
     println!("Targets at 1M events: first start ready <= 2 s, RSS <= 300 MB.");
 }

@@ -432,8 +432,8 @@ impl Intake {
         let shared = &self.handle.shared;
         let mut last_id = uuid::Uuid::nil();
         let mut snapshot_at = Position::ZERO;
+        let head = self.handle.log.head().await?;
         if let Some((file, _)) = &self.snapshots {
-            let head = self.handle.log.head().await?;
             if let Some(loaded) =
                 snapshot::resume::<Projection>(file, SNAPSHOT_SCHEMA, &self.handle.log, head, "intake").await
             {
@@ -475,7 +475,11 @@ impl Intake {
                             Ok(_) => {}
                         }
                         last_id = record.id;
-                        let due = self.snapshots.as_ref().is_some_and(|(_, every)| record.position.0 >= snapshot_at.0 + every.get());
+                        // Not while catching up with the head found at
+                        // start (as in the reactor shell): one snapshot on
+                        // reaching it, not one per `every` records folded.
+                        let due = record.position >= head
+                            && self.snapshots.as_ref().is_some_and(|(_, every)| record.position.0 >= snapshot_at.0 + every.get());
                         if due && saving.as_ref().is_none_or(tokio::task::JoinHandle::is_finished) {
                             saving = self.snapshot(record.position, last_id);
                             snapshot_at = record.position;

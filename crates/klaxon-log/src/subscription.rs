@@ -37,7 +37,15 @@ impl Subscription {
     /// The next record; `None` once the log is closed and every durable
     /// record has been yielded. An error (corruption) is returned, never
     /// skipped: the subscription stays at the failing position.
+    ///
+    /// Each record spends a unit of tokio's cooperative budget, so a
+    /// consumer catching up on a long log (where every refill is a
+    /// synchronous read, never a wait) yields its worker thread now and then
+    /// instead of holding it until it reaches the head: other tasks (the
+    /// `/metrics` endpoint, gRPC calls, the other services catching up)
+    /// keep running meanwhile.
     pub async fn next(&mut self) -> Option<Result<Record, Error>> {
+        tokio::task::consume_budget().await;
         loop {
             if let Some(record) = self.buffer.pop_front() {
                 self.next = record.position.next();

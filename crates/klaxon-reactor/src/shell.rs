@@ -766,9 +766,15 @@ impl Run {
         self.caught_up = self.start_head <= position;
     }
 
-    /// Whether `every` records were folded since the last snapshot.
+    /// Whether `every` records were folded since the last snapshot, once
+    /// caught up with the head found at start. Not while catching up: a
+    /// start that folds a long log would otherwise clone and serialize the
+    /// whole (growing) state every `every` records, competing with the
+    /// fold for the CPU and doubling its memory, to save states that the
+    /// one saved on reaching the head replaces at once.
     fn snapshot_due<S: Service>(&self, inner: &Inner<S>) -> bool {
-        inner.snapshots.as_ref().is_some_and(|(_, every)| self.applied.0 >= self.snapshot_at.0 + every.get())
+        self.caught_up
+            && inner.snapshots.as_ref().is_some_and(|(_, every)| self.applied.0 >= self.snapshot_at.0 + every.get())
     }
 
     /// Starts saving a snapshot of the state as folded now: the state is

@@ -90,3 +90,33 @@ async fn a_subscription_starts_at_its_position_and_ends_when_the_log_closes() {
     assert_eq!(sub.next().await.unwrap().unwrap().position, Position(10));
     assert!(sub.next().await.is_none());
 }
+
+/// A subscription catching up reads from sled without ever waiting, so
+/// without a cooperative yield it would hold its worker thread until the
+/// head: on `klaxond up`'s two worker threads, two services folding a long
+/// log left `/metrics` and gRPC unanswered for minutes. On a
+/// single-threaded runtime another task runs only when this one yields.
+#[tokio::test(flavor = "current_thread")]
+async fn a_subscription_catching_up_lets_other_tasks_run() {
+    let (_dir, log) = temp_log(Options::default());
+    let records: u64 = 2_000;
+    for batch in 0..records / 100 {
+        log.append(&sid("s"), ExpectedVersion::Any, (0..100).map(|i| event(batch * 100 + i)).collect()).await.unwrap();
+    }
+    let (ran, mut other) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let _ = ran.send(());
+    });
+    let mut sub = log.subscribe(Position(1));
+    let mut other_ran_at = None;
+    for expected in 1..=records {
+        let record = sub.next().await.expect("subscription open").expect("record intact");
+        assert_eq!(record.position, Position(expected));
+        if other_ran_at.is_none() && other.try_recv().is_ok() {
+            other_ran_at = Some(expected);
+        }
+    }
+    let at = other_ran_at.expect("the other task ran while the subscription caught up");
+    assert!(at < records, "the other task ran only at the end ({at})");
+    log.close().await;
+}
