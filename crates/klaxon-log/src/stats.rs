@@ -94,6 +94,8 @@ pub struct WorkCounters {
     pub index_keys: AtomicU64,
     /// Index batches written behind.
     pub index_batches: AtomicU64,
+    /// Records whose index entries were written behind (since open).
+    pub records_indexed: AtomicU64,
     /// Idempotency lookups that had to read sled's id index.
     pub id_index_reads: AtomicU64,
     /// Stream-head lookups that had to read sled's stream index.
@@ -115,6 +117,8 @@ pub struct WorkSnapshot {
     pub index_keys: u64,
     /// See [`WorkCounters::index_batches`].
     pub index_batches: u64,
+    /// See [`WorkCounters::records_indexed`].
+    pub records_indexed: u64,
     /// See [`WorkCounters::id_index_reads`].
     pub id_index_reads: u64,
     /// See [`WorkCounters::stream_index_reads`].
@@ -136,6 +140,7 @@ impl WorkCounters {
             group_keys: get(&self.group_keys),
             index_keys: get(&self.index_keys),
             index_batches: get(&self.index_batches),
+            records_indexed: get(&self.records_indexed),
             id_index_reads: get(&self.id_index_reads),
             stream_index_reads: get(&self.stream_index_reads),
         }

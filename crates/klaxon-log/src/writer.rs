@@ -148,6 +148,10 @@ enum Handoff {
     Idle,
 }
 
+/// Index entries the tail may hold before the sync stage stops answering
+/// until the index thread has caught up (four index batches).
+const INDEX_TAIL_RECORDS_MAX: usize = 4 * index::INDEX_BEHIND_RECORDS;
+
 /// Answers after which the sync stage stops waiting for the writer to run
 /// out of queued requests and syncs what it has.
 const ROUND_ANSWERS_MAX: usize = 1024;
@@ -590,17 +594,14 @@ impl SyncStage {
     fn run(mut self, rx: std::sync::mpsc::Receiver<Handoff>) {
         // The index batches run on their own thread, so that writing 8,192
         // records' index entries never holds up a flush and its answers.
+        // One batch at a time (the lock), so the mark only moves forward.
         let (to_indexer, indexer_rx) = std::sync::mpsc::sync_channel::<Position>(1);
+        let shared = Arc::new(Mutex::new(self.indexer()));
         let indexer = {
-            let mut indexer = Indexer {
-                db: self.db.clone(),
-                failed: self.failed.clone(),
-                tail: self.tail.clone(),
-                stats: self.stats.clone(),
-            };
+            let shared = shared.clone();
             std::thread::Builder::new().name("klaxon-log-index".into()).spawn(move || {
                 while let Ok(durable) = indexer_rx.recv() {
-                    indexer.index_behind(durable);
+                    shared.lock().expect("indexer lock").index_behind(durable);
                 }
             })
         };
@@ -665,14 +666,21 @@ impl SyncStage {
             for answer in answers {
                 answer.send(outcome.as_ref().map(|_| ()).map_err(|reason| Error::Failed { reason: reason.clone() }));
             }
-            if outcome.is_ok() && self.tail.len() >= index::INDEX_BEHIND_RECORDS {
+            let behind = self.tail.len();
+            if outcome.is_ok() && behind >= index::INDEX_BEHIND_RECORDS {
                 let durable = *self.durable.borrow();
                 match &to_indexer {
+                    // Back-pressure: when the index thread falls this far
+                    // behind, the sync stage waits for it and indexes too,
+                    // so the tail's memory stays bounded.
+                    Some(_) if behind >= INDEX_TAIL_RECORDS_MAX => {
+                        shared.lock().expect("indexer lock").index_behind(durable)
+                    }
                     // Full: a batch is already due; a later round asks again if still needed.
                     Some(tx) => {
                         let _ = tx.try_send(durable);
                     }
-                    None => self.indexer().index_behind(durable),
+                    None => shared.lock().expect("indexer lock").index_behind(durable),
                 }
             }
         }
@@ -682,7 +690,7 @@ impl SyncStage {
         }
         if self.failed.lock().expect("failed flag").is_none() {
             let durable = *self.durable.borrow();
-            self.indexer().index_behind(durable);
+            shared.lock().expect("indexer lock").index_behind(durable);
         }
         if let Err(e) = self.sync() {
             tracing::error!(error = %e, "final flush of the log failed");
@@ -729,6 +737,7 @@ impl Indexer {
             Ok(keys) => {
                 WorkCounters::add(&self.stats.work.index_keys, keys);
                 WorkCounters::add(&self.stats.work.index_batches, 1);
+                WorkCounters::add(&self.stats.work.records_indexed, entries.len() as u64);
                 self.tail.forget_up_to(last)
             }
             Err(e) => {
