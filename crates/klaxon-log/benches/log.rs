@@ -82,11 +82,78 @@ fn sled_baseline(batch: usize, seconds: u64) -> (f64, Vec<Duration>) {
     (rate, latencies)
 }
 
+/// CPU time (user + system, in clock ticks) of this process's threads,
+/// summed by thread name, from `/proc/self/task/*/stat` (Linux only; empty
+/// elsewhere). CPU time per append depends far less on the machine's load
+/// than wall-clock rates do.
+fn thread_cpu_ticks() -> std::collections::BTreeMap<String, u64> {
+    let mut out = std::collections::BTreeMap::new();
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return out };
+    for task in tasks.flatten() {
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else { continue };
+        // pid (comm) state ... field 14 utime, 15 stime; comm may hold spaces.
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else { continue };
+        let name = stat[open + 1..close].to_string();
+        let fields: Vec<&str> = stat[close + 2..].split(' ').collect();
+        let ticks = fields.get(11).and_then(|u| u.parse::<u64>().ok()).unwrap_or(0)
+            + fields.get(12).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0);
+        *out.entry(name).or_default() += ticks;
+    }
+    out
+}
+
+/// Work per append, as the log counts it, and CPU time per append by thread
+/// (from the process's threads' CPU time before and after the case).
+struct Work {
+    appends: u64,
+    counts: klaxon_log::WorkSnapshot,
+    cpu_ticks: std::collections::BTreeMap<String, i64>,
+}
+
+impl Work {
+    fn print(&self, name: &str) {
+        let n = self.appends.max(1) as f64;
+        let c = &self.counts;
+        let per = |x: u64| x as f64 / n;
+        eprintln!(
+            "{name}: {} appends; per append: {:.3} sled keys in groups, {:.3} sled keys written behind, \
+             {:.4} groups, {:.4} syncs ({:.1} appends per sync), {:.3} id-index reads, {:.3} stream-index reads; \
+             {} index batches",
+            self.appends,
+            per(c.group_keys),
+            per(c.index_keys),
+            per(c.groups),
+            per(c.syncs),
+            n / c.syncs.max(1) as f64,
+            per(c.id_index_reads),
+            per(c.stream_index_reads),
+            c.index_batches,
+        );
+        // /proc reports CPU time in USER_HZ ticks: 100 per second on Linux.
+        let tick_us = 10_000.0;
+        let total: i64 = self.cpu_ticks.values().sum();
+        let parts: Vec<String> = self
+            .cpu_ticks
+            .iter()
+            .filter(|(_, t)| **t > 0)
+            .map(|(thread, t)| format!("{thread} {:.1}", *t as f64 * tick_us / n))
+            .collect();
+        eprintln!("{name}: CPU µs per append {:.1} ({})", total as f64 * tick_us / n, parts.join(", "));
+    }
+}
+
 /// The log with `appenders` concurrent tasks, each appending one event at a
 /// time to its own stream for `seconds`.
 async fn log_appenders(appenders: usize, seconds: u64) -> (f64, Vec<Duration>) {
+    let (rate, latencies, work) = log_appenders_counted(appenders, seconds).await;
+    work.print(&format!("log, {appenders} appenders"));
+    (rate, latencies)
+}
+
+async fn log_appenders_counted(appenders: usize, seconds: u64) -> (f64, Vec<Duration>, Work) {
     let dir = tempfile::tempdir().unwrap();
     let log = Log::open(dir.path(), Options::default()).unwrap();
+    let cpu_before = thread_cpu_ticks();
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let start = Instant::now();
     let tasks: Vec<_> = (0..appenders)
@@ -111,8 +178,15 @@ async fn log_appenders(appenders: usize, seconds: u64) -> (f64, Vec<Duration>) {
         latencies.extend(t.await.unwrap());
     }
     let rate = latencies.len() as f64 / start.elapsed().as_secs_f64();
+    let counts = log.stats().work.snapshot();
+    let cpu_after = thread_cpu_ticks();
+    let cpu_ticks = cpu_after
+        .iter()
+        .map(|(name, t)| (name.clone(), *t as i64 - cpu_before.get(name).copied().unwrap_or(0) as i64))
+        .collect();
     log.close().await;
-    (rate, latencies)
+    let appends = latencies.len() as u64;
+    (rate, latencies, Work { appends, counts, cpu_ticks })
 }
 
 /// Fills a log with `events` (large appends from a few tasks), then times a
@@ -140,6 +214,15 @@ async fn log_replay(events: u64) -> f64 {
         f.await.unwrap();
     }
     assert_eq!(log.head().0, events / per_append * per_append);
+    // The index is written behind, on its own thread: let it catch up
+    // (bounded), so that the timed read does not share the machine with it.
+    for _ in 0..3000 {
+        let work = log.stats().work.snapshot();
+        if work.records - work.records_indexed < 8192 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let start = Instant::now();
     let mut next = Position(1);
     let mut count = 0u64;

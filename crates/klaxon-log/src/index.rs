@@ -114,8 +114,10 @@ impl Tail {
 
 /// Writes the index entries of `entries` (consecutive records following
 /// the current mark) and moves the mark to `up_to`, in one atomic batch.
-pub(crate) fn write(db: &sled::Db, entries: &[IndexEntry], up_to: Position) -> Result<(), Error> {
+/// Returns how many sled keys it wrote.
+pub(crate) fn write(db: &sled::Db, entries: &[IndexEntry], up_to: Position) -> Result<u64, Error> {
     let mut batch = sled::Batch::default();
+    let mut keys = 1 + entries.len() as u64;
     // Each stream's versions here are consecutive (every version above the
     // mark is in `entries`): one run per stream, split at the run bound.
     let mut runs: HashMap<&StreamId, Vec<(StreamVersion, Vec<Position>)>> = HashMap::new();
@@ -130,11 +132,12 @@ pub(crate) fn write(db: &sled::Db, entries: &[IndexEntry], up_to: Position) -> R
     for (stream, stream_runs) in runs {
         for (first, positions) in stream_runs {
             batch.insert(codec::stream_key(stream, first), codec::stream_run_value(&positions));
+            keys += 1;
         }
     }
     batch.insert(codec::INDEXED_KEY, &codec::u64_value(up_to.0));
     db.apply_batch(batch)?;
-    Ok(())
+    Ok(keys)
 }
 
 /// The position up to which the indexes in sled are complete.

@@ -42,16 +42,20 @@
 //! - `store`: finding records in chunks (and format-1 `r` keys).
 //! - `index`: the stream and id indexes, written behind the records from an
 //!   in-memory tail, completed at open from the records after their mark.
+//! - `idfilter`: the writer's Bloom filter over every id in the log, so a
+//!   fresh id costs no id-index read (exact: "absent" has no false negatives).
 //! - `replicated`: the log as a replicated state machine: [`Log::apply`]
 //!   (ordered batches with their proposer's time and a mark, atomically),
 //!   [`Log::import`] (another replica's records, verbatim), [`Log::check`].
 //! - `subscription`: catch-up-then-live [`Subscription`]s.
 //! - `verify`: a full consistency check ([`Log::verify`]).
-//! - `stats`: append latency and group-commit sizes ([`Log::stats`]).
+//! - `stats`: append latency, group-commit sizes and work counters
+//!   ([`Log::stats`]).
 
 mod codec;
 mod durability;
 mod error;
+mod idfilter;
 mod index;
 mod log;
 mod replicated;
@@ -66,7 +70,7 @@ pub use durability::SyncFault;
 pub use error::Error;
 pub use log::{Log, Options};
 pub use replicated::{Mark, Outcome, Write};
-pub use stats::{Histogram, HistogramSnapshot, LogStats};
+pub use stats::{Histogram, HistogramSnapshot, LogStats, WorkCounters, WorkSnapshot};
 pub use subscription::Subscription;
 pub use types::{
     ACTOR_BYTES_MAX, Appended, CONSUMER_NAME_BYTES_MAX, EventData, EventKind, ExpectedVersion, KIND_BYTES_MAX,

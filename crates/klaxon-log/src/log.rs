@@ -137,6 +137,7 @@ impl Log {
             heads: Default::default(),
             tail: tail.clone(),
             legacy_head,
+            ids: crate::idfilter::IdFilter::open(&db, head),
         };
         let handle = std::thread::Builder::new().name("klaxon-log-writer".into()).spawn(move || writer.run(rx))?;
         tracing::info!(path = %dir.display(), head = head.0, "event log open");

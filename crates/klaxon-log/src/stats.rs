@@ -73,6 +73,78 @@ pub struct LogStats {
     pub append_micros: Histogram,
     /// Appends committed together by one group commit (one fsync).
     pub group_appends: Histogram,
+    /// Counts of the work done, for finding where an append's time goes
+    /// independently of the machine's load (the benchmark prints them per
+    /// append).
+    pub work: WorkCounters,
+}
+
+/// Monotonic counts of the log's work since it was opened.
+#[derive(Debug, Default)]
+pub struct WorkCounters {
+    /// Records written by appends and imports.
+    pub records: AtomicU64,
+    /// Groups the writer applied to sled (one `apply_batch` each).
+    pub groups: AtomicU64,
+    /// Flush + fdatasync rounds of the sync stage.
+    pub syncs: AtomicU64,
+    /// Sled keys written by the groups (record chunks, checkpoints, marks).
+    pub group_keys: AtomicU64,
+    /// Sled keys written behind by the index batches.
+    pub index_keys: AtomicU64,
+    /// Index batches written behind.
+    pub index_batches: AtomicU64,
+    /// Records whose index entries were written behind (since open).
+    pub records_indexed: AtomicU64,
+    /// Idempotency lookups that had to read sled's id index.
+    pub id_index_reads: AtomicU64,
+    /// Stream-head lookups that had to read sled's stream index.
+    pub stream_index_reads: AtomicU64,
+}
+
+/// [`WorkCounters`] as read at one moment.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WorkSnapshot {
+    /// See [`WorkCounters::records`].
+    pub records: u64,
+    /// See [`WorkCounters::groups`].
+    pub groups: u64,
+    /// See [`WorkCounters::syncs`].
+    pub syncs: u64,
+    /// See [`WorkCounters::group_keys`].
+    pub group_keys: u64,
+    /// See [`WorkCounters::index_keys`].
+    pub index_keys: u64,
+    /// See [`WorkCounters::index_batches`].
+    pub index_batches: u64,
+    /// See [`WorkCounters::records_indexed`].
+    pub records_indexed: u64,
+    /// See [`WorkCounters::id_index_reads`].
+    pub id_index_reads: u64,
+    /// See [`WorkCounters::stream_index_reads`].
+    pub stream_index_reads: u64,
+}
+
+impl WorkCounters {
+    pub(crate) fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// The current counts.
+    pub fn snapshot(&self) -> WorkSnapshot {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        WorkSnapshot {
+            records: get(&self.records),
+            groups: get(&self.groups),
+            syncs: get(&self.syncs),
+            group_keys: get(&self.group_keys),
+            index_keys: get(&self.index_keys),
+            index_batches: get(&self.index_batches),
+            records_indexed: get(&self.records_indexed),
+            id_index_reads: get(&self.id_index_reads),
+            stream_index_reads: get(&self.stream_index_reads),
+        }
+    }
 }
 
 impl Default for LogStats {
@@ -80,6 +152,7 @@ impl Default for LogStats {
         LogStats {
             append_micros: Histogram::new(&[250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 1_000_000]),
             group_appends: Histogram::new(&[1, 2, 4, 8, 16, 32, 64, 128, 256, 512]),
+            work: WorkCounters::default(),
         }
     }
 }

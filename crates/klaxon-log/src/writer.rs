@@ -20,9 +20,15 @@
 //! skipping a sync. If a flush or sync fails, the log refuses all further
 //! writes (and answers every pending group with the failure) until reopened.
 //!
-//! After answering, the syncer writes the index entries of the durable
-//! records behind them once enough have gathered in the tail, and all of
-//! them when the log closes.
+//! After answering, once enough index entries of durable records have
+//! gathered in the tail, the syncer wakes the **indexer** thread, which
+//! writes them behind the records in one batch while the next groups are
+//! applied and synced (so a batch of 8,192 records' entries never holds up
+//! a flush and its answers); at close the syncer writes the rest.
+//!
+//! Before a group is applied, the writer checks its ids against the
+//! [`IdFilter`] first: a fresh id, the common case, is answered "absent"
+//! there without reading the id index.
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -32,8 +38,10 @@ use uuid::Uuid;
 
 use crate::codec::{self, ChunkBuilder};
 use crate::durability::Syncer;
+use crate::idfilter::IdFilter;
 use crate::index::{self, IndexEntry, Tail};
 use crate::replicated::Outcome;
+use crate::stats::WorkCounters;
 use crate::{Appended, Error, ExpectedVersion, Position, Record, StreamId, StreamVersion};
 
 /// An event encoded by its appender, waiting for the writer to give it a
@@ -121,6 +129,8 @@ pub(crate) struct Writer {
     pub tail: Arc<Tail>,
     /// Positions up to this one are format-1 `r` records.
     pub legacy_head: Position,
+    /// Every id in the log or planned: a fresh id skips the id index.
+    pub ids: IdFilter,
 }
 
 /// Groups applied to sled and waiting for the syncer. Small: the writer is
@@ -133,7 +143,18 @@ enum Handoff {
     Applied { answers: Vec<Answer>, head: Position },
     /// Everything before this was handed over; reply once it is synced.
     Close(Vec<oneshot::Sender<()>>),
+    /// The writer found its queue empty and waits for requests: what it
+    /// applied so far is all there is to sync for now.
+    Idle,
 }
+
+/// Index entries the tail may hold before the sync stage stops answering
+/// until the index thread has caught up (four index batches).
+const INDEX_TAIL_RECORDS_MAX: usize = 4 * index::INDEX_BEHIND_RECORDS;
+
+/// Answers after which the sync stage stops waiting for the writer to run
+/// out of queued requests and syncs what it has.
+const ROUND_ANSWERS_MAX: usize = 1024;
 
 /// What the group has written so far but not yet committed: later appends in
 /// the same group must see it.
@@ -165,13 +186,16 @@ impl Chunks {
         self.open.get_or_insert_with(|| ChunkBuilder::new(position)).push(record);
     }
 
-    fn into_batch(mut self, batch: &mut sled::Batch) {
+    /// Puts the chunks into `batch`; returns how many.
+    fn into_batch(mut self, batch: &mut sled::Batch) -> u64 {
         if let Some(open) = self.open.take() {
             self.done.push(open.finish());
         }
+        let count = self.done.len() as u64;
         for (key, value) in self.done {
             batch.insert(&key, value);
         }
+        count
     }
 }
 
@@ -192,6 +216,7 @@ impl Writer {
                 durable: self.durable.clone(),
                 failed: self.failed.clone(),
                 tail: self.tail.clone(),
+                stats: self.stats.clone(),
             };
             std::thread::Builder::new().name("klaxon-log-sync".into()).spawn(move || stage.run(syncer_rx))
         };
@@ -207,7 +232,21 @@ impl Writer {
                 return;
             }
         };
-        while let Some(first) = rx.blocking_recv() {
+        loop {
+            let first = match rx.try_recv() {
+                Ok(request) => request,
+                Err(mpsc::error::TryRecvError::Disconnected) => break,
+                Err(mpsc::error::TryRecvError::Empty) => {
+                    // Nothing queued: tell the syncer not to wait for more.
+                    if to_syncer.send(Handoff::Idle).is_err() {
+                        break;
+                    }
+                    match rx.blocking_recv() {
+                        Some(request) => request,
+                        None => break,
+                    }
+                }
+            };
             let mut group = vec![first];
             let mut bytes = 0;
             while group.len() < self.group_appends_max && bytes < self.group_bytes_max {
@@ -249,6 +288,9 @@ impl Writer {
         let mut answers = Vec::with_capacity(group.len());
         let mut closers = Vec::new();
         let mut writes = false;
+        self.ids.poll_scan();
+        // Sled keys put into the batch besides the record chunks.
+        let mut other_keys = 0u64;
         let failed = self.failed.lock().expect("failed flag").clone();
         let failure = || Error::Failed { reason: failed.clone().unwrap_or_default() };
         self.stats.group_committed(
@@ -273,6 +315,7 @@ impl Writer {
                 }
                 Request::SaveCheckpoint { key, position, reply } => {
                     batch.insert(key, &codec::u64_value(position.0));
+                    other_keys += 1;
                     writes = true;
                     answers.push(Answer::Checkpoint(reply));
                 }
@@ -299,6 +342,7 @@ impl Writer {
                             }
                             PreparedWrite::Checkpoint { key, position } => {
                                 batch.insert(key, &codec::u64_value(position.0));
+                                other_keys += 1;
                                 writes = true;
                                 Outcome::CheckpointSaved
                             }
@@ -307,6 +351,7 @@ impl Writer {
                     }
                     if let Some((key, value)) = mark {
                         batch.insert(key, value);
+                        other_keys += 1;
                         writes = true;
                     }
                     answers.push(Answer::Apply(reply, outcomes));
@@ -319,9 +364,11 @@ impl Writer {
                     if result.is_ok() {
                         for (key, position) in checkpoints {
                             batch.insert(key, &codec::u64_value(position.0));
+                            other_keys += 1;
                         }
                         if let Some((key, value)) = mark {
                             batch.insert(key, value);
+                            other_keys += 1;
                         }
                         writes = true;
                     }
@@ -331,8 +378,12 @@ impl Writer {
             }
         }
         let Pending { heads, chunks, index, .. } = pending;
-        chunks.into_batch(&mut batch);
+        let chunk_keys = chunks.into_batch(&mut batch);
         if writes && failed.is_none() {
+            let work = &self.stats.work;
+            WorkCounters::add(&work.groups, 1);
+            WorkCounters::add(&work.group_keys, chunk_keys + other_keys);
+            WorkCounters::add(&work.records, next - self.next_position);
             if let Err(e) = self.db.apply_batch(batch) {
                 let reason = e.to_string();
                 tracing::error!(error = %reason, "applying a group to sled failed; refusing writes until reopened");
@@ -340,6 +391,9 @@ impl Writer {
                 // The syncer answers these with the failure.
                 return (answers, closers);
             }
+        }
+        for entry in &index {
+            self.ids.insert(entry.id);
         }
         self.tail.add(index);
         if self.heads.len() + heads.len() > HEAD_CACHE_STREAMS_MAX {
@@ -506,6 +560,7 @@ impl Writer {
         if let Some(version) = self.tail.last_version(stream) {
             return Ok(version.0);
         }
+        WorkCounters::add(&self.stats.work.stream_index_reads, 1);
         Ok(index::stored_last(&self.db, stream)?.map_or(0, |(version, _)| version.0))
     }
 
@@ -513,9 +568,14 @@ impl Writer {
         if let Some(found) = pending.ids.get(&id) {
             return Ok(Some(found.clone()));
         }
+        // The filter holds every id applied so far (the tail's and sled's).
+        if !self.ids.may_contain(id) {
+            return Ok(None);
+        }
         if let Some(found) = self.tail.id(id) {
             return Ok(Some(found));
         }
+        WorkCounters::add(&self.stats.work.id_index_reads, 1);
         index::stored_id(&self.db, id)
     }
 }
@@ -527,24 +587,64 @@ struct SyncStage {
     durable: watch::Sender<Position>,
     failed: Arc<Mutex<Option<String>>>,
     tail: Arc<Tail>,
+    stats: Arc<crate::LogStats>,
 }
 
 impl SyncStage {
     fn run(mut self, rx: std::sync::mpsc::Receiver<Handoff>) {
+        // The index batches run on their own thread, so that writing 8,192
+        // records' index entries never holds up a flush and its answers.
+        // One batch at a time (the lock), so the mark only moves forward.
+        let (to_indexer, indexer_rx) = std::sync::mpsc::sync_channel::<Position>(1);
+        let shared = Arc::new(Mutex::new(self.indexer()));
+        let indexer = {
+            let shared = shared.clone();
+            std::thread::Builder::new().name("klaxon-log-index".into()).spawn(move || {
+                while let Ok(durable) = indexer_rx.recv() {
+                    shared.lock().expect("indexer lock").index_behind(durable);
+                }
+            })
+        };
+        let (to_indexer, indexer) = match indexer {
+            Ok(handle) => (Some(to_indexer), Some(handle)),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot start the log's index thread; the sync stage indexes");
+                (None, None)
+            }
+        };
         let mut closers = Vec::new();
         while let Ok(first) = rx.recv() {
-            let mut handoffs = vec![first];
-            handoffs.extend(rx.try_iter());
+            // One round: everything handed over until the writer runs out
+            // of queued requests (it says `Idle`), so that appends already
+            // waiting share this sync instead of paying for the next one.
+            // Nothing waits for requests that have not been made yet.
             let mut answers = Vec::new();
             let mut head = None;
-            for handoff in handoffs {
+            let mut round_ends = false;
+            let mut closing = false;
+            let mut next = Some(first);
+            while let Some(handoff) = next.take() {
                 match handoff {
                     Handoff::Applied { answers: a, head: h } => {
                         answers.extend(a);
                         head = Some(h);
                     }
-                    Handoff::Close(c) => closers.extend(c),
+                    Handoff::Close(c) => {
+                        closers.extend(c);
+                        closing = true;
+                    }
+                    Handoff::Idle => round_ends = true,
                 }
+                next = match rx.try_recv() {
+                    Ok(h) => Some(h),
+                    Err(_) if round_ends || closing || answers.len() >= ROUND_ANSWERS_MAX => None,
+                    Err(std::sync::mpsc::TryRecvError::Disconnected) => None,
+                    Err(std::sync::mpsc::TryRecvError::Empty) => rx.recv().ok(),
+                };
+            }
+            if head.is_none() && !closing {
+                // Only `Idle`: nothing was handed over since the last sync.
+                continue;
             }
             let failed = self.failed.lock().expect("failed flag").clone();
             let outcome = match failed {
@@ -566,12 +666,31 @@ impl SyncStage {
             for answer in answers {
                 answer.send(outcome.as_ref().map(|_| ()).map_err(|reason| Error::Failed { reason: reason.clone() }));
             }
-            if outcome.is_ok() && self.tail.len() >= index::INDEX_BEHIND_RECORDS {
-                self.index_behind();
+            let behind = self.tail.len();
+            if outcome.is_ok() && behind >= index::INDEX_BEHIND_RECORDS {
+                let durable = *self.durable.borrow();
+                match &to_indexer {
+                    // Back-pressure: when the index thread falls this far
+                    // behind, the sync stage waits for it and indexes too,
+                    // so the tail's memory stays bounded.
+                    Some(_) if behind >= INDEX_TAIL_RECORDS_MAX => {
+                        shared.lock().expect("indexer lock").index_behind(durable)
+                    }
+                    // Full: a batch is already due; a later round asks again if still needed.
+                    Some(tx) => {
+                        let _ = tx.try_send(durable);
+                    }
+                    None => shared.lock().expect("indexer lock").index_behind(durable),
+                }
             }
         }
+        drop(to_indexer);
+        if let Some(handle) = indexer {
+            let _ = handle.join();
+        }
         if self.failed.lock().expect("failed flag").is_none() {
-            self.index_behind();
+            let durable = *self.durable.borrow();
+            shared.lock().expect("indexer lock").index_behind(durable);
         }
         if let Err(e) = self.sync() {
             tracing::error!(error = %e, "final flush of the log failed");
@@ -581,28 +700,52 @@ impl SyncStage {
         }
     }
 
-    /// Writes the index entries of every durable record in the tail to
-    /// sled with the mark, then drops them from the tail. No sync: the next
-    /// group's flush carries them; a crash before that only leaves the mark
-    /// behind (the records after it are indexed again at open).
-    fn index_behind(&mut self) {
-        let durable = *self.durable.borrow();
+    fn indexer(&self) -> Indexer {
+        Indexer { db: self.db.clone(), failed: self.failed.clone(), tail: self.tail.clone(), stats: self.stats.clone() }
+    }
+
+    fn sync(&mut self) -> Result<(), Error> {
+        WorkCounters::add(&self.stats.work.syncs, 1);
+        self.db.flush()?;
+        self.syncer.sync()?;
+        Ok(())
+    }
+}
+
+/// Writes the indexes behind the durable records: on its own thread while
+/// the log runs, on the sync stage's at close (after that thread ended).
+struct Indexer {
+    db: sled::Db,
+    failed: Arc<Mutex<Option<String>>>,
+    tail: Arc<Tail>,
+    stats: Arc<crate::LogStats>,
+}
+
+impl Indexer {
+    /// Writes the index entries of the records in the tail up to `durable`
+    /// (a durable head) to sled with the mark, then drops them from the
+    /// tail. No sync: the next group's flush carries them; a crash before
+    /// that only leaves the mark behind (the records after it are indexed
+    /// again at open).
+    fn index_behind(&mut self, durable: Position) {
+        if self.failed.lock().expect("failed flag").is_some() {
+            return;
+        }
         let entries = self.tail.up_to(durable);
         let Some(last) = entries.last().map(|e| e.position) else { return };
         match index::write(&self.db, &entries, last) {
-            Ok(()) => self.tail.forget_up_to(last),
+            Ok(keys) => {
+                WorkCounters::add(&self.stats.work.index_keys, keys);
+                WorkCounters::add(&self.stats.work.index_batches, 1);
+                WorkCounters::add(&self.stats.work.records_indexed, entries.len() as u64);
+                self.tail.forget_up_to(last)
+            }
             Err(e) => {
                 let reason = e.to_string();
                 tracing::error!(error = %reason, "writing the log's index failed; refusing writes until reopened");
                 *self.failed.lock().expect("failed flag") = Some(reason);
             }
         }
-    }
-
-    fn sync(&mut self) -> Result<(), Error> {
-        self.db.flush()?;
-        self.syncer.sync()?;
-        Ok(())
     }
 }
 

@@ -236,3 +236,57 @@ async fn stats_count_every_append_and_group_commits_add_up() {
     assert_eq!(groups.sum, 41, "every append went through exactly one group commit");
     assert!(groups.count >= 1 && groups.count <= 41);
 }
+
+/// The id filter saves the id-index read of a fresh id without weakening
+/// idempotency: after a reopen (ids indexed in sled, in the filter only
+/// through its scan) and past the threshold of the index written behind,
+/// every earlier id is still recognised as a retry, and once the filter is
+/// complete fresh ids rarely read the id index.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_id_filter_keeps_retries_exact_and_spares_fresh_ids_the_index_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path(), Options::default()).unwrap();
+    let mut written = Vec::new();
+    // More than the index threshold (8,192), so that most ids are in sled's
+    // id index and none of them in the tail after the close.
+    for batch in 0..9u64 {
+        let events: Vec<_> = (0..1000).map(|n| event(batch * 1000 + n)).collect();
+        let ids: Vec<_> = events.iter().map(|e| e.id).collect();
+        let appended = log.append(&sid(&format!("s{}", batch % 3)), ExpectedVersion::Any, events).await.unwrap();
+        written.push((batch, ids, appended));
+    }
+    log.close().await;
+    drop(log);
+
+    let log = Log::open(dir.path(), Options::default()).unwrap();
+    let reads = || log.stats().work.snapshot().id_index_reads;
+    // Until the filter's scan is taken in, every fresh id reads the index;
+    // an append that did not read it proves the filter complete. Bounded:
+    // the scan runs on its own thread, slow on a loaded machine.
+    let mut complete = false;
+    for n in 0..2000 {
+        let before = reads();
+        log.append(&sid("fresh"), ExpectedVersion::Any, vec![event(n)]).await.unwrap();
+        if reads() == before {
+            complete = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(complete, "the id filter never completed");
+    let before = reads();
+    for n in 0..200 {
+        log.append(&sid("fresh"), ExpectedVersion::Any, vec![event(n)]).await.unwrap();
+    }
+    // About 1% false positives expected; 10% would mean a broken filter.
+    assert!(reads() - before < 20, "{} id-index reads for 200 fresh ids", reads() - before);
+    let head = log.head();
+    for (batch, ids, original) in &written {
+        let retry = ids.iter().map(|id| crate::support::event_with_id(*id, 0)).collect();
+        let again = log.append(&sid(&format!("s{}", batch % 3)), ExpectedVersion::Any, retry).await.unwrap();
+        assert!(again.deduplicated);
+        assert_eq!((again.first, again.last), (original.first, original.last));
+    }
+    assert_eq!(log.head(), head, "retries write nothing");
+    log.close().await;
+}

@@ -67,8 +67,17 @@ async fn past_the_threshold_the_index_is_written_while_open_and_reads_span_sled_
     for b in 0..batches {
         log.append(&stream, ExpectedVersion::Any, (0..1000).map(|n| event(b * 1000 + n)).collect()).await.unwrap();
     }
+    // The index thread writes the batch behind the answers: wait (bounded)
+    // until it reports it.
+    for _ in 0..2000 {
+        if log.stats().work.snapshot().index_batches > 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    assert_eq!(log.stats().work.snapshot().index_batches, 1);
     let last = event(0);
-    // Its sync comes after the sync stage wrote the index of the batches before.
+    // Appended after the index batch of the records before it.
     log.append(&stream, ExpectedVersion::Exact(StreamVersion(batches * 1000)), vec![last.clone()]).await.unwrap();
     let total = batches * 1000 + 1;
     let open = keys(&log);
