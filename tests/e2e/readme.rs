@@ -709,7 +709,7 @@ fn a_service_refused_by_the_log_server_is_told_what_a_service_reads() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "a report through a refused intake fails: {stderr}");
     for told in [stderr.to_string(), intake.tail()] {
-        assert!(told.contains("the log server refused this process"), "{told}");
+        assert!(told.contains("the log server refused this process"), "{told}\nintake said:\n{}", intake.tail());
         assert!(told.contains("KLAXON_SERVICE_TOKEN_FILE") && told.contains("--service-token-file"), "{told}");
         assert!(!told.contains("as KLAXON_TOKEN"), "a service is not told to set the CLI's variable: {told}");
     }

@@ -432,7 +432,13 @@ impl Intake {
         let shared = &self.handle.shared;
         let mut last_id = uuid::Uuid::nil();
         let mut snapshot_at = Position::ZERO;
-        let head = self.handle.log.head().await?;
+        // The head found at start matters only to snapshots (none is saved
+        // while catching up with it); without them the first read of the
+        // log is the subscription's, whose refusal the process reports.
+        let head = match &self.snapshots {
+            Some(_) => self.handle.log.head().await?,
+            None => Position::ZERO,
+        };
         if let Some((file, _)) = &self.snapshots {
             if let Some(loaded) =
                 snapshot::resume::<Projection>(file, SNAPSHOT_SCHEMA, &self.handle.log, head, "intake").await

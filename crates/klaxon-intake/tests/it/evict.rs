@@ -199,7 +199,8 @@ async fn evicted_incidents_answer_every_query_and_command_as_if_they_were_held()
 
     // Everything Resolved or Closed for longer than the TTL leaves memory.
     let closed_count = closed(&kept.handle).await;
-    assert!(closed_count > 10, "the scenario closes many incidents (seed {seed})");
+    // 7 to 19 over seeds 1-25 (400 steps); a handful is enough to test eviction.
+    assert!(closed_count >= 3, "the scenario closes incidents (seed {seed}): {closed_count}");
     evicted_clock.advance(TimeDelta::from_std(TTL).unwrap());
     evicting.handle.wait_evicted(closed_count).await.unwrap();
     assert_eq!(evicting.handle.held() + closed_count, highest as usize, "only open incidents are held (seed {seed})");
