@@ -230,6 +230,10 @@ struct Parts<'a> {
     memory: &'a mut Memory,
 }
 
+/// What one fold changed: the incident an incident event changed, with its
+/// version afterwards, and when that incident may be evicted.
+type FoldOutcome = (Option<(IncidentId, u64)>, Option<DateTime<Utc>>);
+
 /// The one fold of intake's projection, part by part (the running intake
 /// holds each part under its own lock): an incident event into the
 /// incidents (an evicted incident is put back first, by the caller), a page
@@ -238,11 +242,7 @@ struct Parts<'a> {
 /// threads. Returns the incident an incident event changed, with its
 /// version afterwards, and when it may be evicted (with `evict_after`), if
 /// it is now a candidate.
-fn fold_into(
-    parts: Parts<'_>,
-    evict_after: Option<chrono::TimeDelta>,
-    record: &Record,
-) -> Result<(Option<(IncidentId, u64)>, Option<DateTime<Utc>>), Error> {
+fn fold_into(parts: Parts<'_>, evict_after: Option<chrono::TimeDelta>, record: &Record) -> Result<FoldOutcome, Error> {
     let (mut changed, mut due) = (None, None);
     if let Some(event) = decode::incident(record)? {
         parts.incidents.apply(&event);
