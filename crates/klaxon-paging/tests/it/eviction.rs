@@ -9,7 +9,7 @@ use chrono::TimeDelta;
 use klaxon_domain::ids::{ActorId, IncidentId, ReportSource, Severity};
 use klaxon_domain::incident::Command;
 use klaxon_domain::paging::PageId;
-use klaxon_intake::{CommandContext, Intake};
+use klaxon_intake::CommandContext;
 use klaxon_log::{EventData, EventKind, ExpectedVersion, Log, Metadata, NewEvent, Position};
 use klaxon_paging::Pager;
 use klaxon_reactor::{ManualClock, SnapshotFile, streams};
@@ -39,23 +39,7 @@ fn pager(
 }
 
 fn world(log: &Log, clock: &ManualClock, config: &PagerConfig, pager: Pager) -> World {
-    let stop = CancellationToken::new();
-    let intake = Intake::new(log.clone(), Default::default(), clock.shared());
-    let intake_handle = intake.handle();
-    tokio::spawn(intake.run(stop.clone()));
-    let pager_stop = stop.child_token();
-    let pager_handle = pager.handle();
-    let pager_task = tokio::spawn(pager.run(pager_stop.clone()));
-    World {
-        log: log.clone(),
-        clock: clock.clone(),
-        intake: intake_handle,
-        pager: pager_handle,
-        stop,
-        pager_stop,
-        pager_task: Some(pager_task),
-        config: config.clone().into(),
-    }
+    crate::world(log, clock, config.clone().into(), pager)
 }
 
 fn maria() -> CommandContext {

@@ -150,13 +150,19 @@ struct World {
 }
 
 fn start(log: &Log, clock: &ManualClock, config: &PagerConfig) -> World {
+    let config = Live::new(Arc::new(config.clone()));
+    let pager = Pager::new(log.clone(), config.clone(), Arc::new(clock.clone()));
+    world(log, clock, config, pager)
+}
+
+/// An intake and `pager` (built over `log` with `config`) running, until
+/// the world's stop.
+fn world(log: &Log, clock: &ManualClock, config: Live<PagerConfig>, pager: Pager) -> World {
     let stop = CancellationToken::new();
     let intake = Intake::new(log.clone(), Default::default(), clock.shared());
     let intake_handle = intake.handle();
     tokio::spawn(intake.run(stop.clone()));
     let pager_stop = stop.child_token();
-    let config = Live::new(Arc::new(config.clone()));
-    let pager = Pager::new(log.clone(), config.clone(), Arc::new(clock.clone()));
     let pager_handle = pager.handle();
     let pager_task = tokio::spawn(pager.run(pager_stop.clone()));
     World {
