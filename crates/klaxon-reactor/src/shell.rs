@@ -1013,6 +1013,13 @@ impl<S: Service> Handle<S> {
         Ok(f.take().expect("f is taken once")(&back))
     }
 
+    /// The state `incident`'s streams in the log fold to on their own
+    /// (every record of them, through the log's head), whether or not the
+    /// shell holds the incident: what an evicted incident is read back as.
+    pub async fn read_back(&self, incident: IncidentId) -> Result<S::State, Error> {
+        Ok(self.inner.read_back(incident, None).await?.0)
+    }
+
     /// Whether `incident` is evicted from the state (see
     /// [`Reactor::with_eviction`]).
     pub fn is_evicted(&self, incident: IncidentId) -> bool {

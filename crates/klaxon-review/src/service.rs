@@ -258,17 +258,7 @@ impl Handle {
     /// queries read for an incident the state no longer holds; equal to
     /// the held dossier of an incident it holds.
     pub async fn dossier_from_log(&self, id: IncidentId) -> Result<Dossier, Error> {
-        let bus = self.reactor.bus();
-        let mut records = Vec::new();
-        for stream in [streams::incident(id), streams::pages(id), streams::notify(id), streams::review(id)] {
-            records.extend(bus.read_stream(&stream, StreamVersion(1), usize::MAX).await?);
-        }
-        records.sort_by_key(|r| r.position);
-        let mut state = State::default();
-        for record in &records {
-            klaxon_reactor::Service::fold(self.reactor.service(), &mut state, record)?;
-        }
-        Ok(state.dossiers.remove(&id).unwrap_or_default())
+        Ok(self.reactor.read_back(id).await?.dossiers.remove(&id).unwrap_or_default())
     }
 
     /// Applies a review command as `actor`; returns the review afterwards.
