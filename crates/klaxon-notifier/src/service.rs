@@ -146,12 +146,12 @@ impl klaxon_reactor::Service for Notifying {
             }
             let incident = state.incidents.entry(event.incident);
             incident.or_insert_with(|| IncidentNotifications::new(event.incident, config)).apply_incident(&event);
-            note_latest(&mut state.latest, event.incident, event.at);
+            klaxon_reactor::note_latest(&mut state.latest, event.incident, event.at);
             event.incident
         } else if let Some(event) = decode::event::<NotifyChange>(record)? {
             let incident = state.incidents.entry(event.incident);
             incident.or_insert_with(|| IncidentNotifications::new(event.incident, config)).apply_notify(&event);
-            note_latest(&mut state.latest, event.incident, event.at);
+            klaxon_reactor::note_latest(&mut state.latest, event.incident, event.at);
             event.incident
         } else {
             return Ok(None);
@@ -224,12 +224,6 @@ impl klaxon_reactor::Service for Notifying {
         // Any: only this service writes the stream, one decision at a time per incident.
         Some(Append::new(stream, ExpectedVersion::Any, &events, ids))
     }
-}
-
-/// Keeps the latest of an incident's event times.
-fn note_latest(latest: &mut HashMap<IncidentId, DateTime<Utc>>, id: IncidentId, at: DateTime<Utc>) {
-    let entry = latest.entry(id).or_insert(at);
-    *entry = (*entry).max(at);
 }
 
 impl Notifier {

@@ -229,7 +229,7 @@ impl Paging {
             }
             let paging = state.incidents.entry(event.incident);
             paging.or_insert_with(|| IncidentPaging::new(event.incident, config)).apply_incident(&event);
-            note_latest(&mut state.latest, event.incident, event.at);
+            klaxon_reactor::note_latest(&mut state.latest, event.incident, event.at);
             return Ok(Some(event.incident));
         }
         let Some(event) = decode::event::<PageChange>(record)? else { return Ok(None) };
@@ -249,7 +249,7 @@ impl Paging {
         }
         let paging = state.incidents.entry(event.incident);
         paging.or_insert_with(|| IncidentPaging::new(event.incident, config)).apply_page(&event);
-        note_latest(&mut state.latest, event.incident, event.at);
+        klaxon_reactor::note_latest(&mut state.latest, event.incident, event.at);
         Ok(Some(event.incident))
     }
 
@@ -297,12 +297,6 @@ impl Paging {
             }
         }
     }
-}
-
-/// Keeps the latest of an incident's event times.
-fn note_latest(latest: &mut HashMap<IncidentId, DateTime<Utc>>, id: IncidentId, at: DateTime<Utc>) {
-    let entry = latest.entry(id).or_insert(at);
-    *entry = (*entry).max(at);
 }
 
 /// `Exact(n)` for an existing stream, `NoStream` for a new one.

@@ -43,5 +43,5 @@ pub use decode::Decoded;
 pub use effect::{Append, Cause, Deliver, Effect, Ids, Pending, Trace};
 pub use error::Error;
 pub use live::Live;
-pub use shell::{ClaimCounts, Handle, Progress, Reactor, Service};
+pub use shell::{ClaimCounts, Handle, Progress, Reactor, Service, note_latest};
 pub use snapshot::SnapshotFile;

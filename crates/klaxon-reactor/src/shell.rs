@@ -88,6 +88,13 @@ pub fn sweep_interval(after: chrono::TimeDelta) -> chrono::TimeDelta {
     after.clamp(chrono::TimeDelta::minutes(1), chrono::TimeDelta::hours(1))
 }
 
+/// Keeps the latest of an incident's event times in `latest` (what a
+/// service's [`Service::retired_since`] answers from).
+pub fn note_latest(latest: &mut HashMap<IncidentId, DateTime<Utc>>, id: IncidentId, at: DateTime<Utc>) {
+    let entry = latest.entry(id).or_insert(at);
+    *entry = (*entry).max(at);
+}
+
 /// What a reacting service supplies: a pure fold and a pure decision.
 pub trait Service: Send + Sync + 'static {
     /// The projection: one value, owned by the shell, rebuilt from the log

@@ -134,8 +134,7 @@ impl klaxon_reactor::Service for Reviewing {
             }
             Decoded::Other => return Ok(None),
         };
-        let latest = state.latest.entry(id).or_insert(at);
-        *latest = (*latest).max(at);
+        klaxon_reactor::note_latest(&mut state.latest, id, at);
         Ok(Some(id))
     }
 
