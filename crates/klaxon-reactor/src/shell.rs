@@ -183,6 +183,10 @@ pub struct Progress {
     pub snapshot: Position,
     /// Incidents the shell holds in the state (its latest record known).
     pub held: u64,
+    /// The most incidents held at once since the start, counted after each
+    /// record folded (a from-scratch rebuild's peak: with eviction, open
+    /// work plus what the records since the last look touched).
+    pub held_max: u64,
     /// Incidents evicted from the state (see [`Reactor::with_eviction`]),
     /// to be read back from the log when a record about one arrives.
     pub evicted: u64,
@@ -227,6 +231,16 @@ struct Inner<S: Service> {
     /// write lock (taken first), so that a reader holding the state's lock
     /// sees the two agree.
     evicted: RwLock<BTreeSet<IncidentId>>,
+}
+
+/// An incident read back from the log (see `Inner::read_back`).
+struct ReadBack<St> {
+    /// A fresh state into which the incident's records were folded.
+    state: St,
+    /// How many records were read.
+    read: usize,
+    /// The latest record read whose fold concerned the incident.
+    cause: Option<Cause>,
 }
 
 /// What a snapshot holds besides the service's state: what the loop needs
@@ -503,6 +517,8 @@ struct Run {
     since_sweep: u64,
     /// How many incidents are evicted (the size of `Inner::evicted`).
     evicted: usize,
+    /// The most incidents held at once (`causes`) since the start.
+    held_max: usize,
 }
 
 impl Run {
@@ -527,6 +543,7 @@ impl Run {
             next_sweep: None,
             since_sweep: 0,
             evicted: 0,
+            held_max: 0,
         }
     }
 
@@ -537,6 +554,7 @@ impl Run {
         if let Some(incident) = touched {
             self.stale.remove(&incident);
             self.causes.insert(incident, Cause::of(record));
+            self.held_max = self.held_max.max(self.causes.len());
             if record.position > self.checkpoint {
                 self.dirty.insert(incident);
             }
@@ -574,12 +592,20 @@ impl Run {
         if !inner.evicted.read().expect("evicted lock").contains(&incident) {
             return Ok(());
         }
-        let (back, read) = inner.read_back(incident, Some(record.position)).await?;
+        let ReadBack { state: back, read, cause } = inner.read_back(incident, Some(record.position)).await?;
         let mut state = inner.state.write().expect("state lock");
         inner.service.adopt(&mut state, back, incident);
         let mut evicted = inner.evicted.write().expect("evicted lock");
         evicted.remove(&incident);
         self.evicted = evicted.len();
+        // Held again, with the latest record about it: when `record` is
+        // one the service's fold passes over (review's records, for
+        // paging), the incident must still be known to the sweeps, or it
+        // would stay in memory, neither held nor evicted, for good.
+        if let Some(cause) = cause {
+            self.causes.insert(incident, cause);
+            self.held_max = self.held_max.max(self.causes.len());
+        }
         tracing::debug!(service = S::NAME, %incident, records = read, position = %record.position, "read back from the log");
         Ok(())
     }
@@ -730,7 +756,7 @@ impl Run {
 
     fn progress(&self) -> Progress {
         let (resumed, snapshot) = (self.resumed, self.snapshot_at);
-        let (held, evicted) = (self.causes.len() as u64, self.evicted as u64);
+        let (held, evicted, held_max) = (self.causes.len() as u64, self.evicted as u64, self.held_max as u64);
         if !self.caught_up {
             let processed = self.applied.min(self.checkpoint);
             return Progress {
@@ -740,6 +766,7 @@ impl Run {
                 resumed,
                 snapshot,
                 held,
+                held_max,
                 evicted,
                 sweep: None,
             };
@@ -749,7 +776,7 @@ impl Run {
             None => self.applied,
         };
         let sweep = self.next_sweep;
-        Progress { applied: self.applied, processed, due: self.wake, resumed, snapshot, held, evicted, sweep }
+        Progress { applied: self.applied, processed, due: self.wake, resumed, snapshot, held, held_max, evicted, sweep }
     }
 
     /// Takes over a snapshot: its state, each incident's latest record, and
@@ -759,6 +786,7 @@ impl Run {
         let Loaded { position, id, state: saved } = loaded;
         *inner.state.write().expect("state lock") = saved.state;
         self.causes = saved.causes.into_iter().collect();
+        self.held_max = self.causes.len();
         self.dirty = saved.pending.into_iter().collect();
         let evicted: BTreeSet<IncidentId> = saved.evicted.into_iter().collect();
         self.evicted = evicted.len();
@@ -872,8 +900,10 @@ async fn carry_out<S: Service>(
 impl<S: Service> Inner<S> {
     /// Reads `incident` back from the log: every record of its streams
     /// (before position `before`, when given), folded in position order
-    /// into a fresh state. Returns it and how many records it folded.
-    async fn read_back(&self, incident: IncidentId, before: Option<Position>) -> Result<(S::State, usize), Error> {
+    /// into a fresh state. Returns it, how many records it folded, and the
+    /// latest of them that the fold said concerns the incident (its
+    /// [`Cause`], as a shell that never evicted would know it).
+    async fn read_back(&self, incident: IncidentId, before: Option<Position>) -> Result<ReadBack<S::State>, Error> {
         let mut records = Vec::new();
         for stream in crate::streams::of_incident(incident) {
             let mut from = klaxon_log::StreamVersion(1);
@@ -894,10 +924,13 @@ impl<S: Service> Inner<S> {
         }
         records.sort_by_key(|r| r.position);
         let mut state = S::State::default();
+        let mut cause = None;
         for record in &records {
-            self.service.fold(&mut state, record)?;
+            if self.service.fold(&mut state, record)? == Some(incident) {
+                cause = Some(record);
+            }
         }
-        Ok((state, records.len()))
+        Ok(ReadBack { state, read: records.len(), cause: cause.map(Cause::of) })
     }
 
     /// The snapshot to resume from, if one checks out (see
@@ -1016,15 +1049,15 @@ impl<S: Service> Handle<S> {
         if let Some(held) = held {
             return Ok(held);
         }
-        let (back, _) = self.inner.read_back(incident, None).await?;
-        Ok(f.take().expect("f is taken once")(&back))
+        let back = self.inner.read_back(incident, None).await?;
+        Ok(f.take().expect("f is taken once")(&back.state))
     }
 
     /// The state `incident`'s streams in the log fold to on their own
     /// (every record of them, through the log's head), whether or not the
     /// shell holds the incident: what an evicted incident is read back as.
     pub async fn read_back(&self, incident: IncidentId) -> Result<S::State, Error> {
-        Ok(self.inner.read_back(incident, None).await?.0)
+        Ok(self.inner.read_back(incident, None).await?.state)
     }
 
     /// Whether `incident` is evicted from the state (see

@@ -1,0 +1,235 @@
+//! Bounded memory through a from-scratch rebuild (issue 19): paging, the
+//! executive notifier and review fold a long generated history (thousands
+//! of incidents over two years, almost all closed long ago; see
+//! `history.rs`) from position 1, with no snapshot, over a real sled log in
+//! a temporary folder, with the configuration the paging e2e tests run
+//! (webhooks to a real receiver) and a manual clock. While they fold, the
+//! most incidents each holds at once (`Progress::held_max`) stays within
+//! what it holds once caught up (open work) plus a small constant; and
+//! what they then answer, incident by incident and in aggregate, is what
+//! shells that never evict answer over the same log.
+//!
+//! (Here rather than in each service's crate: one history feeds the three,
+//! and the services do not depend on one another.)
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use klaxon_domain::catalog::ServiceCatalogConfig;
+use klaxon_domain::ids::IncidentId;
+use klaxon_domain::notifier::NotifierSectionConfig;
+use klaxon_domain::oncall::SchedulesConfig;
+use klaxon_domain::paging::PagingFileConfig;
+use klaxon_domain::review::TrendFilter;
+use klaxon_log::{Log, Position};
+use klaxon_notifier::{Notifier, NotifierOptions};
+use klaxon_paging::{Pager, PagerConfig};
+use klaxon_reactor::{ManualClock, Progress};
+use klaxon_review::Reviews;
+use klaxon_tests::config::{Paged, SECRET_ENV};
+use tokio_util::sync::CancellationToken;
+
+use crate::history;
+
+/// Incidents in the generated history (about six records each).
+const INCIDENTS: u64 = 3_000;
+/// Per mille of them (the newest) left open.
+const OPEN_PER_MILLE: u64 = 10;
+/// `[memory] evict_closed_after`, as the scale bench runs it.
+const AFTER: Duration = Duration::from_secs(24 * 3600);
+/// What a shell may hold during the fold beyond what it holds once caught
+/// up: the incidents the records since its last look for finished ones
+/// touched (it looks every `klaxon_reactor::EVICT_EVERY` records).
+const SLACK: u64 = 512;
+
+fn now() -> DateTime<Utc> {
+    "2026-11-02T10:00:00Z".parse().unwrap()
+}
+
+/// The three services' configuration, parsed from the TOML `klaxond` is
+/// given in the paging e2e tests.
+struct Configs {
+    pager: PagerConfig,
+    notifier: NotifierOptions,
+    catalog: Arc<klaxon_domain::catalog::ServiceCatalog>,
+}
+
+fn configs(paged: &Paged) -> Configs {
+    #[derive(serde::Deserialize)]
+    struct File {
+        services: ServiceCatalogConfig,
+        schedules: SchedulesConfig,
+        notifier: NotifierSectionConfig,
+        channels: Vec<klaxon_channels::ChannelConfig>,
+        #[serde(flatten)]
+        paging: PagingFileConfig,
+    }
+    let text = std::fs::read_to_string(&paged.config).unwrap();
+    let mut table: toml::Table = toml::from_str(&text).unwrap();
+    table.remove("severity");
+    let file: File = table.try_into().unwrap();
+    let schedules = file.schedules.validate("schedules").unwrap();
+    let paging = Arc::new(file.paging.validate("", &schedules).unwrap());
+    let secret = paged.secret.clone();
+    let channels = Arc::new(
+        klaxon_channels::Channels::new(&file.channels, |v| (v == SECRET_ENV).then(|| secret.clone())).unwrap(),
+    );
+    let catalog = Arc::new(file.services.validate("services").unwrap());
+    Configs {
+        pager: PagerConfig {
+            paging: paging.clone(),
+            catalog: catalog.clone(),
+            schedules: Arc::new(schedules),
+            channels: channels.clone(),
+        },
+        notifier: NotifierOptions {
+            notifier: Arc::new(file.notifier.validate("notifier").unwrap()),
+            paging: Some(paging),
+            channels,
+            feed_lag_max: klaxon_notifier::feed::CHANGES_BUFFER,
+        },
+        catalog,
+    }
+}
+
+/// Paging, the notifier and review over one log, folding it from scratch.
+struct Shells {
+    pager: klaxon_paging::Handle,
+    notifier: klaxon_notifier::Handle,
+    reviews: klaxon_review::Handle,
+    stop: CancellationToken,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Shells {
+    fn start(log: &Log, configs: &Configs, clock: &ManualClock, after: Option<Duration>) -> Shells {
+        let stop = CancellationToken::new();
+        let mut pager = Pager::new(log.clone(), configs.pager.clone(), clock.shared());
+        let mut notifier = Notifier::new(log.clone(), configs.notifier.clone(), clock.shared());
+        let mut reviews = Reviews::new(log.clone(), configs.catalog.clone(), clock.shared());
+        if let Some(after) = after {
+            pager = pager.with_eviction(after);
+            notifier = notifier.with_eviction(after);
+            reviews = reviews.with_eviction(after);
+        }
+        let (p, n, r) = (pager.handle(), notifier.handle(), reviews.handle());
+        let tasks = vec![
+            tokio::spawn({
+                let stop = stop.clone();
+                async move { pager.run(stop).await.unwrap() }
+            }),
+            tokio::spawn({
+                let stop = stop.clone();
+                async move { notifier.run(stop).await.unwrap() }
+            }),
+            tokio::spawn({
+                let stop = stop.clone();
+                async move { reviews.run(stop).await.unwrap() }
+            }),
+        ];
+        Shells { pager: p, notifier: n, reviews: r, stop, tasks }
+    }
+
+    /// Waits until the three have processed the log's head and it holds
+    /// still (each may react to what another appended); returns the head.
+    async fn settled(&self, log: &Log) -> Position {
+        for _ in 0..20 {
+            let head = log.head();
+            self.pager.reactor().wait_processed(head).await.unwrap();
+            self.notifier.reactor().wait_processed(head).await.unwrap();
+            self.reviews.reactor().wait_processed(head).await.unwrap();
+            if log.head() == head {
+                return head;
+            }
+        }
+        panic!("the services did not settle: the head kept moving");
+    }
+
+    fn progress(&self) -> [(&'static str, Progress); 3] {
+        [
+            ("paging", self.pager.reactor().progress()),
+            ("notifier", self.notifier.reactor().progress()),
+            ("review", self.reviews.reactor().progress()),
+        ]
+    }
+
+    /// What the three answer about `id`: paging's and the notifier's
+    /// entries and review's dossier (read back from the log when evicted).
+    async fn answers(&self, id: IncidentId) -> [String; 3] {
+        let json = |v: Option<String>| v.unwrap_or_default();
+        let paging = self
+            .pager
+            .reactor()
+            .read_incident(id, |s| s.incidents().get(&id).map(|p| serde_json::to_string(p).unwrap()))
+            .await
+            .unwrap();
+        let notifier = self
+            .notifier
+            .reactor()
+            .read_incident(id, |s| s.incidents().get(&id).map(|n| serde_json::to_string(n).unwrap()))
+            .await
+            .unwrap();
+        let dossier = serde_json::to_string(&self.reviews.dossier(id).await.unwrap()).unwrap();
+        [json(paging), json(notifier), dossier]
+    }
+
+    /// What they answer over every incident: paging's counts and the
+    /// trend report of the whole history.
+    async fn aggregates(&self) -> String {
+        let trends = self.reviews.trends(now() - TimeDelta::days(800), now(), &TrendFilter::default()).await.unwrap();
+        format!("{:?} {}", self.pager.counts(), serde_json::to_string(&trends).unwrap())
+    }
+
+    async fn stop(self) {
+        self.stop.cancel();
+        for task in self.tasks {
+            task.await.unwrap();
+        }
+    }
+}
+
+#[test]
+fn a_rebuild_from_scratch_holds_open_work_while_it_folds_and_answers_as_one_that_never_evicts() {
+    let paged = Paged::start(600, true, "");
+    let configs = configs(&paged);
+    let dir = tempfile::tempdir().unwrap();
+    paged.runtime.block_on(async {
+        let log = Log::open(dir.path(), Default::default()).unwrap();
+        let written = history::write(&log, INCIDENTS, OPEN_PER_MILLE, now(), false).await;
+        let clock = ManualClock::new(now());
+
+        // Shells that never evict fold it first and carry out whatever the
+        // history still owes (their reactions are in the log afterwards).
+        let kept = Shells::start(&log, &configs, &clock, None);
+        let head = kept.settled(&log).await;
+        for (service, p) in kept.progress() {
+            assert_eq!(p.held, INCIDENTS, "{service} without eviction holds every incident: {p:?}");
+        }
+
+        // A rebuild from scratch with eviction: bounded by open work while
+        // it folds, nothing new to write, and the same answers.
+        let evicting = Shells::start(&log, &configs, &clock, Some(AFTER));
+        assert_eq!(evicting.settled(&log).await, head, "the rebuild wrote nothing");
+        for (service, p) in evicting.progress() {
+            eprintln!("{service}: {p:?} ({} events, {} open)", written.events, written.open);
+            assert_eq!(p.held + p.evicted, INCIDENTS, "{service}: {p:?}");
+            assert!(p.held >= written.open, "{service} holds every open incident: {p:?}");
+            assert!(p.held < INCIDENTS / 4, "{service} evicted most of the history: {p:?}");
+            assert!(
+                p.held_max <= p.held + SLACK,
+                "{service} held {} incidents at once while folding, {} once caught up (open: {}): {p:?}",
+                p.held_max,
+                p.held,
+                written.open
+            );
+        }
+        assert_eq!(evicting.aggregates().await, kept.aggregates().await);
+        for number in 1..=INCIDENTS {
+            let id = IncidentId::from_number(number).unwrap();
+            assert_eq!(evicting.answers(id).await, kept.answers(id).await, "incident {id}");
+        }
+        evicting.stop().await;
+        kept.stop().await;
+    });
+}
