@@ -4,7 +4,8 @@
 //! `cargo bench -p klaxon-tests --bench scale` (a release `klaxond`, built
 //! in the bench profile by the bench itself) prints one table row per size:
 //!
-//! 1. **Generate** (cached): a history of about `N` events written straight
+//! 1. **Generate** (cached; the generator is `e2e/history.rs`, which the
+//!    rebuild tests share): a history of about `N` events written straight
 //!    into a data folder through `klaxon_log::Log` (64 incidents appended
 //!    at once, so appends share group commits). Events are the domain's own:
 //!    incident events come from `klaxon_domain::incident::decide` on the
@@ -59,25 +60,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, TimeDelta, Utc};
-use klaxon_domain::catalog::ServiceCatalog;
-use klaxon_domain::ids::{ActorId, Audience, CustomerId, DedupKey, IncidentId, IncidentRole, ReportSource, Severity};
-use klaxon_domain::incident::{Command, Incident, IncidentEvent, decide, evolve};
-use klaxon_domain::notifier::{ExecutivesNotified, NotifyChange, NotifyEvent, PostAudience, notifier_actor};
-use klaxon_domain::paging::{
-    PageAcknowledged, PageChange, PageDelivered, PageEvent, PageId, PageReason, ResponderPaged, paging_actor,
-};
-use klaxon_domain::review::{Review, ReviewCommand, ReviewEvent, decide_review, open_review};
-use klaxon_domain::severity::{Rules, SeverityConfig, assess};
-use klaxon_log::{EventData, EventKind, ExpectedVersion, Log, Metadata, NewEvent, StreamId};
+use chrono::Utc;
+use klaxon_log::Log;
 use klaxon_proto::v1::{self, incidents_client::IncidentsClient};
-use klaxon_reactor::streams;
 use klaxon_tests::Klaxond;
 use klaxon_tests::auth::as_person;
 use klaxon_tests::config::Paged;
 use klaxon_tests::metrics::scrape;
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
 
 /// Per mille of incidents (the newest) left open.
 const OPEN_PER_MILLE: u64 = 5;
