@@ -32,8 +32,12 @@ use tokio_util::sync::CancellationToken;
 
 use crate::history;
 
-/// Incidents in the generated history (about six records each).
-const INCIDENTS: u64 = 3_000;
+/// Incidents in the generated history (about six records each): 3,000,
+/// or 16,000 (about 100,000 records, the scale bench's first row) with
+/// `KLAXON_SLOW_TESTS=1`.
+fn incidents() -> u64 {
+    if std::env::var("KLAXON_SLOW_TESTS").as_deref() == Ok("1") { 16_000 } else { 3_000 }
+}
 /// Per mille of them (the newest) left open.
 const OPEN_PER_MILLE: u64 = 10;
 /// `[memory] evict_closed_after`, as the scale bench runs it.
@@ -196,7 +200,8 @@ fn a_rebuild_from_scratch_holds_open_work_while_it_folds_and_answers_as_one_that
     let dir = tempfile::tempdir().unwrap();
     paged.runtime.block_on(async {
         let log = Log::open(dir.path(), Default::default()).unwrap();
-        let written = history::write(&log, INCIDENTS, OPEN_PER_MILLE, now(), false).await;
+        let incidents = incidents();
+        let written = history::write(&log, incidents, OPEN_PER_MILLE, now(), false).await;
         let clock = ManualClock::new(now());
 
         // Shells that never evict fold it first and carry out whatever the
@@ -204,7 +209,7 @@ fn a_rebuild_from_scratch_holds_open_work_while_it_folds_and_answers_as_one_that
         let kept = Shells::start(&log, &configs, &clock, None);
         let head = kept.settled(&log).await;
         for (service, p) in kept.progress() {
-            assert_eq!(p.held, INCIDENTS, "{service} without eviction holds every incident: {p:?}");
+            assert_eq!(p.held, incidents, "{service} without eviction holds every incident: {p:?}");
         }
 
         // A rebuild from scratch with eviction: bounded by open work while
@@ -213,9 +218,9 @@ fn a_rebuild_from_scratch_holds_open_work_while_it_folds_and_answers_as_one_that
         assert_eq!(evicting.settled(&log).await, head, "the rebuild wrote nothing");
         for (service, p) in evicting.progress() {
             eprintln!("{service}: {p:?} ({} events, {} open)", written.events, written.open);
-            assert_eq!(p.held + p.evicted, INCIDENTS, "{service}: {p:?}");
+            assert_eq!(p.held + p.evicted, incidents, "{service}: {p:?}");
             assert!(p.held >= written.open, "{service} holds every open incident: {p:?}");
-            assert!(p.held < INCIDENTS / 4, "{service} evicted most of the history: {p:?}");
+            assert!(p.held < incidents / 4, "{service} evicted most of the history: {p:?}");
             assert!(
                 p.held_max <= p.held + SLACK,
                 "{service} held {} incidents at once while folding, {} once caught up (open: {}): {p:?}",
@@ -225,7 +230,7 @@ fn a_rebuild_from_scratch_holds_open_work_while_it_folds_and_answers_as_one_that
             );
         }
         assert_eq!(evicting.aggregates().await, kept.aggregates().await);
-        for number in 1..=INCIDENTS {
+        for number in 1..=incidents {
             let id = IncidentId::from_number(number).unwrap();
             assert_eq!(evicting.answers(id).await, kept.answers(id).await, "incident {id}");
         }

@@ -187,6 +187,12 @@ pub struct Progress {
     /// record folded (a from-scratch rebuild's peak: with eviction, open
     /// work plus what the records since the last look touched).
     pub held_max: u64,
+    /// Held incidents the sweeps looked at since the start (a work counter:
+    /// what looking for incidents to evict cost).
+    pub examined: u64,
+    /// Evicted incidents read back from the log since the start, because a
+    /// record about one arrived (a work counter).
+    pub read_back: u64,
     /// Incidents evicted from the state (see [`Reactor::with_eviction`]),
     /// to be read back from the log when a record about one arrives.
     pub evicted: u64,
@@ -519,6 +525,19 @@ struct Run {
     evicted: usize,
     /// The most incidents held at once (`causes`) since the start.
     held_max: usize,
+    /// Held incidents the sweeps looked at since the start.
+    examined: u64,
+    /// The candidates for eviction (with eviction on): every held incident
+    /// the service calls finished, keyed by when it may leave (finished
+    /// since + the eviction time). Noted when a record about the incident
+    /// is folded (or it is read back, or resumed), which is when what
+    /// [`Service::retired_since`] answers can change; a sweep looks at the
+    /// candidates due, not at every held incident.
+    retiring: BTreeSet<(DateTime<Utc>, IncidentId)>,
+    /// Each candidate's key in `retiring`.
+    retire_at: HashMap<IncidentId, DateTime<Utc>>,
+    /// Evicted incidents read back since the start.
+    read_back: u64,
 }
 
 impl Run {
@@ -544,11 +563,22 @@ impl Run {
             since_sweep: 0,
             evicted: 0,
             held_max: 0,
+            examined: 0,
+            read_back: 0,
+            retiring: BTreeSet::new(),
+            retire_at: HashMap::new(),
         }
     }
 
     fn fold<S: Service>(&mut self, inner: &Inner<S>, record: &Record) -> Result<(), Error> {
-        let touched = inner.service.fold(&mut inner.state.write().expect("state lock"), record)?;
+        let touched = {
+            let mut state = inner.state.write().expect("state lock");
+            let touched = inner.service.fold(&mut state, record)?;
+            if let Some(incident) = touched {
+                self.note_retiring(inner, &state, incident);
+            }
+            touched
+        };
         self.applied = record.position;
         self.last_id = record.id;
         if let Some(incident) = touched {
@@ -598,6 +628,7 @@ impl Run {
         let mut evicted = inner.evicted.write().expect("evicted lock");
         evicted.remove(&incident);
         self.evicted = evicted.len();
+        self.read_back += 1;
         // Held again, with the latest record about it: when `record` is
         // one the service's fold passes over (review's records, for
         // paging), the incident must still be known to the sweeps, or it
@@ -605,16 +636,40 @@ impl Run {
         if let Some(cause) = cause {
             self.causes.insert(incident, cause);
             self.held_max = self.held_max.max(self.causes.len());
+            self.note_retiring(inner, &state, incident);
         }
         tracing::debug!(service = S::NAME, %incident, records = read, position = %record.position, "read back from the log");
         Ok(())
+    }
+
+    /// Notes when `incident` may leave, as the service says now (called
+    /// after a record about it was folded, or it was read back or resumed):
+    /// its candidate entry is replaced, or removed when it is not finished.
+    fn note_retiring<S: Service>(&mut self, inner: &Inner<S>, state: &S::State, incident: IncidentId) {
+        let Some(after) = inner.evict_after else { return };
+        let at = inner.service.retired_since(state, incident).and_then(|since| since.checked_add_signed(after));
+        let old = match at {
+            Some(at) => self.retire_at.insert(incident, at),
+            None => self.retire_at.remove(&incident),
+        };
+        if old != at {
+            if let Some(old) = old {
+                self.retiring.remove(&(old, incident));
+            }
+            if let Some(at) = at {
+                self.retiring.insert((at, incident));
+            }
+        }
     }
 
     /// Evicts every incident the service says is finished for longer than
     /// the configured time, with nothing under way, waiting or stale, no
     /// timer, and nothing to decide now (an incident dirty only because a
     /// record arrived, whose decision would be empty, is as good as
-    /// decided). Its latest record is forgotten with it.
+    /// decided). Its latest record is forgotten with it. It looks only at
+    /// the candidates due by now (`retiring`): its cost follows what can
+    /// leave (and what is due but held back by work under way, looked at
+    /// again each time), not what is held.
     fn sweep<S: Service>(&mut self, inner: &Inner<S>) {
         self.since_sweep = 0;
         let Some(after) = inner.evict_after else { return };
@@ -622,21 +677,37 @@ impl Run {
         if self.caught_up {
             self.next_sweep = Some(now + sweep_interval(after));
         }
+        let due: Vec<(DateTime<Utc>, IncidentId)> =
+            self.retiring.iter().take_while(|(at, _)| *at <= now).copied().collect();
+        if due.is_empty() {
+            return;
+        }
+        self.examined += due.len() as u64;
         let service = &inner.service;
         let mut state = inner.state.write().expect("state lock");
-        let finished = |incident: &IncidentId, cause: &Cause| {
-            !self.in_flight.contains_key(incident)
-                && !self.origins.contains_key(incident)
-                && !self.claim_waits.contains_key(incident)
-                && !self.stale.contains(incident)
-                && service
-                    .retired_since(&state, *incident)
-                    .is_some_and(|since| since.checked_add_signed(after).is_some_and(|at| at <= now))
-                && service.next_due(&state, *incident).is_none()
-                && service.decide(&state, *incident, cause, now).is_empty()
-        };
-        let leaving: Vec<IncidentId> =
-            self.causes.iter().filter(|(incident, cause)| finished(incident, cause)).map(|(i, _)| *i).collect();
+        let mut leaving = Vec::new();
+        for (at, incident) in due {
+            // What the service says now: the same as when the candidate
+            // was noted, unless its `retired_since` changed without a
+            // record about the incident (then the entry follows it).
+            let now_at = service.retired_since(&state, incident).and_then(|since| since.checked_add_signed(after));
+            if now_at != Some(at) {
+                self.note_retiring(inner, &state, incident);
+                if now_at.is_none_or(|at| at > now) {
+                    continue;
+                }
+            }
+            let Some(cause) = self.causes.get(&incident) else { continue };
+            let finished = !self.in_flight.contains_key(&incident)
+                && !self.origins.contains_key(&incident)
+                && !self.claim_waits.contains_key(&incident)
+                && !self.stale.contains(&incident)
+                && service.next_due(&state, incident).is_none()
+                && service.decide(&state, incident, cause, now).is_empty();
+            if finished {
+                leaving.push(incident);
+            }
+        }
         if leaving.is_empty() {
             return;
         }
@@ -645,6 +716,9 @@ impl Run {
             service.evict(&mut state, *incident);
             self.causes.remove(incident);
             self.dirty.remove(incident);
+            if let Some(at) = self.retire_at.remove(incident) {
+                self.retiring.remove(&(at, *incident));
+            }
             evicted.insert(*incident);
         }
         self.evicted = evicted.len();
@@ -757,6 +831,7 @@ impl Run {
     fn progress(&self) -> Progress {
         let (resumed, snapshot) = (self.resumed, self.snapshot_at);
         let (held, evicted, held_max) = (self.causes.len() as u64, self.evicted as u64, self.held_max as u64);
+        let (examined, read_back) = (self.examined, self.read_back);
         if !self.caught_up {
             let processed = self.applied.min(self.checkpoint);
             return Progress {
@@ -767,6 +842,8 @@ impl Run {
                 snapshot,
                 held,
                 held_max,
+                examined,
+                read_back,
                 evicted,
                 sweep: None,
             };
@@ -776,7 +853,19 @@ impl Run {
             None => self.applied,
         };
         let sweep = self.next_sweep;
-        Progress { applied: self.applied, processed, due: self.wake, resumed, snapshot, held, held_max, evicted, sweep }
+        Progress {
+            applied: self.applied,
+            processed,
+            due: self.wake,
+            resumed,
+            snapshot,
+            held,
+            held_max,
+            examined,
+            read_back,
+            evicted,
+            sweep,
+        }
     }
 
     /// Takes over a snapshot: its state, each incident's latest record, and
@@ -793,6 +882,11 @@ impl Run {
         *inner.evicted.write().expect("evicted lock") = evicted;
         if S::CHECKPOINT.is_none() {
             self.dirty.extend(self.causes.keys().copied());
+        }
+        let state = inner.state.read().expect("state lock");
+        let held: Vec<IncidentId> = self.causes.keys().copied().collect();
+        for incident in held {
+            self.note_retiring(inner, &state, incident);
         }
         self.applied = position;
         self.last_id = id;

@@ -20,6 +20,7 @@ use klaxon_reactor::{Append, Cause, Deliver, Effect, Ids, ManualClock, Reactor, 
 use tokio_util::sync::CancellationToken;
 
 mod claims;
+mod eviction;
 mod snapshots;
 
 /// Marks each open incident `chain` times, then once more `late` after it
@@ -34,6 +35,9 @@ struct Marking {
 struct State {
     open: HashMap<IncidentId, DateTime<Utc>>,
     marks: HashMap<IncidentId, u64>,
+    /// When each resolved incident was resolved (what eviction goes by).
+    #[serde(default)]
+    resolved: HashMap<IncidentId, DateTime<Utc>>,
 }
 
 impl klaxon_reactor::Service for Marking {
@@ -47,7 +51,10 @@ impl klaxon_reactor::Service for Marking {
         if let Some(event) = decode::incident(record)? {
             match event.change {
                 Change::Reported(_) => drop(state.open.insert(event.incident, event.at)),
-                Change::Resolved(_) => drop(state.open.remove(&event.incident)),
+                Change::Resolved(_) => {
+                    state.open.remove(&event.incident);
+                    state.resolved.insert(event.incident, event.at);
+                }
                 _ => {}
             }
             return Ok(Some(event.incident));
@@ -74,6 +81,20 @@ impl klaxon_reactor::Service for Marking {
     fn next_due(&self, state: &State, id: IncidentId) -> Option<DateTime<Utc>> {
         let marks = state.marks.get(&id).copied().unwrap_or(0);
         (marks == self.chain).then(|| Some(*state.open.get(&id)? + self.late?)).flatten()
+    }
+
+    fn retired_since(&self, state: &State, id: IncidentId) -> Option<DateTime<Utc>> {
+        state.resolved.get(&id).copied()
+    }
+
+    fn evict(&self, state: &mut State, id: IncidentId) {
+        state.marks.remove(&id);
+        state.resolved.remove(&id);
+    }
+
+    fn adopt(&self, state: &mut State, from: State, id: IncidentId) {
+        state.marks.extend(from.marks.into_iter().filter(|(i, _)| *i == id));
+        state.resolved.extend(from.resolved.into_iter().filter(|(i, _)| *i == id));
     }
 
     fn recorded(&self, id: IncidentId, receipts: Vec<Receipt>) -> Option<Append> {

@@ -110,7 +110,7 @@ async fn a_snapshot_of_another_schema_damaged_or_of_another_log_is_ignored_and_t
     file.save(1, head, last, &empty).unwrap();
     let (state, progress) = w.run_once(marking(), Some(&file)).await;
     assert_eq!(progress.resumed, head);
-    assert_eq!(state, serde_json::json!({ "open": {}, "marks": {} }));
+    assert_eq!(state, serde_json::json!({ "open": {}, "marks": {}, "resolved": {} }));
     assert_eq!(w.marks(), [(1, 2), (2, 2), (3, 2)], "nothing owed was decided again");
     w.stop.cancel();
 }

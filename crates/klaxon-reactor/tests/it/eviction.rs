@@ -1,0 +1,56 @@
+//! Eviction's sweeps cost what can leave: they look at the incidents due to
+//! leave (and at those held back while due), not at every incident held.
+
+use std::time::Duration;
+
+use chrono::TimeDelta;
+use klaxon_domain::incident::Command;
+use klaxon_reactor::Reactor;
+
+use super::{Marking, World};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sweep_looks_at_the_incidents_due_to_leave_not_at_every_one_held() {
+    const INCIDENTS: u64 = 60;
+    let w = World::new();
+    // Every tenth incident stays open; the others are resolved now.
+    for n in 1..=INCIDENTS {
+        w.report(n).await;
+        if n % 10 != 0 {
+            w.resolve(n).await;
+        }
+    }
+    let resolved = INCIDENTS - INCIDENTS / 10;
+    let reactor = Reactor::new(w.log.clone(), Marking { chain: 0, late: None, channel: "log" }, w.clock.shared())
+        .with_eviction(Duration::from_secs(3600));
+    let marking = reactor.handle();
+    tokio::spawn(reactor.run(w.stop.clone()));
+
+    // Caught up, it looks once: nothing is due for an hour, so it looks at
+    // nothing (a sweep over everything held would have looked at all).
+    let p = marking.wait_processed(w.log.head()).await.unwrap();
+    assert_eq!((p.held, p.evicted, p.examined), (INCIDENTS, 0, 0), "{p:?}");
+
+    // Two hours on, the resolved ones are due: each is looked at once and
+    // leaves; the open ones are never looked at.
+    w.clock.advance(TimeDelta::hours(2));
+    let p = marking.wait_processed(w.log.head()).await.unwrap();
+    assert_eq!((p.held, p.evicted, p.examined), (INCIDENTS / 10, resolved, resolved), "{p:?}");
+
+    // Later sweeps find nothing due and look at nothing.
+    for _ in 0..3 {
+        w.clock.advance(TimeDelta::hours(2));
+        let p = marking.wait_processed(w.log.head()).await.unwrap();
+        assert_eq!((p.held, p.evicted, p.examined), (INCIDENTS / 10, resolved, resolved), "{p:?}");
+    }
+
+    // A record about an evicted incident reads it back (held again, a
+    // candidate again, due at once: it was resolved hours ago) and the
+    // next sweep looks at it alone.
+    w.command(1, Command::Reopen { reason: "back".into() }).await;
+    w.command(1, Command::Resolve { summary: "fixed again".into() }).await;
+    w.clock.advance(TimeDelta::hours(2));
+    let p = marking.wait_processed(w.log.head()).await.unwrap();
+    assert_eq!((p.read_back, p.held, p.evicted, p.examined), (1, INCIDENTS / 10, resolved, resolved + 1), "{p:?}");
+    w.stop.cancel();
+}
