@@ -2,7 +2,9 @@
 //! crash cycles under traffic, the services resume from their snapshots,
 //! and what they then serve equals what a clean restart from the snapshots
 //! saved at the stop serves, and what a rebuild from scratch (snapshots
-//! deleted) serves.
+//! deleted) serves. Finished incidents are evicted at once
+//! (`[memory] evict_closed_after = "0s"`), so snapshots, resumes and the
+//! rebuild all go through eviction and reading back.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -50,7 +52,32 @@ fn view(server: &Klaxond) -> View {
         .map(|s| (s, m[&format!("klaxon_snapshot_resumed_position{{service=\"{s}\"}}")] as u64))
         .collect();
     let listed = klaxon_json(&server.url, "maria", &["list", "--all-pages"]);
-    View { head, served: serde_json::json!({ "incidents": listed, "paging": counts }), resumed }
+    // What paging and review answer about the first resolved incidents:
+    // evicted by now, so read back from the log.
+    let listed_resolved = klaxon_json(&server.url, "maria", &["list", "--all-pages", "--status", "resolved"]);
+    let resolved: Vec<String> = listed_resolved["incidents"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|i| i["status"] == "resolved")
+        .filter_map(|i| i["id"].as_str().map(str::to_owned))
+        .take(3)
+        .collect();
+    let finished: Vec<Value> = resolved
+        .iter()
+        .map(|id| {
+            let pages = klaxon_json(&server.url, "maria", &["pages", id]);
+            let metrics = klaxon_json(&server.url, "maria", &["metrics", id]);
+            serde_json::json!({ "id": id, "pages": pages, "metrics": metrics })
+        })
+        .collect();
+    let served = serde_json::json!({
+        "incidents": listed,
+        "resolved": listed_resolved,
+        "paging": counts,
+        "finished": finished,
+    });
+    View { head, served, resumed }
 }
 
 #[test]
@@ -60,7 +87,13 @@ fn crash_cycles_and_a_rebuild_from_scratch_agree_with_the_snapshot_based_restart
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     // Small snapshot intervals, so that every service saves many while the
     // traffic runs and the SIGKILLs land between and during saves.
-    let paged = Paged::start(600, true, "[snapshots]\nevery_records = 16\n");
+    // Eviction at the first look after an incident is resolved: every
+    // snapshot (each looks first) holds evicted incidents.
+    let paged = Paged::start(
+        600,
+        true,
+        "[snapshots]\nevery_records = 16\n[memory]\nevict_closed_after = \"0s\"\n[status_page]\npublic_resolved_hours = 0\n",
+    );
     let data = paged.dir.path().join("data");
     let (args, env) = (paged.config_args(), paged.env());
 
@@ -84,10 +117,23 @@ fn crash_cycles_and_a_rebuild_from_scratch_agree_with_the_snapshot_based_restart
                             customers: if sev1 { vec!["acme".into(), "globex".into()] } else { vec![] },
                             ..Default::default()
                         };
-                        if c.report(by("monitor", report)).await.is_err() {
-                            return acked;
-                        }
+                        let Ok(reported) = c.report(by("monitor", report)).await else { return acked };
                         acked += 1;
+                        // Every third is declared a Sev-3 and resolved:
+                        // finished, so evicted at the next look.
+                        if n % 3 == 1 {
+                            let id = reported.into_inner().incident_id;
+                            let severity = v1::Severity::Sev3 as i32;
+                            let declare = v1::DeclareRequest { incident_id: id.clone(), severity, context: None };
+                            if c.declare(by("maria", declare)).await.is_err() {
+                                return acked;
+                            }
+                            let resolve =
+                                v1::ResolveRequest { incident_id: id, summary: "fixed".into(), context: None };
+                            if c.resolve(by("maria", resolve)).await.is_err() {
+                                return acked;
+                            }
+                        }
                     }
                     acked
                 });
@@ -108,6 +154,8 @@ fn crash_cycles_and_a_rebuild_from_scratch_agree_with_the_snapshot_based_restart
     // while running, carry out what is owed, and settle.
     let server = Klaxond::start_with_env(&data, &args, &env);
     let crashed = view(&server);
+    let finished = crashed.served["finished"].as_array().map_or(0, Vec::len);
+    assert!(finished > 0, "some incidents were resolved, and are read back (seed {seed})");
     for (service, resumed) in &crashed.resumed {
         assert!(
             *resumed > 0,
@@ -125,6 +173,13 @@ fn crash_cycles_and_a_rebuild_from_scratch_agree_with_the_snapshot_based_restart
     assert_eq!(restarted.head, crashed.head, "seed {seed}");
     assert_eq!(restarted.served, crashed.served, "seed {seed}");
     assert!(server.stop().success());
+    // The snapshots saved at that stop list evicted incidents: what the
+    // rebuild below must reach again on its own.
+    for service in ["paging", "notifier", "review"] {
+        let saved = std::fs::read(data.join("snapshots").join(format!("{service}.snap"))).unwrap();
+        let saved = String::from_utf8_lossy(&saved);
+        assert!(saved.contains(r#""evicted":["INC-"#), "{service}'s snapshot lists evicted incidents (seed {seed})");
+    }
 
     // A rebuild from scratch: the snapshots deleted, every service folds the
     // log from position 1 and serves the same.

@@ -33,7 +33,10 @@
 //!   with nothing under way, timed or to decide, leaves the state
 //!   ([`Service::evict`]); its id is kept (and snapshotted), and a record
 //!   about it first reads it back from the log into a fresh state that the
-//!   service adopts ([`Service::adopt`]). Memory is bounded by open work.
+//!   service adopts ([`Service::adopt`]). Memory is bounded by open work,
+//!   while a rebuild folds too. A look for incidents to evict checks only
+//!   the candidates due by now (kept in a queue by when they may leave),
+//!   so its cost follows what can leave, not what is held.
 //! - **Progress and the barrier.** [`Progress`] says which position is
 //!   folded and which is *processed*: folded, decided, carried out and
 //!   folded back. [`Handle::wait_processed`] is the barrier tests wait on
@@ -145,7 +148,10 @@ pub trait Service: Send + Sync + 'static {
     /// default). With [`Reactor::with_eviction`], an incident finished for
     /// longer than the configured time, with nothing to decide and no
     /// timer, leaves the state ([`Service::evict`]) and comes back from the
-    /// log ([`Service::adopt`]) when a record about it arrives.
+    /// log ([`Service::adopt`]) when a record about it arrives. The answer
+    /// may change only when [`Service::fold`] folds a record it says
+    /// concerns the incident: the shell notes it then, and its sweeps look
+    /// at the incidents due by that note (re-checking the answer).
     fn retired_since(&self, _state: &Self::State, _incident: IncidentId) -> Option<DateTime<Utc>> {
         None
     }
