@@ -44,8 +44,10 @@ const OPEN_PER_MILLE: u64 = 10;
 const AFTER: Duration = Duration::from_secs(24 * 3600);
 /// What a shell may hold during the fold beyond what it holds once caught
 /// up: the incidents the records since its last look for finished ones
-/// touched (it looks every `klaxon_reactor::EVICT_EVERY` records).
-const SLACK: u64 = 512;
+/// touched. It looks every `EVICT_EVERY` (1,024) records, and an incident
+/// has about six, so half that is a loose bound (without eviction a
+/// shell holds all 3,000).
+const SLACK: u64 = klaxon_reactor::shell::EVICT_EVERY / 2;
 
 fn now() -> DateTime<Utc> {
     "2026-11-02T10:00:00Z".parse().unwrap()
@@ -106,6 +108,24 @@ struct Shells {
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
+/// The barrier, for a long fold on a loaded machine: waits again while the
+/// shell keeps folding (its applied position moves between two waits),
+/// fails when it stops moving short of `head`.
+async fn processed<S: klaxon_reactor::Service>(shell: &klaxon_reactor::Handle<S>, head: Position) {
+    let mut applied = shell.progress().applied;
+    for _ in 0..100 {
+        match shell.wait_processed(head).await {
+            Ok(_) => return,
+            Err(e) => {
+                let now = shell.progress().applied;
+                assert!(now > applied, "{e}");
+                applied = now;
+            }
+        }
+    }
+    panic!("{} did not reach {head}", S::NAME);
+}
+
 impl Shells {
     fn start(log: &Log, configs: &Configs, clock: &ManualClock, after: Option<Duration>) -> Shells {
         let stop = CancellationToken::new();
@@ -140,9 +160,9 @@ impl Shells {
     async fn settled(&self, log: &Log) -> Position {
         for _ in 0..20 {
             let head = log.head();
-            self.pager.reactor().wait_processed(head).await.unwrap();
-            self.notifier.reactor().wait_processed(head).await.unwrap();
-            self.reviews.reactor().wait_processed(head).await.unwrap();
+            processed(self.pager.reactor(), head).await;
+            processed(self.notifier.reactor(), head).await;
+            processed(self.reviews.reactor(), head).await;
             if log.head() == head {
                 return head;
             }
