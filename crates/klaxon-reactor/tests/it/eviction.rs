@@ -4,8 +4,10 @@
 use std::time::Duration;
 
 use chrono::TimeDelta;
+use klaxon_domain::ids::IncidentId;
 use klaxon_domain::incident::Command;
-use klaxon_reactor::Reactor;
+use klaxon_log::{EventData, EventKind, ExpectedVersion, Metadata, NewEvent};
+use klaxon_reactor::{Reactor, streams};
 
 use super::{Marking, World};
 
@@ -52,5 +54,45 @@ async fn a_sweep_looks_at_the_incidents_due_to_leave_not_at_every_one_held() {
     w.clock.advance(TimeDelta::hours(2));
     let p = marking.wait_processed(w.log.head()).await.unwrap();
     assert_eq!((p.read_back, p.held, p.evicted, p.examined), (1, INCIDENTS / 10, resolved, resolved + 1), "{p:?}");
+    w.stop.cancel();
+}
+
+/// A record in an evicted incident's streams that the service's fold passes
+/// over (here: a kind `Marking` does not fold, in the incident's notify
+/// stream) still reads the incident back; it is then held again, with its
+/// latest cause, and a later sweep evicts it again. (It used to stay in the
+/// state, neither held nor evicted, for good.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_incident_read_back_for_a_record_its_service_passes_over_is_held_and_evicted_again() {
+    let w = World::new();
+    w.report(1).await;
+    w.resolve(1).await;
+    w.report(2).await;
+    w.resolve(2).await;
+    let reactor = Reactor::new(w.log.clone(), Marking { chain: 0, late: None, channel: "log" }, w.clock.shared())
+        .with_eviction(Duration::from_secs(3600));
+    let marking = reactor.handle();
+    tokio::spawn(reactor.run(w.stop.clone()));
+    w.clock.advance(TimeDelta::hours(2));
+    let p = marking.wait_processed(w.log.head()).await.unwrap();
+    assert_eq!((p.held, p.evicted), (0, 2), "{p:?}");
+
+    let id = IncidentId::from_number(1).unwrap();
+    let note = NewEvent {
+        id: uuid::Uuid::new_v4(),
+        kind: EventKind::new("test.note.v1").unwrap(),
+        data: EventData::from_value(&serde_json::json!({})).unwrap(),
+        metadata: Metadata::default(),
+    };
+    w.log.append(&streams::notify(id), ExpectedVersion::Any, vec![note]).await.unwrap();
+    let p = marking.wait_processed(w.log.head()).await.unwrap();
+    assert_eq!((p.read_back, p.held, p.evicted), (1, 1, 1), "held again, not lost between the two: {p:?}");
+    assert!(!marking.is_evicted(id));
+
+    // Still finished long ago: the next sweep on the clock evicts it again.
+    w.clock.advance(TimeDelta::hours(1));
+    let p = marking.wait_processed(w.log.head()).await.unwrap();
+    assert_eq!((p.held, p.evicted), (0, 2), "{p:?}");
+    assert!(marking.is_evicted(id));
     w.stop.cancel();
 }
