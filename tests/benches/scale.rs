@@ -44,6 +44,10 @@
 //! as `24h` when klaxond's configuration has the setting (read from its
 //! source), or as `KLAXON_SCALE_EVICT_CLOSED_AFTER` says (`off`: not at all).
 //!
+//! `KLAXON_SCALE_CONFIG` is appended to klaxond's configuration (TOML,
+//! `\n` for line breaks), for experiments such as
+//! `KLAXON_SCALE_CONFIG='[log]\ncache_bytes = 67108864'`.
+//!
 //! `KLAXON_SCALE_EVENTS` chooses the sizes (default `100000,1000000`; add
 //! `10000000` for the 10M row, which takes long: about 2 GB of data and
 //! minutes of generation). `KLAXON_SCALE_TRAFFIC` sets the traffic's
@@ -158,21 +162,86 @@ fn copy_dir(from: &Path, to: &Path) {
 }
 
 fn rss_mb(pid: u32) -> f64 {
+    status_mb(pid, "VmRSS:")
+}
+
+/// A memory line (`VmRSS:`, `VmHWM:`) of `/proc/<pid>/status`, in MB.
+fn status_mb(pid: u32, line: &str) -> f64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc/<pid>/status");
     let kb: f64 = status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(line))
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse().ok())
-        .expect("a VmRSS line");
+        .unwrap_or_else(|| panic!("a {line} line"));
     kb / 1024.0
 }
 
 /// When a start was ready: the log's head then, and when (seconds after
-/// the spawn) each service first reported it had processed the head.
+/// the spawn) each service first reported it had processed the head; and
+/// what the wait saw of the process (load-independent work beside the
+/// wall-clock time).
 struct Ready {
     head: u64,
     services: Vec<(String, f64)>,
+    /// The slowest `/metrics` answer while waiting, in seconds.
+    slowest_scrape_s: f64,
+    /// Scrapes made while waiting.
+    scrapes: u64,
+}
+
+/// Clock ticks per second in `/proc/<pid>/stat` (`getconf CLK_TCK`, 100 on
+/// Linux).
+const TICKS_PER_S: f64 = 100.0;
+
+/// CPU seconds (user + system) from a `/proc/.../stat` line: the name in
+/// parentheses, then utime and stime (fields 14 and 15).
+fn stat_cpu(stat: &str) -> Option<(String, f64)> {
+    let (open, close) = (stat.find('(')?, stat.rfind(')')?);
+    let name = stat[open + 1..close].to_owned();
+    let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+    // Fields after the name start at field 3 (state).
+    let ticks = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some((name, ticks / TICKS_PER_S))
+}
+
+/// The process's CPU seconds so far (every thread, live or gone), and the
+/// live threads' CPU seconds summed by thread name, the most first.
+fn cpu_by_thread(pid: u32) -> (f64, Vec<(String, f64)>) {
+    let total =
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).ok().and_then(|s| stat_cpu(&s)).map_or(0.0, |c| c.1);
+    let mut by_name: Vec<(String, f64)> = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).into_iter().flatten().flatten() {
+        let Some((name, cpu)) = std::fs::read_to_string(task.path().join("stat")).ok().and_then(|s| stat_cpu(&s))
+        else {
+            continue;
+        };
+        match by_name.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, sum)) => *sum += cpu,
+            None => by_name.push((name, cpu)),
+        }
+    }
+    by_name.sort_by(|a, b| b.1.total_cmp(&a.1));
+    (total, by_name)
+}
+
+/// `VmHWM` (the peak resident memory so far) of `pid`, in MB.
+fn peak_rss_mb(pid: u32) -> f64 {
+    status_mb(pid, "VmHWM:")
+}
+
+/// What a start cost, read when it was ready: CPU seconds in all and by
+/// thread, the peak RSS, and the slowest `/metrics` answer.
+fn work(pid: u32, ready: &Ready) -> String {
+    let (total, threads) = cpu_by_thread(pid);
+    let each: Vec<String> = threads.iter().take(4).map(|(n, c)| format!("{n} {c:.1}")).collect();
+    format!(
+        "CPU {total:.1} s ({}); peak RSS {:.0} MB; slowest of {} scrapes {:.3} s",
+        each.join(", "),
+        peak_rss_mb(pid),
+        ready.scrapes,
+        ready.slowest_scrape_s
+    )
 }
 
 /// Polls `/metrics` until every service has processed the log's head and
@@ -182,8 +251,12 @@ fn wait_ready(up: &Klaxond, begun: Instant) -> Ready {
     let address = up.http_address.as_deref().expect("up serves HTTP");
     let deadline = Instant::now() + READY_LIMIT;
     let mut services: Vec<(String, f64)> = Vec::new();
+    let (mut slowest_scrape_s, mut scrapes) = (0.0_f64, 0);
     loop {
+        let asked = Instant::now();
         let metrics = scrape(address);
+        slowest_scrape_s = slowest_scrape_s.max(asked.elapsed().as_secs_f64());
+        scrapes += 1;
         let head = metrics.get("klaxon_log_head").copied().unwrap_or(0.0) as u64;
         let positions: Vec<(&str, u64)> = metrics
             .iter()
@@ -200,7 +273,7 @@ fn wait_ready(up: &Klaxond, begun: Instant) -> Ready {
         if !positions.is_empty() && positions.iter().all(|(_, p)| *p >= head) {
             let again = scrape(address).get("klaxon_log_head").copied().unwrap_or(0.0) as u64;
             if again == head {
-                return Ready { head, services };
+                return Ready { head, services, slowest_scrape_s, scrapes };
             }
         }
         assert!(Instant::now() < deadline, "not ready within {READY_LIMIT:?}");
@@ -349,6 +422,8 @@ struct Row {
     rss_restart_mb: f64,
     first_phases: String,
     restart_phases: String,
+    first_work: String,
+    restart_work: String,
 }
 
 fn main() {
@@ -368,6 +443,11 @@ fn main() {
     let mut extra = String::from("[limits]\nrequests_per_second = 0\n");
     if let Some(after) = &evict {
         extra.push_str(&format!("[memory]\nevict_closed_after = {after:?}\n"));
+    }
+    // More configuration for an experiment, such as `[log] cache_bytes`.
+    if let Ok(more) = std::env::var("KLAXON_SCALE_CONFIG") {
+        extra.push_str(&more.replace("\\n", "\n"));
+        extra.push('\n');
     }
     let paged = Paged::start(1800, false, &extra);
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
@@ -400,7 +480,8 @@ fn main() {
         let ready_s = begun.elapsed().as_secs_f64();
         let rss = rss_mb(up.pid());
         let first_phases = phases(serving_s, &ready);
-        eprintln!("  ready in {ready_s:.2} s ({first_phases}), {rss:.0} MB; traffic ...");
+        let first_work = work(up.pid(), &ready);
+        eprintln!("  ready in {ready_s:.2} s ({first_phases}), {rss:.0} MB; {first_work}; traffic ...");
         let begun = Instant::now();
         let traffic_calls = runtime.block_on(traffic(&up.url, reports));
         let traffic_s = begun.elapsed().as_secs_f64();
@@ -416,7 +497,8 @@ fn main() {
         let restart_s = begun.elapsed().as_secs_f64();
         let rss_restart = rss_mb(up.pid());
         let restart_phases = phases(serving_s, &restarted);
-        eprintln!("  ready in {restart_s:.2} s ({restart_phases}), {rss_restart:.0} MB");
+        let restart_work = work(up.pid(), &restarted);
+        eprintln!("  ready in {restart_s:.2} s ({restart_phases}), {rss_restart:.0} MB; {restart_work}");
         assert!(up.stop().success(), "klaxond stopped cleanly");
         std::fs::remove_dir_all(&run).expect("remove the copy");
         if !keep {
@@ -429,6 +511,8 @@ fn main() {
             appended_at_start: ready.head - generated.events,
             first_phases,
             restart_phases,
+            first_work,
+            restart_work,
             rss_mb: rss,
             traffic_calls,
             traffic_s,
@@ -466,6 +550,16 @@ fn main() {
     println!("| ---: | --- | --- |");
     for r in &rows {
         println!("| {} | {} | {} |", r.generated.events, r.first_phases, r.restart_phases);
+    }
+    println!();
+    println!(
+        "What each start cost until ready (klaxond's CPU seconds in all and by thread name, from /proc; VmHWM; the slowest /metrics answer):"
+    );
+    println!();
+    println!("| events | first start | restart |");
+    println!("| ---: | --- | --- |");
+    for r in &rows {
+        println!("| {} | {} | {} |", r.generated.events, r.first_work, r.restart_work);
     }
     println!();
     match &evict {
