@@ -24,6 +24,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use anyhow::Context;
 use klaxon_bus::Bus;
 use klaxon_domain::audit::{self, ConfigApplied};
+use klaxon_domain::oncall::Schedules;
 use klaxon_domain::paging::{Directory, PagingConfig};
 use klaxon_domain::severity::Rules;
 use klaxon_log::{EventData, EventKind, ExpectedVersion, Metadata, NewEvent, Position, StreamId};
@@ -221,6 +222,8 @@ pub struct LiveConfig {
     pub paging: Live<Option<Arc<PagingConfig>>>,
     /// The schedules and teams managers may pull in (intake).
     pub directory: Live<Directory>,
+    /// The configured schedules (the shift notices).
+    pub schedules: Live<Schedules>,
 }
 
 impl LiveConfig {
@@ -231,6 +234,7 @@ impl LiveConfig {
             pager: pager_config(validated).map(|c| Live::new(Arc::new(c))),
             paging: Live::new(Arc::new(validated.paging.clone())),
             directory: Live::new(Arc::new(directory(validated))),
+            schedules: Live::new(validated.schedules.clone()),
         }
     }
 
@@ -241,6 +245,7 @@ impl LiveConfig {
         }
         self.paging.set(Arc::new(validated.paging.clone()));
         self.directory.set(Arc::new(directory(validated)));
+        self.schedules.set(validated.schedules.clone());
     }
 }
 

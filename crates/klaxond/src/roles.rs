@@ -223,9 +223,11 @@ impl Wiring {
                 self.metrics = metrics.with_paging(h.clone());
                 self.serve(PagingService::new(h).into_server().max_decoding_message_size(max)).await;
                 if validated.shift_notices.enabled() {
+                    // The schedules a reload replaces; `[shift_notices]`
+                    // itself is fixed while the process runs.
                     let shifts_config = klaxon_paging::shifts::ShiftsConfig {
                         notices: validated.shift_notices.clone(),
-                        schedules: validated.schedules.clone(),
+                        schedules: self.live(validated).schedules,
                     };
                     let outbox: Arc<dyn klaxon_domain::outbox::Outbox> = validated.channels.clone();
                     let mut shifts = klaxon_paging::shifts::ShiftNotifier::new(
