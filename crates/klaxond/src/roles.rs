@@ -229,7 +229,7 @@ impl Wiring {
                         notices: validated.shift_notices.clone(),
                         schedules: self.live(validated).schedules,
                     };
-                    let outbox: Arc<dyn klaxon_domain::outbox::Outbox> = validated.channels.clone();
+                    let outbox = self.live(validated).outbox();
                     let mut shifts = klaxon_paging::shifts::ShiftNotifier::new(
                         bus.clone(),
                         shifts_config,
@@ -248,7 +248,7 @@ impl Wiring {
                 let options = klaxon_notifier::NotifierOptions {
                     notifier: validated.notifier.clone(),
                     paging: validated.paging.clone(),
-                    channels: validated.channels.clone(),
+                    channels: self.live(validated).outbox(),
                     feed_lag_max: klaxon_notifier::feed::CHANGES_BUFFER,
                 };
                 let paging = self.live(validated).paging;
@@ -280,7 +280,7 @@ impl Wiring {
                 let h = reviews.handle();
                 self.metrics = std::mem::take(&mut self.metrics).with_reactor(name, h.reactor().clone());
                 if !validated.reports.is_empty() {
-                    let outbox: Arc<dyn klaxon_domain::outbox::Outbox> = validated.channels.clone();
+                    let outbox = self.live(validated).outbox();
                     let mut reporter =
                         klaxon_review::Reporter::new(h.clone(), validated.reports.clone(), outbox, self.clock.clone());
                     if let Some(claims) = &self.claims {
