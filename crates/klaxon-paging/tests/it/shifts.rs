@@ -60,6 +60,16 @@ impl Shifts {
     }
 }
 
+/// A receiver, the test configuration delivering to it, and a world (a
+/// log, the clock at `start_time`, intake and the pager) over it: what
+/// every test but the DST one starts from.
+async fn receiver_and_world() -> (Receiver, PagerConfig, tempfile::TempDir, World) {
+    let receiver = Receiver::start(SECRET).await;
+    let config = config(&receiver.url);
+    let (dir, world) = new_world(&config);
+    (receiver, config, dir, world)
+}
+
 fn shift_records(log: &Log) -> Vec<String> {
     let records = log.read_all(Position(1), 100_000).unwrap();
     records.into_iter().filter(|r| r.kind.as_str().starts_with("shift.")).map(|r| r.kind.to_string()).collect()
@@ -118,9 +128,7 @@ async fn start_and_end_notices_come_at_the_right_instants_across_a_dst_change() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_override_tells_both_people_once_and_restarts_send_nothing_twice() {
-    let receiver = Receiver::start(SECRET).await;
-    let config = config(&receiver.url);
-    let (_dir, w) = new_world(&config);
+    let (receiver, config, _dir, w) = receiver_and_world().await;
     let notices = notices(None);
     // Wednesday 2026-11-25: ana's week (since 11-23, two days ago) runs;
     // it is too late for its start notice.
@@ -198,11 +206,8 @@ async fn an_override_tells_both_people_once_and_restarts_send_nothing_twice() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_weekly_summary_is_posted_once_a_week_across_restarts() {
-    let receiver = Receiver::start(SECRET).await;
-    let config = config(&receiver.url);
-    let dir = tempfile::tempdir().unwrap();
-    let log = Log::open(dir.path(), Default::default()).unwrap();
-    let clock = ManualClock::new(start_time());
+    let (receiver, config, _dir, w) = receiver_and_world().await;
+    let (log, clock) = (w.log.clone(), w.clock.clone());
     let weekly = WeeklyConfig {
         day: Some("mon".into()),
         time: Some("09:00".into()),
@@ -242,13 +247,12 @@ async fn the_weekly_summary_is_posted_once_a_week_across_restarts() {
     got.sort();
     assert_eq!(got, ["shift/duty-managers/summary/2026-12-07", "shift/payments-primary/summary/2026-12-07"]);
     shifts.stop().await;
+    w.stop.cancel();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn disabled_notices_send_and_record_nothing() {
-    let receiver = Receiver::start(SECRET).await;
-    let config = config(&receiver.url);
-    let (_dir, w) = new_world(&config);
+    let (receiver, config, _dir, w) = receiver_and_world().await;
     let shifts = Shifts::start(&w.log, &w.clock, &config, &NoticesConfig::disabled());
     let maria = Acting { actor: ActorId::new("maria").unwrap(), manager: true };
     let add = RosterCommand::AddOverride {
@@ -328,9 +332,7 @@ start = "2026-11-25"
 /// also by a notifier started afresh.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reload_changes_the_notices_from_then_on_and_sends_nothing_twice() {
-    let receiver = Receiver::start(SECRET).await;
-    let config = config(&receiver.url);
-    let (_dir, w) = new_world(&config);
+    let (receiver, config, _dir, w) = receiver_and_world().await;
     let notices = notices(None);
     let live = Live::new(config.schedules.clone());
     let reload = |schedules: Arc<Schedules>| {
