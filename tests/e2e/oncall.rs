@@ -2,16 +2,37 @@
 //! `klaxon` CLI is what `WhoIsOnCall` answers and whom a Sev-1 pages; an
 //! engineer is refused someone else's shift with nothing written; a swap
 //! requested and taken through the CLI survives a restart of `klaxond`;
-//! `klaxon oncall coverage` lists holes.
+//! `klaxon oncall coverage` lists holes; shift notices are sent once across
+//! a restart and follow a schedule added at SIGHUP.
 
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 use klaxon_tests::config::Paged;
+use klaxon_tests::receiver::Receiver;
 use klaxon_tests::{Klaxond, klaxon, klaxon_json, klaxon_ok};
 
 fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// The shift notices `receiver` accepted, in order: (idempotency key,
+/// recipient).
+fn shift_notices(receiver: &Receiver) -> Vec<(String, String)> {
+    let requests = receiver.requests();
+    let notices = requests.into_iter().filter(|r| r.body["kind"] == "shift_notice" && r.status < 300);
+    notices.map(|r| (r.idempotency_key, r.body["recipient"].as_str().unwrap_or_default().to_owned())).collect()
+}
+
+/// The shift notices once there are at least `n` (or after 20 s).
+fn wait_for_notices(receiver: &Receiver, n: usize) -> Vec<(String, String)> {
+    for _ in 0..400 {
+        if shift_notices(receiver).len() >= n {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    shift_notices(receiver)
 }
 
 #[test]
@@ -145,20 +166,7 @@ fn a_cli_override_sends_shift_notices_once_across_a_restart() {
     let data = paged.dir.path().join("data");
     let (args, env) = (paged.config_args(), paged.env());
     let server = Klaxond::start_with_env(&data, &args, &env);
-    let notices = || -> Vec<(String, String)> {
-        let requests = receiver.requests();
-        let notices = requests.into_iter().filter(|r| r.body["kind"] == "shift_notice" && r.status < 300);
-        notices.map(|r| (r.idempotency_key, r.body["recipient"].as_str().unwrap_or_default().to_owned())).collect()
-    };
-    let wait = |n: usize| {
-        for _ in 0..400 {
-            if notices().len() >= n {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        notices()
-    };
+    let wait = |n: usize| wait_for_notices(receiver, n);
 
     // ana is on call all the time; carl takes an hour starting in an hour.
     let now = Utc::now();
@@ -187,5 +195,56 @@ fn a_cli_override_sends_shift_notices_once_across_a_restart() {
     keys.dedup();
     assert_eq!(keys.len(), 4, "a notice was sent twice: {all:?}");
     let _ = runtime;
+    assert!(server.stop().success());
+}
+
+/// A schedule added to the file and applied at SIGHUP gets its shift
+/// notices from then on: dave's shift of the new `db-primary` starts in
+/// ten minutes, so its start notice is due at once after the reload (and
+/// was not before, the schedule did not exist). The reload is recorded.
+#[test]
+fn a_schedule_added_at_sighup_gets_its_shift_notices() {
+    let paged = Paged::start(600, false, "[shift_notices]\nenabled = true\n");
+    let receiver = &paged.receiver;
+    let (args, env) = (paged.config_args(), paged.env());
+    let server = Klaxond::start_with_env(&paged.dir.path().join("data"), &args, &env);
+    let metrics = server.http_address.clone().expect("up serves metrics");
+    klaxon_tests::metrics::settle(&metrics, &[&metrics]);
+    assert_eq!(shift_notices(receiver), Vec::<(String, String)>::new(), "ana's shift has no start or end in sight");
+
+    // dave and erin hand off every two days at the next ten minutes' mark;
+    // erin's running shift started two days ago (too long for a notice).
+    let start = Utc::now() + TimeDelta::minutes(10);
+    let added = format!(
+        "\n[[schedules]]\nname = \"db-primary\"\ntime_zone = \"UTC\"\n[[schedules.layers]]\nname = \"pairs\"\n\
+         participants = [\"dave\", \"erin\"]\nshift = \"2d\"\nhandoff = \"{}\"\nstart = \"{}\"\n",
+        start.format("%H:%M"),
+        start.format("%Y-%m-%d"),
+    );
+    let mut text = std::fs::read_to_string(&paged.config).unwrap();
+    text.push_str(&added);
+    std::fs::write(&paged.config, text).unwrap();
+    klaxon_tests::signal(server.pid(), "HUP");
+    let notices = wait_for_notices(receiver, 1);
+    let handoff = start.format("%Y-%m-%dT%H:%M:00Z");
+    assert_eq!(notices, [(format!("shift/db-primary/dave/starts/{handoff}/dave"), "dave".to_owned())]);
+    let audit = || klaxon_ok(&server.url, "maria", &["audit", "--kind", "config.applied", "--format", "json"]);
+    let mut recorded = audit();
+    for _ in 0..100 {
+        if recorded.contains("applied at reload") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        recorded = audit();
+    }
+    assert!(recorded.contains("schedules[db-primary]"), "the reload is recorded with its diff: {recorded}");
+
+    // Nothing is sent twice: a stop and a start with the new file send no
+    // notice again.
+    assert!(server.stop().success());
+    let server = Klaxond::start_with_env(&paged.dir.path().join("data"), &args, &env);
+    let metrics = server.http_address.clone().expect("up serves metrics");
+    klaxon_tests::metrics::settle(&metrics, &[&metrics]);
+    assert_eq!(shift_notices(receiver).len(), 1);
     assert!(server.stop().success());
 }

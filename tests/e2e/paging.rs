@@ -156,3 +156,68 @@ fn an_edited_policy_applies_at_sighup_to_new_sev1s_while_a_sev1_in_flight_keeps_
     );
     assert!(server.stop().success());
 }
+
+/// `[[channels]]` reload at SIGHUP: the pager channel moved to another
+/// receiver takes the next page and the next executive post (paging and
+/// the notifier read the channels at each delivery), and the change is
+/// recorded with its key. A file that removes a channel something still
+/// names is refused with the key and the problem (what `klaxond config
+/// check` says of it), nothing is written, and the running channels stay.
+#[test]
+fn a_channel_changed_at_sighup_takes_the_next_delivery_and_one_still_named_cannot_be_removed() {
+    let paged = Paged::start(600, true, "");
+    let (runtime, first) = (&paged.runtime, &paged.receiver);
+    let second = runtime.block_on(klaxon_tests::receiver::Receiver::start(&paged.secret));
+    let (args, env) = (paged.config_args(), paged.env());
+    let server = Klaxond::start_with_env(&paged.dir.path().join("data"), &args, &env);
+    let (url, http) = (server.url.clone(), server.http_address.clone().expect("up serves metrics"));
+    let sev1 = |title: &str| {
+        let args = ["report", "--title", title, "--service", "payments", "--customer", "acme", "--customer", "globex"];
+        klaxon_ok(&url, "monitor", &args)
+    };
+    let got = |receiver: &klaxon_tests::receiver::Receiver, key: &str| {
+        receiver.requests().iter().any(|r| r.status < 300 && r.idempotency_key.starts_with(key))
+    };
+    assert!(sev1("EU checkout down").starts_with("INC-1"));
+    eventually("INC-1's page at the first receiver", || got(first, "INC-1-P1").then_some(()));
+
+    // The pager channel now posts to the second receiver.
+    let original = std::fs::read_to_string(&paged.config).unwrap();
+    let moved = original.replace(&first.url, &second.url);
+    assert_ne!(moved, original);
+    std::fs::write(&paged.config, &moved).unwrap();
+    klaxon_tests::signal(server.pid(), "HUP");
+    eventually("the edit applied", || (reloads(&http, "applied") == 1.0).then_some(()));
+    assert!(sev1("US checkout down").starts_with("INC-2"));
+    eventually("INC-2's page at the second receiver", || got(&second, "INC-2-P1").then_some(()));
+    let post = |r: &klaxon_tests::receiver::Receiver| {
+        r.requests().into_iter().any(|r| {
+            r.status < 300
+                && r.body["kind"].as_str().is_some_and(|k| k.ends_with("_post"))
+                && r.idempotency_key.contains("INC-2")
+        })
+    };
+    eventually("INC-2's executive post at the second receiver", || post(&second).then_some(()));
+    assert!(!got(first, "INC-2") && !post(first), "nothing of INC-2 went to the old channel");
+    let audit = klaxon_ok(&url, "maria", &["audit", "--kind", "config.", "--format", "json"]);
+    assert!(audit.contains("channels[pager].url"), "the change is recorded with its key: {audit}");
+
+    // Without the pager channel, which [paging] still names: refused.
+    let cut = moved.find("[[channels]]").expect("the channels table");
+    let removed = moved[..cut].to_owned();
+    std::fs::write(&paged.config, &removed).unwrap();
+    let check = std::process::Command::new(klaxon_tests::binary("klaxond"))
+        .args(["config", "check"])
+        .arg(&paged.config)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&check.stderr);
+    assert!(stderr.contains("paging.channels[0]: no channel named \"pager\" in [[channels]]"), "{stderr}");
+    let head = klaxon_tests::metrics::scrape(&http)["klaxon_log_head"];
+    klaxon_tests::signal(server.pid(), "HUP");
+    eventually("the removal refused", || (reloads(&http, "refused") == 1.0).then_some(()));
+    assert_eq!(klaxon_tests::metrics::scrape(&http)["klaxon_log_head"], head, "a refused reload writes nothing");
+    assert!(sev1("APAC checkout down").starts_with("INC-3"));
+    eventually("INC-3's page at the second receiver", || got(&second, "INC-3-P1").then_some(()));
+    assert!(server.stop().success());
+}

@@ -157,3 +157,55 @@ fn the_cli_reports_through_the_other_intake_when_one_is_killed() {
     assert!(stderr.contains(&cluster.address("intake")) && stderr.contains(&cluster.address("intake-2")), "{stderr}");
     cluster.stop();
 }
+
+/// Shift notices with two paging replicas (each runs the shift notices
+/// beside its pager, claiming through the log): six schedules whose first
+/// shift starts in ten minutes, and an override made through the gateway,
+/// call for eight notices; both replicas decide them at once, and each
+/// is decided, delivered and recorded once.
+#[test]
+fn two_paging_replicas_send_each_shift_notice_once() {
+    let start = chrono::Utc::now() + chrono::TimeDelta::minutes(10);
+    let mut extra = String::from("[shift_notices]\nenabled = true\n");
+    for n in 1..=6 {
+        // dave-n starts at the ten minutes' mark; erin-n's running shift
+        // started two days before (too long ago for a notice).
+        extra.push_str(&format!(
+            "\n[[schedules]]\nname = \"db-{n}\"\ntime_zone = \"UTC\"\n[[schedules.layers]]\nname = \"pairs\"\n\
+             participants = [\"dave-{n}\", \"erin-{n}\"]\nshift = \"2d\"\nhandoff = \"{}\"\nstart = \"{}\"\n",
+            start.format("%H:%M"),
+            start.format("%Y-%m-%d"),
+        ));
+    }
+    let setup = setup_with(600, &extra);
+    let cluster = Cluster::start_replicated(setup.dir.path(), &setup.config, &[(SECRET_ENV, setup.secret.as_str())], 2);
+    let notices = || received(&setup, |k| k == "shift_notice");
+    wait(Duration::from_secs(60), "six start notices", || notices().len() >= 6);
+
+    // carl takes an hour of ana's: ana and carl are told.
+    let (from, until) = (start + chrono::TimeDelta::hours(1), start + chrono::TimeDelta::hours(2));
+    let (from, until) = (from.to_rfc3339(), until.to_rfc3339());
+    let args =
+        ["oncall", "override", "--schedule", "payments-primary", "--who", "carl", "--from", &from, "--until", &until];
+    klaxon_ok(&cluster.url, "maria", &args);
+    wait(Duration::from_secs(60), "eight notices", || notices().len() >= 8);
+    let data_dir = cluster.data_dir.clone();
+    cluster.stop();
+
+    let received = notices();
+    let handoff = start.format("%Y-%m-%dT%H:%M:00Z");
+    let mut expected: BTreeSet<String> =
+        (1..=6).map(|n| format!("shift/db-{n}/dave-{n}/starts/{handoff}/dave-{n}")).collect();
+    let moved: Vec<&String> = received.keys().filter(|k| k.contains("/moved/")).collect();
+    assert_eq!(moved.len(), 2, "{received:?}");
+    expected.extend(moved.into_iter().cloned());
+    assert_eq!(received.keys().cloned().collect::<BTreeSet<_>>(), expected);
+    assert!(received.values().all(|n| *n == 1), "a notice arrived twice: {received:?}");
+
+    // In the log: each notice decided once and recorded as sent once.
+    let log = klaxon_log::Log::open(&data_dir, Default::default()).expect("open the stopped log server's folder");
+    let records = log.read_all(klaxon_log::Position(1), 100_000).unwrap();
+    let count = |kind: &str| records.iter().filter(|r| r.kind.as_str() == kind).count();
+    assert_eq!(count("shift.notice_decided.v1"), 8);
+    assert_eq!(count("shift.notice_sent.v1"), 8);
+}

@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use klaxon_bus::Bus;
-use klaxon_channels::Channels;
 use klaxon_domain::ids::{IncidentId, Severity};
 use klaxon_domain::incident::Status;
 use klaxon_domain::notifier::{
@@ -50,8 +49,10 @@ pub struct NotifierOptions {
     pub notifier: Arc<NotifierConfig>,
     /// For the update cadence per severity; defaults apply without paging.
     pub paging: Option<Arc<PagingConfig>>,
-    /// Outbound channels.
-    pub channels: Arc<Channels>,
+    /// Outbound channels: the configured [`klaxon_channels::Channels`],
+    /// or (in `klaxond`) a view of the channels a reload replaces, read
+    /// at each delivery.
+    pub channels: Arc<dyn klaxon_domain::outbox::Outbox>,
     /// Changes a feed subscriber may fall behind before it is resynchronised
     /// with the latest state of every incident (the broadcast's capacity).
     pub feed_lag_max: usize,

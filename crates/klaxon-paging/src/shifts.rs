@@ -23,6 +23,17 @@
 //!   [`Claims`] (replicas) a delivery is claimed through the log first.
 //! - **Timers from events.** It sleeps on the injected [`Clock`] until
 //!   [`notices::next_due`], or until a record arrives.
+//! - **Reloaded schedules.** The configured schedules are read through a
+//!   [`Live`] view (the pager's, which a SIGHUP reload replaces): a new
+//!   view wakes it, and from then on every notice is decided on the new
+//!   schedules (with the log's overrides and swaps applied to them). A
+//!   schedule added by a reload gets its notices, a removed one none; a
+//!   notice already decided is never decided again (its id is still
+//!   derived from schedule, person, kind and instant), and one decided but
+//!   not yet sent is still delivered. A reload itself sends no "moved"
+//!   notice: those follow override and swap events, which have an id in
+//!   the log; a reload's own record (`config.applied.v1`) says what
+//!   changed.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,7 +47,7 @@ use klaxon_domain::oncall::notices::{
 use klaxon_domain::oncall::roster::Rosters;
 use klaxon_domain::outbox::{Message, Outbox, Outcome, Outgoing};
 use klaxon_log::{EventData, EventKind, ExpectedVersion, Metadata, NewEvent, Position, Record};
-use klaxon_reactor::{Claim, Claims, Clock, decode, streams};
+use klaxon_reactor::{Claim, Claims, Clock, Live, decode, streams};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -51,8 +62,9 @@ pub struct ShiftsConfig {
     /// `[shift_notices]`.
     pub notices: Arc<NoticesConfig>,
     /// The configured schedules (their streams' overrides and swaps are
-    /// applied from the log).
-    pub schedules: Arc<Schedules>,
+    /// applied from the log), as a reload leaves them: the view the
+    /// pager reads (an `Arc<Schedules>` converts into a fixed one).
+    pub schedules: Live<Schedules>,
 }
 
 /// Where the shift notices are.
@@ -69,6 +81,9 @@ pub struct ShiftProgress {
     pub decided: u64,
     /// Notices delivered (and recorded) by this process.
     pub sent: u64,
+    /// The [`Live::generation`] of the configured schedules the last round
+    /// decided on.
+    pub schedules: u64,
 }
 
 /// The shift notices. Build it, take [`ShiftNotifier::handle`], then
@@ -87,6 +102,7 @@ pub struct ShiftNotifier {
 pub struct ShiftHandle {
     bus: Bus,
     clock: Arc<dyn Clock>,
+    schedules: Live<Schedules>,
     progress: watch::Receiver<ShiftProgress>,
 }
 
@@ -94,8 +110,22 @@ pub struct ShiftHandle {
 struct State {
     rosters: Rosters,
     notices: Notices,
+    /// The configured schedules `effective` was computed from.
+    configured: Arc<Schedules>,
+    /// `configured` with `rosters` applied.
     effective: Arc<Schedules>,
     applied: Position,
+}
+
+impl State {
+    /// Takes the configured schedules in force now (after a reload): the
+    /// effective ones are computed afresh from them.
+    fn refresh(&mut self, current: Arc<Schedules>) {
+        if !Arc::ptr_eq(&current, &self.configured) {
+            self.effective = Arc::new(self.rosters.effective(&current));
+            self.configured = current;
+        }
+    }
 }
 
 impl ShiftNotifier {
@@ -121,7 +151,12 @@ impl ShiftNotifier {
 
     /// A handle to it.
     pub fn handle(&self) -> ShiftHandle {
-        ShiftHandle { bus: self.bus.clone(), clock: self.clock.clone(), progress: self.progress.subscribe() }
+        ShiftHandle {
+            bus: self.bus.clone(),
+            clock: self.clock.clone(),
+            schedules: self.config.schedules.clone(),
+            progress: self.progress.subscribe(),
+        }
     }
 
     /// Folds the whole log, then decides and delivers what is due, and
@@ -129,10 +164,12 @@ impl ShiftNotifier {
     /// failing log stops it with the error; nothing is lost (what was due
     /// is still due at the next start).
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), Error> {
+        let configured = self.config.schedules.get();
         let mut state = State {
             rosters: Rosters::default(),
             notices: Notices::default(),
-            effective: self.config.schedules.clone(),
+            configured: configured.clone(),
+            effective: configured,
             applied: Position(0),
         };
         let mut subscription = self.bus.subscribe(Position(1));
@@ -146,12 +183,17 @@ impl ShiftNotifier {
         loop {
             if round {
                 let now = self.clock.now();
+                // The generation first: the schedules read after it are
+                // that generation's or a later one's.
+                let generation = self.config.schedules.generation();
+                state.refresh(self.config.schedules.get());
                 let wake = tokio::select! {
                     _ = shutdown.cancelled() => return Ok(()),
                     wake = self.round(&mut subscription, &mut state, now, &mut progress) => wake?,
                 };
                 progress.checked = Some(now);
                 progress.due = wake;
+                progress.schedules = generation;
             }
             progress.folded = state.applied;
             self.progress.send_replace(progress);
@@ -165,6 +207,7 @@ impl ShiftNotifier {
             tokio::select! {
                 _ = shutdown.cancelled() => return Ok(()),
                 _ = sleep => round = true,
+                () = self.config.schedules.changed(progress.schedules) => round = true,
                 record = subscription.next() => round = self.fold_next(record, &mut state)?,
             }
         }
@@ -295,11 +338,12 @@ impl ShiftNotifier {
 
     fn fold(&self, record: &Record, state: &mut State) -> Result<bool, Error> {
         if let Some(event) = decode::roster(record)? {
-            let configured = self.config.schedules.get(&event.schedule);
+            state.refresh(self.config.schedules.get());
+            let configured = state.configured.get(&event.schedule).is_some();
             let before = state.effective.get(&event.schedule).cloned();
             state.rosters.evolve(&event);
-            state.effective = Arc::new(state.rosters.effective(&self.config.schedules));
-            if let (Some(_), Some(before), Some(after)) = (configured, before, state.effective.get(&event.schedule)) {
+            state.effective = Arc::new(state.rosters.effective(&state.configured));
+            if let (true, Some(before), Some(after)) = (configured, before, state.effective.get(&event.schedule)) {
                 let moved = notices::moves(&self.config.notices, &before, after, record.id, event.at);
                 state.notices.moved(moved);
             }
@@ -347,14 +391,18 @@ impl ShiftHandle {
 
     /// Waits until the notices folded the log's current head and did
     /// everything due at the clock's current time (or found nothing due
-    /// before their next wake-up): the barrier tests wait on before
-    /// asserting what was sent.
+    /// before their next wake-up) on the schedules configured now (after
+    /// any reload so far): the barrier tests wait on before asserting
+    /// what was sent.
     pub async fn settled(&self) -> Result<ShiftProgress, Error> {
         let head = self.bus.head().await.map_err(klaxon_reactor::Error::from)?;
         let now = self.clock.now();
+        let generation = self.schedules.generation();
         let mut progress = self.progress.clone();
         let done = |p: &ShiftProgress| {
-            p.folded >= head && p.checked.is_some_and(|c| c >= now || p.due.is_none_or(|d| d > now))
+            p.folded >= head
+                && p.schedules >= generation
+                && p.checked.is_some_and(|c| c >= now || p.due.is_none_or(|d| d > now))
         };
         match tokio::time::timeout(SETTLED_WAIT, progress.wait_for(done)).await {
             Ok(Ok(p)) => Ok(*p),

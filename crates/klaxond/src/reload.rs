@@ -6,7 +6,7 @@
 //! is refused with its file, key and problem, and the running
 //! configuration stays; so is a file that changes a key that cannot
 //! change while running (anything outside [`RELOADABLE`]: addresses, the
-//! data folder, channels, …), naming those keys. Otherwise the new values
+//! data folder, the service catalog, …), naming those keys. Otherwise the new values
 //! are put into the [`Live`] views the services read once per decision
 //! (a paging episode in flight keeps the escalation policy its first event
 //! recorded, so an edit never changes pages already under way), and the
@@ -23,7 +23,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::Context;
 use klaxon_bus::Bus;
+use klaxon_channels::Channels;
 use klaxon_domain::audit::{self, ConfigApplied};
+use klaxon_domain::oncall::Schedules;
+use klaxon_domain::outbox::{Message, Outbox, Outcome};
 use klaxon_domain::paging::{Directory, PagingConfig};
 use klaxon_domain::severity::Rules;
 use klaxon_log::{EventData, EventKind, ExpectedVersion, Metadata, NewEvent, Position, StreamId};
@@ -45,13 +48,26 @@ use crate::config::{Config, Validated};
 ///   teams a manager may pull in) and by the notifier (update cadences).
 ///   Adding or removing the whole `[paging]` table is refused: whether
 ///   paging runs at all is decided at start.
+/// - `channels`: rebuilt from the file (secrets read again from the
+///   environment and files they name) and read at each delivery by paging,
+///   the notifier, the trend reports and the shift notices; a delivery
+///   under way finishes on the set it began with. A channel that something
+///   still names (`[paging] channels`, a policy, the notifier, a report,
+///   `[shift_notices]`) cannot be removed or renamed: the file is refused
+///   by the same validation as at start, naming the key.
 ///
 /// Everything else stays fixed while the process runs: listen addresses,
 /// the data folder, the log, Raft and NATS settings, authentication and
-/// tokens, the service catalog (`services`: the severity evaluator, intake
-/// and reviews hold it), `channels` (their clients and secrets are built at
-/// start), the notifier, reports, limits and snapshots.
-pub const RELOADABLE: &[&str] = &["severity", "paging", "slo", "escalation_policies", "customers", "schedules"];
+/// tokens, the notifier, reports, `[shift_notices]`, limits and snapshots,
+/// and the service catalog (`services`). The catalog stays fixed because
+/// intake, the severity evaluator and reviews fold with it (a report's
+/// tier decides its severity; reviews file every incident, past ones
+/// included, under the team the catalog gives its service): a catalog
+/// swapped while they run would make their state differ from a rebuild
+/// from the log, and would file past incidents under new teams. It needs
+/// the team and tier recorded in the incident's events first.
+pub const RELOADABLE: &[&str] =
+    &["severity", "paging", "slo", "escalation_policies", "customers", "schedules", "channels"];
 
 /// A configuration file as the audit sees it.
 #[derive(Clone, Debug)]
@@ -221,6 +237,28 @@ pub struct LiveConfig {
     pub paging: Live<Option<Arc<PagingConfig>>>,
     /// The schedules and teams managers may pull in (intake).
     pub directory: Live<Directory>,
+    /// The configured schedules (the shift notices).
+    pub schedules: Live<Schedules>,
+    /// The outbound channels (the notifier, the trend reports and the
+    /// shift notices deliver through [`LiveConfig::outbox`]; paging reads
+    /// its own `pager` view's).
+    pub channels: Live<Channels>,
+}
+
+/// The channels in force at each delivery: a delivery takes the set once,
+/// when it begins, and finishes on it (retries included) even if a reload
+/// replaces the set meanwhile; the next delivery takes the new set.
+struct LiveOutbox(Live<Channels>);
+
+impl Outbox for LiveOutbox {
+    fn deliver<'a>(
+        &'a self,
+        channel: &'a str,
+        message: &'a Message,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Outcome> + Send + 'a>> {
+        let channels = self.0.get();
+        Box::pin(async move { Outbox::deliver(&*channels, channel, message).await })
+    }
 }
 
 impl LiveConfig {
@@ -231,7 +269,14 @@ impl LiveConfig {
             pager: pager_config(validated).map(|c| Live::new(Arc::new(c))),
             paging: Live::new(Arc::new(validated.paging.clone())),
             directory: Live::new(Arc::new(directory(validated))),
+            schedules: Live::new(validated.schedules.clone()),
+            channels: Live::new(validated.channels.clone()),
         }
+    }
+
+    /// The channels as an outbox that follows reloads.
+    pub fn outbox(&self) -> Arc<dyn Outbox> {
+        Arc::new(LiveOutbox(self.channels.clone()))
     }
 
     fn set(&self, validated: &Validated) {
@@ -241,6 +286,8 @@ impl LiveConfig {
         }
         self.paging.set(Arc::new(validated.paging.clone()));
         self.directory.set(Arc::new(directory(validated)));
+        self.schedules.set(validated.schedules.clone());
+        self.channels.set(validated.channels.clone());
     }
 }
 

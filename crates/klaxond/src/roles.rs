@@ -223,11 +223,13 @@ impl Wiring {
                 self.metrics = metrics.with_paging(h.clone());
                 self.serve(PagingService::new(h).into_server().max_decoding_message_size(max)).await;
                 if validated.shift_notices.enabled() {
+                    // The schedules a reload replaces; `[shift_notices]`
+                    // itself is fixed while the process runs.
                     let shifts_config = klaxon_paging::shifts::ShiftsConfig {
                         notices: validated.shift_notices.clone(),
-                        schedules: validated.schedules.clone(),
+                        schedules: self.live(validated).schedules,
                     };
-                    let outbox: Arc<dyn klaxon_domain::outbox::Outbox> = validated.channels.clone();
+                    let outbox = self.live(validated).outbox();
                     let mut shifts = klaxon_paging::shifts::ShiftNotifier::new(
                         bus.clone(),
                         shifts_config,
@@ -246,7 +248,7 @@ impl Wiring {
                 let options = klaxon_notifier::NotifierOptions {
                     notifier: validated.notifier.clone(),
                     paging: validated.paging.clone(),
-                    channels: validated.channels.clone(),
+                    channels: self.live(validated).outbox(),
                     feed_lag_max: klaxon_notifier::feed::CHANGES_BUFFER,
                 };
                 let paging = self.live(validated).paging;
@@ -278,7 +280,7 @@ impl Wiring {
                 let h = reviews.handle();
                 self.metrics = std::mem::take(&mut self.metrics).with_reactor(name, h.reactor().clone());
                 if !validated.reports.is_empty() {
-                    let outbox: Arc<dyn klaxon_domain::outbox::Outbox> = validated.channels.clone();
+                    let outbox = self.live(validated).outbox();
                     let mut reporter =
                         klaxon_review::Reporter::new(h.clone(), validated.reports.clone(), outbox, self.clock.clone());
                     if let Some(claims) = &self.claims {

@@ -3,6 +3,7 @@
 //! clock.
 
 use super::*;
+use klaxon_domain::oncall::Schedules;
 use klaxon_domain::oncall::notices::{
     DECIDED_KIND, Notice, NoticeKind, NoticesConfig, NoticesSectionConfig, WeeklyConfig,
 };
@@ -26,7 +27,18 @@ struct Shifts {
 
 impl Shifts {
     fn start(log: &Log, clock: &ManualClock, pager: &PagerConfig, notices: &NoticesConfig) -> Shifts {
-        let config = ShiftsConfig { notices: Arc::new(notices.clone()), schedules: pager.schedules.clone() };
+        Shifts::start_live(log, clock, pager, Live::new(pager.schedules.clone()), notices)
+    }
+
+    /// Over `schedules`, which the test replaces as a reload would.
+    fn start_live(
+        log: &Log,
+        clock: &ManualClock,
+        pager: &PagerConfig,
+        schedules: Live<Schedules>,
+        notices: &NoticesConfig,
+    ) -> Shifts {
+        let config = ShiftsConfig { notices: Arc::new(notices.clone()), schedules };
         let outbox: Arc<dyn klaxon_domain::outbox::Outbox> = pager.channels.clone();
         let shifts = ShiftNotifier::new(log.clone(), config, outbox, clock.shared());
         let handle = shifts.handle();
@@ -46,6 +58,16 @@ impl Shifts {
         self.handle.settled().await.unwrap();
         receiver.requests().into_iter().map(|r| r.idempotency_key).collect()
     }
+}
+
+/// A receiver, the test configuration delivering to it, and a world (a
+/// log, the clock at `start_time`, intake and the pager) over it: what
+/// every test but the DST one starts from.
+async fn receiver_and_world() -> (Receiver, PagerConfig, tempfile::TempDir, World) {
+    let receiver = Receiver::start(SECRET).await;
+    let config = config(&receiver.url);
+    let (dir, world) = new_world(&config);
+    (receiver, config, dir, world)
 }
 
 fn shift_records(log: &Log) -> Vec<String> {
@@ -106,9 +128,7 @@ async fn start_and_end_notices_come_at_the_right_instants_across_a_dst_change() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_override_tells_both_people_once_and_restarts_send_nothing_twice() {
-    let receiver = Receiver::start(SECRET).await;
-    let config = config(&receiver.url);
-    let (_dir, w) = new_world(&config);
+    let (receiver, config, _dir, w) = receiver_and_world().await;
     let notices = notices(None);
     // Wednesday 2026-11-25: ana's week (since 11-23, two days ago) runs;
     // it is too late for its start notice.
@@ -186,11 +206,8 @@ async fn an_override_tells_both_people_once_and_restarts_send_nothing_twice() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_weekly_summary_is_posted_once_a_week_across_restarts() {
-    let receiver = Receiver::start(SECRET).await;
-    let config = config(&receiver.url);
-    let dir = tempfile::tempdir().unwrap();
-    let log = Log::open(dir.path(), Default::default()).unwrap();
-    let clock = ManualClock::new(start_time());
+    let (receiver, config, _dir, w) = receiver_and_world().await;
+    let (log, clock) = (w.log.clone(), w.clock.clone());
     let weekly = WeeklyConfig {
         day: Some("mon".into()),
         time: Some("09:00".into()),
@@ -230,13 +247,12 @@ async fn the_weekly_summary_is_posted_once_a_week_across_restarts() {
     got.sort();
     assert_eq!(got, ["shift/duty-managers/summary/2026-12-07", "shift/payments-primary/summary/2026-12-07"]);
     shifts.stop().await;
+    w.stop.cancel();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn disabled_notices_send_and_record_nothing() {
-    let receiver = Receiver::start(SECRET).await;
-    let config = config(&receiver.url);
-    let (_dir, w) = new_world(&config);
+    let (receiver, config, _dir, w) = receiver_and_world().await;
     let shifts = Shifts::start(&w.log, &w.clock, &config, &NoticesConfig::disabled());
     let maria = Acting { actor: ActorId::new("maria").unwrap(), manager: true };
     let add = RosterCommand::AddOverride {
@@ -250,6 +266,128 @@ async fn disabled_notices_send_and_record_nothing() {
     w.clock.advance(at("2026-12-01T00:00:00Z") - w.clock.now());
     assert_eq!(shifts.received(&receiver).await, Vec::<String>::new());
     assert_eq!(shift_records(&w.log), Vec::<String>::new());
+    shifts.stop().await;
+    w.stop.cancel();
+}
+
+/// The schedules of `toml` (`[[schedules]]` tables), validated.
+fn schedules(toml: &str) -> Arc<Schedules> {
+    let config: SchedulesConfig = toml::from_str::<toml::Table>(toml).unwrap()["schedules"].clone().try_into().unwrap();
+    Arc::new(config.validate("schedules").unwrap())
+}
+
+/// `payments-primary` (ana and `second` weekly from 2026-11-23), the
+/// duty managers, and `extra`.
+fn reloaded(second: &str, extra: &str) -> Arc<Schedules> {
+    schedules(&format!(
+        r#"
+[[schedules]]
+name = "payments-primary"
+time_zone = "UTC"
+[[schedules.layers]]
+name = "weekly"
+participants = ["ana", "{second}"]
+shift = "7d"
+handoff = "00:00"
+start = "2026-11-23"
+
+[[schedules]]
+name = "duty-managers"
+time_zone = "UTC"
+[[schedules.layers]]
+name = "always"
+participants = ["maria"]
+shift = "7d"
+handoff = "00:00"
+start = "2026-01-05"
+{extra}"#
+    ))
+}
+
+/// `db-primary`: dave and `second` every two days, handing off at 10:10
+/// UTC from 2026-11-25 (ten minutes after the test's start: dave's start
+/// notice is due at once; `second`'s running shift started two days
+/// before, too long ago for a start notice).
+fn db_primary(second: &str) -> String {
+    format!(
+        r#"
+[[schedules]]
+name = "db-primary"
+time_zone = "UTC"
+[[schedules.layers]]
+name = "daily"
+participants = ["dave", "{second}"]
+shift = "2d"
+handoff = "10:10"
+start = "2026-11-25"
+"#
+    )
+}
+
+/// A reload (the pager's configuration and the notices' schedules
+/// replaced together, as `klaxond` does at SIGHUP) changes the notices
+/// from then on: a changed rotation's next start goes to its new person,
+/// an added schedule gets its notices, a removed one none, an override
+/// moves the reloaded shifts; nothing decided is decided or sent again,
+/// also by a notifier started afresh.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_changes_the_notices_from_then_on_and_sends_nothing_twice() {
+    let (receiver, config, _dir, w) = receiver_and_world().await;
+    let notices = notices(None);
+    let live = Live::new(config.schedules.clone());
+    let reload = |schedules: Arc<Schedules>| {
+        w.config.set(Arc::new(PagerConfig { schedules: schedules.clone(), ..(*w.config.get()).clone() }));
+        live.set(schedules);
+    };
+    // Wednesday 2026-11-25 10:00: ana's week runs (too late for its start).
+    let shifts = Shifts::start_live(&w.log, &w.clock, &config, live.clone(), &notices);
+    assert_eq!(shifts.received(&receiver).await, Vec::<String>::new());
+
+    // Reloaded: carl instead of ben next week, and db-primary, whose
+    // first shift (dave's) starts at 10:10, within the 15 minutes' notice.
+    reload(reloaded("carl", &db_primary("erin")));
+    let dave_starts = "shift/db-primary/dave/starts/2026-11-25T10:10:00Z/dave";
+    assert_eq!(shifts.received(&receiver).await, [dave_starts]);
+
+    // Reloaded again with dave's shift as it was (frank after him): his
+    // notice is not decided again.
+    reload(reloaded("carl", &db_primary("frank")));
+    assert_eq!(shifts.received(&receiver).await, [dave_starts]);
+
+    // An override on the reloaded rotation moves carl's week, not ben's.
+    let maria = Acting { actor: ActorId::new("maria").unwrap(), manager: true };
+    let add = RosterCommand::AddOverride {
+        who: ActorId::new("zoe").unwrap(),
+        from: at("2026-12-01T00:00:00Z"),
+        until: at("2026-12-02T00:00:00Z"),
+    };
+    w.pager.change_schedule("payments-primary", &maria, &add, None).await.unwrap();
+    let mut moved = shifts.received(&receiver).await.split_off(1);
+    moved.sort();
+    assert_eq!(moved.len(), 2, "{moved:?}");
+    assert!(moved[0].starts_with("shift/payments-primary/carl/moved/"), "{moved:?}");
+    assert!(moved[1].starts_with("shift/payments-primary/zoe/moved/"), "{moved:?}");
+
+    // db-primary removed: dave's end (11-27 10:10) and frank's start
+    // are never sent. Next Monday's start is carl's.
+    reload(reloaded("carl", ""));
+    assert_eq!(shifts.received(&receiver).await.len(), 3);
+    w.clock.advance(at("2026-11-30T00:00:00Z") - w.clock.now() - TimeDelta::minutes(15));
+    let received = shifts.received(&receiver).await;
+    assert_eq!(received[3..], ["shift/payments-primary/carl/starts/2026-11-30T00:00:00Z/carl"], "{received:?}");
+    w.clock.advance(TimeDelta::minutes(15));
+    let received = shifts.received(&receiver).await;
+    assert_eq!(received[4..], ["shift/payments-primary/ana/ends/2026-11-30T00:00:00Z/ana"], "{received:?}");
+    assert!(!received.iter().any(|k| k.contains("/ben/") || k.contains("/frank/") || k.contains("dave/ends")));
+
+    // A notifier started afresh on the reloaded schedules sends nothing
+    // again; every notice was decided and recorded as sent once.
+    shifts.stop().await;
+    let shifts = Shifts::start_live(&w.log, &w.clock, &config, live.clone(), &notices);
+    assert_eq!(shifts.received(&receiver).await.len(), 5);
+    let kinds = shift_records(&w.log);
+    assert_eq!(kinds.iter().filter(|k| *k == DECIDED_KIND).count(), 5, "{kinds:?}");
+    assert_eq!(kinds.iter().filter(|k| *k == "shift.notice_sent.v1").count(), 5, "{kinds:?}");
     shifts.stop().await;
     w.stop.cancel();
 }
