@@ -11,7 +11,6 @@
 use std::fmt;
 
 use chrono::{DateTime, Utc};
-use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 use crate::DecodeError;
@@ -77,8 +76,8 @@ pub trait Changes: Sized {
     fn fields(&self) -> Value;
 
     /// Decodes the fields of a change of kind `kind`, which must be one of
-    /// [`Changes::KINDS`].
-    fn from_fields(kind: &str, fields: Value) -> Result<Self, serde_json::Error>;
+    /// [`Changes::KINDS`], from `fields` (a map).
+    fn from_fields<'de, D: serde::Deserializer<'de>>(kind: &str, fields: D) -> Result<Self, D::Error>;
 }
 
 /// The names of the envelope fields, which no change may use.
@@ -121,15 +120,135 @@ impl<C: Changes> Event<C> {
             return Err(DecodeError::UnknownKind { kind: kind.to_owned() });
         }
         let malformed = |source| DecodeError::Malformed { kind: kind.to_owned(), source };
-        let mut object = match serde_json::from_str::<Value>(data).map_err(malformed)? {
-            Value::Object(object) => object,
-            _ => return Err(malformed(serde::de::Error::custom("expected a JSON object"))),
-        };
-        let incident = take(&mut object, "incident").map_err(malformed)?;
-        let at = take(&mut object, "at").map_err(malformed)?;
-        let by = take(&mut object, "by").map_err(malformed)?;
-        let change = C::from_fields(kind, Value::Object(object)).map_err(malformed)?;
-        Ok(Event { incident, at, by, change })
+        let mut deserializer = serde_json::Deserializer::from_str(data);
+        let event = serde::de::Deserializer::deserialize_map(&mut deserializer, EventVisitor::<C> { kind, family: std::marker::PhantomData })
+            .map_err(malformed)?;
+        deserializer.end().map_err(malformed)?;
+        Ok(event)
+    }
+}
+
+/// Decodes a stored event in one pass over its text: the envelope fields
+/// are taken out as they come, every other field goes straight to the
+/// change's own `Deserialize` (so its `deny_unknown_fields` still refuses
+/// what it does not know), with no intermediate `serde_json::Value`.
+struct EventVisitor<'k, C> {
+    kind: &'k str,
+    family: std::marker::PhantomData<C>,
+}
+
+impl<'de, C: Changes> serde::de::Visitor<'de> for EventVisitor<'_, C> {
+    type Value = Event<C>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<M: serde::de::MapAccess<'de>>(self, map: M) -> Result<Event<C>, M::Error> {
+        let mut fields = ChangeFields { map, incident: None, at: None, by: None };
+        let change = C::from_fields(self.kind, &mut fields)?;
+        let missing = <M::Error as serde::de::Error>::missing_field;
+        Ok(Event {
+            incident: fields.incident.ok_or_else(|| missing("incident"))?,
+            at: fields.at.ok_or_else(|| missing("at"))?,
+            by: fields.by.ok_or_else(|| missing("by"))?,
+            change,
+        })
+    }
+}
+
+/// The stored object as the change sees it: a map without the envelope
+/// fields, which are kept aside as they pass.
+struct ChangeFields<M> {
+    map: M,
+    incident: Option<IncidentId>,
+    at: Option<DateTime<Utc>>,
+    by: Option<ActorId>,
+}
+
+impl<'de, M: serde::de::MapAccess<'de>> serde::de::MapAccess<'de> for ChangeFields<M> {
+    type Error = M::Error;
+
+    fn next_key_seed<K: serde::de::DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, M::Error> {
+        let mut seed = Some(seed);
+        loop {
+            let Some(key) = self.map.next_key_seed(KeySeed { inner: &mut seed })? else { return Ok(None) };
+            let duplicate = <M::Error as serde::de::Error>::duplicate_field;
+            match key {
+                Key::Change(value) => return Ok(Some(value)),
+                Key::Incident if self.incident.is_some() => return Err(duplicate("incident")),
+                Key::At if self.at.is_some() => return Err(duplicate("at")),
+                Key::By if self.by.is_some() => return Err(duplicate("by")),
+                Key::Incident => self.incident = Some(self.map.next_value()?),
+                Key::At => self.at = Some(self.map.next_value()?),
+                Key::By => self.by = Some(self.map.next_value()?),
+            }
+        }
+    }
+
+    fn next_value_seed<V: serde::de::DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, M::Error> {
+        self.map.next_value_seed(seed)
+    }
+}
+
+/// Presents the change's fields to the change's `Deserialize`, which asks
+/// for a struct: every request is answered with the map.
+impl<'de, M: serde::de::MapAccess<'de>> serde::de::Deserializer<'de> for &mut ChangeFields<M> {
+    type Error = M::Error;
+
+    fn deserialize_any<V: serde::de::Visitor<'de>>(self, visitor: V) -> Result<V::Value, M::Error> {
+        visitor.visit_map(self)
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
+        bytes byte_buf option unit unit_struct newtype_struct seq tuple
+        tuple_struct map struct enum identifier ignored_any
+    }
+}
+
+/// A key of the stored object: an envelope field, or one of the change's
+/// (already given to the change's key seed).
+enum Key<T> {
+    Incident,
+    At,
+    By,
+    Change(T),
+}
+
+/// Reads one key: an envelope name is kept aside, any other name goes to
+/// the change's key seed (taken once: a key the change reads ends the
+/// look for one).
+struct KeySeed<'s, K> {
+    inner: &'s mut Option<K>,
+}
+
+impl<'de, K: serde::de::DeserializeSeed<'de>> serde::de::DeserializeSeed<'de> for KeySeed<'_, K> {
+    type Value = Key<K::Value>;
+
+    fn deserialize<D: serde::de::Deserializer<'de>>(self, deserializer: D) -> Result<Key<K::Value>, D::Error> {
+        deserializer.deserialize_str(self)
+    }
+}
+
+impl<'de, K: serde::de::DeserializeSeed<'de>> serde::de::Visitor<'de> for KeySeed<'_, K> {
+    type Value = Key<K::Value>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a field name")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, name: &str) -> Result<Key<K::Value>, E> {
+        use serde::de::IntoDeserializer;
+        match name {
+            "incident" => Ok(Key::Incident),
+            "at" => Ok(Key::At),
+            "by" => Ok(Key::By),
+            _ => {
+                let seed = self.inner.take().expect("a key seed is used once");
+                seed.deserialize(name.into_deserializer()).map(Key::Change)
+            }
+        }
     }
 }
 
@@ -144,12 +263,6 @@ impl<C: Changes + fmt::Debug> fmt::Debug for Event<C> {
             .field("change", &self.change)
             .finish()
     }
-}
-
-/// Removes and decodes the envelope field `name`.
-fn take<T: DeserializeOwned>(object: &mut Map<String, Value>, name: &'static str) -> Result<T, serde_json::Error> {
-    let value = object.remove(name).ok_or_else(|| <serde_json::Error as serde::de::Error>::missing_field(name))?;
-    serde_json::from_value(value)
 }
 
 /// Declares a family's change enum with one tuple variant per fact, its kind
@@ -196,9 +309,9 @@ macro_rules! changes {
                 .expect("event structs always serialize")
             }
 
-            fn from_fields(kind: &str, fields: ::serde_json::Value) -> Result<$change, ::serde_json::Error> {
+            fn from_fields<'de, D: ::serde::Deserializer<'de>>(kind: &str, fields: D) -> Result<$change, D::Error> {
                 match kind {
-                    $( $kind => ::serde_json::from_value(fields).map($change::$variant), )*
+                    $( $kind => <$variant as ::serde::Deserialize>::deserialize(fields).map($change::$variant), )*
                     _ => unreachable!("the kind was checked against KINDS"),
                 }
             }

@@ -425,6 +425,11 @@ fn decode_errors_name_the_kind() {
             "incident.declared.v1",
             r#"{"incident":"INC-1","at":"2026-03-01T12:00:00Z","by":"b b","severity":"sev1"}"#.to_owned(),
         ),
+        // The envelope's fields may come anywhere among the change's.
+        ("incident.declared.v1", r#"{"severity":"sev2","by":"bob","incident":"INC-3","at":"2026-03-01T12:00:00Z"}"#.to_owned()),
+        ("incident.declared.v1", format!("{{{ok},\"severity\":\"sev1\",\"at\":\"2026-03-02T12:00:00Z\"}}")),
+        ("incident.declared.v1", format!("{{{ok},\"severity\":\"sev1\",\"severity\":\"sev2\"}}")),
+        ("incident.declared.v1", format!("{{{ok},\"severity\":\"sev1\"}} trailing")),
     ];
     let got: Vec<String> = cases
         .iter()
@@ -439,14 +444,18 @@ fn decode_errors_name_the_kind() {
             "unknown: unknown event kind \"incident.exploded.v1\"",
             "unknown: unknown event kind \"incident.declared.v2\"",
             "malformed: malformed incident.declared.v1 event: expected ident at line 1 column 2",
-            "malformed: malformed incident.declared.v1 event: expected a JSON object",
-            "malformed: malformed incident.declared.v1 event: missing field `severity`",
-            "malformed: malformed incident.declared.v1 event: unknown variant `sev9`, expected one of `sev1`, `sev2`, `sev3`, `sev4`",
-            "malformed: malformed incident.declared.v1 event: unknown field `extra`, expected `severity`",
-            "malformed: malformed incident.declared.v1 event: missing field `incident`",
-            "malformed: malformed incident.declared.v1 event: invalid incident_id: \"INC-0\": the number must be at least 1, without leading zeros",
-            "malformed: malformed incident.declared.v1 event: input contains invalid characters",
-            "malformed: malformed incident.declared.v1 event: invalid actor_id: \"b b\": character ' ' is not allowed (use A-Z a-z 0-9 _ . @ : -)",
+            "malformed: malformed incident.declared.v1 event: invalid type: sequence, expected a JSON object at line 1 column 0",
+            "malformed: malformed incident.declared.v1 event: missing field `severity` at line 1 column 59",
+            "malformed: malformed incident.declared.v1 event: unknown variant `sev9`, expected one of `sev1`, `sev2`, `sev3`, `sev4` at line 1 column 76",
+            "malformed: malformed incident.declared.v1 event: unknown field `extra`, expected `severity` at line 1 column 84",
+            "malformed: malformed incident.declared.v1 event: missing field `incident` at line 1 column 58",
+            "malformed: malformed incident.declared.v1 event: invalid incident_id: \"INC-0\": the number must be at least 1, without leading zeros at line 1 column 19",
+            "malformed: malformed incident.declared.v1 event: input contains invalid characters at line 1 column 36",
+            "malformed: malformed incident.declared.v1 event: invalid actor_id: \"b b\": character ' ' is not allowed (use A-Z a-z 0-9 _ . @ : -) at line 1 column 58",
+            "ok IncidentEvent { incident: IncidentId(3), at: 2026-03-01T12:00:00Z, by: ActorId(\"bob\"), change: Declared(Declared { severity: Sev2 }) }",
+            "malformed: malformed incident.declared.v1 event: duplicate field `at` at line 1 column 81",
+            "malformed: malformed incident.declared.v1 event: duplicate field `severity` at line 1 column 87",
+            "malformed: malformed incident.declared.v1 event: trailing characters at line 1 column 79",
         ]
     "#]].assert_debug_eq(&got);
 }

@@ -187,13 +187,13 @@ fn decode_errors_name_the_kind() {
         [
             "unknown event kind \"notify.exploded.v1\"",
             "unknown event kind \"notify.update_overdue.v2\"",
-            "malformed notify.update_overdue.v1 event: expected a JSON object",
-            "malformed notify.update_overdue.v1 event: missing field `due_at`",
-            "malformed notify.update_overdue.v1 event: invalid actor_id: \"a b\": character ' ' is not allowed (use A-Z a-z 0-9 _ . @ : -)",
-            "malformed notify.executives_notified.v1 event: unknown variant `internal`, expected `executive` or `company_wide`",
-            "malformed notify.executives_notified.v1 event: unknown field `extra`, expected one of `channel`, `audience`, `severity`, `summary`, `through`",
-            "malformed notify.delivery_failed.v1 event: missing field `severity`",
-            "malformed notify.update_overdue.v1 event: missing field `incident`",
+            "malformed notify.update_overdue.v1 event: invalid type: sequence, expected a JSON object at line 1 column 0",
+            "malformed notify.update_overdue.v1 event: missing field `due_at` at line 1 column 88",
+            "malformed notify.update_overdue.v1 event: invalid actor_id: \"a b\": character ' ' is not allowed (use A-Z a-z 0-9 _ . @ : -) at line 1 column 121",
+            "malformed notify.executives_notified.v1 event: unknown variant `internal`, expected `executive` or `company_wide` at line 1 column 147",
+            "malformed notify.executives_notified.v1 event: unknown field `extra`, expected one of `channel`, `audience`, `severity`, `summary`, `through` at line 1 column 156",
+            "malformed notify.delivery_failed.v1 event: missing field `severity` at line 1 column 120",
+            "malformed notify.update_overdue.v1 event: missing field `incident` at line 1 column 87",
         ]
     "#]].assert_debug_eq(&got);
 }

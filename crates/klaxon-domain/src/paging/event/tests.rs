@@ -334,12 +334,12 @@ fn decode_errors_name_the_kind() {
             "unknown event kind \"page.exploded.v1\"",
             "unknown event kind \"page.acknowledged.v2\"",
             "malformed page.acknowledged.v1 event: expected ident at line 1 column 2",
-            "malformed page.acknowledged.v1 event: missing field `page`",
-            "malformed page.acknowledged.v1 event: invalid page_id: \"INC-7-P0\": the page number must be at least 1, without leading zeros",
-            "malformed page.acknowledged.v1 event: unknown field `extra`, expected `page`",
-            "malformed slo.breached.v1 event: unknown variant `lunch`, expected one of `ack`, `assign`, `update_cadence`, `resolve`",
-            "malformed page.acknowledged.v1 event: missing field `incident`",
-            "malformed page.responder_paged.v1 event: policy.levels: must have at least one level",
+            "malformed page.acknowledged.v1 event: missing field `page` at line 1 column 59",
+            "malformed page.acknowledged.v1 event: invalid page_id: \"INC-7-P0\": the page number must be at least 1, without leading zeros at line 1 column 77",
+            "malformed page.acknowledged.v1 event: unknown field `extra`, expected `page` at line 1 column 84",
+            "malformed slo.breached.v1 event: unknown variant `lunch`, expected one of `ack`, `assign`, `update_cadence`, `resolve` at line 1 column 72",
+            "malformed page.acknowledged.v1 event: missing field `incident` at line 1 column 58",
+            "malformed page.responder_paged.v1 event: policy.levels: must have at least one level at line 1 column 185",
         ]
     "#]].assert_debug_eq(&got);
 }

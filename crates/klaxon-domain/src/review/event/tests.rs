@@ -229,11 +229,11 @@ fn decode_errors_name_the_kind() {
         [
             "unknown event kind \"review.exploded.v1\"",
             "unknown event kind \"incident.declared.v1\"",
-            "malformed review.opened.v1 event: unknown field `extra`, there are no fields",
-            "malformed review.opened.v1 event: expected a JSON object",
-            "malformed review.action_item_added.v1 event: invalid action_item: \"INC-1-A0\": the action item number must be at least 1, without leading zeros",
-            "malformed review.action_item_due_set.v1 event: input is out of range",
-            "malformed review.action_item_assigned.v1 event: missing field `owner`",
+            "malformed review.opened.v1 event: unknown field `extra`, there are no fields at line 1 column 66",
+            "malformed review.opened.v1 event: invalid type: null, expected a JSON object at line 1 column 4",
+            "malformed review.action_item_added.v1 event: invalid action_item: \"INC-1-A0\": the action item number must be at least 1, without leading zeros at line 1 column 76",
+            "malformed review.action_item_due_set.v1 event: input is out of range at line 1 column 95",
+            "malformed review.action_item_assigned.v1 event: missing field `owner` at line 1 column 77",
         ]
     "#]].assert_debug_eq(&got);
 }
