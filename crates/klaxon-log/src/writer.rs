@@ -129,8 +129,9 @@ pub(crate) struct Writer {
     pub tail: Arc<Tail>,
     /// Positions up to this one are format-1 `r` records.
     pub legacy_head: Position,
-    /// Every id in the log or planned: a fresh id skips the id index.
-    pub ids: IdFilter,
+    /// The id index's directory: a fresh id skips the id index, a known
+    /// one reads only the runs that may hold it.
+    pub ids: Arc<IdFilter>,
 }
 
 /// Groups applied to sled and waiting for the syncer. Small: the writer is
@@ -217,6 +218,7 @@ impl Writer {
                 failed: self.failed.clone(),
                 tail: self.tail.clone(),
                 stats: self.stats.clone(),
+                ids: self.ids.clone(),
             };
             std::thread::Builder::new().name("klaxon-log-sync".into()).spawn(move || stage.run(syncer_rx))
         };
@@ -288,7 +290,6 @@ impl Writer {
         let mut answers = Vec::with_capacity(group.len());
         let mut closers = Vec::new();
         let mut writes = false;
-        self.ids.poll_scan();
         // Sled keys put into the batch besides the record chunks.
         let mut other_keys = 0u64;
         let failed = self.failed.lock().expect("failed flag").clone();
@@ -392,9 +393,7 @@ impl Writer {
                 return (answers, closers);
             }
         }
-        for entry in &index {
-            self.ids.insert(entry.id);
-        }
+        self.ids.insert(index.iter().map(|e| e.id));
         self.tail.add(index);
         if self.heads.len() + heads.len() > HEAD_CACHE_STREAMS_MAX {
             self.heads.clear();
@@ -575,8 +574,7 @@ impl Writer {
         if let Some(found) = self.tail.id(id) {
             return Ok(Some(found));
         }
-        WorkCounters::add(&self.stats.work.id_index_reads, 1);
-        index::stored_id(&self.db, id)
+        index::stored_id(&self.db, self.legacy_head, &self.ids, &self.stats.work, id)
     }
 }
 
@@ -588,6 +586,7 @@ struct SyncStage {
     failed: Arc<Mutex<Option<String>>>,
     tail: Arc<Tail>,
     stats: Arc<crate::LogStats>,
+    ids: Arc<IdFilter>,
 }
 
 impl SyncStage {
@@ -701,7 +700,13 @@ impl SyncStage {
     }
 
     fn indexer(&self) -> Indexer {
-        Indexer { db: self.db.clone(), failed: self.failed.clone(), tail: self.tail.clone(), stats: self.stats.clone() }
+        Indexer {
+            db: self.db.clone(),
+            failed: self.failed.clone(),
+            tail: self.tail.clone(),
+            stats: self.stats.clone(),
+            ids: self.ids.clone(),
+        }
     }
 
     fn sync(&mut self) -> Result<(), Error> {
@@ -719,6 +724,7 @@ struct Indexer {
     failed: Arc<Mutex<Option<String>>>,
     tail: Arc<Tail>,
     stats: Arc<crate::LogStats>,
+    ids: Arc<IdFilter>,
 }
 
 impl Indexer {
@@ -738,6 +744,10 @@ impl Indexer {
                 WorkCounters::add(&self.stats.work.index_keys, keys);
                 WorkCounters::add(&self.stats.work.index_batches, 1);
                 WorkCounters::add(&self.stats.work.records_indexed, entries.len() as u64);
+                // The run joins the directory before its ids leave the
+                // tail, so a reader finds each id in one or the other.
+                let ids: Vec<Uuid> = entries.iter().map(|e| e.id).collect();
+                self.ids.add_run(entries[0].position, &ids);
                 self.tail.forget_up_to(last)
             }
             Err(e) => {
