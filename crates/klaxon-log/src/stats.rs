@@ -96,7 +96,7 @@ pub struct WorkCounters {
     pub index_batches: AtomicU64,
     /// Records whose index entries were written behind (since open).
     pub records_indexed: AtomicU64,
-    /// Idempotency lookups that had to read sled's id index.
+XX
     pub id_index_reads: AtomicU64,
     /// Stream-head lookups that had to read sled's stream index.
     pub stream_index_reads: AtomicU64,
