@@ -96,7 +96,8 @@ pub struct WorkCounters {
     pub index_batches: AtomicU64,
     /// Records whose index entries were written behind (since open).
     pub records_indexed: AtomicU64,
-XX
+    /// Id-index pieces read from sled (idempotency checks of the writer,
+    /// `locate` and `verify`): one per run a lookup had to search.
     pub id_index_reads: AtomicU64,
     /// Stream-head lookups that had to read sled's stream index.
     pub stream_index_reads: AtomicU64,
