@@ -100,7 +100,7 @@ fn mix(mut x: u64) -> u64 {
 pub(crate) enum Where {
     /// Certainly not in the log, nor applied by the writer.
     Absent,
-    /// Only in these runs (their first positions), if anywhere.
+    /// Only in these runs (their first positions, newest first), if anywhere.
     Runs(Vec<Position>),
     /// The directory is not complete yet: every run in sled.
     Everywhere,
@@ -187,7 +187,8 @@ impl IdFilter {
         if !inner.blooms.iter().any(|b| b.may_contain(id)) {
             return Where::Absent;
         }
-        Where::Runs(inner.runs.iter().filter(|r| r.bloom.may_contain(id)).map(|r| r.first).collect())
+        // Newest first: a retry usually repeats a recent append.
+        Where::Runs(inner.runs.iter().rev().filter(|r| r.bloom.may_contain(id)).map(|r| r.first).collect())
     }
 
     /// `false` only when `id` is certainly neither in the log nor applied
@@ -218,6 +219,31 @@ impl IdFilter {
         let mut inner = self.inner.write().expect("id filter lock");
         debug_assert!(inner.runs.last().is_none_or(|r| r.first < first), "runs are added in position order");
         inner.runs.push(run);
+    }
+
+    /// A complete directory whose filters answer "maybe" for every id, over
+    /// runs starting at `runs` (for tests of the exact fall-through).
+    #[cfg(test)]
+    pub(crate) fn saturated(runs: &[Position]) -> IdFilter {
+        let full = || {
+            let mut bloom = Bloom::new(1);
+            bloom.bits.iter_mut().for_each(|w| *w = u64::MAX);
+            bloom
+        };
+        let runs = runs.iter().map(|first| Run { first: *first, bloom: full() }).collect();
+        IdFilter {
+            inner: Arc::new(RwLock::new(Inner { blooms: vec![full()], runs, complete: true })),
+            scan: Mutex::new(None),
+        }
+    }
+
+    /// A directory whose scan has not come in (for tests).
+    #[cfg(test)]
+    pub(crate) fn incomplete() -> IdFilter {
+        IdFilter {
+            inner: Arc::new(RwLock::new(Inner { blooms: vec![Bloom::new(1)], runs: Vec::new(), complete: false })),
+            scan: Mutex::new(None),
+        }
     }
 
     /// Waits for the scan (for tests).
