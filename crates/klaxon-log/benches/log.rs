@@ -118,7 +118,7 @@ impl Work {
         eprintln!(
             "{name}: {} appends; per append: {:.3} sled keys in groups, {:.3} sled keys written behind, \
              {:.4} groups, {:.4} syncs ({:.1} appends per sync), {:.3} id-index reads, {:.3} stream-index reads; \
-             {} index batches",
+             {} index batches, {} of the syncs by the writer",
             self.appends,
             per(c.group_keys),
             per(c.index_keys),
@@ -128,6 +128,7 @@ impl Work {
             per(c.id_index_reads),
             per(c.stream_index_reads),
             c.index_batches,
+            c.writer_rounds,
         );
         // /proc reports CPU time in USER_HZ ticks: 100 per second on Linux.
         let tick_us = 10_000.0;

@@ -1,4 +1,4 @@
-//! The on-disk format: sled keys and the binary record encoding (format 2).
+//! The on-disk format: sled keys and the binary record encoding (format 3).
 //!
 //! Everything lives in one sled tree so that one group commit is one atomic
 //! `sled::Batch`. Keys start with a one-byte tag:
@@ -8,7 +8,8 @@
 //! | `k` first position (u64 BE) | a chunk: consecutive encoded records |
 //! | `r` position (u64 BE) | one encoded record (format-1 folders only) |
 //! | `s` stream `\0` version (u64 BE) | positions (u64 BE each) of this and the next versions |
-//! | `i` event id (16 bytes) | position, version (u64 BE each), stream |
+//! | `j` run's first position (u64 BE), piece's first id (16 bytes) | a piece of an id run: sorted (id, offset) pairs |
+//! | `i` event id (16 bytes) | position, version (u64 BE each), stream (formats 1 and 2 only; upgraded to `j`) |
 //! | `c` consumer name | checkpoint position (u64 BE) |
 //! | `m` `format` | [`FORMAT_MARKER`] |
 //! | `m` `indexed` | position (u64 BE): `s` and `i` cover every record up to it |
@@ -25,7 +26,12 @@
 //! `index`); at open the records after the mark are indexed again. One
 //! index batch writes each stream's new versions as one run (up to
 //! [`STREAM_RUN_VERSIONS_MAX`] under one key); a format-1 entry is a run of
-//! one.
+//! one. The ids of one index batch are one *run*: its (id, position)
+//! pairs sorted by id, in pieces of at most [`ID_PIECE_IDS_MAX`] (5 KiB)
+//! under `j`, the batch's first position and the piece's first id, each
+//! piece with its own CRC (so a batch of 8,192 records writes 32 id keys,
+//! not 8,192). An id's run is found through the in-memory directory
+//! (`idfilter`); the record at the position found confirms the id.
 //!
 //! A record is `[format: u8 = 1][crc32: u32 LE of everything after it]`
 //! followed by position, version (u64 LE), event id (16 bytes), recorded_at
@@ -35,9 +41,11 @@
 //! (the data as u32 LE length + bytes). Trailing bytes are corruption.
 //!
 //! Format 1 (`klaxon-log/1`) stored every record under its own `r` key and
-//! wrote both indexes in the record's batch. Such a folder is upgraded in
-//! place at open (see `Log::open`): its `r` records stay where they are and
-//! are read as they are, new records go into chunks after them.
+//! wrote both indexes in the record's batch; format 2 (`klaxon-log/2`)
+//! packed records in chunks but kept one `i` key per id. Both are upgraded
+//! in place at open (see `Log::open`): `r` records and `s` entries stay and
+//! are read as they are, the `i` keys are rewritten as runs in one atomic
+//! batch with the format-3 marker, and new records go into chunks.
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
@@ -45,7 +53,9 @@ use uuid::Uuid;
 use crate::{EventData, EventKind, Metadata, Position, Record, StreamId, StreamVersion};
 
 /// The value stored under the `m format` key of every log.
-pub(crate) const FORMAT_MARKER: &[u8] = b"klaxon-log/2";
+pub(crate) const FORMAT_MARKER: &[u8] = b"klaxon-log/3";
+/// The marker of format 2: records in chunks, one `i` key per id.
+pub(crate) const FORMAT_MARKER_V2: &[u8] = b"klaxon-log/2";
 /// The marker of format 1: one key per record, indexes in the same batch.
 pub(crate) const FORMAT_MARKER_V1: &[u8] = b"klaxon-log/1";
 pub(crate) const FORMAT_KEY: &[u8] = b"mformat";
@@ -67,6 +77,7 @@ pub(crate) const TAG_RECORD: u8 = b'r';
 pub(crate) const TAG_CHUNK: u8 = b'k';
 pub(crate) const TAG_STREAM: u8 = b's';
 pub(crate) const TAG_ID: u8 = b'i';
+pub(crate) const TAG_ID_RUN: u8 = b'j';
 pub(crate) const TAG_CHECKPOINT: u8 = b'c';
 
 pub(crate) fn record_key(position: Position) -> [u8; 9] {
@@ -197,11 +208,73 @@ pub(crate) fn read_stream_run(bytes: &[u8]) -> Option<Vec<Position>> {
     Some(bytes.chunks_exact(8).map(|b| Position(u64::from_be_bytes(b.try_into().expect("8 bytes")))).collect())
 }
 
-pub(crate) fn id_key(id: Uuid) -> [u8; 17] {
-    let mut k = [0u8; 17];
-    k[0] = TAG_ID;
-    k[1..].copy_from_slice(id.as_bytes());
+/// Most ids in one piece of an id run: 256 x 20 bytes = 5 KiB, under the
+/// chunk bound for the same reason (no sled blobs).
+pub(crate) const ID_PIECE_IDS_MAX: usize = 256;
+const ID_PIECE_FORMAT: u8 = 1;
+const ID_PIECE_HEADER_LEN: usize = 9;
+const ID_PIECE_ENTRY_LEN: usize = 20;
+
+/// The key of a piece of the id run of the index batch starting at
+/// position `run`: `j`, the run's first position, the piece's first id.
+pub(crate) fn id_piece_key(run: Position, first_id: Uuid) -> [u8; 25] {
+    let mut k = [0u8; 25];
+    k[0] = TAG_ID_RUN;
+    k[1..9].copy_from_slice(&run.0.to_be_bytes());
+    k[9..].copy_from_slice(first_id.as_bytes());
     k
+}
+
+/// The run (its first position) and first id a piece key names.
+pub(crate) fn read_id_piece_key(key: &[u8]) -> Option<(Position, Uuid)> {
+    match key {
+        [TAG_ID_RUN, rest @ ..] if rest.len() == 24 => {
+            Some((Position(u64::from_be_bytes(rest[..8].try_into().ok()?)), Uuid::from_slice(&rest[8..]).ok()?))
+        }
+        _ => None,
+    }
+}
+
+/// Encodes a piece: `[format: u8 = 1][crc32: u32 LE of the rest][count: u32
+/// LE]` then `count` times `[id: 16 bytes][offset: u32 LE]`, ids ascending,
+/// each offset the record's position minus the run's first position.
+pub(crate) fn id_piece_value(entries: &[(Uuid, u32)]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(ID_PIECE_HEADER_LEN + entries.len() * ID_PIECE_ENTRY_LEN);
+    out.push(ID_PIECE_FORMAT);
+    out.extend_from_slice(&[0; 4]);
+    out.extend_from_slice(&u32::try_from(entries.len()).expect("a piece is small").to_le_bytes());
+    for (id, offset) in entries {
+        out.extend_from_slice(id.as_bytes());
+        out.extend_from_slice(&offset.to_le_bytes());
+    }
+    let crc = crc32fast::hash(&out[HEADER_LEN..]);
+    out[1..HEADER_LEN].copy_from_slice(&crc.to_le_bytes());
+    out
+}
+
+/// A piece's (id, offset) entries in id order, checked: a bad checksum,
+/// framing or order is `None`.
+pub(crate) fn read_id_piece(bytes: &[u8]) -> Option<Vec<(Uuid, u32)>> {
+    if bytes.len() < ID_PIECE_HEADER_LEN || bytes[0] != ID_PIECE_FORMAT {
+        return None;
+    }
+    let stored = u32::from_le_bytes(bytes[1..HEADER_LEN].try_into().ok()?);
+    if stored != crc32fast::hash(&bytes[HEADER_LEN..]) {
+        return None;
+    }
+    let count = u32::from_le_bytes(bytes[HEADER_LEN..ID_PIECE_HEADER_LEN].try_into().ok()?) as usize;
+    let body = &bytes[ID_PIECE_HEADER_LEN..];
+    if count == 0 || body.len() != count.checked_mul(ID_PIECE_ENTRY_LEN)? {
+        return None;
+    }
+    let entries: Vec<(Uuid, u32)> = body
+        .chunks_exact(ID_PIECE_ENTRY_LEN)
+        .map(|e| {
+            let id = Uuid::from_bytes(e[..16].try_into().expect("16 bytes"));
+            (id, u32::from_le_bytes(e[16..].try_into().expect("4 bytes")))
+        })
+        .collect();
+    entries.windows(2).all(|w| w[0].0 < w[1].0).then_some(entries)
 }
 
 pub(crate) fn checkpoint_key(name: &str) -> Vec<u8> {
@@ -226,27 +299,9 @@ pub(crate) fn read_u64_value(bytes: &[u8]) -> Option<u64> {
     Some(u64::from_be_bytes(bytes.get(..8)?.try_into().ok()?))
 }
 
-/// Where the idempotency index says an event id lives.
-pub(crate) struct IdEntry {
-    pub position: Position,
-    pub version: StreamVersion,
-    pub stream: String,
-}
-
-pub(crate) fn id_value(position: Position, version: StreamVersion, stream: &StreamId) -> Vec<u8> {
-    let mut v = Vec::with_capacity(16 + stream.as_str().len());
-    v.extend_from_slice(&position.0.to_be_bytes());
-    v.extend_from_slice(&version.0.to_be_bytes());
-    v.extend_from_slice(stream.as_str().as_bytes());
-    v
-}
-
-pub(crate) fn read_id_value(bytes: &[u8]) -> Option<IdEntry> {
-    Some(IdEntry {
-        position: Position(read_u64_value(bytes)?),
-        version: StreamVersion(read_u64_value(bytes.get(8..)?)?),
-        stream: String::from_utf8(bytes.get(16..)?.to_vec()).ok()?,
-    })
+/// The position a format-1/2 idempotency entry (`i` key) names.
+pub(crate) fn read_id_value_position(bytes: &[u8]) -> Option<Position> {
+    read_u64_value(bytes).map(Position)
 }
 
 /// The parts of a record that encoding needs, borrowed.

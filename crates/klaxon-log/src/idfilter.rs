@@ -1,23 +1,28 @@
-//! A filter in front of the idempotency index, so that a new event id (the
-//! common case) costs no sled read.
+//! The in-memory directory of the id index: a filter in front of it, so
+//! that a new event id (the common case) costs no sled read, and one small
+//! filter per id run, so that a known id costs one run's lookup.
 //!
-//! Every append looks its ids up in the id index; for a fresh id that used
-//! to be a sled `get` that misses. The writer's [`IdFilter`] is a Bloom
-//! filter over every id in the log: "absent" is exact (no false negatives),
-//! "maybe present" falls through to the tail and sled as before, so
-//! idempotency stays exact and permanent; the filter only saves reads.
+//! The id index (format 3) is written behind the records as *runs*: one per
+//! index batch, the batch's ids sorted under a few `j` keys (see `codec` and
+//! `index`). An id's run cannot be found from the id alone, so this
+//! directory says where to look: a Bloom filter over every id in the log
+//! ("absent" is exact: no false negatives), and per run its first position
+//! and a Bloom filter over its ids. "Maybe" (a real retry, or about 1% of
+//! fresh ids) reads the pieces of the runs whose filter says maybe, and a
+//! hit is confirmed against the record itself: idempotency stays exact and
+//! permanent, the filters only save reads.
 //!
-//! Completeness: at open, a scan thread reads the ids already in sled (the
-//! `i` keys, which are never deleted, and which the open has completed for
-//! every record before the writer starts) into a filter of the same shape;
-//! meanwhile the writer adds every id it plans. When the scan's filter
-//! arrives the writer ORs it in, and only from then on does it trust an
-//! "absent". Until then (and for good if the scan fails) every lookup reads
-//! sled as before. The filter is in memory only: about 10 bits per id.
+//! Completeness: at open a scan thread reads the runs already in sled (all
+//! of them, up to the `indexed` mark the open completed before the writer
+//! started) into filters of the same shape, while the writer adds every id
+//! it applies and the index thread every run it writes. When the scan is
+//! done it joins its filters in, and only from then on is an "absent" or a
+//! run list trusted. Until then (and for good if the scan fails) a lookup
+//! reads every run in sled. The directory is memory only: about 20 bits
+//! per id (10 in the log-wide filter, 10 in its run's).
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 
 use uuid::Uuid;
@@ -90,122 +95,212 @@ fn mix(mut x: u64) -> u64 {
     x ^ (x >> 31)
 }
 
-/// The writer's filter over every id in the log (see the module docs).
+/// Where the directory says to look for an id in sled's id runs.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Where {
+    /// Certainly not in the log, nor applied by the writer.
+    Absent,
+    /// Only in these runs (their first positions, newest first), if anywhere.
+    Runs(Vec<Position>),
+    /// The directory is not complete yet: every run in sled.
+    Everywhere,
+}
+
+/// The directory of the id index (see the module docs). Shared by the
+/// writer (which adds the ids it applies), the index thread (which adds the
+/// runs it writes) and the readers.
 pub(crate) struct IdFilter {
+    inner: Arc<RwLock<Inner>>,
+    scan: Mutex<Option<Scan>>,
+}
+
+struct Inner {
     /// The first is sized at open for the ids then in the log plus room;
     /// each later one, added when the last filled up, is twice as large.
     blooms: Vec<Bloom>,
-    /// Whether the ids that were in sled at open are in `blooms[0]`.
+    /// Every run written since open, and once `complete` every run, in
+    /// position order.
+    runs: Vec<Run>,
+    /// Whether the ids and runs that were in sled at open are in.
     complete: bool,
-    scan: Option<Scan>,
+}
+
+/// One id run: its first position and a filter over its ids.
+struct Run {
+    first: Position,
+    bloom: Bloom,
 }
 
 struct Scan {
-    result: mpsc::Receiver<Result<Bloom, String>>,
     stop: Arc<AtomicBool>,
     thread: JoinHandle<()>,
 }
 
 impl IdFilter {
-    /// Starts the scan of the ids in `db` (a log whose records up to `head`
-    /// are all indexed). Returns a filter that is not complete yet.
-    pub(crate) fn open(db: &sled::Db, head: Position) -> IdFilter {
+    /// Starts the scan of the id runs in `db` (a log whose records up to
+    /// `indexed` are all indexed, and whose head is `head`). Returns a
+    /// directory that is not complete yet.
+    pub(crate) fn open(db: &sled::Db, head: Position, indexed: Position) -> IdFilter {
         let capacity = head.0 + ROOM_IDS_MIN;
+        let inner =
+            Arc::new(RwLock::new(Inner { blooms: vec![Bloom::new(capacity)], runs: Vec::new(), complete: false }));
         let stop = Arc::new(AtomicBool::new(false));
-        let (tx, result) = mpsc::sync_channel(1);
         let spawned = {
             let db = db.clone();
             let stop = stop.clone();
+            let inner = inner.clone();
             std::thread::Builder::new().name("klaxon-log-ids".into()).spawn(move || {
-                let _ = tx.send(scan(&db, capacity, &stop));
+                match scan(&db, capacity, indexed, &stop) {
+                    Ok((bloom, runs)) => {
+                        let mut inner = inner.write().expect("id filter lock");
+                        inner.blooms[0].union(&bloom);
+                        // The scanned runs all start at or before `indexed`,
+                        // the ones written since open after it.
+                        let later = std::mem::replace(&mut inner.runs, runs);
+                        inner.runs.extend(later);
+                        inner.complete = true;
+                        tracing::debug!(ids = bloom.count, runs = inner.runs.len(), "id filter complete");
+                    }
+                    Err(reason) => {
+                        tracing::warn!(%reason, "the id filter's scan failed; every id lookup reads every run")
+                    }
+                }
             })
         };
         let scan = match spawned {
-            Ok(thread) => Some(Scan { result, stop, thread }),
+            Ok(thread) => Some(Scan { stop, thread }),
             Err(e) => {
-                tracing::warn!(error = %e, "cannot start the id filter's scan; every id lookup reads sled");
+                tracing::warn!(error = %e, "cannot start the id filter's scan; every id lookup reads every run");
                 None
             }
         };
-        IdFilter { blooms: vec![Bloom::new(capacity)], complete: false, scan }
+        IdFilter { inner, scan: Mutex::new(scan) }
     }
 
-    /// Takes the scan's result if it is ready. The writer calls this once
-    /// per group.
-    pub(crate) fn poll_scan(&mut self) {
-        self.take_scan(false);
-    }
-
-    fn take_scan(&mut self, wait: bool) {
-        let Some(scan) = &self.scan else { return };
-        let outcome = if wait {
-            scan.result.recv().unwrap_or_else(|_| Err("the scan thread ended without a result".into()))
-        } else {
-            match scan.result.try_recv() {
-                Ok(outcome) => outcome,
-                Err(mpsc::TryRecvError::Empty) => return,
-                Err(mpsc::TryRecvError::Disconnected) => Err("the scan thread ended without a result".into()),
-            }
-        };
-        match outcome {
-            Ok(bloom) => {
-                self.blooms[0].union(&bloom);
-                self.complete = true;
-                tracing::debug!(ids = bloom.count, "id filter complete");
-            }
-            Err(reason) => {
-                tracing::warn!(%reason, "the id filter's scan failed; every id lookup reads sled");
-            }
+    /// Where `id` may be in sled's id runs (the caller looked in the
+    /// writer's pending group and the index tail first, or will).
+    pub(crate) fn lookup(&self, id: Uuid) -> Where {
+        let inner = self.inner.read().expect("id filter lock");
+        if !inner.complete {
+            return Where::Everywhere;
         }
-        if let Some(scan) = self.scan.take() {
-            let _ = scan.thread.join();
+        if !inner.blooms.iter().any(|b| b.may_contain(id)) {
+            return Where::Absent;
         }
+        // Newest first: a retry usually repeats a recent append.
+        Where::Runs(inner.runs.iter().rev().filter(|r| r.bloom.may_contain(id)).map(|r| r.first).collect())
     }
 
-    /// `false` only when `id` is certainly neither in the log nor planned
+    /// `false` only when `id` is certainly neither in the log nor applied
     /// by the writer; `true` when it may be (then look it up).
     pub(crate) fn may_contain(&self, id: Uuid) -> bool {
-        !self.complete || self.blooms.iter().any(|b| b.may_contain(id))
+        let inner = self.inner.read().expect("id filter lock");
+        !inner.complete || inner.blooms.iter().any(|b| b.may_contain(id))
     }
 
-    /// Records that `id` is (about to be) in the log. Called for every id
-    /// the writer plans, before the group is applied.
-    pub(crate) fn insert(&mut self, id: Uuid) {
-        let last = self.blooms.last_mut().expect("at least one filter");
-        if last.count >= last.capacity {
-            let capacity = last.capacity * 2;
-            self.blooms.push(Bloom::new(capacity));
+    /// Records that these ids are (about to be) in the log. The writer
+    /// calls this for every id it applies, before anyone can read them.
+    pub(crate) fn insert(&self, ids: impl IntoIterator<Item = Uuid>) {
+        let mut inner = self.inner.write().expect("id filter lock");
+        for id in ids {
+            let last = inner.blooms.last_mut().expect("at least one filter");
+            if last.count >= last.capacity {
+                let capacity = last.capacity * 2;
+                inner.blooms.push(Bloom::new(capacity));
+            }
+            inner.blooms.last_mut().expect("just checked").insert(id);
         }
-        self.blooms.last_mut().expect("just checked").insert(id);
+    }
+
+    /// Records a run just written to sled (before its ids leave the index
+    /// tail, so a reader finds each id in one or the other).
+    pub(crate) fn add_run(&self, first: Position, ids: &[Uuid]) {
+        let run = run_of(first, ids);
+        let mut inner = self.inner.write().expect("id filter lock");
+        debug_assert!(inner.runs.last().is_none_or(|r| r.first < first), "runs are added in position order");
+        inner.runs.push(run);
+    }
+
+    /// A complete directory whose filters answer "maybe" for every id, over
+    /// runs starting at `runs` (for tests of the exact fall-through).
+    #[cfg(test)]
+    pub(crate) fn saturated(runs: &[Position]) -> IdFilter {
+        let full = || {
+            let mut bloom = Bloom::new(1);
+            bloom.bits.iter_mut().for_each(|w| *w = u64::MAX);
+            bloom
+        };
+        let runs = runs.iter().map(|first| Run { first: *first, bloom: full() }).collect();
+        IdFilter {
+            inner: Arc::new(RwLock::new(Inner { blooms: vec![full()], runs, complete: true })),
+            scan: Mutex::new(None),
+        }
+    }
+
+    /// A directory whose scan has not come in (for tests).
+    #[cfg(test)]
+    pub(crate) fn incomplete() -> IdFilter {
+        IdFilter {
+            inner: Arc::new(RwLock::new(Inner { blooms: vec![Bloom::new(1)], runs: Vec::new(), complete: false })),
+            scan: Mutex::new(None),
+        }
+    }
+
+    /// Waits for the scan (for tests).
+    #[cfg(test)]
+    fn wait_for_scan(&self) {
+        if let Some(scan) = self.scan.lock().expect("scan lock").take() {
+            let _ = scan.thread.join();
+        }
     }
 }
 
 impl Drop for IdFilter {
     /// Stops the scan (it holds the sled handle) and waits for it.
     fn drop(&mut self) {
-        if let Some(scan) = self.scan.take() {
+        if let Some(scan) = self.scan.get_mut().expect("scan lock").take() {
             scan.stop.store(true, Ordering::Relaxed);
-            drop(scan.result);
             let _ = scan.thread.join();
         }
     }
 }
 
-/// Reads every id of sled's id index into a filter of `capacity`.
-fn scan(db: &sled::Db, capacity: u64, stop: &AtomicBool) -> Result<Bloom, String> {
+/// Reads every id of sled's id runs up to the run starting at `indexed`
+/// into a log-wide filter of `capacity` and one filter per run.
+fn scan(db: &sled::Db, capacity: u64, indexed: Position, stop: &AtomicBool) -> Result<(Bloom, Vec<Run>), String> {
     let mut bloom = Bloom::new(capacity);
-    for (n, entry) in db.scan_prefix([codec::TAG_ID]).keys().enumerate() {
-        if n % 4096 == 0 && stop.load(Ordering::Relaxed) {
+    let mut runs = Vec::new();
+    // The run being read: its first position and ids.
+    let mut current: Option<(Position, Vec<Uuid>)> = None;
+    let range = codec::id_piece_key(Position::ZERO, Uuid::nil())..=codec::id_piece_key(indexed, Uuid::max());
+    for (n, entry) in db.range(range).enumerate() {
+        if n % 64 == 0 && stop.load(Ordering::Relaxed) {
             return Err("stopped".into());
         }
-        let key = entry.map_err(|e| e.to_string())?;
-        let id = key
-            .get(1..)
-            .and_then(|b| Uuid::from_slice(b).ok())
-            .ok_or_else(|| format!("id index key {:?} does not decode", &key[..]))?;
-        bloom.insert(id);
+        let (key, value) = entry.map_err(|e| e.to_string())?;
+        let (first, _) =
+            codec::read_id_piece_key(&key).ok_or_else(|| format!("id run key {:?} does not decode", &key[..]))?;
+        let piece = codec::read_id_piece(&value)
+            .ok_or_else(|| format!("the id run piece under {:?} does not decode or fails its checksum", &key[..]))?;
+        if current.as_ref().is_some_and(|(f, _)| *f != first) {
+            runs.extend(current.take().map(|(f, ids)| run_of(f, &ids)));
+        }
+        let ids = &mut current.get_or_insert_with(|| (first, Vec::new())).1;
+        for (id, _) in piece {
+            bloom.insert(id);
+            ids.push(id);
+        }
     }
-    Ok(bloom)
+    runs.extend(current.take().map(|(f, ids)| run_of(f, &ids)));
+    Ok((bloom, runs))
+}
+
+fn run_of(first: Position, ids: &[Uuid]) -> Run {
+    let mut bloom = Bloom::new(ids.len() as u64);
+    for id in ids {
+        bloom.insert(*id);
+    }
+    Run { first, bloom }
 }
 
 #[cfg(test)]
@@ -230,34 +325,65 @@ mod tests {
 
     #[test]
     fn the_filter_grows_past_its_capacity_without_losing_an_id() {
-        let mut filter = IdFilter { blooms: vec![Bloom::new(100)], complete: true, scan: None };
+        let filter = IdFilter {
+            inner: Arc::new(RwLock::new(Inner { blooms: vec![Bloom::new(100)], runs: Vec::new(), complete: true })),
+            scan: Mutex::new(None),
+        };
         let ids: Vec<Uuid> = (0..1_000u128).map(|n| Uuid::from_u128(n << 64 | n)).collect();
-        for id in &ids {
-            filter.insert(*id);
-        }
+        filter.insert(ids.iter().copied());
         // 100, 200, 400, 800.
-        assert_eq!(filter.blooms.len(), 4);
+        assert_eq!(filter.inner.read().unwrap().blooms.len(), 4);
         assert!(ids.iter().all(|id| filter.may_contain(*id)));
     }
 
+    /// Ids of run `r` (three runs of 600 ids, at positions 1, 601, 1201).
+    fn run_ids(r: u128) -> Vec<Uuid> {
+        (0..600u128).map(|n| Uuid::from_u128((r * 600 + n + 1) * 0x1234_5678_9abc_def1)).collect()
+    }
+
     #[test]
-    fn the_scan_brings_in_the_ids_already_in_sled_and_until_then_everything_may_be_present() {
+    fn the_scan_brings_in_the_runs_already_in_sled_and_until_then_every_run_is_read() {
         let dir = tempfile::tempdir().unwrap();
         let db = sled::Config::new().path(dir.path()).open().unwrap();
-        let stored: Vec<Uuid> = (1..=500u128).map(|n| Uuid::from_u128(n * 0x1234_5678_9abc)).collect();
-        for id in &stored {
-            db.insert(codec::id_key(*id), b"entry".as_slice()).unwrap();
+        let mut batch = sled::Batch::default();
+        for r in 0..3u128 {
+            let first = Position(r as u64 * 600 + 1);
+            let ids = run_ids(r).into_iter().enumerate().map(|(i, id)| (id, Position(first.0 + i as u64))).collect();
+            // 600 ids: three pieces.
+            assert_eq!(crate::index::put_id_run(&mut batch, first, ids), 3);
         }
-        let mut filter = IdFilter::open(&db, Position(500));
+        db.apply_batch(batch).unwrap();
         let fresh = Uuid::from_u128(u128::MAX / 3);
-        // Before the scan is taken in, "absent" is never answered.
-        assert!(filter.may_contain(fresh));
-        filter.take_scan(true);
-        assert!(filter.complete);
-        assert!(stored.iter().all(|id| filter.may_contain(*id)));
-        assert_eq!(filter.blooms[0].count, 500);
-        // 500 ids in a filter sized for a million: a fixed id that is not
+        // Before the scan is taken in, neither "absent" nor a run list is answered.
+        let incomplete = IdFilter {
+            inner: Arc::new(RwLock::new(Inner { blooms: vec![Bloom::new(100)], runs: Vec::new(), complete: false })),
+            scan: Mutex::new(None),
+        };
+        incomplete.add_run(Position(1801), &[Uuid::from_u128(7)]);
+        assert!(incomplete.may_contain(fresh));
+        assert_eq!(incomplete.lookup(fresh), Where::Everywhere);
+        assert_eq!(incomplete.lookup(Uuid::from_u128(7)), Where::Everywhere);
+
+        let filter = IdFilter::open(&db, Position(1800), Position(1800));
+        filter.wait_for_scan();
+        assert!(filter.inner.read().unwrap().complete);
+        assert_eq!(filter.inner.read().unwrap().blooms[0].count, 1800);
+        for r in 0..3u128 {
+            for id in run_ids(r) {
+                assert!(filter.may_contain(id));
+                // Its own run is always among the runs to read.
+                let Where::Runs(runs) = filter.lookup(id) else { panic!("{id} not in any run") };
+                assert!(runs.contains(&Position(r as u64 * 600 + 1)), "{id}: {runs:?}");
+            }
+        }
+        // 1,800 ids in a filter sized for a million: a fixed id that is not
         // among them is (deterministically) reported absent.
         assert!(!filter.may_contain(fresh));
+        assert_eq!(filter.lookup(fresh), Where::Absent);
+        // A run written after open joins after the scanned ones.
+        let later = Uuid::from_u128(7);
+        filter.insert([later]);
+        filter.add_run(Position(1801), &[later]);
+        assert_eq!(filter.lookup(later), Where::Runs(vec![Position(1801)]));
     }
 }

@@ -19,6 +19,8 @@ use std::sync::RwLock;
 
 use uuid::Uuid;
 
+use crate::idfilter::{IdFilter, Where};
+use crate::stats::WorkCounters;
 use crate::{Error, Position, Record, StreamId, StreamVersion, codec};
 
 /// Records whose index entries may wait in memory before the sync stage
@@ -113,11 +115,16 @@ impl Tail {
 }
 
 /// Writes the index entries of `entries` (consecutive records following
-/// the current mark) and moves the mark to `up_to`, in one atomic batch.
+/// the current mark) and moves the mark to `up_to`, in one atomic batch:
+/// the ids as one run (see [`put_id_run`]), each stream's versions as runs.
 /// Returns how many sled keys it wrote.
 pub(crate) fn write(db: &sled::Db, entries: &[IndexEntry], up_to: Position) -> Result<u64, Error> {
+    let Some(first) = entries.first().map(|e| e.position) else {
+        return Ok(0);
+    };
     let mut batch = sled::Batch::default();
-    let mut keys = 1 + entries.len() as u64;
+    let ids: Vec<(Uuid, Position)> = entries.iter().map(|e| (e.id, e.position)).collect();
+    let mut keys = 1 + put_id_run(&mut batch, first, ids);
     // Each stream's versions here are consecutive (every version above the
     // mark is in `entries`): one run per stream, split at the run bound.
     let mut runs: HashMap<&StreamId, Vec<(StreamVersion, Vec<Position>)>> = HashMap::new();
@@ -127,7 +134,6 @@ pub(crate) fn write(db: &sled::Db, entries: &[IndexEntry], up_to: Position) -> R
             Some((_, positions)) if positions.len() < codec::STREAM_RUN_VERSIONS_MAX => positions.push(e.position),
             _ => stream_runs.push((e.version, vec![e.position])),
         }
-        batch.insert(&codec::id_key(e.id), codec::id_value(e.position, e.version, &e.stream));
     }
     for (stream, stream_runs) in runs {
         for (first, positions) in stream_runs {
@@ -138,6 +144,27 @@ pub(crate) fn write(db: &sled::Db, entries: &[IndexEntry], up_to: Position) -> R
     batch.insert(codec::INDEXED_KEY, &codec::u64_value(up_to.0));
     db.apply_batch(batch)?;
     Ok(keys)
+}
+
+/// Puts the id run of the records from `first` on into `batch`: their
+/// (id, position) pairs sorted by id, in pieces of at most
+/// [`codec::ID_PIECE_IDS_MAX`] under `j first first-id-of-the-piece`.
+/// Every position must be within `u32::MAX` of `first`. Returns the keys.
+pub(crate) fn put_id_run(batch: &mut sled::Batch, first: Position, mut ids: Vec<(Uuid, Position)>) -> u64 {
+    ids.sort_unstable_by_key(|(id, _)| *id);
+    let mut keys = 0;
+    for piece in ids.chunks(codec::ID_PIECE_IDS_MAX) {
+        let entries: Vec<(Uuid, u32)> = piece
+            .iter()
+            .map(|(id, p)| {
+                let offset = p.0.checked_sub(first.0).and_then(|o| u32::try_from(o).ok());
+                (*id, offset.expect("an id run spans fewer than 2^32 positions from its first"))
+            })
+            .collect();
+        batch.insert(&codec::id_piece_key(first, piece[0].0), codec::id_piece_value(&entries));
+        keys += 1;
+    }
+    keys
 }
 
 /// The position up to which the indexes in sled are complete.
@@ -170,21 +197,111 @@ pub(crate) fn rebuild(db: &sled::Db, legacy_head: Position, head: Position) -> R
     Ok(count)
 }
 
-/// Where sled's id index puts event `id`.
-pub(crate) fn stored_id(db: &sled::Db, id: Uuid) -> Result<Option<(Position, StreamVersion, StreamId)>, Error> {
-    let Some(value) = db.get(codec::id_key(id))? else {
-        return Ok(None);
+/// Where sled's id index puts event `id`: the runs the directory names
+/// (every run while it is incomplete), each hit confirmed by the record at
+/// the position found (same id), which gives its stream and version.
+/// Counts the pieces read in `work`.
+pub(crate) fn stored_id(
+    db: &sled::Db,
+    legacy_head: Position,
+    ids: &IdFilter,
+    work: &WorkCounters,
+    id: Uuid,
+) -> Result<Option<(Position, StreamVersion, StreamId)>, Error> {
+    let found = match ids.lookup(id) {
+        Where::Absent => None,
+        Where::Runs(runs) => {
+            let mut found = None;
+            for run in runs {
+                WorkCounters::add(&work.id_index_reads, 1);
+                if let Some(position) = find_in_run(db, run, id)? {
+                    found = Some(position);
+                    break;
+                }
+            }
+            found
+        }
+        Where::Everywhere => {
+            let mut found = None;
+            let mut from = codec::id_piece_key(Position::ZERO, Uuid::nil());
+            let end = codec::id_piece_key(Position(u64::MAX), Uuid::max());
+            while let Some(entry) = db.range(from..=end).next() {
+                let (key, _) = entry?;
+                let (run, _) = codec::read_id_piece_key(&key).ok_or_else(|| bad_piece(&key))?;
+                WorkCounters::add(&work.id_index_reads, 1);
+                if let Some(position) = find_in_run(db, run, id)? {
+                    found = Some(position);
+                    break;
+                }
+                if run.0 == u64::MAX {
+                    break;
+                }
+                from = codec::id_piece_key(run.next(), Uuid::nil());
+            }
+            found
+        }
     };
-    let entry = codec::read_id_value(&value).ok_or_else(|| Error::Corrupt {
-        position: Position::ZERO,
-        reason: format!("idempotency index entry for {id} does not decode"),
+    let Some(position) = found else { return Ok(None) };
+    let record = crate::store::read_one(db, legacy_head, position)?.ok_or_else(|| Error::Corrupt {
+        position,
+        reason: format!("the id index puts {id} at a position with no record"),
     })?;
-    let stream = StreamId::new(entry.stream).map_err(|e| Error::Corrupt {
-        position: entry.position,
-        reason: format!("idempotency index entry for {id}: {e}"),
-    })?;
-    Ok(Some((entry.position, entry.version, stream)))
+    if record.id != id {
+        return Err(Error::Corrupt {
+            position,
+            reason: format!("the id index puts {id} here, the record is {}", record.id),
+        });
+    }
+    Ok(Some((position, record.version, record.stream)))
 }
+
+/// The position run `run` holds for `id`: the piece whose first id is the
+/// last at or before `id`, searched.
+fn find_in_run(db: &sled::Db, run: Position, id: Uuid) -> Result<Option<Position>, Error> {
+    let range = codec::id_piece_key(run, Uuid::nil())..=codec::id_piece_key(run, id);
+    let Some(entry) = db.range(range).next_back() else { return Ok(None) };
+    let (key, value) = entry?;
+    let piece = codec::read_id_piece(&value).ok_or_else(|| bad_piece(&key))?;
+    Ok(piece.binary_search_by_key(&id, |(i, _)| *i).ok().map(|i| Position(run.0 + u64::from(piece[i].1))))
+}
+
+fn bad_piece(key: &[u8]) -> Error {
+    Error::Corrupt {
+        position: Position::ZERO,
+        reason: format!("id index piece {key:?} does not decode or fails its checksum"),
+    }
+}
+
+/// Rewrites a format-1 or format-2 id index (one `i` key per id, complete
+/// up to the `indexed` mark) as runs of [`UPGRADE_RUN_RECORDS`] positions
+/// each, removes the `i` keys and sets the format-3 marker, in one atomic
+/// batch. Holds every id in memory meanwhile (24 bytes each). Returns how
+/// many ids it moved.
+pub(crate) fn upgrade_ids_to_runs(db: &sled::Db) -> Result<u64, Error> {
+    let mut runs: std::collections::BTreeMap<u64, Vec<(Uuid, Position)>> = Default::default();
+    let mut batch = sled::Batch::default();
+    let mut count = 0;
+    for entry in db.scan_prefix([codec::TAG_ID]) {
+        let (key, value) = entry?;
+        let bad =
+            || Error::Corrupt { position: Position::ZERO, reason: format!("id index entry {key:?} does not decode") };
+        let id = key.get(1..).and_then(|b| Uuid::from_slice(b).ok()).ok_or_else(bad)?;
+        let position = codec::read_id_value_position(&value).filter(|p| p.0 > 0).ok_or_else(bad)?;
+        runs.entry((position.0 - 1) / UPGRADE_RUN_RECORDS).or_default().push((id, position));
+        batch.remove(&*key);
+        count += 1;
+    }
+    for ids in runs.into_values() {
+        let first = ids.iter().map(|(_, p)| *p).min().expect("a run is not empty");
+        put_id_run(&mut batch, first, ids);
+    }
+    batch.insert(codec::FORMAT_KEY, codec::FORMAT_MARKER);
+    db.apply_batch(batch)?;
+    Ok(count)
+}
+
+/// Positions per id run written by [`upgrade_ids_to_runs`].
+const UPGRADE_RUN_RECORDS: u64 = INDEX_BEHIND_RECORDS as u64;
 
 /// Up to `max` (version, position) places of `stream` from version `from`
 /// on, as sled's stream index holds them, in version order.
@@ -248,5 +365,56 @@ fn decode_run(
             position: Position::ZERO,
             reason: format!("stream index entry {key:?} of {stream} does not decode"),
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{EventData, EventKind, ExpectedVersion, NewEvent};
+
+    fn id(n: u128) -> Uuid {
+        Uuid::from_u128(n.wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835) | 1)
+    }
+
+    /// Whatever the filters say (here: "maybe" for every id and every run,
+    /// or not complete yet), a lookup is exact: a present id is found at its
+    /// place, confirmed by its record, and an absent one falls through the
+    /// run searches to "absent".
+    #[tokio::test]
+    async fn a_lookup_the_filters_answer_maybe_for_is_still_exact() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = crate::Log::open(dir.path(), crate::Options::default()).unwrap();
+        let stream = StreamId::new("s-1").unwrap();
+        for batch in 0..3u128 {
+            let events: Vec<NewEvent> = (0..300u128)
+                .map(|n| NewEvent {
+                    id: id(batch * 300 + n),
+                    kind: EventKind::new("test.happened.v1").unwrap(),
+                    data: EventData::from_value(&serde_json::json!({ "n": 1 })).unwrap(),
+                    metadata: Default::default(),
+                })
+                .collect();
+            log.append(&stream, ExpectedVersion::Any, events).await.unwrap();
+        }
+        // Closing writes the 900 ids as one run starting at position 1.
+        log.close().await;
+        let db = log.db().clone();
+        let runs: Vec<Position> = db
+            .scan_prefix([codec::TAG_ID_RUN])
+            .keys()
+            .map(|k| codec::read_id_piece_key(&k.unwrap()).unwrap().0)
+            .collect();
+        assert_eq!(runs.len(), 4, "900 ids in pieces of 256");
+        for directory in [IdFilter::saturated(&[Position(1)]), IdFilter::incomplete()] {
+            let work = WorkCounters::default();
+            for n in 0..900u128 {
+                let found = stored_id(&db, Position::ZERO, &directory, &work, id(n)).unwrap();
+                assert_eq!(found, Some((Position(n as u64 + 1), StreamVersion(n as u64 + 1), stream.clone())));
+                let absent = stored_id(&db, Position::ZERO, &directory, &work, id(n + 10_000)).unwrap();
+                assert_eq!(absent, None, "id {} is not in the log", id(n + 10_000));
+            }
+            assert!(work.id_index_reads.load(std::sync::atomic::Ordering::Relaxed) >= 1800);
+        }
     }
 }

@@ -41,9 +41,9 @@
 //!   records packed in chunks (a few sled keys per group commit).
 //! - `store`: finding records in chunks (and format-1 `r` keys).
 //! - `index`: the stream and id indexes, written behind the records from an
-//!   in-memory tail, completed at open from the records after their mark.
-//! - `idfilter`: the writer's Bloom filter over every id in the log, so a
-//!   fresh id costs no id-index read (exact: "absent" has no false negatives).
+//!   in-memory tail (ids as one sorted run per batch), completed at open.
+//! - `idfilter`: the id index's in-memory directory: Bloom filters over every
+//!   id and per run, so a fresh id costs no read and a known one one run's.
 //! - `replicated`: the log as a replicated state machine: [`Log::apply`]
 //!   (ordered batches with their proposer's time and a mark, atomically),
 //!   [`Log::import`] (another replica's records, verbatim), [`Log::check`].

@@ -70,6 +70,8 @@ pub(crate) struct Inner {
     pub(crate) tail: Arc<Tail>,
     /// Positions up to this one are format-1 `r` records.
     pub(crate) legacy_head: Position,
+    /// The id index's directory, shared with the writer and index thread.
+    pub(crate) ids: Arc<crate::idfilter::IdFilter>,
 }
 
 impl Log {
@@ -78,9 +80,11 @@ impl Log {
     /// Opening after a crash recovers to what was durable: every
     /// acknowledged append is there, and the stream and id indexes are
     /// completed for the records written after their last index batch
-    /// before any append is taken. A format-1 folder is upgraded in place
-    /// (its marker and index mark change; its records stay as they are). A
-    /// folder holding something other than a Klaxon log is refused with
+    /// before any append is taken. A format-1 or format-2 folder is
+    /// upgraded in place: its records and stream index stay as they are,
+    /// its id index (one key per id) is rewritten as runs and its marker
+    /// set to format 3, in one atomic, synced batch (a crash before it
+    /// leaves the old format, upgraded again at the next open). A folder holding something other than a Klaxon log is refused with
     /// [`Error::IncompatibleFormat`].
     pub fn open(dir: impl AsRef<Path>, options: Options) -> Result<Log, Error> {
         Log::open_inner(dir.as_ref(), options, None)
@@ -101,7 +105,11 @@ impl Log {
         let marker = db.get(codec::FORMAT_KEY)?;
         match marker.as_deref() {
             Some(codec::FORMAT_MARKER) => {}
-            Some(codec::FORMAT_MARKER_V1) => upgrade_from_v1(&db, &mut syncer, dir)?,
+            Some(codec::FORMAT_MARKER_V2) => upgrade_from_v2(&db, &mut syncer, dir)?,
+            Some(codec::FORMAT_MARKER_V1) => {
+                upgrade_from_v1(&db, &mut syncer, dir)?;
+                upgrade_from_v2(&db, &mut syncer, dir)?;
+            }
             Some(marker) => {
                 return Err(incompatible(format!("format marker is {:?}", String::from_utf8_lossy(marker))));
             }
@@ -120,6 +128,7 @@ impl Log {
             tracing::info!(path = %dir.display(), records = reindexed, "indexed the records written after the last index batch");
         }
         let tail = Arc::new(Tail::default());
+        let ids = Arc::new(crate::idfilter::IdFilter::open(&db, head, index::indexed(&db)?));
 
         let (durable_tx, durable_rx) = watch::channel(head);
         let (tx, rx) = mpsc::channel(options.queue_appends_max.max(1));
@@ -137,7 +146,7 @@ impl Log {
             heads: Default::default(),
             tail: tail.clone(),
             legacy_head,
-            ids: crate::idfilter::IdFilter::open(&db, head),
+            ids: ids.clone(),
         };
         let handle = std::thread::Builder::new().name("klaxon-log-writer".into()).spawn(move || writer.run(rx))?;
         tracing::info!(path = %dir.display(), head = head.0, "event log open");
@@ -152,6 +161,7 @@ impl Log {
                 stats,
                 tail,
                 legacy_head,
+                ids,
             }),
         })
     }
@@ -314,7 +324,7 @@ impl Log {
         if let Some(found) = self.inner.tail.id(id) {
             return Ok(Some(found));
         }
-        index::stored_id(&self.inner.db, id)
+        index::stored_id(&self.inner.db, self.inner.legacy_head, &self.inner.ids, &self.inner.stats.work, id)
     }
 
     /// Where the stream index (tail first, then sled) puts `version` of `stream`.
@@ -423,6 +433,17 @@ fn upgrade_from_v1(db: &sled::Db, syncer: &mut Syncer, dir: &Path) -> Result<(),
     db.flush()?;
     syncer.sync()?;
     tracing::info!(path = %dir.display(), head = head.0, "upgraded the event log from format 1 to format 2");
+    Ok(())
+}
+
+/// Upgrades a format-2 folder in place: its id index (one `i` key per id)
+/// is rewritten as runs (`j` keys, see `index`) and the marker set to
+/// format 3, in one batch, durably. Records, stream index and mark stay.
+fn upgrade_from_v2(db: &sled::Db, syncer: &mut Syncer, dir: &Path) -> Result<(), Error> {
+    let ids = index::upgrade_ids_to_runs(db)?;
+    db.flush()?;
+    syncer.sync()?;
+    tracing::info!(path = %dir.display(), ids, "upgraded the event log from format 2 to format 3 (id runs)");
     Ok(())
 }
 

@@ -96,10 +96,14 @@ pub struct WorkCounters {
     pub index_batches: AtomicU64,
     /// Records whose index entries were written behind (since open).
     pub records_indexed: AtomicU64,
-    /// Idempotency lookups that had to read sled's id index.
+    /// Id-index pieces read from sled (idempotency checks of the writer,
+    /// `locate` and `verify`): one per run a lookup had to search.
     pub id_index_reads: AtomicU64,
     /// Stream-head lookups that had to read sled's stream index.
     pub stream_index_reads: AtomicU64,
+    /// Rounds (flush + sync + answers) the writer thread ended itself,
+    /// because the sync thread had nothing outstanding (of `syncs`).
+    pub writer_rounds: AtomicU64,
 }
 
 /// [`WorkCounters`] as read at one moment.
@@ -123,6 +127,8 @@ pub struct WorkSnapshot {
     pub id_index_reads: u64,
     /// See [`WorkCounters::stream_index_reads`].
     pub stream_index_reads: u64,
+    /// See [`WorkCounters::writer_rounds`].
+    pub writer_rounds: u64,
 }
 
 impl WorkCounters {
@@ -143,6 +149,7 @@ impl WorkCounters {
             records_indexed: get(&self.records_indexed),
             id_index_reads: get(&self.id_index_reads),
             stream_index_reads: get(&self.stream_index_reads),
+            writer_rounds: get(&self.writer_rounds),
         }
     }
 }

@@ -11,6 +11,11 @@
 //! the group's answers to the **syncer** thread and goes on with the next
 //! group.
 //!
+//! When the writer finds its queue empty after a group and the syncer has
+//! answered every group handed to it before, the writer ends that round
+//! itself (the same flush, sync, publish and answers, under the same lock):
+//! a lone append then waits for one thread handoff fewer.
+//!
 //! The syncer takes every group handed over so far, flushes sled, syncs the
 //! files (see `durability`), publishes the new durable head, and only then
 //! answers every request of those groups. A flush covers everything applied
@@ -30,6 +35,7 @@
 //! [`IdFilter`] first: a fresh id, the common case, is answered "absent"
 //! there without reading the id index.
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -129,8 +135,9 @@ pub(crate) struct Writer {
     pub tail: Arc<Tail>,
     /// Positions up to this one are format-1 `r` records.
     pub legacy_head: Position,
-    /// Every id in the log or planned: a fresh id skips the id index.
-    pub ids: IdFilter,
+    /// The id index's directory: a fresh id skips the id index, a known
+    /// one reads only the runs that may hold it.
+    pub ids: Arc<IdFilter>,
 }
 
 /// Groups applied to sled and waiting for the syncer. Small: the writer is
@@ -139,8 +146,9 @@ const GROUPS_IN_FLIGHT_MAX: usize = 4;
 
 /// What the writer hands to the syncer.
 enum Handoff {
-    /// A group applied to sled (or answered without writing).
-    Applied { answers: Vec<Answer>, head: Position },
+    /// A group applied to sled (or answered without writing); `idle` when
+    /// the writer's queue was empty after it (the round ends with it).
+    Applied { answers: Vec<Answer>, head: Position, idle: bool },
     /// Everything before this was handed over; reply once it is synced.
     Close(Vec<oneshot::Sender<()>>),
     /// The writer found its queue empty and waits for requests: what it
@@ -209,15 +217,19 @@ enum Answer {
 impl Writer {
     pub(crate) fn run(mut self, mut rx: mpsc::Receiver<Request>) {
         let (to_syncer, syncer_rx) = std::sync::mpsc::sync_channel(GROUPS_IN_FLIGHT_MAX);
+        let rounds = Arc::new(Mutex::new(Rounds::start(
+            self.db.clone(),
+            std::mem::replace(&mut self.syncer, Syncer::detached()),
+            self.durable.clone(),
+            self.failed.clone(),
+            self.tail.clone(),
+            self.stats.clone(),
+            self.ids.clone(),
+        )));
+        // `Applied` handoffs whose round the sync thread has answered.
+        let answered = Arc::new(AtomicU64::new(0));
         let syncing = {
-            let stage = SyncStage {
-                db: self.db.clone(),
-                syncer: std::mem::replace(&mut self.syncer, Syncer::detached()),
-                durable: self.durable.clone(),
-                failed: self.failed.clone(),
-                tail: self.tail.clone(),
-                stats: self.stats.clone(),
-            };
+            let stage = SyncStage { rounds: rounds.clone(), answered: answered.clone() };
             std::thread::Builder::new().name("klaxon-log-sync".into()).spawn(move || stage.run(syncer_rx))
         };
         let syncing = match syncing {
@@ -232,13 +244,17 @@ impl Writer {
                 return;
             }
         };
+        // `Applied` handoffs sent to the sync thread.
+        let mut handed = 0u64;
+        // Whether the last thing handed over ended a round (no `Idle` due).
+        let mut round_ended = true;
         loop {
             let first = match rx.try_recv() {
                 Ok(request) => request,
                 Err(mpsc::error::TryRecvError::Disconnected) => break,
                 Err(mpsc::error::TryRecvError::Empty) => {
                     // Nothing queued: tell the syncer not to wait for more.
-                    if to_syncer.send(Handoff::Idle).is_err() {
+                    if !round_ended && to_syncer.send(Handoff::Idle).is_err() {
                         break;
                     }
                     match rx.blocking_recv() {
@@ -262,13 +278,33 @@ impl Writer {
             }
             let (answers, closers) = self.apply_group(group);
             let head = Position(self.next_position - 1);
-            if to_syncer.send(Handoff::Applied { answers, head }).is_err() {
+            // Nothing else queued: this group ends its round.
+            let idle = closers.is_empty() && rx.is_empty();
+            // When, besides, the sync thread has answered everything handed
+            // to it (so every earlier group is durable), the writer ends the
+            // round itself: the flush covers this group, and a lone append
+            // (one appender) waits for one thread handoff fewer.
+            let inline = if idle && answered.load(Ordering::Acquire) == handed {
+                rounds.try_lock().ok().filter(|_| answered.load(Ordering::Acquire) == handed)
+            } else {
+                None
+            };
+            if let Some(mut rounds) = inline {
+                WorkCounters::add(&self.stats.work.writer_rounds, 1);
+                rounds.finish(answers, Some(head));
+                round_ended = true;
+                continue;
+            }
+            handed += 1;
+            if to_syncer.send(Handoff::Applied { answers, head, idle }).is_err() {
                 break;
             }
+            round_ended = idle;
             if !closers.is_empty() {
                 // Refuse new requests; the loop drains what is already queued.
                 rx.close();
                 let _ = to_syncer.send(Handoff::Close(closers));
+                round_ended = true;
             }
         }
         drop(to_syncer);
@@ -288,7 +324,6 @@ impl Writer {
         let mut answers = Vec::with_capacity(group.len());
         let mut closers = Vec::new();
         let mut writes = false;
-        self.ids.poll_scan();
         // Sled keys put into the batch besides the record chunks.
         let mut other_keys = 0u64;
         let failed = self.failed.lock().expect("failed flag").clone();
@@ -392,9 +427,7 @@ impl Writer {
                 return (answers, closers);
             }
         }
-        for entry in &index {
-            self.ids.insert(entry.id);
-        }
+        self.ids.insert(index.iter().map(|e| e.id));
         self.tail.add(index);
         if self.heads.len() + heads.len() > HEAD_CACHE_STREAMS_MAX {
             self.heads.clear();
@@ -575,43 +608,18 @@ impl Writer {
         if let Some(found) = self.tail.id(id) {
             return Ok(Some(found));
         }
-        WorkCounters::add(&self.stats.work.id_index_reads, 1);
-        index::stored_id(&self.db, id)
+        index::stored_id(&self.db, self.legacy_head, &self.ids, &self.stats.work, id)
     }
 }
 
 /// The second stage: flush, sync, publish, answer.
 struct SyncStage {
-    db: sled::Db,
-    syncer: Syncer,
-    durable: watch::Sender<Position>,
-    failed: Arc<Mutex<Option<String>>>,
-    tail: Arc<Tail>,
-    stats: Arc<crate::LogStats>,
+    rounds: Arc<Mutex<Rounds>>,
+    answered: Arc<AtomicU64>,
 }
 
 impl SyncStage {
-    fn run(mut self, rx: std::sync::mpsc::Receiver<Handoff>) {
-        // The index batches run on their own thread, so that writing 8,192
-        // records' index entries never holds up a flush and its answers.
-        // One batch at a time (the lock), so the mark only moves forward.
-        let (to_indexer, indexer_rx) = std::sync::mpsc::sync_channel::<Position>(1);
-        let shared = Arc::new(Mutex::new(self.indexer()));
-        let indexer = {
-            let shared = shared.clone();
-            std::thread::Builder::new().name("klaxon-log-index".into()).spawn(move || {
-                while let Ok(durable) = indexer_rx.recv() {
-                    shared.lock().expect("indexer lock").index_behind(durable);
-                }
-            })
-        };
-        let (to_indexer, indexer) = match indexer {
-            Ok(handle) => (Some(to_indexer), Some(handle)),
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot start the log's index thread; the sync stage indexes");
-                (None, None)
-            }
-        };
+    fn run(self, rx: std::sync::mpsc::Receiver<Handoff>) {
         let mut closers = Vec::new();
         while let Ok(first) = rx.recv() {
             // One round: everything handed over until the writer runs out
@@ -620,14 +628,17 @@ impl SyncStage {
             // Nothing waits for requests that have not been made yet.
             let mut answers = Vec::new();
             let mut head = None;
+            let mut applied = 0;
             let mut round_ends = false;
             let mut closing = false;
             let mut next = Some(first);
             while let Some(handoff) = next.take() {
                 match handoff {
-                    Handoff::Applied { answers: a, head: h } => {
+                    Handoff::Applied { answers: a, head: h, idle } => {
                         answers.extend(a);
                         head = Some(h);
+                        applied += 1;
+                        round_ends |= idle;
                     }
                     Handoff::Close(c) => {
                         closers.extend(c);
@@ -646,62 +657,132 @@ impl SyncStage {
                 // Only `Idle`: nothing was handed over since the last sync.
                 continue;
             }
-            let failed = self.failed.lock().expect("failed flag").clone();
-            let outcome = match failed {
-                Some(reason) => Err(reason),
-                None => self.sync().map_err(|e| {
-                    let reason = e.to_string();
-                    tracing::error!(error = %reason, "log flush or sync failed; refusing writes until reopened");
-                    *self.failed.lock().expect("failed flag") = Some(reason.clone());
-                    reason
-                }),
-            };
-            if let (Ok(()), Some(head)) = (&outcome, head) {
-                self.durable.send_if_modified(|durable| {
-                    let moved = head > *durable;
-                    *durable = (*durable).max(head);
-                    moved
-                });
-            }
-            for answer in answers {
-                answer.send(outcome.as_ref().map(|_| ()).map_err(|reason| Error::Failed { reason: reason.clone() }));
-            }
-            let behind = self.tail.len();
-            if outcome.is_ok() && behind >= index::INDEX_BEHIND_RECORDS {
-                let durable = *self.durable.borrow();
-                match &to_indexer {
-                    // Back-pressure: when the index thread falls this far
-                    // behind, the sync stage waits for it and indexes too,
-                    // so the tail's memory stays bounded.
-                    Some(_) if behind >= INDEX_TAIL_RECORDS_MAX => {
-                        shared.lock().expect("indexer lock").index_behind(durable)
-                    }
-                    // Full: a batch is already due; a later round asks again if still needed.
-                    Some(tx) => {
-                        let _ = tx.try_send(durable);
-                    }
-                    None => shared.lock().expect("indexer lock").index_behind(durable),
-                }
-            }
+            let mut rounds = self.rounds.lock().expect("rounds lock");
+            rounds.finish(answers, head);
+            // Under the lock: the writer ends a round itself only when this
+            // count shows every group it handed over answered.
+            self.answered.fetch_add(applied, Ordering::Release);
         }
-        drop(to_indexer);
-        if let Some(handle) = indexer {
-            let _ = handle.join();
-        }
-        if self.failed.lock().expect("failed flag").is_none() {
-            let durable = *self.durable.borrow();
-            shared.lock().expect("indexer lock").index_behind(durable);
-        }
-        if let Err(e) = self.sync() {
-            tracing::error!(error = %e, "final flush of the log failed");
-        }
+        let mut rounds = self.rounds.lock().expect("rounds lock");
+        rounds.close();
         for reply in closers {
             let _ = reply.send(());
         }
     }
+}
 
-    fn indexer(&self) -> Indexer {
-        Indexer { db: self.db.clone(), failed: self.failed.clone(), tail: self.tail.clone(), stats: self.stats.clone() }
+/// Ending a round: flush, sync, publish the durable head, answer, and
+/// start an index batch when due. Done by the sync thread, or by the
+/// writer when the sync thread has nothing outstanding; one at a time
+/// (the lock around it).
+struct Rounds {
+    db: sled::Db,
+    syncer: Syncer,
+    durable: watch::Sender<Position>,
+    failed: Arc<Mutex<Option<String>>>,
+    tail: Arc<Tail>,
+    /// The index thread's queue, and the index thread.
+    to_indexer: Option<std::sync::mpsc::SyncSender<Position>>,
+    indexer_thread: Option<std::thread::JoinHandle<()>>,
+    indexer: Arc<Mutex<Indexer>>,
+    stats: Arc<crate::LogStats>,
+}
+
+impl Rounds {
+    /// Starts the index thread: the index batches run on their own thread,
+    /// so that writing 8,192 records' index entries never holds up a flush
+    /// and its answers. One batch at a time (the lock), so the mark only
+    /// moves forward.
+    fn start(
+        db: sled::Db,
+        syncer: Syncer,
+        durable: watch::Sender<Position>,
+        failed: Arc<Mutex<Option<String>>>,
+        tail: Arc<Tail>,
+        stats: Arc<crate::LogStats>,
+        ids: Arc<IdFilter>,
+    ) -> Rounds {
+        let indexer = Arc::new(Mutex::new(Indexer {
+            db: db.clone(),
+            failed: failed.clone(),
+            tail: tail.clone(),
+            stats: stats.clone(),
+            ids,
+        }));
+        let (to_indexer, indexer_rx) = std::sync::mpsc::sync_channel::<Position>(1);
+        let thread = {
+            let indexer = indexer.clone();
+            std::thread::Builder::new().name("klaxon-log-index".into()).spawn(move || {
+                while let Ok(durable) = indexer_rx.recv() {
+                    indexer.lock().expect("indexer lock").index_behind(durable);
+                }
+            })
+        };
+        let (to_indexer, indexer_thread) = match thread {
+            Ok(handle) => (Some(to_indexer), Some(handle)),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot start the log's index thread; the sync stage indexes");
+                (None, None)
+            }
+        };
+        Rounds { db, syncer, durable, failed, tail, to_indexer, indexer_thread, indexer, stats }
+    }
+
+    /// Syncs everything applied so far and answers `answers` (the groups up
+    /// to `head`) with the outcome.
+    fn finish(&mut self, answers: Vec<Answer>, head: Option<Position>) {
+        let failed = self.failed.lock().expect("failed flag").clone();
+        let outcome = match failed {
+            Some(reason) => Err(reason),
+            None => self.sync().map_err(|e| {
+                let reason = e.to_string();
+                tracing::error!(error = %reason, "log flush or sync failed; refusing writes until reopened");
+                *self.failed.lock().expect("failed flag") = Some(reason.clone());
+                reason
+            }),
+        };
+        if let (Ok(()), Some(head)) = (&outcome, head) {
+            self.durable.send_if_modified(|durable| {
+                let moved = head > *durable;
+                *durable = (*durable).max(head);
+                moved
+            });
+        }
+        for answer in answers {
+            answer.send(outcome.as_ref().map(|_| ()).map_err(|reason| Error::Failed { reason: reason.clone() }));
+        }
+        let behind = self.tail.len();
+        if outcome.is_ok() && behind >= index::INDEX_BEHIND_RECORDS {
+            let durable = *self.durable.borrow();
+            match &self.to_indexer {
+                // Back-pressure: when the index thread falls this far
+                // behind, the round waits for it and indexes too, so the
+                // tail's memory stays bounded.
+                Some(_) if behind >= INDEX_TAIL_RECORDS_MAX => {
+                    self.indexer.lock().expect("indexer lock").index_behind(durable)
+                }
+                // Full: a batch is already due; a later round asks again if still needed.
+                Some(tx) => {
+                    let _ = tx.try_send(durable);
+                }
+                None => self.indexer.lock().expect("indexer lock").index_behind(durable),
+            }
+        }
+    }
+
+    /// At close: stops the index thread, indexes the rest, syncs.
+    fn close(&mut self) {
+        self.to_indexer = None;
+        if let Some(handle) = self.indexer_thread.take() {
+            let _ = handle.join();
+        }
+        if self.failed.lock().expect("failed flag").is_none() {
+            let durable = *self.durable.borrow();
+            self.indexer.lock().expect("indexer lock").index_behind(durable);
+        }
+        if let Err(e) = self.sync() {
+            tracing::error!(error = %e, "final flush of the log failed");
+        }
     }
 
     fn sync(&mut self) -> Result<(), Error> {
@@ -719,6 +800,7 @@ struct Indexer {
     failed: Arc<Mutex<Option<String>>>,
     tail: Arc<Tail>,
     stats: Arc<crate::LogStats>,
+    ids: Arc<IdFilter>,
 }
 
 impl Indexer {
@@ -738,6 +820,10 @@ impl Indexer {
                 WorkCounters::add(&self.stats.work.index_keys, keys);
                 WorkCounters::add(&self.stats.work.index_batches, 1);
                 WorkCounters::add(&self.stats.work.records_indexed, entries.len() as u64);
+                // The run joins the directory before its ids leave the
+                // tail, so a reader finds each id in one or the other.
+                let ids: Vec<Uuid> = entries.iter().map(|e| e.id).collect();
+                self.ids.add_run(entries[0].position, &ids);
                 self.tail.forget_up_to(last)
             }
             Err(e) => {

@@ -237,6 +237,41 @@ async fn stats_count_every_append_and_group_commits_add_up() {
     assert!(groups.count >= 1 && groups.count <= 41);
 }
 
+/// A lone append (nothing else queued, the sync thread idle) is flushed,
+/// synced and answered by the writer thread itself, one handoff fewer;
+/// it is still durable (the head shows it) when answered, and appends
+/// that queue up still share the sync thread's rounds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lone_append_is_synced_by_the_writer_and_answered_only_once_durable() {
+    let (_dir, log) = temp_log(Options::default());
+    let work = || log.stats().work.snapshot();
+    for n in 0..20u64 {
+        let appended = log.append(&sid("lone"), ExpectedVersion::Any, vec![event(n)]).await.unwrap();
+        assert_eq!(log.head(), appended.last, "answered before the head showed it durable");
+    }
+    let sequential = work();
+    assert_eq!((sequential.writer_rounds, sequential.syncs), (20, 20), "{sequential:?}");
+    let tasks: Vec<_> = (0..64u64)
+        .map(|n| {
+            let log = log.clone();
+            tokio::spawn(async move {
+                for i in 0..10 {
+                    log.append(&sid(&format!("s-{n}")), ExpectedVersion::Any, vec![event(n * 100 + i)]).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let concurrent = work();
+    assert_eq!(log.head(), Position(20 + 640));
+    // 640 appends from 64 tasks share syncs.
+    assert!(concurrent.syncs - sequential.syncs < 640, "{concurrent:?}");
+    log.verify().unwrap();
+    log.close().await;
+}
+
 /// The id filter saves the id-index read of a fresh id without weakening
 /// idempotency: after a reopen (ids indexed in sled, in the filter only
 /// through its scan) and past the threshold of the index written behind,

@@ -52,9 +52,13 @@ async fn a_group_commit_writes_a_few_chunk_keys_and_the_indexes_follow_behind() 
     // Closing writes them, with the mark.
     let log = Log::open(dir.path(), Options::default()).unwrap();
     let closed = keys(&log);
-    // One stream index key per stream and index batch (a run of versions),
-    // one id key per event.
-    assert_eq!((count(&closed, 's'), count(&closed, 'i'), count(&closed, 'k')), (65, 264, records), "{closed:?}");
+    // One stream index key per stream and index batch (a run of versions);
+    // the batch's 264 ids as one run in pieces of at most 256: two keys.
+    assert_eq!(
+        (count(&closed, 's'), count(&closed, 'i'), count(&closed, 'j'), count(&closed, 'k')),
+        (65, 0, 2, records),
+        "{closed:?}"
+    );
     assert_eq!(log.verify().unwrap().records, 264);
     log.close().await;
 }
@@ -82,9 +86,15 @@ async fn past_the_threshold_the_index_is_written_while_open_and_reads_span_sled_
     let total = batches * 1000 + 1;
     let open = keys(&log);
     // The index of every record before the last append: their versions as
-    // runs of at most 512 under one key each, and one key per id.
+    // runs of at most 512 under one key each, and their ids as one run in
+    // pieces of at most 256.
     assert_eq!(count(&open, 's'), (batches * 1000).div_ceil(512), "{open:?}");
-    assert_eq!(count(&open, 'i'), batches * 1000, "the index of every record before the last append: {open:?}");
+    assert_eq!(
+        count(&open, 'j'),
+        (batches * 1000).div_ceil(256),
+        "the ids of every record before the last append: {open:?}"
+    );
+    assert_eq!(count(&open, 'i'), 0, "{open:?}");
     // Every version can be found from the runs, from any start.
     for from in [1, 511, 512, 513, 8998, 8999] {
         let read = log.read_stream(&stream, StreamVersion(from), 3).unwrap();
@@ -121,14 +131,14 @@ async fn ids_and_streams_are_found_after_sigkill_before_the_index_batch() {
             kill_after(&["append-loop", dir_arg, "4"], "the child acknowledges an append", rng.random_range(20..200));
         let acks: Vec<Ack> = lines.iter().map(|l| parse_ack(l)).collect();
 
-        // What the crash left on disk: ids indexed in sled, before the log
-        // completes them.
+        // What the crash left on disk: the position the indexes reach,
+        // before the log completes them.
         let max_acked = acks.iter().map(|a| a.position).max().unwrap();
-        let indexed_ids = {
+        let indexed = {
             let db = sled::open(dir.path()).unwrap();
-            db.scan_prefix(b"i").count() as u64
+            db.get(b"mindexed").unwrap().map_or(0, |v| u64::from_be_bytes(v[..8].try_into().unwrap()))
         };
-        if indexed_ids < max_acked {
+        if indexed < max_acked {
             behind_cycles += 1;
         }
 
@@ -251,7 +261,115 @@ async fn a_format_1_folder_is_upgraded_in_place_and_every_record_stream_and_id_i
     log.close().await;
     drop(log);
     let db = sled::open(dir.path()).unwrap();
-    assert_eq!(db.get(b"mformat").unwrap().as_deref(), Some(b"klaxon-log/2".as_slice()));
+    assert_eq!(db.get(b"mformat").unwrap().as_deref(), Some(b"klaxon-log/3".as_slice()));
+    assert_eq!(db.scan_prefix(b"i").count(), 0, "the id index was rewritten as runs");
+}
+
+/// Writes a format-2 folder with raw sled, the way the format-2 writer did:
+/// records packed in `k` chunks (`[2][count u32 LE]` then `[len u32 LE]
+/// [record]` each), and, up to `indexed`, the stream index as runs of
+/// versions and one `i` key per id, with the `m indexed` mark (the records
+/// after it were acknowledged but a crash came before their index batch).
+fn write_format_2(dir: &std::path::Path, count: u64, indexed: u64) -> Vec<Record> {
+    let db = sled::Config::new().path(dir).mode(sled::Mode::HighThroughput).open().unwrap();
+    let mut versions: BTreeMap<&str, u64> = BTreeMap::new();
+    let mut runs: BTreeMap<&str, (u64, Vec<u64>)> = BTreeMap::new();
+    let start = DateTime::from_timestamp_micros(1_764_000_000_000_000).unwrap();
+    let mut batch = sled::Batch::default();
+    batch.insert(b"mformat".as_slice(), b"klaxon-log/2".as_slice());
+    let mut records = Vec::new();
+    let mut chunk: Vec<Vec<u8>> = Vec::new();
+    let flush_chunk = |batch: &mut sled::Batch, chunk: &mut Vec<Vec<u8>>, last: u64| {
+        let first = last + 1 - chunk.len() as u64;
+        let mut value = vec![2u8];
+        value.extend_from_slice(&(chunk.len() as u32).to_le_bytes());
+        for r in chunk.drain(..) {
+            value.extend_from_slice(&(r.len() as u32).to_le_bytes());
+            value.extend_from_slice(&r);
+        }
+        let mut key = vec![b'k'];
+        key.extend_from_slice(&first.to_be_bytes());
+        batch.insert(key, value);
+    };
+    for position in 1..=count {
+        let stream = ["incident-INC-1", "incident-INC-2", "alert-A"][(position % 3) as usize];
+        let version = versions.entry(stream).or_insert(0);
+        *version += 1;
+        let at = start + chrono::Duration::milliseconds(position as i64);
+        let record = old_record(position, stream, *version, Uuid::new_v4(), at);
+        chunk.push(record.to_bytes());
+        // Seven records per chunk (chunks never span two group commits; here
+        // every seventh record ends one).
+        if chunk.len() == 7 || position == count || position == indexed {
+            flush_chunk(&mut batch, &mut chunk, position);
+        }
+        if position <= indexed {
+            let run = runs.entry(stream).or_insert((*version, Vec::new()));
+            run.1.push(position);
+            let mut i_key = vec![b'i'];
+            i_key.extend_from_slice(record.id.as_bytes());
+            let mut i_value = position.to_be_bytes().to_vec();
+            i_value.extend_from_slice(&version.to_be_bytes());
+            i_value.extend_from_slice(stream.as_bytes());
+            batch.insert(i_key, i_value);
+        }
+        records.push(record);
+    }
+    for (stream, (first, positions)) in runs {
+        let mut s_key = vec![b's'];
+        s_key.extend_from_slice(stream.as_bytes());
+        s_key.push(0);
+        s_key.extend_from_slice(&first.to_be_bytes());
+        batch.insert(s_key, positions.iter().flat_map(|p| p.to_be_bytes()).collect::<Vec<u8>>());
+    }
+    batch.insert(b"mindexed".as_slice(), &indexed.to_be_bytes());
+    db.apply_batch(batch).unwrap();
+    db.flush().unwrap();
+    records
+}
+
+/// A format-2 folder (one `i` key per id) is upgraded in place at open:
+/// its ids become runs, and every old id is still recognised (also those
+/// a crash left unindexed, and after another restart), every stream reads
+/// in full.
+#[tokio::test]
+async fn a_format_2_folder_is_upgraded_in_place_and_its_ids_are_still_deduplicated() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = write_format_2(dir.path(), 600, 520);
+
+    for open in 0..2 {
+        let log = Log::open(dir.path(), Options::default()).unwrap();
+        assert_eq!(log.head(), Position(600 + open));
+        assert_eq!(log.verify().unwrap().records, 600 + open);
+        let k = keys(&log);
+        assert_eq!(count(&k, 'i'), 0, "open {open}: {k:?}");
+        // 520 upgraded ids in one run of 8,192 positions (three pieces), and
+        // the 80 the open indexed again in one run (one piece); then the
+        // append below, indexed at close.
+        assert_eq!(count(&k, 'j'), 4 + open, "open {open}: {k:?}");
+        for r in &old {
+            assert_eq!(log.locate(r.id).unwrap(), Some((r.position, r.stream.clone(), r.version)), "open {open}");
+            let retry = log.append(&r.stream, ExpectedVersion::Any, vec![event_with_id(r.id, 0)]).await.unwrap();
+            assert_eq!((retry.first, retry.deduplicated), (r.position, true), "open {open}: {}", r.id);
+        }
+        for stream in ["incident-INC-1", "incident-INC-2", "alert-A"] {
+            let stream = sid(stream);
+            let read = log.read_stream(&stream, StreamVersion(1), 1000).unwrap();
+            let expected: Vec<Position> = old.iter().filter(|r| r.stream == stream).map(|r| r.position).collect();
+            assert_eq!(read.iter().map(|r| r.position).take(expected.len()).collect::<Vec<_>>(), expected);
+        }
+        assert_eq!(log.read_all(Position(1), 1000).unwrap().len() as u64, 600 + open);
+        if open == 0 {
+            // New appends continue the streams.
+            let alert = sid("alert-A");
+            let next = log.append(&alert, ExpectedVersion::Exact(StreamVersion(200)), vec![event(601)]).await.unwrap();
+            assert_eq!(next.first, Position(601));
+        }
+        log.close().await;
+        drop(log);
+    }
+    let db = sled::open(dir.path()).unwrap();
+    assert_eq!(db.get(b"mformat").unwrap().as_deref(), Some(b"klaxon-log/3".as_slice()));
 }
 
 #[tokio::test]
@@ -259,13 +377,13 @@ async fn a_folder_of_an_unknown_format_is_refused_and_left_alone() {
     let dir = tempfile::tempdir().unwrap();
     {
         let db = sled::open(dir.path()).unwrap();
-        db.insert(b"mformat", b"klaxon-log/3".as_slice()).unwrap();
+        db.insert(b"mformat", b"klaxon-log/4".as_slice()).unwrap();
         db.flush().unwrap();
     }
     let err = Log::open(dir.path(), Options::default()).err().expect("refused");
-    assert!(err.to_string().contains("klaxon-log/3"), "{err}");
+    assert!(err.to_string().contains("klaxon-log/4"), "{err}");
     let db = sled::open(dir.path()).unwrap();
-    assert_eq!(db.get(b"mformat").unwrap().as_deref(), Some(b"klaxon-log/3".as_slice()));
+    assert_eq!(db.get(b"mformat").unwrap().as_deref(), Some(b"klaxon-log/4".as_slice()));
 }
 
 #[tokio::test]
