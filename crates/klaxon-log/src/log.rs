@@ -32,7 +32,11 @@ pub struct Options {
     pub group_appends_max: usize,
     /// Bytes after which a group stops taking appends. Default 32 MiB.
     pub group_bytes_max: usize,
-    /// sled page cache, in bytes. Default 1 GiB.
+    /// sled page cache, in bytes. Default 64 MiB: reads are of recent
+    /// records and of one incident's streams at a time; a larger cache
+    /// mostly keeps what a full fold at a first start read once (1 GiB
+    /// held 340 MB more at 1M events, with no measurable CPU saved;
+    /// `docs/benchmarks.md`, "One million events").
     pub cache_bytes: u64,
 }
 
@@ -44,7 +48,7 @@ impl Default for Options {
             queue_appends_max: 4096,
             group_appends_max: 1024,
             group_bytes_max: 32 * 1024 * 1024,
-            cache_bytes: 1024 * 1024 * 1024,
+            cache_bytes: 64 * 1024 * 1024,
         }
     }
 }
