@@ -39,10 +39,11 @@ use klaxon_reactor::{Clock, Live, decode, streams};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 use uuid::Uuid;
 
-use crate::Error;
 use crate::memory::Memory;
+use crate::{Error, stage};
 
 /// Longest accepted client request id, in bytes.
 pub use klaxon_domain::ids::REQUEST_ID_BYTES_MAX;
@@ -468,11 +469,11 @@ impl Intake {
                     wake = self.next_eviction();
                     timer = self.timer(wake);
                 }
-                next = subscription.next() => match next {
+                next = subscription.next().instrument(tracing::trace_span!(stage::READ)) => match next {
                     None => break Ok(()),
                     Some(Err(e)) => break Err(e.into()),
                     Some(Ok(record)) => {
-                        match self.fold(&record).await {
+                        match self.fold(&record).instrument(tracing::trace_span!(stage::FOLD)).await {
                             Err(e) => break Err(e),
                             Ok(Some(due)) if wake.is_none_or(|w| due < w) => {
                                 wake = Some(due);
@@ -942,7 +943,8 @@ impl Handle {
         // every refusal is confirmed on a caught-up projection first.
         let mut caught_up = false;
         for _ in 0..self.options.command_attempts_max.max(1) {
-            let state = self.current(id).await?;
+            let deciding = tracing::trace_span!(stage::DECIDE);
+            let state = self.current(id).instrument(deciding.clone()).await?;
             let version = state.as_ref().map_or(0, Incident::version);
             let refusal = if let Some(expected) = ctx.expected_version.filter(|e| *e != version) {
                 Some(match state {
@@ -956,7 +958,10 @@ impl Handle {
                     }
                     _ => Ok(()),
                 };
-                match checked.and_then(|()| decide(state.as_ref(), &command, &id, &ctx.actor, self.now())) {
+                let decided = deciding.in_scope(|| {
+                    checked.and_then(|()| decide(state.as_ref(), &command, &id, &ctx.actor, self.now()))
+                });
+                match decided {
                     Ok(events) => {
                         let expected = if version == 0 {
                             ExpectedVersion::NoStream
@@ -1033,11 +1038,14 @@ impl Handle {
             let outcome = self.execute(open, merge, &ctx).await?;
             return Ok(ReportOutcome { incident: open, merged: true, outcome });
         }
+        let deciding = tracing::trace_span!(stage::DECIDE);
         // Refuse bad input before taking a number, so that numbers have no gaps.
-        decide(None, &command, &IncidentId::from_number(1)?, &ctx.actor, self.now())?;
+        deciding.in_scope(|| decide(None, &command, &IncidentId::from_number(1)?, &ctx.actor, self.now()))?;
         for _ in 0..100 {
-            let id = IncidentId::from_number(self.take_number())?;
-            let events = decide(None, &command, &id, &ctx.actor, self.now())?;
+            let (id, events) = deciding.in_scope(|| {
+                let id = IncidentId::from_number(self.take_number())?;
+                Ok::<_, Error>((id, decide(None, &command, &id, &ctx.actor, self.now())?))
+            })?;
             match self.append(id, ExpectedVersion::NoStream, &events, key.as_ref(), ctx).await {
                 Ok(appended) => {
                     let outcome = self.written(id, None, &events, appended).await?;
@@ -1081,6 +1089,7 @@ impl Handle {
         if appended.deduplicated {
             return self.outcome(id, appended).await;
         }
+        let _answer = tracing::trace_span!(stage::ANSWER).entered();
         let incident = events
             .iter()
             .fold(before, evolve)
@@ -1131,6 +1140,7 @@ impl Handle {
         key: Option<&RequestKey>,
         ctx: &CommandContext,
     ) -> Result<Appended, Error> {
+        let encoding = tracing::trace_span!(stage::ENCODE).entered();
         let stream = streams::incident(id);
         let correlation_id = streams::correlation_id(id);
         let mut new_events = Vec::with_capacity(events.len());
@@ -1150,7 +1160,8 @@ impl Handle {
                 },
             });
         }
-        Ok(self.log.append(&stream, expected, new_events).await?)
+        drop(encoding);
+        Ok(self.log.append(&stream, expected, new_events).instrument(tracing::trace_span!(stage::APPEND)).await?)
     }
 }
 
