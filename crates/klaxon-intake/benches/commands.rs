@@ -402,7 +402,8 @@ fn print_work(rows: &[&Row]) {
         print!(" {} |", r.work.operations);
     }
     println!();
-    let counters: [(&str, fn(&klaxon_log::WorkSnapshot) -> u64); 4] = [
+    type Counter = fn(&klaxon_log::WorkSnapshot) -> u64;
+    let counters: [(&str, Counter); 4] = [
         ("log records per operation", |w| w.records),
         ("log groups per operation", |w| w.groups),
         ("log syncs per operation", |w| w.syncs),

@@ -213,7 +213,7 @@ impl Projection {
             threads: &mut self.threads,
             memory: &mut self.memory,
         };
-        fold_into(parts, None, record).map(drop)
+        fold_into(parts, None, record, decode::incident(record)?.as_ref()).map(drop)
     }
 
     /// Every incident folded so far.
@@ -242,11 +242,17 @@ type FoldOutcome = (Option<(IncidentId, u64)>, Option<DateTime<Utc>>);
 /// which come back from its pages stream with it), a mail record into the
 /// threads. Returns the incident an incident event changed, with its
 /// version afterwards, and when it may be evicted (with `evict_after`), if
-/// it is now a candidate.
-fn fold_into(parts: Parts<'_>, evict_after: Option<chrono::TimeDelta>, record: &Record) -> Result<FoldOutcome, Error> {
+/// it is now a candidate. `incident` is the record's incident event, if it
+/// is one (`decode::incident`, which the caller needed first: decoded once).
+fn fold_into(
+    parts: Parts<'_>,
+    evict_after: Option<chrono::TimeDelta>,
+    record: &Record,
+    incident: Option<&IncidentEvent>,
+) -> Result<FoldOutcome, Error> {
     let (mut changed, mut due) = (None, None);
-    if let Some(event) = decode::incident(record)? {
-        parts.incidents.apply(&event);
+    if let Some(event) = incident {
+        parts.incidents.apply(event);
         if let Some(incident) = parts.incidents.get(event.incident) {
             due = parts.memory.folded(incident, event.at, evict_after);
         }
@@ -518,7 +524,8 @@ impl Intake {
         );
         // An evicted incident is put back (read from the log) before its
         // next event folds onto it.
-        if let Some(event) = decode::incident(record)? {
+        let incident = decode::incident(record)?;
+        if let Some(event) = &incident {
             if shared.memory.read().expect("memory lock").is_evicted(event.incident.number()) {
                 self.restore(event.incident, record).await?;
             }
@@ -532,7 +539,7 @@ impl Intake {
             let mut memory = shared.memory.write().expect("memory lock");
             let parts =
                 Parts { incidents: &mut incidents, pages: &mut pages, threads: &mut threads, memory: &mut memory };
-            fold_into(parts, self.evict_after, record)?
+            fold_into(parts, self.evict_after, record, incident.as_ref())?
         };
         if let Some((incident, version)) = changed {
             shared.folded(incident, version);
@@ -958,9 +965,8 @@ impl Handle {
                     }
                     _ => Ok(()),
                 };
-                let decided = deciding.in_scope(|| {
-                    checked.and_then(|()| decide(state.as_ref(), &command, &id, &ctx.actor, self.now()))
-                });
+                let decided = deciding
+                    .in_scope(|| checked.and_then(|()| decide(state.as_ref(), &command, &id, &ctx.actor, self.now())));
                 match decided {
                     Ok(events) => {
                         let expected = if version == 0 {
@@ -1151,7 +1157,7 @@ impl Handle {
                     None => Uuid::new_v4(),
                 },
                 kind: EventKind::new(event.kind()).expect("domain kinds are valid log kinds"),
-                data: EventData::from_value(&event.to_json())?,
+                data: EventData::from_value(&event.stored())?,
                 metadata: Metadata {
                     actor: Some(ctx.actor.to_string()),
                     correlation_id: Some(correlation_id),
