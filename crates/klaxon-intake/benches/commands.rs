@@ -6,8 +6,10 @@
 //! loopback with 1 and 64 concurrent clients, and raw `Log::append` of one
 //! event with 1 and 64 concurrent appenders; and, as the floor of any gRPC
 //! call here, a health check (a unary call that does no work) through the
-//! same client and server setup with 64 in flight. `KLAXON_BENCH_SECONDS`
-//! sets the time per case (default 3).
+//! same client and server setup with 64 in flight; and the 64-client case
+//! once more with a fresh client request id on every command, as the CLI
+//! sends (an idempotency lookup each). `KLAXON_BENCH_SECONDS` sets the time
+//! per case (default 3).
 //!
 //! The clients (and the raw appenders) run on their own runtime, one worker
 //! named `bench-client`; the server side (tonic, intake, its fold loop) on
@@ -200,7 +202,10 @@ fn raw_log(rts: &Runtimes, appenders: usize, seconds: u64) -> Row {
     row(format!("log append, {appenders} concurrent appenders"), elapsed, latencies, work)
 }
 
-fn grpc(rts: &Runtimes, clients: usize, seconds: u64) -> Row {
+/// With `request_ids`, every command carries a fresh client request id, as
+/// the CLI's do (an idempotency lookup before each command, and event ids
+/// derived from it).
+fn grpc(rts: &Runtimes, clients: usize, seconds: u64, request_ids: bool) -> Row {
     let dir = tempfile::tempdir().unwrap();
     let stop = CancellationToken::new();
     let (log, handle, address) = rts.server.block_on(async {
@@ -230,10 +235,20 @@ fn grpc(rts: &Runtimes, clients: usize, seconds: u64) -> Row {
                 let mut c = client.clone();
                 tokio::spawn(async move {
                     let mut latencies = Vec::new();
+                    let context = || {
+                        request_ids.then(|| v1::CommandContext {
+                            request_id: uuid::Uuid::new_v4().to_string(),
+                            ..Default::default()
+                        })
+                    };
                     while Instant::now() < deadline {
                         let t = Instant::now();
                         let id = c
-                            .report(by(v1::ReportRequest { title: "bench".into(), ..Default::default() }))
+                            .report(by(v1::ReportRequest {
+                                title: "bench".into(),
+                                context: context(),
+                                ..Default::default()
+                            }))
                             .await
                             .unwrap()
                             .into_inner()
@@ -243,7 +258,7 @@ fn grpc(rts: &Runtimes, clients: usize, seconds: u64) -> Row {
                         c.declare(by(v1::DeclareRequest {
                             incident_id: id.clone(),
                             severity: v1::Severity::Sev2 as i32,
-                            context: None,
+                            context: context(),
                         }))
                         .await
                         .unwrap();
@@ -254,7 +269,7 @@ fn grpc(rts: &Runtimes, clients: usize, seconds: u64) -> Row {
                             incident_id: id,
                             audience: v1::Audience::Internal as i32,
                             text,
-                            context: None,
+                            context: context(),
                         }))
                         .await
                         .unwrap();
@@ -277,7 +292,8 @@ fn grpc(rts: &Runtimes, clients: usize, seconds: u64) -> Row {
     let work = meter.stop(latencies.len());
     stop.cancel();
     rts.server.block_on(log.close());
-    row(format!("gRPC commands (report, declare, update), {clients} concurrent clients"), elapsed, latencies, work)
+    let ids = if request_ids { ", request ids" } else { "" };
+    row(format!("gRPC commands (report, declare, update), {clients} concurrent clients{ids}"), elapsed, latencies, work)
 }
 
 /// Unary gRPC calls that do no work (`grpc.health.v1.Health/Check`), with
@@ -429,10 +445,12 @@ fn main() {
         eprintln!("log, {n} appenders...");
         rows.push(raw_log(&rts, n, seconds));
         eprintln!("gRPC, {n} clients...");
-        rows.push(grpc(&rts, n, seconds));
+        rows.push(grpc(&rts, n, seconds, false));
     }
     eprintln!("gRPC floor, 64 clients...");
     let floor = grpc_floor(&rts, 64, seconds);
+    eprintln!("gRPC, 64 clients with request ids...");
+    let with_ids = grpc(&rts, 64, seconds, true);
     let commands_64 = rows[3].rate;
     println!();
     println!("| case | per second | p50 µs | p99 µs | ratio |");
@@ -458,7 +476,15 @@ fn main() {
         floor.p99,
         commands_64 / floor.rate
     );
-    print_work(&[&rows[2], &rows[3], &floor]);
+    println!(
+        "| {} | {:.0} | {:.0} | {:.0} | {:.2}x the log |",
+        with_ids.name,
+        with_ids.rate,
+        with_ids.p50,
+        with_ids.p99,
+        with_ids.rate / rows[2].rate
+    );
+    print_work(&[&rows[2], &rows[3], &with_ids, &floor]);
 
     // The stage table: a separate run with the span layer installed.
     use tracing_subscriber::layer::SubscriberExt;
@@ -469,7 +495,7 @@ fn main() {
     ));
     tracing::subscriber::set_global_default(subscriber).unwrap();
     eprintln!("gRPC, 64 clients, stage spans timed...");
-    let profiled = grpc(&rts, 64, seconds);
+    let profiled = grpc(&rts, 64, seconds, false);
     let n = profiled.work.operations.max(1) as f64;
     println!();
     println!(
