@@ -78,6 +78,46 @@ pub trait Changes: Sized {
     /// Decodes the fields of a change of kind `kind`, which must be one of
     /// [`Changes::KINDS`], from `fields` (a map).
     fn from_fields<'de, D: serde::Deserializer<'de>>(kind: &str, fields: D) -> Result<Self, D::Error>;
+
+    /// Serializes `envelope` and then the change's own fields as one flat
+    /// map, straight to `serializer` (see [`Event::stored`]).
+    fn serialize_flat<S: serde::Serializer>(&self, envelope: &Envelope<'_>, serializer: S) -> Result<S::Ok, S::Error>;
+}
+
+/// The envelope fields of an event as they are stored: `incident` and `by`
+/// as their text, `at` as RFC 3339. Only [`Changes::serialize_flat`] uses it.
+#[derive(serde::Serialize)]
+pub struct Envelope<'a> {
+    #[serde(serialize_with = "as_text")]
+    incident: &'a IncidentId,
+    at: &'a DateTime<Utc>,
+    #[serde(serialize_with = "as_text")]
+    by: &'a ActorId,
+}
+
+fn as_text<T: fmt::Display, S: serde::Serializer>(value: &T, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.collect_str(value)
+}
+
+/// An envelope followed by a change's fields, as one flat map.
+#[derive(serde::Serialize)]
+pub(crate) struct Flat<'a, F> {
+    #[serde(flatten)]
+    pub(crate) envelope: &'a Envelope<'a>,
+    #[serde(flatten)]
+    pub(crate) fields: &'a F,
+}
+
+/// An event in its stored form, serialized without building a
+/// `serde_json::Value` first; see [`Event::stored`].
+pub struct Stored<'a, C>(&'a Event<C>);
+
+impl<C: Changes> serde::Serialize for Stored<'_, C> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let event = self.0;
+        let envelope = Envelope { incident: &event.incident, at: &event.at, by: &event.by };
+        event.change.serialize_flat(&envelope, serializer)
+    }
 }
 
 /// The names of the envelope fields, which no change may use.
@@ -107,6 +147,15 @@ impl<C: Changes> Event<C> {
             object.insert(name, value);
         }
         Value::Object(object)
+    }
+
+    /// The event as the log stores it, like [`Event::to_json`] but written
+    /// in one pass by whatever serializer it is given (for the log:
+    /// `EventData::from_value`), with no intermediate `Value`: the same
+    /// object, its keys in envelope-then-fields order rather than sorted.
+    /// [`Event::from_json`] reads it back to an equal event.
+    pub fn stored(&self) -> Stored<'_, C> {
+        Stored(self)
     }
 
     /// Decodes a stored record of kind `kind` whose data is `data`, the text
@@ -315,6 +364,18 @@ macro_rules! changes {
                     _ => unreachable!("the kind was checked against KINDS"),
                 }
             }
+
+            fn serialize_flat<S: ::serde::Serializer>(
+                &self,
+                envelope: &$crate::envelope::Envelope<'_>,
+                serializer: S,
+            ) -> Result<S::Ok, S::Error> {
+                match self {
+                    $( $change::$variant(fields) => {
+                        ::serde::Serialize::serialize(&$crate::envelope::Flat { envelope, fields }, serializer)
+                    } )*
+                }
+            }
         }
     };
 }
@@ -351,16 +412,26 @@ pub(crate) mod testkit {
         }
     }
 
-    /// `event` written and read back.
+    /// `event` written and read back; on the way, asserts that its one-pass
+    /// stored form ([`Event::stored`]) is the same JSON object as
+    /// [`Event::to_json`].
     pub(crate) fn round_trip<C: Changes>(event: &Event<C>) -> Event<C> {
-        let data = event.to_json().to_string();
-        Event::from_json(event.kind(), &data).unwrap()
+        let value = event.to_json();
+        let stored = serde_json::to_string(&event.stored()).unwrap();
+        assert_eq!(serde_json::from_str::<serde_json::Value>(&stored).unwrap(), value, "{stored}");
+        Event::from_json(event.kind(), &value.to_string()).unwrap()
     }
 
-    /// Asserts that every golden reads back to an equal event.
+    /// Asserts that every golden reads back to an equal event, and that
+    /// its one-pass stored form ([`Event::stored`]) is the same JSON
+    /// object as [`Event::to_json`] and reads back to it too.
     pub(crate) fn assert_round_trips<C: Changes + PartialEq + std::fmt::Debug>(goldens: &[(Event<C>, Expect)]) {
         for (event, _) in goldens {
             assert_eq!(&round_trip(event), event);
+            let stored = serde_json::to_string(&event.stored()).unwrap();
+            assert_eq!(serde_json::from_str::<serde_json::Value>(&stored).unwrap(), event.to_json(), "{stored}");
+            assert_eq!(&Event::from_json(event.kind(), &stored).unwrap(), event);
+            assert!(stored.starts_with("{\"incident\":"), "the envelope comes first: {stored}");
         }
     }
 }

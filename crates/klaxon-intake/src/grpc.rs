@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::Instrument;
 
-use crate::{CommandContext, Error, Handle, ListFilter, Outcome};
+use crate::{CommandContext, Error, Handle, ListFilter, Outcome, stage};
 
 /// The request header naming the acting person (see [`convert::actor`]).
 pub use klaxon_proto::convert::ACTOR_HEADER;
@@ -59,17 +59,26 @@ impl IncidentsService {
         request: Request<R>,
         build: impl FnOnce(&R) -> Result<Command, klaxon_domain::Error>,
     ) -> Result<Response<v1::CommandResponse>, Status> {
-        let ctx = context(&request, request.get_ref().context()).map_err(to_status)?;
-        let message = request.get_ref();
-        let id = convert::incident_id("incident_id", message.incident_id()).map_err(|e| to_status(e.into()))?;
+        let parse = tracing::trace_span!(stage::PARSE);
+        let (ctx, id) = parse.in_scope(|| {
+            let ctx = context(&request, request.get_ref().context()).map_err(to_status)?;
+            let id = convert::incident_id("incident_id", request.get_ref().incident_id())
+                .map_err(|e| to_status(e.into()))?;
+            Ok::<_, Status>((ctx, id))
+        })?;
         // Who may act on it comes before what is wrong with the command.
         self.check_scope(&request, id).await?;
-        check_text(message).map_err(|e| to_status(e.into()))?;
-        let command = build(message).map_err(|e| to_status(e.into()))?;
-        let span = tracing::info_span!(parent: None, "intake.command", command = R::COMMAND, incident = %id);
-        let (ctx, span) = ctx.traced(span);
+        let message = request.get_ref();
+        let (command, ctx, span) = parse.in_scope(|| {
+            check_text(message).map_err(|e| to_status(e.into()))?;
+            let command = build(message).map_err(|e| to_status(e.into()))?;
+            let span = tracing::info_span!(parent: None, "intake.command", command = R::COMMAND, incident = %id);
+            let (ctx, span) = ctx.traced(span);
+            Ok::<_, Status>((command, ctx, span))
+        })?;
+        drop(parse);
         let outcome = self.handle.execute(id, command, &ctx).instrument(span).await.map_err(to_status)?;
-        Ok(Response::new(command_response(&outcome)))
+        Ok(Response::new(tracing::trace_span!(stage::RESPOND).in_scope(|| command_response(&outcome))))
     }
 
     /// Refuses a principal scoped to teams other than the incident's
@@ -178,6 +187,7 @@ fn person(field: &'static str, value: &str) -> Result<ActorId, klaxon_domain::Er
 #[tonic::async_trait]
 impl v1::incidents_server::Incidents for IncidentsService {
     async fn report(&self, request: Request<v1::ReportRequest>) -> Result<Response<v1::ReportResponse>, Status> {
+        let parse = tracing::trace_span!(stage::PARSE).entered();
         let ctx = context(&request, request.get_ref().context.as_ref()).map_err(to_status)?;
         let r = request.get_ref();
         Grant::check_request(&request, (!r.service.is_empty()).then_some(r.service.as_str()))?;
@@ -207,8 +217,10 @@ impl v1::incidents_server::Incidents for IncidentsService {
         .map_err(|e| to_status(e.into()))?;
         let span = tracing::info_span!(parent: None, "intake.report", incident = tracing::field::Empty);
         let (ctx, span) = ctx.traced(span);
+        drop(parse);
         let report = self.handle.report(command, &ctx).instrument(span.clone()).await.map_err(to_status)?;
         span.record("incident", tracing::field::display(report.incident));
+        let _respond = tracing::trace_span!(stage::RESPOND).entered();
         Ok(Response::new(v1::ReportResponse {
             incident_id: report.incident.to_string(),
             merged: report.merged,

@@ -28,6 +28,8 @@
 //!   webhook receiver and a PagerDuty Events API v2 compatible endpoint.
 //! - `smtp`: the e-mail intake for help desks: an SMTP listener whose
 //!   messages become reports, and replies to an incident's mail notes.
+//! - `stage`: the names of the `TRACE` spans marking a command's stages
+//!   (parse, decide, encode, append, answer, respond; read and fold).
 //!
 //! Errors are [`Error`]; their class (`klaxon_domain::class`) is mapped to
 //! gRPC status, HTTP status and SMTP replies by `klaxon_proto::status`, the
@@ -39,6 +41,7 @@ pub mod http;
 mod memory;
 mod service;
 pub mod smtp;
+pub mod stage;
 
 pub use error::Error;
 pub use service::{

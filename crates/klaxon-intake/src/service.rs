@@ -39,10 +39,11 @@ use klaxon_reactor::{Clock, Live, decode, streams};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 use uuid::Uuid;
 
-use crate::Error;
 use crate::memory::Memory;
+use crate::{Error, stage};
 
 /// Longest accepted client request id, in bytes.
 pub use klaxon_domain::ids::REQUEST_ID_BYTES_MAX;
@@ -212,7 +213,7 @@ impl Projection {
             threads: &mut self.threads,
             memory: &mut self.memory,
         };
-        fold_into(parts, None, record).map(drop)
+        fold_into(parts, None, record, decode::incident(record)?.as_ref()).map(drop)
     }
 
     /// Every incident folded so far.
@@ -241,11 +242,17 @@ type FoldOutcome = (Option<(IncidentId, u64)>, Option<DateTime<Utc>>);
 /// which come back from its pages stream with it), a mail record into the
 /// threads. Returns the incident an incident event changed, with its
 /// version afterwards, and when it may be evicted (with `evict_after`), if
-/// it is now a candidate.
-fn fold_into(parts: Parts<'_>, evict_after: Option<chrono::TimeDelta>, record: &Record) -> Result<FoldOutcome, Error> {
+/// it is now a candidate. `incident` is the record's incident event, if it
+/// is one (`decode::incident`, which the caller needed first: decoded once).
+fn fold_into(
+    parts: Parts<'_>,
+    evict_after: Option<chrono::TimeDelta>,
+    record: &Record,
+    incident: Option<&IncidentEvent>,
+) -> Result<FoldOutcome, Error> {
     let (mut changed, mut due) = (None, None);
-    if let Some(event) = decode::incident(record)? {
-        parts.incidents.apply(&event);
+    if let Some(event) = incident {
+        parts.incidents.apply(event);
         if let Some(incident) = parts.incidents.get(event.incident) {
             due = parts.memory.folded(incident, event.at, evict_after);
         }
@@ -468,11 +475,11 @@ impl Intake {
                     wake = self.next_eviction();
                     timer = self.timer(wake);
                 }
-                next = subscription.next() => match next {
+                next = subscription.next().instrument(tracing::trace_span!(stage::READ)) => match next {
                     None => break Ok(()),
                     Some(Err(e)) => break Err(e.into()),
                     Some(Ok(record)) => {
-                        match self.fold(&record).await {
+                        match self.fold(&record).instrument(tracing::trace_span!(stage::FOLD)).await {
                             Err(e) => break Err(e),
                             Ok(Some(due)) if wake.is_none_or(|w| due < w) => {
                                 wake = Some(due);
@@ -517,7 +524,8 @@ impl Intake {
         );
         // An evicted incident is put back (read from the log) before its
         // next event folds onto it.
-        if let Some(event) = decode::incident(record)? {
+        let incident = decode::incident(record)?;
+        if let Some(event) = &incident {
             if shared.memory.read().expect("memory lock").is_evicted(event.incident.number()) {
                 self.restore(event.incident, record).await?;
             }
@@ -531,7 +539,7 @@ impl Intake {
             let mut memory = shared.memory.write().expect("memory lock");
             let parts =
                 Parts { incidents: &mut incidents, pages: &mut pages, threads: &mut threads, memory: &mut memory };
-            fold_into(parts, self.evict_after, record)?
+            fold_into(parts, self.evict_after, record, incident.as_ref())?
         };
         if let Some((incident, version)) = changed {
             shared.folded(incident, version);
@@ -942,7 +950,8 @@ impl Handle {
         // every refusal is confirmed on a caught-up projection first.
         let mut caught_up = false;
         for _ in 0..self.options.command_attempts_max.max(1) {
-            let state = self.current(id).await?;
+            let deciding = tracing::trace_span!(stage::DECIDE);
+            let state = self.current(id).instrument(deciding.clone()).await?;
             let version = state.as_ref().map_or(0, Incident::version);
             let refusal = if let Some(expected) = ctx.expected_version.filter(|e| *e != version) {
                 Some(match state {
@@ -956,7 +965,9 @@ impl Handle {
                     }
                     _ => Ok(()),
                 };
-                match checked.and_then(|()| decide(state.as_ref(), &command, &id, &ctx.actor, self.now())) {
+                let decided = deciding
+                    .in_scope(|| checked.and_then(|()| decide(state.as_ref(), &command, &id, &ctx.actor, self.now())));
+                match decided {
                     Ok(events) => {
                         let expected = if version == 0 {
                             ExpectedVersion::NoStream
@@ -1033,11 +1044,14 @@ impl Handle {
             let outcome = self.execute(open, merge, &ctx).await?;
             return Ok(ReportOutcome { incident: open, merged: true, outcome });
         }
+        let deciding = tracing::trace_span!(stage::DECIDE);
         // Refuse bad input before taking a number, so that numbers have no gaps.
-        decide(None, &command, &IncidentId::from_number(1)?, &ctx.actor, self.now())?;
+        deciding.in_scope(|| decide(None, &command, &IncidentId::from_number(1)?, &ctx.actor, self.now()))?;
         for _ in 0..100 {
-            let id = IncidentId::from_number(self.take_number())?;
-            let events = decide(None, &command, &id, &ctx.actor, self.now())?;
+            let (id, events) = deciding.in_scope(|| {
+                let id = IncidentId::from_number(self.take_number())?;
+                Ok::<_, Error>((id, decide(None, &command, &id, &ctx.actor, self.now())?))
+            })?;
             match self.append(id, ExpectedVersion::NoStream, &events, key.as_ref(), ctx).await {
                 Ok(appended) => {
                     let outcome = self.written(id, None, &events, appended).await?;
@@ -1081,6 +1095,7 @@ impl Handle {
         if appended.deduplicated {
             return self.outcome(id, appended).await;
         }
+        let _answer = tracing::trace_span!(stage::ANSWER).entered();
         let incident = events
             .iter()
             .fold(before, evolve)
@@ -1131,6 +1146,7 @@ impl Handle {
         key: Option<&RequestKey>,
         ctx: &CommandContext,
     ) -> Result<Appended, Error> {
+        let encoding = tracing::trace_span!(stage::ENCODE).entered();
         let stream = streams::incident(id);
         let correlation_id = streams::correlation_id(id);
         let mut new_events = Vec::with_capacity(events.len());
@@ -1141,7 +1157,7 @@ impl Handle {
                     None => Uuid::new_v4(),
                 },
                 kind: EventKind::new(event.kind()).expect("domain kinds are valid log kinds"),
-                data: EventData::from_value(&event.to_json())?,
+                data: EventData::from_value(&event.stored())?,
                 metadata: Metadata {
                     actor: Some(ctx.actor.to_string()),
                     correlation_id: Some(correlation_id),
@@ -1150,7 +1166,8 @@ impl Handle {
                 },
             });
         }
-        Ok(self.log.append(&stream, expected, new_events).await?)
+        drop(encoding);
+        Ok(self.log.append(&stream, expected, new_events).instrument(tracing::trace_span!(stage::APPEND)).await?)
     }
 }
 
