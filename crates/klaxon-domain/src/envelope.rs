@@ -170,8 +170,11 @@ impl<C: Changes> Event<C> {
         }
         let malformed = |source| DecodeError::Malformed { kind: kind.to_owned(), source };
         let mut deserializer = serde_json::Deserializer::from_str(data);
-        let event = serde::de::Deserializer::deserialize_map(&mut deserializer, EventVisitor::<C> { kind, family: std::marker::PhantomData })
-            .map_err(malformed)?;
+        let event = serde::de::Deserializer::deserialize_map(
+            &mut deserializer,
+            EventVisitor::<C> { kind, family: std::marker::PhantomData },
+        )
+        .map_err(malformed)?;
         deserializer.end().map_err(malformed)?;
         Ok(event)
     }

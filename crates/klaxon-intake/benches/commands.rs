@@ -121,20 +121,7 @@ impl Meter {
             .map(|(name, t)| (name.clone(), *t as i64 - self.cpu.get(name).copied().unwrap_or(0) as i64))
             .filter(|(_, t)| *t > 0)
             .collect();
-        let log = self.log.map(|(log, before)| {
-            let now = log.stats().work.snapshot();
-            klaxon_log::WorkSnapshot {
-                records: now.records - before.records,
-                groups: now.groups - before.groups,
-                syncs: now.syncs - before.syncs,
-                group_keys: now.group_keys - before.group_keys,
-                index_keys: now.index_keys - before.index_keys,
-                index_batches: now.index_batches - before.index_batches,
-                records_indexed: now.records_indexed - before.records_indexed,
-                id_index_reads: now.id_index_reads - before.id_index_reads,
-                stream_index_reads: now.stream_index_reads - before.stream_index_reads,
-            }
-        });
+        let log = self.log.map(|(log, before)| log.stats().work.snapshot().since(&before));
         Work { operations: operations as u64, cpu_ticks, log }
     }
 }

@@ -131,6 +131,24 @@ pub struct WorkSnapshot {
     pub writer_rounds: u64,
 }
 
+impl WorkSnapshot {
+    /// The work done between `earlier` and this snapshot.
+    pub fn since(&self, earlier: &WorkSnapshot) -> WorkSnapshot {
+        WorkSnapshot {
+            records: self.records - earlier.records,
+            groups: self.groups - earlier.groups,
+            syncs: self.syncs - earlier.syncs,
+            group_keys: self.group_keys - earlier.group_keys,
+            index_keys: self.index_keys - earlier.index_keys,
+            index_batches: self.index_batches - earlier.index_batches,
+            records_indexed: self.records_indexed - earlier.records_indexed,
+            id_index_reads: self.id_index_reads - earlier.id_index_reads,
+            stream_index_reads: self.stream_index_reads - earlier.stream_index_reads,
+            writer_rounds: self.writer_rounds - earlier.writer_rounds,
+        }
+    }
+}
+
 impl WorkCounters {
     pub(crate) fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);

@@ -426,7 +426,10 @@ fn decode_errors_name_the_kind() {
             r#"{"incident":"INC-1","at":"2026-03-01T12:00:00Z","by":"b b","severity":"sev1"}"#.to_owned(),
         ),
         // The envelope's fields may come anywhere among the change's.
-        ("incident.declared.v1", r#"{"severity":"sev2","by":"bob","incident":"INC-3","at":"2026-03-01T12:00:00Z"}"#.to_owned()),
+        (
+            "incident.declared.v1",
+            r#"{"severity":"sev2","by":"bob","incident":"INC-3","at":"2026-03-01T12:00:00Z"}"#.to_owned(),
+        ),
         ("incident.declared.v1", format!("{{{ok},\"severity\":\"sev1\",\"at\":\"2026-03-02T12:00:00Z\"}}")),
         ("incident.declared.v1", format!("{{{ok},\"severity\":\"sev1\",\"severity\":\"sev2\"}}")),
         ("incident.declared.v1", format!("{{{ok},\"severity\":\"sev1\"}} trailing")),
