@@ -709,3 +709,6 @@ pub struct AuditEntry {
     /// One readable line.
     pub summary: String,
 }
+
+#[cfg(test)]
+mod tests;
