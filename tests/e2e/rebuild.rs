@@ -302,6 +302,10 @@ fn measure_review_snapshot_and_restart() {
             stop.cancel();
             task.await.unwrap();
             let bytes = std::fs::metadata(&file).unwrap().len();
+            // To look inside: a copy of the snapshot (a header, then JSON).
+            if let Ok(keep) = std::env::var("KLAXON_MEASURE_KEEP") {
+                std::fs::copy(&file, keep).unwrap();
+            }
             lines.push(format!(
                 "{run}: ready {wall:.2} s wall, {cpu:.2} s CPU; held {} evicted {}; snapshot after it {bytes} bytes",
                 p.held, p.evicted
