@@ -258,3 +258,64 @@ fn a_rebuild_from_scratch_holds_open_work_while_it_folds_and_answers_as_one_that
         kept.stop().await;
     });
 }
+
+/// Not a check: measures review's snapshot and restart over a generated
+/// history (run on demand, `--run-ignored only`; `KLAXON_MEASURE_INCIDENTS`
+/// incidents, 30,000 by default, 1% open): the fold from scratch with
+/// eviction, the snapshot a clean stop saves (bytes), and a restart from
+/// it until caught up (wall time and the process's CPU time, which a
+/// loaded machine inflates less). Prints one line; see docs/benchmarks.md.
+#[test]
+#[ignore = "a measurement, run on demand"]
+fn measure_review_snapshot_and_restart() {
+    let incidents: u64 = std::env::var("KLAXON_MEASURE_INCIDENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(30_000);
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let log = Log::open(dir.path().join("log"), Default::default()).unwrap();
+        let written = history::write(&log, incidents, OPEN_PER_MILLE, now(), false).await;
+        let head = log.head();
+        let catalog = Arc::new(klaxon_domain::catalog::ServiceCatalog::default());
+        let clock = ManualClock::new(now());
+        let file = dir.path().join("reviews.snap");
+        let cpu = || {
+            let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+            let fields: Vec<&str> = stat.rsplit_once(')').unwrap().1.split_whitespace().collect();
+            // utime + stime, in clock ticks (100 per second).
+            (fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()) as f64 / 100.0
+        };
+        let mut lines = Vec::new();
+        for run in ["scratch", "restart"] {
+            let reviews = Reviews::new(log.clone(), catalog.clone(), clock.shared())
+                .with_snapshots(klaxon_reactor::SnapshotFile::new(&file), std::num::NonZeroU64::new(1 << 40).unwrap())
+                .with_eviction(AFTER);
+            let handle = reviews.handle();
+            let stop = CancellationToken::new();
+            let (begun, cpu0) = (std::time::Instant::now(), cpu());
+            let task = tokio::spawn({
+                let stop = stop.clone();
+                async move { reviews.run(stop).await.unwrap() }
+            });
+            processed(handle.reactor(), head).await;
+            let (wall, cpu) = (begun.elapsed().as_secs_f64(), cpu() - cpu0);
+            let p = handle.reactor().progress();
+            stop.cancel();
+            task.await.unwrap();
+            let bytes = std::fs::metadata(&file).unwrap().len();
+            // To look inside: a copy of the snapshot (a header, then JSON).
+            if let Ok(keep) = std::env::var("KLAXON_MEASURE_KEEP") {
+                std::fs::copy(&file, keep).unwrap();
+            }
+            lines.push(format!(
+                "{run}: ready {wall:.2} s wall, {cpu:.2} s CPU; held {} evicted {}; snapshot after it {bytes} bytes",
+                p.held, p.evicted
+            ));
+        }
+        eprintln!(
+            "review over {incidents} incidents ({} events, {} open): {}",
+            written.events,
+            written.open,
+            lines.join("; ")
+        );
+    });
+}

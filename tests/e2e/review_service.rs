@@ -768,3 +768,60 @@ async fn two_review_replicas_post_each_period_once_even_after_a_claimer_died() {
     assert_eq!(w.kinds("report.posted.v1"), 2);
     w.stop.cancel();
 }
+
+/// Issue 19: an incident whose review has open action items leaves memory
+/// like any finished one. Its items still list, open ones and all, from
+/// the compact rows the service keeps (it stays evicted); completing one
+/// brings the incident back (the edit reads its dossier from the log); once
+/// all are completed it leaves again, and its items list among all items
+/// (read from its review stream) and no longer among the open ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_evicted_incident_with_open_action_items_still_lists_them_completes_them_and_leaves() {
+    use klaxon_domain::review::{ActionItemId, ReviewCommand};
+    let w = start_evicting(t0(), catalog(), Some(std::time::Duration::from_secs(3600)));
+    let id = w.scripted_sev("payments", Severity::Sev1).await;
+    w.until_reviewed(id).await;
+    let rita = ActorId::new("rita").unwrap();
+    let edit = |command: ReviewCommand| {
+        let (reviews, rita) = (w.reviews.clone(), rita.clone());
+        async move { reviews.edit(id, command, &rita, None, None).await.unwrap() }
+    };
+    edit(ReviewCommand::AddActionItem { title: "Canary config pushes".into() }).await;
+    edit(ReviewCommand::AddActionItem { title: "Alert on checkout 5xx".into() }).await;
+    edit(ReviewCommand::AssignActionItem { item: ActionItemId::new(id, 1).unwrap(), owner: rita.clone() }).await;
+    edit(ReviewCommand::CompleteActionItem { item: ActionItemId::new(id, 2).unwrap() }).await;
+    w.settled().await;
+    let all = w.reviews.action_items(false).await.unwrap();
+    let open = w.reviews.action_items(true).await.unwrap();
+    assert_eq!(all.len(), 2);
+    assert_eq!(open.iter().map(|i| i.id().to_string()).collect::<Vec<_>>(), [format!("{id}-A1")]);
+    assert_eq!(open[0].owner(), Some(&rita));
+
+    // Two hours later it is evicted, open item and all.
+    w.clock.advance(TimeDelta::hours(2));
+    w.settled().await;
+    let progress = w.reviews.reactor().progress();
+    assert_eq!((progress.held, progress.evicted), (0, 1), "{progress:?}");
+    assert_eq!(w.reviews.action_items(true).await.unwrap(), open);
+    assert_eq!(w.reviews.action_items(false).await.unwrap(), all);
+    assert!(w.reviews.reactor().is_evicted(id), "listing items brought nothing back");
+
+    // Completing the open item brings it back; then nothing is open.
+    edit(ReviewCommand::CompleteActionItem { item: ActionItemId::new(id, 1).unwrap() }).await;
+    w.settled().await;
+    let progress = w.reviews.reactor().progress();
+    assert_eq!((progress.held, progress.evicted), (1, 0), "{progress:?}");
+    assert_eq!(w.reviews.action_items(true).await.unwrap(), []);
+    let completed = w.reviews.action_items(false).await.unwrap();
+    assert_eq!(completed.len(), 2);
+    assert!(completed.iter().all(|i| i.is_completed()), "{completed:?}");
+
+    // And it leaves again, its completed items still listed among all.
+    w.clock.advance(TimeDelta::hours(2));
+    w.settled().await;
+    let progress = w.reviews.reactor().progress();
+    assert_eq!((progress.held, progress.evicted), (0, 1), "{progress:?}");
+    assert_eq!(w.reviews.action_items(true).await.unwrap(), []);
+    assert_eq!(w.reviews.action_items(false).await.unwrap(), completed);
+    w.stop.cancel();
+}

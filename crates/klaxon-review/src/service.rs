@@ -4,15 +4,15 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use klaxon_bus::Bus;
 use klaxon_domain::audit;
 use klaxon_domain::catalog::ServiceCatalog;
-use klaxon_domain::ids::{ActorId, IncidentId, RequestKey, ServiceName};
+use klaxon_domain::ids::{ActorId, IncidentId, RequestKey, ServiceName, Severity};
 use klaxon_domain::incident::{Incident, Status};
 use klaxon_domain::review::{
     self, ActionItem, Dossier, IncidentAsOf, IncidentFacts, IncidentMetrics, OPEN_REACTION, Review, ReviewCommand,
-    ReviewEvent, TimelineEntry, TrendFilter, TrendReport, TrendSummary, decide_review,
+    ReviewEvent, SloBreaches, TimelineEntry, TrendFilter, TrendReport, TrendSummary, decide_review,
 };
 use klaxon_log::{EventData, EventKind, ExpectedVersion, Metadata, NewEvent, Record, StreamVersion};
 use klaxon_reactor::{Append, Cause, Clock, Decoded, Effect, Ids, Reactor, streams};
@@ -86,25 +86,185 @@ pub struct Reviewing {
     catalog: Arc<ServiceCatalog>,
 }
 
-/// What the review service folds: every incident's [`Dossier`], and the
-/// small [`TrendSummary`] trends are computed from (so a dossier may be
-/// dropped from memory without losing the incident's trends).
+/// What the review service folds: each held incident's [`Dossier`] and
+/// [`TrendSummary`]; of an evicted incident only a fixed-size [`TrendRow`]
+/// (what trends count it by) and, while its review has an open action item,
+/// its action items (what [`Handle::action_items`] lists). Memory follows
+/// open work: a finished incident leaves as a row of a few dozen bytes.
 #[derive(Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct State {
     dossiers: HashMap<IncidentId, Dossier>,
+    /// The held incidents' trend summaries (still folding).
     summaries: HashMap<IncidentId, TrendSummary>,
+    /// The evicted incidents' trend facts, compact.
+    trends: TrendRows,
+    /// The action items of each evicted incident whose review has an open
+    /// one (a held incident's are in its dossier).
+    open_items: HashMap<IncidentId, Vec<ActionItem>>,
     /// The time of each incident's latest event (when a finished one's
     /// dossier may leave memory).
-    #[serde(default)]
     latest: HashMap<IncidentId, DateTime<Utc>>,
+}
+
+/// What trends need of one evicted incident, fixed-size: its
+/// [`IncidentFacts`] but the team (taken from the catalog at query time,
+/// as for a held incident), times as seconds and nanoseconds, durations
+/// as nanoseconds (`-1`: none), the service as an id into
+/// [`TrendRows::services`] (`0`: none). Saved as one JSON array.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(from = "RowTuple", into = "RowTuple")]
+pub struct TrendRow {
+    severity: Option<Severity>,
+    service: u32,
+    first_reported_secs: i64,
+    first_reported_nanos: u32,
+    /// Detect, acknowledge, assign, mitigate, resolve.
+    durations: [i64; 5],
+    /// Escalations, handoffs, pages, pulled-in pages, then SLO breaches:
+    /// ack, assign, update cadence, resolve.
+    counts: [u32; 8],
+    /// Bit 0: the incident is marked noise; bit 1: its metrics say so.
+    noise: u8,
+}
+
+type RowTuple = (Option<Severity>, u32, i64, u32, [i64; 5], [u32; 8], u8);
+
+impl From<RowTuple> for TrendRow {
+    fn from((severity, service, secs, nanos, durations, counts, noise): RowTuple) -> TrendRow {
+        TrendRow { severity, service, first_reported_secs: secs, first_reported_nanos: nanos, durations, counts, noise }
+    }
+}
+
+impl From<TrendRow> for RowTuple {
+    fn from(r: TrendRow) -> RowTuple {
+        (r.severity, r.service, r.first_reported_secs, r.first_reported_nanos, r.durations, r.counts, r.noise)
+    }
+}
+
+/// The evicted incidents' [`TrendRow`]s and the service names they
+/// intern; saved as the names and a list of `[id, row]`.
+#[derive(Clone, Default)]
+pub struct TrendRows {
+    rows: HashMap<IncidentId, TrendRow>,
+    /// Service `n` of a row is `services[n - 1]`.
+    services: Vec<ServiceName>,
+    ids: HashMap<ServiceName, u32>,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SavedRows {
+    services: Vec<ServiceName>,
+    rows: Vec<(IncidentId, TrendRow)>,
+}
+
+impl serde::Serialize for TrendRows {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut s = serializer.serialize_struct("SavedRows", 2)?;
+        s.serialize_field("services", &self.services)?;
+        s.serialize_field("rows", &Rows(&self.rows))?;
+        return s.end();
+
+        struct Rows<'a>(&'a HashMap<IncidentId, TrendRow>);
+        impl serde::Serialize for Rows<'_> {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.collect_seq(self.0.iter())
+            }
+        }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for TrendRows {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<TrendRows, D::Error> {
+        let saved = SavedRows::deserialize(deserializer)?;
+        let ids = saved.services.iter().zip(1..).map(|(s, n)| (s.clone(), n)).collect();
+        Ok(TrendRows { rows: saved.rows.into_iter().collect(), services: saved.services, ids })
+    }
+}
+
+impl TrendRows {
+    /// The row of `facts`, its service interned; `None` when a time or
+    /// duration does not fit (such an incident keeps its summary).
+    fn row(&mut self, facts: &IncidentFacts) -> Option<TrendRow> {
+        let m = &facts.metrics;
+        let nanos = |d: Option<TimeDelta>| d.map_or(Some(-1), |d| d.num_nanoseconds());
+        let service = match &facts.service {
+            None => 0,
+            Some(name) => match self.ids.get(name) {
+                Some(n) => *n,
+                None => {
+                    self.services.push(name.clone());
+                    let n = u32::try_from(self.services.len()).ok()?;
+                    self.ids.insert(name.clone(), n);
+                    n
+                }
+            },
+        };
+        Some(TrendRow {
+            severity: facts.severity,
+            service,
+            first_reported_secs: facts.first_reported_at.timestamp(),
+            first_reported_nanos: facts.first_reported_at.timestamp_subsec_nanos(),
+            durations: [
+                nanos(m.time_to_detect)?,
+                nanos(m.time_to_acknowledge)?,
+                nanos(m.time_to_assign)?,
+                nanos(m.time_to_mitigate)?,
+                nanos(m.time_to_resolve)?,
+            ],
+            counts: [
+                m.escalations,
+                m.handoffs,
+                m.pages,
+                m.pulled_in_pages,
+                m.slo_breaches.ack,
+                m.slo_breaches.assign,
+                m.slo_breaches.update_cadence,
+                m.slo_breaches.resolve,
+            ],
+            noise: u8::from(facts.noise) | (u8::from(m.noise) << 1),
+        })
+    }
+
+    /// The facts of the evicted incident `id`, its team from `catalog`:
+    /// what its summary gave when it was evicted.
+    fn facts(&self, id: IncidentId, row: &TrendRow, catalog: &ServiceCatalog) -> IncidentFacts {
+        let service = row.service.checked_sub(1).and_then(|n| self.services.get(n as usize)).cloned();
+        let duration = |n: i64| (n >= 0).then(|| TimeDelta::nanoseconds(n));
+        let [detect, acknowledge, assign, mitigate, resolve] = row.durations;
+        let [escalations, handoffs, pages, pulled_in_pages, ack, assign_slo, update_cadence, resolve_slo] = row.counts;
+        IncidentFacts {
+            id,
+            severity: row.severity,
+            team: service.as_ref().and_then(|s| catalog.team(s)).map(str::to_owned),
+            service,
+            first_reported_at: DateTime::from_timestamp(row.first_reported_secs, row.first_reported_nanos)
+                .expect("saved from a DateTime"),
+            metrics: IncidentMetrics {
+                time_to_detect: duration(detect),
+                time_to_acknowledge: duration(acknowledge),
+                time_to_assign: duration(assign),
+                time_to_mitigate: duration(mitigate),
+                time_to_resolve: duration(resolve),
+                escalations,
+                handoffs,
+                slo_breaches: SloBreaches { ack, assign: assign_slo, update_cadence, resolve: resolve_slo },
+                pages,
+                noise: row.noise & 2 != 0,
+                pulled_in_pages,
+            },
+            noise: row.noise & 1 != 0,
+        }
+    }
 }
 
 impl klaxon_reactor::Service for Reviewing {
     type State = State;
     type Then = ();
     const NAME: &'static str = "reviews";
-    /// 2: each incident's latest event time (for eviction).
-    const SCHEMA: u32 = 2;
+    /// 2: each incident's latest event time (for eviction). 3: evicted
+    /// incidents as compact trend rows and open action items.
+    const SCHEMA: u32 = 3;
 
     fn fold(&self, state: &mut State, record: &Record) -> Result<Option<IncidentId>, klaxon_reactor::Error> {
         let (id, at) = match Decoded::of(record)? {
@@ -138,27 +298,48 @@ impl klaxon_reactor::Service for Reviewing {
         Ok(Some(id))
     }
 
-    /// A resolved or closed incident whose review has no open action item
-    /// (those are still work, listed by [`Handle::action_items`]) is
-    /// finished since its latest event.
+    /// A resolved or closed incident is finished since its latest event
+    /// (open action items of its review leave with it as rows in
+    /// `open_items`).
     fn retired_since(&self, state: &State, id: IncidentId) -> Option<DateTime<Utc>> {
         let dossier = state.dossiers.get(&id)?;
-        let finished = matches!(dossier.incident()?.status(), Status::Resolved | Status::Closed)
-            && dossier.review().is_none_or(|r| r.action_items().all(ActionItem::is_completed));
+        let finished = matches!(dossier.incident()?.status(), Status::Resolved | Status::Closed);
         finished.then(|| state.latest.get(&id).copied())?
     }
 
-    /// Its dossier goes; its trend summary stays (trends count it).
+    /// Its dossier goes; its trend summary becomes a [`TrendRow`] (trends
+    /// count it), and, when its review has an open action item, its
+    /// action items stay in `open_items` (still work).
     fn evict(&self, state: &mut State, id: IncidentId) {
-        state.dossiers.remove(&id);
+        if let Some(review) = state.dossiers.remove(&id).as_ref().and_then(Dossier::review)
+            && review.action_items().any(|i| !i.is_completed())
+        {
+            state.open_items.insert(id, review.action_items().cloned().collect());
+        }
         state.latest.remove(&id);
+        if let Some(summary) = state.summaries.remove(&id) {
+            match summary.facts(id, &self.catalog).and_then(|facts| state.trends.row(&facts)) {
+                Some(row) => {
+                    state.trends.rows.insert(id, row);
+                }
+                None => {
+                    state.summaries.insert(id, summary);
+                }
+            }
+        }
     }
 
-    /// The dossier comes back; `from`'s summary is not taken (the state
-    /// kept its own, which counted every record once).
-    fn adopt(&self, state: &mut State, from: State, id: IncidentId) {
-        state.dossiers.extend(from.dossiers.into_iter().filter(|(i, _)| *i == id));
-        state.latest.extend(from.latest.into_iter().filter(|(i, _)| *i == id));
+    /// The dossier and trend summary come back from `from` (which folded
+    /// every record about the incident so far, as the row it replaces
+    /// did), and its action items are in the dossier again.
+    fn adopt(&self, state: &mut State, mut from: State, id: IncidentId) {
+        state.dossiers.extend(from.dossiers.remove(&id).map(|d| (id, d)));
+        state.latest.extend(from.latest.remove(&id).map(|l| (id, l)));
+        if let Some(summary) = from.summaries.remove(&id) {
+            state.trends.rows.remove(&id);
+            state.summaries.insert(id, summary);
+        }
+        state.open_items.remove(&id);
     }
 
     /// The review a resolution owes, appended with an id derived from the
@@ -385,22 +566,28 @@ impl Handle {
         self.with_dossier(id, |_, incident| incident.service().cloned()).await
     }
 
-    /// Every action item (only open ones with `open_only`), by incident.
-    /// Reviews of incidents the state no longer holds (every incident has
-    /// a trend summary, held or not) are read from their review streams:
-    /// one index lookup per such incident, and a read of those that have a
+    /// Every action item (only open ones with `open_only`), by incident:
+    /// held incidents' from their dossiers, evicted ones' with an open
+    /// item from `open_items` (no dossier, no read). With every item,
+    /// the reviews of the other evicted incidents (all their items
+    /// completed, or no review) are read from their review streams: one
+    /// index lookup per such incident, and a read of those that have a
     /// review.
     pub async fn action_items(&self, open_only: bool) -> Result<Vec<ActionItem>, Error> {
         self.reactor.caught_up().await?;
+        let keep = |i: &ActionItem| !open_only || !i.is_completed();
         let (mut items, not_held): (Vec<ActionItem>, Vec<IncidentId>) = self.reactor.read(|state| {
-            let items = state
-                .dossiers
-                .values()
-                .filter_map(Dossier::review)
-                .flat_map(|r| r.action_items().cloned().collect::<Vec<_>>())
-                .filter(|i| !open_only || !i.is_completed())
-                .collect();
-            let not_held = state.summaries.keys().filter(|id| !state.dossiers.contains_key(id)).copied().collect();
+            let held = state.dossiers.values().filter_map(Dossier::review).flat_map(Review::action_items);
+            let items = held.chain(state.open_items.values().flatten()).filter(|i| keep(i)).cloned().collect();
+            let not_held = if open_only {
+                Vec::new()
+            } else {
+                let evicted = state.summaries.keys().chain(state.trends.rows.keys());
+                evicted
+                    .filter(|id| !state.dossiers.contains_key(id) && !state.open_items.contains_key(id))
+                    .copied()
+                    .collect()
+            };
             (items, not_held)
         });
         let bus = self.reactor.bus();
@@ -416,7 +603,7 @@ impl Handle {
                 }
             }
             let review = dossier.review().into_iter();
-            items.extend(review.flat_map(Review::action_items).filter(|i| !open_only || !i.is_completed()).cloned());
+            items.extend(review.flat_map(Review::action_items).filter(|i| keep(i)).cloned());
         }
         items.sort_by_key(|i| i.id());
         Ok(items)
@@ -450,9 +637,11 @@ impl Handle {
             .into());
         }
         self.reactor.caught_up().await?;
-        let facts: Vec<IncidentFacts> = self
-            .reactor
-            .read(|state| state.summaries.iter().filter_map(|(id, summary)| summary.facts(*id, catalog)).collect());
+        let facts: Vec<IncidentFacts> = self.reactor.read(|state| {
+            let held = state.summaries.iter().filter_map(|(id, summary)| summary.facts(*id, catalog));
+            let rows = &state.trends;
+            held.chain(rows.rows.iter().map(|(id, row)| rows.facts(*id, row, catalog))).collect()
+        });
         Ok(TrendReport::compute(&facts, from, to, filter))
     }
 
@@ -520,3 +709,6 @@ pub struct AuditEntry {
     /// One readable line.
     pub summary: String,
 }
+
+#[cfg(test)]
+mod tests;
