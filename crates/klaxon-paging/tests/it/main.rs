@@ -10,7 +10,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use klaxon_domain::catalog::ServiceCatalogConfig;
 use klaxon_domain::ids::{ActorId, IncidentId, ReportSource, Severity};
 use klaxon_domain::incident::Command;
-use klaxon_domain::oncall::SchedulesConfig;
+use klaxon_domain::oncall::{Schedules, SchedulesConfig};
 use klaxon_domain::paging::{PageId, PagingFileConfig};
 use klaxon_intake::{CommandContext, Intake};
 use klaxon_log::{Log, Position};
@@ -81,6 +81,26 @@ fn config_from(text: &str) -> PagerConfig {
     }
 }
 
+/// The duty managers' schedule (maria, always), in every schedule set of
+/// these tests.
+const DUTY_MANAGERS: &str = r#"
+[[schedules]]
+name = "duty-managers"
+time_zone = "UTC"
+[[schedules.layers]]
+name = "always"
+participants = ["maria"]
+shift = "7d"
+handoff = "00:00"
+start = "2026-01-05"
+"#;
+
+/// The schedules of `toml` (`[[schedules]]` tables), validated.
+fn schedules(toml: &str) -> Arc<Schedules> {
+    let config: SchedulesConfig = toml::from_str::<toml::Table>(toml).unwrap()["schedules"].clone().try_into().unwrap();
+    Arc::new(config.validate("schedules").unwrap())
+}
+
 fn config_text(receiver_url: &str, policy: &str, extra: &str) -> String {
     format!(
         r#"
@@ -99,17 +119,7 @@ participants = ["ana", "ben"]
 shift = "7d"
 handoff = "00:00"
 start = "2026-11-23"
-
-[[schedules]]
-name = "duty-managers"
-time_zone = "UTC"
-[[schedules.layers]]
-name = "always"
-participants = ["maria"]
-shift = "7d"
-handoff = "00:00"
-start = "2026-01-05"
-
+{DUTY_MANAGERS}
 [paging]
 duty_manager_schedule = "duty-managers"
 managers = ["maria"]
@@ -591,8 +601,7 @@ async fn list_pages_says_which_pages_will_never_be_sent_and_why() {
 /// change of 2027-03-14 (02:00 EST -> 03:00 EDT).
 fn new_york_config(receiver_url: &str) -> PagerConfig {
     let config = config(receiver_url);
-    let schedules: SchedulesConfig = toml::from_str::<toml::Table>(
-        r#"
+    let new_york = r#"
 [[schedules]]
 name = "payments-primary"
 time_zone = "America/New_York"
@@ -602,23 +611,8 @@ participants = ["ana", "ben"]
 shift = "1d"
 handoff = "09:00"
 start = "2027-03-01"
-
-[[schedules]]
-name = "duty-managers"
-time_zone = "UTC"
-[[schedules.layers]]
-name = "always"
-participants = ["maria"]
-shift = "7d"
-handoff = "00:00"
-start = "2026-01-05"
-"#,
-    )
-    .unwrap()["schedules"]
-        .clone()
-        .try_into()
-        .unwrap();
-    PagerConfig { schedules: Arc::new(schedules.validate("schedules").unwrap()), ..config }
+"#;
+    PagerConfig { schedules: schedules(&format!("{new_york}{DUTY_MANAGERS}")), ..config }
 }
 
 fn at(rfc3339: &str) -> DateTime<Utc> {

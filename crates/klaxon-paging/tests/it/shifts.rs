@@ -270,12 +270,6 @@ async fn disabled_notices_send_and_record_nothing() {
     w.stop.cancel();
 }
 
-/// The schedules of `toml` (`[[schedules]]` tables), validated.
-fn schedules(toml: &str) -> Arc<Schedules> {
-    let config: SchedulesConfig = toml::from_str::<toml::Table>(toml).unwrap()["schedules"].clone().try_into().unwrap();
-    Arc::new(config.validate("schedules").unwrap())
-}
-
 /// `payments-primary` (ana and `second` weekly from 2026-11-23), the
 /// duty managers, and `extra`.
 fn reloaded(second: &str, extra: &str) -> Arc<Schedules> {
@@ -290,17 +284,7 @@ participants = ["ana", "{second}"]
 shift = "7d"
 handoff = "00:00"
 start = "2026-11-23"
-
-[[schedules]]
-name = "duty-managers"
-time_zone = "UTC"
-[[schedules.layers]]
-name = "always"
-participants = ["maria"]
-shift = "7d"
-handoff = "00:00"
-start = "2026-01-05"
-{extra}"#
+{DUTY_MANAGERS}{extra}"#
     ))
 }
 
