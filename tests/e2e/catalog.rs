@@ -1,21 +1,22 @@
 //! The service catalog reloaded at SIGHUP, against a real `klaxond up`: a
 //! service moved to another team and tier rates and files new reports by
 //! the new catalog, leaves incidents reported before where they were, and a
-//! rebuild from the log (snapshots deleted) answers the same; a catalog that
-//! does not validate is refused and writes nothing.
+//! rebuild from the log (snapshots deleted) answers the same; tokens scoped
+//! to teams follow the move; a catalog that does not validate is refused
+//! and writes nothing.
 
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use klaxon_tests::metrics::scrape;
-use klaxon_tests::{Klaxond, binary, klaxon_json, klaxon_ok, signal};
+use klaxon_tests::{Klaxond, binary, klaxon, klaxon_json, klaxon_ok, signal};
 
-/// A tier-1 rule, a rule naming `search`, and the catalog: `checkout` of
-/// `team` at `tier`, `search` when `with_search`.
-fn config(team: &str, tier: i64, with_search: bool) -> String {
-    let search = if with_search {
-        "[[services]]\nname = \"search\"\nteam = \"discovery\"\ntier = 2\nescalation_policy = \"discovery\"\n"
+/// A tier-1 rule, a rule naming `docs`, and the catalog: `checkout` of
+/// `team` at `tier`, `docs` when `with_docs`.
+fn config(team: &str, tier: i64, with_docs: bool) -> String {
+    let docs = if with_docs {
+        "[[services]]\nname = \"docs\"\nteam = \"web\"\ntier = 2\nescalation_policy = \"web\"\n"
     } else {
         ""
     };
@@ -32,10 +33,10 @@ reason = "A tier-1 service"
 when = {{ service_tier = [1] }}
 
 [[severity.rules]]
-id = "search"
+id = "docs"
 severity = "sev3"
-reason = "Search is degraded"
-when = {{ service = ["search"] }}
+reason = "The docs are degraded"
+when = {{ service = ["docs"] }}
 
 [[services]]
 name = "checkout"
@@ -43,7 +44,7 @@ team = "{team}"
 tier = {tier}
 escalation_policy = "{team}"
 
-{search}"#
+{docs}"#
     )
 }
 
@@ -89,6 +90,12 @@ fn by_team(report: &serde_json::Value) -> Vec<String> {
     report["by_team"].as_array().unwrap().iter().map(|g| format!("{}={}", g["key"], g["incidents"])).collect()
 }
 
+/// Runs `klaxon report` about checkout as `actor`: its stderr when refused.
+fn report_checkout(url: &str, actor: &str, title: &str) -> Result<(), String> {
+    let out = klaxon(url, actor, &["report", "--title", title, "--service", "checkout"]);
+    if out.status.success() { Ok(()) } else { Err(String::from_utf8_lossy(&out.stderr).into_owned()) }
+}
+
 fn check(file: &Path) -> String {
     let out = Command::new(binary("klaxond")).args(["config", "check"]).arg(file).output().unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stdout));
@@ -107,15 +114,19 @@ fn a_reloaded_catalog_rates_and_files_new_reports_and_leaves_past_incidents_wher
     klaxon_ok(&url, "monitor", &["report", "--title", "Checkout fails", "--service", "checkout"]);
     assert_eq!(assessed(&url, "INC-1").0, "sev4", "checkout is tier 3");
     assert_eq!(by_team(&trends(&url, 1, &[])), ["\"payments\"=1"]);
+    // An engineer scoped to team search may not act on checkout yet.
+    let refused = report_checkout(&url, "engineer-search", "Checkout is down").unwrap_err();
+    assert!(refused.contains("may not act on service checkout"), "{refused}");
 
     // Refused: a tier that is none, then a catalog without a service a
     // rule names. Each names the key, changes nothing and writes nothing.
+    // (The file's service `docs` is what the rule names.)
     for (broken, refused, problem) in [
         (config("payments", 4, true), 1.0, "services[0].tier: 4 is not a tier; expected 1, 2 or 3"),
         (
             config("payments", 3, false),
             2.0,
-            "severity.rules[1].when.service[0]: service search is not in the service catalog",
+            "severity.rules[1].when.service[0]: service docs is not in the service catalog",
         ),
     ] {
         std::fs::write(&file, broken).unwrap();
@@ -127,22 +138,25 @@ fn a_reloaded_catalog_rates_and_files_new_reports_and_leaves_past_incidents_wher
     }
     assert_eq!(reloads(&http, "applied"), 0.0);
 
-    // Checkout moves to storefront, tier 1: without a restart.
-    std::fs::write(&file, config("storefront", 1, true)).unwrap();
+    // Checkout moves to team search, tier 1: without a restart. The
+    // engineer of search may report it now, the one of payments no longer.
+    std::fs::write(&file, config("search", 1, true)).unwrap();
     signal(server.pid(), "HUP");
     eventually("the new catalog applied", || (reloads(&http, "applied") == 1.0).then_some(()));
-    klaxon_ok(&url, "monitor", &["report", "--title", "Checkout fails again", "--service", "checkout"]);
+    report_checkout(&url, "engineer-search", "Checkout fails again").expect("search's engineer reports checkout");
+    let refused = report_checkout(&url, "engineer-payments", "Checkout still fails").unwrap_err();
+    assert!(refused.contains("may not act on service checkout"), "{refused}");
     let (severity, why) = assessed(&url, "INC-2");
     assert_eq!(severity, "sev1", "the new report is rated by the new tier: {why}");
     assert!(why.contains("tier-1"), "{why}");
     // The first incident keeps the team and tier its report recorded.
     assert_eq!(assessed(&url, "INC-1").0, "sev4");
     let all = trends(&url, 2, &[]);
-    assert_eq!(by_team(&all), ["\"payments\"=1", "\"storefront\"=1"], "{all}");
+    assert_eq!(by_team(&all), ["\"payments\"=1", "\"search\"=1"], "{all}");
     // A team the catalog no longer has still has its past incidents.
     let payments = trends(&url, 2, &["--team", "payments"]);
     assert_eq!(payments["incidents"], 1, "{payments}");
-    assert_eq!(trends(&url, 2, &["--team", "storefront"])["incidents"], 1);
+    assert_eq!(trends(&url, 2, &["--team", "search"])["incidents"], 1);
     assert!(server.stop().success());
 
     // A rebuild from the log alone, with the catalog as it is now, files
