@@ -281,8 +281,8 @@ pub struct TrendReport {
     /// By service, in name order, then [`NONE_KEY`]; only services with
     /// incidents.
     pub by_service: Vec<Group>,
-    /// By the catalog's team of the service, in name order, then
-    /// [`NONE_KEY`]; only teams with incidents.
+    /// By the team the incident is filed under ([`IncidentFacts::team`]),
+    /// in name order, then [`NONE_KEY`]; only teams with incidents.
     pub by_team: Vec<Group>,
     /// By ISO 8601 week of the first report (UTC), such as `2026-W09`, in
     /// time order; only weeks with incidents.
