@@ -183,7 +183,7 @@ async fn resolving_a_sev1_opens_one_review_and_a_sev3_none() {
     w.settled().await;
     assert_eq!(w.kinds("review.opened.v1"), 1);
     // A second service over the same log (a restart) opens nothing again.
-    let again = Reviews::new(w.log.clone(), Default::default(), Arc::new(w.clock.clone()));
+    let again = Reviews::new(w.log.clone(), Arc::<ServiceCatalog>::default(), Arc::new(w.clock.clone()));
     let handle = again.handle();
     tokio::spawn(again.run(w.stop.clone()));
     handle.reactor().wait_processed(w.log.head()).await.unwrap();
@@ -216,7 +216,7 @@ async fn a_sev1_resolved_while_reviews_were_down_gets_its_review_at_the_next_sta
     let id = handle.report(report, &maria).await.unwrap().incident;
     handle.execute(id, Command::DeclareIncident { severity: Severity::Sev1 }, &maria).await.unwrap();
     handle.execute(id, Command::Resolve { summary: "failed over".into() }, &maria).await.unwrap();
-    let reviews = Reviews::new(log.clone(), Default::default(), Arc::new(clock.clone()));
+    let reviews = Reviews::new(log.clone(), Arc::<ServiceCatalog>::default(), Arc::new(clock.clone()));
     let reviews_handle = reviews.handle();
     tokio::spawn(reviews.run(stop.clone()));
     reviews_handle.reactor().wait_processed(log.head()).await.unwrap();

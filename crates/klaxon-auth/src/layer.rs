@@ -27,8 +27,9 @@ pub const ACTOR_HEADER: &str = "klaxon-actor";
 pub struct Auth {
     /// The accepted tokens.
     pub tokens: Arc<TokenStore>,
-    /// The service catalog's teams, for scope checks.
-    pub teams: Arc<Teams>,
+    /// The service catalog's teams, for scope checks; a configuration
+    /// reload replaces them.
+    pub teams: SharedTeams,
     /// Requests per second each principal may make; `None`: unlimited.
     pub rate: Option<Arc<RateLimit>>,
     /// The principals that may report as the help desk.
@@ -38,7 +39,32 @@ pub struct Auth {
 impl Auth {
     /// What a handler of `principal`'s call may check against.
     pub fn grant(&self, principal: Principal) -> Grant {
-        Grant { principal, teams: self.teams.clone(), help_desk: self.help_desk.clone() }
+        Grant { principal, teams: self.teams.get(), help_desk: self.help_desk.clone() }
+    }
+}
+
+/// The service catalog's teams (service -> team) as the server checks
+/// scopes with them: replaceable while it runs (a configuration reload
+/// moves a service to another team); each request's [`Grant`] takes them
+/// once, when it is authenticated.
+#[derive(Clone, Debug, Default)]
+pub struct SharedTeams(Arc<std::sync::RwLock<Arc<Teams>>>);
+
+impl SharedTeams {
+    /// Starts with `teams`.
+    pub fn new(teams: Teams) -> SharedTeams {
+        SharedTeams(Arc::new(std::sync::RwLock::new(Arc::new(teams))))
+    }
+
+    /// The teams now.
+    pub fn get(&self) -> Arc<Teams> {
+        // A writer only swaps an `Arc`: a poisoned lock still holds a whole value.
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Replaces them; requests authenticated from now on check with `teams`.
+    pub fn set(&self, teams: Teams) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(teams);
     }
 }
 

@@ -25,7 +25,7 @@ mod principal;
 pub mod sources;
 pub mod tokens;
 
-pub use layer::{ACTOR_HEADER, Auth, AuthLayer, RateLimit};
+pub use layer::{ACTOR_HEADER, Auth, AuthLayer, RateLimit, SharedTeams};
 pub use principal::{Grant, OutOfScope, Principal, Role, Teams};
 pub use sources::{HelpDesk, SourceNotEarned};
 pub use tokens::TokenStore;

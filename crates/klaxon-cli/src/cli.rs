@@ -815,7 +815,8 @@ pub struct TrendsArgs {
     /// Only incidents of this service.
     #[arg(long)]
     pub service: Option<String>,
-    /// Only incidents of the services the catalog gives to this team.
+    /// Only incidents filed under this team (the team the catalog gave their
+    /// service when they were reported or declared).
     #[arg(long)]
     pub team: Option<String>,
     /// Only incidents of this current severity, 1 to 4 (also sev1, SEV-1).

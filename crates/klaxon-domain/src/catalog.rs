@@ -147,6 +147,21 @@ impl CatalogEntry {
     }
 }
 
+/// What the catalog said of an incident's service at the moment intake
+/// recorded the incident's report or declaration: the team that owned the
+/// service and its tier then. Recorded in those events (see
+/// [`crate::incident::Reported::catalogued`]) so that the incident keeps
+/// them when a configuration reload moves the service to another team or
+/// tier, and a rebuild from the log files it where the running service did.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Catalogued {
+    /// The team that owned the service.
+    pub team: String,
+    /// The service's tier.
+    pub tier: Tier,
+}
+
 /// The validated service catalog: what Klaxon knows about each service.
 ///
 /// Lookups of a service the catalog does not hold return `None`; reports may
@@ -212,6 +227,12 @@ impl ServiceCatalog {
     /// The team owning `service`, if catalogued.
     pub fn team(&self, service: &ServiceName) -> Option<&str> {
         self.get(service).map(CatalogEntry::team)
+    }
+    /// The team and tier of `service` as the catalog gives them now, to
+    /// record in an incident's events; `None` for a service the catalog
+    /// does not hold.
+    pub fn catalogued(&self, service: &ServiceName) -> Option<Catalogued> {
+        self.get(service).map(|e| Catalogued { team: e.team.clone(), tier: e.tier })
     }
     /// The runbook of `service`, if catalogued with one.
     pub fn runbook(&self, service: &ServiceName) -> Option<&str> {

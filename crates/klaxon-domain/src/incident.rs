@@ -86,6 +86,7 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::catalog::{Catalogued, ServiceCatalog, Tier};
 use crate::ids::{
     ActorId, Audience, CustomerId, DedupKey, IncidentId, IncidentRole, ReportSource, ServiceName, Severity,
 };
@@ -221,6 +222,9 @@ pub struct Incident {
     reopen_count: u32,
     updates: BTreeMap<Audience, Update>,
     noise_reason: Option<String>,
+    /// Absent in states saved before incidents recorded it.
+    #[serde(default)]
+    catalogued: Option<Catalogued>,
 }
 
 impl Incident {
@@ -252,6 +256,30 @@ impl Incident {
     /// The affected service, when the report named one.
     pub fn service(&self) -> Option<&ServiceName> {
         self.service.as_ref()
+    }
+    /// What the service catalog said of the incident's service when
+    /// intake recorded its declaration, else its report (see
+    /// [`Reported::catalogued`]); `None` when neither recorded it.
+    pub fn catalogued(&self) -> Option<&Catalogued> {
+        self.catalogued.as_ref()
+    }
+    /// The team the incident is filed under: the one its events recorded
+    /// ([`Incident::catalogued`]), else, for an incident whose events
+    /// recorded none (written before intake recorded it, or a service the
+    /// catalog did not hold then), the one `catalog` gives its service.
+    pub fn team<'a>(&'a self, catalog: &'a ServiceCatalog) -> Option<&'a str> {
+        match &self.catalogued {
+            Some(c) => Some(&c.team),
+            None => self.service.as_ref().and_then(|s| catalog.team(s)),
+        }
+    }
+    /// The tier of the incident's service: the one its events recorded,
+    /// else the one `catalog` gives (as for [`Incident::team`]).
+    pub fn tier(&self, catalog: &ServiceCatalog) -> Option<Tier> {
+        match &self.catalogued {
+            Some(c) => Some(c.tier),
+            None => self.service.as_ref().and_then(|s| catalog.tier(s)),
+        }
     }
     /// The current severity; `None` until declared.
     pub fn severity(&self) -> Option<Severity> {
@@ -415,6 +443,7 @@ impl Incident {
             reopen_count: 0,
             updates: BTreeMap::new(),
             noise_reason: None,
+            catalogued: r.catalogued.clone(),
         }
     }
 
@@ -431,6 +460,9 @@ impl Incident {
                 self.status = Status::Declared;
                 self.severity = Some(d.severity);
                 self.declared_at.get_or_insert(at);
+                if let Some(catalogued) = &d.catalogued {
+                    self.catalogued = Some(catalogued.clone());
+                }
             }
             Change::SeverityOverridden(o) => {
                 self.severity = Some(o.to);
@@ -623,7 +655,27 @@ fn report(command: &Command) -> Result<Change, Error> {
         labels,
         dedup_key: dedup_key.clone(),
         started_at: *started_at,
+        catalogued: None,
     }))
+}
+
+/// Records in `events`, decided on `state` (`None` for a first report),
+/// what `catalog` says now of the incident's service: its team and tier go
+/// into a report ([`Reported::catalogued`]) and a declaration
+/// ([`Declared::catalogued`]). `decide` leaves them out, so that it needs
+/// no catalog; intake calls this with the catalog in force when it
+/// records the events, and the incident keeps them whatever the catalog
+/// says later. A service the catalog does not hold records nothing.
+pub fn record_catalog(events: &mut [IncidentEvent], state: Option<&Incident>, catalog: &ServiceCatalog) {
+    for event in events {
+        match &mut event.change {
+            Change::Reported(r) => r.catalogued = r.service.as_ref().and_then(|s| catalog.catalogued(s)),
+            Change::Declared(d) => {
+                d.catalogued = state.and_then(Incident::service).and_then(|s| catalog.catalogued(s));
+            }
+            _ => {}
+        }
+    }
 }
 
 /// Decides a command on an incident that exists.
@@ -655,7 +707,7 @@ fn decide_existing(s: &Incident, command: &Command, actor: &ActorId) -> Result<C
             ensure(status == Status::Reported, "declare.only_reported", &|| {
                 format!("only a reported issue can be declared; {} is already {status}", s.id)
             })?;
-            Change::Declared(Declared { severity: *severity })
+            Change::Declared(Declared { severity: *severity, catalogued: None })
         }
         Command::OverrideSeverity { severity, reason } => {
             let reason = text::NOTE.check("reason", reason)?;

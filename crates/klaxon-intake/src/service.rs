@@ -11,7 +11,7 @@ use klaxon_bus::Bus;
 use klaxon_domain::catalog::ServiceCatalog;
 use klaxon_domain::ids::Audience;
 use klaxon_domain::ids::{ActorId, DedupKey, IncidentId, RequestKey, RequestScope, ServiceName, Severity};
-use klaxon_domain::incident::{Command, Incident, IncidentEvent, Incidents, Status, decide, evolve};
+use klaxon_domain::incident::{Command, Incident, IncidentEvent, Incidents, Status, decide, evolve, record_catalog};
 use klaxon_domain::paging::{Directory, PageChange, PageEvent, PagingConfig, Slo};
 use klaxon_domain::queue::{Facts, Row};
 
@@ -272,7 +272,7 @@ pub struct Handle {
     log: Bus,
     options: Arc<Options>,
     directory: Live<Directory>,
-    catalog: Arc<ServiceCatalog>,
+    catalog: Live<ServiceCatalog>,
     queue: Arc<QueuePolicy>,
     clock: Arc<dyn Clock>,
     shared: Arc<Shared>,
@@ -365,7 +365,7 @@ impl Intake {
             threads: RwLock::default(),
             written: Default::default(),
         });
-        let (directory, catalog) = (Live::new(Arc::new(Directory::default())), Arc::new(ServiceCatalog::default()));
+        let (directory, catalog) = (Live::new(Arc::new(Directory::default())), Live::new(Arc::default()));
         let queue = Arc::new(QueuePolicy::default());
         let handle = Handle { log, options: Arc::new(options), directory, catalog, queue, clock, shared };
         Intake { handle, snapshots: None, evict_after: None }
@@ -418,9 +418,19 @@ impl Intake {
         self
     }
 
-    /// The service catalog, whose runbooks `GetIncident` and the bridge
-    /// show; without one, no runbook is shown.
-    pub fn with_catalog(mut self, catalog: Arc<ServiceCatalog>) -> Intake {
+    /// The service catalog: a report and a declaration record the team
+    /// and tier it gives the incident's service
+    /// ([`klaxon_domain::incident::record_catalog`]), and `GetIncident`
+    /// and the bridge show its runbooks. Without one, nothing is recorded
+    /// and no runbook is shown.
+    pub fn with_catalog(self, catalog: Arc<ServiceCatalog>) -> Intake {
+        self.with_live_catalog(Live::new(catalog))
+    }
+
+    /// [`Intake::with_catalog`] through a [`Live`] view a configuration
+    /// reload replaces: each command records what the catalog says when
+    /// it is decided, each query shows the runbook of the moment.
+    pub fn with_live_catalog(mut self, catalog: Live<ServiceCatalog>) -> Intake {
         self.handle.catalog = catalog;
         self
     }
@@ -685,7 +695,7 @@ impl Handle {
     /// `incident` with the catalog's runbook of its service filled in.
     pub fn with_runbook(&self, mut incident: klaxon_proto::v1::Incident) -> klaxon_proto::v1::Incident {
         let service = ServiceName::new(&incident.service).ok();
-        let runbook = service.and_then(|s| self.catalog.runbook(&s).map(str::to_owned));
+        let runbook = service.and_then(|s| self.catalog.get().runbook(&s).map(str::to_owned));
         incident.runbook = runbook.unwrap_or_default();
         incident
     }
@@ -965,8 +975,12 @@ impl Handle {
                     }
                     _ => Ok(()),
                 };
-                let decided = deciding
-                    .in_scope(|| checked.and_then(|()| decide(state.as_ref(), &command, &id, &ctx.actor, self.now())));
+                let decided = deciding.in_scope(|| {
+                    let mut events =
+                        checked.and_then(|()| decide(state.as_ref(), &command, &id, &ctx.actor, self.now()))?;
+                    record_catalog(&mut events, state.as_ref(), &self.catalog.get());
+                    Ok::<_, klaxon_domain::Error>(events)
+                });
                 match decided {
                     Ok(events) => {
                         let expected = if version == 0 {
@@ -1050,7 +1064,9 @@ impl Handle {
         for _ in 0..100 {
             let (id, events) = deciding.in_scope(|| {
                 let id = IncidentId::from_number(self.take_number())?;
-                Ok::<_, Error>((id, decide(None, &command, &id, &ctx.actor, self.now())?))
+                let mut events = decide(None, &command, &id, &ctx.actor, self.now())?;
+                record_catalog(&mut events, None, &self.catalog.get());
+                Ok::<_, Error>((id, events))
             })?;
             match self.append(id, ExpectedVersion::NoStream, &events, key.as_ref(), ctx).await {
                 Ok(appended) => {

@@ -15,7 +15,7 @@ use klaxon_domain::review::{
     ReviewEvent, SloBreaches, TimelineEntry, TrendFilter, TrendReport, TrendSummary, decide_review,
 };
 use klaxon_log::{EventData, EventKind, ExpectedVersion, Metadata, NewEvent, Record, StreamVersion};
-use klaxon_reactor::{Append, Cause, Clock, Decoded, Effect, Ids, Reactor, streams};
+use klaxon_reactor::{Append, Cause, Clock, Decoded, Effect, Ids, Live, Reactor, streams};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -81,9 +81,11 @@ pub struct Handle {
 }
 
 /// The review service as the shell runs it, with the service catalog that
-/// gives trend reports each service's team.
+/// gives trend reports the team of incidents whose events recorded none
+/// (replaceable while it runs: a configuration reload; each query takes
+/// it once).
 pub struct Reviewing {
-    catalog: Arc<ServiceCatalog>,
+    catalog: Live<ServiceCatalog>,
 }
 
 /// What the review service folds: each held incident's [`Dossier`] and
@@ -107,10 +109,12 @@ pub struct State {
 }
 
 /// What trends need of one evicted incident, fixed-size: its
-/// [`IncidentFacts`] but the team (taken from the catalog at query time,
-/// as for a held incident), times as seconds and nanoseconds, durations
-/// as nanoseconds (`-1`: none), the service as an id into
-/// [`TrendRows::services`] (`0`: none). Saved as one JSON array.
+/// [`IncidentFacts`], times as seconds and nanoseconds, durations as
+/// nanoseconds (`-1`: none), the service as an id into
+/// [`TrendRows::services`] (`0`: none), the team its events recorded as an
+/// id into [`TrendRows::teams`] (`0`: none recorded, the team is taken
+/// from the catalog at query time, as for a held incident). Saved as one
+/// JSON array.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(from = "RowTuple", into = "RowTuple")]
 pub struct TrendRow {
@@ -125,19 +129,29 @@ pub struct TrendRow {
     counts: [u32; 8],
     /// Bit 0: the incident is marked noise; bit 1: its metrics say so.
     noise: u8,
+    team: u32,
 }
 
-type RowTuple = (Option<Severity>, u32, i64, u32, [i64; 5], [u32; 8], u8);
+type RowTuple = (Option<Severity>, u32, i64, u32, [i64; 5], [u32; 8], u8, u32);
 
 impl From<RowTuple> for TrendRow {
-    fn from((severity, service, secs, nanos, durations, counts, noise): RowTuple) -> TrendRow {
-        TrendRow { severity, service, first_reported_secs: secs, first_reported_nanos: nanos, durations, counts, noise }
+    fn from((severity, service, secs, nanos, durations, counts, noise, team): RowTuple) -> TrendRow {
+        TrendRow {
+            severity,
+            service,
+            first_reported_secs: secs,
+            first_reported_nanos: nanos,
+            durations,
+            counts,
+            noise,
+            team,
+        }
     }
 }
 
 impl From<TrendRow> for RowTuple {
     fn from(r: TrendRow) -> RowTuple {
-        (r.severity, r.service, r.first_reported_secs, r.first_reported_nanos, r.durations, r.counts, r.noise)
+        (r.severity, r.service, r.first_reported_secs, r.first_reported_nanos, r.durations, r.counts, r.noise, r.team)
     }
 }
 
@@ -149,20 +163,25 @@ pub struct TrendRows {
     /// Service `n` of a row is `services[n - 1]`.
     services: Vec<ServiceName>,
     ids: HashMap<ServiceName, u32>,
+    /// Team `n` of a row is `teams[n - 1]`.
+    teams: Vec<String>,
+    team_ids: HashMap<String, u32>,
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
 struct SavedRows {
     services: Vec<ServiceName>,
     rows: Vec<(IncidentId, TrendRow)>,
+    teams: Vec<String>,
 }
 
 impl serde::Serialize for TrendRows {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeStruct;
-        let mut s = serializer.serialize_struct("SavedRows", 2)?;
+        let mut s = serializer.serialize_struct("SavedRows", 3)?;
         s.serialize_field("services", &self.services)?;
         s.serialize_field("rows", &Rows(&self.rows))?;
+        s.serialize_field("teams", &self.teams)?;
         return s.end();
 
         struct Rows<'a>(&'a HashMap<IncidentId, TrendRow>);
@@ -178,14 +197,23 @@ impl<'de> serde::Deserialize<'de> for TrendRows {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<TrendRows, D::Error> {
         let saved = SavedRows::deserialize(deserializer)?;
         let ids = saved.services.iter().zip(1..).map(|(s, n)| (s.clone(), n)).collect();
-        Ok(TrendRows { rows: saved.rows.into_iter().collect(), services: saved.services, ids })
+        let team_ids = saved.teams.iter().zip(1..).map(|(t, n)| (t.clone(), n)).collect();
+        Ok(TrendRows {
+            rows: saved.rows.into_iter().collect(),
+            services: saved.services,
+            ids,
+            teams: saved.teams,
+            team_ids,
+        })
     }
 }
 
 impl TrendRows {
-    /// The row of `facts`, its service interned; `None` when a time or
-    /// duration does not fit (such an incident keeps its summary).
-    fn row(&mut self, facts: &IncidentFacts) -> Option<TrendRow> {
+    /// The row of `facts`, its service and `recorded_team` (the team its
+    /// events recorded, see [`TrendSummary::recorded_team`]) interned;
+    /// `None` when a time or duration does not fit (such an incident keeps
+    /// its summary).
+    fn row(&mut self, facts: &IncidentFacts, recorded_team: Option<&str>) -> Option<TrendRow> {
         let m = &facts.metrics;
         let nanos = |d: Option<TimeDelta>| d.map_or(Some(-1), |d| d.num_nanoseconds());
         let service = match &facts.service {
@@ -196,6 +224,18 @@ impl TrendRows {
                     self.services.push(name.clone());
                     let n = u32::try_from(self.services.len()).ok()?;
                     self.ids.insert(name.clone(), n);
+                    n
+                }
+            },
+        };
+        let team = match recorded_team {
+            None => 0,
+            Some(name) => match self.team_ids.get(name) {
+                Some(n) => *n,
+                None => {
+                    self.teams.push(name.to_owned());
+                    let n = u32::try_from(self.teams.len()).ok()?;
+                    self.team_ids.insert(name.to_owned(), n);
                     n
                 }
             },
@@ -223,11 +263,12 @@ impl TrendRows {
                 m.slo_breaches.resolve,
             ],
             noise: u8::from(facts.noise) | (u8::from(m.noise) << 1),
+            team,
         })
     }
 
-    /// The facts of the evicted incident `id`, its team from `catalog`:
-    /// what its summary gave when it was evicted.
+    /// The facts of the evicted incident `id`, its team the recorded one,
+    /// else from `catalog`: what its summary gave when it was evicted.
     fn facts(&self, id: IncidentId, row: &TrendRow, catalog: &ServiceCatalog) -> IncidentFacts {
         let service = row.service.checked_sub(1).and_then(|n| self.services.get(n as usize)).cloned();
         let duration = |n: i64| (n >= 0).then(|| TimeDelta::nanoseconds(n));
@@ -236,7 +277,10 @@ impl TrendRows {
         IncidentFacts {
             id,
             severity: row.severity,
-            team: service.as_ref().and_then(|s| catalog.team(s)).map(str::to_owned),
+            team: match row.team.checked_sub(1).and_then(|n| self.teams.get(n as usize)) {
+                Some(team) => Some(team.clone()),
+                None => service.as_ref().and_then(|s| catalog.team(s)).map(str::to_owned),
+            },
             service,
             first_reported_at: DateTime::from_timestamp(row.first_reported_secs, row.first_reported_nanos)
                 .expect("saved from a DateTime"),
@@ -263,8 +307,9 @@ impl klaxon_reactor::Service for Reviewing {
     type Then = ();
     const NAME: &'static str = "reviews";
     /// 2: each incident's latest event time (for eviction). 3: evicted
-    /// incidents as compact trend rows and open action items.
-    const SCHEMA: u32 = 3;
+    /// incidents as compact trend rows and open action items. 4: the team
+    /// an incident's events recorded, in summaries and rows.
+    const SCHEMA: u32 = 4;
 
     fn fold(&self, state: &mut State, record: &Record) -> Result<Option<IncidentId>, klaxon_reactor::Error> {
         let (id, at) = match Decoded::of(record)? {
@@ -318,7 +363,8 @@ impl klaxon_reactor::Service for Reviewing {
         }
         state.latest.remove(&id);
         if let Some(summary) = state.summaries.remove(&id) {
-            match summary.facts(id, &self.catalog).and_then(|facts| state.trends.row(&facts)) {
+            let catalog = self.catalog.get();
+            match summary.facts(id, &catalog).and_then(|facts| state.trends.row(&facts, summary.recorded_team())) {
                 Some(row) => {
                     state.trends.rows.insert(id, row);
                 }
@@ -353,10 +399,12 @@ impl klaxon_reactor::Service for Reviewing {
 }
 
 impl Reviews {
-    /// A review service over `log`; trend reports take each service's team
-    /// from `catalog`.
-    pub fn new(log: impl Into<Bus>, catalog: Arc<ServiceCatalog>, clock: Arc<dyn Clock>) -> Reviews {
-        Reviews { reactor: Reactor::new(log, Reviewing { catalog }, clock) }
+    /// A review service over `log`; trend reports file an incident under
+    /// the team its events recorded, and take the team of incidents whose
+    /// events recorded none from `catalog` (a [`Live`] the caller keeps a
+    /// clone of and sets on a configuration reload).
+    pub fn new(log: impl Into<Bus>, catalog: impl Into<Live<ServiceCatalog>>, clock: Arc<dyn Clock>) -> Reviews {
+        Reviews { reactor: Reactor::new(log, Reviewing { catalog: catalog.into() }, clock) }
     }
 
     /// Saves its state to `file` every `every` records and at a clean
@@ -620,29 +668,41 @@ impl Handle {
     }
 
     /// The trend report of incidents first reported in `[from, to)` that
-    /// pass `filter`. A team the catalog does not know is refused (field
-    /// `team`): it would only ever report zero.
+    /// pass `filter`. A team that is neither a team of the catalog in
+    /// effect nor one any incident is filed under is refused (field
+    /// `team`): it would only ever report zero. (A team a reload left out
+    /// of the catalog still has its past incidents.)
     pub async fn trends(
         &self,
         from: DateTime<Utc>,
         to: DateTime<Utc>,
         filter: &TrendFilter,
     ) -> Result<TrendReport, Error> {
-        let catalog = &self.reactor.service().catalog;
-        if let Some(team) = filter.team.as_ref().filter(|t| !catalog.services().any(|s| s.team() == t.as_str())) {
-            return Err(klaxon_domain::Error::InvalidField {
-                field: "team",
-                reason: format!("{team:?} is no team of any service in the catalog"),
-            }
-            .into());
-        }
+        let catalog = self.reactor.service().catalog.get();
+        let unknown = |facts: &[IncidentFacts]| {
+            filter.team.as_ref().filter(|t| {
+                !catalog.services().any(|s| s.team() == t.as_str())
+                    && !facts.iter().any(|f| f.team.as_deref() == Some(t.as_str()))
+            })
+        };
         self.reactor.caught_up().await?;
         let facts: Vec<IncidentFacts> = self.reactor.read(|state| {
-            let held = state.summaries.iter().filter_map(|(id, summary)| summary.facts(*id, catalog));
+            let held = state.summaries.iter().filter_map(|(id, summary)| summary.facts(*id, &catalog));
             let rows = &state.trends;
-            held.chain(rows.rows.iter().map(|(id, row)| rows.facts(*id, row, catalog))).collect()
+            held.chain(rows.rows.iter().map(|(id, row)| rows.facts(*id, row, &catalog))).collect()
         });
+        if let Some(team) = unknown(&facts) {
+            return Err(Self::unknown_team(team));
+        }
         Ok(TrendReport::compute(&facts, from, to, filter))
+    }
+
+    fn unknown_team(team: &str) -> Error {
+        klaxon_domain::Error::InvalidField {
+            field: "team",
+            reason: format!("{team:?} is no team of any service in the catalog nor of any incident"),
+        }
+        .into()
     }
 
     /// One page of the audit trail: the records after position `after`

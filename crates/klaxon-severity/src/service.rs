@@ -85,8 +85,9 @@ pub struct Handle {
 /// The policy of the configuration the server started with, for
 /// [`Handle::lint_running`]: its sections as written and as validated.
 /// What can change while the server runs is not taken from here: the
-/// severity rules are the evaluator's live ones (a reload replaces them)
-/// and the schedules get the overrides and swaps recorded in the log.
+/// severity rules and the service catalog are the evaluator's live ones (a
+/// reload replaces them) and the schedules get the overrides and swaps
+/// recorded in the log.
 #[derive(Clone, Debug)]
 pub struct RunningPolicy {
     /// The policy sections of the file.
@@ -334,6 +335,7 @@ impl Handle {
         let service = self.reactor.service();
         let policy = Policy {
             rules: (*service.rules.get()).clone(),
+            catalog: (*service.catalog.get()).clone(),
             schedules: rosters.effective(&running.policy.schedules),
             ..running.policy.clone()
         };

@@ -419,10 +419,9 @@ impl Config {
                 "no API tokens yet: every call will be refused until `klaxond token create` makes one"
             );
         }
-        let teams = validated.catalog.services().map(|s| (s.name().to_string(), s.team().to_owned())).collect();
         Ok(klaxon_auth::Auth {
             tokens: Arc::new(tokens),
-            teams: Arc::new(teams),
+            teams: klaxon_auth::SharedTeams::new(teams(&validated.catalog)),
             rate: self.limits.rate(),
             help_desk: Arc::new(self.auth.help_desk_reporters.iter().cloned().collect()),
         })
@@ -435,19 +434,13 @@ impl Config {
         &self,
         notifier: klaxon_notifier::Handle,
         auth: &klaxon_auth::Auth,
-        validated: &Validated,
+        catalog: klaxon_reactor::Live<ServiceCatalog>,
         shutdown: tokio_util::sync::CancellationToken,
     ) -> axum::Router {
         let options = self.status_page.clone();
-        klaxon_notifier::status_page::StatusPage::new(
-            notifier,
-            auth.tokens.clone(),
-            validated.catalog.clone(),
-            options,
-            shutdown,
-        )
-        .with_feeds_per_principal(self.limits.feeds_per_principal)
-        .router()
+        klaxon_notifier::status_page::StatusPage::new(notifier, auth.tokens.clone(), catalog, options, shutdown)
+            .with_feeds_per_principal(self.limits.feeds_per_principal)
+            .router()
     }
 
     /// This process's own token for the log server, when configured.
@@ -640,6 +633,12 @@ impl Default for Config {
             memory: MemoryConfig::default(),
         }
     }
+}
+
+/// The catalog's team of each service, for the scope checks of
+/// principals limited to teams.
+pub fn teams(catalog: &ServiceCatalog) -> klaxon_auth::Teams {
+    catalog.services().map(|s| (s.name().to_string(), s.team().to_owned())).collect()
 }
 
 /// The checked, ready-to-use parts of the configuration.

@@ -6,7 +6,7 @@
 //! is refused with its file, key and problem, and the running
 //! configuration stays; so is a file that changes a key that cannot
 //! change while running (anything outside [`RELOADABLE`]: addresses, the
-//! data folder, the service catalog, …), naming those keys. Otherwise the new values
+//! data folder, tokens, …), naming those keys. Otherwise the new values
 //! are put into the [`Live`] views the services read once per decision
 //! (a paging episode in flight keeps the escalation policy its first event
 //! recorded, so an edit never changes pages already under way), and the
@@ -25,6 +25,7 @@ use anyhow::Context;
 use klaxon_bus::Bus;
 use klaxon_channels::Channels;
 use klaxon_domain::audit::{self, ConfigApplied};
+use klaxon_domain::catalog::ServiceCatalog;
 use klaxon_domain::oncall::Schedules;
 use klaxon_domain::outbox::{Message, Outbox, Outcome};
 use klaxon_domain::paging::{Directory, PagingConfig};
@@ -55,19 +56,29 @@ use crate::config::{Config, Validated};
 ///   still names (`[paging] channels`, a policy, the notifier, a report,
 ///   `[shift_notices]`) cannot be removed or renamed: the file is refused
 ///   by the same validation as at start, naming the key.
+/// - `services`: the service catalog, read per decision by intake (a
+///   report and a declaration record the team and tier it gives the
+///   incident's service; the runbook shown), the severity evaluator (the
+///   tier of a report that recorded none), paging (a new episode's
+///   policy), reviews (the team of an incident whose events recorded
+///   none, and which `--team` exists) and the public status page (public
+///   names), and the scope checks of principals limited to teams
+///   ([`Reloader::with_teams`]). An incident keeps the team and tier its events recorded, so
+///   a reload files new reports under the new team and tier and leaves
+///   past incidents where they are, as a rebuild from the log does
+///   (incidents recorded before intake recorded teams follow the catalog
+///   in effect, before and after a rebuild alike). A service that
+///   something still names (a severity rule, an escalation policy's
+///   team, a report's filter, …) cannot be removed or renamed: the file
+///   is refused by the same validation as at start, naming the key.
 ///
 /// Everything else stays fixed while the process runs: listen addresses,
 /// the data folder, the log, Raft and NATS settings, authentication and
-/// tokens, the notifier, reports, `[shift_notices]`, limits and snapshots,
-/// and the service catalog (`services`). The catalog stays fixed because
-/// intake, the severity evaluator and reviews fold with it (a report's
-/// tier decides its severity; reviews file every incident, past ones
-/// included, under the team the catalog gives its service): a catalog
-/// swapped while they run would make their state differ from a rebuild
-/// from the log, and would file past incidents under new teams. It needs
-/// the team and tier recorded in the incident's events first.
+/// tokens (a token scoped to teams is checked against the teams of the
+/// catalog in force: a reload moves them with it), the notifier, reports,
+/// `[shift_notices]`, limits and snapshots.
 pub const RELOADABLE: &[&str] =
-    &["severity", "paging", "slo", "escalation_policies", "customers", "schedules", "channels"];
+    &["severity", "paging", "slo", "escalation_policies", "customers", "schedules", "channels", "services"];
 
 /// A configuration file as the audit sees it.
 #[derive(Clone, Debug)]
@@ -243,6 +254,9 @@ pub struct LiveConfig {
     /// shift notices deliver through [`LiveConfig::outbox`]; paging reads
     /// its own `pager` view's).
     pub channels: Live<Channels>,
+    /// The service catalog (intake, the severity evaluator, reviews, the
+    /// public status page; paging reads its own `pager` view's).
+    pub catalog: Live<ServiceCatalog>,
 }
 
 /// The channels in force at each delivery: a delivery takes the set once,
@@ -271,6 +285,7 @@ impl LiveConfig {
             directory: Live::new(Arc::new(directory(validated))),
             schedules: Live::new(validated.schedules.clone()),
             channels: Live::new(validated.channels.clone()),
+            catalog: Live::new(validated.catalog.clone()),
         }
     }
 
@@ -288,6 +303,7 @@ impl LiveConfig {
         self.directory.set(Arc::new(directory(validated)));
         self.schedules.set(validated.schedules.clone());
         self.channels.set(validated.channels.clone());
+        self.catalog.set(validated.catalog.clone());
     }
 }
 
@@ -326,6 +342,7 @@ pub struct Reloader {
     bus: Bus,
     counts: Arc<ReloadCounts>,
     hangup: tokio::signal::unix::Signal,
+    teams: Option<klaxon_auth::SharedTeams>,
 }
 
 impl Reloader {
@@ -337,7 +354,14 @@ impl Reloader {
         // Listening from now on, before the process serves: a SIGHUP right
         // after the start is a reload, not lost.
         let hangup = signal(SignalKind::hangup()).context("cannot install the SIGHUP handler")?;
-        Ok(Reloader { path: path.to_path_buf(), running: Canonical::of(path, &text)?, live, bus, counts, hangup })
+        let running = Canonical::of(path, &text)?;
+        Ok(Reloader { path: path.to_path_buf(), running, live, bus, counts, hangup, teams: None })
+    }
+
+    /// Also replaces the teams the process's authentication checks scoped
+    /// principals with (from the reloaded service catalog).
+    pub fn with_teams(self, teams: klaxon_auth::SharedTeams) -> Reloader {
+        Reloader { teams: Some(teams), ..self }
     }
 
     /// Records the configuration the process starts with (before it
@@ -399,6 +423,9 @@ impl Reloader {
             );
         }
         self.live.set(&validated);
+        if let Some(teams) = &self.teams {
+            teams.set(crate::config::teams(&validated.catalog));
+        }
         let recorded = record(&self.bus, &candidate, "reload", user).await;
         let hash = candidate.hash.clone();
         self.running = candidate;

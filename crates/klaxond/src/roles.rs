@@ -158,7 +158,7 @@ impl Wiring {
                 use klaxon_intake::grpc::{BridgeService, IncidentsService};
                 let live = self.live(validated);
                 let mut intake = klaxon_intake::Intake::new(bus, config.intake.clone(), self.clock.clone())
-                    .with_catalog(validated.catalog.clone())
+                    .with_live_catalog(live.catalog)
                     .with_live_queue(live.paging, validated.notifier.cadence_severities().clone())
                     .with_live_directory(live.directory);
                 if let Some((file, every)) = config.snapshot(name, self.snapshot_dir.as_deref()) {
@@ -181,7 +181,8 @@ impl Wiring {
             }
             Service::Severity => {
                 use klaxon_severity::grpc::SeverityService;
-                let (rules, catalog) = (self.live(validated).rules, validated.catalog.clone());
+                let live = self.live(validated);
+                let (rules, catalog) = (live.rules, live.catalog);
                 // What `LintPolicy` lints: the file's policy as validated at
                 // start (the evaluator takes the rules live, the schedules'
                 // overrides from the log).
@@ -264,7 +265,8 @@ impl Wiring {
                 let h = notifier.handle();
                 let metrics = std::mem::take(&mut self.metrics).with_reactor(name, h.reactor().clone());
                 self.metrics = metrics.with_notifier(h.clone());
-                self.add_http(config.status_page(h.clone(), auth, validated, process.shutdown.clone()));
+                let catalog = self.live(validated).catalog;
+                self.add_http(config.status_page(h.clone(), auth, catalog, process.shutdown.clone()));
                 let feeds =
                     FeedService::new(h, process.shutdown.clone()).with_per_principal_max(self.feeds_per_principal);
                 self.serve(feeds.into_server().max_decoding_message_size(max)).await;
@@ -272,7 +274,8 @@ impl Wiring {
             }
             Service::Review => {
                 use klaxon_review::grpc::ReviewService;
-                let mut reviews = klaxon_review::Reviews::new(bus, validated.catalog.clone(), self.clock.clone());
+                let catalog = self.live(validated).catalog;
+                let mut reviews = klaxon_review::Reviews::new(bus, catalog, self.clock.clone());
                 reviews = reviews.with_eviction(validated.evict_closed_after);
                 if let Some((file, every)) = config.snapshot(name, self.snapshot_dir.as_deref()) {
                     reviews = reviews.with_snapshots(file, every);

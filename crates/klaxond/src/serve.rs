@@ -163,7 +163,8 @@ async fn serve_service(
     wiring.service(service, &config, &validated, bus.clone(), &auth, process).await?;
     let reloads = Arc::new(ReloadCounts::default());
     if let Some(file) = file {
-        let reloader = Reloader::new(file, wiring.live(&validated), bus.clone(), reloads.clone())?;
+        let reloader =
+            Reloader::new(file, wiring.live(&validated), bus.clone(), reloads.clone())?.with_teams(auth.teams.clone());
         reloader.record_start().await;
         wiring.tasks.push(Task::new("the configuration reloader", reloader.run(process.services.clone())));
     }

@@ -41,7 +41,8 @@ pub async fn run(config: Config, validated: Validated, file: Option<&std::path::
     let tokens = crate::tokens_audit::TokenAudit::start(Bus::embedded(log.clone()), config.tokens_file()).await;
     wiring.tasks.push(Task::new("the token audit", tokens.run(process.services.clone())));
     if let Some(file) = file {
-        let reloader = Reloader::new(file, wiring.live(&validated), Bus::embedded(log.clone()), reloads.clone())?;
+        let reloader = Reloader::new(file, wiring.live(&validated), Bus::embedded(log.clone()), reloads.clone())?
+            .with_teams(auth.teams.clone());
         reloader.record_start().await;
         wiring.tasks.push(Task::new("the configuration reloader", reloader.run(process.services.clone())));
     }

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::catalog::Catalogued;
 use crate::envelope::{Event, changes};
 use crate::ids::{ActorId, Audience, CustomerId, DedupKey, IncidentRole, ReportSource, ServiceName, Severity};
 
@@ -167,6 +168,14 @@ pub struct Reported {
     /// When the problem itself started, if the report says (an alert's
     /// `startsAt`); used to measure time to detect.
     pub started_at: Option<DateTime<Utc>>,
+    /// The team and tier the service catalog gave `service` when intake
+    /// recorded the report (see [`crate::incident::record_catalog`]): the
+    /// incident's team in trends and its tier for the severity rules, even
+    /// after a reload changes the catalog. Absent without a service, for a
+    /// service the catalog does not hold, and in records written before
+    /// intake recorded it (the catalog in effect applies then).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub catalogued: Option<Catalogued>,
 }
 
 /// The fields of [`Change::ReportMerged`].
@@ -191,6 +200,11 @@ pub struct ReportMerged {
 pub struct Declared {
     /// The severity declared.
     pub severity: Severity,
+    /// The team and tier the service catalog gave the incident's service
+    /// when intake recorded the declaration; it replaces the report's (see
+    /// [`Reported::catalogued`]). Absent as there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub catalogued: Option<Catalogued>,
 }
 
 /// The fields of [`Change::SeverityOverridden`].

@@ -661,3 +661,49 @@ proptest::proptest! {
         proptest::prop_assert_eq!(rebuilt, live);
     }
 }
+
+fn catalog_of(team: &str, tier: i64) -> ServiceCatalog {
+    let config: crate::catalog::ServiceCatalogConfig = serde_json::from_value(serde_json::json!([
+        {"name": "payments-api", "team": team, "tier": tier, "escalation_policy": "p"},
+    ]))
+    .unwrap();
+    config.validate("services").unwrap()
+}
+
+/// Decides `command` on `state` as intake does: with `catalog`'s team and
+/// tier recorded in the events.
+fn decided(state: Option<Incident>, command: &Command, catalog: &ServiceCatalog, i: usize) -> Option<Incident> {
+    let mut events = decide(state.as_ref(), command, &inc(), &actor("maria"), t(i)).unwrap();
+    record_catalog(&mut events, state.as_ref(), catalog);
+    events.iter().fold(state, evolve)
+}
+
+/// The team and tier an incident is filed under are the catalog's when its
+/// report was recorded, then its declaration's; a catalog changed later does
+/// not move it. An incident whose events recorded none (written before
+/// intake recorded it) takes the catalog in effect.
+#[test]
+fn an_incident_keeps_the_team_and_tier_recorded_in_its_events() {
+    let (payments, checkout) = (catalog_of("payments", 1), catalog_of("checkout", 3));
+    let reported = decided(None, &report(), &payments, 0).unwrap();
+    let recorded = Catalogued { team: "payments".into(), tier: Tier::MOST_CRITICAL };
+    assert_eq!(reported.catalogued(), Some(&recorded));
+    assert_eq!((reported.team(&checkout), reported.tier(&checkout)), (Some("payments"), Some(Tier::MOST_CRITICAL)));
+
+    let declared = decided(Some(reported), &Command::DeclareIncident { severity: Severity::Sev2 }, &checkout, 1);
+    let declared = declared.unwrap();
+    assert_eq!((declared.team(&payments), declared.tier(&payments)), (Some("checkout"), Some(Tier::LEAST_CRITICAL)));
+
+    // A later command records nothing and changes nothing of it.
+    let update = Command::PostUpdate { audience: Audience::Internal, text: "looking".into() };
+    let updated = decided(Some(declared), &update, &payments, 2).unwrap();
+    assert_eq!(updated.team(&payments), Some("checkout"));
+
+    // Without a recording: the catalog in effect, and nothing for an
+    // uncatalogued service.
+    let old = given(&[("alertmanager", report())]).unwrap();
+    assert_eq!(old.catalogued(), None);
+    assert_eq!((old.team(&payments), old.team(&checkout)), (Some("payments"), Some("checkout")));
+    let uncatalogued = decided(None, &report(), &ServiceCatalog::default(), 0).unwrap();
+    assert_eq!((uncatalogued.catalogued(), uncatalogued.team(&checkout)), (None, Some("checkout")));
+}

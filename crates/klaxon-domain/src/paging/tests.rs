@@ -269,8 +269,9 @@ fn check(script: &str, expected: Expect) {
                 labels: Default::default(),
                 dedup_key: None,
                 started_at: None,
+                catalogued: None,
             })),
-            "declare" => Some(Change::Declared(Declared { severity: sev(0) })),
+            "declare" => Some(Change::Declared(Declared { severity: sev(0), catalogued: None })),
             "override" => Some(Change::SeverityOverridden(SeverityOverridden {
                 from: world.state.severity(),
                 to: sev(0),
@@ -621,8 +622,9 @@ fn the_first_event_of_a_chain_records_its_policy_even_when_nobody_is_paged() {
             labels: Default::default(),
             dedup_key: None,
             started_at: None,
+            catalogued: None,
         }),
-        Change::Declared(Declared { severity: Severity::Sev1 }),
+        Change::Declared(Declared { severity: Severity::Sev1, catalogued: None }),
     ] {
         world.record(Logged::Incident(IncidentEvent {
             incident: incident(),
@@ -671,8 +673,9 @@ fn an_episode_recorded_without_a_policy_follows_the_configured_one() {
             labels: Default::default(),
             dedup_key: None,
             started_at: None,
+            catalogued: None,
         }),
-        Change::Declared(Declared { severity: Severity::Sev1 }),
+        Change::Declared(Declared { severity: Severity::Sev1, catalogued: None }),
         Change::CommanderAssigned(CommanderAssigned { commander: by.clone(), previous: None }),
     ] {
         world.record(Logged::Incident(IncidentEvent {
@@ -1313,8 +1316,9 @@ proptest! {
             source: crate::ids::ReportSource::Manual, reporter: actor("maria"), title: "t".into(),
             description: String::new(), service: Some(ServiceName::new(service).unwrap()),
             customers: Default::default(), labels: Default::default(), dedup_key: None, started_at: None,
+            catalogued: None,
         }), now));
-        world.record(event(Change::Declared(Declared { severity: Severity::Sev1 }), now));
+        world.record(event(Change::Declared(Declared { severity: Severity::Sev1, catalogued: None }), now));
         world.tick(now);
         for op in ops {
             match op {
@@ -1535,9 +1539,10 @@ fn declare_sev1_at_midnight(world: &mut World) {
             labels: Default::default(),
             dedup_key: None,
             started_at: None,
+            catalogued: None,
         }),
     ));
-    world.record(incident_event("00:00", Change::Declared(Declared { severity: Severity::Sev1 })));
+    world.record(incident_event("00:00", Change::Declared(Declared { severity: Severity::Sev1, catalogued: None })));
     world.record(incident_event(
         "00:00",
         Change::CommanderAssigned(CommanderAssigned { commander: actor("maria"), previous: None }),

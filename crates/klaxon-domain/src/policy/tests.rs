@@ -186,6 +186,7 @@ impl History {
             labels: Default::default(),
             dedup_key: None,
             started_at: None,
+            catalogued: None,
         });
         self.record(id, at(minute), "alertmanager", change);
         id

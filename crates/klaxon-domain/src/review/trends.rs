@@ -29,8 +29,11 @@ pub struct IncidentFacts {
     pub severity: Option<Severity>,
     /// The affected service, if the report named one.
     pub service: Option<ServiceName>,
-    /// The team that owns the service in the catalog; `None` without a
-    /// service or for a service the catalog does not hold.
+    /// The team the incident is filed under: the one its events recorded
+    /// (the catalog's when intake recorded its report or declaration),
+    /// else, for incidents whose events recorded none, the one the catalog
+    /// in effect gives its service; `None` without a service or for a
+    /// service neither holds.
     pub team: Option<String>,
     /// When it was first reported, which places it in a report's window and
     /// week.
@@ -42,14 +45,14 @@ pub struct IncidentFacts {
 }
 
 impl IncidentFacts {
-    /// The facts of `incident`, with its `metrics` and its service's team
-    /// in `catalog`.
+    /// The facts of `incident`, with its `metrics` and its team (see
+    /// [`Incident::team`]; `catalog` for incidents that recorded none).
     pub fn new(incident: &Incident, metrics: IncidentMetrics, catalog: &ServiceCatalog) -> IncidentFacts {
         IncidentFacts {
             id: incident.id(),
             severity: incident.severity(),
             service: incident.service().cloned(),
-            team: incident.service().and_then(|s| catalog.team(s)).map(str::to_owned),
+            team: incident.team(catalog).map(str::to_owned),
             first_reported_at: incident.first_reported_at(),
             metrics,
             noise: incident.is_noise(),
@@ -74,6 +77,10 @@ pub struct TrendSummary {
     service: Option<ServiceName>,
     first_reported_at: Option<DateTime<Utc>>,
     noise: bool,
+    /// The team the incident's events recorded (absent in summaries saved
+    /// before they did).
+    #[serde(default)]
+    team: Option<String>,
 }
 
 impl TrendSummary {
@@ -85,6 +92,13 @@ impl TrendSummary {
         self.service = incident.service().cloned();
         self.first_reported_at = Some(incident.first_reported_at());
         self.noise = incident.is_noise();
+        self.team = incident.catalogued().map(|c| c.team.clone());
+    }
+
+    /// The team the incident's events recorded, if they did (without one,
+    /// [`TrendSummary::facts`] asks the catalog).
+    pub fn recorded_team(&self) -> Option<&str> {
+        self.team.as_deref()
     }
 
     /// Folds one page event (or an update-cadence breach as one).
@@ -92,14 +106,15 @@ impl TrendSummary {
         self.metrics.page(event);
     }
 
-    /// The facts of incident `id`, its team from `catalog`; `None` before
-    /// its first report.
+    /// The facts of incident `id`: its team the one its events recorded,
+    /// else the one `catalog` gives its service; `None` before its first
+    /// report.
     pub fn facts(&self, id: IncidentId, catalog: &ServiceCatalog) -> Option<IncidentFacts> {
         Some(IncidentFacts {
             id,
             severity: self.severity,
             service: self.service.clone(),
-            team: self.service.as_ref().and_then(|s| catalog.team(s)).map(str::to_owned),
+            team: self.team.clone().or_else(|| self.service.as_ref().and_then(|s| catalog.team(s)).map(str::to_owned)),
             first_reported_at: self.first_reported_at?,
             metrics: self.metrics.metrics(),
             noise: self.noise,
@@ -113,7 +128,7 @@ impl TrendSummary {
 pub struct TrendFilter {
     /// Only incidents of this service.
     pub service: Option<ServiceName>,
-    /// Only incidents whose service the catalog gives to this team.
+    /// Only incidents filed under this team (see [`IncidentFacts::team`]).
     pub team: Option<String>,
     /// Only incidents of this (current) severity.
     pub severity: Option<Severity>,
@@ -148,7 +163,7 @@ impl TrendFilter {
 /// `docs/operations.md`.
 pub const COUNTING_RULES: [&str; 7] = [
     "An incident counts when it was first reported in the window (start included, end excluded) and passes the filters; incidents marked as noise are left out and only counted as noise_excluded.",
-    "Severity is the incident's current one; team is its service's team in the catalog; week is the ISO week (UTC) of the first report; (none) collects incidents without one.",
+    "Severity is the incident's current one; team is the team its events recorded for its service (the catalog's when it was reported or declared), or, for incidents recorded before teams were, its service's team in the catalog in effect; week is the ISO week (UTC) of the first report; (none) collects incidents without one.",
     "Durations are measured from the incident's events as the log holds them when the report is made, also events after the window's end.",
     "time_to_detect: problem start given by the first report (an alert's startsAt) -> first report. time_to_acknowledge: first page -> first acknowledgement. time_to_assign: declaration or first page, whichever came first -> first commander. time_to_mitigate: declaration -> first mitigation (or resolution). time_to_resolve: declaration (or first report) -> the standing resolution.",
     "An incident contributes a duration only once both its ends happened: open incidents (no standing resolution) are counted in open and left out of time_to_resolve, never counted up to now.",
@@ -266,8 +281,8 @@ pub struct TrendReport {
     /// By service, in name order, then [`NONE_KEY`]; only services with
     /// incidents.
     pub by_service: Vec<Group>,
-    /// By the catalog's team of the service, in name order, then
-    /// [`NONE_KEY`]; only teams with incidents.
+    /// By the team the incident is filed under ([`IncidentFacts::team`]),
+    /// in name order, then [`NONE_KEY`]; only teams with incidents.
     pub by_team: Vec<Group>,
     /// By ISO 8601 week of the first report (UTC), such as `2026-W09`, in
     /// time order; only weeks with incidents.

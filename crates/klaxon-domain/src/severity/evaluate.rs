@@ -40,11 +40,13 @@ pub struct Facts {
 }
 
 impl Facts {
-    /// The facts of `incident`, with its service's tier from `catalog`.
+    /// The facts of `incident`, with its service's tier as its events
+    /// recorded it (the catalog's when intake recorded the report), else,
+    /// when they recorded none, from `catalog` (see [`Incident::tier`]).
     pub fn of(incident: &Incident, catalog: &ServiceCatalog) -> Facts {
         let service = incident.service().cloned();
         Facts {
-            tier: service.as_ref().and_then(|s| catalog.tier(s)),
+            tier: incident.tier(catalog),
             service,
             customers_affected: incident.customers_affected(),
             multi_customer: incident.multi_customer(),

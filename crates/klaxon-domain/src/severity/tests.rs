@@ -693,3 +693,34 @@ fn assess_builds_the_assessment_event_of_the_evaluator() {
     let assessed = evolve(Some(incident), &event).unwrap();
     assert_eq!(assess(&assessed, &example(), &catalog(), at), None);
 }
+
+/// An incident is assessed with the tier its report recorded (the catalog's
+/// when intake recorded it), whatever the catalog in effect says since; one
+/// whose report recorded none (written before intake recorded it) with the
+/// catalog in effect.
+#[test]
+fn the_tier_recorded_in_the_report_decides_over_the_catalog_in_effect() {
+    let multi = report("search", &["a", "b"]);
+    let recorded_then = ServiceCatalogConfig(vec![crate::catalog::ServiceConfig {
+        name: "search".into(),
+        team: "discovery".into(),
+        tier: 1,
+        runbook: None,
+        public_name: None,
+        escalation_policy: "discovery".into(),
+    }])
+    .validate("services")
+    .unwrap();
+    let id = IncidentId::from_number(7).unwrap();
+    let at: DateTime<Utc> = "2026-03-01T12:00:00Z".parse().unwrap();
+    let mut events = decide(None, &multi, &id, &actor("alice"), at).unwrap();
+    crate::incident::record_catalog(&mut events, None, &recorded_then);
+    let recorded = events.iter().fold(None, evolve).unwrap();
+    // `catalog()` says search is tier 2 now; the report recorded tier 1.
+    let assessed = reassess(&recorded, &example(), &catalog()).unwrap();
+    assert_eq!((assessed.rule_id.as_deref(), assessed.severity), (Some("tier1-multi-customer"), Severity::Sev1));
+    let unrecorded = incident(&[multi]);
+    let assessed = reassess(&unrecorded, &example(), &catalog()).unwrap();
+    assert_eq!((assessed.rule_id, assessed.severity), (None, Severity::Sev4));
+    assert_eq!(reassess(&unrecorded, &example(), &recorded_then).unwrap().severity, Severity::Sev1);
+}

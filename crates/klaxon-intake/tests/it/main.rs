@@ -3,6 +3,7 @@
 #![allow(missing_docs)]
 
 mod bridge;
+mod catalog;
 mod commands;
 mod email;
 mod errors;

@@ -42,6 +42,7 @@ use chrono::Utc;
 use klaxon_auth::TokenStore;
 use klaxon_domain::catalog::ServiceCatalog;
 use klaxon_domain::notifier::{FeedFilter, FeedItem};
+use klaxon_reactor::Live;
 use serde::Deserialize;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -146,7 +147,7 @@ impl StatusPageOptions {
 pub struct StatusPage {
     handle: Handle,
     tokens: Arc<TokenStore>,
-    catalog: Arc<ServiceCatalog>,
+    catalog: Live<ServiceCatalog>,
     options: StatusPageOptions,
     session_check: Duration,
     shutdown: CancellationToken,
@@ -154,14 +155,17 @@ pub struct StatusPage {
 
 impl StatusPage {
     /// The pages of `handle`'s feed, signing in with `tokens`, naming
-    /// services as `catalog` says; open streams end on `shutdown`.
+    /// services as `catalog` says when each page or update is rendered (a
+    /// [`Live`] a configuration reload replaces); open streams end on
+    /// `shutdown`.
     pub fn new(
         handle: Handle,
         tokens: Arc<TokenStore>,
-        catalog: Arc<ServiceCatalog>,
+        catalog: impl Into<Live<ServiceCatalog>>,
         options: StatusPageOptions,
         shutdown: CancellationToken,
     ) -> StatusPage {
+        let catalog = catalog.into();
         StatusPage { handle, tokens, catalog, options, session_check: Duration::from_secs(15), shutdown }
     }
 
@@ -339,7 +343,7 @@ async fn public_page(State(shared): AppState) -> Response {
     let now = shared.page.handle.now();
     let items = shared.public_snapshot(shared.snapshot(), now);
     let options = &shared.page.options;
-    Html(render::public_page(&options.public_title, &items, &shared.page.catalog, now)).into_response()
+    Html(render::public_page(&options.public_title, &items, &shared.page.catalog.get(), now)).into_response()
 }
 
 /// The sign-in form's one field.
@@ -532,7 +536,7 @@ async fn public_stream(
     tx: mpsc::Sender<Result<Event, Infallible>>,
 ) {
     let catalog = shared.page.catalog.clone();
-    let html = render::public_list(&snapshot, &catalog, shared.page.handle.now());
+    let html = render::public_list(&snapshot, &catalog.get(), shared.page.handle.now());
     // Incidents this page shows: only their leaving is announced.
     let mut shown: HashSet<String> = snapshot.iter().filter(|i| render::is_public(i)).map(render::public_id).collect();
     if tx.send(event("snapshot", &serde_json::json!({ "html": html }))).await.is_err() {
@@ -551,7 +555,7 @@ async fn public_stream(
         let id = render::public_id(&item);
         let html = if render::is_public(&item) {
             shown.insert(id.clone());
-            render::public_incident(&item, &catalog, shared.page.handle.now())
+            render::public_incident(&item, &catalog.get(), shared.page.handle.now())
         } else if shown.remove(&id) {
             String::new()
         } else {

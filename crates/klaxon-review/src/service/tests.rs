@@ -59,7 +59,7 @@ fn a_row_gives_back_the_facts_it_was_made_of_also_once_saved_and_loaded() {
         .map(|(service, n)| facts(n, service, &catalog))
         .collect();
     for f in &all {
-        let row = rows.row(f).expect("fits");
+        let row = rows.row(f, None).expect("fits");
         rows.rows.insert(f.id, row);
     }
     assert_eq!(rows.services.len(), 2, "each service interned once");
@@ -73,7 +73,7 @@ fn a_row_gives_back_the_facts_it_was_made_of_also_once_saved_and_loaded() {
     let loaded: TrendRows = serde_json::from_str(&saved).unwrap();
     assert_eq!(back(&loaded), all, "{saved}");
     // A row is one short array: the saved form stays small.
-    assert!(saved.len() < 110 * all.len() + 40, "{} bytes: {saved}", saved.len());
+    assert!(saved.len() < 112 * all.len() + 52, "{} bytes: {saved}", saved.len());
 }
 
 #[test]
@@ -81,5 +81,39 @@ fn facts_a_row_cannot_hold_exactly_are_refused() {
     let catalog = catalog();
     let mut f = facts(1, Some("payments"), &catalog);
     f.metrics.time_to_resolve = Some(TimeDelta::days(365 * 300));
-    assert_eq!(TrendRows::default().row(&f), None, "a duration past i64 nanoseconds keeps its summary");
+    assert_eq!(TrendRows::default().row(&f, None), None, "a duration past i64 nanoseconds keeps its summary");
+}
+
+/// A row keeps the team the incident's events recorded: given back as it
+/// was, whatever the catalog says at query time, also once saved and
+/// loaded; a row without one takes the catalog's of the moment.
+#[test]
+fn a_row_keeps_its_recorded_team_and_one_without_takes_the_catalog_in_effect() {
+    let catalog = catalog();
+    let mut rows = TrendRows::default();
+    let mut recorded = facts(1, Some("payments"), &catalog);
+    recorded.team = Some("checkout".into());
+    let unrecorded = facts(2, Some("payments"), &catalog);
+    for (f, team) in [(&recorded, Some("checkout")), (&unrecorded, None)] {
+        let row = rows.row(f, team).expect("fits");
+        rows.rows.insert(f.id, row);
+    }
+    let moved = ServiceCatalogConfig(vec![ServiceConfig {
+        name: "payments".into(),
+        team: "ledger".into(),
+        tier: 2,
+        runbook: None,
+        public_name: None,
+        escalation_policy: "p".into(),
+    }])
+    .validate("services")
+    .unwrap();
+    let loaded: TrendRows = serde_json::from_str(&serde_json::to_string(&rows).unwrap()).unwrap();
+    for rows in [&rows, &loaded] {
+        let team = |n: u64| {
+            let id = IncidentId::from_number(n).unwrap();
+            rows.facts(id, &rows.rows[&id], &moved).team
+        };
+        assert_eq!((team(1).as_deref(), team(2).as_deref()), (Some("checkout"), Some("ledger")));
+    }
 }

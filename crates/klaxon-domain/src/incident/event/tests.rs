@@ -36,12 +36,17 @@ fn goldens() -> Vec<(IncidentEvent, Expect)> {
                 labels: BTreeMap::from([("alertname".into(), "HighLatency".into())]),
                 dedup_key: Some(DedupKey::new("{}:{alertname=\"HighLatency\"}").unwrap()),
                 started_at: Some("2026-03-01T12:30:00Z".parse().unwrap()),
+                catalogued: Some(Catalogued { team: "payments".into(), tier: crate::catalog::Tier::MOST_CRITICAL }),
             })),
             expect![[r#"
                 incident.reported.v1
                 {
                   "at": "2026-03-01T12:34:56.789Z",
                   "by": "alice",
+                  "catalogued": {
+                    "team": "payments",
+                    "tier": 1
+                  },
                   "customers": [
                     "ACME Corp"
                   ],
@@ -82,16 +87,23 @@ fn goldens() -> Vec<(IncidentEvent, Expect)> {
             "#]],
         ),
         (
-            event(Change::Declared(Declared { severity: Severity::Sev1 })),
+            event(Change::Declared(Declared {
+                severity: Severity::Sev1,
+                catalogued: Some(Catalogued { team: "checkout".into(), tier: crate::catalog::Tier::new(2).unwrap() }),
+            })),
             expect![[r#"
-            incident.declared.v1
-            {
-              "at": "2026-03-01T12:34:56.789Z",
-              "by": "alice",
-              "incident": "INC-42",
-              "severity": "sev1"
-            }
-        "#]],
+                incident.declared.v1
+                {
+                  "at": "2026-03-01T12:34:56.789Z",
+                  "by": "alice",
+                  "catalogued": {
+                    "team": "checkout",
+                    "tier": 2
+                  },
+                  "incident": "INC-42",
+                  "severity": "sev1"
+                }
+            "#]],
         ),
         (
             event(Change::SeverityOverridden(SeverityOverridden {
@@ -404,6 +416,24 @@ fn absent_optional_fields_read_as_none() {
     assert_eq!(event.change, Change::CommanderAssigned(CommanderAssigned { commander: actor("bob"), previous: None }));
 }
 
+/// Reports and declarations written before intake recorded the catalog's
+/// team and tier still decode (as `None`: the catalog in effect applies),
+/// and a recorded tier outside 1..=3 is refused by name.
+#[test]
+fn reports_and_declarations_without_the_catalog_decode() {
+    let data = r#"{"incident":"INC-1","at":"2026-03-01T12:00:00Z","by":"bob","source":"api","reporter":"bob","title":"t","description":"","service":"payments","customers":[],"labels":{},"dedup_key":null,"started_at":null}"#;
+    let Change::Reported(reported) = IncidentEvent::from_json("incident.reported.v1", data).unwrap().change else {
+        panic!("a report")
+    };
+    assert_eq!(reported.catalogued, None);
+    let data = r#"{"incident":"INC-1","at":"2026-03-01T12:00:00Z","by":"bob","severity":"sev2"}"#;
+    let declared = IncidentEvent::from_json("incident.declared.v1", data).unwrap().change;
+    assert_eq!(declared, Change::Declared(Declared { severity: Severity::Sev2, catalogued: None }));
+    let data = r#"{"incident":"INC-1","at":"2026-03-01T12:00:00Z","by":"bob","severity":"sev2","catalogued":{"team":"a","tier":4}}"#;
+    let error = IncidentEvent::from_json("incident.declared.v1", data).unwrap_err().to_string();
+    assert!(error.contains("incident.declared.v1") && error.contains("4 is not a tier"), "{error}");
+}
+
 #[test]
 fn decode_errors_name_the_kind() {
     let ok = r#""incident":"INC-1","at":"2026-03-01T12:00:00Z","by":"bob""#;
@@ -450,12 +480,12 @@ fn decode_errors_name_the_kind() {
             "malformed: malformed incident.declared.v1 event: invalid type: sequence, expected a JSON object at line 1 column 0",
             "malformed: malformed incident.declared.v1 event: missing field `severity` at line 1 column 59",
             "malformed: malformed incident.declared.v1 event: unknown variant `sev9`, expected one of `sev1`, `sev2`, `sev3`, `sev4` at line 1 column 76",
-            "malformed: malformed incident.declared.v1 event: unknown field `extra`, expected `severity` at line 1 column 84",
+            "malformed: malformed incident.declared.v1 event: unknown field `extra`, expected `severity` or `catalogued` at line 1 column 84",
             "malformed: malformed incident.declared.v1 event: missing field `incident` at line 1 column 58",
             "malformed: malformed incident.declared.v1 event: invalid incident_id: \"INC-0\": the number must be at least 1, without leading zeros at line 1 column 19",
             "malformed: malformed incident.declared.v1 event: input contains invalid characters at line 1 column 36",
             "malformed: malformed incident.declared.v1 event: invalid actor_id: \"b b\": character ' ' is not allowed (use A-Z a-z 0-9 _ . @ : -) at line 1 column 58",
-            "ok IncidentEvent { incident: IncidentId(3), at: 2026-03-01T12:00:00Z, by: ActorId(\"bob\"), change: Declared(Declared { severity: Sev2 }) }",
+            "ok IncidentEvent { incident: IncidentId(3), at: 2026-03-01T12:00:00Z, by: ActorId(\"bob\"), change: Declared(Declared { severity: Sev2, catalogued: None }) }",
             "malformed: malformed incident.declared.v1 event: duplicate field `at` at line 1 column 81",
             "malformed: malformed incident.declared.v1 event: duplicate field `severity` at line 1 column 87",
             "malformed: malformed incident.declared.v1 event: trailing characters at line 1 column 79",
@@ -502,6 +532,7 @@ fn change() -> impl Strategy<Value = Change> {
                     labels,
                     dedup_key,
                     started_at,
+                    catalogued: None,
                 })
             }),
         (any::<u32>(), actor_id(), text()).prop_map(|(count, reporter, title)| {
@@ -588,7 +619,7 @@ fn every_kind_has_a_summary() {
 
 #[test]
 fn debug_names_the_family() {
-    let declared = event(Change::Declared(Declared { severity: Severity::Sev1 }));
+    let declared = event(Change::Declared(Declared { severity: Severity::Sev1, catalogued: None }));
     assert!(format!("{declared:?}").starts_with("IncidentEvent { incident: "), "{declared:?}");
     let page = crate::paging::PageEvent::delivered(
         crate::paging::PageId::new(declared.incident, 1).unwrap(),

@@ -48,10 +48,11 @@ fn incident(n: u64, service: Option<&str>, severity: Option<Severity>, affected:
             labels: Default::default(),
             dedup_key: None,
             started_at: None,
+            catalogued: None,
         }),
     )];
     if let Some(severity) = severity {
-        events.push(event(1, "maria", Change::Declared(Declared { severity })));
+        events.push(event(1, "maria", Change::Declared(Declared { severity, catalogued: None })));
     }
     if !affected.is_empty() {
         events.push(event(
@@ -88,9 +89,10 @@ fn a_feed_item_shows_what_executives_may_read() {
                 labels: [("alertname".to_owned(), "CheckoutErrors".to_owned())].into(),
                 dedup_key: None,
                 started_at: None,
+                catalogued: None,
             }),
         ),
-        event(1, "maria", Change::Declared(Declared { severity: Severity::Sev1 })),
+        event(1, "maria", Change::Declared(Declared { severity: Severity::Sev1, catalogued: None })),
         event(2, "maria", Change::CommanderAssigned(CommanderAssigned { commander: actor("ana"), previous: None })),
         event(3, "ana", update(Audience::Internal, "rolling back build 4711")),
         event(4, "ana", update(Audience::Executive, "Card payments fail in the EU; rollback under way.")),

@@ -291,7 +291,7 @@ fn the_table() {
         4 incidents counted (1 still open), 1 marked as noise excluded
         Counting rules:
         - An incident counts when it was first reported in the window (start included, end excluded) and passes the filters; incidents marked as noise are left out and only counted as noise_excluded.
-        - Severity is the incident's current one; team is its service's team in the catalog; week is the ISO week (UTC) of the first report; (none) collects incidents without one.
+        - Severity is the incident's current one; team is the team its events recorded for its service (the catalog's when it was reported or declared), or, for incidents recorded before teams were, its service's team in the catalog in effect; week is the ISO week (UTC) of the first report; (none) collects incidents without one.
         - Durations are measured from the incident's events as the log holds them when the report is made, also events after the window's end.
         - time_to_detect: problem start given by the first report (an alert's startsAt) -> first report. time_to_acknowledge: first page -> first acknowledgement. time_to_assign: declaration or first page, whichever came first -> first commander. time_to_mitigate: declaration -> first mitigation (or resolution). time_to_resolve: declaration (or first report) -> the standing resolution.
         - An incident contributes a duration only once both its ends happened: open incidents (no standing resolution) are counted in open and left out of time_to_resolve, never counted up to now.
@@ -343,7 +343,7 @@ fn the_csv() {
         # rules
         rule
         "An incident counts when it was first reported in the window (start included, end excluded) and passes the filters; incidents marked as noise are left out and only counted as noise_excluded."
-        Severity is the incident's current one; team is its service's team in the catalog; week is the ISO week (UTC) of the first report; (none) collects incidents without one.
+        "Severity is the incident's current one; team is the team its events recorded for its service (the catalog's when it was reported or declared), or, for incidents recorded before teams were, its service's team in the catalog in effect; week is the ISO week (UTC) of the first report; (none) collects incidents without one."
         "Durations are measured from the incident's events as the log holds them when the report is made, also events after the window's end."
         "time_to_detect: problem start given by the first report (an alert's startsAt) -> first report. time_to_acknowledge: first page -> first acknowledgement. time_to_assign: declaration or first page, whichever came first -> first commander. time_to_mitigate: declaration -> first mitigation (or resolution). time_to_resolve: declaration (or first report) -> the standing resolution."
         "An incident contributes a duration only once both its ends happened: open incidents (no standing resolution) are counted in open and left out of time_to_resolve, never counted up to now."
