@@ -36,9 +36,9 @@ use klaxon_log::{
 };
 use klaxon_reactor::snapshot::{self, SnapshotFile};
 use klaxon_reactor::table::Table;
-use std::ops::ControlFlow;
 use klaxon_reactor::{Clock, Live, decode, streams};
 use serde::{Deserialize, Serialize};
+use std::ops::ControlFlow;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -466,7 +466,10 @@ impl Intake {
         let table = table.transpose().map_err(|e| Error::Rows(e.to_string()))?.map(Arc::new);
         if let (Some(resumed), Some(table)) = (loaded.as_mut(), &table) {
             if !resumed.state.memory.open(table.clone(), true).map_err(|e| Error::Rows(e.to_string()))? {
-                tracing::warn!(service = "intake", "snapshot ignored (its rows table is not there); rebuilding from the log");
+                tracing::warn!(
+                    service = "intake",
+                    "snapshot ignored (its rows table is not there); rebuilding from the log"
+                );
                 loaded = None;
             }
         }

@@ -176,7 +176,12 @@ pub trait Service: Send + Sync + 'static {
     /// and returns `false` to refuse a resumed state whose outside part is
     /// not the one it was saved with: the shell then rebuilds from scratch
     /// and calls it again with a fresh state.
-    fn open(&self, _state: &mut Self::State, _snapshot: Option<&std::path::Path>, _resumed: bool) -> Result<bool, Error> {
+    fn open(
+        &self,
+        _state: &mut Self::State,
+        _snapshot: Option<&std::path::Path>,
+        _resumed: bool,
+    ) -> Result<bool, Error> {
         Ok(true)
     }
 
@@ -422,7 +427,10 @@ impl<S: Service> Reactor<S> {
         let mut loaded = inner.resume(start_head).await;
         if let Some(resumed) = loaded.as_mut() {
             if !inner.service.open(&mut resumed.state.state, snapshot_path.as_deref(), true)? {
-                tracing::warn!(service = S::NAME, "snapshot ignored (its rows table is not there); rebuilding from the log");
+                tracing::warn!(
+                    service = S::NAME,
+                    "snapshot ignored (its rows table is not there); rebuilding from the log"
+                );
                 loaded = None;
             }
         }

@@ -121,11 +121,8 @@ impl<R: Row> Table<R> {
     /// folder and unlinked at once), emptied: for a service without
     /// snapshots, whose rows need not outlive it.
     pub fn anonymous() -> io::Result<Table<R>> {
-        let path = std::env::temp_dir().join(format!(
-            "klaxon-rows-{}-{}",
-            std::process::id(),
-            uuid::Uuid::new_v4().simple()
-        ));
+        let path =
+            std::env::temp_dir().join(format!("klaxon-rows-{}-{}", std::process::id(), uuid::Uuid::new_v4().simple()));
         let file = OpenOptions::new().read(true).write(true).create_new(true).open(&path)?;
         std::fs::remove_file(&path)?;
         let table = Table::with(file, None);

@@ -438,7 +438,12 @@ impl klaxon_reactor::Service for Reviewing {
     /// Opens the rows table beside the snapshot (anonymous without one):
     /// a resumed state goes with it only when it was saved with the
     /// table's epoch (or had no row); a rebuild from scratch empties it.
-    fn open(&self, state: &mut State, snapshot: Option<&std::path::Path>, resumed: bool) -> Result<bool, klaxon_reactor::Error> {
+    fn open(
+        &self,
+        state: &mut State,
+        snapshot: Option<&std::path::Path>,
+        resumed: bool,
+    ) -> Result<bool, klaxon_reactor::Error> {
         let table = match self.rows.get() {
             Some(table) => table,
             None => {
@@ -453,8 +458,7 @@ impl klaxon_reactor::Service for Reviewing {
             return Ok(table.epoch() != 0 && table.epoch() == state.trends.epoch);
         }
         let path = format!("{:?}", table.path());
-        state.trends.epoch =
-            table.reset().map_err(|e| klaxon_reactor::Error::Table { path, reason: e.to_string() })?;
+        state.trends.epoch = table.reset().map_err(|e| klaxon_reactor::Error::Table { path, reason: e.to_string() })?;
         state.trends.count = 0;
         Ok(true)
     }
@@ -699,21 +703,23 @@ impl Handle {
         self.reactor.caught_up().await?;
         let keep = |i: &ActionItem| !open_only || !i.is_completed();
         let reviewing = self.reactor.service();
-        let (mut items, not_held) = self.reactor.read(|state| -> Result<(Vec<ActionItem>, Vec<IncidentId>), Error> {
-            let held = state.dossiers.values().filter_map(Dossier::review).flat_map(Review::action_items);
-            let items = held.chain(state.open_items.values().flatten()).filter(|i| keep(i)).cloned().collect();
-            let mut not_held = Vec::new();
-            if !open_only {
-                let evicted = |id: &IncidentId| !state.dossiers.contains_key(id) && !state.open_items.contains_key(id);
-                not_held.extend(state.summaries.keys().filter(|id| evicted(id)).copied());
-                reviewing.scan_rows(state, |id, _| {
-                    if evicted(&id) {
-                        not_held.push(id);
-                    }
-                })?;
-            }
-            Ok((items, not_held))
-        })?;
+        let (mut items, not_held) =
+            self.reactor.read(|state| -> Result<(Vec<ActionItem>, Vec<IncidentId>), Error> {
+                let held = state.dossiers.values().filter_map(Dossier::review).flat_map(Review::action_items);
+                let items = held.chain(state.open_items.values().flatten()).filter(|i| keep(i)).cloned().collect();
+                let mut not_held = Vec::new();
+                if !open_only {
+                    let evicted =
+                        |id: &IncidentId| !state.dossiers.contains_key(id) && !state.open_items.contains_key(id);
+                    not_held.extend(state.summaries.keys().filter(|id| evicted(id)).copied());
+                    reviewing.scan_rows(state, |id, _| {
+                        if evicted(&id) {
+                            not_held.push(id);
+                        }
+                    })?;
+                }
+                Ok((items, not_held))
+            })?;
         let bus = self.reactor.bus();
         for id in not_held {
             let stream = streams::review(id);
@@ -767,7 +773,8 @@ impl Handle {
         // counts are kept.
         let reviewing = self.reactor.service();
         let facts = self.reactor.read(|state| -> Result<Vec<IncidentFacts>, Error> {
-            let counts = |f: &IncidentFacts| from <= f.first_reported_at && f.first_reported_at < to && filter.admits(f);
+            let counts =
+                |f: &IncidentFacts| from <= f.first_reported_at && f.first_reported_at < to && filter.admits(f);
             let held = state.summaries.iter().filter_map(|(id, summary)| summary.facts(*id, catalog));
             let mut facts: Vec<IncidentFacts> = held.filter(|f| counts(f)).collect();
             reviewing.scan_rows(state, |id, row| {

@@ -34,10 +34,14 @@ impl Row for Other {
 fn back(table: &Table<Pair>, below: Option<u64>) -> Vec<(u64, Pair)> {
     let mut out = Vec::new();
     table
-        .scan_back(below, |_| false, |n, r| {
-            out.push((n, r));
-            ControlFlow::Continue(())
-        })
+        .scan_back(
+            below,
+            |_| false,
+            |n, r| {
+                out.push((n, r));
+                ControlFlow::Continue(())
+            },
+        )
         .unwrap();
     out
 }
@@ -78,10 +82,14 @@ fn rows_are_found_by_number_newest_first_and_in_order_across_chunks_and_cleared_
     // Stopping early, and skipping.
     let mut seen = Vec::new();
     table
-        .scan_back(None, |n| n == 3000, |n, _| {
-            seen.push(n);
-            if seen.len() == 2 { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
-        })
+        .scan_back(
+            None,
+            |n| n == 3000,
+            |n, _| {
+                seen.push(n);
+                if seen.len() == 2 { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
+            },
+        )
         .unwrap();
     assert_eq!(seen, [2048, 1025]);
 

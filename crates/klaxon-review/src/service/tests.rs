@@ -72,10 +72,8 @@ fn a_row_gives_back_the_facts_it_was_made_of_also_once_saved_and_loaded() {
     }
     assert_eq!(rows.services.len(), 2, "each service interned once");
     let back = |rows: &TrendRows| {
-        let facts: Vec<IncidentFacts> = encoded
-            .iter()
-            .map(|(id, bytes)| rows.facts(*id, &TrendRow::decode(bytes).unwrap(), &catalog))
-            .collect();
+        let facts: Vec<IncidentFacts> =
+            encoded.iter().map(|(id, bytes)| rows.facts(*id, &TrendRow::decode(bytes).unwrap(), &catalog)).collect();
         facts
     };
     assert_eq!(back(&rows), all);
