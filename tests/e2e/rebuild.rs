@@ -308,6 +308,14 @@ fn a_rebuild_from_scratch_holds_open_work_while_it_folds_and_answers_as_one_that
                 written.open
             );
         }
+        // Review's evicted incidents are rows in its table, not in memory:
+        // its state counts them (written, each, at least once).
+        let reviews = evicting.reviews.reactor();
+        let (rows, writes, _) = reviews.read(|state| reviews.service().table_counts(state));
+        let evicted = reviews.progress().evicted;
+        eprintln!("review: {rows} trend rows on disk, {writes} slots written, {evicted} evicted");
+        assert!(rows <= evicted && rows >= evicted * 9 / 10, "{rows} rows, {evicted} evicted");
+        assert!(writes >= rows);
         let (evicted_aggregates, kept_aggregates) = (evicting.aggregates().await, kept.aggregates().await);
         assert!(evicted_aggregates.len() > 30, "the lists have pages");
         for (evicted, kept) in evicted_aggregates.iter().zip(&kept_aggregates) {
