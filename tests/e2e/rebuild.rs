@@ -1,13 +1,15 @@
-//! Bounded memory through a from-scratch rebuild (issue 19): paging, the
-//! executive notifier and review fold a long generated history (thousands
+//! Bounded memory through a from-scratch rebuild (issue 19): intake,
+//! paging, the executive notifier and review fold a long generated history (thousands
 //! of incidents over two years, almost all closed long ago; see
 //! `history.rs`) from position 1, with no snapshot, over a real sled log in
 //! a temporary folder, with the configuration the paging e2e tests run
 //! (webhooks to a real receiver) and a manual clock. While they fold, the
 //! most incidents each holds at once (`Progress::held_max`) stays within
 //! what it holds once caught up (open work) plus a small constant; and
-//! what they then answer, incident by incident and in aggregate, is what
-//! shells that never evict answer over the same log.
+//! what they then answer, incident by incident and in aggregate (intake's
+//! list pages with their filters, from its rows table; review's trends
+//! with theirs, from its rows table), is what services that never evict
+//! answer over the same log.
 //!
 //! (Here rather than in each service's crate: one history feeds the three,
 //! and the services do not depend on one another.)
@@ -17,7 +19,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use klaxon_domain::catalog::ServiceCatalogConfig;
-use klaxon_domain::ids::IncidentId;
+use klaxon_domain::ids::{IncidentId, ServiceName, Severity};
+use klaxon_domain::incident::Status;
 use klaxon_domain::notifier::NotifierSectionConfig;
 use klaxon_domain::oncall::SchedulesConfig;
 use klaxon_domain::paging::PagingFileConfig;
@@ -99,8 +102,10 @@ fn configs(paged: &Paged) -> Configs {
     }
 }
 
-/// Paging, the notifier and review over one log, folding it from scratch.
+/// Intake, paging, the notifier and review over one log, folding it from
+/// scratch.
 struct Shells {
+    intake: klaxon_intake::Handle,
     pager: klaxon_paging::Handle,
     notifier: klaxon_notifier::Handle,
     reviews: klaxon_review::Handle,
@@ -132,13 +137,19 @@ impl Shells {
         let mut pager = Pager::new(log.clone(), configs.pager.clone(), clock.shared());
         let mut notifier = Notifier::new(log.clone(), configs.notifier.clone(), clock.shared());
         let mut reviews = Reviews::new(log.clone(), configs.catalog.clone(), clock.shared());
+        let mut intake = klaxon_intake::Intake::new(log.clone(), Default::default(), clock.shared());
         if let Some(after) = after {
+            intake = intake.with_evict_closed_after(after);
             pager = pager.with_eviction(after);
             notifier = notifier.with_eviction(after);
             reviews = reviews.with_eviction(after);
         }
-        let (p, n, r) = (pager.handle(), notifier.handle(), reviews.handle());
+        let (p, n, r, i) = (pager.handle(), notifier.handle(), reviews.handle(), intake.handle());
         let tasks = vec![
+            tokio::spawn({
+                let stop = stop.clone();
+                async move { intake.run(stop).await.unwrap() }
+            }),
             tokio::spawn({
                 let stop = stop.clone();
                 async move { pager.run(stop).await.unwrap() }
@@ -152,7 +163,7 @@ impl Shells {
                 async move { reviews.run(stop).await.unwrap() }
             }),
         ];
-        Shells { pager: p, notifier: n, reviews: r, stop, tasks }
+        Shells { intake: i, pager: p, notifier: n, reviews: r, stop, tasks }
     }
 
     /// Waits until the three have processed the log's head and it holds
@@ -163,6 +174,14 @@ impl Shells {
             processed(self.pager.reactor(), head).await;
             processed(self.notifier.reactor(), head).await;
             processed(self.reviews.reactor(), head).await;
+            // Intake's barrier waits a few seconds at a time: again while
+            // it keeps folding.
+            for attempt in 0.. {
+                match self.intake.wait_for(head).await {
+                    Ok(()) => break,
+                    Err(e) => assert!(attempt < 100, "intake did not reach {head}: {e}"),
+                }
+            }
             if log.head() == head {
                 return head;
             }
@@ -198,11 +217,50 @@ impl Shells {
         [json(paging), json(notifier), dossier]
     }
 
-    /// What they answer over every incident: paging's counts and the
-    /// trend report of the whole history.
-    async fn aggregates(&self) -> String {
-        let trends = self.reviews.trends(now() - TimeDelta::days(800), now(), &TrendFilter::default()).await.unwrap();
-        format!("{:?} {}", self.pager.counts(), serde_json::to_string(&trends).unwrap())
+    /// What they answer over every incident: paging's counts, trend
+    /// reports of the whole history and of a quarter, unfiltered and by
+    /// service, team and severity, and intake's incident list, every page,
+    /// unfiltered and by status, severity and service.
+    async fn aggregates(&self) -> Vec<String> {
+        let mut answers = vec![format!("{:?}", self.pager.counts())];
+        let service = |s: &str| Some(ServiceName::new(s).unwrap());
+        let filters = [
+            TrendFilter::default(),
+            TrendFilter { service: service("payments"), ..Default::default() },
+            TrendFilter { team: Some("payments".into()), ..Default::default() },
+            TrendFilter { severity: Some(Severity::Sev4), ..Default::default() },
+            TrendFilter { severity: Some(Severity::Sev2), service: service("checkout"), ..Default::default() },
+        ];
+        for (from, to) in
+            [(now() - TimeDelta::days(800), now()), (now() - TimeDelta::days(200), now() - TimeDelta::days(110))]
+        {
+            for filter in &filters {
+                let trends = self.reviews.trends(from, to, filter).await.unwrap();
+                answers.push(serde_json::to_string(&trends).unwrap());
+            }
+        }
+        let lists = [
+            klaxon_intake::ListFilter::default(),
+            klaxon_intake::ListFilter { statuses: vec![Status::Closed], ..Default::default() },
+            klaxon_intake::ListFilter { statuses: vec![Status::Declared, Status::Resolved], ..Default::default() },
+            klaxon_intake::ListFilter { severities: vec![Severity::Sev2, Severity::Sev1], ..Default::default() },
+            klaxon_intake::ListFilter { service: service("payments"), ..Default::default() },
+            klaxon_intake::ListFilter { service: service("nowhere"), ..Default::default() },
+        ];
+        for filter in &lists {
+            let mut below = None;
+            for _ in 0..10_000 {
+                let (page, next) = self.intake.list(filter, 97, below).await.unwrap();
+                let numbers: Vec<u64> = page.iter().map(|i| i.id().number()).collect();
+                answers.push(format!("{filter:?} below {below:?}: {numbers:?} next {next:?}"));
+                answers.push(format!("{page:?}"));
+                below = next;
+                if below.is_none() {
+                    break;
+                }
+            }
+        }
+        answers
     }
 
     async fn stop(self) {
@@ -231,6 +289,7 @@ fn a_rebuild_from_scratch_holds_open_work_while_it_folds_and_answers_as_one_that
         for (service, p) in kept.progress() {
             assert_eq!(p.held, incidents, "{service} without eviction holds every incident: {p:?}");
         }
+        assert_eq!(kept.intake.held() as u64, incidents);
 
         // A rebuild from scratch with eviction: bounded by open work while
         // it folds, nothing new to write, and the same answers.
@@ -249,7 +308,25 @@ fn a_rebuild_from_scratch_holds_open_work_while_it_folds_and_answers_as_one_that
                 written.open
             );
         }
-        assert_eq!(evicting.aggregates().await, kept.aggregates().await);
+        // Review's evicted incidents are rows in its table, not in memory:
+        // its state counts them (written, each, at least once).
+        let reviews = evicting.reviews.reactor();
+        let (rows, writes, _) = reviews.read(|state| reviews.service().table_counts(state));
+        let evicted = reviews.progress().evicted;
+        eprintln!("review: {rows} trend rows on disk, {writes} slots written, {evicted} evicted");
+        assert!(rows <= evicted && rows >= evicted * 9 / 10, "{rows} rows, {evicted} evicted");
+        assert!(writes >= rows);
+        let (evicted_aggregates, kept_aggregates) = (evicting.aggregates().await, kept.aggregates().await);
+        assert!(evicted_aggregates.len() > 30, "the lists have pages");
+        for (evicted, kept) in evicted_aggregates.iter().zip(&kept_aggregates) {
+            assert_eq!(evicted, kept);
+        }
+        assert_eq!(evicted_aggregates.len(), kept_aggregates.len());
+        // Intake evicts by its clock's timer as it folds: by now (after
+        // thousands of queries) every due eviction is done.
+        let held = evicting.intake.held() as u64;
+        assert_eq!(held + evicting.intake.evicted() as u64, incidents, "intake");
+        assert!(held >= written.open && held < incidents / 4, "intake holds open work: {held}");
         for number in 1..=incidents {
             let id = IncidentId::from_number(number).unwrap();
             assert_eq!(evicting.answers(id).await, kept.answers(id).await, "incident {id}");
@@ -302,12 +379,18 @@ fn measure_review_snapshot_and_restart() {
             stop.cancel();
             task.await.unwrap();
             let bytes = std::fs::metadata(&file).unwrap().len();
+            // The evicted incidents' trend rows, beside it (a sparse file).
+            let rows = std::fs::metadata(dir.path().join("reviews.snap.rows")).unwrap();
+            let rows = {
+                use std::os::unix::fs::MetadataExt;
+                format!("rows table {} B ({} B on disk)", rows.len(), rows.blocks() * 512)
+            };
             // To look inside: a copy of the snapshot (a header, then JSON).
             if let Ok(keep) = std::env::var("KLAXON_MEASURE_KEEP") {
                 std::fs::copy(&file, keep).unwrap();
             }
             lines.push(format!(
-                "{run}: ready {wall:.2} s wall, {cpu:.2} s CPU; held {} evicted {}; snapshot after it {bytes} bytes",
+                "{run}: ready {wall:.2} s wall, {cpu:.2} s CPU; held {} evicted {}; snapshot after it {bytes} bytes, {rows}",
                 p.held, p.evicted
             ));
         }

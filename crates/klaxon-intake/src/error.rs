@@ -69,6 +69,10 @@ pub enum Error {
     /// The service is stopping or its projection is not keeping up.
     #[error("intake is unavailable: {0}")]
     Unavailable(String),
+    /// The table of the evicted incidents' rows failed, or a slot of it
+    /// does not check out.
+    #[error("intake's rows table: {0}")]
+    Rows(String),
 }
 
 impl From<klaxon_reactor::Error> for Error {
@@ -77,6 +81,7 @@ impl From<klaxon_reactor::Error> for Error {
             klaxon_reactor::Error::Log(e) => Error::Log(e),
             klaxon_reactor::Error::Undecodable { position, reason } => Error::UndecodableEvent { position, reason },
             e @ klaxon_reactor::Error::Unavailable { .. } => Error::Unavailable(e.to_string()),
+            e @ klaxon_reactor::Error::Table { .. } => Error::Rows(e.to_string()),
         }
     }
 }
@@ -93,7 +98,7 @@ impl Classify for Error {
             // Nothing is wrong with the request: the same call may succeed
             // when the other writers are done.
             Error::Contended { .. } => Class::Unavailable,
-            Error::UndecodableEvent { .. } => Class::Internal,
+            Error::UndecodableEvent { .. } | Error::Rows(_) => Class::Internal,
             Error::Log(e) => e.class(),
             Error::Unavailable(_) => Class::Unavailable,
         }

@@ -35,8 +35,10 @@ use klaxon_log::{
     Appended, EventData, EventKind, ExpectedVersion, Metadata, NewEvent, Position, Record, StreamVersion,
 };
 use klaxon_reactor::snapshot::{self, SnapshotFile};
+use klaxon_reactor::table::Table;
 use klaxon_reactor::{Clock, Live, decode, streams};
 use serde::{Deserialize, Serialize};
+use std::ops::ControlFlow;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -188,7 +190,7 @@ pub struct Intake {
 /// The version of the shape of [`Projection`] in snapshots: bump it whenever
 /// what it serializes to, or what a fold makes of it, changes (an old
 /// snapshot is then ignored and the projection rebuilt).
-pub const SNAPSHOT_SCHEMA: u32 = 2;
+pub const SNAPSHOT_SCHEMA: u32 = 3;
 
 /// Everything intake folds, as one value: what snapshots hold, what
 /// [`Handle::folded`] copies out, and what a rebuild from the log folds
@@ -199,7 +201,7 @@ pub struct Projection {
     incidents: Incidents,
     pages: std::collections::HashMap<IncidentId, PageFacts>,
     threads: crate::smtp::threads::Threads,
-    /// The evicted incidents' rows and the candidates for eviction (schema 2).
+    /// The evicted incidents' count, rows table epoch and interned services, and the candidates for eviction (schema 2; the rows in the table: schema 3).
     memory: Memory,
 }
 
@@ -258,7 +260,8 @@ fn fold_into(
         }
         changed = Some((event.incident, parts.incidents.get(event.incident).map_or(0, Incident::version)));
     } else if let Some(event) = decode::event::<PageChange>(record)? {
-        if !parts.memory.is_evicted(event.incident.number()) {
+        let held = parts.incidents.get(event.incident).is_some();
+        if held || !parts.memory.is_evicted(event.incident.number())? {
             fold_page(parts.pages, &event);
         }
     }
@@ -456,10 +459,38 @@ impl Intake {
             Some(_) => self.handle.log.head().await?,
             None => Position::ZERO,
         };
-        if let Some((file, _)) = &self.snapshots {
-            if let Some(loaded) =
+        let mut loaded = match &self.snapshots {
+            Some((file, _)) => {
                 snapshot::resume::<Projection>(file, SNAPSHOT_SCHEMA, &self.handle.log, head, "intake").await
-            {
+            }
+            None => None,
+        };
+        // The evicted incidents' rows: beside the snapshot, or in an
+        // anonymous file when only eviction is on. A snapshot goes only
+        // with the table it was saved with; a rebuild empties it.
+        let table = match (&self.snapshots, self.evict_after) {
+            (Some((file, _)), _) => Some(Table::beside(Some(file.path()))),
+            (None, Some(_)) => Some(Table::anonymous()),
+            (None, None) => None,
+        };
+        let table = table.transpose().map_err(|e| Error::Rows(e.to_string()))?.map(Arc::new);
+        if let (Some(resumed), Some(table)) = (loaded.as_mut(), &table) {
+            if !resumed.state.memory.open(table.clone(), true).map_err(|e| Error::Rows(e.to_string()))? {
+                tracing::warn!(
+                    service = "intake",
+                    "snapshot ignored (its rows table is not there); rebuilding from the log"
+                );
+                loaded = None;
+            }
+        }
+        if loaded.is_none() {
+            if let Some(table) = &table {
+                let mut memory = shared.memory.write().expect("memory lock");
+                memory.open(table.clone(), false).map_err(|e| Error::Rows(e.to_string()))?;
+            }
+        }
+        {
+            if let Some(loaded) = loaded {
                 *shared.incidents.write().expect("projection lock") = loaded.state.incidents;
                 *shared.pages.write().expect("pages lock") = loaded.state.pages;
                 *shared.threads.write().expect("threads lock") = loaded.state.threads;
@@ -533,10 +564,14 @@ impl Intake {
             "the projection must see every position once, in order"
         );
         // An evicted incident is put back (read from the log) before its
-        // next event folds onto it.
+        // next event folds onto it: an event after the first of an
+        // incident the projection does not hold is one (this needs no
+        // read of the table, and holds also when a crash left the table
+        // ahead of the snapshot resumed from).
         let incident = decode::incident(record)?;
         if let Some(event) = &incident {
-            if shared.memory.read().expect("memory lock").is_evicted(event.incident.number()) {
+            let held = shared.incidents.read().expect("projection lock").get(event.incident).is_some();
+            if !held && record.version.0 > 1 {
                 self.restore(event.incident, record).await?;
             }
         }
@@ -617,9 +652,13 @@ impl Intake {
         let mut pages = shared.pages.write().expect("pages lock");
         for number in &due {
             let id = IncidentId::from_number(*number).expect("a folded incident's number is valid");
-            let incident = incidents.remove(id).expect("a candidate for eviction is held");
+            let incident = incidents.get(id).expect("a candidate for eviction is held");
             debug_assert!(!incident.is_open(), "only Resolved or Closed incidents are evicted");
-            memory.evict(&incident);
+            if let Err(e) = memory.evict(incident) {
+                tracing::warn!(service = "intake", incident = %id, error = %e, "row not written; the incident stays in memory");
+                continue;
+            }
+            incidents.remove(id);
             pages.remove(&id);
         }
         shared.evicted.send_replace(memory.evicted_count());
@@ -634,7 +673,12 @@ impl Intake {
         let shared = &self.handle.shared;
         let folded = self.handle.folded().1;
         shared.snapshot.send_replace(position);
-        Some(tokio::task::spawn_blocking(move || match file.save(SNAPSHOT_SCHEMA, position, id, &folded) {
+        // The rows the snapshot counts on are durable before it.
+        let save = move |file: &SnapshotFile| {
+            folded.memory.table().map_or(Ok(()), |table| table.persist())?;
+            file.save(SNAPSHOT_SCHEMA, position, id, &folded)
+        };
+        Some(tokio::task::spawn_blocking(move || match save(&file) {
             Ok(()) => tracing::info!(service = "intake", %position, "snapshot saved"),
             Err(e) => {
                 tracing::warn!(service = "intake", %position, error = %e, path = %file.path().display(), "snapshot not saved")
@@ -743,7 +787,7 @@ impl Handle {
                     return Ok(Some(mine.clone()));
                 }
                 (_, Some(folded)) => return Ok(Some(folded.clone())),
-                (_, None) => self.shared.memory.read().expect("memory lock").is_evicted(id.number()),
+                (_, None) => self.shared.memory.read().expect("memory lock").is_evicted(id.number())?,
             }
         };
         if !evicted {
@@ -820,8 +864,10 @@ impl Handle {
             (filter.statuses.is_empty() || filter.statuses.contains(&status))
                 && (filter.severities.is_empty() || severity.is_some_and(|s| filter.severities.contains(&s)))
         };
-        // The held incidents and the evicted ones' rows, merged newest
-        // first; evicted ones are read from the log once the page is known.
+        // The held incidents and the evicted ones' rows (the table read
+        // backwards from `below`, a buffer of slots at a time, until a page
+        // and one more match), merged newest first; evicted ones are read
+        // from the log once the page is known.
         let (rows, more) = {
             let incidents = self.shared.incidents.read().expect("projection lock");
             let memory = self.shared.memory.read().expect("memory lock");
@@ -833,11 +879,20 @@ impl Handle {
                         && (filter.service.is_none() || i.service() == filter.service.as_ref())
                 })
                 .peekable();
-            let mut evicted = memory
-                .newest_first(below)
-                .filter(|(_, e)| admits(e.status, e.severity) && service.is_none_or(|s| s.is_some() && e.service == s))
-                .map(|(n, _)| n)
-                .peekable();
+            // Evicted incidents are Resolved or Closed.
+            let closed = filter.statuses.is_empty()
+                || filter.statuses.iter().any(|s| matches!(s, Status::Resolved | Status::Closed));
+            let mut matching = Vec::new();
+            if let Some(table) = memory.table().filter(|_| memory.evicted_count() > 0 && closed) {
+                let is_held = |n: u64| IncidentId::from_number(n).is_ok_and(|id| incidents.get(id).is_some());
+                table.scan_back(below, is_held, |n, e| {
+                    if admits(e.status, e.severity) && service.is_none_or(|s| s.is_some() && e.service == s) {
+                        matching.push(n);
+                    }
+                    if matching.len() > page_size { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
+                })?;
+            }
+            let mut evicted = matching.into_iter().peekable();
             let mut next = || match (held.peek(), evicted.peek()) {
                 (Some(h), Some(e)) if h.id().number() > *e => held.next().cloned().map(Ok),
                 (Some(_), None) => held.next().cloned().map(Ok),

@@ -13,6 +13,15 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// A service's rows table (`crate::table`) failed or holds a slot that
+    /// does not check out.
+    #[error("rows table {path}: {reason}")]
+    Table {
+        /// The file.
+        path: String,
+        /// What went wrong.
+        reason: String,
+    },
     /// The service is stopping or not keeping up with the log.
     #[error("{service} is unavailable: {reason}")]
     Unavailable {
@@ -36,7 +45,7 @@ impl klaxon_domain::class::Classify for Error {
         use klaxon_domain::class::Class;
         match self {
             Error::Log(e) => e.class(),
-            Error::Undecodable { .. } => Class::Internal,
+            Error::Undecodable { .. } | Error::Table { .. } => Class::Internal,
             Error::Unavailable { .. } => Class::Unavailable,
         }
     }

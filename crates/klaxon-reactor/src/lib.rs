@@ -18,6 +18,8 @@
 //!   derived [`Ids`] and a [`Trace`].
 //! - [`snapshot`]: a service's state saved at a log position
 //!   ([`SnapshotFile`]), checked on reading, ignored when in doubt.
+//! - [`table`]: rows of incidents no longer held in memory, one
+//!   checksummed slot per incident number in a file beside the snapshot.
 //! - [`claim`]: how replicas share deliveries: a claim through the log
 //!   that only one replica wins, held for a lease ([`Claims`]).
 //! - [`clock`]: [`Clock`], [`SystemClock`] and the [`ManualClock`] tests
@@ -36,6 +38,7 @@ pub mod live;
 pub mod shell;
 pub mod snapshot;
 pub mod streams;
+pub mod table;
 
 pub use claim::{Claim, Claims, ReplicaId};
 pub use clock::{Clock, ManualClock, SystemClock, system_clock};
@@ -45,3 +48,4 @@ pub use error::Error;
 pub use live::Live;
 pub use shell::{ClaimCounts, Handle, Progress, Reactor, Service, note_latest};
 pub use snapshot::SnapshotFile;
+pub use table::{Row, Table};

@@ -167,6 +167,31 @@ pub trait Service: Send + Sync + 'static {
     /// second time and must not be merged). Afterwards `state` must hold
     /// for the incident exactly what it would had it never been evicted.
     fn adopt(&self, _state: &mut Self::State, _from: Self::State, _incident: IncidentId) {}
+
+    /// Called once at start, before the first record is folded, with the
+    /// state resumed from a snapshot (`resumed`) or the fresh one a
+    /// rebuild from scratch folds into; `snapshot` is where snapshots are
+    /// saved, if they are. A service that keeps part of its state outside
+    /// the snapshot (review's rows table, `crate::table`) opens it here,
+    /// and returns `false` to refuse a resumed state whose outside part is
+    /// not the one it was saved with: the shell then rebuilds from scratch
+    /// and calls it again with a fresh state.
+    fn open(
+        &self,
+        _state: &mut Self::State,
+        _snapshot: Option<&std::path::Path>,
+        _resumed: bool,
+    ) -> Result<bool, Error> {
+        Ok(true)
+    }
+
+    /// Makes durable what a snapshot of the state counts on outside it (a
+    /// rows table): called off the loop, after the state is copied and
+    /// before the snapshot is written; an error leaves the previous
+    /// snapshot in place. Blocking.
+    fn persist(&self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Where a service is in the log.
@@ -398,8 +423,23 @@ impl<S: Service> Reactor<S> {
         };
         let start_head = inner.bus.head().await?;
         let mut run = Run::new(checkpoint, start_head);
-        if let Some(loaded) = inner.resume(start_head).await {
-            run.resume(&inner, loaded);
+        let snapshot_path = inner.snapshots.as_ref().map(|(file, _)| file.path().to_owned());
+        let mut loaded = inner.resume(start_head).await;
+        if let Some(resumed) = loaded.as_mut() {
+            if !inner.service.open(&mut resumed.state.state, snapshot_path.as_deref(), true)? {
+                tracing::warn!(
+                    service = S::NAME,
+                    "snapshot ignored (its rows table is not there); rebuilding from the log"
+                );
+                loaded = None;
+            }
+        }
+        match loaded {
+            Some(loaded) => run.resume(&inner, loaded),
+            None => {
+                let mut state = inner.state.write().expect("state lock");
+                inner.service.open(&mut state, snapshot_path.as_deref(), false)?;
+            }
         }
         let mut subscription = inner.bus.subscribe(run.applied.next());
         let deliveries = Arc::new(Semaphore::new(DELIVERIES_MAX));
@@ -916,7 +956,7 @@ impl Run {
     /// cloned under the read lock, serialized and written by a blocking
     /// task (never on the loop). A failed save is logged; the previous
     /// snapshot stays.
-    fn snapshot<S: Service>(&mut self, inner: &Inner<S>) -> Option<JoinHandle<()>> {
+    fn snapshot<S: Service>(&mut self, inner: &Arc<Inner<S>>) -> Option<JoinHandle<()>> {
         let (file, _) = inner.snapshots.clone()?;
         if self.applied == Position::ZERO {
             return None;
@@ -933,7 +973,13 @@ impl Run {
         };
         let (position, id) = (self.applied, self.last_id);
         self.snapshot_at = position;
-        Some(tokio::task::spawn_blocking(move || match file.save(S::SCHEMA, position, id, &saved) {
+        let inner = inner.clone();
+        // What the state counts on outside the snapshot is durable first.
+        let save = move |file: &SnapshotFile| {
+            inner.service.persist()?;
+            file.save(S::SCHEMA, position, id, &saved)
+        };
+        Some(tokio::task::spawn_blocking(move || match save(&file) {
             Ok(()) => tracing::info!(service = S::NAME, %position, "snapshot saved"),
             Err(e) => {
                 tracing::warn!(service = S::NAME, %position, error = %e, path = %file.path().display(), "snapshot not saved")

@@ -15,7 +15,7 @@ use klaxon_domain::review::{
     ReviewEvent, SloBreaches, TimelineEntry, TrendFilter, TrendReport, TrendSummary, decide_review,
 };
 use klaxon_log::{EventData, EventKind, ExpectedVersion, Metadata, NewEvent, Record, StreamVersion};
-use klaxon_reactor::{Append, Cause, Clock, Decoded, Effect, Ids, Live, Reactor, streams};
+use klaxon_reactor::{Append, Cause, Clock, Decoded, Effect, Ids, Live, Reactor, Row, Table, streams};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -83,22 +83,29 @@ pub struct Handle {
 /// The review service as the shell runs it, with the service catalog that
 /// gives trend reports the team of incidents whose events recorded none
 /// (replaceable while it runs: a configuration reload; each query takes
-/// it once).
+/// it once), and the table of the evicted incidents' [`TrendRow`]s
+/// (opened by the shell at start, beside the snapshot, or anonymous
+/// without snapshots).
 pub struct Reviewing {
     catalog: Live<ServiceCatalog>,
+    rows: std::sync::OnceLock<Table<TrendRow>>,
 }
 
 /// What the review service folds: each held incident's [`Dossier`] and
 /// [`TrendSummary`]; of an evicted incident only a fixed-size [`TrendRow`]
-/// (what trends count it by) and, while its review has an open action item,
-/// its action items (what [`Handle::action_items`] lists). Memory follows
-/// open work: a finished incident leaves as a row of a few dozen bytes.
+/// (what trends count it by), on disk in the rows table
+/// (`klaxon_reactor::table`, one slot per incident number), and, while its
+/// review has an open action item, its action items (what
+/// [`Handle::action_items`] lists). Memory follows open work: a finished
+/// incident leaves nothing in memory but its action items while one is
+/// open.
 #[derive(Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct State {
     dossiers: HashMap<IncidentId, Dossier>,
     /// The held incidents' trend summaries (still folding).
     summaries: HashMap<IncidentId, TrendSummary>,
-    /// The evicted incidents' trend facts, compact.
+    /// The evicted incidents' trend rows: the table's epoch, how many
+    /// rows it holds, the service names they intern.
     trends: TrendRows,
     /// The action items of each evicted incident whose review has an open
     /// one (a held incident's are in its dossier).
@@ -113,8 +120,9 @@ pub struct State {
 /// nanoseconds (`-1`: none), the service as an id into
 /// [`TrendRows::services`] (`0`: none), the team its events recorded as an
 /// id into [`TrendRows::teams`] (`0`: none recorded, the team is taken
-/// from the catalog at query time, as for a held incident). Saved as one
-/// JSON array.
+/// from the catalog at query time, as for a held incident). Kept in the
+/// rows table ([`Row`]: 94 bytes, little-endian, in field order, the severity as 0
+/// for none or 1 to 4); its JSON form (one array) is for tests and tools.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(from = "RowTuple", into = "RowTuple")]
 pub struct TrendRow {
@@ -155,11 +163,68 @@ impl From<TrendRow> for RowTuple {
     }
 }
 
-/// The evicted incidents' [`TrendRow`]s and the service names they
-/// intern; saved as the names and a list of `[id, row]`.
+impl Row for TrendRow {
+    const LEN: usize = 1 + 4 + 8 + 4 + 5 * 8 + 8 * 4 + 1 + 4;
+    const KIND: [u8; 8] = *b"trend-v2";
+
+    fn encode(&self, out: &mut [u8]) {
+        let mut at = 0;
+        let mut put = |bytes: &[u8]| {
+            out[at..at + bytes.len()].copy_from_slice(bytes);
+            at += bytes.len();
+        };
+        let severity = self.severity.map_or(0, |s| 1 + Severity::ALL.iter().position(|a| *a == s).unwrap_or(0) as u8);
+        put(&[severity]);
+        put(&self.service.to_le_bytes());
+        put(&self.first_reported_secs.to_le_bytes());
+        put(&self.first_reported_nanos.to_le_bytes());
+        for d in self.durations {
+            put(&d.to_le_bytes());
+        }
+        for c in self.counts {
+            put(&c.to_le_bytes());
+        }
+        put(&[self.noise]);
+        put(&self.team.to_le_bytes());
+    }
+
+    fn decode(bytes: &[u8]) -> Option<TrendRow> {
+        let mut at = 0;
+        let mut take = |n: usize| {
+            let slice = bytes.get(at..at + n);
+            at += n;
+            slice
+        };
+        let severity = match take(1)?[0] {
+            0 => None,
+            n => Some(*Severity::ALL.get(usize::from(n) - 1)?),
+        };
+        let service = u32::from_le_bytes(take(4)?.try_into().ok()?);
+        let first_reported_secs = i64::from_le_bytes(take(8)?.try_into().ok()?);
+        let first_reported_nanos = u32::from_le_bytes(take(4)?.try_into().ok()?);
+        let mut durations = [0i64; 5];
+        for d in &mut durations {
+            *d = i64::from_le_bytes(take(8)?.try_into().ok()?);
+        }
+        let mut counts = [0u32; 8];
+        for c in &mut counts {
+            *c = u32::from_le_bytes(take(4)?.try_into().ok()?);
+        }
+        let noise = take(1)?[0];
+        let team = u32::from_le_bytes(take(4)?.try_into().ok()?);
+        DateTime::from_timestamp(first_reported_secs, first_reported_nanos)?;
+        Some(TrendRow { severity, service, first_reported_secs, first_reported_nanos, durations, counts, noise, team })
+    }
+}
+
+/// What the state keeps of the evicted incidents' [`TrendRow`]s (the rows
+/// themselves are in the rows table): the table's epoch (a snapshot goes
+/// only with the table it was saved with), how many rows it holds, and
+/// the service and team names they intern (as many as the catalogs had).
 #[derive(Clone, Default)]
 pub struct TrendRows {
-    rows: HashMap<IncidentId, TrendRow>,
+    epoch: u64,
+    count: u64,
     /// Service `n` of a row is `services[n - 1]`.
     services: Vec<ServiceName>,
     ids: HashMap<ServiceName, u32>,
@@ -170,26 +235,16 @@ pub struct TrendRows {
 
 #[derive(serde::Serialize, serde::Deserialize)]
 struct SavedRows {
+    epoch: u64,
+    count: u64,
     services: Vec<ServiceName>,
-    rows: Vec<(IncidentId, TrendRow)>,
     teams: Vec<String>,
 }
 
 impl serde::Serialize for TrendRows {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeStruct;
-        let mut s = serializer.serialize_struct("SavedRows", 3)?;
-        s.serialize_field("services", &self.services)?;
-        s.serialize_field("rows", &Rows(&self.rows))?;
-        s.serialize_field("teams", &self.teams)?;
-        return s.end();
-
-        struct Rows<'a>(&'a HashMap<IncidentId, TrendRow>);
-        impl serde::Serialize for Rows<'_> {
-            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-                serializer.collect_seq(self.0.iter())
-            }
-        }
+        SavedRows { epoch: self.epoch, count: self.count, services: self.services.clone(), teams: self.teams.clone() }
+            .serialize(serializer)
     }
 }
 
@@ -198,13 +253,7 @@ impl<'de> serde::Deserialize<'de> for TrendRows {
         let saved = SavedRows::deserialize(deserializer)?;
         let ids = saved.services.iter().zip(1..).map(|(s, n)| (s.clone(), n)).collect();
         let team_ids = saved.teams.iter().zip(1..).map(|(t, n)| (t.clone(), n)).collect();
-        Ok(TrendRows {
-            rows: saved.rows.into_iter().collect(),
-            services: saved.services,
-            ids,
-            teams: saved.teams,
-            team_ids,
-        })
+        Ok(TrendRows { epoch: saved.epoch, count: saved.count, services: saved.services, ids, teams: saved.teams, team_ids })
     }
 }
 
@@ -302,14 +351,43 @@ impl TrendRows {
     }
 }
 
+impl Reviewing {
+    /// The rows table (opened by the shell before the first fold).
+    fn rows(&self) -> &Table<TrendRow> {
+        self.rows.get().expect("the shell opens the rows table before folding")
+    }
+
+    /// Calls `f` with each evicted incident's row in the table, by
+    /// number; the slots of incidents `state` holds are passed over (one
+    /// read back since, or one a crash tore after the snapshot).
+    fn scan_rows(&self, state: &State, mut f: impl FnMut(IncidentId, TrendRow)) -> Result<(), Error> {
+        let Some(table) = self.rows.get() else { return Ok(()) };
+        let held = |n: u64| IncidentId::from_number(n).is_ok_and(|id| state.summaries.contains_key(&id));
+        table.scan(held, |n, row| {
+            if let Ok(id) = IncidentId::from_number(n) {
+                f(id, row);
+            }
+        })?;
+        Ok(())
+    }
+
+    /// The rows table's counts: rows the state says it holds, slots
+    /// written and read since open (for tests and benches).
+    pub fn table_counts(&self, state: &State) -> (u64, u64, u64) {
+        let (writes, reads) = self.rows.get().map_or((0, 0), Table::counts);
+        (state.trends.count, writes, reads)
+    }
+}
+
 impl klaxon_reactor::Service for Reviewing {
     type State = State;
     type Then = ();
     const NAME: &'static str = "reviews";
     /// 2: each incident's latest event time (for eviction). 3: evicted
-    /// incidents as compact trend rows and open action items. 4: the team
-    /// an incident's events recorded, in summaries and rows.
-    const SCHEMA: u32 = 4;
+    /// incidents as compact trend rows and open action items. 4: the
+    /// rows in the rows table, the state keeping its epoch and count. 5:
+    /// the team an incident's events recorded, in summaries and rows.
+    const SCHEMA: u32 = 5;
 
     fn fold(&self, state: &mut State, record: &Record) -> Result<Option<IncidentId>, klaxon_reactor::Error> {
         let (id, at) = match Decoded::of(record)? {
@@ -364,11 +442,13 @@ impl klaxon_reactor::Service for Reviewing {
         state.latest.remove(&id);
         if let Some(summary) = state.summaries.remove(&id) {
             let catalog = self.catalog.get();
-            match summary.facts(id, &catalog).and_then(|facts| state.trends.row(&facts, summary.recorded_team())) {
-                Some(row) => {
-                    state.trends.rows.insert(id, row);
-                }
-                None => {
+            let row = summary.facts(id, &catalog).and_then(|facts| state.trends.row(&facts, summary.recorded_team()));
+            match row.map(|row| self.rows().put(id.number(), &row)) {
+                Some(Ok(())) => state.trends.count += 1,
+                failed => {
+                    if let Some(Err(e)) = failed {
+                        tracing::warn!(service = "reviews", incident = %id, error = %e, "trend row not written; the summary stays in memory");
+                    }
                     state.summaries.insert(id, summary);
                 }
             }
@@ -382,10 +462,51 @@ impl klaxon_reactor::Service for Reviewing {
         state.dossiers.extend(from.dossiers.remove(&id).map(|d| (id, d)));
         state.latest.extend(from.latest.remove(&id).map(|l| (id, l)));
         if let Some(summary) = from.summaries.remove(&id) {
-            state.trends.rows.remove(&id);
-            state.summaries.insert(id, summary);
+            // Left as a row (not with its summary): the slot is emptied.
+            // Were that to fail, the row would still never count: a held
+            // incident's slot is passed over, and written again whole when
+            // it leaves again.
+            if state.summaries.insert(id, summary).is_none() {
+                state.trends.count = state.trends.count.saturating_sub(1);
+                if let Err(e) = self.rows().clear(id.number()) {
+                    tracing::warn!(service = "reviews", incident = %id, error = %e, "trend row not cleared");
+                }
+            }
         }
         state.open_items.remove(&id);
+    }
+
+    /// Opens the rows table beside the snapshot (anonymous without one):
+    /// a resumed state goes with it only when it was saved with the
+    /// table's epoch (or had no row); a rebuild from scratch empties it.
+    fn open(
+        &self,
+        state: &mut State,
+        snapshot: Option<&std::path::Path>,
+        resumed: bool,
+    ) -> Result<bool, klaxon_reactor::Error> {
+        let table = match self.rows.get() {
+            Some(table) => table,
+            None => {
+                let table = Table::beside(snapshot).map_err(|e| klaxon_reactor::Error::Table {
+                    path: format!("{snapshot:?}.rows"),
+                    reason: e.to_string(),
+                })?;
+                self.rows.get_or_init(|| table)
+            }
+        };
+        if resumed && state.trends.count > 0 {
+            return Ok(table.epoch() != 0 && table.epoch() == state.trends.epoch);
+        }
+        let path = format!("{:?}", table.path());
+        state.trends.epoch = table.reset().map_err(|e| klaxon_reactor::Error::Table { path, reason: e.to_string() })?;
+        state.trends.count = 0;
+        Ok(true)
+    }
+
+    /// The rows written since the last snapshot are synced before it.
+    fn persist(&self) -> std::io::Result<()> {
+        self.rows.get().map_or(Ok(()), Table::persist)
     }
 
     /// The review a resolution owes, appended with an id derived from the
@@ -404,7 +525,8 @@ impl Reviews {
     /// events recorded none from `catalog` (a [`Live`] the caller keeps a
     /// clone of and sets on a configuration reload).
     pub fn new(log: impl Into<Bus>, catalog: impl Into<Live<ServiceCatalog>>, clock: Arc<dyn Clock>) -> Reviews {
-        Reviews { reactor: Reactor::new(log, Reviewing { catalog: catalog.into() }, clock) }
+        let reviewing = Reviewing { catalog: catalog.into(), rows: std::sync::OnceLock::new() };
+        Reviews { reactor: Reactor::new(log, reviewing, clock) }
     }
 
     /// Saves its state to `file` every `every` records and at a clean
@@ -624,20 +746,24 @@ impl Handle {
     pub async fn action_items(&self, open_only: bool) -> Result<Vec<ActionItem>, Error> {
         self.reactor.caught_up().await?;
         let keep = |i: &ActionItem| !open_only || !i.is_completed();
-        let (mut items, not_held): (Vec<ActionItem>, Vec<IncidentId>) = self.reactor.read(|state| {
-            let held = state.dossiers.values().filter_map(Dossier::review).flat_map(Review::action_items);
-            let items = held.chain(state.open_items.values().flatten()).filter(|i| keep(i)).cloned().collect();
-            let not_held = if open_only {
-                Vec::new()
-            } else {
-                let evicted = state.summaries.keys().chain(state.trends.rows.keys());
-                evicted
-                    .filter(|id| !state.dossiers.contains_key(id) && !state.open_items.contains_key(id))
-                    .copied()
-                    .collect()
-            };
-            (items, not_held)
-        });
+        let reviewing = self.reactor.service();
+        let (mut items, not_held) =
+            self.reactor.read(|state| -> Result<(Vec<ActionItem>, Vec<IncidentId>), Error> {
+                let held = state.dossiers.values().filter_map(Dossier::review).flat_map(Review::action_items);
+                let items = held.chain(state.open_items.values().flatten()).filter(|i| keep(i)).cloned().collect();
+                let mut not_held = Vec::new();
+                if !open_only {
+                    let evicted =
+                        |id: &IncidentId| !state.dossiers.contains_key(id) && !state.open_items.contains_key(id);
+                    not_held.extend(state.summaries.keys().filter(|id| evicted(id)).copied());
+                    reviewing.scan_rows(state, |id, _| {
+                        if evicted(&id) {
+                            not_held.push(id);
+                        }
+                    })?;
+                }
+                Ok((items, not_held))
+            })?;
         let bus = self.reactor.bus();
         for id in not_held {
             let stream = streams::review(id);
@@ -679,21 +805,34 @@ impl Handle {
         filter: &TrendFilter,
     ) -> Result<TrendReport, Error> {
         let catalog = self.reactor.service().catalog.get();
-        let unknown = |facts: &[IncidentFacts]| {
-            filter.team.as_ref().filter(|t| {
-                !catalog.services().any(|s| s.team() == t.as_str())
-                    && !facts.iter().any(|f| f.team.as_deref() == Some(t.as_str()))
-            })
-        };
+        let catalog = &*catalog;
         self.reactor.caught_up().await?;
-        let facts: Vec<IncidentFacts> = self.reactor.read(|state| {
-            let held = state.summaries.iter().filter_map(|(id, summary)| summary.facts(*id, &catalog));
-            let rows = &state.trends;
-            held.chain(rows.rows.iter().map(|(id, row)| rows.facts(*id, row, &catalog))).collect()
-        });
-        if let Some(team) = unknown(&facts) {
-            return Err(Self::unknown_team(team));
-        }
+        // The held incidents' summaries, then the rows table read through
+        // (a buffer of slots at a time), under the state's read lock (so
+        // no incident moves between the two); only the facts the report
+        // counts are kept.
+        let reviewing = self.reactor.service();
+        let facts = self.reactor.read(|state| -> Result<Vec<IncidentFacts>, Error> {
+            let counts =
+                |f: &IncidentFacts| from <= f.first_reported_at && f.first_reported_at < to && filter.admits(f);
+            if let Some(team) = filter.team.as_deref() {
+                let known = catalog.services().any(|s| s.team() == team)
+                    || state.trends.teams.iter().any(|t| t == team)
+                    || state.summaries.values().any(|s| s.recorded_team() == Some(team));
+                if !known {
+                    return Err(Self::unknown_team(team));
+                }
+            }
+            let held = state.summaries.iter().filter_map(|(id, summary)| summary.facts(*id, catalog));
+            let mut facts: Vec<IncidentFacts> = held.filter(|f| counts(f)).collect();
+            reviewing.scan_rows(state, |id, row| {
+                let f = state.trends.facts(id, &row, catalog);
+                if counts(&f) {
+                    facts.push(f);
+                }
+            })?;
+            Ok(facts)
+        })?;
         Ok(TrendReport::compute(&facts, from, to, filter))
     }
 

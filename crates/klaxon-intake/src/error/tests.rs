@@ -27,9 +27,10 @@ fn row(e: &Error) -> (usize, Code, H) {
         Error::UndecodableEvent { .. } => (7, Code::Internal, H::INTERNAL_SERVER_ERROR),
         Error::Log(_) => (8, Code::Unavailable, H::SERVICE_UNAVAILABLE),
         Error::Unavailable(_) => (9, Code::Unavailable, H::SERVICE_UNAVAILABLE),
+        Error::Rows(_) => (10, Code::Internal, H::INTERNAL_SERVER_ERROR),
     }
 }
-const ROWS: usize = 10;
+const ROWS: usize = 11;
 
 #[test]
 fn every_intake_error_has_one_row() {
@@ -53,6 +54,7 @@ fn every_intake_error_has_one_row() {
         Error::UndecodableEvent { position: Position(9), reason: "unknown kind".into() },
         Error::Log(klaxon_log::Error::Closed),
         Error::Unavailable("stopping".into()),
+        Error::Rows("slot 7 fails its checksum".into()),
     ];
     let mut seen = BTreeSet::new();
     for e in &examples {
