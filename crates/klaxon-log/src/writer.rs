@@ -16,6 +16,16 @@
 //! itself (the same flush, sync, publish and answers, under the same lock):
 //! a lone append then waits for one thread handoff fewer.
 //!
+//! The lone append needs no writer thread at all: the writer's state and
+//! the round lock are shared ([`Committer`]), and an appender that finds
+//! the queue empty and the sync thread with nothing outstanding commits its
+//! append on its own thread ([`Committer::commit_lone`]: the same group
+//! code under the writer lock, the same round under the round lock; see
+//! `Log::append`). Whoever holds the writer lock applies; whoever holds the
+//! round lock flushes, syncs, publishes and then (after releasing it)
+//! answers. Positions are given out under the writer lock only, so they
+//! stay gapless whoever applies.
+//!
 //! The syncer takes every group handed over so far, flushes sled, syncs the
 //! files (see `durability`), publishes the new durable head, and only then
 //! answers every request of those groups. A flush covers everything applied
@@ -29,7 +39,8 @@
 //! gathered in the tail, the syncer wakes the **indexer** thread, which
 //! writes them behind the records in one batch while the next groups are
 //! applied and synced (so a batch of 8,192 records' entries never holds up
-//! a flush and its answers); at close the syncer writes the rest.
+//! a flush and its answers), then merges id runs if due (see `idfilter`);
+//! at close the syncer writes the rest.
 //!
 //! Before a group is applied, the writer checks its ids against the
 //! [`IdFilter`] first: a fresh id, the common case, is answered "absent"
