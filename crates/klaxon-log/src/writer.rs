@@ -46,7 +46,7 @@
 //! [`IdFilter`] first: a fresh id, the common case, is answered "absent"
 //! there without reading the id index.
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -244,7 +244,17 @@ pub(crate) struct Committer {
     /// `Applied` handoffs whose round the sync thread has answered.
     answered: AtomicU64,
     stats: Arc<crate::LogStats>,
+    /// See [`LoneMode`]; set by whoever ends a round.
+    lone: Arc<LoneMode>,
 }
+
+/// Whether the last round answered at most one request: the log is being
+/// used one append at a time. After a round that answered several, their
+/// appenders are likely to append again at once, and the first of them to
+/// commit alone would make the others wait for its sync instead of sharing
+/// one: they queue for the writer thread, which groups them.
+#[derive(Default)]
+struct LoneMode(AtomicBool);
 
 impl Writer {
     /// Starts the index thread and returns the state to share between the
@@ -260,12 +270,14 @@ impl Writer {
             self.ids.clone(),
         );
         let stats = self.stats.clone();
+        let lone = rounds.lone.clone();
         Arc::new(Committer {
             core: Mutex::new(self),
             rounds: Mutex::new(rounds),
             handed: AtomicU64::new(0),
             answered: AtomicU64::new(0),
             stats,
+            lone,
         })
     }
 }
@@ -282,7 +294,7 @@ impl Committer {
     /// [`Committer::commit_lone`] (a cheap check before it prepares to
     /// block; `commit_lone` checks again under the locks).
     pub(crate) fn looks_idle(&self) -> bool {
-        self.sync_thread_idle()
+        self.sync_thread_idle() && self.lone.0.load(Ordering::Acquire)
     }
 
     /// Commits a lone append on the caller's thread, exactly as the writer
@@ -295,7 +307,7 @@ impl Committer {
     /// for the flush and sync: call it where blocking is allowed.
     pub(crate) fn commit_lone(&self, request: Request) -> Result<(), Request> {
         let Ok(mut rounds) = self.rounds.try_lock() else { return Err(request) };
-        if !self.sync_thread_idle() {
+        if !self.looks_idle() {
             return Err(request);
         }
         let Ok(mut core) = self.core.try_lock() else { return Err(request) };
@@ -796,6 +808,8 @@ struct Rounds {
     indexer_thread: Option<std::thread::JoinHandle<()>>,
     indexer: Arc<Mutex<Indexer>>,
     stats: Arc<crate::LogStats>,
+    /// Whether the last round answered at most one request.
+    lone: Arc<LoneMode>,
 }
 
 impl Rounds {
@@ -840,7 +854,8 @@ impl Rounds {
                 (None, None)
             }
         };
-        Rounds { db, syncer, durable: Some(durable), failed, tail, to_indexer, indexer_thread, indexer, stats }
+        let lone = Arc::new(LoneMode(AtomicBool::new(true)));
+        Rounds { db, syncer, durable: Some(durable), failed, tail, to_indexer, indexer_thread, indexer, stats, lone }
     }
 
     /// Syncs everything applied so far and publishes `head`; returns the
@@ -866,6 +881,7 @@ impl Rounds {
                 moved
             });
         }
+        self.lone.0.store(answers.len() <= 1, Ordering::Release);
         let replies = Replies { answers, outcome: outcome.clone() };
         let behind = self.tail.len();
         if outcome.is_ok() && behind >= index::INDEX_BEHIND_RECORDS {
