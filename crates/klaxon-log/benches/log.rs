@@ -63,6 +63,7 @@ fn sled_baseline(batch: usize, seconds: u64) -> (f64, Vec<Duration>) {
     let dir = tempfile::tempdir().unwrap();
     let db = sled::Config::new().path(dir.path()).mode(sled::Mode::HighThroughput).open().unwrap();
     let file = File::open(dir.path().join("db")).unwrap();
+    let cpu_before = thread_cpu_ticks();
     let mut latencies = Vec::new();
     let mut n = 0u64;
     let start = Instant::now();
@@ -79,7 +80,31 @@ fn sled_baseline(batch: usize, seconds: u64) -> (f64, Vec<Duration>) {
         latencies.push(t.elapsed());
     }
     let rate = n as f64 / start.elapsed().as_secs_f64();
+    let commits = latencies.len() as u64;
+    print_cpu(&format!("sled, batches of {batch}"), "commit", commits, &cpu_delta(&cpu_before, &thread_cpu_ticks()));
     (rate, latencies)
+}
+
+/// CPU ticks by thread name between two readings of [`thread_cpu_ticks`].
+fn cpu_delta(
+    before: &std::collections::BTreeMap<String, u64>,
+    after: &std::collections::BTreeMap<String, u64>,
+) -> std::collections::BTreeMap<String, i64> {
+    after.iter().map(|(name, t)| (name.clone(), *t as i64 - before.get(name).copied().unwrap_or(0) as i64)).collect()
+}
+
+/// Prints CPU µs per `unit` (over `n` of them) in all and by thread.
+fn print_cpu(name: &str, unit: &str, n: u64, cpu_ticks: &std::collections::BTreeMap<String, i64>) {
+    // /proc reports CPU time in USER_HZ ticks: 100 per second on Linux.
+    let tick_us = 10_000.0;
+    let n = n.max(1) as f64;
+    let total: i64 = cpu_ticks.values().sum();
+    let parts: Vec<String> = cpu_ticks
+        .iter()
+        .filter(|(_, t)| **t > 0)
+        .map(|(thread, t)| format!("{thread} {:.1}", *t as f64 * tick_us / n))
+        .collect();
+    eprintln!("{name}: CPU µs per {unit} {:.1} ({})", total as f64 * tick_us / n, parts.join(", "));
 }
 
 /// CPU time (user + system, in clock ticks) of this process's threads,
@@ -118,7 +143,7 @@ impl Work {
         eprintln!(
             "{name}: {} appends; per append: {:.3} sled keys in groups, {:.3} sled keys written behind, \
              {:.4} groups, {:.4} syncs ({:.1} appends per sync), {:.3} id-index reads, {:.3} stream-index reads; \
-             {} index batches, {} of the syncs by the writer",
+             {} index batches, {} of the syncs by the writer, {} by the appender",
             self.appends,
             per(c.group_keys),
             per(c.index_keys),
@@ -129,17 +154,9 @@ impl Work {
             per(c.stream_index_reads),
             c.index_batches,
             c.writer_rounds,
+            c.appender_rounds,
         );
-        // /proc reports CPU time in USER_HZ ticks: 100 per second on Linux.
-        let tick_us = 10_000.0;
-        let total: i64 = self.cpu_ticks.values().sum();
-        let parts: Vec<String> = self
-            .cpu_ticks
-            .iter()
-            .filter(|(_, t)| **t > 0)
-            .map(|(thread, t)| format!("{thread} {:.1}", *t as f64 * tick_us / n))
-            .collect();
-        eprintln!("{name}: CPU µs per append {:.1} ({})", total as f64 * tick_us / n, parts.join(", "));
+        print_cpu(name, "append", self.appends, &self.cpu_ticks);
     }
 }
 
@@ -180,11 +197,7 @@ async fn log_appenders_counted(appenders: usize, seconds: u64) -> (f64, Vec<Dura
     }
     let rate = latencies.len() as f64 / start.elapsed().as_secs_f64();
     let counts = log.stats().work.snapshot();
-    let cpu_after = thread_cpu_ticks();
-    let cpu_ticks = cpu_after
-        .iter()
-        .map(|(name, t)| (name.clone(), *t as i64 - cpu_before.get(name).copied().unwrap_or(0) as i64))
-        .collect();
+    let cpu_ticks = cpu_delta(&cpu_before, &thread_cpu_ticks());
     log.close().await;
     let appends = latencies.len() as u64;
     (rate, latencies, Work { appends, counts, cpu_ticks })
@@ -363,11 +376,13 @@ fn row(name: &str, rate: f64, mut latencies: Vec<Duration>, ratio: Option<(f64, 
 fn main() {
     let seconds = env_or("KLAXON_BENCH_SECONDS", 3);
     let replay_events = env_or("KLAXON_BENCH_REPLAY_EVENTS", 1_000_000);
-    // `KLAXON_BENCH_ONLY=appenders:1` (or `replay`) runs a single case, for profiling.
+    // `KLAXON_BENCH_ONLY=appenders:1` (or `sled:1`, the sled baseline with
+    // batches of 1, or `replay`) runs a single case, for profiling.
     if let Ok(only) = std::env::var("KLAXON_BENCH_ONLY") {
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
         let rate = match only.split_once(':') {
             Some(("appenders", n)) => rt.block_on(log_appenders(n.parse().unwrap(), seconds)).0,
+            Some(("sled", n)) => sled_baseline(n.parse().unwrap(), seconds).0,
             _ => rt.block_on(log_replay(replay_events)),
         };
         println!("{only}: {rate:.0} events/s");

@@ -35,6 +35,11 @@ const BITS_PER_ID: u64 = 10;
 const HASHES: u64 = 7;
 /// Ids the first filter has room for beyond the log's records at open.
 const ROOM_IDS_MIN: u64 = 1 << 20;
+/// Most ids in a run made by merging two: bounds a merge's memory (24
+/// bytes per id, about 6 MiB) and its sled batch (1,024 pieces).
+pub(crate) const RUN_IDS_MERGED_MAX: u64 = 1 << 18;
+/// Most merges the scan thread does right after open.
+const MERGES_AT_OPEN_MAX: usize = 256;
 
 /// One Bloom filter of fixed size.
 pub(crate) struct Bloom {
@@ -112,6 +117,13 @@ pub(crate) enum Where {
 pub(crate) struct IdFilter {
     inner: Arc<RwLock<Inner>>,
     scan: Mutex<Option<Scan>>,
+    /// Held (shared) by every search of sled's runs, and exclusively by a
+    /// merge while it replaces runs in sled and here: a search never sees
+    /// the runs in sled and the directory disagree.
+    searching: Arc<RwLock<()>>,
+    /// One merge at a time (the scan thread after open, the index thread
+    /// after an index batch).
+    merging: Arc<Mutex<()>>,
 }
 
 struct Inner {
@@ -145,10 +157,13 @@ impl IdFilter {
         let inner =
             Arc::new(RwLock::new(Inner { blooms: vec![Bloom::new(capacity)], runs: Vec::new(), complete: false }));
         let stop = Arc::new(AtomicBool::new(false));
+        let searching = Arc::new(RwLock::new(()));
+        let merging = Arc::new(Mutex::new(()));
         let spawned = {
             let db = db.clone();
             let stop = stop.clone();
             let inner = inner.clone();
+            let (searching, merging) = (searching.clone(), merging.clone());
             std::thread::Builder::new().name("klaxon-log-ids".into()).spawn(move || {
                 match scan(&db, capacity, indexed, &stop) {
                     Ok((bloom, runs)) => {
@@ -162,9 +177,14 @@ impl IdFilter {
                         tracing::debug!(ids = bloom.count, runs = inner.runs.len(), "id filter complete");
                     }
                     Err(reason) => {
-                        tracing::warn!(%reason, "the id filter's scan failed; every id lookup reads every run")
+                        tracing::warn!(%reason, "the id filter's scan failed; every id lookup reads every run");
+                        return;
                     }
                 }
+                // The runs that closes and crashes left: merge them now,
+                // behind the writer (appends do not wait for this).
+                let filter = IdFilter { inner, scan: Mutex::new(None), searching, merging };
+                filter.merge_runs(&db, MERGES_AT_OPEN_MAX, &stop);
             })
         };
         let scan = match spawned {
@@ -174,7 +194,82 @@ impl IdFilter {
                 None
             }
         };
-        IdFilter { inner, scan: Mutex::new(scan) }
+        IdFilter { inner, scan: Mutex::new(scan), searching, merging }
+    }
+
+    /// Holds off merges while the caller searches sled's runs (see
+    /// `index::stored_id`): take it before [`IdFilter::lookup`].
+    pub(crate) fn search(&self) -> std::sync::RwLockReadGuard<'_, ()> {
+        self.searching.read().expect("id search lock")
+    }
+
+    /// How many runs the directory holds (all of them once complete).
+    pub(crate) fn runs(&self) -> usize {
+        self.inner.read().expect("id filter lock").runs.len()
+    }
+
+    /// The adjacent pair of runs to merge next, if any (only once the
+    /// directory is complete): the cheapest pair (fewest ids) where the
+    /// newer run holds at least half as many ids as the older and both
+    /// together at most [`RUN_IDS_MERGED_MAX`]. Merging until no pair
+    /// qualifies leaves runs that shrink by half from one to the next, so
+    /// their number grows with the logarithm of the ids (plus one per
+    /// [`RUN_IDS_MERGED_MAX`] ids), whatever closes and crashes added.
+    fn merge_candidate(&self) -> Option<(Position, Position)> {
+        let inner = self.inner.read().expect("id filter lock");
+        if !inner.complete {
+            return None;
+        }
+        inner
+            .runs
+            .windows(2)
+            .filter(|w| {
+                let (a, b) = (w[0].bloom.count, w[1].bloom.count);
+                2 * b >= a && a + b <= RUN_IDS_MERGED_MAX
+            })
+            .min_by_key(|w| w[0].bloom.count + w[1].bloom.count)
+            .map(|w| (w[0].first, w[1].first))
+    }
+
+    /// Merges pairs of runs (see [`IdFilter::merge_candidate`]) until none
+    /// qualifies, at most `max` of them, or `stop` is set. Returns how many.
+    /// Each merge is one atomic sled batch (see `index::merge_id_runs`):
+    /// a crash leaves either both runs or the merged one, and either is a
+    /// complete index. A failed merge is logged and changes nothing.
+    pub(crate) fn merge_runs(&self, db: &sled::Db, max: usize, stop: &AtomicBool) -> usize {
+        let _one = self.merging.lock().expect("id merge lock");
+        let mut merged = 0;
+        while merged < max && !stop.load(Ordering::Relaxed) {
+            let Some((older, newer)) = self.merge_candidate() else { break };
+            match crate::index::read_id_runs(db, &[older, newer]) {
+                Ok(ids)
+                    if ids.iter().any(|(_, p)| p.0.checked_sub(older.0).is_none_or(|o| o > u64::from(u32::MAX))) =>
+                {
+                    tracing::warn!(%older, %newer, "two id runs span too many positions to merge; both stay");
+                    break;
+                }
+                Ok(ids) => {
+                    let run = run_of(older, &ids.iter().map(|(id, _)| *id).collect::<Vec<_>>());
+                    // Exclusively: no search runs between the batch and
+                    // the directory's change.
+                    let _searches = self.searching.write().expect("id search lock");
+                    if let Err(e) = crate::index::merge_id_runs(db, older, newer, ids) {
+                        tracing::warn!(error = %e, "merging two id runs failed; both stay");
+                        break;
+                    }
+                    let mut inner = self.inner.write().expect("id filter lock");
+                    let at = inner.runs.iter().position(|r| r.first == older).expect("a run to merge is listed");
+                    assert_eq!(inner.runs[at + 1].first, newer, "merged runs are adjacent");
+                    inner.runs.splice(at..at + 2, [run]);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "reading two id runs to merge failed; both stay");
+                    break;
+                }
+            }
+            merged += 1;
+        }
+        merged
     }
 
     /// Where `id` may be in sled's id runs (the caller looked in the
@@ -231,24 +326,27 @@ impl IdFilter {
             bloom
         };
         let runs = runs.iter().map(|first| Run { first: *first, bloom: full() }).collect();
-        IdFilter {
-            inner: Arc::new(RwLock::new(Inner { blooms: vec![full()], runs, complete: true })),
-            scan: Mutex::new(None),
-        }
+        IdFilter::of(Inner { blooms: vec![full()], runs, complete: true })
     }
 
     /// A directory whose scan has not come in (for tests).
     #[cfg(test)]
     pub(crate) fn incomplete() -> IdFilter {
+        IdFilter::of(Inner { blooms: vec![Bloom::new(1)], runs: Vec::new(), complete: false })
+    }
+
+    #[cfg(test)]
+    fn of(inner: Inner) -> IdFilter {
         IdFilter {
-            inner: Arc::new(RwLock::new(Inner { blooms: vec![Bloom::new(1)], runs: Vec::new(), complete: false })),
+            inner: Arc::new(RwLock::new(inner)),
             scan: Mutex::new(None),
+            searching: Default::default(),
+            merging: Default::default(),
         }
     }
 
-    /// Waits for the scan (for tests).
-    #[cfg(test)]
-    fn wait_for_scan(&self) {
+    /// Waits for the scan and the merges that follow it at open (for tests).
+    pub(crate) fn wait_for_scan(&self) {
         if let Some(scan) = self.scan.lock().expect("scan lock").take() {
             let _ = scan.thread.join();
         }
@@ -325,10 +423,7 @@ mod tests {
 
     #[test]
     fn the_filter_grows_past_its_capacity_without_losing_an_id() {
-        let filter = IdFilter {
-            inner: Arc::new(RwLock::new(Inner { blooms: vec![Bloom::new(100)], runs: Vec::new(), complete: true })),
-            scan: Mutex::new(None),
-        };
+        let filter = IdFilter::of(Inner { blooms: vec![Bloom::new(100)], runs: Vec::new(), complete: true });
         let ids: Vec<Uuid> = (0..1_000u128).map(|n| Uuid::from_u128(n << 64 | n)).collect();
         filter.insert(ids.iter().copied());
         // 100, 200, 400, 800.
@@ -355,10 +450,7 @@ mod tests {
         db.apply_batch(batch).unwrap();
         let fresh = Uuid::from_u128(u128::MAX / 3);
         // Before the scan is taken in, neither "absent" nor a run list is answered.
-        let incomplete = IdFilter {
-            inner: Arc::new(RwLock::new(Inner { blooms: vec![Bloom::new(100)], runs: Vec::new(), complete: false })),
-            scan: Mutex::new(None),
-        };
+        let incomplete = IdFilter::of(Inner { blooms: vec![Bloom::new(100)], runs: Vec::new(), complete: false });
         incomplete.add_run(Position(1801), &[Uuid::from_u128(7)]);
         assert!(incomplete.may_contain(fresh));
         assert_eq!(incomplete.lookup(fresh), Where::Everywhere);
@@ -368,12 +460,16 @@ mod tests {
         filter.wait_for_scan();
         assert!(filter.inner.read().unwrap().complete);
         assert_eq!(filter.inner.read().unwrap().blooms[0].count, 1800);
+        // After the scan, the open merged the three runs of 600 ids (600
+        // and 600, then 1,200 and 600): one run, starting at position 1.
         for r in 0..3u128 {
             for id in run_ids(r) {
                 assert!(filter.may_contain(id));
-                // Its own run is always among the runs to read.
                 let Where::Runs(runs) = filter.lookup(id) else { panic!("{id} not in any run") };
-                assert!(runs.contains(&Position(r as u64 * 600 + 1)), "{id}: {runs:?}");
+                assert_eq!(runs, vec![Position(1)], "{id}");
+                let offset = run_ids(r).iter().position(|i| *i == id).unwrap() as u64;
+                let found = crate::index::find_in_run(&db, Position(1), id).unwrap();
+                assert_eq!(found, Some(Position(r as u64 * 600 + 1 + offset)));
             }
         }
         // 1,800 ids in a filter sized for a million: a fixed id that is not
@@ -385,5 +481,67 @@ mod tests {
         filter.insert([later]);
         filter.add_run(Position(1801), &[later]);
         assert_eq!(filter.lookup(later), Where::Runs(vec![Position(1801)]));
+    }
+
+    /// Where the directory's runs put `id` in sled (the first hit).
+    fn place(filter: &IdFilter, db: &sled::Db, id: Uuid) -> Option<Position> {
+        let Where::Runs(runs) = filter.lookup(id) else { return None };
+        runs.into_iter().find_map(|run| crate::index::find_in_run(db, run, id).unwrap())
+    }
+
+    /// Runs of 1 to 40 ids, as 40 sessions' closes would leave them. A
+    /// merge is one atomic sled batch, so a crash leaves the runs either
+    /// before or after it; reopened (a fresh scan), both find every id at
+    /// its place. Merged until no pair qualifies, the runs halve in size
+    /// from one to the next, so there are at most log2(ids) + 1.
+    #[test]
+    fn either_side_of_a_merge_finds_every_id_and_merged_runs_halve_in_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::Config::new().path(dir.path()).open().unwrap();
+        let mut batch = sled::Batch::default();
+        let mut all = Vec::new();
+        let mut next = 1u64;
+        for size in 1..=40u64 {
+            let first = Position(next);
+            let ids: Vec<(Uuid, Position)> = (0..size)
+                .map(|i| (Uuid::from_u128(u128::from(next + i) * 0x9e37_79b9_7f4a_7c15_f39c), Position(next + i)))
+                .collect();
+            all.extend(ids.iter().copied());
+            crate::index::put_id_run(&mut batch, first, ids);
+            next += size;
+        }
+        db.apply_batch(batch).unwrap();
+        let head = Position(next - 1);
+        let reopened = |db: &sled::Db| {
+            let (bloom, runs) = scan(db, head.0 + ROOM_IDS_MIN, head, &AtomicBool::new(false)).unwrap();
+            IdFilter::of(Inner { blooms: vec![bloom], runs, complete: true })
+        };
+        let every_id_found = |filter: &IdFilter, db: &sled::Db| {
+            for (id, position) in &all {
+                assert_eq!(place(filter, db, *id), Some(*position), "{id}");
+            }
+        };
+        let never = AtomicBool::new(false);
+        // Before any merge: 40 runs.
+        let filter = reopened(&db);
+        assert_eq!(filter.runs(), 40);
+        every_id_found(&filter, &db);
+        // One merge applied (a crash right after its batch), then reopened.
+        assert_eq!(filter.merge_runs(&db, 1, &never), 1);
+        every_id_found(&filter, &db);
+        let after_one = reopened(&db);
+        assert_eq!(after_one.runs(), 39);
+        every_id_found(&after_one, &db);
+        // Merged until no pair qualifies.
+        let merges = after_one.merge_runs(&db, usize::MAX, &never);
+        assert!(merges > 0);
+        let sizes: Vec<u64> = after_one.inner.read().unwrap().runs.iter().map(|r| r.bloom.count).collect();
+        assert!(sizes.windows(2).all(|w| 2 * w[1] < w[0]), "{sizes:?}");
+        assert!(sizes.len() <= 1 + (all.len() as f64).log2() as usize, "{sizes:?}");
+        assert_eq!(sizes.iter().sum::<u64>(), all.len() as u64);
+        every_id_found(&after_one, &db);
+        let settled = reopened(&db);
+        assert_eq!(settled.runs(), sizes.len());
+        every_id_found(&settled, &db);
     }
 }

@@ -208,6 +208,8 @@ pub(crate) fn stored_id(
     work: &WorkCounters,
     id: Uuid,
 ) -> Result<Option<(Position, StreamVersion, StreamId)>, Error> {
+    // No merge changes the runs while they are searched.
+    let searching = ids.search();
     let found = match ids.lookup(id) {
         Where::Absent => None,
         Where::Runs(runs) => {
@@ -241,6 +243,7 @@ pub(crate) fn stored_id(
             found
         }
     };
+    drop(searching);
     let Some(position) = found else { return Ok(None) };
     let record = crate::store::read_one(db, legacy_head, position)?.ok_or_else(|| Error::Corrupt {
         position,
@@ -255,9 +258,49 @@ pub(crate) fn stored_id(
     Ok(Some((position, record.version, record.stream)))
 }
 
+/// Every (id, position) of the runs starting at `runs`, each piece
+/// checked (a damaged piece fails the read: nothing is merged).
+pub(crate) fn read_id_runs(db: &sled::Db, runs: &[Position]) -> Result<Vec<(Uuid, Position)>, Error> {
+    let mut out = Vec::new();
+    for run in runs {
+        let range = codec::id_piece_key(*run, Uuid::nil())..=codec::id_piece_key(*run, Uuid::max());
+        for entry in db.range(range) {
+            let (key, value) = entry?;
+            let piece = codec::read_id_piece(&value).ok_or_else(|| bad_piece(&key))?;
+            out.extend(piece.into_iter().map(|(id, offset)| (id, Position(run.0 + u64::from(offset)))));
+        }
+    }
+    Ok(out)
+}
+
+/// Replaces the id runs starting at `older` and `newer` (adjacent) by one
+/// run starting at `older` holding `ids` (both runs' ids, from
+/// [`read_id_runs`]), in one atomic sled batch: the old pieces removed,
+/// the merged ones written. No flush: the next group's carries it, and a
+/// crash before leaves the two runs, as complete as the merged one.
+pub(crate) fn merge_id_runs(
+    db: &sled::Db,
+    older: Position,
+    newer: Position,
+    ids: Vec<(Uuid, Position)>,
+) -> Result<u64, Error> {
+    let mut batch = sled::Batch::default();
+    for run in [older, newer] {
+        let range = codec::id_piece_key(run, Uuid::nil())..=codec::id_piece_key(run, Uuid::max());
+        for key in db.range(range).keys() {
+            batch.remove(key?);
+        }
+    }
+    // Inserted after the removals: a merged piece may reuse a key of the
+    // older run, and the batch keeps the last write of a key.
+    let keys = put_id_run(&mut batch, older, ids);
+    db.apply_batch(batch)?;
+    Ok(keys)
+}
+
 /// The position run `run` holds for `id`: the piece whose first id is the
 /// last at or before `id`, searched.
-fn find_in_run(db: &sled::Db, run: Position, id: Uuid) -> Result<Option<Position>, Error> {
+pub(crate) fn find_in_run(db: &sled::Db, run: Position, id: Uuid) -> Result<Option<Position>, Error> {
     let range = codec::id_piece_key(run, Uuid::nil())..=codec::id_piece_key(run, id);
     let Some(entry) = db.range(range).next_back() else { return Ok(None) };
     let (key, value) = entry?;

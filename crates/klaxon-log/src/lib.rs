@@ -20,7 +20,9 @@
 //! - **Group commit.** One writer thread applies every queued append as one
 //!   atomic `sled::Batch`, flushes and syncs once for the group, then answers
 //!   all of them. Concurrent appenders share fsyncs; none skips one. The
-//!   queue is bounded: a full queue makes `append` wait (back-pressure).
+//!   queue is bounded: a full queue makes `append` wait (back-pressure). A
+//!   lone append (nothing queued, the writer idle) is committed the same way
+//!   by its own task, under the writer's locks, without a thread hand-off.
 //! - **Only durable data is read.** Reads and subscriptions stop at the
 //!   durable head. sled's `watch_prefix` fires before data is durable, so the
 //!   log never fans out from it; subscribers tail the log by position.
@@ -35,7 +37,8 @@
 //!   vocabulary of the API, with syntax checks at construction.
 //! - `log`: the [`Log`] handle (open, append, reads, checkpoints, close) and
 //!   its [`Options`].
-//! - `writer`: the single writer thread doing group commit.
+//! - `writer`: the writer doing group commit: its thread, its sync stage,
+//!   and the lone append committed by its own task under the same locks.
 //! - `durability`: the fdatasync/fsync that makes a sled flush durable.
 //! - `codec`: the key layout and the versioned, checksummed record encoding,
 //!   records packed in chunks (a few sled keys per group commit).
@@ -43,7 +46,8 @@
 //! - `index`: the stream and id indexes, written behind the records from an
 //!   in-memory tail (ids as one sorted run per batch), completed at open.
 //! - `idfilter`: the id index's in-memory directory: Bloom filters over every
-//!   id and per run, so a fresh id costs no read and a known one one run's.
+//!   id and per run, so a fresh id costs no read and a known one one run's;
+//!   and the merges that keep the runs few, behind the writer.
 //! - `replicated`: the log as a replicated state machine: [`Log::apply`]
 //!   (ordered batches with their proposer's time and a mark, atomically),
 //!   [`Log::import`] (another replica's records, verbatim), [`Log::check`].

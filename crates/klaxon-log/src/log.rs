@@ -12,7 +12,7 @@ use crate::codec;
 use crate::durability::{SyncFault, Syncer};
 use crate::index::{self, Tail};
 use crate::subscription::Subscription;
-use crate::writer::{Prepared, Request, Writer};
+use crate::writer::{Committer, Prepared, Request, Writer};
 use crate::{
     Appended, CONSUMER_NAME_BYTES_MAX, Error, ExpectedVersion, NewEvent, Position, Record, StreamId, StreamVersion,
 };
@@ -76,6 +76,9 @@ pub(crate) struct Inner {
     pub(crate) legacy_head: Position,
     /// The id index's directory, shared with the writer and index thread.
     pub(crate) ids: Arc<crate::idfilter::IdFilter>,
+    /// The writer's state, shared with the writer thread: a lone append is
+    /// committed by its own task when the writer is idle.
+    committer: Arc<Committer>,
 }
 
 impl Log {
@@ -143,7 +146,7 @@ impl Log {
             syncer,
             next_position: head.0 + 1,
             last_micros,
-            durable: durable_tx,
+            durable: Some(durable_tx),
             group_appends_max: options.group_appends_max.max(1),
             group_bytes_max: options.group_bytes_max.max(1),
             failed: Default::default(),
@@ -151,8 +154,13 @@ impl Log {
             tail: tail.clone(),
             legacy_head,
             ids: ids.clone(),
+            closing: false,
         };
-        let handle = std::thread::Builder::new().name("klaxon-log-writer".into()).spawn(move || writer.run(rx))?;
+        let committer = writer.share();
+        let handle = {
+            let committer = committer.clone();
+            std::thread::Builder::new().name("klaxon-log-writer".into()).spawn(move || committer.run(rx))?
+        };
         tracing::info!(path = %dir.display(), head = head.0, "event log open");
         Ok(Log {
             inner: Arc::new(Inner {
@@ -166,6 +174,7 @@ impl Log {
                 tail,
                 legacy_head,
                 ids,
+                committer,
             }),
         })
     }
@@ -197,10 +206,28 @@ impl Log {
         let (events, bytes) = self.prepare(stream, &events, Limits::Configured)?;
         let (reply, answer) = oneshot::channel();
         let request = Request::Append { stream: stream.clone(), expected, events, bytes, reply };
-        self.inner.tx.send(request).await.map_err(|_| Error::Closed)?;
+        if let Err(request) = self.commit_lone(request) {
+            self.inner.tx.send(request).await.map_err(|_| Error::Closed)?;
+        }
         let answered = answer.await.map_err(|_| Error::Closed)?;
         self.inner.stats.append_took(started.elapsed());
         answered
+    }
+
+    /// Commits `request` on this task's thread when it would be a lone
+    /// append (nothing queued, the writer idle), saving the two thread
+    /// wake-ups of a round trip through the writer thread; the same code
+    /// and locks as the writer's own rounds, so positions, idempotency and
+    /// "durable before answered" are unchanged. Only from a task of a
+    /// multi-threaded tokio runtime, inside `block_in_place` (the flush and
+    /// sync block; the runtime moves this worker's other tasks to another
+    /// thread). Hands the request back otherwise, to be queued.
+    fn commit_lone(&self, request: Request) -> Result<(), Request> {
+        let queue_empty = self.inner.tx.capacity() == self.inner.tx.max_capacity();
+        if !queue_empty || !self.inner.committer.looks_idle() || !may_block_in_place() {
+            return Err(request);
+        }
+        tokio::task::block_in_place(|| self.inner.committer.commit_lone(request))
     }
 
     /// Append latency and group-commit sizes so far (for metrics).
@@ -353,6 +380,27 @@ impl Log {
         Ok(counts)
     }
 
+    /// The id runs: how many the in-memory directory lists and how many
+    /// are in sled (it reads every id-index key). For tests.
+    #[doc(hidden)]
+    pub fn id_runs(&self) -> Result<(usize, usize), Error> {
+        let mut runs = std::collections::BTreeSet::new();
+        for key in self.inner.db.scan_prefix([codec::TAG_ID_RUN]).keys() {
+            let key = key?;
+            let (run, _) = codec::read_id_piece_key(&key)
+                .ok_or_else(|| Error::Corrupt { position: Position::ZERO, reason: "bad id-index key".into() })?;
+            runs.insert(run);
+        }
+        Ok((self.inner.ids.runs(), runs.len()))
+    }
+
+    /// Waits until the id index's directory is complete and the run merges
+    /// that follow at open are done. For tests.
+    #[doc(hidden)]
+    pub fn settle_id_index(&self) {
+        self.inner.ids.wait_for_scan();
+    }
+
     /// The record at `position`, verified.
     pub fn read_one(&self, position: Position) -> Result<Record, Error> {
         if position == Position::ZERO || position > self.head() {
@@ -413,6 +461,15 @@ impl Log {
     pub(crate) fn sender(&self) -> &mpsc::Sender<Request> {
         &self.inner.tx
     }
+}
+
+/// Whether `tokio::task::block_in_place` may be called here: in a task
+/// (not a `block_on` future, where it may panic) of a multi-threaded
+/// runtime.
+fn may_block_in_place() -> bool {
+    tokio::task::try_id().is_some()
+        && tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread)
 }
 
 /// Which limits [`Log::prepare`] applies.

@@ -104,6 +104,9 @@ pub struct WorkCounters {
     /// Rounds (flush + sync + answers) the writer thread ended itself,
     /// because the sync thread had nothing outstanding (of `syncs`).
     pub writer_rounds: AtomicU64,
+    /// Rounds an appending task ended itself: a lone append, committed on
+    /// the caller's thread because the writer was idle (of `syncs`).
+    pub appender_rounds: AtomicU64,
 }
 
 /// [`WorkCounters`] as read at one moment.
@@ -129,6 +132,8 @@ pub struct WorkSnapshot {
     pub stream_index_reads: u64,
     /// See [`WorkCounters::writer_rounds`].
     pub writer_rounds: u64,
+    /// See [`WorkCounters::appender_rounds`].
+    pub appender_rounds: u64,
 }
 
 impl WorkSnapshot {
@@ -145,6 +150,7 @@ impl WorkSnapshot {
             id_index_reads: self.id_index_reads - earlier.id_index_reads,
             stream_index_reads: self.stream_index_reads - earlier.stream_index_reads,
             writer_rounds: self.writer_rounds - earlier.writer_rounds,
+            appender_rounds: self.appender_rounds - earlier.appender_rounds,
         }
     }
 }
@@ -168,6 +174,7 @@ impl WorkCounters {
             id_index_reads: get(&self.id_index_reads),
             stream_index_reads: get(&self.stream_index_reads),
             writer_rounds: get(&self.writer_rounds),
+            appender_rounds: get(&self.appender_rounds),
         }
     }
 }

@@ -16,6 +16,16 @@
 //! itself (the same flush, sync, publish and answers, under the same lock):
 //! a lone append then waits for one thread handoff fewer.
 //!
+//! The lone append needs no writer thread at all: the writer's state and
+//! the round lock are shared ([`Committer`]), and an appender that finds
+//! the queue empty and the sync thread with nothing outstanding commits its
+//! append on its own thread ([`Committer::commit_lone`]: the same group
+//! code under the writer lock, the same round under the round lock; see
+//! `Log::append`). Whoever holds the writer lock applies; whoever holds the
+//! round lock flushes, syncs, publishes and then (after releasing it)
+//! answers. Positions are given out under the writer lock only, so they
+//! stay gapless whoever applies.
+//!
 //! The syncer takes every group handed over so far, flushes sled, syncs the
 //! files (see `durability`), publishes the new durable head, and only then
 //! answers every request of those groups. A flush covers everything applied
@@ -29,13 +39,14 @@
 //! gathered in the tail, the syncer wakes the **indexer** thread, which
 //! writes them behind the records in one batch while the next groups are
 //! applied and synced (so a batch of 8,192 records' entries never holds up
-//! a flush and its answers); at close the syncer writes the rest.
+//! a flush and its answers), then merges id runs if due (see `idfilter`);
+//! at close the syncer writes the rest.
 //!
 //! Before a group is applied, the writer checks its ids against the
 //! [`IdFilter`] first: a fresh id, the common case, is answered "absent"
 //! there without reading the id index.
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -121,7 +132,8 @@ pub(crate) struct Writer {
     pub syncer: Syncer,
     pub next_position: u64,
     pub last_micros: i64,
-    pub durable: watch::Sender<Position>,
+    /// The durable head's sender, until the round stage takes it ([`Writer::share`]).
+    pub durable: Option<watch::Sender<Position>>,
     pub group_appends_max: usize,
     pub group_bytes_max: usize,
     /// Set by either stage on the first storage failure.
@@ -138,6 +150,8 @@ pub(crate) struct Writer {
     /// The id index's directory: a fresh id skips the id index, a known
     /// one reads only the runs that may hold it.
     pub ids: Arc<IdFilter>,
+    /// Set once a close request was applied: no appender commits by itself.
+    pub closing: bool,
 }
 
 /// Groups applied to sled and waiting for the syncer. Small: the writer is
@@ -159,6 +173,10 @@ enum Handoff {
 /// Index entries the tail may hold before the sync stage stops answering
 /// until the index thread has caught up (four index batches).
 const INDEX_TAIL_RECORDS_MAX: usize = 4 * index::INDEX_BEHIND_RECORDS;
+
+/// Id-run merges the index thread does after each index batch (one batch
+/// adds one run; a merge removes one).
+const MERGES_PER_INDEX_BATCH_MAX: usize = 4;
 
 /// Answers after which the sync stage stops waiting for the writer to run
 /// out of queued requests and syncs what it has.
@@ -214,38 +232,127 @@ enum Answer {
     Import(oneshot::Sender<Result<(), Error>>, Result<(), Error>),
 }
 
+/// The writer's state and the round lock, shared by the writer thread and
+/// the appending tasks that commit a lone append themselves
+/// ([`Committer::commit_lone`]). Whoever applies a group holds `core`;
+/// whoever flushes, syncs and answers holds `rounds`.
+pub(crate) struct Committer {
+    core: Mutex<Writer>,
+    rounds: Mutex<Rounds>,
+    /// `Applied` handoffs the writer thread sent to the sync thread.
+    handed: AtomicU64,
+    /// `Applied` handoffs whose round the sync thread has answered.
+    answered: AtomicU64,
+    stats: Arc<crate::LogStats>,
+    /// See [`LoneMode`]; set by whoever ends a round.
+    lone: Arc<LoneMode>,
+}
+
+/// Whether the last round answered at most one request: the log is being
+/// used one append at a time. After a round that answered several, their
+/// appenders are likely to append again at once, and the first of them to
+/// commit alone would make the others wait for its sync instead of sharing
+/// one: they queue for the writer thread, which groups them.
+#[derive(Default)]
+struct LoneMode(AtomicBool);
+
 impl Writer {
-    pub(crate) fn run(mut self, mut rx: mpsc::Receiver<Request>) {
-        let (to_syncer, syncer_rx) = std::sync::mpsc::sync_channel(GROUPS_IN_FLIGHT_MAX);
-        let rounds = Arc::new(Mutex::new(Rounds::start(
+    /// Starts the index thread and returns the state to share between the
+    /// writer thread ([`Committer::run`]) and the appenders.
+    pub(crate) fn share(mut self) -> Arc<Committer> {
+        let rounds = Rounds::start(
             self.db.clone(),
             std::mem::replace(&mut self.syncer, Syncer::detached()),
-            self.durable.clone(),
+            self.durable.take().expect("shared once"),
             self.failed.clone(),
             self.tail.clone(),
             self.stats.clone(),
             self.ids.clone(),
-        )));
-        // `Applied` handoffs whose round the sync thread has answered.
-        let answered = Arc::new(AtomicU64::new(0));
+        );
+        let stats = self.stats.clone();
+        let lone = rounds.lone.clone();
+        Arc::new(Committer {
+            core: Mutex::new(self),
+            rounds: Mutex::new(rounds),
+            handed: AtomicU64::new(0),
+            answered: AtomicU64::new(0),
+            stats,
+            lone,
+        })
+    }
+}
+
+impl Committer {
+    /// Whether nothing is outstanding: the sync thread has answered every
+    /// group handed to it (so everything applied before is durable or
+    /// about to be made durable by whoever holds `rounds`).
+    fn sync_thread_idle(&self) -> bool {
+        self.answered.load(Ordering::Acquire) == self.handed.load(Ordering::Acquire)
+    }
+
+    /// Whether an appender finding the request queue empty may try
+    /// [`Committer::commit_lone`] (a cheap check before it prepares to
+    /// block; `commit_lone` checks again under the locks).
+    pub(crate) fn looks_idle(&self) -> bool {
+        self.sync_thread_idle() && self.lone.0.load(Ordering::Acquire)
+    }
+
+    /// Commits a lone append on the caller's thread, exactly as the writer
+    /// thread would have ended a round by itself: apply the group (under
+    /// the writer's lock, so positions stay gapless), flush, sync, publish
+    /// the durable head and answer (under the round lock). Only when the
+    /// writer is idle: nobody holds either lock, the sync thread has
+    /// nothing outstanding and the log is not closing; otherwise the
+    /// request is handed back (to be queued for the writer thread). Blocks
+    /// for the flush and sync: call it where blocking is allowed.
+    pub(crate) fn commit_lone(&self, request: Request) -> Result<(), Request> {
+        let Ok(mut rounds) = self.rounds.try_lock() else { return Err(request) };
+        if !self.looks_idle() {
+            return Err(request);
+        }
+        let Ok(mut core) = self.core.try_lock() else { return Err(request) };
+        if core.closing {
+            return Err(request);
+        }
+        let (answers, closers) = core.apply_group(vec![request]);
+        debug_assert!(closers.is_empty(), "an append is not a close");
+        let head = Position(core.next_position - 1);
+        // Later groups may be applied while this one syncs: the flush covers
+        // at least this one, and the sync thread syncs theirs.
+        drop(core);
+        WorkCounters::add(&self.stats.work.appender_rounds, 1);
+        let replies = rounds.finish(answers, Some(head));
+        drop(rounds);
+        replies.send();
+        Ok(())
+    }
+
+    /// The writer thread: takes the queued requests in groups, applies
+    /// them and hands them to the sync thread (or ends a lone round itself).
+    pub(crate) fn run(self: Arc<Committer>, mut rx: mpsc::Receiver<Request>) {
+        let (to_syncer, syncer_rx) = std::sync::mpsc::sync_channel(GROUPS_IN_FLIGHT_MAX);
         let syncing = {
-            let stage = SyncStage { rounds: rounds.clone(), answered: answered.clone() };
-            std::thread::Builder::new().name("klaxon-log-sync".into()).spawn(move || stage.run(syncer_rx))
+            let committer = self.clone();
+            std::thread::Builder::new()
+                .name("klaxon-log-sync".into())
+                .spawn(move || SyncStage { committer }.run(syncer_rx))
+        };
+        let (group_appends_max, group_bytes_max, failed) = {
+            let core = self.core.lock().expect("writer lock");
+            (core.group_appends_max, core.group_bytes_max, core.failed.clone())
         };
         let syncing = match syncing {
             Ok(handle) => handle,
             Err(e) => {
                 tracing::error!(error = %e, "cannot start the log's sync thread; refusing writes");
-                *self.failed.lock().expect("failed flag") = Some(format!("cannot start the sync thread: {e}"));
+                *failed.lock().expect("failed flag") = Some(format!("cannot start the sync thread: {e}"));
                 // Without a syncer nothing can become durable: answer everything with the failure.
                 while let Some(request) = rx.blocking_recv() {
-                    fail_request(request, &self.failed);
+                    fail_request(request, &failed);
                 }
                 return;
             }
         };
-        // `Applied` handoffs sent to the sync thread.
-        let mut handed = 0u64;
         // Whether the last thing handed over ended a round (no `Idle` due).
         let mut round_ended = true;
         loop {
@@ -265,7 +372,7 @@ impl Writer {
             };
             let mut group = vec![first];
             let mut bytes = 0;
-            while group.len() < self.group_appends_max && bytes < self.group_bytes_max {
+            while group.len() < group_appends_max && bytes < group_bytes_max {
                 match rx.try_recv() {
                     Ok(request) => {
                         if let Request::Append { bytes: b, .. } | Request::Apply { bytes: b, .. } = &request {
@@ -276,26 +383,31 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            let (answers, closers) = self.apply_group(group);
-            let head = Position(self.next_position - 1);
+            let (answers, closers, head) = {
+                let mut core = self.core.lock().expect("writer lock");
+                let (answers, closers) = core.apply_group(group);
+                (answers, closers, Position(core.next_position - 1))
+            };
             // Nothing else queued: this group ends its round.
             let idle = closers.is_empty() && rx.is_empty();
             // When, besides, the sync thread has answered everything handed
             // to it (so every earlier group is durable), the writer ends the
             // round itself: the flush covers this group, and a lone append
             // (one appender) waits for one thread handoff fewer.
-            let inline = if idle && answered.load(Ordering::Acquire) == handed {
-                rounds.try_lock().ok().filter(|_| answered.load(Ordering::Acquire) == handed)
+            let inline = if idle && self.sync_thread_idle() {
+                self.rounds.try_lock().ok().filter(|_| self.sync_thread_idle())
             } else {
                 None
             };
             if let Some(mut rounds) = inline {
                 WorkCounters::add(&self.stats.work.writer_rounds, 1);
-                rounds.finish(answers, Some(head));
+                let replies = rounds.finish(answers, Some(head));
+                drop(rounds);
+                replies.send();
                 round_ended = true;
                 continue;
             }
-            handed += 1;
+            self.handed.fetch_add(1, Ordering::AcqRel);
             if to_syncer.send(Handoff::Applied { answers, head, idle }).is_err() {
                 break;
             }
@@ -309,9 +421,11 @@ impl Writer {
         }
         drop(to_syncer);
         let _ = syncing.join();
-        tracing::debug!(head = self.next_position - 1, "log writer stopped");
+        tracing::debug!(head = self.core.lock().expect("writer lock").next_position - 1, "log writer stopped");
     }
+}
 
+impl Writer {
     /// Plans and applies one group; returns its answers (to be sent once
     /// synced) and any close requests it held.
     fn apply_group(&mut self, group: Vec<Request>) -> (Vec<Answer>, Vec<oneshot::Sender<()>>) {
@@ -409,7 +523,12 @@ impl Writer {
                     }
                     answers.push(Answer::Import(reply, result));
                 }
-                Request::Close { reply } => closers.push(reply),
+                Request::Close { reply } => {
+                    // From here on no appender commits by itself: whatever
+                    // comes after the close goes to the queue, which refuses it.
+                    self.closing = true;
+                    closers.push(reply)
+                }
             }
         }
         let Pending { heads, chunks, index, .. } = pending;
@@ -614,8 +733,7 @@ impl Writer {
 
 /// The second stage: flush, sync, publish, answer.
 struct SyncStage {
-    rounds: Arc<Mutex<Rounds>>,
-    answered: Arc<AtomicU64>,
+    committer: Arc<Committer>,
 }
 
 impl SyncStage {
@@ -657,13 +775,15 @@ impl SyncStage {
                 // Only `Idle`: nothing was handed over since the last sync.
                 continue;
             }
-            let mut rounds = self.rounds.lock().expect("rounds lock");
-            rounds.finish(answers, head);
-            // Under the lock: the writer ends a round itself only when this
-            // count shows every group it handed over answered.
-            self.answered.fetch_add(applied, Ordering::Release);
+            let mut rounds = self.committer.rounds.lock().expect("rounds lock");
+            let replies = rounds.finish(answers, head);
+            // Under the lock: the writer (or an appender) ends a round itself
+            // only when this count shows every group handed over synced.
+            self.committer.answered.fetch_add(applied, Ordering::AcqRel);
+            drop(rounds);
+            replies.send();
         }
-        let mut rounds = self.rounds.lock().expect("rounds lock");
+        let mut rounds = self.committer.rounds.lock().expect("rounds lock");
         rounds.close();
         for reply in closers {
             let _ = reply.send(());
@@ -678,7 +798,9 @@ impl SyncStage {
 struct Rounds {
     db: sled::Db,
     syncer: Syncer,
-    durable: watch::Sender<Position>,
+    /// The durable head, published; dropped at close, which ends the
+    /// subscriptions once they have read everything.
+    durable: Option<watch::Sender<Position>>,
     failed: Arc<Mutex<Option<String>>>,
     tail: Arc<Tail>,
     /// The index thread's queue, and the index thread.
@@ -686,6 +808,8 @@ struct Rounds {
     indexer_thread: Option<std::thread::JoinHandle<()>>,
     indexer: Arc<Mutex<Indexer>>,
     stats: Arc<crate::LogStats>,
+    /// Whether the last round answered at most one request.
+    lone: Arc<LoneMode>,
 }
 
 impl Rounds {
@@ -707,14 +831,19 @@ impl Rounds {
             failed: failed.clone(),
             tail: tail.clone(),
             stats: stats.clone(),
-            ids,
+            ids: ids.clone(),
         }));
         let (to_indexer, indexer_rx) = std::sync::mpsc::sync_channel::<Position>(1);
         let thread = {
             let indexer = indexer.clone();
+            let (db, ids) = (db.clone(), ids.clone());
             std::thread::Builder::new().name("klaxon-log-index".into()).spawn(move || {
+                let never = std::sync::atomic::AtomicBool::new(false);
                 while let Ok(durable) = indexer_rx.recv() {
                     indexer.lock().expect("indexer lock").index_behind(durable);
+                    // Keep the number of id runs bounded: merge behind the
+                    // batch just written (never on the append path).
+                    ids.merge_runs(&db, MERGES_PER_INDEX_BATCH_MAX, &never);
                 }
             })
         };
@@ -725,12 +854,16 @@ impl Rounds {
                 (None, None)
             }
         };
-        Rounds { db, syncer, durable, failed, tail, to_indexer, indexer_thread, indexer, stats }
+        let lone = Arc::new(LoneMode(AtomicBool::new(true)));
+        Rounds { db, syncer, durable: Some(durable), failed, tail, to_indexer, indexer_thread, indexer, stats, lone }
     }
 
-    /// Syncs everything applied so far and answers `answers` (the groups up
-    /// to `head`) with the outcome.
-    fn finish(&mut self, answers: Vec<Answer>, head: Option<Position>) {
+    /// Syncs everything applied so far and publishes `head`; returns the
+    /// replies to `answers` (the groups up to `head`), to be sent once the
+    /// round lock is released (so that an appender woken by its answer
+    /// finds the writer idle).
+    #[must_use = "the replies must be sent"]
+    fn finish(&mut self, answers: Vec<Answer>, head: Option<Position>) -> Replies {
         let failed = self.failed.lock().expect("failed flag").clone();
         let outcome = match failed {
             Some(reason) => Err(reason),
@@ -741,19 +874,18 @@ impl Rounds {
                 reason
             }),
         };
-        if let (Ok(()), Some(head)) = (&outcome, head) {
-            self.durable.send_if_modified(|durable| {
+        if let (Ok(()), Some(head), Some(sender)) = (&outcome, head, &self.durable) {
+            sender.send_if_modified(|durable| {
                 let moved = head > *durable;
                 *durable = (*durable).max(head);
                 moved
             });
         }
-        for answer in answers {
-            answer.send(outcome.as_ref().map(|_| ()).map_err(|reason| Error::Failed { reason: reason.clone() }));
-        }
+        self.lone.0.store(answers.len() <= 1, Ordering::Release);
+        let replies = Replies { answers, outcome: outcome.clone() };
         let behind = self.tail.len();
         if outcome.is_ok() && behind >= index::INDEX_BEHIND_RECORDS {
-            let durable = *self.durable.borrow();
+            let durable = self.durable_head();
             match &self.to_indexer {
                 // Back-pressure: when the index thread falls this far
                 // behind, the round waits for it and indexes too, so the
@@ -768,6 +900,7 @@ impl Rounds {
                 None => self.indexer.lock().expect("indexer lock").index_behind(durable),
             }
         }
+        replies
     }
 
     /// At close: stops the index thread, indexes the rest, syncs.
@@ -777,12 +910,18 @@ impl Rounds {
             let _ = handle.join();
         }
         if self.failed.lock().expect("failed flag").is_none() {
-            let durable = *self.durable.borrow();
+            let durable = self.durable_head();
             self.indexer.lock().expect("indexer lock").index_behind(durable);
         }
         if let Err(e) = self.sync() {
             tracing::error!(error = %e, "final flush of the log failed");
         }
+        // Subscribers see the log closed once they have read up to here.
+        self.durable = None;
+    }
+
+    fn durable_head(&self) -> Position {
+        self.durable.as_ref().map_or(Position::ZERO, |sender| *sender.borrow())
     }
 
     fn sync(&mut self) -> Result<(), Error> {
@@ -831,6 +970,20 @@ impl Indexer {
                 tracing::error!(error = %reason, "writing the log's index failed; refusing writes until reopened");
                 *self.failed.lock().expect("failed flag") = Some(reason);
             }
+        }
+    }
+}
+
+/// The answers of a round and its outcome, sent after the round lock.
+struct Replies {
+    answers: Vec<Answer>,
+    outcome: Result<(), String>,
+}
+
+impl Replies {
+    fn send(self) {
+        for answer in self.answers {
+            answer.send(self.outcome.clone().map_err(|reason| Error::Failed { reason }));
         }
     }
 }

@@ -9,6 +9,9 @@
 //! klaxon-logtool apply-loop DIR          apply batches of appends forever, each with a mark
 //!                                        "<batch> <head after it>", printing "applied <batch>"
 //!                                        once durable (the crash tests check mark = head)
+//! klaxon-logtool reopen-loop DIR         open, append 1 to 8 events, close, forever, printing
+//!                                        "ack ..." lines like append-loop: each close adds an
+//!                                        id run and each open merges runs (crash tests kill it)
 //! ```
 //! Exit codes: 0 success, 1 the log is damaged or an operation failed, 2 usage.
 
@@ -38,6 +41,7 @@ fn main() -> ExitCode {
             Ok(n) if n > 0 => runtime.block_on(append_loop(dir, n)),
             _ => usage(),
         },
+        ["reopen-loop", dir] => runtime.block_on(reopen_loop(dir)),
         ["apply-loop", dir] => runtime.block_on(apply_loop(dir)),
         _ => usage(),
     };
@@ -51,7 +55,9 @@ fn main() -> ExitCode {
 }
 
 fn usage() -> Result<ExitCode, klaxon_log::Error> {
-    eprintln!("usage: klaxon-logtool verify DIR | dump DIR [FROM [MAX]] | append-loop DIR WRITERS | apply-loop DIR");
+    eprintln!(
+        "usage: klaxon-logtool verify DIR | dump DIR [FROM [MAX]] | append-loop DIR WRITERS | apply-loop DIR | reopen-loop DIR"
+    );
     Ok(ExitCode::from(2))
 }
 
@@ -129,6 +135,45 @@ async fn append_loop(dir: &str, writers: usize) -> Result<ExitCode, klaxon_log::
         let _ = out.flush();
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Opens the log, appends 1 to 8 events (one append each, from a task, so
+/// lone appends take the appender's own path) to one stream with exact
+/// expected versions, closes it, and again, until killed. Every close
+/// writes the ids appended since open as an id run, and every open merges
+/// runs behind the writer: killed at random moments, the child is often
+/// caught in the middle of a merge.
+async fn reopen_loop(dir: &str) -> Result<ExitCode, klaxon_log::Error> {
+    let stream = StreamId::new(format!("reopen-{}", std::process::id())).expect("valid stream id");
+    let mut cycle = 0u64;
+    loop {
+        cycle += 1;
+        let log = Log::open(dir, Options::default())?;
+        let task = {
+            let (log, stream) = (log.clone(), stream.clone());
+            tokio::spawn(async move {
+                let mut version = log.stream_version(&stream)?;
+                for _ in 0..cycle % 8 + 1 {
+                    let id = uuid::Uuid::new_v4();
+                    let event = NewEvent {
+                        id,
+                        kind: EventKind::new("test.appended.v1").expect("valid kind"),
+                        data: EventData::from_value(&serde_json::json!({ "version": version.0 + 1 }))
+                            .expect("valid json"),
+                        metadata: Metadata::default(),
+                    };
+                    let a = log.append(&stream, ExpectedVersion::Exact(version), vec![event]).await?;
+                    version = klaxon_log::StreamVersion(a.next_version.0 - 1);
+                    let mut out = std::io::stdout().lock();
+                    let _ = writeln!(out, "ack {} {} {} {}", a.first, stream, version, id);
+                    let _ = out.flush();
+                }
+                Ok::<_, klaxon_log::Error>(())
+            })
+        };
+        task.await.expect("the append task")?;
+        log.close().await;
+    }
 }
 
 /// The mark `apply-loop` writes with every batch.

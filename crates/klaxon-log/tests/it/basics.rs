@@ -238,19 +238,48 @@ async fn stats_count_every_append_and_group_commits_add_up() {
 }
 
 /// A lone append (nothing else queued, the sync thread idle) is flushed,
-/// synced and answered by the writer thread itself, one handoff fewer;
-/// it is still durable (the head shows it) when answered, and appends
-/// that queue up still share the sync thread's rounds.
+/// synced and answered without a handoff to the sync thread: by the
+/// appending task itself when it runs on a multi-threaded runtime (no
+/// thread handoff at all), by the writer thread otherwise (here: the
+/// test's own `block_on` future, where blocking in place is not allowed).
+/// Either way it is durable (the head shows it) when answered, positions
+/// stay gapless, a retry is still recognised, and appends that queue up
+/// still share the sync thread's rounds.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_lone_append_is_synced_by_the_writer_and_answered_only_once_durable() {
+async fn a_lone_append_is_synced_by_its_appender_or_the_writer_and_answered_only_once_durable() {
     let (_dir, log) = temp_log(Options::default());
     let work = || log.stats().work.snapshot();
     for n in 0..20u64 {
         let appended = log.append(&sid("lone"), ExpectedVersion::Any, vec![event(n)]).await.unwrap();
         assert_eq!(log.head(), appended.last, "answered before the head showed it durable");
+        assert_eq!(appended.first, Position(n + 1));
     }
+    let by_writer = work();
+    assert_eq!((by_writer.writer_rounds, by_writer.appender_rounds, by_writer.syncs), (20, 0, 20), "{by_writer:?}");
+    let in_task = {
+        let log = log.clone();
+        tokio::spawn(async move {
+            let last_id = uuid::Uuid::new_v4();
+            for n in 20..40u64 {
+                let event = if n == 39 { crate::support::event_with_id(last_id, n) } else { event(n) };
+                let appended = log.append(&sid("lone"), ExpectedVersion::Exact(StreamVersion(n)), vec![event]).await;
+                let appended = appended.unwrap();
+                assert_eq!(log.head(), appended.last, "answered before the head showed it durable");
+                assert_eq!((appended.first, appended.deduplicated), (Position(n + 1), false));
+            }
+            // A retry of a lone append is recognised on the same path.
+            let stream = sid("lone");
+            let retry = log.append(&stream, ExpectedVersion::Any, vec![crate::support::event_with_id(last_id, 39)]);
+            let retry = retry.await.unwrap();
+            assert_eq!((retry.first, retry.deduplicated), (Position(40), true));
+        })
+    };
+    in_task.await.unwrap();
+    let sequential = work().since(&by_writer);
+    assert_eq!((sequential.appender_rounds, sequential.writer_rounds), (21, 0), "{sequential:?}");
+    assert_eq!(sequential.syncs, 21, "{sequential:?}");
+    assert_eq!(log.head(), Position(40));
     let sequential = work();
-    assert_eq!((sequential.writer_rounds, sequential.syncs), (20, 20), "{sequential:?}");
     let tasks: Vec<_> = (0..64u64)
         .map(|n| {
             let log = log.clone();
@@ -265,7 +294,7 @@ async fn a_lone_append_is_synced_by_the_writer_and_answered_only_once_durable() 
         t.await.unwrap();
     }
     let concurrent = work();
-    assert_eq!(log.head(), Position(20 + 640));
+    assert_eq!(log.head(), Position(40 + 640));
     // 640 appends from 64 tasks share syncs.
     assert!(concurrent.syncs - sequential.syncs < 640, "{concurrent:?}");
     log.verify().unwrap();

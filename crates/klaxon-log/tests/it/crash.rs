@@ -139,3 +139,52 @@ async fn an_applied_mark_always_matches_the_records_after_sigkill() {
         log.close().await;
     }
 }
+
+/// A child opens the log, appends a few events, closes it, and again:
+/// each close writes an id run and each open merges runs behind the
+/// writer (one atomic sled batch per merge). Killed at random moments,
+/// often in the middle of a merge, it must leave either the two runs or
+/// the merged one: every acknowledged id is found at its place, a retry
+/// of it is recognised, and the runs stay few although every cycle added
+/// one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_acknowledged_id_is_found_after_sigkill_while_id_runs_merge() {
+    let cycles = if std::env::var("KLAXON_SLOW_TESTS").as_deref() == Ok("1") { 60 } else { 8 };
+    let seed = crate::seed::seed("every_acknowledged_id_is_found_after_sigkill_while_id_runs_merge");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let dir = tempfile::tempdir().unwrap();
+    let mut acks: Vec<Ack> = Vec::new();
+    for cycle in 0..cycles {
+        let dir_arg = dir.path().to_str().unwrap();
+        let lines =
+            kill_after(&["reopen-loop", dir_arg], "the child acknowledges an append", rng.random_range(20..400));
+        acks.extend(lines.iter().map(|l| parse_ack(l)));
+
+        let log = Log::open(dir.path(), Options::default()).expect("reopen after SIGKILL");
+        log.settle_id_index();
+        let report = log.verify().unwrap_or_else(|e| panic!("cycle {cycle} (seed {seed}): {e}"));
+        for ack in &acks {
+            let stream = crate::support::sid(&ack.stream);
+            let place = (Position(ack.position), stream.clone(), StreamVersion(ack.version));
+            assert_eq!(log.locate(ack.id).unwrap(), Some(place), "cycle {cycle} (seed {seed}): id {}", ack.id);
+        }
+        let sample = &acks[rng.random_range(0..acks.len())];
+        let retry = log
+            .append(
+                &crate::support::sid(&sample.stream),
+                ExpectedVersion::Any,
+                vec![crate::support::event_with_id(sample.id, 0)],
+            )
+            .await
+            .unwrap();
+        assert_eq!((retry.first, retry.deduplicated), (Position(sample.position), true), "cycle {cycle} (seed {seed})");
+        let (listed, stored) = log.id_runs().unwrap();
+        assert_eq!(listed, stored, "cycle {cycle} (seed {seed}): the directory and sled disagree on the runs");
+        // Runs halve in size from one to the next once merged: about
+        // log2(ids) of them, where every child open had added one.
+        let bound = 2 + (report.records as f64).log2().ceil() as usize;
+        assert!(stored <= bound, "cycle {cycle} (seed {seed}): {stored} id runs for {} records", report.records);
+        log.close().await;
+    }
+    println!("{cycles} kills, {} acknowledged appends found", acks.len());
+}

@@ -163,6 +163,49 @@ async fn ids_and_streams_are_found_after_sigkill_before_the_index_batch() {
     println!("{behind_cycles} of {cycles} crashes left the index behind the acknowledged records");
 }
 
+/// Every close writes the ids appended since open as one id run; without
+/// merging, a log closed and opened often would hold one run per session
+/// and a lookup before the open scan completes would read them all. The
+/// runs are merged behind the writer (at open and after index batches),
+/// so after 100 sessions of 1 to 12 appends they are a handful, every id
+/// is still found at its place and a retry of any of them is recognised.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_close_and_reopen_cycles_keep_the_id_runs_few_and_every_id_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut appended: Vec<(Uuid, Position)> = Vec::new();
+    let mut most_runs = 0;
+    for session in 0..100u64 {
+        let log = Log::open(dir.path(), Options::default()).unwrap();
+        log.settle_id_index();
+        let (listed, stored) = log.id_runs().unwrap();
+        assert_eq!(listed, stored, "session {session}: the directory and sled disagree on the runs");
+        most_runs = most_runs.max(stored);
+        for n in 0..session % 12 + 1 {
+            let id = Uuid::new_v4();
+            let a = log.append(&sid("sessions"), ExpectedVersion::Any, vec![event_with_id(id, n)]).await.unwrap();
+            appended.push((id, a.first));
+        }
+        log.close().await;
+    }
+    // 100 runs written (one per close), 650 ids: runs halving in size
+    // from one to the next leave at most log2(650) + 1 of them.
+    assert!(most_runs <= 11, "{most_runs} id runs after at most 100 sessions");
+    let log = Log::open(dir.path(), Options::default()).unwrap();
+    log.settle_id_index();
+    let (_, stored) = log.id_runs().unwrap();
+    assert!(stored <= 11, "{stored} id runs after 100 sessions");
+    for (id, position) in &appended {
+        let (found, _, _) = log.locate(*id).unwrap().unwrap_or_else(|| panic!("{id} lost"));
+        assert_eq!(found, *position);
+    }
+    for (id, position) in appended.iter().step_by(37) {
+        let retry = log.append(&sid("sessions"), ExpectedVersion::Any, vec![event_with_id(*id, 0)]).await.unwrap();
+        assert_eq!((retry.first, retry.deduplicated), (*position, true));
+    }
+    log.verify().unwrap();
+    log.close().await;
+}
+
 /// A record built by hand, as the format-1 writer stored it.
 fn old_record(position: u64, stream: &str, version: u64, id: Uuid, at: DateTime<Utc>) -> Record {
     Record {
