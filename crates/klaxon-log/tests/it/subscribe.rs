@@ -120,3 +120,42 @@ async fn a_subscription_catching_up_lets_other_tasks_run() {
     assert!(at < records, "the other task ran only at the end ({at})");
     log.close().await;
 }
+
+/// Subscriptions catching up together read each whole block of the log
+/// from sled once: the first to reach a block reads it, the others take a
+/// copy (`Log::catch_up_blocks`). Each still yields every record once, in
+/// order, exactly as stored; the live tail (a block not yet whole) each
+/// reads on its own, and reading it drops the kept blocks: one that starts
+/// afterwards (from the middle of a block) reads from sled again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscriptions_catching_up_together_read_each_block_once() {
+    const BLOCK: u64 = 512;
+    let (_dir, log) = temp_log(Options::default());
+    for i in 0..(3 * BLOCK + 100) / 4 {
+        let events = (0..4).map(|j| event(i * 4 + j)).collect();
+        log.append(&sid(&format!("s{}", i % 7)), ExpectedVersion::Any, events).await.unwrap();
+    }
+    let head = log.head();
+    assert_eq!(head, Position(3 * BLOCK + 100));
+    let stored = log.read_all(Position(1), usize::MAX).unwrap();
+    // Four from the start, taking turns as services folding on one
+    // runtime do.
+    let mut subs: Vec<Subscription> = (0..4).map(|_| log.subscribe(Position(1))).collect();
+    let mut got: Vec<Vec<klaxon_log::Record>> = vec![Vec::new(); subs.len()];
+    for _ in 0..head.0 {
+        for (sub, got) in subs.iter_mut().zip(&mut got) {
+            got.push(sub.next().await.unwrap().unwrap());
+        }
+    }
+    for got in &got {
+        assert_eq!(got, &stored);
+    }
+    // Three whole blocks, each read once and taken by the three others.
+    assert_eq!(log.catch_up_blocks(), (3, 3 * 3));
+
+    let late = log.subscribe(Position(BLOCK + 7));
+    let got: Vec<u64> = collect(late, head.0 - BLOCK - 6, false).await;
+    assert_eq!(got, (BLOCK + 7..=head.0).collect::<Vec<_>>());
+    assert_eq!(log.catch_up_blocks(), (5, 3 * 3), "nothing was kept after the tail was read");
+    log.close().await;
+}
