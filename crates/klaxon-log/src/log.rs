@@ -59,7 +59,7 @@ impl Default for Options {
 /// subscriptions only ever see durable records.
 #[derive(Clone)]
 pub struct Log {
-    pub(crate) inner: Arc<Inner>,
+    inner: Arc<Inner>,
 }
 
 pub(crate) struct Inner {
@@ -76,8 +76,6 @@ pub(crate) struct Inner {
     pub(crate) legacy_head: Position,
     /// The id index's directory, shared with the writer and index thread.
     pub(crate) ids: Arc<crate::idfilter::IdFilter>,
-    /// The blocks catching-up subscriptions share.
-    pub(crate) shared: crate::subscription::SharedBlocks,
 }
 
 impl Log {
@@ -168,7 +166,6 @@ impl Log {
                 tail,
                 legacy_head,
                 ids,
-                shared: Default::default(),
             }),
         })
     }
@@ -371,13 +368,6 @@ impl Log {
     /// that grows: it simply reads further behind in the log.
     pub fn subscribe(&self, from: Position) -> Subscription {
         Subscription::new(self.clone(), from.max(Position(1)))
-    }
-
-    /// Blocks of records (512 each) that catching-up subscriptions read from
-    /// sled, and those they took from another's read instead: a work
-    /// counter of the shared catch-up (see [`Subscription`]).
-    pub fn catch_up_blocks(&self) -> (u64, u64) {
-        self.inner.shared.counts()
     }
 
     pub(crate) fn durable_watch(&self) -> watch::Receiver<Position> {
