@@ -14,6 +14,8 @@
 //! (Here rather than in each service's crate: one history feeds the three,
 //! and the services do not depend on one another.)
 
+use std::num::NonZeroU64;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,7 +30,7 @@ use klaxon_domain::review::TrendFilter;
 use klaxon_log::{Log, Position};
 use klaxon_notifier::{Notifier, NotifierOptions};
 use klaxon_paging::{Pager, PagerConfig};
-use klaxon_reactor::{ManualClock, Progress};
+use klaxon_reactor::{ManualClock, Progress, SnapshotFile};
 use klaxon_review::Reviews;
 use klaxon_tests::config::{Paged, SECRET_ENV};
 use tokio_util::sync::CancellationToken;
@@ -133,6 +135,18 @@ async fn processed<S: klaxon_reactor::Service>(shell: &klaxon_reactor::Handle<S>
 
 impl Shells {
     fn start(log: &Log, configs: &Configs, clock: &ManualClock, after: Option<Duration>) -> Shells {
+        Shells::start_with(log, configs, clock, after, None)
+    }
+
+    /// As [`Shells::start`], saving snapshots in `snapshots` (at the head
+    /// and at the stop) and resuming from those found there.
+    fn start_with(
+        log: &Log,
+        configs: &Configs,
+        clock: &ManualClock,
+        after: Option<Duration>,
+        snapshots: Option<&Path>,
+    ) -> Shells {
         let stop = CancellationToken::new();
         let mut pager = Pager::new(log.clone(), configs.pager.clone(), clock.shared());
         let mut notifier = Notifier::new(log.clone(), configs.notifier.clone(), clock.shared());
@@ -143,6 +157,12 @@ impl Shells {
             pager = pager.with_eviction(after);
             notifier = notifier.with_eviction(after);
             reviews = reviews.with_eviction(after);
+        }
+        if let Some(dir) = snapshots {
+            let every = NonZeroU64::new(1 << 40).unwrap();
+            pager = pager.with_snapshots(SnapshotFile::new(dir.join("paging.snap")), every);
+            notifier = notifier.with_snapshots(SnapshotFile::new(dir.join("notifier.snap")), every);
+            reviews = reviews.with_snapshots(SnapshotFile::new(dir.join("review.snap")), every);
         }
         let (p, n, r, i) = (pager.handle(), notifier.handle(), reviews.handle(), intake.handle());
         let tasks = vec![
@@ -332,6 +352,102 @@ fn a_rebuild_from_scratch_holds_open_work_while_it_folds_and_answers_as_one_that
             assert_eq!(evicting.answers(id).await, kept.answers(id).await, "incident {id}");
         }
         evicting.stop().await;
+        kept.stop().await;
+    });
+}
+
+/// Evicted incidents across a restart from snapshots: the snapshots of
+/// shells that evicted most of a history keep nothing of the evicted
+/// incidents (no list of their ids: the log says which they are), and
+/// after the restart, new records about evicted incidents (reopened, then
+/// resolved again) read them back from the log and lead to what shells
+/// that never evict make of the same log: these, folding it from scratch
+/// afterwards, find nothing more to write and answer the same, incident by
+/// incident and in aggregate.
+#[test]
+fn after_a_restart_from_snapshots_evicted_incidents_come_back_from_the_log_and_answer_as_if_never_evicted() {
+    use klaxon_domain::ids::ActorId;
+    use klaxon_domain::incident::{Command, Status};
+    use klaxon_log::{ExpectedVersion, StreamVersion};
+    use klaxon_reactor::{Append, Ids, streams};
+
+    const INCIDENTS: u64 = 1_500;
+    const REOPENED: usize = 4;
+    let paged = Paged::start(600, true, "");
+    let configs = configs(&paged);
+    let dir = tempfile::tempdir().unwrap();
+    let snapshots = dir.path().join("snapshots");
+    paged.runtime.block_on(async {
+        let log = Log::open(dir.path().join("log"), Default::default()).unwrap();
+        history::write(&log, INCIDENTS, OPEN_PER_MILLE, now(), false).await;
+        let clock = ManualClock::new(now());
+
+        let evicting = Shells::start_with(&log, &configs, &clock, Some(AFTER), Some(&snapshots));
+        evicting.settled(&log).await;
+        // Resolved incidents, evicted by all three, to reopen later.
+        let mut resolved = Vec::new();
+        for number in 1..=INCIDENTS {
+            let id = IncidentId::from_number(number).unwrap();
+            let records = log.read_stream(&streams::incident(id), StreamVersion(1), usize::MAX).unwrap();
+            let incident = klaxon_reactor::decode::fold_incident(&records).unwrap().unwrap();
+            let pager = evicting.pager.reactor();
+            let (notifier, review) = (evicting.notifier.reactor(), evicting.reviews.reactor());
+            if incident.status() == Status::Resolved
+                && pager.is_evicted(id).await.unwrap()
+                && notifier.is_evicted(id).await.unwrap()
+                && review.is_evicted(id).await.unwrap()
+            {
+                resolved.push((id, incident));
+            }
+            if resolved.len() == REOPENED {
+                break;
+            }
+        }
+        assert_eq!(resolved.len(), REOPENED, "the history has resolved incidents, evicted");
+        evicting.stop().await;
+
+        // Paging's and the notifier's snapshots hold open work only: no id
+        // of an evicted incident (review keeps fixed-size trend rows).
+        for file in ["paging.snap", "notifier.snap"] {
+            let text = String::from_utf8_lossy(&std::fs::read(snapshots.join(file)).unwrap()).into_owned();
+            for (id, _) in &resolved {
+                assert!(!text.contains(&format!("\"{id}\"")), "{file} mentions evicted {id}");
+            }
+        }
+
+        // New records about them: each reopened, then resolved again.
+        let maria = ActorId::new("maria").unwrap();
+        for (id, incident) in &resolved {
+            let mut state = Some(incident.clone());
+            for command in [Command::Reopen { reason: "back".into() }, Command::Resolve { summary: "again".into() }] {
+                let events = klaxon_domain::incident::decide(state.as_ref(), &command, id, &maria, now()).unwrap();
+                for event in &events {
+                    state = klaxon_domain::incident::evolve(state, event);
+                }
+                let ids = Ids::caused_by(uuid::Uuid::new_v4(), "test.command");
+                let append = Append::new(streams::incident(*id), ExpectedVersion::Any, &events, ids);
+                log.append(&append.stream, append.expected, append.to_new_events(None).unwrap()).await.unwrap();
+            }
+        }
+
+        // The restart resumes from the snapshots and reads the reopened
+        // incidents back from the log.
+        let restarted = Shells::start_with(&log, &configs, &clock, Some(AFTER), Some(&snapshots));
+        let head = restarted.settled(&log).await;
+        for (service, p) in restarted.progress() {
+            assert!(p.resumed > Position::ZERO, "{service} resumed from its snapshot: {p:?}");
+            assert!(p.read_back >= REOPENED as u64, "{service} read the reopened incidents back: {p:?}");
+            assert_eq!(p.held + p.evicted, INCIDENTS, "{service}: {p:?}");
+        }
+
+        let kept = Shells::start(&log, &configs, &clock, None);
+        assert_eq!(kept.settled(&log).await, head, "shells that never evict find nothing more to do");
+        assert_eq!(restarted.aggregates().await, kept.aggregates().await);
+        for number in 1..=INCIDENTS {
+            let id = IncidentId::from_number(number).unwrap();
+            assert_eq!(restarted.answers(id).await, kept.answers(id).await, "incident {id}");
+        }
+        restarted.stop().await;
         kept.stop().await;
     });
 }

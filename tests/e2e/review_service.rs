@@ -804,7 +804,7 @@ async fn an_evicted_incident_with_open_action_items_still_lists_them_completes_t
     assert_eq!((progress.held, progress.evicted), (0, 1), "{progress:?}");
     assert_eq!(w.reviews.action_items(true).await.unwrap(), open);
     assert_eq!(w.reviews.action_items(false).await.unwrap(), all);
-    assert!(w.reviews.reactor().is_evicted(id), "listing items brought nothing back");
+    assert!(w.reviews.reactor().is_evicted(id).await.unwrap(), "listing items brought nothing back");
 
     // Completing the open item brings it back; then nothing is open.
     edit(ReviewCommand::CompleteActionItem { item: ActionItemId::new(id, 1).unwrap() }).await;

@@ -31,10 +31,12 @@
 //! - **Eviction.** With [`Reactor::with_eviction`] an incident the service
 //!   calls finished ([`Service::retired_since`]) for the configured time,
 //!   with nothing under way, timed or to decide, leaves the state
-//!   ([`Service::evict`]); its id is kept (and snapshotted), and a record
-//!   about it first reads it back from the log into a fresh state that the
-//!   service adopts ([`Service::adopt`]). Memory is bounded by open work,
-//!   while a rebuild folds too. A look for incidents to evict checks only
+//!   ([`Service::evict`]). Nothing is kept of it, not even its id: a
+//!   record about an incident the shell does not hold, other than the
+//!   first record of the incident's own stream, first reads it back from
+//!   the log into a fresh state that the service adopts
+//!   ([`Service::adopt`]). Memory is bounded by open work, while a rebuild
+//!   folds too. A look for incidents to evict checks only
 //!   the candidates due by now (kept in a queue by when they may leave),
 //!   so its cost follows what can leave, not what is held.
 //! - **Progress and the barrier.** [`Progress`] says which position is
@@ -45,7 +47,7 @@
 //! Every task it starts is owned by a `JoinSet` that the loop drains or
 //! drops; time comes only from the [`Clock`].
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::num::NonZeroU64;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -225,7 +227,8 @@ pub struct Progress {
     /// record about one arrived (a work counter).
     pub read_back: u64,
     /// Incidents evicted from the state (see [`Reactor::with_eviction`]),
-    /// to be read back from the log when a record about one arrives.
+    /// to be read back from the log when a record about one arrives: a
+    /// count (evictions less read backs, carried in snapshots), not a set.
     pub evicted: u64,
     /// When the shell next looks for incidents to evict (none without
     /// eviction, or while not caught up). [`Handle::wait_processed`]
@@ -264,10 +267,12 @@ struct Inner<S: Service> {
     /// How long an incident stays in the state once finished (eviction is
     /// off without it).
     evict_after: Option<chrono::TimeDelta>,
-    /// The incidents evicted from the state. Changed only under the state's
-    /// write lock (taken first), so that a reader holding the state's lock
-    /// sees the two agree.
-    evicted: RwLock<BTreeSet<IncidentId>>,
+    /// The incidents held in the state (the loop's `Run::causes`, for
+    /// queries): an incident not held is evicted or unknown, and the log
+    /// answers either way. Changed only under the state's write lock (taken
+    /// first), so that a reader holding the state's lock sees the two agree.
+    /// Bounded by open work, like the state.
+    held: RwLock<HashSet<IncidentId>>,
 }
 
 /// An incident read back from the log (see `Inner::read_back`).
@@ -291,10 +296,35 @@ struct Saved<St> {
     /// and under way, or not folded back): decided again after a resume,
     /// so a snapshot ahead of the processed position loses no reaction.
     pending: Vec<IncidentId>,
-    /// The incidents evicted from the state (absent in snapshots of
-    /// builds without eviction: none).
-    #[serde(default)]
-    evicted: Vec<IncidentId>,
+    /// How many incidents are evicted (absent in snapshots of builds
+    /// without eviction: none). Builds before it kept the evicted ids and
+    /// saved them here as a list: such a snapshot is resumed, its list
+    /// counted and dropped (the log says which incidents are evicted).
+    #[serde(default, deserialize_with = "evicted_count")]
+    evicted: u64,
+}
+
+/// [`Saved::evicted`]: a count, or the list of evicted ids earlier builds
+/// saved, counted without being kept.
+fn evicted_count<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
+    struct Count;
+    impl<'de> serde::de::Visitor<'de> for Count {
+        type Value = u64;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a count of evicted incidents or a list of their ids")
+        }
+        fn visit_u64<E: serde::de::Error>(self, count: u64) -> Result<u64, E> {
+            Ok(count)
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut ids: A) -> Result<u64, A::Error> {
+            let mut count = 0;
+            while ids.next_element::<serde::de::IgnoredAny>()?.is_some() {
+                count += 1;
+            }
+            Ok(count)
+        }
+    }
+    deserializer.deserialize_any(Count)
 }
 
 #[derive(Default)]
@@ -351,7 +381,7 @@ impl<S: Service> Reactor<S> {
             claim_counts: ClaimCounters::default(),
             snapshots: None,
             evict_after: None,
-            evicted: RwLock::new(BTreeSet::new()),
+            held: RwLock::new(HashSet::new()),
         };
         Reactor { handle: Handle { inner: Arc::new(inner) } }
     }
@@ -398,7 +428,14 @@ impl<S: Service> Reactor<S> {
     /// history, not all of it. The shell looks for such incidents every
     /// [`EVICT_EVERY`] records folded, before each snapshot, and on the
     /// clock every [`sweep_interval`]`(after)`. A record about an evicted
-    /// incident first reads it back from the log. Zero evicts at the first
+    /// incident first reads it back from the log.
+    ///
+    /// What the shell needs of the service for that: its fold concerns an
+    /// incident ([`Service::fold`] returns it) for every record of the
+    /// incident's own stream (`incident-INC-n`), so that an incident is held
+    /// from that stream's first record until it is evicted. An incident not
+    /// held is then evicted exactly when its own stream has records before
+    /// the one arriving (every service here folds every incident event). Zero evicts at the first
     /// look after the incident is finished.
     pub fn with_eviction(mut self, after: Duration) -> Reactor<S> {
         let after = chrono::TimeDelta::from_std(after).unwrap_or(chrono::TimeDelta::MAX);
@@ -567,8 +604,9 @@ struct Run {
     next_sweep: Option<DateTime<Utc>>,
     /// Records folded since the last look.
     since_sweep: u64,
-    /// How many incidents are evicted (the size of `Inner::evicted`).
-    evicted: usize,
+    /// How many incidents are evicted: evictions less read backs (a count,
+    /// not a set: the log says which).
+    evicted: u64,
     /// The most incidents held at once (`causes`) since the start.
     held_max: usize,
     /// Held incidents the sweeps looked at since the start.
@@ -622,6 +660,9 @@ impl Run {
             let touched = inner.service.fold(&mut state, record)?;
             if let Some(incident) = touched {
                 self.note_retiring(inner, &state, incident);
+                if self.causes.insert(incident, Cause::of(record)).is_none() {
+                    inner.held.write().expect("held lock").insert(incident);
+                }
             }
             touched
         };
@@ -629,7 +670,6 @@ impl Run {
         self.last_id = record.id;
         if let Some(incident) = touched {
             self.stale.remove(&incident);
-            self.causes.insert(incident, Cause::of(record));
             self.held_max = self.held_max.max(self.causes.len());
             if record.position > self.checkpoint {
                 self.dirty.insert(incident);
@@ -660,30 +700,44 @@ impl Run {
     /// adopt it, so that `record` folds onto what a shell that never
     /// evicted would hold. Nothing becomes dirty: the records read back
     /// were reacted to before.
+    ///
+    /// No set of evicted ids says which incidents those are: an incident
+    /// the shell does not hold is evicted when the log has records of it
+    /// before `record` (an incident is held from its own stream's first
+    /// record until it is evicted; see [`Reactor::with_eviction`]). The
+    /// first record of its own stream is a new incident's, so it reads
+    /// nothing; any other record about an incident not held reads its
+    /// streams back, and finding no record that concerned it there (an
+    /// incident whose own stream is still empty) holds nothing and counts
+    /// nothing.
     async fn rehydrate<S: Service>(&mut self, inner: &Inner<S>, record: &Record) -> Result<(), Error> {
         if self.evicted == 0 {
             return Ok(());
         }
         let Some(incident) = crate::streams::incident_of(&record.stream) else { return Ok(()) };
-        if !inner.evicted.read().expect("evicted lock").contains(&incident) {
+        if self.causes.contains_key(&incident) {
+            return Ok(());
+        }
+        if record.version.0 <= 1 && record.stream == crate::streams::incident(incident) {
             return Ok(());
         }
         let ReadBack { state: back, read, cause } = inner.read_back(incident, Some(record.position)).await?;
+        let Some(cause) = cause else {
+            tracing::debug!(service = S::NAME, %incident, records = read, position = %record.position, "not evicted: nothing of it was held");
+            return Ok(());
+        };
         let mut state = inner.state.write().expect("state lock");
         inner.service.adopt(&mut state, back, incident);
-        let mut evicted = inner.evicted.write().expect("evicted lock");
-        evicted.remove(&incident);
-        self.evicted = evicted.len();
-        self.read_back += 1;
         // Held again, with the latest record about it: when `record` is
         // one the service's fold passes over (review's records, for
         // paging), the incident must still be known to the sweeps, or it
         // would stay in memory, neither held nor evicted, for good.
-        if let Some(cause) = cause {
-            self.causes.insert(incident, cause);
-            self.held_max = self.held_max.max(self.causes.len());
-            self.note_retiring(inner, &state, incident);
-        }
+        self.causes.insert(incident, cause);
+        inner.held.write().expect("held lock").insert(incident);
+        self.evicted = self.evicted.saturating_sub(1);
+        self.read_back += 1;
+        self.held_max = self.held_max.max(self.causes.len());
+        self.note_retiring(inner, &state, incident);
         tracing::debug!(service = S::NAME, %incident, records = read, position = %record.position, "read back from the log");
         Ok(())
     }
@@ -757,17 +811,17 @@ impl Run {
         if leaving.is_empty() {
             return;
         }
-        let mut evicted = inner.evicted.write().expect("evicted lock");
+        let mut held = inner.held.write().expect("held lock");
         for incident in &leaving {
             service.evict(&mut state, *incident);
             self.causes.remove(incident);
+            held.remove(incident);
             self.dirty.remove(incident);
             if let Some(at) = self.retire_at.remove(incident) {
                 self.retiring.remove(&(at, *incident));
             }
-            evicted.insert(*incident);
         }
-        self.evicted = evicted.len();
+        self.evicted += leaving.len() as u64;
         tracing::debug!(service = S::NAME, count = leaving.len(), evicted = self.evicted, "evicted finished incidents");
     }
 
@@ -876,7 +930,7 @@ impl Run {
 
     fn progress(&self) -> Progress {
         let (resumed, snapshot) = (self.resumed, self.snapshot_at);
-        let (held, evicted, held_max) = (self.causes.len() as u64, self.evicted as u64, self.held_max as u64);
+        let (held, evicted, held_max) = (self.causes.len() as u64, self.evicted, self.held_max as u64);
         let (examined, read_back) = (self.examined, self.read_back);
         if !self.caught_up {
             let processed = self.applied.min(self.checkpoint);
@@ -923,9 +977,8 @@ impl Run {
         self.causes = saved.causes.into_iter().collect();
         self.held_max = self.causes.len();
         self.dirty = saved.pending.into_iter().collect();
-        let evicted: BTreeSet<IncidentId> = saved.evicted.into_iter().collect();
-        self.evicted = evicted.len();
-        *inner.evicted.write().expect("evicted lock") = evicted;
+        self.evicted = saved.evicted;
+        *inner.held.write().expect("held lock") = self.causes.keys().copied().collect();
         if S::CHECKPOINT.is_none() {
             self.dirty.extend(self.causes.keys().copied());
         }
@@ -969,7 +1022,7 @@ impl Run {
             state: inner.state.read().expect("state lock").clone(),
             causes: self.causes.iter().map(|(i, c)| (*i, c.clone())).collect(),
             pending: pending.into_iter().collect(),
-            evicted: inner.evicted.read().expect("evicted lock").iter().copied().collect(),
+            evicted: self.evicted,
         };
         let (position, id) = (self.applied, self.last_id);
         self.snapshot_at = position;
@@ -1181,16 +1234,16 @@ impl<S: Service> Handle<S> {
     }
 
     /// Reads what the state holds for `incident`: the state itself while
-    /// the incident is held, or, once it was evicted, a temporary state
-    /// read back from the log (every record of its streams, through the
-    /// log's head). Either way `f` sees what a shell that never evicted
-    /// would hold for the incident.
+    /// the incident is held, or, when it is not (evicted, or unknown), a
+    /// temporary state read back from the log (every record of its
+    /// streams, through the log's head). Either way `f` sees what a shell
+    /// that never evicted would hold for the incident.
     pub async fn read_incident<T>(&self, incident: IncidentId, f: impl FnOnce(&S::State) -> T) -> Result<T, Error> {
         let mut f = Some(f);
         let held = {
             let state = self.inner.state.read().expect("state lock");
-            let evicted = self.inner.evicted.read().expect("evicted lock").contains(&incident);
-            (!evicted).then(|| f.take().expect("f is taken once")(&state))
+            let held = self.inner.held.read().expect("held lock").contains(&incident);
+            held.then(|| f.take().expect("f is taken once")(&state))
         };
         if let Some(held) = held {
             return Ok(held);
@@ -1206,10 +1259,22 @@ impl<S: Service> Handle<S> {
         Ok(self.inner.read_back(incident, None).await?.state)
     }
 
+    /// Whether the state holds `incident` (it has folded a record about it
+    /// and not evicted it since).
+    pub fn is_held(&self, incident: IncidentId) -> bool {
+        self.inner.held.read().expect("held lock").contains(&incident)
+    }
+
     /// Whether `incident` is evicted from the state (see
-    /// [`Reactor::with_eviction`]).
-    pub fn is_evicted(&self, incident: IncidentId) -> bool {
-        self.inner.evicted.read().expect("evicted lock").contains(&incident)
+    /// [`Reactor::with_eviction`]): not held, though the log has records of
+    /// its own stream. (Of a service still folding, whether it is evicted
+    /// or not folded yet.)
+    pub async fn is_evicted(&self, incident: IncidentId) -> Result<bool, Error> {
+        if self.is_held(incident) {
+            return Ok(false);
+        }
+        let own = crate::streams::incident(incident);
+        Ok(!self.inner.bus.read_stream(&own, klaxon_log::StreamVersion(1), 1).await?.is_empty())
     }
 
     /// The claims this replica won and lost (both zero without claims).

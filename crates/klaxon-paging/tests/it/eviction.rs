@@ -86,7 +86,7 @@ async fn reopened_after_two_hours(after: Option<Duration>) -> (Vec<(String, Stri
     if after.is_some() {
         assert_eq!((progress.held, progress.evicted), (0, 1), "{progress:?}");
         assert!(w.pager.reactor().read(|s| s.incidents().is_empty()));
-        assert!(w.pager.reactor().is_evicted(id));
+        assert!(w.pager.reactor().is_evicted(id).await.unwrap());
         // A query still answers, from the log.
         let pages = w.pager.pages(id).await.unwrap();
         assert_eq!(pages.len(), 1);
@@ -98,7 +98,7 @@ async fn reopened_after_two_hours(after: Option<Duration>) -> (Vec<(String, Stri
     let reopen = Position(log.head().0 + 1);
     w.intake.execute(id, Command::Reopen { reason: "errors are back".into() }, &maria()).await.unwrap();
     w.settled().await;
-    assert!(!w.pager.reactor().is_evicted(id));
+    assert!(!w.pager.reactor().is_evicted(id).await.unwrap());
     assert_eq!(w.pager.reactor().progress().held, 1);
     // Nothing folded twice: the counts moved only by what was appended.
     let counts = w.pager.counts();
