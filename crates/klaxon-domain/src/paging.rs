@@ -137,6 +137,7 @@ pub use config::{
     CustomerConfig, EscalationLevel, EscalationLevelConfig, EscalationPolicy, EscalationPolicyConfig, LEVELS_MAX,
     MANAGERS_MAX, MINUTES_MAX, POLICIES_MAX, POLICY_NAME_CHARS_MAX, PagingConfig, PagingFileConfig,
     PagingSectionConfig, REPEAT_MAX, Slo, SloConfig, SloTables, TARGETS_MAX, Target, TargetConfig, TierSloConfig,
+    recorded_severities,
 };
 pub use event::{
     AckTimedOut, CHANNEL_CHARS_MAX, DELIVERY_ERROR_CHARS_MAX, KINDS, PAGING_ACTOR, PageAcknowledged, PageChange,
@@ -371,12 +372,13 @@ struct ResolveClock {
 /// Everything the paging service knows about one incident: the fold of the
 /// incident's events and of its page events, in log order.
 ///
-/// Built with the paging severities of the configuration (whether an event
-/// begins an episode depends on them): a configuration reload that changes
-/// them applies to incidents built afterwards, and a restart rebuilds
-/// every incident with the severities it starts with. The escalation policy
-/// of an episode is not taken from the configuration once its chain has
-/// started: it is folded from the chain's first event.
+/// Built with the paging severities in force (whether an event begins an
+/// episode depends on them); a change of them is folded in log order too
+/// ([`IncidentPaging::set_paging_severities`], at each recorded
+/// configuration), so an open incident starts or stops paging at the
+/// change, and a rebuild from the log gives the same episodes. The
+/// escalation policy of an episode is not taken from the configuration
+/// once its chain has started: it is folded from the chain's first event.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct IncidentPaging {
     incident: IncidentId,
@@ -397,11 +399,18 @@ pub struct IncidentPaging {
 }
 
 impl IncidentPaging {
-    /// The state of `incident` before any event.
+    /// The state of `incident` before any event, with the paging
+    /// severities of `config`.
     pub fn new(incident: IncidentId, config: &PagingConfig) -> IncidentPaging {
+        IncidentPaging::with_severities(incident, config.severities())
+    }
+
+    /// The state of `incident` before any event, paging at `severities`
+    /// (those of the configuration the log recorded last).
+    pub fn with_severities(incident: IncidentId, severities: &BTreeSet<Severity>) -> IncidentPaging {
         IncidentPaging {
             incident,
-            paging_severities: config.severities().clone(),
+            paging_severities: severities.clone(),
             title: String::new(),
             status: None,
             severity: None,
@@ -565,6 +574,26 @@ impl IncidentPaging {
     /// declaration; this setter applies unconditionally.)
     pub fn set_severity(&mut self, severity: Severity, at: DateTime<Utc>) {
         self.severity = Some(severity);
+        self.update_episode(at);
+    }
+
+    /// The severities that page this incident now.
+    pub fn paging_severities(&self) -> &BTreeSet<Severity> {
+        &self.paging_severities
+    }
+
+    /// Changes the severities that page, as of `at` (a configuration
+    /// recorded in the log at `at`): an open incident whose severity pages
+    /// now and did not begins an episode at `at` (its chain starts at the
+    /// next [`decide`], under the policy configured then); one whose
+    /// severity no longer pages ends its episode, so its chain stops
+    /// escalating (its pages stay acknowledgeable). An episode that goes on
+    /// keeps its chain and policy. Unchanged severities change nothing.
+    pub fn set_paging_severities(&mut self, severities: &BTreeSet<Severity>, at: DateTime<Utc>) {
+        if self.paging_severities == *severities {
+            return;
+        }
+        self.paging_severities.clone_from(severities);
         self.update_episode(at);
     }
 
