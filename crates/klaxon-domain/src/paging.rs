@@ -33,7 +33,11 @@
 //!   mitigation, resolution, closure or a severity that stops paging ends
 //!   it, and a reopening (or a later paging severity) begins a new one. A
 //!   change between two paging severities (Sev2 to Sev1) keeps the episode;
-//!   the SLOs of the *current* severity apply. Outside an episode [`decide`]
+//!   the SLOs of the *current* severity apply. A change of the paging
+//!   severities themselves (a configuration recorded in the log, folded
+//!   with [`IncidentPaging::set_paging_severities`]) begins or ends an
+//!   open incident's episode the same way, as of the record; an episode
+//!   whose severity still pages goes on. Outside an episode [`decide`]
 //!   returns nothing.
 //! - **Chain.** Each episode has one escalation chain through the policy of
 //!   the incident's service (`services[].escalation_policy`; the

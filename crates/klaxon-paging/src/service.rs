@@ -69,9 +69,10 @@ impl klaxon_domain::class::Classify for Error {
 /// next decision: the policies of new episodes (an episode in flight keeps
 /// the policy its first event recorded), the SLOs, the duty manager, the
 /// managers, the schedules, the catalog and the channels pages go through.
-/// The paging severities are taken when paging first folds an incident's
-/// event: a change applies to incidents paging has not seen yet (and to
-/// every incident once the process restarts and folds the log again).
+/// The paging severities in `paging` apply only until the log records a
+/// configuration (`config.applied.v1`, which a reload writes): from then
+/// on paging folds them from the log, so an open incident starts or stops
+/// paging at the record, the same in every replica and in a rebuild.
 #[derive(Clone)]
 pub struct PagerConfig {
     /// Policies, SLOs, paging severities, duty manager, managers, channels.
