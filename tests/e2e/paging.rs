@@ -279,4 +279,22 @@ fn a_severity_added_at_sighup_pages_an_open_incident_once_and_a_rebuild_agrees()
         assert!(server.stop().success());
     }
     assert_eq!(delivered(), ["INC-1-P1"], "paged once");
+
+    // Sev3 stops paging at the next reload: INC-1's episode ends, and its
+    // page stream says why.
+    let server = Klaxond::start_with_env(&data, &args, &env);
+    let (url, http) = (server.url.clone(), server.http_address.clone().expect("up serves metrics"));
+    std::fs::write(&paged.config, &sev3_default).unwrap();
+    klaxon_tests::signal(server.pid(), "HUP");
+    eventually("the second reload applied", || (reloads(&http, "applied") == 1.0).then_some(()));
+    let stopped = eventually("the stop recorded", || {
+        let out = klaxon_ok(&url, "maria", &["audit", "--kind", "page.paging_stopped", "--format", "json"]);
+        let entries = serde_json::from_str::<Vec<serde_json::Value>>(&out).expect("a JSON array");
+        entries.first().and_then(|e| e["summary"].as_str().map(str::to_owned))
+    });
+    assert!(stopped.starts_with("paging stopped: SEV3 no longer pages under configuration "), "{stopped}");
+    klaxon_tests::metrics::settle(&http, &[&http]);
+    assert_eq!(klaxon_ok(&url, "maria", &["pages", "INC-1"]), pages);
+    assert!(server.stop().success());
+    assert_eq!(delivered(), ["INC-1-P1"], "paged once");
 }

@@ -37,8 +37,10 @@
 //!   severities themselves (a configuration recorded in the log, folded
 //!   with [`IncidentPaging::set_paging_severities`]) begins or ends an
 //!   open incident's episode the same way, as of the record; an episode
-//!   whose severity still pages goes on. Outside an episode [`decide`]
-//!   returns nothing.
+//!   whose severity still pages goes on. An episode that had paged and
+//!   that such a change ends gets `page.paging_stopped.v1` (the severity
+//!   and the configuration's hash) at the next [`decide`], once, before
+//!   anything else. Outside an episode [`decide`] returns nothing else.
 //! - **Chain.** Each episode has one escalation chain through the policy of
 //!   the incident's service (`services[].escalation_policy`; the
 //!   `[paging].default_policy` when the service is missing, not catalogued,
@@ -145,8 +147,8 @@ pub use config::{
 };
 pub use event::{
     AckTimedOut, CHANNEL_CHARS_MAX, DELIVERY_ERROR_CHARS_MAX, KINDS, PAGING_ACTOR, PageAcknowledged, PageChange,
-    PageDelivered, PageDeliveryFailed, PageEscalated, PageEvent, PageId, PageReason, ResponderPaged, SloBreached,
-    SloKind, paging_actor, stream,
+    PageDelivered, PageDeliveryFailed, PageEscalated, PageEvent, PageId, PageReason, PagingStopped, ResponderPaged,
+    SloBreached, SloKind, paging_actor, stream,
 };
 
 /// The most steps one [`decide`] call takes; each step moves a chain or
@@ -363,6 +365,15 @@ struct Episode {
     policy: Option<EscalationPolicy>,
 }
 
+/// An episode a recorded configuration stopped, until its
+/// `page.paging_stopped.v1` is folded.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct Stopped {
+    severity: Severity,
+    config: String,
+    at: DateTime<Utc>,
+}
+
 /// The resolution clock: it starts with the first episode of an open
 /// incident and runs until the incident is resolved (or closed), through a
 /// mitigation, which ends the episode but not the customers' wait. A
@@ -400,6 +411,10 @@ pub struct IncidentPaging {
     pages: BTreeMap<PageId, Page>,
     page_events: u64,
     pulls: Vec<PullRequest>,
+    /// An episode with pages that a recorded configuration stopped, to be
+    /// recorded by [`decide`] (`page.paging_stopped.v1`).
+    #[serde(default)]
+    stopped: Option<Stopped>,
 }
 
 impl IncidentPaging {
@@ -428,6 +443,7 @@ impl IncidentPaging {
             pages: BTreeMap::new(),
             page_events: 0,
             pulls: Vec::new(),
+            stopped: None,
         }
     }
 
@@ -586,19 +602,26 @@ impl IncidentPaging {
         &self.paging_severities
     }
 
-    /// Changes the severities that page, as of `at` (a configuration
-    /// recorded in the log at `at`): an open incident whose severity pages
-    /// now and did not begins an episode at `at` (its chain starts at the
-    /// next [`decide`], under the policy configured then); one whose
-    /// severity no longer pages ends its episode, so its chain stops
-    /// escalating (its pages stay acknowledgeable). An episode that goes on
-    /// keeps its chain and policy. Unchanged severities change nothing.
-    pub fn set_paging_severities(&mut self, severities: &BTreeSet<Severity>, at: DateTime<Utc>) {
+    /// Changes the severities that page, as of `at`, by the configuration
+    /// whose hash is `config` (recorded in the log at `at`): an open
+    /// incident whose severity pages now and did not begins an episode at
+    /// `at` (its chain starts at the next [`decide`], under the policy
+    /// configured then); one whose severity no longer pages ends its
+    /// episode, so its chain stops escalating (its pages stay
+    /// acknowledgeable), and when that episode had paged, the next
+    /// [`decide`] records why (`page.paging_stopped.v1` naming `config`).
+    /// An episode that goes on keeps its chain and policy. Unchanged
+    /// severities change nothing.
+    pub fn set_paging_severities(&mut self, severities: &BTreeSet<Severity>, config: &str, at: DateTime<Utc>) {
         if self.paging_severities == *severities {
             return;
         }
         self.paging_severities.clone_from(severities);
+        let paged = self.episode.as_ref().is_some_and(|e| e.chain.is_some());
         self.update_episode(at);
+        if let (true, None, Some(severity)) = (paged, &self.episode, self.severity) {
+            self.stopped = Some(Stopped { severity, config: config.to_owned(), at });
+        }
     }
 
     /// Begins or ends the episode after a change at `at`.
@@ -607,6 +630,8 @@ impl IncidentPaging {
         let pages = open && self.severity.is_some_and(|s| self.paging_severities.contains(&s));
         match (pages, self.episode.is_some()) {
             (true, false) => {
+                // Paging again before a stop was recorded: nothing to say.
+                self.stopped = None;
                 self.episodes += 1;
                 self.episode = Some(Episode {
                     number: self.episodes,
@@ -735,6 +760,7 @@ impl IncidentPaging {
                     chain.deadline = None;
                 }
             }
+            PageChange::PagingStopped(_) => self.stopped = None,
             PageChange::SloBreached(b) => {
                 if let Some(episode) = episode {
                     episode.breached.insert(b.slo);
@@ -836,6 +862,7 @@ pub fn decide(
 /// start): the caller then decides at once.
 pub fn next_due(state: &IncidentPaging, config: &PagingConfig) -> Option<DateTime<Utc>> {
     let mut due = Vec::new();
+    due.extend(state.stopped.as_ref().map(|s| s.at));
     if is_open(state) {
         for pull in &state.pulls {
             match &pull.chain {
@@ -1235,6 +1262,11 @@ impl<'a> Step<'a> {
     }
 
     fn run(mut self) -> Vec<PageEvent> {
+        if let Some(stopped) = &self.state.stopped {
+            let (severity, config) = (stopped.severity, stopped.config.clone());
+            self.emit(PageChange::PagingStopped(PagingStopped { severity, config }));
+            return self.events;
+        }
         self.pull();
         if !self.events.is_empty() {
             return self.events;

@@ -159,6 +159,9 @@ pub struct State {
     /// incident is folded with the severities in force at each position.
     #[serde(default)]
     severities: Option<BTreeSet<Severity>>,
+    /// The hash of that configuration (what a stopped episode names).
+    #[serde(default)]
+    config_hash: Option<String>,
 }
 
 impl State {
@@ -223,9 +226,10 @@ impl State {
             return Ok(false);
         }
         for incident in self.incidents.values_mut() {
-            incident.set_paging_severities(&severities, record.recorded_at);
+            incident.set_paging_severities(&severities, &applied.hash, record.recorded_at);
         }
         self.severities = Some(severities);
+        self.config_hash = Some(applied.hash);
         Ok(true)
     }
 
@@ -292,7 +296,7 @@ impl Paging {
                     state.page_traces.insert(p.page, traceparent.clone());
                 }
             }
-            PageChange::AckTimedOut(_) => {}
+            PageChange::AckTimedOut(_) | PageChange::PagingStopped(_) => {}
         }
         if !state.incidents.contains_key(&event.incident) {
             let fresh = state.fresh(event.incident, config);
@@ -414,9 +418,10 @@ impl klaxon_reactor::Service for Paging {
         let mut incidents: Vec<(IncidentId, IncidentPaging)> =
             from.incidents.into_iter().filter(|(i, _)| *i == id).collect();
         if let Some(severities) = &state.severities {
+            let hash = state.config_hash.as_deref().unwrap_or_default();
             for (_, paging) in &mut incidents {
                 debug_assert!(!paging.is_paging(), "an evicted incident was finished");
-                paging.set_paging_severities(severities, latest);
+                paging.set_paging_severities(severities, hash, latest);
             }
         }
         state.incidents.extend(incidents);

@@ -209,7 +209,10 @@ fn fold(state: &mut IncidentPaging, logged: &Logged) {
         Logged::Incident(event) => state.apply_incident(event),
         Logged::Assessed(severity, at) => state.set_severity(*severity, *at),
         Logged::Page(event) => state.apply_page(event),
-        Logged::Severities(severities, at) => state.set_paging_severities(severities, *at),
+        Logged::Severities(severities, at) => {
+            let hash: Vec<String> = severities.iter().map(ToString::to_string).collect();
+            state.set_paging_severities(severities, &format!("cfg-{}", hash.join("-")), *at);
+        }
     }
 }
 
@@ -238,6 +241,7 @@ fn show(event: &PageEvent) -> String {
         }
         PageChange::AckTimedOut(t) => format!("ack timed out {}", p(&t.page)),
         PageChange::SloBreached(b) => format!("breach {} due {}", b.slo, clock(b.due_at)),
+        PageChange::PagingStopped(s) => format!("stopped {} by {}", s.severity, s.config),
     }
 }
 
@@ -980,6 +984,9 @@ fn severity_changes_begin_and_end_episodes() {
     );
 }
 
+/// A recorded configuration's paging severities begin an open incident's
+/// episode as of the record, or end it (recording why once, when it had
+/// paged); a mitigated incident does not page.
 #[test]
 fn recorded_paging_severities_start_and_stop_the_episodes_of_open_incidents() {
     check(
@@ -994,11 +1001,16 @@ fn recorded_paging_severities_start_and_stop_the_episodes_of_open_incidents() {
         00:11 decide
         00:12 severities sev1,sev2
         00:12 due
+        00:12 decide
+        00:12 due
         00:30 decide
         00:31 ack P1 ana
         00:40 severities sev3
         00:40 decide
         00:41 crash
+        00:41 decide
+        00:41 severities sev1
+        00:41 severities sev3
         00:41 decide
         00:42 mitigate
         00:43 severities sev1
@@ -1020,6 +1032,10 @@ fn recorded_paging_severities_start_and_stop_the_episodes_of_open_incidents() {
               nothing
             00:12 severities sev1,sev2
             00:12 due
+              00:12
+            00:12 decide
+              stopped SEV3 by cfg-SEV2-SEV1
+            00:12 due
               nothing pending
             00:30 decide
               nothing
@@ -1031,6 +1047,10 @@ fn recorded_paging_severities_start_and_stop_the_episodes_of_open_incidents() {
             00:41 crash
             00:41 decide
               nothing
+            00:41 severities sev1
+            00:41 severities sev3
+            00:41 decide
+              page P3 ana L0 R0 severity until 00:46
             00:42 mitigate
             00:43 severities sev1
             00:44 severities sev3

@@ -94,14 +94,32 @@ async fn a_recorded_configuration_that_adds_a_severity_pages_its_open_incidents_
     assert_eq!(state_of(&w, sev3), live, "the rebuild folds the same episode");
     assert_eq!(w.log.head(), head, "the rebuild wrote nothing");
 
-    // Sev3 no longer pages: the chain stops where it is, however long.
+    // Sev3 no longer pages: the chain stops where it is, however long,
+    // and the incident's page stream says why, once.
     w.clock.advance(TimeDelta::minutes(1));
-    record_config(&w.log, Some(&added), &["sev1", "sev2"]).await;
+    let removed = record_config(&w.log, Some(&added), &["sev1", "sev2"]).await;
     w.settled().await;
     assert!(!state_of(&w, sev3).is_paging());
     w.clock.advance(TimeDelta::minutes(30));
     assert_eq!(w.pages(sev3).await, ["INC-1-P1 ana severity"], "no escalation after the removal");
-    assert!(!w.kinds().iter().any(|k| k == "page.escalated.v1" || k == "slo.breached.v1"), "{:?}", w.kinds());
+    let kinds = w.kinds();
+    assert!(!kinds.iter().any(|k| k == "page.escalated.v1" || k == "slo.breached.v1"), "{kinds:?}");
+    let stops: Vec<serde_json::Value> = w
+        .log
+        .read_all(Position(1), 1000)
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.kind.as_str() == "page.paging_stopped.v1")
+        .map(|r| r.data.parse().unwrap())
+        .collect();
+    assert_eq!(stops.len(), 1, "{stops:?}");
+    assert_eq!((stops[0]["incident"].as_str(), stops[0]["severity"].as_str()), (Some("INC-1"), Some("sev3")));
+    assert_eq!(stops[0]["config"].as_str(), Some(removed.as_str()));
+    // A rebuild records it no second time.
+    let head = w.log.head();
+    w.restart_pager().await;
+    w.settled().await;
+    assert_eq!(w.log.head(), head, "the rebuild wrote nothing");
     // A new Sev3 does not page either.
     let later = declared(&w, Severity::Sev3).await;
     assert_eq!(w.pages(later).await, Vec::<String>::new());
