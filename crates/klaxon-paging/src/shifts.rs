@@ -9,8 +9,8 @@
 //! - **Fold.** It folds the whole log from position 1 before it decides
 //!   anything: every schedule stream (`oncall::roster::Rosters`, so the
 //!   schedules are the effective ones, and each schedule event's moved
-//!   notices, [`notices::moves`]) and every `shifts-<schedule>` stream
-//!   ([`notices::Notices`]).
+//!   notices, [`notices::moves`]), the recorded configurations (below) and
+//!   every `shifts-<schedule>` stream ([`notices::Notices`]).
 //! - **Decide by appending first.** What [`notices::due`] says is due at the
 //!   clock's time is appended as `shift.notice_decided.v1` with an id
 //!   derived from the notice's key (schedule, person, kind, instant), so
@@ -32,7 +32,8 @@
 //!   derived from schedule, person, kind and instant), and one decided but
 //!   not yet sent is still delivered.
 //! - **Moved by a reload.** A reload's own record (`config.applied.v1`,
-//!   stream `config`) carries the configuration: its `[[schedules]]` are
+//!   stream `config`; a start with a changed file writes one too) carries
+//!   the configuration: its `[[schedules]]` are
 //!   compared with those of the configuration recorded before it
 //!   ([`notices::reload_moves`], overrides and swaps applied to both), and
 //!   whoever's shifts in the next two weeks moved is told once, keyed by
@@ -58,6 +59,11 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::Error;
+
+/// The most passes of deciding in one round (each pass decides what the
+/// records folded back during the previous one call for; two suffice
+/// unless records keep arriving, and the rest waits for the next round).
+const ROUND_PASSES_MAX: usize = 8;
 
 /// How long [`ShiftHandle::settled`] waits.
 pub const SETTLED_WAIT: Duration = Duration::from_secs(10);
@@ -238,16 +244,28 @@ impl ShiftNotifier {
         if !config.enabled() {
             return Ok(None);
         }
-        let schedules = state.effective.clone();
-        for schedule in schedules.iter() {
-            for notice in notices::due(config, schedule, &state.notices, now) {
-                let id = Notice::decided_id(&notice.key);
-                let last = self.append(&notice.schedule, id, DECIDED_KIND, notice.to_json()).await?;
-                self.fold_until(subscription, state, last).await?;
-                progress.decided += 1;
-                tracing::info!(notice = %notice.key, "decided a shift notice");
+        // Folding back what a pass appended may fold records that call for
+        // more (a schedule event's or a recorded configuration's moved
+        // notices, appended meanwhile): decided in the next pass, not left
+        // until the next wake-up.
+        for _ in 0..ROUND_PASSES_MAX {
+            let mut decided = 0;
+            let schedules = state.effective.clone();
+            for schedule in schedules.iter() {
+                for notice in notices::due(config, schedule, &state.notices, now) {
+                    let id = Notice::decided_id(&notice.key);
+                    let last = self.append(&notice.schedule, id, DECIDED_KIND, notice.to_json()).await?;
+                    self.fold_until(subscription, state, last).await?;
+                    progress.decided += 1;
+                    decided += 1;
+                    tracing::info!(notice = %notice.key, "decided a shift notice");
+                }
+            }
+            if decided == 0 {
+                break;
             }
         }
+        let schedules = state.effective.clone();
         let mut wake = schedules.iter().filter_map(|s| notices::next_due(config, s, now)).min();
         let undelivered: Vec<Notice> = state.notices.undelivered().cloned().collect();
         for notice in undelivered {
