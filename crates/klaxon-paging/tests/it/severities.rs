@@ -128,3 +128,40 @@ async fn a_recorded_configuration_that_adds_a_severity_pages_its_open_incidents_
     assert_eq!(delivered, ["INC-1-P1"], "one page delivered in all");
     w.stop.cancel();
 }
+
+/// Two paging replicas side by side (claiming their deliveries, as
+/// `klaxond serve paging` runs them) fold the same recorded configuration:
+/// the open Sev3 is paged once, delivered once, and both hold the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_page_an_open_incident_once_when_a_recorded_configuration_adds_its_severity() {
+    let receiver = Receiver::start(SECRET).await;
+    let config = config(&receiver.url);
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path(), Default::default()).unwrap();
+    let clock = ManualClock::new(start_time());
+    let claims = |name: &str| klaxon_reactor::Claims::new(klaxon_reactor::ReplicaId::new(name).unwrap(), 60_000);
+    let live = Live::new(Arc::new(config.clone()));
+    let first = Pager::new(log.clone(), live.clone(), Arc::new(clock.clone())).with_claims(claims("paging-a"));
+    let w = world(&log, &clock, live.clone(), first);
+    let second = Pager::new(log.clone(), live, Arc::new(clock.clone())).with_claims(claims("paging-b"));
+    let other = second.handle();
+    tokio::spawn(second.run(w.stop.child_token()));
+
+    let started = record_config(&log, None, &["sev1", "sev2"]).await;
+    let sev3 = declared(&w, Severity::Sev3).await;
+    w.settled().await;
+    other.reactor().wait_processed(log.head()).await.unwrap();
+    record_config(&log, Some(&started), &["sev1", "sev2", "sev3"]).await;
+    assert_eq!(w.until_pages(sev3, 1).await, ["INC-1-P1 ana severity"]);
+    receiver.wait_for_delivered(1, Duration::from_secs(10)).await;
+    w.settled().await;
+    other.reactor().wait_processed(log.head()).await.unwrap();
+    assert_eq!(state_of(&w, sev3), other.reactor().read(|s| s.incidents().get(&sev3).cloned()).unwrap());
+    let paged = log.read_all(Position(1), 1000).unwrap();
+    let paged = paged.iter().filter(|r| r.kind.as_str() == "page.responder_paged.v1").count();
+    assert_eq!(paged, 1, "one page decided by the two replicas");
+    let delivered: Vec<String> =
+        receiver.requests().iter().filter(|r| r.status < 300).map(|r| r.idempotency_key.clone()).collect();
+    assert_eq!(delivered, ["INC-1-P1"], "delivered once");
+    w.stop.cancel();
+}
