@@ -154,8 +154,16 @@ async fn two_replicas_page_an_open_incident_once_when_a_recorded_configuration_a
     record_config(&log, Some(&started), &["sev1", "sev2", "sev3"]).await;
     assert_eq!(w.until_pages(sev3, 1).await, ["INC-1-P1 ana severity"]);
     receiver.wait_for_delivered(1, Duration::from_secs(10)).await;
-    w.settled().await;
-    other.reactor().wait_processed(log.head()).await.unwrap();
+    // Both settled at the same head: either replica may have delivered
+    // (and recorded it) after the other settled.
+    for _ in 0..100 {
+        let head = log.head();
+        w.pager.reactor().wait_processed(head).await.unwrap();
+        other.reactor().wait_processed(head).await.unwrap();
+        if log.head() == head {
+            break;
+        }
+    }
     assert_eq!(state_of(&w, sev3), other.reactor().read(|s| s.incidents().get(&sev3).cloned()).unwrap());
     let paged = log.read_all(Position(1), 1000).unwrap();
     let paged = paged.iter().filter(|r| r.kind.as_str() == "page.responder_paged.v1").count();
