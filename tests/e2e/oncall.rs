@@ -3,7 +3,8 @@
 //! engineer is refused someone else's shift with nothing written; a swap
 //! requested and taken through the CLI survives a restart of `klaxond`;
 //! `klaxon oncall coverage` lists holes; shift notices are sent once across
-//! a restart and follow a schedule added at SIGHUP.
+//! a restart, follow a schedule added at SIGHUP and tell whose shifts a
+//! reload moved.
 
 use std::time::Duration;
 
@@ -246,5 +247,51 @@ fn a_schedule_added_at_sighup_gets_its_shift_notices() {
     let metrics = server.http_address.clone().expect("up serves metrics");
     klaxon_tests::metrics::settle(&metrics, &[&metrics]);
     assert_eq!(shift_notices(receiver).len(), 1);
+    assert!(server.stop().success());
+}
+
+/// The moved shift notices of a SIGHUP reload: `payments-primary` goes from
+/// ana alone to ana and bob on alternate days, so both are told, once,
+/// that their shifts of the next two weeks moved (derived from the
+/// reload's `config.applied.v1` record); a restart sends nothing again.
+#[test]
+fn a_reload_that_moves_shifts_tells_both_people_once_across_a_restart() {
+    let paged = Paged::start(600, false, "[shift_notices]\nenabled = true\n");
+    let receiver = &paged.receiver;
+    let (args, env) = (paged.config_args(), paged.env());
+    let data = paged.dir.path().join("data");
+    let server = Klaxond::start_with_env(&data, &args, &env);
+    let metrics = server.http_address.clone().expect("up serves metrics");
+    klaxon_tests::metrics::settle(&metrics, &[&metrics]);
+    let moved = || -> Vec<(String, String)> {
+        shift_notices(receiver).into_iter().filter(|(key, _)| key.contains("/moved/")).collect()
+    };
+    assert_eq!(moved(), Vec::<(String, String)>::new());
+
+    let text = std::fs::read_to_string(&paged.config).unwrap();
+    let alternate = text.replace("participants = [\"ana\"]", "participants = [\"ana\", \"bob\"]");
+    assert_ne!(alternate, text);
+    std::fs::write(&paged.config, alternate).unwrap();
+    klaxon_tests::signal(server.pid(), "HUP");
+    for _ in 0..400 {
+        if moved().len() >= 2 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut first = moved();
+    first.sort();
+    let people: Vec<&str> = first.iter().map(|(_, to)| to.as_str()).collect();
+    assert_eq!(people, ["ana", "bob"], "{first:?}");
+    assert!(first.iter().all(|(key, _)| key.starts_with("shift/payments-primary/")), "{first:?}");
+    let bob = receiver.requests().into_iter().find(|r| r.body["recipient"] == "bob").unwrap();
+    assert!(bob.body["text"].as_str().unwrap().contains("Now on call: "), "{:?}", bob.body);
+    klaxon_tests::metrics::settle(&metrics, &[&metrics]);
+    assert!(server.stop().success());
+
+    let server = Klaxond::start_with_env(&data, &args, &env);
+    let metrics = server.http_address.clone().expect("up serves metrics");
+    klaxon_tests::metrics::settle(&metrics, &[&metrics]);
+    assert_eq!(moved().len(), 2, "nothing sent twice: {:?}", moved());
     assert!(server.stop().success());
 }

@@ -221,3 +221,80 @@ fn a_channel_changed_at_sighup_takes_the_next_delivery_and_one_still_named_canno
     eventually("INC-3's page at the second receiver", || got(&second, "INC-3-P1").then_some(()));
     assert!(server.stop().success());
 }
+
+/// `[paging].severities` reloaded at SIGHUP reaches an open incident paging
+/// already knows: a Sev3 reported before the reload that adds Sev3 is
+/// paged, once (the receiver gets it once, across a restart from the
+/// snapshot and a rebuild from scratch, which both hold the same pages).
+#[test]
+fn a_severity_added_at_sighup_pages_an_open_incident_once_and_a_rebuild_agrees() {
+    let paged = Paged::start(600, false, "");
+    let receiver = &paged.receiver;
+    let original = std::fs::read_to_string(&paged.config).unwrap();
+    // Reports without customers are Sev3 (no rule matches them).
+    let sev3_default = original.replace("default = \"sev4\"", "default = \"sev3\"");
+    assert_ne!(sev3_default, original);
+    std::fs::write(&paged.config, &sev3_default).unwrap();
+    let (args, env) = (paged.config_args(), paged.env());
+    let data = paged.dir.path().join("data");
+    let server = Klaxond::start_with_env(&data, &args, &env);
+    let (url, http) = (server.url.clone(), server.http_address.clone().expect("up serves metrics"));
+    let id = klaxon_ok(&url, "monitor", &["report", "--title", "Checkout slow for one shop", "--service", "payments"]);
+    assert!(id.starts_with("INC-1"), "{id}");
+    eventually("INC-1 assessed sev3", || {
+        let shown = klaxon_tests::klaxon_json(&url, "maria", &["show", "INC-1"]);
+        (shown["severity"].as_str() == Some("sev3")).then_some(())
+    });
+    klaxon_tests::metrics::settle(&http, &[&http]);
+    let delivered = || -> Vec<String> {
+        receiver.requests().iter().filter(|r| r.status < 300).map(|r| r.idempotency_key.clone()).collect()
+    };
+    assert!(delivered().is_empty(), "a Sev3 does not page: {:?}", delivered());
+
+    // Sev3 pages from the reload on: the open INC-1 is paged.
+    let with_sev3 = sev3_default.replace("[paging]\n", "[paging]\nseverities = [\"sev1\", \"sev2\", \"sev3\"]\n");
+    assert_ne!(with_sev3, sev3_default);
+    std::fs::write(&paged.config, &with_sev3).unwrap();
+    klaxon_tests::signal(server.pid(), "HUP");
+    eventually("the reload applied", || (reloads(&http, "applied") == 1.0).then_some(()));
+    eventually("INC-1-P1 delivered", || delivered().contains(&"INC-1-P1".to_owned()).then_some(()));
+    klaxon_tests::metrics::settle(&http, &[&http]);
+    let pages = klaxon_ok(&url, "maria", &["pages", "INC-1"]);
+    assert_eq!(pages.lines().filter(|l| l.starts_with("INC-1-P")).count(), 1, "{pages}");
+    assert!(pages.contains("ana"), "{pages}");
+    let audit = klaxon_ok(&url, "maria", &["audit", "--kind", "config.", "--format", "json"]);
+    assert!(audit.contains("paging.severities"), "the reload is recorded with its key: {audit}");
+    assert!(server.stop().success());
+
+    // A restart (from the snapshot), then a rebuild from scratch: the same
+    // pages, nothing paged again.
+    for rebuild in [false, true] {
+        if rebuild {
+            std::fs::remove_dir_all(data.join("snapshots")).unwrap();
+        }
+        let server = Klaxond::start_with_env(&data, &args, &env);
+        let http = server.http_address.clone().expect("up serves metrics");
+        klaxon_tests::metrics::settle(&http, &[&http]);
+        assert_eq!(klaxon_ok(&server.url, "maria", &["pages", "INC-1"]), pages, "rebuild: {rebuild}");
+        assert!(server.stop().success());
+    }
+    assert_eq!(delivered(), ["INC-1-P1"], "paged once");
+
+    // Sev3 stops paging at the next reload: INC-1's episode ends, and its
+    // page stream says why.
+    let server = Klaxond::start_with_env(&data, &args, &env);
+    let (url, http) = (server.url.clone(), server.http_address.clone().expect("up serves metrics"));
+    std::fs::write(&paged.config, &sev3_default).unwrap();
+    klaxon_tests::signal(server.pid(), "HUP");
+    eventually("the second reload applied", || (reloads(&http, "applied") == 1.0).then_some(()));
+    let stopped = eventually("the stop recorded", || {
+        let out = klaxon_ok(&url, "maria", &["audit", "--kind", "page.paging_stopped", "--format", "json"]);
+        let entries = serde_json::from_str::<Vec<serde_json::Value>>(&out).expect("a JSON array");
+        entries.first().and_then(|e| e["summary"].as_str().map(str::to_owned))
+    });
+    assert!(stopped.starts_with("paging stopped: SEV3 no longer pages under configuration "), "{stopped}");
+    klaxon_tests::metrics::settle(&http, &[&http]);
+    assert_eq!(klaxon_ok(&url, "maria", &["pages", "INC-1"]), pages);
+    assert!(server.stop().success());
+    assert_eq!(delivered(), ["INC-1-P1"], "paged once");
+}

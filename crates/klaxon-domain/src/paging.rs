@@ -33,8 +33,14 @@
 //!   mitigation, resolution, closure or a severity that stops paging ends
 //!   it, and a reopening (or a later paging severity) begins a new one. A
 //!   change between two paging severities (Sev2 to Sev1) keeps the episode;
-//!   the SLOs of the *current* severity apply. Outside an episode [`decide`]
-//!   returns nothing.
+//!   the SLOs of the *current* severity apply. A change of the paging
+//!   severities themselves (a configuration recorded in the log, folded
+//!   with [`IncidentPaging::set_paging_severities`]) begins or ends an
+//!   open incident's episode the same way, as of the record; an episode
+//!   whose severity still pages goes on. An episode that had paged and
+//!   that such a change ends gets `page.paging_stopped.v1` (the severity
+//!   and the configuration's hash) at the next [`decide`], once, before
+//!   anything else. Outside an episode [`decide`] returns nothing else.
 //! - **Chain.** Each episode has one escalation chain through the policy of
 //!   the incident's service (`services[].escalation_policy`; the
 //!   `[paging].default_policy` when the service is missing, not catalogued,
@@ -137,11 +143,12 @@ pub use config::{
     CustomerConfig, EscalationLevel, EscalationLevelConfig, EscalationPolicy, EscalationPolicyConfig, LEVELS_MAX,
     MANAGERS_MAX, MINUTES_MAX, POLICIES_MAX, POLICY_NAME_CHARS_MAX, PagingConfig, PagingFileConfig,
     PagingSectionConfig, REPEAT_MAX, Slo, SloConfig, SloTables, TARGETS_MAX, Target, TargetConfig, TierSloConfig,
+    recorded_severities,
 };
 pub use event::{
     AckTimedOut, CHANNEL_CHARS_MAX, DELIVERY_ERROR_CHARS_MAX, KINDS, PAGING_ACTOR, PageAcknowledged, PageChange,
-    PageDelivered, PageDeliveryFailed, PageEscalated, PageEvent, PageId, PageReason, ResponderPaged, SloBreached,
-    SloKind, paging_actor, stream,
+    PageDelivered, PageDeliveryFailed, PageEscalated, PageEvent, PageId, PageReason, PagingStopped, ResponderPaged,
+    SloBreached, SloKind, paging_actor, stream,
 };
 
 /// The most steps one [`decide`] call takes; each step moves a chain or
@@ -358,6 +365,15 @@ struct Episode {
     policy: Option<EscalationPolicy>,
 }
 
+/// An episode a recorded configuration stopped, until its
+/// `page.paging_stopped.v1` is folded.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct Stopped {
+    severity: Severity,
+    config: String,
+    at: DateTime<Utc>,
+}
+
 /// The resolution clock: it starts with the first episode of an open
 /// incident and runs until the incident is resolved (or closed), through a
 /// mitigation, which ends the episode but not the customers' wait. A
@@ -371,12 +387,13 @@ struct ResolveClock {
 /// Everything the paging service knows about one incident: the fold of the
 /// incident's events and of its page events, in log order.
 ///
-/// Built with the paging severities of the configuration (whether an event
-/// begins an episode depends on them): a configuration reload that changes
-/// them applies to incidents built afterwards, and a restart rebuilds
-/// every incident with the severities it starts with. The escalation policy
-/// of an episode is not taken from the configuration once its chain has
-/// started: it is folded from the chain's first event.
+/// Built with the paging severities in force (whether an event begins an
+/// episode depends on them); a change of them is folded in log order too
+/// ([`IncidentPaging::set_paging_severities`], at each recorded
+/// configuration), so an open incident starts or stops paging at the
+/// change, and a rebuild from the log gives the same episodes. The
+/// escalation policy of an episode is not taken from the configuration
+/// once its chain has started: it is folded from the chain's first event.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct IncidentPaging {
     incident: IncidentId,
@@ -394,14 +411,25 @@ pub struct IncidentPaging {
     pages: BTreeMap<PageId, Page>,
     page_events: u64,
     pulls: Vec<PullRequest>,
+    /// An episode with pages that a recorded configuration stopped, to be
+    /// recorded by [`decide`] (`page.paging_stopped.v1`).
+    #[serde(default)]
+    stopped: Option<Stopped>,
 }
 
 impl IncidentPaging {
-    /// The state of `incident` before any event.
+    /// The state of `incident` before any event, with the paging
+    /// severities of `config`.
     pub fn new(incident: IncidentId, config: &PagingConfig) -> IncidentPaging {
+        IncidentPaging::with_severities(incident, config.severities())
+    }
+
+    /// The state of `incident` before any event, paging at `severities`
+    /// (those of the configuration the log recorded last).
+    pub fn with_severities(incident: IncidentId, severities: &BTreeSet<Severity>) -> IncidentPaging {
         IncidentPaging {
             incident,
-            paging_severities: config.severities().clone(),
+            paging_severities: severities.clone(),
             title: String::new(),
             status: None,
             severity: None,
@@ -415,6 +443,7 @@ impl IncidentPaging {
             pages: BTreeMap::new(),
             page_events: 0,
             pulls: Vec::new(),
+            stopped: None,
         }
     }
 
@@ -568,12 +597,41 @@ impl IncidentPaging {
         self.update_episode(at);
     }
 
+    /// The severities that page this incident now.
+    pub fn paging_severities(&self) -> &BTreeSet<Severity> {
+        &self.paging_severities
+    }
+
+    /// Changes the severities that page, as of `at`, by the configuration
+    /// whose hash is `config` (recorded in the log at `at`): an open
+    /// incident whose severity pages now and did not begins an episode at
+    /// `at` (its chain starts at the next [`decide`], under the policy
+    /// configured then); one whose severity no longer pages ends its
+    /// episode, so its chain stops escalating (its pages stay
+    /// acknowledgeable), and when that episode had paged, the next
+    /// [`decide`] records why (`page.paging_stopped.v1` naming `config`).
+    /// An episode that goes on keeps its chain and policy. Unchanged
+    /// severities change nothing.
+    pub fn set_paging_severities(&mut self, severities: &BTreeSet<Severity>, config: &str, at: DateTime<Utc>) {
+        if self.paging_severities == *severities {
+            return;
+        }
+        self.paging_severities.clone_from(severities);
+        let paged = self.episode.as_ref().is_some_and(|e| e.chain.is_some());
+        self.update_episode(at);
+        if let (true, None, Some(severity)) = (paged, &self.episode, self.severity) {
+            self.stopped = Some(Stopped { severity, config: config.to_owned(), at });
+        }
+    }
+
     /// Begins or ends the episode after a change at `at`.
     fn update_episode(&mut self, at: DateTime<Utc>) {
         let open = matches!(self.status, Some(Status::Reported | Status::Declared));
         let pages = open && self.severity.is_some_and(|s| self.paging_severities.contains(&s));
         match (pages, self.episode.is_some()) {
             (true, false) => {
+                // Paging again before a stop was recorded: nothing to say.
+                self.stopped = None;
                 self.episodes += 1;
                 self.episode = Some(Episode {
                     number: self.episodes,
@@ -702,6 +760,7 @@ impl IncidentPaging {
                     chain.deadline = None;
                 }
             }
+            PageChange::PagingStopped(_) => self.stopped = None,
             PageChange::SloBreached(b) => {
                 if let Some(episode) = episode {
                     episode.breached.insert(b.slo);
@@ -803,6 +862,7 @@ pub fn decide(
 /// start): the caller then decides at once.
 pub fn next_due(state: &IncidentPaging, config: &PagingConfig) -> Option<DateTime<Utc>> {
     let mut due = Vec::new();
+    due.extend(state.stopped.as_ref().map(|s| s.at));
     if is_open(state) {
         for pull in &state.pulls {
             match &pull.chain {
@@ -1202,6 +1262,11 @@ impl<'a> Step<'a> {
     }
 
     fn run(mut self) -> Vec<PageEvent> {
+        if let Some(stopped) = &self.state.stopped {
+            let (severity, config) = (stopped.severity, stopped.config.clone());
+            self.emit(PageChange::PagingStopped(PagingStopped { severity, config }));
+            return self.events;
+        }
         self.pull();
         if !self.events.is_empty() {
             return self.events;

@@ -1,14 +1,15 @@
 //! The paging component: its fold and decision, run by the reactor shell,
 //! and the acknowledgements and queries of its handle.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use klaxon_bus::Bus;
 use klaxon_channels::Channels;
+use klaxon_domain::audit::{self, ConfigApplied};
 use klaxon_domain::catalog::ServiceCatalog;
-use klaxon_domain::ids::{ActorId, IncidentId, KLAXON_NAMESPACE, RequestKey, ServiceName};
+use klaxon_domain::ids::{ActorId, IncidentId, KLAXON_NAMESPACE, RequestKey, ServiceName, Severity};
 use klaxon_domain::incident::Status;
 use klaxon_domain::oncall::roster::{self, Acting, RosterCommand, RosterError, RosterEvent, Rosters};
 use klaxon_domain::oncall::{Schedules, Span};
@@ -68,9 +69,10 @@ impl klaxon_domain::class::Classify for Error {
 /// next decision: the policies of new episodes (an episode in flight keeps
 /// the policy its first event recorded), the SLOs, the duty manager, the
 /// managers, the schedules, the catalog and the channels pages go through.
-/// The paging severities are taken when paging first folds an incident's
-/// event: a change applies to incidents paging has not seen yet (and to
-/// every incident once the process restarts and folds the log again).
+/// The paging severities in `paging` apply only until the log records a
+/// configuration (`config.applied.v1`, which a reload writes): from then
+/// on paging folds them from the log, so an open incident starts or stops
+/// paging at the record, the same in every replica and in a rebuild.
 #[derive(Clone)]
 pub struct PagerConfig {
     /// Policies, SLOs, paging severities, duty manager, managers, channels.
@@ -151,6 +153,15 @@ pub struct State {
     /// the configuration.
     #[serde(skip)]
     effective: std::sync::OnceLock<(Arc<Schedules>, Arc<Schedules>)>,
+    /// The paging severities of the configuration the log recorded last
+    /// (`config.applied.v1` with a `[paging]` table), or `None` before
+    /// the log recorded one: the configured severities apply then. Each
+    /// incident is folded with the severities in force at each position.
+    #[serde(default)]
+    severities: Option<BTreeSet<Severity>>,
+    /// The hash of that configuration (what a stopped episode names).
+    #[serde(default)]
+    config_hash: Option<String>,
 }
 
 impl State {
@@ -189,6 +200,39 @@ pub struct Counts {
 }
 
 impl State {
+    /// The paging state of an incident paging has not folded anything of
+    /// yet: paging at the severities the log recorded last, else at the
+    /// configured ones.
+    fn fresh(&self, incident: IncidentId, config: &PagingConfig) -> IncidentPaging {
+        match &self.severities {
+            Some(severities) => IncidentPaging::with_severities(incident, severities),
+            None => IncidentPaging::new(incident, config),
+        }
+    }
+
+    /// Folds a recorded configuration: when its paging severities differ
+    /// from those in force, every incident takes them as of the record
+    /// (an open one starts or stops paging there). Returns whether they
+    /// changed.
+    fn configure(&mut self, record: &Record) -> Result<bool, klaxon_reactor::Error> {
+        let undecodable = |reason: String| klaxon_reactor::Error::Undecodable { position: record.position, reason };
+        let applied: ConfigApplied =
+            serde_json::from_str(record.data.as_str()).map_err(|e| undecodable(e.to_string()))?;
+        let Some(severities) = paging::recorded_severities(&applied.config).map_err(|e| undecodable(e.to_string()))?
+        else {
+            return Ok(false);
+        };
+        if self.severities.as_ref() == Some(&severities) {
+            return Ok(false);
+        }
+        for incident in self.incidents.values_mut() {
+            incident.set_paging_severities(&severities, &applied.hash, record.recorded_at);
+        }
+        self.severities = Some(severities);
+        self.config_hash = Some(applied.hash);
+        Ok(true)
+    }
+
     /// Each incident's paging state as folded so far (the simulation
     /// compares it with a rebuild from the log).
     pub fn incidents(&self) -> &HashMap<IncidentId, IncidentPaging> {
@@ -218,6 +262,10 @@ impl Paging {
     /// event into its incident's paging state.
     fn fold_once(&self, state: &mut State, record: &Record) -> Result<Option<IncidentId>, klaxon_reactor::Error> {
         let config = &self.config.get().paging;
+        if record.kind.as_str() == audit::CONFIG_APPLIED && record.stream.as_str() == audit::CONFIG_STREAM {
+            state.configure(record)?;
+            return Ok(None);
+        }
         if let Some(event) = decode::roster(record)? {
             state.rosters.evolve(&event);
             state.effective = std::sync::OnceLock::new();
@@ -227,8 +275,11 @@ impl Paging {
             if let Some(traceparent) = &record.metadata.traceparent {
                 state.traces.insert(event.incident, traceparent.clone());
             }
-            let paging = state.incidents.entry(event.incident);
-            paging.or_insert_with(|| IncidentPaging::new(event.incident, config)).apply_incident(&event);
+            if !state.incidents.contains_key(&event.incident) {
+                let fresh = state.fresh(event.incident, config);
+                state.incidents.insert(event.incident, fresh);
+            }
+            state.incidents.get_mut(&event.incident).expect("inserted above").apply_incident(&event);
             klaxon_reactor::note_latest(&mut state.latest, event.incident, event.at);
             return Ok(Some(event.incident));
         }
@@ -245,10 +296,13 @@ impl Paging {
                     state.page_traces.insert(p.page, traceparent.clone());
                 }
             }
-            PageChange::AckTimedOut(_) => {}
+            PageChange::AckTimedOut(_) | PageChange::PagingStopped(_) => {}
         }
-        let paging = state.incidents.entry(event.incident);
-        paging.or_insert_with(|| IncidentPaging::new(event.incident, config)).apply_page(&event);
+        if !state.incidents.contains_key(&event.incident) {
+            let fresh = state.fresh(event.incident, config);
+            state.incidents.insert(event.incident, fresh);
+        }
+        state.incidents.get_mut(&event.incident).expect("inserted above").apply_page(&event);
         klaxon_reactor::note_latest(&mut state.latest, event.incident, event.at);
         Ok(Some(event.incident))
     }
@@ -311,8 +365,10 @@ impl klaxon_reactor::Service for Paging {
     const TIMERS: bool = true;
     /// 3: an episode holds the policy its chain's first event recorded (2
     /// on the episode branch), and each incident's latest event time (for
-    /// eviction; 2 on the eviction branch).
-    const SCHEMA: u32 = 3;
+    /// eviction; 2 on the eviction branch). 4: the paging severities are
+    /// folded from the recorded configurations (a snapshot of 3 folded
+    /// them from the configuration at hand: rebuilt).
+    const SCHEMA: u32 = 4;
 
     fn fold(&self, state: &mut State, record: &Record) -> Result<Option<IncidentId>, klaxon_reactor::Error> {
         #[cfg(feature = "sim-variants")]
@@ -320,6 +376,18 @@ impl klaxon_reactor::Service for Paging {
             return self.fold_broken(broken, state, record);
         }
         self.fold_once(state, record)
+    }
+
+    /// A recorded configuration that changed the paging severities
+    /// concerns every open incident (it may start or stop paging). A
+    /// finished one is not decided: it pages again only after a record of
+    /// its own (a reopening).
+    fn concerns(&self, state: &State, record: &Record) -> Vec<IncidentId> {
+        if record.kind.as_str() != audit::CONFIG_APPLIED {
+            return Vec::new();
+        }
+        let open = |p: &IncidentPaging| matches!(p.status(), Some(Status::Reported | Status::Declared));
+        state.incidents.iter().filter(|(_, p)| open(p)).map(|(id, _)| *id).collect()
     }
 
     /// A resolved or closed incident is finished since its latest event.
@@ -340,9 +408,23 @@ impl klaxon_reactor::Service for Paging {
     }
 
     /// Everything `from` holds is the incident's, but for the counts and
-    /// rosters (counted and folded once already).
+    /// rosters (counted and folded once already) and the paging
+    /// severities: `from` folded the incident's streams alone, and the
+    /// severities in force are those `state` folded from the recorded
+    /// configurations (a finished incident's episode does not depend on
+    /// them, its next reopening does).
     fn adopt(&self, state: &mut State, from: State, id: IncidentId) {
-        state.incidents.extend(from.incidents.into_iter().filter(|(i, _)| *i == id));
+        let latest = from.latest.get(&id).copied().unwrap_or_default();
+        let mut incidents: Vec<(IncidentId, IncidentPaging)> =
+            from.incidents.into_iter().filter(|(i, _)| *i == id).collect();
+        if let Some(severities) = &state.severities {
+            let hash = state.config_hash.as_deref().unwrap_or_default();
+            for (_, paging) in &mut incidents {
+                debug_assert!(!paging.is_paging(), "an evicted incident was finished");
+                paging.set_paging_severities(severities, hash, latest);
+            }
+        }
+        state.incidents.extend(incidents);
         state.traces.extend(from.traces.into_iter().filter(|(i, _)| *i == id));
         state.page_traces.extend(from.page_traces.into_iter().filter(|(page, _)| page.incident() == id));
         state.latest.extend(from.latest.into_iter().filter(|(i, _)| *i == id));

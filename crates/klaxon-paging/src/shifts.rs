@@ -9,8 +9,8 @@
 //! - **Fold.** It folds the whole log from position 1 before it decides
 //!   anything: every schedule stream (`oncall::roster::Rosters`, so the
 //!   schedules are the effective ones, and each schedule event's moved
-//!   notices, [`notices::moves`]) and every `shifts-<schedule>` stream
-//!   ([`notices::Notices`]).
+//!   notices, [`notices::moves`]), the recorded configurations (below) and
+//!   every `shifts-<schedule>` stream ([`notices::Notices`]).
 //! - **Decide by appending first.** What [`notices::due`] says is due at the
 //!   clock's time is appended as `shift.notice_decided.v1` with an id
 //!   derived from the notice's key (schedule, person, kind, instant), so
@@ -30,16 +30,23 @@
 //!   schedule added by a reload gets its notices, a removed one none; a
 //!   notice already decided is never decided again (its id is still
 //!   derived from schedule, person, kind and instant), and one decided but
-//!   not yet sent is still delivered. A reload itself sends no "moved"
-//!   notice: those follow override and swap events, which have an id in
-//!   the log; a reload's own record (`config.applied.v1`) says what
-//!   changed.
+//!   not yet sent is still delivered.
+//! - **Moved by a reload.** A reload's own record (`config.applied.v1`,
+//!   stream `config`; a start with a changed file writes one too) carries
+//!   the configuration: its `[[schedules]]` are
+//!   compared with those of the configuration recorded before it
+//!   ([`notices::reload_moves`], overrides and swaps applied to both), and
+//!   whoever's shifts in the next two weeks moved is told once, keyed by
+//!   the record's id (derived from the log, not from the live view, so
+//!   replicas and restarts agree). The first record compares with
+//!   nothing.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use klaxon_bus::{Bus, Subscription};
+use klaxon_domain::audit::{self, ConfigApplied};
 use klaxon_domain::oncall::Schedules;
 use klaxon_domain::oncall::notices::{
     self, ACTOR, DECIDED_KIND, Notice, NoticeEvent, NoticeSent, Notices, NoticesConfig, SENT_KIND, SendOutcome,
@@ -52,6 +59,11 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::Error;
+
+/// The most passes of deciding in one round (each pass decides what the
+/// records folded back during the previous one call for; two suffice
+/// unless records keep arriving, and the rest waits for the next round).
+const ROUND_PASSES_MAX: usize = 8;
 
 /// How long [`ShiftHandle::settled`] waits.
 pub const SETTLED_WAIT: Duration = Duration::from_secs(10);
@@ -114,6 +126,10 @@ struct State {
     configured: Arc<Schedules>,
     /// `configured` with `rosters` applied.
     effective: Arc<Schedules>,
+    /// The configured schedules of the configuration the log recorded
+    /// last (`config.applied.v1`), which the next recorded one is compared
+    /// with for moved shifts; `None` before the first.
+    recorded: Option<Schedules>,
     applied: Position,
 }
 
@@ -170,6 +186,7 @@ impl ShiftNotifier {
             notices: Notices::default(),
             configured: configured.clone(),
             effective: configured,
+            recorded: None,
             applied: Position(0),
         };
         let mut subscription = self.bus.subscribe(Position(1));
@@ -227,16 +244,28 @@ impl ShiftNotifier {
         if !config.enabled() {
             return Ok(None);
         }
-        let schedules = state.effective.clone();
-        for schedule in schedules.iter() {
-            for notice in notices::due(config, schedule, &state.notices, now) {
-                let id = Notice::decided_id(&notice.key);
-                let last = self.append(&notice.schedule, id, DECIDED_KIND, notice.to_json()).await?;
-                self.fold_until(subscription, state, last).await?;
-                progress.decided += 1;
-                tracing::info!(notice = %notice.key, "decided a shift notice");
+        // Folding back what a pass appended may fold records that call for
+        // more (a schedule event's or a recorded configuration's moved
+        // notices, appended meanwhile): decided in the next pass, not left
+        // until the next wake-up.
+        for _ in 0..ROUND_PASSES_MAX {
+            let mut decided = 0;
+            let schedules = state.effective.clone();
+            for schedule in schedules.iter() {
+                for notice in notices::due(config, schedule, &state.notices, now) {
+                    let id = Notice::decided_id(&notice.key);
+                    let last = self.append(&notice.schedule, id, DECIDED_KIND, notice.to_json()).await?;
+                    self.fold_until(subscription, state, last).await?;
+                    progress.decided += 1;
+                    decided += 1;
+                    tracing::info!(notice = %notice.key, "decided a shift notice");
+                }
+            }
+            if decided == 0 {
+                break;
             }
         }
+        let schedules = state.effective.clone();
         let mut wake = schedules.iter().filter_map(|s| notices::next_due(config, s, now)).min();
         let undelivered: Vec<Notice> = state.notices.undelivered().cloned().collect();
         for notice in undelivered {
@@ -350,6 +379,10 @@ impl ShiftNotifier {
             return Ok(true);
         }
         let kind = record.kind.as_str();
+        if kind == audit::CONFIG_APPLIED && record.stream.as_str() == audit::CONFIG_STREAM {
+            self.fold_config(record, state);
+            return Ok(true);
+        }
         if notices::KINDS.contains(&kind) {
             let event = NoticeEvent::from_json(kind, record.data.as_str())
                 .map_err(|e| klaxon_reactor::Error::Undecodable { position: record.position, reason: e.to_string() })?;
@@ -357,6 +390,35 @@ impl ShiftNotifier {
             return Ok(true);
         }
         Ok(false)
+    }
+}
+
+impl ShiftNotifier {
+    /// Folds a recorded configuration: the shifts its `[[schedules]]` moved
+    /// against the configuration recorded before it (overrides and swaps
+    /// applied to both) become moved notices, keyed by the record's id, so
+    /// every replica and every restart derives the same ones. A record
+    /// whose schedules do not validate (written by another version) is
+    /// logged and taken as no baseline: nothing is compared with it.
+    fn fold_config(&self, record: &Record, state: &mut State) {
+        let schedules = serde_json::from_str::<ConfigApplied>(record.data.as_str())
+            .map_err(|e| e.to_string())
+            .and_then(|applied| notices::recorded_schedules(&applied.config).map_err(|e| e.to_string()));
+        let schedules = match schedules {
+            Ok(schedules) => schedules,
+            Err(error) => {
+                tracing::warn!(position = %record.position, %error, "a recorded configuration's schedules do not validate; no shift moves derived from it");
+                state.recorded = None;
+                return;
+            }
+        };
+        if let Some(before) = &state.recorded {
+            let config = &self.config.notices;
+            let moved =
+                notices::reload_moves(config, &state.rosters, before, &schedules, record.id, record.recorded_at);
+            state.notices.moved(moved);
+        }
+        state.recorded = Some(schedules);
     }
 }
 

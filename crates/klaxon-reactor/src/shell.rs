@@ -19,7 +19,9 @@
 //! - **Dirty incidents, timers.** Once caught up, each dirty incident is
 //!   decided after every record; the next wake-up is the earliest
 //!   [`Service::next_due`] (pure), read from the injected [`Clock`], and
-//!   incidents due then are decided.
+//!   incidents due then are decided. A record that concerns many
+//!   incidents at once (a recorded configuration) makes those the service
+//!   names dirty too ([`Service::concerns`]).
 //! - **Work in flight.** An incident whose decision is being carried out is
 //!   not decided again until every record its effects appended has been
 //!   folded back; what happens meanwhile keeps it dirty.
@@ -123,6 +125,20 @@ pub trait Service: Send + Sync + 'static {
     /// Folds one record; returns the incident it concerns, which is then
     /// decided again. Records come in position order, each once.
     fn fold(&self, state: &mut Self::State, record: &Record) -> Result<Option<IncidentId>, Error>;
+
+    /// The incidents, besides the one [`Service::fold`] returned, that
+    /// `record` (just folded into `state`) concerns and that must be
+    /// decided again: for a record that concerns many incidents at once,
+    /// such as a recorded configuration. Called after every fold, so it
+    /// must be cheap for the records that concern no more (the default
+    /// concerns none). Only incidents held in the state count: an evicted
+    /// one is finished, and a record it should react to must be about it
+    /// (its own streams) to read it back. Such an incident becomes dirty
+    /// as after a record of its own (not while replaying up to the
+    /// checkpoint), but its latest record ([`Cause`]) stays its own.
+    fn concerns(&self, _state: &Self::State, _record: &Record) -> Vec<IncidentId> {
+        Vec::new()
+    }
 
     /// What to do now about `incident`, whose latest record is `cause`.
     fn decide(
@@ -655,7 +671,7 @@ impl Run {
     }
 
     fn fold<S: Service>(&mut self, inner: &Inner<S>, record: &Record) -> Result<(), Error> {
-        let touched = {
+        let (touched, concerned) = {
             let mut state = inner.state.write().expect("state lock");
             let touched = inner.service.fold(&mut state, record)?;
             if let Some(incident) = touched {
@@ -664,8 +680,9 @@ impl Run {
                     inner.held.write().expect("held lock").insert(incident);
                 }
             }
-            touched
+            (touched, inner.service.concerns(&state, record))
         };
+        self.concerned(inner, record, concerned);
         self.applied = record.position;
         self.last_id = record.id;
         if let Some(incident) = touched {
@@ -692,6 +709,23 @@ impl Run {
             self.sweep(inner);
         }
         Ok(())
+    }
+
+    /// Makes dirty the held incidents that `record` concerns besides its
+    /// own ([`Service::concerns`]), as a record of theirs would.
+    fn concerned<S: Service>(&mut self, inner: &Inner<S>, record: &Record, incidents: Vec<IncidentId>) {
+        for incident in incidents {
+            if !self.causes.contains_key(&incident) {
+                continue;
+            }
+            self.stale.remove(&incident);
+            if record.position > self.checkpoint {
+                self.dirty.insert(incident);
+            }
+            if let Some(changes) = &inner.changes {
+                let _ = changes.send(incident);
+            }
+        }
     }
 
     /// Before `record` is folded: when it concerns an evicted incident,

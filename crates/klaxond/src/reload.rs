@@ -44,8 +44,9 @@ use crate::config::{Config, Validated};
 /// - `severity`: the rules, read by the severity evaluator per decision.
 /// - `paging`, `slo`, `escalation_policies`, `customers`, `schedules`: read
 ///   by paging per decision (an episode in flight keeps the policy its
-///   first event recorded; new paging severities apply to incidents paging
-///   has not seen yet), by intake (the queue's SLOs, the schedules and
+///   first event recorded; the paging severities paging folds from this
+///   reload's `config.applied.v1`, so open incidents start or stop paging
+///   at it), by intake (the queue's SLOs, the schedules and
 ///   teams a manager may pull in) and by the notifier (update cadences).
 ///   Adding or removing the whole `[paging]` table is refused: whether
 ///   paging runs at all is decided at start.

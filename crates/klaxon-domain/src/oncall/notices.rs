@@ -28,7 +28,10 @@
 //!   in the [`MOVED_HORIZON_DAYS`] days after it tells every person whose
 //!   shifts were removed or added (old and new times), at once, until
 //!   [`MOVED_LATE_MAX`] after the event. Key: schedule, person, `moved`,
-//!   the event's id.
+//!   the event's id. So does a recorded configuration
+//!   (`config.applied.v1`) whose `[[schedules]]` change a schedule of the
+//!   configuration recorded before it ([`reload_moves`]; the event is the
+//!   record, its time the record's).
 //! - **Summary**: at the configured weekday and local time, the handoffs of
 //!   the next seven days, to the configured channel and/or the schedule's
 //!   people, until [`SUMMARY_LATE_MAX`] after that time. Key: schedule,
@@ -695,6 +698,38 @@ pub fn moves(
         .collect()
 }
 
+/// The configured schedules of a configuration as the log records it (the
+/// `config` of `config.applied.v1`: the file's TOML as JSON), validated as
+/// at start; none without `[[schedules]]`.
+pub fn recorded_schedules(config: &serde_json::Value) -> Result<super::Schedules, ConfigError> {
+    let raw = config.get("schedules").cloned().unwrap_or_else(|| serde_json::Value::Array(Vec::new()));
+    let parsed: super::SchedulesConfig =
+        serde_json::from_value(raw).map_err(|e| ConfigError::new("schedules", e.to_string()))?;
+    parsed.validate("schedules")
+}
+
+/// The moved notices of a recorded configuration (`event_id`, recorded at
+/// `at`) that turned the configured schedules `before` into `after`: for
+/// every schedule in both, with the overrides and swaps of `rosters`
+/// applied to each side, [`moves`]. A schedule added or removed tells
+/// nobody here (an added one's shifts get their start notices).
+pub fn reload_moves(
+    config: &NoticesConfig,
+    rosters: &super::roster::Rosters,
+    before: &super::Schedules,
+    after: &super::Schedules,
+    event_id: uuid::Uuid,
+    at: DateTime<Utc>,
+) -> Vec<Notice> {
+    let effective = |s: &Schedule| rosters.get(s.name()).map_or_else(|| s.clone(), |r| r.effective(s));
+    after
+        .iter()
+        .filter_map(|new| Some((before.get(new.name())?, new)))
+        .filter(|(old, new)| old != new)
+        .flat_map(|(old, new)| moves(config, &effective(old), &effective(new), event_id, at))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -751,5 +786,38 @@ mod tests {
         assert_eq!(weekly.next(at("2027-03-21T01:30:00Z")), at("2027-03-28T01:00:00Z"));
         // 2027-10-31 02:30 exists twice: the earlier, 02:30 CEST (00:30Z).
         assert_eq!(weekly.next(at("2027-10-30T12:00:00Z")), at("2027-10-31T00:30:00Z"));
+    }
+
+    /// A recorded configuration with `payments` rotating ana and `second`
+    /// weekly, and `extra` schedules.
+    fn recorded(second: &str, extra: serde_json::Value) -> super::super::Schedules {
+        let mut schedules = vec![serde_json::json!({ "name": "payments", "time_zone": "UTC",
+            "layers": [ { "name": "weekly", "participants": ["ana", second], "shift": "7d", "handoff": "00:00",
+                          "start": "2026-11-23" } ] })];
+        schedules.extend(extra.as_array().cloned().unwrap_or_default());
+        recorded_schedules(&serde_json::json!({ "schedules": schedules, "listen": "127.0.0.1:7600" })).unwrap()
+    }
+
+    #[test]
+    fn a_recorded_configuration_that_changes_a_rotation_tells_whose_shifts_moved() {
+        let config = check("enabled = true").unwrap();
+        let rosters = super::super::roster::Rosters::default();
+        let id = uuid::Uuid::from_u128(7);
+        let at = "2026-11-25T10:00:00Z".parse::<DateTime<Utc>>().unwrap();
+        let other = serde_json::json!([{ "name": "db", "time_zone": "UTC",
+            "layers": [ { "name": "weekly", "participants": ["dave"], "shift": "7d", "handoff": "00:00",
+                          "start": "2026-11-23" } ] }]);
+        let moved = reload_moves(&config, &rosters, &recorded("ben", other.clone()), &recorded("carl", other), id, at);
+        let keys: Vec<&str> = moved.iter().map(|n| n.key.as_str()).collect();
+        let key = |who: &str| format!("payments/{who}/moved/{id}");
+        assert_eq!(keys, [key("ben"), key("carl")], "db is the same: nobody on it is told");
+        assert!(moved[0].text.contains("No longer on call: Mon 2026-11-30 00:00 UTC"), "{}", moved[0].text);
+        assert!(moved[1].text.contains("Now on call: Mon 2026-11-30 00:00 UTC"), "{}", moved[1].text);
+        // Nothing for a schedule that only one side has, nor for the same one.
+        let empty = recorded_schedules(&serde_json::json!({})).unwrap();
+        assert!(reload_moves(&config, &rosters, &empty, &recorded("carl", serde_json::json!([])), id, at).is_empty());
+        let same = recorded("ben", serde_json::json!([]));
+        assert!(reload_moves(&config, &rosters, &same, &same, id, at).is_empty());
+        assert!(recorded_schedules(&serde_json::json!({ "schedules": [{ "name": "x" }] })).is_err());
     }
 }

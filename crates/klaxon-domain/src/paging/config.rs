@@ -487,6 +487,39 @@ fn severity(key: &str, value: &str) -> Result<Severity, ConfigError> {
         .map_err(|_| ConfigError::new(key, format!("{value:?} is not a severity; expected sev1 to sev4")))
 }
 
+/// `[paging].severities` as written at `key`: at least one, each a
+/// severity, none twice.
+fn severity_set(key: &str, raw: &[String]) -> Result<BTreeSet<Severity>, ConfigError> {
+    if raw.is_empty() {
+        return Err(ConfigError::new(key, "must list at least one severity"));
+    }
+    let mut severities = BTreeSet::new();
+    for (i, value) in raw.iter().enumerate() {
+        let key = format!("{key}[{i}]");
+        if !severities.insert(severity(&key, value)?) {
+            return Err(ConfigError::new(key, format!("{value:?} is listed twice")));
+        }
+    }
+    Ok(severities)
+}
+
+/// The paging severities of a configuration as the log records it (the
+/// `config` of `config.applied.v1`: the file's TOML as JSON): those of
+/// `paging.severities`, the default (`sev1`, `sev2`) when the `[paging]`
+/// table omits the key, and `Ok(None)` without a `[paging]` table (a
+/// configuration that does not page says nothing about what pages). The
+/// same rules as [`PagingFileConfig::validate`], so that paging folds from
+/// the log exactly the severities the process validated.
+pub fn recorded_severities(config: &serde_json::Value) -> Result<Option<BTreeSet<Severity>>, ConfigError> {
+    let Some(paging) = config.get("paging") else { return Ok(None) };
+    let raw: Vec<String> = match paging.get("severities") {
+        None => default_severities(),
+        Some(value) => serde_json::from_value(value.clone())
+            .map_err(|_| ConfigError::new("paging.severities", "must be a list of severities"))?,
+    };
+    severity_set("paging.severities", &raw).map(Some)
+}
+
 fn policy_name(key: &str, value: &str) -> Result<String, ConfigError> {
     if value.is_empty() {
         return Err(ConfigError::new(key, "must not be empty"));
@@ -518,17 +551,7 @@ impl PagingFileConfig {
         let paging = join(key_prefix, "paging");
         let section = &self.paging;
 
-        let severities_key = format!("{paging}.severities");
-        if section.severities.is_empty() {
-            return Err(ConfigError::new(severities_key, "must list at least one severity"));
-        }
-        let mut severities = BTreeSet::new();
-        for (i, raw) in section.severities.iter().enumerate() {
-            let key = format!("{severities_key}[{i}]");
-            if !severities.insert(severity(&key, raw)?) {
-                return Err(ConfigError::new(key, format!("{raw:?} is listed twice")));
-            }
-        }
+        let severities = severity_set(&format!("{paging}.severities"), &section.severities)?;
 
         let duty_key = format!("{paging}.duty_manager_schedule");
         if schedules.get(&section.duty_manager_schedule).is_none() {

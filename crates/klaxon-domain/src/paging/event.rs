@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::Error;
 use crate::envelope::{Event, changes};
-use crate::ids::{ActorId, IncidentId};
+use crate::ids::{ActorId, IncidentId, Severity};
 
 #[cfg(test)]
 mod tests;
@@ -262,6 +262,10 @@ impl PageEvent {
             }
             PageChange::AckTimedOut(t) => format!("the acknowledgement of {} timed out without mitigation", t.page),
             PageChange::SloBreached(b) => format!("breached the {} SLO due at {}", b.slo, b.due_at.to_rfc3339()),
+            PageChange::PagingStopped(s) => {
+                let hash: String = s.config.chars().take(12).collect();
+                format!("paging stopped: {} no longer pages under configuration {hash}", s.severity)
+            }
         }
     }
 }
@@ -292,6 +296,9 @@ changes! {
     AckTimedOut => "page.ack_timed_out.v1",
     /// A service level objective was missed.
     SloBreached => "slo.breached.v1",
+    /// A recorded configuration stopped the incident's episode: its
+    /// severity no longer pages, and its chain escalates no further.
+    PagingStopped => "page.paging_stopped.v1",
 }
 
 /// The fields of [`PageChange::ResponderPaged`].
@@ -411,4 +418,16 @@ pub struct SloBreached {
     /// When it was due: the event's `at` is when the breach was noticed,
     /// which is later after a restart.
     pub due_at: DateTime<Utc>,
+}
+
+/// The fields of [`PageChange::PagingStopped`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PagingStopped {
+    /// The incident's severity, which no longer pages.
+    pub severity: Severity,
+    /// The hash of the configuration that stopped it: the `hash` of its
+    /// `config.applied.v1` record (stream `config`), whose `changes` say
+    /// what changed.
+    pub config: String,
 }

@@ -133,6 +133,8 @@ enum Logged {
     Incident(IncidentEvent),
     Assessed(Severity, DateTime<Utc>),
     Page(PageEvent),
+    /// A configuration recorded with these paging severities.
+    Severities(BTreeSet<Severity>, DateTime<Utc>),
 }
 
 /// A live service in miniature: the log, and the state folded from it.
@@ -175,6 +177,7 @@ impl World {
                 Logged::Incident(e) => e.at,
                 Logged::Assessed(_, at) => *at,
                 Logged::Page(e) => e.at,
+                Logged::Severities(_, at) => *at,
             })
             .max()
     }
@@ -206,6 +209,10 @@ fn fold(state: &mut IncidentPaging, logged: &Logged) {
         Logged::Incident(event) => state.apply_incident(event),
         Logged::Assessed(severity, at) => state.set_severity(*severity, *at),
         Logged::Page(event) => state.apply_page(event),
+        Logged::Severities(severities, at) => {
+            let hash: Vec<String> = severities.iter().map(ToString::to_string).collect();
+            state.set_paging_severities(severities, &format!("cfg-{}", hash.join("-")), *at);
+        }
     }
 }
 
@@ -234,6 +241,7 @@ fn show(event: &PageEvent) -> String {
         }
         PageChange::AckTimedOut(t) => format!("ack timed out {}", p(&t.page)),
         PageChange::SloBreached(b) => format!("breach {} due {}", b.slo, clock(b.due_at)),
+        PageChange::PagingStopped(s) => format!("stopped {} by {}", s.severity, s.config),
     }
 }
 
@@ -245,8 +253,9 @@ fn show(event: &PageEvent) -> String {
 /// `close`, `reopen`, `evaluate sevN`, `pull person|schedule|team name`
 /// (incident events); `decide`; `ack Pn who`;
 /// `deliver Pn`, `fail Pn`; `crash` (drop the state and fold the log from
-/// scratch); `edit` (the configuration becomes [`edited_config`]); `due`
-/// (print [`next_due`]).
+/// scratch); `edit` (the configuration becomes [`edited_config`]);
+/// `severities sevN,sevM` (a configuration recorded with these paging
+/// severities); `due` (print [`next_due`]).
 fn check(script: &str, expected: Expect) {
     let mut world = World::new();
     let mut out = String::new();
@@ -313,6 +322,10 @@ fn check(script: &str, expected: Expect) {
         }
         match command {
             "assess" => world.record(Logged::Assessed(sev(0), at)),
+            "severities" => {
+                let severities = arg(0).split(',').map(|s| s.parse::<Severity>().unwrap()).collect();
+                world.record(Logged::Severities(severities, at));
+            }
             "decide" => {
                 let events = world.tick(at);
                 if events.is_empty() {
@@ -972,6 +985,126 @@ fn severity_changes_begin_and_end_episodes() {
               nothing
         "#]],
     );
+}
+
+/// A recorded configuration's paging severities begin an open incident's
+/// episode as of the record, or end it (recording why once, when it had
+/// paged); a mitigated incident does not page.
+#[test]
+fn recorded_paging_severities_start_and_stop_the_episodes_of_open_incidents() {
+    check(
+        "
+        00:00 report payments
+        00:00 declare sev3
+        00:00 decide
+        00:10 severities sev1,sev2,sev3
+        00:10 due
+        00:10 decide
+        00:11 severities sev1,sev2,sev3
+        00:11 decide
+        00:12 severities sev1,sev2
+        00:12 due
+        00:12 decide
+        00:12 due
+        00:30 decide
+        00:31 ack P1 ana
+        00:40 severities sev3
+        00:40 decide
+        00:41 crash
+        00:41 decide
+        00:41 severities sev1
+        00:41 severities sev3
+        00:41 decide
+        00:42 mitigate
+        00:43 severities sev1
+        00:44 severities sev3
+        00:44 decide
+        ",
+        expect![[r#"
+            00:00 report payments
+            00:00 declare sev3
+            00:00 decide
+              nothing
+            00:10 severities sev1,sev2,sev3
+            00:10 due
+              00:10
+            00:10 decide
+              page P1 ana L0 R0 severity until 00:15
+            00:11 severities sev1,sev2,sev3
+            00:11 decide
+              nothing
+            00:12 severities sev1,sev2
+            00:12 due
+              00:12
+            00:12 decide
+              stopped SEV3 by cfg-SEV2-SEV1
+            00:12 due
+              nothing pending
+            00:30 decide
+              nothing
+            00:31 ack P1 ana
+              acknowledged P1 by ana
+            00:40 severities sev3
+            00:40 decide
+              page P2 ana L0 R0 severity until 00:45
+            00:41 crash
+            00:41 decide
+              nothing
+            00:41 severities sev1
+            00:41 severities sev3
+            00:41 decide
+              page P3 ana L0 R0 severity until 00:46
+            00:42 mitigate
+            00:43 severities sev1
+            00:44 severities sev3
+            00:44 decide
+              nothing
+        "#]],
+    );
+}
+
+#[test]
+fn an_episode_in_flight_goes_on_when_the_severities_change_but_keep_its_severity() {
+    check(
+        "
+        00:00 report payments
+        00:00 declare sev1
+        00:00 decide
+        00:02 severities sev1,sev3
+        00:02 decide
+        00:05 decide
+        ",
+        expect![[r#"
+            00:00 report payments
+            00:00 declare sev1
+            00:00 decide
+              page P1 ana L0 R0 severity until 00:05
+            00:02 severities sev1,sev3
+            00:02 decide
+              nothing
+            00:05 decide
+              escalate P1 L0 -> L1 R0
+              page P2 carl L1 R0 escalation until 00:15
+              page P3 erin L1 R0 escalation until 00:15
+        "#]],
+    );
+}
+
+#[test]
+fn recorded_severities_follow_the_validation_and_a_configuration_without_paging_says_nothing() {
+    let severities = |v: Value| recorded_severities(&v).map_err(|e| e.to_string());
+    assert_eq!(severities(json!({"severity": {"default": "sev4"}})), Ok(None));
+    assert_eq!(
+        severities(json!({"paging": {"default_policy": "x"}})),
+        Ok(Some([Severity::Sev1, Severity::Sev2].into()))
+    );
+    assert_eq!(
+        severities(json!({"paging": {"severities": ["sev3", "sev1"]}})),
+        Ok(Some([Severity::Sev1, Severity::Sev3].into()))
+    );
+    assert!(severities(json!({"paging": {"severities": ["sev9"]}})).unwrap_err().contains("paging.severities[0]"));
+    assert!(severities(json!({"paging": {"severities": []}})).is_err());
+    assert!(severities(json!({"paging": {"severities": "sev1"}})).is_err());
 }
 
 #[test]

@@ -348,7 +348,10 @@ impl<'p> Replay<'p> {
                 track.acknowledge(policy, &responder, &event.by, event.at);
                 track.decide(policy, event.at);
             }
-            PageChange::PageDelivered(_) | PageChange::PageDeliveryFailed(_) | PageChange::AckTimedOut(_) => {}
+            PageChange::PageDelivered(_)
+            | PageChange::PageDeliveryFailed(_)
+            | PageChange::AckTimedOut(_)
+            | PageChange::PagingStopped(_) => {}
         }
     }
 

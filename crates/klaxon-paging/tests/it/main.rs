@@ -729,4 +729,5 @@ targets = [{ person = "yan" }]
     assert_eq!(levels(second_policy), [r#"[{"person":"zed"}]"#, r#"[{"person":"yan"}]"#]);
     w.stop.cancel();
 }
+mod severities;
 mod shifts;

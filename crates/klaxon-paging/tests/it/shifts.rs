@@ -375,3 +375,113 @@ async fn a_reload_changes_the_notices_from_then_on_and_sends_nothing_twice() {
     shifts.stop().await;
     w.stop.cancel();
 }
+
+/// Records a configuration whose `payments-primary` rotates ana and
+/// `second` weekly (beside the duty managers), as `klaxond` records a
+/// start or a reload; returns its hash.
+async fn record_schedules(log: &Log, previous: Option<&str>, second: &str, extra: &str) -> String {
+    use klaxon_domain::audit::{self, ConfigApplied};
+    let toml = format!(
+        r#"
+[[schedules]]
+name = "payments-primary"
+time_zone = "UTC"
+[[schedules.layers]]
+name = "weekly"
+participants = ["ana", "{second}"]
+shift = "7d"
+handoff = "00:00"
+start = "2026-11-23"
+{DUTY_MANAGERS}
+[paging]
+severities = ["sev1"]
+{extra}"#
+    );
+    let config = serde_json::to_value(toml::from_str::<toml::Table>(&toml).unwrap()).unwrap();
+    let hash = format!("{:x}", std::hash::BuildHasher::hash_one(&std::hash::RandomState::new(), &toml));
+    let applied = ConfigApplied {
+        hash: hash.clone(),
+        previous: previous.map(str::to_owned),
+        file: "klaxon.toml".into(),
+        via: if previous.is_some() { "reload" } else { "start" }.into(),
+        changes: Vec::new(),
+        config,
+    };
+    let event = NewEvent {
+        id: audit::config_event_id(previous, &hash),
+        kind: EventKind::new(audit::CONFIG_APPLIED).unwrap(),
+        data: EventData::from_value(&applied).unwrap(),
+        metadata: Metadata { actor: Some("operator".into()), ..Metadata::default() },
+    };
+    log.append(&StreamId::new(audit::CONFIG_STREAM).unwrap(), ExpectedVersion::Any, vec![event]).await.unwrap();
+    hash
+}
+
+/// A reload whose `[[schedules]]` give ben's coming week to carl tells
+/// both, once: derived from the recorded configurations (the live view
+/// is never replaced here), so a notifier started afresh and a second one
+/// side by side send nothing again; a configuration that changes no
+/// schedule tells nobody.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_that_moves_shifts_tells_whose_once_from_the_recorded_configuration() {
+    let receiver = Receiver::start(SECRET).await;
+    let config = config(&receiver.url);
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path(), Default::default()).unwrap();
+    let first = record_schedules(&log, None, "ben", "").await;
+    // The clock at the first record: moved notices are sent within a day
+    // of their record, whose time is the log's.
+    let recorded_at = log.read_all(Position(1), 10).unwrap()[0].recorded_at;
+    let clock = ManualClock::new(recorded_at);
+    let notices = notices(None);
+    let moved = |keys: Vec<String>| -> Vec<String> { keys.into_iter().filter(|k| k.contains("/moved/")).collect() };
+
+    let shifts = Shifts::start(&log, &clock, &config, &notices);
+    assert_eq!(moved(shifts.received(&receiver).await), Vec::<String>::new(), "the first record moves nothing");
+
+    let second = record_schedules(&log, Some(&first), "carl", "").await;
+    let reload_id = log
+        .read_all(Position(1), 10)
+        .unwrap()
+        .into_iter()
+        .rfind(|r| r.kind.as_str() == "config.applied.v1")
+        .unwrap()
+        .id;
+    let mut keys = moved(shifts.received(&receiver).await);
+    keys.sort();
+    assert_eq!(
+        keys,
+        [
+            format!("shift/payments-primary/ben/moved/{reload_id}/ben"),
+            format!("shift/payments-primary/carl/moved/{reload_id}/carl"),
+        ]
+    );
+    let texts: Vec<String> = receiver
+        .requests()
+        .into_iter()
+        .filter(|r| r.idempotency_key.contains("/moved/"))
+        .map(|r| r.body["text"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert!(texts.iter().any(|t| t.starts_with("ben, your on-call shifts on payments-primary changed.")), "{texts:?}");
+
+    // Another key changes, no schedule: nobody is told.
+    record_schedules(&log, Some(&second), "carl", "[notifier]\nseverities = [\"sev1\"]\n").await;
+    assert_eq!(moved(shifts.received(&receiver).await).len(), 2);
+
+    // Started afresh, and a second notifier beside it: nothing again.
+    shifts.stop().await;
+    let again = Shifts::start(&log, &clock, &config, &notices);
+    let beside = Shifts::start(&log, &clock, &config, &notices);
+    assert_eq!(moved(again.received(&receiver).await).len(), 2);
+    assert_eq!(moved(beside.received(&receiver).await).len(), 2);
+    let kinds = shift_records(&log);
+    let decided = log
+        .read_all(Position(1), 100_000)
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.kind.as_str() == DECIDED_KIND && r.data.as_str().contains("/moved/"))
+        .count();
+    assert_eq!(decided, 2, "{kinds:?}");
+    again.stop().await;
+    beside.stop().await;
+}

@@ -285,6 +285,26 @@ fn goldens() -> Vec<(PageEvent, Expect)> {
                 breached the assign SLO due at 2026-03-02T09:10:00+00:00
             "#]],
         ),
+        (
+            event(
+                PAGING_ACTOR,
+                PageChange::PagingStopped(PagingStopped {
+                    severity: crate::ids::Severity::Sev3,
+                    config: "3f2a9c01b7d4e5f60718293a4b5c6d7e".into(),
+                }),
+            ),
+            expect![[r#"
+                page.paging_stopped.v1
+                {
+                  "at": "2026-03-02T09:15:00Z",
+                  "by": "klaxon-paging",
+                  "config": "3f2a9c01b7d4e5f60718293a4b5c6d7e",
+                  "incident": "INC-7",
+                  "severity": "sev3"
+                }
+                paging stopped: SEV3 no longer pages under configuration 3f2a9c01b7d4
+            "#]],
+        ),
     ]
 }
 
