@@ -253,7 +253,14 @@ impl<'de> serde::Deserialize<'de> for TrendRows {
         let saved = SavedRows::deserialize(deserializer)?;
         let ids = saved.services.iter().zip(1..).map(|(s, n)| (s.clone(), n)).collect();
         let team_ids = saved.teams.iter().zip(1..).map(|(t, n)| (t.clone(), n)).collect();
-        Ok(TrendRows { epoch: saved.epoch, count: saved.count, services: saved.services, ids, teams: saved.teams, team_ids })
+        Ok(TrendRows {
+            epoch: saved.epoch,
+            count: saved.count,
+            services: saved.services,
+            ids,
+            teams: saved.teams,
+            team_ids,
+        })
     }
 }
 

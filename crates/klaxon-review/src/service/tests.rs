@@ -131,10 +131,8 @@ fn a_row_keeps_its_recorded_team_and_one_without_takes_the_catalog_in_effect() {
     .unwrap();
     let loaded: TrendRows = serde_json::from_str(&serde_json::to_string(&rows).unwrap()).unwrap();
     for rows in [&rows, &loaded] {
-        let teams: Vec<Option<String>> = encoded
-            .iter()
-            .map(|(id, bytes)| rows.facts(*id, &TrendRow::decode(bytes).unwrap(), &moved).team)
-            .collect();
+        let teams: Vec<Option<String>> =
+            encoded.iter().map(|(id, bytes)| rows.facts(*id, &TrendRow::decode(bytes).unwrap(), &moved).team).collect();
         assert_eq!(teams, [Some("checkout".to_owned()), Some("ledger".to_owned())]);
     }
 }
