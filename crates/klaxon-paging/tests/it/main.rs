@@ -206,6 +206,12 @@ impl World {
     }
 
     async fn sev1(&self, commander: Option<&str>) -> IncidentId {
+        self.declared(Severity::Sev1, commander).await
+    }
+
+    /// Reports an incident on payments and declares it `severity`, with
+    /// `commander` assigned if any.
+    async fn declared(&self, severity: Severity, commander: Option<&str>) -> IncidentId {
         let by = CommandContext::by(ActorId::new("maria").unwrap());
         let report = Command::ReportIssue {
             source: ReportSource::Alertmanager,
@@ -219,7 +225,7 @@ impl World {
             started_at: None,
         };
         let id = self.intake.report(report, &by).await.unwrap().incident;
-        self.intake.execute(id, Command::DeclareIncident { severity: Severity::Sev1 }, &by).await.unwrap();
+        self.intake.execute(id, Command::DeclareIncident { severity }, &by).await.unwrap();
         if let Some(c) = commander {
             self.intake
                 .execute(id, Command::AssignCommander { commander: ActorId::new(c).unwrap() }, &by)

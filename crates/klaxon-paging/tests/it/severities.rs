@@ -9,26 +9,6 @@ use klaxon_log::{EventData, EventKind, ExpectedVersion, Metadata, NewEvent, Stre
 
 use super::*;
 
-/// Reports an incident on payments and declares it `severity`.
-async fn declared(w: &World, severity: Severity) -> IncidentId {
-    let by = CommandContext::by(ActorId::new("maria").unwrap());
-    let report = Command::ReportIssue {
-        source: ReportSource::Alertmanager,
-        reporter: ActorId::new("monitor").unwrap(),
-        title: "Checkout slow for some".into(),
-        description: String::new(),
-        service: Some("payments".parse().unwrap()),
-        customers: vec![],
-        labels: Default::default(),
-        dedup_key: None,
-        started_at: None,
-    };
-    let id = w.intake.report(report, &by).await.unwrap().incident;
-    w.intake.execute(id, Command::DeclareIncident { severity }, &by).await.unwrap();
-    w.intake.execute(id, Command::AssignCommander { commander: ActorId::new("maria").unwrap() }, &by).await.unwrap();
-    id
-}
-
 /// Records a configuration paging at `severities` after `previous`, as
 /// `klaxond` does at a reload; returns its hash.
 async fn record_config(log: &Log, previous: Option<&str>, severities: &[&str]) -> String {
@@ -67,8 +47,8 @@ async fn a_recorded_configuration_that_adds_a_severity_pages_its_open_incidents_
     let config = config(&receiver.url);
     let (_dir, mut w) = new_world(&config);
     let started = record_config(&w.log, None, &["sev1", "sev2"]).await;
-    let sev3 = declared(&w, Severity::Sev3).await;
-    let resolved = declared(&w, Severity::Sev3).await;
+    let sev3 = w.declared(Severity::Sev3, Some("maria")).await;
+    let resolved = w.declared(Severity::Sev3, Some("maria")).await;
     let by = CommandContext::by(ActorId::new("maria").unwrap());
     w.intake.execute(resolved, Command::Resolve { summary: "fixed".into() }, &by).await.unwrap();
     assert_eq!(w.pages(sev3).await, Vec::<String>::new(), "a Sev3 does not page");
@@ -121,7 +101,7 @@ async fn a_recorded_configuration_that_adds_a_severity_pages_its_open_incidents_
     w.settled().await;
     assert_eq!(w.log.head(), head, "the rebuild wrote nothing");
     // A new Sev3 does not page either.
-    let later = declared(&w, Severity::Sev3).await;
+    let later = w.declared(Severity::Sev3, Some("maria")).await;
     assert_eq!(w.pages(later).await, Vec::<String>::new());
     let delivered: Vec<String> =
         receiver.requests().iter().filter(|r| r.status < 300).map(|r| r.idempotency_key.clone()).collect();
@@ -148,7 +128,7 @@ async fn two_replicas_page_an_open_incident_once_when_a_recorded_configuration_a
     tokio::spawn(second.run(w.stop.child_token()));
 
     let started = record_config(&log, None, &["sev1", "sev2"]).await;
-    let sev3 = declared(&w, Severity::Sev3).await;
+    let sev3 = w.declared(Severity::Sev3, Some("maria")).await;
     w.settled().await;
     other.reactor().wait_processed(log.head()).await.unwrap();
     record_config(&log, Some(&started), &["sev1", "sev2", "sev3"]).await;
