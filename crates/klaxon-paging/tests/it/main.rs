@@ -95,6 +95,29 @@ handoff = "00:00"
 start = "2026-01-05"
 "#;
 
+/// Appends `config` to the log as `klaxond` records an applied
+/// configuration (`config.applied.v1` in stream `config`): at a start
+/// without `previous`, at a reload after it.
+async fn record_applied(log: &Log, previous: Option<&str>, hash: &str, config: serde_json::Value) {
+    use klaxon_domain::audit::{self, ConfigApplied};
+    use klaxon_log::{EventData, EventKind, ExpectedVersion, Metadata, NewEvent, StreamId};
+    let applied = ConfigApplied {
+        hash: hash.to_owned(),
+        previous: previous.map(str::to_owned),
+        file: "klaxon.toml".into(),
+        via: if previous.is_some() { "reload" } else { "start" }.into(),
+        changes: Vec::new(),
+        config,
+    };
+    let event = NewEvent {
+        id: audit::config_event_id(previous, hash),
+        kind: EventKind::new(audit::CONFIG_APPLIED).unwrap(),
+        data: EventData::from_value(&applied).unwrap(),
+        metadata: Metadata { actor: Some("operator".into()), ..Metadata::default() },
+    };
+    log.append(&StreamId::new(audit::CONFIG_STREAM).unwrap(), ExpectedVersion::Any, vec![event]).await.unwrap();
+}
+
 /// The schedules of `toml` (`[[schedules]]` tables), validated.
 fn schedules(toml: &str) -> Arc<Schedules> {
     let config: SchedulesConfig = toml::from_str::<toml::Table>(toml).unwrap()["schedules"].clone().try_into().unwrap();

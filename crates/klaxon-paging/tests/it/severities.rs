@@ -4,8 +4,7 @@
 //! also after a rebuild from the log; one of a severity that no longer
 //! pages stops escalating.
 
-use klaxon_domain::audit::{self, ConfigApplied};
-use klaxon_log::{EventData, EventKind, ExpectedVersion, Metadata, NewEvent, StreamId};
+use klaxon_domain::audit;
 
 use super::*;
 
@@ -13,23 +12,10 @@ use super::*;
 /// `klaxond` does at a reload; returns its hash.
 async fn record_config(log: &Log, previous: Option<&str>, severities: &[&str]) -> String {
     let hash = format!("hash-{}", severities.join("-"));
-    let applied = ConfigApplied {
-        hash: hash.clone(),
-        previous: previous.map(str::to_owned),
-        file: "klaxon.toml".into(),
-        via: "reload".into(),
-        changes: Vec::new(),
-        config: serde_json::json!({
-            "paging": { "severities": severities, "duty_manager_schedule": "duty-managers", "default_policy": "payments" },
-        }),
-    };
-    let event = NewEvent {
-        id: audit::config_event_id(previous, &hash),
-        kind: EventKind::new(audit::CONFIG_APPLIED).unwrap(),
-        data: EventData::from_value(&applied).unwrap(),
-        metadata: Metadata { actor: Some("operator".into()), ..Metadata::default() },
-    };
-    log.append(&StreamId::new(audit::CONFIG_STREAM).unwrap(), ExpectedVersion::Any, vec![event]).await.unwrap();
+    let config = serde_json::json!({
+        "paging": { "severities": severities, "duty_manager_schedule": "duty-managers", "default_policy": "payments" },
+    });
+    record_applied(log, previous, &hash, config).await;
     hash
 }
 

@@ -270,10 +270,9 @@ async fn disabled_notices_send_and_record_nothing() {
     w.stop.cancel();
 }
 
-/// `payments-primary` (ana and `second` weekly from 2026-11-23), the
-/// duty managers, and `extra`.
-fn reloaded(second: &str, extra: &str) -> Arc<Schedules> {
-    schedules(&format!(
+/// `payments-primary`: ana and `second` weekly from 2026-11-23.
+fn payments_primary(second: &str) -> String {
+    format!(
         r#"
 [[schedules]]
 name = "payments-primary"
@@ -284,8 +283,14 @@ participants = ["ana", "{second}"]
 shift = "7d"
 handoff = "00:00"
 start = "2026-11-23"
-{DUTY_MANAGERS}{extra}"#
-    ))
+"#
+    )
+}
+
+/// `payments-primary` (ana and `second` weekly from 2026-11-23), the
+/// duty managers, and `extra`.
+fn reloaded(second: &str, extra: &str) -> Arc<Schedules> {
+    schedules(&format!("{}{DUTY_MANAGERS}{extra}", payments_primary(second)))
 }
 
 /// `db-primary`: dave and `second` every two days, handing off at 10:10
@@ -380,40 +385,16 @@ async fn a_reload_changes_the_notices_from_then_on_and_sends_nothing_twice() {
 /// `second` weekly (beside the duty managers), as `klaxond` records a
 /// start or a reload; returns its hash.
 async fn record_schedules(log: &Log, previous: Option<&str>, second: &str, extra: &str) -> String {
-    use klaxon_domain::audit::{self, ConfigApplied};
     let toml = format!(
-        r#"
-[[schedules]]
-name = "payments-primary"
-time_zone = "UTC"
-[[schedules.layers]]
-name = "weekly"
-participants = ["ana", "{second}"]
-shift = "7d"
-handoff = "00:00"
-start = "2026-11-23"
-{DUTY_MANAGERS}
+        r#"{}{DUTY_MANAGERS}
 [paging]
 severities = ["sev1"]
-{extra}"#
+{extra}"#,
+        payments_primary(second)
     );
     let config = serde_json::to_value(toml::from_str::<toml::Table>(&toml).unwrap()).unwrap();
     let hash = format!("{:x}", std::hash::BuildHasher::hash_one(&std::hash::RandomState::new(), &toml));
-    let applied = ConfigApplied {
-        hash: hash.clone(),
-        previous: previous.map(str::to_owned),
-        file: "klaxon.toml".into(),
-        via: if previous.is_some() { "reload" } else { "start" }.into(),
-        changes: Vec::new(),
-        config,
-    };
-    let event = NewEvent {
-        id: audit::config_event_id(previous, &hash),
-        kind: EventKind::new(audit::CONFIG_APPLIED).unwrap(),
-        data: EventData::from_value(&applied).unwrap(),
-        metadata: Metadata { actor: Some("operator".into()), ..Metadata::default() },
-    };
-    log.append(&StreamId::new(audit::CONFIG_STREAM).unwrap(), ExpectedVersion::Any, vec![event]).await.unwrap();
+    record_applied(log, previous, &hash, config).await;
     hash
 }
 
