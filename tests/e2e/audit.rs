@@ -3,10 +3,11 @@
 
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
 
 use klaxon_tests::metrics::scrape;
 use klaxon_tests::{Klaxond, binary, klaxon, klaxon_json, klaxon_ok, signal};
+
+use crate::{eventually, reloads};
 
 /// A configuration whose one severity rule rates reports about checkout.
 fn rules(severity: &str) -> String {
@@ -66,18 +67,6 @@ fn config_check_summarises_a_good_file_and_names_file_key_and_problem_of_a_broke
     assert!(stderr.contains("unknown field `default_raeson`"), "{stderr}");
 }
 
-/// Waits (at most 30 s) until `probe` answers.
-fn eventually<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(found) = probe() {
-            return found;
-        }
-        assert!(Instant::now() < deadline, "{what} within 30 s");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// The severity the evaluator gave the incident.
 fn severity_of(url: &str, incident: &str) -> String {
     eventually(&format!("{incident} assessed"), || {
@@ -90,10 +79,6 @@ fn severity_of(url: &str, incident: &str) -> String {
 fn config_entries(url: &str) -> Vec<serde_json::Value> {
     let out = klaxon_ok(url, "maria", &["audit", "--kind", "config.", "--format", "json"]);
     serde_json::from_str::<Vec<serde_json::Value>>(&out).expect("a JSON array")
-}
-
-fn reloads(http: &str, result: &str) -> f64 {
-    scrape(http).get(&format!("klaxon_config_reloads_total{{result=\"{result}\"}}")).copied().unwrap_or(0.0)
 }
 
 #[test]

@@ -7,10 +7,11 @@
 
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
 
 use klaxon_tests::metrics::scrape;
 use klaxon_tests::{Klaxond, binary, klaxon, klaxon_json, klaxon_ok, signal};
+
+use crate::{eventually, reloads};
 
 /// A tier-1 rule, a rule naming `docs`, and the catalog: `checkout` of
 /// `team` at `tier`, `docs` when `with_docs`.
@@ -46,22 +47,6 @@ escalation_policy = "{team}"
 
 {docs}"#
     )
-}
-
-/// Waits (at most 30 s) until `probe` answers.
-fn eventually<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(found) = probe() {
-            return found;
-        }
-        assert!(Instant::now() < deadline, "{what} within 30 s");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn reloads(http: &str, result: &str) -> f64 {
-    scrape(http).get(&format!("klaxon_config_reloads_total{{result=\"{result}\"}}")).copied().unwrap_or(0.0)
 }
 
 /// The severity the evaluator gave `incident`, and the rule.

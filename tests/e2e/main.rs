@@ -32,3 +32,23 @@ mod snapshots;
 mod status_page;
 mod tls;
 mod trends;
+
+/// Polls `probe` (every 50 ms, at most 30 s) until it gives a value.
+fn eventually<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        if let Some(value) = probe() {
+            return value;
+        }
+        assert!(std::time::Instant::now() < deadline, "{what} did not happen within 30 s");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// `klaxon_config_reloads_total{result}` of the process serving `http`.
+fn reloads(http: &str, result: &str) -> f64 {
+    klaxon_tests::metrics::scrape(http)
+        .get(&format!("klaxon_config_reloads_total{{result=\"{result}\"}}"))
+        .copied()
+        .unwrap_or(0.0)
+}

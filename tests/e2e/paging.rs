@@ -6,6 +6,8 @@ use std::time::{Duration, Instant};
 use klaxon_tests::config::Paged;
 use klaxon_tests::{Klaxond, klaxon_ok};
 
+use crate::{eventually, reloads};
+
 #[test]
 fn a_pending_escalation_survives_sigkill_and_fires_once() {
     let paged = Paged::start(2, false, "");
@@ -73,26 +75,6 @@ fn a_pending_escalation_survives_sigkill_and_fires_once() {
     keys.dedup();
     assert_eq!(keys, ["INC-1-P1", "INC-1-P2"], "no page delivered as a new page");
     assert!(server.stop().success());
-}
-
-/// `klaxon_config_reloads_total{result}` of the process serving `http`.
-fn reloads(http: &str, result: &str) -> f64 {
-    klaxon_tests::metrics::scrape(http)
-        .get(&format!("klaxon_config_reloads_total{{result=\"{result}\"}}"))
-        .copied()
-        .unwrap_or(0.0)
-}
-
-/// Waits (at most 30 s) until `probe` answers.
-fn eventually<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(found) = probe() {
-            return found;
-        }
-        assert!(Instant::now() < deadline, "{what} within 30 s");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 #[test]

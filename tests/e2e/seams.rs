@@ -4,14 +4,14 @@
 //! engineer cannot make a Sev-1 by claiming to be an executive), and a title
 //! of control characters is refused naming the field.
 
-use std::time::{Duration, Instant};
-
 use klaxon_proto::v1;
 use klaxon_tests::auth::as_person;
 use klaxon_tests::metrics::scrape;
 use klaxon_tests::{Klaxond, klaxon, klaxon_json};
 use tonic::Code;
 use tonic::transport::Channel;
+
+use crate::eventually;
 
 /// The example configuration, with `desk` allowed to report as the help
 /// desk.
@@ -45,18 +45,6 @@ fn report(
 ) -> Result<v1::ReportResponse, tonic::Status> {
     let mut incidents = v1::incidents_client::IncidentsClient::with_interceptor(channel.clone(), as_person(who));
     runtime.block_on(incidents.report(request)).map(tonic::Response::into_inner)
-}
-
-/// Polls `probe` (every 50 ms, at most 30 s) until it gives a value.
-fn eventually<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(value) = probe() {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "{what} did not happen within 30 s");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 #[test]
