@@ -176,6 +176,11 @@ impl IdFilter {
                         inner.complete = true;
                         tracing::debug!(ids = bloom.count, runs = inner.runs.len(), "id filter complete");
                     }
+                    // Asked to stop: the log is closing, nothing failed.
+                    Err(_) if stop.load(Ordering::Relaxed) => {
+                        tracing::debug!("the id filter's scan stopped: the log is closing");
+                        return;
+                    }
                     Err(reason) => {
                         tracing::warn!(%reason, "the id filter's scan failed; every id lookup reads every run");
                         return;
