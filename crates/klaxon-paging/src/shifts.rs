@@ -214,6 +214,12 @@ impl ShiftNotifier {
             }
             progress.folded = state.applied;
             self.progress.send_replace(progress);
+            // A record folded while the round delivered (a recorded
+            // configuration's moved shifts, a swap) may call for a notice
+            // now: another round at once, not at the next wake-up.
+            if round && self.due_now(&state) {
+                continue;
+            }
             let wake = progress.due;
             let sleep = async {
                 match wake {
@@ -333,6 +339,12 @@ impl ShiftNotifier {
         let appended =
             self.bus.append(&stream, ExpectedVersion::Any, vec![event]).await.map_err(klaxon_reactor::Error::from)?;
         Ok(appended.last)
+    }
+
+    /// Whether a notice is due now that no round decided yet.
+    fn due_now(&self, state: &State) -> bool {
+        let (config, now) = (&self.config.notices, self.clock.now());
+        config.enabled() && state.effective.iter().any(|s| !notices::due(config, s, &state.notices, now).is_empty())
     }
 
     /// Folds records until `position` is folded.
