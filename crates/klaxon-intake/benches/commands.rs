@@ -43,6 +43,15 @@ fn by<T>(message: T) -> tonic::Request<T> {
     r
 }
 
+/// Every latency the concurrent `tasks` measured, once all have ended.
+async fn gathered(tasks: Vec<tokio::task::JoinHandle<Vec<Duration>>>) -> Vec<Duration> {
+    let mut latencies = Vec::new();
+    for t in tasks {
+        latencies.extend(t.await.unwrap());
+    }
+    latencies
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> f64 {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize].as_secs_f64() * 1e6
 }
@@ -177,11 +186,7 @@ fn raw_log(rts: &Runtimes, appenders: usize, seconds: u64) -> Row {
                 })
             })
             .collect();
-        let mut latencies = Vec::new();
-        for t in tasks {
-            latencies.extend(t.await.unwrap());
-        }
-        latencies
+        gathered(tasks).await
     });
     let elapsed = start.elapsed();
     let work = meter.stop(latencies.len());
@@ -266,11 +271,7 @@ fn grpc(rts: &Runtimes, clients: usize, seconds: u64, request_ids: bool) -> Row 
                 })
             })
             .collect();
-        let mut latencies = Vec::new();
-        for t in tasks {
-            latencies.extend(t.await.unwrap());
-        }
-        latencies
+        gathered(tasks).await
     });
     let elapsed = start.elapsed();
     // The fold loop is part of the work: wait until it has folded every
@@ -320,11 +321,7 @@ fn grpc_floor(rts: &Runtimes, clients: usize, seconds: u64) -> Row {
                 })
             })
             .collect();
-        let mut latencies = Vec::new();
-        for t in tasks {
-            latencies.extend(t.await.unwrap());
-        }
-        latencies
+        gathered(tasks).await
     });
     let elapsed = start.elapsed();
     let work = meter.stop(latencies.len());
