@@ -9,7 +9,8 @@
 //! same client and server setup with 64 in flight; and the 64-client case
 //! once more with a fresh client request id on every command, as the CLI
 //! sends (an idempotency lookup each). `KLAXON_BENCH_SECONDS` sets the time
-//! per case (default 3).
+//! per case (default 3). `KLAXON_BENCH_ONLY=commands` (or `floor`, `log`)
+//! runs only that 64-way case, for a profiler.
 //!
 //! The clients (and the raw appenders) run on their own runtime, one worker
 //! named `bench-client`; the server side (tonic, intake, its fold loop) on
@@ -421,9 +422,58 @@ fn print_work(rows: &[&Row]) {
     }
 }
 
+/// The size of the futures a command allocates and moves: the handler's
+/// (boxed by tonic's `async_trait`), `Handle::execute`'s and `Log::append`'s
+/// (`KLAXON_BENCH_ONLY=sizes`). Never polled.
+fn future_sizes(rts: &Runtimes) {
+    use klaxon_domain::ids::{ActorId, IncidentId, Severity};
+    use klaxon_domain::incident::Command;
+    use v1::incidents_server::Incidents;
+    let dir = tempfile::tempdir().unwrap();
+    rts.server.block_on(async {
+        let log = Log::open(dir.path(), klaxon_log::Options::default()).unwrap();
+        let handle = Intake::new(log.clone(), Default::default(), system_clock()).handle();
+        let service = IncidentsService::new(handle.clone());
+        let ctx = klaxon_intake::CommandContext::by(ActorId::new("bench").unwrap());
+        let id = IncidentId::from_number(1).unwrap();
+        let stream = StreamId::new("incident-INC-1").unwrap();
+        let sizes = [
+            ("Incidents::report (boxed)", std::mem::size_of_val(&*service.report(by(v1::ReportRequest::default())))),
+            ("Incidents::declare (boxed)", std::mem::size_of_val(&*service.declare(by(v1::DeclareRequest::default())))),
+            (
+                "Incidents::post_update (boxed)",
+                std::mem::size_of_val(&*service.post_update(by(v1::PostUpdateRequest::default()))),
+            ),
+            (
+                "Handle::execute",
+                std::mem::size_of_val(&handle.execute(id, Command::DeclareIncident { severity: Severity::Sev2 }, &ctx)),
+            ),
+            ("Log::append", std::mem::size_of_val(&log.append(&stream, ExpectedVersion::Any, Vec::new()))),
+        ];
+        for (name, bytes) in sizes {
+            println!("| {name} | {bytes} bytes |");
+        }
+        log.close().await;
+    });
+}
+
 fn main() {
     let seconds = std::env::var("KLAXON_BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(3);
     let rts = Runtimes::new();
+    // `KLAXON_BENCH_ONLY=commands` (or `floor`, `log`) runs that 64-way
+    // case alone and prints its row and CPU table: for `perf record`.
+    if let Ok(only) = std::env::var("KLAXON_BENCH_ONLY") {
+        let row = match only.as_str() {
+            "commands" => grpc(&rts, 64, seconds, false),
+            "floor" => grpc_floor(&rts, 64, seconds),
+            "log" => raw_log(&rts, 64, seconds),
+            "sizes" => return future_sizes(&rts),
+            other => panic!("KLAXON_BENCH_ONLY={other}: expected commands, floor, log or sizes"),
+        };
+        println!("| {} | {:.0} /s | p50 {:.0} µs | p99 {:.0} µs |", row.name, row.rate, row.p50, row.p99);
+        print_work(&[&row]);
+        return;
+    }
     let mut rows = Vec::new();
     for n in [1, 64] {
         eprintln!("log, {n} appenders...");

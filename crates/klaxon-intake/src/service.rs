@@ -793,7 +793,9 @@ impl Handle {
         if !evicted {
             return Ok(None);
         }
-        self.read_evicted(id).await
+        // Boxed: a rare path, kept out of every command's future (see
+        // `find_retry`).
+        Box::pin(self.read_evicted(id)).await
     }
 
     /// Evicted incident `id` as its stream in the log folds it (a
@@ -1067,8 +1069,8 @@ impl Handle {
                 Some(refusal) if caught_up => return Err(refusal),
                 _ => {
                     // Behind the log, or another writer was first: catch up
-                    // and decide again.
-                    self.caught_up().await?;
+                    // and decide again (boxed: see `find_retry`).
+                    Box::pin(self.caught_up()).await?;
                     caught_up = true;
                 }
             }
@@ -1099,7 +1101,7 @@ impl Handle {
         // Only a dedup key needs the projection to be current: numbers are
         // checked by the "no stream" append whatever the projection knows.
         if dedup_key.is_some() {
-            self.caught_up().await?;
+            Box::pin(self.caught_up()).await?;
         }
         let open = dedup_key.as_ref().and_then(|k| self.shared.incidents.read().expect("lock").open_with_dedup_key(k));
         if let Some(open) = open {
@@ -1110,7 +1112,8 @@ impl Handle {
                 dedup_key: dedup_key.clone(),
             };
             let ctx = CommandContext { expected_version: None, ..ctx.clone() };
-            let outcome = self.execute(open, merge, &ctx).await?;
+            // Boxed: only reports with a dedup key merge (see `find_retry`).
+            let outcome = Box::pin(self.execute(open, merge, &ctx)).await?;
             return Ok(ReportOutcome { incident: open, merged: true, outcome });
         }
         let deciding = tracing::trace_span!(stage::DECIDE);
@@ -1164,7 +1167,8 @@ impl Handle {
         appended: Appended,
     ) -> Result<Outcome, Error> {
         if appended.deduplicated {
-            return self.outcome(id, appended).await;
+            // Boxed: a rare path (see `find_retry`).
+            return Box::pin(self.outcome(id, appended)).await;
         }
         let _answer = tracing::trace_span!(stage::ANSWER).entered();
         let incident = events
@@ -1187,8 +1191,18 @@ impl Handle {
     }
 
     /// When `key` was used before, the first event it wrote and the outcome.
+    ///
+    /// Its lookups are boxed, like the other paths a command rarely takes
+    /// (catching up, reading an evicted incident, a retry's outcome): an
+    /// `async fn` is as large as its largest await, and tonic boxes every
+    /// handler's future, so each command used to allocate and copy a
+    /// future sized for paths it did not take.
     async fn find_retry(&self, key: Option<&RequestKey>) -> Result<Option<(IncidentEvent, Outcome)>, Error> {
         let Some(key) = key else { return Ok(None) };
+        Box::pin(self.find_used(key)).await
+    }
+
+    async fn find_used(&self, key: &RequestKey) -> Result<Option<(IncidentEvent, Outcome)>, Error> {
         let Some((first, _, _)) = self.log.locate(key.event_id(0)).await? else { return Ok(None) };
         let mut last = first;
         for index in 1.. {
