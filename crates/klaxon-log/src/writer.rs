@@ -927,7 +927,10 @@ impl Rounds {
     fn sync(&mut self) -> Result<(), Error> {
         WorkCounters::add(&self.stats.work.syncs, 1);
         self.db.flush()?;
-        self.syncer.sync()?;
+        let synced = self.syncer.sync();
+        WorkCounters::set(&self.stats.work.blob_files_synced, self.syncer.blob_files_synced);
+        WorkCounters::set(&self.stats.work.blob_listings, self.syncer.blob_listings);
+        synced?;
         Ok(())
     }
 }
