@@ -209,7 +209,7 @@ impl Chunks {
                 self.done.push(self.open.take().expect("checked").finish());
             }
         }
-        self.open.get_or_insert_with(|| ChunkBuilder::new(position)).push(record);
+        self.open.get_or_insert_with(|| ChunkBuilder::new(position, record.len())).push(record);
     }
 
     /// Puts the chunks into `batch`; returns how many.
