@@ -291,11 +291,13 @@ impl LogSide {
         LogSide { _dir: dir, log, appenders }
     }
 
+    /// Appends for `time`; the slice's time is from the first task's first
+    /// append to the last one's answer (not the spawning of the tasks and
+    /// the wake-up of tokio's workers, which the sled side does not pay).
     async fn run(&self, time: Duration) -> Slice {
         let work_before = self.log.stats().work.snapshot();
         let cpu_before = thread_cpu();
-        let start = Instant::now();
-        let deadline = start + time;
+        let deadline = Instant::now() + time;
         let tasks: Vec<_> = (0..self.appenders)
             .map(|a| {
                 let log = self.log.clone();
@@ -303,21 +305,25 @@ impl LogSide {
                     let stream = StreamId::new(format!("incident-INC-{a}")).unwrap();
                     let mut latencies = Vec::new();
                     let mut n = 0;
+                    let began = Instant::now();
                     while Instant::now() < deadline {
                         n += 1;
                         let t = Instant::now();
                         log.append(&stream, ExpectedVersion::Any, vec![new_event(n)]).await.unwrap();
                         latencies.push(t.elapsed());
                     }
-                    latencies
+                    (latencies, began, Instant::now())
                 })
             })
             .collect();
         let mut latencies = Vec::new();
+        let mut span: Option<(Instant, Instant)> = None;
         for t in tasks {
-            latencies.extend(t.await.unwrap());
+            let (l, began, ended) = t.await.unwrap();
+            latencies.extend(l);
+            span = Some(span.map_or((began, ended), |(b, e)| (b.min(began), e.max(ended))));
         }
-        let elapsed = start.elapsed();
+        let elapsed = span.map_or(Duration::ZERO, |(began, ended)| ended - began).max(Duration::from_nanos(1));
         let cpu = cpu_delta(&cpu_before, &thread_cpu());
         let work = self.log.stats().work.snapshot().since(&work_before);
         Slice { ops: latencies.len() as u64, elapsed, latencies, cpu, work }
