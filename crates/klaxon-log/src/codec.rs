@@ -116,8 +116,12 @@ pub(crate) struct ChunkBuilder {
 }
 
 impl ChunkBuilder {
-    pub(crate) fn new(first: Position) -> ChunkBuilder {
-        let mut bytes = Vec::with_capacity(CHUNK_BYTES_MAX + 512);
+    /// A chunk starting at `first`, with room for `first_record_len` bytes
+    /// of record (it grows for more): a lone append's chunk is one small
+    /// allocation, not a 6.5 KiB one (which glibc serves only after
+    /// consolidating its small free chunks).
+    pub(crate) fn new(first: Position, first_record_len: usize) -> ChunkBuilder {
+        let mut bytes = Vec::with_capacity(CHUNK_HEADER_LEN + 4 + first_record_len);
         bytes.push(CHUNK_FORMAT);
         bytes.extend_from_slice(&[0; 4]);
         ChunkBuilder { first, count: 0, bytes }
@@ -555,7 +559,7 @@ mod tests {
 
     /// Three records at positions 7, 8, 9 packed in one chunk.
     fn sample_chunk() -> Vec<u8> {
-        let mut chunk = ChunkBuilder::new(Position(7));
+        let mut chunk = ChunkBuilder::new(Position(7), 0);
         for (i, data) in ["{}", r#"{"a":1}"#, r#"{"severity":"sev1"}"#].into_iter().enumerate() {
             let mut bytes = encode_unsealed(Uuid::from_u128(i as u128), "s-1", "k.v1", &Metadata::default(), data);
             seal(&mut bytes, Position(7 + i as u64), StreamVersion(1 + i as u64), 1_764_000_000_000_000);
@@ -590,7 +594,7 @@ mod tests {
 
     #[test]
     fn a_chunk_stops_taking_records_at_its_size_bound_but_takes_one_large_record() {
-        let mut chunk = ChunkBuilder::new(Position(1));
+        let mut chunk = ChunkBuilder::new(Position(1), 0);
         assert!(chunk.fits(CHUNK_BYTES_MAX * 4), "an empty chunk takes any record");
         chunk.push(&[0; 100]);
         assert!(chunk.fits(CHUNK_BYTES_MAX - 200));

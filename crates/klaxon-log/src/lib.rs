@@ -15,8 +15,8 @@
 //!   `sync_file_range` on Linux (sled's `pagecache/iobuf.rs`, sled issues
 //!   #1351 and #1452), which syncs neither the device cache nor the file's
 //!   metadata, and its own background `fsync` runs only every 500 ms. So after
-//!   sled's flush the log calls `fdatasync` on sled's `db` file and `fsync`
-//!   on new blob files and their folder, and only then answers the append.
+//!   sled's flush the log calls `fsync` on new blob files and their folder
+//!   and `fdatasync` on sled's `db` file, and only then answers the append.
 //! - **Group commit.** One writer thread applies every queued append as one
 //!   atomic `sled::Batch`, flushes and syncs once for the group, then answers
 //!   all of them. Concurrent appenders share fsyncs; none skips one. The

@@ -107,6 +107,11 @@ pub struct WorkCounters {
     /// Rounds an appending task ended itself: a lone append, committed on
     /// the caller's thread because the writer was idle (of `syncs`).
     pub appender_rounds: AtomicU64,
+    /// sled blob files the syncs have fsynced (since open).
+    pub blob_files_synced: AtomicU64,
+    /// Listings of sled's blob folder by the syncs (since open; on Linux
+    /// one at open, and more only if the folder's watch dropped events).
+    pub blob_listings: AtomicU64,
 }
 
 /// [`WorkCounters`] as read at one moment.
@@ -134,6 +139,10 @@ pub struct WorkSnapshot {
     pub writer_rounds: u64,
     /// See [`WorkCounters::appender_rounds`].
     pub appender_rounds: u64,
+    /// See [`WorkCounters::blob_files_synced`].
+    pub blob_files_synced: u64,
+    /// See [`WorkCounters::blob_listings`].
+    pub blob_listings: u64,
 }
 
 impl WorkSnapshot {
@@ -151,6 +160,8 @@ impl WorkSnapshot {
             stream_index_reads: self.stream_index_reads - earlier.stream_index_reads,
             writer_rounds: self.writer_rounds - earlier.writer_rounds,
             appender_rounds: self.appender_rounds - earlier.appender_rounds,
+            blob_files_synced: self.blob_files_synced - earlier.blob_files_synced,
+            blob_listings: self.blob_listings - earlier.blob_listings,
         }
     }
 }
@@ -158,6 +169,11 @@ impl WorkSnapshot {
 impl WorkCounters {
     pub(crate) fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Sets a count kept elsewhere (it only grows).
+    pub(crate) fn set(counter: &AtomicU64, n: u64) {
+        counter.store(n, Ordering::Relaxed);
     }
 
     /// The current counts.
@@ -175,6 +191,8 @@ impl WorkCounters {
             stream_index_reads: get(&self.stream_index_reads),
             writer_rounds: get(&self.writer_rounds),
             appender_rounds: get(&self.appender_rounds),
+            blob_files_synced: get(&self.blob_files_synced),
+            blob_listings: get(&self.blob_listings),
         }
     }
 }

@@ -209,7 +209,7 @@ impl Chunks {
                 self.done.push(self.open.take().expect("checked").finish());
             }
         }
-        self.open.get_or_insert_with(|| ChunkBuilder::new(position)).push(record);
+        self.open.get_or_insert_with(|| ChunkBuilder::new(position, record.len())).push(record);
     }
 
     /// Puts the chunks into `batch`; returns how many.
@@ -927,7 +927,10 @@ impl Rounds {
     fn sync(&mut self) -> Result<(), Error> {
         WorkCounters::add(&self.stats.work.syncs, 1);
         self.db.flush()?;
-        self.syncer.sync()?;
+        let synced = self.syncer.sync();
+        WorkCounters::set(&self.stats.work.blob_files_synced, self.syncer.blob_files_synced);
+        WorkCounters::set(&self.stats.work.blob_listings, self.syncer.blob_listings);
+        synced?;
         Ok(())
     }
 }

@@ -195,6 +195,14 @@ async fn large_events_up_to_the_limit_round_trip() {
     let mut big = event(1);
     big.data = klaxon_log::EventData::from_value(&"y".repeat(1024 * 1024 - 200)).unwrap();
     log.append(&sid("big"), ExpectedVersion::Any, vec![big.clone()]).await.unwrap();
+    // Acknowledged, so every blob file sled wrote for it has been fsynced.
+    let blobs = std::fs::read_dir(dir.path().join("blobs")).unwrap().count() as u64;
+    assert!(blobs >= 1, "a 1 MiB event is stored in a sled blob file");
+    let work = log.stats().work.snapshot();
+    assert!(work.blob_files_synced >= blobs, "{} blob files, {} synced", blobs, work.blob_files_synced);
+    if cfg!(target_os = "linux") {
+        assert_eq!(work.blob_listings, 1, "the watch names new blob files: one listing, at open");
+    }
     log.close().await;
     drop(log);
     let log = Log::open(dir.path(), Options::default()).unwrap();
