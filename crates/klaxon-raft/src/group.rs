@@ -323,7 +323,7 @@ impl Group {
                 && machine.applied_state().await.map_err(storage)?.0.is_none()
         };
         let installed = machine.installed();
-        let raft = Raft::new(options.node_id, config, network.clone(), log_store, machine)
+        let raft = Raft::new(options.node_id, config, network.clone().of_node(options.node_id), log_store, machine)
             .await
             .map_err(|e| Error::Raft(e.to_string()))?;
         let listed = options.nodes.iter().any(|n| n.id == options.node_id);
