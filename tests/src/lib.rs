@@ -136,6 +136,22 @@ pub struct Klaxond {
     lines: mpsc::Receiver<String>,
 }
 
+/// Where a spawned `klaxond` writes its log: inherited, or with
+/// `KLAXON_TEST_LOG_DIR` set, a file of its own there named by its role and
+/// a sequence number (`serve-paging-7.log`), so that a failing run's
+/// processes can be told apart.
+fn stderr_for(args: &[std::ffi::OsString]) -> Stdio {
+    static SPAWNED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let Some(dir) = std::env::var_os("KLAXON_TEST_LOG_DIR") else { return Stdio::inherit() };
+    let n = SPAWNED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let role: Vec<String> = args.iter().take(2).map(|a| a.to_string_lossy().into_owned()).collect();
+    let path = PathBuf::from(dir).join(format!("{}-{}-{n}.log", role.join("-"), std::process::id()));
+    match std::fs::File::create(&path) {
+        Ok(file) => Stdio::from(file),
+        Err(_) => Stdio::inherit(),
+    }
+}
+
 impl Klaxond {
     /// Starts `klaxond up` on a free loopback port with `data_dir`, and waits
     /// (at most 60 s) until it says where it listens.
@@ -197,7 +213,7 @@ impl Klaxond {
             .env("RUST_LOG", std::env::var("KLAXON_TEST_LOG").unwrap_or_else(|_| "warn".into()))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr_for(&args))
             .spawn()
             .expect("spawn klaxond");
         let stdout = child.stdout.take().expect("piped stdout");

@@ -19,7 +19,7 @@ use crate::Error;
 use crate::log_store::LogStore;
 use crate::network::Network;
 use crate::state_machine::{Installed, StateMachine};
-use crate::types::{Command, Node, NodeId, Raft, Reply};
+use crate::types::{Command, LogId, Node, NodeId, Raft, Reply};
 
 /// `[log_group]`: this node, the group it starts with, and its timing.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -289,16 +289,21 @@ struct Inner {
 
 /// Whether this node may vote. A node that started with empty Raft state
 /// in a group that already exists (a wiped or replaced node) has forgotten
-/// what it acknowledged and voted; it votes again only once its log holds
-/// everything the group had committed when it came back.
+/// what it acknowledged and voted: it must not help elect a leader that
+/// lacks an entry the group had committed when it came back. It learns
+/// that point from the first leader it hears from, and from then on votes
+/// for a candidate whose log reaches it (such a log holds every entry
+/// committed up to it: Raft's leader completeness and log matching), and
+/// for anyone once its own log reaches it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Rejoin {
     /// It votes (it kept its state, or has caught up).
     Done,
-    /// It has not yet heard from a leader.
+    /// It has not yet heard from a leader: it votes for nobody.
     Waiting,
-    /// It votes once its last log index reaches this commit index.
-    Until(u64),
+    /// The leader's commit when it first heard from one (`None`: nothing
+    /// was committed yet).
+    Until(Option<LogId>),
 }
 
 impl Group {
@@ -318,7 +323,7 @@ impl Group {
                 && machine.applied_state().await.map_err(storage)?.0.is_none()
         };
         let installed = machine.installed();
-        let raft = Raft::new(options.node_id, config, network.clone(), log_store, machine)
+        let raft = Raft::new(options.node_id, config, network.clone().of_node(options.node_id), log_store, machine)
             .await
             .map_err(|e| Error::Raft(e.to_string()))?;
         let listed = options.nodes.iter().any(|n| n.id == options.node_id);
@@ -356,32 +361,36 @@ impl Group {
         Ok(Group { inner: Arc::new(Inner { raft, log, options, network, proposals, ready, installed, rejoin }) })
     }
 
-    /// Notes the leader's commit index from a replication message, while
+    /// Notes the leader's commit from a replication message, while
     /// rejoining.
-    pub(crate) fn heard_from_leader(&self, leader_commit: Option<u64>) {
+    pub(crate) fn heard_from_leader(&self, leader_commit: Option<LogId>) {
         let mut rejoin = self.inner.rejoin.lock().expect("rejoin lock");
         if *rejoin == Rejoin::Waiting {
-            *rejoin = Rejoin::Until(leader_commit.unwrap_or(0));
+            *rejoin = Rejoin::Until(leader_commit);
         }
     }
 
-    /// Whether this node may grant votes (see [`Rejoin`]).
-    pub(crate) fn may_vote(&self) -> bool {
+    /// Whether this node may grant its vote to a candidate whose last log
+    /// entry is `candidate_last` (see [`Rejoin`]); openraft then decides as
+    /// always. A rejoining node that has not caught up yet still votes for a
+    /// candidate holding everything committed when it came back: else, with
+    /// the leader lost before it caught up, the others could never elect
+    /// anyone (it declines them, and they refuse it for its shorter log),
+    /// and the group would wait for the old leader to return.
+    pub(crate) fn may_vote_for(&self, candidate_last: Option<&LogId>) -> bool {
         let mut rejoin = self.inner.rejoin.lock().expect("rejoin lock");
-        match *rejoin {
-            Rejoin::Done => true,
-            Rejoin::Waiting => false,
-            Rejoin::Until(target) => {
-                let last = self.inner.raft.metrics().borrow().last_log_index;
-                if last.is_some_and(|l| l >= target) {
-                    tracing::info!(caught_up_to = target, "this node has caught up with the group; it votes again");
-                    *rejoin = Rejoin::Done;
-                    true
-                } else {
-                    false
-                }
-            }
+        let target = match *rejoin {
+            Rejoin::Done => return true,
+            Rejoin::Waiting => return false,
+            Rejoin::Until(target) => target,
+        };
+        let last = self.inner.raft.metrics().borrow().last_log_index;
+        if target.is_none_or(|t| last.is_some_and(|l| l >= t.index)) {
+            tracing::info!(caught_up_to = ?target, "this node has caught up with the group; it votes again");
+            *rejoin = Rejoin::Done;
+            return true;
         }
+        candidate_last >= target.as_ref()
     }
 
     /// The openraft node (metrics, tests).

@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use klaxon_proto::v1::log_group_client::LogGroupClient;
 use klaxon_proto::v1::{RaftMessage, RaftSnapshotChunk};
-use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
-use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Timeout, Unreachable};
+use openraft::network::{RPCOption, RPCTypes, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
     VoteResponse,
@@ -39,6 +39,9 @@ pub struct Network {
     overrides: Arc<HashMap<NodeId, String>>,
     tls: Option<ClientTlsConfig>,
     credentials: Credentials,
+    /// The node sending (set by [`crate::Group::start`]; 0 in a network
+    /// that only asks nodes for their status).
+    own: NodeId,
 }
 
 impl Network {
@@ -57,7 +60,13 @@ impl Network {
             )),
             None => Credentials(None),
         };
-        Ok(Network { overrides: Arc::new(overrides), tls, credentials })
+        Ok(Network { overrides: Arc::new(overrides), tls, credentials, own: 0 })
+    }
+
+    /// The same network, sending as node `id`.
+    pub(crate) fn of_node(mut self, id: NodeId) -> Network {
+        self.own = id;
+        self
     }
 
     /// A client of the `LogGroup` service at `address`.
@@ -102,12 +111,13 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     async fn new_client(&mut self, target: NodeId, node: &Node) -> Connection {
         let address = self.overrides.get(&target).cloned().unwrap_or_else(|| node.addr.clone());
         let client = self.client(&address).map_err(|e| e.to_string());
-        Connection { target, node: node.clone(), address, client }
+        Connection { own: self.own, target, node: node.clone(), address, client }
     }
 }
 
 /// The messages to one node.
 pub struct Connection {
+    own: NodeId,
     target: NodeId,
     node: Node,
     address: String,
@@ -123,9 +133,16 @@ impl Connection {
         self.client.clone().map_err(|e| RPCError::Unreachable(Unreachable::new(&Failure(e))))
     }
 
-    /// The answer of a call, or the error openraft should act on.
+    /// The answer of a call (`action`, given `ttl`), or the error openraft
+    /// should act on. A node that does not answer in time is a timeout,
+    /// not unreachable: openraft backs off from an unreachable node for
+    /// 500 ms (no entries, no heartbeats), so a follower that was slow once
+    /// under load (an `fdatasync`, a busy CPU) fell behind and missed
+    /// heartbeats; after a timeout it is sent the next message as usual.
     fn answer<T, E>(
         &self,
+        action: RPCTypes,
+        ttl: std::time::Duration,
         result: Result<Result<tonic::Response<RaftMessage>, tonic::Status>, tokio::time::error::Elapsed>,
     ) -> Result<T, RPCError<NodeId, Node, E>>
     where
@@ -134,10 +151,7 @@ impl Connection {
     {
         let response = match result {
             Err(_) => {
-                return Err(RPCError::Unreachable(Unreachable::new(&Failure(format!(
-                    "node {} at {} did not answer in time",
-                    self.target, self.address
-                )))));
+                return Err(RPCError::Timeout(Timeout { action, id: self.own, target: self.target, timeout: ttl }));
             }
             Ok(Err(status)) => {
                 let failure = Failure(format!("node {} at {}: {status}", self.target, self.address));
@@ -168,7 +182,7 @@ impl RaftNetwork<TypeConfig> for Connection {
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, Node, RaftError<NodeId>>> {
         let mut client = self.client()?;
         let result = tokio::time::timeout(option.hard_ttl(), client.append_entries(encode(&rpc))).await;
-        self.answer(result)
+        self.answer(RPCTypes::AppendEntries, option.hard_ttl(), result)
     }
 
     async fn install_snapshot(
@@ -181,7 +195,7 @@ impl RaftNetwork<TypeConfig> for Connection {
         let header = InstallSnapshotRequest::<TypeConfig> { vote, meta, offset, data: Vec::new(), done };
         let chunk = RaftSnapshotChunk { json: serde_json::to_vec(&header).expect("raft messages serialize"), data };
         let result = tokio::time::timeout(option.hard_ttl(), client.install_snapshot(chunk)).await;
-        self.answer(result)
+        self.answer(RPCTypes::InstallSnapshot, option.hard_ttl(), result)
     }
 
     async fn vote(
@@ -191,6 +205,6 @@ impl RaftNetwork<TypeConfig> for Connection {
     ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, Node, RaftError<NodeId>>> {
         let mut client = self.client()?;
         let result = tokio::time::timeout(option.hard_ttl(), client.vote(encode(&rpc))).await;
-        self.answer(result)
+        self.answer(RPCTypes::Vote, option.hard_ttl(), result)
     }
 }

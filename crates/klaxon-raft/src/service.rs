@@ -79,15 +79,16 @@ impl From<crate::group::Status> for LogGroupStatus {
 impl LogGroup for GroupService {
     async fn append_entries(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
         let rpc: AppendEntriesRequest<TypeConfig> = decode(&request.into_inner().json)?;
-        self.group.heard_from_leader(rpc.leader_commit.map(|l| l.index));
+        self.group.heard_from_leader(rpc.leader_commit);
         answer(&self.group.raft().append_entries(rpc).await)
     }
 
     async fn vote(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
         let rpc: VoteRequest<NodeId> = decode(&request.into_inner().json)?;
-        if !self.group.may_vote() {
-            // A node that lost its state declines every vote until it has
-            // caught up (see `Group`): answered as a refusal at its vote.
+        if !self.group.may_vote_for(rpc.last_log_id.as_ref()) {
+            // A node that lost its state declines a candidate that may lack
+            // what it had acknowledged (see `Group`): answered as a refusal
+            // at its vote.
             let vote = self.group.raft().metrics().borrow().vote;
             tracing::info!(candidate = %rpc.vote, "declining a vote while catching up after losing Raft state");
             let declined: Result<VoteResponse<NodeId>, RaftError<NodeId>> = Ok(VoteResponse::new(vote, None, false));

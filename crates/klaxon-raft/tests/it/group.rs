@@ -148,6 +148,72 @@ async fn a_wiped_node_votes_for_nobody_until_it_has_caught_up() {
     cluster.stop().await;
 }
 
+/// The race of a group whose third node starts late (or comes back wiped):
+/// it heard the leader's commit but holds little of it when the leader is
+/// lost. It still votes for the node that holds the commit (that node then
+/// leads, and a client's appends go on), and still refuses a candidate
+/// that lacks it. Without the first half, the two live nodes never elect
+/// anyone: it declines the up-to-date one, which refuses it for its
+/// shorter log, and every append fails until the old leader returns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_rejoining_node_that_loses_the_leader_before_catching_up_elects_the_node_that_holds_the_commit() {
+    use klaxon_bus::{EventLog, RemoteLog};
+    use klaxon_proto::v1::RaftMessage;
+    use openraft::raft::{AppendEntriesRequest, VoteRequest, VoteResponse};
+
+    let mut cluster = Cluster::start(3, |_| {}).await;
+    let a = cluster.leader().await;
+    let (b, w) = ((a + 1) % 3, (a + 2) % 3);
+    let mut last = Position(0);
+    for n in 0..5 {
+        last = cluster.append(a, "s", ExpectedVersion::Any, vec![event(n)]).await.unwrap().last;
+    }
+    cluster.converged(last).await;
+    let leader = cluster.node(a).group.raft().metrics().borrow().clone();
+    let commit = leader.last_applied.expect("the leader applied the appends");
+    let addresses: Vec<String> = cluster.options[0].nodes.iter().map(|n| n.address.clone()).collect();
+
+    // W comes back with no state while the group has committed entries (it
+    // rejoins), and the leader is gone.
+    cluster.stop_node(w).await;
+    std::fs::remove_dir_all(cluster.log_dir(w)).unwrap();
+    cluster.stop_node(a).await;
+    cluster.start_node(w).await;
+    // What W hears from A just before A died: a heartbeat with A's commit
+    // that does not match W's empty log, so W holds none of it.
+    let network = klaxon_raft::Network::new(Default::default(), None, None).unwrap();
+    let mut to_w = network.client(&addresses[w]).unwrap();
+    let heartbeat = AppendEntriesRequest::<klaxon_raft::TypeConfig> {
+        vote: leader.vote,
+        prev_log_id: Some(commit),
+        leader_commit: Some(commit),
+        entries: Vec::new(),
+    };
+    to_w.append_entries(RaftMessage { json: serde_json::to_vec(&heartbeat).unwrap() }).await.unwrap();
+    assert_eq!(cluster.node(w).group.status().last_log_index, 0, "W holds nothing of the commit");
+
+    // A candidate without the commit (here: an empty log, a later term) is
+    // refused by W.
+    let lacking = VoteRequest::new(openraft::Vote::new(leader.vote.leader_id().term + 100, b as u64 + 1), None);
+    let answer = to_w.vote(RaftMessage { json: serde_json::to_vec(&lacking).unwrap() }).await.unwrap().into_inner();
+    let answer: Result<VoteResponse<u64>, openraft::error::RaftError<u64>> =
+        serde_json::from_slice(&answer.json).unwrap();
+    assert!(!answer.unwrap().vote_granted, "W voted for a candidate lacking the commit");
+
+    // B holds the commit: W's vote makes it the leader, and a client that
+    // knows every node (the dead one first) appends through it.
+    let leads = cluster.leader().await;
+    assert_eq!(leads, b, "the node that holds the commit leads");
+    let all = [a, b, w].map(|i| addresses[i].clone()).join(",");
+    let remote = RemoteLog::connect_lazy(&all).unwrap();
+    let appended = remote.append(&crate::support::sid("s"), ExpectedVersion::Any, vec![event(5)]).await.unwrap();
+    assert_eq!(appended.first, last.next());
+    assert_eq!(remote.current_address(), addresses[b]);
+    let logs = cluster.converged(appended.last).await;
+    assert!(logs.iter().all(|l| bytes(l) == bytes(&logs[0])), "W caught up with the new leader");
+    cluster.stop().await;
+}
+
 /// `RemoteLog` with every node's address: writes find the leader through a
 /// follower's hint, survive the leader stopping, and a retry of an append
 /// whose answer was lost returns its original places.
