@@ -21,11 +21,16 @@
 //! window; closing the log ends every follower once it has yielded every
 //! durable record.
 //!
-//! A follower that does not take its next record (its consumer stalls, say
+//! A follower that does not take its next records (its consumer stalls, say
 //! on an outbound delivery) would hold up every other one when the window
-//! is full: after [`STALL_MS_MAX`] it is detached and reads privately from
-//! the log, as a [`Log::subscribe`] does, until it catches up with the
-//! window again. The stall limit is a pace, never a correctness rule.
+//! is full: when it has not made room for a chunk within [`STALL_MS_MAX`]
+//! it is detached and reads privately from the log, as a
+//! [`Log::subscribe`] does, until it catches up with the window again. The
+//! stall limit is a pace, never a correctness rule.
+//!
+//! Records that every follower has taken stay in the window until room is
+//! needed, so a follower created a little later than the others (the
+//! services of a process start one after another) still joins.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -65,6 +65,14 @@ pub async fn run(config: Config, validated: Validated, file: Option<&std::path::
     let http = crate::roles::serve_intake_http(&process, http_listener, http_address, http_router);
     let served = process.run(config.tls.grpc_server()?, Some(auth), routes.routes(), listener, Some(http), tasks).await;
     log.close().await;
+    let reads = fanout.stats();
+    tracing::info!(
+        shared_read = reads.shared_read,
+        shared_taken = reads.shared_taken,
+        private_read = reads.private_read,
+        detached = reads.detached,
+        "the services' reads of the log"
+    );
     tracing::info!(head = log.head().0, "event log closed; bye");
     served
 }
