@@ -55,8 +55,11 @@ async fn followers_from_different_positions_get_every_record_once_in_order_with_
     // A small window: many rounds of reading, waiting and taking.
     let fanout = Fanout::with_limits(log.clone(), 64, LIMIT);
     let starts = [0, 1, 1, 700, 2999, 3001];
-    let tasks: Vec<_> =
-        starts.iter().map(|&from| tokio::spawn(follow_to(fanout.follower(Position(from)), 4000))).collect();
+    // All created before any runs (as a process's services start together):
+    // those from the start share the window, the others read privately
+    // until their position is in it.
+    let followers: Vec<_> = starts.iter().map(|&from| fanout.follower(Position(from))).collect();
+    let tasks: Vec<_> = followers.into_iter().map(|f| tokio::spawn(follow_to(f, 4000))).collect();
     // Appended while they catch up: the live tail after it.
     fill_batched(&log, 3001, 4000).await;
     for (task, from) in tasks.into_iter().zip(starts) {
