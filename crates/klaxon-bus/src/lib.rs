@@ -7,7 +7,9 @@
 //! code runs in both topologies:
 //!
 //! - **Embedded** ([`Bus::embedded`]): the [`klaxon_log::Log`] in this
-//!   process is both; a subscription tails it by position.
+//!   process is both; a subscription tails it by position. With
+//!   [`Bus::embedded_shared`] the services' folds ([`Bus::follow`]) share
+//!   one reader of the log, a [`Fanout`].
 //! - **Distributed** ([`Bus::distributed`]): a [`RemoteLog`] talks gRPC to
 //!   the log server (`klaxond serve log`, [`server::LogServer`]), and a
 //!   [`JetStreamSource`] follows the NATS JetStream stream that the
@@ -24,12 +26,15 @@
 //! Modules:
 //! - [`source`]: the [`EventLog`] and [`EventSource`] traits, the
 //!   [`Subscription`] they yield, and their embedded implementation.
+//! - [`fanout`]: the embedded process's shared reader: one read of each
+//!   record for every service's fold, in lockstep, in a bounded window.
 //! - [`wire`]: records and log errors on the wire (gRPC status details).
 //! - [`server`]: the log server's gRPC service.
 //! - [`remote`]: the gRPC client of the log server, retrying while it is away.
 //! - [`relay`]: publishes every committed record to JetStream, in order.
 //! - [`jetstream`]: the JetStream subscription with gap repair.
 
+pub mod fanout;
 pub mod jetstream;
 pub mod relay;
 pub mod remote;
@@ -41,6 +46,7 @@ use std::sync::Arc;
 
 use klaxon_log::{Appended, Error, ExpectedVersion, Log, NewEvent, Position, Record, StreamId, StreamVersion};
 
+pub use fanout::{Fanout, FanoutStats};
 pub use jetstream::JetStreamSource;
 pub use remote::RemoteLog;
 pub use source::{EventLog, EventSource, Subscription};
@@ -58,6 +64,13 @@ impl Bus {
     pub fn embedded(log: Log) -> Bus {
         let log = Arc::new(log);
         Bus { log: log.clone(), source: log }
+    }
+
+    /// The embedded topology with the process's shared reader: `log`
+    /// reads and writes, and [`Bus::follow`] shares `fanout`'s reads with
+    /// the other services built on it.
+    pub fn embedded_shared(log: Log, fanout: Fanout) -> Bus {
+        Bus { log: Arc::new(log), source: Arc::new(fanout) }
     }
 
     /// The distributed topology: the log server through `log`, followed
@@ -126,6 +139,14 @@ impl Bus {
     /// subscription never yields a position twice or out of order.
     pub fn subscribe(&self, from: Position) -> Subscription {
         self.source.subscribe(from)
+    }
+
+    /// As [`Bus::subscribe`], for the service's own fold: the records may
+    /// be read once for every service of the process and shared, the
+    /// services then taking them in lockstep ([`EventSource::follow`]).
+    /// Not for consumers paced by someone outside the process.
+    pub fn follow(&self, from: Position) -> Subscription {
+        self.source.follow(from)
     }
 }
 

@@ -1,5 +1,7 @@
 //! The two roles a log plays for a service, and their embedded implementation.
 
+use std::sync::Arc;
+
 use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
 use futures_util::stream::BoxStream;
@@ -51,22 +53,45 @@ pub trait EventLog: Send + Sync + 'static {
 pub trait EventSource: Send + Sync + 'static {
     /// A subscription from position `from` (0 or 1 = from the start).
     fn subscribe(&self, from: Position) -> Subscription;
+
+    /// A subscription from `from` for a service's own fold, which takes
+    /// every record as soon as it can: the source may pace it together with
+    /// the process's other followers and share one read of each record
+    /// between them ([`crate::Fanout`]). The same guarantees as
+    /// [`EventSource::subscribe`], which it is unless the source shares.
+    fn follow(&self, from: Position) -> Subscription {
+        self.subscribe(from)
+    }
 }
 
 /// An ordered feed of records; see [`EventSource`].
 pub struct Subscription {
-    records: BoxStream<'static, Result<Record, Error>>,
+    records: BoxStream<'static, Result<Arc<Record>, Error>>,
 }
 
 impl Subscription {
     /// A subscription yielding what `records` yields. Implementations make
     /// sure it keeps the [`EventSource`] guarantees.
     pub fn from_stream(records: BoxStream<'static, Result<Record, Error>>) -> Subscription {
+        Subscription { records: Box::pin(records.map(|r| r.map(Arc::new))) }
+    }
+
+    /// A subscription yielding records shared with other subscriptions
+    /// (see [`Subscription::from_stream`]).
+    pub fn from_shared_stream(records: BoxStream<'static, Result<Arc<Record>, Error>>) -> Subscription {
         Subscription { records }
     }
 
     /// The next record; `None` when the source has ended (its log closed).
+    /// A record shared with other subscriptions is copied out; a fold that
+    /// only reads it takes [`Subscription::next_shared`] instead.
     pub async fn next(&mut self) -> Option<Result<Record, Error>> {
+        self.next_shared().await.map(|r| r.map(Arc::unwrap_or_clone))
+    }
+
+    /// The next record as it may be shared with the process's other
+    /// subscriptions (no copy); `None` when the source has ended.
+    pub async fn next_shared(&mut self) -> Option<Result<Arc<Record>, Error>> {
         self.records.next().await
     }
 }

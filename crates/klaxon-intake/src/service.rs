@@ -502,7 +502,7 @@ impl Intake {
                 shared.applied.send_replace(loaded.position);
             }
         }
-        let mut subscription = self.handle.log.subscribe(snapshot_at.next());
+        let mut subscription = self.handle.log.follow(snapshot_at.next());
         // The snapshot being written, if any (one at a time, off the loop).
         let mut saving: Option<tokio::task::JoinHandle<()>> = None;
         // The next eviction due, and the clock's timer for it.
@@ -516,7 +516,7 @@ impl Intake {
                     wake = self.next_eviction();
                     timer = self.timer(wake);
                 }
-                next = subscription.next().instrument(tracing::trace_span!(stage::READ)) => match next {
+                next = subscription.next_shared().instrument(tracing::trace_span!(stage::READ)) => match next {
                     None => break Ok(()),
                     Some(Err(e)) => break Err(e.into()),
                     Some(Ok(record)) => {

@@ -418,7 +418,10 @@ impl Log {
         Subscription::new(self.clone(), from.max(Position(1)))
     }
 
-    pub(crate) fn durable_watch(&self) -> watch::Receiver<Position> {
+    /// The durable head as it moves: what a reader that tails the log by
+    /// position (a [`Subscription`], the bus's shared reader) waits on. Its
+    /// sender is dropped when the writer stops, which ends such tails.
+    pub fn durable_watch(&self) -> watch::Receiver<Position> {
         self.inner.durable.clone()
     }
 

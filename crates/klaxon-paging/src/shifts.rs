@@ -189,7 +189,7 @@ impl ShiftNotifier {
             recorded: None,
             applied: Position(0),
         };
-        let mut subscription = self.bus.subscribe(Position(1));
+        let mut subscription = self.bus.follow(Position(1));
         let head = self.bus.head().await.map_err(klaxon_reactor::Error::from)?;
         tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
@@ -231,7 +231,7 @@ impl ShiftNotifier {
                 _ = shutdown.cancelled() => return Ok(()),
                 _ = sleep => round = true,
                 () = self.config.schedules.changed(progress.schedules) => round = true,
-                record = subscription.next() => round = self.fold_next(record, &mut state)?,
+                record = subscription.next_shared() => round = self.fold_next(record, &mut state)?,
             }
         }
     }
@@ -355,14 +355,18 @@ impl ShiftNotifier {
         position: Position,
     ) -> Result<(), Error> {
         while state.applied < position {
-            self.fold_next(subscription.next().await, state)?;
+            self.fold_next(subscription.next_shared().await, state)?;
         }
         Ok(())
     }
 
     /// Folds the subscription's next record; returns whether it concerns
     /// shifts (a schedule or notice event).
-    fn fold_next(&self, record: Option<Result<Record, klaxon_log::Error>>, state: &mut State) -> Result<bool, Error> {
+    fn fold_next(
+        &self,
+        record: Option<Result<Arc<Record>, klaxon_log::Error>>,
+        state: &mut State,
+    ) -> Result<bool, Error> {
         let record = match record {
             Some(record) => record.map_err(klaxon_reactor::Error::from)?,
             None => {

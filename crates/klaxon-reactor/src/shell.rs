@@ -494,7 +494,7 @@ impl<S: Service> Reactor<S> {
                 inner.service.open(&mut state, snapshot_path.as_deref(), false)?;
             }
         }
-        let mut subscription = inner.bus.subscribe(run.applied.next());
+        let mut subscription = inner.bus.follow(run.applied.next());
         let deliveries = Arc::new(Semaphore::new(DELIVERIES_MAX));
         let mut jobs: JoinSet<Job> = JoinSet::new();
         // The snapshot being written, if any (one at a time).
@@ -516,7 +516,7 @@ impl<S: Service> Reactor<S> {
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break Ok(()),
-                next = subscription.next() => match next {
+                next = subscription.next_shared() => match next {
                     None => break Ok(()),
                     Some(Err(e)) => break Err(e.into()),
                     Some(Ok(record)) => {

@@ -2,7 +2,7 @@
 //! process.
 
 use anyhow::Context;
-use klaxon_bus::Bus;
+use klaxon_bus::{Bus, Fanout};
 use klaxon_log::Log;
 
 use crate::config::{Config, Validated};
@@ -32,11 +32,15 @@ pub async fn run(config: Config, validated: Validated, file: Option<&std::path::
     // The services keep their snapshots beside the log they fold.
     let mut wiring = Wiring::new(&config)?.with_snapshots_in(&data_dir);
     let reloads = Arc::new(ReloadCounts::default());
+    // One reader of the log for every service's fold: each record is read
+    // and decoded once, and the services take it in lockstep.
+    let fanout = Fanout::new(log.clone());
     for service in Service::ALL {
         if service == Service::Paging && validated.paging.is_none() {
             continue;
         }
-        wiring.service(service, &config, &validated, Bus::embedded(log.clone()), &auth, &process).await?;
+        let bus = Bus::embedded_shared(log.clone(), fanout.clone());
+        wiring.service(service, &config, &validated, bus, &auth, &process).await?;
     }
     let tokens = crate::tokens_audit::TokenAudit::start(Bus::embedded(log.clone()), config.tokens_file()).await;
     wiring.tasks.push(Task::new("the token audit", tokens.run(process.services.clone())));
@@ -61,6 +65,14 @@ pub async fn run(config: Config, validated: Validated, file: Option<&std::path::
     let http = crate::roles::serve_intake_http(&process, http_listener, http_address, http_router);
     let served = process.run(config.tls.grpc_server()?, Some(auth), routes.routes(), listener, Some(http), tasks).await;
     log.close().await;
+    let reads = fanout.stats();
+    tracing::info!(
+        shared_read = reads.shared_read,
+        shared_taken = reads.shared_taken,
+        private_read = reads.private_read,
+        detached = reads.detached,
+        "the services' reads of the log"
+    );
     tracing::info!(head = log.head().0, "event log closed; bye");
     served
 }

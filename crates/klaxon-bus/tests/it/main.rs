@@ -2,6 +2,7 @@
 //! real `nats-server` with JetStream, real sled folders.
 #![allow(missing_docs)]
 
+mod fanout;
 mod relay;
 mod server;
 mod source;
