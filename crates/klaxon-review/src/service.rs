@@ -108,8 +108,12 @@ pub struct State {
     /// rows it holds, the service names they intern.
     trends: TrendRows,
     /// The action items of each evicted incident whose review has an open
-    /// one (a held incident's are in its dossier).
-    open_items: HashMap<IncidentId, Vec<ActionItem>>,
+    /// one (a held incident's are in its dossier). A boxed slice, not a
+    /// `Vec`: decoded from a snapshot, a `Vec` of one item grew to room
+    /// for four (JSON gives serde no length), three quarters of this
+    /// map's memory at 1M events (`docs/benchmarks.md`, "What a restarted
+    /// klaxond holds"); the JSON is the same.
+    open_items: HashMap<IncidentId, Box<[ActionItem]>>,
     /// The time of each incident's latest event (when a finished one's
     /// dossier may leave memory).
     latest: HashMap<IncidentId, DateTime<Utc>>,
@@ -757,7 +761,11 @@ impl Handle {
         let (mut items, not_held) =
             self.reactor.read(|state| -> Result<(Vec<ActionItem>, Vec<IncidentId>), Error> {
                 let held = state.dossiers.values().filter_map(Dossier::review).flat_map(Review::action_items);
-                let items = held.chain(state.open_items.values().flatten()).filter(|i| keep(i)).cloned().collect();
+                let items = held
+                    .chain(state.open_items.values().flat_map(|items| items.iter()))
+                    .filter(|i| keep(i))
+                    .cloned()
+                    .collect();
                 let mut not_held = Vec::new();
                 if !open_only {
                     let evicted =
