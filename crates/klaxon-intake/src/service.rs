@@ -827,7 +827,7 @@ impl Handle {
     /// `projection_wait_ms` (a barrier for tests and tools).
     ///
     /// The catching up comes first because a command answers before its
-    /// events are folded ([`Shared::written`]): without it the count could
+    /// events are folded (`Shared::written`): without it the count could
     /// be met while a report is still unfolded (not held yet) or a reopen
     /// of an evicted incident is still unfolded (counted as evicted until
     /// its fold puts it back), and [`Handle::held`] read after this
