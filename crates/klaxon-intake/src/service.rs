@@ -822,9 +822,18 @@ impl Handle {
         *self.shared.evicted.borrow()
     }
 
-    /// Waits until exactly `count` incidents are evicted, at most
+    /// Waits until the projection has folded the log head, then until
+    /// exactly `count` incidents are evicted, each at most
     /// `projection_wait_ms` (a barrier for tests and tools).
+    ///
+    /// The catching up comes first because a command answers before its
+    /// events are folded (`Shared::written`): without it the count could
+    /// be met while a report is still unfolded (not held yet) or a reopen
+    /// of an evicted incident is still unfolded (counted as evicted until
+    /// its fold puts it back), and [`Handle::held`] read after this
+    /// barrier would miss or double-count one.
     pub async fn wait_evicted(&self, count: usize) -> Result<(), Error> {
+        self.caught_up().await?;
         let mut evicted = self.shared.evicted.subscribe();
         let wait = Duration::from_millis(self.options.projection_wait_ms);
         match tokio::time::timeout(wait, evicted.wait_for(|n| *n == count)).await {
