@@ -169,23 +169,7 @@ struct Work {
 impl Work {
     fn add(&mut self, slice: &Slice) {
         self.appends += slice.ops;
-        let c = &mut self.counts;
-        let d = &slice.work;
-        *c = klaxon_log::WorkSnapshot {
-            records: c.records + d.records,
-            groups: c.groups + d.groups,
-            syncs: c.syncs + d.syncs,
-            group_keys: c.group_keys + d.group_keys,
-            index_keys: c.index_keys + d.index_keys,
-            index_batches: c.index_batches + d.index_batches,
-            records_indexed: c.records_indexed + d.records_indexed,
-            id_index_reads: c.id_index_reads + d.id_index_reads,
-            stream_index_reads: c.stream_index_reads + d.stream_index_reads,
-            writer_rounds: c.writer_rounds + d.writer_rounds,
-            appender_rounds: c.appender_rounds + d.appender_rounds,
-            blob_files_synced: c.blob_files_synced + d.blob_files_synced,
-            blob_listings: c.blob_listings + d.blob_listings,
-        };
+        self.counts = self.counts.plus(&slice.work);
         cpu_add(&mut self.cpu, &slice.cpu);
     }
 

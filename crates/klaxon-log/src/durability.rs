@@ -178,8 +178,8 @@ impl Syncer {
     fn sync_blobs(&mut self) -> io::Result<()> {
         let Some(watch) = &self.watch else { return self.scan_blobs(false) };
         match watch.created() {
-            watch::Created::Nothing => Ok(()),
-            watch::Created::Files(names) => {
+            Created::Nothing => Ok(()),
+            Created::Files(names) => {
                 let mut synced_any = false;
                 for name in names {
                     let path = self.blobs_dir.join(name.to_string());
@@ -192,11 +192,11 @@ impl Syncer {
             }
             // Events were dropped: list the folder (syncing every file in
             // it), and keep watching.
-            watch::Created::Overflow => {
+            Created::Overflow => {
                 self.listed.clear();
                 self.scan_blobs(true)
             }
-            watch::Created::Lost(reason) => {
+            Created::Lost(reason) => {
                 tracing::warn!(
                     dir = %self.blobs_dir.display(),
                     %reason,
@@ -266,6 +266,19 @@ impl Syncer {
     }
 }
 
+/// What a sync finds in the blob watch's queue.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))] // elsewhere only `Nothing`
+enum Created {
+    /// No file was created since the last look: the common case.
+    Nothing,
+    /// The blob files created (by name: sled's log sequence numbers).
+    Files(Vec<u64>),
+    /// The kernel's queue overflowed: events were dropped.
+    Overflow,
+    /// The watch is gone (the folder removed, or a read failed).
+    Lost(String),
+}
+
 /// The inotify watch on sled's blob folder (Linux).
 #[cfg(target_os = "linux")]
 mod watch {
@@ -276,20 +289,10 @@ mod watch {
     use rustix::fs::inotify::{self, CreateFlags, ReadFlags, WatchFlags};
     use rustix::io::Errno;
 
+    use super::Created;
+
     pub(super) struct BlobWatch {
         fd: OwnedFd,
-    }
-
-    /// What a sync finds in the watch's queue.
-    pub(super) enum Created {
-        /// No file was created since the last look: the common case.
-        Nothing,
-        /// The blob files created (by name: sled's log sequence numbers).
-        Files(Vec<u64>),
-        /// The kernel's queue overflowed: events were dropped.
-        Overflow,
-        /// The watch is gone (the folder removed, or a read failed).
-        Lost(String),
     }
 
     impl BlobWatch {
@@ -349,14 +352,9 @@ mod watch {
 mod watch {
     use std::path::Path;
 
-    pub(super) struct BlobWatch;
+    use super::Created;
 
-    pub(super) enum Created {
-        Nothing,
-        Files(Vec<u64>),
-        Overflow,
-        Lost(String),
-    }
+    pub(super) struct BlobWatch;
 
     impl BlobWatch {
         pub(super) fn open(_dir: &Path) -> Option<BlobWatch> {

@@ -148,20 +148,30 @@ pub struct WorkSnapshot {
 impl WorkSnapshot {
     /// The work done between `earlier` and this snapshot.
     pub fn since(&self, earlier: &WorkSnapshot) -> WorkSnapshot {
+        self.each(earlier, |now, then| now - then)
+    }
+
+    /// The work of this snapshot and `other` together (work done in
+    /// separate stretches, added up).
+    pub fn plus(&self, other: &WorkSnapshot) -> WorkSnapshot {
+        self.each(other, |a, b| a + b)
+    }
+
+    fn each(&self, other: &WorkSnapshot, op: impl Fn(u64, u64) -> u64) -> WorkSnapshot {
         WorkSnapshot {
-            records: self.records - earlier.records,
-            groups: self.groups - earlier.groups,
-            syncs: self.syncs - earlier.syncs,
-            group_keys: self.group_keys - earlier.group_keys,
-            index_keys: self.index_keys - earlier.index_keys,
-            index_batches: self.index_batches - earlier.index_batches,
-            records_indexed: self.records_indexed - earlier.records_indexed,
-            id_index_reads: self.id_index_reads - earlier.id_index_reads,
-            stream_index_reads: self.stream_index_reads - earlier.stream_index_reads,
-            writer_rounds: self.writer_rounds - earlier.writer_rounds,
-            appender_rounds: self.appender_rounds - earlier.appender_rounds,
-            blob_files_synced: self.blob_files_synced - earlier.blob_files_synced,
-            blob_listings: self.blob_listings - earlier.blob_listings,
+            records: op(self.records, other.records),
+            groups: op(self.groups, other.groups),
+            syncs: op(self.syncs, other.syncs),
+            group_keys: op(self.group_keys, other.group_keys),
+            index_keys: op(self.index_keys, other.index_keys),
+            index_batches: op(self.index_batches, other.index_batches),
+            records_indexed: op(self.records_indexed, other.records_indexed),
+            id_index_reads: op(self.id_index_reads, other.id_index_reads),
+            stream_index_reads: op(self.stream_index_reads, other.stream_index_reads),
+            writer_rounds: op(self.writer_rounds, other.writer_rounds),
+            appender_rounds: op(self.appender_rounds, other.appender_rounds),
+            blob_files_synced: op(self.blob_files_synced, other.blob_files_synced),
+            blob_listings: op(self.blob_listings, other.blob_listings),
         }
     }
 }
