@@ -323,6 +323,74 @@ fn a_leader_cut_off_acknowledges_nothing_and_rejoins_once_healed() {
     group.stop();
 }
 
+/// After the leader is SIGKILLed, a follower cut off from the others goes
+/// on naming it (its election timeout is ten minutes, so it does not stand
+/// itself) while the other three elect a new leader. A client that knows
+/// the dead leader and that follower first must not bounce between the two:
+/// it passes over a hint to a node it already found dead in this round and
+/// asks every node it knows, so its append reaches the new leader.
+#[test]
+fn a_client_reaches_the_new_leader_while_a_follower_still_names_the_dead_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let stale = 1;
+    let options = GroupOptions {
+        nodes: 5,
+        partitionable: true,
+        node_tuning: vec![(stale, "election_timeout_min_ms = 600000\nelection_timeout_max_ms = 600001\n".into())],
+        ..GroupOptions::default()
+    };
+    let (_nats, mut group) = setup(dir.path(), &options);
+    let runtime = runtime();
+    // Every node stands once, when it initializes the group, so `stale` may
+    // have won that first election: a leader is settled among the others
+    // while it is down (restarted at once, it could resume leading on its
+    // own vote); restarted after that, it only follows.
+    group.leader(Duration::from_secs(30));
+    group.kill(stale);
+    let old = group.leader(Duration::from_secs(30));
+    group.restart(stale);
+    assert_ne!(old, stale, "a node that does not stand cannot lead");
+    // Barrier: `stale` has heard from the leader (`leader` skips a node that
+    // does not answer yet).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while group.status(stale).map(|s| s.leader_id) != Ok(Some(old as u64 + 1)) {
+        assert!(
+            Instant::now() < deadline,
+            "node {} does not follow node {}: {:?}",
+            stale + 1,
+            old + 1,
+            group.status(stale)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    group.isolate(stale, true);
+    group.kill(old);
+
+    // The dead leader first, then the follower that names it, then the rest.
+    let order: Vec<usize> = [old, stale].into_iter().chain((0..5).filter(|i| *i != old && *i != stale)).collect();
+    let addresses: Vec<&str> = order.iter().map(|i| group.nodes[*i].address.as_str()).collect();
+    let token = klaxon_tests::auth::token(klaxon_tests::auth::SERVICE);
+    let _entered = runtime.enter();
+    let remote = RemoteLog::connect_lazy_tls(&addresses.join(","), None, Some(token))
+        .unwrap()
+        .with_retry_for(Duration::from_secs(30));
+    let stream = StreamId::new("failover").unwrap();
+    runtime
+        .block_on(remote.append(&stream, ExpectedVersion::NoStream, vec![event(0, 1)]))
+        .unwrap_or_else(|e| panic!("the append found no leader: {e}"));
+
+    // It was acknowledged by a leader of the other three, while the cut-off
+    // follower still named the dead one.
+    let leader = group.nodes.iter().position(|n| n.address == remote.current_address()).unwrap();
+    assert!(leader != old && leader != stale, "acknowledged by node {}", leader + 1);
+    assert_eq!(group.status(leader).unwrap().state, "leader");
+    let view = group.status(stale).unwrap();
+    assert_eq!(view.leader_id, Some(old as u64 + 1), "the cut-off follower names the dead leader: {view:?}");
+
+    group.isolate(stale, false);
+    group.stop();
+}
+
 #[test]
 fn a_follower_killed_wiped_and_restarted_catches_up_from_a_snapshot() {
     let dir = tempfile::tempdir().unwrap();

@@ -33,6 +33,30 @@ struct View {
     resumed: BTreeMap<&'static str, u64>,
 }
 
+/// The position of each service's snapshot file in `data` (0: none yet),
+/// read from the file's header as a restart would (a save replaces the file
+/// atomically, after its content is durable, so what is read here is what
+/// a SIGKILL now would leave).
+fn saved(data: &std::path::Path) -> BTreeMap<&'static str, u64> {
+    use std::io::Read;
+    SERVICES
+        .into_iter()
+        .map(|service| {
+            let path = data.join("snapshots").join(format!("{service}.snap"));
+            let mut header = [0u8; 24];
+            let position = match std::fs::File::open(&path).and_then(|mut f| f.read_exact(&mut header)) {
+                Ok(()) => {
+                    assert_eq!(&header[..8], b"KLXSNAP\0", "{} is a snapshot", path.display());
+                    u64::from_le_bytes(header[16..24].try_into().unwrap())
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+                Err(e) => panic!("reading {}: {e}", path.display()),
+            };
+            (service, position)
+        })
+        .collect()
+}
+
 fn view(server: &Klaxond) -> View {
     let metrics = server.http_address.clone().expect("the HTTP address");
     let head = settle(&metrics, &[&metrics]);
@@ -99,7 +123,11 @@ fn crash_cycles_and_a_rebuild_from_scratch_agree_with_the_snapshot_based_restart
 
     for cycle in 0..3 {
         let server = Klaxond::start_with_env(&data, &args, &env);
-        let run_ms = rng.random_range(300..900);
+        let at_start = saved(&data);
+        // After every service has saved a snapshot in this cycle, traffic
+        // goes on for a random while more, so that the kill lands between
+        // or during later saves.
+        let more_ms = rng.random_range(100..600);
         let acked = paged.runtime.block_on(async {
             let c = IncidentsClient::connect(server.url.clone()).await.unwrap();
             let mut writers = tokio::task::JoinSet::new();
@@ -138,8 +166,29 @@ fn crash_cycles_and_a_rebuild_from_scratch_agree_with_the_snapshot_based_restart
                     acked
                 });
             }
-            tokio::time::sleep(Duration::from_millis(run_ms)).await;
+            // Bounded: the writers fail the test sooner if they stop.
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+            loop {
+                let now = saved(&data);
+                if now.iter().all(|(service, at)| *at > at_start[service]) {
+                    break;
+                }
+                assert!(
+                    writers.try_join_next().is_none(),
+                    "cycle {cycle}: a writer stopped before every service saved a snapshot: {now:?} (seed {seed})"
+                );
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "cycle {cycle}: not every service saved a snapshot within 60 s of traffic: \
+                     {at_start:?} at the start, {now:?} now (seed {seed})"
+                );
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            tokio::time::sleep(Duration::from_millis(more_ms)).await;
+            // The kill lands during traffic: every writer is still at it.
+            assert!(writers.try_join_next().is_none(), "cycle {cycle}: a writer stopped before the kill (seed {seed})");
             klaxon_tests::signal(server.pid(), "KILL");
+            println!("cycle {cycle}: snapshots at {at_start:?} at the start, {:?} at the kill", saved(&data));
             let mut acked = 0;
             while let Some(n) = writers.join_next().await {
                 acked += n.unwrap();
@@ -151,9 +200,12 @@ fn crash_cycles_and_a_rebuild_from_scratch_agree_with_the_snapshot_based_restart
     }
 
     // After the crashes: the services resume from the snapshots they saved
-    // while running, carry out what is owed, and settle.
+    // while running (each from the one the last kill left), carry out what
+    // is owed, and settle.
+    let left = saved(&data);
     let server = Klaxond::start_with_env(&data, &args, &env);
     let crashed = view(&server);
+    assert_eq!(crashed.resumed, left, "each service resumed from the snapshot the last kill left (seed {seed})");
     let finished = crashed.served["finished"].as_array().map_or(0, Vec::len);
     assert!(finished > 0, "some incidents were resolved, and are read back (seed {seed})");
     for (service, resumed) in &crashed.resumed {

@@ -21,11 +21,19 @@ pub struct GroupOptions {
     pub partitionable: bool,
     /// Extra `[log_group]` lines (timings, snapshots).
     pub tuning: String,
+    /// Extra `[log_group]` lines for one node (by index), after `tuning`
+    /// (so naming no key that `tuning` names).
+    pub node_tuning: Vec<(usize, String)>,
 }
 
 impl Default for GroupOptions {
     fn default() -> Self {
-        GroupOptions { nodes: 3, partitionable: false, tuning: "append_timeout_ms = 3000\n".into() }
+        GroupOptions {
+            nodes: 3,
+            partitionable: false,
+            tuning: "append_timeout_ms = 3000\n".into(),
+            node_tuning: Vec::new(),
+        }
     }
 }
 
@@ -78,7 +86,8 @@ impl LogGroup {
         }
         let mut nodes = Vec::new();
         for i in 0..options.nodes {
-            let mut toml = format!("{base}\n[log_group]\nnode_id = {}\n{}nodes = [\n", i + 1, options.tuning);
+            let own: String = options.node_tuning.iter().filter(|(n, _)| *n == i).map(|(_, t)| t.as_str()).collect();
+            let mut toml = format!("{base}\n[log_group]\nnode_id = {}\n{}{own}nodes = [\n", i + 1, options.tuning);
             for (j, address) in addresses.iter().enumerate() {
                 let raft = links
                     .iter()

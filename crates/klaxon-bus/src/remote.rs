@@ -3,8 +3,12 @@
 //! It knows every log server of a group (one address for a single log
 //! server). Writes go to the node it believes leads; a follower's refusal
 //! names the leader (`klaxon-leader`), which it follows at once; a node that
-//! is down or does not answer in time makes it try the next. Reads go to
-//! the same node while it answers, so a client reads its own writes.
+//! is down or does not answer in time makes it try the next. A hint naming
+//! a node already asked in this round (a follower still naming a leader
+//! that just died) is not followed: every known node is asked once per
+//! round before the call pauses, so the new leader is found as soon as it
+//! is elected. Reads go to the same node while it answers, so a client
+//! reads its own writes.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
@@ -87,39 +91,48 @@ impl Connect {
 }
 
 impl Nodes {
+    /// The node calls start from, and its client.
     fn pick(&self) -> (usize, Client) {
         let known = self.known.read().expect("nodes lock");
         let i = self.current.load(Ordering::Relaxed) % known.len();
         (i, known[i].1.clone())
     }
 
+    /// Node `i`'s client.
+    fn client(&self, i: usize) -> Client {
+        let known = self.known.read().expect("nodes lock");
+        known[i % known.len()].1.clone()
+    }
+
     fn len(&self) -> usize {
         self.known.read().expect("nodes lock").len()
     }
 
-    /// Moves on from node `from` (unless another call already did).
-    fn advance(&self, from: usize) {
-        let len = self.len();
-        let _ = self.current.compare_exchange(from, (from + 1) % len, Ordering::Relaxed, Ordering::Relaxed);
+    /// The index of the node at `address`, learning it if it is new (up to
+    /// [`NODES_MAX`]).
+    fn learn(&self, address: &str) -> Option<usize> {
+        let mut known = self.known.write().expect("nodes lock");
+        if let Some(i) = known.iter().position(|(a, _)| a == address) {
+            return Some(i);
+        }
+        if known.len() >= NODES_MAX {
+            return None;
+        }
+        let client = self.connect.client(address).ok()?;
+        known.push((address.to_owned(), client));
+        Some(known.len() - 1)
     }
 
-    /// Makes the node at `address` current, learning it if it is new.
-    /// Returns false when it was already current.
-    fn follow(&self, address: &str, from: usize) -> bool {
-        let mut known = self.known.write().expect("nodes lock");
-        let index = match known.iter().position(|(a, _)| a == address) {
-            Some(i) => i,
-            None if known.len() < NODES_MAX => match self.connect.client(address) {
-                Ok(client) => {
-                    known.push((address.to_owned(), client));
-                    known.len() - 1
-                }
-                Err(_) => return false,
-            },
-            None => return false,
-        };
-        self.current.store(index, Ordering::Relaxed);
-        index != from
+    /// The first node after `from`, in order, that is not in `tried` (a
+    /// bit per node).
+    fn untried(&self, from: usize, tried: u32) -> Option<usize> {
+        let len = self.len();
+        (1..=len).map(|step| (from + step) % len).find(|i| tried & (1 << i) == 0)
+    }
+
+    /// Makes node `i` the one calls start from.
+    fn make_current(&self, i: usize) {
+        self.current.store(i, Ordering::Relaxed);
     }
 }
 
@@ -212,9 +225,14 @@ impl RemoteLog {
     }
 
     /// Calls `call` until it succeeds, fails for a reason other than an
-    /// unavailable server, or `retry_for` has passed: follows a follower's
-    /// leader hint at once, and tries the next node when one is down or
-    /// slow, pausing once every node has been tried.
+    /// unavailable server, or `retry_for` has passed. A round asks each
+    /// known node at most once: a follower's leader hint is followed at
+    /// once unless that node was already asked in this round (a follower
+    /// still naming a leader that just died); otherwise, and when a node is
+    /// down or slow, the next node not yet asked is. Once every node has
+    /// been asked, the call pauses (doubling, at most [`GROUP_PAUSE_MAX`]
+    /// for a group) and starts a new round. So a new leader is found as
+    /// soon as it is elected, whichever node it is.
     async fn retrying<T, F, Fut>(&self, what: &str, mut call: F) -> Result<T, Error>
     where
         F: FnMut(Client) -> Fut,
@@ -222,11 +240,15 @@ impl RemoteLog {
     {
         let deadline = tokio::time::Instant::now() + self.retry_for;
         let mut pause = Duration::from_millis(25);
-        let mut tried = 0;
+        let (mut node, mut client) = self.nodes.pick();
+        // The nodes asked in this round, a bit each (at most NODES_MAX).
+        let mut tried: u32 = 0;
         loop {
-            let (node, client) = self.nodes.pick();
             let status = match tokio::time::timeout(ATTEMPT_TIMEOUT, call(client)).await {
-                Ok(Ok(answer)) => return Ok(answer),
+                Ok(Ok(answer)) => {
+                    self.nodes.make_current(node);
+                    return Ok(answer);
+                }
                 Ok(Err(status)) => status,
                 Err(_) => klaxon_proto::status::refuse(
                     klaxon_domain::class::Class::Unavailable,
@@ -242,20 +264,22 @@ impl RemoteLog {
             if !transient || tokio::time::Instant::now() > deadline {
                 return Err(error);
             }
-            tried += 1;
-            let moved = match wire::leader_hint(&status) {
-                Some(Some(leader)) => self.nodes.follow(&leader, node),
-                _ => {
-                    self.nodes.advance(node);
-                    false
-                }
+            tried |= 1 << node;
+            let hinted = match wire::leader_hint(&status) {
+                Some(Some(leader)) => self.nodes.learn(&leader),
+                _ => None,
             };
-            if moved && tried <= self.nodes.len() {
-                tracing::debug!(%what, %error, "following the log group's leader");
-                continue;
-            }
-            if tried < self.nodes.len() {
+            let next = match hinted {
+                Some(leader) if tried & (1 << leader) == 0 => {
+                    tracing::debug!(%what, %error, "following the log group's leader");
+                    Some(leader)
+                }
+                _ => self.nodes.untried(node, tried),
+            };
+            if let Some(next) = next {
                 tracing::debug!(%what, %error, "log server unavailable; trying the next one");
+                self.nodes.make_current(next);
+                (node, client) = (next, self.nodes.client(next));
                 continue;
             }
             if tokio::time::Instant::now() + pause > deadline {
@@ -268,6 +292,12 @@ impl RemoteLog {
             let cap = if self.nodes.len() > 1 { GROUP_PAUSE_MAX } else { Duration::from_secs(1) };
             pause = (pause * 2).min(cap);
             tried = 0;
+            // The next round starts where the last hint pointed, or where
+            // this one ended.
+            (node, client) = match hinted {
+                Some(leader) => (leader, self.nodes.client(leader)),
+                None => (node, self.nodes.client(node)),
+            };
         }
     }
 }
