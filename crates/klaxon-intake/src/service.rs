@@ -296,7 +296,7 @@ struct Shared {
     applied: watch::Sender<Position>,
     /// The snapshot position the projection resumed from (zero: rebuilt).
     resumed: watch::Sender<Position>,
-    /// The position of the last snapshot saved or resumed from.
+    /// The position of the last snapshot saved (durable) or resumed from.
     snapshot: watch::Sender<Position>,
     /// Reports with the same dedup key (striped by its hash) are serialized,
     /// so that the second sees the incident the first opened.
@@ -499,6 +499,7 @@ impl Intake {
                 *shared.memory.write().expect("memory lock") = memory;
                 (last_id, snapshot_at) = (loaded.id, loaded.position);
                 shared.resumed.send_replace(loaded.position);
+                shared.snapshot.send_replace(loaded.position);
                 shared.applied.send_replace(loaded.position);
             }
         }
@@ -670,13 +671,20 @@ impl Intake {
     /// blocking task. A failed save is logged; the previous snapshot stays.
     fn snapshot(&self, position: Position, id: uuid::Uuid) -> Option<tokio::task::JoinHandle<()>> {
         let (file, _) = self.snapshots.clone()?;
-        let shared = &self.handle.shared;
+        let shared = self.handle.shared.clone();
         let folded = self.handle.folded().1;
-        shared.snapshot.send_replace(position);
-        // The rows the snapshot counts on are durable before it.
+        // The rows the snapshot counts on are durable before it; the
+        // position is published once the snapshot is too (a failed save
+        // leaves it where it was).
         let save = move |file: &SnapshotFile| {
             folded.memory.table().map_or(Ok(()), |table| table.persist())?;
-            file.save(SNAPSHOT_SCHEMA, position, id, &folded)
+            file.save(SNAPSHOT_SCHEMA, position, id, &folded)?;
+            shared.snapshot.send_if_modified(|saved| {
+                let later = position > *saved;
+                *saved = (*saved).max(position);
+                later
+            });
+            Ok::<(), std::io::Error>(())
         };
         Some(tokio::task::spawn_blocking(move || match save(&file) {
             Ok(()) => tracing::info!(service = "intake", %position, "snapshot saved"),

@@ -228,7 +228,8 @@ pub struct Progress {
     /// rebuilt from scratch); `applied - resumed` records were folded since
     /// the start.
     pub resumed: Position,
-    /// The position of the last snapshot saved (or resumed from).
+    /// The position of the last snapshot saved (or resumed from): moved
+    /// once a save is durable, never by a save that failed.
     pub snapshot: Position,
     /// Incidents the shell holds in the state (its latest record known).
     pub held: u64,
@@ -582,8 +583,12 @@ impl<S: Service> Reactor<S> {
 struct Run {
     /// The snapshot the run resumed from (zero: none).
     resumed: Position,
-    /// The position of the last snapshot saved or resumed from.
+    /// The position of the last snapshot started or resumed from (when
+    /// the next is due).
     snapshot_at: Position,
+    /// The position of the last snapshot saved or resumed from, set by the
+    /// task that saves it once the file is durable ([`Progress::snapshot`]).
+    snapshot_saved: Arc<AtomicU64>,
     /// The event id of the record at `applied`.
     last_id: uuid::Uuid,
     checkpoint: Position,
@@ -645,6 +650,7 @@ impl Run {
         Run {
             resumed: Position::ZERO,
             snapshot_at: Position::ZERO,
+            snapshot_saved: Arc::new(AtomicU64::new(0)),
             last_id: uuid::Uuid::nil(),
             checkpoint,
             start_head,
@@ -963,7 +969,7 @@ impl Run {
     }
 
     fn progress(&self) -> Progress {
-        let (resumed, snapshot) = (self.resumed, self.snapshot_at);
+        let (resumed, snapshot) = (self.resumed, Position(self.snapshot_saved.load(Ordering::Acquire)));
         let (held, evicted, held_max) = (self.causes.len() as u64, self.evicted, self.held_max as u64);
         let (examined, read_back) = (self.examined, self.read_back);
         if !self.caught_up {
@@ -1025,6 +1031,7 @@ impl Run {
         self.last_id = id;
         self.resumed = position;
         self.snapshot_at = position;
+        self.snapshot_saved.store(position.0, Ordering::Release);
         self.caught_up = self.start_head <= position;
     }
 
@@ -1060,11 +1067,20 @@ impl Run {
         };
         let (position, id) = (self.applied, self.last_id);
         self.snapshot_at = position;
-        let inner = inner.clone();
+        let (inner, published) = (inner.clone(), self.snapshot_saved.clone());
         // What the state counts on outside the snapshot is durable first.
         let save = move |file: &SnapshotFile| {
             inner.service.persist()?;
-            file.save(S::SCHEMA, position, id, &saved)
+            file.save(S::SCHEMA, position, id, &saved)?;
+            // Saved: now the progress says so (and the loop's next
+            // progress, which reads `published`, agrees).
+            published.fetch_max(position.0, Ordering::AcqRel);
+            inner.progress.send_if_modified(|p| {
+                let later = position > p.snapshot;
+                p.snapshot = p.snapshot.max(position);
+                later
+            });
+            Ok::<(), std::io::Error>(())
         };
         Some(tokio::task::spawn_blocking(move || match save(&file) {
             Ok(()) => tracing::info!(service = S::NAME, %position, "snapshot saved"),

@@ -154,6 +154,13 @@ async fn a_restart_from_a_snapshot_folds_only_the_tail_and_equals_a_rebuild() {
     let (handle, stop, running) = start(&log);
     scenario(&handle, &mut rng, &people, 300, &mut incidents).await;
     handle.projection().await.unwrap();
+    // A snapshot counts once its file is durable, off the fold's loop.
+    for _ in 0..1000 {
+        if handle.snapshot() > Position::ZERO {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
     assert!(handle.snapshot() > Position::ZERO, "saved every {every} records while running");
     stop.cancel();
     running.await.unwrap().unwrap();
@@ -185,6 +192,50 @@ async fn a_restart_from_a_snapshot_folds_only_the_tail_and_equals_a_rebuild() {
     let (handle, stop, running) = start(&other);
     assert_eq!(handle.projection().await.unwrap(), Incidents::default());
     assert_eq!(handle.resumed(), Position::ZERO, "a snapshot beyond the other log's head was not used");
+    stop.cancel();
+    running.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_that_could_not_be_saved_is_not_reported_saved() {
+    let seed = crate::seed::seed("a_snapshot_that_could_not_be_saved_is_not_reported_saved");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path().join("log"), klaxon_log::Options::default()).unwrap();
+    let file = SnapshotFile::new(dir.path().join("snapshots").join("intake.snap"));
+    // A folder where the file goes: every save fails at its rename.
+    std::fs::create_dir_all(file.path().join("in-the-way")).unwrap();
+    let start = |every: u64| {
+        let intake = Intake::new(log.clone(), Default::default(), klaxon_reactor::system_clock())
+            .with_snapshots(file.clone(), NonZeroU64::new(every).unwrap());
+        let (handle, stop) = (intake.handle(), CancellationToken::new());
+        (handle, stop.clone(), tokio::spawn(intake.run(stop)))
+    };
+    let people: Vec<ActorId> = ["maria", "omar", "li", "sam"].iter().map(|p| ActorId::new(*p).unwrap()).collect();
+    let mut incidents = 0u64;
+
+    // Saves every 5 records while running and at the stop: all fail, and
+    // none is reported.
+    let (handle, stop, running) = start(5);
+    let accepted = scenario(&handle, &mut rng, &people, 60, &mut incidents).await;
+    assert!(accepted > 10, "seed {seed}");
+    handle.projection().await.unwrap();
+    stop.cancel();
+    running.await.unwrap().unwrap();
+    assert_eq!(handle.snapshot(), Position::ZERO, "no snapshot was saved (seed {seed})");
+    assert!(file.path().is_dir(), "nothing was written in place of the folder");
+
+    // With the way clear, the stop's save is reported, and the next start
+    // resumes from it.
+    std::fs::remove_dir_all(file.path()).unwrap();
+    let (handle, stop, running) = start(1000);
+    handle.projection().await.unwrap();
+    stop.cancel();
+    running.await.unwrap().unwrap();
+    assert_eq!(handle.snapshot(), log.head(), "saved at the stop (seed {seed})");
+    let (handle, stop, running) = start(1000);
+    handle.projection().await.unwrap();
+    assert_eq!(handle.resumed(), log.head(), "resumed from it (seed {seed})");
     stop.cancel();
     running.await.unwrap().unwrap();
 }

@@ -140,3 +140,48 @@ async fn a_resume_decides_again_what_was_unfolding_when_the_snapshot_was_taken()
     assert_eq!(w.marks(), [(1, 1), (2, 2)], "INC-2 decided again, INC-1 (done, before the checkpoint) not");
     w.stop.cancel();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_that_could_not_be_saved_is_not_reported_saved() {
+    let w = World::new();
+    let file = w.snapshot_file();
+    // A folder where the file goes: every save fails at its rename.
+    std::fs::create_dir_all(file.path().join("in-the-way")).unwrap();
+    for n in 1..=3 {
+        w.report(n).await;
+    }
+    let run = |every: u64| {
+        let channel = ChannelConfig { name: "log".into(), kind: "log".into(), ..ChannelConfig::default() };
+        let channels = Arc::new(Channels::new(&[channel], |_| None).unwrap());
+        let reactor = Reactor::new(w.log.clone(), marking(), w.clock.shared())
+            .with_outbox(channels)
+            .with_snapshots(file.clone(), NonZeroU64::new(every).unwrap());
+        let (handle, stop) = (reactor.handle(), CancellationToken::new());
+        (handle, stop.clone(), tokio::spawn(reactor.run(stop)))
+    };
+
+    // Saves are attempted on reaching the head, after every record since
+    // (the marks), and at the stop: all fail, and none is reported.
+    let (handle, stop, running) = run(1);
+    let processed = handle.wait_processed(w.log.head()).await.unwrap();
+    assert!(w.log.head() > Position(3), "the marks were appended after the reports");
+    assert_eq!(processed.snapshot, Position::ZERO, "no snapshot saved while running: {processed:?}");
+    stop.cancel();
+    running.await.unwrap().unwrap();
+    assert_eq!(handle.progress().snapshot, Position::ZERO, "nor at the stop");
+    assert!(file.path().is_dir(), "nothing was written in place of the folder");
+
+    // With the way clear, the stop's save is durable and reported, and the
+    // next start resumes from it.
+    std::fs::remove_dir_all(file.path()).unwrap();
+    let (handle, stop, running) = run(1000);
+    handle.wait_processed(w.log.head()).await.unwrap();
+    stop.cancel();
+    running.await.unwrap().unwrap();
+    let head = w.log.head();
+    assert_eq!(handle.progress().snapshot, head, "saved at the stop");
+    let (handle, stop, running) = run(1000);
+    assert_eq!(handle.wait_processed(head).await.unwrap().resumed, head, "resumed from it");
+    stop.cancel();
+    running.await.unwrap().unwrap();
+}
