@@ -1092,7 +1092,12 @@ impl Run {
 
     fn publish<S: Service>(&self, inner: &Inner<S>) {
         let progress = self.progress();
-        inner.progress.send_if_modified(|p| std::mem::replace(p, progress) != progress);
+        inner.progress.send_if_modified(|p| {
+            // A saving task may have published a later snapshot since
+            // `progress` was read: it stays (a snapshot only moves forward).
+            let progress = Progress { snapshot: progress.snapshot.max(p.snapshot), ..progress };
+            std::mem::replace(p, progress) != progress
+        });
     }
 
     /// Saves the checkpoint (the processed position) every
