@@ -584,11 +584,10 @@ struct Run {
     /// The snapshot the run resumed from (zero: none).
     resumed: Position,
     /// The position of the last snapshot started or resumed from (when
-    /// the next is due).
+    /// the next is due). The last one saved is only in the published
+    /// [`Progress::snapshot`]: the task that saves one sets it there once
+    /// the file is durable.
     snapshot_at: Position,
-    /// The position of the last snapshot saved or resumed from, set by the
-    /// task that saves it once the file is durable ([`Progress::snapshot`]).
-    snapshot_saved: Arc<AtomicU64>,
     /// The event id of the record at `applied`.
     last_id: uuid::Uuid,
     checkpoint: Position,
@@ -650,7 +649,6 @@ impl Run {
         Run {
             resumed: Position::ZERO,
             snapshot_at: Position::ZERO,
-            snapshot_saved: Arc::new(AtomicU64::new(0)),
             last_id: uuid::Uuid::nil(),
             checkpoint,
             start_head,
@@ -969,7 +967,8 @@ impl Run {
     }
 
     fn progress(&self) -> Progress {
-        let (resumed, snapshot) = (self.resumed, Position(self.snapshot_saved.load(Ordering::Acquire)));
+        // The snapshot resumed from; `publish` keeps a later one saved since.
+        let (resumed, snapshot) = (self.resumed, self.resumed);
         let (held, evicted, held_max) = (self.causes.len() as u64, self.evicted, self.held_max as u64);
         let (examined, read_back) = (self.examined, self.read_back);
         if !self.caught_up {
@@ -1031,7 +1030,6 @@ impl Run {
         self.last_id = id;
         self.resumed = position;
         self.snapshot_at = position;
-        self.snapshot_saved.store(position.0, Ordering::Release);
         self.caught_up = self.start_head <= position;
     }
 
@@ -1067,14 +1065,12 @@ impl Run {
         };
         let (position, id) = (self.applied, self.last_id);
         self.snapshot_at = position;
-        let (inner, published) = (inner.clone(), self.snapshot_saved.clone());
+        let inner = inner.clone();
         // What the state counts on outside the snapshot is durable first.
         let save = move |file: &SnapshotFile| {
             inner.service.persist()?;
             file.save(S::SCHEMA, position, id, &saved)?;
-            // Saved: now the progress says so (and the loop's next
-            // progress, which reads `published`, agrees).
-            published.fetch_max(position.0, Ordering::AcqRel);
+            // Saved: now the progress says so (the loop's `publish` keeps it).
             inner.progress.send_if_modified(|p| {
                 let later = position > p.snapshot;
                 p.snapshot = p.snapshot.max(position);
@@ -1093,8 +1089,8 @@ impl Run {
     fn publish<S: Service>(&self, inner: &Inner<S>) {
         let progress = self.progress();
         inner.progress.send_if_modified(|p| {
-            // A saving task may have published a later snapshot since
-            // `progress` was read: it stays (a snapshot only moves forward).
+            // The last snapshot saved is set here by the task that saved
+            // it (`snapshot`): it stays (a snapshot only moves forward).
             let progress = Progress { snapshot: progress.snapshot.max(p.snapshot), ..progress };
             std::mem::replace(p, progress) != progress
         });
