@@ -137,9 +137,9 @@ pub struct Klaxond {
 }
 
 /// Where a spawned `klaxond` writes its log: inherited, or with
-/// `KLAXON_TEST_LOG_DIR` set, a file of its own there named by its role and
-/// a sequence number (`serve-paging-7.log`), so that a failing run's
-/// processes can be told apart.
+/// `KLAXON_TEST_LOG_DIR` set, a file of its own there named by its role,
+/// the test process's id and a sequence number (`serve-paging-4242-7.log`),
+/// so that a failing run's processes can be told apart.
 fn stderr_for(args: &[std::ffi::OsString]) -> Stdio {
     static SPAWNED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let Some(dir) = std::env::var_os("KLAXON_TEST_LOG_DIR") else { return Stdio::inherit() };

@@ -134,6 +134,19 @@ async fn rebuilding_from_scratch_equals_the_live_projection() {
     stop.cancel();
 }
 
+/// An intake over `log` saving snapshots in `file` every `every` records,
+/// running until its stop token is cancelled.
+fn start_saving(
+    log: &Log,
+    file: &SnapshotFile,
+    every: u64,
+) -> (klaxon_intake::Handle, CancellationToken, tokio::task::JoinHandle<Result<(), klaxon_intake::Error>>) {
+    let intake = Intake::new(log.clone(), Default::default(), klaxon_reactor::system_clock())
+        .with_snapshots(file.clone(), NonZeroU64::new(every).unwrap());
+    let (handle, stop) = (intake.handle(), CancellationToken::new());
+    (handle, stop.clone(), tokio::spawn(intake.run(stop)))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_from_a_snapshot_folds_only_the_tail_and_equals_a_rebuild() {
     let seed = crate::seed::seed("a_restart_from_a_snapshot_folds_only_the_tail_and_equals_a_rebuild");
@@ -141,13 +154,8 @@ async fn a_restart_from_a_snapshot_folds_only_the_tail_and_equals_a_rebuild() {
     let dir = tempfile::tempdir().unwrap();
     let log = Log::open(dir.path().join("log"), klaxon_log::Options::default()).unwrap();
     let file = SnapshotFile::new(dir.path().join("snapshots").join("intake.snap"));
-    let every = NonZeroU64::new(50).unwrap();
-    let start = |log: &Log| {
-        let intake = Intake::new(log.clone(), Default::default(), klaxon_reactor::system_clock())
-            .with_snapshots(file.clone(), every);
-        let (handle, stop) = (intake.handle(), CancellationToken::new());
-        (handle, stop.clone(), tokio::spawn(intake.run(stop)))
-    };
+    let every = 50;
+    let start = |log: &Log| start_saving(log, &file, every);
     let people: Vec<ActorId> = ["maria", "omar", "li", "sam"].iter().map(|p| ActorId::new(*p).unwrap()).collect();
     let mut incidents = 0u64;
 
@@ -205,12 +213,7 @@ async fn a_snapshot_that_could_not_be_saved_is_not_reported_saved() {
     let file = SnapshotFile::new(dir.path().join("snapshots").join("intake.snap"));
     // A folder where the file goes: every save fails at its rename.
     std::fs::create_dir_all(file.path().join("in-the-way")).unwrap();
-    let start = |every: u64| {
-        let intake = Intake::new(log.clone(), Default::default(), klaxon_reactor::system_clock())
-            .with_snapshots(file.clone(), NonZeroU64::new(every).unwrap());
-        let (handle, stop) = (intake.handle(), CancellationToken::new());
-        (handle, stop.clone(), tokio::spawn(intake.run(stop)))
-    };
+    let start = |every: u64| start_saving(&log, &file, every);
     let people: Vec<ActorId> = ["maria", "omar", "li", "sam"].iter().map(|p| ActorId::new(*p).unwrap()).collect();
     let mut incidents = 0u64;
 
