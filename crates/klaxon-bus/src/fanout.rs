@@ -31,6 +31,11 @@
 //! Records that every follower has taken stay in the window until room is
 //! needed, so a follower created a little later than the others (the
 //! services of a process start one after another) still joins.
+//!
+//! Every follower gets the same [`SharedRecord`] for a record of the
+//! window, so what the layers above derive from it (the services' decoded
+//! event, [`SharedRecord::derived`]) is derived once for all of them;
+//! [`FanoutStats::derived`] counts it.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -40,7 +45,7 @@ use std::time::Duration;
 use klaxon_log::{Error, Log, Position, Record};
 use tokio::sync::{Notify, watch};
 
-use crate::source::{EventSource, Subscription};
+use crate::source::{EventSource, SharedRecord, Subscription};
 
 /// Records read from the log per chunk, shared or private (as
 /// [`Log::subscribe`] reads).
@@ -75,6 +80,10 @@ pub struct FanoutStats {
     pub private_read: u64,
     /// Times a stalled follower was detached from a full window.
     pub detached: u64,
+    /// Values derived from records ([`SharedRecord::derived`]: the
+    /// services' decoded events), shared or private: once per record
+    /// however many followers take it from the window.
+    pub derived: u64,
 }
 
 struct Shared {
@@ -88,12 +97,13 @@ struct Shared {
     shared_taken: AtomicU64,
     private_read: AtomicU64,
     detached: AtomicU64,
+    derived: Arc<AtomicU64>,
 }
 
 struct State {
     /// The position of `window[0]`.
     base: Position,
-    window: VecDeque<Arc<Record>>,
+    window: VecDeque<Arc<SharedRecord>>,
     /// Each joined follower's next position (within `base..=end`).
     members: HashMap<u64, Position>,
     next_id: u64,
@@ -164,6 +174,7 @@ impl Fanout {
                 shared_taken: AtomicU64::new(0),
                 private_read: AtomicU64::new(0),
                 detached: AtomicU64::new(0),
+                derived: Arc::new(AtomicU64::new(0)),
             }),
         }
     }
@@ -176,6 +187,7 @@ impl Fanout {
             shared_taken: s.shared_taken.load(Ordering::Relaxed),
             private_read: s.private_read.load(Ordering::Relaxed),
             detached: s.detached.load(Ordering::Relaxed),
+            derived: s.derived.load(Ordering::Relaxed),
         }
     }
 
@@ -224,6 +236,11 @@ impl Shared {
     fn read(&self, from: Position, max: usize) -> Result<Vec<Record>, Error> {
         self.log.read_all(from, max).or_else(|_| self.log.read_all(from, 1))
     }
+
+    /// A record read from the log, with a slot whose filling is counted.
+    fn wrap(&self, record: Record) -> Arc<SharedRecord> {
+        Arc::new(SharedRecord::counted(record, self.derived.clone()))
+    }
 }
 
 /// One follower of a [`Fanout`]; see the module for what it guarantees.
@@ -235,13 +252,13 @@ pub struct Follower {
     /// Whether it is (or was last seen) a member of the window.
     joined: bool,
     /// Records read privately, not yet yielded.
-    private: VecDeque<Arc<Record>>,
+    private: VecDeque<Arc<SharedRecord>>,
     head: watch::Receiver<Position>,
 }
 
 /// What a follower does after one look at the shared state.
 enum Step {
-    Yield(Arc<Record>),
+    Yield(Arc<SharedRecord>),
     /// Read a chunk from this position for the window (`reading` is set).
     ReadShared(Position, usize),
     ReadPrivate,
@@ -260,7 +277,7 @@ impl Follower {
     /// record has been yielded. An error (corruption) is returned, never
     /// skipped: the follower stays at the failing position. Cancel-safe: a
     /// dropped call yields nothing and loses nothing.
-    pub async fn next(&mut self) -> Option<Result<Arc<Record>, Error>> {
+    pub async fn next(&mut self) -> Option<Result<Arc<SharedRecord>, Error>> {
         tokio::task::consume_budget().await;
         loop {
             if let Some(record) = self.private.pop_front() {
@@ -289,7 +306,7 @@ impl Follower {
                             shared.shared_read.fetch_add(records.len() as u64, Ordering::Relaxed);
                             for record in records {
                                 assert_eq!(record.position, state.end(), "the log reads positions in order");
-                                state.window.push_back(Arc::new(record));
+                                state.window.push_back(shared.wrap(record));
                             }
                             Ok(())
                         }
@@ -304,7 +321,7 @@ impl Follower {
                 Step::ReadPrivate => match shared.read(self.next, CHUNK_RECORDS) {
                     Ok(records) => {
                         shared.private_read.fetch_add(records.len() as u64, Ordering::Relaxed);
-                        self.private.extend(records.into_iter().map(Arc::new));
+                        self.private.extend(records.into_iter().map(|r| shared.wrap(r)));
                     }
                     Err(e) => return Some(Err(e)),
                 },

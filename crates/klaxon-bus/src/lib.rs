@@ -25,9 +25,11 @@
 //!
 //! Modules:
 //! - [`source`]: the [`EventLog`] and [`EventSource`] traits, the
-//!   [`Subscription`] they yield, and their embedded implementation.
-//! - [`fanout`]: the embedded process's shared reader: one read of each
-//!   record for every service's fold, in lockstep, in a bounded window.
+//!   [`Subscription`] they yield ([`SharedRecord`]s), and their embedded
+//!   implementation.
+//! - [`fanout`]: the embedded process's shared reader: one read (and one
+//!   decode) of each record for every service's fold, in lockstep, in a
+//!   bounded window.
 //! - [`wire`]: records and log errors on the wire (gRPC status details).
 //! - [`server`]: the log server's gRPC service.
 //! - [`remote`]: the gRPC client of the log server, retrying while it is away.
@@ -49,7 +51,7 @@ use klaxon_log::{Appended, Error, ExpectedVersion, Log, NewEvent, Position, Reco
 pub use fanout::{Fanout, FanoutStats};
 pub use jetstream::JetStreamSource;
 pub use remote::RemoteLog;
-pub use source::{EventLog, EventSource, Subscription};
+pub use source::{EventLog, EventSource, SharedRecord, Subscription};
 
 /// The log as a service sees it: one [`EventLog`] to read and write, one
 /// [`EventSource`] to follow. Cheap to clone.

@@ -1,6 +1,8 @@
 //! The two roles a log plays for a service, and their embedded implementation.
 
-use std::sync::Arc;
+use std::any::Any;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
@@ -64,21 +66,90 @@ pub trait EventSource: Send + Sync + 'static {
     }
 }
 
+/// A record as a subscription yields it, with one slot for what a layer
+/// above derives from it (the services' kit keeps the decoded domain
+/// event there). A [`crate::Fanout`] hands the same `Arc<SharedRecord>` to
+/// every follower, so the value is derived once per process however many
+/// services fold the record; any other source yields a fresh one per
+/// subscription (each derives for itself, as before). The bus never looks
+/// into the slot: it knows nothing of the domain.
+pub struct SharedRecord {
+    record: Record,
+    derived: OnceLock<Box<dyn Any + Send + Sync>>,
+    /// Counts the values derived, for the source's stats (a fanout's).
+    derivations: Option<Arc<AtomicU64>>,
+}
+
+impl SharedRecord {
+    /// A record with an empty slot, counted nowhere.
+    pub fn new(record: Record) -> SharedRecord {
+        SharedRecord { record, derived: OnceLock::new(), derivations: None }
+    }
+
+    /// A record with an empty slot whose filling adds one to `derivations`.
+    pub(crate) fn counted(record: Record, derivations: Arc<AtomicU64>) -> SharedRecord {
+        SharedRecord { record, derived: OnceLock::new(), derivations: Some(derivations) }
+    }
+
+    /// The record.
+    pub fn record(&self) -> &Record {
+        &self.record
+    }
+
+    /// The record, out of its envelope.
+    pub fn into_record(self) -> Record {
+        self.record
+    }
+
+    /// The value derived from the record: `derive` runs at most once per
+    /// `SharedRecord` (concurrent callers wait for the first), and every
+    /// later caller gets the same value.
+    ///
+    /// One type per process fills these slots (the services' kit's
+    /// decoding); asking for another type is a bug and panics.
+    pub fn derived<T: Any + Send + Sync>(&self, derive: impl FnOnce(&Record) -> T) -> &T {
+        let value = self.derived.get_or_init(|| {
+            if let Some(derivations) = &self.derivations {
+                derivations.fetch_add(1, Ordering::Relaxed);
+            }
+            Box::new(derive(&self.record))
+        });
+        value.downcast_ref::<T>().expect("one type of value is derived from the records of a process")
+    }
+}
+
+impl std::ops::Deref for SharedRecord {
+    type Target = Record;
+
+    fn deref(&self) -> &Record {
+        &self.record
+    }
+}
+
+impl std::fmt::Debug for SharedRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedRecord")
+            .field("record", &self.record)
+            .field("derived", &self.derived.get().is_some())
+            .finish()
+    }
+}
+
 /// An ordered feed of records; see [`EventSource`].
 pub struct Subscription {
-    records: BoxStream<'static, Result<Arc<Record>, Error>>,
+    records: BoxStream<'static, Result<Arc<SharedRecord>, Error>>,
 }
 
 impl Subscription {
     /// A subscription yielding what `records` yields. Implementations make
     /// sure it keeps the [`EventSource`] guarantees.
     pub fn from_stream(records: BoxStream<'static, Result<Record, Error>>) -> Subscription {
-        Subscription { records: Box::pin(records.map(|r| r.map(Arc::new))) }
+        Subscription { records: Box::pin(records.map(|r| r.map(|r| Arc::new(SharedRecord::new(r))))) }
     }
 
     /// A subscription yielding records shared with other subscriptions
     /// (see [`Subscription::from_stream`]).
-    pub fn from_shared_stream(records: BoxStream<'static, Result<Arc<Record>, Error>>) -> Subscription {
+    pub fn from_shared_stream(records: BoxStream<'static, Result<Arc<SharedRecord>, Error>>) -> Subscription {
         Subscription { records }
     }
 
@@ -86,12 +157,18 @@ impl Subscription {
     /// A record shared with other subscriptions is copied out; a fold that
     /// only reads it takes [`Subscription::next_shared`] instead.
     pub async fn next(&mut self) -> Option<Result<Record, Error>> {
-        self.next_shared().await.map(|r| r.map(Arc::unwrap_or_clone))
+        self.next_shared().await.map(|r| {
+            r.map(|shared| match Arc::try_unwrap(shared) {
+                Ok(alone) => alone.into_record(),
+                Err(shared) => shared.record().clone(),
+            })
+        })
     }
 
     /// The next record as it may be shared with the process's other
-    /// subscriptions (no copy); `None` when the source has ended.
-    pub async fn next_shared(&mut self) -> Option<Result<Arc<Record>, Error>> {
+    /// subscriptions (no copy, and what was derived from it derived once);
+    /// `None` when the source has ended.
+    pub async fn next_shared(&mut self) -> Option<Result<Arc<SharedRecord>, Error>> {
         self.records.next().await
     }
 }

@@ -7,7 +7,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use klaxon_bus::Bus;
+use klaxon_bus::{Bus, SharedRecord};
 use klaxon_domain::catalog::ServiceCatalog;
 use klaxon_domain::ids::Audience;
 use klaxon_domain::ids::{ActorId, DedupKey, IncidentId, RequestKey, RequestScope, ServiceName, Severity};
@@ -215,7 +215,7 @@ impl Projection {
             threads: &mut self.threads,
             memory: &mut self.memory,
         };
-        fold_into(parts, None, record, decode::incident(record)?.as_ref()).map(drop)
+        fold_into(parts, None, &SharedRecord::new(record.clone())).map(drop)
     }
 
     /// Every incident folded so far.
@@ -244,25 +244,24 @@ type FoldOutcome = (Option<(IncidentId, u64)>, Option<DateTime<Utc>>);
 /// which come back from its pages stream with it), a mail record into the
 /// threads. Returns the incident an incident event changed, with its
 /// version afterwards, and when it may be evicted (with `evict_after`), if
-/// it is now a candidate. `incident` is the record's incident event, if it
-/// is one (`decode::incident`, which the caller needed first: decoded once).
+/// it is now a candidate. The record's events are decoded once for the
+/// process's services (`decode::shared_incident` and its neighbours).
 fn fold_into(
     parts: Parts<'_>,
     evict_after: Option<chrono::TimeDelta>,
-    record: &Record,
-    incident: Option<&IncidentEvent>,
+    record: &SharedRecord,
 ) -> Result<FoldOutcome, Error> {
     let (mut changed, mut due) = (None, None);
-    if let Some(event) = incident {
+    if let Some(event) = decode::shared_incident(record)? {
         parts.incidents.apply(event);
         if let Some(incident) = parts.incidents.get(event.incident) {
             due = parts.memory.folded(incident, event.at, evict_after);
         }
         changed = Some((event.incident, parts.incidents.get(event.incident).map_or(0, Incident::version)));
-    } else if let Some(event) = decode::event::<PageChange>(record)? {
+    } else if let Some(event) = decode::shared_event::<PageChange>(record)? {
         let held = parts.incidents.get(event.incident).is_some();
         if held || !parts.memory.is_evicted(event.incident.number())? {
-            fold_page(parts.pages, &event);
+            fold_page(parts.pages, event);
         }
     }
     parts.threads.fold(record)?;
@@ -557,7 +556,7 @@ impl Intake {
 
     /// Folds one record; returns when the incident it concerns may be
     /// evicted, if it is now a candidate.
-    async fn fold(&self, record: &Record) -> Result<Option<DateTime<Utc>>, Error> {
+    async fn fold(&self, record: &SharedRecord) -> Result<Option<DateTime<Utc>>, Error> {
         let shared = &self.handle.shared;
         assert_eq!(
             record.position,
@@ -569,8 +568,7 @@ impl Intake {
         // incident the projection does not hold is one (this needs no
         // read of the table, and holds also when a crash left the table
         // ahead of the snapshot resumed from).
-        let incident = decode::incident(record)?;
-        if let Some(event) = &incident {
+        if let Some(event) = decode::shared_incident(record)? {
             let held = shared.incidents.read().expect("projection lock").get(event.incident).is_some();
             if !held && record.version.0 > 1 {
                 self.restore(event.incident, record).await?;
@@ -585,7 +583,7 @@ impl Intake {
             let mut memory = shared.memory.write().expect("memory lock");
             let parts =
                 Parts { incidents: &mut incidents, pages: &mut pages, threads: &mut threads, memory: &mut memory };
-            fold_into(parts, self.evict_after, record, incident.as_ref())?
+            fold_into(parts, self.evict_after, record)?
         };
         if let Some((incident, version)) = changed {
             shared.folded(incident, version);

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use klaxon_bus::Bus;
+use klaxon_bus::{Bus, SharedRecord};
 use klaxon_domain::ids::{IncidentId, Severity};
 use klaxon_domain::incident::Status;
 use klaxon_domain::notifier::{
@@ -13,7 +13,7 @@ use klaxon_domain::notifier::{
 };
 use klaxon_domain::outbox::Receipt;
 use klaxon_domain::paging::{PagingConfig, Slo};
-use klaxon_log::{ExpectedVersion, Record};
+use klaxon_log::ExpectedVersion;
 use klaxon_reactor::{Append, Cause, Clock, Deliver, Effect, Ids, Live, Reactor, Trace, decode, streams};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -139,19 +139,19 @@ impl klaxon_reactor::Service for Notifying {
     /// 2: each incident's latest event time (for eviction).
     const SCHEMA: u32 = 2;
 
-    fn fold(&self, state: &mut State, record: &Record) -> Result<Option<IncidentId>, klaxon_reactor::Error> {
+    fn fold(&self, state: &mut State, record: &SharedRecord) -> Result<Option<IncidentId>, klaxon_reactor::Error> {
         let config = &self.options.notifier;
-        let id = if let Some(event) = decode::incident(record)? {
+        let id = if let Some(event) = decode::shared_incident(record)? {
             if let Some(traceparent) = &record.metadata.traceparent {
                 state.traces.insert(event.incident, traceparent.clone());
             }
             let incident = state.incidents.entry(event.incident);
-            incident.or_insert_with(|| IncidentNotifications::new(event.incident, config)).apply_incident(&event);
+            incident.or_insert_with(|| IncidentNotifications::new(event.incident, config)).apply_incident(event);
             klaxon_reactor::note_latest(&mut state.latest, event.incident, event.at);
             event.incident
-        } else if let Some(event) = decode::event::<NotifyChange>(record)? {
+        } else if let Some(event) = decode::shared_event::<NotifyChange>(record)? {
             let incident = state.incidents.entry(event.incident);
-            incident.or_insert_with(|| IncidentNotifications::new(event.incident, config)).apply_notify(&event);
+            incident.or_insert_with(|| IncidentNotifications::new(event.incident, config)).apply_notify(event);
             klaxon_reactor::note_latest(&mut state.latest, event.incident, event.at);
             event.incident
         } else {

@@ -5,7 +5,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use klaxon_bus::Bus;
+use klaxon_bus::{Bus, SharedRecord};
 use klaxon_channels::Channels;
 use klaxon_domain::audit::{self, ConfigApplied};
 use klaxon_domain::catalog::ServiceCatalog;
@@ -260,7 +260,7 @@ impl Paging {
 
     /// The fold: a schedule event into the rosters, an incident or page
     /// event into its incident's paging state.
-    fn fold_once(&self, state: &mut State, record: &Record) -> Result<Option<IncidentId>, klaxon_reactor::Error> {
+    fn fold_once(&self, state: &mut State, record: &SharedRecord) -> Result<Option<IncidentId>, klaxon_reactor::Error> {
         let config = &self.config.get().paging;
         if record.kind.as_str() == audit::CONFIG_APPLIED && record.stream.as_str() == audit::CONFIG_STREAM {
             state.configure(record)?;
@@ -271,7 +271,7 @@ impl Paging {
             state.effective = std::sync::OnceLock::new();
             return Ok(None);
         }
-        if let Some(event) = decode::incident(record)? {
+        if let Some(event) = decode::shared_incident(record)? {
             if let Some(traceparent) = &record.metadata.traceparent {
                 state.traces.insert(event.incident, traceparent.clone());
             }
@@ -279,11 +279,11 @@ impl Paging {
                 let fresh = state.fresh(event.incident, config);
                 state.incidents.insert(event.incident, fresh);
             }
-            state.incidents.get_mut(&event.incident).expect("inserted above").apply_incident(&event);
+            state.incidents.get_mut(&event.incident).expect("inserted above").apply_incident(event);
             klaxon_reactor::note_latest(&mut state.latest, event.incident, event.at);
             return Ok(Some(event.incident));
         }
-        let Some(event) = decode::event::<PageChange>(record)? else { return Ok(None) };
+        let Some(event) = decode::shared_event::<PageChange>(record)? else { return Ok(None) };
         let counts = &mut state.counts;
         match &event.change {
             PageChange::PageDelivered(_) => counts.delivered += 1,
@@ -302,7 +302,7 @@ impl Paging {
             let fresh = state.fresh(event.incident, config);
             state.incidents.insert(event.incident, fresh);
         }
-        state.incidents.get_mut(&event.incident).expect("inserted above").apply_page(&event);
+        state.incidents.get_mut(&event.incident).expect("inserted above").apply_page(event);
         klaxon_reactor::note_latest(&mut state.latest, event.incident, event.at);
         Ok(Some(event.incident))
     }
@@ -320,12 +320,12 @@ impl Paging {
         &self,
         broken: &crate::broken::Broken,
         state: &mut State,
-        record: &Record,
+        record: &SharedRecord,
     ) -> Result<Option<IncidentId>, klaxon_reactor::Error> {
         use crate::broken::Broken;
         match broken {
             Broken::AckIgnoredWhileDelivering => {
-                if let Some(event) = decode::event::<PageChange>(record)? {
+                if let Some(event) = decode::shared_event::<PageChange>(record)? {
                     let delivering = state
                         .incidents
                         .get(&event.incident)
@@ -370,7 +370,7 @@ impl klaxon_reactor::Service for Paging {
     /// them from the configuration at hand: rebuilt).
     const SCHEMA: u32 = 4;
 
-    fn fold(&self, state: &mut State, record: &Record) -> Result<Option<IncidentId>, klaxon_reactor::Error> {
+    fn fold(&self, state: &mut State, record: &SharedRecord) -> Result<Option<IncidentId>, klaxon_reactor::Error> {
         #[cfg(feature = "sim-variants")]
         if let Some(broken) = &self.broken {
             return self.fold_broken(broken, state, record);

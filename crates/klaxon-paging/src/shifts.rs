@@ -45,7 +45,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use klaxon_bus::{Bus, Subscription};
+use klaxon_bus::{Bus, SharedRecord, Subscription};
 use klaxon_domain::audit::{self, ConfigApplied};
 use klaxon_domain::oncall::Schedules;
 use klaxon_domain::oncall::notices::{
@@ -364,7 +364,7 @@ impl ShiftNotifier {
     /// shifts (a schedule or notice event).
     fn fold_next(
         &self,
-        record: Option<Result<Arc<Record>, klaxon_log::Error>>,
+        record: Option<Result<Arc<SharedRecord>, klaxon_log::Error>>,
         state: &mut State,
     ) -> Result<bool, Error> {
         let record = match record {

@@ -1,12 +1,21 @@
 //! Records back into domain events. A record of a family's kind that does
 //! not decode is an error naming its position, never skipped: a projection
 //! must not silently lose history.
+//!
+//! The services' folds take records as the bus shares them
+//! ([`SharedRecord`]) and decode them with [`shared`], [`shared_incident`]
+//! and [`shared_event`]: the decoded event is kept in the record's slot, so
+//! on a [`klaxon_bus::Fanout`] (every service of a process following one
+//! reader) each record is decoded once for all of them, and an
+//! undecodable one is the same error for each. A record decodes only when
+//! a fold asks for its family, as with [`incident`] and [`event`].
 
+use klaxon_bus::SharedRecord;
 use klaxon_domain::envelope::{Changes, Event};
 use klaxon_domain::incident::{Incident, IncidentEvent, evolve};
-use klaxon_domain::notifier::NotifyEvent;
-use klaxon_domain::paging::PageEvent;
-use klaxon_domain::review::ReviewEvent;
+use klaxon_domain::notifier::{NotifyChange, NotifyEvent};
+use klaxon_domain::paging::{PageChange, PageEvent};
+use klaxon_domain::review::{ReviewChange, ReviewEvent};
 use klaxon_log::Record;
 
 use crate::Error;
@@ -48,6 +57,71 @@ impl Decoded {
             return Ok(Decoded::Review(event));
         }
         Ok(Decoded::Other)
+    }
+}
+
+/// What a [`SharedRecord`]'s slot keeps: the record decoded, or why it
+/// does not decode.
+struct Decoding(Result<Decoded, String>);
+
+/// `record` decoded ([`Decoded::of`]), at most once however many folds
+/// ask (see the module).
+pub fn shared(record: &SharedRecord) -> Result<&Decoded, Error> {
+    let Decoding(decoded) = record.derived(|record| {
+        Decoding(Decoded::of(record).map_err(|e| match e {
+            Error::Undecodable { reason, .. } => reason,
+            other => other.to_string(),
+        }))
+    });
+    decoded.as_ref().map_err(|reason| Error::Undecodable { position: record.position, reason: reason.clone() })
+}
+
+/// The incident event in a shared record, or `None` for records of other
+/// kinds (which are not decoded); see [`incident`].
+pub fn shared_incident(record: &SharedRecord) -> Result<Option<&IncidentEvent>, Error> {
+    if !record.kind.as_str().starts_with(INCIDENT_KIND_PREFIX) {
+        return Ok(None);
+    }
+    match shared(record)? {
+        Decoded::Incident(event) => Ok(Some(event)),
+        other => unreachable!("an incident kind decodes as an incident event, not {other:?}"),
+    }
+}
+
+/// An event family that [`Decoded`] holds (pages, notifications, reviews).
+pub trait Family: Changes + 'static {
+    /// The family's event in `decoded`, if it holds one.
+    fn pick(decoded: &Decoded) -> Option<&Event<Self>>;
+}
+
+impl Family for PageChange {
+    fn pick(decoded: &Decoded) -> Option<&PageEvent> {
+        if let Decoded::Page(event) = decoded { Some(event) } else { None }
+    }
+}
+
+impl Family for NotifyChange {
+    fn pick(decoded: &Decoded) -> Option<&NotifyEvent> {
+        if let Decoded::Notify(event) = decoded { Some(event) } else { None }
+    }
+}
+
+impl Family for ReviewChange {
+    fn pick(decoded: &Decoded) -> Option<&ReviewEvent> {
+        if let Decoded::Review(event) = decoded { Some(event) } else { None }
+    }
+}
+
+/// The event of family `C` in a shared record, or `None` when its kind is
+/// not one of the family's (then it is not decoded); see [`event`].
+pub fn shared_event<C: Family>(record: &SharedRecord) -> Result<Option<&Event<C>>, Error> {
+    if !C::KINDS.contains(&record.kind.as_str()) {
+        return Ok(None);
+    }
+    let decoded = shared(record)?;
+    match C::pick(decoded) {
+        Some(event) => Ok(Some(event)),
+        None => unreachable!("a kind of {} decodes as one, not {decoded:?}", C::EVENT_NAME),
     }
 }
 

@@ -56,7 +56,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use klaxon_bus::Bus;
+use klaxon_bus::{Bus, SharedRecord};
 use klaxon_domain::ids::IncidentId;
 use klaxon_domain::outbox::{Outbox, Receipt};
 use klaxon_log::{Appended, Position, Record};
@@ -123,8 +123,11 @@ pub trait Service: Send + Sync + 'static {
     const SCHEMA: u32 = 1;
 
     /// Folds one record; returns the incident it concerns, which is then
-    /// decided again. Records come in position order, each once.
-    fn fold(&self, state: &mut Self::State, record: &Record) -> Result<Option<IncidentId>, Error>;
+    /// decided again. Records come in position order, each once. The
+    /// record may be shared with the process's other services: its events
+    /// are decoded with [`crate::decode::shared`] and its neighbours, once
+    /// for all of them.
+    fn fold(&self, state: &mut Self::State, record: &SharedRecord) -> Result<Option<IncidentId>, Error>;
 
     /// The incidents, besides the one [`Service::fold`] returned, that
     /// `record` (just folded into `state`) concerns and that must be
@@ -674,7 +677,7 @@ impl Run {
         }
     }
 
-    fn fold<S: Service>(&mut self, inner: &Inner<S>, record: &Record) -> Result<(), Error> {
+    fn fold<S: Service>(&mut self, inner: &Inner<S>, record: &SharedRecord) -> Result<(), Error> {
         let (touched, concerned) = {
             let mut state = inner.state.write().expect("state lock");
             let touched = inner.service.fold(&mut state, record)?;
@@ -1165,7 +1168,7 @@ impl<S: Service> Inner<S> {
                         break 'stream;
                     }
                     from = klaxon_log::StreamVersion(record.version.0 + 1);
-                    records.push(record);
+                    records.push(SharedRecord::new(record));
                 }
                 if !full {
                     break;
@@ -1180,7 +1183,7 @@ impl<S: Service> Inner<S> {
                 cause = Some(record);
             }
         }
-        Ok(ReadBack { state, read: records.len(), cause: cause.map(Cause::of) })
+        Ok(ReadBack { state, read: records.len(), cause: cause.map(|r: &SharedRecord| Cause::of(r)) })
     }
 
     /// The snapshot to resume from, if one checks out (see

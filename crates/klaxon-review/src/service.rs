@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use klaxon_bus::Bus;
+use klaxon_bus::{Bus, SharedRecord};
 use klaxon_domain::audit;
 use klaxon_domain::catalog::ServiceCatalog;
 use klaxon_domain::ids::{ActorId, IncidentId, RequestKey, ServiceName, Severity};
@@ -15,7 +15,7 @@ use klaxon_domain::review::{
     ReviewEvent, SloBreaches, TimelineEntry, TrendFilter, TrendReport, TrendSummary, decide_review,
 };
 use klaxon_log::{EventData, EventKind, ExpectedVersion, Metadata, NewEvent, Record, StreamVersion};
-use klaxon_reactor::{Append, Cause, Clock, Decoded, Effect, Ids, Live, Reactor, Row, Table, streams};
+use klaxon_reactor::{Append, Cause, Clock, Decoded, Effect, Ids, Live, Reactor, Row, Table, decode, streams};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -400,30 +400,30 @@ impl klaxon_reactor::Service for Reviewing {
     /// the team an incident's events recorded, in summaries and rows.
     const SCHEMA: u32 = 5;
 
-    fn fold(&self, state: &mut State, record: &Record) -> Result<Option<IncidentId>, klaxon_reactor::Error> {
-        let (id, at) = match Decoded::of(record)? {
+    fn fold(&self, state: &mut State, record: &SharedRecord) -> Result<Option<IncidentId>, klaxon_reactor::Error> {
+        let (id, at) = match decode::shared(record)? {
             Decoded::Incident(event) => {
                 let dossier = state.dossiers.entry(event.incident).or_default();
-                dossier.apply_incident(record.id, &event);
+                dossier.apply_incident(record.id, event);
                 if let Some(incident) = dossier.incident() {
-                    state.summaries.entry(event.incident).or_default().incident(&event, incident);
+                    state.summaries.entry(event.incident).or_default().incident(event, incident);
                 }
                 (event.incident, event.at)
             }
             Decoded::Page(event) => {
-                state.dossiers.entry(event.incident).or_default().apply_page(&event);
-                state.summaries.entry(event.incident).or_default().page(&event);
+                state.dossiers.entry(event.incident).or_default().apply_page(event);
+                state.summaries.entry(event.incident).or_default().page(event);
                 (event.incident, event.at)
             }
             Decoded::Notify(event) => {
-                state.dossiers.entry(event.incident).or_default().apply_notify(&event);
-                if let Some(breach) = review::cadence_breach(&event) {
+                state.dossiers.entry(event.incident).or_default().apply_notify(event);
+                if let Some(breach) = review::cadence_breach(event) {
                     state.summaries.entry(event.incident).or_default().page(&breach);
                 }
                 (event.incident, event.at)
             }
             Decoded::Review(event) => {
-                state.dossiers.entry(event.incident).or_default().apply_review(&event);
+                state.dossiers.entry(event.incident).or_default().apply_review(event);
                 (event.incident, event.at)
             }
             Decoded::Other => return Ok(None),

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use klaxon_bus::Bus;
+use klaxon_bus::{Bus, SharedRecord};
 use klaxon_domain::ConfigError;
 use klaxon_domain::catalog::ServiceCatalog;
 use klaxon_domain::ids::IncidentId;
@@ -13,7 +13,7 @@ use klaxon_domain::oncall::roster::Rosters;
 use klaxon_domain::paging::PageChange;
 use klaxon_domain::policy::{self, Finding, Outcome, Policy, Replay, Sections, Window};
 use klaxon_domain::severity::{Explanation, Facts, Rules, assess};
-use klaxon_log::{ExpectedVersion, Position, Record};
+use klaxon_log::{ExpectedVersion, Position};
 use klaxon_reactor::{Append, Cause, Clock, Effect, Ids, Live, Reactor, Trace, decode, streams};
 use tokio_util::sync::CancellationToken;
 
@@ -125,9 +125,9 @@ impl klaxon_reactor::Service for Assessing {
     const NAME: &'static str = "the severity evaluator";
     const CHECKPOINT: Option<&'static str> = Some(CONSUMER);
 
-    fn fold(&self, state: &mut State, record: &Record) -> Result<Option<IncidentId>, klaxon_reactor::Error> {
-        let Some(event) = decode::incident(record)? else { return Ok(None) };
-        state.incidents.apply(&event);
+    fn fold(&self, state: &mut State, record: &SharedRecord) -> Result<Option<IncidentId>, klaxon_reactor::Error> {
+        let Some(event) = decode::shared_incident(record)? else { return Ok(None) };
+        state.incidents.apply(event);
         state.latest.insert(event.incident, event.at);
         Ok(Some(event.incident))
     }

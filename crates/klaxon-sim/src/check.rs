@@ -21,6 +21,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use chrono::TimeDelta;
+use klaxon_bus::SharedRecord;
 use klaxon_domain::ids::IncidentId;
 use klaxon_domain::incident::Status;
 use klaxon_domain::paging::{IncidentPaging, PageChange, PageId};
@@ -66,7 +67,7 @@ impl<S: Service> Mirror<S> {
             self.at = Position::ZERO;
         }
         for record in records.iter().skip(self.at.0 as usize).take_while(|r| r.position <= folded) {
-            if let Err(e) = self.service.fold(&mut self.state, record) {
+            if let Err(e) = self.service.fold(&mut self.state, &SharedRecord::new(record.clone())) {
                 return Some(format!("{} cannot fold {}: {e}", S::NAME, record.position));
             }
             self.at = record.position;
@@ -315,7 +316,7 @@ impl Checker {
             Err(e) => return fail("log reads", e.to_string()),
         };
         for record in new {
-            if let Err(e) = self.service.fold(&mut self.rebuilt, &record) {
+            if let Err(e) = self.service.fold(&mut self.rebuilt, &SharedRecord::new(record.clone())) {
                 return fail("log decodes", e.to_string());
             }
             if record.kind.as_str() == "incident.resolved.v1" {
@@ -417,7 +418,7 @@ impl Checker {
             self.mirrored = Position::ZERO;
         }
         for record in self.records.iter().skip(self.mirrored.0 as usize).take_while(|r| r.position <= folded) {
-            let _ = self.service.fold(&mut self.mirror, record);
+            let _ = self.service.fold(&mut self.mirror, &SharedRecord::new(record.clone()));
             self.mirrored = record.position;
         }
         let mirror = &self.mirror;

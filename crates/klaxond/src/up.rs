@@ -33,7 +33,8 @@ pub async fn run(config: Config, validated: Validated, file: Option<&std::path::
     let mut wiring = Wiring::new(&config)?.with_snapshots_in(&data_dir);
     let reloads = Arc::new(ReloadCounts::default());
     // One reader of the log for every service's fold: each record is read
-    // and decoded once, and the services take it in lockstep.
+    // from sled once, its event decoded once (in the shared record's slot),
+    // and the services take it in lockstep.
     let fanout = Fanout::new(log.clone());
     for service in Service::ALL {
         if service == Service::Paging && validated.paging.is_none() {
@@ -71,6 +72,7 @@ pub async fn run(config: Config, validated: Validated, file: Option<&std::path::
         shared_taken = reads.shared_taken,
         private_read = reads.private_read,
         detached = reads.detached,
+        decoded = reads.derived,
         "the services' reads of the log"
     );
     tracing::info!(head = log.head().0, "event log closed; bye");

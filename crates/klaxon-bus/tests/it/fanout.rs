@@ -3,10 +3,11 @@
 //! while the log is read about once for all of them.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use klaxon_bus::{EventSource, Fanout};
-use klaxon_log::{ExpectedVersion, Log, Position, Record, StreamId};
+use klaxon_bus::{EventSource, Fanout, SharedRecord};
+use klaxon_log::{ExpectedVersion, Log, Position, StreamId};
 
 use crate::support::{event, open};
 
@@ -27,8 +28,8 @@ async fn fill_batched(log: &Log, from: u64, to: u64) {
 
 /// Takes records from `follower` until position `to`, checking each is the
 /// next position; returns them.
-async fn follow_to(mut follower: klaxon_bus::fanout::Follower, to: u64) -> Vec<Arc<Record>> {
-    let mut out: Vec<Arc<Record>> = Vec::new();
+async fn follow_to(mut follower: klaxon_bus::fanout::Follower, to: u64) -> Vec<Arc<SharedRecord>> {
+    let mut out: Vec<Arc<SharedRecord>> = Vec::new();
     let mut expected = follower.next_position();
     while expected.0 <= to {
         let record = follower.next().await.expect("not ended").expect("no error");
@@ -39,11 +40,11 @@ async fn follow_to(mut follower: klaxon_bus::fanout::Follower, to: u64) -> Vec<A
     out
 }
 
-fn assert_same(got: &[Arc<Record>], log: &Log, from: u64) {
+fn assert_same(got: &[Arc<SharedRecord>], log: &Log, from: u64) {
     let want = log.read_all(Position(from), got.len() + 1).unwrap();
     assert_eq!(got.len(), want.len(), "every record up to the head from {from}");
     for (g, w) in got.iter().zip(&want) {
-        assert_eq!(**g, *w, "the record as the log holds it");
+        assert_eq!(*g.record(), *w, "the record as the log holds it");
     }
 }
 
@@ -119,6 +120,43 @@ async fn a_follower_dropped_mid_way_leaves_the_others_whole() {
     // One that joins after: its own position, from the log.
     let late = tokio::time::timeout(LIMIT, follow_to(fanout.follower(Position(10)), 2500)).await.unwrap();
     assert_same(&late, &log, 10);
+    log.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_value_derived_from_a_shared_record_is_derived_once_for_every_follower() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path());
+    fill_batched(&log, 1, 3000).await;
+    let fanout = Fanout::with_limits(log.clone(), 256, LIMIT);
+    // What each follower's consumer derives (the services decode), counted.
+    let derivations = Arc::new(AtomicU64::new(0));
+    let followers: Vec<_> = (0..5).map(|_| fanout.follower(Position(1))).collect();
+    let tasks: Vec<_> = followers
+        .into_iter()
+        .map(|mut follower| {
+            let derivations = derivations.clone();
+            tokio::spawn(async move {
+                let mut derived = Vec::new();
+                while follower.next_position().0 <= 3000 {
+                    let record = follower.next().await.expect("not ended").expect("no error");
+                    let value = *record.derived(|r| (r.position, derivations.fetch_add(1, Ordering::Relaxed)));
+                    assert_eq!(value.0, record.position, "derived from this record");
+                    derived.push(value);
+                }
+                derived
+            })
+        })
+        .collect();
+    let mut seen = Vec::new();
+    for task in tasks {
+        seen.push(tokio::time::timeout(LIMIT, task).await.expect("within the limit").unwrap());
+    }
+    assert_eq!(derivations.load(Ordering::Relaxed), 3000, "one derivation per record for five followers");
+    assert!(seen.iter().all(|s| *s == seen[0]), "every follower got the very value derived once");
+    let stats = fanout.stats();
+    assert_eq!(stats.derived, 3000, "{stats:?}");
+    assert_eq!(stats.shared_taken, 5 * 3000, "{stats:?}");
     log.close().await;
 }
 

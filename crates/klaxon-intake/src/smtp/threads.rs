@@ -20,10 +20,10 @@
 
 use std::collections::HashMap;
 
+use klaxon_bus::SharedRecord;
 use klaxon_domain::ids::IncidentId;
 use klaxon_domain::notifier::NotifyChange;
 use klaxon_domain::paging::PageChange;
-use klaxon_log::Record;
 use klaxon_reactor::decode;
 
 /// The kinds whose messages may carry a `Message-ID`.
@@ -75,16 +75,16 @@ impl<'de> serde::Deserialize<'de> for Digests {
 
 impl Threads {
     /// Folds one record in (records of other kinds are ignored).
-    pub(crate) fn fold(&mut self, record: &Record) -> Result<(), klaxon_reactor::Error> {
+    pub(crate) fn fold(&mut self, record: &SharedRecord) -> Result<(), klaxon_reactor::Error> {
         if !KINDS.contains(&record.kind.as_str()) {
             return Ok(());
         }
-        let keyed = if let Some(event) = decode::event::<PageChange>(record)? {
+        let keyed = if let Some(event) = decode::shared_event::<PageChange>(record)? {
             match &event.change {
                 PageChange::ResponderPaged(paged) => Some((event.incident, paged.page.to_string())),
                 _ => None,
             }
-        } else if let Some(event) = decode::event::<NotifyChange>(record)? {
+        } else if let Some(event) = decode::shared_event::<NotifyChange>(record)? {
             let id = event.incident;
             match &event.change {
                 // `klaxon_domain::notifier::Post::idempotency_key`.

@@ -10,17 +10,19 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, TimeDelta, Utc};
+use klaxon_bus::SharedRecord;
 use klaxon_channels::{ChannelConfig, Channels};
 use klaxon_domain::ids::{ActorId, IncidentId, ReportSource};
 use klaxon_domain::incident::{Change, Command, decide};
 use klaxon_domain::outbox::{Message, Outcome, Outgoing, Receipt};
 use klaxon_domain::review::{ReviewChange, ReviewEvent, ReviewOpened, review_actor};
-use klaxon_log::{ExpectedVersion, Log, Position, Record, StreamVersion};
+use klaxon_log::{ExpectedVersion, Log, Position, StreamVersion};
 use klaxon_reactor::{Append, Cause, Deliver, Effect, Ids, ManualClock, Reactor, decode, streams};
 use tokio_util::sync::CancellationToken;
 
 mod claims;
 mod eviction;
+mod shared;
 mod snapshots;
 
 /// Marks each open incident `chain` times, then once more `late` after it
@@ -47,9 +49,9 @@ impl klaxon_reactor::Service for Marking {
     const CHECKPOINT: Option<&'static str> = Some("marking");
     const TIMERS: bool = true;
 
-    fn fold(&self, state: &mut State, record: &Record) -> Result<Option<IncidentId>, klaxon_reactor::Error> {
-        if let Some(event) = decode::incident(record)? {
-            match event.change {
+    fn fold(&self, state: &mut State, record: &SharedRecord) -> Result<Option<IncidentId>, klaxon_reactor::Error> {
+        if let Some(event) = decode::shared_incident(record)? {
+            match &event.change {
                 Change::Reported(_) => drop(state.open.insert(event.incident, event.at)),
                 Change::Resolved(_) => {
                     state.open.remove(&event.incident);
@@ -59,7 +61,7 @@ impl klaxon_reactor::Service for Marking {
             }
             return Ok(Some(event.incident));
         }
-        let Some(mark) = decode::event::<ReviewChange>(record)? else { return Ok(None) };
+        let Some(mark) = decode::shared_event::<ReviewChange>(record)? else { return Ok(None) };
         *state.marks.entry(mark.incident).or_default() += 1;
         Ok(Some(mark.incident))
     }
