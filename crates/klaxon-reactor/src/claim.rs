@@ -14,8 +14,9 @@
 //!
 //! Almost every delivery is the first of its stream, so the first claim is
 //! appended at `NoStream` without reading the stream first (one round trip
-//! to the log, not two); a conflict means the stream exists, and the shell
-//! reads its last claim and decides as below. An idempotent answer never
+//! to the log, not two); a conflict means the stream exists and says its
+//! version, and the shell reads the last claim and decides as below. An
+//! idempotent answer never
 //! decides by itself: every log (in process, over gRPC, the Raft group)
 //! answers a known event id before it checks the expected version, so it
 //! says that this replica's claim is in the log, not that it is the last
@@ -185,10 +186,11 @@ pub fn stream(service: &str, sends: &[Outgoing]) -> StreamId {
 /// Almost every delivery is the first of its claim stream, so the first
 /// attempt appends the version-1 claim at [`ExpectedVersion::NoStream`]
 /// without reading the stream's version: one round trip to the log instead
-/// of two. A conflict (the stream exists) or a deduplicated answer (this
+/// of two. A conflict (the stream exists) reports the stream's version, so
+/// the last claim is read at once and decides; a deduplicated answer (this
 /// replica's own version-1 claim exists, but later claims of others may
 /// follow it: the log answers a known event id before it checks the
-/// expected version) falls back on reading the stream and deciding.
+/// expected version) says no version, so the version is read first.
 pub async fn claim(
     bus: &Bus,
     claims: &Claims,
@@ -220,24 +222,39 @@ pub async fn claim(
     };
     // Each attempt is one append; every one after the first follows a read.
     let mut attempts = 1;
-    match bus.append(&stream, ExpectedVersion::NoStream, vec![event(0)?]).await {
+    // The stream's version as a conflict reported it. The log answers a
+    // conflict only once every write before it is durable (and over gRPC
+    // from the node that decided it), so the record at that version can be
+    // read at once, without asking for the version first.
+    let mut reported = match bus.append(&stream, ExpectedVersion::NoStream, vec![event(0)?]).await {
         Ok(appended) if !appended.deduplicated => return Ok(Claim::Won { version: 1 }),
         // This replica's version-1 claim is in the log (an earlier claim,
         // or a retry of this append whose answer was lost); whether it
-        // still holds depends on what came after it.
-        Ok(_) => {}
-        // The stream exists.
-        Err(klaxon_log::Error::WrongExpectedVersion { .. }) => {}
+        // still holds depends on what came after it, and the answer does
+        // not say the stream's version.
+        Ok(_) => None,
+        // The stream exists, at `actual`.
+        Err(klaxon_log::Error::WrongExpectedVersion { actual, .. }) => Some(actual.0),
         Err(e) => return Err(e.into()),
-    }
+    };
     loop {
-        let version = bus.stream_version(&stream).await?.0;
+        let (version, was_reported) = match reported.take() {
+            Some(version) => (version, true),
+            None => (bus.stream_version(&stream).await?.0, false),
+        };
         if version > 0 {
             let last = bus.read_stream(&stream, StreamVersion(version), 1).await?;
-            let last = last.first().ok_or_else(|| Error::Unavailable {
-                service: "claims",
-                reason: format!("{stream} has version {version} but no record there"),
-            })?;
+            let Some(last) = last.first() else {
+                // A version reported by a conflict that this read does not
+                // show yet (another node answered it): ask for the version.
+                if was_reported {
+                    continue;
+                }
+                return Err(Error::Unavailable {
+                    service: "claims",
+                    reason: format!("{stream} has version {version} but no record there"),
+                });
+            };
             let held = EffectClaimed::of(last)?;
             if held.replica == claims.replica.as_str() {
                 return Ok(Claim::Won { version });
@@ -263,8 +280,9 @@ pub async fn claim(
             // may follow it, so read again rather than conclude.
             Ok(_) => continue,
             // Another replica claimed this version first (or a stale read
-            // showed an older version): read again.
-            Err(klaxon_log::Error::WrongExpectedVersion { .. }) => continue,
+            // showed an older version): decide again at the version the
+            // conflict reports.
+            Err(klaxon_log::Error::WrongExpectedVersion { actual, .. }) => reported = Some(actual.0),
             Err(e) => return Err(e.into()),
         }
     }

@@ -258,12 +258,23 @@ async fn a_first_claim_over_grpc_is_one_append_without_a_version_read() {
     let a = claims("replica-a", 5);
     assert_eq!(claim::claim(&bus, &a, "marking", &sends, None, now).await.unwrap(), Claim::Won { version: 1 });
     assert_eq!(server.take(), calls(&[("Append", 1)]), "the first claim: one round trip");
-    // Another replica's claim conflicts, then reads the holder's claim.
+    // Another replica's claim conflicts, and reads the holder's claim at
+    // the version the conflict reported: two round trips, as reading the
+    // version and the claim first took.
     let b = claims("replica-b", 5);
     let lost = claim::claim(&bus, &b, "marking", &sends, None, now).await.unwrap();
     assert_eq!(lost, Claim::Lost { holder: "replica-a".into(), until: now + chrono::TimeDelta::minutes(5) });
+    assert_eq!(server.take(), calls(&[("Append", 1), ("ReadStream", 1)]));
+    // The holder again (a retry, a restart under the same id): its own
+    // version-1 claim is answered idempotently, which says no version.
+    assert_eq!(claim::claim(&bus, &a, "marking", &sends, None, now).await.unwrap(), Claim::Won { version: 1 });
     assert_eq!(server.take(), calls(&[("Append", 1), ("ReadStream", 1), ("StreamVersion", 1)]));
-    assert_eq!(claims_of(&w, 3).len(), 1, "a lost claim writes nothing");
+    // Past the lease, the other replica takes over at version 2.
+    let later = now + chrono::TimeDelta::minutes(5);
+    assert_eq!(claim::claim(&bus, &b, "marking", &sends, None, later).await.unwrap(), Claim::Won { version: 2 });
+    assert_eq!(server.take(), calls(&[("Append", 2), ("ReadStream", 1)]));
+    let replicas: Vec<String> = claims_of(&w, 3).into_iter().map(|c| c.replica).collect();
+    assert_eq!(replicas, ["replica-a", "replica-b"], "a lost claim wrote nothing");
 }
 
 /// A replica's own first claim is in the log, another replica took the
