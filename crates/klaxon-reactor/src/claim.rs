@@ -12,6 +12,16 @@
 //! while another replica's claim at the same version is a conflict: the
 //! loser is told by the expected version, never by event-id dedup.
 //!
+//! Almost every delivery is the first of its stream, so the first claim is
+//! appended at `NoStream` without reading the stream first (one round trip
+//! to the log, not two); a conflict means the stream exists and says its
+//! version, and the shell reads the last claim and decides as below. An
+//! idempotent answer never
+//! decides by itself: every log (in process, over gRPC, the Raft group)
+//! answers a known event id before it checks the expected version, so it
+//! says that this replica's claim is in the log, not that it is the last
+//! one; the shell reads the stream then too.
+//!
 //! A claim holds for a *lease*: it carries the claimer's clock reading and
 //! the lease's length, and expires at their sum. A loser waits for that
 //! instant (read from the injected [`crate::Clock`], never a wall timer),
@@ -43,7 +53,8 @@ pub const REPLICA_ID_BYTES_MAX: usize = 128;
 /// The default lease: longer than any channel's bounded retries take, so a
 /// live winner records before a loser may take over.
 pub const LEASE_DEFAULT_MS: u64 = 60_000;
-/// Claim attempts in one go (each after a conflict, re-reading the stream).
+/// Claim appends in one go: the first without a read, each later one after
+/// reading the stream again (following a conflict or an idempotent answer).
 const ATTEMPTS_MAX: u32 = 4;
 
 /// Who a replica is, in its claims: 1 to [`REPLICA_ID_BYTES_MAX`] bytes of
@@ -171,6 +182,15 @@ pub fn stream(service: &str, sends: &[Outgoing]) -> StreamId {
 /// next claim when there is none or the last one expired, wins at once when
 /// the last one is this replica's own, and loses to an unexpired claim of
 /// another. `correlation_id` is the incident's.
+///
+/// Almost every delivery is the first of its claim stream, so the first
+/// attempt appends the version-1 claim at [`ExpectedVersion::NoStream`]
+/// without reading the stream's version: one round trip to the log instead
+/// of two. A conflict (the stream exists) reports the stream's version, so
+/// the last claim is read at once and decides; a deduplicated answer (this
+/// replica's own version-1 claim exists, but later claims of others may
+/// follow it: the log answers a known event id before it checks the
+/// expected version) says no version, so the version is read first.
 pub async fn claim(
     bus: &Bus,
     claims: &Claims,
@@ -180,16 +200,61 @@ pub async fn claim(
     now: DateTime<Utc>,
 ) -> Result<Claim, Error> {
     let stream = stream(service, sends);
-    let mut attempts = 0;
+    let claimed = EffectClaimed {
+        service: service.to_owned(),
+        replica: claims.replica.to_string(),
+        keys: sends.iter().map(|s| s.message.idempotency_key.clone()).collect(),
+        at: now,
+        lease_ms: u64::try_from(claims.lease.num_milliseconds()).unwrap_or(0),
+    };
+    let event = |version: u64| -> Result<NewEvent, Error> {
+        Ok(NewEvent {
+            id: claim_id(&stream, version, &claims.replica),
+            kind: EventKind::new(CLAIM_KIND).expect("a valid kind"),
+            data: EventData::from_value(&claimed)?,
+            metadata: Metadata {
+                actor: Some(claims.replica.to_string()),
+                correlation_id,
+                causation_id: None,
+                traceparent: None,
+            },
+        })
+    };
+    // Each attempt is one append; every one after the first follows a read.
+    let mut attempts = 1;
+    // The stream's version as a conflict reported it. The log answers a
+    // conflict only once every write before it is durable (and over gRPC
+    // from the node that decided it), so the record at that version can be
+    // read at once, without asking for the version first.
+    let mut reported = match bus.append(&stream, ExpectedVersion::NoStream, vec![event(0)?]).await {
+        Ok(appended) if !appended.deduplicated => return Ok(Claim::Won { version: 1 }),
+        // This replica's version-1 claim is in the log (an earlier claim,
+        // or a retry of this append whose answer was lost); whether it
+        // still holds depends on what came after it, and the answer does
+        // not say the stream's version.
+        Ok(_) => None,
+        // The stream exists, at `actual`.
+        Err(klaxon_log::Error::WrongExpectedVersion { actual, .. }) => Some(actual.0),
+        Err(e) => return Err(e.into()),
+    };
     loop {
-        attempts += 1;
-        let version = bus.stream_version(&stream).await?.0;
+        let (version, was_reported) = match reported.take() {
+            Some(version) => (version, true),
+            None => (bus.stream_version(&stream).await?.0, false),
+        };
         if version > 0 {
             let last = bus.read_stream(&stream, StreamVersion(version), 1).await?;
-            let last = last.first().ok_or_else(|| Error::Unavailable {
-                service: "claims",
-                reason: format!("{stream} has version {version} but no record there"),
-            })?;
+            let Some(last) = last.first() else {
+                // A version reported by a conflict that this read does not
+                // show yet (another node answered it): ask for the version.
+                if was_reported {
+                    continue;
+                }
+                return Err(Error::Unavailable {
+                    service: "claims",
+                    reason: format!("{stream} has version {version} but no record there"),
+                });
+            };
             let held = EffectClaimed::of(last)?;
             if held.replica == claims.replica.as_str() {
                 return Ok(Claim::Won { version });
@@ -199,37 +264,34 @@ pub async fn claim(
                 return Ok(Claim::Lost { holder: held.replica, until });
             }
         }
+        if attempts >= ATTEMPTS_MAX {
+            // Every attempt met a newer claim or a stale read: decide again
+            // once a lease has passed.
+            return Ok(Claim::Lost { holder: "unknown".into(), until: now + claims.lease });
+        }
+        attempts += 1;
         let expected =
             if version == 0 { ExpectedVersion::NoStream } else { ExpectedVersion::Exact(StreamVersion(version)) };
-        let claimed = EffectClaimed {
-            service: service.to_owned(),
-            replica: claims.replica.to_string(),
-            keys: sends.iter().map(|s| s.message.idempotency_key.clone()).collect(),
-            at: now,
-            lease_ms: u64::try_from(claims.lease.num_milliseconds()).unwrap_or(0),
-        };
-        let event = NewEvent {
-            id: Uuid::new_v5(&KLAXON_NAMESPACE, format!("{stream}@{version}/{}", claims.replica).as_bytes()),
-            kind: EventKind::new(CLAIM_KIND).expect("a valid kind"),
-            data: EventData::from_value(&claimed)?,
-            metadata: Metadata {
-                actor: Some(claims.replica.to_string()),
-                correlation_id,
-                causation_id: None,
-                traceparent: None,
-            },
-        };
-        match bus.append(&stream, expected, vec![event]).await {
-            // A new claim, or this replica's own claim at this version
-            // appended before (answered idempotently): won either way.
-            Ok(_) => return Ok(Claim::Won { version: version + 1 }),
+        match bus.append(&stream, expected, vec![event(version)?]).await {
+            Ok(appended) if !appended.deduplicated => return Ok(Claim::Won { version: version + 1 }),
+            // This replica's claim of this version is already in the log
+            // although the read showed the stream before it (a read behind
+            // the writes, or a retry whose answer was lost): later claims
+            // may follow it, so read again rather than conclude.
+            Ok(_) => continue,
             // Another replica claimed this version first (or a stale read
-            // showed an older version): read again.
-            Err(klaxon_log::Error::WrongExpectedVersion { .. }) if attempts < ATTEMPTS_MAX => continue,
-            Err(klaxon_log::Error::WrongExpectedVersion { .. }) => {
-                return Ok(Claim::Lost { holder: "unknown".into(), until: now + claims.lease });
-            }
+            // showed an older version): decide again at the version the
+            // conflict reports.
+            Err(klaxon_log::Error::WrongExpectedVersion { actual, .. }) => reported = Some(actual.0),
             Err(e) => return Err(e.into()),
         }
     }
+}
+
+/// The event id of `replica`'s claim appended after `version` of `stream`:
+/// the same for a retry of that claim (answered idempotently), another for
+/// another replica's claim of the same version (refused by the expected
+/// version).
+fn claim_id(stream: &StreamId, version: u64, replica: &ReplicaId) -> Uuid {
+    Uuid::new_v5(&KLAXON_NAMESPACE, format!("{stream}@{version}/{replica}").as_bytes())
 }

@@ -193,6 +193,132 @@ async fn a_claim_is_lost_to_another_replica_and_kept_by_its_own() {
     assert_eq!(head(&w), Position(before.0 + 1));
 }
 
+/// The log of `w` served over real gRPC on loopback, counting the calls it
+/// answers by method; it stops when dropped.
+struct CountingServer {
+    address: std::net::SocketAddr,
+    calls: Arc<Mutex<std::collections::BTreeMap<String, u64>>>,
+    stop: CancellationToken,
+}
+
+impl Drop for CountingServer {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+impl CountingServer {
+    async fn start(log: &klaxon_log::Log) -> CountingServer {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let stop = CancellationToken::new();
+        let calls = Arc::new(Mutex::new(std::collections::BTreeMap::new()));
+        let counted = calls.clone();
+        let server = klaxon_bus::server::LogServer::new(log.clone(), stop.clone()).into_server();
+        let until = stop.clone();
+        tokio::spawn(async move {
+            tonic::transport::Server::builder()
+                // Called once per request the server takes, with its path
+                // (`/klaxon.v1.EventLog/Append`): the count of round trips.
+                .trace_fn(move |request| {
+                    let method = request.uri().path().rsplit('/').next().unwrap_or("").to_owned();
+                    *counted.lock().unwrap().entry(method).or_default() += 1;
+                    tracing::Span::none()
+                })
+                .add_service(server)
+                .serve_with_incoming_shutdown(
+                    tokio_stream::wrappers::TcpListenerStream::new(listener),
+                    until.cancelled_owned(),
+                )
+                .await
+                .unwrap();
+        });
+        CountingServer { address, calls, stop }
+    }
+
+    /// The calls answered so far, by method, and forgets them.
+    fn take(&self) -> Vec<(String, u64)> {
+        std::mem::take(&mut *self.calls.lock().unwrap()).into_iter().collect()
+    }
+}
+
+fn calls(list: &[(&str, u64)]) -> Vec<(String, u64)> {
+    list.iter().map(|(m, n)| ((*m).to_owned(), *n)).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_claim_over_grpc_is_one_append_without_a_version_read() {
+    let w = World::new();
+    let server = CountingServer::start(&w.log).await;
+    let remote = klaxon_bus::RemoteLog::connect_lazy(&server.address.to_string()).unwrap();
+    let bus = Bus::new(Arc::new(remote), Arc::new(w.log.clone()));
+    let sends = late(incident(3), "hook");
+    let now = crate::NowUtc::now_utc(&w.clock);
+
+    let a = claims("replica-a", 5);
+    assert_eq!(claim::claim(&bus, &a, "marking", &sends, None, now).await.unwrap(), Claim::Won { version: 1 });
+    assert_eq!(server.take(), calls(&[("Append", 1)]), "the first claim: one round trip");
+    // Another replica's claim conflicts, and reads the holder's claim at
+    // the version the conflict reported: two round trips, as reading the
+    // version and the claim first took.
+    let b = claims("replica-b", 5);
+    let lost = claim::claim(&bus, &b, "marking", &sends, None, now).await.unwrap();
+    assert_eq!(lost, Claim::Lost { holder: "replica-a".into(), until: now + chrono::TimeDelta::minutes(5) });
+    assert_eq!(server.take(), calls(&[("Append", 1), ("ReadStream", 1)]));
+    // The holder again (a retry, a restart under the same id): its own
+    // version-1 claim is answered idempotently, which says no version.
+    assert_eq!(claim::claim(&bus, &a, "marking", &sends, None, now).await.unwrap(), Claim::Won { version: 1 });
+    assert_eq!(server.take(), calls(&[("Append", 1), ("ReadStream", 1), ("StreamVersion", 1)]));
+    // Past the lease, the other replica takes over at version 2.
+    let later = now + chrono::TimeDelta::minutes(5);
+    assert_eq!(claim::claim(&bus, &b, "marking", &sends, None, later).await.unwrap(), Claim::Won { version: 2 });
+    assert_eq!(server.take(), calls(&[("Append", 2), ("ReadStream", 1)]));
+    let replicas: Vec<String> = claims_of(&w, 3).into_iter().map(|c| c.replica).collect();
+    assert_eq!(replicas, ["replica-a", "replica-b"], "a lost claim wrote nothing");
+}
+
+/// A replica's own first claim is in the log, another replica took the
+/// delivery over after its lease, and the first claims again: the log
+/// answers the first claim's event id as a retry (before it checks the
+/// expected version), which must not count as holding the delivery.
+async fn an_old_claim_of_its_own_does_not_win_over_a_later_claim(bus: &Bus, w: &World) {
+    let sends = late(incident(5), "hook");
+    let now = crate::NowUtc::now_utc(&w.clock);
+    let (a, b) = (claims("replica-a", 5), claims("replica-b", 5));
+    assert_eq!(claim::claim(bus, &a, "marking", &sends, None, now).await.unwrap(), Claim::Won { version: 1 });
+    let later = now + chrono::TimeDelta::minutes(6);
+    assert_eq!(claim::claim(bus, &b, "marking", &sends, None, later).await.unwrap(), Claim::Won { version: 2 });
+    let head = w.log.head();
+
+    // While b's claim holds, a loses to it and writes nothing.
+    let again = later + chrono::TimeDelta::minutes(1);
+    let lost = claim::claim(bus, &a, "marking", &sends, None, again).await.unwrap();
+    assert_eq!(lost, Claim::Lost { holder: "replica-b".into(), until: later + chrono::TimeDelta::minutes(5) });
+    assert_eq!(w.log.head(), head, "a lost claim writes nothing");
+    // b keeps its own.
+    assert_eq!(claim::claim(bus, &b, "marking", &sends, None, again).await.unwrap(), Claim::Won { version: 2 });
+    // Once b's lease expired, a claims the next version.
+    let expired = later + chrono::TimeDelta::minutes(5);
+    assert_eq!(claim::claim(bus, &a, "marking", &sends, None, expired).await.unwrap(), Claim::Won { version: 3 });
+    let replicas: Vec<String> = claims_of(w, 5).into_iter().map(|c| c.replica).collect();
+    assert_eq!(replicas, ["replica-a", "replica-b", "replica-a"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_old_claim_of_its_own_does_not_win_over_a_later_claim_in_process() {
+    let w = World::new();
+    an_old_claim_of_its_own_does_not_win_over_a_later_claim(&Bus::embedded(w.log.clone()), &w).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_old_claim_of_its_own_does_not_win_over_a_later_claim_over_grpc() {
+    let w = World::new();
+    let server = CountingServer::start(&w.log).await;
+    let remote = klaxon_bus::RemoteLog::connect_lazy(&server.address.to_string()).unwrap();
+    let bus = Bus::new(Arc::new(remote), Arc::new(w.log.clone()));
+    an_old_claim_of_its_own_does_not_win_over_a_later_claim(&bus, &w).await;
+}
+
 #[test]
 fn replica_ids_are_checked() {
     assert!(ReplicaId::new("host-1.example:4242").is_ok());
