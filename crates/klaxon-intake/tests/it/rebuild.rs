@@ -220,8 +220,17 @@ async fn a_snapshot_that_could_not_be_saved_is_not_reported_saved() {
     // Saves every 5 records while running and at the stop: all fail, and
     // none is reported.
     let (handle, stop, running) = start(5);
-    let accepted = scenario(&handle, &mut rng, &people, 60, &mut incidents).await;
-    assert!(accepted > 10, "seed {seed}");
+    // Until more than 20 records were appended (several saves attempted):
+    // how many commands one round of the scenario gets accepted depends
+    // on the seed. One step in ten reports an issue, which always appends,
+    // so this ends (the bound is for a bug, not for bad luck).
+    for round in 0.. {
+        if log.head().0 > 20 {
+            break;
+        }
+        assert!(round < 100, "seed {seed}");
+        scenario(&handle, &mut rng, &people, 60, &mut incidents).await;
+    }
     handle.projection().await.unwrap();
     stop.cancel();
     running.await.unwrap().unwrap();
