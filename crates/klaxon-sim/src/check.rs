@@ -316,15 +316,18 @@ impl Checker {
             Err(e) => return fail("log reads", e.to_string()),
         };
         for record in new {
-            if let Err(e) = self.service.fold(&mut self.rebuilt, &SharedRecord::new(record.clone())) {
+            // Folded and inspected below from one shared record: its event
+            // is decoded once for both.
+            let record = SharedRecord::new(record);
+            if let Err(e) = self.service.fold(&mut self.rebuilt, &record) {
                 return fail("log decodes", e.to_string());
             }
             if record.kind.as_str() == "incident.resolved.v1" {
-                if let Ok(Some(event)) = decode::incident(&record) {
+                if let Ok(Some(event)) = decode::shared_incident(&record) {
                     self.resolved.entry(event.incident).or_insert(record.position);
                 }
             }
-            if let Ok(Some(event)) = decode::event::<PageChange>(&record) {
+            if let Ok(Some(event)) = decode::shared_event::<PageChange>(&record) {
                 match &event.change {
                     PageChange::PageAcknowledged(ack) => {
                         self.acked.entry(ack.page).or_insert(record.position);
@@ -361,7 +364,7 @@ impl Checker {
                     _ => {}
                 }
             }
-            self.records.push(record);
+            self.records.push(record.into_record());
         }
 
         // No page after acknowledgement or resolution.
