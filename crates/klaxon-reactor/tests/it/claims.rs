@@ -8,7 +8,7 @@ use axum::http::HeaderMap;
 use klaxon_bus::Bus;
 use klaxon_channels::{ChannelConfig, Channels};
 use klaxon_domain::ids::IncidentId;
-use klaxon_log::{Position, StreamVersion};
+use klaxon_log::{Log, Position, StreamVersion};
 use klaxon_reactor::claim::{self, CLAIM_KIND, EffectClaimed};
 use klaxon_reactor::{Claim, Claims, Handle, Reactor, ReplicaId};
 use tokio_util::sync::CancellationToken;
@@ -236,6 +236,13 @@ impl CountingServer {
         CountingServer { address, calls, stop }
     }
 
+    /// A bus that appends and reads through this server (its log's
+    /// records followed in process).
+    fn bus(&self, log: &Log) -> Bus {
+        let remote = klaxon_bus::RemoteLog::connect_lazy(&self.address.to_string()).unwrap();
+        Bus::new(Arc::new(remote), Arc::new(log.clone()))
+    }
+
     /// The calls answered so far, by method, and forgets them.
     fn take(&self) -> Vec<(String, u64)> {
         std::mem::take(&mut *self.calls.lock().unwrap()).into_iter().collect()
@@ -250,8 +257,7 @@ fn calls(list: &[(&str, u64)]) -> Vec<(String, u64)> {
 async fn a_first_claim_over_grpc_is_one_append_without_a_version_read() {
     let w = World::new();
     let server = CountingServer::start(&w.log).await;
-    let remote = klaxon_bus::RemoteLog::connect_lazy(&server.address.to_string()).unwrap();
-    let bus = Bus::new(Arc::new(remote), Arc::new(w.log.clone()));
+    let bus = server.bus(&w.log);
     let sends = late(incident(3), "hook");
     let now = crate::NowUtc::now_utc(&w.clock);
 
@@ -314,8 +320,7 @@ async fn an_old_claim_of_its_own_does_not_win_over_a_later_claim_in_process() {
 async fn an_old_claim_of_its_own_does_not_win_over_a_later_claim_over_grpc() {
     let w = World::new();
     let server = CountingServer::start(&w.log).await;
-    let remote = klaxon_bus::RemoteLog::connect_lazy(&server.address.to_string()).unwrap();
-    let bus = Bus::new(Arc::new(remote), Arc::new(w.log.clone()));
+    let bus = server.bus(&w.log);
     an_old_claim_of_its_own_does_not_win_over_a_later_claim(&bus, &w).await;
 }
 

@@ -13,18 +13,17 @@ use super::{Marking, World};
 const SERVICES: usize = 4;
 
 impl World {
-    /// `SERVICES` reactors following one fanout, started together as
-    /// `klaxond up` starts its services; their runs.
-    fn start_shared(&self, fanout: &Fanout) -> Vec<tokio::task::JoinHandle<Result<(), klaxon_reactor::Error>>> {
-        let reactors: Vec<_> = (0..SERVICES)
+    /// `SERVICES` reactors following one fanout, as `klaxond up` builds its
+    /// services; not started.
+    fn shared_reactors(&self, fanout: &Fanout) -> Vec<Reactor<Marking>> {
+        (0..SERVICES)
             .map(|_| {
                 let bus = Bus::embedded_shared(self.log.clone(), fanout.clone());
                 // A chain of 0: the reactors only fold (they would race for
                 // the same marks otherwise).
                 Reactor::new(bus, Marking { chain: 0, late: None, channel: "log" }, self.clock.shared())
             })
-            .collect();
-        reactors.into_iter().map(|r| tokio::spawn(r.run(self.stop.clone()))).collect()
+            .collect()
     }
 }
 
@@ -47,12 +46,7 @@ async fn services_on_one_fanout_decode_each_record_once() {
         w.resolve(n).await;
     }
     let fanout = Fanout::new(w.log.clone());
-    let reactors: Vec<_> = (0..SERVICES)
-        .map(|_| {
-            let bus = Bus::embedded_shared(w.log.clone(), fanout.clone());
-            Reactor::new(bus, Marking { chain: 0, late: None, channel: "log" }, w.clock.shared())
-        })
-        .collect();
+    let reactors = w.shared_reactors(&fanout);
     let handles: Vec<_> = reactors.iter().map(Reactor::handle).collect();
     for reactor in reactors {
         tokio::spawn(reactor.run(w.stop.clone()));
@@ -88,7 +82,7 @@ async fn an_undecodable_record_stops_every_service_on_the_fanout_naming_its_posi
     let position = appended.last;
     w.report(7).await;
     let fanout = Fanout::new(w.log.clone());
-    let runs = w.start_shared(&fanout);
+    let runs: Vec<_> = w.shared_reactors(&fanout).into_iter().map(|r| tokio::spawn(r.run(w.stop.clone()))).collect();
     for run in runs {
         let outcome = tokio::time::timeout(std::time::Duration::from_secs(60), run).await.expect("it stops").unwrap();
         match outcome {
