@@ -378,7 +378,7 @@ fn every_rpc_role_and_scope_gets_what_the_table_says_and_refusals_write_nothing(
     );
     let log_metrics = log.http_address.clone().expect("the log server serves metrics");
     // A log group of one, for klaxon.v1.LogGroup.
-    let group_address = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string();
+    let group_address = klaxon_tests::ports::address();
     let group_config = dir.join("group.toml");
     std::fs::write(
         &group_config,

@@ -356,7 +356,7 @@ impl Reader {
             nats.parent().expect("nats-server's folder").display(),
             std::env::var("PATH").unwrap_or_else(|_| "/usr/bin:/bin".into())
         );
-        let ports: BTreeMap<u16, u16> = DEFAULT_PORTS.iter().map(|&p| (p, free_port())).collect();
+        let ports: BTreeMap<u16, u16> = DEFAULT_PORTS.iter().map(|&p| (p, klaxon_tests::ports::reserve())).collect();
         let home = dir.join("home");
         std::fs::create_dir_all(&home).unwrap();
         let env = vec![
@@ -596,10 +596,6 @@ impl Reader {
         eprintln!("README.md line {}: serving `{}`", command.line, command.text);
         self.servers.push(running);
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("a free port").local_addr().unwrap().port()
 }
 
 fn readme() -> String {

@@ -57,7 +57,7 @@ impl Alertmanager {
             ),
         )
         .expect("write the configuration");
-        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port").local_addr().unwrap().port();
+        let port = crate::ports::reserve();
         let address = format!("127.0.0.1:{port}");
         let log = dir.join("alertmanager.log");
         let child = Command::new(alertmanager_bin())

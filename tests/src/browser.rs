@@ -59,7 +59,7 @@ impl Browser {
     /// Chromium session with its profile in `dir`, `width` × `height`
     /// pixels. `CHROMEDRIVER` and `CHROMIUM` name other binaries.
     pub async fn start(dir: &Path, width: u32, height: u32) -> Browser {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = crate::ports::reserve();
         let mut driver = Command::new(program("CHROMEDRIVER", "chromedriver"))
             .arg(format!("--port={port}"))
             // Its own process group, so that the Chromium it starts can be

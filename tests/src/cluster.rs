@@ -82,7 +82,7 @@ impl Cluster {
         };
         match group {
             None => {
-                let log = cluster.spawn_log("127.0.0.1:0");
+                let log = cluster.spawn_log(&crate::ports::address());
                 cluster.log_address = log.address.clone();
                 cluster.log = Some(log);
             }
@@ -98,7 +98,7 @@ impl Cluster {
         for role in SERVICES {
             for n in 1..=replicas.max(1) {
                 let label = if n == 1 { role.to_owned() } else { format!("{role}-{n}") };
-                let process = cluster.spawn_service(role, &label, "127.0.0.1:0");
+                let process = cluster.spawn_service(role, &label, &crate::ports::address());
                 cluster.services.push((label, role, process.address.clone(), Some(process)));
             }
         }

@@ -62,17 +62,12 @@ pub struct LogGroup {
     runtime: tokio::runtime::Runtime,
 }
 
-fn free_address() -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
-    listener.local_addr().expect("its address").to_string()
-}
-
 impl LogGroup {
     /// Starts the nodes in `dir/node-<id>`, each with `base` (a configuration
     /// file's text) plus its `[log_group]`, relaying to `nats_url`, with the
     /// extra environment `env` (tokens: see [`crate::auth::cluster_env`]).
     pub fn start(dir: &Path, base: &str, nats_url: &str, env: &[(String, String)], options: &GroupOptions) -> LogGroup {
-        let addresses: Vec<String> = (0..options.nodes).map(|_| free_address()).collect();
+        let addresses: Vec<String> = (0..options.nodes).map(|_| crate::ports::address()).collect();
         let proxies = options.partitionable.then(Proxies::new);
         let mut links = Vec::new();
         if let Some(proxies) = &proxies {

@@ -15,6 +15,7 @@ pub mod group;
 pub mod metrics;
 pub mod nats;
 pub mod otlp;
+pub mod ports;
 pub mod proxy;
 pub mod receiver;
 pub mod seed;

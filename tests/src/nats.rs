@@ -35,7 +35,7 @@ impl NatsServer {
     /// Starts one on a free port with JetStream storing in `store`, and
     /// waits (at most 10 s) until it accepts connections.
     pub fn start(store: &Path) -> NatsServer {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port").local_addr().unwrap().port();
+        let port = crate::ports::reserve();
         let mut server =
             NatsServer { child: None, port, url: format!("nats://127.0.0.1:{port}"), store: store.to_path_buf() };
         server.start_again();
