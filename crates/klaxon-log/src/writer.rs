@@ -152,6 +152,8 @@ pub(crate) struct Writer {
     pub ids: Arc<IdFilter>,
     /// Set once a close request was applied: no appender commits by itself.
     pub closing: bool,
+    /// The log's folder, where the close saves the id filter.
+    pub dir: std::path::PathBuf,
 }
 
 /// Groups applied to sled and waiting for the syncer. Small: the writer is
@@ -268,6 +270,7 @@ impl Writer {
             self.tail.clone(),
             self.stats.clone(),
             self.ids.clone(),
+            self.dir.clone(),
         );
         let stats = self.stats.clone();
         let lone = rounds.lone.clone();
@@ -810,6 +813,10 @@ struct Rounds {
     stats: Arc<crate::LogStats>,
     /// Whether the last round answered at most one request.
     lone: Arc<LoneMode>,
+    /// The id index's directory, saved beside the log at close.
+    ids: Arc<IdFilter>,
+    /// The log's folder.
+    dir: std::path::PathBuf,
 }
 
 impl Rounds {
@@ -825,6 +832,7 @@ impl Rounds {
         tail: Arc<Tail>,
         stats: Arc<crate::LogStats>,
         ids: Arc<IdFilter>,
+        dir: std::path::PathBuf,
     ) -> Rounds {
         let indexer = Arc::new(Mutex::new(Indexer {
             db: db.clone(),
@@ -855,7 +863,20 @@ impl Rounds {
             }
         };
         let lone = Arc::new(LoneMode(AtomicBool::new(true)));
-        Rounds { db, syncer, durable: Some(durable), failed, tail, to_indexer, indexer_thread, indexer, stats, lone }
+        Rounds {
+            db,
+            syncer,
+            durable: Some(durable),
+            failed,
+            tail,
+            to_indexer,
+            indexer_thread,
+            indexer,
+            stats,
+            lone,
+            ids,
+            dir,
+        }
     }
 
     /// Syncs everything applied so far and publishes `head`; returns the
@@ -903,7 +924,10 @@ impl Rounds {
         replies
     }
 
-    /// At close: stops the index thread, indexes the rest, syncs.
+    /// At close: stops the index thread, indexes the rest, stops the id
+    /// filter's scan and merges, syncs, and saves the id filter beside the
+    /// log (only after that sync, and only if nothing failed: the file
+    /// never lists a run that is not durable).
     fn close(&mut self) {
         self.to_indexer = None;
         if let Some(handle) = self.indexer_thread.take() {
@@ -913,8 +937,18 @@ impl Rounds {
             let durable = self.durable_head();
             self.indexer.lock().expect("indexer lock").index_behind(durable);
         }
-        if let Err(e) = self.sync() {
-            tracing::error!(error = %e, "final flush of the log failed");
+        // Nothing changes the id runs from here on: the index thread has
+        // stopped, this lock holds off any other index batch, and the
+        // open's scan (and the merges after it) stop now.
+        self.ids.stop_scan();
+        match self.sync() {
+            Err(e) => tracing::error!(error = %e, "final flush of the log failed"),
+            Ok(()) if self.failed.lock().expect("failed flag").is_none() => match self.ids.save(&self.db, &self.dir) {
+                Ok(true) => tracing::debug!(path = %self.dir.display(), "saved the id filter"),
+                Ok(false) => tracing::debug!("the id filter is not complete; not saved"),
+                Err(reason) => tracing::warn!(%reason, "saving the id filter failed; the next open scans"),
+            },
+            Ok(()) => {}
         }
         // Subscribers see the log closed once they have read up to here.
         self.durable = None;
