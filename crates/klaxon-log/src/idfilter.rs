@@ -167,12 +167,9 @@ impl Inner {
     }
 }
 
-/// One id run: its first position, its smallest id (the key of its first
-/// piece, which a saved directory is checked against) and a filter over
-/// its ids.
+/// One id run: its first position and a filter over its ids.
 struct Run {
     first: Position,
-    first_id: Uuid,
     bloom: Bloom,
 }
 
@@ -397,7 +394,7 @@ impl IdFilter {
             bloom.bits.iter_mut().for_each(|w| *w = u64::MAX);
             bloom
         };
-        let runs = runs.iter().map(|first| Run { first: *first, first_id: Uuid::nil(), bloom: full() }).collect();
+        let runs = runs.iter().map(|first| Run { first: *first, bloom: full() }).collect();
         IdFilter::of(Inner { blooms: vec![full()], runs, complete: true })
     }
 
@@ -445,7 +442,7 @@ impl IdFilter {
         let head = crate::store::ends(db).map_err(|e| e.to_string())?.1.map_or(Position::ZERO, |r| r.position);
         debug_assert!(inner.runs.last().is_none_or(|r| r.first <= indexed), "every listed run is indexed");
         let header = file::Header { token, generation, head, indexed };
-        file::save(dir, &header, &inner.blooms, &inner.runs).map_err(|e| e.to_string())?;
+        file::save(db, dir, &header, &inner.blooms, &inner.runs).map_err(|e| e.to_string())?;
         Ok(true)
     }
 
@@ -516,7 +513,7 @@ fn run_of(first: Position, ids: &[Uuid]) -> Run {
     for id in ids {
         bloom.insert(*id);
     }
-    Run { first, first_id: ids.iter().copied().min().unwrap_or_default(), bloom }
+    Run { first, bloom }
 }
 
 #[cfg(test)]

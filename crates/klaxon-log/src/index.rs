@@ -179,15 +179,15 @@ pub(crate) fn indexed(db: &sled::Db) -> Result<Position, Error> {
 }
 
 /// The id runs' (token, generation) (see [`codec::ID_RUNS_GENERATION_KEY`]),
-/// if the folder has one yet.
+/// if the folder has one yet. One that does not decode counts as none (it
+/// is replaced by a new token, which no saved directory names).
 pub(crate) fn id_runs_generation(db: &sled::Db) -> Result<Option<(u64, u64)>, Error> {
-    match db.get(codec::ID_RUNS_GENERATION_KEY)? {
-        None => Ok(None),
-        Some(v) => codec::read_id_runs_generation(&v).map(Some).ok_or_else(|| Error::Corrupt {
-            position: Position::ZERO,
-            reason: "the id runs' generation does not decode".into(),
-        }),
+    let value = db.get(codec::ID_RUNS_GENERATION_KEY)?;
+    let decoded = value.as_deref().and_then(codec::read_id_runs_generation);
+    if value.is_some() && decoded.is_none() {
+        tracing::warn!("the id runs' generation does not decode; a new one replaces it");
     }
+    Ok(decoded)
 }
 
 /// Puts the next generation of the id runs into `batch`, which changes

@@ -15,7 +15,11 @@
 //!   position it covers;
 //! - the head and `indexed` mark it was written at are not past sled's;
 //! - its runs are in position order, none past the position it covers,
-//!   and each one's first key is in sled as it says.
+//!   and each one's first and last piece keys (read from sled when it was
+//!   written) are sled's now: a merge into a listed run changes its last
+//!   piece (and a merge removes the newer run), so this catches a change
+//!   the generation would miss (a folder written by a version that did not
+//!   bump it), at two reads per run.
 //!
 //! It is written at a clean close only (`Rounds::close`: the index thread
 //! stopped, the rest indexed, the open's scan and merges stopped, sled
@@ -30,9 +34,9 @@
 //! Layout (little-endian): magic `KLXIDF` and the version byte 1, then
 //! token, generation, head, indexed (u64 each); the log-wide filters: a
 //! count (u32), then per filter capacity, count, words (u64 each) and the
-//! words; the runs: a count (u32), then per run its first position, its
-//! first (smallest) id (16 bytes) and its filter as above; last the
-//! CRC-32 (u32) of everything before it.
+//! words; the runs: a count (u32), then per run its first position, the
+//! first ids of its first and last pieces (16 bytes each) and its filter
+//! as above; last the CRC-32 (u32) of everything before it.
 
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Write};
@@ -80,8 +84,17 @@ pub(super) struct Header {
 /// Writes the directory (`blooms` and `runs`, every run of sled up to
 /// `header.indexed` and nothing after it) atomically as the folder's file.
 /// The caller has made every run it lists durable, and holds off every
-/// change to them until this returns.
-pub(super) fn save(dir: &Path, header: &Header, blooms: &[Bloom], runs: &[Run]) -> io::Result<()> {
+/// change to them until this returns. Reads each run's first and last
+/// piece keys from `db` (a listed run missing there is an error: nothing
+/// is saved).
+pub(super) fn save(db: &sled::Db, dir: &Path, header: &Header, blooms: &[Bloom], runs: &[Run]) -> io::Result<()> {
+    let mut ends = Vec::with_capacity(runs.len());
+    for run in runs {
+        match piece_ends(db, run.first).map_err(io::Error::other)? {
+            Some(both) => ends.push(both),
+            None => return Err(io::Error::other(format!("the listed id run at {} is not in sled", run.first))),
+        }
+    }
     let temp = dir.join(TEMP_NAME);
     {
         let file = File::create(&temp)?;
@@ -95,9 +108,10 @@ pub(super) fn save(dir: &Path, header: &Header, blooms: &[Bloom], runs: &[Run]) 
             put_bloom(&mut out, bloom)?;
         }
         out.write_all(&u32::try_from(runs.len()).map_err(io::Error::other)?.to_le_bytes())?;
-        for run in runs {
+        for (run, (first_id, last_id)) in runs.iter().zip(&ends) {
             out.write_all(&run.first.0.to_le_bytes())?;
-            out.write_all(run.first_id.as_bytes())?;
+            out.write_all(first_id.as_bytes())?;
+            out.write_all(last_id.as_bytes())?;
             put_bloom(&mut out, &run.bloom)?;
         }
         let crc = out.crc.clone().finalize();
@@ -107,6 +121,16 @@ pub(super) fn save(dir: &Path, header: &Header, blooms: &[Bloom], runs: &[Run]) 
     }
     std::fs::rename(&temp, dir.join(FILE_NAME))?;
     File::open(dir)?.sync_all()
+}
+
+/// The first ids of the first and last pieces of the run at `first` in
+/// sled, if it is there.
+fn piece_ends(db: &sled::Db, first: Position) -> Result<Option<(Uuid, Uuid)>, sled::Error> {
+    let range = codec::id_piece_key(first, Uuid::nil())..=codec::id_piece_key(first, Uuid::max());
+    let id = |key: sled::IVec| codec::read_id_piece_key(&key).map(|(_, id)| id);
+    let head = db.range(range.clone()).keys().next().transpose()?.and_then(id);
+    let tail = db.range(range).keys().next_back().transpose()?.and_then(id);
+    Ok(head.zip(tail))
 }
 
 fn put_bloom(out: &mut impl Write, bloom: &Bloom) -> io::Result<()> {
@@ -163,20 +187,21 @@ pub(super) fn load(dir: &Path, db: &sled::Db, head: Position, indexed: Position)
             header.head, header.indexed
         )));
     }
-    if !runs.windows(2).all(|w| w[0].first < w[1].first) || runs.iter().any(|r| r.first > header.indexed) {
+    if !runs.windows(2).all(|w| w[0].0.first < w[1].0.first) || runs.iter().any(|(r, _)| r.first > header.indexed) {
         return Err(invalid("its runs are out of order or past the position it covers".into()));
     }
-    for run in &runs {
-        let range = codec::id_piece_key(run.first, Uuid::nil())..=codec::id_piece_key(run.first, Uuid::max());
-        let first = db.range(range).keys().next().transpose().map_err(sled_error)?;
-        if first.as_deref() != Some(&codec::id_piece_key(run.first, run.first_id)[..]) {
+    for (run, ends) in &runs {
+        if piece_ends(db, run.first).map_err(sled_error)? != Some(*ends) {
             return Err(invalid(format!("its run at {} is not in sled as it says", run.first)));
         }
     }
-    Ok(Loaded { blooms, runs, indexed: header.indexed })
+    Ok(Loaded { blooms, runs: runs.into_iter().map(|(run, _)| run).collect(), indexed: header.indexed })
 }
 
-fn read(input: &mut Reading) -> io::Result<(Header, Vec<Bloom>, Vec<Run>)> {
+/// A run as the file lists it: with the first ids of its first and last pieces.
+type ListedRun = (Run, (Uuid, Uuid));
+
+fn read(input: &mut Reading) -> io::Result<(Header, Vec<Bloom>, Vec<ListedRun>)> {
     let mut magic = [0u8; MAGIC.len()];
     input.read_exact(&mut magic)?;
     if &magic != MAGIC {
@@ -197,9 +222,10 @@ fn read(input: &mut Reading) -> io::Result<(Header, Vec<Bloom>, Vec<Run>)> {
     let mut runs = Vec::new();
     for _ in 0..count {
         let first = Position(input.u64()?);
-        let mut id = [0u8; 16];
-        input.read_exact(&mut id)?;
-        runs.push(Run { first, first_id: Uuid::from_bytes(id), bloom: get_bloom(input)? });
+        let (mut head, mut tail) = ([0u8; 16], [0u8; 16]);
+        input.read_exact(&mut head)?;
+        input.read_exact(&mut tail)?;
+        runs.push((Run { first, bloom: get_bloom(input)? }, (Uuid::from_bytes(head), Uuid::from_bytes(tail))));
     }
     Ok((header, blooms, runs))
 }
@@ -209,10 +235,7 @@ fn get_bloom(input: &mut Reading) -> io::Result<Bloom> {
     // The shape a filter of this capacity has (probes depend on it), and
     // no more words than the file has bytes left: a damaged count never
     // makes a huge allocation.
-    if words != (capacity.max(1).saturating_mul(BITS_PER_ID)).div_ceil(64)
-        || words.saturating_mul(8) > input.left
-        || count > capacity
-    {
+    if words != (capacity.max(1).saturating_mul(BITS_PER_ID)).div_ceil(64) || words.saturating_mul(8) > input.left {
         return Err(io::Error::other(format!("a filter of {words} words for {capacity} ids holding {count}")));
     }
     let mut bits = Vec::with_capacity(words as usize);

@@ -36,14 +36,14 @@ fn open_work(log: &Log) -> (u64, u64) {
     (work.id_filter_loads, work.id_runs_scanned_at_open)
 }
 
-/// Appends `count` events with fresh ids in appends of up to 100 (the
-/// first id of all, when `lowest`, is the smallest possible, so that it
-/// stays the first key of whatever run it ends up in). Returns where each went.
-async fn append(log: &Log, count: usize, lowest: bool) -> Vec<Placed> {
-    let mut ids: Vec<Uuid> = (0..count).map(|_| Uuid::new_v4()).collect();
-    if lowest {
-        ids[0] = Uuid::from_u128(1);
-    }
+/// Appends `count` events with fresh ids in appends of up to 100. Returns
+/// where each went.
+async fn append(log: &Log, count: usize) -> Vec<Placed> {
+    append_ids(log, (0..count).map(|_| Uuid::new_v4()).collect()).await
+}
+
+/// Appends events with these ids in appends of up to 100.
+async fn append_ids(log: &Log, ids: Vec<Uuid>) -> Vec<Placed> {
     let mut out = Vec::new();
     for part in ids.chunks(100) {
         let events = part.iter().map(|id| event_with_id(*id, 0)).collect();
@@ -86,7 +86,7 @@ async fn a_clean_close_saves_the_id_filter_and_the_reopen_scans_no_run() {
     let mut ids = Vec::new();
     for session in 0..3 {
         let log = open_settled(dir.path());
-        ids.extend(append(&log, 300 + 100 * session, false).await);
+        ids.extend(append(&log, 300 + 100 * session).await);
         close(log).await;
         assert!(file(dir.path()).exists(), "session {session}: the close saved no id filter");
     }
@@ -109,25 +109,27 @@ async fn a_clean_close_saves_the_id_filter_and_the_reopen_scans_no_run() {
 /// A file saved before merges (put back after a later close saved a newer
 /// one, as a crash between a merge and the next save would leave it) names
 /// an older generation of the id runs: it is refused, and a full scan
-/// finds every id. Its first run keeps its first key through the merge (it
-/// holds the smallest id), so only the generation tells that the run now
-/// also holds the ids of the run merged into it.
+/// finds every id. The ids are chosen so that the first run keeps both its
+/// first and its last piece keys through the merge (its 300 ids are the
+/// smallest, the 200 merged in all sort after its 257th): only the
+/// generation tells that the run now also holds the ids merged into it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_file_saved_before_a_merge_is_refused_and_every_id_is_found() {
     let dir = tempfile::tempdir().unwrap();
     let aside = tempfile::tempdir().unwrap();
-    // One run of 400 ids (the lowest id among them), saved.
+    // One run of 300 small ids (pieces of 256 and 44), saved.
     let log = open_settled(dir.path());
-    let mut ids = append(&log, 400, true).await;
+    let mut ids = append_ids(&log, (1..=300u128).map(|n| Uuid::from_u128(n << 64 | n)).collect()).await;
     close(log).await;
     std::fs::copy(file(dir.path()), aside.path().join("old")).unwrap();
-    // A second run of 300 after it (the old file is still valid here).
+    // A second run of 200 random ids after it (the old file is still
+    // valid here).
     let log = open_settled(dir.path());
     assert_eq!(open_work(&log), (1, 0));
-    ids.extend(append(&log, 300, false).await);
+    ids.extend(append(&log, 200).await);
     close(log).await;
-    // This open merges the two runs (300 is at least half of 400): the
-    // merged run is under the first run's key.
+    // This open merges the two runs (200 is at least half of 300) under
+    // the first run's key: pieces of 256 and 244, the same first ids.
     let log = open_settled(dir.path());
     assert_eq!(open_work(&log), (1, 0));
     assert_eq!(log.id_runs().unwrap(), (1, 1), "the two runs merged at open");
@@ -148,7 +150,7 @@ async fn a_file_saved_before_a_merge_is_refused_and_every_id_is_found() {
 async fn a_damaged_or_foreign_file_is_refused_and_every_id_is_found() {
     let dir = tempfile::tempdir().unwrap();
     let log = open_settled(dir.path());
-    let ids = append(&log, 500, false).await;
+    let ids = append(&log, 500).await;
     close(log).await;
     let saved = std::fs::read(file(dir.path())).unwrap();
     // The log-wide filter's words start after the magic (7), the header
@@ -169,7 +171,7 @@ async fn a_damaged_or_foreign_file_is_refused_and_every_id_is_found() {
     // Another folder with the same positions, its file copied in.
     let other = tempfile::tempdir().unwrap();
     let log = open_settled(other.path());
-    append(&log, 500, false).await;
+    append(&log, 500).await;
     close(log).await;
     std::fs::copy(file(other.path()), file(dir.path())).unwrap();
     let log = open_settled(dir.path());
@@ -211,7 +213,7 @@ fn append_then_kill(dir: &Path, count: usize) -> Vec<Placed> {
 async fn runs_written_after_the_file_are_scanned_after_a_crash() {
     let dir = tempfile::tempdir().unwrap();
     let log = open_settled(dir.path());
-    let mut ids = append(&log, 1000, false).await;
+    let mut ids = append(&log, 1000).await;
     close(log).await;
     // A session that changes no run (one run: nothing to merge) and saves.
     let log = open_settled(dir.path());
