@@ -262,16 +262,7 @@ impl Writer {
     /// Starts the index thread and returns the state to share between the
     /// writer thread ([`Committer::run`]) and the appenders.
     pub(crate) fn share(mut self) -> Arc<Committer> {
-        let rounds = Rounds::start(
-            self.db.clone(),
-            std::mem::replace(&mut self.syncer, Syncer::detached()),
-            self.durable.take().expect("shared once"),
-            self.failed.clone(),
-            self.tail.clone(),
-            self.stats.clone(),
-            self.ids.clone(),
-            self.dir.clone(),
-        );
+        let rounds = Rounds::start(&mut self);
         let stats = self.stats.clone();
         let lone = rounds.lone.clone();
         Arc::new(Committer {
@@ -823,17 +814,18 @@ impl Rounds {
     /// Starts the index thread: the index batches run on their own thread,
     /// so that writing 8,192 records' index entries never holds up a flush
     /// and its answers. One batch at a time (the lock), so the mark only
-    /// moves forward.
-    fn start(
-        db: sled::Db,
-        syncer: Syncer,
-        durable: watch::Sender<Position>,
-        failed: Arc<Mutex<Option<String>>>,
-        tail: Arc<Tail>,
-        stats: Arc<crate::LogStats>,
-        ids: Arc<IdFilter>,
-        dir: std::path::PathBuf,
-    ) -> Rounds {
+    /// moves forward. Takes the writer's syncer and durable head's sender.
+    fn start(writer: &mut Writer) -> Rounds {
+        let (db, failed, tail, stats, ids, dir) = (
+            writer.db.clone(),
+            writer.failed.clone(),
+            writer.tail.clone(),
+            writer.stats.clone(),
+            writer.ids.clone(),
+            writer.dir.clone(),
+        );
+        let syncer = std::mem::replace(&mut writer.syncer, Syncer::detached());
+        let durable = writer.durable.take().expect("shared once");
         let indexer = Arc::new(Mutex::new(Indexer {
             db: db.clone(),
             failed: failed.clone(),
