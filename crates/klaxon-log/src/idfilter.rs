@@ -24,7 +24,7 @@
 //! Saved at a clean close: the directory is also written to a file beside
 //! the log (`file`, a derived cache, checked whole at open: checksum, the
 //! folder's token and the id runs' generation that every merge bumps, the
-//! positions it covers, each run's first key). An open that finds a valid
+//! positions it covers, each run's first and last piece keys). An open that finds a valid
 //! file loads it and scans only the runs written after it; any doubt about
 //! it (missing, damaged, stale, another folder's) is a full scan as above.
 //! Either way the directory is complete only once the scan is in, so an
@@ -183,18 +183,18 @@ impl IdFilter {
     /// up to `indexed` are all indexed, and whose head is `head`): of the
     /// runs after a valid saved directory, which is loaded first, or else of
     /// every run. Returns a directory that is not complete yet. Counts the
-    /// runs the scan reads in `work`.
+    /// load and the runs the scan reads in `stats`.
     pub(crate) fn open(
         db: &sled::Db,
         dir: &Path,
         head: Position,
         indexed: Position,
-        work: Arc<crate::LogStats>,
+        stats: Arc<crate::LogStats>,
     ) -> IdFilter {
         let capacity = head.0 + ROOM_IDS_MIN;
         let (inner, from) = match file::load(dir, db, head, indexed) {
             Ok(loaded) => {
-                WorkCounters::add(&work.work.id_filter_loads, 1);
+                WorkCounters::add(&stats.work.id_filter_loads, 1);
                 tracing::debug!(runs = loaded.runs.len(), covers = %loaded.indexed, "loaded the saved id filter");
                 (Inner { blooms: loaded.blooms, runs: loaded.runs, complete: false }, Some(loaded.indexed))
             }
@@ -220,7 +220,7 @@ impl IdFilter {
                     // Only the runs after the saved ones; their ids join the
                     // loaded filters as the writer's do (a few thousand per
                     // hold of the lock).
-                    Some(saved) => scan(&db, saved.next(), indexed, &stop, &work, |first, ids| {
+                    Some(saved) => scan(&db, saved.next(), indexed, &stop, &stats, |first, ids| {
                         for part in ids.chunks(4096) {
                             inner.write().expect("id filter lock").insert(part.iter().copied());
                         }
@@ -228,7 +228,7 @@ impl IdFilter {
                     }),
                     None => {
                         let mut bloom = Bloom::new(capacity);
-                        let scanned = scan(&db, Position::ZERO, indexed, &stop, &work, |first, ids| {
+                        let scanned = scan(&db, Position::ZERO, indexed, &stop, &stats, |first, ids| {
                             ids.iter().for_each(|id| bloom.insert(*id));
                             runs.push(run_of(first, ids));
                         });
@@ -466,13 +466,13 @@ impl Drop for IdFilter {
 
 /// Reads the ids of sled's id runs starting from `from` to `to` and hands
 /// each run's (first position, ids) to `each`. Returns how many ids; counts
-/// the runs in `work` (`id_runs_scanned_at_open`).
+/// the runs in `stats` (`id_runs_scanned_at_open`).
 fn scan(
     db: &sled::Db,
     from: Position,
     to: Position,
     stop: &AtomicBool,
-    work: &crate::LogStats,
+    stats: &crate::LogStats,
     mut each: impl FnMut(Position, &[Uuid]),
 ) -> Result<u64, String> {
     let mut count = 0;
@@ -480,7 +480,7 @@ fn scan(
     let mut current: Option<(Position, Vec<Uuid>)> = None;
     let mut done = |run: Option<(Position, Vec<Uuid>)>| {
         if let Some((first, ids)) = run {
-            WorkCounters::add(&work.work.id_runs_scanned_at_open, 1);
+            WorkCounters::add(&stats.work.id_runs_scanned_at_open, 1);
             each(first, &ids);
         }
     };
