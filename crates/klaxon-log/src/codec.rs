@@ -14,6 +14,7 @@
 //! | `m` `format` | [`FORMAT_MARKER`] |
 //! | `m` `indexed` | position (u64 BE): `s` and `i` cover every record up to it |
 //! | `m` `mark:` name | a caller's opaque bytes (`Log::apply`'s mark) |
+//! | `m` `idruns` | folder token, generation (u64 BE each): bumped by every change to existing `j` keys |
 //!
 //! One group commit writes its records as chunks of at most
 //! [`CHUNK_BYTES_MAX`] (a larger record gets a chunk of its own): a chunk
@@ -61,6 +62,12 @@ pub(crate) const FORMAT_MARKER_V1: &[u8] = b"klaxon-log/1";
 pub(crate) const FORMAT_KEY: &[u8] = b"mformat";
 /// The key of the position up to which the stream and id indexes are written.
 pub(crate) const INDEXED_KEY: &[u8] = b"mindexed";
+/// The key of the id runs' generation: a token drawn when the key is first
+/// written (it names this folder) and a counter that every change to
+/// existing `j` keys (a merge of two runs, the format-3 upgrade) bumps in
+/// the same atomic batch. The id filter's file (`idfilter::file`) records
+/// the value it reflects; any other value means the runs changed under it.
+pub(crate) const ID_RUNS_GENERATION_KEY: &[u8] = b"midruns";
 const CHUNK_FORMAT: u8 = 2;
 const CHUNK_HEADER_LEN: usize = 5;
 /// Bytes after which a chunk takes no further record.
@@ -301,6 +308,22 @@ pub(crate) fn u64_value(v: u64) -> [u8; 8] {
 
 pub(crate) fn read_u64_value(bytes: &[u8]) -> Option<u64> {
     Some(u64::from_be_bytes(bytes.get(..8)?.try_into().ok()?))
+}
+
+/// Encodes the id runs' generation (see [`ID_RUNS_GENERATION_KEY`]).
+pub(crate) fn id_runs_generation_value(token: u64, generation: u64) -> [u8; 16] {
+    let mut v = [0u8; 16];
+    v[..8].copy_from_slice(&token.to_be_bytes());
+    v[8..].copy_from_slice(&generation.to_be_bytes());
+    v
+}
+
+/// The (token, generation) of an [`ID_RUNS_GENERATION_KEY`] value.
+pub(crate) fn read_id_runs_generation(bytes: &[u8]) -> Option<(u64, u64)> {
+    if bytes.len() != 16 {
+        return None;
+    }
+    Some((read_u64_value(&bytes[..8])?, read_u64_value(&bytes[8..])?))
 }
 
 /// The position a format-1/2 idempotency entry (`i` key) names.

@@ -18,16 +18,31 @@
 //! it applies and the index thread every run it writes. When the scan is
 //! done it joins its filters in, and only from then on is an "absent" or a
 //! run list trusted. Until then (and for good if the scan fails) a lookup
-//! reads every run in sled. The directory is memory only: about 20 bits
-//! per id (10 in the log-wide filter, 10 in its run's).
+//! reads every run in sled. About 20 bits per id in memory (10 in the
+//! log-wide filter, 10 in its run's).
+//!
+//! Saved at a clean close: the directory is also written to a file beside
+//! the log (`file`, a derived cache, checked whole at open: checksum, the
+//! folder's token and the id runs' generation that every merge bumps, the
+//! positions it covers, each run's first and last piece keys). An open that finds a valid
+//! file loads it and scans only the runs written after it; any doubt about
+//! it (missing, damaged, stale, another folder's) is a full scan as above.
+//! Either way the directory is complete only once the scan is in, so an
+//! id is never answered "absent" from a part of the runs.
 
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 
 use uuid::Uuid;
 
+use crate::stats::WorkCounters;
 use crate::{Position, codec};
+
+mod file;
+
+pub use file::FILE_NAME;
 
 /// Bits per id: with [`HASHES`] probes, about 1% of fresh ids still read sled.
 const BITS_PER_ID: u64 = 10;
@@ -137,6 +152,21 @@ struct Inner {
     complete: bool,
 }
 
+impl Inner {
+    /// Adds ids to the log-wide filters: to the last one, or to a new one
+    /// twice as large once it is full.
+    fn insert(&mut self, ids: impl IntoIterator<Item = Uuid>) {
+        for id in ids {
+            let last = self.blooms.last_mut().expect("at least one filter");
+            if last.count >= last.capacity {
+                let capacity = last.capacity * 2;
+                self.blooms.push(Bloom::new(capacity));
+            }
+            self.blooms.last_mut().expect("just checked").insert(id);
+        }
+    }
+}
+
 /// One id run: its first position and a filter over its ids.
 struct Run {
     first: Position,
@@ -149,13 +179,33 @@ struct Scan {
 }
 
 impl IdFilter {
-    /// Starts the scan of the id runs in `db` (a log whose records up to
-    /// `indexed` are all indexed, and whose head is `head`). Returns a
-    /// directory that is not complete yet.
-    pub(crate) fn open(db: &sled::Db, head: Position, indexed: Position) -> IdFilter {
+    /// Starts the scan of the id runs in `db` (a log in `dir` whose records
+    /// up to `indexed` are all indexed, and whose head is `head`): of the
+    /// runs after a valid saved directory, which is loaded first, or else of
+    /// every run. Returns a directory that is not complete yet. Counts the
+    /// load and the runs the scan reads in `stats`.
+    pub(crate) fn open(
+        db: &sled::Db,
+        dir: &Path,
+        head: Position,
+        indexed: Position,
+        stats: Arc<crate::LogStats>,
+    ) -> IdFilter {
         let capacity = head.0 + ROOM_IDS_MIN;
-        let inner =
-            Arc::new(RwLock::new(Inner { blooms: vec![Bloom::new(capacity)], runs: Vec::new(), complete: false }));
+        let (inner, from) = match file::load(dir, db, head, indexed) {
+            Ok(loaded) => {
+                WorkCounters::add(&stats.work.id_filter_loads, 1);
+                tracing::debug!(runs = loaded.runs.len(), covers = %loaded.indexed, "loaded the saved id filter");
+                (Inner { blooms: loaded.blooms, runs: loaded.runs, complete: false }, Some(loaded.indexed))
+            }
+            Err(refused) => {
+                if let file::Refused::Invalid(reason) = refused {
+                    tracing::warn!(%reason, path = %dir.join(FILE_NAME).display(), "the saved id filter is not used; scanning every id run");
+                }
+                (Inner { blooms: vec![Bloom::new(capacity)], runs: Vec::new(), complete: false }, None)
+            }
+        };
+        let inner = Arc::new(RwLock::new(inner));
         let stop = Arc::new(AtomicBool::new(false));
         let searching = Arc::new(RwLock::new(()));
         let merging = Arc::new(Mutex::new(()));
@@ -165,16 +215,38 @@ impl IdFilter {
             let inner = inner.clone();
             let (searching, merging) = (searching.clone(), merging.clone());
             std::thread::Builder::new().name("klaxon-log-ids".into()).spawn(move || {
-                match scan(&db, capacity, indexed, &stop) {
-                    Ok((bloom, runs)) => {
+                let mut runs = Vec::new();
+                let scanned = match from {
+                    // Only the runs after the saved ones; their ids join the
+                    // loaded filters as the writer's do (a few thousand per
+                    // hold of the lock).
+                    Some(saved) => scan(&db, saved.next(), indexed, &stop, &stats, |first, ids| {
+                        for part in ids.chunks(4096) {
+                            inner.write().expect("id filter lock").insert(part.iter().copied());
+                        }
+                        runs.push(run_of(first, ids));
+                    }),
+                    None => {
+                        let mut bloom = Bloom::new(capacity);
+                        let scanned = scan(&db, Position::ZERO, indexed, &stop, &stats, |first, ids| {
+                            ids.iter().for_each(|id| bloom.insert(*id));
+                            runs.push(run_of(first, ids));
+                        });
+                        inner.write().expect("id filter lock").blooms[0].union(&bloom);
+                        scanned
+                    }
+                };
+                match scanned {
+                    Ok(ids) => {
                         let mut inner = inner.write().expect("id filter lock");
-                        inner.blooms[0].union(&bloom);
-                        // The scanned runs all start at or before `indexed`,
-                        // the ones written since open after it.
-                        let later = std::mem::replace(&mut inner.runs, runs);
+                        // The saved and scanned runs all start at or before
+                        // `indexed`, the ones written since open after it.
+                        let later = std::mem::take(&mut inner.runs);
+                        inner.runs.extend(runs);
                         inner.runs.extend(later);
+                        inner.runs.sort_by_key(|r| r.first);
                         inner.complete = true;
-                        tracing::debug!(ids = bloom.count, runs = inner.runs.len(), "id filter complete");
+                        tracing::debug!(ids, runs = inner.runs.len(), "id filter complete");
                     }
                     // Asked to stop: the log is closing, nothing failed.
                     Err(_) if stop.load(Ordering::Relaxed) => {
@@ -301,15 +373,7 @@ impl IdFilter {
     /// Records that these ids are (about to be) in the log. The writer
     /// calls this for every id it applies, before anyone can read them.
     pub(crate) fn insert(&self, ids: impl IntoIterator<Item = Uuid>) {
-        let mut inner = self.inner.write().expect("id filter lock");
-        for id in ids {
-            let last = inner.blooms.last_mut().expect("at least one filter");
-            if last.count >= last.capacity {
-                let capacity = last.capacity * 2;
-                inner.blooms.push(Bloom::new(capacity));
-            }
-            inner.blooms.last_mut().expect("just checked").insert(id);
-        }
+        self.inner.write().expect("id filter lock").insert(ids);
     }
 
     /// Records a run just written to sled (before its ids leave the index
@@ -350,6 +414,38 @@ impl IdFilter {
         }
     }
 
+    /// Stops the scan and the merges that follow it at open, and waits for
+    /// them: at close, before [`IdFilter::save`]. A scan not finished
+    /// leaves the directory incomplete (lookups read every run).
+    pub(crate) fn stop_scan(&self) {
+        if let Some(scan) = self.scan.lock().expect("scan lock").take() {
+            scan.stop.store(true, Ordering::Relaxed);
+            let _ = scan.thread.join();
+        }
+    }
+
+    /// Saves the directory beside the log in `dir` (see `file`), if it is
+    /// complete. The caller guarantees that nothing writes id runs now
+    /// (the index thread stopped, [`IdFilter::stop_scan`] called) and that
+    /// sled is flushed and synced: every run listed is durable. Merges are
+    /// held off meanwhile all the same. Returns whether it saved.
+    pub(crate) fn save(&self, db: &sled::Db, dir: &Path) -> Result<bool, String> {
+        let _no_merge = self.merging.lock().expect("id merge lock");
+        let inner = self.inner.read().expect("id filter lock");
+        if !inner.complete {
+            return Ok(false);
+        }
+        let (token, generation) = crate::index::id_runs_generation(db)
+            .map_err(|e| e.to_string())?
+            .ok_or("the folder has no id runs' generation")?;
+        let indexed = crate::index::indexed(db).map_err(|e| e.to_string())?;
+        let head = crate::store::ends(db).map_err(|e| e.to_string())?.1.map_or(Position::ZERO, |r| r.position);
+        debug_assert!(inner.runs.last().is_none_or(|r| r.first <= indexed), "every listed run is indexed");
+        let header = file::Header { token, generation, head, indexed };
+        file::save(db, dir, &header, &inner.blooms, &inner.runs).map_err(|e| e.to_string())?;
+        Ok(true)
+    }
+
     /// Waits for the scan and the merges that follow it at open (for tests).
     pub(crate) fn wait_for_scan(&self) {
         if let Some(scan) = self.scan.lock().expect("scan lock").take() {
@@ -368,14 +464,30 @@ impl Drop for IdFilter {
     }
 }
 
-/// Reads every id of sled's id runs up to the run starting at `indexed`
-/// into a log-wide filter of `capacity` and one filter per run.
-fn scan(db: &sled::Db, capacity: u64, indexed: Position, stop: &AtomicBool) -> Result<(Bloom, Vec<Run>), String> {
-    let mut bloom = Bloom::new(capacity);
-    let mut runs = Vec::new();
+/// Reads the ids of sled's id runs starting from `from` to `to` and hands
+/// each run's (first position, ids) to `each`. Returns how many ids; counts
+/// the runs in `stats` (`id_runs_scanned_at_open`).
+fn scan(
+    db: &sled::Db,
+    from: Position,
+    to: Position,
+    stop: &AtomicBool,
+    stats: &crate::LogStats,
+    mut each: impl FnMut(Position, &[Uuid]),
+) -> Result<u64, String> {
+    let mut count = 0;
     // The run being read: its first position and ids.
     let mut current: Option<(Position, Vec<Uuid>)> = None;
-    let range = codec::id_piece_key(Position::ZERO, Uuid::nil())..=codec::id_piece_key(indexed, Uuid::max());
+    let mut done = |run: Option<(Position, Vec<Uuid>)>| {
+        if let Some((first, ids)) = run {
+            WorkCounters::add(&stats.work.id_runs_scanned_at_open, 1);
+            each(first, &ids);
+        }
+    };
+    if from > to {
+        return Ok(0);
+    }
+    let range = codec::id_piece_key(from, Uuid::nil())..=codec::id_piece_key(to, Uuid::max());
     for (n, entry) in db.range(range).enumerate() {
         if n % 64 == 0 && stop.load(Ordering::Relaxed) {
             return Err("stopped".into());
@@ -386,16 +498,14 @@ fn scan(db: &sled::Db, capacity: u64, indexed: Position, stop: &AtomicBool) -> R
         let piece = codec::read_id_piece(&value)
             .ok_or_else(|| format!("the id run piece under {:?} does not decode or fails its checksum", &key[..]))?;
         if current.as_ref().is_some_and(|(f, _)| *f != first) {
-            runs.extend(current.take().map(|(f, ids)| run_of(f, &ids)));
+            done(current.take());
         }
+        count += piece.len() as u64;
         let ids = &mut current.get_or_insert_with(|| (first, Vec::new())).1;
-        for (id, _) in piece {
-            bloom.insert(id);
-            ids.push(id);
-        }
+        ids.extend(piece.into_iter().map(|(id, _)| id));
     }
-    runs.extend(current.take().map(|(f, ids)| run_of(f, &ids)));
-    Ok((bloom, runs))
+    done(current.take());
+    Ok(count)
 }
 
 fn run_of(first: Position, ids: &[Uuid]) -> Run {
@@ -461,7 +571,7 @@ mod tests {
         assert_eq!(incomplete.lookup(fresh), Where::Everywhere);
         assert_eq!(incomplete.lookup(Uuid::from_u128(7)), Where::Everywhere);
 
-        let filter = IdFilter::open(&db, Position(1800), Position(1800));
+        let filter = IdFilter::open(&db, dir.path(), Position(1800), Position(1800), Default::default());
         filter.wait_for_scan();
         assert!(filter.inner.read().unwrap().complete);
         assert_eq!(filter.inner.read().unwrap().blooms[0].count, 1800);
@@ -518,7 +628,13 @@ mod tests {
         db.apply_batch(batch).unwrap();
         let head = Position(next - 1);
         let reopened = |db: &sled::Db| {
-            let (bloom, runs) = scan(db, head.0 + ROOM_IDS_MIN, head, &AtomicBool::new(false)).unwrap();
+            let (mut bloom, mut runs) = (Bloom::new(head.0 + ROOM_IDS_MIN), Vec::new());
+            let stats = crate::LogStats::default();
+            scan(db, Position::ZERO, head, &AtomicBool::new(false), &stats, |first, ids| {
+                ids.iter().for_each(|id| bloom.insert(*id));
+                runs.push(run_of(first, ids));
+            })
+            .unwrap();
             IdFilter::of(Inner { blooms: vec![bloom], runs, complete: true })
         };
         let every_id_found = |filter: &IdFilter, db: &sled::Db| {

@@ -178,6 +178,47 @@ pub(crate) fn indexed(db: &sled::Db) -> Result<Position, Error> {
     }
 }
 
+/// The id runs' (token, generation) (see [`codec::ID_RUNS_GENERATION_KEY`]),
+/// if the folder has one yet. One that does not decode counts as none (it
+/// is replaced by a new token, which no saved directory names).
+pub(crate) fn id_runs_generation(db: &sled::Db) -> Result<Option<(u64, u64)>, Error> {
+    let value = db.get(codec::ID_RUNS_GENERATION_KEY)?;
+    let decoded = value.as_deref().and_then(codec::read_id_runs_generation);
+    if value.is_some() && decoded.is_none() {
+        tracing::warn!("the id runs' generation does not decode; a new one replaces it");
+    }
+    Ok(decoded)
+}
+
+/// Puts the next generation of the id runs into `batch`, which changes
+/// existing `j` keys: applied together, the change and the new generation
+/// are durable together or not at all, so a saved directory that names the
+/// old generation is never taken for the new runs. The caller holds the
+/// only right to change `j` keys (the merge lock, or the open).
+pub(crate) fn bump_id_runs_generation(db: &sled::Db, batch: &mut sled::Batch) -> Result<(), Error> {
+    let (token, generation) = match id_runs_generation(db)? {
+        Some(current) => current,
+        None => (new_token(), 0),
+    };
+    batch.insert(codec::ID_RUNS_GENERATION_KEY, &codec::id_runs_generation_value(token, generation + 1));
+    Ok(())
+}
+
+/// Gives the folder its id runs' generation (a new token, generation 0)
+/// if it has none yet; not flushed (the next flush carries it, and nothing
+/// relies on it before a flush).
+pub(crate) fn ensure_id_runs_generation(db: &sled::Db) -> Result<(), Error> {
+    if id_runs_generation(db)?.is_none() {
+        db.insert(codec::ID_RUNS_GENERATION_KEY, &codec::id_runs_generation_value(new_token(), 0))?;
+    }
+    Ok(())
+}
+
+/// A random token naming a folder.
+fn new_token() -> u64 {
+    Uuid::new_v4().as_u64_pair().0
+}
+
 /// Indexes the records after the mark up to `head` (the ones a crash
 /// caught before their index batch), and flushes. Returns how many.
 pub(crate) fn rebuild(db: &sled::Db, legacy_head: Position, head: Position) -> Result<u64, Error> {
@@ -276,8 +317,9 @@ pub(crate) fn read_id_runs(db: &sled::Db, runs: &[Position]) -> Result<Vec<(Uuid
 /// Replaces the id runs starting at `older` and `newer` (adjacent) by one
 /// run starting at `older` holding `ids` (both runs' ids, from
 /// [`read_id_runs`]), in one atomic sled batch: the old pieces removed,
-/// the merged ones written. No flush: the next group's carries it, and a
-/// crash before leaves the two runs, as complete as the merged one.
+/// the merged ones written, the id runs' generation bumped. No flush: the
+/// next group's carries it, and a crash before leaves the two runs (and
+/// the old generation), as complete as the merged one.
 pub(crate) fn merge_id_runs(
     db: &sled::Db,
     older: Position,
@@ -294,6 +336,7 @@ pub(crate) fn merge_id_runs(
     // Inserted after the removals: a merged piece may reuse a key of the
     // older run, and the batch keeps the last write of a key.
     let keys = put_id_run(&mut batch, older, ids);
+    bump_id_runs_generation(db, &mut batch)?;
     db.apply_batch(batch)?;
     Ok(keys)
 }
@@ -317,8 +360,8 @@ fn bad_piece(key: &[u8]) -> Error {
 
 /// Rewrites a format-1 or format-2 id index (one `i` key per id, complete
 /// up to the `indexed` mark) as runs of [`UPGRADE_RUN_RECORDS`] positions
-/// each, removes the `i` keys and sets the format-3 marker, in one atomic
-/// batch. Holds every id in memory meanwhile (24 bytes each). Returns how
+/// each, removes the `i` keys, sets the format-3 marker and bumps the id
+/// runs' generation, in one atomic batch. Holds every id in memory meanwhile (24 bytes each). Returns how
 /// many ids it moved.
 pub(crate) fn upgrade_ids_to_runs(db: &sled::Db) -> Result<u64, Error> {
     let mut runs: std::collections::BTreeMap<u64, Vec<(Uuid, Position)>> = Default::default();
@@ -339,6 +382,7 @@ pub(crate) fn upgrade_ids_to_runs(db: &sled::Db) -> Result<u64, Error> {
         put_id_run(&mut batch, first, ids);
     }
     batch.insert(codec::FORMAT_KEY, codec::FORMAT_MARKER);
+    bump_id_runs_generation(db, &mut batch)?;
     db.apply_batch(batch)?;
     Ok(count)
 }

@@ -47,7 +47,9 @@
 //!   in-memory tail (ids as one sorted run per batch), completed at open.
 //! - `idfilter`: the id index's in-memory directory: Bloom filters over every
 //!   id and per run, so a fresh id costs no read and a known one one run's;
-//!   and the merges that keep the runs few, behind the writer.
+//!   the merges that keep the runs few, behind the writer; and its copy
+//!   saved beside the log at a clean close (`idfilter::file`), checked and
+//!   loaded at open so that only the runs written after it are scanned.
 //! - `replicated`: the log as a replicated state machine: [`Log::apply`]
 //!   (ordered batches with their proposer's time and a mark, atomically),
 //!   [`Log::import`] (another replica's records, verbatim), [`Log::check`].
@@ -72,6 +74,11 @@ mod writer;
 
 pub use durability::SyncFault;
 pub use error::Error;
+/// The name of the file beside the log (in its folder) where a clean close
+/// saves the id index's directory, so that the next open reads only the id
+/// runs written after it. A derived cache: it may be deleted at any time
+/// (the next open then scans every run).
+pub use idfilter::FILE_NAME as ID_FILTER_FILE_NAME;
 pub use log::{Log, Options};
 pub use replicated::{Mark, Outcome, Write};
 pub use stats::{Histogram, HistogramSnapshot, LogStats, WorkCounters, WorkSnapshot};

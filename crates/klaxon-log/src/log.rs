@@ -127,6 +127,7 @@ impl Log {
             }
             None => return Err(incompatible("the sled database has no Klaxon format marker".into())),
         }
+        index::ensure_id_runs_generation(&db)?;
 
         let (legacy_head, last) = crate::store::ends(&db)?;
         let (head, last_micros) = last.map_or((Position::ZERO, 0), |r| (r.position, r.recorded_at.timestamp_micros()));
@@ -135,11 +136,11 @@ impl Log {
             tracing::info!(path = %dir.display(), records = reindexed, "indexed the records written after the last index batch");
         }
         let tail = Arc::new(Tail::default());
-        let ids = Arc::new(crate::idfilter::IdFilter::open(&db, head, index::indexed(&db)?));
+        let stats = Arc::new(crate::LogStats::default());
+        let ids = Arc::new(crate::idfilter::IdFilter::open(&db, dir, head, index::indexed(&db)?, stats.clone()));
 
         let (durable_tx, durable_rx) = watch::channel(head);
         let (tx, rx) = mpsc::channel(options.queue_appends_max.max(1));
-        let stats = Arc::new(crate::LogStats::default());
         let writer = Writer {
             stats: stats.clone(),
             db: db.clone(),
@@ -155,6 +156,7 @@ impl Log {
             legacy_head,
             ids: ids.clone(),
             closing: false,
+            dir: dir.to_path_buf(),
         };
         let committer = writer.share();
         let handle = {

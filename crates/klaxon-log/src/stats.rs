@@ -112,6 +112,12 @@ pub struct WorkCounters {
     /// Listings of sled's blob folder by the syncs (since open; on Linux
     /// one at open, and more only if the folder's watch dropped events).
     pub blob_listings: AtomicU64,
+    /// Id runs the open's scan read into the id filter: every run in sled,
+    /// or only those written after the saved directory when one was loaded.
+    pub id_runs_scanned_at_open: AtomicU64,
+    /// 1 when the open loaded the id filter's saved directory (the file
+    /// beside the log), 0 when it scanned every run.
+    pub id_filter_loads: AtomicU64,
 }
 
 /// [`WorkCounters`] as read at one moment.
@@ -143,6 +149,10 @@ pub struct WorkSnapshot {
     pub blob_files_synced: u64,
     /// See [`WorkCounters::blob_listings`].
     pub blob_listings: u64,
+    /// See [`WorkCounters::id_runs_scanned_at_open`].
+    pub id_runs_scanned_at_open: u64,
+    /// See [`WorkCounters::id_filter_loads`].
+    pub id_filter_loads: u64,
 }
 
 impl WorkSnapshot {
@@ -172,6 +182,8 @@ impl WorkSnapshot {
             appender_rounds: op(self.appender_rounds, other.appender_rounds),
             blob_files_synced: op(self.blob_files_synced, other.blob_files_synced),
             blob_listings: op(self.blob_listings, other.blob_listings),
+            id_runs_scanned_at_open: op(self.id_runs_scanned_at_open, other.id_runs_scanned_at_open),
+            id_filter_loads: op(self.id_filter_loads, other.id_filter_loads),
         }
     }
 }
@@ -203,6 +215,8 @@ impl WorkCounters {
             appender_rounds: get(&self.appender_rounds),
             blob_files_synced: get(&self.blob_files_synced),
             blob_listings: get(&self.blob_listings),
+            id_runs_scanned_at_open: get(&self.id_runs_scanned_at_open),
+            id_filter_loads: get(&self.id_filter_loads),
         }
     }
 }

@@ -152,6 +152,8 @@ pub(crate) struct Writer {
     pub ids: Arc<IdFilter>,
     /// Set once a close request was applied: no appender commits by itself.
     pub closing: bool,
+    /// The log's folder, where the close saves the id filter.
+    pub dir: std::path::PathBuf,
 }
 
 /// Groups applied to sled and waiting for the syncer. Small: the writer is
@@ -260,15 +262,7 @@ impl Writer {
     /// Starts the index thread and returns the state to share between the
     /// writer thread ([`Committer::run`]) and the appenders.
     pub(crate) fn share(mut self) -> Arc<Committer> {
-        let rounds = Rounds::start(
-            self.db.clone(),
-            std::mem::replace(&mut self.syncer, Syncer::detached()),
-            self.durable.take().expect("shared once"),
-            self.failed.clone(),
-            self.tail.clone(),
-            self.stats.clone(),
-            self.ids.clone(),
-        );
+        let rounds = Rounds::start(&mut self);
         let stats = self.stats.clone();
         let lone = rounds.lone.clone();
         Arc::new(Committer {
@@ -810,22 +804,28 @@ struct Rounds {
     stats: Arc<crate::LogStats>,
     /// Whether the last round answered at most one request.
     lone: Arc<LoneMode>,
+    /// The id index's directory, saved beside the log at close.
+    ids: Arc<IdFilter>,
+    /// The log's folder.
+    dir: std::path::PathBuf,
 }
 
 impl Rounds {
     /// Starts the index thread: the index batches run on their own thread,
     /// so that writing 8,192 records' index entries never holds up a flush
     /// and its answers. One batch at a time (the lock), so the mark only
-    /// moves forward.
-    fn start(
-        db: sled::Db,
-        syncer: Syncer,
-        durable: watch::Sender<Position>,
-        failed: Arc<Mutex<Option<String>>>,
-        tail: Arc<Tail>,
-        stats: Arc<crate::LogStats>,
-        ids: Arc<IdFilter>,
-    ) -> Rounds {
+    /// moves forward. Takes the writer's syncer and durable head's sender.
+    fn start(writer: &mut Writer) -> Rounds {
+        let (db, failed, tail, stats, ids, dir) = (
+            writer.db.clone(),
+            writer.failed.clone(),
+            writer.tail.clone(),
+            writer.stats.clone(),
+            writer.ids.clone(),
+            writer.dir.clone(),
+        );
+        let syncer = std::mem::replace(&mut writer.syncer, Syncer::detached());
+        let durable = writer.durable.take().expect("shared once");
         let indexer = Arc::new(Mutex::new(Indexer {
             db: db.clone(),
             failed: failed.clone(),
@@ -855,7 +855,20 @@ impl Rounds {
             }
         };
         let lone = Arc::new(LoneMode(AtomicBool::new(true)));
-        Rounds { db, syncer, durable: Some(durable), failed, tail, to_indexer, indexer_thread, indexer, stats, lone }
+        Rounds {
+            db,
+            syncer,
+            durable: Some(durable),
+            failed,
+            tail,
+            to_indexer,
+            indexer_thread,
+            indexer,
+            stats,
+            lone,
+            ids,
+            dir,
+        }
     }
 
     /// Syncs everything applied so far and publishes `head`; returns the
@@ -903,7 +916,10 @@ impl Rounds {
         replies
     }
 
-    /// At close: stops the index thread, indexes the rest, syncs.
+    /// At close: stops the index thread, indexes the rest, stops the id
+    /// filter's scan and merges, syncs, and saves the id filter beside the
+    /// log (only after that sync, and only if nothing failed: the file
+    /// never lists a run that is not durable).
     fn close(&mut self) {
         self.to_indexer = None;
         if let Some(handle) = self.indexer_thread.take() {
@@ -913,8 +929,18 @@ impl Rounds {
             let durable = self.durable_head();
             self.indexer.lock().expect("indexer lock").index_behind(durable);
         }
-        if let Err(e) = self.sync() {
-            tracing::error!(error = %e, "final flush of the log failed");
+        // Nothing changes the id runs from here on: the index thread has
+        // stopped, this lock holds off any other index batch, and the
+        // open's scan (and the merges after it) stop now.
+        self.ids.stop_scan();
+        match self.sync() {
+            Err(e) => tracing::error!(error = %e, "final flush of the log failed"),
+            Ok(()) if self.failed.lock().expect("failed flag").is_none() => match self.ids.save(&self.db, &self.dir) {
+                Ok(true) => tracing::debug!(path = %self.dir.display(), "saved the id filter"),
+                Ok(false) => tracing::debug!("the id filter is not complete; not saved"),
+                Err(reason) => tracing::warn!(%reason, "saving the id filter failed; the next open scans"),
+            },
+            Ok(()) => {}
         }
         // Subscribers see the log closed once they have read up to here.
         self.durable = None;

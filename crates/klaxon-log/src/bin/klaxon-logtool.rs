@@ -12,6 +12,9 @@
 //! klaxon-logtool reopen-loop DIR         open, append 1 to 8 events, close, forever, printing
 //!                                        "ack ..." lines like append-loop: each close adds an
 //!                                        id run and each open merges runs (crash tests kill it)
+//! klaxon-logtool append-then-wait DIR N  append N events (one append each), printing "ack ..."
+//!                                        lines, then "waiting", and wait without closing
+//!                                        (crash tests kill it at a known point)
 //! ```
 //! Exit codes: 0 success, 1 the log is damaged or an operation failed, 2 usage.
 
@@ -42,6 +45,10 @@ fn main() -> ExitCode {
             _ => usage(),
         },
         ["reopen-loop", dir] => runtime.block_on(reopen_loop(dir)),
+        ["append-then-wait", dir, count] => match count.parse::<u64>() {
+            Ok(n) => runtime.block_on(append_then_wait(dir, n)),
+            _ => usage(),
+        },
         ["apply-loop", dir] => runtime.block_on(apply_loop(dir)),
         _ => usage(),
     };
@@ -56,7 +63,7 @@ fn main() -> ExitCode {
 
 fn usage() -> Result<ExitCode, klaxon_log::Error> {
     eprintln!(
-        "usage: klaxon-logtool verify DIR | dump DIR [FROM [MAX]] | append-loop DIR WRITERS | apply-loop DIR | reopen-loop DIR"
+        "usage: klaxon-logtool verify DIR | dump DIR [FROM [MAX]] | append-loop DIR WRITERS | apply-loop DIR | reopen-loop DIR | append-then-wait DIR N"
     );
     Ok(ExitCode::from(2))
 }
@@ -174,6 +181,34 @@ async fn reopen_loop(dir: &str) -> Result<ExitCode, klaxon_log::Error> {
         task.await.expect("the append task")?;
         log.close().await;
     }
+}
+
+/// Opens the log, appends `count` events to one stream (one append each),
+/// printing an "ack ..." line after each, then "waiting", and waits for
+/// the kill without closing: a crash at a known point (every append
+/// durable, nothing written at close).
+async fn append_then_wait(dir: &str, count: u64) -> Result<ExitCode, klaxon_log::Error> {
+    let log = Log::open(dir, Options::default())?;
+    let stream = StreamId::new(format!("wait-{}", std::process::id())).expect("valid stream id");
+    let mut out = std::io::stdout().lock();
+    for n in 0..count {
+        let id = uuid::Uuid::new_v4();
+        let event = NewEvent {
+            id,
+            kind: EventKind::new("test.appended.v1").expect("valid kind"),
+            data: EventData::from_value(&serde_json::json!({ "version": n + 1 })).expect("valid json"),
+            metadata: Metadata::default(),
+        };
+        let a = log.append(&stream, ExpectedVersion::Exact(klaxon_log::StreamVersion(n)), vec![event]).await?;
+        let _ = writeln!(out, "ack {} {} {} {}", a.first, stream, n + 1, id);
+    }
+    let _ = writeln!(out, "waiting");
+    let _ = out.flush();
+    drop(out);
+    // The test kills the process here; the log is never closed.
+    std::future::pending::<()>().await;
+    drop(log);
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The mark `apply-loop` writes with every batch.

@@ -105,6 +105,8 @@ async fn every_acknowledged_append_survives_sigkill() {
         let next = log.append(&sid("after-crash"), ExpectedVersion::Any, vec![event(cycle)]).await.unwrap();
         assert_eq!(next.first, Position(report.records + 1));
         log.close().await;
+        // The close saved the id filter: the next child opens with it.
+        assert!(dir.path().join(klaxon_log::ID_FILTER_FILE_NAME).exists(), "cycle {cycle}: no id filter saved");
     }
     println!("{cycles} cycles, {acked_total} acknowledged appends checked");
 }
@@ -141,8 +143,10 @@ async fn an_applied_mark_always_matches_the_records_after_sigkill() {
 }
 
 /// A child opens the log, appends a few events, closes it, and again:
-/// each close writes an id run and each open merges runs behind the
-/// writer (one atomic sled batch per merge). Killed at random moments,
+/// each close writes an id run and saves the id filter beside the log,
+/// each open loads that file (or, when merges since made it stale, scans
+/// every run) and merges runs behind the writer (one atomic sled batch per
+/// merge, which bumps the runs' generation). Killed at random moments,
 /// often in the middle of a merge, it must leave either the two runs or
 /// the merged one: every acknowledged id is found at its place, a retry
 /// of it is recognised, and the runs stay few although every cycle added
@@ -185,6 +189,9 @@ async fn every_acknowledged_id_is_found_after_sigkill_while_id_runs_merge() {
         let bound = 2 + (report.records as f64).log2().ceil() as usize;
         assert!(stored <= bound, "cycle {cycle} (seed {seed}): {stored} id runs for {} records", report.records);
         log.close().await;
+        // The close saved the id filter: the next child opens with it, and
+        // each of its closes saves it again (a kill may catch one).
+        assert!(dir.path().join(klaxon_log::ID_FILTER_FILE_NAME).exists(), "cycle {cycle}: no id filter saved");
     }
     println!("{cycles} kills, {} acknowledged appends found", acks.len());
 }

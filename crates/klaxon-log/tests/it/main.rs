@@ -6,6 +6,7 @@ mod basics;
 mod crash;
 mod errors;
 mod fault;
+mod idfile;
 mod layout;
 mod model;
 mod replicated;

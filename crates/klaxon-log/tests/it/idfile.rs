@@ -1,0 +1,233 @@
+//! The id filter saved beside the log (`ID_FILTER_FILE_NAME`): a clean
+//! close writes it, an open that finds it valid scans only the id runs
+//! written after it, and any file that does not match sled (stale after
+//! merges, damaged, another folder's) is refused for a full scan. Whatever
+//! the file, no id in the log is ever answered "absent": a retried append
+//! is recognised and writes nothing.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use klaxon_log::{ExpectedVersion, ID_FILTER_FILE_NAME, Log, Options, Position};
+use uuid::Uuid;
+
+use crate::support::{event_with_id, sid};
+
+fn file(dir: &Path) -> PathBuf {
+    dir.join(ID_FILTER_FILE_NAME)
+}
+
+/// Opens the log and waits for its id filter (load and scan, then merges).
+fn open_settled(dir: &Path) -> Log {
+    let log = Log::open(dir, Options::default()).unwrap();
+    log.settle_id_index();
+    log
+}
+
+/// Closes the log (which saves the filter) and lets go of its folder.
+async fn close(log: Log) {
+    log.close().await;
+}
+
+/// (loads of the saved filter, id runs the open's scan read).
+fn open_work(log: &Log) -> (u64, u64) {
+    let work = log.stats().work.snapshot();
+    (work.id_filter_loads, work.id_runs_scanned_at_open)
+}
+
+/// Appends `count` events with fresh ids in appends of up to 100. Returns
+/// where each went.
+async fn append(log: &Log, count: usize) -> Vec<Placed> {
+    append_ids(log, (0..count).map(|_| Uuid::new_v4()).collect()).await
+}
+
+/// Appends events with these ids in appends of up to 100.
+async fn append_ids(log: &Log, ids: Vec<Uuid>) -> Vec<Placed> {
+    let mut out = Vec::new();
+    for part in ids.chunks(100) {
+        let events = part.iter().map(|id| event_with_id(*id, 0)).collect();
+        let a = log.append(&sid("ids"), ExpectedVersion::Any, events).await.unwrap();
+        out.extend(part.iter().enumerate().map(|(i, id)| Placed {
+            id: *id,
+            position: Position(a.first.0 + i as u64),
+            stream: "ids".into(),
+        }));
+    }
+    out
+}
+
+/// An acknowledged event: its id, position and stream.
+struct Placed {
+    id: Uuid,
+    position: Position,
+    stream: String,
+}
+
+/// Every id is found at its place, and a retry of each (in appends of one,
+/// to its stream) is answered as a duplicate: the head does not move.
+async fn every_id_deduplicated(log: &Log, ids: &[Placed], context: &str) {
+    let head = log.head();
+    for Placed { id, position, stream } in ids {
+        let found = log.locate(*id).unwrap().map(|(p, _, _)| p);
+        assert_eq!(found, Some(*position), "{context}: id {id} not found at its place");
+        let retry = log.append(&sid(stream), ExpectedVersion::Any, vec![event_with_id(*id, 0)]).await.unwrap();
+        assert_eq!((retry.first, retry.deduplicated), (*position, true), "{context}: retry of {id}");
+    }
+    assert_eq!(log.head(), head, "{context}: a retry was appended");
+}
+
+/// After a clean close the next open loads the saved filter and reads no
+/// id run in sled, and every id appended before (over three sessions, so
+/// over several runs) is still recognised.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clean_close_saves_the_id_filter_and_the_reopen_scans_no_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ids = Vec::new();
+    for session in 0..3 {
+        let log = open_settled(dir.path());
+        ids.extend(append(&log, 300 + 100 * session).await);
+        close(log).await;
+        assert!(file(dir.path()).exists(), "session {session}: the close saved no id filter");
+    }
+    let log = open_settled(dir.path());
+    assert_eq!(open_work(&log), (1, 0), "the saved filter is loaded and no run is scanned");
+    let (_, runs) = log.id_runs().unwrap();
+    assert!(runs >= 1);
+    every_id_deduplicated(&log, &ids, "after a clean close").await;
+    close(log).await;
+
+    // Without the file, the same folder is scanned whole: the stat counts it.
+    std::fs::remove_file(file(dir.path())).unwrap();
+    let log = open_settled(dir.path());
+    let (loads, scanned) = open_work(&log);
+    assert_eq!((loads, scanned), (0, runs as u64), "no file: every run is scanned");
+    every_id_deduplicated(&log, &ids, "after a full scan").await;
+    close(log).await;
+}
+
+/// A file saved before merges (put back after a later close saved a newer
+/// one, as a crash between a merge and the next save would leave it) names
+/// an older generation of the id runs: it is refused, and a full scan
+/// finds every id. The ids are chosen so that the first run keeps both its
+/// first and its last piece keys through the merge (its 300 ids are the
+/// smallest, the 200 merged in all sort after its 257th): only the
+/// generation tells that the run now also holds the ids merged into it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_saved_before_a_merge_is_refused_and_every_id_is_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let aside = tempfile::tempdir().unwrap();
+    // One run of 300 small ids (pieces of 256 and 44), saved.
+    let log = open_settled(dir.path());
+    let mut ids = append_ids(&log, (1..=300u128).map(|n| Uuid::from_u128(n << 64 | n)).collect()).await;
+    close(log).await;
+    std::fs::copy(file(dir.path()), aside.path().join("old")).unwrap();
+    // A second run of 200 random ids after it (the old file is still
+    // valid here).
+    let log = open_settled(dir.path());
+    assert_eq!(open_work(&log), (1, 0));
+    ids.extend(append(&log, 200).await);
+    close(log).await;
+    // This open merges the two runs (200 is at least half of 300) under
+    // the first run's key: pieces of 256 and 244, the same first ids.
+    let log = open_settled(dir.path());
+    assert_eq!(open_work(&log), (1, 0));
+    assert_eq!(log.id_runs().unwrap(), (1, 1), "the two runs merged at open");
+    close(log).await;
+
+    std::fs::copy(aside.path().join("old"), file(dir.path())).unwrap();
+    let log = open_settled(dir.path());
+    let (loads, scanned) = open_work(&log);
+    assert_eq!((loads, scanned), (0, 1), "the stale file is refused and every run scanned");
+    every_id_deduplicated(&log, &ids, "after a stale file").await;
+    log.verify().unwrap();
+    close(log).await;
+}
+
+/// A damaged file (one byte of its first filter flipped, or cut short) and
+/// another folder's file are refused for a full scan; every id is found.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_or_foreign_file_is_refused_and_every_id_is_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open_settled(dir.path());
+    let ids = append(&log, 500).await;
+    close(log).await;
+    let saved = std::fs::read(file(dir.path())).unwrap();
+    // The log-wide filter's words start after the magic (7), the header
+    // (32), the filter count (4) and the filter's shape (24): flip the
+    // first byte with bits set, which clears them.
+    let at = 67 + saved[67..].iter().position(|b| *b != 0).unwrap();
+    let mut flipped = saved.clone();
+    flipped[at] ^= 0xff;
+    let damaged = [("a flipped byte", flipped), ("a truncated file", saved[..saved.len() / 2].to_vec())];
+    for (what, bytes) in damaged {
+        std::fs::write(file(dir.path()), &bytes).unwrap();
+        let log = open_settled(dir.path());
+        assert_eq!(open_work(&log), (0, 1), "{what}: refused, every run scanned");
+        every_id_deduplicated(&log, &ids, what).await;
+        close(log).await;
+    }
+
+    // Another folder with the same positions, its file copied in.
+    let other = tempfile::tempdir().unwrap();
+    let log = open_settled(other.path());
+    append(&log, 500).await;
+    close(log).await;
+    std::fs::copy(file(other.path()), file(dir.path())).unwrap();
+    let log = open_settled(dir.path());
+    assert_eq!(open_work(&log), (0, 1), "another folder's file is refused");
+    every_id_deduplicated(&log, &ids, "another folder's file").await;
+    close(log).await;
+}
+
+/// Runs `klaxon-logtool append-then-wait DIR COUNT`, reads its acks until
+/// it waits, and SIGKILLs it: a crash after `count` durable appends, with
+/// no close (so no new file). Returns the acknowledged events.
+fn append_then_kill(dir: &Path, count: usize) -> Vec<Placed> {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_klaxon-logtool"))
+        .args(["append-then-wait", dir.to_str().unwrap(), &count.to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn klaxon-logtool");
+    let mut acks = Vec::new();
+    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        if line == "waiting" {
+            break;
+        }
+        let ack = crate::crash::parse_ack(&line);
+        acks.push(Placed { id: ack.id, position: Position(ack.position), stream: ack.stream });
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(acks.len(), count, "the child acknowledged every append before waiting");
+    acks
+}
+
+/// Appends after an open that loaded the file, then a SIGKILL (no close,
+/// so the file is the old one): the next open loads it and scans only the
+/// run written after it (here the one the open indexes from the records
+/// after the mark), and every id, before and after the file, is found.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_written_after_the_file_are_scanned_after_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open_settled(dir.path());
+    let mut ids = append(&log, 1000).await;
+    close(log).await;
+    // A session that changes no run (one run: nothing to merge) and saves.
+    let log = open_settled(dir.path());
+    assert_eq!(open_work(&log), (1, 0));
+    close(log).await;
+    let saved = std::fs::read(file(dir.path())).unwrap();
+
+    // 300 appends (fewer than an index batch), then killed.
+    ids.extend(append_then_kill(dir.path(), 300));
+    assert_eq!(std::fs::read(file(dir.path())).unwrap(), saved, "the killed child wrote no file");
+
+    let log = open_settled(dir.path());
+    assert_eq!(open_work(&log), (1, 1), "the file is loaded and only the run after it scanned");
+    every_id_deduplicated(&log, &ids, "after a crash").await;
+    log.verify().unwrap();
+    close(log).await;
+}
