@@ -32,7 +32,10 @@
 //!    validated; 600 reads of incidents and lists). Then the system settles
 //!    and `VmRSS` is read again.
 //! 4. **Restart**: SIGTERM, then `klaxond up` on the same folder, timed to
-//!    ready as in 2.
+//!    ready as in 2; `VmRSS` at ready and again once the process has gone
+//!    quiet (under 0.05 CPU s in a second): work behind ready, such as the
+//!    log's scan of its id runs when it found no saved id filter, ends
+//!    after ready and only the second reading holds it.
 //!
 //! For both starts a second table says where the time went: `serving`
 //! (spawn until klaxond says where it listens: log open and index rebuild
@@ -43,6 +46,10 @@
 //! `[memory] evict_closed_after` (closed incidents leave memory) is passed
 //! as `24h` when klaxond's configuration has the setting (read from its
 //! source), or as `KLAXON_SCALE_EVICT_CLOSED_AFTER` says (`off`: not at all).
+//!
+//! `KLAXON_SCALE_RESTART_WITHOUT_ID_FILTER=1` deletes the id filter the
+//! clean stop saved beside the log before the restart (the baseline: the
+//! restart's log scans every id run).
 //!
 //! `KLAXON_SCALE_CONFIG` is appended to klaxond's configuration (TOML,
 //! `\n` for line breaks), for experiments such as
@@ -163,6 +170,24 @@ fn copy_dir(from: &Path, to: &Path) {
 
 fn rss_mb(pid: u32) -> f64 {
     status_mb(pid, "VmRSS:")
+}
+
+/// `VmRSS` once the process has gone quiet after ready (under 0.05 CPU
+/// seconds in a second, at most 60 s), and how many seconds that took:
+/// work that goes on behind ready (the log's id scan at open, snapshot
+/// saves) is in it.
+fn settled_rss_mb(pid: u32) -> (f64, f64) {
+    let begun = Instant::now();
+    let mut before = cpu_by_thread(pid).0;
+    while begun.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_secs(1));
+        let now = cpu_by_thread(pid).0;
+        if now - before < 0.05 {
+            break;
+        }
+        before = now;
+    }
+    (rss_mb(pid), begun.elapsed().as_secs_f64())
 }
 
 /// A memory line (`VmRSS:`, `VmHWM:`) of `/proc/<pid>/status`, in MB.
@@ -420,6 +445,9 @@ struct Row {
     rss_after_mb: f64,
     restart_s: f64,
     rss_restart_mb: f64,
+    /// `VmRSS` once the restarted process went quiet, and when (s after ready).
+    rss_settled_mb: f64,
+    settled_s: f64,
     first_phases: String,
     restart_phases: String,
     first_work: String,
@@ -489,6 +517,12 @@ fn main() {
         let rss_after = rss_mb(up.pid());
         assert!(up.stop().success(), "klaxond stopped cleanly");
 
+        // The baseline of the saved id filter: without it the restart's log
+        // scans every id run, as before the file existed.
+        if std::env::var("KLAXON_SCALE_RESTART_WITHOUT_ID_FILTER").is_ok_and(|v| v == "1") {
+            std::fs::remove_file(run.join(klaxon_log::ID_FILTER_FILE_NAME))
+                .expect("the clean stop saved the id filter");
+        }
         eprintln!("{size}: restart ...");
         let begun = Instant::now();
         let up = Klaxond::start_with_env(&run, &paged.config_args(), &paged.env());
@@ -498,7 +532,10 @@ fn main() {
         let rss_restart = rss_mb(up.pid());
         let restart_phases = phases(serving_s, &restarted);
         let restart_work = work(up.pid(), &restarted);
-        eprintln!("  ready in {restart_s:.2} s ({restart_phases}), {rss_restart:.0} MB; {restart_work}");
+        let (rss_settled, settled_s) = settled_rss_mb(up.pid());
+        eprintln!(
+            "  ready in {restart_s:.2} s ({restart_phases}), {rss_restart:.0} MB; {restart_work}; quiet {settled_s:.0} s later: {rss_settled:.0} MB"
+        );
         assert!(up.stop().success(), "klaxond stopped cleanly");
         std::fs::remove_dir_all(&run).expect("remove the copy");
         if !keep {
@@ -519,16 +556,18 @@ fn main() {
             rss_after_mb: rss_after,
             restart_s,
             rss_restart_mb: rss_restart,
+            rss_settled_mb: rss_settled,
+            settled_s,
         });
     }
     println!();
     println!(
-        "| events | incidents | open | data folder MB | first start ready s | appended at start | RSS MB | traffic calls (s) | RSS after traffic MB | restart ready s | RSS after restart MB |"
+        "| events | incidents | open | data folder MB | first start ready s | appended at start | RSS MB | traffic calls (s) | RSS after traffic MB | restart ready s | RSS after restart MB | RSS once quiet MB (s after ready) |"
     );
-    println!("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    println!("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     for r in &rows {
         println!(
-            "| {} | {} | {} | {:.0} | {:.2} | {} | {:.0} | {} ({:.1}) | {:.0} | {:.2} | {:.0} |",
+            "| {} | {} | {} | {:.0} | {:.2} | {} | {:.0} | {} ({:.1}) | {:.0} | {:.2} | {:.0} | {:.0} ({:.0}) |",
             r.generated.events,
             r.generated.incidents,
             r.generated.open,
@@ -540,7 +579,9 @@ fn main() {
             r.traffic_s,
             r.rss_after_mb,
             r.restart_s,
-            r.rss_restart_mb
+            r.rss_restart_mb,
+            r.rss_settled_mb,
+            r.settled_s
         );
     }
     println!();
