@@ -58,6 +58,7 @@
 //! - `stats`: append latency, group-commit sizes and work counters
 //!   ([`Log::stats`]).
 
+pub mod checksummed;
 mod codec;
 mod durability;
 mod error;

@@ -15,7 +15,7 @@
 //! files are ever a node's current snapshot.
 
 use std::fs::File;
-use std::io::{self, BufReader, BufWriter, Read, SeekFrom, Write};
+use std::io::{self, BufReader, Read, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -182,48 +182,29 @@ impl SnapshotDir {
     /// temporary file, synced; returns its path.
     pub fn write(&self, log: &Log, header: &Header) -> io::Result<PathBuf> {
         let tmp = self.dir.join(format!("{}.tmp", header.meta.snapshot_id));
-        let mut out = Crc32Writer { inner: BufWriter::new(File::create(&tmp)?), crc: crc32fast::Hasher::new() };
-        out.write_all(MAGIC)?;
-        let header_bytes = serde_json::to_vec(header).map_err(io::Error::other)?;
-        out.write_all(&(header_bytes.len() as u32).to_le_bytes())?;
-        out.write_all(&header_bytes)?;
-        let mut next = Position(1);
-        while next.0 <= header.head {
-            let want = READ_BATCH.min((header.head - next.0 + 1) as usize);
-            let records = log.read_all(next, want).map_err(io::Error::other)?;
-            if records.is_empty() {
-                return Err(io::Error::other(format!("the log ends before position {next}")));
+        klaxon_log::checksummed::write_synced(&tmp, |out| {
+            out.write_all(MAGIC)?;
+            let header_bytes = serde_json::to_vec(header).map_err(io::Error::other)?;
+            out.write_all(&(header_bytes.len() as u32).to_le_bytes())?;
+            out.write_all(&header_bytes)?;
+            let mut next = Position(1);
+            while next.0 <= header.head {
+                let want = READ_BATCH.min((header.head - next.0 + 1) as usize);
+                let records = log.read_all(next, want).map_err(io::Error::other)?;
+                if records.is_empty() {
+                    return Err(io::Error::other(format!("the log ends before position {next}")));
+                }
+                for record in &records {
+                    let bytes = record.to_bytes();
+                    out.write_all(&record.position.0.to_le_bytes())?;
+                    out.write_all(&(bytes.len() as u32).to_le_bytes())?;
+                    out.write_all(&bytes)?;
+                }
+                next = Position(records.last().expect("non-empty").position.0 + 1);
             }
-            for record in &records {
-                let bytes = record.to_bytes();
-                out.write_all(&record.position.0.to_le_bytes())?;
-                out.write_all(&(bytes.len() as u32).to_le_bytes())?;
-                out.write_all(&bytes)?;
-            }
-            next = Position(records.last().expect("non-empty").position.0 + 1);
-        }
-        let crc = out.crc.clone().finalize();
-        let mut file = out.inner.into_inner().map_err(|e| e.into_error())?;
-        file.write_all(&crc.to_le_bytes())?;
-        file.sync_all()?;
+            Ok(())
+        })?;
         Ok(tmp)
-    }
-}
-
-struct Crc32Writer<W> {
-    inner: W,
-    crc: crc32fast::Hasher,
-}
-
-impl<W: Write> Write for Crc32Writer<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.crc.update(&buf[..n]);
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
     }
 }
 

@@ -39,7 +39,7 @@
 //! as above; last the CRC-32 (u32) of everything before it.
 
 use std::fs::File;
-use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::io::{self, BufReader, Read, Write};
 use std::path::Path;
 
 use uuid::Uuid;
@@ -96,29 +96,24 @@ pub(super) fn save(db: &sled::Db, dir: &Path, header: &Header, blooms: &[Bloom],
         }
     }
     let temp = dir.join(TEMP_NAME);
-    {
-        let file = File::create(&temp)?;
-        let mut out = Hashing { inner: BufWriter::with_capacity(1 << 16, file), crc: crc32fast::Hasher::new() };
+    crate::checksummed::write_synced(&temp, |out| {
         out.write_all(MAGIC)?;
         for v in [header.token, header.generation, header.head.0, header.indexed.0] {
             out.write_all(&v.to_le_bytes())?;
         }
         out.write_all(&u32::try_from(blooms.len()).map_err(io::Error::other)?.to_le_bytes())?;
         for bloom in blooms {
-            put_bloom(&mut out, bloom)?;
+            put_bloom(out, bloom)?;
         }
         out.write_all(&u32::try_from(runs.len()).map_err(io::Error::other)?.to_le_bytes())?;
         for (run, (first_id, last_id)) in runs.iter().zip(&ends) {
             out.write_all(&run.first.0.to_le_bytes())?;
             out.write_all(first_id.as_bytes())?;
             out.write_all(last_id.as_bytes())?;
-            put_bloom(&mut out, &run.bloom)?;
+            put_bloom(out, &run.bloom)?;
         }
-        let crc = out.crc.clone().finalize();
-        out.inner.write_all(&crc.to_le_bytes())?;
-        let file = out.inner.into_inner().map_err(|e| e.into_error())?;
-        file.sync_all()?;
-    }
+        Ok(())
+    })?;
     std::fs::rename(&temp, dir.join(FILE_NAME))?;
     File::open(dir)?.sync_all()
 }
@@ -248,24 +243,6 @@ fn get_bloom(input: &mut Reading) -> io::Result<Bloom> {
         left -= n;
     }
     Ok(Bloom { bits, capacity, count })
-}
-
-/// A writer that hashes what goes through it.
-struct Hashing<W> {
-    inner: W,
-    crc: crc32fast::Hasher,
-}
-
-impl<W: Write> Write for Hashing<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.crc.update(&buf[..n]);
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
 }
 
 /// A reader that hashes what it reads and counts what is left.
