@@ -13,6 +13,7 @@ mod layers;
 mod lifecycle;
 mod limits;
 mod log_group;
+mod logs;
 mod metrics;
 mod notifier;
 mod oncall;

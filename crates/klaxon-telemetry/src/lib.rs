@@ -20,6 +20,7 @@
 //! own would feed back into the exporter), or hold a stopping process for
 //! longer than [`SHUTDOWN_WAIT`].
 
+use std::io::IsTerminal;
 use std::time::Duration;
 
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
@@ -88,7 +89,8 @@ impl Drop for Guard {
 /// `OTEL_SERVICE_NAME` says otherwise).
 ///
 /// Logs go to stderr through the `fmt` layer, filtered by `RUST_LOG`
-/// (default [`LOG_FILTER_DEFAULT`]). When `OTEL_EXPORTER_OTLP_ENDPOINT` or
+/// (default [`LOG_FILTER_DEFAULT`]), in colour only when stderr is a
+/// terminal and `NO_COLOR` is unset or empty. When `OTEL_EXPORTER_OTLP_ENDPOINT` or
 /// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` is set, spans of Klaxon's own crates
 /// at `INFO` and above are exported over OTLP/gRPC as well, whatever
 /// `RUST_LOG` says; the exporter reads the other standard variables itself
@@ -100,7 +102,10 @@ impl Drop for Guard {
 /// `Runtime::enter`): the exporter's gRPC channel is spawned on it.
 pub fn init(service_name: &str) -> Result<Guard, Error> {
     let log_filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| LOG_FILTER_DEFAULT.into());
-    let logs = fmt::layer().with_writer(std::io::stderr).with_filter(log_filter);
+    // Colours only for a person at a terminal: a log file, a pipe or the
+    // journal gets plain text (and `NO_COLOR` is honoured either way).
+    let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let logs = fmt::layer().with_writer(std::io::stderr).with_ansi(ansi).with_filter(log_filter);
     let provider = if export_configured() { Some(provider(service_name)?) } else { None };
     let traces = provider.as_ref().map(|provider| {
         tracing_opentelemetry::layer()
