@@ -164,7 +164,11 @@ fn history_lines() {
         data_json: r#"{"a":1}"#.into(),
     };
     let h = v1::GetHistoryResponse {
-        entries: vec![entry(1, 0, "zed reported \"Slow search\""), entry(10, 3, "alice declared SEV1")],
+        entries: vec![
+            entry(1, 0, "zed reported \"Slow search\""),
+            entry(10, 3, "alice declared SEV1"),
+            entry(11, 4, "alice posted an executive update: Rolled back.\n\nNext update at 11:00."),
+        ],
     };
     check(
         Rpc::GetHistory(v1::GetHistoryRequest { incident_id: "INC-8".into() }),
@@ -172,7 +176,10 @@ fn history_lines() {
         false,
         expect![[r#"
             2025-03-01T10:00:00Z  v1   zed reported "Slow search"
-            2025-03-01T10:03:00Z  v10  alice declared SEV1"#]],
+            2025-03-01T10:03:00Z  v10  alice declared SEV1
+            2025-03-01T10:04:00Z  v11  alice posted an executive update: Rolled back.
+
+                                       Next update at 11:00."#]],
     );
     check(
         Rpc::GetHistory(v1::GetHistoryRequest { incident_id: "INC-8".into() }),

@@ -264,7 +264,9 @@ pub(super) fn table<const N: usize>(header: [&str; N], rows: impl Iterator<Item 
     out
 }
 
-/// `history`: one line per entry, time, version, summary.
+/// `history`: one line per entry, time, version, summary; a summary of
+/// several lines (an update's text) goes on indented under its first, so
+/// that every entry still starts with its time.
 pub(super) fn history(h: &v1::GetHistoryResponse) -> String {
     if h.entries.is_empty() {
         return "no history".to_string();
@@ -274,7 +276,14 @@ pub(super) fn history(h: &v1::GetHistoryResponse) -> String {
         .iter()
         .map(|e| {
             let at = human_time(e.at.as_ref()).unwrap_or_else(|| "-".to_string());
-            format!("{at}  v{:<width$}  {}", e.version, e.summary)
+            let head = format!("{at}  v{:<width$}  ", e.version);
+            let indent = " ".repeat(head.chars().count());
+            let mut lines = e.summary.lines();
+            let first = format!("{head}{}", lines.next().unwrap_or_default());
+            std::iter::once(first.trim_end().to_string())
+                .chain(lines.map(|l| if l.trim().is_empty() { String::new() } else { format!("{indent}{l}") }))
+                .collect::<Vec<_>>()
+                .join("\n")
         })
         .collect::<Vec<_>>()
         .join("\n")
