@@ -212,7 +212,7 @@ pub fn bridge_message(message: &v1::bridge_response::Message, json: bool) -> Opt
         Message::Event(e) if json => to_json(&BridgeView::Event(EntryView::new(e))),
         Message::Event(e) => {
             let at = time(e.at.as_ref()).map_or_else(|| "--:--:--".to_string(), |t| t.format("%H:%M:%S").to_string());
-            format!("{at}  {}", e.summary)
+            hanging(&format!("{at}  "), &e.summary)
         }
         Message::NoteRecorded(r) if json => to_json(&BridgeView::NoteRecorded(NoteRecordedView {
             request_id: r.request_id.clone(),
@@ -288,6 +288,19 @@ fn duration(seconds: Option<i64>) -> String {
 
 fn non_empty(s: &str) -> Option<String> {
     (!s.is_empty()).then(|| s.to_string())
+}
+
+/// `head` followed by `text`, whose lines after the first (an update's or a
+/// note's text) go on indented to where `text` starts, so that a reader
+/// still finds every entry by its head in the first column.
+fn hanging(head: &str, text: &str) -> String {
+    let indent = " ".repeat(head.chars().count());
+    let mut lines = text.lines();
+    let first = format!("{head}{}", lines.next().unwrap_or_default());
+    std::iter::once(first.trim_end().to_string())
+        .chain(lines.map(|l| if l.trim().is_empty() { String::new() } else { format!("{indent}{l}") }))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 fn or_dash(s: &str) -> &str {

@@ -271,6 +271,16 @@ fn bridge_lines() {
         ..Default::default()
     });
     expect!["11:01:00  dave: checking the load balancer"].assert_eq(&bridge_message(&event, false).unwrap());
+    let note = Message::Event(v1::HistoryEntry {
+        version: 14,
+        at: at(62),
+        summary: "dave: the balancer drops EU traffic\nrestarting it".into(),
+        ..Default::default()
+    });
+    expect![[r#"
+        11:02:00  dave: the balancer drops EU traffic
+                  restarting it"#]]
+    .assert_eq(&bridge_message(&note, false).unwrap());
     expect![[
         r#"{"event":{"position":0,"version":13,"kind":"","at":"2025-03-01T11:01:00Z","by":"","summary":"dave: checking the load balancer","data":null}}"#
     ]]
@@ -601,6 +611,7 @@ fn timeline_entries() -> Vec<v1::TimelineEntry> {
         entry(9, 3, "incident", "maria", "maria declared SEV1"),
         entry(12, 4, "page", "ana", "ana acknowledged INC-7-P1"),
         entry(130, 90, "review", "maria", "maria added action item INC-7-A1"),
+        entry(131, 91, "incident", "maria", "maria posted an internal update: Rolled back.\nWatching errors."),
     ]
 }
 
@@ -616,7 +627,9 @@ fn timeline_lines() {
         2025-03-01T10:00:00Z  #3    incident  zed reported "Checkout returns 500"
         2025-03-01T10:03:00Z  #9    incident  maria declared SEV1
         2025-03-01T10:04:00Z  #12   page      ana acknowledged INC-7-P1
-        2025-03-01T11:30:00Z  #130  review    maria added action item INC-7-A1"#]],
+        2025-03-01T11:30:00Z  #130  review    maria added action item INC-7-A1
+        2025-03-01T11:31:00Z  #131  incident  maria posted an internal update: Rolled back.
+                                              Watching errors."#]],
     );
     let then = v1::Incident { commander: "maria".into(), version: 2, severity_overridden: false, ..incident() };
     check(

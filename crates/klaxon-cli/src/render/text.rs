@@ -276,14 +276,7 @@ pub(super) fn history(h: &v1::GetHistoryResponse) -> String {
         .iter()
         .map(|e| {
             let at = human_time(e.at.as_ref()).unwrap_or_else(|| "-".to_string());
-            let head = format!("{at}  v{:<width$}  ", e.version);
-            let indent = " ".repeat(head.chars().count());
-            let mut lines = e.summary.lines();
-            let first = format!("{head}{}", lines.next().unwrap_or_default());
-            std::iter::once(first.trim_end().to_string())
-                .chain(lines.map(|l| if l.trim().is_empty() { String::new() } else { format!("{indent}{l}") }))
-                .collect::<Vec<_>>()
-                .join("\n")
+            hanging(&format!("{at}  v{:<width$}  ", e.version), &e.summary)
         })
         .collect::<Vec<_>>()
         .join("\n")
@@ -393,7 +386,8 @@ pub(super) fn pages(p: &v1::ListPagesResponse) -> String {
     )
 }
 
-/// `timeline`: one line per entry (time, `#position`, source, summary) and,
+/// `timeline`: one line per entry (time, `#position`, source, summary; a
+/// summary of several lines goes on indented, as in `history`) and,
 /// for an `as_of` replay, the incident's state then.
 pub(super) fn timeline(rpc: &Rpc, entries: &[v1::TimelineEntry], state: Option<&v1::Incident>) -> String {
     let mut out = if entries.is_empty() {
@@ -405,7 +399,7 @@ pub(super) fn timeline(rpc: &Rpc, entries: &[v1::TimelineEntry], state: Option<&
             .iter()
             .map(|e| {
                 let at = human_time(e.at.as_ref()).unwrap_or_else(|| "-".to_string());
-                format!("{at}  #{:<position$}  {:<source$}  {}", e.position, or_dash(&e.source), e.summary)
+                hanging(&format!("{at}  #{:<position$}  {:<source$}  ", e.position, or_dash(&e.source)), &e.summary)
             })
             .collect::<Vec<_>>()
             .join("\n")
