@@ -615,6 +615,40 @@ async fn a_weekly_report_is_posted_once_per_week_across_restarts() {
     w.stop.cancel();
 }
 
+/// A stop while a report is being delivered (the receiver slow to answer)
+/// lets that post finish: delivered and recorded, so that the restart does
+/// not send the period again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_during_a_delivery_lets_the_report_be_recorded() {
+    let secret = klaxon_tests::config::secret();
+    let receiver = klaxon_tests::receiver::Receiver::start(&secret).await;
+    receiver.answer_after(std::time::Duration::from_millis(800));
+    let w = start_with(t0(), catalog());
+    let stop = CancellationToken::new();
+    let _checked = reporter(&w.reviews, &w.clock, &receiver, &secret, stop.clone()).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while receiver.requests().is_empty() {
+        assert!(std::time::Instant::now() < deadline, "week 44's report is sent at start");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(w.kinds("report.posted.v1"), 0, "the receiver has not answered yet");
+    stop.cancel();
+    while w.kinds("report.posted.v1") == 0 {
+        assert!(std::time::Instant::now() < deadline, "the post under way at the stop is recorded");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(receiver.requests().len(), 1);
+
+    // Restarted in the same week: nothing is sent again.
+    let again = CancellationToken::new();
+    let mut checked = reporter(&w.reviews, &w.clock, &receiver, &secret, again.clone()).await;
+    checked_now(&mut checked, w.clock.now()).await;
+    assert_eq!(receiver.requests().len(), 1, "the period is not sent twice");
+    assert_eq!(w.kinds("report.posted.v1"), 1);
+    again.cancel();
+    w.stop.cancel();
+}
+
 /// A Sev-1 resolved and reviewed; two hours later (past the hour after
 /// which the review service evicts, when it does) its postmortem is edited,
 /// then it is reopened and resolved again. Returns the records from the

@@ -1,6 +1,6 @@
 //! A real HTTP webhook receiver on loopback, standing in for a pager or
 //! chat system: it records every request, checks Klaxon's HMAC signature,
-//! and can be told to fail the first requests.
+//! and can be told to fail the first requests or to answer slowly.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -31,6 +31,8 @@ struct Shared {
     secret: Vec<u8>,
     requests: Mutex<Vec<Received>>,
     fail_first: AtomicUsize,
+    /// Milliseconds to hold each answer after recording the request.
+    answer_after_ms: std::sync::atomic::AtomicU64,
 }
 
 /// The receiver; stops when dropped.
@@ -117,6 +119,13 @@ impl Receiver {
         self.shared.fail_first.store(n, Ordering::SeqCst);
     }
 
+    /// Holds every later answer for `delay` after recording its request
+    /// (a slow receiver: the request is in [`Receiver::requests`] while the
+    /// sender still waits).
+    pub fn answer_after(&self, delay: Duration) {
+        self.shared.answer_after_ms.store(delay.as_millis() as u64, Ordering::SeqCst);
+    }
+
     /// Every request so far.
     pub fn requests(&self) -> Vec<Received> {
         self.shared.requests.lock().expect("requests").clone()
@@ -151,5 +160,9 @@ async fn receive(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: By
         body: serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
         status: status.as_u16(),
     });
+    let delay = shared.answer_after_ms.load(Ordering::SeqCst);
+    if delay > 0 {
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+    }
     status
 }

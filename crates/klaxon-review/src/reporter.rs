@@ -33,6 +33,7 @@ use chrono::{DateTime, Utc};
 use klaxon_domain::outbox::{Outbox, Outcome, Outgoing};
 use klaxon_domain::review::reports::{ChannelOutcome, POSTED_KIND, REPORTER_ACTOR, Report, ReportPosted, stream};
 use klaxon_log::{EventData, EventKind, ExpectedVersion, Metadata, NewEvent};
+use klaxon_reactor::shell::DRAIN_WAIT;
 use klaxon_reactor::{Claim, Claims, Clock, claim, streams};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -81,6 +82,10 @@ impl Reporter {
     /// Posts what is due, then sleeps until the next posting time, until
     /// `shutdown`. A failing log stops it with the error (the process
     /// restarts it; nothing is lost: the period is still due).
+    ///
+    /// A stop lets a post under way finish, delivery and record, for at
+    /// most [`DRAIN_WAIT`] (as the reactor shell drains its work): cut
+    /// between the two, the period would be sent again after the restart.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), Error> {
         if self.reports.is_empty() {
             return Ok(());
@@ -89,9 +94,20 @@ impl Reporter {
             let now = self.clock.now();
             let mut next: Option<DateTime<Utc>> = None;
             for report in &self.reports {
+                if shutdown.is_cancelled() {
+                    return Ok(());
+                }
+                let post = self.post_due(report, now);
+                tokio::pin!(post);
                 let due = tokio::select! {
-                    _ = shutdown.cancelled() => return Ok(()),
-                    due = self.post_due(report, now) => due?,
+                    due = &mut post => due?,
+                    _ = shutdown.cancelled() => match tokio::time::timeout(DRAIN_WAIT, post).await {
+                        Ok(posted) => return posted.map(drop),
+                        Err(_) => {
+                            tracing::warn!(report = report.name(), "a trend report still under way at the stop; it is posted again after the restart");
+                            return Ok(());
+                        }
+                    },
                 };
                 next = Some(next.map_or(due, |n| n.min(due)));
             }
