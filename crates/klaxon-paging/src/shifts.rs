@@ -399,7 +399,8 @@ impl ShiftNotifier {
             self.fold_config(record, state);
             return Ok(true);
         }
-        if notices::KINDS.contains(&kind) {
+        // A notice kind this version does not know (`shift.*`) is refused, not skipped.
+        if decode::in_family(notices::KINDS, kind) {
             let event = NoticeEvent::from_json(kind, record.data.as_str())
                 .map_err(|e| klaxon_reactor::Error::Undecodable { position: record.position, reason: e.to_string() })?;
             state.notices.evolve(&event);

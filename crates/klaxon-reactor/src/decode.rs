@@ -1,6 +1,10 @@
 //! Records back into domain events. A record of a family's kind that does
 //! not decode is an error naming its position, never skipped: a projection
-//! must not silently lose history.
+//! must not silently lose history. A family is known by its kinds' first
+//! segments (`incident.`, `page.` and `slo.`, `notify.`, `review.`,
+//! `oncall.`): a kind there that this version does not know (a new kind or
+//! a new `.vN` written by a newer version) is such an error too, not a
+//! record of nobody's.
 //!
 //! The services' folds take records as the bus shares them
 //! ([`SharedRecord`]) and decode them with [`shared`], [`shared_incident`]
@@ -40,9 +44,9 @@ pub enum Decoded {
 }
 
 impl Decoded {
-    /// Decodes `record`. Incident kinds are recognised by their prefix (an
-    /// unknown `incident.*` kind is an error: it is history this version
-    /// cannot fold); the other families by their exact kinds.
+    /// Decodes `record`. Each family is recognised by its kinds' first
+    /// segments: an unknown kind there (`incident.*`, `page.*`, …) is an
+    /// error, history this version cannot fold.
     pub fn of(record: &Record) -> Result<Decoded, Error> {
         if let Some(event) = incident(record)? {
             return Ok(Decoded::Incident(event));
@@ -115,7 +119,7 @@ impl Family for ReviewChange {
 /// The event of family `C` in a shared record, or `None` when its kind is
 /// not one of the family's (then it is not decoded); see [`event`].
 pub fn shared_event<C: Family>(record: &SharedRecord) -> Result<Option<&Event<C>>, Error> {
-    if !C::KINDS.contains(&record.kind.as_str()) {
+    if !in_family(C::KINDS, record.kind.as_str()) {
         return Ok(None);
     }
     let decoded = shared(record)?;
@@ -129,7 +133,7 @@ pub fn shared_event<C: Family>(record: &SharedRecord) -> Result<Option<&Event<C>
 /// record, or `None` for records of other kinds.
 pub fn roster(record: &Record) -> Result<Option<klaxon_domain::oncall::roster::RosterEvent>, Error> {
     use klaxon_domain::oncall::roster::{KINDS, RosterEvent};
-    if !KINDS.contains(&record.kind.as_str()) {
+    if !in_family(KINDS, record.kind.as_str()) {
         return Ok(None);
     }
     RosterEvent::from_json(record.kind.as_str(), record.data.as_str())
@@ -148,10 +152,19 @@ pub fn incident(record: &Record) -> Result<Option<IncidentEvent>, Error> {
 /// The event of family `C` in a record, or `None` when its kind is not one
 /// of the family's.
 pub fn event<C: Changes>(record: &Record) -> Result<Option<Event<C>>, Error> {
-    if !C::KINDS.contains(&record.kind.as_str()) {
+    if !in_family(C::KINDS, record.kind.as_str()) {
         return Ok(None);
     }
     parse(record).map(Some)
+}
+
+/// Whether `kind` belongs to the family of `kinds`: one of them, or a kind
+/// this version does not know under one of their first segments
+/// (`page.acknowledged.v2` beside `page.acknowledged.v1`), which the
+/// family's decoder then refuses.
+pub fn in_family(kinds: &[&str], kind: &str) -> bool {
+    let family = |k: &str| k.split_once('.').map(|(first, _)| first.len() + 1);
+    kinds.contains(&kind) || kinds.iter().any(|k| family(k).is_some_and(|n| kind.starts_with(&k[..n])))
 }
 
 fn parse<C: Changes>(record: &Record) -> Result<Event<C>, Error> {
