@@ -54,6 +54,7 @@ use klaxon_domain::oncall::notices::{
 use klaxon_domain::oncall::roster::Rosters;
 use klaxon_domain::outbox::{Message, Outbox, Outcome, Outgoing};
 use klaxon_log::{EventData, EventKind, ExpectedVersion, Metadata, NewEvent, Position, Record};
+use klaxon_reactor::shell::{Finished, finish_at_stop};
 use klaxon_reactor::{Claim, Claims, Clock, Live, decode, streams};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -204,9 +205,11 @@ impl ShiftNotifier {
                 // that generation's or a later one's.
                 let generation = self.config.schedules.generation();
                 state.refresh(self.config.schedules.get());
-                let wake = tokio::select! {
-                    _ = shutdown.cancelled() => return Ok(()),
-                    wake = self.round(&mut subscription, &mut state, now, &mut progress) => wake?,
+                // A round delivers and records: a stop lets it finish.
+                let work = self.round(&mut subscription, &mut state, now, &mut progress);
+                let wake = match finish_at_stop(&shutdown, "a round of shift notices", work).await {
+                    Finished::Done(wake) => wake?,
+                    Finished::Stopped(done) => return done.map_or(Ok(()), |d| d.map(drop)),
                 };
                 progress.checked = Some(now);
                 progress.due = wake;

@@ -77,6 +77,41 @@ use crate::{Clock, Error};
 pub const DELIVERIES_MAX: usize = 16;
 /// How long a clean stop waits for the work under way.
 pub const DRAIN_WAIT: Duration = Duration::from_secs(30);
+/// How a piece of work ended that a stop may have come during (see
+/// [`finish_at_stop`]).
+#[derive(Debug)]
+pub enum Finished<T> {
+    /// It ended, no stop came first.
+    Done(T),
+    /// A stop came first; then the work ended within [`DRAIN_WAIT`]
+    /// (`Some`) or was abandoned (`None`).
+    Stopped(Option<T>),
+}
+
+/// Runs `work` (named `what` in the log) until it ends or `shutdown`
+/// comes; after a stop, gives it at most [`DRAIN_WAIT`] more, as the shell
+/// drains its own work: a delivery made and not yet recorded would
+/// otherwise be made again after the restart. For the loops beside the
+/// shell (trend reports, shift notices) whose work is one delivery and its
+/// record.
+pub async fn finish_at_stop<T>(
+    shutdown: &CancellationToken,
+    what: &str,
+    work: impl std::future::Future<Output = T>,
+) -> Finished<T> {
+    tokio::pin!(work);
+    tokio::select! {
+        done = &mut work => Finished::Done(done),
+        () = shutdown.cancelled() => match tokio::time::timeout(DRAIN_WAIT, work).await {
+            Ok(done) => Finished::Stopped(Some(done)),
+            Err(_) => {
+                tracing::warn!(what, "still under way at the stop; it is redone after the restart");
+                Finished::Stopped(None)
+            }
+        },
+    }
+}
+
 /// How long a query waits for the service to fold the log's head.
 pub const CATCH_UP_WAIT: Duration = Duration::from_secs(5);
 /// How long [`Handle::wait_processed`] waits.

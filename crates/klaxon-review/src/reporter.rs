@@ -33,7 +33,7 @@ use chrono::{DateTime, Utc};
 use klaxon_domain::outbox::{Outbox, Outcome, Outgoing};
 use klaxon_domain::review::reports::{ChannelOutcome, POSTED_KIND, REPORTER_ACTOR, Report, ReportPosted, stream};
 use klaxon_log::{EventData, EventKind, ExpectedVersion, Metadata, NewEvent};
-use klaxon_reactor::shell::DRAIN_WAIT;
+use klaxon_reactor::shell::{Finished, finish_at_stop};
 use klaxon_reactor::{Claim, Claims, Clock, claim, streams};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -84,7 +84,7 @@ impl Reporter {
     /// restarts it; nothing is lost: the period is still due).
     ///
     /// A stop lets a post under way finish, delivery and record, for at
-    /// most [`DRAIN_WAIT`] (as the reactor shell drains its work): cut
+    /// most the shell's `DRAIN_WAIT` ([`finish_at_stop`]): cut
     /// between the two, the period would be sent again after the restart.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), Error> {
         if self.reports.is_empty() {
@@ -97,17 +97,9 @@ impl Reporter {
                 if shutdown.is_cancelled() {
                     return Ok(());
                 }
-                let post = self.post_due(report, now);
-                tokio::pin!(post);
-                let due = tokio::select! {
-                    due = &mut post => due?,
-                    _ = shutdown.cancelled() => match tokio::time::timeout(DRAIN_WAIT, post).await {
-                        Ok(posted) => return posted.map(drop),
-                        Err(_) => {
-                            tracing::warn!(report = report.name(), "a trend report still under way at the stop; it is posted again after the restart");
-                            return Ok(());
-                        }
-                    },
+                let due = match finish_at_stop(&shutdown, "a trend report", self.post_due(report, now)).await {
+                    Finished::Done(due) => due?,
+                    Finished::Stopped(posted) => return posted.map_or(Ok(()), |p| p.map(drop)),
                 };
                 next = Some(next.map_or(due, |n| n.min(due)));
             }

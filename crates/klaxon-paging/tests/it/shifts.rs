@@ -126,6 +126,33 @@ async fn start_and_end_notices_come_at_the_right_instants_across_a_dst_change() 
     shifts.stop().await;
 }
 
+/// A stop while a notice is being delivered (the receiver slow to answer)
+/// lets the round finish: the notice is recorded as sent, and the restart
+/// sends nothing again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_during_a_delivery_lets_the_notice_be_recorded_as_sent() {
+    let receiver = Receiver::start(SECRET).await;
+    receiver.answer_after(std::time::Duration::from_millis(800));
+    let config = new_york_config(&receiver.url);
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path(), Default::default()).unwrap();
+    // ben's shift is running: his start notice is sent at the first start.
+    let clock = ManualClock::new(at("2027-03-13T13:00:00Z"));
+    let shifts = Shifts::start(&log, &clock, &config, &notices(None));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while receiver.requests().is_empty() {
+        assert!(std::time::Instant::now() < deadline, "ben's start notice is sent");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(shift_records(&log), ["shift.notice_decided.v1"], "not answered yet");
+    shifts.stop().await;
+    assert_eq!(shift_records(&log), ["shift.notice_decided.v1", "shift.notice_sent.v1"]);
+
+    let again = Shifts::start(&log, &clock, &config, &notices(None));
+    assert_eq!(again.received(&receiver).await.len(), 1, "nothing is sent twice");
+    again.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_override_tells_both_people_once_and_restarts_send_nothing_twice() {
     let (receiver, config, _dir, w) = receiver_and_world().await;
