@@ -49,7 +49,8 @@
 //!   id and per run, so a fresh id costs no read and a known one one run's;
 //!   the merges that keep the runs few, behind the writer; and its copy
 //!   saved beside the log at a clean close (`idfilter::file`), checked and
-//!   loaded at open so that only the runs written after it are scanned.
+//!   loaded by the scan thread after open so that only the runs written
+//!   after it are scanned.
 //! - `replicated`: the log as a replicated state machine: [`Log::apply`]
 //!   (ordered batches with their proposer's time and a mark, atomically),
 //!   [`Log::import`] (another replica's records, verbatim), [`Log::check`].
@@ -80,6 +81,8 @@ pub use error::Error;
 /// runs written after it. A derived cache: it may be deleted at any time
 /// (the next open then scans every run).
 pub use idfilter::FILE_NAME as ID_FILTER_FILE_NAME;
+#[doc(hidden)]
+pub use idfilter::{IdScanGate, IdScanStage};
 pub use log::{Log, Options};
 pub use replicated::{Mark, Outcome, Write};
 pub use stats::{Histogram, HistogramSnapshot, LogStats, WorkCounters, WorkSnapshot};
