@@ -19,10 +19,12 @@
 //!   and `fdatasync` on sled's `db` file, and only then answers the append.
 //! - **Group commit.** One writer thread applies every queued append as one
 //!   atomic `sled::Batch`, flushes and syncs once for the group, then answers
-//!   all of them. Concurrent appenders share fsyncs; none skips one. The
-//!   queue is bounded: a full queue makes `append` wait (back-pressure). A
-//!   lone append (nothing queued, the writer idle) is committed the same way
-//!   by its own task, under the writer's locks, without a thread hand-off.
+//!   all of them. Concurrent appenders share fsyncs; none skips one (only
+//!   a round that wrote nothing, its duplicates' originals durable already,
+//!   has nothing to sync). The queue is bounded: a full queue makes
+//!   `append` wait (back-pressure). A lone append (nothing queued, the
+//!   writer idle) is committed the same way by its own task, under the
+//!   writer's locks, without a thread hand-off.
 //! - **Only durable data is read.** Reads and subscriptions stop at the
 //!   durable head. sled's `watch_prefix` fires before data is durable, so the
 //!   log never fans out from it; subscribers tail the log by position.

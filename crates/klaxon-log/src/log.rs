@@ -480,6 +480,12 @@ impl Log {
         }
     }
 
+    /// The writer's shared state (for tests that order its stages).
+    #[cfg(test)]
+    pub(crate) fn committer(&self) -> &Arc<Committer> {
+        &self.inner.committer
+    }
+
     pub(crate) fn db(&self) -> &sled::Db {
         &self.inner.db
     }
