@@ -12,27 +12,41 @@
 //! hit is confirmed against the record itself: idempotency stays exact and
 //! permanent, the filters only save reads.
 //!
-//! Completeness: at open a scan thread reads the runs already in sled (all
-//! of them, up to the `indexed` mark the open completed before the writer
-//! started) into filters of the same shape, while the writer adds every id
-//! it applies and the index thread every run it writes. When the scan is
-//! done it joins its filters in, and only from then on is an "absent" or a
-//! run list trusted. Until then (and for good if the scan fails) a lookup
-//! reads every run in sled. About 20 bits per id in memory (10 in the
-//! log-wide filter, 10 in its run's).
+//! Completeness: at open a scan thread ("klaxon-log-ids") reads the runs
+//! already in sled (all of them, up to the `indexed` mark the open
+//! completed before the writer started) into filters of the same shape,
+//! while the writer records every id it applies and the index thread adds
+//! every run it writes. When the scan is done it joins its filters in, and
+//! only from then on is an "absent" or a run list trusted. Until then (and
+//! for good if the scan fails) a lookup reads every run in sled. About 20
+//! bits per id in memory (10 in the log-wide filter, 10 in its run's).
+//!
+//! Until the join the directory has no log-wide filter of its own: the
+//! writer's ids are kept as a plain list (nothing reads them before the
+//! join), and the join puts them into the scan's filters, which were sized
+//! with room for them. So an open allocates the filter for the ids already
+//! in the log once, whether it loads it from the file or builds it by a
+//! scan. Only when the writer applies more than [`EARLY_IDS_MAX`] ids before
+//! the join does the list move into a filter of its own ([`ROOM_IDS_MIN`]
+//! ids, doubling), which the join keeps behind the scan's.
 //!
 //! Saved at a clean close: the directory is also written to a file beside
-//! the log (`file`, a derived cache, checked whole at open: checksum, the
-//! folder's token and the id runs' generation that every merge bumps, the
-//! positions it covers, each run's first and last piece keys). An open that finds a valid
-//! file loads it and scans only the runs written after it; any doubt about
-//! it (missing, damaged, stale, another folder's) is a full scan as above.
-//! Either way the directory is complete only once the scan is in, so an
-//! id is never answered "absent" from a part of the runs.
+//! the log (`file`, a derived cache, checked whole: checksum, the folder's
+//! token and the id runs' generation that every merge bumps, the positions
+//! it covers, each run's first and last piece keys). The scan thread, not
+//! `Log::open`, loads it: a valid file stands for the runs it lists, and the
+//! thread scans only the runs written after it; any doubt about it
+//! (missing, damaged, stale, another folder's) is a full scan as above.
+//! The check against sled still holds when the thread makes it after the
+//! writer started: no run up to the open's `indexed` mark changes before
+//! the directory is complete (merges wait for it), and the index thread
+//! only adds runs after that mark. Either way the directory is complete
+//! only once the scan is in, so an id is never answered "absent" from a
+//! part of the runs.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::thread::JoinHandle;
 
 use uuid::Uuid;
@@ -55,6 +69,12 @@ const ROOM_IDS_MIN: u64 = 1 << 20;
 pub(crate) const RUN_IDS_MERGED_MAX: u64 = 1 << 18;
 /// Most merges the scan thread does right after open.
 const MERGES_AT_OPEN_MAX: usize = 256;
+/// Most ids the writer's list holds before the join (16 bytes each: 1
+/// MiB, less than the smallest filter); beyond, they move into a filter.
+const EARLY_IDS_MAX: usize = 1 << 16;
+/// Ids of the writer's list the join moves into the filters per hold of
+/// the lock (the writer inserts meanwhile, straight into the filters).
+const JOIN_IDS_PER_LOCK: usize = 4096;
 
 /// One Bloom filter of fixed size.
 pub(crate) struct Bloom {
@@ -96,14 +116,6 @@ impl Bloom {
     fn may_contain(&self, id: Uuid) -> bool {
         self.probes(id).iter().all(|(word, mask)| self.bits[*word] & mask != 0)
     }
-
-    fn union(&mut self, other: &Bloom) {
-        assert_eq!(self.bits.len(), other.bits.len(), "only filters of the same shape are joined");
-        for (a, b) in self.bits.iter_mut().zip(&other.bits) {
-            *a |= b;
-        }
-        self.count += other.count;
-    }
 }
 
 /// The splitmix64 finalizer: spreads every input bit over the output.
@@ -142,9 +154,18 @@ pub(crate) struct IdFilter {
 }
 
 struct Inner {
-    /// The first is sized at open for the ids then in the log plus room;
-    /// each later one, added when the last filled up, is twice as large.
+    /// Until the join, none (or, past [`EARLY_IDS_MAX`] early ids, the
+    /// writer's own); from the join, first the scan's (sized at the scan
+    /// for the ids then in the log plus room, or loaded from the file),
+    /// then those. Each one added when the last filled up is twice as
+    /// large.
     blooms: Vec<Bloom>,
+    /// While `early` is set: the ids the writer applied since open, which
+    /// the join moves into the filters.
+    early: Vec<Uuid>,
+    /// Whether the writer's ids go to `early` (from open until the join
+    /// takes the list, or until it grows past [`EARLY_IDS_MAX`]).
+    collecting: bool,
     /// Every run written since open, and once `complete` every run, in
     /// position order.
     runs: Vec<Run>,
@@ -153,17 +174,46 @@ struct Inner {
 }
 
 impl Inner {
-    /// Adds ids to the log-wide filters: to the last one, or to a new one
-    /// twice as large once it is full.
+    /// A directory at open: no filter, the writer's ids collected.
+    fn at_open() -> Inner {
+        Inner { blooms: Vec::new(), early: Vec::new(), collecting: true, runs: Vec::new(), complete: false }
+    }
+
+    /// A complete directory of these filters and runs (for tests).
+    #[cfg(test)]
+    fn complete(blooms: Vec<Bloom>, runs: Vec<Run>) -> Inner {
+        Inner { blooms, early: Vec::new(), collecting: false, runs, complete: true }
+    }
+
+    /// Records ids the writer applied: in the list until the join, or in
+    /// the log-wide filters.
     fn insert(&mut self, ids: impl IntoIterator<Item = Uuid>) {
-        for id in ids {
-            let last = self.blooms.last_mut().expect("at least one filter");
-            if last.count >= last.capacity {
-                let capacity = last.capacity * 2;
-                self.blooms.push(Bloom::new(capacity));
-            }
-            self.blooms.last_mut().expect("just checked").insert(id);
+        if !self.collecting {
+            return insert_into(&mut self.blooms, ids);
         }
+        self.early.extend(ids);
+        if self.early.len() > EARLY_IDS_MAX {
+            // The scan is slow or failed: a filter is smaller than more ids.
+            self.collecting = false;
+            let early = std::mem::take(&mut self.early);
+            insert_into(&mut self.blooms, early);
+        }
+    }
+}
+
+/// Adds ids to the last filter of `blooms`, or to a new one twice as large
+/// once it is full ([`ROOM_IDS_MIN`] ids for a first one).
+fn insert_into(blooms: &mut Vec<Bloom>, ids: impl IntoIterator<Item = Uuid>) {
+    for id in ids {
+        let capacity = match blooms.last() {
+            None => Some(ROOM_IDS_MIN),
+            Some(last) if last.count >= last.capacity => Some(last.capacity * 2),
+            Some(_) => None,
+        };
+        if let Some(capacity) = capacity {
+            blooms.push(Bloom::new(capacity));
+        }
+        blooms.last_mut().expect("just made sure").insert(id);
     }
 }
 
@@ -179,85 +229,44 @@ struct Scan {
 }
 
 impl IdFilter {
-    /// Starts the scan of the id runs in `db` (a log in `dir` whose records
-    /// up to `indexed` are all indexed, and whose head is `head`): of the
-    /// runs after a valid saved directory, which is loaded first, or else of
-    /// every run. Returns a directory that is not complete yet. Counts the
-    /// load and the runs the scan reads in `stats`.
+    /// Starts the scan thread for the id runs in `db` (a log in `dir`
+    /// whose records up to `indexed` are all indexed, and whose head is
+    /// `head`), which loads a valid saved directory and scans the runs
+    /// after it, or else scans every run. Reads nothing itself: returns a
+    /// directory that is not complete yet. Counts the load and the runs the
+    /// scan reads in `stats`. A test's `gate` holds the thread at its
+    /// stages.
     pub(crate) fn open(
         db: &sled::Db,
         dir: &Path,
         head: Position,
         indexed: Position,
         stats: Arc<crate::LogStats>,
+        gate: Option<IdScanGate>,
     ) -> IdFilter {
-        let capacity = head.0 + ROOM_IDS_MIN;
-        let (inner, from) = match file::load(dir, db, head, indexed) {
-            Ok(loaded) => {
-                WorkCounters::add(&stats.work.id_filter_loads, 1);
-                tracing::debug!(runs = loaded.runs.len(), covers = %loaded.indexed, "loaded the saved id filter");
-                (Inner { blooms: loaded.blooms, runs: loaded.runs, complete: false }, Some(loaded.indexed))
-            }
-            Err(refused) => {
-                if let file::Refused::Invalid(reason) = refused {
-                    tracing::warn!(%reason, path = %dir.join(FILE_NAME).display(), "the saved id filter is not used; scanning every id run");
-                }
-                (Inner { blooms: vec![Bloom::new(capacity)], runs: Vec::new(), complete: false }, None)
-            }
-        };
-        let inner = Arc::new(RwLock::new(inner));
+        let inner = Arc::new(RwLock::new(Inner::at_open()));
         let stop = Arc::new(AtomicBool::new(false));
         let searching = Arc::new(RwLock::new(()));
         let merging = Arc::new(Mutex::new(()));
         let spawned = {
             let db = db.clone();
+            let dir = dir.to_path_buf();
             let stop = stop.clone();
             let inner = inner.clone();
             let (searching, merging) = (searching.clone(), merging.clone());
             std::thread::Builder::new().name("klaxon-log-ids".into()).spawn(move || {
-                let mut runs = Vec::new();
-                let scanned = match from {
-                    // Only the runs after the saved ones; their ids join the
-                    // loaded filters as the writer's do (a few thousand per
-                    // hold of the lock).
-                    Some(saved) => scan(&db, saved.next(), indexed, &stop, &stats, |first, ids| {
-                        for part in ids.chunks(4096) {
-                            inner.write().expect("id filter lock").insert(part.iter().copied());
-                        }
-                        runs.push(run_of(first, ids));
-                    }),
-                    None => {
-                        let mut bloom = Bloom::new(capacity);
-                        let scanned = scan(&db, Position::ZERO, indexed, &stop, &stats, |first, ids| {
-                            ids.iter().for_each(|id| bloom.insert(*id));
-                            runs.push(run_of(first, ids));
-                        });
-                        inner.write().expect("id filter lock").blooms[0].union(&bloom);
-                        scanned
-                    }
-                };
-                match scanned {
-                    Ok(ids) => {
-                        let mut inner = inner.write().expect("id filter lock");
-                        // The saved and scanned runs all start at or before
-                        // `indexed`, the ones written since open after it.
-                        let later = std::mem::take(&mut inner.runs);
-                        inner.runs.extend(runs);
-                        inner.runs.extend(later);
-                        inner.runs.sort_by_key(|r| r.first);
-                        inner.complete = true;
-                        tracing::debug!(ids, runs = inner.runs.len(), "id filter complete");
-                    }
-                    // Asked to stop: the log is closing, nothing failed.
-                    Err(_) if stop.load(Ordering::Relaxed) => {
-                        tracing::debug!("the id filter's scan stopped: the log is closing");
-                        return;
-                    }
-                    Err(reason) => {
-                        tracing::warn!(%reason, "the id filter's scan failed; every id lookup reads every run");
-                        return;
-                    }
+                let held = |stage| gate.as_ref().is_none_or(|g| g.pass(stage, &stop));
+                if !held(IdScanStage::BeforeLoad) {
+                    return;
                 }
+                let Some((blooms, runs, ids)) = load_and_scan(&db, &dir, head, indexed, &stop, &stats) else {
+                    return;
+                };
+                if !held(IdScanStage::BeforeJoin) {
+                    return;
+                }
+                join(&inner, blooms, runs);
+                tracing::debug!(ids, "id filter complete");
                 // The runs that closes and crashes left: merge them now,
                 // behind the writer (appends do not wait for this).
                 let filter = IdFilter { inner, scan: Mutex::new(None), searching, merging };
@@ -395,13 +404,13 @@ impl IdFilter {
             bloom
         };
         let runs = runs.iter().map(|first| Run { first: *first, bloom: full() }).collect();
-        IdFilter::of(Inner { blooms: vec![full()], runs, complete: true })
+        IdFilter::of(Inner::complete(vec![full()], runs))
     }
 
     /// A directory whose scan has not come in (for tests).
     #[cfg(test)]
     pub(crate) fn incomplete() -> IdFilter {
-        IdFilter::of(Inner { blooms: vec![Bloom::new(1)], runs: Vec::new(), complete: false })
+        IdFilter::of(Inner::at_open())
     }
 
     #[cfg(test)]
@@ -464,6 +473,72 @@ impl Drop for IdFilter {
     }
 }
 
+/// For tests only: holds the id filter's scan thread at each
+/// [`IdScanStage`] until the test releases it, so that a test can act
+/// while the directory is not complete (see `Log::open_with_id_scan_gate`).
+/// A log that closes meanwhile lets its scan thread go.
+#[doc(hidden)]
+#[derive(Clone, Default)]
+pub struct IdScanGate(Arc<(Mutex<GateState>, Condvar)>);
+
+/// Where the scan thread stops for an [`IdScanGate`], in the order it
+/// reaches them.
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum IdScanStage {
+    /// The thread has started and read nothing: neither the saved file nor
+    /// a run.
+    BeforeLoad,
+    /// The file is loaded (or refused) and the runs scanned; the directory
+    /// is not complete yet.
+    BeforeJoin,
+}
+
+#[derive(Default)]
+struct GateState {
+    reached: Option<IdScanStage>,
+    released: Option<IdScanStage>,
+}
+
+impl IdScanGate {
+    /// A gate that holds the scan thread at every stage.
+    pub fn new() -> IdScanGate {
+        IdScanGate::default()
+    }
+
+    /// Waits until the scan thread has reached `stage` (or a later one).
+    pub fn wait_for(&self, stage: IdScanStage) {
+        let (state, changed) = &*self.0;
+        let state = state.lock().expect("gate lock");
+        let _reached = changed.wait_while(state, |s| s.reached < Some(stage)).expect("gate lock");
+    }
+
+    /// Lets the scan thread go on past `stage` (and every earlier one).
+    pub fn release(&self, stage: IdScanStage) {
+        let (state, changed) = &*self.0;
+        let mut state = state.lock().expect("gate lock");
+        state.released = state.released.max(Some(stage));
+        changed.notify_all();
+    }
+
+    /// The scan thread at `stage`: says so and waits until released.
+    /// Returns `false` when `stop` was set meanwhile (the log is closing).
+    fn pass(&self, stage: IdScanStage, stop: &AtomicBool) -> bool {
+        let (state, changed) = &*self.0;
+        let mut state = state.lock().expect("gate lock");
+        state.reached = state.reached.max(Some(stage));
+        changed.notify_all();
+        while state.released < Some(stage) {
+            if stop.load(Ordering::Relaxed) {
+                return false;
+            }
+            let tick = std::time::Duration::from_millis(10);
+            state = changed.wait_timeout(state, tick).expect("gate lock").0;
+        }
+        true
+    }
+}
+
 /// Reads the ids of sled's id runs starting from `from` to `to` and hands
 /// each run's (first position, ids) to `each`. Returns how many ids; counts
 /// the runs in `stats` (`id_runs_scanned_at_open`).
@@ -508,6 +583,86 @@ fn scan(
     Ok(count)
 }
 
+/// The scan thread's work before the join: the saved directory loaded and
+/// the runs after it scanned, or every run scanned (see the module docs).
+/// Returns the log-wide filters and the runs that were in sled at open,
+/// and how many ids the scan read; `None` when it stopped or failed (the
+/// directory stays incomplete).
+fn load_and_scan(
+    db: &sled::Db,
+    dir: &Path,
+    head: Position,
+    indexed: Position,
+    stop: &AtomicBool,
+    stats: &crate::LogStats,
+) -> Option<(Vec<Bloom>, Vec<Run>, u64)> {
+    let mut runs = Vec::new();
+    let (mut blooms, from) = match file::load(dir, db, head, indexed) {
+        Ok(loaded) => {
+            WorkCounters::add(&stats.work.id_filter_loads, 1);
+            tracing::debug!(runs = loaded.runs.len(), covers = %loaded.indexed, "loaded the saved id filter");
+            runs = loaded.runs;
+            (loaded.blooms, loaded.indexed.next())
+        }
+        Err(refused) => {
+            if let file::Refused::Invalid(reason) = refused {
+                tracing::warn!(%reason, path = %dir.join(FILE_NAME).display(), "the saved id filter is not used; scanning every id run");
+            }
+            // Room for the ids the writer applies meanwhile and after.
+            (vec![Bloom::new(head.0 + ROOM_IDS_MIN)], Position::ZERO)
+        }
+    };
+    let scanned = scan(db, from, indexed, stop, stats, |first, ids| {
+        insert_into(&mut blooms, ids.iter().copied());
+        runs.push(run_of(first, ids));
+    });
+    match scanned {
+        Ok(ids) => Some((blooms, runs, ids)),
+        // Asked to stop: the log is closing, nothing failed.
+        Err(_) if stop.load(Ordering::Relaxed) => {
+            tracing::debug!("the id filter's scan stopped: the log is closing");
+            None
+        }
+        Err(reason) => {
+            tracing::warn!(%reason, "the id filter's scan failed; every id lookup reads every run");
+            None
+        }
+    }
+}
+
+/// Joins the scan's `blooms` and `runs` (those in sled at open) into the
+/// directory and marks it complete: its filters go in front of any the
+/// writer made, then the writer's early ids go into them, a few thousand
+/// per hold of the lock (the writer inserts into the filters meanwhile),
+/// and with the last of them the directory is complete. No id the writer
+/// applied before is left out.
+fn join(inner: &RwLock<Inner>, blooms: Vec<Bloom>, runs: Vec<Run>) {
+    {
+        let mut inner = inner.write().expect("id filter lock");
+        let writers = std::mem::replace(&mut inner.blooms, blooms);
+        inner.blooms.extend(writers);
+        inner.collecting = false;
+    }
+    let mut runs = Some(runs);
+    loop {
+        let mut guard = inner.write().expect("id filter lock");
+        let inner = &mut *guard;
+        let part = inner.early.split_off(inner.early.len().saturating_sub(JOIN_IDS_PER_LOCK));
+        insert_into(&mut inner.blooms, part);
+        if inner.early.is_empty() {
+            inner.early = Vec::new();
+            // The scanned runs all start at or before `indexed`, the ones
+            // written since open after it.
+            let later = std::mem::take(&mut inner.runs);
+            inner.runs.extend(runs.take().expect("joined once"));
+            inner.runs.extend(later);
+            inner.runs.sort_by_key(|r| r.first);
+            inner.complete = true;
+            return;
+        }
+    }
+}
+
 fn run_of(first: Position, ids: &[Uuid]) -> Run {
     let mut bloom = Bloom::new(ids.len() as u64);
     for id in ids {
@@ -538,7 +693,7 @@ mod tests {
 
     #[test]
     fn the_filter_grows_past_its_capacity_without_losing_an_id() {
-        let filter = IdFilter::of(Inner { blooms: vec![Bloom::new(100)], runs: Vec::new(), complete: true });
+        let filter = IdFilter::of(Inner::complete(vec![Bloom::new(100)], Vec::new()));
         let ids: Vec<Uuid> = (0..1_000u128).map(|n| Uuid::from_u128(n << 64 | n)).collect();
         filter.insert(ids.iter().copied());
         // 100, 200, 400, 800.
@@ -565,13 +720,13 @@ mod tests {
         db.apply_batch(batch).unwrap();
         let fresh = Uuid::from_u128(u128::MAX / 3);
         // Before the scan is taken in, neither "absent" nor a run list is answered.
-        let incomplete = IdFilter::of(Inner { blooms: vec![Bloom::new(100)], runs: Vec::new(), complete: false });
+        let incomplete = IdFilter::of(Inner::at_open());
         incomplete.add_run(Position(1801), &[Uuid::from_u128(7)]);
         assert!(incomplete.may_contain(fresh));
         assert_eq!(incomplete.lookup(fresh), Where::Everywhere);
         assert_eq!(incomplete.lookup(Uuid::from_u128(7)), Where::Everywhere);
 
-        let filter = IdFilter::open(&db, dir.path(), Position(1800), Position(1800), Default::default());
+        let filter = IdFilter::open(&db, dir.path(), Position(1800), Position(1800), Default::default(), None);
         filter.wait_for_scan();
         assert!(filter.inner.read().unwrap().complete);
         assert_eq!(filter.inner.read().unwrap().blooms[0].count, 1800);
@@ -596,6 +751,56 @@ mod tests {
         filter.insert([later]);
         filter.add_run(Position(1801), &[later]);
         assert_eq!(filter.lookup(later), Where::Runs(vec![Position(1801)]));
+    }
+
+    /// The writer's ids before the join: held as a list (no filter is
+    /// allocated for them), or past [`EARLY_IDS_MAX`] in a filter of their
+    /// own; the join puts the scan's filter in front and every one of them
+    /// is in a filter afterwards, so none is answered "absent".
+    #[test]
+    fn ids_the_writer_applied_before_the_join_are_in_the_filters_after_it() {
+        let fresh = |n: u128, salt: u128| Uuid::from_u128(((n + 1) * 0x9e37_79b9_7f4a_7c15) ^ (salt << 100));
+        for (case, early) in [("a few", 1_000usize), ("past the list's limit", EARLY_IDS_MAX + 1_000)] {
+            let dir = tempfile::tempdir().unwrap();
+            let db = sled::Config::new().path(dir.path()).open().unwrap();
+            let mut batch = sled::Batch::default();
+            let ids = run_ids(0).into_iter().enumerate().map(|(i, id)| (id, Position(1 + i as u64))).collect();
+            crate::index::put_id_run(&mut batch, Position(1), ids);
+            db.apply_batch(batch).unwrap();
+            let gate = IdScanGate::new();
+            let filter =
+                IdFilter::open(&db, dir.path(), Position(600), Position(600), Default::default(), Some(gate.clone()));
+            gate.release(IdScanStage::BeforeLoad);
+            gate.wait_for(IdScanStage::BeforeJoin);
+            let applied: Vec<Uuid> = (0..early as u128).map(|n| fresh(n, 1)).collect();
+            for part in applied.chunks(1_000) {
+                filter.insert(part.iter().copied());
+                // Nothing is answered from the filters before the join.
+                assert_eq!(filter.lookup(part[0]), Where::Everywhere, "{case}");
+            }
+            let writers = filter.inner.read().unwrap().blooms.iter().map(|b| b.capacity).collect::<Vec<_>>();
+            let spilled = early > EARLY_IDS_MAX;
+            assert_eq!(writers, if spilled { vec![ROOM_IDS_MIN] } else { vec![] }, "{case}: filters before the join");
+            gate.release(IdScanStage::BeforeJoin);
+            filter.wait_for_scan();
+            let inner = filter.inner.read().unwrap();
+            assert!(inner.complete && inner.early.is_empty(), "{case}");
+            // The scan's filter first (the ids at open plus room), the
+            // writer's own after it if it made one.
+            let capacities: Vec<u64> = inner.blooms.iter().map(|b| b.capacity).collect();
+            let expected = if spilled { vec![600 + ROOM_IDS_MIN, ROOM_IDS_MIN] } else { vec![600 + ROOM_IDS_MIN] };
+            assert_eq!(capacities, expected, "{case}");
+            drop(inner);
+            for id in run_ids(0).into_iter().chain(applied.iter().copied()) {
+                assert!(filter.may_contain(id), "{case}: {id} lost by the join");
+                assert_ne!(filter.lookup(id), Where::Absent, "{case}: {id}");
+            }
+            // A fixed fresh id none of the filters holds.
+            assert_eq!(filter.lookup(fresh(0, 3)), Where::Absent, "{case}");
+            // And the writer's later ids go into the last filter.
+            filter.insert([fresh(0, 2)]);
+            assert!(filter.may_contain(fresh(0, 2)), "{case}");
+        }
     }
 
     /// Where the directory's runs put `id` in sled (the first hit).
@@ -635,7 +840,7 @@ mod tests {
                 runs.push(run_of(first, ids));
             })
             .unwrap();
-            IdFilter::of(Inner { blooms: vec![bloom], runs, complete: true })
+            IdFilter::of(Inner::complete(vec![bloom], runs))
         };
         let every_id_found = |filter: &IdFilter, db: &sled::Db| {
             for (id, position) in &all {

@@ -19,10 +19,12 @@
 //!   and `fdatasync` on sled's `db` file, and only then answers the append.
 //! - **Group commit.** One writer thread applies every queued append as one
 //!   atomic `sled::Batch`, flushes and syncs once for the group, then answers
-//!   all of them. Concurrent appenders share fsyncs; none skips one. The
-//!   queue is bounded: a full queue makes `append` wait (back-pressure). A
-//!   lone append (nothing queued, the writer idle) is committed the same way
-//!   by its own task, under the writer's locks, without a thread hand-off.
+//!   all of them. Concurrent appenders share fsyncs; none skips one (only
+//!   a round that wrote nothing, its duplicates' originals durable already,
+//!   has nothing to sync). The queue is bounded: a full queue makes
+//!   `append` wait (back-pressure). A lone append (nothing queued, the
+//!   writer idle) is committed the same way by its own task, under the
+//!   writer's locks, without a thread hand-off.
 //! - **Only durable data is read.** Reads and subscriptions stop at the
 //!   durable head. sled's `watch_prefix` fires before data is durable, so the
 //!   log never fans out from it; subscribers tail the log by position.
@@ -49,7 +51,8 @@
 //!   id and per run, so a fresh id costs no read and a known one one run's;
 //!   the merges that keep the runs few, behind the writer; and its copy
 //!   saved beside the log at a clean close (`idfilter::file`), checked and
-//!   loaded at open so that only the runs written after it are scanned.
+//!   loaded by the scan thread after open so that only the runs written
+//!   after it are scanned.
 //! - `replicated`: the log as a replicated state machine: [`Log::apply`]
 //!   (ordered batches with their proposer's time and a mark, atomically),
 //!   [`Log::import`] (another replica's records, verbatim), [`Log::check`].
@@ -80,6 +83,8 @@ pub use error::Error;
 /// runs written after it. A derived cache: it may be deleted at any time
 /// (the next open then scans every run).
 pub use idfilter::FILE_NAME as ID_FILTER_FILE_NAME;
+#[doc(hidden)]
+pub use idfilter::{IdScanGate, IdScanStage};
 pub use log::{Log, Options};
 pub use replicated::{Mark, Outcome, Write};
 pub use stats::{Histogram, HistogramSnapshot, LogStats, WorkCounters, WorkSnapshot};

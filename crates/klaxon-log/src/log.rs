@@ -94,17 +94,35 @@ impl Log {
     /// leaves the old format, upgraded again at the next open). A folder holding something other than a Klaxon log is refused with
     /// [`Error::IncompatibleFormat`].
     pub fn open(dir: impl AsRef<Path>, options: Options) -> Result<Log, Error> {
-        Log::open_inner(dir.as_ref(), options, None)
+        Log::open_inner(dir.as_ref(), options, None, None)
     }
 
     /// For tests only: [`Log::open`] with syncs that fail once `fault` is
     /// armed ([`SyncFault::fail_after`]), to show what the log does when
     /// the disk fails. Production code opens with [`Log::open`].
     pub fn open_with_sync_fault(dir: impl AsRef<Path>, options: Options, fault: SyncFault) -> Result<Log, Error> {
-        Log::open_inner(dir.as_ref(), options, Some(fault))
+        Log::open_inner(dir.as_ref(), options, Some(fault), None)
     }
 
-    fn open_inner(dir: &Path, options: Options, fault: Option<SyncFault>) -> Result<Log, Error> {
+    /// For tests only: [`Log::open`] whose id filter's scan thread waits at
+    /// each stage until `gate` lets it go (the directory is not complete
+    /// meanwhile: every id lookup reads every run). Production code opens
+    /// with [`Log::open`].
+    #[doc(hidden)]
+    pub fn open_with_id_scan_gate(
+        dir: impl AsRef<Path>,
+        options: Options,
+        gate: crate::IdScanGate,
+    ) -> Result<Log, Error> {
+        Log::open_inner(dir.as_ref(), options, None, Some(gate))
+    }
+
+    fn open_inner(
+        dir: &Path,
+        options: Options,
+        fault: Option<SyncFault>,
+        gate: Option<crate::IdScanGate>,
+    ) -> Result<Log, Error> {
         std::fs::create_dir_all(dir)?;
         let db = open_sled(dir, &options)?;
         let incompatible = |reason: String| Error::IncompatibleFormat { path: dir.display().to_string(), reason };
@@ -137,7 +155,10 @@ impl Log {
         }
         let tail = Arc::new(Tail::default());
         let stats = Arc::new(crate::LogStats::default());
-        let ids = Arc::new(crate::idfilter::IdFilter::open(&db, dir, head, index::indexed(&db)?, stats.clone()));
+        // Starts the thread that loads the saved id filter or scans the id
+        // runs: the open itself reads neither.
+        let indexed = index::indexed(&db)?;
+        let ids = Arc::new(crate::idfilter::IdFilter::open(&db, dir, head, indexed, stats.clone(), gate));
 
         let (durable_tx, durable_rx) = watch::channel(head);
         let (tx, rx) = mpsc::channel(options.queue_appends_max.max(1));
@@ -457,6 +478,12 @@ impl Log {
         if let Some(handle) = handle {
             let _ = tokio::task::spawn_blocking(move || handle.join()).await;
         }
+    }
+
+    /// The writer's shared state (for tests that order its stages).
+    #[cfg(test)]
+    pub(crate) fn committer(&self) -> &Arc<Committer> {
+        &self.inner.committer
     }
 
     pub(crate) fn db(&self) -> &sled::Db {

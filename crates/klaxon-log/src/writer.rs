@@ -42,6 +42,13 @@
 //! a flush and its answers), then merges id runs if due (see `idfilter`);
 //! at close the syncer writes the rest.
 //!
+//! A round whose groups wrote nothing (every request in it refused by the
+//! writer, or a duplicate) skips the flush and sync when the durable head
+//! already covers the round's head: a duplicate's original was given its
+//! position before that head, so it is durable, and there is nothing else
+//! to make durable. If the head is not covered (an original applied by a
+//! group whose round has not synced yet), the round syncs as any other.
+//!
 //! Before a group is applied, the writer checks its ids against the
 //! [`IdFilter`] first: a fresh id, the common case, is answered "absent"
 //! there without reading the id index.
@@ -163,8 +170,9 @@ const GROUPS_IN_FLIGHT_MAX: usize = 4;
 /// What the writer hands to the syncer.
 enum Handoff {
     /// A group applied to sled (or answered without writing); `idle` when
-    /// the writer's queue was empty after it (the round ends with it).
-    Applied { answers: Vec<Answer>, head: Position, idle: bool },
+    /// the writer's queue was empty after it (the round ends with it),
+    /// `wrote` when it put anything into sled.
+    Applied { answers: Vec<Answer>, head: Position, idle: bool, wrote: bool },
     /// Everything before this was handed over; reply once it is synced.
     Close(Vec<oneshot::Sender<()>>),
     /// The writer found its queue empty and waits for requests: what it
@@ -308,14 +316,14 @@ impl Committer {
         if core.closing {
             return Err(request);
         }
-        let (answers, closers) = core.apply_group(vec![request]);
+        let (answers, closers, wrote) = core.apply_group(vec![request]);
         debug_assert!(closers.is_empty(), "an append is not a close");
         let head = Position(core.next_position - 1);
         // Later groups may be applied while this one syncs: the flush covers
         // at least this one, and the sync thread syncs theirs.
         drop(core);
         WorkCounters::add(&self.stats.work.appender_rounds, 1);
-        let replies = rounds.finish(answers, Some(head));
+        let replies = rounds.finish(answers, Some(head), wrote);
         drop(rounds);
         replies.send();
         Ok(())
@@ -377,10 +385,10 @@ impl Committer {
                     Err(_) => break,
                 }
             }
-            let (answers, closers, head) = {
+            let (answers, closers, wrote, head) = {
                 let mut core = self.core.lock().expect("writer lock");
-                let (answers, closers) = core.apply_group(group);
-                (answers, closers, Position(core.next_position - 1))
+                let (answers, closers, wrote) = core.apply_group(group);
+                (answers, closers, wrote, Position(core.next_position - 1))
             };
             // Nothing else queued: this group ends its round.
             let idle = closers.is_empty() && rx.is_empty();
@@ -395,14 +403,14 @@ impl Committer {
             };
             if let Some(mut rounds) = inline {
                 WorkCounters::add(&self.stats.work.writer_rounds, 1);
-                let replies = rounds.finish(answers, Some(head));
+                let replies = rounds.finish(answers, Some(head), wrote);
                 drop(rounds);
                 replies.send();
                 round_ended = true;
                 continue;
             }
             self.handed.fetch_add(1, Ordering::AcqRel);
-            if to_syncer.send(Handoff::Applied { answers, head, idle }).is_err() {
+            if to_syncer.send(Handoff::Applied { answers, head, idle, wrote }).is_err() {
                 break;
             }
             round_ended = idle;
@@ -421,8 +429,10 @@ impl Committer {
 
 impl Writer {
     /// Plans and applies one group; returns its answers (to be sent once
-    /// synced) and any close requests it held.
-    fn apply_group(&mut self, group: Vec<Request>) -> (Vec<Answer>, Vec<oneshot::Sender<()>>) {
+    /// synced), any close requests it held, and whether it put anything
+    /// into sled (`false` when every request in it was refused or a
+    /// duplicate).
+    fn apply_group(&mut self, group: Vec<Request>) -> (Vec<Answer>, Vec<oneshot::Sender<()>>, bool) {
         let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0);
         // The time of the last record planned so far: times never go back.
         let mut last_micros = self.last_micros;
@@ -537,7 +547,7 @@ impl Writer {
                 tracing::error!(error = %reason, "applying a group to sled failed; refusing writes until reopened");
                 *self.failed.lock().expect("failed flag") = Some(reason);
                 // The syncer answers these with the failure.
-                return (answers, closers);
+                return (answers, closers, true);
             }
         }
         self.ids.insert(index.iter().map(|e| e.id));
@@ -548,7 +558,7 @@ impl Writer {
         self.heads.extend(heads);
         self.next_position = next;
         self.last_micros = last_micros;
-        (answers, closers)
+        (answers, closers, writes)
     }
 
     /// Checks records of another replica and, when every one passes, puts
@@ -743,12 +753,14 @@ impl SyncStage {
             let mut applied = 0;
             let mut round_ends = false;
             let mut closing = false;
+            let mut wrote = false;
             let mut next = Some(first);
             while let Some(handoff) = next.take() {
                 match handoff {
-                    Handoff::Applied { answers: a, head: h, idle } => {
+                    Handoff::Applied { answers: a, head: h, idle, wrote: w } => {
                         answers.extend(a);
                         head = Some(h);
+                        wrote |= w;
                         applied += 1;
                         round_ends |= idle;
                     }
@@ -770,7 +782,7 @@ impl SyncStage {
                 continue;
             }
             let mut rounds = self.committer.rounds.lock().expect("rounds lock");
-            let replies = rounds.finish(answers, head);
+            let replies = rounds.finish(answers, head, wrote);
             // Under the lock: the writer (or an appender) ends a round itself
             // only when this count shows every group handed over synced.
             self.committer.answered.fetch_add(applied, Ordering::AcqRel);
@@ -875,11 +887,24 @@ impl Rounds {
     /// replies to `answers` (the groups up to `head`), to be sent once the
     /// round lock is released (so that an appender woken by its answer
     /// finds the writer idle).
+    ///
+    /// A round whose groups put nothing into sled (`wrote` false: every
+    /// request refused or a duplicate) skips the flush and sync when
+    /// everything up to `head` is durable already. `head` is the last
+    /// position given out when its last group was applied, and a
+    /// duplicate's original was applied before it (in the same group it
+    /// would have written), so its answer still never comes before its
+    /// original is durable. Otherwise (an original applied by a group
+    /// whose round has not synced yet, such as the writer thread's between
+    /// its apply and its round, when a lone appender may commit) this
+    /// round syncs as any.
     #[must_use = "the replies must be sent"]
-    fn finish(&mut self, answers: Vec<Answer>, head: Option<Position>) -> Replies {
+    fn finish(&mut self, answers: Vec<Answer>, head: Option<Position>, wrote: bool) -> Replies {
         let failed = self.failed.lock().expect("failed flag").clone();
+        let durable_already = !wrote && head.is_some_and(|head| head <= self.durable_head());
         let outcome = match failed {
             Some(reason) => Err(reason),
+            None if durable_already => Ok(()),
             None => self.sync().map_err(|e| {
                 let reason = e.to_string();
                 tracing::error!(error = %reason, "log flush or sync failed; refusing writes until reopened");
@@ -1065,6 +1090,84 @@ fn fail_request(request: Request, failed: &Mutex<Option<String>>) {
         }
         Request::Close { reply } => {
             let _ = reply.send(());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log::Limits;
+    use crate::{EventData, EventKind, Log, Metadata, NewEvent, Options};
+
+    /// An append request of one event with this id, as `Log::append` makes it.
+    fn append(log: &Log, id: Uuid) -> (Request, oneshot::Receiver<Result<Appended, Error>>) {
+        let stream = StreamId::new("s").unwrap();
+        let event = NewEvent {
+            id,
+            kind: EventKind::new("test.happened.v1").unwrap(),
+            data: EventData::from_value(&serde_json::json!({})).unwrap(),
+            metadata: Metadata::default(),
+        };
+        let (events, bytes) = log.prepare(&stream, &[event], Limits::Configured).unwrap();
+        let (reply, answer) = oneshot::channel();
+        (Request::Append { stream, expected: ExpectedVersion::Any, events, bytes, reply }, answer)
+    }
+
+    /// A retry whose round writes nothing skips the sync only when its
+    /// original is durable. Here the original was applied as the writer
+    /// thread applies a group, and its round has not ended (the moment
+    /// between the writer's apply and its round, when a lone appender may
+    /// take both locks). The retry, committed alone meanwhile, must sync
+    /// before it answers; the disk fails that sync, so the retry is
+    /// answered with the failure, never as a duplicate of an original that
+    /// is not durable. Without a failure, the retry's round syncs and then
+    /// answers; once the original is durable, a retry needs no sync.
+    #[test]
+    fn a_retry_is_answered_only_once_its_original_is_durable_and_syncs_only_when_it_is_not() {
+        for disk_fails in [true, false] {
+            let dir = tempfile::tempdir().unwrap();
+            let fault = crate::SyncFault::new();
+            let log = Log::open_with_sync_fault(dir.path(), Options::default(), fault.clone()).unwrap();
+            let committer = log.committer().clone();
+            let syncs = || log.stats().work.snapshot().syncs;
+            let id = Uuid::new_v4();
+
+            let (original, mut original_answer) = append(&log, id);
+            let (answers, _, wrote) = committer.core.lock().unwrap().apply_group(vec![original]);
+            assert!(wrote);
+            assert_eq!(log.head(), Position::ZERO, "applied, not durable");
+            if disk_fails {
+                fault.fail_after(0);
+            }
+            let before = syncs();
+            let (retry, mut retry_answer) = append(&log, id);
+            assert!(committer.commit_lone(retry).is_ok(), "the writer looks idle: the retry commits alone");
+            let retried = retry_answer.try_recv().expect("answered");
+            if disk_fails {
+                assert!(matches!(retried, Err(Error::Failed { .. })), "retry of an undurable original: {retried:?}");
+            }
+            assert_eq!(syncs(), before + 1, "the retry's round synced (disk fails: {disk_fails})");
+            let replies = committer.rounds.lock().unwrap().finish(answers, Some(Position(1)), wrote);
+            replies.send();
+            let appended = original_answer.try_recv().expect("answered");
+            if disk_fails {
+                assert!(matches!(appended, Err(Error::Failed { .. })), "{appended:?}");
+                assert_eq!(log.head(), Position::ZERO);
+                continue;
+            }
+            let retried = retried.expect("a duplicate");
+            assert_eq!((retried.first, retried.deduplicated), (Position(1), true));
+            let appended = appended.expect("appended");
+            assert_eq!((appended.first, appended.deduplicated), (Position(1), false));
+            let before = syncs();
+            let (retry, mut retry_answer) = append(&log, id);
+            assert!(committer.commit_lone(retry).is_ok());
+            let retried = retry_answer.try_recv().expect("answered").expect("a duplicate");
+            assert_eq!((retried.first, retried.deduplicated), (Position(1), true));
+            assert_eq!(syncs(), before, "the original is durable: no sync");
+            assert_eq!(log.head(), Position(1));
+            tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(log.close());
         }
     }
 }

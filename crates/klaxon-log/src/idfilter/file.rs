@@ -1,9 +1,10 @@
 //! The id filter's directory saved beside the log, so that an open reads
 //! only the id runs written after it instead of every run.
 //!
-//! The file is a *derived cache*, never the truth: it is checked whole at
-//! open and, when it is missing, damaged, of another format, from another
-//! folder or stale, the open scans every run as it would without it. What
+//! The file is a *derived cache*, never the truth: it is checked whole by
+//! the scan thread after open (`Log::open` does not read it) and, when it
+//! is missing, damaged, of another format, from another folder or stale,
+//! that thread scans every run as it would without it. What
 //! must never happen is a false "absent" (a retried append written twice),
 //! so a file is trusted only when everything below holds:
 //!

@@ -285,7 +285,8 @@ async fn a_lone_append_is_synced_by_its_appender_or_the_writer_and_answered_only
     in_task.await.unwrap();
     let sequential = work().since(&by_writer);
     assert_eq!((sequential.appender_rounds, sequential.writer_rounds), (21, 0), "{sequential:?}");
-    assert_eq!(sequential.syncs, 21, "{sequential:?}");
+    // The retry's round wrote nothing and its original was durable: no sync.
+    assert_eq!(sequential.syncs, 20, "{sequential:?}");
     assert_eq!(log.head(), Position(40));
     let sequential = work();
     let tasks: Vec<_> = (0..64u64)
@@ -361,4 +362,50 @@ async fn the_id_filter_keeps_retries_exact_and_spares_fresh_ids_the_index_read()
     }
     assert_eq!(log.head(), head, "retries write nothing");
     log.close().await;
+}
+
+/// Appends that write nothing (retries, and appends refused by the writer:
+/// a wrong expected version, a partial duplicate, an id of another
+/// stream) are answered without a flush and sync: their originals are
+/// durable already. Each is answered correctly and the head does not move;
+/// the next append that writes syncs as always. `lone`: whether the
+/// caller's appends are committed alone on its thread (in a task of a
+/// multi-threaded runtime) rather than by the writer thread.
+async fn rounds_that_write_nothing_do_not_sync(lone: bool) {
+    let (_dir, log) = temp_log(Options::default());
+    let events = vec![event(1), event(2)];
+    let first = log.append(&sid("s"), ExpectedVersion::NoStream, events.clone()).await.unwrap();
+    let head = log.head();
+    let before = log.stats().work.snapshot();
+
+    let retry = log.append(&sid("s"), ExpectedVersion::NoStream, events.clone()).await.unwrap();
+    assert_eq!((retry.first, retry.last, retry.deduplicated), (first.first, first.last, true));
+    let conflict = log.append(&sid("s"), ExpectedVersion::Exact(StreamVersion(7)), vec![event(3)]).await;
+    assert!(matches!(conflict, Err(Error::WrongExpectedVersion { .. })), "{conflict:?}");
+    let partial = log.append(&sid("s"), ExpectedVersion::Any, vec![events[0].clone(), event(4)]).await;
+    assert!(matches!(partial, Err(Error::PartialDuplicate { present: 1, count: 2, .. })), "{partial:?}");
+    let elsewhere = log.append(&sid("t"), ExpectedVersion::Any, vec![events[1].clone()]).await;
+    assert!(matches!(elsewhere, Err(Error::IdInOtherStream { .. })), "{elsewhere:?}");
+    let nothing = log.stats().work.snapshot().since(&before);
+    assert_eq!(nothing.syncs, 0, "rounds that wrote nothing synced: {nothing:?}");
+    let rounds = if lone { (0, 4) } else { (4, 0) };
+    assert_eq!((nothing.writer_rounds, nothing.appender_rounds), rounds, "{nothing:?}");
+    assert_eq!(log.head(), head);
+
+    let appended = log.append(&sid("s"), ExpectedVersion::Any, vec![event(5)]).await.unwrap();
+    assert_eq!(log.head(), appended.last);
+    assert_eq!(log.stats().work.snapshot().since(&before).syncs, 1, "an append that writes syncs");
+    log.close().await;
+}
+
+/// Through the writer thread (a current-thread runtime never commits alone).
+#[tokio::test]
+async fn rounds_of_the_writer_thread_that_write_nothing_do_not_sync() {
+    rounds_that_write_nothing_do_not_sync(false).await;
+}
+
+/// Lone appends committed on the appender's thread.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lone_appends_that_write_nothing_do_not_sync() {
+    tokio::spawn(rounds_that_write_nothing_do_not_sync(true)).await.unwrap();
 }

@@ -9,7 +9,7 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use klaxon_log::{ExpectedVersion, ID_FILTER_FILE_NAME, Log, Options, Position};
+use klaxon_log::{ExpectedVersion, ID_FILTER_FILE_NAME, IdScanGate, IdScanStage, Log, Options, Position};
 use uuid::Uuid;
 
 use crate::support::{event_with_id, sid};
@@ -230,4 +230,80 @@ async fn runs_written_after_the_file_are_scanned_after_a_crash() {
     every_id_deduplicated(&log, &ids, "after a crash").await;
     log.verify().unwrap();
     close(log).await;
+}
+
+/// Opens the log with its id filter's scan thread held at each stage
+/// until `gate` lets it go.
+fn open_gated(dir: &Path) -> (Log, IdScanGate) {
+    let gate = IdScanGate::new();
+    let log = Log::open_with_id_scan_gate(dir, Options::default(), gate.clone()).unwrap();
+    (log, gate)
+}
+
+/// Every 25th of `ids`, and the last.
+fn sample(ids: &[Placed]) -> Vec<&Placed> {
+    ids.iter().enumerate().filter(|(i, _)| i % 25 == 0 || *i == ids.len() - 1).map(|(_, p)| p).collect()
+}
+
+/// The saved filter is loaded on the scan thread, and until that thread
+/// joins it into the directory (held here just before), a retry of an id
+/// already in the log (listed in the file, or in the run written after
+/// it) is still answered as a duplicate: the head does not move. Ids
+/// appended meanwhile are not lost by the join: after it, their retries
+/// are duplicates too. The open loaded the file once and scanned only the
+/// run written after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn before_the_saved_filter_is_joined_a_retry_is_a_duplicate_and_the_join_loses_no_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open_settled(dir.path());
+    let saved = append(&log, 1000).await;
+    close(log).await;
+    // A run after the file: 300 appends, then killed (no close, no new file).
+    let after = append_then_kill(dir.path(), 300);
+
+    let (log, gate) = open_gated(dir.path());
+    gate.release(IdScanStage::BeforeLoad);
+    gate.wait_for(IdScanStage::BeforeJoin);
+    assert_eq!(open_work(&log), (1, 1), "loaded, the run after the file scanned, not joined yet");
+    let head = log.head();
+    for Placed { id, position, stream } in sample(&saved).into_iter().chain(sample(&after)) {
+        let retry = log.append(&sid(stream), ExpectedVersion::Any, vec![event_with_id(*id, 0)]).await.unwrap();
+        assert_eq!((retry.first, retry.deduplicated), (*position, true), "retry of {id} before the join");
+    }
+    assert_eq!(log.head(), head, "a retry before the join was appended");
+    // Appended before the join: the writer keeps these ids until it.
+    let during = append(&log, 500).await;
+
+    gate.release(IdScanStage::BeforeJoin);
+    log.settle_id_index();
+    assert_eq!(open_work(&log), (1, 1), "after the join: one load, only the run after the file scanned");
+    every_id_deduplicated(&log, &during, "appended before the join").await;
+    let every: Vec<Placed> = saved.into_iter().chain(after).collect();
+    every_id_deduplicated(&log, &every, "after the join").await;
+    close(log).await;
+}
+
+/// `Log::open` returns without having read the saved filter: its scan
+/// thread reads it. Held before it reads anything, the file is removed
+/// after the open returned; the thread then finds none and scans every
+/// run (had the open loaded the file, the load would be counted and no
+/// run scanned). Every id is still found, and the close saves a new file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_open_does_not_read_the_saved_filter_its_scan_thread_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open_settled(dir.path());
+    let ids = append(&log, 500).await;
+    close(log).await;
+    assert!(file(dir.path()).exists());
+
+    let (log, gate) = open_gated(dir.path());
+    gate.wait_for(IdScanStage::BeforeLoad);
+    assert_eq!(open_work(&log), (0, 0), "nothing loaded or scanned yet");
+    std::fs::remove_file(file(dir.path())).unwrap();
+    gate.release(IdScanStage::BeforeJoin);
+    log.settle_id_index();
+    assert_eq!(open_work(&log), (0, 1), "the thread found no file and scanned every run");
+    every_id_deduplicated(&log, &ids, "the file removed after the open").await;
+    close(log).await;
+    assert!(file(dir.path()).exists(), "the close saved the filter again");
 }
