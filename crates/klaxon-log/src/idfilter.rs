@@ -160,8 +160,8 @@ struct Inner {
     /// then those. Each one added when the last filled up is twice as
     /// large.
     blooms: Vec<Bloom>,
-    /// While `early` is set: the ids the writer applied since open, which
-    /// the join moves into the filters.
+    /// While `collecting` (and until the join has moved them): the ids the
+    /// writer applied since open, which the join moves into the filters.
     early: Vec<Uuid>,
     /// Whether the writer's ids go to `early` (from open until the join
     /// takes the list, or until it grows past [`EARLY_IDS_MAX`]).

@@ -84,21 +84,25 @@ pub enum Finished<T> {
     /// It ended, no stop came first.
     Done(T),
     /// A stop came first; then the work ended within [`DRAIN_WAIT`]
-    /// (`Some`) or was abandoned (`None`).
+    /// (`Some`), or was abandoned or, the stop being there already, never
+    /// begun (`None`).
     Stopped(Option<T>),
 }
 
 /// Runs `work` (named `what` in the log) until it ends or `shutdown`
 /// comes; after a stop, gives it at most [`DRAIN_WAIT`] more, as the shell
 /// drains its own work: a delivery made and not yet recorded would
-/// otherwise be made again after the restart. For the loops beside the
-/// shell (trend reports, shift notices) whose work is one delivery and its
-/// record.
+/// otherwise be made again after the restart. Work whose turn comes after
+/// the stop is not begun. For the loops beside the shell (trend reports,
+/// shift notices) whose work is one delivery and its record.
 pub async fn finish_at_stop<T>(
     shutdown: &CancellationToken,
     what: &str,
     work: impl std::future::Future<Output = T>,
 ) -> Finished<T> {
+    if shutdown.is_cancelled() {
+        return Finished::Stopped(None);
+    }
     tokio::pin!(work);
     tokio::select! {
         done = &mut work => Finished::Done(done),

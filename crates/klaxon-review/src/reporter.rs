@@ -94,9 +94,6 @@ impl Reporter {
             let now = self.clock.now();
             let mut next: Option<DateTime<Utc>> = None;
             for report in &self.reports {
-                if shutdown.is_cancelled() {
-                    return Ok(());
-                }
                 let due = match finish_at_stop(&shutdown, "a trend report", self.post_due(report, now)).await {
                     Finished::Done(due) => due?,
                     Finished::Stopped(posted) => return posted.map_or(Ok(()), |p| p.map(drop)),
