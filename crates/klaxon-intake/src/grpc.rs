@@ -77,6 +77,7 @@ impl IncidentsService {
             Ok::<_, Status>((command, ctx, span))
         })?;
         drop(parse);
+        check_named(&self.handle, &request, id, &command).await?;
         let outcome = self.handle.execute(id, command, &ctx).instrument(span).await.map_err(to_status)?;
         Ok(Response::new(tracing::trace_span!(stage::RESPOND).in_scope(|| command_response(&outcome))))
     }
@@ -95,6 +96,37 @@ async fn check_scope<R>(handle: &Handle, request: &Request<R>, id: IncidentId) -
     let Some(grant) = Grant::scoped(request) else { return Ok(()) };
     let incident = handle.get(id).await.map_err(to_status)?;
     grant.check_service(incident.service().map(|s| s.as_str())).map_err(|e| to_status(e.into()))
+}
+
+/// Refuses, with `INVALID_ARGUMENT` naming the field, a command that gives
+/// an incident role to someone who cannot hold it: a commander or a
+/// handoff's recipient who is not a principal that may command this
+/// incident (see [`Grant::commander`]), a scribe or expert who is not a
+/// person. Checked against the principals the server knows now, so only
+/// with authentication (a server without it knows nobody).
+async fn check_named<R>(
+    handle: &Handle,
+    request: &Request<R>,
+    id: IncidentId,
+    command: &Command,
+) -> Result<(), Status> {
+    let Some(grant) = request.extensions().get::<Grant>() else { return Ok(()) };
+    let named = match command {
+        Command::AssignCommander { commander } => Some(("commander", commander)),
+        Command::RequestHandoff { to } => Some(("to", to)),
+        Command::AssignRole { person, .. } | Command::ReplaceRole { to: person, .. } => {
+            return grant.check_person("person", person.as_str()).map_err(|e| to_status(e.into()));
+        }
+        _ => None,
+    };
+    let Some((field, name)) = named else { return Ok(()) };
+    let commander = grant.commander(field, name.as_str()).map_err(|e| to_status(e.into()))?;
+    if commander.teams.is_empty() {
+        return Ok(());
+    }
+    let incident = handle.get(id).await.map_err(to_status)?;
+    let service = incident.service().map(|s| s.as_str());
+    grant.check_commander_scope(field, commander, service).map_err(|e| to_status(e.into()))
 }
 
 fn command_response(outcome: &Outcome) -> v1::CommandResponse {
