@@ -38,7 +38,7 @@ fn page_to_wire((page, delivery): &(Page, DeliveryStatus)) -> v1::Page {
         page_id: page.id().to_string(),
         incident_id: page.id().incident().to_string(),
         responder: page.responder().to_string(),
-        level: page.level().unwrap_or(u32::MAX),
+        level: page.level(),
         round: page.round(),
         reason: page.reason().as_str().to_string(),
         paged_at: Some(convert::timestamp(page.paged_at())),
