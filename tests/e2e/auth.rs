@@ -665,7 +665,7 @@ fn the_http_endpoints_need_a_token_of_a_role_that_may_use_them() {
 }
 
 #[test]
-fn a_command_names_for_an_incident_role_only_someone_who_can_hold_it() {
+fn a_command_names_for_an_incident_role_a_page_or_a_shift_only_someone_who_can_hold_it() {
     let paged = Paged::start(600, false, SEARCH);
     let server = Klaxond::start_with_env(&paged.dir.path().join("data"), &paged.config_args(), &paged.env());
     let metrics = server.http_address.clone().expect("up serves metrics");
@@ -680,7 +680,8 @@ fn a_command_names_for_an_incident_role_only_someone_who_can_hold_it() {
     };
     // Each refusal names the field and why, the way the server's one error
     // language does.
-    let cases: [(&[&str], &str); 6] = [
+    let (from, until) = ("2100-01-01T00:00:00Z", "2100-01-02T00:00:00Z");
+    let cases: [(&[&str], &str); 11] = [
         (
             &["assign", id, "mraia"],
             "invalid commander: no principal is named mraia (`klaxond token list` shows them; revoked ones are gone)",
@@ -689,11 +690,51 @@ fn a_command_names_for_an_incident_role_only_someone_who_can_hold_it() {
         (
             &["assign", id, "manager-search"],
             "invalid commander: manager-search (manager of team search) may not act on service payments: \
-             it belongs to team payments, so they cannot command this incident",
+             it belongs to team payments, so they cannot take this incident on",
         ),
         (&["handoff", "request", id, "--to", "carl"], "invalid to: carl (engineer) cannot command an incident"),
         (&["role", id, "scribe", "monitor"], "invalid person: monitor (service) is a service, not a person"),
         (&["role", id, "scribe", "nobody", "--replaces", "ana"], "invalid person: no principal is named nobody"),
+        // A page, or a shift, for someone who could not acknowledge it.
+        (&["page", id, "--person", "mraia", "--reason", "db"], "invalid person: no principal is named mraia"),
+        (
+            &["page", id, "--person", "ceo", "--reason", "db"],
+            "invalid person: ceo (executive) cannot acknowledge a page: only managers and engineers can",
+        ),
+        (
+            &["page", id, "--person", "engineer-search", "--reason", "db"],
+            "invalid person: engineer-search (engineer of team search) may not act on service payments",
+        ),
+        (
+            &[
+                "oncall",
+                "override",
+                "--schedule",
+                "payments-primary",
+                "--who",
+                "mraia",
+                "--from",
+                from,
+                "--until",
+                until,
+            ],
+            "invalid add_override.who: no principal is named mraia",
+        ),
+        (
+            &[
+                "oncall",
+                "override",
+                "--schedule",
+                "payments-primary",
+                "--who",
+                "rita",
+                "--from",
+                from,
+                "--until",
+                until,
+            ],
+            "invalid add_override.who: rita (reviewer) cannot acknowledge a page",
+        ),
     ];
     for (args, message) in cases {
         let stderr = refused(args);
@@ -708,6 +749,10 @@ fn a_command_names_for_an_incident_role_only_someone_who_can_hold_it() {
     );
     klaxon_ok(&server.url, "maria", &["role", id, "scribe", "ana"]);
     klaxon_ok(&server.url, "manager-payments", &["handoff", "request", id, "--to", "omar"]);
+    klaxon_ok(&server.url, "maria", &["page", id, "--person", "engineer-payments", "--reason", "db"]);
+    let args =
+        ["oncall", "override", "--schedule", "payments-primary", "--who", "carl", "--from", from, "--until", until];
+    klaxon_ok(&server.url, "maria", &args);
     let shown = klaxon_json(&server.url, "maria", &["show", id]);
     let incident = shown.get("incident").unwrap_or(&shown);
     assert_eq!(incident["commander"], "manager-payments", "{shown:#}");

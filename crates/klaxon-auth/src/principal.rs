@@ -115,8 +115,31 @@ pub struct Grant {
     pub people: Arc<TokenStore>,
 }
 
-/// The call a commander makes: whoever may make it may be named commander.
-const COMMANDER_METHOD: &str = "/klaxon.v1.Incidents/AcceptHandoff";
+/// What a command may name someone for, and the call that says who can:
+/// whoever may make the call may be named.
+#[derive(Clone, Copy)]
+enum Duty {
+    /// The commander, or a handoff's recipient: whoever may accept a handoff.
+    Command,
+    /// Someone paged or put on call: whoever may acknowledge a page.
+    Respond,
+}
+
+impl Duty {
+    fn method(self) -> &'static str {
+        match self {
+            Duty::Command => "/klaxon.v1.Incidents/AcceptHandoff",
+            Duty::Respond => "/klaxon.v1.Paging/Acknowledge",
+        }
+    }
+
+    fn what(self) -> &'static str {
+        match self {
+            Duty::Command => "command an incident",
+            Duty::Respond => "acknowledge a page",
+        }
+    }
+}
 
 /// A principal acting outside its teams.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -177,30 +200,45 @@ impl Grant {
     /// managers). Otherwise the incident would get a commander who cannot
     /// act on it, or a handoff nobody can accept. A principal limited to
     /// teams must also cover the incident's service: see
-    /// [`Grant::check_commander_scope`].
+    /// [`Grant::check_named_scope`].
     pub fn commander(&self, field: &'static str, name: &str) -> Result<Principal, klaxon_domain::Error> {
+        self.named_for(field, name, Duty::Command)
+    }
+
+    /// The principal named `name` in `field` if it can answer a page (a
+    /// person paged directly, put on call by an override, or given a
+    /// shift by a swap): a principal now of a role that may acknowledge
+    /// pages (the policy table: managers and engineers). Otherwise the
+    /// page, or every page of the shift, goes to someone who cannot
+    /// acknowledge it.
+    pub fn responder(&self, field: &'static str, name: &str) -> Result<Principal, klaxon_domain::Error> {
+        self.named_for(field, name, Duty::Respond)
+    }
+
+    fn named_for(&self, field: &'static str, name: &str, duty: Duty) -> Result<Principal, klaxon_domain::Error> {
         let principal = self.named(field, name)?;
-        if matches!(crate::policy::decide(COMMANDER_METHOD, principal.role), crate::policy::Verdict::Allowed(_)) {
+        if matches!(crate::policy::decide(duty.method(), principal.role), crate::policy::Verdict::Allowed(_)) {
             return Ok(principal);
         }
-        let may = crate::policy::rule_of(COMMANDER_METHOD).map(|r| r.roles).unwrap_or_default();
+        let may = crate::policy::rule_of(duty.method()).map(|r| r.roles).unwrap_or_default();
         let may: Vec<String> = may.iter().map(|r| format!("{r}s")).collect();
-        let reason = format!("{principal} cannot command an incident: only {} can", may.join(" and "));
+        let reason = format!("{principal} cannot {}: only {} can", duty.what(), may.join(" and "));
         Err(klaxon_domain::Error::InvalidField { field, reason })
     }
 
-    /// Checks that `commander` (from [`Grant::commander`]) may act on an
-    /// incident of `service` (`None`: of no service).
-    pub fn check_commander_scope(
+    /// Checks that `named` (from [`Grant::commander`] or
+    /// [`Grant::responder`]) may act on an incident of `service` (`None`:
+    /// of no service).
+    pub fn check_named_scope(
         &self,
         field: &'static str,
-        commander: Principal,
+        named: Principal,
         service: Option<&str>,
     ) -> Result<(), klaxon_domain::Error> {
-        let theirs = Grant { principal: commander, ..self.clone() };
+        let theirs = Grant { principal: named, ..self.clone() };
         theirs.check_service(service).map_err(|e| klaxon_domain::Error::InvalidField {
             field,
-            reason: format!("{e}, so they cannot command this incident"),
+            reason: format!("{e}, so they cannot take this incident on"),
         })
     }
 

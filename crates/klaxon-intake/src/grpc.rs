@@ -99,11 +99,12 @@ async fn check_scope<R>(handle: &Handle, request: &Request<R>, id: IncidentId) -
 }
 
 /// Refuses, with `INVALID_ARGUMENT` naming the field, a command that gives
-/// an incident role to someone who cannot hold it: a commander or a
-/// handoff's recipient who is not a principal that may command this
-/// incident (see [`Grant::commander`]), a scribe or expert who is not a
-/// person. Checked against the principals the server knows now, so only
-/// with authentication (a server without it knows nobody).
+/// an incident role or a page to someone who cannot hold it: a commander or
+/// a handoff's recipient who is not a principal that may command this
+/// incident (see [`Grant::commander`]), a person paged directly who may not
+/// acknowledge its page ([`Grant::responder`]), a scribe or expert who is
+/// not a person. Checked against the principals the server knows now, so
+/// only with authentication (a server without it knows nobody).
 async fn check_named<R>(
     handle: &Handle,
     request: &Request<R>,
@@ -111,22 +112,24 @@ async fn check_named<R>(
     command: &Command,
 ) -> Result<(), Status> {
     let Some(grant) = request.extensions().get::<Grant>() else { return Ok(()) };
-    let named = match command {
-        Command::AssignCommander { commander } => Some(("commander", commander)),
-        Command::RequestHandoff { to } => Some(("to", to)),
-        Command::AssignRole { person, .. } | Command::ReplaceRole { to: person, .. } => {
-            return grant.check_person("person", person.as_str()).map_err(|e| to_status(e.into()));
+    let invalid = |e: klaxon_domain::Error| to_status(e.into());
+    let (field, named) = match command {
+        Command::AssignCommander { commander } => ("commander", grant.commander("commander", commander.as_str())),
+        Command::RequestHandoff { to } => ("to", grant.commander("to", to.as_str())),
+        Command::PageResponder { target: PageTarget::Person(person), .. } => {
+            ("person", grant.responder("person", person.as_str()))
         }
-        _ => None,
+        Command::AssignRole { person, .. } | Command::ReplaceRole { to: person, .. } => {
+            return grant.check_person("person", person.as_str()).map_err(invalid);
+        }
+        _ => return Ok(()),
     };
-    let Some((field, name)) = named else { return Ok(()) };
-    let commander = grant.commander(field, name.as_str()).map_err(|e| to_status(e.into()))?;
-    if commander.teams.is_empty() {
+    let named = named.map_err(invalid)?;
+    if named.teams.is_empty() {
         return Ok(());
     }
     let incident = handle.get(id).await.map_err(to_status)?;
-    let service = incident.service().map(|s| s.as_str());
-    grant.check_commander_scope(field, commander, service).map_err(|e| to_status(e.into()))
+    grant.check_named_scope(field, named, incident.service().map(|s| s.as_str())).map_err(invalid)
 }
 
 fn command_response(outcome: &Outcome) -> v1::CommandResponse {
