@@ -672,6 +672,14 @@ fn a_command_names_for_an_incident_role_a_page_or_a_shift_only_someone_who_can_h
     let id = klaxon_ok(&server.url, "monitor", &["report", "--title", "Checkout down", "--service", "payments"]);
     let id = id.trim();
     klaxon_ok(&server.url, "maria", &["declare", id, "--severity", "2"]);
+    // A resolved Sev-1 has a review, for an action item's owner.
+    let resolved = klaxon_ok(&server.url, "monitor", &["report", "--title", "Cart down", "--service", "payments"]);
+    let resolved = resolved.trim();
+    klaxon_ok(&server.url, "maria", &["declare", resolved, "--severity", "1"]);
+    klaxon_ok(&server.url, "maria", &["resolve", resolved, "--summary", "restarted"]);
+    settle(&metrics);
+    let item = klaxon_ok(&server.url, "rita", &["review", "action", "add", resolved, "Add a canary"]);
+    let item = item.split_whitespace().next().expect("the item's id").to_owned();
     let before = settle(&metrics);
     let refused = |args: &[&str]| {
         let out = klaxon(&server.url, "maria", args);
@@ -681,7 +689,7 @@ fn a_command_names_for_an_incident_role_a_page_or_a_shift_only_someone_who_can_h
     // Each refusal names the field and why, the way the server's one error
     // language does.
     let (from, until) = ("2100-01-01T00:00:00Z", "2100-01-02T00:00:00Z");
-    let cases: [(&[&str], &str); 11] = [
+    let cases: [(&[&str], &str); 12] = [
         (
             &["assign", id, "mraia"],
             "invalid commander: no principal is named mraia (`klaxond token list` shows them; revoked ones are gone)",
@@ -735,6 +743,8 @@ fn a_command_names_for_an_incident_role_a_page_or_a_shift_only_someone_who_can_h
             ],
             "invalid add_override.who: rita (reviewer) cannot acknowledge a page",
         ),
+        // An action item's owner.
+        (&["review", "action", "assign", &item, "mraia"], "invalid owner: no principal is named mraia"),
     ];
     for (args, message) in cases {
         let stderr = refused(args);
@@ -753,6 +763,7 @@ fn a_command_names_for_an_incident_role_a_page_or_a_shift_only_someone_who_can_h
     let args =
         ["oncall", "override", "--schedule", "payments-primary", "--who", "carl", "--from", from, "--until", until];
     klaxon_ok(&server.url, "maria", &args);
+    klaxon_ok(&server.url, "rita", &["review", "action", "assign", &item, "carl"]);
     let shown = klaxon_json(&server.url, "maria", &["show", id]);
     let incident = shown.get("incident").unwrap_or(&shown);
     assert_eq!(incident["commander"], "manager-payments", "{shown:#}");

@@ -176,8 +176,16 @@ impl review_server::Review for ReviewService {
         let request_id = r.context.as_ref().map_or("", |c| c.request_id.as_str());
         let key = RequestKey::new(RequestScope::Review, &actor, "context.request_id", request_id).map_err(invalid)?;
         let expected_version = r.context.as_ref().and_then(|c| c.expected_version);
-        let review =
-            self.handle.edit(id, command(edit)?, &actor, key.as_ref(), expected_version).await.map_err(to_status)?;
+        let command = command(edit)?;
+        // An action item's owner is a person the server knows now (with
+        // authentication; without, it knows nobody): a mistyped name would
+        // leave the item to nobody.
+        if let (ReviewCommand::AssignActionItem { owner, .. }, Some(grant)) =
+            (&command, request.extensions().get::<klaxon_auth::Grant>())
+        {
+            grant.check_person("owner", owner.as_str()).map_err(|e| status::to_status(&e))?;
+        }
+        let review = self.handle.edit(id, command, &actor, key.as_ref(), expected_version).await.map_err(to_status)?;
         Ok(Response::new(review_to_wire(id, Some(&review))))
     }
 
