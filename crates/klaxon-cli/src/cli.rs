@@ -60,8 +60,10 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// Flags accepted by every subcommand.
+/// Flags accepted by every subcommand (listed after a subcommand's own
+/// options in its help, under their own heading).
 #[derive(Debug, Args)]
+#[command(next_help_heading = "Global options")]
 pub struct Global {
     /// The address of klaxond's gRPC API; several (gateway or intake
     /// replicas) separated by commas are tried in order until one answers.

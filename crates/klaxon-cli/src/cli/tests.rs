@@ -745,6 +745,17 @@ fn help_documents_the_exit_codes() {
     }
 }
 
+/// A subcommand's help lists its own options first and the flags every
+/// subcommand takes after them, under their own heading.
+#[test]
+fn help_puts_a_subcommands_own_options_before_the_global_ones() {
+    let help = Cli::try_parse_from(["klaxon", "timeline", "--help"]).unwrap_err().to_string();
+    let at = |text: &str| help.find(text).unwrap_or_else(|| panic!("{text:?} missing from:\n{help}"));
+    let global = at("\nGlobal options:\n");
+    assert!(at("--as-of <TIME>") < global && at("--as-of-position <N>") < global, "{help}");
+    assert!(at("--server <URL>") > global && at("--json") > global && at("--request-id <ID>") > global, "{help}");
+}
+
 #[test]
 fn clap_definitions_are_consistent() {
     use clap::CommandFactory;
