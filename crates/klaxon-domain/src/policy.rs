@@ -32,7 +32,7 @@ mod replay;
 #[cfg(test)]
 mod tests;
 
-pub use lint::{DAYS_MAX, Finding, FindingKind, lint};
+pub use lint::{DAYS_MAX, Finding, FindingKind, cannot_acknowledge, lint, people};
 pub use replay::{
     Breach, Escalated, INCIDENTS_MAX, IncidentDiff, Outcome, PAGE_TOLERANCE, PageSeen, Replay, Summary, Window,
 };

@@ -76,7 +76,24 @@ impl severity_evaluator_server::SeverityEvaluator for SeverityService {
         &self,
         request: Request<v1::LintPolicyRequest>,
     ) -> Result<Response<v1::PolicyLintReport>, Status> {
-        let (at, days, findings) = self.handle.lint_running(request.into_inner().days).await.map_err(to_status)?;
+        let grant = request.extensions().get::<klaxon_auth::Grant>().cloned();
+        let (at, days, mut findings) = self.handle.lint_running(request.into_inner().days).await.map_err(to_status)?;
+        // Only a server knows its principals: everyone the configuration
+        // pages must be able to acknowledge (with authentication; without,
+        // the server knows nobody and says nothing).
+        if let Some(grant) = grant {
+            for (key, name) in self.handle.running_people() {
+                match grant.responder("person", &name) {
+                    Ok(_) => {}
+                    Err(klaxon_domain::Error::InvalidField { reason, .. }) => {
+                        findings.push(klaxon_domain::policy::cannot_acknowledge(key, &name, &reason));
+                    }
+                    Err(other) => {
+                        findings.push(klaxon_domain::policy::cannot_acknowledge(key, &name, &other.to_string()))
+                    }
+                }
+            }
+        }
         Ok(Response::new(v1::PolicyLintReport {
             findings: findings
                 .into_iter()

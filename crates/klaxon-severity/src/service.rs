@@ -342,4 +342,10 @@ impl Handle {
         let now = self.reactor.now();
         Ok((now, days, policy::lint(&running.sections, &policy, now, days)))
     }
+
+    /// Everyone the running configuration pages, with the key naming them
+    /// first (see [`policy::people`]); none without a running configuration.
+    pub fn running_people(&self) -> Vec<(String, String)> {
+        self.running.as_ref().map(|running| policy::people(&running.sections)).unwrap_or_default()
+    }
 }

@@ -25,6 +25,12 @@
 //!   in time) written for a severity that does not page, which never has a
 //!   page to acknowledge; and a `[slo.tier.<name>]` table (`slo.tier.<name>`)
 //!   whose tier no `[[customers]]` has, which never tightens anything.
+//! - **Person who cannot acknowledge** (the key naming them first, such as
+//!   `schedules[0].layers[0].participants[1]`): someone the configuration
+//!   pages (a schedule's participant or override, an escalation level's
+//!   person, `[paging] managers`) who is not a principal of a role that may
+//!   acknowledge pages. Only a server knows its tokens: `lint` never finds
+//!   these; the server's lint adds them ([`people`], [`cannot_acknowledge`]).
 
 use std::collections::BTreeSet;
 
@@ -53,6 +59,8 @@ pub enum FindingKind {
     UnusedChannel,
     /// A setting no incident can ever be subject to.
     SettingNeverApplies,
+    /// Someone paged who cannot acknowledge a page.
+    PersonCannotAcknowledge,
 }
 
 impl FindingKind {
@@ -65,6 +73,7 @@ impl FindingKind {
             FindingKind::SeverityPagesNobody => "severity_pages_nobody",
             FindingKind::UnusedChannel => "unused_channel",
             FindingKind::SettingNeverApplies => "setting_never_applies",
+            FindingKind::PersonCannotAcknowledge => "person_cannot_acknowledge",
         }
     }
 
@@ -78,6 +87,7 @@ impl FindingKind {
             FindingKind::SeverityPagesNobody,
             FindingKind::UnusedChannel,
             FindingKind::SettingNeverApplies,
+            FindingKind::PersonCannotAcknowledge,
         ]
         .into_iter()
         .find(|kind| kind.as_str() == name)
@@ -100,6 +110,54 @@ pub struct Finding {
     pub key: String,
     /// The problem in one sentence.
     pub message: String,
+}
+
+/// Everyone the configuration pages, once each, with the key that names
+/// them first, in file order: schedules' participants and overrides,
+/// escalation levels' persons, `[paging] managers`.
+pub fn people(sections: &Sections) -> Vec<(String, String)> {
+    let mut named: Vec<(String, String)> = Vec::new();
+    let mut add = |key: String, name: &str| {
+        if !named.iter().any(|(_, n)| n == name) {
+            named.push((key, name.to_owned()));
+        }
+    };
+    for (i, schedule) in sections.schedules.0.iter().enumerate() {
+        for (j, layer) in schedule.layers.iter().enumerate() {
+            for (k, who) in layer.participants.iter().enumerate() {
+                add(format!("schedules[{i}].layers[{j}].participants[{k}]"), who);
+            }
+        }
+        for (k, o) in schedule.overrides.iter().enumerate() {
+            add(format!("schedules[{i}].overrides[{k}].who"), &o.who);
+        }
+    }
+    for (i, policy) in sections.escalation_policies.iter().enumerate() {
+        for (j, level) in policy.levels.iter().enumerate() {
+            for (k, target) in level.targets.iter().enumerate() {
+                if let crate::paging::TargetConfig::Person(who) = target {
+                    add(format!("escalation_policies[{i}].levels[{j}].targets[{k}]"), who);
+                }
+            }
+        }
+    }
+    if let Some(paging) = &sections.paging {
+        for (k, who) in paging.managers.iter().enumerate() {
+            add(format!("paging.managers[{k}]"), who);
+        }
+    }
+    named
+}
+
+/// The finding for `name`, named at `key`, whom the configuration pages
+/// but who cannot acknowledge a page, `why` (as the server's check of a
+/// named person says it).
+pub fn cannot_acknowledge(key: String, name: &str, why: &str) -> Finding {
+    Finding {
+        kind: FindingKind::PersonCannotAcknowledge,
+        key,
+        message: format!("{name} is paged by this configuration but cannot acknowledge: {why}"),
+    }
 }
 
 /// Lints a validated configuration (`sections` and the `policy` validated
