@@ -159,8 +159,10 @@ pub(crate) struct Writer {
     pub ids: Arc<IdFilter>,
     /// Set once a close request was applied: no appender commits by itself.
     pub closing: bool,
-    /// The log's folder, where the close saves the id filter.
+    /// The log's folder, where the id filter is saved.
     pub dir: std::path::PathBuf,
+    /// Least time between two saves of the id filter during the session.
+    pub id_filter_save_interval: std::time::Duration,
 }
 
 /// Groups applied to sled and waiting for the syncer. Small: the writer is
@@ -803,7 +805,9 @@ impl SyncStage {
 /// (the lock around it).
 struct Rounds {
     db: sled::Db,
-    syncer: Syncer,
+    /// Shared with the index thread, which syncs before it saves the id
+    /// filter (see [`save_id_filter`]).
+    syncer: Arc<Mutex<Syncer>>,
     /// The durable head, published; dropped at close, which ends the
     /// subscriptions once they have read everything.
     durable: Option<watch::Sender<Position>>,
@@ -836,7 +840,8 @@ impl Rounds {
             writer.ids.clone(),
             writer.dir.clone(),
         );
-        let syncer = std::mem::replace(&mut writer.syncer, Syncer::detached());
+        let syncer = Arc::new(Mutex::new(std::mem::replace(&mut writer.syncer, Syncer::detached())));
+        let save_interval = writer.id_filter_save_interval;
         let durable = writer.durable.take().expect("shared once");
         let indexer = Arc::new(Mutex::new(Indexer {
             db: db.clone(),
@@ -848,14 +853,19 @@ impl Rounds {
         let (to_indexer, indexer_rx) = std::sync::mpsc::sync_channel::<Position>(1);
         let thread = {
             let indexer = indexer.clone();
-            let (db, ids) = (db.clone(), ids.clone());
+            let (db, ids, syncer, dir) = (db.clone(), ids.clone(), syncer.clone(), dir.clone());
             std::thread::Builder::new().name("klaxon-log-index".into()).spawn(move || {
                 let never = std::sync::atomic::AtomicBool::new(false);
+                let mut last_save = std::time::Instant::now();
                 while let Ok(durable) = indexer_rx.recv() {
                     indexer.lock().expect("indexer lock").index_behind(durable);
                     // Keep the number of id runs bounded: merge behind the
                     // batch just written (never on the append path).
                     ids.merge_runs(&db, MERGES_PER_INDEX_BATCH_MAX, &never);
+                    if last_save.elapsed() >= save_interval && ids.save_due() {
+                        last_save = std::time::Instant::now();
+                        save_id_filter(&indexer, &syncer, durable, &dir);
+                    }
                 }
             })
         };
@@ -960,11 +970,19 @@ impl Rounds {
         self.ids.stop_scan();
         match self.sync() {
             Err(e) => tracing::error!(error = %e, "final flush of the log failed"),
-            Ok(()) if self.failed.lock().expect("failed flag").is_none() => match self.ids.save(&self.db, &self.dir) {
-                Ok(true) => tracing::debug!(path = %self.dir.display(), "saved the id filter"),
-                Ok(false) => tracing::debug!("the id filter is not complete; not saved"),
-                Err(reason) => tracing::warn!(%reason, "saving the id filter failed; the next open scans"),
-            },
+            Ok(()) if self.failed.lock().expect("failed flag").is_none() => {
+                match self.ids.snapshot(&self.db, self.durable_head()).and_then(|snapshot| match snapshot {
+                    Some(snapshot) => self.ids.write(&self.dir, &snapshot).map(|()| true),
+                    None => Ok(false),
+                }) {
+                    Ok(true) => {
+                        WorkCounters::add(&self.stats.work.id_filter_saves, 1);
+                        tracing::debug!(path = %self.dir.display(), "saved the id filter")
+                    }
+                    Ok(false) => tracing::debug!("the id filter is not complete; not saved"),
+                    Err(reason) => tracing::warn!(%reason, "saving the id filter failed; the next open scans"),
+                }
+            }
             Ok(()) => {}
         }
         // Subscribers see the log closed once they have read up to here.
@@ -977,12 +995,61 @@ impl Rounds {
 
     fn sync(&mut self) -> Result<(), Error> {
         WorkCounters::add(&self.stats.work.syncs, 1);
-        self.db.flush()?;
-        let synced = self.syncer.sync();
-        WorkCounters::set(&self.stats.work.blob_files_synced, self.syncer.blob_files_synced);
-        WorkCounters::set(&self.stats.work.blob_listings, self.syncer.blob_listings);
-        synced?;
-        Ok(())
+        flush_and_sync(&self.db, &self.syncer, &self.stats)
+    }
+}
+
+/// Flushes sled and syncs its files (see `durability`): everything applied
+/// before this began is durable once it returns `Ok`.
+fn flush_and_sync(db: &sled::Db, syncer: &Mutex<Syncer>, stats: &crate::LogStats) -> Result<(), Error> {
+    db.flush()?;
+    let mut syncer = syncer.lock().expect("syncer lock");
+    let synced = syncer.sync();
+    WorkCounters::set(&stats.work.blob_files_synced, syncer.blob_files_synced);
+    WorkCounters::set(&stats.work.blob_listings, syncer.blob_listings);
+    synced?;
+    Ok(())
+}
+
+/// Saves the id filter's directory during the session, on the index
+/// thread after its batch and merges (see `idfilter::file`): copies it
+/// while no index batch runs (the indexer's lock; merges wait for the
+/// copy's own lock), then makes sled durable (so every run the copy lists
+/// is, whichever batch or round flushed it before) and only then writes
+/// the file. Appends wait for none of it: the copy takes their lock a part
+/// at a time, and a round's sync waits at most for this one's fsync. The
+/// file's head is `durable`, a durable head. A failed sync fails the log
+/// as a round's would (what it should have made durable may be lost); a
+/// failed copy or write leaves the old file, which stays valid run by run.
+fn save_id_filter(indexer: &Mutex<Indexer>, syncer: &Mutex<Syncer>, durable: Position, dir: &std::path::Path) {
+    let indexer = indexer.lock().expect("indexer lock");
+    if indexer.failed.lock().expect("failed flag").is_some() {
+        return;
+    }
+    let (db, ids, stats, failed) =
+        (indexer.db.clone(), indexer.ids.clone(), indexer.stats.clone(), indexer.failed.clone());
+    let snapshot = ids.snapshot(&db, durable);
+    drop(indexer);
+    let snapshot = match snapshot {
+        Ok(Some(snapshot)) => snapshot,
+        Ok(None) => return,
+        Err(reason) => {
+            tracing::warn!(%reason, "copying the id filter to save it failed; the last saved file stays");
+            return;
+        }
+    };
+    if let Err(e) = flush_and_sync(&db, syncer, &stats) {
+        let reason = e.to_string();
+        tracing::error!(error = %reason, "log flush or sync failed; refusing writes until reopened");
+        *failed.lock().expect("failed flag") = Some(reason);
+        return;
+    }
+    match ids.write(dir, &snapshot) {
+        Ok(()) => {
+            WorkCounters::add(&stats.work.id_filter_saves, 1);
+            tracing::debug!(path = %dir.display(), "saved the id filter");
+        }
+        Err(reason) => tracing::warn!(%reason, "saving the id filter failed; the last saved file stays"),
     }
 }
 

@@ -15,6 +15,14 @@
 //! klaxon-logtool append-then-wait DIR N  append N events (one append each), printing "ack ..."
 //!                                        lines, then "waiting", and wait without closing
 //!                                        (crash tests kill it at a known point)
+//! klaxon-logtool append-phases DIR SAVE_MS N...
+//!                                        open with the id filter saved at most every SAVE_MS
+//!                                        during the session; per phase append N events (in
+//!                                        appends of up to 1,000), printing "ack ..." per event,
+//!                                        wait until the index thread has indexed and saved,
+//!                                        print "saved <phase>" and wait for a line on stdin;
+//!                                        after the last phase print "waiting" and wait
+//!                                        without closing (crash tests kill it)
 //! ```
 //! Exit codes: 0 success, 1 the log is damaged or an operation failed, 2 usage.
 
@@ -50,6 +58,12 @@ fn main() -> ExitCode {
             _ => usage(),
         },
         ["apply-loop", dir] => runtime.block_on(apply_loop(dir)),
+        ["append-phases", dir, save_ms, phases @ ..] if !phases.is_empty() => {
+            match (save_ms.parse::<u64>(), phases.iter().map(|p| p.parse::<u64>()).collect::<Result<Vec<_>, _>>()) {
+                (Ok(save_ms), Ok(phases)) => runtime.block_on(append_phases(dir, save_ms, &phases)),
+                _ => usage(),
+            }
+        }
         _ => usage(),
     };
     match result {
@@ -63,7 +77,7 @@ fn main() -> ExitCode {
 
 fn usage() -> Result<ExitCode, klaxon_log::Error> {
     eprintln!(
-        "usage: klaxon-logtool verify DIR | dump DIR [FROM [MAX]] | append-loop DIR WRITERS | apply-loop DIR | reopen-loop DIR | append-then-wait DIR N"
+        "usage: klaxon-logtool verify DIR | dump DIR [FROM [MAX]] | append-loop DIR WRITERS | apply-loop DIR | reopen-loop DIR | append-then-wait DIR N | append-phases DIR SAVE_MS N..."
     );
     Ok(ExitCode::from(2))
 }
@@ -202,6 +216,80 @@ async fn append_then_wait(dir: &str, count: u64) -> Result<ExitCode, klaxon_log:
         let a = log.append(&stream, ExpectedVersion::Exact(klaxon_log::StreamVersion(n)), vec![event]).await?;
         let _ = writeln!(out, "ack {} {} {} {}", a.first, stream, n + 1, id);
     }
+    let _ = writeln!(out, "waiting");
+    let _ = out.flush();
+    drop(out);
+    // The test kills the process here; the log is never closed.
+    std::future::pending::<()>().await;
+    drop(log);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Opens the log with the id filter saved during the session at most
+/// every `save_ms`, then for each phase appends that many events to one
+/// stream (appends of up to 1,000, exact expected versions), printing an
+/// "ack ..." line per event. After each append it waits until the index
+/// thread has written every batch due and saved the id filter behind each
+/// (so an index batch holds exactly the appends since the last, 9,000
+/// records in appends of 1,000); after a phase it prints "saved <phase>"
+/// and reads a line from stdin before the next. After the last phase it prints "waiting" and
+/// waits for the kill without closing.
+async fn append_phases(dir: &str, save_ms: u64, phases: &[u64]) -> Result<ExitCode, klaxon_log::Error> {
+    let log = Log::open(dir, Options { id_filter_save_interval_ms: save_ms, ..Options::default() })?;
+    log.settle_id_index();
+    let stream = StreamId::new(format!("phases-{}", std::process::id())).expect("valid stream id");
+    let mut version = 0u64;
+    let stdout = std::io::stdout();
+    for (phase, count) in phases.iter().enumerate() {
+        let mut left = *count;
+        while left > 0 {
+            let n = left.min(1000);
+            let events: Vec<NewEvent> = (0..n)
+                .map(|i| NewEvent {
+                    id: uuid::Uuid::new_v4(),
+                    kind: EventKind::new("test.appended.v1").expect("valid kind"),
+                    data: EventData::from_value(&serde_json::json!({ "version": version + i + 1 }))
+                        .expect("valid json"),
+                    metadata: Metadata::default(),
+                })
+                .collect();
+            let ids: Vec<uuid::Uuid> = events.iter().map(|e| e.id).collect();
+            let a = log.append(&stream, ExpectedVersion::Exact(klaxon_log::StreamVersion(version)), events).await?;
+            let mut out = stdout.lock();
+            for (i, id) in ids.iter().enumerate() {
+                let _ = writeln!(out, "ack {} {} {} {}", a.first.0 + i as u64, stream, version + i as u64 + 1, id);
+            }
+            drop(out);
+            version += n;
+            left -= n;
+            // Every batch due written (fewer than a batch's records left
+            // in the tail) and a save behind each, before the next append:
+            // each index batch takes the records of the appends before
+            // it, whatever the threads' timing.
+            let waiting = std::time::Instant::now();
+            loop {
+                let work = log.stats().work.snapshot();
+                if work.records - work.records_indexed < 8192 && work.id_filter_saves == work.index_batches {
+                    break;
+                }
+                if waiting.elapsed() > std::time::Duration::from_secs(30) {
+                    eprintln!("append-phases: no index batch and save within 30 s: {work:?}");
+                    return Ok(ExitCode::from(1));
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            }
+        }
+        if phase + 1 == phases.len() {
+            break;
+        }
+        let mut out = stdout.lock();
+        let _ = writeln!(out, "saved {}", phase + 1);
+        let _ = out.flush();
+        drop(out);
+        let mut line = String::new();
+        let _ = std::io::stdin().read_line(&mut line);
+    }
+    let mut out = stdout.lock();
     let _ = writeln!(out, "waiting");
     let _ = out.flush();
     drop(out);
