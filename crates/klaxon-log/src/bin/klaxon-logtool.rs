@@ -3,9 +3,12 @@
 //! ```text
 //! klaxon-logtool verify DIR              check every invariant; print a JSON report
 //! klaxon-logtool dump DIR [FROM [MAX]]   print records as JSON lines
-//! klaxon-logtool append-loop DIR WRITERS append forever from WRITERS tasks,
-//!                                        printing "ack <position> <stream> <version> <id>"
-//!                                        after each durable append (crash tests kill it)
+//! klaxon-logtool append-loop DIR WRITERS [SAVE_MS EVENTS]
+//!                                        append forever from WRITERS tasks (EVENTS events
+//!                                        per append, default 1), printing "ack <position>
+//!                                        <stream> <version> <id>" per event once durable
+//!                                        (crash tests kill it); SAVE_MS: the id filter's
+//!                                        save interval during the session
 //! klaxon-logtool apply-loop DIR          apply batches of appends forever, each with a mark
 //!                                        "<batch> <head after it>", printing "applied <batch>"
 //!                                        once durable (the crash tests check mark = head)
@@ -49,9 +52,18 @@ fn main() -> ExitCode {
             runtime.block_on(dump(dir, Position(from), max))
         }
         ["append-loop", dir, writers] => match writers.parse::<usize>() {
-            Ok(n) if n > 0 => runtime.block_on(append_loop(dir, n)),
+            Ok(n) if n > 0 => runtime.block_on(append_loop(dir, n, Options::default(), 1)),
             _ => usage(),
         },
+        ["append-loop", dir, writers, save_ms, events] => {
+            match (writers.parse::<usize>(), save_ms.parse::<u64>(), events.parse::<u64>()) {
+                (Ok(n), Ok(save_ms), Ok(events)) if n > 0 && events > 0 => {
+                    let options = Options { id_filter_save_interval_ms: save_ms, ..Options::default() };
+                    runtime.block_on(append_loop(dir, n, options, events))
+                }
+                _ => usage(),
+            }
+        }
         ["reopen-loop", dir] => runtime.block_on(reopen_loop(dir)),
         ["append-then-wait", dir, count] => match count.parse::<u64>() {
             Ok(n) => runtime.block_on(append_then_wait(dir, n)),
@@ -77,7 +89,7 @@ fn main() -> ExitCode {
 
 fn usage() -> Result<ExitCode, klaxon_log::Error> {
     eprintln!(
-        "usage: klaxon-logtool verify DIR | dump DIR [FROM [MAX]] | append-loop DIR WRITERS | apply-loop DIR | reopen-loop DIR | append-then-wait DIR N | append-phases DIR SAVE_MS N..."
+        "usage: klaxon-logtool verify DIR | dump DIR [FROM [MAX]] | append-loop DIR WRITERS [SAVE_MS EVENTS] | apply-loop DIR | reopen-loop DIR | append-then-wait DIR N | append-phases DIR SAVE_MS N..."
     );
     Ok(ExitCode::from(2))
 }
@@ -110,10 +122,11 @@ async fn dump(dir: &str, from: Position, max: usize) -> Result<ExitCode, klaxon_
 }
 
 /// Appends 300-byte-ish events to a few streams from `writers` tasks until
-/// killed. Each writer owns its streams and uses exact expected versions, so a
-/// lost or doubled append would show up as a conflict or a gap.
-async fn append_loop(dir: &str, writers: usize) -> Result<ExitCode, klaxon_log::Error> {
-    let log = Log::open(dir, Options::default())?;
+/// killed, `events` per append. Each writer owns its streams and uses exact
+/// expected versions, so a lost or doubled append would show up as a
+/// conflict or a gap.
+async fn append_loop(dir: &str, writers: usize, options: Options, events: u64) -> Result<ExitCode, klaxon_log::Error> {
+    let log = Log::open(dir, options)?;
     let (tx, mut rx) = tokio::sync::mpsc::channel::<String>(1024);
     for w in 0..writers {
         let log = log.clone();
@@ -122,23 +135,28 @@ async fn append_loop(dir: &str, writers: usize) -> Result<ExitCode, klaxon_log::
             let stream = StreamId::new(format!("crash-{w}-{}", std::process::id())).expect("valid stream id");
             let mut version = log.stream_version(&stream).expect("stream version");
             loop {
-                let id = uuid::Uuid::new_v4();
-                let event = NewEvent {
-                    id,
-                    kind: EventKind::new("test.appended.v1").expect("valid kind"),
-                    data: EventData::from_value(&serde_json::json!({
-                        "writer": w, "version": version.0 + 1, "padding": "x".repeat(220)
-                    }))
-                    .expect("valid json"),
-                    metadata: Metadata { actor: Some(format!("writer-{w}")), ..Metadata::default() },
-                };
-                match log.append(&stream, ExpectedVersion::Exact(version), vec![event]).await {
+                let batch: Vec<NewEvent> = (1..=events)
+                    .map(|e| NewEvent {
+                        id: uuid::Uuid::new_v4(),
+                        kind: EventKind::new("test.appended.v1").expect("valid kind"),
+                        data: EventData::from_value(&serde_json::json!({
+                            "writer": w, "version": version.0 + e, "padding": "x".repeat(220)
+                        }))
+                        .expect("valid json"),
+                        metadata: Metadata { actor: Some(format!("writer-{w}")), ..Metadata::default() },
+                    })
+                    .collect();
+                let ids: Vec<uuid::Uuid> = batch.iter().map(|e| e.id).collect();
+                match log.append(&stream, ExpectedVersion::Exact(version), batch).await {
                     Ok(a) => {
-                        version = klaxon_log::StreamVersion(a.next_version.0 - 1);
-                        let line = format!("ack {} {} {} {}", a.first, stream, version, id);
-                        if tx.send(line).await.is_err() {
-                            return;
+                        for (i, id) in ids.iter().enumerate() {
+                            let line =
+                                format!("ack {} {} {} {}", a.first.0 + i as u64, stream, version.0 + i as u64 + 1, id);
+                            if tx.send(line).await.is_err() {
+                                return;
+                            }
                         }
+                        version = klaxon_log::StreamVersion(a.next_version.0 - 1);
                     }
                     Err(e) => {
                         eprintln!("append failed: {e}");
