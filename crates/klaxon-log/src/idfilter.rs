@@ -30,19 +30,28 @@
 //! the join does the list move into a filter of its own ([`ROOM_IDS_MIN`]
 //! ids, doubling), which the join keeps behind the scan's.
 //!
-//! Saved at a clean close: the directory is also written to a file beside
-//! the log (`file`, a derived cache, checked whole: checksum, the folder's
-//! token and the id runs' generation that every merge bumps, the positions
-//! it covers, each run's first and last piece keys). The scan thread, not
-//! `Log::open`, loads it: a valid file stands for the runs it lists, and the
-//! thread scans only the runs written after it; any doubt about it
-//! (missing, damaged, stale, another folder's) is a full scan as above.
-//! The check against sled still holds when the thread makes it after the
-//! writer started: no run up to the open's `indexed` mark changes before
-//! the directory is complete (merges wait for it), and the index thread
-//! only adds runs after that mark. Either way the directory is complete
-//! only once the scan is in, so an id is never answered "absent" from a
-//! part of the runs.
+//! Saved beside the log: the directory is also written to a file (`file`,
+//! a derived cache, checked at load: checksum, the folder's token, the
+//! positions it covers, and per run whether sled still holds exactly that
+//! run), at a clean close and during a long session behind the index
+//! batches (see `writer`, `Options::id_filter_save_interval_ms`). The scan
+//! thread, not `Log::open`, loads it: it keeps the file's log-wide filters
+//! and the runs that are provably unchanged in sled, and scans every
+//! other run (those merged since, and those written after the file); a
+//! file that is missing, damaged or another folder's is a full scan as
+//! above. The check against sled still holds when the thread makes it
+//! after the writer started: no run up to the open's `indexed` mark
+//! changes before the directory is complete (merges wait for it), and the
+//! index thread only adds runs after that mark. Either way the directory
+//! is complete only once the scan is in, so an id is never answered
+//! "absent" from a part of the runs.
+//!
+//! Why no id is lost with a stale file: the file's log-wide filters hold
+//! every id up to its mark (ids never leave the log: merges only regroup
+//! them), the scan adds every id of the runs it reads, and every run not
+//! kept is read; a kept run holds exactly the ids of its filter in the
+//! file (`file` argues it), so every id in sled is in a log-wide filter
+//! and in the filter of the run that holds it.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

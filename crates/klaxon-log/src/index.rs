@@ -360,8 +360,8 @@ fn bad_piece(key: &[u8]) -> Error {
 
 /// Rewrites a format-1 or format-2 id index (one `i` key per id, complete
 /// up to the `indexed` mark) as runs of [`UPGRADE_RUN_RECORDS`] positions
-/// each, removes the `i` keys, sets the format-3 marker and bumps the id
-/// runs' generation, in one atomic batch. Holds every id in memory meanwhile (24 bytes each). Returns how
+/// each, removes the `i` keys, sets the format-3 marker and draws a new
+/// token for the id runs (generation 0), in one atomic batch. Holds every id in memory meanwhile (24 bytes each). Returns how
 /// many ids it moved.
 pub(crate) fn upgrade_ids_to_runs(db: &sled::Db) -> Result<u64, Error> {
     let mut runs: std::collections::BTreeMap<u64, Vec<(Uuid, Position)>> = Default::default();
@@ -382,7 +382,9 @@ pub(crate) fn upgrade_ids_to_runs(db: &sled::Db) -> Result<u64, Error> {
         put_id_run(&mut batch, first, ids);
     }
     batch.insert(codec::FORMAT_KEY, codec::FORMAT_MARKER);
-    bump_id_runs_generation(db, &mut batch)?;
+    // Every run is new: a new token, so that no saved directory (which
+    // names the old one, if any) is taken for any of them.
+    batch.insert(codec::ID_RUNS_GENERATION_KEY, &codec::id_runs_generation_value(new_token(), 0));
     db.apply_batch(batch)?;
     Ok(count)
 }

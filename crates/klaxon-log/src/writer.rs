@@ -39,8 +39,11 @@
 //! gathered in the tail, the syncer wakes the **indexer** thread, which
 //! writes them behind the records in one batch while the next groups are
 //! applied and synced (so a batch of 8,192 records' entries never holds up
-//! a flush and its answers), then merges id runs if due (see `idfilter`);
-//! at close the syncer writes the rest.
+//! a flush and its answers), then merges id runs if due (see `idfilter`)
+//! and, at most every `Options::id_filter_save_interval_ms` when runs
+//! changed, saves the id filter beside the log ([`save_id_filter`]: copy,
+//! its own flush and sync, then the file); at close the syncer writes the
+//! rest and saves the id filter once more.
 //!
 //! A round whose groups wrote nothing (every request in it refused by the
 //! writer, or a duplicate) skips the flush and sync when the durable head
@@ -820,7 +823,8 @@ struct Rounds {
     stats: Arc<crate::LogStats>,
     /// Whether the last round answered at most one request.
     lone: Arc<LoneMode>,
-    /// The id index's directory, saved beside the log at close.
+    /// The id index's directory, saved beside the log at close (and by
+    /// the index thread during the session).
     ids: Arc<IdFilter>,
     /// The log's folder.
     dir: std::path::PathBuf,

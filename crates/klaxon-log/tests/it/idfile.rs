@@ -116,7 +116,7 @@ async fn a_clean_close_saves_the_id_filter_and_the_reopen_scans_no_run() {
 /// its 257th): only the run that followed it, gone from sled, tells that
 /// it now also holds the ids merged into it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_file_saved_before_a_merge_is_refused_and_every_id_is_found() {
+async fn a_file_saved_before_a_merge_is_not_trusted_for_the_merged_run() {
     let dir = tempfile::tempdir().unwrap();
     let aside = tempfile::tempdir().unwrap();
     // One run of 300 small ids (pieces of 256 and 44), saved.
