@@ -1020,9 +1020,12 @@ fn flush_and_sync(db: &sled::Db, syncer: &Mutex<Syncer>, stats: &crate::LogStats
 /// while no index batch runs (the indexer's lock; merges wait for the
 /// copy's own lock), then makes sled durable (so every run the copy lists
 /// is, whichever batch or round flushed it before) and only then writes
-/// the file. Appends wait for none of it: the copy takes their lock a part
-/// at a time, and a round's sync waits at most for this one's fsync. The
-/// file's head is `durable`, a durable head. A failed sync fails the log
+/// the file. Appends never wait for the whole copy (it takes their lock a
+/// part at a time), but a round's sync may wait for this one's fsync of
+/// sled, and the file's write shares the disk: with a save after every
+/// index batch the 64-appender p99 about doubled at 3M ids
+/// (`docs/benchmarks.md`), hence the interval. The file's head is
+/// `durable`, a durable head. A failed sync fails the log
 /// as a round's would (what it should have made durable may be lost); a
 /// failed copy or write leaves the old file, which stays valid run by run.
 fn save_id_filter(indexer: &Mutex<Indexer>, syncer: &Mutex<Syncer>, durable: Position, dir: &std::path::Path) {
