@@ -919,10 +919,13 @@ impl Rounds {
         let outcome = match failed {
             Some(reason) => Err(reason),
             None if durable_already => Ok(()),
+            // A failed sync has marked the log failed (`flush_and_sync`).
             None => self.sync().map_err(|e| {
-                let reason = e.to_string();
+                let reason = match e {
+                    Error::Failed { reason } => reason,
+                    other => other.to_string(),
+                };
                 tracing::error!(error = %reason, "log flush or sync failed; refusing writes until reopened");
-                *self.failed.lock().expect("failed flag") = Some(reason.clone());
                 reason
             }),
         };
@@ -999,20 +1002,44 @@ impl Rounds {
 
     fn sync(&mut self) -> Result<(), Error> {
         WorkCounters::add(&self.stats.work.syncs, 1);
-        flush_and_sync(&self.db, &self.syncer, &self.stats)
+        flush_and_sync(&self.db, &self.syncer, &self.stats, &self.failed)
     }
 }
 
 /// Flushes sled and syncs its files (see `durability`): everything applied
 /// before this began is durable once it returns `Ok`.
-fn flush_and_sync(db: &sled::Db, syncer: &Mutex<Syncer>, stats: &crate::LogStats) -> Result<(), Error> {
-    db.flush()?;
+///
+/// Two threads sync (the rounds, and the index thread before it saves the
+/// id filter), and a failed fsync may report its error once only: a sync
+/// that follows a failed one can succeed although what the failed one
+/// should have written is lost. So the whole flush and sync runs under the
+/// syncer's lock, a failure marks the log failed before that lock is
+/// released, and a sync that finds the log failed when it is done answers
+/// the failure, never `Ok`: nothing is acknowledged as durable after a
+/// failed sync, whichever thread's it was.
+fn flush_and_sync(
+    db: &sled::Db,
+    syncer: &Mutex<Syncer>,
+    stats: &crate::LogStats,
+    failed: &Mutex<Option<String>>,
+) -> Result<(), Error> {
     let mut syncer = syncer.lock().expect("syncer lock");
-    let synced = syncer.sync();
-    WorkCounters::set(&stats.work.blob_files_synced, syncer.blob_files_synced);
-    WorkCounters::set(&stats.work.blob_listings, syncer.blob_listings);
-    synced?;
-    Ok(())
+    let synced = db.flush().map_err(Error::from).and_then(|_| {
+        let synced = syncer.sync();
+        WorkCounters::set(&stats.work.blob_files_synced, syncer.blob_files_synced);
+        WorkCounters::set(&stats.work.blob_listings, syncer.blob_listings);
+        synced.map_err(Error::from)
+    });
+    let mut failed = failed.lock().expect("failed flag");
+    match (synced, &*failed) {
+        (Err(e), None) => {
+            *failed = Some(e.to_string());
+            Err(e)
+        }
+        (Err(e), Some(_)) => Err(e),
+        (Ok(()), Some(reason)) => Err(Error::Failed { reason: reason.clone() }),
+        (Ok(()), None) => Ok(()),
+    }
 }
 
 /// Saves the id filter's directory during the session, on the index
@@ -1045,10 +1072,8 @@ fn save_id_filter(indexer: &Mutex<Indexer>, syncer: &Mutex<Syncer>, durable: Pos
             return;
         }
     };
-    if let Err(e) = flush_and_sync(&db, syncer, &stats) {
-        let reason = e.to_string();
-        tracing::error!(error = %reason, "log flush or sync failed; refusing writes until reopened");
-        *failed.lock().expect("failed flag") = Some(reason);
+    if let Err(e) = flush_and_sync(&db, syncer, &stats, &failed) {
+        tracing::error!(error = %e, "log flush or sync failed; refusing writes until reopened");
         return;
     }
     match ids.write(dir, &snapshot) {
