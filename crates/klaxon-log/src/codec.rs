@@ -63,10 +63,12 @@ pub(crate) const FORMAT_KEY: &[u8] = b"mformat";
 /// The key of the position up to which the stream and id indexes are written.
 pub(crate) const INDEXED_KEY: &[u8] = b"mindexed";
 /// The key of the id runs' generation: a token drawn when the key is first
-/// written (it names this folder) and a counter that every change to
-/// existing `j` keys (a merge of two runs, the format-3 upgrade) bumps in
-/// the same atomic batch. The id filter's file (`idfilter::file`) records
-/// the value it reflects; any other value means the runs changed under it.
+/// written (it names this folder; the format-3 upgrade, which writes every
+/// run anew, draws a new one) and a counter that every merge of two runs
+/// bumps in the same atomic batch. The id filter's file (`idfilter::file`)
+/// records the value it reflects: another token refuses the file, another
+/// generation only says that runs were merged since (the file's runs are
+/// then checked one by one).
 pub(crate) const ID_RUNS_GENERATION_KEY: &[u8] = b"midruns";
 const CHUNK_FORMAT: u8 = 2;
 const CHUNK_HEADER_LEN: usize = 5;

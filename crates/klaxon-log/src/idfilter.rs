@@ -30,22 +30,31 @@
 //! the join does the list move into a filter of its own ([`ROOM_IDS_MIN`]
 //! ids, doubling), which the join keeps behind the scan's.
 //!
-//! Saved at a clean close: the directory is also written to a file beside
-//! the log (`file`, a derived cache, checked whole: checksum, the folder's
-//! token and the id runs' generation that every merge bumps, the positions
-//! it covers, each run's first and last piece keys). The scan thread, not
-//! `Log::open`, loads it: a valid file stands for the runs it lists, and the
-//! thread scans only the runs written after it; any doubt about it
-//! (missing, damaged, stale, another folder's) is a full scan as above.
-//! The check against sled still holds when the thread makes it after the
-//! writer started: no run up to the open's `indexed` mark changes before
-//! the directory is complete (merges wait for it), and the index thread
-//! only adds runs after that mark. Either way the directory is complete
-//! only once the scan is in, so an id is never answered "absent" from a
-//! part of the runs.
+//! Saved beside the log: the directory is also written to a file (`file`,
+//! a derived cache, checked at load: checksum, the folder's token, the
+//! positions it covers, and per run whether sled still holds exactly that
+//! run), at a clean close and during a long session behind the index
+//! batches (see `writer`, `Options::id_filter_save_interval_ms`). The scan
+//! thread, not `Log::open`, loads it: it keeps the file's log-wide filters
+//! and the runs that are provably unchanged in sled, and scans every
+//! other run (those merged since, and those written after the file); a
+//! file that is missing, damaged or another folder's is a full scan as
+//! above. The check against sled still holds when the thread makes it
+//! after the writer started: no run up to the open's `indexed` mark
+//! changes before the directory is complete (merges wait for it), and the
+//! index thread only adds runs after that mark. Either way the directory
+//! is complete only once the scan is in, so an id is never answered
+//! "absent" from a part of the runs.
+//!
+//! Why no id is lost with a stale file: the file's log-wide filters hold
+//! every id up to its mark (ids never leave the log: merges only regroup
+//! them), the scan adds every id of the runs it reads, and every run not
+//! kept is read; a kept run holds exactly the ids of its filter in the
+//! file (`file` argues it), so every id in sled is in a log-wide filter
+//! and in the filter of the run that holds it.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::thread::JoinHandle;
 
@@ -75,6 +84,9 @@ const EARLY_IDS_MAX: usize = 1 << 16;
 /// Ids of the writer's list the join moves into the filters per hold of
 /// the lock (the writer inserts meanwhile, straight into the filters).
 const JOIN_IDS_PER_LOCK: usize = 4096;
+/// Words of a log-wide filter a save copies per hold of the lock (512
+/// KiB: tens of microseconds; the writer inserts in between).
+const COPY_WORDS_PER_LOCK: usize = 1 << 16;
 
 /// One Bloom filter of fixed size.
 pub(crate) struct Bloom {
@@ -151,6 +163,15 @@ pub(crate) struct IdFilter {
     /// One merge at a time (the scan thread after open, the index thread
     /// after an index batch).
     merging: Arc<Mutex<()>>,
+    /// Runs added and merges made since open, and that count when the
+    /// last save copied the directory: a save is due only when they differ.
+    changes: Arc<Changes>,
+}
+
+#[derive(Default)]
+struct Changes {
+    made: AtomicU64,
+    saved: AtomicU64,
 }
 
 struct Inner {
@@ -217,10 +238,22 @@ fn insert_into(blooms: &mut Vec<Bloom>, ids: impl IntoIterator<Item = Uuid>) {
     }
 }
 
-/// One id run: its first position and a filter over its ids.
+/// A copy of the directory to be saved (see [`IdFilter::snapshot`]).
+pub(crate) struct Snapshot {
+    header: file::Header,
+    blooms: Vec<Bloom>,
+    runs: Vec<Run>,
+    /// The first ids of each run's first and last pieces.
+    ends: Vec<(Uuid, Uuid)>,
+    /// The directory's changes when it was copied.
+    changes: u64,
+}
+
+/// One id run: its first position and a filter over its ids (never
+/// changed once made: a merge makes a new one, and a save shares it).
 struct Run {
     first: Position,
-    bloom: Bloom,
+    bloom: Arc<Bloom>,
 }
 
 struct Scan {
@@ -248,12 +281,13 @@ impl IdFilter {
         let stop = Arc::new(AtomicBool::new(false));
         let searching = Arc::new(RwLock::new(()));
         let merging = Arc::new(Mutex::new(()));
+        let changes = Arc::new(Changes::default());
         let spawned = {
             let db = db.clone();
             let dir = dir.to_path_buf();
             let stop = stop.clone();
             let inner = inner.clone();
-            let (searching, merging) = (searching.clone(), merging.clone());
+            let (searching, merging, changes) = (searching.clone(), merging.clone(), changes.clone());
             std::thread::Builder::new().name("klaxon-log-ids".into()).spawn(move || {
                 let held = |stage| gate.as_ref().is_none_or(|g| g.pass(stage, &stop));
                 if !held(IdScanStage::BeforeLoad) {
@@ -269,7 +303,7 @@ impl IdFilter {
                 tracing::debug!(ids, "id filter complete");
                 // The runs that closes and crashes left: merge them now,
                 // behind the writer (appends do not wait for this).
-                let filter = IdFilter { inner, scan: Mutex::new(None), searching, merging };
+                let filter = IdFilter { inner, scan: Mutex::new(None), searching, merging, changes };
                 filter.merge_runs(&db, MERGES_AT_OPEN_MAX, &stop);
             })
         };
@@ -280,7 +314,7 @@ impl IdFilter {
                 None
             }
         };
-        IdFilter { inner, scan: Mutex::new(scan), searching, merging }
+        IdFilter { inner, scan: Mutex::new(scan), searching, merging, changes }
     }
 
     /// Holds off merges while the caller searches sled's runs (see
@@ -347,6 +381,7 @@ impl IdFilter {
                     let at = inner.runs.iter().position(|r| r.first == older).expect("a run to merge is listed");
                     assert_eq!(inner.runs[at + 1].first, newer, "merged runs are adjacent");
                     inner.runs.splice(at..at + 2, [run]);
+                    self.changes.made.fetch_add(1, Ordering::Relaxed);
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "reading two id runs to merge failed; both stay");
@@ -392,6 +427,7 @@ impl IdFilter {
         let mut inner = self.inner.write().expect("id filter lock");
         debug_assert!(inner.runs.last().is_none_or(|r| r.first < first), "runs are added in position order");
         inner.runs.push(run);
+        self.changes.made.fetch_add(1, Ordering::Relaxed);
     }
 
     /// A complete directory whose filters answer "maybe" for every id, over
@@ -403,7 +439,7 @@ impl IdFilter {
             bloom.bits.iter_mut().for_each(|w| *w = u64::MAX);
             bloom
         };
-        let runs = runs.iter().map(|first| Run { first: *first, bloom: full() }).collect();
+        let runs = runs.iter().map(|first| Run { first: *first, bloom: Arc::new(full()) }).collect();
         IdFilter::of(Inner::complete(vec![full()], runs))
     }
 
@@ -420,6 +456,7 @@ impl IdFilter {
             scan: Mutex::new(None),
             searching: Default::default(),
             merging: Default::default(),
+            changes: Default::default(),
         }
     }
 
@@ -433,26 +470,85 @@ impl IdFilter {
         }
     }
 
-    /// Saves the directory beside the log in `dir` (see `file`), if it is
-    /// complete. The caller guarantees that nothing writes id runs now
-    /// (the index thread stopped, [`IdFilter::stop_scan`] called) and that
-    /// sled is flushed and synced: every run listed is durable. Merges are
-    /// held off meanwhile all the same. Returns whether it saved.
-    pub(crate) fn save(&self, db: &sled::Db, dir: &Path) -> Result<bool, String> {
-        let _no_merge = self.merging.lock().expect("id merge lock");
-        let inner = self.inner.read().expect("id filter lock");
-        if !inner.complete {
-            return Ok(false);
+    /// Whether runs were added or merged since the last save copied the
+    /// directory (or since open).
+    pub(crate) fn save_due(&self) -> bool {
+        self.changes.made.load(Ordering::Relaxed) != self.changes.saved.load(Ordering::Relaxed)
+    }
+
+    /// Copies the directory to be saved (see `file`), if it is complete:
+    /// its runs, each with its piece ends read from sled, and sled's
+    /// `indexed` mark under the merge lock, then the log-wide filters a
+    /// part at a time. `head` is a durable head at or past the mark. The
+    /// caller holds off index batches until this returns (so the runs are
+    /// exactly sled's up to the mark), and makes sled durable before
+    /// [`IdFilter::write`]: every run copied is in sled already.
+    ///
+    /// The lock that appends need (the writer adds every id to the
+    /// filters) is held for one part at a time, never for the whole copy
+    /// (tens of MB at ten million ids). The filters only ever gain bits,
+    /// so a copy made part by part holds every id added before it began:
+    /// every id up to the mark.
+    pub(crate) fn snapshot(&self, db: &sled::Db, head: Position) -> Result<Option<Snapshot>, String> {
+        let (runs, changes) = {
+            let _no_merge = self.merging.lock().expect("id merge lock");
+            let inner = self.inner.read().expect("id filter lock");
+            if !inner.complete {
+                return Ok(None);
+            }
+            let runs: Vec<Run> = inner.runs.iter().map(|r| Run { first: r.first, bloom: r.bloom.clone() }).collect();
+            let changes = self.changes.made.load(Ordering::Relaxed);
+            drop(inner);
+            let (token, generation) = crate::index::id_runs_generation(db)
+                .map_err(|e| e.to_string())?
+                .ok_or("the folder has no id runs' generation")?;
+            let indexed = crate::index::indexed(db).map_err(|e| e.to_string())?;
+            if runs.last().is_some_and(|r| r.first > indexed) {
+                return Err(format!("the id filter lists a run past the indexed mark {indexed}"));
+            }
+            let mut ends = Vec::with_capacity(runs.len());
+            for run in &runs {
+                match file::piece_ends(db, run.first).map_err(|e| e.to_string())? {
+                    Some(both) => ends.push(both),
+                    None => return Err(format!("the listed id run at {} is not in sled", run.first)),
+                }
+            }
+            let header = file::Header { token, generation, head: head.max(indexed), indexed };
+            ((header, runs, ends), changes)
+        };
+        let blooms = self.copy_blooms();
+        let (header, runs, ends) = runs;
+        Ok(Some(Snapshot { header, blooms, runs, ends, changes }))
+    }
+
+    /// The log-wide filters, copied [`COPY_WORDS_PER_LOCK`] words per hold
+    /// of the lock. Filters are only added (at the end) once the
+    /// directory is complete: the ones there at the start are copied.
+    fn copy_blooms(&self) -> Vec<Bloom> {
+        let shapes: Vec<(u64, u64, usize)> = {
+            let inner = self.inner.read().expect("id filter lock");
+            inner.blooms.iter().map(|b| (b.capacity, b.count, b.bits.len())).collect()
+        };
+        let mut blooms = Vec::with_capacity(shapes.len());
+        for (at, (capacity, count, words)) in shapes.into_iter().enumerate() {
+            let mut bits = Vec::with_capacity(words);
+            while bits.len() < words {
+                let inner = self.inner.read().expect("id filter lock");
+                let to = (bits.len() + COPY_WORDS_PER_LOCK).min(words);
+                bits.extend_from_slice(&inner.blooms[at].bits[bits.len()..to]);
+            }
+            blooms.push(Bloom { bits, capacity, count });
         }
-        let (token, generation) = crate::index::id_runs_generation(db)
-            .map_err(|e| e.to_string())?
-            .ok_or("the folder has no id runs' generation")?;
-        let indexed = crate::index::indexed(db).map_err(|e| e.to_string())?;
-        let head = crate::store::ends(db).map_err(|e| e.to_string())?.1.map_or(Position::ZERO, |r| r.position);
-        debug_assert!(inner.runs.last().is_none_or(|r| r.first <= indexed), "every listed run is indexed");
-        let header = file::Header { token, generation, head, indexed };
-        file::save(db, dir, &header, &inner.blooms, &inner.runs).map_err(|e| e.to_string())?;
-        Ok(true)
+        blooms
+    }
+
+    /// Writes a copy made by [`IdFilter::snapshot`] as the folder's file
+    /// (in `dir`). The caller made sled durable after the copy.
+    pub(crate) fn write(&self, dir: &Path, snapshot: &Snapshot) -> Result<(), String> {
+        let Snapshot { header, blooms, runs, ends, changes } = snapshot;
+        file::save(dir, header, blooms, runs, ends).map_err(|e| e.to_string())?;
+        self.changes.saved.store(*changes, Ordering::Relaxed);
+        Ok(())
     }
 
     /// Waits for the scan and the merges that follow it at open (for tests).
@@ -583,11 +679,11 @@ fn scan(
     Ok(count)
 }
 
-/// The scan thread's work before the join: the saved directory loaded and
-/// the runs after it scanned, or every run scanned (see the module docs).
-/// Returns the log-wide filters and the runs that were in sled at open,
-/// and how many ids the scan read; `None` when it stopped or failed (the
-/// directory stays incomplete).
+/// The scan thread's work before the join: the saved directory loaded,
+/// its unchanged runs kept and every other run scanned, or every run
+/// scanned (see the module docs). Returns the log-wide filters and the
+/// runs that were in sled at open, and how many ids the scan read; `None`
+/// when it stopped or failed (the directory stays incomplete).
 fn load_and_scan(
     db: &sled::Db,
     dir: &Path,
@@ -596,26 +692,40 @@ fn load_and_scan(
     stop: &AtomicBool,
     stats: &crate::LogStats,
 ) -> Option<(Vec<Bloom>, Vec<Run>, u64)> {
-    let mut runs = Vec::new();
-    let (mut blooms, from) = match file::load(dir, db, head, indexed) {
+    let (mut blooms, mut runs) = match file::load(dir, db, head, indexed) {
         Ok(loaded) => {
             WorkCounters::add(&stats.work.id_filter_loads, 1);
-            tracing::debug!(runs = loaded.runs.len(), covers = %loaded.indexed, "loaded the saved id filter");
-            runs = loaded.runs;
-            (loaded.blooms, loaded.indexed.next())
+            WorkCounters::add(&stats.work.id_runs_loaded_at_open, loaded.runs.len() as u64);
+            tracing::debug!(listed = loaded.listed, kept = loaded.runs.len(), "loaded the saved id filter");
+            (loaded.blooms, loaded.runs)
         }
         Err(refused) => {
             if let file::Refused::Invalid(reason) = refused {
                 tracing::warn!(%reason, path = %dir.join(FILE_NAME).display(), "the saved id filter is not used; scanning every id run");
             }
             // Room for the ids the writer applies meanwhile and after.
-            (vec![Bloom::new(head.0 + ROOM_IDS_MIN)], Position::ZERO)
+            (vec![Bloom::new(head.0 + ROOM_IDS_MIN)], Vec::new())
         }
     };
-    let scanned = scan(db, from, indexed, stop, stats, |first, ids| {
+    // Every run in sled but those kept: the stretches of keys before,
+    // between and after them.
+    let kept: Vec<Position> = runs.iter().map(|r| r.first).collect();
+    let mut scanned_runs = Vec::new();
+    let mut each = |first: Position, ids: &[Uuid]| {
         insert_into(&mut blooms, ids.iter().copied());
-        runs.push(run_of(first, ids));
-    });
+        scanned_runs.push(run_of(first, ids));
+    };
+    let mut scanned = Ok(0);
+    let mut from = Position::ZERO;
+    for to in kept.iter().map(|k| Position(k.0 - 1)).chain(std::iter::once(indexed)) {
+        scanned = scan(db, from, to, stop, stats, &mut each).map(|n| n + scanned.unwrap_or(0));
+        if scanned.is_err() {
+            break;
+        }
+        from = Position(to.0 + 2);
+    }
+    runs.extend(scanned_runs);
+    runs.sort_by_key(|r| r.first);
     match scanned {
         Ok(ids) => Some((blooms, runs, ids)),
         // Asked to stop: the log is closing, nothing failed.
@@ -668,7 +778,7 @@ fn run_of(first: Position, ids: &[Uuid]) -> Run {
     for id in ids {
         bloom.insert(*id);
     }
-    Run { first, bloom }
+    Run { first, bloom: Arc::new(bloom) }
 }
 
 #[cfg(test)]

@@ -360,8 +360,8 @@ fn bad_piece(key: &[u8]) -> Error {
 
 /// Rewrites a format-1 or format-2 id index (one `i` key per id, complete
 /// up to the `indexed` mark) as runs of [`UPGRADE_RUN_RECORDS`] positions
-/// each, removes the `i` keys, sets the format-3 marker and bumps the id
-/// runs' generation, in one atomic batch. Holds every id in memory meanwhile (24 bytes each). Returns how
+/// each, removes the `i` keys, sets the format-3 marker and draws a new
+/// token for the id runs (generation 0), in one atomic batch. Holds every id in memory meanwhile (24 bytes each). Returns how
 /// many ids it moved.
 pub(crate) fn upgrade_ids_to_runs(db: &sled::Db) -> Result<u64, Error> {
     let mut runs: std::collections::BTreeMap<u64, Vec<(Uuid, Position)>> = Default::default();
@@ -382,7 +382,9 @@ pub(crate) fn upgrade_ids_to_runs(db: &sled::Db) -> Result<u64, Error> {
         put_id_run(&mut batch, first, ids);
     }
     batch.insert(codec::FORMAT_KEY, codec::FORMAT_MARKER);
-    bump_id_runs_generation(db, &mut batch)?;
+    // Every run is new: a new token, so that no saved directory (which
+    // names the old one, if any) is taken for any of them.
+    batch.insert(codec::ID_RUNS_GENERATION_KEY, &codec::id_runs_generation_value(new_token(), 0));
     db.apply_batch(batch)?;
     Ok(count)
 }
@@ -462,6 +464,46 @@ mod tests {
 
     fn id(n: u128) -> Uuid {
         Uuid::from_u128(n.wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835) | 1)
+    }
+
+    /// The format-3 upgrade writes every run anew: it draws a new token for
+    /// the id runs, so that a saved directory naming the old one (which the
+    /// per-run check of `idfilter::file` would not see through: it knows
+    /// only merges) is refused whole. A merge keeps the token and bumps the
+    /// generation.
+    #[test]
+    fn the_upgrade_draws_a_new_token_and_a_merge_bumps_the_generation() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::Config::new().path(dir.path()).open().unwrap();
+        let mut batch = sled::Batch::default();
+        for n in 1..=600u64 {
+            let mut key = vec![codec::TAG_ID];
+            key.extend_from_slice(id(u128::from(n)).as_bytes());
+            let mut value = n.to_be_bytes().to_vec();
+            value.extend_from_slice(&n.to_be_bytes());
+            value.extend_from_slice(b"s-1");
+            batch.insert(key, value);
+        }
+        // A folder that somehow already had a token (say, an old version's).
+        batch.insert(codec::ID_RUNS_GENERATION_KEY, &codec::id_runs_generation_value(7, 3));
+        db.apply_batch(batch).unwrap();
+        assert_eq!(upgrade_ids_to_runs(&db).unwrap(), 600);
+        let (token, generation) = id_runs_generation(&db).unwrap().unwrap();
+        assert_ne!(token, 7, "the upgrade kept the old token");
+        assert_eq!(generation, 0);
+        // 600 ids in one run at position 1; split off its last 200 as a run
+        // of their own, then merge them back.
+        let ids = read_id_runs(&db, &[Position(1)]).unwrap();
+        let (older, newer): (Vec<_>, Vec<_>) = ids.into_iter().partition(|(_, p)| p.0 <= 400);
+        let mut batch = sled::Batch::default();
+        for key in db.scan_prefix([codec::TAG_ID_RUN]).keys() {
+            batch.remove(key.unwrap());
+        }
+        put_id_run(&mut batch, Position(1), older.clone());
+        put_id_run(&mut batch, Position(401), newer.clone());
+        db.apply_batch(batch).unwrap();
+        merge_id_runs(&db, Position(1), Position(401), older.into_iter().chain(newer).collect()).unwrap();
+        assert_eq!(id_runs_generation(&db).unwrap(), Some((token, 1)));
     }
 
     /// Whatever the filters say (here: "maybe" for every id and every run,

@@ -50,9 +50,9 @@
 //! - `idfilter`: the id index's in-memory directory: Bloom filters over every
 //!   id and per run, so a fresh id costs no read and a known one one run's;
 //!   the merges that keep the runs few, behind the writer; and its copy
-//!   saved beside the log at a clean close (`idfilter::file`), checked and
-//!   loaded by the scan thread after open so that only the runs written
-//!   after it are scanned.
+//!   saved beside the log at a clean close and during a long session
+//!   (`idfilter::file`), checked and loaded by the scan thread after open
+//!   so that only the runs merged or written after it are scanned.
 //! - `replicated`: the log as a replicated state machine: [`Log::apply`]
 //!   (ordered batches with their proposer's time and a mark, atomically),
 //!   [`Log::import`] (another replica's records, verbatim), [`Log::check`].

@@ -118,6 +118,12 @@ pub struct WorkCounters {
     /// 1 when the open loaded the id filter's saved directory (the file
     /// beside the log), 0 when it scanned every run.
     pub id_filter_loads: AtomicU64,
+    /// Id runs the open took from the saved directory without reading
+    /// them: those the file lists that are provably unchanged in sled.
+    pub id_runs_loaded_at_open: AtomicU64,
+    /// Times the id filter's directory was saved beside the log: during
+    /// the session (behind the index batches) and at a clean close.
+    pub id_filter_saves: AtomicU64,
 }
 
 /// [`WorkCounters`] as read at one moment.
@@ -153,6 +159,10 @@ pub struct WorkSnapshot {
     pub id_runs_scanned_at_open: u64,
     /// See [`WorkCounters::id_filter_loads`].
     pub id_filter_loads: u64,
+    /// See [`WorkCounters::id_runs_loaded_at_open`].
+    pub id_runs_loaded_at_open: u64,
+    /// See [`WorkCounters::id_filter_saves`].
+    pub id_filter_saves: u64,
 }
 
 impl WorkSnapshot {
@@ -184,6 +194,8 @@ impl WorkSnapshot {
             blob_listings: op(self.blob_listings, other.blob_listings),
             id_runs_scanned_at_open: op(self.id_runs_scanned_at_open, other.id_runs_scanned_at_open),
             id_filter_loads: op(self.id_filter_loads, other.id_filter_loads),
+            id_runs_loaded_at_open: op(self.id_runs_loaded_at_open, other.id_runs_loaded_at_open),
+            id_filter_saves: op(self.id_filter_saves, other.id_filter_saves),
         }
     }
 }
@@ -217,6 +229,8 @@ impl WorkCounters {
             blob_listings: get(&self.blob_listings),
             id_runs_scanned_at_open: get(&self.id_runs_scanned_at_open),
             id_filter_loads: get(&self.id_filter_loads),
+            id_runs_loaded_at_open: get(&self.id_runs_loaded_at_open),
+            id_filter_saves: get(&self.id_filter_saves),
         }
     }
 }

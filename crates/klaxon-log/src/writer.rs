@@ -39,8 +39,11 @@
 //! gathered in the tail, the syncer wakes the **indexer** thread, which
 //! writes them behind the records in one batch while the next groups are
 //! applied and synced (so a batch of 8,192 records' entries never holds up
-//! a flush and its answers), then merges id runs if due (see `idfilter`);
-//! at close the syncer writes the rest.
+//! a flush and its answers), then merges id runs if due (see `idfilter`)
+//! and, at most every `Options::id_filter_save_interval_ms` when runs
+//! changed, saves the id filter beside the log ([`save_id_filter`]: copy,
+//! its own flush and sync, then the file); at close the syncer writes the
+//! rest and saves the id filter once more.
 //!
 //! A round whose groups wrote nothing (every request in it refused by the
 //! writer, or a duplicate) skips the flush and sync when the durable head
@@ -159,8 +162,10 @@ pub(crate) struct Writer {
     pub ids: Arc<IdFilter>,
     /// Set once a close request was applied: no appender commits by itself.
     pub closing: bool,
-    /// The log's folder, where the close saves the id filter.
+    /// The log's folder, where the id filter is saved.
     pub dir: std::path::PathBuf,
+    /// Least time between two saves of the id filter during the session.
+    pub id_filter_save_interval: std::time::Duration,
 }
 
 /// Groups applied to sled and waiting for the syncer. Small: the writer is
@@ -803,7 +808,9 @@ impl SyncStage {
 /// (the lock around it).
 struct Rounds {
     db: sled::Db,
-    syncer: Syncer,
+    /// Shared with the index thread, which syncs before it saves the id
+    /// filter (see [`save_id_filter`]).
+    syncer: Arc<Mutex<Syncer>>,
     /// The durable head, published; dropped at close, which ends the
     /// subscriptions once they have read everything.
     durable: Option<watch::Sender<Position>>,
@@ -816,7 +823,8 @@ struct Rounds {
     stats: Arc<crate::LogStats>,
     /// Whether the last round answered at most one request.
     lone: Arc<LoneMode>,
-    /// The id index's directory, saved beside the log at close.
+    /// The id index's directory, saved beside the log at close (and by
+    /// the index thread during the session).
     ids: Arc<IdFilter>,
     /// The log's folder.
     dir: std::path::PathBuf,
@@ -836,7 +844,8 @@ impl Rounds {
             writer.ids.clone(),
             writer.dir.clone(),
         );
-        let syncer = std::mem::replace(&mut writer.syncer, Syncer::detached());
+        let syncer = Arc::new(Mutex::new(std::mem::replace(&mut writer.syncer, Syncer::detached())));
+        let save_interval = writer.id_filter_save_interval;
         let durable = writer.durable.take().expect("shared once");
         let indexer = Arc::new(Mutex::new(Indexer {
             db: db.clone(),
@@ -848,14 +857,19 @@ impl Rounds {
         let (to_indexer, indexer_rx) = std::sync::mpsc::sync_channel::<Position>(1);
         let thread = {
             let indexer = indexer.clone();
-            let (db, ids) = (db.clone(), ids.clone());
+            let (db, ids, syncer, dir) = (db.clone(), ids.clone(), syncer.clone(), dir.clone());
             std::thread::Builder::new().name("klaxon-log-index".into()).spawn(move || {
                 let never = std::sync::atomic::AtomicBool::new(false);
+                let mut last_save = std::time::Instant::now();
                 while let Ok(durable) = indexer_rx.recv() {
                     indexer.lock().expect("indexer lock").index_behind(durable);
                     // Keep the number of id runs bounded: merge behind the
                     // batch just written (never on the append path).
                     ids.merge_runs(&db, MERGES_PER_INDEX_BATCH_MAX, &never);
+                    if last_save.elapsed() >= save_interval && ids.save_due() {
+                        last_save = std::time::Instant::now();
+                        save_id_filter(&indexer, &syncer, durable, &dir);
+                    }
                 }
             })
         };
@@ -905,10 +919,13 @@ impl Rounds {
         let outcome = match failed {
             Some(reason) => Err(reason),
             None if durable_already => Ok(()),
+            // A failed sync has marked the log failed (`flush_and_sync`).
             None => self.sync().map_err(|e| {
-                let reason = e.to_string();
+                let reason = match e {
+                    Error::Failed { reason } => reason,
+                    other => other.to_string(),
+                };
                 tracing::error!(error = %reason, "log flush or sync failed; refusing writes until reopened");
-                *self.failed.lock().expect("failed flag") = Some(reason.clone());
                 reason
             }),
         };
@@ -960,11 +977,19 @@ impl Rounds {
         self.ids.stop_scan();
         match self.sync() {
             Err(e) => tracing::error!(error = %e, "final flush of the log failed"),
-            Ok(()) if self.failed.lock().expect("failed flag").is_none() => match self.ids.save(&self.db, &self.dir) {
-                Ok(true) => tracing::debug!(path = %self.dir.display(), "saved the id filter"),
-                Ok(false) => tracing::debug!("the id filter is not complete; not saved"),
-                Err(reason) => tracing::warn!(%reason, "saving the id filter failed; the next open scans"),
-            },
+            Ok(()) if self.failed.lock().expect("failed flag").is_none() => {
+                match self.ids.snapshot(&self.db, self.durable_head()).and_then(|snapshot| match snapshot {
+                    Some(snapshot) => self.ids.write(&self.dir, &snapshot).map(|()| true),
+                    None => Ok(false),
+                }) {
+                    Ok(true) => {
+                        WorkCounters::add(&self.stats.work.id_filter_saves, 1);
+                        tracing::debug!(path = %self.dir.display(), "saved the id filter")
+                    }
+                    Ok(false) => tracing::debug!("the id filter is not complete; not saved"),
+                    Err(reason) => tracing::warn!(%reason, "saving the id filter failed; the next open scans"),
+                }
+            }
             Ok(()) => {}
         }
         // Subscribers see the log closed once they have read up to here.
@@ -977,12 +1002,86 @@ impl Rounds {
 
     fn sync(&mut self) -> Result<(), Error> {
         WorkCounters::add(&self.stats.work.syncs, 1);
-        self.db.flush()?;
-        let synced = self.syncer.sync();
-        WorkCounters::set(&self.stats.work.blob_files_synced, self.syncer.blob_files_synced);
-        WorkCounters::set(&self.stats.work.blob_listings, self.syncer.blob_listings);
-        synced?;
-        Ok(())
+        flush_and_sync(&self.db, &self.syncer, &self.stats, &self.failed)
+    }
+}
+
+/// Flushes sled and syncs its files (see `durability`): everything applied
+/// before this began is durable once it returns `Ok`.
+///
+/// Two threads sync (the rounds, and the index thread before it saves the
+/// id filter), and a failed fsync may report its error once only: a sync
+/// that follows a failed one can succeed although what the failed one
+/// should have written is lost. So the whole flush and sync runs under the
+/// syncer's lock, a failure marks the log failed before that lock is
+/// released, and a sync that finds the log failed when it is done answers
+/// the failure, never `Ok`: nothing is acknowledged as durable after a
+/// failed sync, whichever thread's it was.
+fn flush_and_sync(
+    db: &sled::Db,
+    syncer: &Mutex<Syncer>,
+    stats: &crate::LogStats,
+    failed: &Mutex<Option<String>>,
+) -> Result<(), Error> {
+    let mut syncer = syncer.lock().expect("syncer lock");
+    let synced = db.flush().map_err(Error::from).and_then(|_| {
+        let synced = syncer.sync();
+        WorkCounters::set(&stats.work.blob_files_synced, syncer.blob_files_synced);
+        WorkCounters::set(&stats.work.blob_listings, syncer.blob_listings);
+        synced.map_err(Error::from)
+    });
+    let mut failed = failed.lock().expect("failed flag");
+    match (synced, &*failed) {
+        (Err(e), None) => {
+            *failed = Some(e.to_string());
+            Err(e)
+        }
+        (Err(e), Some(_)) => Err(e),
+        (Ok(()), Some(reason)) => Err(Error::Failed { reason: reason.clone() }),
+        (Ok(()), None) => Ok(()),
+    }
+}
+
+/// Saves the id filter's directory during the session, on the index
+/// thread after its batch and merges (see `idfilter::file`): copies it
+/// while no index batch runs (the indexer's lock; merges wait for the
+/// copy's own lock), then makes sled durable (so every run the copy lists
+/// is, whichever batch or round flushed it before) and only then writes
+/// the file. Appends never wait for the whole copy (it takes their lock a
+/// part at a time), but a round's sync may wait for this one's fsync of
+/// sled, and the file's write shares the disk: with a save after every
+/// index batch the 64-appender p99 about doubled at 3M ids
+/// (`docs/benchmarks.md`), hence the interval. The file's head is
+/// `durable`, a durable head. A failed sync fails the log
+/// as a round's would (what it should have made durable may be lost); a
+/// failed copy or write leaves the old file, which stays valid run by run.
+fn save_id_filter(indexer: &Mutex<Indexer>, syncer: &Mutex<Syncer>, durable: Position, dir: &std::path::Path) {
+    let indexer = indexer.lock().expect("indexer lock");
+    if indexer.failed.lock().expect("failed flag").is_some() {
+        return;
+    }
+    let (db, ids, stats, failed) =
+        (indexer.db.clone(), indexer.ids.clone(), indexer.stats.clone(), indexer.failed.clone());
+    let snapshot = ids.snapshot(&db, durable);
+    drop(indexer);
+    let snapshot = match snapshot {
+        Ok(Some(snapshot)) => snapshot,
+        Ok(None) => return,
+        Err(reason) => {
+            tracing::warn!(%reason, "copying the id filter to save it failed; the last saved file stays");
+            return;
+        }
+    };
+    if let Err(e) = flush_and_sync(&db, syncer, &stats, &failed) {
+        tracing::error!(error = %e, "log flush or sync failed; refusing writes until reopened");
+        return;
+    }
+    match ids.write(dir, &snapshot) {
+        Ok(()) => {
+            WorkCounters::add(&stats.work.id_filter_saves, 1);
+            tracing::debug!(path = %dir.display(), "saved the id filter");
+        }
+        Err(reason) => tracing::warn!(%reason, "saving the id filter failed; the last saved file stays"),
     }
 }
 

@@ -3,9 +3,12 @@
 //! ```text
 //! klaxon-logtool verify DIR              check every invariant; print a JSON report
 //! klaxon-logtool dump DIR [FROM [MAX]]   print records as JSON lines
-//! klaxon-logtool append-loop DIR WRITERS append forever from WRITERS tasks,
-//!                                        printing "ack <position> <stream> <version> <id>"
-//!                                        after each durable append (crash tests kill it)
+//! klaxon-logtool append-loop DIR WRITERS [SAVE_MS EVENTS]
+//!                                        append forever from WRITERS tasks (EVENTS events
+//!                                        per append, default 1), printing "ack <position>
+//!                                        <stream> <version> <id>" per event once durable
+//!                                        (crash tests kill it); SAVE_MS: the id filter's
+//!                                        save interval during the session
 //! klaxon-logtool apply-loop DIR          apply batches of appends forever, each with a mark
 //!                                        "<batch> <head after it>", printing "applied <batch>"
 //!                                        once durable (the crash tests check mark = head)
@@ -15,6 +18,14 @@
 //! klaxon-logtool append-then-wait DIR N  append N events (one append each), printing "ack ..."
 //!                                        lines, then "waiting", and wait without closing
 //!                                        (crash tests kill it at a known point)
+//! klaxon-logtool append-phases DIR SAVE_MS N...
+//!                                        open with the id filter saved at most every SAVE_MS
+//!                                        during the session; per phase append N events (in
+//!                                        appends of up to 1,000), printing "ack ..." per event,
+//!                                        wait until the index thread has indexed and saved,
+//!                                        print "saved <phase>" and wait for a line on stdin;
+//!                                        after the last phase print "waiting" and wait
+//!                                        without closing (crash tests kill it)
 //! ```
 //! Exit codes: 0 success, 1 the log is damaged or an operation failed, 2 usage.
 
@@ -41,15 +52,30 @@ fn main() -> ExitCode {
             runtime.block_on(dump(dir, Position(from), max))
         }
         ["append-loop", dir, writers] => match writers.parse::<usize>() {
-            Ok(n) if n > 0 => runtime.block_on(append_loop(dir, n)),
+            Ok(n) if n > 0 => runtime.block_on(append_loop(dir, n, Options::default(), 1)),
             _ => usage(),
         },
+        ["append-loop", dir, writers, save_ms, events] => {
+            match (writers.parse::<usize>(), save_ms.parse::<u64>(), events.parse::<u64>()) {
+                (Ok(n), Ok(save_ms), Ok(events)) if n > 0 && events > 0 => {
+                    let options = Options { id_filter_save_interval_ms: save_ms, ..Options::default() };
+                    runtime.block_on(append_loop(dir, n, options, events))
+                }
+                _ => usage(),
+            }
+        }
         ["reopen-loop", dir] => runtime.block_on(reopen_loop(dir)),
         ["append-then-wait", dir, count] => match count.parse::<u64>() {
             Ok(n) => runtime.block_on(append_then_wait(dir, n)),
             _ => usage(),
         },
         ["apply-loop", dir] => runtime.block_on(apply_loop(dir)),
+        ["append-phases", dir, save_ms, phases @ ..] if !phases.is_empty() => {
+            match (save_ms.parse::<u64>(), phases.iter().map(|p| p.parse::<u64>()).collect::<Result<Vec<_>, _>>()) {
+                (Ok(save_ms), Ok(phases)) => runtime.block_on(append_phases(dir, save_ms, &phases)),
+                _ => usage(),
+            }
+        }
         _ => usage(),
     };
     match result {
@@ -63,7 +89,7 @@ fn main() -> ExitCode {
 
 fn usage() -> Result<ExitCode, klaxon_log::Error> {
     eprintln!(
-        "usage: klaxon-logtool verify DIR | dump DIR [FROM [MAX]] | append-loop DIR WRITERS | apply-loop DIR | reopen-loop DIR | append-then-wait DIR N"
+        "usage: klaxon-logtool verify DIR | dump DIR [FROM [MAX]] | append-loop DIR WRITERS [SAVE_MS EVENTS] | apply-loop DIR | reopen-loop DIR | append-then-wait DIR N | append-phases DIR SAVE_MS N..."
     );
     Ok(ExitCode::from(2))
 }
@@ -96,10 +122,11 @@ async fn dump(dir: &str, from: Position, max: usize) -> Result<ExitCode, klaxon_
 }
 
 /// Appends 300-byte-ish events to a few streams from `writers` tasks until
-/// killed. Each writer owns its streams and uses exact expected versions, so a
-/// lost or doubled append would show up as a conflict or a gap.
-async fn append_loop(dir: &str, writers: usize) -> Result<ExitCode, klaxon_log::Error> {
-    let log = Log::open(dir, Options::default())?;
+/// killed, `events` per append. Each writer owns its streams and uses exact
+/// expected versions, so a lost or doubled append would show up as a
+/// conflict or a gap.
+async fn append_loop(dir: &str, writers: usize, options: Options, events: u64) -> Result<ExitCode, klaxon_log::Error> {
+    let log = Log::open(dir, options)?;
     let (tx, mut rx) = tokio::sync::mpsc::channel::<String>(1024);
     for w in 0..writers {
         let log = log.clone();
@@ -108,23 +135,28 @@ async fn append_loop(dir: &str, writers: usize) -> Result<ExitCode, klaxon_log::
             let stream = StreamId::new(format!("crash-{w}-{}", std::process::id())).expect("valid stream id");
             let mut version = log.stream_version(&stream).expect("stream version");
             loop {
-                let id = uuid::Uuid::new_v4();
-                let event = NewEvent {
-                    id,
-                    kind: EventKind::new("test.appended.v1").expect("valid kind"),
-                    data: EventData::from_value(&serde_json::json!({
-                        "writer": w, "version": version.0 + 1, "padding": "x".repeat(220)
-                    }))
-                    .expect("valid json"),
-                    metadata: Metadata { actor: Some(format!("writer-{w}")), ..Metadata::default() },
-                };
-                match log.append(&stream, ExpectedVersion::Exact(version), vec![event]).await {
+                let batch: Vec<NewEvent> = (1..=events)
+                    .map(|e| NewEvent {
+                        id: uuid::Uuid::new_v4(),
+                        kind: EventKind::new("test.appended.v1").expect("valid kind"),
+                        data: EventData::from_value(&serde_json::json!({
+                            "writer": w, "version": version.0 + e, "padding": "x".repeat(220)
+                        }))
+                        .expect("valid json"),
+                        metadata: Metadata { actor: Some(format!("writer-{w}")), ..Metadata::default() },
+                    })
+                    .collect();
+                let ids: Vec<uuid::Uuid> = batch.iter().map(|e| e.id).collect();
+                match log.append(&stream, ExpectedVersion::Exact(version), batch).await {
                     Ok(a) => {
-                        version = klaxon_log::StreamVersion(a.next_version.0 - 1);
-                        let line = format!("ack {} {} {} {}", a.first, stream, version, id);
-                        if tx.send(line).await.is_err() {
-                            return;
+                        for (i, id) in ids.iter().enumerate() {
+                            let line =
+                                format!("ack {} {} {} {}", a.first.0 + i as u64, stream, version.0 + i as u64 + 1, id);
+                            if tx.send(line).await.is_err() {
+                                return;
+                            }
                         }
+                        version = klaxon_log::StreamVersion(a.next_version.0 - 1);
                     }
                     Err(e) => {
                         eprintln!("append failed: {e}");
@@ -202,6 +234,80 @@ async fn append_then_wait(dir: &str, count: u64) -> Result<ExitCode, klaxon_log:
         let a = log.append(&stream, ExpectedVersion::Exact(klaxon_log::StreamVersion(n)), vec![event]).await?;
         let _ = writeln!(out, "ack {} {} {} {}", a.first, stream, n + 1, id);
     }
+    let _ = writeln!(out, "waiting");
+    let _ = out.flush();
+    drop(out);
+    // The test kills the process here; the log is never closed.
+    std::future::pending::<()>().await;
+    drop(log);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Opens the log with the id filter saved during the session at most
+/// every `save_ms`, then for each phase appends that many events to one
+/// stream (appends of up to 1,000, exact expected versions), printing an
+/// "ack ..." line per event. After each append it waits until the index
+/// thread has written every batch due and saved the id filter behind each
+/// (so an index batch holds exactly the appends since the last, 9,000
+/// records in appends of 1,000); after a phase it prints "saved <phase>"
+/// and reads a line from stdin before the next. After the last phase it prints "waiting" and
+/// waits for the kill without closing.
+async fn append_phases(dir: &str, save_ms: u64, phases: &[u64]) -> Result<ExitCode, klaxon_log::Error> {
+    let log = Log::open(dir, Options { id_filter_save_interval_ms: save_ms, ..Options::default() })?;
+    log.settle_id_index();
+    let stream = StreamId::new(format!("phases-{}", std::process::id())).expect("valid stream id");
+    let mut version = 0u64;
+    let stdout = std::io::stdout();
+    for (phase, count) in phases.iter().enumerate() {
+        let mut left = *count;
+        while left > 0 {
+            let n = left.min(1000);
+            let events: Vec<NewEvent> = (0..n)
+                .map(|i| NewEvent {
+                    id: uuid::Uuid::new_v4(),
+                    kind: EventKind::new("test.appended.v1").expect("valid kind"),
+                    data: EventData::from_value(&serde_json::json!({ "version": version + i + 1 }))
+                        .expect("valid json"),
+                    metadata: Metadata::default(),
+                })
+                .collect();
+            let ids: Vec<uuid::Uuid> = events.iter().map(|e| e.id).collect();
+            let a = log.append(&stream, ExpectedVersion::Exact(klaxon_log::StreamVersion(version)), events).await?;
+            let mut out = stdout.lock();
+            for (i, id) in ids.iter().enumerate() {
+                let _ = writeln!(out, "ack {} {} {} {}", a.first.0 + i as u64, stream, version + i as u64 + 1, id);
+            }
+            drop(out);
+            version += n;
+            left -= n;
+            // Every batch due written (fewer than a batch's records left
+            // in the tail) and a save behind each, before the next append:
+            // each index batch takes the records of the appends before
+            // it, whatever the threads' timing.
+            let waiting = std::time::Instant::now();
+            loop {
+                let work = log.stats().work.snapshot();
+                if work.records - work.records_indexed < 8192 && work.id_filter_saves == work.index_batches {
+                    break;
+                }
+                if waiting.elapsed() > std::time::Duration::from_secs(30) {
+                    eprintln!("append-phases: no index batch and save within 30 s: {work:?}");
+                    return Ok(ExitCode::from(1));
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            }
+        }
+        if phase + 1 == phases.len() {
+            break;
+        }
+        let mut out = stdout.lock();
+        let _ = writeln!(out, "saved {}", phase + 1);
+        let _ = out.flush();
+        drop(out);
+        let mut line = String::new();
+        let _ = std::io::stdin().read_line(&mut line);
+    }
+    let mut out = stdout.lock();
     let _ = writeln!(out, "waiting");
     let _ = out.flush();
     drop(out);

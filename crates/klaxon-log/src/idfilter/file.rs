@@ -1,36 +1,76 @@
 //! The id filter's directory saved beside the log, so that an open reads
-//! only the id runs written after it instead of every run.
+//! only the id runs that changed or were written after it instead of
+//! every run.
 //!
-//! The file is a *derived cache*, never the truth: it is checked whole by
-//! the scan thread after open (`Log::open` does not read it) and, when it
-//! is missing, damaged, of another format, from another folder or stale,
-//! that thread scans every run as it would without it. What
-//! must never happen is a false "absent" (a retried append written twice),
-//! so a file is trusted only when everything below holds:
+//! The file is a *derived cache*, never the truth: it is checked by the
+//! scan thread after open (`Log::open` does not read it). When it is
+//! missing, damaged, of another format or from another folder, that thread
+//! scans every run as it would without it. When it is only *stale* (runs
+//! merged or written since), the thread keeps the runs of the file that
+//! are provably unchanged in sled and scans every other run. What must
+//! never happen is a false "absent" (a retried append written twice).
+//!
+//! Whole-file checks (any failure refuses the file):
 //!
 //! - its CRC-32 over every byte before it, its magic and its version;
-//! - the folder token and the id runs' generation it names equal sled's
-//!   (`codec::ID_RUNS_GENERATION_KEY`): every change to existing `j` keys
-//!   (a merge, the format-3 upgrade) bumps the generation in its own
-//!   atomic batch, so the runs it lists are exactly sled's runs up to the
-//!   position it covers;
+//! - the folder token it names equals sled's (`codec::ID_RUNS_GENERATION_KEY`:
+//!   a token drawn for the folder, redrawn by the format-3 upgrade, which
+//!   rewrites every run);
 //! - the head and `indexed` mark it was written at are not past sled's;
-//! - its runs are in position order, none past the position it covers,
-//!   and each one's first and last piece keys (read from sled when it was
-//!   written) are sled's now: a merge into a listed run changes its last
-//!   piece (and a merge removes the newer run), so this catches a change
-//!   the generation would miss (a folder written by a version that did not
-//!   bump it), at two reads per run.
+//! - its runs are in position order, none past the position it covers.
 //!
-//! It is written at a clean close only (`Rounds::close`: the index thread
-//! stopped, the rest indexed, the open's scan and merges stopped, sled
-//! flushed and synced, so every run it lists is durable), to a temporary
-//! file that is synced, renamed over the old one, and the folder synced:
-//! a kill at any point leaves the old file, the new one or none, each of
-//! which is either valid for what sled holds or refused. A log whose
-//! directory is not complete (its scan did not finish) or whose writes
-//! failed writes none and leaves the old one, which stays valid: no run
-//! changes while the directory is incomplete.
+//! Per-run check (a run that fails it is scanned, not taken from the
+//! file). A run is named by its first position; its ids are those of the
+//! positions from its first up to the next run's first (runs tile the
+//! indexed positions: an index batch writes the run of the consecutive
+//! records after the `indexed` mark and moves the mark in the same atomic
+//! batch, and every later change is a merge). The only change to existing
+//! runs in a format-3 folder is a merge (`index::merge_id_runs`, one
+//! atomic batch): it absorbs a run into the run *right before it*, which
+//! keeps its first position, and removes the absorbed run's keys; a run's
+//! first position is never written again once removed (positions are
+//! never reused, and new runs start after the `indexed` mark, which only
+//! grows). So a listed run at `f` whose successor the file names as `n`
+//! (the next listed run, or for the last one `indexed + 1` of the file:
+//! the first run written after it starts there) holds exactly the ids it
+//! held when the file was written if and only if sled still has a run at
+//! `f` and the next run in sled starts at `n` (for the last listed run: or
+//! there is none and sled's `indexed` mark is still the file's). Had it
+//! absorbed anything, the run that followed it would be gone (and with
+//! the first positions never coming back, nothing else can start at `n`).
+//! Two seeks per listed run; each run's first and last piece keys, which
+//! the file also records, are compared as well (a cheap extra guard).
+//! The id runs' generation, which every merge bumps, is no longer needed
+//! for safety: when it equals the file's every run should pass, and it is
+//! logged when it differs.
+//!
+//! The log-wide filters of the file stay valid for the positions it
+//! covers however stale it is: they hold every id at a position up to its
+//! `indexed` mark (the writer adds an id to them before its record is
+//! indexed), and ids never leave the log (those records were durable when
+//! the file was written, and merges only regroup ids). The scan adds the
+//! ids of every run it reads (changed runs hold ids past the file's mark
+//! that were merged in, new runs the ids after it), so together they hold
+//! every id in sled's runs, and the writer adds the rest: an "absent" is
+//! never wrong. A run the file keeps has the same ids as its filter in
+//! the file; every other run is read from sled. Its extra ids (a merged
+//! run's ids counted again, ids of runs the file listed that were merged)
+//! only cost a false "maybe".
+//!
+//! Written at a clean close (`Rounds::close`: the index thread stopped, the
+//! rest indexed, sled flushed and synced) and during a long session by the
+//! index thread behind its batches (`writer`: at most every
+//! `Options::id_filter_save_interval_ms`, when runs were added or merged
+//! since the last save). Either way the directory is copied first (with no
+//! index batch or merge in between, so its runs are exactly sled's up to
+//! the `indexed` mark read with them), then sled is flushed and synced
+//! (the close's sync, or the index thread's own), and only then is the
+//! file written: every run it lists is durable before it can be read. It
+//! goes to a temporary file that is synced, renamed over the old one, and
+//! the folder synced: a kill at any point leaves the old file, the new one
+//! or none, each of which is valid for what sled holds or refused, run by
+//! run. A log whose directory is not complete (its scan did not finish)
+//! or whose writes failed writes none and leaves the old one.
 //!
 //! Layout (little-endian): magic `KLXIDF` and the version byte 1, then
 //! token, generation, head, indexed (u64 each); the log-wide filters: a
@@ -59,11 +99,14 @@ const BLOOMS_MAX: u32 = 48;
 
 /// A directory loaded from the file and checked against sled.
 pub(super) struct Loaded {
+    /// The log-wide filters: every id at a position up to the file's
+    /// `indexed` mark (and maybe more).
     pub blooms: Vec<Bloom>,
+    /// The runs of the file that are unchanged in sled (see the module
+    /// docs), in position order: every other run in sled is to be scanned.
     pub runs: Vec<Run>,
-    /// The position up to which its runs are every run in sled: the runs
-    /// after it are to be scanned.
-    pub indexed: Position,
+    /// How many runs the file listed.
+    pub listed: usize,
 }
 
 /// Why a file was not loaded.
@@ -83,19 +126,17 @@ pub(super) struct Header {
 }
 
 /// Writes the directory (`blooms` and `runs`, every run of sled up to
-/// `header.indexed` and nothing after it) atomically as the folder's file.
-/// The caller has made every run it lists durable, and holds off every
-/// change to them until this returns. Reads each run's first and last
-/// piece keys from `db` (a listed run missing there is an error: nothing
-/// is saved).
-pub(super) fn save(db: &sled::Db, dir: &Path, header: &Header, blooms: &[Bloom], runs: &[Run]) -> io::Result<()> {
-    let mut ends = Vec::with_capacity(runs.len());
-    for run in runs {
-        match piece_ends(db, run.first).map_err(io::Error::other)? {
-            Some(both) => ends.push(both),
-            None => return Err(io::Error::other(format!("the listed id run at {} is not in sled", run.first))),
-        }
-    }
+/// `header.indexed` and nothing after it, each with the first ids of its
+/// first and last pieces in `ends`) atomically as the folder's file. The
+/// caller has made every run it lists durable.
+pub(super) fn save(
+    dir: &Path,
+    header: &Header,
+    blooms: &[Bloom],
+    runs: &[Run],
+    ends: &[(Uuid, Uuid)],
+) -> io::Result<()> {
+    assert_eq!(runs.len(), ends.len(), "each run has its piece ends");
     let temp = dir.join(TEMP_NAME);
     crate::checksummed::write_synced(&temp, |out| {
         out.write_all(MAGIC)?;
@@ -107,7 +148,7 @@ pub(super) fn save(db: &sled::Db, dir: &Path, header: &Header, blooms: &[Bloom],
             put_bloom(out, bloom)?;
         }
         out.write_all(&u32::try_from(runs.len()).map_err(io::Error::other)?.to_le_bytes())?;
-        for (run, (first_id, last_id)) in runs.iter().zip(&ends) {
+        for (run, (first_id, last_id)) in runs.iter().zip(ends) {
             out.write_all(&run.first.0.to_le_bytes())?;
             out.write_all(first_id.as_bytes())?;
             out.write_all(last_id.as_bytes())?;
@@ -121,12 +162,21 @@ pub(super) fn save(db: &sled::Db, dir: &Path, header: &Header, blooms: &[Bloom],
 
 /// The first ids of the first and last pieces of the run at `first` in
 /// sled, if it is there.
-fn piece_ends(db: &sled::Db, first: Position) -> Result<Option<(Uuid, Uuid)>, sled::Error> {
+pub(super) fn piece_ends(db: &sled::Db, first: Position) -> Result<Option<(Uuid, Uuid)>, sled::Error> {
     let range = codec::id_piece_key(first, Uuid::nil())..=codec::id_piece_key(first, Uuid::max());
     let id = |key: sled::IVec| codec::read_id_piece_key(&key).map(|(_, id)| id);
     let head = db.range(range.clone()).keys().next().transpose()?.and_then(id);
     let tail = db.range(range).keys().next_back().transpose()?.and_then(id);
     Ok(head.zip(tail))
+}
+
+/// The first position of the first run in sled after the run at `first`,
+/// if there is one.
+fn next_run(db: &sled::Db, first: Position) -> Result<Option<Position>, sled::Error> {
+    let after = std::ops::Bound::Excluded(codec::id_piece_key(first, Uuid::max()));
+    let end = std::ops::Bound::Included(codec::id_piece_key(Position(u64::MAX), Uuid::max()));
+    let key = db.range::<[u8; 25], _>((after, end)).keys().next().transpose()?;
+    Ok(key.and_then(|k| codec::read_id_piece_key(&k)).map(|(run, _)| run))
 }
 
 fn put_bloom(out: &mut impl Write, bloom: &Bloom) -> io::Result<()> {
@@ -163,20 +213,14 @@ pub(super) fn load(dir: &Path, db: &sled::Db, head: Position, indexed: Position)
         return Err(invalid("it has bytes after its checksum".into()));
     }
     let sled_error = |e: sled::Error| invalid(format!("reading sled to check it failed: {e}"));
-    match crate::index::id_runs_generation(db) {
+    let generation = match crate::index::id_runs_generation(db) {
         Ok(Some((token, _))) if token != header.token => {
             return Err(invalid("it was written for another folder (token differs)".into()));
         }
-        Ok(Some((_, generation))) if generation != header.generation => {
-            return Err(invalid(format!(
-                "the id runs changed since it was written (generation {} in sled, {} in the file)",
-                generation, header.generation
-            )));
-        }
-        Ok(Some(_)) => {}
+        Ok(Some((_, generation))) => generation,
         Ok(None) => return Err(invalid("the folder has no id runs' generation".into())),
         Err(e) => return Err(invalid(e.to_string())),
-    }
+    };
     if header.head > head || header.indexed > indexed || header.indexed > header.head {
         return Err(invalid(format!(
             "it was written at head {} indexed {}, the log is at head {head} indexed {indexed}",
@@ -186,12 +230,52 @@ pub(super) fn load(dir: &Path, db: &sled::Db, head: Position, indexed: Position)
     if !runs.windows(2).all(|w| w[0].0.first < w[1].0.first) || runs.iter().any(|(r, _)| r.first > header.indexed) {
         return Err(invalid("its runs are out of order or past the position it covers".into()));
     }
-    for (run, ends) in &runs {
-        if piece_ends(db, run.first).map_err(sled_error)? != Some(*ends) {
-            return Err(invalid(format!("its run at {} is not in sled as it says", run.first)));
+    let listed = runs.len();
+    let successors: Vec<Position> =
+        runs.iter().skip(1).map(|(r, _)| r.first).chain(std::iter::once(header.indexed.next())).collect();
+    let mut kept = Vec::with_capacity(listed);
+    for ((run, ends), successor) in runs.into_iter().zip(successors) {
+        if unchanged(db, &run, ends, successor, header.indexed, indexed).map_err(sled_error)? {
+            kept.push(run);
         }
     }
-    Ok(Loaded { blooms, runs: runs.into_iter().map(|(run, _)| run).collect(), indexed: header.indexed })
+    if generation != header.generation || kept.len() != listed {
+        tracing::debug!(
+            generation,
+            file = header.generation,
+            listed,
+            kept = kept.len(),
+            "the id runs changed since the saved id filter was written; its unchanged runs are kept"
+        );
+    }
+    Ok(Loaded { blooms, runs: kept, listed })
+}
+
+/// Whether the run the file lists (with the first ids of its first and
+/// last pieces, `ends`, and the first position of the run that followed
+/// it, `successor`) holds in sled exactly the ids it held when the file
+/// (covering positions up to `covered`) was written; sled is indexed up to
+/// `indexed`. See the module docs for why this is exact.
+fn unchanged(
+    db: &sled::Db,
+    run: &Run,
+    ends: (Uuid, Uuid),
+    successor: Position,
+    covered: Position,
+    indexed: Position,
+) -> Result<bool, sled::Error> {
+    if piece_ends(db, run.first)? != Some(ends) {
+        // Gone (merged into the run before it), or rewritten.
+        return Ok(false);
+    }
+    Ok(match next_run(db, run.first)? {
+        // The run that followed it is still there: it absorbed nothing.
+        Some(next) => next == successor,
+        // The last run in sled: unchanged only if nothing was indexed
+        // since (had runs been written after it and merged into it, the
+        // mark would have moved).
+        None => successor == covered.next() && indexed == covered,
+    })
 }
 
 /// A run as the file lists it: with the first ids of its first and last pieces.
@@ -221,7 +305,8 @@ fn read(input: &mut Reading) -> io::Result<(Header, Vec<Bloom>, Vec<ListedRun>)>
         let (mut head, mut tail) = ([0u8; 16], [0u8; 16]);
         input.read_exact(&mut head)?;
         input.read_exact(&mut tail)?;
-        runs.push((Run { first, bloom: get_bloom(input)? }, (Uuid::from_bytes(head), Uuid::from_bytes(tail))));
+        let bloom = std::sync::Arc::new(get_bloom(input)?);
+        runs.push((Run { first, bloom }, (Uuid::from_bytes(head), Uuid::from_bytes(tail))));
     }
     Ok((header, blooms, runs))
 }

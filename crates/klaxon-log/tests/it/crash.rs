@@ -195,3 +195,69 @@ async fn every_acknowledged_id_is_found_after_sigkill_while_id_runs_merge() {
     }
     println!("{cycles} kills, {} acknowledged appends found", acks.len());
 }
+
+/// A child appends from four writers (50 events per append) with the id
+/// filter saved behind every index batch (`id_filter_save_interval_ms`
+/// 0), and is killed at random moments: often after merges that followed
+/// its last save, sometimes in the middle of a save. Each reopen loads the
+/// file it finds (never refused: a kill leaves the old file or the new
+/// one, and a stale one keeps its unchanged runs), and every acknowledged
+/// id (a sample of every cycle's, each retried as an append to its
+/// stream) is found at its place and is a duplicate on retry. At least one
+/// kill finds a file that the session itself saved (not the one the last
+/// close wrote).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_acknowledged_id_is_a_duplicate_after_sigkill_while_the_id_filter_is_saved() {
+    let cycles = if std::env::var("KLAXON_SLOW_TESTS").as_deref() == Ok("1") { 40 } else { 6 };
+    let seed = crate::seed::seed("every_acknowledged_id_is_a_duplicate_after_sigkill_while_the_id_filter_is_saved");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join(klaxon_log::ID_FILTER_FILE_NAME);
+    let mut sample: Vec<Ack> = Vec::new();
+    let (mut saved_in_session, mut runs_kept) = (0, 0);
+    for cycle in 0..cycles {
+        let closed = std::fs::read(&file).ok();
+        let dir_arg = dir.path().to_str().unwrap();
+        let lines = kill_after(
+            &["append-loop", dir_arg, "4", "0", "50"],
+            "the child acknowledges an append",
+            rng.random_range(300..1500),
+        );
+        let acks: Vec<Ack> = lines.iter().map(|l| parse_ack(l)).collect();
+        let found = std::fs::read(&file).ok();
+        saved_in_session += u32::from(found.is_some() && found != closed);
+        for _ in 0..100 {
+            let ack = &acks[rng.random_range(0..acks.len())];
+            sample.push(Ack { position: ack.position, stream: ack.stream.clone(), version: ack.version, id: ack.id });
+        }
+
+        let log = Log::open(dir.path(), Options::default()).expect("reopen after SIGKILL");
+        log.settle_id_index();
+        let work = log.stats().work.snapshot();
+        if found.is_some() {
+            assert_eq!(work.id_filter_loads, 1, "cycle {cycle} (seed {seed}): the file was refused");
+        }
+        runs_kept += work.id_runs_loaded_at_open;
+        let head = log.head();
+        for ack in &sample {
+            let stream = sid(&ack.stream);
+            let place = (Position(ack.position), stream.clone(), StreamVersion(ack.version));
+            assert_eq!(log.locate(ack.id).unwrap(), Some(place), "cycle {cycle} (seed {seed}): id {}", ack.id);
+            let retry = log
+                .append(&stream, ExpectedVersion::Any, vec![crate::support::event_with_id(ack.id, 0)])
+                .await
+                .unwrap();
+            assert_eq!(
+                (retry.first, retry.deduplicated),
+                (Position(ack.position), true),
+                "cycle {cycle} (seed {seed}): retry of {}",
+                ack.id
+            );
+        }
+        assert_eq!(log.head(), head, "cycle {cycle} (seed {seed}): a retry was appended");
+        log.close().await;
+    }
+    println!("{cycles} kills, {saved_in_session} found a file saved during the session, {runs_kept} runs kept");
+    assert!(saved_in_session > 0, "seed {seed}: no kill found a file the session saved");
+    assert!(runs_kept > 0, "seed {seed}: no reopen kept a run from the file");
+}
