@@ -75,6 +75,10 @@ pub const RULES: &[Rule] = &[
     // Pulling people in wakes them up: the incident manager's call, not an
     // engineer's (an engineer asks the commander on the bridge).
     rule("/klaxon.v1.Incidents/PageResponder", MANAGERS, SCOPED),
+    // Many commands over one stream: open to every role that may send one
+    // of them (reporters and reviewers); each command is then authorized
+    // by its own row above ([`PER_COMMAND`]).
+    rule("/klaxon.v1.Incidents/Execute", &[M, E, X, R, S], SCOPED),
     // Incidents: queries.
     rule("/klaxon.v1.Incidents/GetIncident", EVERYONE, ANY_TEAM),
     rule("/klaxon.v1.Incidents/ListIncidents", EVERYONE, ANY_TEAM),
@@ -129,6 +133,11 @@ pub const RULES: &[Rule] = &[
     rule("/klaxon.v1.LogGroup/AddNode", SERVICES, ANY_TEAM),
     rule("/klaxon.v1.LogGroup/RemoveNode", SERVICES, ANY_TEAM),
 ];
+
+/// Methods that carry many commands, each authorized as the unary method
+/// it stands for (with the token checked again, see [`crate::Reauth`]):
+/// their own row only says who may open them.
+pub const PER_COMMAND: &[&str] = &["/klaxon.v1.Incidents/Execute"];
 
 /// The HTTP intake (Alertmanager, PagerDuty): who may report through it.
 pub const HTTP_REPORTERS: &[Role] = WEBHOOK_REPORTERS;

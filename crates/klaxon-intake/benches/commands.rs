@@ -195,10 +195,25 @@ fn raw_log(rts: &Runtimes, appenders: usize, seconds: u64) -> Row {
     row(format!("log append, {appenders} concurrent appenders"), elapsed, latencies, work)
 }
 
+/// How the clients send their commands.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Transport {
+    /// One unary call per command (`Incidents/Report`, `Declare`, ...).
+    Unary,
+    /// One `Incidents/Execute` stream per client, kept open for the whole
+    /// case; each command a message on it, the next sent when the previous
+    /// outcome came back (one in flight per client, as with unary calls).
+    Stream,
+}
+
 /// With `request_ids`, every command carries a fresh client request id, as
 /// the CLI's do (an idempotency lookup before each command, and event ids
 /// derived from it).
 fn grpc(rts: &Runtimes, clients: usize, seconds: u64, request_ids: bool) -> Row {
+    commands(rts, clients, seconds, request_ids, Transport::Unary)
+}
+
+fn commands(rts: &Runtimes, clients: usize, seconds: u64, request_ids: bool, transport: Transport) -> Row {
     let dir = tempfile::tempdir().unwrap();
     let stop = CancellationToken::new();
     let (log, handle, address) = rts.server.block_on(async {
@@ -227,48 +242,16 @@ fn grpc(rts: &Runtimes, clients: usize, seconds: u64, request_ids: bool) -> Row 
             .map(|_| {
                 let mut c = client.clone();
                 tokio::spawn(async move {
-                    let mut latencies = Vec::new();
-                    let context = || {
+                    let context = move || {
                         request_ids.then(|| v1::CommandContext {
                             request_id: uuid::Uuid::new_v4().to_string(),
                             ..Default::default()
                         })
                     };
-                    while Instant::now() < deadline {
-                        let t = Instant::now();
-                        let id = c
-                            .report(by(v1::ReportRequest {
-                                title: "bench".into(),
-                                context: context(),
-                                ..Default::default()
-                            }))
-                            .await
-                            .unwrap()
-                            .into_inner()
-                            .incident_id;
-                        latencies.push(t.elapsed());
-                        let t = Instant::now();
-                        c.declare(by(v1::DeclareRequest {
-                            incident_id: id.clone(),
-                            severity: v1::Severity::Sev2 as i32,
-                            context: context(),
-                        }))
-                        .await
-                        .unwrap();
-                        latencies.push(t.elapsed());
-                        let t = Instant::now();
-                        let text = "x".repeat(200);
-                        c.post_update(by(v1::PostUpdateRequest {
-                            incident_id: id,
-                            audience: v1::Audience::Internal as i32,
-                            text,
-                            context: context(),
-                        }))
-                        .await
-                        .unwrap();
-                        latencies.push(t.elapsed());
+                    match transport {
+                        Transport::Unary => unary_client(&mut c, deadline, context).await,
+                        Transport::Stream => stream_client(&mut c, deadline, context).await,
                     }
-                    latencies
                 })
             })
             .collect();
@@ -282,7 +265,110 @@ fn grpc(rts: &Runtimes, clients: usize, seconds: u64, request_ids: bool) -> Row 
     stop.cancel();
     rts.server.block_on(log.close());
     let ids = if request_ids { ", request ids" } else { "" };
-    row(format!("gRPC commands (report, declare, update), {clients} concurrent clients{ids}"), elapsed, latencies, work)
+    let over = match transport {
+        Transport::Unary => "",
+        Transport::Stream => " over one stream per client",
+    };
+    row(
+        format!("gRPC commands (report, declare, update){over}, {clients} concurrent clients{ids}"),
+        elapsed,
+        latencies,
+        work,
+    )
+}
+
+/// Report, declare and update, each a unary call, until `deadline`.
+async fn unary_client(
+    c: &mut IncidentsClient<tonic::transport::Channel>,
+    deadline: Instant,
+    context: impl Fn() -> Option<v1::CommandContext>,
+) -> Vec<Duration> {
+    let mut latencies = Vec::new();
+    while Instant::now() < deadline {
+        let t = Instant::now();
+        let id = c
+            .report(by(v1::ReportRequest { title: "bench".into(), context: context(), ..Default::default() }))
+            .await
+            .unwrap()
+            .into_inner()
+            .incident_id;
+        latencies.push(t.elapsed());
+        let t = Instant::now();
+        c.declare(by(v1::DeclareRequest {
+            incident_id: id.clone(),
+            severity: v1::Severity::Sev2 as i32,
+            context: context(),
+        }))
+        .await
+        .unwrap();
+        latencies.push(t.elapsed());
+        let t = Instant::now();
+        let text = "x".repeat(200);
+        c.post_update(by(v1::PostUpdateRequest {
+            incident_id: id,
+            audience: v1::Audience::Internal as i32,
+            text,
+            context: context(),
+        }))
+        .await
+        .unwrap();
+        latencies.push(t.elapsed());
+    }
+    latencies
+}
+
+/// The same commands as [`unary_client`], as messages of one `Execute`
+/// stream, one in flight.
+async fn stream_client(
+    c: &mut IncidentsClient<tonic::transport::Channel>,
+    deadline: Instant,
+    context: impl Fn() -> Option<v1::CommandContext>,
+) -> Vec<Duration> {
+    use v1::command_envelope::Command as C;
+    use v1::command_outcome::Outcome;
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    let mut outcomes = c.execute(by(tokio_stream::wrappers::ReceiverStream::new(rx))).await.unwrap().into_inner();
+    let mut latencies = Vec::new();
+    let mut tag = 0;
+    let mut send = async |command: C| {
+        tag += 1;
+        tx.send(v1::CommandEnvelope { tag, command: Some(command) }).await.unwrap();
+        let outcome = outcomes.message().await.unwrap().expect("an outcome");
+        assert_eq!(outcome.tag, tag);
+        outcome.outcome.expect("an outcome")
+    };
+    while Instant::now() < deadline {
+        let t = Instant::now();
+        let Outcome::Report(report) =
+            send(C::Report(v1::ReportRequest { title: "bench".into(), context: context(), ..Default::default() }))
+                .await
+        else {
+            panic!("the report was refused")
+        };
+        latencies.push(t.elapsed());
+        let id = report.incident_id;
+        let t = Instant::now();
+        let declared = send(C::Declare(v1::DeclareRequest {
+            incident_id: id.clone(),
+            severity: v1::Severity::Sev2 as i32,
+            context: context(),
+        }))
+        .await;
+        assert!(matches!(declared, Outcome::Command(_)), "the declaration was refused");
+        latencies.push(t.elapsed());
+        let t = Instant::now();
+        let text = "x".repeat(200);
+        let updated = send(C::PostUpdate(v1::PostUpdateRequest {
+            incident_id: id,
+            audience: v1::Audience::Internal as i32,
+            text,
+            context: context(),
+        }))
+        .await;
+        assert!(matches!(updated, Outcome::Command(_)), "the update was refused");
+        latencies.push(t.elapsed());
+    }
+    latencies
 }
 
 /// Unary gRPC calls that do no work (`grpc.health.v1.Health/Check`), with
@@ -465,10 +551,11 @@ fn main() {
     if let Ok(only) = std::env::var("KLAXON_BENCH_ONLY") {
         let row = match only.as_str() {
             "commands" => grpc(&rts, 64, seconds, false),
+            "stream" => commands(&rts, 64, seconds, false, Transport::Stream),
             "floor" => grpc_floor(&rts, 64, seconds),
             "log" => raw_log(&rts, 64, seconds),
             "sizes" => return future_sizes(&rts),
-            other => panic!("KLAXON_BENCH_ONLY={other}: expected commands, floor, log or sizes"),
+            other => panic!("KLAXON_BENCH_ONLY={other}: expected commands, stream, floor, log or sizes"),
         };
         println!("| {} | {:.0} /s | p50 {:.0} µs | p99 {:.0} µs |", row.name, row.rate, row.p50, row.p99);
         print_work(&[&row]);
