@@ -8,9 +8,14 @@
 //! call here, a health check (a unary call that does no work) through the
 //! same client and server setup with 64 in flight; and the 64-client case
 //! once more with a fresh client request id on every command, as the CLI
-//! sends (an idempotency lookup each). `KLAXON_BENCH_SECONDS` sets the time
-//! per case (default 3). `KLAXON_BENCH_ONLY=commands` (or `floor`, `log`)
-//! runs only that 64-way case, for a profiler.
+//! sends (an idempotency lookup each); and the same commands from 64
+//! clients that each keep one `Incidents/Execute` stream open and send
+//! their next command as a message on it when the previous outcome came
+//! back (one in flight per client, as with unary calls), with its ratio
+//! against the log and its CPU per command against the unary case's.
+//! `KLAXON_BENCH_SECONDS` sets the time per case (default 3).
+//! `KLAXON_BENCH_ONLY=commands` (or `stream`, `floor`, `log`) runs only
+//! that 64-way case, for a profiler.
 //!
 //! The clients (and the raw appenders) run on their own runtime, one worker
 //! named `bench-client`; the server side (tonic, intake, its fold loop) on
@@ -572,6 +577,8 @@ fn main() {
     let floor = grpc_floor(&rts, 64, seconds);
     eprintln!("gRPC, 64 clients with request ids...");
     let with_ids = grpc(&rts, 64, seconds, true);
+    eprintln!("gRPC, 64 clients, one stream each...");
+    let streamed = commands(&rts, 64, seconds, false, Transport::Stream);
     let commands_64 = rows[3].rate;
     println!();
     println!("| case | per second | p50 µs | p99 µs | ratio |");
@@ -605,7 +612,22 @@ fn main() {
         with_ids.p99,
         with_ids.rate / rows[2].rate
     );
-    print_work(&[&rows[2], &rows[3], &with_ids, &floor]);
+    let process = |r: &Row| {
+        r.work.cpu_ticks.get("(process)").copied().unwrap_or(0) as f64 / TICKS_PER_SECOND * 1e6
+            / r.work.operations.max(1) as f64
+    };
+    println!(
+        "| {} | {:.0} | {:.0} | {:.0} | {:.2}x the log (target >= 0.6); CPU per command {:.1} µs, {:.2}x the unary case's {:.1} |",
+        streamed.name,
+        streamed.rate,
+        streamed.p50,
+        streamed.p99,
+        streamed.rate / rows[2].rate,
+        process(&streamed),
+        process(&streamed) / process(&rows[3]),
+        process(&rows[3]),
+    );
+    print_work(&[&rows[2], &rows[3], &streamed, &with_ids, &floor]);
 
     // The stage table: a separate run with the span layer installed.
     use tracing_subscriber::layer::SubscriberExt;
