@@ -84,11 +84,14 @@ fn row(name: String, elapsed: Duration, mut latencies: Vec<Duration>, work: Work
 /// Clock ticks per second of `/proc/*/stat` times (`USER_HZ`, 100 on Linux).
 const TICKS_PER_SECOND: f64 = 100.0;
 
-/// CPU time (user + system, in clock ticks) of this process's threads,
-/// summed by thread name, from `/proc/self/task/*/stat`, and of the whole
-/// process (threads that exited included) from `/proc/self/stat` under
-/// `"(process)"`. Empty off Linux.
-fn thread_cpu_ticks() -> BTreeMap<String, u64> {
+/// CPU time (user + system, in clock ticks) of each of this process's
+/// threads by thread id, with its name, from `/proc/self/task/*/stat`, and
+/// of the whole process (threads that exited included) from
+/// `/proc/self/stat` under id 0, `"(process)"`. Kept by thread, not by
+/// name, so that a thread that exits during a case (tokio's blocking pool
+/// lets idle threads go) takes only its own time with it instead of
+/// making its name's total go backwards. Empty off Linux.
+fn thread_cpu_ticks() -> BTreeMap<u64, (String, u64)> {
     fn ticks(stat: &str) -> Option<(String, u64)> {
         // pid (comm) state ... field 14 utime, 15 stime; comm may hold spaces.
         let (open, close) = (stat.find('(')?, stat.rfind(')')?);
@@ -99,13 +102,14 @@ fn thread_cpu_ticks() -> BTreeMap<String, u64> {
     let mut out = BTreeMap::new();
     let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return out };
     for task in tasks.flatten() {
+        let Some(tid) = task.file_name().to_str().and_then(|t| t.parse::<u64>().ok()) else { continue };
         let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else { continue };
-        if let Some((name, time)) = ticks(&stat) {
-            *out.entry(name).or_default() += time;
+        if let Some(named) = ticks(&stat) {
+            out.insert(tid, named);
         }
     }
     if let Some((_, time)) = std::fs::read_to_string("/proc/self/stat").ok().as_deref().and_then(ticks) {
-        out.insert("(process)".into(), time);
+        out.insert(0, ("(process)".into(), time));
     }
     out
 }
@@ -120,7 +124,7 @@ struct Work {
 
 /// Starts measuring a case's work; [`Meter::stop`] ends it.
 struct Meter {
-    cpu: BTreeMap<String, u64>,
+    cpu: BTreeMap<u64, (String, u64)>,
     log: Option<(Log, klaxon_log::WorkSnapshot)>,
 }
 
@@ -131,11 +135,12 @@ impl Meter {
 
     fn stop(self, operations: usize) -> Work {
         let after = thread_cpu_ticks();
-        let cpu_ticks = after
-            .iter()
-            .map(|(name, t)| (name.clone(), *t as i64 - self.cpu.get(name).copied().unwrap_or(0) as i64))
-            .filter(|(_, t)| *t > 0)
-            .collect();
+        let mut cpu_ticks = BTreeMap::new();
+        for (tid, (name, t)) in &after {
+            let before = self.cpu.get(tid).filter(|(n, _)| n == name).map_or(0, |(_, t)| *t);
+            *cpu_ticks.entry(name.clone()).or_default() += *t as i64 - before as i64;
+        }
+        cpu_ticks.retain(|_, t| *t > 0);
         let log = self.log.map(|(log, before)| log.stats().work.snapshot().since(&before));
         Work { operations: operations as u64, cpu_ticks, log }
     }
