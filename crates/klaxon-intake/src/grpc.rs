@@ -12,6 +12,8 @@
 //! outcome, a refusal being the unary call's status as a message. At most
 //! [`EXECUTE_IN_FLIGHT_MAX`] commands of a stream run at once.
 
+use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use klaxon_auth::{Grant, Reauth};
@@ -209,50 +211,73 @@ impl IncidentsService {
         let grant = stream.authorize(REPORT_METHOD)?;
         self.report(&Caller { metadata: &stream.metadata, grant: grant.as_ref() }, r).await
     }
+}
 
-    /// Serves one `Execute` stream until the client half-closes (every
-    /// command read answered, then OK), the client goes away, or the server
-    /// stops (every command read answered, then `UNAVAILABLE`).
-    async fn serve_stream(
-        self,
-        stream: StreamCaller,
-        mut inbound: Streaming<v1::CommandEnvelope>,
-        tx: mpsc::Sender<Result<v1::CommandOutcome, Status>>,
-    ) {
+/// The outcomes of one `Execute` stream, polled by the server's task of
+/// that stream: reads envelopes while fewer than [`EXECUTE_IN_FLIGHT_MAX`]
+/// commands are in flight, runs them concurrently, and yields each outcome
+/// as it is ready. It ends when the client half-closed and every command
+/// read is answered (OK), or, once the server stops, after answering the
+/// commands read with `UNAVAILABLE`; a broken inbound stream ends it at
+/// once (nobody to answer).
+pub struct ExecuteStream {
+    service: IncidentsService,
+    caller: Arc<StreamCaller>,
+    inbound: Streaming<v1::CommandEnvelope>,
+    running: futures::stream::FuturesUnordered<futures::future::BoxFuture<'static, v1::CommandOutcome>>,
+    stop: std::pin::Pin<Box<tokio_util::sync::WaitForCancellationFutureOwned>>,
+    reading: bool,
+    stopped: bool,
+    ended: bool,
+}
+
+impl futures::Stream for ExecuteStream {
+    type Item = Result<v1::CommandOutcome, Status>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        use std::task::Poll;
+
         use futures::StreamExt;
-        let mut running = futures::stream::FuturesUnordered::new();
-        let (mut reading, mut stopped) = (true, false);
-        loop {
-            tokio::select! {
-                biased;
-                Some(outcome) = running.next(), if !running.is_empty() => {
-                    if tx.send(Ok(outcome)).await.is_err() {
-                        // The client left: nobody reads the answers. The
-                        // commands in flight end as unary calls whose client
-                        // left do.
-                        return;
-                    }
+        let this = &mut *self;
+        if this.ended {
+            return Poll::Ready(None);
+        }
+        if this.reading && this.stop.as_mut().poll(cx).is_ready() {
+            (this.reading, this.stopped) = (false, true);
+        }
+        while this.reading && this.running.len() < EXECUTE_IN_FLIGHT_MAX {
+            match this.inbound.poll_next_unpin(cx) {
+                Poll::Ready(Some(Ok(envelope))) => {
+                    let (service, caller) = (this.service.clone(), this.caller.clone());
+                    this.running.push(Box::pin(async move { service.stream_command(&caller, envelope).await }));
                 }
-                _ = self.shutdown.cancelled(), if reading => {
-                    (reading, stopped) = (false, true);
+                // Half-closed: answer what was read, then end.
+                Poll::Ready(None) => this.reading = false,
+                // The stream broke (a reset, a bad frame): nobody to answer.
+                Poll::Ready(Some(Err(_))) => {
+                    this.ended = true;
+                    return Poll::Ready(None);
                 }
-                message = inbound.message(), if reading && running.len() < EXECUTE_IN_FLIGHT_MAX => match message {
-                    Ok(Some(envelope)) => running.push(self.stream_command(&stream, envelope)),
-                    // Half-closed: answer what was read, then end.
-                    Ok(None) => reading = false,
-                    // The stream broke (a reset, a bad frame): nobody to answer.
-                    Err(_) => return,
-                },
-                else => break,
+                Poll::Pending => break,
             }
         }
-        if stopped {
+        match this.running.poll_next_unpin(cx) {
+            Poll::Ready(Some(outcome)) => return Poll::Ready(Some(Ok(outcome))),
+            Poll::Ready(None) | Poll::Pending if this.reading || !this.running.is_empty() => return Poll::Pending,
+            _ => {}
+        }
+        this.ended = true;
+        if this.stopped {
             let status = status::refuse(
                 Class::Unavailable,
                 "the server is stopping: every command read was answered; commands sent after the last outcome were not read",
             );
-            let _ = tx.send(Err(status)).await;
+            return Poll::Ready(Some(Err(status)));
         }
+        Poll::Ready(None)
     }
 }
 
@@ -554,7 +579,7 @@ impl v1::incidents_server::Incidents for IncidentsService {
         self.unary(request).await
     }
 
-    type ExecuteStream = ReceiverStream<Result<v1::CommandOutcome, Status>>;
+    type ExecuteStream = ExecuteStream;
 
     async fn execute(
         &self,
@@ -568,9 +593,16 @@ impl v1::incidents_server::Incidents for IncidentsService {
             reauth: request.extensions().get::<Reauth>().cloned(),
             grant: request.extensions().get::<Grant>().cloned(),
         };
-        let (tx, rx) = mpsc::channel(EXECUTE_IN_FLIGHT_MAX);
-        tokio::spawn(self.clone().serve_stream(stream, request.into_inner(), tx));
-        Ok(Response::new(ReceiverStream::new(rx)))
+        Ok(Response::new(ExecuteStream {
+            service: self.clone(),
+            caller: Arc::new(stream),
+            inbound: request.into_inner(),
+            running: Default::default(),
+            stop: Box::pin(self.shutdown.clone().cancelled_owned()),
+            reading: true,
+            stopped: false,
+            ended: false,
+        }))
     }
 
     async fn get_incident(&self, request: Request<v1::GetIncidentRequest>) -> Result<Response<v1::Incident>, Status> {
