@@ -191,7 +191,21 @@ mod tests {
     /// services only.
     #[test]
     fn executives_only_read_and_escalate_and_only_services_reach_the_log() {
-        let reads = ["/Get", "/List", "/Subscribe", "/Trends", "/ExportMarkdown", "/WhoIsOnCall", ".Incidents/Report"];
+        // `Execute` only opens a stream: each command on it is judged by its
+        // own row (PER_COMMAND), so an executive's stream carries reports only.
+        let reads = [
+            "/Get",
+            "/List",
+            "/Subscribe",
+            "/Trends",
+            "/ExportMarkdown",
+            "/WhoIsOnCall",
+            ".Incidents/Report",
+            ".Incidents/Execute",
+        ];
+        for method in PER_COMMAND {
+            assert!(rule_of(method).is_some(), "{method} has its own row");
+        }
         for rule in RULES.iter().filter(|r| r.roles.contains(&X)) {
             assert!(reads.iter().any(|r| rule.method.contains(r)), "{} is open to executives", rule.method);
         }
