@@ -288,6 +288,12 @@ async fn a_stopping_server_answers_what_it_read_and_ends_the_stream_unavailable(
 
 /// A server behind the authentication layer, and its tokens by name.
 async fn with_auth() -> (Server, BTreeMap<&'static str, String>, tempfile::TempDir) {
+    with_auth_and_rate(None).await
+}
+
+async fn with_auth_and_rate(
+    rate: Option<Arc<klaxon_auth::RateLimit>>,
+) -> (Server, BTreeMap<&'static str, String>, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("tokens.toml");
     let principals: [(&str, Role, &[&str]); 4] = [
@@ -305,7 +311,7 @@ async fn with_auth() -> (Server, BTreeMap<&'static str, String>, tempfile::TempD
     let auth = Auth {
         tokens: Arc::new(TokenStore::open(&path).unwrap()),
         teams: SharedTeams::new(teams),
-        rate: None,
+        rate,
         help_desk: Arc::default(),
     };
     (Server::start_with(Default::default(), Some(auth)).await, tokens, dir)
@@ -404,4 +410,25 @@ async fn each_command_is_authorized_as_its_unary_call_and_a_revoked_token_stops_
         .await
         .expect_err("no token, no stream");
     assert_eq!(refused.code(), Code::Unauthenticated);
+}
+
+#[tokio::test]
+async fn each_command_of_a_stream_counts_against_the_request_rate_like_a_unary_call() {
+    use std::num::NonZeroU32;
+    // One per second, bursts of three: the stream's opening and two commands.
+    let rate = klaxon_auth::RateLimit::new(NonZeroU32::new(1).unwrap(), NonZeroU32::new(3).unwrap());
+    let (server, tokens, _dir) = with_auth_and_rate(Some(Arc::new(rate))).await;
+    let mut c = server.client().await;
+    let ana = tokens["ana"].clone();
+    let mut stream = Stream::open(&mut c, |r| *r = bearer(&ana, ())).await;
+    for tag in 1..=2 {
+        let Outcome::Report(_) = stream.call(tag, report_of(&format!("alert {tag}"))).await else {
+            panic!("within the burst")
+        };
+    }
+    let head = server.log.head();
+    let over = refusal(stream.call(3, report_of("one too many")).await);
+    assert_eq!(over.code(), Code::ResourceExhausted, "{over:?}");
+    assert!(over.message().starts_with("ana (engineer) is over its request rate"), "{}", over.message());
+    assert_eq!(server.log.head(), head, "a command over the rate wrote to the log");
 }
