@@ -693,3 +693,98 @@ fn the_http_endpoints_need_a_token_of_a_role_that_may_use_them() {
     assert_eq!(list["incidents"].as_array().unwrap().len(), 2, "{list:#}");
     assert!(server.stop().success());
 }
+
+#[test]
+fn a_command_names_for_an_incident_role_a_page_or_a_shift_only_someone_who_can_hold_it() {
+    let paged = Paged::start(600, false, SEARCH);
+    let server = Klaxond::start_with_env(&paged.dir.path().join("data"), &paged.config_args(), &paged.env());
+    let metrics = server.http_address.clone().expect("up serves metrics");
+    let id = klaxon_ok(&server.url, "monitor", &["report", "--title", "Checkout down", "--service", "payments"]);
+    let id = id.trim();
+    klaxon_ok(&server.url, "maria", &["declare", id, "--severity", "2"]);
+    let before = settle(&metrics);
+    let refused = |args: &[&str]| {
+        let out = klaxon(&server.url, "maria", args);
+        assert_eq!(out.status.code(), Some(1), "{args:?} is refused: {out:?}");
+        String::from_utf8(out.stderr).unwrap()
+    };
+    // Each refusal names the field and why, the way the server's one error
+    // language does.
+    let (from, until) = ("2100-01-01T00:00:00Z", "2100-01-02T00:00:00Z");
+    let cases: [(&[&str], &str); 11] = [
+        (
+            &["assign", id, "mraia"],
+            "invalid commander: no principal is named mraia (`klaxond token list` shows them; revoked ones are gone)",
+        ),
+        (&["assign", id, "ana"], "invalid commander: ana (engineer) cannot command an incident: only managers can"),
+        (
+            &["assign", id, "manager-search"],
+            "invalid commander: manager-search (manager of team search) may not act on service payments: \
+             it belongs to team payments, so they cannot take this incident on",
+        ),
+        (&["handoff", "request", id, "--to", "carl"], "invalid to: carl (engineer) cannot command an incident"),
+        (&["role", id, "scribe", "monitor"], "invalid person: monitor (service) is a service, not a person"),
+        (&["role", id, "scribe", "nobody", "--replaces", "ana"], "invalid person: no principal is named nobody"),
+        // A page, or a shift, for someone who could not acknowledge it.
+        (&["page", id, "--person", "mraia", "--reason", "db"], "invalid person: no principal is named mraia"),
+        (
+            &["page", id, "--person", "ceo", "--reason", "db"],
+            "invalid person: ceo (executive) cannot acknowledge a page: only managers and engineers can",
+        ),
+        (
+            &["page", id, "--person", "engineer-search", "--reason", "db"],
+            "invalid person: engineer-search (engineer of team search) may not act on service payments",
+        ),
+        (
+            &[
+                "oncall",
+                "override",
+                "--schedule",
+                "payments-primary",
+                "--who",
+                "mraia",
+                "--from",
+                from,
+                "--until",
+                until,
+            ],
+            "invalid add_override.who: no principal is named mraia",
+        ),
+        (
+            &[
+                "oncall",
+                "override",
+                "--schedule",
+                "payments-primary",
+                "--who",
+                "rita",
+                "--from",
+                from,
+                "--until",
+                until,
+            ],
+            "invalid add_override.who: rita (reviewer) cannot acknowledge a page",
+        ),
+    ];
+    for (args, message) in cases {
+        let stderr = refused(args);
+        assert!(stderr.contains(message), "{args:?}: {stderr}");
+    }
+    assert_eq!(head(&metrics), before, "a refused command wrote nothing");
+
+    // Those who can hold the role get it: a manager of the service's team,
+    // any person as scribe, and a handoff to a manager.
+    assert!(
+        klaxon_ok(&server.url, "maria", &["assign", id, "manager-payments"]).contains("commander is manager-payments")
+    );
+    klaxon_ok(&server.url, "maria", &["role", id, "scribe", "ana"]);
+    klaxon_ok(&server.url, "manager-payments", &["handoff", "request", id, "--to", "omar"]);
+    klaxon_ok(&server.url, "maria", &["page", id, "--person", "engineer-payments", "--reason", "db"]);
+    let args =
+        ["oncall", "override", "--schedule", "payments-primary", "--who", "carl", "--from", from, "--until", until];
+    klaxon_ok(&server.url, "maria", &args);
+    let shown = klaxon_json(&server.url, "maria", &["show", id]);
+    let incident = shown.get("incident").unwrap_or(&shown);
+    assert_eq!(incident["commander"], "manager-payments", "{shown:#}");
+    assert!(server.stop().success());
+}

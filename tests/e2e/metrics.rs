@@ -60,6 +60,10 @@ fn metrics_count_appends_pages_acknowledgements_feeds_and_consumer_lag() {
         let processed = after[&format!("klaxon_processed_position{{service=\"{service}\"}}")];
         assert!(processed <= head, "{service} processed {processed} of {head}");
     }
+    // A path nothing serves is named in the answer, not an empty 404.
+    let (status, body) =
+        klaxon_tests::alertmanager::http_as(&address, None, "GET", "/metrcs", b"").expect("GET /metrcs");
+    assert_eq!((status, body.as_str()), (404, "klaxond has no HTTP endpoint at GET /metrcs\n"));
     drop(feed);
     assert!(server.stop().success());
 }

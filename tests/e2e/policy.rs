@@ -270,9 +270,9 @@ fn lint_without_config_lints_the_running_configuration_with_its_overrides_and_on
     let added = klaxon_ok(
         &server.url,
         "maria",
-        &["oncall", "override", "--schedule", "search-days", "--who", "ben", "--from", &at(20), "--until", &at(22)],
+        &["oncall", "override", "--schedule", "search-days", "--who", "carl", "--from", &at(20), "--until", &at(22)],
     );
-    assert!(added.starts_with("override O1: ben is on call ["), "{added}");
+    assert!(added.starts_with("override O1: carl is on call ["), "{added}");
     let written = quiet(&server);
     let (_, holes_in_force) = night_holes(&klaxon_json(&server.url, "maria", &["policy", "lint"]));
     let (_, holes_in_file) = night_holes(&klaxon_json(&server.url, "maria", &["policy", "lint", "--config", &config]));

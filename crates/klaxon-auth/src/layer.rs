@@ -39,7 +39,7 @@ pub struct Auth {
 impl Auth {
     /// What a handler of `principal`'s call may check against.
     pub fn grant(&self, principal: Principal) -> Grant {
-        Grant { principal, teams: self.teams.get(), help_desk: self.help_desk.clone() }
+        Grant { principal, teams: self.teams.get(), help_desk: self.help_desk.clone(), people: self.tokens.clone() }
     }
 }
 

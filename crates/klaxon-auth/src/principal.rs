@@ -10,6 +10,7 @@ use klaxon_domain::ids::ReportSource;
 use serde::{Deserialize, Serialize};
 
 use crate::sources::{HelpDesk, SourceNotEarned};
+use crate::tokens::TokenStore;
 
 /// What a principal may do, as in DESIGN.md's security table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -108,6 +109,36 @@ pub struct Grant {
     pub teams: Arc<Teams>,
     /// The principals that may report as the help desk.
     pub help_desk: Arc<HelpDesk>,
+    /// Every principal now (the token file as the layer reads it): whom
+    /// a command may name for an incident role ([`Grant::check_commander`],
+    /// [`Grant::check_person`]).
+    pub people: Arc<TokenStore>,
+}
+
+/// What a command may name someone for, and the call that says who can:
+/// whoever may make the call may be named.
+#[derive(Clone, Copy)]
+enum Duty {
+    /// The commander, or a handoff's recipient: whoever may accept a handoff.
+    Command,
+    /// Someone paged or put on call: whoever may acknowledge a page.
+    Respond,
+}
+
+impl Duty {
+    fn method(self) -> &'static str {
+        match self {
+            Duty::Command => "/klaxon.v1.Incidents/AcceptHandoff",
+            Duty::Respond => "/klaxon.v1.Paging/Acknowledge",
+        }
+    }
+
+    fn what(self) -> &'static str {
+        match self {
+            Duty::Command => "command an incident",
+            Duty::Respond => "acknowledge a page",
+        }
+    }
 }
 
 /// A principal acting outside its teams.
@@ -163,6 +194,73 @@ impl Grant {
         request.extensions().get::<Grant>().map_or(Ok(()), |grant| grant.permit(service))
     }
 
+    /// The principal named `name` in `field` if it can command an incident
+    /// (the commander, a handoff's recipient): a principal now (revoked
+    /// ones are not) of a role that may accept a handoff (the policy table:
+    /// managers). Otherwise the incident would get a commander who cannot
+    /// act on it, or a handoff nobody can accept. A principal limited to
+    /// teams must also cover the incident's service: see
+    /// [`Grant::check_named_scope`].
+    pub fn commander(&self, field: &'static str, name: &str) -> Result<Principal, klaxon_domain::Error> {
+        self.named_for(field, name, Duty::Command)
+    }
+
+    /// The principal named `name` in `field` if it can answer a page (a
+    /// person paged directly, put on call by an override, or given a
+    /// shift by a swap): a principal now of a role that may acknowledge
+    /// pages (the policy table: managers and engineers). Otherwise the
+    /// page, or every page of the shift, goes to someone who cannot
+    /// acknowledge it.
+    pub fn responder(&self, field: &'static str, name: &str) -> Result<Principal, klaxon_domain::Error> {
+        self.named_for(field, name, Duty::Respond)
+    }
+
+    fn named_for(&self, field: &'static str, name: &str, duty: Duty) -> Result<Principal, klaxon_domain::Error> {
+        let principal = self.named(field, name)?;
+        if matches!(crate::policy::decide(duty.method(), principal.role), crate::policy::Verdict::Allowed(_)) {
+            return Ok(principal);
+        }
+        let may = crate::policy::rule_of(duty.method()).map(|r| r.roles).unwrap_or_default();
+        let may: Vec<String> = may.iter().map(|r| format!("{r}s")).collect();
+        let reason = format!("{principal} cannot {}: only {} can", duty.what(), may.join(" and "));
+        Err(klaxon_domain::Error::InvalidField { field, reason })
+    }
+
+    /// Checks that `named` (from [`Grant::commander`] or
+    /// [`Grant::responder`]) may act on an incident of `service` (`None`:
+    /// of no service).
+    pub fn check_named_scope(
+        &self,
+        field: &'static str,
+        named: Principal,
+        service: Option<&str>,
+    ) -> Result<(), klaxon_domain::Error> {
+        let theirs = Grant { principal: named, ..self.clone() };
+        theirs.check_service(service).map_err(|e| klaxon_domain::Error::InvalidField {
+            field,
+            reason: format!("{e}, so they cannot take this incident on"),
+        })
+    }
+
+    /// Checks that `name` in `field` is a person now: a principal not
+    /// revoked, and not a service (the holder of a scribe's or a subject
+    /// matter expert's role).
+    pub fn check_person(&self, field: &'static str, name: &str) -> Result<(), klaxon_domain::Error> {
+        let principal = self.named(field, name)?;
+        if principal.role == Role::Service {
+            let reason = format!("{principal} is a service, not a person");
+            return Err(klaxon_domain::Error::InvalidField { field, reason });
+        }
+        Ok(())
+    }
+
+    fn named(&self, field: &'static str, name: &str) -> Result<Principal, klaxon_domain::Error> {
+        self.people.principal_named(name).ok_or_else(|| klaxon_domain::Error::InvalidField {
+            field,
+            reason: format!("no principal is named {name} (`klaxond token list` shows them; revoked ones are gone)"),
+        })
+    }
+
     /// The grant of a request whose principal is limited to teams: the only
     /// callers for whom a handler needs to look up which service a command
     /// touches. `None` without authentication, and for an unscoped
@@ -185,6 +283,7 @@ mod tests {
             },
             teams: Arc::new(Teams::from([("checkout".into(), "payments".into()), ("web".into(), "frontend".into())])),
             help_desk: Arc::default(),
+            people: Arc::new(TokenStore::open(std::path::Path::new("/nonexistent/tokens.toml")).unwrap()),
         }
     }
 

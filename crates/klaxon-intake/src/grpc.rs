@@ -100,6 +100,7 @@ impl IncidentsService {
             Ok::<_, Status>((command, ctx, span))
         })?;
         drop(parse);
+        check_named(&self.handle, caller.grant, id, &command).await?;
         let outcome = self.handle.execute(id, command, &ctx).instrument(span).await.map_err(to_status)?;
         Ok(tracing::trace_span!(stage::RESPOND).in_scope(|| command_response(&outcome)))
     }
@@ -330,6 +331,35 @@ async fn check_scope(handle: &Handle, scoped: Option<&Grant>, id: IncidentId) ->
     let Some(grant) = scoped else { return Ok(()) };
     let incident = handle.get(id).await.map_err(to_status)?;
     grant.check_service(incident.service().map(|s| s.as_str())).map_err(|e| to_status(e.into()))
+}
+
+/// Refuses, with `INVALID_ARGUMENT` naming the field, a command that gives
+/// an incident role or a page to someone who cannot hold it: a commander or
+/// a handoff's recipient who is not a principal that may command this
+/// incident (see [`Grant::commander`]), a person paged directly who may not
+/// acknowledge its page ([`Grant::responder`]), a scribe or expert who is
+/// not a person. Checked against the principals the server knows now, so
+/// only with authentication (a server without it knows nobody).
+async fn check_named(handle: &Handle, grant: Option<&Grant>, id: IncidentId, command: &Command) -> Result<(), Status> {
+    let Some(grant) = grant else { return Ok(()) };
+    let invalid = |e: klaxon_domain::Error| to_status(e.into());
+    let (field, named) = match command {
+        Command::AssignCommander { commander } => ("commander", grant.commander("commander", commander.as_str())),
+        Command::RequestHandoff { to } => ("to", grant.commander("to", to.as_str())),
+        Command::PageResponder { target: PageTarget::Person(person), .. } => {
+            ("person", grant.responder("person", person.as_str()))
+        }
+        Command::AssignRole { person, .. } | Command::ReplaceRole { to: person, .. } => {
+            return grant.check_person("person", person.as_str()).map_err(invalid);
+        }
+        _ => return Ok(()),
+    };
+    let named = named.map_err(invalid)?;
+    if named.teams.is_empty() {
+        return Ok(());
+    }
+    let incident = handle.get(id).await.map_err(to_status)?;
+    grant.check_named_scope(field, named, incident.service().map(|s| s.as_str())).map_err(invalid)
 }
 
 fn command_response(outcome: &Outcome) -> v1::CommandResponse {

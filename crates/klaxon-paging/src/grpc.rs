@@ -38,7 +38,7 @@ fn page_to_wire((page, delivery): &(Page, DeliveryStatus)) -> v1::Page {
         page_id: page.id().to_string(),
         incident_id: page.id().incident().to_string(),
         responder: page.responder().to_string(),
-        level: page.level().unwrap_or(u32::MAX),
+        level: page.level(),
         round: page.round(),
         reason: page.reason().as_str().to_string(),
         paged_at: Some(convert::timestamp(page.paged_at())),
@@ -119,11 +119,19 @@ impl paging_server::Paging for PagingService {
         if r.schedule.is_empty() {
             return Err(status::invalid("schedule", "is required"));
         }
+        // Someone named (not the caller) takes shifts, so must be able to
+        // acknowledge their pages: checked against the principals the
+        // server knows now (with authentication; without, it knows nobody).
+        let grant = request.extensions().get::<klaxon_auth::Grant>();
         let person = |field: &'static str, raw: &str| -> Result<ActorId, Status> {
             if raw.is_empty() {
                 return Ok(actor.clone());
             }
-            ActorId::new(raw).map_err(|e| status::invalid(field, e))
+            let who = ActorId::new(raw).map_err(|e| status::invalid(field, e))?;
+            if let Some(grant) = grant.filter(|_| who != actor) {
+                grant.responder(field, raw).map_err(|e| status::to_status(&e))?;
+            }
+            Ok(who)
         };
         let time = |field: &'static str, t: Option<&prost_types::Timestamp>| {
             convert::from_timestamp(field, t).map_err(to_status)?.ok_or_else(|| status::invalid(field, "is required"))

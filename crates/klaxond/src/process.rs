@@ -61,13 +61,21 @@ pub async fn bind(listen: SocketAddr, what: &str) -> anyhow::Result<(TcpListener
 }
 
 /// Serves an HTTP router until `shutdown`, then lets in-flight requests
-/// finish.
+/// finish. A path no route serves is answered 404 with a line naming it
+/// (the routes of a process are merged from its roles, so this is the one
+/// place that sees them all).
 pub fn serve_http(
     listener: TcpListener,
     router: axum::Router,
     shutdown: CancellationToken,
 ) -> JoinHandle<std::io::Result<()>> {
+    let router = router.fallback(not_found);
     tokio::spawn(async move { axum::serve(listener, router).with_graceful_shutdown(shutdown.cancelled_owned()).await })
+}
+
+/// The answer to a request for a path that no route serves.
+async fn not_found(method: http::Method, uri: http::Uri) -> (http::StatusCode, String) {
+    (http::StatusCode::NOT_FOUND, format!("klaxond has no HTTP endpoint at {method} {}\n", uri.path()))
 }
 
 /// Waits (at most [`HTTP_DRAIN`]) for an HTTP server to finish its

@@ -321,7 +321,7 @@ pub(super) struct PageView {
     page_id: String,
     incident_id: String,
     responder: String,
-    level: u32,
+    level: Option<u32>,
     round: u32,
     reason: String,
     paged_at: Option<String>,

@@ -412,7 +412,7 @@ fn page(n: u32, responder: &str, minutes: i64) -> v1::Page {
         page_id: format!("INC-7-P{n}"),
         incident_id: "INC-7".into(),
         responder: responder.into(),
-        level: n,
+        level: Some(n),
         round: 1,
         reason: "SEV1 declared".into(),
         paged_at: at(minutes),
@@ -469,6 +469,8 @@ fn pages_table() {
                 delivery_note: "INC-7 was resolved before it was sent".into(),
                 ..page(5, "erin", 20)
             },
+            // The duty manager's page on an SLO breach: no level, no deadline.
+            v1::Page { level: None, reason: "slo_breach".into(), deadline: None, ..page(6, "omar", 22) },
         ],
     };
     check(
@@ -481,15 +483,16 @@ fn pages_table() {
             INC-7-P2  bob            2      1      SEV1 declared                      2025-03-01T10:08:00Z  2025-03-01T10:13:00Z  -                            failed
             INC-7-P3  carol-manager  3      2      INC-7-P2 not acknowledged in time  2025-03-01T10:13:00Z  2025-03-01T10:18:00Z  -                            delivered
             INC-7-P4  dave           4      1      SEV1 declared                      2025-03-01T10:18:00Z  2025-03-01T10:23:00Z  -                            -
-            INC-7-P5  erin           5      1      SEV1 declared                      2025-03-01T10:20:00Z  2025-03-01T10:25:00Z  -                            cancelled: INC-7 was resolved before it was sent"#]],
+            INC-7-P5  erin           5      1      SEV1 declared                      2025-03-01T10:20:00Z  2025-03-01T10:25:00Z  -                            cancelled: INC-7 was resolved before it was sent
+            INC-7-P6  omar           -      1      slo_breach                         2025-03-01T10:22:00Z  -                     -                            delivered"#]],
     );
     check(pages_of("INC-8"), Reply::Pages(v1::ListPagesResponse::default()), false, expect!["no pages"]);
     check(
         pages_of("INC-7"),
-        Reply::Pages(v1::ListPagesResponse { pages: list.pages[1..2].to_vec() }),
+        Reply::Pages(v1::ListPagesResponse { pages: vec![list.pages[1].clone(), list.pages[5].clone()] }),
         true,
         expect![[
-            r#"{"pages":[{"page_id":"INC-7-P2","incident_id":"INC-7","responder":"bob","level":2,"round":1,"reason":"SEV1 declared","paged_at":"2025-03-01T10:08:00Z","deadline":"2025-03-01T10:13:00Z","acknowledged_at":null,"acknowledged_by":null,"delivery":"failed","delivery_note":null}]}"#
+            r#"{"pages":[{"page_id":"INC-7-P2","incident_id":"INC-7","responder":"bob","level":2,"round":1,"reason":"SEV1 declared","paged_at":"2025-03-01T10:08:00Z","deadline":"2025-03-01T10:13:00Z","acknowledged_at":null,"acknowledged_by":null,"delivery":"failed","delivery_note":null},{"page_id":"INC-7-P6","incident_id":"INC-7","responder":"omar","level":null,"round":1,"reason":"slo_breach","paged_at":"2025-03-01T10:22:00Z","deadline":null,"acknowledged_at":null,"acknowledged_by":null,"delivery":"delivered","delivery_note":null}]}"#
         ]],
     );
 }

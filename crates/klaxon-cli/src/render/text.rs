@@ -371,7 +371,7 @@ pub(super) fn pages(p: &v1::ListPagesResponse) -> String {
             [
                 page.page_id.clone(),
                 or_dash(&page.responder).to_string(),
-                page.level.to_string(),
+                page.level.map_or_else(dash, |level| level.to_string()),
                 page.round.to_string(),
                 or_dash(&page.reason).to_string(),
                 human_time(page.paged_at.as_ref()).unwrap_or_else(dash),

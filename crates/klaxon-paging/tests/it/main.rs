@@ -420,6 +420,12 @@ async fn a_sev1_without_a_commander_breaches_the_assign_slo_and_pages_the_duty_m
     assert_eq!(pages[1], "INC-1-P2 maria slo_breach");
     let breaches = w.kinds().iter().filter(|k| *k == "slo.breached.v1").count();
     assert_eq!(breaches, 1);
+    // Over gRPC the duty manager's page has no level (it is outside the
+    // policy's levels), not a number that reads as one.
+    let mut c = paging_client(&w).await;
+    let pages = c.list_pages(v1::ListPagesRequest { incident_id: id.to_string() }).await.unwrap().into_inner().pages;
+    let levels: Vec<_> = pages.iter().map(|p| (p.reason.as_str(), p.level)).collect();
+    assert_eq!(levels, [("severity", Some(0)), ("slo_breach", None)]);
     w.stop.cancel();
 }
 
