@@ -310,16 +310,23 @@ struct StreamCaller {
     /// Behind the authentication layer: each command authorized as its
     /// unary call, the token checked again.
     reauth: Option<Reauth>,
-    /// The grant of the stream's opening, for a server whose layer left no
-    /// [`Reauth`]; `None` without authentication.
+    /// The grant of the stream's opening: only whether the stream was
+    /// authenticated at all (`None` without authentication).
     grant: Option<Grant>,
 }
 
 impl StreamCaller {
+    /// Fails closed: an authenticated stream whose layer left no
+    /// [`Reauth`] has commands nobody authorized (the opening grant only
+    /// says who may open a stream), so each is refused.
     fn authorize(&self, method: &str) -> Result<Option<Grant>, Status> {
-        match &self.reauth {
-            Some(reauth) => reauth.authorize(method).map(Some),
-            None => Ok(self.grant.clone()),
+        match (&self.reauth, &self.grant) {
+            (Some(reauth), _) => reauth.authorize(method).map(Some),
+            (None, None) => Ok(None),
+            (None, Some(grant)) => Err(status::refuse(
+                Class::PermissionDenied,
+                format!("{method} over a stream cannot be authorized for {}: no per-command check", grant.principal),
+            )),
         }
     }
 }
