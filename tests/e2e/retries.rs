@@ -259,6 +259,29 @@ fn row(method: &str) -> Row {
             };
             command(e.runtime.block_on(client!(e, "maria", incidents_client::IncidentsClient).page_responder(request)))
         }),
+        // A command of a stream is retried like its unary call (here an
+        // update), on a new stream each time.
+        "/klaxon.v1.Incidents/Execute" => write(Up, declared, |e, t, id, _| {
+            use v1::command_outcome::Outcome;
+            let update = v1::PostUpdateRequest {
+                context: ctx(id),
+                incident_id: t.into(),
+                audience: v1::Audience::Internal as i32,
+                text: "retried over a stream".into(),
+            };
+            let envelope =
+                v1::CommandEnvelope { tag: 7, command: Some(v1::command_envelope::Command::PostUpdate(update)) };
+            let mut c = client!(e, "maria", incidents_client::IncidentsClient);
+            let outcome = e.runtime.block_on(async move {
+                let mut outcomes = c.execute(tokio_stream::iter([envelope])).await?.into_inner();
+                Ok::<_, tonic::Status>(outcomes.message().await?.expect("an outcome"))
+            });
+            command(outcome.and_then(|o| match o.outcome {
+                Some(Outcome::Command(r)) => Ok(tonic::Response::new(r)),
+                Some(Outcome::Error(e)) => Err(klaxon_proto::status::from_command_error(&e)),
+                other => panic!("an update's outcome: {other:?}"),
+            }))
+        }),
         "/klaxon.v1.Incidents/GetIncident"
         | "/klaxon.v1.Incidents/ListIncidents"
         | "/klaxon.v1.Incidents/GetHistory"

@@ -14,7 +14,7 @@ use klaxon_proto::status;
 use tonic::Status;
 use tower::{Layer, Service};
 
-use crate::policy::{Verdict, decide, is_public};
+use crate::policy::{self, Verdict, decide, is_public};
 use crate::principal::{Grant, Principal, Teams};
 use crate::sources::HelpDesk;
 use crate::tokens::TokenStore;
@@ -113,17 +113,39 @@ impl RateLimit {
 }
 
 /// Authenticates and authorizes one call: `Err` is the refusal to send
-/// back; `Ok` leaves the [`Grant`] and the actor header for the handlers.
+/// back; `Ok` leaves the [`Grant`] and the actor header for the handlers,
+/// and for a method that carries many commands ([`policy::PER_COMMAND`])
+/// a [`Reauth`] that authorizes each of them.
 pub fn check<B>(auth: &Auth, request: &mut Request<B>) -> Result<(), Status> {
     let method = request.uri().path().to_owned();
     if is_public(&method) {
         return Ok(());
     }
-    let principal = auth
-        .tokens
-        .authenticate_header(request.headers().get(http::header::AUTHORIZATION))
-        .map_err(|e| status::to_status(&e))?;
-    match decide(&method, principal.role) {
+    let header = request.headers().get(http::header::AUTHORIZATION);
+    let principal = auth.tokens.authenticate_header(header).map_err(|e| status::to_status(&e))?;
+    let reauth = policy::PER_COMMAND
+        .contains(&method.as_str())
+        .then(|| bearer(header).map(|token| Reauth { auth: auth.clone(), token_sha256: crate::tokens::hash(token) }))
+        .flatten();
+    let grant = authorize(auth, &method, principal)?;
+    let actor = HeaderValue::from_str(&grant.principal.name).expect("principal names are valid header values");
+    request.headers_mut().insert(ACTOR_HEADER, actor);
+    request.extensions_mut().insert(grant);
+    if let Some(reauth) = reauth {
+        request.extensions_mut().insert(reauth);
+    }
+    Ok(())
+}
+
+/// The token of an `authorization: Bearer …` header.
+fn bearer(value: Option<&HeaderValue>) -> Option<&str> {
+    crate::tokens::bearer(value?)
+}
+
+/// The policy row of `method` for `principal`, and its request rate: the
+/// [`Grant`] of an authenticated call, or the refusal.
+fn authorize(auth: &Auth, method: &str, principal: Principal) -> Result<Grant, Status> {
+    match decide(method, principal.role) {
         Verdict::Public | Verdict::Allowed(_) => {}
         Verdict::Denied(None) => {
             return Err(status::refuse(Class::PermissionDenied, format!("{method} is not open to any role")));
@@ -139,10 +161,31 @@ pub fn check<B>(auth: &Auth, request: &mut Request<B>) -> Result<(), Status> {
     if let Some(rate) = &auth.rate {
         rate.check(&principal)?;
     }
-    let actor = HeaderValue::from_str(&principal.name).expect("principal names are valid header values");
-    request.headers_mut().insert(ACTOR_HEADER, actor);
-    request.extensions_mut().insert(auth.grant(principal));
-    Ok(())
+    Ok(auth.grant(principal))
+}
+
+/// What the layer leaves, beside the [`Grant`], on a call that carries many
+/// commands (`Incidents/Execute`): the call's token (as its hash) and the
+/// server's [`Auth`], so that the handler authorizes each command as the
+/// unary call it stands for. The token is checked again for each command,
+/// so a token revoked while a stream is open refuses the stream's next
+/// command (`UNAUTHENTICATED`); each command counts against the
+/// principal's request rate like a unary call.
+#[derive(Clone, Debug)]
+pub struct Reauth {
+    auth: Auth,
+    token_sha256: String,
+}
+
+impl Reauth {
+    /// Authorizes one command as a call of the unary `method` (its gRPC
+    /// path, `/klaxon.v1.Incidents/Declare`) by the stream's token now:
+    /// the same refusals with the same messages as the layer gives that
+    /// call, or the command's [`Grant`].
+    pub fn authorize(&self, method: &str) -> Result<Grant, Status> {
+        let principal = self.auth.tokens.authenticate_hash(&self.token_sha256).map_err(|e| status::to_status(&e))?;
+        authorize(&self.auth, method, principal)
+    }
 }
 
 /// The layer. A server without it is open: only the in-process tests of

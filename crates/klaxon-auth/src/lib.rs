@@ -14,7 +14,9 @@
 //!   [`Grant`] for the handlers, which check team scopes where a command
 //!   touches a service's incident, and sets the actor to the principal. It
 //!   also holds each principal to a request rate ([`RateLimit`]),
-//!   answering `RESOURCE_EXHAUSTED` over it.
+//!   answering `RESOURCE_EXHAUSTED` over it. On a call that carries many
+//!   commands (`Incidents/Execute`) it also leaves a [`Reauth`], with
+//!   which the handler authorizes each command as its unary call.
 //! - [`sources`]: which report source a principal has earned (executives
 //!   report escalations, the listed help-desk principals report as the help
 //!   desk), so that severity rules keyed on the source can trust it.
@@ -25,7 +27,7 @@ mod principal;
 pub mod sources;
 pub mod tokens;
 
-pub use layer::{ACTOR_HEADER, Auth, AuthLayer, RateLimit, SharedTeams};
+pub use layer::{ACTOR_HEADER, Auth, AuthLayer, RateLimit, Reauth, SharedTeams};
 pub use principal::{Grant, OutOfScope, Principal, Role, Teams};
 pub use sources::{HelpDesk, SourceNotEarned};
 pub use tokens::TokenStore;

@@ -75,6 +75,10 @@ pub const RULES: &[Rule] = &[
     // Pulling people in wakes them up: the incident manager's call, not an
     // engineer's (an engineer asks the commander on the bridge).
     rule("/klaxon.v1.Incidents/PageResponder", MANAGERS, SCOPED),
+    // Many commands over one stream: open to every role that may send one
+    // of them (reporters and reviewers); each command is then authorized
+    // by its own row above ([`PER_COMMAND`]).
+    rule("/klaxon.v1.Incidents/Execute", &[M, E, X, R, S], ANY_TEAM),
     // Incidents: queries.
     rule("/klaxon.v1.Incidents/GetIncident", EVERYONE, ANY_TEAM),
     rule("/klaxon.v1.Incidents/ListIncidents", EVERYONE, ANY_TEAM),
@@ -130,6 +134,11 @@ pub const RULES: &[Rule] = &[
     rule("/klaxon.v1.LogGroup/RemoveNode", SERVICES, ANY_TEAM),
 ];
 
+/// Methods that carry many commands, each authorized as the unary method
+/// it stands for (with the token checked again, see [`crate::Reauth`]):
+/// their own row only says who may open them.
+pub const PER_COMMAND: &[&str] = &["/klaxon.v1.Incidents/Execute"];
+
 /// The HTTP intake (Alertmanager, PagerDuty): who may report through it.
 pub const HTTP_REPORTERS: &[Role] = WEBHOOK_REPORTERS;
 /// The executives' status page (`/status`): who may sign in to it, the
@@ -182,7 +191,21 @@ mod tests {
     /// services only.
     #[test]
     fn executives_only_read_and_escalate_and_only_services_reach_the_log() {
-        let reads = ["/Get", "/List", "/Subscribe", "/Trends", "/ExportMarkdown", "/WhoIsOnCall", ".Incidents/Report"];
+        // `Execute` only opens a stream: each command on it is judged by its
+        // own row (PER_COMMAND), so an executive's stream carries reports only.
+        let reads = [
+            "/Get",
+            "/List",
+            "/Subscribe",
+            "/Trends",
+            "/ExportMarkdown",
+            "/WhoIsOnCall",
+            ".Incidents/Report",
+            ".Incidents/Execute",
+        ];
+        for method in PER_COMMAND {
+            assert!(rule_of(method).is_some(), "{method} has its own row");
+        }
         for rule in RULES.iter().filter(|r| r.roles.contains(&X)) {
             assert!(reads.iter().any(|r| rule.method.contains(r)), "{} is open to executives", rule.method);
         }

@@ -361,14 +361,13 @@ impl TokenStore {
     /// Who the `authorization: Bearer …` header belongs to.
     pub fn authenticate_header(&self, value: Option<&http::HeaderValue>) -> Result<Principal, Rejected> {
         let value = value.ok_or(Rejected::Missing)?;
-        let token = value
-            .to_str()
-            .ok()
-            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-            .map(str::trim)
-            .ok_or(Rejected::Unknown)?;
-        self.authenticate(token)
+        self.authenticate(bearer(value).ok_or(Rejected::Unknown)?)
     }
+}
+
+/// The token of an `authorization: Bearer …` header value, if it is one.
+pub fn bearer(value: &http::HeaderValue) -> Option<&str> {
+    value.to_str().ok().and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer "))).map(str::trim)
 }
 
 #[cfg(test)]

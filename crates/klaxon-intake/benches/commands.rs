@@ -8,9 +8,14 @@
 //! call here, a health check (a unary call that does no work) through the
 //! same client and server setup with 64 in flight; and the 64-client case
 //! once more with a fresh client request id on every command, as the CLI
-//! sends (an idempotency lookup each). `KLAXON_BENCH_SECONDS` sets the time
-//! per case (default 3). `KLAXON_BENCH_ONLY=commands` (or `floor`, `log`)
-//! runs only that 64-way case, for a profiler.
+//! sends (an idempotency lookup each); and the same commands from 64
+//! clients that each keep one `Incidents/Execute` stream open and send
+//! their next command as a message on it when the previous outcome came
+//! back (one in flight per client, as with unary calls), with its ratio
+//! against the log and its CPU per command against the unary case's.
+//! `KLAXON_BENCH_SECONDS` sets the time per case (default 3).
+//! `KLAXON_BENCH_ONLY=commands` (or `stream`, `floor`, `log`) runs only
+//! that 64-way case, for a profiler.
 //!
 //! The clients (and the raw appenders) run on their own runtime, one worker
 //! named `bench-client`; the server side (tonic, intake, its fold loop) on
@@ -79,11 +84,14 @@ fn row(name: String, elapsed: Duration, mut latencies: Vec<Duration>, work: Work
 /// Clock ticks per second of `/proc/*/stat` times (`USER_HZ`, 100 on Linux).
 const TICKS_PER_SECOND: f64 = 100.0;
 
-/// CPU time (user + system, in clock ticks) of this process's threads,
-/// summed by thread name, from `/proc/self/task/*/stat`, and of the whole
-/// process (threads that exited included) from `/proc/self/stat` under
-/// `"(process)"`. Empty off Linux.
-fn thread_cpu_ticks() -> BTreeMap<String, u64> {
+/// CPU time (user + system, in clock ticks) of each of this process's
+/// threads by thread id, with its name, from `/proc/self/task/*/stat`, and
+/// of the whole process (threads that exited included) from
+/// `/proc/self/stat` under id 0, `"(process)"`. Kept by thread, not by
+/// name, so that a thread that exits during a case (tokio's blocking pool
+/// lets idle threads go) takes only its own time with it instead of
+/// making its name's total go backwards. Empty off Linux.
+fn thread_cpu_ticks() -> BTreeMap<u64, (String, u64)> {
     fn ticks(stat: &str) -> Option<(String, u64)> {
         // pid (comm) state ... field 14 utime, 15 stime; comm may hold spaces.
         let (open, close) = (stat.find('(')?, stat.rfind(')')?);
@@ -94,13 +102,14 @@ fn thread_cpu_ticks() -> BTreeMap<String, u64> {
     let mut out = BTreeMap::new();
     let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return out };
     for task in tasks.flatten() {
+        let Some(tid) = task.file_name().to_str().and_then(|t| t.parse::<u64>().ok()) else { continue };
         let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else { continue };
-        if let Some((name, time)) = ticks(&stat) {
-            *out.entry(name).or_default() += time;
+        if let Some(named) = ticks(&stat) {
+            out.insert(tid, named);
         }
     }
     if let Some((_, time)) = std::fs::read_to_string("/proc/self/stat").ok().as_deref().and_then(ticks) {
-        out.insert("(process)".into(), time);
+        out.insert(0, ("(process)".into(), time));
     }
     out
 }
@@ -115,7 +124,7 @@ struct Work {
 
 /// Starts measuring a case's work; [`Meter::stop`] ends it.
 struct Meter {
-    cpu: BTreeMap<String, u64>,
+    cpu: BTreeMap<u64, (String, u64)>,
     log: Option<(Log, klaxon_log::WorkSnapshot)>,
 }
 
@@ -126,11 +135,12 @@ impl Meter {
 
     fn stop(self, operations: usize) -> Work {
         let after = thread_cpu_ticks();
-        let cpu_ticks = after
-            .iter()
-            .map(|(name, t)| (name.clone(), *t as i64 - self.cpu.get(name).copied().unwrap_or(0) as i64))
-            .filter(|(_, t)| *t > 0)
-            .collect();
+        let mut cpu_ticks = BTreeMap::new();
+        for (tid, (name, t)) in &after {
+            let before = self.cpu.get(tid).filter(|(n, _)| n == name).map_or(0, |(_, t)| *t);
+            *cpu_ticks.entry(name.clone()).or_default() += *t as i64 - before as i64;
+        }
+        cpu_ticks.retain(|_, t| *t > 0);
         let log = self.log.map(|(log, before)| log.stats().work.snapshot().since(&before));
         Work { operations: operations as u64, cpu_ticks, log }
     }
@@ -195,10 +205,25 @@ fn raw_log(rts: &Runtimes, appenders: usize, seconds: u64) -> Row {
     row(format!("log append, {appenders} concurrent appenders"), elapsed, latencies, work)
 }
 
+/// How the clients send their commands.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Transport {
+    /// One unary call per command (`Incidents/Report`, `Declare`, ...).
+    Unary,
+    /// One `Incidents/Execute` stream per client, kept open for the whole
+    /// case; each command a message on it, the next sent when the previous
+    /// outcome came back (one in flight per client, as with unary calls).
+    Stream,
+}
+
 /// With `request_ids`, every command carries a fresh client request id, as
 /// the CLI's do (an idempotency lookup before each command, and event ids
 /// derived from it).
 fn grpc(rts: &Runtimes, clients: usize, seconds: u64, request_ids: bool) -> Row {
+    commands(rts, clients, seconds, request_ids, Transport::Unary)
+}
+
+fn commands(rts: &Runtimes, clients: usize, seconds: u64, request_ids: bool, transport: Transport) -> Row {
     let dir = tempfile::tempdir().unwrap();
     let stop = CancellationToken::new();
     let (log, handle, address) = rts.server.block_on(async {
@@ -227,48 +252,16 @@ fn grpc(rts: &Runtimes, clients: usize, seconds: u64, request_ids: bool) -> Row 
             .map(|_| {
                 let mut c = client.clone();
                 tokio::spawn(async move {
-                    let mut latencies = Vec::new();
-                    let context = || {
+                    let context = move || {
                         request_ids.then(|| v1::CommandContext {
                             request_id: uuid::Uuid::new_v4().to_string(),
                             ..Default::default()
                         })
                     };
-                    while Instant::now() < deadline {
-                        let t = Instant::now();
-                        let id = c
-                            .report(by(v1::ReportRequest {
-                                title: "bench".into(),
-                                context: context(),
-                                ..Default::default()
-                            }))
-                            .await
-                            .unwrap()
-                            .into_inner()
-                            .incident_id;
-                        latencies.push(t.elapsed());
-                        let t = Instant::now();
-                        c.declare(by(v1::DeclareRequest {
-                            incident_id: id.clone(),
-                            severity: v1::Severity::Sev2 as i32,
-                            context: context(),
-                        }))
-                        .await
-                        .unwrap();
-                        latencies.push(t.elapsed());
-                        let t = Instant::now();
-                        let text = "x".repeat(200);
-                        c.post_update(by(v1::PostUpdateRequest {
-                            incident_id: id,
-                            audience: v1::Audience::Internal as i32,
-                            text,
-                            context: context(),
-                        }))
-                        .await
-                        .unwrap();
-                        latencies.push(t.elapsed());
+                    match transport {
+                        Transport::Unary => unary_client(&mut c, deadline, context).await,
+                        Transport::Stream => stream_client(&mut c, deadline, context).await,
                     }
-                    latencies
                 })
             })
             .collect();
@@ -282,7 +275,110 @@ fn grpc(rts: &Runtimes, clients: usize, seconds: u64, request_ids: bool) -> Row 
     stop.cancel();
     rts.server.block_on(log.close());
     let ids = if request_ids { ", request ids" } else { "" };
-    row(format!("gRPC commands (report, declare, update), {clients} concurrent clients{ids}"), elapsed, latencies, work)
+    let over = match transport {
+        Transport::Unary => "",
+        Transport::Stream => " over one stream per client",
+    };
+    row(
+        format!("gRPC commands (report, declare, update){over}, {clients} concurrent clients{ids}"),
+        elapsed,
+        latencies,
+        work,
+    )
+}
+
+/// Report, declare and update, each a unary call, until `deadline`.
+async fn unary_client(
+    c: &mut IncidentsClient<tonic::transport::Channel>,
+    deadline: Instant,
+    context: impl Fn() -> Option<v1::CommandContext>,
+) -> Vec<Duration> {
+    let mut latencies = Vec::new();
+    while Instant::now() < deadline {
+        let t = Instant::now();
+        let id = c
+            .report(by(v1::ReportRequest { title: "bench".into(), context: context(), ..Default::default() }))
+            .await
+            .unwrap()
+            .into_inner()
+            .incident_id;
+        latencies.push(t.elapsed());
+        let t = Instant::now();
+        c.declare(by(v1::DeclareRequest {
+            incident_id: id.clone(),
+            severity: v1::Severity::Sev2 as i32,
+            context: context(),
+        }))
+        .await
+        .unwrap();
+        latencies.push(t.elapsed());
+        let t = Instant::now();
+        let text = "x".repeat(200);
+        c.post_update(by(v1::PostUpdateRequest {
+            incident_id: id,
+            audience: v1::Audience::Internal as i32,
+            text,
+            context: context(),
+        }))
+        .await
+        .unwrap();
+        latencies.push(t.elapsed());
+    }
+    latencies
+}
+
+/// The same commands as [`unary_client`], as messages of one `Execute`
+/// stream, one in flight.
+async fn stream_client(
+    c: &mut IncidentsClient<tonic::transport::Channel>,
+    deadline: Instant,
+    context: impl Fn() -> Option<v1::CommandContext>,
+) -> Vec<Duration> {
+    use v1::command_envelope::Command as C;
+    use v1::command_outcome::Outcome;
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    let mut outcomes = c.execute(by(tokio_stream::wrappers::ReceiverStream::new(rx))).await.unwrap().into_inner();
+    let mut latencies = Vec::new();
+    let mut tag = 0;
+    let mut send = async |command: C| {
+        tag += 1;
+        tx.send(v1::CommandEnvelope { tag, command: Some(command) }).await.unwrap();
+        let outcome = outcomes.message().await.unwrap().expect("an outcome");
+        assert_eq!(outcome.tag, tag);
+        outcome.outcome.expect("an outcome")
+    };
+    while Instant::now() < deadline {
+        let t = Instant::now();
+        let Outcome::Report(report) =
+            send(C::Report(v1::ReportRequest { title: "bench".into(), context: context(), ..Default::default() }))
+                .await
+        else {
+            panic!("the report was refused")
+        };
+        latencies.push(t.elapsed());
+        let id = report.incident_id;
+        let t = Instant::now();
+        let declared = send(C::Declare(v1::DeclareRequest {
+            incident_id: id.clone(),
+            severity: v1::Severity::Sev2 as i32,
+            context: context(),
+        }))
+        .await;
+        assert!(matches!(declared, Outcome::Command(_)), "the declaration was refused");
+        latencies.push(t.elapsed());
+        let t = Instant::now();
+        let text = "x".repeat(200);
+        let updated = send(C::PostUpdate(v1::PostUpdateRequest {
+            incident_id: id,
+            audience: v1::Audience::Internal as i32,
+            text,
+            context: context(),
+        }))
+        .await;
+        assert!(matches!(updated, Outcome::Command(_)), "the update was refused");
+        latencies.push(t.elapsed());
+    }
+    latencies
 }
 
 /// Unary gRPC calls that do no work (`grpc.health.v1.Health/Check`), with
@@ -465,10 +561,11 @@ fn main() {
     if let Ok(only) = std::env::var("KLAXON_BENCH_ONLY") {
         let row = match only.as_str() {
             "commands" => grpc(&rts, 64, seconds, false),
+            "stream" => commands(&rts, 64, seconds, false, Transport::Stream),
             "floor" => grpc_floor(&rts, 64, seconds),
             "log" => raw_log(&rts, 64, seconds),
             "sizes" => return future_sizes(&rts),
-            other => panic!("KLAXON_BENCH_ONLY={other}: expected commands, floor, log or sizes"),
+            other => panic!("KLAXON_BENCH_ONLY={other}: expected commands, stream, floor, log or sizes"),
         };
         println!("| {} | {:.0} /s | p50 {:.0} µs | p99 {:.0} µs |", row.name, row.rate, row.p50, row.p99);
         print_work(&[&row]);
@@ -485,6 +582,8 @@ fn main() {
     let floor = grpc_floor(&rts, 64, seconds);
     eprintln!("gRPC, 64 clients with request ids...");
     let with_ids = grpc(&rts, 64, seconds, true);
+    eprintln!("gRPC, 64 clients, one stream each...");
+    let streamed = commands(&rts, 64, seconds, false, Transport::Stream);
     let commands_64 = rows[3].rate;
     println!();
     println!("| case | per second | p50 µs | p99 µs | ratio |");
@@ -518,7 +617,22 @@ fn main() {
         with_ids.p99,
         with_ids.rate / rows[2].rate
     );
-    print_work(&[&rows[2], &rows[3], &with_ids, &floor]);
+    let process = |r: &Row| {
+        r.work.cpu_ticks.get("(process)").copied().unwrap_or(0) as f64 / TICKS_PER_SECOND * 1e6
+            / r.work.operations.max(1) as f64
+    };
+    println!(
+        "| {} | {:.0} | {:.0} | {:.0} | {:.2}x the log (target >= 0.6); CPU per command {:.1} µs, {:.2}x the unary case's {:.1} |",
+        streamed.name,
+        streamed.rate,
+        streamed.p50,
+        streamed.p99,
+        streamed.rate / rows[2].rate,
+        process(&streamed),
+        process(&streamed) / process(&rows[3]),
+        process(&rows[3]),
+    );
+    print_work(&[&rows[2], &rows[3], &streamed, &with_ids, &floor]);
 
     // The stage table: a separate run with the span layer installed.
     use tracing_subscriber::layer::SubscriberExt;

@@ -3,10 +3,20 @@
 //! Each RPC only parses its request into a domain command (naming any bad
 //! field), calls the [`Handle`], and renders the result; errors go through
 //! the one mapping, `klaxon_proto::status`.
+//!
+//! `Incidents/Execute` carries the same commands as messages of one
+//! bidirectional stream: each goes through the very function of its unary
+//! call (`IncidentsService::command`, `IncidentsService::report`), is
+//! authorized as that call would be (with `klaxon_auth::Reauth`, the
+//! stream's token checked again per command), and is answered with a tagged
+//! outcome, a refusal being the unary call's status as a message. At most
+//! [`EXECUTE_IN_FLIGHT_MAX`] commands of a stream run at once.
 
+use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
-use klaxon_auth::Grant;
+use klaxon_auth::{Grant, Reauth};
 use klaxon_domain::class::Class;
 use klaxon_domain::ids::{ActorId, Audience, IncidentId, ReportSource, RequestKey, RequestScope};
 use klaxon_domain::incident::{Change, Command, PageTarget};
@@ -41,12 +51,24 @@ const BRIDGE_BUFFER: usize = 64;
 #[derive(Clone)]
 pub struct IncidentsService {
     handle: Handle,
+    shutdown: CancellationToken,
 }
+
+/// Commands of one `Execute` stream in flight at once: the server reads the
+/// next envelope once one of them has been answered.
+pub const EXECUTE_IN_FLIGHT_MAX: usize = 64;
 
 impl IncidentsService {
     /// Serves commands and queries through `handle`.
     pub fn new(handle: Handle) -> IncidentsService {
-        IncidentsService { handle }
+        IncidentsService { handle, shutdown: CancellationToken::new() }
+    }
+
+    /// Open `Execute` streams stop reading commands when `shutdown` is
+    /// cancelled: they answer those they read and end, so that a graceful
+    /// stop does not wait for their clients (as [`BridgeService`]'s bridges).
+    pub fn with_shutdown(self, shutdown: CancellationToken) -> IncidentsService {
+        IncidentsService { shutdown, ..self }
     }
 
     /// The tonic server to add to a router.
@@ -54,46 +76,266 @@ impl IncidentsService {
         v1::incidents_server::IncidentsServer::new(self)
     }
 
-    async fn command<R: IncidentRequest + FreeText>(
+    /// Runs one command other than a report for `caller`, as its unary call
+    /// and as a command of an `Execute` stream: parse, check who may act on
+    /// the incident, execute, answer once durable.
+    async fn command<R: IncidentRequest>(
         &self,
-        request: Request<R>,
-        build: impl FnOnce(&R) -> Result<Command, klaxon_domain::Error>,
-    ) -> Result<Response<v1::CommandResponse>, Status> {
+        caller: &Caller<'_>,
+        message: &R,
+    ) -> Result<v1::CommandResponse, Status> {
         let parse = tracing::trace_span!(stage::PARSE);
         let (ctx, id) = parse.in_scope(|| {
-            let ctx = context(&request, request.get_ref().context()).map_err(to_status)?;
-            let id = convert::incident_id("incident_id", request.get_ref().incident_id())
-                .map_err(|e| to_status(e.into()))?;
+            let ctx = context(caller.metadata, message.context()).map_err(to_status)?;
+            let id = convert::incident_id("incident_id", message.incident_id()).map_err(|e| to_status(e.into()))?;
             Ok::<_, Status>((ctx, id))
         })?;
         // Who may act on it comes before what is wrong with the command.
-        self.check_scope(&request, id).await?;
-        let message = request.get_ref();
+        check_scope(&self.handle, caller.scoped(), id).await?;
         let (command, ctx, span) = parse.in_scope(|| {
             check_text(message).map_err(|e| to_status(e.into()))?;
-            let command = build(message).map_err(|e| to_status(e.into()))?;
+            let command = message.build(&self.handle).map_err(|e| to_status(e.into()))?;
             let span = tracing::info_span!(parent: None, "intake.command", command = R::COMMAND, incident = %id);
             let (ctx, span) = ctx.traced(span);
             Ok::<_, Status>((command, ctx, span))
         })?;
         drop(parse);
-        check_named(&self.handle, &request, id, &command).await?;
+        check_named(&self.handle, caller.grant, id, &command).await?;
         let outcome = self.handle.execute(id, command, &ctx).instrument(span).await.map_err(to_status)?;
-        Ok(Response::new(tracing::trace_span!(stage::RESPOND).in_scope(|| command_response(&outcome))))
+        Ok(tracing::trace_span!(stage::RESPOND).in_scope(|| command_response(&outcome)))
     }
 
-    /// Refuses a principal scoped to teams other than the incident's
-    /// service's (see [`check_scope`]).
-    async fn check_scope<R>(&self, request: &Request<R>, id: IncidentId) -> Result<(), Status> {
-        check_scope(&self.handle, request, id).await
+    /// Runs one report for `caller`, as the unary `Report` and as a report
+    /// of an `Execute` stream.
+    async fn report(&self, caller: &Caller<'_>, r: &v1::ReportRequest) -> Result<v1::ReportResponse, Status> {
+        let parse = tracing::trace_span!(stage::PARSE).entered();
+        let ctx = context(caller.metadata, r.context.as_ref()).map_err(to_status)?;
+        if let Some(grant) = caller.grant {
+            grant.permit((!r.service.is_empty()).then_some(r.service.as_str()))?;
+        }
+        let source = earned_source(caller.grant, r).map_err(to_status)?;
+        if ctx.expected_version.is_some() {
+            // Refused rather than ignored: a report opens an incident or
+            // merges into one the client cannot name in advance.
+            return Err(to_status(Error::InvalidRequest {
+                field: "context.expected_version",
+                reason: "a report has no incident version to expect; leave it unset".into(),
+            }));
+        }
+        check_text(r).map_err(|e| to_status(e.into()))?;
+        let command = (|| {
+            Ok::<_, klaxon_domain::Error>(Command::ReportIssue {
+                source,
+                reporter: ctx.actor.clone(),
+                title: r.title.clone(),
+                description: r.description.clone(),
+                service: convert::parse_optional("service", &r.service)?,
+                customers: r.customers.iter().map(|c| convert::parse("customers", c)).collect::<Result<_, _>>()?,
+                labels: r.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+                dedup_key: convert::parse_optional("dedup_key", &r.dedup_key)?,
+                started_at: convert::from_timestamp("started_at", r.started_at.as_ref())?,
+            })
+        })()
+        .map_err(|e| to_status(e.into()))?;
+        let span = tracing::info_span!(parent: None, "intake.report", incident = tracing::field::Empty);
+        let (ctx, span) = ctx.traced(span);
+        drop(parse);
+        let report = self.handle.report(command, &ctx).instrument(span.clone()).await.map_err(to_status)?;
+        span.record("incident", tracing::field::display(report.incident));
+        let _respond = tracing::trace_span!(stage::RESPOND).entered();
+        Ok(v1::ReportResponse {
+            incident_id: report.incident.to_string(),
+            merged: report.merged,
+            result: Some(command_response(&report.outcome)),
+        })
+    }
+
+    /// A unary command call.
+    async fn unary<R: IncidentRequest>(&self, request: Request<R>) -> Result<Response<v1::CommandResponse>, Status> {
+        self.command(&Caller::of(&request), request.get_ref()).await.map(Response::new)
+    }
+
+    /// One command of an `Execute` stream, authorized as its unary call,
+    /// answered with its outcome (never an error: a refusal is an outcome).
+    async fn stream_command(&self, stream: &StreamCaller, envelope: v1::CommandEnvelope) -> v1::CommandOutcome {
+        use v1::command_envelope::Command as C;
+        use v1::command_outcome::Outcome;
+        let tag = envelope.tag;
+        let Some(command) = envelope.command else {
+            let refused = to_status(Error::InvalidRequest {
+                field: "command",
+                reason: "the envelope carries no command; set one of report, declare, ...".into(),
+            });
+            return v1::CommandOutcome { tag, outcome: Some(Outcome::Error(status::to_command_error(&refused))) };
+        };
+        macro_rules! dispatch {
+            ($($variant:ident),* $(,)?) => {
+                match command {
+                    C::Report(r) => self.stream_report(stream, &r).await.map(Outcome::Report),
+                    $(C::$variant(r) => self.stream_one(stream, &r).await.map(Outcome::Command),)*
+                }
+            };
+        }
+        let result = dispatch!(
+            Declare,
+            OverrideSeverity,
+            AssignCommander,
+            RequestHandoff,
+            AcceptHandoff,
+            DeclineHandoff,
+            CancelHandoff,
+            AssignRole,
+            RemoveRole,
+            PostUpdate,
+            RecordCustomerImpact,
+            Mitigate,
+            Resolve,
+            Reopen,
+            ValidateResolution,
+            MarkNoise,
+            PageResponder,
+        );
+        let outcome = result.unwrap_or_else(|refused| Outcome::Error(status::to_command_error(&refused)));
+        v1::CommandOutcome { tag, outcome: Some(outcome) }
+    }
+
+    async fn stream_one<R: IncidentRequest>(
+        &self,
+        stream: &StreamCaller,
+        message: &R,
+    ) -> Result<v1::CommandResponse, Status> {
+        let grant = stream.authorize(R::METHOD)?;
+        self.command(&Caller { metadata: &stream.metadata, grant: grant.as_ref() }, message).await
+    }
+
+    async fn stream_report(&self, stream: &StreamCaller, r: &v1::ReportRequest) -> Result<v1::ReportResponse, Status> {
+        let grant = stream.authorize(REPORT_METHOD)?;
+        self.report(&Caller { metadata: &stream.metadata, grant: grant.as_ref() }, r).await
+    }
+}
+
+/// The outcomes of one `Execute` stream, polled by the server's task of
+/// that stream: reads envelopes while fewer than [`EXECUTE_IN_FLIGHT_MAX`]
+/// commands are in flight, runs them concurrently, and yields each outcome
+/// as it is ready. It ends when the client half-closed and every command
+/// read is answered (OK), or, once the server stops, after answering the
+/// commands read with `UNAVAILABLE`; a broken inbound stream ends it at
+/// once (nobody to answer).
+pub struct ExecuteStream {
+    service: IncidentsService,
+    caller: Arc<StreamCaller>,
+    inbound: Streaming<v1::CommandEnvelope>,
+    running: futures::stream::FuturesUnordered<futures::future::BoxFuture<'static, v1::CommandOutcome>>,
+    stop: std::pin::Pin<Box<tokio_util::sync::WaitForCancellationFutureOwned>>,
+    reading: bool,
+    stopped: bool,
+    ended: bool,
+}
+
+impl futures::Stream for ExecuteStream {
+    type Item = Result<v1::CommandOutcome, Status>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        use std::task::Poll;
+
+        use futures::StreamExt;
+        let this = &mut *self;
+        if this.ended {
+            return Poll::Ready(None);
+        }
+        if this.reading && this.stop.as_mut().poll(cx).is_ready() {
+            (this.reading, this.stopped) = (false, true);
+        }
+        while this.reading && this.running.len() < EXECUTE_IN_FLIGHT_MAX {
+            match this.inbound.poll_next_unpin(cx) {
+                Poll::Ready(Some(Ok(envelope))) => {
+                    let (service, caller) = (this.service.clone(), this.caller.clone());
+                    this.running.push(Box::pin(async move { service.stream_command(&caller, envelope).await }));
+                }
+                // Half-closed: answer what was read, then end.
+                Poll::Ready(None) => this.reading = false,
+                // The stream broke (a reset, a bad frame): nobody to answer.
+                Poll::Ready(Some(Err(_))) => {
+                    this.ended = true;
+                    return Poll::Ready(None);
+                }
+                Poll::Pending => break,
+            }
+        }
+        match this.running.poll_next_unpin(cx) {
+            Poll::Ready(Some(outcome)) => return Poll::Ready(Some(Ok(outcome))),
+            Poll::Ready(None) | Poll::Pending if this.reading || !this.running.is_empty() => return Poll::Pending,
+            _ => {}
+        }
+        this.ended = true;
+        if this.stopped {
+            let status = status::refuse(
+                Class::Unavailable,
+                "the server is stopping: every command read was answered; commands sent after the last outcome were not read",
+            );
+            return Poll::Ready(Some(Err(status)));
+        }
+        Poll::Ready(None)
+    }
+}
+
+/// The gRPC path of the unary `Report`: the policy row of a stream's reports.
+const REPORT_METHOD: &str = "/klaxon.v1.Incidents/Report";
+
+/// Who sends a command: the metadata of its call (the actor header, the
+/// trace context) and the grant the authentication layer left, if any.
+struct Caller<'a> {
+    metadata: &'a tonic::metadata::MetadataMap,
+    grant: Option<&'a Grant>,
+}
+
+impl<'a> Caller<'a> {
+    fn of<T>(request: &'a Request<T>) -> Caller<'a> {
+        Caller { metadata: request.metadata(), grant: request.extensions().get::<Grant>() }
+    }
+
+    /// The grant of a principal limited to teams (see [`Grant::scoped`]).
+    fn scoped(&self) -> Option<&'a Grant> {
+        self.grant.filter(|grant| !grant.principal.teams.is_empty())
+    }
+}
+
+/// What an `Execute` stream's commands are sent with: the stream's metadata,
+/// and how each command is authorized.
+struct StreamCaller {
+    metadata: tonic::metadata::MetadataMap,
+    /// Behind the authentication layer: each command authorized as its
+    /// unary call, the token checked again.
+    reauth: Option<Reauth>,
+    /// The grant of the stream's opening: only whether the stream was
+    /// authenticated at all (`None` without authentication).
+    grant: Option<Grant>,
+}
+
+impl StreamCaller {
+    /// Fails closed: an authenticated stream whose layer left no
+    /// [`Reauth`] has commands nobody authorized (the opening grant only
+    /// says who may open a stream), so each is refused.
+    fn authorize(&self, method: &str) -> Result<Option<Grant>, Status> {
+        match (&self.reauth, &self.grant) {
+            (Some(reauth), _) => reauth.authorize(method).map(Some),
+            (None, None) => Ok(None),
+            (None, Some(grant)) => Err(status::refuse(
+                Class::PermissionDenied,
+                format!("{method} over a stream cannot be authorized for {}: no per-command check", grant.principal),
+            )),
+        }
     }
 }
 
 /// Refuses, with `PERMISSION_DENIED`, a principal whose team scope does not
 /// cover the incident's service. Only scoped principals cost a lookup of
 /// the incident (see [`Grant::scoped`]).
-async fn check_scope<R>(handle: &Handle, request: &Request<R>, id: IncidentId) -> Result<(), Status> {
-    let Some(grant) = Grant::scoped(request) else { return Ok(()) };
+async fn check_scope(handle: &Handle, scoped: Option<&Grant>, id: IncidentId) -> Result<(), Status> {
+    let Some(grant) = scoped else { return Ok(()) };
     let incident = handle.get(id).await.map_err(to_status)?;
     grant.check_service(incident.service().map(|s| s.as_str())).map_err(|e| to_status(e.into()))
 }
@@ -105,13 +347,8 @@ async fn check_scope<R>(handle: &Handle, request: &Request<R>, id: IncidentId) -
 /// acknowledge its page ([`Grant::responder`]), a scribe or expert who is
 /// not a person. Checked against the principals the server knows now, so
 /// only with authentication (a server without it knows nobody).
-async fn check_named<R>(
-    handle: &Handle,
-    request: &Request<R>,
-    id: IncidentId,
-    command: &Command,
-) -> Result<(), Status> {
-    let Some(grant) = request.extensions().get::<Grant>() else { return Ok(()) };
+async fn check_named(handle: &Handle, grant: Option<&Grant>, id: IncidentId, command: &Command) -> Result<(), Status> {
+    let Some(grant) = grant else { return Ok(()) };
     let invalid = |e: klaxon_domain::Error| to_status(e.into());
     let (field, named) = match command {
         Command::AssignCommander { commander } => ("commander", grant.commander("commander", commander.as_str())),
@@ -142,9 +379,12 @@ fn command_response(outcome: &Outcome) -> v1::CommandResponse {
 }
 
 /// Reads the actor header, the trace context and the command context.
-fn context<T>(request: &Request<T>, context: Option<&v1::CommandContext>) -> Result<CommandContext, Error> {
-    let actor = actor(request)?;
-    let traceparent = request.metadata().get("traceparent").and_then(|v| v.to_str().ok()).map(str::to_string);
+fn context(
+    metadata: &tonic::metadata::MetadataMap,
+    context: Option<&v1::CommandContext>,
+) -> Result<CommandContext, Error> {
+    let actor = convert::actor(metadata)?;
+    let traceparent = metadata.get("traceparent").and_then(|v| v.to_str().ok()).map(str::to_string);
     Ok(CommandContext {
         actor,
         request_id: context.map(|c| c.request_id.clone()).filter(|r| !r.is_empty()),
@@ -159,61 +399,105 @@ fn context<T>(request: &Request<T>, context: Option<&v1::CommandContext>) -> Res
 /// ([`Grant::report_source`]); refused with `PERMISSION_DENIED` when it
 /// claims another. Without authentication (the in-process tests of this
 /// crate) the claim stands, unspecified meaning `api`.
-fn earned_source(request: &Request<v1::ReportRequest>) -> Result<ReportSource, Error> {
-    let wire = request.get_ref().source;
+fn earned_source(grant: Option<&Grant>, request: &v1::ReportRequest) -> Result<ReportSource, Error> {
+    let wire = request.source;
     let claimed =
         if wire == v1::ReportSource::Unspecified as i32 { None } else { Some(convert::source("source", wire)?) };
-    match request.extensions().get::<Grant>() {
+    match grant {
         Some(grant) => Ok(grant.report_source(claimed)?),
         None => Ok(claimed.unwrap_or(ReportSource::Api)),
     }
 }
 
-fn actor<T>(request: &Request<T>) -> Result<ActorId, Error> {
-    Ok(convert::actor(request.metadata())?)
-}
-
-/// Requests that carry a command context and an incident id.
-trait IncidentRequest: Send + Sync + 'static {
+/// The requests of the commands other than a report: each carries a
+/// command context and an incident id, and parses into a domain command.
+trait IncidentRequest: FreeText + Send + Sync + 'static {
     /// The command's name on its `intake.command` span.
     const COMMAND: &'static str;
+    /// Its unary method's gRPC path: the policy row that authorizes it,
+    /// also when it comes over an `Execute` stream.
+    const METHOD: &'static str;
     fn context(&self) -> Option<&v1::CommandContext>;
     fn incident_id(&self) -> &str;
+    /// The domain command, or the field that is wrong.
+    fn build(&self, handle: &Handle) -> Result<Command, klaxon_domain::Error>;
 }
 
 macro_rules! incident_requests {
-    ($($t:ident => $command:literal),* $(,)?) => {$(
+    ($($t:ident => $command:literal, $method:literal, |$r:pat_param, $h:pat_param| $build:expr;)*) => {$(
         impl IncidentRequest for v1::$t {
             const COMMAND: &'static str = $command;
+            const METHOD: &'static str = concat!("/klaxon.v1.Incidents/", $method);
             fn context(&self) -> Option<&v1::CommandContext> {
                 self.context.as_ref()
             }
             fn incident_id(&self) -> &str {
                 &self.incident_id
             }
+            fn build(&self, handle: &Handle) -> Result<Command, klaxon_domain::Error> {
+                let ($r, $h) = (self, handle);
+                $build
+            }
         }
     )*};
 }
 
-incident_requests!(
-    DeclareRequest => "declare",
-    OverrideSeverityRequest => "override_severity",
-    AssignCommanderRequest => "assign_commander",
-    RequestHandoffRequest => "request_handoff",
-    AcceptHandoffRequest => "accept_handoff",
-    DeclineHandoffRequest => "decline_handoff",
-    CancelHandoffRequest => "cancel_handoff",
-    AssignRoleRequest => "assign_role",
-    RemoveRoleRequest => "remove_role",
-    PostUpdateRequest => "post_update",
-    RecordCustomerImpactRequest => "record_customer_impact",
-    MitigateRequest => "mitigate",
-    ResolveRequest => "resolve",
-    ReopenRequest => "reopen",
-    ValidateResolutionRequest => "validate_resolution",
-    MarkNoiseRequest => "mark_noise",
-    PageResponderRequest => "page_responder",
-);
+incident_requests! {
+    DeclareRequest => "declare", "Declare", |r, _|
+        Ok(Command::DeclareIncident { severity: convert::severity("severity", r.severity)? });
+    OverrideSeverityRequest => "override_severity", "OverrideSeverity", |r, _|
+        Ok(Command::OverrideSeverity { severity: convert::severity("severity", r.severity)?, reason: r.reason.clone() });
+    AssignCommanderRequest => "assign_commander", "AssignCommander", |r, _|
+        Ok(Command::AssignCommander { commander: person("commander", &r.commander)? });
+    RequestHandoffRequest => "request_handoff", "RequestHandoff", |r, _|
+        Ok(Command::RequestHandoff { to: person("to", &r.to)? });
+    AcceptHandoffRequest => "accept_handoff", "AcceptHandoff", |_, _| Ok(Command::AcceptHandoff);
+    DeclineHandoffRequest => "decline_handoff", "DeclineHandoff", |r, _|
+        Ok(Command::DeclineHandoff { reason: r.reason.clone() });
+    CancelHandoffRequest => "cancel_handoff", "CancelHandoff", |r, _|
+        Ok(Command::CancelHandoff { reason: r.reason.clone() });
+    AssignRoleRequest => "assign_role", "AssignRole", |r, _| {
+        let (role, to) = (convert::role("role", r.role)?, person("person", &r.person)?);
+        if r.replaces.is_empty() {
+            Ok(Command::AssignRole { role, person: to })
+        } else {
+            Ok(Command::ReplaceRole { role, from: person("replaces", &r.replaces)?, to })
+        }
+    };
+    RemoveRoleRequest => "remove_role", "RemoveRole", |r, _|
+        Ok(Command::RemoveRole { role: convert::role("role", r.role)?, person: person("person", &r.person)? });
+    PostUpdateRequest => "post_update", "PostUpdate", |r, _|
+        Ok(Command::PostUpdate { audience: convert::audience("audience", r.audience)?, text: r.text.clone() });
+    RecordCustomerImpactRequest => "record_customer_impact", "RecordCustomerImpact", |r, _|
+        Ok(Command::RecordCustomerImpact {
+            customers_affected: r.customers_affected,
+            customers: r.customers.iter().map(|c| convert::parse("customers", c)).collect::<Result<_, _>>()?,
+            multi_customer: r.multi_customer,
+            summary: r.summary.clone(),
+        });
+    MitigateRequest => "mitigate", "Mitigate", |r, _| Ok(Command::Mitigate { summary: r.summary.clone() });
+    ResolveRequest => "resolve", "Resolve", |r, _| Ok(Command::Resolve { summary: r.summary.clone() });
+    ReopenRequest => "reopen", "Reopen", |r, _| Ok(Command::Reopen { reason: r.reason.clone() });
+    ValidateResolutionRequest => "validate_resolution", "ValidateResolution", |r, _|
+        Ok(Command::ValidateResolution { note: r.note.clone() });
+    MarkNoiseRequest => "mark_noise", "MarkNoise", |r, _| Ok(Command::MarkNoise { reason: r.reason.clone() });
+    PageResponderRequest => "page_responder", "PageResponder", |r, handle| {
+        use v1::page_responder_request::Target;
+        let (field, target) = match &r.target {
+            Some(Target::Person(p)) => ("person", PageTarget::Person(person("person", p)?)),
+            Some(Target::Schedule(s)) => ("schedule", PageTarget::named("schedule", false, s)?),
+            Some(Target::Team(t)) => ("team", PageTarget::named("team", true, t)?),
+            None => {
+                return Err(klaxon_domain::Error::InvalidField {
+                    field: "target",
+                    reason: "name a person, a schedule or a team".into(),
+                });
+            }
+        };
+        handle.directory().check(field, &target)?;
+        Ok(Command::PageResponder { target, reason: r.reason.clone() })
+    };
+}
 
 fn person(field: &'static str, value: &str) -> Result<ActorId, klaxon_domain::Error> {
     convert::field(field, ActorId::new(value))
@@ -222,197 +506,140 @@ fn person(field: &'static str, value: &str) -> Result<ActorId, klaxon_domain::Er
 #[tonic::async_trait]
 impl v1::incidents_server::Incidents for IncidentsService {
     async fn report(&self, request: Request<v1::ReportRequest>) -> Result<Response<v1::ReportResponse>, Status> {
-        let parse = tracing::trace_span!(stage::PARSE).entered();
-        let ctx = context(&request, request.get_ref().context.as_ref()).map_err(to_status)?;
-        let r = request.get_ref();
-        Grant::check_request(&request, (!r.service.is_empty()).then_some(r.service.as_str()))?;
-        let source = earned_source(&request).map_err(to_status)?;
-        if ctx.expected_version.is_some() {
-            // Refused rather than ignored: a report opens an incident or
-            // merges into one the client cannot name in advance.
-            return Err(to_status(Error::InvalidRequest {
-                field: "context.expected_version",
-                reason: "a report has no incident version to expect; leave it unset".into(),
-            }));
-        }
-        check_text(r).map_err(|e| to_status(e.into()))?;
-        let command = (|| {
-            Ok::<_, klaxon_domain::Error>(Command::ReportIssue {
-                source,
-                reporter: ctx.actor.clone(),
-                title: r.title.clone(),
-                description: r.description.clone(),
-                service: convert::parse_optional("service", &r.service)?,
-                customers: r.customers.iter().map(|c| convert::parse("customers", c)).collect::<Result<_, _>>()?,
-                labels: r.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
-                dedup_key: convert::parse_optional("dedup_key", &r.dedup_key)?,
-                started_at: convert::from_timestamp("started_at", r.started_at.as_ref())?,
-            })
-        })()
-        .map_err(|e| to_status(e.into()))?;
-        let span = tracing::info_span!(parent: None, "intake.report", incident = tracing::field::Empty);
-        let (ctx, span) = ctx.traced(span);
-        drop(parse);
-        let report = self.handle.report(command, &ctx).instrument(span.clone()).await.map_err(to_status)?;
-        span.record("incident", tracing::field::display(report.incident));
-        let _respond = tracing::trace_span!(stage::RESPOND).entered();
-        Ok(Response::new(v1::ReportResponse {
-            incident_id: report.incident.to_string(),
-            merged: report.merged,
-            result: Some(command_response(&report.outcome)),
-        }))
+        IncidentsService::report(self, &Caller::of(&request), request.get_ref()).await.map(Response::new)
     }
 
     async fn declare(&self, request: Request<v1::DeclareRequest>) -> Result<Response<v1::CommandResponse>, Status> {
-        self.command(request, |r| Ok(Command::DeclareIncident { severity: convert::severity("severity", r.severity)? }))
-            .await
+        self.unary(request).await
     }
 
     async fn override_severity(
         &self,
         request: Request<v1::OverrideSeverityRequest>,
     ) -> Result<Response<v1::CommandResponse>, Status> {
-        self.command(request, |r| {
-            Ok(Command::OverrideSeverity {
-                severity: convert::severity("severity", r.severity)?,
-                reason: r.reason.clone(),
-            })
-        })
-        .await
+        self.unary(request).await
     }
 
     async fn assign_commander(
         &self,
         request: Request<v1::AssignCommanderRequest>,
     ) -> Result<Response<v1::CommandResponse>, Status> {
-        self.command(request, |r| Ok(Command::AssignCommander { commander: person("commander", &r.commander)? })).await
+        self.unary(request).await
     }
 
     async fn request_handoff(
         &self,
         request: Request<v1::RequestHandoffRequest>,
     ) -> Result<Response<v1::CommandResponse>, Status> {
-        self.command(request, |r| Ok(Command::RequestHandoff { to: person("to", &r.to)? })).await
+        self.unary(request).await
     }
 
     async fn accept_handoff(
         &self,
         request: Request<v1::AcceptHandoffRequest>,
     ) -> Result<Response<v1::CommandResponse>, Status> {
-        self.command(request, |_| Ok(Command::AcceptHandoff)).await
+        self.unary(request).await
     }
 
     async fn decline_handoff(
         &self,
         request: Request<v1::DeclineHandoffRequest>,
     ) -> Result<Response<v1::CommandResponse>, Status> {
-        self.command(request, |r| Ok(Command::DeclineHandoff { reason: r.reason.clone() })).await
+        self.unary(request).await
     }
 
     async fn cancel_handoff(
         &self,
         request: Request<v1::CancelHandoffRequest>,
     ) -> Result<Response<v1::CommandResponse>, Status> {
-        self.command(request, |r| Ok(Command::CancelHandoff { reason: r.reason.clone() })).await
+        self.unary(request).await
     }
 
     async fn assign_role(
         &self,
         request: Request<v1::AssignRoleRequest>,
     ) -> Result<Response<v1::CommandResponse>, Status> {
-        self.command(request, |r| {
-            let (role, to) = (convert::role("role", r.role)?, person("person", &r.person)?);
-            if r.replaces.is_empty() {
-                return Ok(Command::AssignRole { role, person: to });
-            }
-            Ok(Command::ReplaceRole { role, from: person("replaces", &r.replaces)?, to })
-        })
-        .await
+        self.unary(request).await
     }
 
     async fn remove_role(
         &self,
         request: Request<v1::RemoveRoleRequest>,
     ) -> Result<Response<v1::CommandResponse>, Status> {
-        self.command(request, |r| {
-            Ok(Command::RemoveRole { role: convert::role("role", r.role)?, person: person("person", &r.person)? })
-        })
-        .await
+        self.unary(request).await
     }
 
     async fn post_update(
         &self,
         request: Request<v1::PostUpdateRequest>,
     ) -> Result<Response<v1::CommandResponse>, Status> {
-        self.command(request, |r| {
-            Ok(Command::PostUpdate { audience: convert::audience("audience", r.audience)?, text: r.text.clone() })
-        })
-        .await
+        self.unary(request).await
     }
 
     async fn record_customer_impact(
         &self,
         request: Request<v1::RecordCustomerImpactRequest>,
     ) -> Result<Response<v1::CommandResponse>, Status> {
-        self.command(request, |r| {
-            Ok(Command::RecordCustomerImpact {
-                customers_affected: r.customers_affected,
-                customers: r.customers.iter().map(|c| convert::parse("customers", c)).collect::<Result<_, _>>()?,
-                multi_customer: r.multi_customer,
-                summary: r.summary.clone(),
-            })
-        })
-        .await
+        self.unary(request).await
     }
 
     async fn mitigate(&self, request: Request<v1::MitigateRequest>) -> Result<Response<v1::CommandResponse>, Status> {
-        self.command(request, |r| Ok(Command::Mitigate { summary: r.summary.clone() })).await
+        self.unary(request).await
     }
 
     async fn resolve(&self, request: Request<v1::ResolveRequest>) -> Result<Response<v1::CommandResponse>, Status> {
-        self.command(request, |r| Ok(Command::Resolve { summary: r.summary.clone() })).await
+        self.unary(request).await
     }
 
     async fn reopen(&self, request: Request<v1::ReopenRequest>) -> Result<Response<v1::CommandResponse>, Status> {
-        self.command(request, |r| Ok(Command::Reopen { reason: r.reason.clone() })).await
+        self.unary(request).await
     }
 
     async fn validate_resolution(
         &self,
         request: Request<v1::ValidateResolutionRequest>,
     ) -> Result<Response<v1::CommandResponse>, Status> {
-        self.command(request, |r| Ok(Command::ValidateResolution { note: r.note.clone() })).await
+        self.unary(request).await
     }
 
     async fn mark_noise(
         &self,
         request: Request<v1::MarkNoiseRequest>,
     ) -> Result<Response<v1::CommandResponse>, Status> {
-        self.command(request, |r| Ok(Command::MarkNoise { reason: r.reason.clone() })).await
+        self.unary(request).await
     }
 
     async fn page_responder(
         &self,
         request: Request<v1::PageResponderRequest>,
     ) -> Result<Response<v1::CommandResponse>, Status> {
-        use v1::page_responder_request::Target;
-        let directory = self.handle.directory();
-        self.command(request, |r| {
-            let (field, target) = match &r.target {
-                Some(Target::Person(p)) => ("person", PageTarget::Person(person("person", p)?)),
-                Some(Target::Schedule(s)) => ("schedule", PageTarget::named("schedule", false, s)?),
-                Some(Target::Team(t)) => ("team", PageTarget::named("team", true, t)?),
-                None => {
-                    return Err(klaxon_domain::Error::InvalidField {
-                        field: "target",
-                        reason: "name a person, a schedule or a team".into(),
-                    });
-                }
-            };
-            directory.check(field, &target)?;
-            Ok(Command::PageResponder { target, reason: r.reason.clone() })
-        })
-        .await
+        self.unary(request).await
+    }
+
+    type ExecuteStream = ExecuteStream;
+
+    async fn execute(
+        &self,
+        request: Request<Streaming<v1::CommandEnvelope>>,
+    ) -> Result<Response<Self::ExecuteStream>, Status> {
+        // Who sends the commands is settled when the stream opens: without
+        // an actor, no command of it could run.
+        convert::actor(request.metadata()).map_err(|e| to_status(e.into()))?;
+        let stream = StreamCaller {
+            metadata: request.metadata().clone(),
+            reauth: request.extensions().get::<Reauth>().cloned(),
+            grant: request.extensions().get::<Grant>().cloned(),
+        };
+        Ok(Response::new(ExecuteStream {
+            service: self.clone(),
+            caller: Arc::new(stream),
+            inbound: request.into_inner(),
+            running: Default::default(),
+            stop: Box::pin(self.shutdown.clone().cancelled_owned()),
+            reading: true,
+            stopped: false,
+            ended: false,
+        }))
     }
 
     async fn get_incident(&self, request: Request<v1::GetIncidentRequest>) -> Result<Response<v1::Incident>, Status> {
@@ -524,7 +751,7 @@ impl v1::bridge_server::Bridge for BridgeService {
     type JoinStream = ReceiverStream<Result<v1::BridgeResponse, Status>>;
 
     async fn join(&self, request: Request<Streaming<v1::BridgeRequest>>) -> Result<Response<Self::JoinStream>, Status> {
-        let caller = context(&request, None).map_err(to_status)?;
+        let caller = context(request.metadata(), None).map_err(to_status)?;
         let extensions = request.extensions().clone();
         let mut inbound = request.into_inner();
         let invalid =

@@ -116,6 +116,49 @@ pub fn invalid(field: &str, reason: impl std::fmt::Display) -> Status {
     to_status(&Refusal::invalid(field, reason))
 }
 
+/// A status as the error outcome of one command of `Incidents/Execute`:
+/// the code, message, binary details and ASCII metadata (such as
+/// [`CURRENT_VERSION_TRAILER`]) that its unary call would have ended with.
+/// The status itself comes from this module's mapping; this only moves it
+/// into a message.
+pub fn to_command_error(status: &Status) -> crate::v1::CommandError {
+    let metadata = status
+        .metadata()
+        .iter()
+        .filter_map(|entry| match entry {
+            tonic::metadata::KeyAndValueRef::Ascii(key, value) => {
+                Some((key.as_str().to_owned(), value.to_str().ok()?.to_owned()))
+            }
+            tonic::metadata::KeyAndValueRef::Binary(..) => None,
+        })
+        .collect();
+    crate::v1::CommandError {
+        code: status.code() as i32,
+        message: status.message().to_owned(),
+        details: status.details().to_vec(),
+        metadata,
+    }
+}
+
+/// The status a command's error outcome stands for: what its unary call
+/// would have answered (for clients that handle both alike).
+pub fn from_command_error(error: &crate::v1::CommandError) -> Status {
+    let mut metadata = tonic::metadata::MetadataMap::new();
+    for (key, value) in &error.metadata {
+        if let (Ok(key), Ok(value)) =
+            (key.parse::<tonic::metadata::AsciiMetadataKey>(), value.parse::<tonic::metadata::AsciiMetadataValue>())
+        {
+            metadata.insert(key, value);
+        }
+    }
+    Status::with_details_and_metadata(
+        Code::from(error.code),
+        error.message.clone(),
+        error.details.clone().into(),
+        metadata,
+    )
+}
+
 fn with_facts(mut status: Status, error: &(impl Classify + ?Sized)) -> Status {
     if let Some(current) = error.current_version() {
         status.metadata_mut().insert(CURRENT_VERSION_TRAILER, current.into());

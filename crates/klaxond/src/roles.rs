@@ -174,7 +174,8 @@ impl Wiring {
                 if let Some(listen) = config.intake.smtp_listen {
                     self.smtp(listen, handle.clone(), config, auth, process).await?;
                 }
-                self.serve(IncidentsService::new(handle.clone()).into_server().max_decoding_message_size(max)).await;
+                let incidents = IncidentsService::new(handle.clone()).with_shutdown(process.shutdown.clone());
+                self.serve(incidents.into_server().max_decoding_message_size(max)).await;
                 let bridge = BridgeService::new(handle, process.shutdown.clone());
                 self.serve(bridge.into_server().max_decoding_message_size(max)).await;
                 self.tasks.push(Task::new("the intake service", intake.run(stop)));

@@ -12,5 +12,6 @@ mod http;
 mod rebuild;
 #[path = "../../../../tests/src/seed.rs"]
 mod seed;
+mod stream;
 mod support;
 mod tiers;

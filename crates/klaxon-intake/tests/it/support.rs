@@ -26,7 +26,17 @@ impl Drop for Server {
 }
 
 impl Server {
+    /// Stops serving (as a SIGTERM does): open streams end.
+    pub fn stop(&self) {
+        self.shutdown.cancel();
+    }
+
     pub async fn start(options: Options) -> Server {
+        Server::start_with(options, None).await
+    }
+
+    /// With `auth`: behind the authentication layer, as `klaxond` serves.
+    pub async fn start_with(options: Options, auth: Option<klaxon_auth::Auth>) -> Server {
         let dir = Arc::new(tempfile::tempdir().unwrap());
         let log = Log::open(dir.path(), klaxon_log::Options::default()).unwrap();
         let intake = Intake::new(log.clone(), options, klaxon_reactor::system_clock());
@@ -35,14 +45,23 @@ impl Server {
         tokio::spawn(intake.run(shutdown.clone()));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
-        let server = tonic::transport::Server::builder()
-            .add_service(IncidentsService::new(handle.clone()).into_server())
-            .add_service(BridgeService::new(handle.clone(), shutdown.clone()).into_server())
-            .serve_with_incoming_shutdown(
-                tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
-                shutdown.clone().cancelled_owned(),
-            );
-        tokio::spawn(server);
+        let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+        let routes = tonic::service::Routes::new(
+            IncidentsService::new(handle.clone()).with_shutdown(shutdown.clone()).into_server(),
+        )
+        .add_service(BridgeService::new(handle.clone(), shutdown.clone()).into_server());
+        let stop = shutdown.clone().cancelled_owned();
+        match auth {
+            Some(auth) => tokio::spawn(
+                tonic::transport::Server::builder()
+                    .layer(klaxon_auth::AuthLayer::new(auth))
+                    .add_routes(routes)
+                    .serve_with_incoming_shutdown(incoming, stop),
+            ),
+            None => tokio::spawn(
+                tonic::transport::Server::builder().add_routes(routes).serve_with_incoming_shutdown(incoming, stop),
+            ),
+        };
         Server { address, log, shutdown, _dir: dir }
     }
 
