@@ -110,8 +110,8 @@ pub struct Grant {
     /// The principals that may report as the help desk.
     pub help_desk: Arc<HelpDesk>,
     /// Every principal now (the token file as the layer reads it): whom
-    /// a command may name for an incident role ([`Grant::check_commander`],
-    /// [`Grant::check_person`]).
+    /// a command may name for an incident role, a page or a shift
+    /// ([`Grant::commander`], [`Grant::responder`], [`Grant::check_person`]).
     pub people: Arc<TokenStore>,
 }
 

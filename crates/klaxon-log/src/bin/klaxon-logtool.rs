@@ -23,7 +23,7 @@
 //!                                        during the session; per phase append N events (in
 //!                                        appends of up to 1,000), printing "ack ..." per event,
 //!                                        wait until the index thread has indexed and saved,
-//!                                        print "saved <phase>" and wait for a line on stdin;
+//!                                        print `saved <phase>` and wait for a line on stdin;
 //!                                        after the last phase print "waiting" and wait
 //!                                        without closing (crash tests kill it)
 //! ```
@@ -249,7 +249,7 @@ async fn append_then_wait(dir: &str, count: u64) -> Result<ExitCode, klaxon_log:
 /// "ack ..." line per event. After each append it waits until the index
 /// thread has written every batch due and saved the id filter behind each
 /// (so an index batch holds exactly the appends since the last, 9,000
-/// records in appends of 1,000); after a phase it prints "saved <phase>"
+/// records in appends of 1,000); after a phase it prints `saved <phase>`
 /// and reads a line from stdin before the next. After the last phase it prints "waiting" and
 /// waits for the kill without closing.
 async fn append_phases(dir: &str, save_ms: u64, phases: &[u64]) -> Result<ExitCode, klaxon_log::Error> {
