@@ -92,7 +92,7 @@ impl Cluster {
         assert!(self.nodes[i].is_none(), "node {} runs", i + 1);
         let listener = match self.listeners[i].take() {
             Some(l) => l,
-            None => TcpListener::bind(&self.options[i].nodes[i].address).await.unwrap(),
+            None => rebind(&self.options[i].nodes[i].address).await,
         };
         let dir = self.log_dir(i);
         let log = Log::open(&dir, LogOptions::default()).unwrap();
@@ -181,4 +181,22 @@ impl Cluster {
 /// The records as their stored bytes, to compare nodes exactly.
 pub fn bytes(records: &[Record]) -> Vec<Vec<u8>> {
     records.iter().map(Record::to_bytes).collect()
+}
+
+/// Binds a restarted node's listener to the address it had. The port was
+/// free when its node stopped, but any socket on the machine may be given
+/// it meanwhile as its own ephemeral port (a client connection of another
+/// test): then the bind fails until that connection closes. Retries for at
+/// most 20 s, then fails naming the address.
+async fn rebind(address: &str) -> TcpListener {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match TcpListener::bind(address).await {
+            Ok(listener) => return listener,
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("cannot listen on {address} again: {e}"),
+        }
+    }
 }
