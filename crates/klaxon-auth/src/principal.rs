@@ -79,7 +79,13 @@ impl Principal {
     /// Whether it may act on something owned by `team` (`None`: owned by
     /// no known team, which only unscoped principals may touch).
     pub fn in_scope(&self, team: Option<&str>) -> bool {
-        self.teams.is_empty() || team.is_some_and(|t| self.teams.iter().any(|mine| mine == t))
+        !self.is_scoped() || team.is_some_and(|t| self.teams.iter().any(|mine| mine == t))
+    }
+
+    /// Whether it is limited to teams: only then does acting on something
+    /// need that thing's team looked up.
+    pub fn is_scoped(&self) -> bool {
+        !self.teams.is_empty()
     }
 }
 
@@ -187,13 +193,6 @@ impl Grant {
         self.check_service(service).map_err(|e| klaxon_proto::status::to_status(&e))
     }
 
-    /// [`Grant::permit`] for a request: allowed when no grant is attached
-    /// (a server without authentication, such as the in-process tests of a
-    /// service).
-    pub fn check_request<T>(request: &tonic::Request<T>, service: Option<&str>) -> Result<(), tonic::Status> {
-        request.extensions().get::<Grant>().map_or(Ok(()), |grant| grant.permit(service))
-    }
-
     /// The principal named `name` in `field` if it can command an incident
     /// (the commander, a handoff's recipient): a principal now (revoked
     /// ones are not) of a role that may accept a handoff (the policy table:
@@ -266,7 +265,7 @@ impl Grant {
     /// touches. `None` without authentication, and for an unscoped
     /// principal, who may act on every service.
     pub fn scoped<T>(request: &tonic::Request<T>) -> Option<&Grant> {
-        request.extensions().get::<Grant>().filter(|grant| !grant.principal.teams.is_empty())
+        request.extensions().get::<Grant>().filter(|grant| grant.principal.is_scoped())
     }
 }
 
@@ -322,7 +321,6 @@ mod tests {
         let scoped = request(Some(grant(&["payments"])));
         let denied = Grant::scoped(&scoped).expect("scoped").permit(Some("web")).unwrap_err();
         assert_eq!(denied.code(), tonic::Code::PermissionDenied);
-        assert!(Grant::check_request(&request(None), Some("web")).is_ok());
     }
 
     #[test]

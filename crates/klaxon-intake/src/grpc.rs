@@ -299,7 +299,7 @@ impl<'a> Caller<'a> {
 
     /// The grant of a principal limited to teams (see [`Grant::scoped`]).
     fn scoped(&self) -> Option<&'a Grant> {
-        self.grant.filter(|grant| !grant.principal.teams.is_empty())
+        self.grant.filter(|grant| grant.principal.is_scoped())
     }
 }
 
@@ -362,7 +362,7 @@ async fn check_named(handle: &Handle, grant: Option<&Grant>, id: IncidentId, com
         _ => return Ok(()),
     };
     let named = named.map_err(invalid)?;
-    if named.teams.is_empty() {
+    if !named.is_scoped() {
         return Ok(());
     }
     let incident = handle.get(id).await.map_err(to_status)?;

@@ -83,14 +83,12 @@ impl severity_evaluator_server::SeverityEvaluator for SeverityService {
         // the server knows nobody and says nothing).
         if let Some(grant) = grant {
             for (key, name) in self.handle.running_people() {
-                match grant.responder("person", &name) {
-                    Ok(_) => {}
-                    Err(klaxon_domain::Error::InvalidField { reason, .. }) => {
-                        findings.push(klaxon_domain::policy::cannot_acknowledge(key, &name, &reason));
-                    }
-                    Err(other) => {
-                        findings.push(klaxon_domain::policy::cannot_acknowledge(key, &name, &other.to_string()))
-                    }
+                if let Err(refused) = grant.responder("person", &name) {
+                    let why = match refused {
+                        klaxon_domain::Error::InvalidField { reason, .. } => reason,
+                        other => other.to_string(),
+                    };
+                    findings.push(klaxon_domain::policy::cannot_acknowledge(key, &name, &why));
                 }
             }
         }
