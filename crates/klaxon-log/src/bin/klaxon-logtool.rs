@@ -234,13 +234,8 @@ async fn append_then_wait(dir: &str, count: u64) -> Result<ExitCode, klaxon_log:
         let a = log.append(&stream, ExpectedVersion::Exact(klaxon_log::StreamVersion(n)), vec![event]).await?;
         let _ = writeln!(out, "ack {} {} {} {}", a.first, stream, n + 1, id);
     }
-    let _ = writeln!(out, "waiting");
-    let _ = out.flush();
     drop(out);
-    // The test kills the process here; the log is never closed.
-    std::future::pending::<()>().await;
-    drop(log);
-    Ok(ExitCode::SUCCESS)
+    wait_for_the_kill(log).await
 }
 
 /// Opens the log with the id filter saved during the session at most
@@ -307,14 +302,7 @@ async fn append_phases(dir: &str, save_ms: u64, phases: &[u64]) -> Result<ExitCo
         let mut line = String::new();
         let _ = std::io::stdin().read_line(&mut line);
     }
-    let mut out = stdout.lock();
-    let _ = writeln!(out, "waiting");
-    let _ = out.flush();
-    drop(out);
-    // The test kills the process here; the log is never closed.
-    std::future::pending::<()>().await;
-    drop(log);
-    Ok(ExitCode::SUCCESS)
+    wait_for_the_kill(log).await
 }
 
 /// The mark `apply-loop` writes with every batch.
@@ -371,4 +359,16 @@ async fn apply_loop(dir: &str) -> Result<ExitCode, klaxon_log::Error> {
         let _ = writeln!(out, "applied {batch}");
         let _ = out.flush();
     }
+}
+
+/// Says `waiting` and holds `log` open until the test kills the process:
+/// the log is never closed.
+async fn wait_for_the_kill(log: Log) -> ! {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "waiting");
+    let _ = out.flush();
+    drop(out);
+    std::future::pending::<()>().await;
+    drop(log);
+    unreachable!("the test kills the process")
 }
