@@ -220,32 +220,11 @@ async fn a_request_id_sent_again_is_a_duplicate_on_the_stream_and_across_transpo
     let mut other = Stream::by(&mut c, "maria").await;
     assert!(answer(other.call(3, update(&id, "looking", ctx("update-1", None))).await).deduplicated);
     // A report's request id too.
-    let Outcome::Report(r1) = stream
-        .call(
-            4,
-            C::Report(v1::ReportRequest {
-                title: "disk full".into(),
-                context: ctx("report-1", None),
-                ..Default::default()
-            }),
-        )
-        .await
-    else {
-        panic!("the report was refused")
+    let report = || {
+        C::Report(v1::ReportRequest { title: "disk full".into(), context: ctx("report-1", None), ..Default::default() })
     };
-    let Outcome::Report(r2) = other
-        .call(
-            5,
-            C::Report(v1::ReportRequest {
-                title: "disk full".into(),
-                context: ctx("report-1", None),
-                ..Default::default()
-            }),
-        )
-        .await
-    else {
-        panic!("the report was refused")
-    };
+    let Outcome::Report(r1) = stream.call(4, report()).await else { panic!("the report was refused") };
+    let Outcome::Report(r2) = other.call(5, report()).await else { panic!("the report was refused") };
     assert_eq!(r1.incident_id, r2.incident_id);
     assert!(r2.result.unwrap().deduplicated);
     assert_eq!(server.log.head().0, head.0 + 1, "one report written, nothing else");
