@@ -240,15 +240,19 @@ impl PageEvent {
     pub fn summary(&self) -> String {
         match &self.change {
             PageChange::ResponderPaged(p) => {
-                let level = p.level.map_or_else(|| "duty manager".to_owned(), |level| format!("level {level}"));
                 let request = p.request.map(|n| format!("request {n}, ")).unwrap_or_default();
-                format!("paged {} ({}, {request}{level}, round {}): {}", p.responder, p.page, p.round, p.reason)
+                let place = match p.reason {
+                    // A notice has no level and no round to be in.
+                    PageReason::RoleAssigned => p.level_label(),
+                    _ => format!("{}, round {}", p.level_label(), p.round),
+                };
+                format!("paged {} ({}, {request}{place}): {}", p.responder, p.page, p.reason)
             }
             PageChange::PageDelivered(d) => {
-                format!("delivered {} via {} in {} attempts", d.page, d.channel, d.attempts)
+                format!("delivered {} via {} in {}", d.page, d.channel, attempts(d.attempts))
             }
             PageChange::PageDeliveryFailed(d) => {
-                format!("could not deliver {} via {} in {} attempts: {}", d.page, d.channel, d.attempts, d.error)
+                format!("could not deliver {} via {} in {}: {}", d.page, d.channel, attempts(d.attempts), d.error)
             }
             PageChange::PageAcknowledged(a) => format!("{} acknowledged {}", self.by, a.page),
             PageChange::PageEscalated(e) => {
@@ -268,6 +272,24 @@ impl PageEvent {
             }
         }
     }
+}
+
+impl ResponderPaged {
+    /// Where the page stands, for people: `level 2` on a policy's level,
+    /// `duty manager` for the duty manager's page, `notice` for a role
+    /// assignment's (both have no level).
+    pub fn level_label(&self) -> String {
+        match (self.level, self.reason) {
+            (Some(level), _) => format!("level {level}"),
+            (None, PageReason::RoleAssigned) => "notice".to_owned(),
+            (None, _) => "duty manager".to_owned(),
+        }
+    }
+}
+
+/// `1 attempt`, `3 attempts`.
+fn attempts(n: u32) -> String {
+    if n == 1 { "1 attempt".to_owned() } else { format!("{n} attempts") }
 }
 
 /// `text` cut to at most `max` characters.
@@ -309,8 +331,9 @@ pub struct ResponderPaged {
     pub page: PageId,
     /// Who is paged.
     pub responder: ActorId,
-    /// The escalation policy level (from 0), or `null` for a page to the
-    /// duty manager, which is outside any policy and never escalates.
+    /// The escalation policy level (from 0), or `null` for a page outside
+    /// any policy that never escalates: the duty manager's, or a role
+    /// assignment's notice ([`PageReason::RoleAssigned`]).
     pub level: Option<u32>,
     /// The round of the policy (0 for the first walk through the levels);
     /// for a duty-manager page, the round the escalation had reached (0

@@ -48,7 +48,7 @@ fn page_lines(events: &[PageEvent]) -> Vec<PageLine> {
                     PageLine {
                         id: p.page,
                         responder: p.responder.to_string(),
-                        level: p.level.map_or_else(|| "duty manager".to_owned(), |l| format!("level {l}")),
+                        level: p.level_label(),
                         reason: p.reason.as_str().replace('_', " "),
                         paged_at: event.at,
                         delivery: "pending".to_owned(),

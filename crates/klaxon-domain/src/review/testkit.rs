@@ -171,6 +171,23 @@ impl Script {
         self.page_event(minute, paging_actor(), change)
     }
 
+    /// Pages `responder` a notice of a role given to them (manager's
+    /// request `request`) at `minute`: no level, no deadline.
+    pub(crate) fn noticed(&mut self, minute: i64, responder: &str, request: u32) -> &mut Script {
+        self.pages += 1;
+        let change = PageChange::ResponderPaged(ResponderPaged {
+            page: self.page_id(self.pages),
+            responder: actor(responder),
+            level: None,
+            round: 0,
+            reason: PageReason::RoleAssigned,
+            deadline: None,
+            request: Some(request),
+            policy: None,
+        });
+        self.page_event(minute, paging_actor(), change)
+    }
+
     /// Page `n` was delivered through `channel` at `minute`.
     pub(crate) fn delivered(&mut self, minute: i64, n: u32, channel: &str) -> &mut Script {
         let change =

@@ -148,6 +148,55 @@ fn goldens() -> Vec<(PageEvent, Expect)> {
         (
             event(
                 PAGING_ACTOR,
+                PageChange::ResponderPaged(ResponderPaged {
+                    page: page(5),
+                    responder: actor("ben"),
+                    level: None,
+                    round: 0,
+                    reason: PageReason::RoleAssigned,
+                    deadline: None,
+                    request: Some(2),
+                    policy: None,
+                }),
+            ),
+            expect![[r#"
+                page.responder_paged.v1
+                {
+                  "at": "2026-03-02T09:15:00Z",
+                  "by": "klaxon-paging",
+                  "deadline": null,
+                  "incident": "INC-7",
+                  "level": null,
+                  "page": "INC-7-P5",
+                  "reason": "role_assigned",
+                  "request": 2,
+                  "responder": "ben",
+                  "round": 0
+                }
+                paged ben (INC-7-P5, request 2, notice): role_assigned
+            "#]],
+        ),
+        (
+            event(
+                PAGING_ACTOR,
+                PageChange::PageDelivered(PageDelivered { page: page(5), channel: "slack".into(), attempts: 1 }),
+            ),
+            expect![[r#"
+                page.delivered.v1
+                {
+                  "at": "2026-03-02T09:15:00Z",
+                  "attempts": 1,
+                  "by": "klaxon-paging",
+                  "channel": "slack",
+                  "incident": "INC-7",
+                  "page": "INC-7-P5"
+                }
+                delivered INC-7-P5 via slack in 1 attempt
+            "#]],
+        ),
+        (
+            event(
+                PAGING_ACTOR,
                 PageChange::PageDelivered(PageDelivered { page: page(3), channel: "slack".into(), attempts: 2 }),
             ),
             expect![[r#"

@@ -4,7 +4,7 @@ use chrono::NaiveDate;
 use expect_test::expect;
 
 use super::*;
-use crate::ids::{Audience, CustomerId, Severity};
+use crate::ids::{Audience, CustomerId, IncidentRole, Severity};
 use crate::incident::Command;
 use crate::review::testkit::{Script, actor, assign, declare, inc, mitigate, report, resolve};
 use crate::review::{ActionItemId, ReviewCommand, timeline};
@@ -21,6 +21,9 @@ fn full() -> Script {
         .delivered(8, 2, "email")
         .ack(9, "ben", 2)
         .cmd(10, "alice", assign("bob"))
+        .cmd(11, "bob", Command::AssignRole { role: IncidentRole::Scribe, person: actor("dave") })
+        .noticed(11, "dave", 1)
+        .delivered(11, 3, "slack")
         .cmd(
             12,
             "bob",
@@ -108,12 +111,15 @@ fn the_postmortem_of_a_full_incident() {
         | 2026-03-02 09:00:00 | incident | svc:alertmanager | svc:alertmanager reported INC-7 on payments-api via alertmanager: Checkout is slow |
         | 2026-03-02 09:02:00 | incident | alice | alice declared INC-7 SEV1 |
         | 2026-03-02 09:02:00 | page | klaxon-paging | paged ana (INC-7-P1, level 0, round 0): severity |
-        | 2026-03-02 09:02:00 | page | klaxon-paging | delivered INC-7-P1 via slack in 1 attempts |
+        | 2026-03-02 09:02:00 | page | klaxon-paging | delivered INC-7-P1 via slack in 1 attempt |
         | 2026-03-02 09:07:00 | page | klaxon-paging | escalated from level 0 to level 1, round 0 (INC-7-P1 unanswered) |
         | 2026-03-02 09:07:00 | page | klaxon-paging | paged ben (INC-7-P2, level 1, round 0): escalation |
-        | 2026-03-02 09:08:00 | page | klaxon-paging | delivered INC-7-P2 via email in 1 attempts |
+        | 2026-03-02 09:08:00 | page | klaxon-paging | delivered INC-7-P2 via email in 1 attempt |
         | 2026-03-02 09:09:00 | page | ben | ben acknowledged INC-7-P2 |
         | 2026-03-02 09:10:00 | incident | alice | alice made bob incident commander |
+        | 2026-03-02 09:11:00 | incident | bob | bob made dave scribe |
+        | 2026-03-02 09:11:00 | page | klaxon-paging | paged dave (INC-7-P3, request 1, notice): role_assigned |
+        | 2026-03-02 09:11:00 | page | klaxon-paging | delivered INC-7-P3 via slack in 1 attempt |
         | 2026-03-02 09:12:00 | incident | bob | bob recorded impact on 40 customers, multi-customer: Card payments fail \| 3DS too |
         | 2026-03-02 09:15:00 | incident | bob | bob posted an executive update: Rolling back |
         | 2026-03-02 09:30:00 | incident | bob | bob mitigated INC-7: rolled back the deploy |
@@ -136,6 +142,7 @@ fn the_postmortem_of_a_full_incident() {
         | --- | --- | --- | --- | --- | --- | --- |
         | INC-7-P1 | ana | level 0 | severity | 2026-03-02 09:02:00 | delivered via slack | - |
         | INC-7-P2 | ben | level 1 | escalation | 2026-03-02 09:07:00 | delivered via email | 2026-03-02 09:09:00 by ben |
+        | INC-7-P3 | dave | notice | role assigned | 2026-03-02 09:11:00 | delivered via slack | - |
 
         ## Metrics
 
@@ -146,7 +153,7 @@ fn the_postmortem_of_a_full_incident() {
         | Time to assign | 8m 00s |
         | Time to mitigate | 28m 00s |
         | Time to resolve | 53m 00s |
-        | Pages | 2 |
+        | Pages | 3 |
         | Escalations | 1 |
         | Accepted handoffs | 0 |
         | SLO breaches | ack 0, assign 0, update cadence 0, resolve 0 |

@@ -51,7 +51,7 @@ fn the_timeline_interleaves_the_three_streams_in_log_order() {
         100 09:00 incident svc:alertmanager incident.reported.v1 | svc:alertmanager reported INC-7 on payments-api via alertmanager: Checkout is slow
         104 09:02 incident alice            incident.declared.v1 | alice declared INC-7 SEV1
         105 09:02 page     klaxon-paging    page.responder_paged.v1 | paged ana (INC-7-P1, level 0, round 0): severity
-        106 09:02 page     klaxon-paging    page.delivered.v1 | delivered INC-7-P1 via slack in 1 attempts
+        106 09:02 page     klaxon-paging    page.delivered.v1 | delivered INC-7-P1 via slack in 1 attempt
         107 09:05 page     ana              page.acknowledged.v1 | ana acknowledged INC-7-P1
         109 09:07 incident alice            incident.commander_assigned.v1 | alice made bob incident commander
         110 09:30 incident bob              incident.mitigated.v1 | bob mitigated INC-7: rolled back the deploy
