@@ -88,7 +88,9 @@ fn one_principal_holds_at_most_its_feeds_and_a_closed_feed_frees_its_place() {
     let second = klaxon(&server.url, "ceo", &["watch"]);
     assert_eq!(second.status.code(), Some(1), "{second:?}");
     let stderr = String::from_utf8_lossy(&second.stderr);
-    assert!(stderr.contains("ceo has 1 live feeds open (status feeds and status pages together)"), "{stderr}");
+    assert!(stderr.contains("ceo has 1 live feed open (status feeds and status pages together)"), "{stderr}");
+    // Refused, it does not claim to be watching: the one line is the refusal.
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
     // Someone else's feed is not counted against ceo.
     let other = Lines::start(&server.url, "executive-payments", &["watch"]);
     other.next(Duration::from_secs(20)).expect("another executive's feed");

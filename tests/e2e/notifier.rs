@@ -59,3 +59,53 @@ executive_channels = ["execs"]
     assert_eq!(post.idempotency_key, format!("{id}/executive/sev1/execs"));
     assert!(server.stop().success());
 }
+
+/// `klaxon watch` with nothing open prints no item until something changes:
+/// once the server took the subscription it says on stderr what it follows,
+/// so an executive is not left before a blank terminal; the items follow on
+/// stdout.
+#[test]
+fn watch_says_at_once_what_it_follows_also_when_nothing_is_open() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+
+    let dir = tempfile::tempdir().unwrap();
+    let server = Klaxond::start(dir.path());
+    let mut watch = klaxon_tests::klaxon_command(&server.url, "ceo")
+        .args(["watch", "--min-severity", "2", "--service", "payments"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn klaxon watch");
+    let (stdout, stderr) = (watch.stdout.take().unwrap(), watch.stderr.take().unwrap());
+    let (tx, lines) = std::sync::mpsc::channel();
+    for (name, stream) in [("stdout", Box::new(stdout) as Box<dyn std::io::Read + Send>), ("stderr", Box::new(stderr))]
+    {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                let _ = tx.send((name, line));
+            }
+        });
+    }
+    let first = lines.recv_timeout(Duration::from_secs(20)).expect("watch says something with nothing open");
+    assert_eq!(
+        first,
+        (
+            "stderr",
+            "(watching the status feed: SEV1 to SEV2; services payments; the open incidents first, marked *, then \
+             every change; Ctrl-C ends)"
+                .to_owned()
+        )
+    );
+    // And then the changes come on stdout.
+    klaxon_ok(&server.url, "monitor", &["report", "--title", "checkout down", "--service", "payments"]);
+    klaxon_ok(&server.url, "maria", &["declare", "INC-1", "--severity", "2"]);
+    let (stream, item) = lines.recv_timeout(Duration::from_secs(20)).expect("the declared incident on the feed");
+    assert_eq!(stream, "stdout");
+    assert!(item.contains("INC-1 SEV2 declared"), "{item}");
+    assert!(!item.starts_with('*'), "a change, not the snapshot: {item}");
+    let _ = watch.kill();
+    let _ = watch.wait();
+    assert!(server.stop().success());
+}

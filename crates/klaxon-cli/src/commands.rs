@@ -470,12 +470,14 @@ impl Connection {
         }
     }
 
-    /// Subscribes to the status feed and hands every item to `on_item`
-    /// until the server ends the stream or `on_item` answers `false` (stdout
-    /// was closed). Returns [`Error::Interrupted`] on Ctrl-C.
+    /// Subscribes to the status feed, calls `on_open` once the server took
+    /// the subscription, and hands every item to `on_item` until the server
+    /// ends the stream or `on_item` answers `false` (stdout was closed).
+    /// Returns [`Error::Interrupted`] on Ctrl-C.
     pub async fn watch(
         &self,
         filter: v1::FeedFilter,
+        on_open: impl FnOnce(),
         mut on_item: impl FnMut(v1::FeedItem) -> Result<bool, Error>,
     ) -> Result<(), Error> {
         let ctrl_c = tokio::signal::ctrl_c();
@@ -485,6 +487,7 @@ impl Connection {
             response = client.subscribe(self.request(filter)) => response?.into_inner(),
             _ = &mut ctrl_c => return Err(Error::Interrupted),
         };
+        on_open();
         loop {
             tokio::select! {
                 item = items.message() => match item? {

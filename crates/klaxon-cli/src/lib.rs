@@ -108,7 +108,10 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
         }
         Action::Watch(filter) => {
             let connection = Connection::open(&global.server, &tls, credentials, None).await?;
-            connection.watch(filter, |item| write_stdout(&render::feed_item(&item, global.json), true)).await
+            // Nothing may be open: say at once that the feed is followed.
+            let hint = (!global.json).then(|| render::watching(&filter));
+            let on_open = || hint.into_iter().for_each(|line| eprintln!("{line}"));
+            connection.watch(filter, on_open, |item| write_stdout(&render::feed_item(&item, global.json), true)).await
         }
         Action::Lint { config: Some(config), days, strict } => lint(&config, days, strict, global.json),
         Action::Lint { config: None, days, strict } => {

@@ -165,6 +165,31 @@ pub fn verbatim(rpc: &Rpc, json: bool) -> bool {
     }
 }
 
+/// What `watch` follows, said once on stderr when the subscription is
+/// taken (nothing may be open, and then no item comes until something
+/// changes): `(watching the status feed: SEV1 to SEV2; services payments;
+/// the open incidents first, marked *, then every change; Ctrl-C ends)`.
+pub fn watching(filter: &v1::FeedFilter) -> String {
+    let mut what = match filter.min_severity {
+        1 => vec!["SEV1 only".to_owned()],
+        n @ 2..=4 => vec![format!("SEV1 to SEV{n}")],
+        _ => vec!["every incident".to_owned()],
+    };
+    if !filter.services.is_empty() {
+        what.push(format!("services {}", filter.services.join(", ")));
+    }
+    if !filter.customers.is_empty() {
+        what.push(format!("customers {}", filter.customers.join(", ")));
+    }
+    if filter.include_company_wide {
+        what.push("company-wide posts".to_owned());
+    }
+    format!(
+        "(watching the status feed: {}; the open incidents first, marked *, then every change; Ctrl-C ends)",
+        what.join("; ")
+    )
+}
+
 /// The line printed for one item of the status feed: `HH:MM:SS  INC-7 SEV1
 /// declared  commander=maria  customers=40 (multi)  "<latest executive
 /// update>"  next update due HH:MM`, led by `* ` for the items of the

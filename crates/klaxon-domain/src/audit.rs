@@ -254,9 +254,8 @@ fn config_summary(c: &ConfigApplied) -> String {
     if c.changes.len() > SHOWN {
         keys.push(format!("{} more", c.changes.len() - SHOWN));
     }
-    let count = c.changes.len();
-    let plural = if count == 1 { "" } else { "s" };
-    format!("configuration {hash} applied at {}: {count} key{plural} ({})", c.via, keys.join(", "))
+    let count = crate::text::counted(c.changes.len() as u64, "key");
+    format!("configuration {hash} applied at {}: {count} ({})", c.via, keys.join(", "))
 }
 
 #[cfg(test)]

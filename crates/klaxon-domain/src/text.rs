@@ -160,3 +160,10 @@ impl Kind {
         value.chars().all(|c| c.is_whitespace() || c.is_control())
     }
 }
+
+/// `n` and a noun that takes an `s` in the plural, for text Klaxon writes:
+/// `1 incident`, `0 incidents`, `3 attempts`.
+pub fn counted(n: impl Into<u64>, noun: &str) -> String {
+    let n = n.into();
+    if n == 1 { format!("1 {noun}") } else { format!("{n} {noun}s") }
+}

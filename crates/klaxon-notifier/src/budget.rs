@@ -26,8 +26,8 @@ struct Inner {
 /// A refused feed: the principal already holds its limit.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "{principal} has {open} live feeds open (status feeds and status pages together), the most one principal may; \
-     close one first"
+    "{principal} has {} open (status feeds and status pages together), the most one principal may; close one first",
+    klaxon_domain::text::counted(*open as u64, "live feed")
 )]
 pub struct FeedsExhausted {
     /// Who asked.

@@ -3,7 +3,7 @@ use std::collections::HashMap;
 use expect_test::{Expect, expect};
 use klaxon_proto::v1;
 
-use super::{bridge_message, duration, feed_item, reply, verbatim};
+use super::{bridge_message, duration, feed_item, reply, verbatim, watching};
 use crate::commands::{Reply, Rpc};
 
 /// 2025-03-01T10:00:00Z plus `minutes`.
@@ -594,6 +594,27 @@ fn feed_lines() {
         .assert_eq(&feed_item(&company_wide, false));
     expect![[r#"{"incident_id":"INC-7","snapshot":false,"at":"2025-03-01T11:05:00Z","title":"Checkout returns 500 for EU customers","service":"checkout","severity":"sev1","status":"declared","commander":"maria","customers_affected":40,"multi_customer":true,"customers":["acme","globex"],"impact_summary":"EU checkout failing","latest_executive_update":{"audience":"executive","text":"Rolling back; \"ETA\" 30 min","by":"carol","at":"2025-03-01T11:03:00Z"},"next_update_due":"2025-03-01T11:33:00Z","company_wide_post":null}"#]].assert_eq(&feed_item(&feed(65), true));
     expect![[r#"{"incident_id":"INC-8","snapshot":true,"at":"2025-03-01T10:50:00Z","title":"","service":null,"severity":null,"status":"reported","commander":null,"customers_affected":0,"multi_customer":false,"customers":[],"impact_summary":null,"latest_executive_update":null,"next_update_due":null,"company_wide_post":null}"#]].assert_eq(&feed_item(&bare, true));
+}
+
+#[test]
+fn what_watch_follows() {
+    expect![
+        "(watching the status feed: every incident; the open incidents first, marked *, then every change; Ctrl-C ends)"
+    ]
+    .assert_eq(&watching(&v1::FeedFilter::default()));
+    let narrow = v1::FeedFilter {
+        min_severity: v1::Severity::Sev2 as i32,
+        services: vec!["payments".into(), "search".into()],
+        customers: vec!["acme".into()],
+        include_company_wide: true,
+    };
+    expect!["(watching the status feed: SEV1 to SEV2; services payments, search; customers acme; company-wide posts; the open incidents first, marked *, then every change; Ctrl-C ends)"]
+        .assert_eq(&watching(&narrow));
+    let sev1 = v1::FeedFilter { min_severity: v1::Severity::Sev1 as i32, ..Default::default() };
+    expect![
+        "(watching the status feed: SEV1 only; the open incidents first, marked *, then every change; Ctrl-C ends)"
+    ]
+    .assert_eq(&watching(&sev1));
 }
 
 fn timeline_of(as_of: Option<v1::replay_timeline_request::AsOf>) -> Rpc {

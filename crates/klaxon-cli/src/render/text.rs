@@ -3,6 +3,7 @@
 
 use std::fmt::Write as _;
 
+use klaxon_domain::text::counted;
 use klaxon_proto::v1;
 
 use super::*;
@@ -84,14 +85,13 @@ pub(super) fn confirmation(rpc: &Rpc, r: &v1::CommandResponse) -> String {
 /// The short form of an incident, first line of `join`.
 pub(super) fn snapshot(i: &v1::Incident) -> String {
     format!(
-        "{} [{} {}] {}; commander {}; {} participant{} (version {})",
+        "{} [{} {}] {}; commander {}; {} (version {})",
         i.id,
         severity_label(i.severity),
         status_name(i.status).unwrap_or("?"),
         i.title,
         or_dash(&i.commander),
-        i.participants.len(),
-        if i.participants.len() == 1 { "" } else { "s" },
+        counted(i.participants.len() as u64, "participant"),
         i.version
     )
 }
@@ -134,7 +134,7 @@ pub(super) fn show(i: &v1::Incident) -> String {
     }
     field("impact", Some(impact));
     let mut reported = format!("by {} via {}", or_dash(&i.reporter), source_name(i.source).unwrap_or("?"));
-    let _ = write!(reported, ", {} report{}", i.report_count, if i.report_count == 1 { "" } else { "s" });
+    let _ = write!(reported, ", {}", counted(i.report_count, "report"));
     if !i.dedup_key.is_empty() {
         let _ = write!(reported, ", dedup key {}", i.dedup_key);
     }
@@ -520,7 +520,6 @@ pub(super) fn review_edited(q: &v1::EditReviewRequest, r: &v1::ReviewView) -> St
         Some(Edit::Publish(_)) => format!("{id} review published"),
         None => format!("{id} review"),
     };
-    let plural = |n: usize, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
     let written = |s: &str| if s.is_empty() { "missing" } else { "written" };
     let open = r.action_items.iter().filter(|a| !a.completed).count();
     format!(
@@ -529,8 +528,8 @@ pub(super) fn review_edited(q: &v1::EditReviewRequest, r: &v1::ReviewView) -> St
         review_state(r),
         written(&r.summary),
         written(&r.impact),
-        plural(r.contributing_factors.len(), "contributing factor"),
-        plural(r.action_items.len(), "action item"),
+        counted(r.contributing_factors.len() as u64, "contributing factor"),
+        counted(r.action_items.len() as u64, "action item"),
     )
 }
 

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::Error;
 use crate::envelope::{Event, changes};
 use crate::ids::{ActorId, IncidentId, Severity};
+use crate::text::counted;
 
 #[cfg(test)]
 mod tests;
@@ -249,10 +250,16 @@ impl PageEvent {
                 format!("paged {} ({}, {request}{place}): {}", p.responder, p.page, p.reason)
             }
             PageChange::PageDelivered(d) => {
-                format!("delivered {} via {} in {}", d.page, d.channel, attempts(d.attempts))
+                format!("delivered {} via {} in {}", d.page, d.channel, counted(d.attempts, "attempt"))
             }
             PageChange::PageDeliveryFailed(d) => {
-                format!("could not deliver {} via {} in {}: {}", d.page, d.channel, attempts(d.attempts), d.error)
+                format!(
+                    "could not deliver {} via {} in {}: {}",
+                    d.page,
+                    d.channel,
+                    counted(d.attempts, "attempt"),
+                    d.error
+                )
             }
             PageChange::PageAcknowledged(a) => format!("{} acknowledged {}", self.by, a.page),
             PageChange::PageEscalated(e) => {
@@ -285,11 +292,6 @@ impl ResponderPaged {
             (None, _) => "duty manager".to_owned(),
         }
     }
-}
-
-/// `1 attempt`, `3 attempts`.
-fn attempts(n: u32) -> String {
-    if n == 1 { "1 attempt".to_owned() } else { format!("{n} attempts") }
 }
 
 /// `text` cut to at most `max` characters.

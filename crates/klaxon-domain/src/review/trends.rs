@@ -15,6 +15,7 @@ use crate::ids::{IncidentId, ServiceName, Severity};
 use crate::incident::{Incident, IncidentEvent};
 use crate::paging::{PageEvent, SloKind};
 use crate::review::metrics::{IncidentMetrics, MetricsFold, SloBreaches, seconds};
+use crate::text::counted;
 
 #[cfg(test)]
 mod tests;
@@ -595,8 +596,10 @@ pub fn render_table(report: &TrendReport) -> String {
     let _ = writeln!(out, "Filters: {}", report.filter.describe());
     let _ = writeln!(
         out,
-        "{} incidents counted ({} still open), {} marked as noise excluded",
-        report.incidents, report.open, report.noise_excluded
+        "{} counted ({} still open), {} marked as noise excluded",
+        counted(report.incidents, "incident"),
+        report.open,
+        report.noise_excluded
     );
     out.push_str("Counting rules:\n");
     for rule in report.counting_rules {

@@ -139,3 +139,10 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_count_takes_the_plural_unless_it_is_one() {
+    assert_eq!(counted(0u32, "incident"), "0 incidents");
+    assert_eq!(counted(1u32, "incident"), "1 incident");
+    assert_eq!(counted(2u64, "attempt"), "2 attempts");
+}
