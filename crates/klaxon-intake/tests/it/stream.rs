@@ -411,3 +411,59 @@ async fn each_command_of_a_stream_counts_against_the_request_rate_like_a_unary_c
     assert!(over.message().starts_with("ana (engineer) is over its request rate"), "{}", over.message());
     assert_eq!(server.log.head(), head, "a command over the rate wrote to the log");
 }
+
+/// The server reads a stream's commands only while fewer than
+/// [`EXECUTE_IN_FLIGHT_MAX`] run: a client sending far faster than
+/// commands complete does not make the server take them all in. Updates of
+/// one incident run one at a time, so a client sending thousands is far
+/// ahead of their outcomes. A stop runs exactly the commands read and no
+/// other, so what the log gains after it is what was read ahead: at most the
+/// limit.
+#[tokio::test]
+async fn a_stream_reads_at_most_the_in_flight_limit_of_commands_ahead_of_their_outcomes() {
+    use klaxon_intake::grpc::EXECUTE_IN_FLIGHT_MAX;
+
+    const SENT: u64 = 2000;
+    let server = Server::start(Default::default()).await;
+    let mut c = server.client().await;
+    let id = sev1(&mut c, "one incident, many updates").await;
+    let mut stream = Stream::by(&mut c, "maria").await;
+    let tx = stream.tx.clone().expect("open");
+    let sender = tokio::spawn(async move {
+        for tag in 0..SENT {
+            let envelope = v1::CommandEnvelope { tag, command: Some(update(&id, &format!("update {tag}"), None)) };
+            if tx.send(envelope).await.is_err() {
+                return;
+            }
+        }
+    });
+    let start = server.log.head().0;
+    for _ in 0..10 {
+        let outcome = stream.next().await;
+        answer(outcome.outcome.expect("an outcome"));
+    }
+    server.stop();
+    let at_stop = server.log.head().0;
+    let mut answered = 10;
+    let end = loop {
+        match stream.outcomes.message().await {
+            Ok(Some(outcome)) => {
+                answer(outcome.outcome.expect("an outcome"));
+                answered += 1;
+            }
+            Ok(None) => panic!("the stream ended without saying why"),
+            Err(status) => break status,
+        }
+    };
+    assert_eq!(end.code(), Code::Unavailable, "{end:?}");
+    drop(sender);
+    // Every command read was answered and only those ran: one event each.
+    let end_head = server.log.head().0;
+    assert_eq!(end_head - start, answered, "the events written and the commands answered");
+    let ran_after_the_stop = end_head - at_stop;
+    assert!(
+        ran_after_the_stop <= EXECUTE_IN_FLIGHT_MAX as u64,
+        "{ran_after_the_stop} of {SENT} commands ran after the stop: the stream had read more than \
+         {EXECUTE_IN_FLIGHT_MAX} ahead of their outcomes"
+    );
+}
