@@ -5,6 +5,7 @@
 mod alertmanager;
 mod audit;
 mod auth;
+mod backup;
 mod catalog;
 mod distributed;
 mod email;

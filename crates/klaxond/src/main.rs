@@ -13,6 +13,7 @@
 //! Exit codes: 0 after a clean stop (SIGINT/SIGTERM), 1 when it cannot start
 //! or fails, 2 for usage errors, 130 when a second signal cut the stop short.
 
+mod backup;
 mod config;
 mod gateway;
 mod log_group;
@@ -50,6 +51,28 @@ enum Commands {
     /// Check a configuration file without applying it.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Copy a running log server's log into a folder without stopping it;
+    /// run again on the same folder to add what was written since.
+    Backup(BackupArgs),
+}
+
+/// `klaxond backup`.
+#[derive(clap::Args)]
+struct BackupArgs {
+    /// The backup folder: created when missing; a folder of an earlier
+    /// backup of the same log gets what was written since.
+    dest: PathBuf,
+    /// The log server, or every node of a log group, comma-separated
+    /// (default `[cluster] log`, 127.0.0.1:7601).
+    #[arg(long, env = "KLAXON_LOG_SERVER")]
+    server: Option<String>,
+    /// A TOML configuration file (for `[cluster]`, `[tls]` and `[auth]`).
+    #[arg(long, env = "KLAXON_CONFIG")]
+    config: Option<PathBuf>,
+    /// A file holding a token of role `service` (default `[auth]
+    /// service_token_file`).
+    #[arg(long, env = "KLAXON_SERVICE_TOKEN_FILE")]
+    service_token_file: Option<PathBuf>,
 }
 
 /// `klaxond config …`.
@@ -313,7 +336,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let service_name = match &command {
         Commands::Up(_) => "klaxond".to_owned(),
         Commands::Serve(args) => format!("klaxon-{}", args.role.name()),
-        Commands::LogGroup(_) => "klaxond".to_owned(),
+        Commands::LogGroup(_) | Commands::Backup(_) => "klaxond".to_owned(),
         Commands::Token(_) | Commands::Config(_) => unreachable!("handled above"),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
@@ -362,6 +385,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 LogGroupCommand::Remove { id } => log_group::Command::Remove { id },
             };
             runtime.block_on(log_group::run(&config, args.server, command, args.json))
+        }),
+        Commands::Backup(args) => config::Config::load(args.config.as_deref()).and_then(|(mut config, _)| {
+            log_group::token_file_override(&mut config, args.service_token_file);
+            let server = args.server.unwrap_or_else(|| config.cluster.log.clone());
+            runtime.block_on(backup::run(&config, &server, &args.dest))
         }),
         Commands::Token(_) | Commands::Config(_) => unreachable!("handled above"),
     };
