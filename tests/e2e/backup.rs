@@ -2,7 +2,7 @@
 //! into a folder that is then a log of its own (what a restore puts in
 //! place).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -63,15 +63,32 @@ fn open_backup(dest: &Path) -> (Log, Vec<Record>) {
     (log, records)
 }
 
+/// A log server (with its NATS) in a temporary folder, the services' token
+/// in a file, and a client of it.
+struct Served {
+    dir: tempfile::TempDir,
+    _nats: NatsServer,
+    server: Klaxond,
+    token_file: PathBuf,
+    remote: RemoteLog,
+}
+
+impl Served {
+    fn start() -> Served {
+        let dir = tempfile::tempdir().unwrap();
+        let nats = NatsServer::start(&dir.path().join("nats"));
+        let data = dir.path().join("log");
+        let server = Klaxond::serve("log", &["--data-dir", data.to_str().unwrap(), "--nats", &nats.url], &[]);
+        let token_file = dir.path().join("service.token");
+        std::fs::write(&token_file, auth::token(auth::SERVICE)).unwrap();
+        let remote = RemoteLog::connect_lazy_tls(&server.address, None, Some(auth::token(auth::SERVICE))).unwrap();
+        Served { dir, _nats: nats, server, token_file, remote }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backup_taken_while_the_log_is_written_is_a_prefix_of_it_and_a_second_run_adds_what_came_since() {
-    let dir = tempfile::tempdir().unwrap();
-    let nats = NatsServer::start(&dir.path().join("nats"));
-    let data = dir.path().join("log");
-    let server = Klaxond::serve("log", &["--data-dir", data.to_str().unwrap(), "--nats", &nats.url], &[]);
-    let token_file = dir.path().join("service.token");
-    std::fs::write(&token_file, auth::token(auth::SERVICE)).unwrap();
-    let remote = RemoteLog::connect_lazy_tls(&server.address, None, Some(auth::token(auth::SERVICE))).unwrap();
+    let Served { dir, _nats, server, token_file, remote } = Served::start();
 
     // 1,500 events over 50 streams, in appends of 3.
     let mut n = 0;
@@ -141,13 +158,7 @@ async fn a_backup_taken_while_the_log_is_written_is_a_prefix_of_it_and_a_second_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backup_into_another_logs_folder_or_without_a_service_token_is_refused_and_writes_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let nats = NatsServer::start(&dir.path().join("nats"));
-    let data = dir.path().join("log");
-    let server = Klaxond::serve("log", &["--data-dir", data.to_str().unwrap(), "--nats", &nats.url], &[]);
-    let token_file = dir.path().join("service.token");
-    std::fs::write(&token_file, auth::token(auth::SERVICE)).unwrap();
-    let remote = RemoteLog::connect_lazy_tls(&server.address, None, Some(auth::token(auth::SERVICE))).unwrap();
+    let Served { dir, _nats, server, token_file, remote } = Served::start();
     let stream = StreamId::new("s").unwrap();
     remote.append(&stream, ExpectedVersion::NoStream, (1..=5).map(event).collect()).await.unwrap();
 
@@ -199,13 +210,7 @@ async fn a_backup_into_another_logs_folder_or_without_a_service_token_is_refused
 /// next run completes it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backup_killed_midway_leaves_a_prefix_that_the_next_run_completes() {
-    let dir = tempfile::tempdir().unwrap();
-    let nats = NatsServer::start(&dir.path().join("nats"));
-    let data = dir.path().join("log");
-    let server = Klaxond::serve("log", &["--data-dir", data.to_str().unwrap(), "--nats", &nats.url], &[]);
-    let token_file = dir.path().join("service.token");
-    std::fs::write(&token_file, auth::token(auth::SERVICE)).unwrap();
-    let remote = RemoteLog::connect_lazy_tls(&server.address, None, Some(auth::token(auth::SERVICE))).unwrap();
+    let Served { dir, _nats, server, token_file, remote } = Served::start();
     // 20,000 events in appends of 100: twenty batches of the backup.
     let mut n = 0;
     for s in 0..200 {
