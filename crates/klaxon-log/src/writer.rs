@@ -1230,6 +1230,19 @@ mod tests {
             let log = Log::open_with_sync_fault(dir.path(), Options::default(), fault.clone()).unwrap();
             let committer = log.committer().clone();
             let syncs = || log.stats().work.snapshot().syncs;
+            // The writer thread takes its lock once as it starts, which a
+            // loaded machine may delay until now: a lone commit waits that
+            // moment out (a refused one hands its request back).
+            let commit_alone = |mut request: Request| {
+                for _ in 0..2_000 {
+                    match committer.commit_lone(request) {
+                        Ok(()) => return,
+                        Err(back) => request = back,
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                }
+                panic!("the writer never looked idle: the retry could not commit alone");
+            };
             let id = Uuid::new_v4();
 
             let (original, mut original_answer) = append(&log, id);
@@ -1241,7 +1254,7 @@ mod tests {
             }
             let before = syncs();
             let (retry, mut retry_answer) = append(&log, id);
-            assert!(committer.commit_lone(retry).is_ok(), "the writer looks idle: the retry commits alone");
+            commit_alone(retry);
             let retried = retry_answer.try_recv().expect("answered");
             if disk_fails {
                 assert!(matches!(retried, Err(Error::Failed { .. })), "retry of an undurable original: {retried:?}");
@@ -1261,7 +1274,7 @@ mod tests {
             assert_eq!((appended.first, appended.deduplicated), (Position(1), false));
             let before = syncs();
             let (retry, mut retry_answer) = append(&log, id);
-            assert!(committer.commit_lone(retry).is_ok());
+            commit_alone(retry);
             let retried = retry_answer.try_recv().expect("answered").expect("a duplicate");
             assert_eq!((retried.first, retried.deduplicated), (Position(1), true));
             assert_eq!(syncs(), before, "the original is durable: no sync");
