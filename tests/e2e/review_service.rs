@@ -589,7 +589,7 @@ async fn a_weekly_report_is_posted_once_per_week_across_restarts() {
         w.reviews.trends(t0() - TimeDelta::hours(10), t0() + TimeDelta::days(7) - TimeDelta::hours(10), &filter);
     let table = klaxon_domain::review::render_table(&week45.await.unwrap());
     assert_eq!(post.body["text"], table, "the numbers of klaxon trends for the week");
-    assert!(table.contains("Filters: team money") && table.contains("1 incidents counted (0 still open)"), "{table}");
+    assert!(table.contains("Filters: team money") && table.contains("1 incident counted (0 still open)"), "{table}");
 
     // A restart (the reporter stopped, a new review service and reporter
     // over the same log) in the same week posts nothing again.

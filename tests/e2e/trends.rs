@@ -150,7 +150,7 @@ fn the_cli_filters_trends_and_prints_table_json_and_csv() {
     assert_eq!(sev3["durations"][4]["samples"], 1, "the resolved one has a time to resolve");
 
     let table = run("rita", &with(&["--team", "payments"]));
-    for part in ["Filters: team payments", "Counting rules:", "1 incidents counted (1 still open)", "By team"] {
+    for part in ["Filters: team payments", "Counting rules:", "1 incident counted (1 still open)", "By team"] {
         assert!(table.contains(part), "{part:?} missing from:\n{table}");
     }
     let csv = run("rita", &with(&["--csv", "--severity", "3"]));
