@@ -28,6 +28,9 @@
 //! Format characters (Unicode `Cf`, such as bidirectional marks) and line or
 //! paragraph separators are not control characters and are allowed: they
 //! are part of ordinary text in some languages.
+//!
+//! In the other direction, [`counted`] writes a count with its noun (`1
+//! incident`, `3 incidents`) wherever Klaxon's own text says how many.
 
 use crate::Error;
 

@@ -30,8 +30,8 @@ const BATCH: usize = 1_000;
 /// What one backup did.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Copied {
-    /// The last position the folder holds (the server's head when the backup
-    /// began, or the folder's own when that was further).
+    /// The last position the folder holds: the server's head when the
+    /// backup began.
     pub head: Position,
     /// Records written by this run.
     pub new: u64,
