@@ -482,7 +482,7 @@ fn every_rpc_role_and_scope_gets_what_the_table_says_and_refusals_write_nothing(
         cells.push((rule, "an unknown token".into(), Some(bad.clone()), Outcome::Unauthenticated));
     }
     let total = cells.len();
-    assert_eq!(total, RULES.len() * 12);
+    assert_eq!(total, RULES.len() * (Role::ALL.len() * 2 + 2));
 
     // Refusals first, while nothing else writes: each must leave both logs
     // where they were.
@@ -517,8 +517,9 @@ fn every_rpc_role_and_scope_gets_what_the_table_says_and_refusals_write_nothing(
     assert!(failures.is_empty(), "{} of {total} cells wrong:\n{}", failures.len(), failures.join("\n"));
     assert_eq!(refused + reached, total);
     eprintln!(
-        "authorization matrix: {total} cells ({} methods × 12 callers), {refused} refused, {reached} allowed",
-        RULES.len()
+        "authorization matrix: {total} cells ({} methods × {} callers), {refused} refused, {reached} allowed",
+        RULES.len(),
+        Role::ALL.len() * 2 + 2
     );
     // Open connections would make the stop wait out its 10 s drain.
     drop((up_channel, log_channel, group_channel));
@@ -731,7 +732,7 @@ fn a_command_names_for_an_incident_role_a_page_or_a_shift_only_someone_who_can_h
              it belongs to team payments, so they cannot take this incident on",
         ),
         (&["handoff", "request", id, "--to", "carl"], "invalid to: carl (engineer) cannot command an incident"),
-        (&["role", id, "scribe", "monitor"], "invalid person: monitor (service) is a service, not a person"),
+        (&["role", id, "scribe", "monitor"], "invalid person: monitor (integration) is a program, not a person"),
         (&["role", id, "scribe", "nobody", "--replaces", "ana"], "invalid person: no principal is named nobody"),
         // A page, or a shift, for someone who could not acknowledge it.
         (&["page", id, "--person", "mraia", "--reason", "db"], "invalid person: no principal is named mraia"),

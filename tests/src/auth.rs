@@ -34,10 +34,10 @@ pub const PEOPLE: &[(&str, Role, &[&str])] = &[
     // help_desk_reporters`.
     ("desk", Role::Engineer, &[]),
     // Monitoring integrations, which report as fast as they need: role
-    // service has no request rate.
-    ("monitor", Role::Service, &[]),
-    ("alertmanager", Role::Service, &[]),
-    ("pagerduty", Role::Service, &[]),
+    // integration has no request rate (and no log access).
+    ("monitor", Role::Integration, &[]),
+    ("alertmanager", Role::Integration, &[]),
+    ("pagerduty", Role::Integration, &[]),
     (SERVICE, Role::Service, &[]),
     // One principal per role scoped to team payments, and one scoped to
     // team search, for the authorization matrix.
@@ -46,11 +46,13 @@ pub const PEOPLE: &[(&str, Role, &[&str])] = &[
     ("executive-payments", Role::Executive, &["payments"]),
     ("reviewer-payments", Role::Reviewer, &["payments"]),
     ("service-payments", Role::Service, &["payments"]),
+    ("integration-payments", Role::Integration, &["payments"]),
     ("manager-search", Role::Manager, &["search"]),
     ("engineer-search", Role::Engineer, &["search"]),
     ("executive-search", Role::Executive, &["search"]),
     ("reviewer-search", Role::Reviewer, &["search"]),
     ("service-search", Role::Service, &["search"]),
+    ("integration-search", Role::Integration, &["search"]),
 ];
 
 fn tokens() -> &'static HashMap<&'static str, String> {

@@ -69,9 +69,10 @@ impl SharedTeams {
 }
 
 /// A request rate per principal: a token bucket per name (governor's keyed
-/// GCRA limiter), so one noisy client cannot starve the others. Klaxon's
-/// own processes (role `service`) are not limited: the log server's
-/// callers are the services themselves.
+/// GCRA limiter), so one noisy client cannot starve the others. Programs
+/// are not limited: Klaxon's own processes (role `service`) are the log
+/// server's callers, and an integration (role `integration`) reports an
+/// alert storm as it comes (the intake folds repeats of one alert).
 pub struct RateLimit {
     limiter: governor::DefaultKeyedRateLimiter<String>,
     per_second: NonZeroU32,
@@ -93,7 +94,7 @@ impl RateLimit {
 
     /// Counts one request of `principal`, or says when to retry.
     pub fn check(&self, principal: &Principal) -> Result<(), Status> {
-        if principal.role == crate::Role::Service {
+        if principal.role.is_program() {
             return Ok(());
         }
         self.limiter.check_key(&principal.name).map_err(|not_until| {
@@ -253,7 +254,7 @@ mod tests {
     }
 
     #[test]
-    fn each_principal_has_its_own_rate_and_services_none() {
+    fn each_principal_has_its_own_rate_and_programs_none() {
         let one = NonZeroU32::new(1).unwrap();
         let rate = RateLimit::new(one, NonZeroU32::new(2).unwrap());
         let (ana, rita, relay) =
@@ -263,8 +264,9 @@ mod tests {
         assert_eq!(refused.code(), tonic::Code::ResourceExhausted);
         assert!(refused.message().starts_with("ana (engineer) is over its request rate (1 per second, bursts of 2)"));
         assert!(rate.check(&rita).is_ok(), "another principal is not held back");
+        let monitor = principal("alertmanager", Role::Integration);
         for _ in 0..100 {
-            assert!(rate.check(&relay).is_ok());
+            assert!(rate.check(&relay).is_ok() && rate.check(&monitor).is_ok());
         }
     }
 }

@@ -4,8 +4,9 @@
 //!   SHA-256 hashes in a TOML file that `klaxond token` manages and a
 //!   running server rereads on change.
 //! - [`Principal`] and [`Role`]: an authenticated name with one role of
-//!   DESIGN.md's table (manager, engineer, executive, reviewer, service),
-//!   optionally scoped to teams.
+//!   DESIGN.md's table (manager, engineer, executive, reviewer, service)
+//!   or `integration` (monitoring tools: report and read metrics, never
+//!   the log), optionally scoped to teams.
 //! - [`policy`]: the one table of which role may call which gRPC method.
 //! - [`AuthLayer`]: the tower layer in front of every gRPC server. It
 //!   answers `UNAUTHENTICATED` without a valid token and

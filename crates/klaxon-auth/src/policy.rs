@@ -26,16 +26,16 @@ pub struct Rule {
 /// gRPC services anyone may call, without a token.
 pub const PUBLIC_SERVICES: &[&str] = &["grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection"];
 
-use Role::{Engineer as E, Executive as X, Manager as M, Reviewer as R, Service as S};
+use Role::{Engineer as E, Executive as X, Integration as I, Manager as M, Reviewer as R, Service as S};
 
 const MANAGERS: &[Role] = &[M];
 const RESPONDERS: &[Role] = &[M, E];
 /// Who reports over gRPC: executives too, whose reports are escalations
 /// (their source is `executive`, see [`crate::sources`]).
-const REPORTERS: &[Role] = &[M, E, X, S];
+const REPORTERS: &[Role] = &[M, E, X, S, I];
 /// Who reports through the HTTP intake: monitoring integrations and the
 /// people who run them; not executives, who escalate over gRPC.
-const WEBHOOK_REPORTERS: &[Role] = &[M, E, S];
+const WEBHOOK_REPORTERS: &[Role] = &[M, E, S, I];
 const REVIEWERS: &[Role] = &[M, R];
 /// Everyone who reads incidents in detail: history, timelines, pages.
 const READERS: &[Role] = &[M, E, R];
@@ -78,7 +78,7 @@ pub const RULES: &[Rule] = &[
     // Many commands over one stream: open to every role that may send one
     // of them (reporters and reviewers); each command is then authorized
     // by its own row above ([`PER_COMMAND`]).
-    rule("/klaxon.v1.Incidents/Execute", &[M, E, X, R, S], ANY_TEAM),
+    rule("/klaxon.v1.Incidents/Execute", &[M, E, X, R, S, I], ANY_TEAM),
     // Incidents: queries.
     rule("/klaxon.v1.Incidents/GetIncident", EVERYONE, ANY_TEAM),
     rule("/klaxon.v1.Incidents/ListIncidents", EVERYONE, ANY_TEAM),
@@ -145,7 +145,7 @@ pub const HTTP_REPORTERS: &[Role] = WEBHOOK_REPORTERS;
 /// readers of the status feed.
 pub const STATUS_PAGE_READERS: &[Role] = EVERYONE;
 /// `GET /metrics`: who may scrape it.
-pub const METRICS_READERS: &[Role] = &[M, S];
+pub const METRICS_READERS: &[Role] = &[M, S, I];
 
 /// What the table says about one call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -188,7 +188,7 @@ mod tests {
 
     /// DESIGN.md: executives read status feeds and summaries and report
     /// escalations, nothing else; the log (and its group) is reachable by
-    /// services only.
+    /// services only; an integration only reports.
     #[test]
     fn executives_only_read_and_escalate_and_only_services_reach_the_log() {
         // `Execute` only opens a stream: each command on it is judged by its
@@ -208,6 +208,9 @@ mod tests {
         }
         for rule in RULES.iter().filter(|r| r.roles.contains(&X)) {
             assert!(reads.iter().any(|r| rule.method.contains(r)), "{} is open to executives", rule.method);
+        }
+        for rule in RULES.iter().filter(|r| r.roles.contains(&I)) {
+            assert!(rule.method.ends_with("/Report") || PER_COMMAND.contains(&rule.method), "{}", rule.method);
         }
         for rule in RULES {
             let log =

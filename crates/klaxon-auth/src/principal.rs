@@ -26,14 +26,21 @@ pub enum Role {
     Executive,
     /// Read timelines, write reviews and action items.
     Reviewer,
-    /// Klaxon's own processes: the log server's API, and reports from
-    /// monitoring integrations.
+    /// Klaxon's own processes: the log server's API (and what an
+    /// integration may do, so that tokens made before that role existed
+    /// keep working).
     Service,
+    /// Monitoring and help-desk tools, and metrics scrapers: report over
+    /// gRPC and the HTTP intake, read `/metrics`; never the log server's
+    /// API, so a leaked Alertmanager or Prometheus token cannot write raw
+    /// events or change a log group.
+    Integration,
 }
 
 impl Role {
     /// Every role, in the order of the security table.
-    pub const ALL: [Role; 5] = [Role::Manager, Role::Engineer, Role::Executive, Role::Reviewer, Role::Service];
+    pub const ALL: [Role; 6] =
+        [Role::Manager, Role::Engineer, Role::Executive, Role::Reviewer, Role::Service, Role::Integration];
 
     /// Its name in token files and on the command line.
     pub fn name(self) -> &'static str {
@@ -43,7 +50,15 @@ impl Role {
             Role::Executive => "executive",
             Role::Reviewer => "reviewer",
             Role::Service => "service",
+            Role::Integration => "integration",
         }
+    }
+
+    /// Whether the role belongs to a program rather than a person: no
+    /// request rate, reports are of source `api`, and it cannot hold an
+    /// incident role, a page or an action item.
+    pub fn is_program(self) -> bool {
+        matches!(self, Role::Service | Role::Integration)
     }
 }
 
@@ -57,10 +72,9 @@ impl FromStr for Role {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Role, String> {
-        Role::ALL
-            .into_iter()
-            .find(|r| r.name() == s)
-            .ok_or_else(|| format!("{s:?} is not a role (manager, engineer, executive, reviewer, service)"))
+        Role::ALL.into_iter().find(|r| r.name() == s).ok_or_else(|| {
+            format!("{s:?} is not a role (manager, engineer, executive, reviewer, service, integration)")
+        })
     }
 }
 
@@ -242,12 +256,12 @@ impl Grant {
     }
 
     /// Checks that `name` in `field` is a person now: a principal not
-    /// revoked, and not a service (the holder of a scribe's or a subject
+    /// revoked, and not a program (the holder of a scribe's or a subject
     /// matter expert's role).
     pub fn check_person(&self, field: &'static str, name: &str) -> Result<(), klaxon_domain::Error> {
         let principal = self.named(field, name)?;
-        if principal.role == Role::Service {
-            let reason = format!("{principal} is a service, not a person");
+        if principal.role.is_program() {
+            let reason = format!("{principal} is a program, not a person");
             return Err(klaxon_domain::Error::InvalidField { field, reason });
         }
         Ok(())

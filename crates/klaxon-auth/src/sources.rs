@@ -56,7 +56,7 @@ pub fn report_source(
     let executive = principal.role == Role::Executive;
     match claimed {
         None if executive => Ok(ReportSource::Executive),
-        None if principal.role == Role::Service => Ok(ReportSource::Api),
+        None if principal.role.is_program() => Ok(ReportSource::Api),
         None => Ok(ReportSource::Manual),
         Some(ReportSource::Executive) if executive => Ok(ReportSource::Executive),
         Some(other) if executive => refuse(other, "an executive's report is an escalation (source executive)"),
@@ -98,7 +98,8 @@ mod tests {
         assert_eq!(show(&person("ceo", Role::Executive)), "executive ! ! ! ! ! executive");
         assert_eq!(show(&person("ana", Role::Engineer)), "manual manual api ! ! ! !");
         assert_eq!(show(&person("maria", Role::Manager)), "manual manual api ! ! ! !");
-        assert_eq!(show(&person("monitor", Role::Service)), "api manual api ! ! ! !");
+        assert_eq!(show(&person("monitor", Role::Integration)), "api manual api ! ! ! !");
+        assert_eq!(show(&person("klaxon-services", Role::Service)), "api manual api ! ! ! !");
         assert_eq!(show(&person("desk", Role::Engineer)), "manual manual api ! ! help_desk !");
         assert_eq!(show(&person("desk", Role::Executive)), "executive ! ! ! ! ! executive");
         let refused = report_source(&person("ana", Role::Engineer), &help_desk, Some(Executive)).unwrap_err();

@@ -134,7 +134,8 @@ enum TokenCommand {
         /// The principal's name, recorded as the actor of what it does.
         #[arg(long)]
         name: String,
-        /// manager, engineer, executive, reviewer or service.
+        /// manager, engineer, executive, reviewer, service (Klaxon's own processes: the log server's API) or
+        /// integration (monitoring, help desks, Prometheus: report and read /metrics only).
         #[arg(long, value_parser = parse_role)]
         role: klaxon_auth::Role,
         /// Limit it to this team's services (repeatable; default: every team).
