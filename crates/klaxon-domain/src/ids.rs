@@ -159,7 +159,7 @@ impl FromStr for Severity {
         Severity::ALL
             .into_iter()
             .find(|level| digit == level.number().to_string())
-            .ok_or_else(|| Error::invalid("severity", format!("{s:?}: expected SEV1 to SEV4")))
+            .ok_or_else(|| Error::invalid("severity", format!("{s:?}: expected SEV1 to SEV4 (or 1 to 4)")))
     }
 }
 

@@ -69,6 +69,9 @@ fn severities() {
     for (input, expected) in cases {
         assert_eq!(parse::<Severity>(input), expected, "input {input:?}");
     }
+    // People type digits: the refusal says both spellings.
+    let refused = "5".parse::<Severity>().unwrap_err().to_string();
+    assert_eq!(refused, r#"invalid severity: "5": expected SEV1 to SEV4 (or 1 to 4)"#);
 }
 
 #[test]

@@ -71,7 +71,7 @@ fn validation_names_the_key() {
         ),
         (
             r#"name = "x", period = "weekly", severity = "sev9", channels = ["ops"]"#,
-            r#"reports[0].severity: invalid severity: "sev9": expected SEV1 to SEV4"#,
+            r#"reports[0].severity: invalid severity: "sev9": expected SEV1 to SEV4 (or 1 to 4)"#,
         ),
         (r#"name = "x", period = "weekly", service = "Bad Name", channels = ["ops"]"#, "reports[0].service:"),
         (r#"name = "x", period = "weekly", channels = ["ops"], colour = "red""#, "unknown field `colour`"),
