@@ -381,7 +381,14 @@ fn incident_history(
                     "rita",
                     ReviewCommand::WriteSummary { summary: "A deploy without a canary broke checkout.".into() },
                 );
-                b.review("rita", ReviewCommand::AddActionItem { title: "Canary every deploy of checkout".into() });
+                b.review(
+                    "rita",
+                    ReviewCommand::AddActionItem {
+                        title: "Canary every deploy of checkout".into(),
+                        owner: None,
+                        due: None,
+                    },
+                );
                 if critical {
                     b.review("rita", ReviewCommand::AddContributingFactor { factor: "No canary stage".into() });
                     b.review("rita", ReviewCommand::Publish);

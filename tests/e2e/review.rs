@@ -46,6 +46,25 @@ fn an_executive_watches_a_sev1_and_a_reviewer_publishes_its_postmortem() {
     run("rita", &["review", "factor", "INC-1", "No canary for config pushes"]);
     run("rita", &["review", "action", "add", "INC-1", "Canary config pushes"]);
     run("rita", &["review", "action", "assign", "INC-1-A1", "ana"]);
+    // An item with its owner and due date at once: all of it, or, with an
+    // owner nobody knows, nothing.
+    let http = server.http_address.clone().expect("up serves metrics");
+    // The head once every service has folded it (the reactions to the
+    // commands above included).
+    let head = || klaxon_tests::metrics::settle(&http, &[&http]);
+    let before = head();
+    let refused = klaxon(
+        &url,
+        "rita",
+        &["review", "action", "add", "INC-1", "Alert on 5xx", "--owner", "anna", "--due", "2026-12-20"],
+    );
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success() && stderr.contains("invalid owner: no principal is named anna"), "{stderr}");
+    assert_eq!(head(), before, "a refused item writes nothing");
+    let added =
+        run("rita", &["review", "action", "add", "INC-1", "Alert on 5xx", "--owner", "ana", "--due", "2026-12-20"]);
+    assert!(added.starts_with("INC-1-A2 added: Alert on 5xx, owned by ana, due 2026-12-20"), "{added}");
+    assert_eq!(head(), before + 3, "added, assigned and scheduled: three events");
     run("rita", &["review", "publish", "INC-1"]);
     let markdown = run("rita", &["review", "export", "INC-1"]);
     for part in ["INC-1", "A config push broke checkout.", "No canary for config pushes", "Canary config pushes"] {
@@ -53,6 +72,8 @@ fn an_executive_watches_a_sev1_and_a_reviewer_publishes_its_postmortem() {
     }
     let actions = run("rita", &["actions", "--open"]);
     assert!(actions.contains("INC-1-A1") && actions.contains("ana"), "{actions}");
+    let a2 = actions.lines().find(|l| l.contains("INC-1-A2")).unwrap_or_else(|| panic!("no INC-1-A2 in {actions}"));
+    assert!(a2.contains("ana") && a2.contains("2026-12-20") && a2.contains("Alert on 5xx"), "{a2}");
 
     // The timeline has the pages, the notifications' effects and the review.
     let timeline = run("rita", &["timeline", "INC-1"]);

@@ -820,8 +820,8 @@ async fn an_evicted_incident_with_open_action_items_still_lists_them_completes_t
         let (reviews, rita) = (w.reviews.clone(), rita.clone());
         async move { reviews.edit(id, command, &rita, None, None).await.unwrap() }
     };
-    edit(ReviewCommand::AddActionItem { title: "Canary config pushes".into() }).await;
-    edit(ReviewCommand::AddActionItem { title: "Alert on checkout 5xx".into() }).await;
+    edit(ReviewCommand::AddActionItem { title: "Canary config pushes".into(), owner: None, due: None }).await;
+    edit(ReviewCommand::AddActionItem { title: "Alert on checkout 5xx".into(), owner: None, due: None }).await;
     edit(ReviewCommand::AssignActionItem { item: ActionItemId::new(id, 1).unwrap(), owner: rita.clone() }).await;
     edit(ReviewCommand::CompleteActionItem { item: ActionItemId::new(id, 2).unwrap() }).await;
     w.settled().await;

@@ -133,7 +133,7 @@ fn the_report_source_is_earned_from_the_token_not_claimed() {
         ("ana", v1::ReportSource::Executive, "ana (engineer) may not report as executive"),
         ("maria", v1::ReportSource::Executive, "maria (manager) may not report as executive"),
         ("ana", v1::ReportSource::HelpDesk, "ana (engineer) may not report as help_desk"),
-        ("monitor", v1::ReportSource::Alertmanager, "monitor (service) may not report as alertmanager"),
+        ("monitor", v1::ReportSource::Alertmanager, "monitor (integration) may not report as alertmanager"),
         ("ceo", v1::ReportSource::Manual, "ceo (executive) may not report as manual"),
     ] {
         let refused = report(&runtime, &channel, who, claim(source)).expect_err("refused");

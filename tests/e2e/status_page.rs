@@ -232,7 +232,7 @@ fn cross_site_requests_are_refused_and_streams_are_bounded_per_principal() {
     // A role that may not read feeds is refused; a bad token too.
     let service = request(http, "POST", "/status/sign-in", &[form_type], &format!("token={}", auth::token("monitor")));
     assert_eq!(service.status, 403);
-    assert!(service.body.contains("monitor (service) may not read the status page"), "{}", service.body);
+    assert!(service.body.contains("monitor (integration) may not read the status page"), "{}", service.body);
     assert_eq!(request(http, "POST", "/status/sign-in", &[form_type], "token=klx_nope").status, 401);
 
     // The same sign-in from the page's own origin works.

@@ -302,7 +302,7 @@ pub enum ReviewCommand {
 /// `klaxon review action ...`.
 #[derive(Debug, Subcommand)]
 pub enum ActionCommand {
-    /// Add an action item; prints its id (e.g. INC-7-A1).
+    /// Add an action item, with --owner and --due at once if known; prints its id (e.g. INC-7-A1).
     Add(ActionAddArgs),
     /// Give an action item an owner.
     Assign(ActionAssignArgs),
@@ -774,6 +774,13 @@ pub struct ActionAddArgs {
     pub incident: String,
     /// What is to be done.
     pub title: String,
+    /// Who owns it (a person the server knows); the item is added and
+    /// assigned together, or not at all.
+    #[arg(long)]
+    pub owner: Option<String>,
+    /// When it is due, YYYY-MM-DD.
+    #[arg(long, value_parser = parse_date)]
+    pub due: Option<String>,
 }
 
 /// `klaxon review action assign`.
@@ -1203,7 +1210,17 @@ fn review(c: ReviewCommand, context: v1::CommandContext) -> Rpc {
         ReviewCommand::Impact(a) => (a.incident, Edit::WriteImpact(a.text)),
         ReviewCommand::Factor(a) => (a.incident, Edit::AddContributingFactor(a.text)),
         ReviewCommand::Publish(a) => (a.incident, Edit::Publish(true)),
-        ReviewCommand::Action(ActionCommand::Add(a)) => (a.incident, Edit::AddActionItem(a.title)),
+        ReviewCommand::Action(ActionCommand::Add(ActionAddArgs { incident, title, owner: None, due: None })) => {
+            (incident, Edit::AddActionItem(title))
+        }
+        ReviewCommand::Action(ActionCommand::Add(a)) => (
+            a.incident,
+            Edit::NewActionItem(v1::NewActionItem {
+                title: a.title,
+                owner: a.owner.unwrap_or_default(),
+                due: a.due.unwrap_or_default(),
+            }),
+        ),
         ReviewCommand::Action(ActionCommand::Assign(a)) => {
             (incident_of(&a.item), Edit::AssignActionItem(v1::AssignActionItem { item_id: a.item, owner: a.owner }))
         }

@@ -342,7 +342,7 @@ pub fn decide_review(
         ReviewCommand::WriteSummary { summary } => Some(text::REVIEW_TEXT.check("summary", summary)?),
         ReviewCommand::WriteImpact { impact } => Some(text::REVIEW_TEXT.check("impact", impact)?),
         ReviewCommand::AddContributingFactor { factor } => Some(text::FACTOR.check("factor", factor)?),
-        ReviewCommand::AddActionItem { title } => Some(text::ACTION_ITEM_TITLE.check("title", title)?),
+        ReviewCommand::AddActionItem { title, .. } => Some(text::ACTION_ITEM_TITLE.check("title", title)?),
         _ => None,
     }
     .unwrap_or_default();
@@ -380,10 +380,19 @@ pub fn decide_review(
             })?;
             ReviewChange::ContributingFactorAdded(ContributingFactorAdded { factor: field })
         }
-        ReviewCommand::AddActionItem { .. } => {
+        ReviewCommand::AddActionItem { owner, due, .. } => {
             check_len("action_items", s.action_items.len() + 1, ACTION_ITEMS_MAX)?;
             unpublished()?;
-            ReviewChange::ActionItemAdded(ActionItemAdded { item: s.next_item()?, title: field })
+            let item = s.next_item()?;
+            let event = |change| ReviewEvent { incident: id, at: now, by: actor.clone(), change };
+            let mut events = vec![event(ReviewChange::ActionItemAdded(ActionItemAdded { item, title: field }))];
+            if let Some(owner) = owner {
+                events.push(event(ReviewChange::ActionItemAssigned(ActionItemAssigned { item, owner: owner.clone() })));
+            }
+            if let Some(due) = due {
+                events.push(event(ReviewChange::ActionItemDueSet(ActionItemDueSet { item, due: *due })));
+            }
+            return Ok(events);
         }
         ReviewCommand::AssignActionItem { item, owner } => {
             let found = open_item(item)?;

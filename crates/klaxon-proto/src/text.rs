@@ -55,6 +55,7 @@ pub const TEXT_FIELDS: &[(&str, &str, Kind)] = &[
     ("klaxon.v1.EditReviewRequest", "write_impact", REVIEW_TEXT),
     ("klaxon.v1.EditReviewRequest", "add_contributing_factor", FACTOR),
     ("klaxon.v1.EditReviewRequest", "add_action_item", ACTION_ITEM_TITLE),
+    ("klaxon.v1.NewActionItem", "title", ACTION_ITEM_TITLE),
 ];
 
 /// Every other string field of a request: identifiers and values with
@@ -123,6 +124,8 @@ pub const PARSED_FIELDS: &[(&str, &str)] = &[
     ("klaxon.v1.AssignActionItem", "owner"),
     ("klaxon.v1.SetActionItemDue", "item_id"),
     ("klaxon.v1.SetActionItemDue", "due"),
+    ("klaxon.v1.NewActionItem", "owner"),
+    ("klaxon.v1.NewActionItem", "due"),
     ("klaxon.v1.ExportMarkdownRequest", "incident_id"),
     ("klaxon.v1.TrendsRequest", "service"),
     ("klaxon.v1.TrendsRequest", "team"),
@@ -136,6 +139,11 @@ pub trait FreeText {
     const MESSAGE: &'static str;
     /// Its free-text values, each with its path in [`TEXT_FIELDS`].
     fn free_text(&self) -> Vec<(&'static str, &str)>;
+    /// Checks the requests nested in it that have rows of their own (under
+    /// their own message name), after its own fields.
+    fn check_nested(&self) -> Result<(), Error> {
+        Ok(())
+    }
 }
 
 /// The kind of the free-text field `path` of `message`.
@@ -164,7 +172,7 @@ pub fn check_text<R: FreeText>(request: &R) -> Result<(), Error> {
     for (path, value) in request.free_text() {
         kind_of(R::MESSAGE, path).check(field_name(path), value)?;
     }
-    Ok(())
+    request.check_nested()
 }
 
 macro_rules! free_text {
@@ -190,6 +198,7 @@ free_text! {
     ValidateResolutionRequest: note;
     MarkNoiseRequest: reason;
     PageResponderRequest: reason;
+    NewActionItem: title;
 }
 
 macro_rules! no_free_text {
@@ -266,6 +275,12 @@ impl FreeText for v1::EditReviewRequest {
             Some(Edit::AddContributingFactor(s)) => vec![("add_contributing_factor", s.as_str())],
             Some(Edit::AddActionItem(s)) => vec![("add_action_item", s.as_str())],
             _ => Vec::new(),
+        }
+    }
+    fn check_nested(&self) -> Result<(), Error> {
+        match &self.edit {
+            Some(v1::edit_review_request::Edit::NewActionItem(item)) => check_text(item),
+            _ => Ok(()),
         }
     }
 }

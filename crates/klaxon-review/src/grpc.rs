@@ -70,21 +70,30 @@ fn item_id(value: &str) -> Result<ActionItemId, Status> {
     value.parse().map_err(|e| status::invalid("item_id", e))
 }
 
+fn owner(value: &str) -> Result<ActorId, Status> {
+    ActorId::new(value).map_err(|e| invalid(format!("invalid owner: {e}")))
+}
+
+fn due(value: &str) -> Result<chrono::NaiveDate, Status> {
+    value.parse().map_err(|e| invalid(format!("invalid due: {e}; expected YYYY-MM-DD")))
+}
+
 fn command(edit: &edit_review_request::Edit) -> Result<ReviewCommand, Status> {
     use edit_review_request::Edit;
     Ok(match edit {
         Edit::WriteSummary(s) => ReviewCommand::WriteSummary { summary: s.clone() },
         Edit::WriteImpact(s) => ReviewCommand::WriteImpact { impact: s.clone() },
         Edit::AddContributingFactor(s) => ReviewCommand::AddContributingFactor { factor: s.clone() },
-        Edit::AddActionItem(s) => ReviewCommand::AddActionItem { title: s.clone() },
-        Edit::AssignActionItem(a) => ReviewCommand::AssignActionItem {
-            item: item_id(&a.item_id)?,
-            owner: ActorId::new(a.owner.as_str()).map_err(|e| invalid(format!("invalid owner: {e}")))?,
+        Edit::AddActionItem(s) => ReviewCommand::AddActionItem { title: s.clone(), owner: None, due: None },
+        Edit::NewActionItem(n) => ReviewCommand::AddActionItem {
+            title: n.title.clone(),
+            owner: (!n.owner.is_empty()).then(|| owner(&n.owner)).transpose()?,
+            due: (!n.due.is_empty()).then(|| due(&n.due)).transpose()?,
         },
-        Edit::SetActionItemDue(d) => ReviewCommand::SetActionItemDue {
-            item: item_id(&d.item_id)?,
-            due: d.due.parse().map_err(|e| invalid(format!("invalid due: {e}; expected YYYY-MM-DD")))?,
-        },
+        Edit::AssignActionItem(a) => {
+            ReviewCommand::AssignActionItem { item: item_id(&a.item_id)?, owner: owner(&a.owner)? }
+        }
+        Edit::SetActionItemDue(d) => ReviewCommand::SetActionItemDue { item: item_id(&d.item_id)?, due: due(&d.due)? },
         Edit::CompleteActionItem(i) => ReviewCommand::CompleteActionItem { item: item_id(i)? },
         Edit::Publish(_) => ReviewCommand::Publish,
     })
@@ -180,9 +189,13 @@ impl review_server::Review for ReviewService {
         // An action item's owner is a person the server knows now (with
         // authentication; without, it knows nobody): a mistyped name would
         // leave the item to nobody.
-        if let (ReviewCommand::AssignActionItem { owner, .. }, Some(grant)) =
-            (&command, request.extensions().get::<klaxon_auth::Grant>())
-        {
+        let owner = match &command {
+            ReviewCommand::AssignActionItem { owner, .. } | ReviewCommand::AddActionItem { owner: Some(owner), .. } => {
+                Some(owner)
+            }
+            _ => None,
+        };
+        if let (Some(owner), Some(grant)) = (owner, request.extensions().get::<klaxon_auth::Grant>()) {
             grant.check_person("owner", owner.as_str()).map_err(|e| status::to_status(&e))?;
         }
         let review = self.handle.edit(id, command, &actor, key.as_ref(), expected_version).await.map_err(to_status)?;

@@ -354,6 +354,17 @@ fn noise_and_review_subcommands_build_their_requests() {
             edit("INC-7", Edit::AddActionItem("Add a canary stage".into())),
         ),
         (
+            &["review", "action", "add", "INC-7", "Add a canary stage", "--owner", "ana", "--due", "2026-12-01"],
+            edit(
+                "INC-7",
+                Edit::NewActionItem(v1::NewActionItem {
+                    title: "Add a canary stage".into(),
+                    owner: "ana".into(),
+                    due: "2026-12-01".into(),
+                }),
+            ),
+        ),
+        (
             &["review", "action", "assign", "inc-12-a3", "ana"],
             edit(
                 "INC-12",

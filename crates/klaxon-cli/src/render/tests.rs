@@ -871,6 +871,32 @@ fn review_edit_confirmations() {
               draft: summary written, impact written, 2 contributing factors, 2 action items (1 open)"#]],
         ),
         (
+            edit(
+                "INC-7",
+                Edit::NewActionItem(v1::NewActionItem {
+                    title: "Alert on EU 5xx rate".into(),
+                    owner: "bob".into(),
+                    due: "2026-12-01".into(),
+                }),
+            ),
+            expect![[r#"
+                INC-7-A2 added: Alert on EU 5xx rate, owned by bob, due 2026-12-01 (version 6)
+                  draft: summary written, impact written, 2 contributing factors, 2 action items (1 open)"#]],
+        ),
+        (
+            edit(
+                "INC-7",
+                Edit::NewActionItem(v1::NewActionItem {
+                    title: "Alert on EU 5xx rate".into(),
+                    owner: String::new(),
+                    due: "2026-12-01".into(),
+                }),
+            ),
+            expect![[r#"
+                INC-7-A2 added: Alert on EU 5xx rate, due 2026-12-01 (version 6)
+                  draft: summary written, impact written, 2 contributing factors, 2 action items (1 open)"#]],
+        ),
+        (
             edit("INC-7", Edit::AddActionItem("Not in the reply".into())),
             expect![[r#"
             INC-7 action item added: Not in the reply (version 6)

@@ -504,16 +504,27 @@ pub(super) fn item_status(a: &v1::ActionItem) -> String {
 pub(super) fn review_edited(q: &v1::EditReviewRequest, r: &v1::ReviewView) -> String {
     use v1::edit_review_request::Edit;
     let id = &r.incident_id;
+    // The new item is the last one with the title (items are numbered in
+    // the order they are added).
+    let added = |title: &str| match r.action_items.iter().rev().find(|a| a.title == title) {
+        Some(a) => format!("{} added: {title}", a.item_id),
+        None => format!("{id} action item added: {title}"),
+    };
     let what = match &q.edit {
         Some(Edit::WriteSummary(_)) => format!("{id} review summary written"),
         Some(Edit::WriteImpact(_)) => format!("{id} review impact written"),
         Some(Edit::AddContributingFactor(_)) => format!("{id} contributing factor added"),
-        // The new item is the last one with the title (items are numbered in
-        // the order they are added).
-        Some(Edit::AddActionItem(title)) => match r.action_items.iter().rev().find(|a| &a.title == title) {
-            Some(a) => format!("{} added: {title}", a.item_id),
-            None => format!("{id} action item added: {title}"),
-        },
+        Some(Edit::AddActionItem(title)) => added(title),
+        Some(Edit::NewActionItem(n)) => {
+            let mut line = added(&n.title);
+            if !n.owner.is_empty() {
+                line.push_str(&format!(", owned by {}", n.owner));
+            }
+            if !n.due.is_empty() {
+                line.push_str(&format!(", due {}", n.due));
+            }
+            line
+        }
         Some(Edit::AssignActionItem(a)) => format!("{} assigned to {}", a.item_id, a.owner),
         Some(Edit::SetActionItemDue(d)) => format!("{} due {}", d.item_id, d.due),
         Some(Edit::CompleteActionItem(item)) => format!("{item} done"),

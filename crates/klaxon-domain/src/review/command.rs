@@ -29,10 +29,16 @@ pub enum ReviewCommand {
         /// The factor; required, and not already listed.
         factor: String,
     },
-    /// Add an action item; it gets the next id of the review.
+    /// Add an action item; it gets the next id of the review. With an
+    /// owner or a due date, the item is added, assigned and scheduled in
+    /// one decision: all of it or nothing.
     AddActionItem {
         /// What is to be done; required.
         title: String,
+        /// Its owner, if already known.
+        owner: Option<ActorId>,
+        /// Its due date, if already known.
+        due: Option<NaiveDate>,
     },
     /// Give an action item an owner, replacing any earlier one.
     AssignActionItem {

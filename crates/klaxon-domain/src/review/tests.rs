@@ -32,7 +32,7 @@ fn factor(text: &str) -> ReviewCommand {
     ReviewCommand::AddContributingFactor { factor: text.into() }
 }
 fn add(title: &str) -> ReviewCommand {
-    ReviewCommand::AddActionItem { title: title.into() }
+    ReviewCommand::AddActionItem { title: title.into(), owner: None, due: None }
 }
 fn owner(n: u32, who: &str) -> ReviewCommand {
     ReviewCommand::AssignActionItem { item: item(n), owner: actor(who) }
@@ -168,6 +168,43 @@ fn action_items() {
     check(&full, ("carol", add("one more")), "!too_large:action_items");
 }
 
+/// An item added with its owner and due date is three events of one
+/// decision (one append): all of them or, refused, none.
+#[test]
+fn an_action_item_added_with_its_owner_and_due_date() {
+    let add_with = |title: &str, owner: Option<&str>, due: Option<u32>| ReviewCommand::AddActionItem {
+        title: title.into(),
+        owner: owner.map(actor),
+        due: due.map(day),
+    };
+    let all = "review.action_item_added.v1,review.action_item_assigned.v1,review.action_item_due_set.v1";
+    check(&written(), ("carol", add_with("Add a canary", Some("dave"), Some(20))), all);
+    check(
+        &[],
+        ("carol", add_with("Add a canary", Some("dave"), None)),
+        "review.action_item_added.v1,review.action_item_assigned.v1",
+    );
+    check(
+        &[],
+        ("carol", add_with("Add a canary", None, Some(20))),
+        "review.action_item_added.v1,review.action_item_due_set.v1",
+    );
+    check(&published(), ("carol", add_with("Late item", Some("dave"), Some(20))), "!review.published");
+    check(&[], ("carol", add_with("", Some("dave"), Some(20))), "!invalid:title");
+    let full: Vec<_> = (0..ACTION_ITEMS_MAX).map(|i| ("carol", add(&format!("item {i}")))).collect();
+    check(&full, ("carol", add_with("one more", Some("dave"), None)), "!too_large:action_items");
+
+    let mut script = resolved(Severity::Sev1);
+    for (i, (who, command)) in written().into_iter().enumerate() {
+        script.review(10 + i as i64, who, command);
+    }
+    script.review(20, "carol", add_with("Add a canary", Some("dave"), Some(20)));
+    let review = script.review.clone().unwrap();
+    let a3 = review.action_item(&item(3)).unwrap();
+    assert_eq!((a3.title(), a3.owner(), a3.due()), ("Add a canary", Some(&actor("dave")), Some(day(20))));
+    assert_eq!((a3.added_by(), a3.added_at()), (&actor("carol"), testkit::at(20)));
+}
+
 #[test]
 fn publishing_freezes_the_text_but_not_the_action_items() {
     check(&[], ("carol", ReviewCommand::Publish), "!publish.needs_summary");
@@ -280,6 +317,7 @@ fn any_command() -> impl proptest::strategy::Strategy<Value = ReviewCommand> {
         Just(impact("i")),
         prop_oneof![Just("f1"), Just("f2")].prop_map(factor),
         Just(add("a")),
+        Just(ReviewCommand::AddActionItem { title: "b".into(), owner: Some(actor("dave")), due: Some(day(21)) }),
         (1u32..4, prop_oneof![Just("dave"), Just("erin")]).prop_map(|(n, who)| owner(n, who)),
         (1u32..4, 20u32..22).prop_map(|(n, d)| due(n, d)),
         (1u32..4).prop_map(complete),
@@ -337,7 +375,7 @@ fn review_text_fields() -> Vec<ReviewTextField> {
         (|summary| ReviewCommand::WriteSummary { summary }, "summary", REVIEW_TEXT),
         (|impact| ReviewCommand::WriteImpact { impact }, "impact", REVIEW_TEXT),
         (|factor| ReviewCommand::AddContributingFactor { factor }, "factor", FACTOR),
-        (|title| ReviewCommand::AddActionItem { title }, "title", ACTION_ITEM_TITLE),
+        (|title| ReviewCommand::AddActionItem { title, owner: None, due: None }, "title", ACTION_ITEM_TITLE),
     ]
 }
 

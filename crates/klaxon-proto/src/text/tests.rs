@@ -134,6 +134,7 @@ fn checker(message: &str) -> Option<Checker> {
         PageResponderRequest,
         BridgeRequest,
         EditReviewRequest,
+        NewActionItem,
     )
 }
 
@@ -182,6 +183,25 @@ fn every_message_with_free_text_is_checked() {
         let refused = check(&bytes).expect_err("a control character");
         assert!(refused.to_string().contains(field_name(path)), "{message_name}.{path}: {refused}");
     }
+}
+
+/// A new action item is checked through the edit that carries it, which is
+/// what the servers and the CLI check.
+#[test]
+fn an_edit_checks_the_new_action_item_it_carries() {
+    use v1::edit_review_request::Edit;
+    let edit = |title: &str| v1::EditReviewRequest {
+        incident_id: "INC-7".into(),
+        edit: Some(Edit::NewActionItem(v1::NewActionItem {
+            title: title.into(),
+            owner: "ana".into(),
+            due: String::new(),
+        })),
+        ..Default::default()
+    };
+    assert_eq!(check_text(&edit("Add a canary stage")), Ok(()));
+    let refused = check_text(&edit("Add a canary\nstage")).unwrap_err().to_string();
+    assert!(refused.starts_with("invalid title: must be one line"), "{refused}");
 }
 
 /// Strings around a bound, or short ones rich in what the rule cares about.

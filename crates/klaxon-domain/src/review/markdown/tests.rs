@@ -52,8 +52,16 @@ fn full() -> Script {
         )
         .review(122, "carol", ReviewCommand::AddContributingFactor { factor: "Migrations are not reviewed".into() })
         .review(123, "carol", ReviewCommand::AddContributingFactor { factor: "No alert on | query time".into() })
-        .review(124, "carol", ReviewCommand::AddActionItem { title: "Restore the index".into() })
-        .review(125, "carol", ReviewCommand::AddActionItem { title: "Alert on p99 query time".into() })
+        .review(
+            124,
+            "carol",
+            ReviewCommand::AddActionItem { title: "Restore the index".into(), owner: None, due: None },
+        )
+        .review(
+            125,
+            "carol",
+            ReviewCommand::AddActionItem { title: "Alert on p99 query time".into(), owner: None, due: None },
+        )
         .review(126, "carol", ReviewCommand::AssignActionItem { item: item(1), owner: actor("dave") })
         .review(
             127,

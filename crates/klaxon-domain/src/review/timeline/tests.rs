@@ -22,7 +22,7 @@ fn script() -> Script {
         .cmd(7, "alice", assign("bob"))
         .cmd(30, "bob", mitigate())
         .cmd(55, "bob", resolve())
-        .review(60, "carol", ReviewCommand::AddActionItem { title: "Add an index".into() });
+        .review(60, "carol", ReviewCommand::AddActionItem { title: "Add an index".into(), owner: None, due: None });
     s
 }
 
