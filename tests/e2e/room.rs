@@ -125,6 +125,11 @@ fn a_manager_pulls_a_person_a_schedule_and_a_team_in_and_each_is_paged_once() {
         .map(|(k, b)| (k, b["recipient"].as_str().unwrap_or_default().to_string()))
         .collect();
     assert_eq!(notices, [(format!("{id}-P4"), "li".to_string()), (format!("{id}-P5"), "omar".to_string())]);
+    // A notice asks nobody to respond: acknowledging it is refused.
+    let head = settle(&metrics, &[&metrics]);
+    refused("omar", &["ack", &format!("{id}-P5")], "is a notice that omar holds a role of");
+    assert_eq!(settle(&metrics, &[&metrics]), head, "a refused acknowledgement wrote something");
+    assert_eq!(klaxon_json(url, "maria", &["metrics", id])["pages"], 3, "notices are no pages");
 
     // A resolved incident pages nobody.
     klaxon_ok(url, "maria", &["declare", id, "--severity", "sev4"]);
@@ -155,6 +160,12 @@ fn the_queue_lists_open_incidents_by_what_needs_attention_first() {
     let sev2 = report("Refunds lag", &[]);
     klaxon_ok(url, "maria", &["declare", &sev2, "--severity", "2"]);
     klaxon_ok(url, "maria", &["assign", &sev2, "maria"]);
+    // An owned Sev-3 with a scribe: the scribe's notice is no page, so
+    // nothing is due to acknowledge.
+    let scribed = report("Stale dashboards", &[]);
+    klaxon_ok(url, "maria", &["declare", &scribed, "--severity", "3"]);
+    klaxon_ok(url, "maria", &["assign", &scribed, "maria"]);
+    klaxon_ok(url, "maria", &["role", &scribed, "scribe", "omar"]);
     // An unowned Sev-1 (two customers on tier-1 payments), reported last.
     let sev1 = report("Checkout down", &["--customer", "acme", "--customer", "globex"]);
     // A resolved one is not in the queue.
@@ -174,7 +185,12 @@ fn the_queue_lists_open_incidents_by_what_needs_attention_first() {
         .collect();
     assert_eq!(
         order,
-        [(sev1.as_str(), true, order[0].2), (sev2.as_str(), false, "acknowledge"), (sev3.as_str(), false, "assign")],
+        [
+            (sev1.as_str(), true, order[0].2),
+            (sev2.as_str(), false, "acknowledge"),
+            (sev3.as_str(), false, "assign"),
+            (scribed.as_str(), false, "-")
+        ],
         "{queue}"
     );
     let left = rows[1]["seconds_left"].as_i64().expect("time left");

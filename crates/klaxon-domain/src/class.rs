@@ -200,7 +200,9 @@ impl Classify for crate::paging::AckError {
         match self {
             AckError::UnknownPage { .. } => Class::NotFound,
             AckError::NotYours { .. } => Class::PermissionDenied,
-            AckError::AlreadyAcknowledged { .. } | AckError::IncidentClosed { .. } => Class::FailedPrecondition,
+            AckError::AlreadyAcknowledged { .. } | AckError::IncidentClosed { .. } | AckError::Notice { .. } => {
+                Class::FailedPrecondition
+            }
         }
     }
 }

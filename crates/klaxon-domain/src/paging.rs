@@ -1117,6 +1117,19 @@ pub enum AckError {
         /// Its status.
         status: Status,
     },
+    /// The page is a role assignment's notice: it asks nobody to respond,
+    /// so there is nothing to acknowledge (failed precondition).
+    #[error(
+        "{page} is a notice that {responder} holds a role of {incident}; there is nothing to acknowledge (join the bridge with: klaxon join {incident})"
+    )]
+    Notice {
+        /// The page.
+        page: PageId,
+        /// Whom it told.
+        responder: ActorId,
+        /// The incident.
+        incident: IncidentId,
+    },
 }
 
 impl AckError {
@@ -1127,6 +1140,7 @@ impl AckError {
             AckError::NotYours { .. } => "ack.not_yours",
             AckError::AlreadyAcknowledged { .. } => "ack.already_acknowledged",
             AckError::IncidentClosed { .. } => "ack.incident_closed",
+            AckError::Notice { .. } => "ack.notice",
         }
     }
 }
@@ -1135,8 +1149,9 @@ impl AckError {
 /// event by `actor`, or why not.
 ///
 /// Checked in order: the page exists, `actor` is its responder or one of the
-/// configured managers, it was not acknowledged yet, and the incident is not
-/// resolved or closed (a mitigated incident's pages may still be
+/// configured managers, it was not acknowledged yet (logs written before
+/// notices were refused may hold an acknowledged one), it is no role
+/// notice, and the incident is not resolved or closed (a mitigated incident's pages may still be
 /// acknowledged).
 pub fn acknowledge(
     state: &IncidentPaging,
@@ -1151,6 +1166,10 @@ pub fn acknowledge(
     }
     if let Some((by, at)) = &found.acknowledged {
         return Err(AckError::AlreadyAcknowledged { page: *page, by: by.clone(), at: *at });
+    }
+    if found.reason == PageReason::RoleAssigned {
+        let (responder, incident) = (found.responder.clone(), state.incident);
+        return Err(AckError::Notice { page: *page, responder, incident });
     }
     if let Some(status @ (Status::Resolved | Status::Closed)) = state.status {
         return Err(AckError::IncidentClosed { incident: state.incident, status });

@@ -72,7 +72,8 @@ pub struct Facts {
     pub owned: bool,
     /// When it was first declared, if it was.
     pub declared_at: Option<DateTime<Utc>>,
-    /// When its first page was sent, if any (duty-manager pages included).
+    /// When its first page was sent, if any (duty-manager pages included,
+    /// role assignments' notices not: they ask nobody to respond).
     pub first_paged_at: Option<DateTime<Utc>>,
     /// Whether any of its pages was acknowledged.
     pub acknowledged: bool,

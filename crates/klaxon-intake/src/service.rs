@@ -190,7 +190,8 @@ pub struct Intake {
 /// The version of the shape of [`Projection`] in snapshots: bump it whenever
 /// what it serializes to, or what a fold makes of it, changes (an old
 /// snapshot is then ignored and the projection rebuilt).
-pub const SNAPSHOT_SCHEMA: u32 = 3;
+/// 4: a role assignment's notice is no page in the queue's facts.
+pub const SNAPSHOT_SCHEMA: u32 = 4;
 
 /// Everything intake folds, as one value: what snapshots hold, what
 /// [`Handle::folded`] copies out, and what a rebuild from the log folds
@@ -1278,7 +1279,10 @@ fn fold_page(pages: &mut std::collections::HashMap<IncidentId, PageFacts>, event
 
 /// Folds a page event into one incident's page facts.
 fn fold_page_facts(facts: &mut PageFacts, event: &PageEvent) {
-    match event.change {
+    match &event.change {
+        // A role assignment's notice asks nobody to respond: no deadline
+        // to acknowledge it.
+        PageChange::ResponderPaged(p) if p.reason == klaxon_domain::paging::PageReason::RoleAssigned => {}
         PageChange::ResponderPaged(_) => {
             facts.0.get_or_insert(event.at);
         }

@@ -397,8 +397,9 @@ impl klaxon_reactor::Service for Reviewing {
     /// 2: each incident's latest event time (for eviction). 3: evicted
     /// incidents as compact trend rows and open action items. 4: the
     /// rows in the rows table, the state keeping its epoch and count. 5:
-    /// the team an incident's events recorded, in summaries and rows.
-    const SCHEMA: u32 = 5;
+    /// the team an incident's events recorded, in summaries and rows. 6:
+    /// a role assignment's notice is no page in the metrics.
+    const SCHEMA: u32 = 6;
 
     fn fold(&self, state: &mut State, record: &SharedRecord) -> Result<Option<IncidentId>, klaxon_reactor::Error> {
         let (id, at) = match decode::shared(record)? {

@@ -294,6 +294,10 @@ fn check(script: &str, expected: Expect) {
                 from: world.state.commander().cloned().unwrap_or_else(|| actor("maria")),
                 to: actor(arg(0)),
             })),
+            "scribe" => Some(Change::RoleAssigned(crate::incident::RoleAssigned {
+                role: crate::ids::IncidentRole::Scribe,
+                person: actor(arg(0)),
+            })),
             "mitigate" => Some(Change::Mitigated(Mitigated { summary: "rolled back".into() })),
             "resolve" => Some(Change::Resolved(Resolved { summary: "fixed".into() })),
             "close" => Some(Change::ResolutionValidated(ResolutionValidated { note: "quiet".into() })),
@@ -1292,6 +1296,42 @@ fn acknowledgements_are_checked() {
             00:08 resolve
             00:08 ack P1 ana
               error ack.incident_closed: INC-1 is resolved; its pages can no longer be acknowledged
+        "#]],
+    );
+}
+
+/// A role assignment's notice asks nobody to respond: acknowledging it is
+/// refused (the bridge is where its holder goes), also by a manager, and
+/// changes nothing of the incident's own chain.
+#[test]
+fn a_role_notice_is_not_acknowledged() {
+    check(
+        "
+        00:00 report payments
+        00:00 declare sev1
+        00:00 commander maria
+        00:00 decide
+        00:01 scribe dave
+        00:01 decide
+        00:02 ack P2 dave
+        00:02 ack P2 omar
+        00:03 ack P1 ana
+        ",
+        expect![[r#"
+            00:00 report payments
+            00:00 declare sev1
+            00:00 commander maria
+            00:00 decide
+              page P1 ana L0 R0 severity until 00:05
+            00:01 scribe dave
+            00:01 decide
+              page P2 dave duty R0 role_assigned #1
+            00:02 ack P2 dave
+              error ack.notice: INC-1-P2 is a notice that dave holds a role of INC-1; there is nothing to acknowledge (join the bridge with: klaxon join INC-1)
+            00:02 ack P2 omar
+              error ack.notice: INC-1-P2 is a notice that dave holds a role of INC-1; there is nothing to acknowledge (join the bridge with: klaxon join INC-1)
+            00:03 ack P1 ana
+              acknowledged P1 by ana
         "#]],
     );
 }

@@ -199,7 +199,7 @@ pub fn render_markdown(
         ("Time to assign", human_optional(metrics.time_to_assign)),
         ("Time to mitigate", human_optional(metrics.time_to_mitigate)),
         ("Time to resolve", human_optional(metrics.time_to_resolve)),
-        ("Pages", metrics.pages.to_string()),
+        ("Pages (notices aside)", metrics.pages.to_string()),
         ("Escalations", metrics.escalations.to_string()),
         ("Accepted handoffs", metrics.handoffs.to_string()),
         (

@@ -99,7 +99,8 @@ pub struct IncidentMetrics {
     /// How many times each SLO was breached (`slo.breached.v1`).
     pub slo_breaches: SloBreaches,
     /// How many pages were sent (`page.responder_paged.v1`), duty-manager
-    /// pages included.
+    /// pages included, role assignments' notices not (they ask nobody to
+    /// respond, and do not start the time to acknowledge either).
     pub pages: u32,
     /// Whether the incident was marked as noise.
     pub noise: bool,
@@ -185,6 +186,9 @@ impl MetricsFold {
     pub fn page(&mut self, event: &PageEvent) {
         let m = &mut self.counts;
         match &event.change {
+            // A role assignment's notice tells someone they hold a role;
+            // nobody is asked to respond, so it is no page here.
+            PageChange::ResponderPaged(p) if p.reason == crate::paging::PageReason::RoleAssigned => {}
             PageChange::ResponderPaged(p) => {
                 self.first_page.get_or_insert(event.at);
                 m.pages = m.pages.saturating_add(1);

@@ -65,9 +65,10 @@ fn ack_row(e: &AckError) -> (usize, Code, H) {
         AckError::NotYours { .. } => (1, Code::PermissionDenied, H::FORBIDDEN),
         AckError::AlreadyAcknowledged { .. } => (2, Code::FailedPrecondition, H::CONFLICT),
         AckError::IncidentClosed { .. } => (3, Code::FailedPrecondition, H::CONFLICT),
+        AckError::Notice { .. } => (4, Code::FailedPrecondition, H::CONFLICT),
     }
 }
-const ACK_ROWS: usize = 4;
+const ACK_ROWS: usize = 5;
 
 fn decode_row(e: &DecodeError) -> (usize, Code, H) {
     match e {
@@ -150,6 +151,7 @@ fn every_domain_error_has_one_row() {
         AckError::NotYours { page, responder: ana.clone(), actor: ActorId::new("bob").unwrap() },
         AckError::AlreadyAcknowledged { page, by: ana, at: chrono::DateTime::from_timestamp(0, 0).unwrap() },
         AckError::IncidentClosed { incident: inc, status: IncidentStatus::Closed },
+        AckError::Notice { page, responder: ActorId::new("dave").unwrap(), incident: inc },
     ];
     check(&acks, ack_row, ACK_ROWS);
 

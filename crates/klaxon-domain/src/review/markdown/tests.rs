@@ -161,7 +161,7 @@ fn the_postmortem_of_a_full_incident() {
         | Time to assign | 8m 00s |
         | Time to mitigate | 28m 00s |
         | Time to resolve | 53m 00s |
-        | Pages | 3 |
+        | Pages (notices aside) | 2 |
         | Escalations | 1 |
         | Accepted handoffs | 0 |
         | SLO breaches | ack 0, assign 0, update cadence 0, resolve 0 |
@@ -238,7 +238,7 @@ fn a_postmortem_without_review_or_pages() {
         | Time to assign | - |
         | Time to mitigate | - |
         | Time to resolve | - |
-        | Pages | 0 |
+        | Pages (notices aside) | 0 |
         | Escalations | 0 |
         | Accepted handoffs | 0 |
         | SLO breaches | ack 0, assign 0, update cadence 0, resolve 0 |

@@ -97,6 +97,18 @@ fn closed_with_declined_handoff_and_cadence_breach() -> Script {
     s
 }
 
+fn role_notice_on_an_unpaged_incident() -> Script {
+    let mut s = Script::new(7, 1);
+    s.cmd(0, "desk", report("Reports lag", Some("billing"), None))
+        .cmd(2, "alice", declare(Severity::Sev3)) // declared at 2, never paged
+        .cmd(3, "alice", assign("alice")) // 1m
+        .cmd(4, "alice", Command::AssignRole { role: crate::ids::IncidentRole::Scribe, person: actor("dave") })
+        .noticed(4, "dave", 1) // a notice: no page, no start of the time to acknowledge
+        .ack(5, "dave", 1) // an older log's acknowledgement of it: of no page
+        .cmd(20, "alice", resolve());
+    s
+}
+
 fn declared_never_assigned() -> Script {
     let mut s = Script::new(6, 1);
     s.cmd(0, "svc:alertmanager", report("Disk full", Some("db"), Some(0))) // detect 0s
@@ -111,7 +123,7 @@ fn declared_never_assigned() -> Script {
 #[test]
 fn scripted_incidents() {
     type Case = (&'static str, fn() -> Script, &'static str);
-    let cases: [Case; 7] = [
+    let cases: [Case; 8] = [
         (
             "sev1 with escalation and handoff",
             sev1_with_escalation_and_handoff,
@@ -141,6 +153,11 @@ fn scripted_incidents() {
             "closed, declined handoff, cadence breach",
             closed_with_declined_handoff_and_cadence_breach,
             "detect=- ack=- assign=1m 00s mitigate=1h 00m 00s resolve=1h 00m 00s pages=0 escalations=0 handoffs=0 slo=0/0/1 applicable=true noise=false",
+        ),
+        (
+            "a role notice on an unpaged incident",
+            role_notice_on_an_unpaged_incident,
+            "detect=- ack=- assign=1m 00s mitigate=18m 00s resolve=18m 00s pages=0 escalations=0 handoffs=0 slo=0/0/0 applicable=false noise=false",
         ),
         (
             "declared, never assigned",
