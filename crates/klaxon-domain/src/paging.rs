@@ -1151,8 +1151,8 @@ impl AckError {
 /// Checked in order: the page exists, `actor` is its responder or one of the
 /// configured managers, it was not acknowledged yet (logs written before
 /// notices were refused may hold an acknowledged one), it is no role
-/// notice, and the incident is not resolved or closed (a mitigated incident's pages may still be
-/// acknowledged).
+/// notice, and the incident is not resolved or closed (a mitigated
+/// incident's pages may still be acknowledged).
 pub fn acknowledge(
     state: &IncidentPaging,
     page: &PageId,
