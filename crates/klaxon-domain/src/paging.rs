@@ -1167,7 +1167,7 @@ pub fn acknowledge(
     if let Some((by, at)) = &found.acknowledged {
         return Err(AckError::AlreadyAcknowledged { page: *page, by: by.clone(), at: *at });
     }
-    if found.reason == PageReason::RoleAssigned {
+    if found.reason.is_notice() {
         let (responder, incident) = (found.responder.clone(), state.incident);
         return Err(AckError::Notice { page: *page, responder, incident });
     }

@@ -1280,9 +1280,8 @@ fn fold_page(pages: &mut std::collections::HashMap<IncidentId, PageFacts>, event
 /// Folds a page event into one incident's page facts.
 fn fold_page_facts(facts: &mut PageFacts, event: &PageEvent) {
     match &event.change {
-        // A role assignment's notice asks nobody to respond: no deadline
-        // to acknowledge it.
-        PageChange::ResponderPaged(p) if p.reason == klaxon_domain::paging::PageReason::RoleAssigned => {}
+        // A notice asks nobody to respond: no deadline to acknowledge it.
+        PageChange::ResponderPaged(p) if p.reason.is_notice() => {}
         PageChange::ResponderPaged(_) => {
             facts.0.get_or_insert(event.at);
         }

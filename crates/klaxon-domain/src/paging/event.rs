@@ -165,6 +165,14 @@ impl PageReason {
             PageReason::RoleAssigned => "role_assigned",
         }
     }
+
+    /// Whether the page is a role assignment's notice: it tells someone
+    /// they hold a role and asks nobody to respond, so it is not
+    /// acknowledged, and the review metrics and the queue count it as no
+    /// page.
+    pub fn is_notice(self) -> bool {
+        self == PageReason::RoleAssigned
+    }
 }
 
 impl SloKind {

@@ -186,9 +186,7 @@ impl MetricsFold {
     pub fn page(&mut self, event: &PageEvent) {
         let m = &mut self.counts;
         match &event.change {
-            // A role assignment's notice tells someone they hold a role;
-            // nobody is asked to respond, so it is no page here.
-            PageChange::ResponderPaged(p) if p.reason == crate::paging::PageReason::RoleAssigned => {}
+            PageChange::ResponderPaged(p) if p.reason.is_notice() => {}
             PageChange::ResponderPaged(p) => {
                 self.first_page.get_or_insert(event.at);
                 m.pages = m.pages.saturating_add(1);
