@@ -1389,7 +1389,14 @@ fn parse_server(s: &str) -> Result<String, String> {
 /// A token as the `authorization: Bearer …` header value.
 fn parse_token(s: &str) -> Result<AsciiMetadataValue, String> {
     let token = s.trim();
-    if token.is_empty() || !token.chars().all(|c| c.is_ascii_graphic()) {
+    if token.is_empty() {
+        // Most often `export KLAXON_TOKEN=$(klaxond token create …)` whose
+        // command failed: say where an empty value comes from.
+        return Err("is empty: set KLAXON_TOKEN (or --token, --token-file) to the token `klaxond token create` \
+                    printed"
+            .into());
+    }
+    if !token.chars().all(|c| c.is_ascii_graphic()) {
         return Err("must be the token `klaxond token create` printed (printable ASCII, no spaces)".into());
     }
     format!("Bearer {token}").parse().map_err(|_| "is not valid header text".to_string())

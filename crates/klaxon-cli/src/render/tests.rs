@@ -112,6 +112,34 @@ fn show_full_incident() {
 }
 
 #[test]
+fn one_customer_is_singular() {
+    let one = v1::Incident { customers_affected: 1, customers: vec!["acme".into()], ..bare() };
+    check(
+        show(),
+        Reply::Incident(one.clone()),
+        false,
+        expect![[r#"
+            INC-8  Slow search
+              status:       reported (version 1)
+              severity:     -
+              service:      -
+              commander:    -
+              participants: -
+              impact:       1 customer affected (acme)
+              reported:     by zed via manual, 1 report
+              timestamps:
+                first reported 2025-03-01T10:50:00Z
+                last seen      2025-03-01T10:50:00Z"#]],
+    );
+    let impact = Rpc::RecordCustomerImpact(v1::RecordCustomerImpactRequest {
+        incident_id: "INC-8".into(),
+        ..Default::default()
+    });
+    let reply = Reply::Command(v1::CommandResponse { incident: Some(one), ..Default::default() });
+    check(impact, reply, false, expect!["INC-8 impact recorded: 1 customer affected (version 1)"]);
+}
+
+#[test]
 fn show_bare_incident() {
     check(
         show(),

@@ -39,8 +39,8 @@ pub(super) fn confirmation(rpc: &Rpc, r: &v1::CommandResponse) -> String {
         Rpc::RemoveRole(q) => format!("{} is no longer {}", q.person, role_name(q.role).unwrap_or("in the role")),
         Rpc::PostUpdate(q) => format!("update posted to {}", audience_name(q.audience).unwrap_or("?")),
         Rpc::RecordCustomerImpact(_) => format!(
-            "impact recorded: {} customers affected{}",
-            i.customers_affected,
+            "impact recorded: {} affected{}",
+            counted(i.customers_affected, "customer"),
             if i.multi_customer { ", multi-customer" } else { "" }
         ),
         Rpc::Mitigate(_) => "mitigated".to_string(),
@@ -122,7 +122,7 @@ pub(super) fn show(i: &v1::Incident) -> String {
         i.roles.iter().map(|r| format!("{} {}", role_name(r.role).unwrap_or("unknown"), r.people.join(", "))).collect();
     field("roles", (!roles.is_empty()).then(|| roles.join("; ")));
     field("participants", Some(if i.participants.is_empty() { "-".to_string() } else { i.participants.join(", ") }));
-    let mut impact = format!("{} customers affected", i.customers_affected);
+    let mut impact = format!("{} affected", counted(i.customers_affected, "customer"));
     if i.multi_customer {
         impact.push_str(", multi-customer");
     }

@@ -100,6 +100,25 @@ fn usage_errors_exit_2() {
     }
 }
 
+/// `export KLAXON_TOKEN=$(klaxond token create …)` whose command failed
+/// leaves the variable empty: the error names the variable, exits 2 and
+/// sends nothing.
+#[test]
+fn an_empty_token_variable_is_named() {
+    let out = Command::new(env!("CARGO_BIN_EXE_klaxon"))
+        .args(["--server", &dead_server(), "show", "INC-1"])
+        .env("KLAXON_TOKEN", "")
+        .env_remove("KLAXON_TOKEN_FILE")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("is empty: set KLAXON_TOKEN"), "{}", stderr(&out));
+    let out = klaxon(&["--token", " x y", "show", "INC-1"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("printable ASCII, no spaces"), "{}", stderr(&out));
+}
+
 #[test]
 fn help_lists_every_command_and_the_exit_codes() {
     let out = klaxon(&["--help"]);

@@ -13,6 +13,7 @@ use crate::ConfigError;
 use crate::catalog::{ServiceCatalog, Tier};
 use crate::ids::{ReportSource, ServiceName, Severity};
 use crate::incident::Incident;
+use crate::text::counted;
 
 /// What the rules look at: an incident's facts joined with the catalog.
 ///
@@ -147,7 +148,7 @@ impl Condition {
             Condition::ServiceTier(tiers) => format!("service is {}", either(tiers)),
             Condition::MultiCustomer(true) => "multi-customer".into(),
             Condition::MultiCustomer(false) => "not multi-customer".into(),
-            Condition::CustomersAtLeast(n) => format!("at least {n} customers affected"),
+            Condition::CustomersAtLeast(n) => format!("at least {} affected", counted(*n, "customer")),
             Condition::Words(words) => {
                 let quoted: Vec<String> = words.iter().map(|w| format!("{:?}", w.text)).collect();
                 format!("title or description has the word {}", either(&quoted))
@@ -180,7 +181,7 @@ impl Condition {
             Condition::CustomersAtLeast(n) => {
                 let count = facts.customers_affected;
                 let held = count >= *n;
-                (held, format!("{count} customers affected {} {n}", if held { ">=" } else { "<" }))
+                (held, format!("{} affected {} {n}", counted(count, "customer"), if held { ">=" } else { "<" }))
             }
             Condition::Words(words) => {
                 let found = words.iter().find_map(|w| {

@@ -248,7 +248,7 @@ fn explain_the_default() {
                    no  service is tier 1: service ghost is not in the service catalog
                    no  multi-customer: not multi-customer
               3. many-customers (SEV2): does not match
-                   no  at least 10 customers affected: 1 customers affected < 10
+                   no  at least 10 customers affected: 1 customer affected < 10
               4. outage-words (SEV2): does not match
                    no  title or description has the word "outage", "down" or "unavailable": neither the title nor the description has any of the words
               5. critical-alert (SEV2): does not match
