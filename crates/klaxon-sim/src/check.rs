@@ -245,7 +245,8 @@ impl Checker {
                     .incidents()
                     .into_iter()
                     .flat_map(|i| i.pages())
-                    .filter(|p| p.acknowledged().is_none())
+                    // A role's notice is no page: its acknowledgement is refused.
+                    .filter(|p| p.acknowledged().is_none() && !p.reason().is_notice())
                     .map(|p| (p.id(), p.responder().to_string()))
                     .collect();
                 match pages.get(pick(n, pages.len())) {
