@@ -52,3 +52,77 @@ fn a_log_written_to_a_file_holds_no_colour_codes() {
     );
     assert!(!text.contains('\u{1b}'), "no escape codes in a log file:\n{text:?}");
 }
+
+/// Waits (at most 30 s) until the file at `log` holds every one of `words`,
+/// and returns its text.
+fn wait_for_words(log: &std::path::Path, words: &[&str]) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if words.iter().all(|w| text.contains(w)) {
+            return text;
+        }
+        assert!(Instant::now() < deadline, "the log lacks one of {words:?}:\n{text}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A service started before NATS and the log server says, once each and in
+/// words, that it cannot reach them, and again when they answer; it does
+/// not repeat async-nats's line per reconnect attempt. Then it works.
+#[test]
+fn a_service_says_once_what_it_cannot_reach_and_when_it_answers_again() {
+    use klaxon_tests::{Klaxond, auth, nats::NatsServer, ports};
+    let dir = tempfile::tempdir().unwrap();
+    let env = auth::cluster_env(&dir.path().join("auth"));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    // A port for each that nothing listens on until the test starts them.
+    let mut nats = NatsServer::start(&dir.path().join("nats"));
+    nats.kill();
+    let log_address = ports::address();
+    let log = dir.path().join("intake.log");
+    let mut child = Command::new(binary("klaxond"))
+        .args(["serve", "intake", "--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"])
+        .args(["--log-server", &log_address, "--nats", &nats.url])
+        .envs(env.iter().copied())
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("spawn klaxond serve intake");
+    let stdout = child.stdout.take().unwrap();
+    let _running = Running(child);
+    // Read on to the end: a closed stdout would fail klaxond's next line.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(rest) = line.strip_prefix("klaxond listening on ") {
+                let _ = tx.send(rest.split(' ').next().unwrap_or_default().to_owned());
+            }
+        }
+    });
+    let address = rx.recv_timeout(Duration::from_secs(60)).expect("intake listens without NATS and the log server");
+    let cannot_reach_nats = "cannot reach NATS";
+    let log_unavailable = "log server unavailable";
+    let text = wait_for_words(&log, &[cannot_reach_nats, log_unavailable]);
+    assert!(text.contains(&nats.url) && text.contains(&log_address), "each names its address:\n{text}");
+
+    nats.start_again();
+    let data = dir.path().join("log").display().to_string();
+    let _log_server = Klaxond::serve_on("log", &log_address, &["--data-dir", &data, "--nats", &nats.url], &env);
+    let text = wait_for_words(&log, &["NATS answers again", "the log server answers again"]);
+    for said_once in [cannot_reach_nats, log_unavailable] {
+        assert_eq!(text.matches(said_once).count(), 1, "{said_once:?} once:\n{text}");
+    }
+    assert!(!text.contains("client error"), "no line per reconnect attempt:\n{text}");
+
+    // And it serves: a report goes through to the log.
+    let reported = klaxon_tests::klaxon(
+        &format!("http://{address}"),
+        "maria",
+        &["report", "--title", "Checkout fails", "--service", "payments"],
+    );
+    assert!(reported.status.success(), "{}", String::from_utf8_lossy(&reported.stderr));
+    assert_eq!(String::from_utf8_lossy(&reported.stdout).trim(), "INC-1");
+}

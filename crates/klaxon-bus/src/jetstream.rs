@@ -1,5 +1,6 @@
 //! Following the log through NATS JetStream, never trusting NATS alone.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_nats::jetstream::consumer::{DeliverPolicy, pull::OrderedConfig};
@@ -60,16 +61,84 @@ impl Default for Names {
 }
 
 /// Connects to NATS at `url`, retrying in the background while it is
-/// down, and reconnecting quickly after an outage.
+/// down, and reconnecting quickly after an outage. The process's log says
+/// once when NATS cannot be reached or is lost, and when it is back.
 pub async fn connect(url: &str, name: &str) -> Result<async_nats::Client, async_nats::ConnectError> {
+    let link = Arc::new(NatsLink { url: url.to_owned(), state: Mutex::new(LinkState::Starting) });
     async_nats::ConnectOptions::new()
         .name(name)
+        .event_callback(move |event| {
+            let link = link.clone();
+            async move { link.on(&event) }
+        })
         .retry_on_initial_connect()
         .max_reconnects(None)
         .connection_timeout(Duration::from_secs(2))
         .reconnect_delay_callback(|attempts| Duration::from_millis((attempts as u64 * 100).min(1000)))
         .connect(url)
         .await
+}
+
+/// What the process's log has said about its NATS connection, so that an
+/// outage is said once, not at every reconnect attempt (async-nats logs
+/// those itself, at `INFO` under `async_nats`, which the default filter
+/// leaves out).
+struct NatsLink {
+    url: String,
+    state: Mutex<LinkState>,
+}
+
+enum LinkState {
+    /// Not yet connected, and no failure said.
+    Starting,
+    Connected,
+    /// Unreachable (never connected, or lost) since then; said.
+    Down(std::time::Instant),
+}
+
+impl NatsLink {
+    fn on(&self, event: &async_nats::Event) {
+        use async_nats::Event;
+        let url = &self.url;
+        let mut state = self.state.lock().expect("NATS link lock");
+        match event {
+            Event::Connected => {
+                match *state {
+                    LinkState::Down(since) => {
+                        tracing::info!(%url, after = ?since.elapsed(), "NATS answers again");
+                    }
+                    LinkState::Starting => tracing::info!(%url, "connected to NATS"),
+                    LinkState::Connected => {}
+                }
+                *state = LinkState::Connected;
+            }
+            Event::Disconnected => {
+                tracing::warn!(%url, "lost NATS; following the log server directly until it is back");
+                *state = LinkState::Down(std::time::Instant::now());
+            }
+            Event::ClientError(error) if matches!(*state, LinkState::Starting) => {
+                tracing::warn!(
+                    %url,
+                    %error,
+                    "cannot reach NATS; following the log server directly and retrying until it answers"
+                );
+                *state = LinkState::Down(std::time::Instant::now());
+            }
+            // Reconnect attempts of an outage already said.
+            Event::ClientError(error) if matches!(*state, LinkState::Down(_)) => {
+                tracing::debug!(%url, %error, "NATS still unreachable");
+            }
+            Event::ClientError(error) => tracing::warn!(%url, %error, "NATS client error"),
+            Event::ServerError(error) => tracing::warn!(%url, %error, "NATS reports an error"),
+            Event::SlowConsumer(subscription) => {
+                tracing::warn!(%url, subscription, "NATS: a subscription here is too slow; messages were dropped")
+            }
+            Event::LameDuckMode => {
+                tracing::info!(%url, "NATS is shutting down (lame duck mode); reconnecting elsewhere")
+            }
+            Event::Draining | Event::Closed => tracing::debug!(%url, %event, "NATS connection"),
+        }
+    }
 }
 
 /// An [`EventSource`] over the JetStream stream the relay fills.
@@ -133,12 +202,9 @@ async fn follow(source: JetStreamSource, from: Position, tx: mpsc::Sender<Result
     let mut last_poll = Instant::now();
     let mut tick = tokio::time::interval(GAP_WAIT);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    match f.source.log.head().await {
-        Ok(head) => f.known = head,
-        // Said once, where the operator looks: the process's own log. Until
-        // it has a valid token it can follow NATS but not write.
-        Err(e @ Error::Rejected { .. }) => tracing::warn!(error = %e, "the log server refuses this process"),
-        Err(_) => {}
+    // A refusal or an outage is said by the log server's client itself.
+    if let Ok(head) = f.source.log.head().await {
+        f.known = head;
     }
     loop {
         // Known records NATS has not brought: from the log server. At the

@@ -10,9 +10,9 @@
 //! is elected. Reads go to the same node while it answers, so a client
 //! reads its own writes.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use futures_util::future::BoxFuture;
 use klaxon_log::{Appended, Error, ExpectedVersion, NewEvent, Position, Record, StreamId, StreamVersion};
@@ -41,6 +41,9 @@ pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(8);
 const GROUP_PAUSE_MAX: Duration = Duration::from_millis(200);
 /// Log servers a client knows at most (the configured ones and hinted ones).
 const NODES_MAX: usize = 16;
+/// How long calls may fail without one answered before the process's log
+/// says so: longer than a group's election, so a failover is not an outage.
+pub const OUTAGE_SAID_AFTER: Duration = Duration::from_secs(3);
 
 /// The log server (or every node of a log group), over gRPC. Cheap to
 /// clone; clones share connections and the belief of who leads.
@@ -61,6 +64,19 @@ struct Nodes {
     /// The node calls go to.
     current: AtomicUsize,
     connect: Connect,
+    /// Since when calls fail with no call answered, once one has failed
+    /// (`troubled` says so without taking the lock on every answer).
+    outage: Mutex<Option<Outage>>,
+    troubled: AtomicBool,
+    /// A refusal of this process (its token) was said since the last answer.
+    refusal_said: AtomicBool,
+}
+
+/// Calls failing with no answer in between: said once in the process's log
+/// when it lasts [`OUTAGE_SAID_AFTER`], and its end once it was said.
+struct Outage {
+    since: Instant,
+    said: bool,
 }
 
 /// How to make a client for an address.
@@ -134,6 +150,65 @@ impl Nodes {
     fn make_current(&self, i: usize) {
         self.current.store(i, Ordering::Relaxed);
     }
+
+    /// Node `i` answered a call: it becomes the current one, and an outage
+    /// or a refusal that was said is over.
+    fn answered(&self, i: usize) {
+        self.make_current(i);
+        self.refusal_said.store(false, Ordering::Relaxed);
+        self.reached(i);
+    }
+
+    /// Node `i` refused this process (its token is missing, unknown,
+    /// revoked or not of role `service`): said once until a call is
+    /// answered. It is reachable, so an outage is over.
+    fn refused(&self, i: usize, error: &Error) {
+        self.reached(i);
+        if !self.refusal_said.swap(true, Ordering::Relaxed) {
+            let server = self.address(i);
+            // The error says where a service reads its token.
+            tracing::warn!(%server, %error, "the log server refuses this process");
+        }
+    }
+
+    /// The address of node `i`.
+    fn address(&self, i: usize) -> String {
+        let known = self.known.read().expect("nodes lock");
+        known[i % known.len()].0.clone()
+    }
+
+    /// Node `i` answered, with an answer or a refusal: an outage that was
+    /// said is over.
+    fn reached(&self, i: usize) {
+        if !self.troubled.load(Ordering::Relaxed) {
+            return;
+        }
+        let ended = {
+            let mut outage = self.outage.lock().expect("outage lock");
+            self.troubled.store(false, Ordering::Relaxed);
+            outage.take()
+        };
+        if let Some(outage) = ended.filter(|o| o.said) {
+            let server = self.address(i);
+            tracing::info!(%server, after = ?outage.since.elapsed(), "the log server answers again");
+        }
+    }
+
+    /// A call failed because no log server could serve it (yet).
+    fn failed(&self, error: &Error) {
+        let mut outage = self.outage.lock().expect("outage lock");
+        self.troubled.store(true, Ordering::Relaxed);
+        let outage = outage.get_or_insert_with(|| Outage { since: Instant::now(), said: false });
+        if !outage.said && outage.since.elapsed() >= OUTAGE_SAID_AFTER {
+            outage.said = true;
+            let servers: Vec<String> = self.known.read().expect("nodes lock").iter().map(|(a, _)| a.clone()).collect();
+            tracing::warn!(
+                servers = %servers.join(","),
+                %error,
+                "log server unavailable; retrying until it answers (writes wait, then fail; services catch up after)"
+            );
+        }
+    }
 }
 
 type Client = EventLogClient<InterceptedService<Channel, Credentials>>;
@@ -187,7 +262,14 @@ impl RemoteLog {
         }
         let known =
             addresses.iter().map(|a| Ok(((*a).to_owned(), connect.client(a)?))).collect::<Result<Vec<_>, Error>>()?;
-        let nodes = Nodes { known: RwLock::new(known), current: AtomicUsize::new(0), connect };
+        let nodes = Nodes {
+            known: RwLock::new(known),
+            current: AtomicUsize::new(0),
+            connect,
+            outage: Mutex::new(None),
+            troubled: AtomicBool::new(false),
+            refusal_said: AtomicBool::new(false),
+        };
         Ok(RemoteLog { nodes: Arc::new(nodes), retry_for: RETRY_FOR_DEFAULT })
     }
 
@@ -200,8 +282,7 @@ impl RemoteLog {
     /// The address calls go to now (the leader, as far as this client
     /// knows).
     pub fn current_address(&self) -> String {
-        let known = self.nodes.known.read().expect("nodes lock");
-        known[self.nodes.current.load(Ordering::Relaxed) % known.len()].0.clone()
+        self.nodes.address(self.nodes.current.load(Ordering::Relaxed))
     }
 
     /// The server's Subscribe stream from `from`, as raw batches. The
@@ -246,7 +327,7 @@ impl RemoteLog {
         loop {
             let status = match tokio::time::timeout(ATTEMPT_TIMEOUT, call(client)).await {
                 Ok(Ok(answer)) => {
-                    self.nodes.make_current(node);
+                    self.nodes.answered(node);
                     return Ok(answer);
                 }
                 Ok(Err(status)) => status,
@@ -261,6 +342,11 @@ impl RemoteLog {
                     status.code(),
                     Code::Unavailable | Code::Internal | Code::Unknown | Code::Cancelled | Code::DeadlineExceeded
                 );
+            if transient {
+                self.nodes.failed(&error);
+            } else if matches!(status.code(), Code::Unauthenticated | Code::PermissionDenied) {
+                self.nodes.refused(node, &error);
+            }
             if !transient || tokio::time::Instant::now() > deadline {
                 return Err(error);
             }

@@ -43,7 +43,7 @@ pub const TRACES_ENDPOINT_VAR: &str = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT";
 /// Overrides the `service.name` resource that [`init`] is given.
 pub const SERVICE_NAME_VAR: &str = "OTEL_SERVICE_NAME";
 /// The log filter when `RUST_LOG` is not set.
-pub const LOG_FILTER_DEFAULT: &str = "info,h2=warn,tower=warn,openraft=warn";
+pub const LOG_FILTER_DEFAULT: &str = "info,h2=warn,tower=warn,openraft=warn,async_nats=warn";
 /// The longest a dropped [`Guard`] waits for the last spans to be exported.
 pub const SHUTDOWN_WAIT: Duration = Duration::from_secs(5);
 /// The instrumentation scope of Klaxon's spans.
