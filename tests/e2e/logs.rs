@@ -67,32 +67,21 @@ fn wait_for_words(log: &std::path::Path, words: &[&str]) -> String {
     }
 }
 
-/// A service started before NATS and the log server says, once each and in
-/// words, that it cannot reach them, and again when they answer; it does
-/// not repeat async-nats's line per reconnect attempt. Then it works.
-#[test]
-fn a_service_says_once_what_it_cannot_reach_and_when_it_answers_again() {
-    use klaxon_tests::{Klaxond, auth, nats::NatsServer, ports};
-    let dir = tempfile::tempdir().unwrap();
-    let env = auth::cluster_env(&dir.path().join("auth"));
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    // A port for each that nothing listens on until the test starts them.
-    let mut nats = NatsServer::start(&dir.path().join("nats"));
-    nats.kill();
-    let log_address = ports::address();
-    let log = dir.path().join("intake.log");
+/// Spawns `klaxond` with `args` and the default log filter, its log in
+/// the file `log`, and returns it (killed on drop) with the gRPC address
+/// it says it listens on.
+fn spawn_logged(args: &[&str], env: &[(&str, &str)], log: &std::path::Path) -> (Running, String) {
     let mut child = Command::new(binary("klaxond"))
-        .args(["serve", "intake", "--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"])
-        .args(["--log-server", &log_address, "--nats", &nats.url])
+        .args(args)
         .envs(env.iter().copied())
         .env_remove("RUST_LOG")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&log).unwrap())
+        .stderr(std::fs::File::create(log).unwrap())
         .spawn()
-        .expect("spawn klaxond serve intake");
+        .expect("spawn klaxond");
     let stdout = child.stdout.take().unwrap();
-    let _running = Running(child);
+    let running = Running(child);
     // Read on to the end: a closed stdout would fail klaxond's next line.
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -102,20 +91,69 @@ fn a_service_says_once_what_it_cannot_reach_and_when_it_answers_again() {
             }
         }
     });
-    let address = rx.recv_timeout(Duration::from_secs(60)).expect("intake listens without NATS and the log server");
+    let address = rx.recv_timeout(Duration::from_secs(60)).expect("klaxond listens without NATS and the log server");
+    (running, address)
+}
+
+/// Processes started before what they need say, once each and in words,
+/// what they cannot reach, and again when it answers; they do not repeat
+/// async-nats's line per reconnect attempt, nor the relay's interruption
+/// while it lasts. Then the service works.
+#[test]
+fn a_process_says_once_what_it_cannot_reach_and_when_it_answers_again() {
+    use klaxon_tests::{auth, nats::NatsServer, ports};
+    let dir = tempfile::tempdir().unwrap();
+    let env = auth::cluster_env(&dir.path().join("auth"));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    // A port for each that nothing listens on until the test starts them.
+    let mut nats = NatsServer::start(&dir.path().join("nats"));
+    nats.kill();
+    let log_address = ports::address();
     let cannot_reach_nats = "cannot reach NATS";
     let log_unavailable = "log server unavailable";
-    let text = wait_for_words(&log, &[cannot_reach_nats, log_unavailable]);
+    let relay_interrupted = "relay interrupted";
+
+    // Intake first: neither NATS nor the log server is there.
+    let intake_log = dir.path().join("intake.log");
+    let (_intake, address) = spawn_logged(
+        &["serve", "intake", "--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"]
+            .into_iter()
+            .chain(["--log-server", &log_address, "--nats", &nats.url])
+            .collect::<Vec<_>>(),
+        &env,
+        &intake_log,
+    );
+    let text = wait_for_words(&intake_log, &[cannot_reach_nats, log_unavailable]);
     assert!(text.contains(&nats.url) && text.contains(&log_address), "each names its address:\n{text}");
 
-    nats.start_again();
+    // The log server, NATS still down: its relay cannot publish.
     let data = dir.path().join("log").display().to_string();
-    let _log_server = Klaxond::serve_on("log", &log_address, &["--data-dir", &data, "--nats", &nats.url], &env);
-    let text = wait_for_words(&log, &["NATS answers again", "the log server answers again"]);
-    for said_once in [cannot_reach_nats, log_unavailable] {
+    let server_log = dir.path().join("log-server.log");
+    let (_log_server, _) = spawn_logged(
+        &["serve", "log", "--listen", &log_address, "--data-dir", &data, "--nats", &nats.url],
+        &env,
+        &server_log,
+    );
+    wait_for_words(&intake_log, &["the log server answers again"]);
+    wait_for_words(&server_log, &[cannot_reach_nats, relay_interrupted]);
+    // The relay retries every 2 to 4 s: over 10 s it would have said so
+    // three times more.
+    std::thread::sleep(Duration::from_secs(10));
+
+    nats.start_again();
+    let intake_text = wait_for_words(&intake_log, &["NATS answers again"]);
+    let server_text = wait_for_words(&server_log, &["NATS answers again"]);
+    for (text, said_once) in [
+        (&intake_text, cannot_reach_nats),
+        (&intake_text, log_unavailable),
+        (&server_text, cannot_reach_nats),
+        (&server_text, relay_interrupted),
+    ] {
         assert_eq!(text.matches(said_once).count(), 1, "{said_once:?} once:\n{text}");
     }
-    assert!(!text.contains("client error"), "no line per reconnect attempt:\n{text}");
+    for text in [&intake_text, &server_text] {
+        assert!(!text.contains("client error"), "no line per reconnect attempt:\n{text}");
+    }
 
     // And it serves: a report goes through to the log.
     let reported = klaxon_tests::klaxon(

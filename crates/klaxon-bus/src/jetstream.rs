@@ -113,14 +113,14 @@ impl NatsLink {
                 *state = LinkState::Connected;
             }
             Event::Disconnected => {
-                tracing::warn!(%url, "lost NATS; following the log server directly until it is back");
+                tracing::warn!(%url, "lost NATS; reconnecting (services follow the log server directly meanwhile)");
                 *state = LinkState::Down(std::time::Instant::now());
             }
             Event::ClientError(error) if matches!(*state, LinkState::Starting) => {
                 tracing::warn!(
                     %url,
                     %error,
-                    "cannot reach NATS; following the log server directly and retrying until it answers"
+                    "cannot reach NATS; retrying until it answers (services follow the log server directly meanwhile)"
                 );
                 *state = LinkState::Down(std::time::Instant::now());
             }

@@ -62,6 +62,18 @@ pub struct Relay {
     acked: tokio::sync::watch::Sender<Position>,
 }
 
+/// While the relay is interrupted with nothing acknowledged, how often it
+/// says so again.
+const STILL_INTERRUPTED_EVERY: Duration = Duration::from_secs(60);
+
+/// An interruption of the relay: since when, when last said, and the
+/// position acknowledged when it began (one acknowledged since ends it).
+struct Interruption {
+    since: std::time::Instant,
+    said: std::time::Instant,
+    acked: Position,
+}
+
 impl Relay {
     /// A relay from `log` to the JetStream of `client`.
     pub fn new(log: Log, client: async_nats::Client, names: Names) -> Relay {
@@ -82,6 +94,9 @@ impl Relay {
             shutdown.clone(),
         ));
         let mut pause = Duration::from_millis(100);
+        // An interruption is said when it begins (nothing was acknowledged
+        // since the last one), and then once a minute while it lasts.
+        let mut interrupted: Option<Interruption> = None;
         let result = loop {
             let round = tokio::select! {
                 _ = shutdown.cancelled() => break Ok(()),
@@ -90,7 +105,23 @@ impl Relay {
             match round {
                 Err(RoundError::Fatal(e)) => break Err(e),
                 Err(RoundError::Retry(reason)) => {
-                    tracing::warn!(%reason, ?pause, "relay interrupted; resynchronising with the stream");
+                    let acked = *self.acked.borrow();
+                    match &mut interrupted {
+                        Some(i) if i.acked == acked => {
+                            if i.said.elapsed() >= STILL_INTERRUPTED_EVERY {
+                                i.said = std::time::Instant::now();
+                                let since = i.since.elapsed();
+                                tracing::warn!(%reason, ?since, %acked, "relay still interrupted; retrying");
+                            } else {
+                                tracing::debug!(%reason, ?pause, "relay still interrupted; retrying");
+                            }
+                        }
+                        _ => {
+                            tracing::warn!(%reason, ?pause, %acked, "relay interrupted; resynchronising with the stream");
+                            let now = std::time::Instant::now();
+                            interrupted = Some(Interruption { since: now, said: now, acked });
+                        }
+                    }
                 }
                 Ok(()) => break Ok(()),
             }
