@@ -155,7 +155,11 @@ impl Nodes {
     /// or a refusal that was said is over.
     fn answered(&self, i: usize) {
         self.make_current(i);
-        self.refusal_said.store(false, Ordering::Relaxed);
+        // Read first: most calls find nothing to reset, and a load keeps
+        // the cache line shared between the threads calling.
+        if self.refusal_said.load(Ordering::Relaxed) {
+            self.refusal_said.store(false, Ordering::Relaxed);
+        }
         self.reached(i);
     }
 
@@ -346,6 +350,9 @@ impl RemoteLog {
                 self.nodes.failed(&error);
             } else if matches!(status.code(), Code::Unauthenticated | Code::PermissionDenied) {
                 self.nodes.refused(node, &error);
+            } else {
+                // A refusal of the call itself (a conflict, say): the server answered.
+                self.nodes.reached(node);
             }
             if !transient || tokio::time::Instant::now() > deadline {
                 return Err(error);
