@@ -41,7 +41,7 @@ fn config_check_summarises_a_good_file_and_names_file_key_and_problem_of_a_broke
     let prefix = format!("{}: ok, sha256 ", file.display());
     assert!(stdout.starts_with(&prefix), "{stdout}");
     assert!(
-        stdout.trim_end().ends_with(": 0 services, 1 severity rules, 0 schedules, 0 escalation policies, 0 channels")
+        stdout.trim_end().ends_with(": 0 services, 1 severity rule, 0 schedules, 0 escalation policies, 0 channels")
     );
     // The hash ignores comments and layout.
     std::fs::write(&file, format!("# a comment\n{}\n\n", rules("sev3"))).unwrap();

@@ -30,6 +30,7 @@ use klaxon_domain::oncall::Schedules;
 use klaxon_domain::outbox::{Message, Outbox, Outcome};
 use klaxon_domain::paging::{Directory, PagingConfig};
 use klaxon_domain::severity::Rules;
+use klaxon_domain::text::counted;
 use klaxon_log::{EventData, EventKind, ExpectedVersion, Metadata, NewEvent, Position, StreamId};
 use klaxon_paging::PagerConfig;
 use klaxon_reactor::Live;
@@ -153,16 +154,15 @@ pub fn check(path: &Path) -> anyhow::Result<String> {
     let (config, validated) = Config::load(Some(path))?;
     let canonical = Canonical::of(path, &text)?;
     let policies = validated.paging.as_ref().map_or(0, |p| p.policies().count());
-    Ok(format!(
-        "{}: ok, sha256 {}: {} services, {} severity rules, {} schedules, {} escalation policies, {} channels",
-        path.display(),
-        canonical.hash,
-        validated.catalog.len(),
-        validated.rules.rules().len(),
-        validated.schedules.len(),
-        policies,
-        config.channels.len(),
-    ))
+    let n = |count: usize| count as u64;
+    let holds = [
+        counted(n(validated.catalog.len()), "service"),
+        counted(n(validated.rules.rules().len()), "severity rule"),
+        counted(n(validated.schedules.len()), "schedule"),
+        if policies == 1 { "1 escalation policy".to_owned() } else { format!("{policies} escalation policies") },
+        counted(n(config.channels.len()), "channel"),
+    ];
+    Ok(format!("{}: ok, sha256 {}: {}", path.display(), canonical.hash, holds.join(", ")))
 }
 
 /// Who applies a configuration this process reads: its OS user (`$USER`,
