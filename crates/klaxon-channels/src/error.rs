@@ -63,7 +63,7 @@ pub enum Error {
         delivered_to: usize,
     },
     /// Every allowed attempt failed with a retryable failure.
-    #[error("channel {channel:?}: gave up after {attempts} attempts; last: {last}")]
+    #[error("channel {channel:?}: gave up after {}; last: {last}", klaxon_domain::text::counted(*attempts as u64, "attempt"))]
     Exhausted {
         /// Channel name.
         channel: String,

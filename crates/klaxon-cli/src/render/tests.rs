@@ -112,8 +112,8 @@ fn show_full_incident() {
 }
 
 #[test]
-fn one_customer_is_singular() {
-    let one = v1::Incident { customers_affected: 1, customers: vec!["acme".into()], ..bare() };
+fn one_is_singular() {
+    let one = v1::Incident { customers_affected: 1, customers: vec!["acme".into()], reopen_count: 1, ..bare() };
     check(
         show(),
         Reply::Incident(one.clone()),
@@ -127,6 +127,7 @@ fn one_customer_is_singular() {
               participants: -
               impact:       1 customer affected (acme)
               reported:     by zed via manual, 1 report
+              reopened:     1 time
               timestamps:
                 first reported 2025-03-01T10:50:00Z
                 last seen      2025-03-01T10:50:00Z"#]],

@@ -145,7 +145,7 @@ pub(super) fn show(i: &v1::Incident) -> String {
     field("description", non_empty(&i.description));
     field("mitigation", non_empty(&i.mitigation_summary));
     field("resolution", non_empty(&i.resolution_summary));
-    field("reopened", (i.reopen_count > 0).then(|| format!("{} times", i.reopen_count)));
+    field("reopened", (i.reopen_count > 0).then(|| counted(i.reopen_count, "time")));
     if !i.latest_updates.is_empty() {
         out.push_str("  latest updates:\n");
         for u in &i.latest_updates {

@@ -134,7 +134,7 @@ pub fn render_markdown(
         ("Mitigated", with_text(incident.mitigated_at(), incident.mitigation_summary())),
         ("Resolved", with_text(incident.resolved_at(), incident.resolution_summary())),
         ("Closed", optional_time(incident.closed_at())),
-        ("Reopened", format!("{} times", incident.reopen_count())),
+        ("Reopened", crate::text::counted(incident.reopen_count(), "time")),
         ("Review", review_state),
     ];
     if let Some(reason) = incident.noise_reason() {
