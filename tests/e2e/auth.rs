@@ -674,6 +674,8 @@ fn the_http_endpoints_need_a_token_of_a_role_that_may_use_them() {
     assert!(body.contains("ceo (executive) may not report"), "{body}");
     let (status, body) = post(None, "/v1/alertmanager", "{}");
     assert_eq!(status, 401, "{body}");
+    // Told where Alertmanager takes the token, not only the CLI's variable.
+    assert!(body.contains("http_config.authorization"), "{body}");
     // Metrics: no token, then an engineer's.
     let (status, _) = http_as(&http, None, "GET", "/metrics", b"").unwrap();
     assert_eq!(status, 401);

@@ -250,7 +250,7 @@ impl klaxon_domain::class::Classify for Rejected {
 pub enum Rejected {
     /// No `authorization: Bearer …`.
     #[error(
-        "a bearer token is required (authorization: Bearer klx_…); create one with `klaxond token create` and pass it as KLAXON_TOKEN"
+        "a bearer token is required (authorization: Bearer klx_…); create one with `klaxond token create`: the CLI reads it from KLAXON_TOKEN, Alertmanager from http_config.authorization"
     )]
     Missing,
     /// A token that no entry has (mistyped, revoked or from another server).
