@@ -44,7 +44,18 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let result = match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    if let ["verify" | "dump", dir, ..] = args.as_slice()
+        && let Some(why) = no_log_in(dir)
+    {
+        eprintln!("klaxon-logtool: {dir}: {why}; nothing was created");
+        return ExitCode::from(1);
+    }
+    let result = match args.as_slice() {
+        ["-h" | "--help" | "help"] => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
         ["verify", dir] => runtime.block_on(verify(dir)),
         ["dump", dir, rest @ ..] if rest.len() <= 2 => {
             let from = rest.first().and_then(|s| s.parse().ok()).unwrap_or(1);
@@ -87,11 +98,27 @@ fn main() -> ExitCode {
     }
 }
 
+const USAGE: &str = "usage: klaxon-logtool verify DIR | dump DIR [FROM [MAX]] | append-loop DIR WRITERS [SAVE_MS EVENTS] | apply-loop DIR | reopen-loop DIR | append-then-wait DIR N | append-phases DIR SAVE_MS N...";
+
 fn usage() -> Result<ExitCode, klaxon_log::Error> {
-    eprintln!(
-        "usage: klaxon-logtool verify DIR | dump DIR [FROM [MAX]] | append-loop DIR WRITERS [SAVE_MS EVENTS] | apply-loop DIR | reopen-loop DIR | append-then-wait DIR N | append-phases DIR SAVE_MS N..."
-    );
+    eprintln!("{USAGE}");
     Ok(ExitCode::from(2))
+}
+
+/// Why `dir` holds no log to read, if it holds none: `Log::open` would
+/// make a new, empty one there, so a mistyped path would "verify" as an
+/// empty log.
+fn no_log_in(dir: &str) -> Option<&'static str> {
+    let path = std::path::Path::new(dir);
+    if !path.exists() {
+        Some("no such folder")
+    } else if !path.is_dir() {
+        Some("not a folder")
+    } else if !path.join("db").is_file() {
+        Some("no event log in it")
+    } else {
+        None
+    }
 }
 
 async fn verify(dir: &str) -> Result<ExitCode, klaxon_log::Error> {

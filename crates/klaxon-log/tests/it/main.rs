@@ -8,6 +8,7 @@ mod errors;
 mod fault;
 mod idfile;
 mod layout;
+mod logtool;
 mod model;
 mod replicated;
 #[path = "../../../../tests/src/seed.rs"]
