@@ -98,6 +98,23 @@ fn an_unreachable_server_is_exit_code_4() {
     assert!(String::from_utf8_lossy(&out.stderr).contains(url.trim_start_matches("http://")));
 }
 
+/// `--server` set to klaxond's HTTP address (a port that answers, but not
+/// gRPC) says so and names the right one, with the exit code of a wrong
+/// address, instead of tonic's "invalid compression flag".
+#[test]
+fn the_http_address_given_as_the_grpc_one_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Klaxond::start(&dir.path().join("data"));
+    let http = format!("http://{}", server.http_address.as_deref().expect("up serves HTTP"));
+    let out = klaxon(&http, "maria", &["list"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{stderr}");
+    assert!(stderr.contains(&format!("{http} is not Klaxon's gRPC API (it answered HTTP 404")), "{stderr}");
+    assert!(stderr.contains("--listen, 127.0.0.1:7600 by default"), "{stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "one line: {stderr}");
+    assert!(server.stop().success());
+}
+
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
 }

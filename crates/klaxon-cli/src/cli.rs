@@ -33,7 +33,8 @@ Exit codes:
   3    version conflict: --expect-version is stale (the current version is printed)
   4    server unreachable or unavailable (connection refused or closed, as
        when a server requiring client certificates refuses ours; unavailable,
-       deadline exceeded); check --server / KLAXON_SERVER
+       deadline exceeded; an address that is not gRPC, such as klaxond's
+       HTTP port); check --server / KLAXON_SERVER
   5    any other error
   6    `klaxon policy lint` found problems (any finding with --strict), in the
        file or, without --config, in the server's running configuration

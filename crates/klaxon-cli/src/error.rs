@@ -86,6 +86,12 @@ pub enum Error {
         /// The innermost cause, such as "connection closed".
         detail: String,
     },
+    /// Something answered, over HTTP, but not as a gRPC server: the
+    /// address is another server's (often klaxond's own HTTP address).
+    NotGrpc {
+        /// What it answered, such as "HTTP 404 Not Found".
+        answered: String,
+    },
     /// The server answered with an error status.
     Status(Box<tonic::Status>),
     /// The request was refused before it was sent, by the rule the server
@@ -110,7 +116,7 @@ impl Error {
     /// The exit code of this failure.
     pub fn exit(&self) -> Exit {
         match self {
-            Error::Unreachable { .. } | Error::ConnectionLost { .. } => Exit::Unreachable,
+            Error::Unreachable { .. } | Error::ConnectionLost { .. } | Error::NotGrpc { .. } => Exit::Unreachable,
             Error::Status(s) => Exit::from_code(s.code()),
             Error::Refused(_) => Exit::Refused,
             Error::Interrupted => Exit::Interrupted,
@@ -130,6 +136,11 @@ impl Error {
                  certificates closes it when --client-cert is missing or not signed by a CA it trusts"
             ),
             Error::ConnectionLost { detail } => format!("the connection to the server at {server} failed: {detail}"),
+            Error::NotGrpc { answered } => format!(
+                "{server} is not Klaxon's gRPC API (it answered {answered}); klaxond's HTTP address (Alertmanager, \
+                 /metrics, /status) is another port than its gRPC one (--listen, 127.0.0.1:7600 by default). Set \
+                 --server or KLAXON_SERVER to the gRPC address"
+            ),
             Error::Status(s) => {
                 let text =
                     if s.message().is_empty() { s.code().description().to_string() } else { s.message().to_string() };
@@ -173,9 +184,24 @@ impl From<tonic::Status> for Error {
         let transport = std::error::Error::source(&s).and_then(|e| e.downcast_ref::<tonic::transport::Error>());
         match transport {
             Some(e) => Error::ConnectionLost { detail: crate::commands::root_cause(e) },
-            None => Error::Status(Box::new(s)),
+            None => match not_grpc(&s) {
+                Some(answered) => Error::NotGrpc { answered },
+                None => Error::Status(Box::new(s)),
+            },
         }
     }
+}
+
+/// What a plain HTTP server answered, when tonic made `status` from a
+/// response that was not gRPC: its HTTP status, which tonic names in the
+/// message ("… while receiving response with status: 404 Not Found", or
+/// "… mapped from HTTP status code 404").
+fn not_grpc(status: &tonic::Status) -> Option<String> {
+    let message = status.message();
+    let http = ["while receiving response with status: ", "mapped from HTTP status code "]
+        .iter()
+        .find_map(|marker| message.split_once(marker).map(|(_, rest)| rest.trim()))?;
+    Some(format!("HTTP {http}"))
 }
 
 /// The incident's current version from a version conflict: the
