@@ -59,6 +59,22 @@ fn a_cli_override_is_on_call_and_paged_and_engineers_change_only_their_own_shift
     let who = klaxon_json(&server.url, "ana", &["oncall", "payments-primary"]);
     assert_eq!(who["on_call"][0]["who"], "carl", "{who}");
     assert_eq!(who["on_call"][0]["source"], "override O1", "{who}");
+    // A mistyped schedule (or a subcommand that is not one) names the
+    // schedules there are, for a lookup and for a change, writing nothing.
+    let before = head();
+    for args in [
+        &["oncall", "payments-primray"][..],
+        &["oncall", "override", "--schedule", "payments-primray", "--who", "carl", "--from", &from, "--until", &until],
+    ] {
+        let refused = klaxon(&server.url, "maria", args);
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert_eq!(refused.status.code(), Some(1), "{stderr}");
+        assert!(
+            stderr.contains("unknown schedule \"payments-primray\"; the schedules are payments-primary"),
+            "{stderr}"
+        );
+    }
+    assert_eq!(head(), before, "a refused change writes nothing");
 
     // mallory (an engineer) may not put herself on call over carl's override,
     // nor remove it: refused naming whose time it is, nothing written.

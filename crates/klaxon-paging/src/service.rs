@@ -31,9 +31,10 @@ pub enum Error {
     /// The acknowledgement is not allowed (unknown page, someone else's, …).
     #[error(transparent)]
     Ack(#[from] AckError),
-    /// No such schedule.
-    #[error("unknown schedule {0:?}")]
-    UnknownSchedule(String),
+    /// No such schedule: its name, and what the configuration has instead
+    /// (see [`unknown_schedule`]).
+    #[error("unknown schedule {0:?}; {1}")]
+    UnknownSchedule(String, String),
     /// No such incident (it has no pages).
     #[error("{0} has no pages")]
     NoPages(IncidentId),
@@ -49,12 +50,29 @@ pub enum Error {
     Roster(#[from] RosterError),
 }
 
+/// The error for a schedule name the configuration lacks, naming the ones
+/// it has (the first [`SCHEDULES_NAMED_MAX`]): a typo is seen at once.
+fn unknown_schedule(name: &str, schedules: &klaxon_domain::oncall::Schedules) -> Error {
+    let names: Vec<&str> = schedules.iter().map(|s| s.name()).collect();
+    let known = match names.as_slice() {
+        [] => "no schedules are configured ([[schedules]])".to_owned(),
+        names if names.len() > SCHEDULES_NAMED_MAX => {
+            format!("the schedules are {}, … ({} in all)", names[..SCHEDULES_NAMED_MAX].join(", "), names.len())
+        }
+        names => format!("the schedules are {}", names.join(", ")),
+    };
+    Error::UnknownSchedule(name.to_owned(), known)
+}
+
+/// Schedules an unknown-schedule error names at most.
+const SCHEDULES_NAMED_MAX: usize = 10;
+
 impl klaxon_domain::class::Classify for Error {
     fn class(&self) -> klaxon_domain::class::Class {
         use klaxon_domain::class::Class;
         match self {
             Error::Ack(e) => e.class(),
-            Error::UnknownSchedule(_) | Error::NoPages(_) => Class::NotFound,
+            Error::UnknownSchedule(..) | Error::NoPages(_) => Class::NotFound,
             Error::Reactor(e) => e.class(),
             Error::Request(e) => e.class(),
             Error::Roster(e) => e.class(),
@@ -680,7 +698,7 @@ impl Handle {
         let schedules = self.effective();
         match schedule {
             Some(name) => {
-                let s = schedules.get(name).ok_or_else(|| Error::UnknownSchedule(name.to_string()))?;
+                let s = schedules.get(name).ok_or_else(|| unknown_schedule(name, &schedules))?;
                 Ok(vec![(name.to_string(), s.on_call_at(at))])
             }
             None => Ok(schedules.iter().map(|s| (s.name().to_string(), s.on_call_at(at))).collect()),
@@ -727,8 +745,9 @@ impl Handle {
         if let Some(first) = self.first_change(schedule, key).await? {
             return Ok(first);
         }
+        let config = self.config();
         let configured =
-            self.config().schedules.get(schedule).ok_or_else(|| Error::UnknownSchedule(schedule.to_string()))?.clone();
+            config.schedules.get(schedule).ok_or_else(|| unknown_schedule(schedule, &config.schedules))?.clone();
         let stream = streams::schedule(schedule);
         for _ in 0..ACK_ATTEMPTS_MAX {
             self.reactor.caught_up().await?;
