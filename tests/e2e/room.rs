@@ -95,8 +95,16 @@ fn a_manager_pulls_a_person_a_schedule_and_a_team_in_and_each_is_paged_once() {
         assert!(!out.status.success(), "{args:?} was accepted");
         assert!(stderr.contains(expect), "{args:?}: {stderr}");
     };
-    refused("maria", &["page", id, "--schedule", "nope", "--reason", "x"], "no schedule is named \"nope\"");
-    refused("maria", &["page", id, "--team", "nope", "--reason", "x"], "no team is named \"nope\"");
+    refused(
+        "maria",
+        &["page", id, "--schedule", "nope", "--reason", "x"],
+        "no schedule is named \"nope\"; the schedules are db-primary, payments-primary",
+    );
+    refused(
+        "maria",
+        &["page", id, "--team", "nope", "--reason", "x"],
+        "no team is named \"nope\"; the teams are payments",
+    );
     refused("maria", &["page", id, "--person", "carl", "--reason", " "], "reason");
     refused("ana", &["page", id, "--person", "carl", "--reason", "x"], "may not call");
     refused("maria", &["page", id, "--reason", "x"], "--person");

@@ -806,12 +806,19 @@ impl Directory {
         match target {
             PageTarget::Person(_) => Ok(()),
             PageTarget::Schedule(name) if !self.schedules.contains(name) => {
-                Err(crate::Error::invalid(field, format!("no schedule is named {name:?}")))
+                let known = crate::text::known("schedules", self.schedules.iter().map(String::as_str));
+                Err(crate::Error::invalid(field, format!("no schedule is named {name:?}; {known}")))
             }
-            PageTarget::Team(name) if !self.teams.contains(name) => Err(crate::Error::invalid(
-                field,
-                format!("no team is named {name:?} (a team is a catalogued service's team or a policy's name)"),
-            )),
+            PageTarget::Team(name) if !self.teams.contains(name) => {
+                let known = crate::text::known("teams", self.teams.iter().map(String::as_str));
+                Err(crate::Error::invalid(
+                    field,
+                    format!(
+                        "no team is named {name:?}; {known} (a team is a catalogued service's team or a policy's \
+                         name)"
+                    ),
+                ))
+            }
             _ => Ok(()),
         }
     }

@@ -170,3 +170,19 @@ pub fn counted(n: impl Into<u64>, noun: &str) -> String {
     let n = n.into();
     if n == 1 { format!("1 {noun}") } else { format!("{n} {noun}s") }
 }
+
+/// Names listed at most by [`known`].
+pub const KNOWN_NAMED_MAX: usize = 10;
+
+/// What a refusal of an unknown name adds, so that a typo is seen at once:
+/// `the schedules are a, b` (`kinds` is the plural), the first
+/// [`KNOWN_NAMED_MAX`] and how many in all beyond that, or `there are no
+/// schedules` when `names` is empty.
+pub fn known<'a>(kinds: &str, names: impl IntoIterator<Item = &'a str>) -> String {
+    let names: Vec<&str> = names.into_iter().collect();
+    match names.len() {
+        0 => format!("there are no {kinds}"),
+        n if n > KNOWN_NAMED_MAX => format!("the {kinds} are {}, … ({n} in all)", names[..KNOWN_NAMED_MAX].join(", ")),
+        _ => format!("the {kinds} are {}", names.join(", ")),
+    }
+}

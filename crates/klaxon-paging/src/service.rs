@@ -51,21 +51,10 @@ pub enum Error {
 }
 
 /// The error for a schedule name the configuration lacks, naming the ones
-/// it has (the first [`SCHEDULES_NAMED_MAX`]): a typo is seen at once.
+/// it has: a typo is seen at once.
 fn unknown_schedule(name: &str, schedules: &klaxon_domain::oncall::Schedules) -> Error {
-    let names: Vec<&str> = schedules.iter().map(|s| s.name()).collect();
-    let known = match names.as_slice() {
-        [] => "no schedules are configured ([[schedules]])".to_owned(),
-        names if names.len() > SCHEDULES_NAMED_MAX => {
-            format!("the schedules are {}, … ({} in all)", names[..SCHEDULES_NAMED_MAX].join(", "), names.len())
-        }
-        names => format!("the schedules are {}", names.join(", ")),
-    };
-    Error::UnknownSchedule(name.to_owned(), known)
+    Error::UnknownSchedule(name.to_owned(), klaxon_domain::text::known("schedules", schedules.iter().map(|s| s.name())))
 }
-
-/// Schedules an unknown-schedule error names at most.
-const SCHEDULES_NAMED_MAX: usize = 10;
 
 impl klaxon_domain::class::Classify for Error {
     fn class(&self) -> klaxon_domain::class::Class {

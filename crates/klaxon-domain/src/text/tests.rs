@@ -146,3 +146,15 @@ fn a_count_takes_the_plural_unless_it_is_one() {
     assert_eq!(counted(1u32, "incident"), "1 incident");
     assert_eq!(counted(2u64, "attempt"), "2 attempts");
 }
+
+#[test]
+fn known_names_what_there_is_and_stops_at_ten() {
+    assert_eq!(known("schedules", []), "there are no schedules");
+    assert_eq!(known("schedules", ["primary"]), "the schedules are primary");
+    assert_eq!(known("teams", ["payments", "search"]), "the teams are payments, search");
+    let many: Vec<String> = (1..=12).map(|n| format!("s{n}")).collect();
+    assert_eq!(
+        known("schedules", many.iter().map(String::as_str)),
+        "the schedules are s1, s2, s3, s4, s5, s6, s7, s8, s9, s10, … (12 in all)"
+    );
+}
