@@ -102,8 +102,8 @@ mod tests { fn d() { Status::unavailable(\"x\"); } }
 }
 
 /// The same condition gets the same status from every service of a real
-/// `klaxond`: an unknown incident is `NOT_FOUND` and a malformed id
-/// `INVALID_ARGUMENT` from intake, paging, review and severity; a stale
+/// `klaxond`: an unknown incident is `NOT_FOUND` ("unknown incident …") and
+/// a malformed id `INVALID_ARGUMENT` from intake, paging, review and severity; a stale
 /// `expected_version` is `ABORTED` with the current version in the
 /// `klaxon-current-version` trailer from intake and review alike.
 #[test]
@@ -163,7 +163,12 @@ fn the_same_condition_gets_the_same_status_from_every_service() {
     };
     for (rpc, status) in answers("INC-999") {
         assert_eq!(status.code(), Code::NotFound, "{rpc} on an unknown incident: {status:?}");
-        assert!(status.message().contains("INC-999"), "{rpc} names the incident: {}", status.message());
+        // In the same words, too.
+        assert!(
+            status.message().contains("unknown incident INC-999"),
+            "{rpc} names the incident: {}",
+            status.message()
+        );
     }
     for (rpc, status) in answers("incident nine") {
         assert_eq!(status.code(), Code::InvalidArgument, "{rpc} on a malformed id: {status:?}");

@@ -35,8 +35,9 @@ pub enum Error {
     /// (see [`unknown_schedule`]).
     #[error("unknown schedule {0:?}; {1}")]
     UnknownSchedule(String, String),
-    /// No such incident (it has no pages).
-    #[error("{0} has no pages")]
+    /// No such incident: paging has never seen it (an incident it has seen
+    /// lists its pages, none or more). Said as the other services say it.
+    #[error("unknown incident {0}")]
     NoPages(IncidentId),
     /// The log failed, a stored event does not decode, or the service is
     /// stopping or not keeping up.
