@@ -16,6 +16,7 @@
 //! refused before anything is written.
 
 use std::path::Path;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use klaxon_bus::RemoteLog;
@@ -26,6 +27,12 @@ use crate::config::Config;
 
 /// Records read and written per batch.
 const BATCH: usize = 1_000;
+/// How long the backup waits for the node it reads from to hold a record
+/// below the head it began with: after a log group's failover the node
+/// answering may still be applying what was committed.
+const CATCH_UP_WAIT: Duration = Duration::from_secs(30);
+/// How often it asks again meanwhile.
+const CATCH_UP_POLL: Duration = Duration::from_millis(200);
 
 /// What one backup did.
 #[derive(Debug, PartialEq, Eq)]
@@ -57,7 +64,7 @@ pub async fn run(config: &Config, server: &str, dest: &Path) -> anyhow::Result<(
     })?;
     let log = Log::open(dest, Options::default())
         .with_context(|| format!("cannot open the backup folder {}", dest.display()))?;
-    let copied = copy(&remote, &log, target, server, dest).await;
+    let copied = copy(&remote, &log, target, server, dest, CATCH_UP_WAIT).await;
     log.close().await;
     let copied = copied?;
     println!(
@@ -70,7 +77,16 @@ pub async fn run(config: &Config, server: &str, dest: &Path) -> anyhow::Result<(
     Ok(())
 }
 
-async fn copy(remote: &RemoteLog, log: &Log, target: Position, server: &str, dest: &Path) -> anyhow::Result<Copied> {
+/// Copies `remote`'s records from the folder's last one up to `target`,
+/// waiting up to `patience` for a node that lacks a record below `target`.
+async fn copy(
+    remote: &RemoteLog,
+    log: &Log,
+    target: Position,
+    server: &str,
+    dest: &Path,
+    patience: Duration,
+) -> anyhow::Result<Copied> {
     let held = log.head();
     anyhow::ensure!(
         held <= target,
@@ -82,6 +98,8 @@ async fn copy(remote: &RemoteLog, log: &Log, target: Position, server: &str, des
     // folder holds this server's log.
     let mut next = held.0.max(1);
     let mut new = 0;
+    // Since when the node answering has lacked record `next`.
+    let mut lacking: Option<tokio::time::Instant> = None;
     while next <= target.0 {
         let mut records = remote
             .read_all(Position(next), BATCH)
@@ -89,8 +107,27 @@ async fn copy(remote: &RemoteLog, log: &Log, target: Position, server: &str, des
             .with_context(|| format!("cannot read {server} from position {next}"))?;
         records.retain(|r| r.position <= target);
         let Some(last) = records.last().map(|r| r.position) else {
-            anyhow::bail!("{server} has no record at position {next}, below its head {target}");
+            let since = *lacking.get_or_insert_with(|| {
+                tracing::info!(
+                    node = %remote.current_address(),
+                    position = next,
+                    head = %target,
+                    "the node answering lacks a record below the head; waiting for it to catch up"
+                );
+                tokio::time::Instant::now()
+            });
+            anyhow::ensure!(
+                since.elapsed() < patience,
+                "{server} has no record at position {next}, below the head {target} the backup began with, after \
+                 waiting {patience:?} for {} to catch up; {} holds positions 1 to {}: run the backup again",
+                remote.current_address(),
+                dest.display(),
+                next - 1
+            );
+            tokio::time::sleep(CATCH_UP_POLL).await;
+            continue;
         };
+        lacking = None;
         let first = records[0].position;
         log.import(records, Vec::new(), None).await.map_err(|e| match e {
             klaxon_log::Error::Corrupt { position, .. } if position <= held => anyhow::anyhow!(
@@ -105,4 +142,77 @@ async fn copy(remote: &RemoteLog, log: &Log, target: Position, server: &str, des
         next = last.0 + 1;
     }
     Ok(Copied { head: log.head(), new })
+}
+
+#[cfg(test)]
+mod tests {
+    use klaxon_bus::server::LogServer;
+    use klaxon_log::{EventData, EventKind, ExpectedVersion, Metadata, NewEvent, StreamId};
+    use tokio_util::sync::CancellationToken;
+
+    use super::*;
+
+    async fn append(log: &Log, stream: &StreamId, from: u64, count: u64) {
+        let events = (0..count)
+            .map(|n| NewEvent {
+                id: uuid::Uuid::new_v4(),
+                kind: EventKind::new("test.appended.v1").unwrap(),
+                data: EventData::from_value(&serde_json::json!({ "n": from + n })).unwrap(),
+                metadata: Metadata::default(),
+            })
+            .collect();
+        let expected =
+            if from == 0 { ExpectedVersion::NoStream } else { ExpectedVersion::Exact(klaxon_log::StreamVersion(from)) };
+        log.append(stream, expected, events).await.unwrap();
+    }
+
+    /// A node behind the head the backup began with (a log group's node
+    /// answering after a failover, still applying) is waited for, within
+    /// the patience; past it the error says where the folder stands.
+    #[tokio::test]
+    async fn a_node_behind_the_head_is_waited_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let served = Log::open(dir.path().join("server"), Options::default()).unwrap();
+        let stream = StreamId::new("backup-test").unwrap();
+        append(&served, &stream, 0, 100).await;
+        let shutdown = CancellationToken::new();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        let service = LogServer::new(served.clone(), shutdown.clone()).into_server();
+        let serving = tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(service)
+                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+        );
+        let remote = RemoteLog::connect_lazy(&address).unwrap().with_retry_for(Duration::from_secs(5));
+        let dest_dir = dir.path().join("backup");
+        let dest = Log::open(&dest_dir, Options::default()).unwrap();
+
+        // The head was 150 on the node that answered first; this one has
+        // 100 and catches up 300 ms later.
+        let later = served.clone();
+        let stream_later = stream.clone();
+        let catching_up = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            append(&later, &stream_later, 100, 50).await;
+        });
+        let copied = copy(&remote, &dest, Position(150), &address, &dest_dir, Duration::from_secs(30)).await.unwrap();
+        catching_up.await.unwrap();
+        assert_eq!(copied, Copied { head: Position(150), new: 150 });
+
+        // Nothing comes: refused after the patience, naming the position,
+        // the head and what the folder holds.
+        let error = copy(&remote, &dest, Position(160), &address, &dest_dir, Duration::from_millis(400))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("no record at position 151, below the head 160"), "{error}");
+        assert!(error.contains("holds positions 1 to 150: run the backup again"), "{error}");
+        assert_eq!(dest.head(), Position(150), "the folder keeps what it copied");
+
+        dest.close().await;
+        shutdown.cancel();
+        serving.abort();
+        served.close().await;
+    }
 }
