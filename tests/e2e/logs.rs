@@ -164,3 +164,34 @@ fn a_process_says_once_what_it_cannot_reach_and_when_it_answers_again() {
     assert!(reported.status.success(), "{}", String::from_utf8_lossy(&reported.stderr));
     assert_eq!(String::from_utf8_lossy(&reported.stdout).trim(), "INC-1");
 }
+
+/// The gateway says once when a service's replica stops serving and when
+/// it serves again, not at every health check.
+#[test]
+fn the_gateway_says_once_when_a_service_stops_serving_and_when_it_is_back() {
+    use klaxon_tests::cluster::{Cluster, SERVICES};
+    use klaxon_tests::config::Paged;
+    let paged = Paged::start(600, false, "");
+    let mut cluster = Cluster::start(paged.dir.path(), &paged.config, &paged.env());
+    let env = paged.env();
+    let mut args = vec!["serve".to_owned(), "gateway".into(), "--listen".into(), "127.0.0.1:0".into()];
+    for role in SERVICES {
+        args.extend(["--route".to_owned(), format!("{role}={}", cluster.address(role))]);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let log = paged.dir.path().join("gateway.log");
+    let (_gateway, _) = spawn_logged(&args, &env, &log);
+
+    cluster.kill("paging");
+    let not_serving = "not serving (unreachable or not ready)";
+    wait_for_words(&log, &[not_serving, "role=\"paging\""]);
+    // Three more health checks fail before it is back.
+    std::thread::sleep(Duration::from_secs(3));
+    cluster.restart("paging");
+    let text = wait_for_words(&log, &["serving again"]);
+    assert_eq!(text.matches(not_serving).count(), 1, "said once:\n{text}");
+    let said: Vec<&str> = text.lines().filter(|l| l.contains("klaxond::gateway") && l.contains("serving")).collect();
+    assert!(said.iter().all(|l| l.contains("role=\"paging\"")), "only paging stopped serving: {said:#?}");
+    assert!(said.iter().all(|l| l.contains(&cluster.address("paging"))), "the address is named: {said:#?}");
+    cluster.stop();
+}

@@ -191,21 +191,30 @@ fn unreachable(
     status.into_http::<axum::body::Body>()
 }
 
-/// Mirrors each owner's health into the gateway's, every second.
+/// Failed health checks in a row (one a second) before the gateway's log
+/// says a replica is not serving: a restart or a slow start says nothing.
+const NOT_SERVING_SAID_AFTER: u32 = 3;
+
+/// Mirrors each owner's health into the gateway's, every second, and says
+/// in the log, once each way, when a replica stops serving and when it
+/// serves again.
 async fn watch_health(
     upstreams: Vec<Arc<Upstream>>,
     health: tonic_health::server::HealthReporter,
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
     let mut every = tokio::time::interval(Duration::from_secs(1));
+    // Per upstream and replica: failed checks in a row (said once at
+    // NOT_SERVING_SAID_AFTER).
+    let mut failing: Vec<Vec<u32>> = upstreams.iter().map(|u| vec![0; u.replicas.len()]).collect();
     loop {
         tokio::select! {
             _ = stop.cancelled() => return Ok(()),
             _ = every.tick() => {}
         }
-        for upstream in &upstreams {
+        for (upstream, failing) in upstreams.iter().zip(&mut failing) {
             let mut any = vec![false; upstream.services.len()];
-            for replica in &upstream.replicas {
+            for (replica, failed) in upstream.replicas.iter().zip(failing.iter_mut()) {
                 let mut client = HealthClient::new(replica.channel.clone());
                 let mut all = true;
                 for (i, service) in upstream.services.iter().enumerate() {
@@ -218,6 +227,23 @@ async fn watch_health(
                     all &= serving;
                 }
                 replica.healthy.store(all, Ordering::Relaxed);
+                let (role, address) = (upstream.role, &replica.address);
+                if all {
+                    if *failed >= NOT_SERVING_SAID_AFTER {
+                        tracing::info!(role, %address, "serving again");
+                    }
+                    *failed = 0;
+                } else {
+                    *failed = failed.saturating_add(1);
+                    if *failed == NOT_SERVING_SAID_AFTER {
+                        tracing::warn!(
+                            role,
+                            %address,
+                            "not serving (unreachable or not ready); its calls go to another replica, or fail with \
+                             UNAVAILABLE naming it"
+                        );
+                    }
+                }
             }
             for (service, serving) in upstream.services.iter().zip(any) {
                 let status = if serving { ServingStatus::Serving } else { ServingStatus::NotServing };
