@@ -323,3 +323,110 @@ fn a_service_that_dies_under_up_stops_the_process_naming_it() {
     assert_eq!(status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("klaxond: the review service failed: the event at position 1 does not decode"), "{stderr}");
 }
+
+/// Stdout lines of a running `klaxon` (as JSON when they parse), its stderr
+/// in a file; killed on drop.
+struct Following {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    stderr: std::path::PathBuf,
+}
+
+impl Following {
+    fn start(url: &str, actor: &str, args: &[&str], stderr: std::path::PathBuf, stdin: std::process::Stdio) -> Self {
+        use std::io::BufRead;
+        let mut child = klaxon_tests::klaxon_command(url, actor)
+            .args(args)
+            .stdin(stdin)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::fs::File::create(&stderr).unwrap())
+            .spawn()
+            .expect("spawn klaxon");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Following { child, lines, stderr }
+    }
+
+    /// The first line holding `words` within 30 s.
+    fn line_with(&self, words: &str) -> String {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.contains(words) => return line,
+                Ok(_) => {}
+                Err(_) => panic!("no line with {words:?} within 30 s; stderr: {}", self.said()),
+            }
+        }
+    }
+
+    fn said(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    /// Waits (at most 30 s) until stderr holds `words`.
+    fn says(&self, words: &str) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while !self.said().contains(words) {
+            assert!(std::time::Instant::now() < deadline, "stderr lacks {words:?}: {}", self.said());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Following {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `klaxon watch` outlives a restart of the server: it says the feed was
+/// cut, reconnects, gets the open incidents again and then live changes;
+/// `klaxon join` cut by the stop says so and exits 4 (it used to exit 0
+/// silently, as if the user had left).
+#[test]
+fn watch_follows_the_feed_across_a_restart_and_a_cut_bridge_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let address = klaxon_tests::ports::address();
+    let server = Klaxond::start_on(&address, &data);
+    let url = server.url.clone();
+    let reported = klaxon_ok(&url, "monitor", &["report", "--title", "Checkout fails", "--service", "payments"]);
+    let id = reported.trim();
+    let watch =
+        Following::start(&url, "ceo", &["--json", "watch"], dir.path().join("watch.err"), std::process::Stdio::null());
+    watch.line_with(&format!("\"incident_id\":\"{id}\""));
+    // A bridge session with stdin held open: the user has not left.
+    let (bridge_stdin, _stdin_kept_open) = std::io::pipe().unwrap();
+    let join = Following::start(&url, "maria", &["join", id], dir.path().join("join.err"), bridge_stdin.into());
+    join.line_with(id);
+
+    assert!(server.stop().success());
+    watch.says("klaxon: the status feed was cut: the server ended it");
+    let mut join = join;
+    let status = join.child.wait().unwrap();
+    assert_eq!(status.code(), Some(4), "{}", join.said());
+    assert!(
+        join.said().contains(&format!("ended the bridge of {id}; you have left it: join again")),
+        "{}",
+        join.said()
+    );
+
+    let server = Klaxond::start_on(&address, &data);
+    watch.says("klaxon: back on the status feed");
+    watch.line_with(&format!("\"incident_id\":\"{id}\""));
+    klaxon_ok(&url, "maria", &["declare", id, "--severity", "1"]);
+    let live = watch.line_with("\"severity\":\"sev1\"");
+    assert!(live.contains(id) && live.contains("\"snapshot\":false"), "a live change after the restart: {live}");
+    let mut watch = watch;
+    assert!(watch.child.try_wait().unwrap().is_none(), "watch still runs: {}", watch.said());
+    assert!(server.stop().success());
+}

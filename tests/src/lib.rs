@@ -165,6 +165,13 @@ impl Klaxond {
         Self::start_with_env(data_dir, extra, &[])
     }
 
+    /// `klaxond up` on `address` (again, after a stop) with `data_dir`.
+    pub fn start_on(address: &str, data_dir: &Path) -> Klaxond {
+        let args: Vec<std::ffi::OsString> =
+            vec!["up".into(), "--listen".into(), address.into(), "--data-dir".into(), data_dir.into()];
+        Self::launch(&args, &[], data_dir)
+    }
+
     /// Like [`Klaxond::start_with`], with extra environment variables.
     pub fn start_with_env(data_dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Klaxond {
         let mut args: Vec<std::ffi::OsString> = vec!["up".into(), "--listen".into(), "127.0.0.1:0".into()];

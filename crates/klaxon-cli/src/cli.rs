@@ -180,7 +180,7 @@ pub enum Command {
     Queue(QueueArgs),
     /// Show every event of one incident, in log order.
     History(IncidentArg),
-    /// Join the incident bridge: print the live stream, send each stdin line as a note; EOF leaves.
+    /// Join the incident bridge: print the live stream, send each stdin line as a note; EOF leaves (a server that stops ends it: exit 4).
     Join(JoinArgs),
     /// List the pages sent for one incident, oldest first.
     Pages(IncidentArg),
@@ -192,7 +192,7 @@ pub enum Command {
     Noise(ReasonArgs),
     /// Pull someone into an open incident: a person directly, a schedule's on-call, or a team through its policy.
     Page(PageResponderArgs),
-    /// Follow the executive status feed: the open incidents first (marked `*`), then every change, until Ctrl-C.
+    /// Follow the executive status feed: the open incidents first (marked `*`), then every change, until Ctrl-C (reconnecting when cut).
     Watch(WatchArgs),
     /// Replay every event of an incident (incident, page and review events), optionally only up to a past moment.
     Timeline(TimelineArgs),

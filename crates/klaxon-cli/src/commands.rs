@@ -414,7 +414,8 @@ impl Connection {
     /// at most [`LEAVE_TIMEOUT`] for the server to end the stream. A note
     /// the text rule refuses ends the session with [`Error::Refused`], as
     /// the server would, before it is sent. Returns [`Error::Interrupted`]
-    /// on Ctrl-C.
+    /// on Ctrl-C, and [`Error::Ended`] when the server ends the session
+    /// first (stopping: it records the participant's leave).
     pub async fn join(
         &self,
         join: v1::JoinBridge,
@@ -426,6 +427,7 @@ impl Connection {
         let (outbound, rx) = mpsc::channel(NOTE_BUFFER_MAX);
         let mut outbound = Some(outbound);
         let mut notes = 0u64;
+        let incident = join.incident_id.clone();
         send(&outbound, Message::Join(join), String::new()).await;
         let mut client = BridgeClient::new(self.channel.clone());
         let mut inbound = client
@@ -444,7 +446,14 @@ impl Connection {
                 message = inbound.message() => match message.map_err(status)? {
                     Some(v1::BridgeResponse { message: Some(m) }) => on_message(m)?,
                     Some(v1::BridgeResponse { message: None }) => {}
-                    None => return Ok(()),
+                    None if leaving => return Ok(()),
+                    None => {
+                        return Err(Error::Ended {
+                            what: format!(
+                                "the bridge of {incident}; you have left it: join again with `klaxon join {incident}`"
+                            ),
+                        })
+                    }
                 },
                 line = lines.recv(), if !leaving => match line {
                     Some(text) if text.trim().is_empty() => {}
@@ -472,14 +481,16 @@ impl Connection {
 
     /// Subscribes to the status feed, calls `on_open` once the server took
     /// the subscription, and hands every item to `on_item` until the server
-    /// ends the stream or `on_item` answers `false` (stdout was closed).
-    /// Returns [`Error::Interrupted`] on Ctrl-C.
+    /// ends the stream or the connection is lost ([`Watched::Cut`]) or
+    /// `on_item` answers `false` (stdout was closed: [`Watched::Reader`]).
+    /// A subscription refused or unreachable is `Err`, and Ctrl-C is
+    /// [`Error::Interrupted`].
     pub async fn watch(
         &self,
         filter: v1::FeedFilter,
         on_open: impl FnOnce(),
         mut on_item: impl FnMut(v1::FeedItem) -> Result<bool, Error>,
-    ) -> Result<(), Error> {
+    ) -> Result<Watched, Error> {
         let ctrl_c = tokio::signal::ctrl_c();
         tokio::pin!(ctrl_c);
         let mut client = StatusFeedClient::new(self.channel.clone());
@@ -490,16 +501,28 @@ impl Connection {
         on_open();
         loop {
             tokio::select! {
-                item = items.message() => match item? {
-                    Some(item) => if !on_item(item)? {
-                        return Ok(());
+                item = items.message() => match item.map_err(Error::from) {
+                    Ok(Some(item)) => if !on_item(item)? {
+                        return Ok(Watched::Reader);
                     },
-                    None => return Ok(()),
+                    Ok(None) => return Ok(Watched::Cut(None)),
+                    Err(e) if e.exit() == crate::error::Exit::Unreachable => return Ok(Watched::Cut(Some(e))),
+                    Err(e) => return Err(e),
                 },
                 _ = &mut ctrl_c => return Err(Error::Interrupted),
             }
         }
     }
+}
+
+/// How a status feed that was open ended.
+#[derive(Debug)]
+pub enum Watched {
+    /// Whoever reads the output went away (stdout closed).
+    Reader,
+    /// The server ended the feed (`None`: stopping or restarting), or the
+    /// connection to it was lost.
+    Cut(Option<Error>),
 }
 
 /// Queues one bridge message; if the stream is already gone, the next read

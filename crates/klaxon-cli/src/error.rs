@@ -92,6 +92,13 @@ pub enum Error {
         /// What it answered, such as "HTTP 404 Not Found".
         answered: String,
     },
+    /// The server ended a stream the client had not ended (the bridge):
+    /// it is stopping or restarting.
+    Ended {
+        /// What ended, and what to do: "the bridge of INC-7; you have left
+        /// it: join again with `klaxon join INC-7`".
+        what: String,
+    },
     /// The server answered with an error status.
     Status(Box<tonic::Status>),
     /// The request was refused before it was sent, by the rule the server
@@ -116,7 +123,9 @@ impl Error {
     /// The exit code of this failure.
     pub fn exit(&self) -> Exit {
         match self {
-            Error::Unreachable { .. } | Error::ConnectionLost { .. } | Error::NotGrpc { .. } => Exit::Unreachable,
+            Error::Unreachable { .. } | Error::ConnectionLost { .. } | Error::NotGrpc { .. } | Error::Ended { .. } => {
+                Exit::Unreachable
+            }
             Error::Status(s) => Exit::from_code(s.code()),
             Error::Refused(_) => Exit::Refused,
             Error::Interrupted => Exit::Interrupted,
@@ -136,6 +145,7 @@ impl Error {
                  certificates closes it when --client-cert is missing or not signed by a CA it trusts"
             ),
             Error::ConnectionLost { detail } => format!("the connection to the server at {server} failed: {detail}"),
+            Error::Ended { what } => format!("the server at {server} ended {what} (is it stopping or restarting?)"),
             Error::NotGrpc { answered } => format!(
                 "{server} is not Klaxon's gRPC API (it answered {answered}); klaxond's HTTP address (Alertmanager, \
                  /metrics, /status) is another port than its gRPC one (--listen, 127.0.0.1:7600 by default). Set \

@@ -49,12 +49,13 @@ pub mod render;
 
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::Parser;
 use klaxon_proto::v1;
 
 use crate::cli::Cli;
-use crate::commands::{Action, Connection, REQUEST_TIMEOUT};
+use crate::commands::{Action, Connection, REQUEST_TIMEOUT, Tls, Watched};
 use crate::error::{Error, Exit};
 
 /// Parses `args` (exiting 2 on a usage error, as clap does), runs the
@@ -107,11 +108,37 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
                 .await
         }
         Action::Watch(filter) => {
-            let connection = Connection::open(&global.server, &tls, credentials, None).await?;
+            let mut connection = Connection::open(&global.server, &tls, credentials.clone(), None).await?;
             // Nothing may be open: say at once that the feed is followed.
             let hint = (!global.json).then(|| render::watching(&filter));
-            let on_open = || hint.into_iter().for_each(|line| eprintln!("{line}"));
-            connection.watch(filter, on_open, |item| write_stdout(&render::feed_item(&item, global.json), true)).await
+            let mut cut = false;
+            loop {
+                let on_open = || match (cut, &hint) {
+                    (true, _) => {
+                        eprintln!("klaxon: back on the status feed: the open incidents again, then every change")
+                    }
+                    (false, Some(line)) => eprintln!("{line}"),
+                    (false, None) => {}
+                };
+                let watched = connection
+                    .watch(filter.clone(), on_open, |item| write_stdout(&render::feed_item(&item, global.json), true))
+                    .await;
+                let why = match watched {
+                    Ok(Watched::Reader) => return Ok(()),
+                    Ok(Watched::Cut(None)) => "the server ended it (is it stopping or restarting?)".to_owned(),
+                    Ok(Watched::Cut(Some(e))) => e.message(&global.server),
+                    // Not reachable again yet (the feed's service may still be
+                    // starting): the reconnecting goes on.
+                    Err(e) if cut && e.exit() == Exit::Unreachable => {
+                        connection = reconnect(&global.server, &tls, &credentials).await?;
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                };
+                eprintln!("klaxon: the status feed was cut: {why}; reconnecting until Ctrl-C");
+                cut = true;
+                connection = reconnect(&global.server, &tls, &credentials).await?;
+            }
         }
         Action::Lint { config: Some(config), days, strict } => lint(&config, days, strict, global.json),
         Action::Lint { config: None, days, strict } => {
@@ -131,6 +158,32 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
                 })
                 .collect::<Result<Vec<_>, Error>>()?;
             print_findings(&findings, strict, global.json, &format!("the configuration of {}", global.server))
+        }
+    }
+}
+
+/// Pauses between attempts to reach the server again for `watch`.
+const RECONNECT_PAUSE_MIN: Duration = Duration::from_millis(500);
+const RECONNECT_PAUSE_MAX: Duration = Duration::from_secs(5);
+
+/// Opens a connection to one of `servers` again after a pause, pausing
+/// longer (up to [`RECONNECT_PAUSE_MAX`]) while none answers, until one
+/// does, one refuses for another reason, or Ctrl-C.
+async fn reconnect(
+    servers: &str,
+    tls: &Tls,
+    credentials: &Option<tonic::metadata::AsciiMetadataValue>,
+) -> Result<Connection, Error> {
+    let mut pause = RECONNECT_PAUSE_MIN;
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(pause) => {}
+            _ = tokio::signal::ctrl_c() => return Err(Error::Interrupted),
+        }
+        match Connection::open(servers, tls, credentials.clone(), None).await {
+            Ok(connection) => return Ok(connection),
+            Err(e) if e.exit() == Exit::Unreachable => pause = (pause * 2).min(RECONNECT_PAUSE_MAX),
+            Err(e) => return Err(e),
         }
     }
 }
