@@ -157,3 +157,37 @@ fn a_reloaded_catalog_rates_and_files_new_reports_and_leaves_past_incidents_wher
     assert_eq!(assessed(&server.url, "INC-1").0, "sev4");
     assert!(server.stop().success());
 }
+
+/// A report naming a service the catalog lacks is accepted (an alert must
+/// never be lost) and the reporter is told, on stderr and in `--json`,
+/// naming the services there are; a catalogued service, or a Klaxon
+/// without a catalog, says nothing.
+#[test]
+fn a_report_for_a_service_the_catalog_lacks_is_taken_with_a_note() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("klaxon.toml");
+    std::fs::write(&file, config("payments", 1, true)).unwrap();
+    let server = Klaxond::start_with(&dir.path().join("data"), &["--config", file.to_str().unwrap()]);
+    let report = |service: &str| klaxon(&server.url, "monitor", &["report", "--title", "Slow", "--service", service]);
+
+    let typo = report("chekout");
+    let stderr = String::from_utf8_lossy(&typo.stderr);
+    assert!(typo.status.success(), "{stderr}");
+    assert_eq!(String::from_utf8_lossy(&typo.stdout).trim(), "INC-1", "stdout stays the id alone");
+    assert_eq!(
+        stderr.trim_end(),
+        "klaxon: note: service \"chekout\" is not in the catalog (the services are checkout, docs): no team or \
+         tier is recorded, and the default escalation policy pages for it"
+    );
+    let json = klaxon_json(&server.url, "monitor", &["report", "--title", "Slow", "--service", "chekout"]);
+    assert!(json["notices"][0].as_str().unwrap().starts_with("service \"chekout\" is not in the catalog"), "{json}");
+
+    let known = report("checkout");
+    assert!(known.status.success() && known.stderr.is_empty(), "{}", String::from_utf8_lossy(&known.stderr));
+    drop(server);
+
+    // No catalog at all (a plain `klaxond up`): nothing to compare with.
+    let plain = Klaxond::start(&dir.path().join("plain"));
+    let out = klaxon(&plain.url, "monitor", &["report", "--title", "Slow", "--service", "chekout"]);
+    assert!(out.status.success() && out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
+}

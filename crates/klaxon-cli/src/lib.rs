@@ -90,6 +90,10 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
             let connection = Connection::open(&global.server, &tls, credentials, Some(REQUEST_TIMEOUT)).await?;
             let reply = connection.call(rpc.clone()).await?;
             let text = render::reply(&rpc, &reply, global.json);
+            // Said beside the answer, which stays one line for scripts.
+            if let commands::Reply::Report(report) = &reply {
+                report.notices.iter().for_each(|notice| eprintln!("klaxon: note: {notice}"));
+            }
             if render::verbatim(&rpc, global.json) { print_verbatim(&text) } else { print_line(&text) }
         }
         Action::Join { join, note_ids } => {

@@ -123,13 +123,15 @@ impl IncidentsService {
             }));
         }
         check_text(r).map_err(|e| to_status(e.into()))?;
+        let service = convert::parse_optional("service", &r.service).map_err(|e| to_status(e.into()))?;
+        let notices = self.handle.service_notice(service.as_ref()).into_iter().collect();
         let command = (|| {
             Ok::<_, klaxon_domain::Error>(Command::ReportIssue {
                 source,
                 reporter: ctx.actor.clone(),
                 title: r.title.clone(),
                 description: r.description.clone(),
-                service: convert::parse_optional("service", &r.service)?,
+                service,
                 customers: r.customers.iter().map(|c| convert::parse("customers", c)).collect::<Result<_, _>>()?,
                 labels: r.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
                 dedup_key: convert::parse_optional("dedup_key", &r.dedup_key)?,
@@ -147,6 +149,7 @@ impl IncidentsService {
             incident_id: report.incident.to_string(),
             merged: report.merged,
             result: Some(command_response(&report.outcome)),
+            notices,
         })
     }
 

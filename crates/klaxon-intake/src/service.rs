@@ -743,6 +743,22 @@ impl Handle {
         self.directory.get()
     }
 
+    /// What a reporter is told about `service` beside an accepted report:
+    /// that the catalog, when there is one, lacks it (a typo pages through
+    /// the default escalation policy, with no team or tier recorded).
+    pub fn service_notice(&self, service: Option<&ServiceName>) -> Option<String> {
+        let catalog = self.catalog.get();
+        let service = service?;
+        if catalog.is_empty() || catalog.get(service).is_some() {
+            return None;
+        }
+        let known = klaxon_domain::text::known("services", catalog.services().map(|s| s.name().as_str()));
+        Some(format!(
+            "service \"{service}\" is not in the catalog ({known}): no team or tier is recorded, and the default \
+             escalation policy pages for it"
+        ))
+    }
+
     /// `incident` with the catalog's runbook of its service filled in.
     pub fn with_runbook(&self, mut incident: klaxon_proto::v1::Incident) -> klaxon_proto::v1::Incident {
         let service = ServiceName::new(&incident.service).ok();

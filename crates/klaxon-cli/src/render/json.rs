@@ -163,13 +163,16 @@ pub(super) struct ReportView {
     merged: bool,
     #[serde(flatten)]
     result: CommandView,
+    /// What the server noted about the accepted report (also on stderr).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    notices: Vec<String>,
 }
 
 impl ReportView {
     pub(super) fn new(r: &v1::ReportResponse) -> ReportView {
         let mut result = CommandView::new(&r.result.clone().unwrap_or_default());
         result.incident_id = r.incident_id.clone();
-        ReportView { merged: r.merged, result }
+        ReportView { merged: r.merged, result, notices: r.notices.clone() }
     }
 }
 

@@ -273,9 +273,10 @@ fn command_confirmations() {
 fn report_prints_the_id_first() {
     let report = Rpc::Report(v1::ReportRequest::default());
     let result = Some(v1::CommandResponse { incident: Some(incident()), ..Default::default() });
-    let new = v1::ReportResponse { incident_id: "INC-7".into(), merged: false, result: result.clone() };
+    let new =
+        v1::ReportResponse { incident_id: "INC-7".into(), merged: false, result: result.clone(), ..Default::default() };
     check(report.clone(), Reply::Report(new), false, expect!["INC-7"]);
-    let merged = v1::ReportResponse { incident_id: "INC-7".into(), merged: true, result };
+    let merged = v1::ReportResponse { incident_id: "INC-7".into(), merged: true, result, ..Default::default() };
     check(report.clone(), Reply::Report(merged.clone()), false, expect!["INC-7 (merged into INC-7, 3 reports)"]);
     let json = reply(&report, &Reply::Report(merged), true);
     let value: serde_json::Value = serde_json::from_str(&json).unwrap();
