@@ -116,6 +116,7 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
             // Nothing may be open: say at once that the feed is followed.
             let hint = (!global.json).then(|| render::watching(&filter));
             let mut cut = false;
+            let mut pause = RECONNECT_PAUSE_MIN;
             loop {
                 let on_open = || match (cut, &hint) {
                     (true, _) => {
@@ -134,14 +135,16 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
                     // Not reachable again yet (the feed's service may still be
                     // starting): the reconnecting goes on.
                     Err(e) if cut && e.exit() == Exit::Unreachable => {
-                        connection = reconnect(&global.server, &tls, &credentials).await?;
+                        connection = reconnect(&global.server, &tls, &credentials, &mut pause).await?;
                         continue;
                     }
                     Err(e) => return Err(e),
                 };
                 eprintln!("klaxon: the status feed was cut: {why}; reconnecting until Ctrl-C");
                 cut = true;
-                connection = reconnect(&global.server, &tls, &credentials).await?;
+                // The feed was open: a new outage starts with a short pause.
+                pause = RECONNECT_PAUSE_MIN;
+                connection = reconnect(&global.server, &tls, &credentials, &mut pause).await?;
             }
         }
         Action::Lint { config: Some(config), days, strict } => lint(&config, days, strict, global.json),
@@ -170,23 +173,25 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
 const RECONNECT_PAUSE_MIN: Duration = Duration::from_millis(500);
 const RECONNECT_PAUSE_MAX: Duration = Duration::from_secs(5);
 
-/// Opens a connection to one of `servers` again after a pause, pausing
-/// longer (up to [`RECONNECT_PAUSE_MAX`]) while none answers, until one
-/// does, one refuses for another reason, or Ctrl-C.
+/// Opens a connection to one of `servers` again after `pause`, doubling
+/// it (up to [`RECONNECT_PAUSE_MAX`]) for each attempt, until one answers,
+/// one refuses for another reason, or Ctrl-C. `pause` carries over to the
+/// next call: a feed whose service stays down is asked less and less often.
 async fn reconnect(
     servers: &str,
     tls: &Tls,
     credentials: &Option<tonic::metadata::AsciiMetadataValue>,
+    pause: &mut Duration,
 ) -> Result<Connection, Error> {
-    let mut pause = RECONNECT_PAUSE_MIN;
     loop {
         tokio::select! {
-            () = tokio::time::sleep(pause) => {}
+            () = tokio::time::sleep(*pause) => {}
             _ = tokio::signal::ctrl_c() => return Err(Error::Interrupted),
         }
+        *pause = (*pause * 2).min(RECONNECT_PAUSE_MAX);
         match Connection::open(servers, tls, credentials.clone(), None).await {
             Ok(connection) => return Ok(connection),
-            Err(e) if e.exit() == Exit::Unreachable => pause = (pause * 2).min(RECONNECT_PAUSE_MAX),
+            Err(e) if e.exit() == Exit::Unreachable => {}
             Err(e) => return Err(e),
         }
     }
