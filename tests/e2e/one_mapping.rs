@@ -174,6 +174,11 @@ fn the_same_condition_gets_the_same_status_from_every_service() {
         assert_eq!(status.code(), Code::InvalidArgument, "{rpc} on a malformed id: {status:?}");
         assert!(status.message().contains("incident_id"), "{rpc} names the field: {}", status.message());
     }
+    // A page of an incident paging never saw: the incident is unknown.
+    let ack = v1::AcknowledgeRequest { page_id: "INC-999-P1".into(), ..Default::default() };
+    let status = runtime.block_on(paging.acknowledge(ack)).unwrap_err();
+    assert_eq!(status.code(), Code::NotFound, "{status:?}");
+    assert!(status.message().contains("unknown incident INC-999"), "{}", status.message());
 
     // A version conflict, from intake and from review.
     let report = v1::ReportRequest { title: "Search is slow".into(), service: "search".into(), ..Default::default() };

@@ -36,7 +36,8 @@ pub enum Error {
     #[error("unknown schedule {0:?}; {1}")]
     UnknownSchedule(String, String),
     /// No such incident: paging has never seen it (an incident it has seen
-    /// lists its pages, none or more). Said as the other services say it.
+    /// lists its pages, none or more, and refuses a page it lacks as
+    /// [`AckError::UnknownPage`]). Said as the other services say it.
     #[error("unknown incident {0}")]
     NoPages(IncidentId),
     /// The log failed, a stored event does not decode, or the service is
@@ -604,7 +605,7 @@ impl Handle {
                 .reactor
                 .read_incident(incident, |state| {
                     let Some(paging) = state.incidents.get(&incident) else {
-                        return Err(AckError::UnknownPage { page, incident });
+                        return Err(Error::NoPages(incident));
                     };
                     let event = paging::acknowledge(paging, &page, actor, &self.config().paging, now)?;
                     Ok((event, paging.page_stream_version(), state.page_traces.get(&page).cloned()))
