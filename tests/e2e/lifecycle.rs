@@ -430,3 +430,26 @@ fn watch_follows_the_feed_across_a_restart_and_a_cut_bridge_says_so() {
     assert!(watch.child.try_wait().unwrap().is_none(), "watch still runs: {}", watch.said());
     assert!(server.stop().success());
 }
+
+/// A second `klaxond up` on a data folder a running one holds is refused
+/// at start, saying what to do, and the first keeps serving.
+#[test]
+fn a_second_klaxond_on_the_same_folder_is_refused_naming_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = Klaxond::start(&data);
+    let out = std::process::Command::new(klaxon_tests::binary("klaxond"))
+        .args(["up", "--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("is another klaxond running on it? Stop it, or give this one another --data-dir"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("in use by another process"), "the cause too: {stderr}");
+    klaxon_ok(&server.url, "monitor", &["report", "--title", "Still here"]);
+    assert!(server.stop().success());
+}

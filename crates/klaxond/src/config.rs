@@ -443,6 +443,23 @@ impl Config {
             .router()
     }
 
+    /// The absolute data folder and the event log opened in it. A folder
+    /// another process holds is refused naming what to do.
+    pub fn open_log(&self) -> anyhow::Result<(PathBuf, klaxon_log::Log)> {
+        let data_dir = std::path::absolute(&self.data_dir).unwrap_or(self.data_dir.clone());
+        match klaxon_log::Log::open(&data_dir, self.log.clone()) {
+            Ok(log) => Ok((data_dir, log)),
+            Err(e @ klaxon_log::Error::Locked { .. }) => Err(anyhow::Error::new(e).context(format!(
+                "cannot open the event log in {}: is another klaxond running on it? Stop it, or give this one \
+                 another --data-dir",
+                data_dir.display()
+            ))),
+            Err(e) => {
+                Err(anyhow::Error::new(e).context(format!("cannot open the event log in {}", data_dir.display())))
+            }
+        }
+    }
+
     /// This process's own token for the log server, when configured.
     pub fn service_token(&self) -> anyhow::Result<Option<String>> {
         let Some(path) = &self.auth.service_token_file else { return Ok(None) };

@@ -45,9 +45,7 @@ pub async fn serve(
                 .with_context(|| format!("log_group: node {}'s address {own:?} is not IP:port", options.node_id))?
         }
     };
-    let data_dir = std::path::absolute(&config.data_dir).unwrap_or(config.data_dir.clone());
-    let log = Log::open(&data_dir, config.log.clone())
-        .with_context(|| format!("cannot open the event log in {}", data_dir.display()))?;
+    let (data_dir, log) = config.open_log()?;
     let (listener, address) = process::bind(listen, "").await?;
     let network = Network::new(options.raft_addresses(), config.tls.client()?, config.service_token()?.as_deref())?;
     let node_id = options.node_id;

@@ -20,7 +20,6 @@ use std::sync::Arc;
 use anyhow::Context;
 use klaxon_bus::jetstream::{self, Names};
 use klaxon_bus::{Bus, JetStreamSource, RemoteLog};
-use klaxon_log::Log;
 
 use crate::config::{Config, Validated};
 use crate::process::{self, Process, Task};
@@ -110,9 +109,7 @@ pub async fn run(role: Role, config: Config, validated: Validated, file: Option<
 
 async fn serve_log(config: Config, validated: Validated, listen: SocketAddr, process: &Process) -> anyhow::Result<()> {
     let auth = config.auth(&validated)?;
-    let data_dir = std::path::absolute(&config.data_dir).unwrap_or(config.data_dir.clone());
-    let log = Log::open(&data_dir, config.log.clone())
-        .with_context(|| format!("cannot open the event log in {}", data_dir.display()))?;
+    let (data_dir, log) = config.open_log()?;
     let (listener, address) = process::bind(listen, "").await?;
     let client = jetstream::connect(&config.cluster.nats_url, "klaxon-log")
         .await

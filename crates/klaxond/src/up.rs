@@ -1,9 +1,7 @@
 //! `klaxond up`: the embedded topology, the log and every service in one
 //! process.
 
-use anyhow::Context;
 use klaxon_bus::{Bus, Fanout};
-use klaxon_log::Log;
 
 use crate::config::{Config, Validated};
 use std::sync::Arc;
@@ -23,9 +21,7 @@ use crate::roles::{Service, Wiring};
 /// with and reloads the file at SIGHUP ([`crate::reload`]).
 pub async fn run(config: Config, validated: Validated, file: Option<&std::path::Path>) -> anyhow::Result<()> {
     let auth = config.auth(&validated)?;
-    let data_dir = std::path::absolute(&config.data_dir).unwrap_or(config.data_dir.clone());
-    let log = Log::open(&data_dir, config.log.clone())
-        .with_context(|| format!("cannot open the event log in {}", data_dir.display()))?;
+    let (data_dir, log) = config.open_log()?;
     let (listener, address) = process::bind(config.listen, "").await?;
     let (http_listener, http_address) = process::bind(config.http_listen, " (http_listen)").await?;
     let process = Process::new();
