@@ -173,7 +173,7 @@ impl Classify for crate::Error {
     fn class(&self) -> Class {
         match self {
             crate::Error::InvalidField { .. } | crate::Error::TooLarge { .. } => Class::InvalidArgument,
-            crate::Error::Rule { .. } => Class::FailedPrecondition,
+            crate::Error::Rule { .. } | crate::Error::ReviewRule { .. } => Class::FailedPrecondition,
             crate::Error::UnknownIncident(_) => Class::NotFound,
             crate::Error::AlreadyExists(_) => Class::AlreadyExists,
         }

@@ -43,6 +43,16 @@ pub enum Error {
         /// An explanation for humans.
         message: String,
     },
+    /// The review command is well formed but the review's rules forbid it
+    /// now, for example publishing without a summary. Unlike [`Error::Rule`]
+    /// it names no incident status: a review has none of its own.
+    #[error("rule {rule} forbids this: {message}")]
+    ReviewRule {
+        /// A stable identifier of the rule, such as `publish.needs_summary`.
+        rule: &'static str,
+        /// An explanation for humans.
+        message: String,
+    },
     /// The command targets an incident that has never been reported.
     #[error("unknown incident {0}")]
     UnknownIncident(IncidentId),

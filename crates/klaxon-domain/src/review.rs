@@ -21,8 +21,8 @@
 //! [`Error`]; [`evolve_review`] folds events into the [`Review`]. Fields are
 //! checked before rules: free text follows the rule of [`crate::text`]
 //! ([`Error::InvalidField`], [`Error::TooLarge`]); lists are bounded ([`FACTORS_MAX`], [`ACTION_ITEMS_MAX`]). The rules,
-//! each with the stable id carried by [`Error::Rule`] (whose `state` is the
-//! incident's status, since a review has no lifecycle of its own beyond
+//! each with the stable id carried by [`Error::ReviewRule`] (which names
+//! no incident status: a review has no lifecycle of its own beyond
 //! published or not):
 //!
 //! - Every command needs an opened review (`review.not_opened`).
@@ -331,8 +331,7 @@ pub fn decide_review(
     actor: &ActorId,
     now: DateTime<Utc>,
 ) -> Result<Vec<ReviewEvent>, Error> {
-    let status = incident.status();
-    let rule = |rule: &'static str, message: String| Error::Rule { rule, state: status, message };
+    let rule = |rule: &'static str, message: String| Error::ReviewRule { rule, message };
     let ensure = |ok: bool, id: &'static str, message: &dyn Fn() -> String| {
         if ok { Ok(()) } else { Err(rule(id, message())) }
     };

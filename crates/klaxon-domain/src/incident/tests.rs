@@ -34,6 +34,8 @@ fn outcome(result: &Result<Vec<IncidentEvent>, Error>) -> String {
     match result {
         Ok(events) => events.iter().map(IncidentEvent::kind).collect::<Vec<_>>().join(","),
         Err(Error::Rule { rule, .. }) => format!("!{rule}"),
+        // Never from the incident decider: shown apart if it ever were.
+        Err(Error::ReviewRule { rule, .. }) => format!("!review:{rule}"),
         Err(Error::InvalidField { field, .. }) => format!("!invalid:{field}"),
         Err(Error::TooLarge { field, .. }) => format!("!too_large:{field}"),
         Err(Error::UnknownIncident(_)) => "!unknown_incident".into(),

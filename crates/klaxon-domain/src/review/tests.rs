@@ -48,7 +48,9 @@ fn complete(n: u32) -> ReviewCommand {
 fn outcome(result: &Result<Vec<ReviewEvent>, Error>) -> String {
     match result {
         Ok(events) => events.iter().map(ReviewEvent::kind).collect::<Vec<_>>().join(","),
-        Err(Error::Rule { rule, .. }) => format!("!{rule}"),
+        Err(Error::ReviewRule { rule, .. }) => format!("!{rule}"),
+        // Never from the review decider: shown apart if it ever were.
+        Err(Error::Rule { rule, .. }) => format!("!incident:{rule}"),
         Err(Error::InvalidField { field, .. }) => format!("!invalid:{field}"),
         Err(Error::TooLarge { field, .. }) => format!("!too_large:{field}"),
         Err(Error::UnknownIncident(_)) => "!unknown_incident".into(),
@@ -303,7 +305,7 @@ fn rule_errors_name_the_rule_and_the_incident_state() {
         decide_review(script.review.as_ref(), &ReviewCommand::Publish, script.incident(), &actor("c"), testkit::at(9))
             .unwrap_err();
     expect_test::expect![[
-        r#"rule publish.needs_summary forbids this while the incident is resolved: a review is published with a summary; write one first"#
+        r#"rule publish.needs_summary forbids this: a review is published with a summary; write one first"#
     ]]
     .assert_eq(&error.to_string());
 }

@@ -55,9 +55,10 @@ fn domain_row(e: &klaxon_domain::Error) -> (usize, Code, H) {
         D::Rule { .. } => (2, Code::FailedPrecondition, H::CONFLICT),
         D::UnknownIncident(_) => (3, Code::NotFound, H::NOT_FOUND),
         D::AlreadyExists(_) => (4, Code::AlreadyExists, H::CONFLICT),
+        D::ReviewRule { .. } => (5, Code::FailedPrecondition, H::CONFLICT),
     }
 }
-const DOMAIN_ROWS: usize = 5;
+const DOMAIN_ROWS: usize = 6;
 
 fn ack_row(e: &AckError) -> (usize, Code, H) {
     match e {
@@ -141,6 +142,7 @@ fn every_domain_error_has_one_row() {
         D::Rule { rule: "resolve.already_resolved", state: IncidentStatus::Resolved, message: "twice".into() },
         D::UnknownIncident(inc),
         D::AlreadyExists(inc),
+        D::ReviewRule { rule: "publish.needs_summary", message: "write a summary first".into() },
     ];
     check(&examples, domain_row, DOMAIN_ROWS);
 
