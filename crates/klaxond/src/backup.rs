@@ -116,14 +116,18 @@ async fn copy(
                 );
                 tokio::time::Instant::now()
             });
-            anyhow::ensure!(
-                since.elapsed() < patience,
-                "{server} has no record at position {next}, below the head {target} the backup began with, after \
-                 waiting {patience:?} for {} to catch up; {} holds positions 1 to {}: run the backup again",
-                remote.current_address(),
-                dest.display(),
-                next - 1
-            );
+            if since.elapsed() >= patience {
+                let holds = match log.head() {
+                    Position::ZERO => "holds no record".to_owned(),
+                    head => format!("holds positions 1 to {head}"),
+                };
+                anyhow::bail!(
+                    "{server} has no record at position {next}, below the head {target} the backup began with, after \
+                     waiting {patience:?} for {} to catch up; {} {holds}: run the backup again",
+                    remote.current_address(),
+                    dest.display(),
+                );
+            }
             tokio::time::sleep(CATCH_UP_POLL).await;
             continue;
         };
