@@ -415,7 +415,9 @@ fn watch_follows_the_feed_across_a_restart_and_a_cut_bridge_says_so() {
     let status = join.child.wait().unwrap();
     assert_eq!(status.code(), Some(4), "{}", join.said());
     assert!(
-        join.said().contains(&format!("ended the bridge of {id}; you have left it: join again")),
+        join.said().contains(&format!(
+            "ended the bridge of {id} (is it stopping or restarting?); you have left it: join again"
+        )),
         "{}",
         join.said()
     );

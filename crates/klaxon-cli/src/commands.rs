@@ -450,7 +450,8 @@ impl Connection {
                     None => {
                         return Err(Error::Ended {
                             what: format!(
-                                "the bridge of {incident}; you have left it: join again with `klaxon join {incident}`"
+                                "the bridge of {incident} (is it stopping or restarting?); you have left it: join \
+                                 again with `klaxon join {incident}`"
                             ),
                         })
                     }

@@ -95,8 +95,9 @@ pub enum Error {
     /// The server ended a stream the client had not ended (the bridge):
     /// it is stopping or restarting.
     Ended {
-        /// What ended, and what to do: "the bridge of INC-7; you have left
-        /// it: join again with `klaxon join INC-7`".
+        /// What ended, and what to do: "the bridge of INC-7 (is it stopping
+        /// or restarting?); you have left it: join again with `klaxon join
+        /// INC-7`".
         what: String,
     },
     /// The server answered with an error status.
@@ -145,7 +146,7 @@ impl Error {
                  certificates closes it when --client-cert is missing or not signed by a CA it trusts"
             ),
             Error::ConnectionLost { detail } => format!("the connection to the server at {server} failed: {detail}"),
-            Error::Ended { what } => format!("the server at {server} ended {what} (is it stopping or restarting?)"),
+            Error::Ended { what } => format!("the server at {server} ended {what}"),
             Error::NotGrpc { answered } => format!(
                 "{server} is not Klaxon's gRPC API (it answered {answered}); klaxond's HTTP address (Alertmanager, \
                  /metrics, /status) is another port than its gRPC one (--listen, 127.0.0.1:7600 by default). Set \
