@@ -373,11 +373,7 @@ impl Following {
 
     /// Waits (at most 30 s) until stderr holds `words`.
     fn says(&self, words: &str) {
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        while !self.said().contains(words) {
-            assert!(std::time::Instant::now() < deadline, "stderr lacks {words:?}: {}", self.said());
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        crate::file_says(&self.stderr, &[words]);
     }
 }
 

@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 
 use klaxon_tests::binary;
 
+use crate::file_says;
+
 /// Kills the child when the test ends, also when it fails.
 struct Running(Child);
 
@@ -51,20 +53,6 @@ fn a_log_written_to_a_file_holds_no_colour_codes() {
         "the start is logged at INFO:\n{text}"
     );
     assert!(!text.contains('\u{1b}'), "no escape codes in a log file:\n{text:?}");
-}
-
-/// Waits (at most 30 s) until the file at `log` holds every one of `words`,
-/// and returns its text.
-fn wait_for_words(log: &std::path::Path, words: &[&str]) -> String {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let text = std::fs::read_to_string(log).unwrap_or_default();
-        if words.iter().all(|w| text.contains(w)) {
-            return text;
-        }
-        assert!(Instant::now() < deadline, "the log lacks one of {words:?}:\n{text}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 /// Spawns `klaxond` with `args` and the default log filter, its log in
@@ -123,7 +111,7 @@ fn a_process_says_once_what_it_cannot_reach_and_when_it_answers_again() {
         &env,
         &intake_log,
     );
-    let text = wait_for_words(&intake_log, &[cannot_reach_nats, log_unavailable]);
+    let text = file_says(&intake_log, &[cannot_reach_nats, log_unavailable]);
     assert!(text.contains(&nats.url) && text.contains(&log_address), "each names its address:\n{text}");
 
     // The log server, NATS still down: its relay cannot publish.
@@ -134,15 +122,15 @@ fn a_process_says_once_what_it_cannot_reach_and_when_it_answers_again() {
         &env,
         &server_log,
     );
-    wait_for_words(&intake_log, &["the log server answers again"]);
-    wait_for_words(&server_log, &[cannot_reach_nats, relay_interrupted]);
+    file_says(&intake_log, &["the log server answers again"]);
+    file_says(&server_log, &[cannot_reach_nats, relay_interrupted]);
     // The relay retries every 2 to 4 s: over 10 s it would have said so
     // three times more.
     std::thread::sleep(Duration::from_secs(10));
 
     nats.start_again();
-    let intake_text = wait_for_words(&intake_log, &["NATS answers again"]);
-    let server_text = wait_for_words(&server_log, &["NATS answers again"]);
+    let intake_text = file_says(&intake_log, &["NATS answers again"]);
+    let server_text = file_says(&server_log, &["NATS answers again"]);
     for (text, said_once) in [
         (&intake_text, cannot_reach_nats),
         (&intake_text, log_unavailable),
@@ -184,11 +172,11 @@ fn the_gateway_says_once_when_a_service_stops_serving_and_when_it_is_back() {
 
     cluster.kill("paging");
     let not_serving = "not serving (unreachable or not ready)";
-    wait_for_words(&log, &[not_serving, "role=\"paging\""]);
+    file_says(&log, &[not_serving, "role=\"paging\""]);
     // Three more health checks fail before it is back.
     std::thread::sleep(Duration::from_secs(3));
     cluster.restart("paging");
-    let text = wait_for_words(&log, &["serving again"]);
+    let text = file_says(&log, &["serving again"]);
     assert_eq!(text.matches(not_serving).count(), 1, "said once:\n{text}");
     let said: Vec<&str> = text.lines().filter(|l| l.contains("klaxond::gateway") && l.contains("serving")).collect();
     assert!(said.iter().all(|l| l.contains("role=\"paging\"")), "only paging stopped serving: {said:#?}");

@@ -47,6 +47,21 @@ fn eventually<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
     }
 }
 
+/// Waits (at most 30 s) until the file at `path` (a process's log or
+/// stderr) holds every one of `words`, and returns its text; the failure
+/// shows what it held.
+fn file_says(path: &std::path::Path, words: &[&str]) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        if words.iter().all(|w| text.contains(w)) {
+            return text;
+        }
+        assert!(std::time::Instant::now() < deadline, "{} lacks one of {words:?}:\n{text}", path.display());
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
 /// `klaxon_config_reloads_total{result}` of the process serving `http`.
 fn reloads(http: &str, result: &str) -> f64 {
     klaxon_tests::metrics::scrape(http)

@@ -91,6 +91,15 @@ pub(crate) struct Inner {
 }
 
 impl Log {
+    /// Whether `dir` holds a log's files (sled's `db` or `conf`): [`Log::open`]
+    /// would then read it rather than make a new, empty log there. For tools
+    /// that must not create a log where none is (`klaxon-logtool verify`, a
+    /// token change recorded only where a log already is).
+    pub fn exists_in(dir: impl AsRef<Path>) -> bool {
+        let dir = dir.as_ref();
+        dir.join("db").is_file() || dir.join("conf").is_file()
+    }
+
     /// Opens (or creates) the log in `dir` and starts its writer thread.
     ///
     /// Opening after a crash recovers to what was durable: every

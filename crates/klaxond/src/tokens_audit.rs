@@ -107,7 +107,7 @@ pub async fn reconcile(bus: &Bus, file: &TokenFile, actor: &str) -> anyhow::Resu
 /// `klaxond token create|revoke`: records the change in the event log of
 /// `data_dir` when this command can open it. Says what it did.
 pub fn record_now(data_dir: &Path, options: klaxon_log::Options, file: &TokenFile) -> String {
-    if !data_dir.join("db").exists() && !data_dir.join("conf").exists() {
+    if !klaxon_log::Log::exists_in(data_dir) {
         return format!("no event log in {}: the change is recorded when klaxond starts there", data_dir.display());
     }
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {

@@ -114,7 +114,7 @@ fn no_log_in(dir: &str) -> Option<&'static str> {
         Some("no such folder")
     } else if !path.is_dir() {
         Some("not a folder")
-    } else if !path.join("db").is_file() {
+    } else if !Log::exists_in(path) {
         Some("no event log in it")
     } else {
         None
